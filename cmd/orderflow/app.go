@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/handlers"
+)
+
+// App is one orderflow process: the embedded NATS server (unless
+// Config.NATSURL is set), the event store and the HTTP API. End-to-end tests
+// run it in-process on random ports.
+type App struct {
+	Config Config
+	Logger *slog.Logger
+
+	server   *eventstore.Server
+	nc       *nats.Conn
+	store    *eventstore.Store
+	http     *http.Server
+	httpLn   net.Listener
+	httpDone chan error
+	ready    atomic.Bool
+}
+
+// NewApp returns an App that has not started.
+func NewApp(cfg Config, logger *slog.Logger) *App {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &App{Config: cfg, Logger: logger}
+}
+
+// Run starts everything and returns once orderflow is serving: the HTTP
+// listener first (so /healthz answers during start-up), then NATS and the
+// streams, after which /readyz answers 200. Call Close to stop.
+func (a *App) Run(ctx context.Context) (err error) {
+	if err := a.Config.Validate(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+
+	mux := http.NewServeMux()
+	handlers.Health{Ready: a.checkReady}.Register(mux)
+	a.httpLn, err = net.Listen("tcp", a.Config.HTTP)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.httpDone = make(chan error, 1)
+	go func() { a.httpDone <- a.http.Serve(a.httpLn) }()
+
+	url := a.Config.NATSURL
+	if url == "" {
+		sync, _ := eventstore.ParseSync(a.Config.Sync) // validated above
+		a.server, err = eventstore.StartServer(eventstore.ServerConfig{
+			DataDir: a.Config.DataDir,
+			Listen:  a.Config.NATSListen,
+			Sync:    sync,
+			Logger:  a.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		url = a.server.ClientURL()
+	}
+	a.nc, err = nats.Connect(url,
+		nats.Name("orderflow"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			a.Logger.Warn("nats disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			a.Logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	a.store, err = eventstore.Open(ctx, a.nc, eventstore.Config{
+		Replicas:        a.Config.Replicas,
+		DuplicateWindow: a.Config.DuplicateWindow,
+		Logger:          a.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	a.ready.Store(true)
+	a.Logger.Info("orderflow ready", "http", a.HTTPAddr(), "nats", a.NATSURL(), "embedded", a.server != nil)
+	return nil
+}
+
+func (a *App) checkReady(context.Context) error {
+	if !a.ready.Load() {
+		return errors.New("starting: streams not open yet")
+	}
+	if st := a.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("nats connection is %s", st)
+	}
+	return nil
+}
+
+// HTTPAddr is the address the HTTP API listens on (useful with port 0).
+func (a *App) HTTPAddr() string {
+	if a.httpLn == nil {
+		return ""
+	}
+	return a.httpLn.Addr().String()
+}
+
+// NATSURL is the URL of the NATS server in use.
+func (a *App) NATSURL() string {
+	if a.server != nil {
+		return a.server.ClientURL()
+	}
+	return a.Config.NATSURL
+}
+
+// Store is the app's event store.
+func (a *App) Store() *eventstore.Store { return a.store }
+
+// Close stops the HTTP API (letting requests in flight finish), drains the
+// NATS connection and shuts the embedded server down. It is safe to call
+// on an app that failed to start, and more than once.
+func (a *App) Close() error {
+	a.ready.Store(false)
+	var errs []error
+	if a.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		cancel()
+		if err := <-a.httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+		a.http = nil
+	}
+	if a.nc != nil {
+		a.nc.Close()
+		a.nc = nil
+	}
+	if a.server != nil {
+		a.server.Shutdown()
+		a.server = nil
+	}
+	return errors.Join(errs...)
+}

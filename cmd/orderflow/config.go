@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// Config is everything `orderflow serve` can be told. Every field has a
+// flag, and every flag also reads ORDERFLOW_<NAME> (upper case, '-' as
+// '_') when it is not given on the command line.
+type Config struct {
+	// DataDir holds the embedded server's JetStream files.
+	DataDir string
+	// NATSListen is where the embedded server accepts NATS clients.
+	NATSListen string
+	// NATSURL, when set, connects to an existing NATS (cluster) instead of
+	// starting the embedded server.
+	NATSURL string
+	// HTTP is the HTTP API's listen address.
+	HTTP string
+	// Sync is the embedded server's fsync policy: default, always or an
+	// interval (see eventstore.Sync).
+	Sync string
+	// Replicas is each stream's replica count (3 on a three-node cluster).
+	Replicas int
+	// DuplicateWindow is JetStream's Nats-Msg-Id deduplication window.
+	DuplicateWindow time.Duration
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+}
+
+// DefaultConfig is the configuration of a plain `orderflow serve`.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:         "./data",
+		NATSListen:      "127.0.0.1:4222",
+		HTTP:            "127.0.0.1:8080",
+		Sync:            "default",
+		Replicas:        1,
+		DuplicateWindow: 2 * time.Minute,
+		LogLevel:        "info",
+	}
+}
+
+// RegisterFlags binds c's fields to fs, with c's values as defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded JetStream server's files")
+	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "address where the embedded server accepts NATS clients (worker apps, dashboards)")
+	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "connect to this NATS server or cluster (comma-separated URLs) instead of starting the embedded one")
+	fs.StringVar(&c.HTTP, "http", c.HTTP, "HTTP API listen address")
+	fs.StringVar(&c.Sync, "sync", c.Sync, "embedded server fsync policy: default (fsync every 2m; an ack means the OS has the write), always (fsync before every ack), or an interval such as 1s")
+	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "replicas of each stream (1 embedded, 3 on a three-node cluster)")
+	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", c.DuplicateWindow, "JetStream deduplication window for event and trigger ids")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NATSURL == "" {
+		if c.DataDir == "" {
+			errs = append(errs, errors.New("--data-dir is required for the embedded server"))
+		}
+		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			errs = append(errs, fmt.Errorf("--nats-listen %q: %w", c.NATSListen, err))
+		}
+		if _, err := eventstore.ParseSync(c.Sync); err != nil {
+			errs = append(errs, fmt.Errorf("--sync: %w", err))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+		errs = append(errs, fmt.Errorf("--http %q: %w", c.HTTP, err))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: must be 1 to 5", c.Replicas))
+	}
+	if c.DuplicateWindow <= 0 {
+		errs = append(errs, fmt.Errorf("--duplicate-window %s: must be positive", c.DuplicateWindow))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// envPrefix is the prefix of the environment variables that back flags.
+const envPrefix = "ORDERFLOW_"
+
+// EnvName is the environment variable that backs a flag.
+func EnvName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseFlags parses args, then fills every flag not given on the command
+// line from its ORDERFLOW_* variable (the command line wins).
+func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bool)) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v, ok := lookup(EnvName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,81 @@
+// Command orderflow runs the orderflow order-progression backend and talks
+// to a running one. `orderflow serve` runs everything in one process; the
+// other subcommands are clients of a running server.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(Main(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+}
+
+const usage = `orderflow: event-sourced order progression on NATS JetStream
+
+Usage:
+  orderflow serve [flags]    run orderflow (embedded JetStream unless --nats-url)
+
+Run 'orderflow serve -h' for the flags. Every flag also reads ORDERFLOW_<FLAG>.
+`
+
+// Main runs one subcommand and returns the process exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr, env)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "orderflow: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintf(stderr, "orderflow %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer, env func(string) (string, bool)) error {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.RegisterFlags(fs)
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	app := NewApp(cfg, logger)
+	if err := app.Run(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return app.Close()
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// newTestConfig is a config on random ports and a temp data dir.
+func newTestConfig(t *testing.T) Config {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.HTTP = "127.0.0.1:0"
+	return cfg
+}
+
+// startApp runs an App and closes it when the test ends.
+func startApp(t *testing.T, cfg Config) *App {
+	t.Helper()
+	app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := app.Run(ctx); err != nil {
+		t.Fatalf("app run: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := app.Close(); err != nil {
+			t.Errorf("app close: %v", err)
+		}
+	})
+	return app
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAppServesReadyz(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	if code, body := get(t, "http://"+app.HTTPAddr()+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz = %d %s", code, body)
+	}
+	if code, _ := get(t, "http://"+app.HTTPAddr()+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz = %d", code)
+	}
+}
+
+func TestAppRestartOnSameDataDir(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	app := startApp(t, cfg)
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+	app2 := startApp(t, cfg)
+	if code, _ := get(t, "http://"+app2.HTTPAddr()+"/readyz"); code != http.StatusOK {
+		t.Fatalf("restarted /readyz = %d", code)
+	}
+}
+
+// A second App can use the first one's embedded server with --nats-url.
+func TestAppWithNATSURL(t *testing.T) {
+	t.Parallel()
+	first := startApp(t, newTestConfig(t))
+	cfg := newTestConfig(t)
+	cfg.NATSURL = first.NATSURL()
+	cfg.DataDir = ""
+	second := startApp(t, cfg)
+	if code, _ := get(t, "http://"+second.HTTPAddr()+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz = %d", code)
+	}
+	if second.server != nil {
+		t.Fatal("an app with --nats-url started an embedded server")
+	}
+}
+
+func TestFlagsReadEnvironment(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.RegisterFlags(fs)
+	env := map[string]string{
+		"ORDERFLOW_HTTP":        "127.0.0.1:9999",
+		"ORDERFLOW_REPLICAS":    "3",
+		"ORDERFLOW_SYNC":        "always",
+		"ORDERFLOW_NATS_LISTEN": "127.0.0.1:1",
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	if err := parseFlags(fs, []string{"--nats-listen", "127.0.0.1:5555"}, lookup); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP != "127.0.0.1:9999" || cfg.Replicas != 3 || cfg.Sync != "always" {
+		t.Fatalf("environment not applied: %+v", cfg)
+	}
+	if cfg.NATSListen != "127.0.0.1:5555" {
+		t.Fatalf("command line should win over the environment: %s", cfg.NATSListen)
+	}
+}
+
+func TestConfigValidateReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.HTTP = "nonsense"
+	cfg.Sync = "sometimes"
+	cfg.Replicas = 0
+	cfg.LogLevel = "loud"
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+}
+
+func TestMainUsage(t *testing.T) {
+	t.Parallel()
+	var out, errOut strings.Builder
+	if code := Main(context.Background(), nil, &out, &errOut, func(string) (string, bool) { return "", false }); code != 2 {
+		t.Fatalf("no args: exit %d", code)
+	}
+	if code := Main(context.Background(), []string{"bogus"}, &out, &errOut, func(string) (string, bool) { return "", false }); code != 2 {
+		t.Fatalf("unknown command: exit %d", code)
+	}
+	if code := Main(context.Background(), []string{"serve", "--replicas", "0"}, &out, &errOut, func(string) (string, bool) { return "", false }); code != 1 {
+		t.Fatalf("bad flags: exit %d (%s)", code, errOut.String())
+	}
+}

@@ -1,0 +1,189 @@
+package eventstore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Sync is the embedded server's durability setting.
+//
+// With the default (SyncInterval 0, Always false) JetStream acknowledges a
+// write once the server has handed it to the operating system and fsyncs
+// every 2 minutes: an acknowledged event survives a crash of orderflow but
+// may be lost if the whole machine loses power before the next fsync.
+// With Always, every write is fsynced before it is acknowledged: an
+// acknowledged event survives power loss too, at a cost in write latency.
+type Sync struct {
+	Interval time.Duration // 0: the server's default (2 minutes)
+	Always   bool
+}
+
+// ParseSync reads the --sync flag: "default" (or empty), "always", or a
+// Go duration such as "1s" for a shorter fsync interval.
+func ParseSync(s string) (Sync, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "default":
+		return Sync{}, nil
+	case "always":
+		return Sync{Always: true}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return Sync{}, fmt.Errorf("sync %q: want default, always or a positive duration such as 10s", s)
+	}
+	return Sync{Interval: d}, nil
+}
+
+func (s Sync) String() string {
+	switch {
+	case s.Always:
+		return "always"
+	case s.Interval > 0:
+		return s.Interval.String()
+	}
+	return "default"
+}
+
+// ServerConfig configures the embedded nats-server.
+type ServerConfig struct {
+	// Name is the server's name; required in a cluster, unique per node.
+	Name string
+	// DataDir holds JetStream's files.
+	DataDir string
+	// Listen is where NATS clients (worker apps, dashboards) connect,
+	// host:port; port 0 picks a free one.
+	Listen string
+	// Sync is the durability setting.
+	Sync Sync
+	// ClusterName, ClusterListen and Routes join the server to a NATS
+	// cluster (used by the cluster tests); empty for a single server.
+	ClusterName   string
+	ClusterListen string
+	Routes        []string
+	// Logger receives the server's log at notice level and above; nil
+	// keeps the server quiet.
+	Logger *slog.Logger
+}
+
+// Validate reports every problem of the configuration at once.
+func (c ServerConfig) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is required"))
+	}
+	if _, _, err := splitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("nats listen %q: %w", c.Listen, err))
+	}
+	if c.ClusterName != "" {
+		if c.Name == "" {
+			errs = append(errs, errors.New("a clustered server needs a name"))
+		}
+		if _, _, err := splitHostPort(c.ClusterListen); err != nil {
+			errs = append(errs, fmt.Errorf("cluster listen %q: %w", c.ClusterListen, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not 0 to 65535", p)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+// Server is an in-process nats-server with JetStream.
+type Server struct {
+	ns *server.Server
+}
+
+// StartServer starts the embedded server and waits until it accepts
+// connections.
+func StartServer(cfg ServerConfig) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	host, port, _ := splitHostPort(cfg.Listen)
+	opts := &server.Options{
+		ServerName:   cfg.Name,
+		Host:         host,
+		Port:         port,
+		JetStream:    true,
+		StoreDir:     cfg.DataDir,
+		SyncInterval: cfg.Sync.Interval,
+		SyncAlways:   cfg.Sync.Always,
+		NoSigs:       true, // orderflow handles signals and shuts the server down itself
+		MaxPayload:   2 << 20,
+	}
+	if cfg.ClusterName != "" {
+		chost, cport, _ := splitHostPort(cfg.ClusterListen)
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: chost, Port: cport}
+		for _, r := range cfg.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("embedded nats: route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if cfg.Logger != nil {
+		ns.SetLoggerV2(&natsLogger{cfg.Logger.With("component", "nats-server")}, false, false, false)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats: not ready for connections after 30s")
+	}
+	return &Server{ns: ns}, nil
+}
+
+// ClientURL is the URL clients use to connect.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// ClusterURL is the server's route URL ("nats-route://host:port"), empty
+// when it is not clustered.
+func (s *Server) ClusterURL() string {
+	a := s.ns.ClusterAddr()
+	if a == nil {
+		return ""
+	}
+	return "nats-route://" + a.String()
+}
+
+// NATS exposes the underlying server, for tests that inspect it.
+func (s *Server) NATS() *server.Server { return s.ns }
+
+// Shutdown stops the server, flushing JetStream's files, and waits for it.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+type natsLogger struct{ l *slog.Logger }
+
+func (n *natsLogger) Noticef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Warnf(f string, v ...any)   { n.l.Warn(fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Fatalf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Errorf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Debugf(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Tracef(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }

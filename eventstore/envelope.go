@@ -1,0 +1,141 @@
+package eventstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// ActorKind says who caused an event.
+type ActorKind string
+
+// The actor kinds of the contract.
+const (
+	ActorWorker ActorKind = "worker"
+	ActorUser   ActorKind = "user"
+	ActorSystem ActorKind = "system"
+)
+
+// Valid reports whether k is one of the contract's actor kinds.
+func (k ActorKind) Valid() bool {
+	return k == ActorWorker || k == ActorUser || k == ActorSystem
+}
+
+// Actor is who caused an event: a worker app, a user or the system itself.
+type Actor struct {
+	Kind ActorKind `json:"kind"`
+	ID   string    `json:"id"`
+}
+
+// Envelope is the JSON body of every event message (DESIGN.md, "Event
+// envelope"). Data holds the event's own fields as raw JSON: the store never
+// interprets it.
+type Envelope struct {
+	ID            string          `json:"id"`
+	Type          string          `json:"type"`
+	Tenant        string          `json:"tenant"`
+	AggregateType string          `json:"aggregate_type"`
+	AggregateID   string          `json:"aggregate_id"`
+	Version       uint64          `json:"version"`
+	OccurredAt    time.Time       `json:"occurred_at"`
+	Actor         Actor           `json:"actor"`
+	CorrelationID string          `json:"correlation_id,omitempty"`
+	CausationID   string          `json:"causation_id,omitempty"`
+	Data          json.RawMessage `json:"data"`
+}
+
+// Event is an envelope as stored: where it sits in its stream.
+type Event struct {
+	Envelope
+	Stream   string    // the stream that holds it
+	Sequence uint64    // its stream sequence
+	Subject  string    // the subject it was stored under
+	StoredAt time.Time // the server's timestamp
+}
+
+// ErrInvalidEnvelope is matched by every error DecodeEnvelope and Validate
+// return for a malformed envelope.
+var ErrInvalidEnvelope = errors.New("invalid event envelope")
+
+// MaxEnvelopeSize bounds one encoded envelope. It stays below the NATS
+// default max payload (1 MiB) so an event that is accepted can always be
+// stored.
+const MaxEnvelopeSize = 900 * 1024
+
+// Validate checks that e has every field the contract requires, with tokens
+// that are safe in subjects.
+func (e *Envelope) Validate() error {
+	var errs []error
+	if e.ID == "" {
+		errs = append(errs, errors.New("id is required"))
+	} else if len(e.ID) > MaxTokenLen {
+		errs = append(errs, fmt.Errorf("id longer than %d bytes", MaxTokenLen))
+	}
+	for _, t := range []struct{ field, value string }{
+		{"type", e.Type},
+		{"tenant", e.Tenant},
+		{"aggregate_type", e.AggregateType},
+		{"aggregate_id", e.AggregateID},
+	} {
+		if err := ValidateToken(t.field, t.value); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if e.Version == 0 {
+		errs = append(errs, errors.New("version must be 1 or more"))
+	}
+	if e.OccurredAt.IsZero() {
+		errs = append(errs, errors.New("occurred_at is required"))
+	}
+	if !e.Actor.Kind.Valid() {
+		errs = append(errs, fmt.Errorf("actor.kind %q is not worker, user or system", e.Actor.Kind))
+	}
+	if len(e.Data) > 0 && !json.Valid(e.Data) {
+		errs = append(errs, errors.New("data is not valid JSON"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEnvelope, err)
+	}
+	return nil
+}
+
+// DecodeEnvelope parses and validates one envelope. Unknown fields are
+// tolerated so that readers keep working when the envelope gains a field.
+func DecodeEnvelope(b []byte) (Envelope, error) {
+	var e Envelope
+	if len(b) > MaxEnvelopeSize {
+		return e, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrInvalidEnvelope, len(b), MaxEnvelopeSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&e); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %w", ErrInvalidEnvelope, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Envelope{}, fmt.Errorf("%w: trailing data after the envelope", ErrInvalidEnvelope)
+	}
+	if err := e.Validate(); err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// encode renders e in UTC, the contract's form for occurred_at.
+func (e *Envelope) encode() ([]byte, error) {
+	c := *e
+	c.OccurredAt = c.OccurredAt.UTC()
+	if len(c.Data) == 0 {
+		c.Data = json.RawMessage("{}")
+	}
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", e.ID, err)
+	}
+	if len(b) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("%w: event %s is %d bytes, over the %d byte limit", ErrInvalidEnvelope, e.ID, len(b), MaxEnvelopeSize)
+	}
+	return b, nil
+}

@@ -1,0 +1,87 @@
+package eventstore_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+)
+
+func TestRestartKeepsHistory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := eventstoretest.StartServerIn(t, dir)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	ctx := ctxT(t)
+	agg := order("restart-1")
+	r, err := st.Append(ctx, agg, eventstore.ExpectNew, ev("OrderPlaced", 1), ev("OrderAdvanced", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(ctx, agg, r.LastSeq, ev("OrderAdvanced", 3)); err != nil {
+		t.Fatal(err)
+	}
+	before := mustLoad(t, st, agg)
+	st.Conn().Close()
+	srv.Shutdown()
+
+	srv2 := eventstoretest.StartServerIn(t, dir)
+	st2 := eventstoretest.OpenStore(t, srv2.ClientURL(), eventstore.Config{})
+	after := mustLoad(t, st2, agg)
+	assertVersions(t, after, 3)
+	for i := range before {
+		if before[i].ID != after[i].ID || before[i].Sequence != after[i].Sequence || string(before[i].Data) != string(after[i].Data) {
+			t.Fatalf("event %d changed across restart: %+v vs %+v", i, before[i], after[i])
+		}
+	}
+	// The concurrency check picks up where it left off.
+	if _, err := st2.Append(ctx, agg, after[2].Sequence, ev("OrderCompleted", 4)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// After JetStream's duplicate window has passed, a re-append is still
+// recognised by the event ids in the aggregate's history.
+func TestReappendAfterDuplicateWindow(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{DuplicateWindow: 100 * time.Millisecond})
+	ctx := ctxT(t)
+	agg := order("window-1")
+	events := []eventstore.Envelope{ev("OrderPlaced", 1), ev("OrderAdvanced", 2)}
+	r, err := st.Append(ctx, agg, eventstore.ExpectNew, events...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the server to forget the ids: a probe message with a fresh
+	// id published twice is stored twice once the window has passed.
+	probe := eventstore.Aggregate{Tenant: "default", Type: "order", ID: "window-probe"}
+	pe := ev("Probe", 1)
+	if _, err := st.Append(ctx, probe, eventstore.ExpectNew, pe); err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		ack, err := st.JetStream().PublishMsg(ctx, natsMsg(probe.Subject("Probe"), pe.ID))
+		return err == nil && !ack.Duplicate
+	}, "the duplicate window to pass")
+	before := lastSeq(t, st, eventstore.StreamOrders)
+
+	again, err := st.Append(ctx, agg, eventstore.ExpectNew, events...)
+	if err != nil || !again.Duplicate || again.FirstSeq != r.FirstSeq || again.LastSeq != r.LastSeq {
+		t.Fatalf("re-append after window: %+v, %v; want duplicate of %+v", again, err, r)
+	}
+	if after := lastSeq(t, st, eventstore.StreamOrders); after != before {
+		t.Fatalf("re-append after the window stored %d messages", after-before)
+	}
+}
+
+func natsMsg(subject, id string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	m.Data = []byte(`{}`)
+	return m
+}

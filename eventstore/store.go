@@ -1,0 +1,432 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+)
+
+// Config tunes the streams and the store. The zero value is usable: every
+// field has a default.
+type Config struct {
+	// Replicas is each stream's replica count: 1 on one server, 3 on a
+	// three-node cluster. Default 1.
+	Replicas int
+	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values
+	// to drop re-sent events and triggers. Default 2 minutes. Re-appends
+	// after the window are still recognised, by event id, when the
+	// aggregate's history holds them (see Append).
+	DuplicateWindow time.Duration
+	// Timeout bounds each call whose context has no deadline. Default 5 s.
+	Timeout time.Duration
+	// LoadBatch is how many events one batched direct get asks for when
+	// loading an aggregate. Default 256.
+	LoadBatch int
+	// MaxAppend is the most events one Append may carry (one atomic
+	// batch). Default 100; the server's own limit is 1,000.
+	MaxAppend int
+	// Logger receives the store's warnings. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.LoadBatch == 0 {
+		c.LoadBatch = 256
+	}
+	if c.MaxAppend == 0 {
+		c.MaxAppend = 100
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Replicas < 0 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: must be 1 to 5", c.Replicas))
+	}
+	if c.DuplicateWindow < 0 {
+		errs = append(errs, fmt.Errorf("duplicate window %s: must not be negative", c.DuplicateWindow))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout %s: must not be negative", c.Timeout))
+	}
+	if c.LoadBatch < 0 {
+		errs = append(errs, fmt.Errorf("load batch %d: must not be negative", c.LoadBatch))
+	}
+	if c.MaxAppend < 0 || c.MaxAppend > 1000 {
+		errs = append(errs, fmt.Errorf("max append %d: must be 1 to 1000", c.MaxAppend))
+	}
+	return errors.Join(errs...)
+}
+
+// StreamConfigs are the three streams of the contract as this store creates
+// them.
+func (c Config) StreamConfigs() []jetstream.StreamConfig {
+	c = c.withDefaults()
+	mk := func(name, subject, desc string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name:               name,
+			Description:        desc,
+			Subjects:           []string{subject},
+			Retention:          jetstream.LimitsPolicy,
+			Storage:            jetstream.FileStorage,
+			Replicas:           c.Replicas,
+			Duplicates:         c.DuplicateWindow,
+			DenyDelete:         true,
+			DenyPurge:          true,
+			AllowDirect:        true,
+			AllowAtomicPublish: true,
+			MaxMsgSize:         1 << 20,
+		}
+	}
+	return []jetstream.StreamConfig{
+		mk(StreamDefinitions, SubjectRoot+".*.def.>", "orderflow definitions: status and trigger libraries, workflows, order types"),
+		mk(StreamOrders, SubjectRoot+".*.order.>", "orderflow order events"),
+		mk(StreamTriggers, SubjectRoot+".*.trigger.>", "orderflow raw trigger events from worker apps"),
+	}
+}
+
+// Store appends and reads events. It is safe for concurrent use.
+type Store struct {
+	cfg Config
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+// Open creates or updates the contract's streams on the connection's
+// JetStream and returns a store on them.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("eventstore config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.Timeout))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	s := &Store{cfg: cfg, nc: nc, js: js}
+	for _, sc := range cfg.StreamConfigs() {
+		if err := s.ensureStream(ctx, sc); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// ensureStream creates or updates one stream. A cluster that is still
+// electing its JetStream leader answers "unavailable" for a while: that is
+// retried until ctx ends (or 30 s when ctx has no deadline).
+func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		_, err := s.js.CreateOrUpdateStream(actx, sc)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !transient(err) || ctx.Err() != nil {
+			return fmt.Errorf("create stream %s: %w", sc.Name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create stream %s: %w", sc.Name, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// transient reports errors that a retry can cure: no server answered yet,
+// JetStream not yet available, a timeout.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503 || apiErr.Code == 500
+	}
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
+}
+
+// JetStream is the store's JetStream context, for callers (the trigger
+// processor, tests, benchmarks) that work on the streams directly.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// Conn is the store's NATS connection.
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
+// withTimeout applies the default timeout only when the caller set none.
+func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.cfg.Timeout)
+}
+
+// ExpectNew is the expected sequence of an aggregate that has no events yet.
+const ExpectNew uint64 = 0
+
+// AppendResult says where an append's events are stored.
+type AppendResult struct {
+	FirstSeq uint64 // stream sequence of the first event
+	LastSeq  uint64 // stream sequence of the last event: the next expected sequence
+	// Duplicate is true when every event was already stored (same ids):
+	// nothing new was written and the sequences are the original ones.
+	Duplicate bool
+}
+
+// Append stores events as the next events of agg, provided the aggregate's
+// last stored event is at stream sequence expected (ExpectNew for none).
+//
+// The envelopes' tenant and aggregate fields are filled from agg when
+// empty and must match it otherwise; versions must be consecutive. Several
+// events are one JetStream atomic batch: all are stored or none.
+//
+// A conflict returns an error matching ErrConcurrency. Appending events
+// whose ids are already stored in agg's history stores nothing and returns
+// the original position with Duplicate set, within JetStream's duplicate
+// window (Nats-Msg-Id) and after it (the ids are found in the history).
+func (s *Store) Append(ctx context.Context, agg Aggregate, expected uint64, events ...Envelope) (AppendResult, error) {
+	msgs, err := s.prepare(agg, expected, events)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+
+	var res AppendResult
+	if len(msgs) == 1 {
+		var ack *jetstream.PubAck
+		ack, err = s.js.PublishMsg(ctx, msgs[0])
+		if err == nil {
+			res = AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate}
+		}
+	} else {
+		var ack *jetstreamext.BatchAck
+		// No ack for the first message: an append is small, and a refused
+		// batch is refused at its commit anyway. One round trip per append.
+		ack, err = jetstreamext.PublishMsgBatch(ctx, s.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		if err == nil {
+			res = AppendResult{FirstSeq: ack.Sequence - ack.BatchSize + 1, LastSeq: ack.Sequence}
+		}
+	}
+	if err == nil {
+		return res, nil
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			return s.afterConflict(ctx, agg, expected, events)
+		case jetstreamext.JSErrCodeBatchPublishDuplicateMsgID:
+			return s.findStored(ctx, agg, 0, events, true)
+		}
+	}
+	return AppendResult{}, fmt.Errorf("append to %s: %w", agg.Filter(), err)
+}
+
+// prepare validates the events and builds their messages.
+func (s *Store) prepare(agg Aggregate, expected uint64, events []Envelope) ([]*nats.Msg, error) {
+	if err := agg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(events) == 0 {
+		return nil, errors.New("append: no events")
+	}
+	if len(events) > s.cfg.MaxAppend {
+		return nil, fmt.Errorf("append: %d events, more than the %d one append may carry", len(events), s.cfg.MaxAppend)
+	}
+	msgs := make([]*nats.Msg, len(events))
+	seen := make(map[string]struct{}, len(events))
+	for i := range events {
+		e := &events[i]
+		if err := fill(&e.Tenant, agg.Tenant, "tenant"); err != nil {
+			return nil, err
+		}
+		if err := fill(&e.AggregateType, agg.Type, "aggregate_type"); err != nil {
+			return nil, err
+		}
+		if err := fill(&e.AggregateID, agg.ID, "aggregate_id"); err != nil {
+			return nil, err
+		}
+		if err := e.Validate(); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		if i > 0 && e.Version != events[i-1].Version+1 {
+			return nil, fmt.Errorf("%w: event %d has version %d after %d; versions must be consecutive", ErrInvalidEnvelope, i, e.Version, events[i-1].Version)
+		}
+		if _, dup := seen[e.ID]; dup {
+			return nil, fmt.Errorf("%w: event id %s appears twice in one append", ErrInvalidEnvelope, e.ID)
+		}
+		seen[e.ID] = struct{}{}
+		body, err := e.encode()
+		if err != nil {
+			return nil, err
+		}
+		m := nats.NewMsg(agg.Subject(e.Type))
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, e.ID)
+		if i == 0 {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+			m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, agg.Filter())
+		}
+		msgs[i] = m
+	}
+	return msgs, nil
+}
+
+func fill(field *string, want, name string) error {
+	if *field == "" {
+		*field = want
+		return nil
+	}
+	if *field != want {
+		return fmt.Errorf("%w: %s %q does not match the aggregate's %q", ErrInvalidEnvelope, name, *field, want)
+	}
+	return nil
+}
+
+// afterConflict tells a real conflict from a re-append whose events are
+// already stored right after expected (a retry after the duplicate window,
+// or after a lost acknowledgement).
+func (s *Store) afterConflict(ctx context.Context, agg Aggregate, expected uint64, events []Envelope) (AppendResult, error) {
+	return s.findStored(ctx, agg, expected, events, false)
+}
+
+// findStored looks for events' ids in agg's history after seq. When all
+// are there, in order, it reports their original position as a duplicate.
+func (s *Store) findStored(ctx context.Context, agg Aggregate, after uint64, events []Envelope, dupReported bool) (AppendResult, error) {
+	stored, err := s.Load(ctx, agg, after)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	idx := -1
+	for i := range stored {
+		if stored[i].ID == events[0].ID {
+			idx = i
+			break
+		}
+	}
+	if idx >= 0 && len(stored)-idx >= len(events) {
+		match := true
+		for j := range events {
+			if stored[idx+j].ID != events[j].ID {
+				match = false
+				break
+			}
+		}
+		if match {
+			return AppendResult{
+				FirstSeq:  stored[idx].Sequence,
+				LastSeq:   stored[idx+len(events)-1].Sequence,
+				Duplicate: true,
+			}, nil
+		}
+	}
+	var last uint64
+	if n := len(stored); n > 0 {
+		last = stored[n-1].Sequence
+	} else {
+		last = after
+	}
+	if dupReported {
+		return AppendResult{}, &ConcurrencyError{Aggregate: agg, Expected: after, Actual: last,
+			Detail: "some of the events' ids are already stored"}
+	}
+	return AppendResult{}, &ConcurrencyError{Aggregate: agg, Expected: after, Actual: last}
+}
+
+// Load returns agg's events stored after stream sequence after (0 for the
+// whole history), oldest first. It uses batched direct gets on the
+// aggregate's subject filter: no consumer is created, and long histories
+// are read page by page.
+func (s *Store) Load(ctx context.Context, agg Aggregate, after uint64) ([]Event, error) {
+	if err := agg.Validate(); err != nil {
+		return nil, err
+	}
+	return s.LoadFilter(ctx, agg.Stream(), agg.Filter(), after)
+}
+
+// LoadFilter returns the events of stream that match filter, after stream
+// sequence after, oldest first.
+func (s *Store) LoadFilter(ctx context.Context, stream, filter string, after uint64) ([]Event, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var out []Event
+	next := after + 1
+	for {
+		msgs, err := jetstreamext.GetBatch(ctx, s.js, stream, s.cfg.LoadBatch,
+			jetstreamext.GetBatchSeq(next), jetstreamext.GetBatchSubject(filter))
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", filter, err)
+		}
+		n := 0
+		for m, err := range msgs {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("load %s: %w", filter, err)
+			}
+			ev, err := decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ev)
+			next = m.Sequence + 1
+			n++
+		}
+		if n < s.cfg.LoadBatch {
+			return out, nil
+		}
+	}
+}
+
+func decodeStored(stream, subject string, seq uint64, stored time.Time, data []byte) (Event, error) {
+	env, err := DecodeEnvelope(data)
+	if err != nil {
+		return Event{}, fmt.Errorf("%s sequence %d (%s): %w", stream, seq, subject, err)
+	}
+	return Event{Envelope: env, Stream: stream, Sequence: seq, Subject: subject, StoredAt: stored}, nil
+}
+
+// LastSequence is the stream's last sequence (0 when empty).
+func (s *Store) LastSequence(ctx context.Context, stream string) (uint64, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s info: %w", stream, err)
+	}
+	return info.State.LastSeq, nil
+}

@@ -1,0 +1,52 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// Health serves the operational routes /healthz and /readyz.
+type Health struct {
+	// Ready reports whether the process can serve requests: nil once the
+	// streams are open and NATS is connected.
+	Ready func(ctx context.Context) error
+}
+
+// Register adds the routes to mux.
+func (h Health) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := h.Ready(ctx); err != nil {
+			writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Not ready", Detail: err.Error(), Code: "unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+}
+
+// Problem is an RFC 9457 problem document with orderflow's machine code.
+type Problem struct {
+	Type   string `json:"type,omitempty"`
+	Status int    `json:"status"`
+	Title  string `json:"title"`
+	Detail string `json:"detail,omitempty"`
+	Code   string `json:"code"`
+}
+
+func writeProblem(w http.ResponseWriter, p Problem) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
