@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // ActorKind says who caused an event.
@@ -123,19 +125,83 @@ func DecodeEnvelope(b []byte) (Envelope, error) {
 	return e, nil
 }
 
-// encode renders e in UTC, the contract's form for occurred_at.
+// encode renders e as the contract's JSON, occurred_at in UTC. It is
+// written by hand because it is on every append's path: encoding/json would
+// re-validate and re-compact Data, which Validate has already checked.
 func (e *Envelope) encode() ([]byte, error) {
-	c := *e
-	c.OccurredAt = c.OccurredAt.UTC()
-	if len(c.Data) == 0 {
-		c.Data = json.RawMessage("{}")
+	data := e.Data
+	if len(data) == 0 {
+		data = json.RawMessage("{}")
 	}
-	b, err := json.Marshal(&c)
-	if err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", e.ID, err)
+	b := make([]byte, 0, 256+len(data))
+	b = append(b, `{"id":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"type":`...)
+	b = appendString(b, e.Type)
+	b = append(b, `,"tenant":`...)
+	b = appendString(b, e.Tenant)
+	b = append(b, `,"aggregate_type":`...)
+	b = appendString(b, e.AggregateType)
+	b = append(b, `,"aggregate_id":`...)
+	b = appendString(b, e.AggregateID)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendUint(b, e.Version, 10)
+	b = append(b, `,"occurred_at":"`...)
+	b = e.OccurredAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","actor":{"kind":`...)
+	b = appendString(b, string(e.Actor.Kind))
+	b = append(b, `,"id":`...)
+	b = appendString(b, e.Actor.ID)
+	b = append(b, '}')
+	if e.CorrelationID != "" {
+		b = append(b, `,"correlation_id":`...)
+		b = appendString(b, e.CorrelationID)
 	}
+	if e.CausationID != "" {
+		b = append(b, `,"causation_id":`...)
+		b = appendString(b, e.CausationID)
+	}
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	b = append(b, '}')
 	if len(b) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("%w: event %s is %d bytes, over the %d byte limit", ErrInvalidEnvelope, e.ID, len(b), MaxEnvelopeSize)
 	}
 	return b, nil
+}
+
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// as encoding/json does.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }

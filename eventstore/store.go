@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -108,9 +109,11 @@ func (c Config) StreamConfigs() []jetstream.StreamConfig {
 
 // Store appends and reads events. It is safe for concurrent use.
 type Store struct {
-	cfg Config
-	nc  *nats.Conn
-	js  jetstream.JetStream
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	streams map[string]jetstream.Stream
+	indexes map[string]*seqIndex
 }
 
 // Open creates or updates the contract's streams on the connection's
@@ -120,23 +123,44 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("eventstore config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.Timeout))
+	js, err := jetstream.New(nc,
+		jetstream.WithDefaultTimeout(cfg.Timeout),
+		jetstream.WithPublishAsyncTimeout(cfg.Timeout),
+		jetstream.WithPublishAsyncMaxPending(16384))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s := &Store{cfg: cfg, nc: nc, js: js}
+	s := &Store{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}, indexes: map[string]*seqIndex{}}
 	for _, sc := range cfg.StreamConfigs() {
-		if err := s.ensureStream(ctx, sc); err != nil {
+		st, err := s.ensureStream(ctx, sc)
+		if err != nil {
 			return nil, err
 		}
+		s.streams[sc.Name] = st
+	}
+	for _, name := range []string{StreamDefinitions, StreamOrders} {
+		idx, err := s.startIndex(ctx, name)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.indexes[name] = idx
 	}
 	return s, nil
+}
+
+// Close stops the store's background consumers. It does not close the
+// NATS connection, which belongs to the caller.
+func (s *Store) Close() {
+	for _, idx := range s.indexes {
+		idx.stop()
+	}
 }
 
 // ensureStream creates or updates one stream. A cluster that is still
 // electing its JetStream leader answers "unavailable" for a while: that is
 // retried until ctx ends (or 30 s when ctx has no deadline).
-func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
+func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (jetstream.Stream, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
@@ -144,17 +168,17 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) err
 	}
 	for {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-		_, err := s.js.CreateOrUpdateStream(actx, sc)
+		st, err := s.js.CreateOrUpdateStream(actx, sc)
 		cancel()
 		if err == nil {
-			return nil
+			return st, nil
 		}
 		if !transient(err) || ctx.Err() != nil {
-			return fmt.Errorf("create stream %s: %w", sc.Name, err)
+			return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("create stream %s: %w", sc.Name, err)
+			return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -213,37 +237,109 @@ type AppendResult struct {
 // the original position with Duplicate set, within JetStream's duplicate
 // window (Nats-Msg-Id) and after it (the ids are found in the history).
 func (s *Store) Append(ctx context.Context, agg Aggregate, expected uint64, events ...Envelope) (AppendResult, error) {
-	msgs, err := s.prepare(agg, expected, events)
+	p, err := s.AppendAsync(ctx, agg, expected, events...)
 	if err != nil {
 		return AppendResult{}, err
 	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+	return p.Wait(ctx)
+}
 
-	var res AppendResult
+// PendingAppend is an append that has been sent and not yet acknowledged.
+type PendingAppend struct {
+	s        *Store
+	agg      Aggregate
+	expected uint64
+	events   []Envelope
+
+	future jetstream.PubAckFuture // one event
+	batch  chan batchOutcome      // several events
+
+	mu   sync.Mutex
+	done bool
+	res  AppendResult
+	err  error
+}
+
+type batchOutcome struct {
+	ack *jetstreamext.BatchAck
+	err error
+}
+
+// AppendAsync sends an append like Append but does not wait for its
+// acknowledgement: callers that append to many aggregates (the trigger
+// processor, imports, benchmarks) pipeline their appends and Wait for each
+// when they need its outcome. Validation errors are returned at once.
+func (s *Store) AppendAsync(ctx context.Context, agg Aggregate, expected uint64, events ...Envelope) (*PendingAppend, error) {
+	msgs, err := s.prepare(agg, expected, events)
+	if err != nil {
+		return nil, err
+	}
+	p := &PendingAppend{s: s, agg: agg, expected: expected, events: events}
 	if len(msgs) == 1 {
-		var ack *jetstream.PubAck
-		ack, err = s.js.PublishMsg(ctx, msgs[0])
-		if err == nil {
-			res = AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate}
+		p.future, err = s.js.PublishMsgAsync(msgs[0])
+		if err != nil {
+			return nil, fmt.Errorf("append to %s: %w", agg.Filter(), err)
 		}
-	} else {
-		var ack *jetstreamext.BatchAck
+		return p, nil
+	}
+	p.batch = make(chan batchOutcome, 1)
+	go func() {
+		ctx, cancel := s.withTimeout(context.WithoutCancel(ctx))
+		defer cancel()
 		// No ack for the first message: an append is small, and a refused
 		// batch is refused at its commit anyway. One round trip per append.
-		ack, err = jetstreamext.PublishMsgBatch(ctx, s.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
-		if err == nil {
-			res = AppendResult{FirstSeq: ack.Sequence - ack.BatchSize + 1, LastSeq: ack.Sequence}
+		ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		p.batch <- batchOutcome{ack, err}
+	}()
+	return p, nil
+}
+
+// Wait returns the append's outcome, as Append would. It may be called
+// more than once. When ctx ends first, the outcome is unknown (the events
+// may still be stored) and a later Wait can still learn it.
+func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return p.res, p.err
+	}
+	ctx, cancel := p.s.withTimeout(ctx)
+	defer cancel()
+	var err error
+	if p.future != nil {
+		select {
+		case ack := <-p.future.Ok():
+			p.res = AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate}
+		case err = <-p.future.Err():
+		case <-ctx.Done():
+			return AppendResult{}, fmt.Errorf("append to %s: outcome unknown: %w", p.agg.Filter(), ctx.Err())
+		}
+	} else {
+		select {
+		case o := <-p.batch:
+			err = o.err
+			if err == nil {
+				p.res = AppendResult{FirstSeq: o.ack.Sequence - o.ack.BatchSize + 1, LastSeq: o.ack.Sequence}
+			}
+		case <-ctx.Done():
+			return AppendResult{}, fmt.Errorf("append to %s: outcome unknown: %w", p.agg.Filter(), ctx.Err())
 		}
 	}
-	if err == nil {
-		return res, nil
+	if err != nil {
+		p.res, p.err = p.s.resolve(ctx, p.agg, p.expected, p.events, err)
 	}
+	p.done = true
+	return p.res, p.err
+}
+
+// resolve turns a refused append into its outcome: a duplicate of events
+// already stored, a concurrency conflict, or the error itself.
+func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, events []Envelope, err error) (AppendResult, error) {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
 		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
-			return s.afterConflict(ctx, agg, expected, events)
+			return s.findStored(ctx, agg, expected, events, false)
 		case jetstreamext.JSErrCodeBatchPublishDuplicateMsgID:
 			return s.findStored(ctx, agg, 0, events, true)
 		}
@@ -263,7 +359,10 @@ func (s *Store) prepare(agg Aggregate, expected uint64, events []Envelope) ([]*n
 		return nil, fmt.Errorf("append: %d events, more than the %d one append may carry", len(events), s.cfg.MaxAppend)
 	}
 	msgs := make([]*nats.Msg, len(events))
-	seen := make(map[string]struct{}, len(events))
+	var seen map[string]struct{}
+	if len(events) > 1 {
+		seen = make(map[string]struct{}, len(events))
+	}
 	for i := range events {
 		e := &events[i]
 		if err := fill(&e.Tenant, agg.Tenant, "tenant"); err != nil {
@@ -281,20 +380,20 @@ func (s *Store) prepare(agg Aggregate, expected uint64, events []Envelope) ([]*n
 		if i > 0 && e.Version != events[i-1].Version+1 {
 			return nil, fmt.Errorf("%w: event %d has version %d after %d; versions must be consecutive", ErrInvalidEnvelope, i, e.Version, events[i-1].Version)
 		}
-		if _, dup := seen[e.ID]; dup {
-			return nil, fmt.Errorf("%w: event id %s appears twice in one append", ErrInvalidEnvelope, e.ID)
+		if seen != nil {
+			if _, dup := seen[e.ID]; dup {
+				return nil, fmt.Errorf("%w: event id %s appears twice in one append", ErrInvalidEnvelope, e.ID)
+			}
+			seen[e.ID] = struct{}{}
 		}
-		seen[e.ID] = struct{}{}
 		body, err := e.encode()
 		if err != nil {
 			return nil, err
 		}
-		m := nats.NewMsg(agg.Subject(e.Type))
-		m.Data = body
-		m.Header.Set(jetstream.MsgIDHeader, e.ID)
+		m := &nats.Msg{Subject: agg.Subject(e.Type), Data: body, Header: nats.Header{jetstream.MsgIDHeader: {e.ID}}}
 		if i == 0 {
-			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
-			m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, agg.Filter())
+			m.Header[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(expected, 10)}
+			m.Header[jetstream.ExpectedLastSubjSeqSubjHeader] = []string{agg.Filter()}
 		}
 		msgs[i] = m
 	}
@@ -312,15 +411,10 @@ func fill(field *string, want, name string) error {
 	return nil
 }
 
-// afterConflict tells a real conflict from a re-append whose events are
-// already stored right after expected (a retry after the duplicate window,
-// or after a lost acknowledgement).
-func (s *Store) afterConflict(ctx context.Context, agg Aggregate, expected uint64, events []Envelope) (AppendResult, error) {
-	return s.findStored(ctx, agg, expected, events, false)
-}
-
 // findStored looks for events' ids in agg's history after seq. When all
-// are there, in order, it reports their original position as a duplicate.
+// are there, in order, it reports their original position as a duplicate
+// (a retry after the duplicate window, or after a lost acknowledgement);
+// otherwise the append conflicted.
 func (s *Store) findStored(ctx context.Context, agg Aggregate, after uint64, events []Envelope, dupReported bool) (AppendResult, error) {
 	stored, err := s.Load(ctx, agg, after)
 	if err != nil {
@@ -363,14 +457,73 @@ func (s *Store) findStored(ctx context.Context, agg Aggregate, after uint64, eve
 }
 
 // Load returns agg's events stored after stream sequence after (0 for the
-// whole history), oldest first. It uses batched direct gets on the
-// aggregate's subject filter: no consumer is created, and long histories
-// are read page by page.
+// whole history), oldest first. No consumer is created: the events the
+// store's sequence index knows are fetched by sequence, concurrently, and
+// the tail the index has not seen yet is read with batched direct gets on
+// the aggregate's subject filter.
 func (s *Store) Load(ctx context.Context, agg Aggregate, after uint64) ([]Event, error) {
 	if err := agg.Validate(); err != nil {
 		return nil, err
 	}
-	return s.LoadFilter(ctx, agg.Stream(), agg.Filter(), after)
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	stream := agg.Stream()
+	idx := s.indexes[stream]
+	if idx == nil {
+		return s.LoadFilter(ctx, stream, agg.Filter(), after)
+	}
+	seqs, applied := idx.lookup(agg.prefix(), after)
+	evs, complete, err := s.fetchSeqs(ctx, stream, seqs)
+	if err != nil {
+		return nil, err
+	}
+	if !complete {
+		// A replica that has not caught up answered; read by filter instead.
+		return s.LoadFilter(ctx, stream, agg.Filter(), after)
+	}
+	tail, err := s.LoadFilter(ctx, stream, agg.Filter(), max(after, applied))
+	if err != nil {
+		return nil, err
+	}
+	return append(evs, tail...), nil
+}
+
+// fetchParallel bounds the direct gets one Load has in flight.
+const fetchParallel = 16
+
+// fetchSeqs reads the given sequences of stream with direct gets. complete
+// is false when a server did not have one of them.
+func (s *Store) fetchSeqs(ctx context.Context, stream string, seqs []uint64) ([]Event, bool, error) {
+	if len(seqs) == 0 {
+		return nil, true, nil
+	}
+	st := s.streams[stream]
+	out := make([]Event, len(seqs))
+	errs := make([]error, len(seqs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, fetchParallel)
+	for i, seq := range seqs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			m, err := st.GetMsg(ctx, seq)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			out[i], errs[i] = decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("load from %s: %w", stream, err)
+		}
+	}
+	return out, true, nil
 }
 
 // LoadFilter returns the events of stream that match filter, after stream

@@ -150,6 +150,10 @@ func (a *App) Close() error {
 		}
 		a.http = nil
 	}
+	if a.store != nil {
+		a.store.Close()
+		a.store = nil
+	}
 	if a.nc != nil {
 		a.nc.Close()
 		a.nc = nil

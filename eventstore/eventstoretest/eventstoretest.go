@@ -134,6 +134,7 @@ func OpenStore(tb testing.TB, url string, cfg eventstore.Config) *eventstore.Sto
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}
+	tb.Cleanup(st.Close)
 	return st
 }
 

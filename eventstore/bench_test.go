@@ -1,0 +1,358 @@
+package eventstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// Benchmarks, all on one embedded server in one run, so their figures can
+// be compared as ratios:
+//
+//	go test -run '^$' -bench . -benchtime 50000x ./eventstore/
+//
+// BenchmarkRawPublishAsync is the baseline: JetStream PublishAsync of the
+// same envelopes to the same stream, with nothing of orderflow in the way.
+
+var (
+	benchLoadTotal = flag.Int("bench.load-total", 1_000_000, "events stored before BenchmarkLoad20 runs")
+	benchWriters   = flag.Int("bench.writers", 256, "concurrent appenders in BenchmarkAppendConcurrent")
+)
+
+var bench struct {
+	once sync.Once
+	st   *eventstore.Store
+	srv  *eventstore.Server
+	dir  string
+	err  error
+}
+
+// benchStore is one embedded server shared by every benchmark of the run.
+func benchStore(b *testing.B) *eventstore.Store {
+	bench.once.Do(func() {
+		dir, err := os.MkdirTemp("", "orderflow-bench-")
+		if err != nil {
+			bench.err = err
+			return
+		}
+		bench.dir = dir
+		srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: dir, Listen: "127.0.0.1:0"})
+		if err != nil {
+			bench.err = err
+			return
+		}
+		bench.srv = srv
+		nc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			bench.err = err
+			return
+		}
+		bench.st, bench.err = eventstore.Open(context.Background(), nc, eventstore.Config{})
+	})
+	if bench.err != nil {
+		b.Fatal(bench.err)
+	}
+	return bench.st
+}
+
+func benchEnvelope(agg eventstore.Aggregate, version uint64) eventstore.Envelope {
+	return eventstore.Envelope{
+		ID:            uuid.Must(uuid.NewV7()).String(),
+		Type:          "OrderAdvanced",
+		Tenant:        agg.Tenant,
+		AggregateType: agg.Type,
+		AggregateID:   agg.ID,
+		Version:       version,
+		OccurredAt:    time.Now().UTC(),
+		Actor:         eventstore.Actor{Kind: eventstore.ActorWorker, ID: "bench-worker"},
+		CorrelationID: "bench",
+		Data: json.RawMessage(`{"trigger":"wash_done","trigger_id":"0190a3b2-7c1d-7e4f-8a9b-0c1d2e3f4a5b","worker":"w1",` +
+			`"from":{"workflow_id":"production","workflow_version":1,"step":0,"status":"washing"},` +
+			`"to":{"workflow_id":"production","workflow_version":1,"step":1,"status":"drying"}}`),
+	}
+}
+
+func BenchmarkRawPublishAsync(b *testing.B) {
+	st := benchStore(b)
+	js := st.JetStream()
+	run := uuid.NewString()[:8]
+	msgs := make([]*nats.Msg, b.N)
+	for i := range msgs {
+		agg := order(fmt.Sprintf("raw-%s-%d", run, i%1024))
+		env := benchEnvelope(agg, 1)
+		body, _ := json.Marshal(env)
+		m := nats.NewMsg(agg.Subject(env.Type))
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, env.ID)
+		msgs[i] = m
+	}
+	b.ResetTimer()
+	for _, m := range msgs {
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("async publishes not acknowledged within a minute")
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkRawPublishAsyncOCC is the server's own ceiling for appends with
+// optimistic concurrency: raw PublishAsync of the same envelopes, round-robin
+// over 4096 aggregates, each carrying the Nats-Expected-Last-Subject-Sequence
+// headers that an append sets (computed ahead, as nothing else writes).
+func BenchmarkRawPublishAsyncOCC(b *testing.B) {
+	st := benchStore(b)
+	js := st.JetStream()
+	run := uuid.NewString()[:8]
+	base, err := st.LastSequence(context.Background(), eventstore.StreamOrders)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const aggregates = 4096
+	msgs := make([]*nats.Msg, b.N)
+	for i := range msgs {
+		agg := order(fmt.Sprintf("rawocc-%s-%d", run, i%aggregates))
+		env := benchEnvelope(agg, uint64(i/aggregates+1))
+		body, _ := json.Marshal(env)
+		m := nats.NewMsg(agg.Subject(env.Type))
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, env.ID)
+		var expected uint64
+		if i >= aggregates {
+			expected = base + uint64(i-aggregates) + 1
+		}
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, agg.Filter())
+		msgs[i] = m
+	}
+	b.ResetTimer()
+	futures := make([]jetstream.PubAckFuture, 0, b.N)
+	for _, m := range msgs {
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("async publishes not acknowledged within a minute")
+	}
+	b.StopTimer()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatalf("raw publish with OCC refused: %v", err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAppendConcurrent: many writers, each appending to its own
+// aggregates with optimistic concurrency (one event per append).
+func BenchmarkAppendConcurrent(b *testing.B) {
+	st := benchStore(b)
+	ctx := context.Background()
+	run := uuid.NewString()[:8]
+	var next atomic.Int64
+	var writer atomic.Int64
+	// Envelopes are built before the clock starts, as the raw baseline's
+	// messages are: the benchmark measures the store, not uuid and clock.
+	envs := make([]eventstore.Envelope, b.N)
+	proto := order("proto")
+	for i := range envs {
+		envs[i] = benchEnvelope(proto, 1)
+		envs[i].AggregateID = ""
+	}
+	b.SetParallelism(max(1, *benchWriters/runtimeProcs())) // goroutines = parallelism × GOMAXPROCS
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := writer.Add(1)
+		agg := order(fmt.Sprintf("conc-%s-%d", run, w))
+		var last uint64
+		var version uint64
+		for pb.Next() {
+			i := next.Add(1) - 1
+			version++
+			envs[i].Version = version
+			r, err := st.Append(ctx, agg, last, envs[i])
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			last = r.LastSeq
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAppendPipelined: one appender spreading events round-robin over
+// many aggregates with AppendAsync, as the trigger processor does. Each
+// aggregate's next append waits for its previous one (it needs the
+// sequence), so per-aggregate order and optimistic concurrency hold.
+func BenchmarkAppendPipelined(b *testing.B) {
+	st := benchStore(b)
+	ctx := context.Background()
+	run := uuid.NewString()[:8]
+	const aggregates = 4096
+	aggs := make([]eventstore.Aggregate, aggregates)
+	for i := range aggs {
+		aggs[i] = order(fmt.Sprintf("pipe-%s-%d", run, i))
+	}
+	envs := make([]eventstore.Envelope, b.N)
+	for i := range envs {
+		envs[i] = benchEnvelope(aggs[i%aggregates], uint64(i/aggregates+1))
+	}
+	pending := make([]*eventstore.PendingAppend, aggregates)
+	b.ResetTimer()
+	for i := range b.N {
+		a := i % aggregates
+		var last uint64
+		if p := pending[a]; p != nil {
+			r, err := p.Wait(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			last = r.LastSeq
+		}
+		p, err := st.AppendAsync(ctx, aggs[a], last, envs[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		pending[a] = p
+	}
+	for _, p := range pending {
+		if p == nil {
+			continue
+		}
+		if _, err := p.Wait(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAppendLatency: one aggregate, one append at a time.
+func BenchmarkAppendLatency(b *testing.B) {
+	st := benchStore(b)
+	ctx := context.Background()
+	agg := order("lat-" + uuid.NewString()[:8])
+	lat := make([]time.Duration, 0, b.N)
+	var last uint64
+	b.ResetTimer()
+	for i := range b.N {
+		e := benchEnvelope(agg, uint64(i+1))
+		t := time.Now()
+		r, err := st.Append(ctx, agg, last, e)
+		lat = append(lat, time.Since(t))
+		if err != nil {
+			b.Fatal(err)
+		}
+		last = r.LastSeq
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+var loadFixture struct {
+	once sync.Once
+	aggs []eventstore.Aggregate
+	err  error
+}
+
+// BenchmarkLoad20 loads a 20-event aggregate out of -bench.load-total
+// stored events. The fixture interleaves the aggregates round-robin, so
+// each aggregate's events are spread over the whole stream.
+func BenchmarkLoad20(b *testing.B) {
+	st := benchStore(b)
+	loadFixture.once.Do(func() {
+		const perAgg = 20
+		n := *benchLoadTotal / perAgg
+		run := uuid.NewString()[:8]
+		js := st.JetStream()
+		for i := range n {
+			loadFixture.aggs = append(loadFixture.aggs, order(fmt.Sprintf("load-%s-%d", run, i)))
+		}
+		start := time.Now()
+		for v := uint64(1); v <= perAgg; v++ {
+			for _, agg := range loadFixture.aggs {
+				env := benchEnvelope(agg, v)
+				body, _ := json.Marshal(env)
+				m := nats.NewMsg(agg.Subject(env.Type))
+				m.Data = body
+				if _, err := js.PublishMsgAsync(m); err != nil {
+					loadFixture.err = err
+					return
+				}
+			}
+		}
+		<-js.PublishAsyncComplete()
+		stored := time.Since(start)
+		last, err := st.LastSequence(context.Background(), eventstore.StreamOrders)
+		if err != nil {
+			loadFixture.err = err
+			return
+		}
+		for st.Indexed(eventstore.StreamOrders) < last {
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.Logf("stored %d events for the load fixture in %s; indexed after %s", n*perAgg,
+			stored.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	})
+	if loadFixture.err != nil {
+		b.Fatal(loadFixture.err)
+	}
+	ctx := context.Background()
+	aggs := loadFixture.aggs
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		agg := aggs[(i*7919)%len(aggs)]
+		t := time.Now()
+		evs, err := st.Load(ctx, agg, 0)
+		lat = append(lat, time.Since(t))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(evs) != 20 {
+			b.Fatalf("loaded %d events, want 20", len(evs))
+		}
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	p := func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds())
+	}
+	b.ReportMetric(p(0.50), "p50-µs")
+	b.ReportMetric(p(0.99), "p99-µs")
+}
