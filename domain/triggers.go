@@ -1,0 +1,144 @@
+package domain
+
+import "unicode/utf8"
+
+// Trigger is one entry of a tenant's trigger library: a worker action that
+// moves an order on.
+type Trigger struct {
+	Key         string `json:"key"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Archived    bool   `json:"archived"`
+}
+
+// TriggerUsage tells whether live workflows use a trigger.
+type TriggerUsage interface {
+	WorkflowsUsingTrigger(key string) []string
+}
+
+// TriggerLibrary is a tenant's Trigger Library. Keys are unique.
+type TriggerLibrary struct {
+	root
+	byKey map[string]*Trigger
+	order []string
+}
+
+// NewTriggerLibrary returns an empty library.
+func NewTriggerLibrary() *TriggerLibrary {
+	return &TriggerLibrary{byKey: map[string]*Trigger{}}
+}
+
+func checkDescription(d string) error {
+	if !utf8.ValidString(d) {
+		return invalid("description", "is not valid UTF-8")
+	}
+	if utf8.RuneCountInString(d) > MaxDescriptionLen {
+		return invalid("description", "longer than %d characters", MaxDescriptionLen)
+	}
+	return nil
+}
+
+// Add adds a trigger. An empty key is derived from the name.
+func (l *TriggerLibrary) Add(key, name, description string) error {
+	name, err := checkName("name", name)
+	if err != nil {
+		return err
+	}
+	if key == "" {
+		key = DeriveKey(name)
+	}
+	if err := checkKey("key", key); err != nil {
+		return err
+	}
+	if err := checkDescription(description); err != nil {
+		return err
+	}
+	if _, ok := l.byKey[key]; ok {
+		return kindErr(ErrDuplicate, "key", "trigger %q already exists", key)
+	}
+	l.record(TriggerAdded{Key: key, Name: name, Description: description})
+	return nil
+}
+
+// Rename changes a trigger's name and description.
+func (l *TriggerLibrary) Rename(key, name, description string) error {
+	tr, ok := l.byKey[key]
+	if !ok {
+		return kindErr(ErrNotFound, "key", "no trigger %q", key)
+	}
+	if tr.Archived {
+		return kindErr(ErrArchived, "key", "trigger %q is archived", key)
+	}
+	name, err := checkName("name", name)
+	if err != nil {
+		return err
+	}
+	if err := checkDescription(description); err != nil {
+		return err
+	}
+	if tr.Name == name && tr.Description == description {
+		return nil
+	}
+	l.record(TriggerRenamed{Key: key, Name: name, Description: description})
+	return nil
+}
+
+// Archive retires a trigger; refused while a live workflow uses it.
+func (l *TriggerLibrary) Archive(key string, usage TriggerUsage) error {
+	tr, ok := l.byKey[key]
+	if !ok {
+		return kindErr(ErrNotFound, "key", "no trigger %q", key)
+	}
+	if tr.Archived {
+		return nil
+	}
+	if ids := usage.WorkflowsUsingTrigger(key); len(ids) > 0 {
+		return kindErr(ErrInUse, "key", "trigger %q is used by live workflows %v", key, ids)
+	}
+	l.record(TriggerArchived{Key: key})
+	return nil
+}
+
+// Trigger returns one trigger, archived or not.
+func (l *TriggerLibrary) Trigger(key string) (Trigger, bool) {
+	tr, ok := l.byKey[key]
+	if !ok {
+		return Trigger{}, false
+	}
+	return *tr, true
+}
+
+// Triggers lists every trigger in the order they were added.
+func (l *TriggerLibrary) Triggers() []Trigger {
+	out := make([]Trigger, 0, len(l.order))
+	for _, k := range l.order {
+		out = append(out, *l.byKey[k])
+	}
+	return out
+}
+
+func (l *TriggerLibrary) record(e Event) {
+	_ = l.Apply(e)
+	l.changes = append(l.changes, e)
+}
+
+// Apply folds one event into the library: the only place its state changes.
+func (l *TriggerLibrary) Apply(e Event) error {
+	switch e := e.(type) {
+	case TriggerAdded:
+		l.byKey[e.Key] = &Trigger{Key: e.Key, Name: e.Name, Description: e.Description}
+		l.order = append(l.order, e.Key)
+	case TriggerRenamed:
+		if tr, ok := l.byKey[e.Key]; ok {
+			tr.Name, tr.Description = e.Name, e.Description
+		}
+	case TriggerArchived:
+		if tr, ok := l.byKey[e.Key]; ok {
+			tr.Archived = true
+		}
+	default:
+		return unexpected("trigger library", e)
+	}
+	l.version++
+	return nil
+}
