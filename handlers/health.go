@@ -37,6 +37,9 @@ type Problem struct {
 	Title  string `json:"title"`
 	Detail string `json:"detail,omitempty"`
 	Code   string `json:"code"`
+	// Reason and Expected accompany trigger_rejected.
+	Reason   string `json:"reason,omitempty"`
+	Expected string `json:"expected,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, p Problem) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/handlers"
+	"github.com/orderflow/orderflow/projections"
 )
 
 // App is one orderflow process: the embedded NATS server (unless
@@ -26,6 +27,7 @@ type App struct {
 	server   *eventstore.Server
 	nc       *nats.Conn
 	store    *eventstore.Store
+	defs     *projections.Definitions
 	http     *http.Server
 	httpLn   net.Listener
 	httpDone chan error
@@ -55,6 +57,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 
 	mux := http.NewServeMux()
 	handlers.Health{Ready: a.checkReady}.Register(mux)
+	api := &handlers.API{Log: a.Logger}
+	v1 := http.NewServeMux()
+	api.Register(v1)
+	mux.Handle("/v1/", a.whenReady(v1))
 	a.httpLn, err = net.Listen("tcp", a.Config.HTTP)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
@@ -99,9 +105,28 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	a.defs = projections.NewDefinitions(a.Logger)
+	if err := a.defs.Start(ctx, a.store); err != nil {
+		return err
+	}
+	api.Commands = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant}
 	a.ready.Store(true)
 	a.Logger.Info("orderflow ready", "http", a.HTTPAddr(), "nats", a.NATSURL(), "embedded", a.server != nil)
 	return nil
+}
+
+// whenReady answers 503 until the streams and read models are open.
+func (a *App) whenReady(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.ready.Load() {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":503,"title":"Starting","detail":"orderflow is starting","code":"unavailable"}` + "\n"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (a *App) checkReady(context.Context) error {
@@ -149,6 +174,10 @@ func (a *App) Close() error {
 			errs = append(errs, err)
 		}
 		a.http = nil
+	}
+	if a.defs != nil {
+		a.defs.Stop()
+		a.defs = nil
 	}
 	if a.store != nil {
 		a.store.Close()

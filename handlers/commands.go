@@ -1,0 +1,193 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/projections"
+)
+
+// ErrPreconditionFailed: the caller's If-Match version is not the
+// aggregate's current version. Nothing was appended.
+var ErrPreconditionFailed = errors.New("precondition failed: the resource has changed")
+
+// Meta is who asks for a command and under which conditions.
+type Meta struct {
+	Actor         eventstore.Actor
+	CorrelationID string
+	CausationID   string
+	// IfMatch, when set, is the version the caller saw; a different
+	// current version fails with ErrPreconditionFailed, and so does a
+	// concurrent write (no silent retry on the caller's behalf).
+	IfMatch *uint64
+}
+
+// Commands runs definition commands: load the aggregate, let the domain
+// decide, append the new events with optimistic concurrency, and wait until
+// the read model shows them (read-your-writes).
+type Commands struct {
+	Store  *eventstore.Store
+	Defs   *projections.Definitions
+	Tenant string
+	// Now is the clock; events get their occurred_at from it.
+	Now func() time.Time
+	// MaxAttempts bounds the reload-and-retry loop on concurrency
+	// conflicts. Default 5.
+	MaxAttempts int
+	// ReadTimeout bounds the wait for the read model after a write.
+	// Default 5 s.
+	ReadTimeout time.Duration
+}
+
+func (c *Commands) view() *projections.TenantView { return c.Defs.Tenant(c.Tenant) }
+
+func (c *Commands) now() time.Time {
+	if c.Now != nil {
+		return c.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Outcome is a command's result: the aggregate as it stands after the
+// command, and the stream position of the command's last event (0 when the
+// command changed nothing).
+type Outcome struct {
+	Aggregate domain.Aggregate
+	Sequence  uint64
+}
+
+// execute is the one command loop: load → decide → append, retried on a
+// concurrency conflict unless the caller pinned a version with If-Match.
+func (c *Commands) execute(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta, decide func(domain.Aggregate) error) (Outcome, error) {
+	attempts := c.MaxAttempts
+	if attempts <= 0 {
+		attempts = 5
+	}
+	if err := addr.Validate(); err != nil {
+		return Outcome{}, err
+	}
+	for attempt := 1; ; attempt++ {
+		// Cross-aggregate rules read the definitions read model: bring it
+		// up to the stream's end first so they see every earlier write.
+		if err := c.syncReadModel(ctx); err != nil {
+			return Outcome{}, err
+		}
+		agg, last, err := c.load(ctx, addr, fresh())
+		if err != nil {
+			return Outcome{}, err
+		}
+		if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
+			return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
+		}
+		if err := decide(agg); err != nil {
+			return Outcome{}, err
+		}
+		changes := agg.Changes()
+		if len(changes) == 0 {
+			return Outcome{Aggregate: agg}, nil
+		}
+		envs, err := c.envelopes(agg.BaseVersion(), changes, meta)
+		if err != nil {
+			return Outcome{}, err
+		}
+		res, err := c.Store.Append(ctx, addr, last, envs...)
+		if errors.Is(err, eventstore.ErrConcurrency) {
+			if meta.IfMatch != nil {
+				return Outcome{}, fmt.Errorf("%w: written concurrently", ErrPreconditionFailed)
+			}
+			if attempt < attempts {
+				continue
+			}
+		}
+		if err != nil {
+			return Outcome{}, err
+		}
+		agg.ClearChanges()
+		rctx, cancel := context.WithTimeout(ctx, c.readTimeout())
+		err = c.Defs.WaitFor(rctx, res.LastSeq)
+		cancel()
+		if err != nil {
+			return Outcome{}, fmt.Errorf("written at sequence %d, but the read model did not catch up: %w", res.LastSeq, err)
+		}
+		return Outcome{Aggregate: agg, Sequence: res.LastSeq}, nil
+	}
+}
+
+func (c *Commands) readTimeout() time.Duration {
+	if c.ReadTimeout > 0 {
+		return c.ReadTimeout
+	}
+	return 5 * time.Second
+}
+
+func (c *Commands) syncReadModel(ctx context.Context) error {
+	last, err := c.Store.LastSequence(ctx, eventstore.StreamDefinitions)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.readTimeout())
+	defer cancel()
+	return c.Defs.WaitFor(rctx, last)
+}
+
+// load folds an aggregate's history into agg and returns the stream
+// sequence of its last event (eventstore.ExpectNew when it has none).
+func (c *Commands) load(ctx context.Context, addr eventstore.Aggregate, agg domain.Aggregate) (domain.Aggregate, uint64, error) {
+	events, err := c.Store.Load(ctx, addr, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	last := eventstore.ExpectNew
+	for _, ev := range events {
+		e, err := domain.DecodeEvent(ev.Type, ev.Data)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s sequence %d: %w", addr.Filter(), ev.Sequence, err)
+		}
+		if err := agg.Apply(e); err != nil {
+			return nil, 0, err
+		}
+		last = ev.Sequence
+	}
+	return agg, last, nil
+}
+
+func (c *Commands) envelopes(base uint64, changes []domain.Event, meta Meta) ([]eventstore.Envelope, error) {
+	now := c.now()
+	corr := meta.CorrelationID
+	if corr == "" {
+		corr = uuid.NewString()
+	}
+	out := make([]eventstore.Envelope, len(changes))
+	for i, e := range changes {
+		data, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
+		}
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = eventstore.Envelope{
+			ID:            id.String(),
+			Type:          e.EventType(),
+			Version:       base + uint64(i) + 1,
+			OccurredAt:    now,
+			Actor:         meta.Actor,
+			CorrelationID: corr,
+			CausationID:   meta.CausationID,
+			Data:          data,
+		}
+	}
+	return out, nil
+}
+
+func (c *Commands) addr(aggType, id string) eventstore.Aggregate {
+	return eventstore.Aggregate{Tenant: c.Tenant, Type: aggType, ID: id}
+}

@@ -1,0 +1,321 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// Status library commands.
+
+func (c *Commands) statuses(ctx context.Context, meta Meta, do func(*domain.StatusLibrary) error) (*domain.StatusLibrary, error) {
+	out, err := c.execute(ctx, c.addr(domain.AggregateStatuses, domain.LibraryID),
+		func() domain.Aggregate { return domain.NewStatusLibrary() }, meta,
+		func(a domain.Aggregate) error { return do(a.(*domain.StatusLibrary)) })
+	if err != nil {
+		return nil, err
+	}
+	return out.Aggregate.(*domain.StatusLibrary), nil
+}
+
+// AddStatus adds a status to the library; an empty key is derived from the
+// name. It returns the library after the change and the key used.
+func (c *Commands) AddStatus(ctx context.Context, meta Meta, key, name string, category domain.Category) (*domain.StatusLibrary, string, error) {
+	if key == "" {
+		key = domain.DeriveKey(name)
+	}
+	lib, err := c.statuses(ctx, meta, func(l *domain.StatusLibrary) error { return l.Add(key, name, category) })
+	return lib, key, err
+}
+
+// UpdateStatus renames and/or recategorizes a status (one atomic append).
+func (c *Commands) UpdateStatus(ctx context.Context, meta Meta, key string, name *string, category *domain.Category) (*domain.StatusLibrary, error) {
+	return c.statuses(ctx, meta, func(l *domain.StatusLibrary) error {
+		if _, ok := l.Status(key); !ok {
+			return &domain.FieldError{Field: "key", Reason: "no status " + strconv.Quote(key), Kind: domain.ErrNotFound}
+		}
+		if name != nil {
+			if err := l.Rename(key, *name); err != nil {
+				return err
+			}
+		}
+		if category != nil {
+			return l.Recategorize(key, *category)
+		}
+		return nil
+	})
+}
+
+// ArchiveStatus archives a status unless a live workflow uses it.
+func (c *Commands) ArchiveStatus(ctx context.Context, meta Meta, key string) (*domain.StatusLibrary, error) {
+	return c.statuses(ctx, meta, func(l *domain.StatusLibrary) error { return l.Archive(key, c.view()) })
+}
+
+// Trigger library commands.
+
+func (c *Commands) triggers(ctx context.Context, meta Meta, do func(*domain.TriggerLibrary) error) (*domain.TriggerLibrary, error) {
+	out, err := c.execute(ctx, c.addr(domain.AggregateTriggers, domain.LibraryID),
+		func() domain.Aggregate { return domain.NewTriggerLibrary() }, meta,
+		func(a domain.Aggregate) error { return do(a.(*domain.TriggerLibrary)) })
+	if err != nil {
+		return nil, err
+	}
+	return out.Aggregate.(*domain.TriggerLibrary), nil
+}
+
+// AddTrigger adds a trigger; an empty key is derived from the name.
+func (c *Commands) AddTrigger(ctx context.Context, meta Meta, key, name, description string) (*domain.TriggerLibrary, string, error) {
+	if key == "" {
+		key = domain.DeriveKey(name)
+	}
+	lib, err := c.triggers(ctx, meta, func(l *domain.TriggerLibrary) error { return l.Add(key, name, description) })
+	return lib, key, err
+}
+
+// UpdateTrigger changes a trigger's name and/or description.
+func (c *Commands) UpdateTrigger(ctx context.Context, meta Meta, key string, name, description *string) (*domain.TriggerLibrary, error) {
+	return c.triggers(ctx, meta, func(l *domain.TriggerLibrary) error {
+		tr, ok := l.Trigger(key)
+		if !ok {
+			return &domain.FieldError{Field: "key", Reason: "no trigger " + strconv.Quote(key), Kind: domain.ErrNotFound}
+		}
+		n, d := tr.Name, tr.Description
+		if name != nil {
+			n = *name
+		}
+		if description != nil {
+			d = *description
+		}
+		return l.Rename(key, n, d)
+	})
+}
+
+// ArchiveTrigger archives a trigger unless a live workflow uses it.
+func (c *Commands) ArchiveTrigger(ctx context.Context, meta Meta, key string) (*domain.TriggerLibrary, error) {
+	return c.triggers(ctx, meta, func(l *domain.TriggerLibrary) error { return l.Archive(key, c.view()) })
+}
+
+// Workflow commands.
+
+// WorkflowChange is one edit of a workflow.
+type WorkflowChange func(w *domain.Workflow, c *Commands) error
+
+// ChangeWorkflow applies edits to a workflow as one append (one new version
+// per edit).
+func (c *Commands) ChangeWorkflow(ctx context.Context, meta Meta, id string, edits ...WorkflowChange) (domain.WorkflowState, error) {
+	out, err := c.execute(ctx, c.addr(domain.AggregateWorkflow, id),
+		func() domain.Aggregate { return domain.NewWorkflow() }, meta,
+		func(a domain.Aggregate) error {
+			w := a.(*domain.Workflow)
+			if !w.Exists() {
+				return &domain.FieldError{Field: "id", Reason: "no workflow " + strconv.Quote(id), Kind: domain.ErrNotFound}
+			}
+			for _, edit := range edits {
+				if err := edit(w, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		return domain.WorkflowState{}, err
+	}
+	return out.Aggregate.(*domain.Workflow).State(), nil
+}
+
+// CreateWorkflow defines a workflow. Its id is made from its name
+// ("Laundry Intake" → "laundry_intake"), with a numeric suffix when taken.
+func (c *Commands) CreateWorkflow(ctx context.Context, meta Meta, name string, typ domain.WorkflowType, method domain.FulfillmentMethod, steps []domain.Step) (domain.WorkflowState, error) {
+	var id string
+	decide := func(a domain.Aggregate) error {
+		return a.(*domain.Workflow).Create(id, name, typ, method, steps, c.view(), c.view())
+	}
+	for range maxIDAttempts {
+		id = uniqueID(name, "workflow", c.view().WorkflowIDTaken)
+		out, err := c.execute(ctx, c.addr(domain.AggregateWorkflow, id), func() domain.Aggregate { return domain.NewWorkflow() }, meta, decide)
+		if isDuplicateID(err) {
+			continue // created concurrently under the same id: pick the next one
+		}
+		if err != nil {
+			return domain.WorkflowState{}, err
+		}
+		return out.Aggregate.(*domain.Workflow).State(), nil
+	}
+	return domain.WorkflowState{}, fmt.Errorf("%w: no free workflow id for %q", eventstore.ErrConcurrency, name)
+}
+
+// maxIDAttempts bounds the search for a free id under concurrent creation.
+const maxIDAttempts = 10
+
+// Edits, for ChangeWorkflow.
+
+// RenameWorkflow renames.
+func RenameWorkflow(name string) WorkflowChange {
+	return func(w *domain.Workflow, c *Commands) error { return w.Rename(name, c.view()) }
+}
+
+// RetypeWorkflow changes type and method together.
+func RetypeWorkflow(typ domain.WorkflowType, method domain.FulfillmentMethod) WorkflowChange {
+	return func(w *domain.Workflow, c *Commands) error { return w.ChangeType(typ, method, c.view()) }
+}
+
+// AddWorkflowStep inserts a step (position < 0 appends).
+func AddWorkflowStep(position int, step domain.Step) WorkflowChange {
+	return func(w *domain.Workflow, c *Commands) error { return w.AddStep(position, step, c.view()) }
+}
+
+// RemoveWorkflowStep removes a step.
+func RemoveWorkflowStep(index int) WorkflowChange {
+	return func(w *domain.Workflow, c *Commands) error { return w.RemoveStep(index) }
+}
+
+// MoveWorkflowStep moves a step (drag and drop).
+func MoveWorkflowStep(from, to int) WorkflowChange {
+	return func(w *domain.Workflow, c *Commands) error { return w.MoveStep(from, to) }
+}
+
+// ReplaceWorkflowSteps replaces the step list.
+func ReplaceWorkflowSteps(steps []domain.Step) WorkflowChange {
+	return func(w *domain.Workflow, c *Commands) error { return w.ReplaceSteps(steps, c.view()) }
+}
+
+// ChangeWorkflowStepTrigger changes one step's trigger.
+func ChangeWorkflowStepTrigger(index int, trigger string) WorkflowChange {
+	return func(w *domain.Workflow, c *Commands) error { return w.ChangeStepTrigger(index, trigger, c.view()) }
+}
+
+// ArchiveWorkflow archives.
+func ArchiveWorkflow() WorkflowChange {
+	return func(w *domain.Workflow, c *Commands) error { return w.Archive(c.view()) }
+}
+
+// Order type commands.
+
+// CreateOrderType defines an order type; its id is made from its name.
+func (c *Commands) CreateOrderType(ctx context.Context, meta Meta, name, intake, production string, fulfillment []string) (domain.OrderTypeState, error) {
+	var id string
+	decide := func(a domain.Aggregate) error {
+		return a.(*domain.OrderType).Create(id, name, intake, production, fulfillment, c.view())
+	}
+	for range maxIDAttempts {
+		id = uniqueID(name, "order_type", c.view().OrderTypeIDTaken)
+		out, err := c.execute(ctx, c.addr(domain.AggregateOrderType, id), func() domain.Aggregate { return domain.NewOrderType() }, meta, decide)
+		if isDuplicateID(err) {
+			continue
+		}
+		if err != nil {
+			return domain.OrderTypeState{}, err
+		}
+		return out.Aggregate.(*domain.OrderType).State(), nil
+	}
+	return domain.OrderTypeState{}, fmt.Errorf("%w: no free order type id for %q", eventstore.ErrConcurrency, name)
+}
+
+// OrderTypePatch holds the fields a change sets; nil leaves one as it is.
+type OrderTypePatch struct {
+	Name        *string
+	Intake      *string
+	Production  *string
+	Fulfillment *[]string
+}
+
+// UpdateOrderType changes an order type's name and slots.
+func (c *Commands) UpdateOrderType(ctx context.Context, meta Meta, id string, p OrderTypePatch) (domain.OrderTypeState, error) {
+	return c.orderType(ctx, meta, id, func(o *domain.OrderType) error {
+		s := o.State()
+		if p.Name != nil {
+			s.Name = *p.Name
+		}
+		if p.Intake != nil {
+			s.Intake = *p.Intake
+		}
+		if p.Production != nil {
+			s.Production = *p.Production
+		}
+		if p.Fulfillment != nil {
+			s.Fulfillment = *p.Fulfillment
+		}
+		return o.Change(s.Name, s.Intake, s.Production, s.Fulfillment, c.view())
+	})
+}
+
+// ArchiveOrderType archives an order type.
+func (c *Commands) ArchiveOrderType(ctx context.Context, meta Meta, id string) (domain.OrderTypeState, error) {
+	return c.orderType(ctx, meta, id, func(o *domain.OrderType) error { return o.Archive() })
+}
+
+func (c *Commands) orderType(ctx context.Context, meta Meta, id string, do func(*domain.OrderType) error) (domain.OrderTypeState, error) {
+	out, err := c.execute(ctx, c.addr(domain.AggregateOrderType, id),
+		func() domain.Aggregate { return domain.NewOrderType() }, meta,
+		func(a domain.Aggregate) error {
+			o := a.(*domain.OrderType)
+			if !o.Exists() {
+				return &domain.FieldError{Field: "id", Reason: "no order type " + strconv.Quote(id), Kind: domain.ErrNotFound}
+			}
+			return do(o)
+		})
+	if err != nil {
+		return domain.OrderTypeState{}, err
+	}
+	return out.Aggregate.(*domain.OrderType).State(), nil
+}
+
+// uniqueID makes a subject-safe id from a name ("Wash & Fold Delivery" →
+// "wash_fold_delivery"), adding -2, -3 … when taken.
+func uniqueID(name, fallback string, taken func(string) bool) string {
+	base := domain.DeriveKey(name)
+	for strings.Contains(base, "__") {
+		base = strings.ReplaceAll(base, "__", "_")
+	}
+	base = strings.Trim(base, "_")
+	if base == "" {
+		base = fallback
+	}
+	if len(base) > 48 {
+		base = strings.TrimRight(base[:48], "_")
+	}
+	id := base
+	for n := 2; taken(id); n++ {
+		id = base + "-" + strconv.Itoa(n)
+	}
+	return id
+}
+
+// isDuplicateID: Create found the aggregate already there, i.e. another
+// writer took the id between our read and our append.
+func isDuplicateID(err error) bool {
+	var fe *domain.FieldError
+	return errors.As(err, &fe) && fe.Field == "id" && fe.Kind == domain.ErrDuplicate
+}
+
+// WorkflowAt rebuilds a workflow as it was at version v from its events.
+func (c *Commands) WorkflowAt(ctx context.Context, id string, v uint64) (domain.WorkflowState, error) {
+	addr := c.addr(domain.AggregateWorkflow, id)
+	events, err := c.Store.Load(ctx, addr, 0)
+	if err != nil {
+		return domain.WorkflowState{}, err
+	}
+	if len(events) == 0 {
+		return domain.WorkflowState{}, &domain.FieldError{Field: "id", Reason: "no workflow " + strconv.Quote(id), Kind: domain.ErrNotFound}
+	}
+	if v > uint64(len(events)) {
+		return domain.WorkflowState{}, &domain.FieldError{Field: "version",
+			Reason: fmt.Sprintf("workflow %q has versions 1 to %d", id, len(events)), Kind: domain.ErrNotFound}
+	}
+	w := domain.NewWorkflow()
+	for _, ev := range events[:v] {
+		e, err := domain.DecodeEvent(ev.Type, ev.Data)
+		if err != nil {
+			return domain.WorkflowState{}, err
+		}
+		if err := w.Apply(e); err != nil {
+			return domain.WorkflowState{}, err
+		}
+	}
+	return w.State(), nil
+}

@@ -1,0 +1,554 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/orderflow/orderflow/domain"
+)
+
+// Statuses.
+
+type statusBody struct {
+	Key      string           `json:"key"`
+	Name     string           `json:"name"`
+	Category *domain.Category `json:"category"`
+}
+
+type statusPatch struct {
+	Name     *string          `json:"name"`
+	Category *domain.Category `json:"category"`
+}
+
+func (api *API) listStatuses(w http.ResponseWriter, r *http.Request) {
+	items, version := api.reads().Statuses()
+	setETag(w, version)
+	writeJSON(w, http.StatusOK, list[domain.Status]{Items: items})
+}
+
+func (api *API) addStatus(w http.ResponseWriter, r *http.Request) {
+	var b statusBody
+	m, err := meta(r)
+	if err == nil {
+		err = decodeBody(w, r, &b)
+	}
+	if err == nil && b.Category == nil {
+		err = &domain.FieldError{Field: "category", Reason: "is required"}
+	}
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	lib, key, err := api.Commands.AddStatus(r.Context(), m, b.Key, b.Name, *b.Category)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	st, _ := lib.Status(key)
+	setETag(w, lib.Version())
+	w.Header().Set("Location", "/v1/statuses/"+key)
+	writeJSON(w, http.StatusCreated, st)
+}
+
+func (api *API) updateStatus(w http.ResponseWriter, r *http.Request) {
+	var p statusPatch
+	key, err := pathToken(r, "key", "status key")
+	m, merr := meta(r)
+	err = errors.Join(err, merr)
+	if err == nil {
+		err = decodeBody(w, r, &p)
+	}
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	lib, err := api.Commands.UpdateStatus(r.Context(), m, key, p.Name, p.Category)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	st, _ := lib.Status(key)
+	setETag(w, lib.Version())
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (api *API) archiveStatus(w http.ResponseWriter, r *http.Request) {
+	key, err := pathToken(r, "key", "status key")
+	m, merr := meta(r)
+	if err = errors.Join(err, merr); err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	lib, err := api.Commands.ArchiveStatus(r.Context(), m, key)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	st, _ := lib.Status(key)
+	setETag(w, lib.Version())
+	writeJSON(w, http.StatusOK, st)
+}
+
+// Triggers.
+
+type triggerBody struct {
+	Key         string `json:"key"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+type triggerPatch struct {
+	Name        *string `json:"name"`
+	Description *string `json:"description"`
+}
+
+func (api *API) listTriggers(w http.ResponseWriter, r *http.Request) {
+	items, version := api.reads().Triggers()
+	setETag(w, version)
+	writeJSON(w, http.StatusOK, list[domain.Trigger]{Items: items})
+}
+
+func (api *API) addTrigger(w http.ResponseWriter, r *http.Request) {
+	var b triggerBody
+	m, err := meta(r)
+	if err == nil {
+		err = decodeBody(w, r, &b)
+	}
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	lib, key, err := api.Commands.AddTrigger(r.Context(), m, b.Key, b.Name, b.Description)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	tr, _ := lib.Trigger(key)
+	setETag(w, lib.Version())
+	w.Header().Set("Location", "/v1/triggers/"+key)
+	writeJSON(w, http.StatusCreated, tr)
+}
+
+func (api *API) updateTrigger(w http.ResponseWriter, r *http.Request) {
+	var p triggerPatch
+	key, err := pathToken(r, "key", "trigger key")
+	m, merr := meta(r)
+	err = errors.Join(err, merr)
+	if err == nil {
+		err = decodeBody(w, r, &p)
+	}
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	lib, err := api.Commands.UpdateTrigger(r.Context(), m, key, p.Name, p.Description)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	tr, _ := lib.Trigger(key)
+	setETag(w, lib.Version())
+	writeJSON(w, http.StatusOK, tr)
+}
+
+func (api *API) archiveTrigger(w http.ResponseWriter, r *http.Request) {
+	key, err := pathToken(r, "key", "trigger key")
+	m, merr := meta(r)
+	if err = errors.Join(err, merr); err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	lib, err := api.Commands.ArchiveTrigger(r.Context(), m, key)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	tr, _ := lib.Trigger(key)
+	setETag(w, lib.Version())
+	writeJSON(w, http.StatusOK, tr)
+}
+
+// Workflows.
+
+type stepJSON struct {
+	Status      string `json:"status"`
+	StatusName  string `json:"status_name"`
+	Trigger     string `json:"trigger"`
+	TriggerName string `json:"trigger_name"`
+}
+
+type workflowJSON struct {
+	ID                string              `json:"id"`
+	Name              string              `json:"name"`
+	Type              domain.WorkflowType `json:"type"`
+	FulfillmentMethod *string             `json:"fulfillment_method"`
+	Version           uint64              `json:"version"`
+	Archived          bool                `json:"archived"`
+	Steps             []stepJSON          `json:"steps"`
+}
+
+func (api *API) workflowJSON(s domain.WorkflowState) workflowJSON {
+	out := workflowJSON{ID: s.ID, Name: s.Name, Type: s.Type, Version: s.Version, Archived: s.Archived, Steps: []stepJSON{}}
+	if !s.FulfillmentMethod.IsZero() {
+		m := s.FulfillmentMethod.String()
+		out.FulfillmentMethod = &m
+	}
+	view := api.reads()
+	for _, st := range s.Steps {
+		j := stepJSON{Status: st.Status, Trigger: st.Trigger}
+		if v, ok := view.Status(st.Status); ok {
+			j.StatusName = v.Name
+		}
+		if v, ok := view.Trigger(st.Trigger); ok {
+			j.TriggerName = v.Name
+		}
+		out.Steps = append(out.Steps, j)
+	}
+	return out
+}
+
+type workflowBody struct {
+	Name              string                   `json:"name"`
+	Type              *domain.WorkflowType     `json:"type"`
+	FulfillmentMethod domain.FulfillmentMethod `json:"fulfillment_method"`
+	Steps             []domain.Step            `json:"steps"`
+}
+
+type workflowPatch struct {
+	Name              *string                   `json:"name"`
+	Type              *domain.WorkflowType      `json:"type"`
+	FulfillmentMethod *domain.FulfillmentMethod `json:"fulfillment_method"`
+}
+
+type stepsBody struct {
+	Steps []domain.Step `json:"steps"`
+}
+
+type stepBody struct {
+	Status   string `json:"status"`
+	Trigger  string `json:"trigger"`
+	Position *int   `json:"position"`
+}
+
+type moveBody struct {
+	From *int `json:"from"`
+	To   *int `json:"to"`
+}
+
+type stepTriggerBody struct {
+	Trigger string `json:"trigger"`
+}
+
+func (api *API) listWorkflows(w http.ResponseWriter, r *http.Request) {
+	states := api.reads().Workflows()
+	items := make([]workflowJSON, 0, len(states))
+	for _, s := range states {
+		items = append(items, api.workflowJSON(s))
+	}
+	writeJSON(w, http.StatusOK, list[workflowJSON]{Items: items})
+}
+
+func (api *API) getWorkflow(w http.ResponseWriter, r *http.Request) {
+	id, err := pathToken(r, "id", "workflow id")
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	s, ok := api.reads().Workflow(id)
+	if !ok {
+		api.fail(w, r, &domain.FieldError{Field: "id", Reason: "no workflow " + strconv.Quote(id), Kind: domain.ErrNotFound})
+		return
+	}
+	api.writeWorkflow(w, http.StatusOK, s)
+}
+
+func (api *API) writeWorkflow(w http.ResponseWriter, status int, s domain.WorkflowState) {
+	setETag(w, s.Version)
+	writeJSON(w, status, api.workflowJSON(s))
+}
+
+func (api *API) createWorkflow(w http.ResponseWriter, r *http.Request) {
+	var b workflowBody
+	m, err := meta(r)
+	if err == nil {
+		err = decodeBody(w, r, &b)
+	}
+	if err == nil && b.Type == nil {
+		err = &domain.FieldError{Field: "type", Reason: "is required"}
+	}
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	s, err := api.Commands.CreateWorkflow(r.Context(), m, b.Name, *b.Type, b.FulfillmentMethod, b.Steps)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/workflows/"+s.ID)
+	api.writeWorkflow(w, http.StatusCreated, s)
+}
+
+// workflowCommand runs edits on the workflow named in the path, after
+// decoding the body into body (when not nil) and building the edits.
+func (api *API) workflowCommand(w http.ResponseWriter, r *http.Request, body any, edits func() ([]WorkflowChange, error)) {
+	id, err := pathToken(r, "id", "workflow id")
+	m, merr := meta(r)
+	err = errors.Join(err, merr)
+	if err == nil && body != nil {
+		err = decodeBody(w, r, body)
+	}
+	var changes []WorkflowChange
+	if err == nil {
+		changes, err = edits()
+	}
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	s, err := api.Commands.ChangeWorkflow(r.Context(), m, id, changes...)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	api.writeWorkflow(w, http.StatusOK, s)
+}
+
+func (api *API) updateWorkflow(w http.ResponseWriter, r *http.Request) {
+	var p workflowPatch
+	api.workflowCommand(w, r, &p, func() ([]WorkflowChange, error) {
+		var edits []WorkflowChange
+		if p.Name != nil {
+			edits = append(edits, RenameWorkflow(*p.Name))
+		}
+		if p.Type != nil || p.FulfillmentMethod != nil {
+			edits = append(edits, func(wf *domain.Workflow, c *Commands) error {
+				cur := wf.State()
+				typ, method := cur.Type, cur.FulfillmentMethod
+				if p.Type != nil {
+					typ = *p.Type
+					if typ != domain.WorkflowFulfillment {
+						method = domain.FulfillmentMethod{}
+					}
+				}
+				if p.FulfillmentMethod != nil {
+					method = *p.FulfillmentMethod
+				}
+				return wf.ChangeType(typ, method, c.view())
+			})
+		}
+		if len(edits) == 0 {
+			return nil, fmt.Errorf("%w: nothing to change; send name, type or fulfillment_method", errBadRequest)
+		}
+		return edits, nil
+	})
+}
+
+func (api *API) replaceSteps(w http.ResponseWriter, r *http.Request) {
+	var b stepsBody
+	api.workflowCommand(w, r, &b, func() ([]WorkflowChange, error) {
+		return []WorkflowChange{ReplaceWorkflowSteps(b.Steps)}, nil
+	})
+}
+
+func (api *API) addStep(w http.ResponseWriter, r *http.Request) {
+	var b stepBody
+	api.workflowCommand(w, r, &b, func() ([]WorkflowChange, error) {
+		pos := -1
+		if b.Position != nil {
+			if *b.Position < 0 {
+				return nil, &domain.FieldError{Field: "position", Reason: "must not be negative"}
+			}
+			pos = *b.Position
+		}
+		return []WorkflowChange{AddWorkflowStep(pos, domain.Step{Status: b.Status, Trigger: b.Trigger})}, nil
+	})
+}
+
+func (api *API) moveStep(w http.ResponseWriter, r *http.Request) {
+	var b moveBody
+	api.workflowCommand(w, r, &b, func() ([]WorkflowChange, error) {
+		if b.From == nil || b.To == nil {
+			return nil, &domain.FieldError{Field: "from, to", Reason: "both are required"}
+		}
+		return []WorkflowChange{MoveWorkflowStep(*b.From, *b.To)}, nil
+	})
+}
+
+func (api *API) changeStepTrigger(w http.ResponseWriter, r *http.Request) {
+	var b stepTriggerBody
+	api.workflowCommand(w, r, &b, func() ([]WorkflowChange, error) {
+		i, err := pathIndex(r, "index")
+		if err != nil {
+			return nil, err
+		}
+		return []WorkflowChange{ChangeWorkflowStepTrigger(i, b.Trigger)}, nil
+	})
+}
+
+func (api *API) removeStep(w http.ResponseWriter, r *http.Request) {
+	api.workflowCommand(w, r, nil, func() ([]WorkflowChange, error) {
+		i, err := pathIndex(r, "index")
+		if err != nil {
+			return nil, err
+		}
+		return []WorkflowChange{RemoveWorkflowStep(i)}, nil
+	})
+}
+
+func (api *API) archiveWorkflow(w http.ResponseWriter, r *http.Request) {
+	api.workflowCommand(w, r, nil, func() ([]WorkflowChange, error) {
+		return []WorkflowChange{ArchiveWorkflow()}, nil
+	})
+}
+
+// workflowVersion rebuilds a past version from the workflow's events.
+func (api *API) workflowVersion(w http.ResponseWriter, r *http.Request) {
+	id, err := pathToken(r, "id", "workflow id")
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	v, err := strconv.ParseUint(r.PathValue("v"), 10, 64)
+	if err != nil || v == 0 {
+		api.fail(w, r, fmt.Errorf("%w: version %q is not 1, 2, 3 …", errBadRequest, r.PathValue("v")))
+		return
+	}
+	s, err := api.Commands.WorkflowAt(r.Context(), id, v)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	api.writeWorkflow(w, http.StatusOK, s)
+}
+
+// Order types.
+
+type orderTypeJSON struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Intake      *string  `json:"intake"`
+	Production  *string  `json:"production"`
+	Fulfillment []string `json:"fulfillment"`
+	Version     uint64   `json:"version"`
+	Archived    bool     `json:"archived"`
+}
+
+func toOrderTypeJSON(s domain.OrderTypeState) orderTypeJSON {
+	out := orderTypeJSON{ID: s.ID, Name: s.Name, Fulfillment: s.Fulfillment, Version: s.Version, Archived: s.Archived}
+	if out.Fulfillment == nil {
+		out.Fulfillment = []string{}
+	}
+	if s.Intake != "" {
+		out.Intake = &s.Intake
+	}
+	if s.Production != "" {
+		out.Production = &s.Production
+	}
+	return out
+}
+
+type orderTypeBody struct {
+	Name        string   `json:"name"`
+	Intake      *string  `json:"intake"`
+	Production  *string  `json:"production"`
+	Fulfillment []string `json:"fulfillment"`
+}
+
+type orderTypePatch struct {
+	Name        *string   `json:"name"`
+	Intake      *string   `json:"intake"`
+	Production  *string   `json:"production"`
+	Fulfillment *[]string `json:"fulfillment"`
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func (api *API) writeOrderType(w http.ResponseWriter, status int, s domain.OrderTypeState) {
+	setETag(w, s.Version)
+	writeJSON(w, status, toOrderTypeJSON(s))
+}
+
+func (api *API) listOrderTypes(w http.ResponseWriter, r *http.Request) {
+	states := api.reads().OrderTypes()
+	items := make([]orderTypeJSON, 0, len(states))
+	for _, s := range states {
+		items = append(items, toOrderTypeJSON(s))
+	}
+	writeJSON(w, http.StatusOK, list[orderTypeJSON]{Items: items})
+}
+
+func (api *API) getOrderType(w http.ResponseWriter, r *http.Request) {
+	id, err := pathToken(r, "id", "order type id")
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	s, ok := api.reads().OrderType(id)
+	if !ok {
+		api.fail(w, r, &domain.FieldError{Field: "id", Reason: "no order type " + strconv.Quote(id), Kind: domain.ErrNotFound})
+		return
+	}
+	api.writeOrderType(w, http.StatusOK, s)
+}
+
+func (api *API) createOrderType(w http.ResponseWriter, r *http.Request) {
+	var b orderTypeBody
+	m, err := meta(r)
+	if err == nil {
+		err = decodeBody(w, r, &b)
+	}
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	s, err := api.Commands.CreateOrderType(r.Context(), m, b.Name, deref(b.Intake), deref(b.Production), b.Fulfillment)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/order-types/"+s.ID)
+	api.writeOrderType(w, http.StatusCreated, s)
+}
+
+func (api *API) updateOrderType(w http.ResponseWriter, r *http.Request) {
+	var p orderTypePatch
+	id, err := pathToken(r, "id", "order type id")
+	m, merr := meta(r)
+	err = errors.Join(err, merr)
+	if err == nil {
+		err = decodeBody(w, r, &p)
+	}
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	s, err := api.Commands.UpdateOrderType(r.Context(), m, id, OrderTypePatch(p))
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	api.writeOrderType(w, http.StatusOK, s)
+}
+
+func (api *API) archiveOrderType(w http.ResponseWriter, r *http.Request) {
+	id, err := pathToken(r, "id", "order type id")
+	m, merr := meta(r)
+	if err = errors.Join(err, merr); err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	s, err := api.Commands.ArchiveOrderType(r.Context(), m, id)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	api.writeOrderType(w, http.StatusOK, s)
+}

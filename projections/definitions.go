@@ -1,0 +1,324 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// Definitions is the read model of every tenant's status library, trigger
+// library, workflows and order types, folded with the domain's own Apply.
+// It also answers the cross-aggregate questions commands ask (does this
+// status exist, which live workflows use it).
+type Definitions struct {
+	mu      sync.RWMutex
+	applied uint64
+	changed chan struct{} // closed and replaced on every applied event
+	tenants map[string]*tenantDefs
+	log     *slog.Logger
+	sub     *eventstore.Subscription
+}
+
+type tenantDefs struct {
+	statuses   *domain.StatusLibrary
+	triggers   *domain.TriggerLibrary
+	workflows  map[string]*domain.Workflow
+	orderTypes map[string]*domain.OrderType
+}
+
+// NewDefinitions returns an empty read model.
+func NewDefinitions(log *slog.Logger) *Definitions {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Definitions{changed: make(chan struct{}), tenants: map[string]*tenantDefs{}, log: log}
+}
+
+// Start feeds the read model from the definitions stream.
+func (d *Definitions) Start(ctx context.Context, st *eventstore.Store) error {
+	sub, err := st.Subscribe(ctx, eventstore.StreamDefinitions, nil, d.Applied(), d.Apply)
+	if err != nil {
+		return err
+	}
+	d.sub = sub
+	return nil
+}
+
+// Stop ends the feed.
+func (d *Definitions) Stop() {
+	if d.sub != nil {
+		d.sub.Stop()
+	}
+}
+
+// Applied is the last stream sequence the read model reflects.
+func (d *Definitions) Applied() uint64 {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.applied
+}
+
+// WaitFor blocks until the read model reflects stream sequence seq or ctx
+// ends.
+func (d *Definitions) WaitFor(ctx context.Context, seq uint64) error {
+	for {
+		d.mu.RLock()
+		applied, changed := d.applied, d.changed
+		d.mu.RUnlock()
+		if applied >= seq {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("definitions read model at sequence %d, waiting for %d: %w", applied, seq, ctx.Err())
+		}
+	}
+}
+
+// Apply folds one stored event in. Events at or below the applied sequence
+// are ignored, so each is applied at most once.
+func (d *Definitions) Apply(ev eventstore.Event) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ev.Sequence <= d.applied {
+		return nil
+	}
+	d.applied = ev.Sequence
+	close(d.changed)
+	d.changed = make(chan struct{})
+
+	e, err := domain.DecodeEvent(ev.Type, ev.Data)
+	if err != nil {
+		return fmt.Errorf("definitions: sequence %d: %w", ev.Sequence, err)
+	}
+	t := d.tenant(ev.Tenant)
+	switch ev.AggregateType {
+	case domain.AggregateStatuses:
+		return t.statuses.Apply(e)
+	case domain.AggregateTriggers:
+		return t.triggers.Apply(e)
+	case domain.AggregateWorkflow:
+		w, ok := t.workflows[ev.AggregateID]
+		if !ok {
+			w = domain.NewWorkflow()
+			t.workflows[ev.AggregateID] = w
+		}
+		return w.Apply(e)
+	case domain.AggregateOrderType:
+		o, ok := t.orderTypes[ev.AggregateID]
+		if !ok {
+			o = domain.NewOrderType()
+			t.orderTypes[ev.AggregateID] = o
+		}
+		return o.Apply(e)
+	}
+	return fmt.Errorf("definitions: sequence %d: unknown aggregate type %q", ev.Sequence, ev.AggregateType)
+}
+
+func (d *Definitions) tenant(name string) *tenantDefs {
+	t, ok := d.tenants[name]
+	if !ok {
+		t = &tenantDefs{
+			statuses:   domain.NewStatusLibrary(),
+			triggers:   domain.NewTriggerLibrary(),
+			workflows:  map[string]*domain.Workflow{},
+			orderTypes: map[string]*domain.OrderType{},
+		}
+		d.tenants[name] = t
+	}
+	return t
+}
+
+// Tenant is one tenant's view of the read model. Every method reads under
+// the read model's lock, so a view may be kept and used concurrently.
+func (d *Definitions) Tenant(name string) *TenantView { return &TenantView{d: d, tenant: name} }
+
+// TenantView answers queries for one tenant. It implements the domain's
+// Catalog, WorkflowNames, WorkflowLookup and usage interfaces.
+type TenantView struct {
+	d      *Definitions
+	tenant string
+}
+
+func (v *TenantView) read(f func(t *tenantDefs)) {
+	v.d.mu.RLock()
+	defer v.d.mu.RUnlock()
+	t, ok := v.d.tenants[v.tenant]
+	if !ok {
+		t = &tenantDefs{statuses: domain.NewStatusLibrary(), triggers: domain.NewTriggerLibrary()}
+	}
+	f(t)
+}
+
+// Statuses lists the status library and its version.
+func (v *TenantView) Statuses() (list []domain.Status, version uint64) {
+	v.read(func(t *tenantDefs) { list, version = t.statuses.Statuses(), t.statuses.Version() })
+	return list, version
+}
+
+// Triggers lists the trigger library and its version.
+func (v *TenantView) Triggers() (list []domain.Trigger, version uint64) {
+	v.read(func(t *tenantDefs) { list, version = t.triggers.Triggers(), t.triggers.Version() })
+	return list, version
+}
+
+// Status returns one status.
+func (v *TenantView) Status(key string) (st domain.Status, ok bool) {
+	v.read(func(t *tenantDefs) { st, ok = t.statuses.Status(key) })
+	return st, ok
+}
+
+// Trigger returns one trigger.
+func (v *TenantView) Trigger(key string) (tr domain.Trigger, ok bool) {
+	v.read(func(t *tenantDefs) { tr, ok = t.triggers.Trigger(key) })
+	return tr, ok
+}
+
+// Workflow returns one workflow's current state.
+func (v *TenantView) Workflow(id string) (ws domain.WorkflowState, ok bool) {
+	v.read(func(t *tenantDefs) {
+		if w, found := t.workflows[id]; found && w.Exists() {
+			ws, ok = w.State(), true
+		}
+	})
+	return ws, ok
+}
+
+// Workflows lists every workflow (archived ones too), by name.
+func (v *TenantView) Workflows() []domain.WorkflowState {
+	var out []domain.WorkflowState
+	v.read(func(t *tenantDefs) {
+		for _, w := range t.workflows {
+			if w.Exists() {
+				out = append(out, w.State())
+			}
+		}
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// OrderType returns one order type's current state.
+func (v *TenantView) OrderType(id string) (os domain.OrderTypeState, ok bool) {
+	v.read(func(t *tenantDefs) {
+		if o, found := t.orderTypes[id]; found && o.Exists() {
+			os, ok = o.State(), true
+		}
+	})
+	return os, ok
+}
+
+// OrderTypes lists every order type, by name.
+func (v *TenantView) OrderTypes() []domain.OrderTypeState {
+	var out []domain.OrderTypeState
+	v.read(func(t *tenantDefs) {
+		for _, o := range t.orderTypes {
+			if o.Exists() {
+				out = append(out, o.State())
+			}
+		}
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// WorkflowIDTaken reports whether any workflow (archived too) has the id.
+func (v *TenantView) WorkflowIDTaken(id string) (taken bool) {
+	v.read(func(t *tenantDefs) { _, taken = t.workflows[id] })
+	return taken
+}
+
+// OrderTypeIDTaken reports whether any order type has the id.
+func (v *TenantView) OrderTypeIDTaken(id string) (taken bool) {
+	v.read(func(t *tenantDefs) { _, taken = t.orderTypes[id] })
+	return taken
+}
+
+// LookupStatus implements domain.Catalog.
+func (v *TenantView) LookupStatus(key string) (found, archived bool) {
+	st, ok := v.Status(key)
+	return ok, st.Archived
+}
+
+// LookupTrigger implements domain.Catalog.
+func (v *TenantView) LookupTrigger(key string) (found, archived bool) {
+	tr, ok := v.Trigger(key)
+	return ok, tr.Archived
+}
+
+// LiveWorkflowNamed implements domain.WorkflowNames.
+func (v *TenantView) LiveWorkflowNamed(name, exceptID string) (id string) {
+	v.read(func(t *tenantDefs) {
+		for wid, w := range t.workflows {
+			s := w.State()
+			if wid != exceptID && w.Exists() && !s.Archived && strings.EqualFold(s.Name, name) {
+				id = wid
+				return
+			}
+		}
+	})
+	return id
+}
+
+// LookupWorkflow implements domain.WorkflowLookup.
+func (v *TenantView) LookupWorkflow(id string) (domain.WorkflowType, bool, bool) {
+	w, ok := v.Workflow(id)
+	return w.Type, ok, w.Archived
+}
+
+// WorkflowsUsingStatus implements domain.StatusUsage.
+func (v *TenantView) WorkflowsUsingStatus(key string) []string {
+	return v.liveWorkflowsWith(func(s domain.Step) bool { return s.Status == key })
+}
+
+// WorkflowsUsingTrigger implements domain.TriggerUsage.
+func (v *TenantView) WorkflowsUsingTrigger(key string) []string {
+	return v.liveWorkflowsWith(func(s domain.Step) bool { return s.Trigger == key })
+}
+
+func (v *TenantView) liveWorkflowsWith(match func(domain.Step) bool) []string {
+	var ids []string
+	v.read(func(t *tenantDefs) {
+		for id, w := range t.workflows {
+			s := w.State()
+			if w.Exists() && !s.Archived && slices.ContainsFunc(s.Steps, match) {
+				ids = append(ids, id)
+			}
+		}
+	})
+	slices.Sort(ids)
+	return ids
+}
+
+// OrderTypesUsingWorkflow implements domain.WorkflowUsage.
+func (v *TenantView) OrderTypesUsingWorkflow(id string) []string {
+	var ids []string
+	v.read(func(t *tenantDefs) {
+		for oid, o := range t.orderTypes {
+			s := o.State()
+			if o.Exists() && !s.Archived && (s.Intake == id || s.Production == id || slices.Contains(s.Fulfillment, id)) {
+				ids = append(ids, oid)
+			}
+		}
+	})
+	slices.Sort(ids)
+	return ids
+}
