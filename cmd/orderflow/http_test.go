@@ -155,7 +155,7 @@ func seedWorkedExample(t *testing.T, c *client) (intake, production, delivery st
 
 	wf = c.must(201, "POST", "/v1/workflows", map[string]any{"name": "Home Delivery", "type": "fulfillment",
 		"fulfillment_method": "home_delivery",
-		"steps": []map[string]any{{"status": "out_for_delivery", "trigger": "delivered"}, {"status": "ready_for_delivery", "trigger": "out_for_delivery"}}})
+		"steps":              []map[string]any{{"status": "out_for_delivery", "trigger": "delivered"}, {"status": "ready_for_delivery", "trigger": "out_for_delivery"}}})
 	delivery = wf["id"].(string)
 	// Reorder by replacing the whole step list.
 	wf = c.must(200, "PUT", "/v1/workflows/"+delivery+"/steps", map[string]any{"steps": []map[string]any{

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+func defsLastSeq(t *testing.T, app *App) uint64 {
+	t.Helper()
+	seq, err := app.Store().LastSequence(context.Background(), eventstore.StreamDefinitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+// Every refused request gets its problem code and appends nothing.
+func TestDefinitionsRefuseBadInput(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	intake, production, _ := seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Spare", "category": "draft"})
+	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Retired", "category": "draft"})
+	c.must(200, "DELETE", "/v1/statuses/retired", nil)
+
+	huge := `{"name":"` + strings.Repeat("x", 2<<20) + `","category":"draft"}`
+	cases := []struct {
+		name         string
+		method, path string
+		body         any
+		headers      []string
+		status       int
+		code         string
+	}{
+		{"duplicate status name, other case", "POST", "/v1/statuses", map[string]any{"name": "WASHING", "key": "washing2", "category": "pending"}, nil, 409, "conflict"},
+		{"duplicate status key", "POST", "/v1/statuses", map[string]any{"name": "Other", "key": "washing", "category": "pending"}, nil, 409, "conflict"},
+		{"duplicate workflow name, other case", "POST", "/v1/workflows", map[string]any{"name": "laundry INTAKE", "type": "intake",
+			"steps": []map[string]any{{"status": "spare", "trigger": "picked_up"}}}, nil, 409, "conflict"},
+		{"unknown status in steps", "POST", "/v1/workflows/" + intake + "/steps", map[string]any{"status": "nope", "trigger": "picked_up"}, nil, 400, "invalid_argument"},
+		{"archived status in steps", "POST", "/v1/workflows/" + intake + "/steps", map[string]any{"status": "retired", "trigger": "picked_up"}, nil, 400, "invalid_argument"},
+		{"unknown trigger in steps", "POST", "/v1/workflows/" + intake + "/steps", map[string]any{"status": "spare", "trigger": "nope"}, nil, 400, "invalid_argument"},
+		{"same status twice", "POST", "/v1/workflows/" + intake + "/steps", map[string]any{"status": "received", "trigger": "picked_up"}, nil, 400, "invalid_argument"},
+		{"same status twice in PUT", "PUT", "/v1/workflows/" + intake + "/steps", map[string]any{"steps": []map[string]any{
+			{"status": "spare", "trigger": "picked_up"}, {"status": "spare", "trigger": "folded"}}}, nil, 400, "invalid_argument"},
+		{"no steps", "PUT", "/v1/workflows/" + intake + "/steps", map[string]any{"steps": []any{}}, nil, 400, "invalid_argument"},
+		{"fulfillment without method", "POST", "/v1/workflows", map[string]any{"name": "Pickup", "type": "fulfillment",
+			"steps": []map[string]any{{"status": "spare", "trigger": "picked_up"}}}, nil, 400, "invalid_argument"},
+		{"unknown workflow type", "POST", "/v1/workflows", map[string]any{"name": "X", "type": "teleport",
+			"steps": []map[string]any{{"status": "spare", "trigger": "picked_up"}}}, nil, 400, "invalid_argument"},
+		{"unknown category", "POST", "/v1/statuses", map[string]any{"name": "X", "category": "someday"}, nil, 400, "invalid_argument"},
+		{"stale If-Match", "PATCH", "/v1/workflows/" + production, map[string]any{"name": "Renamed"}, []string{"If-Match", `"1"`}, 412, "precondition_failed"},
+		{"stale If-Match on the library", "PATCH", "/v1/statuses/spare", map[string]any{"name": "Spare 2"}, []string{"If-Match", `"2"`}, 412, "precondition_failed"},
+		{"archive a status in use", "DELETE", "/v1/statuses/washing", nil, nil, 409, "conflict"},
+		{"archive a trigger in use", "DELETE", "/v1/triggers/wash_done", nil, nil, 409, "conflict"},
+		{"archive a workflow an order type uses", "POST", "/v1/workflows/" + intake + "/archive", nil, nil, 409, "conflict"},
+		{"malformed JSON", "POST", "/v1/statuses", `{"name": "X",`, nil, 400, "invalid_argument"},
+		{"not an object", "POST", "/v1/statuses", `["X"]`, nil, 400, "invalid_argument"},
+		{"trailing data", "POST", "/v1/statuses", `{"name":"X","category":"draft"} {}`, nil, 400, "invalid_argument"},
+		{"empty body", "POST", "/v1/statuses", "", nil, 400, "invalid_argument"},
+		{"unknown field", "POST", "/v1/statuses", map[string]any{"name": "X", "category": "draft", "colour": "red"}, nil, 400, "invalid_argument"},
+		{"wrong type", "POST", "/v1/statuses", map[string]any{"name": 7, "category": "draft"}, nil, 400, "invalid_argument"},
+		{"wrong type in steps", "POST", "/v1/workflows/" + intake + "/steps/move", map[string]any{"from": "first", "to": 0}, nil, 400, "invalid_argument"},
+		{"missing move fields", "POST", "/v1/workflows/" + intake + "/steps/move", map[string]any{"from": 0}, nil, 400, "invalid_argument"},
+		{"body over the limit", "POST", "/v1/statuses", huge, nil, 413, "payload_too_large"},
+		{"unsafe key", "POST", "/v1/statuses", map[string]any{"key": "a.b", "name": "AB", "category": "draft"}, nil, 400, "invalid_argument"},
+		{"wildcard key", "POST", "/v1/triggers", map[string]any{"key": "*", "name": "Star"}, nil, 400, "invalid_argument"},
+		{"unsafe id in the path", "GET", "/v1/workflows/a*b", nil, nil, 400, "invalid_argument"},
+		{"unknown workflow", "PATCH", "/v1/workflows/nope", map[string]any{"name": "X"}, nil, 404, "not_found"},
+		{"unknown status", "PATCH", "/v1/statuses/nope", map[string]any{"name": "X"}, nil, 404, "not_found"},
+		{"step index out of range", "DELETE", "/v1/workflows/" + intake + "/steps/9", nil, nil, 404, "not_found"},
+		{"wrong content type", "POST", "/v1/statuses", map[string]any{"name": "X", "category": "draft"}, []string{"Content-Type", "text/plain"}, 400, "invalid_argument"},
+		{"order type with wrong slot", "POST", "/v1/order-types", map[string]any{"name": "Bad", "intake": production}, nil, 400, "invalid_argument"},
+		{"order type with nothing", "POST", "/v1/order-types", map[string]any{"name": "Empty"}, nil, 400, "invalid_argument"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &client{t: t, base: c.base}
+			before := defsLastSeq(t, app)
+			c.problem(tc.status, tc.code, tc.method, tc.path, tc.body, tc.headers...)
+			if after := defsLastSeq(t, app); after != before {
+				t.Fatalf("a refused request appended %d events", after-before)
+			}
+		})
+	}
+	// Still healthy afterwards.
+	c.must(200, "GET", "/v1/workflows", nil)
+}
+
+// Two writers on one workflow: with the same If-Match one wins and one
+// gets 412; without If-Match both edits land.
+func TestConcurrentWorkflowWriters(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	_, production, _ := seedWorkedExample(t, c)
+	version := func() float64 { return c.must(200, "GET", "/v1/workflows/"+production, nil)["version"].(float64) }
+
+	v := version()
+	etag := `"` + jsonNumber(v) + `"`
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i, name := range []string{"Production A", "Production B"} {
+		wg.Go(func() {
+			codes[i] = c.do("PATCH", "/v1/workflows/"+production, map[string]any{"name": name}, "If-Match", etag).Status
+		})
+	}
+	wg.Wait()
+	if !(codes[0] == 200 && codes[1] == 412 || codes[0] == 412 && codes[1] == 200) {
+		t.Fatalf("with the same If-Match: %v, want one 200 and one 412", codes)
+	}
+	if got := version(); got != v+1 {
+		t.Fatalf("version %v after one winning edit from %v", got, v)
+	}
+
+	v = version()
+	for i, name := range []string{"Production C", "Production D"} {
+		wg.Go(func() {
+			codes[i] = c.do("PATCH", "/v1/workflows/"+production, map[string]any{"name": name}).Status
+		})
+	}
+	wg.Wait()
+	if codes[0] != 200 || codes[1] != 200 {
+		t.Fatalf("without If-Match: %v, want both 200", codes)
+	}
+	if got := version(); got != v+2 {
+		t.Fatalf("version %v after two edits from %v", got, v)
+	}
+}
+
+func jsonNumber(f float64) string {
+	b, _ := json.Marshal(f)
+	return string(b)
+}
+
+// A subscriber on orderflow.default.def.> sees each edit with the
+// contract's envelope and type name.
+func TestDefinitionEventsOnNATS(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	nc, err := nats.Connect(app.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msgs := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe("orderflow.default.def.>", msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, app)
+	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Washing", "category": "in_progress"})
+	c.must(200, "PATCH", "/v1/statuses/washing", map[string]any{"name": "Wash"})
+	c.must(201, "POST", "/v1/triggers", map[string]any{"name": "Wash done"})
+	c.must(201, "POST", "/v1/workflows", map[string]any{"name": "Production", "type": "production",
+		"steps": []map[string]any{{"status": "washing", "trigger": "wash_done"}}})
+	c.must(200, "PATCH", "/v1/workflows/production", map[string]any{"name": "Laundry Production"})
+
+	want := []struct{ subject, typ, aggType, aggID string }{
+		{"orderflow.default.def.statuses.library.StatusAdded", "StatusAdded", "statuses", "library"},
+		{"orderflow.default.def.statuses.library.StatusRenamed", "StatusRenamed", "statuses", "library"},
+		{"orderflow.default.def.triggers.library.TriggerAdded", "TriggerAdded", "triggers", "library"},
+		{"orderflow.default.def.workflow.production.WorkflowCreated", "WorkflowCreated", "workflow", "production"},
+		{"orderflow.default.def.workflow.production.WorkflowRenamed", "WorkflowRenamed", "workflow", "production"},
+	}
+	for i, w := range want {
+		var m *nats.Msg
+		select {
+		case m = <-msgs:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("event %d (%s) not seen", i, w.typ)
+		}
+		if m.Subject != w.subject {
+			t.Fatalf("event %d on %s, want %s", i, m.Subject, w.subject)
+		}
+		var env map[string]any
+		if err := json.Unmarshal(m.Data, &env); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"id", "type", "tenant", "aggregate_type", "aggregate_id", "version", "occurred_at", "actor", "correlation_id", "data"} {
+			if _, ok := env[k]; !ok {
+				t.Fatalf("envelope lacks %q: %s", k, m.Data)
+			}
+		}
+		if env["type"] != w.typ || env["tenant"] != "default" || env["aggregate_type"] != w.aggType || env["aggregate_id"] != w.aggID {
+			t.Fatalf("envelope %s", m.Data)
+		}
+		if actor := env["actor"].(map[string]any); actor["kind"] != "user" {
+			t.Fatalf("actor %v", actor)
+		}
+		if _, err := time.Parse(time.RFC3339, env["occurred_at"].(string)); err != nil {
+			t.Fatalf("occurred_at: %v", err)
+		}
+		if m.Header.Get("Nats-Msg-Id") != env["id"] {
+			t.Fatalf("Nats-Msg-Id %q is not the event id %v", m.Header.Get("Nats-Msg-Id"), env["id"])
+		}
+	}
+}
