@@ -18,6 +18,9 @@ var (
 	ErrInUse = errors.New("in use")
 	// ErrArchived: the thing addressed is archived and cannot be changed.
 	ErrArchived = errors.New("archived")
+	// ErrConflict: the command does not fit the aggregate's current state
+	// (resume an active order, cancel a completed one).
+	ErrConflict = errors.New("conflicts with the current state")
 )
 
 // FieldError says which field broke which rule. It matches ErrInvalid

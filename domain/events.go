@@ -192,6 +192,16 @@ var registry = map[string]func([]byte) (Event, error){
 	TypeOrderTypeCreated:      decodeAs[OrderTypeCreated],
 	TypeOrderTypeChanged:      decodeAs[OrderTypeChanged],
 	TypeOrderTypeArchived:     decodeAs[OrderTypeArchived],
+
+	TypeOrderPlaced:     decodeAs[OrderPlaced],
+	TypeOrderAdvanced:   decodeAs[OrderAdvanced],
+	TypeOrderCompleted:  decodeAs[OrderCompleted],
+	TypeTriggerRejected: decodeAs[TriggerRejected],
+	TypeOrderHeld:       decodeAs[OrderHeld],
+	TypeOrderResumed:    decodeAs[OrderResumed],
+	TypeOrderCancelled:  decodeAs[OrderCancelled],
+	TypeOrderMoved:      decodeAs[OrderMoved],
+	TypeOrderMigrated:   decodeAs[OrderMigrated],
 }
 
 func decodeAs[E Event](data []byte) (Event, error) {

@@ -1,0 +1,469 @@
+package domain
+
+import (
+	"fmt"
+	"slices"
+)
+
+// OrderState is where an order stands in its life.
+type OrderState string
+
+// The order states of the contract.
+const (
+	StateActive    OrderState = "active"
+	StateOnHold    OrderState = "on_hold"
+	StateCompleted OrderState = "completed"
+	StateCancelled OrderState = "cancelled"
+)
+
+// RejectReason says why a trigger did not take effect.
+type RejectReason string
+
+// The reasons of the contract.
+const (
+	RejectUnexpectedTrigger RejectReason = "unexpected_trigger"
+	RejectOnHold            RejectReason = "order_on_hold"
+	RejectCompleted         RejectReason = "order_completed"
+	RejectCancelled         RejectReason = "order_cancelled"
+)
+
+// Order event type names (the contract).
+const (
+	TypeOrderPlaced     = "OrderPlaced"
+	TypeOrderAdvanced   = "OrderAdvanced"
+	TypeOrderCompleted  = "OrderCompleted"
+	TypeTriggerRejected = "TriggerRejected"
+	TypeOrderHeld       = "OrderHeld"
+	TypeOrderResumed    = "OrderResumed"
+	TypeOrderCancelled  = "OrderCancelled"
+	TypeOrderMoved      = "OrderMoved"
+	TypeOrderMigrated   = "OrderMigrated"
+)
+
+// Position is a step of a pinned workflow version.
+type Position struct {
+	WorkflowID      string `json:"workflow_id"`
+	WorkflowVersion uint64 `json:"workflow_version"`
+	Step            int    `json:"step"`
+	Status          string `json:"status"`
+}
+
+// Order events.
+type (
+	OrderPlaced struct {
+		OrderTypeID string   `json:"order_type_id"`
+		To          Position `json:"to"`
+		// Workflows is the route the order will run, in order: the order
+		// type's workflows at placement, with the chosen fulfillment.
+		Workflows []string `json:"workflows"`
+	}
+	OrderAdvanced struct {
+		Trigger   string   `json:"trigger"`
+		TriggerID string   `json:"trigger_id"`
+		Worker    string   `json:"worker"`
+		From      Position `json:"from"`
+		To        Position `json:"to"`
+	}
+	OrderCompleted struct {
+		Trigger   string   `json:"trigger"`
+		TriggerID string   `json:"trigger_id"`
+		Worker    string   `json:"worker"`
+		From      Position `json:"from"`
+	}
+	TriggerRejected struct {
+		Trigger   string       `json:"trigger"`
+		TriggerID string       `json:"trigger_id"`
+		Worker    string       `json:"worker"`
+		Reason    RejectReason `json:"reason"`
+		Expected  string       `json:"expected"`
+	}
+	OrderHeld struct {
+		Reason string `json:"reason"`
+	}
+	OrderResumed struct {
+		Reason string `json:"reason"`
+	}
+	OrderCancelled struct {
+		Reason string `json:"reason"`
+	}
+	OrderMoved struct {
+		From   Position `json:"from"`
+		To     Position `json:"to"`
+		Reason string   `json:"reason"`
+	}
+	OrderMigrated struct {
+		From   Position `json:"from"`
+		To     Position `json:"to"`
+		Reason string   `json:"reason"`
+	}
+)
+
+func (OrderPlaced) EventType() string     { return TypeOrderPlaced }
+func (OrderAdvanced) EventType() string   { return TypeOrderAdvanced }
+func (OrderCompleted) EventType() string  { return TypeOrderCompleted }
+func (TriggerRejected) EventType() string { return TypeTriggerRejected }
+func (OrderHeld) EventType() string       { return TypeOrderHeld }
+func (OrderResumed) EventType() string    { return TypeOrderResumed }
+func (OrderCancelled) EventType() string  { return TypeOrderCancelled }
+func (OrderMoved) EventType() string      { return TypeOrderMoved }
+func (OrderMigrated) EventType() string   { return TypeOrderMigrated }
+
+// Workflows answers what the order aggregate needs of workflow definitions:
+// the steps of a pinned version, and the version an order pins when it
+// enters a workflow.
+type Workflows interface {
+	// WorkflowVersion returns the workflow as of version v.
+	WorkflowVersion(id string, v uint64) (WorkflowState, bool)
+	// Workflow returns the workflow's current state (its latest version).
+	Workflow(id string) (WorkflowState, bool)
+}
+
+// OrderTypes answers what placing an order needs.
+type OrderTypes interface {
+	OrderType(id string) (OrderTypeState, bool)
+}
+
+// TriggerOutcome is what a trigger did.
+type TriggerOutcome string
+
+// Trigger outcomes.
+const (
+	OutcomeAdvanced  TriggerOutcome = "advanced"
+	OutcomeCompleted TriggerOutcome = "completed"
+	OutcomeRejected  TriggerOutcome = "rejected"
+	OutcomeDuplicate TriggerOutcome = "duplicate"
+)
+
+// TriggerResult is the outcome of one trigger and, for a rejection, its
+// reason and the trigger the order expected.
+type TriggerResult struct {
+	Outcome  TriggerOutcome
+	Reason   RejectReason
+	Expected string
+	// Original is, for a duplicate, the outcome the trigger id had the
+	// first time.
+	Original TriggerOutcome
+}
+
+// Order is one customer order moving through its order type's workflows.
+type Order struct {
+	root
+	defs        Workflows // resolves pinned steps while applying events
+	id          string
+	orderTypeID string
+	workflows   []string
+	state       OrderState
+	pos         Position
+	steps       []Step // the steps of pos's pinned workflow version
+	triggers    map[string]TriggerOutcome
+}
+
+// NewOrder returns an order with no history. defs resolves the steps of
+// the workflow versions the order's events name; the order needs them to
+// know which trigger its current step waits for.
+func NewOrder(id string, defs Workflows) *Order {
+	return &Order{id: id, defs: defs, triggers: map[string]TriggerOutcome{}}
+}
+
+// Exists reports whether the order was placed.
+func (o *Order) Exists() bool { return o.version > 0 }
+
+// OrderView is an order as it stands.
+type OrderView struct {
+	ID              string
+	OrderTypeID     string
+	State           OrderState
+	Position        Position
+	ExpectedTrigger string // "" when the order is not active or has ended
+	Workflows       []string
+	Version         uint64
+}
+
+// View is the order as it stands.
+func (o *Order) View() OrderView {
+	v := OrderView{ID: o.id, OrderTypeID: o.orderTypeID, State: o.state, Position: o.pos,
+		Workflows: slices.Clone(o.workflows), Version: o.version}
+	if o.state == StateActive || o.state == StateOnHold {
+		v.ExpectedTrigger = o.expected()
+	}
+	return v
+}
+
+func (o *Order) expected() string {
+	if o.pos.Step >= 0 && o.pos.Step < len(o.steps) {
+		return o.steps[o.pos.Step].Trigger
+	}
+	return ""
+}
+
+// Place puts a new order in the first step of its order type's first
+// workflow, pinning that workflow's current version. fulfillment chooses
+// one of the order type's fulfillment workflows ("" for the default).
+func (o *Order) Place(orderTypeID, fulfillment string, types OrderTypes, wfs Workflows) error {
+	if o.Exists() {
+		return kindErr(ErrDuplicate, "id", "order %q already exists", o.id)
+	}
+	if err := checkKey("id", o.id); err != nil {
+		return err
+	}
+	if err := checkKey("order_type_id", orderTypeID); err != nil {
+		return err
+	}
+	ot, ok := types.OrderType(orderTypeID)
+	if !ok {
+		return invalid("order_type_id", "unknown order type %q", orderTypeID)
+	}
+	if ot.Archived {
+		return invalid("order_type_id", "order type %q is archived", orderTypeID)
+	}
+	if fulfillment != "" && !slices.Contains(ot.Fulfillment, fulfillment) {
+		return invalid("fulfillment_workflow_id", "%q is not one of order type %q's fulfillment workflows %v", fulfillment, orderTypeID, ot.Fulfillment)
+	}
+	route := ot.Workflows(fulfillment)
+	first, err := enter(route[0], wfs)
+	if err != nil {
+		return err
+	}
+	o.record(OrderPlaced{OrderTypeID: orderTypeID, To: first, Workflows: route})
+	return nil
+}
+
+// enter is the first step of a workflow's current version.
+func enter(id string, wfs Workflows) (Position, error) {
+	w, ok := wfs.Workflow(id)
+	if !ok || len(w.Steps) == 0 {
+		return Position{}, invalid("workflow", "workflow %q cannot be entered: unknown or without steps", id)
+	}
+	return Position{WorkflowID: id, WorkflowVersion: w.Version, Step: 0, Status: w.Steps[0].Status}, nil
+}
+
+// ApplyTrigger lets a worker's trigger move the order on. It records
+// OrderAdvanced, OrderCompleted or TriggerRejected; a trigger id the order
+// has already seen records nothing and reports a duplicate.
+func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (TriggerResult, error) {
+	if !o.Exists() {
+		return TriggerResult{}, kindErr(ErrNotFound, "order", "no order %q", o.id)
+	}
+	if triggerID == "" {
+		return TriggerResult{}, invalid("trigger_id", "is required")
+	}
+	if first, seen := o.triggers[triggerID]; seen {
+		return TriggerResult{Outcome: OutcomeDuplicate, Original: first}, nil
+	}
+	reject := func(reason RejectReason) (TriggerResult, error) {
+		exp := ""
+		if reason == RejectUnexpectedTrigger || reason == RejectOnHold {
+			exp = o.expected()
+		}
+		o.record(TriggerRejected{Trigger: trigger, TriggerID: triggerID, Worker: worker, Reason: reason, Expected: exp})
+		return TriggerResult{Outcome: OutcomeRejected, Reason: reason, Expected: exp}, nil
+	}
+	switch o.state {
+	case StateOnHold:
+		return reject(RejectOnHold)
+	case StateCompleted:
+		return reject(RejectCompleted)
+	case StateCancelled:
+		return reject(RejectCancelled)
+	}
+	if trigger != o.expected() {
+		return reject(RejectUnexpectedTrigger)
+	}
+	from := o.pos
+	if next := from.Step + 1; next < len(o.steps) {
+		to := Position{WorkflowID: from.WorkflowID, WorkflowVersion: from.WorkflowVersion, Step: next, Status: o.steps[next].Status}
+		o.record(OrderAdvanced{Trigger: trigger, TriggerID: triggerID, Worker: worker, From: from, To: to})
+		return TriggerResult{Outcome: OutcomeAdvanced}, nil
+	}
+	i := slices.Index(o.workflows, from.WorkflowID)
+	if i < 0 || i+1 >= len(o.workflows) {
+		o.record(OrderCompleted{Trigger: trigger, TriggerID: triggerID, Worker: worker, From: from})
+		return TriggerResult{Outcome: OutcomeCompleted}, nil
+	}
+	to, err := enter(o.workflows[i+1], wfs)
+	if err != nil {
+		return TriggerResult{}, err
+	}
+	o.record(OrderAdvanced{Trigger: trigger, TriggerID: triggerID, Worker: worker, From: from, To: to})
+	return TriggerResult{Outcome: OutcomeAdvanced}, nil
+}
+
+func (o *Order) supervisable() error {
+	if !o.Exists() {
+		return kindErr(ErrNotFound, "order", "no order %q", o.id)
+	}
+	return nil
+}
+
+func checkReason(reason string, required bool) error {
+	if required && reason == "" {
+		return invalid("reason", "is required")
+	}
+	if len(reason) > MaxDescriptionLen {
+		return invalid("reason", "longer than %d characters", MaxDescriptionLen)
+	}
+	return nil
+}
+
+// Hold pauses an active order: triggers are rejected until it resumes.
+func (o *Order) Hold(reason string) error {
+	if err := o.supervisable(); err != nil {
+		return err
+	}
+	if err := checkReason(reason, false); err != nil {
+		return err
+	}
+	if o.state != StateActive {
+		return kindErr(ErrConflict, "state", "only an active order can be held; this one is %s", o.state)
+	}
+	o.record(OrderHeld{Reason: reason})
+	return nil
+}
+
+// Resume lets a held order move on again.
+func (o *Order) Resume(reason string) error {
+	if err := o.supervisable(); err != nil {
+		return err
+	}
+	if err := checkReason(reason, false); err != nil {
+		return err
+	}
+	if o.state != StateOnHold {
+		return kindErr(ErrConflict, "state", "only a held order can be resumed; this one is %s", o.state)
+	}
+	o.record(OrderResumed{Reason: reason})
+	return nil
+}
+
+// Cancel ends an active or held order.
+func (o *Order) Cancel(reason string) error {
+	if err := o.supervisable(); err != nil {
+		return err
+	}
+	if err := checkReason(reason, false); err != nil {
+		return err
+	}
+	if o.state != StateActive && o.state != StateOnHold {
+		return kindErr(ErrConflict, "state", "a %s order cannot be cancelled", o.state)
+	}
+	o.record(OrderCancelled{Reason: reason})
+	return nil
+}
+
+// Move puts an active or held order at a step of one of its workflows,
+// with a reason. Within the current workflow the pinned version stays;
+// another workflow of the route is entered at its current version.
+func (o *Order) Move(workflowID string, step int, reason string, wfs Workflows) error {
+	if err := o.supervisable(); err != nil {
+		return err
+	}
+	if err := checkReason(reason, true); err != nil {
+		return err
+	}
+	if o.state != StateActive && o.state != StateOnHold {
+		return kindErr(ErrConflict, "state", "a %s order cannot be moved", o.state)
+	}
+	if !slices.Contains(o.workflows, workflowID) {
+		return invalid("workflow_id", "%q is not one of the order's workflows %v", workflowID, o.workflows)
+	}
+	var w WorkflowState
+	var ok bool
+	if workflowID == o.pos.WorkflowID {
+		w, ok = wfs.WorkflowVersion(workflowID, o.pos.WorkflowVersion)
+	} else {
+		w, ok = wfs.Workflow(workflowID)
+	}
+	if !ok {
+		return invalid("workflow_id", "unknown workflow %q", workflowID)
+	}
+	if step < 0 || step >= len(w.Steps) {
+		return invalid("step", "%d is not a step of workflow %q version %d (0 to %d)", step, workflowID, w.Version, len(w.Steps)-1)
+	}
+	to := Position{WorkflowID: workflowID, WorkflowVersion: w.Version, Step: step, Status: w.Steps[step].Status}
+	if to == o.pos {
+		return nil
+	}
+	o.record(OrderMoved{From: o.pos, To: to, Reason: reason})
+	return nil
+}
+
+// Migrate moves an in-flight order to a newer version of the workflow it
+// is in, at the step with the same status. It is refused when the new
+// version no longer has that status.
+func (o *Order) Migrate(workflowID string, toVersion uint64, reason string, wfs Workflows) error {
+	if err := o.supervisable(); err != nil {
+		return err
+	}
+	if err := checkReason(reason, false); err != nil {
+		return err
+	}
+	if o.state != StateActive && o.state != StateOnHold {
+		return kindErr(ErrConflict, "state", "a %s order cannot be migrated", o.state)
+	}
+	if workflowID != o.pos.WorkflowID {
+		return invalid("workflow_id", "the order is in workflow %q, not %q", o.pos.WorkflowID, workflowID)
+	}
+	if toVersion <= o.pos.WorkflowVersion {
+		return invalid("to_version", "the order already runs version %d; migrate to a newer one", o.pos.WorkflowVersion)
+	}
+	w, ok := wfs.WorkflowVersion(workflowID, toVersion)
+	if !ok {
+		return invalid("to_version", "workflow %q has no version %d", workflowID, toVersion)
+	}
+	step := slices.IndexFunc(w.Steps, func(s Step) bool { return s.Status == o.pos.Status })
+	if step < 0 {
+		return invalid("to_version", "version %d of workflow %q has no step in status %q", toVersion, workflowID, o.pos.Status)
+	}
+	if reason == "" {
+		reason = fmt.Sprintf("migrated to version %d", toVersion)
+	}
+	o.record(OrderMigrated{From: o.pos, To: Position{WorkflowID: workflowID, WorkflowVersion: toVersion, Step: step, Status: o.pos.Status}, Reason: reason})
+	return nil
+}
+
+func (o *Order) record(e Event) {
+	_ = o.Apply(e)
+	o.changes = append(o.changes, e)
+}
+
+// enterPosition moves the order to p and resolves p's pinned steps.
+func (o *Order) enterPosition(p Position) {
+	if p.WorkflowID != o.pos.WorkflowID || p.WorkflowVersion != o.pos.WorkflowVersion || o.steps == nil {
+		o.steps = nil
+		if w, ok := o.defs.WorkflowVersion(p.WorkflowID, p.WorkflowVersion); ok {
+			o.steps = w.Steps
+		}
+	}
+	o.pos = p
+}
+
+// Apply folds one event into the order: the only place its state changes.
+func (o *Order) Apply(e Event) error {
+	switch e := e.(type) {
+	case OrderPlaced:
+		o.orderTypeID, o.workflows, o.state = e.OrderTypeID, slices.Clone(e.Workflows), StateActive
+		o.enterPosition(e.To)
+	case OrderAdvanced:
+		o.triggers[e.TriggerID] = OutcomeAdvanced
+		o.enterPosition(e.To)
+	case OrderCompleted:
+		o.triggers[e.TriggerID] = OutcomeCompleted
+		o.state = StateCompleted
+	case TriggerRejected:
+		o.triggers[e.TriggerID] = OutcomeRejected
+	case OrderHeld:
+		o.state = StateOnHold
+	case OrderResumed:
+		o.state = StateActive
+	case OrderCancelled:
+		o.state = StateCancelled
+	case OrderMoved:
+		o.enterPosition(e.To)
+	case OrderMigrated:
+		o.enterPosition(e.To)
+	default:
+		return unexpected("order", e)
+	}
+	o.version++
+	return nil
+}

@@ -1,0 +1,308 @@
+package domain_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/orderflow/orderflow/domain"
+)
+
+// defs holds every version of the worked example's workflows.
+type defs struct {
+	versions map[string][]domain.WorkflowState // id → versions, index v-1
+	types    map[string]domain.OrderTypeState
+}
+
+func (d *defs) WorkflowVersion(id string, v uint64) (domain.WorkflowState, bool) {
+	vs := d.versions[id]
+	if v == 0 || v > uint64(len(vs)) {
+		return domain.WorkflowState{}, false
+	}
+	return vs[v-1], true
+}
+
+func (d *defs) Workflow(id string) (domain.WorkflowState, bool) {
+	vs := d.versions[id]
+	if len(vs) == 0 {
+		return domain.WorkflowState{}, false
+	}
+	return vs[len(vs)-1], true
+}
+
+func (d *defs) OrderType(id string) (domain.OrderTypeState, bool) { t, ok := d.types[id]; return t, ok }
+
+func (d *defs) addVersion(id string, steps ...domain.Step) {
+	vs := d.versions[id]
+	d.versions[id] = append(vs, domain.WorkflowState{ID: id, Version: uint64(len(vs) + 1), Steps: steps})
+}
+
+func workedExample() *defs {
+	d := &defs{versions: map[string][]domain.WorkflowState{}, types: map[string]domain.OrderTypeState{}}
+	d.addVersion("intake", domain.Step{Status: "pending_pickup", Trigger: "picked_up"}, domain.Step{Status: "received", Trigger: "items_tagged"})
+	d.addVersion("production", domain.Step{Status: "washing", Trigger: "wash_done"}, domain.Step{Status: "drying", Trigger: "dry_done"},
+		domain.Step{Status: "folding", Trigger: "folded"})
+	d.addVersion("delivery", domain.Step{Status: "ready_for_delivery", Trigger: "out_for_delivery"},
+		domain.Step{Status: "out_for_delivery", Trigger: "delivered"})
+	d.addVersion("pickup", domain.Step{Status: "ready_for_pickup", Trigger: "collected"})
+	d.types["wash_fold"] = domain.OrderTypeState{ID: "wash_fold", Intake: "intake", Production: "production", Fulfillment: []string{"delivery", "pickup"}}
+	d.types["old"] = domain.OrderTypeState{ID: "old", Production: "production", Archived: true}
+	return d
+}
+
+var allTriggers = []string{"picked_up", "items_tagged", "wash_done", "dry_done", "folded", "out_for_delivery", "delivered"}
+
+func placed(t *testing.T, d *defs) *domain.Order {
+	t.Helper()
+	o := domain.NewOrder("o-1", d)
+	must(t, o.Place("wash_fold", "", d, d))
+	return o
+}
+
+func TestOrderWalksTheWorkedExample(t *testing.T) {
+	t.Parallel()
+	d := workedExample()
+	o := placed(t, d)
+	if v := o.View(); v.Position.Status != "pending_pickup" || v.Position.WorkflowVersion != 1 || v.ExpectedTrigger != "picked_up" || v.State != domain.StateActive {
+		t.Fatalf("placed at %+v", v)
+	}
+	wantStatus := []string{"received", "washing", "drying", "folding", "ready_for_delivery", "out_for_delivery"}
+	for i, tr := range allTriggers {
+		res, err := o.ApplyTrigger(tr, "t-"+tr, "w1", d)
+		must(t, err)
+		if i < len(allTriggers)-1 {
+			if res.Outcome != domain.OutcomeAdvanced || o.View().Position.Status != wantStatus[i] {
+				t.Fatalf("after %s: %+v at %+v", tr, res, o.View().Position)
+			}
+		} else if res.Outcome != domain.OutcomeCompleted || o.View().State != domain.StateCompleted {
+			t.Fatalf("after %s: %+v, state %s", tr, res, o.View().State)
+		}
+	}
+	if o.Version() != 8 {
+		t.Fatalf("version %d, want 8", o.Version())
+	}
+	// A new order loaded from the events ends in the same place.
+	loaded := domain.NewOrder("o-1", d)
+	for _, e := range o.Changes() {
+		must(t, loaded.Apply(e))
+	}
+	if loaded.View().State != domain.StateCompleted || loaded.Version() != 8 {
+		t.Fatalf("loaded %+v", loaded.View())
+	}
+}
+
+func TestOrderRules(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		do         func(*domain.Order, *defs) (domain.TriggerResult, error)
+		wantErr    error
+		outcome    domain.TriggerOutcome
+		reason     domain.RejectReason
+		expected   string
+		wantStatus string
+		wantState  domain.OrderState
+	}{
+		{name: "wrong trigger", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return o.ApplyTrigger("wash_done", "t1", "w", d)
+		}, outcome: domain.OutcomeRejected, reason: domain.RejectUnexpectedTrigger, expected: "picked_up", wantStatus: "pending_pickup"},
+		{name: "unknown trigger", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return o.ApplyTrigger("teleported", "t1", "w", d)
+		}, outcome: domain.OutcomeRejected, reason: domain.RejectUnexpectedTrigger, expected: "picked_up", wantStatus: "pending_pickup"},
+		{name: "same trigger id twice", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
+				return domain.TriggerResult{}, err
+			}
+			return o.ApplyTrigger("items_tagged", "t1", "w", d)
+		}, outcome: domain.OutcomeDuplicate, wantStatus: "received"},
+		{name: "rejected trigger id again", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			if _, err := o.ApplyTrigger("folded", "t1", "w", d); err != nil {
+				return domain.TriggerResult{}, err
+			}
+			return o.ApplyTrigger("picked_up", "t1", "w", d)
+		}, outcome: domain.OutcomeDuplicate, wantStatus: "pending_pickup"},
+		{name: "held order rejects", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			if err := o.Hold("customer called"); err != nil {
+				return domain.TriggerResult{}, err
+			}
+			return o.ApplyTrigger("picked_up", "t1", "w", d)
+		}, outcome: domain.OutcomeRejected, reason: domain.RejectOnHold, expected: "picked_up", wantStatus: "pending_pickup", wantState: domain.StateOnHold},
+		{name: "resumed order advances", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			if err := errors.Join(o.Hold(""), o.Resume("")); err != nil {
+				return domain.TriggerResult{}, err
+			}
+			return o.ApplyTrigger("picked_up", "t1", "w", d)
+		}, outcome: domain.OutcomeAdvanced, wantStatus: "received"},
+		{name: "cancelled order rejects", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			if err := o.Cancel("duplicate order"); err != nil {
+				return domain.TriggerResult{}, err
+			}
+			return o.ApplyTrigger("picked_up", "t1", "w", d)
+		}, outcome: domain.OutcomeRejected, reason: domain.RejectCancelled, wantStatus: "pending_pickup", wantState: domain.StateCancelled},
+		{name: "completed order rejects", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			for _, tr := range allTriggers {
+				if _, err := o.ApplyTrigger(tr, "t-"+tr, "w", d); err != nil {
+					return domain.TriggerResult{}, err
+				}
+			}
+			return o.ApplyTrigger("delivered", "again", "w", d)
+		}, outcome: domain.OutcomeRejected, reason: domain.RejectCompleted, wantStatus: "out_for_delivery", wantState: domain.StateCompleted},
+		{name: "resume an active order", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return domain.TriggerResult{}, o.Resume("")
+		}, wantErr: domain.ErrConflict},
+		{name: "hold a held order", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			_ = o.Hold("")
+			return domain.TriggerResult{}, o.Hold("")
+		}, wantErr: domain.ErrConflict},
+		{name: "cancel a cancelled order", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			_ = o.Cancel("")
+			return domain.TriggerResult{}, o.Cancel("")
+		}, wantErr: domain.ErrConflict},
+		{name: "move within the workflow", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return domain.TriggerResult{}, o.Move("intake", 1, "tagged at the counter", d)
+		}, wantStatus: "received"},
+		{name: "move into a later workflow", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return domain.TriggerResult{}, o.Move("production", 2, "rewash skipped", d)
+		}, wantStatus: "folding"},
+		{name: "move without reason", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return domain.TriggerResult{}, o.Move("intake", 1, "", d)
+		}, wantErr: domain.ErrInvalid},
+		{name: "move to a workflow not on the route", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return domain.TriggerResult{}, o.Move("pickup", 0, "why", d)
+		}, wantErr: domain.ErrInvalid},
+		{name: "move past the last step", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return domain.TriggerResult{}, o.Move("intake", 2, "why", d)
+		}, wantErr: domain.ErrInvalid},
+		{name: "missing trigger id", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return o.ApplyTrigger("picked_up", "", "w", d)
+		}, wantErr: domain.ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := workedExample()
+			o := placed(t, d)
+			before := o.Version()
+			res, err := tc.do(o, d)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("got %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			must(t, err)
+			if tc.outcome != "" && (res.Outcome != tc.outcome || res.Reason != tc.reason || res.Expected != tc.expected) {
+				t.Fatalf("result %+v, want %s %s %s", res, tc.outcome, tc.reason, tc.expected)
+			}
+			v := o.View()
+			if tc.wantStatus != "" && v.Position.Status != tc.wantStatus {
+				t.Fatalf("status %s, want %s", v.Position.Status, tc.wantStatus)
+			}
+			want := tc.wantState
+			if want == "" {
+				want = domain.StateActive
+			}
+			if v.State != want {
+				t.Fatalf("state %s, want %s", v.State, want)
+			}
+			if tc.outcome == domain.OutcomeDuplicate && o.Version() != before+1 {
+				t.Fatalf("a duplicate recorded an event (version %d)", o.Version())
+			}
+		})
+	}
+}
+
+func TestOrderPlacement(t *testing.T) {
+	t.Parallel()
+	d := workedExample()
+	tests := []struct {
+		name, id, orderType, fulfillment string
+		want                             error
+		route                            string
+	}{
+		{"default fulfillment", "o1", "wash_fold", "", nil, "intake,production,delivery"},
+		{"chosen fulfillment", "o2", "wash_fold", "pickup", nil, "intake,production,pickup"},
+		{"fulfillment not offered", "o3", "wash_fold", "production", domain.ErrInvalid, ""},
+		{"unknown order type", "o4", "nope", "", domain.ErrInvalid, ""},
+		{"archived order type", "o5", "old", "", domain.ErrInvalid, ""},
+		{"unsafe id", "o.6", "wash_fold", "", domain.ErrInvalid, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := domain.NewOrder(tc.id, d)
+			err := o.Place(tc.orderType, tc.fulfillment, d, d)
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("got %v, want %v", err, tc.want)
+				}
+				return
+			}
+			must(t, err)
+			if got := joinStrings(o.View().Workflows); got != tc.route {
+				t.Fatalf("route %s, want %s", got, tc.route)
+			}
+		})
+	}
+	o := placed(t, d)
+	if err := o.Place("wash_fold", "", d, d); !errors.Is(err, domain.ErrDuplicate) {
+		t.Fatalf("placing twice: %v", err)
+	}
+}
+
+// An order pins each workflow's version as it enters it: a reorder while
+// the order is inside does not change its steps, a new order uses the new
+// version, and migrate moves the first order over.
+func TestOrderPinsAndMigrates(t *testing.T) {
+	t.Parallel()
+	d := workedExample()
+	o := placed(t, d)
+	_, _ = o.ApplyTrigger("picked_up", "a", "w", d)
+	_, _ = o.ApplyTrigger("items_tagged", "b", "w", d) // enters production v1
+	if p := o.View().Position; p.WorkflowID != "production" || p.WorkflowVersion != 1 {
+		t.Fatalf("entered at %+v", p)
+	}
+	// Production v2: drying before washing.
+	d.addVersion("production", domain.Step{Status: "drying", Trigger: "dry_done"}, domain.Step{Status: "washing", Trigger: "wash_done"},
+		domain.Step{Status: "folding", Trigger: "folded"})
+	// The pinned order still expects wash_done first.
+	res, err := o.ApplyTrigger("wash_done", "c", "w", d)
+	must(t, err)
+	if res.Outcome != domain.OutcomeAdvanced || o.View().Position.Status != "drying" || o.View().Position.WorkflowVersion != 1 {
+		t.Fatalf("pinned order: %+v at %+v", res, o.View().Position)
+	}
+	// Migrate to v2: drying is step 0 there.
+	must(t, o.Migrate("production", 2, "", d))
+	if p := o.View().Position; p.WorkflowVersion != 2 || p.Step != 0 || p.Status != "drying" || o.View().ExpectedTrigger != "dry_done" {
+		t.Fatalf("after migrate: %+v expecting %s", p, o.View().ExpectedTrigger)
+	}
+	if err := o.Migrate("production", 2, "", d); !errors.Is(err, domain.ErrInvalid) {
+		t.Fatalf("migrate to the same version: %v", err)
+	}
+	// A version without the current status refuses migration.
+	d.addVersion("production", domain.Step{Status: "washing", Trigger: "wash_done"})
+	if err := o.Migrate("production", 3, "", d); !errors.Is(err, domain.ErrInvalid) {
+		t.Fatalf("migrate to a version without drying: %v", err)
+	}
+	if err := o.Migrate("intake", 1, "", d); !errors.Is(err, domain.ErrInvalid) {
+		t.Fatalf("migrate another workflow: %v", err)
+	}
+	// A new order pins the newest version when it enters production.
+	n := domain.NewOrder("o-2", d)
+	must(t, n.Place("wash_fold", "", d, d))
+	_, _ = n.ApplyTrigger("picked_up", "a", "w", d)
+	_, _ = n.ApplyTrigger("items_tagged", "b", "w", d)
+	if p := n.View().Position; p.WorkflowVersion != 3 || p.Status != "washing" {
+		t.Fatalf("new order entered at %+v", p)
+	}
+}
+
+func joinStrings(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += ","
+		}
+		out += x
+	}
+	return out
+}
