@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -228,11 +229,17 @@ func (o *Order) Place(orderTypeID, fulfillment string, types OrderTypes, wfs Wor
 	return nil
 }
 
+// ErrDefinitionMissing: a workflow the order needs is not known to the
+// definitions it was given. It is not the caller's fault and records
+// nothing: the definitions may lag, and a retry with fresher ones can
+// succeed.
+var ErrDefinitionMissing = errors.New("workflow definition not available")
+
 // enter is the first step of a workflow's current version.
 func enter(id string, wfs Workflows) (Position, error) {
 	w, ok := wfs.Workflow(id)
 	if !ok || len(w.Steps) == 0 {
-		return Position{}, invalid("workflow", "workflow %q cannot be entered: unknown or without steps", id)
+		return Position{}, fmt.Errorf("%w: workflow %q", ErrDefinitionMissing, id)
 	}
 	return Position{WorkflowID: id, WorkflowVersion: w.Version, Step: 0, Status: w.Steps[0].Status}, nil
 }
@@ -258,6 +265,9 @@ func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (
 		o.record(TriggerRejected{Trigger: trigger, TriggerID: triggerID, Worker: worker, Reason: reason, Expected: exp})
 		return TriggerResult{Outcome: OutcomeRejected, Reason: reason, Expected: exp}, nil
 	}
+	if o.steps == nil && o.state == StateOnHold {
+		return TriggerResult{}, fmt.Errorf("%w: workflow %q version %d", ErrDefinitionMissing, o.pos.WorkflowID, o.pos.WorkflowVersion)
+	}
 	switch o.state {
 	case StateOnHold:
 		return reject(RejectOnHold)
@@ -265,6 +275,9 @@ func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (
 		return reject(RejectCompleted)
 	case StateCancelled:
 		return reject(RejectCancelled)
+	}
+	if o.steps == nil {
+		return TriggerResult{}, fmt.Errorf("%w: workflow %q version %d", ErrDefinitionMissing, o.pos.WorkflowID, o.pos.WorkflowVersion)
 	}
 	if trigger != o.expected() {
 		return reject(RejectUnexpectedTrigger)

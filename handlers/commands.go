@@ -63,9 +63,20 @@ type Outcome struct {
 	Sequence  uint64
 }
 
-// execute is the one command loop: load → decide → append, retried on a
-// concurrency conflict unless the caller pinned a version with If-Match.
+// execute runs a definition command: the read model is brought up to date
+// before deciding, and shows the result before execute returns.
 func (c *Commands) execute(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta, decide func(domain.Aggregate) error) (Outcome, error) {
+	return c.run(ctx, addr, fresh, meta, runOpts{syncDefs: true, waitDefs: true}, decide)
+}
+
+type runOpts struct {
+	syncDefs bool // bring the definitions read model to the stream's end first
+	waitDefs bool // wait until the definitions read model shows the append
+}
+
+// run is the one command loop: load → decide → append, retried on a
+// concurrency conflict unless the caller pinned a version with If-Match.
+func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta, opts runOpts, decide func(domain.Aggregate) error) (Outcome, error) {
 	attempts := c.MaxAttempts
 	if attempts <= 0 {
 		attempts = 5
@@ -76,8 +87,10 @@ func (c *Commands) execute(ctx context.Context, addr eventstore.Aggregate, fresh
 	for attempt := 1; ; attempt++ {
 		// Cross-aggregate rules read the definitions read model: bring it
 		// up to the stream's end first so they see every earlier write.
-		if err := c.syncReadModel(ctx); err != nil {
-			return Outcome{}, err
+		if opts.syncDefs {
+			if err := c.syncReadModel(ctx); err != nil {
+				return Outcome{}, err
+			}
 		}
 		agg, last, err := c.load(ctx, addr, fresh())
 		if err != nil {
@@ -110,11 +123,13 @@ func (c *Commands) execute(ctx context.Context, addr eventstore.Aggregate, fresh
 			return Outcome{}, err
 		}
 		agg.ClearChanges()
-		rctx, cancel := context.WithTimeout(ctx, c.readTimeout())
-		err = c.Defs.WaitFor(rctx, res.LastSeq)
-		cancel()
-		if err != nil {
-			return Outcome{}, fmt.Errorf("written at sequence %d, but the read model did not catch up: %w", res.LastSeq, err)
+		if opts.waitDefs {
+			rctx, cancel := context.WithTimeout(ctx, c.readTimeout())
+			err = c.Defs.WaitFor(rctx, res.LastSeq)
+			cancel()
+			if err != nil {
+				return Outcome{}, fmt.Errorf("written at sequence %d, but the read model did not catch up: %w", res.LastSeq, err)
+			}
 		}
 		return Outcome{Aggregate: agg, Sequence: res.LastSeq}, nil
 	}
@@ -190,4 +205,14 @@ func (c *Commands) envelopes(base uint64, changes []domain.Event, meta Meta) ([]
 
 func (c *Commands) addr(aggType, id string) eventstore.Aggregate {
 	return eventstore.Aggregate{Tenant: c.Tenant, Type: aggType, ID: id}
+}
+
+// ForTenant is a copy of c acting for another tenant.
+func (c *Commands) ForTenant(tenant string) *Commands {
+	if tenant == c.Tenant {
+		return c
+	}
+	cp := *c
+	cp.Tenant = tenant
+	return &cp
 }

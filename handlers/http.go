@@ -58,6 +58,7 @@ func (api *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/order-types/{id}", api.getOrderType)
 	mux.HandleFunc("PATCH /v1/order-types/{id}", api.updateOrderType)
 	mux.HandleFunc("POST /v1/order-types/{id}/archive", api.archiveOrderType)
+	api.RegisterOrders(mux)
 }
 
 // Request errors found before any command runs.
@@ -104,7 +105,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 
 // problemFor is the one table from errors to HTTP problems.
 func problemFor(err error) Problem {
+	var rejected *TriggerRejectedError
 	switch {
+	case errors.As(err, &rejected):
+		return Problem{Status: http.StatusConflict, Title: "Trigger rejected", Code: "trigger_rejected",
+			Reason: string(rejected.Reason), Expected: rejected.Expected}
 	case errors.Is(err, errTooLarge):
 		return Problem{Status: http.StatusRequestEntityTooLarge, Title: "Payload too large", Code: "payload_too_large"}
 	case errors.Is(err, errBadRequest), errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken),
@@ -115,7 +120,7 @@ func problemFor(err error) Problem {
 	case errors.Is(err, ErrPreconditionFailed):
 		return Problem{Status: http.StatusPreconditionFailed, Title: "Precondition failed", Code: "precondition_failed"}
 	case errors.Is(err, domain.ErrDuplicate), errors.Is(err, domain.ErrInUse), errors.Is(err, domain.ErrArchived),
-		errors.Is(err, eventstore.ErrConcurrency):
+		errors.Is(err, domain.ErrConflict), errors.Is(err, eventstore.ErrConcurrency):
 		return Problem{Status: http.StatusConflict, Title: "Conflict", Code: "conflict"}
 	}
 	return Problem{Status: http.StatusInternalServerError, Title: "Internal error", Code: "internal"}

@@ -30,6 +30,7 @@ type tenantDefs struct {
 	statuses   *domain.StatusLibrary
 	triggers   *domain.TriggerLibrary
 	workflows  map[string]*domain.Workflow
+	versions   map[string][]domain.WorkflowState // every version, index v-1
 	orderTypes map[string]*domain.OrderType
 }
 
@@ -111,7 +112,11 @@ func (d *Definitions) Apply(ev eventstore.Event) error {
 			w = domain.NewWorkflow()
 			t.workflows[ev.AggregateID] = w
 		}
-		return w.Apply(e)
+		if err := w.Apply(e); err != nil {
+			return err
+		}
+		t.versions[ev.AggregateID] = append(t.versions[ev.AggregateID], w.State())
+		return nil
 	case domain.AggregateOrderType:
 		o, ok := t.orderTypes[ev.AggregateID]
 		if !ok {
@@ -130,6 +135,7 @@ func (d *Definitions) tenant(name string) *tenantDefs {
 			statuses:   domain.NewStatusLibrary(),
 			triggers:   domain.NewTriggerLibrary(),
 			workflows:  map[string]*domain.Workflow{},
+			versions:   map[string][]domain.WorkflowState{},
 			orderTypes: map[string]*domain.OrderType{},
 		}
 		d.tenants[name] = t
@@ -187,6 +193,17 @@ func (v *TenantView) Workflow(id string) (ws domain.WorkflowState, ok bool) {
 	v.read(func(t *tenantDefs) {
 		if w, found := t.workflows[id]; found && w.Exists() {
 			ws, ok = w.State(), true
+		}
+	})
+	return ws, ok
+}
+
+// WorkflowVersion returns a workflow as of version v.
+func (v *TenantView) WorkflowVersion(id string, version uint64) (ws domain.WorkflowState, ok bool) {
+	v.read(func(t *tenantDefs) {
+		vs := t.versions[id]
+		if version >= 1 && version <= uint64(len(vs)) {
+			ws, ok = vs[version-1], true
 		}
 	})
 	return ws, ok

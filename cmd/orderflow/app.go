@@ -28,6 +28,9 @@ type App struct {
 	nc       *nats.Conn
 	store    *eventstore.Store
 	defs     *projections.Definitions
+	cmds     *handlers.Commands
+	proc     *handlers.Processor
+	procDone chan error
 	http     *http.Server
 	httpLn   net.Listener
 	httpDone chan error
@@ -109,10 +112,44 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.defs.Start(ctx, a.store); err != nil {
 		return err
 	}
-	api.Commands = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant}
+	a.cmds = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant}
+	api.Commands = a.cmds
+	if err := a.startProcessor(ctx); err != nil {
+		return err
+	}
 	a.ready.Store(true)
 	a.Logger.Info("orderflow ready", "http", a.HTTPAddr(), "nats", a.NATSURL(), "embedded", a.server != nil)
 	return nil
+}
+
+// startProcessor starts the trigger processor once the definitions read
+// model has caught up, so no trigger is decided on stale workflows.
+func (a *App) startProcessor(ctx context.Context) error {
+	last, err := a.store.LastSequence(ctx, eventstore.StreamDefinitions)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := a.defs.WaitFor(wctx, last); err != nil {
+		return err
+	}
+	a.proc, err = handlers.NewProcessor(ctx, a.cmds, a.NATSURL(), handlers.ProcessorConfig{
+		Lanes: a.Config.Lanes, AckWait: a.Config.AckWait, Logger: a.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	a.procDone = make(chan error, 1)
+	go func() { a.procDone <- a.proc.Run(context.WithoutCancel(ctx)) }()
+	select {
+	case <-a.proc.Running():
+		return nil
+	case err := <-a.procDone:
+		return fmt.Errorf("trigger processor: %w", err)
+	case <-wctx.Done():
+		return fmt.Errorf("trigger processor did not start: %w", wctx.Err())
+	}
 }
 
 // whenReady answers 503 until the streams and read models are open.
@@ -174,6 +211,13 @@ func (a *App) Close() error {
 			errs = append(errs, err)
 		}
 		a.http = nil
+	}
+	if a.proc != nil {
+		if err := a.proc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("trigger processor: %w", err))
+		}
+		<-a.procDone
+		a.proc = nil
 	}
 	if a.defs != nil {
 		a.defs.Stop()

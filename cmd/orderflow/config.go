@@ -34,6 +34,12 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// Lanes is the number of trigger lanes; every process sharing one
+	// cluster must use the same number.
+	Lanes int
+	// AckWait is how long a trigger lane waits for a process to finish a
+	// trigger before handing it to another.
+	AckWait time.Duration
 }
 
 // DefaultConfig is the configuration of a plain `orderflow serve`.
@@ -46,6 +52,8 @@ func DefaultConfig() Config {
 		Replicas:        1,
 		DuplicateWindow: 2 * time.Minute,
 		LogLevel:        "info",
+		Lanes:           8,
+		AckWait:         10 * time.Second,
 	}
 }
 
@@ -59,6 +67,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "replicas of each stream (1 embedded, 3 on a three-node cluster)")
 	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", c.DuplicateWindow, "JetStream deduplication window for event and trigger ids")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.IntVar(&c.Lanes, "lanes", c.Lanes, "trigger lanes (triggers of one order share a lane and take effect in order; lanes run in parallel); the same on every process")
+	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a trigger lane waits for a process before handing the trigger to another")
 }
 
 // Validate reports every problem at once.
@@ -83,6 +93,12 @@ func (c Config) Validate() error {
 	}
 	if c.DuplicateWindow <= 0 {
 		errs = append(errs, fmt.Errorf("--duplicate-window %s: must be positive", c.DuplicateWindow))
+	}
+	if c.Lanes < 1 || c.Lanes > 1024 {
+		errs = append(errs, fmt.Errorf("--lanes %d: must be 1 to 1024", c.Lanes))
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("--ack-wait %s: must be at least 1s", c.AckWait))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)

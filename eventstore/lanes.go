@@ -1,0 +1,119 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Trigger lanes: how triggers are shared out for processing.
+//
+// ORDERFLOW_TRIGGER_LANES sources ORDERFLOW_TRIGGERS and rewrites each
+// subject with a deterministic partition of the order id:
+//
+//	orderflow.<tenant>.trigger.<orderId>.<triggerKey>
+//	  → orderflow._lanes.<partition>.<tenant>.<orderId>.<triggerKey>
+//
+// so every trigger of one order lands in the same lane, in the order it was
+// stored. Each lane has one durable consumer with at most one
+// unacknowledged message: whichever orderflow process pulls it, a lane's
+// triggers take effect one after another, and lanes run in parallel. The
+// lane stream is a work queue (a processed trigger leaves it);
+// ORDERFLOW_TRIGGERS keeps the record. The number of lanes is fixed for a
+// deployment: changing it re-partitions orders, so drain the lanes first.
+const (
+	StreamTriggerLanes = "ORDERFLOW_TRIGGER_LANES"
+	laneRoot           = SubjectRoot + "._lanes"
+	// StreamDeadLetter keeps triggers that can never be processed, with
+	// the reason, on DeadLetterSubject.
+	StreamDeadLetter = "ORDERFLOW_DEADLETTER"
+	// DeadLetterSubject is where the trigger processor puts poison
+	// triggers.
+	DeadLetterSubject = SubjectRoot + "._deadletter.triggers"
+)
+
+// LaneConfig sets up the trigger lanes.
+type LaneConfig struct {
+	Lanes   int           // number of lanes; default 8
+	AckWait time.Duration // how long a lane waits for an acknowledgement before redelivering; default 10 s
+}
+
+// LaneConsumer names lane i's durable consumer.
+func LaneConsumer(i int) string { return fmt.Sprintf("lane-%d", i) }
+
+// ParseLaneSubject splits a lane subject into tenant, order id and trigger
+// key.
+func ParseLaneSubject(subject string) (tenant, orderID, triggerKey string, err error) {
+	rest, ok := strings.CutPrefix(subject, laneRoot+".")
+	parts := strings.Split(rest, ".")
+	if !ok || len(parts) != 4 {
+		return "", "", "", fmt.Errorf("%w: %q is not a trigger lane subject", ErrInvalidToken, subject)
+	}
+	return parts[1], parts[2], parts[3], nil
+}
+
+// EnsureLanes creates or updates the lane stream, its consumers and the
+// dead-letter stream, and returns the lane consumers' names.
+func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, error) {
+	if cfg.Lanes <= 0 {
+		cfg.Lanes = 8
+	}
+	if cfg.Lanes > 1024 {
+		return nil, fmt.Errorf("lanes %d: at most 1024", cfg.Lanes)
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 10 * time.Second
+	}
+	st, err := s.ensureStream(ctx, jetstream.StreamConfig{
+		Name:        StreamTriggerLanes,
+		Description: "orderflow triggers partitioned by order id for processing (derived from ORDERFLOW_TRIGGERS)",
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.cfg.Replicas,
+		Sources: []*jetstream.StreamSource{{
+			Name: StreamTriggers,
+			SubjectTransforms: []jetstream.SubjectTransformConfig{{
+				Source:      SubjectRoot + ".*.trigger.*.*",
+				Destination: fmt.Sprintf("%s.{{partition(%d,2)}}.{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}", laneRoot, cfg.Lanes),
+			}},
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.ensureStream(ctx, jetstream.StreamConfig{
+		Name:        StreamDeadLetter,
+		Description: "orderflow triggers that can never be processed, with the reason",
+		Subjects:    []string{DeadLetterSubject},
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.cfg.Replicas,
+		Duplicates:  s.cfg.DuplicateWindow,
+		DenyDelete:  true,
+		DenyPurge:   true,
+	}); err != nil {
+		return nil, err
+	}
+	names := make([]string, cfg.Lanes)
+	for i := range cfg.Lanes {
+		names[i] = LaneConsumer(i)
+		cctx, cancel := s.withTimeout(ctx)
+		_, err := st.CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
+			Durable:       names[i],
+			Description:   fmt.Sprintf("orderflow trigger lane %d of %d", i, cfg.Lanes),
+			FilterSubject: fmt.Sprintf("%s.%d.>", laneRoot, i),
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cfg.AckWait,
+			MaxAckPending: 1, // one trigger of a lane in flight, across every process
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			Replicas:      s.cfg.Replicas,
+		})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("lane consumer %s: %w", names[i], err)
+		}
+	}
+	return names, nil
+}

@@ -1,0 +1,351 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+	"unicode"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// RegisterOrders adds the order routes to mux.
+func (api *API) RegisterOrders(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/orders", api.placeOrder)
+	mux.HandleFunc("GET /v1/orders/{id}", api.getOrder)
+	mux.HandleFunc("GET /v1/orders/{id}/history", api.orderHistory)
+	mux.HandleFunc("POST /v1/orders/{id}/triggers", api.postTrigger)
+	mux.HandleFunc("POST /v1/orders/{id}/hold", api.supervise(func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+		return c.HoldOrder(ctx, m, id, b.Reason)
+	}))
+	mux.HandleFunc("POST /v1/orders/{id}/resume", api.supervise(func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+		return c.ResumeOrder(ctx, m, id, b.Reason)
+	}))
+	mux.HandleFunc("POST /v1/orders/{id}/cancel", api.supervise(func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+		return c.CancelOrder(ctx, m, id, b.Reason)
+	}))
+	mux.HandleFunc("POST /v1/orders/{id}/move", api.supervise(func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+		if b.WorkflowID == nil || b.Step == nil {
+			return nil, &domain.FieldError{Field: "workflow_id, step", Reason: "both are required"}
+		}
+		return c.MoveOrder(ctx, m, id, *b.WorkflowID, *b.Step, b.Reason)
+	}))
+	mux.HandleFunc("POST /v1/orders/{id}/migrate", api.supervise(func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+		if b.WorkflowID == nil || b.ToVersion == nil {
+			return nil, &domain.FieldError{Field: "workflow_id, to_version", Reason: "both are required"}
+		}
+		return c.MigrateOrder(ctx, m, id, *b.WorkflowID, *b.ToVersion, b.Reason)
+	}))
+}
+
+// OrderJSON is an order as the API shows it.
+type OrderJSON struct {
+	ID          string            `json:"id"`
+	OrderTypeID string            `json:"order_type_id"`
+	State       domain.OrderState `json:"state"`
+	Position    PositionJSON      `json:"position"`
+	PlacedAt    time.Time         `json:"placed_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	Version     uint64            `json:"version"`
+}
+
+// PositionJSON is an order's current step with its names.
+type PositionJSON struct {
+	WorkflowID      string    `json:"workflow_id"`
+	WorkflowName    string    `json:"workflow_name"`
+	WorkflowType    string    `json:"workflow_type"`
+	WorkflowVersion uint64    `json:"workflow_version"`
+	Step            int       `json:"step"`
+	Status          string    `json:"status"`
+	StatusName      string    `json:"status_name"`
+	Category        string    `json:"category"`
+	ExpectedTrigger *string   `json:"expected_trigger"`
+	EnteredAt       time.Time `json:"entered_at"`
+}
+
+// orderJSON renders an order from its aggregate and its history (times).
+func (c *Commands) orderJSON(o *domain.Order, events []eventstore.Event) OrderJSON {
+	v := o.View()
+	out := OrderJSON{ID: v.ID, OrderTypeID: v.OrderTypeID, State: v.State, Version: v.Version}
+	p := v.Position
+	out.Position = PositionJSON{WorkflowID: p.WorkflowID, WorkflowVersion: p.WorkflowVersion, Step: p.Step, Status: p.Status}
+	if v.ExpectedTrigger != "" {
+		out.Position.ExpectedTrigger = &v.ExpectedTrigger
+	}
+	view := c.view()
+	if w, ok := view.WorkflowVersion(p.WorkflowID, p.WorkflowVersion); ok {
+		out.Position.WorkflowName, out.Position.WorkflowType = w.Name, w.Type.String()
+	}
+	if st, ok := view.Status(p.Status); ok {
+		out.Position.StatusName, out.Position.Category = st.Name, st.Category.String()
+	}
+	for i, ev := range events {
+		if i == 0 {
+			out.PlacedAt = ev.OccurredAt
+		}
+		out.UpdatedAt = ev.OccurredAt
+		switch ev.Type {
+		case domain.TypeOrderPlaced, domain.TypeOrderAdvanced, domain.TypeOrderMoved, domain.TypeOrderMigrated:
+			out.Position.EnteredAt = ev.OccurredAt
+		}
+	}
+	return out
+}
+
+type placeBody struct {
+	ID                    string `json:"id"`
+	OrderTypeID           string `json:"order_type_id"`
+	FulfillmentWorkflowID string `json:"fulfillment_workflow_id"`
+}
+
+func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
+	var b placeBody
+	m, err := meta(r)
+	if err == nil {
+		err = decodeBody(w, r, &b)
+	}
+	if err == nil && b.ID != "" {
+		err = eventstore.ValidateToken("order id", b.ID)
+	}
+	if err == nil && b.OrderTypeID == "" {
+		err = &domain.FieldError{Field: "order_type_id", Reason: "is required"}
+	}
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	o, err := api.Commands.PlaceOrder(r.Context(), m, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	api.writeOrder(w, r, http.StatusCreated, o.View().ID)
+}
+
+// writeOrder reads the order back from the store and writes it.
+func (api *API) writeOrder(w http.ResponseWriter, r *http.Request, status int, id string) {
+	o, events, err := api.Commands.LoadOrder(r.Context(), id)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	setETag(w, o.Version())
+	if status == http.StatusCreated {
+		w.Header().Set("Location", "/v1/orders/"+id)
+	}
+	writeJSON(w, status, api.Commands.orderJSON(o, events))
+}
+
+func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
+	id, err := pathToken(r, "id", "order id")
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	api.writeOrder(w, r, http.StatusOK, id)
+}
+
+func (api *API) orderHistory(w http.ResponseWriter, r *http.Request) {
+	id, err := pathToken(r, "id", "order id")
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	_, events, err := api.Commands.LoadOrder(r.Context(), id)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	envs := make([]eventstore.Envelope, len(events))
+	for i, ev := range events {
+		envs[i] = ev.Envelope
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": envs})
+}
+
+type superviseBody struct {
+	Reason     string  `json:"reason"`
+	WorkflowID *string `json:"workflow_id"`
+	Step       *int    `json:"step"`
+	ToVersion  *uint64 `json:"to_version"`
+}
+
+func (api *API) supervise(do func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var b superviseBody
+		id, err := pathToken(r, "id", "order id")
+		m, merr := meta(r)
+		err = errors.Join(err, merr)
+		if err == nil && r.ContentLength != 0 {
+			err = decodeBody(w, r, &b)
+		}
+		if err != nil {
+			api.fail(w, r, err)
+			return
+		}
+		if _, err := do(api.Commands, r.Context(), m, id, b); err != nil {
+			api.fail(w, r, err)
+			return
+		}
+		api.writeOrder(w, r, http.StatusOK, id)
+	}
+}
+
+type triggerRequest struct {
+	Trigger   string `json:"trigger"`
+	TriggerID string `json:"trigger_id"`
+	Worker    string `json:"worker"`
+}
+
+// TriggerRejectedError is a trigger that did not take effect, with the
+// reason and the trigger the order expected.
+type TriggerRejectedError struct {
+	Reason   domain.RejectReason
+	Expected string
+}
+
+func (e *TriggerRejectedError) Error() string {
+	if e.Expected != "" {
+		return fmt.Sprintf("trigger rejected: %s (expected %s)", e.Reason, e.Expected)
+	}
+	return "trigger rejected: " + string(e.Reason)
+}
+
+// checkTriggerID: a trigger id is a Nats-Msg-Id and goes into events.
+func checkTriggerID(id string) error {
+	if len(id) > 128 {
+		return &domain.FieldError{Field: "trigger_id", Reason: "longer than 128 bytes"}
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return &domain.FieldError{Field: "trigger_id", Reason: "must not contain spaces or control characters"}
+		}
+	}
+	return nil
+}
+
+// postTrigger publishes the trigger to ORDERFLOW_TRIGGERS, as a worker app
+// would, and answers once the trigger processor has stored its outcome: an
+// HTTP trigger takes its place in the order's lane like any other.
+func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
+	var b triggerRequest
+	id, err := pathToken(r, "id", "order id")
+	if err == nil {
+		err = decodeBody(w, r, &b)
+	}
+	if err == nil {
+		err = eventstore.ValidateToken("trigger", b.Trigger)
+	}
+	if err == nil {
+		err = checkTriggerID(b.TriggerID)
+	}
+	if err == nil && len(b.Worker) > 128 {
+		err = &domain.FieldError{Field: "worker", Reason: "longer than 128 bytes"}
+	}
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	if b.TriggerID == "" {
+		b.TriggerID = uuid.Must(uuid.NewV7()).String()
+	}
+	outcome, err := api.Commands.SendTrigger(r.Context(), id, b.Trigger, b.TriggerID, b.Worker)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	o, events, err := api.Commands.LoadOrder(r.Context(), id)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	setETag(w, o.Version())
+	writeJSON(w, http.StatusOK, map[string]any{"outcome": outcome, "order": api.Commands.orderJSON(o, events)})
+}
+
+// SendTrigger publishes a trigger for an order and waits until its outcome
+// is stored: advanced, completed or duplicate, or a *TriggerRejectedError.
+func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID, worker string) (domain.TriggerOutcome, error) {
+	addr := c.orderAddr(orderID)
+	if err := addr.Validate(); err != nil {
+		return "", err
+	}
+	// Listen on the order's subjects before looking or publishing, so the
+	// outcome cannot slip past.
+	events := make(chan *nats.Msg, 64)
+	sub, err := c.Store.Conn().ChanSubscribe(addr.Filter(), events)
+	if err != nil {
+		return "", err
+	}
+	defer sub.Unsubscribe()
+
+	_, history, err := c.LoadOrder(ctx, orderID)
+	if err != nil {
+		return "", err
+	}
+	for _, ev := range history {
+		if ev.CausationID == triggerID {
+			return domain.OutcomeDuplicate, nil
+		}
+	}
+	body, _ := json.Marshal(TriggerBody{Worker: worker, TriggerID: triggerID})
+	m := nats.NewMsg(eventstore.TriggerSubject(c.Tenant, orderID, trigger))
+	m.Data = body
+	m.Header.Set(jetstream.MsgIDHeader, triggerID)
+	ack, err := c.Store.JetStream().PublishMsg(ctx, m)
+	if err != nil {
+		return "", fmt.Errorf("publish trigger: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.readTimeout()*2)
+	defer cancel()
+	for {
+		select {
+		case msg := <-events:
+			var env eventstore.Envelope
+			if json.Unmarshal(msg.Data, &env) != nil || env.CausationID != triggerID {
+				continue
+			}
+			if ack.Duplicate {
+				return domain.OutcomeDuplicate, nil
+			}
+			return outcomeOf(env)
+		case <-wctx.Done():
+			if ack.Duplicate {
+				// Sent before; its outcome may have been stored before we
+				// listened.
+				if _, history, err := c.LoadOrder(ctx, orderID); err == nil {
+					for _, ev := range history {
+						if ev.CausationID == triggerID {
+							return domain.OutcomeDuplicate, nil
+						}
+					}
+				}
+			}
+			return "", fmt.Errorf("trigger %s stored, outcome not seen in time: %w", triggerID, wctx.Err())
+		}
+	}
+}
+
+func outcomeOf(env eventstore.Envelope) (domain.TriggerOutcome, error) {
+	switch env.Type {
+	case domain.TypeOrderAdvanced:
+		return domain.OutcomeAdvanced, nil
+	case domain.TypeOrderCompleted:
+		return domain.OutcomeCompleted, nil
+	case domain.TypeTriggerRejected:
+		var tr domain.TriggerRejected
+		if err := json.Unmarshal(env.Data, &tr); err != nil {
+			return "", err
+		}
+		return "", &TriggerRejectedError{Reason: tr.Reason, Expected: tr.Expected}
+	}
+	return "", fmt.Errorf("unexpected outcome event %s", env.Type)
+}

@@ -1,0 +1,131 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+func (c *Commands) orderAddr(id string) eventstore.Aggregate {
+	return c.addr(domain.AggregateOrder, id)
+}
+
+func notFoundOrder(id string) error {
+	return &domain.FieldError{Field: "order", Reason: "no order " + strconv.Quote(id), Kind: domain.ErrNotFound}
+}
+
+// order runs a command on an order. The definitions read model is synced
+// first only when the order's decision found something missing in it (a
+// workflow version or order type created a moment ago): the trigger path
+// stays one load and one append.
+func (c *Commands) order(ctx context.Context, id string, meta Meta, decide func(*domain.Order) error) (*domain.Order, error) {
+	view := c.view()
+	addr := c.orderAddr(id)
+	if err := addr.Validate(); err != nil {
+		return nil, err
+	}
+	opts := runOpts{}
+	for attempt := 0; ; attempt++ {
+		out, err := c.run(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, view) }, meta, opts,
+			func(a domain.Aggregate) error { return decide(a.(*domain.Order)) })
+		if err != nil && attempt == 0 && (errors.Is(err, domain.ErrInvalid) || errors.Is(err, domain.ErrDefinitionMissing)) {
+			opts.syncDefs = true // the read model may lag a definition just written
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return out.Aggregate.(*domain.Order), nil
+	}
+}
+
+// PlaceOrder places an order; an empty id gets a new UUIDv7.
+func (c *Commands) PlaceOrder(ctx context.Context, meta Meta, id, orderTypeID, fulfillment string) (*domain.Order, error) {
+	if id == "" {
+		id = uuid.Must(uuid.NewV7()).String()
+	}
+	view := c.view()
+	return c.order(ctx, id, meta, func(o *domain.Order) error { return o.Place(orderTypeID, fulfillment, view, view) })
+}
+
+// ApplyTrigger lets a worker's trigger move an order on and reports the
+// outcome. The trigger id is the event's causation id.
+func (c *Commands) ApplyTrigger(ctx context.Context, meta Meta, orderID, trigger, triggerID, worker string) (domain.TriggerResult, *domain.Order, error) {
+	var res domain.TriggerResult
+	meta.CausationID = triggerID
+	o, err := c.order(ctx, orderID, meta, func(o *domain.Order) error {
+		if !o.Exists() {
+			return notFoundOrder(orderID)
+		}
+		var err error
+		res, err = o.ApplyTrigger(trigger, triggerID, worker, c.view())
+		return err
+	})
+	return res, o, err
+}
+
+// existing wraps a supervisor action: the order must exist.
+func (c *Commands) existing(ctx context.Context, id string, meta Meta, do func(*domain.Order) error) (*domain.Order, error) {
+	return c.order(ctx, id, meta, func(o *domain.Order) error {
+		if !o.Exists() {
+			return notFoundOrder(id)
+		}
+		return do(o)
+	})
+}
+
+// HoldOrder pauses an order.
+func (c *Commands) HoldOrder(ctx context.Context, meta Meta, id, reason string) (*domain.Order, error) {
+	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Hold(reason) })
+}
+
+// ResumeOrder resumes a held order.
+func (c *Commands) ResumeOrder(ctx context.Context, meta Meta, id, reason string) (*domain.Order, error) {
+	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Resume(reason) })
+}
+
+// CancelOrder cancels an order.
+func (c *Commands) CancelOrder(ctx context.Context, meta Meta, id, reason string) (*domain.Order, error) {
+	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Cancel(reason) })
+}
+
+// MoveOrder moves an order to a step of one of its workflows.
+func (c *Commands) MoveOrder(ctx context.Context, meta Meta, id, workflowID string, step int, reason string) (*domain.Order, error) {
+	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Move(workflowID, step, reason, c.view()) })
+}
+
+// MigrateOrder moves an in-flight order to a newer version of its workflow.
+func (c *Commands) MigrateOrder(ctx context.Context, meta Meta, id, workflowID string, toVersion uint64, reason string) (*domain.Order, error) {
+	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Migrate(workflowID, toVersion, reason, c.view()) })
+}
+
+// LoadOrder reads an order and its history from the store.
+func (c *Commands) LoadOrder(ctx context.Context, id string) (*domain.Order, []eventstore.Event, error) {
+	addr := c.orderAddr(id)
+	if err := addr.Validate(); err != nil {
+		return nil, nil, err
+	}
+	events, err := c.Store.Load(ctx, addr, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	o := domain.NewOrder(id, c.view())
+	for _, ev := range events {
+		e, err := domain.DecodeEvent(ev.Type, ev.Data)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := o.Apply(e); err != nil {
+			return nil, nil, err
+		}
+	}
+	if !o.Exists() {
+		return nil, nil, notFoundOrder(id)
+	}
+	return o, events, nil
+}

@@ -1,0 +1,269 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// TriggerBody is the optional JSON body of a trigger message. TriggerID,
+// when set, is the trigger's idempotency key instead of Nats-Msg-Id (so a
+// worker app that re-sends after JetStream's duplicate window, or with a
+// new message id, still gets one effect).
+type TriggerBody struct {
+	Worker     string    `json:"worker,omitempty"`
+	OccurredAt time.Time `json:"occurred_at,omitzero"`
+	Note       string    `json:"note,omitempty"`
+	TriggerID  string    `json:"trigger_id,omitempty"`
+}
+
+// MaxTriggerBody bounds a trigger message's body.
+const MaxTriggerBody = 64 << 10
+
+// DecodeTriggerBody reads a trigger message body: empty, or one JSON object
+// with known fields only.
+func DecodeTriggerBody(b []byte) (TriggerBody, error) {
+	var body TriggerBody
+	if len(bytes.TrimSpace(b)) == 0 {
+		return body, nil
+	}
+	if len(b) > MaxTriggerBody {
+		return body, fmt.Errorf("trigger body of %d bytes is over the %d byte limit", len(b), MaxTriggerBody)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return TriggerBody{}, fmt.Errorf("trigger body: %w", err)
+	}
+	if dec.More() {
+		return TriggerBody{}, errors.New("trigger body: data after the JSON object")
+	}
+	if len(body.Worker) > 128 || len(body.TriggerID) > 128 || len(body.Note) > domain.MaxDescriptionLen {
+		return TriggerBody{}, errors.New("trigger body: worker or trigger_id longer than 128 bytes, or note too long")
+	}
+	return body, nil
+}
+
+// errPoison marks a trigger that can never be processed: it goes to the
+// dead-letter stream with the reason and is acknowledged.
+var errPoison = errors.New("poison trigger")
+
+func poison(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errPoison, fmt.Sprintf(format, args...))
+}
+
+// ProcessorConfig tunes the trigger processor.
+type ProcessorConfig struct {
+	// Lanes is the number of trigger lanes (see eventstore.EnsureLanes);
+	// every process sharing the work must use the same number. Default 8.
+	Lanes int
+	// AckWait is how long a lane waits for an acknowledgement before
+	// redelivering (a crashed process's trigger goes to another). Default 10 s.
+	AckWait time.Duration
+	// MaxRetries is how often a transient failure (a concurrency conflict
+	// with a supervisor action, a timeout) is retried in place before the
+	// trigger is handed back to JetStream. Default 5.
+	MaxRetries int
+	Logger     *slog.Logger
+}
+
+// Processor applies worker apps' triggers to orders: a Watermill router
+// with one handler per lane, on watermill-nats's JetStream subscriber.
+type Processor struct {
+	cfg    ProcessorConfig
+	cmds   *Commands
+	nc     *nats.Conn
+	router *message.Router
+
+	// afterApply, when set (tests), runs after a trigger's outcome is
+	// stored and before it is acknowledged.
+	afterApply func(msg *message.Message)
+}
+
+// metadata keys the unmarshaler sets.
+const (
+	mdSubject   = "subject"
+	mdStreamSeq = "stream_seq"
+)
+
+// triggerUnmarshaler replaces watermill-nats's default, which drops the
+// subject (the order id and trigger key live there) and Nats-Msg-Id (the
+// trigger id), and fails on repeated headers, which would leave the
+// processor with no message to dead-letter. This one never fails.
+type triggerUnmarshaler struct{}
+
+func (triggerUnmarshaler) Unmarshal(m jetstream.Msg) (*message.Message, error) {
+	id := m.Headers().Get(jetstream.MsgIDHeader)
+	md := message.Metadata{mdSubject: m.Subject()}
+	if meta, err := m.Metadata(); err == nil {
+		md[mdStreamSeq] = strconv.FormatUint(meta.Sequence.Stream, 10)
+		if id == "" {
+			id = "lane-seq-" + md[mdStreamSeq]
+		}
+	}
+	wm := message.NewMessage(id, m.Data())
+	wm.Metadata = md
+	return wm, nil
+}
+
+// NewProcessor connects to NATS at url with a connection of its own
+// (watermill's subscriber drains its connection when it closes) and sets
+// up the lanes.
+func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg ProcessorConfig) (*Processor, error) {
+	if cfg.Lanes <= 0 {
+		cfg.Lanes = 8
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 10 * time.Second
+	}
+	if cfg.MaxRetries <= 0 {
+		cfg.MaxRetries = 5
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	lanes, err := cmds.Store.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: cfg.Lanes, AckWait: cfg.AckWait})
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, nats.Name("orderflow-trigger-processor"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("trigger processor: connect: %w", err)
+	}
+	p := &Processor{cfg: cfg, cmds: cmds, nc: nc}
+	if err := p.build(lanes); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Processor) build(lanes []string) error {
+	// Watermill logs every message at info; orderflow keeps that at debug.
+	wlog := watermill.NewSlogLoggerWithLevelMapping(p.cfg.Logger.With("component", "trigger-processor"),
+		map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
+		Conn:           p.nc,
+		Logger:         wlog,
+		AckWaitTimeout: p.cfg.AckWait,
+		// The lanes and their consumers are made by EnsureLanes; a topic
+		// here is a lane consumer's name.
+		ResourceInitializer: func(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, func(context.Context, watermill.LoggerAdapter), error) {
+			c, err := js.Consumer(ctx, eventstore.StreamTriggerLanes, topic)
+			return c, nil, err
+		},
+		NakDelay:    wmjs.NewStaticDelay(500 * time.Millisecond),
+		AckAsync:    true, // a lost ack only means a redelivery, which the order's trigger ids absorb
+		Unmarshaler: triggerUnmarshaler{},
+	})
+	if err != nil {
+		return fmt.Errorf("trigger processor: subscriber: %w", err)
+	}
+	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
+		Conn:   p.nc,
+		Logger: wlog,
+		// watermill-nats publishes to the stream config's Name: make it
+		// the dead-letter subject itself.
+		ConfigureStream: func(topic string) jetstream.StreamConfig { return jetstream.StreamConfig{Name: topic} },
+	})
+	if err != nil {
+		return fmt.Errorf("trigger processor: dead-letter publisher: %w", err)
+	}
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 15 * time.Second}, wlog)
+	if err != nil {
+		return err
+	}
+	poisonQueue, err := middleware.PoisonQueueWithFilter(pub, eventstore.DeadLetterSubject, func(err error) bool {
+		var panicked middleware.RecoveredPanicError
+		return errors.Is(err, errPoison) || errors.As(err, &panicked)
+	})
+	if err != nil {
+		return err
+	}
+	router.AddMiddleware(
+		poisonQueue,
+		middleware.Recoverer,
+		middleware.Retry{
+			MaxRetries:      p.cfg.MaxRetries,
+			InitialInterval: 10 * time.Millisecond,
+			MaxInterval:     time.Second,
+			Multiplier:      2,
+			ShouldRetry:     func(rp middleware.RetryParams) bool { return !errors.Is(rp.Err, errPoison) },
+			Logger:          wlog,
+		}.Middleware,
+	)
+	for _, lane := range lanes {
+		router.AddConsumerHandler(lane, lane, sub, p.handle)
+	}
+	p.router = router
+	return nil
+}
+
+// Run processes triggers until ctx ends or Close is called.
+func (p *Processor) Run(ctx context.Context) error { return p.router.Run(ctx) }
+
+// Running is closed once every lane handler is running.
+func (p *Processor) Running() chan struct{} { return p.router.Running() }
+
+// Close stops the lanes (letting the triggers in hand finish) and closes
+// the processor's connection.
+func (p *Processor) Close() error {
+	err := p.router.Close()
+	p.nc.Close()
+	return err
+}
+
+// handle applies one trigger.
+func (p *Processor) handle(msg *message.Message) error {
+	tenant, orderID, key, err := eventstore.ParseLaneSubject(msg.Metadata.Get(mdSubject))
+	if err != nil {
+		return poison("%v", err)
+	}
+	for _, t := range []struct{ field, value string }{{"tenant", tenant}, {"order id", orderID}, {"trigger key", key}} {
+		if err := eventstore.ValidateToken(t.field, t.value); err != nil {
+			return poison("%v", err)
+		}
+	}
+	body, err := DecodeTriggerBody(msg.Payload)
+	if err != nil {
+		return poison("%v", err)
+	}
+	triggerID := body.TriggerID
+	if triggerID == "" {
+		triggerID = msg.UUID
+	}
+	worker := body.Worker
+	if worker == "" {
+		worker = "unknown"
+	}
+	cmds := p.cmds.ForTenant(tenant)
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: worker}, CorrelationID: triggerID}
+	_, _, err = cmds.ApplyTrigger(msg.Context(), meta, orderID, key, triggerID, worker)
+	switch {
+	case errors.Is(err, domain.ErrNotFound):
+		return poison("unknown order %q in tenant %q", orderID, tenant)
+	case errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken), errors.Is(err, eventstore.ErrInvalidEnvelope):
+		return poison("%v", err)
+	case err != nil:
+		return err // transient: retried, then handed back to JetStream
+	}
+	if p.afterApply != nil {
+		p.afterApply(msg)
+	}
+	return nil
+}
