@@ -26,6 +26,10 @@ func DeriveKey(name string) string {
 	return b.String()
 }
 
+// CheckKey reports whether value is a valid key or id: the rule every
+// key, id and tenant follows, so that it is always one safe subject token.
+func CheckKey(field, value string) error { return checkKey(field, value) }
+
 // checkKey enforces the key rule: [A-Za-z0-9][A-Za-z0-9_-]*, at most
 // MaxKeyLen bytes, so a key is always one safe subject token.
 func checkKey(field, key string) error {

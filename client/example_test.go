@@ -1,0 +1,117 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/client"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/handlers"
+	"github.com/orderflow/orderflow/projections"
+)
+
+// A worker app publishes triggers and a dashboard follows the order's
+// stage changes. The first part starts an embedded orderflow with the
+// worked example, as `orderflow serve` would.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url, stop := startOrderflow(ctx)
+	defer stop()
+
+	nc, err := nats.Connect(url)
+	if err != nil {
+		panic(err)
+	}
+	defer nc.Close()
+	c, err := client.New(nc)
+	if err != nil {
+		panic(err)
+	}
+
+	// The dashboard: follow one order's stage changes.
+	changes := make(chan client.StageChange, 16)
+	sub, err := c.SubscribeStageChanges("order-42", func(sc client.StageChange) { changes <- sc })
+	if err != nil {
+		panic(err)
+	}
+	defer sub.Unsubscribe()
+
+	// The worker app: one trigger per action, each acknowledged by JetStream.
+	for _, tr := range handlers.WorkedExampleTriggers {
+		if _, err := c.PublishTrigger(ctx, client.Trigger{OrderID: "order-42", Trigger: tr, Worker: "ana"}); err != nil {
+			panic(err)
+		}
+	}
+	for range handlers.WorkedExampleTriggers {
+		sc := <-changes
+		if sc.To != nil {
+			fmt.Printf("v%d %s → %s\n", sc.Version, sc.Type, sc.To.Status)
+		} else {
+			fmt.Printf("v%d %s\n", sc.Version, sc.Type)
+		}
+	}
+	// Output:
+	// v2 OrderAdvanced → received
+	// v3 OrderAdvanced → washing
+	// v4 OrderAdvanced → drying
+	// v5 OrderAdvanced → folding
+	// v6 OrderAdvanced → ready_for_delivery
+	// v7 OrderAdvanced → out_for_delivery
+	// v8 OrderCompleted
+}
+
+// startOrderflow runs the event store, the definitions read model and the
+// trigger processor on an embedded server, seeds the worked example and
+// places order-42.
+func startOrderflow(ctx context.Context) (url string, stop func()) {
+	dir, err := os.MkdirTemp("", "orderflow-example-")
+	if err != nil {
+		panic(err)
+	}
+	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: dir, Listen: "127.0.0.1:0"})
+	if err != nil {
+		panic(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		panic(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := eventstore.Open(ctx, nc, eventstore.Config{Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	defs := projections.NewDefinitions(quiet)
+	if err := defs.Start(ctx, st); err != nil {
+		panic(err)
+	}
+	cmds := &handlers.Commands{Store: st, Defs: defs, Tenant: "default"}
+	if err := handlers.SeedWorkedExample(ctx, cmds); err != nil {
+		panic(err)
+	}
+	if _, err := cmds.PlaceOrder(ctx, handlers.Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "desk"}},
+		"order-42", handlers.WorkedExampleOrderType, ""); err != nil {
+		panic(err)
+	}
+	proc, err := handlers.NewProcessor(ctx, cmds, srv.ClientURL(), handlers.ProcessorConfig{Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	go func() { _ = proc.Run(context.Background()) }()
+	<-proc.Running()
+	return srv.ClientURL(), func() {
+		_ = proc.Close()
+		defs.Stop()
+		st.Close()
+		nc.Close()
+		srv.Shutdown()
+		os.RemoveAll(dir)
+	}
+}
