@@ -83,7 +83,7 @@ func TestDefinitionsRefuseBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &client{t: t, base: c.base}
+			c := &httpClient{t: t, base: c.base}
 			before := defsLastSeq(t, app)
 			c.problem(tc.status, tc.code, tc.method, tc.path, tc.body, tc.headers...)
 			if after := defsLastSeq(t, app); after != before {

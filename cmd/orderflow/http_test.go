@@ -10,7 +10,7 @@ import (
 )
 
 // client talks JSON to one App.
-type client struct {
+type httpClient struct {
 	t    *testing.T
 	base string
 }
@@ -30,13 +30,13 @@ func (r response) json(t *testing.T) map[string]any {
 	return m
 }
 
-func newClient(t *testing.T, app *App) *client {
-	return &client{t: t, base: "http://" + app.HTTPAddr()}
+func newClient(t *testing.T, app *App) *httpClient {
+	return &httpClient{t: t, base: "http://" + app.HTTPAddr()}
 }
 
 // do sends body (marshalled unless it is a string or []byte) and returns
 // the response; headers are pairs of name, value.
-func (c *client) do(method, path string, body any, headers ...string) response {
+func (c *httpClient) do(method, path string, body any, headers ...string) response {
 	c.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -72,7 +72,7 @@ func (c *client) do(method, path string, body any, headers ...string) response {
 }
 
 // must sends a request and fails the test unless the status is want.
-func (c *client) must(want int, method, path string, body any, headers ...string) map[string]any {
+func (c *httpClient) must(want int, method, path string, body any, headers ...string) map[string]any {
 	c.t.Helper()
 	r := c.do(method, path, body, headers...)
 	if r.Status != want {
@@ -85,7 +85,7 @@ func (c *client) must(want int, method, path string, body any, headers ...string
 }
 
 // problem asserts a problem response with the given status and code.
-func (c *client) problem(status int, code, method, path string, body any, headers ...string) map[string]any {
+func (c *httpClient) problem(status int, code, method, path string, body any, headers ...string) map[string]any {
 	c.t.Helper()
 	r := c.do(method, path, body, headers...)
 	if r.Status != status {
@@ -112,7 +112,7 @@ func steps(w map[string]any) []string {
 
 // seedWorkedExample defines DESIGN.md's worked example over HTTP the way
 // the admin screens do, and returns the ids of the three workflows.
-func seedWorkedExample(t *testing.T, c *client) (intake, production, delivery string) {
+func seedWorkedExample(t *testing.T, c *httpClient) (intake, production, delivery string) {
 	t.Helper()
 	for _, s := range []map[string]any{
 		{"name": "Pending Pickup", "category": "pending"},

@@ -1,0 +1,152 @@
+package handlers
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+	"github.com/orderflow/orderflow/projections"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newCommands runs a store and the definitions read model on srv, seeded
+// with the worked example.
+func newCommands(t *testing.T, srv *eventstore.Server) *Commands {
+	t.Helper()
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{Logger: quiet})
+	defs := projections.NewDefinitions(quiet)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := defs.Start(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(defs.Stop)
+	c := &Commands{Store: st, Defs: defs, Tenant: "default"}
+	if err := SeedWorkedExample(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func startProcessor(t *testing.T, c *Commands, url string, afterApply func(*message.Message)) *Processor {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := NewProcessor(ctx, c, url, ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.afterApply = afterApply
+	go func() { _ = p.Run(context.Background()) }()
+	<-p.Running()
+	return p
+}
+
+// The processor dies after storing a trigger's outcome and before
+// acknowledging it: the lane hands the trigger to the next processor, and
+// the order has advanced exactly once.
+func TestCrashBetweenAppendAndAck(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
+	if _, err := c.PlaceOrder(ctx, meta, "o-crash", WorkedExampleOrderType, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	crashed := make(chan struct{})
+	var first *Processor
+	first = startProcessor(t, c, srv.ClientURL(), func(*message.Message) {
+		// The outcome is stored; the process "dies" before the ack can go.
+		first.nc.Close()
+		close(crashed)
+	})
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	js, _ := jetstream.New(nc)
+	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-crash", "picked_up"))
+	m.Header.Set(jetstream.MsgIDHeader, "trigger-1")
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-crashed:
+	case <-ctx.Done():
+		t.Fatal("the first processor never applied the trigger")
+	}
+	_ = first.Close()
+
+	redelivered := make(chan struct{}, 1)
+	second := startProcessor(t, c, srv.ClientURL(), func(msg *message.Message) {
+		if msg.UUID == "trigger-1" {
+			redelivered <- struct{}{}
+		}
+	})
+	defer second.Close()
+	select {
+	case <-redelivered:
+	case <-ctx.Done():
+		t.Fatal("the unacknowledged trigger was not redelivered")
+	}
+	o, events, err := c.LoadOrder(ctx, "o-crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	advanced := 0
+	for _, ev := range events {
+		if ev.Type == domain.TypeOrderAdvanced {
+			advanced++
+		}
+	}
+	if advanced != 1 || o.Version() != 2 || o.View().Position.Status != "received" {
+		t.Fatalf("after redelivery: %d advances, version %d, at %s", advanced, o.Version(), o.View().Position.Status)
+	}
+	// The lane is clear: the redelivered trigger was acknowledged.
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		stream, err := js.Stream(ctx, eventstore.StreamTriggerLanes)
+		if err != nil {
+			return false
+		}
+		info, err := stream.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	}, "the lane stream to empty")
+}
+
+func TestDecodeTriggerBody(t *testing.T) {
+	t.Parallel()
+	good := []string{"", "  ", `{}`, `{"worker":"w1","note":"torn sleeve","trigger_id":"t-1","occurred_at":"2026-11-28T09:00:00Z"}`}
+	for _, b := range good {
+		if _, err := DecodeTriggerBody([]byte(b)); err != nil {
+			t.Errorf("%q: %v", b, err)
+		}
+	}
+	bad := []string{`{`, `[]`, `{"worker":1}`, `{"colour":"red"}`, `{} {}`, `"x"`, `{"occurred_at":"yesterday"}`}
+	for _, b := range bad {
+		if _, err := DecodeTriggerBody([]byte(b)); err == nil {
+			t.Errorf("%q accepted", b)
+		}
+	}
+}
+
+func FuzzDecodeTriggerBody(f *testing.F) {
+	f.Add([]byte(`{"worker":"w1","trigger_id":"t-1"}`))
+	f.Add([]byte(``))
+	f.Add([]byte(`{"note":"\u0000"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		body, err := DecodeTriggerBody(b)
+		if err == nil && (len(body.Worker) > 128 || len(body.TriggerID) > 128) {
+			t.Fatalf("accepted oversized fields: %+v", body)
+		}
+	})
+}
