@@ -189,7 +189,9 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 func transient(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.Code == 503 || apiErr.Code == 500
+		// 10005: no suitable peers for placement, while a cluster is still
+		// learning of its nodes.
+		return apiErr.Code == 503 || apiErr.Code == 500 || apiErr.ErrorCode == 10005
 	}
 	return errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, nats.ErrNoResponders) ||

@@ -76,19 +76,35 @@ func StartCluster(tb testing.TB, size int) *Cluster {
 		tb.Cleanup(srv.Shutdown)
 		c.Servers = append(c.Servers, srv)
 	}
+	c.WaitReady(tb)
+	return c
+}
+
+// WaitReady waits until the cluster has a JetStream leader that sees every
+// running node with JetStream (placement of a replicas=N stream needs all
+// N), and every running node is current.
+func (c *Cluster) WaitReady(tb testing.TB) {
+	tb.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		leader := false
+		running, current, peers := 0, 0, 0
 		for _, s := range c.Servers {
+			if !s.NATS().Running() {
+				continue
+			}
+			running++
+			if s.NATS().JetStreamIsCurrent() {
+				current++
+			}
 			if s.NATS().JetStreamIsLeader() {
-				leader = true
+				peers = len(s.NATS().JetStreamClusterPeers())
 			}
 		}
-		if leader {
-			return c
+		if running > 0 && current == running && peers >= running {
+			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatal("cluster elected no JetStream leader in 30s")
+			tb.Fatalf("cluster not ready in 30s: %d running, %d current, leader sees %d peers", running, current, peers)
 		}
 		time.Sleep(20 * time.Millisecond) // polling for a condition, with a deadline
 	}
