@@ -24,7 +24,9 @@ func main() {
 const usage = `orderflow: event-sourced order progression on NATS JetStream
 
 Usage:
-  orderflow serve [flags]    run orderflow (embedded JetStream unless --nats-url)
+  orderflow serve [flags]                  run orderflow (embedded JetStream unless --nats-url)
+  orderflow trigger [flags] ORDER TRIGGER  apply a worker's trigger to an order (client of a running server)
+  orderflow order show [flags] ORDER       show an order's current step (client of a running server)
 
 Run 'orderflow serve -h' for the flags. Every flag also reads ORDERFLOW_<FLAG>.
 `
@@ -39,6 +41,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], stderr, env)
+	case "trigger":
+		err = triggerCmd(ctx, args[1:], stdout, stderr, env)
+	case "order":
+		err = orderCmd(ctx, args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

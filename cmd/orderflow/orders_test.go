@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"strings"
 	"testing"
 )
 
@@ -52,4 +54,39 @@ func TestOrderTriggersOverHTTP(t *testing.T) {
 	}
 	c.problem(404, "not_found", "POST", "/v1/orders/nope/triggers", map[string]any{"trigger": "picked_up"})
 	c.problem(409, "trigger_rejected", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "delivered"})
+}
+
+func TestTriggerAndOrderShowCommands(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "cli-1", "order_type_id": "wash_fold_delivery"})
+	env := func(k string) (string, bool) {
+		if k == "ORDERFLOW_SERVER" {
+			return "http://" + app.HTTPAddr(), true
+		}
+		return "", false
+	}
+	run := func(args ...string) (int, string, string) {
+		var out, errOut strings.Builder
+		code := Main(context.Background(), args, &out, &errOut, env)
+		return code, out.String(), errOut.String()
+	}
+	code, out, errOut := run("trigger", "cli-1", "picked_up", "--worker", "ana")
+	if code != 0 || !strings.Contains(out, "advanced") || !strings.Contains(out, "waiting for items_tagged") {
+		t.Fatalf("trigger: %d %q %q", code, out, errOut)
+	}
+	code, out, _ = run("order", "show", "cli-1")
+	if code != 0 || !strings.Contains(out, "at Received (received)") {
+		t.Fatalf("order show: %d %q", code, out)
+	}
+	code, _, errOut = run("trigger", "cli-1", "delivered")
+	if code != 1 || !strings.Contains(errOut, "unexpected_trigger") || !strings.Contains(errOut, "items_tagged") {
+		t.Fatalf("rejected trigger: %d %q", code, errOut)
+	}
+	code, _, errOut = run("order", "show", "nope")
+	if code != 1 || !strings.Contains(errOut, "not_found") {
+		t.Fatalf("unknown order: %d %q", code, errOut)
+	}
 }

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// serverFlag registers --server (ORDERFLOW_SERVER): the HTTP address of a
+// running orderflow.
+func serverFlag(fs *flag.FlagSet) *string {
+	return fs.String("server", "http://127.0.0.1:8080", "HTTP address of a running orderflow")
+}
+
+// apiCall sends one request to a running orderflow and returns the body
+// of a 2xx answer; a problem answer becomes an error with its detail.
+func apiCall(ctx context.Context, server, method, path string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(server, "/")+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("is orderflow running at %s? %w", server, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		var p struct {
+			Title, Detail, Code, Reason, Expected string
+		}
+		if json.Unmarshal(b, &p) == nil && p.Code != "" {
+			msg := fmt.Sprintf("%s (%s): %s", p.Title, p.Code, p.Detail)
+			if p.Reason != "" {
+				msg = fmt.Sprintf("%s (%s): %s", p.Title, p.Code, p.Reason)
+				if p.Expected != "" {
+					msg += ", expected " + p.Expected
+				}
+			}
+			return nil, errors.New(msg)
+		}
+		return nil, fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return b, nil
+}
+
+// triggerCmd: orderflow trigger ORDER TRIGGER.
+func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("trigger", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: orderflow trigger [flags] ORDER TRIGGER\n\nApply a worker's trigger to an order and print the outcome.")
+		fs.PrintDefaults()
+	}
+	server := serverFlag(fs)
+	triggerID := fs.String("trigger-id", "", "idempotency key (generated when empty)")
+	worker := fs.String("worker", "cli", "worker who did it")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return errors.New("want ORDER and TRIGGER")
+	}
+	order, trigger := fs.Arg(0), fs.Arg(1)
+	b, err := apiCall(ctx, *server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
+		map[string]string{"trigger": trigger, "trigger_id": *triggerID, "worker": *worker})
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Outcome string          `json:"outcome"`
+		Order   json.RawMessage `json:"order"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n", res.Outcome)
+	return printOrder(stdout, res.Order)
+}
+
+// orderCmd: orderflow order show ORDER.
+func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	if len(args) == 0 || args[0] != "show" {
+		fmt.Fprintln(stderr, "Usage: orderflow order show [flags] ORDER")
+		return errors.New("want: order show ORDER")
+	}
+	fs := flag.NewFlagSet("order show", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	asJSON := fs.Bool("json", false, "print the order as JSON")
+	if err := parseFlags(fs, args[1:], env); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("want one ORDER")
+	}
+	b, err := apiCall(ctx, *server, "GET", "/v1/orders/"+url.PathEscape(fs.Arg(0)), nil)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		var out bytes.Buffer
+		_ = json.Indent(&out, b, "", "  ")
+		fmt.Fprintln(stdout, out.String())
+		return nil
+	}
+	return printOrder(stdout, b)
+}
+
+func printOrder(w io.Writer, b []byte) error {
+	var o struct {
+		ID          string `json:"id"`
+		OrderTypeID string `json:"order_type_id"`
+		State       string `json:"state"`
+		Version     uint64 `json:"version"`
+		Position    struct {
+			WorkflowName    string    `json:"workflow_name"`
+			Status          string    `json:"status"`
+			StatusName      string    `json:"status_name"`
+			WorkflowVersion uint64    `json:"workflow_version"`
+			Step            int       `json:"step"`
+			ExpectedTrigger *string   `json:"expected_trigger"`
+			EnteredAt       time.Time `json:"entered_at"`
+		} `json:"position"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&o); err != nil {
+		return err
+	}
+	p := o.Position
+	fmt.Fprintf(w, "order %s (%s): %s, version %d\n", o.ID, o.OrderTypeID, o.State, o.Version)
+	fmt.Fprintf(w, "  at %s (%s), step %d of %s v%d, since %s\n", p.StatusName, p.Status, p.Step, p.WorkflowName, p.WorkflowVersion,
+		p.EnteredAt.Format(time.RFC3339))
+	if p.ExpectedTrigger != nil {
+		fmt.Fprintf(w, "  waiting for %s\n", *p.ExpectedTrigger)
+	}
+	return nil
+}
