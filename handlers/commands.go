@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,6 +45,17 @@ type Commands struct {
 	// ReadTimeout bounds the wait for the read model after a write.
 	// Default 5 s.
 	ReadTimeout time.Duration
+
+	orders     *aggregateCache
+	ordersOnce sync.Once
+}
+
+// OrderCacheSize is how many orders' histories Commands keeps in memory.
+const OrderCacheSize = 100_000
+
+func (c *Commands) orderCache() *aggregateCache {
+	c.ordersOnce.Do(func() { c.orders = newAggregateCache(OrderCacheSize) })
+	return c.orders
 }
 
 func (c *Commands) view() *projections.TenantView { return c.Defs.Tenant(c.Tenant) }
@@ -70,8 +82,9 @@ func (c *Commands) execute(ctx context.Context, addr eventstore.Aggregate, fresh
 }
 
 type runOpts struct {
-	syncDefs bool // bring the definitions read model to the stream's end first
-	waitDefs bool // wait until the definitions read model shows the append
+	syncDefs bool            // bring the definitions read model to the stream's end first
+	waitDefs bool            // wait until the definitions read model shows the append
+	cache    *aggregateCache // decide from cached events when the aggregate is there
 }
 
 // run is the one command loop: load → decide → append, retried on a
@@ -92,9 +105,25 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 				return Outcome{}, err
 			}
 		}
-		agg, last, err := c.load(ctx, addr, fresh())
-		if err != nil {
-			return Outcome{}, err
+		key := addr.Filter()
+		var agg domain.Aggregate
+		var last uint64
+		var history []domain.Event
+		if cached, seq, ok := opts.cache.get(key); ok && attempt == 1 {
+			agg, last, history = fresh(), seq, cached
+			for _, e := range cached {
+				if err := agg.Apply(e); err != nil {
+					return Outcome{}, err
+				}
+			}
+		} else {
+			var err error
+			if agg, last, history, err = c.load(ctx, addr, fresh()); err != nil {
+				return Outcome{}, err
+			}
+			if opts.cache != nil && len(history) > 0 {
+				opts.cache.put(key, history, last)
+			}
 		}
 		if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
 			return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
@@ -111,6 +140,11 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 			return Outcome{}, err
 		}
 		res, err := c.Store.Append(ctx, addr, last, envs...)
+		if err != nil {
+			opts.cache.drop(key)
+		} else if opts.cache != nil && !res.Duplicate {
+			opts.cache.put(key, append(history, changes...), res.LastSeq)
+		}
 		if errors.Is(err, eventstore.ErrConcurrency) {
 			if meta.IfMatch != nil {
 				return Outcome{}, fmt.Errorf("%w: written concurrently", ErrPreconditionFailed)
@@ -153,24 +187,27 @@ func (c *Commands) syncReadModel(ctx context.Context) error {
 }
 
 // load folds an aggregate's history into agg and returns the stream
-// sequence of its last event (eventstore.ExpectNew when it has none).
-func (c *Commands) load(ctx context.Context, addr eventstore.Aggregate, agg domain.Aggregate) (domain.Aggregate, uint64, error) {
+// sequence of its last event (eventstore.ExpectNew when it has none) and
+// the decoded events.
+func (c *Commands) load(ctx context.Context, addr eventstore.Aggregate, agg domain.Aggregate) (domain.Aggregate, uint64, []domain.Event, error) {
 	events, err := c.Store.Load(ctx, addr, 0)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	last := eventstore.ExpectNew
+	decoded := make([]domain.Event, 0, len(events))
 	for _, ev := range events {
 		e, err := domain.DecodeEvent(ev.Type, ev.Data)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%s sequence %d: %w", addr.Filter(), ev.Sequence, err)
+			return nil, 0, nil, fmt.Errorf("%s sequence %d: %w", addr.Filter(), ev.Sequence, err)
 		}
 		if err := agg.Apply(e); err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
+		decoded = append(decoded, e)
 		last = ev.Sequence
 	}
-	return agg, last, nil
+	return agg, last, decoded, nil
 }
 
 func (c *Commands) envelopes(base uint64, changes []domain.Event, meta Meta) ([]eventstore.Envelope, error) {
@@ -212,7 +249,8 @@ func (c *Commands) ForTenant(tenant string) *Commands {
 	if tenant == c.Tenant {
 		return c
 	}
-	cp := *c
-	cp.Tenant = tenant
-	return &cp
+	cp := &Commands{Store: c.Store, Defs: c.Defs, Tenant: tenant, Now: c.Now,
+		MaxAttempts: c.MaxAttempts, ReadTimeout: c.ReadTimeout, orders: c.orderCache()}
+	cp.ordersOnce.Do(func() {})
+	return cp
 }

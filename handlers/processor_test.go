@@ -21,7 +21,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // newCommands runs a store and the definitions read model on srv, seeded
 // with the worked example.
-func newCommands(t *testing.T, srv *eventstore.Server) *Commands {
+func newCommands(t testing.TB, srv *eventstore.Server) *Commands {
 	t.Helper()
 	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{Logger: quiet})
 	defs := projections.NewDefinitions(quiet)

@@ -52,7 +52,7 @@ func DefaultConfig() Config {
 		Replicas:        1,
 		DuplicateWindow: 2 * time.Minute,
 		LogLevel:        "info",
-		Lanes:           8,
+		Lanes:           16,
 		AckWait:         10 * time.Second,
 	}
 }

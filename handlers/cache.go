@@ -1,0 +1,81 @@
+package handlers
+
+import (
+	clist "container/list"
+	"sync"
+
+	"github.com/orderflow/orderflow/domain"
+)
+
+// aggregateCache keeps recently used aggregates' events and last stream
+// sequence, so a command can decide without reading the store. It is
+// optimistic: the append still carries the cached sequence as its expected
+// version, so a stale entry (another process wrote since) costs one
+// conflict, after which the entry is dropped and the aggregate reloaded.
+type aggregateCache struct {
+	mu    sync.Mutex
+	max   int
+	ll    *clist.List // front: most recently used
+	items map[string]*clist.Element
+}
+
+type cacheEntry struct {
+	key     string
+	events  []domain.Event
+	lastSeq uint64
+}
+
+func newAggregateCache(max int) *aggregateCache {
+	return &aggregateCache{max: max, ll: clist.New(), items: map[string]*clist.Element{}}
+}
+
+// get returns a copy of the cached events and the last sequence.
+func (c *aggregateCache) get(key string) ([]domain.Event, uint64, bool) {
+	if c == nil {
+		return nil, 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil, 0, false
+	}
+	c.ll.MoveToFront(el)
+	e := el.Value.(*cacheEntry)
+	return append([]domain.Event(nil), e.events...), e.lastSeq, true
+}
+
+// put records an aggregate's full event list as of lastSeq.
+func (c *aggregateCache) put(key string, events []domain.Event, lastSeq uint64) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		e := el.Value.(*cacheEntry)
+		if lastSeq >= e.lastSeq {
+			e.events, e.lastSeq = events, lastSeq
+		}
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, events: events, lastSeq: lastSeq})
+	for c.ll.Len() > c.max {
+		old := c.ll.Back()
+		c.ll.Remove(old)
+		delete(c.items, old.Value.(*cacheEntry).key)
+	}
+}
+
+func (c *aggregateCache) drop(key string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		c.ll.Remove(el)
+		delete(c.items, key)
+	}
+}
