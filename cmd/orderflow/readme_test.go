@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"strings"
@@ -42,17 +43,42 @@ func TestReadmeDefineYourProcess(t *testing.T) {
 	}
 	t.Parallel()
 	app := startApp(t, newTestConfig(t))
-	for _, line := range readmeBlock(t, "## Define your process") {
+	runReadmeLines(t, app, readmeBlock(t, "## Define your process"))
+	runReadmeLines(t, app, readmeBlock(t, "## Place an order and publish triggers"))
+	c := newClient(t, app)
+	o := c.must(200, "GET", "/v1/orders/order-1", nil)
+	if o["position"].(map[string]any)["status"] != "washing" {
+		t.Fatalf("order-1 after the README's triggers: %v", o["position"])
+	}
+	wf := c.must(200, "GET", "/v1/workflows/standard_laundry_production", nil)
+	if got := strings.Join(steps(wf), ","); got != "washing<-wash_done,drying<-dry_done,folding<-folded" {
+		t.Fatalf("production steps %s", got)
+	}
+	c.must(200, "GET", "/v1/order-types/wash_fold_delivery", nil)
+}
+
+// runReadmeLines runs README command lines against app: curl lines with
+// bash, `go run ./cmd/orderflow ...` lines through Main.
+func runReadmeLines(t *testing.T, app *App, lines []string) {
+	t.Helper()
+	for _, line := range lines {
+		if rest, ok := strings.CutPrefix(line, "go run ./cmd/orderflow "); ok {
+			var out, errOut strings.Builder
+			env := func(k string) (string, bool) {
+				if k == "ORDERFLOW_SERVER" {
+					return "http://" + app.HTTPAddr(), true
+				}
+				return "", false
+			}
+			if code := Main(context.Background(), strings.Fields(rest), &out, &errOut, env); code != 0 {
+				t.Fatalf("%s: exit %d\n%s%s", line, code, out.String(), errOut.String())
+			}
+			continue
+		}
 		cmd := strings.ReplaceAll(line, "localhost:8080", app.HTTPAddr())
 		out, err := exec.Command("bash", "-c", cmd+" --fail-with-body").CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s\n%v\n%s", line, err, out)
 		}
 	}
-	c := newClient(t, app)
-	wf := c.must(200, "GET", "/v1/workflows/standard_laundry_production", nil)
-	if got := strings.Join(steps(wf), ","); got != "washing<-wash_done,drying<-dry_done,folding<-folded" {
-		t.Fatalf("production steps %s", got)
-	}
-	c.must(200, "GET", "/v1/order-types/wash_fold_delivery", nil)
 }
