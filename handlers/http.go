@@ -24,7 +24,9 @@ const MaxBodyBytes = 1 << 20
 // API serves the HTTP routes of DESIGN.md under /v1.
 type API struct {
 	Commands *Commands
-	Log      *slog.Logger
+	// Orders is the orders read model (lists, board); nil until it runs.
+	Orders *projections.Orders
+	Log    *slog.Logger
 }
 
 func (api *API) reads() *projections.TenantView { return api.Commands.view() }
@@ -63,8 +65,9 @@ func (api *API) Register(mux *http.ServeMux) {
 
 // Request errors found before any command runs.
 var (
-	errBadRequest = errors.New("bad request")
-	errTooLarge   = errors.New("request body too large")
+	errBadRequest  = errors.New("bad request")
+	errTooLarge    = errors.New("request body too large")
+	errUnavailable = errors.New("not available yet")
 )
 
 // decodeBody reads one JSON object into v: at most MaxBodyBytes, no unknown
@@ -115,6 +118,8 @@ func problemFor(err error) Problem {
 	case errors.Is(err, errBadRequest), errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken),
 		errors.Is(err, eventstore.ErrInvalidEnvelope):
 		return Problem{Status: http.StatusBadRequest, Title: "Invalid argument", Code: "invalid_argument"}
+	case errors.Is(err, errUnavailable), errors.Is(err, domain.ErrDefinitionMissing):
+		return Problem{Status: http.StatusServiceUnavailable, Title: "Unavailable", Code: "unavailable"}
 	case errors.Is(err, domain.ErrNotFound):
 		return Problem{Status: http.StatusNotFound, Title: "Not found", Code: "not_found"}
 	case errors.Is(err, ErrPreconditionFailed):

@@ -2,10 +2,12 @@ package handlers
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 	"unicode"
 
@@ -15,11 +17,14 @@ import (
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/projections"
 )
 
 // RegisterOrders adds the order routes to mux.
 func (api *API) RegisterOrders(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/orders", api.placeOrder)
+	mux.HandleFunc("GET /v1/orders", api.listOrders)
+	mux.HandleFunc("GET /v1/board", api.board)
 	mux.HandleFunc("GET /v1/orders/{id}", api.getOrder)
 	mux.HandleFunc("GET /v1/orders/{id}/history", api.orderHistory)
 	mux.HandleFunc("POST /v1/orders/{id}/triggers", api.postTrigger)
@@ -75,18 +80,7 @@ type PositionJSON struct {
 func (c *Commands) orderJSON(o *domain.Order, events []eventstore.Event) OrderJSON {
 	v := o.View()
 	out := OrderJSON{ID: v.ID, OrderTypeID: v.OrderTypeID, State: v.State, Version: v.Version}
-	p := v.Position
-	out.Position = PositionJSON{WorkflowID: p.WorkflowID, WorkflowVersion: p.WorkflowVersion, Step: p.Step, Status: p.Status}
-	if v.ExpectedTrigger != "" {
-		out.Position.ExpectedTrigger = &v.ExpectedTrigger
-	}
-	view := c.view()
-	if w, ok := view.WorkflowVersion(p.WorkflowID, p.WorkflowVersion); ok {
-		out.Position.WorkflowName, out.Position.WorkflowType = w.Name, w.Type.String()
-	}
-	if st, ok := view.Status(p.Status); ok {
-		out.Position.StatusName, out.Position.Category = st.Name, st.Category.String()
-	}
+	out.Position = c.positionJSON(v.Position, v.State)
 	for i, ev := range events {
 		if i == 0 {
 			out.PlacedAt = ev.OccurredAt
@@ -130,13 +124,18 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	api.writeOrder(w, r, http.StatusCreated, o.View().ID)
 }
 
-// writeOrder reads the order back from the store and writes it.
+// writeOrder reads the order back from the store and writes it. It also
+// waits (bounded) until the orders read model shows the order's last event,
+// so a list or board read after a command reflects it, and names that
+// event's stream sequence in X-Orderflow-Sequence (the value ?min_seq=
+// takes).
 func (api *API) writeOrder(w http.ResponseWriter, r *http.Request, status int, id string) {
 	o, events, err := api.Commands.LoadOrder(r.Context(), id)
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
+	api.settle(r.Context(), w, events)
 	setETag(w, o.Version())
 	if status == http.StatusCreated {
 		w.Header().Set("Location", "/v1/orders/"+id)
@@ -267,6 +266,7 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
+	api.settle(r.Context(), w, events)
 	setETag(w, o.Version())
 	writeJSON(w, http.StatusOK, map[string]any{"outcome": outcome, "order": api.Commands.orderJSON(o, events)})
 }
@@ -348,4 +348,167 @@ func outcomeOf(env eventstore.Envelope) (domain.TriggerOutcome, error) {
 		return "", &TriggerRejectedError{Reason: tr.Reason, Expected: tr.Expected}
 	}
 	return "", fmt.Errorf("unexpected outcome event %s", env.Type)
+}
+
+// settle waits until the orders read model shows the last of events and
+// sets X-Orderflow-Sequence.
+func (api *API) settle(ctx context.Context, w http.ResponseWriter, events []eventstore.Event) {
+	if len(events) == 0 {
+		return
+	}
+	seq := events[len(events)-1].Sequence
+	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(seq, 10))
+	if api.Orders != nil {
+		wctx, cancel := context.WithTimeout(ctx, api.Commands.readTimeout())
+		defer cancel()
+		_ = api.Orders.WaitFor(wctx, seq) // a timeout leaves the list a little behind; the answer itself is exact
+	}
+}
+
+// minSeq honours ?min_seq=N: wait (bounded) until the orders read model
+// reflects stream sequence N, as returned in X-Orderflow-Sequence.
+func (api *API) minSeq(r *http.Request) error {
+	v := r.URL.Query().Get("min_seq")
+	if v == "" {
+		return nil
+	}
+	seq, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%w: min_seq %q is not a sequence number", errBadRequest, v)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), api.Commands.readTimeout())
+	defer cancel()
+	if err := api.Orders.WaitFor(ctx, seq); err != nil {
+		return fmt.Errorf("%w: %v", errUnavailable, err)
+	}
+	return nil
+}
+
+// Paging limits of GET /v1/orders.
+const (
+	defaultLimit = 50
+	maxLimit     = 500
+)
+
+func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
+	if err := api.minSeq(r); err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	for k := range q {
+		switch k {
+		case "status", "workflow_id", "order_type_id", "state", "limit", "cursor", "min_seq":
+		default:
+			api.fail(w, r, fmt.Errorf("%w: unknown query parameter %q", errBadRequest, k))
+			return
+		}
+	}
+	f := projections.OrderFilter{Status: q.Get("status"), WorkflowID: q.Get("workflow_id"), OrderTypeID: q.Get("order_type_id"),
+		State: domain.OrderState(q.Get("state"))}
+	switch f.State {
+	case "", domain.StateActive, domain.StateOnHold, domain.StateCompleted, domain.StateCancelled:
+	default:
+		api.fail(w, r, &domain.FieldError{Field: "state", Reason: fmt.Sprintf("%q is not active, on_hold, completed or cancelled", f.State)})
+		return
+	}
+	limit := defaultLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			api.fail(w, r, &domain.FieldError{Field: "limit", Reason: fmt.Sprintf("%q is not 1 to %d", v, maxLimit)})
+			return
+		}
+		limit = n
+	}
+	after := ""
+	if c := q.Get("cursor"); c != "" {
+		b, err := base64.RawURLEncoding.DecodeString(c)
+		if err != nil || eventstore.ValidateToken("cursor", string(b)) != nil {
+			api.fail(w, r, fmt.Errorf("%w: cursor %q is not one this API returned", errBadRequest, c))
+			return
+		}
+		after = string(b)
+	}
+	rows, more := api.Orders.List(api.Commands.Tenant, f, after, limit)
+	out := list[OrderJSON]{Items: make([]OrderJSON, 0, len(rows))}
+	for _, row := range rows {
+		out.Items = append(out.Items, api.Commands.rowJSON(row))
+	}
+	if more && len(rows) > 0 {
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(rows[len(rows)-1].ID))
+	}
+	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders.Applied(), 10))
+	writeJSON(w, http.StatusOK, out)
+}
+
+// rowJSON renders a read-model row like orderJSON renders an aggregate.
+func (c *Commands) rowJSON(row projections.OrderRow) OrderJSON {
+	out := OrderJSON{ID: row.ID, OrderTypeID: row.OrderTypeID, State: row.State, PlacedAt: row.PlacedAt, UpdatedAt: row.UpdatedAt, Version: row.Version}
+	out.Position = c.positionJSON(row.Position, row.State)
+	out.Position.EnteredAt = row.EnteredAt
+	return out
+}
+
+// positionJSON names a position from the definitions.
+func (c *Commands) positionJSON(p domain.Position, state domain.OrderState) PositionJSON {
+	out := PositionJSON{WorkflowID: p.WorkflowID, WorkflowVersion: p.WorkflowVersion, Step: p.Step, Status: p.Status}
+	view := c.view()
+	if w, ok := view.WorkflowVersion(p.WorkflowID, p.WorkflowVersion); ok {
+		out.WorkflowName, out.WorkflowType = w.Name, w.Type.String()
+		if (state == domain.StateActive || state == domain.StateOnHold) && p.Step < len(w.Steps) {
+			exp := w.Steps[p.Step].Trigger
+			out.ExpectedTrigger = &exp
+		}
+	}
+	if st, ok := view.Status(p.Status); ok {
+		out.StatusName, out.Category = st.Name, st.Category.String()
+	}
+	return out
+}
+
+type boardItem struct {
+	WorkflowID      string     `json:"workflow_id"`
+	WorkflowName    string     `json:"workflow_name"`
+	Status          string     `json:"status"`
+	StatusName      string     `json:"status_name"`
+	Count           int        `json:"count"`
+	OldestEnteredAt *time.Time `json:"oldest_entered_at"`
+	// Left and AverageStaySeconds: time spent per stage by the orders
+	// that have left it.
+	Left               int     `json:"left"`
+	AverageStaySeconds float64 `json:"average_stay_seconds"`
+}
+
+func (api *API) board(w http.ResponseWriter, r *http.Request) {
+	if err := api.minSeq(r); err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	wf := r.URL.Query().Get("workflow_id")
+	if wf != "" {
+		if err := eventstore.ValidateToken("workflow_id", wf); err != nil {
+			api.fail(w, r, err)
+			return
+		}
+	}
+	view := api.reads()
+	cells := api.Orders.Board(api.Commands.Tenant, wf)
+	out := list[boardItem]{Items: make([]boardItem, 0, len(cells))}
+	for _, c := range cells {
+		it := boardItem{WorkflowID: c.WorkflowID, Status: c.Status, Count: c.Count, Left: c.Left, AverageStaySeconds: c.AverageStay.Seconds()}
+		if !c.OldestEnteredAt.IsZero() {
+			t := c.OldestEnteredAt
+			it.OldestEnteredAt = &t
+		}
+		if w, ok := view.Workflow(c.WorkflowID); ok {
+			it.WorkflowName = w.Name
+		}
+		if st, ok := view.Status(c.Status); ok {
+			it.StatusName = st.Name
+		}
+		out.Items = append(out.Items, it)
+	}
+	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders.Applied(), 10))
+	writeJSON(w, http.StatusOK, out)
 }

@@ -28,6 +28,7 @@ type App struct {
 	nc       *nats.Conn
 	store    *eventstore.Store
 	defs     *projections.Definitions
+	orders   *projections.Orders
 	cmds     *handlers.Commands
 	proc     *handlers.Processor
 	procDone chan error
@@ -112,8 +113,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.defs.Start(ctx, a.store); err != nil {
 		return err
 	}
+	a.orders = projections.NewOrders(a.Logger)
+	if err := a.orders.Start(ctx, a.store); err != nil {
+		return err
+	}
 	a.cmds = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant}
 	api.Commands = a.cmds
+	api.Orders = a.orders
 	if err := a.startProcessor(ctx); err != nil {
 		return err
 	}
@@ -218,6 +224,10 @@ func (a *App) Close() error {
 		}
 		<-a.procDone
 		a.proc = nil
+	}
+	if a.orders != nil {
+		a.orders.Stop()
+		a.orders = nil
 	}
 	if a.defs != nil {
 		a.defs.Stop()

@@ -403,3 +403,7 @@ func strPtr(v any) *string {
 	s, _ := v.(string)
 	return &s
 }
+
+func clientTrigger(order, trigger string) client.Trigger {
+	return client.Trigger{OrderID: order, Trigger: trigger, Worker: "test"}
+}

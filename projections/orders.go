@@ -1,0 +1,372 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// OrderRow is one order in the orders read model.
+type OrderRow struct {
+	Tenant      string            `json:"tenant"`
+	ID          string            `json:"id"`
+	OrderTypeID string            `json:"order_type_id"`
+	State       domain.OrderState `json:"state"`
+	Position    domain.Position   `json:"position"`
+	EnteredAt   time.Time         `json:"entered_at"`
+	PlacedAt    time.Time         `json:"placed_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	Version     uint64            `json:"version"`
+}
+
+// StageKey names a stage: a status of a workflow.
+type StageKey struct {
+	WorkflowID string `json:"workflow_id"`
+	Status     string `json:"status"`
+}
+
+// StageTime is how long orders stayed in a stage before leaving it.
+type StageTime struct {
+	Left  int           `json:"left"`  // how many times an order left the stage
+	Total time.Duration `json:"total"` // summed time in the stage of those
+}
+
+type tenantOrders struct {
+	rows   map[string]*OrderRow
+	ids    []string // sorted: the paging order
+	stages map[StageKey]*StageTime
+}
+
+// Orders is the read model of every order's current step, the board and
+// the time spent per stage, fed from ORDERFLOW_ORDERS. Each event is
+// applied at most once: the model remembers the last stream sequence it
+// applied.
+type Orders struct {
+	mu      sync.RWMutex
+	applied uint64
+	changed chan struct{}
+	tenants map[string]*tenantOrders
+	log     *slog.Logger
+	sub     *eventstore.Subscription
+}
+
+// NewOrders returns an empty orders read model.
+func NewOrders(log *slog.Logger) *Orders {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Orders{changed: make(chan struct{}), tenants: map[string]*tenantOrders{}, log: log}
+}
+
+// Start feeds the model from the orders stream, after what it has applied.
+func (o *Orders) Start(ctx context.Context, st *eventstore.Store) error {
+	sub, err := st.Subscribe(ctx, eventstore.StreamOrders, nil, o.Applied(), o.Apply)
+	if err != nil {
+		return err
+	}
+	o.sub = sub
+	return nil
+}
+
+// Stop ends the feed.
+func (o *Orders) Stop() {
+	if o.sub != nil {
+		o.sub.Stop()
+	}
+}
+
+// Applied is the last stream sequence the model reflects.
+func (o *Orders) Applied() uint64 {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.applied
+}
+
+// WaitFor blocks until the model reflects stream sequence seq or ctx ends.
+func (o *Orders) WaitFor(ctx context.Context, seq uint64) error {
+	for {
+		o.mu.RLock()
+		applied, changed := o.applied, o.changed
+		o.mu.RUnlock()
+		if applied >= seq {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("orders read model at sequence %d, waiting for %d: %w", applied, seq, ctx.Err())
+		}
+	}
+}
+
+func (o *Orders) tenant(name string) *tenantOrders {
+	t, ok := o.tenants[name]
+	if !ok {
+		t = &tenantOrders{rows: map[string]*OrderRow{}, stages: map[StageKey]*StageTime{}}
+		o.tenants[name] = t
+	}
+	return t
+}
+
+// Apply folds one stored order event in; events at or below the applied
+// sequence are ignored.
+func (o *Orders) Apply(ev eventstore.Event) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if ev.Sequence <= o.applied {
+		return nil
+	}
+	o.applied = ev.Sequence
+	close(o.changed)
+	o.changed = make(chan struct{})
+	return o.apply(ev.Tenant, ev.AggregateID, ev.Type, ev.Data, ev.OccurredAt)
+}
+
+func (o *Orders) apply(tenant, id, typ string, data []byte, at time.Time) error {
+	e, err := domain.DecodeEvent(typ, data)
+	if err != nil {
+		return fmt.Errorf("orders: %s %s: %w", id, typ, err)
+	}
+	t := o.tenant(tenant)
+	row := t.rows[id]
+	if row == nil {
+		placed, ok := e.(domain.OrderPlaced)
+		if !ok {
+			return fmt.Errorf("orders: %s event %s before OrderPlaced", id, typ)
+		}
+		row = &OrderRow{Tenant: tenant, ID: id, OrderTypeID: placed.OrderTypeID, State: domain.StateActive,
+			Position: placed.To, EnteredAt: at, PlacedAt: at}
+		t.rows[id] = row
+		i, _ := slices.BinarySearch(t.ids, id)
+		t.ids = slices.Insert(t.ids, i, id)
+	}
+	leave := func(to *domain.Position) {
+		k := StageKey{row.Position.WorkflowID, row.Position.Status}
+		st := t.stages[k]
+		if st == nil {
+			st = &StageTime{}
+			t.stages[k] = st
+		}
+		st.Left++
+		st.Total += at.Sub(row.EnteredAt)
+		if to != nil {
+			row.Position, row.EnteredAt = *to, at
+		}
+	}
+	switch e := e.(type) {
+	case domain.OrderPlaced:
+	case domain.OrderAdvanced:
+		leave(&e.To)
+	case domain.OrderMoved:
+		leave(&e.To)
+	case domain.OrderMigrated:
+		row.Position = e.To // the same stage in a newer version: time in it goes on
+	case domain.OrderCompleted:
+		leave(nil)
+		row.State = domain.StateCompleted
+	case domain.OrderCancelled:
+		leave(nil)
+		row.State = domain.StateCancelled
+	case domain.OrderHeld:
+		row.State = domain.StateOnHold
+	case domain.OrderResumed:
+		row.State = domain.StateActive
+	case domain.TriggerRejected:
+	default:
+		return fmt.Errorf("orders: unexpected event %s", typ)
+	}
+	row.Version++
+	row.UpdatedAt = at
+	return nil
+}
+
+// OrderFilter selects orders; empty fields match everything.
+type OrderFilter struct {
+	Status      string
+	WorkflowID  string
+	OrderTypeID string
+	State       domain.OrderState
+}
+
+func (f OrderFilter) match(r *OrderRow) bool {
+	return (f.Status == "" || r.Position.Status == f.Status) &&
+		(f.WorkflowID == "" || r.Position.WorkflowID == f.WorkflowID) &&
+		(f.OrderTypeID == "" || r.OrderTypeID == f.OrderTypeID) &&
+		(f.State == "" || r.State == f.State)
+}
+
+// List returns up to limit orders matching f with ids after `after`, in id
+// order, and whether more follow. Paging by the immutable id means a
+// listing neither skips nor repeats an order while orders change.
+func (o *Orders) List(tenant string, f OrderFilter, after string, limit int) (rows []OrderRow, more bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	t, ok := o.tenants[tenant]
+	if !ok {
+		return nil, false
+	}
+	i, found := slices.BinarySearch(t.ids, after)
+	if found {
+		i++
+	}
+	for ; i < len(t.ids); i++ {
+		r := t.rows[t.ids[i]]
+		if !f.match(r) {
+			continue
+		}
+		if len(rows) == limit {
+			return rows, true
+		}
+		rows = append(rows, *r)
+	}
+	return rows, false
+}
+
+// Order returns one order's row.
+func (o *Orders) Order(tenant, id string) (OrderRow, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if t, ok := o.tenants[tenant]; ok {
+		if r, ok := t.rows[id]; ok {
+			return *r, true
+		}
+	}
+	return OrderRow{}, false
+}
+
+// BoardCell is one stage on the board: how many orders are in it now
+// (active or on hold), since when the oldest, and how long orders that
+// left it stayed on average.
+type BoardCell struct {
+	StageKey
+	Count           int           `json:"count"`
+	OldestEnteredAt time.Time     `json:"oldest_entered_at"`
+	Left            int           `json:"left"`
+	AverageStay     time.Duration `json:"average_stay"`
+}
+
+// Board counts the orders in flight per workflow and status (optionally
+// one workflow), with the time spent per stage.
+func (o *Orders) Board(tenant, workflowID string) []BoardCell {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	t, ok := o.tenants[tenant]
+	if !ok {
+		return nil
+	}
+	cells := map[StageKey]*BoardCell{}
+	cell := func(k StageKey) *BoardCell {
+		c := cells[k]
+		if c == nil {
+			c = &BoardCell{StageKey: k}
+			cells[k] = c
+		}
+		return c
+	}
+	for _, r := range t.rows {
+		if r.State != domain.StateActive && r.State != domain.StateOnHold {
+			continue
+		}
+		if workflowID != "" && r.Position.WorkflowID != workflowID {
+			continue
+		}
+		c := cell(StageKey{r.Position.WorkflowID, r.Position.Status})
+		c.Count++
+		if c.OldestEnteredAt.IsZero() || r.EnteredAt.Before(c.OldestEnteredAt) {
+			c.OldestEnteredAt = r.EnteredAt
+		}
+	}
+	for k, st := range t.stages {
+		if workflowID != "" && k.WorkflowID != workflowID {
+			continue
+		}
+		c := cell(k)
+		c.Left = st.Left
+		if st.Left > 0 {
+			c.AverageStay = st.Total / time.Duration(st.Left)
+		}
+	}
+	out := make([]BoardCell, 0, len(cells))
+	for _, c := range cells {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].WorkflowID != out[j].WorkflowID {
+			return out[i].WorkflowID < out[j].WorkflowID
+		}
+		return out[i].Status < out[j].Status
+	})
+	return out
+}
+
+// snapshot is the model's checkpoint form.
+type snapshot struct {
+	Applied uint64                    `json:"applied"`
+	Tenants map[string]tenantSnapshot `json:"tenants"`
+}
+
+type tenantSnapshot struct {
+	Rows   []OrderRow      `json:"rows"`
+	Stages []stageSnapshot `json:"stages"`
+}
+
+type stageSnapshot struct {
+	StageKey
+	StageTime
+}
+
+// MarshalJSON writes the whole model with the sequence it reflects.
+func (o *Orders) MarshalJSON() ([]byte, error) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	s := snapshot{Applied: o.applied, Tenants: map[string]tenantSnapshot{}}
+	for name, t := range o.tenants {
+		ts := tenantSnapshot{}
+		for _, id := range t.ids {
+			ts.Rows = append(ts.Rows, *t.rows[id])
+		}
+		for k, st := range t.stages {
+			ts.Stages = append(ts.Stages, stageSnapshot{k, *st})
+		}
+		sort.Slice(ts.Stages, func(i, j int) bool {
+			a, b := ts.Stages[i].StageKey, ts.Stages[j].StageKey
+			return a.WorkflowID+"\x00"+a.Status < b.WorkflowID+"\x00"+b.Status
+		})
+		s.Tenants[name] = ts
+	}
+	return json.Marshal(s)
+}
+
+// UnmarshalJSON replaces the model's state with a checkpoint.
+func (o *Orders) UnmarshalJSON(b []byte) error {
+	var s snapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.applied = s.Applied
+	o.tenants = map[string]*tenantOrders{}
+	for name, ts := range s.Tenants {
+		t := o.tenant(name)
+		for i := range ts.Rows {
+			r := ts.Rows[i]
+			t.rows[r.ID] = &r
+			t.ids = append(t.ids, r.ID)
+		}
+		slices.Sort(t.ids)
+		for _, st := range ts.Stages {
+			v := st.StageTime
+			t.stages[st.StageKey] = &v
+		}
+	}
+	return nil
+}
