@@ -3,6 +3,9 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
@@ -66,4 +69,87 @@ func SeedWorkedExample(ctx context.Context, c *Commands) error {
 		return fmt.Errorf("order type: %w", err)
 	}
 	return nil
+}
+
+// Demo runs simulated worker apps on the worked example: it places an
+// order now and then and publishes each order's next trigger at a gentle
+// rate, over NATS like a real worker app, so the board and the feed move.
+type Demo struct {
+	Commands *Commands
+	// Publish sends a trigger for an order, as a worker app would.
+	Publish func(ctx context.Context, orderID, trigger, worker string) error
+	// Interval is the pause between two simulated actions.
+	Interval time.Duration
+	// MaxInFlight bounds the orders the demo keeps open.
+	MaxInFlight int
+	Log         *slog.Logger
+}
+
+// SeedIfEmpty seeds the worked example when the tenant has no
+// definitions yet, and reports whether it did.
+func (d *Demo) SeedIfEmpty(ctx context.Context) (bool, error) {
+	if _, ok := d.Commands.view().OrderType(WorkedExampleOrderType); ok {
+		return false, nil
+	}
+	if statuses, _ := d.Commands.view().Statuses(); len(statuses) > 0 {
+		return false, nil // someone's own process: leave it alone
+	}
+	return true, SeedWorkedExample(ctx, d.Commands)
+}
+
+// Run simulates workers until ctx ends.
+func (d *Demo) Run(ctx context.Context) {
+	interval, maxOpen := d.Interval, d.MaxInFlight
+	if interval <= 0 {
+		interval = 400 * time.Millisecond
+	}
+	if maxOpen <= 0 {
+		maxOpen = 40
+	}
+	workers := []string{"ana", "bo", "chen", "dara"}
+	open := map[string]int{} // order id → triggers sent
+	var ids []string
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "demo-desk"}}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if len(ids) < maxOpen && (n%3 == 0 || len(ids) == 0) {
+			o, err := d.Commands.PlaceOrder(ctx, meta, "", WorkedExampleOrderType, "")
+			if err != nil {
+				d.log().Warn("demo: place order", "err", err)
+				continue
+			}
+			id := o.View().ID
+			open[id] = 0
+			ids = append(ids, id)
+			continue
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		i := rand.IntN(len(ids))
+		id := ids[i]
+		tr := WorkedExampleTriggers[open[id]]
+		if err := d.Publish(ctx, id, tr, workers[rand.IntN(len(workers))]); err != nil {
+			d.log().Warn("demo: publish trigger", "err", err)
+			continue
+		}
+		open[id]++
+		if open[id] == len(WorkedExampleTriggers) {
+			delete(open, id)
+			ids = append(ids[:i], ids[i+1:]...)
+		}
+	}
+}
+
+func (d *Demo) log() *slog.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return slog.Default()
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/orderflow/orderflow/client"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/handlers"
 	"github.com/orderflow/orderflow/projections"
@@ -32,6 +33,8 @@ type App struct {
 	cmds     *handlers.Commands
 	proc     *handlers.Processor
 	procDone chan error
+	stopDemo context.CancelFunc
+	demoDone chan struct{}
 	http     *http.Server
 	httpLn   net.Listener
 	httpDone chan error
@@ -123,6 +126,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.startProcessor(ctx); err != nil {
 		return err
 	}
+	if a.Config.Demo {
+		if err := a.startDemo(ctx); err != nil {
+			return err
+		}
+	}
 	a.ready.Store(true)
 	a.Logger.Info("orderflow ready", "http", a.HTTPAddr(), "nats", a.NATSURL(), "embedded", a.server != nil)
 	return nil
@@ -156,6 +164,35 @@ func (a *App) startProcessor(ctx context.Context) error {
 	case <-wctx.Done():
 		return fmt.Errorf("trigger processor did not start: %w", wctx.Err())
 	}
+}
+
+// startDemo seeds the worked example into an empty store and starts the
+// simulated worker apps, which publish their triggers over NATS.
+func (a *App) startDemo(ctx context.Context) error {
+	wc, err := client.New(a.nc)
+	if err != nil {
+		return err
+	}
+	demo := &handlers.Demo{
+		Commands: a.cmds,
+		Log:      a.Logger,
+		Publish: func(ctx context.Context, orderID, trigger, worker string) error {
+			_, err := wc.PublishTrigger(ctx, client.Trigger{OrderID: orderID, Trigger: trigger, Worker: worker})
+			return err
+		},
+	}
+	seeded, err := demo.SeedIfEmpty(ctx)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	a.Logger.Info("demo running", "seeded_worked_example", seeded)
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopDemo, a.demoDone = cancel, make(chan struct{})
+	go func() {
+		defer close(a.demoDone)
+		demo.Run(dctx)
+	}()
+	return nil
 }
 
 // whenReady answers 503 until the streams and read models are open.
@@ -217,6 +254,11 @@ func (a *App) Close() error {
 			errs = append(errs, err)
 		}
 		a.http = nil
+	}
+	if a.stopDemo != nil {
+		a.stopDemo()
+		<-a.demoDone
+		a.stopDemo = nil
 	}
 	if a.proc != nil {
 		if err := a.proc.Close(); err != nil {

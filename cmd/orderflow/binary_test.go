@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -33,8 +34,9 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// The real binary starts on a fresh data dir, becomes ready, and exits 0 on
-// SIGTERM after a clean shutdown; flags come from ORDERFLOW_* variables.
+// The real binary starts with --demo on a fresh data dir, becomes ready,
+// its simulated workers complete orders, and it exits 0 on SIGTERM after a
+// clean shutdown; flags come from ORDERFLOW_* variables.
 func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -44,7 +46,7 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--data-dir", t.TempDir())
+	cmd := exec.CommandContext(ctx, bin, "serve", "--demo", "--data-dir", t.TempDir())
 	cmd.Env = append(cmd.Environ(),
 		"ORDERFLOW_HTTP="+httpAddr,
 		fmt.Sprintf("ORDERFLOW_NATS_LISTEN=127.0.0.1:%d", freePort(t)),
@@ -66,6 +68,23 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 			t.Fatalf("not ready within 30s (last error %v)", err)
 		}
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	// The demo seeded the worked example and its workers move orders.
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/v1/orders?state=completed&limit=1")
+		if err == nil {
+			var page struct{ Items []any }
+			_ = json.NewDecoder(resp.Body).Decode(&page)
+			resp.Body.Close()
+			if len(page.Items) > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline.Add(60 * time.Second)) {
+			_ = cmd.Process.Kill()
+			t.Fatal("the demo completed no order")
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
