@@ -205,3 +205,17 @@ func appendString(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
+
+// MarshalJSONForFeed renders the envelope as stored (the contract's JSON),
+// on one line, for feeds such as Server-Sent Events.
+func (e *Envelope) MarshalJSONForFeed() ([]byte, error) {
+	b, err := e.encode()
+	if err != nil || !bytes.ContainsAny(b, "\r\n") {
+		return b, err
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}

@@ -25,6 +25,7 @@ func (api *API) RegisterOrders(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/orders", api.placeOrder)
 	mux.HandleFunc("GET /v1/orders", api.listOrders)
 	mux.HandleFunc("GET /v1/board", api.board)
+	mux.HandleFunc("GET /v1/events", api.events)
 	mux.HandleFunc("GET /v1/orders/{id}", api.getOrder)
 	mux.HandleFunc("GET /v1/orders/{id}/history", api.orderHistory)
 	mux.HandleFunc("POST /v1/orders/{id}/triggers", api.postTrigger)

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+type sseEvent struct {
+	ID   uint64
+	Type string
+	Data map[string]any
+}
+
+// sseStream reads Server-Sent Events from GET /v1/events.
+type sseStream struct {
+	resp   *http.Response
+	events chan sseEvent
+	cancel context.CancelFunc
+}
+
+func openSSE(t *testing.T, app *App, query, lastEventID string) *sseStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+app.HTTPAddr()+"/v1/events"+query, nil)
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		cancel()
+		t.Fatalf("GET /v1/events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	s := &sseStream{resp: resp, events: make(chan sseEvent, 256), cancel: cancel}
+	ready := make(chan struct{})
+	go func() {
+		defer close(s.events)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var ev sseEvent
+		first := true
+		for sc.Scan() {
+			line := sc.Text()
+			if first && strings.HasPrefix(line, ":") {
+				close(ready) // the server has subscribed
+				first = false
+			}
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				ev.ID, _ = strconv.ParseUint(line[4:], 10, 64)
+			case strings.HasPrefix(line, "event: "):
+				ev.Type = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				_ = json.Unmarshal([]byte(line[6:]), &ev.Data)
+			case line == "" && ev.ID != 0:
+				s.events <- ev
+				ev = sseEvent{}
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the feed did not start")
+	}
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *sseStream) close() {
+	s.cancel()
+	s.resp.Body.Close()
+}
+
+func (s *sseStream) next(t *testing.T) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if !ok {
+			t.Fatal("feed closed")
+		}
+		return ev
+	case <-time.After(15 * time.Second):
+		t.Fatal("no event on the feed")
+	}
+	return sseEvent{}
+}
+
+// A feed client sees events sent after it connected; it disconnects, more
+// events happen, and reconnecting with Last-Event-ID brings exactly the
+// missed ones, in order.
+func TestEventFeedResumes(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "early", "order_type_id": "wash_fold_delivery"})
+
+	feed := openSSE(t, app, "", "")
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "sse-1", "order_type_id": "wash_fold_delivery"})
+	c.must(200, "POST", "/v1/orders/sse-1/triggers", map[string]any{"trigger": "picked_up"})
+	ev := feed.next(t)
+	if ev.Type != "OrderPlaced" || ev.Data["aggregate_id"] != "sse-1" {
+		t.Fatalf("first event %+v (events before connecting must not appear)", ev)
+	}
+	ev = feed.next(t)
+	if ev.Type != "OrderAdvanced" || ev.Data["aggregate_id"] != "sse-1" {
+		t.Fatalf("second event %+v", ev)
+	}
+	lastSeen := ev.ID
+	feed.close()
+
+	// Missed while away: six more events.
+	for _, tr := range workedTriggers[1:4] {
+		c.must(200, "POST", "/v1/orders/sse-1/triggers", map[string]any{"trigger": tr})
+	}
+	c.must(200, "POST", "/v1/orders/early/hold", map[string]any{"reason": "away"})
+	c.problem(409, "trigger_rejected", "POST", "/v1/orders/early/triggers", map[string]any{"trigger": "picked_up"})
+	c.must(200, "POST", "/v1/orders/early/resume", map[string]any{})
+	wantTypes := []string{"OrderAdvanced", "OrderAdvanced", "OrderAdvanced", "OrderHeld", "TriggerRejected", "OrderResumed"}
+
+	again := openSSE(t, app, "", strconv.FormatUint(lastSeen, 10))
+	prev := lastSeen
+	for i, want := range wantTypes {
+		ev := again.next(t)
+		if ev.Type != want || ev.ID <= prev {
+			t.Fatalf("missed event %d: %+v (want %s after %d)", i, ev, want, prev)
+		}
+		prev = ev.ID
+	}
+	// And then live again, nothing repeated.
+	c.must(200, "POST", "/v1/orders/early/cancel", map[string]any{})
+	if ev := again.next(t); ev.Type != "OrderCancelled" || ev.ID <= prev {
+		t.Fatalf("live after resume: %+v", ev)
+	}
+
+	// Filters: one order, some types.
+	only := openSSE(t, app, "?order_id=sse-1&types=OrderAdvanced,OrderCompleted", "")
+	for _, tr := range workedTriggers[4:] {
+		c.must(200, "POST", "/v1/orders/sse-1/triggers", map[string]any{"trigger": tr})
+	}
+	for _, want := range []string{"OrderAdvanced", "OrderAdvanced", "OrderCompleted"} {
+		if ev := only.next(t); ev.Type != want || ev.Data["aggregate_id"] != "sse-1" {
+			t.Fatalf("filtered feed: %+v, want %s", ev, want)
+		}
+	}
+	c.problem(400, "invalid_argument", "GET", "/v1/events?types=Nope", nil)
+	c.problem(400, "invalid_argument", "GET", "/v1/events?order_id=a.b", nil)
+}

@@ -1,0 +1,134 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// orderEventTypes are the types ?types= accepts.
+var orderEventTypes = []string{domain.TypeOrderPlaced, domain.TypeOrderAdvanced, domain.TypeOrderCompleted,
+	domain.TypeTriggerRejected, domain.TypeOrderHeld, domain.TypeOrderResumed, domain.TypeOrderCancelled,
+	domain.TypeOrderMoved, domain.TypeOrderMigrated}
+
+// SSEHeartbeat is how often an idle feed sends a comment line, so proxies
+// and clients see the connection alive.
+var SSEHeartbeat = 15 * time.Second
+
+// events serves GET /v1/events: Server-Sent Events of order events, each
+// with `id:` = its stream sequence. A client that reconnects with
+// Last-Event-ID (or ?last_event_id=) gets every later event once, in
+// order, however long it was away; a new client gets events from now on
+// (or from ?after=N).
+func (api *API) events(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		api.fail(w, r, fmt.Errorf("streaming is not supported on this connection"))
+		return
+	}
+	q := r.URL.Query()
+	tenant := api.Commands.Tenant
+	var types []string
+	if v := q.Get("types"); v != "" {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimSpace(t)
+			if !slices.Contains(orderEventTypes, t) {
+				api.fail(w, r, &domain.FieldError{Field: "types", Reason: fmt.Sprintf("%q is not an order event type (%s)", t, strings.Join(orderEventTypes, ", "))})
+				return
+			}
+			types = append(types, t)
+		}
+	}
+	orderID := q.Get("order_id")
+	if orderID != "" {
+		if err := eventstore.ValidateToken("order_id", orderID); err != nil {
+			api.fail(w, r, err)
+			return
+		}
+	}
+	after, err := api.feedStart(r)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	idToken := "*"
+	if orderID != "" {
+		idToken = orderID
+	}
+	base := eventstore.SubjectRoot + "." + tenant + ".order." + idToken + "."
+	filters := []string{base + ">"}
+	if len(types) > 0 {
+		filters = filters[:0]
+		for _, t := range types {
+			filters = append(filters, base+t)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	feed := make(chan eventstore.Event, 256)
+	sub, err := api.Commands.Store.Subscribe(ctx, eventstore.StreamOrders, filters, after, func(ev eventstore.Event) error {
+		select {
+		case feed <- ev: // blocks when the client is slow: the ordered consumer waits
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	defer sub.Stop()
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, ": orderflow order events after sequence %d\n\n", after)
+	flusher.Flush()
+	beat := time.NewTicker(SSEHeartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+		case ev := <-feed:
+			body, err := ev.Envelope.MarshalJSONForFeed()
+			if err != nil {
+				continue
+			}
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Sequence, ev.Type, body); err != nil {
+				return
+			}
+			flusher.Flush()
+		}
+	}
+}
+
+// feedStart is the stream sequence the feed starts after.
+func (api *API) feedStart(r *http.Request) (uint64, error) {
+	for _, v := range []string{r.Header.Get("Last-Event-ID"), r.URL.Query().Get("last_event_id"), r.URL.Query().Get("after")} {
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%w: event id %q is not a sequence number", errBadRequest, v)
+		}
+		return n, nil
+	}
+	return api.Commands.Store.LastSequence(r.Context(), eventstore.StreamOrders)
+}
