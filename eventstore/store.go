@@ -114,6 +114,7 @@ type Store struct {
 	js      jetstream.JetStream
 	streams map[string]jetstream.Stream
 	indexes map[string]*seqIndex
+	cp      checkpoints
 }
 
 // Open creates or updates the contract's streams on the connection's

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,9 +25,13 @@ const MaxBodyBytes = 1 << 20
 // API serves the HTTP routes of DESIGN.md under /v1.
 type API struct {
 	Commands *Commands
-	// Orders is the orders read model (lists, board); nil until it runs.
-	Orders *projections.Orders
-	Log    *slog.Logger
+	// Orders returns the orders read model in use (lists, board); it may
+	// be swapped by a rebuild.
+	Orders func() *projections.Orders
+	// Rebuild, when set, rebuilds the read models from the streams
+	// (POST /v1/projections/rebuild).
+	Rebuild func(ctx context.Context) (RebuildReport, error)
+	Log     *slog.Logger
 }
 
 func (api *API) reads() *projections.TenantView { return api.Commands.view() }
@@ -61,6 +66,28 @@ func (api *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("PATCH /v1/order-types/{id}", api.updateOrderType)
 	mux.HandleFunc("POST /v1/order-types/{id}/archive", api.archiveOrderType)
 	api.RegisterOrders(mux)
+	mux.HandleFunc("POST /v1/projections/rebuild", api.rebuild)
+}
+
+// RebuildReport says what a rebuild did.
+type RebuildReport struct {
+	Events       uint64  `json:"events"`
+	Seconds      float64 `json:"seconds"`
+	EventsPerSec float64 `json:"events_per_second"`
+	Applied      uint64  `json:"applied"`
+}
+
+func (api *API) rebuild(w http.ResponseWriter, r *http.Request) {
+	if api.Rebuild == nil {
+		api.fail(w, r, fmt.Errorf("%w: rebuild is not available", errUnavailable))
+		return
+	}
+	rep, err := api.Rebuild(r.Context())
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
 }
 
 // Request errors found before any command runs.

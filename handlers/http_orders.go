@@ -362,7 +362,7 @@ func (api *API) settle(ctx context.Context, w http.ResponseWriter, events []even
 	if api.Orders != nil {
 		wctx, cancel := context.WithTimeout(ctx, api.Commands.readTimeout())
 		defer cancel()
-		_ = api.Orders.WaitFor(wctx, seq) // a timeout leaves the list a little behind; the answer itself is exact
+		_ = api.Orders().WaitFor(wctx, seq) // a timeout leaves the list a little behind; the answer itself is exact
 	}
 }
 
@@ -379,7 +379,7 @@ func (api *API) minSeq(r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), api.Commands.readTimeout())
 	defer cancel()
-	if err := api.Orders.WaitFor(ctx, seq); err != nil {
+	if err := api.Orders().WaitFor(ctx, seq); err != nil {
 		return fmt.Errorf("%w: %v", errUnavailable, err)
 	}
 	return nil
@@ -431,7 +431,7 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 		}
 		after = string(b)
 	}
-	rows, more := api.Orders.List(api.Commands.Tenant, f, after, limit)
+	rows, more := api.Orders().List(api.Commands.Tenant, f, after, limit)
 	out := list[OrderJSON]{Items: make([]OrderJSON, 0, len(rows))}
 	for _, row := range rows {
 		out.Items = append(out.Items, api.Commands.rowJSON(row))
@@ -439,7 +439,7 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 	if more && len(rows) > 0 {
 		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(rows[len(rows)-1].ID))
 	}
-	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders.Applied(), 10))
+	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders().Applied(), 10))
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -494,7 +494,7 @@ func (api *API) board(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	view := api.reads()
-	cells := api.Orders.Board(api.Commands.Tenant, wf)
+	cells := api.Orders().Board(api.Commands.Tenant, wf)
 	out := list[boardItem]{Items: make([]boardItem, 0, len(cells))}
 	for _, c := range cells {
 		it := boardItem{WorkflowID: c.WorkflowID, Status: c.Status, Count: c.Count, Left: c.Left, AverageStaySeconds: c.AverageStay.Seconds()}
@@ -510,6 +510,6 @@ func (api *API) board(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Items = append(out.Items, it)
 	}
-	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders.Applied(), 10))
+	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders().Applied(), 10))
 	writeJSON(w, http.StatusOK, out)
 }

@@ -370,3 +370,48 @@ func (o *Orders) UnmarshalJSON(b []byte) error {
 	}
 	return nil
 }
+
+// CheckpointName is the orders read model's checkpoint object.
+const CheckpointName = "orders"
+
+// Restore loads the model from its checkpoint when there is one that fits
+// the stream (a checkpoint ahead of the stream is from another store and
+// is ignored). It reports the sequence it restored to (0: none).
+func (o *Orders) Restore(ctx context.Context, st *eventstore.Store) (uint64, error) {
+	b, ok, err := st.LoadCheckpoint(ctx, CheckpointName)
+	if err != nil || !ok {
+		return 0, err
+	}
+	var probe struct {
+		Applied uint64 `json:"applied"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		o.log.Warn("ignoring an unreadable orders checkpoint", "err", err)
+		return 0, nil
+	}
+	last, err := st.LastSequence(ctx, eventstore.StreamOrders)
+	if err != nil {
+		return 0, err
+	}
+	if probe.Applied > last {
+		o.log.Warn("ignoring an orders checkpoint ahead of the stream", "checkpoint", probe.Applied, "stream", last)
+		return 0, nil
+	}
+	if err := o.UnmarshalJSON(b); err != nil {
+		o.log.Warn("ignoring an unreadable orders checkpoint", "err", err)
+		o.mu.Lock()
+		o.applied, o.tenants = 0, map[string]*tenantOrders{}
+		o.mu.Unlock()
+		return 0, nil
+	}
+	return probe.Applied, nil
+}
+
+// Checkpoint saves the model with the sequence it reflects.
+func (o *Orders) Checkpoint(ctx context.Context, st *eventstore.Store) error {
+	b, err := o.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	return st.SaveCheckpoint(ctx, CheckpointName, b)
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,10 @@ type App struct {
 	nc       *nats.Conn
 	store    *eventstore.Store
 	defs     *projections.Definitions
-	orders   *projections.Orders
+	orders   atomic.Pointer[projections.Orders]
+	stopCP   context.CancelFunc
+	cpDone   chan struct{}
+	rebuilds sync.Mutex
 	cmds     *handlers.Commands
 	proc     *handlers.Processor
 	procDone chan error
@@ -116,13 +120,21 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.defs.Start(ctx, a.store); err != nil {
 		return err
 	}
-	a.orders = projections.NewOrders(a.Logger)
-	if err := a.orders.Start(ctx, a.store); err != nil {
+	orders := projections.NewOrders(a.Logger)
+	restored, err := orders.Restore(ctx, a.store)
+	if err != nil {
 		return err
 	}
+	if err := orders.Start(ctx, a.store); err != nil {
+		return err
+	}
+	a.orders.Store(orders)
+	a.Logger.Info("orders read model started", "from_checkpoint", restored)
+	a.startCheckpoints()
 	a.cmds = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant}
 	api.Commands = a.cmds
-	api.Orders = a.orders
+	api.Orders = a.orders.Load
+	api.Rebuild = a.RebuildProjections
 	if err := a.startProcessor(ctx); err != nil {
 		return err
 	}
@@ -193,6 +205,75 @@ func (a *App) startDemo(ctx context.Context) error {
 		demo.Run(dctx)
 	}()
 	return nil
+}
+
+// CheckpointInterval is how often the orders read model is checkpointed
+// when it has changed.
+const CheckpointInterval = 30 * time.Second
+
+func (a *App) startCheckpoints() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopCP, a.cpDone = cancel, make(chan struct{})
+	go func() {
+		defer close(a.cpDone)
+		t := time.NewTicker(CheckpointInterval)
+		defer t.Stop()
+		var saved uint64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			o := a.orders.Load()
+			if o == nil || o.Applied() == saved {
+				continue
+			}
+			applied := o.Applied()
+			if err := o.Checkpoint(ctx, a.store); err != nil {
+				a.Logger.Warn("checkpoint", "err", err)
+				continue
+			}
+			saved = applied
+		}
+	}()
+}
+
+// RebuildProjections rebuilds the orders read model from the streams into
+// a new model, swaps it in once it has caught up, and replaces the
+// checkpoint. The definitions read model is always built from the stream
+// at start-up (it is small), so it needs no rebuild.
+func (a *App) RebuildProjections(ctx context.Context) (handlers.RebuildReport, error) {
+	a.rebuilds.Lock()
+	defer a.rebuilds.Unlock()
+	start := time.Now()
+	last, err := a.store.LastSequence(ctx, eventstore.StreamOrders)
+	if err != nil {
+		return handlers.RebuildReport{}, err
+	}
+	fresh := projections.NewOrders(a.Logger)
+	if err := fresh.Start(ctx, a.store); err != nil {
+		return handlers.RebuildReport{}, err
+	}
+	if err := fresh.WaitFor(ctx, last); err != nil {
+		fresh.Stop()
+		return handlers.RebuildReport{}, err
+	}
+	took := time.Since(start)
+	if old := a.orders.Swap(fresh); old != nil {
+		old.Stop()
+	}
+	if err := a.store.DropCheckpoint(ctx, projections.CheckpointName); err != nil {
+		return handlers.RebuildReport{}, err
+	}
+	if err := fresh.Checkpoint(ctx, a.store); err != nil {
+		return handlers.RebuildReport{}, err
+	}
+	rep := handlers.RebuildReport{Events: last, Seconds: took.Seconds(), Applied: fresh.Applied()}
+	if took > 0 {
+		rep.EventsPerSec = float64(last) / took.Seconds()
+	}
+	return rep, nil
 }
 
 // whenReady answers 503 until the streams and read models are open.
@@ -267,9 +348,20 @@ func (a *App) Close() error {
 		<-a.procDone
 		a.proc = nil
 	}
-	if a.orders != nil {
-		a.orders.Stop()
-		a.orders = nil
+	if a.stopCP != nil {
+		a.stopCP()
+		<-a.cpDone
+		a.stopCP = nil
+	}
+	if o := a.orders.Swap(nil); o != nil {
+		o.Stop()
+		if a.store != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := o.Checkpoint(ctx, a.store); err != nil {
+				a.Logger.Warn("final checkpoint", "err", err)
+			}
+			cancel()
+		}
 	}
 	if a.defs != nil {
 		a.defs.Stop()

@@ -161,3 +161,31 @@ func printOrder(w io.Writer, b []byte) error {
 	}
 	return nil
 }
+
+// projectionsCmd: orderflow projections rebuild.
+func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	if len(args) == 0 || args[0] != "rebuild" {
+		fmt.Fprintln(stderr, "Usage: orderflow projections rebuild [flags]")
+		return errors.New("want: projections rebuild")
+	}
+	fs := flag.NewFlagSet("projections rebuild", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := serverFlag(fs)
+	if err := parseFlags(fs, args[1:], env); err != nil {
+		return err
+	}
+	b, err := apiCall(ctx, *server, "POST", "/v1/projections/rebuild", nil)
+	if err != nil {
+		return err
+	}
+	var rep struct {
+		Events       uint64  `json:"events"`
+		Seconds      float64 `json:"seconds"`
+		EventsPerSec float64 `json:"events_per_second"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "rebuilt the orders read model from %d events in %.2fs (%.0f events/s)\n", rep.Events, rep.Seconds, rep.EventsPerSec)
+	return nil
+}

@@ -27,6 +27,7 @@ Usage:
   orderflow serve [flags]                  run orderflow (embedded JetStream unless --nats-url)
   orderflow trigger [flags] ORDER TRIGGER  apply a worker's trigger to an order (client of a running server)
   orderflow order show [flags] ORDER       show an order's current step (client of a running server)
+  orderflow projections rebuild [flags]    rebuild the read models from the streams (client of a running server)
 
 Run 'orderflow serve -h' for the flags. Every flag also reads ORDERFLOW_<FLAG>.
 `
@@ -45,6 +46,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		err = triggerCmd(ctx, args[1:], stdout, stderr, env)
 	case "order":
 		err = orderCmd(ctx, args[1:], stdout, stderr, env)
+	case "projections":
+		err = projectionsCmd(ctx, args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,85 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// CheckpointBucket is the JetStream object store that holds read-model
+// checkpoints. A checkpoint only saves time: dropping one makes the read
+// model rebuild from the streams, with the same result.
+const CheckpointBucket = "ORDERFLOW_CHECKPOINTS"
+
+// checkpoints opens the bucket once.
+type checkpoints struct {
+	once sync.Once
+	obs  jetstream.ObjectStore
+	err  error
+}
+
+func (s *Store) checkpointStore(ctx context.Context) (jetstream.ObjectStore, error) {
+	s.cp.once.Do(func() {
+		ctx, cancel := s.withTimeout(ctx)
+		defer cancel()
+		s.cp.obs, s.cp.err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      CheckpointBucket,
+			Description: "orderflow read-model checkpoints",
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.cfg.Replicas,
+		})
+	})
+	if s.cp.err != nil {
+		return nil, fmt.Errorf("checkpoint bucket: %w", s.cp.err)
+	}
+	return s.cp.obs, nil
+}
+
+// SaveCheckpoint stores a read model's checkpoint under name.
+func (s *Store) SaveCheckpoint(ctx context.Context, name string, data []byte) error {
+	obs, err := s.checkpointStore(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	if _, err := obs.PutBytes(ctx, name, data); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", name, err)
+	}
+	return nil
+}
+
+// LoadCheckpoint returns the checkpoint stored under name, if any.
+func (s *Store) LoadCheckpoint(ctx context.Context, name string) ([]byte, bool, error) {
+	obs, err := s.checkpointStore(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	b, err := obs.GetBytes(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("load checkpoint %s: %w", name, err)
+	}
+	return b, true, nil
+}
+
+// DropCheckpoint removes the checkpoint stored under name.
+func (s *Store) DropCheckpoint(ctx context.Context, name string) error {
+	obs, err := s.checkpointStore(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	if err := obs.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("drop checkpoint %s: %w", name, err)
+	}
+	return nil
+}
