@@ -191,17 +191,19 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 		w := writer.Add(1)
 		agg := order(fmt.Sprintf("conc-%s-%d", run, w))
 		var last uint64
+		var lastHash string
 		var version uint64
 		for pb.Next() {
 			i := next.Add(1) - 1
 			version++
 			envs[i].Version = version
+			envs[i].PrevHash = lastHash
 			r, err := st.Append(ctx, agg, last, envs[i])
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			last = r.LastSeq
+			last, lastHash = r.LastSeq, r.LastHash
 		}
 	})
 	b.StopTimer()
@@ -236,6 +238,7 @@ func BenchmarkAppendPipelined(b *testing.B) {
 				b.Fatal(err)
 			}
 			last = r.LastSeq
+			envs[i].PrevHash = r.LastHash
 		}
 		p, err := st.AppendAsync(ctx, aggs[a], last, envs[i])
 		if err != nil {
@@ -262,16 +265,18 @@ func BenchmarkAppendLatency(b *testing.B) {
 	agg := order("lat-" + uuid.NewString()[:8])
 	lat := make([]time.Duration, 0, b.N)
 	var last uint64
+	var lastHash string
 	b.ResetTimer()
 	for i := range b.N {
 		e := benchEnvelope(agg, uint64(i+1))
+		e.PrevHash = lastHash
 		t := time.Now()
 		r, err := st.Append(ctx, agg, last, e)
 		lat = append(lat, time.Since(t))
 		if err != nil {
 			b.Fatal(err)
 		}
-		last = r.LastSeq
+		last, lastHash = r.LastSeq, r.LastHash
 	}
 	b.StopTimer()
 	reportPercentiles(b, lat)

@@ -2,6 +2,8 @@ package eventstore
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +49,11 @@ type Envelope struct {
 	CorrelationID string          `json:"correlation_id,omitempty"`
 	CausationID   string          `json:"causation_id,omitempty"`
 	Data          json.RawMessage `json:"data"`
+	// PrevHash is the Hash of the aggregate's previous event ("" for its
+	// first); Hash is the SHA-256 of this event's canonical bytes (see
+	// Seal). Together they chain each aggregate's history.
+	PrevHash string `json:"prev_hash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
 }
 
 // Event is an envelope as stored: where it sits in its stream.
@@ -163,6 +170,14 @@ func (e *Envelope) encode() ([]byte, error) {
 	}
 	b = append(b, `,"data":`...)
 	b = append(b, data...)
+	if e.PrevHash != "" {
+		b = append(b, `,"prev_hash":`...)
+		b = appendString(b, e.PrevHash)
+	}
+	if e.Hash != "" {
+		b = append(b, `,"hash":`...)
+		b = appendString(b, e.Hash)
+	}
 	b = append(b, '}')
 	if len(b) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("%w: event %s is %d bytes, over the %d byte limit", ErrInvalidEnvelope, e.ID, len(b), MaxEnvelopeSize)
@@ -218,4 +233,52 @@ func (e *Envelope) MarshalJSONForFeed() ([]byte, error) {
 		return nil, err
 	}
 	return out.Bytes(), nil
+}
+
+// The hash chain.
+//
+// An event's canonical bytes are its stored JSON body without the final
+// `,"hash":"<64 hex digits>"` member: the envelope as encoded by the store
+// (fields in the order id, type, tenant, aggregate_type, aggregate_id,
+// version, occurred_at, actor, correlation_id, causation_id, data,
+// prev_hash; empty optional fields left out), closed by `}`. Its hash is the
+// lower-case hex SHA-256 of those bytes. prev_hash is inside the canonical
+// bytes, so each hash covers the whole history of its aggregate before it.
+
+const hashMember = `,"hash":"`
+
+// seal sets e.Hash and returns the body to store.
+func (e *Envelope) seal() ([]byte, error) {
+	e.Hash = ""
+	canonical, err := e.encode()
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(canonical)
+	e.Hash = hex.EncodeToString(sum[:])
+	body := make([]byte, 0, len(canonical)+len(hashMember)+66)
+	body = append(body, canonical[:len(canonical)-1]...)
+	body = append(body, hashMember...)
+	body = append(body, e.Hash...)
+	body = append(body, '"', '}')
+	return body, nil
+}
+
+// CanonicalBytes splits a stored body into its canonical bytes and the hash
+// it claims. ok is false when the body does not end with a hash member.
+func CanonicalBytes(body []byte) (canonical []byte, claimed string, ok bool) {
+	const tail = 64 + 2 // the hex digits, `"}`
+	n := len(body)
+	if n < len(hashMember)+tail+1 || !bytes.Equal(body[n-tail-len(hashMember):n-tail], []byte(hashMember)) || !bytes.HasSuffix(body, []byte(`"}`)) {
+		return nil, "", false
+	}
+	claimed = string(body[n-tail : n-2])
+	canonical = append(append([]byte(nil), body[:n-tail-len(hashMember)]...), '}')
+	return canonical, claimed, true
+}
+
+// HashOf is the hex SHA-256 of canonical bytes.
+func HashOf(canonical []byte) string {
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:])
 }

@@ -226,6 +226,8 @@ type AppendResult struct {
 	// Duplicate is true when every event was already stored (same ids):
 	// nothing new was written and the sequences are the original ones.
 	Duplicate bool
+	// LastHash is the hash of the last event: the next append's PrevHash.
+	LastHash string
 }
 
 // Append stores events as the next events of agg, provided the aggregate's
@@ -273,7 +275,7 @@ type batchOutcome struct {
 // processor, imports, benchmarks) pipeline their appends and Wait for each
 // when they need its outcome. Validation errors are returned at once.
 func (s *Store) AppendAsync(ctx context.Context, agg Aggregate, expected uint64, events ...Envelope) (*PendingAppend, error) {
-	msgs, err := s.prepare(agg, expected, events)
+	msgs, err := s.prepare(ctx, agg, expected, events)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +314,7 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 	if p.future != nil {
 		select {
 		case ack := <-p.future.Ok():
-			p.res = AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate}
+			p.res = AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate, LastHash: p.events[0].Hash}
 		case err = <-p.future.Err():
 		case <-ctx.Done():
 			return AppendResult{}, fmt.Errorf("append to %s: outcome unknown: %w", p.agg.Filter(), ctx.Err())
@@ -322,7 +324,7 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 		case o := <-p.batch:
 			err = o.err
 			if err == nil {
-				p.res = AppendResult{FirstSeq: o.ack.Sequence - o.ack.BatchSize + 1, LastSeq: o.ack.Sequence}
+				p.res = AppendResult{FirstSeq: o.ack.Sequence - o.ack.BatchSize + 1, LastSeq: o.ack.Sequence, LastHash: p.events[len(p.events)-1].Hash}
 			}
 		case <-ctx.Done():
 			return AppendResult{}, fmt.Errorf("append to %s: outcome unknown: %w", p.agg.Filter(), ctx.Err())
@@ -350,8 +352,11 @@ func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, eve
 	return AppendResult{}, fmt.Errorf("append to %s: %w", agg.Filter(), err)
 }
 
-// prepare validates the events and builds their messages.
-func (s *Store) prepare(agg Aggregate, expected uint64, events []Envelope) ([]*nats.Msg, error) {
+// prepare validates the events, chains their hashes and builds their
+// messages. The first event's PrevHash, when the caller did not set it for
+// an existing aggregate, is looked up (one direct get of the aggregate's
+// last event).
+func (s *Store) prepare(ctx context.Context, agg Aggregate, expected uint64, events []Envelope) ([]*nats.Msg, error) {
 	if err := agg.Validate(); err != nil {
 		return nil, err
 	}
@@ -389,7 +394,15 @@ func (s *Store) prepare(agg Aggregate, expected uint64, events []Envelope) ([]*n
 			}
 			seen[e.ID] = struct{}{}
 		}
-		body, err := e.encode()
+		switch {
+		case i > 0:
+			e.PrevHash = events[i-1].Hash
+		case expected == ExpectNew:
+			e.PrevHash = ""
+		case e.PrevHash == "":
+			e.PrevHash = s.lastHash(ctx, agg, expected)
+		}
+		body, err := e.seal()
 		if err != nil {
 			return nil, err
 		}
@@ -412,6 +425,22 @@ func fill(field *string, want, name string) error {
 		return fmt.Errorf("%w: %s %q does not match the aggregate's %q", ErrInvalidEnvelope, name, *field, want)
 	}
 	return nil
+}
+
+// lastHash returns the hash of the aggregate's event at sequence expected
+// when that is its last event ("" otherwise: the append will conflict).
+func (s *Store) lastHash(ctx context.Context, agg Aggregate, expected uint64) string {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	m, err := s.streams[agg.Stream()].GetLastMsgForSubject(ctx, agg.Filter())
+	if err != nil || m.Sequence != expected {
+		return ""
+	}
+	env, err := DecodeEnvelope(m.Data)
+	if err != nil {
+		return ""
+	}
+	return env.Hash
 }
 
 // findStored looks for events' ids in agg's history after seq. When all
@@ -443,6 +472,7 @@ func (s *Store) findStored(ctx context.Context, agg Aggregate, after uint64, eve
 				FirstSeq:  stored[idx].Sequence,
 				LastSeq:   stored[idx+len(events)-1].Sequence,
 				Duplicate: true,
+				LastHash:  stored[idx+len(events)-1].Hash,
 			}, nil
 		}
 	}

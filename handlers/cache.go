@@ -20,33 +20,34 @@ type aggregateCache struct {
 }
 
 type cacheEntry struct {
-	key     string
-	events  []domain.Event
-	lastSeq uint64
+	key      string
+	events   []domain.Event
+	lastSeq  uint64
+	lastHash string
 }
 
 func newAggregateCache(max int) *aggregateCache {
 	return &aggregateCache{max: max, ll: clist.New(), items: map[string]*clist.Element{}}
 }
 
-// get returns a copy of the cached events and the last sequence.
-func (c *aggregateCache) get(key string) ([]domain.Event, uint64, bool) {
+// get returns a copy of the cached events, the last sequence and hash.
+func (c *aggregateCache) get(key string) ([]domain.Event, uint64, string, bool) {
 	if c == nil {
-		return nil, 0, false
+		return nil, 0, "", false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[key]
 	if !ok {
-		return nil, 0, false
+		return nil, 0, "", false
 	}
 	c.ll.MoveToFront(el)
 	e := el.Value.(*cacheEntry)
-	return append([]domain.Event(nil), e.events...), e.lastSeq, true
+	return append([]domain.Event(nil), e.events...), e.lastSeq, e.lastHash, true
 }
 
 // put records an aggregate's full event list as of lastSeq.
-func (c *aggregateCache) put(key string, events []domain.Event, lastSeq uint64) {
+func (c *aggregateCache) put(key string, events []domain.Event, lastSeq uint64, lastHash string) {
 	if c == nil {
 		return
 	}
@@ -55,12 +56,12 @@ func (c *aggregateCache) put(key string, events []domain.Event, lastSeq uint64) 
 	if el, ok := c.items[key]; ok {
 		e := el.Value.(*cacheEntry)
 		if lastSeq >= e.lastSeq {
-			e.events, e.lastSeq = events, lastSeq
+			e.events, e.lastSeq, e.lastHash = events, lastSeq, lastHash
 		}
 		c.ll.MoveToFront(el)
 		return
 	}
-	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, events: events, lastSeq: lastSeq})
+	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, events: events, lastSeq: lastSeq, lastHash: lastHash})
 	for c.ll.Len() > c.max {
 		old := c.ll.Back()
 		c.ll.Remove(old)

@@ -108,9 +108,10 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 		key := addr.Filter()
 		var agg domain.Aggregate
 		var last uint64
+		var lastHash string
 		var history []domain.Event
-		if cached, seq, ok := opts.cache.get(key); ok && attempt == 1 {
-			agg, last, history = fresh(), seq, cached
+		if cached, seq, hash, ok := opts.cache.get(key); ok && attempt == 1 {
+			agg, last, lastHash, history = fresh(), seq, hash, cached
 			for _, e := range cached {
 				if err := agg.Apply(e); err != nil {
 					return Outcome{}, err
@@ -118,11 +119,11 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 			}
 		} else {
 			var err error
-			if agg, last, history, err = c.load(ctx, addr, fresh()); err != nil {
+			if agg, last, lastHash, history, err = c.load(ctx, addr, fresh()); err != nil {
 				return Outcome{}, err
 			}
 			if opts.cache != nil && len(history) > 0 {
-				opts.cache.put(key, history, last)
+				opts.cache.put(key, history, last, lastHash)
 			}
 		}
 		if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
@@ -139,11 +140,12 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 		if err != nil {
 			return Outcome{}, err
 		}
+		envs[0].PrevHash = lastHash
 		res, err := c.Store.Append(ctx, addr, last, envs...)
 		if err != nil {
 			opts.cache.drop(key)
 		} else if opts.cache != nil && !res.Duplicate {
-			opts.cache.put(key, append(history, changes...), res.LastSeq)
+			opts.cache.put(key, append(history, changes...), res.LastSeq, res.LastHash)
 		}
 		if errors.Is(err, eventstore.ErrConcurrency) {
 			if meta.IfMatch != nil {
@@ -187,27 +189,27 @@ func (c *Commands) syncReadModel(ctx context.Context) error {
 }
 
 // load folds an aggregate's history into agg and returns the stream
-// sequence of its last event (eventstore.ExpectNew when it has none) and
-// the decoded events.
-func (c *Commands) load(ctx context.Context, addr eventstore.Aggregate, agg domain.Aggregate) (domain.Aggregate, uint64, []domain.Event, error) {
+// sequence and hash of its last event (eventstore.ExpectNew and "" when it
+// has none) and the decoded events.
+func (c *Commands) load(ctx context.Context, addr eventstore.Aggregate, agg domain.Aggregate) (domain.Aggregate, uint64, string, []domain.Event, error) {
 	events, err := c.Store.Load(ctx, addr, 0)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, "", nil, err
 	}
-	last := eventstore.ExpectNew
+	last, lastHash := eventstore.ExpectNew, ""
 	decoded := make([]domain.Event, 0, len(events))
 	for _, ev := range events {
 		e, err := domain.DecodeEvent(ev.Type, ev.Data)
 		if err != nil {
-			return nil, 0, nil, fmt.Errorf("%s sequence %d: %w", addr.Filter(), ev.Sequence, err)
+			return nil, 0, "", nil, fmt.Errorf("%s sequence %d: %w", addr.Filter(), ev.Sequence, err)
 		}
 		if err := agg.Apply(e); err != nil {
-			return nil, 0, nil, err
+			return nil, 0, "", nil, err
 		}
 		decoded = append(decoded, e)
-		last = ev.Sequence
+		last, lastHash = ev.Sequence, ev.Hash
 	}
-	return agg, last, decoded, nil
+	return agg, last, lastHash, decoded, nil
 }
 
 func (c *Commands) envelopes(base uint64, changes []domain.Event, meta Meta) ([]eventstore.Envelope, error) {

@@ -1,0 +1,155 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Break is one place where an aggregate's hash chain does not hold.
+type Break struct {
+	Stream    string
+	Sequence  uint64
+	Subject   string
+	Aggregate string // tenant/type/id
+	Kind      string // altered, unsealed, undecodable, gap, reordered, chain
+	Detail    string
+}
+
+func (b Break) String() string {
+	return fmt.Sprintf("%s sequence %d (%s, %s): %s: %s", b.Stream, b.Sequence, b.Aggregate, b.Subject, b.Kind, b.Detail)
+}
+
+// VerifyReport is the result of walking streams.
+type VerifyReport struct {
+	Events     uint64
+	Aggregates int
+	Breaks     []Break
+	Took       time.Duration
+}
+
+// Progress, when not nil, is told how far a long walk has got.
+type Progress func(done, total uint64)
+
+// ReadStream delivers every message of a stream, from the first, in order,
+// with an ordered consumer, and returns once it has delivered the message
+// that was last when it started.
+func (s *Store) ReadStream(ctx context.Context, stream string, fn func(jetstream.Msg) error, progress Progress) (uint64, error) {
+	last, err := s.LastSequence(ctx, stream)
+	if err != nil || last == 0 {
+		return 0, err
+	}
+	cons, err := s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", stream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", stream, err)
+	}
+	defer it.Stop()
+	var n uint64
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return n, fmt.Errorf("read %s: %w", stream, err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return n, err
+		}
+		n++
+		if err := fn(m); err != nil {
+			return n, err
+		}
+		if progress != nil && n%1024 == 0 {
+			progress(meta.Sequence.Stream, last)
+		}
+		if meta.Sequence.Stream >= last {
+			if progress != nil {
+				progress(last, last)
+			}
+			return n, nil
+		}
+	}
+}
+
+type chainState struct {
+	version uint64
+	hash    string
+}
+
+// Verify walks every aggregate's hash chain in the given streams (by
+// default ORDERFLOW_DEFINITIONS and ORDERFLOW_ORDERS) and reports each
+// break: an event whose hash does not match its bytes (altered), one
+// without a hash, a version gap (missing events), a version out of order
+// (reordered or repeated), or a prev_hash that is not the previous event's
+// hash.
+func (s *Store) Verify(ctx context.Context, streams []string, progress Progress) (VerifyReport, error) {
+	if len(streams) == 0 {
+		streams = []string{StreamDefinitions, StreamOrders}
+	}
+	start := time.Now()
+	var rep VerifyReport
+	chains := map[string]*chainState{}
+	for _, stream := range streams {
+		n, err := s.ReadStream(ctx, stream, func(m jetstream.Msg) error {
+			meta, _ := m.Metadata()
+			seq := meta.Sequence.Stream
+			brk := func(agg, kind, format string, args ...any) {
+				rep.Breaks = append(rep.Breaks, Break{Stream: stream, Sequence: seq, Subject: m.Subject(), Aggregate: agg,
+					Kind: kind, Detail: fmt.Sprintf(format, args...)})
+			}
+			env, err := DecodeEnvelope(m.Data())
+			if err != nil {
+				brk("?", "undecodable", "%v", err)
+				return nil
+			}
+			key := env.Tenant + "/" + env.AggregateType + "/" + env.AggregateID
+			canonical, claimed, ok := CanonicalBytes(m.Data())
+			switch {
+			case !ok:
+				brk(key, "unsealed", "the event has no hash")
+			case HashOf(canonical) != claimed:
+				brk(key, "altered", "hash %s does not match the event's bytes (%s)", short(claimed), short(HashOf(canonical)))
+			}
+			c := chains[key]
+			if c == nil {
+				c = &chainState{}
+				chains[key] = c
+			}
+			switch {
+			case env.Version > c.version+1:
+				brk(key, "gap", "version %d follows version %d: %d event(s) missing", env.Version, c.version, env.Version-c.version-1)
+			case env.Version <= c.version:
+				brk(key, "reordered", "version %d comes after version %d", env.Version, c.version)
+			case env.PrevHash != c.hash:
+				brk(key, "chain", "prev_hash %s is not the previous event's hash %s", short(env.PrevHash), short(c.hash))
+			}
+			if env.Version > c.version {
+				c.version = env.Version
+			}
+			c.hash = env.Hash
+			return nil
+		}, progress)
+		rep.Events += n
+		if err != nil {
+			return rep, err
+		}
+	}
+	rep.Aggregates = len(chains)
+	rep.Took = time.Since(start)
+	return rep, nil
+}
+
+func short(h string) string {
+	if h == "" {
+		return `""`
+	}
+	if len(h) > 12 {
+		return h[:12] + "…"
+	}
+	return h
+}
