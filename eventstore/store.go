@@ -616,3 +616,41 @@ func (s *Store) LastSequence(ctx context.Context, stream string) (uint64, error)
 	}
 	return info.State.LastSeq, nil
 }
+
+// Attach opens a store on streams that already exist, without creating or
+// changing anything and without background consumers: for auditors' and
+// operators' commands (verify, export, replay) that must not touch live
+// state. Streams that do not exist are left out.
+func Attach(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("eventstore config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.Timeout))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	s := &Store{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}, indexes: map[string]*seqIndex{}}
+	for _, name := range []string{StreamDefinitions, StreamOrders, StreamTriggers, StreamDeadLetter} {
+		cctx, cancel := s.withTimeout(ctx)
+		st, err := js.Stream(cctx, name)
+		cancel()
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		s.streams[name] = st
+	}
+	return s, nil
+}
+
+// HasStream reports whether the store has the stream.
+func (s *Store) HasStream(name string) bool {
+	if s.streams == nil {
+		return false
+	}
+	_, ok := s.streams[name]
+	return ok
+}

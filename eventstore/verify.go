@@ -33,10 +33,25 @@ type VerifyReport struct {
 // Progress, when not nil, is told how far a long walk has got.
 type Progress func(done, total uint64)
 
+// StoredMsg is one message as a stream holds it.
+type StoredMsg struct {
+	Stream   string
+	Sequence uint64
+	Subject  string
+	Header   map[string][]string
+	Data     []byte
+	Time     time.Time
+}
+
+// Event decodes the message as an event envelope.
+func (m StoredMsg) Event() (Event, error) {
+	return decodeStored(m.Stream, m.Subject, m.Sequence, m.Time, m.Data)
+}
+
 // ReadStream delivers every message of a stream, from the first, in order,
 // with an ordered consumer, and returns once it has delivered the message
 // that was last when it started.
-func (s *Store) ReadStream(ctx context.Context, stream string, fn func(jetstream.Msg) error, progress Progress) (uint64, error) {
+func (s *Store) ReadStream(ctx context.Context, stream string, fn func(StoredMsg) error, progress Progress) (uint64, error) {
 	last, err := s.LastSequence(ctx, stream)
 	if err != nil || last == 0 {
 		return 0, err
@@ -61,7 +76,8 @@ func (s *Store) ReadStream(ctx context.Context, stream string, fn func(jetstream
 			return n, err
 		}
 		n++
-		if err := fn(m); err != nil {
+		sm := StoredMsg{Stream: stream, Sequence: meta.Sequence.Stream, Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Time: meta.Timestamp}
+		if err := fn(sm); err != nil {
 			return n, err
 		}
 		if progress != nil && n%1024 == 0 {
@@ -95,20 +111,19 @@ func (s *Store) Verify(ctx context.Context, streams []string, progress Progress)
 	var rep VerifyReport
 	chains := map[string]*chainState{}
 	for _, stream := range streams {
-		n, err := s.ReadStream(ctx, stream, func(m jetstream.Msg) error {
-			meta, _ := m.Metadata()
-			seq := meta.Sequence.Stream
+		n, err := s.ReadStream(ctx, stream, func(m StoredMsg) error {
+			seq := m.Sequence
 			brk := func(agg, kind, format string, args ...any) {
-				rep.Breaks = append(rep.Breaks, Break{Stream: stream, Sequence: seq, Subject: m.Subject(), Aggregate: agg,
+				rep.Breaks = append(rep.Breaks, Break{Stream: stream, Sequence: seq, Subject: m.Subject, Aggregate: agg,
 					Kind: kind, Detail: fmt.Sprintf(format, args...)})
 			}
-			env, err := DecodeEnvelope(m.Data())
+			env, err := DecodeEnvelope(m.Data)
 			if err != nil {
 				brk("?", "undecodable", "%v", err)
 				return nil
 			}
 			key := env.Tenant + "/" + env.AggregateType + "/" + env.AggregateID
-			canonical, claimed, ok := CanonicalBytes(m.Data())
+			canonical, claimed, ok := CanonicalBytes(m.Data)
 			switch {
 			case !ok:
 				brk(key, "unsealed", "the event has no hash")

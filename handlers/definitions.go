@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
@@ -291,6 +292,25 @@ func uniqueID(name, fallback string, taken func(string) bool) string {
 func isDuplicateID(err error) bool {
 	var fe *domain.FieldError
 	return errors.As(err, &fe) && fe.Field == "id" && fe.Kind == domain.ErrDuplicate
+}
+
+// WorkflowAsOf rebuilds a workflow as it was at a time: the version in
+// force then.
+func (c *Commands) WorkflowAsOf(ctx context.Context, id string, asOf time.Time) (domain.WorkflowState, error) {
+	events, err := c.Store.Load(ctx, c.addr(domain.AggregateWorkflow, id), 0)
+	if err != nil {
+		return domain.WorkflowState{}, err
+	}
+	var v uint64
+	for _, ev := range events {
+		if !ev.OccurredAt.After(asOf) {
+			v = ev.Version
+		}
+	}
+	if v == 0 {
+		return domain.WorkflowState{}, &domain.FieldError{Field: "as_of", Reason: fmt.Sprintf("workflow %q did not exist at %s", id, asOf.Format(time.RFC3339Nano)), Kind: domain.ErrNotFound}
+	}
+	return c.WorkflowAt(ctx, id, v)
 }
 
 // WorkflowAt rebuilds a workflow as it was at version v from its events.

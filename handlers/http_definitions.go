@@ -256,6 +256,20 @@ func (api *API) getWorkflow(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
+	asOf, err := asOfParam(r)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	if !asOf.IsZero() {
+		s, err := api.Commands.WorkflowAsOf(r.Context(), id, asOf)
+		if err != nil {
+			api.fail(w, r, err)
+			return
+		}
+		api.writeWorkflow(w, http.StatusOK, s)
+		return
+	}
 	s, ok := api.reads().Workflow(id)
 	if !ok {
 		api.fail(w, r, &domain.FieldError{Field: "id", Reason: "no workflow " + strconv.Quote(id), Kind: domain.ErrNotFound})

@@ -150,7 +150,35 @@ func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	api.writeOrder(w, r, http.StatusOK, id)
+	asOf, err := asOfParam(r)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	if asOf.IsZero() {
+		api.writeOrder(w, r, http.StatusOK, id)
+		return
+	}
+	o, events, err := api.Commands.LoadOrderAsOf(r.Context(), id, asOf)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	setETag(w, o.Version())
+	writeJSON(w, http.StatusOK, api.Commands.orderJSON(o, events))
+}
+
+// asOfParam reads ?as_of= (RFC 3339); zero when absent.
+func asOfParam(r *http.Request) (time.Time, error) {
+	v := r.URL.Query().Get("as_of")
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, &domain.FieldError{Field: "as_of", Reason: fmt.Sprintf("%q is not an RFC 3339 time such as 2026-11-27T17:00:00Z", v)}
+	}
+	return t, nil
 }
 
 func (api *API) orderHistory(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -106,6 +107,13 @@ func (c *Commands) MigrateOrder(ctx context.Context, meta Meta, id, workflowID s
 
 // LoadOrder reads an order and its history from the store.
 func (c *Commands) LoadOrder(ctx context.Context, id string) (*domain.Order, []eventstore.Event, error) {
+	return c.LoadOrderAsOf(ctx, id, time.Time{})
+}
+
+// LoadOrderAsOf reads an order as it was at asOf: the events that occurred
+// at or before it (all when asOf is zero). An order not yet placed then is
+// not found.
+func (c *Commands) LoadOrderAsOf(ctx context.Context, id string, asOf time.Time) (*domain.Order, []eventstore.Event, error) {
 	addr := c.orderAddr(id)
 	if err := addr.Validate(); err != nil {
 		return nil, nil, err
@@ -113,6 +121,15 @@ func (c *Commands) LoadOrder(ctx context.Context, id string) (*domain.Order, []e
 	events, err := c.Store.Load(ctx, addr, 0)
 	if err != nil {
 		return nil, nil, err
+	}
+	if !asOf.IsZero() {
+		kept := events[:0:0]
+		for _, ev := range events {
+			if !ev.OccurredAt.After(asOf) {
+				kept = append(kept, ev)
+			}
+		}
+		events = kept
 	}
 	o := domain.NewOrder(id, c.view())
 	for _, ev := range events {

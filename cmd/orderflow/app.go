@@ -25,6 +25,9 @@ import (
 type App struct {
 	Config Config
 	Logger *slog.Logger
+	// Now is the clock events are stamped with (tests control it); nil
+	// for the real one. Set it before Run.
+	Now func() time.Time
 
 	server   *eventstore.Server
 	nc       *nats.Conn
@@ -131,7 +134,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	a.orders.Store(orders)
 	a.Logger.Info("orders read model started", "from_checkpoint", restored)
 	a.startCheckpoints()
-	a.cmds = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant}
+	a.cmds = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant, Now: a.Now}
 	api.Commands = a.cmds
 	api.Orders = a.orders.Load
 	api.Rebuild = a.RebuildProjections

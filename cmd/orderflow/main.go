@@ -28,6 +28,11 @@ Usage:
   orderflow trigger [flags] ORDER TRIGGER  apply a worker's trigger to an order (client of a running server)
   orderflow order show [flags] ORDER       show an order's current step (client of a running server)
   orderflow projections rebuild [flags]    rebuild the read models from the streams (client of a running server)
+  orderflow audit order|workflow ID        print an order's or a workflow's history as a timeline
+  orderflow replay --until T [--out F]     rebuild the read models as they were at T, print the board
+  orderflow verify                         check every aggregate's hash chain; exit 1 on a break
+  orderflow export [--out F]               write every stored message as JSON Lines
+  orderflow import --data-dir D --in F     load an export into an empty store
 
 Run 'orderflow serve -h' for the flags. Every flag also reads ORDERFLOW_<FLAG>.
 `
@@ -48,6 +53,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		err = orderCmd(ctx, args[1:], stdout, stderr, env)
 	case "projections":
 		err = projectionsCmd(ctx, args[1:], stdout, stderr, env)
+	case "audit":
+		err = auditCmd(ctx, args[1:], stdout, stderr, env)
+	case "replay":
+		err = replayCmd(ctx, args[1:], stdout, stderr, env)
+	case "verify":
+		err = verifyCmd(ctx, args[1:], stdout, stderr, env)
+	case "export":
+		err = exportCmd(ctx, args[1:], stdout, stderr, env)
+	case "import":
+		err = importCmd(ctx, args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

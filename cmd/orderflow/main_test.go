@@ -24,7 +24,16 @@ func newTestConfig(t *testing.T) Config {
 // startApp runs an App and closes it when the test ends.
 func startApp(t *testing.T, cfg Config) *App {
 	t.Helper()
+	return startAppWith(t, cfg, nil)
+}
+
+// startAppWith runs an App after setup has adjusted it.
+func startAppWith(t *testing.T, cfg Config, setup func(*App)) *App {
+	t.Helper()
 	app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if setup != nil {
+		setup(app)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := app.Run(ctx); err != nil {

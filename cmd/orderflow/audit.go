@@ -1,0 +1,427 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/projections"
+)
+
+// storeFlags are the flags of commands that read the streams directly:
+// --nats-url (a running server or cluster) or --data-dir (a store on disk
+// that no orderflow is running on; an embedded server is started on it).
+type storeFlags struct {
+	natsURL, dataDir string
+}
+
+func (f *storeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server or cluster holding orderflow's streams")
+	fs.StringVar(&f.dataDir, "data-dir", "", "read a data directory directly instead (no orderflow may be running on it)")
+}
+
+// open attaches to the streams; create makes missing streams (import).
+func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, func(), error) {
+	url := f.natsURL
+	var srv *eventstore.Server
+	if f.dataDir != "" {
+		var err error
+		srv, err = eventstore.StartServer(eventstore.ServerConfig{DataDir: f.dataDir, Listen: "127.0.0.1:0"})
+		if err != nil {
+			return nil, nil, err
+		}
+		url = srv.ClientURL()
+	}
+	nc, err := nats.Connect(url, nats.Name("orderflow-audit"))
+	if err != nil {
+		if srv != nil {
+			srv.Shutdown()
+		}
+		return nil, nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	closeAll := func() {
+		nc.Close()
+		if srv != nil {
+			srv.Shutdown()
+		}
+	}
+	var st *eventstore.Store
+	if create {
+		st, err = eventstore.Open(ctx, nc, eventstore.Config{})
+		if err == nil {
+			st.Close() // no background index needed for an import
+		}
+	} else {
+		st, err = eventstore.Attach(ctx, nc, eventstore.Config{})
+	}
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return st, closeAll, nil
+}
+
+// progressTo prints progress on w when it is a terminal, and nothing
+// otherwise (so logs and pipes stay clean).
+func progressTo(w io.Writer, what string) eventstore.Progress {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	start := time.Now()
+	return func(done, total uint64) {
+		el := time.Since(start).Seconds()
+		rate := float64(done) / max(el, 1e-9)
+		left := 0.0
+		if rate > 0 && total > done {
+			left = float64(total-done) / rate
+		}
+		fmt.Fprintf(f, "\r%s: %d/%d events, %.0f/s, %.1fs left   ", what, done, total, rate, left)
+		if done >= total {
+			fmt.Fprintln(f)
+		}
+	}
+}
+
+var errBreaks = errors.New("the hash chain is broken")
+
+// verifyCmd: orderflow verify.
+func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.register(fs)
+	streams := fs.String("streams", eventstore.StreamDefinitions+","+eventstore.StreamOrders, "streams to verify, comma-separated")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	st, done, err := sf.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rep, err := st.Verify(ctx, strings.Split(*streams, ","), progressTo(stderr, "verify"))
+	if err != nil {
+		return err
+	}
+	for _, b := range rep.Breaks {
+		fmt.Fprintln(stdout, b)
+	}
+	rate := float64(rep.Events) / max(rep.Took.Seconds(), 1e-9)
+	fmt.Fprintf(stdout, "verified %d events of %d aggregates in %.2fs (%.0f events/s): %d break(s)\n",
+		rep.Events, rep.Aggregates, rep.Took.Seconds(), rate, len(rep.Breaks))
+	if len(rep.Breaks) > 0 {
+		return errBreaks
+	}
+	return nil
+}
+
+// exportLine is one line of an export: a stored message.
+type exportLine struct {
+	Stream   string              `json:"stream"`
+	Sequence uint64              `json:"seq"`
+	Subject  string              `json:"subject"`
+	Headers  map[string][]string `json:"headers,omitempty"`
+	// Envelope is an event's body (definitions and orders); Data holds the
+	// bytes of other messages (triggers).
+	Envelope json.RawMessage `json:"envelope,omitempty"`
+	Data     []byte          `json:"data,omitempty"`
+}
+
+// exportStreams are exported and imported in this order.
+var exportStreams = []string{eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers}
+
+// exportCmd: orderflow export.
+func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.register(fs)
+	out := fs.String("out", "-", "file to write the JSON Lines to (- for standard output)")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	st, done, err := sf.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := stdout
+	if *out != "-" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	enc := json.NewEncoder(bw)
+	total := uint64(0)
+	start := time.Now()
+	for _, stream := range exportStreams {
+		if !st.HasStream(stream) {
+			continue
+		}
+		n, err := st.ReadStream(ctx, stream, func(m eventstore.StoredMsg) error {
+			line := exportLine{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject, Headers: m.Header}
+			if stream == eventstore.StreamTriggers || !json.Valid(m.Data) {
+				line.Data = m.Data
+			} else {
+				line.Envelope = m.Data
+			}
+			return enc.Encode(line)
+		}, progressTo(stderr, "export "+stream))
+		total += n
+		if err != nil {
+			return err
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "exported %d messages in %.2fs\n", total, time.Since(start).Seconds())
+	return nil
+}
+
+// importCmd: orderflow import.
+func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.register(fs)
+	in := fs.String("in", "-", "JSON Lines file written by export (- for standard input)")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	st, done, err := sf.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer done()
+	for _, stream := range exportStreams {
+		if last, err := st.LastSequence(ctx, stream); err != nil || last != 0 {
+			return fmt.Errorf("import needs an empty store: %s holds %d messages (%v)", stream, last, err)
+		}
+	}
+	r := io.Reader(os.Stdin)
+	if *in != "-" {
+		f, err := os.Open(*in)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<20))
+	js := st.JetStream()
+	n := 0
+	start := time.Now()
+	for {
+		var line exportLine
+		err := dec.Decode(&line)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("line %d: %w", n+1, err)
+		}
+		m := nats.NewMsg(line.Subject)
+		m.Data = line.Data
+		if line.Envelope != nil {
+			m.Data = line.Envelope
+		}
+		for k, vs := range line.Headers {
+			// Batch and expectation headers did their work when the
+			// message was first stored; replaying them would only refuse it.
+			if strings.HasPrefix(k, "Nats-Expected-") || strings.HasPrefix(k, "Nats-Batch-") {
+				continue
+			}
+			for _, v := range vs {
+				m.Header.Add(k, v)
+			}
+		}
+		ack, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(line.Stream))
+		if err != nil {
+			return fmt.Errorf("line %d (%s %d): %w", n+1, line.Stream, line.Sequence, err)
+		}
+		if ack.Sequence != line.Sequence {
+			return fmt.Errorf("line %d: %s sequence %d was stored at %d: the export has gaps or the store was not empty", n+1, line.Stream, line.Sequence, ack.Sequence)
+		}
+		n++
+	}
+	fmt.Fprintf(stdout, "imported %d messages in %.2fs\n", n, time.Since(start).Seconds())
+	return nil
+}
+
+// replayCmd: orderflow replay --until T.
+func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.register(fs)
+	untilFlag := fs.String("until", "", "rebuild the read models as they were at this time (RFC 3339); empty for now")
+	out := fs.String("out", "", "write the read models as JSON to this file instead of printing the board")
+	tenant := fs.String("tenant", eventstore.DefaultTenant, "tenant")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	var until time.Time
+	if *untilFlag != "" {
+		var err error
+		if until, err = time.Parse(time.RFC3339Nano, *untilFlag); err != nil {
+			return fmt.Errorf("--until %q: want RFC 3339, such as 2026-11-27T17:00:00Z", *untilFlag)
+		}
+	}
+	st, done, err := sf.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	defs, orders, stats, err := projections.Replay(ctx, st, until, progressTo(stderr, "replay"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "replayed %d of %d events in %.2fs (%.0f events/s)\n", stats.Applied, stats.Events,
+		stats.Took.Seconds(), float64(stats.Events)/max(stats.Took.Seconds(), 1e-9))
+	board := orders.Board(*tenant, "")
+	if *out != "" {
+		view := defs.Tenant(*tenant)
+		statuses, _ := view.Statuses()
+		triggers, _ := view.Triggers()
+		doc := map[string]any{
+			"until":       until,
+			"definitions": map[string]any{"statuses": statuses, "triggers": triggers, "workflows": view.Workflows(), "order_types": view.OrderTypes()},
+			"orders":      orders,
+			"board":       board,
+		}
+		b, err := json.MarshalIndent(doc, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(*out, b, 0o644)
+	}
+	view := defs.Tenant(*tenant)
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKFLOW\tSTATUS\tORDERS\tOLDEST ENTERED\tLEFT\tAVERAGE STAY")
+	for _, c := range board {
+		name, status := c.WorkflowID, c.Status
+		if w, ok := view.Workflow(c.WorkflowID); ok {
+			name = w.Name
+		}
+		if s, ok := view.Status(c.Status); ok {
+			status = s.Name
+		}
+		oldest := ""
+		if !c.OldestEnteredAt.IsZero() {
+			oldest = c.OldestEnteredAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", name, status, c.Count, oldest, c.Left, c.AverageStay.Round(time.Second))
+	}
+	return tw.Flush()
+}
+
+// auditCmd: orderflow audit order ID | audit workflow ID.
+func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	if len(args) == 0 || (args[0] != "order" && args[0] != "workflow") {
+		fmt.Fprintln(stderr, "Usage: orderflow audit order ID | orderflow audit workflow ID")
+		return errors.New("want: audit order ID or audit workflow ID")
+	}
+	kind := args[0]
+	fs := flag.NewFlagSet("audit "+kind, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.register(fs)
+	tenant := fs.String("tenant", eventstore.DefaultTenant, "tenant")
+	if err := parseFlags(fs, args[1:], env); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("want one ID")
+	}
+	st, done, err := sf.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	defs, _, _, err := projections.Replay(ctx, st, time.Time{}, nil)
+	if err != nil {
+		return err
+	}
+	view := defs.Tenant(*tenant)
+	aggType := domain.AggregateOrder
+	if kind == "workflow" {
+		aggType = domain.AggregateWorkflow
+	}
+	events, err := st.LoadFilter(ctx, eventstore.Aggregate{Tenant: *tenant, Type: aggType, ID: fs.Arg(0)}.Stream(),
+		eventstore.Aggregate{Tenant: *tenant, Type: aggType, ID: fs.Arg(0)}.Filter(), 0)
+	if err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return fmt.Errorf("no %s %q", kind, fs.Arg(0))
+	}
+	statusName := func(k string) string {
+		if s, ok := view.Status(k); ok {
+			return s.Name
+		}
+		return k
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tV\tEVENT\tWHO\tWHAT")
+	w := domain.NewWorkflow()
+	for _, ev := range events {
+		e, err := domain.DecodeEvent(ev.Type, ev.Data)
+		if err != nil {
+			return err
+		}
+		what := ""
+		switch e := e.(type) {
+		case domain.OrderPlaced:
+			what = fmt.Sprintf("→ %s (%s v%d)", statusName(e.To.Status), e.To.WorkflowID, e.To.WorkflowVersion)
+		case domain.OrderAdvanced:
+			what = fmt.Sprintf("%s: %s → %s (worker %s)", e.Trigger, statusName(e.From.Status), statusName(e.To.Status), e.Worker)
+		case domain.OrderCompleted:
+			what = fmt.Sprintf("%s: %s → completed (worker %s)", e.Trigger, statusName(e.From.Status), e.Worker)
+		case domain.TriggerRejected:
+			what = fmt.Sprintf("%s rejected: %s, expected %s (worker %s)", e.Trigger, e.Reason, e.Expected, e.Worker)
+		case domain.OrderHeld, domain.OrderResumed, domain.OrderCancelled:
+			b, _ := json.Marshal(e)
+			what = string(b)
+		case domain.OrderMoved:
+			what = fmt.Sprintf("%s → %s: %s", statusName(e.From.Status), statusName(e.To.Status), e.Reason)
+		case domain.OrderMigrated:
+			what = fmt.Sprintf("%s v%d → v%d: %s", e.From.WorkflowID, e.From.WorkflowVersion, e.To.WorkflowVersion, e.Reason)
+		default:
+			if err := w.Apply(e); err == nil {
+				s := w.State()
+				var steps []string
+				for _, st := range s.Steps {
+					steps = append(steps, statusName(st.Status)+" ←"+st.Trigger)
+				}
+				what = fmt.Sprintf("%q %s: %s", s.Name, s.Type, strings.Join(steps, "; "))
+				if s.Archived {
+					what += " (archived)"
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s:%s\t%s\n", ev.OccurredAt.Format(time.RFC3339), ev.Version, ev.Type, ev.Actor.Kind, ev.Actor.ID, what)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// testClock is a clock the test moves by hand.
+type testClock struct{ ns atomic.Int64 }
+
+func (c *testClock) now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *testClock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
+func (c *testClock) add(d time.Duration) { c.ns.Add(int64(d)) }
+
+func startClockedApp(t *testing.T) (*App, *testClock) {
+	clock := &testClock{}
+	clock.set(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
+	app := startAppWith(t, newTestConfig(t), func(a *App) { a.Now = clock.now })
+	return app, clock
+}
+
+func runMain(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code := Main(context.Background(), args, &out, &errOut, func(string) (string, bool) { return "", false })
+	return code, out.String(), errOut.String()
+}
+
+// as_of at every instant boundary: before placement 404; at or after each
+// event and before the next, the position after that event.
+func TestOrderAsOf(t *testing.T) {
+	t.Parallel()
+	app, clock := startClockedApp(t)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	clock.add(time.Hour)
+	placedAt := clock.now()
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "asof", "order_type_id": "wash_fold_delivery"})
+	times := []time.Time{placedAt}
+	statuses := []string{"pending_pickup"}
+	for _, tr := range workedTriggers[:4] {
+		clock.add(10 * time.Minute)
+		times = append(times, clock.now())
+		o := c.must(200, "POST", "/v1/orders/asof/triggers", map[string]any{"trigger": tr})
+		statuses = append(statuses, o["order"].(map[string]any)["position"].(map[string]any)["status"].(string))
+	}
+	at := func(ts time.Time) string { return "/v1/orders/asof?as_of=" + ts.Format(time.RFC3339Nano) }
+	c.problem(404, "not_found", "GET", at(placedAt.Add(-time.Nanosecond)), nil)
+	for i, ts := range times {
+		for _, q := range []time.Time{ts, ts.Add(5 * time.Minute), ts.Add(10*time.Minute - time.Nanosecond)} {
+			if i == len(times)-1 && q.After(ts) {
+				q = ts.Add(time.Hour)
+			}
+			o := c.must(200, "GET", at(q), nil)
+			if o["version"] != float64(i+1) || o["position"].(map[string]any)["status"] != statuses[i] {
+				t.Fatalf("as of %s: version %v at %v, want %d at %s", q, o["version"], o["position"], i+1, statuses[i])
+			}
+		}
+	}
+	c.problem(400, "invalid_argument", "GET", "/v1/orders/asof?as_of=yesterday", nil)
+
+	// A workflow as of a time: the version in force then.
+	before := clock.now()
+	clock.add(time.Minute)
+	c.must(200, "POST", "/v1/workflows/standard_laundry_production/steps/move", map[string]any{"from": 0, "to": 2})
+	old := c.must(200, "GET", "/v1/workflows/standard_laundry_production?as_of="+before.Format(time.RFC3339Nano), nil)
+	now := c.must(200, "GET", "/v1/workflows/standard_laundry_production", nil)
+	if old["version"].(float64) != now["version"].(float64)-1 || strings.Join(steps(old), ",") == strings.Join(steps(now), ",") {
+		t.Fatalf("workflow as of %s: v%v %v; now v%v %v", before, old["version"], steps(old), now["version"], steps(now))
+	}
+	c.problem(404, "not_found", "GET", "/v1/workflows/standard_laundry_production?as_of=2020-01-01T00:00:00Z", nil)
+}
+
+type boardCell struct {
+	Count  float64
+	Oldest string
+}
+
+func boardOf(items []any) map[string]boardCell {
+	out := map[string]boardCell{}
+	for _, it := range items {
+		m := it.(map[string]any)
+		if m["count"].(float64) == 0 {
+			continue
+		}
+		oldest, _ := m["oldest_entered_at"].(string)
+		if t, err := time.Parse(time.RFC3339Nano, oldest); err == nil {
+			oldest = t.UTC().Format(time.RFC3339Nano)
+		}
+		out[m["workflow_id"].(string)+"/"+m["status"].(string)] = boardCell{m["count"].(float64), oldest}
+	}
+	return out
+}
+
+// replay --until T gives the read models the live projections had at T.
+func TestReplayUntil(t *testing.T) {
+	t.Parallel()
+	app, clock := startClockedApp(t)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	step := func(method, path string, body any) {
+		clock.add(time.Minute)
+		r := c.do(method, path, body)
+		if r.Status >= 300 && r.Status != 409 {
+			t.Fatalf("%s %s: %d %s", method, path, r.Status, r.Body)
+		}
+	}
+	for i := range 6 {
+		step("POST", "/v1/orders", map[string]any{"id": fmt.Sprintf("r-%d", i), "order_type_id": "wash_fold_delivery"})
+		for _, tr := range workedTriggers[:i] {
+			step("POST", fmt.Sprintf("/v1/orders/r-%d/triggers", i), map[string]any{"trigger": tr})
+		}
+	}
+	step("POST", "/v1/orders/r-2/hold", map[string]any{})
+	cut := clock.now()
+	snapshot := boardOf(c.must(200, "GET", "/v1/board", nil)["items"].([]any))
+	// Later events must not show in the replay.
+	for i := range 6 {
+		step("POST", fmt.Sprintf("/v1/orders/r-%d/triggers", i), map[string]any{"trigger": workedTriggers[i]})
+	}
+	step("POST", "/v1/orders", map[string]any{"id": "late", "order_type_id": "wash_fold_delivery"})
+
+	out := filepath.Join(t.TempDir(), "replay.json")
+	code, stdout, stderr := runMain(t, "replay", "--nats-url", app.NATSURL(), "--until", cut.Format(time.RFC3339Nano), "--out", out)
+	if code != 0 {
+		t.Fatalf("replay: %d %s %s", code, stdout, stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Board []struct {
+			WorkflowID      string    `json:"workflow_id"`
+			Status          string    `json:"status"`
+			Count           int       `json:"count"`
+			OldestEnteredAt time.Time `json:"oldest_entered_at"`
+		} `json:"board"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	replayed := map[string]boardCell{}
+	for _, c := range doc.Board {
+		if c.Count > 0 {
+			replayed[c.WorkflowID+"/"+c.Status] = boardCell{float64(c.Count), c.OldestEnteredAt.UTC().Format(time.RFC3339Nano)}
+		}
+	}
+	if !reflect.DeepEqual(replayed, snapshot) {
+		t.Fatalf("replayed board %v\nlive board at T %v", replayed, snapshot)
+	}
+	// Printed as a table too.
+	code, stdout, _ = runMain(t, "replay", "--nats-url", app.NATSURL(), "--until", cut.Format(time.RFC3339Nano))
+	if code != 0 || !strings.Contains(stdout, "Standard Laundry Production") {
+		t.Fatalf("replay table: %d %s", code, stdout)
+	}
+}
+
+// verify passes on a clean store and fails, naming the place, on a
+// tampered copy of a stream.
+func TestVerifyCommand(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "v-1", "order_type_id": "wash_fold_delivery"})
+	c.must(200, "POST", "/v1/orders/v-1/triggers", map[string]any{"trigger": "picked_up"})
+	code, out, errOut := runMain(t, "verify", "--nats-url", app.NATSURL())
+	if code != 0 || !strings.Contains(out, "0 break(s)") {
+		t.Fatalf("clean verify: %d %s %s", code, out, errOut)
+	}
+	nc := natsConn(t, app)
+	js, _ := jetstream.New(nc)
+	ctx := ctxFor(t, time.Minute)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS_COPY", Subjects: []string{"ordercopy.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	stream, _ := js.Stream(ctx, eventstore.StreamOrders)
+	for seq := uint64(1); seq <= 2; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := m.Data
+		if seq == 2 {
+			data = []byte(strings.Replace(string(data), `"worker":"`, `"worker":"mallory`, 1))
+		}
+		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "ordercopy." + m.Subject, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, _ = runMain(t, "verify", "--nats-url", app.NATSURL(), "--streams", "ORDERS_COPY")
+	if code != 1 || !strings.Contains(out, "ORDERS_COPY sequence 2") || !strings.Contains(out, "altered") {
+		t.Fatalf("tampered verify: %d %s", code, out)
+	}
+}
+
+// export → import into a fresh data dir → the same read models, the same
+// verify result and the same history for every order.
+func TestExportImport(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	for i := range 5 {
+		id := fmt.Sprintf("x-%d", i)
+		c.must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
+		for _, tr := range workedTriggers[:i+1] {
+			c.do("POST", "/v1/orders/"+id+"/triggers", map[string]any{"trigger": tr})
+		}
+	}
+	c.do("POST", "/v1/orders/x-0/triggers", map[string]any{"trigger": "delivered"}) // a rejection
+	dump := filepath.Join(t.TempDir(), "export.jsonl")
+	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
+		t.Fatalf("export: %d %s %s", code, out, errOut)
+	}
+	fresh := t.TempDir()
+	if code, out, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code != 0 || !strings.Contains(out, "imported") {
+		t.Fatalf("import: %d %s %s", code, out, errOut)
+	}
+	// Importing again into the now full store is refused.
+	if code, _, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code == 0 || !strings.Contains(errOut, "empty store") {
+		t.Fatalf("second import: %d %s", code, errOut)
+	}
+	cfg := newTestConfig(t)
+	cfg.DataDir = fresh
+	restored := startApp(t, cfg)
+	rc := newClient(t, restored)
+
+	for _, path := range []string{"/v1/workflows", "/v1/statuses", "/v1/triggers", "/v1/order-types", "/v1/board"} {
+		a, b := c.must(200, "GET", path, nil), rc.must(200, "GET", path, nil)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s differs after import:\n%v\n%v", path, a, b)
+		}
+	}
+	orig := listAll(t, c, nil, 100)
+	copied := listAll(t, rc, nil, 100)
+	if !reflect.DeepEqual(orig, copied) {
+		t.Fatalf("orders differ after import")
+	}
+	for _, o := range orig {
+		id := o["id"].(string)
+		if a, b := history(t, c, id), history(t, rc, id); !reflect.DeepEqual(a, b) {
+			t.Fatalf("history of %s differs after import", id)
+		}
+	}
+	codeA, outA, _ := runMain(t, "verify", "--nats-url", app.NATSURL())
+	codeB, outB, _ := runMain(t, "verify", "--nats-url", restored.NATSURL())
+	trim := func(s string) string { return s[:strings.Index(s, " in ")] }
+	if codeA != 0 || codeB != 0 || trim(outA) != trim(outB) {
+		t.Fatalf("verify differs: %d %q vs %d %q", codeA, outA, codeB, outB)
+	}
+	code, out, _ := runMain(t, "audit", "order", "x-2", "--nats-url", restored.NATSURL())
+	if code != 0 || !strings.Contains(out, "OrderAdvanced") || !strings.Contains(out, "Pending Pickup → Received") {
+		t.Fatalf("audit order: %d %s", code, out)
+	}
+	code, out, _ = runMain(t, "audit", "workflow", "standard_laundry_production", "--nats-url", restored.NATSURL())
+	if code != 0 || !strings.Contains(out, "WorkflowStepMoved") {
+		t.Fatalf("audit workflow: %d %s", code, out)
+	}
+}
