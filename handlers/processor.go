@@ -83,7 +83,9 @@ type ProcessorConfig struct {
 }
 
 // Processor applies worker apps' triggers to orders: a Watermill router
-// with one handler per lane, on watermill-nats's JetStream subscriber.
+// with one handler per lane. Dead letters go out through watermill-nats's
+// JetStream publisher; the lanes are read by laneSubscriber (see there why
+// not watermill-nats's subscriber).
 type Processor struct {
 	cfg    ProcessorConfig
 	cmds   *Commands
@@ -101,10 +103,11 @@ const (
 	mdStreamSeq = "stream_seq"
 )
 
-// triggerUnmarshaler replaces watermill-nats's default, which drops the
-// subject (the order id and trigger key live there) and Nats-Msg-Id (the
-// trigger id), and fails on repeated headers, which would leave the
-// processor with no message to dead-letter. This one never fails.
+// triggerUnmarshaler turns a lane message into a Watermill message. Unlike
+// watermill-nats's default unmarshaler it keeps the subject (the order id
+// and trigger key live there) and Nats-Msg-Id (the trigger id), and it never
+// fails (the default refuses repeated headers, which would leave nothing to
+// dead-letter).
 type triggerUnmarshaler struct{}
 
 func (triggerUnmarshaler) Unmarshal(m jetstream.Msg) (*message.Message, error) {
@@ -121,9 +124,8 @@ func (triggerUnmarshaler) Unmarshal(m jetstream.Msg) (*message.Message, error) {
 	return wm, nil
 }
 
-// NewProcessor connects to NATS at url with a connection of its own
-// (watermill's subscriber drains its connection when it closes) and sets
-// up the lanes.
+// NewProcessor connects to NATS at url with a connection of its own and
+// sets up the lanes.
 func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg ProcessorConfig) (*Processor, error) {
 	if cfg.Lanes <= 0 {
 		cfg.Lanes = 8
@@ -157,23 +159,11 @@ func (p *Processor) build(lanes []string) error {
 	// Watermill logs every message at info; orderflow keeps that at debug.
 	wlog := watermill.NewSlogLoggerWithLevelMapping(p.cfg.Logger.With("component", "trigger-processor"),
 		map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
-		Conn:           p.nc,
-		Logger:         wlog,
-		AckWaitTimeout: p.cfg.AckWait,
-		// The lanes and their consumers are made by EnsureLanes; a topic
-		// here is a lane consumer's name.
-		ResourceInitializer: func(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, func(context.Context, watermill.LoggerAdapter), error) {
-			c, err := js.Consumer(ctx, eventstore.StreamTriggerLanes, topic)
-			return c, nil, err
-		},
-		NakDelay:    wmjs.NewStaticDelay(500 * time.Millisecond),
-		AckAsync:    true, // a lost ack only means a redelivery, which the order's trigger ids absorb
-		Unmarshaler: triggerUnmarshaler{},
-	})
+	js, err := jetstream.New(p.nc)
 	if err != nil {
-		return fmt.Errorf("trigger processor: subscriber: %w", err)
+		return err
 	}
+	sub := newLaneSubscriber(js, 500*time.Millisecond)
 	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
 		Conn:   p.nc,
 		Logger: wlog,
