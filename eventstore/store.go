@@ -115,7 +115,13 @@ type Store struct {
 	streams map[string]jetstream.Stream
 	indexes map[string]*seqIndex
 	cp      checkpoints
+	// batches bounds atomic batches in flight: the server refuses more
+	// than a few dozen at once per stream.
+	batches chan struct{}
 }
+
+// maxBatchesInFlight is how many atomic batches one store sends at once.
+const maxBatchesInFlight = 32
 
 // Open creates or updates the contract's streams on the connection's
 // JetStream and returns a store on them.
@@ -131,7 +137,8 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s := &Store{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}, indexes: map[string]*seqIndex{}}
+	s := &Store{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}, indexes: map[string]*seqIndex{},
+		batches: make(chan struct{}, maxBatchesInFlight)}
 	for _, sc := range cfg.StreamConfigs() {
 		st, err := s.ensureStream(ctx, sc)
 		if err != nil {
@@ -289,6 +296,8 @@ func (s *Store) AppendAsync(ctx context.Context, agg Aggregate, expected uint64,
 	}
 	p.batch = make(chan batchOutcome, 1)
 	go func() {
+		s.batches <- struct{}{}
+		defer func() { <-s.batches }()
 		ctx, cancel := s.withTimeout(context.WithoutCancel(ctx))
 		defer cancel()
 		// No ack for the first message: an append is small, and a refused
@@ -630,7 +639,8 @@ func Attach(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s := &Store{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}, indexes: map[string]*seqIndex{}}
+	s := &Store{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}, indexes: map[string]*seqIndex{},
+		batches: make(chan struct{}, maxBatchesInFlight)}
 	for _, name := range []string{StreamDefinitions, StreamOrders, StreamTriggers, StreamDeadLetter} {
 		cctx, cancel := s.withTimeout(ctx)
 		st, err := js.Stream(cctx, name)
