@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // readmeBlock returns the lines of the first ```sh block after heading.
@@ -45,6 +46,7 @@ func TestReadmeDefineYourProcess(t *testing.T) {
 	app := startApp(t, newTestConfig(t))
 	runReadmeLines(t, app, readmeBlock(t, "## Define your process"))
 	runReadmeLines(t, app, readmeBlock(t, "## Place an order and publish triggers"))
+	runReadmeLines(t, app, readmeBlock(t, "## Audit and replay"))
 	c := newClient(t, app)
 	o := c.must(200, "GET", "/v1/orders/order-1", nil)
 	if o["position"].(map[string]any)["status"] != "washing" {
@@ -61,12 +63,30 @@ func TestReadmeDefineYourProcess(t *testing.T) {
 // bash, `go run ./cmd/orderflow ...` lines through Main.
 func runReadmeLines(t *testing.T, app *App, lines []string) {
 	t.Helper()
+	tmp := t.TempDir()
+	vars := map[string]string{}
 	for _, line := range lines {
+		// Shell variables the README sets, such as T=$(date ...), are
+		// expanded here so that Main sees them too.
+		if name, _, ok := strings.Cut(line, "=$(date -u +%Y-%m-%dT%H:%M:%SZ)"); ok && !strings.Contains(name, " ") {
+			vars["$"+name] = time.Now().UTC().Add(time.Second).Format(time.RFC3339)
+			continue
+		}
+		for k, v := range vars {
+			line = strings.ReplaceAll(line, k, v)
+		}
 		if rest, ok := strings.CutPrefix(line, "go run ./cmd/orderflow "); ok {
+			if i := strings.Index(rest, "  #"); i >= 0 {
+				rest = rest[:i]
+			}
+			rest = strings.ReplaceAll(rest, "/tmp/", tmp+"/")
 			var out, errOut strings.Builder
 			env := func(k string) (string, bool) {
-				if k == "ORDERFLOW_SERVER" {
+				switch k {
+				case "ORDERFLOW_SERVER":
 					return "http://" + app.HTTPAddr(), true
+				case "ORDERFLOW_NATS_URL":
+					return app.NATSURL(), true
 				}
 				return "", false
 			}
@@ -76,6 +96,7 @@ func runReadmeLines(t *testing.T, app *App, lines []string) {
 			continue
 		}
 		cmd := strings.ReplaceAll(line, "localhost:8080", app.HTTPAddr())
+		cmd = strings.ReplaceAll(cmd, "/tmp/", tmp+"/")
 		out, err := exec.Command("bash", "-c", cmd+" --fail-with-body").CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s\n%v\n%s", line, err, out)
