@@ -221,15 +221,21 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 	}
 	r := io.Reader(os.Stdin)
+	var size int64
 	if *in != "-" {
 		f, err := os.Open(*in)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
+		if fi, err := f.Stat(); err == nil {
+			size = fi.Size()
+		}
 		r = f
 	}
-	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<20))
+	counted := &countingReader{r: r}
+	dec := json.NewDecoder(bufio.NewReaderSize(counted, 1<<20))
+	progress := progressTo(stderr, "import (bytes)")
 	js := st.JetStream()
 	n := 0
 	start := time.Now()
@@ -265,6 +271,12 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			return fmt.Errorf("line %d: %s sequence %d was stored at %d: the export has gaps or the store was not empty", n+1, line.Stream, line.Sequence, ack.Sequence)
 		}
 		n++
+		if progress != nil && size > 0 && n%1024 == 0 {
+			progress(uint64(counted.n), uint64(size))
+		}
+	}
+	if progress != nil && size > 0 {
+		progress(uint64(size), uint64(size))
 	}
 	fmt.Fprintf(stdout, "imported %d messages in %.2fs\n", n, time.Since(start).Seconds())
 	return nil
@@ -424,4 +436,16 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s:%s\t%s\n", ev.OccurredAt.Format(time.RFC3339), ev.Version, ev.Type, ev.Actor.Kind, ev.Actor.ID, what)
 	}
 	return tw.Flush()
+}
+
+// countingReader counts the bytes read through it (import's progress).
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
