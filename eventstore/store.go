@@ -101,9 +101,11 @@ func (c Config) StreamConfigs() []jetstream.StreamConfig {
 		}
 	}
 	return []jetstream.StreamConfig{
-		mk(StreamDefinitions, SubjectRoot+".*.def.>", "orderflow definitions: status and trigger libraries, workflows, order types"),
-		mk(StreamOrders, SubjectRoot+".*.order.>", "orderflow order events"),
-		mk(StreamTriggers, SubjectRoot+".*.trigger.>", "orderflow raw trigger events from worker apps"),
+		// Exactly the contract's token counts: a subject with a token too
+		// many or too few is not stored, and its publisher hears so.
+		mk(StreamDefinitions, SubjectRoot+".*.def.*.*.*", "orderflow definitions: status and trigger libraries, workflows, order types"),
+		mk(StreamOrders, SubjectRoot+".*.order.*.*", "orderflow order events"),
+		mk(StreamTriggers, SubjectRoot+".*.trigger.*.*", "orderflow raw trigger events from worker apps"),
 	}
 }
 

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+func streamSeqs(t *testing.T, app *App) (defs, orders uint64) {
+	t.Helper()
+	ctx := ctxFor(t, 10*time.Second)
+	d, err := app.Store().LastSequence(ctx, eventstore.StreamDefinitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := app.Store().LastSequence(ctx, eventstore.StreamOrders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, o
+}
+
+// Bad order requests over HTTP: each gets its problem code and appends
+// nothing. (TestDefinitionsRefuseBadInput covers the definitions routes.)
+func TestBadOrderInputOverHTTP(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "ok-1", "order_type_id": "wash_fold_delivery"})
+	c.must(201, "POST", "/v1/order-types", map[string]any{"name": "Retired Service", "production": "standard_laundry_production"})
+	c.must(200, "POST", "/v1/order-types/retired_service/archive", nil)
+	deep := strings.Repeat(`{"a":`, 20000) + "1" + strings.Repeat("}", 20000)
+	cases := []struct {
+		name         string
+		method, path string
+		body         any
+		headers      []string
+		status       int
+		code         string
+	}{
+		{"place: unknown order type", "POST", "/v1/orders", map[string]any{"order_type_id": "nope"}, nil, 400, "invalid_argument"},
+		{"place: archived order type", "POST", "/v1/orders", map[string]any{"order_type_id": "retired_service"}, nil, 400, "invalid_argument"},
+		{"place: missing order type", "POST", "/v1/orders", map[string]any{"id": "x"}, nil, 400, "invalid_argument"},
+		{"place: unsafe id", "POST", "/v1/orders", map[string]any{"id": "a.b", "order_type_id": "wash_fold_delivery"}, nil, 400, "invalid_argument"},
+		{"place: wildcard id", "POST", "/v1/orders", map[string]any{"id": ">", "order_type_id": "wash_fold_delivery"}, nil, 400, "invalid_argument"},
+		{"place: duplicate id", "POST", "/v1/orders", map[string]any{"id": "ok-1", "order_type_id": "wash_fold_delivery"}, nil, 409, "conflict"},
+		{"place: fulfillment not offered", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery", "fulfillment_workflow_id": "laundry_intake"}, nil, 400, "invalid_argument"},
+		{"place: deep nesting", "POST", "/v1/orders", deep, nil, 400, "invalid_argument"},
+		{"place: truncated JSON", "POST", "/v1/orders", `{"order_type_id": "wash_fo`, nil, 400, "invalid_argument"},
+		{"place: wrong type", "POST", "/v1/orders", map[string]any{"order_type_id": 12}, nil, 400, "invalid_argument"},
+		{"place: unknown field", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery", "priority": 1}, nil, 400, "invalid_argument"},
+		{"place: wrong content type", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery"}, []string{"Content-Type", "application/xml"}, 400, "invalid_argument"},
+		{"place: huge body", "POST", "/v1/orders", `{"id":"` + strings.Repeat("a", 2<<20) + `"}`, nil, 413, "payload_too_large"},
+		{"trigger: unknown order", "POST", "/v1/orders/ghost/triggers", map[string]any{"trigger": "picked_up"}, nil, 404, "not_found"},
+		{"trigger: unsafe trigger key", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked.up"}, nil, 400, "invalid_argument"},
+		{"trigger: empty trigger", "POST", "/v1/orders/ok-1/triggers", map[string]any{}, nil, 400, "invalid_argument"},
+		{"trigger: trigger id with spaces", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "a b"}, nil, 400, "invalid_argument"},
+		{"trigger: unknown field", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "when": "now"}, nil, 400, "invalid_argument"},
+		{"trigger: unsafe order id in path", "POST", "/v1/orders/o*/triggers", map[string]any{"trigger": "picked_up"}, nil, 400, "invalid_argument"},
+		{"hold: unknown order", "POST", "/v1/orders/ghost/hold", map[string]any{}, nil, 404, "not_found"},
+		{"resume: active order", "POST", "/v1/orders/ok-1/resume", map[string]any{}, nil, 409, "conflict"},
+		{"move: workflow not on the route", "POST", "/v1/orders/ok-1/move", map[string]any{"workflow_id": "nope", "step": 0, "reason": "r"}, nil, 400, "invalid_argument"},
+		{"move: missing fields", "POST", "/v1/orders/ok-1/move", map[string]any{"reason": "r"}, nil, 400, "invalid_argument"},
+		{"migrate: missing fields", "POST", "/v1/orders/ok-1/migrate", map[string]any{"workflow_id": "laundry_intake"}, nil, 400, "invalid_argument"},
+		{"migrate: no newer version", "POST", "/v1/orders/ok-1/migrate", map[string]any{"workflow_id": "laundry_intake", "to_version": 9}, nil, 400, "invalid_argument"},
+		{"list: bad limit", "GET", "/v1/orders?limit=abc", nil, nil, 400, "invalid_argument"},
+		{"list: bad min_seq", "GET", "/v1/orders?min_seq=-1", nil, nil, 400, "invalid_argument"},
+		{"as_of: bad time", "GET", "/v1/orders/ok-1?as_of=noon", nil, nil, 400, "invalid_argument"},
+		{"feed: bad Last-Event-ID", "GET", "/v1/events", nil, []string{"Last-Event-ID", "abc"}, 400, "invalid_argument"},
+		{"board: unsafe workflow id", "GET", "/v1/board?workflow_id=a.b", nil, nil, 400, "invalid_argument"},
+		{"If-Match: not a version", "PATCH", "/v1/workflows/laundry_intake", map[string]any{"name": "X"}, []string{"If-Match", `"abc"`}, 400, "invalid_argument"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &httpClient{t: t, base: c.base}
+			d0, o0 := streamSeqs(t, app)
+			c.problem(tc.status, tc.code, tc.method, tc.path, tc.body, tc.headers...)
+			if d1, o1 := streamSeqs(t, app); d1 != d0 || o1 != o0 {
+				t.Fatalf("a refused request appended events (definitions %d→%d, orders %d→%d)", d0, d1, o0, o1)
+			}
+		})
+	}
+	c.must(200, "GET", "/readyz", nil)
+}
+
+// Bad triggers over NATS: each is refused by JetStream or dead-lettered
+// with its reason, appends no order event, and the process stays healthy.
+func TestBadTriggersOverNATS(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "n-1", "order_type_id": "wash_fold_delivery"})
+	nc := natsConn(t, app)
+	js, _ := jetstream.New(nc)
+	dl := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(eventstore.DeadLetterSubject, dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ctx := ctxFor(t, time.Minute)
+	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
+	deadLettered := []struct {
+		name, subject, body, reason string
+	}{
+		{"unknown order", "orderflow.default.trigger.ghost.picked_up", "", "unknown order"},
+		{"malformed body", "orderflow.default.trigger.n-1.picked_up", `{"worker":`, "trigger body"},
+		{"truncated body", "orderflow.default.trigger.n-1.picked_up", `{"worker":"a`, "trigger body"},
+		{"body of the wrong type", "orderflow.default.trigger.n-1.picked_up", `["picked_up"]`, "trigger body"},
+		{"field of the wrong type", "orderflow.default.trigger.n-1.picked_up", `{"worker":7}`, "trigger body"},
+		{"unknown field", "orderflow.default.trigger.n-1.picked_up", `{"worker":"a","colour":"red"}`, "trigger body"},
+		{"deep nesting", "orderflow.default.trigger.n-1.picked_up", deep, "trigger body"},
+		{"huge body", "orderflow.default.trigger.n-1.picked_up", `{"note":"` + strings.Repeat("n", 100<<10) + `"}`, "trigger body"},
+		{"unsafe order id token", "orderflow.default.trigger.n$1.picked_up", "", "order id"},
+		{"unsafe trigger key token", "orderflow.default.trigger.n-1.picked$up", "", "trigger key"},
+		{"unsafe tenant token", "orderflow.acme$.trigger.n-1.picked_up", "", "tenant"},
+		{"order of another tenant", "orderflow.acme.trigger.n-1.picked_up", "", "unknown order"},
+	}
+	for _, tc := range deadLettered {
+		t.Run(tc.name, func(t *testing.T) {
+			_, o0 := streamSeqs(t, app)
+			m := nats.NewMsg(tc.subject)
+			m.Data = []byte(tc.body)
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatalf("JetStream refused what it should store: %v", err)
+			}
+			select {
+			case d := <-dl:
+				if reason := d.Header.Get("reason_poisoned"); !strings.Contains(reason, tc.reason) {
+					t.Fatalf("dead letter reason %q, want %q", reason, tc.reason)
+				}
+			case <-ctx.Done():
+				t.Fatal("not dead-lettered")
+			}
+			if _, o1 := streamSeqs(t, app); o1 != o0 {
+				t.Fatalf("a poison trigger appended %d order events", o1-o0)
+			}
+		})
+	}
+	// Subjects outside the contract are not stored at all: the publisher
+	// hears so at once.
+	for _, subject := range []string{"orderflow.default.trigger.n-1", "orderflow.default.triggers.n-1.picked_up"} {
+		if _, err := js.PublishMsg(ctx, nats.NewMsg(subject)); err == nil {
+			t.Errorf("%s was stored", subject)
+		}
+	}
+	// An out-of-order trigger is not poison: it is recorded as rejected,
+	// and the order does not move.
+	m := nats.NewMsg("orderflow.default.trigger.n-1.delivered")
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	o := waitOrder(t, c, "n-1", func(o map[string]any) bool { return o["version"] == float64(2) }, "the rejection")
+	if o["position"].(map[string]any)["status"] != "pending_pickup" {
+		t.Fatalf("out-of-order trigger moved the order: %v", o["position"])
+	}
+	c.must(200, "GET", "/readyz", nil)
+	c.must(200, "POST", "/v1/orders/n-1/triggers", map[string]any{"trigger": "picked_up"})
+}
