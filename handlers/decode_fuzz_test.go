@@ -1,0 +1,67 @@
+package handlers
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/orderflow/orderflow/domain"
+)
+
+// Every HTTP request body goes through decodeBody into one of these.
+func FuzzDecodeBody(f *testing.F) {
+	seeds := []string{
+		`{"name":"Washing","category":"in_progress"}`,
+		`{"name":"Intake","type":"intake","steps":[{"status":"a","trigger":"b"}]}`,
+		`{"name":"D","type":"fulfillment","fulfillment_method":"home_delivery","steps":[]}`,
+		`{"order_type_id":"wash_fold_delivery","id":"o-1"}`,
+		`{"trigger":"picked_up","trigger_id":"t-1","worker":"ana"}`,
+		`{"from":0,"to":2}`, `{"workflow_id":"w","step":1,"reason":"r","to_version":2}`,
+		`{"steps":[{"status":"x","trigger":"y"}]}`, `{"name":"X","intake":null,"fulfillment":["a"]}`,
+		``, `{`, `[]`, `null`, `{"category":"someday"}`, `{} {}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	targets := []func() any{
+		func() any { return &statusBody{} }, func() any { return &statusPatch{} },
+		func() any { return &triggerBody{} }, func() any { return &triggerPatch{} },
+		func() any { return &workflowBody{} }, func() any { return &workflowPatch{} },
+		func() any { return &stepsBody{} }, func() any { return &stepBody{} }, func() any { return &moveBody{} },
+		func() any { return &orderTypeBody{} }, func() any { return &orderTypePatch{} },
+		func() any { return &placeBody{} }, func() any { return &triggerRequest{} }, func() any { return &superviseBody{} },
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, mk := range targets {
+			r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			err := decodeBody(httptest.NewRecorder(), r, mk())
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, errBadRequest) && !errors.Is(err, errTooLarge) && !errors.Is(err, domain.ErrInvalid) {
+				t.Fatalf("unclassified error %v for %q", err, body)
+			}
+			if p := problemFor(err); p.Status != 400 && p.Status != 413 {
+				t.Fatalf("error %v maps to %d", err, p.Status)
+			}
+		}
+	})
+}
+
+func FuzzMeta(f *testing.F) {
+	f.Add("ana", "req-1", `"3"`)
+	f.Add("", "", "*")
+	f.Add("x", "y", `W/"18446744073709551616"`)
+	f.Fuzz(func(t *testing.T, actor, reqID, ifMatch string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header["X-Orderflow-Actor"] = []string{actor}
+		r.Header["X-Request-Id"] = []string{reqID}
+		r.Header["If-Match"] = []string{ifMatch}
+		if _, err := meta(r); err != nil && !errors.Is(err, errBadRequest) {
+			t.Fatalf("unclassified error %v", err)
+		}
+	})
+}
