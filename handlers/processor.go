@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -95,7 +96,12 @@ type Processor struct {
 	// afterApply, when set (tests), runs after a trigger's outcome is
 	// stored and before it is acknowledged.
 	afterApply func(msg *message.Message)
+	handled    atomic.Uint64
 }
+
+// Handled is how many triggers this processor has applied (outcomes
+// stored, duplicates included).
+func (p *Processor) Handled() uint64 { return p.handled.Load() }
 
 // metadata keys the unmarshaler sets.
 const (
@@ -252,6 +258,7 @@ func (p *Processor) handle(msg *message.Message) error {
 	case err != nil:
 		return err // transient: retried, then handed back to JetStream
 	}
+	p.handled.Add(1)
 	if p.afterApply != nil {
 		p.afterApply(msg)
 	}

@@ -33,6 +33,7 @@ Usage:
   orderflow verify                         check every aggregate's hash chain; exit 1 on a break
   orderflow export [--out F]               write every stored message as JSON Lines
   orderflow import --data-dir D --in F     load an export into an empty store
+  orderflow bench [flags]                  measure orderflow against raw JetStream on this machine
 
 Run 'orderflow serve -h' for the flags. Every flag also reads ORDERFLOW_<FLAG>.
 `
@@ -63,6 +64,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		err = exportCmd(ctx, args[1:], stdout, stderr, env)
 	case "import":
 		err = importCmd(ctx, args[1:], stdout, stderr, env)
+	case "bench":
+		err = benchCmd(ctx, args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -28,7 +28,14 @@ func StartServer(tb testing.TB) *eventstore.Server {
 // earlier is safe.
 func StartServerIn(tb testing.TB, dataDir string) *eventstore.Server {
 	tb.Helper()
-	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: dataDir, Listen: "127.0.0.1:0"})
+	return StartServerAt(tb, dataDir, "127.0.0.1:0")
+}
+
+// StartServerAt starts one embedded JetStream server on dataDir listening
+// at listen (a fixed port lets clients reconnect across a restart).
+func StartServerAt(tb testing.TB, dataDir, listen string) *eventstore.Server {
+	tb.Helper()
+	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: dataDir, Listen: listen})
 	if err != nil {
 		tb.Fatalf("start embedded nats: %v", err)
 	}
@@ -39,6 +46,22 @@ func StartServerIn(tb testing.TB, dataDir string) *eventstore.Server {
 // Cluster is a set of embedded JetStream servers routed to each other.
 type Cluster struct {
 	Servers []*eventstore.Server
+	configs []eventstore.ServerConfig
+	tb      testing.TB
+}
+
+// Stop shuts node i down (its files stay).
+func (c *Cluster) Stop(i int) { c.Servers[i].Shutdown() }
+
+// Restart starts node i again on its files and ports.
+func (c *Cluster) Restart(i int) {
+	c.tb.Helper()
+	srv, err := eventstore.StartServer(c.configs[i])
+	if err != nil {
+		c.tb.Fatalf("restart node %d: %v", i+1, err)
+	}
+	c.tb.Cleanup(srv.Shutdown)
+	c.Servers[i] = srv
 }
 
 // URLs is a comma-separated list of every node's client URL, as
@@ -55,26 +78,28 @@ func (c *Cluster) URLs() string {
 // into one cluster and waits until JetStream has a leader.
 func StartCluster(tb testing.TB, size int) *Cluster {
 	tb.Helper()
-	ports := freePorts(tb, size)
+	ports := freePorts(tb, 2*size)
 	routes := make([]string, size)
-	for i, p := range ports {
-		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
-	}
-	c := &Cluster{}
 	for i := range size {
-		srv, err := eventstore.StartServer(eventstore.ServerConfig{
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
+	}
+	c := &Cluster{tb: tb}
+	for i := range size {
+		cfg := eventstore.ServerConfig{
 			Name:          fmt.Sprintf("n%d", i+1),
 			DataDir:       tb.TempDir(),
-			Listen:        "127.0.0.1:0",
+			Listen:        fmt.Sprintf("127.0.0.1:%d", ports[size+i]),
 			ClusterName:   "orderflow-test",
 			ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
 			Routes:        routes,
-		})
+		}
+		srv, err := eventstore.StartServer(cfg)
 		if err != nil {
 			tb.Fatalf("start cluster node %d: %v", i+1, err)
 		}
 		tb.Cleanup(srv.Shutdown)
 		c.Servers = append(c.Servers, srv)
+		c.configs = append(c.configs, cfg)
 	}
 	c.WaitReady(tb)
 	return c
@@ -109,6 +134,9 @@ func (c *Cluster) WaitReady(tb testing.TB) {
 		time.Sleep(20 * time.Millisecond) // polling for a condition, with a deadline
 	}
 }
+
+// FreePort returns a free TCP port on 127.0.0.1.
+func FreePort(tb testing.TB) int { return freePorts(tb, 1)[0] }
 
 // freePorts reserves n distinct free TCP ports on 127.0.0.1.
 func freePorts(tb testing.TB, n int) []int {

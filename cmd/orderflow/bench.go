@@ -1,0 +1,350 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/handlers"
+	"github.com/orderflow/orderflow/projections"
+)
+
+// benchFigure is one measured figure and its ratio to its raw baseline.
+type benchFigure struct {
+	Name     string  `json:"name"`
+	Value    float64 `json:"value"`
+	Unit     string  `json:"unit"`
+	Baseline string  `json:"baseline,omitempty"`
+	Ratio    float64 `json:"ratio,omitempty"`
+}
+
+// benchCmd: orderflow bench. Everything is measured in one run against one
+// server, so every orderflow figure comes with its ratio to the raw
+// JetStream figure measured in the same run.
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	orders := fs.Int("orders", 2000, "orders per throughput run (7 triggers each)")
+	rates := fs.String("rates", "500,2000", "offered trigger rates for the latency runs, per second, comma-separated")
+	duration := fs.Duration("duration", 5*time.Second, "length of each latency run")
+	lanes := fs.Int("lanes", 16, "trigger lanes")
+	natsURL := fs.String("nats-url", "", "measure against this NATS server or cluster instead of an embedded one")
+	replicas := fs.Int("replicas", 1, "stream replicas (3 on a cluster)")
+	asJSON := fs.Bool("json", false, "print the figures as JSON")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	var offered []int
+	for _, r := range strings.Split(*rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--rates: %q is not a positive rate", r)
+		}
+		offered = append(offered, n)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	url := *natsURL
+	if url == "" {
+		dir, err := os.MkdirTemp("", "orderflow-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: dir, Listen: "127.0.0.1:0"})
+		if err != nil {
+			return err
+		}
+		defer srv.Shutdown()
+		url = srv.ClientURL()
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	st, err := eventstore.Open(ctx, nc, eventstore.Config{Replicas: *replicas, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	progress := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+	var figs []benchFigure
+	add := func(f benchFigure) { figs = append(figs, f) }
+
+	// Raw baselines on a stream of their own.
+	progress("raw JetStream baselines…")
+	rawStream := "ORDERFLOW_BENCH_RAW_" + strings.ToUpper(uuid.NewString()[:8])
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: rawStream, Subjects: []string{strings.ToLower(rawStream) + ".>"},
+		Storage: jetstream.FileStorage, Replicas: *replicas}); err != nil {
+		return err
+	}
+	defer js.DeleteStream(context.Background(), rawStream)
+	const rawN = 100_000
+	body := []byte(`{"worker":"bench","note":"a trigger-sized payload for the baseline"}`)
+	start := time.Now()
+	for i := range rawN {
+		m := nats.NewMsg(fmt.Sprintf("%s.o%d.wash_done", strings.ToLower(rawStream), i%1000))
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, strconv.Itoa(i))
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			return err
+		}
+	}
+	<-js.PublishAsyncComplete()
+	rawPub := float64(rawN) / time.Since(start).Seconds()
+	add(benchFigure{Name: "raw async publish", Value: rawPub, Unit: "msgs/s"})
+	start = time.Now()
+	n, err := st.ReadStream(ctx, rawStream, func(eventstore.StoredMsg) error { return nil }, nil)
+	if err != nil {
+		return err
+	}
+	rawRead := float64(n) / time.Since(start).Seconds()
+	add(benchFigure{Name: "raw ordered-consumer read", Value: rawRead, Unit: "msgs/s"})
+
+	// orderflow, on a tenant of its own so it can run against a live cluster.
+	tenant := "bench-" + uuid.NewString()[:8]
+	defs := projections.NewDefinitions(log)
+	if err := defs.Start(ctx, st); err != nil {
+		return err
+	}
+	defer defs.Stop()
+	base := &handlers.Commands{Store: st, Defs: defs, Tenant: eventstore.DefaultTenant}
+	cmds := base.ForTenant(tenant)
+	progress("definition commands…")
+	meta := handlers.Meta{Actor: eventstore.Actor{Kind: eventstore.ActorSystem, ID: "bench"}}
+	var defLat []time.Duration
+	t0 := time.Now()
+	if err := handlers.SeedWorkedExample(ctx, cmds); err != nil {
+		return err
+	}
+	_ = t0
+	for i := range 200 {
+		t := time.Now()
+		if _, err := cmds.ChangeWorkflow(ctx, meta, "standard_laundry_production", handlers.RenameWorkflow(fmt.Sprintf("Production %d", i))); err != nil {
+			return err
+		}
+		defLat = append(defLat, time.Since(t))
+	}
+	p50, _, p99 := percentiles(defLat)
+	add(benchFigure{Name: "definition command latency p50", Value: ms(p50), Unit: "ms"})
+	add(benchFigure{Name: "definition command latency p99", Value: ms(p99), Unit: "ms"})
+
+	proc, err := handlers.NewProcessor(ctx, base, url, handlers.ProcessorConfig{Lanes: *lanes, Logger: log})
+	if err != nil {
+		return err
+	}
+	go func() { _ = proc.Run(context.Background()) }()
+	<-proc.Running()
+	defer proc.Close()
+
+	outcomes := make(chan string, 1<<16)
+	sub, err := nc.Subscribe(fmt.Sprintf("orderflow.%s.order.*.*", tenant), func(m *nats.Msg) {
+		var env struct {
+			Type        string `json:"type"`
+			CausationID string `json:"causation_id"`
+		}
+		if json.Unmarshal(m.Data, &env) == nil && env.CausationID != "" && env.Type != domain.TypeOrderPlaced {
+			outcomes <- env.CausationID
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+
+	place := func(prefix string, count int) error {
+		var wg sync.WaitGroup
+		errs := make(chan error, 1)
+		sem := make(chan struct{}, 32)
+		for i := range count {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if _, err := cmds.PlaceOrder(ctx, meta, fmt.Sprintf("%s-%d", prefix, i), handlers.WorkedExampleOrderType, ""); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			})
+		}
+		wg.Wait()
+		select {
+		case err := <-errs:
+			return err
+		default:
+			return nil
+		}
+	}
+	throughput := func(name string, backToBack bool) error {
+		prefix := uuid.NewString()[:6]
+		progress("trigger throughput, %s, %d orders…", name, *orders)
+		if err := place(prefix, *orders); err != nil {
+			return err
+		}
+		total := 7 * *orders
+		start := time.Now()
+		publish := func(i, k int) error {
+			m := nats.NewMsg(eventstore.TriggerSubject(tenant, fmt.Sprintf("%s-%d", prefix, i), handlers.WorkedExampleTriggers[k]))
+			_, err := js.PublishMsgAsync(m)
+			return err
+		}
+		for a := range 7 * *orders {
+			i, k := a%*orders, a / *orders // round-robin: every order's first trigger, then every second…
+			if backToBack {
+				i, k = a/7, a%7
+			}
+			if err := publish(i, k); err != nil {
+				return err
+			}
+			if a%2000 == 1999 {
+				<-js.PublishAsyncComplete()
+			}
+		}
+		for range total {
+			select {
+			case <-outcomes:
+			case <-time.After(2 * time.Minute):
+				return fmt.Errorf("%s: outcomes stopped arriving", name)
+			}
+		}
+		rate := float64(total) / time.Since(start).Seconds()
+		add(benchFigure{Name: "trigger throughput, " + name, Value: rate, Unit: "triggers/s", Baseline: "raw async publish", Ratio: rate / rawPub})
+		return nil
+	}
+	if err := throughput("round-robin across orders", false); err != nil {
+		return err
+	}
+	if err := throughput("back to back per order", true); err != nil {
+		return err
+	}
+
+	for _, rate := range offered {
+		progress("latency at %d triggers/s for %s…", rate, *duration)
+		total := int(float64(rate) * duration.Seconds())
+		count := total/7 + 1
+		prefix := uuid.NewString()[:6]
+		if err := place(prefix, count); err != nil {
+			return err
+		}
+		var mu sync.Mutex
+		sent := make(map[string]time.Time, total)
+		var lat []time.Duration
+		done := make(chan struct{})
+		lsub, err := nc.Subscribe(fmt.Sprintf("orderflow.%s.order.*.*", tenant), func(m *nats.Msg) {
+			now := time.Now()
+			var env struct {
+				CausationID string `json:"causation_id"`
+			}
+			_ = json.Unmarshal(m.Data, &env)
+			mu.Lock()
+			defer mu.Unlock()
+			if t, ok := sent[env.CausationID]; ok {
+				lat = append(lat, now.Sub(t))
+				delete(sent, env.CausationID)
+				if len(lat) == total {
+					close(done)
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		interval := time.Second / time.Duration(rate)
+		next := time.Now()
+		for i := range total {
+			id := fmt.Sprintf("%s-l%d", prefix, i)
+			m := nats.NewMsg(eventstore.TriggerSubject(tenant, fmt.Sprintf("%s-%d", prefix, i%count), handlers.WorkedExampleTriggers[i/count]))
+			m.Header.Set(jetstream.MsgIDHeader, id)
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+			mu.Lock()
+			sent[id] = time.Now()
+			mu.Unlock()
+			if _, err := js.PublishMsgAsync(m); err != nil {
+				return err
+			}
+			next = next.Add(interval)
+		}
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute):
+			return fmt.Errorf("latency run at %d/s: outcomes stopped arriving", rate)
+		}
+		_ = lsub.Unsubscribe()
+		for len(outcomes) > 0 {
+			<-outcomes
+		}
+		p50, p90, p99 := percentiles(lat)
+		for _, p := range []struct {
+			q string
+			v time.Duration
+		}{{"p50", p50}, {"p90", p90}, {"p99", p99}} {
+			add(benchFigure{Name: fmt.Sprintf("trigger → stage change at %d/s, %s", rate, p.q), Value: ms(p.v), Unit: "ms"})
+		}
+	}
+
+	progress("projection rebuild…")
+	last, err := st.LastSequence(ctx, eventstore.StreamOrders)
+	if err != nil {
+		return err
+	}
+	rb := projections.NewOrders(log)
+	start = time.Now()
+	if err := rb.Start(ctx, st); err != nil {
+		return err
+	}
+	if err := rb.WaitFor(ctx, last); err != nil {
+		return err
+	}
+	rb.Stop()
+	rebuild := float64(last) / time.Since(start).Seconds()
+	add(benchFigure{Name: fmt.Sprintf("orders read model rebuild (%d events)", last), Value: rebuild, Unit: "events/s",
+		Baseline: "raw ordered-consumer read", Ratio: rebuild / rawRead})
+
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"lanes": *lanes, "orders": *orders, "figures": figs})
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FIGURE\tVALUE\tUNIT\tRATIO TO RAW")
+	for _, f := range figs {
+		ratio := ""
+		if f.Baseline != "" {
+			ratio = fmt.Sprintf("%.3f× %s", f.Ratio, f.Baseline)
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\n", f.Name, f.Value, f.Unit, ratio)
+	}
+	return tw.Flush()
+}
+
+func percentiles(d []time.Duration) (p50, p90, p99 time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[int(q*float64(len(s)-1))] }
+	return at(0.5), at(0.9), at(0.99)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
