@@ -31,7 +31,9 @@ type API struct {
 	// Rebuild, when set, rebuilds the read models from the streams
 	// (POST /v1/projections/rebuild).
 	Rebuild func(ctx context.Context) (RebuildReport, error)
-	Log     *slog.Logger
+	// ProjectionStatus, when set, answers GET /v1/projections.
+	ProjectionStatus func(ctx context.Context) (ProjectionStatus, error)
+	Log              *slog.Logger
 }
 
 func (api *API) reads() *projections.TenantView { return api.Commands.view() }
@@ -67,6 +69,29 @@ func (api *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/order-types/{id}/archive", api.archiveOrderType)
 	api.RegisterOrders(mux)
 	mux.HandleFunc("POST /v1/projections/rebuild", api.rebuild)
+	mux.HandleFunc("GET /v1/projections", api.projectionStatus)
+}
+
+// ProjectionStatus is where the orders read model stands.
+type ProjectionStatus struct {
+	StreamLast     uint64 `json:"stream_last"`
+	Applied        uint64 `json:"applied"`
+	Rebuilding     bool   `json:"rebuilding"`
+	RebuildApplied uint64 `json:"rebuild_applied,omitempty"`
+	RebuildTarget  uint64 `json:"rebuild_target,omitempty"`
+}
+
+func (api *API) projectionStatus(w http.ResponseWriter, r *http.Request) {
+	if api.ProjectionStatus == nil {
+		api.fail(w, r, fmt.Errorf("%w: projection status is not available", errUnavailable))
+		return
+	}
+	st, err := api.ProjectionStatus(r.Context())
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 // RebuildReport says what a rebuild did.

@@ -37,15 +37,19 @@ type App struct {
 	stopCP   context.CancelFunc
 	cpDone   chan struct{}
 	rebuilds sync.Mutex
-	cmds     *handlers.Commands
-	proc     *handlers.Processor
-	procDone chan error
-	stopDemo context.CancelFunc
-	demoDone chan struct{}
-	http     *http.Server
-	httpLn   net.Listener
-	httpDone chan error
-	ready    atomic.Bool
+	// rebuilding is the model a rebuild is filling, and rebuildTo the
+	// sequence it must reach (for progress).
+	rebuilding atomic.Pointer[projections.Orders]
+	rebuildTo  atomic.Uint64
+	cmds       *handlers.Commands
+	proc       *handlers.Processor
+	procDone   chan error
+	stopDemo   context.CancelFunc
+	demoDone   chan struct{}
+	http       *http.Server
+	httpLn     net.Listener
+	httpDone   chan error
+	ready      atomic.Bool
 }
 
 // NewApp returns an App that has not started.
@@ -138,6 +142,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	api.Commands = a.cmds
 	api.Orders = a.orders.Load
 	api.Rebuild = a.RebuildProjections
+	api.ProjectionStatus = a.ProjectionStatus
 	if err := a.startProcessor(ctx); err != nil {
 		return err
 	}
@@ -255,6 +260,9 @@ func (a *App) RebuildProjections(ctx context.Context) (handlers.RebuildReport, e
 		return handlers.RebuildReport{}, err
 	}
 	fresh := projections.NewOrders(a.Logger)
+	a.rebuildTo.Store(last)
+	a.rebuilding.Store(fresh)
+	defer a.rebuilding.Store(nil)
 	if err := fresh.Start(ctx, a.store); err != nil {
 		return handlers.RebuildReport{}, err
 	}
@@ -277,6 +285,24 @@ func (a *App) RebuildProjections(ctx context.Context) (handlers.RebuildReport, e
 		rep.EventsPerSec = float64(last) / took.Seconds()
 	}
 	return rep, nil
+}
+
+// ProjectionStatus reports the read models' positions and a rebuild's
+// progress.
+func (a *App) ProjectionStatus(ctx context.Context) (handlers.ProjectionStatus, error) {
+	last, err := a.store.LastSequence(ctx, eventstore.StreamOrders)
+	if err != nil {
+		return handlers.ProjectionStatus{}, err
+	}
+	st := handlers.ProjectionStatus{StreamLast: last}
+	if o := a.orders.Load(); o != nil {
+		st.Applied = o.Applied()
+	}
+	if r := a.rebuilding.Load(); r != nil {
+		st.Rebuilding = true
+		st.RebuildApplied, st.RebuildTarget = r.Applied(), a.rebuildTo.Load()
+	}
+	return st, nil
 }
 
 // whenReady answers 503 until the streams and read models are open.

@@ -174,6 +174,31 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := parseFlags(fs, args[1:], env); err != nil {
 		return err
 	}
+	// Show the rebuild's progress on a terminal while it runs.
+	if progress := progressTo(stderr, "rebuild"); progress != nil {
+		pctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			t := time.NewTicker(250 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-pctx.Done():
+					return
+				case <-t.C:
+				}
+				b, err := apiCall(pctx, *server, "GET", "/v1/projections", nil)
+				var st struct {
+					Rebuilding     bool   `json:"rebuilding"`
+					RebuildApplied uint64 `json:"rebuild_applied"`
+					RebuildTarget  uint64 `json:"rebuild_target"`
+				}
+				if err == nil && json.Unmarshal(b, &st) == nil && st.Rebuilding {
+					progress(st.RebuildApplied, st.RebuildTarget)
+				}
+			}
+		}()
+	}
 	b, err := apiCall(ctx, *server, "POST", "/v1/projections/rebuild", nil)
 	if err != nil {
 		return err

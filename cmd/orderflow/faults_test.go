@@ -158,6 +158,9 @@ func TestCrashAndRestart(t *testing.T) {
 	if !reflect.DeepEqual(before, after) {
 		t.Fatal("read models differ from a fresh rebuild")
 	}
+	if st := c.must(200, "GET", "/v1/projections", nil); st["applied"] != st["stream_last"] || st["rebuilding"] != false {
+		t.Fatalf("projection status after the rebuild: %v", st)
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 }
 
