@@ -1,0 +1,82 @@
+package projections
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+func orderEvent(seq uint64, id string, at time.Time, e domain.Event) eventstore.Event {
+	data, _ := json.Marshal(e)
+	return eventstore.Event{Sequence: seq, Envelope: eventstore.Envelope{Tenant: "default", AggregateType: "order",
+		AggregateID: id, Type: e.EventType(), OccurredAt: at, Data: data}}
+}
+
+func TestOrdersModel(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	p := func(step int, status string) domain.Position {
+		return domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Step: step, Status: status}
+	}
+	o := NewOrders(nil)
+	seq := uint64(0)
+	apply := func(id string, at time.Time, e domain.Event) {
+		seq++
+		if err := o.Apply(orderEvent(seq, id, at, e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		apply(fmt.Sprintf("o-%02d", i), t0, domain.OrderPlaced{OrderTypeID: "ot", To: p(0, "a"), Workflows: []string{"wf"}})
+	}
+	apply("o-03", t0.Add(time.Hour), domain.OrderAdvanced{Trigger: "x", TriggerID: "1", From: p(0, "a"), To: p(1, "b")})
+	apply("o-04", t0.Add(2*time.Hour), domain.OrderAdvanced{Trigger: "x", TriggerID: "2", From: p(0, "a"), To: p(1, "b")})
+	apply("o-04", t0.Add(3*time.Hour), domain.OrderCompleted{Trigger: "y", TriggerID: "3", From: p(1, "b")})
+	apply("o-05", t0.Add(time.Hour), domain.OrderHeld{})
+	// Applying an event again changes nothing.
+	if err := o.Apply(orderEvent(seq, "o-03", t0, domain.OrderHeld{})); err != nil {
+		t.Fatal(err)
+	}
+
+	rows, more := o.List("default", OrderFilter{}, "", 4)
+	if len(rows) != 4 || !more || rows[0].ID != "o-00" {
+		t.Fatalf("first page %v %v", rows, more)
+	}
+	rows, more = o.List("default", OrderFilter{}, rows[3].ID, 100)
+	if len(rows) != 6 || more || rows[0].ID != "o-04" {
+		t.Fatalf("second page %v %v", rows, more)
+	}
+	if rows, _ := o.List("default", OrderFilter{Status: "b", State: domain.StateActive}, "", 10); len(rows) != 1 || rows[0].ID != "o-03" {
+		t.Fatalf("filter %v", rows)
+	}
+	board := map[string]BoardCell{}
+	for _, c := range o.Board("default", "") {
+		board[c.Status] = c
+	}
+	if board["a"].Count != 8 || board["b"].Count != 1 || board["a"].Left != 2 || board["a"].AverageStay != 90*time.Minute ||
+		board["b"].Left != 1 || board["b"].AverageStay != time.Hour || !board["b"].OldestEnteredAt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("board %+v", board)
+	}
+
+	// A checkpoint restores the same model.
+	b, err := o.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewOrders(nil)
+	if err := r.UnmarshalJSON(b); err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := r.MarshalJSON()
+	if string(b) != string(b2) || r.Applied() != seq {
+		t.Fatalf("checkpoint round trip differs")
+	}
+	// An event out of place is an error, not a silent row.
+	if err := o.Apply(orderEvent(seq+1, "ghost", t0, domain.OrderHeld{})); err == nil {
+		t.Fatal("an event before OrderPlaced was accepted")
+	}
+}
