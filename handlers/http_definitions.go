@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,65 +31,63 @@ func (api *API) listStatuses(w http.ResponseWriter, r *http.Request) {
 
 func (api *API) addStatus(w http.ResponseWriter, r *http.Request) {
 	var b statusBody
-	m, err := meta(r)
-	if err == nil {
-		err = decodeBody(w, r, &b)
-	}
-	if err == nil && b.Category == nil {
-		err = &domain.FieldError{Field: "category", Reason: "is required"}
-	}
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	lib, key, err := api.Commands.AddStatus(r.Context(), m, b.Key, b.Name, *b.Category)
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	st, _ := lib.Status(key)
-	setETag(w, lib.Version())
-	w.Header().Set("Location", "/v1/statuses/"+key)
-	writeJSON(w, http.StatusCreated, st)
+	libraryRoute(api, w, r, "", &b, func(ctx context.Context, m Meta, _ string) (*domain.StatusLibrary, string, error) {
+		if b.Category == nil {
+			return nil, "", &domain.FieldError{Field: "category", Reason: "is required"}
+		}
+		return api.Commands.AddStatus(ctx, m, b.Key, b.Name, *b.Category)
+	}, (*domain.StatusLibrary).Status, "/v1/statuses/")
 }
 
 func (api *API) updateStatus(w http.ResponseWriter, r *http.Request) {
 	var p statusPatch
-	key, err := pathToken(r, "key", "status key")
-	m, merr := meta(r)
-	err = errors.Join(err, merr)
-	if err == nil {
-		err = decodeBody(w, r, &p)
-	}
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	lib, err := api.Commands.UpdateStatus(r.Context(), m, key, p.Name, p.Category)
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	st, _ := lib.Status(key)
-	setETag(w, lib.Version())
-	writeJSON(w, http.StatusOK, st)
+	libraryRoute(api, w, r, "status key", &p, func(ctx context.Context, m Meta, key string) (*domain.StatusLibrary, string, error) {
+		lib, err := api.Commands.UpdateStatus(ctx, m, key, p.Name, p.Category)
+		return lib, key, err
+	}, (*domain.StatusLibrary).Status, "")
 }
 
 func (api *API) archiveStatus(w http.ResponseWriter, r *http.Request) {
-	key, err := pathToken(r, "key", "status key")
-	m, merr := meta(r)
-	if err = errors.Join(err, merr); err != nil {
-		api.fail(w, r, err)
-		return
+	libraryRoute(api, w, r, "status key", nil, func(ctx context.Context, m Meta, key string) (*domain.StatusLibrary, string, error) {
+		lib, err := api.Commands.ArchiveStatus(ctx, m, key)
+		return lib, key, err
+	}, (*domain.StatusLibrary).Status, "")
+}
+
+// libraryRoute runs one status or trigger library command: it reads the
+// {key} path value (when keyField names it), the caller's meta and the
+// body (when body is not nil), runs the command, and answers with the
+// entry it touched and the library's version as ETag. A non-empty
+// location answers 201 Created with Location: location+key.
+func libraryRoute[L interface{ Version() uint64 }, E any](api *API, w http.ResponseWriter, r *http.Request, keyField string, body any,
+	run func(ctx context.Context, m Meta, key string) (L, string, error), entry func(L, string) (E, bool), location string) {
+	var key string
+	var err error
+	if keyField != "" {
+		key, err = pathToken(r, "key", keyField)
 	}
-	lib, err := api.Commands.ArchiveStatus(r.Context(), m, key)
+	m, merr := meta(r)
+	err = errors.Join(err, merr)
+	if err == nil && body != nil {
+		err = decodeBody(w, r, body)
+	}
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
-	st, _ := lib.Status(key)
+	lib, key, err := run(r.Context(), m, key)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	e, _ := entry(lib, key)
 	setETag(w, lib.Version())
-	writeJSON(w, http.StatusOK, st)
+	status := http.StatusOK
+	if location != "" {
+		w.Header().Set("Location", location+key)
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, e)
 }
 
 // Triggers.
@@ -112,62 +111,24 @@ func (api *API) listTriggers(w http.ResponseWriter, r *http.Request) {
 
 func (api *API) addTrigger(w http.ResponseWriter, r *http.Request) {
 	var b triggerBody
-	m, err := meta(r)
-	if err == nil {
-		err = decodeBody(w, r, &b)
-	}
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	lib, key, err := api.Commands.AddTrigger(r.Context(), m, b.Key, b.Name, b.Description)
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	tr, _ := lib.Trigger(key)
-	setETag(w, lib.Version())
-	w.Header().Set("Location", "/v1/triggers/"+key)
-	writeJSON(w, http.StatusCreated, tr)
+	libraryRoute(api, w, r, "", &b, func(ctx context.Context, m Meta, _ string) (*domain.TriggerLibrary, string, error) {
+		return api.Commands.AddTrigger(ctx, m, b.Key, b.Name, b.Description)
+	}, (*domain.TriggerLibrary).Trigger, "/v1/triggers/")
 }
 
 func (api *API) updateTrigger(w http.ResponseWriter, r *http.Request) {
 	var p triggerPatch
-	key, err := pathToken(r, "key", "trigger key")
-	m, merr := meta(r)
-	err = errors.Join(err, merr)
-	if err == nil {
-		err = decodeBody(w, r, &p)
-	}
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	lib, err := api.Commands.UpdateTrigger(r.Context(), m, key, p.Name, p.Description)
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	tr, _ := lib.Trigger(key)
-	setETag(w, lib.Version())
-	writeJSON(w, http.StatusOK, tr)
+	libraryRoute(api, w, r, "trigger key", &p, func(ctx context.Context, m Meta, key string) (*domain.TriggerLibrary, string, error) {
+		lib, err := api.Commands.UpdateTrigger(ctx, m, key, p.Name, p.Description)
+		return lib, key, err
+	}, (*domain.TriggerLibrary).Trigger, "")
 }
 
 func (api *API) archiveTrigger(w http.ResponseWriter, r *http.Request) {
-	key, err := pathToken(r, "key", "trigger key")
-	m, merr := meta(r)
-	if err = errors.Join(err, merr); err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	lib, err := api.Commands.ArchiveTrigger(r.Context(), m, key)
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	tr, _ := lib.Trigger(key)
-	setETag(w, lib.Version())
-	writeJSON(w, http.StatusOK, tr)
+	libraryRoute(api, w, r, "trigger key", nil, func(ctx context.Context, m Meta, key string) (*domain.TriggerLibrary, string, error) {
+		lib, err := api.Commands.ArchiveTrigger(ctx, m, key)
+		return lib, key, err
+	}, (*domain.TriggerLibrary).Trigger, "")
 }
 
 // Workflows.
