@@ -38,38 +38,75 @@ type API struct {
 
 func (api *API) reads() *projections.TenantView { return api.Commands.view() }
 
+// route is one HTTP route: the table both serves and documents the API
+// (GET /openapi.json is made from it).
+type route struct {
+	pattern string // "METHOD /path"
+	summary string
+	body    any // an example request body, nil when none
+	handler http.HandlerFunc
+}
+
+// routes is the API under /v1.
+func (api *API) routes() []route {
+	str := func(s string) *string { return &s }
+	num := func(n int) *int { return &n }
+	step := map[string]any{"status": "washing", "trigger": "wash_done"}
+	return []route{
+		{"GET /v1/statuses", "List the status library (ETag: the library's version)", nil, api.listStatuses},
+		{"POST /v1/statuses", "Add a status (a missing key is derived from the name)", statusBody{Name: "Washing", Category: &domain.CategoryInProgress}, api.addStatus},
+		{"PATCH /v1/statuses/{key}", "Rename or recategorize a status", statusPatch{Name: str("Wash")}, api.updateStatus},
+		{"DELETE /v1/statuses/{key}", "Archive a status (refused while a live workflow uses it)", nil, api.archiveStatus},
+
+		{"GET /v1/triggers", "List the trigger library", nil, api.listTriggers},
+		{"POST /v1/triggers", "Add a trigger", triggerBody{Key: "wash_done", Name: "Wash done"}, api.addTrigger},
+		{"PATCH /v1/triggers/{key}", "Rename a trigger or change its description", triggerPatch{Name: str("Washed")}, api.updateTrigger},
+		{"DELETE /v1/triggers/{key}", "Archive a trigger (refused while a live workflow uses it)", nil, api.archiveTrigger},
+
+		{"GET /v1/workflows", "The workflows table", nil, api.listWorkflows},
+		{"POST /v1/workflows", "Create a workflow", map[string]any{"name": "Production", "type": "production", "steps": []any{step}}, api.createWorkflow},
+		{"GET /v1/workflows/{id}", "One workflow (?as_of= RFC 3339 for the version in force then)", nil, api.getWorkflow},
+		{"PATCH /v1/workflows/{id}", "Rename, or change type and fulfillment method", workflowPatch{Name: str("Laundry Production")}, api.updateWorkflow},
+		{"PUT /v1/workflows/{id}/steps", "Replace the ordered step list", map[string]any{"steps": []any{step}}, api.replaceSteps},
+		{"POST /v1/workflows/{id}/steps", "Add a step (at position, or at the end)", stepBody{Status: "drying", Trigger: "dry_done", Position: num(1)}, api.addStep},
+		{"POST /v1/workflows/{id}/steps/move", "Move a step (drag and drop)", moveBody{From: num(2), To: num(0)}, api.moveStep},
+		{"PATCH /v1/workflows/{id}/steps/{index}", "Change one step's trigger", stepTriggerBody{Trigger: "dry_done"}, api.changeStepTrigger},
+		{"DELETE /v1/workflows/{id}/steps/{index}", "Remove a step", nil, api.removeStep},
+		{"POST /v1/workflows/{id}/archive", "Archive a workflow", nil, api.archiveWorkflow},
+		{"GET /v1/workflows/{id}/versions/{v}", "A past version of a workflow", nil, api.workflowVersion},
+
+		{"GET /v1/order-types", "List order types", nil, api.listOrderTypes},
+		{"POST /v1/order-types", "Create an order type", map[string]any{"name": "Wash & Fold Delivery", "intake": "laundry_intake",
+			"production": "standard_laundry_production", "fulfillment": []string{"home_delivery"}}, api.createOrderType},
+		{"GET /v1/order-types/{id}", "One order type", nil, api.getOrderType},
+		{"PATCH /v1/order-types/{id}", "Change an order type's name or workflows", orderTypePatch{Name: str("Wash & Fold")}, api.updateOrderType},
+		{"POST /v1/order-types/{id}/archive", "Archive an order type", nil, api.archiveOrderType},
+
+		{"POST /v1/orders", "Place an order", placeBody{ID: "order-1", OrderTypeID: "wash_fold_delivery"}, api.placeOrder},
+		{"GET /v1/orders", "List orders (status, workflow_id, order_type_id, state; limit, cursor; min_seq)", nil, api.listOrders},
+		{"GET /v1/orders/{id}", "One order (?as_of= RFC 3339 for the state then)", nil, api.getOrder},
+		{"GET /v1/orders/{id}/history", "An order's events, oldest first", nil, api.orderHistory},
+		{"POST /v1/orders/{id}/triggers", "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem",
+			triggerRequest{Trigger: "picked_up", Worker: "ana"}, api.postTrigger},
+		{"POST /v1/orders/{id}/hold", "Hold an order", map[string]any{"reason": "customer away"}, api.supervise(holdOrder)},
+		{"POST /v1/orders/{id}/resume", "Resume a held order", map[string]any{"reason": "back"}, api.supervise(resumeOrder)},
+		{"POST /v1/orders/{id}/cancel", "Cancel an order", map[string]any{"reason": "duplicate"}, api.supervise(cancelOrder)},
+		{"POST /v1/orders/{id}/move", "Move an order to a step of one of its workflows", map[string]any{"workflow_id": "standard_laundry_production",
+			"step": 2, "reason": "already dry"}, api.supervise(moveOrder)},
+		{"POST /v1/orders/{id}/migrate", "Move an in-flight order to a newer version of its workflow", map[string]any{"workflow_id": "standard_laundry_production",
+			"to_version": 5}, api.supervise(migrateOrder)},
+		{"GET /v1/board", "Orders per workflow and status: count, oldest entry, average stay (?workflow_id=, min_seq)", nil, api.board},
+		{"GET /v1/events", "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes)", nil, api.events},
+		{"GET /v1/projections", "Where the read models stand, and a rebuild's progress", nil, api.projectionStatus},
+		{"POST /v1/projections/rebuild", "Rebuild the read models from the streams", nil, api.rebuild},
+	}
+}
+
 // Register adds every route to mux.
 func (api *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/statuses", api.listStatuses)
-	mux.HandleFunc("POST /v1/statuses", api.addStatus)
-	mux.HandleFunc("PATCH /v1/statuses/{key}", api.updateStatus)
-	mux.HandleFunc("DELETE /v1/statuses/{key}", api.archiveStatus)
-
-	mux.HandleFunc("GET /v1/triggers", api.listTriggers)
-	mux.HandleFunc("POST /v1/triggers", api.addTrigger)
-	mux.HandleFunc("PATCH /v1/triggers/{key}", api.updateTrigger)
-	mux.HandleFunc("DELETE /v1/triggers/{key}", api.archiveTrigger)
-
-	mux.HandleFunc("GET /v1/workflows", api.listWorkflows)
-	mux.HandleFunc("POST /v1/workflows", api.createWorkflow)
-	mux.HandleFunc("GET /v1/workflows/{id}", api.getWorkflow)
-	mux.HandleFunc("PATCH /v1/workflows/{id}", api.updateWorkflow)
-	mux.HandleFunc("PUT /v1/workflows/{id}/steps", api.replaceSteps)
-	mux.HandleFunc("POST /v1/workflows/{id}/steps", api.addStep)
-	mux.HandleFunc("POST /v1/workflows/{id}/steps/move", api.moveStep)
-	mux.HandleFunc("PATCH /v1/workflows/{id}/steps/{index}", api.changeStepTrigger)
-	mux.HandleFunc("DELETE /v1/workflows/{id}/steps/{index}", api.removeStep)
-	mux.HandleFunc("POST /v1/workflows/{id}/archive", api.archiveWorkflow)
-	mux.HandleFunc("GET /v1/workflows/{id}/versions/{v}", api.workflowVersion)
-
-	mux.HandleFunc("GET /v1/order-types", api.listOrderTypes)
-	mux.HandleFunc("POST /v1/order-types", api.createOrderType)
-	mux.HandleFunc("GET /v1/order-types/{id}", api.getOrderType)
-	mux.HandleFunc("PATCH /v1/order-types/{id}", api.updateOrderType)
-	mux.HandleFunc("POST /v1/order-types/{id}/archive", api.archiveOrderType)
-	api.RegisterOrders(mux)
-	mux.HandleFunc("POST /v1/projections/rebuild", api.rebuild)
-	mux.HandleFunc("GET /v1/projections", api.projectionStatus)
+	for _, r := range api.routes() {
+		mux.HandleFunc(r.pattern, r.handler)
+	}
 }
 
 // ProjectionStatus is where the orders read model stands.

@@ -20,36 +20,33 @@ import (
 	"github.com/orderflow/orderflow/projections"
 )
 
-// RegisterOrders adds the order routes to mux.
-func (api *API) RegisterOrders(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/orders", api.placeOrder)
-	mux.HandleFunc("GET /v1/orders", api.listOrders)
-	mux.HandleFunc("GET /v1/board", api.board)
-	mux.HandleFunc("GET /v1/events", api.events)
-	mux.HandleFunc("GET /v1/orders/{id}", api.getOrder)
-	mux.HandleFunc("GET /v1/orders/{id}/history", api.orderHistory)
-	mux.HandleFunc("POST /v1/orders/{id}/triggers", api.postTrigger)
-	mux.HandleFunc("POST /v1/orders/{id}/hold", api.supervise(func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
-		return c.HoldOrder(ctx, m, id, b.Reason)
-	}))
-	mux.HandleFunc("POST /v1/orders/{id}/resume", api.supervise(func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
-		return c.ResumeOrder(ctx, m, id, b.Reason)
-	}))
-	mux.HandleFunc("POST /v1/orders/{id}/cancel", api.supervise(func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
-		return c.CancelOrder(ctx, m, id, b.Reason)
-	}))
-	mux.HandleFunc("POST /v1/orders/{id}/move", api.supervise(func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
-		if b.WorkflowID == nil || b.Step == nil {
-			return nil, &domain.FieldError{Field: "workflow_id, step", Reason: "both are required"}
-		}
-		return c.MoveOrder(ctx, m, id, *b.WorkflowID, *b.Step, b.Reason)
-	}))
-	mux.HandleFunc("POST /v1/orders/{id}/migrate", api.supervise(func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
-		if b.WorkflowID == nil || b.ToVersion == nil {
-			return nil, &domain.FieldError{Field: "workflow_id, to_version", Reason: "both are required"}
-		}
-		return c.MigrateOrder(ctx, m, id, *b.WorkflowID, *b.ToVersion, b.Reason)
-	}))
+// The supervisor actions.
+type superviseFunc func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error)
+
+func holdOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+	return c.HoldOrder(ctx, m, id, b.Reason)
+}
+
+func resumeOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+	return c.ResumeOrder(ctx, m, id, b.Reason)
+}
+
+func cancelOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+	return c.CancelOrder(ctx, m, id, b.Reason)
+}
+
+func moveOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+	if b.WorkflowID == nil || b.Step == nil {
+		return nil, &domain.FieldError{Field: "workflow_id, step", Reason: "both are required"}
+	}
+	return c.MoveOrder(ctx, m, id, *b.WorkflowID, *b.Step, b.Reason)
+}
+
+func migrateOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+	if b.WorkflowID == nil || b.ToVersion == nil {
+		return nil, &domain.FieldError{Field: "workflow_id, to_version", Reason: "both are required"}
+	}
+	return c.MigrateOrder(ctx, m, id, *b.WorkflowID, *b.ToVersion, b.Reason)
 }
 
 // OrderJSON is an order as the API shows it.
@@ -206,7 +203,7 @@ type superviseBody struct {
 	ToVersion  *uint64 `json:"to_version"`
 }
 
-func (api *API) supervise(do func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error)) http.HandlerFunc {
+func (api *API) supervise(do superviseFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b superviseBody
 		id, err := pathToken(r, "id", "order id")

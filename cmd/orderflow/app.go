@@ -79,6 +79,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	v1 := http.NewServeMux()
 	api.Register(v1)
 	mux.Handle("/v1/", a.whenReady(v1))
+	mux.HandleFunc("GET /openapi.json", api.ServeOpenAPI)
+	mux.HandleFunc("GET /metrics", a.serveMetrics)
 	a.httpLn, err = net.Listen("tcp", a.Config.HTTP)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
@@ -303,6 +305,39 @@ func (a *App) ProjectionStatus(ctx context.Context) (handlers.ProjectionStatus, 
 		st.RebuildApplied, st.RebuildTarget = r.Applied(), a.rebuildTo.Load()
 	}
 	return st, nil
+}
+
+// serveMetrics writes Prometheus text metrics: readiness, the streams'
+// last sequences, where the read models and the store's index stand, and
+// how many triggers this process has applied.
+func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	ready := 0
+	if a.checkReady(r.Context()) == nil {
+		ready = 1
+	}
+	fmt.Fprintf(w, "# HELP orderflow_ready 1 when orderflow serves requests.\n# TYPE orderflow_ready gauge\norderflow_ready %d\n", ready)
+	if ready == 0 {
+		return
+	}
+	fmt.Fprint(w, "# HELP orderflow_stream_last_sequence The last sequence of each stream.\n# TYPE orderflow_stream_last_sequence gauge\n")
+	for _, s := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers} {
+		if last, err := a.store.LastSequence(r.Context(), s); err == nil {
+			fmt.Fprintf(w, "orderflow_stream_last_sequence{stream=%q} %d\n", s, last)
+		}
+	}
+	fmt.Fprint(w, "# HELP orderflow_read_model_applied_sequence The last stream sequence each read model reflects.\n# TYPE orderflow_read_model_applied_sequence gauge\n")
+	fmt.Fprintf(w, "orderflow_read_model_applied_sequence{model=\"definitions\"} %d\n", a.defs.Applied())
+	if o := a.orders.Load(); o != nil {
+		fmt.Fprintf(w, "orderflow_read_model_applied_sequence{model=\"orders\"} %d\n", o.Applied())
+	}
+	fmt.Fprint(w, "# HELP orderflow_index_applied_sequence The last stream sequence the store's load index has seen.\n# TYPE orderflow_index_applied_sequence gauge\n")
+	for _, s := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders} {
+		fmt.Fprintf(w, "orderflow_index_applied_sequence{stream=%q} %d\n", s, a.store.Indexed(s))
+	}
+	if a.proc != nil {
+		fmt.Fprintf(w, "# HELP orderflow_triggers_applied_total Triggers this process has applied.\n# TYPE orderflow_triggers_applied_total counter\norderflow_triggers_applied_total %d\n", a.proc.Handled())
+	}
 }
 
 // whenReady answers 503 until the streams and read models are open.

@@ -153,3 +153,25 @@ func TestMainUsage(t *testing.T) {
 		t.Fatalf("bad flags: exit %d (%s)", code, errOut.String())
 	}
 }
+
+// /openapi.json documents every route the API serves, and /metrics
+// answers in Prometheus text.
+func TestOpenAPIAndMetrics(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	doc := c.must(200, "GET", "/openapi.json", nil)
+	paths := doc["paths"].(map[string]any)
+	for _, p := range []string{"/v1/statuses", "/v1/workflows/{id}/steps/move", "/v1/orders/{id}/triggers", "/v1/events", "/metrics"} {
+		if _, ok := paths[p]; !ok {
+			t.Errorf("openapi.json lacks %s", p)
+		}
+	}
+	if doc["openapi"] != "3.1.0" {
+		t.Fatalf("openapi %v", doc["openapi"])
+	}
+	code, body := get(t, "http://"+app.HTTPAddr()+"/metrics")
+	if code != 200 || !strings.Contains(body, "orderflow_ready 1") || !strings.Contains(body, `orderflow_stream_last_sequence{stream="ORDERFLOW_ORDERS"}`) {
+		t.Fatalf("/metrics %d:\n%s", code, body)
+	}
+}

@@ -1,0 +1,78 @@
+package handlers
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+)
+
+var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
+
+// OpenAPI is the API's OpenAPI 3.1 document, made from the same route
+// table the server serves, so it cannot leave a route out.
+func (api *API) OpenAPI() map[string]any {
+	problem := map[string]any{"application/problem+json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Problem"}}}
+	errors := map[string]any{
+		"400": map[string]any{"description": "invalid_argument", "content": problem},
+		"404": map[string]any{"description": "not_found", "content": problem},
+		"409": map[string]any{"description": "conflict or trigger_rejected", "content": problem},
+		"412": map[string]any{"description": "precondition_failed (stale If-Match)", "content": problem},
+		"413": map[string]any{"description": "payload_too_large", "content": problem},
+	}
+	paths := map[string]map[string]any{}
+	add := func(method, path, summary string, body any) {
+		var params []any
+		for _, m := range pathParam.FindAllStringSubmatch(path, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		ok := "200"
+		if method == "POST" && strings.Count(path, "/") == 2 && path != "/v1/board" {
+			ok = "201" // creating a resource
+		}
+		responses := map[string]any{ok: map[string]any{"description": "OK", "content": map[string]any{"application/json": map[string]any{}}}}
+		if strings.HasPrefix(path, "/v1/") {
+			for k, v := range errors {
+				responses[k] = v
+			}
+		}
+		op := map[string]any{"summary": summary, "responses": responses}
+		if len(params) > 0 {
+			op["parameters"] = params
+		}
+		if body != nil {
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"example": body}}}
+		}
+		if paths[path] == nil {
+			paths[path] = map[string]any{}
+		}
+		paths[path][strings.ToLower(method)] = op
+	}
+	for _, r := range api.routes() {
+		method, path, _ := strings.Cut(r.pattern, " ")
+		add(method, path, r.summary, r.body)
+	}
+	add("GET", "/healthz", "The process is alive", nil)
+	add("GET", "/readyz", "Streams are open and NATS is connected (503 otherwise)", nil)
+	add("GET", "/metrics", "Prometheus text metrics", nil)
+	add("GET", "/openapi.json", "This document", nil)
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info": map[string]any{"title": "orderflow", "version": "1",
+			"description": "Event-sourced order progression. Errors are application/problem+json with a machine code."},
+		"paths": paths,
+		"components": map[string]any{"schemas": map[string]any{"Problem": map[string]any{
+			"type":     "object",
+			"required": []string{"status", "title", "code"},
+			"properties": map[string]any{
+				"status": map[string]any{"type": "integer"}, "title": map[string]any{"type": "string"},
+				"detail": map[string]any{"type": "string"}, "code": map[string]any{"type": "string"},
+				"reason": map[string]any{"type": "string"}, "expected": map[string]any{"type": "string"},
+			},
+		}}},
+	}
+}
+
+// ServeOpenAPI answers GET /openapi.json.
+func (api *API) ServeOpenAPI(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.OpenAPI())
+}
