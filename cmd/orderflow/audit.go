@@ -74,6 +74,24 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 	return st, closeAll, nil
 }
 
+// storeCommand parses a command's flags (the store flags, plus those
+// define adds) and opens the store; done closes it.
+func storeCommand(ctx context.Context, name string, args []string, stderr io.Writer, env func(string) (string, bool),
+	create bool, define func(*flag.FlagSet)) (fs *flag.FlagSet, st *eventstore.Store, done func(), err error) {
+	fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.register(fs)
+	if define != nil {
+		define(fs)
+	}
+	if err := parseFlags(fs, args, env); err != nil {
+		return nil, nil, nil, err
+	}
+	st, done, err = sf.open(ctx, create)
+	return fs, st, done, err
+}
+
 // progressTo prints progress on w when it is a terminal, and nothing
 // otherwise (so logs and pipes stay clean).
 func progressTo(w io.Writer, what string) eventstore.Progress {
@@ -103,15 +121,10 @@ var errBreaks = errors.New("the hash chain is broken")
 
 // verifyCmd: orderflow verify.
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	streams := fs.String("streams", eventstore.StreamDefinitions+","+eventstore.StreamOrders, "streams to verify, comma-separated")
-	if err := parseFlags(fs, args, env); err != nil {
-		return err
-	}
-	st, done, err := sf.open(ctx, false)
+	var streams *string
+	_, st, done, err := storeCommand(ctx, "verify", args, stderr, env, false, func(fs *flag.FlagSet) {
+		streams = fs.String("streams", eventstore.StreamDefinitions+","+eventstore.StreamOrders, "streams to verify, comma-separated")
+	})
 	if err != nil {
 		return err
 	}
@@ -149,15 +162,10 @@ var exportStreams = []string{eventstore.StreamDefinitions, eventstore.StreamOrde
 
 // exportCmd: orderflow export.
 func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	out := fs.String("out", "-", "file to write the JSON Lines to (- for standard output)")
-	if err := parseFlags(fs, args, env); err != nil {
-		return err
-	}
-	st, done, err := sf.open(ctx, false)
+	var out *string
+	_, st, done, err := storeCommand(ctx, "export", args, stderr, env, false, func(fs *flag.FlagSet) {
+		out = fs.String("out", "-", "file to write the JSON Lines to (- for standard output)")
+	})
 	if err != nil {
 		return err
 	}
@@ -202,15 +210,10 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 
 // importCmd: orderflow import.
 func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := flag.NewFlagSet("import", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	in := fs.String("in", "-", "JSON Lines file written by export (- for standard input)")
-	if err := parseFlags(fs, args, env); err != nil {
-		return err
-	}
-	st, done, err := sf.open(ctx, true)
+	var in *string
+	_, st, done, err := storeCommand(ctx, "import", args, stderr, env, true, func(fs *flag.FlagSet) {
+		in = fs.String("in", "-", "JSON Lines file written by export (- for standard input)")
+	})
 	if err != nil {
 		return err
 	}
@@ -284,28 +287,22 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 
 // replayCmd: orderflow replay --until T.
 func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	untilFlag := fs.String("until", "", "rebuild the read models as they were at this time (RFC 3339); empty for now")
-	out := fs.String("out", "", "write the read models as JSON to this file instead of printing the board")
-	tenant := fs.String("tenant", eventstore.DefaultTenant, "tenant")
-	if err := parseFlags(fs, args, env); err != nil {
-		return err
-	}
-	var until time.Time
-	if *untilFlag != "" {
-		var err error
-		if until, err = time.Parse(time.RFC3339Nano, *untilFlag); err != nil {
-			return fmt.Errorf("--until %q: want RFC 3339, such as 2026-11-27T17:00:00Z", *untilFlag)
-		}
-	}
-	st, done, err := sf.open(ctx, false)
+	var untilFlag, out, tenant *string
+	_, st, done, err := storeCommand(ctx, "replay", args, stderr, env, false, func(fs *flag.FlagSet) {
+		untilFlag = fs.String("until", "", "rebuild the read models as they were at this time (RFC 3339); empty for now")
+		out = fs.String("out", "", "write the read models as JSON to this file instead of printing the board")
+		tenant = fs.String("tenant", eventstore.DefaultTenant, "tenant")
+	})
 	if err != nil {
 		return err
 	}
 	defer done()
+	var until time.Time
+	if *untilFlag != "" {
+		if until, err = time.Parse(time.RFC3339Nano, *untilFlag); err != nil {
+			return fmt.Errorf("--until %q: want RFC 3339, such as 2026-11-27T17:00:00Z", *untilFlag)
+		}
+	}
 	defs, orders, stats, err := projections.Replay(ctx, st, until, progressTo(stderr, "replay"))
 	if err != nil {
 		return err
@@ -356,22 +353,17 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return errors.New("want: audit order ID or audit workflow ID")
 	}
 	kind := args[0]
-	fs := flag.NewFlagSet("audit "+kind, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	tenant := fs.String("tenant", eventstore.DefaultTenant, "tenant")
-	if err := parseFlags(fs, args[1:], env); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("want one ID")
-	}
-	st, done, err := sf.open(ctx, false)
+	var tenant *string
+	fs, st, done, err := storeCommand(ctx, "audit "+kind, args[1:], stderr, env, false, func(fs *flag.FlagSet) {
+		tenant = fs.String("tenant", eventstore.DefaultTenant, "tenant")
+	})
 	if err != nil {
 		return err
 	}
 	defer done()
+	if fs.NArg() != 1 {
+		return errors.New("want one ID")
+	}
 	defs, _, _, err := projections.Replay(ctx, st, time.Time{}, nil)
 	if err != nil {
 		return err
