@@ -118,6 +118,34 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	rawRead := float64(n) / time.Since(start).Seconds()
 	add(benchFigure{Name: "raw ordered-consumer read", Value: rawRead, Unit: "msgs/s"})
 
+	// Raw latency baselines: a synchronous publish's acknowledgement, and
+	// publish → a subscriber seeing the stored message at each offered rate.
+	var ackLat []time.Duration
+	for i := range 500 {
+		m := nats.NewMsg(fmt.Sprintf("%s.ack.o%d", strings.ToLower(rawStream), i))
+		m.Data = body
+		t := time.Now()
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			return err
+		}
+		ackLat = append(ackLat, time.Since(t))
+	}
+	rawAck50, _, rawAck99 := percentiles(ackLat)
+	add(benchFigure{Name: "raw publish acknowledgement p50", Value: ms(rawAck50), Unit: "ms"})
+	add(benchFigure{Name: "raw publish acknowledgement p99", Value: ms(rawAck99), Unit: "ms"})
+	rawSeen := map[int][3]time.Duration{}
+	for _, rate := range offered {
+		lat, err := rawDeliveryLatency(ctx, nc, js, strings.ToLower(rawStream)+".lat", body, rate, *duration)
+		if err != nil {
+			return err
+		}
+		p50, p90, p99 := percentiles(lat)
+		rawSeen[rate] = [3]time.Duration{p50, p90, p99}
+		for i, q := range []string{"p50", "p90", "p99"} {
+			add(benchFigure{Name: fmt.Sprintf("raw publish → seen at %d/s, %s", rate, q), Value: ms(rawSeen[rate][i]), Unit: "ms"})
+		}
+	}
+
 	// orderflow, on a tenant of its own so it can run against a live cluster.
 	tenant := "bench-" + uuid.NewString()[:8]
 	defs := projections.NewDefinitions(log)
@@ -143,8 +171,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		defLat = append(defLat, time.Since(t))
 	}
 	p50, _, p99 := percentiles(defLat)
-	add(benchFigure{Name: "definition command latency p50", Value: ms(p50), Unit: "ms"})
-	add(benchFigure{Name: "definition command latency p99", Value: ms(p99), Unit: "ms"})
+	add(benchFigure{Name: "definition command latency p50", Value: ms(p50), Unit: "ms", Baseline: "raw publish acknowledgement p50", Ratio: ratio(p50, rawAck50)})
+	add(benchFigure{Name: "definition command latency p99", Value: ms(p99), Unit: "ms", Baseline: "raw publish acknowledgement p99", Ratio: ratio(p99, rawAck99)})
 
 	proc, err := handlers.NewProcessor(ctx, base, url, handlers.ProcessorConfig{Lanes: *lanes, Logger: log})
 	if err != nil {
@@ -294,11 +322,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 			<-outcomes
 		}
 		p50, p90, p99 := percentiles(lat)
-		for _, p := range []struct {
+		for i, p := range []struct {
 			q string
 			v time.Duration
 		}{{"p50", p50}, {"p90", p90}, {"p99", p99}} {
-			add(benchFigure{Name: fmt.Sprintf("trigger → stage change at %d/s, %s", rate, p.q), Value: ms(p.v), Unit: "ms"})
+			add(benchFigure{Name: fmt.Sprintf("trigger → stage change at %d/s, %s", rate, p.q), Value: ms(p.v), Unit: "ms",
+				Baseline: fmt.Sprintf("raw publish → seen at %d/s, %s", rate, p.q), Ratio: ratio(p.v, rawSeen[rate][i])})
 		}
 	}
 
@@ -328,11 +357,11 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FIGURE\tVALUE\tUNIT\tRATIO TO RAW")
 	for _, f := range figs {
-		ratio := ""
+		r := ""
 		if f.Baseline != "" {
-			ratio = fmt.Sprintf("%.3f× %s", f.Ratio, f.Baseline)
+			r = fmt.Sprintf("%.3f× %s", f.Ratio, f.Baseline)
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\n", f.Name, f.Value, f.Unit, ratio)
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\n", f.Name, f.Value, f.Unit, r)
 	}
 	return tw.Flush()
 }
@@ -348,3 +377,62 @@ func percentiles(d []time.Duration) (p50, p90, p99 time.Duration) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// rawDeliveryLatency publishes to a stream at rate for d and measures how
+// long each message takes to reach a subscriber once stored.
+func rawDeliveryLatency(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, prefix string, body []byte, rate int, d time.Duration) ([]time.Duration, error) {
+	total := int(float64(rate) * d.Seconds())
+	var mu sync.Mutex
+	sent := make(map[string]time.Time, total)
+	lat := make([]time.Duration, 0, total)
+	done := make(chan struct{})
+	sub, err := nc.Subscribe(prefix+".>", func(m *nats.Msg) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if t, ok := sent[m.Subject]; ok {
+			lat = append(lat, now.Sub(t))
+			delete(sent, m.Subject)
+			if len(lat) == total {
+				close(done)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	interval := time.Second / time.Duration(rate)
+	next := time.Now()
+	run := uuid.NewString()[:6]
+	for i := range total {
+		subj := fmt.Sprintf("%s.%s.%d", prefix, run, i)
+		m := nats.NewMsg(subj)
+		m.Data = body
+		if w := time.Until(next); w > 0 {
+			time.Sleep(w)
+		}
+		mu.Lock()
+		sent[subj] = time.Now()
+		mu.Unlock()
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			return nil, err
+		}
+		next = next.Add(interval)
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		return nil, fmt.Errorf("raw latency at %d/s: messages stopped arriving", rate)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return lat, nil
+}
