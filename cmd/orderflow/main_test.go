@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"log/slog"
@@ -173,5 +174,39 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	code, body := get(t, "http://"+app.HTTPAddr()+"/metrics")
 	if code != 200 || !strings.Contains(body, "orderflow_ready 1") || !strings.Contains(body, `orderflow_stream_last_sequence{stream="ORDERFLOW_ORDERS"}`) {
 		t.Fatalf("/metrics %d:\n%s", code, body)
+	}
+}
+
+// orderflow bench runs end to end (small sizes) and prints JSON figures,
+// each orderflow figure with its ratio to a raw baseline.
+func TestBenchCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("benchmark run")
+	}
+	t.Parallel()
+	var out, errOut strings.Builder
+	code := Main(context.Background(), []string{"bench", "--orders", "30", "--rates", "200", "--duration", "500ms", "--lanes", "4", "--json"},
+		&out, &errOut, func(string) (string, bool) { return "", false })
+	if code != 0 {
+		t.Fatalf("bench: %d\n%s", code, errOut.String())
+	}
+	var res struct {
+		Figures []struct {
+			Name     string  `json:"name"`
+			Value    float64 `json:"value"`
+			Baseline string  `json:"baseline"`
+			Ratio    float64 `json:"ratio"`
+		} `json:"figures"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, out.String())
+	}
+	for _, f := range res.Figures {
+		if f.Value <= 0 {
+			t.Errorf("%s: %v", f.Name, f.Value)
+		}
+		if !strings.HasPrefix(f.Name, "raw ") && (f.Baseline == "" || f.Ratio <= 0) {
+			t.Errorf("%s has no ratio to a raw baseline", f.Name)
+		}
 	}
 }
