@@ -258,6 +258,23 @@ func (s *Store) Append(ctx context.Context, agg Aggregate, expected uint64, even
 	return p.Wait(ctx)
 }
 
+// PublishAsync is js.PublishMsgAsync that waits, instead of failing, while
+// too many earlier publishes are unacknowledged (a loaded server), until
+// ctx ends.
+func PublishAsync(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (jetstream.PubAckFuture, error) {
+	for {
+		f, err := js.PublishMsgAsync(m)
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			return f, err
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
 // PendingAppend is an append that has been sent and not yet acknowledged.
 type PendingAppend struct {
 	s        *Store
@@ -290,7 +307,7 @@ func (s *Store) AppendAsync(ctx context.Context, agg Aggregate, expected uint64,
 	}
 	p := &PendingAppend{s: s, agg: agg, expected: expected, events: events}
 	if len(msgs) == 1 {
-		p.future, err = s.js.PublishMsgAsync(msgs[0])
+		p.future, err = PublishAsync(ctx, s.js, msgs[0])
 		if err != nil {
 			return nil, fmt.Errorf("append to %s: %w", agg.Filter(), err)
 		}

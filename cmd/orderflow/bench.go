@@ -103,7 +103,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		m := nats.NewMsg(fmt.Sprintf("%s.o%d.wash_done", strings.ToLower(rawStream), i%1000))
 		m.Data = body
 		m.Header.Set(jetstream.MsgIDHeader, strconv.Itoa(i))
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := eventstore.PublishAsync(ctx, js, m); err != nil {
 			return err
 		}
 	}
@@ -231,7 +231,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		start := time.Now()
 		publish := func(i, k int) error {
 			m := nats.NewMsg(eventstore.TriggerSubject(tenant, fmt.Sprintf("%s-%d", prefix, i), handlers.WorkedExampleTriggers[k]))
-			_, err := js.PublishMsgAsync(m)
+			_, err := eventstore.PublishAsync(ctx, js, m)
 			return err
 		}
 		for a := range 7 * *orders {
@@ -307,7 +307,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 			mu.Lock()
 			sent[id] = time.Now()
 			mu.Unlock()
-			if _, err := js.PublishMsgAsync(m); err != nil {
+			if _, err := eventstore.PublishAsync(ctx, js, m); err != nil {
 				return err
 			}
 			next = next.Add(interval)
@@ -422,7 +422,7 @@ func rawDeliveryLatency(ctx context.Context, nc *nats.Conn, js jetstream.JetStre
 		mu.Lock()
 		sent[subj] = time.Now()
 		mu.Unlock()
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := eventstore.PublishAsync(ctx, js, m); err != nil {
 			return nil, err
 		}
 		next = next.Add(interval)
