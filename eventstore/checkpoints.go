@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -60,14 +61,24 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) ([]byte, bool, 
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	b, err := obs.GetBytes(ctx, name)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
+	for {
+		b, err := obs.GetBytes(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrObjectNotFound):
+			return nil, false, nil
+		case err == nil:
+			return b, true, nil
+		case transient(err) && ctx.Err() == nil:
+			// A bucket just created on a cluster answers "no responders"
+			// until its replicas serve direct gets.
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
 		return nil, false, fmt.Errorf("load checkpoint %s: %w", name, err)
 	}
-	return b, true, nil
 }
 
 // DropCheckpoint removes the checkpoint stored under name.

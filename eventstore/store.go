@@ -577,7 +577,7 @@ func (s *Store) fetchSeqs(ctx context.Context, stream string, seqs []uint64) ([]
 	}
 	wg.Wait()
 	for _, err := range errs {
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
+		if errors.Is(err, jetstream.ErrMsgNotFound) || transient(err) {
 			return nil, false, nil
 		}
 		if err != nil {
@@ -595,31 +595,50 @@ func (s *Store) LoadFilter(ctx context.Context, stream, filter string, after uin
 	var out []Event
 	next := after + 1
 	for {
-		msgs, err := jetstreamext.GetBatch(ctx, s.js, stream, s.cfg.LoadBatch,
-			jetstreamext.GetBatchSeq(next), jetstreamext.GetBatchSubject(filter))
+		page, err := s.loadPage(ctx, stream, filter, next)
+		for transient(err) && ctx.Err() == nil {
+			// A stream just created on a cluster has no direct-get
+			// responders for a moment.
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			page, err = s.loadPage(ctx, stream, filter, next)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", filter, err)
 		}
-		n := 0
-		for m, err := range msgs {
-			if errors.Is(err, jetstreamext.ErrNoMessages) {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("load %s: %w", filter, err)
-			}
-			ev, err := decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, ev)
-			next = m.Sequence + 1
-			n++
-		}
-		if n < s.cfg.LoadBatch {
+		out = append(out, page...)
+		if len(page) < s.cfg.LoadBatch {
 			return out, nil
 		}
+		next = page[len(page)-1].Sequence + 1
 	}
+}
+
+// loadPage is one batched direct get of up to LoadBatch events matching
+// filter from sequence from.
+func (s *Store) loadPage(ctx context.Context, stream, filter string, from uint64) ([]Event, error) {
+	msgs, err := jetstreamext.GetBatch(ctx, s.js, stream, s.cfg.LoadBatch,
+		jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(filter))
+	if err != nil {
+		return nil, err
+	}
+	var page []Event
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		ev, err := decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data)
+		if err != nil {
+			return nil, err
+		}
+		page = append(page, ev)
+	}
+	return page, nil
 }
 
 func decodeStored(stream, subject string, seq uint64, stored time.Time, data []byte) (Event, error) {
