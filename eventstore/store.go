@@ -428,7 +428,11 @@ func (s *Store) prepare(ctx context.Context, agg Aggregate, expected uint64, eve
 		case expected == ExpectNew:
 			e.PrevHash = ""
 		case e.PrevHash == "":
-			e.PrevHash = s.lastHash(ctx, agg, expected)
+			h, err := s.lastHash(ctx, agg, expected)
+			if err != nil {
+				return nil, err
+			}
+			e.PrevHash = h
 		}
 		body, err := e.seal()
 		if err != nil {
@@ -456,19 +460,35 @@ func fill(field *string, want, name string) error {
 }
 
 // lastHash returns the hash of the aggregate's event at sequence expected
-// when that is its last event ("" otherwise: the append will conflict).
-func (s *Store) lastHash(ctx context.Context, agg Aggregate, expected uint64) string {
+// when that is its last event. When the last event is another one the
+// append will conflict anyway, and "" is as good as any; a failed lookup
+// is an error, so that no event is stored with a wrong prev_hash.
+func (s *Store) lastHash(ctx context.Context, agg Aggregate, expected uint64) (string, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	m, err := s.streams[agg.Stream()].GetLastMsgForSubject(ctx, agg.Filter())
-	if err != nil || m.Sequence != expected {
-		return ""
+	for {
+		m, err := s.streams[agg.Stream()].GetLastMsgForSubject(ctx, agg.Filter())
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return "", nil
+		case transient(err) && ctx.Err() == nil:
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		case err != nil:
+			return "", fmt.Errorf("previous hash of %s: %w", agg.Filter(), err)
+		}
+		if m.Sequence != expected {
+			return "", nil
+		}
+		env, err := DecodeEnvelope(m.Data)
+		if err != nil {
+			return "", fmt.Errorf("previous hash of %s: %w", agg.Filter(), err)
+		}
+		return env.Hash, nil
 	}
-	env, err := DecodeEnvelope(m.Data)
-	if err != nil {
-		return ""
-	}
-	return env.Hash
 }
 
 // findStored looks for events' ids in agg's history after seq. When all
