@@ -149,7 +149,10 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(url, nats.Name("orderflow-trigger-processor"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	nc, err := nats.Connect(url, nats.Name("orderflow-trigger-processor"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			cfg.Logger.Warn("trigger processor: nats", "err", err)
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("trigger processor: connect: %w", err)
 	}

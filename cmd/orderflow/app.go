@@ -113,6 +113,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			a.Logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			a.Logger.Warn("nats", "err", err)
+		}),
 	)
 	if err != nil {
 		return fmt.Errorf("connect to nats %s: %w", url, err)
