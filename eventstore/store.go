@@ -301,7 +301,53 @@ type batchOutcome struct {
 // processor, imports, benchmarks) pipeline their appends and Wait for each
 // when they need its outcome. Validation errors are returned at once.
 func (s *Store) AppendAsync(ctx context.Context, agg Aggregate, expected uint64, events ...Envelope) (*PendingAppend, error) {
-	msgs, err := s.prepare(ctx, agg, expected, events)
+	return s.appendAsync(ctx, agg, "", expected, events)
+}
+
+// AppendScoped appends like Append, but its concurrency check covers scope,
+// a subject filter wider than the aggregate's (for example every
+// definition of a tenant, orderflow.<t>.def.>): the events are stored only
+// if the last message matching scope is at scopeSeq. A rule that spans
+// aggregates (a name unique among a tenant's workflows) is then decided
+// against a state nobody changed in between. The first event's PrevHash
+// must be set by the caller ("" for a new aggregate).
+func (s *Store) AppendScoped(ctx context.Context, agg Aggregate, scope string, scopeSeq uint64, events ...Envelope) (AppendResult, error) {
+	if scope == "" {
+		return AppendResult{}, errors.New("append scoped: empty scope")
+	}
+	p, err := s.appendAsync(ctx, agg, scope, scopeSeq, events)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return p.Wait(ctx)
+}
+
+// LastSequenceOn is the stream sequence of the last message matching
+// filter in agg's stream family (0 when none): the expected value for
+// AppendScoped.
+func (s *Store) LastSequenceOn(ctx context.Context, stream, filter string) (uint64, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	for {
+		m, err := s.streams[stream].GetLastMsgForSubject(ctx, filter)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return 0, nil
+		case transient(err) && ctx.Err() == nil:
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		case err != nil:
+			return 0, fmt.Errorf("last sequence on %s: %w", filter, err)
+		}
+		return m.Sequence, nil
+	}
+}
+
+func (s *Store) appendAsync(ctx context.Context, agg Aggregate, scope string, expected uint64, events []Envelope) (*PendingAppend, error) {
+	msgs, err := s.prepare(ctx, agg, scope, expected, events)
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +430,7 @@ func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, eve
 // messages. The first event's PrevHash, when the caller did not set it for
 // an existing aggregate, is looked up (one direct get of the aggregate's
 // last event).
-func (s *Store) prepare(ctx context.Context, agg Aggregate, expected uint64, events []Envelope) ([]*nats.Msg, error) {
+func (s *Store) prepare(ctx context.Context, agg Aggregate, scope string, expected uint64, events []Envelope) ([]*nats.Msg, error) {
 	if err := agg.Validate(); err != nil {
 		return nil, err
 	}
@@ -425,6 +471,8 @@ func (s *Store) prepare(ctx context.Context, agg Aggregate, expected uint64, eve
 		switch {
 		case i > 0:
 			e.PrevHash = events[i-1].Hash
+		case scope != "":
+			// The caller knows the aggregate's last hash (AppendScoped).
 		case expected == ExpectNew:
 			e.PrevHash = ""
 		case e.PrevHash == "":
@@ -441,7 +489,11 @@ func (s *Store) prepare(ctx context.Context, agg Aggregate, expected uint64, eve
 		m := &nats.Msg{Subject: agg.Subject(e.Type), Data: body, Header: nats.Header{jetstream.MsgIDHeader: {e.ID}}}
 		if i == 0 {
 			m.Header[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(expected, 10)}
-			m.Header[jetstream.ExpectedLastSubjSeqSubjHeader] = []string{agg.Filter()}
+			filter := agg.Filter()
+			if scope != "" {
+				filter = scope
+			}
+			m.Header[jetstream.ExpectedLastSubjSeqSubjHeader] = []string{filter}
 		}
 		msgs[i] = m
 	}

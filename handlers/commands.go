@@ -78,10 +78,14 @@ type Outcome struct {
 // execute runs a definition command: the read model is brought up to date
 // before deciding, and shows the result before execute returns.
 func (c *Commands) execute(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta, decide func(domain.Aggregate) error) (Outcome, error) {
-	return c.run(ctx, addr, fresh, meta, runOpts{syncDefs: true, waitDefs: true}, decide)
+	return c.run(ctx, addr, fresh, meta, runOpts{scoped: true, waitDefs: true}, decide)
 }
 
 type runOpts struct {
+	// scoped: the concurrency check covers every definition of the tenant
+	// (orderflow.<t>.def.>), and the read model is brought up to that scope's
+	// last event first, so cross-aggregate rules hold under concurrency.
+	scoped   bool
 	syncDefs bool            // bring the definitions read model to the stream's end first
 	waitDefs bool            // wait until the definitions read model shows the append
 	cache    *aggregateCache // decide from cached events when the aggregate is there
@@ -100,7 +104,21 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 	for attempt := 1; ; attempt++ {
 		// Cross-aggregate rules read the definitions read model: bring it
 		// up to the stream's end first so they see every earlier write.
-		if opts.syncDefs {
+		var scope string
+		var scopeSeq uint64
+		if opts.scoped {
+			scope = eventstore.SubjectRoot + "." + c.Tenant + ".def.>"
+			var err error
+			if scopeSeq, err = c.Store.LastSequenceOn(ctx, eventstore.StreamDefinitions, scope); err != nil {
+				return Outcome{}, err
+			}
+			rctx, cancel := context.WithTimeout(ctx, c.readTimeout())
+			err = c.Defs.WaitFor(rctx, scopeSeq)
+			cancel()
+			if err != nil {
+				return Outcome{}, err
+			}
+		} else if opts.syncDefs {
 			if err := c.syncReadModel(ctx); err != nil {
 				return Outcome{}, err
 			}
@@ -141,19 +159,21 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 			return Outcome{}, err
 		}
 		envs[0].PrevHash = lastHash
-		res, err := c.Store.Append(ctx, addr, last, envs...)
+		var res eventstore.AppendResult
+		if opts.scoped {
+			res, err = c.Store.AppendScoped(ctx, addr, scope, scopeSeq, envs...)
+		} else {
+			res, err = c.Store.Append(ctx, addr, last, envs...)
+		}
 		if err != nil {
 			opts.cache.drop(key)
 		} else if opts.cache != nil && !res.Duplicate {
 			opts.cache.put(key, append(history, changes...), res.LastSeq, res.LastHash)
 		}
-		if errors.Is(err, eventstore.ErrConcurrency) {
-			if meta.IfMatch != nil {
-				return Outcome{}, fmt.Errorf("%w: written concurrently", ErrPreconditionFailed)
-			}
-			if attempt < attempts {
-				continue
-			}
+		if errors.Is(err, eventstore.ErrConcurrency) && attempt < attempts {
+			// Reload and decide again; with If-Match, the check at the top
+			// of the loop answers 412 if this aggregate's version moved.
+			continue
 		}
 		if err != nil {
 			return Outcome{}, err

@@ -70,7 +70,16 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 					return
 				}
-				continue // a heartbeat or reconnect hiccup: the iterator goes on
+				// A missed heartbeat or a reconnect: the iterator goes on
+				// by itself; pause so a lasting fault does not spin.
+				select {
+				case <-ctx.Done():
+					return
+				case <-s.closing:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
 			}
 			wm, _ := triggerUnmarshaler{}.Unmarshal(m)
 			mctx, cancel := context.WithCancel(ctx)

@@ -117,7 +117,9 @@ func TestCrashAndRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
-	t.Parallel()
+	// Fault tests run one at a time (not in parallel with the rest): they
+	// kill and restart servers, and a loaded 2-core machine only slows
+	// their recovery.
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -176,7 +178,6 @@ func TestClusterNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster")
 	}
-	t.Parallel()
 	cl := eventstoretest.StartCluster(t, 3)
 	app := clusterApp(t, cl)
 	c := newClient(t, app)
@@ -197,7 +198,6 @@ func TestTwoProcessesShareWork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster")
 	}
-	t.Parallel()
 	cl := eventstoretest.StartCluster(t, 3)
 	first := clusterApp(t, cl)
 	second := clusterApp(t, cl)
@@ -221,7 +221,6 @@ func TestNATSReconnect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts a server")
 	}
-	t.Parallel()
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
 	srv := eventstoretest.StartServerAt(t, dir, addr)

@@ -45,7 +45,9 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 // waitOrder polls GET /v1/orders/{id} until cond holds.
 func waitOrder(t *testing.T, c *httpClient, id string, cond func(map[string]any) bool, what string) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	// Generous: after a server restart JetStream re-establishes the lanes'
+	// source on its own schedule (a health check every 10 s, then backoff).
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		r := c.do("GET", "/v1/orders/"+id, nil)
 		if r.Status == 200 {
@@ -77,7 +79,7 @@ func TestWorkedOrderOverNATS(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	hc.must(201, "POST", "/v1/orders", map[string]any{"id": "o-nats", "order_type_id": "wash_fold_delivery"})
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, 3*time.Minute)
 	var seen []client.StageChange
 	next := func() client.StageChange {
 		select {
