@@ -208,3 +208,48 @@ func TestDefinitionEventsOnNATS(t *testing.T) {
 		}
 	}
 }
+
+// Names unique among live workflows hold under concurrency: of several
+// admins creating the same name at once, exactly one succeeds.
+func TestConcurrentWorkflowNamesStayUnique(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	const writers = 6
+	codes := make([]int, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			name := "Express Service"
+			if i%2 == 1 {
+				name = "EXPRESS service"
+			}
+			codes[i] = c.do("POST", "/v1/workflows", map[string]any{"name": name, "type": "production",
+				"steps": []map[string]any{{"status": "washing", "trigger": "wash_done"}}}).Status
+		})
+	}
+	wg.Wait()
+	created := 0
+	for _, code := range codes {
+		switch code {
+		case 201:
+			created++
+		case 409:
+		default:
+			t.Fatalf("unexpected status %d (%v)", code, codes)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d workflows created with one name: %v", created, codes)
+	}
+	n := 0
+	for _, it := range c.must(200, "GET", "/v1/workflows", nil)["items"].([]any) {
+		if strings.EqualFold(it.(map[string]any)["name"].(string), "express service") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d live workflows named express service", n)
+	}
+}
