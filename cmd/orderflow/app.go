@@ -133,16 +133,29 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 	orders := projections.NewOrders(a.Logger)
-	restored, err := orders.Restore(ctx, a.store)
-	if err != nil {
-		return err
+	var restored uint64
+	if a.Config.Checkpoints {
+		if restored, err = orders.Restore(ctx, a.store); err != nil {
+			return err
+		}
 	}
 	if err := orders.Start(ctx, a.store); err != nil {
 		return err
 	}
 	a.orders.Store(orders)
-	a.Logger.Info("orders read model started", "from_checkpoint", restored)
-	a.startCheckpoints()
+	// Ready means the read models answer for what was stored before the
+	// start: catch up first (from the checkpoint, or from the beginning).
+	lastOrder, err := a.store.LastSequence(ctx, eventstore.StreamOrders)
+	if err != nil {
+		return err
+	}
+	if err := orders.WaitFor(ctx, lastOrder); err != nil {
+		return err
+	}
+	a.Logger.Info("orders read model caught up", "from_checkpoint", restored, "to", lastOrder)
+	if a.Config.Checkpoints {
+		a.startCheckpoints()
+	}
 	a.cmds = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant, Now: a.Now}
 	api.Commands = a.cmds
 	api.Orders = a.orders.Load
@@ -422,7 +435,7 @@ func (a *App) Close() error {
 	}
 	if o := a.orders.Swap(nil); o != nil {
 		o.Stop()
-		if a.store != nil {
+		if a.store != nil && a.Config.Checkpoints {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := o.Checkpoint(ctx, a.store); err != nil {
 				a.Logger.Warn("final checkpoint", "err", err)

@@ -69,6 +69,24 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
 	}
+	// Within 10 s of ready, the demo's board is not empty.
+	boardBy := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/v1/board")
+		if err == nil {
+			var board struct{ Items []any }
+			_ = json.NewDecoder(resp.Body).Decode(&board)
+			resp.Body.Close()
+			if len(board.Items) > 0 {
+				break
+			}
+		}
+		if time.Now().After(boardBy) {
+			_ = cmd.Process.Kill()
+			t.Fatal("the demo's board was still empty 10 s after ready")
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
 	// The demo seeded the worked example and its workers move orders.
 	for {
 		resp, err := http.Get("http://" + httpAddr + "/v1/orders?state=completed&limit=1")
