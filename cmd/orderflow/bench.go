@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -272,52 +273,23 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		if err := place(prefix, count); err != nil {
 			return err
 		}
-		var mu sync.Mutex
-		sent := make(map[string]time.Time, total)
-		var lat []time.Duration
-		done := make(chan struct{})
-		lsub, err := nc.Subscribe(fmt.Sprintf("orderflow.%s.order.*.*", tenant), func(m *nats.Msg) {
-			now := time.Now()
-			var env struct {
-				CausationID string `json:"causation_id"`
-			}
-			_ = json.Unmarshal(m.Data, &env)
-			mu.Lock()
-			defer mu.Unlock()
-			if t, ok := sent[env.CausationID]; ok {
-				lat = append(lat, now.Sub(t))
-				delete(sent, env.CausationID)
-				if len(lat) == total {
-					close(done)
+		lat, err := pacedLatency(ctx, nc, js, fmt.Sprintf("orderflow.%s.order.*.*", tenant), rate, total,
+			func(i int) (*nats.Msg, string) {
+				id := fmt.Sprintf("%s-l%d", prefix, i)
+				m := nats.NewMsg(eventstore.TriggerSubject(tenant, fmt.Sprintf("%s-%d", prefix, i%count), handlers.WorkedExampleTriggers[i/count]))
+				m.Header.Set(jetstream.MsgIDHeader, id)
+				return m, id
+			},
+			func(m *nats.Msg) string { // the outcome names its trigger as causation
+				var env struct {
+					CausationID string `json:"causation_id"`
 				}
-			}
-		})
+				_ = json.Unmarshal(m.Data, &env)
+				return env.CausationID
+			})
 		if err != nil {
-			return err
+			return fmt.Errorf("latency run at %d/s: %w", rate, err)
 		}
-		interval := time.Second / time.Duration(rate)
-		next := time.Now()
-		for i := range total {
-			id := fmt.Sprintf("%s-l%d", prefix, i)
-			m := nats.NewMsg(eventstore.TriggerSubject(tenant, fmt.Sprintf("%s-%d", prefix, i%count), handlers.WorkedExampleTriggers[i/count]))
-			m.Header.Set(jetstream.MsgIDHeader, id)
-			if d := time.Until(next); d > 0 {
-				time.Sleep(d)
-			}
-			mu.Lock()
-			sent[id] = time.Now()
-			mu.Unlock()
-			if _, err := eventstore.PublishAsync(ctx, js, m); err != nil {
-				return err
-			}
-			next = next.Add(interval)
-		}
-		select {
-		case <-done:
-		case <-time.After(2 * time.Minute):
-			return fmt.Errorf("latency run at %d/s: outcomes stopped arriving", rate)
-		}
-		_ = lsub.Unsubscribe()
 		for len(outcomes) > 0 {
 			<-outcomes
 		}
@@ -388,18 +360,33 @@ func ratio(a, b time.Duration) float64 {
 // rawDeliveryLatency publishes to a stream at rate for d and measures how
 // long each message takes to reach a subscriber once stored.
 func rawDeliveryLatency(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, prefix string, body []byte, rate int, d time.Duration) ([]time.Duration, error) {
-	total := int(float64(rate) * d.Seconds())
+	run := uuid.NewString()[:6]
+	return pacedLatency(ctx, nc, js, prefix+".>", rate, int(float64(rate)*d.Seconds()),
+		func(i int) (*nats.Msg, string) {
+			m := nats.NewMsg(fmt.Sprintf("%s.%s.%d", prefix, run, i))
+			m.Data = body
+			return m, m.Subject
+		},
+		func(m *nats.Msg) string { return m.Subject })
+}
+
+// pacedLatency publishes total messages at rate (msg makes the i-th and
+// names it) and measures, for each, the time until a message on watch
+// names it (key reads the name).
+func pacedLatency(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, watch string, rate, total int,
+	msg func(i int) (*nats.Msg, string), key func(*nats.Msg) string) ([]time.Duration, error) {
 	var mu sync.Mutex
 	sent := make(map[string]time.Time, total)
 	lat := make([]time.Duration, 0, total)
 	done := make(chan struct{})
-	sub, err := nc.Subscribe(prefix+".>", func(m *nats.Msg) {
+	sub, err := nc.Subscribe(watch, func(m *nats.Msg) {
 		now := time.Now()
+		k := key(m)
 		mu.Lock()
 		defer mu.Unlock()
-		if t, ok := sent[m.Subject]; ok {
+		if t, ok := sent[k]; ok {
 			lat = append(lat, now.Sub(t))
-			delete(sent, m.Subject)
+			delete(sent, k)
 			if len(lat) == total {
 				close(done)
 			}
@@ -411,16 +398,13 @@ func rawDeliveryLatency(ctx context.Context, nc *nats.Conn, js jetstream.JetStre
 	defer sub.Unsubscribe()
 	interval := time.Second / time.Duration(rate)
 	next := time.Now()
-	run := uuid.NewString()[:6]
 	for i := range total {
-		subj := fmt.Sprintf("%s.%s.%d", prefix, run, i)
-		m := nats.NewMsg(subj)
-		m.Data = body
+		m, k := msg(i)
 		if w := time.Until(next); w > 0 {
-			time.Sleep(w)
+			time.Sleep(w) // pacing the offered rate
 		}
 		mu.Lock()
-		sent[subj] = time.Now()
+		sent[k] = time.Now()
 		mu.Unlock()
 		if _, err := eventstore.PublishAsync(ctx, js, m); err != nil {
 			return nil, err
@@ -429,10 +413,12 @@ func rawDeliveryLatency(ctx context.Context, nc *nats.Conn, js jetstream.JetStre
 	}
 	select {
 	case <-done:
-	case <-time.After(time.Minute):
-		return nil, fmt.Errorf("raw latency at %d/s: messages stopped arriving", rate)
+	case <-time.After(2 * time.Minute):
+		return nil, errors.New("the watched messages stopped arriving")
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	return lat, nil
 }
