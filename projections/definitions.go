@@ -19,8 +19,7 @@ import (
 // status exist, which live workflows use it).
 type Definitions struct {
 	mu      sync.RWMutex
-	applied uint64
-	changed chan struct{} // closed and replaced on every applied event
+	pos     position
 	tenants map[string]*tenantDefs
 	log     *slog.Logger
 	sub     *eventstore.Subscription
@@ -39,7 +38,7 @@ func NewDefinitions(log *slog.Logger) *Definitions {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Definitions{changed: make(chan struct{}), tenants: map[string]*tenantDefs{}, log: log}
+	return &Definitions{tenants: map[string]*tenantDefs{}, log: log}
 }
 
 // Start feeds the read model from the definitions stream.
@@ -63,25 +62,13 @@ func (d *Definitions) Stop() {
 func (d *Definitions) Applied() uint64 {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return d.applied
+	return d.pos.applied
 }
 
 // WaitFor blocks until the read model reflects stream sequence seq or ctx
 // ends.
 func (d *Definitions) WaitFor(ctx context.Context, seq uint64) error {
-	for {
-		d.mu.RLock()
-		applied, changed := d.applied, d.changed
-		d.mu.RUnlock()
-		if applied >= seq {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return fmt.Errorf("definitions read model at sequence %d, waiting for %d: %w", applied, seq, ctx.Err())
-		}
-	}
+	return waitFor(ctx, &d.mu, &d.pos, seq, "definitions")
 }
 
 // Apply folds one stored event in. Events at or below the applied sequence
@@ -89,12 +76,9 @@ func (d *Definitions) WaitFor(ctx context.Context, seq uint64) error {
 func (d *Definitions) Apply(ev eventstore.Event) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if ev.Sequence <= d.applied {
+	if !d.pos.advance(ev.Sequence) {
 		return nil
 	}
-	d.applied = ev.Sequence
-	close(d.changed)
-	d.changed = make(chan struct{})
 
 	e, err := domain.DecodeEvent(ev.Type, ev.Data)
 	if err != nil {

@@ -51,8 +51,7 @@ type tenantOrders struct {
 // applied.
 type Orders struct {
 	mu      sync.RWMutex
-	applied uint64
-	changed chan struct{}
+	pos     position
 	tenants map[string]*tenantOrders
 	log     *slog.Logger
 	sub     *eventstore.Subscription
@@ -63,7 +62,7 @@ func NewOrders(log *slog.Logger) *Orders {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Orders{changed: make(chan struct{}), tenants: map[string]*tenantOrders{}, log: log}
+	return &Orders{tenants: map[string]*tenantOrders{}, log: log}
 }
 
 // Start feeds the model from the orders stream, after what it has applied.
@@ -87,24 +86,12 @@ func (o *Orders) Stop() {
 func (o *Orders) Applied() uint64 {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	return o.applied
+	return o.pos.applied
 }
 
 // WaitFor blocks until the model reflects stream sequence seq or ctx ends.
 func (o *Orders) WaitFor(ctx context.Context, seq uint64) error {
-	for {
-		o.mu.RLock()
-		applied, changed := o.applied, o.changed
-		o.mu.RUnlock()
-		if applied >= seq {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return fmt.Errorf("orders read model at sequence %d, waiting for %d: %w", applied, seq, ctx.Err())
-		}
-	}
+	return waitFor(ctx, &o.mu, &o.pos, seq, "orders")
 }
 
 func (o *Orders) tenant(name string) *tenantOrders {
@@ -121,12 +108,9 @@ func (o *Orders) tenant(name string) *tenantOrders {
 func (o *Orders) Apply(ev eventstore.Event) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if ev.Sequence <= o.applied {
+	if !o.pos.advance(ev.Sequence) {
 		return nil
 	}
-	o.applied = ev.Sequence
-	close(o.changed)
-	o.changed = make(chan struct{})
 	return o.apply(ev.Tenant, ev.AggregateID, ev.Type, ev.Data, ev.OccurredAt)
 }
 
@@ -327,7 +311,7 @@ type stageSnapshot struct {
 func (o *Orders) MarshalJSON() ([]byte, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	s := snapshot{Applied: o.applied, Tenants: map[string]tenantSnapshot{}}
+	s := snapshot{Applied: o.pos.applied, Tenants: map[string]tenantSnapshot{}}
 	for name, t := range o.tenants {
 		ts := tenantSnapshot{}
 		for _, id := range t.ids {
@@ -353,7 +337,7 @@ func (o *Orders) UnmarshalJSON(b []byte) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.applied = s.Applied
+	o.pos.set(s.Applied)
 	o.tenants = map[string]*tenantOrders{}
 	for name, ts := range s.Tenants {
 		t := o.tenant(name)
@@ -406,7 +390,8 @@ func (o *Orders) Restore(ctx context.Context, st *eventstore.Store) (uint64, err
 	if err := o.UnmarshalJSON(b); err != nil {
 		o.log.Warn("ignoring an unreadable orders checkpoint", "err", err)
 		o.mu.Lock()
-		o.applied, o.tenants = 0, map[string]*tenantOrders{}
+		o.pos.set(0)
+		o.tenants = map[string]*tenantOrders{}
 		o.mu.Unlock()
 		return 0, nil
 	}
