@@ -61,24 +61,21 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) ([]byte, bool, 
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	for {
-		b, err := obs.GetBytes(ctx, name)
-		switch {
-		case errors.Is(err, jetstream.ErrObjectNotFound):
-			return nil, false, nil
-		case err == nil:
-			return b, true, nil
-		case transient(err) && ctx.Err() == nil:
-			// A bucket just created on a cluster answers "no responders"
-			// until its replicas serve direct gets.
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
+	var b []byte
+	// A bucket just created on a cluster answers "no responders" until its
+	// replicas serve direct gets.
+	err = retryTransient(ctx, 100*time.Millisecond, func() error {
+		var err error
+		b, err = obs.GetBytes(ctx, name)
+		return err
+	})
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return nil, false, nil
+	case err != nil:
 		return nil, false, fmt.Errorf("load checkpoint %s: %w", name, err)
 	}
+	return b, true, nil
 }
 
 // DropCheckpoint removes the checkpoint stored under name.

@@ -176,20 +176,32 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 	}
-	for {
+	var st jetstream.Stream
+	err := retryTransient(ctx, 100*time.Millisecond, func() error {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-		st, err := s.js.CreateOrUpdateStream(actx, sc)
-		cancel()
-		if err == nil {
-			return st, nil
-		}
-		if !transient(err) || ctx.Err() != nil {
-			return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
+		defer cancel()
+		var err error
+		st, err = s.js.CreateOrUpdateStream(actx, sc)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
+	}
+	return st, nil
+}
+
+// retryTransient runs op until it succeeds, fails for good or ctx ends,
+// waiting interval after each transient failure.
+func retryTransient(ctx context.Context, interval time.Duration, op func() error) error {
+	for {
+		err := op()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
-		case <-time.After(100 * time.Millisecond):
+			return err
+		case <-time.After(interval):
 		}
 	}
 }
@@ -326,24 +338,14 @@ func (s *Store) AppendScoped(ctx context.Context, agg Aggregate, scope string, s
 // filter in agg's stream family (0 when none): the expected value for
 // AppendScoped.
 func (s *Store) LastSequenceOn(ctx context.Context, stream, filter string) (uint64, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	for {
-		m, err := s.streams[stream].GetLastMsgForSubject(ctx, filter)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			return 0, nil
-		case transient(err) && ctx.Err() == nil:
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
-			continue
-		case err != nil:
-			return 0, fmt.Errorf("last sequence on %s: %w", filter, err)
-		}
-		return m.Sequence, nil
+	m, err := s.lastMsgOn(ctx, stream, filter)
+	if err != nil {
+		return 0, fmt.Errorf("last sequence on %s: %w", filter, err)
 	}
+	if m == nil {
+		return 0, nil
+	}
+	return m.Sequence, nil
 }
 
 func (s *Store) appendAsync(ctx context.Context, agg Aggregate, scope string, expected uint64, events []Envelope) (*PendingAppend, error) {
@@ -516,31 +518,34 @@ func fill(field *string, want, name string) error {
 // append will conflict anyway, and "" is as good as any; a failed lookup
 // is an error, so that no event is stored with a wrong prev_hash.
 func (s *Store) lastHash(ctx context.Context, agg Aggregate, expected uint64) (string, error) {
+	m, err := s.lastMsgOn(ctx, agg.Stream(), agg.Filter())
+	if err != nil {
+		return "", fmt.Errorf("previous hash of %s: %w", agg.Filter(), err)
+	}
+	if m == nil || m.Sequence != expected {
+		return "", nil
+	}
+	env, err := DecodeEnvelope(m.Data)
+	if err != nil {
+		return "", fmt.Errorf("previous hash of %s: %w", agg.Filter(), err)
+	}
+	return env.Hash, nil
+}
+
+// lastMsgOn is the last message of stream matching filter (nil when none).
+func (s *Store) lastMsgOn(ctx context.Context, stream, filter string) (*jetstream.RawStreamMsg, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	for {
-		m, err := s.streams[agg.Stream()].GetLastMsgForSubject(ctx, agg.Filter())
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			return "", nil
-		case transient(err) && ctx.Err() == nil:
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
-			continue
-		case err != nil:
-			return "", fmt.Errorf("previous hash of %s: %w", agg.Filter(), err)
-		}
-		if m.Sequence != expected {
-			return "", nil
-		}
-		env, err := DecodeEnvelope(m.Data)
-		if err != nil {
-			return "", fmt.Errorf("previous hash of %s: %w", agg.Filter(), err)
-		}
-		return env.Hash, nil
+	var m *jetstream.RawStreamMsg
+	err := retryTransient(ctx, 50*time.Millisecond, func() error {
+		var err error
+		m, err = s.streams[stream].GetLastMsgForSubject(ctx, filter)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
 	}
+	return m, err
 }
 
 // findStored looks for events' ids in agg's history after seq. When all
@@ -667,16 +672,14 @@ func (s *Store) LoadFilter(ctx context.Context, stream, filter string, after uin
 	var out []Event
 	next := after + 1
 	for {
-		page, err := s.loadPage(ctx, stream, filter, next)
-		for transient(err) && ctx.Err() == nil {
-			// A stream just created on a cluster has no direct-get
-			// responders for a moment.
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
+		var page []Event
+		// A stream just created on a cluster has no direct-get responders
+		// for a moment.
+		err := retryTransient(ctx, 50*time.Millisecond, func() error {
+			var err error
 			page, err = s.loadPage(ctx, stream, filter, next)
-		}
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", filter, err)
 		}
