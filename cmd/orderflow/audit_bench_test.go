@@ -16,6 +16,7 @@ import (
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/handlers"
 	"github.com/orderflow/orderflow/projections"
 )
 
@@ -92,47 +93,52 @@ func BenchmarkAudit(b *testing.B) {
 func writeOrders(b *testing.B, st *eventstore.Store, n int) {
 	ctx := context.Background()
 	at := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	const window = 2048
+	inflight := make([]*eventstore.PendingAppend, 0, window)
+	for i := 0; i < n; i += window {
+		inflight = inflight[:0]
+		for j := range min(window, n-i) {
+			id := fmt.Sprintf("bench-%d", i+j)
+			var events []eventstore.Envelope
+			for k, e := range workedOrderEvents(id) {
+				events = append(events, benchEnvelope(uint64(k+1), at.Add(time.Duration(k+1)*time.Minute), e))
+			}
+			p, err := st.AppendAsync(ctx, eventstore.Aggregate{Tenant: "default", Type: "order", ID: id}, eventstore.ExpectNew, events...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			inflight = append(inflight, p)
+		}
+		for _, p := range inflight {
+			if _, err := p.Wait(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// workedOrderEvents is a worked-example order's whole history: placed, six
+// advances, completed.
+func workedOrderEvents(id string) []domain.Event {
 	route := []string{"laundry_intake", "standard_laundry_production", "home_delivery"}
 	pos := func(wf string, step int, status string) domain.Position {
 		return domain.Position{WorkflowID: wf, WorkflowVersion: 1, Step: step, Status: status}
 	}
 	path := []domain.Position{pos(route[0], 0, "pending_pickup"), pos(route[0], 1, "received"), pos(route[1], 0, "washing"),
 		pos(route[1], 1, "drying"), pos(route[1], 2, "folding"), pos(route[2], 0, "ready_for_delivery"), pos(route[2], 1, "out_for_delivery")}
-	triggers := []string{"picked_up", "items_tagged", "wash_done", "dry_done", "folded", "out_for_delivery", "delivered"}
-	env := func(v uint64, e domain.Event) eventstore.Envelope {
-		data, _ := json.Marshal(e)
-		return eventstore.Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: e.EventType(), Version: v,
-			OccurredAt: at.Add(time.Duration(v) * time.Minute), Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}, Data: data}
+	triggers := handlers.WorkedExampleTriggers
+	events := []domain.Event{domain.OrderPlaced{OrderTypeID: handlers.WorkedExampleOrderType, To: path[0], Workflows: route}}
+	for k := 1; k < 7; k++ {
+		events = append(events, domain.OrderAdvanced{Trigger: triggers[k-1], TriggerID: id + triggers[k-1], Worker: "w", From: path[k-1], To: path[k]})
 	}
-	type pending struct {
-		p    *eventstore.PendingAppend
-		next int
-	}
-	const window = 2048
-	inflight := make([]pending, 0, window)
-	for i := 0; i < n; i += window {
-		inflight = inflight[:0]
-		batch := min(window, n-i)
-		for j := range batch {
-			id := fmt.Sprintf("bench-%d", i+j)
-			var events []eventstore.Envelope
-			events = append(events, env(1, domain.OrderPlaced{OrderTypeID: "wash_fold_delivery", To: path[0], Workflows: route}))
-			for k := 1; k < 7; k++ {
-				events = append(events, env(uint64(k+1), domain.OrderAdvanced{Trigger: triggers[k-1], TriggerID: id + triggers[k-1], Worker: "w", From: path[k-1], To: path[k]}))
-			}
-			events = append(events, env(8, domain.OrderCompleted{Trigger: "delivered", TriggerID: id + "delivered", Worker: "w", From: path[6]}))
-			p, err := st.AppendAsync(ctx, eventstore.Aggregate{Tenant: "default", Type: "order", ID: id}, eventstore.ExpectNew, events...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			inflight = append(inflight, pending{p: p})
-		}
-		for _, f := range inflight {
-			if _, err := f.p.Wait(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	return append(events, domain.OrderCompleted{Trigger: triggers[6], TriggerID: id + triggers[6], Worker: "w", From: path[6]})
+}
+
+// benchEnvelope wraps a domain event for a direct append.
+func benchEnvelope(version uint64, at time.Time, e domain.Event) eventstore.Envelope {
+	data, _ := json.Marshal(e)
+	return eventstore.Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: e.EventType(), Version: version,
+		OccurredAt: at, Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}, Data: data}
 }
 
 func runMainB(b *testing.B, args ...string) (int, string, string) {

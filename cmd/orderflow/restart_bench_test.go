@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -119,30 +118,15 @@ func BenchmarkRestart(b *testing.B) {
 func writeOrderEvents(b *testing.B, st *eventstore.Store, n int) {
 	ctx := context.Background()
 	at := time.Now().UTC()
-	route := []string{"laundry_intake", "standard_laundry_production", "home_delivery"}
-	pos := func(wf string, step int, status string) domain.Position {
-		return domain.Position{WorkflowID: wf, WorkflowVersion: 1, Step: step, Status: status}
-	}
-	path := []domain.Position{pos(route[0], 0, "pending_pickup"), pos(route[0], 1, "received"), pos(route[1], 0, "washing"),
-		pos(route[1], 1, "drying"), pos(route[1], 2, "folding"), pos(route[2], 0, "ready_for_delivery"), pos(route[2], 1, "out_for_delivery")}
-	triggers := handlers.WorkedExampleTriggers
 	run := uuid.NewString()[:6]
+	histories := make([][]domain.Event, n)
+	for i := range n {
+		histories[i] = workedOrderEvents(fmt.Sprintf("r%s-%d", run, i))
+	}
 	pending := make([]*eventstore.PendingAppend, n)
 	for v := 1; v <= 8; v++ {
 		for i := range n {
-			id := fmt.Sprintf("r%s-%d", run, i)
-			var e domain.Event
-			switch {
-			case v == 1:
-				e = domain.OrderPlaced{OrderTypeID: handlers.WorkedExampleOrderType, To: path[0], Workflows: route}
-			case v < 8:
-				e = domain.OrderAdvanced{Trigger: triggers[v-2], TriggerID: fmt.Sprint(id, v), Worker: "w", From: path[v-2], To: path[v-1]}
-			default:
-				e = domain.OrderCompleted{Trigger: triggers[6], TriggerID: fmt.Sprint(id, v), Worker: "w", From: path[6]}
-			}
-			data, _ := json.Marshal(e)
-			env := eventstore.Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: e.EventType(), Version: uint64(v),
-				OccurredAt: at, Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}, Data: data}
+			env := benchEnvelope(uint64(v), at, histories[i][v-1])
 			var expected uint64
 			if p := pending[i]; p != nil {
 				r, err := p.Wait(ctx)
@@ -151,7 +135,7 @@ func writeOrderEvents(b *testing.B, st *eventstore.Store, n int) {
 				}
 				expected, env.PrevHash = r.LastSeq, r.LastHash
 			}
-			p, err := st.AppendAsync(ctx, eventstore.Aggregate{Tenant: "default", Type: "order", ID: id}, expected, env)
+			p, err := st.AppendAsync(ctx, eventstore.Aggregate{Tenant: "default", Type: "order", ID: fmt.Sprintf("r%s-%d", run, i)}, expected, env)
 			if err != nil {
 				b.Fatal(err)
 			}
