@@ -77,6 +77,10 @@ const MaxEnvelopeSize = 900 * 1024
 // Validate checks that e has every field the contract requires, with tokens
 // that are safe in subjects.
 func (e *Envelope) Validate() error {
+	return e.validate(true)
+}
+
+func (e *Envelope) validate(checkData bool) error {
 	var errs []error
 	if e.ID == "" {
 		errs = append(errs, errors.New("id is required"))
@@ -102,7 +106,7 @@ func (e *Envelope) Validate() error {
 	if !e.Actor.Kind.Valid() {
 		errs = append(errs, fmt.Errorf("actor.kind %q is not worker, user or system", e.Actor.Kind))
 	}
-	if len(e.Data) > 0 && !json.Valid(e.Data) {
+	if checkData && len(e.Data) > 0 && !json.Valid(e.Data) {
 		errs = append(errs, errors.New("data is not valid JSON"))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -114,10 +118,25 @@ func (e *Envelope) Validate() error {
 // DecodeEnvelope parses and validates one envelope. Unknown fields are
 // tolerated so that readers keep working when the envelope gains a field.
 func DecodeEnvelope(b []byte) (Envelope, error) {
-	var e Envelope
 	if len(b) > MaxEnvelopeSize {
-		return e, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrInvalidEnvelope, len(b), MaxEnvelopeSize)
+		return Envelope{}, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrInvalidEnvelope, len(b), MaxEnvelopeSize)
 	}
+	e, canonical := decodeCanonical(b) // data already checked on this path
+	if !canonical {
+		var err error
+		if e, err = decodeJSON(b); err != nil {
+			return Envelope{}, err
+		}
+	}
+	if err := e.validate(!canonical); err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// decodeJSON reads an envelope in any form JSON allows.
+func decodeJSON(b []byte) (Envelope, error) {
+	var e Envelope
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&e); err != nil {
@@ -125,9 +144,6 @@ func DecodeEnvelope(b []byte) (Envelope, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Envelope{}, fmt.Errorf("%w: trailing data after the envelope", ErrInvalidEnvelope)
-	}
-	if err := e.Validate(); err != nil {
-		return Envelope{}, err
 	}
 	return e, nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +43,30 @@ type StageTime struct {
 type tenantOrders struct {
 	rows   map[string]*OrderRow
 	ids    []string // sorted: the paging order
+	added  []string // ids placed since ids was last settled, unsorted
 	stages map[StageKey]*StageTime
+}
+
+// settle merges the ids placed since the last listing into the sorted
+// paging order. Placing an order only appends its id, so rebuilding n
+// orders costs O(n log n) instead of an O(n) insertion each.
+func (t *tenantOrders) settle() {
+	if len(t.added) == 0 {
+		return
+	}
+	slices.Sort(t.added)
+	n, k := len(t.ids), len(t.added)
+	t.ids = slices.Grow(t.ids, k)[:n+k]
+	for i, j, w := n-1, k-1, n+k-1; j >= 0; w-- { // merge from the back
+		if i >= 0 && t.ids[i] > t.added[j] {
+			t.ids[w] = t.ids[i]
+			i--
+		} else {
+			t.ids[w] = t.added[j]
+			j--
+		}
+	}
+	t.added = nil
 }
 
 // Orders is the read model of every order's current step, the board and
@@ -129,8 +153,7 @@ func (o *Orders) apply(tenant, id, typ string, data []byte, at time.Time) error 
 		row = &OrderRow{Tenant: tenant, ID: id, OrderTypeID: placed.OrderTypeID, State: domain.StateActive,
 			Position: placed.To, EnteredAt: at, PlacedAt: at}
 		t.rows[id] = row
-		i, _ := slices.BinarySearch(t.ids, id)
-		t.ids = slices.Insert(t.ids, i, id)
+		t.added = append(t.added, id)
 	}
 	leave := func(to *domain.Position) {
 		k := StageKey{row.Position.WorkflowID, row.Position.Status}
@@ -192,10 +215,21 @@ func (f OrderFilter) match(r *OrderRow) bool {
 // listing neither skips nor repeats an order while orders change.
 func (o *Orders) List(tenant string, f OrderFilter, after string, limit int) (rows []OrderRow, more bool) {
 	o.mu.RLock()
-	defer o.mu.RUnlock()
 	t, ok := o.tenants[tenant]
 	if !ok {
+		o.mu.RUnlock()
 		return nil, false
+	}
+	if len(t.added) == 0 {
+		defer o.mu.RUnlock()
+	} else { // orders were placed since the last listing: settle them first
+		o.mu.RUnlock()
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if t, ok = o.tenants[tenant]; !ok { // replaced by a checkpoint meanwhile
+			return nil, false
+		}
+		t.settle()
 	}
 	i, found := slices.BinarySearch(t.ids, after)
 	if found {
@@ -316,6 +350,12 @@ func (o *Orders) MarshalJSON() ([]byte, error) {
 		ts := tenantSnapshot{}
 		for _, id := range t.ids {
 			ts.Rows = append(ts.Rows, *t.rows[id])
+		}
+		if len(t.added) > 0 {
+			for _, id := range t.added {
+				ts.Rows = append(ts.Rows, *t.rows[id])
+			}
+			slices.SortFunc(ts.Rows, func(a, b OrderRow) int { return strings.Compare(a.ID, b.ID) })
 		}
 		for k, st := range t.stages {
 			ts.Stages = append(ts.Stages, stageSnapshot{k, *st})

@@ -3,6 +3,8 @@ package projections
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -78,5 +80,55 @@ func TestOrdersModel(t *testing.T) {
 	// An event out of place is an error, not a silent row.
 	if err := o.Apply(orderEvent(seq+1, "ghost", t0, domain.OrderHeld{})); err == nil {
 		t.Fatal("an event before OrderPlaced was accepted")
+	}
+}
+
+// Orders placed in any order, between listings or not, list in id order,
+// each once, and the checkpoint holds them in the same order.
+func TestOrdersPagingOrder(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	o := NewOrders(nil)
+	placed := domain.OrderPlaced{OrderTypeID: "ot", To: domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: "a"}, Workflows: []string{"wf"}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	perm := rng.Perm(500)
+	var want []string
+	for i, n := range perm {
+		id := fmt.Sprintf("o-%03d", n)
+		if err := o.Apply(orderEvent(uint64(i+1), id, t0, placed)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+		if rng.IntN(40) == 0 { // a listing now and then settles the ids placed so far
+			o.List("default", OrderFilter{}, "", 1)
+		}
+	}
+	slices.Sort(want)
+	var got []string
+	after := ""
+	for {
+		rows, more := o.List("default", OrderFilter{}, after, 37)
+		for _, r := range rows {
+			got = append(got, r.ID)
+		}
+		if !more {
+			break
+		}
+		after = rows[len(rows)-1].ID
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("listed %d ids, want %d in order", len(got), len(want))
+	}
+	// A checkpoint taken with unsettled ids equals one taken after settling.
+	o2 := NewOrders(nil)
+	for i, n := range perm {
+		if err := o2.Apply(orderEvent(uint64(i+1), fmt.Sprintf("o-%03d", n), t0, placed)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := o.MarshalJSON()
+	b, _ := o2.MarshalJSON()
+	if string(a) != string(b) {
+		t.Fatal("checkpoints differ with and without settled ids")
 	}
 }
