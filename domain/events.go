@@ -193,9 +193,9 @@ var registry = map[string]func([]byte) (Event, error){
 	TypeOrderTypeChanged:      decodeAs[OrderTypeChanged],
 	TypeOrderTypeArchived:     decodeAs[OrderTypeArchived],
 
-	TypeOrderPlaced:     decodeAs[OrderPlaced],
-	TypeOrderAdvanced:   decodeAs[OrderAdvanced],
-	TypeOrderCompleted:  decodeAs[OrderCompleted],
+	TypeOrderPlaced:     fastOr(readPlaced),
+	TypeOrderAdvanced:   fastOr(readAdvanced),
+	TypeOrderCompleted:  fastOr(readCompleted),
 	TypeTriggerRejected: decodeAs[TriggerRejected],
 	TypeOrderHeld:       decodeAs[OrderHeld],
 	TypeOrderResumed:    decodeAs[OrderResumed],

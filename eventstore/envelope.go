@@ -118,10 +118,15 @@ func (e *Envelope) validate(checkData bool) error {
 // DecodeEnvelope parses and validates one envelope. Unknown fields are
 // tolerated so that readers keep working when the envelope gains a field.
 func DecodeEnvelope(b []byte) (Envelope, error) {
+	return decodeEnvelope(b, false)
+}
+
+// decodeEnvelope is DecodeEnvelope; with owned, Data may share b's bytes.
+func decodeEnvelope(b []byte, owned bool) (Envelope, error) {
 	if len(b) > MaxEnvelopeSize {
 		return Envelope{}, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrInvalidEnvelope, len(b), MaxEnvelopeSize)
 	}
-	e, canonical := decodeCanonical(b) // data already checked on this path
+	e, canonical := decodeCanonical(b, owned) // data already checked on this path
 	if !canonical {
 		var err error
 		if e, err = decodeJSON(b); err != nil {

@@ -716,8 +716,10 @@ func (s *Store) loadPage(ctx context.Context, stream, filter string, from uint64
 	return page, nil
 }
 
+// decodeStored decodes a message received from NATS; the event's Data
+// shares the message's bytes.
 func decodeStored(stream, subject string, seq uint64, stored time.Time, data []byte) (Event, error) {
-	env, err := DecodeEnvelope(data)
+	env, err := decodeEnvelope(data, true)
 	if err != nil {
 		return Event{}, fmt.Errorf("%s sequence %d (%s): %w", stream, seq, subject, err)
 	}

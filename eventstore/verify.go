@@ -43,7 +43,8 @@ type StoredMsg struct {
 	Time     time.Time
 }
 
-// Event decodes the message as an event envelope.
+// Event decodes the message as an event envelope; the event's Data shares
+// m.Data's bytes.
 func (m StoredMsg) Event() (Event, error) {
 	return decodeStored(m.Stream, m.Subject, m.Sequence, m.Time, m.Data)
 }
