@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,8 +49,20 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	natsURL := fs.String("nats-url", "", "measure against this NATS server or cluster instead of an embedded one")
 	replicas := fs.Int("replicas", 1, "stream replicas (3 on a cluster)")
 	asJSON := fs.Bool("json", false, "print the figures as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the round-robin trigger throughput run to this file (go tool pprof)")
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
+	}
+	startProfile, stopProfile := func() error { return nil }, func() {}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		startProfile = func() error { return pprof.StartCPUProfile(f) }
+		stopProfile = pprof.StopCPUProfile
+		defer stopProfile()
 	}
 	var offered []int
 	for _, r := range strings.Split(*rates, ",") {
@@ -229,6 +242,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 			return err
 		}
 		total := 7 * *orders
+		if !backToBack {
+			if err := startProfile(); err != nil {
+				return err
+			}
+			defer stopProfile()
+		}
 		start := time.Now()
 		publish := func(i, k int) error {
 			m := nats.NewMsg(eventstore.TriggerSubject(tenant, fmt.Sprintf("%s-%d", prefix, i), handlers.WorkedExampleTriggers[k]))
