@@ -85,3 +85,21 @@ func natsMsg(subject, id string) *nats.Msg {
 	m.Data = []byte(`{}`)
 	return m
 }
+
+// A connection whose sync queue cannot hold one batched get is refused:
+// the batch's replies would be dropped.
+func TestOpenRefusesShortSyncQueue(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	nc, err := nats.Connect(srv.ClientURL(), nats.SyncQueueLen(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := eventstore.Open(ctxT(t), nc, eventstore.Config{}); err == nil {
+		t.Fatal("Open accepted a sync queue of 100 with LoadBatch 256")
+	}
+	if _, err := eventstore.Open(ctxT(t), nc, eventstore.Config{LoadBatch: 64}); err != nil {
+		t.Fatalf("Open refused LoadBatch 64 on a sync queue of 100: %v", err)
+	}
+}

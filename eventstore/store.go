@@ -37,6 +37,23 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// SyncQueueLen is the nats.SyncQueueLen option for connections handed to
+// Open and Attach. A batched direct get (an aggregate's tail in Load,
+// LoadFilter) receives its batch on a synchronous subscription, and nats.go
+// gives each of those a 65,536-entry channel by default: 512 KiB allocated
+// and cleared for every load. 1,024 holds four default batches; Open
+// refuses a connection whose queue cannot hold one LoadBatch.
+const SyncQueueLen = 1024
+
+// checkConn refuses a connection whose synchronous subscriptions cannot
+// hold one batched get: its replies would be dropped as a slow consumer.
+func (c Config) checkConn(nc *nats.Conn) error {
+	if q := nc.Opts.SubChanLen; q > 0 && q <= c.LoadBatch {
+		return fmt.Errorf("eventstore: the connection's sync queue (%d, nats.SyncQueueLen) must exceed LoadBatch (%d)", q, c.LoadBatch)
+	}
+	return nil
+}
+
 func (c Config) withDefaults() Config {
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -132,6 +149,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("eventstore config: %w", err)
 	}
 	cfg = cfg.withDefaults()
+	if err := cfg.checkConn(nc); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(nc,
 		jetstream.WithDefaultTimeout(cfg.Timeout),
 		jetstream.WithPublishAsyncTimeout(cfg.Timeout),
@@ -750,6 +770,9 @@ func Attach(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("eventstore config: %w", err)
 	}
 	cfg = cfg.withDefaults()
+	if err := cfg.checkConn(nc); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.Timeout))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)

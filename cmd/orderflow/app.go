@@ -105,6 +105,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	a.nc, err = nats.Connect(url,
 		nats.Name("orderflow"),
+		nats.SyncQueueLen(eventstore.SyncQueueLen),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {

@@ -45,7 +45,7 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 		}
 		url = srv.ClientURL()
 	}
-	nc, err := nats.Connect(url, nats.Name("orderflow-audit"))
+	nc, err := nats.Connect(url, nats.Name("orderflow-audit"), nats.SyncQueueLen(eventstore.SyncQueueLen))
 	if err != nil {
 		if srv != nil {
 			srv.Shutdown()

@@ -87,7 +87,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		defer srv.Shutdown()
 		url = srv.ClientURL()
 	}
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, nats.SyncQueueLen(eventstore.SyncQueueLen))
 	if err != nil {
 		return err
 	}

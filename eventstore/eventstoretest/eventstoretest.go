@@ -160,7 +160,7 @@ func freePorts(tb testing.TB, n int) []int {
 // Connect opens a NATS connection that is closed when the test ends.
 func Connect(tb testing.TB, url string) *nats.Conn {
 	tb.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.SyncQueueLen(eventstore.SyncQueueLen))
 	if err != nil {
 		tb.Fatalf("connect %s: %v", url, err)
 	}
