@@ -102,7 +102,7 @@ func BenchmarkRawPublishAsync(b *testing.B) {
 	}
 	b.ResetTimer()
 	for _, m := range msgs {
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := eventstore.PublishAsync(context.Background(), js, m); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -147,7 +147,7 @@ func BenchmarkRawPublishAsyncOCC(b *testing.B) {
 	b.ResetTimer()
 	futures := make([]jetstream.PubAckFuture, 0, b.N)
 	for _, m := range msgs {
-		f, err := js.PublishMsgAsync(m)
+		f, err := eventstore.PublishAsync(context.Background(), js, m)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -308,7 +308,7 @@ func BenchmarkLoad20(b *testing.B) {
 				body, _ := json.Marshal(env)
 				m := nats.NewMsg(agg.Subject(env.Type))
 				m.Data = body
-				if _, err := js.PublishMsgAsync(m); err != nil {
+				if _, err := eventstore.PublishAsync(context.Background(), js, m); err != nil {
 					loadFixture.err = err
 					return
 				}
