@@ -3,11 +3,6 @@ package jsonfast
 import (
 	"encoding/json"
 	"fmt"
-	"go/parser"
-	"go/token"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 )
 
@@ -55,29 +50,5 @@ func TestStrings(t *testing.T) {
 	r = NewReader([]byte(`["a",]`))
 	if r.Strs(&ss, nil) {
 		t.Fatal("Strs read a trailing comma")
-	}
-}
-
-// jsonfast is imported by domain and eventstore, which DESIGN.md keeps
-// free of the rest of the project: it may import the standard library only.
-func TestImportsStandardLibraryOnly(t *testing.T) {
-	t.Parallel()
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		parsed, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range parsed.Imports {
-			if path, _ := strconv.Unquote(imp.Path.Value); strings.Contains(path, ".") {
-				t.Errorf("%s imports %s", f, path)
-			}
-		}
 	}
 }
