@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
@@ -18,11 +17,9 @@ import (
 // It also answers the cross-aggregate questions commands ask (does this
 // status exist, which live workflows use it).
 type Definitions struct {
-	mu      sync.RWMutex
-	pos     position
+	feed
 	tenants map[string]*tenantDefs
 	log     *slog.Logger
-	sub     *eventstore.Subscription
 }
 
 type tenantDefs struct {
@@ -38,37 +35,12 @@ func NewDefinitions(log *slog.Logger) *Definitions {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Definitions{tenants: map[string]*tenantDefs{}, log: log}
+	return &Definitions{feed: feed{name: "definitions", stream: eventstore.StreamDefinitions}, tenants: map[string]*tenantDefs{}, log: log}
 }
 
 // Start feeds the read model from the definitions stream.
 func (d *Definitions) Start(ctx context.Context, st *eventstore.Store) error {
-	sub, err := st.Subscribe(ctx, eventstore.StreamDefinitions, nil, d.Applied(), d.Apply)
-	if err != nil {
-		return err
-	}
-	d.sub = sub
-	return nil
-}
-
-// Stop ends the feed.
-func (d *Definitions) Stop() {
-	if d.sub != nil {
-		d.sub.Stop()
-	}
-}
-
-// Applied is the last stream sequence the read model reflects.
-func (d *Definitions) Applied() uint64 {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return d.pos.applied
-}
-
-// WaitFor blocks until the read model reflects stream sequence seq or ctx
-// ends.
-func (d *Definitions) WaitFor(ctx context.Context, seq uint64) error {
-	return waitFor(ctx, &d.mu, &d.pos, seq, "definitions")
+	return d.start(ctx, st, d.Apply)
 }
 
 // Apply folds one stored event in. Events at or below the applied sequence

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/orderflow/orderflow/domain"
@@ -74,11 +73,9 @@ func (t *tenantOrders) settle() {
 // applied at most once: the model remembers the last stream sequence it
 // applied.
 type Orders struct {
-	mu      sync.RWMutex
-	pos     position
+	feed
 	tenants map[string]*tenantOrders
 	log     *slog.Logger
-	sub     *eventstore.Subscription
 }
 
 // NewOrders returns an empty orders read model.
@@ -86,36 +83,12 @@ func NewOrders(log *slog.Logger) *Orders {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Orders{tenants: map[string]*tenantOrders{}, log: log}
+	return &Orders{feed: feed{name: "orders", stream: eventstore.StreamOrders}, tenants: map[string]*tenantOrders{}, log: log}
 }
 
 // Start feeds the model from the orders stream, after what it has applied.
 func (o *Orders) Start(ctx context.Context, st *eventstore.Store) error {
-	sub, err := st.Subscribe(ctx, eventstore.StreamOrders, nil, o.Applied(), o.Apply)
-	if err != nil {
-		return err
-	}
-	o.sub = sub
-	return nil
-}
-
-// Stop ends the feed.
-func (o *Orders) Stop() {
-	if o.sub != nil {
-		o.sub.Stop()
-	}
-}
-
-// Applied is the last stream sequence the model reflects.
-func (o *Orders) Applied() uint64 {
-	o.mu.RLock()
-	defer o.mu.RUnlock()
-	return o.pos.applied
-}
-
-// WaitFor blocks until the model reflects stream sequence seq or ctx ends.
-func (o *Orders) WaitFor(ctx context.Context, seq uint64) error {
-	return waitFor(ctx, &o.mu, &o.pos, seq, "orders")
+	return o.start(ctx, st, o.Apply)
 }
 
 func (o *Orders) tenant(name string) *tenantOrders {

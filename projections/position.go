@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/orderflow/orderflow/eventstore"
 )
 
 // position is how far a read model has applied its stream, and lets
@@ -35,24 +37,59 @@ func (p *position) set(seq uint64) {
 	}
 }
 
-// waitFor blocks until p has applied seq or ctx ends.
-func waitFor(ctx context.Context, mu *sync.RWMutex, p *position, seq uint64, model string) error {
+// feed is what every read model has: the lock that guards it, how far it
+// has applied its stream, and the subscription that feeds it.
+type feed struct {
+	name   string // for errors: "orders", "definitions"
+	stream string
+	mu     sync.RWMutex
+	pos    position
+	sub    *eventstore.Subscription
+}
+
+// start subscribes apply to the stream, after what the model has applied.
+func (f *feed) start(ctx context.Context, st *eventstore.Store, apply eventstore.Handler) error {
+	sub, err := st.Subscribe(ctx, f.stream, nil, f.Applied(), apply)
+	if err != nil {
+		return err
+	}
+	f.sub = sub
+	return nil
+}
+
+// Stop ends the feed.
+func (f *feed) Stop() {
+	if f.sub != nil {
+		f.sub.Stop()
+	}
+}
+
+// Applied is the last stream sequence the read model reflects.
+func (f *feed) Applied() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.pos.applied
+}
+
+// WaitFor blocks until the read model reflects stream sequence seq or ctx
+// ends.
+func (f *feed) WaitFor(ctx context.Context, seq uint64) error {
 	for {
-		mu.Lock()
-		applied := p.applied
+		f.mu.Lock()
+		applied := f.pos.applied
 		if applied >= seq {
-			mu.Unlock()
+			f.mu.Unlock()
 			return nil
 		}
-		if p.changed == nil {
-			p.changed = make(chan struct{})
+		if f.pos.changed == nil {
+			f.pos.changed = make(chan struct{})
 		}
-		ch := p.changed
-		mu.Unlock()
+		ch := f.pos.changed
+		f.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("%s read model at sequence %d, waiting for %d: %w", model, applied, seq, ctx.Err())
+			return fmt.Errorf("%s read model at sequence %d, waiting for %d: %w", f.name, applied, seq, ctx.Err())
 		}
 	}
 }
