@@ -20,13 +20,12 @@ type StatusUsage interface {
 // case-insensitively.
 type StatusLibrary struct {
 	root
-	byKey map[string]*Status
-	order []string
+	entries[Status]
 }
 
 // NewStatusLibrary returns an empty library.
 func NewStatusLibrary() *StatusLibrary {
-	return &StatusLibrary{byKey: map[string]*Status{}}
+	return &StatusLibrary{entries: newEntries[Status]("status")}
 }
 
 // Add adds a status. An empty key is derived from the name.
@@ -44,8 +43,8 @@ func (l *StatusLibrary) Add(key, name string, category Category) error {
 	if category.IsZero() {
 		return invalid("category", "is required")
 	}
-	if _, ok := l.byKey[key]; ok {
-		return kindErr(ErrDuplicate, "key", "status %q already exists", key)
+	if err := l.checkNew(key); err != nil {
+		return err
 	}
 	if other := l.liveNamed(name, ""); other != "" {
 		return kindErr(ErrDuplicate, "name", "status %q is already named %q", other, l.byKey[other].Name)
@@ -92,48 +91,18 @@ func (l *StatusLibrary) Recategorize(key string, category Category) error {
 // Archive retires a status. It is refused while a live workflow uses it;
 // archiving an archived status changes nothing.
 func (l *StatusLibrary) Archive(key string, usage StatusUsage) error {
-	st, ok := l.byKey[key]
-	if !ok {
-		return kindErr(ErrNotFound, "key", "no status %q", key)
+	ok, err := l.archivable(key, usage.WorkflowsUsingStatus)
+	if ok {
+		l.record(StatusArchived{Key: key})
 	}
-	if st.Archived {
-		return nil
-	}
-	if ids := usage.WorkflowsUsingStatus(key); len(ids) > 0 {
-		return kindErr(ErrInUse, "key", "status %q is used by live workflows %v", key, ids)
-	}
-	l.record(StatusArchived{Key: key})
-	return nil
+	return err
 }
 
 // Status returns one status, archived or not.
-func (l *StatusLibrary) Status(key string) (Status, bool) {
-	st, ok := l.byKey[key]
-	if !ok {
-		return Status{}, false
-	}
-	return *st, true
-}
+func (l *StatusLibrary) Status(key string) (Status, bool) { return l.get(key) }
 
 // Statuses lists every status in the order they were added.
-func (l *StatusLibrary) Statuses() []Status {
-	out := make([]Status, 0, len(l.order))
-	for _, k := range l.order {
-		out = append(out, *l.byKey[k])
-	}
-	return out
-}
-
-func (l *StatusLibrary) live(key string) (*Status, error) {
-	st, ok := l.byKey[key]
-	if !ok {
-		return nil, kindErr(ErrNotFound, "key", "no status %q", key)
-	}
-	if st.Archived {
-		return nil, kindErr(ErrArchived, "key", "status %q is archived", key)
-	}
-	return st, nil
-}
+func (l *StatusLibrary) Statuses() []Status { return l.list() }
 
 // liveNamed returns the key of a live status other than except with that
 // name, or "".
@@ -156,8 +125,7 @@ func (l *StatusLibrary) record(e Event) {
 func (l *StatusLibrary) Apply(e Event) error {
 	switch e := e.(type) {
 	case StatusAdded:
-		l.byKey[e.Key] = &Status{Key: e.Key, Name: e.Name, Category: e.Category}
-		l.order = append(l.order, e.Key)
+		l.add(e.Key, Status{Key: e.Key, Name: e.Name, Category: e.Category})
 	case StatusRenamed:
 		if st, ok := l.byKey[e.Key]; ok {
 			st.Name = e.Name

@@ -19,13 +19,12 @@ type TriggerUsage interface {
 // TriggerLibrary is a tenant's Trigger Library. Keys are unique.
 type TriggerLibrary struct {
 	root
-	byKey map[string]*Trigger
-	order []string
+	entries[Trigger]
 }
 
 // NewTriggerLibrary returns an empty library.
 func NewTriggerLibrary() *TriggerLibrary {
-	return &TriggerLibrary{byKey: map[string]*Trigger{}}
+	return &TriggerLibrary{entries: newEntries[Trigger]("trigger")}
 }
 
 func checkDescription(d string) error {
@@ -53,8 +52,8 @@ func (l *TriggerLibrary) Add(key, name, description string) error {
 	if err := checkDescription(description); err != nil {
 		return err
 	}
-	if _, ok := l.byKey[key]; ok {
-		return kindErr(ErrDuplicate, "key", "trigger %q already exists", key)
+	if err := l.checkNew(key); err != nil {
+		return err
 	}
 	l.record(TriggerAdded{Key: key, Name: name, Description: description})
 	return nil
@@ -62,14 +61,11 @@ func (l *TriggerLibrary) Add(key, name, description string) error {
 
 // Rename changes a trigger's name and description.
 func (l *TriggerLibrary) Rename(key, name, description string) error {
-	tr, ok := l.byKey[key]
-	if !ok {
-		return kindErr(ErrNotFound, "key", "no trigger %q", key)
+	tr, err := l.live(key)
+	if err != nil {
+		return err
 	}
-	if tr.Archived {
-		return kindErr(ErrArchived, "key", "trigger %q is archived", key)
-	}
-	name, err := checkName("name", name)
+	name, err = checkName("name", name)
 	if err != nil {
 		return err
 	}
@@ -85,37 +81,18 @@ func (l *TriggerLibrary) Rename(key, name, description string) error {
 
 // Archive retires a trigger; refused while a live workflow uses it.
 func (l *TriggerLibrary) Archive(key string, usage TriggerUsage) error {
-	tr, ok := l.byKey[key]
-	if !ok {
-		return kindErr(ErrNotFound, "key", "no trigger %q", key)
+	ok, err := l.archivable(key, usage.WorkflowsUsingTrigger)
+	if ok {
+		l.record(TriggerArchived{Key: key})
 	}
-	if tr.Archived {
-		return nil
-	}
-	if ids := usage.WorkflowsUsingTrigger(key); len(ids) > 0 {
-		return kindErr(ErrInUse, "key", "trigger %q is used by live workflows %v", key, ids)
-	}
-	l.record(TriggerArchived{Key: key})
-	return nil
+	return err
 }
 
 // Trigger returns one trigger, archived or not.
-func (l *TriggerLibrary) Trigger(key string) (Trigger, bool) {
-	tr, ok := l.byKey[key]
-	if !ok {
-		return Trigger{}, false
-	}
-	return *tr, true
-}
+func (l *TriggerLibrary) Trigger(key string) (Trigger, bool) { return l.get(key) }
 
 // Triggers lists every trigger in the order they were added.
-func (l *TriggerLibrary) Triggers() []Trigger {
-	out := make([]Trigger, 0, len(l.order))
-	for _, k := range l.order {
-		out = append(out, *l.byKey[k])
-	}
-	return out
-}
+func (l *TriggerLibrary) Triggers() []Trigger { return l.list() }
 
 func (l *TriggerLibrary) record(e Event) {
 	_ = l.Apply(e)
@@ -126,8 +103,7 @@ func (l *TriggerLibrary) record(e Event) {
 func (l *TriggerLibrary) Apply(e Event) error {
 	switch e := e.(type) {
 	case TriggerAdded:
-		l.byKey[e.Key] = &Trigger{Key: e.Key, Name: e.Name, Description: e.Description}
-		l.order = append(l.order, e.Key)
+		l.add(e.Key, Trigger{Key: e.Key, Name: e.Name, Description: e.Description})
 	case TriggerRenamed:
 		if tr, ok := l.byKey[e.Key]; ok {
 			tr.Name, tr.Description = e.Name, e.Description
