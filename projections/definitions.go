@@ -46,13 +46,12 @@ func (d *Definitions) Start(ctx context.Context, st *eventstore.Store) error {
 // Apply folds one stored event in. Events at or below the applied sequence
 // are ignored, so each is applied at most once.
 func (d *Definitions) Apply(ev eventstore.Event) error {
+	e, err := domain.DecodeEvent(ev.Type, ev.Data) // before the lock: queries wait less
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.pos.advance(ev.Sequence) {
 		return nil
 	}
-
-	e, err := domain.DecodeEvent(ev.Type, ev.Data)
 	if err != nil {
 		return fmt.Errorf("definitions: sequence %d: %w", ev.Sequence, err)
 	}

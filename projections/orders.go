@@ -103,19 +103,19 @@ func (o *Orders) tenant(name string) *tenantOrders {
 // Apply folds one stored order event in; events at or below the applied
 // sequence are ignored.
 func (o *Orders) Apply(ev eventstore.Event) error {
+	e, err := domain.DecodeEvent(ev.Type, ev.Data) // before the lock: queries wait less
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if !o.pos.advance(ev.Sequence) {
 		return nil
 	}
-	return o.apply(ev.Tenant, ev.AggregateID, ev.Type, ev.Data, ev.OccurredAt)
+	if err != nil {
+		return fmt.Errorf("orders: %s %s: %w", ev.AggregateID, ev.Type, err)
+	}
+	return o.apply(ev.Tenant, ev.AggregateID, ev.Type, e, ev.OccurredAt)
 }
 
-func (o *Orders) apply(tenant, id, typ string, data []byte, at time.Time) error {
-	e, err := domain.DecodeEvent(typ, data)
-	if err != nil {
-		return fmt.Errorf("orders: %s %s: %w", id, typ, err)
-	}
+func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) error {
 	t := o.tenant(tenant)
 	row := t.rows[id]
 	if row == nil {
