@@ -11,6 +11,32 @@ import (
 	"github.com/orderflow/orderflow/eventstore"
 )
 
+// refusedRequest is one request that must be refused with a problem.
+type refusedRequest struct {
+	name         string
+	method, path string
+	body         any
+	headers      []string
+	status       int
+	code         string
+}
+
+// expectRefused sends each request and checks its status and problem
+// code, and that neither stream gained an event.
+func expectRefused(t *testing.T, app *App, c *httpClient, cases []refusedRequest) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &httpClient{t: t, base: c.base}
+			d0, o0 := streamSeqs(t, app)
+			c.problem(tc.status, tc.code, tc.method, tc.path, tc.body, tc.headers...)
+			if d1, o1 := streamSeqs(t, app); d1 != d0 || o1 != o0 {
+				t.Fatalf("a refused request appended events (definitions %d→%d, orders %d→%d)", d0, d1, o0, o1)
+			}
+		})
+	}
+}
+
 func streamSeqs(t *testing.T, app *App) (defs, orders uint64) {
 	t.Helper()
 	ctx := ctxFor(t, 10*time.Second)
@@ -36,14 +62,7 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 	c.must(201, "POST", "/v1/order-types", map[string]any{"name": "Retired Service", "production": "standard_laundry_production"})
 	c.must(200, "POST", "/v1/order-types/retired_service/archive", nil)
 	deep := strings.Repeat(`{"a":`, 20000) + "1" + strings.Repeat("}", 20000)
-	cases := []struct {
-		name         string
-		method, path string
-		body         any
-		headers      []string
-		status       int
-		code         string
-	}{
+	cases := []refusedRequest{
 		{"place: unknown order type", "POST", "/v1/orders", map[string]any{"order_type_id": "nope"}, nil, 400, "invalid_argument"},
 		{"place: archived order type", "POST", "/v1/orders", map[string]any{"order_type_id": "retired_service"}, nil, 400, "invalid_argument"},
 		{"place: missing order type", "POST", "/v1/orders", map[string]any{"id": "x"}, nil, 400, "invalid_argument"},
@@ -76,16 +95,7 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"board: unsafe workflow id", "GET", "/v1/board?workflow_id=a.b", nil, nil, 400, "invalid_argument"},
 		{"If-Match: not a version", "PATCH", "/v1/workflows/laundry_intake", map[string]any{"name": "X"}, []string{"If-Match", `"abc"`}, 400, "invalid_argument"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := &httpClient{t: t, base: c.base}
-			d0, o0 := streamSeqs(t, app)
-			c.problem(tc.status, tc.code, tc.method, tc.path, tc.body, tc.headers...)
-			if d1, o1 := streamSeqs(t, app); d1 != d0 || o1 != o0 {
-				t.Fatalf("a refused request appended events (definitions %d→%d, orders %d→%d)", d0, d1, o0, o1)
-			}
-		})
-	}
+	expectRefused(t, app, c, cases)
 	c.must(200, "GET", "/readyz", nil)
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -9,18 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/orderflow/orderflow/eventstore"
 )
-
-func defsLastSeq(t *testing.T, app *App) uint64 {
-	t.Helper()
-	seq, err := app.Store().LastSequence(context.Background(), eventstore.StreamDefinitions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return seq
-}
 
 // Every refused request gets its problem code and appends nothing.
 func TestDefinitionsRefuseBadInput(t *testing.T) {
@@ -33,14 +21,7 @@ func TestDefinitionsRefuseBadInput(t *testing.T) {
 	c.must(200, "DELETE", "/v1/statuses/retired", nil)
 
 	huge := `{"name":"` + strings.Repeat("x", 2<<20) + `","category":"draft"}`
-	cases := []struct {
-		name         string
-		method, path string
-		body         any
-		headers      []string
-		status       int
-		code         string
-	}{
+	cases := []refusedRequest{
 		{"duplicate status name, other case", "POST", "/v1/statuses", map[string]any{"name": "WASHING", "key": "washing2", "category": "pending"}, nil, 409, "conflict"},
 		{"duplicate status key", "POST", "/v1/statuses", map[string]any{"name": "Other", "key": "washing", "category": "pending"}, nil, 409, "conflict"},
 		{"duplicate workflow name, other case", "POST", "/v1/workflows", map[string]any{"name": "laundry INTAKE", "type": "intake",
@@ -81,16 +62,7 @@ func TestDefinitionsRefuseBadInput(t *testing.T) {
 		{"order type with wrong slot", "POST", "/v1/order-types", map[string]any{"name": "Bad", "intake": production}, nil, 400, "invalid_argument"},
 		{"order type with nothing", "POST", "/v1/order-types", map[string]any{"name": "Empty"}, nil, 400, "invalid_argument"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := &httpClient{t: t, base: c.base}
-			before := defsLastSeq(t, app)
-			c.problem(tc.status, tc.code, tc.method, tc.path, tc.body, tc.headers...)
-			if after := defsLastSeq(t, app); after != before {
-				t.Fatalf("a refused request appended %d events", after-before)
-			}
-		})
-	}
+	expectRefused(t, app, c, cases)
 	// Still healthy afterwards.
 	c.must(200, "GET", "/v1/workflows", nil)
 }
