@@ -119,16 +119,22 @@ type ProjectionStatus struct {
 }
 
 func (api *API) projectionStatus(w http.ResponseWriter, r *http.Request) {
-	if api.ProjectionStatus == nil {
-		api.fail(w, r, fmt.Errorf("%w: projection status is not available", errUnavailable))
+	serveOptional(api, w, r, api.ProjectionStatus, "projection status")
+}
+
+// serveOptional answers with what fn returns, or 503 when the API was set
+// up without it.
+func serveOptional[T any](api *API, w http.ResponseWriter, r *http.Request, fn func(context.Context) (T, error), what string) {
+	if fn == nil {
+		api.fail(w, r, fmt.Errorf("%w: %s is not available", errUnavailable, what))
 		return
 	}
-	st, err := api.ProjectionStatus(r.Context())
+	v, err := fn(r.Context())
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, v)
 }
 
 // RebuildReport says what a rebuild did.
@@ -140,16 +146,7 @@ type RebuildReport struct {
 }
 
 func (api *API) rebuild(w http.ResponseWriter, r *http.Request) {
-	if api.Rebuild == nil {
-		api.fail(w, r, fmt.Errorf("%w: rebuild is not available", errUnavailable))
-		return
-	}
-	rep, err := api.Rebuild(r.Context())
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rep)
+	serveOptional(api, w, r, api.Rebuild, "rebuild")
 }
 
 // Request errors found before any command runs.
