@@ -117,8 +117,7 @@ func (r *Reader) Int(dst *int) bool {
 // a time.Time.
 func (r *Reader) Time(dst *time.Time) bool {
 	start := r.i
-	var s string
-	if !r.Str(&s) {
+	if !r.scan(nil, false) {
 		return false
 	}
 	if err := dst.UnmarshalJSON(r.b[start:r.i]); err != nil {
