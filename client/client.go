@@ -120,7 +120,9 @@ type envelope struct {
 // of every order when orderID is "": placed, advanced, completed, held,
 // resumed, cancelled, moved, migrated (rejected triggers are not stage
 // changes). It is a plain NATS subscription: live events only; replay
-// from a position is the HTTP feed's (GET /v1/events) job.
+// from a position is the HTTP feed's (GET /v1/events) job. When it
+// returns, the server has the subscription: every stage change stored
+// from then on is delivered.
 func (c *Client) SubscribeStageChanges(orderID string, fn func(StageChange)) (*nats.Subscription, error) {
 	subject := fmt.Sprintf("orderflow.%s.order.*.>", c.tenant)
 	if orderID != "" {
@@ -129,7 +131,7 @@ func (c *Client) SubscribeStageChanges(orderID string, fn func(StageChange)) (*n
 		}
 		subject = fmt.Sprintf("orderflow.%s.order.%s.>", c.tenant, orderID)
 	}
-	return c.nc.Subscribe(subject, func(m *nats.Msg) {
+	sub, err := c.nc.Subscribe(subject, func(m *nats.Msg) {
 		var env envelope
 		if err := json.Unmarshal(m.Data, &env); err != nil || env.Type == domain.TypeTriggerRejected {
 			return
@@ -145,4 +147,12 @@ func (c *Client) SubscribeStageChanges(orderID string, fn func(StageChange)) (*n
 		}
 		fn(sc)
 	})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribe to stage changes: %w", err)
+	}
+	return sub, nil
 }

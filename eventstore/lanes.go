@@ -2,7 +2,9 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,12 +20,16 @@ import (
 //	  → orderflow._lanes.<partition>.<tenant>.<orderId>.<triggerKey>
 //
 // so every trigger of one order lands in the same lane, in the order it was
-// stored. Each lane has one durable consumer with at most one
-// unacknowledged message: whichever orderflow process pulls it, a lane's
-// triggers take effect one after another, and lanes run in parallel. The
-// lane stream is a work queue (a processed trigger leaves it);
-// ORDERFLOW_TRIGGERS keeps the record. The number of lanes is fixed for a
-// deployment: changing it re-partitions orders, so drain the lanes first.
+// stored. Each lane has one durable consumer in a pinned priority group
+// (LaneGroup): JetStream hands a lane's triggers to one client at a time,
+// and moves the lane to another client only when the pinned one stops
+// asking (after the pin's TTL) or gives it up (UnpinConsumer). The pinned
+// process may hold up to Window unacknowledged triggers of its lane; it
+// applies triggers of different orders in parallel and triggers of one
+// order one after another, in lane order. The lane stream is a work queue
+// (a processed trigger leaves it); ORDERFLOW_TRIGGERS keeps the record.
+// The number of lanes is fixed for a deployment: changing it re-partitions
+// orders, so drain the lanes first.
 const (
 	StreamTriggerLanes = "ORDERFLOW_TRIGGER_LANES"
 	laneRoot           = SubjectRoot + "._lanes"
@@ -33,16 +39,33 @@ const (
 	// DeadLetterSubject is where the trigger processor puts poison
 	// triggers.
 	DeadLetterSubject = SubjectRoot + "._deadletter.triggers"
+	// LaneGroup is the lane consumers' pinned priority group.
+	LaneGroup = "processors"
+	// ProcessorsSubject is where trigger processors announce themselves
+	// to each other (core NATS, not stored), so that they can share the
+	// lanes out.
+	ProcessorsSubject = SubjectRoot + "._processors"
 )
 
 // LaneConfig sets up the trigger lanes.
 type LaneConfig struct {
 	Lanes   int           // number of lanes; default 8
-	AckWait time.Duration // how long a lane waits for an acknowledgement before redelivering; default 10 s
+	AckWait time.Duration // how long a lane waits for an acknowledgement before redelivering, and how long a silent pinned client keeps its lane; default 10 s
+	Window  int           // unacknowledged triggers a lane's pinned client may hold; default 256
 }
 
 // LaneConsumer names lane i's durable consumer.
 func LaneConsumer(i int) string { return fmt.Sprintf("lane-%d", i) }
+
+// LaneIndex is the lane number of a lane consumer's name.
+func LaneIndex(consumer string) (int, error) {
+	n, ok := strings.CutPrefix(consumer, "lane-")
+	i, err := strconv.Atoi(n)
+	if !ok || err != nil || i < 0 {
+		return 0, fmt.Errorf("%q is not a lane consumer", consumer)
+	}
+	return i, nil
+}
 
 // ParseLaneSubject splits a lane subject into tenant, order id and trigger
 // key.
@@ -66,6 +89,9 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 10 * time.Second
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 256
 	}
 	st, err := s.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        StreamTriggerLanes,
@@ -99,21 +125,43 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	names := make([]string, cfg.Lanes)
 	for i := range cfg.Lanes {
 		names[i] = LaneConsumer(i)
-		cctx, cancel := s.withTimeout(ctx)
-		_, err := st.CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
-			Durable:       names[i],
-			Description:   fmt.Sprintf("orderflow trigger lane %d of %d", i, cfg.Lanes),
-			FilterSubject: fmt.Sprintf("%s.%d.>", laneRoot, i),
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       cfg.AckWait,
-			MaxAckPending: 1, // one trigger of a lane in flight, across every process
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			Replicas:      s.cfg.Replicas,
-		})
-		cancel()
-		if err != nil {
+		cc := jetstream.ConsumerConfig{
+			Durable:        names[i],
+			Description:    fmt.Sprintf("orderflow trigger lane %d of %d", i, cfg.Lanes),
+			FilterSubject:  fmt.Sprintf("%s.%d.>", laneRoot, i),
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        cfg.AckWait,
+			MaxAckPending:  cfg.Window,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			Replicas:       s.cfg.Replicas,
+			PriorityPolicy: jetstream.PriorityPolicyPinned,
+			PriorityGroups: []string{LaneGroup},
+			PinnedTTL:      cfg.AckWait,
+		}
+		if err := s.ensureLaneConsumer(ctx, st, cc); err != nil {
 			return nil, fmt.Errorf("lane consumer %s: %w", names[i], err)
 		}
 	}
 	return names, nil
+}
+
+// ensureLaneConsumer creates or updates a lane consumer. A consumer from
+// before lanes were pinned (JetStream cannot add a priority policy to an
+// existing consumer) is replaced: the lane stream is a work queue, so what
+// it still holds is exactly what has not been processed, and the new
+// consumer delivers it from the start.
+func (s *Store) ensureLaneConsumer(ctx context.Context, st jetstream.Stream, cc jetstream.ConsumerConfig) error {
+	cctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	if c, err := st.Consumer(cctx, cc.Durable); err == nil {
+		if info := c.CachedInfo(); info != nil && info.Config.PriorityPolicy != cc.PriorityPolicy {
+			if err := st.DeleteConsumer(cctx, cc.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return err
+			}
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return err
+	}
+	_, err := st.CreateOrUpdateConsumer(cctx, cc)
+	return err
 }

@@ -80,7 +80,15 @@ type ProcessorConfig struct {
 	// with a supervisor action, a timeout) is retried in place before the
 	// trigger is handed back to JetStream. Default 5.
 	MaxRetries int
-	Logger     *slog.Logger
+	// Window is how many unacknowledged triggers a lane's process may
+	// hold: triggers of different orders in a lane run in parallel up to
+	// it. Every process sharing the work must use the same. Default 256.
+	Window int
+	// Heartbeat is how often processes announce themselves to each other
+	// to share the lanes out; one silent for three is taken as gone.
+	// Default 1 s.
+	Heartbeat time.Duration
+	Logger    *slog.Logger
 }
 
 // Processor applies worker apps' triggers to orders: a Watermill router
@@ -88,10 +96,11 @@ type ProcessorConfig struct {
 // JetStream publisher; the lanes are read by laneSubscriber (see there why
 // not watermill-nats's subscriber).
 type Processor struct {
-	cfg    ProcessorConfig
-	cmds   *Commands
-	nc     *nats.Conn
-	router *message.Router
+	cfg     ProcessorConfig
+	cmds    *Commands
+	nc      *nats.Conn
+	router  *message.Router
+	members *members
 
 	// afterApply, when set (tests), runs after a trigger's outcome is
 	// stored and before it is acknowledged.
@@ -142,10 +151,16 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = 5
 	}
+	if cfg.Window <= 0 {
+		cfg.Window = 256
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	lanes, err := cmds.Store.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: cfg.Lanes, AckWait: cfg.AckWait})
+	lanes, err := cmds.Store.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: cfg.Lanes, AckWait: cfg.AckWait, Window: cfg.Window})
 	if err != nil {
 		return nil, err
 	}
@@ -156,10 +171,14 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 	if err != nil {
 		return nil, fmt.Errorf("trigger processor: connect: %w", err)
 	}
-	p := &Processor{cfg: cfg, cmds: cmds, nc: nc}
+	p := &Processor{cfg: cfg, cmds: cmds, nc: nc, members: newMembers(nc, cfg.Heartbeat)}
 	if err := p.build(lanes); err != nil {
 		nc.Close()
 		return nil, err
+	}
+	if err := p.members.start(); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("trigger processor: %w", err)
 	}
 	return p, nil
 }
@@ -172,7 +191,7 @@ func (p *Processor) build(lanes []string) error {
 	if err != nil {
 		return err
 	}
-	sub := newLaneSubscriber(js, 500*time.Millisecond)
+	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
 	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
 		Conn:   p.nc,
 		Logger: wlog,
@@ -222,6 +241,9 @@ func (p *Processor) Running() chan struct{} { return p.router.Running() }
 // Close stops the lanes (letting the triggers in hand finish) and closes
 // the processor's connection.
 func (p *Processor) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	p.members.close(ctx)
+	cancel()
 	err := p.router.Close()
 	p.nc.Close()
 	return err

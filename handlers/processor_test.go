@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -149,4 +150,68 @@ func FuzzDecodeTriggerBody(f *testing.F) {
 			t.Fatalf("accepted oversized fields: %+v", body)
 		}
 	})
+}
+
+// Two processors share the lanes out between them, and when one closes
+// the other takes its lanes over.
+func TestProcessorsShareLanes(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	first := startProcessor(t, c, srv.ClientURL(), nil)
+	defer first.Close()
+	second := startProcessor(t, c, srv.ClientURL(), nil)
+	defer second.Close()
+	owned := func(p *Processor) int {
+		n := 0
+		for i := range p.cfg.Lanes {
+			if p.members.owns(i) {
+				n++
+			}
+		}
+		return n
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return owned(first) == 1 && owned(second) == 1 },
+		"each processor to own one lane of two")
+
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	js, _ := jetstream.New(nc)
+	var orders []string
+	for i := range 40 {
+		id := fmt.Sprintf("o-share-%d", i)
+		if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
+			t.Fatal(err)
+		}
+		orders = append(orders, id)
+	}
+	publish := func(k int) {
+		for _, id := range orders {
+			m := nats.NewMsg(eventstore.TriggerSubject("default", id, WorkedExampleTriggers[k]))
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", id, k))
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(0)
+	eventstoretest.Eventually(t, 20*time.Second, func() bool { return first.Handled()+second.Handled() == 40 }, "40 triggers applied")
+	if first.Handled() == 0 || second.Handled() == 0 {
+		t.Fatalf("one processor did all the work: %d and %d", first.Handled(), second.Handled())
+	}
+	_ = second.Close()
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return owned(first) == 2 }, "the first processor to own both lanes")
+	publish(1)
+	eventstoretest.Eventually(t, 20*time.Second, func() bool { return first.Handled()+second.Handled() == 80 }, "80 triggers applied")
+	for _, id := range orders {
+		o, _, err := c.LoadOrder(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Version() != 3 {
+			t.Fatalf("order %s at version %d, want 3", id, o.Version())
+		}
+	}
 }

@@ -188,7 +188,7 @@ func (a *App) startProcessor(ctx context.Context) error {
 		return err
 	}
 	a.proc, err = handlers.NewProcessor(ctx, a.cmds, a.NATSURL(), handlers.ProcessorConfig{
-		Lanes: a.Config.Lanes, AckWait: a.Config.AckWait, Logger: a.Logger,
+		Lanes: a.Config.Lanes, AckWait: a.Config.AckWait, Window: a.Config.LaneWindow, Logger: a.Logger,
 	})
 	if err != nil {
 		return err

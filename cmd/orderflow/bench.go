@@ -46,6 +46,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	rates := fs.String("rates", "500,2000", "offered trigger rates for the latency runs, per second, comma-separated")
 	duration := fs.Duration("duration", 5*time.Second, "length of each latency run")
 	lanes := fs.Int("lanes", 16, "trigger lanes")
+	window := fs.Int("lane-window", 256, "unacknowledged triggers per lane")
 	natsURL := fs.String("nats-url", "", "measure against this NATS server or cluster instead of an embedded one")
 	replicas := fs.Int("replicas", 1, "stream replicas (3 on a cluster)")
 	asJSON := fs.Bool("json", false, "print the figures as JSON")
@@ -188,7 +189,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	add(benchFigure{Name: "definition command latency p50", Value: ms(p50), Unit: "ms", Baseline: "raw publish acknowledgement p50", Ratio: ratio(p50, rawAck50)})
 	add(benchFigure{Name: "definition command latency p99", Value: ms(p99), Unit: "ms", Baseline: "raw publish acknowledgement p99", Ratio: ratio(p99, rawAck99)})
 
-	proc, err := handlers.NewProcessor(ctx, base, url, handlers.ProcessorConfig{Lanes: *lanes, Logger: log})
+	proc, err := handlers.NewProcessor(ctx, base, url, handlers.ProcessorConfig{Lanes: *lanes, Window: *window, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,9 @@ type Config struct {
 	// AckWait is how long a trigger lane waits for a process to finish a
 	// trigger before handing it to another.
 	AckWait time.Duration
+	// LaneWindow is how many unacknowledged triggers the process reading
+	// a lane may hold; every process must use the same.
+	LaneWindow int
 }
 
 // DefaultConfig is the configuration of a plain `orderflow serve`.
@@ -61,6 +64,7 @@ func DefaultConfig() Config {
 		Lanes:           16,
 		Checkpoints:     true,
 		AckWait:         10 * time.Second,
+		LaneWindow:      256,
 	}
 }
 
@@ -78,6 +82,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "seed the worked example into an empty store and run simulated worker apps")
 	fs.IntVar(&c.Lanes, "lanes", c.Lanes, "trigger lanes (triggers of one order share a lane and take effect in order; lanes run in parallel); the same on every process")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a trigger lane waits for a process before handing the trigger to another")
+	fs.IntVar(&c.LaneWindow, "lane-window", c.LaneWindow, "unacknowledged triggers a process may hold per lane (different orders run in parallel, one order's triggers in turn); the same on every process")
 }
 
 // Validate reports every problem at once.
@@ -105,6 +110,9 @@ func (c Config) Validate() error {
 	}
 	if c.Lanes < 1 || c.Lanes > 1024 {
 		errs = append(errs, fmt.Errorf("--lanes %d: must be 1 to 1024", c.Lanes))
+	}
+	if c.LaneWindow < 1 || c.LaneWindow > 10000 {
+		errs = append(errs, fmt.Errorf("--lane-window %d: must be 1 to 10000", c.LaneWindow))
 	}
 	if c.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("--ack-wait %s: must be at least 1s", c.AckWait))
