@@ -3,7 +3,9 @@ package handlers
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -21,6 +23,13 @@ import (
 // it owns, and gives a lane up (drains it, hands back what it has not
 // started, unpins it) when the members change and another process owns it.
 //
+// A lane's new reader starts gated: it holds what it is given, sorted by
+// stream sequence per order, and runs nothing until every unacknowledged
+// trigger of the lane is its own (JetStream's NumAckPending equals what it
+// holds). A trigger the previous reader still had in hand (a handler that
+// outlived the handover, a process that died) is either acknowledged by it
+// or redelivered here after AckWait, ahead of its order's later triggers.
+//
 // Within a lane, triggers of different orders run in parallel (up to the
 // consumer's MaxAckPending) and triggers of one order run one after
 // another, in lane order: a trigger is handed to the router only when the
@@ -37,8 +46,11 @@ type laneSubscriber struct {
 	members  *members
 	nakDelay time.Duration
 	window   int
-	ackWait  time.Duration
+	expiry   time.Duration // pull requests' expiry, under the pin's TTL so an idle owner keeps its pin
 	drain    time.Duration // how long a lane given up waits for its running handlers
+	gatePoll time.Duration // how often a gated lane asks whether it holds every pending trigger
+
+	handedBack atomic.Uint64 // triggers handed back to the next owner of a lane
 
 	mu      sync.Mutex
 	closed  bool
@@ -46,8 +58,9 @@ type laneSubscriber struct {
 	wg      sync.WaitGroup
 }
 
-func newLaneSubscriber(js jetstream.JetStream, m *members, window int, ackWait, nakDelay, drain time.Duration) *laneSubscriber {
-	return &laneSubscriber{js: js, members: m, window: window, ackWait: ackWait, nakDelay: nakDelay, drain: drain, closing: make(chan struct{})}
+func newLaneSubscriber(js jetstream.JetStream, m *members, window int, pinTTL, nakDelay, drain time.Duration) *laneSubscriber {
+	return &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, pinTTL/2), nakDelay: nakDelay, drain: drain,
+		gatePoll: 25 * time.Millisecond, closing: make(chan struct{})}
 }
 
 // Subscribe reads the lane consumer named topic whenever this process
@@ -129,8 +142,9 @@ type lane struct {
 	out   chan<- *message.Message
 	err   error // why serve returned
 
-	orders  map[string][]*held // order → its held triggers, the first one running or waiting to retry
+	orders  map[string][]*held // order → its held triggers in stream order, the first one running or waiting to retry
 	bySeq   map[uint64]*held
+	gated   bool // nothing runs until every pending trigger of the lane is held here
 	running int
 	settled chan settledTrigger
 	retry   chan *held
@@ -154,10 +168,8 @@ type settledTrigger struct {
 // belongs to another process (changed fires and owns says no).
 func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-chan struct{}) {
 	s := l.s
-	if !l.waitSettled(ctx, cons) {
-		return
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(s.window), jetstream.PullPriorityGroup(eventstore.LaneGroup))
+	it, err := cons.Messages(jetstream.PullMaxMessages(s.window), jetstream.PullExpiry(s.expiry),
+		jetstream.PullPriorityGroup(eventstore.LaneGroup))
 	if err != nil {
 		l.err = err
 		select { // a lasting fault must not spin
@@ -167,7 +179,7 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 		}
 		return
 	}
-	l.orders, l.bySeq = map[string][]*held{}, map[uint64]*held{}
+	l.orders, l.bySeq, l.gated = map[string][]*held{}, map[uint64]*held{}, true
 	l.settled, l.retry, l.quit = make(chan settledTrigger), make(chan *held), make(chan struct{})
 	in := make(chan jetstream.Msg)
 	go func() { // Next blocks; it.Drain and it.Stop release it
@@ -196,7 +208,13 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	}()
 	defer close(l.quit)
 	defer it.Stop()
+	gate := time.NewTicker(s.gatePoll)
+	defer gate.Stop()
 	for l.err == nil {
+		var gateTick <-chan time.Time
+		if l.gated {
+			gateTick = gate.C
+		}
 		select {
 		case m, ok := <-in:
 			if !ok {
@@ -204,7 +222,9 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 				in = nil
 				break
 			}
-			l.add(ctx, m, true)
+			l.add(ctx, m)
+		case <-gateTick:
+			l.openGate(ctx, cons)
 		case st := <-l.settled:
 			l.settle(ctx, st, true)
 		case h := <-l.retry:
@@ -227,31 +247,25 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	l.giveBack(in)
 }
 
-// waitSettled waits, before the lane is read, until the lane's earlier
-// reader has settled every trigger it was given (acknowledged, or handed
-// back), or until AckWait has passed and JetStream redelivers what it had:
-// either way those triggers come before their orders' later ones. It
-// returns false when the subscriber stops meanwhile.
-func (l *lane) waitSettled(ctx context.Context, cons jetstream.Consumer) bool {
-	deadline := time.Now().Add(l.s.ackWait + time.Second)
-	for {
-		info, err := cons.Info(ctx)
-		if (err == nil && info.NumAckPending == 0) || time.Now().After(deadline) {
-			return true
-		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return false
-		case <-l.s.closing:
-			return false
-		}
+// openGate ends the gated start once every unacknowledged trigger of the
+// lane is held here, and starts each order's first trigger.
+func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
+	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	info, err := cons.Info(ictx)
+	cancel()
+	if err != nil || info.NumAckPending > len(l.bySeq) {
+		return
+	}
+	l.gated = false
+	for _, q := range l.orders {
+		l.dispatch(ctx, q[0])
 	}
 }
 
-// add takes a delivered trigger: it runs now if its order has nothing
-// running or waiting, else it waits behind the order's earlier triggers.
-func (l *lane) add(ctx context.Context, m jetstream.Msg, run bool) {
+// add takes a delivered trigger into its order's queue, in stream order.
+// It runs now if the lane is not gated and its order has nothing running
+// or waiting.
+func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	var seq uint64
 	if meta, err := m.Metadata(); err == nil {
 		seq = meta.Sequence.Stream
@@ -260,14 +274,18 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg, run bool) {
 			return
 		}
 	}
-	order := orderOf(m.Subject())
-	h := &held{msg: m, seq: seq, order: order}
-	if seq != 0 {
-		l.bySeq[seq] = h
+	h := &held{msg: m, seq: seq, order: orderOf(m.Subject())}
+	l.bySeq[seq] = h
+	q := l.orders[h.order]
+	// Usually last; a trigger redelivered from the previous reader can
+	// come after its order's later triggers, and goes before them. Only
+	// a gated lane sees that, so nothing behind it has run.
+	i := len(q)
+	for l.gated && i > 0 && q[i-1].seq > seq && !q[i-1].running {
+		i--
 	}
-	q := l.orders[order]
-	l.orders[order] = append(q, h)
-	if len(q) == 0 && run {
+	l.orders[h.order] = slices.Insert(q, i, h)
+	if len(q) == 0 && !l.gated {
 		l.dispatch(ctx, h)
 	}
 }
@@ -297,11 +315,22 @@ func (l *lane) dispatch(ctx context.Context, h *held) {
 			ok = true
 		case <-wm.Nacked():
 		case <-l.quit:
+			// The lane was given up while this trigger ran: acknowledge
+			// it when it is applied (a new reader waits for that).
+			select {
+			case <-wm.Acked():
+				_ = h.msg.Ack()
+			case <-wm.Nacked():
+			case <-ctx.Done():
+			}
 			return
 		}
 		select {
 		case l.settled <- settledTrigger{h, ok}:
 		case <-l.quit:
+			if ok {
+				_ = h.msg.Ack()
+			}
 		}
 	}()
 }
@@ -337,13 +366,14 @@ func (l *lane) settle(ctx context.Context, st settledTrigger, next bool) {
 
 // giveBack ends a period of ownership: it takes what the drained
 // iterator still had and waits (up to drain) for the running handlers,
-// then hands back every order's waiting triggers, in lane order, for the
-// lane's next reader. An order whose trigger is still running keeps its
-// triggers held, so they come back only after AckWait, behind it.
+// then hands back (naks) every trigger not running, in stream order, for
+// the lane's next reader. A trigger still running is acknowledged when it
+// is applied; the next reader is gated until then.
 func (l *lane) giveBack(in <-chan jetstream.Msg) {
 	ctx := context.Background()
 	timeout := time.NewTimer(l.s.drain)
 	defer timeout.Stop()
+	l.gated = true // take what the iterator still had without running it
 wait:
 	for l.running > 0 || in != nil {
 		select {
@@ -352,7 +382,7 @@ wait:
 				in = nil
 				continue
 			}
-			l.add(ctx, m, false)
+			l.add(ctx, m)
 		case st := <-l.settled:
 			l.settle(ctx, st, false)
 		case <-timeout.C:
@@ -360,11 +390,11 @@ wait:
 		}
 	}
 	for _, q := range l.orders {
-		if len(q) == 0 || q[0].running {
-			continue
-		}
 		for _, h := range q {
-			_ = h.msg.Nak()
+			if !h.running {
+				_ = h.msg.Nak()
+				l.s.handedBack.Add(1)
+			}
 		}
 	}
 }

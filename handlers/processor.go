@@ -101,6 +101,7 @@ type Processor struct {
 	nc      *nats.Conn
 	router  *message.Router
 	members *members
+	lanes   *laneSubscriber
 
 	// afterApply, when set (tests), runs after a trigger's outcome is
 	// stored and before it is acknowledged.
@@ -228,7 +229,7 @@ func (p *Processor) build(lanes []string) error {
 	for _, lane := range lanes {
 		router.AddConsumerHandler(lane, lane, sub, p.handle)
 	}
-	p.router = router
+	p.router, p.lanes = router, sub
 	return nil
 }
 

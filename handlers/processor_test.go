@@ -41,9 +41,14 @@ func newCommands(t testing.TB, srv *eventstore.Server) *Commands {
 
 func startProcessor(t *testing.T, c *Commands, url string, afterApply func(*message.Message)) *Processor {
 	t.Helper()
+	return startProcessorWith(t, c, url, ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet}, afterApply)
+}
+
+func startProcessorWith(t *testing.T, c *Commands, url string, cfg ProcessorConfig, afterApply func(*message.Message)) *Processor {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p, err := NewProcessor(ctx, c, url, ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet})
+	p, err := NewProcessor(ctx, c, url, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,6 +217,116 @@ func TestProcessorsShareLanes(t *testing.T) {
 		}
 		if o.Version() != 3 {
 			t.Fatalf("order %s at version %d, want 3", id, o.Version())
+		}
+	}
+}
+
+// Processors join and leave while every order's seven triggers arrive
+// back to back: the lanes change hands several times with triggers in
+// flight, and still every order completes with no trigger rejected (one
+// order's triggers never overtake each other across a handover).
+func TestLaneHandoverKeepsOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("handovers")
+	}
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
+	const phases, perPhase = 6, 100
+	for i := range phases * perPhase {
+		if _, err := c.PlaceOrder(ctx, meta, fmt.Sprintf("o-hand-%d", i), WorkedExampleOrderType, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond, Logger: quiet}
+	procs := []*Processor{startProcessorWith(t, c, srv.ClientURL(), cfg, nil)}
+	defer func() {
+		for _, p := range procs {
+			_ = p.Close()
+		}
+	}()
+	// settled: every processor sees the same members and each lane has
+	// exactly one owner.
+	settled := func() bool {
+		for lane := range cfg.Lanes {
+			owners := 0
+			for _, p := range procs {
+				if p.members.owns(lane) {
+					owners++
+				}
+			}
+			if owners != 1 {
+				return false
+			}
+		}
+		return true
+	}
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	js, _ := jetstream.New(nc)
+	var handedBack uint64
+	for phase := range phases {
+		for i := phase * perPhase; i < (phase+1)*perPhase; i++ {
+			for k, tr := range WorkedExampleTriggers {
+				m := nats.NewMsg(eventstore.TriggerSubject("default", fmt.Sprintf("o-hand-%d", i), tr))
+				m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("hand-%d-%d", i, k))
+				if _, err := js.PublishMsgAsync(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if phase%2 == 0 || len(procs) == 1 { // a processor joins while the phase's triggers run
+			procs = append(procs, startProcessorWith(t, c, srv.ClientURL(), cfg, nil))
+		} else { // the oldest leaves
+			_ = procs[0].Close()
+			handedBack += procs[0].lanes.handedBack.Load()
+			procs = procs[1:]
+		}
+		eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to have one owner each")
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("triggers not acknowledged")
+	}
+	for _, p := range procs {
+		handedBack += p.lanes.handedBack.Load()
+	}
+	t.Logf("triggers handed back across handovers: %d", handedBack)
+	for i := range phases * perPhase {
+		id := fmt.Sprintf("o-hand-%d", i)
+		var o *domain.Order
+		var events []eventstore.Event
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var err error
+			o, events, err = c.LoadOrder(ctx, id)
+			if err == nil && o.View().State != domain.StateActive {
+				break
+			}
+			if time.Now().After(deadline) {
+				st, _ := js.Stream(ctx, eventstore.StreamTriggerLanes)
+				for l := range cfg.Lanes {
+					cons, _ := st.Consumer(ctx, eventstore.LaneConsumer(l))
+					info, _ := cons.Info(ctx)
+					t.Logf("lane %d: pending %d ackpending %d redelivered %d waiting %d groups %+v", l, info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting, info.PriorityGroups)
+				}
+				for pi, p := range procs {
+					t.Logf("proc %d owns %v %v %v %v", pi, p.members.owns(0), p.members.owns(1), p.members.owns(2), p.members.owns(3))
+				}
+				t.Fatalf("order %s stuck: %+v version %d", id, o.View().Position, o.Version())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, ev := range events {
+			if ev.Type == domain.TypeTriggerRejected {
+				t.Fatalf("order %s: a trigger was rejected: %s", id, ev.Data)
+			}
+		}
+		if o.View().State != domain.StateCompleted || o.Version() != 8 {
+			t.Fatalf("order %s: %s at version %d", id, o.View().State, o.Version())
 		}
 	}
 }
