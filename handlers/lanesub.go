@@ -93,11 +93,20 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 			if s.members.owns(index) {
 				l := &lane{s: s, index: index, out: out}
 				l.serve(ctx, cons, changed)
-				if errors.Is(l.err, errLaneLost) || errors.Is(l.err, errLaneClosing) {
+				switch {
+				case errors.Is(l.err, errLaneLost), errors.Is(l.err, errLaneClosing):
 					// Hand the lane over at once instead of after the pin's TTL.
 					uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 					_ = stream.UnpinConsumer(uctx, topic, eventstore.LaneGroup)
 					cancel()
+				case l.err != nil && ctx.Err() == nil:
+					// The iterator stopped on its own: pause, so that a
+					// lasting fault does not spin.
+					select {
+					case <-time.After(250 * time.Millisecond):
+					case <-ctx.Done():
+					case <-s.closing:
+					}
 				}
 			} else {
 				select {
@@ -172,11 +181,6 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 		jetstream.PullPriorityGroup(eventstore.LaneGroup))
 	if err != nil {
 		l.err = err
-		select { // a lasting fault must not spin
-		case <-time.After(250 * time.Millisecond):
-		case <-ctx.Done():
-		case <-s.closing:
-		}
 		return
 	}
 	l.orders, l.bySeq, l.gated = map[string][]*held{}, map[uint64]*held{}, true

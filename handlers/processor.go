@@ -103,6 +103,9 @@ type Processor struct {
 	members *members
 	lanes   *laneSubscriber
 
+	// beforeApply, when set (tests), runs before a trigger is applied; an
+	// error it returns fails the attempt as a transient error would.
+	beforeApply func(msg *message.Message) error
 	// afterApply, when set (tests), runs after a trigger's outcome is
 	// stored and before it is acknowledged.
 	afterApply func(msg *message.Message)
@@ -272,6 +275,11 @@ func (p *Processor) handle(msg *message.Message) error {
 	worker := body.Worker
 	if worker == "" {
 		worker = "unknown"
+	}
+	if p.beforeApply != nil {
+		if err := p.beforeApply(msg); err != nil {
+			return err
+		}
 	}
 	cmds := p.cmds.ForTenant(tenant)
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: worker}, CorrelationID: triggerID}

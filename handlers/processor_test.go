@@ -2,9 +2,12 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,10 +44,13 @@ func newCommands(t testing.TB, srv *eventstore.Server) *Commands {
 
 func startProcessor(t *testing.T, c *Commands, url string, afterApply func(*message.Message)) *Processor {
 	t.Helper()
-	return startProcessorWith(t, c, url, ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet}, afterApply)
+	return startProcessorWith(t, c, url, ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet},
+		func(p *Processor) { p.afterApply = afterApply })
 }
 
-func startProcessorWith(t *testing.T, c *Commands, url string, cfg ProcessorConfig, afterApply func(*message.Message)) *Processor {
+// startProcessorWith runs a processor; setup, when set, installs test
+// hooks before it runs.
+func startProcessorWith(t *testing.T, c *Commands, url string, cfg ProcessorConfig, setup func(*Processor)) *Processor {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -52,7 +58,9 @@ func startProcessorWith(t *testing.T, c *Commands, url string, cfg ProcessorConf
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.afterApply = afterApply
+	if setup != nil {
+		setup(p)
+	}
 	go func() { _ = p.Run(context.Background()) }()
 	<-p.Running()
 	return p
@@ -327,6 +335,74 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 		}
 		if o.View().State != domain.StateCompleted || o.Version() != 8 {
 			t.Fatalf("order %s: %s at version %d", id, o.View().State, o.Version())
+		}
+	}
+}
+
+// A trigger that keeps failing is retried in place: its order's later
+// triggers wait behind it, and the other orders of the lane go on.
+func TestFailingTriggerHoldsOnlyItsOrder(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
+	for _, id := range []string{"o-stuck", "o-free"} {
+		if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	var failures atomic.Int64
+	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, MaxRetries: 1, Logger: quiet}
+	p := startProcessorWith(t, c, srv.ClientURL(), cfg, func(p *Processor) {
+		p.beforeApply = func(msg *message.Message) error {
+			if msg.UUID != "stuck-0" {
+				return nil
+			}
+			select {
+			case <-release:
+				return nil
+			default:
+				failures.Add(1)
+				return errors.New("injected transient failure")
+			}
+		}
+	})
+	defer p.Close()
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	js, _ := jetstream.New(nc)
+	for k := range 2 {
+		for _, id := range []string{"o-stuck", "o-free"} {
+			m := nats.NewMsg(eventstore.TriggerSubject("default", id, WorkedExampleTriggers[k]))
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", strings.TrimPrefix(id, "o-"), k))
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	version := func(id string) uint64 {
+		o, _, err := c.LoadOrder(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Version()
+	}
+	eventstoretest.Eventually(t, 20*time.Second, func() bool { return version("o-free") == 3 && failures.Load() >= 4 },
+		"the other order to take both triggers while the stuck one keeps failing")
+	if v := version("o-stuck"); v != 1 {
+		t.Fatalf("the stuck order moved to version %d while its first trigger was failing", v)
+	}
+	close(release)
+	eventstoretest.Eventually(t, 20*time.Second, func() bool { return version("o-stuck") == 3 }, "the stuck order to take both triggers")
+	_, events, err := c.LoadOrder(ctx, "o-stuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if ev.Type == domain.TypeTriggerRejected {
+			t.Fatalf("a trigger was rejected: %s", ev.Data)
 		}
 	}
 }
