@@ -94,6 +94,8 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 				l := &lane{s: s, index: index, out: out}
 				l.serve(ctx, cons, changed)
 				switch {
+				case !s.js.Conn().IsConnected():
+					// Nobody to tell: the pin lapses after its TTL.
 				case errors.Is(l.err, errLaneLost), errors.Is(l.err, errLaneClosing):
 					// Hand the lane over at once instead of after the pin's TTL.
 					uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -378,6 +380,9 @@ func (l *lane) giveBack(in <-chan jetstream.Msg) {
 	timeout := time.NewTimer(l.s.drain)
 	defer timeout.Stop()
 	l.gated = true // take what the iterator still had without running it
+	if !l.s.js.Conn().IsConnected() {
+		in = nil // nothing more comes, and nothing can be handed back
+	}
 wait:
 	for l.running > 0 || in != nil {
 		select {

@@ -90,8 +90,10 @@ func (m *members) close(ctx context.Context) {
 		close(m.stop)
 		<-m.done
 		_ = m.sub.Unsubscribe()
-		_ = m.nc.Publish(eventstore.ProcessorsSubject, []byte(heartbeatGone+m.self))
-		_ = m.nc.FlushWithContext(ctx)
+		if m.nc.IsConnected() {
+			_ = m.nc.Publish(eventstore.ProcessorsSubject, []byte(heartbeatGone+m.self))
+			_ = m.nc.FlushWithContext(ctx)
+		}
 	})
 }
 

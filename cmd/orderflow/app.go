@@ -436,7 +436,12 @@ func (a *App) Close() error {
 	}
 	if o := a.orders.Swap(nil); o != nil {
 		o.Stop()
-		if a.store != nil && a.Config.Checkpoints {
+		switch {
+		case a.store == nil || !a.Config.Checkpoints:
+		case !a.store.Conn().IsConnected():
+			// The next start replays from the last checkpoint instead.
+			a.Logger.Warn("final checkpoint skipped: NATS is not reachable")
+		default:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := o.Checkpoint(ctx, a.store); err != nil {
 				a.Logger.Warn("final checkpoint", "err", err)
