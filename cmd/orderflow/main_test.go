@@ -110,12 +110,13 @@ func TestFlagsReadEnvironment(t *testing.T) {
 		"ORDERFLOW_REPLICAS":    "3",
 		"ORDERFLOW_SYNC":        "always",
 		"ORDERFLOW_NATS_LISTEN": "127.0.0.1:1",
+		"ORDERFLOW_LANE_WINDOW": "64",
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	if err := parseFlags(fs, []string{"--nats-listen", "127.0.0.1:5555"}, lookup); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.HTTP != "127.0.0.1:9999" || cfg.Replicas != 3 || cfg.Sync != "always" {
+	if cfg.HTTP != "127.0.0.1:9999" || cfg.Replicas != 3 || cfg.Sync != "always" || cfg.LaneWindow != 64 {
 		t.Fatalf("environment not applied: %+v", cfg)
 	}
 	if cfg.NATSListen != "127.0.0.1:5555" {
@@ -130,11 +131,12 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	cfg.Sync = "sometimes"
 	cfg.Replicas = 0
 	cfg.LogLevel = "loud"
+	cfg.LaneWindow = 0
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level"} {
+	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
