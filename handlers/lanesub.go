@@ -93,15 +93,15 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 			if s.members.owns(index) {
 				l := &lane{s: s, index: index, out: out}
 				l.serve(ctx, cons, changed)
+				given := errors.Is(l.err, errLaneLost) || errors.Is(l.err, errLaneClosing)
 				switch {
-				case !s.js.Conn().IsConnected():
-					// Nobody to tell: the pin lapses after its TTL.
-				case errors.Is(l.err, errLaneLost), errors.Is(l.err, errLaneClosing):
-					// Hand the lane over at once instead of after the pin's TTL.
+				case given && s.js.Conn().IsConnected():
+					// Hand the lane over at once instead of after the pin's
+					// TTL (without a connection the pin just lapses).
 					uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 					_ = stream.UnpinConsumer(uctx, topic, eventstore.LaneGroup)
 					cancel()
-				case l.err != nil && ctx.Err() == nil:
+				case !given && l.err != nil && ctx.Err() == nil:
 					// The iterator stopped on its own: pause, so that a
 					// lasting fault does not spin.
 					select {

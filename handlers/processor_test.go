@@ -66,19 +66,48 @@ func startProcessorWith(t *testing.T, c *Commands, url string, cfg ProcessorConf
 	return p
 }
 
+// laneFixture is a server seeded with the worked example, with orders
+// placed, and a NATS connection for publishing triggers.
+type laneFixture struct {
+	srv *eventstore.Server
+	c   *Commands
+	ctx context.Context
+	js  jetstream.JetStream
+}
+
+func newLaneFixture(t *testing.T, orders ...string) *laneFixture {
+	t.Helper()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
+	for _, id := range orders {
+		if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js, _ := jetstream.New(eventstoretest.Connect(t, srv.ClientURL()))
+	return &laneFixture{srv: srv, c: c, ctx: ctx, js: js}
+}
+
+// trigger publishes an order's trigger with msgID as its Nats-Msg-Id.
+func (f *laneFixture) trigger(t *testing.T, order, trigger, msgID string) {
+	t.Helper()
+	m := nats.NewMsg(eventstore.TriggerSubject("default", order, trigger))
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	if _, err := f.js.PublishMsg(f.ctx, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The processor dies after storing a trigger's outcome and before
 // acknowledging it: the lane hands the trigger to the next processor, and
 // the order has advanced exactly once.
 func TestCrashBetweenAppendAndAck(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
-	if _, err := c.PlaceOrder(ctx, meta, "o-crash", WorkedExampleOrderType, ""); err != nil {
-		t.Fatal(err)
-	}
+	f := newLaneFixture(t, "o-crash")
+	srv, c, ctx, js := f.srv, f.c, f.ctx, f.js
 
 	crashed := make(chan struct{})
 	var first *Processor
@@ -87,13 +116,7 @@ func TestCrashBetweenAppendAndAck(t *testing.T) {
 		first.nc.Close()
 		close(crashed)
 	})
-	nc := eventstoretest.Connect(t, srv.ClientURL())
-	js, _ := jetstream.New(nc)
-	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-crash", "picked_up"))
-	m.Header.Set(jetstream.MsgIDHeader, "trigger-1")
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		t.Fatal(err)
-	}
+	f.trigger(t, "o-crash", "picked_up", "trigger-1")
 	select {
 	case <-crashed:
 	case <-ctx.Done():
@@ -169,10 +192,12 @@ func FuzzDecodeTriggerBody(f *testing.F) {
 // the other takes its lanes over.
 func TestProcessorsShareLanes(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	var orders []string
+	for i := range 40 {
+		orders = append(orders, fmt.Sprintf("o-share-%d", i))
+	}
+	f := newLaneFixture(t, orders...)
+	srv, c, ctx := f.srv, f.c, f.ctx
 	first := startProcessor(t, c, srv.ClientURL(), nil)
 	defer first.Close()
 	second := startProcessor(t, c, srv.ClientURL(), nil)
@@ -189,24 +214,9 @@ func TestProcessorsShareLanes(t *testing.T) {
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return owned(first) == 1 && owned(second) == 1 },
 		"each processor to own one lane of two")
 
-	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
-	nc := eventstoretest.Connect(t, srv.ClientURL())
-	js, _ := jetstream.New(nc)
-	var orders []string
-	for i := range 40 {
-		id := fmt.Sprintf("o-share-%d", i)
-		if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
-			t.Fatal(err)
-		}
-		orders = append(orders, id)
-	}
 	publish := func(k int) {
 		for _, id := range orders {
-			m := nats.NewMsg(eventstore.TriggerSubject("default", id, WorkedExampleTriggers[k]))
-			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", id, k))
-			if _, err := js.PublishMsg(ctx, m); err != nil {
-				t.Fatal(err)
-			}
+			f.trigger(t, id, WorkedExampleTriggers[k], fmt.Sprintf("%s-%d", id, k))
 		}
 	}
 	publish(0)
@@ -238,17 +248,13 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 		t.Skip("handovers")
 	}
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
 	const phases, perPhase = 6, 100
+	var orders []string
 	for i := range phases * perPhase {
-		if _, err := c.PlaceOrder(ctx, meta, fmt.Sprintf("o-hand-%d", i), WorkedExampleOrderType, ""); err != nil {
-			t.Fatal(err)
-		}
+		orders = append(orders, fmt.Sprintf("o-hand-%d", i))
 	}
+	f := newLaneFixture(t, orders...)
+	srv, c, ctx, js := f.srv, f.c, f.ctx, f.js
 	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond, Logger: quiet}
 	procs := []*Processor{startProcessorWith(t, c, srv.ClientURL(), cfg, nil)}
 	defer func() {
@@ -272,8 +278,6 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 		}
 		return true
 	}
-	nc := eventstoretest.Connect(t, srv.ClientURL())
-	js, _ := jetstream.New(nc)
 	var handedBack uint64
 	for phase := range phases {
 		for i := phase * perPhase; i < (phase+1)*perPhase; i++ {
@@ -343,16 +347,8 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 // triggers wait behind it, and the other orders of the lane go on.
 func TestFailingTriggerHoldsOnlyItsOrder(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
-	for _, id := range []string{"o-stuck", "o-free"} {
-		if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := newLaneFixture(t, "o-stuck", "o-free")
+	srv, c, ctx := f.srv, f.c, f.ctx
 	release := make(chan struct{})
 	var failures atomic.Int64
 	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, MaxRetries: 1, Logger: quiet}
@@ -371,15 +367,9 @@ func TestFailingTriggerHoldsOnlyItsOrder(t *testing.T) {
 		}
 	})
 	defer p.Close()
-	nc := eventstoretest.Connect(t, srv.ClientURL())
-	js, _ := jetstream.New(nc)
 	for k := range 2 {
 		for _, id := range []string{"o-stuck", "o-free"} {
-			m := nats.NewMsg(eventstore.TriggerSubject("default", id, WorkedExampleTriggers[k]))
-			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", strings.TrimPrefix(id, "o-"), k))
-			if _, err := js.PublishMsg(ctx, m); err != nil {
-				t.Fatal(err)
-			}
+			f.trigger(t, id, WorkedExampleTriggers[k], fmt.Sprintf("%s-%d", strings.TrimPrefix(id, "o-"), k))
 		}
 	}
 	version := func(id string) uint64 {
