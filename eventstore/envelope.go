@@ -161,7 +161,8 @@ func (e *Envelope) encode() ([]byte, error) {
 	if len(data) == 0 {
 		data = json.RawMessage("{}")
 	}
-	b := make([]byte, 0, 256+len(data))
+	// Room for seal's hash member too, so the body needs no second buffer.
+	b := make([]byte, 0, 256+len(data)+len(hashMember)+66)
 	b = append(b, `{"id":`...)
 	b = appendString(b, e.ID)
 	b = append(b, `,"type":`...)
@@ -277,9 +278,9 @@ func (e *Envelope) seal() ([]byte, error) {
 	}
 	sum := sha256.Sum256(canonical)
 	e.Hash = hex.EncodeToString(sum[:])
-	body := make([]byte, 0, len(canonical)+len(hashMember)+66)
-	body = append(body, canonical[:len(canonical)-1]...)
-	body = append(body, hashMember...)
+	// The body is the canonical bytes with the hash member in place of the
+	// closing brace, written into the same buffer once the hash is taken.
+	body := append(canonical[:len(canonical)-1], hashMember...)
 	body = append(body, e.Hash...)
 	body = append(body, '"', '}')
 	return body, nil
