@@ -34,7 +34,7 @@ import (
 // consumer's MaxAckPending) and triggers of one order run one after
 // another, in lane order: a trigger is handed to the router only when the
 // order's previous trigger has been acknowledged. A trigger whose handler
-// fails is retried in place after nakDelay, still ahead of its order's
+// fails is retried in place after retryDelay, still ahead of its order's
 // later triggers; other orders go on meanwhile.
 //
 // It replaces watermill-nats's JetStream subscriber (v2.1.3), which hands
@@ -42,13 +42,13 @@ import (
 // sends on the output channel while another goroutine closes it at
 // shutdown: a data race the race detector reports.
 type laneSubscriber struct {
-	js       jetstream.JetStream
-	members  *members
-	nakDelay time.Duration
-	window   int
-	expiry   time.Duration // pull requests' expiry, under the pin's TTL so an idle owner keeps its pin
-	drain    time.Duration // how long a lane given up waits for its running handlers
-	gatePoll time.Duration // how often a gated lane asks whether it holds every pending trigger
+	js         jetstream.JetStream
+	members    *members
+	retryDelay time.Duration
+	window     int
+	expiry     time.Duration // pull requests' expiry, under the pin's TTL so an idle owner keeps its pin
+	drain      time.Duration // how long a lane given up waits for its running handlers
+	gatePoll   time.Duration // how often a gated lane asks whether it holds every pending trigger
 
 	handedBack atomic.Uint64 // triggers handed back to the next owner of a lane
 
@@ -58,8 +58,8 @@ type laneSubscriber struct {
 	wg      sync.WaitGroup
 }
 
-func newLaneSubscriber(js jetstream.JetStream, m *members, window int, pinTTL, nakDelay, drain time.Duration) *laneSubscriber {
-	return &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, pinTTL/2), nakDelay: nakDelay, drain: drain,
+func newLaneSubscriber(js jetstream.JetStream, m *members, window int, pinTTL, retryDelay, drain time.Duration) *laneSubscriber {
+	return &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, pinTTL/2), retryDelay: retryDelay, drain: drain,
 		gatePoll: 25 * time.Millisecond, closing: make(chan struct{})}
 }
 
@@ -343,13 +343,13 @@ func (l *lane) dispatch(ctx context.Context, h *held) {
 
 // settle records a handler's outcome. An applied trigger is acknowledged
 // and, when next is set, its order's next trigger starts; a failed one is
-// retried after nakDelay.
+// retried after retryDelay.
 func (l *lane) settle(ctx context.Context, st settledTrigger, next bool) {
 	h := st.h
 	h.running = false
 	l.running--
 	if !st.ok {
-		time.AfterFunc(l.s.nakDelay, func() {
+		time.AfterFunc(l.s.retryDelay, func() {
 			select {
 			case l.retry <- h:
 			case <-l.quit:
