@@ -116,6 +116,22 @@ type Processor struct {
 // stored, duplicates included).
 func (p *Processor) Handled() uint64 { return p.handled.Load() }
 
+// OwnedLanes is how many lanes this processor owns now (its share of the
+// processes it hears from).
+func (p *Processor) OwnedLanes() int {
+	n := 0
+	for i := range p.cfg.Lanes {
+		if p.members.owns(i) {
+			n++
+		}
+	}
+	return n
+}
+
+// HandedBack is how many triggers this processor has handed back, not
+// started, when it gave a lane up.
+func (p *Processor) HandedBack() uint64 { return p.lanes.handedBack.Load() }
+
 // metadata keys the unmarshaler sets.
 const (
 	mdSubject   = "subject"

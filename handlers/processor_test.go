@@ -202,16 +202,7 @@ func TestProcessorsShareLanes(t *testing.T) {
 	defer first.Close()
 	second := startProcessor(t, c, srv.ClientURL(), nil)
 	defer second.Close()
-	owned := func(p *Processor) int {
-		n := 0
-		for i := range p.cfg.Lanes {
-			if p.members.owns(i) {
-				n++
-			}
-		}
-		return n
-	}
-	eventstoretest.Eventually(t, 10*time.Second, func() bool { return owned(first) == 1 && owned(second) == 1 },
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return first.OwnedLanes() == 1 && second.OwnedLanes() == 1 },
 		"each processor to own one lane of two")
 
 	publish := func(k int) {
@@ -225,7 +216,7 @@ func TestProcessorsShareLanes(t *testing.T) {
 		t.Fatalf("one processor did all the work: %d and %d", first.Handled(), second.Handled())
 	}
 	_ = second.Close()
-	eventstoretest.Eventually(t, 10*time.Second, func() bool { return owned(first) == 2 }, "the first processor to own both lanes")
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return first.OwnedLanes() == 2 }, "the first processor to own both lanes")
 	publish(1)
 	eventstoretest.Eventually(t, 20*time.Second, func() bool { return first.Handled()+second.Handled() == 80 }, "80 triggers applied")
 	for _, id := range orders {
@@ -293,7 +284,7 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 			procs = append(procs, startProcessorWith(t, c, srv.ClientURL(), cfg, nil))
 		} else { // the oldest leaves
 			_ = procs[0].Close()
-			handedBack += procs[0].lanes.handedBack.Load()
+			handedBack += procs[0].HandedBack()
 			procs = procs[1:]
 		}
 		eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to have one owner each")
@@ -304,7 +295,7 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 		t.Fatal("triggers not acknowledged")
 	}
 	for _, p := range procs {
-		handedBack += p.lanes.handedBack.Load()
+		handedBack += p.HandedBack()
 	}
 	t.Logf("triggers handed back across handovers: %d", handedBack)
 	for i := range phases * perPhase {
