@@ -299,7 +299,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 // dispatch hands a trigger to the router and waits for its outcome in a
 // goroutine of its own.
 func (l *lane) dispatch(ctx context.Context, h *held) {
-	wm, _ := triggerUnmarshaler{}.Unmarshal(h.msg)
+	wm := triggerMessage(h.msg, h.seq) // the sequence add already read
 	mctx, cancel := context.WithCancel(ctx)
 	wm.SetContext(mctx)
 	select {

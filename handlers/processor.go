@@ -132,31 +132,30 @@ func (p *Processor) OwnedLanes() int {
 // started, when it gave a lane up.
 func (p *Processor) HandedBack() uint64 { return p.lanes.handedBack.Load() }
 
-// metadata keys the unmarshaler sets.
+// metadata keys of a trigger's Watermill message (the poison queue copies
+// them into a dead letter's headers).
 const (
 	mdSubject   = "subject"
 	mdStreamSeq = "stream_seq"
 )
 
-// triggerUnmarshaler turns a lane message into a Watermill message. Unlike
-// watermill-nats's default unmarshaler it keeps the subject (the order id
-// and trigger key live there) and Nats-Msg-Id (the trigger id), and it never
-// fails (the default refuses repeated headers, which would leave nothing to
-// dead-letter).
-type triggerUnmarshaler struct{}
-
-func (triggerUnmarshaler) Unmarshal(m jetstream.Msg) (*message.Message, error) {
+// triggerMessage turns a lane message, at stream sequence seq (0 when
+// unknown), into a Watermill message. Unlike watermill-nats's default
+// unmarshaler it keeps the subject (the order id and trigger key live
+// there) and Nats-Msg-Id (the trigger id), and it never fails (the default
+// refuses repeated headers, which would leave nothing to dead-letter).
+func triggerMessage(m jetstream.Msg, seq uint64) *message.Message {
 	id := m.Headers().Get(jetstream.MsgIDHeader)
 	md := message.Metadata{mdSubject: m.Subject()}
-	if meta, err := m.Metadata(); err == nil {
-		md[mdStreamSeq] = strconv.FormatUint(meta.Sequence.Stream, 10)
+	if seq != 0 {
+		md[mdStreamSeq] = strconv.FormatUint(seq, 10)
 		if id == "" {
 			id = "lane-seq-" + md[mdStreamSeq]
 		}
 	}
 	wm := message.NewMessage(id, m.Data())
 	wm.Metadata = md
-	return wm, nil
+	return wm
 }
 
 // NewProcessor connects to NATS at url with a connection of its own and
