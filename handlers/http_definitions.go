@@ -212,12 +212,7 @@ func (api *API) listWorkflows(w http.ResponseWriter, r *http.Request) {
 }
 
 func (api *API) getWorkflow(w http.ResponseWriter, r *http.Request) {
-	id, err := pathToken(r, "id", "workflow id")
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	asOf, err := asOfParam(r)
+	id, asOf, err := pathTokenAsOf(r, "id", "workflow id")
 	if err != nil {
 		api.fail(w, r, err)
 		return

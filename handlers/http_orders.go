@@ -128,6 +128,12 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 // event's stream sequence in X-Orderflow-Sequence (the value ?min_seq=
 // takes).
 func (api *API) writeOrder(w http.ResponseWriter, r *http.Request, status int, id string) {
+	api.writeOrderAs(w, r, status, id, func(o OrderJSON) any { return o })
+}
+
+// writeOrderAs is writeOrder with the order's JSON placed in a body of
+// the route's own (body builds it).
+func (api *API) writeOrderAs(w http.ResponseWriter, r *http.Request, status int, id string, body func(OrderJSON) any) {
 	o, events, err := api.Commands.LoadOrder(r.Context(), id)
 	if err != nil {
 		api.fail(w, r, err)
@@ -138,16 +144,11 @@ func (api *API) writeOrder(w http.ResponseWriter, r *http.Request, status int, i
 	if status == http.StatusCreated {
 		w.Header().Set("Location", "/v1/orders/"+id)
 	}
-	writeJSON(w, status, api.Commands.orderJSON(o, events))
+	writeJSON(w, status, body(api.Commands.orderJSON(o, events)))
 }
 
 func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
-	id, err := pathToken(r, "id", "order id")
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	asOf, err := asOfParam(r)
+	id, asOf, err := pathTokenAsOf(r, "id", "order id")
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -163,6 +164,17 @@ func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	setETag(w, o.Version())
 	writeJSON(w, http.StatusOK, api.Commands.orderJSON(o, events))
+}
+
+// pathTokenAsOf reads a path token and ?as_of=, for the routes that answer
+// as of a point in time.
+func pathTokenAsOf(r *http.Request, name, field string) (string, time.Time, error) {
+	id, err := pathToken(r, name, field)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	asOf, err := asOfParam(r)
+	return id, asOf, err
 }
 
 // asOfParam reads ?as_of= (RFC 3339); zero when absent.
@@ -287,14 +299,9 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	o, events, err := api.Commands.LoadOrder(r.Context(), id)
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	api.settle(r.Context(), w, events)
-	setETag(w, o.Version())
-	writeJSON(w, http.StatusOK, map[string]any{"outcome": outcome, "order": api.Commands.orderJSON(o, events)})
+	api.writeOrderAs(w, r, http.StatusOK, id, func(o OrderJSON) any {
+		return map[string]any{"outcome": outcome, "order": o}
+	})
 }
 
 // SendTrigger publishes a trigger for an order and waits until its outcome
