@@ -182,17 +182,23 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	// contract asks of JetStream per trigger.
 	progress("raw trigger pipeline (JetStream only), %d orders…", *orders)
 	const rawPipeName = "raw trigger pipeline (JetStream only), round-robin"
-	rawPipe, err := rawTriggerPipeline(ctx, nc, *replicas, *orders, *lanes, *window, false)
+	rawPipe, err := rawTriggerPipeline(ctx, nc, *replicas, *orders, *lanes, *window, pipeLanes)
 	if err != nil {
 		return err
 	}
 	add(benchFigure{Name: rawPipeName, Value: rawPipe, Unit: "triggers/s", Baseline: "raw async publish", Ratio: rawPipe / rawPub})
 	progress("raw trigger pipeline without the lane copy (JetStream only, one reader), %d orders…", *orders)
-	rawDirect, err := rawTriggerPipeline(ctx, nc, *replicas, *orders, *lanes, *window, true)
+	rawDirect, err := rawTriggerPipeline(ctx, nc, *replicas, *orders, *lanes, *window, pipeDirect)
 	if err != nil {
 		return err
 	}
 	add(benchFigure{Name: "raw trigger pipeline, one reader, no lane copy", Value: rawDirect, Unit: "triggers/s", Baseline: "raw async publish", Ratio: rawDirect / rawPub})
+	progress("raw trigger pipeline without the lane copy or acknowledgements (JetStream only, one ordered reader), %d orders…", *orders)
+	rawOrdered, err := rawTriggerPipeline(ctx, nc, *replicas, *orders, *lanes, *window, pipeOrdered)
+	if err != nil {
+		return err
+	}
+	add(benchFigure{Name: "raw trigger pipeline, one ordered reader, no lane copy, no acks", Value: rawOrdered, Unit: "triggers/s", Baseline: "raw async publish", Ratio: rawOrdered / rawPub})
 
 	// orderflow, on a tenant of its own so it can run against a live cluster.
 	tenant := "bench-" + uuid.NewString()[:8]

@@ -27,10 +27,26 @@ import (
 // everything else pipelined. It runs on streams of its own, deleted
 // afterwards, and returns triggers per second, round-robin across orders.
 //
-// With direct set there is no lane copy: one work-queue consumer reads the
-// trigger stream itself (a single reader; what orderflow would do if it
-// gave up sharing the work among processes).
-func rawTriggerPipeline(ctx context.Context, nc *nats.Conn, replicas, orders, lanes, window int, direct bool) (float64, error) {
+// The shape says how triggers reach the readers (pipeLanes is the
+// contract's flow; the others drop parts of it to show what they cost).
+type pipeShape int
+
+const (
+	// pipeLanes: a partitioning source copies triggers into lanes; a
+	// work-queue consumer per lane, acknowledged per trigger.
+	pipeLanes pipeShape = iota
+	// pipeDirect: no lane copy; one work-queue consumer reads the trigger
+	// stream itself (a single reader: what orderflow would do if it gave
+	// up sharing the work among processes).
+	pipeDirect
+	// pipeOrdered: no lane copy and no acknowledgements; one ordered
+	// consumer reads the trigger stream. The least JetStream work any
+	// design could do per trigger: nothing durable says what was
+	// processed, and nothing is shared.
+	pipeOrdered
+)
+
+func rawTriggerPipeline(ctx context.Context, nc *nats.Conn, replicas, orders, lanes, window int, shape pipeShape) (float64, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return 0, err
@@ -47,8 +63,11 @@ func rawTriggerPipeline(ctx context.Context, nc *nats.Conn, replicas, orders, la
 		{Name: name + "_OUT", Subjects: []string{root + ".out.>"}, Storage: jetstream.FileStorage, Replicas: replicas},
 	}
 	laneStream, laneFilter := name+"_LANES", root+".lane.%d.>"
+	direct := shape != pipeLanes
 	if direct {
-		streams[0].Retention = jetstream.WorkQueuePolicy
+		if shape == pipeDirect {
+			streams[0].Retention = jetstream.WorkQueuePolicy
+		}
 		streams = []jetstream.StreamConfig{streams[0], streams[2]}
 		lanes, laneStream, laneFilter = 1, name+"_IN", root+".in.>"
 		window *= 16
@@ -87,10 +106,15 @@ func rawTriggerPipeline(ctx context.Context, nc *nats.Conn, replicas, orders, la
 		if !direct {
 			filter = fmt.Sprintf(laneFilter, lane)
 		}
-		cons, err := js.CreateOrUpdateConsumer(ctx, laneStream, jetstream.ConsumerConfig{
-			Durable: fmt.Sprintf("lane-%d", lane), FilterSubject: filter,
-			AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: window, Replicas: replicas,
-		})
+		var cons jetstream.Consumer
+		if shape == pipeOrdered {
+			cons, err = js.OrderedConsumer(ctx, laneStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+		} else {
+			cons, err = js.CreateOrUpdateConsumer(ctx, laneStream, jetstream.ConsumerConfig{
+				Durable: fmt.Sprintf("lane-%d", lane), FilterSubject: filter,
+				AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: window, Replicas: replicas,
+			})
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -144,7 +168,9 @@ func rawTriggerPipeline(ctx context.Context, nc *nats.Conn, replicas, orders, la
 					select {
 					case ack := <-f.Ok():
 						p.seq = ack.Sequence
-						_ = m.Ack()
+						if shape != pipeOrdered {
+							_ = m.Ack()
+						}
 					case p.err = <-f.Err():
 					}
 				}()
