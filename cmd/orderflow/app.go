@@ -109,6 +109,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil { // our own Close, at shutdown
+				a.Logger.Debug("nats connection closed")
+				return
+			}
 			a.Logger.Warn("nats disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
