@@ -1,6 +1,9 @@
 package eventstore_test
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +104,27 @@ func TestOpenRefusesShortSyncQueue(t *testing.T) {
 	}
 	if _, err := eventstore.Open(ctxT(t), nc, eventstore.Config{LoadBatch: 64}); err != nil {
 		t.Fatalf("Open refused LoadBatch 64 on a sync queue of 100: %v", err)
+	}
+}
+
+// An append whose acknowledgement never comes (the server is gone) ends
+// after the store's Timeout even when the caller's context has no
+// deadline, says its outcome is unknown, and says so again when asked.
+func TestAppendWithoutAckEndsAfterTimeout(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{Timeout: 300 * time.Millisecond})
+	agg := order("no-ack-1")
+	srv.Shutdown()
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return !st.Conn().IsConnected() }, "the connection to notice the server is gone")
+	p, err := st.AppendAsync(context.Background(), agg, eventstore.ExpectNew, ev("OrderPlaced", 1))
+	if err != nil {
+		t.Fatalf("append while reconnecting: %v (publishes are buffered while reconnecting)", err)
+	}
+	for range 2 {
+		_, err := p.Wait(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "outcome unknown") || !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			t.Fatalf("Wait = %v, want an unknown outcome after the store's timeout", err)
+		}
 	}
 }

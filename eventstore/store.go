@@ -404,18 +404,27 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 	if p.done {
 		return p.res, p.err
 	}
-	ctx, cancel := p.s.withTimeout(ctx)
-	defer cancel()
+	// A single message needs no timer of its own: its future fails with
+	// ErrAsyncPublishTimeout after the store's Timeout
+	// (WithPublishAsyncTimeout).
 	var err error
 	if p.future != nil {
 		select {
 		case ack := <-p.future.Ok():
 			p.res = AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate, LastHash: p.events[0].Hash}
 		case err = <-p.future.Err():
+			if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+				// No acknowledgement will come now: the outcome stays
+				// unknown (a retry finds the events if they were stored).
+				p.done, p.err = true, fmt.Errorf("append to %s: outcome unknown: %w", p.agg.Filter(), err)
+				return p.res, p.err
+			}
 		case <-ctx.Done():
 			return AppendResult{}, fmt.Errorf("append to %s: outcome unknown: %w", p.agg.Filter(), ctx.Err())
 		}
 	} else {
+		ctx, cancel := p.s.withTimeout(ctx) // a batch may wait its turn first
+		defer cancel()
 		select {
 		case o := <-p.batch:
 			err = o.err
@@ -427,7 +436,9 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 		}
 	}
 	if err != nil {
-		p.res, p.err = p.s.resolve(ctx, p.agg, p.expected, p.events, err)
+		rctx, cancel := p.s.withTimeout(ctx)
+		p.res, p.err = p.s.resolve(rctx, p.agg, p.expected, p.events, err)
+		cancel()
 	}
 	p.done = true
 	return p.res, p.err
