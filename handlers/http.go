@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -34,6 +35,36 @@ type API struct {
 	// ProjectionStatus, when set, answers GET /v1/projections.
 	ProjectionStatus func(ctx context.Context) (ProjectionStatus, error)
 	Log              *slog.Logger
+
+	streamsMu    sync.Mutex
+	streamsEnd   chan struct{} // closed by EndStreams; made on first use
+	streamsEnded bool
+}
+
+// EndStreams ends every open event feed (GET /v1/events), and any opened
+// later at once. Shutdown calls it: http.Server.Shutdown waits for
+// requests in flight, and a feed would otherwise never finish.
+func (api *API) EndStreams() {
+	api.streamsMu.Lock()
+	defer api.streamsMu.Unlock()
+	if !api.streamsEnded {
+		close(api.streamsEndLocked())
+		api.streamsEnded = true
+	}
+}
+
+// streamsEnding is closed when the feeds are to end.
+func (api *API) streamsEnding() <-chan struct{} {
+	api.streamsMu.Lock()
+	defer api.streamsMu.Unlock()
+	return api.streamsEndLocked()
+}
+
+func (api *API) streamsEndLocked() chan struct{} {
+	if api.streamsEnd == nil {
+		api.streamsEnd = make(chan struct{})
+	}
+	return api.streamsEnd
 }
 
 func (api *API) reads() *projections.TenantView { return api.Commands.view() }

@@ -96,9 +96,12 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 	flusher.Flush()
 	beat := time.NewTicker(SSEHeartbeat)
 	defer beat.Stop()
+	ending := api.streamsEnding()
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-ending: // shutting down: a client resumes with Last-Event-ID
 			return
 		case <-beat.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {

@@ -89,6 +89,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// dashboard stays. Idle keep-alive connections are closed after two
 	// minutes.
 	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	a.http.RegisterOnShutdown(api.EndStreams)
 	a.httpDone = make(chan error, 1)
 	go func() { a.httpDone <- a.http.Serve(a.httpLn) }()
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -155,4 +156,26 @@ func TestEventFeedResumes(t *testing.T) {
 	}
 	c.problem(400, "invalid_argument", "GET", "/v1/events?types=Nope", nil)
 	c.problem(400, "invalid_argument", "GET", "/v1/events?order_id=a.b", nil)
+}
+
+// A dashboard still reading the event feed does not hold up shutdown: the
+// feed ends when the app closes, and Close reports no error.
+func TestCloseEndsOpenFeeds(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	resp, err := http.Get("http://" + app.HTTPAddr() + "/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, ": orderflow") {
+		t.Fatalf("feed opened with %q, %v", line, err)
+	}
+	if err := app.Close(); err != nil {
+		t.Fatalf("close with a feed open: %v", err)
+	}
+	if _, err := io.ReadAll(rd); err != nil {
+		t.Fatalf("feed did not end cleanly: %v", err)
+	}
 }
