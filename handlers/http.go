@@ -36,34 +36,19 @@ type API struct {
 	ProjectionStatus func(ctx context.Context) (ProjectionStatus, error)
 	Log              *slog.Logger
 
-	streamsMu    sync.Mutex
-	streamsEnd   chan struct{} // closed by EndStreams; made on first use
-	streamsEnded bool
+	streamsOnce sync.Once
+	streamsEnd  chan struct{} // closed by EndStreams
+	endOnce     sync.Once
 }
 
 // EndStreams ends every open event feed (GET /v1/events), and any opened
 // later at once. Shutdown calls it: http.Server.Shutdown waits for
 // requests in flight, and a feed would otherwise never finish.
-func (api *API) EndStreams() {
-	api.streamsMu.Lock()
-	defer api.streamsMu.Unlock()
-	if !api.streamsEnded {
-		close(api.streamsEndLocked())
-		api.streamsEnded = true
-	}
-}
+func (api *API) EndStreams() { api.endOnce.Do(func() { close(api.streamsEnding()) }) }
 
 // streamsEnding is closed when the feeds are to end.
-func (api *API) streamsEnding() <-chan struct{} {
-	api.streamsMu.Lock()
-	defer api.streamsMu.Unlock()
-	return api.streamsEndLocked()
-}
-
-func (api *API) streamsEndLocked() chan struct{} {
-	if api.streamsEnd == nil {
-		api.streamsEnd = make(chan struct{})
-	}
+func (api *API) streamsEnding() chan struct{} {
+	api.streamsOnce.Do(func() { api.streamsEnd = make(chan struct{}) })
 	return api.streamsEnd
 }
 
