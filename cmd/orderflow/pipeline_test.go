@@ -57,7 +57,7 @@ func waitOrder(t *testing.T, c *httpClient, id string, cond func(map[string]any)
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("order %s: timed out waiting for %s (last %d %s)", id, what, r.Status, r.Body)
+			t.Fatalf("order %s: timed out waiting for %s (last %d %s)\nhistory:\n%s", id, what, r.Status, r.Body, historySummary(c, id))
 		}
 		time.Sleep(10 * time.Millisecond) // polling with a deadline
 	}
@@ -220,6 +220,28 @@ func publishRaw(t *testing.T, js jetstream.JetStream, subject, msgID string, bod
 	if _, err := js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatalf("publish %s: %v", subject, err)
 	}
+}
+
+// historySummary is one line per event of the order (sequence, type,
+// causation and what the data says), for failure messages.
+func historySummary(c *httpClient, id string) string {
+	r := c.do("GET", "/v1/orders/"+id+"/history", nil)
+	var h struct {
+		Events []struct {
+			Type        string          `json:"type"`
+			Version     uint64          `json:"version"`
+			CausationID string          `json:"causation_id"`
+			Data        json.RawMessage `json:"data"`
+		} `json:"events"`
+	}
+	if r.Status != 200 || json.Unmarshal(r.Body, &h) != nil {
+		return fmt.Sprintf("  (history unavailable: %d %s)", r.Status, r.Body)
+	}
+	var b strings.Builder
+	for _, e := range h.Events {
+		fmt.Fprintf(&b, "  v%d %s caused by %q: %s\n", e.Version, e.Type, e.CausationID, e.Data)
+	}
+	return b.String()
 }
 
 func history(t *testing.T, c *httpClient, id string) []map[string]any {
