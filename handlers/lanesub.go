@@ -24,11 +24,17 @@ import (
 // started, unpins it) when the members change and another process owns it.
 //
 // A lane's new reader starts gated: it holds what it is given, sorted by
-// stream sequence per order, and runs nothing until every unacknowledged
+// stream sequence per order, and starts nothing until every unacknowledged
 // trigger of the lane is its own (JetStream's NumAckPending equals what it
 // holds). A trigger the previous reader still had in hand (a handler that
 // outlived the handover, a process that died) is either acknowledged by it
 // or redelivered here after AckWait, ahead of its order's later triggers.
+//
+// A reader also gates itself when a delivery does not reach it: the
+// consumer numbers its deliveries, and a gap (a connection dropped with
+// deliveries in flight) means a trigger is out there that JetStream will
+// redeliver only after AckWait. Its order's later triggers may arrive
+// first; the gate holds them until it is back.
 //
 // Within a lane, triggers of different orders run in parallel (up to the
 // consumer's MaxAckPending) and triggers of one order run one after
@@ -49,6 +55,10 @@ type laneSubscriber struct {
 	expiry     time.Duration // pull requests' expiry, under the pin's TTL so an idle owner keeps its pin
 	drain      time.Duration // how long a lane given up waits for its running handlers
 	gatePoll   time.Duration // how often a gated lane asks whether it holds every pending trigger
+
+	// dropDelivery, when set (tests), loses the deliveries it returns
+	// true for, as a dropped connection would.
+	dropDelivery func(jetstream.Msg) bool
 
 	handedBack atomic.Uint64 // triggers handed back to the next owner of a lane
 
@@ -155,7 +165,8 @@ type lane struct {
 
 	orders  map[string][]*held // order → its held triggers in stream order, the first one running or waiting to retry
 	bySeq   map[uint64]*held
-	gated   bool // nothing runs until every pending trigger of the lane is held here
+	gated   bool   // nothing new starts until every pending trigger of the lane is held here
+	lastDel uint64 // the consumer's delivery sequence of the last delivery received (0: none yet)
 	running int
 	settled chan settledTrigger
 	retry   chan *held
@@ -205,6 +216,9 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 				}
 				continue
 			}
+			if s.dropDelivery != nil && s.dropDelivery(m) {
+				continue
+			}
 			select {
 			case in <- m:
 			case <-l.quit:
@@ -234,7 +248,10 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 		case st := <-l.settled:
 			l.settle(ctx, st, true)
 		case h := <-l.retry:
-			if !h.running {
+			// Still its order's next and not started again meanwhile (a
+			// gate that opened does that); a gated lane starts it when the
+			// gate opens.
+			if q := l.orders[h.order]; len(q) > 0 && q[0] == h && !h.running && !l.gated {
 				_ = h.msg.InProgress()
 				l.dispatch(ctx, h)
 			}
@@ -253,8 +270,8 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	l.giveBack(in)
 }
 
-// openGate ends the gated start once every unacknowledged trigger of the
-// lane is held here, and starts each order's first trigger.
+// openGate ends a gate once every unacknowledged trigger of the lane is
+// held here, and starts each order's next trigger (unless it is running).
 func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
 	info, err := cons.Info(ictx)
@@ -264,7 +281,9 @@ func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 	}
 	l.gated = false
 	for _, q := range l.orders {
-		l.dispatch(ctx, q[0])
+		if !q[0].running {
+			l.dispatch(ctx, q[0])
+		}
 	}
 }
 
@@ -275,6 +294,10 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	var seq uint64
 	if meta, err := m.Metadata(); err == nil {
 		seq = meta.Sequence.Stream
+		if del := meta.Sequence.Consumer; l.lastDel != 0 && del != l.lastDel+1 {
+			l.gated = true // a delivery was lost: hold everything until it is back
+		}
+		l.lastDel = meta.Sequence.Consumer
 		if h, ok := l.bySeq[seq]; ok {
 			h.msg = m // redelivered while held (a handler ran past AckWait)
 			return
@@ -283,9 +306,10 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	h := &held{msg: m, seq: seq, order: orderOf(m.Subject())}
 	l.bySeq[seq] = h
 	q := l.orders[h.order]
-	// Usually last; a trigger redelivered from the previous reader can
-	// come after its order's later triggers, and goes before them. Only
-	// a gated lane sees that, so nothing behind it has run.
+	// Usually last; a trigger redelivered from the previous reader, or
+	// after a lost delivery, can come after its order's later triggers,
+	// and goes before them. The lane is gated then (from its start, or
+	// since the gap), so nothing behind it has started.
 	i := len(q)
 	for l.gated && i > 0 && q[i-1].seq > seq && !q[i-1].running {
 		i--
@@ -342,8 +366,8 @@ func (l *lane) dispatch(ctx context.Context, h *held) {
 }
 
 // settle records a handler's outcome. An applied trigger is acknowledged
-// and, when next is set, its order's next trigger starts; a failed one is
-// retried after retryDelay.
+// and, when next is set and the lane is not gated, its order's next
+// trigger starts; a failed one is retried after retryDelay.
 func (l *lane) settle(ctx context.Context, st settledTrigger, next bool) {
 	h := st.h
 	h.running = false
@@ -365,7 +389,7 @@ func (l *lane) settle(ctx context.Context, st settledTrigger, next bool) {
 		return
 	}
 	l.orders[h.order] = q
-	if next {
+	if next && !l.gated {
 		l.dispatch(ctx, q[0])
 	}
 }

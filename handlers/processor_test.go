@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -384,6 +385,53 @@ func TestFailingTriggerHoldsOnlyItsOrder(t *testing.T) {
 	for _, ev := range events {
 		if ev.Type == domain.TypeTriggerRejected {
 			t.Fatalf("a trigger was rejected: %s", ev.Data)
+		}
+	}
+}
+
+// A delivery that never reaches the processor (a connection dropped with
+// it in flight) comes back only after AckWait. The order's next trigger,
+// delivered meanwhile, waits for it: both take effect in stream order.
+func TestLostDeliveryHoldsItsOrder(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-lost")
+	srv, c, ctx := f.srv, f.c, f.ctx
+	dropped := make(chan struct{})
+	var once sync.Once
+	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, Logger: quiet}
+	p := startProcessorWith(t, c, srv.ClientURL(), cfg, func(p *Processor) {
+		p.lanes.dropDelivery = func(m jetstream.Msg) bool {
+			meta, err := m.Metadata()
+			if err != nil || meta.NumDelivered > 1 || !strings.HasSuffix(m.Subject(), "."+WorkedExampleTriggers[1]) {
+				return false
+			}
+			once.Do(func() { close(dropped) })
+			return true
+		}
+	})
+	defer p.Close()
+	version := func() uint64 {
+		o, _, err := c.LoadOrder(ctx, "o-lost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Version()
+	}
+	// The first trigger opens the lane's gate and takes effect.
+	f.trigger(t, "o-lost", WorkedExampleTriggers[0], "lost-0")
+	eventstoretest.Eventually(t, 20*time.Second, func() bool { return version() == 2 }, "the first trigger")
+	// The second one's first delivery is lost; the third is delivered.
+	f.trigger(t, "o-lost", WorkedExampleTriggers[1], "lost-1")
+	<-dropped
+	f.trigger(t, "o-lost", WorkedExampleTriggers[2], "lost-2")
+	eventstoretest.Eventually(t, 20*time.Second, func() bool { return version() == 4 }, "all three triggers")
+	_, events, err := c.LoadOrder(ctx, "o-lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ev := range events[1:] {
+		if ev.Type != domain.TypeOrderAdvanced || ev.CausationID != fmt.Sprintf("lost-%d", i) {
+			t.Fatalf("event %d is %s caused by %s, want OrderAdvanced caused by lost-%d", i+2, ev.Type, ev.CausationID, i)
 		}
 	}
 }
