@@ -294,10 +294,11 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	var seq uint64
 	if meta, err := m.Metadata(); err == nil {
 		seq = meta.Sequence.Stream
-		if del := meta.Sequence.Consumer; l.lastDel != 0 && del != l.lastDel+1 {
+		del := meta.Sequence.Consumer
+		if l.lastDel != 0 && del != l.lastDel+1 {
 			l.gated = true // a delivery was lost: hold everything until it is back
 		}
-		l.lastDel = meta.Sequence.Consumer
+		l.lastDel = del
 		if h, ok := l.bySeq[seq]; ok {
 			h.msg = m // redelivered while held (a handler ran past AckWait)
 			return
