@@ -222,7 +222,7 @@ func publishRaw(t *testing.T, js jetstream.JetStream, subject, msgID string, bod
 	}
 }
 
-// historySummary is one line per event of the order (sequence, type,
+// historySummary is one line per event of the order (version, type,
 // causation and what the data says), for failure messages.
 func historySummary(c *httpClient, id string) string {
 	r := c.do("GET", "/v1/orders/"+id+"/history", nil)
