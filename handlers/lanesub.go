@@ -26,9 +26,10 @@ import (
 // A lane's new reader starts gated: it holds what it is given, sorted by
 // stream sequence per order, and starts nothing until every unacknowledged
 // trigger of the lane is its own (JetStream's NumAckPending equals what it
-// holds). A trigger the previous reader still had in hand (a handler that
-// outlived the handover, a process that died) is either acknowledged by it
-// or redelivered here after AckWait, ahead of its order's later triggers.
+// holds and nobody else has acknowledged: see openGate). A trigger the
+// previous reader still had in hand (a handler that outlived the handover,
+// a process that died) is either acknowledged by it or redelivered here
+// after AckWait, ahead of its order's later triggers.
 //
 // A reader also gates itself when a delivery does not reach it: the
 // consumer numbers its deliveries, and a gap (a connection dropped with
@@ -101,7 +102,7 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 		for {
 			changed := s.members.changed()
 			if s.members.owns(index) {
-				l := &lane{s: s, index: index, out: out}
+				l := &lane{s: s, index: index, out: out, stream: stream}
 				l.serve(ctx, cons, changed)
 				given := errors.Is(l.err, errLaneLost) || errors.Is(l.err, errLaneClosing)
 				switch {
@@ -158,10 +159,11 @@ var (
 
 // lane is one period of reading a lane this process owns.
 type lane struct {
-	s     *laneSubscriber
-	index int
-	out   chan<- *message.Message
-	err   error // why serve returned
+	s      *laneSubscriber
+	index  int
+	out    chan<- *message.Message
+	stream jetstream.Stream // the lane stream: a work queue, so an acknowledged trigger is gone from it
+	err    error            // why serve returned
 
 	orders  map[string][]*held // order → its held triggers in stream order, the first one running or waiting to retry
 	bySeq   map[uint64]*held
@@ -175,10 +177,11 @@ type lane struct {
 
 // held is a trigger the lane has been given and not yet acknowledged.
 type held struct {
-	msg     jetstream.Msg // the latest delivery (acknowledging it settles every earlier one)
-	seq     uint64
-	order   string
-	running bool
+	msg       jetstream.Msg // the latest delivery (acknowledging it settles every earlier one)
+	seq       uint64
+	delivered uint64 // how many times JetStream has delivered it, as of msg
+	order     string
+	running   bool
 }
 
 type settledTrigger struct {
@@ -272,11 +275,38 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 
 // openGate ends a gate once every unacknowledged trigger of the lane is
 // held here, and starts each order's next trigger (unless it is running).
+//
+// The consumer says how many triggers are unacknowledged, not which. A
+// held trigger that came as a redelivery may meanwhile have been
+// acknowledged by the reader it went to first (a handler that outlived a
+// handover), and would stand in for a lost delivery in the count. So a
+// redelivered trigger counts only while the lane stream still has it (a
+// work queue deletes what is acknowledged), looked up after the consumer
+// answered: an acknowledgement in between makes the count smaller, never
+// larger, and the gate stays shut until the next poll. (On a cluster the
+// stream deletes an acknowledged trigger once the acknowledgement is
+// replicated, a moment after the consumer stops counting it; an
+// acknowledgement from the previous reader landing in that moment, at the
+// same time as a lost delivery, is the one case this still miscounts.)
 func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	info, err := cons.Info(ictx)
-	cancel()
 	if err != nil || info.NumAckPending > len(l.bySeq) {
+		return
+	}
+	pending := len(l.bySeq)
+	for seq, h := range l.bySeq {
+		if h.delivered <= 1 {
+			continue // delivered only here: only this lane acknowledges it
+		}
+		if _, err := l.stream.GetMsg(ictx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+			pending--
+		} else if err != nil {
+			return
+		}
+	}
+	if info.NumAckPending > pending {
 		return
 	}
 	l.gated = false
@@ -291,20 +321,20 @@ func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 // It runs now if the lane is not gated and its order has nothing running
 // or waiting.
 func (l *lane) add(ctx context.Context, m jetstream.Msg) {
-	var seq uint64
+	var seq, delivered uint64
 	if meta, err := m.Metadata(); err == nil {
-		seq = meta.Sequence.Stream
+		seq, delivered = meta.Sequence.Stream, meta.NumDelivered
 		del := meta.Sequence.Consumer
 		if l.lastDel != 0 && del != l.lastDel+1 {
 			l.gated = true // a delivery was lost: hold everything until it is back
 		}
 		l.lastDel = del
 		if h, ok := l.bySeq[seq]; ok {
-			h.msg = m // redelivered while held (a handler ran past AckWait)
+			h.msg, h.delivered = m, delivered // redelivered while held (a handler ran past AckWait)
 			return
 		}
 	}
-	h := &held{msg: m, seq: seq, order: orderOf(m.Subject())}
+	h := &held{msg: m, seq: seq, delivered: delivered, order: orderOf(m.Subject())}
 	l.bySeq[seq] = h
 	q := l.orders[h.order]
 	// Usually last; a trigger redelivered from the previous reader, or

@@ -1,0 +1,92 @@
+package handlers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+)
+
+// A lane's new reader holds a trigger redelivered from the previous
+// reader, which then acknowledges it after all; at the same time another
+// trigger's delivery is lost. The count of unacknowledged triggers equals
+// what the reader holds, yet the lost one is not among them: the gate
+// stays shut until it is back.
+func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	js, err := jetstream.New(eventstoretest.Connect(t, srv.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "GATE", Subjects: []string{"gate.>"}, Retention: jetstream.WorkQueuePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "lane", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{"gate.a", "gate.b", "gate.c"} {
+		if _, err := js.Publish(ctx, subj, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func(want string) jetstream.Msg {
+		t.Helper()
+		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range b.Messages() {
+			if m.Subject() != want {
+				t.Fatalf("delivered %s, want %s", m.Subject(), want)
+			}
+			return m
+		}
+		t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
+		return nil
+	}
+
+	out := make(chan *message.Message, 8)
+	s := &laneSubscriber{closing: make(chan struct{})}
+	l := &lane{s: s, out: out, stream: stream, gated: true,
+		orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{})}
+	defer close(l.quit)
+
+	// reply sends an acknowledgement and waits for the server's answer,
+	// so that the next fetch sees its effect.
+	reply := func(m jetstream.Msg, ack string) {
+		t.Helper()
+		if _, err := js.Conn().Request(m.Reply(), []byte(ack), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	first := next("gate.a") // the previous reader's delivery, still running there
+	reply(first, "-NAK")
+	l.add(ctx, next("gate.a")) // its redelivery, held here
+	lost := next("gate.b")     // never reaches the lane
+	l.add(ctx, next("gate.c"))
+	reply(first, "+ACK") // the previous reader applies it after all
+
+	l.openGate(ctx, cons)
+	if !l.gated {
+		t.Fatal("the gate opened while a lost delivery was outstanding")
+	}
+	reply(lost, "-NAK")
+	l.add(ctx, next("gate.b")) // the lost trigger comes back
+	l.openGate(ctx, cons)
+	if l.gated {
+		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
+	}
+	if len(out) != 3 {
+		t.Fatalf("%d triggers started, want 3", len(out))
+	}
+}
