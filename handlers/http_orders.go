@@ -324,10 +324,8 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	if err != nil {
 		return "", err
 	}
-	for _, ev := range history {
-		if ev.CausationID == triggerID {
-			return domain.OutcomeDuplicate, nil
-		}
+	if _, ok := causedBy(history, triggerID); ok {
+		return domain.OutcomeDuplicate, nil
 	}
 	body, _ := json.Marshal(TriggerBody{Worker: worker, TriggerID: triggerID})
 	m := nats.NewMsg(eventstore.TriggerSubject(c.Tenant, orderID, trigger))
@@ -351,20 +349,30 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 			}
 			return outcomeOf(env)
 		case <-wctx.Done():
-			if ack.Duplicate {
-				// Sent before; its outcome may have been stored before we
-				// listened.
-				if _, history, err := c.LoadOrder(ctx, orderID); err == nil {
-					for _, ev := range history {
-						if ev.CausationID == triggerID {
-							return domain.OutcomeDuplicate, nil
-						}
+			// The outcome may be stored and not seen here: a trigger sent
+			// before was stored before we listened, or the connection
+			// dropped the outcome's copy (a reconnect). The history has it.
+			if _, history, err := c.LoadOrder(ctx, orderID); err == nil {
+				if ev, ok := causedBy(history, triggerID); ok {
+					if ack.Duplicate {
+						return domain.OutcomeDuplicate, nil
 					}
+					return outcomeOf(ev.Envelope)
 				}
 			}
 			return "", fmt.Errorf("trigger %s stored, outcome not seen in time: %w", triggerID, wctx.Err())
 		}
 	}
+}
+
+// causedBy finds the event a trigger caused in an order's history.
+func causedBy(history []eventstore.Event, triggerID string) (eventstore.Event, bool) {
+	for _, ev := range history {
+		if ev.CausationID == triggerID {
+			return ev, true
+		}
+	}
+	return eventstore.Event{}, false
 }
 
 func outcomeOf(env eventstore.Envelope) (domain.TriggerOutcome, error) {
