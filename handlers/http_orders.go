@@ -335,33 +335,38 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	if err != nil {
 		return "", fmt.Errorf("publish trigger: %w", err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, c.readTimeout()*2)
+	return c.awaitOutcome(ctx, events, orderID, triggerID, ack.Duplicate, 2*c.readTimeout())
+}
+
+// awaitOutcome waits up to within for a stored trigger's outcome among
+// events (the order's subjects, listened to since before it was stored).
+// None in time: the outcome may be stored and not seen here (a trigger
+// sent before was stored before the listening began, or the connection
+// dropped the outcome's copy in a reconnect), so the order's history
+// answers. A duplicate (stored before) answers duplicate, not the first
+// outcome.
+func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, orderID, triggerID string, duplicate bool, within time.Duration) (domain.TriggerOutcome, error) {
+	wctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	for {
+		var env eventstore.Envelope
 		select {
 		case msg := <-events:
-			var env eventstore.Envelope
 			if json.Unmarshal(msg.Data, &env) != nil || env.CausationID != triggerID {
 				continue
 			}
-			if ack.Duplicate {
-				return domain.OutcomeDuplicate, nil
-			}
-			return outcomeOf(env)
 		case <-wctx.Done():
-			// The outcome may be stored and not seen here: a trigger sent
-			// before was stored before we listened, or the connection
-			// dropped the outcome's copy (a reconnect). The history has it.
-			if _, history, err := c.LoadOrder(ctx, orderID); err == nil {
-				if ev, ok := causedBy(history, triggerID); ok {
-					if ack.Duplicate {
-						return domain.OutcomeDuplicate, nil
-					}
-					return outcomeOf(ev.Envelope)
-				}
+			_, history, err := c.LoadOrder(ctx, orderID)
+			ev, ok := causedBy(history, triggerID)
+			if err != nil || !ok {
+				return "", fmt.Errorf("trigger %s stored, outcome not seen in time: %w", triggerID, wctx.Err())
 			}
-			return "", fmt.Errorf("trigger %s stored, outcome not seen in time: %w", triggerID, wctx.Err())
+			env = ev.Envelope
 		}
+		if duplicate {
+			return domain.OutcomeDuplicate, nil
+		}
+		return outcomeOf(env)
 	}
 }
 

@@ -435,3 +435,45 @@ func TestLostDeliveryHoldsItsOrder(t *testing.T) {
 		}
 	}
 }
+
+// A trigger sent over HTTP whose outcome's live copy never arrives (a
+// reconnect dropped it) answers from the order's history once the wait
+// is over.
+func TestMissedOutcomeAnswersFromHistory(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-missed")
+	p := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	defer p.Close()
+	f.trigger(t, "o-missed", WorkedExampleTriggers[0], "missed-0")
+	f.trigger(t, "o-missed", WorkedExampleTriggers[0], "missed-1") // no longer the expected trigger
+	eventstoretest.Eventually(t, 20*time.Second, func() bool {
+		o, _, err := f.c.LoadOrder(f.ctx, "o-missed")
+		return err == nil && o.Version() == 3
+	}, "both outcomes stored")
+
+	none := make(chan *nats.Msg)
+	for _, tc := range []struct {
+		triggerID string
+		duplicate bool
+		want      domain.TriggerOutcome
+		reason    domain.RejectReason
+	}{
+		{triggerID: "missed-0", want: domain.OutcomeAdvanced},
+		{triggerID: "missed-0", duplicate: true, want: domain.OutcomeDuplicate},
+		{triggerID: "missed-1", reason: domain.RejectUnexpectedTrigger},
+	} {
+		got, err := f.c.awaitOutcome(f.ctx, none, "o-missed", tc.triggerID, tc.duplicate, time.Millisecond)
+		var rejected *TriggerRejectedError
+		switch {
+		case tc.reason != "":
+			if !errors.As(err, &rejected) || rejected.Reason != tc.reason || rejected.Expected != WorkedExampleTriggers[1] {
+				t.Errorf("%s: got %q, %v; want rejected %s expecting %s", tc.triggerID, got, err, tc.reason, WorkedExampleTriggers[1])
+			}
+		case err != nil || got != tc.want:
+			t.Errorf("%s (duplicate %v): got %q, %v; want %s", tc.triggerID, tc.duplicate, got, err, tc.want)
+		}
+	}
+	if _, err := f.c.awaitOutcome(f.ctx, none, "o-missed", "never-sent", false, time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a trigger without an outcome: got %v, want a deadline error", err)
+	}
+}
