@@ -238,6 +238,8 @@ func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	p.Detail = err.Error()
 	if p.Status >= 500 {
 		api.log().Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if p.Status == http.StatusInternalServerError {
 		p.Detail = "internal error; see the server log"
 	}
 	writeProblem(w, p)

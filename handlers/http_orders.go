@@ -359,7 +359,9 @@ func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, or
 			_, history, err := c.LoadOrder(ctx, orderID)
 			ev, ok := causedBy(history, triggerID)
 			if err != nil || !ok {
-				return "", fmt.Errorf("trigger %s stored, outcome not seen in time: %w", triggerID, wctx.Err())
+				return "", fmt.Errorf("%w: trigger %s is stored and takes effect when a trigger processor gets to it, "+
+					"but its outcome was not seen within %s (send it again with the same trigger_id to learn it): %w",
+					errUnavailable, triggerID, within, wctx.Err())
 			}
 			env = ev.Envelope
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -473,7 +474,8 @@ func TestMissedOutcomeAnswersFromHistory(t *testing.T) {
 			t.Errorf("%s (duplicate %v): got %q, %v; want %s", tc.triggerID, tc.duplicate, got, err, tc.want)
 		}
 	}
-	if _, err := f.c.awaitOutcome(f.ctx, none, "o-missed", "never-sent", false, time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("a trigger without an outcome: got %v, want a deadline error", err)
+	_, err := f.c.awaitOutcome(f.ctx, none, "o-missed", "never-sent", false, time.Millisecond)
+	if !errors.Is(err, context.DeadlineExceeded) || problemFor(err).Status != http.StatusServiceUnavailable {
+		t.Errorf("a trigger without an outcome: got %v (HTTP %d), want a deadline error answered 503", err, problemFor(err).Status)
 	}
 }
