@@ -280,29 +280,40 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 // held trigger that came as a redelivery may meanwhile have been
 // acknowledged by the reader it went to first (a handler that outlived a
 // handover), and would stand in for a lost delivery in the count. So a
-// redelivered trigger counts only while the lane stream still has it (a
-// work queue deletes what is acknowledged), looked up after the consumer
-// answered: an acknowledgement in between makes the count smaller, never
-// larger, and the gate stays shut until the next poll. (On a cluster the
-// stream deletes an acknowledged trigger once the acknowledgement is
-// replicated, a moment after the consumer stops counting it; an
-// acknowledgement from the previous reader landing in that moment, at the
+// redelivered trigger counts only when it is above the consumer's ack
+// floor and the lane stream still has it (a work queue deletes what is
+// acknowledged), looked up after the consumer answered: an
+// acknowledgement in between makes the count smaller, never larger, and
+// the gate stays shut until the next poll. (On a cluster the stream
+// deletes an acknowledged trigger once the acknowledgement is replicated,
+// a moment after the consumer stops counting it; an acknowledgement from
+// the previous reader above the ack floor landing in that moment, at the
 // same time as a lost delivery, is the one case this still miscounts.)
 func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
 	info, err := cons.Info(ictx)
+	cancel()
 	if err != nil || info.NumAckPending > len(l.bySeq) {
 		return
 	}
 	pending := len(l.bySeq)
 	for seq, h := range l.bySeq {
-		if h.delivered <= 1 {
+		switch {
+		case h.delivered <= 1:
 			continue // delivered only here: only this lane acknowledges it
+		case seq <= info.AckFloor.Stream:
+			pending-- // acknowledged, as is everything up to the ack floor
+			continue
 		}
-		if _, err := l.stream.GetMsg(ictx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+		gctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := l.stream.GetMsg(gctx, seq)
+		cancel()
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			pending--
 		} else if err != nil {
+			return
+		}
+		if info.NumAckPending > pending {
 			return
 		}
 	}

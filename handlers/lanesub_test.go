@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 // reader, which then acknowledges it after all; at the same time another
 // trigger's delivery is lost. The count of unacknowledged triggers equals
 // what the reader holds, yet the lost one is not among them: the gate
-// stays shut until it is back.
+// stays shut until it is back. The acknowledged trigger is either at the
+// consumer's ack floor or, behind an earlier trigger still held, above it.
 func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
@@ -25,68 +27,78 @@ func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "GATE", Subjects: []string{"gate.>"}, Retention: jetstream.WorkQueuePolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "lane", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, subj := range []string{"gate.a", "gate.b", "gate.c"} {
-		if _, err := js.Publish(ctx, subj, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	next := func(want string) jetstream.Msg {
-		t.Helper()
-		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range b.Messages() {
-			if m.Subject() != want {
-				t.Fatalf("delivered %s, want %s", m.Subject(), want)
+	for _, earlier := range []bool{false, true} {
+		t.Run(fmt.Sprintf("earlier trigger held %v", earlier), func(t *testing.T) {
+			name := fmt.Sprintf("GATE%v", earlier)
+			stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".>"}, Retention: jetstream.WorkQueuePolicy})
+			if err != nil {
+				t.Fatal(err)
 			}
-			return m
-		}
-		t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
-		return nil
-	}
+			cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "lane", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			subjects := []string{"stale", "lost", "later"}
+			if earlier {
+				subjects = append([]string{"earlier"}, subjects...)
+			}
+			for _, subj := range subjects {
+				if _, err := js.Publish(ctx, name+"."+subj, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			next := func(want string) jetstream.Msg {
+				t.Helper()
+				b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for m := range b.Messages() {
+					if m.Subject() != name+"."+want {
+						t.Fatalf("delivered %s, want %s", m.Subject(), want)
+					}
+					return m
+				}
+				t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
+				return nil
+			}
+			// reply sends an acknowledgement and waits for the server's
+			// answer, so that the next fetch sees its effect.
+			reply := func(m jetstream.Msg, ack string) {
+				t.Helper()
+				if _, err := js.Conn().Request(m.Reply(), []byte(ack), 5*time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
 
-	out := make(chan *message.Message, 8)
-	s := &laneSubscriber{closing: make(chan struct{})}
-	l := &lane{s: s, out: out, stream: stream, gated: true,
-		orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{})}
-	defer close(l.quit)
+			out := make(chan *message.Message, 8)
+			l := &lane{s: &laneSubscriber{closing: make(chan struct{})}, out: out, stream: stream, gated: true,
+				orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{})}
+			defer close(l.quit)
 
-	// reply sends an acknowledgement and waits for the server's answer,
-	// so that the next fetch sees its effect.
-	reply := func(m jetstream.Msg, ack string) {
-		t.Helper()
-		if _, err := js.Conn().Request(m.Reply(), []byte(ack), 5*time.Second); err != nil {
-			t.Fatal(err)
-		}
-	}
+			if earlier {
+				l.add(ctx, next("earlier")) // delivered here only, not yet applied
+			}
+			first := next("stale") // the previous reader's delivery, still running there
+			reply(first, "-NAK")
+			l.add(ctx, next("stale")) // its redelivery, held here
+			lost := next("lost")      // never reaches the lane
+			l.add(ctx, next("later"))
+			reply(first, "+ACK") // the previous reader applies it after all
 
-	first := next("gate.a") // the previous reader's delivery, still running there
-	reply(first, "-NAK")
-	l.add(ctx, next("gate.a")) // its redelivery, held here
-	lost := next("gate.b")     // never reaches the lane
-	l.add(ctx, next("gate.c"))
-	reply(first, "+ACK") // the previous reader applies it after all
-
-	l.openGate(ctx, cons)
-	if !l.gated {
-		t.Fatal("the gate opened while a lost delivery was outstanding")
-	}
-	reply(lost, "-NAK")
-	l.add(ctx, next("gate.b")) // the lost trigger comes back
-	l.openGate(ctx, cons)
-	if l.gated {
-		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
-	}
-	if len(out) != 3 {
-		t.Fatalf("%d triggers started, want 3", len(out))
+			l.openGate(ctx, cons)
+			if !l.gated {
+				t.Fatal("the gate opened while a lost delivery was outstanding")
+			}
+			reply(lost, "-NAK")
+			l.add(ctx, next("lost")) // the lost trigger comes back
+			l.openGate(ctx, cons)
+			if l.gated {
+				t.Fatal("the gate stayed shut with every unacknowledged trigger held")
+			}
+			if len(out) != len(subjects) {
+				t.Fatalf("%d triggers started, want %d", len(out), len(subjects))
+			}
+		})
 	}
 }
