@@ -298,27 +298,23 @@ func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 	}
 	pending := len(l.bySeq)
 	for seq, h := range l.bySeq {
-		switch {
-		case h.delivered <= 1:
+		if h.delivered <= 1 {
 			continue // delivered only here: only this lane acknowledges it
-		case seq <= info.AckFloor.Stream:
-			pending-- // acknowledged, as is everything up to the ack floor
-			continue
 		}
-		gctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := l.stream.GetMsg(gctx, seq)
-		cancel()
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			pending--
-		} else if err != nil {
+		if seq > info.AckFloor.Stream { // at or below it, it is acknowledged
+			gctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := l.stream.GetMsg(gctx, seq)
+			cancel()
+			if err == nil {
+				continue // still in the lane: unacknowledged
+			}
+			if !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return
+			}
+		}
+		if pending--; info.NumAckPending > pending {
 			return
 		}
-		if info.NumAckPending > pending {
-			return
-		}
-	}
-	if info.NumAckPending > pending {
-		return
 	}
 	l.gated = false
 	for _, q := range l.orders {
