@@ -127,7 +127,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}),
 	)
 	if err != nil {
-		return fmt.Errorf("connect to nats %s: %w", url, err)
+		return fmt.Errorf("connect to nats %s: %w", redactURLs(url), err)
 	}
 	a.store, err = eventstore.Open(ctx, a.nc, eventstore.Config{
 		Replicas:        a.Config.Replicas,
@@ -179,7 +179,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 	}
 	a.ready.Store(true)
-	a.Logger.Info("orderflow ready", "http", a.HTTPAddr(), "nats", a.NATSURL(), "embedded", a.server != nil)
+	a.Logger.Info("orderflow ready", "http", a.HTTPAddr(), "nats", redactURLs(a.NATSURL()), "embedded", a.server != nil)
 	return nil
 }
 

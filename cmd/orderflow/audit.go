@@ -50,7 +50,7 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 		if srv != nil {
 			srv.Shutdown()
 		}
-		return nil, nil, fmt.Errorf("connect %s: %w", url, err)
+		return nil, nil, fmt.Errorf("connect %s: %w", redactURLs(url), err)
 	}
 	closeAll := func() {
 		nc.Close()

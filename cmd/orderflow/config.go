@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -172,4 +173,33 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// redactURLs hides the secrets in NATS URLs (comma-separated), a password
+// or a token given as the user, for logs and error messages: --nats-url
+// may carry credentials (nats://user:password@host:4222,
+// nats://token@host:4222).
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		at := strings.LastIndexByte(p, '@')
+		if at < 0 {
+			continue
+		}
+		u, err := url.Parse(strings.TrimSpace(p))
+		switch {
+		case err != nil:
+			scheme, _, _ := strings.Cut(p, "://")
+			parts[i] = scheme + "://xxxxx" + p[at:]
+		case u.User == nil:
+		default:
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = url.User("xxxxx")
+			}
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }

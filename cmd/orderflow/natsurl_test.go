@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+func TestRedactURLs(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://orderflow:s3cret@n1:4222", "nats://orderflow:xxxxx@n1:4222"},
+		{"nats://s3cret@n1:4222", "nats://xxxxx@n1:4222"},
+		{"tls://a:s3cret@n1:4222,tls://a:s3cret@n2:4222", "tls://a:xxxxx@n1:4222,tls://a:xxxxx@n2:4222"},
+		{"nats://a:s3 cret%zz@n1:4222", "nats://xxxxx@n1:4222"}, // not a URL, still hidden
+	} {
+		if got := redactURLs(tc.in); got != tc.want {
+			t.Errorf("redactURLs(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// lockedBuffer is a log destination tests can read while the app logs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// orderflow runs against a NATS server that requires a user and password,
+// given in --nats-url, and its logs and errors never show the password.
+func TestNATSURLWithCredentials(t *testing.T) {
+	t.Parallel()
+	const password = "s3cret-pw"
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		Username: "orderflow", Password: password, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	addr := strings.TrimPrefix(ns.ClientURL(), "nats://")
+
+	logs := &lockedBuffer{}
+	cfg := newTestConfig(t)
+	cfg.DataDir, cfg.NATSURL = "", "nats://orderflow:"+password+"@"+addr
+	app := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := app.Run(ctx); err != nil {
+		t.Fatalf("app run: %v", err)
+	}
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	if r := c.do("POST", "/v1/orders", map[string]any{"id": "o-auth", "order_type_id": "wash_fold_delivery"}); r.Status != http.StatusCreated {
+		t.Fatalf("place order: %d %s", r.Status, r.Body)
+	}
+	if r := c.do("POST", "/v1/orders/o-auth/triggers", map[string]any{"trigger": "picked_up"}); r.Status != http.StatusOK {
+		t.Fatalf("trigger: %d %s", r.Status, r.Body)
+	}
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); strings.Contains(out, password) || !strings.Contains(out, "orderflow:xxxxx@") {
+		t.Errorf("logs show the password or no redacted URL:\n%s", out)
+	}
+
+	cfg.NATSURL = "nats://orderflow:wrong-" + password + "@" + addr
+	err = NewApp(cfg, slog.New(slog.DiscardHandler)).Run(ctx)
+	if err == nil || strings.Contains(err.Error(), password) {
+		t.Fatalf("a wrong password: got %v, want an error that does not show it", err)
+	}
+}
