@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -35,6 +37,12 @@ type API struct {
 	// ProjectionStatus, when set, answers GET /v1/projections.
 	ProjectionStatus func(ctx context.Context) (ProjectionStatus, error)
 	Log              *slog.Logger
+	// FeedWriteTimeout bounds each write to an event feed (default 30 s):
+	// a client that stops reading is disconnected, and resumes with
+	// Last-Event-ID when it comes back.
+	FeedWriteTimeout time.Duration
+
+	openFeeds atomic.Int64
 
 	streamsOnce sync.Once
 	streamsEnd  chan struct{} // closed by EndStreams
@@ -45,6 +53,9 @@ type API struct {
 // later at once. Shutdown calls it: http.Server.Shutdown waits for
 // requests in flight, and a feed would otherwise never finish.
 func (api *API) EndStreams() { api.endOnce.Do(func() { close(api.streamsEnding()) }) }
+
+// OpenFeeds is how many event feeds (GET /v1/events) are open.
+func (api *API) OpenFeeds() int64 { return api.openFeeds.Load() }
 
 // streamsEnding is closed when the feeds are to end.
 func (api *API) streamsEnding() chan struct{} {

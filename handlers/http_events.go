@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -28,8 +29,7 @@ var SSEHeartbeat = 15 * time.Second
 // order, however long it was away; a new client gets events from now on
 // (or from ?after=N).
 func (api *API) events(w http.ResponseWriter, r *http.Request) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
+	if _, ok := w.(http.Flusher); !ok {
 		api.fail(w, r, fmt.Errorf("streaming is not supported on this connection"))
 		return
 	}
@@ -87,13 +87,28 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 	}
 	defer sub.Stop()
 
+	api.openFeeds.Add(1)
+	defer api.openFeeds.Add(-1)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, ": orderflow order events after sequence %d\n\n", after)
-	flusher.Flush()
+	rc := http.NewResponseController(w)
+	timeout := cmp.Or(api.FeedWriteTimeout, 30*time.Second)
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }() // the connection may serve another request
+	// send writes and flushes one message; false when the client is gone
+	// or has not taken it within the timeout.
+	send := func(format string, args ...any) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(timeout)) // not every connection has deadlines
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !send(": orderflow order events after sequence %d\n\n", after) {
+		return
+	}
 	beat := time.NewTicker(SSEHeartbeat)
 	defer beat.Stop()
 	ending := api.streamsEnding()
@@ -104,19 +119,17 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 		case <-ending: // shutting down: a client resumes with Last-Event-ID
 			return
 		case <-beat.C:
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+			if !send(": keep-alive\n\n") {
 				return
 			}
-			flusher.Flush()
 		case ev := <-feed:
 			body, err := ev.Envelope.MarshalJSONForFeed()
 			if err != nil {
 				continue
 			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Sequence, ev.Type, body); err != nil {
+			if !send("id: %d\nevent: %s\ndata: %s\n\n", ev.Sequence, ev.Type, body) {
 				return
 			}
-			flusher.Flush()
 		}
 	}
 }

@@ -46,6 +46,7 @@ type App struct {
 	procDone   chan error
 	stopDemo   context.CancelFunc
 	demoDone   chan struct{}
+	api        *handlers.API
 	http       *http.Server
 	httpLn     net.Listener
 	httpDone   chan error
@@ -76,6 +77,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	mux := http.NewServeMux()
 	handlers.Health{Ready: a.checkReady}.Register(mux)
 	api := &handlers.API{Log: a.Logger}
+	a.api = api
 	v1 := http.NewServeMux()
 	api.Register(v1)
 	mux.Handle("/v1/", a.whenReady(v1))
@@ -86,8 +88,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("http listen: %w", err)
 	}
 	// No write timeout: the event feed (SSE) streams for as long as a
-	// dashboard stays. Idle keep-alive connections are closed after two
-	// minutes.
+	// dashboard stays (each of its writes has a deadline of its own, see
+	// handlers.API.FeedWriteTimeout). Idle keep-alive connections are
+	// closed after two minutes.
 	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	a.http.RegisterOnShutdown(api.EndStreams)
 	a.httpDone = make(chan error, 1)
@@ -360,6 +363,7 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	for _, s := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders} {
 		fmt.Fprintf(w, "orderflow_index_applied_sequence{stream=%q} %d\n", s, a.store.Indexed(s))
 	}
+	fmt.Fprintf(w, "# HELP orderflow_event_feeds_open Open event feeds (GET /v1/events).\n# TYPE orderflow_event_feeds_open gauge\norderflow_event_feeds_open %d\n", a.api.OpenFeeds())
 	if a.proc != nil {
 		fmt.Fprintf(w, "# HELP orderflow_triggers_applied_total Triggers this process has applied.\n# TYPE orderflow_triggers_applied_total counter\norderflow_triggers_applied_total %d\n", a.proc.Handled())
 		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_owned Trigger lanes this process owns.\n# TYPE orderflow_trigger_lanes_owned gauge\norderflow_trigger_lanes_owned %d\n", a.proc.OwnedLanes())
