@@ -32,6 +32,7 @@ Usage:
   orderflow replay --until T [--out F]     rebuild the read models as they were at T, print the board
   orderflow verify                         check every aggregate's hash chain; exit 1 on a break
   orderflow export [--out F]               write every stored message as JSON Lines
+  orderflow deadletters [retry SEQ...]     list the triggers put aside as unprocessable, or publish them again
   orderflow import --data-dir D --in F     load an export into an empty store
   orderflow bench [flags]                  measure orderflow against raw JetStream on this machine
 
@@ -64,6 +65,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		err = exportCmd(ctx, args[1:], stdout, stderr, env)
 	case "import":
 		err = importCmd(ctx, args[1:], stdout, stderr, env)
+	case "deadletters":
+		err = deadLettersCmd(ctx, args[1:], stdout, stderr, env)
 	case "bench":
 		err = benchCmd(ctx, args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":

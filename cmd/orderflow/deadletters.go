@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/handlers"
+)
+
+// deadLettersCmd lists the triggers the processor put aside
+// (`deadletters`), or publishes some of them again (`deadletters retry
+// SEQ...`) once what they lacked is there.
+func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	retry := len(args) > 0 && args[0] == "retry"
+	if retry {
+		args = args[1:]
+	}
+	var after *uint64
+	var limit *int
+	fs, st, done, err := storeCommand(ctx, "deadletters", args, stderr, env, false, func(fs *flag.FlagSet) {
+		if !retry {
+			after = fs.Uint64("after", 0, "list the dead letters after this sequence")
+			limit = fs.Int("limit", 100, "list at most this many")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer done()
+	if !retry {
+		if fs.NArg() > 0 {
+			return fmt.Errorf("deadletters: unexpected %q (to publish dead letters again: deadletters retry SEQ...)", fs.Arg(0))
+		}
+		dls, err := handlers.ReadDeadLetters(ctx, st, *after, *limit)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tORDER\tTRIGGER\tTRIGGER ID\tREASON")
+		for _, dl := range dls {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", dl.Seq, dl.Time.UTC().Format(time.RFC3339), dash(dl.Tenant), dash(dl.OrderID),
+				dash(dl.Trigger), dash(dl.TriggerID), dl.Reason)
+		}
+		return tw.Flush()
+	}
+	if fs.NArg() == 0 {
+		return errors.New("deadletters retry: name the dead letters' sequences (see `orderflow deadletters`)")
+	}
+	var errs []error
+	for _, arg := range fs.Args() {
+		if err := redrive(ctx, st, arg, stdout); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// redrive publishes the dead letter at sequence arg again.
+func redrive(ctx context.Context, st *eventstore.Store, arg string, stdout io.Writer) error {
+	seq, err := strconv.ParseUint(arg, 10, 64)
+	if err != nil || seq == 0 {
+		return fmt.Errorf("dead letter %q: not a sequence number", arg)
+	}
+	dl, err := handlers.ReadDeadLetter(ctx, st, seq)
+	if err != nil {
+		return err
+	}
+	ack, err := handlers.Redrive(ctx, st, dl)
+	if err != nil {
+		return err
+	}
+	note := ""
+	if ack.Duplicate {
+		note = " (it was sent again within the duplicate window already: nothing new stored)"
+	}
+	fmt.Fprintf(stdout, "dead letter %d: trigger %s of order %s (id %s) published again at trigger sequence %d%s\n",
+		seq, dl.Trigger, dl.OrderID, dl.TriggerID, ack.Sequence, note)
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/client"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// A worker app's trigger for an order not placed yet is dead-lettered;
+// once the order is placed, `deadletters retry` publishes it again and it
+// takes effect, once, however often it is retried. A dead letter that can
+// never be processed is refused.
+func TestDeadLettersRetry(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	nc := natsConn(t, app)
+	dl := make(chan *nats.Msg, 8)
+	sub, err := nc.ChanSubscribe(eventstore.DeadLetterSubject, dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ctx := ctxFor(t, time.Minute)
+	awaitDeadLetter := func(what string) {
+		t.Helper()
+		select {
+		case <-dl:
+		case <-ctx.Done():
+			t.Fatalf("%s not dead-lettered", what)
+		}
+	}
+
+	// Too early: the order is not there yet.
+	ack, err := workerClient(t, app).PublishTrigger(ctx, client.Trigger{OrderID: "late-1", Trigger: "picked_up", Worker: "ana"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaitDeadLetter("the early trigger")
+	// Never processable: its body is not a trigger body.
+	js, _ := jetstream.New(nc)
+	m := nats.NewMsg("orderflow.default.trigger.late-1.picked_up")
+	m.Data = []byte(`{"colour":"red"}`)
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	awaitDeadLetter("the unreadable trigger")
+
+	url := "--nats-url=" + app.NATSURL()
+	code, out, errOut := runMain(t, "deadletters", url)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.Contains(lines[1], "late-1") || !strings.Contains(lines[1], ack.TriggerID) ||
+		!strings.Contains(lines[1], "unknown order") || !strings.Contains(lines[2], "trigger body") {
+		t.Fatalf("deadletters: %d\n%s%s", code, out, errOut)
+	}
+
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "late-1", "order_type_id": "wash_fold_delivery"})
+	for range 2 { // the second changes nothing
+		if code, out, errOut := runMain(t, "deadletters", "retry", url, "1"); code != 0 || !strings.Contains(out, "published again") {
+			t.Fatalf("deadletters retry 1: %d %q %q", code, out, errOut)
+		}
+	}
+	o := waitOrder(t, c, "late-1", func(o map[string]any) bool { return o["version"] == float64(2) }, "the retried trigger")
+	if o["position"].(map[string]any)["status"] != "received" {
+		t.Fatalf("after the retried trigger: %v", o["position"])
+	}
+	h := c.must(200, "GET", "/v1/orders/late-1/history", nil)
+	events := h["events"].([]any)
+	if last := events[len(events)-1].(map[string]any); last["causation_id"] != ack.TriggerID {
+		t.Fatalf("the outcome's causation id is %v, want the original trigger id %s", last["causation_id"], ack.TriggerID)
+	}
+
+	code, _, errOut = runMain(t, "deadletters", "retry", url, "2", "99", "x")
+	for _, want := range []string{"dead letter cannot be processed", "dead letter 99", `dead letter "x"`} {
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("deadletters retry 2 99 x: %d %q, want %q", code, errOut, want)
+		}
+	}
+	o = c.must(200, "GET", "/v1/orders/late-1", nil)
+	if o["version"] != float64(2) {
+		t.Fatalf("the order moved on to version %v", o["version"])
+	}
+}

@@ -1,0 +1,114 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// DeadLetter is a trigger the processor put aside as one that can never be
+// processed, as stored in ORDERFLOW_DEADLETTER.
+type DeadLetter struct {
+	Seq    uint64    // its sequence in ORDERFLOW_DEADLETTER
+	Time   time.Time // when it was put aside
+	Reason string    // why (the poison queue's reason_poisoned)
+	// Tenant, OrderID and Trigger come from the trigger's subject; they
+	// are empty when that subject was not a valid trigger subject.
+	Tenant, OrderID, Trigger string
+	// TriggerID is the trigger's idempotency key: its body's trigger_id,
+	// or else its Nats-Msg-Id.
+	TriggerID string
+	Body      []byte // the trigger's body, as the worker app sent it
+	subject   string // the lane subject it was read from
+}
+
+// ErrNotRedrivable is a dead letter that would be put aside again whatever
+// happens meanwhile: its subject is not a valid trigger subject, or its
+// body cannot be read.
+var ErrNotRedrivable = errors.New("dead letter cannot be processed")
+
+// ReadDeadLetters returns up to limit dead letters after sequence after,
+// oldest first.
+func ReadDeadLetters(ctx context.Context, st *eventstore.Store, after uint64, limit int) ([]DeadLetter, error) {
+	stream, err := st.JetStream().Stream(ctx, eventstore.StreamDeadLetter)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	var out []DeadLetter
+	for seq := max(after+1, info.State.FirstSeq); seq <= info.State.LastSeq && len(out) < limit; seq++ {
+		dl, err := readDeadLetter(ctx, stream, seq)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dl)
+	}
+	return out, nil
+}
+
+// ReadDeadLetter returns the dead letter at sequence seq.
+func ReadDeadLetter(ctx context.Context, st *eventstore.Store, seq uint64) (DeadLetter, error) {
+	stream, err := st.JetStream().Stream(ctx, eventstore.StreamDeadLetter)
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("dead letters: %w", err)
+	}
+	return readDeadLetter(ctx, stream, seq)
+}
+
+func readDeadLetter(ctx context.Context, stream jetstream.Stream, seq uint64) (DeadLetter, error) {
+	m, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	dl := DeadLetter{Seq: m.Sequence, Time: m.Time, Reason: m.Header.Get("reason_poisoned"), Body: m.Data,
+		subject: m.Header.Get(mdSubject), TriggerID: m.Header.Get(wmnats.WatermillUUIDHdr)}
+	if tenant, order, trigger, err := eventstore.ParseLaneSubject(dl.subject); err == nil {
+		dl.Tenant, dl.OrderID, dl.Trigger = tenant, order, trigger
+	}
+	if body, err := DecodeTriggerBody(m.Data); err == nil && body.TriggerID != "" {
+		dl.TriggerID = body.TriggerID
+	}
+	return dl, nil
+}
+
+// Redrive publishes a dead-lettered trigger again, to the subject it was
+// first published to, for when what it lacked is there now (an order
+// placed after its first trigger, say). It keeps its trigger id (in the
+// body's trigger_id), so however often it is sent again it takes effect
+// at most once; its Nats-Msg-Id is new, or JetStream would take it for the
+// first one within the duplicate window.
+func Redrive(ctx context.Context, st *eventstore.Store, dl DeadLetter) (*jetstream.PubAck, error) {
+	for _, t := range []struct{ field, value string }{{"tenant", dl.Tenant}, {"order id", dl.OrderID}, {"trigger key", dl.Trigger}} {
+		if err := eventstore.ValidateToken(t.field, t.value); err != nil {
+			return nil, fmt.Errorf("%w: dead letter %d was read from %q: %v", ErrNotRedrivable, dl.Seq, dl.subject, err)
+		}
+	}
+	body, err := DecodeTriggerBody(dl.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dead letter %d: %v", ErrNotRedrivable, dl.Seq, err)
+	}
+	if err := checkTriggerID(dl.TriggerID); err != nil || dl.TriggerID == "" {
+		return nil, fmt.Errorf("%w: dead letter %d has no usable trigger id %q", ErrNotRedrivable, dl.Seq, dl.TriggerID)
+	}
+	body.TriggerID = dl.TriggerID
+	m := nats.NewMsg(eventstore.TriggerSubject(dl.Tenant, dl.OrderID, dl.Trigger))
+	m.Data, _ = json.Marshal(body)
+	m.Header.Set(jetstream.MsgIDHeader, "redrive-"+strconv.FormatUint(dl.Seq, 10)+"-"+dl.TriggerID)
+	ack, err := st.JetStream().PublishMsg(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("redrive dead letter %d: %w", dl.Seq, err)
+	}
+	return ack, nil
+}
