@@ -109,12 +109,7 @@ func TestBadTriggersOverNATS(t *testing.T) {
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "n-1", "order_type_id": "wash_fold_delivery"})
 	nc := natsConn(t, app)
 	js, _ := jetstream.New(nc)
-	dl := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe(eventstore.DeadLetterSubject, dl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	dl := deadLetters(t, app)
 	ctx := ctxFor(t, time.Minute)
 	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
 	deadLettered := []struct {
@@ -141,14 +136,7 @@ func TestBadTriggersOverNATS(t *testing.T) {
 			if _, err := js.PublishMsg(ctx, m); err != nil {
 				t.Fatalf("JetStream refused what it should store: %v", err)
 			}
-			select {
-			case d := <-dl:
-				if reason := d.Header.Get("reason_poisoned"); !strings.Contains(reason, tc.reason) {
-					t.Fatalf("dead letter reason %q, want %q", reason, tc.reason)
-				}
-			case <-ctx.Done():
-				t.Fatal("not dead-lettered")
-			}
+			awaitDeadLetter(t, dl, tc.reason)
 			if _, o1 := streamSeqs(t, app); o1 != o0 {
 				t.Fatalf("a poison trigger appended %d order events", o1-o0)
 			}

@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/client"
-	"github.com/orderflow/orderflow/eventstore"
 )
 
 // A worker app's trigger for an order not placed yet is dead-lettered;
@@ -21,37 +20,23 @@ func TestDeadLettersRetry(t *testing.T) {
 	app := startApp(t, newTestConfig(t))
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
-	nc := natsConn(t, app)
-	dl := make(chan *nats.Msg, 8)
-	sub, err := nc.ChanSubscribe(eventstore.DeadLetterSubject, dl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	dl := deadLetters(t, app)
 	ctx := ctxFor(t, time.Minute)
-	awaitDeadLetter := func(what string) {
-		t.Helper()
-		select {
-		case <-dl:
-		case <-ctx.Done():
-			t.Fatalf("%s not dead-lettered", what)
-		}
-	}
 
 	// Too early: the order is not there yet.
 	ack, err := workerClient(t, app).PublishTrigger(ctx, client.Trigger{OrderID: "late-1", Trigger: "picked_up", Worker: "ana"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	awaitDeadLetter("the early trigger")
+	awaitDeadLetter(t, dl, "unknown order")
 	// Never processable: its body is not a trigger body.
-	js, _ := jetstream.New(nc)
+	js, _ := jetstream.New(natsConn(t, app))
 	m := nats.NewMsg("orderflow.default.trigger.late-1.picked_up")
 	m.Data = []byte(`{"colour":"red"}`)
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	awaitDeadLetter("the unreadable trigger")
+	awaitDeadLetter(t, dl, "trigger body")
 
 	url := "--nats-url=" + app.NATSURL()
 	code, out, errOut := runMain(t, "deadletters", url)

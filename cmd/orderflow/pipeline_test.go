@@ -27,6 +27,32 @@ func natsConn(t *testing.T, app *App) *nats.Conn {
 	return nc
 }
 
+// deadLetters subscribes to the dead-letter subject on the app's NATS.
+func deadLetters(t *testing.T, app *App) <-chan *nats.Msg {
+	t.Helper()
+	dl := make(chan *nats.Msg, 64)
+	sub, err := natsConn(t, app).ChanSubscribe(eventstore.DeadLetterSubject, dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return dl
+}
+
+// awaitDeadLetter waits for the next dead letter and checks its reason
+// names reason.
+func awaitDeadLetter(t *testing.T, dl <-chan *nats.Msg, reason string) {
+	t.Helper()
+	select {
+	case m := <-dl:
+		if got := m.Header.Get("reason_poisoned"); !strings.Contains(got, reason) {
+			t.Fatalf("dead letter reason %q, want %q", got, reason)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no dead letter (%s)", reason)
+	}
+}
+
 func workerClient(t *testing.T, app *App) *client.Client {
 	t.Helper()
 	c, err := client.New(natsConn(t, app))
@@ -305,30 +331,11 @@ func TestTriggerRules(t *testing.T) {
 	})
 
 	t.Run("unknown order goes to the dead letters and the process stays healthy", func(t *testing.T) {
-		dl := make(chan *nats.Msg, 4)
-		sub, err := natsConn(t, app).ChanSubscribe(eventstore.DeadLetterSubject, dl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sub.Unsubscribe()
+		dl := deadLetters(t, app)
 		publishRaw(t, js, "orderflow.default.trigger.ghost.picked_up", "ghost-1", nil)
-		select {
-		case m := <-dl:
-			if reason := m.Header.Get("reason_poisoned"); reason == "" || !strings.Contains(reason, "unknown order") {
-				t.Fatalf("dead letter reason %q", reason)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("no dead letter")
-		}
+		awaitDeadLetter(t, dl, "unknown order")
 		publishRaw(t, js, "orderflow.default.trigger.ghost.picked_up", "ghost-2", []byte(`{not json`))
-		select {
-		case m := <-dl:
-			if reason := m.Header.Get("reason_poisoned"); !strings.Contains(reason, "trigger body") {
-				t.Fatalf("dead letter reason %q", reason)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("no dead letter for a malformed body")
-		}
+		awaitDeadLetter(t, dl, "trigger body")
 		c.must(200, "GET", "/readyz", nil)
 		place("after-ghost")
 		c.must(200, "POST", "/v1/orders/after-ghost/triggers", map[string]any{"trigger": "picked_up"})
