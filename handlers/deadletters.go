@@ -37,9 +37,12 @@ type DeadLetter struct {
 var ErrNotRedrivable = errors.New("dead letter cannot be processed")
 
 // ReadDeadLetters returns up to limit dead letters after sequence after,
-// oldest first.
+// oldest first (none when no trigger processor has run yet).
 func ReadDeadLetters(ctx context.Context, st *eventstore.Store, after uint64, limit int) ([]DeadLetter, error) {
 	stream, err := st.JetStream().Stream(ctx, eventstore.StreamDeadLetter)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}

@@ -349,7 +349,9 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprint(w, "# HELP orderflow_stream_last_sequence The last sequence of each stream.\n# TYPE orderflow_stream_last_sequence gauge\n")
-	for _, s := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers} {
+	// The dead-letter stream's last sequence is how many triggers were ever
+	// put aside (it denies deletes): alert when it grows.
+	for _, s := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers, eventstore.StreamDeadLetter} {
 		if last, err := a.store.LastSequence(r.Context(), s); err == nil {
 			fmt.Fprintf(w, "orderflow_stream_last_sequence{stream=%q} %d\n", s, last)
 		}
