@@ -227,7 +227,11 @@ func (p *Processor) build(lanes []string) error {
 	}
 	poisonQueue, err := middleware.PoisonQueueWithFilter(pub, eventstore.DeadLetterSubject, func(err error) bool {
 		var panicked middleware.RecoveredPanicError
-		return errors.Is(err, errPoison) || errors.As(err, &panicked)
+		if errors.Is(err, errPoison) || errors.As(err, &panicked) {
+			p.cfg.Logger.Warn("trigger put aside as a dead letter (orderflow deadletters lists them)", "reason", err)
+			return true
+		}
+		return false
 	})
 	if err != nil {
 		return err

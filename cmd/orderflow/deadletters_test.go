@@ -14,10 +14,10 @@ import (
 // A worker app's trigger for an order not placed yet is dead-lettered;
 // once the order is placed, `deadletters retry` publishes it again and it
 // takes effect, once, however often it is retried. A dead letter that can
-// never be processed is refused.
+// never be processed is refused. Each dead letter is logged as a warning.
 func TestDeadLettersRetry(t *testing.T) {
 	t.Parallel()
-	app := startApp(t, newTestConfig(t))
+	app, logs := startAppLogging(t, newTestConfig(t))
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
 	dl := deadLetters(t, app)
@@ -37,6 +37,10 @@ func TestDeadLettersRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	awaitDeadLetter(t, dl, "trigger body")
+
+	if out := logs.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, `unknown order \"late-1\"`) {
+		t.Errorf("no warning logged for the dead letter:\n%s", out)
+	}
 
 	url := "--nats-url=" + app.NATSURL()
 	code, out, errOut := runMain(t, "deadletters", url)

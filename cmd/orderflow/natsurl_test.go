@@ -45,6 +45,21 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
+// startAppLogging runs an App whose log the test reads, and closes it when
+// the test ends.
+func startAppLogging(t *testing.T, cfg Config) (*App, *lockedBuffer) {
+	t.Helper()
+	logs := &lockedBuffer{}
+	app := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := app.Run(ctx); err != nil {
+		t.Fatalf("app run: %v", err)
+	}
+	t.Cleanup(func() { _ = app.Close() })
+	return app, logs
+}
+
 // orderflow runs against a NATS server that requires a user and password,
 // given in --nats-url, and its logs and errors never show the password.
 func TestNATSURLWithCredentials(t *testing.T) {
@@ -62,15 +77,10 @@ func TestNATSURLWithCredentials(t *testing.T) {
 	}
 	addr := strings.TrimPrefix(ns.ClientURL(), "nats://")
 
-	logs := &lockedBuffer{}
 	cfg := newTestConfig(t)
 	cfg.DataDir, cfg.NATSURL = "", "nats://orderflow:"+password+"@"+addr
-	app := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := app.Run(ctx); err != nil {
-		t.Fatalf("app run: %v", err)
-	}
+	app, logs := startAppLogging(t, cfg)
+	ctx := ctxFor(t, time.Minute)
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
 	if r := c.do("POST", "/v1/orders", map[string]any{"id": "o-auth", "order_type_id": "wash_fold_delivery"}); r.Status != http.StatusCreated {
