@@ -31,11 +31,15 @@ func natsConn(t *testing.T, app *App) *nats.Conn {
 func deadLetters(t *testing.T, app *App) <-chan *nats.Msg {
 	t.Helper()
 	dl := make(chan *nats.Msg, 64)
-	sub, err := natsConn(t, app).ChanSubscribe(eventstore.DeadLetterSubject, dl)
+	nc := natsConn(t, app)
+	sub, err := nc.ChanSubscribe(eventstore.DeadLetterSubject, dl)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil { // the server has the subscription before anything is dead-lettered
+		t.Fatal(err)
+	}
 	return dl
 }
 
