@@ -136,16 +136,7 @@ func (c *Client) SubscribeStageChanges(orderID string, fn func(StageChange)) (*n
 		if err := json.Unmarshal(m.Data, &env); err != nil || env.Type == domain.TypeTriggerRejected {
 			return
 		}
-		sc := StageChange{OrderID: env.AggregateID, Type: env.Type, Version: env.Version, OccurredAt: env.OccurredAt,
-			CausationID: env.CausationID, Data: env.Data}
-		var pos struct {
-			From *domain.Position `json:"from"`
-			To   *domain.Position `json:"to"`
-		}
-		if json.Unmarshal(env.Data, &pos) == nil {
-			sc.From, sc.To = pos.From, pos.To
-		}
-		fn(sc)
+		fn(stageChange(env))
 	})
 	if err != nil {
 		return nil, err
@@ -155,4 +146,164 @@ func (c *Client) SubscribeStageChanges(orderID string, fn func(StageChange)) (*n
 		return nil, fmt.Errorf("subscribe to stage changes: %w", err)
 	}
 	return sub, nil
+}
+
+// stageChange is an order event as a dashboard sees it.
+func stageChange(env envelope) StageChange {
+	sc := StageChange{OrderID: env.AggregateID, Type: env.Type, Version: env.Version, OccurredAt: env.OccurredAt,
+		CausationID: env.CausationID, Data: env.Data}
+	var pos struct {
+		From *domain.Position `json:"from"`
+		To   *domain.Position `json:"to"`
+	}
+	if json.Unmarshal(env.Data, &pos) == nil {
+		sc.From, sc.To = pos.From, pos.To
+	}
+	return sc
+}
+
+// DeadLetterError is a trigger the processor put aside as one that can
+// never be processed (an order it does not know, say), with the reason.
+type DeadLetterError struct{ Reason string }
+
+func (e *DeadLetterError) Error() string { return "trigger put aside as a dead letter: " + e.Reason }
+
+// deadLetterSubject is where the trigger processor puts triggers it can
+// never process (eventstore.DeadLetterSubject); triggerIDHeader names the
+// dead letter's trigger id (its Nats-Msg-Id).
+const (
+	deadLetterSubject = "orderflow._deadletter.triggers"
+	triggerIDHeader   = "_watermill_message_uuid"
+)
+
+// Applied is a trigger that took effect, or had before.
+type Applied struct {
+	// Ack is JetStream's acknowledgement of the stored trigger. Its
+	// Sequence is 0 when the caller's trigger id was found in the order's
+	// history and nothing was published.
+	Ack
+	// Outcome is domain.OutcomeAdvanced, OutcomeCompleted or
+	// OutcomeDuplicate (the same trigger id took effect before).
+	Outcome domain.TriggerOutcome
+	// Change is the stage change it caused (nil for a duplicate).
+	Change *StageChange
+}
+
+// ApplyTrigger publishes a trigger and waits, until ctx ends, for what the
+// trigger processor made of it, as POST /v1/orders/{id}/triggers does: it
+// took effect (advanced, completed), or had before (duplicate); or the
+// order refused it (*domain.RejectedError, the order unchanged); or it can never
+// be processed (*DeadLetterError). A ctx that ends first leaves the trigger
+// stored: it takes effect later, and sending it again with the same
+// TriggerID is safe.
+func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
+	if err := errors.Join(domain.CheckKey("order id", t.OrderID), domain.CheckKey("trigger", t.Trigger)); err != nil {
+		return Applied{}, err
+	}
+	given := t.TriggerID != ""
+	if !given {
+		t.TriggerID = uuid.Must(uuid.NewV7()).String()
+	}
+	// Listen before looking or publishing, so the outcome cannot slip past.
+	msgs := make(chan *nats.Msg, 64)
+	filter := fmt.Sprintf("orderflow.%s.order.%s.>", c.tenant, t.OrderID)
+	for _, subject := range []string{filter, deadLetterSubject} {
+		sub, err := c.nc.ChanSubscribe(subject, msgs)
+		if err != nil {
+			return Applied{}, err
+		}
+		defer sub.Unsubscribe()
+	}
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		return Applied{}, err
+	}
+	if given { // a trigger id of the caller's may have taken effect before
+		env, err := c.caused(ctx, filter, t.TriggerID)
+		if err != nil {
+			return Applied{}, err
+		}
+		if env != nil {
+			return Applied{Ack: Ack{TriggerID: t.TriggerID, Duplicate: true}, Outcome: domain.OutcomeDuplicate}, nil
+		}
+	}
+	ack, err := c.PublishTrigger(ctx, t)
+	if err != nil {
+		return Applied{}, err
+	}
+	for {
+		select {
+		case m := <-msgs:
+			if m.Subject == deadLetterSubject {
+				if m.Header.Get(triggerIDHeader) == t.TriggerID {
+					return Applied{Ack: ack}, &DeadLetterError{Reason: m.Header.Get("reason_poisoned")}
+				}
+				continue
+			}
+			var env envelope
+			if json.Unmarshal(m.Data, &env) == nil && env.CausationID == t.TriggerID {
+				return outcome(ack, env)
+			}
+		case <-ctx.Done():
+			// The outcome may be stored and not seen here: stored before
+			// we listened (a duplicate), or its copy dropped (a reconnect).
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			env, err := c.caused(hctx, filter, t.TriggerID)
+			cancel()
+			if err == nil && env != nil {
+				return outcome(ack, *env)
+			}
+			return Applied{Ack: ack}, fmt.Errorf("trigger %s stored, its outcome not seen yet: %w", t.TriggerID, ctx.Err())
+		}
+	}
+}
+
+// outcome is what a trigger's outcome event says of it.
+func outcome(ack Ack, env envelope) (Applied, error) {
+	if ack.Duplicate {
+		return Applied{Ack: ack, Outcome: domain.OutcomeDuplicate}, nil
+	}
+	sc := stageChange(env)
+	switch env.Type {
+	case domain.TypeTriggerRejected:
+		var r domain.TriggerRejected
+		if err := json.Unmarshal(env.Data, &r); err != nil {
+			return Applied{Ack: ack}, fmt.Errorf("trigger %s rejected, its reason unreadable: %w", ack.TriggerID, err)
+		}
+		return Applied{Ack: ack}, &domain.RejectedError{Reason: r.Reason, Expected: r.Expected}
+	case domain.TypeOrderCompleted:
+		return Applied{Ack: ack, Outcome: domain.OutcomeCompleted, Change: &sc}, nil
+	default:
+		return Applied{Ack: ack, Outcome: domain.OutcomeAdvanced, Change: &sc}, nil
+	}
+}
+
+// caused finds the event of the order's history (filter) that the
+// trigger id caused (nil when there is none), reading the history with an
+// ordered consumer that the server drops soon after.
+func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelope, error) {
+	cons, err := c.js.OrderedConsumer(ctx, "ORDERFLOW_ORDERS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
+		InactiveThreshold: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("read the order's history: %w", err)
+	}
+	for {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return nil, fmt.Errorf("read the order's history: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var env envelope
+			if json.Unmarshal(m.Data(), &env) == nil && env.CausationID == triggerID {
+				return &env, nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, fmt.Errorf("read the order's history: %w", err)
+		}
+		if n == 0 {
+			return nil, nil
+		}
+	}
 }

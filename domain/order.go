@@ -146,6 +146,20 @@ type TriggerResult struct {
 	Original TriggerOutcome
 }
 
+// RejectedError is a trigger the order refused, as its TriggerRejected
+// event records it: why, and which trigger the order expected instead.
+type RejectedError struct {
+	Reason   RejectReason
+	Expected string
+}
+
+func (e *RejectedError) Error() string {
+	if e.Expected != "" {
+		return fmt.Sprintf("trigger rejected: %s (expected %s)", e.Reason, e.Expected)
+	}
+	return "trigger rejected: " + string(e.Reason)
+}
+
 // Order is one customer order moving through its order type's workflows.
 type Order struct {
 	root

@@ -221,7 +221,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 
 // problemFor is the one table from errors to HTTP problems.
 func problemFor(err error) Problem {
-	var rejected *TriggerRejectedError
+	var rejected *domain.RejectedError
 	switch {
 	case errors.As(err, &rejected):
 		return Problem{Status: http.StatusConflict, Title: "Trigger rejected", Code: "trigger_rejected",

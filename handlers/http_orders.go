@@ -242,20 +242,6 @@ type triggerRequest struct {
 	Worker    string `json:"worker"`
 }
 
-// TriggerRejectedError is a trigger that did not take effect, with the
-// reason and the trigger the order expected.
-type TriggerRejectedError struct {
-	Reason   domain.RejectReason
-	Expected string
-}
-
-func (e *TriggerRejectedError) Error() string {
-	if e.Expected != "" {
-		return fmt.Sprintf("trigger rejected: %s (expected %s)", e.Reason, e.Expected)
-	}
-	return "trigger rejected: " + string(e.Reason)
-}
-
 // checkTriggerID: a trigger id is a Nats-Msg-Id and goes into events.
 func checkTriggerID(id string) error {
 	if len(id) > 128 {
@@ -305,7 +291,7 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 }
 
 // SendTrigger publishes a trigger for an order and waits until its outcome
-// is stored: advanced, completed or duplicate, or a *TriggerRejectedError.
+// is stored: advanced, completed or duplicate, or a *domain.RejectedError.
 func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID, worker string) (domain.TriggerOutcome, error) {
 	addr := c.orderAddr(orderID)
 	if err := addr.Validate(); err != nil {
@@ -393,7 +379,7 @@ func outcomeOf(env eventstore.Envelope) (domain.TriggerOutcome, error) {
 		if err := json.Unmarshal(env.Data, &tr); err != nil {
 			return "", err
 		}
-		return "", &TriggerRejectedError{Reason: tr.Reason, Expected: tr.Expected}
+		return "", &domain.RejectedError{Reason: tr.Reason, Expected: tr.Expected}
 	}
 	return "", fmt.Errorf("unexpected outcome event %s", env.Type)
 }

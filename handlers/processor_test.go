@@ -464,7 +464,7 @@ func TestMissedOutcomeAnswersFromHistory(t *testing.T) {
 		{triggerID: "missed-1", reason: domain.RejectUnexpectedTrigger},
 	} {
 		got, err := f.c.awaitOutcome(f.ctx, none, "o-missed", tc.triggerID, tc.duplicate, time.Millisecond)
-		var rejected *TriggerRejectedError
+		var rejected *domain.RejectedError
 		switch {
 		case tc.reason != "":
 			if !errors.As(err, &rejected) || rejected.Reason != tc.reason || rejected.Expected != WorkedExampleTriggers[1] {

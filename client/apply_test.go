@@ -1,0 +1,68 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/client"
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/handlers"
+)
+
+// ApplyTrigger answers with what the trigger processor made of a trigger:
+// advanced or completed with the stage change, duplicate, rejected with
+// the expected trigger, or dead-lettered with the reason.
+func TestApplyTrigger(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url, stop := startOrderflow(ctx)
+	defer stop()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(order, trigger, id string) (client.Applied, error) {
+		return c.ApplyTrigger(ctx, client.Trigger{OrderID: order, Trigger: trigger, TriggerID: id, Worker: "ana"})
+	}
+
+	first, err := apply("order-42", handlers.WorkedExampleTriggers[0], "")
+	if err != nil || first.Outcome != domain.OutcomeAdvanced || first.Change == nil || first.Change.Version != 2 ||
+		first.Change.To == nil || first.Change.To.Status != "received" {
+		t.Fatalf("first trigger: %+v, %v", first, err)
+	}
+	var rejected *domain.RejectedError
+	if _, err := apply("order-42", "delivered", ""); !errors.As(err, &rejected) ||
+		rejected.Reason != domain.RejectUnexpectedTrigger || rejected.Expected != handlers.WorkedExampleTriggers[1] {
+		t.Fatalf("an out-of-order trigger: %v", err)
+	}
+	if again, err := apply("order-42", handlers.WorkedExampleTriggers[0], first.TriggerID); err != nil ||
+		again.Outcome != domain.OutcomeDuplicate || again.Change != nil {
+		t.Fatalf("the same trigger id again: %+v, %v", again, err)
+	}
+	var last client.Applied
+	for _, tr := range handlers.WorkedExampleTriggers[1:] {
+		if last, err = apply("order-42", tr, ""); err != nil {
+			t.Fatalf("%s: %v", tr, err)
+		}
+	}
+	if last.Outcome != domain.OutcomeCompleted || last.Change.Version != 9 { // 8 steps and the rejection
+		t.Fatalf("last trigger: %+v", last)
+	}
+	var dead *client.DeadLetterError
+	if _, err := apply("ghost", "picked_up", ""); !errors.As(err, &dead) || !strings.Contains(dead.Reason, "unknown order") {
+		t.Fatalf("a trigger for an unknown order: %v", err)
+	}
+	if _, err := apply("order.42", "picked_up", ""); err == nil {
+		t.Fatal("an unsafe order id was accepted")
+	}
+}
