@@ -192,10 +192,10 @@ type Applied struct {
 // ApplyTrigger publishes a trigger and waits, until ctx ends, for what the
 // trigger processor made of it, as POST /v1/orders/{id}/triggers does: it
 // took effect (advanced, completed), or had before (duplicate); or the
-// order refused it (*domain.RejectedError, the order unchanged); or it can never
-// be processed (*DeadLetterError). A ctx that ends first leaves the trigger
-// stored: it takes effect later, and sending it again with the same
-// TriggerID is safe.
+// order refused it (*domain.RejectedError, the order unchanged); or it can
+// never be processed (*DeadLetterError). A ctx that ends first leaves the
+// trigger stored: it takes effect later, and sending it again with the
+// same TriggerID is safe.
 func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	if err := errors.Join(domain.CheckKey("order id", t.OrderID), domain.CheckKey("trigger", t.Trigger)); err != nil {
 		return Applied{}, err
