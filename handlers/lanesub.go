@@ -168,6 +168,7 @@ type lane struct {
 	orders  map[string][]*held // order → its held triggers in stream order, the first one running or waiting to retry
 	bySeq   map[uint64]*held
 	gated   bool   // nothing new starts until every pending trigger of the lane is held here
+	confirm bool   // the last gate poll found the gate could open, counting a redelivered trigger still in the lane
 	lastDel uint64 // the consumer's delivery sequence of the last delivery received (0: none yet)
 	running int
 	settled chan settledTrigger
@@ -276,6 +277,30 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 // openGate ends a gate once every unacknowledged trigger of the lane is
 // held here, and starts each order's next trigger (unless it is running).
 //
+// When that count took a redelivered trigger the lane stream still had as
+// unacknowledged, it must hold at the next poll too: on a cluster the
+// stream deletes an acknowledged trigger once the acknowledgement is
+// replicated, a moment after the consumer stops counting it, and the
+// count could meanwhile take the previous reader's acknowledged trigger
+// for a lost delivery.
+func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
+	ok, found := l.holdsEveryPending(ctx, cons)
+	if !ok || (found && !l.confirm) {
+		l.confirm = ok
+		return
+	}
+	l.gated, l.confirm = false, false
+	for _, q := range l.orders {
+		if !q[0].running {
+			l.dispatch(ctx, q[0])
+		}
+	}
+}
+
+// holdsEveryPending reports whether every unacknowledged trigger of the
+// lane is held here, and whether it counted a redelivered trigger that the
+// lane stream still has as unacknowledged.
+//
 // The consumer says how many triggers are unacknowledged, not which. A
 // held trigger that came as a redelivery may meanwhile have been
 // acknowledged by the reader it went to first (a handler that outlived a
@@ -283,18 +308,13 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 // redelivered trigger counts only when it is above the consumer's ack
 // floor and the lane stream still has it (a work queue deletes what is
 // acknowledged), looked up after the consumer answered: an
-// acknowledgement in between makes the count smaller, never larger, and
-// the gate stays shut until the next poll. (On a cluster the stream
-// deletes an acknowledged trigger once the acknowledgement is replicated,
-// a moment after the consumer stops counting it; an acknowledgement from
-// the previous reader above the ack floor landing in that moment, at the
-// same time as a lost delivery, is the one case this still miscounts.)
-func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
+// acknowledgement in between makes the count smaller, never larger.
+func (l *lane) holdsEveryPending(ctx context.Context, cons jetstream.Consumer) (ok, found bool) {
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
 	info, err := cons.Info(ictx)
 	cancel()
 	if err != nil || info.NumAckPending > len(l.bySeq) {
-		return
+		return false, false
 	}
 	pending := len(l.bySeq)
 	for seq, h := range l.bySeq {
@@ -306,22 +326,18 @@ func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 			_, err := l.stream.GetMsg(gctx, seq)
 			cancel()
 			if err == nil {
+				found = true
 				continue // still in the lane: unacknowledged
 			}
 			if !errors.Is(err, jetstream.ErrMsgNotFound) {
-				return
+				return false, false
 			}
 		}
 		if pending--; info.NumAckPending > pending {
-			return
+			return false, false
 		}
 	}
-	l.gated = false
-	for _, q := range l.orders {
-		if !q[0].running {
-			l.dispatch(ctx, q[0])
-		}
-	}
+	return true, found
 }
 
 // add takes a delivered trigger into its order's queue, in stream order.

@@ -18,6 +18,8 @@ import (
 // what the reader holds, yet the lost one is not among them: the gate
 // stays shut until it is back. The acknowledged trigger is either at the
 // consumer's ack floor or, behind an earlier trigger still held, above it.
+// A count that took a redelivered trigger still in the lane stream as
+// unacknowledged opens the gate only when the next poll agrees.
 func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
@@ -91,8 +93,12 @@ func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 				t.Fatal("the gate opened while a lost delivery was outstanding")
 			}
 			reply(lost, "-NAK")
-			l.add(ctx, next("lost")) // the lost trigger comes back
+			l.add(ctx, next("lost")) // the lost trigger comes back, a redelivery the lane stream has
 			l.openGate(ctx, cons)
+			if !l.gated {
+				t.Fatal("the gate opened on one count that took a redelivered trigger as unacknowledged")
+			}
+			l.openGate(ctx, cons) // the next poll confirms it
 			if l.gated {
 				t.Fatal("the gate stayed shut with every unacknowledged trigger held")
 			}
