@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/orderflow/orderflow/client"
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/handlers"
 	"github.com/orderflow/orderflow/projections"
@@ -65,6 +67,38 @@ func Example() {
 	// v6 OrderAdvanced → ready_for_delivery
 	// v7 OrderAdvanced → out_for_delivery
 	// v8 OrderCompleted
+}
+
+// A worker app applies triggers and shows the worker what each did.
+func ExampleClient_ApplyTrigger() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url, stop := startOrderflow(ctx)
+	defer stop()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		panic(err)
+	}
+	defer nc.Close()
+	c, err := client.New(nc)
+	if err != nil {
+		panic(err)
+	}
+
+	res, err := c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-42", Trigger: "picked_up", Worker: "ana"})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(res.Outcome, "to", res.Change.To.Status)
+
+	_, err = c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-42", Trigger: "delivered", Worker: "ana"})
+	var rejected *domain.RejectedError
+	if errors.As(err, &rejected) {
+		fmt.Println(rejected.Reason, "- the order waits for", rejected.Expected)
+	}
+	// Output:
+	// advanced to received
+	// unexpected_trigger - the order waits for items_tagged
 }
 
 // startOrderflow runs the event store, the definitions read model and the
