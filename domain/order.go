@@ -183,6 +183,10 @@ func NewOrder(id string, defs Workflows) *Order {
 // Exists reports whether the order was placed.
 func (o *Order) Exists() bool { return o.version > 0 }
 
+// Finished reports whether the order is completed or cancelled: no trigger
+// moves it any more.
+func (o *Order) Finished() bool { return o.state == StateCompleted || o.state == StateCancelled }
+
 // OrderView is an order as it stands.
 type OrderView struct {
 	ID              string

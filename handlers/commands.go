@@ -89,6 +89,14 @@ type runOpts struct {
 	syncDefs bool            // bring the definitions read model to the stream's end first
 	waitDefs bool            // wait until the definitions read model shows the append
 	cache    *aggregateCache // decide from cached events when the aggregate is there
+	// settled, when set, says an aggregate will hardly change again (a
+	// completed order): it is not kept in the cache.
+	settled func(domain.Aggregate) bool
+}
+
+// cacheable reports whether agg belongs in the cache.
+func (o runOpts) cacheable(agg domain.Aggregate) bool {
+	return o.cache != nil && (o.settled == nil || !o.settled(agg))
 }
 
 // run is the one command loop: load → decide → append, retried on a
@@ -140,7 +148,7 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 			if agg, last, lastHash, history, err = c.load(ctx, addr, fresh()); err != nil {
 				return Outcome{}, err
 			}
-			if opts.cache != nil && len(history) > 0 {
+			if len(history) > 0 && opts.cacheable(agg) {
 				opts.cache.put(key, history, last, lastHash)
 			}
 		}
@@ -165,9 +173,10 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 		} else {
 			res, err = c.Store.Append(ctx, addr, last, envs...)
 		}
-		if err != nil {
+		switch {
+		case err != nil, !opts.cacheable(agg):
 			opts.cache.drop(key)
-		} else if opts.cache != nil && !res.Duplicate {
+		case !res.Duplicate:
 			opts.cache.put(key, append(history, changes...), res.LastSeq, res.LastHash)
 		}
 		if errors.Is(err, eventstore.ErrConcurrency) && attempt < attempts {

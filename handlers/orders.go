@@ -30,7 +30,7 @@ func (c *Commands) order(ctx context.Context, id string, meta Meta, decide func(
 	if err := addr.Validate(); err != nil {
 		return nil, err
 	}
-	opts := runOpts{cache: c.orderCache()}
+	opts := runOpts{cache: c.orderCache(), settled: func(a domain.Aggregate) bool { return a.(*domain.Order).Finished() }}
 	for attempt := 0; ; attempt++ {
 		out, err := c.run(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, view) }, meta, opts,
 			func(a domain.Aggregate) error { return decide(a.(*domain.Order)) })

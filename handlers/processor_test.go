@@ -479,3 +479,38 @@ func TestMissedOutcomeAnswersFromHistory(t *testing.T) {
 		t.Errorf("a trigger without an outcome: got %v (HTTP %d), want a deadline error answered 503", err, problemFor(err).Status)
 	}
 }
+
+// An order stays in the command cache while it can move, and leaves it
+// once completed: the cache holds the orders in progress, not every order
+// ever placed.
+func TestFinishedOrdersLeaveTheCache(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
+	if _, err := c.PlaceOrder(ctx, meta, "o-cache", WorkedExampleOrderType, ""); err != nil {
+		t.Fatal(err)
+	}
+	cached := func() bool {
+		_, _, _, ok := c.orderCache().get(c.orderAddr("o-cache").Filter())
+		return ok
+	}
+	for i, tr := range WorkedExampleTriggers {
+		if !cached() {
+			t.Fatalf("an order in progress is not cached before trigger %d", i)
+		}
+		if _, _, err := c.ApplyTrigger(ctx, meta, "o-cache", tr, fmt.Sprintf("cache-%d", i), "w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cached() {
+		t.Fatal("a completed order stays cached")
+	}
+	// Still answered right: a trigger for it is rejected as completed.
+	res, _, err := c.ApplyTrigger(ctx, meta, "o-cache", WorkedExampleTriggers[0], "cache-late", "w")
+	if err != nil || res.Outcome != domain.OutcomeRejected || res.Reason != domain.RejectCompleted || cached() {
+		t.Fatalf("a trigger after completion: %+v, %v (cached %v)", res, err, cached())
+	}
+}
