@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/orderflow/orderflow/client"
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/handlers"
@@ -20,17 +18,8 @@ import (
 func TestApplyTrigger(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	url, stop := startOrderflow(ctx)
+	c, stop := startWithClient(ctx)
 	defer stop()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c, err := client.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	apply := func(order, trigger, id string) (client.Applied, error) {
 		return c.ApplyTrigger(ctx, client.Trigger{OrderID: order, Trigger: trigger, TriggerID: id, Worker: "ana"})
 	}

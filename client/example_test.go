@@ -70,20 +70,12 @@ func Example() {
 }
 
 // A worker app applies triggers and shows the worker what each did.
+// (Connecting is as in the package example.)
 func ExampleClient_ApplyTrigger() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	url, stop := startOrderflow(ctx)
+	c, stop := startWithClient(ctx)
 	defer stop()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		panic(err)
-	}
-	defer nc.Close()
-	c, err := client.New(nc)
-	if err != nil {
-		panic(err)
-	}
 
 	res, err := c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-42", Trigger: "picked_up", Worker: "ana"})
 	if err != nil {
@@ -99,6 +91,24 @@ func ExampleClient_ApplyTrigger() {
 	// Output:
 	// advanced to received
 	// unexpected_trigger - the order waits for items_tagged
+}
+
+// startWithClient runs orderflow (startOrderflow) and connects a client
+// to it; stop ends both.
+func startWithClient(ctx context.Context) (*client.Client, func()) {
+	url, stop := startOrderflow(ctx)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		panic(err)
+	}
+	c, err := client.New(nc)
+	if err != nil {
+		panic(err)
+	}
+	return c, func() {
+		nc.Close()
+		stop()
+	}
 }
 
 // startOrderflow runs the event store, the definitions read model and the
