@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -630,12 +631,78 @@ func (s *Store) findStored(ctx context.Context, agg Aggregate, after uint64, eve
 // store's sequence index knows are fetched by sequence, concurrently, and
 // the tail the index has not seen yet is read with batched direct gets on
 // the aggregate's subject filter.
+//
+// On a cluster a direct get may be answered by a replica a moment behind a
+// write the stream has acknowledged, so Load first asks the stream's
+// leader for the aggregate's last sequence and reads until it has that.
 func (s *Store) Load(ctx context.Context, agg Aggregate, after uint64) ([]Event, error) {
 	if err := agg.Validate(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	if s.cfg.Replicas <= 1 {
+		return s.load(ctx, agg, after)
+	}
+	floor, err := s.leaderLast(ctx, agg.Stream(), agg.Filter())
+	if err != nil {
+		return nil, err
+	}
+	for {
+		evs, err := s.load(ctx, agg, after)
+		if err != nil || floor <= after || (len(evs) > 0 && evs[len(evs)-1].Sequence >= floor) {
+			return evs, err
+		}
+		select { // a replica behind the leader answered: ask again
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("load %s: the replicas that answered are behind sequence %d: %w", agg.Filter(), floor, ctx.Err())
+		}
+	}
+}
+
+// leaderLast is the sequence of the last message of stream matching
+// filter (0 when none), as the stream's leader has it: JetStream's
+// message-get API (not the direct get, which any replica answers). nats.go
+// sends that API request only for streams without direct gets, so it is
+// made here.
+func (s *Store) leaderLast(ctx context.Context, stream, filter string) (uint64, error) {
+	req, err := json.Marshal(struct {
+		LastFor  string `json:"last_by_subj"`
+		NoHeader bool   `json:"no_hdr"`
+	}{filter, true})
+	if err != nil {
+		return 0, err
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	err = retryTransient(ctx, 50*time.Millisecond, func() error {
+		m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+		if err != nil {
+			return err
+		}
+		resp.Message, resp.Error = nil, nil
+		return json.Unmarshal(m.Data, &resp)
+	})
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("last sequence of %s from the leader: %w", filter, err)
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, nil
+	case resp.Error != nil:
+		return 0, fmt.Errorf("last sequence of %s from the leader: %w", filter, resp.Error)
+	case resp.Message == nil:
+		return 0, fmt.Errorf("last sequence of %s from the leader: an empty answer", filter)
+	}
+	return resp.Message.Seq, nil
+}
+
+// load is Load without the leader's check.
+func (s *Store) load(ctx context.Context, agg Aggregate, after uint64) ([]Event, error) {
 	stream := agg.Stream()
 	idx := s.indexes[stream]
 	if idx == nil {
