@@ -262,19 +262,12 @@ func outcome(ack Ack, env envelope) (Applied, error) {
 	if ack.Duplicate {
 		return Applied{Ack: ack, Outcome: domain.OutcomeDuplicate}, nil
 	}
-	sc := stageChange(env)
-	switch env.Type {
-	case domain.TypeTriggerRejected:
-		var r domain.TriggerRejected
-		if err := json.Unmarshal(env.Data, &r); err != nil {
-			return Applied{Ack: ack}, fmt.Errorf("trigger %s rejected, its reason unreadable: %w", ack.TriggerID, err)
-		}
-		return Applied{Ack: ack}, &domain.RejectedError{Reason: r.Reason, Expected: r.Expected}
-	case domain.TypeOrderCompleted:
-		return Applied{Ack: ack, Outcome: domain.OutcomeCompleted, Change: &sc}, nil
-	default:
-		return Applied{Ack: ack, Outcome: domain.OutcomeAdvanced, Change: &sc}, nil
+	o, err := domain.OutcomeOf(env.Type, env.Data)
+	if err != nil {
+		return Applied{Ack: ack}, err
 	}
+	sc := stageChange(env)
+	return Applied{Ack: ack, Outcome: o, Change: &sc}, nil
 }
 
 // caused finds the event of the order's history (filter) that the

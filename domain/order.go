@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -158,6 +159,25 @@ func (e *RejectedError) Error() string {
 		return fmt.Sprintf("trigger rejected: %s (expected %s)", e.Reason, e.Expected)
 	}
 	return "trigger rejected: " + string(e.Reason)
+}
+
+// OutcomeOf is what a trigger's outcome event (its type and data) says:
+// advanced or completed, or a *RejectedError with the reason and the
+// trigger the order expected.
+func OutcomeOf(eventType string, data []byte) (TriggerOutcome, error) {
+	switch eventType {
+	case TypeOrderAdvanced:
+		return OutcomeAdvanced, nil
+	case TypeOrderCompleted:
+		return OutcomeCompleted, nil
+	case TypeTriggerRejected:
+		var tr TriggerRejected
+		if err := json.Unmarshal(data, &tr); err != nil {
+			return "", fmt.Errorf("trigger rejected, the reason unreadable: %w", err)
+		}
+		return "", &RejectedError{Reason: tr.Reason, Expected: tr.Expected}
+	}
+	return "", fmt.Errorf("%s is not a trigger's outcome", eventType)
 }
 
 // Order is one customer order moving through its order type's workflows.

@@ -354,7 +354,7 @@ func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, or
 		if duplicate {
 			return domain.OutcomeDuplicate, nil
 		}
-		return outcomeOf(env)
+		return domain.OutcomeOf(env.Type, env.Data)
 	}
 }
 
@@ -366,22 +366,6 @@ func causedBy(history []eventstore.Event, triggerID string) (eventstore.Event, b
 		}
 	}
 	return eventstore.Event{}, false
-}
-
-func outcomeOf(env eventstore.Envelope) (domain.TriggerOutcome, error) {
-	switch env.Type {
-	case domain.TypeOrderAdvanced:
-		return domain.OutcomeAdvanced, nil
-	case domain.TypeOrderCompleted:
-		return domain.OutcomeCompleted, nil
-	case domain.TypeTriggerRejected:
-		var tr domain.TriggerRejected
-		if err := json.Unmarshal(env.Data, &tr); err != nil {
-			return "", err
-		}
-		return "", &domain.RejectedError{Reason: tr.Reason, Expected: tr.Expected}
-	}
-	return "", fmt.Errorf("unexpected outcome event %s", env.Type)
 }
 
 // settle waits until the orders read model shows the last of events and
