@@ -141,6 +141,12 @@ func TestCrashAndRestart(t *testing.T) {
 	}
 	cmd := start()
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer func() { // before the kill: what was put aside, for a failure's diagnosis
+		if t.Failed() {
+			_, out, errOut := runMain(t, "deadletters", "--nats-url=nats://"+natsAddr)
+			t.Logf("dead letters:\n%s%s", out, errOut)
+		}
+	}()
 	c := &httpClient{t: t, base: "http://" + httpAddr}
 	seedWorkedExample(t, c)
 	orders := placeOrders(t, c, "crash", 60)
