@@ -34,7 +34,13 @@ func feedTriggers(t *testing.T, url string, orders []string) *triggerFeeder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(nc.Close)
+	t.Cleanup(func() {
+		nc.Close()
+		if t.Failed() { // what was put aside and where the lanes stand, while the servers still run
+			_, out, errOut := runMain(t, "deadletters", "--nats-url="+url)
+			t.Logf("dead letters:\n%s%s\nlanes:\n%s", out, errOut, laneState(url))
+		}
+	})
 	js, _ := jetstream.New(nc)
 	f := &triggerFeeder{done: make(chan struct{}), total: 7 * len(orders)}
 	go func() {
@@ -124,8 +130,15 @@ func TestCrashAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	logs := &lockedBuffer{} // warnings and errors of every run, for a failure's diagnosis
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("orderflow's warnings and errors:\n%s", logs)
+		}
+	})
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "serve", "--data-dir", dir, "--http", httpAddr, "--nats-listen", natsAddr, "--lanes", "4", "--ack-wait", "2s", "--log-level", "error")
+		cmd := exec.Command(bin, "serve", "--data-dir", dir, "--http", httpAddr, "--nats-listen", natsAddr, "--lanes", "4", "--ack-wait", "2s", "--log-level", "warn")
+		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -140,13 +153,9 @@ func TestCrashAndRestart(t *testing.T) {
 		return cmd
 	}
 	cmd := start()
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	defer func() { // before the kill: what was put aside, for a failure's diagnosis
-		if t.Failed() {
-			_, out, errOut := runMain(t, "deadletters", "--nats-url=nats://"+natsAddr)
-			t.Logf("dead letters:\n%s%s", out, errOut)
-		}
-	}()
+	// A cleanup, not a defer: the feeder's diagnosis of a failure (its
+	// own cleanup, run first) needs the server.
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	c := &httpClient{t: t, base: "http://" + httpAddr}
 	seedWorkedExample(t, c)
 	orders := placeOrders(t, c, "crash", 60)
