@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -89,6 +90,9 @@ type ProcessorConfig struct {
 	// Default 1 s.
 	Heartbeat time.Duration
 	Logger    *slog.Logger
+	// ConnectOptions are added to the processor's own NATS connection's
+	// options (credentials for a cluster that requires them).
+	ConnectOptions []nats.Option
 }
 
 // Processor applies worker apps' triggers to orders: a Watermill router
@@ -183,10 +187,11 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(url, nats.Name("orderflow-trigger-processor"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+	nc, err := nats.Connect(url, append(slices.Clip(cfg.ConnectOptions),
+		nats.Name("orderflow-trigger-processor"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			cfg.Logger.Warn("trigger processor: nats", "err", err)
-		}))
+		}))...)
 	if err != nil {
 		return nil, fmt.Errorf("trigger processor: connect: %w", err)
 	}

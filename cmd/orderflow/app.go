@@ -110,7 +110,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		url = a.server.ClientURL()
 	}
-	a.nc, err = nats.Connect(url,
+	a.nc, err = nats.Connect(url, append(natsAuth(a.Config.NATSCreds),
 		nats.Name("orderflow"),
 		nats.SyncQueueLen(eventstore.SyncQueueLen),
 		nats.MaxReconnects(-1),
@@ -128,7 +128,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			a.Logger.Warn("nats", "err", err)
 		}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("connect to nats %s: %w", redactURLs(url), err)
 	}
@@ -200,6 +200,7 @@ func (a *App) startProcessor(ctx context.Context) error {
 	}
 	a.proc, err = handlers.NewProcessor(ctx, a.cmds, a.NATSURL(), handlers.ProcessorConfig{
 		Lanes: a.Config.Lanes, AckWait: a.Config.AckWait, Window: a.Config.LaneWindow, Logger: a.Logger,
+		ConnectOptions: natsAuth(a.Config.NATSCreds),
 	})
 	if err != nil {
 		return err

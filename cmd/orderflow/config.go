@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/orderflow/orderflow/eventstore"
 )
@@ -24,6 +27,9 @@ type Config struct {
 	// NATSURL, when set, connects to an existing NATS (cluster) instead of
 	// starting the embedded server.
 	NATSURL string
+	// NATSCreds is a NATS credentials file (a user JWT and its seed) for
+	// a cluster that requires one; only with NATSURL.
+	NATSCreds string
 	// HTTP is the HTTP API's listen address.
 	HTTP string
 	// Sync is the embedded server's fsync policy: default, always or an
@@ -74,6 +80,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded JetStream server's files")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "address where the embedded server accepts NATS clients (worker apps, dashboards)")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "connect to this NATS server or cluster (comma-separated URLs) instead of starting the embedded one")
+	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials file (user JWT and seed) for a --nats-url cluster that requires one")
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "HTTP API listen address")
 	fs.StringVar(&c.Sync, "sync", c.Sync, "embedded server fsync policy: default (fsync every 2m; an ack means the OS has the write), always (fsync before every ack), or an interval such as 1s")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "replicas of each stream (1 embedded, 3 on a three-node cluster)")
@@ -98,6 +105,14 @@ func (c Config) Validate() error {
 		}
 		if _, err := eventstore.ParseSync(c.Sync); err != nil {
 			errs = append(errs, fmt.Errorf("--sync: %w", err))
+		}
+	}
+	if c.NATSCreds != "" {
+		if c.NATSURL == "" {
+			errs = append(errs, errors.New("--nats-creds needs --nats-url: the embedded server takes no credentials"))
+		}
+		if err := checkCreds(c.NATSCreds); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
@@ -202,4 +217,23 @@ func redactURLs(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// checkCreds reports a credentials file that cannot be read, before any
+// connection is tried (nats.go would only say so when connecting).
+func checkCreds(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("--nats-creds: %w", err)
+	}
+	return f.Close()
+}
+
+// natsAuth is the connection options that authenticate with a credentials
+// file (none when creds is empty).
+func natsAuth(creds string) []nats.Option {
+	if creds == "" {
+		return nil
+	}
+	return []nats.Option{nats.UserCredentials(creds)}
 }
