@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/handlers"
 )
 
 // laneState describes the trigger streams and lane consumers, for the
@@ -37,6 +38,7 @@ func laneState(url string) string {
 			fmt.Fprintf(&b, "  source %s: lag %d, active %v ago\n", src.Name, src.Lag, src.Active)
 		}
 	}
+	b.WriteString(storedTriggers(ctx, js))
 	lanes, err := js.Stream(ctx, eventstore.StreamTriggerLanes)
 	if err != nil {
 		return b.String()
@@ -56,6 +58,44 @@ func laneState(url string) string {
 			}
 			fmt.Fprintf(&b, "  lane message %d: %s id %s\n", seq, m.Subject, m.Header.Get(jetstream.MsgIDHeader))
 		}
+	}
+	return b.String()
+}
+
+// storedTriggers counts the triggers stored per order and lists the
+// orders that do not have all of the worked example's, with the ids they
+// have: a trigger acknowledged to the feeder but missing here was lost
+// before the lanes.
+func storedTriggers(ctx context.Context, js jetstream.JetStream) string {
+	cons, err := js.OrderedConsumer(ctx, eventstore.StreamTriggers, jetstream.OrderedConsumerConfig{HeadersOnly: true})
+	if err != nil {
+		return fmt.Sprintf("(triggers: %v)\n", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Sprintf("(triggers: %v)\n", err)
+	}
+	ids := map[string][]string{}
+	for n := info.NumPending; n > 0; n-- {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			return fmt.Sprintf("(triggers: %v)\n", err)
+		}
+		meta, _ := m.Metadata()
+		id := m.Subject() // orderflow.<tenant>.trigger.<order>.<trigger>
+		if parts := strings.Split(id, "."); len(parts) == 5 {
+			id = parts[3]
+		}
+		ids[id] = append(ids[id], fmt.Sprintf("%d:%s", meta.Sequence.Stream, m.Headers().Get(jetstream.MsgIDHeader)))
+	}
+	var b strings.Builder
+	for id, got := range ids {
+		if len(got) != len(handlers.WorkedExampleTriggers) {
+			fmt.Fprintf(&b, "  order %s has %d triggers stored: %v\n", id, len(got), got)
+		}
+	}
+	if b.Len() == 0 {
+		return fmt.Sprintf("  every one of %d orders has its %d triggers stored\n", len(ids), len(handlers.WorkedExampleTriggers))
 	}
 	return b.String()
 }
