@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -148,18 +149,46 @@ const (
 // unmarshaler it keeps the subject (the order id and trigger key live
 // there) and Nats-Msg-Id (the trigger id), and it never fails (the default
 // refuses repeated headers, which would leave nothing to dead-letter).
+//
+// A trigger published without an id gets "trigger-seq-<N>", N being where
+// ORDERFLOW_TRIGGERS stored it: that names the stored trigger for good,
+// while a lane sequence would not (a lane stream made anew, or one that
+// copies a trigger again after a crash, numbers its copies differently:
+// a trigger could then take effect twice, or pass for another one's
+// duplicate).
 func triggerMessage(m jetstream.Msg, seq uint64) *message.Message {
-	id := m.Headers().Get(jetstream.MsgIDHeader)
+	h := m.Headers()
+	id := h.Get(jetstream.MsgIDHeader)
 	md := message.Metadata{mdSubject: m.Subject()}
 	if seq != 0 {
 		md[mdStreamSeq] = strconv.FormatUint(seq, 10)
-		if id == "" {
-			id = "lane-seq-" + md[mdStreamSeq]
+	}
+	if id == "" {
+		if n, ok := sourceSequence(h.Get(streamSourceHeader)); ok {
+			id = "trigger-seq-" + strconv.FormatUint(n, 10)
+		} else if seq != 0 {
+			id = "lane-seq-" + md[mdStreamSeq] // not copied from ORDERFLOW_TRIGGERS: the lane's own number is all there is
 		}
 	}
 	wm := message.NewMessage(id, m.Data())
 	wm.Metadata = md
 	return wm
+}
+
+// streamSourceHeader is the header JetStream puts on a message one stream
+// copies from another (nats.go has no name for it).
+const streamSourceHeader = "Nats-Stream-Source"
+
+// sourceSequence reads the ORDERFLOW_TRIGGERS sequence from the header
+// JetStream puts on a message it copies from another stream:
+// "<stream> <sequence> <filter> <destination> <subject> <identity>".
+func sourceSequence(header string) (uint64, bool) {
+	f := strings.Fields(header)
+	if len(f) < 2 || f[0] != eventstore.StreamTriggers {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(f[1], 10, 64)
+	return n, err == nil && n > 0
 }
 
 // NewProcessor connects to NATS at url with a connection of its own and

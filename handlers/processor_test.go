@@ -514,3 +514,57 @@ func TestFinishedOrdersLeaveTheCache(t *testing.T) {
 		t.Fatalf("a trigger after completion: %+v, %v (cached %v)", res, err, cached())
 	}
 }
+
+// A trigger published without an id is named by where ORDERFLOW_TRIGGERS
+// stored it, "trigger-seq-<N>": the same name however a lane numbers its
+// copy (a lane stream made anew, a trigger copied again after a crash), so
+// it takes effect once and never passes for another trigger's duplicate.
+func TestTriggerWithoutIDIsNamedByItsStoredSequence(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-noid")
+	p := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	defer p.Close()
+	var seqs []uint64
+	for _, tr := range WorkedExampleTriggers[:2] {
+		ack, err := f.js.Publish(f.ctx, eventstore.TriggerSubject("default", "o-noid", tr), nil) // no Nats-Msg-Id, no body
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	var events []eventstore.Event
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		o, evs, err := f.c.LoadOrder(f.ctx, "o-noid")
+		events = evs
+		return err == nil && o.Version() == 3
+	}, "both triggers applied")
+	for i, ev := range events[1:] {
+		if want := fmt.Sprintf("trigger-seq-%d", seqs[i]); ev.Type != domain.TypeOrderAdvanced || ev.CausationID != want {
+			t.Fatalf("event %d: %s caused by %q, want an advance caused by %q", i+2, ev.Type, ev.CausationID, want)
+		}
+	}
+
+	// A copy numbered differently from ORDERFLOW_TRIGGERS (here: the
+	// second trigger is the first message of a stream copying from it)
+	// keeps the name.
+	copies, err := f.js.CreateStream(f.ctx, jetstream.StreamConfig{Name: "COPY",
+		Sources: []*jetstream.StreamSource{{Name: eventstore.StreamTriggers, OptStartSeq: seqs[1]}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := copies.OrderedConsumer(f.ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := triggerMessage(m, meta.Sequence.Stream).UUID, fmt.Sprintf("trigger-seq-%d", seqs[1]); meta.Sequence.Stream == seqs[1] || got != want {
+		t.Fatalf("the copy at sequence %d is named %q, want %q", meta.Sequence.Stream, got, want)
+	}
+}
