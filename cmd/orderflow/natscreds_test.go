@@ -83,13 +83,9 @@ func TestNATSCredsFile(t *testing.T) {
 	app := startApp(t, cfg)
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
-	if r := c.do("POST", "/v1/orders", map[string]any{"id": "o-creds", "order_type_id": "wash_fold_delivery"}); r.Status != http.StatusCreated {
-		t.Fatalf("place order: %d %s", r.Status, r.Body)
-	}
+	c.must(http.StatusCreated, "POST", "/v1/orders", map[string]any{"id": "o-creds", "order_type_id": "wash_fold_delivery"})
 	// Applied by the trigger processor, on a connection of its own.
-	if r := c.do("POST", "/v1/orders/o-creds/triggers", map[string]any{"trigger": "picked_up"}); r.Status != http.StatusOK {
-		t.Fatalf("trigger: %d %s", r.Status, r.Body)
-	}
+	c.must(http.StatusOK, "POST", "/v1/orders/o-creds/triggers", map[string]any{"trigger": "picked_up"})
 	if code, out, errOut := runMain(t, "deadletters", "--nats-url="+url, "--nats-creds="+creds); code != 0 || !strings.Contains(out, "SEQ") {
 		t.Fatalf("deadletters with --nats-creds: exit %d\n%s%s", code, out, errOut)
 	}

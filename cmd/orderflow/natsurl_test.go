@@ -83,12 +83,8 @@ func TestNATSURLWithCredentials(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
-	if r := c.do("POST", "/v1/orders", map[string]any{"id": "o-auth", "order_type_id": "wash_fold_delivery"}); r.Status != http.StatusCreated {
-		t.Fatalf("place order: %d %s", r.Status, r.Body)
-	}
-	if r := c.do("POST", "/v1/orders/o-auth/triggers", map[string]any{"trigger": "picked_up"}); r.Status != http.StatusOK {
-		t.Fatalf("trigger: %d %s", r.Status, r.Body)
-	}
+	c.must(http.StatusCreated, "POST", "/v1/orders", map[string]any{"id": "o-auth", "order_type_id": "wash_fold_delivery"})
+	c.must(http.StatusOK, "POST", "/v1/orders/o-auth/triggers", map[string]any{"trigger": "picked_up"})
 	if err := app.Close(); err != nil {
 		t.Fatal(err)
 	}
