@@ -78,6 +78,26 @@ func ParseLaneSubject(subject string) (tenant, orderID, triggerKey string, err e
 	return parts[1], parts[2], parts[3], nil
 }
 
+// LaneStreamConfig is the lane stream's configuration: a work queue that
+// copies every trigger of ORDERFLOW_TRIGGERS, in order, from its first,
+// under a subject that carries the order's partition.
+func LaneStreamConfig(lanes, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamTriggerLanes,
+		Description: "orderflow triggers partitioned by order id for processing (derived from ORDERFLOW_TRIGGERS)",
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Sources: []*jetstream.StreamSource{{
+			Name: StreamTriggers,
+			SubjectTransforms: []jetstream.SubjectTransformConfig{{
+				Source:      SubjectRoot + ".*.trigger.*.*",
+				Destination: fmt.Sprintf("%s.{{partition(%d,2)}}.{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}", laneRoot, lanes),
+			}},
+		}},
+	}
+}
+
 // EnsureLanes creates or updates the lane stream, its consumers and the
 // dead-letter stream, and returns the lane consumers' names.
 func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, error) {
@@ -93,20 +113,7 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	if cfg.Window <= 0 {
 		cfg.Window = 256
 	}
-	st, err := s.ensureStream(ctx, jetstream.StreamConfig{
-		Name:        StreamTriggerLanes,
-		Description: "orderflow triggers partitioned by order id for processing (derived from ORDERFLOW_TRIGGERS)",
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    s.cfg.Replicas,
-		Sources: []*jetstream.StreamSource{{
-			Name: StreamTriggers,
-			SubjectTransforms: []jetstream.SubjectTransformConfig{{
-				Source:      SubjectRoot + ".*.trigger.*.*",
-				Destination: fmt.Sprintf("%s.{{partition(%d,2)}}.{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}", laneRoot, cfg.Lanes),
-			}},
-		}},
-	})
+	st, err := s.ensureStream(ctx, LaneStreamConfig(cfg.Lanes, s.cfg.Replicas))
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,7 @@ type laneSubscriber struct {
 	dropDelivery func(jetstream.Msg) bool
 
 	handedBack atomic.Uint64 // triggers handed back to the next owner of a lane
+	copies     copyCheck     // whether the lanes copy every stored trigger
 
 	mu      sync.Mutex
 	closed  bool
@@ -355,6 +356,9 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 		if h, ok := l.bySeq[seq]; ok {
 			h.msg, h.delivered = m, delivered // redelivered while held (a handler ran past AckWait)
 			return
+		}
+		if source, ok := sourceSequence(m.Headers().Get(streamSourceHeader)); ok {
+			l.s.copies.observe(seq, source)
 		}
 	}
 	h := &held{msg: m, seq: seq, delivered: delivered, order: orderOf(m.Subject())}

@@ -133,6 +133,11 @@ func (p *Processor) OwnedLanes() int {
 	return n
 }
 
+// LanesShort is how many triggers stored in ORDERFLOW_TRIGGERS the lane
+// stream did not copy, as this processor last saw (see copyCheck); 0 when
+// the copy is whole.
+func (p *Processor) LanesShort() uint64 { return p.lanes.copies.short() }
+
 // HandedBack is how many triggers this processor has handed back, not
 // started, when it gave a lane up.
 func (p *Processor) HandedBack() uint64 { return p.lanes.handedBack.Load() }
@@ -183,11 +188,12 @@ const streamSourceHeader = "Nats-Stream-Source"
 // JetStream puts on a message it copies from another stream:
 // "<stream> <sequence> <filter> <destination> <subject> <identity>".
 func sourceSequence(header string) (uint64, bool) {
-	f := strings.Fields(header)
-	if len(f) < 2 || f[0] != eventstore.StreamTriggers {
+	stream, rest, _ := strings.Cut(header, " ")
+	if stream != eventstore.StreamTriggers {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(f[1], 10, 64)
+	num, _, _ := strings.Cut(rest, " ")
+	n, err := strconv.ParseUint(num, 10, 64)
 	return n, err == nil && n > 0
 }
 
@@ -245,6 +251,7 @@ func (p *Processor) build(lanes []string) error {
 		return err
 	}
 	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
+	sub.copies.log = p.cfg.Logger.With("component", "trigger-processor")
 	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
 		Conn:   p.nc,
 		Logger: wlog,

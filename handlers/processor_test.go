@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -567,4 +568,76 @@ func TestTriggerWithoutIDIsNamedByItsStoredSequence(t *testing.T) {
 	if got, want := triggerMessage(m, meta.Sequence.Stream).UUID, fmt.Sprintf("trigger-seq-%d", seqs[1]); meta.Sequence.Stream == seqs[1] || got != want {
 		t.Fatalf("the copy at sequence %d is named %q, want %q", meta.Sequence.Stream, got, want)
 	}
+}
+
+// When the lane stream's copy of ORDERFLOW_TRIGGERS skips a stored
+// trigger (here: a lane stream that starts copying at the second), the
+// processor says so in its log and in LanesShort.
+func TestLanesReportTriggersTheCopySkipped(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-skip")
+	var seqs []uint64
+	for i, tr := range WorkedExampleTriggers[:2] {
+		m := nats.NewMsg(eventstore.TriggerSubject("default", "o-skip", tr))
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("skip-%d", i))
+		ack, err := f.js.PublishMsg(f.ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	cfg := eventstore.LaneStreamConfig(2, 1)
+	cfg.Sources[0].OptStartSeq = seqs[1]
+	lanes, err := f.js.CreateStream(f.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		info, err := lanes.Info(f.ctx)
+		return err == nil && info.State.Msgs == 1
+	}, "the lane stream to copy the second trigger")
+	logs := &syncBuffer{}
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
+	defer p.Close()
+	eventstoretest.Eventually(t, 30*time.Second, func() bool { return p.LanesShort() == 1 }, "the processor to see the lanes one trigger short")
+	if out := logs.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "skipped=1") || !strings.Contains(out, fmt.Sprintf("trigger_sequence=%d", seqs[1])) {
+		t.Fatalf("log:\n%s", out)
+	}
+
+	// CheckTriggers finds the skipped one, and accounts for the others: the
+	// second was answered (rejected: the first never took effect), one for
+	// an unknown order is a dead letter.
+	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-none", WorkedExampleTriggers[0]))
+	m.Header.Set(jetstream.MsgIDHeader, "skip-none")
+	if _, err := f.js.PublishMsg(f.ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	var rep TriggerCheck
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		var err error
+		rep, err = CheckTriggers(f.ctx, f.c.Store, nil)
+		return err == nil && rep.Answered == 1 && rep.DeadLetters == 1
+	}, "the second trigger answered and the third put aside")
+	want := []MissingTrigger{{Seq: seqs[0], Tenant: "default", OrderID: "o-skip", Trigger: WorkedExampleTriggers[0], TriggerID: "skip-0"}}
+	if rep.Triggers != 3 || rep.Pending != 0 || !slices.Equal(rep.Missing, want) {
+		t.Fatalf("CheckTriggers = %+v, want 3 triggers, %v missing", rep, want)
+	}
+}
+
+// syncBuffer is a log destination a test reads while the processor logs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/handlers"
 	"github.com/orderflow/orderflow/projections"
 )
 
@@ -131,8 +132,10 @@ var errBreaks = errors.New("the hash chain is broken")
 // verifyCmd: orderflow verify.
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var streams *string
+	var triggers *bool
 	_, st, done, err := storeCommand(ctx, "verify", args, stderr, env, false, func(fs *flag.FlagSet) {
 		streams = fs.String("streams", eventstore.StreamDefinitions+","+eventstore.StreamOrders, "streams to verify, comma-separated")
+		triggers = fs.Bool("triggers", false, "also account for every stored trigger: taken effect or answered, a dead letter, or still on its way; list the missing")
 	})
 	if err != nil {
 		return err
@@ -150,6 +153,28 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		rep.Events, rep.Aggregates, rep.Took.Seconds(), rate, len(rep.Breaks))
 	if len(rep.Breaks) > 0 {
 		return errBreaks
+	}
+	if *triggers {
+		return verifyTriggers(ctx, st, stdout, stderr)
+	}
+	return nil
+}
+
+var errMissingTriggers = errors.New("stored triggers are missing")
+
+// verifyTriggers: orderflow verify --triggers.
+func verifyTriggers(ctx context.Context, st *eventstore.Store, stdout, stderr io.Writer) error {
+	rep, err := handlers.CheckTriggers(ctx, st, progressTo(stderr, "triggers"))
+	if err != nil {
+		return err
+	}
+	for _, m := range rep.Missing {
+		fmt.Fprintln(stdout, m)
+	}
+	fmt.Fprintf(stdout, "accounted for %d stored triggers: %d answered in their order's history, %d dead letters, %d on their way, %d missing\n",
+		rep.Triggers, rep.Answered, rep.DeadLetters, rep.Pending, len(rep.Missing))
+	if len(rep.Missing) > 0 {
+		return errMissingTriggers
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ Usage:
   orderflow projections rebuild [flags]    rebuild the read models from the streams (client of a running server)
   orderflow audit order|workflow ID        print an order's or a workflow's history as a timeline
   orderflow replay --until T [--out F]     rebuild the read models as they were at T, print the board
-  orderflow verify                         check every aggregate's hash chain; exit 1 on a break
+  orderflow verify [--triggers]            check every aggregate's hash chain (and account for every stored trigger); exit 1 on a fault
   orderflow export [--out F]               write every stored message as JSON Lines
   orderflow deadletters [retry SEQ...]     list the triggers put aside as unprocessable, or publish them again
   orderflow import --data-dir D --in F     load an export into an empty store

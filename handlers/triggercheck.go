@@ -1,0 +1,158 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// TriggerCheck is an account of every trigger stored in
+// ORDERFLOW_TRIGGERS: each one took effect or was answered (its id is in
+// its order's history: advanced, completed, rejected, or a duplicate of
+// one that was), was put aside as a dead letter, or is still on its way
+// (in the lanes, or not copied there yet). Any other is missing: stored,
+// acknowledged to its worker app, and never processed.
+type TriggerCheck struct {
+	Triggers    uint64 // stored in ORDERFLOW_TRIGGERS
+	Answered    uint64 // named in their order's history
+	DeadLetters uint64 // put aside
+	Pending     uint64 // in the lanes, or not yet copied there
+	Missing     []MissingTrigger
+}
+
+// MissingTrigger is a stored trigger that nothing accounts for.
+type MissingTrigger struct {
+	Seq                      uint64 // its sequence in ORDERFLOW_TRIGGERS
+	Tenant, OrderID, Trigger string
+	TriggerID                string
+}
+
+func (m MissingTrigger) String() string {
+	return fmt.Sprintf("trigger %d: tenant %s, order %s, trigger %s, id %s", m.Seq, m.Tenant, m.OrderID, m.Trigger, m.TriggerID)
+}
+
+// storedTrigger is what the check keeps of one stored trigger.
+type storedTrigger struct {
+	seq   uint64
+	order string // tenant.orderId
+	key   string
+	id    string
+}
+
+// CheckTriggers accounts for every trigger stored in ORDERFLOW_TRIGGERS.
+// It reads the triggers first and the orders' histories last, so that a
+// trigger processed while it runs is found in one or the other. It keeps
+// every trigger and every order's trigger ids in memory: an auditor's
+// tool, not a request path.
+func CheckTriggers(ctx context.Context, st *eventstore.Store, progress eventstore.Progress) (TriggerCheck, error) {
+	var rep TriggerCheck
+	var triggers []storedTrigger
+	if _, err := st.ReadStream(ctx, eventstore.StreamTriggers, func(m eventstore.StoredMsg) error {
+		t := storedTrigger{seq: m.Sequence, id: triggerIDOf(m)}
+		parts := strings.Split(m.Subject, ".")
+		if len(parts) == 5 {
+			t.order, t.key = parts[1]+"."+parts[3], parts[4]
+		}
+		triggers = append(triggers, t)
+		return nil
+	}, progress); err != nil {
+		return rep, err
+	}
+	copied, inLanes, err := laneContents(ctx, st)
+	if err != nil {
+		return rep, err
+	}
+	dead := map[string]bool{} // tenant.orderId.triggerId
+	dls, err := ReadDeadLetters(ctx, st, 0, math.MaxInt)
+	if err != nil {
+		return rep, err
+	}
+	for _, dl := range dls {
+		dead[dl.Tenant+"."+dl.OrderID+"."+dl.TriggerID] = true
+	}
+	seen := map[string]map[string]bool{} // tenant.orderId → trigger ids its history names
+	if _, err := st.ReadStream(ctx, eventstore.StreamOrders, func(m eventstore.StoredMsg) error {
+		ev, err := m.Event()
+		if err != nil || ev.CausationID == "" {
+			return nil // an unreadable event is verify's business
+		}
+		key := ev.Tenant + "." + ev.AggregateID
+		if seen[key] == nil {
+			seen[key] = map[string]bool{}
+		}
+		seen[key][ev.CausationID] = true
+		return nil
+	}, progress); err != nil {
+		return rep, err
+	}
+	for _, t := range triggers {
+		rep.Triggers++
+		switch {
+		case seen[t.order][t.id]:
+			rep.Answered++
+		case dead[t.order+"."+t.id]:
+			rep.DeadLetters++
+		case t.seq > copied || inLanes[t.seq]:
+			rep.Pending++
+		default:
+			tenant, order, _ := strings.Cut(t.order, ".")
+			rep.Missing = append(rep.Missing, MissingTrigger{Seq: t.seq, Tenant: tenant, OrderID: order, Trigger: t.key, TriggerID: t.id})
+		}
+	}
+	return rep, nil
+}
+
+// triggerIDOf is the id the processor gives a stored trigger: its body's
+// trigger_id, or else its Nats-Msg-Id, or else its sequence (see
+// triggerMessage).
+func triggerIDOf(m eventstore.StoredMsg) string {
+	if body, err := DecodeTriggerBody(m.Data); err == nil && body.TriggerID != "" {
+		return body.TriggerID
+	}
+	if ids := m.Header[jetstream.MsgIDHeader]; len(ids) > 0 && ids[0] != "" {
+		return ids[0]
+	}
+	return fmt.Sprintf("trigger-seq-%d", m.Sequence)
+}
+
+// laneContents returns how far the lane stream has copied
+// ORDERFLOW_TRIGGERS and which triggers (by their ORDERFLOW_TRIGGERS
+// sequence) it still holds.
+func laneContents(ctx context.Context, st *eventstore.Store) (copied uint64, held map[uint64]bool, err error) {
+	held = map[uint64]bool{}
+	stream, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, held, nil // no processor has run: nothing is copied yet
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("trigger lanes: %w", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("trigger lanes: %w", err)
+	}
+	for _, src := range info.Sources {
+		if src.Name == eventstore.StreamTriggers {
+			copied = src.Seq
+		}
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // processed meanwhile, or deleted before
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("trigger lanes: %w", err)
+		}
+		if n, ok := sourceSequence(m.Header.Get(streamSourceHeader)); ok {
+			held[n] = true
+		}
+	}
+	return copied, held, nil
+}
