@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -291,6 +292,9 @@ func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 		return
 	}
 	l.gated, l.confirm = false, false
+	if log := l.s.copies.log; log != nil && log.Enabled(ctx, slog.LevelDebug) {
+		log.Debug("lane gate open", "lane", l.index, "held", len(l.bySeq))
+	}
 	for _, q := range l.orders {
 		if !q[0].running {
 			l.dispatch(ctx, q[0])
@@ -357,8 +361,11 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 			h.msg, h.delivered = m, delivered // redelivered while held (a handler ran past AckWait)
 			return
 		}
-		if source, ok := sourceSequence(m.Headers().Get(streamSourceHeader)); ok {
-			l.s.copies.observe(seq, source)
+		source, _ := sourceSequence(m.Headers().Get(streamSourceHeader))
+		l.s.copies.observe(seq, source)
+		if log := l.s.copies.log; log != nil && log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug("lane delivery", "lane", l.index, "lane_sequence", seq, "trigger_sequence", source, "subject", m.Subject(),
+				"trigger_id", m.Headers().Get(jetstream.MsgIDHeader), "delivered", delivered, "gated", l.gated)
 		}
 	}
 	h := &held{msg: m, seq: seq, delivered: delivered, order: orderOf(m.Subject())}
@@ -440,6 +447,9 @@ func (l *lane) settle(ctx context.Context, st settledTrigger, next bool) {
 		return
 	}
 	_ = h.msg.Ack()
+	if log := l.s.copies.log; log != nil && log.Enabled(ctx, slog.LevelDebug) {
+		log.Debug("lane acknowledged", "lane", l.index, "lane_sequence", h.seq)
+	}
 	delete(l.bySeq, h.seq)
 	q := l.orders[h.order][1:]
 	if len(q) == 0 {
