@@ -98,20 +98,33 @@ func Redrive(ctx context.Context, st *eventstore.Store, dl DeadLetter) (*jetstre
 			return nil, fmt.Errorf("%w: dead letter %d was read from %q: %v", ErrNotRedrivable, dl.Seq, dl.subject, err)
 		}
 	}
-	body, err := DecodeTriggerBody(dl.Body)
-	if err != nil {
+	if _, err := DecodeTriggerBody(dl.Body); err != nil {
 		return nil, fmt.Errorf("%w: dead letter %d: %v", ErrNotRedrivable, dl.Seq, err)
 	}
 	if err := checkTriggerID(dl.TriggerID); err != nil || dl.TriggerID == "" {
 		return nil, fmt.Errorf("%w: dead letter %d has no usable trigger id %q", ErrNotRedrivable, dl.Seq, dl.TriggerID)
 	}
-	body.TriggerID = dl.TriggerID
-	m := nats.NewMsg(eventstore.TriggerSubject(dl.Tenant, dl.OrderID, dl.Trigger))
-	m.Data, _ = json.Marshal(body)
-	m.Header.Set(jetstream.MsgIDHeader, "redrive-"+strconv.FormatUint(dl.Seq, 10)+"-"+dl.TriggerID)
-	ack, err := st.JetStream().PublishMsg(ctx, m)
+	ack, err := publishAgain(ctx, st.JetStream(), dl.Tenant, dl.OrderID, dl.Trigger, dl.TriggerID, dl.Body,
+		"redrive-"+strconv.FormatUint(dl.Seq, 10)+"-"+dl.TriggerID)
 	if err != nil {
 		return nil, fmt.Errorf("redrive dead letter %d: %w", dl.Seq, err)
 	}
 	return ack, nil
+}
+
+// publishAgain publishes a trigger again to its own subject under a new
+// Nats-Msg-Id, with its trigger id in the body's trigger_id: it takes
+// effect at most once however often it is sent.
+func publishAgain(ctx context.Context, js jetstream.JetStream, tenant, orderID, trigger, triggerID string, raw []byte, msgID string) (*jetstream.PubAck, error) {
+	body, err := DecodeTriggerBody(raw)
+	if err != nil {
+		return nil, err
+	}
+	body.TriggerID = triggerID
+	m := nats.NewMsg(eventstore.TriggerSubject(tenant, orderID, trigger))
+	if m.Data, err = json.Marshal(body); err != nil {
+		return nil, err
+	}
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	return js.PublishMsg(ctx, m)
 }

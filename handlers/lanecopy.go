@@ -1,8 +1,20 @@
 package handlers
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
 )
 
 // copyCheck watches JetStream's copy of ORDERFLOW_TRIGGERS into the lane
@@ -11,22 +23,33 @@ import (
 // the trigger stream's sequence of the trigger it copies (the
 // Nats-Stream-Source header says which). When the two part, the copy
 // skipped triggers (the lane sequence falls behind: those triggers are in
-// ORDERFLOW_TRIGGERS but will never be processed, and their orders' later
-// triggers take effect without them) or copied some twice (harmless: the
-// second copy is a duplicate).
+// ORDERFLOW_TRIGGERS but would never be processed, and their orders'
+// later triggers would take effect without them) or copied some twice
+// (harmless: the second copy is a duplicate).
 //
 // The check looks at the front: each lane message past the highest lane
-// sequence this process has seen. It reports the difference from the
-// start (a process that starts on lanes that were already short says so)
-// and each change after that.
+// sequence this process has seen. When the lane sequence falls behind
+// there, the triggers stored between the previous front and this one are
+// the candidates (at a process's first front, those from this lane
+// sequence on: a copy that lost its place in a crash skips right where
+// the new process starts reading); recover looks each up.
 type copyCheck struct {
-	log *slog.Logger
+	log     *slog.Logger
+	recover func(from, to uint64) // candidates: ORDERFLOW_TRIGGERS sequences from..to
 
-	mu      sync.Mutex
-	front   uint64 // highest lane sequence seen
-	source  uint64 // the trigger stream's sequence at front
-	offset  int64  // trigger sequence − lane sequence at front; 0 when the copy is whole
-	skipped uint64 // triggers the copy is short, as last seen
+	mu     sync.Mutex
+	front  uint64 // highest lane sequence seen
+	source uint64 // the trigger stream's sequence at front
+	offset int64  // trigger sequence − lane sequence at front; 0 when the copy is whole
+
+	recopied atomic.Uint64 // skipped triggers published again
+}
+
+func (c *copyCheck) logger() *slog.Logger {
+	if c.log == nil {
+		return slog.Default()
+	}
+	return c.log
 }
 
 // observe takes a lane message at lane sequence lane copying the trigger
@@ -42,36 +65,115 @@ func (c *copyCheck) observe(lane, source uint64) {
 	}
 	prevFront, prevSource, prevOffset := c.front, c.source, c.offset
 	c.front, c.source, c.offset = lane, source, int64(source)-int64(lane)
-	if c.offset == prevOffset {
-		return
-	}
-	if c.offset > 0 {
-		c.skipped = uint64(c.offset)
-	} else {
-		c.skipped = 0
-	}
-	log := c.log
-	if log == nil {
-		log = slog.Default()
-	}
-	where := []any{"trigger_sequence", source, "lane_sequence", lane}
-	if prevFront != 0 {
-		where = append(where, "after_trigger_sequence", prevSource)
-	}
 	switch {
 	case c.offset > prevOffset:
-		log.Error("the trigger lanes skipped triggers stored in ORDERFLOW_TRIGGERS: they will not take effect unless published again (orderflow verify --triggers lists them)",
-			append(where, "skipped", c.offset-prevOffset)...)
-	default:
-		log.Warn("the trigger lanes copied triggers of ORDERFLOW_TRIGGERS twice (each takes effect once)",
-			append(where, "copied_twice", prevOffset-c.offset)...)
+		from := prevSource + 1
+		if prevFront == 0 {
+			from = uint64(int64(lane) + prevOffset)
+		}
+		c.logger().Warn("the trigger lanes are behind ORDERFLOW_TRIGGERS: looking for stored triggers they skipped",
+			"lane_sequence", lane, "trigger_sequence", source, "candidates_from", from)
+		if c.recover != nil {
+			go c.recover(from, source-1)
+		}
+	case c.offset < prevOffset:
+		c.logger().Warn("the trigger lanes copied triggers of ORDERFLOW_TRIGGERS twice (each takes effect once)",
+			"lane_sequence", lane, "trigger_sequence", source, "copied_twice", prevOffset-c.offset)
 	}
 }
 
-// short is how many triggers the lanes are short of ORDERFLOW_TRIGGERS, as
-// last seen.
-func (c *copyCheck) short() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.skipped
+// recopyPrefix starts the Nats-Msg-Id of a skipped trigger published
+// again: the same for every process that finds it, so it is stored once.
+const recopyPrefix = "recopy-"
+
+// recoverSkipped looks up the triggers stored at ORDERFLOW_TRIGGERS
+// sequences from..to and publishes again, with their trigger id, each one
+// that the lanes do not hold and whose order has not seen its id: those
+// the copy skipped. A candidate that is in the lanes after all, or that
+// took effect, is left alone; publishing one again would only make a
+// duplicate.
+func (p *Processor) recoverSkipped(from, to uint64) {
+	if to < from || to-from > 10000 {
+		p.cfg.Logger.Error("the trigger lanes are behind ORDERFLOW_TRIGGERS by too many to look for; orderflow verify --triggers lists what is missing",
+			"from", from, "to", to)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js, err := jetstream.New(p.nc)
+	if err != nil {
+		return
+	}
+	triggers, err := js.Stream(ctx, eventstore.StreamTriggers)
+	if err != nil {
+		p.cfg.Logger.Error("looking for skipped triggers", "err", err)
+		return
+	}
+	lanes, err := js.Stream(ctx, eventstore.StreamTriggerLanes)
+	if err != nil {
+		p.cfg.Logger.Error("looking for skipped triggers", "err", err)
+		return
+	}
+	for seq := from; seq <= to; seq++ {
+		if err := p.recoverOne(ctx, js, triggers, lanes, seq); err != nil {
+			p.cfg.Logger.Error("looking for a skipped trigger; orderflow verify --triggers lists what is missing", "trigger_sequence", seq, "err", err)
+		}
+	}
+}
+
+func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, triggers, lanes jetstream.Stream, seq uint64) error {
+	m, err := triggers.GetMsg(ctx, seq)
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(m.Subject, ".")
+	if len(parts) != 5 {
+		return fmt.Errorf("%q is not a trigger subject", m.Subject)
+	}
+	tenant, orderID, trigger := parts[1], parts[3], parts[4]
+	id := triggerIDOf(eventstore.StoredMsg{Sequence: seq, Header: m.Header, Data: m.Data})
+	if inLanes(ctx, lanes, seq) {
+		return nil
+	}
+	history, err := p.cmds.Store.Load(ctx, eventstore.Aggregate{Tenant: tenant, Type: domain.AggregateOrder, ID: orderID}, 0)
+	switch {
+	case errors.Is(err, eventstore.ErrInvalidToken):
+		return nil // a dead letter when it came
+	case err != nil:
+		return err
+	case len(history) == 0:
+		return nil // an unknown order: a dead letter when it came, and again if sent again
+	}
+	for _, ev := range history {
+		if ev.CausationID == id {
+			return nil // taken effect or answered
+		}
+	}
+	ack, err := publishAgain(ctx, js, tenant, orderID, trigger, id, m.Data, recopyPrefix+strconv.FormatUint(seq, 10))
+	if err != nil {
+		return err
+	}
+	p.lanes.copies.recopied.Add(1)
+	p.cfg.Logger.Error("the trigger lanes skipped a stored trigger; published it again, with its id",
+		"trigger_sequence", seq, "tenant", tenant, "order", orderID, "trigger", trigger, "trigger_id", id,
+		"new_sequence", ack.Sequence, "duplicate", ack.Duplicate)
+	return nil
+}
+
+// inLanes reports whether the lane stream still holds a copy of the trigger
+// stored at seq: at the lane sequence the same or a little lower (the
+// copy numbering falls behind by the triggers it skipped).
+func inLanes(ctx context.Context, lanes jetstream.Stream, seq uint64) bool {
+	for back := uint64(0); back < 64 && back < seq; back++ {
+		m, err := lanes.GetMsg(ctx, seq-back)
+		if err != nil {
+			continue
+		}
+		if n, ok := sourceSequence(m.Header.Get(streamSourceHeader)); ok && n == seq {
+			return true
+		} else if ok && n < seq {
+			return false // the copies before seq's place
+		}
+	}
+	return false
 }

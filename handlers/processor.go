@@ -133,10 +133,10 @@ func (p *Processor) OwnedLanes() int {
 	return n
 }
 
-// LanesShort is how many triggers stored in ORDERFLOW_TRIGGERS the lane
-// stream did not copy, as this processor last saw (see copyCheck); 0 when
-// the copy is whole.
-func (p *Processor) LanesShort() uint64 { return p.lanes.copies.short() }
+// Recopied is how many triggers stored in ORDERFLOW_TRIGGERS this
+// processor found the lane stream had skipped, and published again (see
+// copyCheck).
+func (p *Processor) Recopied() uint64 { return p.lanes.copies.recopied.Load() }
 
 // HandedBack is how many triggers this processor has handed back, not
 // started, when it gave a lane up.
@@ -251,7 +251,7 @@ func (p *Processor) build(lanes []string) error {
 		return err
 	}
 	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
-	sub.copies.log = p.cfg.Logger.With("component", "trigger-processor")
+	sub.copies.log, sub.copies.recover = p.cfg.Logger.With("component", "trigger-processor"), p.recoverSkipped
 	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
 		Conn:   p.nc,
 		Logger: wlog,

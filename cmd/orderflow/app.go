@@ -370,7 +370,7 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	if a.proc != nil {
 		fmt.Fprintf(w, "# HELP orderflow_triggers_applied_total Triggers this process has applied.\n# TYPE orderflow_triggers_applied_total counter\norderflow_triggers_applied_total %d\n", a.proc.Handled())
 		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_owned Trigger lanes this process owns.\n# TYPE orderflow_trigger_lanes_owned gauge\norderflow_trigger_lanes_owned %d\n", a.proc.OwnedLanes())
-		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_short Triggers stored in ORDERFLOW_TRIGGERS that the trigger lanes did not copy, as this process last saw (0: the copy is whole).\n# TYPE orderflow_trigger_lanes_short gauge\norderflow_trigger_lanes_short %d\n", a.proc.LanesShort())
+		fmt.Fprintf(w, "# HELP orderflow_triggers_recopied_total Stored triggers the trigger lanes skipped, found and published again by this process.\n# TYPE orderflow_triggers_recopied_total counter\norderflow_triggers_recopied_total %d\n", a.proc.Recopied())
 		fmt.Fprintf(w, "# HELP orderflow_triggers_handed_back_total Triggers handed back, not started, when this process gave a lane up.\n# TYPE orderflow_triggers_handed_back_total counter\norderflow_triggers_handed_back_total %d\n", a.proc.HandedBack())
 	}
 }
