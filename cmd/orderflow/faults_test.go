@@ -170,9 +170,14 @@ func TestCrashAndRestart(t *testing.T) {
 	}
 	feeder.wait(t)
 	checkExactlyOnce(t, c, orders)
-	// An auditor's account agrees: every stored trigger is answered.
-	if code, out, errOut := runMain(t, "verify", "--triggers", "--nats-url=nats://"+natsAddr); code != 0 ||
-		!strings.Contains(out, "accounted for 420 stored triggers: 420 answered in their order's history, 0 dead letters, 0 on their way, 0 missing") {
+	// An auditor's account agrees: every stored trigger is answered (a
+	// trigger the lanes skipped at a kill is stored twice: as sent, and as
+	// published again by the processor that found it).
+	code, out, errOut := runMain(t, "verify", "--triggers", "--nats-url=nats://"+natsAddr)
+	_, account, _ := strings.Cut(out, "accounted for ")
+	var stored, answered int
+	if _, err := fmt.Sscanf(account, "%d stored triggers: %d answered in their order's history, 0 dead letters, 0 on their way, 0 missing",
+		&stored, &answered); code != 0 || err != nil || stored < 420 || answered != stored {
 		t.Fatalf("verify --triggers: exit %d\n%s%s", code, out, errOut)
 	}
 
