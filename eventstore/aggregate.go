@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -82,4 +83,14 @@ func (a Aggregate) Subject(eventType string) string { return a.prefix() + "." + 
 // TriggerSubject is the subject a worker app publishes a trigger to.
 func TriggerSubject(tenant, orderID, triggerKey string) string {
 	return SubjectRoot + "." + tenant + ".trigger." + orderID + "." + triggerKey
+}
+
+// ParseTriggerSubject splits a trigger subject into tenant, order id and
+// trigger key.
+func ParseTriggerSubject(subject string) (tenant, orderID, triggerKey string, err error) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 5 || parts[0] != SubjectRoot || parts[2] != "trigger" {
+		return "", "", "", fmt.Errorf("%w: %q is not a trigger subject", ErrInvalidToken, subject)
+	}
+	return parts[1], parts[3], parts[4], nil
 }

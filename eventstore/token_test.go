@@ -81,3 +81,15 @@ func FuzzValidateToken(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTriggerSubject(t *testing.T) {
+	tenant, order, key, err := eventstore.ParseTriggerSubject(eventstore.TriggerSubject("acme", "o-1", "picked_up"))
+	if err != nil || tenant != "acme" || order != "o-1" || key != "picked_up" {
+		t.Fatalf("got %q %q %q %v", tenant, order, key, err)
+	}
+	for _, bad := range []string{"orderflow.acme.order.o-1.picked_up", "orderflow.acme.trigger.o-1", "other.acme.trigger.o-1.k", ""} {
+		if _, _, _, err := eventstore.ParseTriggerSubject(bad); !errors.Is(err, eventstore.ErrInvalidToken) {
+			t.Errorf("ParseTriggerSubject(%q) = %v, want ErrInvalidToken", bad, err)
+		}
+	}
+}

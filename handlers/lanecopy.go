@@ -3,10 +3,8 @@ package handlers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,11 +124,10 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 	if err != nil {
 		return err
 	}
-	parts := strings.Split(m.Subject, ".")
-	if len(parts) != 5 {
-		return fmt.Errorf("%q is not a trigger subject", m.Subject)
+	tenant, orderID, trigger, err := eventstore.ParseTriggerSubject(m.Subject)
+	if err != nil {
+		return err
 	}
-	tenant, orderID, trigger := parts[1], parts[3], parts[4]
 	id := triggerIDOf(eventstore.StoredMsg{Sequence: seq, Header: m.Header, Data: m.Data})
 	if inLanes(ctx, lanes, seq) {
 		return nil

@@ -55,9 +55,8 @@ func CheckTriggers(ctx context.Context, st *eventstore.Store, progress eventstor
 	var triggers []storedTrigger
 	if _, err := st.ReadStream(ctx, eventstore.StreamTriggers, func(m eventstore.StoredMsg) error {
 		t := storedTrigger{seq: m.Sequence, id: triggerIDOf(m)}
-		parts := strings.Split(m.Subject, ".")
-		if len(parts) == 5 {
-			t.order, t.key = parts[1]+"."+parts[3], parts[4]
+		if tenant, order, key, err := eventstore.ParseTriggerSubject(m.Subject); err == nil {
+			t.order, t.key = tenant+"."+order, key
 		}
 		triggers = append(triggers, t)
 		return nil

@@ -82,9 +82,9 @@ func storedTriggers(ctx context.Context, js jetstream.JetStream) string {
 			return fmt.Sprintf("(triggers: %v)\n", err)
 		}
 		meta, _ := m.Metadata()
-		id := m.Subject() // orderflow.<tenant>.trigger.<order>.<trigger>
-		if parts := strings.Split(id, "."); len(parts) == 5 {
-			id = parts[3]
+		_, id, _, err := eventstore.ParseTriggerSubject(m.Subject())
+		if err != nil {
+			id = m.Subject()
 		}
 		ids[id] = append(ids[id], fmt.Sprintf("%d:%s", meta.Sequence.Stream, m.Headers().Get(jetstream.MsgIDHeader)))
 	}
