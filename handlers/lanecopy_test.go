@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // copyCheck looks for skipped triggers where the lane sequence falls
@@ -27,7 +29,7 @@ func TestCopyCheck(t *testing.T) {
 		{"unknown source", []obs{{1, 0}, {2, 2}}, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs eventstoretest.LogBuffer
 			got := make(chan [2]uint64, 10)
 			c := copyCheck{log: slog.New(slog.NewTextHandler(&logs, nil)), recover: func(from, to uint64) { got <- [2]uint64{from, to} }}
 			for _, o := range tc.seen {

@@ -597,7 +597,7 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 		info, err := lanes.Info(f.ctx)
 		return err == nil && info.State.Msgs == 1
 	}, "the lane stream to copy the second trigger")
-	logs := &syncBuffer{}
+	logs := &eventstoretest.LogBuffer{}
 	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
 	defer p.Close()
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
@@ -630,22 +630,4 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 	if rep.Triggers != 4 || rep.Answered != 3 || rep.Pending != 0 || len(rep.Missing) != 0 {
 		t.Fatalf("CheckTriggers = %+v, want 4 triggers (the skipped one published again), 3 answered, none missing", rep)
 	}
-}
-
-// syncBuffer is a log destination a test reads while the processor logs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -132,7 +132,7 @@ func TestCrashAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	logs := &lockedBuffer{} // warnings and errors of every run, for a failure's diagnosis
+	logs := &eventstoretest.LogBuffer{} // warnings and errors of every run, for a failure's diagnosis
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("orderflow's warnings and errors:\n%s", logs)

@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 func TestRedactURLs(t *testing.T) {
@@ -27,29 +27,11 @@ func TestRedactURLs(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log destination tests can read while the app logs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startAppLogging runs an App whose log the test reads, and closes it when
 // the test ends.
-func startAppLogging(t *testing.T, cfg Config) (*App, *lockedBuffer) {
+func startAppLogging(t *testing.T, cfg Config) (*App, *eventstoretest.LogBuffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &eventstoretest.LogBuffer{}
 	app := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
