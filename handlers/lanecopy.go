@@ -31,16 +31,104 @@ import (
 // the candidates (at a process's first front, those from this lane
 // sequence on: a copy that lost its place in a crash skips right where
 // the new process starts reading); recover looks each up.
+//
+// Until recover is done, no trigger past the previous front starts
+// (nothing there has started yet: the front would have moved on it),
+// and an order whose skipped trigger is published again starts nothing
+// more until that copy comes through its lane, where it goes first: so
+// the order's later triggers wait for it, as they would have. An order
+// whose copy does not come within wait goes on without it.
 type copyCheck struct {
 	log     *slog.Logger
 	recover func(from, to uint64) // candidates: ORDERFLOW_TRIGGERS sequences from..to
+	wait    time.Duration         // how long an order waits for its skipped trigger's copy
 
-	mu     sync.Mutex
-	front  uint64 // highest lane sequence seen
-	source uint64 // the trigger stream's sequence at front
-	offset int64  // trigger sequence − lane sequence at front; 0 when the copy is whole
+	mu      sync.Mutex
+	front   uint64 // highest lane sequence seen
+	source  uint64 // the trigger stream's sequence at front
+	offset  int64  // trigger sequence − lane sequence at front; 0 when the copy is whole
+	barrier uint64 // while recover runs: lane sequences from here on do not start (0: none)
+	waiting map[string]string // order → Nats-Msg-Id of its skipped trigger's copy
+	kick    chan struct{}     // closed (and replaced) when barrier or waiting lift
 
 	recopied atomic.Uint64 // skipped triggers published again
+}
+
+// changed is closed when triggers held back by the check may start.
+func (c *copyCheck) changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kick == nil {
+		c.kick = make(chan struct{})
+	}
+	return c.kick
+}
+
+// lifted wakes the lanes; c.mu is held.
+func (c *copyCheck) lifted() {
+	if c.kick != nil {
+		close(c.kick)
+		c.kick = nil
+	}
+}
+
+// blocks reports whether the trigger at lane sequence seq, of order, with
+// Nats-Msg-Id msgID, must not start yet.
+func (c *copyCheck) blocks(order string, seq uint64, msgID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.barrier != 0 && seq >= c.barrier {
+		return true
+	}
+	w, ok := c.waiting[order]
+	return ok && w != msgID
+}
+
+// copyArrived reports whether msgID is the awaited copy of order's skipped
+// trigger, and stops the order waiting.
+func (c *copyCheck) copyArrived(order, msgID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w, ok := c.waiting[order]; !ok || w != msgID {
+		return false
+	}
+	delete(c.waiting, order)
+	return true
+}
+
+// awaitCopy makes order wait for the copy of its skipped trigger,
+// published under msgID, for at most c.wait.
+func (c *copyCheck) awaitCopy(order, msgID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting == nil {
+		c.waiting = map[string]string{}
+	}
+	c.waiting[order] = msgID
+	wait := c.wait
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	time.AfterFunc(wait, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.waiting[order] == msgID {
+			delete(c.waiting, order)
+			c.logger().Error("the copy of a skipped trigger did not come through the lanes in time: its order goes on without it",
+				"order", order, "copy", msgID)
+			c.lifted()
+		}
+	})
+}
+
+// forget stops order waiting for msgID (its publication failed).
+func (c *copyCheck) forget(order, msgID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting[order] == msgID {
+		delete(c.waiting, order)
+		c.lifted()
+	}
 }
 
 func (c *copyCheck) logger() *slog.Logger {
@@ -72,7 +160,19 @@ func (c *copyCheck) observe(lane, source uint64) {
 		c.logger().Warn("the trigger lanes are behind ORDERFLOW_TRIGGERS: looking for stored triggers they skipped",
 			"lane_sequence", lane, "trigger_sequence", source, "candidates_from", from)
 		if c.recover != nil {
-			go c.recover(from, source-1)
+			// Past the previous front, whatever comes now may be behind a
+			// skipped trigger (below it, all came before the lanes fell
+			// behind, or the front would have moved on them).
+			if b := prevFront + 1; c.barrier == 0 || b < c.barrier {
+				c.barrier = b
+			}
+			go func() {
+				c.recover(from, source-1)
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				c.barrier = 0
+				c.lifted()
+			}()
 		}
 	case c.offset < prevOffset:
 		c.logger().Warn("the trigger lanes copied triggers of ORDERFLOW_TRIGGERS twice (each takes effect once)",
@@ -146,8 +246,12 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 			return nil // taken effect or answered
 		}
 	}
-	ack, err := publishAgain(ctx, js, tenant, orderID, trigger, id, m.Data, recopyPrefix+strconv.FormatUint(seq, 10))
+	msgID := recopyPrefix + strconv.FormatUint(seq, 10)
+	order := tenant + "." + orderID // as orderOf keys it
+	p.lanes.copies.awaitCopy(order, msgID)
+	ack, err := publishAgain(ctx, js, tenant, orderID, trigger, id, m.Data, msgID)
 	if err != nil {
+		p.lanes.copies.forget(order, msgID)
 		return err
 	}
 	p.lanes.copies.recopied.Add(1)

@@ -236,6 +236,7 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	defer it.Stop()
 	gate := time.NewTicker(s.gatePoll)
 	defer gate.Stop()
+	lifted := s.copies.changed()
 	for l.err == nil {
 		var gateTick <-chan time.Time
 		if l.gated {
@@ -251,6 +252,9 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 			l.add(ctx, m)
 		case <-gateTick:
 			l.openGate(ctx, cons)
+		case <-lifted:
+			lifted = s.copies.changed()
+			l.startHeads(ctx)
 		case st := <-l.settled:
 			l.settle(ctx, st, true)
 		case h := <-l.retry:
@@ -295,11 +299,7 @@ func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 	if log := l.s.copies.log; log != nil && log.Enabled(ctx, slog.LevelDebug) {
 		log.Debug("lane gate open", "lane", l.index, "held", len(l.bySeq))
 	}
-	for _, q := range l.orders {
-		if !q[0].running {
-			l.dispatch(ctx, q[0])
-		}
-	}
+	l.startHeads(ctx)
 }
 
 // holdsEveryPending reports whether every unacknowledged trigger of the
@@ -374,20 +374,43 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	// Usually last; a trigger redelivered from the previous reader, or
 	// after a lost delivery, can come after its order's later triggers,
 	// and goes before them. The lane is gated then (from its start, or
-	// since the gap), so nothing behind it has started.
+	// since the gap), so nothing behind it has started. The copy of a
+	// trigger the lanes skipped goes before its order's waiting triggers
+	// (see copyCheck).
 	i := len(q)
+	if l.s.copies.copyArrived(h.order, m.Headers().Get(jetstream.MsgIDHeader)) {
+		for i > 0 && !q[i-1].running {
+			i--
+		}
+	}
 	for l.gated && i > 0 && q[i-1].seq > seq && !q[i-1].running {
 		i--
 	}
 	l.orders[h.order] = slices.Insert(q, i, h)
-	if len(q) == 0 && !l.gated {
+	if i == 0 && !l.gated {
 		l.dispatch(ctx, h)
+	}
+}
+
+// startHeads starts each order's next trigger that is not running, once
+// what held it back (a gate, the copy check) has lifted.
+func (l *lane) startHeads(ctx context.Context) {
+	if l.gated {
+		return
+	}
+	for _, q := range l.orders {
+		if !q[0].running {
+			l.dispatch(ctx, q[0])
+		}
 	}
 }
 
 // dispatch hands a trigger to the router and waits for its outcome in a
 // goroutine of its own.
 func (l *lane) dispatch(ctx context.Context, h *held) {
+	if l.s.copies.blocks(h.order, h.seq, h.msg.Headers().Get(jetstream.MsgIDHeader)) {
+		return // started by startHeads when the copy check lifts
+	}
 	wm := triggerMessage(h.msg, h.seq) // the sequence add already read
 	mctx, cancel := context.WithCancel(ctx)
 	wm.SetContext(mctx)

@@ -251,7 +251,7 @@ func (p *Processor) build(lanes []string) error {
 		return err
 	}
 	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
-	sub.copies.log, sub.copies.recover = p.cfg.Logger.With("component", "trigger-processor"), p.recoverSkipped
+	sub.copies.log, sub.copies.recover, sub.copies.wait = p.cfg.Logger.With("component", "trigger-processor"), p.recoverSkipped, 2*p.cfg.AckWait
 	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
 		Conn:   p.nc,
 		Logger: wlog,

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -572,8 +571,9 @@ func TestTriggerWithoutIDIsNamedByItsStoredSequence(t *testing.T) {
 
 // When the lane stream's copy of ORDERFLOW_TRIGGERS skips a stored
 // trigger (here: a lane stream that starts copying at the second), the
-// processor finds it and publishes it again with its id, so it takes
-// effect (once); CheckTriggers then accounts for every stored trigger.
+// processor finds it and publishes it again with its id; the order's
+// later trigger waits for it, so both take effect, in order, once.
+// CheckTriggers then accounts for every stored trigger.
 func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t, "o-skip")
@@ -600,12 +600,19 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 	logs := &eventstoretest.LogBuffer{}
 	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
 	defer p.Close()
+	// The skipped trigger takes effect first, then the one the lanes held
+	// back for it.
+	var history []eventstore.Event
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		_, evs, err := f.c.LoadOrder(f.ctx, "o-skip")
-		return err == nil && slices.ContainsFunc(evs, func(ev eventstore.Event) bool {
-			return ev.Type == domain.TypeOrderAdvanced && ev.CausationID == "skip-0"
-		})
-	}, "the skipped trigger to take effect")
+		o, evs, err := f.c.LoadOrder(f.ctx, "o-skip")
+		history = evs
+		return err == nil && o.Version() >= 3
+	}, "both triggers to take effect")
+	for i, id := range []string{"skip-0", "skip-1"} {
+		if ev := history[i+1]; ev.Type != domain.TypeOrderAdvanced || ev.CausationID != id {
+			t.Fatalf("event %d: %s caused by %q, want an advance caused by %q", i+2, ev.Type, ev.CausationID, id)
+		}
+	}
 	if p.Recopied() != 1 {
 		t.Fatalf("Recopied = %d, want 1", p.Recopied())
 	}
