@@ -44,10 +44,10 @@ type copyCheck struct {
 	wait    time.Duration         // how long an order waits for its skipped trigger's copy
 
 	mu      sync.Mutex
-	front   uint64 // highest lane sequence seen
-	source  uint64 // the trigger stream's sequence at front
-	offset  int64  // trigger sequence − lane sequence at front; 0 when the copy is whole
-	barrier uint64 // while recover runs: lane sequences from here on do not start (0: none)
+	front   uint64            // highest lane sequence seen
+	source  uint64            // the trigger stream's sequence at front
+	offset  int64             // trigger sequence − lane sequence at front; 0 when the copy is whole
+	barrier uint64            // while recover runs: lane sequences from here on do not start (0: none)
 	waiting map[string]string // order → Nats-Msg-Id of its skipped trigger's copy
 	kick    chan struct{}     // closed (and replaced) when barrier or waiting lift
 
