@@ -50,6 +50,7 @@ type copyCheck struct {
 	barrier uint64            // while recover runs: lane sequences from here on do not start (0: none)
 	waiting map[string]string // order → Nats-Msg-Id of its skipped trigger's copy
 	kick    chan struct{}     // closed (and replaced) when barrier or waiting lift
+	active  atomic.Bool       // barrier or waiting is set: the lanes' hot path asks only then
 
 	recopied atomic.Uint64 // skipped triggers published again
 }
@@ -66,6 +67,7 @@ func (c *copyCheck) changed() <-chan struct{} {
 
 // lifted wakes the lanes; c.mu is held.
 func (c *copyCheck) lifted() {
+	c.active.Store(c.barrier != 0 || len(c.waiting) > 0)
 	if c.kick != nil {
 		close(c.kick)
 		c.kick = nil
@@ -75,6 +77,9 @@ func (c *copyCheck) lifted() {
 // blocks reports whether the trigger at lane sequence seq, of order, with
 // Nats-Msg-Id msgID, must not start yet.
 func (c *copyCheck) blocks(order string, seq uint64, msgID string) bool {
+	if !c.active.Load() {
+		return false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.barrier != 0 && seq >= c.barrier {
@@ -87,12 +92,16 @@ func (c *copyCheck) blocks(order string, seq uint64, msgID string) bool {
 // copyArrived reports whether msgID is the awaited copy of order's skipped
 // trigger, and stops the order waiting.
 func (c *copyCheck) copyArrived(order, msgID string) bool {
+	if !c.active.Load() {
+		return false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if w, ok := c.waiting[order]; !ok || w != msgID {
 		return false
 	}
 	delete(c.waiting, order)
+	c.active.Store(c.barrier != 0 || len(c.waiting) > 0)
 	return true
 }
 
@@ -105,6 +114,7 @@ func (c *copyCheck) awaitCopy(order, msgID string) {
 		c.waiting = map[string]string{}
 	}
 	c.waiting[order] = msgID
+	c.active.Store(true)
 	wait := c.wait
 	if wait <= 0 {
 		wait = 10 * time.Second
@@ -166,6 +176,7 @@ func (c *copyCheck) observe(lane, source uint64) {
 			if b := prevFront + 1; c.barrier == 0 || b < c.barrier {
 				c.barrier = b
 			}
+			c.active.Store(true)
 			go func() {
 				c.recover(from, source-1)
 				c.mu.Lock()

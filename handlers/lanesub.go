@@ -184,6 +184,7 @@ type held struct {
 	seq       uint64
 	delivered uint64 // how many times JetStream has delivered it, as of msg
 	order     string
+	msgID     string // its Nats-Msg-Id
 	running   bool
 }
 
@@ -368,7 +369,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 				"trigger_id", m.Headers().Get(jetstream.MsgIDHeader), "delivered", delivered, "gated", l.gated)
 		}
 	}
-	h := &held{msg: m, seq: seq, delivered: delivered, order: orderOf(m.Subject())}
+	h := &held{msg: m, seq: seq, delivered: delivered, order: orderOf(m.Subject()), msgID: m.Headers().Get(jetstream.MsgIDHeader)}
 	l.bySeq[seq] = h
 	q := l.orders[h.order]
 	// Usually last; a trigger redelivered from the previous reader, or
@@ -378,7 +379,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	// trigger the lanes skipped goes before its order's waiting triggers
 	// (see copyCheck).
 	i := len(q)
-	if l.s.copies.copyArrived(h.order, m.Headers().Get(jetstream.MsgIDHeader)) {
+	if l.s.copies.copyArrived(h.order, h.msgID) {
 		for i > 0 && !q[i-1].running {
 			i--
 		}
@@ -408,7 +409,7 @@ func (l *lane) startHeads(ctx context.Context) {
 // dispatch hands a trigger to the router and waits for its outcome in a
 // goroutine of its own.
 func (l *lane) dispatch(ctx context.Context, h *held) {
-	if l.s.copies.blocks(h.order, h.seq, h.msg.Headers().Get(jetstream.MsgIDHeader)) {
+	if l.s.copies.blocks(h.order, h.seq, h.msgID) {
 		return // started by startHeads when the copy check lifts
 	}
 	wm := triggerMessage(h.msg, h.seq) // the sequence add already read
