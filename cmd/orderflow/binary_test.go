@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // buildBinary compiles orderflow into a temp dir.
@@ -24,16 +25,6 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // The real binary starts with --demo on a fresh data dir, becomes ready,
 // its simulated workers complete orders, and it exits 0 on SIGTERM after a
 // clean shutdown; flags come from ORDERFLOW_* variables.
@@ -43,13 +34,13 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 	}
 	t.Parallel()
 	bin := buildBinary(t)
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--demo", "--data-dir", t.TempDir())
 	cmd.Env = append(cmd.Environ(),
 		"ORDERFLOW_HTTP="+httpAddr,
-		fmt.Sprintf("ORDERFLOW_NATS_LISTEN=127.0.0.1:%d", freePort(t)),
+		fmt.Sprintf("ORDERFLOW_NATS_LISTEN=127.0.0.1:%d", eventstoretest.FreePort(t)),
 	)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

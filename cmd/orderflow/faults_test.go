@@ -130,8 +130,8 @@ func TestCrashAndRestart(t *testing.T) {
 	// their recovery.
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
 	logs := &eventstoretest.LogBuffer{} // warnings and errors of every run, for a failure's diagnosis
 	t.Cleanup(func() {
 		if t.Failed() {

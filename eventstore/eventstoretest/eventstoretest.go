@@ -6,7 +6,9 @@ package eventstoretest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -139,22 +141,58 @@ func (c *Cluster) WaitReady(tb testing.TB) {
 func FreePort(tb testing.TB) int { return freePorts(tb, 1)[0] }
 
 // freePorts reserves n distinct free TCP ports on 127.0.0.1.
+//
+// Where the system says which ports it hands out as the local end of
+// outgoing connections (Linux), they come from below that range. A
+// restarted node binds its old ports again, and a port of that range may
+// meanwhile be taken by an outgoing connection: a client that keeps
+// reconnecting to the stopped node can even be handed the node's own port
+// and connect to itself. The restart then fails with the port in use.
 func freePorts(tb testing.TB, n int) []int {
 	tb.Helper()
-	ls := make([]net.Listener, n)
-	ports := make([]int, n)
-	for i := range n {
+	ls := make([]net.Listener, 0, n)
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	low := ephemeralLow()
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n && low > minTestPort+n && tries < 100*n; tries++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", minTestPort+rand.IntN(low-minTestPort)))
+		if err != nil {
+			continue // taken
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			tb.Fatalf("reserve port: %v", err)
 		}
-		ls[i] = l
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	for _, l := range ls {
-		l.Close()
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
+}
+
+// minTestPort is the lowest port freePorts picks: above the well-known
+// and most registered ports.
+const minTestPort = 20000
+
+// ephemeralLow is the first port of the system's range for outgoing
+// connections, or 0 when it cannot tell.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(b), &low, &high); err != nil {
+		return 0
+	}
+	return low
 }
 
 // Connect opens a NATS connection that is closed when the test ends.
