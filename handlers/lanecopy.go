@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -223,14 +224,29 @@ func (p *Processor) recoverSkipped(from, to uint64) {
 		p.cfg.Logger.Error("looking for skipped triggers", "err", err)
 		return
 	}
+	var dead map[string]bool // tenant.orderId.triggerId of every dead letter, read when first needed
+	deadLetter := func(order, id string) (bool, error) {
+		if dead == nil {
+			dls, err := ReadDeadLetters(ctx, p.cmds.Store, 0, math.MaxInt)
+			if err != nil {
+				return false, err
+			}
+			dead = make(map[string]bool, len(dls))
+			for _, dl := range dls {
+				dead[dl.Tenant+"."+dl.OrderID+"."+dl.TriggerID] = true
+			}
+		}
+		return dead[order+"."+id], nil
+	}
 	for seq := from; seq <= to; seq++ {
-		if err := p.recoverOne(ctx, js, triggers, lanes, seq); err != nil {
+		if err := p.recoverOne(ctx, js, triggers, lanes, seq, deadLetter); err != nil {
 			p.cfg.Logger.Error("looking for a skipped trigger; orderflow verify --triggers lists what is missing", "trigger_sequence", seq, "err", err)
 		}
 	}
 }
 
-func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, triggers, lanes jetstream.Stream, seq uint64) error {
+func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, triggers, lanes jetstream.Stream, seq uint64,
+	deadLetter func(order, id string) (bool, error)) error {
 	m, err := triggers.GetMsg(ctx, seq)
 	if err != nil {
 		return err
@@ -257,8 +273,11 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 			return nil // taken effect or answered
 		}
 	}
-	msgID := recopyPrefix + strconv.FormatUint(seq, 10)
 	order := tenant + "." + orderID // as orderOf keys it
+	if dead, err := deadLetter(order, id); err != nil || dead {
+		return err // put aside when it came (an unreadable body, say): sent again it would only be put aside again
+	}
+	msgID := recopyPrefix + strconv.FormatUint(seq, 10)
 	p.lanes.copies.awaitCopy(order, msgID)
 	ack, err := publishAgain(ctx, js, tenant, orderID, trigger, id, m.Data, msgID)
 	if err != nil {

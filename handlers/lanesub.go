@@ -62,6 +62,7 @@ type laneSubscriber struct {
 	// true for, as a dropped connection would.
 	dropDelivery func(jetstream.Msg) bool
 
+	log        *slog.Logger  // debug lines per delivery, acknowledgement and gate opening (nil: none)
 	handedBack atomic.Uint64 // triggers handed back to the next owner of a lane
 	copies     copyCheck     // whether the lanes copy every stored trigger
 
@@ -152,6 +153,11 @@ func (s *laneSubscriber) Close() error {
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
+}
+
+// debugOn reports whether the lanes log their debug lines.
+func (s *laneSubscriber) debugOn(ctx context.Context) bool {
+	return s.log != nil && s.log.Enabled(ctx, slog.LevelDebug)
 }
 
 var (
@@ -297,8 +303,8 @@ func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 		return
 	}
 	l.gated, l.confirm = false, false
-	if log := l.s.copies.log; log != nil && log.Enabled(ctx, slog.LevelDebug) {
-		log.Debug("lane gate open", "lane", l.index, "held", len(l.bySeq))
+	if l.s.debugOn(ctx) {
+		l.s.log.Debug("lane gate open", "lane", l.index, "held", len(l.bySeq))
 	}
 	l.startHeads(ctx)
 }
@@ -364,8 +370,8 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 		}
 		source, _ := sourceSequence(m.Headers().Get(streamSourceHeader))
 		l.s.copies.observe(seq, source)
-		if log := l.s.copies.log; log != nil && log.Enabled(context.Background(), slog.LevelDebug) {
-			log.Debug("lane delivery", "lane", l.index, "lane_sequence", seq, "trigger_sequence", source, "subject", m.Subject(),
+		if l.s.debugOn(ctx) {
+			l.s.log.Debug("lane delivery", "lane", l.index, "lane_sequence", seq, "trigger_sequence", source, "subject", m.Subject(),
 				"trigger_id", m.Headers().Get(jetstream.MsgIDHeader), "delivered", delivered, "gated", l.gated)
 		}
 	}
@@ -471,8 +477,8 @@ func (l *lane) settle(ctx context.Context, st settledTrigger, next bool) {
 		return
 	}
 	_ = h.msg.Ack()
-	if log := l.s.copies.log; log != nil && log.Enabled(ctx, slog.LevelDebug) {
-		log.Debug("lane acknowledged", "lane", l.index, "lane_sequence", h.seq)
+	if l.s.debugOn(ctx) { // checked first: the arguments would cost an allocation per trigger
+		l.s.log.Debug("lane acknowledged", "lane", l.index, "lane_sequence", h.seq)
 	}
 	delete(l.bySeq, h.seq)
 	q := l.orders[h.order][1:]

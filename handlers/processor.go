@@ -163,21 +163,35 @@ const (
 // duplicate).
 func triggerMessage(m jetstream.Msg, seq uint64) *message.Message {
 	h := m.Headers()
-	id := h.Get(jetstream.MsgIDHeader)
 	md := message.Metadata{mdSubject: m.Subject()}
 	if seq != 0 {
 		md[mdStreamSeq] = strconv.FormatUint(seq, 10)
 	}
-	if id == "" {
-		if n, ok := sourceSequence(h.Get(streamSourceHeader)); ok {
-			id = "trigger-seq-" + strconv.FormatUint(n, 10)
-		} else if seq != 0 {
-			id = "lane-seq-" + md[mdStreamSeq] // not copied from ORDERFLOW_TRIGGERS: the lane's own number is all there is
-		}
+	source, _ := sourceSequence(h.Get(streamSourceHeader))
+	id := pickTriggerID("", h.Get(jetstream.MsgIDHeader), source) // the body's trigger_id, if any, wins in handle
+	if id == "" && seq != 0 {
+		id = "lane-seq-" + md[mdStreamSeq] // not copied from ORDERFLOW_TRIGGERS: the lane's own number is all there is
 	}
 	wm := message.NewMessage(id, m.Data())
 	wm.Metadata = md
 	return wm
+}
+
+// pickTriggerID is the id under which a trigger takes effect: the body's
+// trigger_id, else its Nats-Msg-Id, else "trigger-seq-<N>" with N its
+// ORDERFLOW_TRIGGERS sequence ("" when that is unknown too). The
+// processor and the trigger account (CheckTriggers) both name triggers
+// by it.
+func pickTriggerID(bodyID, msgID string, triggerSeq uint64) string {
+	switch {
+	case bodyID != "":
+		return bodyID
+	case msgID != "":
+		return msgID
+	case triggerSeq != 0:
+		return "trigger-seq-" + strconv.FormatUint(triggerSeq, 10)
+	}
+	return ""
 }
 
 // streamSourceHeader is the header JetStream puts on a message one stream
@@ -251,7 +265,8 @@ func (p *Processor) build(lanes []string) error {
 		return err
 	}
 	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
-	sub.copies.log, sub.copies.recover, sub.copies.wait = p.cfg.Logger.With("component", "trigger-processor"), p.recoverSkipped, 2*p.cfg.AckWait
+	plog := p.cfg.Logger.With("component", "trigger-processor")
+	sub.log, sub.copies.log, sub.copies.recover, sub.copies.wait = plog, plog, p.recoverSkipped, 2*p.cfg.AckWait
 	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
 		Conn:   p.nc,
 		Logger: wlog,
@@ -328,10 +343,7 @@ func (p *Processor) handle(msg *message.Message) error {
 	if err != nil {
 		return poison("%v", err)
 	}
-	triggerID := body.TriggerID
-	if triggerID == "" {
-		triggerID = msg.UUID
-	}
+	triggerID := pickTriggerID(body.TriggerID, msg.UUID, 0) // UUID: see triggerMessage
 	worker := body.Worker
 	if worker == "" {
 		worker = "unknown"

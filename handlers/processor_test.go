@@ -638,3 +638,29 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 		t.Fatalf("CheckTriggers = %+v, want 4 triggers (the skipped one published again), 3 answered, none missing", rep)
 	}
 }
+
+// A trigger that was put aside as a dead letter (an unreadable body) is
+// not in the lanes and not in its order's history; looking for skipped
+// triggers must not take it for one and publish it again.
+func TestLanesRecoveryLeavesDeadLettersAlone(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-dead")
+	logs := &eventstoretest.LogBuffer{}
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
+	defer p.Close()
+	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-dead", WorkedExampleTriggers[0]))
+	m.Header.Set(jetstream.MsgIDHeader, "dead-0")
+	m.Data = []byte("{not json")
+	ack, err := f.js.PublishMsg(f.ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		return err == nil && len(dls) == 1 && dls[0].TriggerID == "dead-0"
+	}, "the unreadable trigger put aside")
+	p.recoverSkipped(ack.Sequence, ack.Sequence)
+	if p.Recopied() != 0 || strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("Recopied = %d; log:\n%s", p.Recopied(), logs.String())
+	}
+}

@@ -107,17 +107,18 @@ func CheckTriggers(ctx context.Context, st *eventstore.Store, progress eventstor
 	return rep, nil
 }
 
-// triggerIDOf is the id the processor gives a stored trigger: its body's
-// trigger_id, or else its Nats-Msg-Id, or else its sequence (see
-// triggerMessage).
+// triggerIDOf is the id the processor gives a trigger stored in
+// ORDERFLOW_TRIGGERS (see pickTriggerID).
 func triggerIDOf(m eventstore.StoredMsg) string {
-	if body, err := DecodeTriggerBody(m.Data); err == nil && body.TriggerID != "" {
-		return body.TriggerID
+	var bodyID string
+	if body, err := DecodeTriggerBody(m.Data); err == nil {
+		bodyID = body.TriggerID
 	}
-	if ids := m.Header[jetstream.MsgIDHeader]; len(ids) > 0 && ids[0] != "" {
-		return ids[0]
+	var msgID string
+	if ids := m.Header[jetstream.MsgIDHeader]; len(ids) > 0 {
+		msgID = ids[0]
 	}
-	return fmt.Sprintf("trigger-seq-%d", m.Sequence)
+	return pickTriggerID(bodyID, msgID, m.Sequence)
 }
 
 // laneContents returns how far the lane stream has copied
