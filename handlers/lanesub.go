@@ -29,8 +29,9 @@ import (
 // trigger of the lane is its own (JetStream's NumAckPending equals what it
 // holds and nobody else has acknowledged: see openGate). A trigger the
 // previous reader still had in hand (a handler that outlived the handover,
-// a process that died) is either acknowledged by it or redelivered here
-// after AckWait, ahead of its order's later triggers.
+// a process that died) is redelivered here after AckWait, ahead of its
+// order's later triggers: a reader that has given a lane up acknowledges
+// nothing more of it (see giveBack).
 //
 // A reader also gates itself when a delivery does not reach it: the
 // consumer numbers its deliveries, and a gap (a connection dropped with
@@ -64,6 +65,7 @@ type laneSubscriber struct {
 
 	log        *slog.Logger  // debug lines per delivery, acknowledgement and gate opening (nil: none)
 	handedBack atomic.Uint64 // triggers handed back to the next owner of a lane
+	clustered  atomic.Bool   // the lanes are on a JetStream cluster (see fromLeader)
 	copies     copyCheck     // whether the lanes copy every stored trigger
 
 	mu      sync.Mutex
@@ -97,6 +99,9 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 	if err != nil {
 		return nil, err
 	}
+	if stream.CachedInfo().Config.Replicas > 1 || cons.CachedInfo().Cluster != nil {
+		s.clustered.Store(true)
+	}
 	out := make(chan *message.Message)
 	s.wg.Add(1)
 	go func() {
@@ -107,6 +112,9 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 			if s.members.owns(index) {
 				l := &lane{s: s, index: index, out: out, stream: stream}
 				l.serve(ctx, cons, changed)
+				if s.debugOn(ctx) {
+					s.log.Debug("lane period ended", "lane", index, "reason", l.err, "handed_back", l.handedBack, "left_running", l.running)
+				}
 				given := errors.Is(l.err, errLaneLost) || errors.Is(l.err, errLaneClosing)
 				switch {
 				case given && s.js.Conn().IsConnected():
@@ -173,15 +181,16 @@ type lane struct {
 	stream jetstream.Stream // the lane stream: a work queue, so an acknowledged trigger is gone from it
 	err    error            // why serve returned
 
-	orders  map[string][]*held // order → its held triggers in stream order, the first one running or waiting to retry
-	bySeq   map[uint64]*held
-	gated   bool   // nothing new starts until every pending trigger of the lane is held here
-	confirm bool   // the last gate poll found the gate could open, counting a redelivered trigger still in the lane
-	lastDel uint64 // the consumer's delivery sequence of the last delivery received (0: none yet)
-	running int
-	settled chan settledTrigger
-	retry   chan *held
-	quit    chan struct{} // closed when serve returns: stops waiters and retry timers
+	orders     map[string][]*held // order → its held triggers in stream order, the first one running or waiting to retry
+	bySeq      map[uint64]*held
+	gated      bool   // nothing new starts until every pending trigger of the lane is held here
+	confirm    bool   // the last gate poll found the gate could open, counting a redelivered trigger still in the lane
+	lastDel    uint64 // the consumer's delivery sequence of the last delivery received (0: none yet)
+	running    int
+	handedBack int // triggers this period handed back when it ended
+	settled    chan settledTrigger
+	retry      chan *held
+	quit       chan struct{} // closed when serve returns: stops waiters and retry timers
 }
 
 // held is a trigger the lane has been given and not yet acknowledged.
@@ -297,7 +306,18 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 // count could meanwhile take the previous reader's acknowledged trigger
 // for a lost delivery.
 func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
-	ok, found := l.holdsEveryPending(ctx, cons)
+	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	info, err := cons.Info(ictx)
+	cancel()
+	if err != nil {
+		return
+	}
+	l.openGateOn(ctx, info)
+}
+
+// openGateOn is openGate with the consumer's answer in hand.
+func (l *lane) openGateOn(ctx context.Context, info *jetstream.ConsumerInfo) {
+	ok, found := l.holdsEveryPending(ctx, info)
 	if !ok || (found && !l.confirm) {
 		l.confirm = ok
 		return
@@ -315,17 +335,16 @@ func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 //
 // The consumer says how many triggers are unacknowledged, not which. A
 // held trigger that came as a redelivery may meanwhile have been
-// acknowledged by the reader it went to first (a handler that outlived a
-// handover), and would stand in for a lost delivery in the count. So a
+// acknowledged by the reader it went to first, and would stand in for a
+// lost delivery in the count. orderflow's readers do not do that once they
+// have given a lane up (see giveBack), but a process cut off from NATS
+// sends the acknowledgements it made meanwhile when it is back. So a
 // redelivered trigger counts only when it is above the consumer's ack
 // floor and the lane stream still has it (a work queue deletes what is
 // acknowledged), looked up after the consumer answered: an
 // acknowledgement in between makes the count smaller, never larger.
-func (l *lane) holdsEveryPending(ctx context.Context, cons jetstream.Consumer) (ok, found bool) {
-	ictx, cancel := context.WithTimeout(ctx, time.Second)
-	info, err := cons.Info(ictx)
-	cancel()
-	if err != nil || info.NumAckPending > len(l.bySeq) {
+func (l *lane) holdsEveryPending(ctx context.Context, info *jetstream.ConsumerInfo) (ok, found bool) {
+	if !l.fromLeader(info) || info.NumAckPending > len(l.bySeq) {
 		return false, false
 	}
 	pending := len(l.bySeq)
@@ -350,6 +369,30 @@ func (l *lane) holdsEveryPending(ctx context.Context, cons jetstream.Consumer) (
 		}
 	}
 	return true, found
+}
+
+// fromLeader reports whether a consumer's answer can be counted on: it
+// names the consumer's leader, and it knows every delivery this reader has
+// had.
+//
+// On a cluster, a node that is starting up answers for a consumer it has
+// not loaded yet with the consumer's configuration, no cluster section,
+// and an empty state: nothing delivered and nothing unacknowledged. It
+// can answer before the leader does, and that count would open any gate.
+// A leader just elected may also not yet know its predecessor's latest
+// deliveries.
+//
+// A standalone server's answers have no cluster section either, so the
+// section is required once the lanes are known to be on a cluster: the
+// lane stream is replicated, or an answer had one.
+func (l *lane) fromLeader(info *jetstream.ConsumerInfo) bool {
+	if info.Cluster != nil {
+		l.s.clustered.Store(true)
+	}
+	if l.s.clustered.Load() && (info.Cluster == nil || info.Cluster.Leader == "") {
+		return false
+	}
+	return info.Delivered.Consumer >= l.lastDel
 }
 
 // add takes a delivered trigger into its order's queue, in stream order.
@@ -440,22 +483,13 @@ func (l *lane) dispatch(ctx context.Context, h *held) {
 			ok = true
 		case <-wm.Nacked():
 		case <-l.quit:
-			// The lane was given up while this trigger ran: acknowledge
-			// it when it is applied (a new reader waits for that).
-			select {
-			case <-wm.Acked():
-				_ = h.msg.Ack()
-			case <-wm.Nacked():
-			case <-ctx.Done():
-			}
+			// The lane was given up while this trigger ran: stop it and
+			// leave it unacknowledged (see giveBack).
 			return
 		}
 		select {
 		case l.settled <- settledTrigger{h, ok}:
 		case <-l.quit:
-			if ok {
-				_ = h.msg.Ack()
-			}
 		}
 	}()
 }
@@ -494,9 +528,16 @@ func (l *lane) settle(ctx context.Context, st settledTrigger, next bool) {
 
 // giveBack ends a period of ownership: it takes what the drained
 // iterator still had and waits (up to drain) for the running handlers,
-// then hands back (naks) every trigger not running, in stream order, for
-// the lane's next reader. A trigger still running is acknowledged when it
-// is applied; the next reader is gated until then.
+// acknowledging those applied, then hands back (naks) every trigger not
+// running, in stream order, for the lane's next reader.
+//
+// A handler still running after that is stopped, and its trigger is never
+// acknowledged by this period: JetStream redelivers it after AckWait to
+// the lane's reader then, which applies it or finds it applied (the
+// trigger id is in the order's history). So only the lane's current
+// reader acknowledges its triggers, and the consumer's count of
+// unacknowledged triggers, which a new reader's gate compares with what
+// it holds, moves only with what that reader does (see holdsEveryPending).
 func (l *lane) giveBack(in <-chan jetstream.Msg) {
 	ctx := context.Background()
 	timeout := time.NewTimer(l.s.drain)
@@ -524,6 +565,7 @@ wait:
 		for _, h := range q {
 			if !h.running {
 				_ = h.msg.Nak()
+				l.handedBack++
 				l.s.handedBack.Add(1)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
@@ -106,5 +107,94 @@ func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 				t.Fatalf("%d triggers started, want %d", len(out), len(subjects))
 			}
 		})
+	}
+}
+
+// laneSubject is a trigger's lane subject for order o (lane 0, tenant
+// default).
+func laneSubject(trigger string) string {
+	return eventstore.SubjectRoot + "._lanes.0.default.o." + trigger
+}
+
+// While a cluster node starts up it can answer for a lane's consumer
+// before the leader does, with an empty state: nothing delivered, nothing
+// unacknowledged. The gate must not take that for a count: a lane waiting
+// for a lost delivery stays shut until the delivery is back.
+func TestGateIgnoresAnswersThatDoNotKnowTheLane(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	js, err := jetstream.New(eventstoretest.Connect(t, srv.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "STARTING", Subjects: []string{eventstore.SubjectRoot + "._lanes.>"}, Retention: jetstream.WorkQueuePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "lane", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{"lost", "later"} {
+		if _, err := js.Publish(ctx, laneSubject(subj), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() jetstream.Msg {
+		t.Helper()
+		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range b.Messages() {
+			return m
+		}
+		t.Fatalf("nothing delivered: %v", b.Error())
+		return nil
+	}
+	out := make(chan *message.Message, 8)
+	l := &lane{s: &laneSubscriber{closing: make(chan struct{})}, out: out, stream: stream, gated: true,
+		orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{})}
+	defer close(l.quit)
+	lost := next() // never reaches the lane
+	l.add(ctx, next())
+
+	starting := &jetstream.ConsumerInfo{Stream: "STARTING", Name: "lane"} // what a starting node says
+	l.openGateOn(ctx, starting)
+	if !l.gated {
+		t.Fatal("the gate opened on an answer that knows none of the lane's deliveries")
+	}
+	// On a cluster the leader's answer has a cluster section; one without
+	// it is not the leader's, whatever its numbers.
+	l.s.clustered.Store(true)
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noLeader := *info
+	noLeader.NumAckPending = 1
+	l.openGateOn(ctx, &noLeader)
+	if !l.gated {
+		t.Fatal("the gate opened on a clustered answer without a leader")
+	}
+	l.s.clustered.Store(false)
+
+	if _, err := js.Conn().Request(lost.Reply(), []byte("-NAK"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	l.add(ctx, next()) // the lost trigger is back
+	for range 2 {      // a count with a redelivered trigger is confirmed by the next poll
+		l.openGate(ctx, cons)
+	}
+	if l.gated {
+		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
+	}
+	if len(out) != 1 {
+		t.Fatalf("%d triggers started, want 1 (the order's first; its second waits for it)", len(out))
+	}
+	if m := <-out; m.Metadata.Get(mdSubject) != laneSubject("lost") {
+		t.Fatalf("started %s first, want the lost trigger", m.Metadata.Get(mdSubject))
 	}
 }
