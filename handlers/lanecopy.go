@@ -29,9 +29,9 @@ import (
 // The check looks at the front: each lane message past the highest lane
 // sequence this process has seen. When the lane sequence falls behind
 // there, the triggers stored between the previous front and this one are
-// the candidates (at a process's first front, those from this lane
-// sequence on: a copy that lost its place in a crash skips right where
-// the new process starts reading); recover looks each up.
+// the candidates (at a process's first front, those from a little below
+// this lane sequence on: a copy that lost its place in a crash skips about
+// where the new process starts reading); recover looks each up.
 //
 // Until recover is done, no trigger past the previous front starts
 // (nothing there has started yet: the front would have moved on it),
@@ -106,6 +106,17 @@ func (c *copyCheck) copyArrived(order, msgID string) bool {
 	return true
 }
 
+// awaited is the Nats-Msg-Id of the copy order waits for, if it waits.
+func (c *copyCheck) awaited(order string) (string, bool) {
+	if !c.active.Load() {
+		return "", false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.waiting[order]
+	return w, ok
+}
+
 // awaitCopy makes order wait for the copy of its skipped trigger,
 // published under msgID, for at most c.wait.
 func (c *copyCheck) awaitCopy(order, msgID string) {
@@ -166,7 +177,7 @@ func (c *copyCheck) observe(lane, source uint64) {
 	case c.offset > prevOffset:
 		from := prevSource + 1
 		if prevFront == 0 {
-			from = uint64(int64(lane) + prevOffset)
+			from = lane - min(lane-1, firstFrontLookback)
 		}
 		c.logger().Warn("the trigger lanes are behind ORDERFLOW_TRIGGERS: looking for stored triggers they skipped",
 			"lane_sequence", lane, "trigger_sequence", source, "candidates_from", from)
@@ -191,6 +202,14 @@ func (c *copyCheck) observe(lane, source uint64) {
 			"lane_sequence", lane, "trigger_sequence", source, "copied_twice", prevOffset-c.offset)
 	}
 }
+
+// firstFrontLookback is how far below its first lane sequence a process
+// that finds the lanes behind looks for skipped triggers. The copy skips
+// where a crash left it, so the skipped triggers lie about where the new
+// process starts reading; but the process before it may have read on
+// past them and died while it looked them up, having published only some
+// again (and held their orders only in memory).
+const firstFrontLookback = 1024
 
 // recopyPrefix starts the Nats-Msg-Id of a skipped trigger published
 // again: the same for every process that finds it, so it is stored once.
@@ -256,9 +275,7 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 		return err
 	}
 	id := triggerIDOf(eventstore.StoredMsg{Sequence: seq, Header: m.Header, Data: m.Data})
-	if inLanes(ctx, lanes, seq) {
-		return nil
-	}
+	// Most candidates were processed long ago: the history answers first.
 	history, err := p.cmds.Store.Load(ctx, eventstore.Aggregate{Tenant: tenant, Type: domain.AggregateOrder, ID: orderID}, 0)
 	switch {
 	case errors.Is(err, eventstore.ErrInvalidToken):
@@ -272,6 +289,9 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 		if ev.CausationID == id {
 			return nil // taken effect or answered
 		}
+	}
+	if inLanes(ctx, lanes, seq) {
+		return nil
 	}
 	order := tenant + "." + orderID // as orderOf keys it
 	if dead, err := deadLetter(order, id); err != nil || dead {

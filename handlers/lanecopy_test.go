@@ -24,7 +24,8 @@ func TestCopyCheck(t *testing.T) {
 		{"whole copy", []obs{{1, 1}, {2, 2}, {3, 3}, {2, 2}}, nil, ""},
 		{"a skip", []obs{{1, 1}, {2, 3}, {3, 4}, {1, 1}}, [][2]uint64{{2, 2}}, "candidates_from=2"},
 		{"a skip among other lanes' triggers", []obs{{1, 1}, {4, 5}}, [][2]uint64{{2, 4}}, "candidates_from=2"},
-		{"behind at a process's first front", []obs{{5, 7}, {6, 8}}, [][2]uint64{{5, 6}}, "candidates_from=5"},
+		{"behind at a process's first front", []obs{{5, 7}, {6, 8}}, [][2]uint64{{1, 6}}, "candidates_from=1"},
+		{"behind at a first front far on", []obs{{2000, 2010}}, [][2]uint64{{2000 - firstFrontLookback, 2009}}, "candidates_from=976"},
 		{"copied twice", []obs{{1, 1}, {2, 1}, {3, 2}}, nil, "copied_twice=1"},
 		{"unknown source", []obs{{1, 0}, {2, 2}}, nil, ""},
 	} {

@@ -270,6 +270,7 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 			l.openGate(ctx, cons)
 		case <-lifted:
 			lifted = s.copies.changed()
+			l.frontAwaitedCopies()
 			l.startHeads(ctx)
 		case st := <-l.settled:
 			l.settle(ctx, st, true)
@@ -439,6 +440,30 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	l.orders[h.order] = slices.Insert(q, i, h)
 	if i == 0 && !l.gated {
 		l.dispatch(ctx, h)
+	}
+}
+
+// frontAwaitedCopies puts the copy of a skipped trigger that came
+// through the lane before its order was told to wait for it (while the
+// skip was being looked up) ahead of the order's waiting triggers, as add
+// does with one that comes after.
+func (l *lane) frontAwaitedCopies() {
+	for order, q := range l.orders {
+		w, ok := l.s.copies.awaited(order)
+		if !ok {
+			continue
+		}
+		i := slices.IndexFunc(q, func(h *held) bool { return h.msgID == w })
+		if i < 0 || !l.s.copies.copyArrived(order, w) {
+			continue
+		}
+		j := 0 // after what of the order runs already
+		for j < i && q[j].running {
+			j++
+		}
+		h := q[i]
+		copy(q[j+1:i+1], q[j:i])
+		q[j] = h
 	}
 }
 

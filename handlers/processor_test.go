@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -662,5 +663,65 @@ func TestLanesRecoveryLeavesDeadLettersAlone(t *testing.T) {
 	p.recoverSkipped(ack.Sequence, ack.Sequence)
 	if p.Recopied() != 0 || strings.Contains(logs.String(), "level=ERROR") {
 		t.Fatalf("Recopied = %d; log:\n%s", p.Recopied(), logs.String())
+	}
+}
+
+// A process died while it published the triggers the lanes had skipped
+// again: one is published, its order was held only in that process's
+// memory, and the process had read on past the skip. The next process
+// starts reading beyond the skipped trigger and still finds it (it looks
+// below where it starts), takes the copy already in the lanes for the one
+// it awaits, and runs it before the order's later trigger.
+func TestLanesRecoverAfterAProcessDiedRecovering(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-mid")
+	publish := func(order, trigger, msgID string) uint64 {
+		t.Helper()
+		m := nats.NewMsg(eventstore.TriggerSubject("default", order, trigger))
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		ack, err := f.js.PublishMsg(f.ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	skipped := publish("o-mid", WorkedExampleTriggers[0], "mid-0")
+	for i := range 3 { // another order's triggers, read by the process that died
+		publish("o-gone", WorkedExampleTriggers[i], fmt.Sprintf("gone-%d", i))
+	}
+	publish("o-mid", WorkedExampleTriggers[1], "mid-1")
+	cfg := eventstore.LaneStreamConfig(2, 1)
+	cfg.Sources[0].OptStartSeq = skipped + 1
+	lanes, err := f.js.CreateStream(f.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		info, err := lanes.Info(f.ctx)
+		return err == nil && info.State.Msgs == 4
+	}, "the lane stream to copy the four triggers after the skipped one")
+	for seq := uint64(1); seq <= 3; seq++ { // processed by the process that died
+		if err := lanes.DeleteMsg(f.ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What it published again before it died.
+	if _, err := publishAgain(f.ctx, f.js, "default", "o-mid", WorkedExampleTriggers[0], "mid-0", nil,
+		recopyPrefix+strconv.FormatUint(skipped, 10)); err != nil {
+		t.Fatal(err)
+	}
+
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet}, nil)
+	defer p.Close()
+	var history []eventstore.Event
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		o, evs, err := f.c.LoadOrder(f.ctx, "o-mid")
+		history = evs
+		return err == nil && o.Version() >= 3
+	}, "both triggers of o-mid to be answered")
+	for i, id := range []string{"mid-0", "mid-1"} {
+		if ev := history[i+1]; ev.Type != domain.TypeOrderAdvanced || ev.CausationID != id {
+			t.Fatalf("event %d: %s caused by %q, want an advance caused by %q", i+2, ev.Type, ev.CausationID, id)
+		}
 	}
 }
