@@ -78,6 +78,11 @@ func ParseLaneSubject(subject string) (tenant, orderID, triggerKey string, err e
 	return parts[1], parts[2], parts[3], nil
 }
 
+// LaneFilter matches an order's trigger in whichever lane it is copied to.
+func LaneFilter(tenant, orderID, triggerKey string) string {
+	return laneRoot + ".*." + tenant + "." + orderID + "." + triggerKey
+}
+
 // LaneStreamConfig is the lane stream's configuration: a work queue that
 // copies every trigger of ORDERFLOW_TRIGGERS, in order, from its first,
 // under a subject that carries the order's partition.

@@ -290,7 +290,7 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 			return nil // taken effect or answered
 		}
 	}
-	if inLanes(ctx, lanes, seq) {
+	if inLanes(ctx, lanes, seq, tenant, orderID, trigger) {
 		return nil
 	}
 	order := tenant + "." + orderID // as orderOf keys it
@@ -311,20 +311,21 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 	return nil
 }
 
-// inLanes reports whether the lane stream still holds a copy of the trigger
-// stored at seq: at the lane sequence the same or a little lower (the
-// copy numbering falls behind by the triggers it skipped).
-func inLanes(ctx context.Context, lanes jetstream.Stream, seq uint64) bool {
-	for back := uint64(0); back < 64 && back < seq; back++ {
-		m, err := lanes.GetMsg(ctx, seq-back)
+// inLanes reports whether the lane stream still holds a copy of the
+// trigger stored at seq (tenant, order and trigger key from its subject).
+// It reads the lane messages of that order and trigger key, which a work
+// queue keeps only until they are acknowledged: a few at most.
+func inLanes(ctx context.Context, lanes jetstream.Stream, seq uint64, tenant, orderID, trigger string) bool {
+	filter := eventstore.LaneFilter(tenant, orderID, trigger)
+	for next, i := uint64(1), 0; i < 64; i++ {
+		m, err := lanes.GetMsg(ctx, next, jetstream.WithGetMsgSubject(filter))
 		if err != nil {
-			continue
+			return false
 		}
 		if n, ok := sourceSequence(m.Header.Get(streamSourceHeader)); ok && n == seq {
 			return true
-		} else if ok && n < seq {
-			return false // the copies before seq's place
 		}
+		next = m.Sequence + 1
 	}
 	return false
 }

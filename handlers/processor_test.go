@@ -689,7 +689,7 @@ func TestLanesRecoverAfterAProcessDiedRecovering(t *testing.T) {
 	for i := range 3 { // another order's triggers, read by the process that died
 		publish("o-gone", WorkedExampleTriggers[i], fmt.Sprintf("gone-%d", i))
 	}
-	publish("o-mid", WorkedExampleTriggers[1], "mid-1")
+	later := publish("o-mid", WorkedExampleTriggers[1], "mid-1")
 	cfg := eventstore.LaneStreamConfig(2, 1)
 	cfg.Sources[0].OptStartSeq = skipped + 1
 	lanes, err := f.js.CreateStream(f.ctx, cfg)
@@ -704,6 +704,10 @@ func TestLanesRecoverAfterAProcessDiedRecovering(t *testing.T) {
 		if err := lanes.DeleteMsg(f.ctx, seq); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if !inLanes(f.ctx, lanes, later, "default", "o-mid", WorkedExampleTriggers[1]) ||
+		inLanes(f.ctx, lanes, skipped, "default", "o-mid", WorkedExampleTriggers[0]) {
+		t.Fatal("inLanes does not tell the copied trigger from the skipped one")
 	}
 	// What it published again before it died.
 	if _, err := publishAgain(f.ctx, f.js, "default", "o-mid", WorkedExampleTriggers[0], "mid-0", nil,
