@@ -23,13 +23,7 @@ import (
 // unacknowledged opens the gate only when the next poll agrees.
 func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	js, err := jetstream.New(eventstoretest.Connect(t, srv.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	js, ctx := gateServer(t)
 	for _, earlier := range []bool{false, true} {
 		t.Run(fmt.Sprintf("earlier trigger held %v", earlier), func(t *testing.T) {
 			name := fmt.Sprintf("GATE%v", earlier)
@@ -110,6 +104,20 @@ func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 	}
 }
 
+// gateServer starts a server for a gate test: a connection's JetStream
+// and a context that ends with the test.
+func gateServer(t *testing.T) (jetstream.JetStream, context.Context) {
+	t.Helper()
+	srv := eventstoretest.StartServer(t)
+	js, err := jetstream.New(eventstoretest.Connect(t, srv.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return js, ctx
+}
+
 // laneSubject is a trigger's lane subject for order o (lane 0, tenant
 // default).
 func laneSubject(trigger string) string {
@@ -122,13 +130,7 @@ func laneSubject(trigger string) string {
 // for a lost delivery stays shut until the delivery is back.
 func TestGateIgnoresAnswersThatDoNotKnowTheLane(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	js, err := jetstream.New(eventstoretest.Connect(t, srv.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	js, ctx := gateServer(t)
 	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "STARTING", Subjects: []string{eventstore.SubjectRoot + "._lanes.>"}, Retention: jetstream.WorkQueuePolicy})
 	if err != nil {
 		t.Fatal(err)

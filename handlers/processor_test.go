@@ -104,6 +104,41 @@ func (f *laneFixture) trigger(t *testing.T, order, trigger, msgID string) {
 	}
 }
 
+// skippingLanes makes a two-lane lane stream that copies the trigger
+// stream from sequence from on, as a copy that skipped the triggers
+// before it would, and waits until it holds n triggers.
+func (f *laneFixture) skippingLanes(t *testing.T, from uint64, n uint64) jetstream.Stream {
+	t.Helper()
+	cfg := eventstore.LaneStreamConfig(2, 1)
+	cfg.Sources[0].OptStartSeq = from
+	lanes, err := f.js.CreateStream(f.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		info, err := lanes.Info(f.ctx)
+		return err == nil && info.State.Msgs == n
+	}, fmt.Sprintf("the lane stream to copy %d triggers", n))
+	return lanes
+}
+
+// waitAdvanced waits until order has answered as many triggers as ids,
+// and checks that each advanced it, in the order of ids.
+func (f *laneFixture) waitAdvanced(t *testing.T, order string, ids ...string) {
+	t.Helper()
+	var history []eventstore.Event
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		o, evs, err := f.c.LoadOrder(f.ctx, order)
+		history = evs
+		return err == nil && o.Version() >= uint64(len(ids)+1)
+	}, fmt.Sprintf("%d triggers of %s to be answered", len(ids), order))
+	for i, id := range ids {
+		if ev := history[i+1]; ev.Type != domain.TypeOrderAdvanced || ev.CausationID != id {
+			t.Fatalf("event %d: %s caused by %q, want an advance caused by %q", i+2, ev.Type, ev.CausationID, id)
+		}
+	}
+}
+
 // The processor dies after storing a trigger's outcome and before
 // acknowledging it: the lane hands the trigger to the next processor, and
 // the order has advanced exactly once.
@@ -588,32 +623,13 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 		}
 		seqs = append(seqs, ack.Sequence)
 	}
-	cfg := eventstore.LaneStreamConfig(2, 1)
-	cfg.Sources[0].OptStartSeq = seqs[1]
-	lanes, err := f.js.CreateStream(f.ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		info, err := lanes.Info(f.ctx)
-		return err == nil && info.State.Msgs == 1
-	}, "the lane stream to copy the second trigger")
+	f.skippingLanes(t, seqs[1], 1)
 	logs := &eventstoretest.LogBuffer{}
 	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
 	defer p.Close()
 	// The skipped trigger takes effect first, then the one the lanes held
 	// back for it.
-	var history []eventstore.Event
-	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		o, evs, err := f.c.LoadOrder(f.ctx, "o-skip")
-		history = evs
-		return err == nil && o.Version() >= 3
-	}, "both triggers to take effect")
-	for i, id := range []string{"skip-0", "skip-1"} {
-		if ev := history[i+1]; ev.Type != domain.TypeOrderAdvanced || ev.CausationID != id {
-			t.Fatalf("event %d: %s caused by %q, want an advance caused by %q", i+2, ev.Type, ev.CausationID, id)
-		}
-	}
+	f.waitAdvanced(t, "o-skip", "skip-0", "skip-1")
 	if p.Recopied() != 1 {
 		t.Fatalf("Recopied = %d, want 1", p.Recopied())
 	}
@@ -690,16 +706,7 @@ func TestLanesRecoverAfterAProcessDiedRecovering(t *testing.T) {
 		publish("o-gone", WorkedExampleTriggers[i], fmt.Sprintf("gone-%d", i))
 	}
 	later := publish("o-mid", WorkedExampleTriggers[1], "mid-1")
-	cfg := eventstore.LaneStreamConfig(2, 1)
-	cfg.Sources[0].OptStartSeq = skipped + 1
-	lanes, err := f.js.CreateStream(f.ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		info, err := lanes.Info(f.ctx)
-		return err == nil && info.State.Msgs == 4
-	}, "the lane stream to copy the four triggers after the skipped one")
+	lanes := f.skippingLanes(t, skipped+1, 4)
 	for seq := uint64(1); seq <= 3; seq++ { // processed by the process that died
 		if err := lanes.DeleteMsg(f.ctx, seq); err != nil {
 			t.Fatal(err)
@@ -717,15 +724,5 @@ func TestLanesRecoverAfterAProcessDiedRecovering(t *testing.T) {
 
 	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet}, nil)
 	defer p.Close()
-	var history []eventstore.Event
-	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		o, evs, err := f.c.LoadOrder(f.ctx, "o-mid")
-		history = evs
-		return err == nil && o.Version() >= 3
-	}, "both triggers of o-mid to be answered")
-	for i, id := range []string{"mid-0", "mid-1"} {
-		if ev := history[i+1]; ev.Type != domain.TypeOrderAdvanced || ev.CausationID != id {
-			t.Fatalf("event %d: %s caused by %q, want an advance caused by %q", i+2, ev.Type, ev.CausationID, id)
-		}
-	}
+	f.waitAdvanced(t, "o-mid", "mid-0", "mid-1")
 }
