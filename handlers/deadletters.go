@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -76,14 +77,27 @@ func readDeadLetter(ctx context.Context, stream jetstream.Stream, seq uint64) (D
 		return DeadLetter{}, fmt.Errorf("dead letter %d: %w", seq, err)
 	}
 	dl := DeadLetter{Seq: m.Sequence, Time: m.Time, Reason: m.Header.Get("reason_poisoned"), Body: m.Data,
-		subject: m.Header.Get(mdSubject), TriggerID: m.Header.Get(wmnats.WatermillUUIDHdr)}
+		subject: m.Header.Get(mdSubject)}
 	if tenant, order, trigger, err := eventstore.ParseLaneSubject(dl.subject); err == nil {
 		dl.Tenant, dl.OrderID, dl.Trigger = tenant, order, trigger
 	}
-	if body, err := DecodeTriggerBody(m.Data); err == nil && body.TriggerID != "" {
-		dl.TriggerID = body.TriggerID
-	}
+	// The processor's id for it (an unreadable body has no trigger_id).
+	body, _ := DecodeTriggerBody(m.Data)
+	dl.TriggerID = pickTriggerID(body.TriggerID, m.Header.Get(wmnats.WatermillUUIDHdr), 0)
 	return dl, nil
+}
+
+// deadLetterKeys is every dead letter's tenant.orderId.triggerId.
+func deadLetterKeys(ctx context.Context, st *eventstore.Store) (map[string]bool, error) {
+	dls, err := ReadDeadLetters(ctx, st, 0, math.MaxInt)
+	if err != nil {
+		return nil, err
+	}
+	keys := make(map[string]bool, len(dls))
+	for _, dl := range dls {
+		keys[dl.Tenant+"."+dl.OrderID+"."+dl.TriggerID] = true
+	}
+	return keys, nil
 }
 
 // Redrive publishes a dead-lettered trigger again, to the subject it was

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -246,13 +245,9 @@ func (p *Processor) recoverSkipped(from, to uint64) {
 	var dead map[string]bool // tenant.orderId.triggerId of every dead letter, read when first needed
 	deadLetter := func(order, id string) (bool, error) {
 		if dead == nil {
-			dls, err := ReadDeadLetters(ctx, p.cmds.Store, 0, math.MaxInt)
-			if err != nil {
+			var err error
+			if dead, err = deadLetterKeys(ctx, p.cmds.Store); err != nil {
 				return false, err
-			}
-			dead = make(map[string]bool, len(dls))
-			for _, dl := range dls {
-				dead[dl.Tenant+"."+dl.OrderID+"."+dl.TriggerID] = true
 			}
 		}
 		return dead[order+"."+id], nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -67,13 +66,9 @@ func CheckTriggers(ctx context.Context, st *eventstore.Store, progress eventstor
 	if err != nil {
 		return rep, err
 	}
-	dead := map[string]bool{} // tenant.orderId.triggerId
-	dls, err := ReadDeadLetters(ctx, st, 0, math.MaxInt)
+	dead, err := deadLetterKeys(ctx, st)
 	if err != nil {
 		return rep, err
-	}
-	for _, dl := range dls {
-		dead[dl.Tenant+"."+dl.OrderID+"."+dl.TriggerID] = true
 	}
 	seen := map[string]map[string]bool{} // tenant.orderId → trigger ids its history names
 	if _, err := st.ReadStream(ctx, eventstore.StreamOrders, func(m eventstore.StoredMsg) error {
