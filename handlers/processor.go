@@ -258,14 +258,17 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 
 func (p *Processor) build(lanes []string) error {
 	// Watermill logs every message at info; orderflow keeps that at debug.
-	wlog := watermill.NewSlogLoggerWithLevelMapping(p.cfg.Logger.With("component", "trigger-processor"),
-		map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	plog := p.cfg.Logger.With("component", "trigger-processor")
+	wlog := watermill.NewSlogLoggerWithLevelMapping(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	// Retry reports each attempt that failed as an error; a concurrency
+	// conflict retried is expected work, so attempts log as warnings and
+	// only a trigger that failed every attempt logs an error (the router's).
+	retryLog := watermill.NewSlogLoggerWithLevelMapping(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug, slog.LevelError: slog.LevelWarn})
 	js, err := jetstream.New(p.nc)
 	if err != nil {
 		return err
 	}
 	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
-	plog := p.cfg.Logger.With("component", "trigger-processor")
 	sub.log, sub.copies.log, sub.copies.recover, sub.copies.wait = plog, plog, p.recoverSkipped, 2*p.cfg.AckWait
 	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
 		Conn:   p.nc,
@@ -301,7 +304,7 @@ func (p *Processor) build(lanes []string) error {
 			MaxInterval:     time.Second,
 			Multiplier:      2,
 			ShouldRetry:     func(rp middleware.RetryParams) bool { return !errors.Is(rp.Err, errPoison) },
-			Logger:          wlog,
+			Logger:          retryLog,
 		}.Middleware,
 	)
 	for _, lane := range lanes {

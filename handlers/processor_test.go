@@ -380,7 +380,8 @@ func TestFailingTriggerHoldsOnlyItsOrder(t *testing.T) {
 	srv, c, ctx := f.srv, f.c, f.ctx
 	release := make(chan struct{})
 	var failures atomic.Int64
-	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, MaxRetries: 1, Logger: quiet}
+	logs := &eventstoretest.LogBuffer{}
+	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, MaxRetries: 1, Logger: slog.New(slog.NewTextHandler(logs, nil))}
 	p := startProcessorWith(t, c, srv.ClientURL(), cfg, func(p *Processor) {
 		p.beforeApply = func(msg *message.Message) error {
 			if msg.UUID != "stuck-0" {
@@ -423,6 +424,13 @@ func TestFailingTriggerHoldsOnlyItsOrder(t *testing.T) {
 		if ev.Type == domain.TypeTriggerRejected {
 			t.Fatalf("a trigger was rejected: %s", ev.Data)
 		}
+	}
+	// A failed attempt that is retried is a warning; a trigger that failed
+	// every attempt (and goes back to the lane) is an error.
+	out := logs.String()
+	if !strings.Contains(out, `level=WARN msg="Error occurred, retrying"`) || strings.Contains(out, `level=ERROR msg="Error occurred, retrying"`) ||
+		!strings.Contains(out, `level=ERROR msg="Handler returned error"`) {
+		t.Fatalf("log:\n%s", out)
 	}
 }
 
