@@ -103,6 +103,40 @@ func LaneStreamConfig(lanes, replicas int) jetstream.StreamConfig {
 	}
 }
 
+// LaneCopy is how the lane stream stands: what it holds, and whether its
+// copy of ORDERFLOW_TRIGGERS is failing.
+type LaneCopy struct {
+	// Waiting counts the triggers in the lanes: copied, and not yet
+	// applied and acknowledged by a trigger processor.
+	Waiting uint64
+	// Err is the server's error for the copy, empty while it works. While
+	// there is one the server copies nothing and retries by itself (after
+	// a restart, for example, the copy can be refused with "stream not
+	// found" and retried after seconds to minutes): stored triggers wait.
+	Err string
+}
+
+// LaneCopyState reads the lane stream's state.
+func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	st, err := s.js.Stream(ctx, StreamTriggerLanes)
+	if err != nil {
+		return LaneCopy{}, fmt.Errorf("stream %s: %w", StreamTriggerLanes, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return LaneCopy{}, fmt.Errorf("stream %s info: %w", StreamTriggerLanes, err)
+	}
+	lc := LaneCopy{Waiting: info.State.Msgs}
+	for _, src := range info.Sources {
+		if src != nil && src.Error != nil {
+			lc.Err = src.Error.Error()
+		}
+	}
+	return lc, nil
+}
+
 // EnsureLanes creates or updates the lane stream, its consumers and the
 // dead-letter stream, and returns the lane consumers' names.
 func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, error) {

@@ -1,6 +1,7 @@
 package eventstore_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +69,38 @@ func TestEnsureLanesReplacesUnpinnedConsumers(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != "upgrade-1" {
 		t.Fatalf("waiting trigger after the upgrade: %v (%v)", got, msgs.Error())
+	}
+}
+
+// The lanes' copy of ORDERFLOW_TRIGGERS reports the server's error while
+// the copy fails (here: the trigger stream does not exist), and the lane
+// stream's waiting triggers.
+func TestLaneCopyStateReportsACopyError(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	ctx := ctxT(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, eventstore.LaneStreamConfig(2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := eventstore.Attach(ctx, nc, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lc eventstore.LaneCopy
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		lc, err = st.LaneCopyState(ctx)
+		return err == nil && lc.Err != ""
+	}, "the copy's error to show")
+	if lc.Waiting != 0 || !strings.Contains(lc.Err, "stream not found") {
+		t.Fatalf("LaneCopyState = %+v", lc)
 	}
 }

@@ -372,6 +372,16 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_owned Trigger lanes this process owns.\n# TYPE orderflow_trigger_lanes_owned gauge\norderflow_trigger_lanes_owned %d\n", a.proc.OwnedLanes())
 		fmt.Fprintf(w, "# HELP orderflow_triggers_recopied_total Stored triggers the trigger lanes skipped, found and published again by this process.\n# TYPE orderflow_triggers_recopied_total counter\norderflow_triggers_recopied_total %d\n", a.proc.Recopied())
 		fmt.Fprintf(w, "# HELP orderflow_triggers_handed_back_total Triggers handed back, not started, when this process gave a lane up.\n# TYPE orderflow_triggers_handed_back_total counter\norderflow_triggers_handed_back_total %d\n", a.proc.HandedBack())
+		// A copy error means stored triggers wait until the server's retry
+		// succeeds: alert when it lasts, or when waiting keeps growing.
+		if lc, err := a.store.LaneCopyState(r.Context()); err == nil {
+			copyErr := 0
+			if lc.Err != "" {
+				copyErr = 1
+			}
+			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_waiting Triggers in the lanes, not yet applied and acknowledged.\n# TYPE orderflow_trigger_lanes_waiting gauge\norderflow_trigger_lanes_waiting %d\n", lc.Waiting)
+			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copy_error 1 while the server reports an error copying stored triggers into the lanes.\n# TYPE orderflow_trigger_lanes_copy_error gauge\norderflow_trigger_lanes_copy_error %d\n", copyErr)
+		}
 	}
 }
 
