@@ -118,15 +118,9 @@ type LaneCopy struct {
 
 // LaneCopyState reads the lane stream's state.
 func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	st, err := s.js.Stream(ctx, StreamTriggerLanes)
+	info, err := s.streamInfo(ctx, StreamTriggerLanes)
 	if err != nil {
-		return LaneCopy{}, fmt.Errorf("stream %s: %w", StreamTriggerLanes, err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return LaneCopy{}, fmt.Errorf("stream %s info: %w", StreamTriggerLanes, err)
+		return LaneCopy{}, err
 	}
 	lc := LaneCopy{Waiting: info.State.Msgs}
 	for _, src := range info.Sources {

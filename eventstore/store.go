@@ -826,17 +826,26 @@ func decodeStored(stream, subject string, seq uint64, stored time.Time, data []b
 
 // LastSequence is the stream's last sequence (0 when empty).
 func (s *Store) LastSequence(ctx context.Context, stream string) (uint64, error) {
+	info, err := s.streamInfo(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// streamInfo asks the server for a stream's configuration and state.
+func (s *Store) streamInfo(ctx context.Context, stream string) (*jetstream.StreamInfo, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	st, err := s.js.Stream(ctx, stream)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s info: %w", stream, err)
+		return nil, fmt.Errorf("stream %s info: %w", stream, err)
 	}
-	return info.State.LastSeq, nil
+	return info, nil
 }
 
 // Attach opens a store on streams that already exist, without creating or
