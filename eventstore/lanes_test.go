@@ -79,11 +79,7 @@ func TestLaneCopyStateReportsACopyError(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
 	ctx := ctxT(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := eventstoretest.Connect(t, srv.ClientURL())
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

@@ -94,14 +94,17 @@ func newLaneFixture(t *testing.T, orders ...string) *laneFixture {
 	return &laneFixture{srv: srv, c: c, ctx: ctx, js: js}
 }
 
-// trigger publishes an order's trigger with msgID as its Nats-Msg-Id.
-func (f *laneFixture) trigger(t *testing.T, order, trigger, msgID string) {
+// trigger publishes an order's trigger with msgID as its Nats-Msg-Id and
+// returns its stream sequence.
+func (f *laneFixture) trigger(t *testing.T, order, trigger, msgID string) uint64 {
 	t.Helper()
 	m := nats.NewMsg(eventstore.TriggerSubject("default", order, trigger))
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
-	if _, err := f.js.PublishMsg(f.ctx, m); err != nil {
+	ack, err := f.js.PublishMsg(f.ctx, m)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return ack.Sequence
 }
 
 // skippingLanes makes a two-lane lane stream that copies the trigger
@@ -623,13 +626,7 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 	f := newLaneFixture(t, "o-skip")
 	var seqs []uint64
 	for i, tr := range WorkedExampleTriggers[:2] {
-		m := nats.NewMsg(eventstore.TriggerSubject("default", "o-skip", tr))
-		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("skip-%d", i))
-		ack, err := f.js.PublishMsg(f.ctx, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seqs = append(seqs, ack.Sequence)
+		seqs = append(seqs, f.trigger(t, "o-skip", tr, fmt.Sprintf("skip-%d", i)))
 	}
 	f.skippingLanes(t, seqs[1], 1)
 	logs := &eventstoretest.LogBuffer{}
@@ -648,11 +645,7 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 
 	// An auditor's account: every stored trigger answered, one for an
 	// unknown order a dead letter.
-	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-none", WorkedExampleTriggers[0]))
-	m.Header.Set(jetstream.MsgIDHeader, "skip-none")
-	if _, err := f.js.PublishMsg(f.ctx, m); err != nil {
-		t.Fatal(err)
-	}
+	f.trigger(t, "o-none", WorkedExampleTriggers[0], "skip-none")
 	var rep TriggerCheck
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
 		var err error
@@ -699,21 +692,11 @@ func TestLanesRecoveryLeavesDeadLettersAlone(t *testing.T) {
 func TestLanesRecoverAfterAProcessDiedRecovering(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t, "o-mid")
-	publish := func(order, trigger, msgID string) uint64 {
-		t.Helper()
-		m := nats.NewMsg(eventstore.TriggerSubject("default", order, trigger))
-		m.Header.Set(jetstream.MsgIDHeader, msgID)
-		ack, err := f.js.PublishMsg(f.ctx, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ack.Sequence
-	}
-	skipped := publish("o-mid", WorkedExampleTriggers[0], "mid-0")
+	skipped := f.trigger(t, "o-mid", WorkedExampleTriggers[0], "mid-0")
 	for i := range 3 { // another order's triggers, read by the process that died
-		publish("o-gone", WorkedExampleTriggers[i], fmt.Sprintf("gone-%d", i))
+		f.trigger(t, "o-gone", WorkedExampleTriggers[i], fmt.Sprintf("gone-%d", i))
 	}
-	later := publish("o-mid", WorkedExampleTriggers[1], "mid-1")
+	later := f.trigger(t, "o-mid", WorkedExampleTriggers[1], "mid-1")
 	lanes := f.skippingLanes(t, skipped+1, 4)
 	for seq := uint64(1); seq <= 3; seq++ { // processed by the process that died
 		if err := lanes.DeleteMsg(f.ctx, seq); err != nil {
