@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -25,12 +27,28 @@ import (
 // later triggers would take effect without them) or copied some twice
 // (harmless: the second copy is a duplicate).
 //
+// Why the two part (nats-server 2.15): the lane stream records how far it
+// copied in an index written every two minutes or so and at a clean stop.
+// After a kill that left it empty (every copied trigger applied), the
+// server resumes the copy from that index: a stale one makes it copy
+// again what came since (copies made twice); with none yet (a store
+// younger than the first write) it resumes by time, from the time of the
+// lane stream's last message, and so skips the triggers stored before
+// that time but not yet copied. With messages left in it, the server
+// finds its place in them and the copy stays whole.
+//
 // The check looks at the front: each lane message past the highest lane
 // sequence this process has seen. When the lane sequence falls behind
 // there, the triggers stored between the previous front and this one are
 // the candidates (at a process's first front, those from a little below
 // this lane sequence on: a copy that lost its place in a crash skips about
 // where the new process starts reading); recover looks each up.
+//
+// A process starts from the copy's last recorded change (copyMark), not
+// from a whole copy: each change (a skip recovered, a second copy) is
+// recorded once dealt with, so a later process neither looks again for
+// triggers that were recovered long ago nor warns again of copies made
+// twice before it started.
 //
 // Until recover is done, no trigger past the previous front starts
 // (nothing there has started yet: the front would have moved on it),
@@ -40,11 +58,13 @@ import (
 // whose copy does not come within wait goes on without it.
 type copyCheck struct {
 	log     *slog.Logger
-	recover func(from, to uint64) // candidates: ORDERFLOW_TRIGGERS sequences from..to
-	wait    time.Duration         // how long an order waits for its skipped trigger's copy
+	recover func(from, to uint64) bool      // candidates: ORDERFLOW_TRIGGERS sequences from..to; false: not all looked at
+	record  func(lane uint64, offset int64) // a change dealt with: from lane sequence lane on, offset holds
+	wait    time.Duration                   // how long an order waits for its skipped trigger's copy
 
 	mu      sync.Mutex
-	front   uint64            // highest lane sequence seen
+	judged  bool              // a front of this process's has been judged
+	front   uint64            // highest lane sequence seen (or restored)
 	source  uint64            // the trigger stream's sequence at front
 	offset  int64             // trigger sequence − lane sequence at front; 0 when the copy is whole
 	barrier uint64            // while recover runs: lane sequences from here on do not start (0: none)
@@ -159,6 +179,19 @@ func (c *copyCheck) logger() *slog.Logger {
 	return c.log
 }
 
+// restore starts the check from the copy's last recorded change: from
+// lane sequence lane on, a lane message copies the trigger stored at its
+// lane sequence + offset. Lane messages up to lane were judged when it was
+// recorded. It is called before the first observe.
+func (c *copyCheck) restore(lane uint64, offset int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if int64(lane)+offset < 0 {
+		return // not a mark this lane stream could have made
+	}
+	c.front, c.source, c.offset = lane, uint64(int64(lane)+offset), offset
+}
+
 // observe takes a lane message at lane sequence lane copying the trigger
 // stored at sequence source (0: not known).
 func (c *copyCheck) observe(lane, source uint64) {
@@ -170,13 +203,16 @@ func (c *copyCheck) observe(lane, source uint64) {
 	if lane <= c.front {
 		return
 	}
-	prevFront, prevSource, prevOffset := c.front, c.source, c.offset
+	prevFront, prevSource, prevOffset, first := c.front, c.source, c.offset, !c.judged
+	c.judged = true
 	c.front, c.source, c.offset = lane, source, int64(source)-int64(lane)
 	switch {
 	case c.offset > prevOffset:
 		from := prevSource + 1
-		if prevFront == 0 {
-			from = lane - min(lane-1, firstFrontLookback)
+		if first {
+			// What lies between the previous front and here was never
+			// seen by this process: look only near here.
+			from = max(from, uint64(max(1, int64(lane)+prevOffset-firstFrontLookback)))
 		}
 		c.logger().Warn("the trigger lanes are behind ORDERFLOW_TRIGGERS: looking for stored triggers they skipped",
 			"lane_sequence", lane, "trigger_sequence", source, "candidates_from", from)
@@ -188,17 +224,95 @@ func (c *copyCheck) observe(lane, source uint64) {
 				c.barrier = b
 			}
 			c.active.Store(true)
+			offset := c.offset
 			go func() {
-				c.recover(from, source-1)
+				done := c.recover(from, source-1)
 				c.mu.Lock()
-				defer c.mu.Unlock()
 				c.barrier = 0
 				c.lifted()
+				c.mu.Unlock()
+				// Recorded only once every candidate was looked at: a
+				// process that dies or fails while it recovers leaves the
+				// change for the next one to find.
+				if done && c.record != nil {
+					c.record(lane, offset)
+				}
 			}()
 		}
 	case c.offset < prevOffset:
 		c.logger().Warn("the trigger lanes copied triggers of ORDERFLOW_TRIGGERS twice (each takes effect once)",
 			"lane_sequence", lane, "trigger_sequence", source, "copied_twice", prevOffset-c.offset)
+		if c.record != nil {
+			go c.record(lane, c.offset)
+		}
+	}
+}
+
+// copyMark is the lane copy's last recorded change, kept in the
+// checkpoint bucket (eventstore.CheckpointBucket) for the processes that
+// start later. Like a read model's checkpoint it only saves work: without
+// one a process judges its first front against a whole copy, which at
+// worst looks again for skipped triggers that were recovered long ago.
+type copyMark struct {
+	// LanesCreated is when the lane stream was created: a mark of an
+	// earlier lane stream says nothing of this one.
+	LanesCreated time.Time `json:"lanes_created"`
+	Lane         uint64    `json:"lane_sequence"` // from this lane sequence on…
+	Offset       int64     `json:"offset"`        // …a lane message copies the trigger at its sequence + Offset
+}
+
+// copyMarkCheckpoint names the copy's mark in the checkpoint bucket.
+const copyMarkCheckpoint = "trigger-lanes-copy"
+
+// loadCopyMark reads the copy's mark, if there is one for this lane stream.
+func (p *Processor) loadCopyMark(ctx context.Context) (copyMark, bool, error) {
+	b, ok, err := p.cmds.Store.LoadCheckpoint(ctx, copyMarkCheckpoint)
+	if err != nil || !ok {
+		return copyMark{}, false, err
+	}
+	var m copyMark
+	if err := json.Unmarshal(b, &m); err != nil {
+		return copyMark{}, false, fmt.Errorf("checkpoint %s: %w", copyMarkCheckpoint, err)
+	}
+	return m, m.LanesCreated.Equal(p.lanesCreated), nil
+}
+
+// restoreCopyMark starts check from the copy's mark, and has it record
+// the changes it deals with.
+func (p *Processor) restoreCopyMark(ctx context.Context, js jetstream.JetStream, check *copyCheck) error {
+	lanes, err := js.Stream(ctx, eventstore.StreamTriggerLanes)
+	if err != nil {
+		return fmt.Errorf("lane stream: %w", err)
+	}
+	p.lanesCreated = lanes.CachedInfo().Created
+	check.record = p.recordCopyMark
+	m, ok, err := p.loadCopyMark(ctx)
+	switch {
+	case err != nil:
+		p.cfg.Logger.Warn("reading where the trigger lanes' copy stands (this process looks for skipped triggers as if it never changed)", "err", err)
+	case ok:
+		check.restore(m.Lane, m.Offset)
+	}
+	return nil
+}
+
+// recordCopyMark records a change in the copy this process dealt with,
+// unless a later one is recorded already.
+func (p *Processor) recordCopyMark(lane uint64, offset int64) {
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cur, ok, err := p.loadCopyMark(ctx)
+	if err == nil && ok && cur.Lane >= lane {
+		return
+	}
+	b, err := json.Marshal(copyMark{LanesCreated: p.lanesCreated, Lane: lane, Offset: offset})
+	if err == nil {
+		err = p.cmds.Store.SaveCheckpoint(ctx, copyMarkCheckpoint, b)
+	}
+	if err != nil {
+		p.cfg.Logger.Warn("recording where the trigger lanes' copy stands (the next process to start will look again)", "err", err)
 	}
 }
 
@@ -219,28 +333,31 @@ const recopyPrefix = "recopy-"
 // that the lanes do not hold and whose order has not seen its id: those
 // the copy skipped. A candidate that is in the lanes after all, or that
 // took effect, is left alone; publishing one again would only make a
-// duplicate.
-func (p *Processor) recoverSkipped(from, to uint64) {
-	if to < from || to-from > 10000 {
+// duplicate. It reports whether it looked at every candidate.
+func (p *Processor) recoverSkipped(from, to uint64) bool {
+	if to < from {
+		return true
+	}
+	if to-from > 10000 {
 		p.cfg.Logger.Error("the trigger lanes are behind ORDERFLOW_TRIGGERS by too many to look for; orderflow verify --triggers lists what is missing",
 			"from", from, "to", to)
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	js, err := jetstream.New(p.nc)
 	if err != nil {
-		return
+		return false
 	}
 	triggers, err := js.Stream(ctx, eventstore.StreamTriggers)
 	if err != nil {
 		p.cfg.Logger.Error("looking for skipped triggers", "err", err)
-		return
+		return false
 	}
 	lanes, err := js.Stream(ctx, eventstore.StreamTriggerLanes)
 	if err != nil {
 		p.cfg.Logger.Error("looking for skipped triggers", "err", err)
-		return
+		return false
 	}
 	var dead map[string]bool // tenant.orderId.triggerId of every dead letter, read when first needed
 	deadLetter := func(order, id string) (bool, error) {
@@ -252,11 +369,14 @@ func (p *Processor) recoverSkipped(from, to uint64) {
 		}
 		return dead[order+"."+id], nil
 	}
+	all := true
 	for seq := from; seq <= to; seq++ {
 		if err := p.recoverOne(ctx, js, triggers, lanes, seq, deadLetter); err != nil {
 			p.cfg.Logger.Error("looking for a skipped trigger; orderflow verify --triggers lists what is missing", "trigger_sequence", seq, "err", err)
+			all = false
 		}
 	}
+	return all
 }
 
 func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, triggers, lanes jetstream.Stream, seq uint64,

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -107,6 +108,9 @@ type Processor struct {
 	router  *message.Router
 	members *members
 	lanes   *laneSubscriber
+
+	lanesCreated time.Time  // the lane stream's creation, which a copyMark names
+	markMu       sync.Mutex // one recordCopyMark at a time
 
 	// beforeApply, when set (tests), runs before a trigger is applied; an
 	// error it returns fails the attempt as a transient error would.
@@ -245,7 +249,7 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 		return nil, fmt.Errorf("trigger processor: connect: %w", err)
 	}
 	p := &Processor{cfg: cfg, cmds: cmds, nc: nc, members: newMembers(nc, cfg.Heartbeat)}
-	if err := p.build(lanes); err != nil {
+	if err := p.build(ctx, lanes); err != nil {
 		nc.Close()
 		return nil, err
 	}
@@ -256,7 +260,7 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 	return p, nil
 }
 
-func (p *Processor) build(lanes []string) error {
+func (p *Processor) build(ctx context.Context, lanes []string) error {
 	// Watermill logs every message at info; orderflow keeps that at debug.
 	plog := p.cfg.Logger.With("component", "trigger-processor")
 	wlog := watermill.NewSlogLoggerWithLevelMapping(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
@@ -270,6 +274,9 @@ func (p *Processor) build(lanes []string) error {
 	}
 	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
 	sub.log, sub.copies.log, sub.copies.recover, sub.copies.wait = plog, plog, p.recoverSkipped, 2*p.cfg.AckWait
+	if err := p.restoreCopyMark(ctx, js, &sub.copies); err != nil {
+		return fmt.Errorf("trigger processor: %w", err)
+	}
 	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
 		Conn:   p.nc,
 		Logger: wlog,

@@ -657,6 +657,37 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 	}
 }
 
+// A processor records the copy's change it dealt with; the next one to
+// start judges the lanes against that record, so it neither looks for
+// skipped triggers again nor logs that the lanes are behind.
+func TestLanesRecordWhereTheCopyStands(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-mark")
+	var seqs []uint64
+	for i, tr := range WorkedExampleTriggers[:2] {
+		seqs = append(seqs, f.trigger(t, "o-mark", tr, fmt.Sprintf("mark-%d", i)))
+	}
+	f.skippingLanes(t, seqs[1], 1)
+	first := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet}, nil)
+	f.waitAdvanced(t, "o-mark", "mark-0", "mark-1")
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		m, ok, err := first.loadCopyMark(f.ctx)
+		return err == nil && ok && m.Offset == 1
+	}, "the copy's change recorded")
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	f.trigger(t, "o-mark", WorkedExampleTriggers[2], "mark-2")
+	logs := &eventstoretest.LogBuffer{}
+	next := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
+	defer next.Close()
+	f.waitAdvanced(t, "o-mark", "mark-0", "mark-1", "mark-2")
+	if next.Recopied() != 0 || strings.Contains(logs.String(), "level=WARN") || strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("Recopied = %d; log:\n%s", next.Recopied(), logs.String())
+	}
+}
+
 // A trigger that was put aside as a dead letter (an unreadable body) is
 // not in the lanes and not in its order's history; looking for skipped
 // triggers must not take it for one and publish it again.
