@@ -301,7 +301,10 @@ func (p *Processor) restoreCopyMark(ctx context.Context, js jetstream.JetStream,
 func (p *Processor) recordCopyMark(lane uint64, offset int64) {
 	p.markMu.Lock()
 	defer p.markMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	if p.marks.Err() != nil {
+		return // closed: the next process to start looks again
+	}
+	ctx, cancel := context.WithTimeout(p.marks, time.Minute)
 	defer cancel()
 	cur, ok, err := p.loadCopyMark(ctx)
 	if err == nil && ok && cur.Lane >= lane {

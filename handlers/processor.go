@@ -109,8 +109,10 @@ type Processor struct {
 	members *members
 	lanes   *laneSubscriber
 
-	lanesCreated time.Time  // the lane stream's creation, which a copyMark names
-	markMu       sync.Mutex // one recordCopyMark at a time
+	lanesCreated time.Time          // the lane stream's creation, which a copyMark names
+	markMu       sync.Mutex         // one recordCopyMark at a time
+	marks        context.Context    // ends at Close: no copyMark is recorded after
+	stopMarks    context.CancelFunc // ends marks
 
 	// beforeApply, when set (tests), runs before a trigger is applied; an
 	// error it returns fails the attempt as a transient error would.
@@ -249,6 +251,7 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 		return nil, fmt.Errorf("trigger processor: connect: %w", err)
 	}
 	p := &Processor{cfg: cfg, cmds: cmds, nc: nc, members: newMembers(nc, cfg.Heartbeat)}
+	p.marks, p.stopMarks = context.WithCancel(context.Background())
 	if err := p.build(ctx, lanes); err != nil {
 		nc.Close()
 		return nil, err
@@ -334,6 +337,9 @@ func (p *Processor) Close() error {
 	p.members.close(ctx)
 	cancel()
 	err := p.router.Close()
+	p.stopMarks()
+	p.markMu.Lock() // a copyMark being recorded ends
+	p.markMu.Unlock()
 	p.nc.Close()
 	return err
 }
