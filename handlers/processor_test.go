@@ -125,6 +125,19 @@ func (f *laneFixture) skippingLanes(t *testing.T, from uint64, n uint64) jetstre
 	return lanes
 }
 
+// skipFirstOfTwo publishes order's first two triggers (Nats-Msg-Ids
+// prefix-0, prefix-1) and makes lanes that copy only the second, and
+// returns their stream sequences.
+func (f *laneFixture) skipFirstOfTwo(t *testing.T, order, prefix string) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	for i, tr := range WorkedExampleTriggers[:2] {
+		seqs = append(seqs, f.trigger(t, order, tr, fmt.Sprintf("%s-%d", prefix, i)))
+	}
+	f.skippingLanes(t, seqs[1], 1)
+	return seqs
+}
+
 // waitAdvanced waits until order has answered as many triggers as ids,
 // and checks that each advanced it, in the order of ids.
 func (f *laneFixture) waitAdvanced(t *testing.T, order string, ids ...string) {
@@ -624,11 +637,7 @@ func TestTriggerWithoutIDIsNamedByItsStoredSequence(t *testing.T) {
 func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t, "o-skip")
-	var seqs []uint64
-	for i, tr := range WorkedExampleTriggers[:2] {
-		seqs = append(seqs, f.trigger(t, "o-skip", tr, fmt.Sprintf("skip-%d", i)))
-	}
-	f.skippingLanes(t, seqs[1], 1)
+	seqs := f.skipFirstOfTwo(t, "o-skip", "skip")
 	logs := &eventstoretest.LogBuffer{}
 	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
 	defer p.Close()
@@ -663,11 +672,7 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 func TestLanesRecordWhereTheCopyStands(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t, "o-mark")
-	var seqs []uint64
-	for i, tr := range WorkedExampleTriggers[:2] {
-		seqs = append(seqs, f.trigger(t, "o-mark", tr, fmt.Sprintf("mark-%d", i)))
-	}
-	f.skippingLanes(t, seqs[1], 1)
+	f.skipFirstOfTwo(t, "o-mark", "mark")
 	first := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet}, nil)
 	f.waitAdvanced(t, "o-mark", "mark-0", "mark-1")
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
