@@ -153,6 +153,14 @@ func (p *Processor) HandedBack() uint64 { return p.lanes.handedBack.Load() }
 const (
 	mdSubject   = "subject"
 	mdStreamSeq = "stream_seq"
+	// mdDeadLetterID becomes the dead letter's Nats-Msg-Id: it names the
+	// stored trigger ("deadletter-<N>", N its ORDERFLOW_TRIGGERS
+	// sequence), so a trigger delivered again (a crash before its
+	// acknowledgement) or copied into the lanes again (after a crash of
+	// the server) is put aside once, within the dead-letter stream's
+	// duplicate window. A trigger sent again by deadletters retry is a new
+	// stored trigger, and is put aside anew if it fails again.
+	mdDeadLetterID = jetstream.MsgIDHeader
 )
 
 // triggerMessage turns a lane message, at stream sequence seq (0 when
@@ -177,6 +185,12 @@ func triggerMessage(m jetstream.Msg, seq uint64) *message.Message {
 	id := pickTriggerID("", h.Get(jetstream.MsgIDHeader), source) // the body's trigger_id, if any, wins in handle
 	if id == "" && seq != 0 {
 		id = "lane-seq-" + md[mdStreamSeq] // not copied from ORDERFLOW_TRIGGERS: the lane's own number is all there is
+	}
+	switch {
+	case source != 0:
+		md[mdDeadLetterID] = "deadletter-" + strconv.FormatUint(source, 10)
+	case seq != 0:
+		md[mdDeadLetterID] = "deadletter-lane-" + md[mdStreamSeq]
 	}
 	wm := message.NewMessage(id, m.Data())
 	wm.Metadata = md

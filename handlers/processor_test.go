@@ -693,6 +693,47 @@ func TestLanesRecordWhereTheCopyStands(t *testing.T) {
 	}
 }
 
+// A stored trigger that cannot be processed is put aside once, though the
+// lanes copy it again (as after a crash of the server) and it is read a
+// second time.
+func TestDeadLetterOncePerStoredTrigger(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t)
+	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-bad", WorkedExampleTriggers[0]))
+	m.Header.Set(jetstream.MsgIDHeader, "bad-0")
+	m.Data = []byte("{not json")
+	ack, err := f.js.PublishMsg(f.ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadLetters := func() int {
+		dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(dls)
+	}
+	first := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	eventstoretest.Eventually(t, 30*time.Second, func() bool { return deadLetters() == 1 }, "the trigger put aside")
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := f.js.DeleteStream(f.ctx, eventstore.StreamTriggerLanes); err != nil {
+		t.Fatal(err)
+	}
+	lanes := f.skippingLanes(t, ack.Sequence, 1) // the same stored trigger, copied again
+	next := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	defer next.Close()
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		info, err := lanes.Info(f.ctx)
+		return err == nil && info.State.Msgs == 0
+	}, "the copy read and acknowledged")
+	if n := deadLetters(); n != 1 {
+		t.Fatalf("%d dead letters, want 1", n)
+	}
+}
+
 // A trigger that was put aside as a dead letter (an unreadable body) is
 // not in the lanes and not in its order's history; looking for skipped
 // triggers must not take it for one and publish it again.
