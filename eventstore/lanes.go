@@ -47,6 +47,13 @@ const (
 	ProcessorsSubject = SubjectRoot + "._processors"
 )
 
+// deadLetterDuplicates is the least time the dead-letter stream remembers
+// a dead letter's Nats-Msg-Id (the stored trigger it puts aside): longer
+// than a redelivery takes, and than the 2 to 2.5 minutes of triggers the
+// server copies into the lanes again after a crash. Dead letters are few,
+// so remembering them longer costs next to nothing.
+const deadLetterDuplicates = 10 * time.Minute
+
 // LaneConfig sets up the trigger lanes.
 type LaneConfig struct {
 	Lanes   int           // number of lanes; default 8
@@ -156,7 +163,7 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 		Subjects:    []string{DeadLetterSubject},
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.cfg.Replicas,
-		Duplicates:  s.cfg.DuplicateWindow,
+		Duplicates:  max(s.cfg.DuplicateWindow, deadLetterDuplicates),
 		DenyDelete:  true,
 		DenyPurge:   true,
 	}); err != nil {

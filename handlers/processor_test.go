@@ -695,7 +695,7 @@ func TestLanesRecordWhereTheCopyStands(t *testing.T) {
 
 // A stored trigger that cannot be processed is put aside once, though the
 // lanes copy it again (as after a crash of the server) and it is read a
-// second time.
+// second time; the dead-letter stream remembers its id long enough.
 func TestDeadLetterOncePerStoredTrigger(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t)
@@ -731,6 +731,14 @@ func TestDeadLetterOncePerStoredTrigger(t *testing.T) {
 	}, "the copy read and acknowledged")
 	if n := deadLetters(); n != 1 {
 		t.Fatalf("%d dead letters, want 1", n)
+	}
+	// Longer than the server's copy reaches back after a crash.
+	dl, err := f.js.Stream(f.ctx, eventstore.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := dl.CachedInfo().Config.Duplicates; w < 10*time.Minute {
+		t.Fatalf("the dead-letter stream remembers ids for %v, want at least 10 minutes", w)
 	}
 }
 
