@@ -98,8 +98,21 @@ func newLaneFixture(t *testing.T, orders ...string) *laneFixture {
 // returns its stream sequence.
 func (f *laneFixture) trigger(t *testing.T, order, trigger, msgID string) uint64 {
 	t.Helper()
+	return f.triggerWithBody(t, order, trigger, msgID, nil)
+}
+
+// unreadableTrigger publishes an order's first trigger with a body that
+// is not JSON, and returns its stream sequence.
+func (f *laneFixture) unreadableTrigger(t *testing.T, order, msgID string) uint64 {
+	t.Helper()
+	return f.triggerWithBody(t, order, WorkedExampleTriggers[0], msgID, []byte("{not json"))
+}
+
+func (f *laneFixture) triggerWithBody(t *testing.T, order, trigger, msgID string, body []byte) uint64 {
+	t.Helper()
 	m := nats.NewMsg(eventstore.TriggerSubject("default", order, trigger))
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	m.Data = body
 	ack, err := f.js.PublishMsg(f.ctx, m)
 	if err != nil {
 		t.Fatal(err)
@@ -699,13 +712,7 @@ func TestLanesRecordWhereTheCopyStands(t *testing.T) {
 func TestDeadLetterOncePerStoredTrigger(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t)
-	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-bad", WorkedExampleTriggers[0]))
-	m.Header.Set(jetstream.MsgIDHeader, "bad-0")
-	m.Data = []byte("{not json")
-	ack, err := f.js.PublishMsg(f.ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seq := f.unreadableTrigger(t, "o-bad", "bad-0")
 	deadLetters := func() int {
 		dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
 		if err != nil {
@@ -722,7 +729,7 @@ func TestDeadLetterOncePerStoredTrigger(t *testing.T) {
 	if err := f.js.DeleteStream(f.ctx, eventstore.StreamTriggerLanes); err != nil {
 		t.Fatal(err)
 	}
-	lanes := f.skippingLanes(t, ack.Sequence, 1) // the same stored trigger, copied again
+	lanes := f.skippingLanes(t, seq, 1) // the same stored trigger, copied again
 	next := startProcessor(t, f.c, f.srv.ClientURL(), nil)
 	defer next.Close()
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
@@ -751,18 +758,12 @@ func TestLanesRecoveryLeavesDeadLettersAlone(t *testing.T) {
 	logs := &eventstoretest.LogBuffer{}
 	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
 	defer p.Close()
-	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-dead", WorkedExampleTriggers[0]))
-	m.Header.Set(jetstream.MsgIDHeader, "dead-0")
-	m.Data = []byte("{not json")
-	ack, err := f.js.PublishMsg(f.ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seq := f.unreadableTrigger(t, "o-dead", "dead-0")
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
 		dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
 		return err == nil && len(dls) == 1 && dls[0].TriggerID == "dead-0"
 	}, "the unreadable trigger put aside")
-	p.recoverSkipped(ack.Sequence, ack.Sequence)
+	p.recoverSkipped(seq, seq)
 	if p.Recopied() != 0 || strings.Contains(logs.String(), "level=ERROR") {
 		t.Fatalf("Recopied = %d; log:\n%s", p.Recopied(), logs.String())
 	}
