@@ -40,7 +40,7 @@ func (s *Store) startIndex(ctx context.Context, stream string) (*seqIndex, error
 			return
 		}
 		idx.add(m.Subject(), meta.Sequence.Stream)
-	})
+	}, orderedHeartbeat)
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", stream, err)
 	}

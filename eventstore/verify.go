@@ -61,7 +61,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, fn func(StoredMsg
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", stream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024), orderedHeartbeat)
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", stream, err)
 	}
