@@ -121,6 +121,13 @@ type LaneCopy struct {
 	// a restart, for example, the copy can be refused with "stream not
 	// found" and retried after seconds to minutes): stored triggers wait.
 	Err string
+	// Idle is how long the lane stream has not heard from its copy
+	// (copied triggers, or the server's heartbeat about every second), or
+	// -1 while it never has. Above a few seconds the copy has stalled
+	// without an error: when the cluster node that led ORDERFLOW_TRIGGERS
+	// stops, nats-server notices the copy is gone and sets it up again
+	// only after 10 to 20 seconds; stored triggers wait meanwhile.
+	Idle time.Duration
 }
 
 // LaneCopyState reads the lane stream's state.
@@ -129,10 +136,16 @@ func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
 	if err != nil {
 		return LaneCopy{}, err
 	}
-	lc := LaneCopy{Waiting: info.State.Msgs}
+	lc := LaneCopy{Waiting: info.State.Msgs, Idle: -1}
 	for _, src := range info.Sources {
-		if src != nil && src.Error != nil {
+		if src == nil {
+			continue
+		}
+		if src.Error != nil {
 			lc.Err = src.Error.Error()
+		}
+		if src.Active >= 0 {
+			lc.Idle = src.Active
 		}
 	}
 	return lc, nil

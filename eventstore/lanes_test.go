@@ -96,7 +96,33 @@ func TestLaneCopyStateReportsACopyError(t *testing.T) {
 		lc, err = st.LaneCopyState(ctx)
 		return err == nil && lc.Err != ""
 	}, "the copy's error to show")
-	if lc.Waiting != 0 || !strings.Contains(lc.Err, "stream not found") {
+	if lc.Waiting != 0 || !strings.Contains(lc.Err, "stream not found") || lc.Idle != -1 {
+		t.Fatalf("LaneCopyState = %+v", lc)
+	}
+}
+
+// A working copy: the copied trigger waits in the lanes, there is no
+// error, and the lane stream has heard from the copy.
+func TestLaneCopyStateOfAWorkingCopy(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	ctx := ctxT(t)
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 2}); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-state", "picked_up"))
+	m.Header.Set(jetstream.MsgIDHeader, "state-1")
+	if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	var lc eventstore.LaneCopy
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		var err error
+		lc, err = st.LaneCopyState(ctx)
+		return err == nil && lc.Waiting == 1
+	}, "the trigger copied into the lanes")
+	if lc.Err != "" || lc.Idle < 0 {
 		t.Fatalf("LaneCopyState = %+v", lc)
 	}
 }

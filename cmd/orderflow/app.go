@@ -381,6 +381,11 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 			}
 			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_waiting Triggers in the lanes, not yet applied and acknowledged.\n# TYPE orderflow_trigger_lanes_waiting gauge\norderflow_trigger_lanes_waiting %d\n", lc.Waiting)
 			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copy_error 1 while the server reports an error copying stored triggers into the lanes.\n# TYPE orderflow_trigger_lanes_copy_error gauge\norderflow_trigger_lanes_copy_error %d\n", copyErr)
+			idle := -1.0
+			if lc.Idle >= 0 {
+				idle = lc.Idle.Seconds()
+			}
+			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copy_idle_seconds Seconds since the lanes last heard from their copy of the stored triggers (about every second while it works; -1: never).\n# TYPE orderflow_trigger_lanes_copy_idle_seconds gauge\norderflow_trigger_lanes_copy_idle_seconds %g\n", idle)
 		}
 	}
 }
