@@ -32,8 +32,8 @@ func (s *Subscription) Stop() {
 // it is still there. The client takes two missed heartbeats for a consumer
 // gone (its server stopped, say) and recreates it from where it stood. With
 // nats.go's default of 5 s, read models stood still for 10 to 20 s after a
-// cluster node stopped; this is the least nats.go allows but for 500 ms,
-// at the cost of one small message a second per idle subscription.
+// cluster node stopped. nats.go allows down to 500 ms; one second costs one
+// small message a second per idle subscription.
 const orderedHeartbeat = jetstream.PullHeartbeat(time.Second)
 
 // Subscribe delivers the events of stream matching filters (all when none)
