@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -128,6 +129,40 @@ type LaneCopy struct {
 	// stops, nats-server notices the copy is gone and sets it up again
 	// only after 10 to 20 seconds; stored triggers wait meanwhile.
 	Idle time.Duration
+}
+
+// RestartLaneCopy asks the lane stream's leader to step down, so that the
+// next leader sets the copy of ORDERFLOW_TRIGGERS up at once: for a copy
+// stalled without an error (see LaneCopy.Idle), which nats-server would
+// set up again itself only at its next check, 10 to 20 seconds on. With
+// one replica there is no other leader, and it does nothing.
+func (s *Store) RestartLaneCopy(ctx context.Context) error {
+	if s.cfg.Replicas <= 1 {
+		return nil
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+StreamTriggerLanes, nil)
+	if err != nil {
+		return fmt.Errorf("lane stream leader step-down: %w", err)
+	}
+	var r struct {
+		Success bool `json:"success"`
+		Error   *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return fmt.Errorf("lane stream leader step-down: %w", err)
+	}
+	if !r.Success {
+		desc := "refused"
+		if r.Error != nil {
+			desc = r.Error.Description
+		}
+		return fmt.Errorf("lane stream leader step-down: %s", desc)
+	}
+	return nil
 }
 
 // LaneCopyState reads the lane stream's state.

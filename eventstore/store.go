@@ -250,6 +250,9 @@ func (s *Store) JetStream() jetstream.JetStream { return s.js }
 // Conn is the store's NATS connection.
 func (s *Store) Conn() *nats.Conn { return s.nc }
 
+// Replicas is the replica count the store gives its streams.
+func (s *Store) Replicas() int { return s.cfg.Replicas }
+
 // withTimeout applies the default timeout only when the caller set none.
 func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {

@@ -301,10 +301,10 @@ func (p *Processor) restoreCopyMark(ctx context.Context, js jetstream.JetStream,
 func (p *Processor) recordCopyMark(lane uint64, offset int64) {
 	p.markMu.Lock()
 	defer p.markMu.Unlock()
-	if p.marks.Err() != nil {
+	if p.closing.Err() != nil {
 		return // closed: the next process to start looks again
 	}
-	ctx, cancel := context.WithTimeout(p.marks, time.Minute)
+	ctx, cancel := context.WithTimeout(p.closing, time.Minute)
 	defer cancel()
 	cur, ok, err := p.loadCopyMark(ctx)
 	if err == nil && ok && cur.Lane >= lane {
@@ -316,6 +316,49 @@ func (p *Processor) recordCopyMark(lane uint64, offset int64) {
 	}
 	if err != nil {
 		p.cfg.Logger.Warn("recording where the trigger lanes' copy stands (the next process to start will look again)", "err", err)
+	}
+}
+
+// copyStallAfter is how long the lanes' copy of ORDERFLOW_TRIGGERS may be
+// silent before watchCopy has it set up again. A working copy hears the
+// server's heartbeat every second.
+const copyStallAfter = 3 * time.Second
+
+// watchCopy looks at the lanes' copy every second, in the process that
+// owns lane 0 (one process, so one restart), on a cluster, and has a copy
+// silent for copyStallAfter set up again. When the node leading
+// ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone with it,
+// the copy reports no error, and nats-server sets it up again only at its
+// next check, 10 to 20 s later; stored triggers wait meanwhile.
+func (p *Processor) watchCopy() {
+	defer p.watching.Done()
+	if p.cmds.Store.Replicas() <= 1 {
+		return // one server: the copy and its source live and die together
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var restarted time.Time
+	for {
+		select {
+		case <-p.closing.Done():
+			return
+		case <-tick.C:
+		}
+		if !p.members.owns(0) || time.Since(restarted) < 2*copyStallAfter {
+			continue
+		}
+		lc, err := p.cmds.Store.LaneCopyState(p.closing)
+		if err != nil || lc.Idle < copyStallAfter {
+			continue
+		}
+		restarted = time.Now()
+		p.cfg.Logger.Warn("the trigger lanes' copy of ORDERFLOW_TRIGGERS is silent: asking the lane stream's leader to step down, so that the copy is set up again",
+			"silent_for", lc.Idle.Round(time.Millisecond))
+		if err := p.cmds.Store.RestartLaneCopy(p.closing); err != nil {
+			p.cfg.Logger.Warn("restarting the trigger lanes' copy", "err", err)
+			continue
+		}
+		p.copyRestarts.Add(1)
 	}
 }
 

@@ -111,8 +111,10 @@ type Processor struct {
 
 	lanesCreated time.Time          // the lane stream's creation, which a copyMark names
 	markMu       sync.Mutex         // one recordCopyMark at a time
-	marks        context.Context    // ends at Close: no copyMark is recorded after
-	stopMarks    context.CancelFunc // ends marks
+	closing      context.Context    // ends at Close: no copyMark is recorded after, watchCopy stops
+	endClosing   context.CancelFunc // ends closing
+	watching     sync.WaitGroup     // watchCopy
+	copyRestarts atomic.Uint64      // stalled copies set up again (watchCopy)
 
 	// beforeApply, when set (tests), runs before a trigger is applied; an
 	// error it returns fails the attempt as a transient error would.
@@ -143,6 +145,10 @@ func (p *Processor) OwnedLanes() int {
 // processor found the lane stream had skipped, and published again (see
 // copyCheck).
 func (p *Processor) Recopied() uint64 { return p.lanes.copies.recopied.Load() }
+
+// CopyRestarts is how many times this processor found the lanes' copy of
+// ORDERFLOW_TRIGGERS stalled and had it set up again (see watchCopy).
+func (p *Processor) CopyRestarts() uint64 { return p.copyRestarts.Load() }
 
 // HandedBack is how many triggers this processor has handed back, not
 // started, when it gave a lane up.
@@ -265,7 +271,7 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 		return nil, fmt.Errorf("trigger processor: connect: %w", err)
 	}
 	p := &Processor{cfg: cfg, cmds: cmds, nc: nc, members: newMembers(nc, cfg.Heartbeat)}
-	p.marks, p.stopMarks = context.WithCancel(context.Background())
+	p.closing, p.endClosing = context.WithCancel(context.Background())
 	if err := p.build(ctx, lanes); err != nil {
 		nc.Close()
 		return nil, err
@@ -274,6 +280,8 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 		nc.Close()
 		return nil, fmt.Errorf("trigger processor: %w", err)
 	}
+	p.watching.Add(1)
+	go p.watchCopy()
 	return p, nil
 }
 
@@ -351,7 +359,8 @@ func (p *Processor) Close() error {
 	p.members.close(ctx)
 	cancel()
 	err := p.router.Close()
-	p.stopMarks()
+	p.endClosing()
+	p.watching.Wait()
 	p.markMu.Lock() // a copyMark being recorded ends
 	p.markMu.Unlock()
 	p.nc.Close()

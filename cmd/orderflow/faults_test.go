@@ -266,3 +266,69 @@ func TestNATSReconnect(t *testing.T) {
 	feeder.wait(t)
 	checkExactlyOnce(t, c, orders)
 }
+
+// On a cluster the node leading ORDERFLOW_TRIGGERS stops. The lanes' copy
+// loses its source there without reporting an error, and nats-server
+// would set it up again only at its next check (10 to 20 s on); the
+// processor finds the copy silent and has it set up again at once (a
+// step-down of the lane stream's leader), and the order's next trigger
+// takes effect.
+func TestClusterCopyRestartsWhenItsSourceGoes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster")
+	}
+	cl := eventstoretest.StartCluster(t, 3)
+	app := clusterApp(t, cl)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	order := placeOrders(t, c, "source", 1)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	js := app.store.JetStream()
+	leader := func(stream string) string {
+		st, err := js.Stream(ctx, stream)
+		if err != nil || st.CachedInfo().Cluster == nil {
+			return ""
+		}
+		return st.CachedInfo().Cluster.Leader
+	}
+	// The copy's source lives with the ORDERFLOW_TRIGGERS leader. The lane
+	// stream's leader must be another node: one that stops with it is
+	// succeeded by a leader that sets the copy up anyway.
+	var stepped time.Time
+	eventstoretest.Eventually(t, time.Minute, func() bool {
+		tl, ll := leader(eventstore.StreamTriggers), leader(eventstore.StreamTriggerLanes)
+		if tl != "" && ll != "" && tl != ll {
+			return true
+		}
+		if ll != "" && time.Since(stepped) > 2*time.Second { // give the election time
+			stepped = time.Now()
+			_ = app.store.RestartLaneCopy(ctx)
+		}
+		return false
+	}, "the trigger and lane streams led from different nodes")
+	publish := func(k int) {
+		m := nats.NewMsg(eventstore.TriggerSubject("default", order, handlers.WorkedExampleTriggers[k]))
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-t%d", order, k))
+		eventstoretest.Eventually(t, time.Minute, func() bool {
+			actx, cancel := context.WithTimeout(ctx, 2*time.Second) // an attempt during an election may go unanswered
+			defer cancel()
+			_, err := js.PublishMsg(actx, m)
+			return err == nil
+		}, "the trigger stored")
+	}
+	publish(0)
+	waitOrder(t, c, order, func(o map[string]any) bool { return o["version"] == 2.0 }, "the first trigger")
+
+	gone := leader(eventstore.StreamTriggers)
+	for i, s := range cl.Servers {
+		if s.NATS().Name() == gone {
+			cl.Stop(i)
+		}
+	}
+	publish(1)
+	waitOrder(t, c, order, func(o map[string]any) bool { return o["version"] == 3.0 }, "the second trigger")
+	if app.proc.CopyRestarts() == 0 {
+		t.Fatal("the second trigger took effect without the processor restarting the copy: the server set it up by itself")
+	}
+}
