@@ -295,18 +295,30 @@ func TestClusterCopyRestartsWhenItsSourceGoes(t *testing.T) {
 	// The copy's source lives with the ORDERFLOW_TRIGGERS leader. The lane
 	// stream's leader must be another node: one that stops with it is
 	// succeeded by a leader that sets the copy up anyway.
-	var stepped time.Time
-	eventstoretest.Eventually(t, time.Minute, func() bool {
+	var attempts []string
+	for deadline := time.Now().Add(2 * time.Minute); ; {
 		tl, ll := leader(eventstore.StreamTriggers), leader(eventstore.StreamTriggerLanes)
 		if tl != "" && ll != "" && tl != ll {
-			return true
+			break
 		}
-		if ll != "" && time.Since(stepped) > 2*time.Second { // give the election time
-			stepped = time.Now()
-			_ = app.store.RestartLaneCopy(ctx)
+		if time.Now().After(deadline) {
+			t.Fatalf("the trigger and lane streams are not led from different nodes: %q", attempts)
 		}
-		return false
-	}, "the trigger and lane streams led from different nodes")
+		if ll == "" {
+			time.Sleep(50 * time.Millisecond) // an election
+			continue
+		}
+		err := app.store.RestartLaneCopy(ctx)
+		attempts = append(attempts, fmt.Sprintf("triggers led by %q, lanes by %q: step-down: %v", tl, ll, err))
+		if err != nil {
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		eventstoretest.Eventually(t, 30*time.Second, func() bool {
+			now := leader(eventstore.StreamTriggerLanes)
+			return now != "" && now != ll
+		}, "the lane stream's next leader")
+	}
 	publish := func(k int) {
 		m := nats.NewMsg(eventstore.TriggerSubject("default", order, handlers.WorkedExampleTriggers[k]))
 		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-t%d", order, k))
@@ -320,7 +332,7 @@ func TestClusterCopyRestartsWhenItsSourceGoes(t *testing.T) {
 	publish(0)
 	waitOrder(t, c, order, func(o map[string]any) bool { return o["version"] == 2.0 }, "the first trigger")
 
-	gone := leader(eventstore.StreamTriggers)
+	gone, restarts := leader(eventstore.StreamTriggers), app.proc.CopyRestarts()
 	for i, s := range cl.Servers {
 		if s.NATS().Name() == gone {
 			cl.Stop(i)
@@ -328,7 +340,7 @@ func TestClusterCopyRestartsWhenItsSourceGoes(t *testing.T) {
 	}
 	publish(1)
 	waitOrder(t, c, order, func(o map[string]any) bool { return o["version"] == 3.0 }, "the second trigger")
-	if app.proc.CopyRestarts() == 0 {
+	if app.proc.CopyRestarts() == restarts {
 		t.Fatal("the second trigger took effect without the processor restarting the copy: the server set it up by itself")
 	}
 }
