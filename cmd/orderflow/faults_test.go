@@ -199,17 +199,24 @@ func clusterApp(t *testing.T, cl *eventstoretest.Cluster) *App {
 	return startApp(t, cfg)
 }
 
+// clusterWithOrders starts three embedded NATS servers and an App on them
+// (replicas=3), seeds the worked example and places n orders.
+func clusterWithOrders(t *testing.T, prefix string, n int) (*eventstoretest.Cluster, *App, *httpClient, []string) {
+	t.Helper()
+	cl := eventstoretest.StartCluster(t, 3)
+	app := clusterApp(t, cl)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	return cl, app, c, placeOrders(t, c, prefix, n)
+}
+
 // Three embedded NATS servers with replicas=3; one stops under load and
 // comes back: nothing is lost or doubled.
 func TestClusterNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster")
 	}
-	cl := eventstoretest.StartCluster(t, 3)
-	app := clusterApp(t, cl)
-	c := newClient(t, app)
-	seedWorkedExample(t, c)
-	orders := placeOrders(t, c, "node", 40)
+	cl, _, c, orders := clusterWithOrders(t, "node", 40)
 	feeder := feedTriggers(t, cl.URLs(), orders)
 	feeder.waitAcked(t, feeder.total/3)
 	cl.Stop(0)
@@ -277,11 +284,8 @@ func TestClusterCopyRestartsWhenItsSourceGoes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster")
 	}
-	cl := eventstoretest.StartCluster(t, 3)
-	app := clusterApp(t, cl)
-	c := newClient(t, app)
-	seedWorkedExample(t, c)
-	order := placeOrders(t, c, "source", 1)[0]
+	cl, app, c, orders := clusterWithOrders(t, "source", 1)
+	order := orders[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	js := app.store.JetStream()
