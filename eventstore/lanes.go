@@ -129,6 +129,62 @@ type LaneCopy struct {
 	// stops, nats-server notices the copy is gone and sets it up again
 	// only after 10 to 20 seconds; stored triggers wait meanwhile.
 	Idle time.Duration
+	// Copied is the ORDERFLOW_TRIGGERS sequence of the last trigger the
+	// copy stored in the lanes (0: none yet, or not known).
+	Copied uint64
+	// ResumeAt is where the copy starts again should the server lose its
+	// place (see SetLaneCopyResume); 0 while never set.
+	ResumeAt uint64
+	// Clustered: the lane stream lives on a clustered server, where
+	// SetLaneCopyResume is refused.
+	Clustered bool
+}
+
+// ErrResumeOnCluster refuses SetLaneCopyResume on a clustered server.
+var ErrResumeOnCluster = errors.New("lane stream on a cluster: the copy's resume point is not set there")
+
+// SetLaneCopyResume makes seq the ORDERFLOW_TRIGGERS sequence the lanes'
+// copy starts from should the server lose its place in it, unless a later
+// one is set already. Give it a trigger the copy has reached (LaneCopy.
+// Copied + 1): triggers from there on are then copied again (each a
+// duplicate, taking effect once), never skipped.
+//
+// Why (nats-server 2.15): the lane stream records how far the copy got
+// only with its full state, every two minutes or so and at a clean stop.
+// After a kill that left it empty, a lane stream without that record (a
+// store younger than its first write, or one whose record is lost) has no
+// place to resume from; without a resume point the server resumes by
+// time, from the lane stream's last message, and skips triggers stored
+// before then but not yet copied. The resume point is the source's
+// OptStartSeq, which the server reads only then.
+//
+// On a clustered server it is refused (ErrResumeOnCluster): there any
+// change to the lane stream's configuration stalls the copy for about
+// 10 s (nats-server 2.15 sets it up again only at its next check), and
+// the copy's place is lost only if every replica of the lane stream
+// stops at once.
+func (s *Store) SetLaneCopyResume(ctx context.Context, seq uint64) error {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	info, err := s.streamInfo(ctx, StreamTriggerLanes)
+	if err != nil {
+		return err
+	}
+	if clustered(info) {
+		return ErrResumeOnCluster
+	}
+	cfg := info.Config
+	if len(cfg.Sources) != 1 || cfg.Sources[0] == nil {
+		return fmt.Errorf("lane stream: %d sources, want 1", len(cfg.Sources))
+	}
+	if cfg.Sources[0].OptStartSeq >= seq {
+		return nil
+	}
+	cfg.Sources[0].OptStartSeq = seq
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("lane stream: set where the copy resumes: %w", err)
+	}
+	return nil
 }
 
 // RestartLaneCopy asks the lane stream's leader to step down, so that the
@@ -165,6 +221,11 @@ func (s *Store) RestartLaneCopy(ctx context.Context) error {
 	return nil
 }
 
+// clustered reports whether a stream lives on a clustered server.
+func clustered(info *jetstream.StreamInfo) bool {
+	return info.Cluster != nil && info.Cluster.Name != ""
+}
+
 // LaneCopyState reads the lane stream's state.
 func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
 	info, err := s.streamInfo(ctx, StreamTriggerLanes)
@@ -182,7 +243,14 @@ func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
 		if src.Active >= 0 {
 			lc.Idle = src.Active
 		}
+		lc.Copied = src.Seq
 	}
+	for _, src := range info.Config.Sources {
+		if src != nil {
+			lc.ResumeAt = src.OptStartSeq
+		}
+	}
+	lc.Clustered = clustered(info)
 	return lc, nil
 }
 
@@ -201,7 +269,14 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	if cfg.Window <= 0 {
 		cfg.Window = 256
 	}
-	st, err := s.ensureStream(ctx, LaneStreamConfig(cfg.Lanes, s.cfg.Replicas))
+	sc := LaneStreamConfig(cfg.Lanes, s.cfg.Replicas)
+	if lc, err := s.LaneCopyState(ctx); err == nil {
+		// Kept: where the copy resumes should the server lose its place
+		// (unreadable, it is unset until the trigger processor sets it
+		// again, seconds later).
+		sc.Sources[0].OptStartSeq = lc.ResumeAt
+	}
+	st, err := s.ensureStream(ctx, sc)
 	if err != nil {
 		return nil, err
 	}

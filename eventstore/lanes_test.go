@@ -1,6 +1,13 @@
 package eventstore_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,4 +132,118 @@ func TestLaneCopyStateOfAWorkingCopy(t *testing.T) {
 	if lc.Err != "" || lc.Idle < 0 {
 		t.Fatalf("LaneCopyState = %+v", lc)
 	}
+}
+
+// A lane stream that has lost its place in the copy resumes from the point
+// set with SetLaneCopyResume: it copies again what came since (each a
+// duplicate) and skips nothing. A kill leaves the lane stream so while the
+// store is younger than the server's first record of where the copy got;
+// without a resume point the server then resumes by time, from the lane
+// stream's last message. EnsureLanes keeps the point.
+func TestLaneCopyResumesWhereItWasSet(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := eventstoretest.StartServerIn(t, dir)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	ctx := ctxT(t)
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 8; i++ {
+		m := nats.NewMsg(eventstore.TriggerSubject("default", fmt.Sprintf("o-resume-%d", i), "picked_up"))
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("resume-%d", i))
+		if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := takeLane(t, ctx, st, 8); !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7, 8}) {
+		t.Fatalf("copied: %v", got)
+	}
+	lc, err := st.LaneCopyState(ctx)
+	if err != nil || lc.Copied != 8 || lc.ResumeAt != 0 || lc.Waiting != 0 || lc.Clustered {
+		t.Fatalf("LaneCopyState = %+v, %v", lc, err)
+	}
+	if err := st.SetLaneCopyResume(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetLaneCopyResume(ctx, 4); err != nil { // earlier: ignored
+		t.Fatal(err)
+	}
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1, Window: 32}); err != nil {
+		t.Fatal(err)
+	}
+	if lc, err := st.LaneCopyState(ctx); err != nil || lc.ResumeAt != 6 {
+		t.Fatalf("after EnsureLanes: LaneCopyState = %+v, %v", lc, err)
+	}
+	st.Conn().Close()
+	srv.Shutdown()
+	// What a kill leaves in a young store: no record of where the copy got.
+	rec, err := filepath.Glob(filepath.Join(dir, "jetstream", "*", "streams", eventstore.StreamTriggerLanes, "sources.db"))
+	if err != nil || len(rec) != 1 {
+		t.Fatalf("the lane stream's record of its copy: %v, %v", rec, err)
+	}
+	if err := os.Remove(rec[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	srv2 := eventstoretest.StartServerIn(t, dir)
+	st2 := eventstoretest.OpenStore(t, srv2.ClientURL(), eventstore.Config{})
+	if got := takeLane(t, ctx, st2, 3); !slices.Equal(got, []uint64{6, 7, 8}) {
+		t.Fatalf("copied again after the restart: %v", got)
+	}
+}
+
+// On a cluster the resume point is refused: any change to the lane
+// stream's configuration would stall the copy there.
+func TestLaneCopyResumeRefusedOnACluster(t *testing.T) {
+	t.Parallel()
+	c := eventstoretest.StartCluster(t, 3)
+	st := eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 3})
+	ctx := ctxT(t)
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetLaneCopyResume(ctx, 2); !errors.Is(err, eventstore.ErrResumeOnCluster) {
+		t.Fatalf("SetLaneCopyResume on a cluster: %v", err)
+	}
+	if lc, err := st.LaneCopyState(ctx); err != nil || lc.ResumeAt != 0 || !lc.Clustered {
+		t.Fatalf("LaneCopyState = %+v, %v", lc, err)
+	}
+}
+
+// takeLane takes n messages from lane 0 and acknowledges them, and
+// returns the ORDERFLOW_TRIGGERS sequences they copy.
+func takeLane(t *testing.T, ctx context.Context, st *eventstore.Store, n int) []uint64 {
+	t.Helper()
+	lanes, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := lanes.Consumer(ctx, eventstore.LaneConsumer(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		msgs, err := cons.Fetch(n-len(got), jetstream.FetchPriorityGroup(eventstore.LaneGroup), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range msgs.Messages() {
+			f := strings.Fields(m.Headers().Get("Nats-Stream-Source"))
+			if len(f) < 2 {
+				t.Fatalf("lane message without its source: %v", m.Headers())
+			}
+			seq, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, seq)
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return len(got) >= n
+	}, fmt.Sprintf("%d lane messages", n))
+	return got
 }

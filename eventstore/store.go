@@ -840,15 +840,11 @@ func (s *Store) LastSequence(ctx context.Context, stream string) (uint64, error)
 func (s *Store) streamInfo(ctx context.Context, stream string) (*jetstream.StreamInfo, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	st, err := s.js.Stream(ctx, stream)
+	st, err := s.js.Stream(ctx, stream) // asks for the stream's info
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s info: %w", stream, err)
-	}
-	return info, nil
+	return st.CachedInfo(), nil
 }
 
 // Attach opens a store on streams that already exist, without creating or

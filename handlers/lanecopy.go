@@ -31,11 +31,15 @@ import (
 // copied in an index written every two minutes or so and at a clean stop.
 // After a kill that left it empty (every copied trigger applied), the
 // server resumes the copy from that index: a stale one makes it copy
-// again what came since (copies made twice); with none yet (a store
-// younger than the first write) it resumes by time, from the time of the
-// lane stream's last message, and so skips the triggers stored before
-// that time but not yet copied. With messages left in it, the server
-// finds its place in them and the copy stays whole.
+// again what came since (copies made twice). With none yet (a store
+// younger than the first write) it resumes from the resume point that
+// watchCopy keeps close behind the copy (copies made twice again); only
+// without one (a kill within a second or so of the store's first
+// trigger, or a cluster whose every replica of the lane stream stopped at
+// once) it resumes by time, from the time of the lane stream's last
+// message, and so skips the triggers stored before that time but not yet
+// copied. With messages left in it, the server finds its place in them
+// and the copy stays whole.
 //
 // The check looks at the front: each lane message past the highest lane
 // sequence this process has seen. When the lane sequence falls behind
@@ -324,31 +328,64 @@ func (p *Processor) recordCopyMark(lane uint64, offset int64) {
 // server's heartbeat every second.
 const copyStallAfter = 3 * time.Second
 
-// watchCopy looks at the lanes' copy every second, in the process that
-// owns lane 0 (one process, so one restart), on a cluster, and has a copy
-// silent for copyStallAfter set up again. When the node leading
-// ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone with it,
-// the copy reports no error, and nats-server sets it up again only at its
-// next check, 10 to 20 s later; stored triggers wait meanwhile.
+// copyResumeEvery is how often watchCopy moves the copy's resume point
+// up to where the copy stands (eventstore.Store.SetLaneCopyResume): after
+// a kill that loses the copy's place, at most about this much of the
+// stored triggers is copied again.
+const copyResumeEvery = 10 * time.Second
+
+// watchCopy looks after the lanes' copy of ORDERFLOW_TRIGGERS, in the
+// process that owns lane 0 (one process does it):
+//
+//   - On one server, it keeps the copy's resume point close behind the
+//     copy: the first time triggers were copied, then every
+//     copyResumeEvery while more are. Should the server lose the copy's
+//     place (a kill in a young store, see copyCheck), the copy starts
+//     again from there, instead of by time, which can skip stored
+//     triggers. (Not on a cluster: see eventstore.ErrResumeOnCluster.)
+//   - On a cluster, it checks the copy every second and has one silent for
+//     copyStallAfter set up again. When the node leading
+//     ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone with
+//     it, the copy reports no error, and nats-server sets it up again only
+//     at its next check, 10 to 20 s later; stored triggers wait meanwhile.
 func (p *Processor) watchCopy() {
 	defer p.watching.Done()
-	if p.cmds.Store.Replicas() <= 1 {
-		return // one server: the copy and its source live and die together
-	}
+	cluster := p.cmds.Store.Replicas() > 1
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var restarted time.Time
+	var restarted, looked time.Time
+	resumeSet := false
 	for {
 		select {
 		case <-p.closing.Done():
 			return
 		case <-tick.C:
 		}
-		if !p.members.owns(0) || time.Since(restarted) < 2*copyStallAfter {
+		if !p.members.owns(0) {
+			continue
+		}
+		// Until a resume point is set, look every second: a young store
+		// needs it most.
+		due := !resumeSet || time.Since(looked) >= copyResumeEvery
+		if !cluster && !due {
 			continue
 		}
 		lc, err := p.cmds.Store.LaneCopyState(p.closing)
-		if err != nil || lc.Idle < copyStallAfter {
+		if err != nil {
+			continue
+		}
+		if due {
+			// Not set on a cluster: see eventstore.ErrResumeOnCluster.
+			looked, resumeSet = time.Now(), lc.ResumeAt > 0 || lc.Clustered
+			if !lc.Clustered && lc.Copied > 0 && lc.Copied >= lc.ResumeAt { // the copy has moved past it
+				if err := p.cmds.Store.SetLaneCopyResume(p.closing, lc.Copied+1); err != nil {
+					p.cfg.Logger.Warn("setting where the trigger lanes' copy resumes", "err", err)
+				} else {
+					resumeSet = true
+				}
+			}
+		}
+		if !cluster || lc.Idle < copyStallAfter || time.Since(restarted) < 2*copyStallAfter {
 			continue
 		}
 		restarted = time.Now()

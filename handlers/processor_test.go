@@ -706,6 +706,34 @@ func TestLanesRecordWhereTheCopyStands(t *testing.T) {
 	}
 }
 
+// The processor keeps the lanes' copy's resume point just past the last
+// trigger copied: the first time triggers are copied, and again as more
+// are (here: at a processor's start).
+func TestProcessorSetsWhereTheCopyResumes(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-resume")
+	resumeAt := func(want uint64) {
+		t.Helper()
+		eventstoretest.Eventually(t, 30*time.Second, func() bool {
+			lc, err := f.c.Store.LaneCopyState(f.ctx)
+			return err == nil && lc.ResumeAt == want
+		}, fmt.Sprintf("the copy's resume point at %d", want))
+	}
+	first := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	s0 := f.trigger(t, "o-resume", WorkedExampleTriggers[0], "resume-0")
+	f.waitAdvanced(t, "o-resume", "resume-0")
+	resumeAt(s0 + 1)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s1 := f.trigger(t, "o-resume", WorkedExampleTriggers[1], "resume-1")
+	next := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	defer next.Close()
+	f.waitAdvanced(t, "o-resume", "resume-0", "resume-1")
+	resumeAt(s1 + 1)
+}
+
 // A stored trigger that cannot be processed is put aside once, though the
 // lanes copy it again (as after a crash of the server) and it is read a
 // second time; the dead-letter stream remembers its id long enough.

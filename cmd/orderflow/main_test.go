@@ -178,7 +178,8 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		!strings.Contains(body, "orderflow_trigger_lanes_owned ") || !strings.Contains(body, "orderflow_triggers_handed_back_total ") || !strings.Contains(body, "orderflow_event_feeds_open 0") ||
 		!strings.Contains(body, `orderflow_stream_last_sequence{stream="ORDERFLOW_DEADLETTER"} 0`) ||
 		!strings.Contains(body, "orderflow_trigger_lanes_waiting 0") || !strings.Contains(body, "orderflow_trigger_lanes_copy_error 0") ||
-		!strings.Contains(body, "orderflow_trigger_lanes_copy_idle_seconds ") || !strings.Contains(body, "orderflow_trigger_lanes_copy_restarts_total 0") {
+		!strings.Contains(body, "orderflow_trigger_lanes_copy_idle_seconds ") || !strings.Contains(body, "orderflow_trigger_lanes_copy_restarts_total 0") ||
+		!strings.Contains(body, "orderflow_trigger_lanes_copy_resume_at ") {
 		t.Fatalf("/metrics %d:\n%s", code, body)
 	}
 }
