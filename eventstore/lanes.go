@@ -135,13 +135,7 @@ type LaneCopy struct {
 	// ResumeAt is where the copy starts again should the server lose its
 	// place (see SetLaneCopyResume); 0 while never set.
 	ResumeAt uint64
-	// Clustered: the lane stream lives on a clustered server, where
-	// SetLaneCopyResume is refused.
-	Clustered bool
 }
-
-// ErrResumeOnCluster refuses SetLaneCopyResume on a clustered server.
-var ErrResumeOnCluster = errors.New("lane stream on a cluster: the copy's resume point is not set there")
 
 // SetLaneCopyResume makes seq the ORDERFLOW_TRIGGERS sequence the lanes'
 // copy starts from should the server lose its place in it, unless a later
@@ -156,22 +150,16 @@ var ErrResumeOnCluster = errors.New("lane stream on a cluster: the copy's resume
 // place to resume from; without a resume point the server resumes by
 // time, from the lane stream's last message, and skips triggers stored
 // before then but not yet copied. The resume point is the source's
-// OptStartSeq, which the server reads only then.
-//
-// On a clustered server it is refused (ErrResumeOnCluster): there any
-// change to the lane stream's configuration stalls the copy for about
-// 10 s (nats-server 2.15 sets it up again only at its next check), and
-// the copy's place is lost only if every replica of the lane stream
-// stops at once.
+// OptStartSeq, which the server reads only then: the update leaves the
+// running copy and its place alone. (On a cluster every replica of the
+// lane stream knows the copy's place, which is lost only if all of them
+// stop at once.)
 func (s *Store) SetLaneCopyResume(ctx context.Context, seq uint64) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	info, err := s.streamInfo(ctx, StreamTriggerLanes)
 	if err != nil {
 		return err
-	}
-	if clustered(info) {
-		return ErrResumeOnCluster
 	}
 	cfg := info.Config
 	if len(cfg.Sources) != 1 || cfg.Sources[0] == nil {
@@ -221,11 +209,6 @@ func (s *Store) RestartLaneCopy(ctx context.Context) error {
 	return nil
 }
 
-// clustered reports whether a stream lives on a clustered server.
-func clustered(info *jetstream.StreamInfo) bool {
-	return info.Cluster != nil && info.Cluster.Name != ""
-}
-
 // LaneCopyState reads the lane stream's state.
 func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
 	info, err := s.streamInfo(ctx, StreamTriggerLanes)
@@ -250,7 +233,6 @@ func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
 			lc.ResumeAt = src.OptStartSeq
 		}
 	}
-	lc.Clustered = clustered(info)
 	return lc, nil
 }
 

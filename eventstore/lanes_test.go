@@ -2,7 +2,6 @@ package eventstore_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -156,11 +155,11 @@ func TestLaneCopyResumesWhereItWasSet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := takeLane(t, ctx, st, 8); !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7, 8}) {
+	if got := laneReader(t, ctx, st)(8); !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7, 8}) {
 		t.Fatalf("copied: %v", got)
 	}
 	lc, err := st.LaneCopyState(ctx)
-	if err != nil || lc.Copied != 8 || lc.ResumeAt != 0 || lc.Waiting != 0 || lc.Clustered {
+	if err != nil || lc.Copied != 8 || lc.ResumeAt != 0 || lc.Waiting != 0 {
 		t.Fatalf("LaneCopyState = %+v, %v", lc, err)
 	}
 	if err := st.SetLaneCopyResume(ctx, 6); err != nil {
@@ -188,14 +187,14 @@ func TestLaneCopyResumesWhereItWasSet(t *testing.T) {
 
 	srv2 := eventstoretest.StartServerIn(t, dir)
 	st2 := eventstoretest.OpenStore(t, srv2.ClientURL(), eventstore.Config{})
-	if got := takeLane(t, ctx, st2, 3); !slices.Equal(got, []uint64{6, 7, 8}) {
+	if got := laneReader(t, ctx, st2)(3); !slices.Equal(got, []uint64{6, 7, 8}) {
 		t.Fatalf("copied again after the restart: %v", got)
 	}
 }
 
-// On a cluster the resume point is refused: any change to the lane
-// stream's configuration would stall the copy there.
-func TestLaneCopyResumeRefusedOnACluster(t *testing.T) {
+// On a cluster too the resume point is set (a stream update through the
+// cluster's meta leader) and kept by EnsureLanes, and the copy goes on.
+func TestLaneCopyResumeOnACluster(t *testing.T) {
 	t.Parallel()
 	c := eventstoretest.StartCluster(t, 3)
 	st := eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 3})
@@ -203,17 +202,33 @@ func TestLaneCopyResumeRefusedOnACluster(t *testing.T) {
 	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SetLaneCopyResume(ctx, 2); !errors.Is(err, eventstore.ErrResumeOnCluster) {
-		t.Fatalf("SetLaneCopyResume on a cluster: %v", err)
+	take := laneReader(t, ctx, st)
+	for i := uint64(1); i <= 3; i++ {
+		m := nats.NewMsg(eventstore.TriggerSubject("default", fmt.Sprintf("o-cluster-%d", i), "picked_up"))
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("cluster-%d", i))
+		if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if got := take(1); !slices.Equal(got, []uint64{i}) {
+			t.Fatalf("copied: %v, want [%d]", got, i)
+		}
+		if err := st.SetLaneCopyResume(ctx, i+1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if lc, err := st.LaneCopyState(ctx); err != nil || lc.ResumeAt != 0 || !lc.Clustered {
+	if lc, err := st.LaneCopyState(ctx); err != nil || lc.ResumeAt != 4 || lc.Copied != 3 {
 		t.Fatalf("LaneCopyState = %+v, %v", lc, err)
 	}
 }
 
-// takeLane takes n messages from lane 0 and acknowledges them, and
+// laneReader reads lane 0 through one consumer handle (a pinned lane
+// goes on delivering to the handle it is pinned to; another waits for the
+// pin to expire): take(n) takes n messages, acknowledges them, and
 // returns the ORDERFLOW_TRIGGERS sequences they copy.
-func takeLane(t *testing.T, ctx context.Context, st *eventstore.Store, n int) []uint64 {
+func laneReader(t *testing.T, ctx context.Context, st *eventstore.Store) (take func(n int) []uint64) {
 	t.Helper()
 	lanes, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
 	if err != nil {
@@ -223,27 +238,30 @@ func takeLane(t *testing.T, ctx context.Context, st *eventstore.Store, n int) []
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []uint64
-	eventstoretest.Eventually(t, 10*time.Second, func() bool {
-		msgs, err := cons.Fetch(n-len(got), jetstream.FetchPriorityGroup(eventstore.LaneGroup), jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range msgs.Messages() {
-			f := strings.Fields(m.Headers().Get("Nats-Stream-Source"))
-			if len(f) < 2 {
-				t.Fatalf("lane message without its source: %v", m.Headers())
-			}
-			seq, err := strconv.ParseUint(f[1], 10, 64)
+	return func(n int) []uint64 {
+		t.Helper()
+		var got []uint64
+		eventstoretest.Eventually(t, 10*time.Second, func() bool {
+			msgs, err := cons.Fetch(n-len(got), jetstream.FetchPriorityGroup(eventstore.LaneGroup), jetstream.FetchMaxWait(time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
-			got = append(got, seq)
-			if err := m.DoubleAck(ctx); err != nil {
-				t.Fatal(err)
+			for m := range msgs.Messages() {
+				f := strings.Fields(m.Headers().Get("Nats-Stream-Source"))
+				if len(f) < 2 {
+					t.Fatalf("lane message without its source: %v", m.Headers())
+				}
+				seq, err := strconv.ParseUint(f[1], 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, seq)
+				if err := m.DoubleAck(ctx); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		return len(got) >= n
-	}, fmt.Sprintf("%d lane messages", n))
-	return got
+			return len(got) >= n
+		}, fmt.Sprintf("%d lane messages", n))
+		return got
+	}
 }

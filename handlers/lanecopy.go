@@ -35,8 +35,7 @@ import (
 // younger than the first write) it resumes from the resume point that
 // watchCopy keeps close behind the copy (copies made twice again); only
 // without one (a kill within a second or so of the store's first
-// trigger, or a cluster whose every replica of the lane stream stopped at
-// once) it resumes by time, from the time of the lane stream's last
+// trigger) it resumes by time, from the time of the lane stream's last
 // message, and so skips the triggers stored before that time but not yet
 // copied. With messages left in it, the server finds its place in them
 // and the copy stays whole.
@@ -337,12 +336,11 @@ const copyResumeEvery = 10 * time.Second
 // watchCopy looks after the lanes' copy of ORDERFLOW_TRIGGERS, in the
 // process that owns lane 0 (one process does it):
 //
-//   - On one server, it keeps the copy's resume point close behind the
-//     copy: the first time triggers were copied, then every
-//     copyResumeEvery while more are. Should the server lose the copy's
-//     place (a kill in a young store, see copyCheck), the copy starts
-//     again from there, instead of by time, which can skip stored
-//     triggers. (Not on a cluster: see eventstore.ErrResumeOnCluster.)
+//   - It keeps the copy's resume point close behind the copy: the first
+//     time triggers were copied, then every copyResumeEvery while more
+//     are. Should the server lose the copy's place (a kill in a young
+//     store, see copyCheck), the copy starts again from there, instead of
+//     by time, which can skip stored triggers.
 //   - On a cluster, it checks the copy every second and has one silent for
 //     copyStallAfter set up again. When the node leading
 //     ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone with
@@ -375,9 +373,8 @@ func (p *Processor) watchCopy() {
 			continue
 		}
 		if due {
-			// Not set on a cluster: see eventstore.ErrResumeOnCluster.
-			looked, resumeSet = time.Now(), lc.ResumeAt > 0 || lc.Clustered
-			if !lc.Clustered && lc.Copied > 0 && lc.Copied >= lc.ResumeAt { // the copy has moved past it
+			looked, resumeSet = time.Now(), lc.ResumeAt > 0
+			if lc.Copied > 0 && lc.Copied >= lc.ResumeAt { // the copy has moved past it
 				if err := p.cmds.Store.SetLaneCopyResume(p.closing, lc.Copied+1); err != nil {
 					p.cfg.Logger.Warn("setting where the trigger lanes' copy resumes", "err", err)
 				} else {

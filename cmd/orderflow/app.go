@@ -387,7 +387,7 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 				idle = lc.Idle.Seconds()
 			}
 			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copy_idle_seconds Seconds since the lanes last heard from their copy of the stored triggers (about every second while it works; -1: never).\n# TYPE orderflow_trigger_lanes_copy_idle_seconds gauge\norderflow_trigger_lanes_copy_idle_seconds %g\n", idle)
-			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copy_resume_at The stored triggers' sequence the lanes' copy starts again from should the server lose its place (0: not set; never on a cluster).\n# TYPE orderflow_trigger_lanes_copy_resume_at gauge\norderflow_trigger_lanes_copy_resume_at %d\n", lc.ResumeAt)
+			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copy_resume_at The stored triggers' sequence the lanes' copy starts again from should the server lose its place (0: not set).\n# TYPE orderflow_trigger_lanes_copy_resume_at gauge\norderflow_trigger_lanes_copy_resume_at %d\n", lc.ResumeAt)
 		}
 	}
 }
