@@ -151,9 +151,7 @@ type LaneCopy struct {
 // time, from the lane stream's last message, and skips triggers stored
 // before then but not yet copied. The resume point is the source's
 // OptStartSeq, which the server reads only then: the update leaves the
-// running copy and its place alone. (On a cluster every replica of the
-// lane stream knows the copy's place, which is lost only if all of them
-// stop at once.)
+// running copy and its place alone.
 func (s *Store) SetLaneCopyResume(ctx context.Context, seq uint64) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
