@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
@@ -288,11 +287,11 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 func (p *Processor) build(ctx context.Context, lanes []string) error {
 	// Watermill logs every message at info; orderflow keeps that at debug.
 	plog := p.cfg.Logger.With("component", "trigger-processor")
-	wlog := watermill.NewSlogLoggerWithLevelMapping(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	wlog := watermillLogger(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	// Retry reports each attempt that failed as an error; a concurrency
 	// conflict retried is expected work, so attempts log as warnings and
 	// only a trigger that failed every attempt logs an error (the router's).
-	retryLog := watermill.NewSlogLoggerWithLevelMapping(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug, slog.LevelError: slog.LevelWarn})
+	retryLog := watermillLogger(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug, slog.LevelError: slog.LevelWarn})
 	js, err := jetstream.New(p.nc)
 	if err != nil {
 		return err
