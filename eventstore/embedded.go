@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -110,7 +113,33 @@ func splitHostPort(hp string) (string, int, error) {
 
 // Server is an in-process nats-server with JetStream.
 type Server struct {
-	ns *server.Server
+	ns      *server.Server
+	running string // the RunningFile it made
+	stopped sync.Once
+}
+
+// RunningFile is the file an embedded server keeps in its data dir while it
+// runs, and removes when it stops cleanly. A run that did not stop cleanly
+// (killed, or the machine lost power) leaves it behind.
+const RunningFile = "orderflow-running"
+
+// forgetLaneCopyPlace removes the lane stream's record of how far its copy
+// of ORDERFLOW_TRIGGERS got (nats-server's sources.db), after a run that
+// did not stop cleanly. The server writes that record only with the
+// stream's full state, every two minutes or so and at a clean stop, so
+// after a kill it can be minutes old, and a lane stream the kill left
+// empty would copy again every trigger since. Without the record the
+// server finds its place in the messages the lane stream holds, or, when
+// it holds none, resumes from the copy's resume point (SetLaneCopyResume),
+// which the trigger processor keeps within seconds of the copy. Either
+// way triggers are copied again, never skipped; just fewer.
+func forgetLaneCopyPlace(dataDir string, log *slog.Logger) {
+	recs, _ := filepath.Glob(filepath.Join(dataDir, "jetstream", "*", "streams", StreamTriggerLanes, "sources.db"))
+	for _, rec := range recs {
+		if err := os.Remove(rec); err != nil {
+			log.Warn("forgetting the lanes' stale record of their copy", "err", err)
+		}
+	}
 }
 
 // StartServer starts the embedded server and waits until it accepts
@@ -118,6 +147,15 @@ type Server struct {
 func StartServer(cfg ServerConfig) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	running := filepath.Join(cfg.DataDir, RunningFile)
+	if _, err := os.Stat(running); err == nil && cfg.ClusterName == "" {
+		log.Warn("the last run on this data dir did not stop cleanly: the trigger lanes' copy resumes from its resume point, or finds its place in the lanes")
+		forgetLaneCopyPlace(cfg.DataDir, log)
 	}
 	host, port, _ := splitHostPort(cfg.Listen)
 	opts := &server.Options{
@@ -142,8 +180,15 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if err := os.WriteFile(running, fmt.Appendf(nil, "pid %d\n", os.Getpid()), 0o640); err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
+		_ = os.Remove(running)
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
 	if cfg.Logger != nil {
@@ -152,9 +197,11 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
+		ns.WaitForShutdown()
+		_ = os.Remove(running)
 		return nil, errors.New("embedded nats: not ready for connections after 30s")
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, running: running}, nil
 }
 
 // ClientURL is the URL clients use to connect.
@@ -177,6 +224,9 @@ func (s *Server) NATS() *server.Server { return s.ns }
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+	// A clean stop; once only, so that a second Shutdown cannot remove
+	// the file of a server started on the data dir since.
+	s.stopped.Do(func() { _ = os.Remove(s.running) })
 }
 
 type natsLogger struct{ l *slog.Logger }

@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -189,6 +190,76 @@ func TestLaneCopyResumesWhereItWasSet(t *testing.T) {
 	st2 := eventstoretest.OpenStore(t, srv2.ClientURL(), eventstore.Config{})
 	if got := laneReader(t, ctx, st2)(3); !slices.Equal(got, []uint64{6, 7, 8}) {
 		t.Fatalf("copied again after the restart: %v", got)
+	}
+}
+
+// After a run that did not stop cleanly (here: a stale record of the copy
+// put back, and the embedded server's RunningFile left, as a kill leaves
+// both), the embedded server forgets the lane stream's record of its copy,
+// so the copy resumes from the resume point instead of copying again
+// everything since the record was written.
+func TestUncleanStopForgetsTheStaleCopyRecord(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := ctxT(t)
+	publish := func(st *eventstore.Store, from, to int) {
+		for i := from; i <= to; i++ {
+			m := nats.NewMsg(eventstore.TriggerSubject("default", fmt.Sprintf("o-unclean-%d", i), "picked_up"))
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("unclean-%d", i))
+			if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	running := filepath.Join(dir, eventstore.RunningFile)
+	rec := filepath.Join(dir, "jetstream", "$G", "streams", eventstore.StreamTriggerLanes, "sources.db")
+
+	srv := eventstoretest.StartServerIn(t, dir)
+	if _, err := os.Stat(running); err != nil {
+		t.Fatalf("a running server's %s: %v", eventstore.RunningFile, err)
+	}
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	publish(st, 1, 3)
+	if got := laneReader(t, ctx, st)(3); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("copied: %v", got)
+	}
+	st.Conn().Close()
+	srv.Shutdown() // clean: the record says 3
+	if _, err := os.Stat(running); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s after a clean stop: %v", eventstore.RunningFile, err)
+	}
+	stale, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv = eventstoretest.StartServerIn(t, dir)
+	st = eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	publish(st, 4, 6)
+	if got := laneReader(t, ctx, st)(3); !slices.Equal(got, []uint64{4, 5, 6}) {
+		t.Fatalf("copied: %v", got)
+	}
+	if err := st.SetLaneCopyResume(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	st.Conn().Close()
+	srv.Shutdown()
+	// What a kill after the record's last write leaves.
+	if err := os.WriteFile(rec, stale, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(running, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	srv = eventstoretest.StartServerIn(t, dir)
+	st = eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	publish(st, 7, 7)
+	if got := laneReader(t, ctx, st)(1); !slices.Equal(got, []uint64{7}) {
+		t.Fatalf("first copied after the unclean stop: %v (4: triggers 4 to 6 copied again)", got)
 	}
 }
 

@@ -31,14 +31,16 @@ import (
 // copied in an index written every two minutes or so and at a clean stop.
 // After a kill that left it empty (every copied trigger applied), the
 // server resumes the copy from that index: a stale one makes it copy
-// again what came since (copies made twice). With none yet (a store
-// younger than the first write) it resumes from the resume point that
-// watchCopy keeps close behind the copy (copies made twice again); only
-// without one (a kill within a second or so of the store's first
-// trigger) it resumes by time, from the time of the lane stream's last
-// message, and so skips the triggers stored before that time but not yet
-// copied. With messages left in it, the server finds its place in them
-// and the copy stays whole.
+// again what came since (copies made twice; the embedded server removes
+// the index after a run that did not stop cleanly, see
+// eventstore.RunningFile, so this is for a server of --nats-url). With
+// none (a store younger than the first write, or the index removed) it
+// resumes from the resume point that watchCopy keeps close behind the
+// copy (copies made twice again); only without one (a kill within a
+// second or so of the store's first trigger) it resumes by time, from the
+// time of the lane stream's last message, and so skips the triggers
+// stored before that time but not yet copied. With messages left in it,
+// the server finds its place in them and the copy stays whole.
 //
 // The check looks at the front: each lane message past the highest lane
 // sequence this process has seen. When the lane sequence falls behind
