@@ -250,11 +250,16 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 		cfg.Window = 256
 	}
 	sc := LaneStreamConfig(cfg.Lanes, s.cfg.Replicas)
-	if lc, err := s.LaneCopyState(ctx); err == nil {
+	switch lc, err := s.LaneCopyState(ctx); {
+	case err == nil:
 		// Kept: where the copy resumes should the server lose its place
 		// (unreadable, it is unset until the trigger processor sets it
 		// again, seconds later).
 		sc.Sources[0].OptStartSeq = lc.ResumeAt
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		// A new lane stream copies from the first trigger, and resumes
+		// there until the trigger processor first moves the point up.
+		sc.Sources[0].OptStartSeq = 1
 	}
 	st, err := s.ensureStream(ctx, sc)
 	if err != nil {

@@ -160,7 +160,7 @@ func TestLaneCopyResumesWhereItWasSet(t *testing.T) {
 		t.Fatalf("copied: %v", got)
 	}
 	lc, err := st.LaneCopyState(ctx)
-	if err != nil || lc.Copied != 8 || lc.ResumeAt != 0 || lc.Waiting != 0 {
+	if err != nil || lc.Copied != 8 || lc.ResumeAt != 1 || lc.Waiting != 0 { // a new lane stream resumes at the first trigger
 		t.Fatalf("LaneCopyState = %+v, %v", lc, err)
 	}
 	if err := st.SetLaneCopyResume(ctx, 6); err != nil {

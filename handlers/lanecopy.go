@@ -36,11 +36,13 @@ import (
 // eventstore.RunningFile, so this is for a server of --nats-url). With
 // none (a store younger than the first write, or the index removed) it
 // resumes from the resume point that watchCopy keeps close behind the
-// copy (copies made twice again); only without one (a kill within a
-// second or so of the store's first trigger) it resumes by time, from the
-// time of the lane stream's last message, and so skips the triggers
-// stored before that time but not yet copied. With messages left in it,
-// the server finds its place in them and the copy stays whole.
+// copy (copies made twice again; a new lane stream starts with the point
+// at the first trigger). Only a lane stream without one (made by an
+// orderflow before the resume point, until its processor first sets it)
+// resumes by time, from the time of the lane stream's last message, and
+// so skips the triggers stored before that time but not yet copied. With
+// messages left in it, the server finds its place in them and the copy
+// stays whole.
 //
 // The check looks at the front: each lane message past the highest lane
 // sequence this process has seen. When the lane sequence falls behind
@@ -338,11 +340,11 @@ const copyResumeEvery = 10 * time.Second
 // watchCopy looks after the lanes' copy of ORDERFLOW_TRIGGERS, in the
 // process that owns lane 0 (one process does it):
 //
-//   - It keeps the copy's resume point close behind the copy: the first
-//     time triggers were copied, then every copyResumeEvery while more
-//     are. Should the server lose the copy's place (a kill in a young
-//     store, see copyCheck), the copy starts again from there, instead of
-//     by time, which can skip stored triggers.
+//   - It keeps the copy's resume point close behind the copy: at its
+//     start, then every copyResumeEvery while triggers are copied. Should
+//     the server lose the copy's place (a kill in a young store, see
+//     copyCheck), the copy starts again from there, instead of by time,
+//     which can skip stored triggers.
 //   - On a cluster, it checks the copy every second and has one silent for
 //     copyStallAfter set up again. When the node leading
 //     ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone with
@@ -354,7 +356,6 @@ func (p *Processor) watchCopy() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var restarted, looked time.Time
-	resumeSet := false
 	for {
 		select {
 		case <-p.closing.Done():
@@ -364,9 +365,7 @@ func (p *Processor) watchCopy() {
 		if !p.members.owns(0) {
 			continue
 		}
-		// Until a resume point is set, look every second: a young store
-		// needs it most.
-		due := !resumeSet || time.Since(looked) >= copyResumeEvery
+		due := time.Since(looked) >= copyResumeEvery
 		if !cluster && !due {
 			continue
 		}
@@ -375,12 +374,10 @@ func (p *Processor) watchCopy() {
 			continue
 		}
 		if due {
-			looked, resumeSet = time.Now(), lc.ResumeAt > 0
+			looked = time.Now()
 			if lc.Copied > 0 && lc.Copied >= lc.ResumeAt { // the copy has moved past it
 				if err := p.cmds.Store.SetLaneCopyResume(p.closing, lc.Copied+1); err != nil {
 					p.cfg.Logger.Warn("setting where the trigger lanes' copy resumes", "err", err)
-				} else {
-					resumeSet = true
 				}
 			}
 		}

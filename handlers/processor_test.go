@@ -707,8 +707,7 @@ func TestLanesRecordWhereTheCopyStands(t *testing.T) {
 }
 
 // The processor keeps the lanes' copy's resume point just past the last
-// trigger copied: the first time triggers are copied, and again as more
-// are (here: at a processor's start).
+// trigger copied, from its start on (here: at each processor's start).
 func TestProcessorSetsWhereTheCopyResumes(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t, "o-resume")
@@ -719,8 +718,16 @@ func TestProcessorSetsWhereTheCopyResumes(t *testing.T) {
 			return err == nil && lc.ResumeAt == want
 		}, fmt.Sprintf("the copy's resume point at %d", want))
 	}
-	first := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	if _, err := f.c.Store.EnsureLanes(f.ctx, eventstore.LaneConfig{Lanes: 2}); err != nil {
+		t.Fatal(err)
+	}
+	resumeAt(1) // a new lane stream's
 	s0 := f.trigger(t, "o-resume", WorkedExampleTriggers[0], "resume-0")
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		lc, err := f.c.Store.LaneCopyState(f.ctx)
+		return err == nil && lc.Copied == s0
+	}, "the trigger copied")
+	first := startProcessor(t, f.c, f.srv.ClientURL(), nil)
 	f.waitAdvanced(t, "o-resume", "resume-0")
 	resumeAt(s0 + 1)
 	if err := first.Close(); err != nil {
