@@ -376,7 +376,7 @@ func (p *Processor) watchCopy() {
 		if due {
 			looked = time.Now()
 			if lc.Copied > 0 && lc.Copied >= lc.ResumeAt { // the copy has moved past it
-				if err := p.cmds.Store.SetLaneCopyResume(p.closing, lc.Copied+1); err != nil {
+				if err := p.cmds.Store.SetLaneCopyResume(p.closing, lc.Copied+1); err != nil && p.closing.Err() == nil {
 					p.cfg.Logger.Warn("setting where the trigger lanes' copy resumes", "err", err)
 				}
 			}
