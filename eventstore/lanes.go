@@ -133,7 +133,8 @@ type LaneCopy struct {
 	// copy stored in the lanes (0: none yet, or not known).
 	Copied uint64
 	// ResumeAt is where the copy starts again should the server lose its
-	// place (see SetLaneCopyResume); 0 while never set.
+	// place (see SetLaneCopyResume): 1 in a new lane stream, 0 in one
+	// made before orderflow kept it, until it is set.
 	ResumeAt uint64
 }
 
