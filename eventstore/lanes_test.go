@@ -149,13 +149,7 @@ func TestLaneCopyResumesWhereItWasSet(t *testing.T) {
 	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
 		t.Fatal(err)
 	}
-	for i := 1; i <= 8; i++ {
-		m := nats.NewMsg(eventstore.TriggerSubject("default", fmt.Sprintf("o-resume-%d", i), "picked_up"))
-		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("resume-%d", i))
-		if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishTriggers(t, ctx, st, "resume", 1, 8)
 	if got := laneReader(t, ctx, st)(8); !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7, 8}) {
 		t.Fatalf("copied: %v", got)
 	}
@@ -202,15 +196,6 @@ func TestUncleanStopForgetsTheStaleCopyRecord(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ctx := ctxT(t)
-	publish := func(st *eventstore.Store, from, to int) {
-		for i := from; i <= to; i++ {
-			m := nats.NewMsg(eventstore.TriggerSubject("default", fmt.Sprintf("o-unclean-%d", i), "picked_up"))
-			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("unclean-%d", i))
-			if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	running := filepath.Join(dir, eventstore.RunningFile)
 	rec := filepath.Join(dir, "jetstream", "$G", "streams", eventstore.StreamTriggerLanes, "sources.db")
 
@@ -222,7 +207,7 @@ func TestUncleanStopForgetsTheStaleCopyRecord(t *testing.T) {
 	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
 		t.Fatal(err)
 	}
-	publish(st, 1, 3)
+	publishTriggers(t, ctx, st, "unclean", 1, 3)
 	if got := laneReader(t, ctx, st)(3); !slices.Equal(got, []uint64{1, 2, 3}) {
 		t.Fatalf("copied: %v", got)
 	}
@@ -238,7 +223,7 @@ func TestUncleanStopForgetsTheStaleCopyRecord(t *testing.T) {
 
 	srv = eventstoretest.StartServerIn(t, dir)
 	st = eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	publish(st, 4, 6)
+	publishTriggers(t, ctx, st, "unclean", 4, 6)
 	if got := laneReader(t, ctx, st)(3); !slices.Equal(got, []uint64{4, 5, 6}) {
 		t.Fatalf("copied: %v", got)
 	}
@@ -257,7 +242,7 @@ func TestUncleanStopForgetsTheStaleCopyRecord(t *testing.T) {
 
 	srv = eventstoretest.StartServerIn(t, dir)
 	st = eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	publish(st, 7, 7)
+	publishTriggers(t, ctx, st, "unclean", 7, 7)
 	if got := laneReader(t, ctx, st)(1); !slices.Equal(got, []uint64{7}) {
 		t.Fatalf("first copied after the unclean stop: %v (4: triggers 4 to 6 copied again)", got)
 	}
@@ -275,11 +260,7 @@ func TestLaneCopyResumeOnACluster(t *testing.T) {
 	}
 	take := laneReader(t, ctx, st)
 	for i := uint64(1); i <= 3; i++ {
-		m := nats.NewMsg(eventstore.TriggerSubject("default", fmt.Sprintf("o-cluster-%d", i), "picked_up"))
-		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("cluster-%d", i))
-		if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
+		publishTriggers(t, ctx, st, "cluster", int(i), int(i))
 		if got := take(1); !slices.Equal(got, []uint64{i}) {
 			t.Fatalf("copied: %v, want [%d]", got, i)
 		}
@@ -292,6 +273,19 @@ func TestLaneCopyResumeOnACluster(t *testing.T) {
 	}
 	if lc, err := st.LaneCopyState(ctx); err != nil || lc.ResumeAt != 4 || lc.Copied != 3 {
 		t.Fatalf("LaneCopyState = %+v, %v", lc, err)
+	}
+}
+
+// publishTriggers stores the triggers prefix-from..prefix-to, each for
+// its own order o-prefix-i.
+func publishTriggers(t *testing.T, ctx context.Context, st *eventstore.Store, prefix string, from, to int) {
+	t.Helper()
+	for i := from; i <= to; i++ {
+		m := nats.NewMsg(eventstore.TriggerSubject("default", fmt.Sprintf("o-%s-%d", prefix, i), "picked_up"))
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", prefix, i))
+		if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
