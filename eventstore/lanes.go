@@ -133,8 +133,8 @@ type LaneCopy struct {
 	// copy stored in the lanes (0: none yet, or not known).
 	Copied uint64
 	// ResumeAt is where the copy starts again should the server lose its
-	// place (see SetLaneCopyResume): 1 in a new lane stream, 0 in one
-	// made before orderflow kept it, until it is set.
+	// place (see SetLaneCopyResume): 1 in a new lane stream; 0 in one made
+	// before orderflow kept it, until EnsureLanes sets it.
 	ResumeAt uint64
 }
 
@@ -253,13 +253,13 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	sc := LaneStreamConfig(cfg.Lanes, s.cfg.Replicas)
 	switch lc, err := s.LaneCopyState(ctx); {
 	case err == nil:
-		// Kept: where the copy resumes should the server lose its place
-		// (unreadable, it is unset until the trigger processor sets it
-		// again, seconds later).
-		sc.Sources[0].OptStartSeq = lc.ResumeAt
+		// Where the copy resumes should the server lose its place, kept
+		// and moved up to where the copy stands (unreadable, it is unset
+		// until the trigger processor sets it again, seconds later).
+		sc.Sources[0].OptStartSeq = max(lc.ResumeAt, lc.Copied+1)
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		// A new lane stream copies from the first trigger, and resumes
-		// there until the trigger processor first moves the point up.
+		// there until the point is moved up.
 		sc.Sources[0].OptStartSeq = 1
 	}
 	st, err := s.ensureStream(ctx, sc)

@@ -35,14 +35,13 @@ import (
 // the index after a run that did not stop cleanly, see
 // eventstore.RunningFile, so this is for a server of --nats-url). With
 // none (a store younger than the first write, or the index removed) it
-// resumes from the resume point that watchCopy keeps close behind the
-// copy (copies made twice again; a new lane stream starts with the point
-// at the first trigger). Only a lane stream without one (made by an
-// orderflow before the resume point, until its processor first sets it)
-// resumes by time, from the time of the lane stream's last message, and
-// so skips the triggers stored before that time but not yet copied. With
-// messages left in it, the server finds its place in them and the copy
-// stays whole.
+// resumes from the resume point that EnsureLanes and watchCopy keep close
+// behind the copy (copies made twice again; a new lane stream starts with
+// the point at the first trigger). Without one it would resume by time,
+// from the time of the lane stream's last message, and so skip the
+// triggers stored before that time but not yet copied. With messages
+// left in it, the server finds its place in them and the copy stays
+// whole. The check stays for causes not known.
 //
 // The check looks at the front: each lane message past the highest lane
 // sequence this process has seen. When the lane sequence falls behind
@@ -340,11 +339,11 @@ const copyResumeEvery = 10 * time.Second
 // watchCopy looks after the lanes' copy of ORDERFLOW_TRIGGERS, in the
 // process that owns lane 0 (one process does it):
 //
-//   - It keeps the copy's resume point close behind the copy: at its
-//     start, then every copyResumeEvery while triggers are copied. Should
-//     the server lose the copy's place (a kill in a young store, see
-//     copyCheck), the copy starts again from there, instead of by time,
-//     which can skip stored triggers.
+//   - It keeps the copy's resume point close behind the copy, every
+//     copyResumeEvery while triggers are copied. Should the server lose
+//     the copy's place (a kill in a young store, see copyCheck), the copy
+//     starts again from there, instead of by time, which can skip stored
+//     triggers.
 //   - On a cluster, it checks the copy every second and has one silent for
 //     copyStallAfter set up again. When the node leading
 //     ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone with
