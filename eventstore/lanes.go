@@ -138,6 +138,10 @@ type LaneCopy struct {
 	ResumeAt uint64
 }
 
+// NextResume is where the copy's resume point belongs now: just past the
+// last trigger copied, and never below where it is.
+func (lc LaneCopy) NextResume() uint64 { return max(lc.ResumeAt, lc.Copied+1) }
+
 // SetLaneCopyResume makes seq the ORDERFLOW_TRIGGERS sequence the lanes'
 // copy starts from should the server lose its place in it, unless a later
 // one is set already. Give it a trigger the copy has reached (LaneCopy.
@@ -256,7 +260,7 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 		// Where the copy resumes should the server lose its place, kept
 		// and moved up to where the copy stands (unreadable, it is unset
 		// until the trigger processor sets it again, seconds later).
-		sc.Sources[0].OptStartSeq = max(lc.ResumeAt, lc.Copied+1)
+		sc.Sources[0].OptStartSeq = lc.NextResume()
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		// A new lane stream copies from the first trigger, and resumes
 		// there until the point is moved up.

@@ -374,8 +374,8 @@ func (p *Processor) watchCopy() {
 		}
 		if due {
 			looked = time.Now()
-			if lc.Copied > 0 && lc.Copied >= lc.ResumeAt { // the copy has moved past it
-				if err := p.cmds.Store.SetLaneCopyResume(p.closing, lc.Copied+1); err != nil && p.closing.Err() == nil {
+			if next := lc.NextResume(); next > lc.ResumeAt { // the copy has moved past it
+				if err := p.cmds.Store.SetLaneCopyResume(p.closing, next); err != nil && p.closing.Err() == nil {
 					p.cfg.Logger.Warn("setting where the trigger lanes' copy resumes", "err", err)
 				}
 			}
