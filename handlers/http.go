@@ -184,7 +184,9 @@ var (
 )
 
 // decodeBody reads one JSON object into v: at most MaxBodyBytes, no unknown
-// fields, nothing after it, and a JSON content type when one is given.
+// fields, nothing after it, and a JSON content type when one is given. A
+// body over MaxBodyBytes is errTooLarge whatever it holds, so a bad body
+// that is also too large is told its size, not the first bad byte.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -192,28 +194,38 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 			return fmt.Errorf("%w: content type %q: send application/json", errBadRequest, ct)
 		}
 	}
+	tooLarge := fmt.Errorf("%w: more than %d bytes", errTooLarge, MaxBodyBytes)
+	if r.ContentLength > MaxBodyBytes {
+		return tooLarge
+	}
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	err := decodeOne(body, v)
+	if err != nil {
+		// The rest of a body sent without a length tells whether it was
+		// too large; reading it stops at the limit.
+		var tooBig *http.MaxBytesError
+		if _, rest := io.Copy(io.Discard, body); errors.As(err, &tooBig) || errors.As(rest, &tooBig) {
+			return tooLarge
+		}
+	}
+	return err
+}
+
+// decodeOne reads exactly one JSON object into v, refusing unknown fields.
+func decodeOne(body io.Reader, v any) error {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
+		var fe *domain.FieldError
 		switch {
-		case errors.As(err, &tooBig):
-			return fmt.Errorf("%w: more than %d bytes", errTooLarge, MaxBodyBytes)
 		case errors.Is(err, io.EOF):
 			return fmt.Errorf("%w: empty body; send a JSON object", errBadRequest)
-		}
-		var fe *domain.FieldError
-		if errors.As(err, &fe) {
+		case errors.As(err, &fe):
 			return err // an enum field with a value outside its set
 		}
-		return fmt.Errorf("%w: malformed JSON: %v", errBadRequest, err)
+		return fmt.Errorf("%w: malformed JSON: %w", errBadRequest, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return fmt.Errorf("%w: more than %d bytes", errTooLarge, MaxBodyBytes)
-		}
 		return fmt.Errorf("%w: unexpected data after the JSON object", errBadRequest)
 	}
 	return nil

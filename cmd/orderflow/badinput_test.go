@@ -76,6 +76,7 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"place: unknown field", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery", "priority": 1}, nil, 400, "invalid_argument"},
 		{"place: wrong content type", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery"}, []string{"Content-Type", "application/xml"}, 400, "invalid_argument"},
 		{"place: huge body", "POST", "/v1/orders", `{"id":"` + strings.Repeat("a", 2<<20) + `"}`, nil, 413, "payload_too_large"},
+		{"place: huge malformed body", "POST", "/v1/orders", strings.Repeat("a", 2<<20), nil, 413, "payload_too_large"},
 		{"trigger: unknown order", "POST", "/v1/orders/ghost/triggers", map[string]any{"trigger": "picked_up"}, nil, 404, "not_found"},
 		{"trigger: unsafe trigger key", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked.up"}, nil, 400, "invalid_argument"},
 		{"trigger: empty trigger", "POST", "/v1/orders/ok-1/triggers", map[string]any{}, nil, 400, "invalid_argument"},
