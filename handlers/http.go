@@ -113,7 +113,7 @@ func (api *API) routes() []route {
 		{"GET /v1/orders", "List orders (status, workflow_id, order_type_id, state; limit, cursor; min_seq)", nil, api.listOrders},
 		{"GET /v1/orders/{id}", "One order (?as_of= RFC 3339 for the state then)", nil, api.getOrder},
 		{"GET /v1/orders/{id}/history", "An order's events, oldest first", nil, api.orderHistory},
-		{"POST /v1/orders/{id}/triggers", "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem",
+		{"POST /v1/orders/{id}/triggers", "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument)",
 			triggerRequest{Trigger: "picked_up", Worker: "ana"}, api.postTrigger},
 		{"POST /v1/orders/{id}/hold", "Hold an order", map[string]any{"reason": "customer away"}, api.supervise(holdOrder)},
 		{"POST /v1/orders/{id}/resume", "Resume a held order", map[string]any{"reason": "back"}, api.supervise(resumeOrder)},

@@ -297,6 +297,9 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	if err := addr.Validate(); err != nil {
 		return "", err
 	}
+	if err := c.knownTrigger(ctx, trigger); err != nil {
+		return "", err
+	}
 	// Listen on the order's subjects before looking or publishing, so the
 	// outcome cannot slip past.
 	events := make(chan *nats.Msg, 64)
@@ -322,6 +325,25 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 		return "", fmt.Errorf("publish trigger: %w", err)
 	}
 	return c.awaitOutcome(ctx, events, orderID, triggerID, ack.Duplicate, 2*c.readTimeout())
+}
+
+// knownTrigger refuses a trigger key that the tenant's trigger library has
+// never held (an archived one is known: an order's pinned workflow version
+// may still wait for it). Over HTTP such a key is bad input and stores
+// nothing; over NATS the processor records it as a TriggerRejected, as it
+// does any trigger that is not the current step's. The read model is
+// synced before refusing, so a trigger added a moment ago is known.
+func (c *Commands) knownTrigger(ctx context.Context, key string) error {
+	if found, _ := c.view().LookupTrigger(key); found {
+		return nil
+	}
+	if err := c.syncReadModel(ctx); err != nil {
+		return fmt.Errorf("%w: the trigger library: %w", errUnavailable, err)
+	}
+	if found, _ := c.view().LookupTrigger(key); found {
+		return nil
+	}
+	return &domain.FieldError{Field: "trigger", Reason: "no trigger " + strconv.Quote(key) + " in the trigger library"}
 }
 
 // awaitOutcome waits up to within for a stored trigger's outcome among

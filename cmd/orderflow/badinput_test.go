@@ -79,6 +79,7 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"place: huge malformed body", "POST", "/v1/orders", strings.Repeat("a", 2<<20), nil, 413, "payload_too_large"},
 		{"trigger: unknown order", "POST", "/v1/orders/ghost/triggers", map[string]any{"trigger": "picked_up"}, nil, 404, "not_found"},
 		{"trigger: unsafe trigger key", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked.up"}, nil, 400, "invalid_argument"},
+		{"trigger: not in the trigger library", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "teleported"}, nil, 400, "invalid_argument"},
 		{"trigger: empty trigger", "POST", "/v1/orders/ok-1/triggers", map[string]any{}, nil, 400, "invalid_argument"},
 		{"trigger: trigger id with spaces", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "a b"}, nil, 400, "invalid_argument"},
 		{"trigger: unknown field", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "when": "now"}, nil, 400, "invalid_argument"},
