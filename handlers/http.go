@@ -28,6 +28,9 @@ const MaxBodyBytes = 1 << 20
 // API serves the HTTP routes of DESIGN.md under /v1.
 type API struct {
 	Commands *Commands
+	// Keys, when set, are the API keys every /v1 route asks for (see
+	// guard); nil serves every caller as the default tenant.
+	Keys *APIKeys
 	// Orders returns the orders read model in use (lists, board); it may
 	// be swapped by a rebuild.
 	Orders func() *projections.Orders
@@ -63,12 +66,14 @@ func (api *API) streamsEnding() chan struct{} {
 	return api.streamsEnd
 }
 
-func (api *API) reads() *projections.TenantView { return api.Commands.view() }
+// reads are the definitions of the request's tenant.
+func (api *API) reads(r *http.Request) *projections.TenantView { return api.cmds(r).view() }
 
 // route is one HTTP route: the table both serves and documents the API
 // (GET /openapi.json is made from it).
 type route struct {
 	pattern string // "METHOD /path"
+	role    Role   // the least role an API key needs for it
 	summary string
 	body    any // an example request body, nil when none
 	handler http.HandlerFunc
@@ -80,59 +85,59 @@ func (api *API) routes() []route {
 	num := func(n int) *int { return &n }
 	step := map[string]any{"status": "washing", "trigger": "wash_done"}
 	return []route{
-		{"GET /v1/statuses", "List the status library (ETag: the library's version)", nil, api.listStatuses},
-		{"POST /v1/statuses", "Add a status (a missing key is derived from the name)", statusBody{Name: "Washing", Category: &domain.CategoryInProgress}, api.addStatus},
-		{"PATCH /v1/statuses/{key}", "Rename or recategorize a status", statusPatch{Name: str("Wash")}, api.updateStatus},
-		{"DELETE /v1/statuses/{key}", "Archive a status (refused while a live workflow uses it)", nil, api.archiveStatus},
+		{"GET /v1/statuses", RoleReader, "List the status library (ETag: the library's version)", nil, api.listStatuses},
+		{"POST /v1/statuses", RoleAdmin, "Add a status (a missing key is derived from the name)", statusBody{Name: "Washing", Category: &domain.CategoryInProgress}, api.addStatus},
+		{"PATCH /v1/statuses/{key}", RoleAdmin, "Rename or recategorize a status", statusPatch{Name: str("Wash")}, api.updateStatus},
+		{"DELETE /v1/statuses/{key}", RoleAdmin, "Archive a status (refused while a live workflow uses it)", nil, api.archiveStatus},
 
-		{"GET /v1/triggers", "List the trigger library", nil, api.listTriggers},
-		{"POST /v1/triggers", "Add a trigger", triggerBody{Key: "wash_done", Name: "Wash done"}, api.addTrigger},
-		{"PATCH /v1/triggers/{key}", "Rename a trigger or change its description", triggerPatch{Name: str("Washed")}, api.updateTrigger},
-		{"DELETE /v1/triggers/{key}", "Archive a trigger (refused while a live workflow uses it)", nil, api.archiveTrigger},
+		{"GET /v1/triggers", RoleReader, "List the trigger library", nil, api.listTriggers},
+		{"POST /v1/triggers", RoleAdmin, "Add a trigger", triggerBody{Key: "wash_done", Name: "Wash done"}, api.addTrigger},
+		{"PATCH /v1/triggers/{key}", RoleAdmin, "Rename a trigger or change its description", triggerPatch{Name: str("Washed")}, api.updateTrigger},
+		{"DELETE /v1/triggers/{key}", RoleAdmin, "Archive a trigger (refused while a live workflow uses it)", nil, api.archiveTrigger},
 
-		{"GET /v1/workflows", "The workflows table", nil, api.listWorkflows},
-		{"POST /v1/workflows", "Create a workflow", map[string]any{"name": "Production", "type": "production", "steps": []any{step}}, api.createWorkflow},
-		{"GET /v1/workflows/{id}", "One workflow (?as_of= RFC 3339 for the version in force then)", nil, api.getWorkflow},
-		{"PATCH /v1/workflows/{id}", "Rename, or change type and fulfillment method", workflowPatch{Name: str("Laundry Production")}, api.updateWorkflow},
-		{"PUT /v1/workflows/{id}/steps", "Replace the ordered step list", map[string]any{"steps": []any{step}}, api.replaceSteps},
-		{"POST /v1/workflows/{id}/steps", "Add a step (at position, or at the end)", stepBody{Status: "drying", Trigger: "dry_done", Position: num(1)}, api.addStep},
-		{"POST /v1/workflows/{id}/steps/move", "Move a step (drag and drop)", moveBody{From: num(2), To: num(0)}, api.moveStep},
-		{"PATCH /v1/workflows/{id}/steps/{index}", "Change one step's trigger", stepTriggerBody{Trigger: "dry_done"}, api.changeStepTrigger},
-		{"DELETE /v1/workflows/{id}/steps/{index}", "Remove a step", nil, api.removeStep},
-		{"POST /v1/workflows/{id}/archive", "Archive a workflow", nil, api.archiveWorkflow},
-		{"GET /v1/workflows/{id}/versions/{v}", "A past version of a workflow", nil, api.workflowVersion},
+		{"GET /v1/workflows", RoleReader, "The workflows table", nil, api.listWorkflows},
+		{"POST /v1/workflows", RoleAdmin, "Create a workflow", map[string]any{"name": "Production", "type": "production", "steps": []any{step}}, api.createWorkflow},
+		{"GET /v1/workflows/{id}", RoleReader, "One workflow (?as_of= RFC 3339 for the version in force then)", nil, api.getWorkflow},
+		{"PATCH /v1/workflows/{id}", RoleAdmin, "Rename, or change type and fulfillment method", workflowPatch{Name: str("Laundry Production")}, api.updateWorkflow},
+		{"PUT /v1/workflows/{id}/steps", RoleAdmin, "Replace the ordered step list", map[string]any{"steps": []any{step}}, api.replaceSteps},
+		{"POST /v1/workflows/{id}/steps", RoleAdmin, "Add a step (at position, or at the end)", stepBody{Status: "drying", Trigger: "dry_done", Position: num(1)}, api.addStep},
+		{"POST /v1/workflows/{id}/steps/move", RoleAdmin, "Move a step (drag and drop)", moveBody{From: num(2), To: num(0)}, api.moveStep},
+		{"PATCH /v1/workflows/{id}/steps/{index}", RoleAdmin, "Change one step's trigger", stepTriggerBody{Trigger: "dry_done"}, api.changeStepTrigger},
+		{"DELETE /v1/workflows/{id}/steps/{index}", RoleAdmin, "Remove a step", nil, api.removeStep},
+		{"POST /v1/workflows/{id}/archive", RoleAdmin, "Archive a workflow", nil, api.archiveWorkflow},
+		{"GET /v1/workflows/{id}/versions/{v}", RoleReader, "A past version of a workflow", nil, api.workflowVersion},
 
-		{"GET /v1/order-types", "List order types", nil, api.listOrderTypes},
-		{"POST /v1/order-types", "Create an order type", map[string]any{"name": "Wash & Fold Delivery", "intake": "laundry_intake",
+		{"GET /v1/order-types", RoleReader, "List order types", nil, api.listOrderTypes},
+		{"POST /v1/order-types", RoleAdmin, "Create an order type", map[string]any{"name": "Wash & Fold Delivery", "intake": "laundry_intake",
 			"production": "standard_laundry_production", "fulfillment": []string{"home_delivery"}}, api.createOrderType},
-		{"GET /v1/order-types/{id}", "One order type", nil, api.getOrderType},
-		{"PATCH /v1/order-types/{id}", "Change an order type's name or workflows", orderTypePatch{Name: str("Wash & Fold")}, api.updateOrderType},
-		{"POST /v1/order-types/{id}/archive", "Archive an order type", nil, api.archiveOrderType},
+		{"GET /v1/order-types/{id}", RoleReader, "One order type", nil, api.getOrderType},
+		{"PATCH /v1/order-types/{id}", RoleAdmin, "Change an order type's name or workflows", orderTypePatch{Name: str("Wash & Fold")}, api.updateOrderType},
+		{"POST /v1/order-types/{id}/archive", RoleAdmin, "Archive an order type", nil, api.archiveOrderType},
 
-		{"POST /v1/orders", "Place an order", placeBody{ID: "order-1", OrderTypeID: "wash_fold_delivery"}, api.placeOrder},
-		{"GET /v1/orders", "List orders (status, workflow_id, order_type_id, state; limit, cursor; min_seq)", nil, api.listOrders},
-		{"GET /v1/orders/{id}", "One order (?as_of= RFC 3339 for the state then)", nil, api.getOrder},
-		{"GET /v1/orders/{id}/history", "An order's events, oldest first", nil, api.orderHistory},
-		{"POST /v1/orders/{id}/triggers", "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument)",
+		{"POST /v1/orders", RoleWorker, "Place an order", placeBody{ID: "order-1", OrderTypeID: "wash_fold_delivery"}, api.placeOrder},
+		{"GET /v1/orders", RoleReader, "List orders (status, workflow_id, order_type_id, state; limit, cursor; min_seq)", nil, api.listOrders},
+		{"GET /v1/orders/{id}", RoleReader, "One order (?as_of= RFC 3339 for the state then)", nil, api.getOrder},
+		{"GET /v1/orders/{id}/history", RoleReader, "An order's events, oldest first", nil, api.orderHistory},
+		{"POST /v1/orders/{id}/triggers", RoleWorker, "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument)",
 			triggerRequest{Trigger: "picked_up", Worker: "ana"}, api.postTrigger},
-		{"POST /v1/orders/{id}/hold", "Hold an order", map[string]any{"reason": "customer away"}, api.supervise(holdOrder)},
-		{"POST /v1/orders/{id}/resume", "Resume a held order", map[string]any{"reason": "back"}, api.supervise(resumeOrder)},
-		{"POST /v1/orders/{id}/cancel", "Cancel an order", map[string]any{"reason": "duplicate"}, api.supervise(cancelOrder)},
-		{"POST /v1/orders/{id}/move", "Move an order to a step of one of its workflows", map[string]any{"workflow_id": "standard_laundry_production",
+		{"POST /v1/orders/{id}/hold", RoleSupervisor, "Hold an order", map[string]any{"reason": "customer away"}, api.supervise(holdOrder)},
+		{"POST /v1/orders/{id}/resume", RoleSupervisor, "Resume a held order", map[string]any{"reason": "back"}, api.supervise(resumeOrder)},
+		{"POST /v1/orders/{id}/cancel", RoleSupervisor, "Cancel an order", map[string]any{"reason": "duplicate"}, api.supervise(cancelOrder)},
+		{"POST /v1/orders/{id}/move", RoleSupervisor, "Move an order to a step of one of its workflows", map[string]any{"workflow_id": "standard_laundry_production",
 			"step": 2, "reason": "already dry"}, api.supervise(moveOrder)},
-		{"POST /v1/orders/{id}/migrate", "Move an in-flight order to a newer version of its workflow", map[string]any{"workflow_id": "standard_laundry_production",
+		{"POST /v1/orders/{id}/migrate", RoleSupervisor, "Move an in-flight order to a newer version of its workflow", map[string]any{"workflow_id": "standard_laundry_production",
 			"to_version": 5}, api.supervise(migrateOrder)},
-		{"GET /v1/board", "Orders per workflow and status: count, oldest entry, average stay (?workflow_id=, min_seq)", nil, api.board},
-		{"GET /v1/events", "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes)", nil, api.events},
-		{"GET /v1/projections", "Where the read models stand, and a rebuild's progress", nil, api.projectionStatus},
-		{"POST /v1/projections/rebuild", "Rebuild the read models from the streams", nil, api.rebuild},
+		{"GET /v1/board", RoleReader, "Orders per workflow and status: count, oldest entry, average stay (?workflow_id=, min_seq)", nil, api.board},
+		{"GET /v1/events", RoleReader, "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes)", nil, api.events},
+		{"GET /v1/projections", RoleAdmin, "Where the read models stand, and a rebuild's progress", nil, api.projectionStatus},
+		{"POST /v1/projections/rebuild", RoleAdmin, "Rebuild the read models from the streams", nil, api.rebuild},
 	}
 }
 
 // Register adds every route to mux.
 func (api *API) Register(mux *http.ServeMux) {
 	for _, r := range api.routes() {
-		mux.HandleFunc(r.pattern, r.handler)
+		mux.HandleFunc(r.pattern, api.guard(r.role, r.handler))
 	}
 }
 
@@ -238,6 +243,10 @@ func problemFor(err error) Problem {
 	case errors.As(err, &rejected):
 		return Problem{Status: http.StatusConflict, Title: "Trigger rejected", Code: "trigger_rejected",
 			Reason: string(rejected.Reason), Expected: rejected.Expected}
+	case errors.Is(err, errUnauthenticated):
+		return Problem{Status: http.StatusUnauthorized, Title: "Unauthenticated", Code: "unauthenticated"}
+	case errors.Is(err, errForbidden):
+		return Problem{Status: http.StatusForbidden, Title: "Forbidden", Code: "forbidden"}
 	case errors.Is(err, errTooLarge):
 		return Problem{Status: http.StatusRequestEntityTooLarge, Title: "Payload too large", Code: "payload_too_large"}
 	case errors.Is(err, errBadRequest), errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken),
@@ -275,14 +284,16 @@ func (api *API) log() *slog.Logger {
 	return slog.Default()
 }
 
-// meta reads who is asking (X-Orderflow-Actor, default "api"), the
-// correlation id (X-Request-ID, generated when absent) and If-Match.
+// meta reads who is asking (X-Orderflow-Actor, default "api"; with API
+// keys the key's name, followed by "/" and X-Orderflow-Actor when given),
+// the correlation id (X-Request-ID, generated when absent) and If-Match.
 func meta(r *http.Request) (Meta, error) {
 	m := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "api"}, CorrelationID: r.Header.Get("X-Request-ID")}
-	if a := strings.TrimSpace(r.Header.Get("X-Orderflow-Actor")); a != "" {
-		if len(a) > 128 {
-			return m, fmt.Errorf("%w: X-Orderflow-Actor longer than 128 bytes", errBadRequest)
-		}
+	a, err := onBehalf(r, strings.TrimSpace(r.Header.Get("X-Orderflow-Actor")), "X-Orderflow-Actor")
+	if err != nil {
+		return m, err
+	}
+	if a != "" {
 		m.Actor.ID = a
 	}
 	if len(m.CorrelationID) > 128 {

@@ -24,7 +24,7 @@ type statusPatch struct {
 }
 
 func (api *API) listStatuses(w http.ResponseWriter, r *http.Request) {
-	items, version := api.reads().Statuses()
+	items, version := api.reads(r).Statuses()
 	setETag(w, version)
 	writeJSON(w, http.StatusOK, list[domain.Status]{Items: items})
 }
@@ -35,21 +35,21 @@ func (api *API) addStatus(w http.ResponseWriter, r *http.Request) {
 		if b.Category == nil {
 			return nil, "", &domain.FieldError{Field: "category", Reason: "is required"}
 		}
-		return api.Commands.AddStatus(ctx, m, b.Key, b.Name, *b.Category)
+		return api.cmds(r).AddStatus(ctx, m, b.Key, b.Name, *b.Category)
 	}, (*domain.StatusLibrary).Status, "/v1/statuses/")
 }
 
 func (api *API) updateStatus(w http.ResponseWriter, r *http.Request) {
 	var p statusPatch
 	libraryRoute(api, w, r, "status key", &p, func(ctx context.Context, m Meta, key string) (*domain.StatusLibrary, string, error) {
-		lib, err := api.Commands.UpdateStatus(ctx, m, key, p.Name, p.Category)
+		lib, err := api.cmds(r).UpdateStatus(ctx, m, key, p.Name, p.Category)
 		return lib, key, err
 	}, (*domain.StatusLibrary).Status, "")
 }
 
 func (api *API) archiveStatus(w http.ResponseWriter, r *http.Request) {
 	libraryRoute(api, w, r, "status key", nil, func(ctx context.Context, m Meta, key string) (*domain.StatusLibrary, string, error) {
-		lib, err := api.Commands.ArchiveStatus(ctx, m, key)
+		lib, err := api.cmds(r).ArchiveStatus(ctx, m, key)
 		return lib, key, err
 	}, (*domain.StatusLibrary).Status, "")
 }
@@ -104,7 +104,7 @@ type triggerPatch struct {
 }
 
 func (api *API) listTriggers(w http.ResponseWriter, r *http.Request) {
-	items, version := api.reads().Triggers()
+	items, version := api.reads(r).Triggers()
 	setETag(w, version)
 	writeJSON(w, http.StatusOK, list[domain.Trigger]{Items: items})
 }
@@ -112,21 +112,21 @@ func (api *API) listTriggers(w http.ResponseWriter, r *http.Request) {
 func (api *API) addTrigger(w http.ResponseWriter, r *http.Request) {
 	var b triggerBody
 	libraryRoute(api, w, r, "", &b, func(ctx context.Context, m Meta, _ string) (*domain.TriggerLibrary, string, error) {
-		return api.Commands.AddTrigger(ctx, m, b.Key, b.Name, b.Description)
+		return api.cmds(r).AddTrigger(ctx, m, b.Key, b.Name, b.Description)
 	}, (*domain.TriggerLibrary).Trigger, "/v1/triggers/")
 }
 
 func (api *API) updateTrigger(w http.ResponseWriter, r *http.Request) {
 	var p triggerPatch
 	libraryRoute(api, w, r, "trigger key", &p, func(ctx context.Context, m Meta, key string) (*domain.TriggerLibrary, string, error) {
-		lib, err := api.Commands.UpdateTrigger(ctx, m, key, p.Name, p.Description)
+		lib, err := api.cmds(r).UpdateTrigger(ctx, m, key, p.Name, p.Description)
 		return lib, key, err
 	}, (*domain.TriggerLibrary).Trigger, "")
 }
 
 func (api *API) archiveTrigger(w http.ResponseWriter, r *http.Request) {
 	libraryRoute(api, w, r, "trigger key", nil, func(ctx context.Context, m Meta, key string) (*domain.TriggerLibrary, string, error) {
-		lib, err := api.Commands.ArchiveTrigger(ctx, m, key)
+		lib, err := api.cmds(r).ArchiveTrigger(ctx, m, key)
 		return lib, key, err
 	}, (*domain.TriggerLibrary).Trigger, "")
 }
@@ -150,13 +150,13 @@ type workflowJSON struct {
 	Steps             []stepJSON          `json:"steps"`
 }
 
-func (api *API) workflowJSON(s domain.WorkflowState) workflowJSON {
+func (api *API) workflowJSON(r *http.Request, s domain.WorkflowState) workflowJSON {
 	out := workflowJSON{ID: s.ID, Name: s.Name, Type: s.Type, Version: s.Version, Archived: s.Archived, Steps: []stepJSON{}}
 	if !s.FulfillmentMethod.IsZero() {
 		m := s.FulfillmentMethod.String()
 		out.FulfillmentMethod = &m
 	}
-	view := api.reads()
+	view := api.reads(r)
 	for _, st := range s.Steps {
 		j := stepJSON{Status: st.Status, Trigger: st.Trigger}
 		if v, ok := view.Status(st.Status); ok {
@@ -203,10 +203,10 @@ type stepTriggerBody struct {
 }
 
 func (api *API) listWorkflows(w http.ResponseWriter, r *http.Request) {
-	states := api.reads().Workflows()
+	states := api.reads(r).Workflows()
 	items := make([]workflowJSON, 0, len(states))
 	for _, s := range states {
-		items = append(items, api.workflowJSON(s))
+		items = append(items, api.workflowJSON(r, s))
 	}
 	writeJSON(w, http.StatusOK, list[workflowJSON]{Items: items})
 }
@@ -218,25 +218,25 @@ func (api *API) getWorkflow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !asOf.IsZero() {
-		s, err := api.Commands.WorkflowAsOf(r.Context(), id, asOf)
+		s, err := api.cmds(r).WorkflowAsOf(r.Context(), id, asOf)
 		if err != nil {
 			api.fail(w, r, err)
 			return
 		}
-		api.writeWorkflow(w, http.StatusOK, s)
+		api.writeWorkflow(w, r, http.StatusOK, s)
 		return
 	}
-	s, ok := api.reads().Workflow(id)
+	s, ok := api.reads(r).Workflow(id)
 	if !ok {
 		api.fail(w, r, &domain.FieldError{Field: "id", Reason: "no workflow " + strconv.Quote(id), Kind: domain.ErrNotFound})
 		return
 	}
-	api.writeWorkflow(w, http.StatusOK, s)
+	api.writeWorkflow(w, r, http.StatusOK, s)
 }
 
-func (api *API) writeWorkflow(w http.ResponseWriter, status int, s domain.WorkflowState) {
+func (api *API) writeWorkflow(w http.ResponseWriter, r *http.Request, status int, s domain.WorkflowState) {
 	setETag(w, s.Version)
-	writeJSON(w, status, api.workflowJSON(s))
+	writeJSON(w, status, api.workflowJSON(r, s))
 }
 
 func (api *API) createWorkflow(w http.ResponseWriter, r *http.Request) {
@@ -252,13 +252,13 @@ func (api *API) createWorkflow(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	s, err := api.Commands.CreateWorkflow(r.Context(), m, b.Name, *b.Type, b.FulfillmentMethod, b.Steps)
+	s, err := api.cmds(r).CreateWorkflow(r.Context(), m, b.Name, *b.Type, b.FulfillmentMethod, b.Steps)
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/v1/workflows/"+s.ID)
-	api.writeWorkflow(w, http.StatusCreated, s)
+	api.writeWorkflow(w, r, http.StatusCreated, s)
 }
 
 // workflowCommand runs edits on the workflow named in the path, after
@@ -278,12 +278,12 @@ func (api *API) workflowCommand(w http.ResponseWriter, r *http.Request, body any
 		api.fail(w, r, err)
 		return
 	}
-	s, err := api.Commands.ChangeWorkflow(r.Context(), m, id, changes...)
+	s, err := api.cmds(r).ChangeWorkflow(r.Context(), m, id, changes...)
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
-	api.writeWorkflow(w, http.StatusOK, s)
+	api.writeWorkflow(w, r, http.StatusOK, s)
 }
 
 func (api *API) updateWorkflow(w http.ResponseWriter, r *http.Request) {
@@ -386,12 +386,12 @@ func (api *API) workflowVersion(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, fmt.Errorf("%w: version %q is not 1, 2, 3 …", errBadRequest, r.PathValue("v")))
 		return
 	}
-	s, err := api.Commands.WorkflowAt(r.Context(), id, v)
+	s, err := api.cmds(r).WorkflowAt(r.Context(), id, v)
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
-	api.writeWorkflow(w, http.StatusOK, s)
+	api.writeWorkflow(w, r, http.StatusOK, s)
 }
 
 // Order types.
@@ -447,7 +447,7 @@ func (api *API) writeOrderType(w http.ResponseWriter, status int, s domain.Order
 }
 
 func (api *API) listOrderTypes(w http.ResponseWriter, r *http.Request) {
-	states := api.reads().OrderTypes()
+	states := api.reads(r).OrderTypes()
 	items := make([]orderTypeJSON, 0, len(states))
 	for _, s := range states {
 		items = append(items, toOrderTypeJSON(s))
@@ -461,7 +461,7 @@ func (api *API) getOrderType(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	s, ok := api.reads().OrderType(id)
+	s, ok := api.reads(r).OrderType(id)
 	if !ok {
 		api.fail(w, r, &domain.FieldError{Field: "id", Reason: "no order type " + strconv.Quote(id), Kind: domain.ErrNotFound})
 		return
@@ -479,7 +479,7 @@ func (api *API) createOrderType(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	s, err := api.Commands.CreateOrderType(r.Context(), m, b.Name, deref(b.Intake), deref(b.Production), b.Fulfillment)
+	s, err := api.cmds(r).CreateOrderType(r.Context(), m, b.Name, deref(b.Intake), deref(b.Production), b.Fulfillment)
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -500,7 +500,7 @@ func (api *API) updateOrderType(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	s, err := api.Commands.UpdateOrderType(r.Context(), m, id, OrderTypePatch(p))
+	s, err := api.cmds(r).UpdateOrderType(r.Context(), m, id, OrderTypePatch(p))
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -515,7 +515,7 @@ func (api *API) archiveOrderType(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	s, err := api.Commands.ArchiveOrderType(r.Context(), m, id)
+	s, err := api.cmds(r).ArchiveOrderType(r.Context(), m, id)
 	if err != nil {
 		api.fail(w, r, err)
 		return

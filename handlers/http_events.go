@@ -34,7 +34,7 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	tenant := api.Commands.Tenant
+	tenant := api.cmds(r).Tenant
 	var types []string
 	if v := q.Get("types"); v != "" {
 		for _, t := range strings.Split(v, ",") {

@@ -114,7 +114,7 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	o, err := api.Commands.PlaceOrder(r.Context(), m, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
+	o, err := api.cmds(r).PlaceOrder(r.Context(), m, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -134,7 +134,7 @@ func (api *API) writeOrder(w http.ResponseWriter, r *http.Request, status int, i
 // writeOrderAs is writeOrder with the order's JSON placed in a body of
 // the route's own (body builds it).
 func (api *API) writeOrderAs(w http.ResponseWriter, r *http.Request, status int, id string, body func(OrderJSON) any) {
-	o, events, err := api.Commands.LoadOrder(r.Context(), id)
+	o, events, err := api.cmds(r).LoadOrder(r.Context(), id)
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -144,7 +144,7 @@ func (api *API) writeOrderAs(w http.ResponseWriter, r *http.Request, status int,
 	if status == http.StatusCreated {
 		w.Header().Set("Location", "/v1/orders/"+id)
 	}
-	writeJSON(w, status, body(api.Commands.orderJSON(o, events)))
+	writeJSON(w, status, body(api.cmds(r).orderJSON(o, events)))
 }
 
 func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
@@ -157,13 +157,13 @@ func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
 		api.writeOrder(w, r, http.StatusOK, id)
 		return
 	}
-	o, events, err := api.Commands.LoadOrderAsOf(r.Context(), id, asOf)
+	o, events, err := api.cmds(r).LoadOrderAsOf(r.Context(), id, asOf)
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
 	setETag(w, o.Version())
-	writeJSON(w, http.StatusOK, api.Commands.orderJSON(o, events))
+	writeJSON(w, http.StatusOK, api.cmds(r).orderJSON(o, events))
 }
 
 // pathTokenAsOf reads a path token and ?as_of=, for the routes that answer
@@ -196,7 +196,7 @@ func (api *API) orderHistory(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	_, events, err := api.Commands.LoadOrder(r.Context(), id)
+	_, events, err := api.cmds(r).LoadOrder(r.Context(), id)
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -228,7 +228,7 @@ func (api *API) supervise(do superviseFunc) http.HandlerFunc {
 			api.fail(w, r, err)
 			return
 		}
-		if _, err := do(api.Commands, r.Context(), m, id, b); err != nil {
+		if _, err := do(api.cmds(r), r.Context(), m, id, b); err != nil {
 			api.fail(w, r, err)
 			return
 		}
@@ -270,8 +270,8 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = checkTriggerID(b.TriggerID)
 	}
-	if err == nil && len(b.Worker) > 128 {
-		err = &domain.FieldError{Field: "worker", Reason: "longer than 128 bytes"}
+	if err == nil {
+		b.Worker, err = onBehalf(r, b.Worker, "worker")
 	}
 	if err != nil {
 		api.fail(w, r, err)
@@ -280,7 +280,7 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	if b.TriggerID == "" {
 		b.TriggerID = uuid.Must(uuid.NewV7()).String()
 	}
-	outcome, err := api.Commands.SendTrigger(r.Context(), id, b.Trigger, b.TriggerID, b.Worker)
+	outcome, err := api.cmds(r).SendTrigger(r.Context(), id, b.Trigger, b.TriggerID, b.Worker)
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -470,10 +470,10 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 		}
 		after = string(b)
 	}
-	rows, more := api.Orders().List(api.Commands.Tenant, f, after, limit)
+	rows, more := api.Orders().List(api.cmds(r).Tenant, f, after, limit)
 	out := list[OrderJSON]{Items: make([]OrderJSON, 0, len(rows))}
 	for _, row := range rows {
-		out.Items = append(out.Items, api.Commands.rowJSON(row))
+		out.Items = append(out.Items, api.cmds(r).rowJSON(row))
 	}
 	if more && len(rows) > 0 {
 		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(rows[len(rows)-1].ID))
@@ -532,8 +532,8 @@ func (api *API) board(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	view := api.reads()
-	cells := api.Orders().Board(api.Commands.Tenant, wf)
+	view := api.reads(r)
+	cells := api.Orders().Board(api.cmds(r).Tenant, wf)
 	out := list[boardItem]{Items: make([]boardItem, 0, len(cells))}
 	for _, c := range cells {
 		it := boardItem{WorkflowID: c.WorkflowID, Status: c.Status, Count: c.Count, Left: c.Left, AverageStaySeconds: c.AverageStay.Seconds()}

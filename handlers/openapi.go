@@ -14,6 +14,8 @@ func (api *API) OpenAPI() map[string]any {
 	problem := map[string]any{"application/problem+json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Problem"}}}
 	errors := map[string]any{
 		"400": map[string]any{"description": "invalid_argument", "content": problem},
+		"401": map[string]any{"description": "unauthenticated (API keys in use, no valid bearer token)", "content": problem},
+		"403": map[string]any{"description": "forbidden (the key's role is below the route's x-orderflow-role)", "content": problem},
 		"404": map[string]any{"description": "not_found", "content": problem},
 		"409": map[string]any{"description": "conflict or trigger_rejected", "content": problem},
 		"412": map[string]any{"description": "precondition_failed (stale If-Match)", "content": problem},
@@ -21,7 +23,7 @@ func (api *API) OpenAPI() map[string]any {
 		"503": map[string]any{"description": "unavailable (a read model, or a trigger's outcome, not there in time)", "content": problem},
 	}
 	paths := map[string]map[string]any{}
-	add := func(method, path, summary string, body any) {
+	add := func(method, path, summary string, role Role, body any) {
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
@@ -37,6 +39,10 @@ func (api *API) OpenAPI() map[string]any {
 			}
 		}
 		op := map[string]any{"summary": summary, "responses": responses}
+		if role != 0 {
+			op["x-orderflow-role"] = role.String()
+			op["security"] = []any{map[string]any{"apiKey": []string{}}}
+		}
 		if len(params) > 0 {
 			op["parameters"] = params
 		}
@@ -50,18 +56,20 @@ func (api *API) OpenAPI() map[string]any {
 	}
 	for _, r := range api.routes() {
 		method, path, _ := strings.Cut(r.pattern, " ")
-		add(method, path, r.summary, r.body)
+		add(method, path, r.summary, r.role, r.body)
 	}
-	add("GET", "/healthz", "The process is alive", nil)
-	add("GET", "/readyz", "Streams are open and NATS is connected (503 otherwise)", nil)
-	add("GET", "/metrics", "Prometheus text metrics", nil)
-	add("GET", "/openapi.json", "This document", nil)
+	add("GET", "/healthz", "The process is alive", 0, nil)
+	add("GET", "/readyz", "Streams are open and NATS is connected (503 otherwise)", 0, nil)
+	add("GET", "/metrics", "Prometheus text metrics", 0, nil)
+	add("GET", "/openapi.json", "This document", 0, nil)
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{"title": "orderflow", "version": "1",
-			"description": "Event-sourced order progression. Errors are application/problem+json with a machine code."},
+			"description": "Event-sourced order progression. Errors are application/problem+json with a machine code. " +
+				"When the server runs with --api-keys, every /v1 route asks for a bearer token whose key has at least the route's " +
+				"x-orderflow-role (reader < worker < supervisor < admin) and acts for the key's tenant; without, every caller is served as the default tenant."},
 		"paths": paths,
-		"components": map[string]any{"schemas": map[string]any{"Problem": map[string]any{
+		"components": map[string]any{"securitySchemes": map[string]any{"apiKey": map[string]any{"type": "http", "scheme": "bearer"}}, "schemas": map[string]any{"Problem": map[string]any{
 			"type":     "object",
 			"required": []string{"status", "title", "code"},
 			"properties": map[string]any{

@@ -77,6 +77,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 	mux := http.NewServeMux()
 	handlers.Health{Ready: a.checkReady}.Register(mux)
 	api := &handlers.API{Log: a.Logger}
+	if a.Config.APIKeys != "" {
+		if api.Keys, err = handlers.LoadAPIKeys(a.Config.APIKeys); err != nil {
+			return fmt.Errorf("--api-keys: %w", err)
+		}
+		a.Logger.Info("HTTP API keys in use: /v1 requests need a bearer token", "keys", api.Keys.Len(), "file", a.Config.APIKeys)
+	}
 	a.api = api
 	v1 := http.NewServeMux()
 	api.Register(v1)

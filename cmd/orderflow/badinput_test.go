@@ -27,7 +27,7 @@ func expectRefused(t *testing.T, app *App, c *httpClient, cases []refusedRequest
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &httpClient{t: t, base: c.base}
+			c := &httpClient{t: t, base: c.base, token: c.token}
 			d0, o0 := streamSeqs(t, app)
 			c.problem(tc.status, tc.code, tc.method, tc.path, tc.body, tc.headers...)
 			if d1, o1 := streamSeqs(t, app); d1 != d0 || o1 != o0 {

@@ -14,15 +14,26 @@ import (
 	"time"
 )
 
-// serverFlag registers --server (ORDERFLOW_SERVER): the HTTP address of a
-// running orderflow.
-func serverFlag(fs *flag.FlagSet) *string {
-	return fs.String("server", "http://127.0.0.1:8080", "HTTP address of a running orderflow")
+// apiServer is a running orderflow's HTTP API, as the client commands
+// reach it.
+type apiServer struct {
+	url   string
+	token string // an API key's bearer token, when the server asks for one
+}
+
+// serverFlags registers --server (ORDERFLOW_SERVER), the HTTP address of a
+// running orderflow, and --token (ORDERFLOW_TOKEN), the API key's bearer
+// token for a server run with --api-keys.
+func serverFlags(fs *flag.FlagSet) *apiServer {
+	var s apiServer
+	fs.StringVar(&s.url, "server", "http://127.0.0.1:8080", "HTTP address of a running orderflow")
+	fs.StringVar(&s.token, "token", "", "bearer token of an API key, for a server run with --api-keys")
+	return &s
 }
 
 // apiCall sends one request to a running orderflow and returns the body
 // of a 2xx answer; a problem answer becomes an error with its detail.
-func apiCall(ctx context.Context, server, method, path string, body any) ([]byte, error) {
+func apiCall(ctx context.Context, server *apiServer, method, path string, body any) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -33,16 +44,19 @@ func apiCall(ctx context.Context, server, method, path string, body any) ([]byte
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(server, "/")+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(server.url, "/")+path, rd)
 	if err != nil {
 		return nil, err
+	}
+	if server.token != "" {
+		req.Header.Set("Authorization", "Bearer "+server.token)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("is orderflow running at %s? %w", server, err)
+		return nil, fmt.Errorf("is orderflow running at %s? %w", server.url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -76,7 +90,7 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 		fmt.Fprintln(stderr, "Usage: orderflow trigger [flags] ORDER TRIGGER\n\nApply a worker's trigger to an order and print the outcome.")
 		fs.PrintDefaults()
 	}
-	server := serverFlag(fs)
+	server := serverFlags(fs)
 	triggerID := fs.String("trigger-id", "", "idempotency key (generated when empty)")
 	worker := fs.String("worker", "cli", "worker who did it")
 	if err := parseFlags(fs, args, env); err != nil {
@@ -87,7 +101,7 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 		return errors.New("want ORDER and TRIGGER")
 	}
 	order, trigger := fs.Arg(0), fs.Arg(1)
-	b, err := apiCall(ctx, *server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
+	b, err := apiCall(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
 		map[string]string{"trigger": trigger, "trigger_id": *triggerID, "worker": *worker})
 	if err != nil {
 		return err
@@ -111,7 +125,7 @@ func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	}
 	fs := flag.NewFlagSet("order show", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := serverFlag(fs)
+	server := serverFlags(fs)
 	asJSON := fs.Bool("json", false, "print the order as JSON")
 	if err := parseFlags(fs, args[1:], env); err != nil {
 		return err
@@ -119,7 +133,7 @@ func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if fs.NArg() != 1 {
 		return errors.New("want one ORDER")
 	}
-	b, err := apiCall(ctx, *server, "GET", "/v1/orders/"+url.PathEscape(fs.Arg(0)), nil)
+	b, err := apiCall(ctx, server, "GET", "/v1/orders/"+url.PathEscape(fs.Arg(0)), nil)
 	if err != nil {
 		return err
 	}
@@ -170,7 +184,7 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fs := flag.NewFlagSet("projections rebuild", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := serverFlag(fs)
+	server := serverFlags(fs)
 	if err := parseFlags(fs, args[1:], env); err != nil {
 		return err
 	}
@@ -187,7 +201,7 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 					return
 				case <-t.C:
 				}
-				b, err := apiCall(pctx, *server, "GET", "/v1/projections", nil)
+				b, err := apiCall(pctx, server, "GET", "/v1/projections", nil)
 				var st struct {
 					Rebuilding     bool   `json:"rebuilding"`
 					RebuildApplied uint64 `json:"rebuild_applied"`
@@ -199,7 +213,7 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 			}
 		}()
 	}
-	b, err := apiCall(ctx, *server, "POST", "/v1/projections/rebuild", nil)
+	b, err := apiCall(ctx, server, "POST", "/v1/projections/rebuild", nil)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,10 @@ type Config struct {
 	// LaneWindow is how many unacknowledged triggers the process reading
 	// a lane may hold; every process must use the same.
 	LaneWindow int
+	// APIKeys, when set, is a keys file (handlers.ParseAPIKeys): every
+	// /v1 request then needs a bearer token of one of its keys, and acts
+	// for that key's tenant. Empty: no authentication, default tenant.
+	APIKeys string
 }
 
 // DefaultConfig is the configuration of a plain `orderflow serve`.
@@ -90,6 +94,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "seed the worked example into an empty store and run simulated worker apps")
 	fs.IntVar(&c.Lanes, "lanes", c.Lanes, "trigger lanes (triggers of one order share a lane and take effect in order; lanes run in parallel); the same on every process")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a trigger lane waits for a process before handing the trigger to another")
+	fs.StringVar(&c.APIKeys, "api-keys", c.APIKeys, "file of the HTTP API's keys (made by 'orderflow apikey'): every /v1 request then needs one's bearer token and acts for its tenant; empty: no authentication, default tenant")
 	fs.IntVar(&c.LaneWindow, "lane-window", c.LaneWindow, "unacknowledged triggers a process may hold per lane (different orders run in parallel, one order's triggers in turn); the same on every process")
 }
 

@@ -25,12 +25,16 @@ type sseStream struct {
 	cancel context.CancelFunc
 }
 
-func openSSE(t *testing.T, app *App, query, lastEventID string) *sseStream {
+// openSSE opens the feed; headers are pairs of name, value.
+func openSSE(t *testing.T, app *App, query, lastEventID string, headers ...string) *sseStream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+app.HTTPAddr()+"/v1/events"+query, nil)
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -11,8 +11,9 @@ import (
 
 // client talks JSON to one App.
 type httpClient struct {
-	t    *testing.T
-	base string
+	t     *testing.T
+	base  string
+	token string // an API key's bearer token, sent when set
 }
 
 type response struct {
@@ -58,6 +59,9 @@ func (c *httpClient) do(method, path string, body any, headers ...string) respon
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])

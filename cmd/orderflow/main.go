@@ -35,6 +35,7 @@ Usage:
   orderflow deadletters [retry SEQ...]     list the triggers put aside as unprocessable, or publish them again
   orderflow import --data-dir D --in F     load an export into an empty store
   orderflow bench [flags]                  measure orderflow against raw JetStream on this machine
+  orderflow apikey --name N --role R       make an HTTP API key for 'serve --api-keys' (prints its token once)
 
 Run 'orderflow serve -h' for the flags. Every flag also reads ORDERFLOW_<FLAG>.
 `
@@ -69,6 +70,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		err = deadLettersCmd(ctx, args[1:], stdout, stderr, env)
 	case "bench":
 		err = benchCmd(ctx, args[1:], stdout, stderr, env)
+	case "apikey":
+		err = apiKeyCmd(ctx, args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// newKey makes an API key with `orderflow apikey` into keysFile and
+// returns its token.
+func newKey(t *testing.T, keysFile, name, tenant, role string) string {
+	t.Helper()
+	code, out, errOut := runMain(t, "apikey", "--name", name, "--tenant", tenant, "--role", role, "--keys-file", keysFile)
+	if code != 0 {
+		t.Fatalf("apikey %s: exit %d: %s", name, code, errOut)
+	}
+	return strings.TrimSpace(out)
+}
+
+// With --api-keys, every /v1 route asks for a key's bearer token and a
+// role high enough; a key acts for its own tenant only, under its name;
+// refused requests store nothing; health, readiness and the OpenAPI
+// document stay open.
+func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
+	t.Parallel()
+	keys := filepath.Join(t.TempDir(), "keys")
+	tokens := map[string]string{}
+	for _, k := range []struct{ name, tenant, role string }{
+		{"admin", "default", "admin"}, {"acme-admin", "acme", "admin"},
+		{"board", "default", "reader"}, {"van-7", "default", "worker"}, {"lead", "default", "supervisor"},
+	} {
+		tokens[k.name] = newKey(t, keys, k.name, k.tenant, k.role)
+	}
+	if fi, err := os.Stat(keys); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("keys file: %v, mode %v; want 0600", err, fi.Mode())
+	}
+	if b, _ := os.ReadFile(keys); strings.Contains(string(b), tokens["admin"]) {
+		t.Fatal("the keys file holds a token, not only its hash")
+	}
+	cfg := newTestConfig(t)
+	cfg.APIKeys = keys
+	app := startApp(t, cfg)
+	as := func(name string) *httpClient {
+		return &httpClient{t: t, base: "http://" + app.HTTPAddr(), token: tokens[name]}
+	}
+	anon := newClient(t, app)
+	for _, path := range []string{"/healthz", "/readyz", "/openapi.json"} {
+		anon.must(200, "GET", path, nil)
+	}
+
+	seedWorkedExample(t, as("admin"))
+	seedWorkedExample(t, as("acme-admin")) // the same ids, in another tenant
+	as("van-7").must(201, "POST", "/v1/orders", map[string]any{"id": "o-1", "order_type_id": "wash_fold_delivery"})
+	as("van-7").must(200, "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "picked_up", "worker": "ana"})
+
+	r := anon.do("GET", "/v1/statuses", nil)
+	if r.Status != 401 || !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatalf("no token: %d, WWW-Authenticate %q", r.Status, r.Header.Get("WWW-Authenticate"))
+	}
+	refused := []refusedRequest{
+		{"no token", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery"}, nil, 401, "unauthenticated"},
+		{"unknown token", "GET", "/v1/orders/o-1", nil, []string{"Authorization", "Bearer of_nope"}, 401, "unauthenticated"},
+		{"not a bearer token", "GET", "/v1/orders/o-1", nil, []string{"Authorization", "Basic " + tokens["admin"]}, 401, "unauthenticated"},
+		{"reader places an order", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery"},
+			[]string{"Authorization", "Bearer " + tokens["board"]}, 403, "forbidden"},
+		{"reader applies a trigger", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "items_tagged"},
+			[]string{"Authorization", "Bearer " + tokens["board"]}, 403, "forbidden"},
+		{"worker holds an order", "POST", "/v1/orders/o-1/hold", map[string]any{"reason": "r"},
+			[]string{"Authorization", "Bearer " + tokens["van-7"]}, 403, "forbidden"},
+		{"supervisor adds a status", "POST", "/v1/statuses", map[string]any{"name": "Ironing", "category": "in_progress"},
+			[]string{"Authorization", "Bearer " + tokens["lead"]}, 403, "forbidden"},
+		{"supervisor rebuilds the read models", "POST", "/v1/projections/rebuild", nil,
+			[]string{"Authorization", "Bearer " + tokens["lead"]}, 403, "forbidden"},
+		{"another tenant's order", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "items_tagged"},
+			[]string{"Authorization", "Bearer " + tokens["acme-admin"]}, 404, "not_found"},
+	}
+	expectRefused(t, app, anon, refused)
+
+	// Each role may do what the roles below it may.
+	as("board").must(200, "GET", "/v1/orders/o-1", nil)
+	as("lead").must(200, "POST", "/v1/orders/o-1/hold", map[string]any{"reason": "customer away"}, "X-Orderflow-Actor", "kim")
+	as("admin").must(200, "POST", "/v1/orders/o-1/resume", map[string]any{"reason": "back"})
+
+	// The actor of each event is the key's name (and the worker the body
+	// names, or the caller's own X-Orderflow-Actor, after it).
+	var actors []string
+	for _, ev := range as("board").must(200, "GET", "/v1/orders/o-1/history", nil)["events"].([]any) {
+		actors = append(actors, ev.(map[string]any)["actor"].(map[string]any)["id"].(string))
+	}
+	if got := strings.Join(actors, " "); got != "van-7 van-7/ana lead/kim admin" {
+		t.Fatalf("actors %q, want the keys' names", got)
+	}
+
+	// The other tenant sees only its own orders, board and feed.
+	acme := as("acme-admin")
+	feed := openSSE(t, app, "", "", "Authorization", "Bearer "+tokens["acme-admin"])
+	acme.must(201, "POST", "/v1/orders", map[string]any{"id": "a-1", "order_type_id": "wash_fold_delivery"})
+	acme.must(200, "POST", "/v1/orders/a-1/triggers", map[string]any{"trigger": "picked_up"})
+	for _, want := range []string{"OrderPlaced", "OrderAdvanced"} {
+		if ev := feed.next(t); ev.Type != want || ev.Data["tenant"] != "acme" || ev.Data["aggregate_id"] != "a-1" {
+			t.Fatalf("acme's feed: %s %v, want its own %s", ev.Type, ev.Data, want)
+		}
+	}
+	for name, want := range map[string]string{"acme-admin": "a-1", "board": "o-1"} {
+		items := as(name).must(200, "GET", "/v1/orders", nil)["items"].([]any)
+		if len(items) != 1 || items[0].(map[string]any)["id"] != want {
+			t.Fatalf("%s lists %v, want only %s", name, items, want)
+		}
+	}
+	as("board").problem(404, "not_found", "GET", "/v1/orders/a-1", nil)
+
+	// The client commands send the token.
+	url := "http://" + app.HTTPAddr()
+	if code, out, errOut := runMain(t, "trigger", "--server", url, "--token", tokens["van-7"], "o-1", "items_tagged"); code != 0 || !strings.HasPrefix(out, "advanced") {
+		t.Fatalf("trigger with a token: exit %d: %s%s", code, out, errOut)
+	}
+	if code, _, errOut := runMain(t, "order", "show", "--server", url, "o-1"); code == 0 || !strings.Contains(errOut, "unauthenticated") {
+		t.Fatalf("order show without a token: exit %d: %s", code, errOut)
+	}
+}
+
+// A keys file that cannot be used stops the start with the reason, and
+// `orderflow apikey` refuses to add a key the file could not take.
+func TestAPIKeysFileMistakes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	newKey(t, keys, "admin", "default", "admin")
+	if code, _, errOut := runMain(t, "apikey", "--name", "admin", "--role", "reader", "--keys-file", keys); code == 0 || !strings.Contains(errOut, "named twice") {
+		t.Fatalf("a second key of the same name: exit %d: %s", code, errOut)
+	}
+	for name, content := range map[string]string{
+		"missing":        "",
+		"empty":          "# no keys yet\n",
+		"unknown role":   "ana default boss sha256:" + strings.Repeat("ab", 32) + "\n",
+		"unsafe tenant":  "ana a.b reader sha256:" + strings.Repeat("ab", 32) + "\n",
+		"short hash":     "ana default reader sha256:abcd\n",
+		"a token itself": "ana default reader of_SECRET\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
+			if name != "missing" {
+				if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := newTestConfig(t)
+			cfg.APIKeys = path
+			err := NewApp(cfg, nil).Run(ctxFor(t, time.Minute))
+			if err == nil || !strings.Contains(err.Error(), "--api-keys") {
+				t.Fatalf("start with a %s keys file: %v", name, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,226 @@
+package handlers
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// Role is what an API key may do over HTTP. Each role may do everything
+// the roles before it may.
+type Role int
+
+const (
+	// RoleReader reads: definitions, orders, history, the board, the feed.
+	RoleReader Role = iota + 1
+	// RoleWorker also places orders and applies triggers.
+	RoleWorker
+	// RoleSupervisor also holds, resumes, cancels, moves and migrates orders.
+	RoleSupervisor
+	// RoleAdmin also changes the definitions and runs the read models'
+	// rebuild.
+	RoleAdmin
+)
+
+var roleNames = []string{RoleReader: "reader", RoleWorker: "worker", RoleSupervisor: "supervisor", RoleAdmin: "admin"}
+
+func (r Role) String() string {
+	if r < RoleReader || r > RoleAdmin {
+		return fmt.Sprintf("Role(%d)", int(r))
+	}
+	return roleNames[r]
+}
+
+// ParseRole reads a role's name.
+func ParseRole(s string) (Role, error) {
+	for r := RoleReader; r <= RoleAdmin; r++ {
+		if roleNames[r] == s {
+			return r, nil
+		}
+	}
+	return 0, fmt.Errorf("role %q: want reader, worker, supervisor or admin", s)
+}
+
+// APIKey is one caller of the HTTP API: its name (the actor of what it
+// does), the one tenant it acts for, and its role.
+type APIKey struct {
+	Name   string
+	Tenant string
+	Role   Role
+}
+
+// APIKeys are the keys the HTTP API accepts, found by the SHA-256 of the
+// bearer token: the keys file holds no token itself.
+type APIKeys struct {
+	byHash map[[sha256.Size]byte]APIKey
+}
+
+// Len is how many keys there are.
+func (k *APIKeys) Len() int { return len(k.byHash) }
+
+func (k *APIKeys) lookup(token string) (APIKey, bool) {
+	key, ok := k.byHash[sha256.Sum256([]byte(token))]
+	return key, ok
+}
+
+// LoadAPIKeys reads a keys file (see ParseAPIKeys).
+func LoadAPIKeys(path string) (*APIKeys, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("API keys: %w", err)
+	}
+	defer f.Close()
+	keys, err := ParseAPIKeys(f)
+	if err != nil {
+		return nil, fmt.Errorf("API keys %s: %w", path, err)
+	}
+	return keys, nil
+}
+
+// ParseAPIKeys reads one key per line, "NAME TENANT ROLE sha256:HEX" (as
+// NewAPIKey writes it); blank lines and lines starting with # are skipped.
+// Names and tenants are subject-safe tokens; names and tokens are unique.
+func ParseAPIKeys(r io.Reader) (*APIKeys, error) {
+	keys := &APIKeys{byHash: map[[sha256.Size]byte]APIKey{}}
+	names := map[string]bool{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, hash, err := parseKeyLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		if names[key.Name] {
+			return nil, fmt.Errorf("line %d: key %q named twice", n, key.Name)
+		}
+		if _, dup := keys.byHash[hash]; dup {
+			return nil, fmt.Errorf("line %d: key %q has the token of another key", n, key.Name)
+		}
+		names[key.Name] = true
+		keys.byHash[hash] = key
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(keys.byHash) == 0 {
+		return nil, errors.New("no keys: every request would be refused")
+	}
+	return keys, nil
+}
+
+func parseKeyLine(line string) (APIKey, [sha256.Size]byte, error) {
+	var hash [sha256.Size]byte
+	f := strings.Fields(line)
+	if len(f) != 4 {
+		return APIKey{}, hash, fmt.Errorf("want NAME TENANT ROLE sha256:HEX, got %d fields", len(f))
+	}
+	key := APIKey{Name: f[0], Tenant: f[1]}
+	if err := errors.Join(eventstore.ValidateToken("key name", key.Name), eventstore.ValidateToken("tenant", key.Tenant)); err != nil {
+		return APIKey{}, hash, err
+	}
+	role, err := ParseRole(f[2])
+	if err != nil {
+		return APIKey{}, hash, err
+	}
+	key.Role = role
+	h, ok := strings.CutPrefix(f[3], "sha256:")
+	b, err := hex.DecodeString(h)
+	if !ok || err != nil || len(b) != sha256.Size {
+		return APIKey{}, hash, fmt.Errorf("key %q: want sha256: and 64 hex digits", key.Name)
+	}
+	copy(hash[:], b)
+	return key, hash, nil
+}
+
+// NewAPIKey makes a random bearer token for a key and the keys-file line
+// that accepts it. The token is shown once; the line holds only its hash.
+func NewAPIKey(name, tenant string, role Role) (token, line string, err error) {
+	if err := errors.Join(eventstore.ValidateToken("key name", name), eventstore.ValidateToken("tenant", tenant)); err != nil {
+		return "", "", err
+	}
+	if _, err := ParseRole(role.String()); err != nil {
+		return "", "", err
+	}
+	token = "of_" + rand.Text()
+	sum := sha256.Sum256([]byte(token))
+	return token, fmt.Sprintf("%s %s %s sha256:%s", name, tenant, role, hex.EncodeToString(sum[:])), nil
+}
+
+// Errors of the HTTP API's authentication.
+var (
+	errUnauthenticated = errors.New("unauthenticated")
+	errForbidden       = errors.New("forbidden")
+)
+
+type apiKeyCtx struct{}
+
+// guard wraps a route that needs role. Without keys (API.Keys nil) every
+// request passes and acts for the default tenant. With keys, a request
+// needs "Authorization: Bearer TOKEN" of a key whose role is at least
+// role; it then acts for the key's tenant, as the key's name.
+func (api *API) guard(role Role, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if api.Keys == nil {
+			h(w, r)
+			return
+		}
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		key, ok := APIKey{}, false
+		if strings.EqualFold(scheme, "Bearer") && token != "" {
+			key, ok = api.Keys.lookup(strings.TrimSpace(token))
+		}
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="orderflow"`)
+			api.fail(w, r, fmt.Errorf("%w: send Authorization: Bearer and an API key's token", errUnauthenticated))
+			return
+		}
+		if key.Role < role {
+			api.fail(w, r, fmt.Errorf("%w: key %q is a %s; %s %s needs %s", errForbidden, key.Name, key.Role, r.Method, r.URL.Path, role))
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), apiKeyCtx{}, key)))
+	}
+}
+
+// callerKey is the API key a request was let in with, if any.
+func callerKey(r *http.Request) (APIKey, bool) {
+	key, ok := r.Context().Value(apiKeyCtx{}).(APIKey)
+	return key, ok
+}
+
+// cmds are the commands acting for the request's tenant.
+func (api *API) cmds(r *http.Request) *Commands {
+	if key, ok := callerKey(r); ok {
+		return api.Commands.ForTenant(key.Tenant)
+	}
+	return api.Commands
+}
+
+// onBehalf is who a request acts as, given X-Orderflow-Actor or a
+// trigger's worker (field): given itself without API keys; with them, the
+// key's name, followed by "/" and given when there is one. It is at most
+// 128 bytes.
+func onBehalf(r *http.Request, given, field string) (string, error) {
+	what := field
+	if key, ok := callerKey(r); ok {
+		given = strings.TrimSuffix(key.Name+"/"+given, "/")
+		what = "the API key's name, '/' and " + field
+	}
+	if len(given) > 128 {
+		return "", fmt.Errorf("%w: %s: longer than 128 bytes", errBadRequest, what)
+	}
+	return given, nil
+}

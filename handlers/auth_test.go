@@ -1,0 +1,90 @@
+package handlers
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// A keys file: one key per line, comments and blank lines skipped, every
+// mistake named with its line; a made key's token is accepted, its hash
+// is all the file holds.
+func TestParseAPIKeys(t *testing.T) {
+	token, line, err := NewAPIKey("van-7", "acme", RoleWorker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(line, token) || !strings.HasPrefix(line, "van-7 acme worker sha256:") {
+		t.Fatalf("key line %q", line)
+	}
+	keys, err := ParseAPIKeys(strings.NewReader("# keys\n\n" + line + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key, ok := keys.lookup(token); !ok || key != (APIKey{Name: "van-7", Tenant: "acme", Role: RoleWorker}) {
+		t.Fatalf("lookup = %+v, %v", key, ok)
+	}
+	if _, ok := keys.lookup(token + "x"); ok {
+		t.Fatal("another token was accepted")
+	}
+	hash := " sha256:" + strings.Repeat("0f", 32)
+	for _, tc := range []struct{ name, file, want string }{
+		{"no keys", "# none\n", "no keys"},
+		{"too few fields", "ana default reader\n", "line 1: want NAME TENANT ROLE"},
+		{"unknown role", "ana default owner" + hash, "line 1: role \"owner\""},
+		{"unsafe name", "an.a default reader" + hash, "line 1: invalid key name"},
+		{"unsafe tenant", "ana def*ault reader" + hash, "line 1: invalid tenant"},
+		{"not hex", "ana default reader sha256:" + strings.Repeat("zz", 32), "line 1: key \"ana\": want sha256:"},
+		{"name twice", "ana default reader" + hash + "\nana default admin sha256:" + strings.Repeat("1f", 32), "line 2: key \"ana\" named twice"},
+		{"token twice", "ana default reader" + hash + "\nbo default admin" + hash, "line 2: key \"bo\" has the token of another key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseAPIKeys(strings.NewReader(tc.file)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// guard lets a request through only with a known token of a role high
+// enough; without keys every request passes.
+func TestGuard(t *testing.T) {
+	token, line, _ := NewAPIKey("lead", "default", RoleSupervisor)
+	keys, err := ParseAPIKeys(strings.NewReader(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
+	for _, tc := range []struct {
+		name   string
+		keys   *APIKeys
+		auth   string
+		role   Role
+		status int
+	}{
+		{"no keys, no token", nil, "", RoleAdmin, 204},
+		{"no token", keys, "", RoleReader, 401},
+		{"unknown token", keys, "Bearer of_x", RoleReader, 401},
+		{"empty bearer", keys, "Bearer ", RoleReader, 401},
+		{"lower-case scheme", keys, "bearer " + token, RoleSupervisor, 204},
+		{"role below", keys, "Bearer " + token, RoleAdmin, 403},
+		{"role above", keys, "Bearer " + token, RoleWorker, 204},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := &API{Keys: tc.keys}
+			r := httptest.NewRequest("GET", "/v1/orders", nil)
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			w := httptest.NewRecorder()
+			api.guard(tc.role, ok)(w, r)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			if (w.Code == 401) != (w.Header().Get("WWW-Authenticate") != "") {
+				t.Fatalf("WWW-Authenticate %q with status %d", w.Header().Get("WWW-Authenticate"), w.Code)
+			}
+		})
+	}
+}
