@@ -167,20 +167,26 @@ var (
 
 type apiKeyCtx struct{}
 
-// guard wraps a route that needs role. Without keys (API.Keys nil) every
-// request passes and acts for the default tenant. With keys, a request
-// needs "Authorization: Bearer TOKEN" of a key whose role is at least
-// role; it then acts for the key's tenant, as the key's name.
+// SetKeys sets the API keys every /v1 route asks for from now on (see
+// guard); nil, as at the start, serves every caller as the default tenant.
+// Requests in flight finish under the keys they were let in with.
+func (api *API) SetKeys(k *APIKeys) { api.keys.Store(k) }
+
+// guard wraps a route that needs role. Without keys every request passes
+// and acts for the default tenant. With keys, a request needs
+// "Authorization: Bearer TOKEN" of a key whose role is at least role; it
+// then acts for the key's tenant, as the key's name.
 func (api *API) guard(role Role, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if api.Keys == nil {
+		keys := api.keys.Load()
+		if keys == nil {
 			h(w, r)
 			return
 		}
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		key, ok := APIKey{}, false
 		if strings.EqualFold(scheme, "Bearer") && token != "" {
-			key, ok = api.Keys.lookup(strings.TrimSpace(token))
+			key, ok = keys.lookup(strings.TrimSpace(token))
 		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="orderflow"`)

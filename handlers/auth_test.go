@@ -72,7 +72,8 @@ func TestGuard(t *testing.T) {
 		{"role above", keys, "Bearer " + token, RoleWorker, 204},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api := &API{Keys: tc.keys}
+			api := &API{}
+			api.SetKeys(tc.keys)
 			r := httptest.NewRequest("GET", "/v1/orders", nil)
 			if tc.auth != "" {
 				r.Header.Set("Authorization", tc.auth)

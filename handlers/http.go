@@ -28,9 +28,6 @@ const MaxBodyBytes = 1 << 20
 // API serves the HTTP routes of DESIGN.md under /v1.
 type API struct {
 	Commands *Commands
-	// Keys, when set, are the API keys every /v1 route asks for (see
-	// guard); nil serves every caller as the default tenant.
-	Keys *APIKeys
 	// Orders returns the orders read model in use (lists, board); it may
 	// be swapped by a rebuild.
 	Orders func() *projections.Orders
@@ -46,6 +43,7 @@ type API struct {
 	FeedWriteTimeout time.Duration
 
 	openFeeds atomic.Int64
+	keys      atomic.Pointer[APIKeys] // see SetKeys
 
 	streamsOnce sync.Once
 	streamsEnd  chan struct{} // closed by EndStreams

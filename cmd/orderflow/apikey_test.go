@@ -155,3 +155,48 @@ func TestAPIKeysFileMistakes(t *testing.T) {
 		})
 	}
 }
+
+// ReloadAPIKeys (SIGHUP in serve) lets in a key added to the file and
+// refuses one taken out, from the next request on; a file that cannot be
+// used leaves the keys in use alone.
+func TestAPIKeysReload(t *testing.T) {
+	t.Parallel()
+	keys := filepath.Join(t.TempDir(), "keys")
+	admin := newKey(t, keys, "admin", "default", "admin")
+	cfg := newTestConfig(t)
+	cfg.APIKeys = keys
+	app := startApp(t, cfg)
+	as := func(token string) *httpClient {
+		return &httpClient{t: t, base: "http://" + app.HTTPAddr(), token: token}
+	}
+
+	late := newKey(t, keys, "late", "default", "reader")
+	as(late).problem(401, "unauthenticated", "GET", "/v1/statuses", nil)
+	if err := app.ReloadAPIKeys(); err != nil {
+		t.Fatal(err)
+	}
+	as(late).must(200, "GET", "/v1/statuses", nil)
+
+	b, _ := os.ReadFile(keys)
+	var kept []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if !strings.HasPrefix(line, "admin ") {
+			kept = append(kept, line)
+		}
+	}
+	if err := os.WriteFile(keys, []byte(strings.Join(kept, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.ReloadAPIKeys(); err != nil {
+		t.Fatal(err)
+	}
+	as(admin).problem(401, "unauthenticated", "GET", "/v1/statuses", nil)
+
+	if err := os.WriteFile(keys, []byte("late default reader not-a-hash\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.ReloadAPIKeys(); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("reload of a broken file: %v", err)
+	}
+	as(late).must(200, "GET", "/v1/statuses", nil)
+}

@@ -77,13 +77,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 	mux := http.NewServeMux()
 	handlers.Health{Ready: a.checkReady}.Register(mux)
 	api := &handlers.API{Log: a.Logger}
-	if a.Config.APIKeys != "" {
-		if api.Keys, err = handlers.LoadAPIKeys(a.Config.APIKeys); err != nil {
-			return fmt.Errorf("--api-keys: %w", err)
-		}
-		a.Logger.Info("HTTP API keys in use: /v1 requests need a bearer token", "keys", api.Keys.Len(), "file", a.Config.APIKeys)
-	}
 	a.api = api
+	if a.Config.APIKeys != "" {
+		if err := a.ReloadAPIKeys(); err != nil {
+			return err
+		}
+	}
 	v1 := http.NewServeMux()
 	api.Register(v1)
 	mux.Handle("/v1/", a.whenReady(v1))
@@ -507,4 +506,21 @@ func (a *App) Close() error {
 		a.server = nil
 	}
 	return errors.Join(errs...)
+}
+
+// ReloadAPIKeys reads the --api-keys file again (serve does on SIGHUP): a
+// key added there is let in, and one taken out is refused, from the next
+// request on. A file that cannot be used changes nothing. Without
+// --api-keys it does nothing.
+func (a *App) ReloadAPIKeys() error {
+	if a.Config.APIKeys == "" {
+		return nil
+	}
+	keys, err := handlers.LoadAPIKeys(a.Config.APIKeys)
+	if err != nil {
+		return fmt.Errorf("--api-keys: %w", err)
+	}
+	a.api.SetKeys(keys)
+	a.Logger.Info("HTTP API keys in use: /v1 requests need a bearer token", "keys", keys.Len(), "file", a.Config.APIKeys)
+	return nil
 }

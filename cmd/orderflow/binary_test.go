@@ -102,3 +102,54 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 }
+
+// The real binary reads its --api-keys file again on SIGHUP: a key added
+// to the file is let in without a restart.
+func TestBinaryReloadsAPIKeysOnSIGHUP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	bin := buildBinary(t)
+	keys := filepath.Join(t.TempDir(), "keys")
+	admin := newKey(t, keys, "admin", "default", "admin")
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--data-dir", t.TempDir(), "--api-keys", keys, "--http", httpAddr,
+		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t)))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	status := func(token string) int {
+		req, _ := http.NewRequest("GET", "http://"+httpAddr+"/v1/statuses", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for status(admin) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 30 s (last %d)", status(admin))
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	late := newKey(t, keys, "late", "default", "reader")
+	if got := status(late); got != http.StatusUnauthorized {
+		t.Fatalf("a key added after the start: %d before SIGHUP, want 401", got)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for status(late) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("the key added before SIGHUP is still refused (%d)", status(late))
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+}

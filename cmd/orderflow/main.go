@@ -104,11 +104,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	level, _ := parseLevel(cfg.LogLevel)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	// SIGHUP reloads the API keys; caught from before the start, so one
+	// sent once the API answers cannot end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	app := NewApp(cfg, logger)
 	if err := app.Run(ctx); err != nil {
 		return err
 	}
-	<-ctx.Done()
-	logger.Info("shutting down")
-	return app.Close()
+	for {
+		select {
+		case <-hup:
+			if err := app.ReloadAPIKeys(); err != nil {
+				logger.Error("API keys not reloaded; the ones in use stay", "err", err)
+			}
+		case <-ctx.Done():
+			logger.Info("shutting down")
+			return app.Close()
+		}
+	}
 }
