@@ -201,6 +201,22 @@ func (api *API) guard(role Role, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// tokenFromQuery passes ?access_token= on as the bearer token when the
+// request has no Authorization header, and takes it out of the URL the
+// handler sees.
+func tokenFromQuery(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if token := q.Get("access_token"); token != "" && r.Header.Get("Authorization") == "" {
+			q.Del("access_token")
+			r = r.Clone(r.Context())
+			r.URL.RawQuery = q.Encode()
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		h(w, r)
+	}
+}
+
 // callerKey is the API key a request was let in with, if any.
 func callerKey(r *http.Request) (APIKey, bool) {
 	key, ok := r.Context().Value(apiKeyCtx{}).(APIKey)

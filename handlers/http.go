@@ -126,7 +126,7 @@ func (api *API) routes() []route {
 		{"POST /v1/orders/{id}/migrate", RoleSupervisor, "Move an in-flight order to a newer version of its workflow", map[string]any{"workflow_id": "standard_laundry_production",
 			"to_version": 5}, api.supervise(migrateOrder)},
 		{"GET /v1/board", RoleReader, "Orders per workflow and status: count, oldest entry, average stay (?workflow_id=, min_seq)", nil, api.board},
-		{"GET /v1/events", RoleReader, "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes)", nil, api.events},
+		{"GET /v1/events", RoleReader, "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes; ?access_token= for browsers)", nil, api.events},
 		{"GET /v1/projections", RoleAdmin, "Where the read models stand, and a rebuild's progress", nil, api.projectionStatus},
 		{"POST /v1/projections/rebuild", RoleAdmin, "Rebuild the read models from the streams", nil, api.rebuild},
 	}
@@ -135,7 +135,11 @@ func (api *API) routes() []route {
 // Register adds every route to mux.
 func (api *API) Register(mux *http.ServeMux) {
 	for _, r := range api.routes() {
-		mux.HandleFunc(r.pattern, api.guard(r.role, r.handler))
+		h := api.guard(r.role, r.handler)
+		if r.pattern == "GET /v1/events" { // a browser's EventSource cannot send headers
+			h = tokenFromQuery(h)
+		}
+		mux.HandleFunc(r.pattern, h)
 	}
 }
 

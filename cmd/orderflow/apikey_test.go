@@ -73,6 +73,7 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 			[]string{"Authorization", "Bearer " + tokens["lead"]}, 403, "forbidden"},
 		{"supervisor rebuilds the read models", "POST", "/v1/projections/rebuild", nil,
 			[]string{"Authorization", "Bearer " + tokens["lead"]}, 403, "forbidden"},
+		{"token in the query of a route that is not the feed", "GET", "/v1/orders/o-1?access_token=" + tokens["admin"], nil, nil, 401, "unauthenticated"},
 		{"another tenant's order", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "items_tagged"},
 			[]string{"Authorization", "Bearer " + tokens["acme-admin"]}, 404, "not_found"},
 	}
@@ -95,7 +96,7 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 
 	// The other tenant sees only its own orders, board and feed.
 	acme := as("acme-admin")
-	feed := openSSE(t, app, "", "", "Authorization", "Bearer "+tokens["acme-admin"])
+	feed := openSSE(t, app, "?access_token="+tokens["acme-admin"], "") // as a browser's EventSource asks
 	acme.must(201, "POST", "/v1/orders", map[string]any{"id": "a-1", "order_type_id": "wash_fold_delivery"})
 	acme.must(200, "POST", "/v1/orders/a-1/triggers", map[string]any{"trigger": "picked_up"})
 	for _, want := range []string{"OrderPlaced", "OrderAdvanced"} {
