@@ -201,3 +201,35 @@ func TestAPIKeysReload(t *testing.T) {
 	}
 	as(late).must(200, "GET", "/v1/statuses", nil)
 }
+
+// A dashboard page of an allowed origin calls the API from a browser: the
+// preflight is answered without a key, and the answer to the real request
+// (with its key) is marked readable by the page; another origin's is not.
+func TestCORSForBrowserDashboards(t *testing.T) {
+	t.Parallel()
+	keys := filepath.Join(t.TempDir(), "keys")
+	token := newKey(t, keys, "board", "default", "reader")
+	cfg := newTestConfig(t)
+	cfg.APIKeys = keys
+	cfg.CORSOrigins = "https://board.example.com"
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	r := c.do("OPTIONS", "/v1/orders", nil, "Origin", "https://board.example.com",
+		"Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "authorization")
+	if r.Status != 204 || r.Header.Get("Access-Control-Allow-Origin") != "https://board.example.com" {
+		t.Fatalf("preflight: %d %v", r.Status, r.Header)
+	}
+	r = c.do("GET", "/v1/orders", nil, "Origin", "https://board.example.com", "Authorization", "Bearer "+token)
+	if r.Status != 200 || r.Header.Get("Access-Control-Allow-Origin") != "https://board.example.com" ||
+		!strings.Contains(r.Header.Get("Access-Control-Expose-Headers"), "X-Orderflow-Sequence") {
+		t.Fatalf("request from the allowed origin: %d %v", r.Status, r.Header)
+	}
+	r = c.do("GET", "/v1/orders", nil, "Origin", "https://other.example.com", "Authorization", "Bearer "+token)
+	if r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("another origin was allowed: %v", r.Header)
+	}
+	cfg.CORSOrigins = "board.example.com"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--cors-origins") {
+		t.Fatalf("an origin without a scheme: %v", err)
+	}
+}

@@ -85,7 +85,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	v1 := http.NewServeMux()
 	api.Register(v1)
-	mux.Handle("/v1/", a.whenReady(v1))
+	origins, _ := handlers.ParseOrigins(a.Config.CORSOrigins) // checked by Validate
+	mux.Handle("/v1/", handlers.CORS(origins, a.whenReady(v1)))
 	mux.HandleFunc("GET /openapi.json", api.ServeOpenAPI)
 	mux.HandleFunc("GET /metrics", a.serveMetrics)
 	a.httpLn, err = net.Listen("tcp", a.Config.HTTP)
