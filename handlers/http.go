@@ -44,6 +44,8 @@ type API struct {
 
 	openFeeds atomic.Int64
 	keys      atomic.Pointer[APIKeys] // see SetKeys
+	statsOnce sync.Once
+	httpStats *httpStats
 
 	streamsOnce sync.Once
 	streamsEnd  chan struct{} // closed by EndStreams
@@ -139,7 +141,7 @@ func (api *API) Register(mux *http.ServeMux) {
 		if r.pattern == "GET /v1/events" { // a browser's EventSource cannot send headers
 			h = tokenFromQuery(h)
 		}
-		mux.HandleFunc(r.pattern, h)
+		mux.HandleFunc(r.pattern, api.observe(r.pattern, h))
 	}
 }
 

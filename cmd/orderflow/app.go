@@ -373,6 +373,7 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "orderflow_index_applied_sequence{stream=%q} %d\n", s, a.store.Indexed(s))
 	}
 	fmt.Fprintf(w, "# HELP orderflow_event_feeds_open Open event feeds (GET /v1/events).\n# TYPE orderflow_event_feeds_open gauge\norderflow_event_feeds_open %d\n", a.api.OpenFeeds())
+	a.api.WriteMetrics(w)
 	if a.proc != nil {
 		fmt.Fprintf(w, "# HELP orderflow_triggers_applied_total Triggers this process has applied.\n# TYPE orderflow_triggers_applied_total counter\norderflow_triggers_applied_total %d\n", a.proc.Handled())
 		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_owned Trigger lanes this process owns.\n# TYPE orderflow_trigger_lanes_owned gauge\norderflow_trigger_lanes_owned %d\n", a.proc.OwnedLanes())

@@ -158,7 +158,7 @@ func TestMainUsage(t *testing.T) {
 }
 
 // /openapi.json documents every route the API serves, and /metrics
-// answers in Prometheus text.
+// answers in Prometheus text, with the API's requests by route and code.
 func TestOpenAPIAndMetrics(t *testing.T) {
 	t.Parallel()
 	app := startApp(t, newTestConfig(t))
@@ -173,7 +173,19 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	if doc["openapi"] != "3.1.0" {
 		t.Fatalf("openapi %v", doc["openapi"])
 	}
+	c.must(200, "GET", "/v1/statuses", nil)
+	c.must(200, "GET", "/v1/statuses", nil)
+	c.problem(404, "not_found", "GET", "/v1/orders/nope", nil)
 	code, body := get(t, "http://"+app.HTTPAddr()+"/metrics")
+	for _, want := range []string{
+		`orderflow_http_requests_total{route="GET /v1/statuses",code="200"} 2`,
+		`orderflow_http_requests_total{route="GET /v1/orders/{id}",code="404"} 1`,
+		`orderflow_http_request_seconds_total{route="GET /v1/orders/{id}"} `,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	if code != 200 || !strings.Contains(body, "orderflow_ready 1") || !strings.Contains(body, `orderflow_stream_last_sequence{stream="ORDERFLOW_ORDERS"}`) ||
 		!strings.Contains(body, "orderflow_trigger_lanes_owned ") || !strings.Contains(body, "orderflow_triggers_handed_back_total ") || !strings.Contains(body, "orderflow_event_feeds_open 0") ||
 		!strings.Contains(body, `orderflow_stream_last_sequence{stream="ORDERFLOW_DEADLETTER"} 0`) ||
