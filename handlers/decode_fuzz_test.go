@@ -37,7 +37,7 @@ func FuzzDecodeBody(f *testing.F) {
 		for _, mk := range targets {
 			r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
 			r.Header.Set("Content-Type", "application/json")
-			err := decodeBody(httptest.NewRecorder(), r, mk())
+			err := (&API{}).decodeBody(httptest.NewRecorder(), r, mk())
 			if err == nil {
 				continue
 			}

@@ -1,12 +1,16 @@
 package handlers
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A body over MaxBodyBytes is refused as too large whatever it holds, with
@@ -37,7 +41,7 @@ func TestDecodeBodyRefusesLargeBodiesBySize(t *testing.T) {
 			} else {
 				r = httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
 			}
-			err := decodeBody(httptest.NewRecorder(), r, &triggerRequest{})
+			err := (&API{}).decodeBody(httptest.NewRecorder(), r, &triggerRequest{})
 			if got := errors.Is(err, errTooLarge); got != tc.tooLarge {
 				t.Fatalf("too large = %v (%v), want %v", got, err, tc.tooLarge)
 			}
@@ -45,5 +49,50 @@ func TestDecodeBodyRefusesLargeBodiesBySize(t *testing.T) {
 				t.Fatalf("a small bad body maps to %d (%v), want 400", status, err)
 			}
 		})
+	}
+}
+
+// A body that does not arrive in time is refused with 400 and frees the
+// connection; once a body is read its deadline is lifted, so a request
+// that then takes longer is not cut short.
+func TestDecodeBodyReadDeadline(t *testing.T) {
+	api := &API{BodyReadTimeout: 100 * time.Millisecond}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := api.decodeBody(w, r, &triggerRequest{}); err != nil {
+			api.fail(w, r, err)
+			return
+		}
+		select { // outlast the body's deadline
+		case <-time.After(5 * api.BodyReadTimeout):
+			w.WriteHeader(http.StatusNoContent)
+		case <-r.Context().Done():
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	defer srv.Close()
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // fails the test, not the server, if nothing comes
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"trigger\":")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "did not arrive within 100ms") {
+		t.Fatalf("a trickled body: %d %s", resp.StatusCode, b)
+	}
+
+	res, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"trigger":"picked_up"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent {
+		t.Fatalf("a request that outlasts its body's deadline: %d", res.StatusCode)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -37,6 +38,9 @@ type API struct {
 	// ProjectionStatus, when set, answers GET /v1/projections.
 	ProjectionStatus func(ctx context.Context) (ProjectionStatus, error)
 	Log              *slog.Logger
+	// BodyReadTimeout bounds the time a request body may take to arrive
+	// (default 30 s); one that takes longer is refused with 400.
+	BodyReadTimeout time.Duration
 	// FeedWriteTimeout bounds each write to an event feed (default 30 s):
 	// a client that stops reading is disconnected, and resumes with
 	// Last-Event-ID when it comes back.
@@ -192,11 +196,18 @@ var (
 	errUnavailable = errors.New("not available yet")
 )
 
+func (api *API) bodyReadTimeout() time.Duration {
+	if api.BodyReadTimeout > 0 {
+		return api.BodyReadTimeout
+	}
+	return 30 * time.Second
+}
+
 // decodeBody reads one JSON object into v: at most MaxBodyBytes, no unknown
 // fields, nothing after it, and a JSON content type when one is given. A
 // body over MaxBodyBytes is errTooLarge whatever it holds, so a bad body
 // that is also too large is told its size, not the first bad byte.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+func (api *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
@@ -207,8 +218,19 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if r.ContentLength > MaxBodyBytes {
 		return tooLarge
 	}
+	// A body must arrive in time: a caller that trickles one in cannot
+	// hold the connection. net/http lifts the deadline itself once the body
+	// is read to its end, so the rest of the request is not cut short;
+	// after a bad body it stays, so the server's reading of what is left
+	// ends too.
+	within := api.bodyReadTimeout()
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(within))
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	err := decodeOne(body, v)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: the body did not arrive within %s", errBadRequest, within)
+	}
 	if err != nil {
 		// The rest of a body sent without a length tells whether it was
 		// too large; reading it stops at the limit.

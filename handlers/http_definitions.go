@@ -69,7 +69,7 @@ func libraryRoute[L interface{ Version() uint64 }, E any](api *API, w http.Respo
 	m, merr := meta(r)
 	err = errors.Join(err, merr)
 	if err == nil && body != nil {
-		err = decodeBody(w, r, body)
+		err = api.decodeBody(w, r, body)
 	}
 	if err != nil {
 		api.fail(w, r, err)
@@ -243,7 +243,7 @@ func (api *API) createWorkflow(w http.ResponseWriter, r *http.Request) {
 	var b workflowBody
 	m, err := meta(r)
 	if err == nil {
-		err = decodeBody(w, r, &b)
+		err = api.decodeBody(w, r, &b)
 	}
 	if err == nil && b.Type == nil {
 		err = &domain.FieldError{Field: "type", Reason: "is required"}
@@ -268,7 +268,7 @@ func (api *API) workflowCommand(w http.ResponseWriter, r *http.Request, body any
 	m, merr := meta(r)
 	err = errors.Join(err, merr)
 	if err == nil && body != nil {
-		err = decodeBody(w, r, body)
+		err = api.decodeBody(w, r, body)
 	}
 	var changes []WorkflowChange
 	if err == nil {
@@ -473,7 +473,7 @@ func (api *API) createOrderType(w http.ResponseWriter, r *http.Request) {
 	var b orderTypeBody
 	m, err := meta(r)
 	if err == nil {
-		err = decodeBody(w, r, &b)
+		err = api.decodeBody(w, r, &b)
 	}
 	if err != nil {
 		api.fail(w, r, err)
@@ -494,7 +494,7 @@ func (api *API) updateOrderType(w http.ResponseWriter, r *http.Request) {
 	m, merr := meta(r)
 	err = errors.Join(err, merr)
 	if err == nil {
-		err = decodeBody(w, r, &p)
+		err = api.decodeBody(w, r, &p)
 	}
 	if err != nil {
 		api.fail(w, r, err)

@@ -102,7 +102,7 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	var b placeBody
 	m, err := meta(r)
 	if err == nil {
-		err = decodeBody(w, r, &b)
+		err = api.decodeBody(w, r, &b)
 	}
 	if err == nil && b.ID != "" {
 		err = eventstore.ValidateToken("order id", b.ID)
@@ -222,7 +222,7 @@ func (api *API) supervise(do superviseFunc) http.HandlerFunc {
 		m, merr := meta(r)
 		err = errors.Join(err, merr)
 		if err == nil && r.ContentLength != 0 {
-			err = decodeBody(w, r, &b)
+			err = api.decodeBody(w, r, &b)
 		}
 		if err != nil {
 			api.fail(w, r, err)
@@ -262,7 +262,7 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	var b triggerRequest
 	id, err := pathToken(r, "id", "order id")
 	if err == nil {
-		err = decodeBody(w, r, &b)
+		err = api.decodeBody(w, r, &b)
 	}
 	if err == nil {
 		err = eventstore.ValidateToken("trigger", b.Trigger)
