@@ -78,10 +78,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	handlers.Health{Ready: a.checkReady}.Register(mux)
 	api := &handlers.API{Log: a.Logger}
 	a.api = api
-	if a.Config.APIKeys != "" {
-		if err := a.ReloadAPIKeys(); err != nil {
-			return err
-		}
+	if err := a.ReloadAPIKeys(); err != nil {
+		return err
 	}
 	v1 := http.NewServeMux()
 	api.Register(v1)
