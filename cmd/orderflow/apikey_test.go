@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/client"
+	"github.com/orderflow/orderflow/domain"
 )
 
 // newKey makes an API key with `orderflow apikey` into keysFile and
@@ -103,6 +106,18 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 		if ev := feed.next(t); ev.Type != want || ev.Data["tenant"] != "acme" || ev.Data["aggregate_id"] != "a-1" {
 			t.Fatalf("acme's feed: %s %v, want its own %s", ev.Type, ev.Data, want)
 		}
+	}
+	// A worker app of that tenant on NATS moves its order on too.
+	wc, err := client.New(natsConn(t, app), client.WithTenant("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := wc.ApplyTrigger(ctxFor(t, time.Minute), client.Trigger{OrderID: "a-1", Trigger: "items_tagged", Worker: "sam"}); err != nil ||
+		res.Outcome != domain.OutcomeAdvanced {
+		t.Fatalf("acme's trigger over NATS: %+v, %v", res, err)
+	}
+	if ev := feed.next(t); ev.Type != "OrderAdvanced" || ev.Data["tenant"] != "acme" {
+		t.Fatalf("acme's feed: %s %v", ev.Type, ev.Data)
 	}
 	for name, want := range map[string]string{"acme-admin": "a-1", "board": "o-1"} {
 		items := as(name).must(200, "GET", "/v1/orders", nil)["items"].([]any)
