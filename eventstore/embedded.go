@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // Sync is the embedded server's durability setting.
@@ -74,6 +76,12 @@ type ServerConfig struct {
 	// Logger receives the server's log at notice level and above; nil
 	// keeps the server quiet.
 	Logger *slog.Logger
+	// AuthFile, when set, is a nats-server configuration file whose
+	// authorization block (users with passwords or nkeys, each with its
+	// permissions) the client listener then requires; the rest of the file
+	// is not used. orderflow's own connections use a user of their own
+	// (see ConnectOptions).
+	AuthFile string
 }
 
 // Validate reports every problem of the configuration at once.
@@ -113,9 +121,52 @@ func splitHostPort(hp string) (string, int, error) {
 
 // Server is an in-process nats-server with JetStream.
 type Server struct {
-	ns      *server.Server
-	running string // the RunningFile it made
-	stopped sync.Once
+	ns       *server.Server
+	running  string // the RunningFile it made
+	stopped  sync.Once
+	internal *server.User // orderflow's own user when an AuthFile is in use
+}
+
+// InternalUser is the name of the user orderflow's own connections use
+// when the embedded server requires authorization; an AuthFile may not
+// name it.
+const InternalUser = "orderflow-internal"
+
+// loadAuth reads the authorization block of a nats-server configuration
+// file into opts and adds orderflow's own user, with a random password and
+// no limits, which it returns.
+func loadAuth(path string, opts *server.Options) (*server.User, error) {
+	fo, err := server.ProcessConfigFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth file: %w", err)
+	}
+	switch {
+	case fo.Username != "" || fo.Authorization != "":
+		return nil, fmt.Errorf("auth file %s: a single user or token cannot sit beside orderflow's own user; list users (or nkeys) in authorization { users = [...] }", path)
+	case len(fo.Accounts) > 0 || len(fo.TrustedOperators) > 0 || fo.AuthCallout != nil:
+		return nil, fmt.Errorf("auth file %s: accounts, operators and auth callouts are not supported for the embedded server; run a NATS cluster for those and use --nats-url", path)
+	case len(fo.Users)+len(fo.Nkeys) == 0:
+		return nil, fmt.Errorf("auth file %s: no users or nkeys in its authorization block: every client would be refused", path)
+	}
+	for _, u := range fo.Users {
+		if u.Username == InternalUser {
+			return nil, fmt.Errorf("auth file %s: the user name %q is orderflow's own", path, InternalUser)
+		}
+	}
+	internal := &server.User{Username: InternalUser, Password: rand.Text() + rand.Text()}
+	opts.Users = append(fo.Users, internal)
+	opts.Nkeys = fo.Nkeys
+	opts.NoAuthUser = fo.NoAuthUser
+	return internal, nil
+}
+
+// ConnectOptions are the options orderflow's own connections to the
+// server need: its user when the server requires authorization.
+func (s *Server) ConnectOptions() []nats.Option {
+	if s.internal == nil {
+		return nil
+	}
+	return []nats.Option{nats.UserInfo(s.internal.Username, s.internal.Password)}
 }
 
 // RunningFile is the file an embedded server keeps in its data dir while it
@@ -152,11 +203,6 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	running := filepath.Join(cfg.DataDir, RunningFile)
-	if _, err := os.Stat(running); err == nil && cfg.ClusterName == "" {
-		log.Warn("the last run on this data dir did not stop cleanly: the trigger lanes' copy resumes from its resume point, or finds its place in the lanes")
-		forgetLaneCopyPlace(cfg.DataDir, log)
-	}
 	host, port, _ := splitHostPort(cfg.Listen)
 	opts := &server.Options{
 		ServerName:   cfg.Name,
@@ -169,6 +215,13 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		NoSigs:       true, // orderflow handles signals and shuts the server down itself
 		MaxPayload:   2 << 20,
 	}
+	var internal *server.User
+	if cfg.AuthFile != "" {
+		var err error
+		if internal, err = loadAuth(cfg.AuthFile, opts); err != nil {
+			return nil, fmt.Errorf("embedded nats: %w", err)
+		}
+	}
 	if cfg.ClusterName != "" {
 		chost, cport, _ := splitHostPort(cfg.ClusterListen)
 		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: chost, Port: cport}
@@ -179,6 +232,11 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 			}
 			opts.Routes = append(opts.Routes, u)
 		}
+	}
+	running := filepath.Join(cfg.DataDir, RunningFile)
+	if _, err := os.Stat(running); err == nil && cfg.ClusterName == "" {
+		log.Warn("the last run on this data dir did not stop cleanly: the trigger lanes' copy resumes from its resume point, or finds its place in the lanes")
+		forgetLaneCopyPlace(cfg.DataDir, log)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -201,7 +259,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		_ = os.Remove(running)
 		return nil, errors.New("embedded nats: not ready for connections after 30s")
 	}
-	return &Server{ns: ns, running: running}, nil
+	return &Server{ns: ns, running: running, internal: internal}, nil
 }
 
 // ClientURL is the URL clients use to connect.

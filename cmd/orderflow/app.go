@@ -104,17 +104,18 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if url == "" {
 		sync, _ := eventstore.ParseSync(a.Config.Sync) // validated above
 		a.server, err = eventstore.StartServer(eventstore.ServerConfig{
-			DataDir: a.Config.DataDir,
-			Listen:  a.Config.NATSListen,
-			Sync:    sync,
-			Logger:  a.Logger,
+			DataDir:  a.Config.DataDir,
+			Listen:   a.Config.NATSListen,
+			Sync:     sync,
+			Logger:   a.Logger,
+			AuthFile: a.Config.NATSAuth,
 		})
 		if err != nil {
 			return err
 		}
 		url = a.server.ClientURL()
 	}
-	a.nc, err = nats.Connect(url, append(natsAuth(a.Config.NATSCreds),
+	a.nc, err = nats.Connect(url, append(a.connectOptions(),
 		nats.Name("orderflow"),
 		nats.SyncQueueLen(eventstore.SyncQueueLen),
 		nats.MaxReconnects(-1),
@@ -204,7 +205,7 @@ func (a *App) startProcessor(ctx context.Context) error {
 	}
 	a.proc, err = handlers.NewProcessor(ctx, a.cmds, a.NATSURL(), handlers.ProcessorConfig{
 		Lanes: a.Config.Lanes, AckWait: a.Config.AckWait, Window: a.Config.LaneWindow, Logger: a.Logger,
-		ConnectOptions: natsAuth(a.Config.NATSCreds),
+		ConnectOptions: a.connectOptions(),
 	})
 	if err != nil {
 		return err
@@ -435,6 +436,17 @@ func (a *App) NATSURL() string {
 		return a.server.ClientURL()
 	}
 	return a.Config.NATSURL
+}
+
+// connectOptions authenticate orderflow's own connections: with the
+// --nats-creds file on a cluster, as the embedded server's own user when it
+// requires authorization (--nats-auth).
+func (a *App) connectOptions() []nats.Option {
+	opts := natsAuth(a.Config.NATSCreds)
+	if a.server != nil {
+		opts = append(opts, a.server.ConnectOptions()...)
+	}
+	return opts
 }
 
 // Store is the app's event store.

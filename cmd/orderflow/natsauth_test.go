@@ -1,0 +1,174 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/client"
+	"github.com/orderflow/orderflow/domain"
+)
+
+// workerAuth is the README's --nats-auth example: a worker app of the
+// default tenant may publish its tenant's triggers and follow its tenant's
+// orders, and nothing else; a dashboard may only follow.
+const workerAuth = `
+authorization {
+  users = [
+    { user: van-7, password: "s3cret", permissions: {
+        publish: [
+          "orderflow.default.trigger.>",
+          "$JS.API.CONSUMER.CREATE.ORDERFLOW_ORDERS.*.orderflow.default.order.>",
+          "$JS.API.CONSUMER.MSG.NEXT.ORDERFLOW_ORDERS.>",
+          "$JS.API.CONSUMER.DELETE.ORDERFLOW_ORDERS.>"
+        ]
+        subscribe: ["_INBOX.>", "orderflow.default.order.>", "orderflow._deadletter.triggers"]
+    } }
+    { user: board, password: "s3cret", permissions: { publish: { deny: ">" }, subscribe: ["orderflow.default.order.>"] } }
+  ]
+}
+`
+
+// With --nats-auth the embedded server's NATS listener lets in only the
+// file's users, each within its permissions, while orderflow itself runs
+// as its own user: a worker app applies its tenant's triggers, another
+// tenant's subjects and anonymous clients are refused.
+func TestNATSAuthOnTheEmbeddedServer(t *testing.T) {
+	t.Parallel()
+	auth := filepath.Join(t.TempDir(), "auth.conf")
+	if err := os.WriteFile(auth, []byte(workerAuth), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := newTestConfig(t)
+	cfg.NATSAuth = auth
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-1", "order_type_id": "wash_fold_delivery"})
+
+	if nc, err := nats.Connect(app.NATSURL()); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous client was let in")
+	}
+	if nc, err := nats.Connect(app.NATSURL(), nats.UserInfo("van-7", "wrong")); err == nil {
+		nc.Close()
+		t.Fatal("a wrong password was let in")
+	}
+
+	nc, err := nats.Connect(app.NATSURL(), nats.UserInfo("van-7", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	wc, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t, time.Minute)
+	res, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: "o-1", Trigger: "picked_up", Worker: "ana"})
+	if err != nil || res.Outcome != domain.OutcomeAdvanced {
+		t.Fatalf("the worker's trigger: %+v, %v", res, err)
+	}
+	// A trigger id of the caller's is first looked for in the order's
+	// history, through a consumer the permissions allow on its tenant only.
+	res, err = wc.ApplyTrigger(ctx, client.Trigger{OrderID: "o-1", Trigger: "picked_up", TriggerID: res.TriggerID})
+	if err != nil || res.Outcome != domain.OutcomeDuplicate {
+		t.Fatalf("the same trigger id again: %+v, %v", res, err)
+	}
+
+	// Another tenant's subjects are refused by the server.
+	other, err := client.New(nc, client.WithTenant("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := ctxFor(t, 2*time.Second)
+	if _, err := other.PublishTrigger(short, client.Trigger{OrderID: "o-1", Trigger: "picked_up"}); err == nil {
+		t.Fatal("a trigger of another tenant was stored")
+	}
+	if err := waitLastError(nc); !strings.Contains(err.Error(), "Permissions Violation") {
+		t.Fatalf("publishing to another tenant: %v", err)
+	}
+
+	// A dashboard user follows stage changes and cannot publish triggers.
+	bc, err := nats.Connect(app.NATSURL(), nats.UserInfo("board", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	dash, _ := client.New(bc)
+	changes := make(chan client.StageChange, 8)
+	sub, err := dash.SubscribeStageChanges("o-1", func(sc client.StageChange) { changes <- sc })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := bc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c.must(200, "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "items_tagged"})
+	select {
+	case sc := <-changes:
+		if sc.Type != "OrderAdvanced" || sc.OrderID != "o-1" {
+			t.Fatalf("the dashboard saw %+v", sc)
+		}
+	case <-ctx.Done():
+		t.Fatal("the dashboard saw no stage change")
+	}
+	if err := bc.Publish("orderflow.default.trigger.o-1.wash_done", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitLastError(bc); !strings.Contains(err.Error(), "Permissions Violation") {
+		t.Fatalf("the dashboard publishing a trigger: %v", err)
+	}
+	c.must(200, "GET", "/readyz", nil)
+}
+
+// waitLastError waits (bounded) for the server's asynchronous answer to a
+// refused publish.
+func waitLastError(nc *nats.Conn) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for nc.LastError() == nil && time.Now().Before(deadline) {
+		_ = nc.Flush()
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+	if err := nc.LastError(); err != nil {
+		return err
+	}
+	return os.ErrDeadlineExceeded
+}
+
+// An auth file orderflow cannot use stops the start with the reason, and
+// --nats-auth is refused beside --nats-url.
+func TestNATSAuthFileMistakes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"no users":        "authorization { timeout: 2 }\n",
+		"a single user":   "authorization { user: a, password: b }\n",
+		"a token":         "authorization { token: abc }\n",
+		"orderflow's own": "authorization { users = [ { user: orderflow-internal, password: x } ] }\n",
+		"not a config":    "authorization {\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".conf")
+			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := newTestConfig(t)
+			cfg.NATSAuth = path
+			if err := NewApp(cfg, nil).Run(ctxFor(t, time.Minute)); err == nil || !strings.Contains(err.Error(), "auth file") {
+				t.Fatalf("start with %s: %v", name, err)
+			}
+		})
+	}
+	cfg := newTestConfig(t)
+	cfg.NATSAuth = filepath.Join(dir, "x.conf")
+	cfg.NATSURL = "nats://127.0.0.1:4222"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--nats-auth") {
+		t.Fatalf("--nats-auth with --nats-url: %v", err)
+	}
+}
