@@ -22,29 +22,37 @@ func newKey(t *testing.T, keysFile, name, tenant, role string) string {
 	return strings.TrimSpace(out)
 }
 
+// keySpec is an API key to make: its name, tenant and role.
+type keySpec struct{ name, tenant, role string }
+
+// startAppWithKeys starts an App with --api-keys, on a keys file made with
+// `orderflow apikey`, and returns it, the file and each key's token.
+func startAppWithKeys(t *testing.T, cfg Config, specs ...keySpec) (app *App, keysFile string, tokens map[string]string) {
+	t.Helper()
+	keysFile = filepath.Join(t.TempDir(), "keys")
+	tokens = map[string]string{}
+	for _, k := range specs {
+		tokens[k.name] = newKey(t, keysFile, k.name, k.tenant, k.role)
+	}
+	cfg.APIKeys = keysFile
+	return startApp(t, cfg), keysFile, tokens
+}
+
 // With --api-keys, every /v1 route asks for a key's bearer token and a
 // role high enough; a key acts for its own tenant only, under its name;
 // refused requests store nothing; health, readiness and the OpenAPI
 // document stay open.
 func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 	t.Parallel()
-	keys := filepath.Join(t.TempDir(), "keys")
-	tokens := map[string]string{}
-	for _, k := range []struct{ name, tenant, role string }{
-		{"admin", "default", "admin"}, {"acme-admin", "acme", "admin"},
-		{"board", "default", "reader"}, {"van-7", "default", "worker"}, {"lead", "default", "supervisor"},
-	} {
-		tokens[k.name] = newKey(t, keys, k.name, k.tenant, k.role)
-	}
+	app, keys, tokens := startAppWithKeys(t, newTestConfig(t),
+		keySpec{"admin", "default", "admin"}, keySpec{"acme-admin", "acme", "admin"},
+		keySpec{"board", "default", "reader"}, keySpec{"van-7", "default", "worker"}, keySpec{"lead", "default", "supervisor"})
 	if fi, err := os.Stat(keys); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("keys file: %v, mode %v; want 0600", err, fi.Mode())
 	}
 	if b, _ := os.ReadFile(keys); strings.Contains(string(b), tokens["admin"]) {
 		t.Fatal("the keys file holds a token, not only its hash")
 	}
-	cfg := newTestConfig(t)
-	cfg.APIKeys = keys
-	app := startApp(t, cfg)
 	as := func(name string) *httpClient {
 		return &httpClient{t: t, base: "http://" + app.HTTPAddr(), token: tokens[name]}
 	}
@@ -177,11 +185,8 @@ func TestAPIKeysFileMistakes(t *testing.T) {
 // used leaves the keys in use alone.
 func TestAPIKeysReload(t *testing.T) {
 	t.Parallel()
-	keys := filepath.Join(t.TempDir(), "keys")
-	admin := newKey(t, keys, "admin", "default", "admin")
-	cfg := newTestConfig(t)
-	cfg.APIKeys = keys
-	app := startApp(t, cfg)
+	app, keys, tokens := startAppWithKeys(t, newTestConfig(t), keySpec{"admin", "default", "admin"})
+	admin := tokens["admin"]
 	as := func(token string) *httpClient {
 		return &httpClient{t: t, base: "http://" + app.HTTPAddr(), token: token}
 	}
@@ -222,12 +227,10 @@ func TestAPIKeysReload(t *testing.T) {
 // (with its key) is marked readable by the page; another origin's is not.
 func TestCORSForBrowserDashboards(t *testing.T) {
 	t.Parallel()
-	keys := filepath.Join(t.TempDir(), "keys")
-	token := newKey(t, keys, "board", "default", "reader")
 	cfg := newTestConfig(t)
-	cfg.APIKeys = keys
 	cfg.CORSOrigins = "https://board.example.com"
-	app := startApp(t, cfg)
+	app, _, tokens := startAppWithKeys(t, cfg, keySpec{"board", "default", "reader"})
+	token := tokens["board"]
 	c := newClient(t, app)
 	r := c.do("OPTIONS", "/v1/orders", nil, "Origin", "https://board.example.com",
 		"Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "authorization")
