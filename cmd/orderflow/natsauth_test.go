@@ -13,34 +13,33 @@ import (
 	"github.com/orderflow/orderflow/domain"
 )
 
-// workerAuth is the README's --nats-auth example: a worker app of the
-// default tenant may publish its tenant's triggers and follow its tenant's
-// orders, and nothing else; a dashboard may only follow.
-const workerAuth = `
-authorization {
-  users = [
-    { user: van-7, password: "s3cret", permissions: {
-        publish: [
-          "orderflow.default.trigger.>",
-          "$JS.API.CONSUMER.CREATE.ORDERFLOW_ORDERS.*.orderflow.default.order.>",
-          "$JS.API.CONSUMER.MSG.NEXT.ORDERFLOW_ORDERS.>",
-          "$JS.API.CONSUMER.DELETE.ORDERFLOW_ORDERS.>"
-        ]
-        subscribe: ["_INBOX.>", "orderflow.default.order.>", "orderflow._deadletter.triggers"]
-    } }
-    { user: board, password: "s3cret", permissions: { publish: { deny: ">" }, subscribe: ["orderflow.default.order.>"] } }
-  ]
+// readmeNATSAuth is the README's --nats-auth example (under
+// "Authentication and tenants"): a worker app of the default tenant may
+// publish its tenant's triggers and follow its tenant's orders, and
+// nothing else; a dashboard may only follow.
+func readmeNATSAuth(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Authentication and tenants\n")
+	_, block, ok2 := strings.Cut(section, "```\nauthorization {")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("the README has no --nats-auth example under \"Authentication and tenants\"")
+	}
+	return "authorization {" + block
 }
-`
 
-// With --nats-auth the embedded server's NATS listener lets in only the
-// file's users, each within its permissions, while orderflow itself runs
+// With --nats-auth (the README's example file) the embedded server's NATS
+// listener lets in only the file's users, each within its permissions, while orderflow itself runs
 // as its own user: a worker app applies its tenant's triggers, another
 // tenant's subjects and anonymous clients are refused.
 func TestNATSAuthOnTheEmbeddedServer(t *testing.T) {
 	t.Parallel()
 	auth := filepath.Join(t.TempDir(), "auth.conf")
-	if err := os.WriteFile(auth, []byte(workerAuth), 0o600); err != nil {
+	if err := os.WriteFile(auth, []byte(readmeNATSAuth(t)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := newTestConfig(t)
