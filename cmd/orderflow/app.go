@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,7 @@ type App struct {
 	http       *http.Server
 	httpLn     net.Listener
 	httpDone   chan error
+	cert       atomic.Pointer[tls.Certificate] // the HTTP API's, with --tls-cert
 	ready      atomic.Bool
 }
 
@@ -78,7 +80,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	handlers.Health{Ready: a.checkReady}.Register(mux)
 	api := &handlers.API{Log: a.Logger}
 	a.api = api
-	if err := a.ReloadAPIKeys(); err != nil {
+	if err := a.Reload(); err != nil {
 		return err
 	}
 	v1 := http.NewServeMux()
@@ -95,10 +97,17 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// dashboard stays (each of its writes has a deadline of its own, see
 	// handlers.API.FeedWriteTimeout). Idle keep-alive connections are
 	// closed after two minutes.
-	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(a.Logger.With("component", "http").Handler(), slog.LevelWarn)}
 	a.http.RegisterOnShutdown(api.EndStreams)
+	serve := a.http.Serve
+	if a.Config.TLSCert != "" {
+		a.http.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return a.cert.Load(), nil }}
+		serve = func(ln net.Listener) error { return a.http.ServeTLS(ln, "", "") }
+	}
 	a.httpDone = make(chan error, 1)
-	go func() { a.httpDone <- a.http.Serve(a.httpLn) }()
+	go func() { a.httpDone <- serve(a.httpLn) }()
 
 	url := a.Config.NATSURL
 	if url == "" {
@@ -518,6 +527,28 @@ func (a *App) Close() error {
 		a.server = nil
 	}
 	return errors.Join(errs...)
+}
+
+// Reload reads the --api-keys file and the --tls-cert and --tls-key
+// files again (serve does on SIGHUP); what cannot be read stays as it was.
+func (a *App) Reload() error {
+	return errors.Join(a.ReloadAPIKeys(), a.ReloadTLS())
+}
+
+// ReloadTLS reads the HTTP API's certificate and key again: connections
+// from then on get the new certificate. Without --tls-cert it does
+// nothing.
+func (a *App) ReloadTLS() error {
+	if a.Config.TLSCert == "" {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(a.Config.TLSCert, a.Config.TLSKey)
+	if err != nil {
+		return fmt.Errorf("--tls-cert, --tls-key: %w", err)
+	}
+	a.cert.Store(&cert)
+	a.Logger.Info("HTTP API serves HTTPS", "cert", a.Config.TLSCert, "not_after", cert.Leaf.NotAfter)
+	return nil
 }
 
 // ReloadAPIKeys reads the --api-keys file again (serve does on SIGHUP): a

@@ -65,6 +65,9 @@ type Config struct {
 	// /v1 request then needs a bearer token of one of its keys, and acts
 	// for that key's tenant. Empty: no authentication, default tenant.
 	APIKeys string
+	// TLSCert and TLSKey, when set, are PEM files of the HTTP API's
+	// certificate (chain) and key: the API then serves HTTPS only.
+	TLSCert, TLSKey string
 	// CORSOrigins lets web pages of these origins (comma-separated, or
 	// "*") call the HTTP API from a browser (handlers.CORS).
 	CORSOrigins string
@@ -104,6 +107,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Lanes, "lanes", c.Lanes, "trigger lanes (triggers of one order share a lane and take effect in order; lanes run in parallel); the same on every process")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a trigger lane waits for a process before handing the trigger to another")
 	fs.StringVar(&c.APIKeys, "api-keys", c.APIKeys, "file of the HTTP API's keys (made by 'orderflow apikey'): every /v1 request then needs one's bearer token and acts for its tenant; empty: no authentication, default tenant")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) for the HTTP API; with --tls-key it serves HTTPS only (SIGHUP reloads both)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", c.CORSOrigins, "web page origins allowed to call the HTTP API from a browser, comma-separated (https://board.example.com), or *; empty: none")
 	fs.IntVar(&c.LaneWindow, "lane-window", c.LaneWindow, "unacknowledged triggers a process may hold per lane (different orders run in parallel, one order's triggers in turn); the same on every process")
 }
@@ -153,6 +158,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
 	if _, err := handlers.ParseOrigins(c.CORSOrigins); err != nil {
 		errs = append(errs, fmt.Errorf("--cors-origins: %w", err))

@@ -104,8 +104,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	level, _ := parseLevel(cfg.LogLevel)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	// SIGHUP reloads the API keys; caught from before the start, so one
-	// sent once the API answers cannot end the process.
+	// SIGHUP reloads the API keys and the TLS certificate; caught from
+	// before the start, so one sent once the API answers cannot end the
+	// process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -116,8 +117,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	for {
 		select {
 		case <-hup:
-			if err := app.ReloadAPIKeys(); err != nil {
-				logger.Error("API keys not reloaded; the ones in use stay", "err", err)
+			if err := app.Reload(); err != nil {
+				logger.Error("not all reloaded; what could not be read stays as it was", "err", err)
 			}
 		case <-ctx.Done():
 			logger.Info("shutting down")

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key as
+// PEM files, and returns their paths and the certificate.
+func writeCert(t *testing.T, dir string, serial int64) (certFile, keyFile string, cert *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "orderflow test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert, err = x509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, cert
+}
+
+// With --tls-cert and --tls-key the HTTP API serves HTTPS only, and a
+// reload (SIGHUP) puts a renewed certificate in use for new connections.
+func TestHTTPSWithReload(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile, first := writeCert(t, dir, 1)
+	cfg := newTestConfig(t)
+	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+	app := startApp(t, cfg)
+
+	getTLS := func(trusted *x509.Certificate) (*http.Response, error) {
+		roots := x509.NewCertPool()
+		roots.AddCert(trusted)
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+		defer c.CloseIdleConnections()
+		return c.Get("https://" + app.HTTPAddr() + "/v1/statuses")
+	}
+	resp, err := getTLS(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.PeerCertificates[0].SerialNumber.Int64() != 1 {
+		t.Fatalf("over HTTPS: %d, %v", resp.StatusCode, resp.TLS)
+	}
+	if code, body := get(t, "http://"+app.HTTPAddr()+"/readyz"); code != http.StatusBadRequest || !strings.Contains(body, "HTTPS") {
+		t.Fatalf("plain HTTP: %d %s", code, body)
+	}
+
+	_, _, renewed := writeCert(t, dir, 2) // the same files, a new certificate
+	if err := app.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err = getTLS(renewed); err != nil {
+		t.Fatalf("with the renewed certificate: %v", err)
+	}
+	resp.Body.Close()
+	if _, err := getTLS(first); err == nil {
+		t.Fatal("the old certificate is still served after the reload")
+	}
+
+	// A key that does not match leaves the certificate in use.
+	if err := os.WriteFile(keyFile, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Reload(); err == nil || !strings.Contains(err.Error(), "--tls-cert") {
+		t.Fatalf("reload with a broken key: %v", err)
+	}
+	if resp, err = getTLS(renewed); err != nil {
+		t.Fatalf("after a failed reload: %v", err)
+	}
+	resp.Body.Close()
+
+	cfg = newTestConfig(t)
+	cfg.TLSCert = certFile
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--tls-key") {
+		t.Fatalf("--tls-cert without --tls-key: %v", err)
+	}
+}
