@@ -57,7 +57,9 @@ func TestDecodeBodyRefusesLargeBodiesBySize(t *testing.T) {
 // that then takes longer is not cut short.
 func TestDecodeBodyReadDeadline(t *testing.T) {
 	api := &API{BodyReadTimeout: 100 * time.Millisecond}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	api.Register(mux) // the routes as served: guarded and observed
+	mux.HandleFunc("POST /slow", func(w http.ResponseWriter, r *http.Request) {
 		if err := api.decodeBody(w, r, &triggerRequest{}); err != nil {
 			api.fail(w, r, err)
 			return
@@ -68,26 +70,29 @@ func TestDecodeBodyReadDeadline(t *testing.T) {
 		case <-r.Context().Done():
 			w.WriteHeader(http.StatusInternalServerError)
 		}
-	}))
+	})
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // fails the test, not the server, if nothing comes
-	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"trigger\":")
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "did not arrive within 100ms") {
-		t.Fatalf("a trickled body: %d %s", resp.StatusCode, b)
+	for _, path := range []string{"/slow", "/v1/orders"} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // fails the test, not the server, if nothing comes
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"trigger\":", path)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "did not arrive within 100ms") {
+			t.Fatalf("a trickled body to %s: %d %s", path, resp.StatusCode, b)
+		}
 	}
 
-	res, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"trigger":"picked_up"}`))
+	res, err := http.Post(srv.URL+"/slow", "application/json", strings.NewReader(`{"trigger":"picked_up"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
