@@ -76,12 +76,12 @@ type ServerConfig struct {
 	// Logger receives the server's log at notice level and above; nil
 	// keeps the server quiet.
 	Logger *slog.Logger
-	// AuthFile, when set, is a nats-server configuration file whose
+	// ConfigFile, when set, is a nats-server configuration file whose
 	// authorization block (users with passwords or nkeys, each with its
-	// permissions) the client listener then requires; the rest of the file
-	// is not used. orderflow's own connections use a user of their own
-	// (see ConnectOptions).
-	AuthFile string
+	// permissions) and tls block the client listener then requires; the
+	// rest of the file is not used. orderflow's own connections use a user
+	// of their own (see ConnectOptions).
+	ConfigFile string
 }
 
 // Validate reports every problem of the configuration at once.
@@ -124,49 +124,77 @@ type Server struct {
 	ns       *server.Server
 	running  string // the RunningFile it made
 	stopped  sync.Once
-	internal *server.User // orderflow's own user when an AuthFile is in use
+	internal *server.User // orderflow's own user when a ConfigFile asks for authorization
+	tls      bool         // clients must use TLS (a ConfigFile's tls block)
 }
 
 // InternalUser is the name of the user orderflow's own connections use
-// when the embedded server requires authorization; an AuthFile may not
+// when the embedded server requires authorization; an ConfigFile may not
 // name it.
 const InternalUser = "orderflow-internal"
 
-// loadAuth reads the authorization block of a nats-server configuration
-// file into opts and adds orderflow's own user, with a random password and
-// no limits, which it returns.
-func loadAuth(path string, opts *server.Options) (*server.User, error) {
+// loadClientConfig takes into opts the client side of a nats-server
+// configuration file: its authorization block (users with passwords or
+// nkeys, each with permissions), to which it adds orderflow's own user
+// with a random password and no limits, and its tls block. It returns
+// orderflow's user (nil without authorization) and whether clients must
+// use TLS.
+func loadClientConfig(path string, opts *server.Options) (internal *server.User, tlsOn bool, err error) {
 	fo, err := server.ProcessConfigFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("auth file: %w", err)
+		return nil, false, fmt.Errorf("nats config: %w", err)
 	}
+	auth := len(fo.Users)+len(fo.Nkeys) > 0
 	switch {
 	case fo.Username != "" || fo.Authorization != "":
-		return nil, fmt.Errorf("auth file %s: a single user or token cannot sit beside orderflow's own user; list users (or nkeys) in authorization { users = [...] }", path)
+		return nil, false, fmt.Errorf("nats config %s: a single user or token cannot sit beside orderflow's own user; list users (or nkeys) in authorization { users = [...] }", path)
 	case len(fo.Accounts) > 0 || len(fo.TrustedOperators) > 0 || fo.AuthCallout != nil:
-		return nil, fmt.Errorf("auth file %s: accounts, operators and auth callouts are not supported for the embedded server; run a NATS cluster for those and use --nats-url", path)
-	case len(fo.Users)+len(fo.Nkeys) == 0:
-		return nil, fmt.Errorf("auth file %s: no users or nkeys in its authorization block: every client would be refused", path)
+		return nil, false, fmt.Errorf("nats config %s: accounts, operators and auth callouts are not supported for the embedded server; run a NATS cluster for those and use --nats-url", path)
+	case fo.TLSMap:
+		return nil, false, fmt.Errorf("nats config %s: verify_and_map is not supported for the embedded server: orderflow's own user has no certificate", path)
+	case !auth && fo.TLSConfig == nil:
+		return nil, false, fmt.Errorf("nats config %s: neither users nor nkeys in an authorization block, nor a tls block: nothing to use", path)
 	}
 	for _, u := range fo.Users {
 		if u.Username == InternalUser {
-			return nil, fmt.Errorf("auth file %s: the user name %q is orderflow's own", path, InternalUser)
+			return nil, false, fmt.Errorf("nats config %s: the user name %q is orderflow's own", path, InternalUser)
 		}
 	}
-	internal := &server.User{Username: InternalUser, Password: rand.Text() + rand.Text()}
-	opts.Users = append(fo.Users, internal)
-	opts.Nkeys = fo.Nkeys
-	opts.NoAuthUser = fo.NoAuthUser
-	return internal, nil
+	if auth {
+		internal = &server.User{Username: InternalUser, Password: rand.Text() + rand.Text()}
+		opts.Users = append(fo.Users, internal)
+		opts.Nkeys = fo.Nkeys
+		opts.NoAuthUser = fo.NoAuthUser
+	}
+	if fo.TLSConfig != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSVerify, opts.TLSTimeout = true, fo.TLSConfig, fo.TLSVerify, fo.TLSTimeout
+		opts.TLSCert, opts.TLSKey, opts.TLSCaCert, opts.TLSPinnedCerts = fo.TLSCert, fo.TLSKey, fo.TLSCaCert, fo.TLSPinnedCerts
+		opts.TLSRateLimit, opts.TLSHandshakeFirst, opts.TLSHandshakeFirstFallback = fo.TLSRateLimit, fo.TLSHandshakeFirst, fo.TLSHandshakeFirstFallback
+		opts.AllowNonTLS = fo.AllowNonTLS
+	}
+	return internal, fo.TLSConfig != nil, nil
+}
+
+// ConnectURL is the URL orderflow's own connections use with
+// ConnectOptions: ClientURL, but never tls:// (with TLS on they are
+// in-process and the server asks no TLS of them).
+func (s *Server) ConnectURL() string {
+	return strings.Replace(s.ClientURL(), "tls://", "nats://", 1)
 }
 
 // ConnectOptions are the options orderflow's own connections to the
-// server need: its user when the server requires authorization.
+// server need: its user when the server requires authorization, and an
+// in-process connection when clients must use TLS (the server asks no TLS
+// of those, and its certificate need not name the loopback address).
 func (s *Server) ConnectOptions() []nats.Option {
-	if s.internal == nil {
-		return nil
+	var opts []nats.Option
+	if s.internal != nil {
+		opts = append(opts, nats.UserInfo(s.internal.Username, s.internal.Password))
 	}
-	return []nats.Option{nats.UserInfo(s.internal.Username, s.internal.Password)}
+	if s.tls {
+		opts = append(opts, nats.InProcessServer(s.ns))
+	}
+	return opts
 }
 
 // RunningFile is the file an embedded server keeps in its data dir while it
@@ -216,9 +244,10 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		MaxPayload:   2 << 20,
 	}
 	var internal *server.User
-	if cfg.AuthFile != "" {
+	var tlsOn bool
+	if cfg.ConfigFile != "" {
 		var err error
-		if internal, err = loadAuth(cfg.AuthFile, opts); err != nil {
+		if internal, tlsOn, err = loadClientConfig(cfg.ConfigFile, opts); err != nil {
 			return nil, fmt.Errorf("embedded nats: %w", err)
 		}
 	}
@@ -259,7 +288,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		_ = os.Remove(running)
 		return nil, errors.New("embedded nats: not ready for connections after 30s")
 	}
-	return &Server{ns: ns, running: running, internal: internal}, nil
+	return &Server{ns: ns, running: running, internal: internal, tls: tlsOn}, nil
 }
 
 // ClientURL is the URL clients use to connect.

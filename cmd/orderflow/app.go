@@ -113,16 +113,16 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if url == "" {
 		sync, _ := eventstore.ParseSync(a.Config.Sync) // validated above
 		a.server, err = eventstore.StartServer(eventstore.ServerConfig{
-			DataDir:  a.Config.DataDir,
-			Listen:   a.Config.NATSListen,
-			Sync:     sync,
-			Logger:   a.Logger,
-			AuthFile: a.Config.NATSAuth,
+			DataDir:    a.Config.DataDir,
+			Listen:     a.Config.NATSListen,
+			Sync:       sync,
+			Logger:     a.Logger,
+			ConfigFile: a.Config.NATSConfig,
 		})
 		if err != nil {
 			return err
 		}
-		url = a.server.ClientURL()
+		url = a.server.ConnectURL()
 	}
 	a.nc, err = nats.Connect(url, append(a.connectOptions(),
 		nats.Name("orderflow"),
@@ -212,7 +212,7 @@ func (a *App) startProcessor(ctx context.Context) error {
 	if err := a.defs.WaitFor(wctx, last); err != nil {
 		return err
 	}
-	a.proc, err = handlers.NewProcessor(ctx, a.cmds, a.NATSURL(), handlers.ProcessorConfig{
+	a.proc, err = handlers.NewProcessor(ctx, a.cmds, a.connectURL(), handlers.ProcessorConfig{
 		Lanes: a.Config.Lanes, AckWait: a.Config.AckWait, Window: a.Config.LaneWindow, Logger: a.Logger,
 		ConnectOptions: a.connectOptions(),
 	})
@@ -447,9 +447,18 @@ func (a *App) NATSURL() string {
 	return a.Config.NATSURL
 }
 
+// connectURL is where orderflow's own connections go (with
+// connectOptions).
+func (a *App) connectURL() string {
+	if a.server != nil {
+		return a.server.ConnectURL()
+	}
+	return a.Config.NATSURL
+}
+
 // connectOptions authenticate orderflow's own connections: with the
 // --nats-creds file on a cluster, as the embedded server's own user when it
-// requires authorization (--nats-auth).
+// requires authorization (--nats-config).
 func (a *App) connectOptions() []nats.Option {
 	opts := natsAuth(a.Config.NATSCreds)
 	if a.server != nil {

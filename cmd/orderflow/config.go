@@ -28,10 +28,10 @@ type Config struct {
 	// NATSURL, when set, connects to an existing NATS (cluster) instead of
 	// starting the embedded server.
 	NATSURL string
-	// NATSAuth is a nats-server configuration file whose authorization
+	// NATSConfig is a nats-server configuration file whose authorization
 	// block (users or nkeys, with permissions) the embedded server's
-	// listener then requires (eventstore.ServerConfig.AuthFile).
-	NATSAuth string
+	// listener then requires (eventstore.ServerConfig.ConfigFile).
+	NATSConfig string
 	// NATSCreds is a NATS credentials file (a user JWT and its seed) for
 	// a cluster that requires one; only with NATSURL.
 	NATSCreds string
@@ -95,7 +95,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded JetStream server's files")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "address where the embedded server accepts NATS clients (worker apps, dashboards)")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "connect to this NATS server or cluster (comma-separated URLs) instead of starting the embedded one")
-	fs.StringVar(&c.NATSAuth, "nats-auth", c.NATSAuth, "nats-server configuration file whose authorization block (users or nkeys, each with permissions) the embedded server's NATS listener then requires; empty: no authentication")
+	fs.StringVar(&c.NATSConfig, "nats-config", c.NATSConfig, "nats-server configuration file whose authorization block (users or nkeys, each with permissions) the embedded server's NATS listener then requires; empty: no authentication")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials file (user JWT and seed) for a --nats-url cluster that requires one")
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "HTTP API listen address")
 	fs.StringVar(&c.Sync, "sync", c.Sync, "embedded server fsync policy: default (fsync every 2m; an ack means the OS has the write), always (fsync before every ack), or an interval such as 1s")
@@ -127,8 +127,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--sync: %w", err))
 		}
 	}
-	if c.NATSAuth != "" && c.NATSURL != "" {
-		errs = append(errs, errors.New("--nats-auth is for the embedded server; a --nats-url cluster keeps its own authorization"))
+	if c.NATSConfig != "" && c.NATSURL != "" {
+		errs = append(errs, errors.New("--nats-config is for the embedded server; a --nats-url cluster keeps its own authorization"))
 	}
 	if c.NATSCreds != "" {
 		if c.NATSURL == "" {

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,11 +16,11 @@ import (
 	"github.com/orderflow/orderflow/domain"
 )
 
-// readmeNATSAuth is the README's --nats-auth example (under
+// readmeNATSConfig is the README's --nats-config example (under
 // "Authentication and tenants"): a worker app of the default tenant may
 // publish its tenant's triggers and follow its tenant's orders, and
 // nothing else; a dashboard may only follow.
-func readmeNATSAuth(t *testing.T) string {
+func readmeNATSConfig(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -27,23 +30,23 @@ func readmeNATSAuth(t *testing.T) string {
 	_, block, ok2 := strings.Cut(section, "```\nauthorization {")
 	block, _, ok3 := strings.Cut(block, "```")
 	if !ok || !ok2 || !ok3 {
-		t.Fatal("the README has no --nats-auth example under \"Authentication and tenants\"")
+		t.Fatal("the README has no --nats-config example under \"Authentication and tenants\"")
 	}
 	return "authorization {" + block
 }
 
-// With --nats-auth (the README's example file) the embedded server's NATS
+// With --nats-config (the README's example file) the embedded server's NATS
 // listener lets in only the file's users, each within its permissions, while orderflow itself runs
 // as its own user: a worker app applies its tenant's triggers, another
 // tenant's subjects and anonymous clients are refused.
-func TestNATSAuthOnTheEmbeddedServer(t *testing.T) {
+func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	t.Parallel()
 	auth := filepath.Join(t.TempDir(), "auth.conf")
-	if err := os.WriteFile(auth, []byte(readmeNATSAuth(t)), 0o600); err != nil {
+	if err := os.WriteFile(auth, []byte(readmeNATSConfig(t)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := newTestConfig(t)
-	cfg.NATSAuth = auth
+	cfg.NATSConfig = auth
 	app := startApp(t, cfg)
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
@@ -140,13 +143,14 @@ func waitLastError(nc *nats.Conn) error {
 	return os.ErrDeadlineExceeded
 }
 
-// An auth file orderflow cannot use stops the start with the reason, and
-// --nats-auth is refused beside --nats-url.
-func TestNATSAuthFileMistakes(t *testing.T) {
+// A NATS config file orderflow cannot use stops the start with the reason, and
+// --nats-config is refused beside --nats-url.
+func TestNATSConfigFileMistakes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	for name, content := range map[string]string{
 		"no users":        "authorization { timeout: 2 }\n",
+		"verify_and_map":  "tls { cert_file: a, key_file: b, verify_and_map: true }\n",
 		"a single user":   "authorization { user: a, password: b }\n",
 		"a token":         "authorization { token: abc }\n",
 		"orderflow's own": "authorization { users = [ { user: orderflow-internal, password: x } ] }\n",
@@ -158,16 +162,57 @@ func TestNATSAuthFileMistakes(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg := newTestConfig(t)
-			cfg.NATSAuth = path
-			if err := NewApp(cfg, nil).Run(ctxFor(t, time.Minute)); err == nil || !strings.Contains(err.Error(), "auth file") {
+			cfg.NATSConfig = path
+			if err := NewApp(cfg, nil).Run(ctxFor(t, time.Minute)); err == nil || !strings.Contains(err.Error(), "nats config") {
 				t.Fatalf("start with %s: %v", name, err)
 			}
 		})
 	}
 	cfg := newTestConfig(t)
-	cfg.NATSAuth = filepath.Join(dir, "x.conf")
+	cfg.NATSConfig = filepath.Join(dir, "x.conf")
 	cfg.NATSURL = "nats://127.0.0.1:4222"
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--nats-auth") {
-		t.Fatalf("--nats-auth with --nats-url: %v", err)
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--nats-config") {
+		t.Fatalf("--nats-config with --nats-url: %v", err)
+	}
+}
+
+// A tls block in the --nats-config file makes the embedded server's
+// listener ask TLS of every client, while orderflow's own connections,
+// in-process, need none: a worker app connects over TLS with its user and
+// moves an order on; a plain connection is refused.
+func TestNATSConfigWithTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile, cert := writeCert(t, dir, 7)
+	conf := filepath.Join(dir, "nats.conf")
+	body := fmt.Sprintf("tls { cert_file: %q, key_file: %q }\nauthorization { users = [ { user: van-7, password: s3cret } ] }\n", certFile, keyFile)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := newTestConfig(t)
+	cfg.NATSConfig = conf
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-1", "order_type_id": "wash_fold_delivery"})
+
+	if nc, err := nats.Connect(app.NATSURL(), nats.UserInfo("van-7", "s3cret")); err == nil {
+		nc.Close()
+		t.Fatal("a client without TLS was let in")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	nc, err := nats.Connect(app.NATSURL(), nats.UserInfo("van-7", "s3cret"), nats.Secure(&tls.Config{RootCAs: roots}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if !nc.TLSRequired() {
+		t.Fatal("the server does not ask for TLS")
+	}
+	wc, _ := client.New(nc)
+	res, err := wc.ApplyTrigger(ctxFor(t, time.Minute), client.Trigger{OrderID: "o-1", Trigger: "picked_up"})
+	if err != nil || res.Outcome != domain.OutcomeAdvanced {
+		t.Fatalf("a trigger over TLS: %+v, %v", res, err)
 	}
 }
