@@ -457,10 +457,11 @@ func (a *App) connectURL() string {
 }
 
 // connectOptions authenticate orderflow's own connections: with the
-// --nats-creds file on a cluster, as the embedded server's own user when it
+// --nats-creds file (and check the cluster's TLS with --nats-ca) on a
+// cluster, as the embedded server's own user when it
 // requires authorization (--nats-config).
 func (a *App) connectOptions() []nats.Option {
-	opts := natsAuth(a.Config.NATSCreds)
+	opts := natsClient(a.Config.NATSCreds, a.Config.NATSCA)
 	if a.server != nil {
 		opts = append(opts, a.server.ConnectOptions()...)
 	}

@@ -26,12 +26,13 @@ import (
 // --nats-url (a running server or cluster) or --data-dir (a store on disk
 // that no orderflow is running on; an embedded server is started on it).
 type storeFlags struct {
-	natsURL, natsCreds, dataDir string
+	natsURL, natsCreds, natsCA, dataDir string
 }
 
 func (f *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server or cluster holding orderflow's streams")
 	fs.StringVar(&f.natsCreds, "nats-creds", "", "NATS credentials file (user JWT and seed) for a --nats-url cluster that requires one")
+	fs.StringVar(&f.natsCA, "nats-ca", "", "PEM file of the CAs a tls:// --nats-url server's certificate is checked against; empty: the system's")
 	fs.StringVar(&f.dataDir, "data-dir", "", "read a data directory directly instead (no orderflow may be running on it)")
 }
 
@@ -39,12 +40,19 @@ func (f *storeFlags) register(fs *flag.FlagSet) {
 func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, func(), error) {
 	url := f.natsURL
 	var srv *eventstore.Server
-	if f.natsCreds != "" {
+	if f.natsCreds != "" || f.natsCA != "" {
 		if f.dataDir != "" {
-			return nil, nil, errors.New("--nats-creds is for --nats-url, not --data-dir")
+			return nil, nil, errors.New("--nats-creds and --nats-ca are for --nats-url, not --data-dir")
 		}
-		if err := checkCreds(f.natsCreds); err != nil {
-			return nil, nil, err
+		if f.natsCreds != "" {
+			if err := checkCreds(f.natsCreds); err != nil {
+				return nil, nil, err
+			}
+		}
+		if f.natsCA != "" {
+			if err := checkCA(f.natsCA); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	if f.dataDir != "" {
@@ -55,7 +63,7 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 		}
 		url = srv.ClientURL()
 	}
-	nc, err := nats.Connect(url, append(natsAuth(f.natsCreds), nats.Name("orderflow-audit"), nats.SyncQueueLen(eventstore.SyncQueueLen))...)
+	nc, err := nats.Connect(url, append(natsClient(f.natsCreds, f.natsCA), nats.Name("orderflow-audit"), nats.SyncQueueLen(eventstore.SyncQueueLen))...)
 	if err != nil {
 		if srv != nil {
 			srv.Shutdown()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,9 @@ type Config struct {
 	// block (users or nkeys, with permissions) the embedded server's
 	// listener then requires (eventstore.ServerConfig.ConfigFile).
 	NATSConfig string
+	// NATSCA is a PEM file of the certificate authorities a --nats-url
+	// cluster's TLS certificates are checked against (empty: the system's).
+	NATSCA string
 	// NATSCreds is a NATS credentials file (a user JWT and its seed) for
 	// a cluster that requires one; only with NATSURL.
 	NATSCreds string
@@ -96,6 +100,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "address where the embedded server accepts NATS clients (worker apps, dashboards)")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "connect to this NATS server or cluster (comma-separated URLs) instead of starting the embedded one")
 	fs.StringVar(&c.NATSConfig, "nats-config", c.NATSConfig, "nats-server configuration file whose authorization block (users or nkeys, each with permissions) the embedded server's NATS listener then requires; empty: no authentication")
+	fs.StringVar(&c.NATSCA, "nats-ca", c.NATSCA, "PEM file of the CAs a tls:// --nats-url cluster's certificates are checked against; empty: the system's")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials file (user JWT and seed) for a --nats-url cluster that requires one")
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "HTTP API listen address")
 	fs.StringVar(&c.Sync, "sync", c.Sync, "embedded server fsync policy: default (fsync every 2m; an ack means the OS has the write), always (fsync before every ack), or an interval such as 1s")
@@ -129,6 +134,14 @@ func (c Config) Validate() error {
 	}
 	if c.NATSConfig != "" && c.NATSURL != "" {
 		errs = append(errs, errors.New("--nats-config is for the embedded server; a --nats-url cluster keeps its own authorization"))
+	}
+	if c.NATSCA != "" {
+		if c.NATSURL == "" {
+			errs = append(errs, errors.New("--nats-ca needs --nats-url: orderflow's own connections to the embedded server need no CA"))
+		}
+		if err := checkCA(c.NATSCA); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.NATSCreds != "" {
 		if c.NATSURL == "" {
@@ -258,11 +271,29 @@ func checkCreds(path string) error {
 	return f.Close()
 }
 
-// natsAuth is the connection options that authenticate with a credentials
-// file (none when creds is empty).
-func natsAuth(creds string) []nats.Option {
-	if creds == "" {
-		return nil
+// checkCA reports a CA file that holds no PEM certificate, before any
+// connection is tried.
+func checkCA(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--nats-ca: %w", err)
 	}
-	return []nats.Option{nats.UserCredentials(creds)}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return fmt.Errorf("--nats-ca %s: no PEM certificate in it", path)
+	}
+	return nil
+}
+
+// natsClient is the connection options for a --nats-url cluster: the
+// credentials file that authenticates, and the CA file that its TLS
+// certificates are checked against (none when empty; the system's CAs).
+func natsClient(creds, ca string) []nats.Option {
+	var opts []nats.Option
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	if ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	return opts
 }

@@ -179,7 +179,8 @@ func TestNATSConfigFileMistakes(t *testing.T) {
 // A tls block in the --nats-config file makes the embedded server's
 // listener ask TLS of every client, while orderflow's own connections,
 // in-process, need none: a worker app connects over TLS with its user and
-// moves an order on; a plain connection is refused.
+// moves an order on; a plain connection is refused; an auditor's command
+// trusts the certificate with --nats-ca.
 func TestNATSConfigWithTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -215,4 +216,22 @@ func TestNATSConfigWithTLS(t *testing.T) {
 	if err != nil || res.Outcome != domain.OutcomeAdvanced {
 		t.Fatalf("a trigger over TLS: %+v, %v", res, err)
 	}
+
+	// An auditor's command checks the certificate against --nats-ca.
+	url := strings.Replace(app.NATSURL(), "tls://", "tls://van-7:s3cret@", 1)
+	if code, out, errOut := runMain(t, "verify", "--nats-url", url, "--nats-ca", certFile); code != 0 || !strings.Contains(out, "0 break(s)") {
+		t.Fatalf("verify with --nats-ca: exit %d: %s%s", code, out, errOut)
+	}
+	if code, _, errOut := runMain(t, "verify", "--nats-url", url); code == 0 || !strings.Contains(errOut, "certificate") {
+		t.Fatalf("verify without --nats-ca: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := runMain(t, "verify", "--nats-url", url, "--nats-ca", keyFile); code == 0 || !strings.Contains(errOut, "no PEM certificate") {
+		t.Fatalf("verify with a key for a CA: exit %d: %s", code, errOut)
+	}
+
+	// So does a second orderflow process that shares the work over TLS.
+	cfg2 := newTestConfig(t)
+	cfg2.NATSURL, cfg2.NATSCA = url, certFile
+	second := newClient(t, startApp(t, cfg2))
+	second.must(200, "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "items_tagged"})
 }
