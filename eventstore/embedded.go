@@ -129,7 +129,7 @@ type Server struct {
 }
 
 // InternalUser is the name of the user orderflow's own connections use
-// when the embedded server requires authorization; an ConfigFile may not
+// when the embedded server requires authorization; a ConfigFile may not
 // name it.
 const InternalUser = "orderflow-internal"
 
