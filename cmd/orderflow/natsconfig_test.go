@@ -35,22 +35,31 @@ func readmeNATSConfig(t *testing.T) string {
 	return "authorization {" + block
 }
 
+// startAppWithNATSConfig starts an App whose embedded server takes the
+// nats-server configuration conf (--nats-config), with the worked example
+// defined and order o-1 placed.
+func startAppWithNATSConfig(t *testing.T, conf string) (*App, *httpClient) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := newTestConfig(t)
+	cfg.NATSConfig = path
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-1", "order_type_id": "wash_fold_delivery"})
+	return app, c
+}
+
 // With --nats-config (the README's example file) the embedded server's NATS
 // listener lets in only the file's users, each within its permissions, while orderflow itself runs
 // as its own user: a worker app applies its tenant's triggers, another
 // tenant's subjects and anonymous clients are refused.
 func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	t.Parallel()
-	auth := filepath.Join(t.TempDir(), "auth.conf")
-	if err := os.WriteFile(auth, []byte(readmeNATSConfig(t)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := newTestConfig(t)
-	cfg.NATSConfig = auth
-	app := startApp(t, cfg)
-	c := newClient(t, app)
-	seedWorkedExample(t, c)
-	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-1", "order_type_id": "wash_fold_delivery"})
+	app, c := startAppWithNATSConfig(t, readmeNATSConfig(t))
 
 	if nc, err := nats.Connect(app.NATSURL()); err == nil {
 		nc.Close()
@@ -185,17 +194,8 @@ func TestNATSConfigWithTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	certFile, keyFile, cert := writeCert(t, dir, 7)
-	conf := filepath.Join(dir, "nats.conf")
-	body := fmt.Sprintf("tls { cert_file: %q, key_file: %q }\nauthorization { users = [ { user: van-7, password: s3cret } ] }\n", certFile, keyFile)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := newTestConfig(t)
-	cfg.NATSConfig = conf
-	app := startApp(t, cfg)
-	c := newClient(t, app)
-	seedWorkedExample(t, c)
-	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-1", "order_type_id": "wash_fold_delivery"})
+	app, _ := startAppWithNATSConfig(t, fmt.Sprintf("tls { cert_file: %q, key_file: %q }\n"+
+		"authorization { users = [ { user: van-7, password: s3cret } ] }\n", certFile, keyFile))
 
 	if nc, err := nats.Connect(app.NATSURL(), nats.UserInfo("van-7", "s3cret")); err == nil {
 		nc.Close()
