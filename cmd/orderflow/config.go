@@ -99,7 +99,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded JetStream server's files")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "address where the embedded server accepts NATS clients (worker apps, dashboards)")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "connect to this NATS server or cluster (comma-separated URLs) instead of starting the embedded one")
-	fs.StringVar(&c.NATSConfig, "nats-config", c.NATSConfig, "nats-server configuration file whose authorization block (users or nkeys, each with permissions) the embedded server's NATS listener then requires; empty: no authentication")
+	fs.StringVar(&c.NATSConfig, "nats-config", c.NATSConfig, "nats-server configuration file whose authorization block (users or nkeys, each with permissions) and tls block the embedded server's NATS listener then requires; empty: neither")
 	fs.StringVar(&c.NATSCA, "nats-ca", c.NATSCA, "PEM file of the CAs a tls:// --nats-url cluster's certificates are checked against; empty: the system's")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials file (user JWT and seed) for a --nats-url cluster that requires one")
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "HTTP API listen address")
