@@ -30,8 +30,8 @@ type Config struct {
 	// starting the embedded server.
 	NATSURL string
 	// NATSConfig is a nats-server configuration file whose authorization
-	// block (users or nkeys, with permissions) the embedded server's
-	// listener then requires (eventstore.ServerConfig.ConfigFile).
+	// block (users or nkeys, with permissions) and tls block the embedded
+	// server's listener then requires (eventstore.ServerConfig.ConfigFile).
 	NATSConfig string
 	// NATSCA is a PEM file of the certificate authorities a --nats-url
 	// cluster's TLS certificates are checked against (empty: the system's).
