@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -19,16 +20,32 @@ import (
 type apiServer struct {
 	url   string
 	token string // an API key's bearer token, when the server asks for one
+	ca    string // a PEM file of the CAs its HTTPS certificate is checked against
 }
 
 // serverFlags registers --server (ORDERFLOW_SERVER), the HTTP address of a
-// running orderflow, and --token (ORDERFLOW_TOKEN), the API key's bearer
-// token for a server run with --api-keys.
+// running orderflow, --token (ORDERFLOW_TOKEN), the API key's bearer token
+// for a server run with --api-keys, and --server-ca (ORDERFLOW_SERVER_CA)
+// for an HTTPS certificate from a private CA.
 func serverFlags(fs *flag.FlagSet) *apiServer {
 	var s apiServer
-	fs.StringVar(&s.url, "server", "http://127.0.0.1:8080", "HTTP address of a running orderflow")
+	fs.StringVar(&s.url, "server", "http://127.0.0.1:8080", "HTTP address of a running orderflow (https:// with --tls-cert)")
 	fs.StringVar(&s.token, "token", "", "bearer token of an API key, for a server run with --api-keys")
+	fs.StringVar(&s.ca, "server-ca", "", "PEM file of the CAs the server's HTTPS certificate is checked against; empty: the system's")
 	return &s
+}
+
+// client is the HTTP client for the server: the default one, or one that
+// trusts the --server-ca file.
+func (s *apiServer) client() (*http.Client, error) {
+	if s.ca == "" {
+		return http.DefaultClient, nil
+	}
+	roots, err := loadCAs(s.ca, "--server-ca")
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}, nil
 }
 
 // apiCall sends one request to a running orderflow and returns the body
@@ -54,7 +71,11 @@ func apiCall(ctx context.Context, server *apiServer, method, path string, body a
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc, err := server.client()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("is orderflow running at %s? %w", server.url, err)
 	}

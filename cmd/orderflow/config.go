@@ -271,17 +271,24 @@ func checkCreds(path string) error {
 	return f.Close()
 }
 
-// checkCA reports a CA file that holds no PEM certificate, before any
-// connection is tried.
+// checkCA reports a --nats-ca file that holds no PEM certificate, before
+// any connection is tried.
 func checkCA(path string) error {
+	_, err := loadCAs(path, "--nats-ca")
+	return err
+}
+
+// loadCAs reads a PEM file of certificate authorities (given with flag).
+func loadCAs(path, flag string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("--nats-ca: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
-	if !x509.NewCertPool().AppendCertsFromPEM(b) {
-		return fmt.Errorf("--nats-ca %s: no PEM certificate in it", path)
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, path)
 	}
-	return nil
+	return roots, nil
 }
 
 // natsClient is the connection options for a --nats-url cluster: the

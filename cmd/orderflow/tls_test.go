@@ -53,8 +53,9 @@ func writeCert(t *testing.T, dir string, serial int64) (certFile, keyFile string
 	return certFile, keyFile, cert
 }
 
-// With --tls-cert and --tls-key the HTTP API serves HTTPS only, and a
-// reload (SIGHUP) puts a renewed certificate in use for new connections.
+// With --tls-cert and --tls-key the HTTP API serves HTTPS only (the client
+// commands trust it with --server-ca), and a reload (SIGHUP) puts a
+// renewed certificate in use for new connections.
 func TestHTTPSWithReload(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -80,6 +81,14 @@ func TestHTTPSWithReload(t *testing.T) {
 	}
 	if code, body := get(t, "http://"+app.HTTPAddr()+"/readyz"); code != http.StatusBadRequest || !strings.Contains(body, "HTTPS") {
 		t.Fatalf("plain HTTP: %d %s", code, body)
+	}
+	// The client commands check the certificate against --server-ca.
+	server := "https://" + app.HTTPAddr()
+	if code, _, errOut := runMain(t, "order", "show", "--server", server, "--server-ca", certFile, "nope"); code == 0 || !strings.Contains(errOut, "no order") {
+		t.Fatalf("order show over HTTPS with --server-ca: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := runMain(t, "order", "show", "--server", server, "nope"); code == 0 || !strings.Contains(errOut, "certificate") {
+		t.Fatalf("order show over HTTPS without --server-ca: exit %d: %s", code, errOut)
 	}
 
 	_, _, renewed := writeCert(t, dir, 2) // the same files, a new certificate
