@@ -66,8 +66,8 @@ func (w *statusWriter) Flush() {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// observe wraps a route's handler: it counts the answer under pattern and
-// logs it at debug level, with who asked when an API key let it in.
+// observe wraps a route's handler: it counts the answer under pattern,
+// with the time it took, and logs it at debug level.
 func (api *API) observe(pattern string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
