@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/orderflow/orderflow/eventstore"
@@ -67,6 +69,13 @@ type APIKeys struct {
 
 // Len is how many keys there are.
 func (k *APIKeys) Len() int { return len(k.byHash) }
+
+// List is the keys, by name.
+func (k *APIKeys) List() []APIKey {
+	list := slices.Collect(maps.Values(k.byHash))
+	slices.SortFunc(list, func(a, b APIKey) int { return strings.Compare(a.Name, b.Name) })
+	return list
+}
 
 func (k *APIKeys) lookup(token string) (APIKey, bool) {
 	key, ok := k.byHash[sha256.Sum256([]byte(token))]

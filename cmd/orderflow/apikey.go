@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/handlers"
@@ -16,12 +18,18 @@ import (
 // apiKeyCmd: orderflow apikey --name N --role R [--tenant T] [--keys-file F].
 // It makes a new key: the token goes to stdout, once; the keys-file line,
 // which holds only the token's hash, is appended to the keys file (or
-// printed after the token when no file is given).
+// printed after the token when no file is given). `apikey list` and
+// `apikey revoke` show and take back the keys of a file.
 func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	if len(args) > 0 && (args[0] == "list" || args[0] == "revoke") {
+		return apiKeyFileCmd(args[0], args[1:], stdout, stderr, env)
+	}
 	fs := flag.NewFlagSet("apikey", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: orderflow apikey --name NAME --role ROLE [--tenant T] [--keys-file F]\n\n"+
+		fmt.Fprintln(stderr, "Usage: orderflow apikey --name NAME --role ROLE [--tenant T] [--keys-file F]\n"+
+			"       orderflow apikey list --keys-file F\n"+
+			"       orderflow apikey revoke --keys-file F --name NAME\n\n"+
 			"Make an HTTP API key for 'orderflow serve --api-keys F'. The token is printed once; the keys file keeps only its hash.")
 		fs.PrintDefaults()
 	}
@@ -77,4 +85,77 @@ func appendKeyLine(path, line string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// apiKeyFileCmd: orderflow apikey list|revoke --keys-file F [--name N].
+func apiKeyFileCmd(verb string, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("apikey "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keysFile := fs.String("keys-file", "", "the keys file (as given to 'serve --api-keys')")
+	name := fs.String("name", "", "the key to take back (revoke)")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if *keysFile == "" || fs.NArg() != 0 || (verb == "revoke") != (*name != "") {
+		return fmt.Errorf("want: apikey list --keys-file F, or apikey revoke --keys-file F --name N")
+	}
+	keys, err := handlers.LoadAPIKeys(*keysFile)
+	if err != nil {
+		return err
+	}
+	if verb == "list" {
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tTENANT\tROLE")
+		for _, k := range keys.List() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, k.Tenant, k.Role)
+		}
+		return tw.Flush()
+	}
+	return revokeKey(*keysFile, *name, stdout)
+}
+
+// revokeKey takes a key's line out of a keys file, replacing the file at
+// once (a temporary file renamed over it), and refuses to leave it with
+// no key. A running server lets the key in until it reloads (SIGHUP).
+func revokeKey(path, name string, stdout io.Writer) error {
+	if err := eventstore.ValidateToken("key name", name); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var kept []string
+	found := false
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == name {
+			found = true
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if !found {
+		return fmt.Errorf("%s has no key %q", path, name)
+	}
+	rest := strings.Join(kept, "")
+	if _, err := handlers.ParseAPIKeys(strings.NewReader(rest)); err != nil {
+		return fmt.Errorf("%s without %q: %w", path, name, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".keys-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // gone once renamed
+	if _, err := tmp.WriteString(rest); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := errors.Join(tmp.Chmod(0o600), tmp.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "revoked %s; send orderflow SIGHUP (kill -HUP PID) to refuse it from now on\n", name)
+	return err
 }

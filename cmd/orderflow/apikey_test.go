@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -181,8 +182,8 @@ func TestAPIKeysFileMistakes(t *testing.T) {
 }
 
 // ReloadAPIKeys (SIGHUP in serve) lets in a key added to the file and
-// refuses one taken out, from the next request on; a file that cannot be
-// used leaves the keys in use alone.
+// refuses one taken out (`apikey revoke`), from the next request on; a
+// file that cannot be used leaves the keys in use alone.
 func TestAPIKeysReload(t *testing.T) {
 	t.Parallel()
 	app, keys, tokens := startAppWithKeys(t, newTestConfig(t), keySpec{"admin", "default", "admin"})
@@ -198,16 +199,17 @@ func TestAPIKeysReload(t *testing.T) {
 	}
 	as(late).must(200, "GET", "/v1/statuses", nil)
 
-	b, _ := os.ReadFile(keys)
-	var kept []string
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if !strings.HasPrefix(line, "admin ") {
-			kept = append(kept, line)
-		}
+	if code, out, errOut := runMain(t, "apikey", "list", "--keys-file", keys); code != 0 ||
+		!regexp.MustCompile(`(?m)^admin +default +admin\nlate +default +reader$`).MatchString(out) {
+		t.Fatalf("apikey list: exit %d: %s%s", code, out, errOut)
 	}
-	if err := os.WriteFile(keys, []byte(strings.Join(kept, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	if code, _, errOut := runMain(t, "apikey", "revoke", "--keys-file", keys, "--name", "admin"); code != 0 {
+		t.Fatalf("apikey revoke: exit %d: %s", code, errOut)
 	}
+	if code, _, errOut := runMain(t, "apikey", "revoke", "--keys-file", keys, "--name", "late"); code == 0 || !strings.Contains(errOut, "no keys") {
+		t.Fatalf("revoking the last key: exit %d: %s", code, errOut)
+	}
+	as(admin).must(200, "GET", "/v1/statuses", nil) // until the reload
 	if err := app.ReloadAPIKeys(); err != nil {
 		t.Fatal(err)
 	}

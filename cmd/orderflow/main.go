@@ -36,6 +36,7 @@ Usage:
   orderflow import --data-dir D --in F     load an export into an empty store
   orderflow bench [flags]                  measure orderflow against raw JetStream on this machine
   orderflow apikey --name N --role R       make an HTTP API key for 'serve --api-keys' (prints its token once)
+  orderflow apikey list|revoke             show the keys of a keys file, or take one back
 
 Run 'orderflow serve -h' for the flags. Every flag also reads ORDERFLOW_<FLAG>.
 `
