@@ -99,19 +99,19 @@ func apiKeyFileCmd(verb string, args []string, stdout, stderr io.Writer, env fun
 	if *keysFile == "" || fs.NArg() != 0 || (verb == "revoke") != (*name != "") {
 		return fmt.Errorf("want: apikey list --keys-file F, or apikey revoke --keys-file F --name N")
 	}
+	if verb == "revoke" {
+		return revokeKey(*keysFile, *name, stdout)
+	}
 	keys, err := handlers.LoadAPIKeys(*keysFile)
 	if err != nil {
 		return err
 	}
-	if verb == "list" {
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tTENANT\tROLE")
-		for _, k := range keys.List() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, k.Tenant, k.Role)
-		}
-		return tw.Flush()
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTENANT\tROLE")
+	for _, k := range keys.List() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, k.Tenant, k.Role)
 	}
-	return revokeKey(*keysFile, *name, stdout)
+	return tw.Flush()
 }
 
 // revokeKey takes a key's line out of a keys file, replacing the file at
