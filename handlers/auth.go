@@ -29,15 +29,17 @@ const (
 	RoleWorker
 	// RoleSupervisor also holds, resumes, cancels, moves and migrates orders.
 	RoleSupervisor
-	// RoleAdmin also changes the definitions and runs the read models'
-	// rebuild.
+	// RoleAdmin also changes the tenant's definitions.
 	RoleAdmin
+	// RoleOperator also sees where the process's read models stand and
+	// rebuilds them: actions on every tenant at once.
+	RoleOperator
 )
 
-var roleNames = []string{RoleReader: "reader", RoleWorker: "worker", RoleSupervisor: "supervisor", RoleAdmin: "admin"}
+var roleNames = []string{RoleReader: "reader", RoleWorker: "worker", RoleSupervisor: "supervisor", RoleAdmin: "admin", RoleOperator: "operator"}
 
 func (r Role) String() string {
-	if r < RoleReader || r > RoleAdmin {
+	if r < RoleReader || r > RoleOperator {
 		return fmt.Sprintf("Role(%d)", int(r))
 	}
 	return roleNames[r]
@@ -45,12 +47,12 @@ func (r Role) String() string {
 
 // ParseRole reads a role's name.
 func ParseRole(s string) (Role, error) {
-	for r := RoleReader; r <= RoleAdmin; r++ {
+	for r := RoleReader; r <= RoleOperator; r++ {
 		if roleNames[r] == s {
 			return r, nil
 		}
 	}
-	return 0, fmt.Errorf("role %q: want reader, worker, supervisor or admin", s)
+	return 0, fmt.Errorf("role %q: want reader, worker, supervisor, admin or operator", s)
 }
 
 // APIKey is one caller of the HTTP API: its name (the actor of what it
@@ -160,7 +162,7 @@ func NewAPIKey(name, tenant string, role Role) (token, line string, err error) {
 	if err := errors.Join(eventstore.ValidateToken("key name", name), eventstore.ValidateToken("tenant", tenant)); err != nil {
 		return "", "", err
 	}
-	if role < RoleReader || role > RoleAdmin {
+	if role < RoleReader || role > RoleOperator {
 		return "", "", fmt.Errorf("no role %s", role)
 	}
 	token = "of_" + rand.Text()

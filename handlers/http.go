@@ -133,8 +133,8 @@ func (api *API) routes() []route {
 			"to_version": 5}, api.supervise(migrateOrder)},
 		{"GET /v1/board", RoleReader, "Orders per workflow and status: count, oldest entry, average stay (?workflow_id=, min_seq)", nil, api.board},
 		{"GET /v1/events", RoleReader, "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes; ?access_token= for browsers)", nil, api.events},
-		{"GET /v1/projections", RoleAdmin, "Where the read models stand, and a rebuild's progress", nil, api.projectionStatus},
-		{"POST /v1/projections/rebuild", RoleAdmin, "Rebuild the read models from the streams", nil, api.rebuild},
+		{"GET /v1/projections", RoleOperator, "Where the read models stand, and a rebuild's progress", nil, api.projectionStatus},
+		{"POST /v1/projections/rebuild", RoleOperator, "Rebuild the read models from the streams", nil, api.rebuild},
 	}
 }
 

@@ -67,7 +67,7 @@ func (api *API) OpenAPI() map[string]any {
 		"info": map[string]any{"title": "orderflow", "version": "1",
 			"description": "Event-sourced order progression. Errors are application/problem+json with a machine code. " +
 				"When the server runs with --api-keys, every /v1 route asks for a bearer token whose key has at least the route's " +
-				"x-orderflow-role (reader < worker < supervisor < admin) and acts for the key's tenant; without, every caller is served as the default tenant."},
+				"x-orderflow-role (reader < worker < supervisor < admin < operator) and acts for the key's tenant; without, every caller is served as the default tenant."},
 		"paths": paths,
 		"components": map[string]any{"securitySchemes": map[string]any{"apiKey": map[string]any{"type": "http", "scheme": "bearer"}}, "schemas": map[string]any{"Problem": map[string]any{
 			"type":     "object",

@@ -35,7 +35,7 @@ func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env f
 	}
 	name := fs.String("name", "", "the key's name: the actor recorded for what it does")
 	tenant := fs.String("tenant", eventstore.DefaultTenant, "the tenant the key acts for")
-	role := fs.String("role", "", "reader, worker (also places orders and applies triggers), supervisor (also holds, resumes, cancels, moves, migrates) or admin (also changes definitions)")
+	role := fs.String("role", "", "reader, worker (also places orders and applies triggers), supervisor (also holds, resumes, cancels, moves, migrates), admin (also changes definitions) or operator (also sees and rebuilds the process's read models, for every tenant)")
 	keysFile := fs.String("keys-file", "", "append the key's line to this file (made, mode 0600, when missing); empty: print the line")
 	if err := parseFlags(fs, args, env); err != nil {
 		return err

@@ -47,7 +47,8 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 	t.Parallel()
 	app, keys, tokens := startAppWithKeys(t, newTestConfig(t),
 		keySpec{"admin", "default", "admin"}, keySpec{"acme-admin", "acme", "admin"},
-		keySpec{"board", "default", "reader"}, keySpec{"van-7", "default", "worker"}, keySpec{"lead", "default", "supervisor"})
+		keySpec{"board", "default", "reader"}, keySpec{"van-7", "default", "worker"}, keySpec{"lead", "default", "supervisor"},
+		keySpec{"ops", "default", "operator"})
 	if fi, err := os.Stat(keys); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("keys file: %v, mode %v; want 0600", err, fi.Mode())
 	}
@@ -85,6 +86,8 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 			[]string{"Authorization", "Bearer " + tokens["lead"]}, 403, "forbidden"},
 		{"supervisor rebuilds the read models", "POST", "/v1/projections/rebuild", nil,
 			[]string{"Authorization", "Bearer " + tokens["lead"]}, 403, "forbidden"},
+		{"a tenant's admin rebuilds every tenant's read models", "POST", "/v1/projections/rebuild", nil,
+			[]string{"Authorization", "Bearer " + tokens["acme-admin"]}, 403, "forbidden"},
 		{"token in the query of a route that is not the feed", "GET", "/v1/orders/o-1?access_token=" + tokens["admin"], nil, nil, 401, "unauthenticated"},
 		{"another tenant's order", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "items_tagged"},
 			[]string{"Authorization", "Bearer " + tokens["acme-admin"]}, 404, "not_found"},
@@ -95,6 +98,7 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 	as("board").must(200, "GET", "/v1/orders/o-1", nil)
 	as("lead").must(200, "POST", "/v1/orders/o-1/hold", map[string]any{"reason": "customer away"}, "X-Orderflow-Actor", "kim")
 	as("admin").must(200, "POST", "/v1/orders/o-1/resume", map[string]any{"reason": "back"})
+	as("ops").must(200, "GET", "/v1/projections", nil)
 
 	// The actor of each event is the key's name (and the worker the body
 	// names, or the caller's own X-Orderflow-Actor, after it).
