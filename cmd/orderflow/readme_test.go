@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"os"
 	"os/exec"
 	"strings"
@@ -102,4 +103,23 @@ func runReadmeLines(t *testing.T, app *App, lines []string) {
 			t.Fatalf("%s\n%v\n%s", line, err, out)
 		}
 	}
+}
+
+// The README's configuration section names the variable of every flag of
+// serve.
+func TestReadmeNamesEveryVariable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(b), "\n## Configuration\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg := DefaultConfig()
+	cfg.RegisterFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(section, "`"+EnvName(f.Name)+"`") {
+			t.Errorf("the README's configuration section does not name %s (--%s)", EnvName(f.Name), f.Name)
+		}
+	})
 }
