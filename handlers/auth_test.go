@@ -47,14 +47,23 @@ func TestParseAPIKeys(t *testing.T) {
 	}
 }
 
+// oneKey makes a key of the default tenant and the keys that hold it alone.
+func oneKey(tb testing.TB, name string, role Role) (token string, keys *APIKeys) {
+	tb.Helper()
+	token, line, err := NewAPIKey(name, "default", role)
+	if err == nil {
+		keys, err = ParseAPIKeys(strings.NewReader(line))
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return token, keys
+}
+
 // guard lets a request through only with a known token of a role high
 // enough; without keys every request passes.
 func TestGuard(t *testing.T) {
-	token, line, _ := NewAPIKey("lead", "default", RoleSupervisor)
-	keys, err := ParseAPIKeys(strings.NewReader(line))
-	if err != nil {
-		t.Fatal(err)
-	}
+	token, keys := oneKey(t, "lead", RoleSupervisor)
 	ok := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
 	for _, tc := range []struct {
 		name   string
@@ -93,11 +102,7 @@ func TestGuard(t *testing.T) {
 // What a key costs a request: the guard and the metrics wrapper around a
 // handler that does nothing, without keys and with a valid bearer token.
 func BenchmarkGuardedRoute(b *testing.B) {
-	token, line, _ := NewAPIKey("van-7", "default", RoleWorker)
-	keys, err := ParseAPIKeys(strings.NewReader(line))
-	if err != nil {
-		b.Fatal(err)
-	}
+	token, keys := oneKey(b, "van-7", RoleWorker)
 	noop := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
 	for _, withKeys := range []bool{false, true} {
 		name := "without keys"
