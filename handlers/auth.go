@@ -176,7 +176,14 @@ var (
 	errForbidden       = errors.New("forbidden")
 )
 
-type apiKeyCtx struct{}
+type callerCtx struct{}
+
+// caller is who a request was let in as: the API key, and the commands
+// acting for its tenant (made at the request's first need, once).
+type caller struct {
+	key  APIKey
+	cmds *Commands
+}
 
 // SetKeys sets the API keys every /v1 route asks for from now on (see
 // guard); nil, as at the start, serves every caller as the default tenant.
@@ -208,7 +215,7 @@ func (api *API) guard(role Role, h http.HandlerFunc) http.HandlerFunc {
 			api.fail(w, r, fmt.Errorf("%w: key %q is a %s; %s %s needs %s", errForbidden, key.Name, key.Role, r.Method, r.URL.Path, role))
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), apiKeyCtx{}, key)))
+		h(w, r.WithContext(context.WithValue(r.Context(), callerCtx{}, &caller{key: key})))
 	}
 }
 
@@ -230,16 +237,22 @@ func tokenFromQuery(h http.HandlerFunc) http.HandlerFunc {
 
 // callerKey is the API key a request was let in with, if any.
 func callerKey(r *http.Request) (APIKey, bool) {
-	key, ok := r.Context().Value(apiKeyCtx{}).(APIKey)
-	return key, ok
+	if c, ok := r.Context().Value(callerCtx{}).(*caller); ok {
+		return c.key, true
+	}
+	return APIKey{}, false
 }
 
 // cmds are the commands acting for the request's tenant.
 func (api *API) cmds(r *http.Request) *Commands {
-	if key, ok := callerKey(r); ok {
-		return api.Commands.ForTenant(key.Tenant)
+	c, ok := r.Context().Value(callerCtx{}).(*caller)
+	if !ok {
+		return api.Commands
 	}
-	return api.Commands
+	if c.cmds == nil {
+		c.cmds = api.Commands.ForTenant(c.key.Tenant)
+	}
+	return c.cmds
 }
 
 // onBehalf is who a request acts as, given X-Orderflow-Actor or a
