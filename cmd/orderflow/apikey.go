@@ -116,7 +116,8 @@ func apiKeyFileCmd(verb string, args []string, stdout, stderr io.Writer, env fun
 
 // revokeKey takes a key's line out of a keys file, replacing the file at
 // once (a temporary file renamed over it), and refuses to leave it with
-// no key. A running server lets the key in until it reloads (SIGHUP).
+// no key. A running server refuses the key once it sees the file changed
+// (--reload-interval), or at once on SIGHUP.
 func revokeKey(path, name string, stdout io.Writer) error {
 	if err := eventstore.ValidateToken("key name", name); err != nil {
 		return err
@@ -156,6 +157,6 @@ func revokeKey(path, name string, stdout io.Writer) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "revoked %s; send orderflow SIGHUP (kill -HUP PID) to refuse it from now on\n", name)
+	_, err = fmt.Fprintf(stdout, "revoked %s; a running orderflow refuses it once it sees the file changed (--reload-interval, 5s by default), or at once on SIGHUP (kill -HUP PID)\n", name)
 	return err
 }

@@ -52,6 +52,9 @@ type App struct {
 	httpLn     net.Listener
 	httpDone   chan error
 	cert       atomic.Pointer[tls.Certificate] // the HTTP API's, with --tls-cert
+	reloads    sync.Mutex                      // one reading of the files at a time
+	stopWatch  context.CancelFunc
+	watchDone  chan struct{}
 	ready      atomic.Bool
 }
 
@@ -80,8 +83,17 @@ func (a *App) Run(ctx context.Context) (err error) {
 	handlers.Health{Ready: a.checkReady}.Register(mux)
 	api := &handlers.API{Log: a.Logger}
 	a.api = api
+	files := a.filesToWatch()
 	if err := a.Reload(); err != nil {
 		return err
+	}
+	if a.Config.ReloadInterval > 0 && len(files) > 0 {
+		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		a.stopWatch, a.watchDone = cancel, make(chan struct{})
+		go func() {
+			defer close(a.watchDone)
+			a.watchFiles(wctx, a.Config.ReloadInterval, files)
+		}()
 	}
 	v1 := http.NewServeMux()
 	api.Register(v1)
@@ -477,6 +489,11 @@ func (a *App) Store() *eventstore.Store { return a.store }
 func (a *App) Close() error {
 	a.ready.Store(false)
 	var errs []error
+	if a.stopWatch != nil {
+		a.stopWatch()
+		<-a.watchDone
+		a.stopWatch = nil
+	}
 	if a.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := a.http.Shutdown(ctx); err != nil {
@@ -540,7 +557,8 @@ func (a *App) Close() error {
 }
 
 // Reload reads the --api-keys file and the --tls-cert and --tls-key
-// files again (serve does on SIGHUP); what cannot be read stays as it was.
+// files again (serve does on SIGHUP, and when they change: see
+// watchFiles); what cannot be read stays as it was.
 func (a *App) Reload() error {
 	return errors.Join(a.ReloadAPIKeys(), a.ReloadTLS())
 }
@@ -549,6 +567,8 @@ func (a *App) Reload() error {
 // from then on get the new certificate. Without --tls-cert it does
 // nothing.
 func (a *App) ReloadTLS() error {
+	a.reloads.Lock()
+	defer a.reloads.Unlock()
 	if a.Config.TLSCert == "" {
 		return nil
 	}
@@ -561,11 +581,13 @@ func (a *App) ReloadTLS() error {
 	return nil
 }
 
-// ReloadAPIKeys reads the --api-keys file again (serve does on SIGHUP): a
-// key added there is let in, and one taken out is refused, from the next
-// request on. A file that cannot be used changes nothing. Without
-// --api-keys it does nothing.
+// ReloadAPIKeys reads the --api-keys file again (serve does on SIGHUP and
+// when the file changes): a key added there is let in, and one taken out
+// is refused, from the next request on. A file that cannot be used
+// changes nothing. Without --api-keys it does nothing.
 func (a *App) ReloadAPIKeys() error {
+	a.reloads.Lock()
+	defer a.reloads.Unlock()
 	if a.Config.APIKeys == "" {
 		return nil
 	}

@@ -75,6 +75,10 @@ type Config struct {
 	// CORSOrigins lets web pages of these origins (comma-separated, or
 	// "*") call the HTTP API from a browser (handlers.CORS).
 	CORSOrigins string
+	// ReloadInterval is how often the APIKeys, TLSCert and TLSKey files
+	// are checked for changes, which are then read again; 0: only on
+	// SIGHUP.
+	ReloadInterval time.Duration
 }
 
 // DefaultConfig is the configuration of a plain `orderflow serve`.
@@ -91,6 +95,7 @@ func DefaultConfig() Config {
 		Checkpoints:     true,
 		AckWait:         10 * time.Second,
 		LaneWindow:      256,
+		ReloadInterval:  5 * time.Second,
 	}
 }
 
@@ -112,9 +117,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Lanes, "lanes", c.Lanes, "trigger lanes (triggers of one order share a lane and take effect in order; lanes run in parallel); the same on every process")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a trigger lane waits for a process before handing the trigger to another")
 	fs.StringVar(&c.APIKeys, "api-keys", c.APIKeys, "file of the HTTP API's keys (made by 'orderflow apikey'): every /v1 request then needs one's bearer token and acts for its tenant; empty: no authentication, default tenant")
-	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) for the HTTP API; with --tls-key it serves HTTPS only (SIGHUP reloads both)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) for the HTTP API; with --tls-key it serves HTTPS only")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", c.CORSOrigins, "web page origins allowed to call the HTTP API from a browser, comma-separated (https://board.example.com), or *; empty: none")
+	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "how often the --api-keys, --tls-cert and --tls-key files are checked for changes and read again when changed (SIGHUP reads them at once); 0: only on SIGHUP")
 	fs.IntVar(&c.LaneWindow, "lane-window", c.LaneWindow, "unacknowledged triggers a process may hold per lane (different orders run in parallel, one order's triggers in turn); the same on every process")
 }
 
@@ -171,6 +177,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ReloadInterval < 0 {
+		errs = append(errs, fmt.Errorf("--reload-interval %s: must be 0 (off) or positive", c.ReloadInterval))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))

@@ -19,6 +19,7 @@ func newTestConfig(t *testing.T) Config {
 	cfg.DataDir = t.TempDir()
 	cfg.NATSListen = "127.0.0.1:0"
 	cfg.HTTP = "127.0.0.1:0"
+	cfg.ReloadInterval = 0 // tests that change watched files say when to read them
 	return cfg
 }
 
