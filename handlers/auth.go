@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/orderflow/orderflow/eventstore"
 )
@@ -56,11 +57,18 @@ func ParseRole(s string) (Role, error) {
 }
 
 // APIKey is one caller of the HTTP API: its name (the actor of what it
-// does), the one tenant it acts for, and its role.
+// does), the one tenant it acts for, its role, and when it stops being
+// let in (zero: never).
 type APIKey struct {
-	Name   string
-	Tenant string
-	Role   Role
+	Name    string
+	Tenant  string
+	Role    Role
+	Expires time.Time
+}
+
+// ExpiredAt reports whether the key is no longer let in at now.
+func (k APIKey) ExpiredAt(now time.Time) bool {
+	return !k.Expires.IsZero() && !now.Before(k.Expires)
 }
 
 // APIKeys are the keys the HTTP API accepts, found by the SHA-256 of the
@@ -98,9 +106,10 @@ func LoadAPIKeys(path string) (*APIKeys, error) {
 	return keys, nil
 }
 
-// ParseAPIKeys reads one key per line, "NAME TENANT ROLE sha256:HEX" (as
-// NewAPIKey writes it); blank lines and lines starting with # are skipped.
-// Names and tenants are subject-safe tokens; names and tokens are unique.
+// ParseAPIKeys reads one key per line, "NAME TENANT ROLE sha256:HEX",
+// optionally followed by "expires=TIME" (RFC 3339), as NewAPIKey writes
+// it; blank lines and lines starting with # are skipped. Names and
+// tenants are subject-safe tokens; names and tokens are unique.
 func ParseAPIKeys(r io.Reader) (*APIKeys, error) {
 	keys := &APIKeys{byHash: map[[sha256.Size]byte]APIKey{}}
 	names := map[string]bool{}
@@ -135,8 +144,8 @@ func ParseAPIKeys(r io.Reader) (*APIKeys, error) {
 func parseKeyLine(line string) (APIKey, [sha256.Size]byte, error) {
 	var hash [sha256.Size]byte
 	f := strings.Fields(line)
-	if len(f) != 4 {
-		return APIKey{}, hash, fmt.Errorf("want NAME TENANT ROLE sha256:HEX, got %d fields", len(f))
+	if len(f) != 4 && len(f) != 5 {
+		return APIKey{}, hash, fmt.Errorf("want NAME TENANT ROLE sha256:HEX [expires=TIME], got %d fields", len(f))
 	}
 	key := APIKey{Name: f[0], Tenant: f[1]}
 	if err := errors.Join(eventstore.ValidateToken("key name", key.Name), eventstore.ValidateToken("tenant", key.Tenant)); err != nil {
@@ -153,21 +162,33 @@ func parseKeyLine(line string) (APIKey, [sha256.Size]byte, error) {
 		return APIKey{}, hash, fmt.Errorf("key %q: want sha256: and 64 hex digits", key.Name)
 	}
 	copy(hash[:], b)
+	if len(f) == 5 {
+		at, ok := strings.CutPrefix(f[4], "expires=")
+		t, err := time.Parse(time.RFC3339, at)
+		if !ok || err != nil {
+			return APIKey{}, hash, fmt.Errorf("key %q: want expires= and an RFC 3339 time, got %q", key.Name, f[4])
+		}
+		key.Expires = t.UTC()
+	}
 	return key, hash, nil
 }
 
-// NewAPIKey makes a random bearer token for a key and the keys-file line
+// NewAPIKey makes a random bearer token for key and the keys-file line
 // that accepts it. The token is shown once; the line holds only its hash.
-func NewAPIKey(name, tenant string, role Role) (token, line string, err error) {
-	if err := errors.Join(eventstore.ValidateToken("key name", name), eventstore.ValidateToken("tenant", tenant)); err != nil {
+func NewAPIKey(key APIKey) (token, line string, err error) {
+	if err := errors.Join(eventstore.ValidateToken("key name", key.Name), eventstore.ValidateToken("tenant", key.Tenant)); err != nil {
 		return "", "", err
 	}
-	if role < RoleReader || role > RoleOperator {
-		return "", "", fmt.Errorf("no role %s", role)
+	if key.Role < RoleReader || key.Role > RoleOperator {
+		return "", "", fmt.Errorf("no role %s", key.Role)
 	}
 	token = "of_" + rand.Text()
 	sum := sha256.Sum256([]byte(token))
-	return token, fmt.Sprintf("%s %s %s sha256:%s", name, tenant, role, hex.EncodeToString(sum[:])), nil
+	line = fmt.Sprintf("%s %s %s sha256:%s", key.Name, key.Tenant, key.Role, hex.EncodeToString(sum[:]))
+	if !key.Expires.IsZero() {
+		line += " expires=" + key.Expires.UTC().Format(time.RFC3339)
+	}
+	return token, line, nil
 }
 
 // Errors of the HTTP API's authentication.
@@ -209,6 +230,11 @@ func (api *API) guard(role Role, h http.HandlerFunc) http.HandlerFunc {
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="orderflow"`)
 			api.fail(w, r, fmt.Errorf("%w: send Authorization: Bearer and an API key's token", errUnauthenticated))
+			return
+		}
+		if key.ExpiredAt(time.Now()) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="orderflow", error="invalid_token", error_description="the key expired"`)
+			api.fail(w, r, fmt.Errorf("%w: key %q expired at %s", errUnauthenticated, key.Name, key.Expires.Format(time.RFC3339)))
 			return
 		}
 		if key.Role < role {

@@ -5,25 +5,37 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A keys file: one key per line, comments and blank lines skipped, every
 // mistake named with its line; a made key's token is accepted, its hash
 // is all the file holds.
 func TestParseAPIKeys(t *testing.T) {
-	token, line, err := NewAPIKey("van-7", "acme", RoleWorker)
+	token, line, err := NewAPIKey(APIKey{Name: "van-7", Tenant: "acme", Role: RoleWorker})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(line, token) || !strings.HasPrefix(line, "van-7 acme worker sha256:") {
+	if strings.Contains(line, token) || !strings.HasPrefix(line, "van-7 acme worker sha256:") || strings.Contains(line, "expires") {
 		t.Fatalf("key line %q", line)
 	}
-	keys, err := ParseAPIKeys(strings.NewReader("# keys\n\n" + line + "\n"))
+	until := time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)
+	temp, tempLine, err := NewAPIKey(APIKey{Name: "temp", Tenant: "acme", Role: RoleReader, Expires: until.In(time.FixedZone("x", 3600))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(tempLine, " expires=2027-03-01T12:00:00Z") {
+		t.Fatalf("expiring key line %q", tempLine)
+	}
+	keys, err := ParseAPIKeys(strings.NewReader("# keys\n\n" + line + "\n" + tempLine + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if key, ok := keys.lookup(token); !ok || key != (APIKey{Name: "van-7", Tenant: "acme", Role: RoleWorker}) {
 		t.Fatalf("lookup = %+v, %v", key, ok)
+	}
+	if key, ok := keys.lookup(temp); !ok || !key.Expires.Equal(until) || key.ExpiredAt(until.Add(-time.Second)) || !key.ExpiredAt(until) {
+		t.Fatalf("lookup of the expiring key = %+v, %v", key, ok)
 	}
 	if _, ok := keys.lookup(token + "x"); ok {
 		t.Fatal("another token was accepted")
@@ -38,6 +50,9 @@ func TestParseAPIKeys(t *testing.T) {
 		{"not hex", "ana default reader sha256:" + strings.Repeat("zz", 32), "line 1: key \"ana\": want sha256:"},
 		{"name twice", "ana default reader" + hash + "\nana default admin sha256:" + strings.Repeat("1f", 32), "line 2: key \"ana\" named twice"},
 		{"token twice", "ana default reader" + hash + "\nbo default admin" + hash, "line 2: key \"bo\" has the token of another key"},
+		{"too many fields", "ana default reader" + hash + " expires=2027-01-01T00:00:00Z x", "line 1: want NAME TENANT ROLE"},
+		{"not an expiry", "ana default reader" + hash + " until=2027-01-01T00:00:00Z", "line 1: key \"ana\": want expires="},
+		{"not a time", "ana default reader" + hash + " expires=2027-01-01", "line 1: key \"ana\": want expires="},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := ParseAPIKeys(strings.NewReader(tc.file)); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -50,7 +65,13 @@ func TestParseAPIKeys(t *testing.T) {
 // oneKey makes a key of the default tenant and the keys that hold it alone.
 func oneKey(tb testing.TB, name string, role Role) (token string, keys *APIKeys) {
 	tb.Helper()
-	token, line, err := NewAPIKey(name, "default", role)
+	return makeKeys(tb, APIKey{Name: name, Tenant: "default", Role: role})
+}
+
+// makeKeys makes key and the keys that hold it alone.
+func makeKeys(tb testing.TB, key APIKey) (token string, keys *APIKeys) {
+	tb.Helper()
+	token, line, err := NewAPIKey(key)
 	if err == nil {
 		keys, err = ParseAPIKeys(strings.NewReader(line))
 	}
@@ -64,6 +85,8 @@ func oneKey(tb testing.TB, name string, role Role) (token string, keys *APIKeys)
 // enough; without keys every request passes.
 func TestGuard(t *testing.T) {
 	token, keys := oneKey(t, "lead", RoleSupervisor)
+	expired, expiredKeys := makeKeys(t, APIKey{Name: "temp", Tenant: "default", Role: RoleAdmin, Expires: time.Now().Add(-time.Second)})
+	later, laterKeys := makeKeys(t, APIKey{Name: "temp", Tenant: "default", Role: RoleAdmin, Expires: time.Now().Add(time.Hour)})
 	ok := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
 	for _, tc := range []struct {
 		name   string
@@ -79,6 +102,8 @@ func TestGuard(t *testing.T) {
 		{"lower-case scheme", keys, "bearer " + token, RoleSupervisor, 204},
 		{"role below", keys, "Bearer " + token, RoleAdmin, 403},
 		{"role above", keys, "Bearer " + token, RoleWorker, 204},
+		{"expired", expiredKeys, "Bearer " + expired, RoleReader, 401},
+		{"not yet expired", laterKeys, "Bearer " + later, RoleAdmin, 204},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := &API{}

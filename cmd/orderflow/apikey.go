@@ -8,14 +8,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/handlers"
 )
 
-// apiKeyCmd: orderflow apikey --name N --role R [--tenant T] [--keys-file F].
+// apiKeyCmd: orderflow apikey --name N --role R [--tenant T]
+// [--expires-in D] [--keys-file F].
 // It makes a new key: the token goes to stdout, once; the keys-file line,
 // which holds only the token's hash, is appended to the keys file (or
 // printed after the token when no file is given). `apikey list` and
@@ -27,7 +30,7 @@ func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env f
 	fs := flag.NewFlagSet("apikey", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: orderflow apikey --name NAME --role ROLE [--tenant T] [--keys-file F]\n"+
+		fmt.Fprintln(stderr, "Usage: orderflow apikey --name NAME --role ROLE [--tenant T] [--expires-in D] [--keys-file F]\n"+
 			"       orderflow apikey list --keys-file F\n"+
 			"       orderflow apikey revoke --keys-file F --name NAME\n\n"+
 			"Make an HTTP API key for 'orderflow serve --api-keys F'. The token is printed once; the keys file keeps only its hash.")
@@ -36,6 +39,7 @@ func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env f
 	name := fs.String("name", "", "the key's name: the actor recorded for what it does")
 	tenant := fs.String("tenant", eventstore.DefaultTenant, "the tenant the key acts for")
 	role := fs.String("role", "", "reader, worker (also places orders and applies triggers), supervisor (also holds, resumes, cancels, moves, migrates), admin (also changes definitions) or operator (also sees and rebuilds the process's read models, for every tenant)")
+	expiresIn := fs.String("expires-in", "", "refuse the key this long from now: days (90d) or a Go duration (12h); empty: it does not expire")
 	keysFile := fs.String("keys-file", "", "append the key's line to this file (made, mode 0600, when missing); empty: print the line")
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
@@ -47,7 +51,15 @@ func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env f
 	if err != nil {
 		return err
 	}
-	token, line, err := handlers.NewAPIKey(*name, *tenant, r)
+	key := handlers.APIKey{Name: *name, Tenant: *tenant, Role: r}
+	if *expiresIn != "" {
+		d, err := parseDays(*expiresIn)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("--expires-in %q: want a positive number of days (90d) or a Go duration (12h)", *expiresIn)
+		}
+		key.Expires = time.Now().Add(d).Truncate(time.Second)
+	}
+	token, line, err := handlers.NewAPIKey(key)
 	if err != nil {
 		return err
 	}
@@ -62,9 +74,22 @@ func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env f
 	return err
 }
 
+// parseDays reads a duration that may also be a whole number of days
+// ("90d").
+func parseDays(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n > 100*365 {
+			return 0, fmt.Errorf("%q: not a number of days", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
 // appendKeyLine adds a key's line to a keys file, refusing one that would
 // make the file unreadable (a name it already has, say). A running server
-// reads the file only at its start.
+// lets the key in once it sees the file changed.
 func appendKeyLine(path, line string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -106,10 +131,18 @@ func apiKeyFileCmd(verb string, args []string, stdout, stderr io.Writer, env fun
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTENANT\tROLE")
+	fmt.Fprintln(tw, "NAME\tTENANT\tROLE\tEXPIRES")
 	for _, k := range keys.List() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, k.Tenant, k.Role)
+		expires := "never"
+		if !k.Expires.IsZero() {
+			expires = k.Expires.Format(time.RFC3339)
+			if k.ExpiredAt(now) {
+				expires += " (expired)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Name, k.Tenant, k.Role, expires)
 	}
 	return tw.Flush()
 }

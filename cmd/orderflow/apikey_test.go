@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/orderflow/orderflow/client"
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // newKey makes an API key with `orderflow apikey` into keysFile and
@@ -204,7 +208,7 @@ func TestAPIKeysReload(t *testing.T) {
 	as(late).must(200, "GET", "/v1/statuses", nil)
 
 	if code, out, errOut := runMain(t, "apikey", "list", "--keys-file", keys); code != 0 ||
-		!regexp.MustCompile(`(?m)^admin +default +admin\nlate +default +reader$`).MatchString(out) {
+		!regexp.MustCompile(`(?m)^admin +default +admin +never\nlate +default +reader +never$`).MatchString(out) {
 		t.Fatalf("apikey list: exit %d: %s%s", code, out, errOut)
 	}
 	if code, _, errOut := runMain(t, "apikey", "revoke", "--keys-file", keys, "--name", "admin"); code != 0 {
@@ -255,5 +259,56 @@ func TestCORSForBrowserDashboards(t *testing.T) {
 	cfg.CORSOrigins = "board.example.com"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--cors-origins") {
 		t.Fatalf("an origin without a scheme: %v", err)
+	}
+}
+
+// A key made with --expires-in is let in until then, and refused with 401
+// after; `apikey list` shows when each key expires, and serve warns of
+// keys expired or about to.
+func TestAPIKeysExpire(t *testing.T) {
+	t.Parallel()
+	keys := filepath.Join(t.TempDir(), "keys")
+	newKey(t, keys, "admin", "default", "admin")
+	code, out, errOut := runMain(t, "apikey", "--name", "temp", "--role", "reader", "--expires-in", "1d", "--keys-file", keys)
+	if code != 0 {
+		t.Fatalf("apikey --expires-in 1d: exit %d: %s", code, errOut)
+	}
+	temp := strings.TrimSpace(out)
+	for _, bad := range []string{"0d", "-1h", "soon", "1.5d", "99999d"} {
+		if code, _, errOut := runMain(t, "apikey", "--name", "bad", "--role", "reader", "--expires-in", bad, "--keys-file", keys); code == 0 || !strings.Contains(errOut, "--expires-in") {
+			t.Errorf("apikey --expires-in %s: exit %d: %s", bad, code, errOut)
+		}
+	}
+	// A key that expired (written by hand: apikey makes none in the past).
+	sum := sha256.Sum256([]byte("of_OLD"))
+	f, err := os.OpenFile(keys, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(f, "old default reader sha256:%x expires=2026-01-01T00:00:00Z\n", sum); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if code, out, errOut := runMain(t, "apikey", "list", "--keys-file", keys); code != 0 ||
+		!regexp.MustCompile(`(?m)^admin +default +admin +never\nold +default +reader +2026-01-01T00:00:00Z \(expired\)\ntemp +default +reader +20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ$`).MatchString(out) {
+		t.Fatalf("apikey list: exit %d: %s%s", code, out, errOut)
+	}
+
+	cfg := newTestConfig(t)
+	cfg.APIKeys = keys
+	var log eventstoretest.LogBuffer
+	app := startAppWith(t, cfg, func(a *App) { a.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
+	if l := log.String(); !strings.Contains(l, `expired are refused; revoke them or make new ones" keys=[old]`) ||
+		!strings.Contains(l, `expire within 7 days" keys=[temp]`) {
+		t.Errorf("no warning of expired keys in the log:\n%s", l)
+	}
+	(&httpClient{t: t, base: "http://" + app.HTTPAddr(), token: temp}).must(200, "GET", "/v1/statuses", nil)
+	r := (&httpClient{t: t, base: "http://" + app.HTTPAddr(), token: "of_OLD"}).do("GET", "/v1/statuses", nil)
+	if r.Status != 401 || !strings.Contains(string(r.Body), `key \"old\" expired at 2026-01-01T00:00:00Z`) ||
+		!strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("an expired key: %d %v %s", r.Status, r.Header, r.Body)
 	}
 }

@@ -597,5 +597,21 @@ func (a *App) ReloadAPIKeys() error {
 	}
 	a.api.SetKeys(keys)
 	a.Logger.Info("HTTP API keys in use: /v1 requests need a bearer token", "keys", keys.Len(), "file", a.Config.APIKeys)
+	var expired, soon []string
+	now := time.Now()
+	for _, k := range keys.List() {
+		switch {
+		case k.ExpiredAt(now):
+			expired = append(expired, k.Name)
+		case k.ExpiredAt(now.Add(7 * 24 * time.Hour)):
+			soon = append(soon, k.Name)
+		}
+	}
+	if len(expired) > 0 {
+		a.Logger.Warn("API keys that expired are refused; revoke them or make new ones", "keys", expired)
+	}
+	if len(soon) > 0 {
+		a.Logger.Warn("API keys expire within 7 days", "keys", soon)
+	}
 	return nil
 }
