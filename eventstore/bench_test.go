@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -288,11 +289,12 @@ var loadFixture struct {
 	err  error
 }
 
-// BenchmarkLoad20 loads a 20-event aggregate out of -bench.load-total
-// stored events. The fixture interleaves the aggregates round-robin, so
-// each aggregate's events are spread over the whole stream.
-func BenchmarkLoad20(b *testing.B) {
-	st := benchStore(b)
+// fixture stores -bench.load-total events, 20 per aggregate, once per
+// run. The aggregates are interleaved round-robin, so each aggregate's
+// events are spread over the whole stream, in many of the server's 8 MB
+// blocks. The first half of the aggregates is for the load benchmarks,
+// which need them at exactly 20 events; the second half for appends.
+func fixture(b *testing.B, st *eventstore.Store) (load, appendTo []eventstore.Aggregate) {
 	loadFixture.once.Do(func() {
 		const perAgg = 20
 		n := *benchLoadTotal / perAgg
@@ -330,8 +332,16 @@ func BenchmarkLoad20(b *testing.B) {
 	if loadFixture.err != nil {
 		b.Fatal(loadFixture.err)
 	}
-	ctx := context.Background()
 	aggs := loadFixture.aggs
+	return aggs[:len(aggs)/2], aggs[len(aggs)/2:]
+}
+
+// BenchmarkLoad20 loads a 20-event aggregate out of -bench.load-total
+// stored events.
+func BenchmarkLoad20(b *testing.B) {
+	st := benchStore(b)
+	aggs, _ := fixture(b, st)
+	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
@@ -348,6 +358,97 @@ func BenchmarkLoad20(b *testing.B) {
 	}
 	b.StopTimer()
 	reportPercentiles(b, lat)
+}
+
+// The server reads a message of a file-store block that is not in its
+// memory by loading the whole block (up to 8 MB), and holds blocks that
+// are only read by a weak pointer: the next garbage collection drops
+// them. The embedded server shares orderflow's process, so any
+// collection does. The "cold" benchmarks below force one before each
+// measured operation (outside the clock): the worst case, in which no
+// block an operation needs is still held. They run at most
+// -bench.cold-ops operations, whatever -benchtime says (each costs a
+// full collection), and report the mean of those as ns/op.
+var benchColdOps = flag.Int("bench.cold-ops", 300, "operations measured by the cold benchmarks")
+
+// BenchmarkLoad20Cold is BenchmarkLoad20 with none of the server's blocks
+// in memory.
+func BenchmarkLoad20Cold(b *testing.B) {
+	st := benchStore(b)
+	aggs, _ := fixture(b, st)
+	ctx := context.Background()
+	ops := min(b.N, *benchColdOps)
+	lat := make([]time.Duration, 0, ops)
+	for i := range ops {
+		agg := aggs[(i*7919+13)%len(aggs)]
+		runtime.GC()
+		t := time.Now()
+		evs, err := st.Load(ctx, agg, 0)
+		lat = append(lat, time.Since(t))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(evs) != 20 {
+			b.Fatalf("loaded %d events, want 20", len(evs))
+		}
+	}
+	reportMean(b, lat)
+	reportPercentiles(b, lat)
+}
+
+var oldAppends atomic.Int64 // how far BenchmarkAppendToOld got in the fixture
+
+// BenchmarkAppendToOld appends one event to an aggregate whose last event
+// lies in an older block of the stream, as a trigger for an order last
+// touched long ago does. The server's check of the expected version reads
+// that last event. "held": the block was read a moment before, as loading
+// the aggregate does (the usual case for the trigger processor, which
+// loads what it has not cached); "cold": a collection came in between.
+func BenchmarkAppendToOld(b *testing.B) {
+	for _, cold := range []bool{false, true} {
+		name := "held"
+		if cold {
+			name = "cold"
+		}
+		b.Run(name, func(b *testing.B) {
+			st := benchStore(b)
+			_, aggs := fixture(b, st)
+			ctx := context.Background()
+			ops := min(b.N, *benchColdOps)
+			lat := make([]time.Duration, 0, ops)
+			for range ops {
+				agg := aggs[(oldAppends.Add(1)*7919)%int64(len(aggs))]
+				evs, err := st.Load(ctx, agg, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				last := evs[len(evs)-1]
+				e := benchEnvelope(agg, last.Version+1)
+				e.PrevHash = last.Hash
+				if cold {
+					runtime.GC()
+				}
+				t := time.Now()
+				_, err = st.Append(ctx, agg, last.Sequence, e)
+				lat = append(lat, time.Since(t))
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportMean(b, lat)
+			reportPercentiles(b, lat)
+		})
+	}
+}
+
+// reportMean replaces ns/op by the mean of lat, for benchmarks that
+// measure fewer operations than b.N.
+func reportMean(b *testing.B, lat []time.Duration) {
+	var sum time.Duration
+	for _, d := range lat {
+		sum += d
+	}
+	b.ReportMetric(float64(sum.Nanoseconds())/float64(max(1, len(lat))), "ns/op")
 }
 
 func reportPercentiles(b *testing.B, lat []time.Duration) {
