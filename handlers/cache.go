@@ -3,6 +3,8 @@ package handlers
 import (
 	clist "container/list"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/orderflow/orderflow/domain"
 )
@@ -17,6 +19,38 @@ type aggregateCache struct {
 	max   int
 	ll    *clist.List // front: most recently used
 	items map[string]*clist.Element
+
+	hits, loads atomic.Uint64 // commands decided from the cache; histories read from the store
+	loadNanos   atomic.Int64  // time spent reading them
+}
+
+// CacheStats is how an aggregate cache has served commands.
+type CacheStats struct {
+	Cached   int           // aggregates held now
+	Hits     uint64        // commands decided from the cache
+	Loads    uint64        // histories read from the store instead
+	LoadTime time.Duration // spent reading those
+}
+
+func (c *aggregateCache) stats() CacheStats {
+	c.mu.Lock()
+	n := c.ll.Len()
+	c.mu.Unlock()
+	return CacheStats{Cached: n, Hits: c.hits.Load(), Loads: c.loads.Load(), LoadTime: time.Duration(c.loadNanos.Load())}
+}
+
+// hit and loaded count how a command got its aggregate.
+func (c *aggregateCache) hit() {
+	if c != nil {
+		c.hits.Add(1)
+	}
+}
+
+func (c *aggregateCache) loaded(took time.Duration) {
+	if c != nil {
+		c.loads.Add(1)
+		c.loadNanos.Add(int64(took))
+	}
 }
 
 type cacheEntry struct {

@@ -53,6 +53,12 @@ type Commands struct {
 // OrderCacheSize is how many orders' histories Commands keeps in memory.
 const OrderCacheSize = 100_000
 
+// OrderCacheStats is how the orders' cache (shared by every tenant's
+// Commands) has served order commands and triggers: a load is an order's
+// history read from the store, which costs far more when the server no
+// longer holds the blocks of the stream it needs (docs/benchmarks.md).
+func (c *Commands) OrderCacheStats() CacheStats { return c.orderCache().stats() }
+
 func (c *Commands) orderCache() *aggregateCache {
 	c.ordersOnce.Do(func() { c.orders = newAggregateCache(OrderCacheSize) })
 	return c.orders
@@ -137,6 +143,7 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 		var lastHash string
 		var history []domain.Event
 		if cached, seq, hash, ok := opts.cache.get(key); ok && attempt == 1 {
+			opts.cache.hit()
 			agg, last, lastHash, history = fresh(), seq, hash, cached
 			for _, e := range cached {
 				if err := agg.Apply(e); err != nil {
@@ -145,7 +152,10 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 			}
 		} else {
 			var err error
-			if agg, last, lastHash, history, err = c.load(ctx, addr, fresh()); err != nil {
+			start := time.Now()
+			agg, last, lastHash, history, err = c.load(ctx, addr, fresh())
+			opts.cache.loaded(time.Since(start))
+			if err != nil {
 				return Outcome{}, err
 			}
 			if len(history) > 0 && opts.cacheable(agg) {

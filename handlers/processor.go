@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,11 +123,55 @@ type Processor struct {
 	// stored and before it is acknowledged.
 	afterApply func(msg *message.Message)
 	handled    atomic.Uint64
+	outcomeMu  sync.Mutex
+	outcomes   map[outcomeKey]uint64
+}
+
+type outcomeKey struct {
+	outcome domain.TriggerOutcome
+	reason  domain.RejectReason // of a rejection
 }
 
 // Handled is how many triggers this processor has applied (outcomes
 // stored, duplicates included).
 func (p *Processor) Handled() uint64 { return p.handled.Load() }
+
+// TriggerCount is how many triggers this processor applied with one
+// outcome and, for rejections, one reason.
+type TriggerCount struct {
+	Outcome domain.TriggerOutcome
+	Reason  domain.RejectReason
+	N       uint64
+}
+
+// Outcomes is how many triggers this processor applied, by outcome and
+// rejection reason, in that order.
+func (p *Processor) Outcomes() []TriggerCount {
+	p.outcomeMu.Lock()
+	defer p.outcomeMu.Unlock()
+	counts := make([]TriggerCount, 0, len(p.outcomes))
+	for k, n := range p.outcomes {
+		counts = append(counts, TriggerCount{Outcome: k.outcome, Reason: k.reason, N: n})
+	}
+	slices.SortFunc(counts, func(a, b TriggerCount) int {
+		return cmp.Or(cmp.Compare(a.Outcome, b.Outcome), cmp.Compare(a.Reason, b.Reason))
+	})
+	return counts
+}
+
+func (p *Processor) count(res domain.TriggerResult) {
+	k := outcomeKey{outcome: res.Outcome}
+	if res.Outcome == domain.OutcomeRejected {
+		k.reason = res.Reason
+	}
+	p.outcomeMu.Lock()
+	if p.outcomes == nil {
+		p.outcomes = map[outcomeKey]uint64{}
+	}
+	p.outcomes[k]++
+	p.outcomeMu.Unlock()
+	p.handled.Add(1)
+}
 
 // OwnedLanes is how many lanes this processor owns now (its share of the
 // processes it hears from).
@@ -393,7 +438,7 @@ func (p *Processor) handle(msg *message.Message) error {
 	}
 	cmds := p.cmds.ForTenant(tenant)
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: worker}, CorrelationID: triggerID}
-	_, _, err = cmds.ApplyTrigger(msg.Context(), meta, orderID, key, triggerID, worker)
+	res, _, err := cmds.ApplyTrigger(msg.Context(), meta, orderID, key, triggerID, worker)
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
 		return poison("unknown order %q in tenant %q", orderID, tenant)
@@ -402,7 +447,7 @@ func (p *Processor) handle(msg *message.Message) error {
 	case err != nil:
 		return err // transient: retried, then handed back to JetStream
 	}
-	p.handled.Add(1)
+	p.count(res)
 	if p.afterApply != nil {
 		p.afterApply(msg)
 	}

@@ -392,10 +392,23 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	for _, s := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders} {
 		fmt.Fprintf(w, "orderflow_index_applied_sequence{stream=%q} %d\n", s, a.store.Indexed(s))
 	}
+	cs := a.cmds.OrderCacheStats()
+	fmt.Fprintf(w, "# HELP orderflow_orders_cached Orders whose history this process holds in memory to decide commands and triggers.\n# TYPE orderflow_orders_cached gauge\norderflow_orders_cached %d\n", cs.Cached)
+	fmt.Fprintf(w, "# HELP orderflow_order_cache_hits_total Order commands and triggers decided from memory.\n# TYPE orderflow_order_cache_hits_total counter\norderflow_order_cache_hits_total %d\n", cs.Hits)
+	fmt.Fprintf(w, "# HELP orderflow_order_loads_total Order histories read from the store (not in memory, or changed by another process).\n# TYPE orderflow_order_loads_total counter\norderflow_order_loads_total %d\n", cs.Loads)
+	fmt.Fprintf(w, "# HELP orderflow_order_load_seconds_total Time spent reading order histories from the store.\n# TYPE orderflow_order_load_seconds_total counter\norderflow_order_load_seconds_total %g\n", cs.LoadTime.Seconds())
 	fmt.Fprintf(w, "# HELP orderflow_event_feeds_open Open event feeds (GET /v1/events).\n# TYPE orderflow_event_feeds_open gauge\norderflow_event_feeds_open %d\n", a.api.OpenFeeds())
 	a.api.WriteMetrics(w)
 	if a.proc != nil {
 		fmt.Fprintf(w, "# HELP orderflow_triggers_applied_total Triggers this process has applied.\n# TYPE orderflow_triggers_applied_total counter\norderflow_triggers_applied_total %d\n", a.proc.Handled())
+		fmt.Fprint(w, "# HELP orderflow_trigger_outcomes_total Triggers this process has applied, by outcome and, for rejections, reason.\n# TYPE orderflow_trigger_outcomes_total counter\n")
+		for _, c := range a.proc.Outcomes() {
+			if c.Reason != "" {
+				fmt.Fprintf(w, "orderflow_trigger_outcomes_total{outcome=%q,reason=%q} %d\n", c.Outcome, c.Reason, c.N)
+			} else {
+				fmt.Fprintf(w, "orderflow_trigger_outcomes_total{outcome=%q} %d\n", c.Outcome, c.N)
+			}
+		}
 		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_owned Trigger lanes this process owns.\n# TYPE orderflow_trigger_lanes_owned gauge\norderflow_trigger_lanes_owned %d\n", a.proc.OwnedLanes())
 		fmt.Fprintf(w, "# HELP orderflow_triggers_recopied_total Stored triggers the trigger lanes skipped, found and published again by this process.\n# TYPE orderflow_triggers_recopied_total counter\norderflow_triggers_recopied_total %d\n", a.proc.Recopied())
 		fmt.Fprintf(w, "# HELP orderflow_triggers_handed_back_total Triggers handed back, not started, when this process gave a lane up.\n# TYPE orderflow_triggers_handed_back_total counter\norderflow_triggers_handed_back_total %d\n", a.proc.HandedBack())

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/handlers"
 )
 
 // newTestConfig is a config on random ports and a temp data dir.
@@ -177,11 +179,29 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	c.must(200, "GET", "/v1/statuses", nil)
 	c.must(200, "GET", "/v1/statuses", nil)
 	c.problem(404, "not_found", "GET", "/v1/orders/nope", nil)
+	// Triggers by outcome, and how the orders' cache served them: placing
+	// looks for an order that is not there (a load), and each trigger
+	// after finds the order in memory. The repeated trigger id is
+	// answered by JetStream's deduplication: the processor never sees it.
+	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), app.cmds); err != nil {
+		t.Fatal(err)
+	}
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "m-1", "order_type_id": handlers.WorkedExampleOrderType})
+	c.must(200, "POST", "/v1/orders/m-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "m-t1"})
+	c.must(200, "POST", "/v1/orders/m-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "m-t1"})
+	c.problem(409, "trigger_rejected", "POST", "/v1/orders/m-1/triggers", map[string]any{"trigger": "delivered"})
 	code, body := get(t, "http://"+app.HTTPAddr()+"/metrics")
 	for _, want := range []string{
 		`orderflow_http_requests_total{route="GET /v1/statuses",code="200"} 2`,
 		`orderflow_http_requests_total{route="GET /v1/orders/{id}",code="404"} 1`,
 		`orderflow_http_request_seconds_total{route="GET /v1/orders/{id}"} `,
+		`orderflow_trigger_outcomes_total{outcome="advanced"} 1`,
+		`orderflow_trigger_outcomes_total{outcome="rejected",reason="unexpected_trigger"} 1`,
+		"orderflow_triggers_applied_total 2",
+		"orderflow_orders_cached 1",
+		"orderflow_order_cache_hits_total 2",
+		"orderflow_order_loads_total 1",
+		"orderflow_order_load_seconds_total ",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
