@@ -207,6 +207,13 @@ func (o *Order) Exists() bool { return o.version > 0 }
 // moves it any more.
 func (o *Order) Finished() bool { return o.state == StateCompleted || o.state == StateCancelled }
 
+// TriggerOutcome is what a trigger id did to the order the first time,
+// if the order has seen it.
+func (o *Order) TriggerOutcome(triggerID string) (TriggerOutcome, bool) {
+	out, seen := o.triggers[triggerID]
+	return out, seen
+}
+
 // OrderView is an order as it stands.
 type OrderView struct {
 	ID              string

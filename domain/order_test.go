@@ -207,6 +207,12 @@ func TestOrderRules(t *testing.T) {
 			if tc.outcome == domain.OutcomeDuplicate && o.Version() != before+1 {
 				t.Fatalf("a duplicate recorded an event (version %d)", o.Version())
 			}
+			if first, seen := o.TriggerOutcome("t1"); tc.outcome == domain.OutcomeDuplicate && (!seen || first != res.Original) {
+				t.Fatalf("TriggerOutcome(t1) = %s, %v; want %s", first, seen, res.Original)
+			}
+			if _, seen := o.TriggerOutcome("never-sent"); seen {
+				t.Fatal("a trigger id never sent was seen")
+			}
 		})
 	}
 }

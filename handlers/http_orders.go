@@ -309,11 +309,17 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	}
 	defer sub.Unsubscribe()
 
-	_, history, err := c.LoadOrder(ctx, orderID)
-	if err != nil {
+	// Seen before: a duplicate. The order comes from the orders' cache
+	// when it is there, or is read into it, where the processor that
+	// applies the trigger next finds it.
+	var seen bool
+	if _, err := c.existing(ctx, orderID, Meta{}, func(o *domain.Order) error {
+		_, seen = o.TriggerOutcome(triggerID)
+		return nil
+	}); err != nil {
 		return "", err
 	}
-	if _, ok := causedBy(history, triggerID); ok {
+	if seen {
 		return domain.OutcomeDuplicate, nil
 	}
 	body, _ := json.Marshal(TriggerBody{Worker: worker, TriggerID: triggerID})
@@ -323,6 +329,16 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	ack, err := c.Store.JetStream().PublishMsg(ctx, m)
 	if err != nil {
 		return "", fmt.Errorf("publish trigger: %w", err)
+	}
+	if ack.Duplicate {
+		// JetStream had this trigger id already, so its outcome is likely
+		// stored: by another process, say, whose work the cache above did
+		// not show. The order's history answers at once.
+		if _, history, err := c.LoadOrder(ctx, orderID); err == nil {
+			if _, ok := causedBy(history, triggerID); ok {
+				return domain.OutcomeDuplicate, nil
+			}
+		}
 	}
 	return c.awaitOutcome(ctx, events, orderID, triggerID, ack.Duplicate, 2*c.readTimeout())
 }

@@ -826,3 +826,37 @@ func TestLanesRecoverAfterAProcessDiedRecovering(t *testing.T) {
 	defer p.Close()
 	f.waitAdvanced(t, "o-mid", "mid-0", "mid-1")
 }
+
+// SendTrigger (the HTTP route) looks for a repeated trigger id in the
+// orders' cache. A process whose cache has not seen another process's
+// work still answers a repeated trigger id as a duplicate at once: JetStream
+// reports the id as known, and the order's history is read then.
+func TestSendTriggerWithAStaleCache(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	startProcessor(t, c, srv.ClientURL(), nil)
+	// Another process's commands: a cache of their own; a read timeout
+	// long enough that only the history can answer within the test.
+	other := &Commands{Store: c.Store, Defs: c.Defs, Tenant: "default", ReadTimeout: time.Hour}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "test"}}
+	if _, err := c.PlaceOrder(ctx, meta, "o-1", WorkedExampleOrderType, ""); err != nil {
+		t.Fatal(err)
+	}
+	send := func(cmds *Commands, trigger, id string, want domain.TriggerOutcome) {
+		t.Helper()
+		if got, err := cmds.SendTrigger(ctx, "o-1", trigger, id, "ana"); err != nil || got != want {
+			t.Fatalf("%s (%s): %v, %v; want %s", trigger, id, got, err, want)
+		}
+	}
+	send(other, "picked_up", "t-0", domain.OutcomeAdvanced) // other caches the order as placed
+	send(c, "items_tagged", "t-1", domain.OutcomeAdvanced)
+	send(other, "items_tagged", "t-1", domain.OutcomeDuplicate)
+	send(other, "picked_up", "t-0", domain.OutcomeDuplicate)
+	send(c, "items_tagged", "t-1", domain.OutcomeDuplicate) // from the cache
+	if s := other.OrderCacheStats(); s.Cached != 1 {
+		t.Fatalf("other's cache: %+v", s)
+	}
+}
