@@ -237,6 +237,9 @@ func (api *API) guard(role Role, h http.HandlerFunc) http.HandlerFunc {
 			api.fail(w, r, fmt.Errorf("%w: key %q expired at %s", errUnauthenticated, key.Name, key.Expires.Format(time.RFC3339)))
 			return
 		}
+		if !api.limit(w, r, key) {
+			return
+		}
 		if key.Role < role {
 			api.fail(w, r, fmt.Errorf("%w: key %q is a %s; %s %s needs %s", errForbidden, key.Name, key.Role, r.Method, r.URL.Path, role))
 			return

@@ -48,6 +48,7 @@ type API struct {
 
 	openFeeds atomic.Int64
 	keys      atomic.Pointer[APIKeys] // see SetKeys
+	limiter   *rateLimiter            // see SetRateLimit
 	statsOnce sync.Once
 	httpStats *httpStats
 
@@ -273,6 +274,8 @@ func problemFor(err error) Problem {
 		return Problem{Status: http.StatusUnauthorized, Title: "Unauthenticated", Code: "unauthenticated"}
 	case errors.Is(err, errForbidden):
 		return Problem{Status: http.StatusForbidden, Title: "Forbidden", Code: "forbidden"}
+	case errors.Is(err, errRateLimited):
+		return Problem{Status: http.StatusTooManyRequests, Title: "Too many requests", Code: "rate_limited"}
 	case errors.Is(err, errTooLarge):
 		return Problem{Status: http.StatusRequestEntityTooLarge, Title: "Payload too large", Code: "payload_too_large"}
 	case errors.Is(err, errBadRequest), errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken),

@@ -20,6 +20,7 @@ func (api *API) OpenAPI() map[string]any {
 		"409": map[string]any{"description": "conflict or trigger_rejected", "content": problem},
 		"412": map[string]any{"description": "precondition_failed (stale If-Match)", "content": problem},
 		"413": map[string]any{"description": "payload_too_large", "content": problem},
+		"429": map[string]any{"description": "rate_limited (the key sent more than its requests a second; see Retry-After)", "content": problem},
 		"503": map[string]any{"description": "unavailable (a read model, or a trigger's outcome, not there in time)", "content": problem},
 	}
 	paths := map[string]map[string]any{}

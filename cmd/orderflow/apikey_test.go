@@ -312,3 +312,24 @@ func TestAPIKeysExpire(t *testing.T) {
 		t.Fatalf("an expired key: %d %v %s", r.Status, r.Header, r.Body)
 	}
 }
+
+// With --rate-limit, a key that sends more than its rate gets 429
+// rate_limited with Retry-After, and stores nothing; other keys go on.
+func TestAPIKeysRateLimit(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	cfg.RateLimit = 0.001 // one request, then one each 1,000 s
+	app, _, tokens := startAppWithKeys(t, cfg, keySpec{"van-7", "default", "worker"}, keySpec{"board", "default", "reader"})
+	as := func(name string) *httpClient {
+		return &httpClient{t: t, base: "http://" + app.HTTPAddr(), token: tokens[name]}
+	}
+	as("van-7").must(200, "GET", "/v1/orders", nil)
+	p := as("van-7").problem(429, "rate_limited", "POST", "/v1/orders", map[string]any{"id": "o-1", "order_type_id": "x"})
+	if !strings.Contains(p["detail"].(string), `key "van-7" may send 0.001 requests a second`) {
+		t.Fatalf("problem %v", p)
+	}
+	if r := as("van-7").do("GET", "/v1/orders", nil); r.Status != 429 || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the rate: %d %v", r.Status, r.Header)
+	}
+	as("board").must(404, "GET", "/v1/orders/o-1", nil) // nothing stored
+}

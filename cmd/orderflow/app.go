@@ -82,6 +82,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	mux := http.NewServeMux()
 	handlers.Health{Ready: a.checkReady}.Register(mux)
 	api := &handlers.API{Log: a.Logger}
+	api.SetRateLimit(a.Config.RateLimit)
 	a.api = api
 	files := a.filesToWatch()
 	if err := a.Reload(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -75,6 +76,9 @@ type Config struct {
 	// CORSOrigins lets web pages of these origins (comma-separated, or
 	// "*") call the HTTP API from a browser (handlers.CORS).
 	CORSOrigins string
+	// RateLimit is how many requests a second each API key may send
+	// (handlers.API.SetRateLimit); 0: no limit.
+	RateLimit float64
 	// ReloadInterval is how often the APIKeys, TLSCert and TLSKey files
 	// are checked for changes, which are then read again; 0: only on
 	// SIGHUP.
@@ -120,6 +124,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) for the HTTP API; with --tls-key it serves HTTPS only")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", c.CORSOrigins, "web page origins allowed to call the HTTP API from a browser, comma-separated (https://board.example.com), or *; empty: none")
+	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "requests a second each API key may send (bursts of as many), answered 429 with Retry-After beyond; needs --api-keys; 0: no limit")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "how often the --api-keys, --tls-cert and --tls-key files are checked for changes and read again when changed (SIGHUP reads them at once); 0: only on SIGHUP")
 	fs.IntVar(&c.LaneWindow, "lane-window", c.LaneWindow, "unacknowledged triggers a process may hold per lane (different orders run in parallel, one order's triggers in turn); the same on every process")
 }
@@ -177,6 +182,11 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) {
+		errs = append(errs, fmt.Errorf("--rate-limit %g: must be 0 (no limit) or positive", c.RateLimit))
+	} else if c.RateLimit > 0 && c.APIKeys == "" {
+		errs = append(errs, errors.New("--rate-limit needs --api-keys: it limits each key"))
 	}
 	if c.ReloadInterval < 0 {
 		errs = append(errs, fmt.Errorf("--reload-interval %s: must be 0 (off) or positive", c.ReloadInterval))

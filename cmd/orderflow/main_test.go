@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -135,13 +136,23 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	cfg.Replicas = 0
 	cfg.LogLevel = "loud"
 	cfg.LaneWindow = 0
+	cfg.RateLimit = 5 // without --api-keys
+	cfg.ReloadInterval = -time.Second
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window"} {
+	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window", "--rate-limit needs --api-keys", "--reload-interval"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+	cfg = DefaultConfig()
+	cfg.APIKeys = "keys"
+	for _, bad := range []float64{-1, math.NaN(), math.Inf(1)} {
+		cfg.RateLimit = bad
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--rate-limit") {
+			t.Errorf("--rate-limit %g: %v", bad, err)
 		}
 	}
 }
