@@ -46,12 +46,18 @@ type Commands struct {
 	// Default 5 s.
 	ReadTimeout time.Duration
 
+	// OrderCacheSize is how many orders' histories to keep in memory,
+	// the most recently used (0: DefaultOrderCacheSize; negative: none).
+	// Commands made by ForTenant share their parent's.
+	OrderCacheSize int
+
 	orders     *aggregateCache
 	ordersOnce sync.Once
 }
 
-// OrderCacheSize is how many orders' histories Commands keeps in memory.
-const OrderCacheSize = 100_000
+// DefaultOrderCacheSize is how many orders' histories Commands keeps in
+// memory unless told otherwise.
+const DefaultOrderCacheSize = 100_000
 
 // OrderCacheStats is how the orders' cache (shared by every tenant's
 // Commands) has served order commands and triggers: a load is an order's
@@ -60,7 +66,14 @@ const OrderCacheSize = 100_000
 func (c *Commands) OrderCacheStats() CacheStats { return c.orderCache().stats() }
 
 func (c *Commands) orderCache() *aggregateCache {
-	c.ordersOnce.Do(func() { c.orders = newAggregateCache(OrderCacheSize) })
+	c.ordersOnce.Do(func() {
+		switch n := c.OrderCacheSize; {
+		case n == 0:
+			c.orders = newAggregateCache(DefaultOrderCacheSize)
+		default:
+			c.orders = newAggregateCache(max(0, n)) // 0 holds none, and still counts
+		}
+	})
 	return c.orders
 }
 

@@ -195,7 +195,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if a.Config.Checkpoints {
 		a.startCheckpoints()
 	}
-	a.cmds = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant, Now: a.Now}
+	cacheSize := a.Config.OrderCache
+	if cacheSize == 0 {
+		cacheSize = -1 // none
+	}
+	a.cmds = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant, Now: a.Now, OrderCacheSize: cacheSize}
 	api.Commands = a.cmds
 	api.Orders = a.orders.Load
 	api.Rebuild = a.RebuildProjections

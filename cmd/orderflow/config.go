@@ -76,6 +76,10 @@ type Config struct {
 	// CORSOrigins lets web pages of these origins (comma-separated, or
 	// "*") call the HTTP API from a browser (handlers.CORS).
 	CORSOrigins string
+	// OrderCache is how many orders' histories each process keeps in
+	// memory to decide commands and triggers without reading the store;
+	// 0: none.
+	OrderCache int
 	// RateLimit is how many requests a second each API key may send
 	// (handlers.API.SetRateLimit); 0: no limit.
 	RateLimit float64
@@ -100,6 +104,7 @@ func DefaultConfig() Config {
 		AckWait:         10 * time.Second,
 		LaneWindow:      256,
 		ReloadInterval:  5 * time.Second,
+		OrderCache:      handlers.DefaultOrderCacheSize,
 	}
 }
 
@@ -124,6 +129,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) for the HTTP API; with --tls-key it serves HTTPS only")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", c.CORSOrigins, "web page origins allowed to call the HTTP API from a browser, comma-separated (https://board.example.com), or *; empty: none")
+	fs.IntVar(&c.OrderCache, "order-cache", c.OrderCache, "orders whose history each process keeps in memory (the most recently used) to decide triggers and commands without reading the store; 0: none")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "requests a second each API key may send (bursts of as many), answered 429 with Retry-After beyond; needs --api-keys; 0: no limit")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "how often the --api-keys, --tls-cert and --tls-key files are checked for changes and read again when changed (SIGHUP reads them at once); 0: only on SIGHUP")
 	fs.IntVar(&c.LaneWindow, "lane-window", c.LaneWindow, "unacknowledged triggers a process may hold per lane (different orders run in parallel, one order's triggers in turn); the same on every process")
@@ -182,6 +188,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if c.OrderCache < 0 {
+		errs = append(errs, fmt.Errorf("--order-cache %d: must be 0 (none) or more", c.OrderCache))
 	}
 	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) {
 		errs = append(errs, fmt.Errorf("--rate-limit %g: must be 0 (no limit) or positive", c.RateLimit))

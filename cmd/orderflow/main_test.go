@@ -138,11 +138,12 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	cfg.LaneWindow = 0
 	cfg.RateLimit = 5 // without --api-keys
 	cfg.ReloadInterval = -time.Second
+	cfg.OrderCache = -1
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window", "--rate-limit needs --api-keys", "--reload-interval"} {
+	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window", "--rate-limit needs --api-keys", "--reload-interval", "--order-cache"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
@@ -226,6 +227,33 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		!strings.Contains(body, "orderflow_trigger_lanes_copy_idle_seconds ") || !strings.Contains(body, "orderflow_trigger_lanes_copy_restarts_total 0") ||
 		!strings.Contains(body, "orderflow_trigger_lanes_copy_resume_at ") {
 		t.Fatalf("/metrics %d:\n%s", code, body)
+	}
+}
+
+// With --order-cache 0 every trigger reads its order from the store, and
+// the answers are the same.
+func TestOrderCacheOff(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	cfg.OrderCache = 0
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), app.cmds); err != nil {
+		t.Fatal(err)
+	}
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-1", "order_type_id": handlers.WorkedExampleOrderType})
+	c.must(200, "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "t-1"})
+	if r := c.must(200, "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "t-1"}); r["outcome"] != "duplicate" {
+		t.Fatalf("the trigger again: %v", r)
+	}
+	c.problem(409, "trigger_rejected", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "delivered"})
+	_, body := get(t, "http://"+app.HTTPAddr()+"/metrics")
+	// Placing, then each HTTP trigger's look for its id (3) and the
+	// processor's decision (2): all read from the store.
+	for _, want := range []string{"orderflow_orders_cached 0", "orderflow_order_cache_hits_total 0", "orderflow_order_loads_total 6"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 
