@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -218,6 +220,16 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// Every metric the README names is served.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`orderflow_[a-z_]+`).FindAllString(string(readme), -1) {
+		if !strings.Contains(body, "\n"+name+" ") && !strings.Contains(body, "\n"+name+"{") {
+			t.Errorf("the README names %s; /metrics has no such figure", name)
 		}
 	}
 	if code != 200 || !strings.Contains(body, "orderflow_ready 1") || !strings.Contains(body, `orderflow_stream_last_sequence{stream="ORDERFLOW_ORDERS"}`) ||
