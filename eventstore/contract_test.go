@@ -38,6 +38,7 @@ func runContract(t *testing.T, st *eventstore.Store) {
 	t.Run("AtomicBatchAllOrNothing", func(t *testing.T) { testAtomic(t, st) })
 	t.Run("IdempotentReappend", func(t *testing.T) { testIdempotent(t, st) })
 	t.Run("LoadPagesLongHistory", func(t *testing.T) { testLoadPaging(t, st) })
+	t.Run("LoadOutOfTimeIsAnError", func(t *testing.T) { testLoadOutOfTime(t, st) })
 	t.Run("SubscribeFromSequence", func(t *testing.T) { testSubscribe(t, st) })
 	t.Run("UnsafeTokensNeverReachNATS", func(t *testing.T) { testUnsafeTokens(t, st) })
 	t.Run("AggregatesAreIsolated", func(t *testing.T) { testIsolation(t, st) })
@@ -281,6 +282,27 @@ func testLoadPaging(t *testing.T, st *eventstore.Store) {
 	}
 	assertVersions(t, mustLoad(t, st, agg), total)
 	assertVersions(t, mustLoad(t, st, other), total/100)
+}
+
+// A load that runs out of time before the server has answered in full
+// reports the deadline; it never passes a cut-short answer off as the
+// aggregate's history (an empty one would read as "no such order").
+func testLoadOutOfTime(t *testing.T, st *eventstore.Store) {
+	agg := order(uniq("late"))
+	if _, err := st.Append(ctxT(t), agg, eventstore.ExpectNew, ev("OrderPlaced", 1), ev("OrderAdvanced", 2)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	for name, load := range map[string]func() ([]eventstore.Event, error){
+		"Load":       func() ([]eventstore.Event, error) { return st.Load(ctx, agg, 0) },
+		"LoadFilter": func() ([]eventstore.Event, error) { return st.LoadFilter(ctx, eventstore.StreamOrders, agg.Filter(), 0) },
+	} {
+		if evs, err := load(); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s out of time: %d events, %v; want the deadline's error", name, len(evs), err)
+		}
+	}
+	assertVersions(t, mustLoad(t, st, agg), 2)
 }
 
 func testSubscribe(t *testing.T, st *eventstore.Store) {

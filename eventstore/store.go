@@ -774,47 +774,65 @@ func (s *Store) LoadFilter(ctx context.Context, stream, filter string, after uin
 	next := after + 1
 	for {
 		var page []Event
+		var more bool
 		// A stream just created on a cluster has no direct-get responders
 		// for a moment.
 		err := retryTransient(ctx, 50*time.Millisecond, func() error {
 			var err error
-			page, err = s.loadPage(ctx, stream, filter, next)
+			page, more, err = s.loadPage(ctx, stream, filter, next)
 			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", filter, err)
 		}
 		out = append(out, page...)
-		if len(page) < s.cfg.LoadBatch {
+		if !more || len(page) == 0 {
 			return out, nil
 		}
 		next = page[len(page)-1].Sequence + 1
 	}
 }
 
+// numPendingHeader is set on each message of a batched direct get: how
+// many messages matching the batch's filter follow it (ADR-31).
+const numPendingHeader = "Nats-Num-Pending"
+
 // loadPage is one batched direct get of up to LoadBatch events matching
-// filter from sequence from.
-func (s *Store) loadPage(ctx context.Context, stream, filter string, from uint64) ([]Event, error) {
+// filter from sequence from; more reports that the server has more of
+// them after the page.
+//
+// The batch's iterator ends without an error when ctx does (natsext's
+// RequestMany treats a deadline as the end of the answers), so a batch
+// cut short by a slow server would pass for the end of the aggregate's
+// history: an order with events would load as no order at all. A page is
+// therefore taken as complete only if ctx is still live after it, and
+// the server's count of matching messages after the page's last one
+// (Nats-Num-Pending) says whether to read on.
+func (s *Store) loadPage(ctx context.Context, stream, filter string, from uint64) (page []Event, more bool, err error) {
 	msgs, err := jetstreamext.GetBatch(ctx, s.js, stream, s.cfg.LoadBatch,
 		jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(filter))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var page []Event
+	pending := ""
 	for m, err := range msgs {
 		if errors.Is(err, jetstreamext.ErrNoMessages) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		ev, err := decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		page = append(page, ev)
+		pending = m.Header.Get(numPendingHeader)
 	}
-	return page, nil
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("the server's answer was cut short: %w", err)
+	}
+	return page, len(page) == s.cfg.LoadBatch || (pending != "" && pending != "0"), nil
 }
 
 // decodeStored decodes a message received from NATS; the event's Data
