@@ -462,3 +462,58 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(p(0.50), "p50-µs")
 	b.ReportMetric(p(0.99), "p99-µs")
 }
+
+// BenchmarkIndexCatchUp opens another store on the stream of
+// -bench.load-total events and measures how long its load index takes to
+// read them (Store.WaitIndexed), against a raw headers-only ordered
+// consumer read of the same stream with the same pull size.
+func BenchmarkIndexCatchUp(b *testing.B) {
+	st := benchStore(b)
+	fixture(b, st)
+	ctx := context.Background()
+	last, err := st.LastSequence(ctx, eventstore.StreamOrders)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var index, raw time.Duration
+	for range b.N {
+		nc, err := nats.Connect(bench.srv.ClientURL(), nats.SyncQueueLen(eventstore.SyncQueueLen))
+		if err != nil {
+			b.Fatal(err)
+		}
+		t := time.Now()
+		other, err := eventstore.Open(ctx, nc, eventstore.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := other.WaitIndexed(ctx); err != nil {
+			b.Fatal(err)
+		}
+		index += time.Since(t)
+		other.Close()
+
+		t = time.Now()
+		js, _ := jetstream.New(nc)
+		cons, err := js.OrderedConsumer(ctx, eventstore.StreamOrders, jetstream.OrderedConsumerConfig{HeadersOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream == last {
+				close(done)
+			}
+		}, jetstream.PullMaxMessages(eventstore.IndexPull))
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-done
+		raw += time.Since(t)
+		cc.Stop()
+		nc.Close()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(last)*float64(b.N)/index.Seconds(), "indexed-events/s")
+	b.ReportMetric(float64(last)*float64(b.N)/raw.Seconds(), "raw-headers/s")
+}

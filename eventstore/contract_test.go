@@ -295,8 +295,10 @@ func testLoadOutOfTime(t *testing.T, st *eventstore.Store) {
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	for name, load := range map[string]func() ([]eventstore.Event, error){
-		"Load":       func() ([]eventstore.Event, error) { return st.Load(ctx, agg, 0) },
-		"LoadFilter": func() ([]eventstore.Event, error) { return st.LoadFilter(ctx, eventstore.StreamOrders, agg.Filter(), 0) },
+		"Load": func() ([]eventstore.Event, error) { return st.Load(ctx, agg, 0) },
+		"LoadFilter": func() ([]eventstore.Event, error) {
+			return st.LoadFilter(ctx, eventstore.StreamOrders, agg.Filter(), 0)
+		},
 	} {
 		if evs, err := load(); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("%s out of time: %d events, %v; want the deadline's error", name, len(evs), err)

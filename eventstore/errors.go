@@ -10,6 +10,12 @@ import (
 // handlers reload and retry on it; nothing else should.
 var ErrConcurrency = errors.New("concurrency conflict")
 
+// ErrIndexing is matched (errors.Is) when a load ran out of time waiting
+// for the store's load index to read the events stored before the store
+// opened (see Store.WaitIndexed): a few seconds after a start, per
+// million events. Trying again later succeeds.
+var ErrIndexing = errors.New("the load index is still reading the stream")
+
 // ConcurrencyError carries the positions of a conflict.
 type ConcurrencyError struct {
 	Aggregate Aggregate

@@ -21,15 +21,36 @@ import (
 // lags the stream by the consumer's delivery delay. Load reads what it
 // lists by sequence and scans only the tail the index has not seen yet, so
 // its answer is complete whether or not the index is caught up.
+//
+// Right after the store opens, the index is still reading the stream from
+// its start, and the unindexed tail is all of it: scanning that per load
+// is slow, and a few thousand such loads at once (the trigger processor
+// after a restart, with orders in progress) overwhelm the server. So
+// loads wait until the index has read as far as the stream reached when
+// the store opened (caughtUp); from then on the tail is the few events
+// stored since the index last looked.
 type seqIndex struct {
-	mu      sync.RWMutex
-	applied uint64              // the last stream sequence indexed
-	seqs    map[string][]uint64 // aggregate subject prefix → sequences, ascending
-	cc      jetstream.ConsumeContext
+	mu       sync.RWMutex
+	applied  uint64              // the last stream sequence indexed
+	seqs     map[string][]uint64 // aggregate subject prefix → sequences, ascending
+	cc       jetstream.ConsumeContext
+	target   uint64        // the stream's last sequence when the store opened
+	caughtUp chan struct{} // closed once applied reaches target
 }
 
-func (s *Store) startIndex(ctx context.Context, stream string) (*seqIndex, error) {
-	idx := &seqIndex{seqs: make(map[string][]uint64)}
+// indexPull is how many headers the index's consumer asks for at a time
+// (about 1 MB): with nats.go's default of 500 the index read about 340,000
+// events a second here, with 5,000 about 500,000, with 20,000 about
+// 630,000 (BenchmarkIndexCatchUp). 20,000 took so much of the machine
+// that a restart with the orders checkpoint was ready only after 4.2–4.4 s
+// instead of 3.5 (BenchmarkRestart in cmd/orderflow).
+const indexPull = 5_000
+
+func (s *Store) startIndex(ctx context.Context, stream string, target uint64) (*seqIndex, error) {
+	idx := &seqIndex{seqs: make(map[string][]uint64), target: target, caughtUp: make(chan struct{})}
+	if target == 0 {
+		close(idx.caughtUp)
+	}
 	cons, err := s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{HeadersOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", stream, err)
@@ -40,7 +61,7 @@ func (s *Store) startIndex(ctx context.Context, stream string) (*seqIndex, error
 			return
 		}
 		idx.add(m.Subject(), meta.Sequence.Stream)
-	}, orderedHeartbeat)
+	}, orderedHeartbeat, jetstream.PullMaxMessages(indexPull))
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", stream, err)
 	}
@@ -58,7 +79,29 @@ func (idx *seqIndex) add(subject string, seq uint64) {
 		return // redelivered after an ordered consumer reset
 	}
 	idx.seqs[key] = append(idx.seqs[key], seq)
+	if idx.applied < idx.target && seq >= idx.target {
+		close(idx.caughtUp)
+	}
 	idx.applied = seq
+}
+
+// wait returns once the index has read the stream as far as it reached
+// when the store opened, or ctx's error.
+func (idx *seqIndex) wait(ctx context.Context, stream string) error {
+	select {
+	case <-idx.caughtUp:
+		return nil
+	default:
+	}
+	select {
+	case <-idx.caughtUp:
+		return nil
+	case <-ctx.Done():
+		idx.mu.RLock()
+		applied := idx.applied
+		idx.mu.RUnlock()
+		return fmt.Errorf("%w: %s: read %d of the %d events stored before the start: %w", ErrIndexing, stream, applied, idx.target, ctx.Err())
+	}
 }
 
 // lookup returns the aggregate's indexed sequences after `after`, and the
@@ -78,6 +121,18 @@ func (idx *seqIndex) stop() {
 	if idx != nil && idx.cc != nil {
 		idx.cc.Stop()
 	}
+}
+
+// WaitIndexed returns once the sequence indexes have read every event
+// stored before the store opened (loads wait for that too), or ctx's
+// error.
+func (s *Store) WaitIndexed(ctx context.Context) error {
+	for name, idx := range s.indexes {
+		if err := idx.wait(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Indexed is the last sequence of stream that the store's sequence index

@@ -34,6 +34,14 @@ func TestRestartKeepsHistory(t *testing.T) {
 
 	srv2 := eventstoretest.StartServerIn(t, dir)
 	st2 := eventstoretest.OpenStore(t, srv2.ClientURL(), eventstore.Config{})
+	// The load index reads the stream again; loads, and WaitIndexed,
+	// wait until it has read what was there at the start.
+	if err := st2.WaitIndexed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := st2.Indexed(eventstore.StreamOrders); got < r.LastSeq+1 {
+		t.Fatalf("WaitIndexed returned with the index at %d, before %d", got, r.LastSeq+1)
+	}
 	after := mustLoad(t, st2, agg)
 	assertVersions(t, after, 3)
 	for i := range before {

@@ -138,10 +138,20 @@ type Store struct {
 	// batches bounds atomic batches in flight: the server refuses more
 	// than a few dozen at once per stream.
 	batches chan struct{}
+	// gets bounds the direct gets of loads in flight. Without it a few
+	// thousand loads at once (the trigger processor after a restart, its
+	// lanes full) send tens of thousands of requests; the server works
+	// through every one, also those whose callers gave up, and each load
+	// times out. With it they wait here, where a caller that gives up
+	// costs nothing.
+	gets chan struct{}
 }
 
 // maxBatchesInFlight is how many atomic batches one store sends at once.
 const maxBatchesInFlight = 32
+
+// maxGetsInFlight is how many direct gets one store's loads send at once.
+const maxGetsInFlight = 64
 
 // Open creates or updates the contract's streams on the connection's
 // JetStream and returns a store on them.
@@ -161,7 +171,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s := &Store{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}, indexes: map[string]*seqIndex{},
-		batches: make(chan struct{}, maxBatchesInFlight)}
+		batches: make(chan struct{}, maxBatchesInFlight), gets: make(chan struct{}, maxGetsInFlight)}
 	for _, sc := range cfg.StreamConfigs() {
 		st, err := s.ensureStream(ctx, sc)
 		if err != nil {
@@ -170,7 +180,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		s.streams[sc.Name] = st
 	}
 	for _, name := range []string{StreamDefinitions, StreamOrders} {
-		idx, err := s.startIndex(ctx, name)
+		idx, err := s.startIndex(ctx, name, s.streams[name].CachedInfo().State.LastSeq)
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -711,6 +721,9 @@ func (s *Store) load(ctx context.Context, agg Aggregate, after uint64) ([]Event,
 	if idx == nil {
 		return s.LoadFilter(ctx, stream, agg.Filter(), after)
 	}
+	if err := idx.wait(ctx, stream); err != nil {
+		return nil, fmt.Errorf("load %s: %w", agg.Filter(), err)
+	}
 	seqs, applied := idx.lookup(agg.prefix(), after)
 	evs, complete, err := s.fetchSeqs(ctx, stream, seqs)
 	if err != nil {
@@ -745,6 +758,13 @@ func (s *Store) fetchSeqs(ctx context.Context, stream string, seqs []uint64) ([]
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			select {
+			case s.gets <- struct{}{}:
+				defer func() { <-s.gets }()
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
 			m, err := st.GetMsg(ctx, seq)
 			if err != nil {
 				errs[i] = err
@@ -755,10 +775,17 @@ func (s *Store) fetchSeqs(ctx context.Context, stream string, seqs []uint64) ([]
 	}
 	wg.Wait()
 	for _, err := range errs {
-		if errors.Is(err, jetstream.ErrMsgNotFound) || transient(err) {
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			// Out of time: fail. Reading by filter instead would ask far
+			// more of a server that is already slow to answer.
+			return nil, false, fmt.Errorf("load from %s: %w", stream, ctx.Err())
+		case errors.Is(err, jetstream.ErrMsgNotFound) || transient(err):
+			// A replica behind the stream, or none answering yet: read
+			// by filter, which retries.
 			return nil, false, nil
-		}
-		if err != nil {
+		default:
 			return nil, false, fmt.Errorf("load from %s: %w", stream, err)
 		}
 	}
@@ -882,7 +909,7 @@ func Attach(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s := &Store{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}, indexes: map[string]*seqIndex{},
-		batches: make(chan struct{}, maxBatchesInFlight)}
+		batches: make(chan struct{}, maxBatchesInFlight), gets: make(chan struct{}, maxGetsInFlight)}
 	for _, name := range []string{StreamDefinitions, StreamOrders, StreamTriggers, StreamDeadLetter} {
 		cctx, cancel := s.withTimeout(ctx)
 		st, err := js.Stream(cctx, name)

@@ -53,6 +53,7 @@ type App struct {
 	httpDone   chan error
 	cert       atomic.Pointer[tls.Certificate] // the HTTP API's, with --tls-cert
 	reloads    sync.Mutex                      // one reading of the files at a time
+	endClosing context.CancelFunc              // ends what waits in the background (the load index log line)
 	stopWatch  context.CancelFunc
 	watchDone  chan struct{}
 	ready      atomic.Bool
@@ -159,6 +160,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("connect to nats %s: %w", redactURLs(url), err)
 	}
+	opened := time.Now()
 	a.store, err = eventstore.Open(ctx, a.nc, eventstore.Config{
 		Replicas:        a.Config.Replicas,
 		DuplicateWindow: a.Config.DuplicateWindow,
@@ -192,6 +194,16 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 	a.Logger.Info("orders read model caught up", "from_checkpoint", restored, "to", lastOrder)
+	// Loads wait for the store's load index to read what was stored before
+	// the start (eventstore.Store.WaitIndexed); readiness does not, so the
+	// read models answer at once. Logged for operators.
+	closing, endClosing := context.WithCancel(context.Background())
+	a.endClosing = endClosing
+	go func(started time.Time) {
+		if err := a.store.WaitIndexed(closing); err == nil {
+			a.Logger.Info("load index caught up", "took", time.Since(started).Round(time.Millisecond))
+		}
+	}(opened)
 	if a.Config.Checkpoints {
 		a.startCheckpoints()
 	}
@@ -507,6 +519,9 @@ func (a *App) Store() *eventstore.Store { return a.store }
 func (a *App) Close() error {
 	a.ready.Store(false)
 	var errs []error
+	if a.endClosing != nil {
+		a.endClosing()
+	}
 	if a.stopWatch != nil {
 		a.stopWatch()
 		<-a.watchDone
