@@ -341,21 +341,8 @@ func fixture(b *testing.B, st *eventstore.Store) (load, appendTo []eventstore.Ag
 func BenchmarkLoad20(b *testing.B) {
 	st := benchStore(b)
 	aggs, _ := fixture(b, st)
-	ctx := context.Background()
-	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
-	for i := range b.N {
-		agg := aggs[(i*7919)%len(aggs)]
-		t := time.Now()
-		evs, err := st.Load(ctx, agg, 0)
-		lat = append(lat, time.Since(t))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(evs) != 20 {
-			b.Fatalf("loaded %d events, want 20", len(evs))
-		}
-	}
+	lat := timeLoads(b, st, aggs, b.N, 0, false)
 	b.StopTimer()
 	reportPercentiles(b, lat)
 }
@@ -376,12 +363,22 @@ var benchColdOps = flag.Int("bench.cold-ops", 300, "operations measured by the c
 func BenchmarkLoad20Cold(b *testing.B) {
 	st := benchStore(b)
 	aggs, _ := fixture(b, st)
+	lat := timeLoads(b, st, aggs, min(b.N, *benchColdOps), 13, true)
+	reportMean(b, lat)
+	reportPercentiles(b, lat)
+}
+
+// timeLoads loads ops of the fixture's 20-event aggregates (spread from
+// offset) and returns each load's time; cold forces a garbage collection
+// before each, outside the time.
+func timeLoads(b *testing.B, st *eventstore.Store, aggs []eventstore.Aggregate, ops, offset int, cold bool) []time.Duration {
 	ctx := context.Background()
-	ops := min(b.N, *benchColdOps)
 	lat := make([]time.Duration, 0, ops)
 	for i := range ops {
-		agg := aggs[(i*7919+13)%len(aggs)]
-		runtime.GC()
+		agg := aggs[(i*7919+offset)%len(aggs)]
+		if cold {
+			runtime.GC()
+		}
 		t := time.Now()
 		evs, err := st.Load(ctx, agg, 0)
 		lat = append(lat, time.Since(t))
@@ -392,8 +389,7 @@ func BenchmarkLoad20Cold(b *testing.B) {
 			b.Fatalf("loaded %d events, want 20", len(evs))
 		}
 	}
-	reportMean(b, lat)
-	reportPercentiles(b, lat)
+	return lat
 }
 
 var oldAppends atomic.Int64 // how far BenchmarkAppendToOld got in the fixture
