@@ -53,9 +53,8 @@ type App struct {
 	httpDone   chan error
 	cert       atomic.Pointer[tls.Certificate] // the HTTP API's, with --tls-cert
 	reloads    sync.Mutex                      // one reading of the files at a time
-	endClosing context.CancelFunc              // ends what waits in the background (the load index log line)
-	stopWatch  context.CancelFunc
-	watchDone  chan struct{}
+	endClosing context.CancelFunc              // ends the background waits below, at Close
+	watchDone  chan struct{}                   // closed when watchFiles has returned
 	ready      atomic.Bool
 }
 
@@ -85,16 +84,17 @@ func (a *App) Run(ctx context.Context) (err error) {
 	api := &handlers.API{Log: a.Logger}
 	api.SetRateLimit(a.Config.RateLimit)
 	a.api = api
+	closing, endClosing := context.WithCancel(context.WithoutCancel(ctx))
+	a.endClosing = endClosing
 	files := a.filesToWatch()
 	if err := a.Reload(); err != nil {
 		return err
 	}
 	if a.Config.ReloadInterval > 0 && len(files) > 0 {
-		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		a.stopWatch, a.watchDone = cancel, make(chan struct{})
+		a.watchDone = make(chan struct{})
 		go func() {
 			defer close(a.watchDone)
-			a.watchFiles(wctx, a.Config.ReloadInterval, files)
+			a.watchFiles(closing, a.Config.ReloadInterval, files)
 		}()
 	}
 	v1 := http.NewServeMux()
@@ -197,8 +197,6 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// Loads wait for the store's load index to read what was stored before
 	// the start (eventstore.Store.WaitIndexed); readiness does not, so the
 	// read models answer at once. Logged for operators.
-	closing, endClosing := context.WithCancel(context.Background())
-	a.endClosing = endClosing
 	go func(started time.Time) {
 		if err := a.store.WaitIndexed(closing); err == nil {
 			a.Logger.Info("load index caught up", "took", time.Since(started).Round(time.Millisecond))
@@ -521,11 +519,11 @@ func (a *App) Close() error {
 	var errs []error
 	if a.endClosing != nil {
 		a.endClosing()
+		a.endClosing = nil
 	}
-	if a.stopWatch != nil {
-		a.stopWatch()
+	if a.watchDone != nil {
 		<-a.watchDone
-		a.stopWatch = nil
+		a.watchDone = nil
 	}
 	if a.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
