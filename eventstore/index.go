@@ -88,7 +88,7 @@ func (idx *seqIndex) add(subject string, seq uint64) {
 // wait returns once the index has read the stream as far as it reached
 // when the store opened, or ctx's error.
 func (idx *seqIndex) wait(ctx context.Context, stream string) error {
-	select {
+	select { // caught up wins over a ctx that has ended too
 	case <-idx.caughtUp:
 		return nil
 	default:
