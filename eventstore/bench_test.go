@@ -462,7 +462,9 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 // BenchmarkIndexCatchUp opens another store on the stream of
 // -bench.load-total events and measures how long its load index takes to
 // read them (Store.WaitIndexed), against a raw headers-only ordered
-// consumer read of the same stream with the same pull size.
+// consumer read of the same stream with the same pull size. It runs at
+// most twice, whatever -benchtime says, and reports the index's mean as
+// ns/op.
 func BenchmarkIndexCatchUp(b *testing.B) {
 	st := benchStore(b)
 	fixture(b, st)
@@ -471,9 +473,9 @@ func BenchmarkIndexCatchUp(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
+	runs := min(b.N, 2)
 	var index, raw time.Duration
-	for range b.N {
+	for range runs {
 		nc, err := nats.Connect(bench.srv.ClientURL(), nats.SyncQueueLen(eventstore.SyncQueueLen))
 		if err != nil {
 			b.Fatal(err)
@@ -509,7 +511,8 @@ func BenchmarkIndexCatchUp(b *testing.B) {
 		cc.Stop()
 		nc.Close()
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(last)*float64(b.N)/index.Seconds(), "indexed-events/s")
-	b.ReportMetric(float64(last)*float64(b.N)/raw.Seconds(), "raw-headers/s")
+	b.ReportMetric(float64(index.Nanoseconds())/float64(runs), "ns/op")
+	b.ReportMetric(float64(last)*float64(runs)/index.Seconds(), "indexed-events/s")
+	b.ReportMetric(float64(last)*float64(runs)/raw.Seconds(), "raw-headers/s")
+	b.ReportMetric(raw.Seconds()/index.Seconds(), "index/raw")
 }
