@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -34,26 +35,56 @@ type seqIndex struct {
 	applied  uint64              // the last stream sequence indexed
 	seqs     map[string][]uint64 // aggregate subject prefix → sequences, ascending
 	cc       jetstream.ConsumeContext
+	stopped  chan struct{} // closed by stop: no consumer is started after
 	target   uint64        // the stream's last sequence when the store opened
 	caughtUp chan struct{} // closed once applied reaches target
 }
 
 // indexPull is how many headers the index's consumer asks for at a time
-// (about 1 MB): with nats.go's default of 500 the index read about 340,000
-// events a second here, with 5,000 about 500,000, with 20,000 about
-// 630,000 (BenchmarkIndexCatchUp). 20,000 took so much of the machine
-// that a restart with the orders checkpoint was ready only after 4.2–4.4 s
-// instead of 3.5 (BenchmarkRestart in cmd/orderflow).
+// while it reads the events stored before the start (about 1 MB): with
+// nats.go's default of 500 it read about 340,000 events a second here,
+// with 5,000 about 500,000, with 20,000 about 630,000
+// (BenchmarkIndexCatchUp). 20,000 took so much of the machine that a
+// restart with the orders checkpoint was ready only after 4.2–4.4 s
+// instead of 3.5 (BenchmarkRestart in cmd/orderflow). Once caught up the
+// index reads on with nats.go's default: with 5,000 kept, pipelined
+// appends ran about 18% slower (BenchmarkAppendPipelined, alternated
+// with the default).
 const indexPull = 5_000
 
 func (s *Store) startIndex(ctx context.Context, stream string, target uint64) (*seqIndex, error) {
-	idx := &seqIndex{seqs: make(map[string][]uint64), target: target, caughtUp: make(chan struct{})}
-	if target == 0 {
+	idx := &seqIndex{seqs: make(map[string][]uint64), target: target, caughtUp: make(chan struct{}), stopped: make(chan struct{})}
+	if target == 0 { // nothing to catch up with
 		close(idx.caughtUp)
+		if err := idx.consume(ctx, s.js, stream, 0); err != nil {
+			return nil, err
+		}
+		return idx, nil
 	}
-	cons, err := s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{HeadersOnly: true})
+	if err := idx.consume(ctx, s.js, stream, 0, jetstream.PullMaxMessages(indexPull)); err != nil {
+		return nil, err
+	}
+	go idx.settle(s.js, stream, s.cfg.Timeout)
+	return idx, nil
+}
+
+// consume starts the index's consumer at stream sequence from (0: the
+// start), unless the index was stopped.
+func (idx *seqIndex) consume(ctx context.Context, js jetstream.JetStream, stream string, from uint64, opts ...jetstream.PullConsumeOpt) error {
+	cfg := jetstream.OrderedConsumerConfig{HeadersOnly: true}
+	if from > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", stream, err)
+		return fmt.Errorf("index %s: %w", stream, err)
+	}
+	idx.mu.Lock()
+	defer idx.mu.Unlock()
+	select {
+	case <-idx.stopped:
+		return nil
+	default:
 	}
 	idx.cc, err = cons.Consume(func(m jetstream.Msg) {
 		meta, err := m.Metadata()
@@ -61,11 +92,44 @@ func (s *Store) startIndex(ctx context.Context, stream string, target uint64) (*
 			return
 		}
 		idx.add(m.Subject(), meta.Sequence.Stream)
-	}, orderedHeartbeat, jetstream.PullMaxMessages(indexPull))
+	}, append([]jetstream.PullConsumeOpt{orderedHeartbeat}, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", stream, err)
+		return fmt.Errorf("index %s: %w", stream, err)
 	}
-	return idx, nil
+	return nil
+}
+
+// settle, once the index has caught up, replaces its consumer by one with
+// nats.go's default pull that goes on from the next sequence (see
+// indexPull); while it cannot (the connection is down), it tries again
+// every second, and the index waits meanwhile.
+func (idx *seqIndex) settle(js jetstream.JetStream, stream string, timeout time.Duration) {
+	select {
+	case <-idx.caughtUp:
+	case <-idx.stopped:
+		return
+	}
+	idx.mu.Lock()
+	cc := idx.cc
+	idx.mu.Unlock()
+	cc.Stop()
+	<-cc.Closed()
+	idx.mu.RLock()
+	from := idx.applied + 1
+	idx.mu.RUnlock()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := idx.consume(ctx, js, stream, from)
+		cancel()
+		if err == nil {
+			return
+		}
+		select { // the connection may be down: try again
+		case <-time.After(time.Second):
+		case <-idx.stopped:
+			return
+		}
+	}
 }
 
 func (idx *seqIndex) add(subject string, seq uint64) {
@@ -118,7 +182,17 @@ func (idx *seqIndex) lookup(key string, after uint64) ([]uint64, uint64) {
 }
 
 func (idx *seqIndex) stop() {
-	if idx != nil && idx.cc != nil {
+	if idx == nil {
+		return
+	}
+	idx.mu.Lock()
+	defer idx.mu.Unlock()
+	select {
+	case <-idx.stopped:
+	default:
+		close(idx.stopped)
+	}
+	if idx.cc != nil {
 		idx.cc.Stop()
 	}
 }

@@ -49,10 +49,15 @@ func TestRestartKeepsHistory(t *testing.T) {
 			t.Fatalf("event %d changed across restart: %+v vs %+v", i, before[i], after[i])
 		}
 	}
-	// The concurrency check picks up where it left off.
-	if _, err := st2.Append(ctx, agg, after[2].Sequence, ev("OrderCompleted", 4)); err != nil {
+	// The concurrency check picks up where it left off, and the index,
+	// caught up, goes on reading new events with its everyday consumer.
+	r, err = st2.Append(ctx, agg, after[2].Sequence, ev("OrderCompleted", 4))
+	if err != nil {
 		t.Fatal(err)
 	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return st2.Indexed(eventstore.StreamOrders) >= r.LastSeq },
+		"the index reads an event appended after it caught up")
+	assertVersions(t, mustLoad(t, st2, agg), 4)
 }
 
 // After JetStream's duplicate window has passed, a re-append is still
