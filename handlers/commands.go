@@ -67,12 +67,11 @@ func (c *Commands) OrderCacheStats() CacheStats { return c.orderCache().stats() 
 
 func (c *Commands) orderCache() *aggregateCache {
 	c.ordersOnce.Do(func() {
-		switch n := c.OrderCacheSize; {
-		case n == 0:
-			c.orders = newAggregateCache(DefaultOrderCacheSize)
-		default:
-			c.orders = newAggregateCache(max(0, n)) // 0 holds none, and still counts
+		size := c.OrderCacheSize
+		if size == 0 {
+			size = DefaultOrderCacheSize
 		}
+		c.orders = newAggregateCache(max(0, size)) // 0 holds none, and still counts
 	})
 	return c.orders
 }
