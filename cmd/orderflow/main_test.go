@@ -207,13 +207,13 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	c.must(200, "POST", "/v1/orders/m-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "m-t1"})
 	c.problem(409, "trigger_rejected", "POST", "/v1/orders/m-1/triggers", map[string]any{"trigger": "delivered"})
 	// The route answers once the outcome is stored; the processor counts
-	// it a moment after.
+	// it, and acknowledges it in its lane, a moment after.
 	var code int
 	var body string
 	eventstoretest.Eventually(t, 10*time.Second, func() bool {
 		code, body = get(t, "http://"+app.HTTPAddr()+"/metrics")
-		return strings.Contains(body, "orderflow_triggers_applied_total 2")
-	}, "the processor counts both triggers")
+		return strings.Contains(body, "orderflow_triggers_applied_total 2") && strings.Contains(body, "orderflow_trigger_lanes_waiting 0")
+	}, "the processor counts and acknowledges both triggers")
 	for _, want := range []string{
 		`orderflow_http_requests_total{route="GET /v1/statuses",code="200"} 2`,
 		`orderflow_http_requests_total{route="GET /v1/orders/{id}",code="404"} 1`,
