@@ -209,6 +209,22 @@ func (s *Store) WaitIndexed(ctx context.Context) error {
 	return nil
 }
 
+// IndexCaughtUp reports whether stream's load index has read every event
+// stored before the store opened (true for a stream without an index):
+// until then loads of it wait.
+func (s *Store) IndexCaughtUp(stream string) bool {
+	idx := s.indexes[stream]
+	if idx == nil {
+		return true
+	}
+	select {
+	case <-idx.caughtUp:
+		return true
+	default:
+		return false
+	}
+}
+
 // Indexed is the last sequence of stream that the store's sequence index
 // has applied (0 for a stream without an index). Loads are complete at
 // any value; they are fastest once it has reached the stream's end.

@@ -39,6 +39,9 @@ func TestRestartKeepsHistory(t *testing.T) {
 	if err := st2.WaitIndexed(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if !st2.IndexCaughtUp(eventstore.StreamOrders) || !st2.IndexCaughtUp(eventstore.StreamDefinitions) {
+		t.Fatal("WaitIndexed returned before the indexes caught up")
+	}
 	if got := st2.Indexed(eventstore.StreamOrders); got < r.LastSeq+1 {
 		t.Fatalf("WaitIndexed returned with the index at %d, before %d", got, r.LastSeq+1)
 	}

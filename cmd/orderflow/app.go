@@ -407,6 +407,14 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	for _, s := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders} {
 		fmt.Fprintf(w, "orderflow_index_applied_sequence{stream=%q} %d\n", s, a.store.Indexed(s))
 	}
+	fmt.Fprint(w, "# HELP orderflow_index_caught_up 1 once the load index has read every event stored before the start; until then loads wait for it.\n# TYPE orderflow_index_caught_up gauge\n")
+	for _, s := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders} {
+		up := 0
+		if a.store.IndexCaughtUp(s) {
+			up = 1
+		}
+		fmt.Fprintf(w, "orderflow_index_caught_up{stream=%q} %d\n", s, up)
+	}
 	cs := a.cmds.OrderCacheStats()
 	fmt.Fprintf(w, "# HELP orderflow_orders_cached Orders whose history this process holds in memory to decide commands and triggers.\n# TYPE orderflow_orders_cached gauge\norderflow_orders_cached %d\n", cs.Cached)
 	fmt.Fprintf(w, "# HELP orderflow_order_cache_hits_total Order commands and triggers decided from memory.\n# TYPE orderflow_order_cache_hits_total counter\norderflow_order_cache_hits_total %d\n", cs.Hits)

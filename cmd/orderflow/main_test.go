@@ -225,6 +225,7 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		"orderflow_order_cache_hits_total 5",
 		"orderflow_order_loads_total 1",
 		"orderflow_order_load_seconds_total ",
+		`orderflow_index_caught_up{stream="ORDERFLOW_ORDERS"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
