@@ -53,6 +53,16 @@ func writeCert(t *testing.T, dir string, serial int64) (certFile, keyFile string
 	return certFile, keyFile, cert
 }
 
+// getTrusting GETs path from app over HTTPS on a new connection, trusting
+// only the certificate trusted.
+func getTrusting(app *App, trusted *x509.Certificate, path string) (*http.Response, error) {
+	roots := x509.NewCertPool()
+	roots.AddCert(trusted)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer c.CloseIdleConnections()
+	return c.Get("https://" + app.HTTPAddr() + path)
+}
+
 // With --tls-cert and --tls-key the HTTP API serves HTTPS only (the client
 // commands trust it with --server-ca), and a reload (SIGHUP) puts a
 // renewed certificate in use for new connections.
@@ -65,11 +75,7 @@ func TestHTTPSWithReload(t *testing.T) {
 	app := startApp(t, cfg)
 
 	getTLS := func(trusted *x509.Certificate) (*http.Response, error) {
-		roots := x509.NewCertPool()
-		roots.AddCert(trusted)
-		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-		defer c.CloseIdleConnections()
-		return c.Get("https://" + app.HTTPAddr() + "/v1/statuses")
+		return getTrusting(app, trusted, "/v1/statuses")
 	}
 	resp, err := getTLS(first)
 	if err != nil {

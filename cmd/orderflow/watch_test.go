@@ -1,10 +1,7 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,12 +138,8 @@ func TestServeReadsARenewedCertificate(t *testing.T) {
 	cfg.ReloadInterval = 10 * time.Millisecond
 	app := startApp(t, cfg)
 	_, _, renewed := writeCert(t, dir, 2)
-	roots := x509.NewCertPool()
-	roots.AddCert(renewed)
 	eventstoretest.Eventually(t, 10*time.Second, func() bool {
-		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-		defer c.CloseIdleConnections()
-		resp, err := c.Get("https://" + app.HTTPAddr() + "/healthz")
+		resp, err := getTrusting(app, renewed, "/healthz")
 		if err != nil {
 			return false
 		}
