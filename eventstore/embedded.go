@@ -82,6 +82,10 @@ type ServerConfig struct {
 	// rest of the file is not used. orderflow's own connections use a user
 	// of their own (see ConnectOptions).
 	ConfigFile string
+	// MaxStore caps the file storage of all streams, in bytes; 0: the
+	// server's default (75% of the disk free at start). A message that
+	// would go over it is refused.
+	MaxStore int64
 }
 
 // Validate reports every problem of the configuration at once.
@@ -242,6 +246,9 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		SyncAlways:   cfg.Sync.Always,
 		NoSigs:       true, // orderflow handles signals and shuts the server down itself
 		MaxPayload:   2 << 20,
+	}
+	if cfg.MaxStore > 0 {
+		opts.JetStreamMaxStore = cfg.MaxStore
 	}
 	var internal *server.User
 	var tlsOn bool

@@ -3,6 +3,8 @@ package eventstore
 import (
 	"errors"
 	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ErrConcurrency is matched (errors.Is) when an append's expected sequence
@@ -15,6 +17,37 @@ var ErrConcurrency = errors.New("concurrency conflict")
 // opened (see Store.WaitIndexed): a few seconds after a start, per
 // million events. Trying again later succeeds.
 var ErrIndexing = errors.New("the load index is still reading the stream")
+
+// ErrStorageFull is matched (errors.Is) when the server refused a message
+// because the streams have used all the storage they may: the limit of
+// the embedded server (--max-store) or of the cluster's account. Nothing of
+// the refused message is stored; it can be sent again once an operator
+// has made room (a higher limit, more disk).
+var ErrStorageFull = errors.New("the server has no storage left for the streams")
+
+// JetStream's error codes for a message refused for lack of storage:
+// "resource limits exceeded for account", "insufficient resources" (what a
+// server at its own limit answers) and "insufficient storage resources
+// available". nats.go names none of them.
+const (
+	jsErrCodeAccountResourcesExceeded jetstream.ErrorCode = 10002
+	jsErrCodeInsufficientResources    jetstream.ErrorCode = 10023
+	jsErrCodeStorageResourcesExceeded jetstream.ErrorCode = 10047
+)
+
+// StorageFull returns err wrapped so that errors.Is(err, ErrStorageFull)
+// holds when it is JetStream's refusal for lack of storage, and err as it
+// is otherwise. Use it on errors of publishing to the streams directly.
+func StorageFull(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jsErrCodeAccountResourcesExceeded, jsErrCodeInsufficientResources, jsErrCodeStorageResourcesExceeded:
+			return fmt.Errorf("%w: %w", ErrStorageFull, err)
+		}
+	}
+	return err
+}
 
 // ConcurrencyError carries the positions of a conflict.
 type ConcurrencyError struct {

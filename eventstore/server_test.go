@@ -3,6 +3,7 @@ package eventstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,50 @@ func TestAppendWithoutAckEndsAfterTimeout(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "outcome unknown") || !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 			t.Fatalf("Wait = %v, want an unknown outcome after the store's timeout", err)
 		}
+	}
+}
+
+// An append the server refuses for lack of storage is ErrStorageFull and
+// stores nothing, single or atomic; the store's counts say how full it is.
+func TestAppendWithNoStorageLeft(t *testing.T) {
+	t.Parallel()
+	const limit = 64 << 10
+	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", MaxStore: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	ctx := ctxT(t)
+	var stored int
+	for ; ; stored++ {
+		_, err := st.Append(ctx, order(fmt.Sprintf("full-%d", stored)), eventstore.ExpectNew, ev("OrderPlaced", 1))
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, eventstore.ErrStorageFull) {
+			t.Fatalf("append %d: %v, want ErrStorageFull", stored, err)
+		}
+		break
+	}
+	_, err = st.Append(ctx, order("full-batch"), eventstore.ExpectNew, ev("OrderPlaced", 1), ev("OrderAdvanced", 2))
+	if !errors.Is(err, eventstore.ErrStorageFull) {
+		t.Fatalf("atomic append: %v, want ErrStorageFull", err)
+	}
+	stats, err := st.StreamStats(ctx, eventstore.StreamOrders)
+	if err != nil || stats.Messages != uint64(stored) || stats.LastSeq != uint64(stored) {
+		t.Fatalf("orders stream holds %+v (%v), want the %d appends that were not refused", stats, err, stored)
+	}
+	for _, id := range []string{fmt.Sprintf("full-%d", stored), "full-batch"} {
+		if evs, err := st.Load(ctx, order(id), 0); err != nil || len(evs) != 0 {
+			t.Fatalf("a refused append stored %d events (%v)", len(evs), err)
+		}
+	}
+	used, max, err := st.Storage(ctx)
+	if err != nil || used < limit*9/10 {
+		t.Fatalf("storage used %d of %d (%v): want nearly all of %d", used, max, err, limit)
+	}
+	if other := errors.New("other"); eventstore.StorageFull(other) != other {
+		t.Fatal("StorageFull changed an error that is not a refusal for storage")
 	}
 }

@@ -470,7 +470,7 @@ func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, eve
 			return s.findStored(ctx, agg, 0, events, true)
 		}
 	}
-	return AppendResult{}, fmt.Errorf("append to %s: %w", agg.Filter(), err)
+	return AppendResult{}, fmt.Errorf("append to %s: %w", agg.Filter(), StorageFull(err))
 }
 
 // prepare validates the events, chains their hashes and builds their
@@ -879,6 +879,34 @@ func (s *Store) LastSequence(ctx context.Context, stream string) (uint64, error)
 		return 0, err
 	}
 	return info.State.LastSeq, nil
+}
+
+// StreamStats is what a stream holds.
+type StreamStats struct {
+	LastSeq  uint64 // the last sequence (0 when empty)
+	Messages uint64 // messages stored
+	Bytes    uint64 // bytes stored, with the server's per-message overhead
+}
+
+// StreamStats asks the server what a stream holds.
+func (s *Store) StreamStats(ctx context.Context, stream string) (StreamStats, error) {
+	info, err := s.streamInfo(ctx, stream)
+	if err != nil {
+		return StreamStats{}, err
+	}
+	return StreamStats{LastSeq: info.State.LastSeq, Messages: info.State.Msgs, Bytes: info.State.Bytes}, nil
+}
+
+// Storage is how many bytes of file storage the account's streams use on
+// the server it is connected to, and the account's limit (-1: none set).
+func (s *Store) Storage(ctx context.Context) (used uint64, limit int64, err error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	info, err := s.js.AccountInfo(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("account info: %w", err)
+	}
+	return info.Store, info.Limits.MaxStore, nil
 }
 
 // streamInfo asks the server for a stream's configuration and state.

@@ -281,7 +281,8 @@ func problemFor(err error) Problem {
 	case errors.Is(err, errBadRequest), errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken),
 		errors.Is(err, eventstore.ErrInvalidEnvelope):
 		return Problem{Status: http.StatusBadRequest, Title: "Invalid argument", Code: "invalid_argument"}
-	case errors.Is(err, errUnavailable), errors.Is(err, domain.ErrDefinitionMissing), errors.Is(err, eventstore.ErrIndexing):
+	case errors.Is(err, errUnavailable), errors.Is(err, domain.ErrDefinitionMissing), errors.Is(err, eventstore.ErrIndexing),
+		errors.Is(err, eventstore.ErrStorageFull):
 		return Problem{Status: http.StatusServiceUnavailable, Title: "Unavailable", Code: "unavailable"}
 	case errors.Is(err, domain.ErrNotFound):
 		return Problem{Status: http.StatusNotFound, Title: "Not found", Code: "not_found"}

@@ -63,6 +63,11 @@ type laneSubscriber struct {
 	// true for, as a dropped connection would.
 	dropDelivery func(jetstream.Msg) bool
 
+	// wait, when set, is how much longer than retryDelay a failed
+	// trigger waits before its next attempt (the processor's wait for
+	// room while the streams are full).
+	wait func() time.Duration
+
 	log        *slog.Logger  // debug lines per delivery, acknowledgement and gate opening (nil: none)
 	handedBack atomic.Uint64 // triggers handed back to the next owner of a lane
 	clustered  atomic.Bool   // the lanes are on a JetStream cluster (see fromLeader)
@@ -521,13 +526,17 @@ func (l *lane) dispatch(ctx context.Context, h *held) {
 
 // settle records a handler's outcome. An applied trigger is acknowledged
 // and, when next is set and the lane is not gated, its order's next
-// trigger starts; a failed one is retried after retryDelay.
+// trigger starts; a failed one is retried after retryDelay (and wait).
 func (l *lane) settle(ctx context.Context, st settledTrigger, next bool) {
 	h := st.h
 	h.running = false
 	l.running--
 	if !st.ok {
-		time.AfterFunc(l.s.retryDelay, func() {
+		delay := l.s.retryDelay
+		if l.s.wait != nil {
+			delay += l.s.wait()
+		}
+		time.AfterFunc(delay, func() {
 			select {
 			case l.retry <- h:
 			case <-l.quit:

@@ -71,6 +71,17 @@ func poison(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errPoison, fmt.Sprintf(format, args...))
 }
 
+// errWaitForRoom marks a trigger whose outcome found no storage left: it
+// is not retried in place, and its lane tries it again after
+// ProcessorConfig.StorageWait. The processor reports the condition
+// itself, at most once per storageFullReport, so Watermill's per-trigger
+// lines are demoted to debug (see gatedLogger.Error).
+var errWaitForRoom = errors.New("waiting for storage")
+
+// storageFullReport is how often the processor logs that triggers wait
+// for storage.
+const storageFullReport = 30 * time.Second
+
 // ProcessorConfig tunes the trigger processor.
 type ProcessorConfig struct {
 	// Lanes is the number of trigger lanes (see eventstore.EnsureLanes);
@@ -91,7 +102,11 @@ type ProcessorConfig struct {
 	// to share the lanes out; one silent for three is taken as gone.
 	// Default 1 s.
 	Heartbeat time.Duration
-	Logger    *slog.Logger
+	// StorageWait is how long a trigger whose outcome found no storage
+	// left (eventstore.ErrStorageFull) waits before it is tried again.
+	// Default 5 s.
+	StorageWait time.Duration
+	Logger      *slog.Logger
 	// ConnectOptions are added to the processor's own NATS connection's
 	// options (credentials for a cluster that requires them).
 	ConnectOptions []nats.Option
@@ -117,12 +132,15 @@ type Processor struct {
 	copyRestarts atomic.Uint64      // stalled copies set up again (watchCopy)
 
 	// beforeApply, when set (tests), runs before a trigger is applied; an
-	// error it returns fails the attempt as a transient error would.
+	// error it returns fails the attempt as the same error of applying it
+	// would.
 	beforeApply func(msg *message.Message) error
 	// afterApply, when set (tests), runs after a trigger's outcome is
 	// stored and before it is acknowledged.
 	afterApply func(msg *message.Message)
 	handled    atomic.Uint64
+	fullAt     atomic.Int64 // when an outcome last found no storage left (Unix nanoseconds; 0: never)
+	reportedAt atomic.Int64 // when that was last logged
 	outcomeMu  sync.Mutex
 	outcomes   map[outcomeKey]uint64
 }
@@ -296,6 +314,9 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 	if cfg.Window <= 0 {
 		cfg.Window = 256
 	}
+	if cfg.StorageWait <= 0 {
+		cfg.StorageWait = 5 * time.Second
+	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
 	}
@@ -343,6 +364,7 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	}
 	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
 	sub.log, sub.copies.log, sub.copies.recover, sub.copies.wait = plog, plog, p.recoverSkipped, 2*p.cfg.AckWait
+	sub.wait = p.waitForRoom
 	if err := p.restoreCopyMark(ctx, js, &sub.copies); err != nil {
 		return fmt.Errorf("trigger processor: %w", err)
 	}
@@ -379,8 +401,10 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 			InitialInterval: 10 * time.Millisecond,
 			MaxInterval:     time.Second,
 			Multiplier:      2,
-			ShouldRetry:     func(rp middleware.RetryParams) bool { return !errors.Is(rp.Err, errPoison) },
-			Logger:          retryLog,
+			ShouldRetry: func(rp middleware.RetryParams) bool {
+				return !errors.Is(rp.Err, errPoison) && !errors.Is(rp.Err, errWaitForRoom)
+			},
+			Logger: retryLog,
 		}.Middleware,
 	)
 	for _, lane := range lanes {
@@ -411,6 +435,29 @@ func (p *Processor) Close() error {
 	return err
 }
 
+// storageFull notes that an outcome found no storage left, and logs it at
+// most once per storageFullReport: every trigger in hand meets the same
+// refusal, and would otherwise log it on every attempt.
+func (p *Processor) storageFull(err error) {
+	now := time.Now().UnixNano()
+	p.fullAt.Store(now)
+	last := p.reportedAt.Load()
+	if now-last < int64(storageFullReport) || !p.reportedAt.CompareAndSwap(last, now) {
+		return
+	}
+	p.cfg.Logger.Error("no storage left for the outcomes of triggers: they wait in their lanes, tried again every "+p.cfg.StorageWait.String()+
+		", until there is room (a higher --max-store or account limit, more disk); see orderflow_jetstream_storage_bytes", "err", err)
+}
+
+// waitForRoom is how much longer a failed trigger waits before its next
+// attempt: StorageWait while outcomes find no storage left.
+func (p *Processor) waitForRoom() time.Duration {
+	if at := p.fullAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < p.cfg.StorageWait {
+		return p.cfg.StorageWait
+	}
+	return 0
+}
+
 // handle applies one trigger.
 func (p *Processor) handle(msg *message.Message) error {
 	tenant, orderID, key, err := eventstore.ParseLaneSubject(msg.Metadata.Get(mdSubject))
@@ -431,19 +478,23 @@ func (p *Processor) handle(msg *message.Message) error {
 	if worker == "" {
 		worker = "unknown"
 	}
+	var res domain.TriggerResult
 	if p.beforeApply != nil {
-		if err := p.beforeApply(msg); err != nil {
-			return err
-		}
+		err = p.beforeApply(msg)
 	}
-	cmds := p.cmds.ForTenant(tenant)
-	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: worker}, CorrelationID: triggerID}
-	res, _, err := cmds.ApplyTrigger(msg.Context(), meta, orderID, key, triggerID, worker)
+	if err == nil {
+		cmds := p.cmds.ForTenant(tenant)
+		meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: worker}, CorrelationID: triggerID}
+		res, _, err = cmds.ApplyTrigger(msg.Context(), meta, orderID, key, triggerID, worker)
+	}
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
 		return poison("unknown order %q in tenant %q", orderID, tenant)
 	case errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken), errors.Is(err, eventstore.ErrInvalidEnvelope):
 		return poison("%v", err)
+	case errors.Is(err, eventstore.ErrStorageFull):
+		p.storageFull(err)
+		return fmt.Errorf("%w: %w", errWaitForRoom, err)
 	case err != nil:
 		return err // transient: retried, then handed back to JetStream
 	}

@@ -463,6 +463,50 @@ func TestFailingTriggerHoldsOnlyItsOrder(t *testing.T) {
 	}
 }
 
+// A trigger whose outcome finds no storage left is not retried in place
+// and never put aside: it waits StorageWait between attempts, the
+// processor logs the condition once instead of every attempt, and the
+// trigger takes effect once there is room.
+func TestTriggerWaitsForStorage(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-full")
+	room := make(chan struct{})
+	var attempts atomic.Int64
+	logs := &eventstoretest.LogBuffer{}
+	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, MaxRetries: 5, StorageWait: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, func(p *Processor) {
+		p.beforeApply = func(*message.Message) error {
+			select {
+			case <-room:
+				return nil
+			default:
+				attempts.Add(1)
+				return fmt.Errorf("append: %w", eventstore.ErrStorageFull)
+			}
+		}
+	})
+	defer p.Close()
+	f.trigger(t, "o-full", WorkedExampleTriggers[0], "full-0")
+	eventstoretest.Eventually(t, 20*time.Second, func() bool { return attempts.Load() >= 3 }, "three attempts")
+	if w := p.waitForRoom(); w != cfg.StorageWait {
+		t.Fatalf("waitForRoom = %s while the store is full, want %s", w, cfg.StorageWait)
+	}
+	close(room)
+	eventstoretest.Eventually(t, 20*time.Second, func() bool {
+		o, _, err := f.c.LoadOrder(f.ctx, "o-full")
+		return err == nil && o.Version() == 2
+	}, "the trigger to take effect once there is room")
+	if dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10); err != nil || len(dls) != 0 {
+		t.Fatalf("dead letters: %v, %v", dls, err)
+	}
+	out := logs.String()
+	if strings.Count(out, `level=ERROR msg="no storage left for the outcomes of triggers`) != 1 ||
+		strings.Contains(out, "Error occurred, retrying") || strings.Contains(out, `level=ERROR msg="Handler returned error"`) {
+		t.Fatalf("log:\n%s", out)
+	}
+}
+
 // A delivery that never reaches the processor (a connection dropped with
 // it in flight) comes back only after AckWait. The order's next trigger,
 // delivered meanwhile, waits for it: both take effect in stream order.

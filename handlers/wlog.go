@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -45,6 +46,16 @@ func (g gatedLogger) Trace(msg string, fields watermill.LogFields) {
 	if g.enabled(watermill.LevelTrace) {
 		g.LoggerAdapter.Trace(msg, fields)
 	}
+}
+
+// Error logs an error, but at debug level when the processor reports it
+// itself (errWaitForRoom): once for all triggers, not once per attempt.
+func (g gatedLogger) Error(msg string, err error, fields watermill.LogFields) {
+	if errors.Is(err, errWaitForRoom) {
+		g.Debug(msg+": "+err.Error(), fields)
+		return
+	}
+	g.LoggerAdapter.Error(msg, err, fields)
 }
 
 func (g gatedLogger) With(fields watermill.LogFields) watermill.LoggerAdapter {

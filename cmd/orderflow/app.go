@@ -132,6 +132,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			Sync:       sync,
 			Logger:     a.Logger,
 			ConfigFile: a.Config.NATSConfig,
+			MaxStore:   a.Config.MaxStore,
 		})
 		if err != nil {
 			return err
@@ -377,9 +378,9 @@ func (a *App) ProjectionStatus(ctx context.Context) (handlers.ProjectionStatus, 
 	return st, nil
 }
 
-// serveMetrics writes Prometheus text metrics: readiness, the streams'
-// last sequences, where the read models and the store's index stand, and
-// how many triggers this process has applied.
+// serveMetrics writes Prometheus text metrics: readiness, the process,
+// the streams' sequences and sizes, where the read models and the store's
+// index stand, and how many triggers this process has applied.
 func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	ready := 0
@@ -387,17 +388,11 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		ready = 1
 	}
 	fmt.Fprintf(w, "# HELP orderflow_ready 1 when orderflow serves requests.\n# TYPE orderflow_ready gauge\norderflow_ready %d\n", ready)
+	writeProcessMetrics(w)
 	if ready == 0 {
 		return
 	}
-	fmt.Fprint(w, "# HELP orderflow_stream_last_sequence The last sequence of each stream.\n# TYPE orderflow_stream_last_sequence gauge\n")
-	// The dead-letter stream's last sequence is how many triggers were ever
-	// put aside (it denies deletes): alert when it grows.
-	for _, s := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers, eventstore.StreamDeadLetter} {
-		if last, err := a.store.LastSequence(r.Context(), s); err == nil {
-			fmt.Fprintf(w, "orderflow_stream_last_sequence{stream=%q} %d\n", s, last)
-		}
-	}
+	a.writeStorageMetrics(r.Context(), w)
 	fmt.Fprint(w, "# HELP orderflow_read_model_applied_sequence The last stream sequence each read model reflects.\n# TYPE orderflow_read_model_applied_sequence gauge\n")
 	fmt.Fprintf(w, "orderflow_read_model_applied_sequence{model=\"definitions\"} %d\n", a.defs.Applied())
 	if o := a.orders.Load(); o != nil {
@@ -450,6 +445,7 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 				idle = lc.Idle.Seconds()
 			}
 			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copy_idle_seconds Seconds since the lanes last heard from their copy of the stored triggers (about every second while it works; -1: never).\n# TYPE orderflow_trigger_lanes_copy_idle_seconds gauge\norderflow_trigger_lanes_copy_idle_seconds %g\n", idle)
+			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copied_sequence The last stored trigger's sequence the lanes' copy has taken: below orderflow_stream_last_sequence of ORDERFLOW_TRIGGERS, triggers wait to be copied.\n# TYPE orderflow_trigger_lanes_copied_sequence gauge\norderflow_trigger_lanes_copied_sequence %d\n", lc.Copied)
 			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copy_resume_at The stored triggers' sequence the lanes' copy starts again from should the server lose its place (0: not set).\n# TYPE orderflow_trigger_lanes_copy_resume_at gauge\norderflow_trigger_lanes_copy_resume_at %d\n", lc.ResumeAt)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,6 +88,10 @@ type Config struct {
 	// are checked for changes, which are then read again; 0: only on
 	// SIGHUP.
 	ReloadInterval time.Duration
+	// MaxStore caps the file storage the embedded server's streams may
+	// use, in bytes; 0: the server's default, 75% of the disk free at
+	// start. Appends beyond it are refused (nothing accepted is lost).
+	MaxStore int64
 }
 
 // DefaultConfig is the configuration of a plain `orderflow serve`.
@@ -132,6 +137,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.OrderCache, "order-cache", c.OrderCache, "orders whose history each process keeps in memory (the most recently used) to decide triggers and commands without reading the store; 0: none")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "requests a second each API key may send (bursts of as many), answered 429 with Retry-After beyond; needs --api-keys; 0: no limit")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "how often the --api-keys, --tls-cert and --tls-key files are checked for changes and read again when changed (SIGHUP reads them at once); 0: only on SIGHUP")
+	fs.Var((*byteSize)(&c.MaxStore), "max-store", "most file storage the embedded server's streams may use (512MiB, 20GB, …); appends beyond it are refused; 0: 75% of the disk free at start")
 	fs.IntVar(&c.LaneWindow, "lane-window", c.LaneWindow, "unacknowledged triggers a process may hold per lane (different orders run in parallel, one order's triggers in turn); the same on every process")
 }
 
@@ -148,6 +154,11 @@ func (c Config) Validate() error {
 		if _, err := eventstore.ParseSync(c.Sync); err != nil {
 			errs = append(errs, fmt.Errorf("--sync: %w", err))
 		}
+	}
+	if c.MaxStore < 0 {
+		errs = append(errs, fmt.Errorf("--max-store %d: must be 0 (the server's default) or positive", c.MaxStore))
+	} else if c.MaxStore > 0 && c.NATSURL != "" {
+		errs = append(errs, errors.New("--max-store is for the embedded server; a --nats-url cluster keeps its own limits"))
 	}
 	if c.NATSConfig != "" && c.NATSURL != "" {
 		errs = append(errs, errors.New("--nats-config is for the embedded server; a --nats-url cluster keeps its own authorization"))
@@ -207,6 +218,35 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--cors-origins: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// byteSize is a flag of a number of bytes, with an optional unit: B, KB,
+// MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	units := []struct {
+		suffix string
+		factor int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+	}
+	num, factor := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, factor = strings.TrimSpace(n), u.factor
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/factor {
+		return fmt.Errorf("%q: want a number of bytes such as 536870912, 512MiB or 20GB", s)
+	}
+	*b = byteSize(n * factor)
+	return nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

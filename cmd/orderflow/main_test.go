@@ -118,12 +118,13 @@ func TestFlagsReadEnvironment(t *testing.T) {
 		"ORDERFLOW_SYNC":        "always",
 		"ORDERFLOW_NATS_LISTEN": "127.0.0.1:1",
 		"ORDERFLOW_LANE_WINDOW": "64",
+		"ORDERFLOW_MAX_STORE":   "20GiB",
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	if err := parseFlags(fs, []string{"--nats-listen", "127.0.0.1:5555"}, lookup); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.HTTP != "127.0.0.1:9999" || cfg.Replicas != 3 || cfg.Sync != "always" || cfg.LaneWindow != 64 {
+	if cfg.HTTP != "127.0.0.1:9999" || cfg.Replicas != 3 || cfg.Sync != "always" || cfg.LaneWindow != 64 || cfg.MaxStore != 20<<30 {
 		t.Fatalf("environment not applied: %+v", cfg)
 	}
 	if cfg.NATSListen != "127.0.0.1:5555" {
@@ -158,6 +159,29 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--rate-limit") {
 			t.Errorf("--rate-limit %g: %v", bad, err)
 		}
+	}
+}
+
+func TestMaxStoreFlag(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{
+		"0": 0, "536870912": 512 << 20, "512MiB": 512 << 20, "20GB": 20e9, "20 GB": 20e9, "1TiB": 1 << 40, "64KB": 64e3, "100B": 100,
+	} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("--max-store %s = %d (%v), want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5GB", "ten", "20PB", "9999999TiB", "GB"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("--max-store %q accepted as %d", in, b)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.MaxStore, cfg.NATSURL = 1<<30, "nats://127.0.0.1:4222"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--max-store is for the embedded server") {
+		t.Errorf("--max-store with --nats-url: %v", err)
 	}
 }
 
@@ -226,11 +250,21 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		"orderflow_order_loads_total 1",
 		"orderflow_order_load_seconds_total ",
 		`orderflow_index_caught_up{stream="ORDERFLOW_ORDERS"} 1`,
+		`orderflow_stream_messages{stream="ORDERFLOW_ORDERS"} 3`,
+		`orderflow_stream_bytes{stream="ORDERFLOW_ORDERS"} `,
+		"orderflow_jetstream_storage_bytes ",
+		"orderflow_jetstream_storage_limit_bytes ",
+		`orderflow_build_info{version="`,
+		"process_start_time_seconds ",
+		"go_goroutines ",
+		"go_memstats_heap_alloc_bytes ",
+		"go_gc_cycles_total ",
 	} {
 		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %s", want)
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
 		}
 	}
+	checkExposition(t, body)
 	// Every metric the README names is served.
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -248,6 +282,42 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		!strings.Contains(body, "orderflow_trigger_lanes_copy_idle_seconds ") || !strings.Contains(body, "orderflow_trigger_lanes_copy_restarts_total 0") ||
 		!strings.Contains(body, "orderflow_trigger_lanes_copy_resume_at ") {
 		t.Fatalf("/metrics %d:\n%s", code, body)
+	}
+}
+
+// checkExposition checks text in Prometheus' text format: every sample is
+// a name, optional labels and a number, under its family's one HELP and
+// TYPE lines.
+func checkExposition(t *testing.T, text string) {
+	t.Helper()
+	sample := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? (-?[0-9][0-9.eE+-]*|NaN|[+-]Inf)$`)
+	typed := map[string]bool{}
+	helped := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			name, kind, _ := strings.Cut(f, " ")
+			if typed[name] || (kind != "gauge" && kind != "counter") {
+				t.Errorf("/metrics: TYPE line %q repeated or of an unknown kind", line)
+			}
+			typed[name] = true
+			continue
+		}
+		if f, ok := strings.CutPrefix(line, "# HELP "); ok {
+			name, _, _ := strings.Cut(f, " ")
+			if helped[name] {
+				t.Errorf("/metrics: HELP of %s repeated", name)
+			}
+			helped[name] = true
+			continue
+		}
+		m := sample.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("/metrics: %q is not a sample", line)
+			continue
+		}
+		if !typed[m[1]] || !helped[m[1]] {
+			t.Errorf("/metrics: %s has no HELP or TYPE before it", m[1])
+		}
 	}
 }
 
@@ -273,7 +343,7 @@ func TestOrderCacheOff(t *testing.T) {
 	// processor's decision (2): all read from the store.
 	for _, want := range []string{"orderflow_orders_cached 0", "orderflow_order_cache_hits_total 0", "orderflow_order_loads_total 6"} {
 		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %s", want)
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
 		}
 	}
 }

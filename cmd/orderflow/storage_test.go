@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/client"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+	"github.com/orderflow/orderflow/handlers"
+)
+
+// When the streams have used all the storage they may (--max-store here;
+// a full disk or a cluster account's limit alike), orderflow refuses what
+// it cannot store with a clear 503, changes nothing, stays healthy and puts
+// no trigger aside; triggers stored before the limit was reached wait and
+// take effect, each once, when a restart with a higher limit makes room.
+func TestStorageFull(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	cfg.MaxStore = 384 << 10
+	app := startApp(t, cfg)
+	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), app.cmds); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, app)
+
+	// Orders until the store is full: the refusal says why, and the order
+	// refused does not exist.
+	var placed []string
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("full-%04d", i)
+		r := c.do("POST", "/v1/orders", map[string]any{"id": id, "order_type_id": handlers.WorkedExampleOrderType})
+		if r.Status == 201 {
+			placed = append(placed, id)
+			continue
+		}
+		p := r.json(t)
+		if r.Status != 503 || p["code"] != "unavailable" || !strings.Contains(p["detail"].(string), "no storage left") {
+			t.Fatalf("order %d refused with %d: %s", i, r.Status, r.Body)
+		}
+		c.problem(404, "not_found", "GET", "/v1/orders/"+id, nil)
+		break
+	}
+	if len(placed) < 50 {
+		t.Fatalf("only %d orders fit", len(placed))
+	}
+	c.problem(503, "unavailable", "POST", "/v1/orders/"+placed[0]+"/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "full-http"})
+	c.must(200, "GET", "/readyz", nil)
+	if m := metricValues(t, c); m["orderflow_jetstream_storage_limit_bytes"] != float64(cfg.MaxStore) ||
+		m["orderflow_jetstream_storage_bytes"] < float64(cfg.MaxStore)*0.9 {
+		t.Fatalf("/metrics does not show the storage used up: %v", m)
+	}
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A little more room, less than the triggers need: worker apps'
+	// triggers are stored until it is used up, by them, their copies in
+	// the lanes and their outcomes. A trigger refused is not stored; one
+	// stored waits for room.
+	cfg.MaxStore += 16 << 10
+	app = startApp(t, cfg)
+	c = newClient(t, app)
+	nc := eventstoretest.Connect(t, app.NATSURL())
+	wc, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted []string
+	for _, id := range placed {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := wc.PublishTrigger(ctx, client.Trigger{OrderID: id, Trigger: "picked_up", TriggerID: id + "-t0", Worker: "w"})
+		cancel()
+		if err != nil {
+			if !errors.Is(eventstore.StorageFull(err), eventstore.ErrStorageFull) {
+				t.Fatalf("trigger of %s refused with %v", id, err)
+			}
+			break
+		}
+		accepted = append(accepted, id)
+	}
+	if len(accepted) == 0 || len(accepted) == len(placed) {
+		t.Fatalf("%d of %d triggers stored: the limit was not reached in between", len(accepted), len(placed))
+	}
+	t.Logf("%d orders placed, %d triggers stored", len(placed), len(accepted))
+	// The stored triggers wait, in the lanes or to be copied into them,
+	// which the metrics show; none is put aside, and orderflow serves.
+	m := metricValues(t, c)
+	if m[`orderflow_trigger_lanes_copied_sequence`] >= m[`orderflow_stream_last_sequence{stream="ORDERFLOW_TRIGGERS"}`] &&
+		m["orderflow_trigger_lanes_waiting"] == 0 {
+		t.Fatalf("/metrics shows no trigger waiting: %v", m)
+	}
+	if m[`orderflow_stream_last_sequence{stream="ORDERFLOW_DEADLETTER"}`] != 0 {
+		t.Fatalf("triggers put aside: %v", m)
+	}
+	c.must(200, "GET", "/readyz", nil)
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Room again: every stored trigger takes effect once.
+	cfg.MaxStore = 0
+	app = startApp(t, cfg)
+	c = newClient(t, app)
+	for _, id := range accepted {
+		waitOrder(t, c, id, func(o map[string]any) bool { return o["version"] == float64(2) }, "the trigger stored before the limit")
+		hs := history(t, c, id)
+		if len(hs) != 2 || hs[1]["type"] != "OrderAdvanced" || hs[1]["causation_id"] != id+"-t0" {
+			t.Fatalf("%s: %v", id, hs)
+		}
+	}
+	for _, id := range placed[len(accepted):] {
+		if o := c.must(200, "GET", "/v1/orders/"+id, nil); o["version"] != float64(1) {
+			t.Fatalf("%s moved without a stored trigger: %v", id, o)
+		}
+	}
+	code, out, errOut := runMain(t, "verify", "--triggers", "--nats-url="+app.NATSURL())
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("accounted for %d stored triggers: %d answered", len(accepted), len(accepted))) ||
+		!strings.Contains(out, "0 dead letters") {
+		t.Fatalf("verify --triggers: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// metricValues reads /metrics into a map from each sample's name and
+// labels to its value.
+func metricValues(t *testing.T, c *httpClient) map[string]float64 {
+	t.Helper()
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(c.do("GET", "/metrics", nil).Body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("/metrics line %q: %v", line, err)
+		}
+		m[line[:i]] = v
+	}
+	return m
+}
