@@ -101,3 +101,24 @@ func TestDecodeBodyReadDeadline(t *testing.T) {
 		t.Fatalf("a request that outlasts its body's deadline: %d", res.StatusCode)
 	}
 }
+
+// A body of the wrong JSON shape is refused with what was sent and what
+// belongs there, in JSON's words, not Go's.
+func TestDecodeBodyNamesTheWrongShape(t *testing.T) {
+	cases := []struct{ body, want string }{
+		{`[1,2]`, "the body is a JSON array; send a JSON object"},
+		{`"picked_up"`, "the body is a JSON string; send a JSON object"},
+		{`{"trigger": 5}`, "field trigger: a JSON number where a string belongs"},
+		{`{"trigger": ["a"]}`, "field trigger: a JSON array where a string belongs"},
+		{`{"trigger": "picked_up", "x": 1}`, `bad request: unknown field "x"`},
+		{`{"trigger": `, "malformed JSON"},
+	}
+	for _, tc := range cases {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
+		err := (&API{}).decodeBody(httptest.NewRecorder(), r, &triggerRequest{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "handlers.") ||
+			problemFor(err).Status != http.StatusBadRequest {
+			t.Errorf("%s: %v, want 400 saying %q", tc.body, err, tc.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -249,11 +250,18 @@ func decodeOne(body io.Reader, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var fe *domain.FieldError
+		var te *json.UnmarshalTypeError
 		switch {
 		case errors.Is(err, io.EOF):
 			return fmt.Errorf("%w: empty body; send a JSON object", errBadRequest)
 		case errors.As(err, &fe):
 			return err // an enum field with a value outside its set
+		case errors.As(err, &te) && te.Field == "":
+			return fmt.Errorf("%w: the body is a JSON %s; send a JSON object", errBadRequest, te.Value)
+		case errors.As(err, &te):
+			return fmt.Errorf("%w: field %s: a JSON %s where %s belongs", errBadRequest, te.Field, te.Value, jsonKind(te.Type))
+		case strings.HasPrefix(err.Error(), "json: unknown field "): // encoding/json has no type for it
+			return fmt.Errorf("%w: %s", errBadRequest, strings.TrimPrefix(err.Error(), "json: "))
 		}
 		return fmt.Errorf("%w: malformed JSON: %w", errBadRequest, err)
 	}
@@ -261,6 +269,30 @@ func decodeOne(body io.Reader, v any) error {
 		return fmt.Errorf("%w: unexpected data after the JSON object", errBadRequest)
 	}
 	return nil
+}
+
+// jsonKind names what JSON a request field of type t takes.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number, 0 or more"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "an object"
 }
 
 // problemFor is the one table from errors to HTTP problems.
