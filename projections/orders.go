@@ -314,32 +314,45 @@ type stageSnapshot struct {
 	StageTime
 }
 
-// MarshalJSON writes the whole model with the sequence it reflects.
+// MarshalJSON writes the whole model with the sequence it reflects. The
+// model is locked only while its rows are copied: encoding them (about
+// 2.5 µs an order) runs after, so the projector and queries do not wait
+// for it (BenchmarkCheckpoint).
 func (o *Orders) MarshalJSON() ([]byte, error) {
-	o.mu.RLock()
-	defer o.mu.RUnlock()
-	s := snapshot{Applied: o.pos.applied, Tenants: map[string]tenantSnapshot{}}
-	for name, t := range o.tenants {
-		ts := tenantSnapshot{}
-		for _, id := range t.ids {
-			ts.Rows = append(ts.Rows, *t.rows[id])
-		}
-		if len(t.added) > 0 {
-			for _, id := range t.added {
-				ts.Rows = append(ts.Rows, *t.rows[id])
-			}
-			slices.SortFunc(ts.Rows, func(a, b OrderRow) int { return strings.Compare(a.ID, b.ID) })
-		}
-		for k, st := range t.stages {
-			ts.Stages = append(ts.Stages, stageSnapshot{k, *st})
+	s := o.snapshot()
+	byID := func(a, b OrderRow) int { return strings.Compare(a.ID, b.ID) }
+	for _, ts := range s.Tenants {
+		if !slices.IsSortedFunc(ts.Rows, byID) { // orders placed since the last listing
+			slices.SortFunc(ts.Rows, byID)
 		}
 		sort.Slice(ts.Stages, func(i, j int) bool {
 			a, b := ts.Stages[i].StageKey, ts.Stages[j].StageKey
 			return a.WorkflowID+"\x00"+a.Status < b.WorkflowID+"\x00"+b.Status
 		})
-		s.Tenants[name] = ts
 	}
 	return json.Marshal(s)
+}
+
+// snapshot copies the model's rows and stage times, under its lock. The
+// rows come in paging order, then those placed since (unsorted).
+func (o *Orders) snapshot() snapshot {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	s := snapshot{Applied: o.pos.applied, Tenants: make(map[string]tenantSnapshot, len(o.tenants))}
+	for name, t := range o.tenants {
+		ts := tenantSnapshot{Rows: make([]OrderRow, 0, len(t.ids)+len(t.added)), Stages: make([]stageSnapshot, 0, len(t.stages))}
+		for _, id := range t.ids {
+			ts.Rows = append(ts.Rows, *t.rows[id])
+		}
+		for _, id := range t.added {
+			ts.Rows = append(ts.Rows, *t.rows[id])
+		}
+		for k, st := range t.stages {
+			ts.Stages = append(ts.Stages, stageSnapshot{k, *st})
+		}
+		s.Tenants[name] = ts
+	}
+	return s
 }
 
 // UnmarshalJSON replaces the model's state with a checkpoint.

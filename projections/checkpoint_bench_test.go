@@ -1,0 +1,75 @@
+package projections
+
+import (
+	"flag"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/domain"
+)
+
+var benchCheckpointOrders = flag.Int("bench.checkpoint-orders", 200_000, "orders in BenchmarkCheckpoint's read model")
+
+// BenchmarkCheckpoint measures a checkpoint of a large orders read model
+// (what orderflow serve saves every 30 s while orders change) and how
+// long the projector's Apply waits behind it: queries and the read
+// models' catching up with new events both wait while the model is
+// locked.
+func BenchmarkCheckpoint(b *testing.B) {
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	o := NewOrders(nil)
+	var seq uint64
+	pos := func(step int, status string) domain.Position {
+		return domain.Position{WorkflowID: "standard_laundry_production", WorkflowVersion: 1, Step: step, Status: status}
+	}
+	for i := range *benchCheckpointOrders {
+		seq++
+		ev := orderEvent(seq, fmt.Sprintf("01a22594-%08d-7510-b9f7-6f1c049d8a23", i), t0, domain.OrderPlaced{OrderTypeID: "wash_fold_delivery",
+			To: pos(0, "washing"), Workflows: []string{"laundry_intake", "standard_laundry_production", "home_delivery"}})
+		if err := o.Apply(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The projector keeps applying events while checkpoints run; its
+	// longest wait for the lock is what a checkpoint costs the others.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var worst atomic.Int64
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			seq++
+			ev := orderEvent(seq, fmt.Sprintf("01a22594-%08d-7510-b9f7-6f1c049d8a23", i%*benchCheckpointOrders), t0,
+				domain.OrderAdvanced{Trigger: "wash_done", TriggerID: fmt.Sprint(seq), From: pos(0, "washing"), To: pos(1, "drying")})
+			start := time.Now()
+			if err := o.Apply(ev); err != nil {
+				panic(err)
+			}
+			if d := int64(time.Since(start)); d > worst.Load() {
+				worst.Store(d)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	var size int
+	b.ResetTimer()
+	for range b.N {
+		buf, err := o.MarshalJSON()
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(buf)
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
+	b.ReportMetric(float64(size)/float64(*benchCheckpointOrders), "bytes/order")
+	b.ReportMetric(float64(worst.Load())/1e6, "worst-apply-wait-ms")
+}
