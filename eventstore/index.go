@@ -193,7 +193,7 @@ func (idx *seqIndex) stop() {
 		close(idx.stopped)
 	}
 	if idx.cc != nil {
-		idx.cc.Stop()
+		stopConsumer(idx.cc, false)
 	}
 }
 

@@ -193,9 +193,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 // Close stops the store's background consumers. It does not close the
 // NATS connection, which belongs to the caller.
 func (s *Store) Close() {
+	var wg sync.WaitGroup // at once: each may wait stopWait for a server that does not answer
 	for _, idx := range s.indexes {
-		idx.stop()
+		wg.Go(idx.stop)
 	}
+	wg.Wait()
 }
 
 // ensureStream creates or updates one stream. A cluster that is still

@@ -17,15 +17,46 @@ type Handler func(Event) error
 type Subscription struct {
 	cc       jetstream.ConsumeContext
 	stopOnce sync.Once
+	mu       sync.Mutex // held while the handler runs
+	stopped  bool       // set under mu by Stop: the handler is not called again
 }
 
-// Stop ends the subscription and removes its ephemeral consumer. It waits
-// until the handler is no longer running.
+// stopWait bounds how long Stop waits for nats.go to end the consumer.
+// While the server does not answer (JetStream shut down, say), nats.go's
+// ordered consumer holds its lock through each attempt to recreate the
+// consumer, up to 10 s apiece, and its Stop waits for that lock.
+const stopWait = time.Second
+
+// Stop ends the subscription and removes its ephemeral consumer. When it
+// returns the handler is not running and will not be called again; the
+// consumer itself ends within stopWait, or, when the server does not
+// answer, in the background once nats.go's attempt to recreate it ends.
 func (s *Subscription) Stop() {
 	s.stopOnce.Do(func() {
-		s.cc.Stop()
-		<-s.cc.Closed()
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		stopConsumer(s.cc, true)
 	})
+}
+
+// stopConsumer stops cc, and with closed waits for it to have ended, for
+// at most stopWait (see there); past that, it ends in the background.
+func stopConsumer(cc jetstream.ConsumeContext, closed bool) {
+	done := make(chan struct{})
+	go func() {
+		cc.Stop()
+		if closed {
+			<-cc.Closed()
+		}
+		close(done)
+	}()
+	t := time.NewTimer(stopWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // orderedHeartbeat is how often the server tells an idle ordered consumer
@@ -57,6 +88,7 @@ func (s *Store) Subscribe(ctx context.Context, stream string, filters []string, 
 		return nil, fmt.Errorf("subscribe to %s %v: %w", stream, filters, err)
 	}
 	log := s.cfg.Logger.With("stream", stream)
+	sub := &Subscription{}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		meta, err := m.Metadata()
 		if err != nil {
@@ -68,12 +100,17 @@ func (s *Store) Subscribe(ctx context.Context, stream string, filters []string, 
 			log.Warn("skipping undecodable event", "err", err)
 			return
 		}
-		if err := h(ev); err != nil {
-			log.Warn("event handler failed", "seq", ev.Sequence, "type", ev.Type, "err", err)
+		sub.mu.Lock() // Stop waits for a handler running
+		if !sub.stopped {
+			if err := h(ev); err != nil {
+				log.Warn("event handler failed", "seq", ev.Sequence, "type", ev.Type, "err", err)
+			}
 		}
+		sub.mu.Unlock()
 	}, orderedHeartbeat)
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", stream, err)
 	}
-	return &Subscription{cc: cc}, nil
+	sub.cc = cc
+	return sub, nil
 }

@@ -472,6 +472,12 @@ func (a *App) checkReady(context.Context) error {
 	if st := a.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("nats connection is %s", st)
 	}
+	if a.server != nil && !a.server.NATS().JetStreamEnabled() {
+		// The server shuts JetStream down when a write finds the disk
+		// full ("JetStream out of space, will be DISABLED" in its log):
+		// nothing can be stored or read until a restart with room.
+		return errors.New("JetStream is shut down on the embedded server (its log says why; out of disk space?): restart orderflow once there is room")
+	}
 	return nil
 }
 

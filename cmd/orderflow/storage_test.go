@@ -145,3 +145,23 @@ func metricValues(t *testing.T, c *httpClient) map[string]float64 {
 	}
 	return m
 }
+
+// When the disk itself fills, the embedded server shuts JetStream down
+// (as here): orderflow then reports itself not ready, saying why, so a
+// load balancer or orchestrator stops sending it work.
+func TestNotReadyWithoutJetStream(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	c.must(200, "GET", "/readyz", nil)
+	if err := app.server.NATS().ShutdownJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	p := c.problem(503, "unavailable", "GET", "/readyz", nil)
+	if !strings.Contains(p["detail"].(string), "JetStream is shut down") {
+		t.Fatalf("readyz: %v", p)
+	}
+	if m := metricValues(t, c); m["orderflow_ready"] != 0 {
+		t.Fatalf("orderflow_ready = %v", m["orderflow_ready"])
+	}
+}
