@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -130,6 +131,19 @@ type Server struct {
 	stopped  sync.Once
 	internal *server.User // orderflow's own user when a ConfigFile asks for authorization
 	tls      bool         // clients must use TLS (a ConfigFile's tls block)
+	writeErr *atomic.Pointer[string]
+}
+
+// WriteError is the first error the server reported writing a stream's
+// files ("no space left on device", say), or "" when none. A stream that
+// met one answers no more publishes, whatever room is made, until the
+// server restarts; nats-server has no API that says so, only its log,
+// which this reads.
+func (s *Server) WriteError() string {
+	if e := s.writeErr.Load(); e != nil {
+		return *e
+	}
+	return ""
 }
 
 // InternalUser is the name of the user orderflow's own connections use
@@ -285,9 +299,8 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		_ = os.Remove(running)
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	if cfg.Logger != nil {
-		ns.SetLoggerV2(&natsLogger{cfg.Logger.With("component", "nats-server")}, false, false, false)
-	}
+	writeErr := &atomic.Pointer[string]{}
+	ns.SetLoggerV2(&natsLogger{l: log.With("component", "nats-server"), writeErr: writeErr}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
@@ -295,7 +308,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		_ = os.Remove(running)
 		return nil, errors.New("embedded nats: not ready for connections after 30s")
 	}
-	return &Server{ns: ns, running: running, internal: internal, tls: tlsOn}, nil
+	return &Server{ns: ns, running: running, internal: internal, tls: tlsOn, writeErr: writeErr}, nil
 }
 
 // ClientURL is the URL clients use to connect.
@@ -323,11 +336,22 @@ func (s *Server) Shutdown() {
 	s.stopped.Do(func() { _ = os.Remove(s.running) })
 }
 
-type natsLogger struct{ l *slog.Logger }
+type natsLogger struct {
+	l        *slog.Logger
+	writeErr *atomic.Pointer[string] // the first critical write error logged
+}
 
 func (n *natsLogger) Noticef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
 func (n *natsLogger) Warnf(f string, v ...any)   { n.l.Warn(fmt.Sprintf(f, v...)) }
 func (n *natsLogger) Fatalf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Errorf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Debugf(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Tracef(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Errorf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	// "JetStream stream '%s > %s' critical write error: %v", and the file
+	// store's "Critical write error: %v".
+	if strings.Contains(strings.ToLower(f), "critical write error") {
+		n.writeErr.CompareAndSwap(nil, &msg)
+	}
+	n.l.Error(msg)
+}
+func (n *natsLogger) Debugf(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Tracef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }

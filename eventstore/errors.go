@@ -18,6 +18,12 @@ var ErrConcurrency = errors.New("concurrency conflict")
 // million events. Trying again later succeeds.
 var ErrIndexing = errors.New("the load index is still reading the stream")
 
+// ErrOutcomeUnknown is matched (errors.Is) when an append's
+// acknowledgement did not come in time: the events may or may not be
+// stored. Appending the same events again (the same ids) is safe: if they
+// were stored, it finds them and reports the original position.
+var ErrOutcomeUnknown = errors.New("outcome unknown (not acknowledged in time: send it again with the same ids)")
+
 // ErrStorageFull is matched (errors.Is) when the server refused a message
 // because the streams have used all the storage they may: the limit of
 // the embedded server (--max-store) or of the cluster's account. Nothing of

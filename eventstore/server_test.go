@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -140,7 +139,7 @@ func TestAppendWithoutAckEndsAfterTimeout(t *testing.T) {
 	}
 	for range 2 {
 		_, err := p.Wait(context.Background())
-		if err == nil || !strings.Contains(err.Error(), "outcome unknown") || !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+		if !errors.Is(err, eventstore.ErrOutcomeUnknown) || !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 			t.Fatalf("Wait = %v, want an unknown outcome after the store's timeout", err)
 		}
 	}

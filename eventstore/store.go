@@ -432,11 +432,11 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 			if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 				// No acknowledgement will come now: the outcome stays
 				// unknown (a retry finds the events if they were stored).
-				p.done, p.err = true, fmt.Errorf("append to %s: outcome unknown: %w", p.agg.Filter(), err)
+				p.done, p.err = true, fmt.Errorf("append to %s: %w: %w", p.agg.Filter(), ErrOutcomeUnknown, err)
 				return p.res, p.err
 			}
 		case <-ctx.Done():
-			return AppendResult{}, fmt.Errorf("append to %s: outcome unknown: %w", p.agg.Filter(), ctx.Err())
+			return AppendResult{}, fmt.Errorf("append to %s: %w: %w", p.agg.Filter(), ErrOutcomeUnknown, ctx.Err())
 		}
 	} else {
 		ctx, cancel := p.s.withTimeout(ctx) // a batch may wait its turn first
@@ -448,7 +448,7 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 				p.res = AppendResult{FirstSeq: o.ack.Sequence - o.ack.BatchSize + 1, LastSeq: o.ack.Sequence, LastHash: p.events[len(p.events)-1].Hash}
 			}
 		case <-ctx.Done():
-			return AppendResult{}, fmt.Errorf("append to %s: outcome unknown: %w", p.agg.Filter(), ctx.Err())
+			return AppendResult{}, fmt.Errorf("append to %s: %w: %w", p.agg.Filter(), ErrOutcomeUnknown, ctx.Err())
 		}
 	}
 	if err != nil {

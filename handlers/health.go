@@ -12,11 +12,21 @@ type Health struct {
 	// Ready reports whether the process can serve requests: nil once the
 	// streams are open and NATS is connected.
 	Ready func(ctx context.Context) error
+	// Live, when set, reports whether the process can still do its work
+	// without a restart: /healthz answers 503 when it does not, so that an
+	// orchestrator restarts it.
+	Live func() error
 }
 
 // Register adds the routes to mux.
 func (h Health) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if h.Live != nil {
+			if err := h.Live(); err != nil {
+				writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Needs a restart", Detail: err.Error(), Code: "unavailable"})
+				return
+			}
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -80,7 +80,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}()
 
 	mux := http.NewServeMux()
-	handlers.Health{Ready: a.checkReady}.Register(mux)
+	handlers.Health{Ready: a.checkReady, Live: a.checkLive}.Register(mux)
 	api := &handlers.API{Log: a.Logger}
 	api.SetRateLimit(a.Config.RateLimit)
 	a.api = api
@@ -472,11 +472,27 @@ func (a *App) checkReady(context.Context) error {
 	if st := a.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("nats connection is %s", st)
 	}
+	if err := a.checkLive(); err != nil {
+		return err
+	}
 	if a.server != nil && !a.server.NATS().JetStreamEnabled() {
 		// The server shuts JetStream down when a write finds the disk
 		// full ("JetStream out of space, will be DISABLED" in its log):
 		// nothing can be stored or read until a restart with room.
 		return errors.New("JetStream is shut down on the embedded server (its log says why; out of disk space?): restart orderflow once there is room")
+	}
+	return nil
+}
+
+// checkLive reports a condition only a restart ends: a stream of the
+// embedded server that failed to write its files (a full disk) refuses
+// every write from then on, whatever room is made.
+func (a *App) checkLive() error {
+	if a.server == nil {
+		return nil
+	}
+	if e := a.server.WriteError(); e != "" {
+		return fmt.Errorf("the embedded server could not write a stream's files (%s); its streams refuse writes until orderflow restarts with room on the disk", e)
 	}
 	return nil
 }

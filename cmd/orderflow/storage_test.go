@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,4 +167,88 @@ func TestNotReadyWithoutJetStream(t *testing.T) {
 	if m := metricValues(t, c); m["orderflow_ready"] != 0 {
 		t.Fatalf("orderflow_ready = %v", m["orderflow_ready"])
 	}
+}
+
+// A write the disk refuses (here: a file size limit, `ulimit -f`, which
+// fails writes as a full disk does, without needing one) leaves the
+// embedded server's stream refusing every later write until a restart.
+// orderflow then answers /healthz and /readyz with 503 saying so; after a
+// restart with room, every order it acknowledged is there and the hash
+// chains verify.
+func TestDiskWriteErrorNeedsARestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
+	logs := &eventstoretest.LogBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("orderflow's log:\n%s", logs)
+		}
+	})
+	start := func(limit string) *exec.Cmd {
+		// Go ignores SIGXFSZ, so a write past the limit fails with EFBIG.
+		cmd := exec.Command("bash", "-c", limit+`exec "$0" "$@"`, bin, "serve", "--data-dir", dir, "--http", httpAddr, "--nats-listen", natsAddr,
+			"--lanes", "2", "--log-level", "warn")
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		eventstoretest.Eventually(t, time.Minute, func() bool {
+			resp, err := http.Get("http://" + httpAddr + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		}, "orderflow ready")
+		return cmd
+	}
+	cmd := start("ulimit -f 512; ") // 512 KiB per file
+	c := &httpClient{t: t, base: "http://" + httpAddr}
+	seedWorkedExample(t, c)
+	var placed []string
+	refused := ""
+	for i := 0; i < 5000 && refused == ""; i++ {
+		id := fmt.Sprintf("disk-%04d", i)
+		r := c.do("POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
+		switch {
+		case r.Status == 201:
+			placed = append(placed, id)
+		case r.Status == 503 && strings.Contains(string(r.Body), "outcome unknown"):
+			refused = id
+		default:
+			t.Fatalf("placing %s: %d %s", id, r.Status, r.Body)
+		}
+	}
+	if refused == "" || len(placed) < 100 {
+		t.Fatalf("%d orders placed, none refused", len(placed))
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		eventstoretest.Eventually(t, 30*time.Second, func() bool {
+			r := c.do("GET", path, nil)
+			return r.Status == 503 && strings.Contains(string(r.Body), "could not write a stream's files")
+		}, path+" to say a restart is needed")
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+
+	start("")
+	for _, id := range placed {
+		c.must(200, "GET", "/v1/orders/"+id, nil)
+	}
+	// The refused order's outcome was unknown to its caller: sent again,
+	// it is placed (or found placed).
+	if r := c.do("POST", "/v1/orders", map[string]any{"id": refused, "order_type_id": "wash_fold_delivery"}); r.Status != 201 && r.Status != 409 {
+		t.Fatalf("placing %s again: %d %s", refused, r.Status, r.Body)
+	}
+	c.must(200, "GET", "/v1/orders/"+refused, nil)
+	if code, out, errOut := runMain(t, "verify", "--nats-url=nats://"+natsAddr); code != 0 || !strings.Contains(out, " 0 break(s)") {
+		t.Fatalf("verify: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("%d orders placed before the write error", len(placed))
 }
