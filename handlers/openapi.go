@@ -59,7 +59,7 @@ func (api *API) OpenAPI() map[string]any {
 		method, path, _ := strings.Cut(r.pattern, " ")
 		add(method, path, r.summary, r.role, r.body)
 	}
-	add("GET", "/healthz", "The process is alive", 0, nil)
+	add("GET", "/healthz", "The process is alive and needs no restart (503 when only a restart helps: a stream that failed to write its files)", 0, nil)
 	add("GET", "/readyz", "Streams are open and NATS is connected (503 otherwise)", 0, nil)
 	add("GET", "/metrics", "Prometheus text metrics", 0, nil)
 	add("GET", "/openapi.json", "This document", 0, nil)
