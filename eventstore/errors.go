@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -41,16 +42,27 @@ const (
 	jsErrCodeStorageResourcesExceeded jetstream.ErrorCode = 10047
 )
 
-// StorageFull returns err wrapped so that errors.Is(err, ErrStorageFull)
-// holds when it is JetStream's refusal for lack of storage, and err as it
-// is otherwise. Use it on errors of publishing to the streams directly.
-func StorageFull(err error) error {
+// ErrNoLeader is matched (errors.Is) when no server took a write: the
+// stream has no leader. On a cluster that is brief while one is elected;
+// a clustered stream whose servers ran out of storage stays without one
+// (the nats-server puts its replicas in observer mode) until they restart
+// with room. Nothing of the write is stored.
+var ErrNoLeader = errors.New("the stream has no leader to take writes")
+
+// Refusal returns err wrapped so that errors.Is matches ErrStorageFull or
+// ErrNoLeader when it is JetStream refusing a publish for lack of storage
+// or answering it from no stream, and err as it is otherwise. Use it on
+// errors of publishing to the streams directly.
+func Refusal(err error) error {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
+	switch {
+	case errors.As(err, &apiErr):
 		switch apiErr.ErrorCode {
 		case jsErrCodeAccountResourcesExceeded, jsErrCodeInsufficientResources, jsErrCodeStorageResourcesExceeded:
 			return fmt.Errorf("%w: %w", ErrStorageFull, err)
 		}
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("%w: %w", ErrNoLeader, err)
 	}
 	return err
 }

@@ -150,12 +150,25 @@ func TestAppendWithoutAckEndsAfterTimeout(t *testing.T) {
 func TestAppendWithNoStorageLeft(t *testing.T) {
 	t.Parallel()
 	const limit = 64 << 10
-	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", MaxStore: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	t.Run("single", func(t *testing.T) {
+		t.Parallel()
+		srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", MaxStore: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Shutdown)
+		checkNoStorageLeft(t, eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{}), limit, true)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		c := eventstoretest.StartClusterWith(t, 3, func(cfg *eventstore.ServerConfig) { cfg.MaxStore = limit })
+		// A load asks the stream's leader first, and it has none.
+		checkNoStorageLeft(t, eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 3}), limit, false)
+	})
+}
+
+func checkNoStorageLeft(t *testing.T, st *eventstore.Store, limit uint64, load bool) {
+	t.Helper()
 	ctx := ctxT(t)
 	var stored int
 	for ; ; stored++ {
@@ -168,15 +181,20 @@ func TestAppendWithNoStorageLeft(t *testing.T) {
 		}
 		break
 	}
-	_, err = st.Append(ctx, order("full-batch"), eventstore.ExpectNew, ev("OrderPlaced", 1), ev("OrderAdvanced", 2))
-	if !errors.Is(err, eventstore.ErrStorageFull) {
-		t.Fatalf("atomic append: %v, want ErrStorageFull", err)
+	// A single server goes on refusing for storage; a cluster's stream,
+	// its replicas out of storage, has no leader from then on.
+	_, err := st.Append(ctx, order("full-batch"), eventstore.ExpectNew, ev("OrderPlaced", 1), ev("OrderAdvanced", 2))
+	if !errors.Is(err, eventstore.ErrStorageFull) && !errors.Is(err, eventstore.ErrNoLeader) {
+		t.Fatalf("atomic append: %v, want ErrStorageFull or ErrNoLeader", err)
 	}
 	stats, err := st.StreamStats(ctx, eventstore.StreamOrders)
 	if err != nil || stats.Messages != uint64(stored) || stats.LastSeq != uint64(stored) {
 		t.Fatalf("orders stream holds %+v (%v), want the %d appends that were not refused", stats, err, stored)
 	}
 	for _, id := range []string{fmt.Sprintf("full-%d", stored), "full-batch"} {
+		if !load {
+			break
+		}
 		if evs, err := st.Load(ctx, order(id), 0); err != nil || len(evs) != 0 {
 			t.Fatalf("a refused append stored %d events (%v)", len(evs), err)
 		}
@@ -185,7 +203,7 @@ func TestAppendWithNoStorageLeft(t *testing.T) {
 	if err != nil || used < limit*9/10 {
 		t.Fatalf("storage used %d of %d (%v): want nearly all of %d", used, max, err, limit)
 	}
-	if other := errors.New("other"); eventstore.StorageFull(other) != other {
-		t.Fatal("StorageFull changed an error that is not a refusal for storage")
+	if other := errors.New("other"); eventstore.Refusal(other) != other {
+		t.Fatal("Refusal changed an error that is not a refusal")
 	}
 }

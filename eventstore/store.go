@@ -472,7 +472,7 @@ func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, eve
 			return s.findStored(ctx, agg, 0, events, true)
 		}
 	}
-	return AppendResult{}, fmt.Errorf("append to %s: %w", agg.Filter(), StorageFull(err))
+	return AppendResult{}, fmt.Errorf("append to %s: %w", agg.Filter(), Refusal(err))
 }
 
 // prepare validates the events, chains their hashes and builds their

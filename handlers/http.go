@@ -314,7 +314,8 @@ func problemFor(err error) Problem {
 		errors.Is(err, eventstore.ErrInvalidEnvelope):
 		return Problem{Status: http.StatusBadRequest, Title: "Invalid argument", Code: "invalid_argument"}
 	case errors.Is(err, errUnavailable), errors.Is(err, domain.ErrDefinitionMissing), errors.Is(err, eventstore.ErrIndexing),
-		errors.Is(err, eventstore.ErrStorageFull), errors.Is(err, eventstore.ErrOutcomeUnknown):
+		errors.Is(err, eventstore.ErrStorageFull), errors.Is(err, eventstore.ErrOutcomeUnknown),
+		errors.Is(err, eventstore.ErrNoLeader):
 		return Problem{Status: http.StatusServiceUnavailable, Title: "Unavailable", Code: "unavailable"}
 	case errors.Is(err, domain.ErrNotFound):
 		return Problem{Status: http.StatusNotFound, Title: "Not found", Code: "not_found"}

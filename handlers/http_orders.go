@@ -328,7 +328,7 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	m.Header.Set(jetstream.MsgIDHeader, triggerID)
 	ack, err := c.Store.JetStream().PublishMsg(ctx, m)
 	if err != nil {
-		return "", fmt.Errorf("publish trigger: %w", eventstore.StorageFull(err))
+		return "", fmt.Errorf("publish trigger: %w", eventstore.Refusal(err))
 	}
 	if ack.Duplicate {
 		// JetStream had this trigger id already, so its outcome is likely

@@ -81,7 +81,7 @@ func TestStorageFull(t *testing.T) {
 		_, err := wc.PublishTrigger(ctx, client.Trigger{OrderID: id, Trigger: "picked_up", TriggerID: id + "-t0", Worker: "w"})
 		cancel()
 		if err != nil {
-			if !errors.Is(eventstore.StorageFull(err), eventstore.ErrStorageFull) {
+			if !errors.Is(eventstore.Refusal(err), eventstore.ErrStorageFull) {
 				t.Fatalf("trigger of %s refused with %v", id, err)
 			}
 			break

@@ -80,6 +80,13 @@ func (c *Cluster) URLs() string {
 // into one cluster and waits until JetStream has a leader.
 func StartCluster(tb testing.TB, size int) *Cluster {
 	tb.Helper()
+	return StartClusterWith(tb, size, nil)
+}
+
+// StartClusterWith is StartCluster with each node's configuration
+// adjusted by adjust (when not nil) before it starts.
+func StartClusterWith(tb testing.TB, size int, adjust func(*eventstore.ServerConfig)) *Cluster {
+	tb.Helper()
 	ports := freePorts(tb, 2*size)
 	routes := make([]string, size)
 	for i := range size {
@@ -94,6 +101,9 @@ func StartCluster(tb testing.TB, size int) *Cluster {
 			ClusterName:   "orderflow-test",
 			ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
 			Routes:        routes,
+		}
+		if adjust != nil {
+			adjust(&cfg)
 		}
 		srv, err := eventstore.StartServer(cfg)
 		if err != nil {
