@@ -107,6 +107,20 @@ func checkExactlyOnce(t *testing.T, c *httpClient, orders []string) {
 	}
 }
 
+// waitServing waits up to a minute for the orderflow process serving
+// HTTP at addr to answer /readyz with 200.
+func waitServing(t *testing.T, addr string) {
+	t.Helper()
+	eventstoretest.Eventually(t, time.Minute, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "orderflow ready")
+}
+
 func placeOrders(t *testing.T, c *httpClient, prefix string, n int) []string {
 	t.Helper()
 	ids := make([]string, n)
@@ -144,14 +158,7 @@ func TestCrashAndRestart(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		eventstoretest.Eventually(t, time.Minute, func() bool {
-			resp, err := http.Get("http://" + httpAddr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		}, "orderflow ready")
+		waitServing(t, httpAddr)
 		return cmd
 	}
 	cmd := start()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -198,14 +197,7 @@ func TestDiskWriteErrorNeedsARestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		eventstoretest.Eventually(t, time.Minute, func() bool {
-			resp, err := http.Get("http://" + httpAddr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		}, "orderflow ready")
+		waitServing(t, httpAddr)
 		return cmd
 	}
 	cmd := start("ulimit -f 512; ") // 512 KiB per file
