@@ -107,6 +107,45 @@ func checkExactlyOnce(t *testing.T, c *httpClient, orders []string) {
 	}
 }
 
+// childServer is where an `orderflow serve` child process runs: its
+// binary, data dir and addresses, and its log (warnings and errors of
+// every run), shown when the test fails.
+type childServer struct {
+	bin, dir, httpAddr, natsAddr string
+	logs                         *eventstoretest.LogBuffer
+}
+
+func newChildServer(t *testing.T) *childServer {
+	t.Helper()
+	c := &childServer{bin: buildBinary(t), dir: t.TempDir(), logs: &eventstoretest.LogBuffer{},
+		httpAddr: fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t)),
+		natsAddr: fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("orderflow's warnings and errors:\n%s", c.logs)
+		}
+	})
+	return c
+}
+
+// start runs `orderflow serve` with the child's places and the extra
+// flags, through a shell running prefix first when it is not empty, and
+// waits until it is ready. Stopping it is the caller's.
+func (c *childServer) start(t *testing.T, prefix string, extra ...string) *exec.Cmd {
+	t.Helper()
+	args := append([]string{"serve", "--data-dir", c.dir, "--http", c.httpAddr, "--nats-listen", c.natsAddr, "--log-level", "warn"}, extra...)
+	cmd := exec.Command(c.bin, args...)
+	if prefix != "" {
+		cmd = exec.Command("bash", append([]string{"-c", prefix + `exec "$0" "$@"`, c.bin}, args...)...)
+	}
+	cmd.Stdout, cmd.Stderr = c.logs, c.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitServing(t, c.httpAddr)
+	return cmd
+}
+
 // waitServing waits up to a minute for the orderflow process serving
 // HTTP at addr to answer /readyz with 200.
 func waitServing(t *testing.T, addr string) {
@@ -142,25 +181,9 @@ func TestCrashAndRestart(t *testing.T) {
 	// Fault tests run one at a time (not in parallel with the rest): they
 	// kill and restart servers, and a loaded 2-core machine only slows
 	// their recovery.
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
-	logs := &eventstoretest.LogBuffer{} // warnings and errors of every run, for a failure's diagnosis
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("orderflow's warnings and errors:\n%s", logs)
-		}
-	})
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "serve", "--data-dir", dir, "--http", httpAddr, "--nats-listen", natsAddr, "--lanes", "4", "--ack-wait", "2s", "--log-level", "warn")
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitServing(t, httpAddr)
-		return cmd
-	}
+	child := newChildServer(t)
+	httpAddr, natsAddr := child.httpAddr, child.natsAddr
+	start := func() *exec.Cmd { return child.start(t, "", "--lanes", "4", "--ack-wait", "2s") }
 	cmd := start()
 	// A cleanup, not a defer: the feeder's diagnosis of a failure (its
 	// own cleanup, run first) needs the server.

@@ -178,30 +178,15 @@ func TestDiskWriteErrorNeedsARestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
-	logs := &eventstoretest.LogBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("orderflow's log:\n%s", logs)
-		}
-	})
-	start := func(limit string) *exec.Cmd {
-		// Go ignores SIGXFSZ, so a write past the limit fails with EFBIG.
-		cmd := exec.Command("bash", "-c", limit+`exec "$0" "$@"`, bin, "serve", "--data-dir", dir, "--http", httpAddr, "--nats-listen", natsAddr,
-			"--lanes", "2", "--log-level", "warn")
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+	child := newChildServer(t)
+	start := func(prefix string) *exec.Cmd {
+		cmd := child.start(t, prefix, "--lanes", "2")
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		waitServing(t, httpAddr)
 		return cmd
 	}
+	// Go ignores SIGXFSZ, so a write past the limit fails with EFBIG.
 	cmd := start("ulimit -f 512; ") // 512 KiB per file
-	c := &httpClient{t: t, base: "http://" + httpAddr}
+	c := &httpClient{t: t, base: "http://" + child.httpAddr}
 	seedWorkedExample(t, c)
 	var placed []string
 	refused := ""
@@ -239,7 +224,7 @@ func TestDiskWriteErrorNeedsARestart(t *testing.T) {
 		t.Fatalf("placing %s again: %d %s", refused, r.Status, r.Body)
 	}
 	c.must(200, "GET", "/v1/orders/"+refused, nil)
-	if code, out, errOut := runMain(t, "verify", "--nats-url=nats://"+natsAddr); code != 0 || !strings.Contains(out, " 0 break(s)") {
+	if code, out, errOut := runMain(t, "verify", "--nats-url=nats://"+child.natsAddr); code != 0 || !strings.Contains(out, " 0 break(s)") {
 		t.Fatalf("verify: exit %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("%d orders placed before the write error", len(placed))
