@@ -44,9 +44,9 @@ const (
 
 // ErrNoLeader is matched (errors.Is) when no server took a write: the
 // stream has no leader. On a cluster that is brief while one is elected;
-// a clustered stream whose servers ran out of storage stays without one
-// (the nats-server puts its replicas in observer mode) until they restart
-// with room. Nothing of the write is stored.
+// a clustered stream whose servers ran out of storage stayed without one
+// until they restarted (nats-server v2.15.2). Nothing of the write is
+// stored.
 var ErrNoLeader = errors.New("the stream has no leader to take writes")
 
 // Refusal returns err wrapped so that errors.Is matches ErrStorageFull or

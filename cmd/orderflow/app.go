@@ -476,7 +476,8 @@ func (a *App) checkReady(context.Context) error {
 		return err
 	}
 	if a.server != nil && !a.server.NATS().JetStreamEnabled() {
-		// The server shuts JetStream down when a write finds the disk
+		// The server shuts JetStream down when storing a copied message
+		// (the trigger lanes' copy of a stored trigger) finds the disk
 		// full ("JetStream out of space, will be DISABLED" in its log):
 		// nothing can be stored or read until a restart with room.
 		return errors.New("JetStream is shut down on the embedded server (its log says why; out of disk space?): restart orderflow once there is room")
