@@ -1,0 +1,73 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+)
+
+// Restore takes a checkpoint that fits the stream, and ignores, changing
+// nothing, one it cannot read or one ahead of the stream (from another
+// store): the model is then built from the stream.
+func TestRestoreChecksTheCheckpoint(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	at := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	placed := domain.OrderPlaced{OrderTypeID: "ot", To: domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: "a"}, Workflows: []string{"wf"}}
+	data, _ := json.Marshal(placed)
+	for _, id := range []string{"r-1", "r-2"} {
+		agg := eventstore.Aggregate{Tenant: "default", Type: "order", ID: id}
+		env := eventstore.Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: placed.EventType(), Version: 1, OccurredAt: at, Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}, Data: data}
+		if _, err := st.Append(ctx, agg, eventstore.ExpectNew, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	model := NewOrders(nil)
+	for i, id := range []string{"r-1", "r-2"} {
+		if err := model.Apply(orderEvent(uint64(i+1), id, at, placed)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good, err := model.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ahead map[string]any
+	_ = json.Unmarshal(good, &ahead)
+	ahead["applied"] = 99
+	aheadJSON, _ := json.Marshal(ahead)
+
+	for _, tc := range []struct {
+		name       string
+		checkpoint []byte
+		want       uint64
+	}{
+		{"unreadable", []byte(`{"applied": 2, "tenants": {"default": {"rows": [{"id": 5}]}}}`), 0},
+		{"ahead of the stream", aheadJSON, 0},
+		{"fits", good, 2},
+	} {
+		if err := st.SaveCheckpoint(ctx, CheckpointName, tc.checkpoint); err != nil {
+			t.Fatal(err)
+		}
+		o := NewOrders(slog.New(slog.DiscardHandler))
+		got, err := o.Restore(ctx, st)
+		if err != nil || got != tc.want {
+			t.Fatalf("%s: Restore = %d, %v; want %d", tc.name, got, err, tc.want)
+		}
+		rows, _ := o.List("default", OrderFilter{}, "", 10)
+		if want := map[uint64]int{0: 0, 2: 2}[tc.want]; len(rows) != want || o.Applied() != tc.want {
+			t.Fatalf("%s: the model holds %d orders at %d, want %d at %d", tc.name, len(rows), o.Applied(), want, tc.want)
+		}
+	}
+}
