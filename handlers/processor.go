@@ -71,16 +71,26 @@ func poison(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errPoison, fmt.Sprintf(format, args...))
 }
 
+// errReported marks a failure the processor reports itself, at most once
+// per reportEvery for all triggers, so Watermill's lines for each attempt
+// are demoted to debug (see gatedLogger.Error).
+var errReported = errors.New("reported")
+
 // errWaitForRoom marks a trigger whose outcome found no storage left: it
 // is not retried in place, and its lane tries it again after
-// ProcessorConfig.StorageWait. The processor reports the condition
-// itself, at most once per storageFullReport, so Watermill's per-trigger
-// lines are demoted to debug (see gatedLogger.Error).
-var errWaitForRoom = errors.New("waiting for storage")
+// ProcessorConfig.StorageWait.
+var errWaitForRoom = fmt.Errorf("waiting for storage (%w)", errReported)
 
-// storageFullReport is how often the processor logs that triggers wait
-// for storage.
-const storageFullReport = 30 * time.Second
+// reportEvery is how often the processor logs a condition every trigger
+// in hand meets (no storage left, no stream leader).
+const reportEvery = 30 * time.Second
+
+// The conditions the processor reports itself (Processor.report).
+const (
+	reportStorageFull = iota
+	reportNoLeader
+	reportKinds
+)
 
 // ProcessorConfig tunes the trigger processor.
 type ProcessorConfig struct {
@@ -139,8 +149,8 @@ type Processor struct {
 	// stored and before it is acknowledged.
 	afterApply func(msg *message.Message)
 	handled    atomic.Uint64
-	fullAt     atomic.Int64 // when an outcome last found no storage left (Unix nanoseconds; 0: never)
-	reportedAt atomic.Int64 // when that was last logged
+	fullAt     atomic.Int64              // when an outcome last found no storage left (Unix nanoseconds; 0: never)
+	reportedAt [reportKinds]atomic.Int64 // when each condition was last logged
 	outcomeMu  sync.Mutex
 	outcomes   map[outcomeKey]uint64
 }
@@ -435,18 +445,23 @@ func (p *Processor) Close() error {
 	return err
 }
 
-// storageFull notes that an outcome found no storage left, and logs it at
-// most once per storageFullReport: every trigger in hand meets the same
-// refusal, and would otherwise log it on every attempt.
+// storageFull notes that an outcome found no storage left, and reports it.
 func (p *Processor) storageFull(err error) {
+	p.fullAt.Store(time.Now().UnixNano())
+	p.report(reportStorageFull, "no storage left for the outcomes of triggers: they wait in their lanes, tried again every "+p.cfg.StorageWait.String()+
+		", until there is room (a higher --max-store or account limit, more disk); see orderflow_jetstream_storage_bytes", err)
+}
+
+// report logs msg as an error at most once per reportEvery for each kind
+// of condition: every trigger in hand meets the same one, and would
+// otherwise log it on every attempt.
+func (p *Processor) report(kind int, msg string, err error) {
 	now := time.Now().UnixNano()
-	p.fullAt.Store(now)
-	last := p.reportedAt.Load()
-	if now-last < int64(storageFullReport) || !p.reportedAt.CompareAndSwap(last, now) {
+	last := p.reportedAt[kind].Load()
+	if now-last < int64(reportEvery) || !p.reportedAt[kind].CompareAndSwap(last, now) {
 		return
 	}
-	p.cfg.Logger.Error("no storage left for the outcomes of triggers: they wait in their lanes, tried again every "+p.cfg.StorageWait.String()+
-		", until there is room (a higher --max-store or account limit, more disk); see orderflow_jetstream_storage_bytes", "err", err)
+	p.cfg.Logger.Error(msg, "err", err)
 }
 
 // waitForRoom is how much longer a failed trigger waits before its next
@@ -495,6 +510,12 @@ func (p *Processor) handle(msg *message.Message) error {
 	case errors.Is(err, eventstore.ErrStorageFull):
 		p.storageFull(err)
 		return fmt.Errorf("%w: %w", errWaitForRoom, err)
+	case errors.Is(err, eventstore.ErrNoLeader):
+		// Retried in place as any transient failure: a cluster elects a
+		// leader in seconds. One whose servers ran out of storage stays
+		// without one, and every attempt would log.
+		p.report(reportNoLeader, "a stream has no leader to take the outcomes of triggers: they are retried (a cluster electing one; if it lasts, its servers may be out of storage)", err)
+		return fmt.Errorf("%w: %w", errReported, err)
 	case err != nil:
 		return err // transient: retried, then handed back to JetStream
 	}

@@ -507,6 +507,39 @@ func TestTriggerWaitsForStorage(t *testing.T) {
 	}
 }
 
+// A trigger whose outcome finds no stream leader is retried in place, as
+// while a cluster elects one, and the processor logs that once, not every
+// attempt.
+func TestTriggerRetriedWithoutLeader(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-noleader")
+	var attempts atomic.Int64
+	logs := &eventstoretest.LogBuffer{}
+	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, MaxRetries: 3, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, func(p *Processor) {
+		p.beforeApply = func(*message.Message) error {
+			if attempts.Add(1) <= 6 { // two rounds of in-place retries
+				return fmt.Errorf("append: %w", eventstore.ErrNoLeader)
+			}
+			return nil
+		}
+	})
+	defer p.Close()
+	f.trigger(t, "o-noleader", WorkedExampleTriggers[0], "noleader-0")
+	eventstoretest.Eventually(t, 20*time.Second, func() bool {
+		o, _, err := f.c.LoadOrder(f.ctx, "o-noleader")
+		return err == nil && o.Version() == 2
+	}, "the trigger to take effect once there is a leader")
+	if w := p.waitForRoom(); w != 0 {
+		t.Fatalf("waitForRoom = %s without a storage refusal", w)
+	}
+	out := logs.String()
+	if strings.Count(out, `level=ERROR msg="a stream has no leader`) != 1 ||
+		strings.Contains(out, "level=WARN msg=\"Error occurred, retrying\"") || strings.Contains(out, `level=ERROR msg="Handler returned error"`) {
+		t.Fatalf("log:\n%s", out)
+	}
+}
+
 // A delivery that never reaches the processor (a connection dropped with
 // it in flight) comes back only after AckWait. The order's next trigger,
 // delivered meanwhile, waits for it: both take effect in stream order.

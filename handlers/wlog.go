@@ -49,9 +49,9 @@ func (g gatedLogger) Trace(msg string, fields watermill.LogFields) {
 }
 
 // Error logs an error, but at debug level when the processor reports it
-// itself (errWaitForRoom): once for all triggers, not once per attempt.
+// itself (errReported): once for all triggers, not once per attempt.
 func (g gatedLogger) Error(msg string, err error, fields watermill.LogFields) {
-	if errors.Is(err, errWaitForRoom) {
+	if errors.Is(err, errReported) {
 		g.Debug(msg+": "+err.Error(), fields)
 		return
 	}
