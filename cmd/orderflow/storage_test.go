@@ -229,3 +229,19 @@ func TestDiskWriteErrorNeedsARestart(t *testing.T) {
 	}
 	t.Logf("%d orders placed before the write error", len(placed))
 }
+
+// Checkpoints come every CheckpointInterval, or further apart when one
+// takes more than a twentieth of that.
+func TestCheckpointWait(t *testing.T) {
+	t.Parallel()
+	for took, want := range map[time.Duration]time.Duration{
+		0:                       CheckpointInterval,
+		500 * time.Millisecond:  CheckpointInterval,
+		1500 * time.Millisecond: CheckpointInterval,
+		3 * time.Second:         time.Minute,
+	} {
+		if got := checkpointWait(took); got != want {
+			t.Errorf("checkpointWait(%s) = %s, want %s", took, got, want)
+		}
+	}
+}
