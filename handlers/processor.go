@@ -74,7 +74,7 @@ func poison(format string, args ...any) error {
 // errReported marks a failure the processor reports itself, at most once
 // per reportEvery for all triggers, so Watermill's lines for each attempt
 // are demoted to debug (see gatedLogger.Error).
-var errReported = errors.New("reported")
+var errReported = errors.New("reported by the processor")
 
 // errWaitForRoom marks a trigger whose outcome found no storage left: it
 // is not retried in place, and its lane tries it again after
