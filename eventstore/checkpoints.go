@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -48,6 +49,35 @@ func (s *Store) SaveCheckpoint(ctx context.Context, name string, data []byte) er
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	if _, err := obs.PutBytes(ctx, name, data); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", name, err)
+	}
+	return nil
+}
+
+// WriteCheckpoint stores under name the checkpoint write writes, as it
+// writes it: the object store takes it in chunks, so the whole checkpoint
+// is never in memory at once. An error of write's ends the save, and the
+// checkpoint stored before stays.
+func (s *Store) WriteCheckpoint(ctx context.Context, name string, write func(io.Writer) error) error {
+	obs, err := s.checkpointStore(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	wrote := make(chan error, 1)
+	go func() {
+		err := write(pw)
+		pw.CloseWithError(err) // nil: the reader sees the end
+		wrote <- err
+	}()
+	_, err = obs.Put(ctx, jetstream.ObjectMeta{Name: name}, pr)
+	pr.CloseWithError(err) // a failed put stops the writer
+	if werr := <-wrote; werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", name, err)
 	}
 	return nil

@@ -1,9 +1,12 @@
 package projections
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sort"
@@ -314,14 +317,27 @@ type stageSnapshot struct {
 	StageTime
 }
 
-// MarshalJSON writes the whole model with the sequence it reflects. The
-// model is locked only while its rows are copied: encoding them (about
-// 2.5 µs an order) runs after, so the projector and queries do not wait
-// for it (BenchmarkCheckpoint).
+// MarshalJSON writes the whole model with the sequence it reflects (see
+// writeCheckpoint).
 func (o *Orders) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	if err := o.writeCheckpoint(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// writeCheckpoint writes the whole model with the sequence it reflects, as
+// the JSON of a snapshot, to w an order at a time, so the whole checkpoint
+// need not be in memory at once. The model is locked only while its rows
+// are copied: encoding them (about 2.5 µs an order) runs after, so the
+// projector and queries do not wait for it (BenchmarkCheckpoint).
+func (o *Orders) writeCheckpoint(w io.Writer) error {
 	s := o.snapshot()
 	byID := func(a, b OrderRow) int { return strings.Compare(a.ID, b.ID) }
-	for _, ts := range s.Tenants {
+	names := make([]string, 0, len(s.Tenants))
+	for name, ts := range s.Tenants {
+		names = append(names, name)
 		if !slices.IsSortedFunc(ts.Rows, byID) { // orders placed since the last listing
 			slices.SortFunc(ts.Rows, byID)
 		}
@@ -330,7 +346,40 @@ func (o *Orders) MarshalJSON() ([]byte, error) {
 			return a.WorkflowID+"\x00"+a.Status < b.WorkflowID+"\x00"+b.Status
 		})
 	}
-	return json.Marshal(s)
+	slices.Sort(names) // as encoding/json orders a map's keys
+	bw := bufio.NewWriterSize(w, 128<<10)
+	fmt.Fprintf(bw, `{"applied":%d,"tenants":{`, s.Applied)
+	for i, name := range names {
+		ts := s.Tenants[name]
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		key, err := json.Marshal(name)
+		if err != nil {
+			return err
+		}
+		bw.Write(key)
+		bw.WriteString(`:{"rows":[`)
+		for j := range ts.Rows {
+			if j > 0 {
+				bw.WriteByte(',')
+			}
+			row, err := json.Marshal(&ts.Rows[j])
+			if err != nil {
+				return err
+			}
+			bw.Write(row)
+		}
+		stages, err := json.Marshal(ts.Stages)
+		if err != nil {
+			return err
+		}
+		bw.WriteString(`],"stages":`)
+		bw.Write(stages)
+		bw.WriteByte('}')
+	}
+	bw.WriteString("}}")
+	return bw.Flush() // the first write error, if any
 }
 
 // snapshot copies the model's rows and stage times, under its lock. The
@@ -423,11 +472,8 @@ func (o *Orders) Restore(ctx context.Context, st *eventstore.Store) (uint64, err
 	return s.Applied, nil
 }
 
-// Checkpoint saves the model with the sequence it reflects.
+// Checkpoint saves the model with the sequence it reflects, written to
+// the store as it is encoded.
 func (o *Orders) Checkpoint(ctx context.Context, st *eventstore.Store) error {
-	b, err := o.MarshalJSON()
-	if err != nil {
-		return err
-	}
-	return st.SaveCheckpoint(ctx, CheckpointName, b)
+	return st.WriteCheckpoint(ctx, CheckpointName, o.writeCheckpoint)
 }

@@ -1,10 +1,12 @@
 package projections
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +132,59 @@ func TestOrdersPagingOrder(t *testing.T) {
 	b, _ := o2.MarshalJSON()
 	if string(a) != string(b) {
 		t.Fatal("checkpoints differ with and without settled ids")
+	}
+}
+
+// A checkpoint written an order at a time is byte for byte what
+// encoding/json makes of the whole snapshot, with several tenants, stage
+// times and orders placed since the last listing.
+func TestCheckpointEncodingIsEncodingJSON(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	p := func(step int, status string) domain.Position {
+		return domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Step: step, Status: status}
+	}
+	o := NewOrders(nil)
+	var seq uint64
+	for _, tenant := range []string{"default", "acme", "b-shop"} {
+		for i := range 5 {
+			seq++
+			ev := orderEvent(seq, fmt.Sprintf("o-%d", 9-i), t0, domain.OrderPlaced{OrderTypeID: "ot", To: p(0, "a"), Workflows: []string{"wf"}})
+			ev.Tenant = tenant
+			if err := o.Apply(ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o.List(tenant, OrderFilter{}, "", 2) // settles the paging order; the next are placed after
+		seq++
+		ev := orderEvent(seq, "o-0", t0.Add(time.Hour), domain.OrderPlaced{OrderTypeID: "ot", To: p(0, "a"), Workflows: []string{"wf"}})
+		ev.Tenant = tenant
+		_ = o.Apply(ev)
+		seq++
+		ev = orderEvent(seq, "o-9", t0.Add(2*time.Hour), domain.OrderAdvanced{Trigger: "x", TriggerID: "1", From: p(0, "a"), To: p(1, "b")})
+		ev.Tenant = tenant
+		_ = o.Apply(ev)
+	}
+	got, err := o.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := o.snapshot()
+	for _, ts := range s.Tenants {
+		slices.SortFunc(ts.Rows, func(a, b OrderRow) int { return strings.Compare(a.ID, b.ID) })
+		slices.SortFunc(ts.Stages, func(a, b stageSnapshot) int {
+			return strings.Compare(a.WorkflowID+"\x00"+a.Status, b.WorkflowID+"\x00"+b.Status)
+		})
+	}
+	want, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("checkpoint\n%s\nencoding/json\n%s", got, want)
+	}
+	back := NewOrders(nil)
+	if err := back.UnmarshalJSON(got); err != nil || back.Applied() != seq {
+		t.Fatalf("read back: %v at %d", err, back.Applied())
 	}
 }
