@@ -321,7 +321,12 @@ func (a *App) startCheckpoints() {
 				continue
 			}
 			applied, start := o.Applied(), time.Now()
-			if err := o.Checkpoint(ctx, a.store); err != nil {
+			// A minute, not the store's few seconds: a large model takes
+			// seconds to encode, and it is written as it is encoded.
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := o.Checkpoint(cctx, a.store)
+			cancel()
+			if err != nil {
 				a.Logger.Warn("checkpoint", "err", err)
 				continue
 			}
