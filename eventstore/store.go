@@ -876,11 +876,8 @@ func decodeStored(stream, subject string, seq uint64, stored time.Time, data []b
 
 // LastSequence is the stream's last sequence (0 when empty).
 func (s *Store) LastSequence(ctx context.Context, stream string) (uint64, error) {
-	info, err := s.streamInfo(ctx, stream)
-	if err != nil {
-		return 0, err
-	}
-	return info.State.LastSeq, nil
+	st, err := s.StreamStats(ctx, stream)
+	return st.LastSeq, err
 }
 
 // StreamStats is what a stream holds.
