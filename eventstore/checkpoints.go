@@ -42,16 +42,10 @@ func (s *Store) checkpointStore(ctx context.Context) (jetstream.ObjectStore, err
 
 // SaveCheckpoint stores a read model's checkpoint under name.
 func (s *Store) SaveCheckpoint(ctx context.Context, name string, data []byte) error {
-	obs, err := s.checkpointStore(ctx)
-	if err != nil {
+	return s.WriteCheckpoint(ctx, name, func(w io.Writer) error {
+		_, err := w.Write(data)
 		return err
-	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	if _, err := obs.PutBytes(ctx, name, data); err != nil {
-		return fmt.Errorf("save checkpoint %s: %w", name, err)
-	}
-	return nil
+	})
 }
 
 // WriteCheckpoint stores under name the checkpoint write writes, as it

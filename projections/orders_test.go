@@ -20,12 +20,14 @@ func orderEvent(seq uint64, id string, at time.Time, e domain.Event) eventstore.
 		AggregateID: id, Type: e.EventType(), OccurredAt: at, Data: data}}
 }
 
+// wfPos is a position in version 1 of workflow "wf".
+func wfPos(step int, status string) domain.Position {
+	return domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Step: step, Status: status}
+}
+
 func TestOrdersModel(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	p := func(step int, status string) domain.Position {
-		return domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Step: step, Status: status}
-	}
 	o := NewOrders(nil)
 	seq := uint64(0)
 	apply := func(id string, at time.Time, e domain.Event) {
@@ -35,11 +37,11 @@ func TestOrdersModel(t *testing.T) {
 		}
 	}
 	for i := range 10 {
-		apply(fmt.Sprintf("o-%02d", i), t0, domain.OrderPlaced{OrderTypeID: "ot", To: p(0, "a"), Workflows: []string{"wf"}})
+		apply(fmt.Sprintf("o-%02d", i), t0, domain.OrderPlaced{OrderTypeID: "ot", To: wfPos(0, "a"), Workflows: []string{"wf"}})
 	}
-	apply("o-03", t0.Add(time.Hour), domain.OrderAdvanced{Trigger: "x", TriggerID: "1", From: p(0, "a"), To: p(1, "b")})
-	apply("o-04", t0.Add(2*time.Hour), domain.OrderAdvanced{Trigger: "x", TriggerID: "2", From: p(0, "a"), To: p(1, "b")})
-	apply("o-04", t0.Add(3*time.Hour), domain.OrderCompleted{Trigger: "y", TriggerID: "3", From: p(1, "b")})
+	apply("o-03", t0.Add(time.Hour), domain.OrderAdvanced{Trigger: "x", TriggerID: "1", From: wfPos(0, "a"), To: wfPos(1, "b")})
+	apply("o-04", t0.Add(2*time.Hour), domain.OrderAdvanced{Trigger: "x", TriggerID: "2", From: wfPos(0, "a"), To: wfPos(1, "b")})
+	apply("o-04", t0.Add(3*time.Hour), domain.OrderCompleted{Trigger: "y", TriggerID: "3", From: wfPos(1, "b")})
 	apply("o-05", t0.Add(time.Hour), domain.OrderHeld{})
 	// Applying an event again changes nothing.
 	if err := o.Apply(orderEvent(seq, "o-03", t0, domain.OrderHeld{})); err != nil {
@@ -141,15 +143,12 @@ func TestOrdersPagingOrder(t *testing.T) {
 func TestCheckpointEncodingIsEncodingJSON(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
-	p := func(step int, status string) domain.Position {
-		return domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Step: step, Status: status}
-	}
 	o := NewOrders(nil)
 	var seq uint64
 	for _, tenant := range []string{"default", "acme", "b-shop"} {
 		for i := range 5 {
 			seq++
-			ev := orderEvent(seq, fmt.Sprintf("o-%d", 9-i), t0, domain.OrderPlaced{OrderTypeID: "ot", To: p(0, "a"), Workflows: []string{"wf"}})
+			ev := orderEvent(seq, fmt.Sprintf("o-%d", 9-i), t0, domain.OrderPlaced{OrderTypeID: "ot", To: wfPos(0, "a"), Workflows: []string{"wf"}})
 			ev.Tenant = tenant
 			if err := o.Apply(ev); err != nil {
 				t.Fatal(err)
@@ -157,11 +156,11 @@ func TestCheckpointEncodingIsEncodingJSON(t *testing.T) {
 		}
 		o.List(tenant, OrderFilter{}, "", 2) // settles the paging order; the next are placed after
 		seq++
-		ev := orderEvent(seq, "o-0", t0.Add(time.Hour), domain.OrderPlaced{OrderTypeID: "ot", To: p(0, "a"), Workflows: []string{"wf"}})
+		ev := orderEvent(seq, "o-0", t0.Add(time.Hour), domain.OrderPlaced{OrderTypeID: "ot", To: wfPos(0, "a"), Workflows: []string{"wf"}})
 		ev.Tenant = tenant
 		_ = o.Apply(ev)
 		seq++
-		ev = orderEvent(seq, "o-9", t0.Add(2*time.Hour), domain.OrderAdvanced{Trigger: "x", TriggerID: "1", From: p(0, "a"), To: p(1, "b")})
+		ev = orderEvent(seq, "o-9", t0.Add(2*time.Hour), domain.OrderAdvanced{Trigger: "x", TriggerID: "1", From: wfPos(0, "a"), To: wfPos(1, "b")})
 		ev.Tenant = tenant
 		_ = o.Apply(ev)
 	}

@@ -315,25 +315,29 @@ func (a *App) startCheckpoints() {
 				return
 			case <-t.C:
 			}
-			t.Reset(CheckpointInterval)
-			o := a.orders.Load()
-			if o == nil || o.Applied() == saved {
-				continue
-			}
-			applied, start := o.Applied(), time.Now()
-			// A minute, not the store's few seconds: a large model takes
-			// seconds to encode, and it is written as it is encoded.
-			cctx, cancel := context.WithTimeout(ctx, time.Minute)
-			err := o.Checkpoint(cctx, a.store)
-			cancel()
-			if err != nil {
-				a.Logger.Warn("checkpoint", "err", err)
-				continue
-			}
-			saved = applied
-			t.Reset(checkpointWait(time.Since(start)))
+			t.Reset(a.checkpointOrders(ctx, &saved))
 		}
 	}()
+}
+
+// checkpointOrders saves the orders read model when it has changed since
+// the sequence saved, and says how long to wait for the next checkpoint.
+func (a *App) checkpointOrders(ctx context.Context, saved *uint64) time.Duration {
+	o := a.orders.Load()
+	if o == nil || o.Applied() == *saved {
+		return CheckpointInterval
+	}
+	applied, start := o.Applied(), time.Now()
+	// A minute, not the store's few seconds: a large model takes seconds
+	// to encode, and it is written as it is encoded.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := o.Checkpoint(ctx, a.store); err != nil {
+		a.Logger.Warn("checkpoint", "err", err)
+		return CheckpointInterval
+	}
+	*saved = applied
+	return checkpointWait(time.Since(start))
 }
 
 // RebuildProjections rebuilds the orders read model from the streams into
