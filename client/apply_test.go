@@ -38,6 +38,15 @@ func TestApplyTrigger(t *testing.T) {
 		again.Outcome != domain.OutcomeDuplicate || again.Change != nil {
 		t.Fatalf("the same trigger id again: %+v, %v", again, err)
 	}
+	// The id reused for another order: JetStream has it already, so this
+	// trigger is not stored, and the answer says so once ctx ends.
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	reused, err := c.ApplyTrigger(short, client.Trigger{OrderID: "order-43", Trigger: handlers.WorkedExampleTriggers[0], TriggerID: first.TriggerID})
+	cancelShort()
+	if err == nil || !strings.Contains(err.Error(), "if that id was another order's trigger, this one was not stored") ||
+		!reused.Duplicate || reused.Sequence != first.Sequence {
+		t.Fatalf("a trigger id reused for another order: %+v, %v", reused, err)
+	}
 	var last client.Applied
 	for _, tr := range handlers.WorkedExampleTriggers[1:] {
 		if last, err = apply("order-42", tr, ""); err != nil {

@@ -64,7 +64,13 @@ type Trigger struct {
 type Ack struct {
 	TriggerID string
 	Sequence  uint64 // the trigger's sequence in ORDERFLOW_TRIGGERS
-	Duplicate bool   // the same trigger id was stored before
+	// Duplicate: a trigger with the same id was stored before, at
+	// Sequence, and this one was not stored again. JetStream remembers ids
+	// across all orders for its duplicate window (2 minutes by default), so
+	// an id reused for another order's trigger in that time is a duplicate
+	// too, and that trigger never takes effect: give each trigger an id of
+	// its own (a UUIDv7 is made when TriggerID is empty).
+	Duplicate bool
 }
 
 // PublishTrigger stores a trigger in ORDERFLOW_TRIGGERS and returns once
@@ -251,6 +257,10 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 			cancel()
 			if err == nil && env != nil {
 				return outcome(ack, *env)
+			}
+			if ack.Duplicate {
+				return Applied{Ack: ack}, fmt.Errorf("trigger id %s was stored before (sequence %d) and its outcome on order %s not seen yet; "+
+					"if that id was another order's trigger, this one was not stored: %w", t.TriggerID, ack.Sequence, t.OrderID, ctx.Err())
 			}
 			return Applied{Ack: ack}, fmt.Errorf("trigger %s stored, its outcome not seen yet: %w", t.TriggerID, ctx.Err())
 		}

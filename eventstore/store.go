@@ -595,6 +595,21 @@ func (s *Store) lastMsgOn(ctx context.Context, stream, filter string) (*jetstrea
 	return m, err
 }
 
+// SubjectAt is the subject of the message stored at seq in stream.
+func (s *Store) SubjectAt(ctx context.Context, stream string, seq uint64) (string, error) {
+	st, ok := s.streams[stream]
+	if !ok {
+		return "", fmt.Errorf("stream %s: %w", stream, jetstream.ErrStreamNotFound)
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	m, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return "", fmt.Errorf("%s sequence %d: %w", stream, seq, err)
+	}
+	return m.Subject, nil
+}
+
 // findStored looks for events' ids in agg's history after seq. When all
 // are there, in order, it reports their original position as a duplicate
 // (a retry after the duplicate window, or after a lost acknowledgement);

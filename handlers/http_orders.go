@@ -331,6 +331,9 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 		return "", fmt.Errorf("publish trigger: %w", eventstore.Refusal(err))
 	}
 	if ack.Duplicate {
+		if err := c.checkTriggerIDOwner(ctx, orderID, triggerID, ack.Sequence); err != nil {
+			return "", err
+		}
 		// JetStream had this trigger id already, so its outcome is likely
 		// stored: by another process, say, whose work the cache above did
 		// not show. The order's history answers at once.
@@ -341,6 +344,31 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 		}
 	}
 	return c.awaitOutcome(ctx, events, orderID, triggerID, ack.Duplicate, 2*c.readTimeout())
+}
+
+// checkTriggerIDOwner refuses a trigger id that JetStream reported as a
+// duplicate of a trigger stored for another order (at seq): JetStream
+// deduplicates Nats-Msg-Id across the whole stream, so this trigger was
+// not stored and would never take effect. Within one order the id names
+// one trigger, whatever its key, and a repeat is a duplicate. When the
+// stored trigger cannot be read, nothing is refused: the outcome is
+// waited for as before.
+func (c *Commands) checkTriggerIDOwner(ctx context.Context, orderID, triggerID string, seq uint64) error {
+	subject, err := c.Store.SubjectAt(ctx, eventstore.StreamTriggers, seq)
+	if err != nil {
+		return nil
+	}
+	tenant, owner, key, err := eventstore.ParseTriggerSubject(subject)
+	if err != nil || (tenant == c.Tenant && owner == orderID) {
+		return nil
+	}
+	other := "another order" // of another tenant: not named
+	if tenant == c.Tenant {
+		other = fmt.Sprintf("order %q (%s)", owner, key)
+	}
+	return &domain.FieldError{Field: "trigger_id", Kind: domain.ErrDuplicate, Reason: fmt.Sprintf(
+		"%q is already the id of a trigger for %s, so this one was not stored; give each trigger an id of its own",
+		triggerID, other)}
 }
 
 // knownTrigger refuses a trigger key that the tenant's trigger library has

@@ -118,7 +118,7 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 	acme := as("acme-admin")
 	feed := openSSE(t, app, "?access_token="+tokens["acme-admin"], "") // as a browser's EventSource asks
 	acme.must(201, "POST", "/v1/orders", map[string]any{"id": "a-1", "order_type_id": "wash_fold_delivery"})
-	acme.must(200, "POST", "/v1/orders/a-1/triggers", map[string]any{"trigger": "picked_up"})
+	acme.must(200, "POST", "/v1/orders/a-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "acme-t1"})
 	for _, want := range []string{"OrderPlaced", "OrderAdvanced"} {
 		if ev := feed.next(t); ev.Type != want || ev.Data["tenant"] != "acme" || ev.Data["aggregate_id"] != "a-1" {
 			t.Fatalf("acme's feed: %s %v, want its own %s", ev.Type, ev.Data, want)
@@ -143,6 +143,11 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 		}
 	}
 	as("board").problem(404, "not_found", "GET", "/v1/orders/a-1", nil)
+	// A trigger id another tenant used is refused without naming its order.
+	p := as("van-7").problem(409, "conflict", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "items_tagged", "trigger_id": "acme-t1"})
+	if d, _ := p["detail"].(string); !strings.Contains(d, "a trigger for another order") || strings.Contains(d, "a-1") {
+		t.Fatalf("another tenant's trigger id: %v", p)
+	}
 
 	// The client commands send the token.
 	url := "http://" + app.HTTPAddr()

@@ -54,6 +54,21 @@ func TestOrderTriggersOverHTTP(t *testing.T) {
 	}
 	c.problem(404, "not_found", "POST", "/v1/orders/nope/triggers", map[string]any{"trigger": "picked_up"})
 	c.problem(409, "trigger_rejected", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "delivered"})
+
+	// o-1's trigger id sent for another order: JetStream deduplicates ids
+	// across the stream and stores nothing, so it is refused at once
+	// instead of waiting for an outcome that would never come.
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-2", "order_type_id": "wash_fold_delivery"})
+	p = c.problem(409, "conflict", "POST", "/v1/orders/o-2/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "t-picked_up"})
+	if d, _ := p["detail"].(string); !strings.Contains(d, `"t-picked_up" is already the id of a trigger for order "o-1" (picked_up)`) {
+		t.Fatalf("reused trigger id: %v", p)
+	}
+	if o := c.must(200, "GET", "/v1/orders/o-2", nil); o["version"] != float64(1) {
+		t.Fatalf("o-2 changed: %v", o)
+	}
+	if res := c.must(200, "POST", "/v1/orders/o-2/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "o-2-picked_up"}); res["outcome"] != "advanced" {
+		t.Fatalf("o-2 with an id of its own: %v", res)
+	}
 }
 
 func TestTriggerAndOrderShowCommands(t *testing.T) {
