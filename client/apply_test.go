@@ -9,6 +9,7 @@ import (
 
 	"github.com/orderflow/orderflow/client"
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/handlers"
 )
 
@@ -62,5 +63,26 @@ func TestApplyTrigger(t *testing.T) {
 	}
 	if _, err := apply("order.42", "picked_up", ""); err == nil {
 		t.Fatal("an unsafe order id was accepted")
+	}
+}
+
+// A trigger JetStream does not acknowledge (here: a server without
+// orderflow's streams) is ErrNotAcknowledged, and the Ack names the trigger
+// id that was made for it, to send it again with.
+func TestPublishNotAcknowledged(t *testing.T) {
+	srv := eventstoretest.StartServer(t)
+	c, err := client.New(eventstoretest.Connect(t, srv.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ack, err := c.PublishTrigger(ctx, client.Trigger{OrderID: "order-1", Trigger: "picked_up"})
+	if !errors.Is(err, client.ErrNotAcknowledged) || ack.TriggerID == "" || !strings.Contains(err.Error(), ack.TriggerID) {
+		t.Fatalf("publish without the streams: %+v, %v", ack, err)
+	}
+	applied, err := c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-1", Trigger: "picked_up"})
+	if !errors.Is(err, client.ErrNotAcknowledged) || applied.TriggerID == "" || applied.TriggerID == ack.TriggerID {
+		t.Fatalf("apply without the streams: %+v, %v", applied, err)
 	}
 }

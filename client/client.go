@@ -73,6 +73,15 @@ type Ack struct {
 	Duplicate bool
 }
 
+// ErrNotAcknowledged is matched (errors.Is) by PublishTrigger's and
+// ApplyTrigger's error when JetStream did not acknowledge the trigger: no
+// server answered in time, the stream had no leader or no storage left, or
+// the connection may not publish there. The trigger may or may not be
+// stored. The Ack returned with the error names the TriggerID (the one
+// made when none was given), so publishing again with it is safe: the
+// trigger takes effect at most once.
+var ErrNotAcknowledged = errors.New("trigger not acknowledged (send it again with the same trigger id)")
+
 // PublishTrigger stores a trigger in ORDERFLOW_TRIGGERS and returns once
 // JetStream has acknowledged it: from then on it is not lost, and the
 // trigger processor will apply it exactly once.
@@ -96,7 +105,7 @@ func (c *Client) PublishTrigger(ctx context.Context, t Trigger) (Ack, error) {
 	m.Header.Set(jetstream.MsgIDHeader, t.TriggerID)
 	ack, err := c.js.PublishMsg(ctx, m)
 	if err != nil {
-		return Ack{}, fmt.Errorf("publish trigger: %w", err)
+		return Ack{TriggerID: t.TriggerID}, fmt.Errorf("publish trigger %s: %w: %w", t.TriggerID, ErrNotAcknowledged, err)
 	}
 	return Ack{TriggerID: t.TriggerID, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
@@ -234,7 +243,7 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	}
 	ack, err := c.PublishTrigger(ctx, t)
 	if err != nil {
-		return Applied{}, err
+		return Applied{Ack: ack}, err
 	}
 	for {
 		select {
