@@ -138,11 +138,14 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	return printOrder(stdout, res.Order)
 }
 
-// orderCmd: orderflow order show ORDER.
+// orderCmd: orderflow order show ORDER, orderflow order migrate.
 func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		return orderMigrateCmd(ctx, args[1:], stdout, stderr, env)
+	}
 	if len(args) == 0 || args[0] != "show" {
-		fmt.Fprintln(stderr, "Usage: orderflow order show [flags] ORDER")
-		return errors.New("want: order show ORDER")
+		fmt.Fprintln(stderr, "Usage: orderflow order show [flags] ORDER\n       orderflow order migrate [flags] --workflow ID")
+		return errors.New("want: order show ORDER, or order migrate --workflow ID")
 	}
 	fs := flag.NewFlagSet("order show", flag.ContinueOnError)
 	fs.SetOutput(stderr)

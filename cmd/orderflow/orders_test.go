@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -103,5 +104,61 @@ func TestTriggerAndOrderShowCommands(t *testing.T) {
 	code, _, errOut = run("order", "show", "nope")
 	if code != 1 || !strings.Contains(errOut, "not_found") {
 		t.Fatalf("unknown order: %d %q", code, errOut)
+	}
+}
+
+// `order migrate` moves every in-flight order of an older workflow
+// version to the latest, held ones too, and names those it cannot move.
+func TestOrderMigrateCommand(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	_, production, _ := seedWorkedExample(t, c)
+	// o-1 at Washing, o-2 at Drying, o-3 at Folding and held, o-4 still in intake.
+	for i, steps := range []int{2, 3, 4, 0} {
+		id := fmt.Sprintf("o-%d", i+1)
+		c.must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
+		for _, tr := range workedTriggers[:steps] {
+			c.must(200, "POST", "/v1/orders/"+id+"/triggers", map[string]any{"trigger": tr})
+		}
+	}
+	c.must(200, "POST", "/v1/orders/o-3/hold", map[string]any{"reason": "stain check"})
+	// The next version of production has no drying step.
+	old := c.must(200, "GET", "/v1/workflows/"+production, nil)["version"].(float64)
+	latest := c.must(200, "DELETE", "/v1/workflows/"+production+"/steps/1", nil)["version"].(float64)
+	url := "http://" + app.HTTPAddr()
+	code, out, errOut := runMain(t, "order", "migrate", "--server", url, "--workflow", production, "--dry-run")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("3 orders of workflow %s would move to version %v", production, latest)) {
+		t.Fatalf("dry run: exit %d: %s%s", code, out, errOut)
+	}
+	if o := c.must(200, "GET", "/v1/orders/o-1", nil); o["position"].(map[string]any)["workflow_version"] != old {
+		t.Fatalf("the dry run moved o-1: %v", o)
+	}
+	code, out, errOut = runMain(t, "order", "migrate", "--server", url, "--workflow", production)
+	if code != 1 || !strings.Contains(out, "migrated 2 of 3 orders") || !strings.Contains(out, "o-2: not migrated") ||
+		!strings.Contains(out, `no step in status "drying"`) || !strings.Contains(errOut, "1 of 3 orders not migrated") {
+		t.Fatalf("migrate: exit %d: %s%s", code, out, errOut)
+	}
+	for id, want := range map[string][3]any{
+		"o-1": {latest, float64(0), "active"},
+		"o-2": {old, float64(1), "active"},
+		"o-3": {latest, float64(1), "on_hold"},
+	} {
+		o := c.must(200, "GET", "/v1/orders/"+id, nil)
+		pos := o["position"].(map[string]any)
+		if pos["workflow_version"] != want[0] || pos["step"] != want[1] || o["state"] != want[2] {
+			t.Fatalf("%s after the migration: %v", id, o)
+		}
+	}
+	if o := c.must(200, "GET", "/v1/orders/o-4", nil); o["version"] != float64(1) {
+		t.Fatalf("o-4, not in the workflow, changed: %v", o)
+	}
+	// Again: only o-2 is left, and it still cannot move.
+	if code, out, _ = runMain(t, "order", "migrate", "--server", url, "--workflow", production); code != 1 ||
+		!strings.Contains(out, "migrated 0 of 1 orders") {
+		t.Fatalf("second run: exit %d: %s", code, out)
+	}
+	if code, _, errOut = runMain(t, "order", "migrate", "--server", url); code != 1 || !strings.Contains(errOut, "want --workflow ID") {
+		t.Fatalf("without --workflow: exit %d: %s", code, errOut)
 	}
 }

@@ -58,6 +58,12 @@ func TestReadmeDefineYourProcess(t *testing.T) {
 		t.Fatalf("production steps %s", got)
 	}
 	c.must(200, "GET", "/v1/order-types/wash_fold_delivery", nil)
+	runReadmeLines(t, app, readmeBlock(t, "## Change a workflow while orders are inside it"))
+	wf = c.must(200, "GET", "/v1/workflows/standard_laundry_production", nil)
+	o = c.must(200, "GET", "/v1/orders/order-1", nil)
+	if pos := o["position"].(map[string]any); pos["workflow_version"] != wf["version"] || pos["status"] != "washing" {
+		t.Fatalf("order-1 after the README's migration: %v, workflow %v", pos, wf["version"])
+	}
 }
 
 // runReadmeLines runs README command lines against app: curl lines with

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+)
+
+// orderMigrateCmd: orderflow order migrate --workflow ID [--to-version N].
+// It moves every in-flight order (active or on hold) that runs an older
+// version of the workflow to the newer one, one POST
+// /v1/orders/{id}/migrate each, and reports the orders that could not move
+// (their status is no step of the new version, say), which a supervisor
+// then moves by hand.
+func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("order migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: orderflow order migrate [flags] --workflow ID\n\n"+
+			"Move every active or held order inside the workflow to a newer version of it.")
+		fs.PrintDefaults()
+	}
+	server := serverFlags(fs)
+	workflow := fs.String("workflow", "", "the workflow whose orders move (required)")
+	toVersion := fs.Uint64("to-version", 0, "the version they move to; 0: the workflow's latest")
+	reason := fs.String("reason", "", `recorded on each OrderMigrated (default "migrated to version N")`)
+	dryRun := fs.Bool("dry-run", false, "list the orders that would move, and move none")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if *workflow == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return errors.New("want --workflow ID and no arguments")
+	}
+	to := *toVersion
+	if to == 0 {
+		b, err := apiCall(ctx, server, "GET", "/v1/workflows/"+url.PathEscape(*workflow), nil)
+		if err != nil {
+			return err
+		}
+		var w struct {
+			Version uint64 `json:"version"`
+		}
+		if err := json.Unmarshal(b, &w); err != nil {
+			return err
+		}
+		to = w.Version
+	}
+	orders, err := ordersBelow(ctx, server, *workflow, to)
+	if err != nil {
+		return err
+	}
+	var failed, moved int
+	for _, o := range orders {
+		if *dryRun {
+			fmt.Fprintf(stdout, "would migrate %s: %s, version %d, at %s\n", o.ID, o.State, o.Position.WorkflowVersion, o.Position.Status)
+			continue
+		}
+		_, err := apiCall(ctx, server, "POST", "/v1/orders/"+url.PathEscape(o.ID)+"/migrate",
+			map[string]any{"workflow_id": *workflow, "to_version": to, "reason": *reason})
+		if err == nil {
+			moved++
+			continue
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%d of %d orders migrated, then: %w", moved, len(orders), ctx.Err())
+		}
+		// Refused: the order may have moved on since it was listed.
+		if now, gerr := getOrderRow(ctx, server, o.ID); gerr == nil && !now.waitsFor(*workflow, to) {
+			fmt.Fprintf(stdout, "%s: left alone, it moved on meanwhile (%s, %s version %d)\n",
+				o.ID, now.State, now.Position.WorkflowID, now.Position.WorkflowVersion)
+			continue
+		}
+		failed++
+		fmt.Fprintf(stdout, "%s: not migrated: %v\n", o.ID, err)
+	}
+	if *dryRun {
+		fmt.Fprintf(stdout, "%d orders of workflow %s would move to version %d\n", len(orders), *workflow, to)
+		return nil
+	}
+	fmt.Fprintf(stdout, "migrated %d of %d orders of workflow %s to version %d\n", moved, len(orders), *workflow, to)
+	if failed > 0 {
+		return fmt.Errorf("%d of %d orders not migrated (see above; move them with POST /v1/orders/{id}/move)", failed, len(orders))
+	}
+	return nil
+}
+
+// orderRow is what the migration reads of an order.
+type orderRow struct {
+	ID       string `json:"id"`
+	State    string `json:"state"`
+	Position struct {
+		WorkflowID      string `json:"workflow_id"`
+		WorkflowVersion uint64 `json:"workflow_version"`
+		Status          string `json:"status"`
+	} `json:"position"`
+}
+
+// waitsFor: the order is in flight inside an older version of workflow
+// than to.
+func (o orderRow) waitsFor(workflow string, to uint64) bool {
+	return (o.State == "active" || o.State == "on_hold") && o.Position.WorkflowID == workflow && o.Position.WorkflowVersion < to
+}
+
+func getOrderRow(ctx context.Context, server *apiServer, id string) (orderRow, error) {
+	var o orderRow
+	b, err := apiCall(ctx, server, "GET", "/v1/orders/"+url.PathEscape(id), nil)
+	if err == nil {
+		err = json.Unmarshal(b, &o)
+	}
+	return o, err
+}
+
+// ordersBelow lists the in-flight orders inside workflow at a version
+// below to, a page of the orders list at a time.
+func ordersBelow(ctx context.Context, server *apiServer, workflow string, to uint64) ([]orderRow, error) {
+	var out []orderRow
+	for _, state := range []string{"active", "on_hold"} {
+		cursor := ""
+		for {
+			q := url.Values{"workflow_id": {workflow}, "state": {state}, "limit": {strconv.Itoa(500)}}
+			if cursor != "" {
+				q.Set("cursor", cursor)
+			}
+			b, err := apiCall(ctx, server, "GET", "/v1/orders?"+q.Encode(), nil)
+			if err != nil {
+				return nil, err
+			}
+			var page struct {
+				Items      []orderRow `json:"items"`
+				NextCursor string     `json:"next_cursor"`
+			}
+			if err := json.Unmarshal(b, &page); err != nil {
+				return nil, err
+			}
+			for _, o := range page.Items {
+				if o.waitsFor(workflow, to) {
+					out = append(out, o)
+				}
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			cursor = page.NextCursor
+		}
+	}
+	return out, nil
+}
