@@ -337,4 +337,26 @@ func TestAPIKeysRateLimit(t *testing.T) {
 		t.Fatalf("over the rate: %d %v", r.Status, r.Header)
 	}
 	as("board").must(404, "GET", "/v1/orders/o-1", nil) // nothing stored
+	// A client command does not wait out a Retry-After longer than it may take.
+	url := "http://" + app.HTTPAddr()
+	if code, _, errOut := runMain(t, "order", "show", "--server", url, "--token", tokens["board"], "o-1"); code != 1 ||
+		!strings.Contains(errOut, "rate_limited") {
+		t.Fatalf("order show over the rate: exit %d: %s", code, errOut)
+	}
+}
+
+// The client commands send a request the rate limit refused again once
+// the server's Retry-After has passed.
+func TestClientCommandsWaitOutTheRateLimit(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	cfg.RateLimit = 2 // bursts of two
+	app, _, tokens := startAppWithKeys(t, cfg, keySpec{"board", "default", "reader"})
+	url := "http://" + app.HTTPAddr()
+	for i := range 3 {
+		if code, _, errOut := runMain(t, "order", "show", "--server", url, "--token", tokens["board"], "o-1"); code != 1 ||
+			!strings.Contains(errOut, "not_found") {
+			t.Fatalf("order show %d: exit %d: %s", i, code, errOut)
+		}
+	}
 }

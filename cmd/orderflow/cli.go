@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -49,42 +50,78 @@ func (s *apiServer) client() (*http.Client, error) {
 }
 
 // apiCall sends one request to a running orderflow and returns the body
-// of a 2xx answer; a problem answer becomes an error with its detail.
+// of a 2xx answer; a problem answer becomes an error with its detail. A
+// request over the key's rate limit (429) is sent again after the
+// Retry-After the server names, if that comes within the call's 30 s.
 func apiCall(ctx context.Context, server *apiServer, method, path string, body any) ([]byte, error) {
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
 			return nil, err
 		}
-		rd = bytes.NewReader(b)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(server.url, "/")+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if server.token != "" {
-		req.Header.Set("Authorization", "Bearer "+server.token)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	hc, err := server.client()
 	if err != nil {
 		return nil, err
 	}
+	for {
+		resp, b, err := apiSend(ctx, hc, server, method, path, payload)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			wait := time.Second
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+				wait = time.Duration(s) * time.Second
+			}
+			if deadline, _ := ctx.Deadline(); time.Until(deadline) > wait {
+				select {
+				case <-time.After(wait):
+					continue
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+		}
+		if err := apiProblem(method, path, resp.StatusCode, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+}
+
+// apiSend sends one request and reads the answer.
+func apiSend(ctx context.Context, hc *http.Client, server *apiServer, method, path string, payload []byte) (*http.Response, []byte, error) {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(server.url, "/")+path, rd)
+	if err != nil {
+		return nil, nil, err
+	}
+	if server.token != "" {
+		req.Header.Set("Authorization", "Bearer "+server.token)
+	}
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("is orderflow running at %s? %w", server.url, err)
+		return nil, nil, fmt.Errorf("is orderflow running at %s? %w", server.url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
+	return resp, b, err
+}
+
+// apiProblem is nil for a 2xx status, and otherwise the problem's detail
+// as an error.
+func apiProblem(method, path string, status int, b []byte) error {
+	if status/100 != 2 {
 		var p struct {
 			Title, Detail, Code, Reason, Expected string
 		}
@@ -96,11 +133,11 @@ func apiCall(ctx context.Context, server *apiServer, method, path string, body a
 					msg += ", expected " + p.Expected
 				}
 			}
-			return nil, errors.New(msg)
+			return errors.New(msg)
 		}
-		return nil, fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, status, bytes.TrimSpace(b))
 	}
-	return b, nil
+	return nil
 }
 
 // triggerCmd: orderflow trigger ORDER TRIGGER.
