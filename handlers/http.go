@@ -149,6 +149,32 @@ func (api *API) Register(mux *http.ServeMux) {
 		}
 		mux.HandleFunc(r.pattern, api.observe(r.pattern, h))
 	}
+	mux.HandleFunc("/v1/", noRoute(mux))
+}
+
+// noRoute answers, as problems like every other error of the API, a
+// request that no route takes: 405 with Allow when the path has routes
+// for other methods, 404 otherwise (the ServeMux's own answers are plain
+// text).
+func noRoute(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			other := r.Clone(r.Context())
+			other.Method = m
+			if _, pattern := mux.Handler(other); pattern != "/v1/" && pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeProblem(w, Problem{Status: http.StatusMethodNotAllowed, Title: "Method not allowed", Code: "method_not_allowed",
+				Detail: fmt.Sprintf("%s %s: this path takes %s", r.Method, r.URL.Path, strings.Join(allow, ", "))})
+			return
+		}
+		writeProblem(w, Problem{Status: http.StatusNotFound, Title: "Not found", Code: "not_found",
+			Detail: fmt.Sprintf("no route %s %s (see /openapi.json)", r.Method, r.URL.Path)})
+	}
 }
 
 // ProjectionStatus is where the orders read model stands.

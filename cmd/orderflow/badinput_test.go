@@ -96,8 +96,14 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"feed: bad Last-Event-ID", "GET", "/v1/events", nil, []string{"Last-Event-ID", "abc"}, 400, "invalid_argument"},
 		{"board: unsafe workflow id", "GET", "/v1/board?workflow_id=a.b", nil, nil, 400, "invalid_argument"},
 		{"If-Match: not a version", "PATCH", "/v1/workflows/laundry_intake", map[string]any{"name": "X"}, []string{"If-Match", `"abc"`}, 400, "invalid_argument"},
+		{"no such route", "GET", "/v1/customers", nil, nil, 404, "not_found"},
+		{"no such route under an order", "POST", "/v1/orders/ok-1/teleport", map[string]any{}, nil, 404, "not_found"},
+		{"method the route does not take", "DELETE", "/v1/orders", nil, nil, 405, "method_not_allowed"},
 	}
 	expectRefused(t, app, c, cases)
+	if r := c.do("PUT", "/v1/orders/ok-1", nil); r.Header.Get("Allow") != "GET" {
+		t.Fatalf("405 Allow %q, want GET: %s", r.Header.Get("Allow"), r.Body)
+	}
 	c.must(200, "GET", "/readyz", nil)
 }
 
