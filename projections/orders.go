@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/orderflow/orderflow/domain"
@@ -43,10 +44,19 @@ type StageTime struct {
 }
 
 type tenantOrders struct {
-	rows   map[string]*OrderRow
+	rows   map[string]*row
 	ids    []string // sorted: the paging order
 	added  []string // ids placed since ids was last settled, unsorted
 	stages map[StageKey]*StageTime
+}
+
+// row is an order's row in the model. A checkpoint being written holds on
+// to the rows of the generations before its own (see freeze), so apply
+// changes a copy of such a row instead of the row (copy on write): gen is
+// the generation a row was made in.
+type row struct {
+	OrderRow
+	gen uint64
 }
 
 // settle merges the ids placed since the last listing into the sorted
@@ -78,6 +88,7 @@ func (t *tenantOrders) settle() {
 type Orders struct {
 	feed
 	tenants map[string]*tenantOrders
+	gen     atomic.Uint64 // the rows' generation: a checkpoint starts the next one
 	log     *slog.Logger
 }
 
@@ -97,7 +108,7 @@ func (o *Orders) Start(ctx context.Context, st *eventstore.Store) error {
 func (o *Orders) tenant(name string) *tenantOrders {
 	t, ok := o.tenants[name]
 	if !ok {
-		t = &tenantOrders{rows: map[string]*OrderRow{}, stages: map[StageKey]*StageTime{}}
+		t = &tenantOrders{rows: map[string]*row{}, stages: map[StageKey]*StageTime{}}
 		o.tenants[name] = t
 	}
 	return t
@@ -120,17 +131,23 @@ func (o *Orders) Apply(ev eventstore.Event) error {
 
 func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) error {
 	t := o.tenant(tenant)
-	row := t.rows[id]
-	if row == nil {
+	gen := o.gen.Load()
+	r := t.rows[id]
+	switch {
+	case r == nil:
 		placed, ok := e.(domain.OrderPlaced)
 		if !ok {
 			return fmt.Errorf("orders: %s event %s before OrderPlaced", id, typ)
 		}
-		row = &OrderRow{Tenant: tenant, ID: id, OrderTypeID: placed.OrderTypeID, State: domain.StateActive,
-			Position: placed.To, EnteredAt: at, PlacedAt: at}
-		t.rows[id] = row
+		r = &row{OrderRow: OrderRow{Tenant: tenant, ID: id, OrderTypeID: placed.OrderTypeID, State: domain.StateActive,
+			Position: placed.To, EnteredAt: at, PlacedAt: at}, gen: gen}
+		t.rows[id] = r
 		t.added = append(t.added, id)
+	case r.gen != gen: // a checkpoint may be writing this row
+		r = &row{OrderRow: r.OrderRow, gen: gen}
+		t.rows[id] = r
 	}
+	row := &r.OrderRow
 	leave := func(to *domain.Position) {
 		k := StageKey{row.Position.WorkflowID, row.Position.Status}
 		st := t.stages[k]
@@ -213,13 +230,13 @@ func (o *Orders) List(tenant string, f OrderFilter, after string, limit int) (ro
 	}
 	for ; i < len(t.ids); i++ {
 		r := t.rows[t.ids[i]]
-		if !f.match(r) {
+		if !f.match(&r.OrderRow) {
 			continue
 		}
 		if len(rows) == limit {
 			return rows, true
 		}
-		rows = append(rows, *r)
+		rows = append(rows, r.OrderRow)
 	}
 	return rows, false
 }
@@ -230,7 +247,7 @@ func (o *Orders) Order(tenant, id string) (OrderRow, bool) {
 	defer o.mu.RUnlock()
 	if t, ok := o.tenants[tenant]; ok {
 		if r, ok := t.rows[id]; ok {
-			return *r, true
+			return r.OrderRow, true
 		}
 	}
 	return OrderRow{}, false
@@ -329,28 +346,69 @@ func (o *Orders) MarshalJSON() ([]byte, error) {
 
 // writeCheckpoint writes the whole model with the sequence it reflects, as
 // the JSON of a snapshot, to w an order at a time, so the whole checkpoint
-// need not be in memory at once. The model is locked only while its rows
-// are copied: encoding them (about 2.5 µs an order) runs after, so the
-// projector and queries do not wait for it (BenchmarkCheckpoint).
+// need not be in memory at once. The model is locked only while the rows'
+// pointers are gathered: sorting and encoding them (about 2.5 µs an
+// order) runs after, so the projector and queries do not wait for it
+// (BenchmarkCheckpoint).
 func (o *Orders) writeCheckpoint(w io.Writer) error {
-	s := o.snapshot()
-	byID := func(a, b OrderRow) int { return strings.Compare(a.ID, b.ID) }
-	names := make([]string, 0, len(s.Tenants))
-	for name, ts := range s.Tenants {
-		names = append(names, name)
-		if !slices.IsSortedFunc(ts.Rows, byID) { // orders placed since the last listing
-			slices.SortFunc(ts.Rows, byID)
+	return o.freeze().write(w)
+}
+
+// frozen is the model as a checkpoint writes it: its rows, which apply no
+// longer changes, and a copy of the stage times.
+type frozen struct {
+	applied uint64
+	tenants map[string]frozenTenant
+}
+
+type frozenTenant struct {
+	rows   []*OrderRow
+	stages []stageSnapshot
+}
+
+// freeze gathers the model's rows and copies its stage times, under its
+// lock, and starts the rows' next generation: apply changes a copy of
+// each row gathered here from then on, never the row.
+func (o *Orders) freeze() frozen {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	o.gen.Add(1)
+	f := frozen{applied: o.pos.applied, tenants: make(map[string]frozenTenant, len(o.tenants))}
+	for name, t := range o.tenants {
+		ft := frozenTenant{rows: make([]*OrderRow, 0, len(t.rows)), stages: make([]stageSnapshot, 0, len(t.stages))}
+		for _, ids := range [][]string{t.ids, t.added} { // in paging order, then those placed since
+			for _, id := range ids {
+				ft.rows = append(ft.rows, &t.rows[id].OrderRow)
+			}
 		}
-		sort.Slice(ts.Stages, func(i, j int) bool {
-			a, b := ts.Stages[i].StageKey, ts.Stages[j].StageKey
+		for k, st := range t.stages {
+			ft.stages = append(ft.stages, stageSnapshot{k, *st})
+		}
+		f.tenants[name] = ft
+	}
+	return f
+}
+
+// write writes f as the JSON of a snapshot, tenants, rows and stages in
+// order.
+func (f frozen) write(w io.Writer) error {
+	names := make([]string, 0, len(f.tenants))
+	for name, ft := range f.tenants {
+		names = append(names, name)
+		byID := func(a, b *OrderRow) int { return strings.Compare(a.ID, b.ID) }
+		if !slices.IsSortedFunc(ft.rows, byID) { // orders placed since the last listing
+			slices.SortFunc(ft.rows, byID)
+		}
+		sort.Slice(ft.stages, func(i, j int) bool {
+			a, b := ft.stages[i].StageKey, ft.stages[j].StageKey
 			return a.WorkflowID+"\x00"+a.Status < b.WorkflowID+"\x00"+b.Status
 		})
 	}
 	slices.Sort(names) // as encoding/json orders a map's keys
 	bw := bufio.NewWriterSize(w, 128<<10)
-	fmt.Fprintf(bw, `{"applied":%d,"tenants":{`, s.Applied)
+	fmt.Fprintf(bw, `{"applied":%d,"tenants":{`, f.applied)
 	for i, name := range names {
-		ts := s.Tenants[name]
+		ft := f.tenants[name]
 		if i > 0 {
 			bw.WriteByte(',')
 		}
@@ -360,17 +418,17 @@ func (o *Orders) writeCheckpoint(w io.Writer) error {
 		}
 		bw.Write(key)
 		bw.WriteString(`:{"rows":[`)
-		for j := range ts.Rows {
+		for j, r := range ft.rows {
 			if j > 0 {
 				bw.WriteByte(',')
 			}
-			row, err := json.Marshal(&ts.Rows[j])
+			row, err := json.Marshal(r)
 			if err != nil {
 				return err
 			}
 			bw.Write(row)
 		}
-		stages, err := json.Marshal(ts.Stages)
+		stages, err := json.Marshal(ft.stages)
 		if err != nil {
 			return err
 		}
@@ -380,28 +438,6 @@ func (o *Orders) writeCheckpoint(w io.Writer) error {
 	}
 	bw.WriteString("}}")
 	return bw.Flush() // the first write error, if any
-}
-
-// snapshot copies the model's rows and stage times, under its lock. The
-// rows come in paging order, then those placed since (unsorted).
-func (o *Orders) snapshot() snapshot {
-	o.mu.RLock()
-	defer o.mu.RUnlock()
-	s := snapshot{Applied: o.pos.applied, Tenants: make(map[string]tenantSnapshot, len(o.tenants))}
-	for name, t := range o.tenants {
-		ts := tenantSnapshot{Rows: make([]OrderRow, 0, len(t.ids)+len(t.added)), Stages: make([]stageSnapshot, 0, len(t.stages))}
-		for _, id := range t.ids {
-			ts.Rows = append(ts.Rows, *t.rows[id])
-		}
-		for _, id := range t.added {
-			ts.Rows = append(ts.Rows, *t.rows[id])
-		}
-		for k, st := range t.stages {
-			ts.Stages = append(ts.Stages, stageSnapshot{k, *st})
-		}
-		s.Tenants[name] = ts
-	}
-	return s
 }
 
 // UnmarshalJSON replaces the model's state with a checkpoint.
@@ -422,9 +458,8 @@ func (o *Orders) install(s snapshot) {
 	o.tenants = map[string]*tenantOrders{}
 	for name, ts := range s.Tenants {
 		t := o.tenant(name)
-		for i := range ts.Rows {
-			r := ts.Rows[i]
-			t.rows[r.ID] = &r
+		for _, r := range ts.Rows {
+			t.rows[r.ID] = &row{OrderRow: r}
 			t.ids = append(t.ids, r.ID)
 		}
 		slices.Sort(t.ids)

@@ -168,12 +168,18 @@ func TestCheckpointEncodingIsEncodingJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := o.snapshot()
-	for _, ts := range s.Tenants {
+	f := o.freeze()
+	s := snapshot{Applied: f.applied, Tenants: map[string]tenantSnapshot{}}
+	for name, ft := range f.tenants {
+		ts := tenantSnapshot{Stages: ft.stages}
+		for _, r := range ft.rows {
+			ts.Rows = append(ts.Rows, *r)
+		}
 		slices.SortFunc(ts.Rows, func(a, b OrderRow) int { return strings.Compare(a.ID, b.ID) })
 		slices.SortFunc(ts.Stages, func(a, b stageSnapshot) int {
 			return strings.Compare(a.WorkflowID+"\x00"+a.Status, b.WorkflowID+"\x00"+b.Status)
 		})
+		s.Tenants[name] = ts
 	}
 	want, err := json.Marshal(s)
 	if err != nil {
@@ -185,5 +191,63 @@ func TestCheckpointEncodingIsEncodingJSON(t *testing.T) {
 	back := NewOrders(nil)
 	if err := back.UnmarshalJSON(got); err != nil || back.Applied() != seq {
 		t.Fatalf("read back: %v at %d", err, back.Applied())
+	}
+}
+
+// A checkpoint is the model as it was when the checkpoint began, even when
+// the orders it holds change while it is written: the projector changes
+// copies of the rows (copy on write), never the rows being written.
+func TestCheckpointIsTheModelWhenItBegan(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	placed := func(seq uint64, id string) eventstore.Event {
+		return orderEvent(seq, id, t0, domain.OrderPlaced{OrderTypeID: "ot", To: wfPos(0, "a"), Workflows: []string{"wf"}})
+	}
+	advanced := func(seq uint64, id string) eventstore.Event {
+		return orderEvent(seq, id, t0.Add(time.Duration(seq)*time.Minute), domain.OrderAdvanced{Trigger: "x", TriggerID: fmt.Sprint(seq),
+			From: wfPos(0, "a"), To: wfPos(1, "b")})
+	}
+	before := []eventstore.Event{placed(1, "o-1"), placed(2, "o-2"), advanced(3, "o-2")}
+	live, then := NewOrders(nil), NewOrders(nil)
+	for _, ev := range before {
+		if err := live.Apply(ev); err != nil {
+			t.Fatal(err)
+		}
+		_ = then.Apply(ev)
+	}
+	f := live.freeze()
+	// Meanwhile: both orders change, a new one is placed, and a second
+	// checkpoint begins and the projector goes on.
+	for _, ev := range []eventstore.Event{advanced(4, "o-1"), placed(5, "o-3"), orderEvent(6, "o-2", t0, domain.OrderHeld{Reason: "r"})} {
+		if err := live.Apply(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := live.freeze()
+	if err := live.Apply(orderEvent(7, "o-2", t0, domain.OrderResumed{})); err != nil {
+		t.Fatal(err)
+	}
+	var got, want, gotSecond bytes.Buffer
+	if err := f.write(&got); err != nil {
+		t.Fatal(err)
+	}
+	if err := then.writeCheckpoint(&want); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want.String() {
+		t.Fatalf("checkpoint begun at 3\n%s\nthe model at 3\n%s", got.String(), want.String())
+	}
+	if err := second.write(&gotSecond); err != nil {
+		t.Fatal(err)
+	}
+	back := NewOrders(nil)
+	if err := back.UnmarshalJSON(gotSecond.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := back.Order("default", "o-2"); back.Applied() != 6 || r.State != domain.StateOnHold || r.Version != 3 {
+		t.Fatalf("second checkpoint: applied %d, o-2 %+v", back.Applied(), r)
+	}
+	if r, _ := live.Order("default", "o-2"); r.State != domain.StateActive || r.Version != 4 {
+		t.Fatalf("the live model's o-2: %+v", r)
 	}
 }
