@@ -31,7 +31,7 @@ func TestApplyTrigger(t *testing.T) {
 		t.Fatalf("first trigger: %+v, %v", first, err)
 	}
 	var rejected *domain.RejectedError
-	if _, err := apply("order-42", "delivered", ""); !errors.As(err, &rejected) ||
+	if _, err := apply("order-42", "delivered", "t-wrong"); !errors.As(err, &rejected) ||
 		rejected.Reason != domain.RejectUnexpectedTrigger || rejected.Expected != handlers.WorkedExampleTriggers[1] {
 		t.Fatalf("an out-of-order trigger: %v", err)
 	}
@@ -56,6 +56,11 @@ func TestApplyTrigger(t *testing.T) {
 	}
 	if last.Outcome != domain.OutcomeCompleted || last.Change.Version != 9 { // 8 steps and the rejection
 		t.Fatalf("last trigger: %+v", last)
+	}
+	// The rejected trigger's id again: the same rejection, as recorded.
+	if again, err := apply("order-42", "delivered", "t-wrong"); !errors.As(err, &rejected) ||
+		rejected.Expected != handlers.WorkedExampleTriggers[1] || !again.Duplicate {
+		t.Fatalf("the rejected trigger again: %+v, %v", again, err)
 	}
 	var dead *client.DeadLetterError
 	if _, err := apply("ghost", "picked_up", ""); !errors.As(err, &dead) || !strings.Contains(dead.Reason, "unknown order") {

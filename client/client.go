@@ -207,7 +207,8 @@ type Applied struct {
 // ApplyTrigger publishes a trigger and waits, until ctx ends, for what the
 // trigger processor made of it, as POST /v1/orders/{id}/triggers does: it
 // took effect (advanced, completed), or had before (duplicate); or the
-// order refused it (*domain.RejectedError, the order unchanged); or it can
+// order refused it (*domain.RejectedError, the order unchanged; sent again
+// with the same TriggerID, the same rejection again); or it can
 // never be processed (*DeadLetterError). A ctx that ends first leaves the
 // trigger stored: it takes effect later, and sending it again with the
 // same TriggerID is safe.
@@ -238,7 +239,7 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 			return Applied{}, err
 		}
 		if env != nil {
-			return Applied{Ack: Ack{TriggerID: t.TriggerID, Duplicate: true}, Outcome: domain.OutcomeDuplicate}, nil
+			return outcome(Ack{TriggerID: t.TriggerID, Duplicate: true}, *env)
 		}
 	}
 	ack, err := c.PublishTrigger(ctx, t)
@@ -276,14 +277,15 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	}
 }
 
-// outcome is what a trigger's outcome event says of it.
+// outcome is what a trigger's outcome event says of it. For a trigger id
+// sent again it is a duplicate, or the first one's rejection again.
 func outcome(ack Ack, env envelope) (Applied, error) {
-	if ack.Duplicate {
-		return Applied{Ack: ack, Outcome: domain.OutcomeDuplicate}, nil
-	}
 	o, err := domain.OutcomeOf(env.Type, env.Data)
 	if err != nil {
 		return Applied{Ack: ack}, err
+	}
+	if ack.Duplicate {
+		return Applied{Ack: ack, Outcome: domain.OutcomeDuplicate}, nil
 	}
 	sc := stageChange(env)
 	return Applied{Ack: ack, Outcome: o, Change: &sc}, nil

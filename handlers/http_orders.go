@@ -312,15 +312,21 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	// Seen before: a duplicate. The order comes from the orders' cache
 	// when it is there, or is read into it, where the processor that
 	// applies the trigger next finds it.
+	var first domain.TriggerOutcome
 	var seen bool
 	if _, err := c.existing(ctx, orderID, Meta{}, func(o *domain.Order) error {
-		_, seen = o.TriggerOutcome(triggerID)
+		first, seen = o.TriggerOutcome(triggerID)
 		return nil
 	}); err != nil {
 		return "", err
 	}
-	if seen {
+	if seen && first != domain.OutcomeRejected {
 		return domain.OutcomeDuplicate, nil
+	}
+	if seen { // the rejection's reason is in the history
+		if out, ok, err := c.repeatOf(ctx, orderID, triggerID); ok {
+			return out, err
+		}
 	}
 	body, _ := json.Marshal(TriggerBody{Worker: worker, TriggerID: triggerID})
 	m := nats.NewMsg(eventstore.TriggerSubject(c.Tenant, orderID, trigger))
@@ -337,10 +343,8 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 		// JetStream had this trigger id already, so its outcome is likely
 		// stored: by another process, say, whose work the cache above did
 		// not show. The order's history answers at once.
-		if _, history, err := c.LoadOrder(ctx, orderID); err == nil {
-			if _, ok := causedBy(history, triggerID); ok {
-				return domain.OutcomeDuplicate, nil
-			}
+		if out, ok, err := c.repeatOf(ctx, orderID, triggerID); ok {
+			return out, err
 		}
 	}
 	return c.awaitOutcome(ctx, events, orderID, triggerID, ack.Duplicate, 2*c.readTimeout())
@@ -418,10 +422,38 @@ func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, or
 			env = ev.Envelope
 		}
 		if duplicate {
-			return domain.OutcomeDuplicate, nil
+			return repeated(env)
 		}
 		return domain.OutcomeOf(env.Type, env.Data)
 	}
+}
+
+// repeatOf answers a trigger id sent again from the event it caused in the
+// order's history, if it is there (see repeated).
+func (c *Commands) repeatOf(ctx context.Context, orderID, triggerID string) (out domain.TriggerOutcome, found bool, err error) {
+	_, history, err := c.LoadOrder(ctx, orderID)
+	if err != nil {
+		return "", false, nil
+	}
+	ev, ok := causedBy(history, triggerID)
+	if !ok {
+		return "", false, nil
+	}
+	out, err = repeated(ev.Envelope)
+	return out, true, err
+}
+
+// repeated is the answer to a trigger id sent again, from the outcome
+// event the first one caused: duplicate, or the first one's rejection
+// again (*domain.RejectedError with the reason and expected trigger it
+// recorded), so a worker app that sends a trigger again after losing the
+// answer learns what the first one did, and never takes a rejected
+// trigger for a success.
+func repeated(env eventstore.Envelope) (domain.TriggerOutcome, error) {
+	if _, err := domain.OutcomeOf(env.Type, env.Data); err != nil {
+		return "", err
+	}
+	return domain.OutcomeDuplicate, nil
 }
 
 // causedBy finds the event a trigger caused in an order's history.

@@ -21,7 +21,7 @@ func TestOrderTriggersOverHTTP(t *testing.T) {
 		t.Fatalf("placed order %v", o)
 	}
 	// A wrong trigger is rejected with the expected one, and changes no position.
-	p := c.problem(409, "trigger_rejected", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "wash_done"})
+	p := c.problem(409, "trigger_rejected", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "wash_done", "trigger_id": "t-wrong"})
 	if p["reason"] != "unexpected_trigger" || p["expected"] != "picked_up" {
 		t.Fatalf("rejection %v", p)
 	}
@@ -39,6 +39,13 @@ func TestOrderTriggersOverHTTP(t *testing.T) {
 	res := c.must(200, "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "delivered", "trigger_id": "t-delivered"})
 	if res["outcome"] != "duplicate" {
 		t.Fatalf("repeat: %v", res)
+	}
+	// The rejected trigger's id again: the same rejection, as recorded
+	// (a worker app that lost the first answer must not take it for a
+	// success), and nothing new stored.
+	p = c.problem(409, "trigger_rejected", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "wash_done", "trigger_id": "t-wrong"})
+	if p["reason"] != "unexpected_trigger" || p["expected"] != "picked_up" {
+		t.Fatalf("the rejected trigger again: %v", p)
 	}
 	o = c.must(200, "GET", "/v1/orders/o-1", nil)
 	if o["state"] != "completed" || o["version"] != float64(9) {
