@@ -53,7 +53,7 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	after, err := api.feedStart(r)
+	after, note, err := api.feedStart(r)
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -106,7 +106,7 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush() == nil
 	}
-	if !send(": orderflow order events after sequence %d\n\n", after) {
+	if !send(": orderflow order events after sequence %d%s\n\n", after, note) {
 		return
 	}
 	beat := time.NewTicker(SSEHeartbeat)
@@ -134,17 +134,28 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// feedStart is the stream sequence the feed starts after.
-func (api *API) feedStart(r *http.Request) (uint64, error) {
+// feedStart is the stream sequence the feed starts after, and a note for
+// the feed's first line. An event id past the stream's last event is not
+// one of this store's (a dashboard that followed a store since replaced,
+// say): waiting for the stream to reach it would show nothing for a long
+// time, so the feed follows from the stream's last event and says so.
+func (api *API) feedStart(r *http.Request) (uint64, string, error) {
+	last, err := api.Commands.Store.LastSequence(r.Context(), eventstore.StreamOrders)
+	if err != nil {
+		return 0, "", err
+	}
 	for _, v := range []string{r.Header.Get("Last-Event-ID"), r.URL.Query().Get("last_event_id"), r.URL.Query().Get("after")} {
 		if v == "" {
 			continue
 		}
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("%w: event id %q is not a sequence number", errBadRequest, v)
+			return 0, "", fmt.Errorf("%w: event id %q is not a sequence number", errBadRequest, v)
 		}
-		return n, nil
+		if n > last {
+			return last, fmt.Sprintf(" (event id %d is past the stream's last event: not from this store)", n), nil
+		}
+		return n, "", nil
 	}
-	return api.Commands.Store.LastSequence(r.Context(), eventstore.StreamOrders)
+	return last, "", nil
 }

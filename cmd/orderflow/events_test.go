@@ -160,6 +160,14 @@ func TestEventFeedResumes(t *testing.T) {
 	}
 	c.problem(400, "invalid_argument", "GET", "/v1/events?types=Nope", nil)
 	c.problem(400, "invalid_argument", "GET", "/v1/events?order_id=a.b", nil)
+
+	// An event id past the stream's end (another store's) follows from the
+	// end instead of waiting for the stream to get there.
+	ahead := openSSE(t, app, "", "999999999")
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "sse-late", "order_type_id": "wash_fold_delivery"})
+	if ev := ahead.next(t); ev.Type != "OrderPlaced" || ev.Data["aggregate_id"] != "sse-late" {
+		t.Fatalf("feed from an id past the end: %+v", ev)
+	}
 }
 
 // A dashboard still reading the event feed does not hold up shutdown: the
