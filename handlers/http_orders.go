@@ -492,6 +492,13 @@ func (api *API) minSeq(r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("%w: min_seq %q is not a sequence number", errBadRequest, v)
 	}
+	if api.Orders().Applied() >= seq {
+		return nil
+	}
+	// Behind: a sequence past the stream's end would never come.
+	if last, err := api.Commands.Store.LastSequence(r.Context(), eventstore.StreamOrders); err == nil && seq > last {
+		return &domain.FieldError{Field: "min_seq", Reason: fmt.Sprintf("%d is past the last order event (%d)", seq, last)}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), api.Commands.readTimeout())
 	defer cancel()
 	if err := api.Orders().WaitFor(ctx, seq); err != nil {

@@ -92,6 +92,8 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"migrate: no newer version", "POST", "/v1/orders/ok-1/migrate", map[string]any{"workflow_id": "laundry_intake", "to_version": 9}, nil, 400, "invalid_argument"},
 		{"list: bad limit", "GET", "/v1/orders?limit=abc", nil, nil, 400, "invalid_argument"},
 		{"list: bad min_seq", "GET", "/v1/orders?min_seq=-1", nil, nil, 400, "invalid_argument"},
+		{"list: min_seq past the stream", "GET", "/v1/orders?min_seq=999999999", nil, nil, 400, "invalid_argument"},
+		{"board: min_seq past the stream", "GET", "/v1/board?min_seq=999999999", nil, nil, 400, "invalid_argument"},
 		{"as_of: bad time", "GET", "/v1/orders/ok-1?as_of=noon", nil, nil, 400, "invalid_argument"},
 		{"feed: bad Last-Event-ID", "GET", "/v1/events", nil, []string{"Last-Event-ID", "abc"}, 400, "invalid_argument"},
 		{"board: unsafe workflow id", "GET", "/v1/board?workflow_id=a.b", nil, nil, 400, "invalid_argument"},
