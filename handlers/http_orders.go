@@ -320,11 +320,11 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	}); err != nil {
 		return "", err
 	}
-	if seen && first != domain.OutcomeRejected {
-		return domain.OutcomeDuplicate, nil
-	}
-	if seen { // the rejection's reason is in the history
-		if out, ok, err := c.repeatOf(ctx, orderID, triggerID); ok {
+	if seen {
+		if first != domain.OutcomeRejected {
+			return domain.OutcomeDuplicate, nil
+		}
+		if out, ok, err := c.repeatOf(ctx, orderID, triggerID); ok { // the rejection's reason
 			return out, err
 		}
 	}
