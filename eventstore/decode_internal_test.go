@@ -36,7 +36,7 @@ func FuzzDecodeCanonical(f *testing.F) {
 	f.Add([]byte(`{"id":"x","type":"A","tenant":"t","aggregate_type":"order","aggregate_id":"o","version":1,"occurred_at":"2026-01-01T00:00:00Z","actor":{"kind":"system","id":""},"data":{} }`))
 	f.Add([]byte(`{"id":"x","type":"A","tenant":"t","aggregate_type":"order","aggregate_id":"o","version":01,"occurred_at":"2026-01-01T00:00:00Z","actor":{"kind":"system","id":""},"data":{}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fast, ok := decodeCanonical(b, false)
+		fast, ok := decodeCanonical(b, false, true)
 		if !ok {
 			return
 		}
@@ -65,7 +65,7 @@ func TestStoredEnvelopesTakeTheFastPath(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, ok := decodeCanonical(b, false)
+		got, ok := decodeCanonical(b, false, true)
 		if !ok || !reflect.DeepEqual(got, e) {
 			t.Fatalf("fast path: ok=%v\n%+v\nwant\n%+v", ok, got, e)
 		}

@@ -118,15 +118,17 @@ func (e *Envelope) validate(checkData bool) error {
 // DecodeEnvelope parses and validates one envelope. Unknown fields are
 // tolerated so that readers keep working when the envelope gains a field.
 func DecodeEnvelope(b []byte) (Envelope, error) {
-	return decodeEnvelope(b, false)
+	return decodeEnvelope(b, false, true)
 }
 
-// decodeEnvelope is DecodeEnvelope; with owned, Data may share b's bytes.
-func decodeEnvelope(b []byte, owned bool) (Envelope, error) {
+// decodeEnvelope is DecodeEnvelope; with owned, Data may share b's bytes,
+// and without checkData, the data of an envelope in the store's own form
+// is not checked to be valid JSON (see decodeCanonical).
+func decodeEnvelope(b []byte, owned, checkData bool) (Envelope, error) {
 	if len(b) > MaxEnvelopeSize {
 		return Envelope{}, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrInvalidEnvelope, len(b), MaxEnvelopeSize)
 	}
-	e, canonical := decodeCanonical(b, owned) // data already checked on this path
+	e, canonical := decodeCanonical(b, owned, checkData) // data already checked on this path, if it is to be
 	if !canonical {
 		var err error
 		if e, err = decodeJSON(b); err != nil {

@@ -1,9 +1,13 @@
 package eventstore_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,5 +216,73 @@ func checkNoStorageLeft(t *testing.T, st *eventstore.Store, limit uint64, single
 	}
 	if used, max, err := st.Storage(ctx); err != nil || used < limit*9/10 {
 		t.Fatalf("storage used %d of %d (%v): want nearly all of %d", used, max, err, limit)
+	}
+}
+
+// A subscription skips an event whose data is not valid JSON, unless its
+// handler decodes (and so checks) the data itself: with
+// DataCheckedByHandler it gets the event as stored.
+func TestSubscribeDataCheckedByHandler(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	ctx := ctxT(t)
+	agg := order("bad-data-1")
+	r, err := st.Append(ctx, agg, eventstore.ExpectNew, ev("OrderPlaced", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := st.JetStream().Stream(ctx, eventstore.StreamOrders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := stream.GetMsg(ctx, r.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same envelope, its data no longer JSON, written around the store.
+	i := bytes.Index(stored.Data, []byte(`,"data":{`))
+	if i < 0 {
+		t.Fatalf("no data member in %s", stored.Data)
+	}
+	bad := slices.Concat(stored.Data[:i], []byte(`,"data":{"x":`), stored.Data[i+len(`,"data":{`):])
+	m := nats.NewMsg(agg.Subject("OrderAdvanced"))
+	m.Data = bad
+	if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	// A valid event after it: a subscription that delivered it has read
+	// past the bad one.
+	if _, err := st.Append(ctx, order("bad-data-2"), eventstore.ExpectNew, ev("OrderPlaced", 1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		opts []eventstore.SubscribeOption
+		want int
+	}{{"checked", nil, 2}, {"by the handler", []eventstore.SubscribeOption{eventstore.DataCheckedByHandler()}, 3}} {
+		var mu sync.Mutex
+		var got []eventstore.Event
+		sub, err := st.Subscribe(ctx, eventstore.StreamOrders, nil, r.LastSeq-1, func(e eventstore.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, e)
+			return nil
+		}, tc.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventstoretest.Eventually(t, 10*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(got) > 0 && got[len(got)-1].AggregateID == "bad-data-2"
+		}, tc.name+": the last event delivered")
+		sub.Stop()
+		if len(got) != tc.want {
+			t.Fatalf("%s: %d events, want %d", tc.name, len(got), tc.want)
+		}
+		if tc.want == 3 && json.Valid(got[1].Data) {
+			t.Fatalf("%s: the second event's data %q", tc.name, got[1].Data)
+		}
 	}
 }

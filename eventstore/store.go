@@ -787,7 +787,7 @@ func (s *Store) fetchSeqs(ctx context.Context, stream string, seqs []uint64) ([]
 				errs[i] = err
 				return
 			}
-			out[i], errs[i] = decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data)
+			out[i], errs[i] = decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data, true)
 		})
 	}
 	wg.Wait()
@@ -866,7 +866,7 @@ func (s *Store) loadPage(ctx context.Context, stream, filter string, from uint64
 		if err != nil {
 			return nil, false, err
 		}
-		ev, err := decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data)
+		ev, err := decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data, true)
 		if err != nil {
 			return nil, false, err
 		}
@@ -880,9 +880,9 @@ func (s *Store) loadPage(ctx context.Context, stream, filter string, from uint64
 }
 
 // decodeStored decodes a message received from NATS; the event's Data
-// shares the message's bytes.
-func decodeStored(stream, subject string, seq uint64, stored time.Time, data []byte) (Event, error) {
-	env, err := decodeEnvelope(data, true)
+// shares the message's bytes (checked to be valid JSON with checkData).
+func decodeStored(stream, subject string, seq uint64, stored time.Time, data []byte, checkData bool) (Event, error) {
+	env, err := decodeEnvelope(data, true, checkData)
 	if err != nil {
 		return Event{}, fmt.Errorf("%s sequence %d (%s): %w", stream, seq, subject, err)
 	}

@@ -13,6 +13,23 @@ import (
 // a time. A handler's error is logged; the subscription goes on.
 type Handler func(Event) error
 
+// SubscribeOption changes how Subscribe delivers events.
+type SubscribeOption func(*subscribeConfig)
+
+type subscribeConfig struct {
+	checkData bool
+}
+
+// DataCheckedByHandler is for a handler that decodes every event's data
+// and fails on data that is not valid JSON (as domain.DecodeEvent does):
+// the subscription then does not check the data first, which would read
+// it twice. Without it an event whose data is not valid JSON is logged
+// and skipped before the handler sees it. Read models rebuild about 14%
+// faster with it (docs/benchmarks.md).
+func DataCheckedByHandler() SubscribeOption {
+	return func(c *subscribeConfig) { c.checkData = false }
+}
+
 // Subscription is a running ordered subscription.
 type Subscription struct {
 	cc       jetstream.ConsumeContext
@@ -75,7 +92,11 @@ const orderedHeartbeat = jetstream.PullHeartbeat(time.Second)
 //
 // A message that is not a valid envelope is logged and skipped: the store
 // only writes validated envelopes, so such a message was written around it.
-func (s *Store) Subscribe(ctx context.Context, stream string, filters []string, after uint64, h Handler) (*Subscription, error) {
+func (s *Store) Subscribe(ctx context.Context, stream string, filters []string, after uint64, h Handler, opts ...SubscribeOption) (*Subscription, error) {
+	sc := subscribeConfig{checkData: true}
+	for _, o := range opts {
+		o(&sc)
+	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters}
 	if after > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -95,7 +116,7 @@ func (s *Store) Subscribe(ctx context.Context, stream string, filters []string, 
 			log.Warn("event without metadata", "subject", m.Subject(), "err", err)
 			return
 		}
-		ev, err := decodeStored(stream, m.Subject(), meta.Sequence.Stream, meta.Timestamp, m.Data())
+		ev, err := decodeStored(stream, m.Subject(), meta.Sequence.Stream, meta.Timestamp, m.Data(), sc.checkData)
 		if err != nil {
 			log.Warn("skipping undecodable event", "err", err)
 			return

@@ -49,7 +49,9 @@ type feed struct {
 
 // start subscribes apply to the stream, after what the model has applied.
 func (f *feed) start(ctx context.Context, st *eventstore.Store, apply eventstore.Handler) error {
-	sub, err := st.Subscribe(ctx, f.stream, nil, f.Applied(), apply)
+	// Every read model decodes each event's data with domain.DecodeEvent,
+	// which checks it.
+	sub, err := st.Subscribe(ctx, f.stream, nil, f.Applied(), apply, eventstore.DataCheckedByHandler())
 	if err != nil {
 		return err
 	}
