@@ -258,9 +258,9 @@ func TestSubscribeDataCheckedByHandler(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		opts []eventstore.SubscribeOption
+		opts []eventstore.ReadOption
 		want int
-	}{{"checked", nil, 2}, {"by the handler", []eventstore.SubscribeOption{eventstore.DataCheckedByHandler()}, 3}} {
+	}{{"checked", nil, 2}, {"by the handler", []eventstore.ReadOption{eventstore.DataCheckedByHandler()}, 3}} {
 		var mu sync.Mutex
 		var got []eventstore.Event
 		sub, err := st.Subscribe(ctx, eventstore.StreamOrders, nil, r.LastSeq-1, func(e eventstore.Event) error {

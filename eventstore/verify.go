@@ -45,8 +45,8 @@ type StoredMsg struct {
 
 // Event decodes the message as an event envelope; the event's Data shares
 // m.Data's bytes.
-func (m StoredMsg) Event() (Event, error) {
-	return decodeStored(m.Stream, m.Subject, m.Sequence, m.Time, m.Data, true)
+func (m StoredMsg) Event(opts ...ReadOption) (Event, error) {
+	return decodeStored(m.Stream, m.Subject, m.Sequence, m.Time, m.Data, readOptions(opts).checkData)
 }
 
 // ReadStream delivers every message of a stream, from the first, in order,

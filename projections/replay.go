@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/orderflow/orderflow/eventstore"
@@ -29,15 +30,23 @@ func Replay(ctx context.Context, st *eventstore.Store, until time.Time, progress
 			continue
 		}
 		n, err := st.ReadStream(ctx, s.stream, func(m eventstore.StoredMsg) error {
-			ev, err := m.Event()
+			// The read models decode each event's data, which checks it:
+			// it need not be checked first.
+			ev, err := m.Event(eventstore.DataCheckedByHandler())
 			if err != nil {
 				return nil // verify reports undecodable events
 			}
 			if !until.IsZero() && ev.OccurredAt.After(until) {
 				return nil
 			}
+			if err := s.apply(ev); err != nil {
+				if !json.Valid(ev.Data) {
+					return nil // undecodable, as above
+				}
+				return err
+			}
 			stats.Applied++
-			return s.apply(ev)
+			return nil
 		}, progress)
 		stats.Events += n
 		if err != nil {
