@@ -27,8 +27,9 @@ func (c *Commands) statuses(ctx context.Context, meta Meta, do func(*domain.Stat
 // AddStatus adds a status to the library; an empty key is derived from the
 // name. It returns the library after the change and the key used.
 func (c *Commands) AddStatus(ctx context.Context, meta Meta, key, name string, category domain.Category) (*domain.StatusLibrary, string, error) {
-	if key == "" {
-		key = domain.DeriveKey(name)
+	key, err := keyOrDerived(key, name)
+	if err != nil {
+		return nil, "", err
 	}
 	lib, err := c.statuses(ctx, meta, func(l *domain.StatusLibrary) error { return l.Add(key, name, category) })
 	return lib, key, err
@@ -71,8 +72,9 @@ func (c *Commands) triggers(ctx context.Context, meta Meta, do func(*domain.Trig
 
 // AddTrigger adds a trigger; an empty key is derived from the name.
 func (c *Commands) AddTrigger(ctx context.Context, meta Meta, key, name, description string) (*domain.TriggerLibrary, string, error) {
-	if key == "" {
-		key = domain.DeriveKey(name)
+	key, err := keyOrDerived(key, name)
+	if err != nil {
+		return nil, "", err
 	}
 	lib, err := c.triggers(ctx, meta, func(l *domain.TriggerLibrary) error { return l.Add(key, name, description) })
 	return lib, key, err
@@ -264,6 +266,24 @@ func (c *Commands) orderType(ctx context.Context, meta Meta, id string, do func(
 		return domain.OrderTypeState{}, err
 	}
 	return out.Aggregate.(*domain.OrderType).State(), nil
+}
+
+// keyOrDerived is key, or, when it is empty, the key derived from name
+// (the contract's rule: lower case, other characters to '_'). A derived
+// key that is not a valid key ("!!!" → "___", or a name over 64
+// characters) is refused saying where it came from, since the caller sent
+// none; an empty name is left to the library to refuse.
+func keyOrDerived(key, name string) (string, error) {
+	if key != "" || strings.TrimSpace(name) == "" {
+		return key, nil
+	}
+	key = domain.DeriveKey(name)
+	var fe *domain.FieldError
+	if err := domain.CheckKey("key", key); errors.As(err, &fe) {
+		return "", &domain.FieldError{Field: "key", Reason: fmt.Sprintf(
+			"none was sent, and the one derived from the name is not a key (%s); send a key", fe.Reason)}
+	}
+	return key, nil
 }
 
 // uniqueID makes a subject-safe id from a name ("Wash & Fold Delivery" →

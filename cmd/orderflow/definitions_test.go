@@ -61,8 +61,14 @@ func TestDefinitionsRefuseBadInput(t *testing.T) {
 		{"wrong content type", "POST", "/v1/statuses", map[string]any{"name": "X", "category": "draft"}, []string{"Content-Type", "text/plain"}, 400, "invalid_argument"},
 		{"order type with wrong slot", "POST", "/v1/order-types", map[string]any{"name": "Bad", "intake": production}, nil, 400, "invalid_argument"},
 		{"order type with nothing", "POST", "/v1/order-types", map[string]any{"name": "Empty"}, nil, 400, "invalid_argument"},
+		{"key derived from punctuation", "POST", "/v1/statuses", map[string]any{"name": "!!!", "category": "draft"}, nil, 400, "invalid_argument"},
+		{"key derived from a long name", "POST", "/v1/triggers", map[string]any{"name": strings.Repeat("Wash ", 14)}, nil, 400, "invalid_argument"},
 	}
 	expectRefused(t, app, c, cases)
+	if p := c.problem(400, "invalid_argument", "POST", "/v1/statuses", map[string]any{"name": "!!!", "category": "draft"}); !strings.Contains(p["detail"].(string),
+		`key: none was sent, and the one derived from the name is not a key ("___" may hold only letters`) {
+		t.Fatalf("a key derived from punctuation: %v", p)
+	}
 	// Still healthy afterwards.
 	c.must(200, "GET", "/v1/workflows", nil)
 }
