@@ -1,17 +1,10 @@
 package projections
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"slices"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
-
-	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
@@ -26,37 +19,10 @@ func TestReplaySkipsUndecodableData(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	at := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
-	placed := domain.OrderPlaced{OrderTypeID: "ot", To: domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: "a"}, Workflows: []string{"wf"}}
-	data, _ := json.Marshal(placed)
-	place := func(id string) eventstore.AppendResult {
-		agg := eventstore.Aggregate{Tenant: "default", Type: "order", ID: id}
-		env := eventstore.Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: placed.EventType(), Version: 1, OccurredAt: at,
-			Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}, Data: data}
-		r, err := st.Append(ctx, agg, eventstore.ExpectNew, env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	r := place("ok-1")
-	// ok-1's envelope again under another order, its data no longer JSON,
-	// written around the store.
-	stream, err := st.JetStream().Stream(ctx, eventstore.StreamOrders)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored, err := stream.GetMsg(ctx, r.LastSeq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := bytes.Index(stored.Data, []byte(`,"data":{`))
-	bad := slices.Concat(stored.Data[:i], []byte(`,"data":{"x":`), stored.Data[i+len(`,"data":{`):])
-	m := nats.NewMsg("orderflow.default.order.bad-1.OrderPlaced")
-	m.Data = bytes.Replace(bad, []byte(`"aggregate_id":"ok-1"`), []byte(`"aggregate_id":"bad-1"`), 1)
-	if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	place("ok-2")
+	r := storePlaced(t, st, "ok-1", at)
+	// ok-1's envelope again under another order, its data no longer JSON.
+	eventstoretest.PublishUndecodable(t, st, r.LastSeq, "orderflow.default.order.bad-1.OrderPlaced")
+	storePlaced(t, st, "ok-2", at)
 
 	_, orders, stats, err := Replay(ctx, st, time.Time{}, nil)
 	if err != nil {

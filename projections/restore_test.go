@@ -14,6 +14,24 @@ import (
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
+// testPlaced is the OrderPlaced of the orders the tests store.
+var testPlaced = domain.OrderPlaced{OrderTypeID: "ot", To: domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: "a"}, Workflows: []string{"wf"}}
+
+// storePlaced appends testPlaced for a new order id, as of at.
+func storePlaced(t *testing.T, st *eventstore.Store, id string, at time.Time) eventstore.AppendResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	data, _ := json.Marshal(testPlaced)
+	env := eventstore.Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: testPlaced.EventType(), Version: 1, OccurredAt: at,
+		Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}, Data: data}
+	r, err := st.Append(ctx, eventstore.Aggregate{Tenant: "default", Type: "order", ID: id}, eventstore.ExpectNew, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // Restore takes a checkpoint that fits the stream, and ignores, changing
 // nothing, one it cannot read or one ahead of the stream (from another
 // store): the model is then built from the stream.
@@ -24,18 +42,12 @@ func TestRestoreChecksTheCheckpoint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	at := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
-	placed := domain.OrderPlaced{OrderTypeID: "ot", To: domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: "a"}, Workflows: []string{"wf"}}
-	data, _ := json.Marshal(placed)
 	for _, id := range []string{"r-1", "r-2"} {
-		agg := eventstore.Aggregate{Tenant: "default", Type: "order", ID: id}
-		env := eventstore.Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: placed.EventType(), Version: 1, OccurredAt: at, Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}, Data: data}
-		if _, err := st.Append(ctx, agg, eventstore.ExpectNew, env); err != nil {
-			t.Fatal(err)
-		}
+		storePlaced(t, st, id, at)
 	}
 	model := NewOrders(nil)
 	for i, id := range []string{"r-1", "r-2"} {
-		if err := model.Apply(orderEvent(uint64(i+1), id, at, placed)); err != nil {
+		if err := model.Apply(orderEvent(uint64(i+1), id, at, testPlaced)); err != nil {
 			t.Fatal(err)
 		}
 	}

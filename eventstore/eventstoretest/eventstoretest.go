@@ -4,6 +4,7 @@
 package eventstoretest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -228,6 +229,33 @@ func OpenStore(tb testing.TB, url string, cfg eventstore.Config) *eventstore.Sto
 	}
 	tb.Cleanup(st.Close)
 	return st
+}
+
+// PublishUndecodable stores at subject, around the store's appends (as a
+// writer that bypasses orderflow might), a copy of the envelope stored at
+// seq in ORDERFLOW_ORDERS whose data is no longer JSON.
+func PublishUndecodable(tb testing.TB, st *eventstore.Store, seq uint64, subject string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := st.JetStream().Stream(ctx, eventstore.StreamOrders)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stored, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	const data = `,"data":{`
+	i := bytes.Index(stored.Data, []byte(data))
+	if i < 0 {
+		tb.Fatalf("no data member in %s", stored.Data)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = bytes.Join([][]byte{stored.Data[:i], []byte(`,"data":{"x":`), stored.Data[i+len(data):]}, nil)
+	if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // Eventually polls cond until it is true or the deadline passes.
