@@ -302,6 +302,7 @@ func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (
 	if first, seen := o.triggers[triggerID]; seen {
 		return TriggerResult{Outcome: OutcomeDuplicate, Original: first}, nil
 	}
+	o.resolveSteps()
 	reject := func(reason RejectReason) (TriggerResult, error) {
 		exp := ""
 		if reason == RejectUnexpectedTrigger || reason == RejectOnHold {
@@ -482,6 +483,17 @@ func (o *Order) Migrate(workflowID string, toVersion uint64, reason string, wfs 
 func (o *Order) record(e Event) {
 	_ = o.Apply(e)
 	o.changes = append(o.changes, e)
+}
+
+// resolveSteps looks the current position's pinned steps up again if
+// they were not known when the order entered it: an order kept in memory
+// meets definitions that came after it was read.
+func (o *Order) resolveSteps() {
+	if o.steps == nil && o.defs != nil {
+		if w, ok := o.defs.WorkflowVersion(o.pos.WorkflowID, o.pos.WorkflowVersion); ok {
+			o.steps = w.Steps
+		}
+	}
 }
 
 // enterPosition moves the order to p and resolves p's pinned steps.

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	clist "container/list"
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -9,25 +10,36 @@ import (
 	"github.com/orderflow/orderflow/domain"
 )
 
-// aggregateCache keeps recently used aggregates' events and last stream
-// sequence, so a command can decide without reading the store. It is
-// optimistic: the append still carries the cached sequence as its expected
-// version, so a stale entry (another process wrote since) costs one
-// conflict, after which the entry is dropped and the aggregate reloaded.
+// aggregateCache keeps recently used orders as they stand: the decided
+// aggregate (not its events), the stream sequence and hash of its last
+// event, and the times its JSON shows. A command then decides, and a read
+// answers, without reading the order's history from the store, so neither
+// costs more for an order with a long history (a worker app stuck on the
+// wrong trigger leaves a TriggerRejected per attempt).
+//
+// It is optimistic: the append still carries the cached sequence as its
+// expected version, so a stale entry (another process wrote since) costs
+// one conflict, after which the entry is dropped and the aggregate
+// reloaded. A read checks the store for events after the cached sequence.
+//
+// An entry is held by one command or read at a time (acquire, release):
+// the holder changes the aggregate in place, and others wait for it. In
+// this process that is one change at a time per order; the lanes already
+// run one order's triggers one after another.
 type aggregateCache struct {
 	mu    sync.Mutex
 	max   int
 	ll    *clist.List // front: most recently used
 	items map[string]*clist.Element
 
-	hits, loads atomic.Uint64 // commands decided from the cache; histories read from the store
+	hits, loads atomic.Uint64 // served from the cache; histories read from the store
 	loadNanos   atomic.Int64  // time spent reading them
 }
 
-// CacheStats is how an aggregate cache has served commands.
+// CacheStats is how an aggregate cache has served commands and reads.
 type CacheStats struct {
 	Cached   int           // aggregates held now
-	Hits     uint64        // commands decided from the cache
+	Hits     uint64        // commands and reads served from the cache
 	Loads    uint64        // histories read from the store instead
 	LoadTime time.Duration // spent reading those
 }
@@ -39,7 +51,7 @@ func (c *aggregateCache) stats() CacheStats {
 	return CacheStats{Cached: n, Hits: c.hits.Load(), Loads: c.loads.Load(), LoadTime: time.Duration(c.loadNanos.Load())}
 }
 
-// hit and loaded count how a command got its aggregate.
+// hit and loaded count how a command or read got its aggregate.
 func (c *aggregateCache) hit() {
 	if c != nil {
 		c.hits.Add(1)
@@ -53,64 +65,140 @@ func (c *aggregateCache) loaded(took time.Duration) {
 	}
 }
 
+// cacheEntry is an aggregate as of the stream sequence of its last event.
+// Its fields change only while it is held, or before it is added.
 type cacheEntry struct {
 	key      string
-	events   []domain.Event
-	lastSeq  uint64
+	agg      domain.Aggregate
+	lastSeq  uint64 // eventstore.ExpectNew when the aggregate has no events
 	lastHash string
+	times    stamps
+	busy     chan struct{} // non-nil while held; closed when let go
+}
+
+// stamps are the times an order's JSON shows, from its events'
+// occurred_at: the first (placed_at), the last (updated_at), and the last
+// that put it in a step (entered_at).
+type stamps struct{ first, last, entered time.Time }
+
+func (s *stamps) add(eventType string, at time.Time) {
+	if s.first.IsZero() {
+		s.first = at
+	}
+	s.last = at
+	switch eventType {
+	case domain.TypeOrderPlaced, domain.TypeOrderAdvanced, domain.TypeOrderMoved, domain.TypeOrderMigrated:
+		s.entered = at
+	}
 }
 
 func newAggregateCache(max int) *aggregateCache {
 	return &aggregateCache{max: max, ll: clist.New(), items: map[string]*clist.Element{}}
 }
 
-// get returns a copy of the cached events, the last sequence and hash.
-func (c *aggregateCache) get(key string) ([]domain.Event, uint64, string, bool) {
+// acquire holds key's entry for the caller alone, waiting while another
+// holds it. It returns nil when the cache has no entry for key: the caller
+// reads the store, and may add what it read.
+func (c *aggregateCache) acquire(ctx context.Context, key string) (*cacheEntry, error) {
 	if c == nil {
-		return nil, 0, "", false
+		return nil, nil
+	}
+	for {
+		c.mu.Lock()
+		el, ok := c.items[key]
+		if !ok {
+			c.mu.Unlock()
+			return nil, nil
+		}
+		e := el.Value.(*cacheEntry)
+		if e.busy == nil {
+			e.busy = make(chan struct{})
+			c.ll.MoveToFront(el)
+			c.mu.Unlock()
+			return e, nil
+		}
+		wait := e.busy
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// release lets go of an entry held with acquire. keep false removes it:
+// its aggregate no longer stands for what the store holds.
+func (c *aggregateCache) release(e *cacheEntry, keep bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	close(e.busy)
+	e.busy = nil
+	if el, ok := c.items[e.key]; ok && el.Value == e && !keep {
+		c.ll.Remove(el)
+		delete(c.items, e.key)
+	}
+	c.evict()
+}
+
+// add puts an entry read from the store in the cache, unless the cache
+// holds the aggregate at the same or a later sequence already, or someone
+// holds it.
+func (c *aggregateCache) add(e *cacheEntry) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[e.key]; ok {
+		if old := el.Value.(*cacheEntry); old.busy == nil && old.lastSeq < e.lastSeq {
+			el.Value = e
+		}
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.items[e.key] = c.ll.PushFront(e)
+	c.evict()
+}
+
+// evict removes the least recently used entries over max; held ones stay
+// until let go.
+func (c *aggregateCache) evict() {
+	for el := c.ll.Back(); el != nil && c.ll.Len() > c.max; {
+		prev := el.Prev()
+		if e := el.Value.(*cacheEntry); e.busy == nil {
+			c.ll.Remove(el)
+			delete(c.items, e.key)
+		}
+		el = prev
+	}
+}
+
+// peek calls f with key's entry if the cache has one that nobody holds,
+// and reports whether it did. f must not change the entry.
+func (c *aggregateCache) peek(key string, f func(*cacheEntry)) bool {
+	if c == nil {
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[key]
 	if !ok {
-		return nil, 0, "", false
+		return false
+	}
+	e := el.Value.(*cacheEntry)
+	if e.busy != nil {
+		return false
 	}
 	c.ll.MoveToFront(el)
-	e := el.Value.(*cacheEntry)
-	return append([]domain.Event(nil), e.events...), e.lastSeq, e.lastHash, true
+	f(e)
+	return true
 }
 
-// put records an aggregate's full event list as of lastSeq.
-func (c *aggregateCache) put(key string, events []domain.Event, lastSeq uint64, lastHash string) {
-	if c == nil {
-		return
-	}
+// has reports whether the cache holds key (for tests).
+func (c *aggregateCache) has(key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		e := el.Value.(*cacheEntry)
-		if lastSeq >= e.lastSeq {
-			e.events, e.lastSeq, e.lastHash = events, lastSeq, lastHash
-		}
-		c.ll.MoveToFront(el)
-		return
-	}
-	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, events: events, lastSeq: lastSeq, lastHash: lastHash})
-	for c.ll.Len() > c.max {
-		old := c.ll.Back()
-		c.ll.Remove(old)
-		delete(c.items, old.Value.(*cacheEntry).key)
-	}
-}
-
-func (c *aggregateCache) drop(key string) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		c.ll.Remove(el)
-		delete(c.items, key)
-	}
+	_, ok := c.items[key]
+	return ok
 }

@@ -46,7 +46,7 @@ type Commands struct {
 	// Default 5 s.
 	ReadTimeout time.Duration
 
-	// OrderCacheSize is how many orders' histories to keep in memory,
+	// OrderCacheSize is how many orders to keep in memory as they stand,
 	// the most recently used (0: DefaultOrderCacheSize; negative: none).
 	// Commands made by ForTenant share their parent's.
 	OrderCacheSize int
@@ -55,7 +55,7 @@ type Commands struct {
 	ordersOnce sync.Once
 }
 
-// DefaultOrderCacheSize is how many orders' histories Commands keeps in
+// DefaultOrderCacheSize is how many orders Commands keeps in
 // memory unless told otherwise.
 const DefaultOrderCacheSize = 100_000
 
@@ -87,7 +87,9 @@ func (c *Commands) now() time.Time {
 
 // Outcome is a command's result: the aggregate as it stands after the
 // command, and the stream position of the command's last event (0 when the
-// command changed nothing).
+// command changed nothing). Aggregate is nil when the command kept it in
+// the cache (orders), where another command may change it next: such a
+// command learns the result through runOpts.seen.
 type Outcome struct {
 	Aggregate domain.Aggregate
 	Sequence  uint64
@@ -106,15 +108,20 @@ type runOpts struct {
 	scoped   bool
 	syncDefs bool            // bring the definitions read model to the stream's end first
 	waitDefs bool            // wait until the definitions read model shows the append
-	cache    *aggregateCache // decide from cached events when the aggregate is there
+	cache    *aggregateCache // decide from the cached aggregate when it is there
 	// settled, when set, says an aggregate will hardly change again (a
 	// completed order): it is not kept in the cache.
 	settled func(domain.Aggregate) bool
+	// seen, when set, is shown the aggregate as a successful command
+	// leaves it (its last event's sequence and its times with it), while
+	// the command still holds it.
+	seen func(*cacheEntry)
 }
 
-// cacheable reports whether agg belongs in the cache.
-func (o runOpts) cacheable(agg domain.Aggregate) bool {
-	return o.cache != nil && (o.settled == nil || !o.settled(agg))
+// keeps reports whether e belongs in the cache: an aggregate that exists
+// and can still change.
+func (o runOpts) keeps(e *cacheEntry) bool {
+	return o.cache != nil && e.lastSeq != eventstore.ExpectNew && (o.settled == nil || !o.settled(e.agg))
 }
 
 // run is the one command loop: load → decide → append, retried on a
@@ -128,98 +135,137 @@ func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh fun
 		return Outcome{}, err
 	}
 	for attempt := 1; ; attempt++ {
-		// Cross-aggregate rules read the definitions read model: bring it
-		// up to the stream's end first so they see every earlier write.
-		var scope string
-		var scopeSeq uint64
-		if opts.scoped {
-			scope = eventstore.SubjectRoot + "." + c.Tenant + ".def.>"
-			var err error
-			if scopeSeq, err = c.Store.LastSequenceOn(ctx, eventstore.StreamDefinitions, scope); err != nil {
-				return Outcome{}, err
-			}
-			rctx, cancel := context.WithTimeout(ctx, c.readTimeout())
-			err = c.Defs.WaitFor(rctx, scopeSeq)
-			cancel()
-			if err != nil {
-				return Outcome{}, err
-			}
-		} else if opts.syncDefs {
-			if err := c.syncReadModel(ctx); err != nil {
-				return Outcome{}, err
-			}
-		}
-		key := addr.Filter()
-		var agg domain.Aggregate
-		var last uint64
-		var lastHash string
-		var history []domain.Event
-		if cached, seq, hash, ok := opts.cache.get(key); ok && attempt == 1 {
-			opts.cache.hit()
-			agg, last, lastHash, history = fresh(), seq, hash, cached
-			for _, e := range cached {
-				if err := agg.Apply(e); err != nil {
-					return Outcome{}, err
-				}
-			}
-		} else {
-			var err error
-			start := time.Now()
-			agg, last, lastHash, history, err = c.load(ctx, addr, fresh())
-			opts.cache.loaded(time.Since(start))
-			if err != nil {
-				return Outcome{}, err
-			}
-			if len(history) > 0 && opts.cacheable(agg) {
-				opts.cache.put(key, history, last, lastHash)
-			}
-		}
-		if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
-			return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
-		}
-		if err := decide(agg); err != nil {
-			return Outcome{}, err
-		}
-		changes := agg.Changes()
-		if len(changes) == 0 {
-			return Outcome{Aggregate: agg}, nil
-		}
-		envs, err := c.envelopes(agg.BaseVersion(), changes, meta)
-		if err != nil {
-			return Outcome{}, err
-		}
-		envs[0].PrevHash = lastHash
-		var res eventstore.AppendResult
-		if opts.scoped {
-			res, err = c.Store.AppendScoped(ctx, addr, scope, scopeSeq, envs...)
-		} else {
-			res, err = c.Store.Append(ctx, addr, last, envs...)
-		}
-		switch {
-		case err != nil, !opts.cacheable(agg):
-			opts.cache.drop(key)
-		case !res.Duplicate:
-			opts.cache.put(key, append(history, changes...), res.LastSeq, res.LastHash)
-		}
+		out, err := c.attempt(ctx, addr, fresh, meta, opts, attempt == 1, decide)
 		if errors.Is(err, eventstore.ErrConcurrency) && attempt < attempts {
-			// Reload and decide again; with If-Match, the check at the top
-			// of the loop answers 412 if this aggregate's version moved.
+			// Reload and decide again; with If-Match, the check before
+			// deciding answers 412 if this aggregate's version moved.
 			continue
 		}
+		return out, err
+	}
+}
+
+// attempt is one pass of run. cached: the aggregate may come from the
+// cache (a retry after a conflict reads the store).
+func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta, opts runOpts, cached bool, decide func(domain.Aggregate) error) (_ Outcome, err error) {
+	// Cross-aggregate rules read the definitions read model: bring it up
+	// to the stream's end first so they see every earlier write.
+	var scope string
+	var scopeSeq uint64
+	if opts.scoped {
+		scope = eventstore.SubjectRoot + "." + c.Tenant + ".def.>"
+		if scopeSeq, err = c.Store.LastSequenceOn(ctx, eventstore.StreamDefinitions, scope); err != nil {
+			return Outcome{}, err
+		}
+		rctx, cancel := context.WithTimeout(ctx, c.readTimeout())
+		err = c.Defs.WaitFor(rctx, scopeSeq)
+		cancel()
 		if err != nil {
 			return Outcome{}, err
 		}
-		agg.ClearChanges()
-		if opts.waitDefs {
-			rctx, cancel := context.WithTimeout(ctx, c.readTimeout())
-			err = c.Defs.WaitFor(rctx, res.LastSeq)
-			cancel()
-			if err != nil {
-				return Outcome{}, fmt.Errorf("written at sequence %d, but the read model did not catch up: %w", res.LastSeq, err)
-			}
+	} else if opts.syncDefs {
+		if err := c.syncReadModel(ctx); err != nil {
+			return Outcome{}, err
 		}
-		return Outcome{Aggregate: agg, Sequence: res.LastSeq}, nil
 	}
+	e, held, err := c.hold(ctx, addr, fresh, opts.cache, cached)
+	if err != nil {
+		return Outcome{}, err
+	}
+	// However this attempt ends (a panic too), the entry is let go of: kept
+	// when it stands for what the store holds, dropped otherwise.
+	keep := false
+	defer func() { opts.letGo(e, held, keep) }()
+	agg := e.agg
+	if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
+		keep = true
+		return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
+	}
+	if err := decide(agg); err != nil {
+		// Refused before recording anything: the aggregate is as it was,
+		// unless what it lacked was a definition (read it again then).
+		keep = len(agg.Changes()) == 0 && !errors.Is(err, domain.ErrDefinitionMissing)
+		return Outcome{}, err
+	}
+	changes := agg.Changes()
+	if len(changes) == 0 {
+		keep = true
+		return c.outcome(e, opts, 0), nil
+	}
+	envs, err := c.envelopes(agg.BaseVersion(), changes, meta)
+	if err != nil {
+		return Outcome{}, err
+	}
+	envs[0].PrevHash = e.lastHash
+	var res eventstore.AppendResult
+	if opts.scoped {
+		res, err = c.Store.AppendScoped(ctx, addr, scope, scopeSeq, envs...)
+	} else {
+		res, err = c.Store.Append(ctx, addr, e.lastSeq, envs...)
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	agg.ClearChanges()
+	e.lastSeq, e.lastHash = res.LastSeq, res.LastHash
+	for _, env := range envs {
+		e.times.add(env.Type, env.OccurredAt)
+	}
+	// A duplicate append (these event ids were stored before) says
+	// nothing of what the store holds after them.
+	keep = !res.Duplicate
+	if opts.waitDefs {
+		rctx, cancel := context.WithTimeout(ctx, c.readTimeout())
+		err = c.Defs.WaitFor(rctx, res.LastSeq)
+		cancel()
+		if err != nil {
+			return Outcome{}, fmt.Errorf("written at sequence %d, but the read model did not catch up: %w", res.LastSeq, err)
+		}
+	}
+	return c.outcome(e, opts, res.LastSeq), nil
+}
+
+// hold gets addr's aggregate for the caller alone: from cache when
+// cached and it is there (held: waiting while another holds it), else read
+// from the store into fresh. Let go of it with runOpts.letGo.
+func (c *Commands) hold(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, cache *aggregateCache, cached bool) (e *cacheEntry, held bool, err error) {
+	if cached {
+		if e, err = cache.acquire(ctx, addr.Filter()); err != nil {
+			return nil, false, err
+		}
+	}
+	if e != nil {
+		cache.hit()
+		return e, true, nil
+	}
+	start := time.Now()
+	e, err = c.load(ctx, addr, fresh())
+	cache.loaded(time.Since(start))
+	return e, false, err
+}
+
+// letGo ends a hold: the entry stays in (or goes into) the cache when
+// keep says it stands for what the store holds and it belongs there, and
+// is dropped otherwise.
+func (o runOpts) letGo(e *cacheEntry, held, keep bool) {
+	keep = keep && o.keeps(e)
+	if held {
+		o.cache.release(e, keep)
+	} else if keep {
+		o.cache.add(e)
+	}
+}
+
+// outcome is a successful command's Outcome; its aggregate is left out
+// when the cache may hold it next.
+func (c *Commands) outcome(e *cacheEntry, opts runOpts, seq uint64) Outcome {
+	if opts.seen != nil {
+		opts.seen(e)
+	}
+	if opts.cache != nil {
+		return Outcome{Sequence: seq}
+	}
+	return Outcome{Aggregate: e.agg, Sequence: seq}
 }
 
 func (c *Commands) readTimeout() time.Duration {
@@ -239,28 +285,35 @@ func (c *Commands) syncReadModel(ctx context.Context) error {
 	return c.Defs.WaitFor(rctx, last)
 }
 
-// load folds an aggregate's history into agg and returns the stream
-// sequence and hash of its last event (eventstore.ExpectNew and "" when it
-// has none) and the decoded events.
-func (c *Commands) load(ctx context.Context, addr eventstore.Aggregate, agg domain.Aggregate) (domain.Aggregate, uint64, string, []domain.Event, error) {
-	events, err := c.Store.Load(ctx, addr, 0)
+// load folds an aggregate's history into agg: an entry as of its last
+// event (at eventstore.ExpectNew when it has none).
+func (c *Commands) load(ctx context.Context, addr eventstore.Aggregate, agg domain.Aggregate) (*cacheEntry, error) {
+	e := &cacheEntry{key: addr.Filter(), agg: agg, lastSeq: eventstore.ExpectNew}
+	if err := c.catchUp(ctx, addr, e); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// catchUp folds into e the aggregate's events stored after e's last. On
+// an error, e is part way and must be dropped.
+func (c *Commands) catchUp(ctx context.Context, addr eventstore.Aggregate, e *cacheEntry) error {
+	events, err := c.Store.Load(ctx, addr, e.lastSeq)
 	if err != nil {
-		return nil, 0, "", nil, err
+		return err
 	}
-	last, lastHash := eventstore.ExpectNew, ""
-	decoded := make([]domain.Event, 0, len(events))
 	for _, ev := range events {
-		e, err := domain.DecodeEvent(ev.Type, ev.Data)
+		d, err := domain.DecodeEvent(ev.Type, ev.Data)
 		if err != nil {
-			return nil, 0, "", nil, fmt.Errorf("%s sequence %d: %w", addr.Filter(), ev.Sequence, err)
+			return fmt.Errorf("%s sequence %d: %w", addr.Filter(), ev.Sequence, err)
 		}
-		if err := agg.Apply(e); err != nil {
-			return nil, 0, "", nil, err
+		if err := e.agg.Apply(d); err != nil {
+			return err
 		}
-		decoded = append(decoded, e)
-		last, lastHash = ev.Sequence, ev.Hash
+		e.lastSeq, e.lastHash = ev.Sequence, ev.Hash
+		e.times.add(ev.Type, ev.OccurredAt)
 	}
-	return agg, last, lastHash, decoded, nil
+	return nil
 }
 
 func (c *Commands) envelopes(base uint64, changes []domain.Event, meta Meta) ([]eventstore.Envelope, error) {

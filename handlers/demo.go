@@ -124,7 +124,7 @@ func (d *Demo) Run(ctx context.Context) {
 				d.log().Warn("demo: place order", "err", err)
 				continue
 			}
-			id := o.View().ID
+			id := o.ID
 			open[id] = 0
 			ids = append(ids, id)
 			continue

@@ -21,30 +21,30 @@ import (
 )
 
 // The supervisor actions.
-type superviseFunc func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error)
+type superviseFunc func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error)
 
-func holdOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+func holdOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error) {
 	return c.HoldOrder(ctx, m, id, b.Reason)
 }
 
-func resumeOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+func resumeOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error) {
 	return c.ResumeOrder(ctx, m, id, b.Reason)
 }
 
-func cancelOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+func cancelOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error) {
 	return c.CancelOrder(ctx, m, id, b.Reason)
 }
 
-func moveOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+func moveOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error) {
 	if b.WorkflowID == nil || b.Step == nil {
-		return nil, &domain.FieldError{Field: "workflow_id, step", Reason: "both are required"}
+		return OrderSnapshot{}, &domain.FieldError{Field: "workflow_id, step", Reason: "both are required"}
 	}
 	return c.MoveOrder(ctx, m, id, *b.WorkflowID, *b.Step, b.Reason)
 }
 
-func migrateOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (*domain.Order, error) {
+func migrateOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error) {
 	if b.WorkflowID == nil || b.ToVersion == nil {
-		return nil, &domain.FieldError{Field: "workflow_id, to_version", Reason: "both are required"}
+		return OrderSnapshot{}, &domain.FieldError{Field: "workflow_id, to_version", Reason: "both are required"}
 	}
 	return c.MigrateOrder(ctx, m, id, *b.WorkflowID, *b.ToVersion, b.Reason)
 }
@@ -74,21 +74,12 @@ type PositionJSON struct {
 	EnteredAt       time.Time `json:"entered_at"`
 }
 
-// orderJSON renders an order from its aggregate and its history (times).
-func (c *Commands) orderJSON(o *domain.Order, events []eventstore.Event) OrderJSON {
-	v := o.View()
-	out := OrderJSON{ID: v.ID, OrderTypeID: v.OrderTypeID, State: v.State, Version: v.Version}
-	out.Position = c.positionJSON(v.Position, v.State)
-	for i, ev := range events {
-		if i == 0 {
-			out.PlacedAt = ev.OccurredAt
-		}
-		out.UpdatedAt = ev.OccurredAt
-		switch ev.Type {
-		case domain.TypeOrderPlaced, domain.TypeOrderAdvanced, domain.TypeOrderMoved, domain.TypeOrderMigrated:
-			out.Position.EnteredAt = ev.OccurredAt
-		}
-	}
+// orderJSON renders an order.
+func (c *Commands) orderJSON(o OrderSnapshot) OrderJSON {
+	out := OrderJSON{ID: o.ID, OrderTypeID: o.OrderTypeID, State: o.State, Version: o.Version,
+		PlacedAt: o.PlacedAt, UpdatedAt: o.UpdatedAt}
+	out.Position = c.positionJSON(o.Position, o.State)
+	out.Position.EnteredAt = o.EnteredAt
 	return out
 }
 
@@ -119,34 +110,31 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	api.writeOrder(w, r, http.StatusCreated, o.View().ID)
+	api.writeOrder(w, r, http.StatusCreated, o)
 }
 
-// writeOrder reads the order back from the store and writes it. It also
-// waits (bounded) until the orders read model shows the order's last event,
-// so a list or board read after a command reflects it, and names that
-// event's stream sequence in X-Orderflow-Sequence (the value ?min_seq=
-// takes).
-func (api *API) writeOrder(w http.ResponseWriter, r *http.Request, status int, id string) {
-	api.writeOrderAs(w, r, status, id, func(o OrderJSON) any { return o })
+// writeOrder writes an order as a command left it or a read found it. It
+// also waits (bounded) until the orders read model shows the order's last
+// event, so a list or board read after a command reflects it, and names
+// that event's stream sequence in X-Orderflow-Sequence (the value
+// ?min_seq= takes).
+func (api *API) writeOrder(w http.ResponseWriter, r *http.Request, status int, o OrderSnapshot) {
+	api.writeOrderAs(w, r, status, o, func(o OrderJSON) any { return o })
 }
 
 // writeOrderAs is writeOrder with the order's JSON placed in a body of
 // the route's own (body builds it).
-func (api *API) writeOrderAs(w http.ResponseWriter, r *http.Request, status int, id string, body func(OrderJSON) any) {
-	o, events, err := api.cmds(r).LoadOrder(r.Context(), id)
-	if err != nil {
-		api.fail(w, r, err)
-		return
-	}
-	api.settle(r.Context(), w, events)
-	setETag(w, o.Version())
+func (api *API) writeOrderAs(w http.ResponseWriter, r *http.Request, status int, o OrderSnapshot, body func(OrderJSON) any) {
+	api.settle(r.Context(), w, o.Sequence)
+	setETag(w, o.Version)
 	if status == http.StatusCreated {
-		w.Header().Set("Location", "/v1/orders/"+id)
+		w.Header().Set("Location", "/v1/orders/"+o.ID)
 	}
-	writeJSON(w, status, body(api.cmds(r).orderJSON(o, events)))
+	writeJSON(w, status, body(api.cmds(r).orderJSON(o)))
 }
 
+// getOrder answers with the order as it is now, or as it was at ?as_of=
+// (read from its whole history).
 func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
 	id, asOf, err := pathTokenAsOf(r, "id", "order id")
 	if err != nil {
@@ -154,7 +142,12 @@ func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if asOf.IsZero() {
-		api.writeOrder(w, r, http.StatusOK, id)
+		o, err := api.cmds(r).CurrentOrder(r.Context(), id)
+		if err != nil {
+			api.fail(w, r, err)
+			return
+		}
+		api.writeOrder(w, r, http.StatusOK, o)
 		return
 	}
 	o, events, err := api.cmds(r).LoadOrderAsOf(r.Context(), id, asOf)
@@ -162,8 +155,9 @@ func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	setETag(w, o.Version())
-	writeJSON(w, http.StatusOK, api.cmds(r).orderJSON(o, events))
+	snap := snapshotFrom(o, events)
+	setETag(w, snap.Version)
+	writeJSON(w, http.StatusOK, api.cmds(r).orderJSON(snap))
 }
 
 // pathTokenAsOf reads a path token and ?as_of=, for the routes that answer
@@ -228,11 +222,12 @@ func (api *API) supervise(do superviseFunc) http.HandlerFunc {
 			api.fail(w, r, err)
 			return
 		}
-		if _, err := do(api.cmds(r), r.Context(), m, id, b); err != nil {
+		o, err := do(api.cmds(r), r.Context(), m, id, b)
+		if err != nil {
 			api.fail(w, r, err)
 			return
 		}
-		api.writeOrder(w, r, http.StatusOK, id)
+		api.writeOrder(w, r, http.StatusOK, o)
 	}
 }
 
@@ -285,7 +280,12 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	api.writeOrderAs(w, r, http.StatusOK, id, func(o OrderJSON) any {
+	o, err := api.cmds(r).CurrentOrder(r.Context(), id)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	api.writeOrderAs(w, r, http.StatusOK, o, func(o OrderJSON) any {
 		return map[string]any{"outcome": outcome, "order": o}
 	})
 }
@@ -468,11 +468,10 @@ func causedBy(history []eventstore.Event, triggerID string) (eventstore.Event, b
 
 // settle waits until the orders read model shows the last of events and
 // sets X-Orderflow-Sequence.
-func (api *API) settle(ctx context.Context, w http.ResponseWriter, events []eventstore.Event) {
-	if len(events) == 0 {
+func (api *API) settle(ctx context.Context, w http.ResponseWriter, seq uint64) {
+	if seq == 0 {
 		return
 	}
-	seq := events[len(events)-1].Sequence
 	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(seq, 10))
 	if api.Orders != nil {
 		wctx, cancel := context.WithTimeout(ctx, api.Commands.readTimeout())

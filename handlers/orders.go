@@ -20,33 +20,112 @@ func notFoundOrder(id string) error {
 	return &domain.FieldError{Field: "order", Reason: "no order " + strconv.Quote(id), Kind: domain.ErrNotFound}
 }
 
+// OrderSnapshot is an order as a command left it or a read found it: its
+// state, the times its JSON shows, and the stream sequence of its last
+// event.
+type OrderSnapshot struct {
+	domain.OrderView
+	PlacedAt  time.Time // its first event
+	UpdatedAt time.Time // its last event
+	EnteredAt time.Time // the event that put it in its current step
+	Sequence  uint64    // the stream sequence of its last event
+}
+
+func snapshotOf(e *cacheEntry) OrderSnapshot {
+	return OrderSnapshot{OrderView: e.agg.(*domain.Order).View(),
+		PlacedAt: e.times.first, UpdatedAt: e.times.last, EnteredAt: e.times.entered, Sequence: e.lastSeq}
+}
+
+// snapshotFrom is an order read whole, as LoadOrderAsOf returns it.
+func snapshotFrom(o *domain.Order, events []eventstore.Event) OrderSnapshot {
+	e := &cacheEntry{agg: o}
+	for _, ev := range events {
+		e.lastSeq = ev.Sequence
+		e.times.add(ev.Type, ev.OccurredAt)
+	}
+	return snapshotOf(e)
+}
+
+// orderRunOpts are the command loop's options for orders: decided from
+// the orders' cache, which keeps the orders that can still move.
+func (c *Commands) orderRunOpts() runOpts {
+	return runOpts{cache: c.orderCache(), settled: func(a domain.Aggregate) bool { return a.(*domain.Order).Finished() }}
+}
+
 // order runs a command on an order. The definitions read model is synced
 // first only when the order's decision found something missing in it (a
 // workflow version or order type created a moment ago): the trigger path
 // stays one load and one append.
-func (c *Commands) order(ctx context.Context, id string, meta Meta, decide func(*domain.Order) error) (*domain.Order, error) {
+func (c *Commands) order(ctx context.Context, id string, meta Meta, decide func(*domain.Order) error) (OrderSnapshot, error) {
 	view := c.view()
 	addr := c.orderAddr(id)
 	if err := addr.Validate(); err != nil {
-		return nil, err
+		return OrderSnapshot{}, err
 	}
-	opts := runOpts{cache: c.orderCache(), settled: func(a domain.Aggregate) bool { return a.(*domain.Order).Finished() }}
+	var snap OrderSnapshot
+	opts := c.orderRunOpts()
+	opts.seen = func(e *cacheEntry) { snap = snapshotOf(e) }
 	for attempt := 0; ; attempt++ {
-		out, err := c.run(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, view) }, meta, opts,
+		_, err := c.run(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, view) }, meta, opts,
 			func(a domain.Aggregate) error { return decide(a.(*domain.Order)) })
 		if err != nil && attempt == 0 && (errors.Is(err, domain.ErrInvalid) || errors.Is(err, domain.ErrDefinitionMissing)) {
 			opts.syncDefs = true // the read model may lag a definition just written
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return OrderSnapshot{}, err
 		}
-		return out.Aggregate.(*domain.Order), nil
+		return snap, nil
 	}
 }
 
+// CurrentOrder is the order as the store holds it now. An order in the
+// orders' cache costs one read of the events stored after it there
+// (usually none), however long its history; another is read whole, and
+// kept in the cache while it can still move.
+func (c *Commands) CurrentOrder(ctx context.Context, id string) (OrderSnapshot, error) {
+	addr := c.orderAddr(id)
+	if err := addr.Validate(); err != nil {
+		return OrderSnapshot{}, err
+	}
+	cache, key := c.orderCache(), addr.Filter()
+	var snap OrderSnapshot
+	if cache.peek(key, func(e *cacheEntry) { snap = snapshotOf(e) }) {
+		tail, err := c.Store.Load(ctx, addr, snap.Sequence)
+		if err != nil {
+			return OrderSnapshot{}, err
+		}
+		if len(tail) == 0 {
+			cache.hit()
+			return snap, nil
+		}
+	}
+	// Changed since it was cached, held by a command, or not cached: hold
+	// it (waiting for a command that holds it) and read what the store
+	// has after it.
+	opts := c.orderRunOpts()
+	e, held, err := c.hold(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, c.view()) }, opts.cache, true)
+	if err != nil {
+		return OrderSnapshot{}, err
+	}
+	if held {
+		err = c.catchUp(ctx, addr, e)
+	}
+	if err == nil {
+		snap = snapshotOf(e)
+	}
+	opts.letGo(e, held, err == nil)
+	if err != nil {
+		return OrderSnapshot{}, err
+	}
+	if snap.Version == 0 {
+		return OrderSnapshot{}, notFoundOrder(id)
+	}
+	return snap, nil
+}
+
 // PlaceOrder places an order; an empty id gets a new UUIDv7.
-func (c *Commands) PlaceOrder(ctx context.Context, meta Meta, id, orderTypeID, fulfillment string) (*domain.Order, error) {
+func (c *Commands) PlaceOrder(ctx context.Context, meta Meta, id, orderTypeID, fulfillment string) (OrderSnapshot, error) {
 	if id == "" {
 		id = uuid.Must(uuid.NewV7()).String()
 	}
@@ -56,7 +135,7 @@ func (c *Commands) PlaceOrder(ctx context.Context, meta Meta, id, orderTypeID, f
 
 // ApplyTrigger lets a worker's trigger move an order on and reports the
 // outcome. The trigger id is the event's causation id.
-func (c *Commands) ApplyTrigger(ctx context.Context, meta Meta, orderID, trigger, triggerID, worker string) (domain.TriggerResult, *domain.Order, error) {
+func (c *Commands) ApplyTrigger(ctx context.Context, meta Meta, orderID, trigger, triggerID, worker string) (domain.TriggerResult, OrderSnapshot, error) {
 	var res domain.TriggerResult
 	meta.CausationID = triggerID
 	o, err := c.order(ctx, orderID, meta, func(o *domain.Order) error {
@@ -71,7 +150,7 @@ func (c *Commands) ApplyTrigger(ctx context.Context, meta Meta, orderID, trigger
 }
 
 // existing wraps a supervisor action: the order must exist.
-func (c *Commands) existing(ctx context.Context, id string, meta Meta, do func(*domain.Order) error) (*domain.Order, error) {
+func (c *Commands) existing(ctx context.Context, id string, meta Meta, do func(*domain.Order) error) (OrderSnapshot, error) {
 	return c.order(ctx, id, meta, func(o *domain.Order) error {
 		if !o.Exists() {
 			return notFoundOrder(id)
@@ -81,27 +160,27 @@ func (c *Commands) existing(ctx context.Context, id string, meta Meta, do func(*
 }
 
 // HoldOrder pauses an order.
-func (c *Commands) HoldOrder(ctx context.Context, meta Meta, id, reason string) (*domain.Order, error) {
+func (c *Commands) HoldOrder(ctx context.Context, meta Meta, id, reason string) (OrderSnapshot, error) {
 	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Hold(reason) })
 }
 
 // ResumeOrder resumes a held order.
-func (c *Commands) ResumeOrder(ctx context.Context, meta Meta, id, reason string) (*domain.Order, error) {
+func (c *Commands) ResumeOrder(ctx context.Context, meta Meta, id, reason string) (OrderSnapshot, error) {
 	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Resume(reason) })
 }
 
 // CancelOrder cancels an order.
-func (c *Commands) CancelOrder(ctx context.Context, meta Meta, id, reason string) (*domain.Order, error) {
+func (c *Commands) CancelOrder(ctx context.Context, meta Meta, id, reason string) (OrderSnapshot, error) {
 	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Cancel(reason) })
 }
 
 // MoveOrder moves an order to a step of one of its workflows.
-func (c *Commands) MoveOrder(ctx context.Context, meta Meta, id, workflowID string, step int, reason string) (*domain.Order, error) {
+func (c *Commands) MoveOrder(ctx context.Context, meta Meta, id, workflowID string, step int, reason string) (OrderSnapshot, error) {
 	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Move(workflowID, step, reason, c.view()) })
 }
 
 // MigrateOrder moves an in-flight order to a newer version of its workflow.
-func (c *Commands) MigrateOrder(ctx context.Context, meta Meta, id, workflowID string, toVersion uint64, reason string) (*domain.Order, error) {
+func (c *Commands) MigrateOrder(ctx context.Context, meta Meta, id, workflowID string, toVersion uint64, reason string) (OrderSnapshot, error) {
 	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Migrate(workflowID, toVersion, reason, c.view()) })
 }
 

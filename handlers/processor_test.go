@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -644,8 +645,7 @@ func TestFinishedOrdersLeaveTheCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	cached := func() bool {
-		_, _, _, ok := c.orderCache().get(c.orderAddr("o-cache").Filter())
-		return ok
+		return c.orderCache().has(c.orderAddr("o-cache").Filter())
 	}
 	for i, tr := range WorkedExampleTriggers {
 		if !cached() {
@@ -935,5 +935,156 @@ func TestSendTriggerWithAStaleCache(t *testing.T) {
 	send(c, "items_tagged", "t-1", domain.OutcomeDuplicate) // from the cache
 	if s := other.OrderCacheStats(); s.Cached != 1 {
 		t.Fatalf("other's cache: %+v", s)
+	}
+}
+
+// An order is kept in memory as it stands, so a trigger, a supervisor
+// action and a read cost no read of its history, however long: the store
+// is asked only for events after the ones in memory. What a read answers
+// is what the whole history says, times included.
+func TestLongHistoryIsNotReadAgain(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
+	if _, err := c.PlaceOrder(ctx, meta, "o-long", WorkedExampleOrderType, ""); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		res, _, err := c.ApplyTrigger(ctx, meta, "o-long", "delivered", fmt.Sprintf("wrong-%d", i), "w")
+		if err != nil || res.Outcome != domain.OutcomeRejected {
+			t.Fatalf("wrong trigger %d: %+v, %v", i, res, err)
+		}
+		if i%50 == 0 {
+			if _, err := c.HoldOrder(ctx, meta, "o-long", "check"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.ResumeOrder(ctx, meta, "o-long", "check"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := c.CurrentOrder(ctx, "o-long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.OrderCacheStats(); s.Loads != 1 { // placing it: a new order is looked for once
+		t.Fatalf("histories read from the store: %+v", s)
+	}
+	o, events, err := c.LoadOrder(ctx, "o-long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := snapshotFrom(o, events); !reflect.DeepEqual(got, want) {
+		t.Fatalf("the order in memory:\n%+v\nits history says:\n%+v", got, want)
+	}
+	if got.Version != 313 || got.State != domain.StateActive || got.EnteredAt != events[0].OccurredAt || got.UpdatedAt != events[312].OccurredAt {
+		t.Fatalf("the order: %+v", got)
+	}
+}
+
+// A process answers a read with what another process stored after the
+// order it holds in memory, and its next command decides on that too.
+func TestCurrentOrderSeesAnotherProcess(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	other := &Commands{Store: c.Store, Defs: c.Defs, Tenant: "default"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
+	if _, err := c.PlaceOrder(ctx, meta, "o-1", WorkedExampleOrderType, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.CurrentOrder(ctx, "o-1"); err != nil { // other holds it as placed
+		t.Fatal(err)
+	}
+	if _, _, err := c.ApplyTrigger(ctx, meta, "o-1", "picked_up", "t-1", "w"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := other.CurrentOrder(ctx, "o-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != 2 || got.Position.Status != "received" || got.EnteredAt.IsZero() || got.EnteredAt != got.UpdatedAt {
+		t.Fatalf("other reads %+v", got)
+	}
+	res, snap, err := other.ApplyTrigger(ctx, meta, "o-1", "items_tagged", "t-2", "w")
+	if err != nil || res.Outcome != domain.OutcomeAdvanced || snap.Version != 3 {
+		t.Fatalf("other's trigger: %+v %+v %v", res, snap, err)
+	}
+	if s := other.OrderCacheStats(); s.Loads != 1 {
+		t.Fatalf("other read the whole history %d times, want once", s.Loads)
+	}
+	if _, err := c.CurrentOrder(ctx, "no-such-order"); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("an unknown order: %v", err)
+	}
+	if c.orderCache().has(c.orderAddr("no-such-order").Filter()) {
+		t.Fatal("an unknown order is cached")
+	}
+}
+
+// Commands and reads on one order from many goroutines: each command
+// holds the order in memory alone, so none conflicts with another in this
+// process, and every read is a state the history passed through.
+func TestOneOrderFromManyGoroutines(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
+	if _, err := c.PlaceOrder(ctx, meta, "o-many", WorkedExampleOrderType, ""); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 6, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				var err error
+				switch i % 3 {
+				case 0:
+					_, _, err = c.ApplyTrigger(ctx, meta, "o-many", "delivered", fmt.Sprintf("w%d-%d", w, i), "w")
+				case 1:
+					var o OrderSnapshot
+					if o, err = c.CurrentOrder(ctx, "o-many"); err == nil && o.Version == 0 {
+						err = fmt.Errorf("read %+v", o)
+					}
+				case 2:
+					if _, err = c.HoldOrder(ctx, meta, "o-many", "x"); err == nil {
+						_, err = c.ResumeOrder(ctx, meta, "o-many", "x")
+					} else if errors.Is(err, domain.ErrConflict) {
+						err = nil // held by another goroutine just now
+					}
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	got, err := c.CurrentOrder(ctx, "o-many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, events, err := c.LoadOrder(ctx, "o-many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := snapshotFrom(o, events); !reflect.DeepEqual(got, want) || got.Version != uint64(len(events)) {
+		t.Fatalf("the order in memory:\n%+v\nits history says:\n%+v", got, want)
+	}
+	// A conflict would have read the history again.
+	if s := c.OrderCacheStats(); s.Loads != 1 {
+		t.Fatalf("histories read from the store: %+v", s)
 	}
 }

@@ -64,3 +64,92 @@ func BenchmarkHTTPTrigger(b *testing.B) {
 	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
 	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
 }
+
+// BenchmarkLongHistory: what an order's own history costs each command
+// and read on it. A worker app stuck on the wrong trigger leaves a
+// TriggerRejected per attempt, so an order can gather thousands of events.
+// Each sub-benchmark grows orders to the given number of events (with
+// rejected triggers), then times, one at a time: a rejected trigger applied
+// by the command handlers (the processor's path), GET /v1/orders/{id}, and
+// a hold and a resume over HTTP. Each iteration adds three events; the
+// short histories use an order per iteration so they stay short, the long
+// one a single order (200 iterations add 6% to it). Compare the
+// sub-benchmarks of one run:
+//
+//	go test -run '^$' -bench LongHistory -benchtime 200x ./cmd/orderflow/
+func BenchmarkLongHistory(b *testing.B) {
+	for _, events := range []int{10, 10_000} {
+		b.Run(fmt.Sprintf("events=%d", events), func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.DataDir, cfg.NATSListen, cfg.HTTP, cfg.ReloadInterval = b.TempDir(), "127.0.0.1:0", "127.0.0.1:0", 0
+			app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			ctx := context.Background()
+			if err := app.Run(ctx); err != nil {
+				b.Fatal(err)
+			}
+			defer app.Close()
+			if err := handlers.SeedWorkedExample(ctx, app.cmds); err != nil {
+				b.Fatal(err)
+			}
+			meta := handlers.Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "bench"}}
+			orders := 1
+			if events < 100 {
+				orders = b.N
+			}
+			n := 0
+			reject := func(id string) {
+				n++
+				res, _, err := app.cmds.ApplyTrigger(ctx, meta, id, handlers.WorkedExampleTriggers[3], fmt.Sprintf("wrong-%d", n), "bench")
+				if err != nil || res.Outcome != "rejected" {
+					b.Fatalf("wrong trigger %d: %v %v", n, res, err)
+				}
+			}
+			for i := range orders {
+				id := fmt.Sprintf("long-%d", i)
+				if _, err := app.cmds.PlaceOrder(ctx, meta, id, handlers.WorkedExampleOrderType, ""); err != nil {
+					b.Fatal(err)
+				}
+				for range events - 1 {
+					reject(id)
+				}
+			}
+			call := func(method, url, body string) time.Duration {
+				req, _ := http.NewRequest(method, url, strings.NewReader(body))
+				if body != "" {
+					req.Header.Set("Content-Type", "application/json")
+				}
+				t := time.Now()
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				took := time.Since(t)
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, out)
+				}
+				return took
+			}
+			var trig, get, sup []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				id := fmt.Sprintf("long-%d", i%orders)
+				url := "http://" + app.HTTPAddr() + "/v1/orders/" + id
+				t := time.Now()
+				reject(id)
+				trig = append(trig, time.Since(t))
+				get = append(get, call(http.MethodGet, url, ""))
+				sup = append(sup, call(http.MethodPost, url+"/hold", `{"reason":"bench"}`)+call(http.MethodPost, url+"/resume", `{"reason":"bench"}`))
+			}
+			b.StopTimer()
+			for _, m := range []struct {
+				name string
+				d    []time.Duration
+			}{{"trigger", trig}, {"get", get}, {"hold+resume", sup}} {
+				p50, _, _ := percentiles(m.d)
+				b.ReportMetric(float64(p50.Microseconds()), m.name+"-p50-µs")
+			}
+		})
+	}
+}

@@ -246,8 +246,11 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		`orderflow_trigger_outcomes_total{outcome="rejected",reason="unexpected_trigger"} 1`,
 		"orderflow_triggers_applied_total 2",
 		"orderflow_orders_cached 1",
-		"orderflow_order_cache_hits_total 5",
-		"orderflow_order_loads_total 1",
+		// Loads: placing it, and the GET of an order that does not exist.
+		// Hits: each HTTP trigger's look for its id (3), the processor's
+		// decisions (2), and the two answers' order (2).
+		"orderflow_order_cache_hits_total 7",
+		"orderflow_order_loads_total 2",
 		"orderflow_order_load_seconds_total ",
 		`orderflow_index_caught_up{stream="ORDERFLOW_ORDERS"} 1`,
 		`orderflow_stream_messages{stream="ORDERFLOW_ORDERS"} 3`,
@@ -339,9 +342,10 @@ func TestOrderCacheOff(t *testing.T) {
 	}
 	c.problem(409, "trigger_rejected", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "delivered"})
 	_, body := get(t, "http://"+app.HTTPAddr()+"/metrics")
-	// Placing, then each HTTP trigger's look for its id (3) and the
-	// processor's decision (2): all read from the store.
-	for _, want := range []string{"orderflow_orders_cached 0", "orderflow_order_cache_hits_total 0", "orderflow_order_loads_total 6"} {
+	// Placing, then each HTTP trigger's look for its id (3), the
+	// processor's decision (2) and the two answers' order (2): all read
+	// from the store.
+	for _, want := range []string{"orderflow_orders_cached 0", "orderflow_order_cache_hits_total 0", "orderflow_order_loads_total 8"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, body)
 		}
