@@ -312,3 +312,26 @@ func joinStrings(s []string) string {
 	}
 	return out
 }
+
+// An order read while its definitions lacked the version it is pinned to
+// (another process made it a moment ago) does not know its step's
+// trigger; once the definitions have that version, the same order
+// decides, without being read again.
+func TestOrderMeetsItsDefinitionsLater(t *testing.T) {
+	t.Parallel()
+	d := workedExample()
+	events := placed(t, d).Changes()
+	lagging := &defs{versions: map[string][]domain.WorkflowState{}, types: d.types}
+	o := domain.NewOrder("o-1", lagging)
+	for _, e := range events {
+		must(t, o.Apply(e))
+	}
+	if _, err := o.ApplyTrigger("picked_up", "t1", "w", lagging); !errors.Is(err, domain.ErrDefinitionMissing) || len(o.Changes()) != 0 {
+		t.Fatalf("without its workflow version: %v, %d changes", err, len(o.Changes()))
+	}
+	lagging.versions = d.versions // the definitions catch up
+	res, err := o.ApplyTrigger("picked_up", "t1", "w", lagging)
+	if err != nil || res.Outcome != domain.OutcomeAdvanced || o.View().Position.Status != "received" {
+		t.Fatalf("with it: %+v, %v at %+v", res, err, o.View().Position)
+	}
+}
