@@ -191,6 +191,7 @@ type Order struct {
 	pos         Position
 	steps       []Step // the steps of pos's pinned workflow version
 	triggers    map[string]TriggerOutcome
+	rejections  map[string]RejectedError // the triggers it rejected: why, and what it expected
 }
 
 // NewOrder returns an order with no history. defs resolves the steps of
@@ -507,6 +508,14 @@ func (o *Order) enterPosition(p Position) {
 	o.pos = p
 }
 
+// Rejection is why the order rejected a trigger id, as its
+// TriggerRejected event records it, if it did: a trigger sent again with
+// that id is answered with the same rejection.
+func (o *Order) Rejection(triggerID string) (RejectedError, bool) {
+	r, ok := o.rejections[triggerID]
+	return r, ok
+}
+
 // Apply folds one event into the order: the only place its state changes.
 func (o *Order) Apply(e Event) error {
 	switch e := e.(type) {
@@ -521,6 +530,10 @@ func (o *Order) Apply(e Event) error {
 		o.state = StateCompleted
 	case TriggerRejected:
 		o.triggers[e.TriggerID] = OutcomeRejected
+		if o.rejections == nil {
+			o.rejections = map[string]RejectedError{}
+		}
+		o.rejections[e.TriggerID] = RejectedError{Reason: e.Reason, Expected: e.Expected}
 	case OrderHeld:
 		o.state = StateOnHold
 	case OrderResumed:

@@ -213,6 +213,14 @@ func TestOrderRules(t *testing.T) {
 			if _, seen := o.TriggerOutcome("never-sent"); seen {
 				t.Fatal("a trigger id never sent was seen")
 			}
+			// A rejected trigger id is answered again with its rejection,
+			// without the order's history.
+			first, _ := o.TriggerOutcome("t1")
+			r, rejected := o.Rejection("t1")
+			if rejected != (first == domain.OutcomeRejected) ||
+				(rejected && res.Outcome == domain.OutcomeRejected && (r.Reason != tc.reason || r.Expected != tc.expected)) {
+				t.Fatalf("Rejection(t1) = %+v, %v after %+v", r, rejected, res)
+			}
 		})
 	}
 }

@@ -309,24 +309,23 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	}
 	defer sub.Unsubscribe()
 
-	// Seen before: a duplicate. The order comes from the orders' cache
-	// when it is there, or is read into it, where the processor that
-	// applies the trigger next finds it.
-	var first domain.TriggerOutcome
-	var seen bool
+	// Seen before: a duplicate, or the same rejection again. The order
+	// comes from the orders' cache when it is there, or is read into it,
+	// where the processor that applies the trigger next finds it.
+	var seen, rejected bool
+	var rejection domain.RejectedError
 	if _, err := c.existing(ctx, orderID, Meta{}, func(o *domain.Order) error {
-		first, seen = o.TriggerOutcome(triggerID)
+		_, seen = o.TriggerOutcome(triggerID)
+		rejection, rejected = o.Rejection(triggerID)
 		return nil
 	}); err != nil {
 		return "", err
 	}
+	if rejected {
+		return "", &rejection
+	}
 	if seen {
-		if first != domain.OutcomeRejected {
-			return domain.OutcomeDuplicate, nil
-		}
-		if out, ok, err := c.repeatOf(ctx, orderID, triggerID); ok { // the rejection's reason
-			return out, err
-		}
+		return domain.OutcomeDuplicate, nil
 	}
 	body, _ := json.Marshal(TriggerBody{Worker: worker, TriggerID: triggerID})
 	m := nats.NewMsg(eventstore.TriggerSubject(c.Tenant, orderID, trigger))
