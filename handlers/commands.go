@@ -177,6 +177,13 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 	keep := false
 	defer func() { opts.letGo(e, held, keep) }()
 	agg := e.agg
+	if meta.IfMatch != nil && *meta.IfMatch != agg.Version() && held {
+		// The caller may have read a version another process stored
+		// since this one cached the aggregate: look before refusing.
+		if err := c.catchUp(ctx, addr, e); err != nil {
+			return Outcome{}, err
+		}
+	}
 	if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
 		keep = true
 		return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)

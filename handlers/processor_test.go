@@ -1088,3 +1088,30 @@ func TestOneOrderFromManyGoroutines(t *testing.T) {
 		t.Fatalf("histories read from the store: %+v", s)
 	}
 }
+
+// If-Match is checked against the order as the store holds it: a version
+// another process stored since this one cached the order is not refused
+// as stale.
+func TestIfMatchSeesAnotherProcess(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	other := &Commands{Store: c.Store, Defs: c.Defs, Tenant: "default"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "supervisor"}}
+	if _, err := c.PlaceOrder(ctx, meta, "o-1", WorkedExampleOrderType, ""); err != nil { // c caches it at version 1
+		t.Fatal(err)
+	}
+	if _, _, err := other.ApplyTrigger(ctx, meta, "o-1", "picked_up", "t-1", "w"); err != nil {
+		t.Fatal(err)
+	}
+	seen, stale := uint64(2), uint64(2)
+	o, err := c.HoldOrder(ctx, Meta{Actor: meta.Actor, IfMatch: &seen}, "o-1", "x")
+	if err != nil || o.Version != 3 || o.State != domain.StateOnHold {
+		t.Fatalf("If-Match 2 at version 2: %+v, %v", o, err)
+	}
+	if _, err := c.ResumeOrder(ctx, Meta{Actor: meta.Actor, IfMatch: &stale}, "o-1", "x"); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("If-Match 2 at version 3: %v", err)
+	}
+}
