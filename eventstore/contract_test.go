@@ -282,6 +282,37 @@ func testLoadPaging(t *testing.T, st *eventstore.Store) {
 	}
 	assertVersions(t, mustLoad(t, st, agg), total)
 	assertVersions(t, mustLoad(t, st, other), total/100)
+
+	// LoadPage reads the same history a page at a time: each page starts
+	// after the last sequence of the one before, and says whether more
+	// follow.
+	var paged []eventstore.Event
+	after, pages := uint64(0), 0
+	for {
+		page, more, err := st.LoadPage(ctx, agg, after, 250)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		paged = append(paged, page...)
+		if !more {
+			break
+		}
+		if len(page) != 250 || pages > 3 {
+			t.Fatalf("page %d: %d events, more %v", pages, len(page), more)
+		}
+		after = page[len(page)-1].Sequence
+	}
+	if pages != 3 {
+		t.Fatalf("%d pages of 250 for %d events", pages, total)
+	}
+	assertVersions(t, paged, total)
+	if page, more, err := st.LoadPage(ctx, agg, last, 10); err != nil || len(page) != 0 || more {
+		t.Fatalf("a page after the last event: %d events, more %v, %v", len(page), more, err)
+	}
+	if page, more, err := st.LoadPage(ctx, agg, 0, total); err != nil || len(page) != total || more {
+		t.Fatalf("a page of exactly the history: %d events, more %v, %v", len(page), more, err)
+	}
 }
 
 // A load that runs out of time before the server has answered in full

@@ -666,27 +666,39 @@ func (s *Store) findStored(ctx context.Context, agg Aggregate, after uint64, eve
 // write the stream has acknowledged, so Load first asks the stream's
 // leader for the aggregate's last sequence and reads until it has that.
 func (s *Store) Load(ctx context.Context, agg Aggregate, after uint64) ([]Event, error) {
+	evs, _, err := s.LoadPage(ctx, agg, after, 0)
+	return evs, err
+}
+
+// LoadPage is Load of at most limit events (all when limit is 0): the
+// first ones after stream sequence after, and whether more follow. A page
+// of an aggregate the index knows reads only the page's events, however
+// long the history.
+func (s *Store) LoadPage(ctx context.Context, agg Aggregate, after uint64, limit int) ([]Event, bool, error) {
 	if err := agg.Validate(); err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if limit < 0 {
+		return nil, false, fmt.Errorf("load %s: limit %d", agg.Filter(), limit)
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	if s.cfg.Replicas <= 1 {
-		return s.load(ctx, agg, after)
+		return s.load(ctx, agg, after, limit)
 	}
 	floor, err := s.leaderLast(ctx, agg.Stream(), agg.Filter())
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	for {
-		evs, err := s.load(ctx, agg, after)
-		if err != nil || floor <= after || (len(evs) > 0 && evs[len(evs)-1].Sequence >= floor) {
-			return evs, err
+		evs, more, err := s.load(ctx, agg, after, limit)
+		if err != nil || more || floor <= after || (len(evs) > 0 && evs[len(evs)-1].Sequence >= floor) {
+			return evs, more, err
 		}
 		select { // a replica behind the leader answered: ask again
 		case <-time.After(5 * time.Millisecond):
 		case <-ctx.Done():
-			return nil, fmt.Errorf("load %s: the replicas that answered are behind sequence %d: %w", agg.Filter(), floor, ctx.Err())
+			return nil, false, fmt.Errorf("load %s: the replicas that answered are behind sequence %d: %w", agg.Filter(), floor, ctx.Err())
 		}
 	}
 }
@@ -731,30 +743,51 @@ func (s *Store) leaderLast(ctx context.Context, stream, filter string) (uint64, 
 	return resp.Message.Seq, nil
 }
 
-// load is Load without the leader's check.
-func (s *Store) load(ctx context.Context, agg Aggregate, after uint64) ([]Event, error) {
+// load is LoadPage without the leader's check.
+func (s *Store) load(ctx context.Context, agg Aggregate, after uint64, limit int) ([]Event, bool, error) {
+	page := func(evs []Event) ([]Event, bool, error) {
+		if limit > 0 && len(evs) > limit {
+			return evs[:limit], true, nil
+		}
+		return evs, false, nil
+	}
 	stream := agg.Stream()
 	idx := s.indexes[stream]
 	if idx == nil {
-		return s.LoadFilter(ctx, stream, agg.Filter(), after)
+		evs, err := s.LoadFilter(ctx, stream, agg.Filter(), after)
+		if err != nil {
+			return nil, false, err
+		}
+		return page(evs)
 	}
 	if err := idx.wait(ctx, stream); err != nil {
-		return nil, fmt.Errorf("load %s: %w", agg.Filter(), err)
+		return nil, false, fmt.Errorf("load %s: %w", agg.Filter(), err)
 	}
 	seqs, applied := idx.lookup(agg.prefix(), after)
+	more := limit > 0 && len(seqs) > limit
+	if more {
+		seqs = seqs[:limit]
+	}
 	evs, complete, err := s.fetchSeqs(ctx, stream, seqs)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if !complete {
 		// A replica that has not caught up answered; read by filter instead.
-		return s.LoadFilter(ctx, stream, agg.Filter(), after)
+		evs, err := s.LoadFilter(ctx, stream, agg.Filter(), after)
+		if err != nil {
+			return nil, false, err
+		}
+		return page(evs)
+	}
+	if more {
+		return evs, true, nil
 	}
 	tail, err := s.LoadFilter(ctx, stream, agg.Filter(), max(after, applied))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return append(evs, tail...), nil
+	return page(append(evs, tail...))
 }
 
 // fetchParallel bounds the direct gets one Load has in flight.

@@ -123,7 +123,7 @@ func (api *API) routes() []route {
 		{"POST /v1/orders", RoleWorker, "Place an order", placeBody{ID: "order-1", OrderTypeID: "wash_fold_delivery"}, api.placeOrder},
 		{"GET /v1/orders", RoleReader, "List orders (status, workflow_id, order_type_id, state; limit, cursor; min_seq)", nil, api.listOrders},
 		{"GET /v1/orders/{id}", RoleReader, "One order (?as_of= RFC 3339 for the state then)", nil, api.getOrder},
-		{"GET /v1/orders/{id}/history", RoleReader, "An order's events, oldest first", nil, api.orderHistory},
+		{"GET /v1/orders/{id}/history", RoleReader, "An order's events, oldest first (all; or a page: limit, cursor, next_cursor)", nil, api.orderHistory},
 		{"POST /v1/orders/{id}/triggers", RoleWorker, "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument)",
 			triggerRequest{Trigger: "picked_up", Worker: "ana"}, api.postTrigger},
 		{"POST /v1/orders/{id}/hold", RoleSupervisor, "Hold an order", map[string]any{"reason": "customer away"}, api.supervise(holdOrder)},

@@ -184,22 +184,68 @@ func asOfParam(r *http.Request) (time.Time, error) {
 	return t, nil
 }
 
+// orderHistory answers with the order's events, oldest first: all of
+// them, or with ?limit= (and ?cursor= from the page before) a page, with
+// next_cursor when more follow. A page reads only its own events from the
+// store, so a long history can be read a page at a time.
 func (api *API) orderHistory(w http.ResponseWriter, r *http.Request) {
 	id, err := pathToken(r, "id", "order id")
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
-	_, events, err := api.cmds(r).LoadOrder(r.Context(), id)
+	q := r.URL.Query()
+	for k := range q {
+		if k != "limit" && k != "cursor" {
+			api.fail(w, r, fmt.Errorf("%w: unknown query parameter %q", errBadRequest, k))
+			return
+		}
+	}
+	limit := 0 // all
+	if q.Has("limit") || q.Has("cursor") {
+		limit = defaultLimit
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			api.fail(w, r, &domain.FieldError{Field: "limit", Reason: fmt.Sprintf("%q is not 1 to %d", v, maxLimit)})
+			return
+		}
+		limit = n
+	}
+	var after uint64
+	if c := q.Get("cursor"); c != "" {
+		b, err := base64.RawURLEncoding.DecodeString(c)
+		if err == nil {
+			after, err = strconv.ParseUint(string(b), 10, 64)
+		}
+		if err != nil || after == 0 {
+			api.fail(w, r, fmt.Errorf("%w: cursor %q is not one this API returned", errBadRequest, c))
+			return
+		}
+	}
+	c := api.cmds(r)
+	addr := c.orderAddr(id)
+	events, more, err := c.Store.LoadPage(r.Context(), addr, after, limit)
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
-	envs := make([]eventstore.Envelope, len(events))
-	for i, ev := range events {
-		envs[i] = ev.Envelope
+	if len(events) == 0 && after == 0 {
+		api.fail(w, r, notFoundOrder(id))
+		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": envs})
+	out := struct {
+		Events     []eventstore.Envelope `json:"events"`
+		NextCursor string                `json:"next_cursor,omitempty"`
+	}{Events: make([]eventstore.Envelope, len(events))}
+	for i, ev := range events {
+		out.Events[i] = ev.Envelope
+	}
+	if more {
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(events[len(events)-1].Sequence, 10)))
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 type superviseBody struct {

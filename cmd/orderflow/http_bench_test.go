@@ -70,11 +70,11 @@ func BenchmarkHTTPTrigger(b *testing.B) {
 // TriggerRejected per attempt, so an order can gather thousands of events.
 // Each sub-benchmark grows orders to the given number of events (with
 // rejected triggers), then times, one at a time: a rejected trigger applied
-// by the command handlers (the processor's path), GET /v1/orders/{id}, and
-// a hold and a resume over HTTP. Each iteration adds three events; the
-// short histories use an order per iteration so they stay short, the long
-// one a single order (200 iterations add 6% to it). Compare the
-// sub-benchmarks of one run:
+// by the command handlers (the processor's path), GET /v1/orders/{id}, a
+// hold and a resume over HTTP, and the history's first page of 50. Each
+// iteration adds three events; the short histories use an order per
+// iteration so they stay short, the long one a single order (200
+// iterations add 6% to it). Compare the sub-benchmarks of one run:
 //
 //	go test -run '^$' -bench LongHistory -benchtime 200x ./cmd/orderflow/
 func BenchmarkLongHistory(b *testing.B) {
@@ -131,7 +131,7 @@ func BenchmarkLongHistory(b *testing.B) {
 				}
 				return took
 			}
-			var trig, get, sup []time.Duration
+			var trig, get, sup, page []time.Duration
 			b.ResetTimer()
 			for i := range b.N {
 				id := fmt.Sprintf("long-%d", i%orders)
@@ -141,12 +141,13 @@ func BenchmarkLongHistory(b *testing.B) {
 				trig = append(trig, time.Since(t))
 				get = append(get, call(http.MethodGet, url, ""))
 				sup = append(sup, call(http.MethodPost, url+"/hold", `{"reason":"bench"}`)+call(http.MethodPost, url+"/resume", `{"reason":"bench"}`))
+				page = append(page, call(http.MethodGet, url+"/history?limit=50", ""))
 			}
 			b.StopTimer()
 			for _, m := range []struct {
 				name string
 				d    []time.Duration
-			}{{"trigger", trig}, {"get", get}, {"hold+resume", sup}} {
+			}{{"trigger", trig}, {"get", get}, {"hold+resume", sup}, {"history-page", page}} {
 				p50, _, _ := percentiles(m.d)
 				b.ReportMetric(float64(p50.Microseconds()), m.name+"-p50-µs")
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -60,6 +61,26 @@ func TestOrderTriggersOverHTTP(t *testing.T) {
 	if last["type"] != "OrderCompleted" || last["causation_id"] != "t-delivered" || last["actor"].(map[string]any)["kind"] != "worker" {
 		t.Fatalf("last event %v", last)
 	}
+	// The same history a page at a time.
+	var paged []any
+	for path, pages := "/v1/orders/o-1/history?limit=4", 0; path != ""; pages++ {
+		h := c.must(200, "GET", path, nil)
+		paged = append(paged, h["events"].([]any)...)
+		path = ""
+		if next, _ := h["next_cursor"].(string); next != "" {
+			path = "/v1/orders/o-1/history?limit=4&cursor=" + next
+		}
+		if pages > 3 {
+			t.Fatalf("history pages: %v", h)
+		}
+	}
+	if !reflect.DeepEqual(paged, events) {
+		t.Fatalf("history by pages of 4:\n%v\nwhole:\n%v", paged, events)
+	}
+	c.problem(400, "invalid_argument", "GET", "/v1/orders/o-1/history?limit=0", nil)
+	c.problem(400, "invalid_argument", "GET", "/v1/orders/o-1/history?cursor=zzz", nil)
+	c.problem(400, "invalid_argument", "GET", "/v1/orders/o-1/history?after=3", nil)
+	c.problem(404, "not_found", "GET", "/v1/orders/nope/history", nil)
 	c.problem(404, "not_found", "POST", "/v1/orders/nope/triggers", map[string]any{"trigger": "picked_up"})
 	c.problem(409, "trigger_rejected", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "delivered"})
 
