@@ -230,7 +230,7 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 		}
 		defer sub.Unsubscribe()
 	}
-	if err := c.nc.FlushWithContext(ctx); err != nil {
+	if err := flush(ctx, c.nc); err != nil {
 		return Applied{}, err
 	}
 	if given { // a trigger id of the caller's may have taken effect before
@@ -275,6 +275,23 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 			return Applied{Ack: ack}, fmt.Errorf("trigger %s stored, its outcome not seen yet: %w", t.TriggerID, ctx.Err())
 		}
 	}
+}
+
+// flushTimeout bounds the flush of a ctx without a deadline.
+const flushTimeout = 10 * time.Second
+
+// flush makes sure the server has the subscriptions made before it: nats.go
+// asks ctx for a deadline, which a worker app's ctx need not have.
+func flush(ctx context.Context, nc *nats.Conn) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, flushTimeout)
+		defer cancel()
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("subscribe to the order's outcomes: %w", err)
+	}
+	return nil
 }
 
 // outcome is what a trigger's outcome event says of it. For a trigger id
