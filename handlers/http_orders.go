@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 	"unicode"
@@ -205,13 +206,10 @@ func (api *API) orderHistory(w http.ResponseWriter, r *http.Request) {
 	if q.Has("limit") || q.Has("cursor") {
 		limit = defaultLimit
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxLimit {
-			api.fail(w, r, &domain.FieldError{Field: "limit", Reason: fmt.Sprintf("%q is not 1 to %d", v, maxLimit)})
-			return
-		}
-		limit = n
+	limit, err = limitParam(q, limit)
+	if err != nil {
+		api.fail(w, r, err)
+		return
 	}
 	var after uint64
 	if c := q.Get("cursor"); c != "" {
@@ -557,6 +555,19 @@ const (
 	maxLimit     = 500
 )
 
+// limitParam reads ?limit= (1 to maxLimit); def when absent.
+func limitParam(q url.Values, def int) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, &domain.FieldError{Field: "limit", Reason: fmt.Sprintf("%q is not 1 to %d", v, maxLimit)}
+	}
+	return n, nil
+}
+
 func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 	if err := api.minSeq(r); err != nil {
 		api.fail(w, r, err)
@@ -579,14 +590,10 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, &domain.FieldError{Field: "state", Reason: fmt.Sprintf("%q is not active, on_hold, completed or cancelled", f.State)})
 		return
 	}
-	limit := defaultLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxLimit {
-			api.fail(w, r, &domain.FieldError{Field: "limit", Reason: fmt.Sprintf("%q is not 1 to %d", v, maxLimit)})
-			return
-		}
-		limit = n
+	limit, err := limitParam(q, defaultLimit)
+	if err != nil {
+		api.fail(w, r, err)
+		return
 	}
 	after := ""
 	if c := q.Get("cursor"); c != "" {

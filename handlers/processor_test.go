@@ -944,14 +944,7 @@ func TestSendTriggerWithAStaleCache(t *testing.T) {
 // is what the whole history says, times included.
 func TestLongHistoryIsNotReadAgain(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
-	if _, err := c.PlaceOrder(ctx, meta, "o-long", WorkedExampleOrderType, ""); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx, meta := placedOrder(t, "o-long")
 	for i := range 300 {
 		res, _, err := c.ApplyTrigger(ctx, meta, "o-long", "delivered", fmt.Sprintf("wrong-%d", i), "w")
 		if err != nil || res.Outcome != domain.OutcomeRejected {
@@ -966,19 +959,9 @@ func TestLongHistoryIsNotReadAgain(t *testing.T) {
 			}
 		}
 	}
-	got, err := c.CurrentOrder(ctx, "o-long")
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, events := currentIsHistory(t, ctx, c, "o-long")
 	if s := c.OrderCacheStats(); s.Loads != 1 { // placing it: a new order is looked for once
 		t.Fatalf("histories read from the store: %+v", s)
-	}
-	o, events, err := c.LoadOrder(ctx, "o-long")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := snapshotFrom(o, events); !reflect.DeepEqual(got, want) {
-		t.Fatalf("the order in memory:\n%+v\nits history says:\n%+v", got, want)
 	}
 	if got.Version != 313 || got.State != domain.StateActive || got.EnteredAt != events[0].OccurredAt || got.UpdatedAt != events[312].OccurredAt {
 		t.Fatalf("the order: %+v", got)
@@ -989,15 +972,8 @@ func TestLongHistoryIsNotReadAgain(t *testing.T) {
 // order it holds in memory, and its next command decides on that too.
 func TestCurrentOrderSeesAnotherProcess(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
+	c, ctx, meta := placedOrder(t, "o-1")
 	other := &Commands{Store: c.Store, Defs: c.Defs, Tenant: "default"}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
-	if _, err := c.PlaceOrder(ctx, meta, "o-1", WorkedExampleOrderType, ""); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := other.CurrentOrder(ctx, "o-1"); err != nil { // other holds it as placed
 		t.Fatal(err)
 	}
@@ -1031,14 +1007,7 @@ func TestCurrentOrderSeesAnotherProcess(t *testing.T) {
 // process, and every read is a state the history passed through.
 func TestOneOrderFromManyGoroutines(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
-	if _, err := c.PlaceOrder(ctx, meta, "o-many", WorkedExampleOrderType, ""); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx, meta := placedOrder(t, "o-many")
 	const workers, each = 6, 20
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each)
@@ -1072,17 +1041,7 @@ func TestOneOrderFromManyGoroutines(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	got, err := c.CurrentOrder(ctx, "o-many")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, events, err := c.LoadOrder(ctx, "o-many")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := snapshotFrom(o, events); !reflect.DeepEqual(got, want) || got.Version != uint64(len(events)) {
-		t.Fatalf("the order in memory:\n%+v\nits history says:\n%+v", got, want)
-	}
+	currentIsHistory(t, ctx, c, "o-many")
 	// A conflict would have read the history again.
 	if s := c.OrderCacheStats(); s.Loads != 1 {
 		t.Fatalf("histories read from the store: %+v", s)
@@ -1094,15 +1053,8 @@ func TestOneOrderFromManyGoroutines(t *testing.T) {
 // as stale.
 func TestIfMatchSeesAnotherProcess(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
+	c, ctx, meta := placedOrder(t, "o-1")
 	other := &Commands{Store: c.Store, Defs: c.Defs, Tenant: "default"}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "supervisor"}}
-	if _, err := c.PlaceOrder(ctx, meta, "o-1", WorkedExampleOrderType, ""); err != nil { // c caches it at version 1
-		t.Fatal(err)
-	}
 	if _, _, err := other.ApplyTrigger(ctx, meta, "o-1", "picked_up", "t-1", "w"); err != nil {
 		t.Fatal(err)
 	}
@@ -1114,4 +1066,37 @@ func TestIfMatchSeesAnotherProcess(t *testing.T) {
 	if _, err := c.ResumeOrder(ctx, Meta{Actor: meta.Actor, IfMatch: &stale}, "o-1", "x"); !errors.Is(err, ErrPreconditionFailed) {
 		t.Fatalf("If-Match 2 at version 3: %v", err)
 	}
+}
+
+// placedOrder is Commands on a server of its own with a worked-example
+// order placed (and held in memory), and a ctx and worker meta for the
+// test.
+func placedOrder(t *testing.T, id string) (*Commands, context.Context, Meta) {
+	t.Helper()
+	c := newCommands(t, eventstoretest.StartServer(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
+	if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
+		t.Fatal(err)
+	}
+	return c, ctx, meta
+}
+
+// currentIsHistory reads the order as c answers it and fails the test
+// unless that is what the order's whole history says (times included).
+func currentIsHistory(t *testing.T, ctx context.Context, c *Commands, id string) (OrderSnapshot, []eventstore.Event) {
+	t.Helper()
+	got, err := c.CurrentOrder(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, events, err := c.LoadOrder(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := snapshotFrom(o, events); !reflect.DeepEqual(got, want) || got.Version != uint64(len(events)) {
+		t.Fatalf("the order in memory:\n%+v\nits history says:\n%+v", got, want)
+	}
+	return got, events
 }

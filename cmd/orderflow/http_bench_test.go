@@ -21,17 +21,7 @@ import (
 //
 //	go test -run '^$' -bench HTTPTrigger -benchtime 5000x ./cmd/orderflow/
 func BenchmarkHTTPTrigger(b *testing.B) {
-	cfg := DefaultConfig()
-	cfg.DataDir, cfg.NATSListen, cfg.HTTP, cfg.ReloadInterval = b.TempDir(), "127.0.0.1:0", "127.0.0.1:0", 0
-	app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx := context.Background()
-	if err := app.Run(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer app.Close()
-	if err := handlers.SeedWorkedExample(ctx, app.cmds); err != nil {
-		b.Fatal(err)
-	}
+	app, ctx := seededBenchApp(b)
 	orders := b.N/len(handlers.WorkedExampleTriggers) + 1
 	meta := handlers.Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "bench"}}
 	for i := range orders {
@@ -80,17 +70,7 @@ func BenchmarkHTTPTrigger(b *testing.B) {
 func BenchmarkLongHistory(b *testing.B) {
 	for _, events := range []int{10, 10_000} {
 		b.Run(fmt.Sprintf("events=%d", events), func(b *testing.B) {
-			cfg := DefaultConfig()
-			cfg.DataDir, cfg.NATSListen, cfg.HTTP, cfg.ReloadInterval = b.TempDir(), "127.0.0.1:0", "127.0.0.1:0", 0
-			app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			ctx := context.Background()
-			if err := app.Run(ctx); err != nil {
-				b.Fatal(err)
-			}
-			defer app.Close()
-			if err := handlers.SeedWorkedExample(ctx, app.cmds); err != nil {
-				b.Fatal(err)
-			}
+			app, ctx := seededBenchApp(b)
 			meta := handlers.Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "bench"}}
 			orders := 1
 			if events < 100 {
@@ -153,4 +133,23 @@ func BenchmarkLongHistory(b *testing.B) {
 			}
 		})
 	}
+}
+
+// seededBenchApp runs an App of the benchmark's own (embedded server,
+// random ports, quiet) with the worked example's definitions, until the
+// benchmark ends.
+func seededBenchApp(b *testing.B) (*App, context.Context) {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.HTTP, cfg.ReloadInterval = b.TempDir(), "127.0.0.1:0", "127.0.0.1:0", 0
+	app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	if err := app.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { app.Close() })
+	if err := handlers.SeedWorkedExample(ctx, app.cmds); err != nil {
+		b.Fatal(err)
+	}
+	return app, ctx
 }
