@@ -509,8 +509,8 @@ func causedBy(history []eventstore.Event, triggerID string) (eventstore.Event, b
 	return eventstore.Event{}, false
 }
 
-// settle waits until the orders read model shows the last of events and
-// sets X-Orderflow-Sequence.
+// settle waits until the orders read model shows stream sequence seq (an
+// order's last event) and sets X-Orderflow-Sequence.
 func (api *API) settle(ctx context.Context, w http.ResponseWriter, seq uint64) {
 	if seq == 0 {
 		return
