@@ -46,10 +46,19 @@ func snapshotFrom(o *domain.Order, events []eventstore.Event) OrderSnapshot {
 	return snapshotOf(e)
 }
 
+// longHistory is how many events make an ended order worth keeping in
+// memory: reading it again costs a read per event, and a worker app that
+// keeps sending triggers for a completed order makes it longer each time.
+const longHistory = 64
+
 // orderRunOpts are the command loop's options for orders: decided from
-// the orders' cache, which keeps the orders that can still move.
+// the orders' cache, which keeps the orders that can still move, and
+// ended ones with a long history.
 func (c *Commands) orderRunOpts() runOpts {
-	return runOpts{cache: c.orderCache(), settled: func(a domain.Aggregate) bool { return a.(*domain.Order).Finished() }}
+	return runOpts{cache: c.orderCache(), settled: func(a domain.Aggregate) bool {
+		o := a.(*domain.Order)
+		return o.Finished() && o.Version() < longHistory
+	}}
 }
 
 // order runs a command on an order. The definitions read model is synced

@@ -665,6 +665,37 @@ func TestFinishedOrdersLeaveTheCache(t *testing.T) {
 	}
 }
 
+// An ended order with a long history stays in the cache: a worker app
+// that keeps sending triggers for it (each one rejected, each one making
+// the history longer) does not have it read again every time.
+func TestLongFinishedOrdersStayInTheCache(t *testing.T) {
+	t.Parallel()
+	c, ctx, meta := placedOrder(t, "o-done")
+	for i := range longHistory {
+		if _, _, err := c.ApplyTrigger(ctx, meta, "o-done", "delivered", fmt.Sprintf("early-%d", i), "w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tr := range WorkedExampleTriggers {
+		if _, _, err := c.ApplyTrigger(ctx, meta, "o-done", tr, fmt.Sprintf("step-%d", i), "w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		res, _, err := c.ApplyTrigger(ctx, meta, "o-done", "delivered", fmt.Sprintf("late-%d", i), "w")
+		if err != nil || res.Reason != domain.RejectCompleted {
+			t.Fatalf("a trigger for the completed order: %+v, %v", res, err)
+		}
+	}
+	got, _ := currentIsHistory(t, ctx, c, "o-done")
+	if got.State != domain.StateCompleted || !c.orderCache().has(c.orderAddr("o-done").Filter()) {
+		t.Fatalf("the completed order: %+v, cached %v", got, c.orderCache().has(c.orderAddr("o-done").Filter()))
+	}
+	if s := c.OrderCacheStats(); s.Loads != 1 { // placing it
+		t.Fatalf("histories read from the store: %+v", s)
+	}
+}
+
 // A trigger published without an id is named by where ORDERFLOW_TRIGGERS
 // stored it, "trigger-seq-<N>": the same name however a lane numbers its
 // copy (a lane stream made anew, a trigger copied again after a crash), so
