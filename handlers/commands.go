@@ -177,16 +177,18 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 	keep := false
 	defer func() { opts.letGo(e, held, keep) }()
 	agg := e.agg
-	if meta.IfMatch != nil && *meta.IfMatch != agg.Version() && held {
+	if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
 		// The caller may have read a version another process stored
 		// since this one cached the aggregate: look before refusing.
-		if err := c.catchUp(ctx, addr, e); err != nil {
-			return Outcome{}, err
+		if held {
+			if err := c.catchUp(ctx, addr, e); err != nil {
+				return Outcome{}, err
+			}
 		}
-	}
-	if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
-		keep = true
-		return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
+		if *meta.IfMatch != agg.Version() {
+			keep = true
+			return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
+		}
 	}
 	if err := decide(agg); err != nil {
 		// Refused before recording anything: the aggregate is as it was,
@@ -309,6 +311,12 @@ func (c *Commands) catchUp(ctx context.Context, addr eventstore.Aggregate, e *ca
 	if err != nil {
 		return err
 	}
+	return fold(addr, e, events)
+}
+
+// fold applies to e the aggregate's events stored after e's last. On an
+// error, e is part way and must be dropped.
+func fold(addr eventstore.Aggregate, e *cacheEntry, events []eventstore.Event) error {
 	for _, ev := range events {
 		d, err := domain.DecodeEvent(ev.Type, ev.Data)
 		if err != nil {

@@ -99,9 +99,10 @@ func (c *Commands) CurrentOrder(ctx context.Context, id string) (OrderSnapshot, 
 	}
 	cache, key := c.orderCache(), addr.Filter()
 	var snap OrderSnapshot
+	var tail []eventstore.Event // read after snap.Sequence
 	if cache.peek(key, func(e *cacheEntry) { snap = snapshotOf(e) }) {
-		tail, err := c.Store.Load(ctx, addr, snap.Sequence)
-		if err != nil {
+		var err error
+		if tail, err = c.Store.Load(ctx, addr, snap.Sequence); err != nil {
 			return OrderSnapshot{}, err
 		}
 		if len(tail) == 0 {
@@ -110,14 +111,18 @@ func (c *Commands) CurrentOrder(ctx context.Context, id string) (OrderSnapshot, 
 		}
 	}
 	// Changed since it was cached, held by a command, or not cached: hold
-	// it (waiting for a command that holds it) and read what the store
-	// has after it.
+	// it (waiting for a command that holds it) and bring it up to date:
+	// with the tail just read when it is still where that read began,
+	// else with what the store has after it.
 	opts := c.orderRunOpts()
 	e, held, err := c.hold(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, c.view()) }, opts.cache, true)
 	if err != nil {
 		return OrderSnapshot{}, err
 	}
-	if held {
+	switch {
+	case held && len(tail) > 0 && e.lastSeq == snap.Sequence:
+		err = fold(addr, e, tail)
+	case held:
 		err = c.catchUp(ctx, addr, e)
 	}
 	if err == nil {
