@@ -1,11 +1,9 @@
 package projections
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
@@ -14,11 +12,8 @@ import (
 // models decode it.
 func TestReplaySkipsUndecodableData(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	at := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	st, ctx := testStore(t)
+	at := testPlacedAt
 	r := storePlaced(t, st, "ok-1", at)
 	// ok-1's envelope again under another order, its data no longer JSON.
 	eventstoretest.PublishUndecodable(t, st, r.LastSeq, "orderflow.default.order.bad-1.OrderPlaced")

@@ -17,6 +17,18 @@ import (
 // testPlaced is the OrderPlaced of the orders the tests store.
 var testPlaced = domain.OrderPlaced{OrderTypeID: "ot", To: domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: "a"}, Workflows: []string{"wf"}}
 
+// testPlacedAt is when the tests' orders are placed.
+var testPlacedAt = time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+
+// testStore is a store on a server of the test's own, and a ctx for it.
+func testStore(t *testing.T) (*eventstore.Store, context.Context) {
+	t.Helper()
+	srv := eventstoretest.StartServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{}), ctx
+}
+
 // storePlaced appends testPlaced for a new order id, as of at.
 func storePlaced(t *testing.T, st *eventstore.Store, id string, at time.Time) eventstore.AppendResult {
 	t.Helper()
@@ -37,11 +49,8 @@ func storePlaced(t *testing.T, st *eventstore.Store, id string, at time.Time) ev
 // store): the model is then built from the stream.
 func TestRestoreChecksTheCheckpoint(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	at := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	st, ctx := testStore(t)
+	at := testPlacedAt
 	for _, id := range []string{"r-1", "r-2"} {
 		storePlaced(t, st, id, at)
 	}
