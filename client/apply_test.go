@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -92,4 +93,41 @@ func TestPublishNotAcknowledged(t *testing.T) {
 	if !errors.Is(err, client.ErrNotAcknowledged) || applied.TriggerID == "" || applied.TriggerID == ack.TriggerID {
 		t.Fatalf("apply without the streams: %+v, %v", applied, err)
 	}
+}
+
+// A trigger id of the caller's is looked up in the order's history before
+// it is published: found past the first page of the read (256 events),
+// and found when it holds characters that JSON escapes.
+func TestApplyTriggerFindsCallerIDsInLongHistories(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, stop := startWithClient(ctx)
+	defer stop()
+	wrong := func(id string) (client.Applied, error) {
+		return c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-42", Trigger: "delivered", TriggerID: id})
+	}
+	ids := []string{`odd <id> & "quoted" \ é`}
+	for i := range 300 {
+		ids = append(ids, fmt.Sprintf("wrong-%d", i))
+	}
+	for _, id := range ids {
+		if _, err := wrong(id); !isRejection(err) {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	for _, id := range []string{ids[0], ids[1], ids[len(ids)-1]} {
+		again, err := wrong(id)
+		if !isRejection(err) || !again.Duplicate || again.Sequence != 0 {
+			t.Fatalf("%s again: %+v, %v (want the recorded rejection, found before publishing)", id, again, err)
+		}
+	}
+	// An id the order has not seen is published and answered.
+	if _, err := wrong("wrong-new"); !isRejection(err) {
+		t.Fatalf("a new id: %v", err)
+	}
+}
+
+func isRejection(err error) bool {
+	_, ok := errors.AsType[*domain.RejectedError](err)
+	return ok
 }

@@ -16,9 +16,9 @@ import (
 // grows by one event per call), with a trigger id the client makes and
 // with one the caller gives. A caller's id may have taken effect before,
 // longer ago than JetStream remembers ids, so ApplyTrigger first reads
-// the order's history for it (an ordered consumer): that read is the
+// the order's history for it (one ephemeral consumer): that read is the
 // difference between the two, and it grows with the history (here from 1
-// to about 200 events; the client's ids come after, and read none).
+// to b.N events; the client's ids come after, and read none).
 //
 //	go test -run '^$' -bench ApplyTrigger -benchtime 200x ./client/
 func BenchmarkApplyTrigger(b *testing.B) {

@@ -5,6 +5,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -187,6 +188,7 @@ func (e *DeadLetterError) Error() string { return "trigger put aside as a dead l
 // never process (eventstore.DeadLetterSubject); triggerIDHeader names the
 // dead letter's trigger id (its Nats-Msg-Id).
 const (
+	apiPrefix         = "$JS.API."
 	deadLetterSubject = "orderflow._deadletter.triggers"
 	triggerIDHeader   = "_watermill_message_uuid"
 )
@@ -309,22 +311,49 @@ func outcome(ack Ack, env envelope) (Applied, error) {
 }
 
 // caused finds the event of the order's history (filter) that the
-// trigger id caused (nil when there is none), reading the history with an
-// ordered consumer that the server drops soon after.
+// trigger id caused (nil when there is none). It reads the history with
+// one ephemeral pull consumer (no acknowledgements, in memory, deleted
+// when the read ends), not an ordered consumer, which nats.go makes again
+// for every fetch. It stops at the message after which the
+// consumer has nothing pending, decodes only the events whose bytes hold
+// the id, and fails rather than miss one: a delivery gap (a connection
+// dropped mid-read) is an error, and the trigger can be sent again with
+// the same id.
 func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelope, error) {
-	cons, err := c.js.OrderedConsumer(ctx, "ORDERFLOW_ORDERS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
-		InactiveThreshold: 5 * time.Second})
+	cons, err := c.js.CreateConsumer(ctx, "ORDERFLOW_ORDERS", jetstream.ConsumerConfig{
+		FilterSubject:     filter,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: 5 * time.Second,
+		Replicas:          1,
+		MemoryStorage:     true,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read the order's history: %w", err)
 	}
+	// Drop it now rather than after InactiveThreshold, without waiting for
+	// the answer: a worker app calling often would leave many behind.
+	defer c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+cons.CachedInfo().Name, nil)
+	mention := mentionOf(triggerID)
+	var delivered uint64
 	for {
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
 			return nil, fmt.Errorf("read the order's history: %w", err)
 		}
-		n := 0
+		pending := uint64(0)
 		for m := range batch.Messages() {
-			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, fmt.Errorf("read the order's history: %w", err)
+			}
+			if delivered++; md.Sequence.Consumer != delivered {
+				return nil, fmt.Errorf("read the order's history: event %d of the read came as %d", delivered, md.Sequence.Consumer)
+			}
+			pending = md.NumPending
+			if mention != nil && !bytes.Contains(m.Data(), mention) {
+				continue
+			}
 			var env envelope
 			if json.Unmarshal(m.Data(), &env) == nil && env.CausationID == triggerID {
 				return &env, nil
@@ -333,8 +362,20 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return nil, fmt.Errorf("read the order's history: %w", err)
 		}
-		if n == 0 {
+		if pending == 0 {
 			return nil, nil
 		}
 	}
+}
+
+// mentionOf is how an event that a trigger id caused spells the id (the
+// JSON string, quotes included), or nil when the id holds a character that
+// a JSON encoder may escape, and only decoding tells.
+func mentionOf(triggerID string) []byte {
+	for i := 0; i < len(triggerID); i++ {
+		if b := triggerID[i]; b < 0x20 || b > 0x7e || b == '"' || b == '\\' || b == '<' || b == '>' || b == '&' {
+			return nil
+		}
+	}
+	return []byte(`"` + triggerID + `"`)
 }
