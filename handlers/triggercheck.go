@@ -137,10 +137,13 @@ func laneContents(ctx context.Context, st *eventstore.Store) (copied uint64, hel
 			copied = src.Seq
 		}
 	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := stream.GetMsg(ctx, seq)
+	// Each get asks for the first message at or after seq, so the triggers
+	// applied (deleted from the work queue) between FirstSeq and LastSeq
+	// cost nothing: one request per trigger still held, not per sequence.
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; {
+		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // processed meanwhile, or deleted before
+			break // none left: applied meanwhile
 		}
 		if err != nil {
 			return 0, nil, fmt.Errorf("trigger lanes: %w", err)
@@ -148,6 +151,7 @@ func laneContents(ctx context.Context, st *eventstore.Store) (copied uint64, hel
 		if n, ok := sourceSequence(m.Header.Get(streamSourceHeader)); ok {
 			held[n] = true
 		}
+		seq = m.Sequence + 1
 	}
 	return copied, held, nil
 }
