@@ -212,6 +212,69 @@ func (s *Store) RestartLaneCopy(ctx context.Context) error {
 	return nil
 }
 
+// LaneLeftovers lists the messages the lane stream still holds at or
+// below their lane consumer's acknowledgement floor (consumers names the
+// lane consumers), oldest first per lane. A work queue removes a message
+// when its consumer acknowledges it, so as a rule there are none. But a
+// server stopped hard (kill -9) can come back with a consumer's state
+// saved after acknowledgements whose removals were not: those messages
+// stay in the stream, below the floor, and are never delivered again
+// (nats-server 2.15 looks for them only on a stream update, and only
+// above where it last looked). A consumer reset past messages leaves them
+// the same way, not processed. Each lane costs one consumer info and one
+// get per leftover, plus one.
+func (s *Store) LaneLeftovers(ctx context.Context, consumers []string) ([]*jetstream.RawStreamMsg, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	st, err := s.js.Stream(ctx, StreamTriggerLanes)
+	if err != nil {
+		return nil, fmt.Errorf("lane stream: %w", err)
+	}
+	state := st.CachedInfo().State
+	if state.Msgs == 0 {
+		return nil, nil
+	}
+	var left []*jetstream.RawStreamMsg
+	for _, name := range consumers {
+		c, err := st.Consumer(ctx, name)
+		if err != nil {
+			return left, fmt.Errorf("lane consumer %s: %w", name, err)
+		}
+		info := c.CachedInfo()
+		floor := info.AckFloor.Stream
+		for seq := state.FirstSeq; seq <= floor; {
+			m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(info.Config.FilterSubject))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return left, fmt.Errorf("lane stream: %w", err)
+			}
+			if m.Sequence > floor {
+				break
+			}
+			left = append(left, m)
+			seq = m.Sequence + 1
+		}
+	}
+	return left, nil
+}
+
+// DropLaneMessage removes the lane stream's message at seq (one of
+// LaneLeftovers); one already gone is no error.
+func (s *Store) DropLaneMessage(ctx context.Context, seq uint64) error {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	st, err := s.js.Stream(ctx, StreamTriggerLanes)
+	if err != nil {
+		return fmt.Errorf("lane stream: %w", err)
+	}
+	if err := st.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("lane stream: remove %d: %w", seq, err)
+	}
+	return nil
+}
+
 // LaneCopyState reads the lane stream's state.
 func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
 	info, err := s.streamInfo(ctx, StreamTriggerLanes)

@@ -379,6 +379,9 @@ func (p *Processor) watchCopy() {
 					p.cfg.Logger.Warn("setting where the trigger lanes' copy resumes", "err", err)
 				}
 			}
+			if lc.Waiting > 0 {
+				p.sweepLanes(p.closing)
+			}
 		}
 		if !cluster || lc.Idle < copyStallAfter || time.Since(restarted) < 2*copyStallAfter {
 			continue
@@ -392,6 +395,50 @@ func (p *Processor) watchCopy() {
 		}
 		p.copyRestarts.Add(1)
 	}
+}
+
+// sweepLanes removes the triggers the lane stream holds below their
+// lane's acknowledgement floor (eventstore.LaneLeftovers: after a server
+// stopped hard, acknowledged triggers whose removal it lost), which no
+// lane would ever deliver again, and looks each one's trigger up as
+// recoverSkipped does: one that took effect, or was answered or put
+// aside, as is the rule for them, is left at that; one that was not (a
+// consumer reset past it, say) is published again. The owner of lane 0
+// sweeps while the lane stream holds anything, every copyResumeEvery. A
+// message is removed only when the sweep before found it too: the server
+// removes an acknowledged trigger a moment after the floor passes it, and
+// a sweep in that moment must not take it for a leftover.
+func (p *Processor) sweepLanes(ctx context.Context) {
+	left, err := p.cmds.Store.LaneLeftovers(ctx, p.laneNames)
+	if err != nil && ctx.Err() == nil {
+		p.cfg.Logger.Warn("looking for triggers the lanes hold below their acknowledgement floor", "err", err)
+	}
+	suspects := make(map[uint64]bool, len(left))
+	var seqs []uint64
+	for _, m := range left {
+		if !p.suspects[m.Sequence] {
+			suspects[m.Sequence] = true
+			continue
+		}
+		if err := p.cmds.Store.DropLaneMessage(ctx, m.Sequence); err != nil {
+			if ctx.Err() == nil {
+				p.cfg.Logger.Warn("removing a trigger the lanes hold below their acknowledgement floor", "lane_sequence", m.Sequence, "err", err)
+			}
+			suspects[m.Sequence] = true
+			continue
+		}
+		p.leftovers.Add(1)
+		if n, ok := sourceSequence(m.Header.Get(streamSourceHeader)); ok {
+			seqs = append(seqs, n)
+		}
+	}
+	p.suspects = suspects
+	if len(seqs) == 0 {
+		return
+	}
+	p.cfg.Logger.Warn("removed triggers that the trigger lanes held though their lane had acknowledged them (a server stopped hard can lose such removals); "+
+		"each is published again unless it has taken effect", "removed", len(seqs), "trigger_sequences", seqs)
+	p.recoverTriggers(seqs)
 }
 
 // firstFrontLookback is how far below its first lane sequence a process
@@ -421,6 +468,18 @@ func (p *Processor) recoverSkipped(from, to uint64) bool {
 			"from", from, "to", to)
 		return false
 	}
+	seqs := make([]uint64, 0, to-from+1)
+	for seq := from; seq <= to; seq++ {
+		seqs = append(seqs, seq)
+	}
+	return p.recoverTriggers(seqs)
+}
+
+// recoverTriggers looks up the triggers stored at the ORDERFLOW_TRIGGERS
+// sequences seqs and publishes again each one the lanes do not hold and
+// whose order has not seen its id (see recoverSkipped). It reports
+// whether it looked at every one.
+func (p *Processor) recoverTriggers(seqs []uint64) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	js, err := jetstream.New(p.nc)
@@ -448,7 +507,7 @@ func (p *Processor) recoverSkipped(from, to uint64) bool {
 		return dead[order+"."+id], nil
 	}
 	all := true
-	for seq := from; seq <= to; seq++ {
+	for _, seq := range seqs {
 		if err := p.recoverOne(ctx, js, triggers, lanes, seq, deadLetter); err != nil {
 			p.cfg.Logger.Error("looking for a skipped trigger; orderflow verify --triggers lists what is missing", "trigger_sequence", seq, "err", err)
 			all = false

@@ -140,6 +140,9 @@ type Processor struct {
 	endClosing   context.CancelFunc // ends closing
 	watching     sync.WaitGroup     // watchCopy
 	copyRestarts atomic.Uint64      // stalled copies set up again (watchCopy)
+	laneNames    []string           // the lane consumers
+	leftovers    atomic.Uint64      // lane messages removed below their lane's acknowledgement floor (sweepLanes)
+	suspects     map[uint64]bool    // lane sequences the last sweep found below their floor (watchCopy's only)
 
 	// beforeApply, when set (tests), runs before a trigger is applied; an
 	// error it returns fails the attempt as the same error of applying it
@@ -217,6 +220,10 @@ func (p *Processor) OwnedLanes() int {
 // processor found the lane stream had skipped, and published again (see
 // copyCheck).
 func (p *Processor) Recopied() uint64 { return p.lanes.copies.recopied.Load() }
+
+// LaneLeftovers is how many triggers this processor removed from the lane
+// stream because their lane had acknowledged past them (see sweepLanes).
+func (p *Processor) LaneLeftovers() uint64 { return p.leftovers.Load() }
 
 // CopyRestarts is how many times this processor found the lanes' copy of
 // ORDERFLOW_TRIGGERS stalled and had it set up again (see watchCopy).
@@ -420,7 +427,7 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	for _, lane := range lanes {
 		router.AddConsumerHandler(lane, lane, sub, p.handle)
 	}
-	p.router, p.lanes = router, sub
+	p.router, p.lanes, p.laneNames = router, sub, lanes
 	return nil
 }
 

@@ -1131,3 +1131,67 @@ func currentIsHistory(t *testing.T, ctx context.Context, c *Commands, id string)
 	}
 	return got, events
 }
+
+// A server stopped hard can come back with triggers in the lane stream
+// below their lane's acknowledgement floor (acknowledged, their removal
+// lost), where no lane delivers them again; a consumer reset past
+// triggers leaves them the same way, which is how this test makes them.
+// The processor removes them: one whose trigger took effect stays at
+// that, one whose trigger did not is published again and takes effect.
+func TestLanesRemoveWhatTheirFloorPassed(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-left", "o-stranded")
+	first := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	f.trigger(t, "o-left", WorkedExampleTriggers[0], "left-0")
+	f.waitAdvanced(t, "o-left", "left-0")
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.trigger(t, "o-left", WorkedExampleTriggers[1], "left-1")
+	f.trigger(t, "o-stranded", WorkedExampleTriggers[0], "stranded-0")
+	lanes, err := f.js.Stream(f.ctx, eventstore.StreamTriggerLanes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		info, err := lanes.Info(f.ctx)
+		last = info.State.LastSeq
+		return err == nil && info.State.Msgs == 2
+	}, "the two triggers copied into the lanes")
+	// left-1 takes effect as if its lane had delivered it.
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
+	if _, _, err := f.c.ApplyTrigger(f.ctx, meta, "o-left", WorkedExampleTriggers[1], "left-1", "w"); err != nil {
+		t.Fatal(err)
+	}
+	nc := eventstoretest.Connect(t, f.srv.ClientURL())
+	for i := range 2 {
+		resp, err := nc.RequestWithContext(f.ctx, "$JS.API.CONSUMER.RESET."+eventstore.StreamTriggerLanes+"."+eventstore.LaneConsumer(i),
+			fmt.Appendf(nil, `{"seq":%d}`, last+1))
+		if err != nil || strings.Contains(string(resp.Data), `"error"`) {
+			t.Fatalf("reset lane %d: %v %s", i, err, resp.Data)
+		}
+	}
+	if left, err := f.c.Store.LaneLeftovers(f.ctx, []string{eventstore.LaneConsumer(0), eventstore.LaneConsumer(1)}); err != nil || len(left) != 2 {
+		t.Fatalf("LaneLeftovers = %d, %v; want the two triggers", len(left), err)
+	}
+
+	logs := &eventstoretest.LogBuffer{}
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
+	defer p.Close()
+	f.waitAdvanced(t, "o-stranded", "stranded-0")
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		info, err := lanes.Info(f.ctx)
+		return err == nil && info.State.Msgs == 0
+	}, "the lanes emptied")
+	if p.LaneLeftovers() != 2 || p.Recopied() != 1 || !strings.Contains(logs.String(), "removed=2") {
+		t.Fatalf("LaneLeftovers = %d, Recopied = %d; log:\n%s", p.LaneLeftovers(), p.Recopied(), logs.String())
+	}
+	if o, _, err := f.c.LoadOrder(f.ctx, "o-left"); err != nil || o.Version() != 3 {
+		t.Fatalf("o-left at version %d (%v), want 3: left-1 took effect once", o.Version(), err)
+	}
+	rep, err := CheckTriggers(f.ctx, f.c.Store, nil)
+	if err != nil || rep.Triggers != 4 || rep.Answered != 4 || rep.Pending != 0 || len(rep.Missing) != 0 {
+		t.Fatalf("CheckTriggers = %+v, %v; want 4 triggers (one published again), all answered", rep, err)
+	}
+}

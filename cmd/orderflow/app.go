@@ -449,6 +449,7 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		}
 		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_owned Trigger lanes this process owns.\n# TYPE orderflow_trigger_lanes_owned gauge\norderflow_trigger_lanes_owned %d\n", a.proc.OwnedLanes())
 		fmt.Fprintf(w, "# HELP orderflow_triggers_recopied_total Stored triggers the trigger lanes skipped, found and published again by this process.\n# TYPE orderflow_triggers_recopied_total counter\norderflow_triggers_recopied_total %d\n", a.proc.Recopied())
+		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_leftovers_removed_total Triggers this process removed from the lanes because their lane had acknowledged past them (left by a server stopped hard); each was published again unless it had taken effect.\n# TYPE orderflow_trigger_lanes_leftovers_removed_total counter\norderflow_trigger_lanes_leftovers_removed_total %d\n", a.proc.LaneLeftovers())
 		fmt.Fprintf(w, "# HELP orderflow_triggers_handed_back_total Triggers handed back, not started, when this process gave a lane up.\n# TYPE orderflow_triggers_handed_back_total counter\norderflow_triggers_handed_back_total %d\n", a.proc.HandedBack())
 		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copy_restarts_total Times this process found the lanes' copy of the stored triggers silent and had it set up again.\n# TYPE orderflow_trigger_lanes_copy_restarts_total counter\norderflow_trigger_lanes_copy_restarts_total %d\n", a.proc.CopyRestarts())
 		// A copy error means stored triggers wait until the server's retry
