@@ -82,13 +82,15 @@ var errReported = errors.New("reported by the processor")
 var errWaitForRoom = fmt.Errorf("waiting for storage (%w)", errReported)
 
 // reportEvery is how often the processor logs a condition every trigger
-// in hand meets (no storage left, no stream leader).
+// in hand meets (no storage left, no stream leader, a store that does not
+// answer in time).
 const reportEvery = 30 * time.Second
 
 // The conditions the processor reports itself (Processor.report).
 const (
 	reportStorageFull = iota
 	reportNoLeader
+	reportSlowStore
 	reportKinds
 )
 
@@ -455,20 +457,20 @@ func (p *Processor) Close() error {
 // storageFull notes that an outcome found no storage left, and reports it.
 func (p *Processor) storageFull(err error) {
 	p.fullAt.Store(time.Now().UnixNano())
-	p.report(reportStorageFull, "no storage left for the outcomes of triggers: they wait in their lanes, tried again every "+p.cfg.StorageWait.String()+
+	p.report(reportStorageFull, slog.LevelError, "no storage left for the outcomes of triggers: they wait in their lanes, tried again every "+p.cfg.StorageWait.String()+
 		", until there is room (a higher --max-store or account limit, more disk); see orderflow_jetstream_storage_bytes", err)
 }
 
-// report logs msg as an error at most once per reportEvery for each kind
-// of condition: every trigger in hand meets the same one, and would
+// report logs msg at level at most once per reportEvery for each kind of
+// condition: every trigger in hand meets the same one, and would
 // otherwise log it on every attempt.
-func (p *Processor) report(kind int, msg string, err error) {
+func (p *Processor) report(kind int, level slog.Level, msg string, err error) {
 	now := time.Now().UnixNano()
 	last := p.reportedAt[kind].Load()
 	if now-last < int64(reportEvery) || !p.reportedAt[kind].CompareAndSwap(last, now) {
 		return
 	}
-	p.cfg.Logger.Error(msg, "err", err)
+	p.cfg.Logger.Log(context.Background(), level, msg, "err", err)
 }
 
 // waitForRoom is how much longer a failed trigger waits before its next
@@ -521,7 +523,14 @@ func (p *Processor) handle(msg *message.Message) error {
 		// Retried in place as any transient failure: a cluster elects a
 		// leader in seconds. One whose servers ran out of storage stays
 		// without one, and every attempt would log.
-		p.report(reportNoLeader, "a stream has no leader to take the outcomes of triggers: they are retried (a cluster electing one; if it lasts, its servers may be out of storage)", err)
+		p.report(reportNoLeader, slog.LevelError, "a stream has no leader to take the outcomes of triggers: they are retried (a cluster electing one; if it lasts, its servers may be out of storage)", err)
+		return fmt.Errorf("%w: %w", errReported, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		// Every trigger in hand meets a store that answers slowly (a
+		// server loading its streams after a start, thousands of triggers
+		// redelivered at once): one line, not one per attempt.
+		p.report(reportSlowStore, slog.LevelWarn, "the event store did not answer in time: triggers are retried, then handed back to their lanes "+
+			"(a server busy after a start, say)", err)
 		return fmt.Errorf("%w: %w", errReported, err)
 	case err != nil:
 		return err // transient: retried, then handed back to JetStream

@@ -510,34 +510,47 @@ func TestTriggerWaitsForStorage(t *testing.T) {
 
 // A trigger whose outcome finds no stream leader is retried in place, as
 // while a cluster elects one, and the processor logs that once, not every
-// attempt.
+// attempt. The same for a store that does not answer in time (a server
+// busy after a start), at WARN.
 func TestTriggerRetriedWithoutLeader(t *testing.T) {
 	t.Parallel()
-	f := newLaneFixture(t, "o-noleader")
-	var attempts atomic.Int64
-	logs := &eventstoretest.LogBuffer{}
-	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, MaxRetries: 3, Logger: slog.New(slog.NewTextHandler(logs, nil))}
-	p := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, func(p *Processor) {
-		p.beforeApply = func(*message.Message) error {
-			if attempts.Add(1) <= 6 { // two rounds of in-place retries
-				return fmt.Errorf("append: %w", eventstore.ErrNoLeader)
+	for _, c := range []struct {
+		name  string
+		cause error
+		line  string
+	}{
+		{"no leader", fmt.Errorf("append: %w", eventstore.ErrNoLeader), `level=ERROR msg="a stream has no leader`},
+		{"store too slow", fmt.Errorf("load: %w", context.DeadlineExceeded), `level=WARN msg="the event store did not answer in time`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := newLaneFixture(t, "o-noleader")
+			var attempts atomic.Int64
+			logs := &eventstoretest.LogBuffer{}
+			cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, MaxRetries: 3, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+			p := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, func(p *Processor) {
+				p.beforeApply = func(*message.Message) error {
+					if attempts.Add(1) <= 6 { // two rounds of in-place retries
+						return c.cause
+					}
+					return nil
+				}
+			})
+			defer p.Close()
+			f.trigger(t, "o-noleader", WorkedExampleTriggers[0], "noleader-0")
+			eventstoretest.Eventually(t, 20*time.Second, func() bool {
+				o, _, err := f.c.LoadOrder(f.ctx, "o-noleader")
+				return err == nil && o.Version() == 2
+			}, "the trigger to take effect once the store answers")
+			if w := p.waitForRoom(); w != 0 {
+				t.Fatalf("waitForRoom = %s without a storage refusal", w)
 			}
-			return nil
-		}
-	})
-	defer p.Close()
-	f.trigger(t, "o-noleader", WorkedExampleTriggers[0], "noleader-0")
-	eventstoretest.Eventually(t, 20*time.Second, func() bool {
-		o, _, err := f.c.LoadOrder(f.ctx, "o-noleader")
-		return err == nil && o.Version() == 2
-	}, "the trigger to take effect once there is a leader")
-	if w := p.waitForRoom(); w != 0 {
-		t.Fatalf("waitForRoom = %s without a storage refusal", w)
-	}
-	out := logs.String()
-	if strings.Count(out, `level=ERROR msg="a stream has no leader`) != 1 ||
-		strings.Contains(out, "level=WARN msg=\"Error occurred, retrying\"") || strings.Contains(out, `level=ERROR msg="Handler returned error"`) {
-		t.Fatalf("log:\n%s", out)
+			out := logs.String()
+			if strings.Count(out, c.line) != 1 ||
+				strings.Contains(out, "level=WARN msg=\"Error occurred, retrying\"") || strings.Contains(out, `level=ERROR msg="Handler returned error"`) {
+				t.Fatalf("log:\n%s", out)
+			}
+		})
 	}
 }
 
