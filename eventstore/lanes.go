@@ -269,7 +269,12 @@ func (s *Store) DropLaneMessage(ctx context.Context, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("lane stream: %w", err)
 	}
-	if err := st.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := st.DeleteMsg(ctx, seq); err != nil {
+		// A message already gone fails the delete with a generic code
+		// (10057, "no message found"): ask for it to tell.
+		if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return nil
+		}
 		return fmt.Errorf("lane stream: remove %d: %w", seq, err)
 	}
 	return nil

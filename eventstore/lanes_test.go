@@ -334,3 +334,72 @@ func laneReader(t *testing.T, ctx context.Context, st *eventstore.Store) (take f
 		return got
 	}
 }
+
+// LaneLeftovers finds the lane messages at or below their lane consumer's
+// acknowledgement floor (here left by a consumer reset past them, as a
+// server stopped hard leaves acknowledged ones), and not those above it;
+// DropLaneMessage removes them. On one server and on a cluster.
+func TestLaneLeftovers(t *testing.T) {
+	t.Parallel()
+	for _, topo := range []struct {
+		name     string
+		replicas int
+	}{{"server", 1}, {"cluster", 3}} {
+		t.Run(topo.name, func(t *testing.T) {
+			t.Parallel()
+			url := ""
+			if topo.replicas == 1 {
+				url = eventstoretest.StartServer(t).ClientURL()
+			} else {
+				url = eventstoretest.StartCluster(t, 3).URLs()
+			}
+			st := eventstoretest.OpenStore(t, url, eventstore.Config{Replicas: topo.replicas})
+			ctx := ctxT(t)
+			names, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			publishTriggers(t, ctx, st, "left", 1, 3)
+			lanes, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventstoretest.Eventually(t, 10*time.Second, func() bool {
+				info, err := lanes.Info(ctx)
+				return err == nil && info.State.Msgs == 3
+			}, "three triggers in the lane")
+			if left, err := st.LaneLeftovers(ctx, names); err != nil || len(left) != 0 {
+				t.Fatalf("LaneLeftovers before the reset = %d, %v; want none", len(left), err)
+			}
+			// The floor past the first two: they stay, never delivered.
+			resp, err := st.JetStream().Conn().RequestWithContext(ctx,
+				"$JS.API.CONSUMER.RESET."+eventstore.StreamTriggerLanes+"."+names[0], []byte(`{"seq":3}`))
+			if err != nil || strings.Contains(string(resp.Data), `"error"`) {
+				t.Fatalf("reset: %v %s", err, resp.Data)
+			}
+			var left []*jetstream.RawStreamMsg
+			eventstoretest.Eventually(t, 10*time.Second, func() bool {
+				left, err = st.LaneLeftovers(ctx, names)
+				return err == nil && len(left) == 2
+			}, "the two triggers below the floor")
+			if left[0].Sequence != 1 || left[1].Sequence != 2 {
+				t.Fatalf("leftovers at %d and %d, want 1 and 2", left[0].Sequence, left[1].Sequence)
+			}
+			for _, m := range left {
+				if err := st.DropLaneMessage(ctx, m.Sequence); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := st.DropLaneMessage(ctx, left[0].Sequence); err != nil {
+				t.Fatalf("dropping one already gone: %v", err)
+			}
+			info, err := lanes.Info(ctx)
+			if err != nil || info.State.Msgs != 1 || info.State.FirstSeq != 3 {
+				t.Fatalf("lane stream after: %+v, %v; want the third trigger alone", info.State, err)
+			}
+			if left, err := st.LaneLeftovers(ctx, names); err != nil || len(left) != 0 {
+				t.Fatalf("LaneLeftovers after = %d, %v; want none", len(left), err)
+			}
+		})
+	}
+}
