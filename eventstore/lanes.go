@@ -260,24 +260,28 @@ func (s *Store) LaneLeftovers(ctx context.Context, consumers []string) ([]*jetst
 	return left, nil
 }
 
-// DropLaneMessage removes the lane stream's message at seq (one of
-// LaneLeftovers); one already gone is no error.
-func (s *Store) DropLaneMessage(ctx context.Context, seq uint64) error {
+// DropLaneMessages removes the lane stream's messages at seqs (some of
+// LaneLeftovers), in order, through one look-up of the stream, and
+// returns how many of them, from the first, are gone: at an error, those
+// before it. One already gone is no error.
+func (s *Store) DropLaneMessages(ctx context.Context, seqs []uint64) (int, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	st, err := s.js.Stream(ctx, StreamTriggerLanes)
 	if err != nil {
-		return fmt.Errorf("lane stream: %w", err)
+		return 0, fmt.Errorf("lane stream: %w", err)
 	}
-	if err := st.DeleteMsg(ctx, seq); err != nil {
-		// A message already gone fails the delete with a generic code
-		// (10057, "no message found"): ask for it to tell.
-		if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
-			return nil
+	for i, seq := range seqs {
+		if err := st.DeleteMsg(ctx, seq); err != nil {
+			// A message already gone fails the delete with a generic code
+			// (10057, "no message found"): ask for it to tell.
+			if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			return i, fmt.Errorf("lane stream: remove %d: %w", seq, err)
 		}
-		return fmt.Errorf("lane stream: remove %d: %w", seq, err)
 	}
-	return nil
+	return len(seqs), nil
 }
 
 // LaneCopyState reads the lane stream's state.

@@ -338,7 +338,7 @@ func laneReader(t *testing.T, ctx context.Context, st *eventstore.Store) (take f
 // LaneLeftovers finds the lane messages at or below their lane consumer's
 // acknowledgement floor (here left by a consumer reset past them, as a
 // server stopped hard leaves acknowledged ones), and not those above it;
-// DropLaneMessage removes them. On one server and on a cluster.
+// DropLaneMessages removes them. On one server and on a cluster.
 func TestLaneLeftovers(t *testing.T) {
 	t.Parallel()
 	for _, topo := range []struct {
@@ -385,13 +385,11 @@ func TestLaneLeftovers(t *testing.T) {
 			if left[0].Sequence != 1 || left[1].Sequence != 2 {
 				t.Fatalf("leftovers at %d and %d, want 1 and 2", left[0].Sequence, left[1].Sequence)
 			}
-			for _, m := range left {
-				if err := st.DropLaneMessage(ctx, m.Sequence); err != nil {
-					t.Fatal(err)
-				}
+			if n, err := st.DropLaneMessages(ctx, []uint64{left[0].Sequence, left[1].Sequence}); n != 2 || err != nil {
+				t.Fatalf("DropLaneMessages = %d, %v", n, err)
 			}
-			if err := st.DropLaneMessage(ctx, left[0].Sequence); err != nil {
-				t.Fatalf("dropping one already gone: %v", err)
+			if n, err := st.DropLaneMessages(ctx, []uint64{left[0].Sequence}); n != 1 || err != nil {
+				t.Fatalf("dropping one already gone: %d, %v", n, err)
 			}
 			info, err := lanes.Info(ctx)
 			if err != nil || info.State.Msgs != 1 || info.State.FirstSeq != 3 {

@@ -414,25 +414,36 @@ func (p *Processor) sweepLanes(ctx context.Context) {
 		p.cfg.Logger.Warn("looking for triggers the lanes hold below their acknowledgement floor", "err", err)
 	}
 	suspects := make(map[uint64]bool, len(left))
-	var seqs []uint64
+	var again []*jetstream.RawStreamMsg // found by the sweep before too
 	for _, m := range left {
-		if !p.suspects[m.Sequence] {
+		if p.suspects[m.Sequence] {
+			again = append(again, m)
+		} else {
 			suspects[m.Sequence] = true
-			continue
-		}
-		if err := p.cmds.Store.DropLaneMessage(ctx, m.Sequence); err != nil {
-			if ctx.Err() == nil {
-				p.cfg.Logger.Warn("removing a trigger the lanes hold below their acknowledgement floor", "lane_sequence", m.Sequence, "err", err)
-			}
-			suspects[m.Sequence] = true
-			continue
-		}
-		p.leftovers.Add(1)
-		if n, ok := sourceSequence(m.Header.Get(streamSourceHeader)); ok {
-			seqs = append(seqs, n)
 		}
 	}
 	p.suspects = suspects
+	if len(again) == 0 {
+		return
+	}
+	laneSeqs := make([]uint64, len(again))
+	for i, m := range again {
+		laneSeqs[i] = m.Sequence
+	}
+	n, err := p.cmds.Store.DropLaneMessages(ctx, laneSeqs)
+	if err != nil && ctx.Err() == nil {
+		p.cfg.Logger.Warn("removing a trigger the lanes hold below their acknowledgement floor", "err", err)
+	}
+	for _, m := range again[n:] { // not removed: looked at again next time
+		suspects[m.Sequence] = true
+	}
+	var seqs []uint64
+	for _, m := range again[:n] {
+		p.leftovers.Add(1)
+		if trig, ok := sourceSequence(m.Header.Get(streamSourceHeader)); ok {
+			seqs = append(seqs, trig)
+		}
+	}
 	if len(seqs) == 0 {
 		return
 	}
