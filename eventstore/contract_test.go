@@ -63,6 +63,14 @@ func order(id string) eventstore.Aggregate {
 
 func uniq(prefix string) string { return prefix + "-" + uuid.NewString()[:8] }
 
+// serverStore is a store on an embedded server of the test's own, with a
+// ctx that ends with the test.
+func serverStore(t *testing.T) (*eventstore.Store, context.Context) {
+	t.Helper()
+	srv := eventstoretest.StartServer(t)
+	return eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{}), ctxT(t)
+}
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)

@@ -24,9 +24,7 @@ import (
 // trigger waiting in its lane is still delivered.
 func TestEnsureLanesReplacesUnpinnedConsumers(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	ctx := ctxT(t)
+	st, ctx := serverStore(t)
 	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -112,9 +110,7 @@ func TestLaneCopyStateReportsACopyError(t *testing.T) {
 // error, and the lane stream has heard from the copy.
 func TestLaneCopyStateOfAWorkingCopy(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	ctx := ctxT(t)
+	st, ctx := serverStore(t)
 	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 2}); err != nil {
 		t.Fatal(err)
 	}

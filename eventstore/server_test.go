@@ -222,9 +222,7 @@ func checkNoStorageLeft(t *testing.T, st *eventstore.Store, limit uint64, single
 // DataCheckedByHandler it gets the event as stored.
 func TestSubscribeDataCheckedByHandler(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	ctx := ctxT(t)
+	st, ctx := serverStore(t)
 	agg := order("bad-data-1")
 	r, err := st.Append(ctx, agg, eventstore.ExpectNew, ev("OrderPlaced", 1))
 	if err != nil {

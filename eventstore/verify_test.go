@@ -9,14 +9,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
-	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 func TestHashChain(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	ctx := ctxT(t)
+	st, ctx := serverStore(t)
 	agg := order("chain-1")
 	r, err := st.Append(ctx, agg, eventstore.ExpectNew, ev("OrderPlaced", 1), ev("OrderAdvanced", 2))
 	if err != nil {
@@ -49,9 +46,7 @@ func TestHashChain(t *testing.T) {
 // reordering in a copy of the stream, each with its location.
 func TestVerifyFindsBreaks(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	ctx := ctxT(t)
+	st, ctx := serverStore(t)
 	for _, id := range []string{"forged", "gappy", "shuffled"} {
 		var last uint64
 		for v := uint64(1); v <= 4; v++ {
