@@ -16,28 +16,33 @@ import (
 // model rebuild from the streams, with the same result.
 const CheckpointBucket = "ORDERFLOW_CHECKPOINTS"
 
-// checkpoints opens the bucket once.
+// checkpoints opens the bucket once it can: a failure (a cluster still
+// electing its leaders while the process starts) is not kept, so the next
+// checkpoint tries again instead of failing for the life of the process.
 type checkpoints struct {
-	once sync.Once
-	obs  jetstream.ObjectStore
-	err  error
+	mu  sync.Mutex
+	obs jetstream.ObjectStore
 }
 
 func (s *Store) checkpointStore(ctx context.Context) (jetstream.ObjectStore, error) {
-	s.cp.once.Do(func() {
-		ctx, cancel := s.withTimeout(ctx)
-		defer cancel()
-		s.cp.obs, s.cp.err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket:      CheckpointBucket,
-			Description: "orderflow read-model checkpoints",
-			Storage:     jetstream.FileStorage,
-			Replicas:    s.cfg.Replicas,
-		})
-	})
-	if s.cp.err != nil {
-		return nil, fmt.Errorf("checkpoint bucket: %w", s.cp.err)
+	s.cp.mu.Lock()
+	defer s.cp.mu.Unlock()
+	if s.cp.obs != nil {
+		return s.cp.obs, nil
 	}
-	return s.cp.obs, nil
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	obs, err := s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      CheckpointBucket,
+		Description: "orderflow read-model checkpoints",
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint bucket: %w", err)
+	}
+	s.cp.obs = obs
+	return obs, nil
 }
 
 // SaveCheckpoint stores a read model's checkpoint under name.
