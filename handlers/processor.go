@@ -525,10 +525,12 @@ func (p *Processor) handle(msg *message.Message) error {
 		// without one, and every attempt would log.
 		p.report(reportNoLeader, slog.LevelError, "a stream has no leader to take the outcomes of triggers: they are retried (a cluster electing one; if it lasts, its servers may be out of storage)", err)
 		return fmt.Errorf("%w: %w", errReported, err)
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, eventstore.ErrOutcomeUnknown):
 		// Every trigger in hand meets a store that answers slowly (a
 		// server loading its streams after a start, thousands of triggers
-		// redelivered at once): one line, not one per attempt.
+		// redelivered at once, a cluster node lost with the appends in
+		// flight unacknowledged): one line, not one per attempt. A retry
+		// finds an outcome that was stored after all.
 		p.report(reportSlowStore, slog.LevelWarn, "the event store did not answer in time: triggers are retried, then handed back to their lanes "+
 			"(a server busy after a start, say)", err)
 		return fmt.Errorf("%w: %w", errReported, err)

@@ -521,6 +521,7 @@ func TestTriggerRetriedWithoutLeader(t *testing.T) {
 	}{
 		{"no leader", fmt.Errorf("append: %w", eventstore.ErrNoLeader), `level=ERROR msg="a stream has no leader`},
 		{"store too slow", fmt.Errorf("load: %w", context.DeadlineExceeded), `level=WARN msg="the event store did not answer in time`},
+		{"append not acknowledged", fmt.Errorf("append: %w: %w", eventstore.ErrOutcomeUnknown, jetstream.ErrAsyncPublishTimeout), `level=WARN msg="the event store did not answer in time`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
