@@ -341,7 +341,9 @@ func problemFor(err error) Problem {
 		return Problem{Status: http.StatusBadRequest, Title: "Invalid argument", Code: "invalid_argument"}
 	case errors.Is(err, errUnavailable), errors.Is(err, domain.ErrDefinitionMissing), errors.Is(err, eventstore.ErrIndexing),
 		errors.Is(err, eventstore.ErrStorageFull), errors.Is(err, eventstore.ErrOutcomeUnknown),
-		errors.Is(err, eventstore.ErrNoLeader):
+		errors.Is(err, eventstore.ErrNoLeader), errors.Is(err, context.DeadlineExceeded):
+		// The store did not answer in time (a cluster electing a leader,
+		// say): the same request may well succeed a moment later.
 		return Problem{Status: http.StatusServiceUnavailable, Title: "Unavailable", Code: "unavailable"}
 	case errors.Is(err, domain.ErrNotFound):
 		return Problem{Status: http.StatusNotFound, Title: "Not found", Code: "not_found"}
@@ -360,8 +362,11 @@ func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if p.Status >= 500 {
 		api.log().Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	if p.Status == http.StatusInternalServerError {
+	switch p.Status {
+	case http.StatusInternalServerError:
 		p.Detail = "internal error; see the server log"
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
 	}
 	writeProblem(w, p)
 }
