@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -263,4 +266,130 @@ func TestSubscribeDataCheckedByHandler(t *testing.T) {
 			t.Fatalf("%s: the second event's data %q", tc.name, got[1].Data)
 		}
 	}
+}
+
+// An append whose acknowledgement is lost with the connection (a server
+// or cluster node gone with it in flight) may well be stored: its outcome
+// is unknown, not an error, and sending it again with the same ids finds
+// it at its original position. Single and atomic appends alike.
+func TestAppendCutOffWithItsAckInFlight(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	direct := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	fz := startFreezer(t, strings.TrimPrefix(srv.ClientURL(), "nats://"))
+	st := eventstoretest.OpenStore(t, "nats://"+fz.ln.Addr().String(), eventstore.Config{Timeout: time.Second})
+	ctx := ctxT(t)
+	for _, n := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d events", n), func(t *testing.T) {
+			agg := order(uniq("cut"))
+			events := make([]eventstore.Envelope, n)
+			for i := range events {
+				events[i] = ev("OrderAdvanced", uint64(i+1))
+			}
+			fz.hold(true)
+			p, err := st.AppendAsync(ctx, agg, eventstore.ExpectNew, events...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventstoretest.Eventually(t, 10*time.Second, func() bool {
+				evs, err := direct.Load(ctx, agg, 0)
+				return err == nil && len(evs) == n
+			}, "the server to store the append")
+			fz.cut()
+			fz.hold(false)
+			_, err = p.Wait(ctx)
+			if !errors.Is(err, eventstore.ErrOutcomeUnknown) {
+				t.Fatalf("Wait = %v, want an unknown outcome", err)
+			}
+			stored := mustLoad(t, direct, agg)
+			r, err := st.Append(ctx, agg, eventstore.ExpectNew, events...)
+			if err != nil || !r.Duplicate || r.FirstSeq != stored[0].Sequence || r.LastSeq != stored[n-1].Sequence {
+				t.Fatalf("sent again: %+v, %v; want a duplicate at %d..%d", r, err, stored[0].Sequence, stored[n-1].Sequence)
+			}
+			assertVersions(t, mustLoad(t, st, agg), n)
+		})
+	}
+}
+
+// freezer is a TCP proxy in front of a NATS server that can hold back
+// what the server sends, and cut every connection: an acknowledgement
+// the server sent but the client never received.
+type freezer struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	held   bool
+}
+
+func startFreezer(t *testing.T, target string) *freezer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln, target: target}
+	go f.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		f.cut()
+	})
+	return f
+}
+
+func (f *freezer) accept() {
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", f.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		f.mu.Lock()
+		f.conns = append(f.conns, c, s)
+		f.mu.Unlock()
+		go func() {
+			_, _ = io.Copy(s, c)
+			s.Close()
+		}()
+		go f.down(c, s)
+	}
+}
+
+// down passes on what the server sends, and drops it while held.
+func (f *freezer) down(c, s net.Conn) {
+	defer c.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := s.Read(buf)
+		f.mu.Lock()
+		held := f.held
+		f.mu.Unlock()
+		if n > 0 && !held {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (f *freezer) hold(on bool) {
+	f.mu.Lock()
+	f.held = on
+	f.mu.Unlock()
+}
+
+// cut closes every connection through the proxy; clients reconnect.
+func (f *freezer) cut() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
 }

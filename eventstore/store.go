@@ -429,9 +429,12 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 		case ack := <-p.future.Ok():
 			p.res = AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate, LastHash: p.events[0].Hash}
 		case err = <-p.future.Err():
-			if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
-				// No acknowledgement will come now: the outcome stays
-				// unknown (a retry finds the events if they were stored).
+			// No acknowledgement will come now: it timed out, or the
+			// connection dropped with the append in flight (nats.go then
+			// fails every acknowledgement it waits for, though the server
+			// may have stored the events). The outcome stays unknown: a
+			// retry finds the events if they were stored.
+			if errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrDisconnected) {
 				p.done, p.err = true, fmt.Errorf("append to %s: %w: %w", p.agg.Filter(), ErrOutcomeUnknown, err)
 				return p.res, p.err
 			}
@@ -471,6 +474,10 @@ func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, eve
 		case jetstreamext.JSErrCodeBatchPublishDuplicateMsgID:
 			return s.findStored(ctx, agg, 0, events, true)
 		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected) {
+		// An atomic append's commit went unanswered: it may be stored.
+		return AppendResult{}, fmt.Errorf("append to %s: %w: %w", agg.Filter(), ErrOutcomeUnknown, err)
 	}
 	return AppendResult{}, fmt.Errorf("append to %s: %w", agg.Filter(), Refusal(err))
 }
