@@ -32,11 +32,16 @@ func (s *Store) checkpointStore(ctx context.Context) (jetstream.ObjectStore, err
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	obs, err := s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      CheckpointBucket,
-		Description: "orderflow read-model checkpoints",
-		Storage:     jetstream.FileStorage,
-		Replicas:    s.cfg.Replicas,
+	var obs jetstream.ObjectStore
+	err := s.retryCreate(ctx, func(ctx context.Context) error {
+		var err error
+		obs, err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      CheckpointBucket,
+			Description: "orderflow read-model checkpoints",
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint bucket: %w", err)

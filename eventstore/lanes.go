@@ -394,6 +394,8 @@ func (s *Store) ensureLaneConsumer(ctx context.Context, st jetstream.Stream, cc 
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return err
 	}
-	_, err := st.CreateOrUpdateConsumer(cctx, cc)
-	return err
+	return s.retryCreate(cctx, func(ctx context.Context) error {
+		_, err := st.CreateOrUpdateConsumer(ctx, cc)
+		return err
+	})
 }

@@ -210,17 +210,33 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 		defer cancel()
 	}
 	var st jetstream.Stream
-	err := retryTransient(ctx, 100*time.Millisecond, func() error {
-		actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-		defer cancel()
+	err := s.retryCreate(ctx, func(ctx context.Context) error {
 		var err error
-		st, err = s.js.CreateOrUpdateStream(actx, sc)
+		st, err = s.js.CreateOrUpdateStream(ctx, sc)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
 	}
 	return st, nil
+}
+
+// retryCreate runs create (a create-or-update of a stream, consumer or
+// bucket) until it succeeds, fails for good or ctx ends, giving each
+// attempt a deadline of its own: one second at first, doubling up to the
+// store's Timeout. Why: when two processes start together on a cluster,
+// nats-server v2.15.2 may answer neither of two identical creates of the
+// same stream, though it makes the stream; each such create took the whole
+// Timeout (two processes took 31 s to start on a fresh cluster). Sent
+// again, the create finds the stream and answers at once.
+func (s *Store) retryCreate(ctx context.Context, create func(context.Context) error) error {
+	wait := min(time.Second, s.cfg.Timeout)
+	return retryTransient(ctx, 100*time.Millisecond, func() error {
+		actx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		wait = min(2*wait, s.cfg.Timeout)
+		return create(actx)
+	})
 }
 
 // retryTransient runs op until it succeeds, fails for good or ctx ends,
