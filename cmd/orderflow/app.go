@@ -139,7 +139,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		url = a.server.ConnectURL()
 	}
-	a.nc, err = nats.Connect(url, append(a.connectOptions(),
+	a.nc, err = a.dial(ctx, url, append(a.connectOptions(),
 		nats.Name("orderflow"),
 		nats.SyncQueueLen(eventstore.SyncQueueLen),
 		nats.MaxReconnects(-1),
@@ -157,7 +157,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			a.Logger.Warn("nats", "err", err)
 		}),
-	)...)
+	))
 	if err != nil {
 		return fmt.Errorf("connect to nats %s: %w", redactURLs(url), err)
 	}
@@ -693,4 +693,29 @@ func (a *App) ReloadAPIKeys() error {
 		a.Logger.Warn("API keys expire within 7 days", "keys", soon)
 	}
 	return nil
+}
+
+// dial connects to url. A process for a cluster (--nats-url) may start
+// before the cluster's servers listen (containers started together, a
+// cluster restarting): while no server is reachable it tries again every
+// second until one is or ctx ends, and says so once every 30 s. /readyz
+// answers 503 meanwhile. Any other failure (a refused password, say) ends
+// the start at once.
+func (a *App) dial(ctx context.Context, url string, opts []nats.Option) (*nats.Conn, error) {
+	var said time.Time
+	for {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil || a.server != nil || !errors.Is(err, nats.ErrNoServers) {
+			return nc, err
+		}
+		if time.Since(said) >= 30*time.Second {
+			said = time.Now()
+			a.Logger.Warn("no NATS server reachable yet: trying again every second", "nats_url", redactURLs(url), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -79,4 +80,36 @@ func TestNATSURLWithCredentials(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), password) {
 		t.Fatalf("a wrong password: got %v, want an error that does not show it", err)
 	}
+}
+
+// A process for a cluster (--nats-url) that starts before the cluster
+// listens waits for it, not ready meanwhile, and starts once it listens.
+func TestServeWaitsForNATS(t *testing.T) {
+	t.Parallel()
+	addr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
+	cfg := newTestConfig(t)
+	cfg.DataDir, cfg.NATSURL = "", "nats://"+addr
+	logs := &eventstoretest.LogBuffer{}
+	app := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	ran := make(chan error, 1)
+	go func() { ran <- app.Run(ctxFor(t, 2*time.Minute)) }()
+	eventstoretest.Eventually(t, 30*time.Second, func() bool { return strings.Contains(logs.String(), "no NATS server reachable yet") },
+		"the process to say it waits for NATS")
+	t.Cleanup(func() { _ = app.Close() })
+	c := newClient(t, app)
+	if r := c.do("GET", "/readyz", nil); r.Status != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while waiting for NATS = %d: %s", r.Status, r.Body)
+	}
+	select {
+	case err := <-ran:
+		t.Fatalf("the start ended while no NATS server listens: %v", err)
+	default:
+	}
+	eventstoretest.StartServerAt(t, t.TempDir(), addr)
+	if err := <-ran; err != nil {
+		t.Fatalf("start once NATS listens: %v", err)
+	}
+	c.must(http.StatusOK, "GET", "/readyz", nil)
+	seedWorkedExample(t, c)
+	c.must(http.StatusCreated, "POST", "/v1/orders", map[string]any{"id": "o-late", "order_type_id": "wash_fold_delivery"})
 }
