@@ -21,8 +21,9 @@ var ErrIndexing = errors.New("the load index is still reading the stream")
 
 // ErrOutcomeUnknown is matched (errors.Is) when an append's
 // acknowledgement did not come in time, or the connection to the server
-// dropped while it was awaited: the events may or may not be stored. Appending the same events again (the same ids) is safe: if they
-// were stored, it finds them and reports the original position.
+// dropped while it was awaited: the events may or may not be stored.
+// Appending the same events again (the same ids) is safe: if they were
+// stored, it finds them and reports the original position.
 var ErrOutcomeUnknown = errors.New("outcome unknown (not acknowledged in time: send it again with the same ids)")
 
 // ErrStorageFull is matched (errors.Is) when the server refused a message
