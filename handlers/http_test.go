@@ -10,6 +10,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/orderflow/orderflow/eventstore"
 )
 
@@ -23,6 +25,7 @@ func TestStoreTroubleAnswersUnavailable(t *testing.T) {
 		fmt.Errorf("last sequence of orderflow.default.order.o1.> from the leader: %w", context.DeadlineExceeded),
 		fmt.Errorf("append: %w: %w", eventstore.ErrOutcomeUnknown, context.DeadlineExceeded),
 		fmt.Errorf("append: %w", eventstore.ErrNoLeader),
+		fmt.Errorf("load orderflow.default.order.o1.>: %w", nats.ErrNoResponders),
 		fmt.Errorf("append: %w", eventstore.ErrStorageFull),
 	} {
 		w := httptest.NewRecorder()

@@ -520,6 +520,7 @@ func TestTriggerRetriedWithoutLeader(t *testing.T) {
 		line  string
 	}{
 		{"no leader", fmt.Errorf("append: %w", eventstore.ErrNoLeader), `level=ERROR msg="a stream has no leader`},
+		{"no server answers for the stream", fmt.Errorf("load: %w", nats.ErrNoResponders), `level=ERROR msg="a stream has no leader`},
 		{"store too slow", fmt.Errorf("load: %w", context.DeadlineExceeded), `level=WARN msg="the event store did not answer in time`},
 		{"append not acknowledged", fmt.Errorf("append: %w: %w", eventstore.ErrOutcomeUnknown, jetstream.ErrAsyncPublishTimeout), `level=WARN msg="the event store did not answer in time`},
 	} {
