@@ -50,6 +50,19 @@ const (
 // stored.
 var ErrNoLeader = errors.New("the stream has no leader to take writes")
 
+// Unavailable reports an error of a stream that no server serves at the
+// moment: no leader to take a write (ErrNoLeader), no server answering
+// for it ("no responders": a cluster restarting, its servers still
+// loading the stream), or JetStream answering 503 ("JetStream system
+// temporarily unavailable": a leader that stopped answering, until the
+// others elect a new one). All pass within seconds on a healthy cluster;
+// sending the same request again is the cure.
+func Unavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, ErrNoLeader) || errors.Is(err, nats.ErrNoResponders) ||
+		(errors.As(err, &apiErr) && apiErr.Code == 503)
+}
+
 // Refusal returns err wrapped so that errors.Is matches ErrStorageFull or
 // ErrNoLeader when it is JetStream refusing a publish for lack of storage
 // or answering it from no stream, and err as it is otherwise. Use it on

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
@@ -342,7 +341,7 @@ func problemFor(err error) Problem {
 		return Problem{Status: http.StatusBadRequest, Title: "Invalid argument", Code: "invalid_argument"}
 	case errors.Is(err, errUnavailable), errors.Is(err, domain.ErrDefinitionMissing), errors.Is(err, eventstore.ErrIndexing),
 		errors.Is(err, eventstore.ErrStorageFull), errors.Is(err, eventstore.ErrOutcomeUnknown),
-		errors.Is(err, eventstore.ErrNoLeader), errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded):
+		eventstore.Unavailable(err), errors.Is(err, context.DeadlineExceeded):
 		// The store did not answer in time (a cluster electing a leader,
 		// say): the same request may well succeed a moment later.
 		return Problem{Status: http.StatusServiceUnavailable, Title: "Unavailable", Code: "unavailable"}

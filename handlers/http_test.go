@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
 )
@@ -26,6 +27,8 @@ func TestStoreTroubleAnswersUnavailable(t *testing.T) {
 		fmt.Errorf("append: %w: %w", eventstore.ErrOutcomeUnknown, context.DeadlineExceeded),
 		fmt.Errorf("append: %w", eventstore.ErrNoLeader),
 		fmt.Errorf("load orderflow.default.order.o1.>: %w", nats.ErrNoResponders),
+		fmt.Errorf("last sequence of orderflow.default.order.o1.> from the leader: %w",
+			&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}),
 		fmt.Errorf("append: %w", eventstore.ErrStorageFull),
 	} {
 		w := httptest.NewRecorder()

@@ -519,12 +519,11 @@ func (p *Processor) handle(msg *message.Message) error {
 	case errors.Is(err, eventstore.ErrStorageFull):
 		p.storageFull(err)
 		return fmt.Errorf("%w: %w", errWaitForRoom, err)
-	case errors.Is(err, eventstore.ErrNoLeader), errors.Is(err, nats.ErrNoResponders):
+	case eventstore.Unavailable(err):
 		// Retried in place as any transient failure: a cluster elects a
 		// leader in seconds, and a restarted one's servers answer for the
-		// stream once they have loaded it (until then a load hears "no
-		// responders"). One whose servers ran out of storage stays without
-		// a leader, and every attempt would log.
+		// stream once they have loaded it. One whose servers ran out of
+		// storage stays without a leader, and every attempt would log.
 		p.report(reportNoLeader, slog.LevelError, "a stream has no leader to take or serve the events of triggers: they are retried (a cluster electing one, or starting; if it lasts, its servers may be out of storage)", err)
 		return fmt.Errorf("%w: %w", errReported, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, eventstore.ErrOutcomeUnknown):

@@ -521,6 +521,7 @@ func TestTriggerRetriedWithoutLeader(t *testing.T) {
 	}{
 		{"no leader", fmt.Errorf("append: %w", eventstore.ErrNoLeader), `level=ERROR msg="a stream has no leader`},
 		{"no server answers for the stream", fmt.Errorf("load: %w", nats.ErrNoResponders), `level=ERROR msg="a stream has no leader`},
+		{"leader not answering", fmt.Errorf("last sequence: %w", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}), `level=ERROR msg="a stream has no leader`},
 		{"store too slow", fmt.Errorf("load: %w", context.DeadlineExceeded), `level=WARN msg="the event store did not answer in time`},
 		{"append not acknowledged", fmt.Errorf("append: %w: %w", eventstore.ErrOutcomeUnknown, jetstream.ErrAsyncPublishTimeout), `level=WARN msg="the event store did not answer in time`},
 	} {
