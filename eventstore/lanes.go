@@ -381,20 +381,20 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 // before lanes were pinned (JetStream cannot add a priority policy to an
 // existing consumer) is replaced: the lane stream is a work queue, so what
 // it still holds is exactly what has not been processed, and the new
-// consumer delivers it from the start.
+// consumer delivers it from the start. The look-up goes with the create
+// into each attempt (retryCreate): when processes start together, either
+// may go unanswered.
 func (s *Store) ensureLaneConsumer(ctx context.Context, st jetstream.Stream, cc jetstream.ConsumerConfig) error {
-	cctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	if c, err := st.Consumer(cctx, cc.Durable); err == nil {
-		if info := c.CachedInfo(); info != nil && info.Config.PriorityPolicy != cc.PriorityPolicy {
-			if err := st.DeleteConsumer(cctx, cc.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				return err
+	return s.retryCreate(ctx, func(ctx context.Context) error {
+		if c, err := st.Consumer(ctx, cc.Durable); err == nil {
+			if info := c.CachedInfo(); info != nil && info.Config.PriorityPolicy != cc.PriorityPolicy {
+				if err := st.DeleteConsumer(ctx, cc.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+					return err
+				}
 			}
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
 		}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return err
-	}
-	return s.retryCreate(cctx, func(ctx context.Context) error {
 		_, err := st.CreateOrUpdateConsumer(ctx, cc)
 		return err
 	})

@@ -204,11 +204,6 @@ func (s *Store) Close() {
 // electing its JetStream leader answers "unavailable" for a while: that is
 // retried until ctx ends (or 30 s when ctx has no deadline).
 func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (jetstream.Stream, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-	}
 	var st jetstream.Stream
 	err := s.retryCreate(ctx, func(ctx context.Context) error {
 		var err error
@@ -222,14 +217,20 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 }
 
 // retryCreate runs create (a create-or-update of a stream, consumer or
-// bucket) until it succeeds, fails for good or ctx ends, giving each
-// attempt a deadline of its own: one second at first, doubling up to the
-// store's Timeout. Why: when two processes start together on a cluster,
-// nats-server v2.15.2 may answer neither of two identical creates of the
-// same stream, though it makes the stream; each such create took the whole
-// Timeout (two processes took 31 s to start on a fresh cluster). Sent
-// again, the create finds the stream and answers at once.
+// bucket) until it succeeds, fails for good or ctx ends (30 s when ctx has
+// no deadline), giving each attempt a deadline of its own: one second at
+// first, doubling up to the store's Timeout. Why: when two processes start
+// together on a cluster, nats-server v2.15.2 may answer neither of two
+// identical creates of the same stream, though it makes the stream (and a
+// look-up of a consumer may go unanswered too); each such request took the
+// whole Timeout (two processes took 31 s to start on a fresh cluster).
+// Sent again, the create finds the stream and answers at once.
 func (s *Store) retryCreate(ctx context.Context, create func(context.Context) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
 	wait := min(time.Second, s.cfg.Timeout)
 	return retryTransient(ctx, 100*time.Millisecond, func() error {
 		actx, cancel := context.WithTimeout(ctx, wait)
