@@ -54,15 +54,19 @@ const indexPull = 5_000
 
 func (s *Store) startIndex(ctx context.Context, stream string, target uint64) (*seqIndex, error) {
 	idx := &seqIndex{seqs: make(map[string][]uint64), target: target, caughtUp: make(chan struct{}), stopped: make(chan struct{})}
+	var opts []jetstream.PullConsumeOpt
 	if target == 0 { // nothing to catch up with
 		close(idx.caughtUp)
-		if err := idx.consume(ctx, s.js, stream, 0); err != nil {
-			return nil, err
-		}
-		return idx, nil
+	} else {
+		opts = append(opts, jetstream.PullMaxMessages(indexPull))
 	}
-	if err := idx.consume(ctx, s.js, stream, 0, jetstream.PullMaxMessages(indexPull)); err != nil {
+	// Its consumer's create may go unanswered while other processes start
+	// (see retryCreate).
+	if err := s.retryCreate(ctx, func(ctx context.Context) error { return idx.consume(ctx, s.js, stream, 0, opts...) }); err != nil {
 		return nil, err
+	}
+	if target == 0 {
+		return idx, nil
 	}
 	go idx.settle(s.js, stream, s.cfg.Timeout)
 	return idx, nil

@@ -327,7 +327,13 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 		cfg.Window = 256
 	}
 	sc := LaneStreamConfig(cfg.Lanes, s.cfg.Replicas)
-	switch lc, err := s.LaneCopyState(ctx); {
+	var lc LaneCopy
+	err := s.retryCreate(ctx, func(ctx context.Context) error { // see ensureLaneConsumer
+		var err error
+		lc, err = s.LaneCopyState(ctx)
+		return err
+	})
+	switch {
 	case err == nil:
 		// Where the copy resumes should the server lose its place, kept
 		// and moved up to where the copy stands (unreadable, it is unset

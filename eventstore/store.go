@@ -217,14 +217,15 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 }
 
 // retryCreate runs create (a create-or-update of a stream, consumer or
-// bucket) until it succeeds, fails for good or ctx ends (30 s when ctx has
-// no deadline), giving each attempt a deadline of its own: one second at
-// first, doubling up to the store's Timeout. Why: when two processes start
+// bucket, or a look-up made while other processes may be creating) until
+// it succeeds, fails for good or ctx ends (30 s when ctx has no deadline),
+// giving each attempt a deadline of its own: one second at first,
+// doubling up to the store's Timeout. Why: when two processes start
 // together on a cluster, nats-server v2.15.2 may answer neither of two
-// identical creates of the same stream, though it makes the stream (and a
-// look-up of a consumer may go unanswered too); each such request took the
-// whole Timeout (two processes took 31 s to start on a fresh cluster).
-// Sent again, the create finds the stream and answers at once.
+// identical creates of the same stream, though it makes the stream, and
+// a look-up may go unanswered too; each such request took the whole
+// Timeout (two processes took 31 s to start on a fresh cluster). Sent
+// again, the create finds the stream and answers at once.
 func (s *Store) retryCreate(ctx context.Context, create func(context.Context) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
