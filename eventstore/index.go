@@ -65,10 +65,9 @@ func (s *Store) startIndex(ctx context.Context, stream string, target uint64) (*
 	if err := s.retryCreate(ctx, func(ctx context.Context) error { return idx.consume(ctx, s.js, stream, 0, opts...) }); err != nil {
 		return nil, err
 	}
-	if target == 0 {
-		return idx, nil
+	if target > 0 {
+		go idx.settle(s.js, stream, s.cfg.Timeout)
 	}
-	go idx.settle(s.js, stream, s.cfg.Timeout)
 	return idx, nil
 }
 

@@ -447,15 +447,6 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 		case ack := <-p.future.Ok():
 			p.res = AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate, LastHash: p.events[0].Hash}
 		case err = <-p.future.Err():
-			// No acknowledgement will come now: it timed out, or the
-			// connection dropped with the append in flight (nats.go then
-			// fails every acknowledgement it waits for, though the server
-			// may have stored the events). The outcome stays unknown: a
-			// retry finds the events if they were stored.
-			if errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrDisconnected) {
-				p.done, p.err = true, fmt.Errorf("append to %s: %w: %w", p.agg.Filter(), ErrOutcomeUnknown, err)
-				return p.res, p.err
-			}
 		case <-ctx.Done():
 			return AppendResult{}, fmt.Errorf("append to %s: %w: %w", p.agg.Filter(), ErrOutcomeUnknown, ctx.Err())
 		}
@@ -493,11 +484,21 @@ func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, eve
 			return s.findStored(ctx, agg, 0, events, true)
 		}
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected) {
-		// An atomic append's commit went unanswered: it may be stored.
+	if unanswered(err) {
 		return AppendResult{}, fmt.Errorf("append to %s: %w: %w", agg.Filter(), ErrOutcomeUnknown, err)
 	}
 	return AppendResult{}, fmt.Errorf("append to %s: %w", agg.Filter(), Refusal(err))
+}
+
+// unanswered reports an append whose answer will not come now, though the
+// server may have stored its events: a single message's acknowledgement
+// timed out, an atomic append's commit went unanswered, or the connection
+// dropped with it in flight (nats.go then fails every acknowledgement it
+// waits for). Its outcome is unknown: a retry finds the events if they
+// were stored.
+func unanswered(err error) bool {
+	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected)
 }
 
 // prepare validates the events, chains their hashes and builds their
