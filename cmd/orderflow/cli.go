@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // apiServer is a running orderflow's HTTP API, as the client commands
@@ -52,8 +54,22 @@ func (s *apiServer) client() (*http.Client, error) {
 // apiCall sends one request to a running orderflow and returns the body
 // of a 2xx answer; a problem answer becomes an error with its detail. A
 // request over the key's rate limit (429) is sent again after the
-// Retry-After the server names, if that comes within the call's 30 s.
+// Retry-After the server names, if that comes within the call's 30 s. A
+// GET is also sent again when the server answers 503 (its store is
+// electing a leader or out of reach); see apiCallRepeatable for a POST.
 func apiCall(ctx context.Context, server *apiServer, method, path string, body any) ([]byte, error) {
+	return apiRoundTrips(ctx, server, method, path, body, method == http.MethodGet)
+}
+
+// apiCallRepeatable is apiCall for a POST that carries its own
+// idempotency key, such as a trigger with its trigger_id: sending it
+// again after a 503 cannot take effect twice, so it is sent again like a
+// GET.
+func apiCallRepeatable(ctx context.Context, server *apiServer, method, path string, body any) ([]byte, error) {
+	return apiRoundTrips(ctx, server, method, path, body, true)
+}
+
+func apiRoundTrips(ctx context.Context, server *apiServer, method, path string, body any, repeatable bool) ([]byte, error) {
 	var payload []byte
 	if body != nil {
 		var err error
@@ -72,7 +88,8 @@ func apiCall(ctx context.Context, server *apiServer, method, path string, body a
 		if err != nil {
 			return nil, err
 		}
-		if resp.StatusCode == http.StatusTooManyRequests {
+		if resp.StatusCode == http.StatusTooManyRequests ||
+			repeatable && resp.StatusCode == http.StatusServiceUnavailable {
 			wait := time.Second
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 				wait = time.Duration(s) * time.Second
@@ -118,27 +135,35 @@ func apiSend(ctx context.Context, hc *http.Client, server *apiServer, method, pa
 	return resp, b, err
 }
 
-// apiProblem is nil for a 2xx status, and otherwise the problem's detail
-// as an error.
+// apiProblem is nil for a 2xx status, and otherwise a *problemError with
+// the problem's detail.
 func apiProblem(method, path string, status int, b []byte) error {
-	if status/100 != 2 {
-		var p struct {
-			Title, Detail, Code, Reason, Expected string
-		}
-		if json.Unmarshal(b, &p) == nil && p.Code != "" {
-			msg := fmt.Sprintf("%s (%s): %s", p.Title, p.Code, p.Detail)
-			if p.Reason != "" {
-				msg = fmt.Sprintf("%s (%s): %s", p.Title, p.Code, p.Reason)
-				if p.Expected != "" {
-					msg += ", expected " + p.Expected
-				}
-			}
-			return errors.New(msg)
-		}
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, status, bytes.TrimSpace(b))
+	if status/100 == 2 {
+		return nil
 	}
-	return nil
+	var p struct {
+		Title, Detail, Code, Reason, Expected string
+	}
+	if json.Unmarshal(b, &p) == nil && p.Code != "" {
+		msg := fmt.Sprintf("%s (%s): %s", p.Title, p.Code, p.Detail)
+		if p.Reason != "" {
+			msg = fmt.Sprintf("%s (%s): %s", p.Title, p.Code, p.Reason)
+			if p.Expected != "" {
+				msg += ", expected " + p.Expected
+			}
+		}
+		return &problemError{status: status, msg: msg}
+	}
+	return &problemError{status: status, msg: fmt.Sprintf("%s %s: HTTP %d: %s", method, path, status, bytes.TrimSpace(b))}
 }
+
+// problemError is an answer of the server that is not a success.
+type problemError struct {
+	status int
+	msg    string
+}
+
+func (e *problemError) Error() string { return e.msg }
 
 // triggerCmd: orderflow trigger ORDER TRIGGER.
 func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
@@ -159,9 +184,19 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 		return errors.New("want ORDER and TRIGGER")
 	}
 	order, trigger := fs.Arg(0), fs.Arg(1)
-	b, err := apiCall(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
-		map[string]string{"trigger": trigger, "trigger_id": *triggerID, "worker": *worker})
+	// The id is made here, not by the server, so that the trigger can be
+	// sent again after a 503 or a lost answer and take effect once.
+	id := *triggerID
+	if id == "" {
+		id = uuid.Must(uuid.NewV7()).String()
+	}
+	b, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
+		map[string]string{"trigger": trigger, "trigger_id": id, "worker": *worker})
 	if err != nil {
+		if pe := (*problemError)(nil); !errors.As(err, &pe) || pe.status >= 500 {
+			// No answer, or the server could not tell: it may have been applied.
+			return fmt.Errorf("%w (the trigger may have taken effect; send it again with --trigger-id %s to be sure it takes effect once)", err, id)
+		}
 		return err
 	}
 	var res struct {

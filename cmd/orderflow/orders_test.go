@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -188,5 +194,111 @@ func TestOrderMigrateCommand(t *testing.T) {
 	}
 	if code, _, errOut = runMain(t, "order", "migrate", "--server", url); code != 1 || !strings.Contains(errOut, "want --workflow ID") {
 		t.Fatalf("without --workflow: exit %d: %s", code, errOut)
+	}
+}
+
+// `orderflow trigger` makes the trigger id itself, so a trigger whose
+// answer was lost or was a 503 can be sent again and still take effect
+// once: it sends a 503'd trigger again by itself with the same id, and
+// names the id when the answer never came. A POST that carries no key of
+// its own is not sent again after a 503.
+func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "again", "order_type_id": "wash_fold_delivery"})
+
+	// In front of the server: the first request of each path goes through
+	// and is applied, but its answer is lost the way the test's mode says.
+	var (
+		mu   sync.Mutex
+		mode string
+		seen []string // method, path and trigger id of each request
+	)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var tr struct {
+			TriggerID string `json:"trigger_id"`
+		}
+		_ = json.Unmarshal(body, &tr)
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path+" "+tr.TriggerID)
+		first, m := len(seen) == 1, mode
+		mu.Unlock()
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://"+app.HTTPAddr()+r.URL.Path, bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("forward: %v", err)
+			return
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case first && m == "503":
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"title":"Service Unavailable","code":"unavailable","detail":"the store did not answer in time; send it again with the same ids"}`)
+		case first && m == "cut":
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+		default:
+			for k, v := range resp.Header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(resp.StatusCode)
+			w.Write(answer)
+		}
+	}))
+	t.Cleanup(front.Close)
+	reset := func(m string) {
+		mu.Lock()
+		defer mu.Unlock()
+		mode, seen = m, nil
+	}
+	requests := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
+	}
+
+	// A 503: sent again with the same id, which the server finds applied.
+	reset("503")
+	code, out, errOut := runMain(t, "trigger", "--server", front.URL, "again", "picked_up")
+	if code != 0 || !strings.HasPrefix(out, "duplicate") {
+		t.Fatalf("trigger after a 503: exit %d: %q %q", code, out, errOut)
+	}
+	if r := requests(); len(r) != 2 || r[0] != r[1] || strings.HasSuffix(r[0], " ") {
+		t.Fatalf("requests after a 503: %q", r)
+	}
+
+	// An answer cut off: the error names the id, and sending the trigger
+	// again with it takes no second effect.
+	reset("cut")
+	code, _, errOut = runMain(t, "trigger", "--server", front.URL, "again", "items_tagged")
+	id := strings.Fields(requests()[0])[2]
+	if code != 1 || !strings.Contains(errOut, "--trigger-id "+id) {
+		t.Fatalf("trigger cut off: exit %d: %q", code, errOut)
+	}
+	if code, out, errOut := runMain(t, "trigger", "--server", front.URL, "--trigger-id", id, "again", "items_tagged"); code != 0 || !strings.HasPrefix(out, "duplicate") {
+		t.Fatalf("trigger sent again: exit %d: %q %q", code, out, errOut)
+	}
+	if o := c.must(200, "GET", "/v1/orders/again", nil); o["version"] != float64(3) {
+		t.Fatalf("order after two triggers each sent twice: %v", o)
+	}
+
+	// A rejected trigger is an answer: no hint, nothing sent again.
+	reset("")
+	code, _, errOut = runMain(t, "trigger", "--server", front.URL, "again", "delivered")
+	if code != 1 || !strings.Contains(errOut, "unexpected_trigger") || strings.Contains(errOut, "--trigger-id") || len(requests()) != 1 {
+		t.Fatalf("rejected trigger: exit %d: %q, requests %q", code, errOut, requests())
+	}
+
+	// A rebuild carries no key of its own: a 503 is not sent again.
+	reset("503")
+	if code, _, errOut := runMain(t, "projections", "rebuild", "--server", front.URL); code != 1 || !strings.Contains(errOut, "unavailable") || len(requests()) != 1 {
+		t.Fatalf("rebuild after a 503: exit %d: %q, requests %q", code, errOut, requests())
 	}
 }
