@@ -47,11 +47,12 @@ type API struct {
 	// Last-Event-ID when it comes back.
 	FeedWriteTimeout time.Duration
 
-	openFeeds atomic.Int64
-	keys      atomic.Pointer[APIKeys] // see SetKeys
-	limiter   *rateLimiter            // see SetRateLimit
-	statsOnce sync.Once
-	httpStats *httpStats
+	openFeeds   atomic.Int64
+	unavailable reporter                // 503s, logged once per reportEvery
+	keys        atomic.Pointer[APIKeys] // see SetKeys
+	limiter     *rateLimiter            // see SetRateLimit
+	statsOnce   sync.Once
+	httpStats   *httpStats
 
 	streamsOnce sync.Once
 	streamsEnd  chan struct{} // closed by EndStreams
@@ -359,7 +360,16 @@ func problemFor(err error) Problem {
 func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	p := problemFor(err)
 	p.Detail = err.Error()
-	if p.Status >= 500 {
+	switch {
+	case p.Status == http.StatusServiceUnavailable:
+		// Every request meets the same election or slow store, and
+		// clients send them again each second: one line, not one per
+		// request (orderflow_http_requests_total counts them all).
+		if unlogged, ok := api.unavailable.due(time.Now()); ok {
+			api.log().Warn("requests answered 503: the event store could not serve them (logged once every "+reportEvery.String()+")",
+				"method", r.Method, "path", r.URL.Path, "err", err, "unlogged_since_last", unlogged)
+		}
+	case p.Status >= 500:
 		api.log().Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	switch p.Status {

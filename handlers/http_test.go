@@ -1,14 +1,18 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,5 +47,48 @@ func TestStoreTroubleAnswersUnavailable(t *testing.T) {
 	api.fail(w, httptest.NewRequest(http.MethodGet, "/v1/orders/o1", nil), fmt.Errorf("something else"))
 	if w.Code != http.StatusInternalServerError || w.Header().Get("Retry-After") != "" {
 		t.Errorf("an unexpected error: HTTP %d, Retry-After %q", w.Code, w.Header().Get("Retry-After"))
+	}
+}
+
+// Requests answered 503 during an election log one line, not one each;
+// every 500 is logged.
+func TestUnavailableLoggedOnce(t *testing.T) {
+	var logged bytes.Buffer
+	api := &API{Log: slog.New(slog.NewTextHandler(&logged, nil))}
+	for range 50 {
+		api.fail(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/v1/orders/o1/triggers", nil),
+			fmt.Errorf("append: %w", eventstore.ErrNoLeader))
+	}
+	for range 2 {
+		api.fail(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/orders/o1", nil), errors.New("something else"))
+	}
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "requests answered 503") ||
+		!strings.Contains(lines[1], "level=ERROR") || !strings.Contains(lines[2], "something else") {
+		t.Fatalf("logged:\n%s", logged.String())
+	}
+}
+
+// A reporter lets a condition through once per reportEvery, and counts
+// the times it held back.
+func TestReporter(t *testing.T) {
+	var r reporter
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for i, c := range []struct {
+		at       time.Duration
+		ok       bool
+		unlogged int64
+	}{
+		{0, true, 0},
+		{time.Second, false, 0},
+		{2 * time.Second, false, 0},
+		{reportEvery - time.Nanosecond, false, 0},
+		{reportEvery, true, 3},
+		{reportEvery + time.Second, false, 0},
+		{3 * reportEvery, true, 1},
+	} {
+		if unlogged, ok := r.due(t0.Add(c.at)); ok != c.ok || unlogged != c.unlogged {
+			t.Errorf("%d: at +%v: %d, %v; want %d, %v", i, c.at, unlogged, ok, c.unlogged, c.ok)
+		}
 	}
 }

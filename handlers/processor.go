@@ -81,11 +81,6 @@ var errReported = errors.New("reported by the processor")
 // ProcessorConfig.StorageWait.
 var errWaitForRoom = fmt.Errorf("waiting for storage (%w)", errReported)
 
-// reportEvery is how often the processor logs a condition every trigger
-// in hand meets (no storage left, no stream leader, a store that does not
-// answer in time).
-const reportEvery = 30 * time.Second
-
 // The conditions the processor reports itself (Processor.report).
 const (
 	reportStorageFull = iota
@@ -154,8 +149,8 @@ type Processor struct {
 	// stored and before it is acknowledged.
 	afterApply func(msg *message.Message)
 	handled    atomic.Uint64
-	fullAt     atomic.Int64              // when an outcome last found no storage left (Unix nanoseconds; 0: never)
-	reportedAt [reportKinds]atomic.Int64 // when each condition was last logged
+	fullAt     atomic.Int64          // when an outcome last found no storage left (Unix nanoseconds; 0: never)
+	reported   [reportKinds]reporter // when each condition was last logged
 	outcomeMu  sync.Mutex
 	outcomes   map[outcomeKey]uint64
 }
@@ -465,12 +460,9 @@ func (p *Processor) storageFull(err error) {
 // condition: every trigger in hand meets the same one, and would
 // otherwise log it on every attempt.
 func (p *Processor) report(kind int, level slog.Level, msg string, err error) {
-	now := time.Now().UnixNano()
-	last := p.reportedAt[kind].Load()
-	if now-last < int64(reportEvery) || !p.reportedAt[kind].CompareAndSwap(last, now) {
-		return
+	if unlogged, ok := p.reported[kind].due(time.Now()); ok {
+		p.cfg.Logger.Log(context.Background(), level, msg, "err", err, "unlogged_since_last", unlogged)
 	}
-	p.cfg.Logger.Log(context.Background(), level, msg, "err", err)
 }
 
 // waitForRoom is how much longer a failed trigger waits before its next
