@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -193,8 +194,7 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	b, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
 		map[string]string{"trigger": trigger, "trigger_id": id, "worker": *worker})
 	if err != nil {
-		if pe := (*problemError)(nil); !errors.As(err, &pe) || pe.status >= 500 {
-			// No answer, or the server could not tell: it may have been applied.
+		if mayHaveTakenEffect(err) {
 			return fmt.Errorf("%w (the trigger may have taken effect; send it again with --trigger-id %s to be sure it takes effect once)", err, id)
 		}
 		return err
@@ -208,6 +208,18 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	}
 	fmt.Fprintf(stdout, "%s\n", res.Outcome)
 	return printOrder(stdout, res.Order)
+}
+
+// mayHaveTakenEffect reports whether a request that failed with err may
+// have been applied all the same: the server could not tell (5xx), or its
+// answer was lost. A refusal (4xx) or a connection never made did not.
+func mayHaveTakenEffect(err error) bool {
+	var pe *problemError
+	if errors.As(err, &pe) {
+		return pe.status >= 500
+	}
+	var op *net.OpError
+	return !errors.As(err, &op) || op.Op != "dial"
 }
 
 // orderCmd: orderflow order show ORDER, orderflow order migrate.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -287,6 +288,18 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 	}
 	if o := c.must(200, "GET", "/v1/orders/again", nil); o["version"] != float64(3) {
 		t.Fatalf("order after two triggers each sent twice: %v", o)
+	}
+
+	// No connection made: nothing was sent, so no hint.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := "http://" + ln.Addr().String()
+	ln.Close()
+	if code, _, errOut := runMain(t, "trigger", "--server", nobody, "again", "wash_done"); code != 1 ||
+		!strings.Contains(errOut, "is orderflow running") || strings.Contains(errOut, "--trigger-id") {
+		t.Fatalf("trigger with no server: exit %d: %q", code, errOut)
 	}
 
 	// A rejected trigger is an answer: no hint, nothing sent again.
