@@ -257,17 +257,18 @@ func retryTransient(ctx context.Context, interval time.Duration, op func() error
 	}
 }
 
-// transient reports errors that a retry can cure: no server answered yet,
-// JetStream not yet available, a timeout.
+// transient reports errors that a retry can cure: a stream no server
+// serves at the moment (Unavailable), JetStream not yet available, a
+// timeout.
 func transient(err error) bool {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
+	if errors.As(err, &apiErr) && (apiErr.Code == 500 || apiErr.ErrorCode == 10005) {
 		// 10005: no suitable peers for placement, while a cluster is still
 		// learning of its nodes.
-		return apiErr.Code == 503 || apiErr.Code == 500 || apiErr.ErrorCode == 10005
+		return true
 	}
-	return errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, nats.ErrNoResponders) ||
+	return Unavailable(err) ||
+		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
