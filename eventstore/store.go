@@ -246,7 +246,7 @@ func (s *Store) retryCreate(ctx context.Context, create func(context.Context) er
 func retryTransient(ctx context.Context, interval time.Duration, op func() error) error {
 	for {
 		err := op()
-		if err == nil || !transient(err) || ctx.Err() != nil {
+		if err == nil || !Transient(err) || ctx.Err() != nil {
 			return err
 		}
 		select {
@@ -257,10 +257,10 @@ func retryTransient(ctx context.Context, interval time.Duration, op func() error
 	}
 }
 
-// transient reports errors that a retry can cure: a stream no server
+// Transient reports errors that a retry can cure: a stream no server
 // serves at the moment (Unavailable), JetStream not yet available, a
-// timeout.
-func transient(err error) bool {
+// timeout. The store retries its creates and look-ups on them.
+func Transient(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.Code == 500 || apiErr.ErrorCode == 10005) {
 		// 10005: no suitable peers for placement, while a cluster is still
@@ -858,7 +858,7 @@ func (s *Store) fetchSeqs(ctx context.Context, stream string, seqs []uint64) ([]
 			// Out of time: fail. Reading by filter instead would ask far
 			// more of a server that is already slow to answer.
 			return nil, false, fmt.Errorf("load from %s: %w", stream, ctx.Err())
-		case errors.Is(err, jetstream.ErrMsgNotFound) || transient(err):
+		case errors.Is(err, jetstream.ErrMsgNotFound) || Transient(err):
 			// A replica behind the stream, or none answering yet: read
 			// by filter, which retries.
 			return nil, false, nil

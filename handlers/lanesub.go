@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -72,6 +73,9 @@ type laneSubscriber struct {
 	handedBack atomic.Uint64 // triggers handed back to the next owner of a lane
 	clustered  atomic.Bool   // the lanes are on a JetStream cluster (see fromLeader)
 	copies     copyCheck     // whether the lanes copy every stored trigger
+	lookUps    reporter      // look-ups of a lane that failed (see lookUp)
+	giveUp     chan struct{} // closed by endLookUps
+	giveUpOnce sync.Once
 
 	mu      sync.Mutex
 	closed  bool
@@ -81,28 +85,24 @@ type laneSubscriber struct {
 
 func newLaneSubscriber(js jetstream.JetStream, m *members, window int, pinTTL, retryDelay, drain time.Duration) *laneSubscriber {
 	return &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, pinTTL/2), retryDelay: retryDelay, drain: drain,
-		gatePoll: 25 * time.Millisecond, closing: make(chan struct{})}
+		gatePoll: 25 * time.Millisecond, closing: make(chan struct{}), giveUp: make(chan struct{})}
 }
 
 // Subscribe reads the lane consumer named topic whenever this process
 // owns that lane.
 func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.New("lane subscriber closed")
-	}
 	index, err := eventstore.LaneIndex(topic)
 	if err != nil {
 		return nil, err
 	}
-	stream, err := s.js.Stream(ctx, eventstore.StreamTriggerLanes)
+	stream, cons, err := s.lookUp(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
-	cons, err := stream.Consumer(ctx, topic)
-	if err != nil {
-		return nil, err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("lane subscriber closed")
 	}
 	if stream.CachedInfo().Config.Replicas > 1 || cons.CachedInfo().Cluster != nil {
 		s.clustered.Store(true)
@@ -155,6 +155,43 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 	}()
 	return out, nil
 }
+
+// lookUp finds the lane stream and the lane's consumer. EnsureLanes has
+// just made them, but the servers may go away meanwhile (a restart while
+// this process starts): a look-up that fails for a cause a retry can cure
+// is tried again, each attempt with a deadline of its own (1 s doubling
+// up to 5 s), until it succeeds, ctx ends, or endLookUps is called.
+func (s *laneSubscriber) lookUp(ctx context.Context, topic string) (jetstream.Stream, jetstream.Consumer, error) {
+	wait := time.Second
+	for {
+		actx, cancel := context.WithTimeout(ctx, wait)
+		stream, err := s.js.Stream(actx, eventstore.StreamTriggerLanes)
+		var cons jetstream.Consumer
+		if err == nil {
+			cons, err = stream.Consumer(actx, topic)
+		}
+		cancel()
+		if err == nil || !eventstore.Transient(err) || ctx.Err() != nil {
+			return stream, cons, err
+		}
+		if unlogged, ok := s.lookUps.due(time.Now()); ok && s.log != nil {
+			s.log.Warn("looking up a trigger lane: tried again until the server answers", "lane", topic, "err", err, "unlogged_since_last", unlogged)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, err
+		case <-s.giveUp:
+			return nil, nil, fmt.Errorf("%w: %w", errLaneClosing, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// endLookUps makes a look-up still being tried give up. The router's
+// Close waits for every Subscribe to return, so the processor calls this
+// before it.
+func (s *laneSubscriber) endLookUps() { s.giveUpOnce.Do(func() { close(s.giveUp) }) }
 
 // Close stops every lane and waits for them.
 func (s *laneSubscriber) Close() error {

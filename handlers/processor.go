@@ -440,6 +440,7 @@ func (p *Processor) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	p.members.close(ctx)
 	cancel()
+	p.lanes.endLookUps()
 	err := p.router.Close()
 	p.endClosing()
 	p.watching.Wait()
