@@ -150,7 +150,7 @@ type Processor struct {
 	afterApply func(msg *message.Message)
 	handled    atomic.Uint64
 	fullAt     atomic.Int64          // when an outcome last found no storage left (Unix nanoseconds; 0: never)
-	reported   [reportKinds]reporter // when each condition was last logged
+	reported   [reportKinds]reporter // each condition's last line, and how often it was met since
 	outcomeMu  sync.Mutex
 	outcomes   map[outcomeKey]uint64
 }
