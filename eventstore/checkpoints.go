@@ -33,7 +33,7 @@ func (s *Store) checkpointStore(ctx context.Context) (jetstream.ObjectStore, err
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	var obs jetstream.ObjectStore
-	err := s.retryCreate(ctx, func(ctx context.Context) error {
+	err := s.Retry(ctx, func(ctx context.Context) error {
 		var err error
 		obs, err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      CheckpointBucket,

@@ -61,8 +61,8 @@ func (s *Store) startIndex(ctx context.Context, stream string, target uint64) (*
 		opts = append(opts, jetstream.PullMaxMessages(indexPull))
 	}
 	// Its consumer's create may go unanswered while other processes start
-	// (see retryCreate).
-	if err := s.retryCreate(ctx, func(ctx context.Context) error { return idx.consume(ctx, s.js, stream, 0, opts...) }); err != nil {
+	// (see Retry).
+	if err := s.Retry(ctx, func(ctx context.Context) error { return idx.consume(ctx, s.js, stream, 0, opts...) }); err != nil {
 		return nil, err
 	}
 	if target > 0 {

@@ -328,7 +328,7 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	}
 	sc := LaneStreamConfig(cfg.Lanes, s.cfg.Replicas)
 	var lc LaneCopy
-	err := s.retryCreate(ctx, func(ctx context.Context) error { // see ensureLaneConsumer
+	err := s.Retry(ctx, func(ctx context.Context) error { // see ensureLaneConsumer
 		var err error
 		lc, err = s.LaneCopyState(ctx)
 		return err
@@ -388,10 +388,10 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 // existing consumer) is replaced: the lane stream is a work queue, so what
 // it still holds is exactly what has not been processed, and the new
 // consumer delivers it from the start. The look-up goes with the create
-// into each attempt (retryCreate): when processes start together, either
+// into each attempt (Retry): when processes start together, either
 // may go unanswered.
 func (s *Store) ensureLaneConsumer(ctx context.Context, st jetstream.Stream, cc jetstream.ConsumerConfig) error {
-	return s.retryCreate(ctx, func(ctx context.Context) error {
+	return s.Retry(ctx, func(ctx context.Context) error {
 		if c, err := st.Consumer(ctx, cc.Durable); err == nil {
 			if info := c.CachedInfo(); info != nil && info.Config.PriorityPolicy != cc.PriorityPolicy {
 				if err := st.DeleteConsumer(ctx, cc.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {

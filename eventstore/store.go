@@ -205,7 +205,7 @@ func (s *Store) Close() {
 // retried until ctx ends (or 30 s when ctx has no deadline).
 func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (jetstream.Stream, error) {
 	var st jetstream.Stream
-	err := s.retryCreate(ctx, func(ctx context.Context) error {
+	err := s.Retry(ctx, func(ctx context.Context) error {
 		var err error
 		st, err = s.js.CreateOrUpdateStream(ctx, sc)
 		return err
@@ -216,9 +216,10 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 	return st, nil
 }
 
-// retryCreate runs create (a create-or-update of a stream, consumer or
-// bucket, or a look-up made while other processes may be creating) until
-// it succeeds, fails for good or ctx ends (30 s when ctx has no deadline),
+// Retry runs op (a create-or-update of a stream, consumer or bucket, or a
+// look-up made while other processes may be creating, or while servers
+// start) until it succeeds, fails for good (not Transient) or ctx ends
+// (30 s when ctx has no deadline),
 // giving each attempt a deadline of its own: one second at first,
 // doubling up to the store's Timeout. Why: when two processes start
 // together on a cluster, nats-server v2.15.2 may answer neither of two
@@ -226,7 +227,7 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 // a look-up may go unanswered too; each such request took the whole
 // Timeout (two processes took 31 s to start on a fresh cluster). Sent
 // again, the create finds the stream and answers at once.
-func (s *Store) retryCreate(ctx context.Context, create func(context.Context) error) error {
+func (s *Store) Retry(ctx context.Context, op func(context.Context) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
@@ -237,7 +238,7 @@ func (s *Store) retryCreate(ctx context.Context, create func(context.Context) er
 		actx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
 		wait = min(2*wait, s.cfg.Timeout)
-		return create(actx)
+		return op(actx)
 	})
 }
 

@@ -73,9 +73,12 @@ type laneSubscriber struct {
 	handedBack atomic.Uint64 // triggers handed back to the next owner of a lane
 	clustered  atomic.Bool   // the lanes are on a JetStream cluster (see fromLeader)
 	copies     copyCheck     // whether the lanes copy every stored trigger
-	lookUps    reporter      // look-ups of a lane that failed (see lookUp)
-	giveUp     chan struct{} // closed by endLookUps
-	giveUpOnce sync.Once
+	// retry runs a lane's look-up again while it fails for a cause a
+	// retry can cure (eventstore.Store.Retry).
+	retry      func(context.Context, func(context.Context) error) error
+	lookUps    reporter           // look-ups of a lane that failed (see lookUp)
+	giveUp     context.Context    // ends look-ups still being tried once done
+	endLookUps context.CancelFunc // ends giveUp: the router's Close waits for every Subscribe to return
 
 	mu      sync.Mutex
 	closed  bool
@@ -84,8 +87,10 @@ type laneSubscriber struct {
 }
 
 func newLaneSubscriber(js jetstream.JetStream, m *members, window int, pinTTL, retryDelay, drain time.Duration) *laneSubscriber {
-	return &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, pinTTL/2), retryDelay: retryDelay, drain: drain,
-		gatePoll: 25 * time.Millisecond, closing: make(chan struct{}), giveUp: make(chan struct{})}
+	s := &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, pinTTL/2), retryDelay: retryDelay, drain: drain,
+		gatePoll: 25 * time.Millisecond, closing: make(chan struct{})}
+	s.giveUp, s.endLookUps = context.WithCancel(context.Background())
+	return s
 }
 
 // Subscribe reads the lane consumer named topic whenever this process
@@ -158,40 +163,30 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 
 // lookUp finds the lane stream and the lane's consumer. EnsureLanes has
 // just made them, but the servers may go away meanwhile (a restart while
-// this process starts): a look-up that fails for a cause a retry can cure
-// is tried again, each attempt with a deadline of its own (1 s doubling
-// up to 5 s), until it succeeds, ctx ends, or endLookUps is called.
-func (s *laneSubscriber) lookUp(ctx context.Context, topic string) (jetstream.Stream, jetstream.Consumer, error) {
-	wait := time.Second
-	for {
-		actx, cancel := context.WithTimeout(ctx, wait)
-		stream, err := s.js.Stream(actx, eventstore.StreamTriggerLanes)
-		var cons jetstream.Consumer
-		if err == nil {
-			cons, err = stream.Consumer(actx, topic)
+// this process starts): the look-up is tried again as the store tries its
+// creates (eventstore.Store.Retry), until it succeeds, 30 s pass, ctx ends
+// or endLookUps is called.
+func (s *laneSubscriber) lookUp(ctx context.Context, topic string) (stream jetstream.Stream, cons jetstream.Consumer, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.giveUp, cancel)()
+	err = s.retry(ctx, func(ctx context.Context) error {
+		var err error
+		if stream, err = s.js.Stream(ctx, eventstore.StreamTriggerLanes); err == nil {
+			cons, err = stream.Consumer(ctx, topic)
 		}
-		cancel()
-		if err == nil || !eventstore.Transient(err) || ctx.Err() != nil {
-			return stream, cons, err
+		if err != nil && eventstore.Transient(err) && s.log != nil {
+			if unlogged, ok := s.lookUps.due(time.Now()); ok {
+				s.log.Warn("looking up a trigger lane: tried again until the server answers", "lane", topic, "err", err, "unlogged_since_last", unlogged)
+			}
 		}
-		if unlogged, ok := s.lookUps.due(time.Now()); ok && s.log != nil {
-			s.log.Warn("looking up a trigger lane: tried again until the server answers", "lane", topic, "err", err, "unlogged_since_last", unlogged)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil, err
-		case <-s.giveUp:
-			return nil, nil, fmt.Errorf("%w: %w", errLaneClosing, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-		wait = min(2*wait, 5*time.Second)
+		return err
+	})
+	if err != nil && s.giveUp.Err() != nil {
+		err = fmt.Errorf("%w: %w", errLaneClosing, err)
 	}
+	return stream, cons, err
 }
-
-// endLookUps makes a look-up still being tried give up. The router's
-// Close waits for every Subscribe to return, so the processor calls this
-// before it.
-func (s *laneSubscriber) endLookUps() { s.giveUpOnce.Do(func() { close(s.giveUp) }) }
 
 // Close stops every lane and waits for them.
 func (s *laneSubscriber) Close() error {

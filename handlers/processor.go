@@ -378,7 +378,7 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	}
 	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
 	sub.log, sub.copies.log, sub.copies.recover, sub.copies.wait = plog, plog, p.recoverSkipped, 2*p.cfg.AckWait
-	sub.wait = p.waitForRoom
+	sub.wait, sub.retry = p.waitForRoom, p.cmds.Store.Retry
 	if err := p.restoreCopyMark(ctx, js, &sub.copies); err != nil {
 		return fmt.Errorf("trigger processor: %w", err)
 	}
