@@ -212,14 +212,17 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 
 // mayHaveTakenEffect reports whether a request that failed with err may
 // have been applied all the same: the server could not tell (5xx), or its
-// answer was lost. A refusal (4xx) or a connection never made did not.
+// answer was lost or not waited for. A refusal (4xx), a connection never
+// made or a request never sent was not.
 func mayHaveTakenEffect(err error) bool {
 	var pe *problemError
 	if errors.As(err, &pe) {
 		return pe.status >= 500
 	}
+	var sent *url.Error // what the HTTP client returns once it tried
 	var op *net.OpError
-	return !errors.As(err, &op) || op.Op != "dial"
+	return errors.As(err, &sent) && !(errors.As(err, &op) && op.Op == "dial") ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // orderCmd: orderflow order show ORDER, orderflow order migrate.

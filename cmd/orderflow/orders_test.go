@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -300,6 +301,11 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 	if code, _, errOut := runMain(t, "trigger", "--server", nobody, "again", "wash_done"); code != 1 ||
 		!strings.Contains(errOut, "is orderflow running") || strings.Contains(errOut, "--trigger-id") {
 		t.Fatalf("trigger with no server: exit %d: %q", code, errOut)
+	}
+
+	if code, _, errOut := runMain(t, "trigger", "--server", front.URL, "--server-ca", filepath.Join(t.TempDir(), "none.pem"), "again", "wash_done"); code != 1 ||
+		strings.Contains(errOut, "--trigger-id") {
+		t.Fatalf("trigger with an unreadable CA file: exit %d: %q", code, errOut)
 	}
 
 	// A rejected trigger is an answer: no hint, nothing sent again.
