@@ -59,35 +59,37 @@ func (s *apiServer) client() (*http.Client, error) {
 // GET is also sent again when the server answers 503 (its store is
 // electing a leader or out of reach); see apiCallRepeatable for a POST.
 func apiCall(ctx context.Context, server *apiServer, method, path string, body any) ([]byte, error) {
-	return apiRoundTrips(ctx, server, method, path, body, method == http.MethodGet)
+	b, _, err := apiRoundTrips(ctx, server, method, path, body, method == http.MethodGet)
+	return b, err
 }
 
 // apiCallRepeatable is apiCall for a POST that carries its own
 // idempotency key, such as a trigger with its trigger_id: sending it
 // again after a 503 cannot take effect twice, so it is sent again like a
-// GET.
-func apiCallRepeatable(ctx context.Context, server *apiServer, method, path string, body any) ([]byte, error) {
+// GET. resent reports that it was.
+func apiCallRepeatable(ctx context.Context, server *apiServer, method, path string, body any) (b []byte, resent bool, err error) {
 	return apiRoundTrips(ctx, server, method, path, body, true)
 }
 
-func apiRoundTrips(ctx context.Context, server *apiServer, method, path string, body any, repeatable bool) ([]byte, error) {
+func apiRoundTrips(ctx context.Context, server *apiServer, method, path string, body any, repeatable bool) ([]byte, bool, error) {
 	var payload []byte
 	if body != nil {
 		var err error
 		if payload, err = json.Marshal(body); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	hc, err := server.client()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	resent := false
 	for {
 		resp, b, err := apiSend(ctx, hc, server, method, path, payload)
 		if err != nil {
-			return nil, err
+			return nil, resent, err
 		}
 		if resp.StatusCode == http.StatusTooManyRequests ||
 			repeatable && resp.StatusCode == http.StatusServiceUnavailable {
@@ -98,16 +100,17 @@ func apiRoundTrips(ctx context.Context, server *apiServer, method, path string, 
 			if deadline, _ := ctx.Deadline(); time.Until(deadline) > wait {
 				select {
 				case <-time.After(wait):
+					resent = resent || resp.StatusCode == http.StatusServiceUnavailable
 					continue
 				case <-ctx.Done():
-					return nil, ctx.Err()
+					return nil, resent, ctx.Err()
 				}
 			}
 		}
 		if err := apiProblem(method, path, resp.StatusCode, b); err != nil {
-			return nil, err
+			return nil, resent, err
 		}
-		return b, nil
+		return b, resent, nil
 	}
 }
 
@@ -191,7 +194,7 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	if id == "" {
 		id = uuid.Must(uuid.NewV7()).String()
 	}
-	b, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
+	b, resent, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
 		map[string]string{"trigger": trigger, "trigger_id": id, "worker": *worker})
 	if err != nil {
 		if mayHaveTakenEffect(err) {
@@ -207,6 +210,9 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 		return err
 	}
 	fmt.Fprintf(stdout, "%s\n", res.Outcome)
+	if resent && res.Outcome == "duplicate" {
+		fmt.Fprintln(stderr, "(sent again after a 503: the first attempt had taken effect)")
+	}
 	return printOrder(stdout, res.Order)
 }
 

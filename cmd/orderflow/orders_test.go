@@ -269,7 +269,7 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 	// A 503: sent again with the same id, which the server finds applied.
 	reset("503")
 	code, out, errOut := runMain(t, "trigger", "--server", front.URL, "again", "picked_up")
-	if code != 0 || !strings.HasPrefix(out, "duplicate") {
+	if code != 0 || !strings.HasPrefix(out, "duplicate") || !strings.Contains(errOut, "the first attempt had taken effect") {
 		t.Fatalf("trigger after a 503: exit %d: %q %q", code, out, errOut)
 	}
 	if r := requests(); len(r) != 2 || r[0] != r[1] || strings.HasSuffix(r[0], " ") {
