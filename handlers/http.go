@@ -358,7 +358,19 @@ func problemFor(err error) Problem {
 	return Problem{Status: http.StatusInternalServerError, Title: "Internal error", Code: "internal"}
 }
 
+// statusClientClosed is what the metrics count for a request its client
+// gave up on before the answer (nginx's "client closed request").
+const statusClientClosed = 499
+
 func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		// The client closed the connection (its own timeout, say, while
+		// a cluster elects a leader): nobody reads an answer, and it is
+		// not the server's failure to log.
+		api.log().Debug("request given up by its client", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.WriteHeader(statusClientClosed)
+		return
+	}
 	p := problemFor(err)
 	p.Detail = err.Error()
 	switch {

@@ -69,6 +69,27 @@ func TestUnavailableLoggedOnce(t *testing.T) {
 	}
 }
 
+// A request whose client went away while the store was slow is not the
+// server's failure: no line above debug, and the metrics count it as 499.
+func TestClientGoneIsNotLogged(t *testing.T) {
+	var logged bytes.Buffer
+	api := &API{Log: slog.New(slog.NewTextHandler(&logged, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w := httptest.NewRecorder()
+	api.fail(w, httptest.NewRequest(http.MethodGet, "/v1/orders/o1", nil).WithContext(ctx),
+		fmt.Errorf("last sequence of orderflow.default.order.o1.> from the leader: %w", context.Canceled))
+	if w.Code != statusClientClosed || logged.Len() != 0 {
+		t.Fatalf("HTTP %d, logged %q", w.Code, logged.String())
+	}
+	// The same error for a client still there is the server's: a 500, logged.
+	w = httptest.NewRecorder()
+	api.fail(w, httptest.NewRequest(http.MethodGet, "/v1/orders/o1", nil), fmt.Errorf("load: %w", context.Canceled))
+	if w.Code != http.StatusInternalServerError || !strings.Contains(logged.String(), "level=ERROR") {
+		t.Fatalf("HTTP %d, logged %q", w.Code, logged.String())
+	}
+}
+
 // A reporter lets a condition through once per reportEvery, and counts
 // the times it held back.
 func TestReporter(t *testing.T) {
