@@ -218,7 +218,7 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 
 // Retry runs op (a create-or-update of a stream, consumer or bucket, or a
 // look-up made while other processes may be creating, or while servers
-// start) until it succeeds, fails for good (not Transient) or ctx ends
+// start) until it succeeds, fails for good (not transient) or ctx ends
 // (30 s when ctx has no deadline), giving each attempt a deadline of its
 // own: one second at first, doubling up to the store's Timeout. Why: when
 // two processes start together on a cluster, nats-server v2.15.2 may
@@ -247,7 +247,7 @@ func (s *Store) Retry(ctx context.Context, op func(context.Context) error) error
 func retryTransient(ctx context.Context, interval time.Duration, op func() error) error {
 	for {
 		err := op()
-		if err == nil || !Transient(err) || ctx.Err() != nil {
+		if err == nil || !transient(err) || ctx.Err() != nil {
 			return err
 		}
 		select {
@@ -258,10 +258,10 @@ func retryTransient(ctx context.Context, interval time.Duration, op func() error
 	}
 }
 
-// Transient reports errors that a retry can cure: a stream no server
+// transient reports errors that a retry can cure: a stream no server
 // serves at the moment (Unavailable), JetStream not yet available, a
 // timeout. The store retries its creates and look-ups on them.
-func Transient(err error) bool {
+func transient(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.Code == 500 || apiErr.ErrorCode == 10005) {
 		// 10005: no suitable peers for placement, while a cluster is still
@@ -859,7 +859,7 @@ func (s *Store) fetchSeqs(ctx context.Context, stream string, seqs []uint64) ([]
 			// Out of time: fail. Reading by filter instead would ask far
 			// more of a server that is already slow to answer.
 			return nil, false, fmt.Errorf("load from %s: %w", stream, ctx.Err())
-		case errors.Is(err, jetstream.ErrMsgNotFound) || Transient(err):
+		case errors.Is(err, jetstream.ErrMsgNotFound) || transient(err):
 			// A replica behind the stream, or none answering yet: read
 			// by filter, which retries.
 			return nil, false, nil

@@ -29,8 +29,8 @@ func TestTransient(t *testing.T) {
 		{fmt.Errorf("append: %w", ErrConcurrency), false},
 		{errors.New("something else"), false},
 	} {
-		if got := Transient(c.err); got != c.want {
-			t.Errorf("Transient(%v) = %v, want %v", c.err, got, c.want)
+		if got := transient(c.err); got != c.want {
+			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }

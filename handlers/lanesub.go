@@ -69,16 +69,11 @@ type laneSubscriber struct {
 	// room while the streams are full).
 	wait func() time.Duration
 
-	log        *slog.Logger  // debug lines per delivery, acknowledgement and gate opening (nil: none)
-	handedBack atomic.Uint64 // triggers handed back to the next owner of a lane
-	clustered  atomic.Bool   // the lanes are on a JetStream cluster (see fromLeader)
-	copies     copyCheck     // whether the lanes copy every stored trigger
-	// retry runs a lane's look-up again while it fails for a cause a
-	// retry can cure (eventstore.Store.Retry).
-	retry      func(context.Context, func(context.Context) error) error
-	lookUps    reporter           // look-ups of a lane that failed (see lookUp)
-	giveUp     context.Context    // ends look-ups still being tried once done
-	endLookUps context.CancelFunc // ends giveUp: the router's Close waits for every Subscribe to return
+	log        *slog.Logger         // debug lines per delivery, acknowledgement and gate opening (nil: none)
+	handedBack atomic.Uint64        // triggers handed back to the next owner of a lane
+	clustered  atomic.Bool          // the lanes are on a JetStream cluster (see fromLeader)
+	copies     copyCheck            // whether the lanes copy every stored trigger
+	found      map[string]foundLane // by consumer name, see lookUp
 
 	mu      sync.Mutex
 	closed  bool
@@ -87,10 +82,44 @@ type laneSubscriber struct {
 }
 
 func newLaneSubscriber(js jetstream.JetStream, m *members, window int, pinTTL, retryDelay, drain time.Duration) *laneSubscriber {
-	s := &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, pinTTL/2), retryDelay: retryDelay, drain: drain,
+	return &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, pinTTL/2), retryDelay: retryDelay, drain: drain,
 		gatePoll: 25 * time.Millisecond, closing: make(chan struct{})}
-	s.giveUp, s.endLookUps = context.WithCancel(context.Background())
-	return s
+}
+
+// foundLane is a lane's stream and consumer, as lookUp found them.
+type foundLane struct {
+	stream jetstream.Stream
+	cons   jetstream.Consumer
+}
+
+// lookUp finds the lane stream and each named lane's consumer on the
+// subscriber's connection, before the router subscribes, so that a
+// Subscribe asks nothing of the servers and cannot fail for them. A
+// look-up that goes unanswered or finds no server (one restarting while
+// this process starts) is tried again as the store's creates are (retry
+// is eventstore.Store.Retry). Why not in Subscribe: once a Subscribe has
+// failed, Watermill's router waits out its CloseTimeout at Close for the
+// lanes it never started.
+func (s *laneSubscriber) lookUp(ctx context.Context, names []string, retry func(context.Context, func(context.Context) error) error) error {
+	var stream jetstream.Stream
+	if err := retry(ctx, func(ctx context.Context) (err error) {
+		stream, err = s.js.Stream(ctx, eventstore.StreamTriggerLanes)
+		return err
+	}); err != nil {
+		return fmt.Errorf("lane stream: %w", err)
+	}
+	s.found = make(map[string]foundLane, len(names))
+	for _, name := range names {
+		var cons jetstream.Consumer
+		if err := retry(ctx, func(ctx context.Context) (err error) {
+			cons, err = stream.Consumer(ctx, name)
+			return err
+		}); err != nil {
+			return fmt.Errorf("lane %s: %w", name, err)
+		}
+		s.found[name] = foundLane{stream: stream, cons: cons}
+	}
+	return nil
 }
 
 // Subscribe reads the lane consumer named topic whenever this process
@@ -100,10 +129,11 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 	if err != nil {
 		return nil, err
 	}
-	stream, cons, err := s.lookUp(ctx, topic)
-	if err != nil {
-		return nil, err
+	f, ok := s.found[topic]
+	if !ok {
+		return nil, fmt.Errorf("lane %s: not looked up", topic)
 	}
+	stream, cons := f.stream, f.cons
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -159,33 +189,6 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 		}
 	}()
 	return out, nil
-}
-
-// lookUp finds the lane stream and the lane's consumer. EnsureLanes has
-// just made them, but the servers may go away meanwhile (a restart while
-// this process starts): the look-up is tried again as the store tries its
-// creates (eventstore.Store.Retry), until it succeeds, 30 s pass, ctx ends
-// or endLookUps is called.
-func (s *laneSubscriber) lookUp(ctx context.Context, topic string) (stream jetstream.Stream, cons jetstream.Consumer, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(s.giveUp, cancel)()
-	err = s.retry(ctx, func(ctx context.Context) error {
-		var err error
-		if stream, err = s.js.Stream(ctx, eventstore.StreamTriggerLanes); err == nil {
-			cons, err = stream.Consumer(ctx, topic)
-		}
-		if err != nil && eventstore.Transient(err) && s.log != nil {
-			if unlogged, ok := s.lookUps.due(time.Now()); ok {
-				s.log.Warn("looking up a trigger lane: tried again until the server answers", "lane", topic, "err", err, "unlogged_since_last", unlogged)
-			}
-		}
-		return err
-	})
-	if err != nil && s.giveUp.Err() != nil {
-		err = fmt.Errorf("%w: %w", errLaneClosing, err)
-	}
-	return stream, cons, err
 }
 
 // Close stops every lane and waits for them.

@@ -378,7 +378,10 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	}
 	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
 	sub.log, sub.copies.log, sub.copies.recover, sub.copies.wait = plog, plog, p.recoverSkipped, 2*p.cfg.AckWait
-	sub.wait, sub.retry = p.waitForRoom, p.cmds.Store.Retry
+	sub.wait = p.waitForRoom
+	if err := sub.lookUp(ctx, lanes, p.cmds.Store.Retry); err != nil {
+		return fmt.Errorf("trigger processor: %w", err)
+	}
 	if err := p.restoreCopyMark(ctx, js, &sub.copies); err != nil {
 		return fmt.Errorf("trigger processor: %w", err)
 	}
@@ -440,7 +443,6 @@ func (p *Processor) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	p.members.close(ctx)
 	cancel()
-	p.lanes.endLookUps()
 	err := p.router.Close()
 	p.endClosing()
 	p.watching.Wait()
