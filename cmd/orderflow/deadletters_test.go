@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/client"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // A worker app's trigger for an order not placed yet is dead-lettered;
@@ -43,8 +44,18 @@ func TestDeadLettersRetry(t *testing.T) {
 	}
 
 	url := "--nats-url=" + app.NATSURL()
-	code, out, errOut := runMain(t, "deadletters", url)
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	// The subscription above can hear a dead letter a moment before its
+	// stream has stored it: list until both are there.
+	var (
+		code        int
+		out, errOut string
+		lines       []string
+	)
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		code, out, errOut = runMain(t, "deadletters", url)
+		lines = strings.Split(strings.TrimSpace(out), "\n")
+		return code != 0 || len(lines) >= 3
+	}, "both dead letters listed")
 	if code != 0 || len(lines) != 3 || !strings.Contains(lines[1], "late-1") || !strings.Contains(lines[1], ack.TriggerID) ||
 		!strings.Contains(lines[1], "unknown order") || !strings.Contains(lines[2], "trigger body") {
 		t.Fatalf("deadletters: %d\n%s%s", code, out, errOut)
