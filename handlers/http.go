@@ -382,14 +382,12 @@ func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 			api.log().Warn("requests answered 503: the event store could not serve them (logged once every "+reportEvery.String()+")",
 				"method", r.Method, "path", r.URL.Path, "err", err, "unlogged_since_last", unlogged)
 		}
+		w.Header().Set("Retry-After", "1")
 	case p.Status >= 500:
 		api.log().Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	switch p.Status {
-	case http.StatusInternalServerError:
-		p.Detail = "internal error; see the server log"
-	case http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", "1")
+		if p.Status == http.StatusInternalServerError {
+			p.Detail = "internal error; see the server log"
+		}
 	}
 	writeProblem(w, p)
 }
