@@ -56,6 +56,9 @@ type App struct {
 	endClosing context.CancelFunc              // ends the background waits below, at Close
 	watchDone  chan struct{}                   // closed when watchFiles has returned
 	ready      atomic.Bool
+	// afterStoreOpen, when set (by tests), runs once the streams are open
+	// and before the read models start.
+	afterStoreOpen func()
 }
 
 // NewApp returns an App that has not started.
@@ -170,24 +173,34 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if a.afterStoreOpen != nil {
+		a.afterStoreOpen()
+	}
+	// Each step below that asks the servers goes through the store's
+	// Retry, like the opening of the streams: a stream between leaders or
+	// a server restarting for a moment delays the start, not fails it.
 	a.defs = projections.NewDefinitions(a.Logger)
-	if err := a.defs.Start(ctx, a.store); err != nil {
+	if err := a.store.Retry(ctx, func(ctx context.Context) error { return a.defs.Start(ctx, a.store) }); err != nil {
 		return err
 	}
 	orders := projections.NewOrders(a.Logger)
 	var restored uint64
 	if a.Config.Checkpoints {
-		if restored, err = orders.Restore(ctx, a.store); err != nil {
+		err := a.store.Retry(ctx, func(ctx context.Context) (err error) {
+			restored, err = orders.Restore(ctx, a.store)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
-	if err := orders.Start(ctx, a.store); err != nil {
+	if err := a.store.Retry(ctx, func(ctx context.Context) error { return orders.Start(ctx, a.store) }); err != nil {
 		return err
 	}
 	a.orders.Store(orders)
 	// Ready means the read models answer for what was stored before the
 	// start: catch up first (from the checkpoint, or from the beginning).
-	lastOrder, err := a.store.LastSequence(ctx, eventstore.StreamOrders)
+	lastOrder, err := a.lastSequence(ctx, eventstore.StreamOrders)
 	if err != nil {
 		return err
 	}
@@ -231,7 +244,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 // startProcessor starts the trigger processor once the definitions read
 // model has caught up, so no trigger is decided on stale workflows.
 func (a *App) startProcessor(ctx context.Context) error {
-	last, err := a.store.LastSequence(ctx, eventstore.StreamDefinitions)
+	last, err := a.lastSequence(ctx, eventstore.StreamDefinitions)
 	if err != nil {
 		return err
 	}
@@ -257,6 +270,17 @@ func (a *App) startProcessor(ctx context.Context) error {
 	case <-wctx.Done():
 		return fmt.Errorf("trigger processor did not start: %w", wctx.Err())
 	}
+}
+
+// lastSequence is the stream's last sequence, asked through the store's
+// Retry (for the start).
+func (a *App) lastSequence(ctx context.Context, stream string) (uint64, error) {
+	var last uint64
+	err := a.store.Retry(ctx, func(ctx context.Context) (err error) {
+		last, err = a.store.LastSequence(ctx, stream)
+		return err
+	})
+	return last, err
 }
 
 // startDemo seeds the worked example into an empty store and starts the

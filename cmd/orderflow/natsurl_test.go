@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
@@ -112,4 +113,54 @@ func TestServeWaitsForNATS(t *testing.T) {
 	c.must(http.StatusOK, "GET", "/readyz", nil)
 	seedWorkedExample(t, c)
 	c.must(http.StatusCreated, "POST", "/v1/orders", map[string]any{"id": "o-late", "order_type_id": "wash_fold_delivery"})
+}
+
+// A server that goes away while the process starts, right after the
+// streams are open, delays the start instead of failing it. The test puts
+// a NATS server without JetStream on the address meanwhile, so every
+// request of the start is answered "no responders" at once, and brings
+// JetStream back only once that server has refused a good number of them.
+func TestStartOutlastsAServerRestart(t *testing.T) {
+	t.Parallel()
+	port := eventstoretest.FreePort(t)
+	dir, addr := t.TempDir(), fmt.Sprintf("127.0.0.1:%d", port)
+	js := eventstoretest.StartServerAt(t, dir, addr)
+	cfg := newTestConfig(t)
+	cfg.DataDir, cfg.NATSURL = "", "nats://"+addr
+	back := make(chan error, 1)
+	app := startAppWith(t, cfg, func(a *App) {
+		a.afterStoreOpen = func() {
+			js.Shutdown()
+			plain, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go plain.Start()
+			if !plain.ReadyForConnections(10 * time.Second) {
+				t.Fatal("nats server without JetStream not ready")
+			}
+			go func() {
+				deadline := time.Now().Add(30 * time.Second)
+				for time.Now().Before(deadline) {
+					if v, err := plain.Varz(nil); err == nil && v.InMsgs >= 10 {
+						break
+					}
+					time.Sleep(10 * time.Millisecond) // polling the refused requests
+				}
+				plain.Shutdown()
+				srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: dir, Listen: addr})
+				if err == nil {
+					t.Cleanup(srv.Shutdown)
+				}
+				back <- err
+			}()
+		}
+	})
+	if err := <-back; err != nil {
+		t.Fatalf("restart JetStream: %v", err)
+	}
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(http.StatusCreated, "POST", "/v1/orders", map[string]any{"id": "o-restart", "order_type_id": "wash_fold_delivery"})
+	c.must(http.StatusOK, "POST", "/v1/orders/o-restart/triggers", map[string]any{"trigger": "picked_up"})
 }
