@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/handlers"
 )
 
 // apiServer is a running orderflow's HTTP API, as the client commands
@@ -145,9 +147,7 @@ func apiProblem(method, path string, status int, b []byte) error {
 	if status/100 == 2 {
 		return nil
 	}
-	var p struct {
-		Title, Detail, Code, Reason, Expected string
-	}
+	var p handlers.Problem
 	if json.Unmarshal(b, &p) == nil && p.Code != "" {
 		msg := fmt.Sprintf("%s (%s): %s", p.Title, p.Code, p.Detail)
 		if p.Reason != "" {
