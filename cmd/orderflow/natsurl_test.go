@@ -127,7 +127,17 @@ func TestStartOutlastsAServerRestart(t *testing.T) {
 	js := eventstoretest.StartServerAt(t, dir, addr)
 	cfg := newTestConfig(t)
 	cfg.DataDir, cfg.NATSURL = "", "nats://"+addr
-	back := make(chan error, 1)
+	type restart struct {
+		srv *eventstore.Server
+		err error
+	}
+	back := make(chan restart, 1)
+	var restarted *eventstore.Server
+	t.Cleanup(func() { // after the App's Close (cleanups run last first)
+		if restarted != nil {
+			restarted.Shutdown()
+		}
+	})
 	app := startAppWith(t, cfg, func(a *App) {
 		a.afterStoreOpen = func() {
 			js.Shutdown()
@@ -136,6 +146,7 @@ func TestStartOutlastsAServerRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			go plain.Start()
+			t.Cleanup(plain.Shutdown)
 			if !plain.ReadyForConnections(10 * time.Second) {
 				t.Fatal("nats server without JetStream not ready")
 			}
@@ -149,16 +160,15 @@ func TestStartOutlastsAServerRestart(t *testing.T) {
 				}
 				plain.Shutdown()
 				srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: dir, Listen: addr})
-				if err == nil {
-					t.Cleanup(srv.Shutdown)
-				}
-				back <- err
+				back <- restart{srv, err}
 			}()
 		}
 	})
-	if err := <-back; err != nil {
-		t.Fatalf("restart JetStream: %v", err)
+	r := <-back
+	if r.err != nil {
+		t.Fatalf("restart JetStream: %v", r.err)
 	}
+	restarted = r.srv
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
 	c.must(http.StatusCreated, "POST", "/v1/orders", map[string]any{"id": "o-restart", "order_type_id": "wash_fold_delivery"})
