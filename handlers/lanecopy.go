@@ -284,13 +284,8 @@ func (p *Processor) loadCopyMark(ctx context.Context) (copyMark, bool, error) {
 }
 
 // restoreCopyMark starts check from the copy's mark, and has it record
-// the changes it deals with.
-func (p *Processor) restoreCopyMark(ctx context.Context, js jetstream.JetStream, check *copyCheck) error {
-	lanes, err := js.Stream(ctx, eventstore.StreamTriggerLanes)
-	if err != nil {
-		return fmt.Errorf("lane stream: %w", err)
-	}
-	p.lanesCreated = lanes.CachedInfo().Created
+// the changes it deals with. p.lanesCreated is set.
+func (p *Processor) restoreCopyMark(ctx context.Context, check *copyCheck) {
 	check.record = p.recordCopyMark
 	m, ok, err := p.loadCopyMark(ctx)
 	switch {
@@ -299,7 +294,6 @@ func (p *Processor) restoreCopyMark(ctx context.Context, js jetstream.JetStream,
 	case ok:
 		check.restore(m.Lane, m.Offset)
 	}
-	return nil
 }
 
 // recordCopyMark records a change in the copy this process dealt with,

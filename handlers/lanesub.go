@@ -69,11 +69,12 @@ type laneSubscriber struct {
 	// room while the streams are full).
 	wait func() time.Duration
 
-	log        *slog.Logger         // debug lines per delivery, acknowledgement and gate opening (nil: none)
-	handedBack atomic.Uint64        // triggers handed back to the next owner of a lane
-	clustered  atomic.Bool          // the lanes are on a JetStream cluster (see fromLeader)
-	copies     copyCheck            // whether the lanes copy every stored trigger
-	found      map[string]foundLane // by consumer name, see lookUp
+	log        *slog.Logger                  // debug lines per delivery, acknowledgement and gate opening (nil: none)
+	handedBack atomic.Uint64                 // triggers handed back to the next owner of a lane
+	clustered  atomic.Bool                   // the lanes are on a JetStream cluster (see fromLeader)
+	copies     copyCheck                     // whether the lanes copy every stored trigger
+	stream     jetstream.Stream              // the lane stream, as lookUp found it
+	consumers  map[string]jetstream.Consumer // by name, as lookUp found them
 
 	mu      sync.Mutex
 	closed  bool
@@ -86,12 +87,6 @@ func newLaneSubscriber(js jetstream.JetStream, m *members, window int, pinTTL, r
 		gatePoll: 25 * time.Millisecond, closing: make(chan struct{})}
 }
 
-// foundLane is a lane's stream and consumer, as lookUp found them.
-type foundLane struct {
-	stream jetstream.Stream
-	cons   jetstream.Consumer
-}
-
 // lookUp finds the lane stream and each named lane's consumer on the
 // subscriber's connection, before the router subscribes, so that a
 // Subscribe asks nothing of the servers and cannot fail for them. A
@@ -101,23 +96,22 @@ type foundLane struct {
 // failed, Watermill's router waits out its CloseTimeout at Close for the
 // lanes it never started.
 func (s *laneSubscriber) lookUp(ctx context.Context, names []string, retry func(context.Context, func(context.Context) error) error) error {
-	var stream jetstream.Stream
 	if err := retry(ctx, func(ctx context.Context) (err error) {
-		stream, err = s.js.Stream(ctx, eventstore.StreamTriggerLanes)
+		s.stream, err = s.js.Stream(ctx, eventstore.StreamTriggerLanes)
 		return err
 	}); err != nil {
 		return fmt.Errorf("lane stream: %w", err)
 	}
-	s.found = make(map[string]foundLane, len(names))
+	s.consumers = make(map[string]jetstream.Consumer, len(names))
 	for _, name := range names {
 		var cons jetstream.Consumer
 		if err := retry(ctx, func(ctx context.Context) (err error) {
-			cons, err = stream.Consumer(ctx, name)
+			cons, err = s.stream.Consumer(ctx, name)
 			return err
 		}); err != nil {
 			return fmt.Errorf("lane %s: %w", name, err)
 		}
-		s.found[name] = foundLane{stream: stream, cons: cons}
+		s.consumers[name] = cons
 	}
 	return nil
 }
@@ -129,11 +123,10 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 	if err != nil {
 		return nil, err
 	}
-	f, ok := s.found[topic]
-	if !ok {
+	stream, cons := s.stream, s.consumers[topic]
+	if cons == nil {
 		return nil, fmt.Errorf("lane %s: not looked up", topic)
 	}
-	stream, cons := f.stream, f.cons
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

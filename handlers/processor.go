@@ -382,9 +382,8 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	if err := sub.lookUp(ctx, lanes, p.cmds.Store.Retry); err != nil {
 		return fmt.Errorf("trigger processor: %w", err)
 	}
-	if err := p.restoreCopyMark(ctx, js, &sub.copies); err != nil {
-		return fmt.Errorf("trigger processor: %w", err)
-	}
+	p.lanesCreated = sub.stream.CachedInfo().Created
+	p.restoreCopyMark(ctx, &sub.copies)
 	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
 		Conn:   p.nc,
 		Logger: wlog,
