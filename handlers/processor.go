@@ -341,8 +341,12 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 	if err != nil {
 		return nil, err
 	}
+	// The store's connection reached url a moment ago: a server away now
+	// is restarting, so the connection is made in the background, and the
+	// look-ups below (tried again for up to 30 s) wait for it.
 	nc, err := nats.Connect(url, append(slices.Clip(cfg.ConnectOptions),
 		nats.Name("orderflow-trigger-processor"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			cfg.Logger.Warn("trigger processor: nats", "err", err)
 		}))...)
