@@ -48,16 +48,6 @@ func ParseSync(s string) (Sync, error) {
 	return Sync{Interval: d}, nil
 }
 
-func (s Sync) String() string {
-	switch {
-	case s.Always:
-		return "always"
-	case s.Interval > 0:
-		return s.Interval.String()
-	}
-	return "default"
-}
-
 // ServerConfig configures the embedded nats-server.
 type ServerConfig struct {
 	// Name is the server's name; required in a cluster, unique per node.
@@ -313,16 +303,6 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 
 // ClientURL is the URL clients use to connect.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
-
-// ClusterURL is the server's route URL ("nats-route://host:port"), empty
-// when it is not clustered.
-func (s *Server) ClusterURL() string {
-	a := s.ns.ClusterAddr()
-	if a == nil {
-		return ""
-	}
-	return "nats-route://" + a.String()
-}
 
 // NATS exposes the underlying server, for tests that inspect it.
 func (s *Server) NATS() *server.Server { return s.ns }

@@ -162,11 +162,6 @@ func RenameWorkflow(name string) WorkflowChange {
 	return func(w *domain.Workflow, c *Commands) error { return w.Rename(name, c.view()) }
 }
 
-// RetypeWorkflow changes type and method together.
-func RetypeWorkflow(typ domain.WorkflowType, method domain.FulfillmentMethod) WorkflowChange {
-	return func(w *domain.Workflow, c *Commands) error { return w.ChangeType(typ, method, c.view()) }
-}
-
 // AddWorkflowStep inserts a step (position < 0 appends).
 func AddWorkflowStep(position int, step domain.Step) WorkflowChange {
 	return func(w *domain.Workflow, c *Commands) error { return w.AddStep(position, step, c.view()) }
