@@ -50,14 +50,14 @@ func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for m := range b.Messages() {
-					if m.Subject() != name+"."+want {
-						t.Fatalf("delivered %s, want %s", m.Subject(), want)
-					}
-					return m
+				m, ok := <-b.Messages()
+				if !ok {
+					t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
 				}
-				t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
-				return nil
+				if m.Subject() != name+"."+want {
+					t.Fatalf("delivered %s, want %s", m.Subject(), want)
+				}
+				return m
 			}
 			// reply sends an acknowledgement and waits for the server's
 			// answer, so that the next fetch sees its effect.
