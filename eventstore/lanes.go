@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,6 +92,18 @@ func LaneFilter(tenant, orderID, triggerKey string) string {
 	return laneRoot + ".*." + tenant + "." + orderID + "." + triggerKey
 }
 
+// respelling is a subject transform the lanes' copy may carry besides its
+// own: its filter has two tokens, and ORDERFLOW_TRIGGERS stores only
+// subjects of five, so it copies nothing. A copy with it and one without
+// it copy the same, but nats-server tells them apart (the transforms are
+// part of a source's name), which is what RestartLaneCopy needs.
+var respelling = jetstream.SubjectTransformConfig{Source: SubjectRoot + "._respelled", Destination: laneRoot + "._respelled"}
+
+// respelled reports whether src carries the respelling.
+func respelled(src *jetstream.StreamSource) bool {
+	return src != nil && slices.Contains(src.SubjectTransforms, respelling)
+}
+
 // LaneStreamConfig is the lane stream's configuration: a work queue that
 // copies every trigger of ORDERFLOW_TRIGGERS, in order, from its first,
 // under a subject that carries the order's partition.
@@ -136,6 +149,13 @@ type LaneCopy struct {
 	// place (see SetLaneCopyResume): 1 in a new lane stream; 0 in one made
 	// before orderflow kept it, until EnsureLanes sets it.
 	ResumeAt uint64
+	// SourceMissing: the server's error for the copy is that it found no
+	// ORDERFLOW_TRIGGERS. After a restart a server may load the lane
+	// stream before the larger trigger stream, and then tries the copy
+	// again only about 12 s later (RestartLaneCopy sets it up at once).
+	SourceMissing bool
+
+	respelled bool // the copy carries the respelling (see RestartLaneCopy)
 }
 
 // NextResume is where the copy's resume point belongs now: just past the
@@ -178,17 +198,31 @@ func (s *Store) SetLaneCopyResume(ctx context.Context, seq uint64) error {
 	return nil
 }
 
-// RestartLaneCopy asks the lane stream's leader to step down, so that the
-// next leader sets the copy of ORDERFLOW_TRIGGERS up at once: for a copy
-// stalled without an error (see LaneCopy.Idle), which nats-server would
-// set up again itself only at its next check, 10 to 20 seconds on. With
-// one replica there is no other leader, and it does nothing.
+// ErrLanesHold is RestartLaneCopy's answer on one server while the lane
+// stream holds triggers: nothing was changed.
+var ErrLanesHold = errors.New("the lanes hold triggers: the copy is not set up again while they do")
+
+// RestartLaneCopy has the copy of ORDERFLOW_TRIGGERS set up again at once,
+// for a copy that nats-server would set up again itself only seconds on:
+// one stalled without an error (see LaneCopy.Idle), 10 to 20 s, or one
+// that found no ORDERFLOW_TRIGGERS after a restart (LaneCopy.
+// SourceMissing), about 12 s.
+//
+// On a cluster it asks the lane stream's leader to step down; the next
+// leader sets the copy up from where it stands. One server has no other
+// leader: there the copy is replaced by one that copies the same but
+// carries the respelling (or no longer does), which the server sets up at
+// once. The server starts a copy it has not seen after the last trigger
+// the lane stream holds from it, or else at the resume point, which the
+// update sets just past the last trigger copied; so this is done only
+// while the lanes hold nothing (ErrLanesHold otherwise), and the copy
+// goes on exactly where it stood: nothing skipped, nothing copied twice.
 func (s *Store) RestartLaneCopy(ctx context.Context) error {
-	if s.cfg.Replicas <= 1 {
-		return nil
-	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	if s.cfg.Replicas <= 1 {
+		return s.respellLaneCopy(ctx)
+	}
 	resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+StreamTriggerLanes, nil)
 	if err != nil {
 		return fmt.Errorf("lane stream leader step-down: %w", err)
@@ -208,6 +242,38 @@ func (s *Store) RestartLaneCopy(ctx context.Context) error {
 			desc = r.Error.Description
 		}
 		return fmt.Errorf("lane stream leader step-down: %s", desc)
+	}
+	return nil
+}
+
+// respellLaneCopy is RestartLaneCopy on one server.
+func (s *Store) respellLaneCopy(ctx context.Context) error {
+	if _, err := s.streamInfo(ctx, StreamTriggers); err != nil {
+		return err // set up again, the copy would fail the same way
+	}
+	info, err := s.streamInfo(ctx, StreamTriggerLanes)
+	if err != nil {
+		return err
+	}
+	lc := laneCopyOf(info)
+	if lc.Waiting > 0 {
+		return ErrLanesHold
+	}
+	cfg := info.Config
+	if len(cfg.Sources) != 1 || cfg.Sources[0] == nil {
+		return fmt.Errorf("lane stream: %d sources, want 1", len(cfg.Sources))
+	}
+	src := *cfg.Sources[0]
+	if lc.respelled {
+		src.SubjectTransforms = slices.DeleteFunc(slices.Clone(src.SubjectTransforms),
+			func(t jetstream.SubjectTransformConfig) bool { return t == respelling })
+	} else {
+		src.SubjectTransforms = append(slices.Clone(src.SubjectTransforms), respelling)
+	}
+	src.OptStartSeq = lc.NextResume()
+	cfg.Sources = []*jetstream.StreamSource{&src}
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("lane stream: set the copy up again: %w", err)
 	}
 	return nil
 }
@@ -290,6 +356,11 @@ func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
 	if err != nil {
 		return LaneCopy{}, err
 	}
+	return laneCopyOf(info), nil
+}
+
+// laneCopyOf reads the lane stream's state from its info.
+func laneCopyOf(info *jetstream.StreamInfo) LaneCopy {
 	lc := LaneCopy{Waiting: info.State.Msgs, Idle: -1}
 	for _, src := range info.Sources {
 		if src == nil {
@@ -297,6 +368,7 @@ func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
 		}
 		if src.Error != nil {
 			lc.Err = src.Error.Error()
+			lc.SourceMissing = src.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound
 		}
 		if src.Active >= 0 {
 			lc.Idle = src.Active
@@ -305,10 +377,10 @@ func (s *Store) LaneCopyState(ctx context.Context) (LaneCopy, error) {
 	}
 	for _, src := range info.Config.Sources {
 		if src != nil {
-			lc.ResumeAt = src.OptStartSeq
+			lc.ResumeAt, lc.respelled = src.OptStartSeq, respelled(src)
 		}
 	}
-	return lc, nil
+	return lc
 }
 
 // EnsureLanes creates or updates the lane stream, its consumers and the
@@ -339,6 +411,11 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 		// and moved up to where the copy stands (unreadable, it is unset
 		// until the trigger processor sets it again, seconds later).
 		sc.Sources[0].OptStartSeq = lc.NextResume()
+		if lc.respelled {
+			// Kept as RestartLaneCopy left it: the other spelling would be
+			// a copy the server has not seen, set up again.
+			sc.Sources[0].SubjectTransforms = append(sc.Sources[0].SubjectTransforms, respelling)
+		}
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		// A new lane stream copies from the first trigger, and resumes
 		// there until the point is moved up.

@@ -276,6 +276,68 @@ func TestLaneCopyResumeOnACluster(t *testing.T) {
 	}
 }
 
+// On one server RestartLaneCopy replaces the copy with one that copies
+// the same under the other spelling, which the server sets up at once;
+// while the lanes are empty it goes on exactly where the copy stood,
+// nothing copied twice and nothing skipped. EnsureLanes keeps the
+// spelling, and nothing is changed while the lanes hold triggers.
+func TestRestartLaneCopyOnOneServer(t *testing.T) {
+	t.Parallel()
+	st, ctx := serverStore(t)
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	take := laneReader(t, ctx, st)
+	transforms := func() int {
+		t.Helper()
+		lanes, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(lanes.CachedInfo().Config.Sources[0].SubjectTransforms)
+	}
+	publishTriggers(t, ctx, st, "respell", 1, 3)
+	if got := take(3); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("copied: %v", got)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		lc, err := st.LaneCopyState(ctx)
+		return err == nil && lc.Waiting == 0
+	}, "the lanes to be empty")
+
+	for i, want := range []int{2, 2, 1} { // respelled, kept by EnsureLanes, back
+		if i != 1 {
+			if err := st.RestartLaneCopy(ctx); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if got := transforms(); got != want {
+			t.Fatalf("step %d: the copy has %d transforms, want %d", i, got, want)
+		}
+		publishTriggers(t, ctx, st, "respell", 4+i, 4+i)
+		if got := take(1); !slices.Equal(got, []uint64{uint64(4 + i)}) {
+			t.Fatalf("step %d: copied %v, want [%d] (a lower one: copied twice)", i, got, 4+i)
+		}
+	}
+
+	publishTriggers(t, ctx, st, "respell", 7, 7)
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		lc, err := st.LaneCopyState(ctx)
+		return err == nil && lc.Waiting == 1
+	}, "the trigger to wait in its lane")
+	if err := st.RestartLaneCopy(ctx); !errors.Is(err, eventstore.ErrLanesHold) {
+		t.Fatalf("RestartLaneCopy while the lanes hold a trigger: %v, want ErrLanesHold", err)
+	}
+	if got := transforms(); got != 1 {
+		t.Fatalf("the copy was changed while the lanes held a trigger: %d transforms", got)
+	}
+	if got := take(1); !slices.Equal(got, []uint64{7}) {
+		t.Fatalf("copied: %v", got)
+	}
+}
+
 // publishTriggers stores the triggers prefix-from..prefix-to, each for
 // its own order o-prefix-i.
 func publishTriggers(t *testing.T, ctx context.Context, st *eventstore.Store, prefix string, from, to int) {

@@ -338,11 +338,19 @@ const copyResumeEvery = 10 * time.Second
 //     the copy's place (a kill in a young store, see copyCheck), the copy
 //     starts again from there, instead of by time, which can skip stored
 //     triggers.
-//   - On a cluster, it checks the copy every second and has one silent for
-//     copyStallAfter set up again. When the node leading
-//     ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone with
-//     it, the copy reports no error, and nats-server sets it up again only
-//     at its next check, 10 to 20 s later; stored triggers wait meanwhile.
+//   - It checks the copy every second and has it set up again
+//     (eventstore.Store.RestartLaneCopy) when nats-server would do so
+//     itself only seconds later, while stored triggers wait:
+//   - on a cluster, a copy silent for copyStallAfter. When the node
+//     leading ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone
+//     with it, the copy reports no error, and nats-server sets it up again
+//     only at its next check, 10 to 20 s later;
+//   - a copy that found no ORDERFLOW_TRIGGERS (LaneCopy.SourceMissing):
+//     after a restart the server may load the lane stream before the
+//     larger trigger stream, and tries again about 12 s later. On one
+//     server this is done only while the lanes hold nothing (see
+//     RestartLaneCopy), as they do after a clean stop; otherwise the
+//     server's own retry does it.
 func (p *Processor) watchCopy() {
 	defer p.watching.Done()
 	cluster := p.cmds.Store.Replicas() > 1
@@ -359,9 +367,6 @@ func (p *Processor) watchCopy() {
 			continue
 		}
 		due := time.Since(looked) >= copyResumeEvery
-		if !cluster && !due {
-			continue
-		}
 		lc, err := p.cmds.Store.LaneCopyState(p.closing)
 		if err != nil {
 			continue
@@ -377,15 +382,25 @@ func (p *Processor) watchCopy() {
 				p.sweepLanes(p.closing)
 			}
 		}
-		if !cluster || lc.Idle < copyStallAfter || time.Since(restarted) < 2*copyStallAfter {
+		stalled := cluster && lc.Idle >= copyStallAfter
+		if (!stalled && !lc.SourceMissing) || time.Since(restarted) < 2*copyStallAfter {
 			continue
 		}
 		restarted = time.Now()
-		p.cfg.Logger.Warn("the trigger lanes' copy of ORDERFLOW_TRIGGERS is silent: asking the lane stream's leader to step down, so that the copy is set up again",
-			"silent_for", lc.Idle.Round(time.Millisecond))
-		if err := p.cmds.Store.RestartLaneCopy(p.closing); err != nil {
+		err = p.cmds.Store.RestartLaneCopy(p.closing)
+		switch {
+		case errors.Is(err, eventstore.ErrLanesHold):
+			p.cfg.Logger.Info("the trigger lanes' copy found no ORDERFLOW_TRIGGERS; the lanes hold triggers, so the server sets the copy up again by itself, seconds from now",
+				"waiting", lc.Waiting)
+			continue
+		case err != nil:
 			p.cfg.Logger.Warn("restarting the trigger lanes' copy", "err", err)
 			continue
+		case stalled:
+			p.cfg.Logger.Warn("the trigger lanes' copy of ORDERFLOW_TRIGGERS was silent: the lane stream's leader stepped down, so that the copy is set up again",
+				"silent_for", lc.Idle.Round(time.Millisecond))
+		default:
+			p.cfg.Logger.Info("the trigger lanes' copy found no ORDERFLOW_TRIGGERS (loaded after the lane stream): set up again", "copy_error", lc.Err)
 		}
 		p.copyRestarts.Add(1)
 	}

@@ -1261,3 +1261,44 @@ func TestProcessorStartOutlastsAServerRestart(t *testing.T) {
 		return err == nil && o.Version() == 2
 	}, "the trigger to take effect")
 }
+
+// After a restart a server may load the lane stream before
+// ORDERFLOW_TRIGGERS: the copy then fails ("stream not found") and the
+// server tries it again only about 12 s later. Here the lane stream is
+// made before the trigger stream exists, which fails the copy the same
+// way; the processor sets the copy up again at once (the lanes are
+// empty), and a trigger takes effect.
+func TestProcessorSetsUpACopyThatFoundNoTriggers(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js, err := jetstream.New(eventstoretest.Connect(t, srv.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lanes, err := js.CreateStream(ctx, eventstore.LaneStreamConfig(2, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		info, err := lanes.Info(ctx)
+		return err == nil && len(info.Sources) == 1 && info.Sources[0].Error != nil
+	}, "the copy to fail")
+
+	c := newCommands(t, srv) // makes ORDERFLOW_TRIGGERS
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
+	if _, err := c.PlaceOrder(ctx, meta, "o-late-copy", WorkedExampleOrderType, ""); err != nil {
+		t.Fatal(err)
+	}
+	p := startProcessor(t, c, srv.ClientURL(), nil)
+	f := &laneFixture{c: c, ctx: ctx, js: js}
+	f.trigger(t, "o-late-copy", WorkedExampleTriggers[0], "late-copy-0")
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		o, _, err := c.LoadOrder(ctx, "o-late-copy")
+		return err == nil && o.Version() == 2
+	}, "the trigger to take effect")
+	if p.CopyRestarts() == 0 {
+		t.Fatal("the trigger took effect on the server's own retry: the processor did not set the copy up again")
+	}
+}
