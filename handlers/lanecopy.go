@@ -339,18 +339,17 @@ const copyResumeEvery = 10 * time.Second
 //     starts again from there, instead of by time, which can skip stored
 //     triggers.
 //   - It checks the copy every second and has it set up again
-//     (eventstore.Store.RestartLaneCopy) when nats-server would do so
-//     itself only seconds later, while stored triggers wait:
-//   - on a cluster, a copy silent for copyStallAfter. When the node
-//     leading ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone
-//     with it, the copy reports no error, and nats-server sets it up again
-//     only at its next check, 10 to 20 s later;
-//   - a copy that found no ORDERFLOW_TRIGGERS (LaneCopy.SourceMissing):
-//     after a restart the server may load the lane stream before the
-//     larger trigger stream, and tries again about 12 s later. On one
-//     server this is done only while the lanes hold nothing (see
-//     RestartLaneCopy), as they do after a clean stop; otherwise the
-//     server's own retry does it.
+//     (eventstore.Store.RestartLaneCopy) where nats-server would do so
+//     itself only seconds later, stored triggers waiting meanwhile. On a
+//     cluster, a copy silent for copyStallAfter: when the node leading
+//     ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone with
+//     it, the copy reports no error, and nats-server sets it up again
+//     only at its next check, 10 to 20 s later. And a copy that found no
+//     ORDERFLOW_TRIGGERS (LaneCopy.SourceMissing): after a restart the
+//     server may load the lane stream before the larger trigger stream,
+//     and tries again about 12 s later. On one server that is done only
+//     while the lanes hold nothing (see RestartLaneCopy), as after a
+//     clean stop; otherwise the server's own retry does it.
 func (p *Processor) watchCopy() {
 	defer p.watching.Done()
 	cluster := p.cmds.Store.Replicas() > 1
