@@ -347,15 +347,18 @@ const copyResumeEvery = 10 * time.Second
 //     only at its next check, 10 to 20 s later. And a copy that found no
 //     ORDERFLOW_TRIGGERS (LaneCopy.SourceMissing): after a restart the
 //     server may load the lane stream before the larger trigger stream,
-//     and tries again about 12 s later. On one server that is done only
-//     while the lanes hold nothing (see RestartLaneCopy), as after a
-//     clean stop; otherwise the server's own retry does it.
+//     and tries again about 12 s later. And a copy never heard from for
+//     copyStallAfter: after a whole cluster was restarted, a lane stream
+//     leader was seen leaving its copy unset, without an error, for 35 to
+//     40 s. On one server the copy is set up again only while the lanes
+//     hold nothing (see RestartLaneCopy), as after a clean stop; otherwise
+//     the server's own retry does it.
 func (p *Processor) watchCopy() {
 	defer p.watching.Done()
 	cluster := p.cmds.Store.Replicas() > 1
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var restarted, looked time.Time
+	var restarted, looked, unheard time.Time // unheard: since when the copy has never been heard from
 	for {
 		select {
 		case <-p.closing.Done():
@@ -381,28 +384,49 @@ func (p *Processor) watchCopy() {
 				p.sweepLanes(p.closing)
 			}
 		}
-		stalled := cluster && lc.Idle >= copyStallAfter
-		if (!stalled && !lc.SourceMissing) || time.Since(restarted) < 2*copyStallAfter {
+		var unheardFor time.Duration
+		switch {
+		case lc.Idle >= 0:
+			unheard = time.Time{}
+		case unheard.IsZero():
+			unheard = time.Now()
+		default:
+			unheardFor = time.Since(unheard)
+		}
+		if !copyStalled(lc, cluster, unheardFor) || time.Since(restarted) < 2*copyStallAfter {
 			continue
 		}
 		restarted = time.Now()
 		err = p.cmds.Store.RestartLaneCopy(p.closing)
 		switch {
 		case errors.Is(err, eventstore.ErrLanesHold):
-			p.cfg.Logger.Info("the trigger lanes' copy found no ORDERFLOW_TRIGGERS; the lanes hold triggers, so the server sets the copy up again by itself, seconds from now",
-				"waiting", lc.Waiting)
+			p.cfg.Logger.Info("the trigger lanes' copy is not working; the lanes hold triggers, so the server sets it up again by itself, seconds from now",
+				"copy_error", lc.Err, "waiting", lc.Waiting)
 			continue
 		case err != nil:
 			p.cfg.Logger.Warn("restarting the trigger lanes' copy", "err", err)
 			continue
-		case stalled:
+		case lc.SourceMissing:
+			p.cfg.Logger.Info("the trigger lanes' copy found no ORDERFLOW_TRIGGERS (loaded after the lane stream): set up again", "copy_error", lc.Err)
+		case lc.Idle < 0:
+			p.cfg.Logger.Warn("the trigger lanes' copy of ORDERFLOW_TRIGGERS was never heard from: set up again", "unheard_for", unheardFor.Round(time.Millisecond))
+		default:
 			p.cfg.Logger.Warn("the trigger lanes' copy of ORDERFLOW_TRIGGERS was silent: the lane stream's leader stepped down, so that the copy is set up again",
 				"silent_for", lc.Idle.Round(time.Millisecond))
-		default:
-			p.cfg.Logger.Info("the trigger lanes' copy found no ORDERFLOW_TRIGGERS (loaded after the lane stream): set up again", "copy_error", lc.Err)
 		}
 		p.copyRestarts.Add(1)
 	}
+}
+
+// copyStalled reports whether the lanes' copy of ORDERFLOW_TRIGGERS is
+// stalled in a way nats-server mends by itself only seconds later (see
+// watchCopy): it found no ORDERFLOW_TRIGGERS; or, on a cluster, it has
+// been silent for copyStallAfter (no heartbeat from a copy that was
+// working); or it has never been heard from for copyStallAfter (after a
+// whole cluster was restarted, a lane stream leader can leave its copy
+// unset for 30 s and more, reporting no error).
+func copyStalled(lc eventstore.LaneCopy, cluster bool, unheardFor time.Duration) bool {
+	return lc.SourceMissing || (cluster && lc.Idle >= copyStallAfter) || unheardFor >= copyStallAfter
 }
 
 // sweepLanes removes the triggers the lane stream holds below their

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
@@ -86,5 +87,33 @@ func TestCopyCheck(t *testing.T) {
 				t.Errorf("logged %q, want %q", out, tc.log)
 			}
 		})
+	}
+}
+
+// copyStalled: when watchCopy has the copy set up again.
+func TestCopyStalled(t *testing.T) {
+	working := eventstore.LaneCopy{Idle: 500 * time.Millisecond}
+	silent := eventstore.LaneCopy{Idle: copyStallAfter}
+	unheard := eventstore.LaneCopy{Idle: -1}
+	missing := eventstore.LaneCopy{Idle: -1, SourceMissing: true, Err: "stream not found"}
+	for _, tc := range []struct {
+		name       string
+		lc         eventstore.LaneCopy
+		cluster    bool
+		unheardFor time.Duration
+		want       bool
+	}{
+		{"a working copy", working, true, 0, false},
+		{"silent on a cluster", silent, true, 0, true},
+		{"silent on one server (no other leader to take over)", silent, false, 0, false},
+		{"never heard from, just now", unheard, true, time.Second, false},
+		{"never heard from for the stall time, on a cluster", unheard, true, copyStallAfter, true},
+		{"never heard from for the stall time, on one server", unheard, false, copyStallAfter, true},
+		{"no ORDERFLOW_TRIGGERS", missing, false, 0, true},
+		{"no ORDERFLOW_TRIGGERS, on a cluster", missing, true, 0, true},
+	} {
+		if got := copyStalled(tc.lc, tc.cluster, tc.unheardFor); got != tc.want {
+			t.Errorf("%s: copyStalled = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
