@@ -349,7 +349,7 @@ const copyResumeEvery = 10 * time.Second
 //     server may load the lane stream before the larger trigger stream,
 //     and tries again about 12 s later. And a copy never heard from for
 //     copyStallAfter: after a whole cluster was restarted, a lane stream
-//     leader was seen leaving its copy unset, without an error, for 35 to
+//     leader was seen leaving its copy unset, without an error, for 22 to
 //     40 s. On one server the copy is set up again only while the lanes
 //     hold nothing (see RestartLaneCopy), as after a clean stop; otherwise
 //     the server's own retry does it.
@@ -424,7 +424,7 @@ func (p *Processor) watchCopy() {
 // been silent for copyStallAfter (no heartbeat from a copy that was
 // working); or it has never been heard from for copyStallAfter (after a
 // whole cluster was restarted, a lane stream leader can leave its copy
-// unset for 30 s and more, reporting no error).
+// unset for 20 s and more, reporting no error).
 func copyStalled(lc eventstore.LaneCopy, cluster bool, unheardFor time.Duration) bool {
 	return lc.SourceMissing || (cluster && lc.Idle >= copyStallAfter) || unheardFor >= copyStallAfter
 }
