@@ -366,6 +366,7 @@ func (p *Processor) watchCopy() {
 		case <-tick.C:
 		}
 		if !p.members.owns(0) {
+			unheard = time.Time{} // timed afresh by the next owner of lane 0
 			continue
 		}
 		due := time.Since(looked) >= copyResumeEvery
