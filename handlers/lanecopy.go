@@ -283,9 +283,10 @@ func (p *Processor) loadCopyMark(ctx context.Context) (copyMark, bool, error) {
 	return m, m.LanesCreated.Equal(p.lanesCreated), nil
 }
 
-// restoreCopyMark starts check from the copy's mark, and has it record
-// the changes it deals with. p.lanesCreated is set.
-func (p *Processor) restoreCopyMark(ctx context.Context, check *copyCheck) {
+// restoreCopyMark starts check from the copy's mark of the lane stream
+// created at lanesCreated, and has it record the changes it deals with.
+func (p *Processor) restoreCopyMark(ctx context.Context, lanesCreated time.Time, check *copyCheck) {
+	p.lanesCreated = lanesCreated
 	check.record = p.recordCopyMark
 	m, ok, err := p.loadCopyMark(ctx)
 	switch {
@@ -420,12 +421,9 @@ func (p *Processor) watchCopy() {
 }
 
 // copyStalled reports whether the lanes' copy of ORDERFLOW_TRIGGERS is
-// stalled in a way nats-server mends by itself only seconds later (see
-// watchCopy): it found no ORDERFLOW_TRIGGERS; or, on a cluster, it has
-// been silent for copyStallAfter (no heartbeat from a copy that was
-// working); or it has never been heard from for copyStallAfter (after a
-// whole cluster was restarted, a lane stream leader can leave its copy
-// unset for 20 s and more, reporting no error).
+// stalled in one of the ways watchCopy mends: it found no
+// ORDERFLOW_TRIGGERS; on a cluster, it has been silent for copyStallAfter;
+// or it has never been heard from for copyStallAfter.
 func copyStalled(lc eventstore.LaneCopy, cluster bool, unheardFor time.Duration) bool {
 	return lc.SourceMissing || (cluster && lc.Idle >= copyStallAfter) || unheardFor >= copyStallAfter
 }

@@ -386,8 +386,7 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	if err := sub.lookUp(ctx, lanes, p.cmds.Store.Retry); err != nil {
 		return fmt.Errorf("trigger processor: %w", err)
 	}
-	p.lanesCreated = sub.stream.CachedInfo().Created
-	p.restoreCopyMark(ctx, &sub.copies)
+	p.restoreCopyMark(ctx, sub.stream.CachedInfo().Created, &sub.copies)
 	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{
 		Conn:   p.nc,
 		Logger: wlog,
