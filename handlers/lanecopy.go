@@ -359,7 +359,8 @@ func (p *Processor) watchCopy() {
 	cluster := p.cmds.Store.Replicas() > 1
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var restarted, looked, unheard time.Time // unheard: since when the copy has never been heard from
+	var restarted, looked, unheard, swept time.Time // unheard: since when the copy has never been heard from
+	told := false                                   // the lanes holding triggers put off setting a stalled copy up again, and it was logged
 	for {
 		select {
 		case <-p.closing.Done():
@@ -384,6 +385,7 @@ func (p *Processor) watchCopy() {
 			}
 			if lc.Waiting > 0 {
 				p.sweepLanes(p.closing)
+				swept = time.Now()
 			}
 		}
 		var unheardFor time.Duration
@@ -395,16 +397,33 @@ func (p *Processor) watchCopy() {
 		default:
 			unheardFor = time.Since(unheard)
 		}
-		if !copyStalled(lc, cluster, unheardFor) || time.Since(restarted) < 2*copyStallAfter {
+		if !copyStalled(lc, cluster, unheardFor) {
+			told = false
 			continue
 		}
-		restarted = time.Now()
-		err = p.cmds.Store.RestartLaneCopy(p.closing)
-		switch {
-		case errors.Is(err, eventstore.ErrLanesHold):
-			p.cfg.Logger.Info("the trigger lanes' copy is not working; the lanes hold triggers, so the server sets it up again by itself, seconds from now",
-				"copy_error", lc.Err, "waiting", lc.Waiting)
+		if time.Since(restarted) < 2*copyStallAfter {
 			continue
+		}
+		err = p.cmds.Store.RestartLaneCopy(p.closing)
+		if errors.Is(err, eventstore.ErrLanesHold) {
+			// Tried again every second: the lanes empty within seconds
+			// (what a dead process had in hand is delivered again at once,
+			// see redeliverOrphans), sooner than the server's own retry.
+			// A trigger a kill left below its lane's floor would hold them
+			// until the next sweep: sweep every second meanwhile.
+			if time.Since(swept) >= time.Second {
+				p.sweepLanes(p.closing)
+				swept = time.Now()
+			}
+			if !told {
+				told = true
+				p.cfg.Logger.Info("the trigger lanes' copy is not working; it is set up again once the lanes have applied the triggers they hold, or by the server itself",
+					"copy_error", lc.Err, "waiting", lc.Waiting)
+			}
+			continue
+		}
+		restarted, told = time.Now(), false
+		switch {
 		case err != nil:
 			p.cfg.Logger.Warn("restarting the trigger lanes' copy", "err", err)
 			continue

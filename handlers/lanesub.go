@@ -69,12 +69,13 @@ type laneSubscriber struct {
 	// room while the streams are full).
 	wait func() time.Duration
 
-	log        *slog.Logger                  // debug lines per delivery, acknowledgement and gate opening (nil: none)
-	handedBack atomic.Uint64                 // triggers handed back to the next owner of a lane
-	clustered  atomic.Bool                   // the lanes are on a JetStream cluster (see fromLeader)
-	copies     copyCheck                     // whether the lanes copy every stored trigger
-	stream     jetstream.Stream              // the lane stream, as lookUp found it
-	consumers  map[string]jetstream.Consumer // by name, as lookUp found them
+	log         *slog.Logger                  // debug lines per delivery, acknowledgement and gate opening (nil: none)
+	handedBack  atomic.Uint64                 // triggers handed back to the next owner of a lane
+	redelivered atomic.Uint64                 // unacknowledged triggers a lane taken over had delivered again at once (see redeliverOrphans)
+	clustered   atomic.Bool                   // the lanes are on a JetStream cluster (see fromLeader)
+	copies      copyCheck                     // whether the lanes copy every stored trigger
+	stream      jetstream.Stream              // the lane stream, as lookUp found it
+	consumers   map[string]jetstream.Consumer // by name, as lookUp found them
 
 	mu      sync.Mutex
 	closed  bool
@@ -245,6 +246,7 @@ type settledTrigger struct {
 // belongs to another process (changed fires and owns says no).
 func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-chan struct{}) {
 	s := l.s
+	l.redeliverOrphans(ctx, cons)
 	it, err := cons.Messages(jetstream.PullMaxMessages(s.window), jetstream.PullExpiry(s.expiry),
 		jetstream.PullPriorityGroup(eventstore.LaneGroup))
 	if err != nil {
@@ -339,6 +341,44 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 // replicated, a moment after the consumer stops counting it, and the
 // count could meanwhile take the previous reader's acknowledged trigger
 // for a lost delivery.
+// redeliverOrphans has the triggers of the lane that nobody will
+// acknowledge delivered again now rather than after AckWait: when the
+// lane's pin is free and triggers are unacknowledged, the reader they went
+// to is gone (a process that died, a server restarted under its readers)
+// or gave the lane up (and acknowledges nothing more of it, see giveBack),
+// so the consumer is reset to its acknowledgement floor: whatever it holds
+// above the floor is delivered again, to this reader, which takes the lane
+// gated as always. Nothing depends on the guess being right: a reader
+// still holding such a trigger applies it at most once with this one
+// (the same trigger id never takes effect twice), and each reader runs an
+// order's triggers in stream order. Without it, a lane stands still for
+// AckWait after its reader died; that was every lane after an embedded
+// server was killed under load.
+func (l *lane) redeliverOrphans(ctx context.Context, cons jetstream.Consumer) {
+	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	if err != nil || info.NumAckPending == 0 {
+		return
+	}
+	for _, g := range info.PriorityGroups {
+		if g.PinnedClientID != "" {
+			return // a reader has the lane; it lapses after AckWait if gone
+		}
+	}
+	r, err := l.s.js.ResetConsumer(ictx, eventstore.StreamTriggerLanes, info.Name)
+	if err != nil {
+		if ctx.Err() == nil && l.s.log != nil {
+			l.s.log.Warn("delivering a lane's unacknowledged triggers again", "lane", l.index, "err", err)
+		}
+		return
+	}
+	l.s.redelivered.Add(uint64(info.NumAckPending))
+	if l.s.debugOn(ctx) {
+		l.s.log.Debug("lane reset to its acknowledgement floor", "lane", l.index, "pending", info.NumAckPending, "from", r.ResetSeq)
+	}
+}
+
 func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
 	info, err := cons.Info(ictx)

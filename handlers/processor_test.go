@@ -1302,3 +1302,67 @@ func TestProcessorSetsUpACopyThatFoundNoTriggers(t *testing.T) {
 		t.Fatal("the trigger took effect on the server's own retry: the processor did not set the copy up again")
 	}
 }
+
+// A lane whose unacknowledged triggers went to a reader that is gone (a
+// process killed, or a server restarted under it: the pin lapsed, the
+// deliveries were never acknowledged) is reset to its acknowledgement
+// floor when a processor takes it, and the triggers take effect at once,
+// in order, instead of after AckWait (a minute here, longer than the
+// test waits).
+func TestLaneTakenFromAGoneReader(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-orphan")
+	const ackWait = time.Minute
+	if _, err := f.c.Store.EnsureLanes(f.ctx, eventstore.LaneConfig{Lanes: 2, AckWait: ackWait}); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"orphan-0", "orphan-1"}
+	for i, id := range ids {
+		f.trigger(t, "o-orphan", WorkedExampleTriggers[i], id)
+	}
+	lanes, err := f.js.Stream(f.ctx, eventstore.StreamTriggerLanes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		info, err := lanes.Info(f.ctx)
+		return err == nil && info.State.Msgs == 2
+	}, "the two triggers copied into the lanes")
+
+	// The gone reader: takes both, acknowledges neither, and its pin is
+	// let go as the pin's lapse or a server's restart would.
+	gone, _ := jetstream.New(eventstoretest.Connect(t, f.srv.ClientURL()))
+	taken := 0
+	for i := range 2 {
+		cons, err := gone.Consumer(f.ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := cons.Fetch(2, jetstream.FetchPriorityGroup(eventstore.LaneGroup), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for range msgs.Messages() {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		taken += n
+		if err := lanes.UnpinConsumer(f.ctx, eventstore.LaneConsumer(i), eventstore.LaneGroup); err != nil {
+			t.Fatalf("unpin lane %d: %v", i, err)
+		}
+	}
+	if taken != 2 {
+		t.Fatalf("the gone reader took %d triggers, want 2", taken)
+	}
+	gone.Conn().Close()
+
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: ackWait, Logger: quiet}, nil)
+	defer p.Close()
+	f.waitAdvanced(t, "o-orphan", ids...)
+	if got := p.Redelivered(); got != 2 {
+		t.Fatalf("Redelivered = %d, want 2", got)
+	}
+}
