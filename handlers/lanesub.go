@@ -60,6 +60,10 @@ type laneSubscriber struct {
 	drain      time.Duration // how long a lane given up waits for its running handlers
 	gatePoll   time.Duration // how often a gated lane asks whether it holds every pending trigger
 
+	// noReset, when set (tests), leaves a lane taken over as it is (see
+	// redeliverOrphans), as a server without the consumer reset would.
+	noReset bool
+
 	// dropDelivery, when set (tests), loses the deliveries it returns
 	// true for, as a dropped connection would.
 	dropDelivery func(jetstream.Msg) bool
@@ -69,13 +73,13 @@ type laneSubscriber struct {
 	// room while the streams are full).
 	wait func() time.Duration
 
-	log         *slog.Logger                  // debug lines per delivery, acknowledgement and gate opening (nil: none)
-	handedBack  atomic.Uint64                 // triggers handed back to the next owner of a lane
-	redelivered atomic.Uint64                 // unacknowledged triggers a lane taken over had delivered again at once (see redeliverOrphans)
-	clustered   atomic.Bool                   // the lanes are on a JetStream cluster (see fromLeader)
-	copies      copyCheck                     // whether the lanes copy every stored trigger
-	stream      jetstream.Stream              // the lane stream, as lookUp found it
-	consumers   map[string]jetstream.Consumer // by name, as lookUp found them
+	log        *slog.Logger                  // debug lines per delivery, acknowledgement and gate opening (nil: none)
+	handedBack atomic.Uint64                 // triggers handed back to the next owner of a lane
+	resets     atomic.Uint64                 // lanes taken over that were reset to have their triggers delivered again at once (see redeliverOrphans)
+	clustered  atomic.Bool                   // the lanes are on a JetStream cluster (see fromLeader)
+	copies     copyCheck                     // whether the lanes copy every stored trigger
+	stream     jetstream.Stream              // the lane stream, as lookUp found it
+	consumers  map[string]jetstream.Consumer // by name, as lookUp found them
 
 	mu      sync.Mutex
 	closed  bool
@@ -343,8 +347,8 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 // for a lost delivery.
 // redeliverOrphans has the triggers of the lane that nobody will
 // acknowledge delivered again now rather than after AckWait: when the
-// lane's pin is free and triggers are unacknowledged, the reader they went
-// to is gone (a process that died, a server restarted under its readers)
+// lane's pin is free and triggers are unacknowledged (or the lane stream
+// holds one below the floor), the reader they went to is gone (a process that died, a server restarted under its readers)
 // or gave the lane up (and acknowledges nothing more of it, see giveBack),
 // so the consumer is reset to its acknowledgement floor: whatever it holds
 // above the floor is delivered again, to this reader, which takes the lane
@@ -355,10 +359,13 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 // AckWait after its reader died; that was every lane after an embedded
 // server was killed under load.
 func (l *lane) redeliverOrphans(ctx context.Context, cons jetstream.Consumer) {
+	if l.s.noReset {
+		return
+	}
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	info, err := cons.Info(ictx)
-	if err != nil || info.NumAckPending == 0 {
+	if err != nil {
 		return
 	}
 	for _, g := range info.PriorityGroups {
@@ -366,16 +373,27 @@ func (l *lane) redeliverOrphans(ctx context.Context, cons jetstream.Consumer) {
 			return // a reader has the lane; it lapses after AckWait if gone
 		}
 	}
-	r, err := l.s.js.ResetConsumer(ictx, eventstore.StreamTriggerLanes, info.Name)
+	// From the lane's first trigger, if the lane stream holds one below the
+	// floor: one a kill left there (see eventstore.Store.LaneLeftovers)
+	// comes again with the rest (a duplicate, unless it had not taken
+	// effect) instead of waiting for the sweeps.
+	from := info.AckFloor.Stream + 1
+	if m, err := l.stream.GetMsg(ictx, 1, jetstream.WithGetMsgSubject(info.Config.FilterSubject)); err == nil && m.Sequence < from {
+		from = m.Sequence
+	}
+	if info.NumAckPending == 0 && from > info.AckFloor.Stream {
+		return // nothing delivered and not acknowledged, nothing left below the floor
+	}
+	r, err := l.s.js.ResetConsumerToSequence(ictx, eventstore.StreamTriggerLanes, info.Name, from)
 	if err != nil {
 		if ctx.Err() == nil && l.s.log != nil {
 			l.s.log.Warn("delivering a lane's unacknowledged triggers again", "lane", l.index, "err", err)
 		}
 		return
 	}
-	l.s.redelivered.Add(uint64(info.NumAckPending))
+	l.s.resets.Add(1)
 	if l.s.debugOn(ctx) {
-		l.s.log.Debug("lane reset to its acknowledgement floor", "lane", l.index, "pending", info.NumAckPending, "from", r.ResetSeq)
+		l.s.log.Debug("lane taken over: reset", "lane", l.index, "pending", info.NumAckPending, "floor", info.AckFloor.Stream, "from", r.ResetSeq)
 	}
 }
 

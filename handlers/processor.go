@@ -230,10 +230,10 @@ func (p *Processor) CopyRestarts() uint64 { return p.copyRestarts.Load() }
 // started, when it gave a lane up.
 func (p *Processor) HandedBack() uint64 { return p.lanes.handedBack.Load() }
 
-// Redelivered is how many unacknowledged triggers of lanes this processor
-// took over it had delivered again at once, their reader gone (see
-// redeliverOrphans).
-func (p *Processor) Redelivered() uint64 { return p.lanes.redelivered.Load() }
+// LaneResets is how many lanes this processor took over with triggers
+// their reader, gone, had not acknowledged, and reset so that those came
+// again at once (see redeliverOrphans).
+func (p *Processor) LaneResets() uint64 { return p.lanes.resets.Load() }
 
 // metadata keys of a trigger's Watermill message (the poison queue copies
 // them into a dead letter's headers).

@@ -1198,8 +1198,12 @@ func TestLanesRemoveWhatTheirFloorPassed(t *testing.T) {
 		t.Fatalf("LaneLeftovers = %d, %v; want the two triggers", len(left), err)
 	}
 
+	// Taken over, a lane is reset to its first trigger, which would
+	// deliver the leftovers again (TestLaneTakenFromAGoneReader); here they
+	// stay, as they do when they come while a process runs the lanes.
 	logs := &eventstoretest.LogBuffer{}
-	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))},
+		func(p *Processor) { p.lanes.noReset = true })
 	defer p.Close()
 	f.waitAdvanced(t, "o-stranded", "stranded-0")
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
@@ -1305,64 +1309,74 @@ func TestProcessorSetsUpACopyThatFoundNoTriggers(t *testing.T) {
 
 // A lane whose unacknowledged triggers went to a reader that is gone (a
 // process killed, or a server restarted under it: the pin lapsed, the
-// deliveries were never acknowledged) is reset to its acknowledgement
-// floor when a processor takes it, and the triggers take effect at once,
-// in order, instead of after AckWait (a minute here, longer than the
-// test waits).
+// deliveries were never acknowledged) is reset when a processor takes it,
+// and the triggers take effect at once, in order, instead of after
+// AckWait (a minute here, longer than the test waits). The reset starts
+// at the lane's first trigger, so one the lane holds below its floor (as
+// a kill can leave) comes with them instead of waiting for the sweeps.
 func TestLaneTakenFromAGoneReader(t *testing.T) {
 	t.Parallel()
-	f := newLaneFixture(t, "o-orphan")
+	f := newLaneFixture(t, "o-orphan", "o-below")
 	const ackWait = time.Minute
-	if _, err := f.c.Store.EnsureLanes(f.ctx, eventstore.LaneConfig{Lanes: 2, AckWait: ackWait}); err != nil {
+	if _, err := f.c.Store.EnsureLanes(f.ctx, eventstore.LaneConfig{Lanes: 1, AckWait: ackWait}); err != nil {
 		t.Fatal(err)
-	}
-	ids := []string{"orphan-0", "orphan-1"}
-	for i, id := range ids {
-		f.trigger(t, "o-orphan", WorkedExampleTriggers[i], id)
 	}
 	lanes, err := f.js.Stream(f.ctx, eventstore.StreamTriggerLanes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		info, err := lanes.Info(f.ctx)
-		return err == nil && info.State.Msgs == 2
-	}, "the two triggers copied into the lanes")
+	copied := func(n uint64) uint64 {
+		t.Helper()
+		var last uint64
+		eventstoretest.Eventually(t, 30*time.Second, func() bool {
+			info, err := lanes.Info(f.ctx)
+			last = info.State.LastSeq
+			return err == nil && info.State.Msgs == n
+		}, fmt.Sprintf("%d triggers copied into the lane", n))
+		return last
+	}
+	f.trigger(t, "o-below", WorkedExampleTriggers[0], "below-0")
+	last := copied(1)
+	if _, err := lanes.ResetConsumerToSequence(f.ctx, eventstore.LaneConsumer(0), last+1); err != nil {
+		t.Fatal(err) // below-0 is now below the lane's floor
+	}
+	ids := []string{"orphan-0", "orphan-1"}
+	for i, id := range ids {
+		f.trigger(t, "o-orphan", WorkedExampleTriggers[i], id)
+	}
+	copied(3)
 
 	// The gone reader: takes both, acknowledges neither, and its pin is
 	// let go as the pin's lapse or a server's restart would.
 	gone, _ := jetstream.New(eventstoretest.Connect(t, f.srv.ClientURL()))
+	cons, err := gone.Consumer(f.ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := cons.Fetch(2, jetstream.FetchPriorityGroup(eventstore.LaneGroup), jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
 	taken := 0
-	for i := range 2 {
-		cons, err := gone.Consumer(f.ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs, err := cons.Fetch(2, jetstream.FetchPriorityGroup(eventstore.LaneGroup), jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for range msgs.Messages() {
-			n++
-		}
-		if n == 0 {
-			continue
-		}
-		taken += n
-		if err := lanes.UnpinConsumer(f.ctx, eventstore.LaneConsumer(i), eventstore.LaneGroup); err != nil {
-			t.Fatalf("unpin lane %d: %v", i, err)
-		}
+	for range msgs.Messages() {
+		taken++
 	}
 	if taken != 2 {
 		t.Fatalf("the gone reader took %d triggers, want 2", taken)
 	}
+	if err := lanes.UnpinConsumer(f.ctx, eventstore.LaneConsumer(0), eventstore.LaneGroup); err != nil {
+		t.Fatal(err)
+	}
 	gone.Conn().Close()
 
-	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: ackWait, Logger: quiet}, nil)
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 1, AckWait: ackWait, Logger: quiet}, nil)
 	defer p.Close()
 	f.waitAdvanced(t, "o-orphan", ids...)
-	if got := p.Redelivered(); got != 2 {
-		t.Fatalf("Redelivered = %d, want 2", got)
+	f.waitAdvanced(t, "o-below", "below-0")
+	if got := p.LaneResets(); got != 1 {
+		t.Fatalf("LaneResets = %d, want 1", got)
+	}
+	if got := p.LaneLeftovers(); got != 0 {
+		t.Fatalf("LaneLeftovers = %d: below-0 waited for the sweeps", got)
 	}
 }
