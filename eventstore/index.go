@@ -33,6 +33,8 @@ import (
 type seqIndex struct {
 	mu       sync.RWMutex
 	applied  uint64              // the last stream sequence indexed
+	saved    uint64              // applied as of the last checkpoint (see CheckpointIndexes)
+	restored uint64              // applied as restored from a checkpoint at the start (0: read from the stream's start)
 	seqs     map[string][]uint64 // aggregate subject prefix → sequences, ascending
 	cc       jetstream.ConsumeContext
 	stopped  chan struct{} // closed by stop: no consumer is started after
@@ -54,18 +56,28 @@ const indexPull = 5_000
 
 func (s *Store) startIndex(ctx context.Context, stream string, target uint64) (*seqIndex, error) {
 	idx := &seqIndex{seqs: make(map[string][]uint64), target: target, caughtUp: make(chan struct{}), stopped: make(chan struct{})}
+	if s.cfg.IndexCheckpoints && target > 0 {
+		if seqs, applied, ok := s.restoreIndex(ctx, stream); ok {
+			idx.seqs, idx.applied, idx.saved, idx.restored = seqs, applied, applied, applied
+		}
+	}
 	var opts []jetstream.PullConsumeOpt
-	if target == 0 { // nothing to catch up with
-		close(idx.caughtUp)
-	} else {
+	behind := idx.applied < target
+	if behind {
 		opts = append(opts, jetstream.PullMaxMessages(indexPull))
+	} else { // nothing to catch up with
+		close(idx.caughtUp)
 	}
 	// Its consumer's create may go unanswered while other processes start
 	// (see Retry).
-	if err := s.Retry(ctx, func(ctx context.Context) error { return idx.consume(ctx, s.js, stream, 0, opts...) }); err != nil {
+	var from uint64 // the start
+	if idx.applied > 0 {
+		from = idx.applied + 1
+	}
+	if err := s.Retry(ctx, func(ctx context.Context) error { return idx.consume(ctx, s.js, stream, from, opts...) }); err != nil {
 		return nil, err
 	}
-	if target > 0 {
+	if behind {
 		go idx.settle(s.js, stream, s.cfg.Timeout)
 	}
 	return idx, nil
@@ -226,6 +238,16 @@ func (s *Store) IndexCaughtUp(stream string) bool {
 	default:
 		return false
 	}
+}
+
+// IndexRestoredAt is the sequence of stream that its load index started
+// from: the last one its checkpoint had applied (Config.IndexCheckpoints),
+// or 0 when it read the stream from the start.
+func (s *Store) IndexRestoredAt(stream string) uint64 {
+	if idx := s.indexes[stream]; idx != nil {
+		return idx.restored
+	}
+	return 0
 }
 
 // Indexed is the last sequence of stream that the store's sequence index

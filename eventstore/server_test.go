@@ -68,6 +68,61 @@ func TestRestartKeepsHistory(t *testing.T) {
 	assertVersions(t, mustLoad(t, st2, agg), 4)
 }
 
+// A store opened with IndexCheckpoints starts its load index from the
+// checkpoint CheckpointIndexes saved and reads only the events stored
+// since; loads are as complete as from a whole read. Without the option,
+// or without a checkpoint, the index reads the stream from its start.
+func TestIndexStartsFromItsCheckpoint(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := eventstoretest.StartServerIn(t, dir)
+	cfg := eventstore.Config{IndexCheckpoints: true}
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), cfg)
+	ctx := ctxT(t)
+	if got := st.IndexRestoredAt(eventstore.StreamOrders); got != 0 {
+		t.Fatalf("a new store's index restored at %d", got)
+	}
+	a, b, c := order("cp-a"), order("cp-b"), order("cp-c")
+	ra, err := st.Append(ctx, a, eventstore.ExpectNew, ev("OrderPlaced", 1), ev("OrderAdvanced", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := st.Append(ctx, b, eventstore.ExpectNew, ev("OrderPlaced", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return st.Indexed(eventstore.StreamOrders) >= rb.LastSeq },
+		"the index to read the events")
+	if err := st.CheckpointIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Stored after the checkpoint: read by the next start's index.
+	if _, err := st.Append(ctx, a, ra.LastSeq, ev("OrderAdvanced", 3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(ctx, c, eventstore.ExpectNew, ev("OrderPlaced", 1)); err != nil {
+		t.Fatal(err)
+	}
+	st.Conn().Close()
+	srv.Shutdown()
+
+	srv2 := eventstoretest.StartServerIn(t, dir)
+	st2 := eventstoretest.OpenStore(t, srv2.ClientURL(), cfg)
+	if got := st2.IndexRestoredAt(eventstore.StreamOrders); got != rb.LastSeq {
+		t.Fatalf("index restored at %d, want the checkpoint's %d", got, rb.LastSeq)
+	}
+	if err := st2.WaitIndexed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for agg, versions := range map[eventstore.Aggregate]int{a: 3, b: 1, c: 1} {
+		assertVersions(t, mustLoad(t, st2, agg), versions)
+	}
+	plain := eventstoretest.OpenStore(t, srv2.ClientURL(), eventstore.Config{})
+	if got := plain.IndexRestoredAt(eventstore.StreamOrders); got != 0 {
+		t.Fatalf("a store without IndexCheckpoints restored its index at %d", got)
+	}
+}
+
 // After JetStream's duplicate window has passed, a re-append is still
 // recognised by the event ids in the aggregate's history.
 func TestReappendAfterDuplicateWindow(t *testing.T) {

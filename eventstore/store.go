@@ -36,6 +36,10 @@ type Config struct {
 	MaxAppend int
 	// Logger receives the store's warnings. Default slog.Default().
 	Logger *slog.Logger
+	// IndexCheckpoints has Open start each load index from its checkpoint
+	// (saved by CheckpointIndexes), reading only the events stored after
+	// it, instead of from the stream's first event.
+	IndexCheckpoints bool
 }
 
 // SyncQueueLen is the nats.SyncQueueLen option for connections handed to

@@ -166,9 +166,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	opened := time.Now()
 	a.store, err = eventstore.Open(ctx, a.nc, eventstore.Config{
-		Replicas:        a.Config.Replicas,
-		DuplicateWindow: a.Config.DuplicateWindow,
-		Logger:          a.Logger,
+		Replicas:         a.Config.Replicas,
+		DuplicateWindow:  a.Config.DuplicateWindow,
+		Logger:           a.Logger,
+		IndexCheckpoints: a.Config.Checkpoints,
 	})
 	if err != nil {
 		return err
@@ -213,7 +214,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// read models answer at once. Logged for operators.
 	go func(started time.Time) {
 		if err := a.store.WaitIndexed(closing); err == nil {
-			a.Logger.Info("load index caught up", "took", time.Since(started).Round(time.Millisecond))
+			a.Logger.Info("load index caught up", "took", time.Since(started).Round(time.Millisecond),
+				"from_checkpoint", a.store.IndexRestoredAt(eventstore.StreamOrders))
 		}
 	}(opened)
 	if a.Config.Checkpoints {
@@ -339,7 +341,9 @@ func (a *App) startCheckpoints() {
 				return
 			case <-t.C:
 			}
-			t.Reset(a.checkpointOrders(ctx, &saved))
+			wait := a.checkpointOrders(ctx, &saved)
+			a.checkpointIndexes(ctx)
+			t.Reset(wait)
 		}
 	}()
 }
@@ -362,6 +366,17 @@ func (a *App) checkpointOrders(ctx context.Context, saved *uint64) time.Duration
 	}
 	*saved = applied
 	return checkpointWait(time.Since(start))
+}
+
+// checkpointIndexes saves the store's load indexes when they have moved
+// on (eventstore.Store.CheckpointIndexes), so that the next start reads
+// only the events stored since.
+func (a *App) checkpointIndexes(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := a.store.CheckpointIndexes(ctx); err != nil && ctx.Err() == nil {
+		a.Logger.Warn("load index checkpoint", "err", err)
+	}
 }
 
 // RebuildProjections rebuilds the orders read model from the streams into
@@ -637,6 +652,9 @@ func (a *App) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := o.Checkpoint(ctx, a.store); err != nil {
 				a.Logger.Warn("final checkpoint", "err", err)
+			}
+			if err := a.store.CheckpointIndexes(ctx); err != nil {
+				a.Logger.Warn("final load index checkpoint", "err", err)
 			}
 			cancel()
 		}
