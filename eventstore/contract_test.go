@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +43,7 @@ func runContract(t *testing.T, st *eventstore.Store) {
 	t.Run("SubscribeFromSequence", func(t *testing.T) { testSubscribe(t, st) })
 	t.Run("UnsafeTokensNeverReachNATS", func(t *testing.T) { testUnsafeTokens(t, st) })
 	t.Run("AggregatesAreIsolated", func(t *testing.T) { testIsolation(t, st) })
+	t.Run("IndexFromCheckpoint", func(t *testing.T) { testIndexCheckpoint(t, st) })
 }
 
 var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
@@ -407,6 +409,35 @@ func testUnsafeTokens(t *testing.T, st *eventstore.Store) {
 	if after := lastSeq(t, st, eventstore.StreamOrders); after != before {
 		t.Fatalf("refused appends stored %d messages", after-before)
 	}
+}
+
+// A store opened with IndexCheckpoints starts its load index where the
+// checkpoint another store saved left off (on a cluster, whichever node
+// answers), and loads are complete.
+func testIndexCheckpoint(t *testing.T, st *eventstore.Store) {
+	ctx := ctxT(t)
+	a, b := order(uniq("cpa")), order(uniq("cpb"))
+	r, err := st.Append(ctx, a, eventstore.ExpectNew, ev("OrderPlaced", 1), ev("OrderAdvanced", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return st.Indexed(eventstore.StreamOrders) >= r.LastSeq },
+		"the index to read the events")
+	if err := st.CheckpointIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(ctx, b, eventstore.ExpectNew, ev("OrderPlaced", 1)); err != nil {
+		t.Fatal(err)
+	}
+	next := eventstoretest.OpenStore(t, strings.Join(st.Conn().Servers(), ","), eventstore.Config{IndexCheckpoints: true, Replicas: st.Replicas()})
+	if got := next.IndexRestoredAt(eventstore.StreamOrders); got < r.LastSeq {
+		t.Fatalf("index restored at %d, want the checkpoint's (at least %d)", got, r.LastSeq)
+	}
+	if err := next.WaitIndexed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertVersions(t, mustLoad(t, next, a), 2)
+	assertVersions(t, mustLoad(t, next, b), 1)
 }
 
 func testIsolation(t *testing.T, st *eventstore.Store) {
