@@ -223,9 +223,8 @@ var ErrLanesHold = errors.New("the lanes hold triggers: the copy is not set up a
 // for one of its own, under the lane stream's lock: on nats-server
 // 2.15.2 that took 7 s with 15,000 triggers held, every lane stalled
 // meanwhile. After a kill, which is when the lanes hold triggers at a
-// start, the lanes wait --ack-wait for the triggers the dead process had
-// in hand anyway (see handlers' laneSubscriber), and the server's own
-// retry comes about 2 s after that.
+// start, the trigger processor has them delivered again at once and
+// applies them within seconds, then sets the copy up again.
 func (s *Store) RestartLaneCopy(ctx context.Context) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()

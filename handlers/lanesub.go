@@ -30,9 +30,10 @@ import (
 // trigger of the lane is its own (JetStream's NumAckPending equals what it
 // holds and nobody else has acknowledged: see openGate). A trigger the
 // previous reader still had in hand (a handler that outlived the handover,
-// a process that died) is redelivered here after AckWait, ahead of its
-// order's later triggers: a reader that has given a lane up acknowledges
-// nothing more of it (see giveBack).
+// a process that died) is redelivered here after AckWait, or at once when
+// the lane's pin was free as it was taken (see redeliverOrphans), ahead of
+// its order's later triggers: a reader that has given a lane up
+// acknowledges nothing more of it (see giveBack).
 //
 // A reader also gates itself when a delivery does not reach it: the
 // consumer numbers its deliveries, and a gap (a connection dropped with
@@ -336,28 +337,20 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	l.giveBack(in)
 }
 
-// openGate ends a gate once every unacknowledged trigger of the lane is
-// held here, and starts each order's next trigger (unless it is running).
-//
-// When that count took a redelivered trigger the lane stream still had as
-// unacknowledged, it must hold at the next poll too: on a cluster the
-// stream deletes an acknowledged trigger once the acknowledgement is
-// replicated, a moment after the consumer stops counting it, and the
-// count could meanwhile take the previous reader's acknowledged trigger
-// for a lost delivery.
 // redeliverOrphans has the triggers of the lane that nobody will
-// acknowledge delivered again now rather than after AckWait: when the
+// acknowledge delivered again now rather than after AckWait. When the
 // lane's pin is free and triggers are unacknowledged (or the lane stream
-// holds one below the floor), the reader they went to is gone (a process that died, a server restarted under its readers)
-// or gave the lane up (and acknowledges nothing more of it, see giveBack),
-// so the consumer is reset to its acknowledgement floor: whatever it holds
-// above the floor is delivered again, to this reader, which takes the lane
-// gated as always. Nothing depends on the guess being right: a reader
-// still holding such a trigger applies it at most once with this one
-// (the same trigger id never takes effect twice), and each reader runs an
-// order's triggers in stream order. Without it, a lane stands still for
-// AckWait after its reader died; that was every lane after an embedded
-// server was killed under load.
+// holds one below the floor), the reader they went to is gone (a process
+// that died, a server restarted under its readers) or gave the lane up
+// (and acknowledges nothing more of it, see giveBack). So the consumer is
+// reset to its acknowledgement floor, or to the lane's first trigger
+// below it: whatever the lane holds from there is delivered again, to this
+// reader, which takes the lane gated as always. Nothing depends on the
+// guess being right: a reader still holding such a trigger applies it at
+// most once with this one (the same trigger id never takes effect twice),
+// and each reader runs an order's triggers in stream order. Without it, a
+// lane stood still for AckWait after its reader died: every lane, after
+// an embedded server was killed under load.
 func (l *lane) redeliverOrphans(ctx context.Context, cons jetstream.Consumer) {
 	if l.s.noReset {
 		return
@@ -397,6 +390,15 @@ func (l *lane) redeliverOrphans(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
+// openGate ends a gate once every unacknowledged trigger of the lane is
+// held here, and starts each order's next trigger (unless it is running).
+//
+// When that count took a redelivered trigger the lane stream still had as
+// unacknowledged, it must hold at the next poll too: on a cluster the
+// stream deletes an acknowledged trigger once the acknowledgement is
+// replicated, a moment after the consumer stops counting it, and the
+// count could meanwhile take the previous reader's acknowledged trigger
+// for a lost delivery.
 func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
 	info, err := cons.Info(ictx)

@@ -55,8 +55,9 @@ type Config struct {
 	// Lanes is the number of trigger lanes; every process sharing one
 	// cluster must use the same number.
 	Lanes int
-	// Checkpoints saves the orders read model to the object store and
-	// restores it at start-up (off: every start replays the stream).
+	// Checkpoints saves the orders read model and the store's load index
+	// to the object store and restores them at start-up (off: every start
+	// replays the streams).
 	Checkpoints bool
 	// Demo seeds the worked example into an empty store and runs
 	// simulated worker apps.
@@ -126,7 +127,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "replicas of each stream (1 embedded, 3 on a three-node cluster)")
 	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", c.DuplicateWindow, "JetStream deduplication window for event and trigger ids")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
-	fs.BoolVar(&c.Checkpoints, "checkpoints", c.Checkpoints, "checkpoint the orders read model and restore it at start-up (off: replay the stream at every start)")
+	fs.BoolVar(&c.Checkpoints, "checkpoints", c.Checkpoints, "checkpoint the orders read model and the load index and restore them at start-up (off: replay the streams at every start)")
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "seed the worked example into an empty store and run simulated worker apps")
 	fs.IntVar(&c.Lanes, "lanes", c.Lanes, "trigger lanes (triggers of one order share a lane and take effect in order; lanes run in parallel); the same on every process")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a trigger lane waits for a process before handing the trigger to another")
