@@ -69,7 +69,9 @@ const checkpointChunk = 16 << 10
 // WriteCheckpoint stores under name the checkpoint write writes, as it
 // writes it: the object store takes it in chunks, so the whole checkpoint
 // is never in memory at once. An error of write's ends the save, and the
-// checkpoint stored before stays.
+// checkpoint stored before stays. write may be called again: a bucket just
+// made on a cluster answers "no responders" for a moment, and the save is
+// then tried again, as a load is.
 func (s *Store) WriteCheckpoint(ctx context.Context, name string, write func(io.Writer) error) error {
 	obs, err := s.checkpointStore(ctx)
 	if err != nil {
@@ -77,18 +79,21 @@ func (s *Store) WriteCheckpoint(ctx context.Context, name string, write func(io.
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	pr, pw := io.Pipe()
-	wrote := make(chan error, 1)
-	go func() {
-		err := write(pw)
-		pw.CloseWithError(err) // nil: the reader sees the end
-		wrote <- err
-	}()
-	_, err = obs.Put(ctx, jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: checkpointChunk}}, pr)
-	pr.CloseWithError(err) // a failed put stops the writer
-	if werr := <-wrote; werr != nil && err == nil {
-		err = werr
-	}
+	err = retryTransient(ctx, 100*time.Millisecond, func() error {
+		pr, pw := io.Pipe()
+		wrote := make(chan error, 1)
+		go func() {
+			err := write(pw)
+			pw.CloseWithError(err) // nil: the reader sees the end
+			wrote <- err
+		}()
+		_, err := obs.Put(ctx, jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: checkpointChunk}}, pr)
+		pr.CloseWithError(err) // a failed put stops the writer
+		if werr := <-wrote; werr != nil && err == nil {
+			return werr
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", name, err)
 	}
