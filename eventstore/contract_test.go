@@ -421,11 +421,7 @@ func testIndexCheckpoint(t *testing.T, st *eventstore.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventstoretest.Eventually(t, 10*time.Second, func() bool { return st.Indexed(eventstore.StreamOrders) >= r.LastSeq },
-		"the index to read the events")
-	if err := st.CheckpointIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
+	checkpointIndexAt(t, ctx, st, r.LastSeq)
 	if _, err := st.Append(ctx, b, eventstore.ExpectNew, ev("OrderPlaced", 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -438,6 +434,17 @@ func testIndexCheckpoint(t *testing.T, st *eventstore.Store) {
 	}
 	assertVersions(t, mustLoad(t, next, a), 2)
 	assertVersions(t, mustLoad(t, next, b), 1)
+}
+
+// checkpointIndexAt waits until the orders' load index has read stream
+// sequence seq, then saves the store's index checkpoints.
+func checkpointIndexAt(t *testing.T, ctx context.Context, st *eventstore.Store, seq uint64) {
+	t.Helper()
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return st.Indexed(eventstore.StreamOrders) >= seq },
+		fmt.Sprintf("the index to read sequence %d", seq))
+	if err := st.CheckpointIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func testIsolation(t *testing.T, st *eventstore.Store) {

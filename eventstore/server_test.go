@@ -91,11 +91,7 @@ func TestIndexStartsFromItsCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventstoretest.Eventually(t, 10*time.Second, func() bool { return st.Indexed(eventstore.StreamOrders) >= rb.LastSeq },
-		"the index to read the events")
-	if err := st.CheckpointIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
+	checkpointIndexAt(t, ctx, st, rb.LastSeq)
 	// Stored after the checkpoint: read by the next start's index.
 	if _, err := st.Append(ctx, a, ra.LastSeq, ev("OrderAdvanced", 3)); err != nil {
 		t.Fatal(err)
