@@ -9,8 +9,6 @@ import (
 	"maps"
 	"slices"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A load index checkpoint lets a start read only the events stored since
@@ -112,33 +110,19 @@ func decodeIndex(b []byte, created time.Time, last uint64) (map[string][]uint64,
 	return seqs, applied, nil
 }
 
-// restoreIndex reads stream's load index checkpoint, if the bucket and
-// the checkpoint exist and it fits the stream (see decodeIndex); ok is
-// false otherwise, and the index reads the stream from its start.
+// restoreIndex reads stream's load index checkpoint (LoadCheckpoint), if
+// there is one and it fits the stream (see decodeIndex); ok is false
+// otherwise, and the index reads the stream from its start.
 func (s *Store) restoreIndex(ctx context.Context, stream string) (seqs map[string][]uint64, applied uint64, ok bool) {
 	info := s.streams[stream].CachedInfo()
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	obs, err := s.js.ObjectStore(ctx, CheckpointBucket) // looked up, not made: none yet, nothing to restore
-	if err != nil {
-		if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			s.cfg.Logger.Warn("load index checkpoint: reading the whole stream", "stream", stream, "err", err)
-		}
-		return nil, 0, false
+	b, found, err := s.LoadCheckpoint(ctx, indexCheckpointName(stream))
+	if err == nil && found {
+		seqs, applied, err = decodeIndex(b, info.Created, info.State.LastSeq)
 	}
-	b, err := obs.GetBytes(ctx, indexCheckpointName(stream))
-	if err != nil {
-		if !errors.Is(err, jetstream.ErrObjectNotFound) {
-			s.cfg.Logger.Warn("load index checkpoint: reading the whole stream", "stream", stream, "err", err)
-		}
-		return nil, 0, false
-	}
-	seqs, applied, err = decodeIndex(b, info.Created, info.State.LastSeq)
 	if err != nil {
 		s.cfg.Logger.Warn("load index checkpoint not used: reading the whole stream", "stream", stream, "err", err)
-		return nil, 0, false
 	}
-	return seqs, applied, true
+	return seqs, applied, err == nil && found
 }
 
 // CheckpointIndexes saves the load index of each stream that has one,
