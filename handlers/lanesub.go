@@ -33,7 +33,9 @@ import (
 // a process that died) is redelivered here after AckWait, or at once when
 // the lane's pin was free as it was taken (see redeliverOrphans), ahead of
 // its order's later triggers: a reader that has given a lane up
-// acknowledges nothing more of it (see giveBack).
+// acknowledges nothing more of it (see giveBack). A pin left behind by a
+// process that is no longer heard from is released as the lane is taken
+// (see releaseOrphanPin).
 //
 // A reader also gates itself when a delivery does not reach it: the
 // consumer numbers its deliveries, and a gap (a connection dropped with
@@ -62,7 +64,7 @@ type laneSubscriber struct {
 	gatePoll   time.Duration // how often a gated lane asks whether it holds every pending trigger
 
 	// noReset, when set (tests), leaves a lane taken over as it is (see
-	// redeliverOrphans), as a server without the consumer reset would.
+	// takeOver), as a server without the consumer reset would.
 	noReset bool
 
 	// dropDelivery, when set (tests), loses the deliveries it returns
@@ -77,6 +79,7 @@ type laneSubscriber struct {
 	log        *slog.Logger                  // debug lines per delivery, acknowledgement and gate opening (nil: none)
 	handedBack atomic.Uint64                 // triggers handed back to the next owner of a lane
 	resets     atomic.Uint64                 // lanes taken over that were reset to have their triggers delivered again at once (see redeliverOrphans)
+	unpins     atomic.Uint64                 // lanes taken over whose pin, held by a process no longer heard from, was released (see releaseOrphanPin)
 	clustered  atomic.Bool                   // the lanes are on a JetStream cluster (see fromLeader)
 	copies     copyCheck                     // whether the lanes copy every stored trigger
 	stream     jetstream.Stream              // the lane stream, as lookUp found it
@@ -146,16 +149,21 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 	go func() {
 		defer s.wg.Done()
 		defer close(out)
+		var pin string // the lane's pin as this process last held it
 		for {
 			changed := s.members.changed()
 			if s.members.owns(index) {
-				l := &lane{s: s, index: index, out: out, stream: stream}
+				s.members.reading(index, true)
+				l := &lane{s: s, index: index, out: out, stream: stream, pin: pin}
 				l.serve(ctx, cons, changed)
+				pin = l.pin
 				if s.debugOn(ctx) {
 					s.log.Debug("lane period ended", "lane", index, "reason", l.err, "handed_back", l.handedBack, "left_running", l.running)
 				}
 				given := errors.Is(l.err, errLaneLost) || errors.Is(l.err, errLaneClosing)
 				switch {
+				case errors.Is(l.err, errLaneNotTaken):
+					// Never read: nothing to hand over.
 				case given && s.js.Conn().IsConnected():
 					// Hand the lane over at once instead of after the pin's
 					// TTL (without a connection the pin just lapses).
@@ -171,6 +179,7 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 					case <-s.closing:
 					}
 				}
+				s.members.reading(index, false)
 			} else {
 				select {
 				case <-changed:
@@ -208,8 +217,9 @@ func (s *laneSubscriber) debugOn(ctx context.Context) bool {
 }
 
 var (
-	errLaneLost    = errors.New("lane owned by another process")
-	errLaneClosing = errors.New("trigger processor closing")
+	errLaneLost     = errors.New("lane owned by another process")
+	errLaneClosing  = errors.New("trigger processor closing")
+	errLaneNotTaken = errors.New("lane not taken: owned by another process or closing before its pin was free")
 )
 
 // lane is one period of reading a lane this process owns.
@@ -218,6 +228,7 @@ type lane struct {
 	index  int
 	out    chan<- *message.Message
 	stream jetstream.Stream // the lane stream: a work queue, so an acknowledged trigger is gone from it
+	pin    string           // the pin id of this process's latest delivery of the lane, in this period or an earlier one
 	err    error            // why serve returned
 
 	orders     map[string][]*held // order → its held triggers in stream order, the first one running or waiting to retry
@@ -251,7 +262,10 @@ type settledTrigger struct {
 // belongs to another process (changed fires and owns says no).
 func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-chan struct{}) {
 	s := l.s
-	l.redeliverOrphans(ctx, cons)
+	if !l.takeOver(ctx, cons) {
+		l.err = errLaneNotTaken
+		return
+	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(s.window), jetstream.PullExpiry(s.expiry),
 		jetstream.PullPriorityGroup(eventstore.LaneGroup))
 	if err != nil {
@@ -337,35 +351,133 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	l.giveBack(in)
 }
 
-// redeliverOrphans has the triggers of the lane that nobody will
-// acknowledge delivered again now rather than after AckWait. When the
-// lane's pin is free and triggers are unacknowledged (or the lane stream
-// holds one below the floor), the reader they went to is gone (a process
-// that died, a server restarted under its readers) or gave the lane up
-// (and acknowledges nothing more of it, see giveBack). So the consumer is
-// reset to its acknowledgement floor, or to the lane's first trigger
-// below it: whatever the lane holds from there is delivered again, to this
-// reader, which takes the lane gated as always. Nothing depends on the
-// guess being right: a reader still holding such a trigger applies it at
-// most once with this one (the same trigger id never takes effect twice),
-// and each reader runs an order's triggers in stream order. Without it, a
-// lane stood still for AckWait after its reader died: every lane, after
-// an embedded server was killed under load.
-func (l *lane) redeliverOrphans(ctx context.Context, cons jetstream.Consumer) {
+// takeOver readies a lane this process has just come to own, before it
+// reads it: it releases a pin left behind (releaseOrphanPin), then has the
+// triggers nobody will acknowledge delivered again (redeliverOrphans). It
+// reports false when the lane is no longer this process's, or the
+// processor is closing, by the time it could be read.
+func (l *lane) takeOver(ctx context.Context, cons jetstream.Consumer) bool {
 	if l.s.noReset {
-		return
+		return true
 	}
-	ictx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	info, err := cons.Info(ictx)
+	info, err := l.consumerInfo(ctx, cons)
 	if err != nil {
-		return
+		return true
 	}
-	for _, g := range info.PriorityGroups {
-		if g.PinnedClientID != "" {
-			return // a reader has the lane; it lapses after AckWait if gone
+	if pinned(info) {
+		var take bool
+		if info, take = l.releaseOrphanPin(ctx, cons, info); !take {
+			return false
+		}
+		if info == nil {
+			return true // a reader has the lane; it lapses after AckWait if gone
 		}
 	}
+	l.redeliverOrphans(ctx, info)
+	return true
+}
+
+// consumerInfo asks for the lane consumer's state, for at most a second.
+func (l *lane) consumerInfo(ctx context.Context, cons jetstream.Consumer) (*jetstream.ConsumerInfo, error) {
+	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return cons.Info(ictx)
+}
+
+// pinIDHeader names the pin a delivery was made under.
+const pinIDHeader = "Nats-Pin-Id"
+
+// pinned reports whether a reader holds the lane's pin.
+func pinned(info *jetstream.ConsumerInfo) bool {
+	return pinnedID(info) != ""
+}
+
+// pinnedID is the id of the lane's pin ("" when free).
+func pinnedID(info *jetstream.ConsumerInfo) string {
+	for _, g := range info.PriorityGroups {
+		if g.PinnedClientID != "" {
+			return g.PinnedClientID
+		}
+	}
+	return ""
+}
+
+// releaseOrphanPin unpins a lane whose pin no process this one hears from
+// holds: its reader died (a process killed, its NATS servers still up), and
+// JetStream would keep the pin for it until PinnedTTL (AckWait) ran out,
+// the lane's new triggers waiting all that time. Every live process names
+// the lanes it reads in its heartbeats (see members), so a pin on a lane
+// that none of them names is a dead reader's. A process that has just
+// started first waits until it has heard every live one (heardAllAt), so
+// that it does not take a live reader's lane for an orphan.
+//
+// It returns the consumer's state once the pin is released (nil when a
+// live reader holds it: it hands the lane over itself when it learns it
+// is not its own), and false when the lane is no longer this process's,
+// or the processor is closing, after that wait. Nothing depends on the
+// guess being right, as with redeliverOrphans: a reader that was not gone
+// after all loses the pin and its unacknowledged triggers to this one,
+// which takes the lane gated and applies each of them at most once.
+func (l *lane) releaseOrphanPin(ctx context.Context, cons jetstream.Consumer, info *jetstream.ConsumerInfo) (*jetstream.ConsumerInfo, bool) {
+	s := l.s
+	if wait := time.Until(s.members.heardAllAt()); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false
+		case <-s.closing:
+			t.Stop()
+			return nil, false
+		}
+		if !s.members.owns(l.index) {
+			return nil, false
+		}
+		var err error
+		if info, err = l.consumerInfo(ctx, cons); err != nil {
+			return nil, true
+		}
+		if !pinned(info) {
+			return info, true // let go meanwhile (handed over, or lapsed)
+		}
+	}
+	if s.members.readElsewhere(l.index) || pinnedID(info) == l.pin {
+		return nil, true // a live reader's, or still this process's (an earlier period's)
+	}
+	uctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := l.stream.UnpinConsumer(uctx, info.Name, eventstore.LaneGroup); err != nil {
+		if ctx.Err() == nil && s.log != nil {
+			s.log.Warn("releasing the pin of a lane whose reader is gone", "lane", l.index, "err", err)
+		}
+		return nil, true
+	}
+	s.unpins.Add(1)
+	if s.debugOn(ctx) {
+		s.log.Debug("lane taken over: pin of a reader no longer heard from released", "lane", l.index, "pending", info.NumAckPending)
+	}
+	return info, true
+}
+
+// redeliverOrphans has the triggers of the lane that nobody will
+// acknowledge delivered again now rather than after AckWait. The lane's
+// pin is free (info is the consumer's state): if triggers are
+// unacknowledged (or the lane stream holds one below the floor), the
+// reader they went to is gone (a process that died, a server restarted
+// under its readers) or gave the lane up (and acknowledges nothing more of
+// it, see giveBack). So the consumer is reset to its acknowledgement
+// floor, or to the lane's first trigger below it: whatever the lane holds
+// from there is delivered again, to this reader, which takes the lane
+// gated as always. Nothing depends on the guess being right: a reader
+// still holding such a trigger applies it at most once with this one (the
+// same trigger id never takes effect twice), and each reader runs an
+// order's triggers in stream order. Without it, a lane stood still for
+// AckWait after its reader died: every lane, after an embedded server was
+// killed under load.
+func (l *lane) redeliverOrphans(ctx context.Context, info *jetstream.ConsumerInfo) {
+	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	// From the lane's first trigger, if the lane stream holds one below the
 	// floor: one a kill left there (see eventstore.Store.LaneLeftovers)
 	// comes again with the rest (a duplicate, unless it had not taken
@@ -493,6 +605,9 @@ func (l *lane) fromLeader(info *jetstream.ConsumerInfo) bool {
 // It runs now if the lane is not gated and its order has nothing running
 // or waiting.
 func (l *lane) add(ctx context.Context, m jetstream.Msg) {
+	if pin := m.Headers().Get(pinIDHeader); pin != "" {
+		l.pin = pin
+	}
 	var seq, delivered uint64
 	if meta, err := m.Metadata(); err == nil {
 		seq, delivered = meta.Sequence.Stream, meta.NumDelivered

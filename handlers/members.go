@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"context"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,31 +21,52 @@ import (
 //
 // Members may briefly disagree (a heartbeat in flight); the lanes' pinned
 // consumers still give each lane to one process at a time.
+//
+// Each heartbeat also names the lanes its process is reading (the
+// lanesHeader header; a process that does not send it names none), so
+// that a lane's new owner can tell a pin held by a process it still hears
+// from from one left behind by a process that is gone (see
+// lane.releaseOrphanPin).
 type members struct {
 	self     string
 	nc       *nats.Conn
 	interval time.Duration
 
-	mu     sync.Mutex
-	seen   map[string]time.Time
-	change chan struct{} // closed and replaced when the member set changes
-	sub    *nats.Subscription
-	stop   chan struct{}
-	done   chan struct{}
-	closed sync.Once
+	mu      sync.Mutex
+	started time.Time
+	seen    map[string]member
+	serving map[int]bool  // the lanes this process is reading
+	change  chan struct{} // closed and replaced when the member set changes
+	sub     *nats.Subscription
+	stop    chan struct{}
+	done    chan struct{}
+	closed  sync.Once
+}
+
+// member is another process as last heard.
+type member struct {
+	at    time.Time
+	lanes []int // the lanes it said it was reading
 }
 
 const (
 	heartbeatAlive = "alive "
 	heartbeatGone  = "gone "
+	// lanesHeader of a heartbeat lists the lanes its process is reading,
+	// comma-separated.
+	lanesHeader = "Orderflow-Lanes"
 	// missedHeartbeats before a silent member is forgotten.
 	missedHeartbeats = 3
+	// heardAllAfter is how many heartbeat intervals after its start a
+	// process has heard every other live process at least once, with room
+	// for one heartbeat that came late.
+	heardAllAfter = 2
 )
 
 func newMembers(nc *nats.Conn, interval time.Duration) *members {
 	return &members{
 		self: uuid.NewString(), nc: nc, interval: interval,
-		seen: map[string]time.Time{}, change: make(chan struct{}),
+		seen: map[string]member{}, serving: map[int]bool{}, change: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -51,19 +74,22 @@ func newMembers(nc *nats.Conn, interval time.Duration) *members {
 // start listens for the other processes and announces this one every
 // interval until close.
 func (m *members) start() error {
+	m.mu.Lock()
+	m.started = time.Now()
+	m.mu.Unlock()
 	sub, err := m.nc.Subscribe(eventstore.ProcessorsSubject, func(msg *nats.Msg) {
 		body := string(msg.Data)
 		if id, ok := strings.CutPrefix(body, heartbeatAlive); ok && id != m.self {
-			m.heard(id, true)
+			m.heard(id, true, parseLanes(msg.Header.Get(lanesHeader)))
 		} else if id, ok := strings.CutPrefix(body, heartbeatGone); ok && id != m.self {
-			m.heard(id, false)
+			m.heard(id, false, nil)
 		}
 	})
 	if err != nil {
 		return err
 	}
 	m.sub = sub
-	_ = m.nc.Publish(eventstore.ProcessorsSubject, []byte(heartbeatAlive+m.self))
+	m.announce()
 	go func() {
 		defer close(m.done)
 		t := time.NewTicker(m.interval)
@@ -73,7 +99,7 @@ func (m *members) start() error {
 			case <-m.stop:
 				return
 			case <-t.C:
-				_ = m.nc.Publish(eventstore.ProcessorsSubject, []byte(heartbeatAlive+m.self))
+				m.announce()
 				m.expire()
 			}
 		}
@@ -97,12 +123,47 @@ func (m *members) close(ctx context.Context) {
 	})
 }
 
-func (m *members) heard(id string, alive bool) {
+// announce says this process is alive, and which lanes it is reading.
+func (m *members) announce() {
+	m.mu.Lock()
+	lanes := slices.Sorted(maps.Keys(m.serving))
+	m.mu.Unlock()
+	msg := nats.NewMsg(eventstore.ProcessorsSubject)
+	msg.Data = []byte(heartbeatAlive + m.self)
+	if len(lanes) > 0 {
+		var b []byte
+		for k, i := range lanes {
+			if k > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, int64(i), 10)
+		}
+		msg.Header.Set(lanesHeader, string(b))
+	}
+	_ = m.nc.PublishMsg(msg)
+}
+
+// parseLanes reads a lanesHeader value; what is not a lane number is
+// left out.
+func parseLanes(v string) []int {
+	if v == "" {
+		return nil
+	}
+	var lanes []int
+	for f := range strings.SplitSeq(v, ",") {
+		if i, err := strconv.Atoi(f); err == nil && i >= 0 {
+			lanes = append(lanes, i)
+		}
+	}
+	return lanes
+}
+
+func (m *members) heard(id string, alive bool, lanes []int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, known := m.seen[id]
 	if alive {
-		m.seen[id] = time.Now()
+		m.seen[id] = member{at: time.Now(), lanes: lanes}
 	} else {
 		delete(m.seen, id)
 	}
@@ -115,8 +176,8 @@ func (m *members) expire() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cutoff := time.Now().Add(-missedHeartbeats * m.interval)
-	for id, at := range m.seen {
-		if at.Before(cutoff) {
+	for id, mb := range m.seen {
+		if mb.at.Before(cutoff) {
 			delete(m.seen, id)
 			m.changedLocked()
 		}
@@ -148,4 +209,40 @@ func (m *members) owns(i int) bool {
 	}
 	slices.Sort(ids)
 	return ids[i%len(ids)] == m.self
+}
+
+// reading records whether this process is reading lane i, for its next
+// heartbeats.
+func (m *members) reading(i int, on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if on {
+		m.serving[i] = true
+	} else {
+		delete(m.serving, i)
+	}
+}
+
+// heardAllAt is when this process will have heard every other live
+// process at least once since it started (the zero time before start).
+func (m *members) heardAllAt() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started.IsZero() {
+		return m.started
+	}
+	return m.started.Add(heardAllAfter * m.interval)
+}
+
+// readElsewhere reports whether another process this one hears from said
+// it was reading lane i.
+func (m *members) readElsewhere(i int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, mb := range m.seen {
+		if slices.Contains(mb.lanes, i) {
+			return true
+		}
+	}
+	return false
 }

@@ -235,6 +235,11 @@ func (p *Processor) HandedBack() uint64 { return p.lanes.handedBack.Load() }
 // again at once (see redeliverOrphans).
 func (p *Processor) LaneResets() uint64 { return p.lanes.resets.Load() }
 
+// LaneUnpins is how many lanes this processor took over whose pin was
+// held by a process it no longer heard from, and released so that the lane
+// went on at once (see releaseOrphanPin).
+func (p *Processor) LaneUnpins() uint64 { return p.lanes.unpins.Load() }
+
 // metadata keys of a trigger's Watermill message (the poison queue copies
 // them into a dead letter's headers).
 const (

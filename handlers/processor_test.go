@@ -283,6 +283,11 @@ func TestProcessorsShareLanes(t *testing.T) {
 	if first.Handled() == 0 || second.Handled() == 0 {
 		t.Fatalf("one processor did all the work: %d and %d", first.Handled(), second.Handled())
 	}
+	// The second took its lane from a live reader: handed over, not
+	// released as an orphan's.
+	if n := first.LaneUnpins() + second.LaneUnpins(); n != 0 {
+		t.Fatalf("LaneUnpins = %d, want 0", n)
+	}
 	_ = second.Close()
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return first.OwnedLanes() == 2 }, "the first processor to own both lanes")
 	publish(1)
@@ -1378,5 +1383,73 @@ func TestLaneTakenFromAGoneReader(t *testing.T) {
 	}
 	if got := p.LaneLeftovers(); got != 0 {
 		t.Fatalf("LaneLeftovers = %d: below-0 waited for the sweeps", got)
+	}
+}
+
+// A processor dies (its connection cut, no goodbye) with a trigger applied
+// and not acknowledged. Its lane's pin and the trigger would stay with it
+// for AckWait, a minute here; the lane's next reader releases the pin and
+// has the trigger delivered again as soon as it knows no live process
+// reads the lane: when the dead one's heartbeats stop ("shared", the two
+// shared the lanes), or once it has heard every live process after its
+// start ("restarted", it started after the death).
+func TestLaneOfAProcessNoLongerHeardIsTakenAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, shared := range []bool{true, false} {
+		name := map[bool]string{true: "shared", false: "restarted"}[shared]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := newLaneFixture(t, "o-"+name)
+			cfg := ProcessorConfig{Lanes: 1, AckWait: time.Minute, Heartbeat: 100 * time.Millisecond, Logger: quiet}
+			var once sync.Once
+			died := make(chan *Processor, 1)
+			dieAfterFirst := func(p *Processor) {
+				p.afterApply = func(msg *message.Message) {
+					if msg.UUID == name+"-0" {
+						once.Do(func() { p.nc.Close(); died <- p })
+					}
+				}
+			}
+			procs := []*Processor{startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, dieAfterFirst)}
+			if shared {
+				procs = append(procs, startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, dieAfterFirst))
+				eventstoretest.Eventually(t, 10*time.Second, func() bool { return procs[0].OwnedLanes()+procs[1].OwnedLanes() == 1 },
+					"the two processors to agree on the lane's owner")
+			}
+			for _, p := range procs {
+				defer p.Close()
+			}
+			f.trigger(t, "o-"+name, WorkedExampleTriggers[0], name+"-0")
+			var dead *Processor
+			select {
+			case dead = <-died:
+			case <-f.ctx.Done():
+				t.Fatal("no processor applied the first trigger")
+			}
+			next := procs[0]
+			if shared {
+				if next == dead {
+					next = procs[1]
+				}
+			} else {
+				next = startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, nil)
+				defer next.Close()
+			}
+			f.trigger(t, "o-"+name, WorkedExampleTriggers[1], name+"-1")
+			f.waitAdvanced(t, "o-"+name, name+"-0", name+"-1")
+			if got := next.LaneUnpins(); got != 1 {
+				t.Fatalf("LaneUnpins = %d, want 1", got)
+			}
+			if got := next.LaneResets(); got != 1 {
+				t.Fatalf("LaneResets = %d, want 1: the first trigger waited for AckWait", got)
+			}
+			o, _, err := f.c.LoadOrder(f.ctx, "o-"+name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Version() != 3 {
+				t.Fatalf("order at version %d, want 3 (each trigger once)", o.Version())
+			}
+		})
 	}
 }
