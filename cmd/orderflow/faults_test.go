@@ -279,6 +279,51 @@ func TestTwoProcessesShareWork(t *testing.T) {
 	checkExactlyOnce(t, c, orders)
 }
 
+// Two orderflow processes share the lanes, the second on the first's NATS
+// server (--nats-url), and the second is killed (SIGKILL) while triggers
+// flow. JetStream would keep its lanes pinned to it for --ack-wait (five
+// minutes here, longer than the test waits); the first takes them when
+// its heartbeats stop and releases their pins at once, and every
+// acknowledged trigger takes effect exactly once.
+func TestKilledProcessesLanesGoOn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	flags := []string{"--lanes", "4", "--ack-wait", "5m"}
+	host := newChildServer(t)
+	hostCmd := host.start(t, "", flags...)
+	t.Cleanup(func() { _ = hostCmd.Process.Kill(); _ = hostCmd.Wait() })
+	natsURL := "nats://" + host.natsAddr
+	peer := &childServer{bin: host.bin, dir: t.TempDir(), logs: host.logs,
+		httpAddr: fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))}
+	peerCmd := peer.start(t, "", append(flags, "--nats-url", natsURL)...)
+	t.Cleanup(func() { _ = peerCmd.Process.Kill(); _ = peerCmd.Wait() })
+	metrics := func(addr string) string { _, body := get(t, "http://"+addr+"/metrics"); return body }
+	eventstoretest.Eventually(t, time.Minute, func() bool { return strings.Contains(metrics(host.httpAddr), "\norderflow_trigger_lanes_owned 2\n") },
+		"the two processes to share the lanes")
+
+	c := &httpClient{t: t, base: "http://" + host.httpAddr}
+	seedWorkedExample(t, c)
+	before := placeOrders(t, c, "before", 40)
+	feeder := feedTriggers(t, natsURL, before)
+	eventstoretest.Eventually(t, time.Minute, func() bool {
+		return !strings.Contains(metrics(peer.httpAddr), "\norderflow_triggers_applied_total 0\n")
+	}, "the second process to apply triggers")
+	_ = peerCmd.Process.Signal(syscall.SIGKILL)
+	_ = peerCmd.Wait()
+	// Orders whose triggers all come after the kill: half of them in the
+	// killed process's lanes.
+	after := placeOrders(t, c, "after", 40)
+	afterFeeder := feedTriggers(t, natsURL, after)
+	feeder.wait(t)
+	afterFeeder.wait(t)
+	checkExactlyOnce(t, c, append(before, after...))
+	body := metrics(host.httpAddr)
+	if !strings.Contains(body, "\norderflow_trigger_lanes_owned 4\n") || strings.Contains(body, "\norderflow_trigger_lanes_unpinned_total 0\n") {
+		t.Fatalf("the lanes of the killed process were not released:\n%s", body)
+	}
+}
+
 // The app loses its NATS connection for a while and recovers without
 // losing or doubling work.
 func TestNATSReconnect(t *testing.T) {
