@@ -35,7 +35,7 @@ type members struct {
 	mu      sync.Mutex
 	started time.Time
 	seen    map[string]member
-	serving map[int]bool  // the lanes this process is reading
+	reads   map[int]bool  // the lanes this process is reading
 	change  chan struct{} // closed and replaced when the member set changes
 	sub     *nats.Subscription
 	stop    chan struct{}
@@ -66,7 +66,7 @@ const (
 func newMembers(nc *nats.Conn, interval time.Duration) *members {
 	return &members{
 		self: uuid.NewString(), nc: nc, interval: interval,
-		seen: map[string]member{}, serving: map[int]bool{}, change: make(chan struct{}),
+		seen: map[string]member{}, reads: map[int]bool{}, change: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -126,7 +126,7 @@ func (m *members) close(ctx context.Context) {
 // announce says this process is alive, and which lanes it is reading.
 func (m *members) announce() {
 	m.mu.Lock()
-	lanes := slices.Sorted(maps.Keys(m.serving))
+	lanes := slices.Sorted(maps.Keys(m.reads))
 	m.mu.Unlock()
 	msg := nats.NewMsg(eventstore.ProcessorsSubject)
 	msg.Data = []byte(heartbeatAlive + m.self)
@@ -217,9 +217,9 @@ func (m *members) reading(i int, on bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if on {
-		m.serving[i] = true
+		m.reads[i] = true
 	} else {
-		delete(m.serving, i)
+		delete(m.reads, i)
 	}
 }
 
