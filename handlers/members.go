@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
@@ -31,6 +32,7 @@ type members struct {
 	self     string
 	nc       *nats.Conn
 	interval time.Duration
+	log      *slog.Logger // processes joining, leaving and going silent (nil: none)
 
 	mu      sync.Mutex
 	started time.Time
@@ -169,6 +171,13 @@ func (m *members) heard(id string, alive bool, lanes []int) {
 	}
 	if known != alive {
 		m.changedLocked()
+		if m.log != nil {
+			msg := "a trigger processor joined: the lanes are shared out again"
+			if !alive {
+				msg = "a trigger processor left: the lanes are shared out again"
+			}
+			m.log.Info(msg, "processor", id, "processors", len(m.seen)+1)
+		}
 	}
 }
 
@@ -180,6 +189,10 @@ func (m *members) expire() {
 		if mb.at.Before(cutoff) {
 			delete(m.seen, id)
 			m.changedLocked()
+			if m.log != nil {
+				m.log.Warn("a trigger processor went silent: taken for gone, the lanes are shared out again", "processor", id,
+					"silent_for", time.Since(mb.at).Round(time.Millisecond), "processors", len(m.seen)+1, "lanes_it_read", mb.lanes)
+			}
 		}
 	}
 }
@@ -245,4 +258,12 @@ func (m *members) readElsewhere(i int) bool {
 		}
 	}
 	return false
+}
+
+// count is how many processes share the lanes as this one knows them,
+// itself included.
+func (m *members) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.seen) + 1
 }

@@ -201,6 +201,14 @@ func (p *Processor) count(res domain.TriggerResult) {
 	p.handled.Add(1)
 }
 
+// Processors is how many trigger processors share the lanes as this one
+// knows them (those it has heard within the last three heartbeats),
+// itself included.
+func (p *Processor) Processors() int { return p.members.count() }
+
+// ID is how this processor names itself to the others (in their logs).
+func (p *Processor) ID() string { return p.members.self }
+
 // OwnedLanes is how many lanes this processor owns now (its share of the
 // processes it hears from).
 func (p *Processor) OwnedLanes() int {
@@ -364,6 +372,7 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 		return nil, fmt.Errorf("trigger processor: connect: %w", err)
 	}
 	p := &Processor{cfg: cfg, cmds: cmds, nc: nc, members: newMembers(nc, cfg.Heartbeat)}
+	p.members.log = cfg.Logger.With("component", "trigger-processor", "self", p.members.self)
 	p.closing, p.endClosing = context.WithCancel(context.Background())
 	if err := p.build(ctx, lanes); err != nil {
 		nc.Close()

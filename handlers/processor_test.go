@@ -272,6 +272,9 @@ func TestProcessorsShareLanes(t *testing.T) {
 	defer second.Close()
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return first.OwnedLanes() == 1 && second.OwnedLanes() == 1 },
 		"each processor to own one lane of two")
+	if first.Processors() != 2 || second.Processors() != 2 {
+		t.Fatalf("Processors = %d and %d, want 2", first.Processors(), second.Processors())
+	}
 
 	publish := func(k int) {
 		for _, id := range orders {
@@ -1400,7 +1403,8 @@ func TestLaneOfAProcessNoLongerHeardIsTakenAtOnce(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			f := newLaneFixture(t, "o-"+name)
-			cfg := ProcessorConfig{Lanes: 1, AckWait: time.Minute, Heartbeat: 100 * time.Millisecond, Logger: quiet}
+			var log eventstoretest.LogBuffer
+			cfg := ProcessorConfig{Lanes: 1, AckWait: time.Minute, Heartbeat: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&log, nil))}
 			var once sync.Once
 			died := make(chan *Processor, 1)
 			dieAfterFirst := func(p *Processor) {
@@ -1442,6 +1446,14 @@ func TestLaneOfAProcessNoLongerHeardIsTakenAtOnce(t *testing.T) {
 			}
 			if got := next.LaneResets(); got != 1 {
 				t.Fatalf("LaneResets = %d, want 1: the first trigger waited for AckWait", got)
+			}
+			if shared {
+				if n := next.Processors(); n != 1 {
+					t.Fatalf("Processors = %d after the other went silent, want 1", n)
+				}
+				if want := "a trigger processor went silent"; !strings.Contains(log.String(), want) || !strings.Contains(log.String(), dead.ID()) {
+					t.Fatalf("the log does not say the dead processor %s went silent:\n%s", dead.ID(), log.String())
+				}
 			}
 			o, _, err := f.c.LoadOrder(f.ctx, "o-"+name)
 			if err != nil {

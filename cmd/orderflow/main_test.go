@@ -245,6 +245,7 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		`orderflow_trigger_outcomes_total{outcome="advanced"} 1`,
 		`orderflow_trigger_outcomes_total{outcome="rejected",reason="unexpected_trigger"} 1`,
 		"orderflow_triggers_applied_total 2",
+		"orderflow_trigger_processors 1",
 		"orderflow_orders_cached 1",
 		// Loads: placing it, and the GET of an order that does not exist.
 		// Hits: each HTTP trigger's look for its id (3), the processor's
