@@ -166,7 +166,9 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 					// Never read: nothing to hand over.
 				case given && s.js.Conn().IsConnected():
 					// Hand the lane over at once instead of after the pin's
-					// TTL (without a connection the pin just lapses).
+					// TTL (without a connection, the next owner releases the
+					// pin once it stops hearing from this process; see
+					// releaseOrphanPin).
 					uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 					_ = stream.UnpinConsumer(uctx, topic, eventstore.LaneGroup)
 					cancel()
@@ -370,7 +372,7 @@ func (l *lane) takeOver(ctx context.Context, cons jetstream.Consumer) bool {
 			return false
 		}
 		if info == nil {
-			return true // a reader has the lane; it lapses after AckWait if gone
+			return true // a live reader has the lane, and hands it over itself (or this process's own pin)
 		}
 	}
 	l.redeliverOrphans(ctx, info)
