@@ -27,7 +27,9 @@ import (
 // lanesHeader header; a process that does not send it names none), so
 // that a lane's new owner can tell a pin held by a process it still hears
 // from from one left behind by a process that is gone (see
-// lane.releaseOrphanPin).
+// lane.releaseOrphanPin). So does a goodbye: the lanes a leaving process
+// still drains count as read for as long as a drain may take, and their
+// new owners wait for it to hand them over.
 type members struct {
 	self     string
 	nc       *nats.Conn
@@ -37,8 +39,9 @@ type members struct {
 	mu      sync.Mutex
 	started time.Time
 	seen    map[string]member
-	reads   map[int]bool  // the lanes this process is reading
-	change  chan struct{} // closed and replaced when the member set changes
+	leaving map[string]member // processes that said goodbye, while they may still drain their lanes
+	reads   map[int]bool      // the lanes this process is reading
+	change  chan struct{}     // closed and replaced when the member set changes
 	sub     *nats.Subscription
 	stop    chan struct{}
 	done    chan struct{}
@@ -63,12 +66,15 @@ const (
 	// process has heard every other live process at least once, with room
 	// for one heartbeat that came late.
 	heardAllAfter = 2
+	// maxDrain is the longest a process leaving a lane waits for the
+	// lane's running triggers (laneSubscriber.drain).
+	maxDrain = 5 * time.Second
 )
 
 func newMembers(nc *nats.Conn, interval time.Duration) *members {
 	return &members{
 		self: uuid.NewString(), nc: nc, interval: interval,
-		seen: map[string]member{}, reads: map[int]bool{}, change: make(chan struct{}),
+		seen: map[string]member{}, leaving: map[string]member{}, reads: map[int]bool{}, change: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -84,7 +90,7 @@ func (m *members) start() error {
 		if id, ok := strings.CutPrefix(body, heartbeatAlive); ok && id != m.self {
 			m.heard(id, true, parseLanes(msg.Header.Get(lanesHeader)))
 		} else if id, ok := strings.CutPrefix(body, heartbeatGone); ok && id != m.self {
-			m.heard(id, false, nil)
+			m.heard(id, false, parseLanes(msg.Header.Get(lanesHeader)))
 		}
 	})
 	if err != nil {
@@ -119,7 +125,7 @@ func (m *members) close(ctx context.Context) {
 		<-m.done
 		_ = m.sub.Unsubscribe()
 		if m.nc.IsConnected() {
-			_ = m.nc.Publish(eventstore.ProcessorsSubject, []byte(heartbeatGone+m.self))
+			_ = m.nc.PublishMsg(m.heartbeat(heartbeatGone))
 			_ = m.nc.FlushWithContext(ctx)
 		}
 	})
@@ -127,11 +133,17 @@ func (m *members) close(ctx context.Context) {
 
 // announce says this process is alive, and which lanes it is reading.
 func (m *members) announce() {
+	_ = m.nc.PublishMsg(m.heartbeat(heartbeatAlive))
+}
+
+// heartbeat is the message that says this process is alive or gone
+// (kind), naming the lanes it is reading.
+func (m *members) heartbeat(kind string) *nats.Msg {
 	m.mu.Lock()
 	lanes := slices.Sorted(maps.Keys(m.reads))
 	m.mu.Unlock()
 	msg := nats.NewMsg(eventstore.ProcessorsSubject)
-	msg.Data = []byte(heartbeatAlive + m.self)
+	msg.Data = []byte(kind + m.self)
 	if len(lanes) > 0 {
 		var b []byte
 		for k, i := range lanes {
@@ -142,7 +154,7 @@ func (m *members) announce() {
 		}
 		msg.Header.Set(lanesHeader, string(b))
 	}
-	_ = m.nc.PublishMsg(msg)
+	return msg
 }
 
 // parseLanes reads a lanesHeader value; what is not a lane number is
@@ -168,6 +180,7 @@ func (m *members) heard(id string, alive bool, lanes []int) {
 		m.seen[id] = member{at: time.Now(), lanes: lanes}
 	} else {
 		delete(m.seen, id)
+		m.leaving[id] = member{at: time.Now(), lanes: lanes}
 	}
 	if known != alive {
 		m.changedLocked()
@@ -184,6 +197,11 @@ func (m *members) heard(id string, alive bool, lanes []int) {
 func (m *members) expire() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for id, mb := range m.leaving {
+		if time.Since(mb.at) > m.drainGrace() {
+			delete(m.leaving, id)
+		}
+	}
 	cutoff := time.Now().Add(-missedHeartbeats * m.interval)
 	for id, mb := range m.seen {
 		if mb.at.Before(cutoff) {
@@ -248,7 +266,7 @@ func (m *members) heardAllAt() time.Time {
 }
 
 // readElsewhere reports whether another process this one hears from said
-// it was reading lane i.
+// it was reading lane i, or one that said goodbye may still be draining it.
 func (m *members) readElsewhere(i int) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -257,8 +275,17 @@ func (m *members) readElsewhere(i int) bool {
 			return true
 		}
 	}
+	for _, mb := range m.leaving {
+		if slices.Contains(mb.lanes, i) && time.Since(mb.at) <= m.drainGrace() {
+			return true
+		}
+	}
 	return false
 }
+
+// drainGrace is how long after its goodbye a process may still be
+// draining the lanes it named.
+func (m *members) drainGrace() time.Duration { return maxDrain + missedHeartbeats*m.interval }
 
 // count is how many processes share the lanes as this one knows them,
 // itself included.

@@ -3,6 +3,7 @@ package handlers
 import (
 	"reflect"
 	"testing"
+	"time"
 )
 
 func TestParseLanes(t *testing.T) {
@@ -18,5 +19,35 @@ func TestParseLanes(t *testing.T) {
 		if got := parseLanes(tc.in); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("parseLanes(%q) = %v, want %v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// Which lanes count as read by another process: those a live process names
+// in its heartbeats, and those a process that said goodbye named, while it
+// may still be draining them; not those of a process gone silent.
+func TestReadElsewhere(t *testing.T) {
+	m := newMembers(nil, time.Second)
+	m.heard("live", true, []int{1})
+	m.heard("leaving", true, []int{2, 3})
+	m.heard("leaving", false, []int{2})
+	m.heard("silent", true, []int{4})
+	m.mu.Lock()
+	m.seen["silent"] = member{at: time.Now().Add(-time.Minute), lanes: []int{4}}
+	m.mu.Unlock()
+	m.expire()
+	for lane, want := range map[int]bool{0: false, 1: true, 2: true, 3: false, 4: false} {
+		if got := m.readElsewhere(lane); got != want {
+			t.Errorf("readElsewhere(%d) = %v, want %v", lane, got, want)
+		}
+	}
+	if n := m.count(); n != 2 {
+		t.Errorf("count = %d, want 2 (itself and the live one)", n)
+	}
+	// Once a drain is surely over, a leaving process's lanes are free.
+	m.mu.Lock()
+	m.leaving["leaving"] = member{at: time.Now().Add(-m.drainGrace() - time.Second), lanes: []int{2}}
+	m.mu.Unlock()
+	if m.readElsewhere(2) {
+		t.Error("readElsewhere(2) after the drain grace, want false")
 	}
 }

@@ -399,7 +399,7 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	if err != nil {
 		return err
 	}
-	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, 5*time.Second))
+	sub := newLaneSubscriber(js, p.members, p.cfg.Window, p.cfg.AckWait, 500*time.Millisecond, min(p.cfg.AckWait, maxDrain))
 	sub.log, sub.copies.log, sub.copies.recover, sub.copies.wait = plog, plog, p.recoverSkipped, 2*p.cfg.AckWait
 	sub.wait = p.waitForRoom
 	if err := sub.lookUp(ctx, lanes, p.cmds.Store.Retry); err != nil {
