@@ -160,7 +160,10 @@ func (s *laneSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 				if s.debugOn(ctx) {
 					s.log.Debug("lane period ended", "lane", index, "reason", l.err, "handed_back", l.handedBack, "left_running", l.running)
 				}
-				given := errors.Is(l.err, errLaneLost) || errors.Is(l.err, errLaneClosing)
+				// Given up: to another process, or as the processor closes
+				// (its router cancels ctx, which the lane may see before
+				// the subscriber's own closing).
+				given := errors.Is(l.err, errLaneLost) || errors.Is(l.err, errLaneClosing) || errors.Is(l.err, context.Canceled)
 				switch {
 				case errors.Is(l.err, errLaneNotTaken):
 					// Never read: nothing to hand over.

@@ -1467,3 +1467,39 @@ func TestLaneOfAProcessNoLongerHeardIsTakenAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// A processor that stops gracefully hands every lane it read over at once:
+// it unpins each as it closes, and the lanes' new owner leaves those pins
+// to it (its goodbye names them). With AckWait at a minute, a lane it did
+// not unpin would hold its triggers that long.
+func TestGracefulLeaveHandsLanesOver(t *testing.T) {
+	t.Parallel()
+	var orders []string
+	for i := range 48 {
+		orders = append(orders, fmt.Sprintf("o-leave-%d", i))
+	}
+	f := newLaneFixture(t, orders...)
+	cfg := ProcessorConfig{Lanes: 8, AckWait: time.Minute, Logger: quiet}
+	first := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, nil)
+	defer first.Close()
+	second := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, nil)
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return first.OwnedLanes() == 4 && second.OwnedLanes() == 4 },
+		"each processor to own four lanes of eight")
+	for k := range 2 {
+		for _, id := range orders {
+			f.trigger(t, id, WorkedExampleTriggers[k], fmt.Sprintf("%s-%d", id, k))
+		}
+		if k == 0 {
+			eventstoretest.Eventually(t, 20*time.Second, func() bool { return first.Handled()+second.Handled() == 48 }, "48 triggers applied")
+			if err := second.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, id := range orders {
+		f.waitAdvanced(t, id, id+"-0", id+"-1")
+	}
+	if n := first.LaneUnpins(); n != 0 {
+		t.Fatalf("LaneUnpins = %d: the leaving processor's pins were taken for a dead one's", n)
+	}
+}
