@@ -175,6 +175,9 @@ func parseLanes(v string) []int {
 func (m *members) heard(id string, alive bool, lanes []int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, left := m.leaving[id]; left && alive {
+		return // a heartbeat sent before its goodbye, come late: it does not come back
+	}
 	_, known := m.seen[id]
 	if alive {
 		m.seen[id] = member{at: time.Now(), lanes: lanes}

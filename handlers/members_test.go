@@ -30,6 +30,7 @@ func TestReadElsewhere(t *testing.T) {
 	m.heard("live", true, []int{1})
 	m.heard("leaving", true, []int{2, 3})
 	m.heard("leaving", false, []int{2})
+	m.heard("leaving", true, []int{2, 3}) // sent before the goodbye, come late: ignored
 	m.heard("silent", true, []int{4})
 	m.mu.Lock()
 	m.seen["silent"] = member{at: time.Now().Add(-time.Minute), lanes: []int{4}}
