@@ -70,6 +70,15 @@ func startProcessorWith(t *testing.T, c *Commands, url string, cfg ProcessorConf
 	return p
 }
 
+// orderIDs names n orders prefix-0, prefix-1, and so on.
+func orderIDs(prefix string, n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return ids
+}
+
 // laneFixture is a server seeded with the worked example, with orders
 // placed, and a NATS connection for publishing triggers.
 type laneFixture struct {
@@ -260,10 +269,7 @@ func FuzzDecodeTriggerBody(f *testing.F) {
 // the other takes its lanes over.
 func TestProcessorsShareLanes(t *testing.T) {
 	t.Parallel()
-	var orders []string
-	for i := range 40 {
-		orders = append(orders, fmt.Sprintf("o-share-%d", i))
-	}
+	orders := orderIDs("o-share", 40)
 	f := newLaneFixture(t, orders...)
 	srv, c, ctx := f.srv, f.c, f.ctx
 	first := startProcessor(t, c, srv.ClientURL(), nil)
@@ -316,10 +322,7 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 	}
 	t.Parallel()
 	const phases, perPhase = 6, 100
-	var orders []string
-	for i := range phases * perPhase {
-		orders = append(orders, fmt.Sprintf("o-hand-%d", i))
-	}
+	orders := orderIDs("o-hand", phases*perPhase)
 	f := newLaneFixture(t, orders...)
 	srv, c, ctx, js := f.srv, f.c, f.ctx, f.js
 	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond, Logger: quiet}
@@ -1474,10 +1477,7 @@ func TestLaneOfAProcessNoLongerHeardIsTakenAtOnce(t *testing.T) {
 // not unpin would hold its triggers that long.
 func TestGracefulLeaveHandsLanesOver(t *testing.T) {
 	t.Parallel()
-	var orders []string
-	for i := range 48 {
-		orders = append(orders, fmt.Sprintf("o-leave-%d", i))
-	}
+	orders := orderIDs("o-leave", 48)
 	f := newLaneFixture(t, orders...)
 	cfg := ProcessorConfig{Lanes: 8, AckWait: time.Minute, Logger: quiet}
 	first := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, nil)
