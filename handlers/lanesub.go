@@ -517,9 +517,7 @@ func (l *lane) redeliverOrphans(ctx context.Context, info *jetstream.ConsumerInf
 // count could meanwhile take the previous reader's acknowledged trigger
 // for a lost delivery.
 func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
-	ictx, cancel := context.WithTimeout(ctx, time.Second)
-	info, err := cons.Info(ictx)
-	cancel()
+	info, err := l.consumerInfo(ctx, cons)
 	if err != nil {
 		return
 	}
