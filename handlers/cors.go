@@ -30,12 +30,12 @@ func CORS(origins []string, h http.Handler) http.Handler {
 		hd.Set("Access-Control-Allow-Origin", origin)
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			hd.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE")
-			hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match, Last-Event-ID, X-Orderflow-Actor, X-Request-ID")
+			hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, If-Match, Last-Event-ID, X-Orderflow-Actor, X-Request-ID")
 			hd.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		hd.Set("Access-Control-Expose-Headers", "ETag, X-Orderflow-Sequence, WWW-Authenticate, Retry-After")
+		hd.Set("Access-Control-Expose-Headers", "ETag, Location, Idempotent-Replayed, X-Orderflow-Sequence, WWW-Authenticate, Retry-After")
 		h.ServeHTTP(w, r)
 	})
 }

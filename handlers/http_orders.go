@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 
@@ -90,9 +91,17 @@ type placeBody struct {
 	FulfillmentWorkflowID string `json:"fulfillment_workflow_id"`
 }
 
+// placeOrder places an order. With an Idempotency-Key header the request
+// is safe to send again: the order's id is the body's, else derived from
+// the key, and a resend answers the order the first one placed (201 with
+// Idempotent-Replayed: true) instead of 409.
 func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	var b placeBody
 	m, err := meta(r)
+	var key string
+	if err == nil {
+		key, err = idempotencyKey(r)
+	}
 	if err == nil {
 		err = api.decodeBody(w, r, &b)
 	}
@@ -106,12 +115,56 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	o, err := api.cmds(r).PlaceOrder(r.Context(), m, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
+	var o OrderSnapshot
+	switch {
+	case key != "":
+		if b.ID == "" {
+			b.ID = OrderIDForKey(key)
+		}
+		var replayed bool
+		o, replayed, err = api.cmds(r).PlaceOrderOnce(r.Context(), m, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
+		if replayed {
+			w.Header().Set("Idempotent-Replayed", "true")
+		}
+	default:
+		o, err = api.cmds(r).PlaceOrder(r.Context(), m, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
+	}
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
 	api.writeOrder(w, r, http.StatusCreated, o)
+}
+
+// maxIdempotencyKey is the longest Idempotency-Key taken (a UUID is 36).
+const maxIdempotencyKey = 255
+
+// idempotencyKey reads the Idempotency-Key header ("" when absent): a
+// structured-field string (quoted, as the IETF draft writes it) or the
+// bare value, of visible ASCII.
+func idempotencyKey(r *http.Request) (string, error) {
+	vs := r.Header.Values("Idempotency-Key")
+	if len(vs) == 0 {
+		return "", nil
+	}
+	k := strings.TrimSpace(vs[0])
+	if len(k) >= 2 && k[0] == '"' && k[len(k)-1] == '"' {
+		k = k[1 : len(k)-1]
+	}
+	switch {
+	case len(vs) > 1:
+		return "", fmt.Errorf("%w: Idempotency-Key given %d times", errBadRequest, len(vs))
+	case k == "":
+		return "", fmt.Errorf("%w: Idempotency-Key is empty", errBadRequest)
+	case len(k) > maxIdempotencyKey:
+		return "", fmt.Errorf("%w: Idempotency-Key longer than %d bytes", errBadRequest, maxIdempotencyKey)
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e || k[i] == '"' || k[i] == '\\' {
+			return "", fmt.Errorf("%w: Idempotency-Key %q holds a character that is not printable ASCII, or a quote or backslash", errBadRequest, k)
+		}
+	}
+	return k, nil
 }
 
 // writeOrder writes an order as a command left it or a read found it. It

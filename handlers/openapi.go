@@ -44,6 +44,11 @@ func (api *API) OpenAPI() map[string]any {
 			op["x-orderflow-role"] = role.String()
 			op["security"] = []any{map[string]any{"apiKey": []string{}}}
 		}
+		if method == "POST" && path == "/v1/orders" {
+			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string", "maxLength": maxIdempotencyKey},
+				"description": "Makes the request safe to send again: the order's id when the body names none is derived from the key, " +
+					"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409"})
+		}
 		if len(params) > 0 {
 			op["parameters"] = params
 		}

@@ -3,6 +3,8 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -145,6 +147,41 @@ func (c *Commands) PlaceOrder(ctx context.Context, meta Meta, id, orderTypeID, f
 	}
 	view := c.view()
 	return c.order(ctx, id, meta, func(o *domain.Order) error { return o.Place(orderTypeID, fulfillment, view, view) })
+}
+
+// PlaceOrderOnce is PlaceOrder for a request that may be a resend: when
+// the order exists already and was placed with the same order type (and
+// runs the fulfillment workflow asked for, if one was), it places nothing
+// and answers that order, replayed true. An order of the same id placed
+// otherwise is a conflict. Two requests racing place one order: the
+// append of the second finds the first's and decides again.
+func (c *Commands) PlaceOrderOnce(ctx context.Context, meta Meta, id, orderTypeID, fulfillment string) (_ OrderSnapshot, replayed bool, _ error) {
+	view := c.view()
+	o, err := c.order(ctx, id, meta, func(o *domain.Order) error {
+		replayed = false
+		if !o.Exists() {
+			return o.Place(orderTypeID, fulfillment, view, view)
+		}
+		v := o.View()
+		if v.OrderTypeID != orderTypeID || fulfillment != "" && !slices.Contains(v.Workflows, fulfillment) {
+			return &domain.FieldError{Field: "id", Kind: domain.ErrDuplicate, Reason: fmt.Sprintf(
+				"order %q already exists with order type %q and workflows %v, not as this request asks", id, v.OrderTypeID, v.Workflows)}
+		}
+		replayed = true
+		return nil
+	})
+	return o, replayed, err
+}
+
+// orderKeySpace is the UUID namespace of the order ids derived from
+// Idempotency-Key headers.
+var orderKeySpace = uuid.MustParse("5b0f3c2e-6a8d-4f51-9a47-0c2d7e9b1f63")
+
+// OrderIDForKey is the id of the order that POST /v1/orders places for
+// an Idempotency-Key when its body names no id: a UUIDv5 of the key, so
+// every resend of the request names the same order.
+func OrderIDForKey(key string) string {
+	return uuid.NewSHA1(orderKeySpace, []byte(key)).String()
 }
 
 // ApplyTrigger lets a worker's trigger move an order on and reports the

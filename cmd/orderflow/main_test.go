@@ -215,6 +215,10 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	if doc["openapi"] != "3.1.0" {
 		t.Fatalf("openapi %v", doc["openapi"])
 	}
+	place := paths["/v1/orders"].(map[string]any)["post"].(map[string]any)
+	if params, _ := json.Marshal(place["parameters"]); !strings.Contains(string(params), `"in":"header","name":"Idempotency-Key"`) {
+		t.Errorf("POST /v1/orders parameters %s lack the Idempotency-Key header", params)
+	}
 	c.must(200, "GET", "/v1/statuses", nil)
 	c.must(200, "GET", "/v1/statuses", nil)
 	c.problem(404, "not_found", "GET", "/v1/orders/nope", nil)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/orderflow/orderflow/handlers"
 )
 
 var workedTriggers = []string{"picked_up", "items_tagged", "wash_done", "dry_done", "folded", "out_for_delivery", "delivered"}
@@ -319,5 +321,107 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 	reset("503")
 	if code, _, errOut := runMain(t, "projections", "rebuild", "--server", front.URL); code != 1 || !strings.Contains(errOut, "unavailable") || len(requests()) != 1 {
 		t.Fatalf("rebuild after a 503: exit %d: %q, requests %q", code, errOut, requests())
+	}
+}
+
+// TestPlaceOrderWithIdempotencyKey: POST /v1/orders with an
+// Idempotency-Key is safe to send again, at once or much later, and from
+// several clients at the same time: one order is placed, and every
+// answer names it.
+func TestPlaceOrderWithIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	_, _, delivery := seedWorkedExample(t, c)
+	place := map[string]any{"order_type_id": "wash_fold_delivery"}
+
+	key := "0b9cf7a4-6f0e-4c1b-9a7e-5d2f1c3b8e41"
+	first := c.do("POST", "/v1/orders", place, "Idempotency-Key", key)
+	o := first.json(t)
+	id, _ := o["id"].(string)
+	if first.Status != 201 || id != handlers.OrderIDForKey(key) || first.Header.Get("Idempotent-Replayed") != "" ||
+		first.Header.Get("Location") != "/v1/orders/"+id {
+		t.Fatalf("first placing: %d %v %v", first.Status, first.Header, o)
+	}
+	// Sent again, bare or as the draft's quoted string, and after the
+	// order moved on: the same order as it is now, and nothing placed.
+	c.must(200, "POST", "/v1/orders/"+id+"/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "k-picked_up"})
+	for _, k := range []string{key, `"` + key + `"`} {
+		again := c.do("POST", "/v1/orders", place, "Idempotency-Key", k)
+		o := again.json(t)
+		if again.Status != 201 || again.Header.Get("Idempotent-Replayed") != "true" || o["id"] != id || o["version"] != float64(2) {
+			t.Fatalf("sent again with %s: %d %v %v", k, again.Status, again.Header, o)
+		}
+	}
+	if n := len(c.must(200, "GET", "/v1/orders/"+id+"/history", nil)["events"].([]any)); n != 2 {
+		t.Fatalf("history has %d events, want OrderPlaced and OrderAdvanced", n)
+	}
+	// The same key for another request is a conflict, and stores nothing.
+	p := c.problem(409, "conflict", "POST", "/v1/orders", map[string]any{"order_type_id": "other"}, "Idempotency-Key", key)
+	if d, _ := p["detail"].(string); !strings.Contains(d, "already exists with order type \"wash_fold_delivery\"") {
+		t.Fatalf("another request with the key: %v", p)
+	}
+	c.problem(409, "conflict", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery", "fulfillment_workflow_id": "elsewhere"},
+		"Idempotency-Key", key)
+	again := c.do("POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery", "fulfillment_workflow_id": delivery},
+		"Idempotency-Key", key)
+	if again.Status != 201 || again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("sent again naming the fulfillment workflow it runs: %d %s", again.Status, again.Body)
+	}
+
+	// With an id in the body the key makes the resend answer the order;
+	// without a key, a resend is still a conflict.
+	idBody := map[string]any{"id": "o-keyed", "order_type_id": "wash_fold_delivery"}
+	c.must(201, "POST", "/v1/orders", idBody, "Idempotency-Key", "k-2")
+	if r := c.do("POST", "/v1/orders", idBody, "Idempotency-Key", "k-2"); r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("an id and a key, sent again: %d %s", r.Status, r.Body)
+	}
+	c.problem(409, "conflict", "POST", "/v1/orders", idBody)
+
+	// Bad keys are refused and place nothing.
+	for _, k := range []string{`""`, " ", strings.Repeat("k", 256), "clé", `a"b`, `a\b`} {
+		c.problem(400, "invalid_argument", "POST", "/v1/orders", place, "Idempotency-Key", k)
+	}
+	req, err := http.NewRequest("POST", c.base+"/v1/orders", strings.NewReader(`{"order_type_id":"wash_fold_delivery"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Add("Idempotency-Key", "k-3")
+	req.Header.Add("Idempotency-Key", "k-4")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("two keys: %d", resp.StatusCode)
+	}
+	for _, k := range []string{"k-3", "k-4", strings.Repeat("k", 256)} {
+		c.problem(404, "not_found", "GET", "/v1/orders/"+handlers.OrderIDForKey(k), nil)
+	}
+
+	// Eight clients send the same request at once: one order, placed by
+	// one of them, and every answer names it.
+	const n = 8
+	answers := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { answers[i] = c.do("POST", "/v1/orders", place, "Idempotency-Key", "k-race") })
+	}
+	wg.Wait()
+	placed := 0
+	for _, a := range answers {
+		if a.Status != 201 || a.json(t)["id"] != handlers.OrderIDForKey("k-race") {
+			t.Fatalf("racing request: %d %s", a.Status, a.Body)
+		}
+		if a.Header.Get("Idempotent-Replayed") == "" {
+			placed++
+		}
+	}
+	if placed != 1 {
+		t.Fatalf("%d of %d racing requests say they placed the order", placed, n)
+	}
+	if n := len(c.must(200, "GET", "/v1/orders/"+handlers.OrderIDForKey("k-race")+"/history", nil)["events"].([]any)); n != 1 {
+		t.Fatalf("the raced order has %d events", n)
 	}
 }
