@@ -61,37 +61,38 @@ func (s *apiServer) client() (*http.Client, error) {
 // GET is also sent again when the server answers 503 (its store is
 // electing a leader or out of reach); see apiCallRepeatable for a POST.
 func apiCall(ctx context.Context, server *apiServer, method, path string, body any) ([]byte, error) {
-	b, _, err := apiRoundTrips(ctx, server, method, path, body, method == http.MethodGet)
+	b, _, _, err := apiRoundTrips(ctx, server, method, path, body, nil, method == http.MethodGet)
 	return b, err
 }
 
 // apiCallRepeatable is apiCall for a POST that carries its own
-// idempotency key, such as a trigger with its trigger_id: sending it
-// again after a 503 cannot take effect twice, so it is sent again like a
-// GET. resent reports that it was.
-func apiCallRepeatable(ctx context.Context, server *apiServer, method, path string, body any) (b []byte, resent bool, err error) {
-	return apiRoundTrips(ctx, server, method, path, body, true)
+// idempotency key, such as a trigger with its trigger_id, or an order
+// with the Idempotency-Key header in hdr: sending it again after a 503
+// cannot take effect twice, so it is sent again like a GET. It also
+// returns the answer's header; resent reports that it was sent again.
+func apiCallRepeatable(ctx context.Context, server *apiServer, method, path string, body any, hdr http.Header) (b []byte, answer http.Header, resent bool, err error) {
+	return apiRoundTrips(ctx, server, method, path, body, hdr, true)
 }
 
-func apiRoundTrips(ctx context.Context, server *apiServer, method, path string, body any, repeatable bool) ([]byte, bool, error) {
+func apiRoundTrips(ctx context.Context, server *apiServer, method, path string, body any, hdr http.Header, repeatable bool) ([]byte, http.Header, bool, error) {
 	var payload []byte
 	if body != nil {
 		var err error
 		if payload, err = json.Marshal(body); err != nil {
-			return nil, false, err
+			return nil, nil, false, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	hc, err := server.client()
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	resent := false
 	for {
-		resp, b, err := apiSend(ctx, hc, server, method, path, payload)
+		resp, b, err := apiSend(ctx, hc, server, method, path, payload, hdr)
 		if err != nil {
-			return nil, resent, err
+			return nil, nil, resent, err
 		}
 		if resp.StatusCode == http.StatusTooManyRequests ||
 			repeatable && resp.StatusCode == http.StatusServiceUnavailable {
@@ -105,19 +106,19 @@ func apiRoundTrips(ctx context.Context, server *apiServer, method, path string, 
 					resent = resent || resp.StatusCode == http.StatusServiceUnavailable
 					continue
 				case <-ctx.Done():
-					return nil, resent, ctx.Err()
+					return nil, nil, resent, ctx.Err()
 				}
 			}
 		}
 		if err := apiProblem(method, path, resp.StatusCode, b); err != nil {
-			return nil, resent, err
+			return nil, nil, resent, err
 		}
-		return b, resent, nil
+		return b, resp.Header, resent, nil
 	}
 }
 
 // apiSend sends one request and reads the answer.
-func apiSend(ctx context.Context, hc *http.Client, server *apiServer, method, path string, payload []byte) (*http.Response, []byte, error) {
+func apiSend(ctx context.Context, hc *http.Client, server *apiServer, method, path string, payload []byte, hdr http.Header) (*http.Response, []byte, error) {
 	var rd io.Reader
 	if payload != nil {
 		rd = bytes.NewReader(payload)
@@ -125,6 +126,9 @@ func apiSend(ctx context.Context, hc *http.Client, server *apiServer, method, pa
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(server.url, "/")+path, rd)
 	if err != nil {
 		return nil, nil, err
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	if server.token != "" {
 		req.Header.Set("Authorization", "Bearer "+server.token)
@@ -194,8 +198,8 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	if id == "" {
 		id = uuid.Must(uuid.NewV7()).String()
 	}
-	b, resent, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
-		map[string]string{"trigger": trigger, "trigger_id": id, "worker": *worker})
+	b, _, resent, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
+		map[string]string{"trigger": trigger, "trigger_id": id, "worker": *worker}, nil)
 	if err != nil {
 		if mayHaveTakenEffect(err) {
 			return fmt.Errorf("%w (the trigger may have taken effect; send it again with --trigger-id %s to be sure it takes effect once)", err, id)
@@ -231,14 +235,18 @@ func mayHaveTakenEffect(err error) bool {
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// orderCmd: orderflow order show ORDER, orderflow order migrate.
+// orderCmd: orderflow order show ORDER, order place ORDER_TYPE, order
+// migrate.
 func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	if len(args) > 0 && args[0] == "migrate" {
 		return orderMigrateCmd(ctx, args[1:], stdout, stderr, env)
 	}
+	if len(args) > 0 && args[0] == "place" {
+		return orderPlaceCmd(ctx, args[1:], stdout, stderr, env)
+	}
 	if len(args) == 0 || args[0] != "show" {
-		fmt.Fprintln(stderr, "Usage: orderflow order show [flags] ORDER\n       orderflow order migrate [flags] --workflow ID")
-		return errors.New("want: order show ORDER, or order migrate --workflow ID")
+		fmt.Fprintln(stderr, "Usage: orderflow order show [flags] ORDER\n       orderflow order place [flags] ORDER_TYPE\n       orderflow order migrate [flags] --workflow ID")
+		return errors.New("want: order show ORDER, order place ORDER_TYPE, or order migrate --workflow ID")
 	}
 	fs := flag.NewFlagSet("order show", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -259,6 +267,57 @@ func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		_ = json.Indent(&out, b, "", "  ")
 		fmt.Fprintln(stdout, out.String())
 		return nil
+	}
+	return printOrder(stdout, b)
+}
+
+// orderPlaceCmd: orderflow order place ORDER_TYPE. The request carries
+// an Idempotency-Key made here (--key to give one), so that it can be
+// sent again after a 503 or a lost answer and place one order.
+func orderPlaceCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("order place", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: orderflow order place [flags] ORDER_TYPE\n\nPlace an order of an order type and print it.")
+		fs.PrintDefaults()
+	}
+	server := serverFlags(fs)
+	id := fs.String("id", "", "the order's id (empty: derived from the key)")
+	fulfillment := fs.String("fulfillment", "", "one of the order type's fulfillment workflows (empty: its first)")
+	key := fs.String("key", "", "idempotency key (generated when empty): sent again with it, the request places one order")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("want one ORDER_TYPE")
+	}
+	k := *key
+	if k == "" {
+		k = uuid.Must(uuid.NewV7()).String()
+	}
+	body := map[string]string{"order_type_id": fs.Arg(0)}
+	if *id != "" {
+		body["id"] = *id
+	}
+	if *fulfillment != "" {
+		body["fulfillment_workflow_id"] = *fulfillment
+	}
+	b, answer, resent, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders", body, http.Header{"Idempotency-Key": {k}})
+	if err != nil {
+		if mayHaveTakenEffect(err) {
+			return fmt.Errorf("%w (the order may have been placed; send it again with --key %s to be sure it is placed once)", err, k)
+		}
+		return err
+	}
+	switch {
+	case answer.Get("Idempotent-Replayed") != "true":
+		fmt.Fprintln(stdout, "placed")
+	case resent:
+		fmt.Fprintln(stdout, "already placed")
+		fmt.Fprintln(stderr, "(sent again after a 503: the first attempt had placed it)")
+	default:
+		fmt.Fprintln(stdout, "already placed")
 	}
 	return printOrder(stdout, b)
 }

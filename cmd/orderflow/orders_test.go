@@ -143,6 +143,27 @@ func TestTriggerAndOrderShowCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "not_found") {
 		t.Fatalf("unknown order: %d %q", code, errOut)
 	}
+
+	// order place: placed, then (its id given) already placed.
+	code, out, errOut = run("order", "place", "--id", "cli-2", "wash_fold_delivery")
+	if code != 0 || !strings.HasPrefix(out, "placed\norder cli-2 (wash_fold_delivery): active, version 1") || !strings.Contains(out, "waiting for picked_up") {
+		t.Fatalf("order place: %d %q %q", code, out, errOut)
+	}
+	code, out, errOut = run("order", "place", "--id", "cli-2", "wash_fold_delivery")
+	if code != 0 || !strings.HasPrefix(out, "already placed\norder cli-2") {
+		t.Fatalf("order place again: %d %q %q", code, out, errOut)
+	}
+	code, out, errOut = run("order", "place", "--key", "cli-key", "wash_fold_delivery")
+	if id := handlers.OrderIDForKey("cli-key"); code != 0 || !strings.HasPrefix(out, "placed\norder "+id+" ") {
+		t.Fatalf("order place with a key: %d %q %q", code, out, errOut)
+	}
+	code, _, errOut = run("order", "place", "nope")
+	if code != 1 || !strings.Contains(errOut, "invalid_argument") || !strings.Contains(errOut, `unknown order type "nope"`) {
+		t.Fatalf("order place of an unknown type: %d %q", code, errOut)
+	}
+	if code, _, _ = run("order", "place"); code != 2 && code != 1 {
+		t.Fatalf("order place without a type: %d", code)
+	}
 }
 
 // `order migrate` moves every in-flight order of an older workflow
@@ -245,6 +266,10 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprint(w, `{"title":"Service Unavailable","code":"unavailable","detail":"the store did not answer in time; send it again with the same ids"}`)
+		case first && m == "500":
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprint(w, `{"title":"Internal error","code":"internal","detail":"lost on its way"}`)
 		case first && m == "cut":
 			conn, _, _ := w.(http.Hijacker).Hijack()
 			conn.Close()
@@ -308,6 +333,30 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 	if code, _, errOut := runMain(t, "trigger", "--server", front.URL, "--server-ca", filepath.Join(t.TempDir(), "none.pem"), "again", "wash_done"); code != 1 ||
 		strings.Contains(errOut, "--trigger-id") {
 		t.Fatalf("trigger with an unreadable CA file: exit %d: %q", code, errOut)
+	}
+
+	// order place the same way: a 503 is sent again with the same key,
+	// and the server answers the order the first attempt placed.
+	reset("503")
+	code, out, errOut = runMain(t, "order", "place", "--server", front.URL, "wash_fold_delivery")
+	if code != 0 || !strings.HasPrefix(out, "already placed\n") || !strings.Contains(errOut, "the first attempt had placed it") || len(requests()) != 2 {
+		t.Fatalf("order place after a 503: exit %d: %q %q, requests %q", code, out, errOut, requests())
+	}
+	// An answer lost (a cut connection would be sent again by Go's HTTP
+	// client itself, since the request carries an Idempotency-Key): the
+	// error names the key, and placing again with it places nothing new.
+	reset("500")
+	code, _, errOut = runMain(t, "order", "place", "--server", front.URL, "wash_fold_delivery")
+	_, key, _ := strings.Cut(errOut, "--key ")
+	key, _, _ = strings.Cut(key, " ")
+	if code != 1 || key == "" {
+		t.Fatalf("order place answered 500: exit %d: %q", code, errOut)
+	}
+	if code, out, errOut := runMain(t, "order", "place", "--server", front.URL, "--key", key, "wash_fold_delivery"); code != 0 || !strings.HasPrefix(out, "already placed\n") {
+		t.Fatalf("order place sent again: exit %d: %q %q", code, out, errOut)
+	}
+	if o := c.must(200, "GET", "/v1/orders/"+handlers.OrderIDForKey(key), nil); o["version"] != float64(1) {
+		t.Fatalf("order placed twice over: %v", o)
 	}
 
 	// A rejected trigger is an answer: no hint, nothing sent again.
