@@ -126,7 +126,7 @@ func (api *API) routes() []route {
 		{"GET /v1/orders/{id}", RoleReader, "One order (?as_of= RFC 3339 for the state then)", nil, api.getOrder},
 		{"GET /v1/orders/{id}/history", RoleReader, "An order's events, oldest first (all; or a page: limit, cursor, next_cursor)", nil, api.orderHistory},
 		{"POST /v1/orders/{id}/triggers", RoleWorker, "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument). " +
-			"Give it a trigger_id of your own (one is made when absent): sent again with it after a 503 or a lost answer, it takes effect once",
+			"Give it a trigger_id of your own, or an Idempotency-Key header (one is made when both are absent): sent again with it after a 503 or a lost answer, it takes effect once",
 			triggerRequest{Trigger: "picked_up", TriggerID: "0193a1f2-5c7e-7d3b-9a41-3f6e2b8c1d05", Worker: "ana"}, api.postTrigger},
 		{"POST /v1/orders/{id}/hold", RoleSupervisor, "Hold an order", map[string]any{"reason": "customer away"}, api.supervise(holdOrder)},
 		{"POST /v1/orders/{id}/resume", RoleSupervisor, "Resume a held order", map[string]any{"reason": "back"}, api.supervise(resumeOrder)},

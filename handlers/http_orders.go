@@ -349,7 +349,8 @@ func checkTriggerID(id string) error {
 
 // postTrigger publishes the trigger to ORDERFLOW_TRIGGERS, as a worker app
 // would, and answers once the trigger processor has stored its outcome: an
-// HTTP trigger takes its place in the order's lane like any other.
+// HTTP trigger takes its place in the order's lane like any other. An
+// Idempotency-Key header is the trigger id when the body gives none.
 func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	var b triggerRequest
 	id, err := pathToken(r, "id", "order id")
@@ -358,6 +359,17 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		err = eventstore.ValidateToken("trigger", b.Trigger)
+	}
+	var key string
+	if err == nil {
+		key, err = idempotencyKey(r)
+	}
+	switch {
+	case err != nil || key == "":
+	case b.TriggerID == "":
+		b.TriggerID = key // the trigger's idempotency key, as trigger_id is
+	case b.TriggerID != key:
+		err = &domain.FieldError{Field: "trigger_id", Reason: fmt.Sprintf("%q differs from the Idempotency-Key %q: give one of them, or both the same", b.TriggerID, key)}
 	}
 	if err == nil {
 		err = checkTriggerID(b.TriggerID)

@@ -44,10 +44,14 @@ func (api *API) OpenAPI() map[string]any {
 			op["x-orderflow-role"] = role.String()
 			op["security"] = []any{map[string]any{"apiKey": []string{}}}
 		}
-		if method == "POST" && path == "/v1/orders" {
+		switch {
+		case method == "POST" && path == "/v1/orders":
 			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string", "maxLength": maxIdempotencyKey},
 				"description": "Makes the request safe to send again: the order's id when the body names none is derived from the key, " +
 					"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409"})
+		case method == "POST" && path == "/v1/orders/{id}/triggers":
+			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string", "maxLength": 128},
+				"description": "The trigger id when the body gives no trigger_id (the same if it gives one): sent again with it, the trigger takes effect once"})
 		}
 		if len(params) > 0 {
 			op["parameters"] = params

@@ -474,3 +474,35 @@ func TestPlaceOrderWithIdempotencyKey(t *testing.T) {
 		t.Fatalf("the raced order has %d events", n)
 	}
 }
+
+// TestTriggerWithIdempotencyKey: over HTTP, an Idempotency-Key is the
+// trigger's id when the body gives none, so a resend takes effect once.
+func TestTriggerWithIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "ik-1", "order_type_id": "wash_fold_delivery"})
+	path := "/v1/orders/ik-1/triggers"
+	if res := c.must(200, "POST", path, map[string]any{"trigger": "picked_up"}, "Idempotency-Key", "ik-t1"); res["outcome"] != "advanced" {
+		t.Fatalf("trigger with a key: %v", res)
+	}
+	if res := c.must(200, "POST", path, map[string]any{"trigger": "picked_up"}, "Idempotency-Key", `"ik-t1"`); res["outcome"] != "duplicate" {
+		t.Fatalf("sent again with the key: %v", res)
+	}
+	if res := c.must(200, "POST", path, map[string]any{"trigger": "picked_up", "trigger_id": "ik-t1"}, "Idempotency-Key", "ik-t1"); res["outcome"] != "duplicate" {
+		t.Fatalf("sent again with the key as trigger_id too: %v", res)
+	}
+	// A key that is not the body's trigger_id, or cannot be a trigger
+	// id, is refused and stores nothing.
+	p := c.problem(400, "invalid_argument", "POST", path, map[string]any{"trigger": "items_tagged", "trigger_id": "ik-t2"}, "Idempotency-Key", "ik-t3")
+	if d, _ := p["detail"].(string); !strings.Contains(d, "differs from the Idempotency-Key") {
+		t.Fatalf("two ids: %v", p)
+	}
+	c.problem(400, "invalid_argument", "POST", path, map[string]any{"trigger": "items_tagged"}, "Idempotency-Key", "with space")
+	c.problem(400, "invalid_argument", "POST", path, map[string]any{"trigger": "items_tagged"}, "Idempotency-Key", strings.Repeat("k", 129))
+	h := c.must(200, "GET", "/v1/orders/ik-1/history", nil)["events"].([]any)
+	if len(h) != 2 || h[1].(map[string]any)["causation_id"] != "ik-t1" {
+		t.Fatalf("history: %v", h)
+	}
+}
