@@ -27,15 +27,10 @@ func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env f
 	if len(args) > 0 && (args[0] == "list" || args[0] == "revoke") {
 		return apiKeyFileCmd(args[0], args[1:], stdout, stderr, env)
 	}
-	fs := flag.NewFlagSet("apikey", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: orderflow apikey --name NAME --role ROLE [--tenant T] [--expires-in D] [--keys-file F]\n"+
-			"       orderflow apikey list --keys-file F\n"+
-			"       orderflow apikey revoke --keys-file F --name NAME\n\n"+
-			"Make an HTTP API key for 'orderflow serve --api-keys F'. The token is printed once; the keys file keeps only its hash.")
-		fs.PrintDefaults()
-	}
+	fs := commandFlags("apikey", "Usage: orderflow apikey --name NAME --role ROLE [--tenant T] [--expires-in D] [--keys-file F]\n"+
+		"       orderflow apikey list --keys-file F\n"+
+		"       orderflow apikey revoke --keys-file F --name NAME\n\n"+
+		"Make an HTTP API key for 'orderflow serve --api-keys F'. The token is printed once; the keys file keeps only its hash.", stderr)
 	name := fs.String("name", "", "the key's name: the actor recorded for what it does")
 	tenant := fs.String("tenant", eventstore.DefaultTenant, "the tenant the key acts for")
 	role := fs.String("role", "", "reader, worker (also places orders and applies triggers), supervisor (also holds, resumes, cancels, moves, migrates), admin (also changes definitions) or operator (also sees and rebuilds the process's read models, for every tenant)")

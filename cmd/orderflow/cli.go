@@ -173,14 +173,21 @@ type problemError struct {
 
 func (e *problemError) Error() string { return e.msg }
 
-// triggerCmd: orderflow trigger ORDER TRIGGER.
-func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := flag.NewFlagSet("trigger", flag.ContinueOnError)
+// commandFlags is the flag set of a subcommand whose -h prints usage,
+// then the flags, on stderr.
+func commandFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: orderflow trigger [flags] ORDER TRIGGER\n\nApply a worker's trigger to an order and print the outcome.")
+		fmt.Fprintln(stderr, usage)
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+// triggerCmd: orderflow trigger ORDER TRIGGER.
+func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := commandFlags("trigger", "Usage: orderflow trigger [flags] ORDER TRIGGER\n\nApply a worker's trigger to an order and print the outcome.", stderr)
 	server := serverFlags(fs)
 	triggerID := fs.String("trigger-id", "", "idempotency key (generated when empty)")
 	worker := fs.String("worker", "cli", "worker who did it")
@@ -275,12 +282,7 @@ func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 // an Idempotency-Key made here (--key to give one), so that it can be
 // sent again after a 503 or a lost answer and place one order.
 func orderPlaceCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := flag.NewFlagSet("order place", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: orderflow order place [flags] ORDER_TYPE\n\nPlace an order of an order type and print it.")
-		fs.PrintDefaults()
-	}
+	fs := commandFlags("order place", "Usage: orderflow order place [flags] ORDER_TYPE\n\nPlace an order of an order type and print it.", stderr)
 	server := serverFlags(fs)
 	id := fs.String("id", "", "the order's id (empty: derived from the key)")
 	fulfillment := fs.String("fulfillment", "", "one of the order type's fulfillment workflows (empty: its first)")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -18,13 +17,8 @@ import (
 // (their status is no step of the new version, say), which a supervisor
 // then moves by hand.
 func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := flag.NewFlagSet("order migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: orderflow order migrate [flags] --workflow ID\n\n"+
-			"Move every active or held order inside the workflow to a newer version of it.")
-		fs.PrintDefaults()
-	}
+	fs := commandFlags("order migrate", "Usage: orderflow order migrate [flags] --workflow ID\n\n"+
+		"Move every active or held order inside the workflow to a newer version of it.", stderr)
 	server := serverFlags(fs)
 	workflow := fs.String("workflow", "", "the workflow whose orders move (required)")
 	toVersion := fs.Uint64("to-version", 0, "the version they move to; 0: the workflow's latest")
