@@ -93,8 +93,8 @@ type placeBody struct {
 
 // placeOrder places an order. With an Idempotency-Key header the request
 // is safe to send again: the order's id is the body's, else derived from
-// the key, and a resend answers the order the first one placed (201 with
-// Idempotent-Replayed: true) instead of 409.
+// the key; OrderPlaced records the key, and a resend answers the order the
+// first one placed (201 with Idempotent-Replayed: true) instead of 409.
 func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	var b placeBody
 	m, err := meta(r)
@@ -122,7 +122,7 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 			b.ID = OrderIDForKey(key)
 		}
 		var replayed bool
-		o, replayed, err = api.cmds(r).PlaceOrderOnce(r.Context(), m, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
+		o, replayed, err = api.cmds(r).PlaceOrderOnce(r.Context(), m, key, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
 		if replayed {
 			w.Header().Set("Idempotent-Replayed", "true")
 		}

@@ -149,23 +149,28 @@ func (c *Commands) PlaceOrder(ctx context.Context, meta Meta, id, orderTypeID, f
 	return c.order(ctx, id, meta, func(o *domain.Order) error { return o.Place(orderTypeID, fulfillment, view, view) })
 }
 
-// PlaceOrderOnce is PlaceOrder for a request that may be a resend: when
-// the order exists already and was placed with the same order type (and
-// runs the fulfillment workflow asked for, if one was), it places nothing
-// and answers that order, replayed true. An order of the same id placed
-// otherwise is a conflict. Two requests racing place one order: the
-// append of the second finds the first's and decides again.
-func (c *Commands) PlaceOrderOnce(ctx context.Context, meta Meta, id, orderTypeID, fulfillment string) (_ OrderSnapshot, replayed bool, _ error) {
+// PlaceOrderOnce is PlaceOrder for a request that carries an idempotency
+// key, which the order's OrderPlaced records. When the order exists
+// already, placed by a request with the same key, the same order type and
+// (if one is asked for) the same fulfillment workflow, it places nothing
+// and answers that order, replayed true; any other existing order of the
+// id is a conflict. Two requests racing place one order: the append of the
+// second finds the first's and decides again.
+func (c *Commands) PlaceOrderOnce(ctx context.Context, meta Meta, key, id, orderTypeID, fulfillment string) (_ OrderSnapshot, replayed bool, _ error) {
 	view := c.view()
 	o, err := c.order(ctx, id, meta, func(o *domain.Order) error {
 		replayed = false
 		if !o.Exists() {
-			return o.Place(orderTypeID, fulfillment, view, view)
+			return o.PlaceKeyed(key, orderTypeID, fulfillment, view, view)
 		}
 		v := o.View()
-		if v.OrderTypeID != orderTypeID || fulfillment != "" && !slices.Contains(v.Workflows, fulfillment) {
+		switch {
+		case o.IdempotencyKey() != key:
 			return &domain.FieldError{Field: "id", Kind: domain.ErrDuplicate, Reason: fmt.Sprintf(
-				"order %q already exists with order type %q and workflows %v, not as this request asks", id, v.OrderTypeID, v.Workflows)}
+				"order %q already exists, placed by a request with another Idempotency-Key or none", id)}
+		case v.OrderTypeID != orderTypeID || fulfillment != "" && !slices.Contains(v.Workflows, fulfillment):
+			return &domain.FieldError{Field: "Idempotency-Key", Kind: domain.ErrDuplicate, Reason: fmt.Sprintf(
+				"%q placed order %q with order type %q and workflows %v, not as this request asks", key, id, v.OrderTypeID, v.Workflows)}
 		}
 		replayed = true
 		return nil

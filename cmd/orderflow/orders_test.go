@@ -144,14 +144,19 @@ func TestTriggerAndOrderShowCommands(t *testing.T) {
 		t.Fatalf("unknown order: %d %q", code, errOut)
 	}
 
-	// order place: placed, then (its id given) already placed.
-	code, out, errOut = run("order", "place", "--id", "cli-2", "wash_fold_delivery")
+	// order place: placed; sent again with its key, already placed; a
+	// new request (a key of its own) for the same id, a conflict.
+	code, out, errOut = run("order", "place", "--id", "cli-2", "--key", "cli-2-key", "wash_fold_delivery")
 	if code != 0 || !strings.HasPrefix(out, "placed\norder cli-2 (wash_fold_delivery): active, version 1") || !strings.Contains(out, "waiting for picked_up") {
 		t.Fatalf("order place: %d %q %q", code, out, errOut)
 	}
-	code, out, errOut = run("order", "place", "--id", "cli-2", "wash_fold_delivery")
+	code, out, errOut = run("order", "place", "--id", "cli-2", "--key", "cli-2-key", "wash_fold_delivery")
 	if code != 0 || !strings.HasPrefix(out, "already placed\norder cli-2") {
 		t.Fatalf("order place again: %d %q %q", code, out, errOut)
+	}
+	code, _, errOut = run("order", "place", "--id", "cli-2", "wash_fold_delivery")
+	if code != 1 || !strings.Contains(errOut, "conflict") {
+		t.Fatalf("order place of a taken id: %d %q", code, errOut)
 	}
 	code, out, errOut = run("order", "place", "--key", "cli-key", "wash_fold_delivery")
 	if id := handlers.OrderIDForKey("cli-key"); code != 0 || !strings.HasPrefix(out, "placed\norder "+id+" ") {
@@ -402,12 +407,13 @@ func TestPlaceOrderWithIdempotencyKey(t *testing.T) {
 			t.Fatalf("sent again with %s: %d %v %v", k, again.Status, again.Header, o)
 		}
 	}
-	if n := len(c.must(200, "GET", "/v1/orders/"+id+"/history", nil)["events"].([]any)); n != 2 {
-		t.Fatalf("history has %d events, want OrderPlaced and OrderAdvanced", n)
+	events := c.must(200, "GET", "/v1/orders/"+id+"/history", nil)["events"].([]any)
+	if len(events) != 2 || events[0].(map[string]any)["data"].(map[string]any)["idempotency_key"] != key {
+		t.Fatalf("history %v, want OrderPlaced naming the key, and OrderAdvanced", events)
 	}
 	// The same key for another request is a conflict, and stores nothing.
 	p := c.problem(409, "conflict", "POST", "/v1/orders", map[string]any{"order_type_id": "other"}, "Idempotency-Key", key)
-	if d, _ := p["detail"].(string); !strings.Contains(d, "already exists with order type \"wash_fold_delivery\"") {
+	if d, _ := p["detail"].(string); !strings.Contains(d, "with order type \"wash_fold_delivery\"") {
 		t.Fatalf("another request with the key: %v", p)
 	}
 	c.problem(409, "conflict", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery", "fulfillment_workflow_id": "elsewhere"},
@@ -418,14 +424,26 @@ func TestPlaceOrderWithIdempotencyKey(t *testing.T) {
 		t.Fatalf("sent again naming the fulfillment workflow it runs: %d %s", again.Status, again.Body)
 	}
 
-	// With an id in the body the key makes the resend answer the order;
-	// without a key, a resend is still a conflict.
+	// With an id in the body the key makes the resend answer the order.
+	// Another request for that id is still a conflict: with no key, or
+	// another key; and so is a key for an order placed without one.
 	idBody := map[string]any{"id": "o-keyed", "order_type_id": "wash_fold_delivery"}
 	c.must(201, "POST", "/v1/orders", idBody, "Idempotency-Key", "k-2")
 	if r := c.do("POST", "/v1/orders", idBody, "Idempotency-Key", "k-2"); r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("an id and a key, sent again: %d %s", r.Status, r.Body)
 	}
 	c.problem(409, "conflict", "POST", "/v1/orders", idBody)
+	p = c.problem(409, "conflict", "POST", "/v1/orders", idBody, "Idempotency-Key", "k-other")
+	if d, _ := p["detail"].(string); !strings.Contains(d, "placed by a request with another Idempotency-Key or none") {
+		t.Fatalf("the id with another key: %v", p)
+	}
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-unkeyed", "order_type_id": "wash_fold_delivery"})
+	c.problem(409, "conflict", "POST", "/v1/orders", map[string]any{"id": "o-unkeyed", "order_type_id": "wash_fold_delivery"}, "Idempotency-Key", "k-late")
+	for _, id := range []string{"o-keyed", "o-unkeyed"} {
+		if o := c.must(200, "GET", "/v1/orders/"+id, nil); o["version"] != float64(1) {
+			t.Fatalf("%s after the conflicts: %v", id, o)
+		}
+	}
 
 	// Bad keys are refused and place nothing.
 	for _, k := range []string{`""`, " ", strings.Repeat("k", 256), "clé", `a"b`, `a\b`} {
