@@ -28,8 +28,7 @@ func readTrigger(r *jsonfast.Reader, trigger, id, worker *string) bool {
 func readPlaced(r *jsonfast.Reader, e *OrderPlaced) bool {
 	return r.Lit(`{"order_type_id":`) && r.Sym(&e.OrderTypeID, symbols) &&
 		r.Lit(`,"to":`) && readPosition(r, &e.To) &&
-		r.Lit(`,"workflows":`) && r.Strs(&e.Workflows, symbols) &&
-		(!r.Lit(`,"idempotency_key":`) || r.Str(&e.IdempotencyKey)) && r.Lit(`}`)
+		r.Lit(`,"workflows":`) && r.Strs(&e.Workflows, symbols) && r.Lit(`}`)
 }
 
 func readAdvanced(r *jsonfast.Reader, e *OrderAdvanced) bool {

@@ -12,7 +12,6 @@ var fastSamples = []Event{
 	OrderPlaced{OrderTypeID: "laundry", To: Position{"pickup", 3, 0, "awaiting_pickup"}, Workflows: []string{"pickup", "production"}},
 	OrderPlaced{OrderTypeID: "laundry", To: Position{"pickup", 1, 0, "a"}},
 	OrderPlaced{OrderTypeID: "laundry", To: Position{"pickup", 1, 0, "a"}, Workflows: []string{}},
-	OrderPlaced{OrderTypeID: "laundry", To: Position{"pickup", 1, 0, "a"}, Workflows: []string{"pickup"}, IdempotencyKey: "0b9cf7a4-6f0e-4c1b-9a7e-5d2f1c3b8e41"},
 	OrderAdvanced{Trigger: "picked_up", TriggerID: "0190a3b2-7c1d-7e4f-8a9b-0c1d2e3f4a5b", Worker: "w1",
 		From: Position{"pickup", 1, 0, "awaiting_pickup"}, To: Position{"pickup", 1, 1, "in_transit"}},
 	OrderCompleted{Trigger: "delivered", TriggerID: "t", From: Position{"delivery", 18446744073709551615, 9223372036854775807, "out"}},

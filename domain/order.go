@@ -58,11 +58,6 @@ type (
 		// Workflows is the route the order will run, in order: the order
 		// type's workflows at placement, with the chosen fulfillment.
 		Workflows []string `json:"workflows"`
-		// IdempotencyKey names the request that placed the order, when
-		// it carried one: a resend of that request finds the order
-		// placed, and another request with the same id does not pass for
-		// it.
-		IdempotencyKey string `json:"idempotency_key,omitempty"`
 	}
 	OrderAdvanced struct {
 		Trigger   string   `json:"trigger"`
@@ -197,7 +192,6 @@ type Order struct {
 	steps       []Step // the steps of pos's pinned workflow version
 	triggers    map[string]TriggerOutcome
 	rejections  map[string]RejectedError // the triggers it rejected: why, and what it expected
-	placedKey   string                   // OrderPlaced's IdempotencyKey
 }
 
 // NewOrder returns an order with no history. defs resolves the steps of
@@ -253,16 +247,6 @@ func (o *Order) expected() string {
 // workflow, pinning that workflow's current version. fulfillment chooses
 // one of the order type's fulfillment workflows ("" for the default).
 func (o *Order) Place(orderTypeID, fulfillment string, types OrderTypes, wfs Workflows) error {
-	return o.PlaceKeyed("", orderTypeID, fulfillment, types, wfs)
-}
-
-// IdempotencyKey is the key of the request that placed the order ("" when
-// it carried none).
-func (o *Order) IdempotencyKey() string { return o.placedKey }
-
-// PlaceKeyed is Place for a request that carries an idempotency key,
-// which OrderPlaced records.
-func (o *Order) PlaceKeyed(key, orderTypeID, fulfillment string, types OrderTypes, wfs Workflows) error {
 	if o.Exists() {
 		return kindErr(ErrDuplicate, "id", "order %q already exists", o.id)
 	}
@@ -287,7 +271,7 @@ func (o *Order) PlaceKeyed(key, orderTypeID, fulfillment string, types OrderType
 	if err != nil {
 		return err
 	}
-	o.record(OrderPlaced{OrderTypeID: orderTypeID, To: first, Workflows: route, IdempotencyKey: key})
+	o.record(OrderPlaced{OrderTypeID: orderTypeID, To: first, Workflows: route})
 	return nil
 }
 
@@ -536,7 +520,7 @@ func (o *Order) Rejection(triggerID string) (RejectedError, bool) {
 func (o *Order) Apply(e Event) error {
 	switch e := e.(type) {
 	case OrderPlaced:
-		o.orderTypeID, o.workflows, o.state, o.placedKey = e.OrderTypeID, slices.Clone(e.Workflows), StateActive, e.IdempotencyKey
+		o.orderTypeID, o.workflows, o.state = e.OrderTypeID, slices.Clone(e.Workflows), StateActive
 		o.enterPosition(e.To)
 	case OrderAdvanced:
 		o.triggers[e.TriggerID] = OutcomeAdvanced

@@ -261,22 +261,6 @@ func TestOrderPlacement(t *testing.T) {
 	if err := o.Place("wash_fold", "", d, d); !errors.Is(err, domain.ErrDuplicate) {
 		t.Fatalf("placing twice: %v", err)
 	}
-	if k := o.IdempotencyKey(); k != "" {
-		t.Fatalf("an order placed without a key has key %q", k)
-	}
-
-	// A keyed placement records the key, and an order read back from its
-	// events knows it.
-	k := domain.NewOrder("o-k", d)
-	must(t, k.PlaceKeyed("key-1", "wash_fold", "", d, d))
-	if p, ok := k.Changes()[0].(domain.OrderPlaced); !ok || p.IdempotencyKey != "key-1" {
-		t.Fatalf("OrderPlaced %+v", k.Changes()[0])
-	}
-	again := domain.NewOrder("o-k", d)
-	must(t, again.Apply(k.Changes()[0]))
-	if again.IdempotencyKey() != "key-1" || !again.Exists() {
-		t.Fatalf("read back: key %q, exists %v", again.IdempotencyKey(), again.Exists())
-	}
 }
 
 // An order pins each workflow's version as it enters it: a reorder while

@@ -73,7 +73,32 @@ type cacheEntry struct {
 	lastSeq  uint64 // eventstore.ExpectNew when the aggregate has no events
 	lastHash string
 	times    stamps
-	busy     chan struct{} // non-nil while held; closed when let go
+	keys     map[string]string // Idempotency-Key → the type of the event it caused (nil: none)
+	busy     chan struct{}     // non-nil while held; closed when let go
+}
+
+// requestKeyed reports whether an event of the type carries, as its
+// causation id, the Idempotency-Key of the HTTP request that caused it
+// (when that carried one): an order's placement and its supervisors'
+// actions. A trigger's outcome carries the trigger id instead.
+func requestKeyed(eventType string) bool {
+	switch eventType {
+	case domain.TypeOrderPlaced, domain.TypeOrderHeld, domain.TypeOrderResumed, domain.TypeOrderCancelled,
+		domain.TypeOrderMoved, domain.TypeOrderMigrated:
+		return true
+	}
+	return false
+}
+
+// noteKey remembers the request key an event carries.
+func (e *cacheEntry) noteKey(eventType, causation string) {
+	if causation == "" || !requestKeyed(eventType) {
+		return
+	}
+	if e.keys == nil {
+		e.keys = map[string]string{}
+	}
+	e.keys[causation] = eventType
 }
 
 // stamps are the times an order's JSON shows, from its events'

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,10 @@ type Meta struct {
 	Actor         eventstore.Actor
 	CorrelationID string
 	CausationID   string
+	// RequestKey is the request's Idempotency-Key, when it carried one:
+	// the causation id of the events an order command records, by which
+	// a resend of the request finds them (see requestKeyed).
+	RequestKey string
 	// IfMatch, when set, is the version the caller saw; a different
 	// current version fails with ErrPreconditionFailed, and so does a
 	// concurrent write (no silent retry on the caller's behalf).
@@ -116,6 +121,13 @@ type runOpts struct {
 	// leaves it (its last event's sequence and its times with it), while
 	// the command still holds it.
 	seen func(*cacheEntry)
+	// key, when set, is the request's Idempotency-Key. When the aggregate
+	// already has an event the key caused (the request is a resend),
+	// replay is asked instead of decide, with that event's type: nil
+	// answers the aggregate as it stands and records nothing, an error
+	// refuses.
+	key    string
+	replay func(recorded string, a domain.Aggregate) error
 }
 
 // keeps reports whether e belongs in the cache: an aggregate that exists
@@ -190,6 +202,23 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 			return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
 		}
 	}
+	if opts.key != "" {
+		if held {
+			// A cached aggregate may not have seen what another process
+			// stored, for the key or after it: look before deciding, and
+			// before answering a resend with the aggregate as it stands.
+			if err := c.catchUp(ctx, addr, e); err != nil {
+				return Outcome{}, err
+			}
+		}
+		if recorded, found := e.keys[opts.key]; found {
+			keep = true
+			if err := opts.replay(recorded, agg); err != nil {
+				return Outcome{}, err
+			}
+			return c.outcome(e, opts, 0), nil
+		}
+	}
 	if err := decide(agg); err != nil {
 		// Refused before recording anything: the aggregate is as it was,
 		// unless what it lacked was a definition (read it again then).
@@ -219,6 +248,7 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 	e.lastSeq, e.lastHash = res.LastSeq, res.LastHash
 	for _, env := range envs {
 		e.times.add(env.Type, env.OccurredAt)
+		e.noteKey(env.Type, env.CausationID)
 	}
 	// A duplicate append (these event ids were stored before) says
 	// nothing of what the store holds after them.
@@ -327,6 +357,7 @@ func fold(addr eventstore.Aggregate, e *cacheEntry, events []eventstore.Event) e
 		}
 		e.lastSeq, e.lastHash = ev.Sequence, ev.Hash
 		e.times.add(ev.Type, ev.OccurredAt)
+		e.noteKey(ev.Type, ev.CausationID)
 	}
 	return nil
 }
@@ -354,7 +385,7 @@ func (c *Commands) envelopes(base uint64, changes []domain.Event, meta Meta) ([]
 			OccurredAt:    now,
 			Actor:         meta.Actor,
 			CorrelationID: corr,
-			CausationID:   meta.CausationID,
+			CausationID:   cmp.Or(meta.CausationID, meta.RequestKey),
 			Data:          data,
 		}
 	}

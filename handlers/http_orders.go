@@ -93,14 +93,14 @@ type placeBody struct {
 
 // placeOrder places an order. With an Idempotency-Key header the request
 // is safe to send again: the order's id is the body's, else derived from
-// the key; OrderPlaced records the key, and a resend answers the order the
-// first one placed (201 with Idempotent-Replayed: true) instead of 409.
+// the key; OrderPlaced carries the key as its causation id, and a resend
+// answers the order the first one placed (201 with Idempotent-Replayed:
+// true) instead of 409.
 func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	var b placeBody
 	m, err := meta(r)
-	var key string
 	if err == nil {
-		key, err = idempotencyKey(r)
+		m.RequestKey, err = idempotencyKey(r)
 	}
 	if err == nil {
 		err = api.decodeBody(w, r, &b)
@@ -115,20 +115,10 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	var o OrderSnapshot
-	switch {
-	case key != "":
-		if b.ID == "" {
-			b.ID = OrderIDForKey(key)
-		}
-		var replayed bool
-		o, replayed, err = api.cmds(r).PlaceOrderOnce(r.Context(), m, key, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
-		if replayed {
-			w.Header().Set("Idempotent-Replayed", "true")
-		}
-	default:
-		o, err = api.cmds(r).PlaceOrder(r.Context(), m, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
+	if b.ID == "" && m.RequestKey != "" {
+		b.ID = OrderIDForKey(m.RequestKey)
 	}
+	o, err := api.cmds(r).PlaceOrder(r.Context(), m, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -181,6 +171,9 @@ func (api *API) writeOrder(w http.ResponseWriter, r *http.Request, status int, o
 func (api *API) writeOrderAs(w http.ResponseWriter, r *http.Request, status int, o OrderSnapshot, body func(OrderJSON) any) {
 	api.settle(r.Context(), w, o.Sequence)
 	setETag(w, o.Version)
+	if o.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
 	if status == http.StatusCreated {
 		w.Header().Set("Location", "/v1/orders/"+o.ID)
 	}
@@ -312,6 +305,9 @@ func (api *API) supervise(do superviseFunc) http.HandlerFunc {
 		id, err := pathToken(r, "id", "order id")
 		m, merr := meta(r)
 		err = errors.Join(err, merr)
+		if err == nil {
+			m.RequestKey, err = idempotencyKey(r)
+		}
 		if err == nil && r.ContentLength != 0 {
 			err = api.decodeBody(w, r, &b)
 		}
@@ -423,7 +419,7 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	// where the processor that applies the trigger next finds it.
 	var seen, rejected bool
 	var rejection domain.RejectedError
-	if _, err := c.existing(ctx, orderID, Meta{}, func(o *domain.Order) error {
+	if _, err := c.existing(ctx, orderID, Meta{}, "", func(o *domain.Order) error {
 		_, seen = o.TriggerOutcome(triggerID)
 		rejection, rejected = o.Rejection(triggerID)
 		return nil

@@ -31,6 +31,9 @@ type OrderSnapshot struct {
 	UpdatedAt time.Time // its last event
 	EnteredAt time.Time // the event that put it in its current step
 	Sequence  uint64    // the stream sequence of its last event
+	// Replayed: the command was a resend of a request that had already
+	// taken effect (its Idempotency-Key found), and recorded nothing.
+	Replayed bool
 }
 
 func snapshotOf(e *cacheEntry) OrderSnapshot {
@@ -68,14 +71,41 @@ func (c *Commands) orderRunOpts() runOpts {
 // workflow version or order type created a moment ago): the trigger path
 // stays one load and one append.
 func (c *Commands) order(ctx context.Context, id string, meta Meta, decide func(*domain.Order) error) (OrderSnapshot, error) {
+	return c.orderKeyed(ctx, id, meta, "", nil, decide)
+}
+
+// orderKeyed is order for a command that records an event of type typ
+// ("" for none in particular). With a request key, a resend of the
+// request (the order has an event the key caused) decides nothing: if
+// that event is of type typ and match (when given) accepts the order,
+// the answer is the order as it stands with Replayed set, else a
+// conflict.
+func (c *Commands) orderKeyed(ctx context.Context, id string, meta Meta, typ string, match func(*domain.Order) error, decide func(*domain.Order) error) (OrderSnapshot, error) {
 	view := c.view()
 	addr := c.orderAddr(id)
 	if err := addr.Validate(); err != nil {
 		return OrderSnapshot{}, err
 	}
 	var snap OrderSnapshot
+	replayed := false
 	opts := c.orderRunOpts()
 	opts.seen = func(e *cacheEntry) { snap = snapshotOf(e) }
+	if meta.RequestKey != "" && typ != "" {
+		opts.key = meta.RequestKey
+		opts.replay = func(recorded string, a domain.Aggregate) error {
+			if recorded != typ {
+				return &domain.FieldError{Field: "Idempotency-Key", Kind: domain.ErrDuplicate, Reason: fmt.Sprintf(
+					"%q was the key of the request that recorded %s on order %q, not of a request for %s", meta.RequestKey, recorded, id, typ)}
+			}
+			if match != nil {
+				if err := match(a.(*domain.Order)); err != nil {
+					return err
+				}
+			}
+			replayed = true
+			return nil
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		_, err := c.run(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, view) }, meta, opts,
 			func(a domain.Aggregate) error { return decide(a.(*domain.Order)) })
@@ -86,6 +116,7 @@ func (c *Commands) order(ctx context.Context, id string, meta Meta, decide func(
 		if err != nil {
 			return OrderSnapshot{}, err
 		}
+		snap.Replayed = replayed
 		return snap, nil
 	}
 }
@@ -140,42 +171,25 @@ func (c *Commands) CurrentOrder(ctx context.Context, id string) (OrderSnapshot, 
 	return snap, nil
 }
 
-// PlaceOrder places an order; an empty id gets a new UUIDv7.
+// PlaceOrder places an order; an empty id gets a new UUIDv7. With a
+// request key (meta.RequestKey, which OrderPlaced carries as its causation
+// id), a resend finds the order placed: when the order type is the same
+// and the fulfillment workflow asked for (if one is) among its workflows,
+// it places nothing and answers the order, Replayed set; otherwise it is
+// a conflict. An order of the id that another request placed (with
+// another key, or none) is a conflict as without a key.
 func (c *Commands) PlaceOrder(ctx context.Context, meta Meta, id, orderTypeID, fulfillment string) (OrderSnapshot, error) {
 	if id == "" {
 		id = uuid.Must(uuid.NewV7()).String()
 	}
 	view := c.view()
-	return c.order(ctx, id, meta, func(o *domain.Order) error { return o.Place(orderTypeID, fulfillment, view, view) })
-}
-
-// PlaceOrderOnce is PlaceOrder for a request that carries an idempotency
-// key, which the order's OrderPlaced records. When the order exists
-// already, placed by a request with the same key, the same order type and
-// (if one is asked for) the same fulfillment workflow, it places nothing
-// and answers that order, replayed true; any other existing order of the
-// id is a conflict. Two requests racing place one order: the append of the
-// second finds the first's and decides again.
-func (c *Commands) PlaceOrderOnce(ctx context.Context, meta Meta, key, id, orderTypeID, fulfillment string) (_ OrderSnapshot, replayed bool, _ error) {
-	view := c.view()
-	o, err := c.order(ctx, id, meta, func(o *domain.Order) error {
-		replayed = false
-		if !o.Exists() {
-			return o.PlaceKeyed(key, orderTypeID, fulfillment, view, view)
-		}
-		v := o.View()
-		switch {
-		case o.IdempotencyKey() != key:
-			return &domain.FieldError{Field: "id", Kind: domain.ErrDuplicate, Reason: fmt.Sprintf(
-				"order %q already exists, placed by a request with another Idempotency-Key or none", id)}
-		case v.OrderTypeID != orderTypeID || fulfillment != "" && !slices.Contains(v.Workflows, fulfillment):
+	return c.orderKeyed(ctx, id, meta, domain.TypeOrderPlaced, func(o *domain.Order) error {
+		if v := o.View(); v.OrderTypeID != orderTypeID || fulfillment != "" && !slices.Contains(v.Workflows, fulfillment) {
 			return &domain.FieldError{Field: "Idempotency-Key", Kind: domain.ErrDuplicate, Reason: fmt.Sprintf(
-				"%q placed order %q with order type %q and workflows %v, not as this request asks", key, id, v.OrderTypeID, v.Workflows)}
+				"%q placed order %q with order type %q and workflows %v, not as this request asks", meta.RequestKey, id, v.OrderTypeID, v.Workflows)}
 		}
-		replayed = true
 		return nil
-	})
-	return o, replayed, err
+	}, func(o *domain.Order) error { return o.Place(orderTypeID, fulfillment, view, view) })
 }
 
 // orderKeySpace is the UUID namespace of the order ids derived from
@@ -205,9 +219,11 @@ func (c *Commands) ApplyTrigger(ctx context.Context, meta Meta, orderID, trigger
 	return res, o, err
 }
 
-// existing wraps a supervisor action: the order must exist.
-func (c *Commands) existing(ctx context.Context, id string, meta Meta, do func(*domain.Order) error) (OrderSnapshot, error) {
-	return c.order(ctx, id, meta, func(o *domain.Order) error {
+// existing wraps a supervisor action that records an event of type typ:
+// the order must exist. A resend of a keyed request answers the order
+// (see orderKeyed).
+func (c *Commands) existing(ctx context.Context, id string, meta Meta, typ string, do func(*domain.Order) error) (OrderSnapshot, error) {
+	return c.orderKeyed(ctx, id, meta, typ, nil, func(o *domain.Order) error {
 		if !o.Exists() {
 			return notFoundOrder(id)
 		}
@@ -217,27 +233,27 @@ func (c *Commands) existing(ctx context.Context, id string, meta Meta, do func(*
 
 // HoldOrder pauses an order.
 func (c *Commands) HoldOrder(ctx context.Context, meta Meta, id, reason string) (OrderSnapshot, error) {
-	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Hold(reason) })
+	return c.existing(ctx, id, meta, domain.TypeOrderHeld, func(o *domain.Order) error { return o.Hold(reason) })
 }
 
 // ResumeOrder resumes a held order.
 func (c *Commands) ResumeOrder(ctx context.Context, meta Meta, id, reason string) (OrderSnapshot, error) {
-	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Resume(reason) })
+	return c.existing(ctx, id, meta, domain.TypeOrderResumed, func(o *domain.Order) error { return o.Resume(reason) })
 }
 
 // CancelOrder cancels an order.
 func (c *Commands) CancelOrder(ctx context.Context, meta Meta, id, reason string) (OrderSnapshot, error) {
-	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Cancel(reason) })
+	return c.existing(ctx, id, meta, domain.TypeOrderCancelled, func(o *domain.Order) error { return o.Cancel(reason) })
 }
 
 // MoveOrder moves an order to a step of one of its workflows.
 func (c *Commands) MoveOrder(ctx context.Context, meta Meta, id, workflowID string, step int, reason string) (OrderSnapshot, error) {
-	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Move(workflowID, step, reason, c.view()) })
+	return c.existing(ctx, id, meta, domain.TypeOrderMoved, func(o *domain.Order) error { return o.Move(workflowID, step, reason, c.view()) })
 }
 
 // MigrateOrder moves an in-flight order to a newer version of its workflow.
 func (c *Commands) MigrateOrder(ctx context.Context, meta Meta, id, workflowID string, toVersion uint64, reason string) (OrderSnapshot, error) {
-	return c.existing(ctx, id, meta, func(o *domain.Order) error { return o.Migrate(workflowID, toVersion, reason, c.view()) })
+	return c.existing(ctx, id, meta, domain.TypeOrderMigrated, func(o *domain.Order) error { return o.Migrate(workflowID, toVersion, reason, c.view()) })
 }
 
 // LoadOrder reads an order and its history from the store.

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/google/uuid"
 )
 
 // orderMigrateCmd: orderflow order migrate --workflow ID [--to-version N].
@@ -55,8 +58,11 @@ func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 			fmt.Fprintf(stdout, "would migrate %s: %s, version %d, at %s\n", o.ID, o.State, o.Position.WorkflowVersion, o.Position.Status)
 			continue
 		}
-		_, err := apiCall(ctx, server, "POST", "/v1/orders/"+url.PathEscape(o.ID)+"/migrate",
-			map[string]any{"workflow_id": *workflow, "to_version": to, "reason": *reason})
+		// Each move carries a key of its own, so a 503 or a lost answer
+		// is sent again and moves the order once.
+		_, _, _, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(o.ID)+"/migrate",
+			map[string]any{"workflow_id": *workflow, "to_version": to, "reason": *reason},
+			http.Header{"Idempotency-Key": {uuid.Must(uuid.NewV7()).String()}})
 		if err == nil {
 			moved++
 			continue

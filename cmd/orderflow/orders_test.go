@@ -236,7 +236,7 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 	t.Parallel()
 	app := startApp(t, newTestConfig(t))
 	c := newClient(t, app)
-	seedWorkedExample(t, c)
+	_, production, _ := seedWorkedExample(t, c)
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "again", "order_type_id": "wash_fold_delivery"})
 
 	// In front of the server: the first request of each path goes through
@@ -255,8 +255,17 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 		mu.Lock()
 		seen = append(seen, r.Method+" "+r.URL.Path+" "+tr.TriggerID)
 		first, m := len(seen) == 1, mode
+		if m == "503post" { // the first POST, not the first request
+			posts := 0
+			for _, s := range seen {
+				if strings.HasPrefix(s, "POST ") {
+					posts++
+				}
+			}
+			first, m = r.Method == "POST" && posts == 1, "503"
+		}
 		mu.Unlock()
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://"+app.HTTPAddr()+r.URL.Path, bytes.NewReader(body))
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://"+app.HTTPAddr()+r.URL.RequestURI(), bytes.NewReader(body))
 		req.Header = r.Header.Clone()
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -376,6 +385,30 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 	if code, _, errOut := runMain(t, "projections", "rebuild", "--server", front.URL); code != 1 || !strings.Contains(errOut, "unavailable") || len(requests()) != 1 {
 		t.Fatalf("rebuild after a 503: exit %d: %q, requests %q", code, errOut, requests())
 	}
+
+	// order migrate's moves carry a key each: a move answered 503 is
+	// sent again, and the order moves once.
+	c.must(200, "PATCH", "/v1/workflows/"+production, map[string]any{"name": "Laundry Production"})
+	reset("503post")
+	code, out, errOut = runMain(t, "order", "migrate", "--server", front.URL, "--workflow", production)
+	var posts []string
+	for _, r := range requests() {
+		if strings.HasPrefix(r, "POST ") {
+			posts = append(posts, r)
+		}
+	}
+	if code != 0 || !strings.Contains(out, "migrated 1 of 1 orders") || len(posts) != 2 || posts[0] != "POST /v1/orders/again/migrate " {
+		t.Fatalf("migrate after a 503: exit %d: %q %q, requests %q", code, out, errOut, requests())
+	}
+	migrated := 0
+	for _, e := range c.must(200, "GET", "/v1/orders/again/history", nil)["events"].([]any) {
+		if e.(map[string]any)["type"] == "OrderMigrated" {
+			migrated++
+		}
+	}
+	if migrated != 1 {
+		t.Fatalf("%d OrderMigrated events, want 1", migrated)
+	}
 }
 
 // TestPlaceOrderWithIdempotencyKey: POST /v1/orders with an
@@ -408,8 +441,8 @@ func TestPlaceOrderWithIdempotencyKey(t *testing.T) {
 		}
 	}
 	events := c.must(200, "GET", "/v1/orders/"+id+"/history", nil)["events"].([]any)
-	if len(events) != 2 || events[0].(map[string]any)["data"].(map[string]any)["idempotency_key"] != key {
-		t.Fatalf("history %v, want OrderPlaced naming the key, and OrderAdvanced", events)
+	if len(events) != 2 || events[0].(map[string]any)["causation_id"] != key {
+		t.Fatalf("history %v, want OrderPlaced caused by the key, and OrderAdvanced", events)
 	}
 	// The same key for another request is a conflict, and stores nothing.
 	p := c.problem(409, "conflict", "POST", "/v1/orders", map[string]any{"order_type_id": "other"}, "Idempotency-Key", key)
@@ -434,7 +467,7 @@ func TestPlaceOrderWithIdempotencyKey(t *testing.T) {
 	}
 	c.problem(409, "conflict", "POST", "/v1/orders", idBody)
 	p = c.problem(409, "conflict", "POST", "/v1/orders", idBody, "Idempotency-Key", "k-other")
-	if d, _ := p["detail"].(string); !strings.Contains(d, "placed by a request with another Idempotency-Key or none") {
+	if d, _ := p["detail"].(string); !strings.Contains(d, `order "o-keyed" already exists`) {
 		t.Fatalf("the id with another key: %v", p)
 	}
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-unkeyed", "order_type_id": "wash_fold_delivery"})
@@ -522,5 +555,73 @@ func TestTriggerWithIdempotencyKey(t *testing.T) {
 	h := c.must(200, "GET", "/v1/orders/ik-1/history", nil)["events"].([]any)
 	if len(h) != 2 || h[1].(map[string]any)["causation_id"] != "ik-t1" {
 		t.Fatalf("history: %v", h)
+	}
+}
+
+// TestSupervisorActionsWithIdempotencyKey: hold, resume, cancel, move and
+// migrate with an Idempotency-Key record it as the event's causation id;
+// a resend answers the order as it stands and records nothing, from the
+// orders' cache, from the store (no cache), and from a process whose
+// cached copy of the order predates the first request.
+func TestSupervisorActionsWithIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	first := startApp(t, newTestConfig(t))
+	cfg := newTestConfig(t)
+	cfg.NATSURL, cfg.DataDir, cfg.OrderCache = first.NATSURL(), "", 0
+	uncached := startApp(t, cfg)
+	a, b := newClient(t, first), newClient(t, uncached)
+	_, production, _ := seedWorkedExample(t, a)
+	a.must(201, "POST", "/v1/orders", map[string]any{"id": "sv-1", "order_type_id": "wash_fold_delivery"})
+	o := "/v1/orders/sv-1"
+
+	check := func(r response, replayed bool, state string, version float64) {
+		t.Helper()
+		m := r.json(t)
+		if r.Status != 200 || (r.Header.Get("Idempotent-Replayed") == "true") != replayed || m["state"] != state || m["version"] != version {
+			t.Fatalf("%d, replayed %q: %v; want state %s, version %v, replayed %v", r.Status, r.Header.Get("Idempotent-Replayed"), m, state, version, replayed)
+		}
+	}
+	hold := map[string]any{"reason": "customer away"}
+	check(a.do("POST", o+"/hold", hold, "Idempotency-Key", "k-hold"), false, "on_hold", 2)
+	check(a.do("POST", o+"/hold", hold, "Idempotency-Key", "k-hold"), true, "on_hold", 2)
+	check(b.do("POST", o+"/hold", hold, "Idempotency-Key", "k-hold"), true, "on_hold", 2)
+	a.problem(409, "conflict", "POST", o+"/hold", hold) // without the key: held already
+
+	check(b.do("POST", o+"/resume", nil, "Idempotency-Key", "k-resume"), false, "active", 3)
+	// The hold sent again after the resume: it took effect, so the
+	// order is answered as it now stands, not held again.
+	check(a.do("POST", o+"/hold", hold, "Idempotency-Key", "k-hold"), true, "active", 3)
+	check(a.do("POST", o+"/resume", nil, "Idempotency-Key", "k-resume"), true, "active", 3)
+
+	// A key that caused another action is a conflict, and records nothing.
+	p := a.problem(409, "conflict", "POST", o+"/cancel", nil, "Idempotency-Key", "k-hold")
+	if d, _ := p["detail"].(string); !strings.Contains(d, "recorded OrderHeld") {
+		t.Fatalf("a hold's key sent for a cancel: %v", p)
+	}
+
+	move := map[string]any{"workflow_id": production, "step": 1, "reason": "skipped ahead"}
+	check(a.do("POST", o+"/move", move, "Idempotency-Key", "k-move"), false, "active", 4)
+	check(b.do("POST", o+"/move", move, "Idempotency-Key", "k-move"), true, "active", 4)
+
+	// The cached copy in the first process is older than a cancel that
+	// the second stores: the first looks in the store before deciding.
+	a.must(200, "GET", o, nil)
+	check(b.do("POST", o+"/cancel", nil, "Idempotency-Key", "k-cancel"), false, "cancelled", 5)
+	check(a.do("POST", o+"/cancel", nil, "Idempotency-Key", "k-cancel"), true, "cancelled", 5)
+	a.problem(409, "conflict", "POST", o+"/cancel", nil)
+
+	events := a.must(200, "GET", o+"/history", nil)["events"].([]any)
+	var got []string
+	for _, e := range events {
+		m := e.(map[string]any)
+		c, _ := m["causation_id"].(string)
+		got = append(got, m["type"].(string)+":"+c)
+	}
+	want := []string{"OrderPlaced:", "OrderHeld:k-hold", "OrderResumed:k-resume", "OrderMoved:k-move", "OrderCancelled:k-cancel"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("history %v, want %v", got, want)
+	}
+	for _, k := range []string{"", strings.Repeat("k", 256), "clé"} {
+		a.problem(400, "invalid_argument", "POST", o+"/hold", hold, "Idempotency-Key", k)
 	}
 }
