@@ -131,7 +131,7 @@ const maxIdempotencyKey = 255
 
 // idempotencyKey reads the Idempotency-Key header ("" when absent): a
 // structured-field string (quoted, as the IETF draft writes it) or the
-// bare value, of visible ASCII.
+// bare value, of printable ASCII.
 func idempotencyKey(r *http.Request) (string, error) {
 	vs := r.Header.Values("Idempotency-Key")
 	if len(vs) == 0 {
