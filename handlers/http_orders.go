@@ -368,7 +368,9 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 		err = &domain.FieldError{Field: "trigger_id", Reason: fmt.Sprintf("%q differs from the Idempotency-Key %q: give one of them, or both the same", b.TriggerID, key)}
 	}
 	if err == nil {
-		err = checkTriggerID(b.TriggerID)
+		if err = checkTriggerID(b.TriggerID); err != nil && key != "" {
+			err = fmt.Errorf("Idempotency-Key, the trigger's id: %w", err)
+		}
 	}
 	if err == nil {
 		b.Worker, err = onBehalf(r, b.Worker, "worker")

@@ -550,7 +550,10 @@ func TestTriggerWithIdempotencyKey(t *testing.T) {
 	if d, _ := p["detail"].(string); !strings.Contains(d, "differs from the Idempotency-Key") {
 		t.Fatalf("two ids: %v", p)
 	}
-	c.problem(400, "invalid_argument", "POST", path, map[string]any{"trigger": "items_tagged"}, "Idempotency-Key", "with space")
+	p = c.problem(400, "invalid_argument", "POST", path, map[string]any{"trigger": "items_tagged"}, "Idempotency-Key", "with space")
+	if d, _ := p["detail"].(string); !strings.HasPrefix(d, "Idempotency-Key, the trigger's id: trigger_id: must not contain spaces") {
+		t.Fatalf("a key that cannot be a trigger id: %v", p)
+	}
 	c.problem(400, "invalid_argument", "POST", path, map[string]any{"trigger": "items_tagged"}, "Idempotency-Key", strings.Repeat("k", 129))
 	h := c.must(200, "GET", "/v1/orders/ik-1/history", nil)["events"].([]any)
 	if len(h) != 2 || h[1].(map[string]any)["causation_id"] != "ik-t1" {
