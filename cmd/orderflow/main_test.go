@@ -215,9 +215,11 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	if doc["openapi"] != "3.1.0" {
 		t.Fatalf("openapi %v", doc["openapi"])
 	}
-	place := paths["/v1/orders"].(map[string]any)["post"].(map[string]any)
-	if params, _ := json.Marshal(place["parameters"]); !strings.Contains(string(params), `"in":"header","name":"Idempotency-Key"`) {
-		t.Errorf("POST /v1/orders parameters %s lack the Idempotency-Key header", params)
+	for _, p := range []string{"/v1/orders", "/v1/orders/{id}/triggers", "/v1/orders/{id}/hold", "/v1/orders/{id}/migrate"} {
+		op := paths[p].(map[string]any)["post"].(map[string]any)
+		if params, _ := json.Marshal(op["parameters"]); !strings.Contains(string(params), `"in":"header","name":"Idempotency-Key"`) {
+			t.Errorf("POST %s parameters %s lack the Idempotency-Key header", p, params)
+		}
 	}
 	c.must(200, "GET", "/v1/statuses", nil)
 	c.must(200, "GET", "/v1/statuses", nil)
