@@ -86,6 +86,29 @@ type route struct {
 	handler http.HandlerFunc
 }
 
+// keyedRoute is what an Idempotency-Key header does on a route.
+type keyedRoute struct {
+	does   string
+	maxLen int
+}
+
+// keyedRoutes are the routes that take an Idempotency-Key, by pattern
+// (the OpenAPI document shows it on them).
+var keyedRoutes = func() map[string]keyedRoute {
+	action := keyedRoute{"Makes the request safe to send again: the event it records carries the key as its causation id, " +
+		"and a resend answers the order as it stands (200, Idempotent-Replayed: true) instead of acting again", maxIdempotencyKey}
+	m := map[string]keyedRoute{
+		"POST /v1/orders": {"Makes the request safe to send again: the order's id when the body names none is derived from the key, " +
+			"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409", maxIdempotencyKey},
+		"POST /v1/orders/{id}/triggers": {"The trigger id when the body gives no trigger_id (the same if it gives one): " +
+			"sent again with it, the trigger takes effect once", maxTriggerID},
+	}
+	for _, a := range []string{"hold", "resume", "cancel", "move", "migrate"} {
+		m["POST /v1/orders/{id}/"+a] = action
+	}
+	return m
+}()
+
 // routes is the API under /v1.
 func (api *API) routes() []route {
 	str := func(s string) *string { return &s }

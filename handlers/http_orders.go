@@ -330,10 +330,13 @@ type triggerRequest struct {
 	Worker    string `json:"worker"`
 }
 
+// maxTriggerID is the longest trigger id taken.
+const maxTriggerID = 128
+
 // checkTriggerID: a trigger id is a Nats-Msg-Id and goes into events.
 func checkTriggerID(id string) error {
-	if len(id) > 128 {
-		return &domain.FieldError{Field: "trigger_id", Reason: "longer than 128 bytes"}
+	if len(id) > maxTriggerID {
+		return &domain.FieldError{Field: "trigger_id", Reason: fmt.Sprintf("longer than %d bytes", maxTriggerID)}
 	}
 	for _, r := range id {
 		if unicode.IsControl(r) || unicode.IsSpace(r) {

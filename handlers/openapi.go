@@ -6,10 +6,7 @@ import (
 	"strings"
 )
 
-var (
-	pathParam        = regexp.MustCompile(`\{([a-z_]+)\}`)
-	supervisorAction = regexp.MustCompile(`^/v1/orders/\{id\}/(hold|resume|cancel|move|migrate)$`)
-)
+var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
 
 // OpenAPI is the API's OpenAPI 3.1 document, made from the same route
 // table the server serves, so it cannot leave a route out.
@@ -47,18 +44,9 @@ func (api *API) OpenAPI() map[string]any {
 			op["x-orderflow-role"] = role.String()
 			op["security"] = []any{map[string]any{"apiKey": []string{}}}
 		}
-		switch {
-		case method == "POST" && path == "/v1/orders":
-			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string", "maxLength": maxIdempotencyKey},
-				"description": "Makes the request safe to send again: the order's id when the body names none is derived from the key, " +
-					"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409"})
-		case method == "POST" && supervisorAction.MatchString(path):
-			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string", "maxLength": maxIdempotencyKey},
-				"description": "Makes the request safe to send again: the event it records carries the key as its causation id, " +
-					"and a resend answers the order as it stands (200, Idempotent-Replayed: true) instead of acting again"})
-		case method == "POST" && path == "/v1/orders/{id}/triggers":
-			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string", "maxLength": 128},
-				"description": "The trigger id when the body gives no trigger_id (the same if it gives one): sent again with it, the trigger takes effect once"})
+		if k, ok := keyedRoutes[method+" "+path]; ok {
+			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header",
+				"schema": map[string]any{"type": "string", "maxLength": k.maxLen}, "description": k.does})
 		}
 		if len(params) > 0 {
 			op["parameters"] = params

@@ -312,14 +312,13 @@ func orderPlaceCmd(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 		return err
 	}
-	switch {
-	case answer.Get("Idempotent-Replayed") != "true":
+	if answer.Get("Idempotent-Replayed") != "true" {
 		fmt.Fprintln(stdout, "placed")
-	case resent:
-		fmt.Fprintln(stdout, "already placed")
+		return printOrder(stdout, b)
+	}
+	fmt.Fprintln(stdout, "already placed")
+	if resent {
 		fmt.Fprintln(stderr, "(sent again after a 503: the first attempt had placed it)")
-	default:
-		fmt.Fprintln(stdout, "already placed")
 	}
 	return printOrder(stdout, b)
 }
