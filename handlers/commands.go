@@ -189,19 +189,7 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 	keep := false
 	defer func() { opts.letGo(e, held, keep) }()
 	agg := e.agg
-	if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
-		// The caller may have read a version another process stored
-		// since this one cached the aggregate: look before refusing.
-		if held {
-			if err := c.catchUp(ctx, addr, e); err != nil {
-				return Outcome{}, err
-			}
-		}
-		if *meta.IfMatch != agg.Version() {
-			keep = true
-			return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
-		}
-	}
+	caughtUp := false
 	if opts.key != "" {
 		if held {
 			// A cached aggregate may not have seen what another process
@@ -210,13 +198,29 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 			if err := c.catchUp(ctx, addr, e); err != nil {
 				return Outcome{}, err
 			}
+			caughtUp = true
 		}
+		// Before If-Match: a resend carries the version its first
+		// attempt saw, which that attempt moved on.
 		if recorded, found := e.keys[opts.key]; found {
 			keep = true
 			if err := opts.replay(recorded, agg); err != nil {
 				return Outcome{}, err
 			}
 			return c.outcome(e, opts, 0), nil
+		}
+	}
+	if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
+		// The caller may have read a version another process stored
+		// since this one cached the aggregate: look before refusing.
+		if held && !caughtUp {
+			if err := c.catchUp(ctx, addr, e); err != nil {
+				return Outcome{}, err
+			}
+		}
+		if *meta.IfMatch != agg.Version() {
+			keep = true
+			return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
 		}
 	}
 	if err := decide(agg); err != nil {

@@ -590,7 +590,12 @@ func TestSupervisorActionsWithIdempotencyKey(t *testing.T) {
 	check(b.do("POST", o+"/hold", hold, "Idempotency-Key", "k-hold"), true, "on_hold", 2)
 	a.problem(409, "conflict", "POST", o+"/hold", hold) // without the key: held already
 
-	check(b.do("POST", o+"/resume", nil, "Idempotency-Key", "k-resume"), false, "active", 3)
+	// With If-Match too: the resend carries the version the first
+	// attempt saw and moved on, and is still answered as a resend.
+	check(b.do("POST", o+"/resume", nil, "Idempotency-Key", "k-resume", "If-Match", `"2"`), false, "active", 3)
+	check(b.do("POST", o+"/resume", nil, "Idempotency-Key", "k-resume", "If-Match", `"2"`), true, "active", 3)
+	check(a.do("POST", o+"/resume", nil, "Idempotency-Key", "k-resume", "If-Match", `"2"`), true, "active", 3)
+	a.problem(412, "precondition_failed", "POST", o+"/hold", hold, "Idempotency-Key", "k-hold-2", "If-Match", `"2"`)
 	// The hold sent again after the resume: it took effect, so the
 	// order is answered as it now stands, not held again.
 	check(a.do("POST", o+"/hold", hold, "Idempotency-Key", "k-hold"), true, "active", 3)
