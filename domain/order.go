@@ -474,11 +474,17 @@ func (o *Order) Migrate(workflowID string, toVersion uint64, reason string, wfs 
 	if step < 0 {
 		return invalid("to_version", "version %d of workflow %q has no step in status %q", toVersion, workflowID, o.pos.Status)
 	}
-	if reason == "" {
-		reason = fmt.Sprintf("migrated to version %d", toVersion)
-	}
-	o.record(OrderMigrated{From: o.pos, To: Position{WorkflowID: workflowID, WorkflowVersion: toVersion, Step: step, Status: o.pos.Status}, Reason: reason})
+	o.record(OrderMigrated{From: o.pos, To: Position{WorkflowID: workflowID, WorkflowVersion: toVersion, Step: step, Status: o.pos.Status}, Reason: MigrationReason(reason, toVersion)})
 	return nil
+}
+
+// MigrationReason is the reason OrderMigrated records for a migration to
+// toVersion asked with reason: the reason, or one naming the version.
+func MigrationReason(reason string, toVersion uint64) string {
+	if reason == "" {
+		return fmt.Sprintf("migrated to version %d", toVersion)
+	}
+	return reason
 }
 
 func (o *Order) record(e Event) {

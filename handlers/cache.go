@@ -73,8 +73,8 @@ type cacheEntry struct {
 	lastSeq  uint64 // eventstore.ExpectNew when the aggregate has no events
 	lastHash string
 	times    stamps
-	keys     map[string]string // Idempotency-Key → the type of the event it caused (nil: none)
-	busy     chan struct{}     // non-nil while held; closed when let go
+	keys     map[string]domain.Event // Idempotency-Key → the event it caused (nil: none)
+	busy     chan struct{}           // non-nil while held; closed when let go
 }
 
 // requestKeyed reports whether an event of the type carries, as its
@@ -90,15 +90,15 @@ func requestKeyed(eventType string) bool {
 	return false
 }
 
-// noteKey remembers the request key an event carries.
-func (e *cacheEntry) noteKey(eventType, causation string) {
-	if causation == "" || !requestKeyed(eventType) {
+// noteKey remembers the event a request key caused (its causation id).
+func (e *cacheEntry) noteKey(ev domain.Event, causation string) {
+	if causation == "" || !requestKeyed(ev.EventType()) {
 		return
 	}
 	if e.keys == nil {
-		e.keys = map[string]string{}
+		e.keys = map[string]domain.Event{}
 	}
-	e.keys[causation] = eventType
+	e.keys[causation] = ev
 }
 
 // stamps are the times an order's JSON shows, from its events'

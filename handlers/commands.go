@@ -123,11 +123,10 @@ type runOpts struct {
 	seen func(*cacheEntry)
 	// key, when set, is the request's Idempotency-Key. When the aggregate
 	// already has an event the key caused (the request is a resend),
-	// replay is asked instead of decide, with that event's type: nil
-	// answers the aggregate as it stands and records nothing, an error
-	// refuses.
+	// replay is asked instead of decide, with that event: nil answers the
+	// aggregate as it stands and records nothing, an error refuses.
 	key    string
-	replay func(recorded string, a domain.Aggregate) error
+	replay func(recorded domain.Event) error
 }
 
 // keeps reports whether e belongs in the cache: an aggregate that exists
@@ -204,7 +203,7 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 		// attempt saw, which that attempt moved on.
 		if recorded, found := e.keys[opts.key]; found {
 			keep = true
-			if err := opts.replay(recorded, agg); err != nil {
+			if err := opts.replay(recorded); err != nil {
 				return Outcome{}, err
 			}
 			return c.outcome(e, opts, 0), nil
@@ -250,9 +249,9 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 	}
 	agg.ClearChanges()
 	e.lastSeq, e.lastHash = res.LastSeq, res.LastHash
-	for _, env := range envs {
+	for i, env := range envs {
 		e.times.add(env.Type, env.OccurredAt)
-		e.noteKey(env.Type, env.CausationID)
+		e.noteKey(changes[i], env.CausationID)
 	}
 	// A duplicate append (these event ids were stored before) says
 	// nothing of what the store holds after them.
@@ -361,7 +360,7 @@ func fold(addr eventstore.Aggregate, e *cacheEntry, events []eventstore.Event) e
 		}
 		e.lastSeq, e.lastHash = ev.Sequence, ev.Hash
 		e.times.add(ev.Type, ev.OccurredAt)
-		e.noteKey(ev.Type, ev.CausationID)
+		e.noteKey(d, ev.CausationID)
 	}
 	return nil
 }

@@ -96,7 +96,8 @@ type keyedRoute struct {
 // (the OpenAPI document shows it on them).
 var keyedRoutes = func() map[string]keyedRoute {
 	action := keyedRoute{"Makes the request safe to send again: the event it records carries the key as its causation id, " +
-		"and a resend answers the order as it stands (200, Idempotent-Replayed: true) instead of acting again", maxIdempotencyKey}
+		"and a resend (the same action and body) answers the order as it stands (200, Idempotent-Replayed: true) instead of acting again; " +
+		"the key sent with another action or body is 409", maxIdempotencyKey}
 	m := map[string]keyedRoute{
 		"POST /v1/orders": {"Makes the request safe to send again: the order's id when the body names none is derived from the key, " +
 			"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409", maxIdempotencyKey},

@@ -424,7 +424,10 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	// where the processor that applies the trigger next finds it.
 	var seen, rejected bool
 	var rejection domain.RejectedError
-	if _, err := c.existing(ctx, orderID, Meta{}, "", func(o *domain.Order) error {
+	if _, err := c.order(ctx, orderID, Meta{}, func(o *domain.Order) error {
+		if !o.Exists() {
+			return notFoundOrder(orderID)
+		}
 		_, seen = o.TriggerOutcome(triggerID)
 		rejection, rejected = o.Rejection(triggerID)
 		return nil

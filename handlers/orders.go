@@ -77,10 +77,10 @@ func (c *Commands) order(ctx context.Context, id string, meta Meta, decide func(
 // orderKeyed is order for a command that records an event of type typ
 // ("" for none in particular). With a request key, a resend of the
 // request (the order has an event the key caused) decides nothing: if
-// that event is of type typ and match (when given) accepts the order,
-// the answer is the order as it stands with Replayed set, else a
-// conflict.
-func (c *Commands) orderKeyed(ctx context.Context, id string, meta Meta, typ string, match func(*domain.Order) error, decide func(*domain.Order) error) (OrderSnapshot, error) {
+// that event is of type typ and match (when given) finds it is what this
+// request asks for, the answer is the order as it stands with Replayed
+// set, else a conflict.
+func (c *Commands) orderKeyed(ctx context.Context, id string, meta Meta, typ string, match func(recorded domain.Event) error, decide func(*domain.Order) error) (OrderSnapshot, error) {
 	view := c.view()
 	addr := c.orderAddr(id)
 	if err := addr.Validate(); err != nil {
@@ -92,13 +92,13 @@ func (c *Commands) orderKeyed(ctx context.Context, id string, meta Meta, typ str
 	opts.seen = func(e *cacheEntry) { snap = snapshotOf(e) }
 	if meta.RequestKey != "" && typ != "" {
 		opts.key = meta.RequestKey
-		opts.replay = func(recorded string, a domain.Aggregate) error {
-			if recorded != typ {
-				return &domain.FieldError{Field: "Idempotency-Key", Kind: domain.ErrDuplicate, Reason: fmt.Sprintf(
-					"%q was the key of the request that recorded %s on order %q, not of a request for %s", meta.RequestKey, recorded, id, typ)}
+		opts.replay = func(recorded domain.Event) error {
+			if t := recorded.EventType(); t != typ {
+				return keyConflict(fmt.Sprintf(
+					"%q was the key of the request that recorded %s on order %q, not of a request for %s", meta.RequestKey, t, id, typ))
 			}
 			if match != nil {
-				if err := match(a.(*domain.Order)); err != nil {
+				if err := match(recorded); err != nil {
 					return err
 				}
 			}
@@ -183,10 +183,10 @@ func (c *Commands) PlaceOrder(ctx context.Context, meta Meta, id, orderTypeID, f
 		id = uuid.Must(uuid.NewV7()).String()
 	}
 	view := c.view()
-	return c.orderKeyed(ctx, id, meta, domain.TypeOrderPlaced, func(o *domain.Order) error {
-		if v := o.View(); v.OrderTypeID != orderTypeID || fulfillment != "" && !slices.Contains(v.Workflows, fulfillment) {
-			return &domain.FieldError{Field: "Idempotency-Key", Kind: domain.ErrDuplicate, Reason: fmt.Sprintf(
-				"%q placed order %q with order type %q and workflows %v, not as this request asks", meta.RequestKey, id, v.OrderTypeID, v.Workflows)}
+	return c.orderKeyed(ctx, id, meta, domain.TypeOrderPlaced, func(recorded domain.Event) error {
+		if p := recorded.(domain.OrderPlaced); p.OrderTypeID != orderTypeID || fulfillment != "" && !slices.Contains(p.Workflows, fulfillment) {
+			return keyConflict(fmt.Sprintf(
+				"%q placed order %q with order type %q and workflows %v, not as this request asks", meta.RequestKey, id, p.OrderTypeID, p.Workflows))
 		}
 		return nil
 	}, func(o *domain.Order) error { return o.Place(orderTypeID, fulfillment, view, view) })
@@ -219,11 +219,43 @@ func (c *Commands) ApplyTrigger(ctx context.Context, meta Meta, orderID, trigger
 	return res, o, err
 }
 
-// existing wraps a supervisor action that records an event of type typ:
-// the order must exist. A resend of a keyed request answers the order
-// (see orderKeyed).
-func (c *Commands) existing(ctx context.Context, id string, meta Meta, typ string, do func(*domain.Order) error) (OrderSnapshot, error) {
-	return c.orderKeyed(ctx, id, meta, typ, nil, func(o *domain.Order) error {
+// keyConflict refuses a request whose Idempotency-Key an earlier,
+// different request used.
+func keyConflict(reason string) error {
+	return &domain.FieldError{Field: "Idempotency-Key", Kind: domain.ErrDuplicate, Reason: reason}
+}
+
+// asked is what a supervisor's action asks for, as its event records it:
+// a resend of the request asks for the same.
+func asked(ev domain.Event) string {
+	switch e := ev.(type) {
+	case domain.OrderHeld:
+		return fmt.Sprintf("reason %q", e.Reason)
+	case domain.OrderResumed:
+		return fmt.Sprintf("reason %q", e.Reason)
+	case domain.OrderCancelled:
+		return fmt.Sprintf("reason %q", e.Reason)
+	case domain.OrderMoved:
+		return fmt.Sprintf("step %d of workflow %q, reason %q", e.To.Step, e.To.WorkflowID, e.Reason)
+	case domain.OrderMigrated:
+		return fmt.Sprintf("version %d of workflow %q, reason %q", e.To.WorkflowVersion, e.To.WorkflowID, e.Reason)
+	}
+	return ""
+}
+
+// existing wraps a supervisor action, which records an event like ask
+// (as far as asked tells): the order must exist. A resend of a keyed
+// request answers the order (see orderKeyed); the same key sent with a
+// different body is a conflict.
+func (c *Commands) existing(ctx context.Context, id string, meta Meta, ask domain.Event, do func(*domain.Order) error) (OrderSnapshot, error) {
+	typ := ask.EventType()
+	return c.orderKeyed(ctx, id, meta, typ, func(recorded domain.Event) error {
+		if was, now := asked(recorded), asked(ask); was != now {
+			return keyConflict(fmt.Sprintf("%q was the key of the request that recorded %s on order %q with %s; this request asks for %s",
+				meta.RequestKey, typ, id, was, now))
+		}
+		return nil
+	}, func(o *domain.Order) error {
 		if !o.Exists() {
 			return notFoundOrder(id)
 		}
@@ -233,27 +265,29 @@ func (c *Commands) existing(ctx context.Context, id string, meta Meta, typ strin
 
 // HoldOrder pauses an order.
 func (c *Commands) HoldOrder(ctx context.Context, meta Meta, id, reason string) (OrderSnapshot, error) {
-	return c.existing(ctx, id, meta, domain.TypeOrderHeld, func(o *domain.Order) error { return o.Hold(reason) })
+	return c.existing(ctx, id, meta, domain.OrderHeld{Reason: reason}, func(o *domain.Order) error { return o.Hold(reason) })
 }
 
 // ResumeOrder resumes a held order.
 func (c *Commands) ResumeOrder(ctx context.Context, meta Meta, id, reason string) (OrderSnapshot, error) {
-	return c.existing(ctx, id, meta, domain.TypeOrderResumed, func(o *domain.Order) error { return o.Resume(reason) })
+	return c.existing(ctx, id, meta, domain.OrderResumed{Reason: reason}, func(o *domain.Order) error { return o.Resume(reason) })
 }
 
 // CancelOrder cancels an order.
 func (c *Commands) CancelOrder(ctx context.Context, meta Meta, id, reason string) (OrderSnapshot, error) {
-	return c.existing(ctx, id, meta, domain.TypeOrderCancelled, func(o *domain.Order) error { return o.Cancel(reason) })
+	return c.existing(ctx, id, meta, domain.OrderCancelled{Reason: reason}, func(o *domain.Order) error { return o.Cancel(reason) })
 }
 
 // MoveOrder moves an order to a step of one of its workflows.
 func (c *Commands) MoveOrder(ctx context.Context, meta Meta, id, workflowID string, step int, reason string) (OrderSnapshot, error) {
-	return c.existing(ctx, id, meta, domain.TypeOrderMoved, func(o *domain.Order) error { return o.Move(workflowID, step, reason, c.view()) })
+	ask := domain.OrderMoved{To: domain.Position{WorkflowID: workflowID, Step: step}, Reason: reason}
+	return c.existing(ctx, id, meta, ask, func(o *domain.Order) error { return o.Move(workflowID, step, reason, c.view()) })
 }
 
 // MigrateOrder moves an in-flight order to a newer version of its workflow.
 func (c *Commands) MigrateOrder(ctx context.Context, meta Meta, id, workflowID string, toVersion uint64, reason string) (OrderSnapshot, error) {
-	return c.existing(ctx, id, meta, domain.TypeOrderMigrated, func(o *domain.Order) error { return o.Migrate(workflowID, toVersion, reason, c.view()) })
+	ask := domain.OrderMigrated{To: domain.Position{WorkflowID: workflowID, WorkflowVersion: toVersion}, Reason: domain.MigrationReason(reason, toVersion)}
+	return c.existing(ctx, id, meta, ask, func(o *domain.Order) error { return o.Migrate(workflowID, toVersion, reason, c.view()) })
 }
 
 // LoadOrder reads an order and its history from the store.

@@ -589,6 +589,14 @@ func TestSupervisorActionsWithIdempotencyKey(t *testing.T) {
 	check(a.do("POST", o+"/hold", hold, "Idempotency-Key", "k-hold"), true, "on_hold", 2)
 	check(b.do("POST", o+"/hold", hold, "Idempotency-Key", "k-hold"), true, "on_hold", 2)
 	a.problem(409, "conflict", "POST", o+"/hold", hold) // without the key: held already
+	// The key sent with another body is a key used for two requests, not
+	// a resend: refused by either process, and nothing is recorded.
+	for _, c := range []*httpClient{a, b} {
+		p := c.problem(409, "conflict", "POST", o+"/hold", map[string]any{"reason": "another"}, "Idempotency-Key", "k-hold")
+		if d, _ := p["detail"].(string); !strings.Contains(d, `with reason "customer away"; this request asks for reason "another"`) {
+			t.Fatalf("the hold's key with another reason: %v", p)
+		}
+	}
 
 	// With If-Match too: the resend carries the version the first
 	// attempt saw and moved on, and is still answered as a resend.
@@ -610,6 +618,10 @@ func TestSupervisorActionsWithIdempotencyKey(t *testing.T) {
 	move := map[string]any{"workflow_id": production, "step": 1, "reason": "skipped ahead"}
 	check(a.do("POST", o+"/move", move, "Idempotency-Key", "k-move"), false, "active", 4)
 	check(b.do("POST", o+"/move", move, "Idempotency-Key", "k-move"), true, "active", 4)
+	p = b.problem(409, "conflict", "POST", o+"/move", map[string]any{"workflow_id": production, "step": 2, "reason": "skipped ahead"}, "Idempotency-Key", "k-move")
+	if d, _ := p["detail"].(string); !strings.Contains(d, "this request asks for step 2 of workflow") {
+		t.Fatalf("the move's key for another step: %v", p)
+	}
 
 	// The cached copy in the first process is older than a cancel that
 	// the second stores: the first looks in the store before deciding.
