@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/projections"
 )
 
 // Status library commands.
@@ -25,14 +27,22 @@ func (c *Commands) statuses(ctx context.Context, meta Meta, do func(*domain.Stat
 }
 
 // AddStatus adds a status to the library; an empty key is derived from the
-// name. It returns the library after the change and the key used.
-func (c *Commands) AddStatus(ctx context.Context, meta Meta, key, name string, category domain.Category) (*domain.StatusLibrary, string, error) {
+// name. It returns the library after the change and the key used. A
+// resend of a keyed request (meta.RequestKey) adds nothing (see Created).
+func (c *Commands) AddStatus(ctx context.Context, meta Meta, key, name string, category domain.Category) (*domain.StatusLibrary, Created, error) {
 	key, err := keyOrDerived(key, name)
 	if err != nil {
-		return nil, "", err
+		return nil, Created{}, err
 	}
-	lib, err := c.statuses(ctx, meta, func(l *domain.StatusLibrary) error { return l.Add(key, name, category) })
-	return lib, key, err
+	kc := c.keyedCreate(meta)
+	lib, err := c.statuses(ctx, meta, func(l *domain.StatusLibrary) error {
+		return kc.decide(func() error { return l.Add(key, name, category) })
+	})
+	if err != nil {
+		return nil, Created{}, err
+	}
+	cr, err := kc.created(key, domain.StatusAdded{Key: key, Name: name, Category: category})
+	return lib, cr, err
 }
 
 // UpdateStatus renames and/or recategorizes a status (one atomic append).
@@ -70,14 +80,22 @@ func (c *Commands) triggers(ctx context.Context, meta Meta, do func(*domain.Trig
 	return out.Aggregate.(*domain.TriggerLibrary), nil
 }
 
-// AddTrigger adds a trigger; an empty key is derived from the name.
-func (c *Commands) AddTrigger(ctx context.Context, meta Meta, key, name, description string) (*domain.TriggerLibrary, string, error) {
+// AddTrigger adds a trigger; an empty key is derived from the name. A
+// resend of a keyed request adds nothing (see Created).
+func (c *Commands) AddTrigger(ctx context.Context, meta Meta, key, name, description string) (*domain.TriggerLibrary, Created, error) {
 	key, err := keyOrDerived(key, name)
 	if err != nil {
-		return nil, "", err
+		return nil, Created{}, err
 	}
-	lib, err := c.triggers(ctx, meta, func(l *domain.TriggerLibrary) error { return l.Add(key, name, description) })
-	return lib, key, err
+	kc := c.keyedCreate(meta)
+	lib, err := c.triggers(ctx, meta, func(l *domain.TriggerLibrary) error {
+		return kc.decide(func() error { return l.Add(key, name, description) })
+	})
+	if err != nil {
+		return nil, Created{}, err
+	}
+	cr, err := kc.created(key, domain.TriggerAdded{Key: key, Name: name, Description: description})
+	return lib, cr, err
 }
 
 // UpdateTrigger changes a trigger's name and/or description.
@@ -133,10 +151,13 @@ func (c *Commands) ChangeWorkflow(ctx context.Context, meta Meta, id string, edi
 
 // CreateWorkflow defines a workflow. Its id is made from its name
 // ("Laundry Intake" → "laundry_intake"), with a numeric suffix when taken.
-func (c *Commands) CreateWorkflow(ctx context.Context, meta Meta, name string, typ domain.WorkflowType, method domain.FulfillmentMethod, steps []domain.Step) (domain.WorkflowState, error) {
+// A resend of a keyed request creates nothing and answers the workflow
+// the first created, as it now stands (see Created).
+func (c *Commands) CreateWorkflow(ctx context.Context, meta Meta, name string, typ domain.WorkflowType, method domain.FulfillmentMethod, steps []domain.Step) (domain.WorkflowState, Created, error) {
 	var id string
+	kc := c.keyedCreate(meta)
 	decide := func(a domain.Aggregate) error {
-		return a.(*domain.Workflow).Create(id, name, typ, method, steps, c.view(), c.view())
+		return kc.decide(func() error { return a.(*domain.Workflow).Create(id, name, typ, method, steps, c.view(), c.view()) })
 	}
 	for range maxIDAttempts {
 		id = uniqueID(name, "workflow", c.view().WorkflowIDTaken)
@@ -145,11 +166,16 @@ func (c *Commands) CreateWorkflow(ctx context.Context, meta Meta, name string, t
 			continue // created concurrently under the same id: pick the next one
 		}
 		if err != nil {
-			return domain.WorkflowState{}, err
+			return domain.WorkflowState{}, Created{}, err
 		}
-		return out.Aggregate.(*domain.Workflow).State(), nil
+		cr, err := kc.created(id, domain.WorkflowCreated{Name: name, Type: typ, FulfillmentMethod: method, Steps: steps})
+		if err != nil || !cr.Replayed {
+			return out.Aggregate.(*domain.Workflow).State(), cr, err
+		}
+		s, _ := c.view().Workflow(cr.ID)
+		return s, cr, nil
 	}
-	return domain.WorkflowState{}, fmt.Errorf("%w: no free workflow id for %q", eventstore.ErrConcurrency, name)
+	return domain.WorkflowState{}, Created{}, fmt.Errorf("%w: no free workflow id for %q", eventstore.ErrConcurrency, name)
 }
 
 // maxIDAttempts bounds the search for a free id under concurrent creation.
@@ -194,11 +220,14 @@ func ArchiveWorkflow() WorkflowChange {
 
 // Order type commands.
 
-// CreateOrderType defines an order type; its id is made from its name.
-func (c *Commands) CreateOrderType(ctx context.Context, meta Meta, name, intake, production string, fulfillment []string) (domain.OrderTypeState, error) {
+// CreateOrderType defines an order type; its id is made from its name. A
+// resend of a keyed request creates nothing and answers the order type
+// the first created, as it now stands (see Created).
+func (c *Commands) CreateOrderType(ctx context.Context, meta Meta, name, intake, production string, fulfillment []string) (domain.OrderTypeState, Created, error) {
 	var id string
+	kc := c.keyedCreate(meta)
 	decide := func(a domain.Aggregate) error {
-		return a.(*domain.OrderType).Create(id, name, intake, production, fulfillment, c.view())
+		return kc.decide(func() error { return a.(*domain.OrderType).Create(id, name, intake, production, fulfillment, c.view()) })
 	}
 	for range maxIDAttempts {
 		id = uniqueID(name, "order_type", c.view().OrderTypeIDTaken)
@@ -207,11 +236,16 @@ func (c *Commands) CreateOrderType(ctx context.Context, meta Meta, name, intake,
 			continue
 		}
 		if err != nil {
-			return domain.OrderTypeState{}, err
+			return domain.OrderTypeState{}, Created{}, err
 		}
-		return out.Aggregate.(*domain.OrderType).State(), nil
+		cr, err := kc.created(id, domain.OrderTypeCreated{Name: name, Intake: intake, Production: production, Fulfillment: fulfillment})
+		if err != nil || !cr.Replayed {
+			return out.Aggregate.(*domain.OrderType).State(), cr, err
+		}
+		s, _ := c.view().OrderType(cr.ID)
+		return s, cr, nil
 	}
-	return domain.OrderTypeState{}, fmt.Errorf("%w: no free order type id for %q", eventstore.ErrConcurrency, name)
+	return domain.OrderTypeState{}, Created{}, fmt.Errorf("%w: no free order type id for %q", eventstore.ErrConcurrency, name)
 }
 
 // OrderTypePatch holds the fields a change sets; nil leaves one as it is.
@@ -300,6 +334,99 @@ func uniqueID(name, fallback string, taken func(string) bool) string {
 		id = base + "-" + strconv.Itoa(n)
 	}
 	return id
+}
+
+// Created is what a create command answers besides the definition: the
+// key or id the definition has, and whether the request was a resend of
+// the one that created it. A create with a request key (meta.RequestKey,
+// which the created event carries as its causation id) is safe to send
+// again: a resend records nothing and is Replayed, and the same key sent
+// for another create or with another body is a conflict.
+type Created struct {
+	ID       string
+	Replayed bool
+}
+
+// keyedCreate guards a create command with its request key.
+type keyedCreate struct {
+	key      string
+	view     *projections.TenantView
+	recorded domain.Event // what the key created, when the request is a resend
+}
+
+func (c *Commands) keyedCreate(meta Meta) *keyedCreate {
+	return &keyedCreate{key: meta.RequestKey, view: c.view()}
+}
+
+// decide runs create unless the key created a definition before. It runs
+// inside a scoped command, after the definitions read model has caught
+// up with every earlier definition write: so a resend finds what the
+// key created, even one racing the first (whose append then fails the
+// scope's concurrency check, and is decided again).
+func (k *keyedCreate) decide(create func() error) error {
+	k.recorded = nil
+	if k.key != "" {
+		if ev, ok := k.view.CreatedBy(k.key); ok {
+			k.recorded = ev
+			return nil
+		}
+	}
+	return create()
+}
+
+// created answers the command that decided: id when it created, or,
+// for a resend, the id of what the key created when that is what asked
+// (the event this request would record, id aside) records; else a
+// conflict.
+func (k *keyedCreate) created(id string, asked domain.Event) (Created, error) {
+	if k.recorded == nil {
+		return Created{ID: id}, nil
+	}
+	was, t := createdID(k.recorded), k.recorded.EventType()
+	if t != asked.EventType() {
+		return Created{}, keyConflict(fmt.Sprintf("%q was the key of the request that recorded %s %q, not of a request for %s", k.key, t, was, asked.EventType()))
+	}
+	if !createdAsAsked(k.recorded, asked) {
+		return Created{}, keyConflict(fmt.Sprintf("%q was the key of the request that recorded %s %q, with another body than this request's", k.key, t, was))
+	}
+	return Created{ID: was, Replayed: true}, nil
+}
+
+// createdID is the key or id of the definition a creation event created.
+func createdID(ev domain.Event) string {
+	switch e := ev.(type) {
+	case domain.StatusAdded:
+		return e.Key
+	case domain.TriggerAdded:
+		return e.Key
+	case domain.WorkflowCreated:
+		return e.ID
+	case domain.OrderTypeCreated:
+		return e.ID
+	}
+	return ""
+}
+
+// createdAsAsked reports whether recorded, a creation event, is what
+// asked, the event a request would record, records: the same fields
+// (names as the domain keeps them, trimmed), ids aside, which a
+// workflow or order type is given as it is created.
+func createdAsAsked(recorded, asked domain.Event) bool {
+	switch a := asked.(type) {
+	case domain.StatusAdded:
+		r, ok := recorded.(domain.StatusAdded)
+		return ok && r.Key == a.Key && r.Name == strings.TrimSpace(a.Name) && r.Category == a.Category
+	case domain.TriggerAdded:
+		r, ok := recorded.(domain.TriggerAdded)
+		return ok && r.Key == a.Key && r.Name == strings.TrimSpace(a.Name) && r.Description == a.Description
+	case domain.WorkflowCreated:
+		r, ok := recorded.(domain.WorkflowCreated)
+		return ok && r.Name == strings.TrimSpace(a.Name) && r.Type == a.Type && r.FulfillmentMethod == a.FulfillmentMethod && slices.Equal(r.Steps, a.Steps)
+	case domain.OrderTypeCreated:
+		r, ok := recorded.(domain.OrderTypeCreated)
+		return ok && r.Name == strings.TrimSpace(a.Name) && r.Intake == a.Intake && r.Production == a.Production && slices.Equal(r.Fulfillment, a.Fulfillment)
+	}
+	return false
 }
 
 // isDuplicateID: Create found the aggregate already there, i.e. another

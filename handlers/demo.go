@@ -59,13 +59,13 @@ func SeedWorkedExample(ctx context.Context, c *Commands) error {
 	}
 	ids := make([]string, len(workflows))
 	for i, w := range workflows {
-		s, err := c.CreateWorkflow(ctx, meta, w.name, w.typ, w.method, w.steps)
+		s, _, err := c.CreateWorkflow(ctx, meta, w.name, w.typ, w.method, w.steps)
 		if err != nil {
 			return fmt.Errorf("workflow %s: %w", w.name, err)
 		}
 		ids[i] = s.ID
 	}
-	if _, err := c.CreateOrderType(ctx, meta, "Wash & Fold Delivery", ids[0], ids[1], []string{ids[2]}); err != nil {
+	if _, _, err := c.CreateOrderType(ctx, meta, "Wash & Fold Delivery", ids[0], ids[1], []string{ids[2]}); err != nil {
 		return fmt.Errorf("order type: %w", err)
 	}
 	return nil

@@ -107,6 +107,12 @@ var keyedRoutes = func() map[string]keyedRoute {
 	for _, a := range []string{"hold", "resume", "cancel", "move", "migrate"} {
 		m["POST /v1/orders/{id}/"+a] = action
 	}
+	create := keyedRoute{"Makes the request safe to send again: the created definition's event carries the key as its causation id, " +
+		"and a resend (the same body) answers what the first created, as it now stands (201, Idempotent-Replayed: true) instead of creating again; " +
+		"the key sent for another creation or with another body is 409", maxIdempotencyKey}
+	for _, p := range []string{"statuses", "triggers", "workflows", "order-types"} {
+		m["POST /v1/"+p] = create
+	}
 	return m
 }()
 

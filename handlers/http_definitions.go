@@ -31,9 +31,9 @@ func (api *API) listStatuses(w http.ResponseWriter, r *http.Request) {
 
 func (api *API) addStatus(w http.ResponseWriter, r *http.Request) {
 	var b statusBody
-	libraryRoute(api, w, r, "", &b, func(ctx context.Context, m Meta, _ string) (*domain.StatusLibrary, string, error) {
+	libraryRoute(api, w, r, "", &b, func(ctx context.Context, m Meta, _ string) (*domain.StatusLibrary, Created, error) {
 		if b.Category == nil {
-			return nil, "", &domain.FieldError{Field: "category", Reason: "is required"}
+			return nil, Created{}, &domain.FieldError{Field: "category", Reason: "is required"}
 		}
 		return api.cmds(r).AddStatus(ctx, m, b.Key, b.Name, *b.Category)
 	}, (*domain.StatusLibrary).Status, "/v1/statuses/")
@@ -41,16 +41,16 @@ func (api *API) addStatus(w http.ResponseWriter, r *http.Request) {
 
 func (api *API) updateStatus(w http.ResponseWriter, r *http.Request) {
 	var p statusPatch
-	libraryRoute(api, w, r, "status key", &p, func(ctx context.Context, m Meta, key string) (*domain.StatusLibrary, string, error) {
+	libraryRoute(api, w, r, "status key", &p, func(ctx context.Context, m Meta, key string) (*domain.StatusLibrary, Created, error) {
 		lib, err := api.cmds(r).UpdateStatus(ctx, m, key, p.Name, p.Category)
-		return lib, key, err
+		return lib, Created{ID: key}, err
 	}, (*domain.StatusLibrary).Status, "")
 }
 
 func (api *API) archiveStatus(w http.ResponseWriter, r *http.Request) {
-	libraryRoute(api, w, r, "status key", nil, func(ctx context.Context, m Meta, key string) (*domain.StatusLibrary, string, error) {
+	libraryRoute(api, w, r, "status key", nil, func(ctx context.Context, m Meta, key string) (*domain.StatusLibrary, Created, error) {
 		lib, err := api.cmds(r).ArchiveStatus(ctx, m, key)
-		return lib, key, err
+		return lib, Created{ID: key}, err
 	}, (*domain.StatusLibrary).Status, "")
 }
 
@@ -60,7 +60,7 @@ func (api *API) archiveStatus(w http.ResponseWriter, r *http.Request) {
 // entry it touched and the library's version as ETag. A non-empty
 // location answers 201 Created with Location: location+key.
 func libraryRoute[L interface{ Version() uint64 }, E any](api *API, w http.ResponseWriter, r *http.Request, keyField string, body any,
-	run func(ctx context.Context, m Meta, key string) (L, string, error), entry func(L, string) (E, bool), location string) {
+	run func(ctx context.Context, m Meta, key string) (L, Created, error), entry func(L, string) (E, bool), location string) {
 	var key string
 	var err error
 	if keyField != "" {
@@ -68,6 +68,9 @@ func libraryRoute[L interface{ Version() uint64 }, E any](api *API, w http.Respo
 	}
 	m, merr := meta(r)
 	err = errors.Join(err, merr)
+	if err == nil && location != "" {
+		m.RequestKey, err = idempotencyKey(r)
+	}
 	if err == nil && body != nil {
 		err = api.decodeBody(w, r, body)
 	}
@@ -75,18 +78,19 @@ func libraryRoute[L interface{ Version() uint64 }, E any](api *API, w http.Respo
 		api.fail(w, r, err)
 		return
 	}
-	lib, key, err := run(r.Context(), m, key)
+	lib, cr, err := run(r.Context(), m, key)
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
-	e, _ := entry(lib, key)
+	e, _ := entry(lib, cr.ID)
 	setETag(w, lib.Version())
 	status := http.StatusOK
 	if location != "" {
-		w.Header().Set("Location", location+key)
+		w.Header().Set("Location", location+cr.ID)
 		status = http.StatusCreated
 	}
+	setReplayed(w, cr.Replayed)
 	writeJSON(w, status, e)
 }
 
@@ -111,23 +115,23 @@ func (api *API) listTriggers(w http.ResponseWriter, r *http.Request) {
 
 func (api *API) addTrigger(w http.ResponseWriter, r *http.Request) {
 	var b triggerBody
-	libraryRoute(api, w, r, "", &b, func(ctx context.Context, m Meta, _ string) (*domain.TriggerLibrary, string, error) {
+	libraryRoute(api, w, r, "", &b, func(ctx context.Context, m Meta, _ string) (*domain.TriggerLibrary, Created, error) {
 		return api.cmds(r).AddTrigger(ctx, m, b.Key, b.Name, b.Description)
 	}, (*domain.TriggerLibrary).Trigger, "/v1/triggers/")
 }
 
 func (api *API) updateTrigger(w http.ResponseWriter, r *http.Request) {
 	var p triggerPatch
-	libraryRoute(api, w, r, "trigger key", &p, func(ctx context.Context, m Meta, key string) (*domain.TriggerLibrary, string, error) {
+	libraryRoute(api, w, r, "trigger key", &p, func(ctx context.Context, m Meta, key string) (*domain.TriggerLibrary, Created, error) {
 		lib, err := api.cmds(r).UpdateTrigger(ctx, m, key, p.Name, p.Description)
-		return lib, key, err
+		return lib, Created{ID: key}, err
 	}, (*domain.TriggerLibrary).Trigger, "")
 }
 
 func (api *API) archiveTrigger(w http.ResponseWriter, r *http.Request) {
-	libraryRoute(api, w, r, "trigger key", nil, func(ctx context.Context, m Meta, key string) (*domain.TriggerLibrary, string, error) {
+	libraryRoute(api, w, r, "trigger key", nil, func(ctx context.Context, m Meta, key string) (*domain.TriggerLibrary, Created, error) {
 		lib, err := api.cmds(r).ArchiveTrigger(ctx, m, key)
-		return lib, key, err
+		return lib, Created{ID: key}, err
 	}, (*domain.TriggerLibrary).Trigger, "")
 }
 
@@ -243,6 +247,9 @@ func (api *API) createWorkflow(w http.ResponseWriter, r *http.Request) {
 	var b workflowBody
 	m, err := meta(r)
 	if err == nil {
+		m.RequestKey, err = idempotencyKey(r)
+	}
+	if err == nil {
 		err = api.decodeBody(w, r, &b)
 	}
 	if err == nil && b.Type == nil {
@@ -252,12 +259,13 @@ func (api *API) createWorkflow(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	s, err := api.cmds(r).CreateWorkflow(r.Context(), m, b.Name, *b.Type, b.FulfillmentMethod, b.Steps)
+	s, cr, err := api.cmds(r).CreateWorkflow(r.Context(), m, b.Name, *b.Type, b.FulfillmentMethod, b.Steps)
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/v1/workflows/"+s.ID)
+	setReplayed(w, cr.Replayed)
 	api.writeWorkflow(w, r, http.StatusCreated, s)
 }
 
@@ -473,18 +481,22 @@ func (api *API) createOrderType(w http.ResponseWriter, r *http.Request) {
 	var b orderTypeBody
 	m, err := meta(r)
 	if err == nil {
+		m.RequestKey, err = idempotencyKey(r)
+	}
+	if err == nil {
 		err = api.decodeBody(w, r, &b)
 	}
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
-	s, err := api.cmds(r).CreateOrderType(r.Context(), m, b.Name, deref(b.Intake), deref(b.Production), b.Fulfillment)
+	s, cr, err := api.cmds(r).CreateOrderType(r.Context(), m, b.Name, deref(b.Intake), deref(b.Production), b.Fulfillment)
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/v1/order-types/"+s.ID)
+	setReplayed(w, cr.Replayed)
 	api.writeOrderType(w, http.StatusCreated, s)
 }
 

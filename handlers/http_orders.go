@@ -166,14 +166,20 @@ func (api *API) writeOrder(w http.ResponseWriter, r *http.Request, status int, o
 	api.writeOrderAs(w, r, status, o, func(o OrderJSON) any { return o })
 }
 
+// setReplayed marks the answer to a resend of a request with an
+// Idempotency-Key: it records nothing and answers what the first did.
+func setReplayed(w http.ResponseWriter, replayed bool) {
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+}
+
 // writeOrderAs is writeOrder with the order's JSON placed in a body of
 // the route's own (body builds it).
 func (api *API) writeOrderAs(w http.ResponseWriter, r *http.Request, status int, o OrderSnapshot, body func(OrderJSON) any) {
 	api.settle(r.Context(), w, o.Sequence)
 	setETag(w, o.Version)
-	if o.Replayed {
-		w.Header().Set("Idempotent-Replayed", "true")
-	}
+	setReplayed(w, o.Replayed)
 	if status == http.StatusCreated {
 		w.Header().Set("Location", "/v1/orders/"+o.ID)
 	}

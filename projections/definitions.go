@@ -28,6 +28,10 @@ type tenantDefs struct {
 	workflows  map[string]*domain.Workflow
 	versions   map[string][]domain.WorkflowState // every version, index v-1
 	orderTypes map[string]*domain.OrderType
+	// created maps the Idempotency-Key of each request that created a
+	// status, trigger, workflow or order type (the creation event's
+	// causation id) to that event.
+	created map[string]domain.Event
 }
 
 // NewDefinitions returns an empty read model.
@@ -56,6 +60,19 @@ func (d *Definitions) Apply(ev eventstore.Event) error {
 		return fmt.Errorf("definitions: sequence %d: %w", ev.Sequence, err)
 	}
 	t := d.tenant(ev.Tenant)
+	if err := t.apply(ev, e); err != nil {
+		return err
+	}
+	if ev.CausationID != "" {
+		switch e.(type) {
+		case domain.StatusAdded, domain.TriggerAdded, domain.WorkflowCreated, domain.OrderTypeCreated:
+			t.created[ev.CausationID] = e
+		}
+	}
+	return nil
+}
+
+func (t *tenantDefs) apply(ev eventstore.Event, e domain.Event) error {
 	switch ev.AggregateType {
 	case domain.AggregateStatuses:
 		return t.statuses.Apply(e)
@@ -92,6 +109,7 @@ func (d *Definitions) tenant(name string) *tenantDefs {
 			workflows:  map[string]*domain.Workflow{},
 			versions:   map[string][]domain.WorkflowState{},
 			orderTypes: map[string]*domain.OrderType{},
+			created:    map[string]domain.Event{},
 		}
 		d.tenants[name] = t
 	}
@@ -129,6 +147,13 @@ func (v *TenantView) Statuses() (list []domain.Status, version uint64) {
 func (v *TenantView) Triggers() (list []domain.Trigger, version uint64) {
 	v.read(func(t *tenantDefs) { list, version = t.triggers.Triggers(), t.triggers.Version() })
 	return list, version
+}
+
+// CreatedBy returns the event that the request with this Idempotency-Key
+// recorded when it created a definition.
+func (v *TenantView) CreatedBy(key string) (ev domain.Event, ok bool) {
+	v.read(func(t *tenantDefs) { ev, ok = t.created[key] })
+	return ev, ok
 }
 
 // Status returns one status.

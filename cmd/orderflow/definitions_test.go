@@ -231,3 +231,99 @@ func TestConcurrentWorkflowNamesStayUnique(t *testing.T) {
 		t.Fatalf("%d live workflows named express service", n)
 	}
 }
+
+// TestCreateDefinitionsWithIdempotencyKey: creating a status, trigger,
+// workflow or order type with an Idempotency-Key is safe to send again,
+// to the same process or another: a resend creates nothing and answers
+// what the first created; the key sent with another body, or for
+// another kind of definition, is a conflict and creates nothing.
+func TestCreateDefinitionsWithIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	first := startApp(t, newTestConfig(t))
+	cfg := newTestConfig(t)
+	cfg.NATSURL, cfg.DataDir = first.NATSURL(), ""
+	second := startApp(t, cfg)
+	a, b := newClient(t, first), newClient(t, second)
+	_, production, delivery := seedWorkedExample(t, a)
+
+	count := func(path string) int {
+		t.Helper()
+		return len(a.must(200, "GET", path, nil)["items"].([]any))
+	}
+	create := func(c *httpClient, path string, body map[string]any, key string, replayed bool) (id, location string) {
+		t.Helper()
+		r := c.do("POST", path, body, "Idempotency-Key", key)
+		m := r.json(t)
+		id, _ = m["id"].(string)
+		if k, ok := m["key"].(string); ok {
+			id = k
+		}
+		if r.Status != 201 || (r.Header.Get("Idempotent-Replayed") == "true") != replayed || r.Header.Get("Location") != path+"/"+id {
+			t.Fatalf("POST %s with key %s: %d %v %s; want 201, replayed %v", path, key, r.Status, r.Header, r.Body, replayed)
+		}
+		return id, r.Header.Get("Location")
+	}
+	steps := []map[string]any{{"status": "washing", "trigger": "wash_done"}, {"status": "drying", "trigger": "dry_done"}}
+	for _, tc := range []struct {
+		path        string
+		body, other map[string]any
+	}{
+		{"/v1/statuses", map[string]any{"name": "Ironing", "category": "in_progress"}, map[string]any{"name": "Ironing", "category": "ready"}},
+		{"/v1/triggers", map[string]any{"key": "ironed", "name": "Ironed"}, map[string]any{"key": "ironed", "name": "Ironed", "description": "pressed"}},
+		{"/v1/workflows", map[string]any{"name": "Express Production", "type": "production", "steps": steps},
+			map[string]any{"name": "Express Production", "type": "production", "steps": steps[:1]}},
+		{"/v1/order-types", map[string]any{"name": "Express", "production": production, "fulfillment": []string{delivery}},
+			map[string]any{"name": "Express", "production": production}},
+	} {
+		key := "k" + tc.path
+		before := count(tc.path)
+		id, _ := create(a, tc.path, tc.body, key, false)
+		for _, c := range []*httpClient{b, a} {
+			if again, _ := create(c, tc.path, tc.body, key, true); again != id {
+				t.Fatalf("POST %s sent again: %s, the first created %s", tc.path, again, id)
+			}
+		}
+		p := b.problem(409, "conflict", "POST", tc.path, tc.other, "Idempotency-Key", key)
+		if d, _ := p["detail"].(string); !strings.Contains(d, "with another body than this request's") {
+			t.Fatalf("POST %s, the key with another body: %v", tc.path, p)
+		}
+		if n := count(tc.path); n != before+1 {
+			t.Fatalf("%s: %d definitions after one creation and its resends, want %d", tc.path, n, before+1)
+		}
+	}
+	p := a.problem(409, "conflict", "POST", "/v1/triggers", map[string]any{"name": "Pressed"}, "Idempotency-Key", "k/v1/statuses")
+	if d, _ := p["detail"].(string); !strings.Contains(d, `recorded StatusAdded "ironing", not of a request for TriggerAdded`) {
+		t.Fatalf("a status's key sent for a trigger: %v", p)
+	}
+	a.problem(400, "invalid_argument", "POST", "/v1/statuses", map[string]any{"name": "Spare", "category": "draft"}, "Idempotency-Key", "clé")
+
+	// Eight clients send one order type's creation at once, with one key:
+	// one order type, created by one of them, and every answer names it.
+	// Without a key, the same body sent twice makes two.
+	body := map[string]any{"name": "Same Day", "production": production}
+	before := count("/v1/order-types")
+	const n = 8
+	answers := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		c := []*httpClient{a, b}[i%2]
+		wg.Go(func() { answers[i] = c.do("POST", "/v1/order-types", body, "Idempotency-Key", "k-race") })
+	}
+	wg.Wait()
+	made := 0
+	for _, r := range answers {
+		if r.Status != 201 || r.json(t)["id"] != "same_day" {
+			t.Fatalf("racing request: %d %s", r.Status, r.Body)
+		}
+		if r.Header.Get("Idempotent-Replayed") == "" {
+			made++
+		}
+	}
+	if got := count("/v1/order-types"); made != 1 || got != before+1 {
+		t.Fatalf("%d racing requests say they created it; %d order types, want %d", made, got, before+1)
+	}
+	a.must(201, "POST", "/v1/order-types", body)
+	if got := count("/v1/order-types"); got != before+2 {
+		t.Fatalf("without a key, a second order type: %d, want %d", got, before+2)
+	}
+}

@@ -215,7 +215,7 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	if doc["openapi"] != "3.1.0" {
 		t.Fatalf("openapi %v", doc["openapi"])
 	}
-	for _, p := range []string{"/v1/orders", "/v1/orders/{id}/triggers", "/v1/orders/{id}/hold", "/v1/orders/{id}/migrate"} {
+	for _, p := range []string{"/v1/orders", "/v1/orders/{id}/triggers", "/v1/orders/{id}/hold", "/v1/orders/{id}/migrate", "/v1/statuses", "/v1/order-types"} {
 		op := paths[p].(map[string]any)["post"].(map[string]any)
 		if params, _ := json.Marshal(op["parameters"]); !strings.Contains(string(params), `"in":"header","name":"Idempotency-Key"`) {
 			t.Errorf("POST %s parameters %s lack the Idempotency-Key header", p, params)

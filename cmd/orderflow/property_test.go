@@ -60,20 +60,20 @@ func checkReadModels(t *testing.T, seed uint64, steps int) {
 		switch r := rng.IntN(100); {
 		case r < 6:
 			name := fmt.Sprintf("Stage %d", rng.IntN(12))
-			_, key, err := cmds.AddStatus(ctx, meta, "", name, domain.CategoryInProgress)
+			_, cr, err := cmds.AddStatus(ctx, meta, "", name, domain.CategoryInProgress)
 			if err == nil {
-				statuses = append(statuses, key)
+				statuses = append(statuses, cr.ID)
 			}
 			note(err)
 		case r < 10:
-			_, key, err := cmds.AddTrigger(ctx, meta, "", fmt.Sprintf("Action %d", rng.IntN(12)), "")
+			_, cr, err := cmds.AddTrigger(ctx, meta, "", fmt.Sprintf("Action %d", rng.IntN(12)), "")
 			if err == nil {
-				triggers = append(triggers, key)
+				triggers = append(triggers, cr.ID)
 			}
 			note(err)
 		case r < 14:
 			steps := []domain.Step{{Status: pick(statuses), Trigger: pick(triggers)}, {Status: pick(statuses), Trigger: pick(triggers)}}
-			w, err := cmds.CreateWorkflow(ctx, meta, fmt.Sprintf("Flow %d", rng.IntN(8)), domain.WorkflowProduction, domain.FulfillmentMethod{}, steps)
+			w, _, err := cmds.CreateWorkflow(ctx, meta, fmt.Sprintf("Flow %d", rng.IntN(8)), domain.WorkflowProduction, domain.FulfillmentMethod{}, steps)
 			if err == nil {
 				workflows = append(workflows, w.ID)
 			}
@@ -96,7 +96,7 @@ func checkReadModels(t *testing.T, seed uint64, steps int) {
 			_, err := cmds.ChangeWorkflow(ctx, meta, id, edit)
 			note(err)
 		case r < 23:
-			o, err := cmds.CreateOrderType(ctx, meta, fmt.Sprintf("Service %d", rng.IntN(5)), "", pick(workflows), nil)
+			o, _, err := cmds.CreateOrderType(ctx, meta, fmt.Sprintf("Service %d", rng.IntN(5)), "", pick(workflows), nil)
 			if err == nil {
 				orderTypes = append(orderTypes, o.ID)
 			}
