@@ -112,6 +112,7 @@ func TestDecodeBodyNamesTheWrongShape(t *testing.T) {
 		{`{"trigger": ["a"]}`, "field trigger: a JSON array where a string belongs"},
 		{`{"trigger": "picked_up", "x": 1}`, `bad request: unknown field "x"`},
 		{`{"trigger": `, "malformed JSON"},
+		{`{"trigger": "picked_up", "trigger": "wash_done"}`, `field "trigger" is given twice`},
 	}
 	for _, tc := range cases {
 		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
@@ -119,6 +120,32 @@ func TestDecodeBodyNamesTheWrongShape(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "handlers.") ||
 			problemFor(err).Status != http.StatusBadRequest {
 			t.Errorf("%s: %v, want 400 saying %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+// A member name given twice in one object, at any depth, is found; the
+// same name in different objects is not a repeat.
+func TestDuplicateName(t *testing.T) {
+	cases := []struct {
+		body string
+		name string // "" for none
+	}{
+		{`{"from":0,"to":1}`, ""},
+		{`{"from":0,"to":1,"from":1}`, "from"},
+		{`{"steps":[{"status":"a","trigger":"b"},{"status":"a","trigger":"b"}]}`, ""},
+		{`{"steps":[{"status":"a","status":"b"}]}`, "status"},
+		{`{"a":{"b":1},"b":{"a":2}}`, ""},
+		{`{"a":{"x":[1,{"y":2}],"z":3},"a":4}`, "a"},
+		{`{"a":"b","b":"a"}`, ""},
+		{`{"a":["a","a"],"b":{"a":"a"}}`, ""},
+		{`{"trigger": `, ""},
+		{`[{"k":1},{"k":2}]`, ""},
+	}
+	for _, tc := range cases {
+		name, ok := duplicateName([]byte(tc.body))
+		if name != tc.name || ok != (tc.name != "") {
+			t.Errorf("duplicateName(%s) = %q, %v; want %q", tc.body, name, ok, tc.name)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -302,9 +303,17 @@ func (api *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) error 
 	return err
 }
 
-// decodeOne reads exactly one JSON object into v, refusing unknown fields.
+// decodeOne reads exactly one JSON object into v, refusing unknown fields
+// and a field given twice.
 func decodeOne(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return err
+	}
+	if name, ok := duplicateName(b); ok {
+		return fmt.Errorf("%w: field %q is given twice", errBadRequest, name)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var fe *domain.FieldError
@@ -327,6 +336,58 @@ func decodeOne(body io.Reader, v any) error {
 		return fmt.Errorf("%w: unexpected data after the JSON object", errBadRequest)
 	}
 	return nil
+}
+
+// duplicateName finds a member name given twice in one object of the JSON
+// text b (at any depth). encoding/json would keep the last one silently,
+// so a body that says two things would be read as saying one of them.
+// Malformed JSON is left to the decoder to describe.
+func duplicateName(b []byte) (string, bool) {
+	type object struct {
+		names    map[string]bool
+		wantName bool
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var open []*object // nil for an array
+	valueDone := func() {
+		if n := len(open); n > 0 && open[n-1] != nil {
+			open[n-1].wantName = true
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		top := (*object)(nil)
+		if n := len(open); n > 0 {
+			top = open[n-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				open = append(open, &object{names: map[string]bool{}, wantName: true})
+			case '[':
+				open = append(open, nil)
+			default: // '}' or ']'
+				open = open[:len(open)-1]
+				valueDone()
+			}
+		case string:
+			if top != nil && top.wantName {
+				if top.names[t] {
+					return t, true
+				}
+				top.names[t] = true
+				top.wantName = false
+				continue
+			}
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
 }
 
 // jsonKind names what JSON a request field of type t takes.

@@ -659,6 +659,18 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 	}
 	f := projections.OrderFilter{Status: q.Get("status"), WorkflowID: q.Get("workflow_id"), OrderTypeID: q.Get("order_type_id"),
 		State: domain.OrderState(q.Get("state"))}
+	// A key or id no definition can have is refused, as in a path; one
+	// that could exist but does not matches nothing.
+	var bad []error
+	for _, p := range [][2]string{{"status", f.Status}, {"workflow_id", f.WorkflowID}, {"order_type_id", f.OrderTypeID}} {
+		if p[1] != "" {
+			bad = append(bad, eventstore.ValidateToken(p[0], p[1]))
+		}
+	}
+	if err := errors.Join(bad...); err != nil {
+		api.fail(w, r, err)
+		return
+	}
 	switch f.State {
 	case "", domain.StateActive, domain.StateOnHold, domain.StateCompleted, domain.StateCancelled:
 	default:
