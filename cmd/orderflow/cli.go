@@ -243,17 +243,23 @@ func mayHaveTakenEffect(err error) bool {
 }
 
 // orderCmd: orderflow order show ORDER, order place ORDER_TYPE, order
-// migrate.
+// hold|resume|cancel|move ORDER, order migrate.
 func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	if len(args) > 0 && args[0] == "migrate" {
-		return orderMigrateCmd(ctx, args[1:], stdout, stderr, env)
-	}
-	if len(args) > 0 && args[0] == "place" {
-		return orderPlaceCmd(ctx, args[1:], stdout, stderr, env)
+	if len(args) > 0 {
+		switch args[0] {
+		case "migrate":
+			return orderMigrateCmd(ctx, args[1:], stdout, stderr, env)
+		case "place":
+			return orderPlaceCmd(ctx, args[1:], stdout, stderr, env)
+		case "hold", "resume", "cancel", "move":
+			return orderActionCmd(ctx, args[0], args[1:], stdout, stderr, env)
+		}
 	}
 	if len(args) == 0 || args[0] != "show" {
-		fmt.Fprintln(stderr, "Usage: orderflow order show [flags] ORDER\n       orderflow order place [flags] ORDER_TYPE\n       orderflow order migrate [flags] --workflow ID")
-		return errors.New("want: order show ORDER, order place ORDER_TYPE, or order migrate --workflow ID")
+		fmt.Fprintln(stderr, "Usage: orderflow order show [flags] ORDER\n       orderflow order place [flags] ORDER_TYPE\n"+
+			"       orderflow order hold|resume|cancel [flags] ORDER\n       orderflow order move [flags] --workflow ID --step N --reason R ORDER\n"+
+			"       orderflow order migrate [flags] --workflow ID")
+		return errors.New("want: order show ORDER, order place ORDER_TYPE, order hold|resume|cancel|move ORDER, or order migrate --workflow ID")
 	}
 	fs := flag.NewFlagSet("order show", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -319,6 +325,67 @@ func orderPlaceCmd(ctx context.Context, args []string, stdout, stderr io.Writer,
 	fmt.Fprintln(stdout, "already placed")
 	if resent {
 		fmt.Fprintln(stderr, "(sent again after a 503: the first attempt had placed it)")
+	}
+	return printOrder(stdout, b)
+}
+
+// orderActionCmd: orderflow order hold|resume|cancel|move ORDER, a
+// supervisor's action. Like order place, the request carries an
+// Idempotency-Key (--key to give one): it is sent again after a 503, and
+// sent again with the key after a lost answer it takes effect once.
+func orderActionCmd(ctx context.Context, action string, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	done := map[string]string{"hold": "held", "resume": "resumed", "cancel": "cancelled", "move": "moved"}[action]
+	usage := fmt.Sprintf("Usage: orderflow order %s [flags] ORDER\n\n%s an order, with a reason, and print it.", action, strings.ToUpper(action[:1])+action[1:])
+	if action == "move" {
+		usage = "Usage: orderflow order move [flags] --workflow ID --step N --reason R ORDER\n\nMove an order to a step of one of its workflows, and print it."
+	}
+	fs := commandFlags("order "+action, usage, stderr)
+	server := serverFlags(fs)
+	reason := fs.String("reason", "", "why (recorded on the event; required to move)")
+	key := fs.String("key", "", "idempotency key (generated when empty): sent again with it, the action takes effect once")
+	var workflow *string
+	var step *int
+	if action == "move" {
+		workflow = fs.String("workflow", "", "the workflow of the step: the order's current one or another of its route")
+		step = fs.Int("step", -1, "the step's index in that workflow (0, 1, 2 …)")
+	}
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("want one ORDER")
+	}
+	body := map[string]any{}
+	if *reason != "" {
+		body["reason"] = *reason
+	}
+	if action == "move" {
+		if *workflow == "" || *step < 0 {
+			fs.Usage()
+			return errors.New("move wants --workflow and --step")
+		}
+		body["workflow_id"], body["step"] = *workflow, *step
+	}
+	k := *key
+	if k == "" {
+		k = uuid.Must(uuid.NewV7()).String()
+	}
+	path := "/v1/orders/" + url.PathEscape(fs.Arg(0)) + "/" + action
+	b, answer, resent, err := apiCallRepeatable(ctx, server, "POST", path, body, http.Header{"Idempotency-Key": {k}})
+	if err != nil {
+		if mayHaveTakenEffect(err) {
+			return fmt.Errorf("%w (the order may have been %s; send it again with --key %s to be sure it is %s once)", err, done, k, done)
+		}
+		return err
+	}
+	if answer.Get("Idempotent-Replayed") != "true" {
+		fmt.Fprintln(stdout, done)
+		return printOrder(stdout, b)
+	}
+	fmt.Fprintln(stdout, "already "+done)
+	if resent {
+		fmt.Fprintf(stderr, "(sent again after a 503: the first attempt had %s it)\n", done)
 	}
 	return printOrder(stdout, b)
 }

@@ -28,6 +28,9 @@ Usage:
   orderflow trigger [flags] ORDER TRIGGER  apply a worker's trigger to an order (client of a running server)
   orderflow order show [flags] ORDER       show an order's current step (client of a running server)
   orderflow order place [flags] TYPE       place an order of an order type, safe to send again (client of a running server)
+  orderflow order hold|resume|cancel ORDER a supervisor's action, with --reason; safe to send again (client of a running server)
+  orderflow order move --workflow ID --step N --reason R ORDER
+                                           put an order at a step of its route; safe to send again (client of a running server)
   orderflow order migrate --workflow ID    move a workflow's in-flight orders to its latest version (client of a running server)
   orderflow projections rebuild [flags]    rebuild the read models from the streams (client of a running server)
   orderflow audit order|workflow ID        print an order's or a workflow's history as a timeline

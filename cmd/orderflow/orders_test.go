@@ -169,6 +169,35 @@ func TestTriggerAndOrderShowCommands(t *testing.T) {
 	if code, _, _ = run("order", "place"); code != 2 && code != 1 {
 		t.Fatalf("order place without a type: %d", code)
 	}
+
+	// Supervisors' actions: each prints what it did and the order; sent
+	// again with its key, "already …" and nothing recorded; refusals
+	// are the server's problems.
+	for _, step := range []struct {
+		args       []string
+		out, state string
+	}{
+		{[]string{"hold", "--reason", "customer away", "--key", "cli-h", "cli-2"}, "held\n", "on_hold, version 2"},
+		{[]string{"hold", "--reason", "customer away", "--key", "cli-h", "cli-2"}, "already held\n", "on_hold, version 2"},
+		{[]string{"resume", "--key", "cli-r", "cli-2"}, "resumed\n", "active, version 3"},
+		{[]string{"move", "--workflow", "laundry_intake", "--step", "1", "--reason", "tagged at the counter", "--key", "cli-m", "cli-2"}, "moved\n", "active, version 4"},
+		{[]string{"move", "--workflow", "laundry_intake", "--step", "1", "--reason", "tagged at the counter", "--key", "cli-m", "cli-2"}, "already moved\n", "active, version 4"},
+		{[]string{"cancel", "--reason", "customer cancelled", "cli-2"}, "cancelled\n", "cancelled, version 5"},
+	} {
+		code, out, errOut := run(append([]string{"order"}, step.args...)...)
+		if code != 0 || !strings.HasPrefix(out, step.out+"order cli-2 (wash_fold_delivery): "+step.state) {
+			t.Fatalf("order %v: %d %q %q", step.args, code, out, errOut)
+		}
+	}
+	if code, _, errOut = run("order", "hold", "cli-2"); code != 1 || !strings.Contains(errOut, "conflict") {
+		t.Fatalf("order hold of a cancelled order: %d %q", code, errOut)
+	}
+	if code, _, errOut = run("order", "hold", "--key", "cli-m", "cli-2"); code != 1 || !strings.Contains(errOut, "recorded OrderMoved") {
+		t.Fatalf("order hold with a move's key: %d %q", code, errOut)
+	}
+	if code, _, errOut = run("order", "move", "--workflow", "laundry_intake", "cli-2"); code != 2 && code != 1 || !strings.Contains(errOut, "--step") {
+		t.Fatalf("order move without a step: %d %q", code, errOut)
+	}
 }
 
 // `order migrate` moves every in-flight order of an older workflow
@@ -371,6 +400,21 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 	}
 	if o := c.must(200, "GET", "/v1/orders/"+handlers.OrderIDForKey(key), nil); o["version"] != float64(1) {
 		t.Fatalf("order placed twice over: %v", o)
+	}
+	// A supervisor's action the same way, on that order: held once, and
+	// after a 500 the error names the key to send it again with.
+	reset("503")
+	code, out, errOut = runMain(t, "order", "hold", "--server", front.URL, "--reason", "customer away", handlers.OrderIDForKey(key))
+	if code != 0 || !strings.HasPrefix(out, "already held\n") || !strings.Contains(errOut, "the first attempt had held it") || len(requests()) != 2 {
+		t.Fatalf("order hold after a 503: exit %d: %q %q, requests %q", code, out, errOut, requests())
+	}
+	reset("500")
+	code, _, errOut = runMain(t, "order", "resume", "--server", front.URL, handlers.OrderIDForKey(key))
+	if code != 1 || !strings.Contains(errOut, "the order may have been resumed; send it again with --key ") {
+		t.Fatalf("order resume answered 500: exit %d: %q", code, errOut)
+	}
+	if o := c.must(200, "GET", "/v1/orders/"+handlers.OrderIDForKey(key), nil); o["version"] != float64(3) || o["state"] != "active" {
+		t.Fatalf("held and resumed once each: %v", o)
 	}
 
 	// A rejected trigger is an answer: no hint, nothing sent again.
