@@ -163,8 +163,13 @@ func (e *Envelope) encode() ([]byte, error) {
 	if len(data) == 0 {
 		data = json.RawMessage("{}")
 	}
-	// Room for seal's hash member too, so the body needs no second buffer.
-	b := make([]byte, 0, 256+len(data)+len(hashMember)+66)
+	// Room for every member (256 bytes covers the names, quotes, version
+	// and time) and for seal's hash member, so that the body is written
+	// into one buffer that never grows: a string needing escapes is rare.
+	size := 256 + len(e.ID) + len(e.Type) + len(e.Tenant) + len(e.AggregateType) + len(e.AggregateID) +
+		len(e.Actor.Kind) + len(e.Actor.ID) + len(e.CorrelationID) + len(e.CausationID) + len(e.PrevHash) +
+		len(data) + len(hashMember) + 66
+	b := make([]byte, 0, size)
 	b = append(b, `{"id":`...)
 	b = appendString(b, e.ID)
 	b = append(b, `,"type":`...)
