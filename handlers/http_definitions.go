@@ -58,7 +58,9 @@ func (api *API) archiveStatus(w http.ResponseWriter, r *http.Request) {
 // {key} path value (when keyField names it), the caller's meta and the
 // body (when body is not nil), runs the command, and answers with the
 // entry it touched and the library's version as ETag. A non-empty
-// location answers 201 Created with Location: location+key.
+// location makes it a creation: it takes an Idempotency-Key, and answers
+// 201 Created with Location: location+key (Idempotent-Replayed for a
+// resend).
 func libraryRoute[L interface{ Version() uint64 }, E any](api *API, w http.ResponseWriter, r *http.Request, keyField string, body any,
 	run func(ctx context.Context, m Meta, key string) (L, Created, error), entry func(L, string) (E, bool), location string) {
 	var key string
