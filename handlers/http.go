@@ -89,8 +89,9 @@ type route struct {
 
 // keyedRoute is what an Idempotency-Key header does on a route.
 type keyedRoute struct {
-	does   string
-	maxLen int
+	does    string
+	maxLen  int
+	replays bool // a resend's answer carries Idempotent-Replayed: true
 }
 
 // keyedRoutes are the routes that take an Idempotency-Key, by pattern
@@ -98,19 +99,19 @@ type keyedRoute struct {
 var keyedRoutes = func() map[string]keyedRoute {
 	action := keyedRoute{"Makes the request safe to send again: the event it records carries the key as its causation id, " +
 		"and a resend (the same action and body) answers the order as it stands (200, Idempotent-Replayed: true) instead of acting again; " +
-		"the key sent with another action or body is 409", maxIdempotencyKey}
+		"the key sent with another action or body is 409", maxIdempotencyKey, true}
 	m := map[string]keyedRoute{
 		"POST /v1/orders": {"Makes the request safe to send again: the order's id when the body names none is derived from the key, " +
-			"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409", maxIdempotencyKey},
+			"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409", maxIdempotencyKey, true},
 		"POST /v1/orders/{id}/triggers": {"The trigger id when the body gives no trigger_id (the same if it gives one): " +
-			"sent again with it, the trigger takes effect once", maxTriggerID},
+			"sent again with it, the trigger takes effect once (the answer's outcome is duplicate)", maxTriggerID, false},
 	}
 	for _, a := range []string{"hold", "resume", "cancel", "move", "migrate"} {
 		m["POST /v1/orders/{id}/"+a] = action
 	}
 	create := keyedRoute{"Makes the request safe to send again: the created definition's event carries the key as its causation id, " +
 		"and a resend (the same body) answers what the first created, as it now stands (201, Idempotent-Replayed: true) instead of creating again; " +
-		"the key sent for another creation or with another body is 409", maxIdempotencyKey}
+		"the key sent for another creation or with another body is 409", maxIdempotencyKey, true}
 	for _, p := range []string{"statuses", "triggers", "workflows", "order-types"} {
 		m["POST /v1/"+p] = create
 	}

@@ -44,9 +44,14 @@ func (api *API) OpenAPI() map[string]any {
 			op["x-orderflow-role"] = role.String()
 			op["security"] = []any{map[string]any{"apiKey": []string{}}}
 		}
-		if k, ok := keyedRoutes[method+" "+path]; ok {
+		if k, found := keyedRoutes[method+" "+path]; found {
 			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header",
 				"schema": map[string]any{"type": "string", "maxLength": k.maxLen}, "description": k.does})
+			if k.replays {
+				responses[ok].(map[string]any)["headers"] = map[string]any{"Idempotent-Replayed": map[string]any{
+					"description": "true when the request was a resend of one with the same Idempotency-Key: nothing was recorded, and the answer is what the first did, as it now stands",
+					"schema":      map[string]any{"type": "string", "enum": []string{"true"}}}}
+			}
 		}
 		if len(params) > 0 {
 			op["parameters"] = params

@@ -220,6 +220,10 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		if params, _ := json.Marshal(op["parameters"]); !strings.Contains(string(params), `"in":"header","name":"Idempotency-Key"`) {
 			t.Errorf("POST %s parameters %s lack the Idempotency-Key header", p, params)
 		}
+		responses, _ := json.Marshal(op["responses"])
+		if replays := strings.Contains(string(responses), `"Idempotent-Replayed"`); replays != (p != "/v1/orders/{id}/triggers") {
+			t.Errorf("POST %s responses %s: Idempotent-Replayed documented %v", p, responses, replays)
+		}
 	}
 	c.must(200, "GET", "/v1/statuses", nil)
 	c.must(200, "GET", "/v1/statuses", nil)
