@@ -17,6 +17,7 @@ type routeStats struct {
 	mu      sync.Mutex
 	codes   map[int]uint64
 	seconds float64
+	replays uint64 // answers to resends of a request with an Idempotency-Key
 }
 
 // httpStats are the API's request counts and times, by route pattern (a
@@ -81,6 +82,9 @@ func (api *API) observe(pattern string, h http.HandlerFunc) http.HandlerFunc {
 			rs.mu.Lock()
 			rs.codes[sw.status]++
 			rs.seconds += took.Seconds()
+			if sw.Header().Get("Idempotent-Replayed") == "true" {
+				rs.replays++
+			}
 			rs.mu.Unlock()
 		}
 		api.log().Debug("http request", "route", pattern, "path", r.URL.Path, "status", sw.status, "took", took)
@@ -106,11 +110,12 @@ func (api *API) WriteMetrics(w io.Writer) {
 		codes   []int
 		counts  map[int]uint64
 		seconds float64
+		replays uint64
 	}
 	var rows []row
 	for route, rs := range api.stats().routes {
 		rs.mu.Lock()
-		r := row{route: route, counts: maps.Clone(rs.codes), seconds: rs.seconds}
+		r := row{route: route, counts: maps.Clone(rs.codes), seconds: rs.seconds, replays: rs.replays}
 		rs.mu.Unlock()
 		if len(r.counts) > 0 {
 			r.codes = slices.Sorted(maps.Keys(r.counts))
@@ -127,5 +132,11 @@ func (api *API) WriteMetrics(w io.Writer) {
 	fmt.Fprint(w, "# HELP orderflow_http_request_seconds_total Seconds spent answering HTTP API requests, by route (an event feed counts when it ends).\n# TYPE orderflow_http_request_seconds_total counter\n")
 	for _, r := range rows {
 		fmt.Fprintf(w, "orderflow_http_request_seconds_total{route=%q} %g\n", r.route, r.seconds)
+	}
+	fmt.Fprint(w, "# HELP orderflow_http_idempotent_replays_total Requests answered as resends of an earlier one with the same Idempotency-Key (nothing recorded), by route: clients that lost answers, or sent too soon again.\n# TYPE orderflow_http_idempotent_replays_total counter\n")
+	for _, r := range rows {
+		if keyedRoutes[r.route].replays {
+			fmt.Fprintf(w, "orderflow_http_idempotent_replays_total{route=%q} %d\n", r.route, r.replays)
+		}
 	}
 }

@@ -688,4 +688,12 @@ func TestSupervisorActionsWithIdempotencyKey(t *testing.T) {
 	for _, k := range []string{"", strings.Repeat("k", 256), "clé"} {
 		a.problem(400, "invalid_argument", "POST", o+"/hold", hold, "Idempotency-Key", k)
 	}
+	// The first process answered two holds and a resume as resends.
+	metrics := string(a.do("GET", "/metrics", nil).Body)
+	for _, want := range []string{`orderflow_http_idempotent_replays_total{route="POST /v1/orders/{id}/hold"} 2`,
+		`orderflow_http_idempotent_replays_total{route="POST /v1/orders/{id}/resume"} 2`} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
