@@ -1407,7 +1407,9 @@ func TestLaneOfAProcessNoLongerHeardIsTakenAtOnce(t *testing.T) {
 			t.Parallel()
 			f := newLaneFixture(t, "o-"+name)
 			var log eventstoretest.LogBuffer
-			cfg := ProcessorConfig{Lanes: 1, AckWait: time.Minute, Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&log, nil))}
+			// At debug level: should it fail, the log tells how the lane went.
+			cfg := ProcessorConfig{Lanes: 1, AckWait: time.Minute, Heartbeat: 200 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 			var once sync.Once
 			died := make(chan *Processor, 1)
 			dieAfterFirst := func(p *Processor) {
@@ -1447,10 +1449,10 @@ func TestLaneOfAProcessNoLongerHeardIsTakenAtOnce(t *testing.T) {
 			// At least once: a heartbeat late under load may make the two
 			// take each other for gone before the death as well.
 			if got := next.LaneUnpins(); got < 1 {
-				t.Fatalf("LaneUnpins = %d, want 1", got)
+				t.Fatalf("LaneUnpins = %d, want 1 (dead %s, next %s); the log:\n%s", got, dead.ID(), next.ID(), log.String())
 			}
 			if got := next.LaneResets(); got < 1 {
-				t.Fatalf("LaneResets = %d, want 1: the first trigger waited for AckWait", got)
+				t.Fatalf("LaneResets = %d, want 1: the first trigger waited for AckWait (dead %s, next %s); the log:\n%s", got, dead.ID(), next.ID(), log.String())
 			}
 			if shared {
 				if n := next.Processors(); n != 1 {
