@@ -21,6 +21,7 @@ func FuzzDecodeBody(f *testing.F) {
 		`{"from":0,"to":2}`, `{"workflow_id":"w","step":1,"reason":"r","to_version":2}`,
 		`{"steps":[{"status":"x","trigger":"y"}]}`, `{"name":"X","intake":null,"fulfillment":["a"]}`,
 		``, `{`, `[]`, `null`, `{"category":"someday"}`, `{} {}`,
+		`{"from":0,"to":1,"from":1}`, `{"steps":[{"status":"x","status":"y"}]}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
