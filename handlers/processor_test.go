@@ -1422,8 +1422,14 @@ func TestLaneOfAProcessNoLongerHeardIsTakenAtOnce(t *testing.T) {
 			procs := []*Processor{startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, dieAfterFirst)}
 			if shared {
 				procs = append(procs, startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, dieAfterFirst))
-				eventstoretest.Eventually(t, 10*time.Second, func() bool { return procs[0].OwnedLanes()+procs[1].OwnedLanes() == 1 },
-					"the two processors to agree on the lane's owner")
+				// Agreed, and the other has handed the lane over: while both
+				// read it, the first trigger may pin the owner, and the
+				// other's handover then releases that pin (the owner reads
+				// on after a moment), leaving nothing for the unpin counted
+				// below to do.
+				eventstoretest.Eventually(t, 10*time.Second, func() bool {
+					return procs[0].OwnedLanes()+procs[1].OwnedLanes() == 1 && procs[0].members.readingCount()+procs[1].members.readingCount() == 1
+				}, "the two processors to agree on the lane's owner, and the other to have handed it over")
 			}
 			for _, p := range procs {
 				defer p.Close()
