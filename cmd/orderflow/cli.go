@@ -300,10 +300,6 @@ func orderPlaceCmd(ctx context.Context, args []string, stdout, stderr io.Writer,
 		fs.Usage()
 		return errors.New("want one ORDER_TYPE")
 	}
-	k := *key
-	if k == "" {
-		k = uuid.Must(uuid.NewV7()).String()
-	}
 	body := map[string]string{"order_type_id": fs.Arg(0)}
 	if *id != "" {
 		body["id"] = *id
@@ -311,20 +307,31 @@ func orderPlaceCmd(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if *fulfillment != "" {
 		body["fulfillment_workflow_id"] = *fulfillment
 	}
-	b, answer, resent, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders", body, http.Header{"Idempotency-Key": {k}})
+	return sendKeyed(ctx, server, "/v1/orders", body, *key, "placed", stdout, stderr)
+}
+
+// sendKeyed POSTs an order command with an Idempotency-Key (key, or one
+// made here), sent again after a 503, and prints what it did (done, or
+// "already " + done for a resend of one that did it) and the order. When
+// the answer is lost, the error names the key to send it again with.
+func sendKeyed(ctx context.Context, server *apiServer, path string, body any, key, done string, stdout, stderr io.Writer) error {
+	if key == "" {
+		key = uuid.Must(uuid.NewV7()).String()
+	}
+	b, answer, resent, err := apiCallRepeatable(ctx, server, "POST", path, body, http.Header{"Idempotency-Key": {key}})
 	if err != nil {
 		if mayHaveTakenEffect(err) {
-			return fmt.Errorf("%w (the order may have been placed; send it again with --key %s to be sure it is placed once)", err, k)
+			return fmt.Errorf("%w (the order may have been %s; send it again with --key %s to be sure it is %s once)", err, done, key, done)
 		}
 		return err
 	}
 	if answer.Get("Idempotent-Replayed") != "true" {
-		fmt.Fprintln(stdout, "placed")
+		fmt.Fprintln(stdout, done)
 		return printOrder(stdout, b)
 	}
-	fmt.Fprintln(stdout, "already placed")
+	fmt.Fprintln(stdout, "already "+done)
 	if resent {
-		fmt.Fprintln(stderr, "(sent again after a 503: the first attempt had placed it)")
+		fmt.Fprintf(stderr, "(sent again after a 503: the first attempt had %s it)\n", done)
 	}
 	return printOrder(stdout, b)
 }
@@ -367,27 +374,7 @@ func orderActionCmd(ctx context.Context, action string, args []string, stdout, s
 		}
 		body["workflow_id"], body["step"] = *workflow, *step
 	}
-	k := *key
-	if k == "" {
-		k = uuid.Must(uuid.NewV7()).String()
-	}
-	path := "/v1/orders/" + url.PathEscape(fs.Arg(0)) + "/" + action
-	b, answer, resent, err := apiCallRepeatable(ctx, server, "POST", path, body, http.Header{"Idempotency-Key": {k}})
-	if err != nil {
-		if mayHaveTakenEffect(err) {
-			return fmt.Errorf("%w (the order may have been %s; send it again with --key %s to be sure it is %s once)", err, done, k, done)
-		}
-		return err
-	}
-	if answer.Get("Idempotent-Replayed") != "true" {
-		fmt.Fprintln(stdout, done)
-		return printOrder(stdout, b)
-	}
-	fmt.Fprintln(stdout, "already "+done)
-	if resent {
-		fmt.Fprintf(stderr, "(sent again after a 503: the first attempt had %s it)\n", done)
-	}
-	return printOrder(stdout, b)
+	return sendKeyed(ctx, server, "/v1/orders/"+url.PathEscape(fs.Arg(0))+"/"+action, body, *key, done, stdout, stderr)
 }
 
 func printOrder(w io.Writer, b []byte) error {
