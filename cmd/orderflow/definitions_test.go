@@ -291,6 +291,13 @@ func TestCreateDefinitionsWithIdempotencyKey(t *testing.T) {
 			t.Fatalf("%s: %d definitions after one creation and its resends, want %d", tc.path, n, before+1)
 		}
 	}
+	// A resend after the definition changed answers it as it now stands,
+	// and still creates nothing.
+	a.must(200, "PATCH", "/v1/workflows/express_production", map[string]any{"name": "Express Wash"})
+	r := b.do("POST", "/v1/workflows", map[string]any{"name": "Express Production", "type": "production", "steps": steps}, "Idempotency-Key", "k/v1/workflows")
+	if w := r.json(t); r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" || w["id"] != "express_production" || w["name"] != "Express Wash" || w["version"] != float64(2) {
+		t.Fatalf("the workflow's creation sent again after a rename: %d %v", r.Status, w)
+	}
 	p := a.problem(409, "conflict", "POST", "/v1/triggers", map[string]any{"name": "Pressed"}, "Idempotency-Key", "k/v1/statuses")
 	if d, _ := p["detail"].(string); !strings.Contains(d, `recorded StatusAdded "ironing", not of a request for TriggerAdded`) {
 		t.Fatalf("a status's key sent for a trigger: %v", p)
