@@ -136,14 +136,6 @@ func (m *members) announce() {
 	_ = m.nc.PublishMsg(m.heartbeat(heartbeatAlive))
 }
 
-// readingCount is how many lanes this process is reading: a lane counts
-// from the start of its period until it has been handed over.
-func (m *members) readingCount() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.reads)
-}
-
 // heartbeat is the message that says this process is alive or gone
 // (kind), naming the lanes it is reading.
 func (m *members) heartbeat(kind string) *nats.Msg {

@@ -1392,6 +1392,14 @@ func TestLaneTakenFromAGoneReader(t *testing.T) {
 	}
 }
 
+// readingCount is how many lanes this process is reading: a lane counts
+// from the start of its period until it has been handed over.
+func (m *members) readingCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.reads)
+}
+
 // A processor dies (its connection cut, no goodbye) with a trigger applied
 // and not acknowledged. Its lane's pin and the trigger would stay with it
 // for AckWait, a minute here; the lane's next reader releases the pin and
