@@ -89,9 +89,12 @@ type route struct {
 
 // keyedRoute is what an Idempotency-Key header does on a route.
 type keyedRoute struct {
-	does    string
-	maxLen  int
-	replays bool // a resend's answer carries Idempotent-Replayed: true
+	does   string
+	maxLen int
+	// replays: the route's command takes the key as Meta.RequestKey (meta
+	// reads it), and a resend's answer carries Idempotent-Replayed: true.
+	// The trigger route reads the key itself, as the trigger id.
+	replays bool
 }
 
 // keyedRoutes are the routes that take an Idempotency-Key, by pattern
@@ -493,7 +496,8 @@ func (api *API) log() *slog.Logger {
 
 // meta reads who is asking (X-Orderflow-Actor, default "api"; with API
 // keys the key's name, followed by "/" and X-Orderflow-Actor when given),
-// the correlation id (X-Request-ID, generated when absent) and If-Match.
+// the correlation id (X-Request-ID, generated when absent), If-Match, and
+// on the routes whose commands take one, the Idempotency-Key.
 func meta(r *http.Request) (Meta, error) {
 	m := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "api"}, CorrelationID: r.Header.Get("X-Request-ID")}
 	a, err := onBehalf(r, strings.TrimSpace(r.Header.Get("X-Orderflow-Actor")), "X-Orderflow-Actor")
@@ -508,6 +512,11 @@ func meta(r *http.Request) (Meta, error) {
 	}
 	if m.CorrelationID == "" {
 		m.CorrelationID = uuid.NewString()
+	}
+	if keyedRoutes[r.Pattern].replays { // a command that takes the key as its RequestKey
+		if m.RequestKey, err = idempotencyKey(r); err != nil {
+			return m, err
+		}
 	}
 	if im := strings.TrimSpace(r.Header.Get("If-Match")); im != "" && im != "*" {
 		v, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(im, "W/"), `"`), 10, 64)

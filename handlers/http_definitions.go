@@ -70,9 +70,6 @@ func libraryRoute[L interface{ Version() uint64 }, E any](api *API, w http.Respo
 	}
 	m, merr := meta(r)
 	err = errors.Join(err, merr)
-	if err == nil && location != "" {
-		m.RequestKey, err = idempotencyKey(r)
-	}
 	if err == nil && body != nil {
 		err = api.decodeBody(w, r, body)
 	}
@@ -248,9 +245,6 @@ func (api *API) writeWorkflow(w http.ResponseWriter, r *http.Request, status int
 func (api *API) createWorkflow(w http.ResponseWriter, r *http.Request) {
 	var b workflowBody
 	m, err := meta(r)
-	if err == nil {
-		m.RequestKey, err = idempotencyKey(r)
-	}
 	if err == nil {
 		err = api.decodeBody(w, r, &b)
 	}
@@ -482,9 +476,6 @@ func (api *API) getOrderType(w http.ResponseWriter, r *http.Request) {
 func (api *API) createOrderType(w http.ResponseWriter, r *http.Request) {
 	var b orderTypeBody
 	m, err := meta(r)
-	if err == nil {
-		m.RequestKey, err = idempotencyKey(r)
-	}
 	if err == nil {
 		err = api.decodeBody(w, r, &b)
 	}

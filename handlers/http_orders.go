@@ -100,9 +100,6 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	var b placeBody
 	m, err := meta(r)
 	if err == nil {
-		m.RequestKey, err = idempotencyKey(r)
-	}
-	if err == nil {
 		err = api.decodeBody(w, r, &b)
 	}
 	if err == nil && b.ID != "" {
@@ -311,9 +308,6 @@ func (api *API) supervise(do superviseFunc) http.HandlerFunc {
 		id, err := pathToken(r, "id", "order id")
 		m, merr := meta(r)
 		err = errors.Join(err, merr)
-		if err == nil {
-			m.RequestKey, err = idempotencyKey(r)
-		}
 		if err == nil && r.ContentLength != 0 {
 			err = api.decodeBody(w, r, &b)
 		}
