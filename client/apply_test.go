@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,11 @@ func TestApplyTrigger(t *testing.T) {
 	if again, err := apply("order-42", handlers.WorkedExampleTriggers[0], first.TriggerID); err != nil ||
 		again.Outcome != domain.OutcomeDuplicate || again.Change != nil {
 		t.Fatalf("the same trigger id again: %+v, %v", again, err)
+	}
+	// The id sent for another trigger of the order: it never takes effect.
+	if other, err := apply("order-42", handlers.WorkedExampleTriggers[1], first.TriggerID); !errors.Is(err, domain.ErrDuplicate) ||
+		!strings.Contains(err.Error(), "is already the id of trigger "+strconv.Quote(handlers.WorkedExampleTriggers[0])) || other.Outcome != "" {
+		t.Fatalf("the trigger id for another trigger: %+v, %v", other, err)
 	}
 	// The id reused for another order: JetStream has it already, so this
 	// trigger is not stored, and the answer says so once ctx ends.

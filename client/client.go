@@ -211,7 +211,9 @@ type Applied struct {
 // took effect (advanced, completed), or had before (duplicate); or the
 // order refused it (*domain.RejectedError, the order unchanged; sent again
 // with the same TriggerID, the same rejection again); or it can
-// never be processed (*DeadLetterError). A ctx that ends first leaves the
+// never be processed (*DeadLetterError); or its TriggerID is already the
+// id of another trigger of the order (an error matching
+// domain.ErrDuplicate: it never takes effect). A ctx that ends first leaves the
 // trigger stored: it takes effect later, and sending it again with the
 // same TriggerID is safe.
 func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
@@ -241,7 +243,7 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 			return Applied{}, err
 		}
 		if env != nil {
-			return outcome(Ack{TriggerID: t.TriggerID, Duplicate: true}, *env)
+			return outcome(t, Ack{TriggerID: t.TriggerID, Duplicate: true}, *env)
 		}
 	}
 	ack, err := c.PublishTrigger(ctx, t)
@@ -259,7 +261,7 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 			}
 			var env envelope
 			if json.Unmarshal(m.Data, &env) == nil && env.CausationID == t.TriggerID {
-				return outcome(ack, env)
+				return outcome(t, ack, env)
 			}
 		case <-ctx.Done():
 			// The outcome may be stored and not seen here: stored before
@@ -268,7 +270,7 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 			env, err := c.caused(hctx, filter, t.TriggerID)
 			cancel()
 			if err == nil && env != nil {
-				return outcome(ack, *env)
+				return outcome(t, ack, *env)
 			}
 			if ack.Duplicate {
 				return Applied{Ack: ack}, fmt.Errorf("trigger id %s was stored before (sequence %d) and its outcome on order %s not seen yet; "+
@@ -296,9 +298,14 @@ func flush(ctx context.Context, nc *nats.Conn) error {
 	return nil
 }
 
-// outcome is what a trigger's outcome event says of it. For a trigger id
-// sent again it is a duplicate, or the first one's rejection again.
-func outcome(ack Ack, env envelope) (Applied, error) {
+// outcome is what a trigger's outcome event says of t. For a trigger id
+// sent again it is a duplicate, or the first one's rejection again. An
+// event the id caused as the id of another trigger key is an error
+// matching domain.ErrDuplicate: t never takes effect.
+func outcome(t Trigger, ack Ack, env envelope) (Applied, error) {
+	if err := domain.CheckOutcomeTrigger(t.OrderID, t.TriggerID, t.Trigger, env.Type, env.Data); err != nil {
+		return Applied{Ack: ack}, err
+	}
 	o, err := domain.OutcomeOf(env.Type, env.Data)
 	if err != nil {
 		return Applied{Ack: ack}, err

@@ -180,6 +180,31 @@ func OutcomeOf(eventType string, data []byte) (TriggerOutcome, error) {
 	return "", fmt.Errorf("%s is not a trigger's outcome", eventType)
 }
 
+// CheckOutcomeTrigger refuses (TriggerIDTaken) a trigger's outcome event,
+// its type and data, that triggerID caused on the order as the id of
+// another trigger key than trigger: an answer to a trigger sent with that
+// id must not pass that event off as its own. Any other event is no error.
+func CheckOutcomeTrigger(orderID, triggerID, trigger, eventType string, data []byte) error {
+	var outcome TriggerOutcome
+	switch eventType {
+	case TypeOrderAdvanced:
+		outcome = OutcomeAdvanced
+	case TypeOrderCompleted:
+		outcome = OutcomeCompleted
+	case TypeTriggerRejected:
+		outcome = OutcomeRejected
+	default:
+		return nil
+	}
+	var d struct {
+		Trigger string `json:"trigger"`
+	}
+	if json.Unmarshal(data, &d) != nil || d.Trigger == trigger {
+		return nil
+	}
+	return TriggerIDTaken(orderID, triggerID, d.Trigger, outcome, trigger)
+}
+
 // Order is one customer order moving through its order type's workflows.
 type Order struct {
 	root
@@ -189,8 +214,8 @@ type Order struct {
 	workflows   []string
 	state       OrderState
 	pos         Position
-	steps       []Step // the steps of pos's pinned workflow version
-	triggers    map[string]TriggerOutcome
+	steps       []Step                   // the steps of pos's pinned workflow version
+	triggers    map[string]seenTrigger   // every trigger id the order has seen
 	rejections  map[string]RejectedError // the triggers it rejected: why, and what it expected
 }
 
@@ -198,7 +223,7 @@ type Order struct {
 // the workflow versions the order's events name; the order needs them to
 // know which trigger its current step waits for.
 func NewOrder(id string, defs Workflows) *Order {
-	return &Order{id: id, defs: defs, triggers: map[string]TriggerOutcome{}}
+	return &Order{id: id, defs: defs, triggers: map[string]seenTrigger{}}
 }
 
 // Exists reports whether the order was placed.
@@ -208,11 +233,40 @@ func (o *Order) Exists() bool { return o.version > 0 }
 // moves it any more.
 func (o *Order) Finished() bool { return o.state == StateCompleted || o.state == StateCancelled }
 
+// seenTrigger is what a trigger id did to the order the first time, and
+// the trigger key it came with.
+type seenTrigger struct {
+	outcome TriggerOutcome
+	key     string
+}
+
 // TriggerOutcome is what a trigger id did to the order the first time,
 // if the order has seen it.
 func (o *Order) TriggerOutcome(triggerID string) (TriggerOutcome, bool) {
-	out, seen := o.triggers[triggerID]
-	return out, seen
+	t, seen := o.triggers[triggerID]
+	return t.outcome, seen
+}
+
+// CheckTriggerID refuses a trigger id the order has already seen with
+// another trigger key: an id names one trigger, so the same id sent for
+// another worker action is a worker app's mistake, and treating it as a
+// duplicate would drop that action without a word. The error matches
+// ErrDuplicate. An id not seen, or seen with this key, is no error.
+func (o *Order) CheckTriggerID(trigger, triggerID string) error {
+	t, seen := o.triggers[triggerID]
+	if !seen || t.key == trigger {
+		return nil
+	}
+	return TriggerIDTaken(o.id, triggerID, t.key, t.outcome, trigger)
+}
+
+// TriggerIDTaken is the error for a trigger id sent for trigger when the
+// order already has it as the id of trigger first, which had outcome
+// (advanced, completed or rejected). It matches ErrDuplicate.
+func TriggerIDTaken(orderID, triggerID, first string, outcome TriggerOutcome, trigger string) error {
+	return &FieldError{Field: "trigger_id", Kind: ErrDuplicate, Reason: fmt.Sprintf(
+		"%q is already the id of trigger %q on order %q (%s), so it cannot name trigger %q too; give each trigger an id of its own",
+		triggerID, first, orderID, outcome, trigger)}
 }
 
 // OrderView is an order as it stands.
@@ -292,7 +346,8 @@ func enter(id string, wfs Workflows) (Position, error) {
 
 // ApplyTrigger lets a worker's trigger move the order on. It records
 // OrderAdvanced, OrderCompleted or TriggerRejected; a trigger id the order
-// has already seen records nothing and reports a duplicate.
+// has already seen records nothing and reports a duplicate, or, seen with
+// another trigger key, an error matching ErrDuplicate (see CheckTriggerID).
 func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (TriggerResult, error) {
 	if !o.Exists() {
 		return TriggerResult{}, kindErr(ErrNotFound, "order", "no order %q", o.id)
@@ -301,7 +356,10 @@ func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (
 		return TriggerResult{}, invalid("trigger_id", "is required")
 	}
 	if first, seen := o.triggers[triggerID]; seen {
-		return TriggerResult{Outcome: OutcomeDuplicate, Original: first}, nil
+		if err := o.CheckTriggerID(trigger, triggerID); err != nil {
+			return TriggerResult{}, err
+		}
+		return TriggerResult{Outcome: OutcomeDuplicate, Original: first.outcome}, nil
 	}
 	o.resolveSteps()
 	reject := func(reason RejectReason) (TriggerResult, error) {
@@ -529,13 +587,13 @@ func (o *Order) Apply(e Event) error {
 		o.orderTypeID, o.workflows, o.state = e.OrderTypeID, slices.Clone(e.Workflows), StateActive
 		o.enterPosition(e.To)
 	case OrderAdvanced:
-		o.triggers[e.TriggerID] = OutcomeAdvanced
+		o.triggers[e.TriggerID] = seenTrigger{OutcomeAdvanced, e.Trigger}
 		o.enterPosition(e.To)
 	case OrderCompleted:
-		o.triggers[e.TriggerID] = OutcomeCompleted
+		o.triggers[e.TriggerID] = seenTrigger{OutcomeCompleted, e.Trigger}
 		o.state = StateCompleted
 	case TriggerRejected:
-		o.triggers[e.TriggerID] = OutcomeRejected
+		o.triggers[e.TriggerID] = seenTrigger{OutcomeRejected, e.Trigger}
 		if o.rejections == nil {
 			o.rejections = map[string]RejectedError{}
 		}

@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/orderflow/orderflow/domain"
@@ -112,14 +113,26 @@ func TestOrderRules(t *testing.T) {
 			if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
 				return domain.TriggerResult{}, err
 			}
-			return o.ApplyTrigger("items_tagged", "t1", "w", d)
+			return o.ApplyTrigger("picked_up", "t1", "w", d)
 		}, outcome: domain.OutcomeDuplicate, wantStatus: "received"},
 		{name: "rejected trigger id again", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
 			if _, err := o.ApplyTrigger("folded", "t1", "w", d); err != nil {
 				return domain.TriggerResult{}, err
 			}
-			return o.ApplyTrigger("picked_up", "t1", "w", d)
+			return o.ApplyTrigger("folded", "t1", "w", d)
 		}, outcome: domain.OutcomeDuplicate, wantStatus: "pending_pickup"},
+		{name: "trigger id again for another trigger", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
+				return domain.TriggerResult{}, err
+			}
+			return o.ApplyTrigger("items_tagged", "t1", "w", d)
+		}, wantErr: domain.ErrDuplicate},
+		{name: "rejected trigger id again for another trigger", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			if _, err := o.ApplyTrigger("folded", "t1", "w", d); err != nil {
+				return domain.TriggerResult{}, err
+			}
+			return o.ApplyTrigger("picked_up", "t1", "w", d)
+		}, wantErr: domain.ErrDuplicate},
 		{name: "held order rejects", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
 			if err := o.Hold("customer called"); err != nil {
 				return domain.TriggerResult{}, err
@@ -222,6 +235,43 @@ func TestOrderRules(t *testing.T) {
 				t.Fatalf("Rejection(t1) = %+v, %v after %+v", r, rejected, res)
 			}
 		})
+	}
+}
+
+// TestTriggerIDNamesOneTrigger: an id the order has seen, sent again for
+// another trigger key, is refused (ErrDuplicate) and records nothing, also
+// for an order loaded from its events; sent again with its own key, it is
+// a duplicate.
+func TestTriggerIDNamesOneTrigger(t *testing.T) {
+	t.Parallel()
+	d := workedExample()
+	o := placed(t, d)
+	if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
+		t.Fatal(err)
+	}
+	loaded := domain.NewOrder("o-1", d)
+	for _, e := range o.Changes() {
+		must(t, loaded.Apply(e))
+	}
+	for name, o := range map[string]*domain.Order{"deciding": o, "loaded": loaded} {
+		before := o.Version()
+		_, err := o.ApplyTrigger("items_tagged", "t1", "w", d)
+		if !errors.Is(err, domain.ErrDuplicate) || !strings.Contains(err.Error(), `"t1" is already the id of trigger "picked_up" on order "o-1" (advanced)`) {
+			t.Fatalf("%s: the id again for another trigger: %v, want ErrDuplicate naming the first trigger", name, err)
+		}
+		if o.Version() != before || o.View().Position.Status != "received" {
+			t.Fatalf("%s: the refused trigger changed the order: version %d, at %+v", name, o.Version(), o.View().Position)
+		}
+		if err := o.CheckTriggerID("picked_up", "t1"); err != nil {
+			t.Fatalf("%s: CheckTriggerID with the id's own key: %v", name, err)
+		}
+		if err := o.CheckTriggerID("items_tagged", "t2"); err != nil {
+			t.Fatalf("%s: CheckTriggerID with an id never seen: %v", name, err)
+		}
+		res, err := o.ApplyTrigger("picked_up", "t1", "w", d)
+		if err != nil || res.Outcome != domain.OutcomeDuplicate || res.Original != domain.OutcomeAdvanced {
+			t.Fatalf("%s: the id again with its own key: %+v, %v; want a duplicate of advanced", name, res, err)
+		}
 	}
 }
 

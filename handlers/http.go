@@ -107,7 +107,7 @@ var keyedRoutes = func() map[string]keyedRoute {
 		"POST /v1/orders": {"Makes the request safe to send again: the order's id when the body names none is derived from the key, " +
 			"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409", maxIdempotencyKey, true},
 		"POST /v1/orders/{id}/triggers": {"The trigger id when the body gives no trigger_id (the same if it gives one): " +
-			"sent again with it, the trigger takes effect once (the answer's outcome is duplicate)", maxTriggerID, false},
+			"sent again with it, the trigger takes effect once (the answer's outcome is duplicate); sent with another trigger key, or for another order, 409", maxTriggerID, false},
 	}
 	for _, a := range []string{"hold", "resume", "cancel", "move", "migrate"} {
 		m["POST /v1/orders/{id}/"+a] = action
@@ -161,7 +161,8 @@ func (api *API) routes() []route {
 		{"GET /v1/orders/{id}", RoleReader, "One order (?as_of= RFC 3339 for the state then)", nil, api.getOrder},
 		{"GET /v1/orders/{id}/history", RoleReader, "An order's events, oldest first (all; or a page: limit, cursor, next_cursor)", nil, api.orderHistory},
 		{"POST /v1/orders/{id}/triggers", RoleWorker, "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument). " +
-			"Give it a trigger_id of your own, or an Idempotency-Key header (one is made when both are absent): sent again with it after a 503 or a lost answer, it takes effect once",
+			"Give it a trigger_id of your own, or an Idempotency-Key header (one is made when both are absent): sent again with it after a 503 or a lost answer, it takes effect once. " +
+			"The id names one trigger: the id of another trigger of the order or of another order's is 409 conflict",
 			triggerRequest{Trigger: "picked_up", TriggerID: "0193a1f2-5c7e-7d3b-9a41-3f6e2b8c1d05", Worker: "ana"}, api.postTrigger},
 		{"POST /v1/orders/{id}/hold", RoleSupervisor, "Hold an order", map[string]any{"reason": "customer away"}, api.supervise(holdOrder)},
 		{"POST /v1/orders/{id}/resume", RoleSupervisor, "Resume a held order", map[string]any{"reason": "back"}, api.supervise(resumeOrder)},

@@ -428,6 +428,9 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 		if !o.Exists() {
 			return notFoundOrder(orderID)
 		}
+		if err := o.CheckTriggerID(trigger, triggerID); err != nil {
+			return err // the id of another trigger of the order: never takes effect
+		}
 		_, seen = o.TriggerOutcome(triggerID)
 		rejection, rejected = o.Rejection(triggerID)
 		return nil
@@ -449,34 +452,42 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 		return "", fmt.Errorf("publish trigger: %w", eventstore.Refusal(err))
 	}
 	if ack.Duplicate {
-		if err := c.checkTriggerIDOwner(ctx, orderID, triggerID, ack.Sequence); err != nil {
+		if err := c.checkTriggerIDOwner(ctx, orderID, trigger, triggerID, ack.Sequence); err != nil {
 			return "", err
 		}
 		// JetStream had this trigger id already, so its outcome is likely
 		// stored: by another process, say, whose work the cache above did
 		// not show. The order's history answers at once.
-		if out, ok, err := c.repeatOf(ctx, orderID, triggerID); ok {
+		if out, ok, err := c.repeatOf(ctx, orderID, trigger, triggerID); ok {
 			return out, err
 		}
 	}
-	return c.awaitOutcome(ctx, events, orderID, triggerID, ack.Duplicate, 2*c.readTimeout())
+	return c.awaitOutcome(ctx, events, orderID, trigger, triggerID, ack.Duplicate, 2*c.readTimeout())
 }
 
 // checkTriggerIDOwner refuses a trigger id that JetStream reported as a
-// duplicate of a trigger stored for another order (at seq): JetStream
-// deduplicates Nats-Msg-Id across the whole stream, so this trigger was
-// not stored and would never take effect. Within one order the id names
-// one trigger, whatever its key, and a repeat is a duplicate. When the
+// duplicate of a trigger stored (at seq) for another order, or for another
+// trigger key of this order: JetStream deduplicates Nats-Msg-Id across the
+// whole stream, so this trigger was not stored and would never take
+// effect. The same order and key is a repeat: a duplicate. When the
 // stored trigger cannot be read, nothing is refused: the outcome is
 // waited for as before.
-func (c *Commands) checkTriggerIDOwner(ctx context.Context, orderID, triggerID string, seq uint64) error {
+func (c *Commands) checkTriggerIDOwner(ctx context.Context, orderID, trigger, triggerID string, seq uint64) error {
 	subject, err := c.Store.SubjectAt(ctx, eventstore.StreamTriggers, seq)
 	if err != nil {
 		return nil
 	}
 	tenant, owner, key, err := eventstore.ParseTriggerSubject(subject)
-	if err != nil || (tenant == c.Tenant && owner == orderID) {
+	if err != nil {
 		return nil
+	}
+	if tenant == c.Tenant && owner == orderID {
+		if key == trigger {
+			return nil
+		}
+		return &domain.FieldError{Field: "trigger_id", Kind: domain.ErrDuplicate, Reason: fmt.Sprintf(
+			"%q is already the id of trigger %q on order %q, so this one was not stored; give each trigger an id of its own",
+			triggerID, key, orderID)}
 	}
 	other := "another order" // of another tenant: not named
 	if tenant == c.Tenant {
@@ -512,8 +523,9 @@ func (c *Commands) knownTrigger(ctx context.Context, key string) error {
 // sent before was stored before the listening began, or the connection
 // dropped the outcome's copy in a reconnect), so the order's history
 // answers. A duplicate (stored before) answers duplicate, not the first
-// outcome.
-func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, orderID, triggerID string, duplicate bool, within time.Duration) (domain.TriggerOutcome, error) {
+// outcome. An outcome the id caused as another trigger's id is that
+// trigger's (domain.CheckOutcomeTrigger): this one never takes effect.
+func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, orderID, trigger, triggerID string, duplicate bool, within time.Duration) (domain.TriggerOutcome, error) {
 	wctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	for {
@@ -533,6 +545,9 @@ func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, or
 			}
 			env = ev.Envelope
 		}
+		if err := domain.CheckOutcomeTrigger(orderID, triggerID, trigger, env.Type, env.Data); err != nil {
+			return "", err
+		}
 		if duplicate {
 			return repeated(env)
 		}
@@ -541,8 +556,9 @@ func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, or
 }
 
 // repeatOf answers a trigger id sent again from the event it caused in the
-// order's history, if it is there (see repeated).
-func (c *Commands) repeatOf(ctx context.Context, orderID, triggerID string) (out domain.TriggerOutcome, found bool, err error) {
+// order's history, if it is there (see repeated), or refuses it when that
+// event is another trigger's (domain.CheckOutcomeTrigger).
+func (c *Commands) repeatOf(ctx context.Context, orderID, trigger, triggerID string) (out domain.TriggerOutcome, found bool, err error) {
 	_, history, err := c.LoadOrder(ctx, orderID)
 	if err != nil {
 		return "", false, nil
@@ -550,6 +566,9 @@ func (c *Commands) repeatOf(ctx context.Context, orderID, triggerID string) (out
 	ev, ok := causedBy(history, triggerID)
 	if !ok {
 		return "", false, nil
+	}
+	if err := domain.CheckOutcomeTrigger(orderID, triggerID, trigger, ev.Type, ev.Data); err != nil {
+		return "", true, err
 	}
 	out, err = repeated(ev.Envelope)
 	return out, true, err

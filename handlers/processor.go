@@ -531,7 +531,8 @@ func (p *Processor) handle(msg *message.Message) error {
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
 		return poison("unknown order %q in tenant %q", orderID, tenant)
-	case errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken), errors.Is(err, eventstore.ErrInvalidEnvelope):
+	case errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken), errors.Is(err, eventstore.ErrInvalidEnvelope),
+		errors.Is(err, domain.ErrDuplicate): // the id of another trigger of the order (domain.Order.CheckTriggerID)
 		return poison("%v", err)
 	case errors.Is(err, eventstore.ErrStorageFull):
 		p.storageFull(err)

@@ -1,7 +1,9 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -632,18 +634,27 @@ func TestMissedOutcomeAnswersFromHistory(t *testing.T) {
 
 	none := make(chan *nats.Msg)
 	for _, tc := range []struct {
+		trigger   string // WorkedExampleTriggers[0] when empty
 		triggerID string
 		duplicate bool
 		want      domain.TriggerOutcome
 		reason    domain.RejectReason
+		taken     bool // the id is another trigger's: a conflict
 	}{
 		{triggerID: "missed-0", want: domain.OutcomeAdvanced},
 		{triggerID: "missed-0", duplicate: true, want: domain.OutcomeDuplicate},
 		{triggerID: "missed-1", reason: domain.RejectUnexpectedTrigger},
+		{trigger: WorkedExampleTriggers[1], triggerID: "missed-0", taken: true},
+		{trigger: WorkedExampleTriggers[1], triggerID: "missed-1", duplicate: true, taken: true},
 	} {
-		got, err := f.c.awaitOutcome(f.ctx, none, "o-missed", tc.triggerID, tc.duplicate, time.Millisecond)
+		trigger := cmp.Or(tc.trigger, WorkedExampleTriggers[0])
+		got, err := f.c.awaitOutcome(f.ctx, none, "o-missed", trigger, tc.triggerID, tc.duplicate, time.Millisecond)
 		var rejected *domain.RejectedError
 		switch {
+		case tc.taken:
+			if !errors.Is(err, domain.ErrDuplicate) || problemFor(err).Status != http.StatusConflict {
+				t.Errorf("%s for %s: got %q, %v; want a conflict: the id is %s's", tc.triggerID, trigger, got, err, WorkedExampleTriggers[0])
+			}
 		case tc.reason != "":
 			if !errors.As(err, &rejected) || rejected.Reason != tc.reason || rejected.Expected != WorkedExampleTriggers[1] {
 				t.Errorf("%s: got %q, %v; want rejected %s expecting %s", tc.triggerID, got, err, tc.reason, WorkedExampleTriggers[1])
@@ -652,9 +663,61 @@ func TestMissedOutcomeAnswersFromHistory(t *testing.T) {
 			t.Errorf("%s (duplicate %v): got %q, %v; want %s", tc.triggerID, tc.duplicate, got, err, tc.want)
 		}
 	}
-	_, err := f.c.awaitOutcome(f.ctx, none, "o-missed", "never-sent", false, time.Millisecond)
+	_, err := f.c.awaitOutcome(f.ctx, none, "o-missed", WorkedExampleTriggers[0], "never-sent", false, time.Millisecond)
 	if !errors.Is(err, context.DeadlineExceeded) || problemFor(err).Status != http.StatusServiceUnavailable {
 		t.Errorf("a trigger without an outcome: got %v (HTTP %d), want a deadline error answered 503", err, problemFor(err).Status)
+	}
+}
+
+// A trigger id names one trigger of an order: sent again for another
+// trigger key, over NATS (a new Nats-Msg-Id, the id in the body) it is put
+// aside as a dead letter naming the trigger the id is already of, and
+// over HTTP it is refused as a conflict, whichever check finds it (the
+// order as cached, JetStream's duplicate, the order's history). Nothing
+// is recorded either way.
+func TestTriggerIDOfAnotherTriggerIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-reused")
+	p := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	defer p.Close()
+	first := f.trigger(t, "o-reused", WorkedExampleTriggers[0], "reused-0")
+	f.waitAdvanced(t, "o-reused", "reused-0")
+
+	body, _ := json.Marshal(TriggerBody{TriggerID: "reused-0", Worker: "w"})
+	f.triggerWithBody(t, "o-reused", WorkedExampleTriggers[1], "another-msg-id", body)
+	var dls []DeadLetter
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		var err error
+		dls, err = ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		return err == nil && len(dls) == 1
+	}, "the trigger with a taken id put aside")
+	want := fmt.Sprintf(`"reused-0" is already the id of trigger %q on order "o-reused" (advanced)`, WorkedExampleTriggers[0])
+	if dl := dls[0]; dl.TriggerID != "reused-0" || dl.Trigger != WorkedExampleTriggers[1] || !strings.Contains(dl.Reason, want) {
+		t.Fatalf("dead letter %+v, want trigger %s with id reused-0, the reason saying %s", dl, WorkedExampleTriggers[1], want)
+	}
+
+	conflict := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, domain.ErrDuplicate) || problemFor(err).Status != http.StatusConflict || !strings.Contains(err.Error(), `"reused-0" is already the id of trigger`) {
+			t.Fatalf("%s: %v (HTTP %d), want a conflict naming the trigger the id is of", what, err, problemFor(err).Status)
+		}
+	}
+	_, err := f.c.SendTrigger(f.ctx, "o-reused", WorkedExampleTriggers[1], "reused-0", "w")
+	conflict("SendTrigger", err)
+	conflict("JetStream's duplicate", f.c.checkTriggerIDOwner(f.ctx, "o-reused", WorkedExampleTriggers[1], "reused-0", first))
+	if err := f.c.checkTriggerIDOwner(f.ctx, "o-reused", WorkedExampleTriggers[0], "reused-0", first); err != nil {
+		t.Fatalf("JetStream's duplicate of the same trigger: %v", err)
+	}
+	_, found, err := f.c.repeatOf(f.ctx, "o-reused", WorkedExampleTriggers[1], "reused-0")
+	if !found {
+		t.Fatal("repeatOf did not find the id in the history")
+	}
+	conflict("the order's history", err)
+	if out, err := f.c.SendTrigger(f.ctx, "o-reused", WorkedExampleTriggers[0], "reused-0", "w"); err != nil || out != domain.OutcomeDuplicate {
+		t.Fatalf("the id again with its own trigger: %q, %v; want duplicate", out, err)
+	}
+	if o, _, err := f.c.LoadOrder(f.ctx, "o-reused"); err != nil || o.Version() != 2 {
+		t.Fatalf("order at version %d (%v), want 2: nothing recorded for the refused triggers", o.Version(), err)
 	}
 }
 

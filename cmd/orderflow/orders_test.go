@@ -51,6 +51,16 @@ func TestOrderTriggersOverHTTP(t *testing.T) {
 	if res["outcome"] != "duplicate" {
 		t.Fatalf("repeat: %v", res)
 	}
+	// The id of one trigger sent for another: a conflict, nothing stored;
+	// a rejected trigger's id too.
+	p = c.problem(409, "conflict", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "t-delivered"})
+	if d, _ := p["detail"].(string); !strings.Contains(d, `"t-delivered" is already the id of trigger "delivered" on order "o-1" (completed)`) {
+		t.Fatalf("a trigger's id for another trigger: %v", p)
+	}
+	p = c.problem(409, "conflict", "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "t-wrong"})
+	if d, _ := p["detail"].(string); !strings.Contains(d, `"t-wrong" is already the id of trigger "wash_done" on order "o-1" (rejected)`) {
+		t.Fatalf("a rejected trigger's id for another trigger: %v", p)
+	}
 	// The rejected trigger's id again: the same rejection, as recorded
 	// (a worker app that lost the first answer must not take it for a
 	// success), and nothing new stored.
