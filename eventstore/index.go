@@ -250,6 +250,23 @@ func (s *Store) IndexRestoredAt(stream string) uint64 {
 	return 0
 }
 
+// IndexedLast is the sequence of agg's last event as the store's sequence
+// index has it, without asking the server (0 when the index has none, or
+// the stream has no index). The index follows the stream closely but
+// behind: an event stored a moment ago may not be there yet.
+func (s *Store) IndexedLast(agg Aggregate) uint64 {
+	idx := s.indexes[agg.Stream()]
+	if idx == nil {
+		return 0
+	}
+	idx.mu.RLock()
+	defer idx.mu.RUnlock()
+	if all := idx.seqs[agg.prefix()]; len(all) > 0 {
+		return all[len(all)-1]
+	}
+	return 0
+}
+
 // Indexed is the last sequence of stream that the store's sequence index
 // has applied (0 for a stream without an index). Loads are complete at
 // any value; they are fastest once it has reached the stream's end.

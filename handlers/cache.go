@@ -220,6 +220,14 @@ func (c *aggregateCache) peek(key string, f func(*cacheEntry)) bool {
 	return true
 }
 
+// behind reports whether the cache holds key at a sequence before last
+// (false while a command holds it).
+func (c *aggregateCache) behind(key string, last uint64) bool {
+	stale := false
+	c.peek(key, func(e *cacheEntry) { stale = e.lastSeq < last })
+	return stale
+}
+
 // has reports whether the cache holds key (for tests).
 func (c *aggregateCache) has(key string) bool {
 	c.mu.Lock()

@@ -421,7 +421,17 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 
 	// Seen before: a duplicate, or the same rejection again. The order
 	// comes from the orders' cache when it is there, or is read into it,
-	// where the processor that applies the trigger next finds it.
+	// where the processor that applies the trigger next finds it. A cached
+	// order that lacks events the store's load index has seen (another
+	// process applied a trigger since) is brought up to date first: after
+	// JetStream's duplicate window nothing else would tell that this
+	// trigger took effect there, and stored again it would record nothing,
+	// its outcome waited for in vain. The index costs no round trip.
+	if c.orderCache().behind(addr.Filter(), c.Store.IndexedLast(addr)) {
+		if _, err := c.CurrentOrder(ctx, orderID); err != nil {
+			return "", err
+		}
+	}
 	var seen, rejected bool
 	var rejection domain.RejectedError
 	if _, err := c.order(ctx, orderID, Meta{}, func(o *domain.Order) error {

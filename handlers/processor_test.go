@@ -33,6 +33,19 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // with the worked example.
 func newCommands(t testing.TB, srv *eventstore.Server) *Commands {
 	t.Helper()
+	c := openCommands(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := SeedWorkedExample(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// openCommands is Commands of a process of its own (its own connection,
+// read model and orders' cache) on srv's store as it is.
+func openCommands(t testing.TB, srv *eventstore.Server) *Commands {
+	t.Helper()
 	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{Logger: quiet})
 	defs := projections.NewDefinitions(quiet)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -41,11 +54,7 @@ func newCommands(t testing.TB, srv *eventstore.Server) *Commands {
 		t.Fatal(err)
 	}
 	t.Cleanup(defs.Stop)
-	c := &Commands{Store: st, Defs: defs, Tenant: "default"}
-	if err := SeedWorkedExample(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return &Commands{Store: st, Defs: defs, Tenant: "default"}
 }
 
 func startProcessor(t *testing.T, c *Commands, url string, afterApply func(*message.Message)) *Processor {
@@ -718,6 +727,42 @@ func TestTriggerIDOfAnotherTriggerIsRefused(t *testing.T) {
 	}
 	if o, _, err := f.c.LoadOrder(f.ctx, "o-reused"); err != nil || o.Version() != 2 {
 		t.Fatalf("order at version %d (%v), want 2: nothing recorded for the refused triggers", o.Version(), err)
+	}
+}
+
+// A trigger id sent again over HTTP to a process whose cached order has
+// not seen the trigger take effect (another process applied it), and
+// that JetStream no longer takes for a duplicate (here: first published
+// under another Nats-Msg-Id, as after the duplicate window): the answer
+// is duplicate at once, from the order as stored, not the first
+// trigger's outcome after waiting for one that never comes.
+func TestTriggerSentAgainToAProcessThatCachedTheOrderBefore(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-stale")
+	if _, err := f.c.CurrentOrder(f.ctx, "o-stale"); err != nil { // cached at version 1
+		t.Fatal(err)
+	}
+	other := openCommands(t, f.srv) // another process: its own cache
+	p := startProcessor(t, other, f.srv.ClientURL(), nil)
+	defer p.Close()
+	body, _ := json.Marshal(TriggerBody{TriggerID: "stale-0", Worker: "w"})
+	f.triggerWithBody(t, "o-stale", WorkedExampleTriggers[0], "first-msg-id", body)
+	f.waitAdvanced(t, "o-stale", "stale-0")
+	_, history, err := f.c.LoadOrder(f.ctx, "o-stale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := history[len(history)-1].Sequence
+	eventstoretest.Eventually(t, 30*time.Second, func() bool { return f.c.Store.IndexedLast(f.c.orderAddr("o-stale")) == last },
+		"the load index to have the trigger's outcome") // as it has long before the duplicate window passes
+
+	out, err := f.c.SendTrigger(f.ctx, "o-stale", WorkedExampleTriggers[0], "stale-0", "w")
+	if err != nil || out != domain.OutcomeDuplicate {
+		t.Fatalf("the trigger sent again: %q, %v; want duplicate", out, err)
+	}
+	_, err = f.c.SendTrigger(f.ctx, "o-stale", WorkedExampleTriggers[1], "stale-0", "w")
+	if !errors.Is(err, domain.ErrDuplicate) {
+		t.Fatalf("the id for another trigger: %v, want a conflict", err)
 	}
 }
 
