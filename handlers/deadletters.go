@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 )
 
@@ -33,8 +34,9 @@ type DeadLetter struct {
 }
 
 // ErrNotRedrivable is a dead letter that would be put aside again whatever
-// happens meanwhile: its subject is not a valid trigger subject, or its
-// body cannot be read.
+// happens meanwhile: its subject is not a valid trigger subject, its body
+// cannot be read, or its trigger id is already another trigger's on its
+// order.
 var ErrNotRedrivable = errors.New("dead letter cannot be processed")
 
 // ReadDeadLetters returns up to limit dead letters after sequence after,
@@ -105,7 +107,10 @@ func deadLetterKeys(ctx context.Context, st *eventstore.Store) (map[string]bool,
 // placed after its first trigger, say). It keeps its trigger id (in the
 // body's trigger_id), so however often it is sent again it takes effect
 // at most once; its Nats-Msg-Id is new, or JetStream would take it for the
-// first one within the duplicate window.
+// first one within the duplicate window. One that would be put aside
+// again whatever happens meanwhile is refused (ErrNotRedrivable): an
+// unsafe subject, an unreadable body, no usable trigger id, or an id its
+// order has as another trigger's.
 func Redrive(ctx context.Context, st *eventstore.Store, dl DeadLetter) (*jetstream.PubAck, error) {
 	for _, t := range []struct{ field, value string }{{"tenant", dl.Tenant}, {"order id", dl.OrderID}, {"trigger key", dl.Trigger}} {
 		if err := eventstore.ValidateToken(t.field, t.value); err != nil {
@@ -118,12 +123,32 @@ func Redrive(ctx context.Context, st *eventstore.Store, dl DeadLetter) (*jetstre
 	if err := checkTriggerID(dl.TriggerID); err != nil || dl.TriggerID == "" {
 		return nil, fmt.Errorf("%w: dead letter %d has no usable trigger id %q", ErrNotRedrivable, dl.Seq, dl.TriggerID)
 	}
+	if err := idOfAnotherTrigger(ctx, st, dl); err != nil {
+		return nil, err
+	}
 	ack, err := publishAgain(ctx, st.JetStream(), dl.Tenant, dl.OrderID, dl.Trigger, dl.TriggerID, dl.Body,
 		"redrive-"+strconv.FormatUint(dl.Seq, 10)+"-"+dl.TriggerID)
 	if err != nil {
 		return nil, fmt.Errorf("redrive dead letter %d: %w", dl.Seq, err)
 	}
 	return ack, nil
+}
+
+// idOfAnotherTrigger refuses (ErrNotRedrivable) a dead letter whose
+// trigger id its order's history has as the id of another trigger key
+// (domain.Order.CheckTriggerID): sent again, it would only be put aside
+// again. The trigger can be published anew with an id of its own.
+func idOfAnotherTrigger(ctx context.Context, st *eventstore.Store, dl DeadLetter) error {
+	events, err := st.Load(ctx, eventstore.Aggregate{Tenant: dl.Tenant, Type: domain.AggregateOrder, ID: dl.OrderID}, 0)
+	if err != nil {
+		return fmt.Errorf("dead letter %d: read order %q: %w", dl.Seq, dl.OrderID, err)
+	}
+	if ev, ok := causedBy(events, dl.TriggerID); ok {
+		if err := domain.CheckOutcomeTrigger(dl.OrderID, dl.TriggerID, dl.Trigger, ev.Type, ev.Data); err != nil {
+			return fmt.Errorf("%w: dead letter %d: %v", ErrNotRedrivable, dl.Seq, err)
+		}
+	}
+	return nil
 }
 
 // publishAgain publishes a trigger again to its own subject under a new

@@ -704,6 +704,10 @@ func TestTriggerIDOfAnotherTriggerIsRefused(t *testing.T) {
 	if dl := dls[0]; dl.TriggerID != "reused-0" || dl.Trigger != WorkedExampleTriggers[1] || !strings.Contains(dl.Reason, want) {
 		t.Fatalf("dead letter %+v, want trigger %s with id reused-0, the reason saying %s", dl, WorkedExampleTriggers[1], want)
 	}
+	// Sent again, it would only be put aside again.
+	if _, err := Redrive(f.ctx, f.c.Store, dls[0]); !errors.Is(err, ErrNotRedrivable) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Redrive of the dead letter: %v, want ErrNotRedrivable saying %s", err, want)
+	}
 
 	conflict := func(what string, err error) {
 		t.Helper()
