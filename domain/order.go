@@ -356,8 +356,8 @@ func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (
 		return TriggerResult{}, invalid("trigger_id", "is required")
 	}
 	if first, seen := o.triggers[triggerID]; seen {
-		if err := o.CheckTriggerID(trigger, triggerID); err != nil {
-			return TriggerResult{}, err
+		if first.key != trigger {
+			return TriggerResult{}, TriggerIDTaken(o.id, triggerID, first.key, first.outcome, trigger)
 		}
 		return TriggerResult{Outcome: OutcomeDuplicate, Original: first.outcome}, nil
 	}
