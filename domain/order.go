@@ -180,29 +180,41 @@ func OutcomeOf(eventType string, data []byte) (TriggerOutcome, error) {
 	return "", fmt.Errorf("%s is not a trigger's outcome", eventType)
 }
 
+// OutcomeTrigger is the trigger key a trigger's outcome event (its type
+// and data) answers. ok is false for any other event, and for an outcome
+// whose data does not name its trigger.
+func OutcomeTrigger(eventType string, data []byte) (trigger string, ok bool) {
+	switch eventType {
+	case TypeOrderAdvanced, TypeOrderCompleted, TypeTriggerRejected:
+	default:
+		return "", false
+	}
+	var d struct {
+		Trigger string `json:"trigger"`
+	}
+	if json.Unmarshal(data, &d) != nil || d.Trigger == "" {
+		return "", false
+	}
+	return d.Trigger, true
+}
+
 // CheckOutcomeTrigger refuses (TriggerIDTaken) a trigger's outcome event,
 // its type and data, that triggerID caused on the order as the id of
 // another trigger key than trigger: an answer to a trigger sent with that
 // id must not pass that event off as its own. Any other event is no error.
 func CheckOutcomeTrigger(orderID, triggerID, trigger, eventType string, data []byte) error {
-	var outcome TriggerOutcome
+	first, ok := OutcomeTrigger(eventType, data)
+	if !ok || first == trigger {
+		return nil
+	}
+	outcome := OutcomeRejected
 	switch eventType {
 	case TypeOrderAdvanced:
 		outcome = OutcomeAdvanced
 	case TypeOrderCompleted:
 		outcome = OutcomeCompleted
-	case TypeTriggerRejected:
-		outcome = OutcomeRejected
-	default:
-		return nil
 	}
-	var d struct {
-		Trigger string `json:"trigger"`
-	}
-	if json.Unmarshal(data, &d) != nil || d.Trigger == trigger {
-		return nil
-	}
-	return TriggerIDTaken(orderID, triggerID, d.Trigger, outcome, trigger)
+	return TriggerIDTaken(orderID, triggerID, first, outcome, trigger)
 }
 
 // Order is one customer order moving through its order type's workflows.

@@ -89,7 +89,7 @@ func readDeadLetter(ctx context.Context, stream jetstream.Stream, seq uint64) (D
 	return dl, nil
 }
 
-// deadLetterKeys is every dead letter's tenant.orderId.triggerId.
+// deadLetterKeys is every dead letter's deadLetterKey.
 func deadLetterKeys(ctx context.Context, st *eventstore.Store) (map[string]bool, error) {
 	dls, err := ReadDeadLetters(ctx, st, 0, math.MaxInt)
 	if err != nil {
@@ -97,9 +97,16 @@ func deadLetterKeys(ctx context.Context, st *eventstore.Store) (map[string]bool,
 	}
 	keys := make(map[string]bool, len(dls))
 	for _, dl := range dls {
-		keys[dl.Tenant+"."+dl.OrderID+"."+dl.TriggerID] = true
+		keys[deadLetterKey(dl.Tenant, dl.OrderID, dl.Trigger, dl.TriggerID)] = true
 	}
 	return keys, nil
+}
+
+// deadLetterKey names a trigger among the dead letters: its order, its
+// key and its id, since an id sent again with another trigger key is put
+// aside while its first trigger took effect.
+func deadLetterKey(tenant, orderID, trigger, triggerID string) string {
+	return tenant + "." + orderID + "." + trigger + "." + triggerID
 }
 
 // Redrive publishes a dead-lettered trigger again, to the subject it was

@@ -516,8 +516,8 @@ const recopyPrefix = "recopy-"
 
 // recoverSkipped looks up the triggers stored at ORDERFLOW_TRIGGERS
 // sequences from..to and publishes again, with their trigger id, each one
-// that the lanes do not hold and whose order has not seen its id: those
-// the copy skipped. A candidate that is in the lanes after all, or that
+// that the lanes do not hold and whose order has no outcome of its id for
+// its trigger key: those the copy skipped. A candidate that is in the lanes after all, or that
 // took effect, is left alone; publishing one again would only make a
 // duplicate. It reports whether it looked at every candidate.
 func (p *Processor) recoverSkipped(from, to uint64) bool {
@@ -538,7 +538,7 @@ func (p *Processor) recoverSkipped(from, to uint64) bool {
 
 // recoverTriggers looks up the triggers stored at the ORDERFLOW_TRIGGERS
 // sequences seqs and publishes again each one the lanes do not hold and
-// whose order has not seen its id (see recoverSkipped). It reports
+// whose order has not answered (see recoverSkipped). It reports
 // whether it looked at every one.
 func (p *Processor) recoverTriggers(seqs []uint64) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -557,15 +557,15 @@ func (p *Processor) recoverTriggers(seqs []uint64) bool {
 		p.cfg.Logger.Error("looking for skipped triggers", "err", err)
 		return false
 	}
-	var dead map[string]bool // tenant.orderId.triggerId of every dead letter, read when first needed
-	deadLetter := func(order, id string) (bool, error) {
+	var dead map[string]bool // deadLetterKey of every dead letter, read when first needed
+	deadLetter := func(tenant, orderID, trigger, id string) (bool, error) {
 		if dead == nil {
 			var err error
 			if dead, err = deadLetterKeys(ctx, p.cmds.Store); err != nil {
 				return false, err
 			}
 		}
-		return dead[order+"."+id], nil
+		return dead[deadLetterKey(tenant, orderID, trigger, id)], nil
 	}
 	all := true
 	for _, seq := range seqs {
@@ -578,7 +578,7 @@ func (p *Processor) recoverTriggers(seqs []uint64) bool {
 }
 
 func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, triggers, lanes jetstream.Stream, seq uint64,
-	deadLetter func(order, id string) (bool, error)) error {
+	deadLetter func(tenant, orderID, trigger, id string) (bool, error)) error {
 	m, err := triggers.GetMsg(ctx, seq)
 	if err != nil {
 		return err
@@ -599,18 +599,21 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 		return nil // an unknown order: a dead letter when it came, and again if sent again
 	}
 	for _, ev := range history {
-		if ev.CausationID == id {
+		if ev.CausationID != id {
+			continue
+		}
+		if answers, ok := domain.OutcomeTrigger(ev.Type, ev.Data); ok && answers == trigger {
 			return nil // taken effect or answered
 		}
 	}
 	if inLanes(ctx, lanes, seq, tenant, orderID, trigger) {
 		return nil
 	}
-	order := tenant + "." + orderID // as orderOf keys it
-	if dead, err := deadLetter(order, id); err != nil || dead {
+	if dead, err := deadLetter(tenant, orderID, trigger, id); err != nil || dead {
 		return err // put aside when it came (an unreadable body, say): sent again it would only be put aside again
 	}
 	msgID := recopyPrefix + strconv.FormatUint(seq, 10)
+	order := tenant + "." + orderID // as orderOf keys it
 	p.lanes.copies.awaitCopy(order, msgID)
 	ack, err := publishAgain(ctx, js, tenant, orderID, trigger, id, m.Data, msgID)
 	if err != nil {

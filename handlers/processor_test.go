@@ -708,6 +708,10 @@ func TestTriggerIDOfAnotherTriggerIsRefused(t *testing.T) {
 	if _, err := Redrive(f.ctx, f.c.Store, dls[0]); !errors.Is(err, ErrNotRedrivable) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Redrive of the dead letter: %v, want ErrNotRedrivable saying %s", err, want)
 	}
+	// An auditor's account tells the two triggers with one id apart.
+	if rep, err := CheckTriggers(f.ctx, f.c.Store, nil); err != nil || rep.Triggers != 2 || rep.Answered != 1 || rep.DeadLetters != 1 || len(rep.Missing) != 0 {
+		t.Fatalf("CheckTriggers = %+v, %v; want 2 triggers: 1 answered, 1 dead letter", rep, err)
+	}
 
 	conflict := func(what string, err error) {
 		t.Helper()
@@ -923,6 +927,43 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 	}, "the trigger for an unknown order put aside")
 	if rep.Triggers != 4 || rep.Answered != 3 || rep.Pending != 0 || len(rep.Missing) != 0 {
 		t.Fatalf("CheckTriggers = %+v, want 4 triggers (the skipped one published again), 3 answered, none missing", rep)
+	}
+}
+
+// A stored trigger the copy skipped whose id its order has, but as the id
+// of another trigger, was never processed: the processor publishes it
+// again, and it is put aside, as it would have been when it came.
+// CheckTriggers accounts for it as a dead letter, not as answered.
+func TestLanesRecoverASkippedTriggerWithATakenID(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-skipid")
+	f.trigger(t, "o-skipid", WorkedExampleTriggers[0], "skipid-0")
+	if _, _, err := f.c.ApplyTrigger(f.ctx, Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}, "o-skipid", WorkedExampleTriggers[0], "skipid-0", "w"); err != nil {
+		t.Fatal(err) // taken effect before the copy's gap
+	}
+	body, _ := json.Marshal(TriggerBody{TriggerID: "skipid-0", Worker: "w"})
+	taken := f.triggerWithBody(t, "o-skipid", WorkedExampleTriggers[1], "skipid-taken", body)
+	next := f.trigger(t, "o-skipid", WorkedExampleTriggers[1], "skipid-1")
+	f.skippingLanes(t, next, 1)
+
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second}, nil)
+	defer p.Close()
+	f.waitAdvanced(t, "o-skipid", "skipid-0", "skipid-1")
+	var dls []DeadLetter
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		var err error
+		dls, err = ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		return err == nil && len(dls) == 1
+	}, fmt.Sprintf("the skipped trigger (sequence %d) with a taken id put aside", taken))
+	if dl := dls[0]; dl.TriggerID != "skipid-0" || dl.Trigger != WorkedExampleTriggers[1] || !strings.Contains(dl.Reason, "is already the id of trigger") {
+		t.Fatalf("dead letter %+v, want trigger %s with id skipid-0, its id taken", dl, WorkedExampleTriggers[1])
+	}
+	if p.Recopied() != 1 {
+		t.Fatalf("Recopied = %d, want 1: only the trigger with the taken id", p.Recopied())
+	}
+	rep, err := CheckTriggers(f.ctx, f.c.Store, nil)
+	if err != nil || rep.Triggers != 4 || rep.Answered != 2 || rep.DeadLetters != 2 || rep.Pending != 0 || len(rep.Missing) != 0 {
+		t.Fatalf("CheckTriggers = %+v, %v; want 4 triggers (one published again), 2 answered, 2 dead letters (the same trigger twice), none missing", rep, err)
 	}
 }
 

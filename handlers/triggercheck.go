@@ -4,22 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 )
 
 // TriggerCheck is an account of every trigger stored in
-// ORDERFLOW_TRIGGERS: each one took effect or was answered (its id is in
-// its order's history: advanced, completed, rejected, or a duplicate of
-// one that was), was put aside as a dead letter, or is still on its way
+// ORDERFLOW_TRIGGERS: each one took effect or was answered (its order's
+// history has an outcome caused by its id, for its trigger key:
+// advanced, completed, rejected, or a duplicate of one that was), was put
+// aside as a dead letter, or is still on its way
 // (in the lanes, or not copied there yet). Any other is missing: stored,
 // acknowledged to its worker app, and never processed.
 type TriggerCheck struct {
 	Triggers    uint64 // stored in ORDERFLOW_TRIGGERS
-	Answered    uint64 // named in their order's history
+	Answered    uint64 // answered in their order's history
 	DeadLetters uint64 // put aside
 	Pending     uint64 // in the lanes, or not yet copied there
 	Missing     []MissingTrigger
@@ -38,10 +39,10 @@ func (m MissingTrigger) String() string {
 
 // storedTrigger is what the check keeps of one stored trigger.
 type storedTrigger struct {
-	seq   uint64
-	order string // tenant.orderId
-	key   string
-	id    string
+	seq             uint64
+	tenant, orderID string
+	key             string
+	id              string
 }
 
 // CheckTriggers accounts for every trigger stored in ORDERFLOW_TRIGGERS.
@@ -55,7 +56,7 @@ func CheckTriggers(ctx context.Context, st *eventstore.Store, progress eventstor
 	if _, err := st.ReadStream(ctx, eventstore.StreamTriggers, func(m eventstore.StoredMsg) error {
 		t := storedTrigger{seq: m.Sequence, id: triggerIDOf(m)}
 		if tenant, order, key, err := eventstore.ParseTriggerSubject(m.Subject); err == nil {
-			t.order, t.key = tenant+"."+order, key
+			t.tenant, t.orderID, t.key = tenant, order, key
 		}
 		triggers = append(triggers, t)
 		return nil
@@ -70,33 +71,40 @@ func CheckTriggers(ctx context.Context, st *eventstore.Store, progress eventstor
 	if err != nil {
 		return rep, err
 	}
-	seen := map[string]map[string]bool{} // tenant.orderId → trigger ids its history names
+	// tenant.orderId → trigger id → the trigger key its outcome answers
+	seen := map[string]map[string]string{}
 	if _, err := st.ReadStream(ctx, eventstore.StreamOrders, func(m eventstore.StoredMsg) error {
 		ev, err := m.Event()
 		if err != nil || ev.CausationID == "" {
 			return nil // an unreadable event is verify's business
 		}
+		trigger, ok := domain.OutcomeTrigger(ev.Type, ev.Data)
+		if !ok {
+			return nil // the order placed, or a supervisor's action
+		}
 		key := ev.Tenant + "." + ev.AggregateID
 		if seen[key] == nil {
-			seen[key] = map[string]bool{}
+			seen[key] = map[string]string{}
 		}
-		seen[key][ev.CausationID] = true
+		if _, ok := seen[key][ev.CausationID]; !ok { // the id's first trigger: the one it names
+			seen[key][ev.CausationID] = trigger
+		}
 		return nil
 	}, progress); err != nil {
 		return rep, err
 	}
 	for _, t := range triggers {
 		rep.Triggers++
+		answers, answered := seen[t.tenant+"."+t.orderID][t.id]
 		switch {
-		case seen[t.order][t.id]:
+		case answered && answers == t.key:
 			rep.Answered++
-		case dead[t.order+"."+t.id]:
+		case dead[deadLetterKey(t.tenant, t.orderID, t.key, t.id)]:
 			rep.DeadLetters++
 		case t.seq > copied || inLanes[t.seq]:
 			rep.Pending++
 		default:
-			tenant, order, _ := strings.Cut(t.order, ".")
-			rep.Missing = append(rep.Missing, MissingTrigger{Seq: t.seq, Tenant: tenant, OrderID: order, Trigger: t.key, TriggerID: t.id})
+			rep.Missing = append(rep.Missing, MissingTrigger{Seq: t.seq, Tenant: t.tenant, OrderID: t.orderID, Trigger: t.key, TriggerID: t.id})
 		}
 	}
 	return rep, nil
