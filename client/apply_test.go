@@ -80,6 +80,23 @@ func TestApplyTrigger(t *testing.T) {
 	}
 }
 
+// A trigger id spelled like the key of the request that placed the order
+// is a trigger id like any other: the order's history has that key as the
+// cause of OrderPlaced, which is not the trigger's outcome.
+func TestTriggerIDSpelledLikeARequestKey(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, stop := startWithClient(ctx)
+	defer stop()
+	tr := client.Trigger{OrderID: "order-42", Trigger: handlers.WorkedExampleTriggers[0], TriggerID: placeKey, Worker: "ana"}
+	if got, err := c.ApplyTrigger(ctx, tr); err != nil || got.Outcome != domain.OutcomeAdvanced {
+		t.Fatalf("trigger %s: %+v, %v; want advanced", placeKey, got, err)
+	}
+	if got, err := c.ApplyTrigger(ctx, tr); err != nil || got.Outcome != domain.OutcomeDuplicate {
+		t.Fatalf("trigger %s again: %+v, %v; want duplicate", placeKey, got, err)
+	}
+}
+
 // A trigger JetStream does not acknowledge (here: a server without
 // orderflow's streams) is ErrNotAcknowledged, and the Ack names the trigger
 // id that was made for it, to send it again with.

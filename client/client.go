@@ -260,7 +260,7 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 				continue
 			}
 			var env envelope
-			if json.Unmarshal(m.Data, &env) == nil && env.CausationID == t.TriggerID {
+			if json.Unmarshal(m.Data, &env) == nil && env.CausationID == t.TriggerID && domain.IsTriggerOutcome(env.Type) {
 				return outcome(t, ack, env)
 			}
 		case <-ctx.Done():
@@ -317,7 +317,7 @@ func outcome(t Trigger, ack Ack, env envelope) (Applied, error) {
 	return Applied{Ack: ack, Outcome: o, Change: &sc}, nil
 }
 
-// caused finds the event of the order's history (filter) that the
+// caused finds the outcome in the order's history (filter) that the
 // trigger id caused (nil when there is none). It reads the history with
 // one ephemeral pull consumer (no acknowledgements, in memory, deleted
 // when the read ends), not an ordered consumer, which nats.go makes again
@@ -362,7 +362,7 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 				continue
 			}
 			var env envelope
-			if json.Unmarshal(m.Data(), &env) == nil && env.CausationID == triggerID {
+			if json.Unmarshal(m.Data(), &env) == nil && env.CausationID == triggerID && domain.IsTriggerOutcome(env.Type) {
 				return &env, nil
 			}
 		}

@@ -111,9 +111,12 @@ func startWithClient(ctx context.Context) (*client.Client, func()) {
 	}
 }
 
+// placeKey is the key of the request that placed order-42.
+const placeKey = "desk-order-42"
+
 // startOrderflow runs the event store, the definitions read model and the
 // trigger processor on an embedded server, seeds the worked example and
-// places order-42.
+// places order-42 (request key placeKey).
 func startOrderflow(ctx context.Context) (url string, stop func()) {
 	dir, err := os.MkdirTemp("", "orderflow-example-")
 	if err != nil {
@@ -140,7 +143,7 @@ func startOrderflow(ctx context.Context) (url string, stop func()) {
 	if err := handlers.SeedWorkedExample(ctx, cmds); err != nil {
 		panic(err)
 	}
-	if _, err := cmds.PlaceOrder(ctx, handlers.Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "desk"}},
+	if _, err := cmds.PlaceOrder(ctx, handlers.Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "desk"}, RequestKey: placeKey},
 		"order-42", handlers.WorkedExampleOrderType, ""); err != nil {
 		panic(err)
 	}

@@ -180,13 +180,23 @@ func OutcomeOf(eventType string, data []byte) (TriggerOutcome, error) {
 	return "", fmt.Errorf("%s is not a trigger's outcome", eventType)
 }
 
+// IsTriggerOutcome reports whether events of type eventType are a
+// trigger's outcome: the only events a trigger id causes. A supervisor's
+// action names its request's key as its cause, which may be spelled like
+// a trigger id.
+func IsTriggerOutcome(eventType string) bool {
+	switch eventType {
+	case TypeOrderAdvanced, TypeOrderCompleted, TypeTriggerRejected:
+		return true
+	}
+	return false
+}
+
 // OutcomeTrigger is the trigger key a trigger's outcome event (its type
 // and data) answers. ok is false for any other event, and for an outcome
 // whose data does not name its trigger.
 func OutcomeTrigger(eventType string, data []byte) (trigger string, ok bool) {
-	switch eventType {
-	case TypeOrderAdvanced, TypeOrderCompleted, TypeTriggerRejected:
-	default:
+	if !IsTriggerOutcome(eventType) {
 		return "", false
 	}
 	var d struct {

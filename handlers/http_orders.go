@@ -542,7 +542,7 @@ func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, or
 		var env eventstore.Envelope
 		select {
 		case msg := <-events:
-			if json.Unmarshal(msg.Data, &env) != nil || env.CausationID != triggerID {
+			if json.Unmarshal(msg.Data, &env) != nil || env.CausationID != triggerID || !domain.IsTriggerOutcome(env.Type) {
 				continue
 			}
 		case <-wctx.Done():
@@ -597,10 +597,10 @@ func repeated(env eventstore.Envelope) (domain.TriggerOutcome, error) {
 	return domain.OutcomeDuplicate, nil
 }
 
-// causedBy finds the event a trigger caused in an order's history.
+// causedBy finds the outcome a trigger id caused in an order's history.
 func causedBy(history []eventstore.Event, triggerID string) (eventstore.Event, bool) {
 	for _, ev := range history {
-		if ev.CausationID == triggerID {
+		if ev.CausationID == triggerID && domain.IsTriggerOutcome(ev.Type) {
 			return ev, true
 		}
 	}

@@ -738,6 +738,47 @@ func TestTriggerIDOfAnotherTriggerIsRefused(t *testing.T) {
 	}
 }
 
+// A trigger id spelled like the key of a supervisor's request on the
+// order is a trigger id like any other: the request's event is not the
+// trigger's outcome, so the trigger takes effect, and sent again it is a
+// duplicate, whether the answer comes from the order or its history.
+func TestTriggerIDSpelledLikeARequestKey(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-keys")
+	p := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	defer p.Close()
+	desk := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "desk"}}
+	hold, resume := desk, desk
+	hold.RequestKey, resume.RequestKey = "k-1", "k-2"
+	if _, err := f.c.HoldOrder(f.ctx, hold, "o-keys", "customer called"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.ResumeOrder(f.ctx, resume, "o-keys", "customer called back"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := f.c.SendTrigger(f.ctx, "o-keys", WorkedExampleTriggers[0], "k-1", "w"); err != nil || out != domain.OutcomeAdvanced {
+		t.Fatalf("trigger k-1: %q, %v; want advanced", out, err)
+	}
+	if out, found, err := f.c.repeatOf(f.ctx, "o-keys", WorkedExampleTriggers[0], "k-1"); !found || err != nil || out != domain.OutcomeDuplicate {
+		t.Fatalf("k-1 again, from the history: %q (found %v), %v; want duplicate", out, found, err)
+	}
+	if out, err := f.c.SendTrigger(f.ctx, "o-keys", WorkedExampleTriggers[0], "k-1", "w"); err != nil || out != domain.OutcomeDuplicate {
+		t.Fatalf("k-1 again: %q, %v; want duplicate", out, err)
+	}
+	// The resume, caused by k-2, is not the outcome of trigger k-2.
+	body, _ := json.Marshal(TriggerBody{TriggerID: "k-2", Worker: "w"})
+	f.triggerWithBody(t, "o-keys", WorkedExampleTriggers[1], "k-2-msg", body)
+	var history []eventstore.Event
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		var err error
+		_, history, err = f.c.LoadOrder(f.ctx, "o-keys")
+		return err == nil && len(history) == 5
+	}, "k-2's outcome")
+	if ev, ok := causedBy(history, "k-2"); !ok || ev.Type != domain.TypeOrderAdvanced || ev.Version != 5 {
+		t.Fatalf("causedBy k-2 = %+v (%v), want the advance at version 5, not the resume", ev, ok)
+	}
+}
+
 // A trigger id sent again over HTTP to a process whose cached order has
 // not seen the trigger take effect (another process applied it), and
 // that JetStream no longer takes for a duplicate (here: first published
