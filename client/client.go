@@ -184,14 +184,18 @@ type DeadLetterError struct{ Reason string }
 
 func (e *DeadLetterError) Error() string { return "trigger put aside as a dead letter: " + e.Reason }
 
-// deadLetterSubject is where the trigger processor puts triggers it can
-// never process (eventstore.DeadLetterSubject); triggerIDHeader names the
-// dead letter's trigger id (its Nats-Msg-Id).
+// triggerIDHeader names a dead letter's trigger id (its Nats-Msg-Id).
 const (
-	apiPrefix         = "$JS.API."
-	deadLetterSubject = "orderflow._deadletter.triggers"
-	triggerIDHeader   = "_watermill_message_uuid"
+	apiPrefix       = "$JS.API."
+	triggerIDHeader = "_watermill_message_uuid"
 )
+
+// deadLetterSubject is where the trigger processor puts a trigger for the
+// order and trigger key that it can never process
+// (eventstore.DeadLetterSubjectFor).
+func deadLetterSubject(tenant, orderID, trigger string) string {
+	return "orderflow._deadletter.triggers." + tenant + "." + orderID + "." + trigger
+}
 
 // Applied is a trigger that took effect, or had before.
 type Applied struct {
@@ -227,7 +231,8 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	// Listen before looking or publishing, so the outcome cannot slip past.
 	msgs := make(chan *nats.Msg, 64)
 	filter := fmt.Sprintf("orderflow.%s.order.%s.>", c.tenant, t.OrderID)
-	for _, subject := range []string{filter, deadLetterSubject} {
+	deadLetters := deadLetterSubject(c.tenant, t.OrderID, t.Trigger)
+	for _, subject := range []string{filter, deadLetters} {
 		sub, err := c.nc.ChanSubscribe(subject, msgs)
 		if err != nil {
 			return Applied{}, err
@@ -253,7 +258,7 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	for {
 		select {
 		case m := <-msgs:
-			if m.Subject == deadLetterSubject {
+			if m.Subject == deadLetters {
 				if m.Header.Get(triggerIDHeader) == t.TriggerID {
 					return Applied{Ack: ack}, &DeadLetterError{Reason: m.Header.Get("reason_poisoned")}
 				}

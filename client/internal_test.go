@@ -8,7 +8,7 @@ import (
 
 // The client names the dead-letter subject without importing the server.
 func TestDeadLetterSubject(t *testing.T) {
-	if deadLetterSubject != eventstore.DeadLetterSubject {
-		t.Fatalf("client %q, server %q", deadLetterSubject, eventstore.DeadLetterSubject)
+	if got, want := deadLetterSubject("t", "o-1", "picked_up"), eventstore.DeadLetterSubjectFor("t", "o-1", "picked_up"); got != want {
+		t.Fatalf("client %q, server %q", got, want)
 	}
 }

@@ -36,10 +36,14 @@ const (
 	StreamTriggerLanes = "ORDERFLOW_TRIGGER_LANES"
 	laneRoot           = SubjectRoot + "._lanes"
 	// StreamDeadLetter keeps triggers that can never be processed, with
-	// the reason, on DeadLetterSubject.
+	// the reason, under DeadLetterSubject.
 	StreamDeadLetter = "ORDERFLOW_DEADLETTER"
-	// DeadLetterSubject is where the trigger processor puts poison
-	// triggers.
+	// DeadLetterSubject is the root of the subjects where the trigger
+	// processor puts poison triggers: each on DeadLetterSubjectFor its
+	// tenant, order and trigger key, so that NATS permissions can give a
+	// tenant's worker apps the dead letters of that tenant only. The root
+	// itself holds those of earlier versions (all tenants together), and
+	// any whose subject did not name a tenant, an order and a trigger.
 	DeadLetterSubject = SubjectRoot + "._deadletter.triggers"
 	// LaneGroup is the lane consumers' pinned priority group.
 	LaneGroup = "processors"
@@ -85,6 +89,12 @@ func ParseLaneSubject(subject string) (tenant, orderID, triggerKey string, err e
 		return "", "", "", fmt.Errorf("%w: %q is not a trigger lane subject", ErrInvalidToken, subject)
 	}
 	return parts[1], parts[2], parts[3], nil
+}
+
+// DeadLetterSubjectFor is where a trigger for the order and trigger key,
+// as the trigger's stored subject spells them, is put aside.
+func DeadLetterSubjectFor(tenant, orderID, triggerKey string) string {
+	return DeadLetterSubject + "." + tenant + "." + orderID + "." + triggerKey
 }
 
 // LaneFilter matches an order's trigger in whichever lane it is copied to.
@@ -436,7 +446,7 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	if _, err := s.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        StreamDeadLetter,
 		Description: "orderflow triggers that can never be processed, with the reason",
-		Subjects:    []string{DeadLetterSubject},
+		Subjects:    []string{DeadLetterSubject, DeadLetterSubject + ".>"},
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.cfg.Replicas,
 		Duplicates:  max(s.cfg.DuplicateWindow, deadLetterDuplicates),

@@ -77,6 +77,32 @@ func TestEnsureLanesReplacesUnpinnedConsumers(t *testing.T) {
 	}
 }
 
+// A dead-letter stream from before dead letters were put aside per
+// tenant, order and trigger key (one subject for all) takes the new
+// subjects too, and keeps its dead letters.
+func TestEnsureLanesGivesDeadLettersTheirSubjects(t *testing.T) {
+	t.Parallel()
+	st, ctx := serverStore(t)
+	js := st.JetStream()
+	old, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.StreamDeadLetter, Subjects: []string{eventstore.DeadLetterSubject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, eventstore.DeadLetterSubject, []byte("an earlier dead letter")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish(ctx, eventstore.DeadLetterSubjectFor("default", "o-1", "picked_up"), []byte("a dead letter"))
+	if err != nil || ack.Stream != eventstore.StreamDeadLetter || ack.Sequence != 2 {
+		t.Fatalf("a dead letter on its own subject: %+v, %v", ack, err)
+	}
+	if m, err := old.GetMsg(ctx, 1); err != nil || string(m.Data) != "an earlier dead letter" {
+		t.Fatalf("the earlier dead letter: %v", err)
+	}
+}
+
 // The lanes' copy of ORDERFLOW_TRIGGERS reports the server's error while
 // the copy fails (here: the trigger stream does not exist), and the lane
 // stream's waiting triggers.

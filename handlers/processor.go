@@ -248,6 +248,31 @@ func (p *Processor) LaneResets() uint64 { return p.lanes.resets.Load() }
 // went on at once (see releaseOrphanPin).
 func (p *Processor) LaneUnpins() uint64 { return p.lanes.unpins.Load() }
 
+// deadLetters publishes each dead letter on the subject of its tenant,
+// order and trigger key (eventstore.DeadLetterSubjectFor), read from the
+// lane subject the trigger came on: Watermill's poison queue has one topic
+// for all. One whose lane subject cannot be read goes to the topic itself,
+// and so does one that no stream takes (a process of an earlier version,
+// started since, set the dead-letter stream back to that one subject).
+type deadLetters struct{ message.Publisher }
+
+func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
+	for _, m := range msgs {
+		subject := topic
+		if tenant, order, trigger, err := eventstore.ParseLaneSubject(m.Metadata.Get(mdSubject)); err == nil {
+			subject = eventstore.DeadLetterSubjectFor(tenant, order, trigger)
+		}
+		err := d.Publisher.Publish(subject, m)
+		if errors.Is(err, jetstream.ErrNoStreamResponse) && subject != topic {
+			err = d.Publisher.Publish(topic, m)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // metadata keys of a trigger's Watermill message (the poison queue copies
 // them into a dead letter's headers).
 const (
@@ -420,7 +445,7 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	if err != nil {
 		return err
 	}
-	poisonQueue, err := middleware.PoisonQueueWithFilter(pub, eventstore.DeadLetterSubject, func(err error) bool {
+	poisonQueue, err := middleware.PoisonQueueWithFilter(deadLetters{pub}, eventstore.DeadLetterSubject, func(err error) bool {
 		var panicked middleware.RecoveredPanicError
 		if errors.Is(err, errPoison) || errors.As(err, &panicked) {
 			p.cfg.Logger.Warn("trigger put aside as a dead letter (orderflow deadletters lists them)", "reason", err)

@@ -1101,6 +1101,51 @@ func TestDeadLetterOncePerStoredTrigger(t *testing.T) {
 	}
 }
 
+// A dead letter goes on the subject of its tenant, order and trigger key;
+// while a process of an earlier version has set the dead-letter stream
+// back to the one subject of all, it goes there instead of failing.
+func TestDeadLetterSubjects(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t)
+	p := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	defer p.Close()
+	deadLetterOn := func(order, msgID string) string {
+		t.Helper()
+		f.trigger(t, order, WorkedExampleTriggers[0], msgID)
+		var dls []DeadLetter
+		eventstoretest.Eventually(t, 30*time.Second, func() bool {
+			all, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+			dls = all
+			return err == nil && len(all) > 0 && all[len(all)-1].TriggerID == msgID
+		}, "the trigger for an unknown order put aside")
+		stream, err := f.js.Stream(f.ctx, eventstore.StreamDeadLetter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := stream.GetMsg(f.ctx, dls[len(dls)-1].Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Subject
+	}
+	if got, want := deadLetterOn("o-ghost", "ghost-1"), eventstore.DeadLetterSubjectFor("default", "o-ghost", WorkedExampleTriggers[0]); got != want {
+		t.Fatalf("dead letter on %q, want %q", got, want)
+	}
+
+	stream, err := f.js.Stream(f.ctx, eventstore.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.Subjects = []string{eventstore.DeadLetterSubject} // as an earlier version makes it
+	if _, err := f.js.UpdateStream(f.ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := deadLetterOn("o-ghost-2", "ghost-2"); got != eventstore.DeadLetterSubject {
+		t.Fatalf("dead letter on %q, want %q", got, eventstore.DeadLetterSubject)
+	}
+}
+
 // A trigger that was put aside as a dead letter (an unreadable body) is
 // not in the lanes and not in its order's history; looking for skipped
 // triggers must not take it for one and publish it again.

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/orderflow/orderflow/client"
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
 )
 
 // readmeNATSConfig is the README's --nats-config example (under
@@ -90,6 +92,26 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	res, err = wc.ApplyTrigger(ctx, client.Trigger{OrderID: "o-1", Trigger: "picked_up", TriggerID: res.TriggerID})
 	if err != nil || res.Outcome != domain.OutcomeDuplicate {
 		t.Fatalf("the same trigger id again: %+v, %v", res, err)
+	}
+
+	// Its tenant's dead letters reach it; another tenant's, and those of
+	// all tenants together, are refused.
+	var dead *client.DeadLetterError
+	if _, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: "ghost", Trigger: "picked_up"}); !errors.As(err, &dead) || !strings.Contains(dead.Reason, "unknown order") {
+		t.Fatalf("a trigger for an unknown order: %v", err)
+	}
+	for _, subject := range []string{eventstore.DeadLetterSubject, eventstore.DeadLetterSubject + ".>", eventstore.DeadLetterSubject + ".acme.>"} {
+		snoop, err := nats.Connect(app.NATSURL(), nats.UserInfo("van-7", "s3cret"), quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := snoop.SubscribeSync(subject); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitLastError(snoop); !strings.Contains(err.Error(), "Permissions Violation") {
+			t.Fatalf("subscribing to %s: %v", subject, err)
+		}
+		snoop.Close()
 	}
 
 	// Another tenant's subjects are refused by the server.

@@ -27,12 +27,12 @@ func natsConn(t *testing.T, app *App) *nats.Conn {
 	return nc
 }
 
-// deadLetters subscribes to the dead-letter subject on the app's NATS.
+// deadLetters subscribes to the dead-letter subjects on the app's NATS.
 func deadLetters(t *testing.T, app *App) <-chan *nats.Msg {
 	t.Helper()
 	dl := make(chan *nats.Msg, 64)
 	nc := natsConn(t, app)
-	sub, err := nc.ChanSubscribe(eventstore.DeadLetterSubject, dl)
+	sub, err := nc.ChanSubscribe(eventstore.DeadLetterSubject+".>", dl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,18 +43,20 @@ func deadLetters(t *testing.T, app *App) <-chan *nats.Msg {
 	return dl
 }
 
-// awaitDeadLetter waits for the next dead letter and checks its reason
-// names reason.
-func awaitDeadLetter(t *testing.T, dl <-chan *nats.Msg, reason string) {
+// awaitDeadLetter waits for the next dead letter, checks its reason
+// names reason, and returns it.
+func awaitDeadLetter(t *testing.T, dl <-chan *nats.Msg, reason string) *nats.Msg {
 	t.Helper()
 	select {
 	case m := <-dl:
 		if got := m.Header.Get("reason_poisoned"); !strings.Contains(got, reason) {
 			t.Fatalf("dead letter reason %q, want %q", got, reason)
 		}
+		return m
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no dead letter (%s)", reason)
 	}
+	return nil
 }
 
 func workerClient(t *testing.T, app *App) *client.Client {
