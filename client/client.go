@@ -32,7 +32,12 @@ type Option func(*Client)
 // WithTenant selects the tenant (default "default").
 func WithTenant(tenant string) Option { return func(c *Client) { c.tenant = tenant } }
 
-// New returns a client on nc.
+// New returns a client on nc. On a NATS server shared by several tenants,
+// connect nc with an inbox prefix of its user's own
+// (nats.CustomInboxPrefix) that only that user may subscribe to: the
+// client's replies (JetStream's acknowledgements, its reads of an order's
+// history) come on inbox subjects, which under the default "_INBOX." any
+// user allowed "_INBOX.>" could read.
 func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	c := &Client{nc: nc, tenant: "default"}
 	for _, o := range opts {

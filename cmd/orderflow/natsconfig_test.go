@@ -73,7 +73,8 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	}
 
 	quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}) // the refusals below are expected; LastError has them
-	nc, err := nats.Connect(app.NATSURL(), nats.UserInfo("van-7", "s3cret"), quiet)
+	van7 := []nats.Option{nats.UserInfo("van-7", "s3cret"), nats.CustomInboxPrefix("_INBOX_van-7"), quiet}
+	nc, err := nats.Connect(app.NATSURL(), van7...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,14 +95,14 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 		t.Fatalf("the same trigger id again: %+v, %v", res, err)
 	}
 
-	// Its tenant's dead letters reach it; another tenant's, and those of
-	// all tenants together, are refused.
+	// Its tenant's dead letters reach it; another tenant's, those of all
+	// tenants together, and other users' replies are refused.
 	var dead *client.DeadLetterError
 	if _, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: "ghost", Trigger: "picked_up"}); !errors.As(err, &dead) || !strings.Contains(dead.Reason, "unknown order") {
 		t.Fatalf("a trigger for an unknown order: %v", err)
 	}
-	for _, subject := range []string{eventstore.DeadLetterSubject, eventstore.DeadLetterSubject + ".>", eventstore.DeadLetterSubject + ".acme.>"} {
-		snoop, err := nats.Connect(app.NATSURL(), nats.UserInfo("van-7", "s3cret"), quiet)
+	for _, subject := range []string{eventstore.DeadLetterSubject, eventstore.DeadLetterSubject + ".>", eventstore.DeadLetterSubject + ".acme.>", "_INBOX.>"} {
+		snoop, err := nats.Connect(app.NATSURL(), van7...)
 		if err != nil {
 			t.Fatal(err)
 		}
