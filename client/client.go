@@ -189,7 +189,8 @@ type DeadLetterError struct{ Reason string }
 
 func (e *DeadLetterError) Error() string { return "trigger put aside as a dead letter: " + e.Reason }
 
-// triggerIDHeader names a dead letter's trigger id (its Nats-Msg-Id).
+// apiPrefix starts JetStream's API subjects; triggerIDHeader names a dead
+// letter's trigger id (its Nats-Msg-Id).
 const (
 	apiPrefix       = "$JS.API."
 	triggerIDHeader = "_watermill_message_uuid"
