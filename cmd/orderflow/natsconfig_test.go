@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/client"
 	"github.com/orderflow/orderflow/domain"
@@ -93,6 +95,24 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	res, err = wc.ApplyTrigger(ctx, client.Trigger{OrderID: "o-1", Trigger: "picked_up", TriggerID: res.TriggerID})
 	if err != nil || res.Outcome != domain.OutcomeDuplicate {
 		t.Fatalf("the same trigger id again: %+v, %v", res, err)
+	}
+	// A consumer on another tenant's orders is refused: by the permissions
+	// when the request's subject names that filter (no answer comes), by
+	// the server when the subject names this tenant's and the
+	// configuration another.
+	snoop, err := nats.Connect(app.NATSURL(), van7...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snoop.Close()
+	req, _ := json.Marshal(map[string]any{"stream_name": eventstore.StreamOrders,
+		"config": jetstream.ConsumerConfig{FilterSubject: "orderflow.acme.order.>", AckPolicy: jetstream.AckNonePolicy}})
+	create := "$JS.API.CONSUMER.CREATE." + eventstore.StreamOrders + ".snoop."
+	if res, err := snoop.RequestWithContext(ctxFor(t, 2*time.Second), create+"orderflow.acme.order.>", req); err == nil {
+		t.Fatalf("a consumer on another tenant's orders: %s", res.Data)
+	}
+	if res, err := snoop.RequestWithContext(ctx, create+"orderflow.default.order.>", req); err != nil || !strings.Contains(string(res.Data), "did not match filtered subject") {
+		t.Fatalf("a consumer on another tenant's orders, asked for as this tenant's: %v", err)
 	}
 
 	// Its tenant's dead letters reach it; another tenant's, those of all
