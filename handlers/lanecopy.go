@@ -517,9 +517,10 @@ const recopyPrefix = "recopy-"
 // recoverSkipped looks up the triggers stored at ORDERFLOW_TRIGGERS
 // sequences from..to and publishes again, with their trigger id, each one
 // that the lanes do not hold and whose order has no outcome of its id for
-// its trigger key: those the copy skipped. A candidate that is in the lanes after all, or that
-// took effect, is left alone; publishing one again would only make a
-// duplicate. It reports whether it looked at every candidate.
+// its trigger key: those the copy skipped. A candidate that is in the
+// lanes after all, or that took effect, is left alone; publishing one
+// again would only make a duplicate. It reports whether it looked at
+// every candidate.
 func (p *Processor) recoverSkipped(from, to uint64) bool {
 	if to < from {
 		return true
@@ -598,11 +599,8 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 	case len(history) == 0:
 		return nil // an unknown order: a dead letter when it came, and again if sent again
 	}
-	for _, ev := range history {
-		if ev.CausationID != id {
-			continue
-		}
-		if answers, ok := domain.OutcomeTrigger(ev.Type, ev.Data); ok && answers == trigger {
+	if ev, ok := causedBy(history, id); ok {
+		if answers, _ := domain.OutcomeTrigger(ev.Type, ev.Data); answers == trigger {
 			return nil // taken effect or answered
 		}
 	}
