@@ -118,6 +118,40 @@ func TestPublishNotAcknowledged(t *testing.T) {
 	}
 }
 
+// A trigger the trigger processor would put aside for what it holds is
+// refused before anything is sent (here a server without orderflow's
+// streams would answer any publish with ErrNotAcknowledged).
+func TestTriggersRefusedBeforeSending(t *testing.T) {
+	srv := eventstoretest.StartServer(t)
+	c, err := client.New(eventstoretest.Connect(t, srv.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ok := client.Trigger{OrderID: "order-1", Trigger: "picked_up", TriggerID: "t-1", Worker: "Ana Lopez", Note: "two bags,\n\tone heavy"}
+	for name, change := range map[string]func(*client.Trigger){
+		"worker with a control character": func(t *client.Trigger) { t.Worker = "a\x00b" },
+		"worker not UTF-8":                func(t *client.Trigger) { t.Worker = "caf\xe9" },
+		"worker too long":                 func(t *client.Trigger) { t.Worker = strings.Repeat("w", domain.MaxActorIDLen+1) },
+		"note with a control character":   func(t *client.Trigger) { t.Note = "bell\x07" },
+		"trigger id with a space":         func(t *client.Trigger) { t.TriggerID = "t 1" },
+		"trigger id too long":             func(t *client.Trigger) { t.TriggerID = strings.Repeat("t", domain.MaxTriggerIDLen+1) },
+	} {
+		bad := ok
+		change(&bad)
+		if _, err := c.PublishTrigger(ctx, bad); !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("PublishTrigger, %s: %v; want domain.ErrInvalid", name, err)
+		}
+		if _, err := c.ApplyTrigger(ctx, bad); !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("ApplyTrigger, %s: %v; want domain.ErrInvalid", name, err)
+		}
+	}
+	if _, err := c.PublishTrigger(ctx, ok); !errors.Is(err, client.ErrNotAcknowledged) {
+		t.Fatalf("a good trigger: %v; want it sent (and not acknowledged, with no streams)", err)
+	}
+}
+
 // A trigger id of the caller's is looked up in the order's history before
 // it is published: found past the first page of the read (256 events),
 // and found when it holds characters that JSON escapes.
@@ -129,7 +163,7 @@ func TestApplyTriggerFindsCallerIDsInLongHistories(t *testing.T) {
 	wrong := func(id string) (client.Applied, error) {
 		return c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-42", Trigger: "delivered", TriggerID: id})
 	}
-	ids := []string{`odd <id> & "quoted" \ é`}
+	ids := []string{`odd<id>&"quoted"\é`}
 	for i := range 300 {
 		ids = append(ids, fmt.Sprintf("wrong-%d", i))
 	}

@@ -66,6 +66,17 @@ type Trigger struct {
 	OccurredAt time.Time
 }
 
+// check refuses, before anything is sent, a trigger the trigger processor
+// would put aside as a dead letter for what it holds.
+func (t Trigger) check() error {
+	errs := []error{domain.CheckKey("order id", t.OrderID), domain.CheckKey("trigger", t.Trigger),
+		domain.CheckActorID("worker", t.Worker), domain.CheckText("note", t.Note, domain.MaxDescriptionLen)}
+	if t.TriggerID != "" {
+		errs = append(errs, domain.ValidateTriggerID(t.TriggerID))
+	}
+	return errors.Join(errs...)
+}
+
 // Ack is JetStream's acknowledgement of a stored trigger.
 type Ack struct {
 	TriggerID string
@@ -92,7 +103,7 @@ var ErrNotAcknowledged = errors.New("trigger not acknowledged (send it again wit
 // JetStream has acknowledged it: from then on it is not lost, and the
 // trigger processor will apply it exactly once.
 func (c *Client) PublishTrigger(ctx context.Context, t Trigger) (Ack, error) {
-	if err := errors.Join(domain.CheckKey("order id", t.OrderID), domain.CheckKey("trigger", t.Trigger)); err != nil {
+	if err := t.check(); err != nil {
 		return Ack{}, err
 	}
 	if t.TriggerID == "" {
@@ -227,7 +238,7 @@ type Applied struct {
 // trigger stored: it takes effect later, and sending it again with the
 // same TriggerID is safe.
 func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
-	if err := errors.Join(domain.CheckKey("order id", t.OrderID), domain.CheckKey("trigger", t.Trigger)); err != nil {
+	if err := t.check(); err != nil {
 		return Applied{}, err
 	}
 	given := t.TriggerID != ""

@@ -159,9 +159,11 @@ func TestTriggerLibraryRules(t *testing.T) {
 	checkErr(t, l.Add("", "", ""), domain.ErrInvalid)
 	checkErr(t, l.Add("x y", "X", ""), domain.ErrInvalid)
 	checkErr(t, l.Add("x", "X", strings.Repeat("d", domain.MaxDescriptionLen+1)), domain.ErrInvalid)
+	checkErr(t, l.Add("x", "X", "bell\x07"), domain.ErrInvalid)
+	checkErr(t, l.Add("x", "X", "caf\xe9"), domain.ErrInvalid)
 	checkErr(t, l.Archive("wash_done", cat), domain.ErrInUse)
 	checkErr(t, l.Rename("nope", "N", ""), domain.ErrNotFound)
-	must(t, l.Add("dry_done", "Dry done", ""))
+	must(t, l.Add("dry_done", "Dry done", "two lines:\n\tthe drum empty"))
 	must(t, l.Archive("dry_done", cat))
 	checkErr(t, l.Rename("dry_done", "Dry", ""), domain.ErrArchived)
 	must(t, l.Archive("dry_done", cat)) // archiving twice changes nothing

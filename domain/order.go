@@ -383,6 +383,14 @@ func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (
 		}
 		return TriggerResult{Outcome: OutcomeDuplicate, Original: first.outcome}, nil
 	}
+	// Checked once the id is known to be new: a trigger recorded before
+	// these rules (a space in its id, say) is still its own duplicate.
+	if err := ValidateTriggerID(triggerID); err != nil {
+		return TriggerResult{}, err
+	}
+	if err := CheckActorID("worker", worker); err != nil {
+		return TriggerResult{}, err
+	}
 	o.resolveSteps()
 	reject := func(reason RejectReason) (TriggerResult, error) {
 		exp := ""
@@ -439,10 +447,7 @@ func checkReason(reason string, required bool) error {
 	if required && reason == "" {
 		return invalid("reason", "is required")
 	}
-	if len(reason) > MaxDescriptionLen {
-		return invalid("reason", "longer than %d characters", MaxDescriptionLen)
-	}
-	return nil
+	return CheckText("reason", reason, MaxDescriptionLen)
 }
 
 // Hold pauses an active order: triggers are rejected until it resumes.

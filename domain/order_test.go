@@ -188,6 +188,33 @@ func TestOrderRules(t *testing.T) {
 		{name: "missing trigger id", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
 			return o.ApplyTrigger("picked_up", "", "w", d)
 		}, wantErr: domain.ErrInvalid},
+		{name: "trigger id with a space", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return o.ApplyTrigger("picked_up", "t 1", "w", d)
+		}, wantErr: domain.ErrInvalid},
+		{name: "trigger id too long", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return o.ApplyTrigger("picked_up", strings.Repeat("t", domain.MaxTriggerIDLen+1), "w", d)
+		}, wantErr: domain.ErrInvalid},
+		{name: "trigger id not UTF-8", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return o.ApplyTrigger("picked_up", "t\xff", "w", d)
+		}, wantErr: domain.ErrInvalid},
+		{name: "worker with a control character", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return o.ApplyTrigger("picked_up", "t1", "a\x00b", d)
+		}, wantErr: domain.ErrInvalid},
+		{name: "worker not UTF-8", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return o.ApplyTrigger("picked_up", "t1", "caf\xe9", d)
+		}, wantErr: domain.ErrInvalid},
+		{name: "worker with a space", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return o.ApplyTrigger("picked_up", "t1", "Ana Lopez", d)
+		}, outcome: domain.OutcomeAdvanced, wantStatus: "received"},
+		{name: "hold with a control character in the reason", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return domain.TriggerResult{}, o.Hold("wait\x07")
+		}, wantErr: domain.ErrInvalid},
+		{name: "hold with a reason of two lines", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return domain.TriggerResult{}, o.Hold("customer called:\n\tback on Monday")
+		}, wantState: domain.StateOnHold, wantStatus: "pending_pickup"},
+		{name: "move with a reason not UTF-8", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
+			return domain.TriggerResult{}, o.Move("intake", 1, "caf\xe9", d)
+		}, wantErr: domain.ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -272,6 +299,33 @@ func TestTriggerIDNamesOneTrigger(t *testing.T) {
 		if err != nil || res.Outcome != domain.OutcomeDuplicate || res.Original != domain.OutcomeAdvanced {
 			t.Fatalf("%s: the id again with its own key: %+v, %v; want a duplicate of advanced", name, res, err)
 		}
+	}
+}
+
+// A trigger recorded before trigger ids and workers were checked (an id
+// with a space, a worker with a tab) is still its own duplicate when sent
+// again; a new trigger with such an id is refused.
+func TestTriggerRecordedBeforeTheChecks(t *testing.T) {
+	t.Parallel()
+	d := workedExample()
+	o := placed(t, d)
+	if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
+		t.Fatal(err)
+	}
+	loaded := domain.NewOrder("o-1", d)
+	for _, e := range o.Changes() {
+		if adv, ok := e.(domain.OrderAdvanced); ok {
+			adv.TriggerID, adv.Worker = "old id", "old\tworker"
+			e = adv
+		}
+		must(t, loaded.Apply(e))
+	}
+	res, err := loaded.ApplyTrigger("picked_up", "old id", "old\tworker", d)
+	if err != nil || res.Outcome != domain.OutcomeDuplicate || res.Original != domain.OutcomeAdvanced {
+		t.Fatalf("the old trigger again: %+v, %v; want a duplicate of advanced", res, err)
+	}
+	if _, err := loaded.ApplyTrigger("items_tagged", "new id", "w", d); !errors.Is(err, domain.ErrInvalid) {
+		t.Fatalf("a new trigger id with a space: %v, want ErrInvalid", err)
 	}
 }
 

@@ -1,7 +1,5 @@
 package domain
 
-import "unicode/utf8"
-
 // Trigger is one entry of a tenant's trigger library: a worker action that
 // moves an order on.
 type Trigger struct {
@@ -27,15 +25,7 @@ func NewTriggerLibrary() *TriggerLibrary {
 	return &TriggerLibrary{entries: newEntries[Trigger]("trigger")}
 }
 
-func checkDescription(d string) error {
-	if !utf8.ValidString(d) {
-		return invalid("description", "is not valid UTF-8")
-	}
-	if utf8.RuneCountInString(d) > MaxDescriptionLen {
-		return invalid("description", "longer than %d characters", MaxDescriptionLen)
-	}
-	return nil
-}
+func checkDescription(d string) error { return CheckText("description", d, MaxDescriptionLen) }
 
 // Add adds a trigger. An empty key is derived from the name.
 func (l *TriggerLibrary) Add(key, name, description string) error {

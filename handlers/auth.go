@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 )
 
@@ -289,6 +290,9 @@ func (api *API) cmds(r *http.Request) *Commands {
 // key's name, followed by "/" and given when there is one. It is at most
 // 128 bytes.
 func onBehalf(r *http.Request, given, field string) (string, error) {
+	if err := domain.CheckActorID(field, given); err != nil {
+		return "", err
+	}
 	what := field
 	if key, ok := callerKey(r); ok {
 		given = strings.TrimSuffix(key.Name+"/"+given, "/")

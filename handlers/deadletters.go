@@ -124,10 +124,14 @@ func Redrive(ctx context.Context, st *eventstore.Store, dl DeadLetter) (*jetstre
 			return nil, fmt.Errorf("%w: dead letter %d was read from %q: %v", ErrNotRedrivable, dl.Seq, dl.subject, err)
 		}
 	}
-	if _, err := DecodeTriggerBody(dl.Body); err != nil {
+	body, err := DecodeTriggerBody(dl.Body)
+	if err == nil {
+		err = checkTriggerBody(dl.Body, body)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: dead letter %d: %v", ErrNotRedrivable, dl.Seq, err)
 	}
-	if err := checkTriggerID(dl.TriggerID); err != nil || dl.TriggerID == "" {
+	if err := domain.ValidateTriggerID(dl.TriggerID); err != nil || dl.TriggerID == "" {
 		return nil, fmt.Errorf("%w: dead letter %d has no usable trigger id %q", ErrNotRedrivable, dl.Seq, dl.TriggerID)
 	}
 	if err := idOfAnotherTrigger(ctx, st, dl); err != nil {
@@ -163,6 +167,9 @@ func idOfAnotherTrigger(ctx context.Context, st *eventstore.Store, dl DeadLetter
 // effect at most once however often it is sent.
 func publishAgain(ctx context.Context, js jetstream.JetStream, tenant, orderID, trigger, triggerID string, raw []byte, msgID string) (*jetstream.PubAck, error) {
 	body, err := DecodeTriggerBody(raw)
+	if err == nil {
+		err = checkTriggerBody(raw, body) // re-encoded, such text would pass altered
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -107,7 +107,7 @@ var keyedRoutes = func() map[string]keyedRoute {
 		"POST /v1/orders": {"Makes the request safe to send again: the order's id when the body names none is derived from the key, " +
 			"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409", maxIdempotencyKey, true},
 		"POST /v1/orders/{id}/triggers": {"The trigger id when the body gives no trigger_id (the same if it gives one): " +
-			"sent again with it, the trigger takes effect once (the answer's outcome is duplicate); sent with another trigger key, or for another order, 409", maxTriggerID, false},
+			"sent again with it, the trigger takes effect once (the answer's outcome is duplicate); sent with another trigger key, or for another order, 409", domain.MaxTriggerIDLen, false},
 	}
 	for _, a := range []string{"hold", "resume", "cancel", "move", "migrate"} {
 		m["POST /v1/orders/{id}/"+a] = action
@@ -308,8 +308,9 @@ func (api *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) error 
 	return err
 }
 
-// decodeOne reads exactly one JSON object into v, refusing unknown fields
-// and a field given twice.
+// decodeOne reads exactly one JSON object into v, refusing unknown fields,
+// a field given twice, and text encoding/json would read altered (see
+// checkJSONText).
 func decodeOne(body io.Reader, v any) error {
 	b, err := io.ReadAll(body)
 	if err != nil {
@@ -339,6 +340,9 @@ func decodeOne(body io.Reader, v any) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: unexpected data after the JSON object", errBadRequest)
+	}
+	if err := checkJSONText(b); err != nil {
+		return fmt.Errorf("%w: the body %w", errBadRequest, err)
 	}
 	return nil
 }
@@ -508,8 +512,8 @@ func meta(r *http.Request) (Meta, error) {
 	if a != "" {
 		m.Actor.ID = a
 	}
-	if len(m.CorrelationID) > 128 {
-		return m, fmt.Errorf("%w: X-Request-ID longer than 128 bytes", errBadRequest)
+	if err := domain.CheckActorID("X-Request-ID", m.CorrelationID); err != nil {
+		return m, err
 	}
 	if m.CorrelationID == "" {
 		m.CorrelationID = uuid.NewString()

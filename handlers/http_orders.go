@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
@@ -330,22 +329,6 @@ type triggerRequest struct {
 	Worker    string `json:"worker"`
 }
 
-// maxTriggerID is the longest trigger id taken.
-const maxTriggerID = 128
-
-// checkTriggerID: a trigger id is a Nats-Msg-Id and goes into events.
-func checkTriggerID(id string) error {
-	if len(id) > maxTriggerID {
-		return &domain.FieldError{Field: "trigger_id", Reason: fmt.Sprintf("longer than %d bytes", maxTriggerID)}
-	}
-	for _, r := range id {
-		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return &domain.FieldError{Field: "trigger_id", Reason: "must not contain spaces or control characters"}
-		}
-	}
-	return nil
-}
-
 // postTrigger publishes the trigger to ORDERFLOW_TRIGGERS, as a worker app
 // would, and answers once the trigger processor has stored its outcome: an
 // HTTP trigger takes its place in the order's lane like any other. An
@@ -371,7 +354,7 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 		err = &domain.FieldError{Field: "trigger_id", Reason: fmt.Sprintf("%q differs from the Idempotency-Key %q: give one of them, or both the same", b.TriggerID, key)}
 	}
 	if err == nil {
-		if err = checkTriggerID(b.TriggerID); err != nil && key != "" {
+		if err = domain.ValidateTriggerID(b.TriggerID); err != nil && key != "" {
 			err = fmt.Errorf("Idempotency-Key, the trigger's id: %w", err)
 		}
 	}

@@ -63,6 +63,21 @@ func DecodeTriggerBody(b []byte) (TriggerBody, error) {
 	return body, nil
 }
 
+// checkTriggerBody refuses what DecodeTriggerBody lets through, which
+// reads every stored trigger's id as it always has: text encoding/json
+// would read altered (see checkJSONText), and a note with control
+// characters. The worker and the trigger id are the order's to check
+// (domain.Order.ApplyTrigger), once it knows the id is a new one.
+func checkTriggerBody(b []byte, body TriggerBody) error {
+	if err := checkJSONText(b); err != nil {
+		return fmt.Errorf("trigger body %w", err)
+	}
+	if err := domain.CheckText("note", body.Note, domain.MaxDescriptionLen); err != nil {
+		return fmt.Errorf("trigger body: %w", err)
+	}
+	return nil
+}
+
 // errPoison marks a trigger that can never be processed: it goes to the
 // dead-letter stream with the reason and is acknowledged.
 var errPoison = errors.New("poison trigger")
@@ -536,6 +551,9 @@ func (p *Processor) handle(msg *message.Message) error {
 		}
 	}
 	body, err := DecodeTriggerBody(msg.Payload)
+	if err == nil {
+		err = checkTriggerBody(msg.Payload, body)
+	}
 	if err != nil {
 		return poison("%v", err)
 	}

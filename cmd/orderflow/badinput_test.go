@@ -83,6 +83,13 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"trigger: empty trigger", "POST", "/v1/orders/ok-1/triggers", map[string]any{}, nil, 400, "invalid_argument"},
 		{"trigger: trigger id with spaces", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "a b"}, nil, 400, "invalid_argument"},
 		{"trigger: unknown field", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "when": "now"}, nil, 400, "invalid_argument"},
+		{"trigger: worker not UTF-8", "POST", "/v1/orders/ok-1/triggers", "{\"trigger\":\"picked_up\",\"worker\":\"caf\xe9\"}", nil, 400, "invalid_argument"},
+		{"trigger: half a surrogate pair", "POST", "/v1/orders/ok-1/triggers", `{"trigger":"picked_up","trigger_id":"t-\ud800"}`, nil, 400, "invalid_argument"},
+		{"trigger: worker with a control character", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "worker": "a\x00b"}, nil, 400, "invalid_argument"},
+		{"hold: actor header not UTF-8", "POST", "/v1/orders/ok-1/hold", map[string]any{}, []string{"X-Orderflow-Actor", "caf\xe9"}, 400, "invalid_argument"},
+		{"hold: reason with a control character", "POST", "/v1/orders/ok-1/hold", map[string]any{"reason": "a\x07b"}, nil, 400, "invalid_argument"},
+		{"hold: request id not UTF-8", "POST", "/v1/orders/ok-1/hold", map[string]any{}, []string{"X-Request-ID", "caf\xe9"}, 400, "invalid_argument"},
+		{"place: id not UTF-8", "POST", "/v1/orders", "{\"id\":\"o-\xff\",\"order_type_id\":\"wash_fold_delivery\"}", nil, 400, "invalid_argument"},
 		{"trigger: unsafe order id in path", "POST", "/v1/orders/o*/triggers", map[string]any{"trigger": "picked_up"}, nil, 400, "invalid_argument"},
 		{"hold: unknown order", "POST", "/v1/orders/ghost/hold", map[string]any{}, nil, 404, "not_found"},
 		{"resume: active order", "POST", "/v1/orders/ok-1/resume", map[string]any{}, nil, 409, "conflict"},
@@ -127,25 +134,35 @@ func TestBadTriggersOverNATS(t *testing.T) {
 	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
 	deadLettered := []struct {
 		name, subject, body, reason string
+		msgID                       string // Nats-Msg-Id, if any
 	}{
-		{"unknown order", "orderflow.default.trigger.ghost.picked_up", "", "unknown order"},
-		{"malformed body", "orderflow.default.trigger.n-1.picked_up", `{"worker":`, "trigger body"},
-		{"truncated body", "orderflow.default.trigger.n-1.picked_up", `{"worker":"a`, "trigger body"},
-		{"body of the wrong type", "orderflow.default.trigger.n-1.picked_up", `["picked_up"]`, "trigger body"},
-		{"field of the wrong type", "orderflow.default.trigger.n-1.picked_up", `{"worker":7}`, "trigger body"},
-		{"unknown field", "orderflow.default.trigger.n-1.picked_up", `{"worker":"a","colour":"red"}`, "trigger body"},
-		{"deep nesting", "orderflow.default.trigger.n-1.picked_up", deep, "trigger body"},
-		{"huge body", "orderflow.default.trigger.n-1.picked_up", `{"note":"` + strings.Repeat("n", 100<<10) + `"}`, "trigger body"},
-		{"unsafe order id token", "orderflow.default.trigger.n$1.picked_up", "", "order id"},
-		{"unsafe trigger key token", "orderflow.default.trigger.n-1.picked$up", "", "trigger key"},
-		{"unsafe tenant token", "orderflow.acme$.trigger.n-1.picked_up", "", "tenant"},
-		{"order of another tenant", "orderflow.acme.trigger.n-1.picked_up", "", "unknown order"},
+		{"unknown order", "orderflow.default.trigger.ghost.picked_up", "", "unknown order", ""},
+		{"malformed body", "orderflow.default.trigger.n-1.picked_up", `{"worker":`, "trigger body", ""},
+		{"truncated body", "orderflow.default.trigger.n-1.picked_up", `{"worker":"a`, "trigger body", ""},
+		{"body of the wrong type", "orderflow.default.trigger.n-1.picked_up", `["picked_up"]`, "trigger body", ""},
+		{"field of the wrong type", "orderflow.default.trigger.n-1.picked_up", `{"worker":7}`, "trigger body", ""},
+		{"unknown field", "orderflow.default.trigger.n-1.picked_up", `{"worker":"a","colour":"red"}`, "trigger body", ""},
+		{"deep nesting", "orderflow.default.trigger.n-1.picked_up", deep, "trigger body", ""},
+		{"huge body", "orderflow.default.trigger.n-1.picked_up", `{"note":"` + strings.Repeat("n", 100<<10) + `"}`, "trigger body", ""},
+		{"unsafe order id token", "orderflow.default.trigger.n$1.picked_up", "", "order id", ""},
+		{"unsafe trigger key token", "orderflow.default.trigger.n-1.picked$up", "", "trigger key", ""},
+		{"unsafe tenant token", "orderflow.acme$.trigger.n-1.picked_up", "", "tenant", ""},
+		{"order of another tenant", "orderflow.acme.trigger.n-1.picked_up", "", "unknown order", ""},
+		{"worker not UTF-8", "orderflow.default.trigger.n-1.picked_up", "{\"worker\":\"caf\xe9\"}", "not valid UTF-8", ""},
+		{"half a surrogate pair", "orderflow.default.trigger.n-1.picked_up", `{"worker":"\udc00"}`, "surrogate", ""},
+		{"note with a control character", "orderflow.default.trigger.n-1.picked_up", `{"note":"a\u0007"}`, "control characters", ""},
+		{"worker with a control character", "orderflow.default.trigger.n-1.picked_up", `{"worker":"a\u0000b"}`, "worker", ""},
+		{"trigger id with a space", "orderflow.default.trigger.n-1.picked_up", `{"trigger_id":"a b"}`, "trigger_id", ""},
+		{"Nats-Msg-Id with a space", "orderflow.default.trigger.n-1.picked_up", "", "trigger_id", "a b"},
 	}
 	for _, tc := range deadLettered {
 		t.Run(tc.name, func(t *testing.T) {
 			_, o0 := streamSeqs(t, app)
 			m := nats.NewMsg(tc.subject)
 			m.Data = []byte(tc.body)
+			if tc.msgID != "" {
+				m.Header.Set(jetstream.MsgIDHeader, tc.msgID)
+			}
 			if _, err := js.PublishMsg(ctx, m); err != nil {
 				t.Fatalf("JetStream refused what it should store: %v", err)
 			}
