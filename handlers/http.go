@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,10 +181,54 @@ func (api *API) routes() []route {
 	}
 }
 
+// routeQuery is the query parameters each route takes, by pattern; the
+// routes not named take none.
+var routeQuery = map[string][]string{
+	"GET /v1/workflows/{id}":      {"as_of"},
+	"GET /v1/orders":              {"status", "workflow_id", "order_type_id", "state", "limit", "cursor", "min_seq"},
+	"GET /v1/orders/{id}":         {"as_of"},
+	"GET /v1/orders/{id}/history": {"limit", "cursor"},
+	"GET /v1/board":               {"workflow_id", "min_seq"},
+	"GET /v1/events":              {"types", "order_id", "last_event_id", "after", "access_token"},
+}
+
+// checkQuery refuses a query the route would misread: one that does not
+// parse (url.Values would drop the pair it cannot read), a parameter the
+// route does not take, and one given twice (the route would read the
+// first and ignore the other).
+func (api *API) checkQuery(takes []string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery == "" {
+			next(w, r)
+			return
+		}
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			api.fail(w, r, fmt.Errorf("%w: the query %q does not parse: %v", errBadRequest, r.URL.RawQuery, err))
+			return
+		}
+		for _, k := range slices.Sorted(maps.Keys(q)) {
+			switch {
+			case !slices.Contains(takes, k) && len(takes) == 0:
+				err = fmt.Errorf("%w: unknown query parameter %q: this route takes none", errBadRequest, k)
+			case !slices.Contains(takes, k):
+				err = fmt.Errorf("%w: unknown query parameter %q: this route takes %s", errBadRequest, k, strings.Join(takes, ", "))
+			case len(q[k]) > 1:
+				err = fmt.Errorf("%w: query parameter %q is given %d times; give it once", errBadRequest, k, len(q[k]))
+			}
+			if err != nil {
+				api.fail(w, r, err)
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
 // Register adds every route to mux.
 func (api *API) Register(mux *http.ServeMux) {
 	for _, r := range api.routes() {
-		h := api.guard(r.role, r.handler)
+		h := api.guard(r.role, api.checkQuery(routeQuery[r.pattern], r.handler))
 		if r.pattern == "GET /v1/events" { // a browser's EventSource cannot send headers
 			h = tokenFromQuery(h)
 		}

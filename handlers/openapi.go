@@ -29,6 +29,9 @@ func (api *API) OpenAPI() map[string]any {
 		for _, m := range pathParam.FindAllStringSubmatch(path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
+		for _, q := range routeQuery[method+" "+path] {
+			params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
+		}
 		ok := "200"
 		if method == "POST" && strings.Count(path, "/") == 2 && path != "/v1/board" {
 			ok = "201" // creating a resource
