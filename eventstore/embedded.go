@@ -117,7 +117,8 @@ func splitHostPort(hp string) (string, int, error) {
 // Server is an in-process nats-server with JetStream.
 type Server struct {
 	ns       *server.Server
-	running  string // the RunningFile it made
+	running  string   // the RunningFile it made
+	lock     *os.File // holds the LockFile's lock (nil where there is none)
 	stopped  sync.Once
 	internal *server.User // orderflow's own user when a ConfigFile asks for authorization
 	tls      bool         // clients must use TLS (a ConfigFile's tls block)
@@ -210,6 +211,17 @@ func (s *Server) ConnectOptions() []nats.Option {
 // (killed, or the machine lost power) leaves it behind.
 const RunningFile = "orderflow-running"
 
+// LockFile is the file in a data dir that an embedded server holds an
+// exclusive lock on (flock(2)) while it runs, so that a second server
+// cannot open the same JetStream files: nats-server itself does not stop
+// two servers sharing a store, and both would write it. The kernel drops
+// the lock when its process ends, even when killed.
+const LockFile = "orderflow.lock"
+
+// ErrDataDirInUse is StartServer's error when another process runs an
+// embedded server on the data dir.
+var ErrDataDirInUse = errors.New("the data dir is in use")
+
 // forgetLaneCopyPlace removes the lane stream's record of how far its copy
 // of ORDERFLOW_TRIGGERS got (nats-server's sources.db), after a run that
 // did not stop cleanly. The server writes that record only with the
@@ -273,32 +285,59 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	unlock := func() {
+		if lock != nil {
+			_ = lock.Close()
+		}
+	}
 	running := filepath.Join(cfg.DataDir, RunningFile)
 	if _, err := os.Stat(running); err == nil && cfg.ClusterName == "" {
 		log.Warn("the last run on this data dir did not stop cleanly: the trigger lanes' copy resumes from its resume point, or finds its place in the lanes")
 		forgetLaneCopyPlace(cfg.DataDir, log)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
-	}
 	if err := os.WriteFile(running, fmt.Appendf(nil, "pid %d\n", os.Getpid()), 0o640); err != nil {
+		unlock()
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		_ = os.Remove(running)
+		unlock()
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	writeErr := &atomic.Pointer[string]{}
-	ns.SetLoggerV2(&natsLogger{l: log.With("component", "nats-server"), writeErr: writeErr}, false, false, false)
+	logger := &natsLogger{l: log.With("component", "nats-server"), writeErr: &atomic.Pointer[string]{}, fatal: &atomic.Pointer[string]{}}
+	ns.SetLoggerV2(logger, false, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
+	if err := waitReady(ns, logger.fatal, 30*time.Second); err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 		_ = os.Remove(running)
-		return nil, errors.New("embedded nats: not ready for connections after 30s")
+		unlock()
+		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	return &Server{ns: ns, running: running, internal: internal, tls: tlsOn, writeErr: writeErr}, nil
+	return &Server{ns: ns, running: running, lock: lock, internal: internal, tls: tlsOn, writeErr: logger.writeErr}, nil
+}
+
+// waitReady waits until the server accepts connections, for at most
+// within, and no longer once it reported a fatal error: a port already
+// taken, say, which nats-server logs and then runs on without a listener.
+func waitReady(ns *server.Server, fatal *atomic.Pointer[string], within time.Duration) error {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); {
+		if ns.ReadyForConnections(50 * time.Millisecond) {
+			return nil
+		}
+		if msg := fatal.Load(); msg != nil {
+			return errors.New(*msg)
+		}
+	}
+	return fmt.Errorf("not ready for connections after %s", within)
 }
 
 // ClientURL is the URL clients use to connect.
@@ -312,18 +351,29 @@ func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 	// A clean stop; once only, so that a second Shutdown cannot remove
-	// the file of a server started on the data dir since.
-	s.stopped.Do(func() { _ = os.Remove(s.running) })
+	// the file of a server started on the data dir since. The lock goes
+	// last: the next server may start once it is released.
+	s.stopped.Do(func() {
+		_ = os.Remove(s.running)
+		if s.lock != nil {
+			_ = s.lock.Close()
+		}
+	})
 }
 
 type natsLogger struct {
 	l        *slog.Logger
 	writeErr *atomic.Pointer[string] // the first critical write error logged
+	fatal    *atomic.Pointer[string] // the first fatal error logged
 }
 
 func (n *natsLogger) Noticef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
 func (n *natsLogger) Warnf(f string, v ...any)   { n.l.Warn(fmt.Sprintf(f, v...)) }
-func (n *natsLogger) Fatalf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
+func (n *natsLogger) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	n.fatal.CompareAndSwap(nil, &msg)
+	n.l.Error(msg)
+}
 func (n *natsLogger) Errorf(f string, v ...any) {
 	msg := fmt.Sprintf(f, v...)
 	// "JetStream stream '%s > %s' critical write error: %v", and the file

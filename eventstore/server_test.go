@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -443,4 +445,64 @@ func (f *freezer) cut() {
 		c.Close()
 	}
 	f.conns = nil
+}
+
+// A second embedded server on a data dir in use is refused at once,
+// naming the process that holds it, and the first runs on untouched; once
+// the first stops, a server starts there again. nats-server would let both
+// open the same JetStream files.
+func TestDataDirInUseIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := eventstoretest.StartServerIn(t, dir)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	ctx := ctxT(t)
+	agg := order("in-use-1")
+	if _, err := st.Append(ctx, agg, eventstore.ExpectNew, ev("OrderPlaced", 1)); err != nil {
+		t.Fatal(err)
+	}
+
+	second, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: dir, Listen: "127.0.0.1:0"})
+	if err == nil {
+		second.Shutdown()
+		t.Fatal("a second server started on a data dir in use")
+	}
+	if !errors.Is(err, eventstore.ErrDataDirInUse) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second server: %v; want ErrDataDirInUse naming this process", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, eventstore.RunningFile)); err != nil {
+		t.Fatalf("the refused server touched the running server's %s: %v", eventstore.RunningFile, err)
+	}
+	assertVersions(t, mustLoad(t, st, agg), 1)
+
+	st.Conn().Close()
+	srv.Shutdown()
+	again := eventstoretest.StartServerIn(t, dir)
+	st = eventstoretest.OpenStore(t, again.ClientURL(), eventstore.Config{})
+	if err := st.WaitIndexed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertVersions(t, mustLoad(t, st, agg), 1)
+}
+
+// A NATS port already taken fails the start with nats-server's own
+// reason, not after the 30 s wait for connections, and leaves the data
+// dir free.
+func TestTakenPortFailsTheStart(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: dir, Listen: ln.Addr().String()})
+	if err == nil {
+		srv.Shutdown()
+		t.Fatal("started on a taken port")
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("start on a taken port: %v; want the listener's error", err)
+	}
+	eventstoretest.StartServerIn(t, dir) // the failed start released the data dir
 }
