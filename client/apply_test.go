@@ -97,17 +97,24 @@ func TestTriggerIDSpelledLikeARequestKey(t *testing.T) {
 	}
 }
 
-// A trigger JetStream does not acknowledge (here: a server without
-// orderflow's streams) is ErrNotAcknowledged, and the Ack names the trigger
-// id that was made for it, to send it again with.
-func TestPublishNotAcknowledged(t *testing.T) {
+// clientWithoutStreams is a client of a server that has none of
+// orderflow's streams, and a context for the test.
+func clientWithoutStreams(t *testing.T) (*client.Client, context.Context) {
 	srv := eventstoretest.StartServer(t)
 	c, err := client.New(eventstoretest.Connect(t, srv.ClientURL()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return c, ctx
+}
+
+// A trigger JetStream does not acknowledge (here: a server without
+// orderflow's streams) is ErrNotAcknowledged, and the Ack names the trigger
+// id that was made for it, to send it again with.
+func TestPublishNotAcknowledged(t *testing.T) {
+	c, ctx := clientWithoutStreams(t)
 	ack, err := c.PublishTrigger(ctx, client.Trigger{OrderID: "order-1", Trigger: "picked_up"})
 	if !errors.Is(err, client.ErrNotAcknowledged) || ack.TriggerID == "" || !strings.Contains(err.Error(), ack.TriggerID) {
 		t.Fatalf("publish without the streams: %+v, %v", ack, err)
@@ -122,13 +129,7 @@ func TestPublishNotAcknowledged(t *testing.T) {
 // refused before anything is sent (here a server without orderflow's
 // streams would answer any publish with ErrNotAcknowledged).
 func TestTriggersRefusedBeforeSending(t *testing.T) {
-	srv := eventstoretest.StartServer(t)
-	c, err := client.New(eventstoretest.Connect(t, srv.ClientURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	c, ctx := clientWithoutStreams(t)
 	ok := client.Trigger{OrderID: "order-1", Trigger: "picked_up", TriggerID: "t-1", Worker: "Ana Lopez", Note: "two bags,\n\tone heavy"}
 	for name, change := range map[string]func(*client.Trigger){
 		"worker with a control character": func(t *client.Trigger) { t.Worker = "a\x00b" },

@@ -265,6 +265,20 @@ func TestOrderRules(t *testing.T) {
 	}
 }
 
+// reloaded folds the events o recorded into a new order, as a load from
+// the store would, each passed through edit first when edit is not nil.
+func reloaded(t *testing.T, d *defs, o *domain.Order, edit func(domain.Event) domain.Event) *domain.Order {
+	t.Helper()
+	loaded := domain.NewOrder(o.View().ID, d)
+	for _, e := range o.Changes() {
+		if edit != nil {
+			e = edit(e)
+		}
+		must(t, loaded.Apply(e))
+	}
+	return loaded
+}
+
 // TestTriggerIDNamesOneTrigger: an id the order has seen, sent again for
 // another trigger key, is refused (ErrDuplicate) and records nothing, also
 // for an order loaded from its events; sent again with its own key, it is
@@ -276,10 +290,7 @@ func TestTriggerIDNamesOneTrigger(t *testing.T) {
 	if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
 		t.Fatal(err)
 	}
-	loaded := domain.NewOrder("o-1", d)
-	for _, e := range o.Changes() {
-		must(t, loaded.Apply(e))
-	}
+	loaded := reloaded(t, d, o, nil)
 	for name, o := range map[string]*domain.Order{"deciding": o, "loaded": loaded} {
 		before := o.Version()
 		_, err := o.ApplyTrigger("items_tagged", "t1", "w", d)
@@ -312,14 +323,13 @@ func TestTriggerRecordedBeforeTheChecks(t *testing.T) {
 	if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
 		t.Fatal(err)
 	}
-	loaded := domain.NewOrder("o-1", d)
-	for _, e := range o.Changes() {
+	loaded := reloaded(t, d, o, func(e domain.Event) domain.Event {
 		if adv, ok := e.(domain.OrderAdvanced); ok {
 			adv.TriggerID, adv.Worker = "old id", "old\tworker"
-			e = adv
+			return adv
 		}
-		must(t, loaded.Apply(e))
-	}
+		return e
+	})
 	res, err := loaded.ApplyTrigger("picked_up", "old id", "old\tworker", d)
 	if err != nil || res.Outcome != domain.OutcomeDuplicate || res.Original != domain.OutcomeAdvanced {
 		t.Fatalf("the old trigger again: %+v, %v; want a duplicate of advanced", res, err)
