@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // OrderState is where an order stands in its life.
@@ -59,25 +60,34 @@ type (
 		// type's workflows at placement, with the chosen fulfillment.
 		Workflows []string `json:"workflows"`
 	}
+	// A trigger's outcomes also keep what the worker app said with it
+	// (TriggerReport): its note, and when the worker says the action
+	// happened, when it said so.
 	OrderAdvanced struct {
-		Trigger   string   `json:"trigger"`
-		TriggerID string   `json:"trigger_id"`
-		Worker    string   `json:"worker"`
-		From      Position `json:"from"`
-		To        Position `json:"to"`
+		Trigger          string    `json:"trigger"`
+		TriggerID        string    `json:"trigger_id"`
+		Worker           string    `json:"worker"`
+		From             Position  `json:"from"`
+		To               Position  `json:"to"`
+		Note             string    `json:"note,omitempty"`
+		WorkerOccurredAt time.Time `json:"worker_occurred_at,omitzero"`
 	}
 	OrderCompleted struct {
-		Trigger   string   `json:"trigger"`
-		TriggerID string   `json:"trigger_id"`
-		Worker    string   `json:"worker"`
-		From      Position `json:"from"`
+		Trigger          string    `json:"trigger"`
+		TriggerID        string    `json:"trigger_id"`
+		Worker           string    `json:"worker"`
+		From             Position  `json:"from"`
+		Note             string    `json:"note,omitempty"`
+		WorkerOccurredAt time.Time `json:"worker_occurred_at,omitzero"`
 	}
 	TriggerRejected struct {
-		Trigger   string       `json:"trigger"`
-		TriggerID string       `json:"trigger_id"`
-		Worker    string       `json:"worker"`
-		Reason    RejectReason `json:"reason"`
-		Expected  string       `json:"expected"`
+		Trigger          string       `json:"trigger"`
+		TriggerID        string       `json:"trigger_id"`
+		Worker           string       `json:"worker"`
+		Reason           RejectReason `json:"reason"`
+		Expected         string       `json:"expected"`
+		Note             string       `json:"note,omitempty"`
+		WorkerOccurredAt time.Time    `json:"worker_occurred_at,omitzero"`
 	}
 	OrderHeld struct {
 		Reason string `json:"reason"`
@@ -366,11 +376,20 @@ func enter(id string, wfs Workflows) (Position, error) {
 	return Position{WorkflowID: id, WorkflowVersion: w.Version, Step: 0, Status: w.Steps[0].Status}, nil
 }
 
+// TriggerReport is what a worker app says with a trigger besides its key
+// and id: who it is, a note, and when the action happened by its clock
+// (zero when it did not say). A trigger's outcome records all three.
+type TriggerReport struct {
+	Worker     string
+	Note       string
+	OccurredAt time.Time
+}
+
 // ApplyTrigger lets a worker's trigger move the order on. It records
 // OrderAdvanced, OrderCompleted or TriggerRejected; a trigger id the order
 // has already seen records nothing and reports a duplicate, or, seen with
 // another trigger key, an error matching ErrDuplicate (see CheckTriggerID).
-func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (TriggerResult, error) {
+func (o *Order) ApplyTrigger(trigger, triggerID string, rep TriggerReport, wfs Workflows) (TriggerResult, error) {
 	if !o.Exists() {
 		return TriggerResult{}, kindErr(ErrNotFound, "order", "no order %q", o.id)
 	}
@@ -388,16 +407,20 @@ func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (
 	if err := ValidateTriggerID(triggerID); err != nil {
 		return TriggerResult{}, err
 	}
-	if err := CheckActorID("worker", worker); err != nil {
+	if err := CheckActorID("worker", rep.Worker); err != nil {
 		return TriggerResult{}, err
 	}
+	if err := CheckText("note", rep.Note, MaxDescriptionLen); err != nil {
+		return TriggerResult{}, err
+	}
+	worker, note, at := rep.Worker, rep.Note, rep.OccurredAt.UTC()
 	o.resolveSteps()
 	reject := func(reason RejectReason) (TriggerResult, error) {
 		exp := ""
 		if reason == RejectUnexpectedTrigger || reason == RejectOnHold {
 			exp = o.expected()
 		}
-		o.record(TriggerRejected{Trigger: trigger, TriggerID: triggerID, Worker: worker, Reason: reason, Expected: exp})
+		o.record(TriggerRejected{Trigger: trigger, TriggerID: triggerID, Worker: worker, Reason: reason, Expected: exp, Note: note, WorkerOccurredAt: at})
 		return TriggerResult{Outcome: OutcomeRejected, Reason: reason, Expected: exp}, nil
 	}
 	if o.steps == nil && o.state == StateOnHold {
@@ -420,19 +443,19 @@ func (o *Order) ApplyTrigger(trigger, triggerID, worker string, wfs Workflows) (
 	from := o.pos
 	if next := from.Step + 1; next < len(o.steps) {
 		to := Position{WorkflowID: from.WorkflowID, WorkflowVersion: from.WorkflowVersion, Step: next, Status: o.steps[next].Status}
-		o.record(OrderAdvanced{Trigger: trigger, TriggerID: triggerID, Worker: worker, From: from, To: to})
+		o.record(OrderAdvanced{Trigger: trigger, TriggerID: triggerID, Worker: worker, From: from, To: to, Note: note, WorkerOccurredAt: at})
 		return TriggerResult{Outcome: OutcomeAdvanced}, nil
 	}
 	i := slices.Index(o.workflows, from.WorkflowID)
 	if i < 0 || i+1 >= len(o.workflows) {
-		o.record(OrderCompleted{Trigger: trigger, TriggerID: triggerID, Worker: worker, From: from})
+		o.record(OrderCompleted{Trigger: trigger, TriggerID: triggerID, Worker: worker, From: from, Note: note, WorkerOccurredAt: at})
 		return TriggerResult{Outcome: OutcomeCompleted}, nil
 	}
 	to, err := enter(o.workflows[i+1], wfs)
 	if err != nil {
 		return TriggerResult{}, err
 	}
-	o.record(OrderAdvanced{Trigger: trigger, TriggerID: triggerID, Worker: worker, From: from, To: to})
+	o.record(OrderAdvanced{Trigger: trigger, TriggerID: triggerID, Worker: worker, From: from, To: to, Note: note, WorkerOccurredAt: at})
 	return TriggerResult{Outcome: OutcomeAdvanced}, nil
 }
 

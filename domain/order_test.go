@@ -2,8 +2,10 @@ package domain_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orderflow/orderflow/domain"
 )
@@ -68,7 +70,7 @@ func TestOrderWalksTheWorkedExample(t *testing.T) {
 	}
 	wantStatus := []string{"received", "washing", "drying", "folding", "ready_for_delivery", "out_for_delivery"}
 	for i, tr := range allTriggers {
-		res, err := o.ApplyTrigger(tr, "t-"+tr, "w1", d)
+		res, err := o.ApplyTrigger(tr, "t-"+tr, domain.TriggerReport{Worker: "w1"}, d)
 		must(t, err)
 		if i < len(allTriggers)-1 {
 			if res.Outcome != domain.OutcomeAdvanced || o.View().Position.Status != wantStatus[i] {
@@ -104,60 +106,60 @@ func TestOrderRules(t *testing.T) {
 		wantState  domain.OrderState
 	}{
 		{name: "wrong trigger", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			return o.ApplyTrigger("wash_done", "t1", "w", d)
+			return o.ApplyTrigger("wash_done", "t1", domain.TriggerReport{Worker: "w"}, d)
 		}, outcome: domain.OutcomeRejected, reason: domain.RejectUnexpectedTrigger, expected: "picked_up", wantStatus: "pending_pickup"},
 		{name: "unknown trigger", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			return o.ApplyTrigger("teleported", "t1", "w", d)
+			return o.ApplyTrigger("teleported", "t1", domain.TriggerReport{Worker: "w"}, d)
 		}, outcome: domain.OutcomeRejected, reason: domain.RejectUnexpectedTrigger, expected: "picked_up", wantStatus: "pending_pickup"},
 		{name: "same trigger id twice", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
+			if _, err := o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, d); err != nil {
 				return domain.TriggerResult{}, err
 			}
-			return o.ApplyTrigger("picked_up", "t1", "w", d)
+			return o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, d)
 		}, outcome: domain.OutcomeDuplicate, wantStatus: "received"},
 		{name: "rejected trigger id again", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			if _, err := o.ApplyTrigger("folded", "t1", "w", d); err != nil {
+			if _, err := o.ApplyTrigger("folded", "t1", domain.TriggerReport{Worker: "w"}, d); err != nil {
 				return domain.TriggerResult{}, err
 			}
-			return o.ApplyTrigger("folded", "t1", "w", d)
+			return o.ApplyTrigger("folded", "t1", domain.TriggerReport{Worker: "w"}, d)
 		}, outcome: domain.OutcomeDuplicate, wantStatus: "pending_pickup"},
 		{name: "trigger id again for another trigger", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
+			if _, err := o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, d); err != nil {
 				return domain.TriggerResult{}, err
 			}
-			return o.ApplyTrigger("items_tagged", "t1", "w", d)
+			return o.ApplyTrigger("items_tagged", "t1", domain.TriggerReport{Worker: "w"}, d)
 		}, wantErr: domain.ErrDuplicate},
 		{name: "rejected trigger id again for another trigger", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			if _, err := o.ApplyTrigger("folded", "t1", "w", d); err != nil {
+			if _, err := o.ApplyTrigger("folded", "t1", domain.TriggerReport{Worker: "w"}, d); err != nil {
 				return domain.TriggerResult{}, err
 			}
-			return o.ApplyTrigger("picked_up", "t1", "w", d)
+			return o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, d)
 		}, wantErr: domain.ErrDuplicate},
 		{name: "held order rejects", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
 			if err := o.Hold("customer called"); err != nil {
 				return domain.TriggerResult{}, err
 			}
-			return o.ApplyTrigger("picked_up", "t1", "w", d)
+			return o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, d)
 		}, outcome: domain.OutcomeRejected, reason: domain.RejectOnHold, expected: "picked_up", wantStatus: "pending_pickup", wantState: domain.StateOnHold},
 		{name: "resumed order advances", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
 			if err := errors.Join(o.Hold(""), o.Resume("")); err != nil {
 				return domain.TriggerResult{}, err
 			}
-			return o.ApplyTrigger("picked_up", "t1", "w", d)
+			return o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, d)
 		}, outcome: domain.OutcomeAdvanced, wantStatus: "received"},
 		{name: "cancelled order rejects", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
 			if err := o.Cancel("duplicate order"); err != nil {
 				return domain.TriggerResult{}, err
 			}
-			return o.ApplyTrigger("picked_up", "t1", "w", d)
+			return o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, d)
 		}, outcome: domain.OutcomeRejected, reason: domain.RejectCancelled, wantStatus: "pending_pickup", wantState: domain.StateCancelled},
 		{name: "completed order rejects", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
 			for _, tr := range allTriggers {
-				if _, err := o.ApplyTrigger(tr, "t-"+tr, "w", d); err != nil {
+				if _, err := o.ApplyTrigger(tr, "t-"+tr, domain.TriggerReport{Worker: "w"}, d); err != nil {
 					return domain.TriggerResult{}, err
 				}
 			}
-			return o.ApplyTrigger("delivered", "again", "w", d)
+			return o.ApplyTrigger("delivered", "again", domain.TriggerReport{Worker: "w"}, d)
 		}, outcome: domain.OutcomeRejected, reason: domain.RejectCompleted, wantStatus: "out_for_delivery", wantState: domain.StateCompleted},
 		{name: "resume an active order", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
 			return domain.TriggerResult{}, o.Resume("")
@@ -186,25 +188,25 @@ func TestOrderRules(t *testing.T) {
 			return domain.TriggerResult{}, o.Move("intake", 2, "why", d)
 		}, wantErr: domain.ErrInvalid},
 		{name: "missing trigger id", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			return o.ApplyTrigger("picked_up", "", "w", d)
+			return o.ApplyTrigger("picked_up", "", domain.TriggerReport{Worker: "w"}, d)
 		}, wantErr: domain.ErrInvalid},
 		{name: "trigger id with a space", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			return o.ApplyTrigger("picked_up", "t 1", "w", d)
+			return o.ApplyTrigger("picked_up", "t 1", domain.TriggerReport{Worker: "w"}, d)
 		}, wantErr: domain.ErrInvalid},
 		{name: "trigger id too long", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			return o.ApplyTrigger("picked_up", strings.Repeat("t", domain.MaxTriggerIDLen+1), "w", d)
+			return o.ApplyTrigger("picked_up", strings.Repeat("t", domain.MaxTriggerIDLen+1), domain.TriggerReport{Worker: "w"}, d)
 		}, wantErr: domain.ErrInvalid},
 		{name: "trigger id not UTF-8", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			return o.ApplyTrigger("picked_up", "t\xff", "w", d)
+			return o.ApplyTrigger("picked_up", "t\xff", domain.TriggerReport{Worker: "w"}, d)
 		}, wantErr: domain.ErrInvalid},
 		{name: "worker with a control character", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			return o.ApplyTrigger("picked_up", "t1", "a\x00b", d)
+			return o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "a\x00b"}, d)
 		}, wantErr: domain.ErrInvalid},
 		{name: "worker not UTF-8", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			return o.ApplyTrigger("picked_up", "t1", "caf\xe9", d)
+			return o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "caf\xe9"}, d)
 		}, wantErr: domain.ErrInvalid},
 		{name: "worker with a space", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
-			return o.ApplyTrigger("picked_up", "t1", "Ana Lopez", d)
+			return o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "Ana Lopez"}, d)
 		}, outcome: domain.OutcomeAdvanced, wantStatus: "received"},
 		{name: "hold with a control character in the reason", do: func(o *domain.Order, d *defs) (domain.TriggerResult, error) {
 			return domain.TriggerResult{}, o.Hold("wait\x07")
@@ -287,13 +289,13 @@ func TestTriggerIDNamesOneTrigger(t *testing.T) {
 	t.Parallel()
 	d := workedExample()
 	o := placed(t, d)
-	if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
+	if _, err := o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, d); err != nil {
 		t.Fatal(err)
 	}
 	loaded := reloaded(t, d, o, nil)
 	for name, o := range map[string]*domain.Order{"deciding": o, "loaded": loaded} {
 		before := o.Version()
-		_, err := o.ApplyTrigger("items_tagged", "t1", "w", d)
+		_, err := o.ApplyTrigger("items_tagged", "t1", domain.TriggerReport{Worker: "w"}, d)
 		if !errors.Is(err, domain.ErrDuplicate) || !strings.Contains(err.Error(), `"t1" is already the id of trigger "picked_up" on order "o-1" (advanced)`) {
 			t.Fatalf("%s: the id again for another trigger: %v, want ErrDuplicate naming the first trigger", name, err)
 		}
@@ -306,7 +308,7 @@ func TestTriggerIDNamesOneTrigger(t *testing.T) {
 		if err := o.CheckTriggerID("items_tagged", "t2"); err != nil {
 			t.Fatalf("%s: CheckTriggerID with an id never seen: %v", name, err)
 		}
-		res, err := o.ApplyTrigger("picked_up", "t1", "w", d)
+		res, err := o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, d)
 		if err != nil || res.Outcome != domain.OutcomeDuplicate || res.Original != domain.OutcomeAdvanced {
 			t.Fatalf("%s: the id again with its own key: %+v, %v; want a duplicate of advanced", name, res, err)
 		}
@@ -320,7 +322,7 @@ func TestTriggerRecordedBeforeTheChecks(t *testing.T) {
 	t.Parallel()
 	d := workedExample()
 	o := placed(t, d)
-	if _, err := o.ApplyTrigger("picked_up", "t1", "w", d); err != nil {
+	if _, err := o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, d); err != nil {
 		t.Fatal(err)
 	}
 	loaded := reloaded(t, d, o, func(e domain.Event) domain.Event {
@@ -330,11 +332,11 @@ func TestTriggerRecordedBeforeTheChecks(t *testing.T) {
 		}
 		return e
 	})
-	res, err := loaded.ApplyTrigger("picked_up", "old id", "old\tworker", d)
+	res, err := loaded.ApplyTrigger("picked_up", "old id", domain.TriggerReport{Worker: "old\tworker"}, d)
 	if err != nil || res.Outcome != domain.OutcomeDuplicate || res.Original != domain.OutcomeAdvanced {
 		t.Fatalf("the old trigger again: %+v, %v; want a duplicate of advanced", res, err)
 	}
-	if _, err := loaded.ApplyTrigger("items_tagged", "new id", "w", d); !errors.Is(err, domain.ErrInvalid) {
+	if _, err := loaded.ApplyTrigger("items_tagged", "new id", domain.TriggerReport{Worker: "w"}, d); !errors.Is(err, domain.ErrInvalid) {
 		t.Fatalf("a new trigger id with a space: %v, want ErrInvalid", err)
 	}
 }
@@ -384,8 +386,8 @@ func TestOrderPinsAndMigrates(t *testing.T) {
 	t.Parallel()
 	d := workedExample()
 	o := placed(t, d)
-	_, _ = o.ApplyTrigger("picked_up", "a", "w", d)
-	_, _ = o.ApplyTrigger("items_tagged", "b", "w", d) // enters production v1
+	_, _ = o.ApplyTrigger("picked_up", "a", domain.TriggerReport{Worker: "w"}, d)
+	_, _ = o.ApplyTrigger("items_tagged", "b", domain.TriggerReport{Worker: "w"}, d) // enters production v1
 	if p := o.View().Position; p.WorkflowID != "production" || p.WorkflowVersion != 1 {
 		t.Fatalf("entered at %+v", p)
 	}
@@ -393,7 +395,7 @@ func TestOrderPinsAndMigrates(t *testing.T) {
 	d.addVersion("production", domain.Step{Status: "drying", Trigger: "dry_done"}, domain.Step{Status: "washing", Trigger: "wash_done"},
 		domain.Step{Status: "folding", Trigger: "folded"})
 	// The pinned order still expects wash_done first.
-	res, err := o.ApplyTrigger("wash_done", "c", "w", d)
+	res, err := o.ApplyTrigger("wash_done", "c", domain.TriggerReport{Worker: "w"}, d)
 	must(t, err)
 	if res.Outcome != domain.OutcomeAdvanced || o.View().Position.Status != "drying" || o.View().Position.WorkflowVersion != 1 {
 		t.Fatalf("pinned order: %+v at %+v", res, o.View().Position)
@@ -417,8 +419,8 @@ func TestOrderPinsAndMigrates(t *testing.T) {
 	// A new order pins the newest version when it enters production.
 	n := domain.NewOrder("o-2", d)
 	must(t, n.Place("wash_fold", "", d, d))
-	_, _ = n.ApplyTrigger("picked_up", "a", "w", d)
-	_, _ = n.ApplyTrigger("items_tagged", "b", "w", d)
+	_, _ = n.ApplyTrigger("picked_up", "a", domain.TriggerReport{Worker: "w"}, d)
+	_, _ = n.ApplyTrigger("items_tagged", "b", domain.TriggerReport{Worker: "w"}, d)
 	if p := n.View().Position; p.WorkflowVersion != 3 || p.Status != "washing" {
 		t.Fatalf("new order entered at %+v", p)
 	}
@@ -448,12 +450,57 @@ func TestOrderMeetsItsDefinitionsLater(t *testing.T) {
 	for _, e := range events {
 		must(t, o.Apply(e))
 	}
-	if _, err := o.ApplyTrigger("picked_up", "t1", "w", lagging); !errors.Is(err, domain.ErrDefinitionMissing) || len(o.Changes()) != 0 {
+	if _, err := o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, lagging); !errors.Is(err, domain.ErrDefinitionMissing) || len(o.Changes()) != 0 {
 		t.Fatalf("without its workflow version: %v, %d changes", err, len(o.Changes()))
 	}
 	lagging.versions = d.versions // the definitions catch up
-	res, err := o.ApplyTrigger("picked_up", "t1", "w", lagging)
+	res, err := o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, lagging)
 	if err != nil || res.Outcome != domain.OutcomeAdvanced || o.View().Position.Status != "received" {
 		t.Fatalf("with it: %+v, %v at %+v", res, err, o.View().Position)
+	}
+}
+
+// Each outcome of a trigger keeps what the worker app said with it: its
+// note and its time (in UTC); a note with control characters other than
+// tab and line breaks is refused.
+func TestTriggerOutcomesKeepTheWorkersReport(t *testing.T) {
+	t.Parallel()
+	d := workedExample()
+	o := placed(t, d)
+	at := time.Date(2026, 11, 30, 9, 12, 0, 0, time.FixedZone("CET", 3600))
+	rep := domain.TriggerReport{Worker: "ana", Note: "two bags,\n\tone heavy", OccurredAt: at}
+	if _, err := o.ApplyTrigger("wash_done", "t-wrong", rep, d); err != nil {
+		t.Fatal(err)
+	}
+	for i, tr := range []string{"picked_up", "items_tagged", "wash_done", "dry_done", "folded", "out_for_delivery", "delivered"} {
+		if _, err := o.ApplyTrigger(tr, fmt.Sprintf("t-%d", i), rep, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kinds := map[string]bool{}
+	for _, e := range o.Changes() {
+		var note string
+		var when time.Time
+		switch e := e.(type) {
+		case domain.TriggerRejected:
+			note, when = e.Note, e.WorkerOccurredAt
+		case domain.OrderAdvanced:
+			note, when = e.Note, e.WorkerOccurredAt
+		case domain.OrderCompleted:
+			note, when = e.Note, e.WorkerOccurredAt
+		default:
+			continue
+		}
+		kinds[e.EventType()] = true
+		if note != rep.Note || !when.Equal(at) || when.Location() != time.UTC {
+			t.Fatalf("%s keeps note %q and time %v; want %q and %v in UTC", e.EventType(), note, when, rep.Note, at)
+		}
+	}
+	if len(kinds) != 3 {
+		t.Fatalf("outcomes seen: %v", kinds)
+	}
+	o = placed(t, d)
+	if _, err := o.ApplyTrigger("picked_up", "t-1", domain.TriggerReport{Worker: "ana", Note: "bell\x07"}, d); !errors.Is(err, domain.ErrInvalid) {
+		t.Fatalf("a note with a control character: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
@@ -34,7 +35,7 @@ func BenchmarkOrderCacheMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 		for k, tr := range WorkedExampleTriggers[:4] {
-			if _, _, err := c.ApplyTrigger(ctx, meta, id, tr, fmt.Sprintf("%s-%d", id, k), "w"); err != nil {
+			if _, _, err := c.ApplyTrigger(ctx, meta, id, tr, fmt.Sprintf("%s-%d", id, k), domain.TriggerReport{Worker: "w"}); err != nil {
 				b.Fatal(err)
 			}
 		}

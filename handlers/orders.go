@@ -204,8 +204,9 @@ func OrderIDForKey(key string) string {
 }
 
 // ApplyTrigger lets a worker's trigger move an order on and reports the
-// outcome. The trigger id is the event's causation id.
-func (c *Commands) ApplyTrigger(ctx context.Context, meta Meta, orderID, trigger, triggerID, worker string) (domain.TriggerResult, OrderSnapshot, error) {
+// outcome, which records what the worker app said with it (rep). The
+// trigger id is the event's causation id.
+func (c *Commands) ApplyTrigger(ctx context.Context, meta Meta, orderID, trigger, triggerID string, rep domain.TriggerReport) (domain.TriggerResult, OrderSnapshot, error) {
 	var res domain.TriggerResult
 	meta.CausationID = triggerID
 	o, err := c.order(ctx, orderID, meta, func(o *domain.Order) error {
@@ -213,7 +214,7 @@ func (c *Commands) ApplyTrigger(ctx context.Context, meta Meta, orderID, trigger
 			return notFoundOrder(orderID)
 		}
 		var err error
-		res, err = o.ApplyTrigger(trigger, triggerID, worker, c.view())
+		res, err = o.ApplyTrigger(trigger, triggerID, rep, c.view())
 		return err
 	})
 	return res, o, err

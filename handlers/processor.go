@@ -65,15 +65,12 @@ func DecodeTriggerBody(b []byte) (TriggerBody, error) {
 
 // checkTriggerBody refuses what DecodeTriggerBody lets through, which
 // reads every stored trigger's id as it always has: text encoding/json
-// would read altered (see checkJSONText), and a note with control
-// characters. The worker and the trigger id are the order's to check
-// (domain.Order.ApplyTrigger), once it knows the id is a new one.
-func checkTriggerBody(b []byte, body TriggerBody) error {
+// would read altered (see checkJSONText). The worker, the note and the
+// trigger id are the order's to check (domain.Order.ApplyTrigger), once
+// it knows the id is a new one.
+func checkTriggerBody(b []byte) error {
 	if err := checkJSONText(b); err != nil {
 		return fmt.Errorf("trigger body %w", err)
-	}
-	if err := domain.CheckText("note", body.Note, domain.MaxDescriptionLen); err != nil {
-		return fmt.Errorf("trigger body: %w", err)
 	}
 	return nil
 }
@@ -552,7 +549,7 @@ func (p *Processor) handle(msg *message.Message) error {
 	}
 	body, err := DecodeTriggerBody(msg.Payload)
 	if err == nil {
-		err = checkTriggerBody(msg.Payload, body)
+		err = checkTriggerBody(msg.Payload)
 	}
 	if err != nil {
 		return poison("%v", err)
@@ -569,7 +566,8 @@ func (p *Processor) handle(msg *message.Message) error {
 	if err == nil {
 		cmds := p.cmds.ForTenant(tenant)
 		meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: worker}, CorrelationID: triggerID}
-		res, _, err = cmds.ApplyTrigger(msg.Context(), meta, orderID, key, triggerID, worker)
+		res, _, err = cmds.ApplyTrigger(msg.Context(), meta, orderID, key, triggerID,
+			domain.TriggerReport{Worker: worker, Note: body.Note, OccurredAt: body.OccurredAt})
 	}
 	switch {
 	case errors.Is(err, domain.ErrNotFound):

@@ -835,7 +835,7 @@ func TestFinishedOrdersLeaveTheCache(t *testing.T) {
 		if !cached() {
 			t.Fatalf("an order in progress is not cached before trigger %d", i)
 		}
-		if _, _, err := c.ApplyTrigger(ctx, meta, "o-cache", tr, fmt.Sprintf("cache-%d", i), "w"); err != nil {
+		if _, _, err := c.ApplyTrigger(ctx, meta, "o-cache", tr, fmt.Sprintf("cache-%d", i), domain.TriggerReport{Worker: "w"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -843,7 +843,7 @@ func TestFinishedOrdersLeaveTheCache(t *testing.T) {
 		t.Fatal("a completed order stays cached")
 	}
 	// Still answered right: a trigger for it is rejected as completed.
-	res, _, err := c.ApplyTrigger(ctx, meta, "o-cache", WorkedExampleTriggers[0], "cache-late", "w")
+	res, _, err := c.ApplyTrigger(ctx, meta, "o-cache", WorkedExampleTriggers[0], "cache-late", domain.TriggerReport{Worker: "w"})
 	if err != nil || res.Outcome != domain.OutcomeRejected || res.Reason != domain.RejectCompleted || cached() {
 		t.Fatalf("a trigger after completion: %+v, %v (cached %v)", res, err, cached())
 	}
@@ -856,17 +856,17 @@ func TestLongFinishedOrdersStayInTheCache(t *testing.T) {
 	t.Parallel()
 	c, ctx, meta := placedOrder(t, "o-done")
 	for i := range longHistory {
-		if _, _, err := c.ApplyTrigger(ctx, meta, "o-done", "delivered", fmt.Sprintf("early-%d", i), "w"); err != nil {
+		if _, _, err := c.ApplyTrigger(ctx, meta, "o-done", "delivered", fmt.Sprintf("early-%d", i), domain.TriggerReport{Worker: "w"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i, tr := range WorkedExampleTriggers {
-		if _, _, err := c.ApplyTrigger(ctx, meta, "o-done", tr, fmt.Sprintf("step-%d", i), "w"); err != nil {
+		if _, _, err := c.ApplyTrigger(ctx, meta, "o-done", tr, fmt.Sprintf("step-%d", i), domain.TriggerReport{Worker: "w"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 5 {
-		res, _, err := c.ApplyTrigger(ctx, meta, "o-done", "delivered", fmt.Sprintf("late-%d", i), "w")
+		res, _, err := c.ApplyTrigger(ctx, meta, "o-done", "delivered", fmt.Sprintf("late-%d", i), domain.TriggerReport{Worker: "w"})
 		if err != nil || res.Reason != domain.RejectCompleted {
 			t.Fatalf("a trigger for the completed order: %+v, %v", res, err)
 		}
@@ -979,7 +979,7 @@ func TestLanesRecoverASkippedTriggerWithATakenID(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t, "o-skipid")
 	f.trigger(t, "o-skipid", WorkedExampleTriggers[0], "skipid-0")
-	if _, _, err := f.c.ApplyTrigger(f.ctx, Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}, "o-skipid", WorkedExampleTriggers[0], "skipid-0", "w"); err != nil {
+	if _, _, err := f.c.ApplyTrigger(f.ctx, Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}, "o-skipid", WorkedExampleTriggers[0], "skipid-0", domain.TriggerReport{Worker: "w"}); err != nil {
 		t.Fatal(err) // taken effect before the copy's gap
 	}
 	body, _ := json.Marshal(TriggerBody{TriggerID: "skipid-0", Worker: "w"})
@@ -1243,7 +1243,7 @@ func TestLongHistoryIsNotReadAgain(t *testing.T) {
 	t.Parallel()
 	c, ctx, meta := placedOrder(t, "o-long")
 	for i := range 300 {
-		res, _, err := c.ApplyTrigger(ctx, meta, "o-long", "delivered", fmt.Sprintf("wrong-%d", i), "w")
+		res, _, err := c.ApplyTrigger(ctx, meta, "o-long", "delivered", fmt.Sprintf("wrong-%d", i), domain.TriggerReport{Worker: "w"})
 		if err != nil || res.Outcome != domain.OutcomeRejected {
 			t.Fatalf("wrong trigger %d: %+v, %v", i, res, err)
 		}
@@ -1274,7 +1274,7 @@ func TestCurrentOrderSeesAnotherProcess(t *testing.T) {
 	if _, err := other.CurrentOrder(ctx, "o-1"); err != nil { // other holds it as placed
 		t.Fatal(err)
 	}
-	if _, _, err := c.ApplyTrigger(ctx, meta, "o-1", "picked_up", "t-1", "w"); err != nil {
+	if _, _, err := c.ApplyTrigger(ctx, meta, "o-1", "picked_up", "t-1", domain.TriggerReport{Worker: "w"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := other.CurrentOrder(ctx, "o-1")
@@ -1284,7 +1284,7 @@ func TestCurrentOrderSeesAnotherProcess(t *testing.T) {
 	if got.Version != 2 || got.Position.Status != "received" || got.EnteredAt.IsZero() || got.EnteredAt != got.UpdatedAt {
 		t.Fatalf("other reads %+v", got)
 	}
-	res, snap, err := other.ApplyTrigger(ctx, meta, "o-1", "items_tagged", "t-2", "w")
+	res, snap, err := other.ApplyTrigger(ctx, meta, "o-1", "items_tagged", "t-2", domain.TriggerReport{Worker: "w"})
 	if err != nil || res.Outcome != domain.OutcomeAdvanced || snap.Version != 3 {
 		t.Fatalf("other's trigger: %+v %+v %v", res, snap, err)
 	}
@@ -1314,7 +1314,7 @@ func TestOneOrderFromManyGoroutines(t *testing.T) {
 				var err error
 				switch i % 3 {
 				case 0:
-					_, _, err = c.ApplyTrigger(ctx, meta, "o-many", "delivered", fmt.Sprintf("w%d-%d", w, i), "w")
+					_, _, err = c.ApplyTrigger(ctx, meta, "o-many", "delivered", fmt.Sprintf("w%d-%d", w, i), domain.TriggerReport{Worker: "w"})
 				case 1:
 					var o OrderSnapshot
 					if o, err = c.CurrentOrder(ctx, "o-many"); err == nil && o.Version == 0 {
@@ -1352,7 +1352,7 @@ func TestIfMatchSeesAnotherProcess(t *testing.T) {
 	t.Parallel()
 	c, ctx, meta := placedOrder(t, "o-1")
 	other := &Commands{Store: c.Store, Defs: c.Defs, Tenant: "default"}
-	if _, _, err := other.ApplyTrigger(ctx, meta, "o-1", "picked_up", "t-1", "w"); err != nil {
+	if _, _, err := other.ApplyTrigger(ctx, meta, "o-1", "picked_up", "t-1", domain.TriggerReport{Worker: "w"}); err != nil {
 		t.Fatal(err)
 	}
 	seen, stale := uint64(2), uint64(2)
@@ -1433,7 +1433,7 @@ func TestLanesRemoveWhatTheirFloorPassed(t *testing.T) {
 	}, "the two triggers copied into the lanes")
 	// left-1 takes effect as if its lane had delivered it.
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
-	if _, _, err := f.c.ApplyTrigger(f.ctx, meta, "o-left", WorkedExampleTriggers[1], "left-1", "w"); err != nil {
+	if _, _, err := f.c.ApplyTrigger(f.ctx, meta, "o-left", WorkedExampleTriggers[1], "left-1", domain.TriggerReport{Worker: "w"}); err != nil {
 		t.Fatal(err)
 	}
 	nc := eventstoretest.Connect(t, f.srv.ClientURL())

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/handlers"
@@ -59,7 +60,7 @@ func BenchmarkTriggersAfterRestart(b *testing.B) {
 				if phase == 0 {
 					_, err = app.cmds.PlaceOrder(ctx, meta, id, handlers.WorkedExampleOrderType, "")
 				} else {
-					_, _, err = app.cmds.ApplyTrigger(ctx, meta, id, handlers.WorkedExampleTriggers[phase-1], fmt.Sprintf("%s-t%d", id, phase), "bench")
+					_, _, err = app.cmds.ApplyTrigger(ctx, meta, id, handlers.WorkedExampleTriggers[phase-1], fmt.Sprintf("%s-t%d", id, phase), domain.TriggerReport{Worker: "bench"})
 				}
 				if err != nil {
 					b.Fatal(err)

@@ -442,11 +442,11 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		case domain.OrderPlaced:
 			what = fmt.Sprintf("→ %s (%s v%d)", statusName(e.To.Status), e.To.WorkflowID, e.To.WorkflowVersion)
 		case domain.OrderAdvanced:
-			what = fmt.Sprintf("%s: %s → %s (worker %s)", e.Trigger, statusName(e.From.Status), statusName(e.To.Status), e.Worker)
+			what = fmt.Sprintf("%s: %s → %s %s", e.Trigger, statusName(e.From.Status), statusName(e.To.Status), workerSaid(e.Worker, e.Note, e.WorkerOccurredAt))
 		case domain.OrderCompleted:
-			what = fmt.Sprintf("%s: %s → completed (worker %s)", e.Trigger, statusName(e.From.Status), e.Worker)
+			what = fmt.Sprintf("%s: %s → completed %s", e.Trigger, statusName(e.From.Status), workerSaid(e.Worker, e.Note, e.WorkerOccurredAt))
 		case domain.TriggerRejected:
-			what = fmt.Sprintf("%s rejected: %s, expected %s (worker %s)", e.Trigger, e.Reason, e.Expected, e.Worker)
+			what = fmt.Sprintf("%s rejected: %s, expected %s %s", e.Trigger, e.Reason, e.Expected, workerSaid(e.Worker, e.Note, e.WorkerOccurredAt))
 		case domain.OrderHeld, domain.OrderResumed, domain.OrderCancelled:
 			b, _ := json.Marshal(e)
 			what = string(b)
@@ -470,6 +470,20 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s:%s\t%s\n", ev.OccurredAt.Format(time.RFC3339), ev.Version, ev.Type, ev.Actor.Kind, ev.Actor.ID, what)
 	}
 	return tw.Flush()
+}
+
+// workerSaid is the timeline's account of who sent a trigger and what it
+// said with it: "(worker ana, at 2026-11-30T09:12:00Z by its clock, note
+// "two bags")".
+func workerSaid(worker, note string, at time.Time) string {
+	s := "(worker " + worker
+	if !at.IsZero() {
+		s += ", at " + at.Format(time.RFC3339) + " by its clock"
+	}
+	if note != "" {
+		s += fmt.Sprintf(", note %q", note)
+	}
+	return s + ")"
 }
 
 // countingReader counts the bytes read through it (import's progress).

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/handlers"
 )
@@ -79,7 +80,7 @@ func BenchmarkLongHistory(b *testing.B) {
 			n := 0
 			reject := func(id string) {
 				n++
-				res, _, err := app.cmds.ApplyTrigger(ctx, meta, id, handlers.WorkedExampleTriggers[3], fmt.Sprintf("wrong-%d", n), "bench")
+				res, _, err := app.cmds.ApplyTrigger(ctx, meta, id, handlers.WorkedExampleTriggers[3], fmt.Sprintf("wrong-%d", n), domain.TriggerReport{Worker: "bench"})
 				if err != nil || res.Outcome != "rejected" {
 					b.Fatalf("wrong trigger %d: %v %v", n, res, err)
 				}

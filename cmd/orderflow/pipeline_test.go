@@ -126,8 +126,15 @@ func TestWorkedOrderOverNATS(t *testing.T) {
 	if sc := next(); sc.Type != "OrderPlaced" || sc.Version != 1 || sc.To.Status != "pending_pickup" {
 		t.Fatalf("placed: %+v", sc)
 	}
+	// What the worker app says with a trigger is kept with its outcome:
+	// the first trigger's note and its time (in the worker's zone).
+	said := time.Date(2026, 11, 30, 9, 12, 0, 0, time.FixedZone("CET", 3600))
 	for i, tr := range workedTriggers {
-		ack, err := wc.PublishTrigger(ctx, client.Trigger{OrderID: "o-nats", Trigger: tr, Worker: "w1"})
+		trig := client.Trigger{OrderID: "o-nats", Trigger: tr, Worker: "w1"}
+		if i == 0 {
+			trig.Note, trig.OccurredAt = "two bags,\none heavy", said
+		}
+		ack, err := wc.PublishTrigger(ctx, trig)
 		if err != nil || ack.Sequence == 0 || ack.TriggerID == "" {
 			t.Fatalf("publish %s: %+v %v", tr, ack, err)
 		}
@@ -148,6 +155,26 @@ func TestWorkedOrderOverNATS(t *testing.T) {
 		if sc.Version != uint64(i+1) {
 			t.Fatalf("versions not 1..8: %d at %d", sc.Version, i)
 		}
+	}
+	for _, e := range history(t, hc, "o-nats") {
+		data := e["data"].(map[string]any)
+		switch e["version"] {
+		case float64(2):
+			if data["note"] != "two bags,\none heavy" || data["worker_occurred_at"] != "2026-11-30T08:12:00Z" {
+				t.Fatalf("the first trigger's outcome does not keep what the worker said: %v", data)
+			}
+		default:
+			if _, ok := data["note"]; ok {
+				t.Fatalf("v%v has a note: %v", e["version"], data)
+			}
+			if _, ok := data["worker_occurred_at"]; ok {
+				t.Fatalf("v%v has a worker's time: %v", e["version"], data)
+			}
+		}
+	}
+	if code, out, _ := runMain(t, "audit", "order", "o-nats", "--nats-url", app.NATSURL()); code != 0 ||
+		!strings.Contains(out, `(worker w1, at 2026-11-30T08:12:00Z by its clock, note "two bags,\none heavy")`) {
+		t.Fatalf("audit order: %d\n%s", code, out)
 	}
 }
 

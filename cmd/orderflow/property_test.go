@@ -126,7 +126,7 @@ func checkReadModels(t *testing.T, seed uint64, steps int) {
 			if tr == "" || rng.IntN(5) == 0 {
 				tr = pick(triggers) // often the wrong one: rejected
 			}
-			_, _, err = cmds.ApplyTrigger(ctx, meta, id, tr, fmt.Sprintf("t-%d", rng.IntN(steps*2)), "w")
+			_, _, err = cmds.ApplyTrigger(ctx, meta, id, tr, fmt.Sprintf("t-%d", rng.IntN(steps*2)), domain.TriggerReport{Worker: "w"})
 			note(err)
 		case r < 90:
 			_, err := cmds.HoldOrder(ctx, meta, pick(orders), "")
