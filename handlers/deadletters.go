@@ -116,17 +116,18 @@ func deadLetterKey(tenant, orderID, trigger, triggerID string) string {
 // at most once; its Nats-Msg-Id is new, or JetStream would take it for the
 // first one within the duplicate window. One that would be put aside
 // again whatever happens meanwhile is refused (ErrNotRedrivable): an
-// unsafe subject, an unreadable body, no usable trigger id, or an id its
-// order has as another trigger's.
+// unsafe subject, an unreadable body, a worker or note against the rules,
+// no usable trigger id, or an id its order has as another trigger's.
 func Redrive(ctx context.Context, st *eventstore.Store, dl DeadLetter) (*jetstream.PubAck, error) {
 	for _, t := range []struct{ field, value string }{{"tenant", dl.Tenant}, {"order id", dl.OrderID}, {"trigger key", dl.Trigger}} {
 		if err := eventstore.ValidateToken(t.field, t.value); err != nil {
 			return nil, fmt.Errorf("%w: dead letter %d was read from %q: %v", ErrNotRedrivable, dl.Seq, dl.subject, err)
 		}
 	}
-	_, err := DecodeTriggerBody(dl.Body)
+	body, err := DecodeTriggerBody(dl.Body)
 	if err == nil {
-		err = checkTriggerBody(dl.Body)
+		err = errors.Join(checkTriggerBody(dl.Body), domain.CheckActorID("worker", body.Worker),
+			domain.CheckText("note", body.Note, domain.MaxDescriptionLen))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: dead letter %d: %v", ErrNotRedrivable, dl.Seq, err)

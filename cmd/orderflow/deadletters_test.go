@@ -38,6 +38,14 @@ func TestDeadLettersRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	awaitDeadLetter(t, dl, "trigger body")
+	// Put aside as the first was (no order yet), but never processable
+	// either: its worker holds a control character.
+	m = nats.NewMsg("orderflow.default.trigger.late-1.picked_up")
+	m.Data = []byte(`{"worker":"a\u0000b","trigger_id":"nul-worker"}`)
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	awaitDeadLetter(t, dl, "unknown order")
 
 	if out := logs.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, `unknown order \"late-1\"`) {
 		t.Errorf("no warning logged for the dead letter:\n%s", out)
@@ -54,10 +62,10 @@ func TestDeadLettersRetry(t *testing.T) {
 	eventstoretest.Eventually(t, 10*time.Second, func() bool {
 		code, out, errOut = runMain(t, "deadletters", url)
 		lines = strings.Split(strings.TrimSpace(out), "\n")
-		return code != 0 || len(lines) >= 3
-	}, "both dead letters listed")
-	if code != 0 || len(lines) != 3 || !strings.Contains(lines[1], "late-1") || !strings.Contains(lines[1], ack.TriggerID) ||
-		!strings.Contains(lines[1], "unknown order") || !strings.Contains(lines[2], "trigger body") {
+		return code != 0 || len(lines) >= 4
+	}, "the dead letters listed")
+	if code != 0 || len(lines) != 4 || !strings.Contains(lines[1], "late-1") || !strings.Contains(lines[1], ack.TriggerID) ||
+		!strings.Contains(lines[1], "unknown order") || !strings.Contains(lines[2], "trigger body") || !strings.Contains(lines[3], "nul-worker") {
 		t.Fatalf("deadletters: %d\n%s%s", code, out, errOut)
 	}
 
@@ -77,10 +85,10 @@ func TestDeadLettersRetry(t *testing.T) {
 		t.Fatalf("the outcome's causation id is %v, want the original trigger id %s", last["causation_id"], ack.TriggerID)
 	}
 
-	code, _, errOut = runMain(t, "deadletters", "retry", url, "2", "99", "x")
-	for _, want := range []string{"dead letter cannot be processed", "dead letter 99", `dead letter "x"`} {
+	code, _, errOut = runMain(t, "deadletters", "retry", url, "2", "3", "99", "x")
+	for _, want := range []string{"dead letter cannot be processed: dead letter 2", "dead letter cannot be processed: dead letter 3: worker", "dead letter 99", `dead letter "x"`} {
 		if code != 1 || !strings.Contains(errOut, want) {
-			t.Errorf("deadletters retry 2 99 x: %d %q, want %q", code, errOut, want)
+			t.Errorf("deadletters retry 2 3 99 x: %d %q, want %q", code, errOut, want)
 		}
 	}
 	o = c.must(200, "GET", "/v1/orders/late-1", nil)
