@@ -1,6 +1,10 @@
 package domain
 
-import "github.com/orderflow/orderflow/internal/jsonfast"
+import (
+	"time"
+
+	"github.com/orderflow/orderflow/internal/jsonfast"
+)
 
 // symbols interns the names that repeat from event to event: workflow
 // ids, statuses, trigger keys, workers, order types.
@@ -31,15 +35,27 @@ func readPlaced(r *jsonfast.Reader, e *OrderPlaced) bool {
 		r.Lit(`,"workflows":`) && r.Strs(&e.Workflows, symbols) && r.Lit(`}`)
 }
 
+// readReport reads the members that end a trigger's outcome, when the
+// worker app said them (TriggerReport), and the closing brace.
+func readReport(r *jsonfast.Reader, note *string, at *time.Time) bool {
+	if r.Lit(`,"note":`) && !r.Str(note) {
+		return false
+	}
+	if r.Lit(`,"worker_occurred_at":`) && !r.Time(at) {
+		return false
+	}
+	return r.Lit(`}`)
+}
+
 func readAdvanced(r *jsonfast.Reader, e *OrderAdvanced) bool {
 	return readTrigger(r, &e.Trigger, &e.TriggerID, &e.Worker) &&
 		r.Lit(`,"from":`) && readPosition(r, &e.From) &&
-		r.Lit(`,"to":`) && readPosition(r, &e.To) && r.Lit(`}`)
+		r.Lit(`,"to":`) && readPosition(r, &e.To) && readReport(r, &e.Note, &e.WorkerOccurredAt)
 }
 
 func readCompleted(r *jsonfast.Reader, e *OrderCompleted) bool {
 	return readTrigger(r, &e.Trigger, &e.TriggerID, &e.Worker) &&
-		r.Lit(`,"from":`) && readPosition(r, &e.From) && r.Lit(`}`)
+		r.Lit(`,"from":`) && readPosition(r, &e.From) && readReport(r, &e.Note, &e.WorkerOccurredAt)
 }
 
 // fastOr decodes with read when data is in its form, else with

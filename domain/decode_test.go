@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/orderflow/orderflow/internal/jsonfast"
 )
@@ -15,6 +16,11 @@ var fastSamples = []Event{
 	OrderAdvanced{Trigger: "picked_up", TriggerID: "0190a3b2-7c1d-7e4f-8a9b-0c1d2e3f4a5b", Worker: "w1",
 		From: Position{"pickup", 1, 0, "awaiting_pickup"}, To: Position{"pickup", 1, 1, "in_transit"}},
 	OrderCompleted{Trigger: "delivered", TriggerID: "t", From: Position{"delivery", 18446744073709551615, 9223372036854775807, "out"}},
+	OrderAdvanced{Trigger: "picked_up", TriggerID: "t", Worker: "w1", From: Position{"pickup", 1, 0, "a"}, To: Position{"pickup", 1, 1, "b"},
+		Note: "two bags", WorkerOccurredAt: time.Date(2026, 11, 30, 8, 12, 0, 123, time.UTC)},
+	OrderAdvanced{Trigger: "picked_up", TriggerID: "t", Worker: "w1", From: Position{"pickup", 1, 0, "a"}, To: Position{"pickup", 1, 1, "b"},
+		WorkerOccurredAt: time.Date(2026, 11, 30, 8, 12, 0, 0, time.UTC)},
+	OrderCompleted{Trigger: "delivered", TriggerID: "t", From: Position{"delivery", 1, 0, "out"}, Note: "left at the door"},
 }
 
 // Order events as encoding/json writes them take the fast path (a field
