@@ -97,6 +97,13 @@ func (d *Demo) SeedIfEmpty(ctx context.Context) (bool, error) {
 	return true, SeedWorkedExample(ctx, d.Commands)
 }
 
+// HasWorkedExample reports whether the tenant has the worked example's
+// order type, the one the simulated workers place orders of.
+func (d *Demo) HasWorkedExample() bool {
+	_, ok := d.Commands.view().OrderType(WorkedExampleOrderType)
+	return ok
+}
+
 // Run simulates workers until ctx ends.
 func (d *Demo) Run(ctx context.Context) {
 	interval, maxOpen := d.Interval, d.MaxInFlight

@@ -304,6 +304,12 @@ func (a *App) startDemo(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	if !demo.HasWorkedExample() {
+		// Each simulated order would be refused, a warning every 400 ms.
+		a.Logger.Warn("demo: this store has definitions of its own and no order type " + handlers.WorkedExampleOrderType +
+			", so the worked example is not seeded and no simulated workers run; --demo seeds an empty --data-dir")
+		return nil
+	}
 	a.Logger.Info("demo running", "seeded_worked_example", seeded)
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopDemo, a.demoDone = cancel, make(chan struct{})

@@ -90,6 +90,31 @@ func TestAppRestartOnSameDataDir(t *testing.T) {
 	}
 }
 
+// --demo on a store with definitions of its own (not the worked example)
+// seeds nothing and runs no simulated workers, and says so once, instead
+// of a refused order every 400 ms.
+func TestDemoLeavesAnotherProcessAlone(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	app := startApp(t, cfg)
+	newClient(t, app).must(201, "POST", "/v1/statuses", map[string]any{"name": "Received", "category": "pending"})
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Demo = true
+	app, logs := startAppLogging(t, cfg)
+	if out := logs.String(); !strings.Contains(out, "no simulated workers run") || strings.Contains(out, "demo running") {
+		t.Fatalf("--demo on another process's store:\n%s", out)
+	}
+	if _, orders := streamSeqs(t, app); orders != 0 {
+		t.Fatalf("the demo stored %d order events", orders)
+	}
+	c := newClient(t, app)
+	if types := c.must(200, "GET", "/v1/order-types", nil)["items"].([]any); len(types) != 0 {
+		t.Fatalf("the demo seeded order types: %v", types)
+	}
+}
+
 // A second App can use the first one's embedded server with --nats-url.
 func TestAppWithNATSURL(t *testing.T) {
 	t.Parallel()
