@@ -104,7 +104,10 @@ func (d *Demo) HasWorkedExample() bool {
 	return ok
 }
 
-// Run simulates workers until ctx ends.
+// Run simulates workers until ctx ends. Each sends an order the trigger
+// its current step waits for, so the demo keeps working when a workflow
+// changes under it (a step added, say), and leaves alone an order a
+// supervisor holds.
 func (d *Demo) Run(ctx context.Context) {
 	interval, maxOpen := d.Interval, d.MaxInFlight
 	if interval <= 0 {
@@ -114,7 +117,7 @@ func (d *Demo) Run(ctx context.Context) {
 		maxOpen = 40
 	}
 	workers := []string{"ana", "bo", "chen", "dara"}
-	open := map[string]int{} // order id → triggers sent
+	sent := map[string]uint64{} // order id → its version when it was last sent a trigger
 	var ids []string
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "demo-desk"}}
 	tick := time.NewTicker(interval)
@@ -131,9 +134,8 @@ func (d *Demo) Run(ctx context.Context) {
 				d.log().Warn("demo: place order", "err", err)
 				continue
 			}
-			id := o.ID
-			open[id] = 0
-			ids = append(ids, id)
+			sent[o.ID] = 0
+			ids = append(ids, o.ID)
 			continue
 		}
 		if len(ids) == 0 {
@@ -141,16 +143,23 @@ func (d *Demo) Run(ctx context.Context) {
 		}
 		i := rand.IntN(len(ids))
 		id := ids[i]
-		tr := WorkedExampleTriggers[open[id]]
-		if err := d.Publish(ctx, id, tr, workers[rand.IntN(len(workers))]); err != nil {
+		o, err := d.Commands.CurrentOrder(ctx, id)
+		switch {
+		case err != nil:
+			d.log().Warn("demo: read order", "order", id, "err", err)
+			continue
+		case o.State == domain.StateCompleted || o.State == domain.StateCancelled:
+			delete(sent, id)
+			ids = append(ids[:i], ids[i+1:]...)
+			continue
+		case o.State != domain.StateActive || o.Version == sent[id]:
+			continue // held, or the trigger sent last not applied yet
+		}
+		if err := d.Publish(ctx, id, o.ExpectedTrigger, workers[rand.IntN(len(workers))]); err != nil {
 			d.log().Warn("demo: publish trigger", "err", err)
 			continue
 		}
-		open[id]++
-		if open[id] == len(WorkedExampleTriggers) {
-			delete(open, id)
-			ids = append(ids[:i], ids[i+1:]...)
-		}
+		sent[id] = o.Version
 	}
 }
 
