@@ -363,6 +363,9 @@ func decodeOne(body io.Reader, v any) error {
 	if err != nil {
 		return err
 	}
+	if bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
+		return fmt.Errorf("%w: the body starts with a byte-order mark (U+FEFF); send JSON without one", errBadRequest)
+	}
 	if name, ok := duplicateName(b); ok {
 		return fmt.Errorf("%w: field %q is given twice", errBadRequest, name)
 	}

@@ -89,6 +89,7 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"hold: actor header not UTF-8", "POST", "/v1/orders/ok-1/hold", map[string]any{}, []string{"X-Orderflow-Actor", "caf\xe9"}, 400, "invalid_argument"},
 		{"hold: reason with a control character", "POST", "/v1/orders/ok-1/hold", map[string]any{"reason": "a\x07b"}, nil, 400, "invalid_argument"},
 		{"hold: request id not UTF-8", "POST", "/v1/orders/ok-1/hold", map[string]any{}, []string{"X-Request-ID", "caf\xe9"}, 400, "invalid_argument"},
+		{"place: a byte-order mark", "POST", "/v1/orders", "\xef\xbb\xbf{\"order_type_id\":\"wash_fold_delivery\"}", nil, 400, "invalid_argument"},
 		{"place: id not UTF-8", "POST", "/v1/orders", "{\"id\":\"o-\xff\",\"order_type_id\":\"wash_fold_delivery\"}", nil, 400, "invalid_argument"},
 		{"trigger: unsafe order id in path", "POST", "/v1/orders/o*/triggers", map[string]any{"trigger": "picked_up"}, nil, 400, "invalid_argument"},
 		{"hold: unknown order", "POST", "/v1/orders/ghost/hold", map[string]any{}, nil, 404, "not_found"},
