@@ -64,11 +64,15 @@ func DecodeTriggerBody(b []byte) (TriggerBody, error) {
 }
 
 // checkTriggerBody refuses what DecodeTriggerBody lets through, which
-// reads every stored trigger's id as it always has: text encoding/json
-// would read altered (see checkJSONText). The worker, the note and the
-// trigger id are the order's to check (domain.Order.ApplyTrigger), once
-// it knows the id is a new one.
+// reads every stored trigger's id as it always has: a field given twice
+// (which of the two would count?), as HTTP refuses it, and text
+// encoding/json would read altered (see checkJSONText). The worker, the
+// note and the trigger id are the order's to check
+// (domain.Order.ApplyTrigger), once it knows the id is a new one.
 func checkTriggerBody(b []byte) error {
+	if name, ok := duplicateName(b); ok {
+		return fmt.Errorf("trigger body: field %q is given twice", name)
+	}
 	if err := checkJSONText(b); err != nil {
 		return fmt.Errorf("trigger body %w", err)
 	}

@@ -159,6 +159,7 @@ func TestBadTriggersOverNATS(t *testing.T) {
 		{"note with a control character", "orderflow.default.trigger.n-1.picked_up", `{"note":"a\u0007"}`, "control characters", ""},
 		{"worker with a control character", "orderflow.default.trigger.n-1.picked_up", `{"worker":"a\u0000b"}`, "worker", ""},
 		{"trigger id with a space", "orderflow.default.trigger.n-1.picked_up", `{"trigger_id":"a b"}`, "trigger_id", ""},
+		{"a field given twice", "orderflow.default.trigger.n-1.picked_up", `{"worker":"ana","worker":"bo"}`, "given twice", ""},
 		{"Nats-Msg-Id with a space", "orderflow.default.trigger.n-1.picked_up", "", "trigger_id", "a b"},
 	}
 	for _, tc := range deadLettered {
