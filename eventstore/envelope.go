@@ -69,6 +69,13 @@ type Event struct {
 // return for a malformed envelope.
 var ErrInvalidEnvelope = errors.New("invalid event envelope")
 
+// ErrUnreadableEvent is matched by the error of a read that met a stored
+// message which is not an event envelope: one a client with publish
+// rights on the stream's subjects sent there by hand, say. The aggregate
+// it belongs to cannot be loaded until an operator removes it; orderflow
+// verify names it.
+var ErrUnreadableEvent = errors.New("a stored message is not a readable event")
+
 // MaxEnvelopeSize bounds one encoded envelope. It stays below the NATS
 // default max payload (1 MiB) so an event that is accepted can always be
 // stored.

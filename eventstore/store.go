@@ -949,7 +949,8 @@ func (s *Store) loadPage(ctx context.Context, stream, filter string, from uint64
 func decodeStored(stream, subject string, seq uint64, stored time.Time, data []byte, checkData bool) (Event, error) {
 	env, err := decodeEnvelope(data, true, checkData)
 	if err != nil {
-		return Event{}, fmt.Errorf("%s sequence %d (%s): %w", stream, seq, subject, err)
+		// Not ErrInvalidEnvelope: that is a caller's envelope refused.
+		return Event{}, fmt.Errorf("%w: %s sequence %d (%s): %v", ErrUnreadableEvent, stream, seq, subject, err)
 	}
 	return Event{Envelope: env, Stream: stream, Sequence: seq, Subject: subject, StoredAt: stored}, nil
 }

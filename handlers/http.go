@@ -497,6 +497,8 @@ func problemFor(err error) Problem {
 		// The store did not answer in time (a cluster electing a leader,
 		// say): the same request may well succeed a moment later.
 		return Problem{Status: http.StatusServiceUnavailable, Title: "Unavailable", Code: "unavailable"}
+	case errors.Is(err, eventstore.ErrUnreadableEvent):
+		return Problem{Status: http.StatusInternalServerError, Title: "Unreadable event", Code: "internal"}
 	case errors.Is(err, domain.ErrNotFound):
 		return Problem{Status: http.StatusNotFound, Title: "Not found", Code: "not_found"}
 	case errors.Is(err, ErrPreconditionFailed):
@@ -535,7 +537,7 @@ func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	case p.Status >= 500:
 		api.log().Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		if p.Status == http.StatusInternalServerError {
+		if p.Status == http.StatusInternalServerError && !errors.Is(err, eventstore.ErrUnreadableEvent) {
 			p.Detail = "internal error; see the server log"
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -203,4 +204,38 @@ func TestBadTriggersOverNATS(t *testing.T) {
 	}
 	c.must(200, "GET", "/readyz", nil)
 	c.must(200, "POST", "/v1/orders/n-1/triggers", map[string]any{"trigger": "picked_up"})
+}
+
+// A message that is not an event, published by hand onto an order's
+// subject (a NATS client with publish rights there: any client of an
+// embedded server run without --nats-config), makes that order
+// unreadable, and says so: 500 naming the message over HTTP, its
+// triggers put aside as dead letters, never retried forever; other
+// orders and the process carry on.
+func TestForeignMessageOnAnOrderSubject(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	for _, id := range []string{"f-1", "f-2"} {
+		c.must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
+	}
+	js, _ := jetstream.New(natsConn(t, app))
+	dl := deadLetters(t, app)
+	ctx := ctxFor(t, time.Minute)
+	ack, err := js.Publish(ctx, "orderflow.default.order.f-1.OrderAdvanced", []byte("not an event"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("ORDERFLOW_ORDERS sequence %d", ack.Sequence)
+	p := c.problem(500, "internal", "GET", "/v1/orders/f-1", nil)
+	if !strings.Contains(p["detail"].(string), want) {
+		t.Fatalf("the unreadable order's problem does not name the message: %v", p)
+	}
+	publishRaw(t, js, "orderflow.default.trigger.f-1.picked_up", "", nil)
+	if reason := awaitDeadLetter(t, dl, "not a readable event").Header.Get("reason_poisoned"); !strings.Contains(reason, want) {
+		t.Fatalf("dead letter reason %q does not name the message", reason)
+	}
+	c.must(200, "POST", "/v1/orders/f-2/triggers", map[string]any{"trigger": "picked_up"})
+	c.must(200, "GET", "/readyz", nil)
 }
