@@ -578,7 +578,7 @@ func (p *Processor) handle(msg *message.Message) error {
 		return poison("unknown order %q in tenant %q", orderID, tenant)
 	case errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken), errors.Is(err, eventstore.ErrInvalidEnvelope),
 		errors.Is(err, eventstore.ErrUnreadableEvent), // the order's history: no retry reads it
-		errors.Is(err, domain.ErrDuplicate): // the id of another trigger of the order (domain.Order.CheckTriggerID)
+		errors.Is(err, domain.ErrDuplicate):           // the id of another trigger of the order (domain.Order.CheckTriggerID)
 		return poison("%v", err)
 	case errors.Is(err, eventstore.ErrStorageFull):
 		p.storageFull(err)
