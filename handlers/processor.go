@@ -576,9 +576,11 @@ func (p *Processor) handle(msg *message.Message) error {
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
 		return poison("unknown order %q in tenant %q", orderID, tenant)
+	// Never processable: a trigger id or worker against the rules, the id
+	// of another trigger of the order (domain.Order.CheckTriggerID), or an
+	// order whose history holds a message no retry can read.
 	case errors.Is(err, domain.ErrInvalid), errors.Is(err, eventstore.ErrInvalidToken), errors.Is(err, eventstore.ErrInvalidEnvelope),
-		errors.Is(err, eventstore.ErrUnreadableEvent), // the order's history: no retry reads it
-		errors.Is(err, domain.ErrDuplicate):           // the id of another trigger of the order (domain.Order.CheckTriggerID)
+		errors.Is(err, eventstore.ErrUnreadableEvent), errors.Is(err, domain.ErrDuplicate):
 		return poison("%v", err)
 	case errors.Is(err, eventstore.ErrStorageFull):
 		p.storageFull(err)
