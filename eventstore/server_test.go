@@ -297,12 +297,21 @@ func TestSubscribeDataCheckedByHandler(t *testing.T) {
 	}{{"checked", nil, 2}, {"by the handler", []eventstore.ReadOption{eventstore.DataCheckedByHandler()}, 3}} {
 		var mu sync.Mutex
 		var got []eventstore.Event
+		var skipped []uint64 // OnUnreadable: the bad one when the data is checked
+		skip := eventstore.OnUnreadable(func(seq uint64, err error) {
+			if !errors.Is(err, eventstore.ErrUnreadableEvent) {
+				t.Errorf("%s: OnUnreadable with %v", tc.name, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			skipped = append(skipped, seq)
+		})
 		sub, err := st.Subscribe(ctx, eventstore.StreamOrders, nil, r.LastSeq-1, func(e eventstore.Event) error {
 			mu.Lock()
 			defer mu.Unlock()
 			got = append(got, e)
 			return nil
-		}, tc.opts...)
+		}, append(tc.opts, skip)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,6 +323,9 @@ func TestSubscribeDataCheckedByHandler(t *testing.T) {
 		sub.Stop()
 		if len(got) != tc.want {
 			t.Fatalf("%s: %d events, want %d", tc.name, len(got), tc.want)
+		}
+		if wantSkipped := 3 - tc.want; len(skipped) != wantSkipped || (wantSkipped == 1 && skipped[0] != r.LastSeq+1) {
+			t.Fatalf("%s: OnUnreadable called for %v, want the bad one's sequence %d only when skipped", tc.name, skipped, r.LastSeq+1)
 		}
 		if tc.want == 3 && json.Valid(got[1].Data) {
 			t.Fatalf("%s: the second event's data %q", tc.name, got[1].Data)

@@ -17,7 +17,8 @@ type Handler func(Event) error
 type ReadOption func(*readConfig)
 
 type readConfig struct {
-	checkData bool
+	checkData  bool
+	unreadable func(seq uint64, err error)
 }
 
 func readOptions(opts []ReadOption) readConfig {
@@ -36,6 +37,15 @@ func readOptions(opts []ReadOption) readConfig {
 // with it (docs/benchmarks.md).
 func DataCheckedByHandler() ReadOption {
 	return func(c *readConfig) { c.checkData = false }
+}
+
+// OnUnreadable has Subscribe call fn, in stream order as it calls the
+// handler, for each message it skips because it is not a readable event
+// (ErrUnreadableEvent). A reader that keeps its place by stream sequence
+// (a read model) moves past it there; otherwise whoever waits for that
+// sequence, or a later one, waits forever.
+func OnUnreadable(fn func(seq uint64, err error)) ReadOption {
+	return func(c *readConfig) { c.unreadable = fn }
 }
 
 // Subscription is a running ordered subscription.
@@ -98,8 +108,9 @@ const orderedHeartbeat = jetstream.PullHeartbeat(time.Second)
 // from the last delivered sequence when it falls behind or the connection
 // drops, and deleted on Stop.
 //
-// A message that is not a valid envelope is logged and skipped: the store
-// only writes validated envelopes, so such a message was written around it.
+// A message that is not a valid envelope is logged and skipped (see
+// OnUnreadable): the store only writes validated envelopes, so such a
+// message was written around it.
 func (s *Store) Subscribe(ctx context.Context, stream string, filters []string, after uint64, h Handler, opts ...ReadOption) (*Subscription, error) {
 	rc := readOptions(opts)
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters}
@@ -124,10 +135,15 @@ func (s *Store) Subscribe(ctx context.Context, stream string, filters []string, 
 		ev, err := decodeStored(stream, m.Subject(), meta.Sequence.Stream, meta.Timestamp, m.Data(), rc.checkData)
 		if err != nil {
 			log.Warn("skipping undecodable event", "err", err)
-			return
 		}
 		sub.mu.Lock() // Stop waits for a handler running
-		if !sub.stopped {
+		switch {
+		case sub.stopped:
+		case err != nil:
+			if rc.unreadable != nil {
+				rc.unreadable(meta.Sequence.Stream, err)
+			}
+		default:
 			if err := h(ev); err != nil {
 				log.Warn("event handler failed", "seq", ev.Sequence, "type", ev.Type, "err", err)
 			}

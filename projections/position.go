@@ -51,7 +51,15 @@ type feed struct {
 func (f *feed) start(ctx context.Context, st *eventstore.Store, apply eventstore.Handler) error {
 	// Every read model decodes each event's data with domain.DecodeEvent,
 	// which checks it.
-	sub, err := st.Subscribe(ctx, f.stream, nil, f.Applied(), apply, eventstore.DataCheckedByHandler())
+	// A message that is not an event (sent onto the stream by hand) is
+	// passed over: the model stands past it, or every wait for a later
+	// sequence, such as a definition write's, would last forever.
+	skip := eventstore.OnUnreadable(func(seq uint64, _ error) {
+		f.mu.Lock()
+		f.pos.advance(seq)
+		f.mu.Unlock()
+	})
+	sub, err := st.Subscribe(ctx, f.stream, nil, f.Applied(), apply, eventstore.DataCheckedByHandler(), skip)
 	if err != nil {
 		return err
 	}
