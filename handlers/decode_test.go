@@ -127,8 +127,9 @@ func TestDecodeBodyNamesTheWrongShape(t *testing.T) {
 	}
 }
 
-// A member name given twice in one object, at any depth, is found; the
-// same name in different objects is not a repeat.
+// A member name given twice in one object, at any depth, is found, also
+// in another case or spelled with an escape; the same name in different
+// objects is not a repeat.
 func TestDuplicateName(t *testing.T) {
 	cases := []struct {
 		body string
@@ -144,6 +145,13 @@ func TestDuplicateName(t *testing.T) {
 		{`{"a":["a","a"],"b":{"a":"a"}}`, ""},
 		{`{"trigger": `, ""},
 		{`[{"k":1},{"k":2}]`, ""},
+		// encoding/json matches names to fields without regard to case,
+		// so these name one field twice too.
+		{`{"trigger":"a","Trigger":"b"}`, "Trigger"},
+		{`{"from":0,"FROM":1}`, "FROM"},
+		{`{"worker":"a","w\u006frker":"b"}`, "worker"},
+		{"{\"k\":1,\"\u212a\":2}", "\u212a"}, // the Kelvin sign folds to k
+		{`{"to":0,"from":1}`, ""},
 	}
 	for _, tc := range cases {
 		name, ok := duplicateName([]byte(tc.body))

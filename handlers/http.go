@@ -20,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 
@@ -435,10 +436,11 @@ func duplicateName(b []byte) (string, bool) {
 			}
 		case string:
 			if top != nil && top.wantName {
-				if top.names[t] {
+				folded := foldName(t)
+				if top.names[folded] {
 					return t, true
 				}
-				top.names[t] = true
+				top.names[folded] = true
 				top.wantName = false
 				continue
 			}
@@ -447,6 +449,26 @@ func duplicateName(b []byte) (string, bool) {
 			valueDone()
 		}
 	}
+}
+
+// foldName is name as encoding/json matches it to a field: without
+// regard to case ("Trigger" sets the field "trigger"), each rune folded
+// to the smallest of its Unicode fold set, as encoding/json's own
+// foldName does. Two names are one field's exactly when they fold alike.
+func foldName(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		for {
+			next := unicode.SimpleFold(r)
+			if next <= r {
+				r = next
+				break
+			}
+			r = next
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // jsonKind names what JSON a request field of type t takes.

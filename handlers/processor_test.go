@@ -268,10 +268,21 @@ func FuzzDecodeTriggerBody(f *testing.F) {
 	f.Add([]byte(`{"worker":"w1","trigger_id":"t-1"}`))
 	f.Add([]byte(``))
 	f.Add([]byte(`{"note":"\u0000"}`))
+	f.Add([]byte(`{"worker":"a","Worker":"b"}`))
+	f.Add([]byte(`{"worker":"a,\"worker\":","note":"b"}`))
+	f.Add([]byte(`{"worker":"a","w\u006frker":"b"}`))
+	f.Add([]byte(`{"note":null,"NOTE":"x"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		body, err := DecodeTriggerBody(b)
 		if err == nil && (len(body.Worker) > 128 || len(body.TriggerID) > 128) {
 			t.Fatalf("accepted oversized fields: %+v", body)
+		}
+		// The processor's quick check of a body it took finds a repeated
+		// field exactly when the JSON walk does.
+		if err == nil {
+			if _, fast := repeatedTriggerField(b); fast != func() bool { _, ok := duplicateName(b); return ok }() {
+				t.Fatalf("%q: repeatedTriggerField says %v, duplicateName the opposite", b, fast)
+			}
 		}
 	})
 }
