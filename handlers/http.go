@@ -323,9 +323,12 @@ func (api *API) bodyReadTimeout() time.Duration {
 // that is also too large is told its size, not the first bad byte.
 func (api *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
+		mt, params, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return fmt.Errorf("%w: content type %q: send application/json", errBadRequest, ct)
+		}
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+			return fmt.Errorf("%w: content type %q: JSON is read as UTF-8; send the body in UTF-8 (charset=utf-8, or none)", errBadRequest, ct)
 		}
 	}
 	tooLarge := fmt.Errorf("%w: more than %d bytes", errTooLarge, MaxBodyBytes)

@@ -59,7 +59,8 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 	app := startApp(t, newTestConfig(t))
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
-	c.must(201, "POST", "/v1/orders", map[string]any{"id": "ok-1", "order_type_id": "wash_fold_delivery"})
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "ok-1", "order_type_id": "wash_fold_delivery"},
+		"Content-Type", "application/json; charset=UTF-8") // as browsers send it
 	c.must(201, "POST", "/v1/order-types", map[string]any{"name": "Retired Service", "production": "standard_laundry_production"})
 	c.must(200, "POST", "/v1/order-types/retired_service/archive", nil)
 	deep := strings.Repeat(`{"a":`, 20000) + "1" + strings.Repeat("}", 20000)
@@ -75,6 +76,7 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"place: truncated JSON", "POST", "/v1/orders", `{"order_type_id": "wash_fo`, nil, 400, "invalid_argument"},
 		{"place: wrong type", "POST", "/v1/orders", map[string]any{"order_type_id": 12}, nil, 400, "invalid_argument"},
 		{"place: unknown field", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery", "priority": 1}, nil, 400, "invalid_argument"},
+		{"place: a charset other than UTF-8", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery"}, []string{"Content-Type", "application/json; charset=iso-8859-1"}, 400, "invalid_argument"},
 		{"place: wrong content type", "POST", "/v1/orders", map[string]any{"order_type_id": "wash_fold_delivery"}, []string{"Content-Type", "application/xml"}, 400, "invalid_argument"},
 		{"place: huge body", "POST", "/v1/orders", `{"id":"` + strings.Repeat("a", 2<<20) + `"}`, nil, 413, "payload_too_large"},
 		{"place: huge malformed body", "POST", "/v1/orders", strings.Repeat("a", 2<<20), nil, 413, "payload_too_large"},
