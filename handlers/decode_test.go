@@ -114,6 +114,7 @@ func TestDecodeBodyNamesTheWrongShape(t *testing.T) {
 		{`{"trigger": `, "malformed JSON"},
 		{`{"trigger": "picked_up", "trigger": "wash_done"}`, `field "trigger" is given twice`},
 		{"\xef\xbb\xbf{\"trigger\": \"picked_up\"}", "the body starts with a byte-order mark"},
+		{" null ", "the body is JSON null; send a JSON object"},
 		{"{\"trigger\": \"picked_up\", \"worker\": \"caf\xe9\"}", "the body is not valid UTF-8 (byte 39)"},
 		{`{"trigger": "picked_up", "worker": "\udc00"}`, `the body holds \udc00 at byte 36: half of a UTF-16 surrogate pair`},
 	}

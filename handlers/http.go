@@ -367,6 +367,9 @@ func decodeOne(body io.Reader, v any) error {
 	if err != nil {
 		return err
 	}
+	if string(bytes.TrimSpace(b)) == "null" { // encoding/json would leave v as it is
+		return fmt.Errorf("%w: the body is JSON null; send a JSON object", errBadRequest)
+	}
 	if bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
 		return fmt.Errorf("%w: the body starts with a byte-order mark (U+FEFF); send JSON without one", errBadRequest)
 	}
