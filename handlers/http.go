@@ -584,6 +584,11 @@ func (api *API) log() *slog.Logger {
 // the correlation id (X-Request-ID, generated when absent), If-Match, and
 // on the routes whose commands take one, the Idempotency-Key.
 func meta(r *http.Request) (Meta, error) {
+	for _, h := range []string{"X-Request-ID", "X-Orderflow-Actor", "If-Match"} {
+		if n := len(r.Header.Values(h)); n > 1 { // Get would read the first and ignore the rest
+			return Meta{}, fmt.Errorf("%w: %s given %d times", errBadRequest, h, n)
+		}
+	}
 	m := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "api"}, CorrelationID: r.Header.Get("X-Request-ID")}
 	a, err := onBehalf(r, strings.TrimSpace(r.Header.Get("X-Orderflow-Actor")), "X-Orderflow-Actor")
 	if err != nil {

@@ -91,6 +91,8 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"trigger: worker with a control character", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "worker": "a\x00b"}, nil, 400, "invalid_argument"},
 		{"hold: actor header not UTF-8", "POST", "/v1/orders/ok-1/hold", map[string]any{}, []string{"X-Orderflow-Actor", "caf\xe9"}, 400, "invalid_argument"},
 		{"hold: reason with a control character", "POST", "/v1/orders/ok-1/hold", map[string]any{"reason": "a\x07b"}, nil, 400, "invalid_argument"},
+		{"hold: actor given twice", "POST", "/v1/orders/ok-1/hold", map[string]any{}, []string{"X-Orderflow-Actor", "ann", "X-Orderflow-Actor", "bob"}, 400, "invalid_argument"},
+		{"hold: If-Match given twice", "POST", "/v1/orders/ok-1/hold", map[string]any{}, []string{"If-Match", `"1"`, "If-Match", `"2"`}, 400, "invalid_argument"},
 		{"hold: request id not UTF-8", "POST", "/v1/orders/ok-1/hold", map[string]any{}, []string{"X-Request-ID", "caf\xe9"}, 400, "invalid_argument"},
 		{"place: a byte-order mark", "POST", "/v1/orders", "\xef\xbb\xbf{\"order_type_id\":\"wash_fold_delivery\"}", nil, 400, "invalid_argument"},
 		{"place: id not UTF-8", "POST", "/v1/orders", "{\"id\":\"o-\xff\",\"order_type_id\":\"wash_fold_delivery\"}", nil, 400, "invalid_argument"},

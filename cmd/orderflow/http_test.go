@@ -63,7 +63,13 @@ func (c *httpClient) do(method, path string, body any, headers ...string) respon
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	given := map[string]bool{}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if given[headers[i]] { // named again: sent twice
+			req.Header.Add(headers[i], headers[i+1])
+			continue
+		}
+		given[headers[i]] = true
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
