@@ -105,6 +105,7 @@ func repeatedTriggerField(b []byte) (string, bool) {
 					j++
 				}
 			}
+			j = min(j, len(b)) // past an escape that ends the input (not JSON: DecodeTriggerBody refused it)
 			if name {
 				for k, f := range triggerFields {
 					if bytes.EqualFold(b[i+1:j], f) {

@@ -277,6 +277,7 @@ func FuzzDecodeTriggerBody(f *testing.F) {
 		if err == nil && (len(body.Worker) > 128 || len(body.TriggerID) > 128) {
 			t.Fatalf("accepted oversized fields: %+v", body)
 		}
+		repeatedTriggerField(b) // on any input: never panics
 		// The processor's quick check of a body it took finds a repeated
 		// field exactly when the JSON walk does.
 		if err == nil {
