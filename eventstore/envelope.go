@@ -72,8 +72,9 @@ var ErrInvalidEnvelope = errors.New("invalid event envelope")
 // ErrUnreadableEvent is matched by the error of a read that met a stored
 // message which is not an event envelope: one a client with publish
 // rights on the stream's subjects sent there by hand, say. The aggregate
-// it belongs to cannot be loaded until an operator removes it; orderflow
-// verify names it.
+// it belongs to cannot be loaded while it is there, and the streams deny
+// deletes, so NATS permissions are what keeps such messages out;
+// orderflow verify names it.
 var ErrUnreadableEvent = errors.New("a stored message is not a readable event")
 
 // MaxEnvelopeSize bounds one encoded envelope. It stays below the NATS
