@@ -385,6 +385,15 @@ type TriggerReport struct {
 	OccurredAt time.Time
 }
 
+// Check refuses a report that would not be recorded as said: a worker
+// (CheckActorID) or a note (CheckText) against the rules.
+func (r TriggerReport) Check() error {
+	if err := CheckActorID("worker", r.Worker); err != nil {
+		return err
+	}
+	return CheckText("note", r.Note, MaxDescriptionLen)
+}
+
 // ApplyTrigger lets a worker's trigger move the order on. It records
 // OrderAdvanced, OrderCompleted or TriggerRejected; a trigger id the order
 // has already seen records nothing and reports a duplicate, or, seen with
@@ -397,8 +406,8 @@ func (o *Order) ApplyTrigger(trigger, triggerID string, rep TriggerReport, wfs W
 		return TriggerResult{}, invalid("trigger_id", "is required")
 	}
 	if first, seen := o.triggers[triggerID]; seen {
-		if first.key != trigger {
-			return TriggerResult{}, TriggerIDTaken(o.id, triggerID, first.key, first.outcome, trigger)
+		if err := o.CheckTriggerID(trigger, triggerID); err != nil {
+			return TriggerResult{}, err
 		}
 		return TriggerResult{Outcome: OutcomeDuplicate, Original: first.outcome}, nil
 	}
@@ -407,10 +416,7 @@ func (o *Order) ApplyTrigger(trigger, triggerID string, rep TriggerReport, wfs W
 	if err := ValidateTriggerID(triggerID); err != nil {
 		return TriggerResult{}, err
 	}
-	if err := CheckActorID("worker", rep.Worker); err != nil {
-		return TriggerResult{}, err
-	}
-	if err := CheckText("note", rep.Note, MaxDescriptionLen); err != nil {
+	if err := rep.Check(); err != nil {
 		return TriggerResult{}, err
 	}
 	worker, note, at := rep.Worker, rep.Note, rep.OccurredAt.UTC()

@@ -34,35 +34,29 @@ func CheckText(field, s string, max int) error {
 // ties requests together (a correlation id): valid UTF-8, at most
 // MaxActorIDLen bytes, no control characters. Spaces are allowed
 // ("Ana Lopez").
-func CheckActorID(field, id string) error {
-	if !utf8.ValidString(id) {
-		return invalid(field, "is not valid UTF-8")
-	}
-	if len(id) > MaxActorIDLen {
-		return invalid(field, "longer than %d bytes", MaxActorIDLen)
-	}
-	for _, r := range id {
-		if unicode.IsControl(r) {
-			return invalid(field, "must not contain control characters (%U)", r)
-		}
-	}
-	return nil
-}
+func CheckActorID(field, id string) error { return checkID(field, id, MaxActorIDLen, false) }
 
 // ValidateTriggerID checks a trigger id a caller gives (it is a
 // Nats-Msg-Id and goes into events): valid UTF-8, at most MaxTriggerIDLen
 // bytes, no spaces or control characters. "" is left to the caller (one
 // is then made).
-func ValidateTriggerID(id string) error {
+func ValidateTriggerID(id string) error { return checkID("trigger_id", id, MaxTriggerIDLen, true) }
+
+// checkID checks an id a caller gives: valid UTF-8, at most max bytes, no
+// control characters, and with noSpaces no spaces either.
+func checkID(field, id string, max int, noSpaces bool) error {
 	if !utf8.ValidString(id) {
-		return invalid("trigger_id", "is not valid UTF-8")
+		return invalid(field, "is not valid UTF-8")
 	}
-	if len(id) > MaxTriggerIDLen {
-		return invalid("trigger_id", "longer than %d bytes", MaxTriggerIDLen)
+	if len(id) > max {
+		return invalid(field, "longer than %d bytes", max)
 	}
 	for _, r := range id {
-		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return invalid("trigger_id", "must not contain spaces or control characters")
+		switch {
+		case noSpaces && (unicode.IsControl(r) || unicode.IsSpace(r)):
+			return invalid(field, "must not contain spaces or control characters")
+		case unicode.IsControl(r):
+			return invalid(field, "must not contain control characters (%U)", r)
 		}
 	}
 	return nil

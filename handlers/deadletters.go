@@ -126,8 +126,7 @@ func Redrive(ctx context.Context, st *eventstore.Store, dl DeadLetter) (*jetstre
 	}
 	body, err := DecodeTriggerBody(dl.Body)
 	if err == nil {
-		err = errors.Join(checkTriggerBody(dl.Body), domain.CheckActorID("worker", body.Worker),
-			domain.CheckText("note", body.Note, domain.MaxDescriptionLen))
+		err = errors.Join(checkTriggerBody(dl.Body), domain.TriggerReport{Worker: body.Worker, Note: body.Note}.Check())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: dead letter %d: %v", ErrNotRedrivable, dl.Seq, err)
