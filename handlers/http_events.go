@@ -43,7 +43,9 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 				api.fail(w, r, &domain.FieldError{Field: "types", Reason: fmt.Sprintf("%q is not an order event type (%s)", t, strings.Join(orderEventTypes, ", "))})
 				return
 			}
-			types = append(types, t)
+			if !slices.Contains(types, t) { // JetStream refuses overlapping filters
+				types = append(types, t)
+			}
 		}
 	}
 	orderID := q.Get("order_id")
