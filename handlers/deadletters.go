@@ -82,6 +82,8 @@ func readDeadLetter(ctx context.Context, stream jetstream.Stream, seq uint64) (D
 		subject: m.Header.Get(mdSubject)}
 	if tenant, order, trigger, err := eventstore.ParseLaneSubject(dl.subject); err == nil {
 		dl.Tenant, dl.OrderID, dl.Trigger = tenant, order, trigger
+	} else if tenant, order, trigger, err := eventstore.ParseTriggerSubject(dl.subject); err == nil {
+		dl.Tenant, dl.OrderID, dl.Trigger = tenant, order, trigger // put aside by the lanes' recovery (putAsideOnce)
 	}
 	// The processor's id for it (an unreadable body has no trigger_id).
 	body, _ := DecodeTriggerBody(m.Data)

@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
@@ -589,15 +592,21 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 		return err
 	}
 	id := triggerIDOf(eventstore.StoredMsg{Sequence: seq, Header: m.Header, Data: m.Data})
+	// One no order could take, or whose order does not exist, is put
+	// aside as the processor puts it aside (unless it was when it came):
+	// one with a body that cannot be read could not be published again
+	// with its id.
+	var never error
+	if _, never = readTrigger(tenant, orderID, trigger, m.Data); never != nil {
+		return p.putAsideOnce(ctx, js, m, tenant, orderID, trigger, id, never, deadLetter)
+	}
 	// Most candidates were processed long ago: the history answers first.
 	history, err := p.cmds.Store.Load(ctx, eventstore.Aggregate{Tenant: tenant, Type: domain.AggregateOrder, ID: orderID}, 0)
 	switch {
-	case errors.Is(err, eventstore.ErrInvalidToken):
-		return nil // a dead letter when it came
 	case err != nil:
 		return err
 	case len(history) == 0:
-		return nil // an unknown order: a dead letter when it came, and again if sent again
+		return p.putAsideOnce(ctx, js, m, tenant, orderID, trigger, id, unknownOrder(tenant, orderID), deadLetter)
 	}
 	if ev, ok := causedBy(history, id); ok {
 		if answers, _ := domain.OutcomeTrigger(ev.Type, ev.Data); answers == trigger {
@@ -622,6 +631,36 @@ func (p *Processor) recoverOne(ctx context.Context, js jetstream.JetStream, trig
 	p.cfg.Logger.Error("the trigger lanes skipped a stored trigger; published it again, with its id",
 		"trigger_sequence", seq, "tenant", tenant, "order", orderID, "trigger", trigger, "trigger_id", id,
 		"new_sequence", ack.Sequence, "duplicate", ack.Duplicate)
+	return nil
+}
+
+// putAsideOnce puts the stored trigger m (tenant, order id and trigger
+// key from its subject; id, the processor's id for it) aside as a dead
+// letter with the reason why, unless one is there already: what the
+// processor would have done with it. Its dead letter is as the
+// processor's, but for the subject it names, the trigger's own (it never
+// was in a lane).
+func (p *Processor) putAsideOnce(ctx context.Context, js jetstream.JetStream, m *jetstream.RawStreamMsg, tenant, orderID, trigger, id string, why error,
+	deadLetter func(tenant, orderID, trigger, id string) (bool, error)) error {
+	if dead, err := deadLetter(tenant, orderID, trigger, id); err != nil || dead {
+		return err
+	}
+	dl := nats.NewMsg(eventstore.DeadLetterSubjectFor(tenant, orderID, trigger))
+	dl.Data = m.Data
+	dl.Header.Set(jetstream.MsgIDHeader, "deadletter-"+strconv.FormatUint(m.Sequence, 10)) // as triggerMessage names it
+	dl.Header.Set(wmnats.WatermillUUIDHdr, pickTriggerID("", m.Header.Get(jetstream.MsgIDHeader), m.Sequence))
+	dl.Header.Set(mdSubject, m.Subject)
+	dl.Header.Set(middleware.ReasonForPoisonedKey, why.Error())
+	_, err := js.PublishMsg(ctx, dl)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) { // the dead-letter stream of an earlier version
+		dl.Subject = eventstore.DeadLetterSubject
+		_, err = js.PublishMsg(ctx, dl)
+	}
+	if err != nil {
+		return err
+	}
+	p.cfg.Logger.Error("the trigger lanes skipped a stored trigger that cannot be processed; put it aside",
+		"trigger_sequence", m.Sequence, "tenant", tenant, "order", orderID, "trigger", trigger, "trigger_id", id, "reason", why)
 	return nil
 }
 

@@ -123,12 +123,36 @@ func repeatedTriggerField(b []byte) (string, bool) {
 	return "", false
 }
 
+// readTrigger reads a trigger stored for tenant, order id and trigger key
+// (as its subject spells them) with body b. A trigger that no order could
+// ever take (an unsafe token, a body that cannot be read) is a poison
+// error with the reason.
+func readTrigger(tenant, orderID, key string, b []byte) (TriggerBody, error) {
+	for _, t := range []struct{ field, value string }{{"tenant", tenant}, {"order id", orderID}, {"trigger key", key}} {
+		if err := eventstore.ValidateToken(t.field, t.value); err != nil {
+			return TriggerBody{}, poison("%v", err)
+		}
+	}
+	body, err := DecodeTriggerBody(b)
+	if err == nil {
+		err = checkTriggerBody(b)
+	}
+	if err != nil {
+		return TriggerBody{}, poison("%v", err)
+	}
+	return body, nil
+}
+
 // errPoison marks a trigger that can never be processed: it goes to the
 // dead-letter stream with the reason and is acknowledged.
 var errPoison = errors.New("poison trigger")
 
 func poison(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errPoison, fmt.Sprintf(format, args...))
+}
+
+func unknownOrder(tenant, orderID string) error {
+	return poison("unknown order %q in tenant %q", orderID, tenant)
 }
 
 // errReported marks a failure the processor reports itself, at most once
@@ -590,17 +614,9 @@ func (p *Processor) handle(msg *message.Message) error {
 	if err != nil {
 		return poison("%v", err)
 	}
-	for _, t := range []struct{ field, value string }{{"tenant", tenant}, {"order id", orderID}, {"trigger key", key}} {
-		if err := eventstore.ValidateToken(t.field, t.value); err != nil {
-			return poison("%v", err)
-		}
-	}
-	body, err := DecodeTriggerBody(msg.Payload)
-	if err == nil {
-		err = checkTriggerBody(msg.Payload)
-	}
+	body, err := readTrigger(tenant, orderID, key, msg.Payload)
 	if err != nil {
-		return poison("%v", err)
+		return err
 	}
 	triggerID := pickTriggerID(body.TriggerID, msg.UUID, 0) // UUID: see triggerMessage
 	worker := body.Worker
@@ -619,7 +635,7 @@ func (p *Processor) handle(msg *message.Message) error {
 	}
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
-		return poison("unknown order %q in tenant %q", orderID, tenant)
+		return unknownOrder(tenant, orderID)
 	// Never processable: a trigger id or worker against the rules, the id
 	// of another trigger of the order (domain.Order.CheckTriggerID), or an
 	// order whose history holds a message no retry can read.

@@ -1020,6 +1020,51 @@ func TestLanesRecoverASkippedTriggerWithATakenID(t *testing.T) {
 	}
 }
 
+// Stored triggers the copy skipped that the processor would have put
+// aside when they came are put aside now, each with its reason: one whose
+// body cannot be read (it cannot be published again with its id), one
+// for an order that does not exist, one whose order id is not a safe
+// token. None is left missing, no lookup fails, and the copy's change is
+// recorded as dealt with.
+func TestLanesPutAsideSkippedTriggersThatCannotBeProcessed(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-skipbad")
+	unreadable := f.unreadableTrigger(t, "o-skipbad", "skipbad-junk")
+	f.trigger(t, "o-nobody", WorkedExampleTriggers[0], "skipbad-none")
+	f.trigger(t, "o+bad", WorkedExampleTriggers[0], "skipbad-token")
+	next := f.trigger(t, "o-skipbad", WorkedExampleTriggers[0], "skipbad-0")
+	f.skippingLanes(t, next, 1)
+
+	logs := &eventstoretest.LogBuffer{}
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
+	defer p.Close()
+	f.waitAdvanced(t, "o-skipbad", "skipbad-0")
+	var dls []DeadLetter
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		var err error
+		dls, err = ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		return err == nil && len(dls) == 3
+	}, "the three skipped triggers put aside")
+	want := map[string]string{"skipbad-junk": "trigger body", "skipbad-none": `unknown order "o-nobody"`, "skipbad-token": "order id"}
+	for _, dl := range dls {
+		if reason, ok := want[dl.TriggerID]; !ok || !strings.Contains(dl.Reason, reason) || dl.Trigger != WorkedExampleTriggers[0] {
+			t.Errorf("dead letter %+v: want one of %v with its reason", dl, want)
+		}
+		delete(want, dl.TriggerID)
+	}
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		m, ok, err := p.loadCopyMark(f.ctx)
+		return err == nil && ok && m.Offset == int64(next-unreadable)
+	}, "the copy's change recorded as dealt with")
+	rep, err := CheckTriggers(f.ctx, f.c.Store, nil)
+	if err != nil || rep.Triggers != 4 || rep.Answered != 1 || rep.DeadLetters != 3 || rep.Pending != 0 || len(rep.Missing) != 0 {
+		t.Fatalf("CheckTriggers = %+v, %v; want 4 triggers, 1 answered, 3 dead letters, none missing", rep, err)
+	}
+	if strings.Contains(logs.String(), "looking for a skipped trigger") {
+		t.Fatalf("a lookup failed:\n%s", logs.String())
+	}
+}
+
 // A processor records the copy's change it dealt with; the next one to
 // start judges the lanes against that record, so it neither looks for
 // skipped triggers again nor logs that the lanes are behind.
