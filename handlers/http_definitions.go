@@ -18,9 +18,18 @@ type statusBody struct {
 	Category *domain.Category `json:"category"`
 }
 
+// A PATCH body changes the fields it names; one left out, or given as
+// null, stays as it is. (An order type's intake or production is taken
+// away with "".) A body that names none is refused.
 type statusPatch struct {
-	Name     *string          `json:"name"`
-	Category *domain.Category `json:"category"`
+	Name     *string          `json:"name,omitempty"`
+	Category *domain.Category `json:"category,omitempty"`
+}
+
+// nothingToChange refuses a PATCH body that names no field to change
+// (fields, those it takes).
+func nothingToChange(fields string) error {
+	return fmt.Errorf("%w: nothing to change; send %s (a field given as null is left as it is)", errBadRequest, fields)
 }
 
 func (api *API) listStatuses(w http.ResponseWriter, r *http.Request) {
@@ -42,6 +51,9 @@ func (api *API) addStatus(w http.ResponseWriter, r *http.Request) {
 func (api *API) updateStatus(w http.ResponseWriter, r *http.Request) {
 	var p statusPatch
 	libraryRoute(api, w, r, "status key", &p, func(ctx context.Context, m Meta, key string) (*domain.StatusLibrary, Created, error) {
+		if p.Name == nil && p.Category == nil {
+			return nil, Created{}, nothingToChange("name or category")
+		}
 		lib, err := api.cmds(r).UpdateStatus(ctx, m, key, p.Name, p.Category)
 		return lib, Created{ID: key}, err
 	}, (*domain.StatusLibrary).Status, "")
@@ -102,8 +114,8 @@ type triggerBody struct {
 }
 
 type triggerPatch struct {
-	Name        *string `json:"name"`
-	Description *string `json:"description"`
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
 }
 
 func (api *API) listTriggers(w http.ResponseWriter, r *http.Request) {
@@ -122,6 +134,9 @@ func (api *API) addTrigger(w http.ResponseWriter, r *http.Request) {
 func (api *API) updateTrigger(w http.ResponseWriter, r *http.Request) {
 	var p triggerPatch
 	libraryRoute(api, w, r, "trigger key", &p, func(ctx context.Context, m Meta, key string) (*domain.TriggerLibrary, Created, error) {
+		if p.Name == nil && p.Description == nil {
+			return nil, Created{}, nothingToChange("name or description")
+		}
 		lib, err := api.cmds(r).UpdateTrigger(ctx, m, key, p.Name, p.Description)
 		return lib, Created{ID: key}, err
 	}, (*domain.TriggerLibrary).Trigger, "")
@@ -181,9 +196,9 @@ type workflowBody struct {
 }
 
 type workflowPatch struct {
-	Name              *string                   `json:"name"`
-	Type              *domain.WorkflowType      `json:"type"`
-	FulfillmentMethod *domain.FulfillmentMethod `json:"fulfillment_method"`
+	Name              *string                   `json:"name,omitempty"`
+	Type              *domain.WorkflowType      `json:"type,omitempty"`
+	FulfillmentMethod *domain.FulfillmentMethod `json:"fulfillment_method,omitempty"`
 }
 
 type stepsBody struct {
@@ -314,7 +329,7 @@ func (api *API) updateWorkflow(w http.ResponseWriter, r *http.Request) {
 			})
 		}
 		if len(edits) == 0 {
-			return nil, fmt.Errorf("%w: nothing to change; send name, type or fulfillment_method", errBadRequest)
+			return nil, nothingToChange("name, type or fulfillment_method")
 		}
 		return edits, nil
 	})
@@ -432,10 +447,10 @@ type orderTypeBody struct {
 }
 
 type orderTypePatch struct {
-	Name        *string   `json:"name"`
-	Intake      *string   `json:"intake"`
-	Production  *string   `json:"production"`
-	Fulfillment *[]string `json:"fulfillment"`
+	Name        *string   `json:"name,omitempty"`
+	Intake      *string   `json:"intake,omitempty"`
+	Production  *string   `json:"production,omitempty"`
+	Fulfillment *[]string `json:"fulfillment,omitempty"`
 }
 
 func deref(s *string) string {
@@ -500,6 +515,9 @@ func (api *API) updateOrderType(w http.ResponseWriter, r *http.Request) {
 	err = errors.Join(err, merr)
 	if err == nil {
 		err = api.decodeBody(w, r, &p)
+	}
+	if err == nil && p == (orderTypePatch{}) {
+		err = nothingToChange("name, intake, production or fulfillment")
 	}
 	if err != nil {
 		api.fail(w, r, err)

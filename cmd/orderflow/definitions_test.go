@@ -63,11 +63,27 @@ func TestDefinitionsRefuseBadInput(t *testing.T) {
 		{"order type with nothing", "POST", "/v1/order-types", map[string]any{"name": "Empty"}, nil, 400, "invalid_argument"},
 		{"key derived from punctuation", "POST", "/v1/statuses", map[string]any{"name": "!!!", "category": "draft"}, nil, 400, "invalid_argument"},
 		{"key derived from a long name", "POST", "/v1/triggers", map[string]any{"name": strings.Repeat("Wash ", 14)}, nil, 400, "invalid_argument"},
+		{"nothing to change in a status", "PATCH", "/v1/statuses/spare", map[string]any{}, nil, 400, "invalid_argument"},
+		{"only nulls for a trigger", "PATCH", "/v1/triggers/wash_done", map[string]any{"name": nil, "description": nil}, nil, 400, "invalid_argument"},
+		{"nothing to change in a workflow", "PATCH", "/v1/workflows/" + production, map[string]any{"type": nil}, nil, 400, "invalid_argument"},
+		{"nothing to change in an order type", "PATCH", "/v1/order-types/wash_fold_delivery", map[string]any{}, nil, 400, "invalid_argument"},
 	}
 	expectRefused(t, app, c, cases)
 	if p := c.problem(400, "invalid_argument", "POST", "/v1/statuses", map[string]any{"name": "!!!", "category": "draft"}); !strings.Contains(p["detail"].(string),
 		`key: none was sent, and the one derived from the name is not a key ("___" may hold only letters`) {
 		t.Fatalf("a key derived from punctuation: %v", p)
+	}
+	// A field given as null stays as it is, like one left out; "" takes
+	// an order type's slot away.
+	ot := c.must(200, "PATCH", "/v1/order-types/wash_fold_delivery", map[string]any{"name": "Wash & Fold", "intake": nil, "production": nil, "fulfillment": nil})
+	if ot["name"] != "Wash & Fold" || ot["intake"] != intake || ot["production"] != production {
+		t.Fatalf("after a PATCH with nulls: %v", ot)
+	}
+	if ot := c.must(200, "PATCH", "/v1/order-types/wash_fold_delivery", map[string]any{"intake": ""}); ot["intake"] != nil {
+		t.Fatalf("intake after a PATCH with \"\": %v", ot)
+	}
+	if tr := c.must(200, "PATCH", "/v1/triggers/delivered", map[string]any{"name": "Handed over", "description": nil}); tr["description"] != "handed to the customer" {
+		t.Fatalf("description after a PATCH with null: %v", tr)
 	}
 	// Still healthy afterwards.
 	c.must(200, "GET", "/v1/workflows", nil)
