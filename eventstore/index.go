@@ -37,6 +37,7 @@ type seqIndex struct {
 	restored uint64              // applied as restored from a checkpoint at the start (0: read from the stream's start)
 	seqs     map[string][]uint64 // aggregate subject prefix → sequences, ascending
 	cc       jetstream.ConsumeContext
+	remove   func()        // removes cc's consumer from the server
 	stopped  chan struct{} // closed by stop: no consumer is started after
 	target   uint64        // the stream's last sequence when the store opened
 	caughtUp chan struct{} // closed once applied reaches target
@@ -90,17 +91,20 @@ func (idx *seqIndex) consume(ctx context.Context, js jetstream.JetStream, stream
 	if from > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	cons, err := js.OrderedConsumer(ctx, stream, cfg)
+	cons, err := newOrdered(ctx, js, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("index %s: %w", stream, err)
 	}
+	remove := func() { removeConsumer(js, stream, cons) }
 	idx.mu.Lock()
 	defer idx.mu.Unlock()
 	select {
 	case <-idx.stopped:
+		remove()
 		return nil
 	default:
 	}
+	idx.remove = remove
 	idx.cc, err = cons.Consume(func(m jetstream.Msg) {
 		meta, err := m.Metadata()
 		if err != nil {
@@ -109,6 +113,7 @@ func (idx *seqIndex) consume(ctx context.Context, js jetstream.JetStream, stream
 		idx.add(m.Subject(), meta.Sequence.Stream)
 	}, append([]jetstream.PullConsumeOpt{orderedHeartbeat}, opts...)...)
 	if err != nil {
+		remove()
 		return fmt.Errorf("index %s: %w", stream, err)
 	}
 	return nil
@@ -125,10 +130,11 @@ func (idx *seqIndex) settle(js jetstream.JetStream, stream string, timeout time.
 		return
 	}
 	idx.mu.Lock()
-	cc := idx.cc
+	cc, remove := idx.cc, idx.remove
 	idx.mu.Unlock()
 	cc.Stop()
 	<-cc.Closed()
+	remove()
 	idx.mu.RLock()
 	from := idx.applied + 1
 	idx.mu.RUnlock()
@@ -209,6 +215,7 @@ func (idx *seqIndex) stop() {
 	}
 	if idx.cc != nil {
 		stopConsumer(idx.cc, false)
+		idx.remove()
 	}
 }
 

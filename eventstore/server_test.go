@@ -518,3 +518,48 @@ func TestTakenPortFailsTheStart(t *testing.T) {
 	}
 	eventstoretest.StartServerIn(t, dir) // the failed start released the data dir
 }
+
+// Stopping a subscription, or a read of a whole stream ending, removes
+// its consumer from the server: nats.go leaves an ordered consumer it
+// stops for 5 minutes, and JetStream takes no more consumers on a stream
+// that has 1,000 (event feeds opened and closed once filled it).
+func TestStoppedReadersLeaveNoConsumers(t *testing.T) {
+	t.Parallel()
+	st, ctx := serverStore(t)
+	if _, err := st.Append(ctx, order("readers-1"), eventstore.ExpectNew, ev("OrderPlaced", 1)); err != nil {
+		t.Fatal(err)
+	}
+	consumers := func() int {
+		s, err := st.JetStream().Stream(ctx, eventstore.StreamOrders)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Consumers
+	}
+	const base = 1 // the index's: once caught up, it has replaced the one it caught up with
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return st.WaitIndexed(ctx) == nil && consumers() == base },
+		"the index caught up, on one consumer")
+	var subs []*eventstore.Subscription
+	for range 20 {
+		sub, err := st.Subscribe(ctx, eventstore.StreamOrders, nil, 0, func(eventstore.Event) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, sub)
+	}
+	if n := consumers(); n != base+20 {
+		t.Fatalf("%d consumers with 20 subscriptions open, want %d", n, base+20)
+	}
+	for _, sub := range subs {
+		sub.Stop()
+	}
+	if _, err := st.ReadStream(ctx, eventstore.StreamOrders, func(eventstore.StoredMsg) error { return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return consumers() == base },
+		"the stopped readers' consumers removed")
+}

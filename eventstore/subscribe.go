@@ -51,6 +51,7 @@ func OnUnreadable(fn func(seq uint64, err error)) ReadOption {
 // Subscription is a running ordered subscription.
 type Subscription struct {
 	cc       jetstream.ConsumeContext
+	remove   func() // removes the consumer from the server
 	stopOnce sync.Once
 	mu       sync.Mutex // held while the handler runs
 	stopped  bool       // set under mu by Stop: the handler is not called again
@@ -72,7 +73,44 @@ func (s *Subscription) Stop() {
 		s.stopped = true
 		s.mu.Unlock()
 		stopConsumer(s.cc, true)
+		s.remove()
 	})
+}
+
+// orderedInactive is how long the server keeps an ordered consumer that
+// no client asks for messages (nats.go's default: 5 minutes). Stopping
+// one removes it (removeConsumer); this bounds what a process that ends
+// without stopping its consumers leaves behind. It matters because
+// JetStream counts every consumer against the stream's limit (1,000 by
+// default): each event feed opened and closed used to leave one for 5
+// minutes, and a stream at its limit takes no consumer at all, a read
+// model's or the index's included. A live consumer is never inactive
+// this long: the client keeps a pull request waiting.
+const orderedInactive = 30 * time.Second
+
+// newOrdered creates an ordered consumer on stream (see orderedInactive).
+func newOrdered(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig) (jetstream.Consumer, error) {
+	cfg.InactiveThreshold = orderedInactive
+	return js.OrderedConsumer(ctx, stream, cfg)
+}
+
+// removeWait bounds removeConsumer's request.
+const removeWait = 5 * time.Second
+
+// removeConsumer deletes the server's consumer behind an ordered consumer
+// that has stopped: nats.go leaves it to its inactivity threshold. It
+// returns at once and asks in the background; a consumer it could not
+// delete (the server gone, say) ends after orderedInactive.
+func removeConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), removeWait)
+		defer cancel()
+		_ = js.DeleteConsumer(ctx, stream, info.Name)
+	}()
 }
 
 // stopConsumer stops cc, and with closed waits for it to have ended, for
@@ -106,7 +144,7 @@ const orderedHeartbeat = jetstream.PullHeartbeat(time.Second)
 // whose sequence is after `after`, then every new one, in order. It uses an
 // ordered consumer: ephemeral, flow controlled, recreated by the client
 // from the last delivered sequence when it falls behind or the connection
-// drops, and deleted on Stop.
+// drops, and removed from the server on Stop.
 //
 // A message that is not a valid envelope is logged and skipped (see
 // OnUnreadable): the store only writes validated envelopes, so such a
@@ -120,12 +158,12 @@ func (s *Store) Subscribe(ctx context.Context, stream string, filters []string, 
 	}
 	cctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	cons, err := s.js.OrderedConsumer(cctx, stream, cfg)
+	cons, err := newOrdered(cctx, s.js, stream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s %v: %w", stream, filters, err)
 	}
 	log := s.cfg.Logger.With("stream", stream)
-	sub := &Subscription{}
+	sub := &Subscription{remove: func() { removeConsumer(s.js, stream, cons) }}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		meta, err := m.Metadata()
 		if err != nil {
@@ -151,6 +189,7 @@ func (s *Store) Subscribe(ctx context.Context, stream string, filters []string, 
 		sub.mu.Unlock()
 	}, orderedHeartbeat)
 	if err != nil {
+		sub.remove()
 		return nil, fmt.Errorf("consume %s: %w", stream, err)
 	}
 	sub.cc = cc

@@ -57,10 +57,11 @@ func (s *Store) ReadStream(ctx context.Context, stream string, fn func(StoredMsg
 	if err != nil || last == 0 {
 		return 0, err
 	}
-	cons, err := s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	cons, err := newOrdered(ctx, s.js, stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", stream, err)
 	}
+	defer removeConsumer(s.js, stream, cons) // after it.Stop
 	it, err := cons.Messages(jetstream.PullMaxMessages(1024), orderedHeartbeat)
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", stream, err)

@@ -29,6 +29,10 @@ import (
 	"github.com/orderflow/orderflow/projections"
 )
 
+// DefaultMaxFeeds is API.MaxFeeds's default: four processes serving
+// that many feeds each leave room for everything else.
+const DefaultMaxFeeds = 200
+
 // MaxBodyBytes is the largest request body accepted; larger ones get 413.
 const MaxBodyBytes = 1 << 20
 
@@ -51,6 +55,11 @@ type API struct {
 	// a client that stops reading is disconnected, and resumes with
 	// Last-Event-ID when it comes back.
 	FeedWriteTimeout time.Duration
+	// MaxFeeds is how many event feeds may be open at once (default
+	// DefaultMaxFeeds); one more is answered 503. Each holds a JetStream
+	// consumer on ORDERFLOW_ORDERS, which takes 1,000 consumers (the
+	// server's default) across all processes, the read models' included.
+	MaxFeeds int
 
 	openFeeds   atomic.Int64
 	unavailable reporter                // 503s, logged once per reportEvery

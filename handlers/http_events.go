@@ -3,12 +3,15 @@ package handlers
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
@@ -60,6 +63,13 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
+	if open, most := api.openFeeds.Add(1), int64(cmp.Or(api.MaxFeeds, DefaultMaxFeeds)); open > most {
+		api.openFeeds.Add(-1)
+		api.fail(w, r, fmt.Errorf("%w: %d event feeds are open, the most this process serves (--max-feeds); dashboards can also follow order events on NATS",
+			errUnavailable, most))
+		return
+	}
+	defer api.openFeeds.Add(-1)
 	idToken := "*"
 	if orderID != "" {
 		idToken = orderID
@@ -83,14 +93,15 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
+	if errors.Is(err, jetstream.ErrMaximumConsumersLimit) {
+		err = fmt.Errorf("%w: %w (ORDERFLOW_ORDERS has as many consumers as JetStream allows a stream: event feeds of all processes, say)", errUnavailable, err)
+	}
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
 	defer sub.Stop()
 
-	api.openFeeds.Add(1)
-	defer api.openFeeds.Add(-1)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

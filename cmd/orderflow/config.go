@@ -89,6 +89,9 @@ type Config struct {
 	// are checked for changes, which are then read again; 0: only on
 	// SIGHUP.
 	ReloadInterval time.Duration
+	// MaxFeeds is how many event feeds (GET /v1/events) the process
+	// serves at once; one more is answered 503 (handlers.API.MaxFeeds).
+	MaxFeeds int
 	// MaxStore caps the file storage the embedded server's streams may
 	// use, in bytes; 0: the server's default, 75% of the disk free at
 	// start. Appends beyond it are refused (nothing accepted is lost).
@@ -111,6 +114,7 @@ func DefaultConfig() Config {
 		LaneWindow:      256,
 		ReloadInterval:  5 * time.Second,
 		OrderCache:      handlers.DefaultOrderCacheSize,
+		MaxFeeds:        handlers.DefaultMaxFeeds,
 	}
 }
 
@@ -139,6 +143,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "requests a second each API key may send (bursts of as many), answered 429 with Retry-After beyond; needs --api-keys; 0: no limit")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "how often the --api-keys, --tls-cert and --tls-key files are checked for changes and read again when changed (SIGHUP reads them at once); 0: only on SIGHUP")
 	fs.Var((*byteSize)(&c.MaxStore), "max-store", "most file storage the embedded server's streams may use (512MiB, 20GB, …); appends beyond it are refused; 0: 75% of the disk free at start")
+	fs.IntVar(&c.MaxFeeds, "max-feeds", c.MaxFeeds, "event feeds (GET /v1/events) served at once; one more is answered 503 (each holds a consumer on ORDERFLOW_ORDERS, and JetStream allows a stream 1,000 by default, for all processes together)")
 	fs.IntVar(&c.LaneWindow, "lane-window", c.LaneWindow, "unacknowledged triggers a process may hold per lane (different orders run in parallel, one order's triggers in turn); the same on every process")
 }
 
@@ -200,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if c.MaxFeeds < 1 {
+		errs = append(errs, fmt.Errorf("--max-feeds %d: must be 1 or more", c.MaxFeeds))
 	}
 	if c.OrderCache < 0 {
 		errs = append(errs, fmt.Errorf("--order-cache %d: must be 0 (none) or more", c.OrderCache))

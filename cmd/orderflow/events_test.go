@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 type sseEvent struct {
@@ -191,4 +193,24 @@ func TestCloseEndsOpenFeeds(t *testing.T) {
 	if _, err := io.ReadAll(rd); err != nil {
 		t.Fatalf("feed did not end cleanly: %v", err)
 	}
+}
+
+// A process serves at most --max-feeds event feeds at once (each holds a
+// JetStream consumer, and a stream takes only so many): one more is
+// answered 503 with Retry-After, and a feed that ends makes room.
+func TestEventFeedsAreCapped(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	cfg.MaxFeeds = 2
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	first, second := openSSE(t, app, "", ""), openSSE(t, app, "", "")
+	defer second.close()
+	r := c.do("GET", "/v1/events", nil)
+	if r.Status != 503 || r.Header.Get("Retry-After") == "" || !strings.Contains(string(r.Body), "--max-feeds") {
+		t.Fatalf("a third feed: %d, Retry-After %q: %s", r.Status, r.Header.Get("Retry-After"), r.Body)
+	}
+	first.close()
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return app.api.OpenFeeds() == 1 }, "the closed feed to end")
+	openSSE(t, app, "", "").close()
 }
