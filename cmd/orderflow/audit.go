@@ -282,6 +282,8 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	dec := json.NewDecoder(bufio.NewReaderSize(counted, 1<<20))
 	progress := progressTo(stderr, "import (bytes)")
 	js := st.JetStream()
+	lowered := map[string]time.Duration{} // see storeAgain
+	defer restoreWindows(js, lowered, stderr)
 	n := 0
 	start := time.Now()
 	for {
@@ -309,6 +311,9 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			}
 		}
 		ack, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(line.Stream))
+		if err == nil && ack.Duplicate && m.Header.Get(jetstream.MsgIDHeader) != "" {
+			ack, err = storeAgain(ctx, js, m, line.Stream, lowered)
+		}
 		if err != nil {
 			return fmt.Errorf("line %d (%s %d): %w", n+1, line.Stream, line.Sequence, err)
 		}
@@ -325,6 +330,65 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	fmt.Fprintf(stdout, "imported %d messages in %.2fs\n", n, time.Since(start).Seconds())
 	return nil
+}
+
+// leastDuplicateWindow is the shortest duplicate window JetStream takes.
+const leastDuplicateWindow = 100 * time.Millisecond
+
+// storeAgain stores m, which stream took for a duplicate of a message
+// this import stored before with the same Nats-Msg-Id: the store it was
+// exported from took it again once its duplicate window had passed (a
+// worker app that sent a trigger again much later, say). It lowers the
+// stream's window to the least for the rest of the import (lowered
+// records the window to put back, see restoreWindows) and sends m until
+// the stream stores it.
+func storeAgain(ctx context.Context, js jetstream.JetStream, m *nats.Msg, stream string, lowered map[string]time.Duration) (*jetstream.PubAck, error) {
+	if _, ok := lowered[stream]; !ok {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return nil, err
+		}
+		cfg := s.CachedInfo().Config
+		lowered[stream] = cfg.Duplicates
+		cfg.Duplicates = leastDuplicateWindow
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("shorten the duplicate window of %s for the import: %w", stream, err)
+		}
+	}
+	tick := time.NewTicker(leastDuplicateWindow / 4)
+	defer tick.Stop()
+	giveUp := time.Now().Add(10 * time.Second)
+	for {
+		ack, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
+		if err != nil || !ack.Duplicate {
+			return ack, err
+		}
+		if time.Now().After(giveUp) {
+			return nil, fmt.Errorf("Nats-Msg-Id %q is still taken for a duplicate of sequence %d", m.Header.Get(jetstream.MsgIDHeader), ack.Sequence)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// restoreWindows puts back the duplicate windows storeAgain lowered.
+func restoreWindows(js jetstream.JetStream, lowered map[string]time.Duration, stderr io.Writer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for stream, window := range lowered {
+		s, err := js.Stream(ctx, stream)
+		if err == nil {
+			cfg := s.CachedInfo().Config
+			cfg.Duplicates = window
+			_, err = js.UpdateStream(ctx, cfg)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "the duplicate window of %s is still %s (orderflow serve sets it back at its start): %v\n", stream, leastDuplicateWindow, err)
+		}
+	}
 }
 
 // replayCmd: orderflow replay --until T.

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // testClock is a clock the test moves by hand.
@@ -270,5 +271,68 @@ func TestExportImport(t *testing.T) {
 	code, out, _ = runMain(t, "audit", "workflow", "standard_laundry_production", "--nats-url", restored.NATSURL())
 	if code != 0 || !strings.Contains(out, "WorkflowStepMoved") {
 		t.Fatalf("audit workflow: %d %s", code, out)
+	}
+}
+
+// A trigger sent again with its Nats-Msg-Id after the duplicate window
+// (an offline worker app catching up, say) is stored twice. An export of
+// that store imports: the second copy is not taken for a duplicate of the
+// first, and the import leaves the streams' duplicate window as it was.
+func TestImportTakesATriggerSentAgainAfterTheWindow(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	cfg.DuplicateWindow = 100 * time.Millisecond
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "again-1", "order_type_id": "wash_fold_delivery"})
+	nc, err := nats.Connect(app.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := ctxFor(t, time.Minute)
+	send := func() *jetstream.PubAck {
+		m := nats.NewMsg(eventstore.TriggerSubject("default", "again-1", "picked_up"))
+		m.Header.Set(jetstream.MsgIDHeader, "again-t1")
+		ack, err := js.PublishMsg(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack
+	}
+	first := send()
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return !send().Duplicate }, "the trigger stored again past the window")
+	dump := filepath.Join(t.TempDir(), "export.jsonl")
+	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
+		t.Fatalf("export: %d %s %s", code, out, errOut)
+	}
+	fresh := t.TempDir()
+	if code, out, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code != 0 || !strings.Contains(out, "imported") {
+		t.Fatalf("import: %d %s %s", code, out, errOut)
+	}
+	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: fresh, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	inc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
+	ijs, _ := jetstream.New(inc)
+	s, err := ijs.Stream(ctx, eventstore.StreamTriggers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 || info.Config.Duplicates != 2*time.Minute {
+		t.Fatalf("imported triggers: %d messages, duplicate window %s; want both copies (the first at %d), and the window of a new store (%s)",
+			info.State.Msgs, info.Config.Duplicates, first.Sequence, 2*time.Minute)
 	}
 }
