@@ -335,4 +335,20 @@ func TestImportTakesATriggerSentAgainAfterTheWindow(t *testing.T) {
 		t.Fatalf("imported triggers: %d messages, duplicate window %s; want both copies (the first at %d), and the window of a new store (%s)",
 			info.State.Msgs, info.Config.Duplicates, first.Sequence, 2*time.Minute)
 	}
+	inc.Close()
+	srv.Shutdown()
+
+	// Served, the restored store accounts for both copies.
+	rcfg := newTestConfig(t)
+	rcfg.DataDir = fresh
+	restored := startApp(t, rcfg)
+	var out string
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		var code int
+		code, out, _ = runMain(t, "verify", "--triggers", "--nats-url", restored.NATSURL())
+		return code == 0
+	}, "verify --triggers on the restored store")
+	if !strings.Contains(out, "0 missing") {
+		t.Fatalf("verify --triggers: %s", out)
+	}
 }
