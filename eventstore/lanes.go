@@ -401,6 +401,22 @@ func laneCopyOf(info *jetstream.StreamInfo) LaneCopy {
 	return lc
 }
 
+// EnsureDeadLetters creates or updates the dead-letter stream
+// (StreamDeadLetter).
+func (s *Store) EnsureDeadLetters(ctx context.Context) error {
+	_, err := s.ensureStream(ctx, jetstream.StreamConfig{
+		Name:        StreamDeadLetter,
+		Description: "orderflow triggers that can never be processed, with the reason",
+		Subjects:    []string{DeadLetterSubject, DeadLetterSubject + ".>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.cfg.Replicas,
+		Duplicates:  max(s.cfg.DuplicateWindow, deadLetterDuplicates),
+		DenyDelete:  true,
+		DenyPurge:   true,
+	})
+	return err
+}
+
 // EnsureLanes creates or updates the lane stream, its consumers and the
 // dead-letter stream, and returns the lane consumers' names.
 func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, error) {
@@ -443,16 +459,7 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.ensureStream(ctx, jetstream.StreamConfig{
-		Name:        StreamDeadLetter,
-		Description: "orderflow triggers that can never be processed, with the reason",
-		Subjects:    []string{DeadLetterSubject, DeadLetterSubject + ".>"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    s.cfg.Replicas,
-		Duplicates:  max(s.cfg.DuplicateWindow, deadLetterDuplicates),
-		DenyDelete:  true,
-		DenyPurge:   true,
-	}); err != nil {
+	if err := s.EnsureDeadLetters(ctx); err != nil {
 		return nil, err
 	}
 	names := make([]string, cfg.Lanes)

@@ -659,6 +659,7 @@ func (p *Processor) putAsideOnce(ctx context.Context, js jetstream.JetStream, m 
 	if err != nil {
 		return err
 	}
+	p.putAside.add(dl.Header.Get(jetstream.MsgIDHeader))
 	p.cfg.Logger.Error("the trigger lanes skipped a stored trigger that cannot be processed; put it aside",
 		"trigger_sequence", m.Sequence, "tenant", tenant, "order", orderID, "trigger", trigger, "trigger_id", id, "reason", why)
 	return nil

@@ -224,6 +224,7 @@ type Processor struct {
 	laneNames    []string           // the lane consumers
 	leftovers    atomic.Uint64      // lane messages removed below their lane's acknowledgement floor (sweepLanes)
 	suspects     map[uint64]bool    // lane sequences the last sweep found below their floor (watchCopy's only)
+	putAside     *putAside          // stored triggers with a dead letter: not processed again
 
 	// beforeApply, when set (tests), runs before a trigger is applied; an
 	// error it returns fails the attempt as the same error of applying it
@@ -338,7 +339,10 @@ func (p *Processor) LaneUnpins() uint64 { return p.lanes.unpins.Load() }
 // for all. One whose lane subject cannot be read goes to the topic itself,
 // and so does one that no stream takes (a process of an earlier version,
 // started since, set the dead-letter stream back to that one subject).
-type deadLetters struct{ message.Publisher }
+type deadLetters struct {
+	message.Publisher
+	putAside *putAside // takes each one stored
+}
 
 func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
 	for _, m := range msgs {
@@ -353,6 +357,7 @@ func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
 		if err != nil {
 			return err
 		}
+		d.putAside.add(m.Metadata.Get(mdDeadLetterID))
 	}
 	return nil
 }
@@ -529,7 +534,10 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	if err != nil {
 		return err
 	}
-	poisonQueue, err := middleware.PoisonQueueWithFilter(deadLetters{pub}, eventstore.DeadLetterSubject, func(err error) bool {
+	if p.putAside, err = readPutAside(ctx, p.cmds.Store); err != nil {
+		return fmt.Errorf("trigger processor: %w", err)
+	}
+	poisonQueue, err := middleware.PoisonQueueWithFilter(deadLetters{pub, p.putAside}, eventstore.DeadLetterSubject, func(err error) bool {
 		var panicked middleware.RecoveredPanicError
 		if errors.Is(err, errPoison) || errors.As(err, &panicked) {
 			p.cfg.Logger.Warn("trigger put aside as a dead letter (orderflow deadletters lists them)", "reason", err)
@@ -610,6 +618,11 @@ func (p *Processor) waitForRoom() time.Duration {
 
 // handle applies one trigger.
 func (p *Processor) handle(msg *message.Message) error {
+	if p.putAside.has(msg.Metadata.Get(mdDeadLetterID)) {
+		p.cfg.Logger.Debug("a trigger put aside before is not processed again (orderflow deadletters retry sends it again)",
+			"dead_letter", msg.Metadata.Get(mdDeadLetterID))
+		return nil
+	}
 	tenant, orderID, key, err := eventstore.ParseLaneSubject(msg.Metadata.Get(mdSubject))
 	if err != nil {
 		return poison("%v", err)

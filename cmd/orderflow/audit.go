@@ -194,13 +194,16 @@ type exportLine struct {
 	Subject  string              `json:"subject"`
 	Headers  map[string][]string `json:"headers,omitempty"`
 	// Envelope is an event's body (definitions and orders); Data holds the
-	// bytes of other messages (triggers).
+	// bytes of other messages (triggers, dead letters).
 	Envelope json.RawMessage `json:"envelope,omitempty"`
 	Data     []byte          `json:"data,omitempty"`
 }
 
-// exportStreams are exported and imported in this order.
-var exportStreams = []string{eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers}
+// exportStreams are exported and imported in this order. The dead
+// letters go too: a server on the restored store reads every imported
+// trigger again, and leaves those put aside as they were (without them,
+// one put aside for an order not placed yet would take effect there).
+var exportStreams = []string{eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers, eventstore.StreamDeadLetter}
 
 // exportCmd: orderflow export.
 func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
@@ -231,7 +234,7 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 		n, err := st.ReadStream(ctx, stream, func(m eventstore.StoredMsg) error {
 			line := exportLine{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject, Headers: m.Header}
-			if stream == eventstore.StreamTriggers || !json.Valid(m.Data) {
+			if stream == eventstore.StreamTriggers || stream == eventstore.StreamDeadLetter || !json.Valid(m.Data) {
 				line.Data = m.Data
 			} else {
 				line.Envelope = m.Data
@@ -260,6 +263,9 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return err
 	}
 	defer done()
+	if err := st.EnsureDeadLetters(ctx); err != nil {
+		return err
+	}
 	for _, stream := range exportStreams {
 		if last, err := st.LastSequence(ctx, stream); err != nil || last != 0 {
 			return fmt.Errorf("import needs an empty store: %s holds %d messages (%v)", stream, last, err)

@@ -1,0 +1,80 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// putAside is the set of stored triggers, by ORDERFLOW_TRIGGERS sequence,
+// that have a dead letter. A lane may deliver such a trigger again: after
+// a process died before acknowledging it, or on a store restored by
+// import, whose new lane stream copies every imported trigger. It is not
+// processed again: processed now it could take effect (its order placed
+// since it was put aside), and the store would no longer say what
+// happened to it. `orderflow deadletters retry` publishes one again as a
+// new stored trigger, which is processed.
+type putAside struct {
+	mu   sync.RWMutex
+	seqs map[uint64]struct{}
+}
+
+// deadLetterSeq reads the stored trigger's sequence from a dead letter's
+// Nats-Msg-Id ("deadletter-N", see mdDeadLetterID).
+func deadLetterSeq(msgID string) (uint64, bool) {
+	n, ok := strings.CutPrefix(msgID, "deadletter-")
+	if !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(n, 10, 64)
+	return seq, err == nil && seq > 0
+}
+
+// add takes a dead letter's Nats-Msg-Id.
+func (s *putAside) add(msgID string) {
+	if seq, ok := deadLetterSeq(msgID); ok {
+		s.mu.Lock()
+		s.seqs[seq] = struct{}{}
+		s.mu.Unlock()
+	}
+}
+
+// has reports whether the trigger whose dead letter would have msgID has
+// one.
+func (s *putAside) has(msgID string) bool {
+	seq, ok := deadLetterSeq(msgID)
+	if !ok {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, found := s.seqs[seq]
+	return found
+}
+
+// readPutAside reads the dead letters stored so far. The processor adds
+// those it stores itself (deadLetters); another process's, stored later,
+// it does not learn of. (Following them on NATS would answer a dead
+// letter published to a subject no stream takes, where the publisher
+// waits for JetStream's "no stream" instead.) So a trigger another
+// process put aside and died before acknowledging may be processed again
+// here, as before; it is put aside again (the same dead letter, once)
+// unless its order was placed meanwhile.
+func readPutAside(ctx context.Context, st *eventstore.Store) (*putAside, error) {
+	s := &putAside{seqs: map[uint64]struct{}{}}
+	if _, err := st.ReadStream(ctx, eventstore.StreamDeadLetter, func(m eventstore.StoredMsg) error {
+		if ids := m.Header[jetstream.MsgIDHeader]; len(ids) > 0 {
+			s.add(ids[0])
+		}
+		return nil
+	}, nil); err != nil {
+		return nil, fmt.Errorf("read the dead letters: %w", err)
+	}
+	return s, nil
+}
