@@ -275,6 +275,46 @@ func TestExportImport(t *testing.T) {
 	}
 }
 
+// exportImported exports app's store and imports the export into a new
+// data dir, which it returns.
+func exportImported(t *testing.T, app *App) string {
+	t.Helper()
+	dump := filepath.Join(t.TempDir(), "export.jsonl")
+	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
+		t.Fatalf("export: %d %s %s", code, out, errOut)
+	}
+	fresh := t.TempDir()
+	if code, out, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code != 0 || !strings.Contains(out, "imported") {
+		t.Fatalf("import: %d %s %s", code, out, errOut)
+	}
+	return fresh
+}
+
+// jetStreamAt connects to a NATS server for the test's duration.
+func jetStreamAt(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	return js
+}
+
+// publishTrigger publishes an order's trigger over NATS with id as its
+// Nats-Msg-Id and no body.
+func publishTrigger(t *testing.T, ctx context.Context, js jetstream.JetStream, order, trigger, id string) *jetstream.PubAck {
+	t.Helper()
+	m := nats.NewMsg(eventstore.TriggerSubject("default", order, trigger))
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack
+}
+
 // A trigger sent again with its Nats-Msg-Id after the duplicate window
 // (an offline worker app catching up, say) is stored twice. An export of
 // that store imports: the second copy is not taken for a duplicate of the
@@ -287,44 +327,18 @@ func TestImportTakesATriggerSentAgainAfterTheWindow(t *testing.T) {
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "again-1", "order_type_id": "wash_fold_delivery"})
-	nc, err := nats.Connect(app.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStreamAt(t, app.NATSURL())
 	ctx := ctxFor(t, time.Minute)
-	send := func() *jetstream.PubAck {
-		m := nats.NewMsg(eventstore.TriggerSubject("default", "again-1", "picked_up"))
-		m.Header.Set(jetstream.MsgIDHeader, "again-t1")
-		ack, err := js.PublishMsg(ctx, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ack
-	}
+	send := func() *jetstream.PubAck { return publishTrigger(t, ctx, js, "again-1", "picked_up", "again-t1") }
 	first := send()
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return !send().Duplicate }, "the trigger stored again past the window")
-	dump := filepath.Join(t.TempDir(), "export.jsonl")
-	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
-		t.Fatalf("export: %d %s %s", code, out, errOut)
-	}
-	fresh := t.TempDir()
-	if code, out, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code != 0 || !strings.Contains(out, "imported") {
-		t.Fatalf("import: %d %s %s", code, out, errOut)
-	}
+	fresh := exportImported(t, app)
 	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: fresh, Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
-	inc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inc.Close()
-	ijs, _ := jetstream.New(inc)
-	s, err := ijs.Stream(ctx, eventstore.StreamTriggers)
+	t.Cleanup(srv.Shutdown)
+	s, err := jetStreamAt(t, srv.ClientURL()).Stream(ctx, eventstore.StreamTriggers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,8 +350,7 @@ func TestImportTakesATriggerSentAgainAfterTheWindow(t *testing.T) {
 		t.Fatalf("imported triggers: %d messages, duplicate window %s; want both copies (the first at %d), and the window of a new store (%s)",
 			info.State.Msgs, info.Config.Duplicates, first.Sequence, 2*time.Minute)
 	}
-	inc.Close()
-	srv.Shutdown()
+	srv.Shutdown() // the data dir is served next
 
 	// Served, the restored store accounts for both copies.
 	rcfg := newTestConfig(t)
@@ -364,48 +377,20 @@ func TestRestoredStoreKeepsTriggersPutAside(t *testing.T) {
 	app := startApp(t, newTestConfig(t))
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
-	nc, err := nats.Connect(app.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	ctx := ctxFor(t, time.Minute)
-	publish := func(js jetstream.JetStream, id string) {
-		t.Helper()
-		m := nats.NewMsg(eventstore.TriggerSubject("default", "early-1", "picked_up"))
-		m.Header.Set(jetstream.MsgIDHeader, id)
-		if _, err := js.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publish(js, "early-t1")
+	publishTrigger(t, ctx, jetStreamAt(t, app.NATSURL()), "early-1", "picked_up", "early-t1")
 	eventstoretest.Eventually(t, 10*time.Second, func() bool {
 		dls, err := handlers.ReadDeadLetters(ctx, app.Store(), 0, 10)
 		return err == nil && len(dls) == 1
 	}, "the trigger for an order not placed yet put aside")
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "early-1", "order_type_id": "wash_fold_delivery"})
 
-	dump := filepath.Join(t.TempDir(), "export.jsonl")
-	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
-		t.Fatalf("export: %d %s %s", code, out, errOut)
-	}
-	fresh := t.TempDir()
-	if code, out, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code != 0 {
-		t.Fatalf("import: %d %s %s", code, out, errOut)
-	}
 	cfg := newTestConfig(t)
-	cfg.DataDir = fresh
+	cfg.DataDir = exportImported(t, app)
 	restored := startApp(t, cfg)
-	rnc, err := nats.Connect(restored.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rnc.Close()
-	rjs, _ := jetstream.New(rnc)
 	// A new trigger of the order comes after the imported one in its lane:
 	// once it is answered, the imported one has been read again.
-	publish(rjs, "early-t2")
+	publishTrigger(t, ctx, jetStreamAt(t, restored.NATSURL()), "early-1", "picked_up", "early-t2")
 	rc := newClient(t, restored)
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
 		return rc.must(200, "GET", "/v1/orders/early-1", nil)["version"].(float64) >= 2
