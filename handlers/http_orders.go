@@ -353,7 +353,7 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err == nil {
-		b.Worker, err = onBehalf(r, b.Worker, "worker")
+		b.Worker, err = triggerWorker(r, b.Worker)
 	}
 	if err != nil {
 		api.fail(w, r, err)
@@ -375,6 +375,29 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	api.writeOrderAs(w, r, http.StatusOK, o, func(o OrderJSON) any {
 		return map[string]any{"outcome": outcome, "order": o}
 	})
+}
+
+// triggerWorker is the worker a trigger sent over HTTP names: the body's
+// worker, or else the caller's X-Orderflow-Actor (see onBehalf). The
+// request's headers are checked as every command's are (meta); If-Match
+// is refused, since no version of the order decides a trigger: its
+// current step does.
+func triggerWorker(r *http.Request, worker string) (string, error) {
+	m, err := meta(r)
+	switch {
+	case err != nil:
+		return "", err
+	case m.IfMatch != nil:
+		return "", fmt.Errorf("%w: If-Match: a trigger is not applied to a version of the order; its current step decides it (409 trigger_rejected when the trigger is not that step's)", errBadRequest)
+	}
+	actor := strings.TrimSpace(r.Header.Get("X-Orderflow-Actor"))
+	switch {
+	case worker == "":
+		worker = actor
+	case actor != "" && actor != worker:
+		return "", &domain.FieldError{Field: "worker", Reason: fmt.Sprintf("%q differs from X-Orderflow-Actor %q: give one of them, or both the same", worker, actor)}
+	}
+	return onBehalf(r, worker, "worker")
 }
 
 // SendTrigger publishes a trigger for an order and waits until its outcome

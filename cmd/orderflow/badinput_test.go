@@ -89,6 +89,10 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"trigger: worker not UTF-8", "POST", "/v1/orders/ok-1/triggers", "{\"trigger\":\"picked_up\",\"worker\":\"caf\xe9\"}", nil, 400, "invalid_argument"},
 		{"trigger: half a surrogate pair", "POST", "/v1/orders/ok-1/triggers", `{"trigger":"picked_up","trigger_id":"t-\ud800"}`, nil, 400, "invalid_argument"},
 		{"trigger: worker with a control character", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "worker": "a\x00b"}, nil, 400, "invalid_argument"},
+		{"trigger: If-Match", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up"}, []string{"If-Match", `"1"`}, 400, "invalid_argument"},
+		{"trigger: actor given twice", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up"}, []string{"X-Orderflow-Actor", "ann", "X-Orderflow-Actor", "bob"}, 400, "invalid_argument"},
+		{"trigger: worker other than the actor header", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "worker": "ann"}, []string{"X-Orderflow-Actor", "bob"}, 400, "invalid_argument"},
+		{"trigger: request id not UTF-8", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up"}, []string{"X-Request-ID", "caf\xe9"}, 400, "invalid_argument"},
 		{"hold: actor header not UTF-8", "POST", "/v1/orders/ok-1/hold", map[string]any{}, []string{"X-Orderflow-Actor", "caf\xe9"}, 400, "invalid_argument"},
 		{"hold: reason with a control character", "POST", "/v1/orders/ok-1/hold", map[string]any{"reason": "a\x07b"}, nil, 400, "invalid_argument"},
 		{"hold: actor given twice", "POST", "/v1/orders/ok-1/hold", map[string]any{}, []string{"X-Orderflow-Actor", "ann", "X-Orderflow-Actor", "bob"}, 400, "invalid_argument"},
@@ -126,6 +130,11 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 	expectRefused(t, app, c, cases)
 	if r := c.do("PUT", "/v1/orders/ok-1", nil); r.Header.Get("Allow") != "GET" {
 		t.Fatalf("405 Allow %q, want GET: %s", r.Header.Get("Allow"), r.Body)
+	}
+	// A trigger without a worker names the caller's X-Orderflow-Actor.
+	c.must(200, "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up"}, "X-Orderflow-Actor", "van-3")
+	if h := history(t, c, "ok-1"); h[len(h)-1]["actor"].(map[string]any)["id"] != "van-3" || h[len(h)-1]["data"].(map[string]any)["worker"] != "van-3" {
+		t.Fatalf("a trigger sent with X-Orderflow-Actor: %v", h[len(h)-1])
 	}
 	c.must(200, "GET", "/readyz", nil)
 }
