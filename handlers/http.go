@@ -238,7 +238,11 @@ func (api *API) checkQuery(takes []string, next http.HandlerFunc) http.HandlerFu
 // Register adds every route to mux.
 func (api *API) Register(mux *http.ServeMux) {
 	for _, r := range api.routes() {
-		h := api.guard(r.role, api.checkQuery(routeQuery[r.pattern], r.handler))
+		h := r.handler
+		if method, _, _ := strings.Cut(r.pattern, " "); r.body == nil && method != http.MethodGet {
+			h = api.takesNoBody(h)
+		}
+		h = api.guard(r.role, api.checkQuery(routeQuery[r.pattern], h))
 		if r.pattern == "GET /v1/events" { // a browser's EventSource cannot send headers
 			h = tokenFromQuery(h)
 		}
@@ -368,6 +372,25 @@ func (api *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) error 
 	return err
 }
 
+// errEmptyBody is a request body with nothing in it.
+var errEmptyBody = errors.New("empty body; send a JSON object")
+
+// takesNoBody refuses, on a route that takes no body, one with something
+// in it: what it asks (a reason for an archive, say) would be dropped
+// without a word. No body, an empty one and {} pass.
+func (api *API) takesNoBody(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 { // -1: sent without a length
+			var none struct{}
+			if err := api.decodeBody(w, r, &none); err != nil && !errors.Is(err, errEmptyBody) {
+				api.fail(w, r, fmt.Errorf("%w (%s takes no body)", err, r.Pattern))
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
 // decodeOne reads exactly one JSON object into v, refusing unknown fields,
 // a field given twice, and text encoding/json would read altered (see
 // checkJSONText).
@@ -392,7 +415,7 @@ func decodeOne(body io.Reader, v any) error {
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.Is(err, io.EOF):
-			return fmt.Errorf("%w: empty body; send a JSON object", errBadRequest)
+			return fmt.Errorf("%w: %w", errBadRequest, errEmptyBody)
 		case errors.As(err, &fe):
 			return err // an enum field with a value outside its set
 		case errors.As(err, &te) && te.Field == "":

@@ -18,7 +18,7 @@ func TestDefinitionsRefuseBadInput(t *testing.T) {
 	intake, production, _ := seedWorkedExample(t, c)
 	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Spare", "category": "draft"})
 	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Retired", "category": "draft"})
-	c.must(200, "DELETE", "/v1/statuses/retired", nil)
+	c.must(200, "DELETE", "/v1/statuses/retired", map[string]any{}) // {}: a body with nothing in it
 
 	huge := `{"name":"` + strings.Repeat("x", 2<<20) + `","category":"draft"}`
 	cases := []refusedRequest{
@@ -63,6 +63,8 @@ func TestDefinitionsRefuseBadInput(t *testing.T) {
 		{"order type with nothing", "POST", "/v1/order-types", map[string]any{"name": "Empty"}, nil, 400, "invalid_argument"},
 		{"key derived from punctuation", "POST", "/v1/statuses", map[string]any{"name": "!!!", "category": "draft"}, nil, 400, "invalid_argument"},
 		{"key derived from a long name", "POST", "/v1/triggers", map[string]any{"name": strings.Repeat("Wash ", 14)}, nil, 400, "invalid_argument"},
+		{"a reason for an archive, which takes no body", "DELETE", "/v1/statuses/spare", map[string]any{"reason": "not needed"}, nil, 400, "invalid_argument"},
+		{"a body for a workflow's archive", "POST", "/v1/workflows/" + production + "/archive", map[string]any{"reason": "old"}, nil, 400, "invalid_argument"},
 		{"nothing to change in a status", "PATCH", "/v1/statuses/spare", map[string]any{}, nil, 400, "invalid_argument"},
 		{"only nulls for a trigger", "PATCH", "/v1/triggers/wash_done", map[string]any{"name": nil, "description": nil}, nil, 400, "invalid_argument"},
 		{"nothing to change in a workflow", "PATCH", "/v1/workflows/" + production, map[string]any{"type": nil}, nil, 400, "invalid_argument"},
