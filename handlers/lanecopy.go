@@ -647,7 +647,7 @@ func (p *Processor) putAsideOnce(ctx context.Context, js jetstream.JetStream, m 
 	}
 	dl := nats.NewMsg(eventstore.DeadLetterSubjectFor(tenant, orderID, trigger))
 	dl.Data = m.Data
-	dl.Header.Set(jetstream.MsgIDHeader, "deadletter-"+strconv.FormatUint(m.Sequence, 10)) // as triggerMessage names it
+	dl.Header.Set(jetstream.MsgIDHeader, deadLetterID(m.Sequence))
 	dl.Header.Set(wmnats.WatermillUUIDHdr, pickTriggerID("", m.Header.Get(jetstream.MsgIDHeader), m.Sequence))
 	dl.Header.Set(mdSubject, m.Subject)
 	dl.Header.Set(middleware.ReasonForPoisonedKey, why.Error())

@@ -402,9 +402,9 @@ func triggerMessage(m jetstream.Msg, seq uint64) *message.Message {
 	}
 	switch {
 	case source != 0:
-		md[mdDeadLetterID] = "deadletter-" + strconv.FormatUint(source, 10)
+		md[mdDeadLetterID] = deadLetterID(source)
 	case seq != 0:
-		md[mdDeadLetterID] = "deadletter-lane-" + md[mdStreamSeq]
+		md[mdDeadLetterID] = deadLetterPrefix + "lane-" + md[mdStreamSeq]
 	}
 	wm := message.NewMessage(id, m.Data())
 	wm.Metadata = md

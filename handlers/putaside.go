@@ -25,10 +25,17 @@ type putAside struct {
 	seqs map[uint64]struct{}
 }
 
+// deadLetterPrefix starts a dead letter's Nats-Msg-Id (see mdDeadLetterID).
+const deadLetterPrefix = "deadletter-"
+
+// deadLetterID is the Nats-Msg-Id of the dead letter of the trigger
+// stored at sequence seq of ORDERFLOW_TRIGGERS.
+func deadLetterID(seq uint64) string { return deadLetterPrefix + strconv.FormatUint(seq, 10) }
+
 // deadLetterSeq reads the stored trigger's sequence from a dead letter's
-// Nats-Msg-Id ("deadletter-N", see mdDeadLetterID).
+// Nats-Msg-Id (deadLetterID).
 func deadLetterSeq(msgID string) (uint64, bool) {
-	n, ok := strings.CutPrefix(msgID, "deadletter-")
+	n, ok := strings.CutPrefix(msgID, deadLetterPrefix)
 	if !ok {
 		return 0, false
 	}
