@@ -225,14 +225,7 @@ func TestExportImport(t *testing.T) {
 		}
 	}
 	c.do("POST", "/v1/orders/x-0/triggers", map[string]any{"trigger": "delivered"}) // a rejection
-	dump := filepath.Join(t.TempDir(), "export.jsonl")
-	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
-		t.Fatalf("export: %d %s %s", code, out, errOut)
-	}
-	fresh := t.TempDir()
-	if code, out, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code != 0 || !strings.Contains(out, "imported") {
-		t.Fatalf("import: %d %s %s", code, out, errOut)
-	}
+	dump, fresh := exportImported(t, app)
 	// Importing again into the now full store is refused.
 	if code, _, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code == 0 || !strings.Contains(errOut, "empty store") {
 		t.Fatalf("second import: %d %s", code, errOut)
@@ -275,19 +268,19 @@ func TestExportImport(t *testing.T) {
 	}
 }
 
-// exportImported exports app's store and imports the export into a new
-// data dir, which it returns.
-func exportImported(t *testing.T, app *App) string {
+// exportImported exports app's store to the file dump and imports it into
+// the new data dir fresh.
+func exportImported(t *testing.T, app *App) (dump, fresh string) {
 	t.Helper()
-	dump := filepath.Join(t.TempDir(), "export.jsonl")
+	dump = filepath.Join(t.TempDir(), "export.jsonl")
 	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
 		t.Fatalf("export: %d %s %s", code, out, errOut)
 	}
-	fresh := t.TempDir()
+	fresh = t.TempDir()
 	if code, out, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code != 0 || !strings.Contains(out, "imported") {
 		t.Fatalf("import: %d %s %s", code, out, errOut)
 	}
-	return fresh
+	return dump, fresh
 }
 
 // jetStreamAt connects to a NATS server for the test's duration.
@@ -332,7 +325,7 @@ func TestImportTakesATriggerSentAgainAfterTheWindow(t *testing.T) {
 	send := func() *jetstream.PubAck { return publishTrigger(t, ctx, js, "again-1", "picked_up", "again-t1") }
 	first := send()
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return !send().Duplicate }, "the trigger stored again past the window")
-	fresh := exportImported(t, app)
+	_, fresh := exportImported(t, app)
 	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: fresh, Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +379,7 @@ func TestRestoredStoreKeepsTriggersPutAside(t *testing.T) {
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "early-1", "order_type_id": "wash_fold_delivery"})
 
 	cfg := newTestConfig(t)
-	cfg.DataDir = exportImported(t, app)
+	_, cfg.DataDir = exportImported(t, app)
 	restored := startApp(t, cfg)
 	// A new trigger of the order comes after the imported one in its lane:
 	// once it is answered, the imported one has been read again.
