@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -73,15 +74,33 @@ func (s *putAside) has(msgID string) bool {
 // process put aside and died before acknowledging may be processed again
 // here, as before; it is put aside again (the same dead letter, once)
 // unless its order was placed meanwhile.
+//
+// A read that fails is tried again, every second for up to
+// readPutAsideFor (a cluster electing the stream's leader, a server
+// starting); each try reads the whole stream, which may take longer than
+// a request's deadline.
 func readPutAside(ctx context.Context, st *eventstore.Store) (*putAside, error) {
-	s := &putAside{seqs: map[uint64]struct{}{}}
-	if _, err := st.ReadStream(ctx, eventstore.StreamDeadLetter, func(m eventstore.StoredMsg) error {
-		if ids := m.Header[jetstream.MsgIDHeader]; len(ids) > 0 {
-			s.add(ids[0])
+	giveUp := time.Now().Add(readPutAsideFor)
+	for {
+		s := &putAside{seqs: map[uint64]struct{}{}}
+		_, err := st.ReadStream(ctx, eventstore.StreamDeadLetter, func(m eventstore.StoredMsg) error {
+			if ids := m.Header[jetstream.MsgIDHeader]; len(ids) > 0 {
+				s.add(ids[0])
+			}
+			return nil
+		}, nil)
+		if err == nil {
+			return s, nil
 		}
-		return nil
-	}, nil); err != nil {
-		return nil, fmt.Errorf("read the dead letters: %w", err)
+		if ctx.Err() != nil || time.Now().After(giveUp) {
+			return nil, fmt.Errorf("read the dead letters: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
 	}
-	return s, nil
 }
+
+// readPutAsideFor is how long readPutAside tries.
+const readPutAsideFor = 30 * time.Second
