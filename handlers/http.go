@@ -666,7 +666,7 @@ func pathToken(r *http.Request, name, field string) (string, error) {
 func pathIndex(r *http.Request, name string) (int, error) {
 	v := r.PathValue(name)
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || strconv.Itoa(n) != v { // "01" and "+1" would name step 1 too
 		return 0, fmt.Errorf("%w: %s %q is not a step index (0, 1, 2 …)", errBadRequest, name, v)
 	}
 	return n, nil

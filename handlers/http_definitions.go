@@ -401,7 +401,7 @@ func (api *API) workflowVersion(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := strconv.ParseUint(r.PathValue("v"), 10, 64)
-	if err != nil || v == 0 {
+	if err != nil || v == 0 || strconv.FormatUint(v, 10) != r.PathValue("v") { // "01" would name version 1 too
 		api.fail(w, r, fmt.Errorf("%w: version %q is not 1, 2, 3 …", errBadRequest, r.PathValue("v")))
 		return
 	}
