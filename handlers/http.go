@@ -430,6 +430,9 @@ func decodeOne(body io.Reader, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: unexpected data after the JSON object", errBadRequest)
 	}
+	if got, want, ok := caseOnlyName(b, reflect.TypeOf(v)); ok { // encoding/json took it for want
+		return fmt.Errorf("%w: unknown field %q (names are case-sensitive: %q)", errBadRequest, got, want)
+	}
 	if err := checkJSONText(b); err != nil {
 		return fmt.Errorf("%w: the body %w", errBadRequest, err)
 	}

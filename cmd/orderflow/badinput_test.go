@@ -89,6 +89,7 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"trigger: worker not UTF-8", "POST", "/v1/orders/ok-1/triggers", "{\"trigger\":\"picked_up\",\"worker\":\"caf\xe9\"}", nil, 400, "invalid_argument"},
 		{"trigger: half a surrogate pair", "POST", "/v1/orders/ok-1/triggers", `{"trigger":"picked_up","trigger_id":"t-\ud800"}`, nil, 400, "invalid_argument"},
 		{"trigger: worker with a control character", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "worker": "a\x00b"}, nil, 400, "invalid_argument"},
+		{"trigger: a field name in another case", "POST", "/v1/orders/ok-1/triggers", map[string]any{"Trigger": "picked_up"}, nil, 400, "invalid_argument"},
 		{"trigger: If-Match", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up"}, []string{"If-Match", `"1"`}, 400, "invalid_argument"},
 		{"trigger: actor given twice", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up"}, []string{"X-Orderflow-Actor", "ann", "X-Orderflow-Actor", "bob"}, 400, "invalid_argument"},
 		{"trigger: worker other than the actor header", "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up", "worker": "ann"}, []string{"X-Orderflow-Actor", "bob"}, 400, "invalid_argument"},

@@ -30,6 +30,8 @@ func TestDefinitionsRefuseBadInput(t *testing.T) {
 		{"archived status in steps", "POST", "/v1/workflows/" + intake + "/steps", map[string]any{"status": "retired", "trigger": "picked_up"}, nil, 400, "invalid_argument"},
 		{"unknown trigger in steps", "POST", "/v1/workflows/" + intake + "/steps", map[string]any{"status": "spare", "trigger": "nope"}, nil, 400, "invalid_argument"},
 		{"same status twice", "POST", "/v1/workflows/" + intake + "/steps", map[string]any{"status": "received", "trigger": "picked_up"}, nil, 400, "invalid_argument"},
+		{"a step's field name in another case", "PUT", "/v1/workflows/" + intake + "/steps", map[string]any{"steps": []map[string]any{
+			{"status": "spare", "trigger": "picked_up"}, {"Status": "received", "trigger": "items_tagged"}}}, nil, 400, "invalid_argument"},
 		{"same status twice in PUT", "PUT", "/v1/workflows/" + intake + "/steps", map[string]any{"steps": []map[string]any{
 			{"status": "spare", "trigger": "picked_up"}, {"status": "spare", "trigger": "folded"}}}, nil, 400, "invalid_argument"},
 		{"no steps", "PUT", "/v1/workflows/" + intake + "/steps", map[string]any{"steps": []any{}}, nil, 400, "invalid_argument"},
