@@ -123,6 +123,30 @@ func repeatedTriggerField(b []byte) (string, bool) {
 	return "", false
 }
 
+// answeredBefore reports whether the order's history answers the trigger
+// msg, whose body fails readTrigger's checks, by its id (read as the
+// trigger account reads stored triggers, triggerIDOf) for its key. Such a
+// trigger took effect, or was answered, under the laxer checks of an
+// earlier version: read again (on a store restored by import, whose lanes
+// copy every imported trigger), it is a duplicate, not a dead letter.
+func (p *Processor) answeredBefore(msg *message.Message, tenant, orderID, key string) bool {
+	var bodyID string
+	if body, err := DecodeTriggerBody(msg.Payload); err == nil {
+		bodyID = body.TriggerID
+	}
+	id := pickTriggerID(bodyID, msg.UUID, 0) // UUID: see triggerMessage
+	history, err := p.cmds.Store.Load(msg.Context(), eventstore.Aggregate{Tenant: tenant, Type: domain.AggregateOrder, ID: orderID}, 0)
+	if err != nil {
+		return false // an unsafe token, say: put aside
+	}
+	ev, ok := causedBy(history, id)
+	if !ok {
+		return false
+	}
+	answers, _ := domain.OutcomeTrigger(ev.Type, ev.Data)
+	return answers == key
+}
+
 // readTrigger reads a trigger stored for tenant, order id and trigger key
 // (as its subject spells them) with body b. A trigger that no order could
 // ever take (an unsafe token, a body that cannot be read) is a poison
@@ -629,6 +653,10 @@ func (p *Processor) handle(msg *message.Message) error {
 	}
 	body, err := readTrigger(tenant, orderID, key, msg.Payload)
 	if err != nil {
+		if p.answeredBefore(msg, tenant, orderID, key) {
+			p.count(domain.TriggerResult{Outcome: domain.OutcomeDuplicate})
+			return nil
+		}
 		return err
 	}
 	triggerID := pickTriggerID(body.TriggerID, msg.UUID, 0) // UUID: see triggerMessage

@@ -1065,6 +1065,34 @@ func TestLanesPutAsideSkippedTriggersThatCannotBeProcessed(t *testing.T) {
 	}
 }
 
+// A trigger whose body fails today's checks (a field given twice) but
+// whose id its order answered (it took effect under an earlier version's
+// laxer reading, and a restored store's lanes deliver it again) is a
+// duplicate, not a dead letter.
+func TestTriggerAnsweredBeforeTheChecksIsADuplicate(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-old")
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
+	if _, _, err := f.c.ApplyTrigger(f.ctx, meta, "o-old", WorkedExampleTriggers[0], "old-1", domain.TriggerReport{Worker: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	p := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	defer p.Close()
+	f.triggerWithBody(t, "o-old", WorkedExampleTriggers[0], "old-1-copy", []byte(`{"trigger_id":"old-1","worker":"a","worker":"b"}`))
+	f.trigger(t, "o-old", WorkedExampleTriggers[1], "old-2") // after it in the order's lane
+	f.waitAdvanced(t, "o-old", "old-1", "old-2")
+	if dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10); err != nil || len(dls) != 0 {
+		t.Fatalf("dead letters %+v, %v; want none", dls, err)
+	}
+	// A body that fails the checks, with an id its order has not answered,
+	// is still put aside.
+	f.triggerWithBody(t, "o-old", WorkedExampleTriggers[2], "old-3", []byte(`{"worker":"a","worker":"b"}`))
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		return err == nil && len(dls) == 1 && dls[0].TriggerID == "old-3"
+	}, "the trigger with a field given twice put aside")
+}
+
 // A processor records the copy's change it dealt with; the next one to
 // start judges the lanes against that record, so it neither looks for
 // skipped triggers again nor logs that the lanes are behind.
