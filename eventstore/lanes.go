@@ -165,7 +165,34 @@ type LaneCopy struct {
 	// again only about 12 s later (RestartLaneCopy sets it up at once).
 	SourceMissing bool
 
+	// Lanes is how many lanes the copy partitions triggers into (0: not
+	// known).
+	Lanes int
+
 	respelled bool // the copy carries the respelling (see RestartLaneCopy)
+}
+
+// ErrLanesInUse is EnsureLanes's error when asked for another number of
+// lanes than the lane stream has while it holds triggers, or while a
+// process reads its lanes: partitioned anew, the triggers waiting in
+// lanes past the new number would never be delivered, and one order's
+// triggers would run in two lanes at once.
+var ErrLanesInUse = errors.New("the trigger lanes are in use with another number of lanes")
+
+// partitionCount reads the number of lanes from the lane copy's subject
+// transform ("…{{partition(N,2)}}…"); 0 when there is none.
+func partitionCount(src *jetstream.StreamSource) int {
+	for _, tr := range src.SubjectTransforms {
+		_, rest, ok := strings.Cut(tr.Destination, "{{partition(")
+		if !ok {
+			continue
+		}
+		num, _, _ := strings.Cut(rest, ",")
+		if n, err := strconv.Atoi(strings.TrimSpace(num)); err == nil {
+			return n
+		}
+	}
+	return 0
 }
 
 // NextResume is where the copy's resume point belongs now: just past the
@@ -395,10 +422,50 @@ func laneCopyOf(info *jetstream.StreamInfo) LaneCopy {
 	}
 	for _, src := range info.Config.Sources {
 		if src != nil {
-			lc.ResumeAt, lc.respelled = src.OptStartSeq, respelled(src)
+			lc.ResumeAt, lc.respelled, lc.Lanes = src.OptStartSeq, respelled(src), partitionCount(src)
 		}
 	}
 	return lc
+}
+
+// checkRepartition refuses (ErrLanesInUse) to partition the lanes anew
+// into lanes while the lane stream, partitioned into lc.Lanes, holds
+// triggers or a process reads one of its lanes (a lane consumer with a
+// pull request waiting, triggers handed out, or a client pinned: a
+// process that stopped hard holds its pin for the pin's time to live).
+// An idle, empty lane stream may be partitioned anew: that is how the
+// number is changed.
+func (s *Store) checkRepartition(ctx context.Context, lc LaneCopy, lanes int) error {
+	if lc.Lanes == 0 || lc.Lanes == lanes {
+		return nil
+	}
+	if lc.Waiting > 0 {
+		return fmt.Errorf("%w: %s is partitioned into %d lanes and holds %d triggers not yet processed: start with %d lanes, "+
+			"or let processes with %d lanes process them, stop them all, and then change it", ErrLanesInUse, StreamTriggerLanes, lc.Lanes, lc.Waiting, lc.Lanes, lc.Lanes)
+	}
+	for i := range lc.Lanes {
+		var info *jetstream.ConsumerInfo
+		err := s.Retry(ctx, func(ctx context.Context) error {
+			c, err := s.js.Consumer(ctx, StreamTriggerLanes, LaneConsumer(i))
+			if err == nil {
+				info = c.CachedInfo()
+			}
+			return err
+		})
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		pinned := slices.ContainsFunc(info.PriorityGroups, func(g jetstream.PriorityGroupState) bool { return g.PinnedClientID != "" })
+		if info.NumWaiting > 0 || info.NumAckPending > 0 || pinned {
+			return fmt.Errorf("%w: lane %d of the %d of %s is being read (another process runs with %d lanes): every process must use the same number",
+				ErrLanesInUse, i, lc.Lanes, StreamTriggerLanes, lc.Lanes)
+		}
+	}
+	s.cfg.Logger.Warn("partitioning the trigger lanes anew: no process reads them and they hold nothing", "from", lc.Lanes, "to", lanes)
+	return nil
 }
 
 // EnsureDeadLetters creates or updates the dead-letter stream
@@ -441,6 +508,9 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	})
 	switch {
 	case err == nil:
+		if err := s.checkRepartition(ctx, lc, cfg.Lanes); err != nil {
+			return nil, err
+		}
 		// Where the copy resumes should the server lose its place, kept
 		// and moved up to where the copy stands (unreadable, it is unset
 		// until the trigger processor sets it again, seconds later).

@@ -485,3 +485,83 @@ func TestLaneLeftovers(t *testing.T) {
 		})
 	}
 }
+
+// The lanes are partitioned anew for another number of lanes only when
+// they hold nothing and no process reads them: with triggers waiting, or
+// a process reading a lane, EnsureLanes refuses (ErrLanesInUse), and
+// changes nothing.
+func TestEnsureLanesRefusesAnotherNumberWhileInUse(t *testing.T) {
+	t.Parallel()
+	st, ctx := serverStore(t)
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 4}); err != nil {
+		t.Fatal(err)
+	}
+	js := st.JetStream()
+	lanes, err := js.Stream(ctx, eventstore.StreamTriggerLanes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-lanes", "picked_up"))
+	m.Header.Set(jetstream.MsgIDHeader, "lanes-1")
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		info, err := lanes.Info(ctx)
+		return err == nil && info.State.Msgs == 1
+	}, "the trigger to reach its lane")
+	number := func() int {
+		lc, err := st.LaneCopyState(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lc.Lanes
+	}
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 8}); !errors.Is(err, eventstore.ErrLanesInUse) || number() != 4 {
+		t.Fatalf("another number with a trigger waiting: %v, %d lanes; want ErrLanesInUse and 4", err, number())
+	}
+
+	// The trigger taken out of its lane by a reader that is still there
+	// (pinned to the lane).
+	var lane jetstream.Consumer
+	for i := range 4 {
+		c, err := lanes.Consumer(ctx, eventstore.LaneConsumer(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.CachedInfo().NumPending > 0 {
+			lane = c
+		}
+	}
+	msgs, err := lane.Fetch(1, jetstream.FetchPriorityGroup(eventstore.LaneGroup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range msgs.Messages() {
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		info, err := lanes.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	}, "the lane emptied")
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 8}); !errors.Is(err, eventstore.ErrLanesInUse) || number() != 4 {
+		t.Fatalf("another number with a lane being read: %v, %d lanes; want ErrLanesInUse and 4", err, number())
+	}
+	if err := lanes.UnpinConsumer(ctx, lane.CachedInfo().Name, eventstore.LaneGroup); err != nil {
+		t.Fatal(err)
+	}
+
+	// Empty and unread: partitioned anew.
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 8}); err != nil {
+		t.Fatalf("empty lanes that nothing reads: %v", err)
+	}
+	if n := number(); n != 8 {
+		t.Fatalf("%d lanes, want 8", n)
+	}
+	// The same number again is no change at all.
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 8}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/handlers"
 )
@@ -128,6 +131,31 @@ func TestAppWithNATSURL(t *testing.T) {
 	}
 	if second.server != nil {
 		t.Fatal("an app with --nats-url started an embedded server")
+	}
+}
+
+// A second process started with another --lanes than the running one
+// does not start: partitioned anew, the running process's lanes would
+// split orders' triggers. It says what the lanes are.
+func TestAnotherNumberOfLanesIsRefused(t *testing.T) {
+	t.Parallel()
+	first := startApp(t, newTestConfig(t))
+	cfg := newTestConfig(t)
+	cfg.NATSURL, cfg.DataDir, cfg.Lanes = first.NATSURL(), "", first.Config.Lanes/2
+	app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := app.Run(ctx)
+	if err == nil {
+		app.Close()
+		t.Fatal("a process with another --lanes started")
+	}
+	if !errors.Is(err, eventstore.ErrLanesInUse) || !strings.Contains(err.Error(), fmt.Sprintf("runs with %d lanes", first.Config.Lanes)) {
+		t.Fatalf("start with another --lanes: %v", err)
+	}
+	app.Close()
+	if code, _ := get(t, "http://"+first.HTTPAddr()+"/readyz"); code != http.StatusOK {
+		t.Fatalf("the first process's /readyz = %d", code)
 	}
 }
 
