@@ -71,6 +71,35 @@ const (
 	maxDrain = 5 * time.Second
 )
 
+// ProcessorsHeard reports whether a trigger processor's heartbeat (each
+// sends one every ProcessorConfig.Heartbeat, a second by default) is
+// heard on nc within the given time.
+func ProcessorsHeard(ctx context.Context, nc *nats.Conn, within time.Duration) (bool, error) {
+	heard := make(chan struct{}, 1)
+	sub, err := nc.Subscribe(eventstore.ProcessorsSubject, func(m *nats.Msg) {
+		if strings.HasPrefix(string(m.Data), heartbeatAlive) {
+			select {
+			case heard <- struct{}{}:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return false, err
+	}
+	defer sub.Unsubscribe()
+	t := time.NewTimer(within)
+	defer t.Stop()
+	select {
+	case <-heard:
+		return true, nil
+	case <-t.C:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
 func newMembers(nc *nats.Conn, interval time.Duration) *members {
 	return &members{
 		self: uuid.NewString(), nc: nc, interval: interval,

@@ -110,6 +110,11 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	defer nc.Close()
+	if *natsURL != "" {
+		if err := noProcessors(ctx, nc); err != nil {
+			return err
+		}
+	}
 	st, err := eventstore.Open(ctx, nc, eventstore.Config{Replicas: *replicas, Logger: log})
 	if err != nil {
 		return err
@@ -501,4 +506,24 @@ func pacedLatency(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, wa
 	mu.Lock()
 	defer mu.Unlock()
 	return lat, nil
+}
+
+// processorsHeardWithin is how long bench listens for the heartbeats of
+// trigger processors (one a second each) before it runs its own.
+const processorsHeardWithin = 2500 * time.Millisecond
+
+// noProcessors refuses a cluster that orderflow serves: bench's trigger
+// processor would join its processors on the lanes, process their
+// triggers (with bench's --lanes, --lane-window and version) and take
+// theirs away from them, and the figures would measure both.
+func noProcessors(ctx context.Context, nc *nats.Conn) error {
+	heard, err := handlers.ProcessorsHeard(ctx, nc, processorsHeardWithin)
+	if err != nil {
+		return err
+	}
+	if heard {
+		return errors.New("orderflow serves this cluster (its trigger processors are heard on " + eventstore.ProcessorsSubject +
+			"): bench's processor would share their lanes and process their triggers; run bench against a cluster no orderflow serves")
+	}
+	return nil
 }

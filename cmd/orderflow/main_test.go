@@ -416,6 +416,22 @@ func TestOrderCacheOff(t *testing.T) {
 	}
 }
 
+// orderflow bench does not run against a cluster that orderflow serves:
+// its trigger processor would share the lanes of the processors there,
+// and process their triggers.
+func TestBenchRefusesAServedCluster(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	code, _, errOut := runMain(t, "bench", "--nats-url", app.NATSURL(), "--orders", "10", "--rates", "100", "--duration", "100ms")
+	if code == 0 || !strings.Contains(errOut, "orderflow serves this cluster") {
+		t.Fatalf("bench against a served cluster: %d %s", code, errOut)
+	}
+	lc, err := app.Store().LaneCopyState(ctxFor(t, 10*time.Second))
+	if err != nil || lc.Lanes != app.Config.Lanes {
+		t.Fatalf("the cluster's lanes after bench: %+v, %v", lc, err)
+	}
+}
+
 // orderflow bench runs end to end (small sizes) and prints JSON figures,
 // each orderflow figure with its ratio to a raw baseline.
 func TestBenchCommand(t *testing.T) {
