@@ -34,7 +34,19 @@ func (s *Store) checkpointStore(ctx context.Context) (jetstream.ObjectStore, err
 	defer cancel()
 	var obs jetstream.ObjectStore
 	err := s.Retry(ctx, func(ctx context.Context) error {
-		var err error
+		cur, err := s.js.ObjectStore(ctx, CheckpointBucket)
+		switch {
+		case err == nil:
+			st, err := cur.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if err := checkReplicas(CheckpointBucket, st.Replicas(), s.cfg.Replicas); err != nil {
+				return err
+			}
+		case !errors.Is(err, jetstream.ErrBucketNotFound):
+			return err
+		}
 		obs, err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      CheckpointBucket,
 			Description: "orderflow read-model checkpoints",

@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -42,5 +43,37 @@ func TestLoadSeesAcknowledgedAppendsOnACluster(t *testing.T) {
 	}
 	if stale > 0 {
 		t.Fatalf("%d of 200 loads missed an acknowledged append", stale)
+	}
+}
+
+// A store opened with fewer replicas than the streams have (a process
+// started without --replicas 3 on a cluster) is refused, and the streams
+// keep their replicas: updating them would quietly scale every stream
+// down to one copy. More replicas than they have is a scale-up, and
+// taken.
+func TestFewerReplicasAreRefused(t *testing.T) {
+	t.Parallel()
+	c := eventstoretest.StartCluster(t, 3)
+	eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 1})
+	three := eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := three.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 2}); err != nil {
+		t.Fatal(err)
+	}
+	nc := eventstoretest.Connect(t, c.URLs())
+	_, err := eventstore.Open(ctx, nc, eventstore.Config{Replicas: 1})
+	if !errors.Is(err, eventstore.ErrFewerReplicas) {
+		t.Fatalf("open with 1 replica on streams of 3: %v, want ErrFewerReplicas", err)
+	}
+	for _, name := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers,
+		eventstore.StreamTriggerLanes, eventstore.StreamDeadLetter} {
+		s, err := three.JetStream().Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := s.CachedInfo().Config.Replicas; r != 3 {
+			t.Errorf("%s has %d replicas, want 3", name, r)
+		}
 	}
 }

@@ -99,3 +99,8 @@ func (e *ConcurrencyError) Error() string {
 
 // Is makes errors.Is(err, ErrConcurrency) true.
 func (e *ConcurrencyError) Is(target error) bool { return target == ErrConcurrency }
+
+// ErrFewerReplicas is Open's error (and EnsureLanes's, and the checkpoint
+// bucket's) when a stream exists with more replicas than the store's
+// Config.Replicas: updating it would scale it down.
+var ErrFewerReplicas = errors.New("fewer replicas than the streams have")

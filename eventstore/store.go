@@ -210,7 +210,15 @@ func (s *Store) Close() {
 func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (jetstream.Stream, error) {
 	var st jetstream.Stream
 	err := s.Retry(ctx, func(ctx context.Context) error {
-		var err error
+		cur, err := s.js.Stream(ctx, sc.Name)
+		switch {
+		case err == nil:
+			if err := checkReplicas(sc.Name, cur.CachedInfo().Config.Replicas, sc.Replicas); err != nil {
+				return err
+			}
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return err
+		}
 		st, err = s.js.CreateOrUpdateStream(ctx, sc)
 		return err
 	})
@@ -218,6 +226,18 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 		return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
 	}
 	return st, nil
+}
+
+// checkReplicas refuses (ErrFewerReplicas) to give the stream name, kept
+// on has replicas, fewer: a process started without --replicas 3 on a
+// cluster would otherwise scale every stream down to one copy, and the
+// loss of that node would lose what they hold.
+func checkReplicas(name string, has, want int) error {
+	if want < has {
+		return fmt.Errorf("%w: %s is kept on %d replicas, and this process asks for %d: start it with --replicas %d "+
+			"(scaling a stream down is an operator's step, with the nats CLI)", ErrFewerReplicas, name, has, want, has)
+	}
+	return nil
 }
 
 // Retry runs op (a create-or-update of a stream, consumer or bucket, or a
