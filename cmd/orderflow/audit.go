@@ -27,13 +27,17 @@ import (
 // that no orderflow is running on; an embedded server is started on it).
 type storeFlags struct {
 	natsURL, natsCreds, natsCA, dataDir string
+	replicas                            int // of the streams a command makes (import)
 }
 
-func (f *storeFlags) register(fs *flag.FlagSet) {
+func (f *storeFlags) register(fs *flag.FlagSet, create bool) {
 	fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server or cluster holding orderflow's streams")
 	fs.StringVar(&f.natsCreds, "nats-creds", "", "NATS credentials file (user JWT and seed) for a --nats-url cluster that requires one")
 	fs.StringVar(&f.natsCA, "nats-ca", "", "PEM file of the CAs a tls:// --nats-url server's certificate is checked against; empty: the system's")
 	fs.StringVar(&f.dataDir, "data-dir", "", "read a data directory directly instead (no orderflow may be running on it)")
+	if create {
+		fs.IntVar(&f.replicas, "replicas", 1, "replicas of each stream made (3 on a three-node cluster, as serve's --replicas)")
+	}
 }
 
 // open attaches to the streams; create makes missing streams (import).
@@ -78,7 +82,7 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 	}
 	var st *eventstore.Store
 	if create {
-		st, err = eventstore.Open(ctx, nc, eventstore.Config{})
+		st, err = eventstore.Open(ctx, nc, eventstore.Config{Replicas: f.replicas})
 		if err == nil {
 			st.Close() // no background index needed for an import
 		}
@@ -99,7 +103,7 @@ func storeCommand(ctx context.Context, name string, args []string, stderr io.Wri
 	fs = flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var sf storeFlags
-	sf.register(fs)
+	sf.register(fs, create)
 	if define != nil {
 		define(fs)
 	}

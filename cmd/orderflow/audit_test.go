@@ -399,3 +399,24 @@ func TestRestoredStoreKeepsTriggersPutAside(t *testing.T) {
 		t.Fatalf("verify --triggers on the restored store: %d %s", code, out)
 	}
 }
+
+// import makes its streams with --replicas: into a cluster's streams of
+// three replicas, an import without it is refused before it stores
+// anything (it would have scaled them down to one copy), and with
+// --replicas 3 it goes in.
+func TestImportIntoAClusterTakesReplicas(t *testing.T) {
+	t.Parallel()
+	c := eventstoretest.StartCluster(t, 3)
+	eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 3})
+	app := startApp(t, newTestConfig(t))
+	dump := filepath.Join(t.TempDir(), "export.jsonl")
+	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
+		t.Fatalf("export: %d %s %s", code, out, errOut)
+	}
+	if code, _, errOut := runMain(t, "import", "--nats-url", c.URLs(), "--in", dump); code == 0 || !strings.Contains(errOut, "--replicas 3") {
+		t.Fatalf("import without --replicas into streams of 3: %d %s", code, errOut)
+	}
+	if code, out, errOut := runMain(t, "import", "--nats-url", c.URLs(), "--replicas", "3", "--in", dump); code != 0 || !strings.Contains(out, "imported") {
+		t.Fatalf("import --replicas 3: %d %s %s", code, out, errOut)
+	}
+}
