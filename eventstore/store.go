@@ -983,9 +983,10 @@ func (s *Store) LastSequence(ctx context.Context, stream string) (uint64, error)
 
 // StreamStats is what a stream holds.
 type StreamStats struct {
-	LastSeq  uint64 // the last sequence (0 when empty)
-	Messages uint64 // messages stored
-	Bytes    uint64 // bytes stored, with the server's per-message overhead
+	LastSeq  uint64    // the last sequence (0 when empty)
+	Messages uint64    // messages stored
+	Bytes    uint64    // bytes stored, with the server's per-message overhead
+	Created  time.Time // when the stream was made: another time is another stream of the name
 }
 
 // StreamStats asks the server what a stream holds.
@@ -994,7 +995,16 @@ func (s *Store) StreamStats(ctx context.Context, stream string) (StreamStats, er
 	if err != nil {
 		return StreamStats{}, err
 	}
-	return StreamStats{LastSeq: info.State.LastSeq, Messages: info.State.Msgs, Bytes: info.State.Bytes}, nil
+	return StreamStats{LastSeq: info.State.LastSeq, Messages: info.State.Msgs, Bytes: info.State.Bytes, Created: info.Created}, nil
+}
+
+// StreamCreated is when the stream the store opened was made (zero when
+// it has none of the name), as it stood then.
+func (s *Store) StreamCreated(stream string) time.Time {
+	if st, ok := s.streams[stream]; ok {
+		return st.CachedInfo().Created
+	}
+	return time.Time{}
 }
 
 // Storage is how many bytes of file storage the account's streams use on

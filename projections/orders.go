@@ -320,8 +320,12 @@ func (o *Orders) Board(tenant, workflowID string) []BoardCell {
 
 // snapshot is the model's checkpoint form.
 type snapshot struct {
-	Applied uint64                    `json:"applied"`
-	Tenants map[string]tenantSnapshot `json:"tenants"`
+	Applied uint64 `json:"applied"`
+	// StreamCreated is when ORDERFLOW_ORDERS was made (absent in
+	// checkpoints of earlier versions): a checkpoint of a stream since
+	// deleted and made anew, or of another store's, is not this stream's.
+	StreamCreated time.Time                 `json:"stream_created,omitzero"`
+	Tenants       map[string]tenantSnapshot `json:"tenants"`
 }
 
 type tenantSnapshot struct {
@@ -351,7 +355,7 @@ func (o *Orders) MarshalJSON() ([]byte, error) {
 // order) runs after, so the projector and queries do not wait for it
 // (BenchmarkCheckpoint).
 func (o *Orders) writeCheckpoint(w io.Writer) error {
-	return o.freeze().write(w)
+	return o.freeze().write(w, time.Time{})
 }
 
 // frozen is the model as a checkpoint writes it: its rows, which apply no
@@ -390,8 +394,8 @@ func (o *Orders) freeze() frozen {
 }
 
 // write writes f as the JSON of a snapshot, tenants, rows and stages in
-// order.
-func (f frozen) write(w io.Writer) error {
+// order; a non-zero created is the orders stream's (snapshot.StreamCreated).
+func (f frozen) write(w io.Writer, created time.Time) error {
 	names := make([]string, 0, len(f.tenants))
 	for name, ft := range f.tenants {
 		names = append(names, name)
@@ -406,7 +410,11 @@ func (f frozen) write(w io.Writer) error {
 	}
 	slices.Sort(names) // as encoding/json orders a map's keys
 	bw := bufio.NewWriterSize(w, 128<<10)
-	fmt.Fprintf(bw, `{"applied":%d,"tenants":{`, f.applied)
+	fmt.Fprintf(bw, `{"applied":%d,`, f.applied)
+	if !created.IsZero() {
+		fmt.Fprintf(bw, `"stream_created":%q,`, created.UTC().Format(time.RFC3339Nano))
+	}
+	bw.WriteString(`"tenants":{`)
 	for i, name := range names {
 		ft := f.tenants[name]
 		if i > 0 {
@@ -495,12 +503,17 @@ func (o *Orders) Restore(ctx context.Context, st *eventstore.Store) (uint64, err
 		o.log.Warn("ignoring an unreadable orders checkpoint", "err", err)
 		return 0, nil
 	}
-	last, err := st.LastSequence(ctx, eventstore.StreamOrders)
+	stats, err := st.StreamStats(ctx, eventstore.StreamOrders)
 	if err != nil {
 		return 0, err
 	}
-	if s.Applied > last {
-		o.log.Warn("ignoring an orders checkpoint ahead of the stream", "checkpoint", s.Applied, "stream", last)
+	if !s.StreamCreated.IsZero() && !s.StreamCreated.Equal(stats.Created) {
+		o.log.Warn("ignoring an orders checkpoint of another ORDERFLOW_ORDERS (the stream was made anew since, or the checkpoint is another store's)",
+			"checkpoint_stream_created", s.StreamCreated, "stream_created", stats.Created)
+		return 0, nil
+	}
+	if s.Applied > stats.LastSeq {
+		o.log.Warn("ignoring an orders checkpoint ahead of the stream", "checkpoint", s.Applied, "stream", stats.LastSeq)
 		return 0, nil
 	}
 	o.install(s)
@@ -510,5 +523,6 @@ func (o *Orders) Restore(ctx context.Context, st *eventstore.Store) (uint64, err
 // Checkpoint saves the model with the sequence it reflects, written to
 // the store as it is encoded.
 func (o *Orders) Checkpoint(ctx context.Context, st *eventstore.Store) error {
-	return st.WriteCheckpoint(ctx, CheckpointName, o.writeCheckpoint)
+	created := st.StreamCreated(eventstore.StreamOrders)
+	return st.WriteCheckpoint(ctx, CheckpointName, func(w io.Writer) error { return o.freeze().write(w, created) })
 }

@@ -228,7 +228,7 @@ func TestCheckpointIsTheModelWhenItBegan(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got, want, gotSecond bytes.Buffer
-	if err := f.write(&got); err != nil {
+	if err := f.write(&got, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := then.writeCheckpoint(&want); err != nil {
@@ -237,7 +237,7 @@ func TestCheckpointIsTheModelWhenItBegan(t *testing.T) {
 	if got.String() != want.String() {
 		t.Fatalf("checkpoint begun at 3\n%s\nthe model at 3\n%s", got.String(), want.String())
 	}
-	if err := second.write(&gotSecond); err != nil {
+	if err := second.write(&gotSecond, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	back := NewOrders(nil)

@@ -45,8 +45,9 @@ func storePlaced(t *testing.T, st *eventstore.Store, id string, at time.Time) ev
 }
 
 // Restore takes a checkpoint that fits the stream, and ignores, changing
-// nothing, one it cannot read or one ahead of the stream (from another
-// store): the model is then built from the stream.
+// nothing, one it cannot read, one ahead of the stream (from another
+// store) or one of another stream of the name (deleted and made anew
+// since, with as many events): the model is then built from the stream.
 func TestRestoreChecksTheCheckpoint(t *testing.T) {
 	t.Parallel()
 	st, ctx := testStore(t)
@@ -68,6 +69,21 @@ func TestRestoreChecksTheCheckpoint(t *testing.T) {
 	_ = json.Unmarshal(good, &ahead)
 	ahead["applied"] = 99
 	aheadJSON, _ := json.Marshal(ahead)
+	// The same, as Checkpoint writes it: naming the stream it is of.
+	if err := model.Checkpoint(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	named, ok, err := st.LoadCheckpoint(ctx, CheckpointName)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	var other map[string]any
+	_ = json.Unmarshal(named, &other)
+	if other["stream_created"] == nil {
+		t.Fatalf("a checkpoint without the stream it is of: %.200s", named)
+	}
+	other["stream_created"] = st.StreamCreated(eventstore.StreamOrders).Add(-time.Hour) // a stream of the name made before
+	otherJSON, _ := json.Marshal(other)
 
 	for _, tc := range []struct {
 		name       string
@@ -76,7 +92,9 @@ func TestRestoreChecksTheCheckpoint(t *testing.T) {
 	}{
 		{"unreadable", []byte(`{"applied": 2, "tenants": {"default": {"rows": [{"id": 5}]}}}`), 0},
 		{"ahead of the stream", aheadJSON, 0},
+		{"of another stream of the name", otherJSON, 0},
 		{"fits", good, 2},
+		{"fits, naming its stream", named, 2},
 	} {
 		if err := st.SaveCheckpoint(ctx, CheckpointName, tc.checkpoint); err != nil {
 			t.Fatal(err)
