@@ -79,12 +79,18 @@ func (s *putAside) has(msgID string) bool {
 // readPutAsideFor (a cluster electing the stream's leader, a server
 // starting); each try reads the whole stream, which may take longer than
 // a request's deadline.
+//
+// A dead letter stored before ORDERFLOW_TRIGGERS was made names a trigger
+// of another stream of the name (one deleted and made anew while the
+// dead letters stayed), and is left out: its sequence may be another
+// trigger's now.
 func readPutAside(ctx context.Context, st *eventstore.Store) (*putAside, error) {
 	giveUp := time.Now().Add(readPutAsideFor)
+	triggersMade := st.StreamCreated(eventstore.StreamTriggers)
 	for {
 		s := &putAside{seqs: map[uint64]struct{}{}}
 		_, err := st.ReadStream(ctx, eventstore.StreamDeadLetter, func(m eventstore.StoredMsg) error {
-			if ids := m.Header[jetstream.MsgIDHeader]; len(ids) > 0 {
+			if ids := m.Header[jetstream.MsgIDHeader]; len(ids) > 0 && !m.Time.Before(triggersMade) {
 				s.add(ids[0])
 			}
 			return nil
