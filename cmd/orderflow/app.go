@@ -212,12 +212,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// Loads wait for the store's load index to read what was stored before
 	// the start (eventstore.Store.WaitIndexed); readiness does not, so the
 	// read models answer at once. Logged for operators.
-	go func(started time.Time) {
-		if err := a.store.WaitIndexed(closing); err == nil {
+	go func(st *eventstore.Store, started time.Time) { // st: Close sets a.store to nil, at once when the start fails
+		if err := st.WaitIndexed(closing); err == nil {
 			a.Logger.Info("load index caught up", "took", time.Since(started).Round(time.Millisecond),
-				"from_checkpoint", a.store.IndexRestoredAt(eventstore.StreamOrders))
+				"from_checkpoint", st.IndexRestoredAt(eventstore.StreamOrders))
 		}
-	}(opened)
+	}(a.store, opened)
 	if a.Config.Checkpoints {
 		a.startCheckpoints()
 	}
