@@ -2,9 +2,11 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -29,6 +31,8 @@ func TestPutAsideLeavesOutAnEarlierTriggerStream(t *testing.T) {
 		t.Helper()
 		m := nats.NewMsg(eventstore.DeadLetterSubjectFor("default", "o-1", "picked_up"))
 		m.Header.Set(jetstream.MsgIDHeader, deadLetterID(seq))
+		m.Header.Set(wmnats.WatermillUUIDHdr, fmt.Sprintf("t-%d", seq))                   // the trigger's id
+		m.Header.Set(mdSubject, eventstore.TriggerSubject("default", "o-1", "picked_up")) // as putAsideOnce names it
 		if _, err := js.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}
@@ -45,5 +49,10 @@ func TestPutAsideLeavesOutAnEarlierTriggerStream(t *testing.T) {
 	}
 	if set.has(deadLetterID(1)) || !set.has(deadLetterID(2)) {
 		t.Fatalf("put aside: 1 %v, 2 %v; want only 2 (1 is of the deleted trigger stream)", set.has(deadLetterID(1)), set.has(deadLetterID(2)))
+	}
+	// The trigger account (and the lanes' recovery) leaves it out too.
+	keys, err := deadLetterKeys(ctx, after)
+	if err != nil || len(keys) != 1 || !keys[deadLetterKey("default", "o-1", "picked_up", "t-2")] {
+		t.Fatalf("dead letter keys %v, %v; want the second's only", keys, err)
 	}
 }
