@@ -43,15 +43,7 @@ func TestEnsureLanesReplacesUnpinnedConsumers(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-upgrade", "picked_up"))
-	m.Header.Set(jetstream.MsgIDHeader, "upgrade-1")
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	eventstoretest.Eventually(t, 10*time.Second, func() bool {
-		info, err := lanes.Info(ctx)
-		return err == nil && info.State.Msgs == 1
-	}, "the trigger to reach its lane")
+	triggerInLane(t, ctx, js, lanes, "o-upgrade", "upgrade-1")
 
 	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1, Window: 32}); err != nil {
 		t.Fatal(err)
@@ -501,15 +493,7 @@ func TestEnsureLanesRefusesAnotherNumberWhileInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(eventstore.TriggerSubject("default", "o-lanes", "picked_up"))
-	m.Header.Set(jetstream.MsgIDHeader, "lanes-1")
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	eventstoretest.Eventually(t, 10*time.Second, func() bool {
-		info, err := lanes.Info(ctx)
-		return err == nil && info.State.Msgs == 1
-	}, "the trigger to reach its lane")
+	triggerInLane(t, ctx, js, lanes, "o-lanes", "lanes-1")
 	number := func() int {
 		lc, err := st.LaneCopyState(ctx)
 		if err != nil {
@@ -564,4 +548,19 @@ func TestEnsureLanesRefusesAnotherNumberWhileInUse(t *testing.T) {
 	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 8}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// triggerInLane publishes the order's picked_up trigger with id as its
+// Nats-Msg-Id, and waits until the lane stream (empty before) holds it.
+func triggerInLane(t *testing.T, ctx context.Context, js jetstream.JetStream, lanes jetstream.Stream, order, id string) {
+	t.Helper()
+	m := nats.NewMsg(eventstore.TriggerSubject("default", order, "picked_up"))
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		info, err := lanes.Info(ctx)
+		return err == nil && info.State.Msgs == 1
+	}, "the trigger to reach its lane")
 }
