@@ -156,7 +156,7 @@ func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) err
 			t.stages[k] = st
 		}
 		st.Left++
-		st.Total += at.Sub(row.EnteredAt)
+		st.Total += max(at.Sub(row.EnteredAt), 0) // events decided by processes whose clocks are apart may go back in time
 		if to != nil {
 			row.Position, row.EnteredAt = *to, at
 		}

@@ -85,6 +85,17 @@ func TestOrdersModel(t *testing.T) {
 	if err := o.Apply(orderEvent(seq+1, "ghost", t0, domain.OrderHeld{})); err == nil {
 		t.Fatal("an event before OrderPlaced was accepted")
 	}
+
+	// An order that leaves a stage at a time before it entered it (the
+	// deciding processes' clocks apart) stayed no time there, not a
+	// negative one that lowers the stage's average.
+	seq++ // past the ghost's
+	apply("o-06", t0.Add(-time.Minute), domain.OrderAdvanced{Trigger: "x", TriggerID: "4", From: wfPos(0, "a"), To: wfPos(1, "b")})
+	for _, c := range o.Board("default", "") {
+		if c.Status == "a" && (c.Left != 3 || c.AverageStay != time.Hour) {
+			t.Fatalf("stage a after a stay of -1 min: %+v, want 3 left, an average of (60+120+0)/3 min", c)
+		}
+	}
 }
 
 // Orders placed in any order, between listings or not, list in id order,
