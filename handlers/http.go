@@ -405,8 +405,9 @@ func decodeOne(body io.Reader, v any) error {
 	if bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
 		return fmt.Errorf("%w: the body starts with a byte-order mark (U+FEFF); send JSON without one", errBadRequest)
 	}
-	if name, ok := duplicateName(b); ok {
-		return fmt.Errorf("%w: field %q is given twice", errBadRequest, name)
+	names := scanNames(b, reflect.TypeOf(v)) // one walk of the tokens for both checks
+	if names.dupFound {
+		return fmt.Errorf("%w: field %q is given twice", errBadRequest, names.dup)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -430,66 +431,13 @@ func decodeOne(body io.Reader, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: unexpected data after the JSON object", errBadRequest)
 	}
-	if got, want, ok := caseOnlyName(b, reflect.TypeOf(v)); ok { // encoding/json took it for want
-		return fmt.Errorf("%w: unknown field %q (names are case-sensitive: %q)", errBadRequest, got, want)
+	if names.caseFound { // encoding/json took it for names.want
+		return fmt.Errorf("%w: unknown field %q (names are case-sensitive: %q)", errBadRequest, names.got, names.want)
 	}
 	if err := checkJSONText(b); err != nil {
 		return fmt.Errorf("%w: the body %w", errBadRequest, err)
 	}
 	return nil
-}
-
-// duplicateName finds a member name given twice in one object of the JSON
-// text b (at any depth). encoding/json would keep the last one silently,
-// so a body that says two things would be read as saying one of them.
-// Malformed JSON is left to the decoder to describe.
-func duplicateName(b []byte) (string, bool) {
-	type object struct {
-		names    map[string]bool
-		wantName bool
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	var open []*object // nil for an array
-	valueDone := func() {
-		if n := len(open); n > 0 && open[n-1] != nil {
-			open[n-1].wantName = true
-		}
-	}
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return "", false
-		}
-		top := (*object)(nil)
-		if n := len(open); n > 0 {
-			top = open[n-1]
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{':
-				open = append(open, &object{names: map[string]bool{}, wantName: true})
-			case '[':
-				open = append(open, nil)
-			default: // '}' or ']'
-				open = open[:len(open)-1]
-				valueDone()
-			}
-		case string:
-			if top != nil && top.wantName {
-				folded := foldName(t)
-				if top.names[folded] {
-					return t, true
-				}
-				top.names[folded] = true
-				top.wantName = false
-				continue
-			}
-			valueDone()
-		default:
-			valueDone()
-		}
-	}
 }
 
 // foldName is name as encoding/json matches it to a field: without

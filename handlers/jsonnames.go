@@ -7,21 +7,29 @@ import (
 	"strings"
 )
 
-// caseOnlyName finds a member name of the JSON text b that names a field
-// of t (the type b is decoded into, at any depth) only when case is
-// ignored: encoding/json would take "Trigger" for the field "trigger",
-// while JSON's names, and the contract's, are case-sensitive. It returns
-// the name given and the field's own. Members of maps and of values whose
-// type decodes itself are not looked at; malformed JSON is left to the
-// decoder to describe.
-func caseOnlyName(b []byte, t reflect.Type) (got, want string, found bool) {
+// nameScan is what scanNames found in one walk of a JSON text.
+type nameScan struct {
+	dup      string // the first member name given twice in one object
+	dupFound bool
+	// got is the first member name that names a field only when case is
+	// ignored, and want the field's own name.
+	got, want string
+	caseFound bool
+}
+
+// scanNames walks the JSON text b once, for duplicateName and for
+// caseOnlyName (t: the type b is decoded into; nil: no case check).
+// Malformed JSON is left to the decoder to describe: the walk ends there.
+func scanNames(b []byte, t reflect.Type) nameScan {
 	type frame struct {
 		object   bool
+		names    map[string]bool         // foldName of each name given so far
 		fields   map[string]reflect.Type // exact name → type; nil: names not checked
 		folded   map[string]string       // foldName(name) → exact name
 		wantName bool
 		next     reflect.Type // the type of the value that comes next (nil: not checked)
 	}
+	var found nameScan
 	var stack []*frame
 	valueType := func() reflect.Type {
 		if n := len(stack); n > 0 {
@@ -35,10 +43,10 @@ func caseOnlyName(b []byte, t reflect.Type) (got, want string, found bool) {
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
-	for {
+	for !found.dupFound || !(found.caseFound || t == nil) {
 		tok, err := dec.Token()
 		if err != nil {
-			return "", "", false
+			break
 		}
 		var top *frame
 		if n := len(stack); n > 0 {
@@ -48,7 +56,7 @@ func caseOnlyName(b []byte, t reflect.Type) (got, want string, found bool) {
 		case json.Delim:
 			switch v {
 			case '{':
-				f := &frame{object: true, wantName: true}
+				f := &frame{object: true, names: map[string]bool{}, wantName: true}
 				if st := plain(valueType()); st != nil && st.Kind() == reflect.Struct {
 					f.fields, f.folded = jsonFields(st)
 				}
@@ -66,10 +74,15 @@ func caseOnlyName(b []byte, t reflect.Type) (got, want string, found bool) {
 		case string:
 			if top != nil && top.object && top.wantName {
 				top.wantName, top.next = false, nil
+				folded := foldName(v)
+				if top.names[folded] && !found.dupFound {
+					found.dup, found.dupFound = v, true
+				}
+				top.names[folded] = true
 				if ft, ok := top.fields[v]; ok {
 					top.next = ft
-				} else if exact, ok := top.folded[foldName(v)]; ok {
-					return v, exact, true
+				} else if exact, ok := top.folded[folded]; ok && !found.caseFound {
+					found.got, found.want, found.caseFound = v, exact, true
 				}
 				continue
 			}
@@ -78,6 +91,26 @@ func caseOnlyName(b []byte, t reflect.Type) (got, want string, found bool) {
 			valueDone()
 		}
 	}
+	return found
+}
+
+// duplicateName finds a member name given twice in one object of the JSON
+// text b (at any depth). encoding/json would keep the last one silently,
+// so a body that says two things would be read as saying one of them.
+func duplicateName(b []byte) (string, bool) {
+	s := scanNames(b, nil)
+	return s.dup, s.dupFound
+}
+
+// caseOnlyName finds a member name of the JSON text b that names a field
+// of t (the type b is decoded into, at any depth) only when case is
+// ignored: encoding/json would take "Trigger" for the field "trigger",
+// while JSON's names, and the contract's, are case-sensitive. It returns
+// the name given and the field's own. Members of maps and of values whose
+// type decodes itself are not looked at.
+func caseOnlyName(b []byte, t reflect.Type) (got, want string, found bool) {
+	s := scanNames(b, t)
+	return s.got, s.want, s.caseFound
 }
 
 var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
