@@ -54,12 +54,18 @@ func TestLoadSeesAcknowledgedAppendsOnACluster(t *testing.T) {
 func TestFewerReplicasAreRefused(t *testing.T) {
 	t.Parallel()
 	c := eventstoretest.StartCluster(t, 3)
-	eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 1})
+	one := eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 1})
 	three := eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := three.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 2}); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := three.Claim(ctx, "s", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := one.Claim(ctx, "s", "k", "w"); !errors.Is(err, eventstore.ErrFewerReplicas) {
+		t.Fatalf("a claim from a store of 1 replica on a bucket of 3: %v, want ErrFewerReplicas", err)
 	}
 	nc := eventstoretest.Connect(t, c.URLs())
 	_, err := eventstore.Open(ctx, nc, eventstore.Config{Replicas: 1})
@@ -67,7 +73,7 @@ func TestFewerReplicasAreRefused(t *testing.T) {
 		t.Fatalf("open with 1 replica on streams of 3: %v, want ErrFewerReplicas", err)
 	}
 	for _, name := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers,
-		eventstore.StreamTriggerLanes, eventstore.StreamDeadLetter} {
+		eventstore.StreamTriggerLanes, eventstore.StreamDeadLetter, "KV_" + eventstore.ClaimBucket} {
 		s, err := three.JetStream().Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)

@@ -44,6 +44,7 @@ func runContract(t *testing.T, st *eventstore.Store) {
 	t.Run("UnsafeTokensNeverReachNATS", func(t *testing.T) { testUnsafeTokens(t, st) })
 	t.Run("AggregatesAreIsolated", func(t *testing.T) { testIsolation(t, st) })
 	t.Run("IndexFromCheckpoint", func(t *testing.T) { testIndexCheckpoint(t, st) })
+	t.Run("ClaimsNameOneValue", func(t *testing.T) { testClaims(t, st) })
 }
 
 var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)

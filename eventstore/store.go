@@ -139,6 +139,7 @@ type Store struct {
 	streams map[string]jetstream.Stream
 	indexes map[string]*seqIndex
 	cp      checkpoints
+	claims  claims
 	// batches bounds atomic batches in flight: the server refuses more
 	// than a few dozen at once per stream.
 	batches chan struct{}

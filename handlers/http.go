@@ -118,7 +118,8 @@ var keyedRoutes = func() map[string]keyedRoute {
 		"the key sent with another action or body is 409", maxIdempotencyKey, true}
 	m := map[string]keyedRoute{
 		"POST /v1/orders": {"Makes the request safe to send again: the order's id when the body names none is derived from the key, " +
-			"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409", maxIdempotencyKey, true},
+			"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409; " +
+			"a key names one order for 24 hours: sent for another order id, or with another order type, it is 409", maxIdempotencyKey, true},
 		"POST /v1/orders/{id}/triggers": {"The trigger id when the body gives no trigger_id (the same if it gives one): " +
 			"sent again with it, the trigger takes effect once (the answer's outcome is duplicate); sent with another trigger key, or for another order, 409", domain.MaxTriggerIDLen, false},
 	}

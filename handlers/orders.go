@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"time"
@@ -178,18 +179,63 @@ func (c *Commands) CurrentOrder(ctx context.Context, id string) (OrderSnapshot, 
 // it places nothing and answers the order, Replayed set; otherwise it is
 // a conflict. An order of the id that another request placed (with
 // another key, or none) is a conflict as without a key.
+//
+// A key names one order: the first request with it claims it for its
+// order id (eventstore.Claim, for eventstore.ClaimLifetime), and a request
+// with the key for another id is a conflict that places nothing. A
+// request refused for what it asks (an unknown order type, say) releases
+// the claim it made, since it placed nothing.
 func (c *Commands) PlaceOrder(ctx context.Context, meta Meta, id, orderTypeID, fulfillment string) (OrderSnapshot, error) {
 	if id == "" {
 		id = uuid.Must(uuid.NewV7()).String()
 	}
+	var claim eventstore.Claim
+	if meta.RequestKey != "" {
+		if err := c.orderAddr(id).Validate(); err != nil {
+			return OrderSnapshot{}, err
+		}
+		var err error
+		if claim, err = c.Store.Claim(ctx, orderKeyScope+c.Tenant, meta.RequestKey, id); err != nil {
+			return OrderSnapshot{}, fmt.Errorf("%w: the Idempotency-Key's claim: %w", errUnavailable, err)
+		}
+		if claim.Value != id {
+			return OrderSnapshot{}, keyConflict(fmt.Sprintf(
+				"%q is the key of a request for order %q (a key names one order for %s), so this request for order %q places nothing: "+
+					"send that request again as it was, or this one with a key of its own",
+				meta.RequestKey, claim.Value, eventstore.ClaimLifetime, id))
+		}
+	}
 	view := c.view()
-	return c.orderKeyed(ctx, id, meta, domain.TypeOrderPlaced, func(recorded domain.Event) error {
+	snap, err := c.orderKeyed(ctx, id, meta, domain.TypeOrderPlaced, func(recorded domain.Event) error {
 		if p := recorded.(domain.OrderPlaced); p.OrderTypeID != orderTypeID || fulfillment != "" && !slices.Contains(p.Workflows, fulfillment) {
 			return keyConflict(fmt.Sprintf(
 				"%q placed order %q with order type %q and workflows %v, not as this request asks", meta.RequestKey, id, p.OrderTypeID, p.Workflows))
 		}
 		return nil
 	}, func(o *domain.Order) error { return o.Place(orderTypeID, fulfillment, view, view) })
+	if err != nil && claim.Made && placedNothing(err) {
+		if rerr := c.Store.Release(context.WithoutCancel(ctx), claim); rerr != nil {
+			slog.Warn("an Idempotency-Key stays claimed for an order not placed", "key", meta.RequestKey, "order_id", id, "err", rerr)
+		}
+	}
+	return snap, err
+}
+
+// orderKeyScope is the scope (followed by the tenant) of the claims of
+// POST /v1/orders's Idempotency-Keys.
+const orderKeyScope = "order-key:"
+
+// placedNothing reports whether err, an order command's, refuses what it
+// asks for: nothing was stored. An error that leaves the outcome open (a
+// timeout, a store that did not answer) is not one.
+func placedNothing(err error) bool {
+	for _, kind := range []error{domain.ErrInvalid, domain.ErrNotFound, domain.ErrDuplicate, domain.ErrInUse,
+		domain.ErrArchived, domain.ErrConflict, domain.ErrDefinitionMissing, eventstore.ErrInvalidToken, eventstore.ErrConcurrency} {
+		if errors.Is(err, kind) {
+			return true
+		}
+	}
+	return false
 }
 
 // orderKeySpace is the UUID namespace of the order ids derived from

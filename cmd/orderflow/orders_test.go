@@ -532,6 +532,49 @@ func TestPlaceOrderWithIdempotencyKey(t *testing.T) {
 		}
 	}
 
+	// A key names one order: sent for another id, or for none (an id
+	// derived from the key), it is a conflict that places nothing.
+	for _, body := range []map[string]any{{"id": "o-second", "order_type_id": "wash_fold_delivery"}, place} {
+		p := c.problem(409, "conflict", "POST", "/v1/orders", body, "Idempotency-Key", "k-2")
+		if d, _ := p["detail"].(string); !strings.Contains(d, `"k-2" is the key of a request for order "o-keyed"`) {
+			t.Fatalf("the key of o-keyed for %v: %v", body, p)
+		}
+	}
+	for _, id := range []string{"o-second", handlers.OrderIDForKey("k-2")} {
+		c.problem(404, "not_found", "GET", "/v1/orders/"+id, nil)
+	}
+	// A request refused for what it asks placed nothing: its key may then
+	// place another order.
+	c.problem(400, "invalid_argument", "POST", "/v1/orders", map[string]any{"id": "o-typo", "order_type_id": "wash_fold_deliverry"},
+		"Idempotency-Key", "k-typo")
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-fixed", "order_type_id": "wash_fold_delivery"}, "Idempotency-Key", "k-typo")
+	c.problem(404, "not_found", "GET", "/v1/orders/o-typo", nil)
+	// Clients racing with one key for different ids: one order placed.
+	const racers = 6
+	raced := make([]response, racers)
+	var rg sync.WaitGroup
+	for i := range racers {
+		rg.Go(func() {
+			raced[i] = c.do("POST", "/v1/orders", map[string]any{"id": fmt.Sprintf("o-race-%d", i), "order_type_id": "wash_fold_delivery"},
+				"Idempotency-Key", "k-race-ids")
+		})
+	}
+	rg.Wait()
+	won := 0
+	for i, a := range raced {
+		switch a.Status {
+		case 201:
+			won++
+		case 409:
+			c.problem(404, "not_found", "GET", fmt.Sprintf("/v1/orders/o-race-%d", i), nil)
+		default:
+			t.Fatalf("racing request for o-race-%d: %d %s", i, a.Status, a.Body)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d requests racing with one key for different ids placed an order; want 1", won, racers)
+	}
+
 	// Bad keys are refused and place nothing.
 	for _, k := range []string{`""`, " ", strings.Repeat("k", 256), "clé", `a"b`, `a\b`} {
 		c.problem(400, "invalid_argument", "POST", "/v1/orders", place, "Idempotency-Key", k)

@@ -1,0 +1,155 @@
+package eventstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ClaimBucket is the JetStream key-value bucket that holds claims: which
+// value a name was first given, for ClaimLifetime. A request key, say,
+// names the one thing it made, even when the key is sent again with
+// another body. A claim is a guard, not a fact: no event refers to it,
+// and export leaves the bucket out.
+const ClaimBucket = "ORDERFLOW_CLAIMS"
+
+// ClaimLifetime is how long a claim holds: after it, the name may be
+// claimed anew.
+const ClaimLifetime = 24 * time.Hour
+
+// Claim is the outcome of Store.Claim: the value the name holds, and
+// whether this call gave it (Made), which Release may then undo.
+type Claim struct {
+	Value string
+	Made  bool
+	key   string
+	rev   uint64
+}
+
+// claims opens the bucket once it can; a failure is not kept (see
+// checkpoints).
+type claims struct {
+	mu sync.Mutex
+	kv jetstream.KeyValue
+}
+
+func (s *Store) claimStore(ctx context.Context) (jetstream.KeyValue, error) {
+	s.claims.mu.Lock()
+	defer s.claims.mu.Unlock()
+	if s.claims.kv != nil {
+		return s.claims.kv, nil
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var kv jetstream.KeyValue
+	err := s.Retry(ctx, func(ctx context.Context) error {
+		cur, err := s.js.KeyValue(ctx, ClaimBucket)
+		switch {
+		case err == nil:
+			st, err := cur.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+				if err := checkReplicas(ClaimBucket, bs.StreamInfo().Config.Replicas, s.cfg.Replicas); err != nil {
+					return err
+				}
+			}
+		case !errors.Is(err, jetstream.ErrBucketNotFound):
+			return err
+		}
+		kv, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      ClaimBucket,
+			Description: "orderflow claims: the value a name (a request key) was first given",
+			History:     1,
+			TTL:         ClaimLifetime,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.cfg.Replicas,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim bucket: %w", err)
+	}
+	s.claims.kv = kv
+	return kv, nil
+}
+
+// claimKey is the bucket key of name in scope: a hash, so that any
+// string is a name.
+func claimKey(scope, name string) string {
+	h := sha256.New()
+	h.Write([]byte(scope))
+	h.Write([]byte{0})
+	h.Write([]byte(name))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Claim gives name (in scope) value, unless it holds a value already:
+// the answer is the value it holds, and Made says whether this call gave
+// it. Claims of one name race safely: one of them makes it, and every
+// other answers its value. A claim lasts ClaimLifetime.
+func (s *Store) Claim(ctx context.Context, scope, name, value string) (Claim, error) {
+	kv, err := s.claimStore(ctx)
+	if err != nil {
+		return Claim{}, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	key := claimKey(scope, name)
+	var c Claim
+	err = retryTransient(ctx, 100*time.Millisecond, func() error {
+		for {
+			rev, err := kv.Create(ctx, key, []byte(value))
+			if err == nil {
+				c = Claim{Value: value, Made: true, key: key, rev: rev}
+				return nil
+			}
+			if !errors.Is(err, jetstream.ErrKeyExists) {
+				return err
+			}
+			e, err := kv.Get(ctx, key)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				continue // released or expired in between: claim again
+			}
+			if err != nil {
+				return err
+			}
+			c = Claim{Value: string(e.Value()), key: key, rev: e.Revision()}
+			return nil
+		}
+	})
+	if err != nil {
+		return Claim{}, fmt.Errorf("claim: %w", err)
+	}
+	return c, nil
+}
+
+// Release undoes a claim this process made (c.Made), for a request that
+// was refused and so made nothing: the name may then be claimed anew.
+// A claim given since to another value is left alone.
+func (s *Store) Release(ctx context.Context, c Claim) error {
+	if !c.Made {
+		return nil
+	}
+	kv, err := s.claimStore(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	err = kv.Delete(ctx, c.key, jetstream.LastRevision(c.rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return nil // claimed anew since
+	}
+	if err != nil {
+		return fmt.Errorf("release claim: %w", err)
+	}
+	return nil
+}
