@@ -115,7 +115,7 @@ type keyedRoute struct {
 var keyedRoutes = func() map[string]keyedRoute {
 	action := keyedRoute{"Makes the request safe to send again: the event it records carries the key as its causation id, " +
 		"and a resend (the same action and body) answers the order as it stands (200, Idempotent-Replayed: true) instead of acting again; " +
-		"the key sent with another action or body is 409", maxIdempotencyKey, true}
+		"the key sent with another action or body, or for another order (a key names one order for 24 hours), is 409", maxIdempotencyKey, true}
 	m := map[string]keyedRoute{
 		"POST /v1/orders": {"Makes the request safe to send again: the order's id when the body names none is derived from the key, " +
 			"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409; " +

@@ -81,12 +81,42 @@ func (c *Commands) order(ctx context.Context, id string, meta Meta, decide func(
 // that event is of type typ and match (when given) finds it is what this
 // request asks for, the answer is the order as it stands with Replayed
 // set, else a conflict.
+//
+// A key names one order: the first request with it claims it for the
+// order's id (eventstore.Claim, for eventstore.ClaimLifetime), and a
+// request with the key for another order is a conflict that does
+// nothing. A request refused for what it asks (an unknown order type,
+// say) releases the claim it made, since it stored nothing.
 func (c *Commands) orderKeyed(ctx context.Context, id string, meta Meta, typ string, match func(recorded domain.Event) error, decide func(*domain.Order) error) (OrderSnapshot, error) {
-	view := c.view()
 	addr := c.orderAddr(id)
 	if err := addr.Validate(); err != nil {
 		return OrderSnapshot{}, err
 	}
+	if meta.RequestKey == "" || typ == "" {
+		return c.orderRun(ctx, addr, id, meta, typ, match, decide)
+	}
+	claim, err := c.Store.Claim(ctx, orderKeyScope+c.Tenant, meta.RequestKey, id)
+	if err != nil {
+		return OrderSnapshot{}, fmt.Errorf("%w: the Idempotency-Key's claim: %w", errUnavailable, err)
+	}
+	if claim.Value != id {
+		return OrderSnapshot{}, keyConflict(fmt.Sprintf(
+			"%q is the key of a request for order %q (a key names one order for %s), so this request for order %q does nothing: "+
+				"send that request again as it was, or this one with a key of its own",
+			meta.RequestKey, claim.Value, eventstore.ClaimLifetime, id))
+	}
+	snap, err := c.orderRun(ctx, addr, id, meta, typ, match, decide)
+	if err != nil && claim.Made && storedNothing(err) {
+		if rerr := c.Store.Release(context.WithoutCancel(ctx), claim); rerr != nil {
+			slog.Warn("an Idempotency-Key stays claimed for a request that did nothing", "key", meta.RequestKey, "order_id", id, "err", rerr)
+		}
+	}
+	return snap, err
+}
+
+// orderRun is orderKeyed once the key, if any, is claimed.
+func (c *Commands) orderRun(ctx context.Context, addr eventstore.Aggregate, id string, meta Meta, typ string, match func(recorded domain.Event) error, decide func(*domain.Order) error) (OrderSnapshot, error) {
+	view := c.view()
 	var snap OrderSnapshot
 	replayed := false
 	opts := c.orderRunOpts()
@@ -178,59 +208,33 @@ func (c *Commands) CurrentOrder(ctx context.Context, id string) (OrderSnapshot, 
 // and the fulfillment workflow asked for (if one is) among its workflows,
 // it places nothing and answers the order, Replayed set; otherwise it is
 // a conflict. An order of the id that another request placed (with
-// another key, or none) is a conflict as without a key.
-//
-// A key names one order: the first request with it claims it for its
-// order id (eventstore.Claim, for eventstore.ClaimLifetime), and a request
-// with the key for another id is a conflict that places nothing. A
-// request refused for what it asks (an unknown order type, say) releases
-// the claim it made, since it placed nothing.
+// another key, or none) is a conflict as without a key, and so is the key
+// of a request for another order (see orderKeyed).
 func (c *Commands) PlaceOrder(ctx context.Context, meta Meta, id, orderTypeID, fulfillment string) (OrderSnapshot, error) {
 	if id == "" {
 		id = uuid.Must(uuid.NewV7()).String()
 	}
-	var claim eventstore.Claim
-	if meta.RequestKey != "" {
-		if err := c.orderAddr(id).Validate(); err != nil {
-			return OrderSnapshot{}, err
-		}
-		var err error
-		if claim, err = c.Store.Claim(ctx, orderKeyScope+c.Tenant, meta.RequestKey, id); err != nil {
-			return OrderSnapshot{}, fmt.Errorf("%w: the Idempotency-Key's claim: %w", errUnavailable, err)
-		}
-		if claim.Value != id {
-			return OrderSnapshot{}, keyConflict(fmt.Sprintf(
-				"%q is the key of a request for order %q (a key names one order for %s), so this request for order %q places nothing: "+
-					"send that request again as it was, or this one with a key of its own",
-				meta.RequestKey, claim.Value, eventstore.ClaimLifetime, id))
-		}
-	}
 	view := c.view()
-	snap, err := c.orderKeyed(ctx, id, meta, domain.TypeOrderPlaced, func(recorded domain.Event) error {
+	return c.orderKeyed(ctx, id, meta, domain.TypeOrderPlaced, func(recorded domain.Event) error {
 		if p := recorded.(domain.OrderPlaced); p.OrderTypeID != orderTypeID || fulfillment != "" && !slices.Contains(p.Workflows, fulfillment) {
 			return keyConflict(fmt.Sprintf(
 				"%q placed order %q with order type %q and workflows %v, not as this request asks", meta.RequestKey, id, p.OrderTypeID, p.Workflows))
 		}
 		return nil
 	}, func(o *domain.Order) error { return o.Place(orderTypeID, fulfillment, view, view) })
-	if err != nil && claim.Made && placedNothing(err) {
-		if rerr := c.Store.Release(context.WithoutCancel(ctx), claim); rerr != nil {
-			slog.Warn("an Idempotency-Key stays claimed for an order not placed", "key", meta.RequestKey, "order_id", id, "err", rerr)
-		}
-	}
-	return snap, err
 }
 
 // orderKeyScope is the scope (followed by the tenant) of the claims of
-// POST /v1/orders's Idempotency-Keys.
+// the Idempotency-Keys of order commands.
 const orderKeyScope = "order-key:"
 
-// placedNothing reports whether err, an order command's, refuses what it
+// storedNothing reports whether err, an order command's, refuses what it
 // asks for: nothing was stored. An error that leaves the outcome open (a
 // timeout, a store that did not answer) is not one.
-func placedNothing(err error) bool {
+func storedNothing(err error) bool {
 	for _, kind := range []error{domain.ErrInvalid, domain.ErrNotFound, domain.ErrDuplicate, domain.ErrInUse,
-		domain.ErrArchived, domain.ErrConflict, domain.ErrDefinitionMissing, eventstore.ErrInvalidToken, eventstore.ErrConcurrency} {
+		domain.ErrArchived, domain.ErrConflict, domain.ErrDefinitionMissing, ErrPreconditionFailed, eventstore.ErrInvalidToken,
+		eventstore.ErrConcurrency} {
 		if errors.Is(err, kind) {
 			return true
 		}

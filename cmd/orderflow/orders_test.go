@@ -741,6 +741,19 @@ func TestSupervisorActionsWithIdempotencyKey(t *testing.T) {
 	for _, k := range []string{"", strings.Repeat("k", 256), "clé"} {
 		a.problem(400, "invalid_argument", "POST", o+"/hold", hold, "Idempotency-Key", k)
 	}
+
+	// A key names one order: sent for an action on another, it is a
+	// conflict that records nothing there. A request refused for what it
+	// asks (the 412 above) did nothing, and its key is free again.
+	a.must(201, "POST", "/v1/orders", map[string]any{"id": "sv-2", "order_type_id": "wash_fold_delivery"})
+	p = b.problem(409, "conflict", "POST", "/v1/orders/sv-2/hold", hold, "Idempotency-Key", "k-move")
+	if d, _ := p["detail"].(string); !strings.Contains(d, `"k-move" is the key of a request for order "sv-1"`) {
+		t.Fatalf("the key of sv-1's move sent for a hold of sv-2: %v", p)
+	}
+	if o := a.must(200, "GET", "/v1/orders/sv-2", nil); o["state"] != "active" || o["version"] != float64(1) {
+		t.Fatalf("sv-2 after another order's key: %v", o)
+	}
+	check(a.do("POST", "/v1/orders/sv-2/hold", hold, "Idempotency-Key", "k-hold-2"), false, "on_hold", 2)
 	// The first process answered two holds and a resume as resends.
 	metrics := string(a.do("GET", "/metrics", nil).Body)
 	for _, want := range []string{`orderflow_http_idempotent_replays_total{route="POST /v1/orders/{id}/hold"} 2`,
