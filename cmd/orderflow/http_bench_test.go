@@ -158,3 +158,48 @@ func seededBenchApp(b *testing.B) (*App, context.Context) {
 	}
 	return app, ctx
 }
+
+// BenchmarkHTTPPlaceOrder: POST /v1/orders, one request at a time, each
+// for an order of its own: without an Idempotency-Key, and with one,
+// which the request first claims in ORDERFLOW_CLAIMS. Compare the two
+// sub-benchmarks of one run:
+//
+//	go test -run '^$' -bench HTTPPlaceOrder -benchtime 2000x ./cmd/orderflow/
+func BenchmarkHTTPPlaceOrder(b *testing.B) {
+	app, _ := seededBenchApp(b)
+	base := "http://" + app.HTTPAddr()
+	n := 0 // every order and key new, over every round of each sub-benchmark
+	for _, keyed := range []bool{false, true} {
+		name := map[bool]string{false: "NoKey", true: "Key"}[keyed]
+		b.Run(name, func(b *testing.B) {
+			lat := make([]time.Duration, 0, b.N)
+			for range b.N {
+				n++
+				body := fmt.Sprintf(`{"id":"p-%d","order_type_id":%q}`, n, handlers.WorkedExampleOrderType)
+				req, err := http.NewRequest("POST", base+"/v1/orders", strings.NewReader(body))
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/json")
+				if keyed {
+					req.Header.Set("Idempotency-Key", fmt.Sprintf("bench-key-%d", n))
+				}
+				t := time.Now()
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				lat = append(lat, time.Since(t))
+				if resp.StatusCode != 201 {
+					b.Fatalf("order p-%d: %d %s", n, resp.StatusCode, out)
+				}
+			}
+			b.StopTimer()
+			p50, _, p99 := percentiles(lat)
+			b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
+			b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
+		})
+	}
+}
