@@ -16,50 +16,60 @@ import (
 // model rebuild from the streams, with the same result.
 const CheckpointBucket = "ORDERFLOW_CHECKPOINTS"
 
-// checkpoints opens the bucket once it can: a failure (a cluster still
+// lazyBucket opens a bucket once it can: a failure (a cluster still
 // electing its leaders while the process starts) is not kept, so the next
-// checkpoint tries again instead of failing for the life of the process.
-type checkpoints struct {
-	mu  sync.Mutex
-	obs jetstream.ObjectStore
+// use tries again instead of failing for the life of the process.
+type lazyBucket[T any] struct {
+	mu     sync.Mutex
+	opened T
+	ok     bool
 }
 
-func (s *Store) checkpointStore(ctx context.Context) (jetstream.ObjectStore, error) {
-	s.cp.mu.Lock()
-	defer s.cp.mu.Unlock()
-	if s.cp.obs != nil {
-		return s.cp.obs, nil
+// get returns the bucket, opening it with open (tried again by s.Retry,
+// within the store's timeout) unless it is open.
+func (l *lazyBucket[T]) get(ctx context.Context, s *Store, name string, open func(context.Context) (T, error)) (T, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ok {
+		return l.opened, nil
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	var obs jetstream.ObjectStore
+	var b T
 	err := s.Retry(ctx, func(ctx context.Context) error {
+		var err error
+		b, err = open(ctx)
+		return err
+	})
+	if err != nil {
+		return b, fmt.Errorf("%s: %w", name, err)
+	}
+	l.opened, l.ok = b, true
+	return b, nil
+}
+
+func (s *Store) checkpointStore(ctx context.Context) (jetstream.ObjectStore, error) {
+	return s.cp.get(ctx, s, "checkpoint bucket", func(ctx context.Context) (jetstream.ObjectStore, error) {
 		cur, err := s.js.ObjectStore(ctx, CheckpointBucket)
 		switch {
 		case err == nil:
 			st, err := cur.Status(ctx)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if err := checkReplicas(CheckpointBucket, st.Replicas(), s.cfg.Replicas); err != nil {
-				return err
+				return nil, err
 			}
 		case !errors.Is(err, jetstream.ErrBucketNotFound):
-			return err
+			return nil, err
 		}
-		obs, err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		return s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      CheckpointBucket,
 			Description: "orderflow read-model checkpoints",
 			Storage:     jetstream.FileStorage,
 			Replicas:    s.cfg.Replicas,
 		})
-		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint bucket: %w", err)
-	}
-	s.cp.obs = obs
-	return obs, nil
 }
 
 // SaveCheckpoint stores a read model's checkpoint under name.

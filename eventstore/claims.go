@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,39 +31,24 @@ type Claim struct {
 	rev   uint64
 }
 
-// claims opens the bucket once it can; a failure is not kept (see
-// checkpoints).
-type claims struct {
-	mu sync.Mutex
-	kv jetstream.KeyValue
-}
-
 func (s *Store) claimStore(ctx context.Context) (jetstream.KeyValue, error) {
-	s.claims.mu.Lock()
-	defer s.claims.mu.Unlock()
-	if s.claims.kv != nil {
-		return s.claims.kv, nil
-	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	var kv jetstream.KeyValue
-	err := s.Retry(ctx, func(ctx context.Context) error {
+	return s.claims.get(ctx, s, "claim bucket", func(ctx context.Context) (jetstream.KeyValue, error) {
 		cur, err := s.js.KeyValue(ctx, ClaimBucket)
 		switch {
 		case err == nil:
 			st, err := cur.Status(ctx)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
 				if err := checkReplicas(ClaimBucket, bs.StreamInfo().Config.Replicas, s.cfg.Replicas); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		case !errors.Is(err, jetstream.ErrBucketNotFound):
-			return err
+			return nil, err
 		}
-		kv, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		return s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      ClaimBucket,
 			Description: "orderflow claims: the value a name (a request key) was first given",
 			History:     1,
@@ -72,13 +56,7 @@ func (s *Store) claimStore(ctx context.Context) (jetstream.KeyValue, error) {
 			Storage:     jetstream.FileStorage,
 			Replicas:    s.cfg.Replicas,
 		})
-		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("claim bucket: %w", err)
-	}
-	s.claims.kv = kv
-	return kv, nil
 }
 
 // claimKey is the bucket key of name in scope: a hash, so that any

@@ -138,8 +138,8 @@ type Store struct {
 	js      jetstream.JetStream
 	streams map[string]jetstream.Stream
 	indexes map[string]*seqIndex
-	cp      checkpoints
-	claims  claims
+	cp      lazyBucket[jetstream.ObjectStore]
+	claims  lazyBucket[jetstream.KeyValue]
 	// batches bounds atomic batches in flight: the server refuses more
 	// than a few dozen at once per stream.
 	batches chan struct{}

@@ -36,21 +36,44 @@ func BenchmarkHTTPTrigger(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		body := fmt.Sprintf(`{"trigger":%q}`, handlers.WorkedExampleTriggers[i/orders])
-		t := time.Now()
-		resp, err := http.Post(fmt.Sprintf("%s/v1/orders/h-%d/triggers", base, i%orders), "application/json", strings.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		out, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		lat = append(lat, time.Since(t))
-		if resp.StatusCode != 200 {
-			b.Fatalf("trigger %d: %d %s", i, resp.StatusCode, out)
-		}
+		lat = append(lat, timedRequest(b, "POST", fmt.Sprintf("%s/v1/orders/h-%d/triggers", base, i%orders), body, nil, http.StatusOK))
 	}
 	b.StopTimer()
 	after := app.cmds.OrderCacheStats()
 	b.ReportMetric(float64(after.Loads-before.Loads)/float64(b.N), "loads/trigger")
+	reportLatency(b, lat)
+}
+
+// timedRequest sends a request (body JSON, when not empty) with the
+// headers hdr, and returns how long the answer took; an answer other
+// than want fails b.
+func timedRequest(b *testing.B, method, url, body string, hdr http.Header, want int) time.Duration {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if hdr != nil {
+		req.Header = hdr.Clone()
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	t := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took := time.Since(t)
+	if resp.StatusCode != want {
+		b.Fatalf("%s %s %s: %d %s, want %d", method, url, body, resp.StatusCode, out, want)
+	}
+	return took
+}
+
+// reportLatency reports the p50 and p99 of lat.
+func reportLatency(b *testing.B, lat []time.Duration) {
 	p50, _, p99 := percentiles(lat)
 	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
 	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
@@ -95,22 +118,7 @@ func BenchmarkLongHistory(b *testing.B) {
 				}
 			}
 			call := func(method, url, body string) time.Duration {
-				req, _ := http.NewRequest(method, url, strings.NewReader(body))
-				if body != "" {
-					req.Header.Set("Content-Type", "application/json")
-				}
-				t := time.Now()
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				out, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				took := time.Since(t)
-				if resp.StatusCode != http.StatusOK {
-					b.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, out)
-				}
-				return took
+				return timedRequest(b, method, url, body, nil, http.StatusOK)
 			}
 			var trig, get, sup, page []time.Duration
 			b.ResetTimer()
@@ -176,30 +184,14 @@ func BenchmarkHTTPPlaceOrder(b *testing.B) {
 			for range b.N {
 				n++
 				body := fmt.Sprintf(`{"id":"p-%d","order_type_id":%q}`, n, handlers.WorkedExampleOrderType)
-				req, err := http.NewRequest("POST", base+"/v1/orders", strings.NewReader(body))
-				if err != nil {
-					b.Fatal(err)
-				}
-				req.Header.Set("Content-Type", "application/json")
+				var hdr http.Header
 				if keyed {
-					req.Header.Set("Idempotency-Key", fmt.Sprintf("bench-key-%d", n))
+					hdr = http.Header{"Idempotency-Key": {fmt.Sprintf("bench-key-%d", n)}}
 				}
-				t := time.Now()
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				out, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				lat = append(lat, time.Since(t))
-				if resp.StatusCode != 201 {
-					b.Fatalf("order p-%d: %d %s", n, resp.StatusCode, out)
-				}
+				lat = append(lat, timedRequest(b, "POST", base+"/v1/orders", body, hdr, http.StatusCreated))
 			}
 			b.StopTimer()
-			p50, _, p99 := percentiles(lat)
-			b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
-			b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
+			reportLatency(b, lat)
 		})
 	}
 }
