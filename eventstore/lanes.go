@@ -480,6 +480,7 @@ func (s *Store) EnsureDeadLetters(ctx context.Context) error {
 		Duplicates:  max(s.cfg.DuplicateWindow, deadLetterDuplicates),
 		DenyDelete:  true,
 		DenyPurge:   true,
+		AllowDirect: true, // MessagesOn: a trigger's dead letters
 	})
 	return err
 }

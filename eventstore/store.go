@@ -663,6 +663,52 @@ func (s *Store) SubjectAt(ctx context.Context, stream string, seq uint64) (strin
 	return m.Subject, nil
 }
 
+// MessagesOn returns the messages stored on subject in stream (which
+// allows direct gets) from the time since, oldest first: batched direct
+// gets, for a subject that holds few messages (the dead letters of one
+// order's trigger key, say).
+func (s *Store) MessagesOn(ctx context.Context, stream, subject string, since time.Time) ([]*jetstream.RawStreamMsg, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var out []*jetstream.RawStreamMsg
+	next := uint64(1)
+	for {
+		var page []*jetstream.RawStreamMsg
+		pending := ""
+		err := retryTransient(ctx, 50*time.Millisecond, func() error {
+			page, pending = page[:0], ""
+			msgs, err := jetstreamext.GetBatch(ctx, s.js, stream, s.cfg.LoadBatch,
+				jetstreamext.GetBatchSeq(next), jetstreamext.GetBatchSubject(subject))
+			if err != nil {
+				return err
+			}
+			for m, err := range msgs {
+				if errors.Is(err, jetstreamext.ErrNoMessages) {
+					break
+				}
+				if err != nil {
+					return err
+				}
+				page = append(page, m)
+				pending = m.Header.Get(numPendingHeader)
+			}
+			return ctx.Err() // cut short by ctx, the batch would pass for the last (see loadPage)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s on %s: %w", stream, subject, err)
+		}
+		for _, m := range page {
+			if !m.Time.Before(since) {
+				out = append(out, m)
+			}
+		}
+		if len(page) == 0 || len(page) < s.cfg.LoadBatch && (pending == "" || pending == "0") {
+			return out, nil
+		}
+		next = page[len(page)-1].Sequence + 1
+	}
+}
+
 // findStored looks for events' ids in agg's history after seq. When all
 // are there, in order, it reports their original position as a duplicate
 // (a retry after the duplicate window, or after a lost acknowledgement);

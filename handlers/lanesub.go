@@ -236,16 +236,20 @@ type lane struct {
 	pin    string           // the pin id of this process's latest delivery of the lane, in this period or an earlier one
 	err    error            // why serve returned
 
-	orders     map[string][]*held // order → its held triggers in stream order, the first one running or waiting to retry
-	bySeq      map[uint64]*held
-	gated      bool   // nothing new starts until every pending trigger of the lane is held here
-	confirm    bool   // the last gate poll found the gate could open, counting a redelivered trigger still in the lane
-	lastDel    uint64 // the consumer's delivery sequence of the last delivery received (0: none yet)
-	running    int
-	handedBack int // triggers this period handed back when it ended
-	settled    chan settledTrigger
-	retry      chan *held
-	quit       chan struct{} // closed when serve returns: stops waiters and retry timers
+	orders  map[string][]*held // order → its held triggers in stream order, the first one running or waiting to retry
+	bySeq   map[uint64]*held
+	gated   bool   // nothing new starts until every pending trigger of the lane is held here
+	confirm bool   // the last gate poll found the gate could open, counting a redelivered trigger still in the lane
+	lastDel uint64 // the consumer's delivery sequence of the last delivery received (0: none yet)
+	// deliveredTo is the last lane sequence the consumer had delivered
+	// when this process took the lane over: a trigger up to it comes again
+	// (after a reset, which counts its deliveries from one anew).
+	deliveredTo uint64
+	running     int
+	handedBack  int // triggers this period handed back when it ended
+	settled     chan settledTrigger
+	retry       chan *held
+	quit        chan struct{} // closed when serve returns: stops waiters and retry timers
 }
 
 // held is a trigger the lane has been given and not yet acknowledged.
@@ -253,6 +257,7 @@ type held struct {
 	msg       jetstream.Msg // the latest delivery (acknowledging it settles every earlier one)
 	seq       uint64
 	delivered uint64 // how many times JetStream has delivered it, as of msg
+	again     bool   // delivered before, here or to another reader (see putAsideElsewhere)
 	order     string
 	msgID     string // its Nats-Msg-Id
 	running   bool
@@ -267,6 +272,7 @@ type settledTrigger struct {
 // belongs to another process (changed fires and owns says no).
 func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-chan struct{}) {
 	s := l.s
+	l.deliveredTo = 0
 	if !l.takeOver(ctx, cons) {
 		l.err = errLaneNotTaken
 		return
@@ -378,6 +384,7 @@ func (l *lane) takeOver(ctx context.Context, cons jetstream.Consumer) bool {
 			return true // a live reader has the lane, and hands it over itself (or this process's own pin)
 		}
 	}
+	l.deliveredTo = info.Delivered.Stream
 	l.redeliverOrphans(ctx, info)
 	return true
 }
@@ -620,7 +627,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 		}
 		l.lastDel = del
 		if h, ok := l.bySeq[seq]; ok {
-			h.msg, h.delivered = m, delivered // redelivered while held (a handler ran past AckWait)
+			h.msg, h.delivered, h.again = m, delivered, true // redelivered while held (a handler ran past AckWait)
 			return
 		}
 		source, _ := sourceSequence(m.Headers().Get(streamSourceHeader))
@@ -630,7 +637,8 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 				"trigger_id", m.Headers().Get(jetstream.MsgIDHeader), "delivered", delivered, "gated", l.gated)
 		}
 	}
-	h := &held{msg: m, seq: seq, delivered: delivered, order: orderOf(m.Subject()), msgID: m.Headers().Get(jetstream.MsgIDHeader)}
+	h := &held{msg: m, seq: seq, delivered: delivered, again: delivered > 1 || seq <= l.deliveredTo,
+		order: orderOf(m.Subject()), msgID: m.Headers().Get(jetstream.MsgIDHeader)}
 	l.bySeq[seq] = h
 	q := l.orders[h.order]
 	// Usually last; a trigger redelivered from the previous reader, or
@@ -697,7 +705,7 @@ func (l *lane) dispatch(ctx context.Context, h *held) {
 	if l.s.copies.blocks(h.order, h.seq, h.msgID) {
 		return // started by startHeads when the copy check lifts
 	}
-	wm := triggerMessage(h.msg, h.seq) // the sequence add already read
+	wm := triggerMessage(h.msg, h.seq, h.again) // as add read them
 	mctx, cancel := context.WithCancel(ctx)
 	wm.SetContext(mctx)
 	select {

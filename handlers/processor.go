@@ -391,6 +391,9 @@ func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
 const (
 	mdSubject   = "subject"
 	mdStreamSeq = "stream_seq"
+	// mdRedelivered is set on a trigger the lane delivered before, to this
+	// reader or another (see putAsideElsewhere).
+	mdRedelivered = "redelivered"
 	// mdDeadLetterID becomes the dead letter's Nats-Msg-Id: it names the
 	// stored trigger ("deadletter-<N>", N its ORDERFLOW_TRIGGERS
 	// sequence), so a trigger delivered again (a crash before its
@@ -413,11 +416,14 @@ const (
 // copies a trigger again after a crash, numbers its copies differently:
 // a trigger could then take effect twice, or pass for another one's
 // duplicate).
-func triggerMessage(m jetstream.Msg, seq uint64) *message.Message {
+func triggerMessage(m jetstream.Msg, seq uint64, again bool) *message.Message {
 	h := m.Headers()
 	md := message.Metadata{mdSubject: m.Subject()}
 	if seq != 0 {
 		md[mdStreamSeq] = strconv.FormatUint(seq, 10)
+	}
+	if again {
+		md[mdRedelivered] = "true"
 	}
 	source, _ := sourceSequence(h.Get(streamSourceHeader))
 	id := pickTriggerID("", h.Get(jetstream.MsgIDHeader), source) // the body's trigger_id, if any, wins in handle
@@ -650,6 +656,16 @@ func (p *Processor) handle(msg *message.Message) error {
 	tenant, orderID, key, err := eventstore.ParseLaneSubject(msg.Metadata.Get(mdSubject))
 	if err != nil {
 		return poison("%v", err)
+	}
+	if msg.Metadata.Get(mdRedelivered) != "" {
+		switch aside, err := p.putAsideElsewhere(msg, tenant, orderID, key); {
+		case err != nil:
+			return err // tried again: processed now, a trigger put aside could take effect
+		case aside:
+			p.cfg.Logger.Debug("a trigger another process put aside is not processed again (orderflow deadletters retry sends it again)",
+				"dead_letter", msg.Metadata.Get(mdDeadLetterID))
+			return nil
+		}
 	}
 	body, err := readTrigger(tenant, orderID, key, msg.Payload)
 	if err != nil {

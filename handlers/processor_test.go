@@ -941,7 +941,7 @@ func TestTriggerWithoutIDIsNamedByItsStoredSequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := triggerMessage(m, meta.Sequence.Stream).UUID, fmt.Sprintf("trigger-seq-%d", seqs[1]); meta.Sequence.Stream == seqs[1] || got != want {
+	if got, want := triggerMessage(m, meta.Sequence.Stream, false).UUID, fmt.Sprintf("trigger-seq-%d", seqs[1]); meta.Sequence.Stream == seqs[1] || got != want {
 		t.Fatalf("the copy at sequence %d is named %q, want %q", meta.Sequence.Stream, got, want)
 	}
 }

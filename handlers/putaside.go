@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
@@ -68,12 +69,11 @@ func (s *putAside) has(msgID string) bool {
 
 // readPutAside reads the dead letters stored so far. The processor adds
 // those it stores itself (deadLetters); another process's, stored later,
-// it does not learn of. (Following them on NATS would answer a dead
-// letter published to a subject no stream takes, where the publisher
-// waits for JetStream's "no stream" instead.) So a trigger another
-// process put aside and died before acknowledging may be processed again
-// here, as before; it is put aside again (the same dead letter, once)
-// unless its order was placed meanwhile.
+// it does not follow (following them on NATS would answer a dead letter
+// published to a subject no stream takes, where the publisher waits for
+// JetStream's "no stream" instead), but looks one up when a lane
+// delivers a trigger again (putAsideElsewhere): a trigger another process
+// put aside and died before acknowledging.
 //
 // A read that fails is tried again, every second for up to
 // readPutAsideFor (a cluster electing the stream's leader, a server
@@ -110,3 +110,31 @@ func readPutAside(ctx context.Context, st *eventstore.Store) (*putAside, error) 
 
 // readPutAsideFor is how long readPutAside tries.
 const readPutAsideFor = 30 * time.Second
+
+// putAsideElsewhere reports whether a trigger the lane delivered again
+// (for tenant, order and key) has a dead letter that the set does not
+// hold: one another process stored after this one read the set, before
+// it died or gave the lane up without acknowledging the trigger. The set
+// then takes it. Processed now, the trigger could take effect (its order
+// placed since), and the store would no longer say what happened to it.
+// The look-up reads the dead letters of the order's trigger key, usually
+// none; a redelivery is rare (a process gone, a lane handed over).
+func (p *Processor) putAsideElsewhere(msg *message.Message, tenant, orderID, key string) (bool, error) {
+	id := msg.Metadata.Get(mdDeadLetterID)
+	if _, ok := deadLetterSeq(id); !ok {
+		return false, nil
+	}
+	st := p.cmds.Store
+	dls, err := st.MessagesOn(msg.Context(), eventstore.StreamDeadLetter, eventstore.DeadLetterSubjectFor(tenant, orderID, key),
+		st.StreamCreated(eventstore.StreamTriggers)) // older ones name another stream's triggers (see readPutAside)
+	if err != nil {
+		return false, fmt.Errorf("look up a redelivered trigger's dead letter: %w", err)
+	}
+	for _, m := range dls {
+		if m.Header.Get(jetstream.MsgIDHeader) == id {
+			p.putAside.add(id)
+			return true, nil
+		}
+	}
+	return false, nil
+}

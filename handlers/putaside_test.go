@@ -3,10 +3,12 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -54,5 +56,93 @@ func TestPutAsideLeavesOutAnEarlierTriggerStream(t *testing.T) {
 	keys, err := deadLetterKeys(ctx, after)
 	if err != nil || len(keys) != 1 || !keys[deadLetterKey("default", "o-1", "picked_up", "t-2")] {
 		t.Fatalf("dead letter keys %v, %v; want the second's only", keys, err)
+	}
+}
+
+// A lane delivers again a trigger that another process put aside after
+// this one started (its order unknown then), and that process died, or
+// gave the lane up, before acknowledging it: the trigger is not
+// processed, though its order is placed by now. A trigger delivered again
+// without a dead letter is processed as ever.
+func TestRedeliveredTriggerPutAsideElsewhereIsNotProcessed(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-late")
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 1}, nil)
+	defer p.Close()
+	key := WorkedExampleTriggers[0]
+	dl := nats.NewMsg(eventstore.DeadLetterSubjectFor("default", "o-late", key))
+	dl.Header.Set(jetstream.MsgIDHeader, deadLetterID(41))
+	if _, err := f.js.PublishMsg(f.ctx, dl); err != nil {
+		t.Fatal(err)
+	}
+	redelivered := func(triggerID string, seq uint64) *message.Message {
+		wm := message.NewMessage(triggerID, []byte(`{"worker":"w1"}`))
+		wm.Metadata = message.Metadata{
+			mdSubject:      strings.Replace(eventstore.LaneFilter("default", "o-late", key), ".*.", ".0.", 1),
+			mdDeadLetterID: deadLetterID(seq),
+			mdRedelivered:  "true",
+		}
+		wm.SetContext(f.ctx)
+		return wm
+	}
+	version := func() uint64 {
+		o, _, err := f.c.LoadOrder(f.ctx, "o-late")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Version()
+	}
+	if err := p.handle(redelivered("late-0", 41)); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(); v != 1 || !p.putAside.has(deadLetterID(41)) {
+		t.Fatalf("a trigger put aside elsewhere, delivered again: order at version %d (want 1), in the set %v", v, p.putAside.has(deadLetterID(41)))
+	}
+	if err := p.handle(redelivered("late-1", 42)); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(); v != 2 {
+		t.Fatalf("a trigger with no dead letter, delivered again: order at version %d, want 2", v)
+	}
+}
+
+// A trigger that a process had in hand when it went, unacknowledged,
+// reaches the lane's next reader marked as delivered again, which is what
+// makes that reader look for its dead letter.
+func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-again")
+	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, Logger: quiet}
+	inHand := make(chan struct{})
+	first := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, func(p *Processor) {
+		p.beforeApply = func(msg *message.Message) error {
+			close(inHand)
+			<-msg.Context().Done() // the process goes before applying it
+			return msg.Context().Err()
+		}
+	})
+	f.trigger(t, "o-again", WorkedExampleTriggers[0], "again-0")
+	<-inHand
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 1)
+	next := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, func(p *Processor) {
+		p.beforeApply = func(msg *message.Message) error {
+			select {
+			case seen <- msg.Metadata.Get(mdRedelivered):
+			default:
+			}
+			return nil
+		}
+	})
+	defer next.Close()
+	select {
+	case got := <-seen:
+		if got != "true" {
+			t.Fatalf("the trigger reached the next reader marked %q, want it marked delivered again", got)
+		}
+	case <-f.ctx.Done():
+		t.Fatal("the trigger never reached the next reader")
 	}
 }
