@@ -148,6 +148,11 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 	if d, _ := p["detail"].(string); !strings.Contains(d, "a trigger for another order") || strings.Contains(d, "a-1") {
 		t.Fatalf("another tenant's trigger id: %v", p)
 	}
+	// An Idempotency-Key names one order in its tenant: the same key
+	// places an order in each.
+	for name, id := range map[string]string{"van-7": "o-keyed", "acme-admin": "a-keyed"} {
+		as(name).must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"}, "Idempotency-Key", "shared-key")
+	}
 
 	// The client commands send the token.
 	url := "http://" + app.HTTPAddr()
