@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -50,6 +51,10 @@ type Commands struct {
 	// ReadTimeout bounds the wait for the read model after a write.
 	// Default 5 s.
 	ReadTimeout time.Duration
+
+	// Log is where a command reports what went wrong beside its answer
+	// (nil: slog.Default()).
+	Log *slog.Logger
 
 	// OrderCacheSize is how many orders to keep in memory as they stand,
 	// the most recently used (0: DefaultOrderCacheSize; negative: none).
@@ -399,12 +404,19 @@ func (c *Commands) addr(aggType, id string) eventstore.Aggregate {
 	return eventstore.Aggregate{Tenant: c.Tenant, Type: aggType, ID: id}
 }
 
+func (c *Commands) log() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.Default()
+}
+
 // ForTenant is a copy of c acting for another tenant.
 func (c *Commands) ForTenant(tenant string) *Commands {
 	if tenant == c.Tenant {
 		return c
 	}
-	cp := &Commands{Store: c.Store, Defs: c.Defs, Tenant: tenant, Now: c.Now,
+	cp := &Commands{Store: c.Store, Defs: c.Defs, Tenant: tenant, Now: c.Now, Log: c.Log,
 		MaxAttempts: c.MaxAttempts, ReadTimeout: c.ReadTimeout, orders: c.orderCache()}
 	cp.ordersOnce.Do(func() {})
 	return cp

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strconv"
 	"time"
@@ -108,7 +107,7 @@ func (c *Commands) orderKeyed(ctx context.Context, id string, meta Meta, typ str
 	snap, err := c.orderRun(ctx, addr, id, meta, typ, match, decide)
 	if err != nil && claim.Made && storedNothing(err) {
 		if rerr := c.Store.Release(context.WithoutCancel(ctx), claim); rerr != nil {
-			slog.Warn("an Idempotency-Key stays claimed for a request that did nothing", "key", meta.RequestKey, "order_id", id, "err", rerr)
+			c.log().Warn("an Idempotency-Key stays claimed for a request that did nothing", "key", meta.RequestKey, "order_id", id, "err", rerr)
 		}
 	}
 	return snap, err

@@ -225,7 +225,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if cacheSize == 0 {
 		cacheSize = -1 // none
 	}
-	a.cmds = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant, Now: a.Now, OrderCacheSize: cacheSize}
+	a.cmds = &handlers.Commands{Store: a.store, Defs: a.defs, Tenant: eventstore.DefaultTenant, Now: a.Now, Log: a.Logger, OrderCacheSize: cacheSize}
 	api.Commands = a.cmds
 	api.Orders = a.orders.Load
 	api.Rebuild = a.RebuildProjections
