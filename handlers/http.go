@@ -240,12 +240,16 @@ func (api *API) checkQuery(takes []string, next http.HandlerFunc) http.HandlerFu
 func (api *API) Register(mux *http.ServeMux) {
 	for _, r := range api.routes() {
 		h := r.handler
-		if method, _, _ := strings.Cut(r.pattern, " "); r.body == nil && method != http.MethodGet {
+		method, _, _ := strings.Cut(r.pattern, " ")
+		if r.body == nil && method != http.MethodGet {
 			h = api.takesNoBody(h)
 		}
 		h = api.guard(r.role, api.checkQuery(routeQuery[r.pattern], h))
-		if r.pattern == "GET /v1/events" { // a browser's EventSource cannot send headers
+		switch {
+		case r.pattern == "GET /v1/events": // a browser's EventSource cannot send headers
 			h = tokenFromQuery(h)
+		case method == http.MethodGet:
+			h = conditional(h)
 		}
 		mux.HandleFunc(r.pattern, api.observe(r.pattern, h))
 	}

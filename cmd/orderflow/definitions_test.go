@@ -357,3 +357,43 @@ func TestCreateDefinitionsWithIdempotencyKey(t *testing.T) {
 		t.Fatalf("without a key, a second order type: %d, want %d", got, before+2)
 	}
 }
+
+// A GET whose If-None-Match holds the ETag it would answer with (the
+// version of a definition or an order) is answered 304 Not Modified,
+// without a body; a tag of another version, or a route without an ETag,
+// is answered in full.
+func TestConditionalGet(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "cg-1", "order_type_id": "wash_fold_delivery"})
+
+	for _, path := range []string{"/v1/statuses", "/v1/triggers", "/v1/workflows/laundry_intake", "/v1/workflows/laundry_intake/versions/1",
+		"/v1/order-types/wash_fold_delivery", "/v1/orders/cg-1"} {
+		full := c.do("GET", path, nil)
+		etag := full.Header.Get("ETag")
+		if full.Status != 200 || etag == "" {
+			t.Fatalf("GET %s: %d, ETag %q", path, full.Status, etag)
+		}
+		for _, inm := range []string{etag, "W/" + etag, `"999", ` + etag, "*"} {
+			r := c.do("GET", path, nil, "If-None-Match", inm)
+			if r.Status != 304 || len(r.Body) != 0 || r.Header.Get("ETag") != etag || r.Header.Get("Content-Type") != "" {
+				t.Fatalf("GET %s with If-None-Match %s: %d %v %q, want 304 with the ETag and no body", path, inm, r.Status, r.Header, r.Body)
+			}
+		}
+		if r := c.do("GET", path, nil, "If-None-Match", `"999"`); r.Status != 200 || string(r.Body) != string(full.Body) {
+			t.Fatalf("GET %s with another version's tag: %d %s", path, r.Status, r.Body)
+		}
+	}
+	// The order moves on: its old tag no longer matches.
+	c.must(200, "POST", "/v1/orders/cg-1/triggers", map[string]any{"trigger": "picked_up"})
+	if r := c.do("GET", "/v1/orders/cg-1", nil, "If-None-Match", `"1"`); r.Status != 200 || r.Header.Get("ETag") != `"2"` {
+		t.Fatalf("the order after a trigger, with its old tag: %d %v", r.Status, r.Header)
+	}
+	// No ETag, no 304; nor for an error.
+	if r := c.do("GET", "/v1/orders", nil, "If-None-Match", "*"); r.Status != 200 || len(r.Body) == 0 {
+		t.Fatalf("a list without an ETag, with If-None-Match *: %d", r.Status)
+	}
+	c.problem(404, "not_found", "GET", "/v1/orders/nope", nil, "If-None-Match", "*")
+}

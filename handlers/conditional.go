@@ -1,0 +1,75 @@
+package handlers
+
+import (
+	"net/http"
+	"strings"
+)
+
+// conditional answers a GET with 304 Not Modified, and no body, when the
+// ETag its route sets (the version of a definition or an order) matches
+// the request's If-None-Match: a dashboard or an editor that keeps a
+// definition or an order learns that it is unchanged without reading it
+// again. RFC 9110 13.1.2: a list of entity tags, compared weakly, or "*"
+// for any.
+func conditional(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tags := r.Header.Values("If-None-Match")
+		if len(tags) == 0 {
+			h(w, r)
+			return
+		}
+		h(&conditionalWriter{ResponseWriter: w, tags: tags}, r)
+	}
+}
+
+// conditionalWriter turns a 200 whose ETag matches one of tags into a 304
+// without a body.
+type conditionalWriter struct {
+	http.ResponseWriter
+	tags        []string
+	wrote       bool
+	notModified bool
+}
+
+func (w *conditionalWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.wrote = true
+		if code == http.StatusOK && etagMatches(w.tags, w.Header().Get("ETag")) {
+			w.notModified = true
+			w.Header().Del("Content-Type")
+			w.Header().Del("Content-Length")
+			code = http.StatusNotModified
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *conditionalWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.notModified {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *conditionalWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// etagMatches reports whether etag (as a response carries it) is among
+// the If-None-Match header values, compared weakly (W/ aside).
+func etagMatches(values []string, etag string) bool {
+	if etag == "" {
+		return false
+	}
+	etag = strings.TrimPrefix(etag, "W/")
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			t = strings.TrimSpace(t)
+			if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+				return true
+			}
+		}
+	}
+	return false
+}
