@@ -5,10 +5,22 @@ import (
 	"strings"
 )
 
+// conditionalReads are the reads whose ETag (the version of what they
+// answer) changes whenever their answer does: the libraries, and an
+// order type. A workflow's answer shows the names of its steps' statuses
+// and triggers, and an order's the names of its position, which the
+// libraries change without a new version of the workflow or the order:
+// their ETags are versions for If-Match, not validators of the answer,
+// and a 304 there could hide a renamed status.
+var conditionalReads = map[string]bool{
+	"GET /v1/statuses":         true,
+	"GET /v1/triggers":         true,
+	"GET /v1/order-types/{id}": true,
+}
+
 // conditional answers a GET with 304 Not Modified, and no body, when the
-// ETag its route sets (the version of a definition or an order) matches
-// the request's If-None-Match: a dashboard or an editor that keeps a
-// definition or an order learns that it is unchanged without reading it
+// ETag its route sets matches the request's If-None-Match: an editor that
+// keeps the libraries learns that they are unchanged without reading them
 // again. RFC 9110 13.1.2: a list of entity tags, compared weakly, or "*"
 // for any.
 func conditional(h http.HandlerFunc) http.HandlerFunc {

@@ -248,7 +248,7 @@ func (api *API) Register(mux *http.ServeMux) {
 		switch {
 		case r.pattern == "GET /v1/events": // a browser's EventSource cannot send headers
 			h = tokenFromQuery(h)
-		case method == http.MethodGet:
+		case conditionalReads[r.pattern]:
 			h = conditional(h)
 		}
 		mux.HandleFunc(r.pattern, api.observe(r.pattern, h))

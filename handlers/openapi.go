@@ -56,10 +56,10 @@ func (api *API) OpenAPI() map[string]any {
 					"schema":      map[string]any{"type": "string", "enum": []string{"true"}}}}
 			}
 		}
-		if method == "GET" && strings.HasPrefix(path, "/v1/") && path != "/v1/events" { // see conditional
+		if conditionalReads[method+" "+path] {
 			params = append(params, map[string]any{"name": "If-None-Match", "in": "header", "schema": map[string]any{"type": "string"},
 				"description": "ETags (or *): when one is the ETag this route answers with, 304 Not Modified without a body"})
-			responses["304"] = map[string]any{"description": "Not Modified: the If-None-Match held this answer's ETag (the version of the definition or order)"}
+			responses["304"] = map[string]any{"description": "Not Modified: the If-None-Match held this answer's ETag"}
 		}
 		if len(params) > 0 {
 			op["parameters"] = params
