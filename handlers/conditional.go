@@ -23,8 +23,13 @@ var conditionalReads = map[string]bool{
 // keeps the libraries learns that they are unchanged without reading them
 // again. RFC 9110 13.1.2: a list of entity tags, compared weakly, or "*"
 // for any.
+//
+// The answer varies with Authorization: with API keys, another key may be
+// another tenant's, whose library can be at the same version, so a
+// browser's cache must not answer one with the other's.
 func conditional(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Vary", "Authorization")
 		tags := r.Header.Values("If-None-Match")
 		if len(tags) == 0 {
 			h(w, r)

@@ -374,8 +374,8 @@ func TestConditionalGet(t *testing.T) {
 	for _, path := range []string{"/v1/statuses", "/v1/triggers", "/v1/order-types/wash_fold_delivery"} {
 		full := c.do("GET", path, nil)
 		etag := full.Header.Get("ETag")
-		if full.Status != 200 || etag == "" {
-			t.Fatalf("GET %s: %d, ETag %q", path, full.Status, etag)
+		if full.Status != 200 || etag == "" || full.Header.Get("Vary") != "Authorization" {
+			t.Fatalf("GET %s: %d, ETag %q, Vary %q", path, full.Status, etag, full.Header.Get("Vary"))
 		}
 		for _, inm := range []string{etag, "W/" + etag, `"999", ` + etag, "*"} {
 			r := c.do("GET", path, nil, "If-None-Match", inm)
