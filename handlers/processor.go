@@ -646,6 +646,32 @@ func (p *Processor) waitForRoom() time.Duration {
 	return 0
 }
 
+// storeTrouble reports, once for every trigger in hand, a failure of the
+// event store that they all meet, and marks it reported (the trigger is
+// retried in place, as on any transient failure); another error comes
+// back as it is.
+func (p *Processor) storeTrouble(err error) error {
+	switch {
+	case eventstore.Unavailable(err):
+		// A cluster elects a leader in seconds, and a restarted one's
+		// servers answer for the stream once they have loaded it. One
+		// whose servers ran out of storage stays without a leader, and
+		// every attempt would log.
+		p.report(reportNoLeader, slog.LevelError, "a stream has no leader to take or serve the events of triggers: they are retried (a cluster electing one, or starting; if it lasts, its servers may be out of storage)", err)
+		return fmt.Errorf("%w: %w", errReported, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, eventstore.ErrOutcomeUnknown):
+		// Every trigger in hand meets a store that answers slowly (a
+		// server loading its streams after a start, thousands of triggers
+		// redelivered at once, a cluster node lost with the appends in
+		// flight unacknowledged): one line, not one per attempt. A retry
+		// finds an outcome that was stored after all.
+		p.report(reportSlowStore, slog.LevelWarn, "the event store did not answer in time: triggers are retried, then handed back to their lanes "+
+			"(a server busy after a start, say)", err)
+		return fmt.Errorf("%w: %w", errReported, err)
+	}
+	return err
+}
+
 // handle applies one trigger.
 func (p *Processor) handle(msg *message.Message) error {
 	if p.putAside.has(msg.Metadata.Get(mdDeadLetterID)) {
@@ -660,7 +686,7 @@ func (p *Processor) handle(msg *message.Message) error {
 	if msg.Metadata.Get(mdRedelivered) != "" {
 		switch aside, err := p.putAsideElsewhere(msg, tenant, orderID, key); {
 		case err != nil:
-			return err // tried again: processed now, a trigger put aside could take effect
+			return p.storeTrouble(err) // tried again: processed now, a trigger put aside could take effect
 		case aside:
 			p.cfg.Logger.Debug("a trigger another process put aside is not processed again (orderflow deadletters retry sends it again)",
 				"dead_letter", msg.Metadata.Get(mdDeadLetterID))
@@ -702,24 +728,8 @@ func (p *Processor) handle(msg *message.Message) error {
 	case errors.Is(err, eventstore.ErrStorageFull):
 		p.storageFull(err)
 		return fmt.Errorf("%w: %w", errWaitForRoom, err)
-	case eventstore.Unavailable(err):
-		// Retried in place as any transient failure: a cluster elects a
-		// leader in seconds, and a restarted one's servers answer for the
-		// stream once they have loaded it. One whose servers ran out of
-		// storage stays without a leader, and every attempt would log.
-		p.report(reportNoLeader, slog.LevelError, "a stream has no leader to take or serve the events of triggers: they are retried (a cluster electing one, or starting; if it lasts, its servers may be out of storage)", err)
-		return fmt.Errorf("%w: %w", errReported, err)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, eventstore.ErrOutcomeUnknown):
-		// Every trigger in hand meets a store that answers slowly (a
-		// server loading its streams after a start, thousands of triggers
-		// redelivered at once, a cluster node lost with the appends in
-		// flight unacknowledged): one line, not one per attempt. A retry
-		// finds an outcome that was stored after all.
-		p.report(reportSlowStore, slog.LevelWarn, "the event store did not answer in time: triggers are retried, then handed back to their lanes "+
-			"(a server busy after a start, say)", err)
-		return fmt.Errorf("%w: %w", errReported, err)
 	case err != nil:
-		return err // transient: retried, then handed back to JetStream
+		return p.storeTrouble(err) // transient: retried, then handed back to JetStream
 	}
 	p.count(res)
 	if p.afterApply != nil {
