@@ -663,52 +663,6 @@ func (s *Store) SubjectAt(ctx context.Context, stream string, seq uint64) (strin
 	return m.Subject, nil
 }
 
-// MessagesOn returns the messages stored on subject in stream (which
-// allows direct gets) from the time since, oldest first: batched direct
-// gets, for a subject that holds few messages (the dead letters of one
-// order's trigger key, say).
-func (s *Store) MessagesOn(ctx context.Context, stream, subject string, since time.Time) ([]*jetstream.RawStreamMsg, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	var out []*jetstream.RawStreamMsg
-	next := uint64(1)
-	for {
-		var page []*jetstream.RawStreamMsg
-		pending := ""
-		err := retryTransient(ctx, 50*time.Millisecond, func() error {
-			page, pending = page[:0], ""
-			msgs, err := jetstreamext.GetBatch(ctx, s.js, stream, s.cfg.LoadBatch,
-				jetstreamext.GetBatchSeq(next), jetstreamext.GetBatchSubject(subject))
-			if err != nil {
-				return err
-			}
-			for m, err := range msgs {
-				if errors.Is(err, jetstreamext.ErrNoMessages) {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				page = append(page, m)
-				pending = m.Header.Get(numPendingHeader)
-			}
-			return ctx.Err() // cut short by ctx, the batch would pass for the last (see loadPage)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%s on %s: %w", stream, subject, err)
-		}
-		for _, m := range page {
-			if !m.Time.Before(since) {
-				out = append(out, m)
-			}
-		}
-		if len(page) == 0 || len(page) < s.cfg.LoadBatch && (pending == "" || pending == "0") {
-			return out, nil
-		}
-		next = page[len(page)-1].Sequence + 1
-	}
-}
-
 // findStored looks for events' ids in agg's history after seq. When all
 // are there, in order, it reports their original position as a duplicate
 // (a retry after the duplicate window, or after a lost acknowledgement);
@@ -944,28 +898,63 @@ func (s *Store) fetchSeqs(ctx context.Context, stream string, seqs []uint64) ([]
 // LoadFilter returns the events of stream that match filter, after stream
 // sequence after, oldest first.
 func (s *Store) LoadFilter(ctx context.Context, stream, filter string, after uint64) ([]Event, error) {
+	var out []Event
+	err := s.readFilter(ctx, stream, filter, after+1, func(m *jetstream.RawStreamMsg) error {
+		ev, err := decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data, true)
+		out = append(out, ev)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", filter, err)
+	}
+	return out, nil
+}
+
+// MessagesOn returns the messages stored on subject in stream (which
+// allows direct gets) from the time since, oldest first: for a subject
+// that holds few (the dead letters of one order's trigger key, say).
+func (s *Store) MessagesOn(ctx context.Context, stream, subject string, since time.Time) ([]*jetstream.RawStreamMsg, error) {
+	var out []*jetstream.RawStreamMsg
+	err := s.readFilter(ctx, stream, subject, 1, func(m *jetstream.RawStreamMsg) error {
+		if !m.Time.Before(since) {
+			out = append(out, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s on %s: %w", stream, subject, err)
+	}
+	return out, nil
+}
+
+// readFilter gives fn, oldest first, every message of stream that matches
+// filter from sequence from: batched direct gets of a page (rawPage) at a
+// time, each tried again while it fails for a moment (a stream just
+// created on a cluster has no direct-get responders for a moment). fn
+// sees a page only once it is whole.
+func (s *Store) readFilter(ctx context.Context, stream, filter string, from uint64, fn func(*jetstream.RawStreamMsg) error) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	var out []Event
-	next := after + 1
 	for {
-		var page []Event
+		var page []*jetstream.RawStreamMsg
 		var more bool
-		// A stream just created on a cluster has no direct-get responders
-		// for a moment.
 		err := retryTransient(ctx, 50*time.Millisecond, func() error {
 			var err error
-			page, more, err = s.loadPage(ctx, stream, filter, next)
+			page, more, err = s.rawPage(ctx, stream, filter, from)
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("load %s: %w", filter, err)
+			return err
 		}
-		out = append(out, page...)
+		for _, m := range page {
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
 		if !more || len(page) == 0 {
-			return out, nil
+			return nil
 		}
-		next = page[len(page)-1].Sequence + 1
+		from = page[len(page)-1].Sequence + 1
 	}
 }
 
@@ -973,7 +962,7 @@ func (s *Store) LoadFilter(ctx context.Context, stream, filter string, after uin
 // many messages matching the batch's filter follow it (ADR-31).
 const numPendingHeader = "Nats-Num-Pending"
 
-// loadPage is one batched direct get of up to LoadBatch events matching
+// rawPage is one batched direct get of up to LoadBatch messages matching
 // filter from sequence from; more reports that the server has more of
 // them after the page.
 //
@@ -984,7 +973,7 @@ const numPendingHeader = "Nats-Num-Pending"
 // therefore taken as complete only if ctx is still live after it, and
 // the server's count of matching messages after the page's last one
 // (Nats-Num-Pending) says whether to read on.
-func (s *Store) loadPage(ctx context.Context, stream, filter string, from uint64) (page []Event, more bool, err error) {
+func (s *Store) rawPage(ctx context.Context, stream, filter string, from uint64) (page []*jetstream.RawStreamMsg, more bool, err error) {
 	msgs, err := jetstreamext.GetBatch(ctx, s.js, stream, s.cfg.LoadBatch,
 		jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(filter))
 	if err != nil {
@@ -998,11 +987,7 @@ func (s *Store) loadPage(ctx context.Context, stream, filter string, from uint64
 		if err != nil {
 			return nil, false, err
 		}
-		ev, err := decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data, true)
-		if err != nil {
-			return nil, false, err
-		}
-		page = append(page, ev)
+		page = append(page, m)
 		pending = m.Header.Get(numPendingHeader)
 	}
 	if err := ctx.Err(); err != nil {
