@@ -24,7 +24,7 @@ func (api *API) OpenAPI() map[string]any {
 		"503": map[string]any{"description": "unavailable (a read model, a trigger's outcome or the event store not there in time, a stream without a leader or storage; see Retry-After)", "content": problem},
 	}
 	paths := map[string]map[string]any{}
-	add := func(method, path, summary string, role Role, body any) {
+	add := func(method, path, op, summary string, role Role, body any) {
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
@@ -42,10 +42,12 @@ func (api *API) OpenAPI() map[string]any {
 				responses[k] = v
 			}
 		}
-		op := map[string]any{"summary": summary, "responses": responses}
+		operation := map[string]any{"operationId": op, "summary": summary, "responses": responses}
 		if role != 0 {
-			op["x-orderflow-role"] = role.String()
-			op["security"] = []any{map[string]any{"apiKey": []string{}}}
+			operation["x-orderflow-role"] = role.String()
+			operation["security"] = []any{map[string]any{"apiKey": []string{}}}
+		} else {
+			operation["security"] = []any{} // open, API keys or not
 		}
 		if k, found := keyedRoutes[method+" "+path]; found {
 			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header",
@@ -62,31 +64,32 @@ func (api *API) OpenAPI() map[string]any {
 			responses["304"] = map[string]any{"description": "Not Modified: the If-None-Match held this answer's ETag"}
 		}
 		if len(params) > 0 {
-			op["parameters"] = params
+			operation["parameters"] = params
 		}
 		if body != nil {
-			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"example": body}}}
+			operation["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"example": body}}}
 		}
 		if paths[path] == nil {
 			paths[path] = map[string]any{}
 		}
-		paths[path][strings.ToLower(method)] = op
+		paths[path][strings.ToLower(method)] = operation
 	}
 	for _, r := range api.routes() {
 		method, path, _ := strings.Cut(r.pattern, " ")
-		add(method, path, r.summary, r.role, r.body)
+		add(method, path, r.op, r.summary, r.role, r.body)
 	}
-	add("GET", "/healthz", "The process is alive and needs no restart (503 when only a restart helps: a stream that failed to write its files)", 0, nil)
-	add("GET", "/readyz", "Streams are open and NATS is connected (503 otherwise)", 0, nil)
-	add("GET", "/metrics", "Prometheus text metrics", 0, nil)
-	add("GET", "/openapi.json", "This document", 0, nil)
+	add("GET", "/healthz", "getHealth", "The process is alive and needs no restart (503 when only a restart helps: a stream that failed to write its files)", 0, nil)
+	add("GET", "/readyz", "getReadiness", "Streams are open and NATS is connected (503 otherwise)", 0, nil)
+	add("GET", "/metrics", "getMetrics", "Prometheus text metrics", 0, nil)
+	add("GET", "/openapi.json", "getOpenAPI", "This document", 0, nil)
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{"title": "orderflow", "version": "1",
 			"description": "Event-sourced order progression. Errors are application/problem+json with a machine code. " +
 				"When the server runs with --api-keys, every /v1 route asks for a bearer token whose key has at least the route's " +
 				"x-orderflow-role (reader < worker < supervisor < admin < operator) and acts for the key's tenant; without, every caller is served as the default tenant."},
-		"paths": paths,
+		"servers": []any{map[string]any{"url": "/", "description": "this server"}},
+		"paths":   paths,
 		"components": map[string]any{"securitySchemes": map[string]any{"apiKey": map[string]any{"type": "http", "scheme": "bearer"}}, "schemas": map[string]any{"Problem": map[string]any{
 			"type":     "object",
 			"required": []string{"status", "title", "code"},

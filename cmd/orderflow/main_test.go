@@ -268,6 +268,21 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	if doc["openapi"] != "3.1.0" {
 		t.Fatalf("openapi %v", doc["openapi"])
 	}
+	// Every operation has an operationId of its own, which generated
+	// clients name their calls by.
+	ids := map[string]string{}
+	for p, item := range paths {
+		for method, op := range item.(map[string]any) {
+			id, _ := op.(map[string]any)["operationId"].(string)
+			if id == "" || ids[id] != "" {
+				t.Errorf("%s %s: operationId %q (also %q)", method, p, id, ids[id])
+			}
+			ids[id] = method + " " + p
+		}
+	}
+	if ids["applyTrigger"] != "post /v1/orders/{id}/triggers" || ids["getHealth"] != "get /healthz" {
+		t.Errorf("operationIds %v", ids)
+	}
 	for _, p := range []string{"/v1/orders", "/v1/orders/{id}/triggers", "/v1/orders/{id}/hold", "/v1/orders/{id}/migrate", "/v1/statuses", "/v1/order-types"} {
 		op := paths[p].(map[string]any)["post"].(map[string]any)
 		if params, _ := json.Marshal(op["parameters"]); !strings.Contains(string(params), `"in":"header","name":"Idempotency-Key"`) {
