@@ -36,7 +36,14 @@ func (api *API) OpenAPI() map[string]any {
 		if method == "POST" && strings.Count(path, "/") == 2 && path != "/v1/board" {
 			ok = "201" // creating a resource
 		}
-		responses := map[string]any{ok: map[string]any{"description": "OK", "content": map[string]any{"application/json": map[string]any{}}}}
+		content := "application/json"
+		switch path {
+		case "/v1/events":
+			content = "text/event-stream"
+		case "/metrics":
+			content = "text/plain"
+		}
+		responses := map[string]any{ok: map[string]any{"description": "OK", "content": map[string]any{content: map[string]any{}}}}
 		if strings.HasPrefix(path, "/v1/") {
 			for k, v := range errors {
 				responses[k] = v
