@@ -50,17 +50,7 @@ func (l *lazyBucket[T]) get(ctx context.Context, s *Store, name string, open fun
 
 func (s *Store) checkpointStore(ctx context.Context) (jetstream.ObjectStore, error) {
 	return s.cp.get(ctx, s, "checkpoint bucket", func(ctx context.Context) (jetstream.ObjectStore, error) {
-		cur, err := s.js.ObjectStore(ctx, CheckpointBucket)
-		switch {
-		case err == nil:
-			st, err := cur.Status(ctx)
-			if err != nil {
-				return nil, err
-			}
-			if err := checkReplicas(CheckpointBucket, st.Replicas(), s.cfg.Replicas); err != nil {
-				return nil, err
-			}
-		case !errors.Is(err, jetstream.ErrBucketNotFound):
+		if err := s.keepsReplicas(ctx, "OBJ_"+CheckpointBucket, CheckpointBucket, s.cfg.Replicas); err != nil {
 			return nil, err
 		}
 		return s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{

@@ -33,19 +33,7 @@ type Claim struct {
 
 func (s *Store) claimStore(ctx context.Context) (jetstream.KeyValue, error) {
 	return s.claims.get(ctx, s, "claim bucket", func(ctx context.Context) (jetstream.KeyValue, error) {
-		cur, err := s.js.KeyValue(ctx, ClaimBucket)
-		switch {
-		case err == nil:
-			st, err := cur.Status(ctx)
-			if err != nil {
-				return nil, err
-			}
-			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
-				if err := checkReplicas(ClaimBucket, bs.StreamInfo().Config.Replicas, s.cfg.Replicas); err != nil {
-					return nil, err
-				}
-			}
-		case !errors.Is(err, jetstream.ErrBucketNotFound):
+		if err := s.keepsReplicas(ctx, "KV_"+ClaimBucket, ClaimBucket, s.cfg.Replicas); err != nil {
 			return nil, err
 		}
 		return s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -211,15 +211,10 @@ func (s *Store) Close() {
 func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (jetstream.Stream, error) {
 	var st jetstream.Stream
 	err := s.Retry(ctx, func(ctx context.Context) error {
-		cur, err := s.js.Stream(ctx, sc.Name)
-		switch {
-		case err == nil:
-			if err := checkReplicas(sc.Name, cur.CachedInfo().Config.Replicas, sc.Replicas); err != nil {
-				return err
-			}
-		case !errors.Is(err, jetstream.ErrStreamNotFound):
+		if err := s.keepsReplicas(ctx, sc.Name, sc.Name, sc.Replicas); err != nil {
 			return err
 		}
+		var err error
 		st, err = s.js.CreateOrUpdateStream(ctx, sc)
 		return err
 	})
@@ -227,6 +222,20 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 		return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
 	}
 	return st, nil
+}
+
+// keepsReplicas refuses (checkReplicas) to give stream, if there is one,
+// fewer than the replicas it has; name is what the error calls it (a
+// bucket, for the stream behind one).
+func (s *Store) keepsReplicas(ctx context.Context, stream, name string, want int) error {
+	cur, err := s.js.Stream(ctx, stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	return checkReplicas(name, cur.CachedInfo().Config.Replicas, want)
 }
 
 // checkReplicas refuses (ErrFewerReplicas) to give the stream name, kept
