@@ -176,8 +176,11 @@ type LaneCopy struct {
 // lanes than the lane stream has while it holds triggers, or while a
 // process reads its lanes: partitioned anew, the triggers waiting in
 // lanes past the new number would never be delivered, and one order's
-// triggers would run in two lanes at once.
-var ErrLanesInUse = errors.New("the trigger lanes are in use with another number of lanes")
+// triggers would run in two lanes at once. It is also the error when
+// asked for another AckWait or Window while a process reads a lane: the
+// lane consumers are shared, so the settings are changed only with every
+// process stopped (see checkLaneSettings).
+var ErrLanesInUse = errors.New("the trigger lanes are in use with other settings")
 
 // partitionCount reads the number of lanes from the lane copy's subject
 // transform ("…{{partition(N,2)}}…"); 0 when there is none.
@@ -533,6 +536,9 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	if err := s.EnsureDeadLetters(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.checkLaneSettings(ctx, st, cfg); err != nil {
+		return nil, err
+	}
 	names := make([]string, cfg.Lanes)
 	for i := range cfg.Lanes {
 		names[i] = LaneConsumer(i)
@@ -554,6 +560,52 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 		}
 	}
 	return names, nil
+}
+
+// checkLaneSettings refuses (ErrLanesInUse) to change a lane consumer's
+// AckWait or Window (MaxAckPending) while a process reads the lane (it is
+// pinned, or a pull waits on it), before any lane is changed. The lane
+// consumers are shared by every process, so the last one to start would
+// otherwise set them for all, each process timing its hand-overs and
+// drains by its own flags and its lanes by another's. With nobody reading,
+// the settings change (logged): that is how an operator changes them, all
+// processes stopped. A process killed keeps its lanes pinned for up to
+// AckWait; starting again with other settings is refused until then.
+func (s *Store) checkLaneSettings(ctx context.Context, st jetstream.Stream, cfg LaneConfig) error {
+	warned := false
+	for i := range cfg.Lanes {
+		var info *jetstream.ConsumerInfo
+		err := s.Retry(ctx, func(ctx context.Context) error {
+			c, err := st.Consumer(ctx, LaneConsumer(i))
+			if err == nil {
+				info = c.CachedInfo()
+			}
+			return err
+		})
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("lane consumer %s: %w", LaneConsumer(i), err)
+		}
+		was := info.Config
+		if was.PriorityPolicy != jetstream.PriorityPolicyPinned || (was.AckWait == cfg.AckWait && was.MaxAckPending == cfg.Window) {
+			continue // the same, or from before lanes were pinned (replaced)
+		}
+		pinned := slices.ContainsFunc(info.PriorityGroups, func(g jetstream.PriorityGroupState) bool { return g.PinnedClientID != "" })
+		if pinned || info.NumWaiting > 0 {
+			return fmt.Errorf("%w: lane %d is being read by a process with ack wait %s and a window of %d, asked for %s and %d: "+
+				"every process must use the same --ack-wait and --lane-window; stop them all to change them "+
+				"(a process that was killed holds its lanes for up to its ack wait)",
+				ErrLanesInUse, i, was.AckWait, was.MaxAckPending, cfg.AckWait, cfg.Window)
+		}
+		if !warned {
+			warned = true
+			s.cfg.Logger.Warn("changing the trigger lanes' settings: no process reads them",
+				"ack_wait_from", was.AckWait, "ack_wait_to", cfg.AckWait, "window_from", was.MaxAckPending, "window_to", cfg.Window)
+		}
+	}
+	return nil
 }
 
 // ensureLaneConsumer creates or updates a lane consumer. A consumer from

@@ -552,6 +552,90 @@ func TestEnsureLanesRefusesAnotherNumberWhileInUse(t *testing.T) {
 
 // triggerInLane publishes the order's picked_up trigger with id as its
 // Nats-Msg-Id, and waits until the lane stream (empty before) holds it.
+// The lane consumers are shared by every process: while a process reads a
+// lane, EnsureLanes refuses (ErrLanesInUse) another AckWait or Window and
+// changes no lane; with the same settings it goes ahead, and with nobody
+// reading the settings change.
+func TestEnsureLanesRefusesOtherSettingsWhileRead(t *testing.T) {
+	t.Parallel()
+	st, ctx := serverStore(t)
+	first := eventstore.LaneConfig{Lanes: 2, AckWait: 10 * time.Second, Window: 256}
+	if _, err := st.EnsureLanes(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	js := st.JetStream()
+	lanes, err := js.Stream(ctx, eventstore.StreamTriggerLanes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := func() [][2]any {
+		var got [][2]any
+		for i := range 2 {
+			c, err := lanes.Consumer(ctx, eventstore.LaneConsumer(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, [2]any{c.CachedInfo().Config.AckWait, c.CachedInfo().Config.MaxAckPending})
+		}
+		return got
+	}
+	want := [][2]any{{10 * time.Second, 256}, {10 * time.Second, 256}}
+
+	// A reader takes a trigger from its lane and keeps the pin.
+	triggerInLane(t, ctx, js, lanes, "o-settings", "settings-1")
+	var lane jetstream.Consumer
+	for i := range 2 {
+		c, err := lanes.Consumer(ctx, eventstore.LaneConsumer(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.CachedInfo().NumPending > 0 {
+			lane = c
+		}
+	}
+	msgs, err := lane.Fetch(1, jetstream.FetchPriorityGroup(eventstore.LaneGroup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []jetstream.Msg
+	for m := range msgs.Messages() {
+		held = append(held, m)
+	}
+	if len(held) != 1 {
+		t.Fatalf("fetched %d triggers, want 1", len(held))
+	}
+
+	for _, other := range []eventstore.LaneConfig{
+		{Lanes: 2, AckWait: 30 * time.Second, Window: 256},
+		{Lanes: 2, AckWait: 10 * time.Second, Window: 64},
+	} {
+		_, err := st.EnsureLanes(ctx, other)
+		if !errors.Is(err, eventstore.ErrLanesInUse) || !strings.Contains(err.Error(), "--ack-wait") {
+			t.Fatalf("EnsureLanes(%+v) while a lane is read: %v; want ErrLanesInUse naming the flags", other, err)
+		}
+		if got := settings(); !slices.Equal(got, want) {
+			t.Fatalf("after a refusal the lanes are %v, want %v", got, want)
+		}
+	}
+	if _, err := st.EnsureLanes(ctx, first); err != nil {
+		t.Fatalf("the same settings while a lane is read: %v", err)
+	}
+
+	// The reader acknowledges and lets go: the settings change.
+	if err := held[0].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if err := lanes.UnpinConsumer(ctx, lane.CachedInfo().Name, eventstore.LaneGroup); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 2, AckWait: 30 * time.Second, Window: 64}); err != nil {
+		t.Fatalf("other settings with nobody reading: %v", err)
+	}
+	if got, want := settings(), [][2]any{{30 * time.Second, 64}, {30 * time.Second, 64}}; !slices.Equal(got, want) {
+		t.Fatalf("lanes are %v, want %v", got, want)
+	}
+}
+
 func triggerInLane(t *testing.T, ctx context.Context, js jetstream.JetStream, lanes jetstream.Stream, order, id string) {
 	t.Helper()
 	m := nats.NewMsg(eventstore.TriggerSubject("default", order, "picked_up"))

@@ -136,8 +136,9 @@ func TestAppWithNATSURL(t *testing.T) {
 
 // A second process started with another --lanes than the running one
 // does not start: partitioned anew, the running process's lanes would
-// split orders' triggers. It says what the lanes are.
-func TestAnotherNumberOfLanesIsRefused(t *testing.T) {
+// split orders' triggers. It says what the lanes are. Nor does one with
+// another --ack-wait or --lane-window: the lane consumers are shared.
+func TestOtherLaneSettingsAreRefused(t *testing.T) {
 	t.Parallel()
 	first := startApp(t, newTestConfig(t))
 	cfg := newTestConfig(t)
@@ -154,6 +155,33 @@ func TestAnotherNumberOfLanesIsRefused(t *testing.T) {
 		t.Fatalf("start with another --lanes: %v", err)
 	}
 	app.Close()
+
+	// Another --ack-wait or --lane-window is refused while the first
+	// process reads the lanes.
+	js := first.Store().JetStream()
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		for i := range first.Config.Lanes {
+			c, err := js.Consumer(ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(i))
+			if err != nil || c.CachedInfo().NumWaiting == 0 {
+				return false
+			}
+		}
+		return true
+	}, "the first process reading every lane")
+	for _, change := range []func(*Config){
+		func(c *Config) { c.AckWait *= 2 },
+		func(c *Config) { c.LaneWindow /= 2 },
+	} {
+		cfg := newTestConfig(t)
+		cfg.NATSURL, cfg.DataDir = first.NATSURL(), ""
+		change(&cfg)
+		app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		err := app.Run(ctx)
+		app.Close()
+		if !errors.Is(err, eventstore.ErrLanesInUse) || !strings.Contains(err.Error(), "--lane-window") {
+			t.Fatalf("start with --ack-wait %s --lane-window %d: %v", cfg.AckWait, cfg.LaneWindow, err)
+		}
+	}
 	if code, _ := get(t, "http://"+first.HTTPAddr()+"/readyz"); code != http.StatusOK {
 		t.Fatalf("the first process's /readyz = %d", code)
 	}
