@@ -32,7 +32,7 @@ func FuzzDecodeBody(f *testing.F) {
 		func() any { return &workflowBody{} }, func() any { return &workflowPatch{} },
 		func() any { return &stepsBody{} }, func() any { return &stepBody{} }, func() any { return &moveBody{} },
 		func() any { return &orderTypeBody{} }, func() any { return &orderTypePatch{} },
-		func() any { return &placeBody{} }, func() any { return &triggerRequest{} }, func() any { return &superviseBody{} },
+		func() any { return &placeBody{} }, func() any { return &triggerRequest{} }, func() any { return &moveOrderBody{} }, func() any { return &migrateOrderBody{} },
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, mk := range targets {

@@ -21,29 +21,47 @@ import (
 	"github.com/orderflow/orderflow/projections"
 )
 
-// The supervisor actions.
-type superviseFunc func(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error)
+// The supervisor actions, each with the body it takes: hold, resume and
+// cancel {"reason"}, move {"workflow_id", "step", "reason"}, migrate
+// {"workflow_id", "to_version", "reason"}. A field of another action's
+// body is unknown (400), not dropped.
 
-func holdOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error) {
+type reasonBody struct {
+	Reason string `json:"reason"`
+}
+
+type moveOrderBody struct {
+	WorkflowID *string `json:"workflow_id" openapi:"required"`
+	Step       *int    `json:"step" openapi:"required"`
+	Reason     string  `json:"reason"`
+}
+
+type migrateOrderBody struct {
+	WorkflowID *string `json:"workflow_id" openapi:"required"`
+	ToVersion  *uint64 `json:"to_version" openapi:"required"`
+	Reason     string  `json:"reason"`
+}
+
+func holdOrder(c *Commands, ctx context.Context, m Meta, id string, b reasonBody) (OrderSnapshot, error) {
 	return c.HoldOrder(ctx, m, id, b.Reason)
 }
 
-func resumeOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error) {
+func resumeOrder(c *Commands, ctx context.Context, m Meta, id string, b reasonBody) (OrderSnapshot, error) {
 	return c.ResumeOrder(ctx, m, id, b.Reason)
 }
 
-func cancelOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error) {
+func cancelOrder(c *Commands, ctx context.Context, m Meta, id string, b reasonBody) (OrderSnapshot, error) {
 	return c.CancelOrder(ctx, m, id, b.Reason)
 }
 
-func moveOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error) {
+func moveOrder(c *Commands, ctx context.Context, m Meta, id string, b moveOrderBody) (OrderSnapshot, error) {
 	if b.WorkflowID == nil || b.Step == nil {
 		return OrderSnapshot{}, &domain.FieldError{Field: "workflow_id, step", Reason: "both are required"}
 	}
 	return c.MoveOrder(ctx, m, id, *b.WorkflowID, *b.Step, b.Reason)
 }
 
-func migrateOrder(c *Commands, ctx context.Context, m Meta, id string, b superviseBody) (OrderSnapshot, error) {
+func migrateOrder(c *Commands, ctx context.Context, m Meta, id string, b migrateOrderBody) (OrderSnapshot, error) {
 	if b.WorkflowID == nil || b.ToVersion == nil {
 		return OrderSnapshot{}, &domain.FieldError{Field: "workflow_id, to_version", Reason: "both are required"}
 	}
@@ -288,16 +306,11 @@ func (api *API) orderHistory(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-type superviseBody struct {
-	Reason     string  `json:"reason"`
-	WorkflowID *string `json:"workflow_id"`
-	Step       *int    `json:"step"`
-	ToVersion  *uint64 `json:"to_version"`
-}
-
-func (api *API) supervise(do superviseFunc) http.HandlerFunc {
+// supervise serves a supervisor action that reads a body B (none sent
+// is B's zero value).
+func supervise[B any](api *API, do func(c *Commands, ctx context.Context, m Meta, id string, b B) (OrderSnapshot, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var b superviseBody
+		var b B
 		id, err := pathToken(r, "id", "order id")
 		m, merr := meta(r)
 		err = errors.Join(err, merr)
