@@ -159,10 +159,13 @@ func TestPagingWhileOrdersChange(t *testing.T) {
 	}
 	meta := handlers.Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "test"}}
 	const orders = 150
+	var placed uint64 // the last placing's stream sequence: the list waits for the read model to reach it
 	for i := range orders {
-		if _, err := app.cmds.PlaceOrder(ctx, meta, fmt.Sprintf("p-%03d", i), handlers.WorkedExampleOrderType, ""); err != nil {
+		o, err := app.cmds.PlaceOrder(ctx, meta, fmt.Sprintf("p-%03d", i), handlers.WorkedExampleOrderType, "")
+		if err != nil {
 			t.Fatal(err)
 		}
+		placed = o.Sequence
 	}
 	c := newClient(t, app)
 	stop := make(chan struct{})
@@ -183,7 +186,7 @@ func TestPagingWhileOrdersChange(t *testing.T) {
 		}
 	})
 	seen := map[string]int{}
-	for _, it := range listAll(t, c, nil, 7) {
+	for _, it := range listAll(t, c, url.Values{"min_seq": {fmt.Sprint(placed)}}, 7) {
 		seen[it["id"].(string)]++
 	}
 	close(stop)
