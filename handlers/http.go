@@ -97,7 +97,8 @@ type route struct {
 	op      string // its OpenAPI operationId, which generated clients name their calls by: part of the contract
 	role    Role   // the least role an API key needs for it
 	summary string
-	body    any // an example request body, nil when none
+	body    any // an example request body of the type the route reads, nil when none
+	answer  any // a value of the type the route answers with (its schema), nil when none is documented
 	handler http.HandlerFunc
 }
 
@@ -140,56 +141,57 @@ var keyedRoutes = func() map[string]keyedRoute {
 func (api *API) routes() []route {
 	str := func(s string) *string { return &s }
 	num := func(n int) *int { return &n }
-	step := map[string]any{"status": "washing", "trigger": "wash_done"}
+	steps := []domain.Step{{Status: "washing", Trigger: "wash_done"}}
+	five := uint64(5)
 	return []route{
-		{"GET /v1/statuses", "listStatuses", RoleReader, "List the status library (ETag: the library's version)", nil, api.listStatuses},
-		{"POST /v1/statuses", "addStatus", RoleAdmin, "Add a status (a missing key is derived from the name)", statusBody{Name: "Washing", Category: &domain.CategoryInProgress}, api.addStatus},
-		{"PATCH /v1/statuses/{key}", "updateStatus", RoleAdmin, "Rename or recategorize a status", statusPatch{Name: str("Wash")}, api.updateStatus},
-		{"DELETE /v1/statuses/{key}", "archiveStatus", RoleAdmin, "Archive a status (refused while a live workflow uses it)", nil, api.archiveStatus},
+		{"GET /v1/statuses", "listStatuses", RoleReader, "List the status library (ETag: the library's version)", nil, list[domain.Status]{}, api.listStatuses},
+		{"POST /v1/statuses", "addStatus", RoleAdmin, "Add a status (a missing key is derived from the name)", statusBody{Name: "Washing", Category: &domain.CategoryInProgress}, domain.Status{}, api.addStatus},
+		{"PATCH /v1/statuses/{key}", "updateStatus", RoleAdmin, "Rename or recategorize a status", statusPatch{Name: str("Wash")}, domain.Status{}, api.updateStatus},
+		{"DELETE /v1/statuses/{key}", "archiveStatus", RoleAdmin, "Archive a status (refused while a live workflow uses it)", nil, domain.Status{}, api.archiveStatus},
 
-		{"GET /v1/triggers", "listTriggers", RoleReader, "List the trigger library", nil, api.listTriggers},
-		{"POST /v1/triggers", "addTrigger", RoleAdmin, "Add a trigger", triggerBody{Key: "wash_done", Name: "Wash done"}, api.addTrigger},
-		{"PATCH /v1/triggers/{key}", "updateTrigger", RoleAdmin, "Rename a trigger or change its description", triggerPatch{Name: str("Washed")}, api.updateTrigger},
-		{"DELETE /v1/triggers/{key}", "archiveTrigger", RoleAdmin, "Archive a trigger (refused while a live workflow uses it)", nil, api.archiveTrigger},
+		{"GET /v1/triggers", "listTriggers", RoleReader, "List the trigger library", nil, list[domain.Trigger]{}, api.listTriggers},
+		{"POST /v1/triggers", "addTrigger", RoleAdmin, "Add a trigger", triggerBody{Key: "wash_done", Name: "Wash done"}, domain.Trigger{}, api.addTrigger},
+		{"PATCH /v1/triggers/{key}", "updateTrigger", RoleAdmin, "Rename a trigger or change its description", triggerPatch{Name: str("Washed")}, domain.Trigger{}, api.updateTrigger},
+		{"DELETE /v1/triggers/{key}", "archiveTrigger", RoleAdmin, "Archive a trigger (refused while a live workflow uses it)", nil, domain.Trigger{}, api.archiveTrigger},
 
-		{"GET /v1/workflows", "listWorkflows", RoleReader, "The workflows table", nil, api.listWorkflows},
-		{"POST /v1/workflows", "createWorkflow", RoleAdmin, "Create a workflow", map[string]any{"name": "Production", "type": "production", "steps": []any{step}}, api.createWorkflow},
-		{"GET /v1/workflows/{id}", "getWorkflow", RoleReader, "One workflow (?as_of= RFC 3339 for the version in force then)", nil, api.getWorkflow},
-		{"PATCH /v1/workflows/{id}", "updateWorkflow", RoleAdmin, "Rename, or change type and fulfillment method", workflowPatch{Name: str("Laundry Production")}, api.updateWorkflow},
-		{"PUT /v1/workflows/{id}/steps", "replaceSteps", RoleAdmin, "Replace the ordered step list", map[string]any{"steps": []any{step}}, api.replaceSteps},
-		{"POST /v1/workflows/{id}/steps", "addStep", RoleAdmin, "Add a step (at position, or at the end)", stepBody{Status: "drying", Trigger: "dry_done", Position: num(1)}, api.addStep},
-		{"POST /v1/workflows/{id}/steps/move", "moveStep", RoleAdmin, "Move a step (drag and drop)", moveBody{From: num(2), To: num(0)}, api.moveStep},
-		{"PATCH /v1/workflows/{id}/steps/{index}", "changeStepTrigger", RoleAdmin, "Change one step's trigger", stepTriggerBody{Trigger: "dry_done"}, api.changeStepTrigger},
-		{"DELETE /v1/workflows/{id}/steps/{index}", "removeStep", RoleAdmin, "Remove a step", nil, api.removeStep},
-		{"POST /v1/workflows/{id}/archive", "archiveWorkflow", RoleAdmin, "Archive a workflow", nil, api.archiveWorkflow},
-		{"GET /v1/workflows/{id}/versions/{v}", "getWorkflowVersion", RoleReader, "A past version of a workflow", nil, api.workflowVersion},
+		{"GET /v1/workflows", "listWorkflows", RoleReader, "The workflows table", nil, list[workflowJSON]{}, api.listWorkflows},
+		{"POST /v1/workflows", "createWorkflow", RoleAdmin, "Create a workflow", workflowBody{Name: "Production", Type: &domain.WorkflowProduction, Steps: steps}, workflowJSON{}, api.createWorkflow},
+		{"GET /v1/workflows/{id}", "getWorkflow", RoleReader, "One workflow (?as_of= RFC 3339 for the version in force then)", nil, workflowJSON{}, api.getWorkflow},
+		{"PATCH /v1/workflows/{id}", "updateWorkflow", RoleAdmin, "Rename, or change type and fulfillment method", workflowPatch{Name: str("Laundry Production")}, workflowJSON{}, api.updateWorkflow},
+		{"PUT /v1/workflows/{id}/steps", "replaceSteps", RoleAdmin, "Replace the ordered step list", stepsBody{Steps: steps}, workflowJSON{}, api.replaceSteps},
+		{"POST /v1/workflows/{id}/steps", "addStep", RoleAdmin, "Add a step (at position, or at the end)", stepBody{Status: "drying", Trigger: "dry_done", Position: num(1)}, workflowJSON{}, api.addStep},
+		{"POST /v1/workflows/{id}/steps/move", "moveStep", RoleAdmin, "Move a step (drag and drop)", moveBody{From: num(2), To: num(0)}, workflowJSON{}, api.moveStep},
+		{"PATCH /v1/workflows/{id}/steps/{index}", "changeStepTrigger", RoleAdmin, "Change one step's trigger", stepTriggerBody{Trigger: "dry_done"}, workflowJSON{}, api.changeStepTrigger},
+		{"DELETE /v1/workflows/{id}/steps/{index}", "removeStep", RoleAdmin, "Remove a step", nil, workflowJSON{}, api.removeStep},
+		{"POST /v1/workflows/{id}/archive", "archiveWorkflow", RoleAdmin, "Archive a workflow", nil, workflowJSON{}, api.archiveWorkflow},
+		{"GET /v1/workflows/{id}/versions/{v}", "getWorkflowVersion", RoleReader, "A past version of a workflow", nil, workflowJSON{}, api.workflowVersion},
 
-		{"GET /v1/order-types", "listOrderTypes", RoleReader, "List order types", nil, api.listOrderTypes},
-		{"POST /v1/order-types", "createOrderType", RoleAdmin, "Create an order type", map[string]any{"name": "Wash & Fold Delivery", "intake": "laundry_intake",
-			"production": "standard_laundry_production", "fulfillment": []string{"home_delivery"}}, api.createOrderType},
-		{"GET /v1/order-types/{id}", "getOrderType", RoleReader, "One order type", nil, api.getOrderType},
-		{"PATCH /v1/order-types/{id}", "updateOrderType", RoleAdmin, "Change an order type's name or workflows", orderTypePatch{Name: str("Wash & Fold")}, api.updateOrderType},
-		{"POST /v1/order-types/{id}/archive", "archiveOrderType", RoleAdmin, "Archive an order type", nil, api.archiveOrderType},
+		{"GET /v1/order-types", "listOrderTypes", RoleReader, "List order types", nil, list[orderTypeJSON]{}, api.listOrderTypes},
+		{"POST /v1/order-types", "createOrderType", RoleAdmin, "Create an order type", orderTypeBody{Name: "Wash & Fold Delivery", Intake: str("laundry_intake"),
+			Production: str("standard_laundry_production"), Fulfillment: []string{"home_delivery"}}, orderTypeJSON{}, api.createOrderType},
+		{"GET /v1/order-types/{id}", "getOrderType", RoleReader, "One order type", nil, orderTypeJSON{}, api.getOrderType},
+		{"PATCH /v1/order-types/{id}", "updateOrderType", RoleAdmin, "Change an order type's name or workflows", orderTypePatch{Name: str("Wash & Fold")}, orderTypeJSON{}, api.updateOrderType},
+		{"POST /v1/order-types/{id}/archive", "archiveOrderType", RoleAdmin, "Archive an order type", nil, orderTypeJSON{}, api.archiveOrderType},
 
-		{"POST /v1/orders", "placeOrder", RoleWorker, "Place an order", placeBody{ID: "order-1", OrderTypeID: "wash_fold_delivery"}, api.placeOrder},
-		{"GET /v1/orders", "listOrders", RoleReader, "List orders (status, workflow_id, order_type_id, state; limit, cursor; min_seq)", nil, api.listOrders},
-		{"GET /v1/orders/{id}", "getOrder", RoleReader, "One order (?as_of= RFC 3339 for the state then)", nil, api.getOrder},
-		{"GET /v1/orders/{id}/history", "getOrderHistory", RoleReader, "An order's events, oldest first (all; or a page: limit, cursor, next_cursor)", nil, api.orderHistory},
+		{"POST /v1/orders", "placeOrder", RoleWorker, "Place an order", placeBody{ID: "order-1", OrderTypeID: "wash_fold_delivery"}, OrderJSON{}, api.placeOrder},
+		{"GET /v1/orders", "listOrders", RoleReader, "List orders (status, workflow_id, order_type_id, state; limit, cursor; min_seq)", nil, list[OrderJSON]{}, api.listOrders},
+		{"GET /v1/orders/{id}", "getOrder", RoleReader, "One order (?as_of= RFC 3339 for the state then)", nil, OrderJSON{}, api.getOrder},
+		{"GET /v1/orders/{id}/history", "getOrderHistory", RoleReader, "An order's events, oldest first (all; or a page: limit, cursor, next_cursor)", nil, historyJSON{}, api.orderHistory},
 		{"POST /v1/orders/{id}/triggers", "applyTrigger", RoleWorker, "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument). " +
 			"Give it a trigger_id of your own, or an Idempotency-Key header (one is made when both are absent): sent again with it after a 503 or a lost answer, it takes effect once. " +
 			"The id names one trigger: the id of another trigger of the order or of another order's is 409 conflict",
-			triggerRequest{Trigger: "picked_up", TriggerID: "0193a1f2-5c7e-7d3b-9a41-3f6e2b8c1d05", Worker: "ana"}, api.postTrigger},
-		{"POST /v1/orders/{id}/hold", "holdOrder", RoleSupervisor, "Hold an order", map[string]any{"reason": "customer away"}, supervise(api, holdOrder)},
-		{"POST /v1/orders/{id}/resume", "resumeOrder", RoleSupervisor, "Resume a held order", map[string]any{"reason": "back"}, supervise(api, resumeOrder)},
-		{"POST /v1/orders/{id}/cancel", "cancelOrder", RoleSupervisor, "Cancel an order", map[string]any{"reason": "duplicate"}, supervise(api, cancelOrder)},
-		{"POST /v1/orders/{id}/move", "moveOrder", RoleSupervisor, "Move an order to a step of one of its workflows", map[string]any{"workflow_id": "standard_laundry_production",
-			"step": 2, "reason": "already dry"}, supervise(api, moveOrder)},
-		{"POST /v1/orders/{id}/migrate", "migrateOrder", RoleSupervisor, "Move an in-flight order to a newer version of its workflow", map[string]any{"workflow_id": "standard_laundry_production",
-			"to_version": 5}, supervise(api, migrateOrder)},
-		{"GET /v1/board", "getBoard", RoleReader, "Orders per workflow and status: count, oldest entry, average stay (?workflow_id=, min_seq)", nil, api.board},
-		{"GET /v1/events", "streamEvents", RoleReader, "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes; ?access_token= for browsers)", nil, api.events},
-		{"GET /v1/projections", "getProjections", RoleOperator, "Where the read models stand, and a rebuild's progress", nil, api.projectionStatus},
-		{"POST /v1/projections/rebuild", "rebuildProjections", RoleOperator, "Rebuild the read models from the streams", nil, api.rebuild},
+			triggerRequest{Trigger: "picked_up", TriggerID: "0193a1f2-5c7e-7d3b-9a41-3f6e2b8c1d05", Worker: "ana"}, triggerAnswer{}, api.postTrigger},
+		{"POST /v1/orders/{id}/hold", "holdOrder", RoleSupervisor, "Hold an order", reasonBody{Reason: "customer away"}, OrderJSON{}, supervise(api, holdOrder)},
+		{"POST /v1/orders/{id}/resume", "resumeOrder", RoleSupervisor, "Resume a held order", reasonBody{Reason: "back"}, OrderJSON{}, supervise(api, resumeOrder)},
+		{"POST /v1/orders/{id}/cancel", "cancelOrder", RoleSupervisor, "Cancel an order", reasonBody{Reason: "duplicate"}, OrderJSON{}, supervise(api, cancelOrder)},
+		{"POST /v1/orders/{id}/move", "moveOrder", RoleSupervisor, "Move an order to a step of one of its workflows", moveOrderBody{WorkflowID: str("standard_laundry_production"),
+			Step: num(2), Reason: "already dry"}, OrderJSON{}, supervise(api, moveOrder)},
+		{"POST /v1/orders/{id}/migrate", "migrateOrder", RoleSupervisor, "Move an in-flight order to a newer version of its workflow", migrateOrderBody{WorkflowID: str("standard_laundry_production"),
+			ToVersion: &five, Reason: "ironing added"}, OrderJSON{}, supervise(api, migrateOrder)},
+		{"GET /v1/board", "getBoard", RoleReader, "Orders per workflow and status: count, oldest entry, average stay (?workflow_id=, min_seq)", nil, list[boardItem]{}, api.board},
+		{"GET /v1/events", "streamEvents", RoleReader, "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes; ?access_token= for browsers)", nil, nil, api.events},
+		{"GET /v1/projections", "getProjections", RoleOperator, "Where the read models stand, and a rebuild's progress", nil, ProjectionStatus{}, api.projectionStatus},
+		{"POST /v1/projections/rebuild", "rebuildProjections", RoleOperator, "Rebuild the read models from the streams", nil, RebuildReport{}, api.rebuild},
 	}
 }
 

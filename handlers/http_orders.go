@@ -31,14 +31,14 @@ type reasonBody struct {
 }
 
 type moveOrderBody struct {
-	WorkflowID *string `json:"workflow_id" openapi:"required"`
-	Step       *int    `json:"step" openapi:"required"`
+	WorkflowID *string `json:"workflow_id"`
+	Step       *int    `json:"step"`
 	Reason     string  `json:"reason"`
 }
 
 type migrateOrderBody struct {
-	WorkflowID *string `json:"workflow_id" openapi:"required"`
-	ToVersion  *uint64 `json:"to_version" openapi:"required"`
+	WorkflowID *string `json:"workflow_id"`
+	ToVersion  *uint64 `json:"to_version"`
 	Reason     string  `json:"reason"`
 }
 
@@ -251,6 +251,13 @@ func asOfParam(r *http.Request) (time.Time, error) {
 	return t, nil
 }
 
+// historyJSON is an order's events, oldest first, and where the next
+// page starts when there is one.
+type historyJSON struct {
+	Events     []eventstore.Envelope `json:"events"`
+	NextCursor string                `json:"next_cursor,omitempty"`
+}
+
 // orderHistory answers with the order's events, oldest first: all of
 // them, or with ?limit= (and ?cursor= from the page before) a page, with
 // next_cursor when more follow. A page reads only its own events from the
@@ -293,10 +300,7 @@ func (api *API) orderHistory(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, notFoundOrder(id))
 		return
 	}
-	out := struct {
-		Events     []eventstore.Envelope `json:"events"`
-		NextCursor string                `json:"next_cursor,omitempty"`
-	}{Events: make([]eventstore.Envelope, len(events))}
+	out := historyJSON{Events: make([]eventstore.Envelope, len(events))}
 	for i, ev := range events {
 		out.Events[i] = ev.Envelope
 	}
@@ -386,8 +390,14 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.writeOrderAs(w, r, http.StatusOK, o, func(o OrderJSON) any {
-		return map[string]any{"outcome": outcome, "order": o}
+		return triggerAnswer{Outcome: outcome, Order: o}
 	})
+}
+
+// triggerAnswer is a trigger's answer: what it did, and the order after.
+type triggerAnswer struct {
+	Outcome domain.TriggerOutcome `json:"outcome"`
+	Order   OrderJSON             `json:"order"`
 }
 
 // triggerWorker is the worker a trigger sent over HTTP names: the body's

@@ -24,7 +24,16 @@ func (api *API) OpenAPI() map[string]any {
 		"503": map[string]any{"description": "unavailable (a read model, a trigger's outcome or the event store not there in time, a stream without a leader or storage; see Retry-After)", "content": problem},
 	}
 	paths := map[string]map[string]any{}
-	add := func(method, path, op, summary string, role Role, body any) {
+	schemas := &schemaSet{components: map[string]any{"Problem": map[string]any{
+		"type":     "object",
+		"required": []string{"status", "title", "code"},
+		"properties": map[string]any{
+			"status": map[string]any{"type": "integer"}, "title": map[string]any{"type": "string"},
+			"detail": map[string]any{"type": "string"}, "code": map[string]any{"type": "string"},
+			"reason": map[string]any{"type": "string"}, "expected": map[string]any{"type": "string"},
+		},
+	}}}
+	add := func(method, path, op, summary string, role Role, body, answer any) {
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
@@ -43,7 +52,15 @@ func (api *API) OpenAPI() map[string]any {
 		case "/metrics":
 			content = "text/plain"
 		}
-		responses := map[string]any{ok: map[string]any{"description": "OK", "content": map[string]any{content: map[string]any{}}}}
+		media := map[string]any{}
+		switch {
+		case answer != nil:
+			media["schema"] = schemas.answer(answer)
+		case path == "/v1/events":
+			media["schema"] = map[string]any{"type": "string", "description": "one event per message: id: (its stream sequence), event: (its type) and data: (an Event, " +
+				"#/components/schemas/Event); comment lines keep an idle feed open"}
+		}
+		responses := map[string]any{ok: map[string]any{"description": "OK", "content": map[string]any{content: media}}}
 		if strings.HasPrefix(path, "/v1/") {
 			for k, v := range errors {
 				responses[k] = v
@@ -74,7 +91,9 @@ func (api *API) OpenAPI() map[string]any {
 			operation["parameters"] = params
 		}
 		if body != nil {
-			operation["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"example": body}}}
+			_, optional := body.(reasonBody) // a hold, resume or cancel may be sent without a body
+			operation["requestBody"] = map[string]any{"required": !optional, "content": map[string]any{"application/json": map[string]any{
+				"schema": schemas.request(body), "example": body}}}
 		}
 		if paths[path] == nil {
 			paths[path] = map[string]any{}
@@ -83,12 +102,12 @@ func (api *API) OpenAPI() map[string]any {
 	}
 	for _, r := range api.routes() {
 		method, path, _ := strings.Cut(r.pattern, " ")
-		add(method, path, r.op, r.summary, r.role, r.body)
+		add(method, path, r.op, r.summary, r.role, r.body, r.answer)
 	}
-	add("GET", "/healthz", "getHealth", "The process is alive and needs no restart (503 when only a restart helps: a stream that failed to write its files)", 0, nil)
-	add("GET", "/readyz", "getReadiness", "Streams are open and NATS is connected (503 otherwise)", 0, nil)
-	add("GET", "/metrics", "getMetrics", "Prometheus text metrics", 0, nil)
-	add("GET", "/openapi.json", "getOpenAPI", "This document", 0, nil)
+	add("GET", "/healthz", "getHealth", "The process is alive and needs no restart (503 when only a restart helps: a stream that failed to write its files)", 0, nil, nil)
+	add("GET", "/readyz", "getReadiness", "Streams are open and NATS is connected (503 otherwise)", 0, nil, nil)
+	add("GET", "/metrics", "getMetrics", "Prometheus text metrics", 0, nil, nil)
+	add("GET", "/openapi.json", "getOpenAPI", "This document", 0, nil, nil)
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{"title": "orderflow", "version": "1",
@@ -97,15 +116,8 @@ func (api *API) OpenAPI() map[string]any {
 				"x-orderflow-role (reader < worker < supervisor < admin < operator) and acts for the key's tenant; without, every caller is served as the default tenant."},
 		"servers": []any{map[string]any{"url": "/", "description": "this server"}},
 		"paths":   paths,
-		"components": map[string]any{"securitySchemes": map[string]any{"apiKey": map[string]any{"type": "http", "scheme": "bearer"}}, "schemas": map[string]any{"Problem": map[string]any{
-			"type":     "object",
-			"required": []string{"status", "title", "code"},
-			"properties": map[string]any{
-				"status": map[string]any{"type": "integer"}, "title": map[string]any{"type": "string"},
-				"detail": map[string]any{"type": "string"}, "code": map[string]any{"type": "string"},
-				"reason": map[string]any{"type": "string"}, "expected": map[string]any{"type": "string"},
-			},
-		}}},
+		"components": map[string]any{"securitySchemes": map[string]any{"apiKey": map[string]any{"type": "http", "scheme": "bearer"}},
+			"schemas": schemas.components},
 	}
 }
 

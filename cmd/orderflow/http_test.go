@@ -14,6 +14,8 @@ type httpClient struct {
 	t     *testing.T
 	base  string
 	token string // an API key's bearer token, sent when set
+	// answered, when set, sees every answer (the path with its query).
+	answered func(method, path string, r response)
 }
 
 type response struct {
@@ -78,7 +80,11 @@ func (c *httpClient) do(method, path string, body any, headers ...string) respon
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	if c.answered != nil {
+		c.answered(method, path, r)
+	}
+	return r
 }
 
 // must sends a request and fails the test unless the status is want.

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"net/http"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The OpenAPI document's schemas say what the API answers: every route
+// is called through the worked example, and each answer is checked
+// against its schema (a route not called fails the test, so a new one
+// must be added here). Each request example matches its schema, and a
+// body without one of its required fields is refused (400).
+func TestOpenAPISchemasDescribeTheAnswers(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	doc := c.must(200, "GET", "/openapi.json", nil)
+	v := schemaChecker{doc: doc}
+	checked := map[string]bool{}
+	c.answered = func(method, path string, r response) {
+		t.Helper()
+		pattern, op := v.operation(method, path)
+		if op == nil || r.Status >= 300 {
+			return
+		}
+		content, _ := op["responses"].(map[string]any)[fmt.Sprint(r.Status)].(map[string]any)["content"].(map[string]any)
+		media, _ := content["application/json"].(map[string]any)
+		schema, _ := media["schema"].(map[string]any)
+		if schema == nil {
+			return
+		}
+		var value any
+		if err := json.Unmarshal(r.Body, &value); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		if errs := v.check("answer", schema, value); len(errs) > 0 {
+			t.Errorf("%s %s = %d: the answer does not match %s's schema:\n  %s\n%s", method, path, r.Status, op["operationId"], strings.Join(errs, "\n  "), r.Body)
+		}
+		checked[method+" "+pattern] = true
+	}
+
+	seedWorkedExample(t, c)
+	c.must(200, "GET", "/v1/statuses", nil)
+	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Spare", "category": "draft"})
+	c.must(200, "PATCH", "/v1/statuses/spare", map[string]any{"name": "Spare Room"})
+	c.must(200, "DELETE", "/v1/statuses/spare", nil)
+	c.must(200, "GET", "/v1/triggers", nil)
+	c.must(201, "POST", "/v1/triggers", map[string]any{"key": "spare", "name": "Spare"})
+	c.must(200, "PATCH", "/v1/triggers/spare", map[string]any{"description": "not used"})
+	c.must(200, "DELETE", "/v1/triggers/spare", nil)
+	c.must(200, "GET", "/v1/workflows", nil)
+	c.must(200, "GET", "/v1/workflows/laundry_intake", nil)
+	c.must(200, "GET", "/v1/workflows/laundry_intake?as_of="+time.Now().UTC().Format(time.RFC3339Nano), nil)
+	c.must(201, "POST", "/v1/workflows", map[string]any{"name": "Spare Line", "type": "production",
+		"steps": []map[string]any{{"status": "washing", "trigger": "wash_done"}, {"status": "drying", "trigger": "dry_done"}}})
+	c.must(200, "PATCH", "/v1/workflows/spare_line", map[string]any{"name": "Spare Production"})
+	c.must(200, "PATCH", "/v1/workflows/spare_line/steps/1", map[string]any{"trigger": "folded"})
+	c.must(200, "DELETE", "/v1/workflows/spare_line/steps/1", nil)
+	c.must(200, "GET", "/v1/workflows/spare_line/versions/1", nil)
+	c.must(200, "POST", "/v1/workflows/spare_line/archive", nil)
+	c.must(200, "GET", "/v1/order-types", nil)
+	c.must(200, "GET", "/v1/order-types/wash_fold_delivery", nil)
+	c.must(201, "POST", "/v1/order-types", map[string]any{"name": "Spare Service", "production": "standard_laundry_production"})
+	c.must(200, "PATCH", "/v1/order-types/spare_service", map[string]any{"intake": "laundry_intake"})
+	c.must(200, "POST", "/v1/order-types/spare_service/archive", nil)
+
+	for _, id := range []string{"s-1", "s-2"} {
+		c.must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
+	}
+	c.must(200, "POST", "/v1/orders/s-1/triggers", map[string]any{"trigger": "picked_up", "worker": "ana"})
+	c.must(200, "POST", "/v1/orders/s-1/triggers", map[string]any{"trigger": "items_tagged", "trigger_id": "s-1-t2"})
+	c.must(200, "POST", "/v1/orders/s-1/triggers", map[string]any{"trigger": "items_tagged", "trigger_id": "s-1-t2"}) // duplicate
+	c.must(200, "POST", "/v1/orders/s-1/hold", map[string]any{"reason": "customer away"})
+	c.must(200, "POST", "/v1/orders/s-1/resume", nil)
+	c.must(200, "POST", "/v1/orders/s-1/move", map[string]any{"workflow_id": "standard_laundry_production", "step": 2, "reason": "already dry"})
+	c.must(200, "POST", "/v1/workflows/standard_laundry_production/steps", map[string]any{"status": "received", "trigger": "items_tagged"})
+	c.must(200, "POST", "/v1/orders/s-1/migrate", map[string]any{"workflow_id": "standard_laundry_production", "to_version": 5})
+	c.must(200, "POST", "/v1/orders/s-2/cancel", map[string]any{"reason": "duplicate"})
+	c.must(200, "GET", "/v1/orders/s-1", nil)
+	c.must(200, "GET", "/v1/orders/s-1?as_of="+time.Now().UTC().Format(time.RFC3339Nano), nil)
+	c.must(200, "GET", "/v1/orders", nil)
+	c.must(200, "GET", "/v1/orders?limit=1", nil) // with next_cursor
+	c.must(200, "GET", "/v1/orders/s-1/history", nil)
+	c.must(200, "GET", "/v1/orders/s-1/history?limit=2", nil)
+	c.must(200, "GET", "/v1/board", nil)
+	c.must(200, "GET", "/v1/projections", nil)
+	c.must(200, "POST", "/v1/projections/rebuild", nil)
+
+	for path, item := range doc["paths"].(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			content, _ := op.(map[string]any)["responses"].(map[string]any)
+			var documented bool
+			for _, resp := range content {
+				kinds, _ := resp.(map[string]any)["content"].(map[string]any)
+				media, _ := kinds["application/json"].(map[string]any)
+				documented = documented || media["schema"] != nil
+			}
+			if key := strings.ToUpper(method) + " " + path; documented && !checked[key] {
+				t.Errorf("%s: no answer checked against its schema; call it in this test", key)
+			}
+			if strings.HasPrefix(path, "/v1/") && path != "/v1/events" && !documented {
+				t.Errorf("%s %s: no schema for its answer", method, path)
+			}
+		}
+	}
+
+	// Each example matches its schema, and leaving out a required field is
+	// refused. The paths name things the worked example has.
+	c.answered = nil
+	concrete := func(path string) string {
+		id := map[string]string{"workflows": "standard_laundry_production", "order-types": "wash_fold_delivery", "orders": "s-1"}[strings.Split(path, "/")[2]]
+		return strings.NewReplacer("{id}", id, "{index}", "0", "{key}", "washing").Replace(path)
+	}
+	for path, item := range doc["paths"].(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			body, _ := op.(map[string]any)["requestBody"].(map[string]any)
+			if body == nil {
+				continue
+			}
+			media := body["content"].(map[string]any)["application/json"].(map[string]any)
+			schema, example := media["schema"].(map[string]any), media["example"]
+			if errs := v.check("example", schema, example); len(errs) > 0 {
+				t.Errorf("%s %s: the example does not match the schema: %s", method, path, strings.Join(errs, "; "))
+			}
+			required, _ := schema["required"].([]any)
+			for _, field := range required {
+				without := maps.Clone(example.(map[string]any))
+				delete(without, field.(string))
+				if r := c.do(strings.ToUpper(method), concrete(path), without); r.Status != http.StatusBadRequest {
+					t.Errorf("%s %s without %q = %d, want 400 (the schema says it is required): %s", method, path, field, r.Status, r.Body)
+				}
+			}
+		}
+	}
+}
+
+// schemaChecker checks JSON values against the schemas of an OpenAPI
+// document: the part of JSON Schema the document uses.
+type schemaChecker struct{ doc map[string]any }
+
+var pathParams = regexp.MustCompile(`\{[a-z_]+\}`)
+
+// operation finds the operation serving method and path (a query
+// dropped): the pattern with the fewest parameters that has the method.
+func (v schemaChecker) operation(method, path string) (string, map[string]any) {
+	path, _, _ = strings.Cut(path, "?")
+	best, params := "", math.MaxInt
+	var found map[string]any
+	for pattern, item := range v.doc["paths"].(map[string]any) {
+		op, ok := item.(map[string]any)[strings.ToLower(method)].(map[string]any)
+		if !ok {
+			continue
+		}
+		literal := regexp.QuoteMeta(pathParams.ReplaceAllString(pattern, "\x00"))
+		re := regexp.MustCompile("^" + strings.ReplaceAll(literal, "\x00", "[^/]+") + "$")
+		if n := strings.Count(pattern, "{"); re.MatchString(path) && n < params {
+			best, params, found = pattern, n, op
+		}
+	}
+	return best, found
+}
+
+func (v schemaChecker) check(at string, schema map[string]any, value any) []string {
+	if ref, ok := schema["$ref"].(string); ok {
+		name := strings.TrimPrefix(ref, "#/components/schemas/")
+		target, ok := v.doc["components"].(map[string]any)["schemas"].(map[string]any)[name].(map[string]any)
+		if !ok {
+			return []string{fmt.Sprintf("%s: no schema %s", at, ref)}
+		}
+		return v.check(at, target, value)
+	}
+	if anyOf, ok := schema["anyOf"].([]any); ok {
+		var all []string
+		for _, s := range anyOf {
+			errs := v.check(at, s.(map[string]any), value)
+			if len(errs) == 0 {
+				return nil
+			}
+			all = append(all, errs...)
+		}
+		return all
+	}
+	var errs []string
+	fail := func(format string, args ...any) { errs = append(errs, at+": "+fmt.Sprintf(format, args...)) }
+	if typ, ok := schema["type"]; ok {
+		types := []any{typ}
+		if list, ok := typ.([]any); ok {
+			types = list
+		}
+		if !slices.ContainsFunc(types, func(t any) bool { return jsonType(value, t.(string)) }) {
+			fail("%v is not of type %v", value, typ)
+			return errs
+		}
+	}
+	if enum, ok := schema["enum"].([]any); ok && !slices.ContainsFunc(enum, func(e any) bool { return reflect.DeepEqual(e, value) }) {
+		fail("%v is not one of %v", value, enum)
+	}
+	if schema["format"] == "date-time" {
+		if s, ok := value.(string); ok {
+			if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+				fail("%q is not a date-time", s)
+			}
+		}
+	}
+	if n, ok := schema["minLength"].(float64); ok {
+		if s, ok := value.(string); ok && float64(len([]rune(s))) < n {
+			fail("%q is shorter than %v", s, n)
+		}
+	}
+	if n, ok := schema["minimum"].(float64); ok {
+		if f, ok := value.(float64); ok && f < n {
+			fail("%v is less than %v", f, n)
+		}
+	}
+	switch value := value.(type) {
+	case []any:
+		if n, ok := schema["minItems"].(float64); ok && float64(len(value)) < n {
+			fail("%d items, fewer than %v", len(value), n)
+		}
+		if items, ok := schema["items"].(map[string]any); ok {
+			for i, item := range value {
+				errs = append(errs, v.check(fmt.Sprintf("%s[%d]", at, i), items, item)...)
+			}
+		}
+	case map[string]any:
+		props, _ := schema["properties"].(map[string]any)
+		required, _ := schema["required"].([]any)
+		for _, name := range required {
+			if _, ok := value[name.(string)]; !ok {
+				fail("lacks %q", name)
+			}
+		}
+		for name, field := range value {
+			switch s, ok := props[name].(map[string]any); {
+			case ok:
+				errs = append(errs, v.check(at+"."+name, s, field)...)
+			case schema["additionalProperties"] == false:
+				fail("has %q, which the schema does not allow", name)
+			case schema["additionalProperties"] != nil:
+				errs = append(errs, v.check(at+"."+name, schema["additionalProperties"].(map[string]any), field)...)
+			case props != nil:
+				fail("has %q, which the schema does not name", name)
+			}
+		}
+	}
+	return errs
+}
+
+// jsonType reports whether a decoded JSON value is of a JSON Schema type.
+func jsonType(value any, typ string) bool {
+	switch value := value.(type) {
+	case nil:
+		return typ == "null"
+	case bool:
+		return typ == "boolean"
+	case string:
+		return typ == "string"
+	case float64:
+		return typ == "number" || (typ == "integer" && value == math.Trunc(value))
+	case []any:
+		return typ == "array"
+	case map[string]any:
+		return typ == "object"
+	}
+	return false
+}

@@ -1,0 +1,207 @@
+package handlers
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// schemaSet makes the OpenAPI document's JSON Schemas from the Go types
+// the handlers decode requests into and answer with, so the document
+// says what the server reads and writes, and cannot drift from it.
+//
+// Requests: a field is optional unless requiredFields names it (the
+// handler refuses a body without it, or with it empty or null), and no
+// other field is allowed (decodeBody refuses unknown fields); null is
+// "not given", as a PATCH body reads it. Answers: a field is always
+// there unless its JSON tag says omitempty; a pointer may be null; other
+// fields may be added later, so answers do not forbid them. A type named
+// in componentNames is a component of its own, referred to by $ref.
+type schemaSet struct {
+	components map[string]any
+}
+
+// componentNames are the answer types a generated client names: the
+// resources and their parts.
+var componentNames = map[reflect.Type]string{
+	reflect.TypeFor[domain.Status]():       "Status",
+	reflect.TypeFor[domain.Trigger]():      "Trigger",
+	reflect.TypeFor[workflowJSON]():        "Workflow",
+	reflect.TypeFor[stepJSON]():            "WorkflowStep",
+	reflect.TypeFor[orderTypeJSON]():       "OrderType",
+	reflect.TypeFor[OrderJSON]():           "Order",
+	reflect.TypeFor[PositionJSON]():        "Position",
+	reflect.TypeFor[eventstore.Envelope](): "Event",
+	reflect.TypeFor[eventstore.Actor]():    "Actor",
+	reflect.TypeFor[boardItem]():           "BoardItem",
+	reflect.TypeFor[triggerAnswer]():       "TriggerAnswer",
+	reflect.TypeFor[historyJSON]():         "History",
+	reflect.TypeFor[ProjectionStatus]():    "ProjectionStatus",
+	reflect.TypeFor[RebuildReport]():       "RebuildReport",
+}
+
+// requiredFields are the fields a request body must give, not empty:
+// without one the route answers 400 and does nothing.
+var requiredFields = map[reflect.Type][]string{
+	reflect.TypeFor[statusBody]():       {"name", "category"},
+	reflect.TypeFor[triggerBody]():      {"name"},
+	reflect.TypeFor[workflowBody]():     {"name", "type", "steps"},
+	reflect.TypeFor[domain.Step]():      {"status", "trigger"},
+	reflect.TypeFor[stepsBody]():        {"steps"},
+	reflect.TypeFor[stepBody]():         {"status", "trigger"},
+	reflect.TypeFor[moveBody]():         {"from", "to"},
+	reflect.TypeFor[stepTriggerBody]():  {"trigger"},
+	reflect.TypeFor[orderTypeBody]():    {"name"},
+	reflect.TypeFor[placeBody]():        {"order_type_id"},
+	reflect.TypeFor[triggerRequest]():   {"trigger"},
+	reflect.TypeFor[moveOrderBody]():    {"workflow_id", "step", "reason"},
+	reflect.TypeFor[migrateOrderBody](): {"workflow_id", "to_version"},
+}
+
+// schemaEnums are the values of the contract's enumerations.
+var schemaEnums = map[reflect.Type][]string{
+	reflect.TypeFor[domain.Category](): names(domain.CategoryDraft, domain.CategoryPending, domain.CategoryInProgress,
+		domain.CategoryReady, domain.CategoryCompleted),
+	reflect.TypeFor[domain.WorkflowType](): names(domain.WorkflowIntake, domain.WorkflowProduction, domain.WorkflowFulfillment),
+	// "" is none, for intake and production workflows.
+	reflect.TypeFor[domain.FulfillmentMethod](): names(domain.FulfillmentStorePickup, domain.FulfillmentHomeDelivery,
+		domain.FulfillmentOnSite, domain.FulfillmentMethod{}),
+	reflect.TypeFor[domain.OrderState](): names(domain.StateActive, domain.StateOnHold, domain.StateCompleted, domain.StateCancelled),
+	// A rejection is a trigger_rejected problem, not an outcome answered.
+	reflect.TypeFor[domain.TriggerOutcome](): names(domain.OutcomeAdvanced, domain.OutcomeCompleted, domain.OutcomeDuplicate),
+	reflect.TypeFor[eventstore.ActorKind]():  names(eventstore.ActorWorker, eventstore.ActorUser, eventstore.ActorSystem),
+}
+
+func names[T any](values ...T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = fmt.Sprint(v)
+	}
+	return out
+}
+
+// request is the schema of a request body of v's type.
+func (s *schemaSet) request(v any) map[string]any { return s.of(reflect.TypeOf(v), true) }
+
+// answer is the schema of an answer of v's type.
+func (s *schemaSet) answer(v any) map[string]any { return s.of(reflect.TypeOf(v), false) }
+
+func (s *schemaSet) of(t reflect.Type, request bool) map[string]any {
+	if values, ok := schemaEnums[t]; ok {
+		schema := map[string]any{"type": "string", "enum": values}
+		if t == reflect.TypeFor[domain.FulfillmentMethod]() && request {
+			return nullable(schema) // null is none too
+		}
+		return schema
+	}
+	switch t {
+	case reflect.TypeFor[time.Time]():
+		return map[string]any{"type": "string", "format": "date-time"}
+	case reflect.TypeFor[json.RawMessage]():
+		return map[string]any{"type": "object", "description": "the event's own fields (DESIGN.md names them per event type)"}
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return nullable(s.of(t.Elem(), request))
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return map[string]any{"type": "integer"}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return map[string]any{"type": "integer", "minimum": 0}
+	case reflect.Float32, reflect.Float64:
+		return map[string]any{"type": "number"}
+	case reflect.Slice, reflect.Array:
+		return map[string]any{"type": "array", "items": s.of(t.Elem(), request)}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": s.of(t.Elem(), request)}
+	case reflect.Struct:
+		name, named := componentNames[t]
+		if !named || request {
+			return s.object(t, request)
+		}
+		if _, made := s.components[name]; !made {
+			s.components[name] = map[string]any{} // taken, should t refer to itself
+			s.components[name] = s.object(t, request)
+		}
+		return map[string]any{"$ref": "#/components/schemas/" + name}
+	}
+	panic(fmt.Sprintf("openapi: no schema for %s", t))
+}
+
+// object is a struct's schema, its properties named as encoding/json
+// names them.
+func (s *schemaSet) object(t reflect.Type, request bool) map[string]any {
+	props := map[string]any{}
+	var required []string
+	for _, f := range reflect.VisibleFields(t) {
+		if f.Anonymous || !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "" {
+			name = f.Name
+		}
+		omitempty := slices.Contains(strings.Split(opts, ","), "omitempty")
+		switch {
+		case request && slices.Contains(requiredFields[t], name):
+			required = append(required, name)
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem() // given, not null
+			}
+			props[name] = s.of(ft, request)
+			switch ft.Kind() {
+			case reflect.String:
+				props[name].(map[string]any)["minLength"] = 1
+			case reflect.Slice:
+				props[name].(map[string]any)["minItems"] = 1
+			}
+			continue
+		case !request && !omitempty:
+			required = append(required, name)
+		}
+		props[name] = s.of(f.Type, request)
+	}
+	schema := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 {
+		schema["required"] = required
+	}
+	if request {
+		schema["additionalProperties"] = false
+	}
+	return schema
+}
+
+// nullable lets a schema take null as well (JSON Schema 2020-12, as
+// OpenAPI 3.1 has it).
+func nullable(schema map[string]any) map[string]any {
+	if typ, ok := schema["type"].(string); ok {
+		out := map[string]any{}
+		for k, v := range schema {
+			out[k] = v
+		}
+		out["type"] = []string{typ, "null"}
+		if values, ok := schema["enum"].([]string); ok {
+			enum := make([]any, 0, len(values)+1)
+			for _, v := range values {
+				enum = append(enum, v)
+			}
+			out["enum"] = append(enum, nil)
+		}
+		return out
+	}
+	return map[string]any{"anyOf": []any{schema, map[string]any{"type": "null"}}}
+}
