@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // Category is a status's category. The zero value is not valid; values
@@ -19,6 +20,9 @@ var (
 )
 
 var categories = []Category{CategoryDraft, CategoryPending, CategoryInProgress, CategoryReady, CategoryCompleted}
+
+// Categories lists the categories of the contract.
+func Categories() []Category { return slices.Clone(categories) }
 
 // ParseCategory reads a category name.
 func ParseCategory(s string) (Category, error) {
@@ -62,9 +66,14 @@ var (
 	WorkflowFulfillment = WorkflowType{"fulfillment"}
 )
 
+var workflowTypes = []WorkflowType{WorkflowIntake, WorkflowProduction, WorkflowFulfillment}
+
+// WorkflowTypes lists the workflow types of the contract.
+func WorkflowTypes() []WorkflowType { return slices.Clone(workflowTypes) }
+
 // ParseWorkflowType reads a workflow type.
 func ParseWorkflowType(s string) (WorkflowType, error) {
-	for _, t := range []WorkflowType{WorkflowIntake, WorkflowProduction, WorkflowFulfillment} {
+	for _, t := range workflowTypes {
 		if t.s == s {
 			return t, nil
 		}
@@ -105,12 +114,18 @@ var (
 	FulfillmentOnSite       = FulfillmentMethod{"on_site"}
 )
 
+var fulfillmentMethods = []FulfillmentMethod{FulfillmentStorePickup, FulfillmentHomeDelivery, FulfillmentOnSite}
+
+// FulfillmentMethods lists the fulfillment methods of the contract (none
+// is not one of them).
+func FulfillmentMethods() []FulfillmentMethod { return slices.Clone(fulfillmentMethods) }
+
 // ParseFulfillmentMethod reads a method; "" is none.
 func ParseFulfillmentMethod(s string) (FulfillmentMethod, error) {
 	if s == "" {
 		return FulfillmentMethod{}, nil
 	}
-	for _, m := range []FulfillmentMethod{FulfillmentStorePickup, FulfillmentHomeDelivery, FulfillmentOnSite} {
+	for _, m := range fulfillmentMethods {
 		if m.s == s {
 			return m, nil
 		}

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"net/http"
+	"reflect"
 	"regexp"
 	"strings"
 )
@@ -91,8 +92,7 @@ func (api *API) OpenAPI() map[string]any {
 			operation["parameters"] = params
 		}
 		if body != nil {
-			_, optional := body.(reasonBody) // a hold, resume or cancel may be sent without a body
-			operation["requestBody"] = map[string]any{"required": !optional, "content": map[string]any{"application/json": map[string]any{
+			operation["requestBody"] = map[string]any{"required": !optionalBodies[reflect.TypeOf(body)], "content": map[string]any{"application/json": map[string]any{
 				"schema": schemas.request(body), "example": body}}}
 		}
 		if paths[path] == nil {

@@ -66,16 +66,19 @@ var requiredFields = map[reflect.Type][]string{
 
 // schemaEnums are the values of the contract's enumerations.
 var schemaEnums = map[reflect.Type][]string{
-	reflect.TypeFor[domain.Category](): names(domain.CategoryDraft, domain.CategoryPending, domain.CategoryInProgress,
-		domain.CategoryReady, domain.CategoryCompleted),
-	reflect.TypeFor[domain.WorkflowType](): names(domain.WorkflowIntake, domain.WorkflowProduction, domain.WorkflowFulfillment),
+	reflect.TypeFor[domain.Category]():     names(domain.Categories()...),
+	reflect.TypeFor[domain.WorkflowType](): names(domain.WorkflowTypes()...),
 	// "" is none, for intake and production workflows.
-	reflect.TypeFor[domain.FulfillmentMethod](): names(domain.FulfillmentStorePickup, domain.FulfillmentHomeDelivery,
-		domain.FulfillmentOnSite, domain.FulfillmentMethod{}),
-	reflect.TypeFor[domain.OrderState](): names(domain.StateActive, domain.StateOnHold, domain.StateCompleted, domain.StateCancelled),
+	reflect.TypeFor[domain.FulfillmentMethod](): names(append(domain.FulfillmentMethods(), domain.FulfillmentMethod{})...),
+	reflect.TypeFor[domain.OrderState]():        names(domain.StateActive, domain.StateOnHold, domain.StateCompleted, domain.StateCancelled),
 	// A rejection is a trigger_rejected problem, not an outcome answered.
 	reflect.TypeFor[domain.TriggerOutcome](): names(domain.OutcomeAdvanced, domain.OutcomeCompleted, domain.OutcomeDuplicate),
 	reflect.TypeFor[eventstore.ActorKind]():  names(eventstore.ActorWorker, eventstore.ActorUser, eventstore.ActorSystem),
+}
+
+// optionalBodies are the request bodies a route takes or goes without.
+var optionalBodies = map[reflect.Type]bool{
+	reflect.TypeFor[reasonBody](): true, // a hold, resume or cancel
 }
 
 func names[T any](values ...T) []string {
