@@ -97,6 +97,35 @@ func (s *Store) Claim(ctx context.Context, scope, name, value string) (Claim, er
 	return c, nil
 }
 
+// ClaimOf answers the value name (in scope) holds, and false when it
+// holds none (never claimed, released, or its ClaimLifetime over).
+func (s *Store) ClaimOf(ctx context.Context, scope, name string) (string, bool, error) {
+	kv, err := s.claimStore(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var value string
+	var held bool
+	err = retryTransient(ctx, 100*time.Millisecond, func() error {
+		e, err := kv.Get(ctx, claimKey(scope, name))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			held = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		value, held = string(e.Value()), true
+		return nil
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("claim look-up: %w", err)
+	}
+	return value, held, nil
+}
+
 // Release undoes a claim this process made (c.Made), for a request that
 // was refused and so made nothing: the name may then be claimed anew.
 // A claim given since to another value is left alone.

@@ -15,6 +15,14 @@ import (
 func testClaims(t *testing.T, st *eventstore.Store) {
 	ctx := ctxT(t)
 	name := uniq("key")
+	heldAs := func(want string) {
+		t.Helper()
+		value, held, err := st.ClaimOf(ctx, "orders", name)
+		if err != nil || held != (want != "") || value != want {
+			t.Fatalf("ClaimOf = %q, %v, %v; want %q", value, held, err, want)
+		}
+	}
+	heldAs("")
 	const claimers = 20
 	got := make([]eventstore.Claim, claimers)
 	errs := make([]error, claimers)
@@ -48,6 +56,8 @@ func testClaims(t *testing.T, st *eventstore.Store) {
 		}
 	}
 
+	heldAs(winner)
+
 	other, err := st.Claim(ctx, "definitions", name, "elsewhere")
 	if err != nil || !other.Made || other.Value != "elsewhere" {
 		t.Fatalf("the name in another scope: %+v, %v; want it made", other, err)
@@ -75,6 +85,7 @@ func testClaims(t *testing.T, st *eventstore.Store) {
 	if err := st.Release(ctx, first); err != nil {
 		t.Fatalf("release: %v", err)
 	}
+	heldAs("")
 	anew, err := st.Claim(ctx, "orders", name, "anew")
 	if err != nil || !anew.Made || anew.Value != "anew" {
 		t.Fatalf("claim after release: %+v, %v; want it made", anew, err)

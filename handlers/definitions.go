@@ -34,7 +34,10 @@ func (c *Commands) AddStatus(ctx context.Context, meta Meta, key, name string, c
 	if err != nil {
 		return nil, Created{}, err
 	}
-	kc := c.keyedCreate(meta)
+	kc, err := c.keyedCreate(ctx, meta)
+	if err != nil {
+		return nil, Created{}, err
+	}
 	lib, err := c.statuses(ctx, meta, func(l *domain.StatusLibrary) error {
 		return kc.decide(func() error { return l.Add(key, name, category) })
 	})
@@ -87,7 +90,10 @@ func (c *Commands) AddTrigger(ctx context.Context, meta Meta, key, name, descrip
 	if err != nil {
 		return nil, Created{}, err
 	}
-	kc := c.keyedCreate(meta)
+	kc, err := c.keyedCreate(ctx, meta)
+	if err != nil {
+		return nil, Created{}, err
+	}
 	lib, err := c.triggers(ctx, meta, func(l *domain.TriggerLibrary) error {
 		return kc.decide(func() error { return l.Add(key, name, description) })
 	})
@@ -155,7 +161,10 @@ func (c *Commands) ChangeWorkflow(ctx context.Context, meta Meta, id string, edi
 // the first created, as it now stands (see Created).
 func (c *Commands) CreateWorkflow(ctx context.Context, meta Meta, name string, typ domain.WorkflowType, method domain.FulfillmentMethod, steps []domain.Step) (domain.WorkflowState, Created, error) {
 	var id string
-	kc := c.keyedCreate(meta)
+	kc, err := c.keyedCreate(ctx, meta)
+	if err != nil {
+		return domain.WorkflowState{}, Created{}, err
+	}
 	decide := func(a domain.Aggregate) error {
 		return kc.decide(func() error { return a.(*domain.Workflow).Create(id, name, typ, method, steps, c.view(), c.view()) })
 	}
@@ -225,7 +234,10 @@ func ArchiveWorkflow() WorkflowChange {
 // the first created, as it now stands (see Created).
 func (c *Commands) CreateOrderType(ctx context.Context, meta Meta, name, intake, production string, fulfillment []string) (domain.OrderTypeState, Created, error) {
 	var id string
-	kc := c.keyedCreate(meta)
+	kc, err := c.keyedCreate(ctx, meta)
+	if err != nil {
+		return domain.OrderTypeState{}, Created{}, err
+	}
 	decide := func(a domain.Aggregate) error {
 		return kc.decide(func() error { return a.(*domain.OrderType).Create(id, name, intake, production, fulfillment, c.view()) })
 	}
@@ -354,8 +366,20 @@ type keyedCreate struct {
 	recorded domain.Event // what the key created, when the request is a resend
 }
 
-func (c *Commands) keyedCreate(meta Meta) *keyedCreate {
-	return &keyedCreate{key: meta.RequestKey, view: c.view()}
+// keyedCreate refuses a request key that names an order (claimed by an
+// order command, see orderKeyed): a key names one request.
+func (c *Commands) keyedCreate(ctx context.Context, meta Meta) (*keyedCreate, error) {
+	if meta.RequestKey != "" {
+		order, held, err := c.Store.ClaimOf(ctx, orderKeyScope+c.Tenant, meta.RequestKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the Idempotency-Key's claim: %w", errUnavailable, err)
+		}
+		if held {
+			return nil, keyConflict(fmt.Sprintf("%q is the key of a request for order %q, not of a request that creates a definition: "+
+				"send this one with a key of its own", meta.RequestKey, order))
+		}
+	}
+	return &keyedCreate{key: meta.RequestKey, view: c.view()}, nil
 }
 
 // decide runs create unless the key created a definition before. It runs

@@ -94,6 +94,10 @@ func (c *Commands) orderKeyed(ctx context.Context, id string, meta Meta, typ str
 	if meta.RequestKey == "" || typ == "" {
 		return c.orderRun(ctx, addr, id, meta, typ, match, decide)
 	}
+	if ev, ok := c.view().CreatedBy(meta.RequestKey); ok {
+		return OrderSnapshot{}, keyConflict(fmt.Sprintf("%q was the key of the request that recorded %s %q, not of a request for order %q: "+
+			"send this one with a key of its own", meta.RequestKey, ev.EventType(), createdID(ev), id))
+	}
 	claim, err := c.Store.Claim(ctx, orderKeyScope+c.Tenant, meta.RequestKey, id)
 	if err != nil {
 		return OrderSnapshot{}, fmt.Errorf("%w: the Idempotency-Key's claim: %w", errUnavailable, err)

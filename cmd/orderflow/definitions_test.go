@@ -327,6 +327,24 @@ func TestCreateDefinitionsWithIdempotencyKey(t *testing.T) {
 	}
 	a.problem(400, "invalid_argument", "POST", "/v1/statuses", map[string]any{"name": "Spare", "category": "draft"}, "Idempotency-Key", "clé")
 
+	// A key names one request across definitions and orders: a status's
+	// key sent to place an order, or an order's key sent to create a
+	// status, is a conflict, and nothing is placed or created.
+	p = b.problem(409, "conflict", "POST", "/v1/orders", map[string]any{"id": "by-status-key", "order_type_id": "wash_fold_delivery"}, "Idempotency-Key", "k/v1/statuses")
+	if d, _ := p["detail"].(string); !strings.Contains(d, `recorded StatusAdded "ironing", not of a request for order "by-status-key"`) {
+		t.Fatalf("a status's key sent to place an order: %v", p)
+	}
+	a.problem(404, "not_found", "GET", "/v1/orders/by-status-key", nil)
+	a.must(201, "POST", "/v1/orders", map[string]any{"id": "keyed-order", "order_type_id": "wash_fold_delivery"}, "Idempotency-Key", "k-order")
+	statuses := count("/v1/statuses")
+	p = b.problem(409, "conflict", "POST", "/v1/statuses", map[string]any{"name": "Pressing", "category": "in_progress"}, "Idempotency-Key", "k-order")
+	if d, _ := p["detail"].(string); !strings.Contains(d, `the key of a request for order "keyed-order"`) {
+		t.Fatalf("an order's key sent to create a status: %v", p)
+	}
+	if n := count("/v1/statuses"); n != statuses {
+		t.Fatalf("%d statuses after a refused creation, want %d", n, statuses)
+	}
+
 	// Eight clients send one order type's creation at once, with one key:
 	// one order type, created by one of them, and every answer names it.
 	// Without a key, the same body sent twice makes two.
