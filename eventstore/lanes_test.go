@@ -197,7 +197,7 @@ func TestLaneCopyResumesWhereItWasSet(t *testing.T) {
 		t.Fatalf("copied again after the restart: %v", got)
 	}
 	// EnsureLanes moves the point up to where the copy stands.
-	if _, err := st2.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1, Window: 32}); err != nil {
+	if _, err := st2.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if lc, err := st2.LaneCopyState(ctx); err != nil || lc.ResumeAt != 9 {
