@@ -143,7 +143,7 @@ func (s *schemaSet) of(t reflect.Type, request bool) map[string]any {
 // object is a struct's schema, its properties named as encoding/json
 // names them.
 func (s *schemaSet) object(t reflect.Type, request bool) map[string]any {
-	props := map[string]any{}
+	props := map[string]map[string]any{}
 	var required []string
 	for _, f := range reflect.VisibleFields(t) {
 		if f.Anonymous || !f.IsExported() {
@@ -157,26 +157,21 @@ func (s *schemaSet) object(t reflect.Type, request bool) map[string]any {
 		if name == "" {
 			name = f.Name
 		}
-		omitempty := slices.Contains(strings.Split(opts, ","), "omitempty")
+		ft := f.Type
+		must := request && slices.Contains(requiredFields[t], name)
+		if must && ft.Kind() == reflect.Pointer {
+			ft = ft.Elem() // given, so not null
+		}
+		props[name] = s.of(ft, request)
 		switch {
-		case request && slices.Contains(requiredFields[t], name):
-			required = append(required, name)
-			ft := f.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem() // given, not null
-			}
-			props[name] = s.of(ft, request)
-			switch ft.Kind() {
-			case reflect.String:
-				props[name].(map[string]any)["minLength"] = 1
-			case reflect.Slice:
-				props[name].(map[string]any)["minItems"] = 1
-			}
-			continue
-		case !request && !omitempty:
+		case must && ft.Kind() == reflect.String:
+			props[name]["minLength"] = 1
+		case must && ft.Kind() == reflect.Slice:
+			props[name]["minItems"] = 1
+		}
+		if must || (!request && !slices.Contains(strings.Split(opts, ","), "omitempty")) {
 			required = append(required, name)
 		}
-		props[name] = s.of(f.Type, request)
 	}
 	schema := map[string]any{"type": "object", "properties": props}
 	if len(required) > 0 {
