@@ -447,22 +447,11 @@ func (s *Store) checkRepartition(ctx context.Context, lc LaneCopy, lanes int) er
 			"or let processes with %d lanes process them, stop them all, and then change it", ErrLanesInUse, StreamTriggerLanes, lc.Lanes, lc.Waiting, lc.Lanes, lc.Lanes)
 	}
 	for i := range lc.Lanes {
-		var info *jetstream.ConsumerInfo
-		err := s.Retry(ctx, func(ctx context.Context) error {
-			c, err := s.js.Consumer(ctx, StreamTriggerLanes, LaneConsumer(i))
-			if err == nil {
-				info = c.CachedInfo()
-			}
-			return err
-		})
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			continue
-		}
+		info, err := s.laneConsumerInfo(ctx, i)
 		if err != nil {
 			return err
 		}
-		pinned := slices.ContainsFunc(info.PriorityGroups, func(g jetstream.PriorityGroupState) bool { return g.PinnedClientID != "" })
-		if info.NumWaiting > 0 || info.NumAckPending > 0 || pinned {
+		if info != nil && (info.NumWaiting > 0 || info.NumAckPending > 0 || lanePinned(info)) {
 			return fmt.Errorf("%w: lane %d of the %d of %s is being read (another process runs with %d lanes): every process must use the same number",
 				ErrLanesInUse, i, lc.Lanes, StreamTriggerLanes, lc.Lanes)
 		}
@@ -536,7 +525,7 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	if err := s.EnsureDeadLetters(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.checkLaneSettings(ctx, st, cfg); err != nil {
+	if err := s.checkLaneSettings(ctx, cfg); err != nil {
 		return nil, err
 	}
 	names := make([]string, cfg.Lanes)
@@ -571,29 +560,21 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 // the settings change (logged): that is how an operator changes them, all
 // processes stopped. A process killed keeps its lanes pinned for up to
 // AckWait; starting again with other settings is refused until then.
-func (s *Store) checkLaneSettings(ctx context.Context, st jetstream.Stream, cfg LaneConfig) error {
+func (s *Store) checkLaneSettings(ctx context.Context, cfg LaneConfig) error {
 	warned := false
 	for i := range cfg.Lanes {
-		var info *jetstream.ConsumerInfo
-		err := s.Retry(ctx, func(ctx context.Context) error {
-			c, err := st.Consumer(ctx, LaneConsumer(i))
-			if err == nil {
-				info = c.CachedInfo()
-			}
-			return err
-		})
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			continue
-		}
+		info, err := s.laneConsumerInfo(ctx, i)
 		if err != nil {
 			return fmt.Errorf("lane consumer %s: %w", LaneConsumer(i), err)
+		}
+		if info == nil {
+			continue
 		}
 		was := info.Config
 		if was.PriorityPolicy != jetstream.PriorityPolicyPinned || (was.AckWait == cfg.AckWait && was.MaxAckPending == cfg.Window) {
 			continue // the same, or from before lanes were pinned (replaced)
 		}
-		pinned := slices.ContainsFunc(info.PriorityGroups, func(g jetstream.PriorityGroupState) bool { return g.PinnedClientID != "" })
-		if pinned || info.NumWaiting > 0 {
+		if lanePinned(info) || info.NumWaiting > 0 {
 			return fmt.Errorf("%w: lane %d is being read by a process with ack wait %s and a window of %d, asked for %s and %d: "+
 				"every process must use the same --ack-wait and --lane-window; stop them all to change them "+
 				"(a process that was killed holds its lanes for up to its ack wait)",
@@ -606,6 +587,27 @@ func (s *Store) checkLaneSettings(ctx context.Context, st jetstream.Stream, cfg 
 		}
 	}
 	return nil
+}
+
+// laneConsumerInfo looks lane i's consumer up: nil when there is none.
+func (s *Store) laneConsumerInfo(ctx context.Context, i int) (*jetstream.ConsumerInfo, error) {
+	var info *jetstream.ConsumerInfo
+	err := s.Retry(ctx, func(ctx context.Context) error {
+		c, err := s.js.Consumer(ctx, StreamTriggerLanes, LaneConsumer(i))
+		if err == nil {
+			info = c.CachedInfo()
+		}
+		return err
+	})
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, nil
+	}
+	return info, err
+}
+
+// lanePinned reports whether a lane consumer is pinned to a reader.
+func lanePinned(info *jetstream.ConsumerInfo) bool {
+	return slices.ContainsFunc(info.PriorityGroups, func(g jetstream.PriorityGroupState) bool { return g.PinnedClientID != "" })
 }
 
 // ensureLaneConsumer creates or updates a lane consumer. A consumer from

@@ -507,24 +507,9 @@ func TestEnsureLanesRefusesAnotherNumberWhileInUse(t *testing.T) {
 
 	// The trigger taken out of its lane by a reader that is still there
 	// (pinned to the lane).
-	var lane jetstream.Consumer
-	for i := range 4 {
-		c, err := lanes.Consumer(ctx, eventstore.LaneConsumer(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.CachedInfo().NumPending > 0 {
-			lane = c
-		}
-	}
-	msgs, err := lane.Fetch(1, jetstream.FetchPriorityGroup(eventstore.LaneGroup))
-	if err != nil {
+	lane, m := takeFromLane(t, ctx, lanes, 4)
+	if err := m.Ack(); err != nil {
 		t.Fatal(err)
-	}
-	for m := range msgs.Messages() {
-		if err := m.Ack(); err != nil {
-			t.Fatal(err)
-		}
 	}
 	eventstoretest.Eventually(t, 10*time.Second, func() bool {
 		info, err := lanes.Info(ctx)
@@ -583,27 +568,7 @@ func TestEnsureLanesRefusesOtherSettingsWhileRead(t *testing.T) {
 
 	// A reader takes a trigger from its lane and keeps the pin.
 	triggerInLane(t, ctx, js, lanes, "o-settings", "settings-1")
-	var lane jetstream.Consumer
-	for i := range 2 {
-		c, err := lanes.Consumer(ctx, eventstore.LaneConsumer(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.CachedInfo().NumPending > 0 {
-			lane = c
-		}
-	}
-	msgs, err := lane.Fetch(1, jetstream.FetchPriorityGroup(eventstore.LaneGroup))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held []jetstream.Msg
-	for m := range msgs.Messages() {
-		held = append(held, m)
-	}
-	if len(held) != 1 {
-		t.Fatalf("fetched %d triggers, want 1", len(held))
-	}
+	lane, held := takeFromLane(t, ctx, lanes, 2)
 
 	for _, other := range []eventstore.LaneConfig{
 		{Lanes: 2, AckWait: 30 * time.Second, Window: 256},
@@ -622,7 +587,7 @@ func TestEnsureLanesRefusesOtherSettingsWhileRead(t *testing.T) {
 	}
 
 	// The reader acknowledges and lets go: the settings change.
-	if err := held[0].Ack(); err != nil {
+	if err := held.Ack(); err != nil {
 		t.Fatal(err)
 	}
 	if err := lanes.UnpinConsumer(ctx, lane.CachedInfo().Name, eventstore.LaneGroup); err != nil {
@@ -634,6 +599,38 @@ func TestEnsureLanesRefusesOtherSettingsWhileRead(t *testing.T) {
 	if got, want := settings(), [][2]any{{30 * time.Second, 64}, {30 * time.Second, 64}}; !slices.Equal(got, want) {
 		t.Fatalf("lanes are %v, want %v", got, want)
 	}
+}
+
+// takeFromLane takes the one trigger waiting in one of the first lanes
+// the way a reader does (pinned to the lane), and leaves it
+// unacknowledged.
+func takeFromLane(t *testing.T, ctx context.Context, lanes jetstream.Stream, n int) (jetstream.Consumer, jetstream.Msg) {
+	t.Helper()
+	var lane jetstream.Consumer
+	for i := range n {
+		c, err := lanes.Consumer(ctx, eventstore.LaneConsumer(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.CachedInfo().NumPending > 0 {
+			lane = c
+		}
+	}
+	if lane == nil {
+		t.Fatal("no trigger waits in a lane")
+	}
+	msgs, err := lane.Fetch(1, jetstream.FetchPriorityGroup(eventstore.LaneGroup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []jetstream.Msg
+	for m := range msgs.Messages() {
+		held = append(held, m)
+	}
+	if len(held) != 1 {
+		t.Fatalf("took %d triggers from the lane, want 1", len(held))
+	}
+	return lane, held[0]
 }
 
 func triggerInLane(t *testing.T, ctx context.Context, js jetstream.JetStream, lanes jetstream.Stream, order, id string) {
