@@ -27,7 +27,7 @@ func (h Health) Register(mux *http.ServeMux) {
 				return
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		writeJSON(w, http.StatusOK, healthStatus{Status: "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -36,8 +36,13 @@ func (h Health) Register(mux *http.ServeMux) {
 			writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Not ready", Detail: err.Error(), Code: "unavailable"})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		writeJSON(w, http.StatusOK, healthStatus{Status: "ready"})
 	})
+}
+
+// healthStatus is what /healthz ("ok") and /readyz ("ready") answer.
+type healthStatus struct {
+	Status string `json:"status"`
 }
 
 // Problem is an RFC 9457 problem document with orderflow's machine code.

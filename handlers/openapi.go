@@ -12,7 +12,8 @@ var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
 // OpenAPI is the API's OpenAPI 3.1 document, made from the same route
 // table the server serves, so it cannot leave a route out.
 func (api *API) OpenAPI() map[string]any {
-	problem := map[string]any{"application/problem+json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Problem"}}}
+	schemas := &schemaSet{components: map[string]any{}}
+	problem := map[string]any{"application/problem+json": map[string]any{"schema": schemas.answer(Problem{})}}
 	errors := map[string]any{
 		"400": map[string]any{"description": "invalid_argument", "content": problem},
 		"401": map[string]any{"description": "unauthenticated (API keys in use, no valid bearer token)", "content": problem},
@@ -25,15 +26,6 @@ func (api *API) OpenAPI() map[string]any {
 		"503": map[string]any{"description": "unavailable (a read model, a trigger's outcome or the event store not there in time, a stream without a leader or storage; see Retry-After)", "content": problem},
 	}
 	paths := map[string]map[string]any{}
-	schemas := &schemaSet{components: map[string]any{"Problem": map[string]any{
-		"type":     "object",
-		"required": []string{"status", "title", "code"},
-		"properties": map[string]any{
-			"status": map[string]any{"type": "integer"}, "title": map[string]any{"type": "string"},
-			"detail": map[string]any{"type": "string"}, "code": map[string]any{"type": "string"},
-			"reason": map[string]any{"type": "string"}, "expected": map[string]any{"type": "string"},
-		},
-	}}}
 	add := func(method, path, op, summary string, role Role, body, answer any) {
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(path, -1) {
@@ -62,10 +54,13 @@ func (api *API) OpenAPI() map[string]any {
 				"#/components/schemas/Event); comment lines keep an idle feed open"}
 		}
 		responses := map[string]any{ok: map[string]any{"description": "OK", "content": map[string]any{content: media}}}
-		if strings.HasPrefix(path, "/v1/") {
+		switch {
+		case strings.HasPrefix(path, "/v1/"):
 			for k, v := range errors {
 				responses[k] = v
 			}
+		case path == "/healthz" || path == "/readyz":
+			responses["503"] = map[string]any{"description": "unavailable (see the summary)", "content": problem}
 		}
 		operation := map[string]any{"operationId": op, "summary": summary, "responses": responses}
 		if role != 0 {
@@ -104,8 +99,8 @@ func (api *API) OpenAPI() map[string]any {
 		method, path, _ := strings.Cut(r.pattern, " ")
 		add(method, path, r.op, r.summary, r.role, r.body, r.answer)
 	}
-	add("GET", "/healthz", "getHealth", "The process is alive and needs no restart (503 when only a restart helps: a stream that failed to write its files)", 0, nil, nil)
-	add("GET", "/readyz", "getReadiness", "Streams are open and NATS is connected (503 otherwise)", 0, nil, nil)
+	add("GET", "/healthz", "getHealth", "The process is alive and needs no restart (503 when only a restart helps: a stream that failed to write its files)", 0, nil, healthStatus{Status: "ok"})
+	add("GET", "/readyz", "getReadiness", "Streams are open and NATS is connected (503 otherwise)", 0, nil, healthStatus{Status: "ready"})
 	add("GET", "/metrics", "getMetrics", "Prometheus text metrics", 0, nil, nil)
 	add("GET", "/openapi.json", "getOpenAPI", "This document", 0, nil, nil)
 	return map[string]any{

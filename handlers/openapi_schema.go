@@ -44,6 +44,8 @@ var componentNames = map[reflect.Type]string{
 	reflect.TypeFor[historyJSON]():         "History",
 	reflect.TypeFor[ProjectionStatus]():    "ProjectionStatus",
 	reflect.TypeFor[RebuildReport]():       "RebuildReport",
+	reflect.TypeFor[Problem]():             "Problem",
+	reflect.TypeFor[healthStatus]():        "HealthStatus",
 }
 
 // requiredFields are the fields a request body must give, not empty:
