@@ -14,7 +14,8 @@ type httpClient struct {
 	t     *testing.T
 	base  string
 	token string // an API key's bearer token, sent when set
-	// answered, when set, sees every answer (the path with its query).
+	// answered, when set, sees every answer (the path with its query),
+	// after checkAnswer.
 	answered func(method, path string, r response)
 }
 
@@ -81,6 +82,7 @@ func (c *httpClient) do(method, path string, body any, headers ...string) respon
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	checkAnswer(c.t, method, path, r)
 	if c.answered != nil {
 		c.answered(method, path, r)
 	}

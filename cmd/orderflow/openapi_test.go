@@ -10,49 +10,31 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/handlers"
 )
 
-// The OpenAPI document's schemas say what the API answers: every route
-// is called through the worked example, and each answer is checked
-// against its schema (a route not called fails the test, so a new one
-// must be added here), and so are the problems the test provokes. Each
-// request example matches its schema, and a body without one of its
-// required fields is refused (400).
+// The OpenAPI document's schemas say what the API answers. Every answer
+// an HTTP test gets is checked against the document (checkAnswer); this
+// test calls every route through the worked example (a route not called
+// fails it, so a new one must be added here). Each request example
+// matches its schema, and a body without one of its required fields is
+// refused (400), with a problem the document describes.
 func TestOpenAPISchemasDescribeTheAnswers(t *testing.T) {
 	t.Parallel()
 	app := startApp(t, newTestConfig(t))
 	c := newClient(t, app)
 	doc := c.must(200, "GET", "/openapi.json", nil)
-	v := schemaChecker{doc: doc}
+	if !reflect.DeepEqual(doc, document().doc) {
+		t.Fatal("the served document is not the one the HTTP tests check answers against")
+	}
+	v := document()
 	checked := map[string]bool{}
 	c.answered = func(method, path string, r response) {
-		t.Helper()
-		pattern, op := v.operation(method, path)
-		if op == nil {
-			return
-		}
-		documented, ok := op["responses"].(map[string]any)[fmt.Sprint(r.Status)].(map[string]any)
-		if !ok {
-			t.Errorf("%s %s = %d, an answer %s does not document: %s", method, path, r.Status, op["operationId"], r.Body)
-			return
-		}
-		content, _ := documented["content"].(map[string]any)
-		kind, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
-		media, _ := content[kind].(map[string]any)
-		schema, _ := media["schema"].(map[string]any)
-		if schema == nil {
-			return
-		}
-		var value any
-		if err := json.Unmarshal(r.Body, &value); err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		if errs := v.check("answer", schema, value); len(errs) > 0 {
-			t.Errorf("%s %s = %d: the answer does not match %s's schema:\n  %s\n%s", method, path, r.Status, op["operationId"], strings.Join(errs, "\n  "), r.Body)
-		}
-		if r.Status < 300 {
+		if pattern, op := v.operation(method, path); op != nil && r.Status < 300 {
 			checked[method+" "+pattern] = true
 		}
 	}
@@ -156,9 +138,66 @@ func TestOpenAPISchemasDescribeTheAnswers(t *testing.T) {
 
 // schemaChecker checks JSON values against the schemas of an OpenAPI
 // document: the part of JSON Schema the document uses.
-type schemaChecker struct{ doc map[string]any }
+type schemaChecker struct {
+	doc    map[string]any
+	routes []documentedRoute
+}
 
-var pathParams = regexp.MustCompile(`\{[a-z_]+\}`)
+type documentedRoute struct {
+	pattern string
+	match   *regexp.Regexp
+	item    map[string]any
+}
+
+// document is the API's OpenAPI document as clients read it (JSON).
+var document = sync.OnceValue(func() schemaChecker {
+	b, err := json.Marshal((&handlers.API{}).OpenAPI())
+	if err != nil {
+		panic(err)
+	}
+	var v schemaChecker
+	if err := json.Unmarshal(b, &v.doc); err != nil {
+		panic(err)
+	}
+	params := regexp.MustCompile(`\{[a-z_]+\}`)
+	for pattern, item := range v.doc["paths"].(map[string]any) {
+		literal := regexp.QuoteMeta(params.ReplaceAllString(pattern, "\x00"))
+		v.routes = append(v.routes, documentedRoute{pattern, regexp.MustCompile("^" + strings.ReplaceAll(literal, "\x00", "[^/]+") + "$"), item.(map[string]any)})
+	}
+	return v
+})
+
+// checkAnswer fails t when the document does not describe an answer to a
+// request it has an operation for: a status code the operation does not
+// name, or a body its schema does not match.
+func checkAnswer(t *testing.T, method, path string, r response) {
+	t.Helper()
+	v := document()
+	_, op := v.operation(method, path)
+	if op == nil {
+		return // no route: a 404 or 405 of the mux
+	}
+	documented, ok := op["responses"].(map[string]any)[fmt.Sprint(r.Status)].(map[string]any)
+	if !ok {
+		t.Errorf("%s %s = %d, an answer %s does not document: %s", method, path, r.Status, op["operationId"], r.Body)
+		return
+	}
+	content, _ := documented["content"].(map[string]any)
+	kind, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	media, _ := content[kind].(map[string]any)
+	schema, _ := media["schema"].(map[string]any)
+	if schema == nil {
+		return
+	}
+	var value any
+	if err := json.Unmarshal(r.Body, &value); err != nil {
+		t.Errorf("%s %s = %d: %s says JSON: %v", method, path, r.Status, kind, err)
+		return
+	}
+	if errs := v.check("answer", schema, value); len(errs) > 0 {
+		t.Errorf("%s %s = %d: the answer does not match %s's schema:\n  %s\n%s", method, path, r.Status, op["operationId"], strings.Join(errs, "\n  "), r.Body)
+	}
+}
 
 // operation finds the operation serving method and path (a query
 // dropped): the pattern with the fewest parameters that has the method.
@@ -166,15 +205,10 @@ func (v schemaChecker) operation(method, path string) (string, map[string]any) {
 	path, _, _ = strings.Cut(path, "?")
 	best, params := "", math.MaxInt
 	var found map[string]any
-	for pattern, item := range v.doc["paths"].(map[string]any) {
-		op, ok := item.(map[string]any)[strings.ToLower(method)].(map[string]any)
-		if !ok {
-			continue
-		}
-		literal := regexp.QuoteMeta(pathParams.ReplaceAllString(pattern, "\x00"))
-		re := regexp.MustCompile("^" + strings.ReplaceAll(literal, "\x00", "[^/]+") + "$")
-		if n := strings.Count(pattern, "{"); re.MatchString(path) && n < params {
-			best, params, found = pattern, n, op
+	for _, r := range v.routes {
+		op, ok := r.item[strings.ToLower(method)].(map[string]any)
+		if n := strings.Count(r.pattern, "{"); ok && n < params && r.match.MatchString(path) {
+			best, params, found = r.pattern, n, op
 		}
 	}
 	return best, found
