@@ -17,10 +17,20 @@ import (
 	"github.com/orderflow/orderflow/eventstore"
 )
 
+// orderEvents are the order events, which the feed and an order's
+// history carry (the OpenAPI document describes their data by type).
+var orderEvents = []domain.Event{domain.OrderPlaced{}, domain.OrderAdvanced{}, domain.OrderCompleted{},
+	domain.TriggerRejected{}, domain.OrderHeld{}, domain.OrderResumed{}, domain.OrderCancelled{},
+	domain.OrderMoved{}, domain.OrderMigrated{}}
+
 // orderEventTypes are the types ?types= accepts.
-var orderEventTypes = []string{domain.TypeOrderPlaced, domain.TypeOrderAdvanced, domain.TypeOrderCompleted,
-	domain.TypeTriggerRejected, domain.TypeOrderHeld, domain.TypeOrderResumed, domain.TypeOrderCancelled,
-	domain.TypeOrderMoved, domain.TypeOrderMigrated}
+var orderEventTypes = func() []string {
+	out := make([]string, len(orderEvents))
+	for i, ev := range orderEvents {
+		out[i] = ev.EventType()
+	}
+	return out
+}()
 
 // SSEHeartbeat is how often an idle feed sends a comment line, so proxies
 // and clients see the connection alive.

@@ -20,9 +20,11 @@ import (
 // handler refuses a body without it, or with it empty or null), and no
 // other field is allowed (decodeBody refuses unknown fields); null is
 // "not given", as a PATCH body reads it. Answers: a field is always
-// there unless its JSON tag says omitempty; a pointer may be null; other
-// fields may be added later, so answers do not forbid them. A type named
-// in componentNames is a component of its own, referred to by $ref.
+// there unless its JSON tag says omitempty or omitzero; a pointer may be
+// null; other fields may be added later, so answers do not forbid them.
+// A type named in componentNames, and an event's data (named after its
+// type), is a component of its own, referred to by $ref; an Event's data
+// is described by its type (if/then, JSON Schema 2020-12).
 type schemaSet struct {
 	components map[string]any
 }
@@ -44,6 +46,7 @@ var componentNames = map[reflect.Type]string{
 	reflect.TypeFor[historyJSON]():         "History",
 	reflect.TypeFor[ProjectionStatus]():    "ProjectionStatus",
 	reflect.TypeFor[RebuildReport]():       "RebuildReport",
+	reflect.TypeFor[domain.Position]():     "EventPosition",
 	reflect.TypeFor[Problem]():             "Problem",
 	reflect.TypeFor[healthStatus]():        "HealthStatus",
 }
@@ -76,6 +79,8 @@ var schemaEnums = map[reflect.Type][]string{
 	// A rejection is a trigger_rejected problem, not an outcome answered.
 	reflect.TypeFor[domain.TriggerOutcome](): names(domain.OutcomeAdvanced, domain.OutcomeCompleted, domain.OutcomeDuplicate),
 	reflect.TypeFor[eventstore.ActorKind]():  names(eventstore.ActorWorker, eventstore.ActorUser, eventstore.ActorSystem),
+	reflect.TypeFor[domain.RejectReason](): names(domain.RejectUnexpectedTrigger, domain.RejectOnHold, domain.RejectCompleted,
+		domain.RejectCancelled),
 }
 
 // optionalBodies are the request bodies a route takes or goes without.
@@ -130,16 +135,35 @@ func (s *schemaSet) of(t reflect.Type, request bool) map[string]any {
 		return map[string]any{"type": "object", "additionalProperties": s.of(t.Elem(), request)}
 	case reflect.Struct:
 		name, named := componentNames[t]
+		if ev, ok := reflect.Zero(t).Interface().(domain.Event); ok {
+			name, named = ev.EventType()+"Data", true // an event's data
+		}
 		if !named || request {
 			return s.object(t, request)
 		}
 		if _, made := s.components[name]; !made {
 			s.components[name] = map[string]any{} // taken, should t refer to itself
-			s.components[name] = s.object(t, request)
+			schema := s.object(t, request)
+			if t == reflect.TypeFor[eventstore.Envelope]() {
+				schema["allOf"] = s.eventData()
+			}
+			s.components[name] = schema
 		}
 		return map[string]any{"$ref": "#/components/schemas/" + name}
 	}
 	panic(fmt.Sprintf("openapi: no schema for %s", t))
+}
+
+// eventData says, for each order event type, what an Event's data holds.
+func (s *schemaSet) eventData() []any {
+	var out []any
+	for _, ev := range orderEvents {
+		out = append(out, map[string]any{
+			"if":   map[string]any{"properties": map[string]any{"type": map[string]any{"const": ev.EventType()}}, "required": []string{"type"}},
+			"then": map[string]any{"properties": map[string]any{"data": s.answer(ev)}},
+		})
+	}
+	return out
 }
 
 // object is a struct's schema, its properties named as encoding/json
@@ -171,7 +195,8 @@ func (s *schemaSet) object(t reflect.Type, request bool) map[string]any {
 		case must && ft.Kind() == reflect.Slice:
 			props[name]["minItems"] = 1
 		}
-		if must || (!request && !slices.Contains(strings.Split(opts, ","), "omitempty")) {
+		optional := slices.ContainsFunc(strings.Split(opts, ","), func(o string) bool { return o == "omitempty" || o == "omitzero" })
+		if must || (!request && !optional) {
 			required = append(required, name)
 		}
 	}

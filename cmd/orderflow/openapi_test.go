@@ -223,6 +223,23 @@ func (v schemaChecker) check(at string, schema map[string]any, value any) []stri
 		}
 		return v.check(at, target, value)
 	}
+	if allOf, ok := schema["allOf"].([]any); ok {
+		rest := maps.Clone(schema)
+		delete(rest, "allOf")
+		errs := v.check(at, rest, value)
+		for _, s := range allOf {
+			errs = append(errs, v.check(at, s.(map[string]any), value)...)
+		}
+		return errs
+	}
+	if cond, ok := schema["if"].(map[string]any); ok {
+		if len(v.check(at, cond, value)) == 0 {
+			if then, ok := schema["then"].(map[string]any); ok {
+				return v.check(at, then, value)
+			}
+		}
+		return nil
+	}
 	if anyOf, ok := schema["anyOf"].([]any); ok {
 		var all []string
 		for _, s := range anyOf {
@@ -245,6 +262,9 @@ func (v schemaChecker) check(at string, schema map[string]any, value any) []stri
 			fail("%v is not of type %v", value, typ)
 			return errs
 		}
+	}
+	if c, ok := schema["const"]; ok && !reflect.DeepEqual(c, value) {
+		fail("%v is not %v", value, c)
 	}
 	if enum, ok := schema["enum"].([]any); ok && !slices.ContainsFunc(enum, func(e any) bool { return reflect.DeepEqual(e, value) }) {
 		fail("%v is not one of %v", value, enum)
@@ -292,7 +312,7 @@ func (v schemaChecker) check(at string, schema map[string]any, value any) []stri
 				fail("has %q, which the schema does not allow", name)
 			case schema["additionalProperties"] != nil:
 				errs = append(errs, v.check(at+"."+name, schema["additionalProperties"].(map[string]any), field)...)
-			case props != nil:
+			case schema["type"] == "object" && props != nil: // a whole object's schema, not a condition on some of its fields
 				fail("has %q, which the schema does not name", name)
 			}
 		}
