@@ -88,12 +88,17 @@ func (s *sseStream) close() {
 	s.resp.Body.Close()
 }
 
+// next is the feed's next event, checked against the OpenAPI document's
+// Event schema (the feed sends Events, as histories do).
 func (s *sseStream) next(t *testing.T) sseEvent {
 	t.Helper()
 	select {
 	case ev, ok := <-s.events:
 		if !ok {
 			t.Fatal("feed closed")
+		}
+		if errs := document().check("event", map[string]any{"$ref": "#/components/schemas/Event"}, ev.Data); len(errs) > 0 || ev.Data["type"] != ev.Type {
+			t.Errorf("feed event %d (%s) does not match the Event schema: %v\n%v", ev.ID, ev.Type, errs, ev.Data)
 		}
 		return ev
 	case <-time.After(15 * time.Second):
