@@ -5,9 +5,32 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+
+	"github.com/orderflow/orderflow/domain"
 )
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
+
+// queryParam is a query parameter as the OpenAPI document shows it.
+type queryParam struct {
+	schema map[string]any
+	does   string
+}
+
+// queryParams are the query parameters the routes take (routeQuery), by
+// name; one not named here is a string (a key or an id).
+var queryParams = map[string]queryParam{
+	"as_of":   {map[string]any{"type": "string", "format": "date-time"}, "RFC 3339: the answer as it was then"},
+	"limit":   {map[string]any{"type": "integer", "minimum": 1, "maximum": maxLimit}, "how many on a page"},
+	"cursor":  {map[string]any{"type": "string"}, "the next_cursor of the page before"},
+	"min_seq": {map[string]any{"type": "integer", "minimum": 0}, "wait (bounded) until the read model reflects this stream sequence, the X-Orderflow-Sequence of a write"},
+	"state":   {map[string]any{"type": "string", "enum": names(domain.StateActive, domain.StateOnHold, domain.StateCompleted, domain.StateCancelled)}, ""},
+	"types":   {map[string]any{"type": "string"}, "comma-separated order event types: " + strings.Join(orderEventTypes, ", ")},
+	"last_event_id": {map[string]any{"type": "integer", "minimum": 0},
+		"the id of the last event seen (as the Last-Event-ID header): the feed goes on after it"},
+	"after":        {map[string]any{"type": "integer", "minimum": 0}, "as last_event_id"},
+	"access_token": {map[string]any{"type": "string"}, "an API key's token, for browsers' EventSource, which cannot send headers (keep such URLs out of shared logs)"},
+}
 
 // OpenAPI is the API's OpenAPI 3.1 document, made from the same route
 // table the server serves, so it cannot leave a route out.
@@ -33,7 +56,11 @@ func (api *API) OpenAPI() map[string]any {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
 		for _, q := range routeQuery[method+" "+path] {
-			params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
+			param := map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}}
+			if p, ok := queryParams[q]; ok {
+				param["schema"], param["description"] = p.schema, p.does
+			}
+			params = append(params, param)
 		}
 		ok := "200"
 		if method == "POST" && strings.Count(path, "/") == 2 && path != "/v1/board" {

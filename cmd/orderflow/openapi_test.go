@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"net/url"
 	"reflect"
 	"regexp"
 	"slices"
@@ -130,6 +131,39 @@ func TestOpenAPISchemasDescribeTheAnswers(t *testing.T) {
 				delete(without, field.(string))
 				if r := c.do(strings.ToUpper(method), concrete(path), without); r.Status != http.StatusBadRequest {
 					t.Errorf("%s %s without %q = %d, want 400 (the schema says it is required): %s", method, path, field, r.Status, r.Body)
+				}
+			}
+		}
+	}
+
+	// A query parameter's value outside its schema is refused.
+	for path, item := range doc["paths"].(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			params, _ := op.(map[string]any)["parameters"].([]any)
+			for _, p := range params {
+				p := p.(map[string]any)
+				if p["in"] != "query" {
+					continue
+				}
+				schema := p["schema"].(map[string]any)
+				var outside []string
+				if most, ok := schema["maximum"].(float64); ok {
+					outside = append(outside, fmt.Sprint(most+1))
+				}
+				if least, ok := schema["minimum"].(float64); ok {
+					outside = append(outside, fmt.Sprint(least-1))
+				}
+				if schema["type"] == "integer" {
+					outside = append(outside, "two")
+				}
+				if schema["enum"] != nil || schema["format"] == "date-time" {
+					outside = append(outside, "noon")
+				}
+				for _, value := range outside {
+					target := concrete(path) + "?" + url.Values{p["name"].(string): {value}}.Encode()
+					if r := c.do(strings.ToUpper(method), target, nil); r.Status != http.StatusBadRequest {
+						t.Errorf("%s %s = %d, want 400 (outside the parameter's schema %v): %s", method, target, r.Status, schema, r.Body)
+					}
 				}
 			}
 		}
