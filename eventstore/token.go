@@ -6,6 +6,11 @@ import (
 	"unicode/utf8"
 )
 
+// TokenPattern is the regular expression (RE2 and ECMA-262 alike) a valid
+// token matches, at most MaxTokenLen bytes long: what ValidateToken
+// accepts, for documents that describe it (the OpenAPI document).
+const TokenPattern = `^[A-Za-z0-9][A-Za-z0-9_-]*$`
+
 // MaxTokenLen is the longest tenant, key or id accepted as a subject token.
 // It keeps subjects well under NATS limits and ids readable.
 const MaxTokenLen = 128

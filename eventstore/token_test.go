@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -58,8 +59,12 @@ func FuzzValidateToken(f *testing.F) {
 	for _, s := range []string{"default", "order-1", "a.b", "*", ">", " ", "", "é", "a\x00", "-x", strings.Repeat("z", 200)} {
 		f.Add(s)
 	}
+	pattern := regexp.MustCompile(eventstore.TokenPattern)
 	f.Fuzz(func(t *testing.T, s string) {
 		err := eventstore.ValidateToken("id", s)
+		if described := pattern.MatchString(s) && len(s) <= eventstore.MaxTokenLen; described != (err == nil) {
+			t.Fatalf("%q: TokenPattern and MaxTokenLen say %v, ValidateToken %v", s, described, err)
+		}
 		if err != nil {
 			if !errors.Is(err, eventstore.ErrInvalidToken) {
 				t.Fatalf("error %v does not match ErrInvalidToken", err)

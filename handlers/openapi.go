@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
 )
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
@@ -17,8 +18,13 @@ type queryParam struct {
 	does   string
 }
 
+// tokenSchema is a key's or an id's schema: one subject token.
+func tokenSchema() map[string]any {
+	return map[string]any{"type": "string", "pattern": eventstore.TokenPattern, "maxLength": eventstore.MaxTokenLen}
+}
+
 // queryParams are the query parameters the routes take (routeQuery), by
-// name; one not named here is a string (a key or an id).
+// name; one not named here is a key or an id (tokenSchema).
 var queryParams = map[string]queryParam{
 	"as_of":   {map[string]any{"type": "string", "format": "date-time"}, "RFC 3339: the answer as it was then"},
 	"limit":   {map[string]any{"type": "integer", "minimum": 1, "maximum": maxLimit}, "how many on a page"},
@@ -53,10 +59,17 @@ func (api *API) OpenAPI() map[string]any {
 	add := func(method, path, op, summary string, role Role, body, answer any) {
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(path, -1) {
-			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+			schema := tokenSchema()
+			switch m[1] {
+			case "index":
+				schema = map[string]any{"type": "integer", "minimum": 0}
+			case "v":
+				schema = map[string]any{"type": "integer", "minimum": 1}
+			}
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": schema})
 		}
 		for _, q := range routeQuery[method+" "+path] {
-			param := map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}}
+			param := map[string]any{"name": q, "in": "query", "schema": tokenSchema()}
 			if p, ok := queryParams[q]; ok {
 				param["schema"], param["description"] = p.schema, p.does
 			}

@@ -159,6 +159,9 @@ func TestOpenAPISchemasDescribeTheAnswers(t *testing.T) {
 				if schema["enum"] != nil || schema["format"] == "date-time" {
 					outside = append(outside, "noon")
 				}
+				if schema["pattern"] != nil {
+					outside = append(outside, "a.b", "-a", strings.Repeat("a", int(schema["maxLength"].(float64))+1))
+				}
 				for _, value := range outside {
 					target := concrete(path) + "?" + url.Values{p["name"].(string): {value}}.Encode()
 					if r := c.do(strings.ToUpper(method), target, nil); r.Status != http.StatusBadRequest {
