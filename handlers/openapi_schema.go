@@ -69,6 +69,24 @@ var requiredFields = map[reflect.Type][]string{
 	reflect.TypeFor[migrateOrderBody](): {"workflow_id", "to_version"},
 }
 
+// tokenFields are the request fields that name a key or an id: one
+// subject token (eventstore.TokenPattern), or, where the field is
+// optional, "" (a key derived from the name, the default fulfillment, no
+// intake); a list holds tokens.
+var tokenFields = map[reflect.Type][]string{
+	reflect.TypeFor[statusBody]():       {"key"},
+	reflect.TypeFor[triggerBody]():      {"key"},
+	reflect.TypeFor[domain.Step]():      {"status", "trigger"},
+	reflect.TypeFor[stepBody]():         {"status", "trigger"},
+	reflect.TypeFor[stepTriggerBody]():  {"trigger"},
+	reflect.TypeFor[orderTypeBody]():    {"intake", "production", "fulfillment"},
+	reflect.TypeFor[orderTypePatch]():   {"intake", "production", "fulfillment"},
+	reflect.TypeFor[placeBody]():        {"id", "order_type_id", "fulfillment_workflow_id"},
+	reflect.TypeFor[triggerRequest]():   {"trigger"},
+	reflect.TypeFor[moveOrderBody]():    {"workflow_id"},
+	reflect.TypeFor[migrateOrderBody](): {"workflow_id"},
+}
+
 // schemaEnums are the values of the contract's enumerations.
 var schemaEnums = map[reflect.Type][]string{
 	reflect.TypeFor[domain.Category]():     names(domain.Categories()...),
@@ -190,9 +208,12 @@ func (s *schemaSet) object(t reflect.Type, request bool) map[string]any {
 		}
 		props[name] = s.of(ft, request)
 		switch {
+		case request && slices.Contains(tokenFields[t], name):
+			token(props[name], must)
 		case must && ft.Kind() == reflect.String:
 			props[name]["minLength"] = 1
-		case must && ft.Kind() == reflect.Slice:
+		}
+		if must && ft.Kind() == reflect.Slice {
 			props[name]["minItems"] = 1
 		}
 		optional := slices.ContainsFunc(strings.Split(opts, ","), func(o string) bool { return o == "omitempty" || o == "omitzero" })
@@ -208,6 +229,20 @@ func (s *schemaSet) object(t reflect.Type, request bool) map[string]any {
 		schema["additionalProperties"] = false
 	}
 	return schema
+}
+
+// token makes a string's schema (or a list's items') that of a key or an
+// id; one that is not required may be "".
+func token(schema map[string]any, required bool) {
+	if items, ok := schema["items"].(map[string]any); ok {
+		token(items, true)
+		return
+	}
+	pattern := eventstore.TokenPattern
+	if !required {
+		pattern = "^(" + strings.TrimSuffix(strings.TrimPrefix(pattern, "^"), "$") + ")?$"
+	}
+	schema["pattern"], schema["maxLength"] = pattern, eventstore.MaxTokenLen
 }
 
 // nullable lets a schema take null as well (JSON Schema 2020-12, as

@@ -133,6 +133,22 @@ func TestOpenAPISchemasDescribeTheAnswers(t *testing.T) {
 					t.Errorf("%s %s without %q = %d, want 400 (the schema says it is required): %s", method, path, field, r.Status, r.Body)
 				}
 			}
+			// A key or an id that is not a token.
+			for field, prop := range schema["properties"].(map[string]any) {
+				prop := prop.(map[string]any)
+				var bad any = "a.b"
+				if items, ok := prop["items"].(map[string]any); ok {
+					prop, bad = items, []string{"a.b"}
+				}
+				if prop["pattern"] == nil {
+					continue
+				}
+				with := maps.Clone(example.(map[string]any))
+				with[field] = bad
+				if r := c.do(strings.ToUpper(method), concrete(path), with); r.Status != http.StatusBadRequest {
+					t.Errorf("%s %s with %s %v = %d, want 400 (not a token, as the schema says): %s", method, path, field, bad, r.Status, r.Body)
+				}
+			}
 		}
 	}
 
