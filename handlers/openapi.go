@@ -30,7 +30,7 @@ var queryParams = map[string]queryParam{
 	"limit":   {map[string]any{"type": "integer", "minimum": 1, "maximum": maxLimit}, "how many on a page"},
 	"cursor":  {map[string]any{"type": "string"}, "the next_cursor of the page before"},
 	"min_seq": {map[string]any{"type": "integer", "minimum": 0}, "wait (bounded) until the read model reflects this stream sequence, the X-Orderflow-Sequence of a write"},
-	"state":   {map[string]any{"type": "string", "enum": names(domain.StateActive, domain.StateOnHold, domain.StateCompleted, domain.StateCancelled)}, ""},
+	"state":   {map[string]any{"type": "string", "enum": schemaEnums[reflect.TypeFor[domain.OrderState]()]}, ""},
 	"types":   {map[string]any{"type": "string"}, "comma-separated order event types: " + strings.Join(orderEventTypes, ", ")},
 	"last_event_id": {map[string]any{"type": "integer", "minimum": 0},
 		"the id of the last event seen (as the Last-Event-ID header): the feed goes on after it"},
