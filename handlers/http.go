@@ -123,7 +123,7 @@ var keyedRoutes = func() map[string]keyedRoute {
 			"and a resend answers the order the first placed (201, Idempotent-Replayed: true) instead of 409; " +
 			"a key names one order for 24 hours: sent for another order id, or with another order type, it is 409", maxIdempotencyKey, true},
 		"POST /v1/orders/{id}/triggers": {"The trigger id when the body gives no trigger_id (the same if it gives one): " +
-			"sent again with it, the trigger takes effect once (the answer's outcome is duplicate); sent with another trigger key, or for another order, 409", domain.MaxTriggerIDLen, false},
+			"sent again with it, the trigger takes effect once (the answer's outcome is duplicate); sent with another trigger key, or for another order within the duplicate window, 409", domain.MaxTriggerIDLen, false},
 	}
 	for _, a := range []string{"hold", "resume", "cancel", "move", "migrate"} {
 		m["POST /v1/orders/{id}/"+a] = action
@@ -179,7 +179,7 @@ func (api *API) routes() []route {
 		{"GET /v1/orders/{id}/history", "getOrderHistory", RoleReader, "An order's events, oldest first (all; or a page: limit, cursor, next_cursor)", nil, historyJSON{}, api.orderHistory},
 		{"POST /v1/orders/{id}/triggers", "applyTrigger", RoleWorker, "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument). " +
 			"Give it a trigger_id of your own, or an Idempotency-Key header (one is made when both are absent): sent again with it after a 503 or a lost answer, it takes effect once. " +
-			"The id names one trigger: the id of another trigger of the order or of another order's is 409 conflict",
+			"The id names one trigger: the id of another trigger of the order, or of another order's within the duplicate window (--duplicate-window, 2 minutes by default), is 409 conflict",
 			triggerRequest{Trigger: "picked_up", TriggerID: "0193a1f2-5c7e-7d3b-9a41-3f6e2b8c1d05", Worker: "ana"}, triggerAnswer{}, api.postTrigger},
 		{"POST /v1/orders/{id}/hold", "holdOrder", RoleSupervisor, "Hold an order", reasonBody{Reason: "customer away"}, OrderJSON{}, supervise(api, holdOrder)},
 		{"POST /v1/orders/{id}/resume", "resumeOrder", RoleSupervisor, "Resume a held order", reasonBody{Reason: "back"}, OrderJSON{}, supervise(api, resumeOrder)},
