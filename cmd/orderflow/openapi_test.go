@@ -133,20 +133,10 @@ func TestOpenAPISchemasDescribeTheAnswers(t *testing.T) {
 					t.Errorf("%s %s without %q = %d, want 400 (the schema says it is required): %s", method, path, field, r.Status, r.Body)
 				}
 			}
-			// A key or an id that is not a token.
-			for field, prop := range schema["properties"].(map[string]any) {
-				prop := prop.(map[string]any)
-				var bad any = "a.b"
-				if items, ok := prop["items"].(map[string]any); ok {
-					prop, bad = items, []string{"a.b"}
-				}
-				if prop["pattern"] == nil {
-					continue
-				}
-				with := maps.Clone(example.(map[string]any))
-				with[field] = bad
+			// A key or an id, at any depth, that is not a token.
+			for _, with := range nonTokens(schema, example) {
 				if r := c.do(strings.ToUpper(method), concrete(path), with); r.Status != http.StatusBadRequest {
-					t.Errorf("%s %s with %s %v = %d, want 400 (not a token, as the schema says): %s", method, path, field, bad, r.Status, r.Body)
+					t.Errorf("%s %s with %v = %d, want 400 (a key or id not a token, as the schema says): %s", method, path, with, r.Status, r.Body)
 				}
 			}
 		}
@@ -187,6 +177,45 @@ func TestOpenAPISchemasDescribeTheAnswers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// nonTokens are copies of a request body, each with one of its keys or
+// ids (a string its schema gives a pattern), at any depth, made "a.b";
+// one the body leaves out is added.
+func nonTokens(schema map[string]any, body any) []any {
+	if schema["pattern"] != nil {
+		return []any{"a.b"}
+	}
+	var out []any
+	switch body := body.(type) {
+	case []any:
+		items, _ := schema["items"].(map[string]any)
+		for i, item := range body {
+			for _, bad := range nonTokens(items, item) {
+				with := slices.Clone(body)
+				with[i] = bad
+				out = append(out, with)
+			}
+		}
+	case map[string]any:
+		props, _ := schema["properties"].(map[string]any)
+		for _, name := range slices.Sorted(maps.Keys(props)) {
+			prop := props[name].(map[string]any)
+			field, given := body[name]
+			if !given {
+				field = ""
+				if items, ok := prop["items"].(map[string]any); ok && items["pattern"] != nil {
+					field = []any{""}
+				}
+			}
+			for _, bad := range nonTokens(prop, field) {
+				with := maps.Clone(body)
+				with[name] = bad
+				out = append(out, with)
+			}
+		}
+	}
+	return out
 }
 
 // schemaChecker checks JSON values against the schemas of an OpenAPI
