@@ -18,6 +18,30 @@ type queryParam struct {
 	does   string
 }
 
+// etagAnswers are the answers that carry an ETag, and what it is: a
+// version, which If-Match takes.
+var etagAnswers = map[reflect.Type]string{
+	reflect.TypeFor[list[domain.Status]]():  "the status library's version",
+	reflect.TypeFor[domain.Status]():        "the status library's version",
+	reflect.TypeFor[list[domain.Trigger]](): "the trigger library's version",
+	reflect.TypeFor[domain.Trigger]():       "the trigger library's version",
+	reflect.TypeFor[workflowJSON]():         "the workflow's version",
+	reflect.TypeFor[orderTypeJSON]():        "the order type's version",
+	reflect.TypeFor[OrderJSON]():            "the order's version",
+	reflect.TypeFor[triggerAnswer]():        "the order's version",
+}
+
+// sequencedAnswers are the answers that carry X-Orderflow-Sequence.
+var sequencedAnswers = map[reflect.Type]bool{
+	reflect.TypeFor[OrderJSON](): true, reflect.TypeFor[triggerAnswer](): true,
+	reflect.TypeFor[list[OrderJSON]](): true, reflect.TypeFor[list[boardItem]](): true,
+}
+
+// header is a response header's description.
+func header(does, typ string, required bool) map[string]any {
+	return map[string]any{"description": does, "schema": map[string]any{"type": typ}, "required": required}
+}
+
 // tokenSchema is a key's or an id's schema: one subject token.
 func tokenSchema() map[string]any {
 	return map[string]any{"type": "string", "pattern": eventstore.TokenPattern, "maxLength": eventstore.MaxTokenLen}
@@ -43,17 +67,19 @@ var queryParams = map[string]queryParam{
 func (api *API) OpenAPI() map[string]any {
 	schemas := &schemaSet{components: map[string]any{}}
 	problem := map[string]any{"application/problem+json": map[string]any{"schema": schemas.answer(Problem{})}}
+	retryAfter := map[string]any{"Retry-After": header("seconds to wait before sending the request again", "integer", true)}
 	errors := map[string]any{
 		"400": map[string]any{"description": "invalid_argument", "content": problem},
-		"401": map[string]any{"description": "unauthenticated (API keys in use, no valid bearer token)", "content": problem},
+		"401": map[string]any{"description": "unauthenticated (API keys in use, no valid bearer token)", "content": problem,
+			"headers": map[string]any{"WWW-Authenticate": header(`Bearer realm="orderflow" (with error="invalid_token" for a key that expired)`, "string", true)}},
 		"403": map[string]any{"description": "forbidden (the key's role is below the route's x-orderflow-role)", "content": problem},
 		"404": map[string]any{"description": "not_found", "content": problem},
 		"409": map[string]any{"description": "conflict or trigger_rejected", "content": problem},
 		"412": map[string]any{"description": "precondition_failed (stale If-Match)", "content": problem},
 		"413": map[string]any{"description": "payload_too_large", "content": problem},
-		"429": map[string]any{"description": "rate_limited (the key sent more than its requests a second; see Retry-After)", "content": problem},
+		"429": map[string]any{"description": "rate_limited (the key sent more than its requests a second; see Retry-After)", "content": problem, "headers": retryAfter},
 		"500": map[string]any{"description": "internal (a stored event that cannot be read, which orderflow verify finds; or a fault of orderflow's own)", "content": problem},
-		"503": map[string]any{"description": "unavailable (a read model, a trigger's outcome or the event store not there in time, a stream without a leader or storage; see Retry-After)", "content": problem},
+		"503": map[string]any{"description": "unavailable (a read model, a trigger's outcome or the event store not there in time, a stream without a leader or storage; see Retry-After)", "content": problem, "headers": retryAfter},
 	}
 	paths := map[string]map[string]any{}
 	add := func(method, path, op, summary string, role Role, body, answer any) {
@@ -94,7 +120,23 @@ func (api *API) OpenAPI() map[string]any {
 			media["schema"] = map[string]any{"type": "string", "description": "one event per message: id: (its stream sequence), event: (its type) and data: (an Event, " +
 				"#/components/schemas/Event); comment lines keep an idle feed open"}
 		}
+		headers := map[string]any{}
+		if answer != nil {
+			if etag, found := etagAnswers[reflect.TypeOf(answer)]; found {
+				headers["ETag"] = header(etag, "string", true)
+			}
+			if sequencedAnswers[reflect.TypeOf(answer)] {
+				headers["X-Orderflow-Sequence"] = header("the orders stream's sequence this answer reflects: "+
+					"send it as ?min_seq= to a list or the board to read your own write", "integer", false)
+			}
+		}
+		if ok == "201" {
+			headers["Location"] = header("the created resource", "string", true)
+		}
 		responses := map[string]any{ok: map[string]any{"description": "OK", "content": map[string]any{content: media}}}
+		if len(headers) > 0 {
+			responses[ok].(map[string]any)["headers"] = headers
+		}
 		switch {
 		case strings.HasPrefix(path, "/v1/"):
 			for k, v := range errors {
@@ -114,15 +156,32 @@ func (api *API) OpenAPI() map[string]any {
 			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header",
 				"schema": map[string]any{"type": "string", "maxLength": k.maxLen}, "description": k.does})
 			if k.replays {
-				responses[ok].(map[string]any)["headers"] = map[string]any{"Idempotent-Replayed": map[string]any{
+				headers["Idempotent-Replayed"] = map[string]any{
 					"description": "true when the request was a resend of one with the same Idempotency-Key: nothing was recorded, and the answer is what the first did, as it now stands",
-					"schema":      map[string]any{"type": "string", "enum": []string{"true"}}}}
+					"schema":      map[string]any{"type": "string", "enum": []string{"true"}}}
+				responses[ok].(map[string]any)["headers"] = headers
 			}
+		}
+		if method != "GET" && strings.HasPrefix(path, "/v1/") && path != "/v1/projections/rebuild" { // a command
+			params = append(params,
+				map[string]any{"name": "X-Orderflow-Actor", "in": "header", "schema": map[string]any{"type": "string"},
+					"description": "who acts (recorded as the event's actor, after the API key's name when keys are in use)"},
+				map[string]any{"name": "X-Request-ID", "in": "header", "schema": map[string]any{"type": "string"},
+					"description": "the request's correlation id, recorded on its events"})
+			if op != "applyTrigger" { // a trigger refuses it: the order's current step decides a trigger
+				params = append(params, map[string]any{"name": "If-Match", "in": "header", "schema": map[string]any{"type": "string"},
+					"description": `the ETag (version, "3") the change is meant for: another version is 412 precondition_failed`})
+			}
+		}
+		if path == "/v1/events" {
+			params = append(params, map[string]any{"name": "Last-Event-ID", "in": "header", "schema": map[string]any{"type": "integer", "minimum": 0},
+				"description": "the id of the last event seen: the feed goes on after it"})
 		}
 		if conditionalReads[method+" "+path] {
 			params = append(params, map[string]any{"name": "If-None-Match", "in": "header", "schema": map[string]any{"type": "string"},
 				"description": "ETags (or *): when one is the ETag this route answers with, 304 Not Modified without a body"})
-			responses["304"] = map[string]any{"description": "Not Modified: the If-None-Match held this answer's ETag"}
+			responses["304"] = map[string]any{"description": "Not Modified: the If-None-Match held this answer's ETag",
+				"headers": map[string]any{"ETag": header("the answer's version, as the 200 would carry it", "string", true)}}
 		}
 		if len(params) > 0 {
 			operation["parameters"] = params

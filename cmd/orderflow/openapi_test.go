@@ -251,7 +251,8 @@ var document = sync.OnceValue(func() schemaChecker {
 
 // checkAnswer fails t when the document does not describe an answer to a
 // request it has an operation for: a status code the operation does not
-// name, or a body its schema does not match.
+// name, a header it says is always there and is not (or one of
+// orderflow's it does not name), or a body its schema does not match.
 func checkAnswer(t *testing.T, method, path string, r response) {
 	t.Helper()
 	v := document()
@@ -263,6 +264,17 @@ func checkAnswer(t *testing.T, method, path string, r response) {
 	if !ok {
 		t.Errorf("%s %s = %d, an answer %s does not document: %s", method, path, r.Status, op["operationId"], r.Body)
 		return
+	}
+	headers, _ := documented["headers"].(map[string]any)
+	for name, h := range headers {
+		if h.(map[string]any)["required"] == true && r.Header.Get(name) == "" {
+			t.Errorf("%s %s = %d: no %s header, which the document says it carries", method, path, r.Status, name)
+		}
+	}
+	for _, name := range []string{"ETag", "Location", "X-Orderflow-Sequence", "Idempotent-Replayed", "Retry-After", "WWW-Authenticate"} {
+		if _, ok := headers[name]; !ok && r.Header.Get(name) != "" {
+			t.Errorf("%s %s = %d: header %s, which the document does not name", method, path, r.Status, name)
+		}
 	}
 	content, _ := documented["content"].(map[string]any)
 	kind, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
