@@ -459,3 +459,20 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "rebuilt the orders read model from %d events in %.2fs (%.0f events/s)\n", rep.Events, rep.Seconds, rep.EventsPerSec)
 	return nil
 }
+
+// openAPICmd prints the HTTP API's OpenAPI document, the one GET
+// /openapi.json serves, without a server: for generating clients in a
+// build.
+func openAPICmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("openapi", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("takes no arguments, got %q", fs.Args())
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode((&handlers.API{}).OpenAPI())
+}

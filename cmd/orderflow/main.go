@@ -42,6 +42,7 @@ Usage:
   orderflow bench [flags]                  measure orderflow against raw JetStream on this machine
   orderflow apikey --name N --role R       make an HTTP API key for 'serve --api-keys' (prints its token once)
   orderflow apikey list|revoke             show the keys of a keys file, or take one back
+  orderflow openapi                        print the HTTP API's OpenAPI document (as GET /openapi.json), for generating clients
 
 Run 'orderflow serve -h' for the flags. Every flag also reads ORDERFLOW_<FLAG>.
 `
@@ -78,6 +79,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		err = benchCmd(ctx, args[1:], stdout, stderr, env)
 	case "apikey":
 		err = apiKeyCmd(ctx, args[1:], stdout, stderr, env)
+	case "openapi":
+		err = openAPICmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

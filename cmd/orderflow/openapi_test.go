@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -176,6 +178,23 @@ func TestOpenAPISchemasDescribeTheAnswers(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// `orderflow openapi` prints the document the server serves (the schema
+// test holds the served one to document()).
+func TestOpenAPICommand(t *testing.T) {
+	t.Parallel()
+	var out, errs bytes.Buffer
+	if code := Main(context.Background(), []string{"openapi"}, &out, &errs, func(string) (string, bool) { return "", false }); code != 0 {
+		t.Fatalf("orderflow openapi = %d: %s", code, errs.String())
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || !reflect.DeepEqual(doc, document().doc) {
+		t.Fatalf("orderflow openapi printed another document (%v)", err)
+	}
+	if code := Main(context.Background(), []string{"openapi", "extra"}, &out, &errs, func(string) (string, bool) { return "", false }); code != 1 {
+		t.Fatalf("orderflow openapi extra = %d, want 1", code)
 	}
 }
 
