@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/orderflow/orderflow/domain"
-	"github.com/orderflow/orderflow/eventstore"
 )
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
@@ -44,7 +43,9 @@ func header(does, typ string, required bool) map[string]any {
 
 // tokenSchema is a key's or an id's schema: one subject token.
 func tokenSchema() map[string]any {
-	return map[string]any{"type": "string", "pattern": eventstore.TokenPattern, "maxLength": eventstore.MaxTokenLen}
+	schema := map[string]any{"type": "string"}
+	token(schema, true)
+	return schema
 }
 
 // queryParams are the query parameters the routes take (routeQuery), by
@@ -134,9 +135,6 @@ func (api *API) OpenAPI() map[string]any {
 			headers["Location"] = header("the created resource", "string", true)
 		}
 		responses := map[string]any{ok: map[string]any{"description": "OK", "content": map[string]any{content: media}}}
-		if len(headers) > 0 {
-			responses[ok].(map[string]any)["headers"] = headers
-		}
 		switch {
 		case strings.HasPrefix(path, "/v1/"):
 			for k, v := range errors {
@@ -159,8 +157,10 @@ func (api *API) OpenAPI() map[string]any {
 				headers["Idempotent-Replayed"] = map[string]any{
 					"description": "true when the request was a resend of one with the same Idempotency-Key: nothing was recorded, and the answer is what the first did, as it now stands",
 					"schema":      map[string]any{"type": "string", "enum": []string{"true"}}}
-				responses[ok].(map[string]any)["headers"] = headers
 			}
+		}
+		if len(headers) > 0 {
+			responses[ok].(map[string]any)["headers"] = headers
 		}
 		if method != "GET" && strings.HasPrefix(path, "/v1/") && path != "/v1/projections/rebuild" { // a command
 			params = append(params,
