@@ -111,8 +111,7 @@ func (s *Store) ClaimOf(ctx context.Context, scope, name string) (string, bool, 
 	err = retryTransient(ctx, 100*time.Millisecond, func() error {
 		e, err := kv.Get(ctx, claimKey(scope, name))
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			held = false
-			return nil
+			return nil // held stays false
 		}
 		if err != nil {
 			return err
