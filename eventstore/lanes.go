@@ -525,7 +525,8 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 	if err := s.EnsureDeadLetters(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.checkLaneSettings(ctx, cfg); err != nil {
+	was, err := s.checkLaneSettings(ctx, cfg)
+	if err != nil {
 		return nil, err
 	}
 	names := make([]string, cfg.Lanes)
@@ -544,7 +545,7 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 			PriorityGroups: []string{LaneGroup},
 			PinnedTTL:      cfg.AckWait,
 		}
-		if err := s.ensureLaneConsumer(ctx, st, cc); err != nil {
+		if err := s.ensureLaneConsumer(ctx, st, cc, was[i]); err != nil {
 			return nil, fmt.Errorf("lane consumer %s: %w", names[i], err)
 		}
 	}
@@ -560,14 +561,18 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 // the settings change (logged): that is how an operator changes them, all
 // processes stopped. A process killed keeps its lanes pinned for up to
 // AckWait; starting again with other settings is refused until then.
-func (s *Store) checkLaneSettings(ctx context.Context, cfg LaneConfig) error {
+//
+// It returns what it found of each lane's consumer (nil: none yet), for
+// ensureLaneConsumer.
+func (s *Store) checkLaneSettings(ctx context.Context, cfg LaneConfig) ([]*jetstream.ConsumerInfo, error) {
 	warned := false
+	infos := make([]*jetstream.ConsumerInfo, cfg.Lanes)
 	for i := range cfg.Lanes {
 		info, err := s.laneConsumerInfo(ctx, i)
 		if err != nil {
-			return fmt.Errorf("lane consumer %s: %w", LaneConsumer(i), err)
+			return nil, fmt.Errorf("lane consumer %s: %w", LaneConsumer(i), err)
 		}
-		if info == nil {
+		if infos[i] = info; info == nil {
 			continue
 		}
 		was := info.Config
@@ -575,7 +580,7 @@ func (s *Store) checkLaneSettings(ctx context.Context, cfg LaneConfig) error {
 			continue // the same, or from before lanes were pinned (replaced)
 		}
 		if lanePinned(info) || info.NumWaiting > 0 {
-			return fmt.Errorf("%w: lane %d is being read by a process with ack wait %s and a window of %d, asked for %s and %d: "+
+			return nil, fmt.Errorf("%w: lane %d is being read by a process with ack wait %s and a window of %d, asked for %s and %d: "+
 				"every process must use the same --ack-wait and --lane-window; stop them all to change them "+
 				"(a process that was killed holds its lanes for up to its ack wait)",
 				ErrLanesInUse, i, was.AckWait, was.MaxAckPending, cfg.AckWait, cfg.Window)
@@ -586,7 +591,7 @@ func (s *Store) checkLaneSettings(ctx context.Context, cfg LaneConfig) error {
 				"ack_wait_from", was.AckWait, "ack_wait_to", cfg.AckWait, "window_from", was.MaxAckPending, "window_to", cfg.Window)
 		}
 	}
-	return nil
+	return infos, nil
 }
 
 // laneConsumerInfo looks lane i's consumer up: nil when there is none.
@@ -614,19 +619,30 @@ func lanePinned(info *jetstream.ConsumerInfo) bool {
 // before lanes were pinned (JetStream cannot add a priority policy to an
 // existing consumer) is replaced: the lane stream is a work queue, so what
 // it still holds is exactly what has not been processed, and the new
-// consumer delivers it from the start. The look-up goes with the create
-// into each attempt (Retry): when processes start together, either
-// may go unanswered.
-func (s *Store) ensureLaneConsumer(ctx context.Context, st jetstream.Stream, cc jetstream.ConsumerConfig) error {
+// consumer delivers it from the start. The first attempt goes by was
+// (what checkLaneSettings found; nil: none); a retry looks the consumer
+// up again with its create (Retry): when processes start together, either
+// may go unanswered, and another process may have replaced it meanwhile.
+func (s *Store) ensureLaneConsumer(ctx context.Context, st jetstream.Stream, cc jetstream.ConsumerConfig, was *jetstream.ConsumerInfo) error {
+	first := true
 	return s.Retry(ctx, func(ctx context.Context) error {
-		if c, err := st.Consumer(ctx, cc.Durable); err == nil {
-			if info := c.CachedInfo(); info != nil && info.Config.PriorityPolicy != cc.PriorityPolicy {
-				if err := st.DeleteConsumer(ctx, cc.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-					return err
-				}
+		info := was
+		if !first {
+			c, err := st.Consumer(ctx, cc.Durable)
+			switch {
+			case err == nil:
+				info = c.CachedInfo()
+			case errors.Is(err, jetstream.ErrConsumerNotFound):
+				info = nil
+			default:
+				return err
 			}
-		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return err
+		}
+		first = false
+		if info != nil && info.Config.PriorityPolicy != cc.PriorityPolicy {
+			if err := st.DeleteConsumer(ctx, cc.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return err
+			}
 		}
 		_, err := st.CreateOrUpdateConsumer(ctx, cc)
 		return err
