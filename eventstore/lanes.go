@@ -451,7 +451,7 @@ func (s *Store) checkRepartition(ctx context.Context, lc LaneCopy, lanes int) er
 		if err != nil {
 			return err
 		}
-		if info != nil && (info.NumWaiting > 0 || info.NumAckPending > 0 || lanePinned(info)) {
+		if info != nil && (info.NumWaiting > 0 || info.NumAckPending > 0 || LanePin(info) != "") {
 			return fmt.Errorf("%w: lane %d of the %d of %s is being read (another process runs with %d lanes): every process must use the same number",
 				ErrLanesInUse, i, lc.Lanes, StreamTriggerLanes, lc.Lanes)
 		}
@@ -579,7 +579,7 @@ func (s *Store) checkLaneSettings(ctx context.Context, cfg LaneConfig) ([]*jetst
 		if was.PriorityPolicy != jetstream.PriorityPolicyPinned || (was.AckWait == cfg.AckWait && was.MaxAckPending == cfg.Window) {
 			continue // the same, or from before lanes were pinned (replaced)
 		}
-		if lanePinned(info) || info.NumWaiting > 0 {
+		if LanePin(info) != "" || info.NumWaiting > 0 {
 			return nil, fmt.Errorf("%w: lane %d is being read by a process with ack wait %s and a window of %d, asked for %s and %d: "+
 				"every process must use the same --ack-wait and --lane-window; stop them all to change them "+
 				"(a process that was killed holds its lanes for up to its ack wait)",
@@ -610,9 +610,14 @@ func (s *Store) laneConsumerInfo(ctx context.Context, i int) (*jetstream.Consume
 	return info, err
 }
 
-// lanePinned reports whether a lane consumer is pinned to a reader.
-func lanePinned(info *jetstream.ConsumerInfo) bool {
-	return slices.ContainsFunc(info.PriorityGroups, func(g jetstream.PriorityGroupState) bool { return g.PinnedClientID != "" })
+// LanePin is the id of the reader a lane consumer is pinned to ("": none).
+func LanePin(info *jetstream.ConsumerInfo) string {
+	for _, g := range info.PriorityGroups {
+		if g.PinnedClientID != "" {
+			return g.PinnedClientID
+		}
+	}
+	return ""
 }
 
 // ensureLaneConsumer creates or updates a lane consumer. A consumer from

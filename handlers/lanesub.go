@@ -375,7 +375,7 @@ func (l *lane) takeOver(ctx context.Context, cons jetstream.Consumer) bool {
 	if err != nil {
 		return true
 	}
-	if pinned(info) {
+	if eventstore.LanePin(info) != "" {
 		var take bool
 		if info, take = l.releaseOrphanPin(ctx, cons, info); !take {
 			return false
@@ -398,21 +398,6 @@ func (l *lane) consumerInfo(ctx context.Context, cons jetstream.Consumer) (*jets
 
 // pinIDHeader names the pin a delivery was made under.
 const pinIDHeader = "Nats-Pin-Id"
-
-// pinned reports whether a reader holds the lane's pin.
-func pinned(info *jetstream.ConsumerInfo) bool {
-	return pinnedID(info) != ""
-}
-
-// pinnedID is the id of the lane's pin ("" when free).
-func pinnedID(info *jetstream.ConsumerInfo) string {
-	for _, g := range info.PriorityGroups {
-		if g.PinnedClientID != "" {
-			return g.PinnedClientID
-		}
-	}
-	return ""
-}
 
 // releaseOrphanPin unpins a lane whose pin no process this one hears from
 // holds: its reader died (a process killed, its NATS servers still up), and
@@ -450,11 +435,11 @@ func (l *lane) releaseOrphanPin(ctx context.Context, cons jetstream.Consumer, in
 		if info, err = l.consumerInfo(ctx, cons); err != nil {
 			return nil, true
 		}
-		if !pinned(info) {
+		if eventstore.LanePin(info) == "" {
 			return info, true // let go meanwhile (handed over, or lapsed)
 		}
 	}
-	if s.members.readElsewhere(l.index) || pinnedID(info) == l.pin {
+	if s.members.readElsewhere(l.index) || eventstore.LanePin(info) == l.pin {
 		return nil, true // a live reader's, or still this process's (an earlier period's)
 	}
 	uctx, cancel := context.WithTimeout(ctx, time.Second)
