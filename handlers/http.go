@@ -33,6 +33,11 @@ import (
 // that many feeds each leave room for everything else.
 const DefaultMaxFeeds = 200
 
+// DefaultMaxFeedsPerKey is API.MaxFeedsPerKey's default: a quarter of
+// DefaultMaxFeeds, so that one dashboard that opens feeds and never
+// closes them (a new feed per page render, say) cannot take them all.
+const DefaultMaxFeedsPerKey = 50
+
 // MaxBodyBytes is the largest request body accepted; larger ones get 413.
 const MaxBodyBytes = 1 << 20
 
@@ -60,8 +65,14 @@ type API struct {
 	// consumer on ORDERFLOW_ORDERS, which takes 1,000 consumers (the
 	// server's default) across all processes, the read models' included.
 	MaxFeeds int
+	// MaxFeedsPerKey is how many of those one API key may hold open at
+	// once (default DefaultMaxFeedsPerKey); one more is answered 429.
+	// Without API keys there is nobody to tell apart, and only MaxFeeds
+	// applies.
+	MaxFeedsPerKey int
 
 	openFeeds   atomic.Int64
+	keyFeeds    keyFeeds                // open feeds per API key
 	unavailable reporter                // 503s, logged once per reportEvery
 	keys        atomic.Pointer[APIKeys] // see SetKeys
 	limiter     *rateLimiter            // see SetRateLimit

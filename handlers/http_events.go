@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -72,6 +73,16 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		api.fail(w, r, err)
 		return
+	}
+	if key, keyed := callerKey(r); keyed {
+		most := cmp.Or(api.MaxFeedsPerKey, DefaultMaxFeedsPerKey)
+		if !api.keyFeeds.open(key.Name, most) {
+			w.Header().Set("Retry-After", "1")
+			api.fail(w, r, fmt.Errorf("%w: key %q holds %d event feeds open, the most one key may (--max-feeds-per-key); close one first",
+				errRateLimited, key.Name, most))
+			return
+		}
+		defer api.keyFeeds.close(key.Name)
 	}
 	if open, most := api.openFeeds.Add(1), int64(cmp.Or(api.MaxFeeds, DefaultMaxFeeds)); open > most {
 		api.openFeeds.Add(-1)
@@ -181,4 +192,33 @@ func (api *API) feedStart(r *http.Request) (uint64, string, error) {
 		return n, "", nil
 	}
 	return last, "", nil
+}
+
+// keyFeeds counts the event feeds each API key holds open.
+type keyFeeds struct {
+	mu    sync.Mutex
+	byKey map[string]int
+}
+
+// open counts one more feed of key, unless it holds most already.
+func (k *keyFeeds) open(key string, most int) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.byKey[key] >= most {
+		return false
+	}
+	if k.byKey == nil {
+		k.byKey = map[string]int{}
+	}
+	k.byKey[key]++
+	return true
+}
+
+// close counts one feed of key fewer.
+func (k *keyFeeds) close(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.byKey[key]--; k.byKey[key] <= 0 {
+		delete(k.byKey, key)
+	}
 }

@@ -78,7 +78,7 @@ func (api *API) OpenAPI() map[string]any {
 		"409": map[string]any{"description": "conflict or trigger_rejected", "content": problem},
 		"412": map[string]any{"description": "precondition_failed (stale If-Match)", "content": problem},
 		"413": map[string]any{"description": "payload_too_large", "content": problem},
-		"429": map[string]any{"description": "rate_limited (the key sent more than its requests a second; see Retry-After)", "content": problem, "headers": retryAfter},
+		"429": map[string]any{"description": "rate_limited (the key sent more than its requests a second, or on GET /v1/events holds as many feeds open as one key may; see Retry-After)", "content": problem, "headers": retryAfter},
 		"500": map[string]any{"description": "internal (a stored event that cannot be read, which orderflow verify finds; or a fault of orderflow's own)", "content": problem},
 		"503": map[string]any{"description": "unavailable (a read model, a trigger's outcome or the event store not there in time, a stream without a leader or storage; see Retry-After)", "content": problem, "headers": retryAfter},
 	}

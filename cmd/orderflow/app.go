@@ -84,7 +84,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 
 	mux := http.NewServeMux()
 	handlers.Health{Ready: a.checkReady, Live: a.checkLive}.Register(mux)
-	api := &handlers.API{Log: a.Logger, MaxFeeds: a.Config.MaxFeeds}
+	api := &handlers.API{Log: a.Logger, MaxFeeds: a.Config.MaxFeeds, MaxFeedsPerKey: a.Config.MaxFeedsPerKey}
 	api.SetRateLimit(a.Config.RateLimit)
 	a.api = api
 	closing, endClosing := context.WithCancel(context.WithoutCancel(ctx))

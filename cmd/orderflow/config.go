@@ -92,6 +92,9 @@ type Config struct {
 	// MaxFeeds is how many event feeds (GET /v1/events) the process
 	// serves at once; one more is answered 503 (handlers.API.MaxFeeds).
 	MaxFeeds int
+	// MaxFeedsPerKey is how many of them one API key may hold open; one
+	// more is answered 429 (handlers.API.MaxFeedsPerKey).
+	MaxFeedsPerKey int
 	// MaxStore caps the file storage the embedded server's streams may
 	// use, in bytes; 0: the server's default, 75% of the disk free at
 	// start. Appends beyond it are refused (nothing accepted is lost).
@@ -115,6 +118,7 @@ func DefaultConfig() Config {
 		ReloadInterval:  5 * time.Second,
 		OrderCache:      handlers.DefaultOrderCacheSize,
 		MaxFeeds:        handlers.DefaultMaxFeeds,
+		MaxFeedsPerKey:  handlers.DefaultMaxFeedsPerKey,
 	}
 }
 
@@ -144,6 +148,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "how often the --api-keys, --tls-cert and --tls-key files are checked for changes and read again when changed (SIGHUP reads them at once); 0: only on SIGHUP")
 	fs.Var((*byteSize)(&c.MaxStore), "max-store", "most file storage the embedded server's streams may use (512MiB, 20GB, …); appends beyond it are refused; 0: 75% of the disk free at start")
 	fs.IntVar(&c.MaxFeeds, "max-feeds", c.MaxFeeds, "event feeds (GET /v1/events) served at once; one more is answered 503 (each holds a consumer on ORDERFLOW_ORDERS, and JetStream allows a stream 1,000 by default, for all processes together)")
+	fs.IntVar(&c.MaxFeedsPerKey, "max-feeds-per-key", c.MaxFeedsPerKey, "event feeds one API key may hold open at once (with --api-keys); one more is answered 429")
 	fs.IntVar(&c.LaneWindow, "lane-window", c.LaneWindow, "unacknowledged triggers a process may hold per lane (different orders run in parallel, one order's triggers in turn); the same on every process")
 }
 
@@ -208,6 +213,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFeeds < 1 {
 		errs = append(errs, fmt.Errorf("--max-feeds %d: must be 1 or more", c.MaxFeeds))
+	}
+	if c.MaxFeedsPerKey < 1 {
+		errs = append(errs, fmt.Errorf("--max-feeds-per-key %d: must be 1 or more", c.MaxFeedsPerKey))
 	}
 	if c.OrderCache < 0 {
 		errs = append(errs, fmt.Errorf("--order-cache %d: must be 0 (none) or more", c.OrderCache))

@@ -219,3 +219,26 @@ func TestEventFeedsAreCapped(t *testing.T) {
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return app.api.OpenFeeds() == 1 }, "the closed feed to end")
 	openSSE(t, app, "", "").close()
 }
+
+// With API keys, one key holds at most --max-feeds-per-key feeds: one
+// more is 429, while another key still opens feeds, and a feed closed
+// makes room for the key again.
+func TestEventFeedsPerKeyAreCapped(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	cfg.MaxFeedsPerKey = 2
+	app, _, tokens := startAppWithKeys(t, cfg, keySpec{"board", "default", "reader"}, keySpec{"wall", "default", "reader"})
+	feed := func(key string) *sseStream { return openSSE(t, app, "", "", "Authorization", "Bearer "+tokens[key]) }
+	first, second := feed("board"), feed("board")
+	defer second.close()
+	c := newClient(t, app)
+	c.token = tokens["board"]
+	r := c.do("GET", "/v1/events", nil)
+	if r.Status != 429 || r.Header.Get("Retry-After") == "" || !strings.Contains(string(r.Body), "--max-feeds-per-key") {
+		t.Fatalf("a third feed of one key: %d, Retry-After %q: %s", r.Status, r.Header.Get("Retry-After"), r.Body)
+	}
+	feed("wall").close() // another key is not held back
+	first.close()
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return app.api.OpenFeeds() == 1 }, "the closed feeds to end")
+	feed("board").close()
+}

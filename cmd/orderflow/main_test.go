@@ -224,11 +224,13 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	cfg.RateLimit = 5 // without --api-keys
 	cfg.ReloadInterval = -time.Second
 	cfg.OrderCache = -1
+	cfg.MaxFeeds = 0
+	cfg.MaxFeedsPerKey = 0
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window", "--rate-limit needs --api-keys", "--reload-interval", "--order-cache"} {
+	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window", "--rate-limit needs --api-keys", "--reload-interval", "--order-cache", "--max-feeds 0", "--max-feeds-per-key 0"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
