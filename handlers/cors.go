@@ -40,6 +40,16 @@ func CORS(origins []string, h http.Handler) http.Handler {
 	})
 }
 
+// NoSniff marks every answer of h with X-Content-Type-Options: nosniff,
+// so that browsers take it for the media type it names and never for
+// HTML or script: names and reasons in the answers are users' text.
+func NoSniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
 // ParseOrigins reads a comma-separated list of origins for CORS:
 // "https://board.example.com,http://localhost:3000", or "*".
 func ParseOrigins(s string) ([]string, error) {

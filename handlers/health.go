@@ -58,13 +58,20 @@ type Problem struct {
 }
 
 func writeProblem(w http.ResponseWriter, p Problem) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(p.Status)
-	_ = json.NewEncoder(w).Encode(p)
+	writeAs(w, "application/problem+json", p.Status, p)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	writeAs(w, "application/json", status, v)
+}
+
+// writeAs answers v as JSON of the given media type. Text goes as it is:
+// "Wash & Fold", not "Wash \u0026 Fold" (the answers are never HTML, and
+// say so: see NoSniff).
+func writeAs(w http.ResponseWriter, mediaType string, status int, v any) {
+	w.Header().Set("Content-Type", mediaType)
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }

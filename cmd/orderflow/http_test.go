@@ -209,8 +209,15 @@ func TestDefinitionsWorkedExampleOverHTTP(t *testing.T) {
 		t.Fatalf("workflows table %v", names)
 	}
 
+	// Answers carry users' text as it is, and tell browsers not to take
+	// them for HTML.
+	r := c.do("GET", "/v1/order-types", nil)
+	if !strings.Contains(string(r.Body), `"Wash & Fold Delivery"`) || r.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("order types: X-Content-Type-Options %q: %s", r.Header.Get("X-Content-Type-Options"), r.Body)
+	}
+
 	// One workflow, with names and an ETag.
-	r := c.do("GET", "/v1/workflows/"+production, nil)
+	r = c.do("GET", "/v1/workflows/"+production, nil)
 	if r.Status != 200 || r.Header.Get("ETag") != `"4"` {
 		t.Fatalf("GET workflow: %d etag %s", r.Status, r.Header.Get("ETag"))
 	}
