@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,4 +38,35 @@ func FuzzEncodeRoundTrip(f *testing.F) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, wantDecoded)
 		}
 	})
+}
+
+// An event body that encoding/json wrote out again, with its default
+// escapes, reads the same but fails its hash; AsEncoded gives back the
+// bytes the store wrote. A body really altered, or one that matches its
+// hash, comes back as it is.
+func TestAsEncodedMendsEscapes(t *testing.T) {
+	e := Envelope{ID: "0190a3b2-0000-7000-8000-000000000001", Type: "OrderPlaced", Tenant: "default", AggregateType: "order",
+		AggregateID: "o-1", Version: 1, OccurredAt: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC),
+		Actor: Actor{Kind: ActorUser, ID: "kim & co <desk>\u2028"}, CorrelationID: "<a&b>", Data: json.RawMessage(`{"note":"x \u0026 y"}`)}
+	stored, err := e.seal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewritten, err := json.Marshal(json.RawMessage(stored)) // as an encoder with HTML escaping writes it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(rewritten) == string(stored) {
+		t.Fatalf("the rewrite changed nothing: %s", stored)
+	}
+	if got := AsEncoded(rewritten); string(got) != string(stored) {
+		t.Fatalf("mended:\n got %s\nwant %s", got, stored)
+	}
+	if got := AsEncoded(stored); string(got) != string(stored) {
+		t.Fatalf("a body that matches its hash changed: %s", got)
+	}
+	altered := []byte(strings.Replace(string(rewritten), "desk", "dusk", 1))
+	if got := AsEncoded(altered); string(got) != string(altered) {
+		t.Fatalf("an altered body was passed off as mended: %s", got)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -225,6 +226,8 @@ func TestExportImport(t *testing.T) {
 		}
 	}
 	c.do("POST", "/v1/orders/x-0/triggers", map[string]any{"trigger": "delivered"}) // a rejection
+	// Text that encoding/json escapes by default, in the envelope itself.
+	c.must(200, "POST", "/v1/orders/x-1/hold", map[string]any{"reason": "<late> & wet"}, "X-Orderflow-Actor", "kim & co <desk>", "X-Request-ID", "<a&b>")
 	dump, fresh := exportImported(t, app)
 	// Importing again into the now full store is refused.
 	if code, _, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code == 0 || !strings.Contains(errOut, "empty store") {
@@ -258,6 +261,37 @@ func TestExportImport(t *testing.T) {
 	if codeA != 0 || codeB != 0 || trim(outA) != trim(outB) {
 		t.Fatalf("verify differs: %d %q vs %d %q", codeA, outA, codeB, outB)
 	}
+	// An export written with encoding/json's default escapes (as export
+	// wrote them before) imports with every hash intact.
+	escaped := filepath.Join(t.TempDir(), "escaped.jsonl")
+	b, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rewritten bytes.Buffer
+	for line := range bytes.Lines(b) {
+		var l exportLine
+		if err := json.Unmarshal(line, &l); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.NewEncoder(&rewritten).Encode(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Contains(rewritten.Bytes(), []byte(`kim \u0026 co`)) {
+		t.Fatal("the rewritten export escapes nothing")
+	}
+	if err := os.WriteFile(escaped, rewritten.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	again := t.TempDir()
+	if code, out, errOut := runMain(t, "import", "--data-dir", again, "--in", escaped); code != 0 {
+		t.Fatalf("import of the escaped export: %d %s %s", code, out, errOut)
+	}
+	if code, out, _ := runMain(t, "verify", "--data-dir", again); code != 0 || trim(out) != trim(outA) {
+		t.Fatalf("verify after importing the escaped export: %d %q", code, out)
+	}
+
 	code, out, _ := runMain(t, "audit", "order", "x-2", "--nats-url", restored.NATSURL())
 	if code != 0 || !strings.Contains(out, "OrderAdvanced") || !strings.Contains(out, "Pending Pickup → Received") {
 		t.Fatalf("audit order: %d %s", code, out)
