@@ -527,10 +527,17 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		case domain.OrderCompleted:
 			what = fmt.Sprintf("%s: %s → completed %s", e.Trigger, statusName(e.From.Status), workerSaid(e.Worker, e.Note, e.WorkerOccurredAt))
 		case domain.TriggerRejected:
-			what = fmt.Sprintf("%s rejected: %s, expected %s %s", e.Trigger, e.Reason, e.Expected, workerSaid(e.Worker, e.Note, e.WorkerOccurredAt))
-		case domain.OrderHeld, domain.OrderResumed, domain.OrderCancelled:
-			b, _ := json.Marshal(e)
-			what = string(b)
+			expected := ""
+			if e.Expected != "" { // a completed or cancelled order expects none
+				expected = ", expected " + e.Expected
+			}
+			what = fmt.Sprintf("%s rejected: %s%s %s", e.Trigger, e.Reason, expected, workerSaid(e.Worker, e.Note, e.WorkerOccurredAt))
+		case domain.OrderHeld:
+			what = reasonGiven(e.Reason)
+		case domain.OrderResumed:
+			what = reasonGiven(e.Reason)
+		case domain.OrderCancelled:
+			what = reasonGiven(e.Reason)
 		case domain.OrderMoved:
 			what = fmt.Sprintf("%s → %s: %s", statusName(e.From.Status), statusName(e.To.Status), e.Reason)
 		case domain.OrderMigrated:
@@ -556,6 +563,14 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 // workerSaid is the timeline's account of who sent a trigger and what it
 // said with it: "(worker ana, at 2026-11-30T09:12:00Z by its clock, note
 // "two bags")".
+// reasonGiven is a supervisor's reason as the timeline shows it.
+func reasonGiven(reason string) string {
+	if reason == "" {
+		return "(no reason given)"
+	}
+	return "reason: " + reason
+}
+
 func workerSaid(worker, note string, at time.Time) string {
 	s := "(worker " + worker
 	if !at.IsZero() {

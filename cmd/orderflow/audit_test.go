@@ -296,6 +296,10 @@ func TestExportImport(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "OrderAdvanced") || !strings.Contains(out, "Pending Pickup → Received") {
 		t.Fatalf("audit order: %d %s", code, out)
 	}
+	code, out, _ = runMain(t, "audit", "order", "x-1", "--nats-url", restored.NATSURL())
+	if code != 0 || !strings.Contains(out, "user:kim & co <desk>  reason: <late> & wet") {
+		t.Fatalf("audit order: %d %s", code, out)
+	}
 	code, out, _ = runMain(t, "audit", "workflow", "standard_laundry_production", "--nats-url", restored.NATSURL())
 	if code != 0 || !strings.Contains(out, "WorkflowStepMoved") {
 		t.Fatalf("audit workflow: %d %s", code, out)
