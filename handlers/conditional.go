@@ -14,7 +14,9 @@ import (
 // and a 304 there could hide a renamed status.
 var conditionalReads = map[string]bool{
 	"GET /v1/statuses":         true,
+	"GET /v1/statuses/{key}":   true,
 	"GET /v1/triggers":         true,
+	"GET /v1/triggers/{key}":   true,
 	"GET /v1/order-types/{id}": true,
 }
 

@@ -157,11 +157,13 @@ func (api *API) routes() []route {
 	return []route{
 		{"GET /v1/statuses", "listStatuses", RoleReader, "List the status library (ETag: the library's version)", nil, list[domain.Status]{}, api.listStatuses},
 		{"POST /v1/statuses", "addStatus", RoleAdmin, "Add a status (a missing key is derived from the name)", statusBody{Name: "Washing", Category: &domain.CategoryInProgress}, domain.Status{}, api.addStatus},
+		{"GET /v1/statuses/{key}", "getStatus", RoleReader, "One status, archived or not (ETag: the library's version)", nil, domain.Status{}, api.getStatus},
 		{"PATCH /v1/statuses/{key}", "updateStatus", RoleAdmin, "Rename or recategorize a status", statusPatch{Name: str("Wash")}, domain.Status{}, api.updateStatus},
 		{"DELETE /v1/statuses/{key}", "archiveStatus", RoleAdmin, "Archive a status (refused while a live workflow uses it)", nil, domain.Status{}, api.archiveStatus},
 
 		{"GET /v1/triggers", "listTriggers", RoleReader, "List the trigger library", nil, list[domain.Trigger]{}, api.listTriggers},
 		{"POST /v1/triggers", "addTrigger", RoleAdmin, "Add a trigger", triggerBody{Key: "wash_done", Name: "Wash done"}, domain.Trigger{}, api.addTrigger},
+		{"GET /v1/triggers/{key}", "getTrigger", RoleReader, "One trigger, archived or not (ETag: the library's version)", nil, domain.Trigger{}, api.getTrigger},
 		{"PATCH /v1/triggers/{key}", "updateTrigger", RoleAdmin, "Rename a trigger or change its description", triggerPatch{Name: str("Washed")}, domain.Trigger{}, api.updateTrigger},
 		{"DELETE /v1/triggers/{key}", "archiveTrigger", RoleAdmin, "Archive a trigger (refused while a live workflow uses it)", nil, domain.Trigger{}, api.archiveTrigger},
 

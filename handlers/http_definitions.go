@@ -38,6 +38,27 @@ func (api *API) listStatuses(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, list[domain.Status]{Items: items})
 }
 
+func (api *API) getStatus(w http.ResponseWriter, r *http.Request) {
+	getEntry(api, w, r, "status key", "status", api.reads(r).Status)
+}
+
+// getEntry answers one entry of the status or trigger library (lookUp),
+// with the library's version as ETag.
+func getEntry[E any](api *API, w http.ResponseWriter, r *http.Request, field, what string, lookUp func(key string) (E, uint64, bool)) {
+	key, err := pathToken(r, "key", field)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	e, version, ok := lookUp(key)
+	if !ok {
+		api.fail(w, r, &domain.FieldError{Field: "key", Reason: "no " + what + " " + strconv.Quote(key), Kind: domain.ErrNotFound})
+		return
+	}
+	setETag(w, version)
+	writeJSON(w, http.StatusOK, e)
+}
+
 func (api *API) addStatus(w http.ResponseWriter, r *http.Request) {
 	var b statusBody
 	libraryRoute(api, w, r, "", &b, func(ctx context.Context, m Meta, _ string) (*domain.StatusLibrary, Created, error) {
@@ -124,6 +145,10 @@ func (api *API) listTriggers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, list[domain.Trigger]{Items: items})
 }
 
+func (api *API) getTrigger(w http.ResponseWriter, r *http.Request) {
+	getEntry(api, w, r, "trigger key", "trigger", api.reads(r).Trigger)
+}
+
 func (api *API) addTrigger(w http.ResponseWriter, r *http.Request) {
 	var b triggerBody
 	libraryRoute(api, w, r, "", &b, func(ctx context.Context, m Meta, _ string) (*domain.TriggerLibrary, Created, error) {
@@ -177,10 +202,10 @@ func (api *API) workflowJSON(r *http.Request, s domain.WorkflowState) workflowJS
 	view := api.reads(r)
 	for _, st := range s.Steps {
 		j := stepJSON{Status: st.Status, Trigger: st.Trigger}
-		if v, ok := view.Status(st.Status); ok {
+		if v, _, ok := view.Status(st.Status); ok {
 			j.StatusName = v.Name
 		}
-		if v, ok := view.Trigger(st.Trigger); ok {
+		if v, _, ok := view.Trigger(st.Trigger); ok {
 			j.TriggerName = v.Name
 		}
 		out.Steps = append(out.Steps, j)

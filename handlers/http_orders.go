@@ -760,7 +760,7 @@ func (c *Commands) positionJSON(p domain.Position, state domain.OrderState) Posi
 			out.ExpectedTrigger = &exp
 		}
 	}
-	if st, ok := view.Status(p.Status); ok {
+	if st, _, ok := view.Status(p.Status); ok {
 		out.StatusName, out.Category = st.Name, st.Category.String()
 	}
 	return out
@@ -803,7 +803,7 @@ func (api *API) board(w http.ResponseWriter, r *http.Request) {
 		if w, ok := view.Workflow(c.WorkflowID); ok {
 			it.WorkflowName = w.Name
 		}
-		if st, ok := view.Status(c.Status); ok {
+		if st, _, ok := view.Status(c.Status); ok {
 			it.StatusName = st.Name
 		}
 		out.Items = append(out.Items, it)

@@ -156,16 +156,16 @@ func (v *TenantView) CreatedBy(key string) (ev domain.Event, ok bool) {
 	return ev, ok
 }
 
-// Status returns one status.
-func (v *TenantView) Status(key string) (st domain.Status, ok bool) {
-	v.read(func(t *tenantDefs) { st, ok = t.statuses.Status(key) })
-	return st, ok
+// Status returns one status and the status library's version.
+func (v *TenantView) Status(key string) (st domain.Status, version uint64, ok bool) {
+	v.read(func(t *tenantDefs) { st, ok = t.statuses.Status(key); version = t.statuses.Version() })
+	return st, version, ok
 }
 
-// Trigger returns one trigger.
-func (v *TenantView) Trigger(key string) (tr domain.Trigger, ok bool) {
-	v.read(func(t *tenantDefs) { tr, ok = t.triggers.Trigger(key) })
-	return tr, ok
+// Trigger returns one trigger and the trigger library's version.
+func (v *TenantView) Trigger(key string) (tr domain.Trigger, version uint64, ok bool) {
+	v.read(func(t *tenantDefs) { tr, ok = t.triggers.Trigger(key); version = t.triggers.Version() })
+	return tr, version, ok
 }
 
 // Workflow returns one workflow's current state.
@@ -251,13 +251,13 @@ func (v *TenantView) OrderTypeIDTaken(id string) (taken bool) {
 
 // LookupStatus implements domain.Catalog.
 func (v *TenantView) LookupStatus(key string) (found, archived bool) {
-	st, ok := v.Status(key)
+	st, _, ok := v.Status(key)
 	return ok, st.Archived
 }
 
 // LookupTrigger implements domain.Catalog.
 func (v *TenantView) LookupTrigger(key string) (found, archived bool) {
-	tr, ok := v.Trigger(key)
+	tr, _, ok := v.Trigger(key)
 	return ok, tr.Archived
 }
 

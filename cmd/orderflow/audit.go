@@ -457,7 +457,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		if w, ok := view.Workflow(c.WorkflowID); ok {
 			name = w.Name
 		}
-		if s, ok := view.Status(c.Status); ok {
+		if s, _, ok := view.Status(c.Status); ok {
 			status = s.Name
 		}
 		oldest := ""
@@ -505,7 +505,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return fmt.Errorf("no %s %q", kind, fs.Arg(0))
 	}
 	statusName := func(k string) string {
-		if s, ok := view.Status(k); ok {
+		if s, _, ok := view.Status(k); ok {
 			return s.Name
 		}
 		return k

@@ -300,7 +300,10 @@ func TestCreateDefinitionsWithIdempotencyKey(t *testing.T) {
 	} {
 		key := "k" + tc.path
 		before := count(tc.path)
-		id, _ := create(a, tc.path, tc.body, key, false)
+		id, location := create(a, tc.path, tc.body, key, false)
+		if got := a.must(200, "GET", location, nil); got["id"] != id && got["key"] != id { // a Location names what one can read
+			t.Fatalf("GET %s: %v", location, got)
+		}
 		for _, c := range []*httpClient{b, a} {
 			if again, _ := create(c, tc.path, tc.body, key, true); again != id {
 				t.Fatalf("POST %s sent again: %s, the first created %s", tc.path, again, id)
@@ -389,7 +392,7 @@ func TestConditionalGet(t *testing.T) {
 	seedWorkedExample(t, c)
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "cg-1", "order_type_id": "wash_fold_delivery"})
 
-	for _, path := range []string{"/v1/statuses", "/v1/triggers", "/v1/order-types/wash_fold_delivery"} {
+	for _, path := range []string{"/v1/statuses", "/v1/statuses/washing", "/v1/triggers", "/v1/triggers/wash_done", "/v1/order-types/wash_fold_delivery"} {
 		full := c.do("GET", path, nil)
 		etag := full.Header.Get("ETag")
 		if full.Status != 200 || etag == "" || full.Header.Get("Vary") != "Authorization" {

@@ -253,4 +253,14 @@ func TestDefinitionsWorkedExampleOverHTTP(t *testing.T) {
 	if n := len(st["items"].([]any)); n != 7 {
 		t.Fatalf("%d statuses", n)
 	}
+	// One entry of a library, with the library's version as ETag, as the
+	// list has it.
+	for _, lib := range []struct{ path, key, name string }{{"/v1/statuses", "drying", "Drying"}, {"/v1/triggers", "dry_done", "Dry done"}} {
+		all, one := c.do("GET", lib.path, nil), c.do("GET", lib.path+"/"+lib.key, nil)
+		if m := one.json(t); one.Status != 200 || m["key"] != lib.key || m["name"] != lib.name || one.Header.Get("ETag") != all.Header.Get("ETag") {
+			t.Fatalf("GET %s/%s: %d ETag %q (the list's %q): %s", lib.path, lib.key, one.Status, one.Header.Get("ETag"), all.Header.Get("ETag"), one.Body)
+		}
+		c.problem(404, "not_found", "GET", lib.path+"/nope", nil)
+		c.problem(400, "invalid_argument", "GET", lib.path+"/a.b", nil)
+	}
 }
