@@ -141,7 +141,7 @@ func (w *Workflow) AddStep(position int, step Step, cat Catalog) error {
 		position = len(w.steps)
 	}
 	if position > len(w.steps) {
-		return invalid("position", "%d is past the end (the workflow has %d steps)", position, len(w.steps))
+		return invalid("position", "%d is past the end (the workflow has %s)", position, stepCount(len(w.steps)))
 	}
 	next := slices.Insert(slices.Clone(w.steps), position, step)
 	if err := checkSteps(next, cat); err != nil {
@@ -157,7 +157,7 @@ func (w *Workflow) RemoveStep(index int) error {
 		return err
 	}
 	if index < 0 || index >= len(w.steps) {
-		return kindErr(ErrNotFound, "index", "no step %d (the workflow has %d steps)", index, len(w.steps))
+		return kindErr(ErrNotFound, "index", "no step %d (the workflow has %s)", index, stepCount(len(w.steps)))
 	}
 	if len(w.steps) <= MinSteps {
 		return invalid("steps", "a workflow keeps at least %d step", MinSteps)
@@ -208,7 +208,7 @@ func (w *Workflow) ChangeStepTrigger(index int, trigger string, cat Catalog) err
 		return err
 	}
 	if index < 0 || index >= len(w.steps) {
-		return kindErr(ErrNotFound, "index", "no step %d (the workflow has %d steps)", index, len(w.steps))
+		return kindErr(ErrNotFound, "index", "no step %d (the workflow has %s)", index, stepCount(len(w.steps)))
 	}
 	next := slices.Clone(w.steps)
 	next[index].Trigger = trigger
@@ -325,4 +325,12 @@ func (w *Workflow) Apply(e Event) error {
 	}
 	w.version++
 	return nil
+}
+
+// stepCount is n steps, in words: "1 step", "3 steps".
+func stepCount(n int) string {
+	if n == 1 {
+		return "1 step"
+	}
+	return fmt.Sprintf("%d steps", n)
 }
