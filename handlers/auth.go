@@ -204,13 +204,51 @@ type callerCtx struct{}
 // acting for its tenant (made at the request's first need, once).
 type caller struct {
 	key  APIKey
+	role Role // the least role the route needs
 	cmds *Commands
 }
 
 // SetKeys sets the API keys every /v1 route asks for from now on (see
 // guard); nil, as at the start, serves every caller as the default tenant.
-// Requests in flight finish under the keys they were let in with.
-func (api *API) SetKeys(k *APIKeys) { api.keys.Store(k) }
+// Requests in flight finish under the keys they were let in with, except
+// event feeds, which last as long as their dashboards: a feed whose key
+// the new keys no longer let in ends (see stillLetIn).
+func (api *API) SetKeys(k *APIKeys) {
+	api.keysMu.Lock()
+	defer api.keysMu.Unlock()
+	api.keys.Store(k)
+	if api.keysSet != nil {
+		close(api.keysSet)
+	}
+	api.keysSet = make(chan struct{})
+}
+
+// keysChanged is closed when SetKeys next sets the keys.
+func (api *API) keysChanged() <-chan struct{} {
+	api.keysMu.Lock()
+	defer api.keysMu.Unlock()
+	if api.keysSet == nil {
+		api.keysSet = make(chan struct{})
+	}
+	return api.keysSet
+}
+
+// stillLetIn reports whether the keys in use now would let a request in
+// as guard let it in: the same key, for the same tenant, with a role high
+// enough for its route, not expired; and returns the key as it now stands
+// (the zero key when the request was let in without keys). The keys file
+// read again may have taken the key out or changed it since, or it may
+// have expired; an event feed asks this for as long as it runs.
+func (api *API) stillLetIn(r *http.Request) (APIKey, bool) {
+	c, ok := r.Context().Value(callerCtx{}).(*caller)
+	keys := api.keys.Load()
+	if !ok || keys == nil {
+		return APIKey{}, true // let in without keys
+	}
+	_, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	key, found := keys.lookup(strings.TrimSpace(token))
+	return key, found && key.Name == c.key.Name && key.Tenant == c.key.Tenant && key.Role >= c.role && !key.ExpiredAt(time.Now())
+}
 
 // guard wraps a route that needs role. Without keys every request passes
 // and acts for the default tenant. With keys, a request needs
@@ -245,7 +283,7 @@ func (api *API) guard(role Role, h http.HandlerFunc) http.HandlerFunc {
 			api.fail(w, r, fmt.Errorf("%w: key %q is a %s; %s %s needs %s", errForbidden, key.Name, key.Role, r.Method, r.URL.Path, role))
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), callerCtx{}, &caller{key: key})))
+		h(w, r.WithContext(context.WithValue(r.Context(), callerCtx{}, &caller{key: key, role: role})))
 	}
 }
 

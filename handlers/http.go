@@ -75,7 +75,9 @@ type API struct {
 	keyFeeds    keyFeeds                // open feeds per API key
 	unavailable reporter                // 503s, logged once per reportEvery
 	keys        atomic.Pointer[APIKeys] // see SetKeys
-	limiter     *rateLimiter            // see SetRateLimit
+	keysMu      sync.Mutex
+	keysSet     chan struct{} // closed when SetKeys next sets the keys (see keysChanged)
+	limiter     *rateLimiter  // see SetRateLimit
 	statsOnce   sync.Once
 	httpStats   *httpStats
 

@@ -146,12 +146,44 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 	beat := time.NewTicker(SSEHeartbeat)
 	defer beat.Stop()
 	ending := api.streamsEnding()
+	// A feed lasts as long as its dashboard stays, but not longer than its
+	// API key: one whose key is taken out of the keys file, or given
+	// another tenant or a lower role, ends when the file is read again, and
+	// one whose key expires ends then. The dashboard's reconnection is
+	// then refused.
+	keysSet := api.keysChanged()
+	expiry := time.NewTimer(time.Hour)
+	defer expiry.Stop()
+	revoked := func() bool {
+		key, ok := api.stillLetIn(r)
+		if !ok {
+			send(": the API key this feed was opened with no longer lets it in\n\n")
+			return true
+		}
+		expiry.Stop()
+		if !key.Expires.IsZero() {
+			expiry.Reset(time.Until(key.Expires))
+		}
+		return false
+	}
+	if revoked() { // the keys changed since the request was let in
+		return
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ending: // shutting down: a client resumes with Last-Event-ID
 			return
+		case <-keysSet:
+			keysSet = api.keysChanged()
+			if revoked() {
+				return
+			}
+		case <-expiry.C:
+			if revoked() {
+				return
+			}
 		case <-beat.C:
 			if !send(": keep-alive\n\n") {
 				return

@@ -242,6 +242,63 @@ func TestAPIKeysReload(t *testing.T) {
 	as(late).must(200, "GET", "/v1/statuses", nil)
 }
 
+// An event feed lasts as long as its dashboard stays, but does not
+// outlive its key: a key taken out of the file ends its open feeds when
+// the file is read again, and opens no new one; other keys' feeds go on
+// until their key expires.
+func TestFeedsEndWithTheirKeys(t *testing.T) {
+	t.Parallel()
+	app, keys, tokens := startAppWithKeys(t, newTestConfig(t), keySpec{"admin", "default", "admin"}, keySpec{"board", "default", "reader"})
+	c := newClient(t, app)
+	c.token = tokens["admin"]
+	seedWorkedExample(t, c)
+	feed := func(key string) *sseStream { return openSSE(t, app, "", "", "Authorization", "Bearer "+tokens[key]) }
+	board, admin := feed("board"), feed("admin")
+	if code, _, errOut := runMain(t, "apikey", "revoke", "--keys-file", keys, "--name", "board"); code != 0 {
+		t.Fatalf("apikey revoke: exit %d: %s", code, errOut)
+	}
+	if err := app.ReloadAPIKeys(); err != nil {
+		t.Fatal(err)
+	}
+	ended(t, board, "the revoked key's feed")
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "after-revoke", "order_type_id": "wash_fold_delivery"})
+	if ev := admin.next(t); ev.Type != "OrderPlaced" || ev.Data["aggregate_id"] != "after-revoke" {
+		t.Fatalf("the admin's feed after another key was revoked: %+v", ev)
+	}
+	c.token = tokens["board"]
+	c.problem(401, "unauthenticated", "GET", "/v1/events", nil)
+
+	// A key given an expiry ends its feed when it expires.
+	b, err := os.ReadFile(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339)
+	if err := os.WriteFile(keys, []byte(strings.Replace(string(b), "\n", " expires="+expires+"\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.ReloadAPIKeys(); err != nil {
+		t.Fatal(err)
+	}
+	ended(t, admin, "the expired key's feed")
+}
+
+// ended waits for a feed to end.
+func ended(t *testing.T, s *sseStream, what string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case _, open := <-s.events:
+			if !open {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%s is still open", what)
+		}
+	}
+}
+
 // A dashboard page of an allowed origin calls the API from a browser: the
 // preflight is answered without a key, and the answer to the real request
 // (with its key) is marked readable by the page; another origin's is not.
