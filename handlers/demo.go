@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/projections"
 )
 
 // WorkedExampleOrderType is the id of the worked example's order type.
@@ -82,7 +86,41 @@ type Demo struct {
 	Interval time.Duration
 	// MaxInFlight bounds the orders the demo keeps open.
 	MaxInFlight int
-	Log         *slog.Logger
+	// Orders, when set, is the orders read model, in which a demo that
+	// starts finds the orders an earlier run left open and carries them
+	// on (otherwise each restart would leave them standing on the board
+	// for good).
+	Orders func() *projections.Orders
+	Log    *slog.Logger
+}
+
+// DemoOrderPrefix starts the id of every order the demo places, so that
+// a demo that starts again knows its own orders from the users'.
+const DemoOrderPrefix = "demo-"
+
+// openOrders are the demo's orders (ids DemoOrderPrefix…) that the orders
+// read model has neither completed nor cancelled.
+func (d *Demo) openOrders() []string {
+	if d.Orders == nil {
+		return nil
+	}
+	var ids []string
+	after := DemoOrderPrefix // sorts before every id it starts
+	for {
+		rows, more := d.Orders().List(d.Commands.Tenant, projections.OrderFilter{OrderTypeID: WorkedExampleOrderType}, after, 500)
+		for _, r := range rows {
+			if !strings.HasPrefix(r.ID, DemoOrderPrefix) {
+				return ids // past the demo's ids, which sort together
+			}
+			if r.State == domain.StateActive || r.State == domain.StateOnHold {
+				ids = append(ids, r.ID)
+			}
+			after = r.ID
+		}
+		if !more {
+			return ids
+		}
+	}
 }
 
 // SeedIfEmpty seeds the worked example when the tenant has no
@@ -118,7 +156,10 @@ func (d *Demo) Run(ctx context.Context) {
 	}
 	workers := []string{"ana", "bo", "chen", "dara"}
 	sent := map[string]uint64{} // order id → its version when it was last sent a trigger
-	var ids []string
+	ids := d.openOrders()
+	if len(ids) > 0 {
+		d.log().Info("demo: carrying on the orders an earlier run left open", "orders", len(ids))
+	}
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "demo-desk"}}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -129,7 +170,7 @@ func (d *Demo) Run(ctx context.Context) {
 		case <-tick.C:
 		}
 		if len(ids) < maxOpen && (n%3 == 0 || len(ids) == 0) {
-			o, err := d.Commands.PlaceOrder(ctx, meta, "", WorkedExampleOrderType, "")
+			o, err := d.Commands.PlaceOrder(ctx, meta, DemoOrderPrefix+uuid.Must(uuid.NewV7()).String(), WorkedExampleOrderType, "")
 			if err != nil {
 				d.log().Warn("demo: place order", "err", err)
 				continue

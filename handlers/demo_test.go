@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+	"github.com/orderflow/orderflow/projections"
 )
 
 // The demo's workers send each order the trigger its step waits for: with
@@ -59,5 +61,59 @@ func TestDemoFollowsTheWorkflows(t *testing.T) {
 	eventstoretest.Eventually(t, time.Minute, func() bool { return completed.Load() >= 6 }, "six demo orders completed")
 	if n := rejected.Load(); n != 0 {
 		t.Fatalf("%d of the demo's triggers were rejected", n)
+	}
+}
+
+// A demo that starts again carries on the orders an earlier run left open
+// (ids DemoOrderPrefix…), and leaves alone the users' orders and its own
+// finished ones.
+func TestDemoCarriesOnItsOpenOrders(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	startProcessor(t, c, srv.ClientURL(), nil)
+	orders := projections.NewOrders(quiet)
+	if err := orders.Start(ctx, c.Store); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(orders.Stop)
+
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
+	left := []string{DemoOrderPrefix + "1", DemoOrderPrefix + "2", DemoOrderPrefix + "3"}
+	for _, id := range append([]string{"mine", DemoOrderPrefix + "done"}, left...) {
+		if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.CancelOrder(ctx, meta, DemoOrderPrefix+"done", ""); err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, time.Minute, func() bool {
+		r, ok := orders.Order("default", DemoOrderPrefix+"done")
+		return ok && r.State == domain.StateCancelled
+	}, "the orders in the read model")
+
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	d := &Demo{Commands: c, Orders: func() *projections.Orders { return orders }, Log: quiet, Interval: time.Millisecond, MaxInFlight: len(left),
+		Publish: func(ctx context.Context, orderID, trigger, worker string) error {
+			return nc.Publish(eventstore.TriggerSubject("default", orderID, trigger), nil)
+		}}
+	if got := d.openOrders(); !slices.Equal(got, left) {
+		t.Fatalf("open demo orders %v, want %v", got, left)
+	}
+	dctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(dctx) }()
+	defer func() { stop(); <-done }()
+	for _, id := range left {
+		eventstoretest.Eventually(t, time.Minute, func() bool {
+			o, err := c.CurrentOrder(ctx, id)
+			return err == nil && o.State == domain.StateCompleted
+		}, id+" completed by the demo that started again")
+	}
+	if o, err := c.CurrentOrder(ctx, "mine"); err != nil || o.Version != 1 {
+		t.Fatalf("the user's order: %+v, %v; want it untouched", o, err)
 	}
 }

@@ -294,6 +294,7 @@ func (a *App) startDemo(ctx context.Context) error {
 	}
 	demo := &handlers.Demo{
 		Commands: a.cmds,
+		Orders:   a.orders.Load,
 		Log:      a.Logger,
 		Publish: func(ctx context.Context, orderID, trigger, worker string) error {
 			_, err := wc.PublishTrigger(ctx, client.Trigger{OrderID: orderID, Trigger: trigger, Worker: worker})
