@@ -238,13 +238,19 @@ func pathTokenAsOf(r *http.Request, name, field string) (string, time.Time, erro
 	return id, asOf, err
 }
 
-// asOfParam reads ?as_of= (RFC 3339); zero when absent.
+// asOfParam reads ?as_of= (RFC 3339); zero when absent. A zone offset's
+// "+" sent as it is (as_of=2026-11-30T09:00:00+01:00, which curl and
+// browsers pass on unescaped) is read as the "+" it was: a query string
+// decodes it as a space, which no RFC 3339 time holds.
 func asOfParam(r *http.Request) (time.Time, error) {
 	v := r.URL.Query().Get("as_of")
 	if v == "" {
 		return time.Time{}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil && strings.Contains(v, " ") {
+		t, err = time.Parse(time.RFC3339Nano, strings.ReplaceAll(v, " ", "+"))
+	}
 	if err != nil {
 		return time.Time{}, &domain.FieldError{Field: "as_of", Reason: fmt.Sprintf("%q is not an RFC 3339 time such as 2026-11-27T17:00:00Z", v)}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -74,6 +75,14 @@ func TestOrderAsOf(t *testing.T) {
 		}
 	}
 	c.problem(400, "invalid_argument", "GET", "/v1/orders/asof?as_of=yesterday", nil)
+	// The same instant in another zone, its "+" sent unescaped (as curl
+	// sends what it is given) and escaped.
+	plus := times[1].In(time.FixedZone("", 3600)).Format(time.RFC3339Nano)
+	for _, q := range []string{plus, url.QueryEscape(plus)} {
+		if o := c.must(200, "GET", "/v1/orders/asof?as_of="+q, nil); o["version"] != float64(2) {
+			t.Fatalf("as of %s: version %v, want 2", q, o["version"])
+		}
+	}
 
 	// A workflow as of a time: the version in force then.
 	before := clock.now()
