@@ -87,29 +87,41 @@ type Demo struct {
 	// MaxInFlight bounds the orders the demo keeps open.
 	MaxInFlight int
 	// Orders, when set, is the orders read model, in which a demo that
-	// starts finds the orders an earlier run left open and carries them
-	// on (otherwise each restart would leave them standing on the board
-	// for good).
+	// starts finds the orders an earlier run of it left open and carries
+	// them on (otherwise each restart would leave them standing on the
+	// board for good).
 	Orders func() *projections.Orders
-	Log    *slog.Logger
+	// Name tells this process's demo from the demos of other processes
+	// on the same store, and stays the same when the process starts
+	// again: its orders' ids start with "demo-" and the name (see
+	// prefix), and it carries on only those. It must be a subject token.
+	Name string
+	Log  *slog.Logger
 }
 
-// DemoOrderPrefix starts the id of every order the demo places, so that
-// a demo that starts again knows its own orders from the users'.
-const DemoOrderPrefix = "demo-"
+// prefix starts the id of every order the demo places, so that a demo
+// that starts again knows its own orders from the users' and from other
+// processes' demos (which drive theirs).
+func (d *Demo) prefix() string {
+	if d.Name == "" {
+		return "demo-"
+	}
+	return "demo-" + d.Name + "-"
+}
 
-// openOrders are the demo's orders (ids DemoOrderPrefix…) that the orders
-// read model has neither completed nor cancelled.
+// openOrders are the demo's orders (ids prefix…) that the orders read
+// model has neither completed nor cancelled.
 func (d *Demo) openOrders() []string {
 	if d.Orders == nil {
 		return nil
 	}
 	var ids []string
-	after := DemoOrderPrefix // sorts before every id it starts
+	prefix := d.prefix()
+	after := prefix // sorts before every id it starts
 	for {
 		rows, more := d.Orders().List(d.Commands.Tenant, projections.OrderFilter{OrderTypeID: WorkedExampleOrderType}, after, 500)
 		for _, r := range rows {
-			if !strings.HasPrefix(r.ID, DemoOrderPrefix) {
+			if !strings.HasPrefix(r.ID, prefix) {
 				return ids // past the demo's ids, which sort together
 			}
 			if r.State == domain.StateActive || r.State == domain.StateOnHold {
@@ -170,7 +182,7 @@ func (d *Demo) Run(ctx context.Context) {
 		case <-tick.C:
 		}
 		if len(ids) < maxOpen && (n%3 == 0 || len(ids) == 0) {
-			o, err := d.Commands.PlaceOrder(ctx, meta, DemoOrderPrefix+uuid.Must(uuid.NewV7()).String(), WorkedExampleOrderType, "")
+			o, err := d.Commands.PlaceOrder(ctx, meta, d.prefix()+uuid.Must(uuid.NewV7()).String(), WorkedExampleOrderType, "")
 			if err != nil {
 				d.log().Warn("demo: place order", "err", err)
 				continue

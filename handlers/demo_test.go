@@ -64,9 +64,9 @@ func TestDemoFollowsTheWorkflows(t *testing.T) {
 	}
 }
 
-// A demo that starts again carries on the orders an earlier run left open
-// (ids DemoOrderPrefix…), and leaves alone the users' orders and its own
-// finished ones.
+// A demo that starts again carries on the orders an earlier run of it
+// left open (ids demo-<name>-…), and leaves alone the users' orders,
+// another process's demo's and its own finished ones.
 func TestDemoCarriesOnItsOpenOrders(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
@@ -81,22 +81,23 @@ func TestDemoCarriesOnItsOpenOrders(t *testing.T) {
 	t.Cleanup(orders.Stop)
 
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
-	left := []string{DemoOrderPrefix + "1", DemoOrderPrefix + "2", DemoOrderPrefix + "3"}
-	for _, id := range append([]string{"mine", DemoOrderPrefix + "done"}, left...) {
+	left := []string{"demo-a-1", "demo-a-2", "demo-a-3"}
+	others := []string{"mine", "demo-1", "demo-b-1"} // a user's, an older demo's, another process's demo's
+	for _, id := range append(append([]string{"demo-a-done"}, others...), left...) {
 		if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.CancelOrder(ctx, meta, DemoOrderPrefix+"done", ""); err != nil {
+	if _, err := c.CancelOrder(ctx, meta, "demo-a-done", ""); err != nil {
 		t.Fatal(err)
 	}
 	eventstoretest.Eventually(t, time.Minute, func() bool {
-		r, ok := orders.Order("default", DemoOrderPrefix+"done")
+		r, ok := orders.Order("default", "demo-a-done")
 		return ok && r.State == domain.StateCancelled
 	}, "the orders in the read model")
 
 	nc := eventstoretest.Connect(t, srv.ClientURL())
-	d := &Demo{Commands: c, Orders: func() *projections.Orders { return orders }, Log: quiet, Interval: time.Millisecond, MaxInFlight: len(left),
+	d := &Demo{Commands: c, Orders: func() *projections.Orders { return orders }, Name: "a", Log: quiet, Interval: time.Millisecond, MaxInFlight: len(left),
 		Publish: func(ctx context.Context, orderID, trigger, worker string) error {
 			return nc.Publish(eventstore.TriggerSubject("default", orderID, trigger), nil)
 		}}
@@ -113,7 +114,9 @@ func TestDemoCarriesOnItsOpenOrders(t *testing.T) {
 			return err == nil && o.State == domain.StateCompleted
 		}, id+" completed by the demo that started again")
 	}
-	if o, err := c.CurrentOrder(ctx, "mine"); err != nil || o.Version != 1 {
-		t.Fatalf("the user's order: %+v, %v; want it untouched", o, err)
+	for _, id := range others {
+		if o, err := c.CurrentOrder(ctx, id); err != nil || o.Version != 1 {
+			t.Fatalf("order %s: %+v, %v; want it untouched", id, o, err)
+		}
 	}
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -295,6 +298,7 @@ func (a *App) startDemo(ctx context.Context) error {
 	demo := &handlers.Demo{
 		Commands: a.cmds,
 		Orders:   a.orders.Load,
+		Name:     demoName(a.Config.HTTP),
 		Log:      a.Logger,
 		Publish: func(ctx context.Context, orderID, trigger, worker string) error {
 			_, err := wc.PublishTrigger(ctx, client.Trigger{OrderID: orderID, Trigger: trigger, Worker: worker})
@@ -319,6 +323,15 @@ func (a *App) startDemo(ctx context.Context) error {
 		demo.Run(dctx)
 	}()
 	return nil
+}
+
+// demoName tells the demo of a process from those of other processes on
+// the same store, and stays the same when the process starts again: a
+// short hash of its host's name and its HTTP address.
+func demoName(httpAddr string) string {
+	host, _ := os.Hostname()
+	sum := sha256.Sum256([]byte(host + " " + httpAddr))
+	return hex.EncodeToString(sum[:4])
 }
 
 // CheckpointInterval is how often the orders read model is checkpointed
