@@ -35,10 +35,20 @@ type apiServer struct {
 // for an HTTPS certificate from a private CA.
 func serverFlags(fs *flag.FlagSet) *apiServer {
 	var s apiServer
-	fs.StringVar(&s.url, "server", "http://127.0.0.1:8080", "HTTP address of a running orderflow (https:// with --tls-cert)")
+	fs.StringVar(&s.url, "server", "http://127.0.0.1:8080", "URL or host:port of a running orderflow (https:// for one run with --tls-cert)")
 	fs.StringVar(&s.token, "token", "", "bearer token of an API key, for a server run with --api-keys")
 	fs.StringVar(&s.ca, "server-ca", "", "PEM file of the CAs the server's HTTPS certificate is checked against; empty: the system's")
 	return &s
+}
+
+// base is --server as a URL without a trailing slash: a bare host:port,
+// as serve's --http takes it, is http://host:port.
+func (s *apiServer) base() string {
+	u := strings.TrimRight(s.url, "/")
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	return u
 }
 
 // client is the HTTP client for the server: the default one, or one that
@@ -123,7 +133,7 @@ func apiSend(ctx context.Context, hc *http.Client, server *apiServer, method, pa
 	if payload != nil {
 		rd = bytes.NewReader(payload)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(server.url, "/")+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, server.base()+path, rd)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -138,7 +148,7 @@ func apiSend(ctx context.Context, hc *http.Client, server *apiServer, method, pa
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("is orderflow running at %s? %w", server.url, err)
+		return nil, nil, fmt.Errorf("is orderflow running at %s? %w", server.base(), err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))

@@ -145,6 +145,11 @@ func TestTriggerAndOrderShowCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "at Received (received)") {
 		t.Fatalf("order show: %d %q", code, out)
 	}
+	// --server also takes the bare address that serve's --http takes.
+	code, out, errOut = run("order", "show", "--server", app.HTTPAddr(), "cli-1")
+	if code != 0 || !strings.Contains(out, "at Received (received)") {
+		t.Fatalf("order show --server %s: %d %q %q", app.HTTPAddr(), code, out, errOut)
+	}
 	code, _, errOut = run("trigger", "cli-1", "delivered")
 	if code != 1 || !strings.Contains(errOut, "unexpected_trigger") || !strings.Contains(errOut, "items_tagged") {
 		t.Fatalf("rejected trigger: %d %q", code, errOut)
