@@ -560,9 +560,6 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	return tw.Flush()
 }
 
-// workerSaid is the timeline's account of who sent a trigger and what it
-// said with it: "(worker ana, at 2026-11-30T09:12:00Z by its clock, note
-// "two bags")".
 // reasonGiven is a supervisor's reason as the timeline shows it.
 func reasonGiven(reason string) string {
 	if reason == "" {
@@ -571,6 +568,9 @@ func reasonGiven(reason string) string {
 	return "reason: " + reason
 }
 
+// workerSaid is the timeline's account of who sent a trigger and what it
+// said with it: "(worker ana, at 2026-11-30T09:12:00Z by its clock, note
+// "two bags")".
 func workerSaid(worker, note string, at time.Time) string {
 	s := "(worker " + worker
 	if !at.IsZero() {
