@@ -6,6 +6,10 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/domain"
 )
 
 // CORS lets web pages of the given origins (scheme://host[:port], or "*"
@@ -35,7 +39,7 @@ func CORS(origins []string, h http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		hd.Set("Access-Control-Expose-Headers", "ETag, Location, Idempotent-Replayed, X-Orderflow-Sequence, WWW-Authenticate, Retry-After")
+		hd.Set("Access-Control-Expose-Headers", "ETag, Location, Idempotent-Replayed, X-Orderflow-Sequence, X-Request-ID, WWW-Authenticate, Retry-After")
 		h.ServeHTTP(w, r)
 	})
 }
@@ -46,6 +50,27 @@ func CORS(origins []string, h http.Handler) http.Handler {
 func NoSniff(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// RequestID gives every request an X-Request-ID and its answer the same:
+// the caller's, when it is one a command takes (one value, at most 128
+// bytes, no control characters; another is refused by the route with
+// 400 and is not echoed), or a new UUID. A command records it as its
+// events' correlation id (a trigger, its trigger id), so a caller can
+// find what its request did, and the log line of a request that failed
+// names it.
+func RequestID(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch ids := r.Header.Values("X-Request-ID"); {
+		case len(ids) == 0:
+			id := uuid.NewString()
+			r.Header.Set("X-Request-ID", id)
+			w.Header().Set("X-Request-ID", id)
+		case len(ids) == 1 && domain.CheckActorID("X-Request-ID", ids[0]) == nil:
+			w.Header().Set("X-Request-ID", ids[0])
+		}
 		h.ServeHTTP(w, r)
 	})
 }

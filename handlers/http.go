@@ -566,13 +566,17 @@ func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// request (orderflow_http_requests_total counts them all).
 		if unlogged, ok := api.unavailable.due(time.Now()); ok {
 			api.log().Warn("requests answered 503: the event store could not serve them (logged once every "+reportEvery.String()+")",
-				"method", r.Method, "path", r.URL.Path, "err", err, "unlogged_since_last", unlogged)
+				"method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get("X-Request-ID"), "err", err, "unlogged_since_last", unlogged)
 		}
 		w.Header().Set("Retry-After", "1")
 	case p.Status >= 500:
-		api.log().Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		id := w.Header().Get("X-Request-ID") // as RequestID answers it
+		api.log().Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", id, "err", err)
 		if p.Status == http.StatusInternalServerError && !errors.Is(err, eventstore.ErrUnreadableEvent) {
 			p.Detail = "internal error; see the server log"
+			if id != "" {
+				p.Detail += " (request_id " + id + ")"
+			}
 		}
 	}
 	writeProblem(w, p)

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"maps"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -82,6 +83,24 @@ func (api *API) OpenAPI() map[string]any {
 		"500": map[string]any{"description": "internal (a stored event that cannot be read, which orderflow verify finds; or a fault of orderflow's own)", "content": problem},
 		"503": map[string]any{"description": "unavailable (a read model, a trigger's outcome or the event store not there in time, a stream without a leader or storage; see Retry-After)", "content": problem, "headers": retryAfter},
 	}
+	// Every answer names the request: see RequestID.
+	requestID := header("the request's X-Request-ID, or one made for it when it sent none (none when it sent one that is not an id: "+
+		"more than one, over 128 bytes or with control characters); a command's events carry it as their correlation id (a trigger's, its trigger id)", "string", false)
+	withRequestID := func(answer any) any {
+		a := answer.(map[string]any)
+		shared, _ := a["headers"].(map[string]any)
+		headers := maps.Clone(shared) // some are shared among answers
+		if headers == nil {
+			headers = map[string]any{}
+		}
+		headers["X-Request-ID"] = requestID
+		a = maps.Clone(a)
+		a["headers"] = headers
+		return a
+	}
+	for code, answer := range errors {
+		errors[code] = withRequestID(answer)
+	}
 	paths := map[string]map[string]any{}
 	add := func(method, path, op, summary string, role Role, body, answer any) {
 		var params []any
@@ -121,7 +140,7 @@ func (api *API) OpenAPI() map[string]any {
 			media["schema"] = map[string]any{"type": "string", "description": "one event per message: id: (its stream sequence), event: (its type) and data: (an Event, " +
 				"#/components/schemas/Event); comment lines keep an idle feed open"}
 		}
-		headers := map[string]any{}
+		headers := map[string]any{"X-Request-ID": requestID}
 		if answer != nil {
 			if etag, found := etagAnswers[reflect.TypeOf(answer)]; found {
 				headers["ETag"] = header(etag, "string", true)
@@ -141,7 +160,7 @@ func (api *API) OpenAPI() map[string]any {
 				responses[k] = v
 			}
 		case path == "/healthz" || path == "/readyz":
-			responses["503"] = map[string]any{"description": "unavailable (see the summary)", "content": problem}
+			responses["503"] = withRequestID(map[string]any{"description": "unavailable (see the summary)", "content": problem})
 		}
 		operation := map[string]any{"operationId": op, "summary": summary, "responses": responses}
 		if role != 0 {
@@ -159,15 +178,14 @@ func (api *API) OpenAPI() map[string]any {
 					"schema":      map[string]any{"type": "string", "enum": []string{"true"}}}
 			}
 		}
-		if len(headers) > 0 {
-			responses[ok].(map[string]any)["headers"] = headers
-		}
+		responses[ok].(map[string]any)["headers"] = headers
+		params = append(params, map[string]any{"name": "X-Request-ID", "in": "header", "schema": map[string]any{"type": "string", "maxLength": 128},
+			"description": "an id for the request, which its answer carries (one is made when none is sent); a command records it as its events' correlation id " +
+				"(a trigger records its trigger id), and refuses one that is not an id (400)"})
 		if method != "GET" && strings.HasPrefix(path, "/v1/") && path != "/v1/projections/rebuild" { // a command
 			params = append(params,
 				map[string]any{"name": "X-Orderflow-Actor", "in": "header", "schema": map[string]any{"type": "string"},
-					"description": "who acts (recorded as the event's actor, after the API key's name when keys are in use)"},
-				map[string]any{"name": "X-Request-ID", "in": "header", "schema": map[string]any{"type": "string"},
-					"description": "the request's correlation id, recorded on its events"})
+					"description": "who acts (recorded as the event's actor, after the API key's name when keys are in use)"})
 			if op != "applyTrigger" { // a trigger refuses it: the order's current step decides a trigger
 				params = append(params, map[string]any{"name": "If-Match", "in": "header", "schema": map[string]any{"type": "string"},
 					"description": `the ETag (version, "3") the change is meant for: another version is 412 precondition_failed`})
@@ -180,8 +198,8 @@ func (api *API) OpenAPI() map[string]any {
 		if conditionalReads[method+" "+path] {
 			params = append(params, map[string]any{"name": "If-None-Match", "in": "header", "schema": map[string]any{"type": "string"},
 				"description": "ETags (or *): when one is the ETag this route answers with, 304 Not Modified without a body"})
-			responses["304"] = map[string]any{"description": "Not Modified: the If-None-Match held this answer's ETag",
-				"headers": map[string]any{"ETag": header("the answer's version, as the 200 would carry it", "string", true)}}
+			responses["304"] = withRequestID(map[string]any{"description": "Not Modified: the If-None-Match held this answer's ETag",
+				"headers": map[string]any{"ETag": header("the answer's version, as the 200 would carry it", "string", true)}})
 		}
 		if len(params) > 0 {
 			operation["parameters"] = params

@@ -117,7 +117,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// dashboard stays (each of its writes has a deadline of its own, see
 	// handlers.API.FeedWriteTimeout). Idle keep-alive connections are
 	// closed after two minutes.
-	a.http = &http.Server{Handler: handlers.NoSniff(mux), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	a.http = &http.Server{Handler: handlers.NoSniff(handlers.RequestID(mux)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(a.Logger.With("component", "http").Handler(), slog.LevelWarn)}
 	a.http.RegisterOnShutdown(api.EndStreams)
 	serve := a.http.Serve

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 // client talks JSON to one App.
@@ -82,6 +84,9 @@ func (c *httpClient) do(method, path string, body any, headers ...string) respon
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	if id := r.Header.Get("X-Request-ID"); !given["X-Request-ID"] && id == "" {
+		c.t.Errorf("%s %s = %d: no X-Request-ID, which every answer to a request without one carries", method, path, r.Status)
+	}
 	checkAnswer(c.t, method, path, r)
 	if c.answered != nil {
 		c.answered(method, path, r)
@@ -214,6 +219,26 @@ func TestDefinitionsWorkedExampleOverHTTP(t *testing.T) {
 	r := c.do("GET", "/v1/order-types", nil)
 	if !strings.Contains(string(r.Body), `"Wash & Fold Delivery"`) || r.Header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Fatalf("order types: X-Content-Type-Options %q: %s", r.Header.Get("X-Content-Type-Options"), r.Body)
+	}
+
+	// Every answer names its request: the caller's X-Request-ID, or one
+	// made for it, which a command's events carry as their correlation id.
+	r = c.do("PATCH", "/v1/statuses/washing", map[string]any{"name": "Washing"}, "X-Request-ID", "req-7")
+	if r.Status != 200 || r.Header.Get("X-Request-ID") != "req-7" {
+		t.Fatalf("PATCH with X-Request-ID req-7: %d, X-Request-ID %q", r.Status, r.Header.Get("X-Request-ID"))
+	}
+	r = c.do("POST", "/v1/orders", map[string]any{"id": "rid-1", "order_type_id": "wash_fold_delivery"})
+	made := r.Header.Get("X-Request-ID")
+	if _, err := uuid.Parse(made); r.Status != 201 || err != nil {
+		t.Fatalf("POST without X-Request-ID: %d, X-Request-ID %q", r.Status, made)
+	}
+	placed := c.must(200, "GET", "/v1/orders/rid-1/history", nil)["events"].([]any)[0].(map[string]any)
+	if placed["correlation_id"] != made {
+		t.Fatalf("the order's OrderPlaced has correlation id %v, its answer X-Request-ID %q", placed["correlation_id"], made)
+	}
+	r = c.do("POST", "/v1/orders", map[string]any{"id": "rid-2", "order_type_id": "wash_fold_delivery"}, "X-Request-ID", strings.Repeat("x", 129))
+	if r.Status != 400 || r.Header.Get("X-Request-ID") != "" {
+		t.Fatalf("POST with a 129-byte X-Request-ID: %d, X-Request-ID %q", r.Status, r.Header.Get("X-Request-ID"))
 	}
 
 	// One workflow, with names and an ETag.

@@ -292,7 +292,7 @@ func checkAnswer(t *testing.T, method, path string, r response) {
 			t.Errorf("%s %s = %d: no %s header, which the document says it carries", method, path, r.Status, name)
 		}
 	}
-	for _, name := range []string{"ETag", "Location", "X-Orderflow-Sequence", "Idempotent-Replayed", "Retry-After", "WWW-Authenticate"} {
+	for _, name := range []string{"ETag", "Location", "X-Orderflow-Sequence", "X-Request-ID", "Idempotent-Replayed", "Retry-After", "WWW-Authenticate"} {
 		if _, ok := headers[name]; !ok && r.Header.Get(name) != "" {
 			t.Errorf("%s %s = %d: header %s, which the document does not name", method, path, r.Status, name)
 		}
