@@ -237,6 +237,19 @@ func TestExportImport(t *testing.T) {
 	c.do("POST", "/v1/orders/x-0/triggers", map[string]any{"trigger": "delivered"}) // a rejection
 	// Text that encoding/json escapes by default, in the envelope itself.
 	c.must(200, "POST", "/v1/orders/x-1/hold", map[string]any{"reason": "<late> & wet"}, "X-Orderflow-Actor", "kim & co <desk>", "X-Request-ID", "<a&b>")
+	// An order's history carries each event byte for byte as stored, so
+	// an auditor can check its hash from the answer.
+	orders, err := jetStreamAt(t, app.NATSURL()).Stream(context.Background(), eventstore.StreamOrders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := orders.GetLastMsgForSubject(context.Background(), "orderflow.default.order.x-1.OrderHeld")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw := c.do("GET", "/v1/orders/x-1/history", nil).Body; !bytes.Contains(raw, held.Data) {
+		t.Fatalf("the history does not hold the stored event as it is:\n%s\n%s", held.Data, raw)
+	}
 	dump, fresh := exportImported(t, app)
 	// Importing again into the now full store is refused.
 	if code, _, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code == 0 || !strings.Contains(errOut, "empty store") {
