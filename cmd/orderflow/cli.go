@@ -484,6 +484,6 @@ func openAPICmd(args []string, stdout, stderr io.Writer) error {
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false) // as GET /openapi.json writes it: "orderflow.<tenant>", not "\u003ctenant\u003e"
+	enc.SetEscapeHTML(false) // as GET /openapi.json writes it: "reader < worker", not "reader \u003c worker"
 	return enc.Encode((&handlers.API{}).OpenAPI())
 }

@@ -195,7 +195,7 @@ func TestOpenAPICommand(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || !reflect.DeepEqual(doc, document().doc) {
 		t.Fatalf("orderflow openapi printed another document (%v)", err)
 	}
-	if !bytes.Contains(out.Bytes(), []byte("orderflow.<tenant>")) {
+	if !bytes.Contains(out.Bytes(), []byte("reader < worker")) {
 		t.Fatal("orderflow openapi escapes < and > in its text, which GET /openapi.json does not")
 	}
 	if code := Main(context.Background(), []string{"openapi", "extra"}, &out, &errs, func(string) (string, bool) { return "", false }); code != 1 {
