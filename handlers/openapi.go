@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"maps"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -86,20 +85,14 @@ func (api *API) OpenAPI() map[string]any {
 	// Every answer names the request: see RequestID.
 	requestID := header("the request's X-Request-ID, or one made for it when it sent none (none when it sent one that is not an id: "+
 		"more than one, over 128 bytes or with control characters); a command's events carry it as their correlation id (a trigger's, its trigger id)", "string", false)
-	withRequestID := func(answer any) any {
+	for _, answer := range errors {
 		a := answer.(map[string]any)
-		shared, _ := a["headers"].(map[string]any)
-		headers := maps.Clone(shared) // some are shared among answers
+		headers, _ := a["headers"].(map[string]any) // retryAfter's is shared, and gets it once more
 		if headers == nil {
 			headers = map[string]any{}
+			a["headers"] = headers
 		}
 		headers["X-Request-ID"] = requestID
-		a = maps.Clone(a)
-		a["headers"] = headers
-		return a
-	}
-	for code, answer := range errors {
-		errors[code] = withRequestID(answer)
 	}
 	paths := map[string]map[string]any{}
 	add := func(method, path, op, summary string, role Role, body, answer any) {
@@ -160,7 +153,7 @@ func (api *API) OpenAPI() map[string]any {
 				responses[k] = v
 			}
 		case path == "/healthz" || path == "/readyz":
-			responses["503"] = withRequestID(map[string]any{"description": "unavailable (see the summary)", "content": problem})
+			responses["503"] = map[string]any{"description": "unavailable (see the summary)", "content": problem, "headers": map[string]any{"X-Request-ID": requestID}}
 		}
 		operation := map[string]any{"operationId": op, "summary": summary, "responses": responses}
 		if role != 0 {
@@ -198,8 +191,8 @@ func (api *API) OpenAPI() map[string]any {
 		if conditionalReads[method+" "+path] {
 			params = append(params, map[string]any{"name": "If-None-Match", "in": "header", "schema": map[string]any{"type": "string"},
 				"description": "ETags (or *): when one is the ETag this route answers with, 304 Not Modified without a body"})
-			responses["304"] = withRequestID(map[string]any{"description": "Not Modified: the If-None-Match held this answer's ETag",
-				"headers": map[string]any{"ETag": header("the answer's version, as the 200 would carry it", "string", true)}})
+			responses["304"] = map[string]any{"description": "Not Modified: the If-None-Match held this answer's ETag",
+				"headers": map[string]any{"ETag": header("the answer's version, as the 200 would carry it", "string", true), "X-Request-ID": requestID}}
 		}
 		if len(params) > 0 {
 			operation["parameters"] = params
