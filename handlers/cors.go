@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -66,14 +67,18 @@ func RequestID(h http.Handler) http.Handler {
 		switch ids := r.Header.Values("X-Request-ID"); {
 		case len(ids) == 0:
 			id := uuid.NewString()
-			r.Header.Set("X-Request-ID", id)
 			w.Header().Set("X-Request-ID", id)
+			r = r.WithContext(context.WithValue(r.Context(), requestIDCtx{}, id)) // for meta: a handler leaves the request's headers as they came
 		case len(ids) == 1 && domain.CheckActorID("X-Request-ID", ids[0]) == nil:
 			w.Header().Set("X-Request-ID", ids[0])
 		}
 		h.ServeHTTP(w, r)
 	})
 }
+
+// requestIDCtx holds the X-Request-ID RequestID made for a request that
+// sent none.
+type requestIDCtx struct{}
 
 // ParseOrigins reads a comma-separated list of origins for CORS:
 // "https://board.example.com,http://localhost:3000", or "*".

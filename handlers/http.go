@@ -611,6 +611,9 @@ func meta(r *http.Request) (Meta, error) {
 		return m, err
 	}
 	if m.CorrelationID == "" {
+		m.CorrelationID, _ = r.Context().Value(requestIDCtx{}).(string) // the one RequestID made and answers with
+	}
+	if m.CorrelationID == "" {
 		m.CorrelationID = uuid.NewString()
 	}
 	if keyedRoutes[r.Pattern].replays { // a command that takes the key as its RequestKey
