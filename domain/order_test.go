@@ -426,6 +426,33 @@ func TestOrderPinsAndMigrates(t *testing.T) {
 	}
 }
 
+// Archiving keeps new orders off a workflow, not the orders already
+// placed: an order whose route leads into a workflow archived meanwhile
+// enters its latest version and completes, as placed.
+func TestOrderFinishesItsRouteThroughAnArchivedWorkflow(t *testing.T) {
+	t.Parallel()
+	d := workedExample()
+	o := placed(t, d)
+	must(t, func() error { _, err := o.ApplyTrigger("picked_up", "a", domain.TriggerReport{Worker: "w"}, d); return err }())
+	vs := d.versions["production"]
+	archived := vs[len(vs)-1]
+	archived.Version, archived.Archived = archived.Version+1, true
+	d.versions["production"] = append(vs, archived)
+	for i, tr := range allTriggers[1:] {
+		res, err := o.ApplyTrigger(tr, "t-"+tr, domain.TriggerReport{Worker: "w"}, d)
+		must(t, err)
+		if i == 0 && o.View().Position != (domain.Position{WorkflowID: "production", WorkflowVersion: 2, Step: 0, Status: "washing"}) {
+			t.Fatalf("entered at %+v, want the archived workflow's latest version", o.View().Position)
+		}
+		if res.Outcome == domain.OutcomeRejected {
+			t.Fatalf("%s rejected: %+v", tr, res)
+		}
+	}
+	if o.View().State != domain.StateCompleted {
+		t.Fatalf("state %s, want completed", o.View().State)
+	}
+}
+
 func joinStrings(s []string) string {
 	out := ""
 	for i, x := range s {
