@@ -433,10 +433,8 @@ func TestOrderFinishesItsRouteThroughAnArchivedWorkflow(t *testing.T) {
 	t.Parallel()
 	d := workedExample()
 	o := placed(t, d)
-	must(t, func() error {
-		_, err := o.ApplyTrigger("picked_up", "a", domain.TriggerReport{Worker: "w"}, d)
-		return err
-	}())
+	_, err := o.ApplyTrigger("picked_up", "a", domain.TriggerReport{Worker: "w"}, d)
+	must(t, err)
 	vs := d.versions["production"]
 	archived := vs[len(vs)-1]
 	archived.Version, archived.Archived = archived.Version+1, true
