@@ -159,6 +159,25 @@ func Redrive(ctx context.Context, st *eventstore.Store, dl DeadLetter) (*jetstre
 	return ack, nil
 }
 
+// AnsweredBy is the event type with which the dead letter's order has
+// answered its trigger since it was put aside (a retry that took effect,
+// or the worker app sending the trigger again with its id), or "" while
+// none has. An outcome of the id for another trigger key does not count.
+func AnsweredBy(ctx context.Context, st *eventstore.Store, dl DeadLetter) (string, error) {
+	if eventstore.ValidateToken("tenant", dl.Tenant) != nil || eventstore.ValidateToken("order id", dl.OrderID) != nil || dl.TriggerID == "" {
+		return "", nil // read from a subject or with an id no order can hold
+	}
+	events, err := st.Load(ctx, eventstore.Aggregate{Tenant: dl.Tenant, Type: domain.AggregateOrder, ID: dl.OrderID}, 0)
+	if err != nil {
+		return "", fmt.Errorf("dead letter %d: read order %q: %w", dl.Seq, dl.OrderID, err)
+	}
+	ev, ok := causedBy(events, dl.TriggerID)
+	if !ok || domain.CheckOutcomeTrigger(dl.OrderID, dl.TriggerID, dl.Trigger, ev.Type, ev.Data) != nil {
+		return "", nil
+	}
+	return ev.Type, nil
+}
+
 // idOfAnotherTrigger refuses (ErrNotRedrivable) a dead letter whose
 // trigger id its order's history has as the id of another trigger key
 // (domain.Order.CheckTriggerID): sent again, it would only be put aside

@@ -43,10 +43,16 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tORDER\tTRIGGER\tTRIGGER ID\tREASON")
+		fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tORDER\tTRIGGER\tTRIGGER ID\tANSWERED\tREASON")
 		for _, dl := range dls {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", dl.Seq, dl.Time.UTC().Format(time.RFC3339), dash(dl.Tenant), dash(dl.OrderID),
-				dash(dl.Trigger), dash(dl.TriggerID), dl.Reason)
+			// Whether the order has answered the trigger since: a dead
+			// letter retried, or sent again, needs nothing more.
+			answered, err := handlers.AnsweredBy(ctx, st, dl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dl.Seq, dl.Time.UTC().Format(time.RFC3339), dash(dl.Tenant), dash(dl.OrderID),
+				dash(dl.Trigger), dash(dl.TriggerID), dash(answered), dl.Reason)
 		}
 		return tw.Flush()
 	}

@@ -79,6 +79,13 @@ func TestDeadLettersRetry(t *testing.T) {
 	if o["position"].(map[string]any)["status"] != "received" {
 		t.Fatalf("after the retried trigger: %v", o["position"])
 	}
+	// The list shows that the order has answered the first since.
+	code, out, errOut = runMain(t, "deadletters", url)
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.Contains(lines[0], "ANSWERED") || !strings.Contains(lines[1], "OrderAdvanced") ||
+		strings.Contains(lines[2], "Order") || strings.Contains(lines[3], "Order") {
+		t.Fatalf("deadletters after the retry: %d\n%s%s", code, out, errOut)
+	}
 	h := c.must(200, "GET", "/v1/orders/late-1/history", nil)
 	events := h["events"].([]any)
 	if last := events[len(events)-1].(map[string]any); last["causation_id"] != ack.TriggerID {
