@@ -275,8 +275,12 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return err
 	}
 	for _, stream := range exportStreams {
-		if last, err := st.LastSequence(ctx, stream); err != nil || last != 0 {
-			return fmt.Errorf("import needs an empty store: %s holds %d messages (%v)", stream, last, err)
+		last, err := st.LastSequence(ctx, stream)
+		if err != nil {
+			return fmt.Errorf("%s: %w", stream, err)
+		}
+		if last != 0 {
+			return fmt.Errorf("import needs an empty store: %s holds %d messages (import into a new --data-dir, or a cluster without orderflow's streams)", stream, last)
 		}
 	}
 	r := io.Reader(os.Stdin)
@@ -299,6 +303,18 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	lowered := map[string]time.Duration{} // see storeAgain
 	defer restoreWindows(js, lowered, stderr)
 	n := 0
+	// stopped says what an import that stops part way leaves behind: the
+	// lines before, stored, which a second import would refuse to add to.
+	stopped := func(err error) error {
+		if n == 0 {
+			return err
+		}
+		lines := fmt.Sprintf("the %d lines", n)
+		if n == 1 {
+			lines = "the line"
+		}
+		return fmt.Errorf("%w; the store now holds %s before it: mend the file and import it into an empty store", err, lines)
+	}
 	start := time.Now()
 	for {
 		var line exportLine
@@ -307,7 +323,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("line %d: %w", n+1, err)
+			return stopped(fmt.Errorf("line %d: %w", n+1, err))
 		}
 		m := nats.NewMsg(line.Subject)
 		m.Data = line.Data
@@ -332,10 +348,10 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			ack, err = storeAgain(ctx, js, m, line.Stream, lowered)
 		}
 		if err != nil {
-			return fmt.Errorf("line %d (%s %d): %w", n+1, line.Stream, line.Sequence, err)
+			return stopped(fmt.Errorf("line %d (%s %d): %w", n+1, line.Stream, line.Sequence, err))
 		}
 		if ack.Sequence != line.Sequence {
-			return fmt.Errorf("line %d: %s sequence %d was stored at %d: the export has gaps or the store was not empty", n+1, line.Stream, line.Sequence, ack.Sequence)
+			return stopped(fmt.Errorf("line %d: %s sequence %d was stored at %d: the export has gaps or the store was not empty", n+1, line.Stream, line.Sequence, ack.Sequence))
 		}
 		n++
 		if progress != nil && size > 0 && n%1024 == 0 {

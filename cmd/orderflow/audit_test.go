@@ -252,8 +252,22 @@ func TestExportImport(t *testing.T) {
 	}
 	dump, fresh := exportImported(t, app)
 	// Importing again into the now full store is refused.
-	if code, _, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code == 0 || !strings.Contains(errOut, "empty store") {
+	if code, _, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code == 0 || !strings.Contains(errOut, "empty store") || strings.Contains(errOut, "nil") {
 		t.Fatalf("second import: %d %s", code, errOut)
+	}
+	// An export cut short (a copy interrupted) stops at its broken line,
+	// and says what it stored before.
+	whole, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.jsonl")
+	if err := os.WriteFile(cut, whole[:bytes.IndexByte(whole, '\n')+20], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runMain(t, "import", "--data-dir", t.TempDir(), "--in", cut); code == 0 ||
+		!strings.Contains(errOut, "line 2: unexpected EOF; the store now holds the line before it") {
+		t.Fatalf("import of a cut export: %d %s", code, errOut)
 	}
 	cfg := newTestConfig(t)
 	cfg.DataDir = fresh
