@@ -57,8 +57,8 @@ func NoSniff(h http.Handler) http.Handler {
 
 // RequestID gives every request an X-Request-ID and its answer the same:
 // the caller's, when it is one a command takes (one value, at most 128
-// bytes, no control characters; another is refused by the route with
-// 400 and is not echoed), or a new UUID. A command records it as its
+// bytes, no control characters; another is not echoed, and a command
+// refuses it with 400), or a new UUID. A command records it as its
 // events' correlation id (a trigger, its trigger id), so a caller can
 // find what its request did, and the log line of a request that failed
 // names it.
