@@ -245,8 +245,7 @@ func (api *API) stillLetIn(r *http.Request) (APIKey, bool) {
 	if !ok || keys == nil {
 		return APIKey{}, true // let in without keys
 	}
-	_, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	key, found := keys.lookup(strings.TrimSpace(token))
+	key, found := bearerKey(keys, r)
 	return key, found && key.Name == c.key.Name && key.Tenant == c.key.Tenant && key.Role >= c.role && !key.ExpiredAt(time.Now())
 }
 
@@ -261,11 +260,7 @@ func (api *API) guard(role Role, h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 			return
 		}
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		key, ok := APIKey{}, false
-		if strings.EqualFold(scheme, "Bearer") && token != "" {
-			key, ok = keys.lookup(strings.TrimSpace(token))
-		}
+		key, ok := bearerKey(keys, r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="orderflow"`)
 			api.fail(w, r, fmt.Errorf("%w: send Authorization: Bearer and an API key's token", errUnauthenticated))
@@ -285,6 +280,16 @@ func (api *API) guard(role Role, h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), callerCtx{}, &caller{key: key, role: role})))
 	}
+}
+
+// bearerKey is the key of the request's "Authorization: Bearer TOKEN",
+// if keys hold one.
+func bearerKey(keys *APIKeys, r *http.Request) (APIKey, bool) {
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return APIKey{}, false
+	}
+	return keys.lookup(strings.TrimSpace(token))
 }
 
 // tokenFromQuery passes ?access_token= on as the bearer token when the
