@@ -167,15 +167,11 @@ func AnsweredBy(ctx context.Context, st *eventstore.Store, dl DeadLetter) (strin
 	if eventstore.ValidateToken("tenant", dl.Tenant) != nil || eventstore.ValidateToken("order id", dl.OrderID) != nil || dl.TriggerID == "" {
 		return "", nil // read from a subject or with an id no order can hold
 	}
-	events, err := st.Load(ctx, eventstore.Aggregate{Tenant: dl.Tenant, Type: domain.AggregateOrder, ID: dl.OrderID}, 0)
-	if err != nil {
-		return "", fmt.Errorf("dead letter %d: read order %q: %w", dl.Seq, dl.OrderID, err)
+	ev, taken, err := outcomeOf(ctx, st, dl)
+	if err != nil || taken != nil {
+		return "", err
 	}
-	ev, ok := causedBy(events, dl.TriggerID)
-	if !ok || domain.CheckOutcomeTrigger(dl.OrderID, dl.TriggerID, dl.Trigger, ev.Type, ev.Data) != nil {
-		return "", nil
-	}
-	return ev.Type, nil
+	return ev.Type, nil // "" when none
 }
 
 // idOfAnotherTrigger refuses (ErrNotRedrivable) a dead letter whose
@@ -183,16 +179,26 @@ func AnsweredBy(ctx context.Context, st *eventstore.Store, dl DeadLetter) (strin
 // (domain.Order.CheckTriggerID): sent again, it would only be put aside
 // again. The trigger can be published anew with an id of its own.
 func idOfAnotherTrigger(ctx context.Context, st *eventstore.Store, dl DeadLetter) error {
+	_, taken, err := outcomeOf(ctx, st, dl)
+	if err == nil && taken != nil {
+		err = fmt.Errorf("%w: dead letter %d: %v", ErrNotRedrivable, dl.Seq, taken)
+	}
+	return err
+}
+
+// outcomeOf is the outcome with which the dead letter's order answered
+// its trigger id (the zero Event while it has not); taken is
+// domain.CheckOutcomeTrigger's refusal when that outcome is of another
+// trigger key.
+func outcomeOf(ctx context.Context, st *eventstore.Store, dl DeadLetter) (ev eventstore.Event, taken, err error) {
 	events, err := st.Load(ctx, eventstore.Aggregate{Tenant: dl.Tenant, Type: domain.AggregateOrder, ID: dl.OrderID}, 0)
 	if err != nil {
-		return fmt.Errorf("dead letter %d: read order %q: %w", dl.Seq, dl.OrderID, err)
+		return ev, nil, fmt.Errorf("dead letter %d: read order %q: %w", dl.Seq, dl.OrderID, err)
 	}
-	if ev, ok := causedBy(events, dl.TriggerID); ok {
-		if err := domain.CheckOutcomeTrigger(dl.OrderID, dl.TriggerID, dl.Trigger, ev.Type, ev.Data); err != nil {
-			return fmt.Errorf("%w: dead letter %d: %v", ErrNotRedrivable, dl.Seq, err)
-		}
+	if ev, found := causedBy(events, dl.TriggerID); found {
+		return ev, domain.CheckOutcomeTrigger(dl.OrderID, dl.TriggerID, dl.Trigger, ev.Type, ev.Data), nil
 	}
-	return nil
+	return ev, nil, nil
 }
 
 // publishAgain publishes a trigger again to its own subject under a new
