@@ -124,7 +124,7 @@ func (w *Workflow) ChangeType(typ WorkflowType, method FulfillmentMethod, usage 
 	}
 	if typ != w.typ {
 		if ids := usage.OrderTypesUsingWorkflow(w.id); len(ids) > 0 {
-			return kindErr(ErrInUse, "type", "workflow %q fills a %s slot of live order types %v", w.id, w.typ, ids)
+			return kindErr(ErrInUse, "type", "workflow %q is the %s workflow of live order types %v", w.id, w.typ, ids)
 		}
 	}
 	w.record(WorkflowTypeChanged{Type: typ, FulfillmentMethod: method})

@@ -563,7 +563,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 				s := w.State()
 				var steps []string
 				for _, st := range s.Steps {
-					steps = append(steps, statusName(st.Status)+" ←"+st.Trigger)
+					steps = append(steps, statusName(st.Status)+" until "+st.Trigger)
 				}
 				what = fmt.Sprintf("%q %s: %s", s.Name, s.Type, strings.Join(steps, "; "))
 				if s.Archived {

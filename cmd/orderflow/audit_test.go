@@ -337,7 +337,7 @@ func TestExportImport(t *testing.T) {
 		t.Fatalf("audit order: %d %s", code, out)
 	}
 	code, out, _ = runMain(t, "audit", "workflow", "standard_laundry_production", "--nats-url", restored.NATSURL())
-	if code != 0 || !strings.Contains(out, "WorkflowStepMoved") {
+	if code != 0 || !strings.Contains(out, "WorkflowStepMoved") || !strings.Contains(out, "Washing until wash_done; ") {
 		t.Fatalf("audit workflow: %d %s", code, out)
 	}
 }
