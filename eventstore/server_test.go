@@ -201,6 +201,13 @@ func TestAppendWithoutAckEndsAfterTimeout(t *testing.T) {
 			t.Fatalf("Wait = %v, want an unknown outcome after the store's timeout", err)
 		}
 	}
+	// A load meanwhile ends with the caller's deadline and says why.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = st.Load(ctx, agg, 0)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "while the NATS connection is RECONNECTING") {
+		t.Fatalf("Load while reconnecting = %v, want the deadline and the connection's state", err)
+	}
 }
 
 // An append the server refuses for lack of storage is ErrStorageFull and

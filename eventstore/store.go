@@ -1000,6 +1000,12 @@ func (s *Store) rawPage(ctx context.Context, stream, filter string, from uint64)
 		pending = m.Header.Get(numPendingHeader)
 	}
 	if err := ctx.Err(); err != nil {
+		if st := s.nc.Status(); st != nats.CONNECTED {
+			return nil, false, fmt.Errorf("no answer while the NATS connection is %s: %w", st, err)
+		}
+		if len(page) == 0 {
+			return nil, false, fmt.Errorf("the server did not answer in time: %w", err)
+		}
 		return nil, false, fmt.Errorf("the server's answer was cut short: %w", err)
 	}
 	return page, len(page) == s.cfg.LoadBatch || (pending != "" && pending != "0"), nil
