@@ -361,6 +361,7 @@ func (c *Commands) LoadOrderAsOf(ctx context.Context, id string, asOf time.Time)
 	if err != nil {
 		return nil, nil, err
 	}
+	existed := len(events) > 0
 	if !asOf.IsZero() {
 		kept := events[:0:0]
 		for _, ev := range events {
@@ -381,6 +382,9 @@ func (c *Commands) LoadOrderAsOf(ctx context.Context, id string, asOf time.Time)
 		}
 	}
 	if !o.Exists() {
+		if existed {
+			return nil, nil, &domain.FieldError{Field: "as_of", Reason: fmt.Sprintf("order %q did not exist at %s", id, asOf.Format(time.RFC3339Nano)), Kind: domain.ErrNotFound}
+		}
 		return nil, nil, notFoundOrder(id)
 	}
 	return o, events, nil

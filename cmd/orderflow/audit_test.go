@@ -62,7 +62,10 @@ func TestOrderAsOf(t *testing.T) {
 		statuses = append(statuses, o["order"].(map[string]any)["position"].(map[string]any)["status"].(string))
 	}
 	at := func(ts time.Time) string { return "/v1/orders/asof?as_of=" + ts.Format(time.RFC3339Nano) }
-	c.problem(404, "not_found", "GET", at(placedAt.Add(-time.Nanosecond)), nil)
+	if p := c.problem(404, "not_found", "GET", at(placedAt.Add(-time.Nanosecond)), nil); !strings.Contains(p["detail"].(string), `order "asof" did not exist at`) {
+		t.Fatalf("as of before the order: %v", p)
+	}
+	c.problem(404, "not_found", "GET", "/v1/orders/nobody?as_of="+placedAt.Format(time.RFC3339Nano), nil)
 	for i, ts := range times {
 		for _, q := range []time.Time{ts, ts.Add(5 * time.Minute), ts.Add(10*time.Minute - time.Nanosecond)} {
 			if i == len(times)-1 && q.After(ts) {
