@@ -366,15 +366,17 @@ func (p *Processor) LaneUnpins() uint64 { return p.lanes.unpins.Load() }
 type deadLetters struct {
 	message.Publisher
 	putAside *putAside // takes each one stored
+	log      *slog.Logger
 }
 
 func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
 	for _, m := range msgs {
 		subject := topic
-		if tenant, order, trigger, err := eventstore.ParseLaneSubject(m.Metadata.Get(mdSubject)); err == nil {
+		tenant, order, trigger, err := eventstore.ParseLaneSubject(m.Metadata.Get(mdSubject))
+		if err == nil {
 			subject = eventstore.DeadLetterSubjectFor(tenant, order, trigger)
 		}
-		err := d.Publisher.Publish(subject, m)
+		err = d.Publisher.Publish(subject, m)
 		if errors.Is(err, jetstream.ErrNoStreamResponse) && subject != topic {
 			err = d.Publisher.Publish(topic, m)
 		}
@@ -382,6 +384,10 @@ func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
 			return err
 		}
 		d.putAside.add(m.Metadata.Get(mdDeadLetterID))
+		seq, _ := deadLetterSeq(m.Metadata.Get(mdDeadLetterID))
+		d.log.Warn("trigger put aside as a dead letter (orderflow deadletters lists them)",
+			"trigger_sequence", seq, "tenant", tenant, "order", order, "trigger", trigger, "trigger_id", m.UUID,
+			"reason", m.Metadata.Get(middleware.ReasonForPoisonedKey))
 	}
 	return nil
 }
@@ -567,13 +573,9 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	if p.putAside, err = readPutAside(ctx, p.cmds.Store); err != nil {
 		return fmt.Errorf("trigger processor: %w", err)
 	}
-	poisonQueue, err := middleware.PoisonQueueWithFilter(deadLetters{pub, p.putAside}, eventstore.DeadLetterSubject, func(err error) bool {
+	poisonQueue, err := middleware.PoisonQueueWithFilter(deadLetters{pub, p.putAside, p.cfg.Logger}, eventstore.DeadLetterSubject, func(err error) bool {
 		var panicked middleware.RecoveredPanicError
-		if errors.Is(err, errPoison) || errors.As(err, &panicked) {
-			p.cfg.Logger.Warn("trigger put aside as a dead letter (orderflow deadletters lists them)", "reason", err)
-			return true
-		}
-		return false
+		return errors.Is(err, errPoison) || errors.As(err, &panicked)
 	})
 	if err != nil {
 		return err

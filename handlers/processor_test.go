@@ -1186,13 +1186,15 @@ func TestDeadLetterOncePerStoredTrigger(t *testing.T) {
 	}
 }
 
-// A dead letter goes on the subject of its tenant, order and trigger key;
-// while a process of an earlier version has set the dead-letter stream
-// back to the one subject of all, it goes there instead of failing.
+// A dead letter goes on the subject of its tenant, order and trigger key,
+// and the log names them; while a process of an earlier version has set
+// the dead-letter stream back to the one subject of all, it goes there
+// instead of failing.
 func TestDeadLetterSubjects(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t)
-	p := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	logs := &eventstoretest.LogBuffer{}
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
 	defer p.Close()
 	deadLetterOn := func(order, msgID string) string {
 		t.Helper()
@@ -1215,6 +1217,9 @@ func TestDeadLetterSubjects(t *testing.T) {
 	}
 	if got, want := deadLetterOn("o-ghost", "ghost-1"), eventstore.DeadLetterSubjectFor("default", "o-ghost", WorkedExampleTriggers[0]); got != want {
 		t.Fatalf("dead letter on %q, want %q", got, want)
+	}
+	if want := `level=WARN msg="trigger put aside as a dead letter (orderflow deadletters lists them)" trigger_sequence=1 tenant=default order=o-ghost trigger=picked_up trigger_id=ghost-1 reason="poison trigger: unknown order`; !strings.Contains(logs.String(), want) {
+		t.Fatalf("log:\n%s\nwant a line with %s", logs, want)
 	}
 
 	stream, err := f.js.Stream(f.ctx, eventstore.StreamDeadLetter)
