@@ -97,9 +97,10 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 }
 
 // storeCommand parses a command's flags (the store flags, plus those
-// define adds) and opens the store; done closes it.
+// define adds) and opens the store; done closes it. Positional arguments
+// are refused unless positional is set (the caller then checks them).
 func storeCommand(ctx context.Context, name string, args []string, stderr io.Writer, env func(string) (string, bool),
-	create bool, define func(*flag.FlagSet)) (fs *flag.FlagSet, st *eventstore.Store, done func(), err error) {
+	create, positional bool, define func(*flag.FlagSet)) (fs *flag.FlagSet, st *eventstore.Store, done func(), err error) {
 	fs = flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var sf storeFlags
@@ -109,6 +110,11 @@ func storeCommand(ctx context.Context, name string, args []string, stderr io.Wri
 	}
 	if err := parseFlags(fs, args, env); err != nil {
 		return nil, nil, nil, err
+	}
+	if !positional {
+		if err := noArguments(fs); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	st, done, err = sf.open(ctx, create)
 	return fs, st, done, err
@@ -145,7 +151,7 @@ var errBreaks = errors.New("the hash chain is broken")
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var streams *string
 	var triggers *bool
-	_, st, done, err := storeCommand(ctx, "verify", args, stderr, env, false, func(fs *flag.FlagSet) {
+	_, st, done, err := storeCommand(ctx, "verify", args, stderr, env, false, false, func(fs *flag.FlagSet) {
 		streams = fs.String("streams", eventstore.StreamDefinitions+","+eventstore.StreamOrders, "streams to verify, comma-separated")
 		triggers = fs.Bool("triggers", false, "also account for every stored trigger: taken effect or answered, a dead letter, or still on its way; list the missing")
 	})
@@ -212,7 +218,7 @@ var exportStreams = []string{eventstore.StreamDefinitions, eventstore.StreamOrde
 // exportCmd: orderflow export.
 func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var out *string
-	_, st, done, err := storeCommand(ctx, "export", args, stderr, env, false, func(fs *flag.FlagSet) {
+	_, st, done, err := storeCommand(ctx, "export", args, stderr, env, false, false, func(fs *flag.FlagSet) {
 		out = fs.String("out", "-", "file to write the JSON Lines to (- for standard output)")
 	})
 	if err != nil {
@@ -264,7 +270,7 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 // importCmd: orderflow import.
 func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var in *string
-	_, st, done, err := storeCommand(ctx, "import", args, stderr, env, true, func(fs *flag.FlagSet) {
+	_, st, done, err := storeCommand(ctx, "import", args, stderr, env, true, false, func(fs *flag.FlagSet) {
 		in = fs.String("in", "-", "JSON Lines file written by export (- for standard input)")
 	})
 	if err != nil {
@@ -427,7 +433,7 @@ func restoreWindows(js jetstream.JetStream, lowered map[string]time.Duration, st
 // replayCmd: orderflow replay --until T.
 func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var untilFlag, out, tenant *string
-	_, st, done, err := storeCommand(ctx, "replay", args, stderr, env, false, func(fs *flag.FlagSet) {
+	_, st, done, err := storeCommand(ctx, "replay", args, stderr, env, false, false, func(fs *flag.FlagSet) {
 		untilFlag = fs.String("until", "", "rebuild the read models as they were at this time (RFC 3339); empty for now")
 		out = fs.String("out", "", "write the read models as JSON to this file instead of printing the board")
 		tenant = fs.String("tenant", eventstore.DefaultTenant, "tenant")
@@ -493,7 +499,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	}
 	kind := args[0]
 	var tenant *string
-	fs, st, done, err := storeCommand(ctx, "audit "+kind, args[1:], stderr, env, false, func(fs *flag.FlagSet) {
+	fs, st, done, err := storeCommand(ctx, "audit "+kind, args[1:], stderr, env, false, true, func(fs *flag.FlagSet) {
 		tenant = fs.String("tenant", eventstore.DefaultTenant, "tenant")
 	})
 	if err != nil {

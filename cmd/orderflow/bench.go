@@ -56,6 +56,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
+	if err := noArguments(fs); err != nil {
+		return err
+	}
 	startProfile, stopProfile := func() error { return nil }, func() {}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -429,6 +429,9 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := parseFlags(fs, args[1:], env); err != nil {
 		return err
 	}
+	if err := noArguments(fs); err != nil {
+		return err
+	}
 	// Show the rebuild's progress on a terminal while it runs.
 	if progress := progressTo(stderr, "rebuild"); progress != nil {
 		pctx, stop := context.WithCancel(ctx)
@@ -479,8 +482,8 @@ func openAPICmd(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("takes no arguments, got %q", fs.Args())
+	if err := noArguments(fs); err != nil {
+		return err
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")

@@ -317,6 +317,16 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 	return errors.Join(errs...)
 }
 
+// noArguments refuses positional arguments to a command that takes none,
+// so a stray word (a misspelt flag without its dashes, say) is not
+// silently ignored.
+func noArguments(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("takes no arguments, got %q", fs.Args())
+	}
+	return nil
+}
+
 // redactURLs hides the secrets in NATS URLs (comma-separated), a password
 // or a token given as the user, for logs and error messages: --nats-url
 // may carry credentials (nats://user:password@host:4222,

@@ -107,6 +107,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
+	if err := noArguments(fs); err != nil {
+		return err
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

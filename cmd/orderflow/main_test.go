@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -279,6 +280,28 @@ func TestMainUsage(t *testing.T) {
 	}
 	if code := Main(context.Background(), []string{"serve", "--replicas", "0"}, &out, &errOut, func(string) (string, bool) { return "", false }); code != 1 {
 		t.Fatalf("bad flags: exit %d (%s)", code, errOut.String())
+	}
+	// A stray word is refused before anything starts or is opened (the
+	// data dir and server named here do not exist).
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, args := range [][]string{
+		{"serve", "--data-dir", missing, "sync"},
+		{"bench", "--nats-url", "nats://127.0.0.1:1", "quick"},
+		{"projections", "rebuild", "--server", "127.0.0.1:1", "now"},
+		{"verify", "--data-dir", missing, "triggers"},
+		{"export", "--data-dir", missing, "out.jsonl"},
+		{"import", "--data-dir", missing, "in.jsonl"},
+		{"replay", "--data-dir", missing, "--until", "2026-11-30T09:00:00Z", "board"},
+		{"openapi", "json"},
+	} {
+		var out, errOut strings.Builder
+		code := Main(context.Background(), args, &out, &errOut, func(string) (string, bool) { return "", false })
+		if err := errOut.String(); code != 1 || !strings.Contains(err, "takes no arguments, got [\""+args[len(args)-1]+"\"]") {
+			t.Errorf("%v: exit %d, %s", args, code, err)
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a refused command made its data dir: %v", err)
 	}
 }
 
