@@ -411,7 +411,11 @@ func printOrder(w io.Writer, b []byte) error {
 	fmt.Fprintf(w, "order %s (%s): %s, version %d\n", o.ID, o.OrderTypeID, o.State, o.Version)
 	fmt.Fprintf(w, "  at %s (%s), step %d of %s v%d, since %s\n", p.StatusName, p.Status, p.Step, p.WorkflowName, p.WorkflowVersion,
 		p.EnteredAt.Format(time.RFC3339))
-	if p.ExpectedTrigger != nil {
+	switch {
+	case p.ExpectedTrigger == nil:
+	case o.State == "on_hold": // a trigger now is rejected (order_on_hold)
+		fmt.Fprintf(w, "  on hold: waiting to be resumed, then for %s\n", *p.ExpectedTrigger)
+	default:
 		fmt.Fprintf(w, "  waiting for %s\n", *p.ExpectedTrigger)
 	}
 	return nil

@@ -189,18 +189,18 @@ func TestTriggerAndOrderShowCommands(t *testing.T) {
 	// again with its key, "already …" and nothing recorded; refusals
 	// are the server's problems.
 	for _, step := range []struct {
-		args       []string
-		out, state string
+		args             []string
+		out, state, also string
 	}{
-		{[]string{"hold", "--reason", "customer away", "--key", "cli-h", "cli-2"}, "held\n", "on_hold, version 2"},
-		{[]string{"hold", "--reason", "customer away", "--key", "cli-h", "cli-2"}, "already held\n", "on_hold, version 2"},
-		{[]string{"resume", "--key", "cli-r", "cli-2"}, "resumed\n", "active, version 3"},
-		{[]string{"move", "--workflow", "laundry_intake", "--step", "1", "--reason", "tagged at the counter", "--key", "cli-m", "cli-2"}, "moved\n", "active, version 4"},
-		{[]string{"move", "--workflow", "laundry_intake", "--step", "1", "--reason", "tagged at the counter", "--key", "cli-m", "cli-2"}, "already moved\n", "active, version 4"},
-		{[]string{"cancel", "--reason", "customer cancelled", "cli-2"}, "cancelled\n", "cancelled, version 5"},
+		{[]string{"hold", "--reason", "customer away", "--key", "cli-h", "cli-2"}, "held\n", "on_hold, version 2", ""},
+		{[]string{"hold", "--reason", "customer away", "--key", "cli-h", "cli-2"}, "already held\n", "on_hold, version 2", "\n  on hold: waiting to be resumed, then for picked_up\n"},
+		{[]string{"resume", "--key", "cli-r", "cli-2"}, "resumed\n", "active, version 3", "\n  waiting for picked_up\n"},
+		{[]string{"move", "--workflow", "laundry_intake", "--step", "1", "--reason", "tagged at the counter", "--key", "cli-m", "cli-2"}, "moved\n", "active, version 4", "\n  waiting for items_tagged\n"},
+		{[]string{"move", "--workflow", "laundry_intake", "--step", "1", "--reason", "tagged at the counter", "--key", "cli-m", "cli-2"}, "already moved\n", "active, version 4", ""},
+		{[]string{"cancel", "--reason", "customer cancelled", "cli-2"}, "cancelled\n", "cancelled, version 5", ""},
 	} {
 		code, out, errOut := run(append([]string{"order"}, step.args...)...)
-		if code != 0 || !strings.HasPrefix(out, step.out+"order cli-2 (wash_fold_delivery): "+step.state) {
+		if code != 0 || !strings.HasPrefix(out, step.out+"order cli-2 (wash_fold_delivery): "+step.state) || !strings.Contains(out, step.also) {
 			t.Fatalf("order %v: %d %q %q", step.args, code, out, errOut)
 		}
 	}
