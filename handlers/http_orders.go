@@ -407,7 +407,8 @@ type triggerAnswer struct {
 }
 
 // triggerWorker is the worker a trigger sent over HTTP names: the body's
-// worker, or else the caller's X-Orderflow-Actor (see onBehalf). The
+// worker, or else the caller's X-Orderflow-Actor, or else "api" (see
+// onBehalf for a caller with an API key). The
 // request's headers are checked as every command's are (meta); If-Match
 // is refused, since no version of the order decides a trigger: its
 // current step does.
@@ -425,6 +426,9 @@ func triggerWorker(r *http.Request, worker string) (string, error) {
 		worker = actor
 	case actor != "" && actor != worker:
 		return "", &domain.FieldError{Field: "worker", Reason: fmt.Sprintf("%q differs from X-Orderflow-Actor %q: give one of them, or both the same", worker, actor)}
+	}
+	if _, keyed := callerKey(r); !keyed && worker == "" {
+		worker = "api" // as meta names a caller who gives no name
 	}
 	return onBehalf(r, worker, "worker")
 }

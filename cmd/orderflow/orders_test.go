@@ -77,6 +77,12 @@ func TestOrderTriggersOverHTTP(t *testing.T) {
 	if len(events) != 9 {
 		t.Fatalf("history has %d events", len(events))
 	}
+	// A trigger that names no worker over HTTP is recorded as the API's,
+	// as other requests that name nobody are.
+	rejected := events[1].(map[string]any)
+	if rejected["type"] != "TriggerRejected" || rejected["actor"].(map[string]any)["id"] != "api" || rejected["data"].(map[string]any)["worker"] != "api" {
+		t.Fatalf("a trigger without a worker: %v", rejected)
+	}
 	last := events[8].(map[string]any)
 	if last["type"] != "OrderCompleted" || last["causation_id"] != "t-delivered" || last["actor"].(map[string]any)["kind"] != "worker" {
 		t.Fatalf("last event %v", last)
