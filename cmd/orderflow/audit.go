@@ -545,15 +545,15 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		case domain.OrderPlaced:
 			what = fmt.Sprintf("→ %s (%s v%d)", statusName(e.To.Status), e.To.WorkflowID, e.To.WorkflowVersion)
 		case domain.OrderAdvanced:
-			what = fmt.Sprintf("%s: %s → %s %s", e.Trigger, statusName(e.From.Status), statusName(e.To.Status), workerSaid(e.Worker, e.Note, e.WorkerOccurredAt))
+			what = fmt.Sprintf("%s: %s → %s%s", e.Trigger, statusName(e.From.Status), statusName(e.To.Status), workerSaid(ev.Actor, e.Worker, e.Note, e.WorkerOccurredAt))
 		case domain.OrderCompleted:
-			what = fmt.Sprintf("%s: %s → completed %s", e.Trigger, statusName(e.From.Status), workerSaid(e.Worker, e.Note, e.WorkerOccurredAt))
+			what = fmt.Sprintf("%s: %s → completed%s", e.Trigger, statusName(e.From.Status), workerSaid(ev.Actor, e.Worker, e.Note, e.WorkerOccurredAt))
 		case domain.TriggerRejected:
 			expected := ""
 			if e.Expected != "" { // a completed or cancelled order expects none
 				expected = ", expected " + e.Expected
 			}
-			what = fmt.Sprintf("%s rejected: %s%s %s", e.Trigger, e.Reason, expected, workerSaid(e.Worker, e.Note, e.WorkerOccurredAt))
+			what = fmt.Sprintf("%s rejected: %s%s%s", e.Trigger, e.Reason, expected, workerSaid(ev.Actor, e.Worker, e.Note, e.WorkerOccurredAt))
 		case domain.OrderHeld:
 			what = reasonGiven(e.Reason)
 		case domain.OrderResumed:
@@ -590,18 +590,25 @@ func reasonGiven(reason string) string {
 	return "reason: " + reason
 }
 
-// workerSaid is the timeline's account of who sent a trigger and what it
-// said with it: "(worker ana, at 2026-11-30T09:12:00Z by its clock, note
-// "two bags")".
-func workerSaid(worker, note string, at time.Time) string {
-	s := "(worker " + worker
+// workerSaid is what a trigger's worker reported, in parentheses after a
+// space: the worker when the WHO column (the event's actor) shows
+// another, when by its clock, and its note; "" when there is nothing to
+// add.
+func workerSaid(actor eventstore.Actor, worker, note string, at time.Time) string {
+	var said []string
+	if actor.Kind != eventstore.ActorWorker || actor.ID != worker {
+		said = append(said, "worker "+worker)
+	}
 	if !at.IsZero() {
-		s += ", at " + at.Format(time.RFC3339) + " by its clock"
+		said = append(said, "at "+at.Format(time.RFC3339)+" by its clock")
 	}
 	if note != "" {
-		s += fmt.Sprintf(", note %q", note)
+		said = append(said, fmt.Sprintf("note %q", note))
 	}
-	return s + ")"
+	if len(said) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(said, ", ") + ")"
 }
 
 // countingReader counts the bytes read through it (import's progress).

@@ -173,7 +173,7 @@ func TestWorkedOrderOverNATS(t *testing.T) {
 		}
 	}
 	if code, out, _ := runMain(t, "audit", "order", "o-nats", "--nats-url", app.NATSURL()); code != 0 ||
-		!strings.Contains(out, `(worker w1, at 2026-11-30T08:12:00Z by its clock, note "two bags,\none heavy")`) {
+		!strings.Contains(out, `worker:w1  picked_up: Pending Pickup → Received (at 2026-11-30T08:12:00Z by its clock, note "two bags,\none heavy")`) {
 		t.Fatalf("audit order: %d\n%s", code, out)
 	}
 }
