@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/projections"
 )
 
 // Statuses.
@@ -193,13 +194,13 @@ type workflowJSON struct {
 	Steps             []stepJSON          `json:"steps"`
 }
 
-func (api *API) workflowJSON(r *http.Request, s domain.WorkflowState) workflowJSON {
+// toWorkflowJSON renders a workflow, its steps named from view.
+func toWorkflowJSON(view *projections.TenantView, s domain.WorkflowState) workflowJSON {
 	out := workflowJSON{ID: s.ID, Name: s.Name, Type: s.Type, Version: s.Version, Archived: s.Archived, Steps: []stepJSON{}}
 	if !s.FulfillmentMethod.IsZero() {
 		m := s.FulfillmentMethod.String()
 		out.FulfillmentMethod = &m
 	}
-	view := api.reads(r)
 	for _, st := range s.Steps {
 		j := stepJSON{Status: st.Status, Trigger: st.Trigger}
 		if v, _, ok := view.Status(st.Status); ok {
@@ -246,12 +247,7 @@ type stepTriggerBody struct {
 }
 
 func (api *API) listWorkflows(w http.ResponseWriter, r *http.Request) {
-	states := api.reads(r).Workflows()
-	items := make([]workflowJSON, 0, len(states))
-	for _, s := range states {
-		items = append(items, api.workflowJSON(r, s))
-	}
-	writeJSON(w, http.StatusOK, list[workflowJSON]{Items: items})
+	writeJSON(w, http.StatusOK, list[workflowJSON]{Items: workflowsJSON(api.reads(r))})
 }
 
 func (api *API) getWorkflow(w http.ResponseWriter, r *http.Request) {
@@ -279,7 +275,7 @@ func (api *API) getWorkflow(w http.ResponseWriter, r *http.Request) {
 
 func (api *API) writeWorkflow(w http.ResponseWriter, r *http.Request, status int, s domain.WorkflowState) {
 	setETag(w, s.Version)
-	writeJSON(w, status, api.workflowJSON(r, s))
+	writeJSON(w, status, toWorkflowJSON(api.reads(r), s))
 }
 
 func (api *API) createWorkflow(w http.ResponseWriter, r *http.Request) {
@@ -491,12 +487,7 @@ func (api *API) writeOrderType(w http.ResponseWriter, status int, s domain.Order
 }
 
 func (api *API) listOrderTypes(w http.ResponseWriter, r *http.Request) {
-	states := api.reads(r).OrderTypes()
-	items := make([]orderTypeJSON, 0, len(states))
-	for _, s := range states {
-		items = append(items, toOrderTypeJSON(s))
-	}
-	writeJSON(w, http.StatusOK, list[orderTypeJSON]{Items: items})
+	writeJSON(w, http.StatusOK, list[orderTypeJSON]{Items: orderTypesJSON(api.reads(r))})
 }
 
 func (api *API) getOrderType(w http.ResponseWriter, r *http.Request) {

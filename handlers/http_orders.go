@@ -801,23 +801,7 @@ func (api *API) board(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	view := api.reads(r)
-	cells := api.Orders().Board(api.cmds(r).Tenant, wf)
-	out := list[boardItem]{Items: make([]boardItem, 0, len(cells))}
-	for _, c := range cells {
-		it := boardItem{WorkflowID: c.WorkflowID, Status: c.Status, Count: c.Count, Left: c.Left, AverageStaySeconds: c.AverageStay.Seconds()}
-		if !c.OldestEnteredAt.IsZero() {
-			t := c.OldestEnteredAt
-			it.OldestEnteredAt = &t
-		}
-		if w, ok := view.Workflow(c.WorkflowID); ok {
-			it.WorkflowName = w.Name
-		}
-		if st, _, ok := view.Status(c.Status); ok {
-			it.StatusName = st.Name
-		}
-		out.Items = append(out.Items, it)
-	}
+	out := list[boardItem]{Items: boardJSON(api.reads(r), api.Orders().Board(api.cmds(r).Tenant, wf))}
 	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders().Applied(), 10))
 	writeJSON(w, http.StatusOK, out)
 }

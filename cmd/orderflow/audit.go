@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -454,23 +455,28 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	fmt.Fprintf(stderr, "replayed %d of %d events in %.2fs (%.0f events/s)\n", stats.Applied, stats.Events,
 		stats.Took.Seconds(), float64(stats.Events)/max(stats.Took.Seconds(), 1e-9))
-	board := orders.Board(*tenant, "")
 	if *out != "" {
-		view := defs.Tenant(*tenant)
-		statuses, _ := view.Statuses()
-		triggers, _ := view.Triggers()
-		doc := map[string]any{
-			"until":       until,
-			"definitions": map[string]any{"statuses": statuses, "triggers": triggers, "workflows": view.Workflows(), "order_types": view.OrderTypes()},
-			"orders":      orders,
-			"board":       board,
+		// The tenant's read models as the HTTP API would have answered
+		// then, and the instant and stream positions they stand for.
+		doc := struct {
+			Until   *time.Time `json:"until"` // null: now
+			Tenant  string     `json:"tenant"`
+			Applied uint64     `json:"applied_sequence"` // of ORDERFLOW_ORDERS
+			handlers.ReadModelsJSON
+		}{Tenant: *tenant, Applied: orders.Applied(), ReadModelsJSON: handlers.ReadModels(defs, orders, *tenant)}
+		if !until.IsZero() {
+			doc.Until = &until
 		}
-		b, err := json.MarshalIndent(doc, "", "  ")
-		if err != nil {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false) // as the API writes text: "Wash & Fold"
+		if err := enc.Encode(doc); err != nil {
 			return err
 		}
-		return os.WriteFile(*out, b, 0o644)
+		return os.WriteFile(*out, b.Bytes(), 0o644)
 	}
+	board := orders.Board(*tenant, "")
 	view := defs.Tenant(*tenant)
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKFLOW\tSTATUS\tORDERS\tOLDEST ENTERED\tLEFT\tAVERAGE STAY")
