@@ -85,7 +85,8 @@ func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	fmt.Fprintf(stdout, "migrated %d of %d orders of workflow %s to version %d\n", moved, len(orders), *workflow, to)
 	if failed > 0 {
-		return fmt.Errorf("%d of %d orders not migrated (see above; move them with POST /v1/orders/{id}/move)", failed, len(orders))
+		return fmt.Errorf("%d of %d orders not migrated (see above): move each to a step whose status version %d has (orderflow order move --workflow %s --step N --reason R ORDER), then run this again",
+			failed, len(orders), to, *workflow)
 	}
 	return nil
 }

@@ -250,7 +250,7 @@ func TestOrderMigrateCommand(t *testing.T) {
 	}
 	code, out, errOut = runMain(t, "order", "migrate", "--server", url, "--workflow", production)
 	if code != 1 || !strings.Contains(out, "migrated 2 of 3 orders") || !strings.Contains(out, "o-2: not migrated") ||
-		!strings.Contains(out, `no step in status "drying"`) || !strings.Contains(errOut, "1 of 3 orders not migrated") {
+		!strings.Contains(out, `no step in status "drying"`) || !strings.Contains(errOut, "1 of 3 orders not migrated (see above): move each to a step whose status version") {
 		t.Fatalf("migrate: exit %d: %s%s", code, out, errOut)
 	}
 	for id, want := range map[string][3]any{
