@@ -35,7 +35,11 @@ func (f *storeFlags) register(fs *flag.FlagSet, create bool) {
 	fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server or cluster holding orderflow's streams")
 	fs.StringVar(&f.natsCreds, "nats-creds", "", "NATS credentials file (user JWT and seed) for a --nats-url cluster that requires one")
 	fs.StringVar(&f.natsCA, "nats-ca", "", "PEM file of the CAs a tls:// --nats-url server's certificate is checked against; empty: the system's")
-	fs.StringVar(&f.dataDir, "data-dir", "", "read a data directory directly instead (no orderflow may be running on it)")
+	dataDir := "read a data directory directly instead (no orderflow may be running on it)"
+	if create {
+		dataDir = "write into a data directory directly instead (made when missing; no orderflow may be running on it)"
+	}
+	fs.StringVar(&f.dataDir, "data-dir", "", dataDir)
 	if create {
 		fs.IntVar(&f.replicas, "replicas", 1, "replicas of each stream made (3 on a three-node cluster, as serve's --replicas)")
 	}
