@@ -133,8 +133,8 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"method the route does not take", "DELETE", "/v1/orders", nil, nil, 405, "method_not_allowed"},
 	}
 	expectRefused(t, app, c, cases)
-	if r := c.do("PUT", "/v1/orders/ok-1", nil); r.Header.Get("Allow") != "GET" {
-		t.Fatalf("405 Allow %q, want GET: %s", r.Header.Get("Allow"), r.Body)
+	if r := c.do("PUT", "/v1/orders/ok-1", nil); r.Header.Get("Allow") != "GET, HEAD" {
+		t.Fatalf("405 Allow %q, want GET, HEAD: %s", r.Header.Get("Allow"), r.Body)
 	}
 	// A trigger without a worker names the caller's X-Orderflow-Actor.
 	c.must(200, "POST", "/v1/orders/ok-1/triggers", map[string]any{"trigger": "picked_up"}, "X-Orderflow-Actor", "van-3")
