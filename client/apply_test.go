@@ -57,8 +57,15 @@ func TestApplyTrigger(t *testing.T) {
 		!reused.Duplicate || reused.Sequence != first.Sequence {
 		t.Fatalf("a trigger id reused for another order: %+v, %v", reused, err)
 	}
+	// A note as long as the client lets through, in two-byte characters,
+	// takes effect (it is no dead letter for its bytes).
+	note := strings.Repeat("é", domain.MaxDescriptionLen)
+	if got, err := c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-42", Trigger: handlers.WorkedExampleTriggers[1], Worker: "ana", Note: note}); err != nil ||
+		got.Outcome != domain.OutcomeAdvanced || !strings.Contains(string(got.Change.Data), note) {
+		t.Fatalf("a trigger with a note of %d characters: %+v, %v", domain.MaxDescriptionLen, got.Outcome, err)
+	}
 	var last client.Applied
-	for _, tr := range handlers.WorkedExampleTriggers[1:] {
+	for _, tr := range handlers.WorkedExampleTriggers[2:] {
 		if last, err = apply("order-42", tr, ""); err != nil {
 			t.Fatalf("%s: %v", tr, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -57,8 +58,16 @@ func DecodeTriggerBody(b []byte) (TriggerBody, error) {
 	if dec.More() {
 		return TriggerBody{}, errors.New("trigger body: data after the JSON object")
 	}
-	if len(body.Worker) > 128 || len(body.TriggerID) > 128 || len(body.Note) > domain.MaxDescriptionLen {
-		return TriggerBody{}, errors.New("trigger body: worker or trigger_id longer than 128 bytes, or note too long")
+	// The limits of the order's own checks (domain.TriggerReport.Check,
+	// ValidateTriggerID), in the same units: what a worker app's client
+	// lets through is never poison for its length.
+	switch {
+	case len(body.Worker) > domain.MaxActorIDLen:
+		return TriggerBody{}, fmt.Errorf("trigger body: worker: longer than %d bytes", domain.MaxActorIDLen)
+	case len(body.TriggerID) > domain.MaxTriggerIDLen:
+		return TriggerBody{}, fmt.Errorf("trigger body: trigger_id: longer than %d bytes", domain.MaxTriggerIDLen)
+	case utf8.RuneCountInString(body.Note) > domain.MaxDescriptionLen:
+		return TriggerBody{}, fmt.Errorf("trigger body: note: longer than %d characters", domain.MaxDescriptionLen)
 	}
 	return body, nil
 }

@@ -251,15 +251,32 @@ func TestCrashBetweenAppendAndAck(t *testing.T) {
 func TestDecodeTriggerBody(t *testing.T) {
 	t.Parallel()
 	good := []string{"", "  ", `{}`, `{"worker":"w1","note":"torn sleeve","trigger_id":"t-1","occurred_at":"2026-11-28T09:00:00Z"}`}
+	// The note's limit counts characters, as the order's check does
+	// (domain.TriggerReport.Check) and as a worker app is told: a note of
+	// 2,000 two-byte characters is no poison.
+	note := strings.Repeat("é", domain.MaxDescriptionLen)
+	good = append(good, `{"note":"`+note+`"}`, `{"worker":"`+strings.Repeat("w", domain.MaxActorIDLen)+`"}`)
 	for _, b := range good {
 		if _, err := DecodeTriggerBody([]byte(b)); err != nil {
-			t.Errorf("%q: %v", b, err)
+			t.Errorf("%.80q: %v", b, err)
 		}
+	}
+	if err := (domain.TriggerReport{Note: note}).Check(); err != nil {
+		t.Fatalf("the order refuses the note the decoder takes: %v", err)
 	}
 	bad := []string{`{`, `[]`, `{"worker":1}`, `{"colour":"red"}`, `{} {}`, `"x"`, `{"occurred_at":"yesterday"}`}
 	for _, b := range bad {
 		if _, err := DecodeTriggerBody([]byte(b)); err == nil {
 			t.Errorf("%q accepted", b)
+		}
+	}
+	for b, want := range map[string]string{
+		`{"note":"` + note + `x"}`: "trigger body: note: longer than 2000 characters",
+		`{"worker":"` + strings.Repeat("w", domain.MaxActorIDLen+1) + `"}`:       "trigger body: worker: longer than 128 bytes",
+		`{"trigger_id":"` + strings.Repeat("t", domain.MaxTriggerIDLen+1) + `"}`: "trigger body: trigger_id: longer than 128 bytes",
+	} {
+		if _, err := DecodeTriggerBody([]byte(b)); err == nil || err.Error() != want {
+			t.Errorf("%.40q…: %v, want %q", b, err, want)
 		}
 	}
 }
