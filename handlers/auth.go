@@ -341,8 +341,8 @@ func onBehalf(r *http.Request, given, field string) (string, error) {
 		given = strings.TrimSuffix(key.Name+"/"+given, "/")
 		what = "the API key's name, '/' and " + field
 	}
-	if len(given) > 128 {
-		return "", fmt.Errorf("%w: %s: longer than 128 bytes", errBadRequest, what)
+	if len(given) > domain.MaxActorIDLen {
+		return "", fmt.Errorf("%w: %s: longer than %d bytes", errBadRequest, what, domain.MaxActorIDLen)
 	}
 	return given, nil
 }
