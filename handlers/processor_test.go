@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
@@ -291,7 +292,8 @@ func FuzzDecodeTriggerBody(f *testing.F) {
 	f.Add([]byte(`{"note":null,"NOTE":"x"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		body, err := DecodeTriggerBody(b)
-		if err == nil && (len(body.Worker) > 128 || len(body.TriggerID) > 128) {
+		if err == nil && (len(body.Worker) > domain.MaxActorIDLen || len(body.TriggerID) > domain.MaxTriggerIDLen ||
+			utf8.RuneCountInString(body.Note) > domain.MaxDescriptionLen) {
 			t.Fatalf("accepted oversized fields: %+v", body)
 		}
 		repeatedTriggerField(b) // on any input: never panics
