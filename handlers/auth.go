@@ -149,7 +149,7 @@ func parseKeyLine(line string) (APIKey, [sha256.Size]byte, error) {
 		return APIKey{}, hash, fmt.Errorf("want NAME TENANT ROLE sha256:HEX [expires=TIME], got %d fields", len(f))
 	}
 	key := APIKey{Name: f[0], Tenant: f[1]}
-	if err := errors.Join(eventstore.ValidateToken("key name", key.Name), eventstore.ValidateToken("tenant", key.Tenant)); err != nil {
+	if err := checkKeyNames(key); err != nil {
 		return APIKey{}, hash, err
 	}
 	role, err := ParseRole(f[2])
@@ -174,10 +174,21 @@ func parseKeyLine(line string) (APIKey, [sha256.Size]byte, error) {
 	return key, hash, nil
 }
 
+// checkKeyNames checks a key's name and tenant: each a safe subject
+// token, and the tenant a key too (at most domain.MaxKeyLen), as the
+// client package requires of the tenant a worker app publishes for.
+func checkKeyNames(key APIKey) error {
+	tenant := eventstore.ValidateToken("tenant", key.Tenant)
+	if tenant == nil {
+		tenant = domain.CheckKey("tenant", key.Tenant)
+	}
+	return errors.Join(eventstore.ValidateToken("key name", key.Name), tenant)
+}
+
 // NewAPIKey makes a random bearer token for key and the keys-file line
 // that accepts it. The token is shown once; the line holds only its hash.
 func NewAPIKey(key APIKey) (token, line string, err error) {
-	if err := errors.Join(eventstore.ValidateToken("key name", key.Name), eventstore.ValidateToken("tenant", key.Tenant)); err != nil {
+	if err := checkKeyNames(key); err != nil {
 		return "", "", err
 	}
 	if key.Role < RoleReader || key.Role > RoleOperator {

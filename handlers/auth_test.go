@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/domain"
 )
 
 // A keys file: one key per line, comments and blank lines skipped, every
@@ -47,6 +49,7 @@ func TestParseAPIKeys(t *testing.T) {
 		{"unknown role", "ana default owner" + hash, "line 1: role \"owner\""},
 		{"unsafe name", "an.a default reader" + hash, "line 1: invalid key name"},
 		{"unsafe tenant", "ana def*ault reader" + hash, "line 1: invalid tenant"},
+		{"tenant longer than a key", "ana " + strings.Repeat("t", domain.MaxKeyLen+1) + " reader" + hash, "line 1: tenant: longer than 64 characters"},
 		{"not hex", "ana default reader sha256:" + strings.Repeat("zz", 32), "line 1: key \"ana\": want sha256:"},
 		{"name twice", "ana default reader" + hash + "\nana default admin sha256:" + strings.Repeat("1f", 32), "line 2: key \"ana\" named twice"},
 		{"token twice", "ana default reader" + hash + "\nbo default admin" + hash, "line 2: key \"bo\" has the token of another key"},
