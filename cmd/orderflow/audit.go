@@ -447,6 +447,9 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return err
 	}
 	defer done()
+	if err := eventstore.ValidateToken("tenant", *tenant); err != nil {
+		return err
+	}
 	var until time.Time
 	if *untilFlag != "" {
 		if until, err = time.Parse(time.RFC3339Nano, *untilFlag); err != nil {
@@ -519,17 +522,19 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if fs.NArg() != 1 {
 		return errors.New("want one ID")
 	}
+	agg := eventstore.Aggregate{Tenant: *tenant, Type: domain.AggregateOrder, ID: fs.Arg(0)}
+	if kind == "workflow" {
+		agg.Type = domain.AggregateWorkflow
+	}
+	if err := agg.Validate(); err != nil { // "*" would read every order's events as one
+		return err
+	}
 	defs, _, _, err := projections.Replay(ctx, st, time.Time{}, nil)
 	if err != nil {
 		return err
 	}
 	view := defs.Tenant(*tenant)
-	aggType := domain.AggregateOrder
-	if kind == "workflow" {
-		aggType = domain.AggregateWorkflow
-	}
-	events, err := st.LoadFilter(ctx, eventstore.Aggregate{Tenant: *tenant, Type: aggType, ID: fs.Arg(0)}.Stream(),
-		eventstore.Aggregate{Tenant: *tenant, Type: aggType, ID: fs.Arg(0)}.Filter(), 0)
+	events, err := st.LoadFilter(ctx, agg.Stream(), agg.Filter(), 0)
 	if err != nil {
 		return err
 	}

@@ -183,6 +183,19 @@ func TestReplayUntil(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "Standard Laundry Production") {
 		t.Fatalf("replay table: %d %s", code, stdout)
 	}
+	// A tenant or an id that is no subject token is refused, not read as
+	// a filter ("*" would show every order's events as one timeline).
+	for _, args := range [][]string{
+		{"replay", "--tenant", "a.b"},
+		{"audit", "order", "--tenant", "a>b", "r-1"},
+		{"audit", "order", "*"},
+		{"audit", "workflow", "laundry_*"},
+	} {
+		code, stdout, stderr := runMain(t, append(args, "--nats-url", app.NATSURL())...)
+		if code != 1 || stdout != "" || !strings.Contains(stderr, "invalid ") {
+			t.Errorf("%v: exit %d, %q %q", args, code, stdout, stderr)
+		}
+	}
 }
 
 // verify passes on a clean store and fails, naming the place, on a
