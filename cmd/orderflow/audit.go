@@ -231,13 +231,13 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	defer done()
 	w := stdout
+	var file *os.File
 	if *out != "-" {
-		f, err := os.Create(*out)
-		if err != nil {
+		if file, err = os.Create(*out); err != nil {
 			return err
 		}
-		defer f.Close()
-		w = f
+		defer file.Close() // on an error; closed below otherwise
+		w = file
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	enc := json.NewEncoder(bw)
@@ -267,6 +267,13 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	if err := bw.Flush(); err != nil {
 		return err
+	}
+	if file != nil {
+		// An export is a backup: on disk, or an error, before it is
+		// reported written.
+		if err := errors.Join(file.Sync(), file.Close()); err != nil {
+			return fmt.Errorf("export %s: %w", *out, err)
+		}
 	}
 	fmt.Fprintf(stderr, "exported %d messages in %.2fs\n", total, time.Since(start).Seconds())
 	return nil
