@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -233,10 +234,16 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	w := stdout
 	var file *os.File
 	if *out != "-" {
-		if file, err = os.Create(*out); err != nil {
+		// Written beside --out and renamed to it once whole, so an export
+		// that stops part way (an error, an interrupt) leaves no file
+		// that passes for a whole one.
+		if file, err = os.CreateTemp(filepath.Dir(*out), filepath.Base(*out)+".*.partial"); err != nil {
 			return err
 		}
-		defer file.Close() // on an error; closed below otherwise
+		defer func() { // on an error; closed and renamed below otherwise
+			file.Close()
+			os.Remove(file.Name())
+		}()
 		w = file
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
@@ -271,7 +278,7 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if file != nil {
 		// An export is a backup: on disk, or an error, before it is
 		// reported written.
-		if err := errors.Join(file.Sync(), file.Close()); err != nil {
+		if err := errors.Join(file.Sync(), file.Close(), os.Rename(file.Name(), *out)); err != nil {
 			return fmt.Errorf("export %s: %w", *out, err)
 		}
 	}

@@ -367,6 +367,10 @@ func exportImported(t *testing.T, app *App) (dump, fresh string) {
 	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
 		t.Fatalf("export: %d %s %s", code, out, errOut)
 	}
+	// Written beside it and renamed once whole: nothing else is left.
+	if files, err := os.ReadDir(filepath.Dir(dump)); err != nil || len(files) != 1 || files[0].Name() != filepath.Base(dump) {
+		t.Fatalf("the export's directory holds %v (%v), want %s alone", files, err, filepath.Base(dump))
+	}
 	fresh = t.TempDir()
 	if code, out, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code != 0 || !strings.Contains(out, "imported") {
 		t.Fatalf("import: %d %s %s", code, out, errOut)
