@@ -74,6 +74,9 @@ func ReadDeadLetter(ctx context.Context, st *eventstore.Store, seq uint64) (Dead
 
 func readDeadLetter(ctx context.Context, stream jetstream.Stream, seq uint64) (DeadLetter, error) {
 	m, err := stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return DeadLetter{}, fmt.Errorf("dead letter %d: there is none at that sequence (orderflow deadletters lists them): %w", seq, err)
+	}
 	if err != nil {
 		return DeadLetter{}, fmt.Errorf("dead letter %d: %w", seq, err)
 	}

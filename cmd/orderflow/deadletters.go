@@ -38,6 +38,9 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		if fs.NArg() > 0 {
 			return fmt.Errorf("deadletters: unexpected %q (to publish dead letters again: deadletters retry SEQ...)", fs.Arg(0))
 		}
+		if *limit < 1 {
+			return fmt.Errorf("--limit %d: want 1 or more", *limit)
+		}
 		dls, err := handlers.ReadDeadLetters(ctx, st, *after, *limit)
 		if err != nil {
 			return err
@@ -54,7 +57,16 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dl.Seq, dl.Time.UTC().Format(time.RFC3339), dash(dl.Tenant), dash(dl.OrderID),
 				dash(dl.Trigger), dash(dl.TriggerID), dash(answered), dl.Reason)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if len(dls) == *limit {
+			last := dls[len(dls)-1].Seq
+			if more, err := handlers.ReadDeadLetters(ctx, st, last, 1); err == nil && len(more) > 0 {
+				fmt.Fprintf(stderr, "more follow: orderflow deadletters --after %d\n", last)
+			}
+		}
+		return nil
 	}
 	if fs.NArg() == 0 {
 		return errors.New("deadletters retry: name the dead letters' sequences (see `orderflow deadletters`)")

@@ -86,6 +86,17 @@ func TestDeadLettersRetry(t *testing.T) {
 		strings.Contains(lines[2], "Order") || strings.Contains(lines[3], "Order") {
 		t.Fatalf("deadletters after the retry: %d\n%s%s", code, out, errOut)
 	}
+	// A page of the list says when more follow, and where from.
+	code, out, errOut = runMain(t, "deadletters", url, "--limit", "2")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || errOut != "more follow: orderflow deadletters --after 2\n" {
+		t.Fatalf("deadletters --limit 2: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut = runMain(t, "deadletters", url, "--after", "2", "--limit", "1"); code != 0 || errOut != "" {
+		t.Fatalf("deadletters --after 2 --limit 1 (the last): %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut = runMain(t, "deadletters", url, "--limit", "0"); code != 1 || !strings.Contains(errOut, "--limit 0: want 1 or more") {
+		t.Fatalf("deadletters --limit 0: %d %s", code, errOut)
+	}
 	h := c.must(200, "GET", "/v1/orders/late-1/history", nil)
 	events := h["events"].([]any)
 	if last := events[len(events)-1].(map[string]any); last["causation_id"] != ack.TriggerID {
@@ -93,7 +104,7 @@ func TestDeadLettersRetry(t *testing.T) {
 	}
 
 	code, _, errOut = runMain(t, "deadletters", "retry", url, "2", "3", "99", "x")
-	for _, want := range []string{"dead letter cannot be processed: dead letter 2", "dead letter cannot be processed: dead letter 3: worker", "dead letter 99", `dead letter "x"`} {
+	for _, want := range []string{"dead letter cannot be processed: dead letter 2", "dead letter cannot be processed: dead letter 3: worker", "dead letter 99: there is none at that sequence", `dead letter "x"`} {
 		if code != 1 || !strings.Contains(errOut, want) {
 			t.Errorf("deadletters retry 2 3 99 x: %d %q, want %q", code, errOut, want)
 		}
