@@ -66,6 +66,11 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 		}
 	}
 	if f.dataDir != "" {
+		// Reading a directory that holds no store would make one there:
+		// a mistyped path is refused instead.
+		if _, err := os.Stat(filepath.Join(f.dataDir, "jetstream")); !create && err != nil {
+			return nil, nil, fmt.Errorf("--data-dir %s holds no store (serve's --data-dir is the one to read): %w", f.dataDir, err)
+		}
 		var err error
 		srv, err = eventstore.StartServer(eventstore.ServerConfig{DataDir: f.dataDir, Listen: "127.0.0.1:0"})
 		if err != nil {
@@ -94,6 +99,13 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 		}
 	} else {
 		st, err = eventstore.Attach(ctx, nc, eventstore.Config{})
+		if err == nil && !st.HasStream(eventstore.StreamDefinitions) && !st.HasStream(eventstore.StreamOrders) {
+			where := redactURLs(url)
+			if f.dataDir != "" {
+				where = f.dataDir
+			}
+			err = fmt.Errorf("%s holds none of orderflow's streams: is it the store orderflow serve uses?", where)
+		}
 	}
 	if err != nil {
 		closeAll()

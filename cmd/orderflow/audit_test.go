@@ -515,3 +515,25 @@ func TestImportIntoAClusterTakesReplicas(t *testing.T) {
 		t.Fatalf("import --replicas 3: %d %s %s", code, out, errOut)
 	}
 }
+
+// The commands that read the streams refuse a --data-dir that holds no
+// store (and make nothing there) and a server with none of orderflow's
+// streams, instead of reading them as an empty store.
+func TestStoreCommandsRefuseWhatIsNoStore(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "mistyped")
+	bare := eventstoretest.StartServer(t)
+	for _, args := range [][]string{{"verify"}, {"export"}, {"replay"}, {"deadletters"}, {"audit", "order", "o-1"}} {
+		code, out, errOut := runMain(t, append(args, "--data-dir", missing)...)
+		if code != 1 || out != "" || !strings.Contains(errOut, "--data-dir "+missing+" holds no store") {
+			t.Errorf("%v --data-dir (missing): %d %q %q", args, code, out, errOut)
+		}
+		code, out, errOut = runMain(t, append(args, "--nats-url", bare.ClientURL())...)
+		if code != 1 || out != "" || !strings.Contains(errOut, "holds none of orderflow's streams") {
+			t.Errorf("%v --nats-url (no streams): %d %q %q", args, code, out, errOut)
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("a command made the missing data dir: %v", err)
+	}
+}
