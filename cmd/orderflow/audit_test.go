@@ -99,27 +99,6 @@ func TestOrderAsOf(t *testing.T) {
 	c.problem(404, "not_found", "GET", "/v1/workflows/standard_laundry_production?as_of=2020-01-01T00:00:00Z", nil)
 }
 
-type boardCell struct {
-	Count  float64
-	Oldest string
-}
-
-func boardOf(items []any) map[string]boardCell {
-	out := map[string]boardCell{}
-	for _, it := range items {
-		m := it.(map[string]any)
-		if m["count"].(float64) == 0 {
-			continue
-		}
-		oldest, _ := m["oldest_entered_at"].(string)
-		if t, err := time.Parse(time.RFC3339Nano, oldest); err == nil {
-			oldest = t.UTC().Format(time.RFC3339Nano)
-		}
-		out[m["workflow_id"].(string)+"/"+m["status"].(string)] = boardCell{m["count"].(float64), oldest}
-	}
-	return out
-}
-
 // replay --until T gives the read models the live projections had at T.
 func TestReplayUntil(t *testing.T) {
 	t.Parallel()
