@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -104,10 +105,20 @@ type chainState struct {
 // break: an event whose hash does not match its bytes (altered), one
 // without a hash, a version gap (missing events), a version out of order
 // (reordered or repeated), or a prev_hash that is not the previous event's
-// hash.
+// hash. Another stream of events (a copy kept for an audit, say) may be
+// named; orderflow's streams of triggers are refused, and a stream named
+// twice too: read twice, every event would be reported as repeated.
 func (s *Store) Verify(ctx context.Context, streams []string, progress Progress) (VerifyReport, error) {
 	if len(streams) == 0 {
 		streams = []string{StreamDefinitions, StreamOrders}
+	}
+	for i, stream := range streams {
+		switch {
+		case stream == StreamTriggers || stream == StreamTriggerLanes || stream == StreamDeadLetter:
+			return VerifyReport{}, fmt.Errorf("stream %s holds triggers, not events", stream)
+		case slices.Contains(streams[:i], stream):
+			return VerifyReport{}, fmt.Errorf("stream %s is named twice", stream)
+		}
 	}
 	start := time.Now()
 	var rep VerifyReport

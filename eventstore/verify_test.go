@@ -61,6 +61,13 @@ func TestVerifyFindsBreaks(t *testing.T) {
 	if err != nil || len(rep.Breaks) != 0 || rep.Events != 12 || rep.Aggregates != 3 {
 		t.Fatalf("clean store: %+v %v", rep, err)
 	}
+	// A stream named twice would have every event reported as repeated,
+	// and a stream of triggers every message as undecodable: refused.
+	for _, streams := range [][]string{{eventstore.StreamOrders, eventstore.StreamOrders}, {eventstore.StreamTriggers}, {eventstore.StreamDeadLetter}} {
+		if rep, err := st.Verify(ctx, streams, nil); err == nil {
+			t.Errorf("Verify(%v) = %d breaks, want an error", streams, len(rep.Breaks))
+		}
+	}
 
 	// A copy of the orders stream, tampered with.
 	js := st.JetStream()
