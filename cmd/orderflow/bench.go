@@ -59,6 +59,16 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err := noArguments(fs); err != nil {
 		return err
 	}
+	errs := checkPipeline(*replicas, *lanes, *window)
+	if *orders < 1 {
+		errs = append(errs, fmt.Errorf("--orders %d: must be 1 or more", *orders))
+	}
+	if *duration <= 0 {
+		errs = append(errs, fmt.Errorf("--duration %s: must be positive", *duration))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	startProfile, stopProfile := func() error { return nil }, func() {}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -193,17 +193,9 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 		errs = append(errs, fmt.Errorf("--http %q: %w", c.HTTP, err))
 	}
-	if c.Replicas < 1 || c.Replicas > 5 {
-		errs = append(errs, fmt.Errorf("--replicas %d: must be 1 to 5", c.Replicas))
-	}
+	errs = append(errs, checkPipeline(c.Replicas, c.Lanes, c.LaneWindow)...)
 	if c.DuplicateWindow <= 0 {
 		errs = append(errs, fmt.Errorf("--duplicate-window %s: must be positive", c.DuplicateWindow))
-	}
-	if c.Lanes < 1 || c.Lanes > 1024 {
-		errs = append(errs, fmt.Errorf("--lanes %d: must be 1 to 1024", c.Lanes))
-	}
-	if c.LaneWindow < 1 || c.LaneWindow > 10000 {
-		errs = append(errs, fmt.Errorf("--lane-window %d: must be 1 to 10000", c.LaneWindow))
 	}
 	if c.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("--ack-wait %s: must be at least 1s", c.AckWait))
@@ -235,6 +227,22 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--cors-origins: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// checkPipeline checks --replicas, --lanes and --lane-window, which serve
+// and bench share.
+func checkPipeline(replicas, lanes, window int) []error {
+	var errs []error
+	if replicas < 1 || replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: must be 1 to 5", replicas))
+	}
+	if lanes < 1 || lanes > 1024 {
+		errs = append(errs, fmt.Errorf("--lanes %d: must be 1 to 1024", lanes))
+	}
+	if window < 1 || window > 10000 {
+		errs = append(errs, fmt.Errorf("--lane-window %d: must be 1 to 10000", window))
+	}
+	return errs
 }
 
 // byteSize is a flag of a number of bytes, with an optional unit: B, KB,

@@ -303,6 +303,13 @@ func TestMainUsage(t *testing.T) {
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Errorf("a refused command made its data dir: %v", err)
 	}
+	// bench checks its figures before it measures anything.
+	var benchErr strings.Builder
+	if code := Main(context.Background(), []string{"bench", "--orders", "0", "--duration", "0s", "--lanes", "0"}, &out, &benchErr,
+		func(string) (string, bool) { return "", false }); code != 1 || benchErr.String() !=
+		"orderflow bench: --lanes 0: must be 1 to 1024\n--orders 0: must be 1 or more\n--duration 0s: must be positive\n" {
+		t.Errorf("bench with bad flags: exit %d, %q", code, benchErr.String())
+	}
 }
 
 // /openapi.json documents every route the API serves, and /metrics
