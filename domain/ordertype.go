@@ -134,7 +134,7 @@ func checkSlots(intake, production string, fulfillment []string, wf WorkflowLook
 		case archived:
 			return invalid(field, "workflow %q is archived", id)
 		case typ != want:
-			return invalid(field, "workflow %q is a %s workflow, not %s", id, typ, want)
+			return invalid(field, "workflow %q is of type %s, not %s", id, typ, want)
 		}
 		return nil
 	}

@@ -286,7 +286,7 @@ func (api *API) guard(role Role, h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		if key.Role < role {
-			api.fail(w, r, fmt.Errorf("%w: key %q is a %s; %s %s needs %s", errForbidden, key.Name, key.Role, r.Method, r.URL.Path, role))
+			api.fail(w, r, fmt.Errorf("%w: key %q has the role %s; %s %s needs %s", errForbidden, key.Name, key.Role, r.Method, r.URL.Path, role))
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), callerCtx{}, &caller{key: key, role: role})))

@@ -97,6 +97,10 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 			[]string{"Authorization", "Bearer " + tokens["acme-admin"]}, 404, "not_found"},
 	}
 	expectRefused(t, app, anon, refused)
+	if p := as("acme-admin").problem(403, "forbidden", "POST", "/v1/projections/rebuild", nil); p["detail"] !=
+		`forbidden: key "acme-admin" has the role admin; POST /v1/projections/rebuild needs operator` {
+		t.Errorf("an admin rebuilds the read models: %v", p["detail"])
+	}
 
 	// Each role may do what the roles below it may.
 	as("board").must(200, "GET", "/v1/orders/o-1", nil)
