@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -328,7 +329,20 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			return err
 		}
 		defer f.Close()
-		if fi, err := f.Stat(); err == nil {
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			// Read whole before anything is stored, so a file that is cut
+			// short or is no export changes nothing. (A pipe is read once,
+			// as standard input is: stored as it comes.)
+			if err := checkExport(f); err != nil {
+				return fmt.Errorf("%s: %w; nothing was imported", *in, err)
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
 			size = fi.Size()
 		}
 		r = f
@@ -400,6 +414,39 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	fmt.Fprintf(stdout, "imported %d messages in %.2fs\n", n, time.Since(start).Seconds())
 	return nil
+}
+
+// checkExport reads an export through and reports its first line that
+// import could not store: one that is not an exportLine (a file cut
+// short ends in one), of a stream export does not write, or out of
+// export's order (its streams in turn, each from sequence 1 without a
+// gap).
+func checkExport(r io.Reader) error {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<20))
+	next := map[string]uint64{}
+	at := 0 // the index in exportStreams of the stream being read
+	for n := 1; ; n++ {
+		var line exportLine
+		err := dec.Decode(&line)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
+		}
+		i := slices.Index(exportStreams, line.Stream)
+		switch {
+		case i < 0:
+			return fmt.Errorf("line %d: stream %q is not one export writes (%s)", n, line.Stream, strings.Join(exportStreams, ", "))
+		case i < at:
+			return fmt.Errorf("line %d: %s comes after %s: not in export's order", n, line.Stream, exportStreams[at])
+		case line.Sequence != next[line.Stream]+1:
+			return fmt.Errorf("line %d: %s sequence %d where %d is due: the export has gaps or is out of order", n, line.Stream, line.Sequence, next[line.Stream]+1)
+		case line.Subject == "":
+			return fmt.Errorf("line %d: no subject", n)
+		}
+		at, next[line.Stream] = i, line.Sequence
+	}
 }
 
 // leastDuplicateWindow is the shortest duplicate window JetStream takes.

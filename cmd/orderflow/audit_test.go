@@ -251,19 +251,30 @@ func TestExportImport(t *testing.T) {
 	if code, _, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump); code == 0 || !strings.Contains(errOut, "empty store") || strings.Contains(errOut, "nil") {
 		t.Fatalf("second import: %d %s", code, errOut)
 	}
-	// An export cut short (a copy interrupted) stops at its broken line,
-	// and says what it stored before.
+	// An export cut short (a copy interrupted), or one with a line that
+	// is not in export's order, is read through first and refused whole:
+	// nothing is stored, and the whole export then imports there. (From
+	// a pipe lines are stored as they are read: TestImportFromAPipe.)
 	whole, err := os.ReadFile(dump)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := filepath.Join(t.TempDir(), "cut.jsonl")
-	if err := os.WriteFile(cut, whole[:bytes.IndexByte(whole, '\n')+20], 0o600); err != nil {
-		t.Fatal(err)
+	second := bytes.IndexByte(whole, '\n') + 1
+	refused := t.TempDir()
+	for name, body := range map[string][]byte{
+		"line 2: unexpected EOF; nothing was imported": whole[:second+20],
+		"line 2: ORDERFLOW_DEFINITIONS sequence 1 where 2 is due: the export has gaps or is out of order; nothing was imported": append(whole[:second:second], whole...),
+	} {
+		bad := filepath.Join(t.TempDir(), "bad.jsonl")
+		if err := os.WriteFile(bad, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, errOut := runMain(t, "import", "--data-dir", refused, "--in", bad); code == 0 || !strings.Contains(errOut, name) {
+			t.Fatalf("import of a bad export: %d %s, want %q", code, errOut, name)
+		}
 	}
-	if code, _, errOut := runMain(t, "import", "--data-dir", t.TempDir(), "--in", cut); code == 0 ||
-		!strings.Contains(errOut, "line 2: unexpected EOF; the store now holds the line before it") {
-		t.Fatalf("import of a cut export: %d %s", code, errOut)
+	if code, out, errOut := runMain(t, "import", "--data-dir", refused, "--in", dump); code != 0 || !strings.Contains(out, "imported") {
+		t.Fatalf("import of the whole export where bad ones were refused: %d %s %s", code, out, errOut)
 	}
 	cfg := newTestConfig(t)
 	cfg.DataDir = fresh

@@ -1,0 +1,56 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// An export read from a pipe is stored as it comes, as from standard
+// input: whole, it imports; cut short, the import stops at the broken
+// line and says what the store holds (a file is checked whole first:
+// TestExportImport).
+func TestImportFromAPipe(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	seedWorkedExample(t, newClient(t, app))
+	dump := filepath.Join(t.TempDir(), "export.jsonl")
+	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
+		t.Fatalf("export: %d %s %s", code, out, errOut)
+	}
+	whole, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := whole[:bytes.IndexByte(whole, '\n')+20]
+	for _, tc := range []struct {
+		body       []byte
+		code       int
+		out, error string
+	}{
+		{whole, 0, "imported", ""},
+		{cut, 1, "", "line 2: unexpected EOF; the store now holds the line before it"},
+	} {
+		pipe := filepath.Join(t.TempDir(), "export.pipe")
+		if err := syscall.Mkfifo(pipe, 0o600); err != nil {
+			t.Skipf("no named pipes here: %v", err)
+		}
+		go func() {
+			f, err := os.OpenFile(pipe, os.O_WRONLY, 0)
+			if err != nil {
+				return
+			}
+			defer f.Close()
+			_, _ = f.Write(tc.body)
+		}()
+		code, out, errOut := runMain(t, "import", "--data-dir", t.TempDir(), "--in", pipe)
+		if code != tc.code || !strings.Contains(out, tc.out) || !strings.Contains(errOut, tc.error) {
+			t.Errorf("import of %d bytes from a pipe: %d %q %q", len(tc.body), code, out, errOut)
+		}
+	}
+}
