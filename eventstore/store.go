@@ -381,8 +381,10 @@ func PublishAsync(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (jet
 type PendingAppend struct {
 	s        *Store
 	agg      Aggregate
+	scope    string // AppendScoped's
 	expected uint64
 	events   []Envelope
+	msgs     []*nats.Msg // as sent, to send again (see refusedWithoutCause)
 
 	future jetstream.PubAckFuture // one event
 	batch  chan batchOutcome      // several events
@@ -443,7 +445,7 @@ func (s *Store) appendAsync(ctx context.Context, agg Aggregate, scope string, ex
 	if err != nil {
 		return nil, err
 	}
-	p := &PendingAppend{s: s, agg: agg, expected: expected, events: events}
+	p := &PendingAppend{s: s, agg: agg, scope: scope, expected: expected, events: events, msgs: msgs}
 	if len(msgs) == 1 {
 		p.future, err = PublishAsync(ctx, s.js, msgs[0])
 		if err != nil {
@@ -502,10 +504,76 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 	if err != nil {
 		rctx, cancel := p.s.withTimeout(ctx)
 		p.res, p.err = p.s.resolve(rctx, p.agg, p.expected, p.events, err)
+		// A refusal the stored state does not bear out is the cluster's
+		// passing view: sent again shortly (the same message ids), the
+		// append is decided on the stored state. A write by someone else
+		// lands meanwhile, and the append then conflicts as it should.
+		for wait := time.Millisecond; p.err != nil && p.refusedWithoutCause(rctx, err) && wait <= 64*time.Millisecond; wait *= 2 {
+			select {
+			case <-time.After(wait):
+			case <-rctx.Done():
+			}
+			if rctx.Err() != nil {
+				break
+			}
+			if p.res, err = p.sendAgain(rctx); err == nil {
+				p.err = nil
+				break
+			}
+			p.res, p.err = p.s.resolve(rctx, p.agg, p.expected, p.events, err)
+		}
 		cancel()
 	}
 	p.done = true
 	return p.res, p.err
+}
+
+// refusedWithoutCause reports an append that JetStream refused (err) for a
+// reason the stored state does not show. On a replicated stream the
+// leader refuses a checked write to a subject while another write to it is
+// in flight, until it has applied that one; the write just before, already
+// acknowledged to this very appender, may be (nats-server's
+// expectedPerSubjectInProcess; the refusal is then
+// JSErrCodeStreamWrongLastSequenceConstant). And a leader elected a moment
+// ago may not have applied the last write yet: it reports a wrong last
+// sequence while the aggregate's history ends at the expected one, which
+// one load tells. (For an append checked on a wider scope, only the first
+// is known for certain.)
+func (p *PendingAppend) refusedWithoutCause(ctx context.Context, err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant {
+		return true
+	}
+	var conflict *ConcurrencyError
+	if p.scope != "" || !errors.As(p.err, &conflict) || conflict.Actual != conflict.Expected || conflict.Detail != "" {
+		return false // a later event, or one of ours, is stored: a real conflict
+	}
+	after := max(p.expected, 1) - 1 // the expected event itself, and any after it
+	stored, err := p.s.Load(ctx, p.agg, after)
+	if err != nil {
+		return false
+	}
+	if p.expected == ExpectNew {
+		return len(stored) == 0
+	}
+	return len(stored) == 1 && stored[0].Sequence == p.expected
+}
+
+// sendAgain sends the append's messages again, as they were (their
+// message ids make a second copy of a stored one a duplicate).
+func (p *PendingAppend) sendAgain(ctx context.Context) (AppendResult, error) {
+	if len(p.msgs) == 1 {
+		ack, err := p.s.js.PublishMsg(ctx, p.msgs[0])
+		if err != nil {
+			return AppendResult{}, err
+		}
+		return AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate, LastHash: p.events[0].Hash}, nil
+	}
+	ack, err := jetstreamext.PublishMsgBatch(ctx, p.s.js, p.msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return AppendResult{FirstSeq: ack.Sequence - ack.BatchSize + 1, LastSeq: ack.Sequence, LastHash: p.events[len(p.events)-1].Hash}, nil
 }
 
 // resolve turns a refused append into its outcome: a duplicate of events
