@@ -483,7 +483,7 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 	if p.future != nil {
 		select {
 		case ack := <-p.future.Ok():
-			p.res = AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate, LastHash: p.events[0].Hash}
+			p.res = p.stored(ack)
 		case err = <-p.future.Err():
 		case <-ctx.Done():
 			return AppendResult{}, fmt.Errorf("append to %s: %w: %w", p.agg.Filter(), ErrOutcomeUnknown, ctx.Err())
@@ -495,7 +495,7 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 		case o := <-p.batch:
 			err = o.err
 			if err == nil {
-				p.res = AppendResult{FirstSeq: o.ack.Sequence - o.ack.BatchSize + 1, LastSeq: o.ack.Sequence, LastHash: p.events[len(p.events)-1].Hash}
+				p.res = p.storedBatch(o.ack)
 			}
 		case <-ctx.Done():
 			return AppendResult{}, fmt.Errorf("append to %s: %w: %w", p.agg.Filter(), ErrOutcomeUnknown, ctx.Err())
@@ -567,13 +567,23 @@ func (p *PendingAppend) sendAgain(ctx context.Context) (AppendResult, error) {
 		if err != nil {
 			return AppendResult{}, err
 		}
-		return AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate, LastHash: p.events[0].Hash}, nil
+		return p.stored(ack), nil
 	}
 	ack, err := jetstreamext.PublishMsgBatch(ctx, p.s.js, p.msgs, jetstreamext.BatchFlowControl{AckFirst: false})
 	if err != nil {
 		return AppendResult{}, err
 	}
-	return AppendResult{FirstSeq: ack.Sequence - ack.BatchSize + 1, LastSeq: ack.Sequence, LastHash: p.events[len(p.events)-1].Hash}, nil
+	return p.storedBatch(ack), nil
+}
+
+// stored is the outcome of a one-event append JetStream acknowledged.
+func (p *PendingAppend) stored(ack *jetstream.PubAck) AppendResult {
+	return AppendResult{FirstSeq: ack.Sequence, LastSeq: ack.Sequence, Duplicate: ack.Duplicate, LastHash: p.events[0].Hash}
+}
+
+// storedBatch is the outcome of an atomic append JetStream committed.
+func (p *PendingAppend) storedBatch(ack *jetstreamext.BatchAck) AppendResult {
+	return AppendResult{FirstSeq: ack.Sequence - ack.BatchSize + 1, LastSeq: ack.Sequence, LastHash: p.events[len(p.events)-1].Hash}
 }
 
 // resolve turns a refused append into its outcome: a duplicate of events
