@@ -358,7 +358,11 @@ func orderActionCmd(ctx context.Context, action string, args []string, stdout, s
 	}
 	fs := commandFlags("order "+action, usage, stderr)
 	server := serverFlags(fs)
-	reason := fs.String("reason", "", "why (recorded on the event; required to move)")
+	why := "why (recorded on the event; may be left out)"
+	if action == "move" {
+		why = "why (recorded on the event; required)"
+	}
+	reason := fs.String("reason", "", why)
 	key := fs.String("key", "", "idempotency key (generated when empty): sent again with it, the action takes effect once")
 	var workflow *string
 	var step *int
