@@ -436,20 +436,13 @@ func decodeOne(body io.Reader, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var fe *domain.FieldError
-		var te *json.UnmarshalTypeError
 		switch {
 		case errors.Is(err, io.EOF):
 			return fmt.Errorf("%w: %w", errBadRequest, errEmptyBody)
 		case errors.As(err, &fe):
 			return err // an enum field with a value outside its set
-		case errors.As(err, &te) && te.Field == "":
-			return fmt.Errorf("%w: the body is a JSON %s; send a JSON object", errBadRequest, te.Value)
-		case errors.As(err, &te):
-			return fmt.Errorf("%w: field %s: a JSON %s where %s belongs", errBadRequest, te.Field, te.Value, jsonKind(te.Type))
-		case strings.HasPrefix(err.Error(), "json: unknown field "): // encoding/json has no type for it
-			return fmt.Errorf("%w: %s", errBadRequest, strings.TrimPrefix(err.Error(), "json: "))
 		}
-		return fmt.Errorf("%w: malformed JSON: %w", errBadRequest, err)
+		return fmt.Errorf("%w: %w", errBadRequest, jsonError("the body", err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: unexpected data after the JSON object", errBadRequest)
@@ -484,6 +477,26 @@ func foldName(name string) string {
 }
 
 // jsonKind names what JSON a request field of type t takes.
+// jsonError says in the API's words why encoding/json refused what
+// (the body, a trigger body) into a struct: a JSON value of the wrong
+// kind, an unknown field, or malformed JSON. It never names a Go type.
+func jsonError(what string, err error) error {
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te) && te.Field == "":
+		return fmt.Errorf("%s is a JSON %s; send a JSON object", what, te.Value)
+	case errors.As(err, &te):
+		return fmt.Errorf("field %s: a JSON %s where %s belongs", te.Field, te.Value, jsonKind(te.Type))
+	case strings.HasPrefix(err.Error(), "json: unknown field "): // encoding/json has no type for it
+		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("malformed JSON: %w", err)
+	}
+	return err // a field's own UnmarshalJSON said why
+}
+
 func jsonKind(t reflect.Type) string {
 	if t == nil {
 		return "a value"

@@ -275,6 +275,13 @@ func TestDecodeTriggerBody(t *testing.T) {
 		`{"note":"` + note + `x"}`: "trigger body: note: longer than 2000 characters",
 		`{"worker":"` + strings.Repeat("w", domain.MaxActorIDLen+1) + `"}`:       "trigger body: worker: longer than 128 bytes",
 		`{"trigger_id":"` + strings.Repeat("t", domain.MaxTriggerIDLen+1) + `"}`: "trigger body: trigger_id: longer than 128 bytes",
+		// In the words of the API, never a Go type's or function's name.
+		`[]`:                           "trigger body: the body is a JSON array; send a JSON object",
+		`{"worker":1}`:                 "trigger body: field worker: a JSON number where a string belongs",
+		`{"occurred_at":1}`:            `trigger body: occurred_at: not an RFC 3339 time such as "2026-11-28T09:00:00Z"`,
+		`{"occurred_at":"2026-13-01"}`: `trigger body: occurred_at: not an RFC 3339 time such as "2026-11-28T09:00:00Z"`,
+		`{"colour":"red"}`:             `trigger body: unknown field "colour"`,
+		`{"worker":`:                   "trigger body: malformed JSON: unexpected EOF",
 	} {
 		if _, err := DecodeTriggerBody([]byte(b)); err == nil || err.Error() != want {
 			t.Errorf("%.40q…: %v, want %q", b, err, want)
