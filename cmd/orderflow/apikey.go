@@ -50,7 +50,7 @@ func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env f
 	if *expiresIn != "" {
 		d, err := parseDays(*expiresIn)
 		if err != nil || d <= 0 {
-			return fmt.Errorf("--expires-in %q: want a positive number of days (90d) or a Go duration (12h)", *expiresIn)
+			return fmt.Errorf("--expires-in %q: want a positive number of days (90d, at most %dd) or a Go duration (12h)", *expiresIn, maxKeyDays)
 		}
 		key.Expires = time.Now().Add(d).Truncate(time.Second)
 	}
@@ -69,12 +69,15 @@ func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env f
 	return err
 }
 
+// maxKeyDays is the longest --expires-in in days: a hundred years.
+const maxKeyDays = 100 * 365
+
 // parseDays reads a duration that may also be a whole number of days
 // ("90d").
 func parseDays(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
-		if err != nil || n > 100*365 {
+		if err != nil || n > maxKeyDays {
 			return 0, fmt.Errorf("%q: not a number of days", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil

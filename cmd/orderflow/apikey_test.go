@@ -348,6 +348,8 @@ func TestAPIKeysExpire(t *testing.T) {
 	for _, bad := range []string{"0d", "-1h", "soon", "1.5d", "99999d"} {
 		if code, _, errOut := runMain(t, "apikey", "--name", "bad", "--role", "reader", "--expires-in", bad, "--keys-file", keys); code == 0 || !strings.Contains(errOut, "--expires-in") {
 			t.Errorf("apikey --expires-in %s: exit %d: %s", bad, code, errOut)
+		} else if !strings.Contains(errOut, "at most 36500d") { // 99999d: how long is allowed
+			t.Errorf("apikey --expires-in %s does not say the limit: %s", bad, errOut)
 		}
 	}
 	// A key that expired (written by hand: apikey makes none in the past).
