@@ -120,23 +120,34 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 // are refused unless positional is set (the caller then checks them).
 func storeCommand(ctx context.Context, name string, args []string, stderr io.Writer, env func(string) (string, bool),
 	create, positional bool, define func(*flag.FlagSet)) (fs *flag.FlagSet, st *eventstore.Store, done func(), err error) {
-	fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	fs, sf, err := storeCommandFlags(name, args, stderr, env, create, positional, define)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, done, err = sf.open(ctx, create)
+	return fs, st, done, err
+}
+
+// storeCommandFlags is storeCommand's first half, for a command that has
+// more to check before the store is opened (or made).
+func storeCommandFlags(name string, args []string, stderr io.Writer, env func(string) (string, bool),
+	create, positional bool, define func(*flag.FlagSet)) (*flag.FlagSet, *storeFlags, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var sf storeFlags
+	sf := new(storeFlags)
 	sf.register(fs, create)
 	if define != nil {
 		define(fs)
 	}
 	if err := parseFlags(fs, args, env); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if !positional {
 		if err := noArguments(fs); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 	}
-	st, done, err = sf.open(ctx, create)
-	return fs, st, done, err
+	return fs, sf, nil
 }
 
 // progressTo prints progress on w when it is a terminal, and nothing
@@ -302,25 +313,14 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 // importCmd: orderflow import.
 func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var in *string
-	_, st, done, err := storeCommand(ctx, "import", args, stderr, env, true, false, func(fs *flag.FlagSet) {
+	_, sf, err := storeCommandFlags("import", args, stderr, env, true, false, func(fs *flag.FlagSet) {
 		in = fs.String("in", "-", "JSON Lines file written by export (- for standard input)")
 	})
 	if err != nil {
 		return err
 	}
-	defer done()
-	if err := st.EnsureDeadLetters(ctx); err != nil {
-		return err
-	}
-	for _, stream := range exportStreams {
-		last, err := st.LastSequence(ctx, stream)
-		if err != nil {
-			return fmt.Errorf("%s: %w", stream, err)
-		}
-		if last != 0 {
-			return fmt.Errorf("import needs an empty store: %s holds %d messages (import into a new --data-dir, or a cluster without orderflow's streams)", stream, last)
-		}
-	}
+	// The file is opened and checked before the store is: a missing or
+	// bad file makes no store (at a mistyped --data-dir, say).
 	r := io.Reader(os.Stdin)
 	var size int64
 	if *in != "-" {
@@ -346,6 +346,23 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			size = fi.Size()
 		}
 		r = f
+	}
+	st, done, err := sf.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := st.EnsureDeadLetters(ctx); err != nil {
+		return err
+	}
+	for _, stream := range exportStreams {
+		last, err := st.LastSequence(ctx, stream)
+		if err != nil {
+			return fmt.Errorf("%s: %w", stream, err)
+		}
+		if last != 0 {
+			return fmt.Errorf("import needs an empty store: %s holds %d messages (import into a new --data-dir, or a cluster without orderflow's streams)", stream, last)
+		}
 	}
 	counted := &countingReader{r: r}
 	dec := json.NewDecoder(bufio.NewReaderSize(counted, 1<<20))

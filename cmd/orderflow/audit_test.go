@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -260,7 +261,9 @@ func TestExportImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := bytes.IndexByte(whole, '\n') + 1
-	refused := t.TempDir()
+	// The file is checked before the store is opened: a bad one makes no
+	// store at a --data-dir that is not there yet (a mistyped one, say).
+	refused := filepath.Join(t.TempDir(), "not-yet")
 	for name, body := range map[string][]byte{
 		"line 2: unexpected EOF; nothing was imported": whole[:second+20],
 		"line 2: ORDERFLOW_DEFINITIONS sequence 1 where 2 is due: the export has gaps or is out of order; nothing was imported": append(whole[:second:second], whole...),
@@ -271,6 +274,9 @@ func TestExportImport(t *testing.T) {
 		}
 		if code, _, errOut := runMain(t, "import", "--data-dir", refused, "--in", bad); code == 0 || !strings.Contains(errOut, name) {
 			t.Fatalf("import of a bad export: %d %s, want %q", code, errOut, name)
+		}
+		if _, err := os.Stat(refused); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("a refused import made %s: %v", refused, err)
 		}
 	}
 	if code, out, errOut := runMain(t, "import", "--data-dir", refused, "--in", dump); code != 0 || !strings.Contains(out, "imported") {
