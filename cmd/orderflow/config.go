@@ -322,7 +322,75 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 			}
 		}
 	})
+	var names []string // the environment's, as lookup sees it
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "" {
+			if _, ok := lookup(k); ok {
+				names = append(names, k)
+			}
+		}
+	}
+	for _, hint := range envHints(names, fs) {
+		fmt.Fprintf(fs.Output(), "orderflow %s: %s\n", fs.Name(), hint)
+	}
 	return errors.Join(errs...)
+}
+
+// envHints points out the ORDERFLOW_ variables among names that no flag
+// of fs reads but that nearly name one of its flags' variables
+// (ORDERFLOW_NATSURL, ORDERFLOW_data_dir): set by mistake, they would
+// otherwise be ignored without a word, and orderflow would run with the
+// flag's default (an embedded server instead of the cluster, say). A
+// variable far from every flag's is left alone: it may be another
+// command's (ORDERFLOW_SERVER where serve runs).
+func envHints(names []string, fs *flag.FlagSet) []string {
+	var hints []string
+	for _, name := range names {
+		rest, ok := strings.CutPrefix(strings.ToUpper(name), envPrefix)
+		if !ok || rest == "" {
+			continue
+		}
+		best, bestDist := "", len(rest)
+		fs.VisitAll(func(f *flag.Flag) {
+			if bestDist < 0 {
+				return
+			}
+			if EnvName(f.Name) == name {
+				bestDist = -1 // read
+				return
+			}
+			want := strings.TrimPrefix(EnvName(f.Name), envPrefix)
+			if d := editDistance(rest, want); d < bestDist {
+				best, bestDist = f.Name, d
+			}
+		})
+		if bestDist < 0 || best == "" || bestDist > 2 || 3*bestDist > len(rest) {
+			continue
+		}
+		hints = append(hints, fmt.Sprintf("%s is set, but no flag reads it: did you mean %s (--%s)?", name, EnvName(best), best))
+	}
+	return hints
+}
+
+// editDistance is the Levenshtein distance between two short names.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // noArguments refuses positional arguments to a command that takes none,

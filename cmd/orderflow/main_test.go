@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -538,5 +539,27 @@ func TestBenchCommand(t *testing.T) {
 		if !strings.HasPrefix(f.Name, "raw ") && (f.Baseline == "" || f.Ratio <= 0) {
 			t.Errorf("%s has no ratio to a raw baseline", f.Name)
 		}
+	}
+}
+
+// A variable that nearly names a flag's is pointed out; one a flag reads,
+// and one far from every flag's (another command's, say), are not.
+func TestEnvHints(t *testing.T) {
+	t.Parallel()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg := DefaultConfig()
+	cfg.RegisterFlags(fs)
+	got := envHints([]string{
+		"ORDERFLOW_NATSURL", "ORDERFLOW_NATS_URL", "ORDERFLOW_data_dir", "ORDERFLOW_NATS-URL",
+		"ORDERFLOW_SERVER", "ORDERFLOW_TOKEN", "ORDERFLOW_", "PATH", "ORDERFLOW_HTTPS",
+	}, fs)
+	want := []string{
+		"ORDERFLOW_NATSURL is set, but no flag reads it: did you mean ORDERFLOW_NATS_URL (--nats-url)?",
+		"ORDERFLOW_data_dir is set, but no flag reads it: did you mean ORDERFLOW_DATA_DIR (--data-dir)?",
+		"ORDERFLOW_NATS-URL is set, but no flag reads it: did you mean ORDERFLOW_NATS_URL (--nats-url)?",
+		"ORDERFLOW_HTTPS is set, but no flag reads it: did you mean ORDERFLOW_HTTP (--http)?",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("hints:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
