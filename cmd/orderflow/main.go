@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -94,9 +95,28 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	default:
-		fmt.Fprintf(stderr, "orderflow %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "orderflow %s: %v\n", commandName(args), err)
 		return 1
 	}
+}
+
+// subcommands are the words after a command that name what it does
+// (order move, apikey list), for the name an error is reported under.
+var subcommands = map[string][]string{
+	"order":       {"show", "place", "hold", "resume", "cancel", "move", "migrate"},
+	"projections": {"rebuild"},
+	"audit":       {"order", "workflow"},
+	"apikey":      {"list", "revoke"},
+	"deadletters": {"retry"},
+}
+
+// commandName is the command args run, with its subcommand when it has
+// one: "order move", not "order".
+func commandName(args []string) string {
+	if len(args) > 1 && slices.Contains(subcommands[args[0]], args[1]) {
+		return args[0] + " " + args[1]
+	}
+	return args[0]
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer, env func(string) (string, bool)) error {

@@ -301,6 +301,19 @@ func TestMainUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, %s", args, code, err)
 		}
 	}
+	// An error is reported under the subcommand that ran.
+	for args, want := range map[[2]string]string{
+		{"order", "move"}:     "orderflow order move: ",
+		{"apikey", "list"}:    "orderflow apikey list: ",
+		{"audit", "workflow"}: "orderflow audit workflow: ",
+		{"order", "bogus"}:    "orderflow order: ",
+	} {
+		var errOut strings.Builder
+		if code := Main(context.Background(), append(args[:], "--bogus-flag"), &out, &errOut, func(string) (string, bool) { return "", false }); code == 0 ||
+			!strings.Contains(errOut.String(), "\n"+want) && !strings.HasPrefix(errOut.String(), want) {
+			t.Errorf("%v: exit %d, %q, want a line starting %q", args, code, errOut.String(), want)
+		}
+	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Errorf("a refused command made its data dir: %v", err)
 	}
