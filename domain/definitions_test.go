@@ -106,6 +106,13 @@ func TestStatusLibraryRules(t *testing.T) {
 		{"add derives key", func(l *domain.StatusLibrary) error { return l.Add("", "Ready for Delivery", domain.CategoryReady) }, nil},
 		{"duplicate key", func(l *domain.StatusLibrary) error { return l.Add("washing", "Wash 2", domain.CategoryPending) }, domain.ErrDuplicate},
 		{"duplicate name other case", func(l *domain.StatusLibrary) error { return l.Add("w2", "WASHING", domain.CategoryPending) }, domain.ErrDuplicate},
+		{"archived key is not reused", func(l *domain.StatusLibrary) error {
+			err := l.Add("gone", "Gone Again", domain.CategoryPending)
+			if err != nil && !strings.Contains(err.Error(), "archived (a key is never used again") {
+				t.Errorf("the refusal does not say the key is archived: %v", err)
+			}
+			return err
+		}, domain.ErrDuplicate},
 		{"archived name may be reused", func(l *domain.StatusLibrary) error { return l.Add("gone2", "gone", domain.CategoryPending) }, nil},
 		{"empty name", func(l *domain.StatusLibrary) error { return l.Add("x", "  ", domain.CategoryPending) }, domain.ErrInvalid},
 		{"long name", func(l *domain.StatusLibrary) error {

@@ -46,7 +46,10 @@ func (es *entries[T]) list() []T {
 
 // checkNew refuses a key that is already taken, archived or not.
 func (es *entries[T]) checkNew(key string) error {
-	if _, ok := es.byKey[key]; ok {
+	if e, ok := es.byKey[key]; ok {
+		if (*e).archived() { // a key names one entry for good: history and pinned workflows read it
+			return kindErr(ErrDuplicate, "key", "%s %q already exists, archived (a key is never used again: give another \"key\")", es.noun, key)
+		}
 		return kindErr(ErrDuplicate, "key", "%s %q already exists", es.noun, key)
 	}
 	return nil
