@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -112,8 +111,11 @@ func appendKeyLine(path, line string) error {
 
 // apiKeyFileCmd: orderflow apikey list|revoke --keys-file F [--name N].
 func apiKeyFileCmd(verb string, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := flag.NewFlagSet("apikey "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	usage := "Usage: orderflow apikey list --keys-file F\n\nShow the keys of a keys file: name, tenant, role, expiry."
+	if verb == "revoke" {
+		usage = "Usage: orderflow apikey revoke --keys-file F --name NAME\n\nTake a key back: its line leaves the keys file, and a running server refuses it once it sees the change."
+	}
+	fs := commandFlags("apikey "+verb, usage, stderr)
 	keysFile := fs.String("keys-file", "", "the keys file (as given to 'serve --api-keys')")
 	name := fs.String("name", "", "the key to take back (revoke)")
 	if err := parseFlags(fs, args, env); err != nil {

@@ -132,8 +132,7 @@ func storeCommand(ctx context.Context, name string, args []string, stderr io.Wri
 // more to check before the store is opened (or made).
 func storeCommandFlags(name string, args []string, stderr io.Writer, env func(string) (string, bool),
 	create, positional bool, define func(*flag.FlagSet)) (*flag.FlagSet, *storeFlags, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := commandFlags(name, storeUsage[name], stderr)
 	sf := new(storeFlags)
 	sf.register(fs, create)
 	if define != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,8 +40,8 @@ type benchFigure struct {
 // server, so every orderflow figure comes with its ratio to the raw
 // JetStream figure measured in the same run.
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := commandFlags("bench", "Usage: orderflow bench [flags]\n\n"+
+		"Measure orderflow against raw JetStream on this machine, in one run on one server: every figure with its ratio to the raw one.", stderr)
 	orders := fs.Int("orders", 2000, "orders per throughput run (7 triggers each)")
 	rates := fs.String("rates", "500,2000", "offered trigger rates for the latency runs, per second, comma-separated")
 	duration := fs.Duration("duration", 5*time.Second, "length of each latency run")

@@ -185,6 +185,21 @@ func (e *problemError) Error() string { return e.msg }
 
 // commandFlags is the flag set of a subcommand whose -h prints usage,
 // then the flags, on stderr.
+// storeUsage is the usage of the commands that read (or write) the
+// streams themselves, over NATS or in a data directory: what -h prints
+// before the flags.
+var storeUsage = map[string]string{
+	"verify": "Usage: orderflow verify [flags]\n\nCheck every aggregate's hash chain (with --triggers, also account for every stored trigger). Exit 1 on a fault.",
+	"export": "Usage: orderflow export [flags]\n\nWrite every stored message as JSON Lines, for a backup or 'orderflow import'.",
+	"import": "Usage: orderflow import --data-dir D --in F [flags]\n\nLoad an export into an empty store (a new --data-dir, or a cluster without orderflow's streams).",
+	"replay": "Usage: orderflow replay --until T [--out F] [flags]\n\nRebuild the read models as they were at T and print the board (with --out, write one tenant's read models as JSON).",
+	"deadletters": "Usage: orderflow deadletters [flags]\n       orderflow deadletters retry [flags] SEQ...\n\n" +
+		"List the triggers put aside as unprocessable, or publish them again.",
+	"deadletters retry": "Usage: orderflow deadletters retry [flags] SEQ...\n\nPublish dead letters again as triggers, with their trigger ids.",
+	"audit order":       "Usage: orderflow audit order [flags] ID\n\nPrint an order's history as a timeline.",
+	"audit workflow":    "Usage: orderflow audit workflow [flags] ID\n\nPrint a workflow's history as a timeline.",
+}
+
 func commandFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -271,8 +286,7 @@ func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 			"       orderflow order migrate [flags] --workflow ID")
 		return errors.New("want: order show ORDER, order place ORDER_TYPE, order hold|resume|cancel|move ORDER, or order migrate --workflow ID")
 	}
-	fs := flag.NewFlagSet("order show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := commandFlags("order show", "Usage: orderflow order show [flags] ORDER\n\nShow an order's current step.", stderr)
 	server := serverFlags(fs)
 	asJSON := fs.Bool("json", false, "print the order as JSON")
 	if err := parseFlags(fs, args[1:], env); err != nil {
@@ -431,8 +445,7 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintln(stderr, "Usage: orderflow projections rebuild [flags]")
 		return errors.New("want: projections rebuild")
 	}
-	fs := flag.NewFlagSet("projections rebuild", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := commandFlags("projections rebuild", "Usage: orderflow projections rebuild [flags]\n\nRebuild a running orderflow's read models from the streams.", stderr)
 	server := serverFlags(fs)
 	if err := parseFlags(fs, args[1:], env); err != nil {
 		return err
@@ -485,8 +498,7 @@ func projectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 // /openapi.json serves, without a server: for generating clients in a
 // build.
 func openAPICmd(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("openapi", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := commandFlags("openapi", "Usage: orderflow openapi\n\nPrint the HTTP API's OpenAPI document (as GET /openapi.json serves it), for generating clients.", stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -24,7 +24,11 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	var after *uint64
 	var limit *int
-	fs, st, done, err := storeCommand(ctx, "deadletters", args, stderr, env, false, true, func(fs *flag.FlagSet) {
+	name := "deadletters"
+	if retry {
+		name = "deadletters retry"
+	}
+	fs, st, done, err := storeCommand(ctx, name, args, stderr, env, false, true, func(fs *flag.FlagSet) {
 		if !retry {
 			after = fs.Uint64("after", 0, "list the dead letters after this sequence")
 			limit = fs.Int("limit", 100, "list at most this many")

@@ -121,8 +121,8 @@ func commandName(args []string) string {
 
 func serve(ctx context.Context, args []string, stderr io.Writer, env func(string) (string, bool)) error {
 	cfg := DefaultConfig()
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := commandFlags("serve", "Usage: orderflow serve [flags]\n\n"+
+		"Run orderflow: the HTTP API, the trigger processor and the read models, on an embedded JetStream server unless --nats-url names a cluster.", stderr)
 	cfg.RegisterFlags(fs)
 	if err := parseFlags(fs, args, env); err != nil {
 		return err

@@ -301,6 +301,17 @@ func TestMainUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, %s", args, code, err)
 		}
 	}
+	// Every command's -h says what it is for before its flags.
+	for _, cmd := range []string{"serve", "trigger", "order show", "order place", "order hold", "order move", "order migrate",
+		"projections rebuild", "audit order", "audit workflow", "replay", "verify", "export", "import", "deadletters",
+		"deadletters retry", "bench", "apikey", "apikey list", "apikey revoke", "openapi"} {
+		var errOut strings.Builder
+		args := append(strings.Fields(cmd), "-h")
+		if code := Main(context.Background(), args, &out, &errOut, func(string) (string, bool) { return "", false }); code != 0 ||
+			!strings.HasPrefix(errOut.String(), "Usage: orderflow "+cmd) || !strings.Contains(errOut.String(), "\n\n") {
+			t.Errorf("%s -h: exit %d, %.200q", cmd, code, errOut.String())
+		}
+	}
 	// An error is reported under the subcommand that ran.
 	for args, want := range map[[2]string]string{
 		{"order", "move"}:     "orderflow order move: ",
