@@ -476,7 +476,6 @@ func foldName(name string) string {
 	return b.String()
 }
 
-// jsonKind names what JSON a request field of type t takes.
 // jsonError says in the API's words why encoding/json refused what
 // (the body, a trigger body) into a struct: a JSON value of the wrong
 // kind, an unknown field, or malformed JSON. It never names a Go type.
@@ -497,6 +496,7 @@ func jsonError(what string, err error) error {
 	return err // a field's own UnmarshalJSON said why
 }
 
+// jsonKind names what JSON a request field of type t takes.
 func jsonKind(t reflect.Type) string {
 	if t == nil {
 		return "a value"

@@ -183,8 +183,6 @@ type problemError struct {
 
 func (e *problemError) Error() string { return e.msg }
 
-// commandFlags is the flag set of a subcommand whose -h prints usage,
-// then the flags, on stderr.
 // storeUsage is the usage of the commands that read (or write) the
 // streams themselves, over NATS or in a data directory: what -h prints
 // before the flags.
@@ -200,6 +198,8 @@ var storeUsage = map[string]string{
 	"audit workflow":    "Usage: orderflow audit workflow [flags] ID\n\nPrint a workflow's history as a timeline.",
 }
 
+// commandFlags is the flag set of a subcommand whose -h prints usage,
+// then the flags, on stderr.
 func commandFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
