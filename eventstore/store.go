@@ -1014,6 +1014,27 @@ func (s *Store) MessagesOn(ctx context.Context, stream, subject string, since ti
 	return out, nil
 }
 
+// ScanMessages gives fn, oldest first, the messages of stream (which
+// allows direct gets) that match filter ("" for every one) after sequence
+// after, read in batched direct gets rather than a request a message,
+// until fn answers false or an error (which ScanMessages returns).
+func (s *Store) ScanMessages(ctx context.Context, stream, filter string, after uint64, fn func(*jetstream.RawStreamMsg) (bool, error)) error {
+	err := s.readFilter(ctx, stream, filter, after+1, func(m *jetstream.RawStreamMsg) error {
+		more, err := fn(m)
+		if err == nil && !more {
+			return errScanDone
+		}
+		return err
+	})
+	if errors.Is(err, errScanDone) {
+		return nil
+	}
+	return err
+}
+
+// errScanDone ends a ScanMessages whose fn has seen enough.
+var errScanDone = errors.New("scan done")
+
 // readFilter gives fn, oldest first, every message of stream that matches
 // filter from sequence from: batched direct gets of a page (rawPage) at a
 // time, each tried again while it fails for a moment (a stream just

@@ -38,27 +38,35 @@ type DeadLetter struct {
 // order.
 var ErrNotRedrivable = errors.New("dead letter cannot be processed")
 
-// ReadDeadLetters returns up to limit dead letters after sequence after,
-// oldest first (none when no trigger processor has run yet).
-func ReadDeadLetters(ctx context.Context, st *eventstore.Store, after uint64, limit int) ([]DeadLetter, error) {
-	stream, err := st.JetStream().Stream(ctx, eventstore.StreamDeadLetter)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+// DeadLetterQuery picks the dead letters ReadDeadLetters lists.
+type DeadLetterQuery struct {
+	// Tenant and OrderID, when set, keep the dead letters whose trigger
+	// subject names them (wherever they are stored: on their tenant's
+	// subject, or on DeadLetterSubject itself as earlier versions put
+	// them).
+	Tenant, OrderID string
+	After           uint64 // list those after this sequence
+	Limit           int    // at most this many (0: every one)
+}
+
+// ReadDeadLetters returns the dead letters q picks, oldest first (none
+// when no trigger processor has run yet).
+func ReadDeadLetters(ctx context.Context, st *eventstore.Store, q DeadLetterQuery) ([]DeadLetter, error) {
+	if _, err := st.JetStream().Stream(ctx, eventstore.StreamDeadLetter); errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
+	} else if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
 	var out []DeadLetter
-	for seq := max(after+1, info.State.FirstSeq); seq <= info.State.LastSeq && len(out) < limit; seq++ {
-		dl, err := readDeadLetter(ctx, stream, seq)
-		if err != nil {
-			return nil, err
+	err := st.ScanMessages(ctx, eventstore.StreamDeadLetter, "", q.After, func(m *jetstream.RawStreamMsg) (bool, error) {
+		dl := deadLetterOf(m.Sequence, m.Time, m.Header, m.Data)
+		if (q.Tenant == "" || dl.Tenant == q.Tenant) && (q.OrderID == "" || dl.OrderID == q.OrderID) {
+			out = append(out, dl)
 		}
-		out = append(out, dl)
+		return q.Limit <= 0 || len(out) < q.Limit, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
 	}
 	return out, nil
 }

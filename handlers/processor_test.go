@@ -558,7 +558,7 @@ func TestTriggerWaitsForStorage(t *testing.T) {
 		o, _, err := f.c.LoadOrder(f.ctx, "o-full")
 		return err == nil && o.Version() == 2
 	}, "the trigger to take effect once there is room")
-	if dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10); err != nil || len(dls) != 0 {
+	if dls, err := ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10}); err != nil || len(dls) != 0 {
 		t.Fatalf("dead letters: %v, %v", dls, err)
 	}
 	out := logs.String()
@@ -735,7 +735,7 @@ func TestTriggerIDOfAnotherTriggerIsRefused(t *testing.T) {
 	var dls []DeadLetter
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
 		var err error
-		dls, err = ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		dls, err = ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10})
 		return err == nil && len(dls) == 1
 	}, "the trigger with a taken id put aside")
 	want := fmt.Sprintf(`"reused-0" is already the id of trigger %q on order "o-reused" (advanced)`, WorkedExampleTriggers[0])
@@ -1031,7 +1031,7 @@ func TestLanesRecoverASkippedTriggerWithATakenID(t *testing.T) {
 	var dls []DeadLetter
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
 		var err error
-		dls, err = ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		dls, err = ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10})
 		return err == nil && len(dls) == 1
 	}, fmt.Sprintf("the skipped trigger (sequence %d) with a taken id put aside", taken))
 	if dl := dls[0]; dl.TriggerID != "skipid-0" || dl.Trigger != WorkedExampleTriggers[1] || !strings.Contains(dl.Reason, "is already the id of trigger") {
@@ -1068,7 +1068,7 @@ func TestLanesPutAsideSkippedTriggersThatCannotBeProcessed(t *testing.T) {
 	var dls []DeadLetter
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
 		var err error
-		dls, err = ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		dls, err = ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10})
 		return err == nil && len(dls) == 3
 	}, "the three skipped triggers put aside")
 	want := map[string]string{"skipbad-junk": "trigger body", "skipbad-none": `unknown order "o-nobody"`, "skipbad-token": "order id"}
@@ -1107,14 +1107,14 @@ func TestTriggerAnsweredBeforeTheChecksIsADuplicate(t *testing.T) {
 	f.triggerWithBody(t, "o-old", WorkedExampleTriggers[0], "old-1-copy", []byte(`{"trigger_id":"old-1","worker":"a","worker":"b"}`))
 	f.trigger(t, "o-old", WorkedExampleTriggers[1], "old-2") // after it in the order's lane
 	f.waitAdvanced(t, "o-old", "old-1", "old-2")
-	if dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10); err != nil || len(dls) != 0 {
+	if dls, err := ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10}); err != nil || len(dls) != 0 {
 		t.Fatalf("dead letters %+v, %v; want none", dls, err)
 	}
 	// A body that fails the checks, with an id its order has not answered,
 	// is still put aside.
 	f.triggerWithBody(t, "o-old", WorkedExampleTriggers[2], "old-3", []byte(`{"worker":"a","worker":"b"}`))
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		dls, err := ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10})
 		return err == nil && len(dls) == 1 && dls[0].TriggerID == "old-3"
 	}, "the trigger with a field given twice put aside")
 }
@@ -1177,7 +1177,7 @@ func TestDeadLetterOncePerStoredTrigger(t *testing.T) {
 	f := newLaneFixture(t)
 	seq := f.unreadableTrigger(t, "o-bad", "bad-0")
 	deadLetters := func() int {
-		dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		dls, err := ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1227,7 +1227,7 @@ func TestDeadLetterSubjects(t *testing.T) {
 		f.trigger(t, order, WorkedExampleTriggers[0], msgID)
 		var dls []DeadLetter
 		eventstoretest.Eventually(t, 30*time.Second, func() bool {
-			all, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+			all, err := ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10})
 			dls = all
 			return err == nil && len(all) > 0 && all[len(all)-1].TriggerID == msgID
 		}, "the trigger for an unknown order put aside")
@@ -1273,7 +1273,7 @@ func TestLanesRecoveryLeavesDeadLettersAlone(t *testing.T) {
 	defer p.Close()
 	seq := f.unreadableTrigger(t, "o-dead", "dead-0")
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		dls, err := ReadDeadLetters(f.ctx, f.c.Store, 0, 10)
+		dls, err := ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10})
 		return err == nil && len(dls) == 1 && dls[0].TriggerID == "dead-0"
 	}, "the unreadable trigger put aside")
 	p.recoverSkipped(seq, seq)

@@ -464,7 +464,7 @@ func TestRestoredStoreKeepsTriggersPutAside(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
 	publishTrigger(t, ctx, jetStreamAt(t, app.NATSURL()), "early-1", "picked_up", "early-t1")
 	eventstoretest.Eventually(t, 10*time.Second, func() bool {
-		dls, err := handlers.ReadDeadLetters(ctx, app.Store(), 0, 10)
+		dls, err := handlers.ReadDeadLetters(ctx, app.Store(), handlers.DeadLetterQuery{Limit: 10})
 		return err == nil && len(dls) == 1
 	}, "the trigger for an order not placed yet put aside")
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "early-1", "order_type_id": "wash_fold_delivery"})

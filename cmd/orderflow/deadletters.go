@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,6 +25,7 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	var after *uint64
 	var limit *int
+	var tenant, order *string
 	name := "deadletters"
 	if retry {
 		name = "deadletters retry"
@@ -32,6 +34,8 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		if !retry {
 			after = fs.Uint64("after", 0, "list the dead letters after this sequence")
 			limit = fs.Int("limit", 100, "list at most this many")
+			tenant = fs.String("tenant", "", "list only this tenant's (empty: every tenant's; \""+eventstore.DefaultTenant+"\" with --order)")
+			order = fs.String("order", "", "list only this order's (its id as the trigger's subject spells it)")
 		}
 	})
 	if err != nil {
@@ -45,7 +49,20 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		if *limit < 1 {
 			return fmt.Errorf("--limit %d: want 1 or more", *limit)
 		}
-		dls, err := handlers.ReadDeadLetters(ctx, st, *after, *limit)
+		q := handlers.DeadLetterQuery{Tenant: *tenant, OrderID: *order, After: *after, Limit: *limit}
+		again := "orderflow deadletters" // the command that lists the next page
+		// Compared as they are, not made into a subject: an order id no
+		// subject may hold is how a poison trigger is found.
+		if q.OrderID != "" {
+			if q.Tenant == "" {
+				q.Tenant = eventstore.DefaultTenant
+			}
+			again += " --order " + shellWord(q.OrderID)
+		}
+		if q.Tenant != "" {
+			again += " --tenant " + shellWord(q.Tenant)
+		}
+		dls, err := handlers.ReadDeadLetters(ctx, st, q)
 		if err != nil {
 			return err
 		}
@@ -65,9 +82,9 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 		if len(dls) == *limit {
-			last := dls[len(dls)-1].Seq
-			if more, err := handlers.ReadDeadLetters(ctx, st, last, 1); err == nil && len(more) > 0 {
-				fmt.Fprintf(stderr, "more follow: orderflow deadletters --after %d\n", last)
+			q.After, q.Limit = dls[len(dls)-1].Seq, 1
+			if more, err := handlers.ReadDeadLetters(ctx, st, q); err == nil && len(more) > 0 {
+				fmt.Fprintf(stderr, "more follow: %s --after %d\n", again, q.After)
 			}
 		}
 		return nil
@@ -105,6 +122,15 @@ func redrive(ctx context.Context, st *eventstore.Store, arg string, stdout io.Wr
 	fmt.Fprintf(stdout, "dead letter %d: trigger %s of order %s (id %s) published again at trigger sequence %d%s\n",
 		seq, dl.Trigger, dl.OrderID, dl.TriggerID, ack.Sequence, note)
 	return nil
+}
+
+// shellWord is s as a shell reads it back: bare when it is a safe token,
+// else in single quotes.
+func shellWord(s string) string {
+	if eventstore.ValidateToken("word", s) == nil {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func dash(s string) string {

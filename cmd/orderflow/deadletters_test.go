@@ -97,6 +97,34 @@ func TestDeadLettersRetry(t *testing.T) {
 	if code, _, errOut = runMain(t, "deadletters", url, "--limit", "0"); code != 1 || !strings.Contains(errOut, "--limit 0: want 1 or more") {
 		t.Fatalf("deadletters --limit 0: %d %s", code, errOut)
 	}
+	// The list keeps one tenant's, or one order's, when asked: another
+	// tenant's trigger for an order it does not have is left out.
+	m = nats.NewMsg("orderflow.acme.trigger.late-1.picked_up")
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	awaitDeadLetter(t, dl, "unknown order")
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		code, out, errOut = runMain(t, "deadletters", url, "--tenant", "acme")
+		return code != 0 || strings.Count(out, "\n") >= 2
+	}, "acme's dead letter listed")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.Contains(lines[1], "acme") {
+		t.Fatalf("deadletters --tenant acme: %d\n%s%s", code, out, errOut)
+	}
+	// --order alone is the default tenant's; a page names the filter in
+	// the command that lists the next.
+	code, out, errOut = runMain(t, "deadletters", url, "--order", "late-1", "--limit", "2")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || strings.Contains(out, "acme") ||
+		errOut != "more follow: orderflow deadletters --order late-1 --tenant default --after 2\n" {
+		t.Fatalf("deadletters --order late-1 --limit 2: %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runMain(t, "deadletters", url, "--order", "late-1", "--tenant", "acme")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.Contains(lines[1], "acme") {
+		t.Fatalf("deadletters --order late-1 --tenant acme: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut = runMain(t, "deadletters", url, "--order", "nope"); code != 0 || strings.Count(out, "\n") != 1 {
+		t.Fatalf("deadletters --order nope: %d\n%s%s", code, out, errOut)
+	}
 	h := c.must(200, "GET", "/v1/orders/late-1/history", nil)
 	events := h["events"].([]any)
 	if last := events[len(events)-1].(map[string]any); last["causation_id"] != ack.TriggerID {
