@@ -256,8 +256,8 @@ func (api *API) getWorkflow(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	if !asOf.IsZero() {
-		s, err := api.cmds(r).WorkflowAsOf(r.Context(), id, asOf)
+	if asOf != nil {
+		s, err := api.cmds(r).WorkflowAsOf(r.Context(), id, *asOf)
 		if err != nil {
 			api.fail(w, r, err)
 			return

@@ -208,7 +208,7 @@ func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	if asOf.IsZero() {
+	if asOf == nil {
 		o, err := api.cmds(r).CurrentOrder(r.Context(), id)
 		if err != nil {
 			api.fail(w, r, err)
@@ -229,32 +229,33 @@ func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
 
 // pathTokenAsOf reads a path token and ?as_of=, for the routes that answer
 // as of a point in time.
-func pathTokenAsOf(r *http.Request, name, field string) (string, time.Time, error) {
+func pathTokenAsOf(r *http.Request, name, field string) (string, *time.Time, error) {
 	id, err := pathToken(r, name, field)
 	if err != nil {
-		return "", time.Time{}, err
+		return "", nil, err
 	}
 	asOf, err := asOfParam(r)
 	return id, asOf, err
 }
 
-// asOfParam reads ?as_of= (RFC 3339); zero when absent. A zone offset's
+// asOfParam reads ?as_of= (RFC 3339); nil when absent (a zero time is
+// given: 0001-01-01T00:00:00Z, before everything). A zone offset's
 // "+" sent as it is (as_of=2026-11-30T09:00:00+01:00, which curl and
 // browsers pass on unescaped) is read as the "+" it was: a query string
 // decodes it as a space, which no RFC 3339 time holds.
-func asOfParam(r *http.Request) (time.Time, error) {
+func asOfParam(r *http.Request) (*time.Time, error) {
 	v := r.URL.Query().Get("as_of")
 	if v == "" {
-		return time.Time{}, nil
+		return nil, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, v)
 	if err != nil && strings.Contains(v, " ") {
 		t, err = time.Parse(time.RFC3339Nano, strings.ReplaceAll(v, " ", "+"))
 	}
 	if err != nil {
-		return time.Time{}, &domain.FieldError{Field: "as_of", Reason: fmt.Sprintf("%q is not an RFC 3339 time such as 2026-11-27T17:00:00Z", v)}
+		return nil, &domain.FieldError{Field: "as_of", Reason: fmt.Sprintf("%q is not an RFC 3339 time such as 2026-11-27T17:00:00Z", v)}
 	}
-	return t, nil
+	return &t, nil
 }
 
 // historyJSON is an order's events, oldest first, and where the next

@@ -346,13 +346,13 @@ func (c *Commands) MigrateOrder(ctx context.Context, meta Meta, id, workflowID s
 
 // LoadOrder reads an order and its history from the store.
 func (c *Commands) LoadOrder(ctx context.Context, id string) (*domain.Order, []eventstore.Event, error) {
-	return c.LoadOrderAsOf(ctx, id, time.Time{})
+	return c.LoadOrderAsOf(ctx, id, nil)
 }
 
 // LoadOrderAsOf reads an order as it was at asOf: the events that occurred
-// at or before it (all when asOf is zero). An order not yet placed then is
-// not found.
-func (c *Commands) LoadOrderAsOf(ctx context.Context, id string, asOf time.Time) (*domain.Order, []eventstore.Event, error) {
+// at or before it (all when asOf is nil; a zero time is a time, before
+// every order). An order not yet placed then is not found.
+func (c *Commands) LoadOrderAsOf(ctx context.Context, id string, asOf *time.Time) (*domain.Order, []eventstore.Event, error) {
 	addr := c.orderAddr(id)
 	if err := addr.Validate(); err != nil {
 		return nil, nil, err
@@ -362,10 +362,10 @@ func (c *Commands) LoadOrderAsOf(ctx context.Context, id string, asOf time.Time)
 		return nil, nil, err
 	}
 	existed := len(events) > 0
-	if !asOf.IsZero() {
+	if asOf != nil {
 		kept := events[:0:0]
 		for _, ev := range events {
-			if !ev.OccurredAt.After(asOf) {
+			if !ev.OccurredAt.After(*asOf) {
 				kept = append(kept, ev)
 			}
 		}

@@ -16,9 +16,9 @@ type ReplayStats struct {
 }
 
 // Replay builds the read models from the streams as they were at until
-// (events that occurred after it are left out; a zero until keeps all),
+// (events that occurred after it are left out; a nil until keeps all),
 // into new models: no live state is touched.
-func Replay(ctx context.Context, st *eventstore.Store, until time.Time, progress eventstore.Progress) (*Definitions, *Orders, ReplayStats, error) {
+func Replay(ctx context.Context, st *eventstore.Store, until *time.Time, progress eventstore.Progress) (*Definitions, *Orders, ReplayStats, error) {
 	start := time.Now()
 	defs, orders := NewDefinitions(nil), NewOrders(nil)
 	var stats ReplayStats
@@ -36,7 +36,7 @@ func Replay(ctx context.Context, st *eventstore.Store, until time.Time, progress
 			if err != nil {
 				return nil // verify reports undecodable events
 			}
-			if !until.IsZero() && ev.OccurredAt.After(until) {
+			if until != nil && ev.OccurredAt.After(*until) {
 				return nil
 			}
 			if err := s.apply(ev); err != nil {

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"testing"
-	"time"
 
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
@@ -19,7 +18,7 @@ func TestReplaySkipsUndecodableData(t *testing.T) {
 	eventstoretest.PublishUndecodable(t, st, r.LastSeq, "orderflow.default.order.bad-1.OrderPlaced")
 	storePlaced(t, st, "ok-2", at)
 
-	_, orders, stats, err := Replay(ctx, st, time.Time{}, nil)
+	_, orders, stats, err := Replay(ctx, st, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

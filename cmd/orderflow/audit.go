@@ -539,11 +539,13 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err := eventstore.ValidateToken("tenant", *tenant); err != nil {
 		return err
 	}
-	var until time.Time
+	var until *time.Time // nil: now
 	if *untilFlag != "" {
-		if until, err = time.Parse(time.RFC3339Nano, *untilFlag); err != nil {
+		t, err := time.Parse(time.RFC3339Nano, *untilFlag)
+		if err != nil {
 			return fmt.Errorf("--until %q: want RFC 3339, such as 2026-11-27T17:00:00Z", *untilFlag)
 		}
+		until = &t
 	}
 	defs, orders, stats, err := projections.Replay(ctx, st, until, progressTo(stderr, "replay"))
 	if err != nil {
@@ -559,10 +561,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			Tenant  string     `json:"tenant"`
 			Applied uint64     `json:"applied_sequence"` // of ORDERFLOW_ORDERS
 			handlers.ReadModelsJSON
-		}{Tenant: *tenant, Applied: orders.Applied(), ReadModelsJSON: handlers.ReadModels(defs, orders, *tenant)}
-		if !until.IsZero() {
-			doc.Until = &until
-		}
+		}{Until: until, Tenant: *tenant, Applied: orders.Applied(), ReadModelsJSON: handlers.ReadModels(defs, orders, *tenant)}
 		var b bytes.Buffer
 		enc := json.NewEncoder(&b)
 		enc.SetIndent("", "  ")
@@ -618,7 +617,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err := agg.Validate(); err != nil { // "*" would read every order's events as one
 		return err
 	}
-	defs, _, _, err := projections.Replay(ctx, st, time.Time{}, nil)
+	defs, _, _, err := projections.Replay(ctx, st, nil, nil)
 	if err != nil {
 		return err
 	}

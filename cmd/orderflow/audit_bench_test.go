@@ -58,7 +58,7 @@ func BenchmarkAudit(b *testing.B) {
 	}
 	raw := rate(read, time.Since(start))
 
-	_, _, stats, err := projections.Replay(ctx, st, time.Now(), nil)
+	_, _, stats, err := projections.Replay(ctx, st, new(time.Now()), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -67,6 +67,13 @@ func TestOrderAsOf(t *testing.T) {
 		t.Fatalf("as of before the order: %v", p)
 	}
 	c.problem(404, "not_found", "GET", "/v1/orders/nobody?as_of="+placedAt.Format(time.RFC3339Nano), nil)
+	// The zero time is a time like any other, before everything: not
+	// "no as_of", which would answer with the order as it is now.
+	for _, path := range []string{"/v1/orders/asof", "/v1/workflows/laundry_intake"} {
+		if p := c.problem(404, "not_found", "GET", path+"?as_of=0001-01-01T00:00:00Z", nil); !strings.Contains(p["detail"].(string), "did not exist at 0001-01-01T00:00:00Z") {
+			t.Fatalf("%s as of the zero time: %v", path, p)
+		}
+	}
 	for i, ts := range times {
 		for _, q := range []time.Time{ts, ts.Add(5 * time.Minute), ts.Add(10*time.Minute - time.Nanosecond)} {
 			if i == len(times)-1 && q.After(ts) {
@@ -162,6 +169,12 @@ func TestReplayUntil(t *testing.T) {
 	code, stdout, _ = runMain(t, "replay", "--nats-url", app.NATSURL(), "--until", cut.Format(time.RFC3339Nano))
 	if code != 0 || !strings.Contains(stdout, "Standard Laundry Production") {
 		t.Fatalf("replay table: %d %s", code, stdout)
+	}
+	// The zero time is a time, before every event: nothing is applied
+	// (it is not "no --until", which would replay everything).
+	code, stdout, stderr = runMain(t, "replay", "--nats-url", app.NATSURL(), "--until", "0001-01-01T00:00:00Z")
+	if code != 0 || strings.Contains(stdout, "Laundry") || !strings.HasPrefix(stderr, "replayed 0 of ") {
+		t.Fatalf("replay --until the zero time: %d %s %s", code, stdout, stderr)
 	}
 	// A tenant or an id that is no subject token is refused, not read as
 	// a filter ("*" would show every order's events as one timeline).
