@@ -309,6 +309,47 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	return nil
 }
 
+// openExport opens the export import reads (in, or "-" for standard
+// input) as a file it can read twice: to check it whole, then to store it.
+// Standard input or a pipe, which can be read only once, is first copied
+// to a temporary file, which closeExport removes.
+func openExport(in string) (f *os.File, name string, closeExport func(), err error) {
+	src, name := os.Stdin, "standard input"
+	if in != "-" {
+		if src, err = os.Open(in); err != nil {
+			return nil, "", nil, err
+		}
+		name = in
+	}
+	fi, err := src.Stat()
+	if err == nil && fi.Mode().IsRegular() {
+		return src, name, func() { src.Close() }, nil
+	}
+	if src != os.Stdin {
+		defer src.Close()
+	}
+	if err != nil {
+		return nil, "", nil, err
+	}
+	tmp, err := os.CreateTemp("", "orderflow-import-*.jsonl")
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("a copy of %s, to check before anything is stored: %w", name, err)
+	}
+	closeExport = func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}
+	if _, err := io.Copy(tmp, src); err != nil {
+		closeExport()
+		return nil, "", nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		closeExport()
+		return nil, "", nil, err
+	}
+	return tmp, name, closeExport, nil
+}
+
 // importCmd: orderflow import.
 func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var in *string
@@ -318,34 +359,25 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err != nil {
 		return err
 	}
-	// The file is opened and checked before the store is: a missing or
-	// bad file makes no store (at a mistyped --data-dir, say).
-	r := io.Reader(os.Stdin)
-	var size int64
-	if *in != "-" {
-		f, err := os.Open(*in)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			// Read whole before anything is stored, so a file that is cut
-			// short or is no export changes nothing. (A pipe is read once,
-			// as standard input is: stored as it comes.)
-			if err := checkExport(f); err != nil {
-				return fmt.Errorf("%s: %w; nothing was imported", *in, err)
-			}
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			size = fi.Size()
-		}
-		r = f
+	// The export is read through and checked before the store is opened:
+	// one that is missing, cut short or no export changes nothing, and
+	// makes no store (at a mistyped --data-dir, say).
+	f, name, closeExport, err := openExport(*in)
+	if err != nil {
+		return err
 	}
+	defer closeExport()
+	if err := checkExport(f); err != nil {
+		return fmt.Errorf("%s: %w; nothing was imported", name, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	r, size := io.Reader(f), fi.Size()
 	st, done, err := sf.open(ctx, true)
 	if err != nil {
 		return err
