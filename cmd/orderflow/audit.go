@@ -649,17 +649,31 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err := agg.Validate(); err != nil { // "*" would read every order's events as one
 		return err
 	}
-	defs, _, _, err := projections.Replay(ctx, st, nil, nil)
-	if err != nil {
-		return err
-	}
-	view := defs.Tenant(*tenant)
 	events, err := st.LoadFilter(ctx, agg.Stream(), agg.Filter(), 0)
 	if err != nil {
 		return err
 	}
 	if len(events) == 0 {
 		return fmt.Errorf("no %s %q", kind, fs.Arg(0))
+	}
+	// Statuses are named as they were when each event occurred (a status
+	// renamed since shows its old name before the rename): the tenant's
+	// definitions are applied, in their order, up to each event.
+	defEvents, err := st.LoadFilter(ctx, eventstore.StreamDefinitions, eventstore.SubjectRoot+"."+*tenant+".def.>", 0)
+	if err != nil {
+		return err
+	}
+	defs, applied := projections.NewDefinitions(nil), 0
+	view := defs.Tenant(*tenant)
+	defsUpTo := func(ev eventstore.Event) {
+		for ; applied < len(defEvents); applied++ {
+			d := defEvents[applied]
+			if ev.Stream == eventstore.StreamDefinitions && d.Sequence > ev.Sequence ||
+				ev.Stream != eventstore.StreamDefinitions && d.OccurredAt.After(ev.OccurredAt) {
+				return
+			}
+			_ = defs.Apply(d) // one that cannot be applied is verify's to report
+		}
 	}
 	statusName := func(k string) string {
 		if s, _, ok := view.Status(k); ok {
@@ -671,6 +685,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fmt.Fprintln(tw, "TIME\tV\tEVENT\tWHO\tWHAT")
 	w := domain.NewWorkflow()
 	for _, ev := range events {
+		defsUpTo(ev)
 		e, err := domain.DecodeEvent(ev.Type, ev.Data)
 		if err != nil {
 			return err

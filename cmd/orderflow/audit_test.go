@@ -546,3 +546,25 @@ func TestStoreCommandsRefuseWhatIsNoStore(t *testing.T) {
 		t.Fatalf("a command made the missing data dir: %v", err)
 	}
 }
+
+// audit names statuses as they were when each event occurred: a status
+// renamed later shows its old name in the events before the rename.
+func TestAuditNamesStatusesAsTheyWere(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "n-1", "order_type_id": "wash_fold_delivery"})
+	c.must(200, "POST", "/v1/orders/n-1/triggers", map[string]any{"trigger": "picked_up"})
+	c.must(200, "PATCH", "/v1/statuses/received", map[string]any{"name": "Checked In"})
+	c.must(200, "POST", "/v1/orders/n-1/triggers", map[string]any{"trigger": "items_tagged"})
+
+	code, out, errOut := runMain(t, "audit", "order", "n-1", "--nats-url", app.NATSURL())
+	if code != 0 || !strings.Contains(out, "picked_up: Pending Pickup → Received") || !strings.Contains(out, "items_tagged: Checked In → Washing") {
+		t.Fatalf("audit order: %d %s%s", code, out, errOut)
+	}
+	code, out, errOut = runMain(t, "audit", "workflow", "laundry_intake", "--nats-url", app.NATSURL())
+	if code != 0 || !strings.Contains(out, "Received until items_tagged") || strings.Contains(out, "Checked In") {
+		t.Fatalf("audit workflow: %d %s%s", code, out, errOut)
+	}
+}
