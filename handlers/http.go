@@ -442,7 +442,7 @@ func decodeOne(body io.Reader, v any) error {
 		case errors.As(err, &fe):
 			return err // an enum field with a value outside its set
 		}
-		return fmt.Errorf("%w: %w", errBadRequest, jsonError("the body", err))
+		return fmt.Errorf("%w: %w", errBadRequest, jsonError("the body", v, err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: unexpected data after the JSON object", errBadRequest)
@@ -477,11 +477,15 @@ func foldName(name string) string {
 }
 
 // jsonError says in the API's words why encoding/json refused what
-// (the body, a trigger body) into a struct: a JSON value of the wrong
-// kind, an unknown field, or malformed JSON. It never names a Go type.
-func jsonError(what string, err error) error {
+// (the body, a trigger body) into v, a pointer to a struct: a JSON value
+// of the wrong kind, an unknown field, a time that is not RFC 3339, or
+// malformed JSON. It never names a Go type or function.
+func jsonError(what string, v any, err error) error {
 	var te *json.UnmarshalTypeError
+	var pe *time.ParseError
 	switch {
+	case errors.As(err, &pe) || strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"): // which field, encoding/json does not say
+		return fmt.Errorf(`%s: not an RFC 3339 time such as "2026-11-28T09:00:00Z"`, strings.Join(timeFields(v), " or "))
 	case errors.As(err, &te) && te.Field == "":
 		return fmt.Errorf("%s is a JSON %s; send a JSON object", what, te.Value)
 	case errors.As(err, &te):
@@ -494,6 +498,26 @@ func jsonError(what string, err error) error {
 		return fmt.Errorf("malformed JSON: %w", err)
 	}
 	return err // a field's own UnmarshalJSON said why
+}
+
+// timeFields are the JSON names of the time fields of the struct v
+// points to.
+func timeFields(v any) []string {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var names []string
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil
+	}
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Type == reflect.TypeFor[time.Time]() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // jsonKind names what JSON a request field of type t takes.

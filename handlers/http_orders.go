@@ -345,6 +345,10 @@ type triggerRequest struct {
 	Trigger   string `json:"trigger"`
 	TriggerID string `json:"trigger_id"`
 	Worker    string `json:"worker"`
+	// Note and OccurredAt are what a worker app may also say over NATS
+	// (a trigger body's note and occurred_at): recorded with the outcome.
+	Note       string    `json:"note,omitempty"`
+	OccurredAt time.Time `json:"occurred_at,omitzero"`
 }
 
 // postTrigger publishes the trigger to ORDERFLOW_TRIGGERS, as a worker app
@@ -379,6 +383,9 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		b.Worker, err = triggerWorker(r, b.Worker)
 	}
+	if err == nil {
+		err = domain.TriggerReport{Worker: b.Worker, Note: b.Note, OccurredAt: b.OccurredAt}.Check()
+	}
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -386,7 +393,8 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	if b.TriggerID == "" {
 		b.TriggerID = uuid.Must(uuid.NewV7()).String()
 	}
-	outcome, err := api.cmds(r).SendTrigger(r.Context(), id, b.Trigger, b.TriggerID, b.Worker)
+	outcome, err := api.cmds(r).SendTrigger(r.Context(), id, b.Trigger,
+		TriggerBody{TriggerID: b.TriggerID, Worker: b.Worker, Note: b.Note, OccurredAt: b.OccurredAt})
 	if err != nil {
 		api.fail(w, r, err)
 		return
@@ -434,9 +442,11 @@ func triggerWorker(r *http.Request, worker string) (string, error) {
 	return onBehalf(r, worker, "worker")
 }
 
-// SendTrigger publishes a trigger for an order and waits until its outcome
-// is stored: advanced, completed or duplicate, or a *domain.RejectedError.
-func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID, worker string) (domain.TriggerOutcome, error) {
+// SendTrigger publishes a trigger for an order, with body as a worker app
+// would send it (its TriggerID set), and waits until its outcome is
+// stored: advanced, completed or duplicate, or a *domain.RejectedError.
+func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger string, body TriggerBody) (domain.TriggerOutcome, error) {
+	triggerID := body.TriggerID
 	addr := c.orderAddr(orderID)
 	if err := addr.Validate(); err != nil {
 		return "", err
@@ -487,9 +497,8 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger, triggerID,
 	if seen {
 		return domain.OutcomeDuplicate, nil
 	}
-	body, _ := json.Marshal(TriggerBody{Worker: worker, TriggerID: triggerID})
 	m := nats.NewMsg(eventstore.TriggerSubject(c.Tenant, orderID, trigger))
-	m.Data = body
+	m.Data, _ = json.Marshal(body)
 	m.Header.Set(jetstream.MsgIDHeader, triggerID)
 	ack, err := c.Store.JetStream().PublishMsg(ctx, m)
 	if err != nil {

@@ -53,11 +53,7 @@ func DecodeTriggerBody(b []byte) (TriggerBody, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
-		var pe *time.ParseError
-		if errors.As(err, &pe) || strings.HasPrefix(err.Error(), "Time.UnmarshalJSON") { // occurred_at, the one field that decodes itself
-			return TriggerBody{}, errors.New(`trigger body: occurred_at: not an RFC 3339 time such as "2026-11-28T09:00:00Z"`)
-		}
-		return TriggerBody{}, fmt.Errorf("trigger body: %w", jsonError("the body", err))
+		return TriggerBody{}, fmt.Errorf("trigger body: %w", jsonError("the body", &body, err))
 	}
 	if dec.More() {
 		return TriggerBody{}, errors.New("trigger body: data after the JSON object")

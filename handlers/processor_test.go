@@ -757,7 +757,7 @@ func TestTriggerIDOfAnotherTriggerIsRefused(t *testing.T) {
 			t.Fatalf("%s: %v (HTTP %d), want a conflict naming the trigger the id is of", what, err, problemFor(err).Status)
 		}
 	}
-	_, err := f.c.SendTrigger(f.ctx, "o-reused", WorkedExampleTriggers[1], "reused-0", "w")
+	_, err := f.c.SendTrigger(f.ctx, "o-reused", WorkedExampleTriggers[1], TriggerBody{TriggerID: "reused-0", Worker: "w"})
 	conflict("SendTrigger", err)
 	conflict("JetStream's duplicate", f.c.checkTriggerIDOwner(f.ctx, "o-reused", WorkedExampleTriggers[1], "reused-0", first))
 	if err := f.c.checkTriggerIDOwner(f.ctx, "o-reused", WorkedExampleTriggers[0], "reused-0", first); err != nil {
@@ -768,7 +768,7 @@ func TestTriggerIDOfAnotherTriggerIsRefused(t *testing.T) {
 		t.Fatal("repeatOf did not find the id in the history")
 	}
 	conflict("the order's history", err)
-	if out, err := f.c.SendTrigger(f.ctx, "o-reused", WorkedExampleTriggers[0], "reused-0", "w"); err != nil || out != domain.OutcomeDuplicate {
+	if out, err := f.c.SendTrigger(f.ctx, "o-reused", WorkedExampleTriggers[0], TriggerBody{TriggerID: "reused-0", Worker: "w"}); err != nil || out != domain.OutcomeDuplicate {
 		t.Fatalf("the id again with its own trigger: %q, %v; want duplicate", out, err)
 	}
 	if o, _, err := f.c.LoadOrder(f.ctx, "o-reused"); err != nil || o.Version() != 2 {
@@ -794,13 +794,13 @@ func TestTriggerIDSpelledLikeARequestKey(t *testing.T) {
 	if _, err := f.c.ResumeOrder(f.ctx, resume, "o-keys", "customer called back"); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := f.c.SendTrigger(f.ctx, "o-keys", WorkedExampleTriggers[0], "k-1", "w"); err != nil || out != domain.OutcomeAdvanced {
+	if out, err := f.c.SendTrigger(f.ctx, "o-keys", WorkedExampleTriggers[0], TriggerBody{TriggerID: "k-1", Worker: "w"}); err != nil || out != domain.OutcomeAdvanced {
 		t.Fatalf("trigger k-1: %q, %v; want advanced", out, err)
 	}
 	if out, found, err := f.c.repeatOf(f.ctx, "o-keys", WorkedExampleTriggers[0], "k-1"); !found || err != nil || out != domain.OutcomeDuplicate {
 		t.Fatalf("k-1 again, from the history: %q (found %v), %v; want duplicate", out, found, err)
 	}
-	if out, err := f.c.SendTrigger(f.ctx, "o-keys", WorkedExampleTriggers[0], "k-1", "w"); err != nil || out != domain.OutcomeDuplicate {
+	if out, err := f.c.SendTrigger(f.ctx, "o-keys", WorkedExampleTriggers[0], TriggerBody{TriggerID: "k-1", Worker: "w"}); err != nil || out != domain.OutcomeDuplicate {
 		t.Fatalf("k-1 again: %q, %v; want duplicate", out, err)
 	}
 	// The resume, caused by k-2, is not the outcome of trigger k-2.
@@ -843,11 +843,11 @@ func TestTriggerSentAgainToAProcessThatCachedTheOrderBefore(t *testing.T) {
 	eventstoretest.Eventually(t, 30*time.Second, func() bool { return f.c.Store.IndexedLast(f.c.orderAddr("o-stale")) == last },
 		"the load index to have the trigger's outcome") // as it has long before the duplicate window passes
 
-	out, err := f.c.SendTrigger(f.ctx, "o-stale", WorkedExampleTriggers[0], "stale-0", "w")
+	out, err := f.c.SendTrigger(f.ctx, "o-stale", WorkedExampleTriggers[0], TriggerBody{TriggerID: "stale-0", Worker: "w"})
 	if err != nil || out != domain.OutcomeDuplicate {
 		t.Fatalf("the trigger sent again: %q, %v; want duplicate", out, err)
 	}
-	_, err = f.c.SendTrigger(f.ctx, "o-stale", WorkedExampleTriggers[1], "stale-0", "w")
+	_, err = f.c.SendTrigger(f.ctx, "o-stale", WorkedExampleTriggers[1], TriggerBody{TriggerID: "stale-0", Worker: "w"})
 	if !errors.Is(err, domain.ErrDuplicate) {
 		t.Fatalf("the id for another trigger: %v, want a conflict", err)
 	}
@@ -1337,7 +1337,7 @@ func TestSendTriggerWithAStaleCache(t *testing.T) {
 	}
 	send := func(cmds *Commands, trigger, id string, want domain.TriggerOutcome) {
 		t.Helper()
-		if got, err := cmds.SendTrigger(ctx, "o-1", trigger, id, "ana"); err != nil || got != want {
+		if got, err := cmds.SendTrigger(ctx, "o-1", trigger, TriggerBody{TriggerID: id, Worker: "ana"}); err != nil || got != want {
 			t.Fatalf("%s (%s): %v, %v; want %s", trigger, id, got, err, want)
 		}
 	}

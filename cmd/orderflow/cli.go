@@ -216,6 +216,7 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	server := serverFlags(fs)
 	triggerID := fs.String("trigger-id", "", "idempotency key (generated when empty)")
 	worker := fs.String("worker", "cli", "worker who did it")
+	note := fs.String("note", "", "the worker's note, recorded with the outcome (at most 2000 characters)")
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
@@ -231,7 +232,7 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 		id = uuid.Must(uuid.NewV7()).String()
 	}
 	b, _, resent, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
-		map[string]string{"trigger": trigger, "trigger_id": id, "worker": *worker}, nil)
+		map[string]string{"trigger": trigger, "trigger_id": id, "worker": *worker, "note": *note}, nil)
 	if err != nil {
 		if mayHaveTakenEffect(err) {
 			return fmt.Errorf("%w (the trigger may have taken effect; send it again with --trigger-id %s to be sure it takes effect once)", err, id)

@@ -774,3 +774,39 @@ func TestSupervisorActionsWithIdempotencyKey(t *testing.T) {
 		}
 	}
 }
+
+// Over HTTP, as over NATS, a worker may add a note and the time of its
+// action by its clock: both are recorded with the outcome. A note against
+// the rules is refused and stores nothing.
+func TestTriggerNoteOverHTTP(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "note-1", "order_type_id": "wash_fold_delivery"})
+	for _, body := range []map[string]any{
+		{"trigger": "picked_up", "note": strings.Repeat("é", 2001)},
+		{"trigger": "picked_up", "note": "a\u0000b"},
+		{"trigger": "picked_up", "occurred_at": "yesterday"},
+	} {
+		c.problem(400, "invalid_argument", "POST", "/v1/orders/note-1/triggers", body)
+	}
+	if p := c.problem(400, "invalid_argument", "POST", "/v1/orders/note-1/triggers", map[string]any{"trigger": "picked_up", "occurred_at": 1}); p["detail"] !=
+		`bad request: occurred_at: not an RFC 3339 time such as "2026-11-28T09:00:00Z"` {
+		t.Fatalf("a time that is no time: %v", p["detail"])
+	}
+	c.must(200, "POST", "/v1/orders/note-1/triggers", map[string]any{"trigger": "picked_up", "worker": "ana",
+		"note": "torn sleeve", "occurred_at": "2026-11-30T09:00:00Z"})
+	code, out, errOut := runMain(t, "trigger", "--server", app.HTTPAddr(), "--note", "two bags", "note-1", "items_tagged")
+	if code != 0 || !strings.HasPrefix(out, "advanced") {
+		t.Fatalf("trigger --note: %d %s%s", code, out, errOut)
+	}
+	events := c.must(200, "GET", "/v1/orders/note-1/history", nil)["events"].([]any)
+	if len(events) != 3 {
+		t.Fatalf("history: %v", events)
+	}
+	first, second := events[1].(map[string]any)["data"].(map[string]any), events[2].(map[string]any)["data"].(map[string]any)
+	if first["note"] != "torn sleeve" || first["worker_occurred_at"] != "2026-11-30T09:00:00Z" || first["worker"] != "ana" || second["note"] != "two bags" {
+		t.Fatalf("the notes recorded: %v / %v", first, second)
+	}
+}
