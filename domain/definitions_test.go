@@ -37,13 +37,13 @@ func (c *catalog) LookupTrigger(k string) (bool, bool) {
 	a, ok := c.triggers[k]
 	return ok, a
 }
-func (c *catalog) LiveWorkflowNamed(name, except string) string {
+func (c *catalog) LiveWorkflowNamed(name, except string) (string, string) {
 	for id, w := range c.workflows {
-		if id != except && !w.Archived && strings.EqualFold(w.Name, name) {
-			return id
+		if id != except && !w.Archived && domain.SameName(w.Name, name) {
+			return id, w.Name
 		}
 	}
-	return ""
+	return "", ""
 }
 func (c *catalog) LookupWorkflow(id string) (domain.WorkflowType, bool, bool) {
 	w, ok := c.workflows[id]
@@ -106,6 +106,7 @@ func TestStatusLibraryRules(t *testing.T) {
 		{"add derives key", func(l *domain.StatusLibrary) error { return l.Add("", "Ready for Delivery", domain.CategoryReady) }, nil},
 		{"duplicate key", func(l *domain.StatusLibrary) error { return l.Add("washing", "Wash 2", domain.CategoryPending) }, domain.ErrDuplicate},
 		{"duplicate name other case", func(l *domain.StatusLibrary) error { return l.Add("w2", "WASHING", domain.CategoryPending) }, domain.ErrDuplicate},
+		{"duplicate name other spacing", func(l *domain.StatusLibrary) error { return l.Add("w2", "Pending  pickup", domain.CategoryPending) }, domain.ErrDuplicate},
 		{"archived key is not reused", func(l *domain.StatusLibrary) error {
 			err := l.Add("gone", "Gone Again", domain.CategoryPending)
 			if err != nil && !strings.Contains(err.Error(), "archived (a key is never used again") {
@@ -211,6 +212,14 @@ func TestWorkflowRules(t *testing.T) {
 		{"rename to a live workflow's name, other case", func(w *domain.Workflow, c *catalog) error {
 			c.workflows["other"] = domain.WorkflowState{Name: "Home Delivery"}
 			return w.Rename("home DELIVERY", c)
+		}, domain.ErrDuplicate},
+		{"rename to a live workflow's name, other spacing", func(w *domain.Workflow, c *catalog) error {
+			c.workflows["other"] = domain.WorkflowState{Name: "Home Delivery"}
+			err := w.Rename("  home   delivery", c)
+			if err != nil && !strings.Contains(err.Error(), `workflow "other" is already named "Home Delivery"`) {
+				t.Errorf("the refusal does not name the workflow's own name: %v", err)
+			}
+			return err
 		}, domain.ErrDuplicate},
 		{"rename to an archived workflow's name", func(w *domain.Workflow, c *catalog) error {
 			c.workflows["other"] = domain.WorkflowState{Name: "Home Delivery", Archived: true}

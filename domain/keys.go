@@ -69,5 +69,9 @@ func checkName(field, name string) (string, error) {
 	return name, nil
 }
 
-// sameName compares names the way uniqueness does: case-insensitively.
-func sameName(a, b string) bool { return strings.EqualFold(a, b) }
+// SameName compares names the way uniqueness does: without regard to case
+// or to how much space separates their words ("Laundry  intake" is
+// "Laundry Intake"), which a list would show alike.
+func SameName(a, b string) bool {
+	return strings.EqualFold(strings.Join(strings.Fields(a), " "), strings.Join(strings.Fields(b), " "))
+}

@@ -109,7 +109,7 @@ func (l *StatusLibrary) Statuses() []Status { return l.list() }
 func (l *StatusLibrary) liveNamed(name, except string) string {
 	for _, k := range l.order {
 		st := l.byKey[k]
-		if k != except && !st.Archived && sameName(st.Name, name) {
+		if k != except && !st.Archived && SameName(st.Name, name) {
 			return k
 		}
 	}

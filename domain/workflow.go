@@ -21,9 +21,9 @@ type Catalog interface {
 
 // WorkflowNames tells which live workflow holds a name.
 type WorkflowNames interface {
-	// LiveWorkflowNamed returns the id of a live workflow other than
-	// exceptID whose name equals name case-insensitively, or "".
-	LiveWorkflowNamed(name, exceptID string) string
+	// LiveWorkflowNamed returns the id and name of a live workflow other
+	// than exceptID whose name is name (SameName), or "".
+	LiveWorkflowNamed(name, exceptID string) (id, named string)
 }
 
 // WorkflowUsage tells which live order types use a workflow.
@@ -85,8 +85,8 @@ func (w *Workflow) Create(id, name string, typ WorkflowType, method FulfillmentM
 	if err := checkSteps(steps, cat); err != nil {
 		return err
 	}
-	if other := names.LiveWorkflowNamed(name, id); other != "" {
-		return kindErr(ErrDuplicate, "name", "workflow %q is already named %q", other, name)
+	if other, named := names.LiveWorkflowNamed(name, id); other != "" {
+		return kindErr(ErrDuplicate, "name", "workflow %q is already named %q", other, named)
 	}
 	w.record(WorkflowCreated{ID: id, Name: name, Type: typ, FulfillmentMethod: method, Steps: slices.Clone(steps)})
 	return nil
@@ -104,8 +104,8 @@ func (w *Workflow) Rename(name string, names WorkflowNames) error {
 	if name == w.name {
 		return nil
 	}
-	if other := names.LiveWorkflowNamed(name, w.id); other != "" {
-		return kindErr(ErrDuplicate, "name", "workflow %q is already named %q", other, name)
+	if other, named := names.LiveWorkflowNamed(name, w.id); other != "" {
+		return kindErr(ErrDuplicate, "name", "workflow %q is already named %q", other, named)
 	}
 	w.record(WorkflowRenamed{Name: name})
 	return nil

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
@@ -262,17 +261,17 @@ func (v *TenantView) LookupTrigger(key string) (found, archived bool) {
 }
 
 // LiveWorkflowNamed implements domain.WorkflowNames.
-func (v *TenantView) LiveWorkflowNamed(name, exceptID string) (id string) {
+func (v *TenantView) LiveWorkflowNamed(name, exceptID string) (id, named string) {
 	v.read(func(t *tenantDefs) {
 		for wid, w := range t.workflows {
 			s := w.State()
-			if wid != exceptID && w.Exists() && !s.Archived && strings.EqualFold(s.Name, name) {
-				id = wid
+			if wid != exceptID && w.Exists() && !s.Archived && domain.SameName(s.Name, name) {
+				id, named = wid, s.Name
 				return
 			}
 		}
 	})
-	return id
+	return id, named
 }
 
 // LookupWorkflow implements domain.WorkflowLookup.
