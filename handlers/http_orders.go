@@ -119,9 +119,6 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = api.decodeBody(w, r, &b)
 	}
-	if err == nil && b.ID != "" {
-		err = eventstore.ValidateToken("order id", b.ID)
-	}
 	if err == nil && b.OrderTypeID == "" {
 		err = &domain.FieldError{Field: "order_type_id", Reason: "is required"}
 	}

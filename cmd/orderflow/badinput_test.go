@@ -133,6 +133,14 @@ func TestBadOrderInputOverHTTP(t *testing.T) {
 		{"method the route does not take", "DELETE", "/v1/orders", nil, nil, 405, "method_not_allowed"},
 	}
 	expectRefused(t, app, c, cases)
+	// An id too long for an order is refused with the order's limit,
+	// however long it is (the store's token check allows twice as long).
+	for _, n := range []int{65, 129} {
+		p := c.problem(400, "invalid_argument", "POST", "/v1/orders", map[string]any{"id": strings.Repeat("a", n), "order_type_id": "wash_fold_delivery"})
+		if p["detail"] != "id: longer than 64 characters" {
+			t.Errorf("an id of %d characters: %v", n, p["detail"])
+		}
+	}
 	if r := c.do("PUT", "/v1/orders/ok-1", nil); r.Header.Get("Allow") != "GET, HEAD" {
 		t.Fatalf("405 Allow %q, want GET, HEAD: %s", r.Header.Get("Allow"), r.Body)
 	}
