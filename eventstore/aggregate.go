@@ -80,6 +80,10 @@ func (a Aggregate) Filter() string { return a.prefix() + ".>" }
 // Subject is where an event of the given type is stored.
 func (a Aggregate) Subject(eventType string) string { return a.prefix() + "." + eventType }
 
+// DefinitionsFilter matches every definition event of a tenant (its status
+// and trigger libraries, workflows and order types).
+func DefinitionsFilter(tenant string) string { return SubjectRoot + "." + tenant + ".def.>" }
+
 // TriggerSubject is the subject a worker app publishes a trigger to.
 func TriggerSubject(tenant, orderID, triggerKey string) string {
 	return SubjectRoot + "." + tenant + ".trigger." + orderID + "." + triggerKey

@@ -169,7 +169,7 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 	var scope string
 	var scopeSeq uint64
 	if opts.scoped {
-		scope = eventstore.SubjectRoot + "." + c.Tenant + ".def.>"
+		scope = eventstore.DefinitionsFilter(c.Tenant)
 		if scopeSeq, err = c.Store.LastSequenceOn(ctx, eventstore.StreamDefinitions, scope); err != nil {
 			return Outcome{}, err
 		}

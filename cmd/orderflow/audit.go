@@ -659,7 +659,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	// Statuses are named as they were when each event occurred (a status
 	// renamed since shows its old name before the rename): the tenant's
 	// definitions are applied, in their order, up to each event.
-	defEvents, err := st.LoadFilter(ctx, eventstore.StreamDefinitions, eventstore.SubjectRoot+"."+*tenant+".def.>", 0)
+	defEvents, err := st.LoadFilter(ctx, eventstore.StreamDefinitions, eventstore.DefinitionsFilter(*tenant), 0)
 	if err != nil {
 		return err
 	}
