@@ -605,6 +605,11 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	board := orders.Board(*tenant, "")
 	view := defs.Tenant(*tenant)
+	if statuses, _ := view.Statuses(); len(statuses) == 0 && len(board) == 0 {
+		// An empty table alone would not say whether nothing had happened
+		// yet or the tenant is misspelt.
+		fmt.Fprintf(stderr, "nothing of tenant %q was stored by then: no definitions, no orders\n", *tenant)
+	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKFLOW\tSTATUS\tORDERS\tOLDEST ENTERED\tLEFT\tAVERAGE STAY")
 	for _, c := range board {
