@@ -243,7 +243,39 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	a.ready.Store(true)
 	a.Logger.Info("orderflow ready", "http", a.HTTPAddr(), "nats", redactURLs(a.NATSURL()), "embedded", a.server != nil, "processor", a.proc.ID())
+	for _, w := range exposures(a.Config, a.HTTPAddr(), a.server != nil) {
+		a.Logger.Warn(w)
+	}
 	return nil
+}
+
+// exposures are the warnings for listeners open beyond this machine with
+// nothing to say who may use them: the HTTP API (at httpAddr) without
+// --api-keys, the embedded NATS server without --nats-config.
+func exposures(cfg Config, httpAddr string, embedded bool) []string {
+	var out []string
+	if beyondLoopback(httpAddr) && cfg.APIKeys == "" {
+		out = append(out, "the HTTP API listens beyond this machine ("+httpAddr+") without --api-keys: whoever reaches it may change definitions and orders")
+	}
+	if embedded && beyondLoopback(cfg.NATSListen) && cfg.NATSConfig == "" {
+		out = append(out, "the embedded NATS server listens beyond this machine ("+cfg.NATSListen+") without --nats-config: whoever reaches it may publish triggers and read every event")
+	}
+	return out
+}
+
+// beyondLoopback reports whether a listen address (host:port) takes
+// connections from other machines: its host is empty, unspecified
+// (0.0.0.0, ::) or anything other than a loopback address or localhost.
+func beyondLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false // not a listen address; Validate said so
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 // startProcessor starts the trigger processor once the definitions read

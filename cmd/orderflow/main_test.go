@@ -587,3 +587,30 @@ func TestEnvHints(t *testing.T) {
 		t.Fatalf("hints:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A listener open beyond this machine with no one named who may use it is
+// warned of at the start; one on loopback, or guarded, is not.
+func TestExposures(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	if got := exposures(cfg, "127.0.0.1:8080", true); len(got) != 0 {
+		t.Errorf("the defaults: %v", got)
+	}
+	cfg.NATSListen = "0.0.0.0:4222"
+	got := exposures(cfg, "[::]:8080", true)
+	if len(got) != 2 || !strings.Contains(got[0], "without --api-keys") || !strings.Contains(got[1], "without --nats-config") {
+		t.Errorf("both open: %v", got)
+	}
+	if got := exposures(cfg, "10.0.0.5:8080", false); len(got) != 1 || !strings.Contains(got[0], "HTTP API") {
+		t.Errorf("HTTP on a network address, NATS not embedded: %v", got)
+	}
+	cfg.APIKeys, cfg.NATSConfig = "keys", "nats.conf"
+	if got := exposures(cfg, "[::]:8080", true); len(got) != 0 {
+		t.Errorf("both guarded: %v", got)
+	}
+	cfg = DefaultConfig()
+	cfg.NATSListen = "localhost:4222"
+	if got := exposures(cfg, "[::1]:8080", true); len(got) != 0 {
+		t.Errorf("localhost and ::1: %v", got)
+	}
+}
