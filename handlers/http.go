@@ -195,7 +195,7 @@ func (api *API) routes() []route {
 		{"POST /v1/orders/{id}/triggers", "applyTrigger", RoleWorker, "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument). " +
 			"Give it a trigger_id of your own, or an Idempotency-Key header (one is made when both are absent): sent again with it after a 503 or a lost answer, it takes effect once. " +
 			"The id names one trigger: the id of another trigger of the order, or of another order's within the duplicate window (--duplicate-window, 2 minutes by default), is 409 conflict",
-			triggerRequest{Trigger: "picked_up", TriggerID: "0193a1f2-5c7e-7d3b-9a41-3f6e2b8c1d05", Worker: "ana"}, triggerAnswer{}, api.postTrigger},
+			triggerRequest{Trigger: "picked_up", TriggerID: "0193a1f2-5c7e-7d3b-9a41-3f6e2b8c1d05", Worker: "ana", Note: "torn sleeve"}, triggerAnswer{}, api.postTrigger},
 		{"POST /v1/orders/{id}/hold", "holdOrder", RoleSupervisor, "Hold an order", reasonBody{Reason: "customer away"}, OrderJSON{}, supervise(api, holdOrder)},
 		{"POST /v1/orders/{id}/resume", "resumeOrder", RoleSupervisor, "Resume a held order", reasonBody{Reason: "back"}, OrderJSON{}, supervise(api, resumeOrder)},
 		{"POST /v1/orders/{id}/cancel", "cancelOrder", RoleSupervisor, "Cancel an order", reasonBody{Reason: "duplicate"}, OrderJSON{}, supervise(api, cancelOrder)},
