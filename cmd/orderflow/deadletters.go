@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +27,7 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	var after *uint64
 	var limit *int
 	var tenant, order *string
+	var asJSON *bool
 	name := "deadletters"
 	if retry {
 		name = "deadletters retry"
@@ -36,6 +38,7 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 			limit = fs.Int("limit", 100, "list at most this many")
 			tenant = fs.String("tenant", "", "list only this tenant's (empty: every tenant's; \""+eventstore.DefaultTenant+"\" with --order)")
 			order = fs.String("order", "", "list only this order's (its id as the trigger's subject spells it)")
+			asJSON = fs.Bool("json", false, "print JSON Lines, a dead letter an object, for scripts")
 		}
 	})
 	if err != nil {
@@ -62,18 +65,32 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		if q.Tenant != "" {
 			again += " --tenant " + shellWord(q.Tenant)
 		}
+		if *asJSON {
+			again += " --json"
+		}
 		dls, err := handlers.ReadDeadLetters(ctx, st, q)
 		if err != nil {
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tORDER\tTRIGGER\tTRIGGER ID\tANSWERED\tREASON")
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		if !*asJSON {
+			fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tORDER\tTRIGGER\tTRIGGER ID\tANSWERED\tREASON")
+		}
 		for _, dl := range dls {
 			// Whether the order has answered the trigger since: a dead
 			// letter retried, or sent again, needs nothing more.
 			answered, err := handlers.AnsweredBy(ctx, st, dl)
 			if err != nil {
 				return err
+			}
+			if *asJSON {
+				if err := enc.Encode(deadLetterLine{Seq: dl.Seq, Time: dl.Time.UTC(), Tenant: dl.Tenant, OrderID: dl.OrderID,
+					Trigger: dl.Trigger, TriggerID: dl.TriggerID, Answered: answered, Reason: dl.Reason}); err != nil {
+					return err
+				}
+				continue
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dl.Seq, dl.Time.UTC().Format(time.RFC3339), dash(dl.Tenant), dash(dl.OrderID),
 				dash(dl.Trigger), dash(dl.TriggerID), dash(answered), dl.Reason)
@@ -122,6 +139,18 @@ func redrive(ctx context.Context, st *eventstore.Store, arg string, stdout io.Wr
 	fmt.Fprintf(stdout, "dead letter %d: trigger %s of order %s (id %s) published again at trigger sequence %d%s\n",
 		seq, dl.Trigger, dl.OrderID, dl.TriggerID, ack.Sequence, note)
 	return nil
+}
+
+// deadLetterLine is a dead letter as deadletters --json prints it.
+type deadLetterLine struct {
+	Seq       uint64    `json:"seq"`
+	Time      time.Time `json:"time"`
+	Tenant    string    `json:"tenant"`
+	OrderID   string    `json:"order_id"`
+	Trigger   string    `json:"trigger"`
+	TriggerID string    `json:"trigger_id"`
+	Answered  string    `json:"answered"` // the event type of the order's answer since, or ""
+	Reason    string    `json:"reason"`
 }
 
 // shellWord is s as a shell reads it back: bare when it is a safe token,

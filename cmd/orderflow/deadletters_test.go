@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +125,14 @@ func TestDeadLettersRetry(t *testing.T) {
 	}
 	if code, out, errOut = runMain(t, "deadletters", url, "--order", "nope"); code != 0 || strings.Count(out, "\n") != 1 {
 		t.Fatalf("deadletters --order nope: %d\n%s%s", code, out, errOut)
+	}
+	// For scripts: a JSON object a line, the same fields.
+	code, out, errOut = runMain(t, "deadletters", url, "--json", "--limit", "1")
+	var line map[string]any
+	if err := json.Unmarshal([]byte(out), &line); code != 0 || err != nil || line["seq"] != float64(1) || line["order_id"] != "late-1" ||
+		line["trigger"] != "picked_up" || line["trigger_id"] != ack.TriggerID || line["answered"] != "OrderAdvanced" ||
+		!strings.Contains(line["reason"].(string), "unknown order") || errOut != "more follow: orderflow deadletters --json --after 1\n" {
+		t.Fatalf("deadletters --json: %d %v\n%s%s", code, err, out, errOut)
 	}
 	h := c.must(200, "GET", "/v1/orders/late-1/history", nil)
 	events := h["events"].([]any)
