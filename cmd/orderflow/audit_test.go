@@ -67,6 +67,15 @@ func TestOrderAsOf(t *testing.T) {
 		t.Fatalf("as of before the order: %v", p)
 	}
 	c.problem(404, "not_found", "GET", "/v1/orders/nobody?as_of="+placedAt.Format(time.RFC3339Nano), nil)
+	// orderflow order show --as-of asks the same.
+	code, out, errOut := runMain(t, "order", "show", "--server", app.HTTPAddr(), "--as-of", times[1].Format(time.RFC3339Nano), "asof")
+	if code != 0 || !strings.HasPrefix(out, "as of ") || !strings.Contains(out, "("+statuses[1]+")") {
+		t.Fatalf("order show --as-of: %d %s%s", code, out, errOut)
+	}
+	if code, _, errOut := runMain(t, "order", "show", "--server", app.HTTPAddr(), "--as-of", placedAt.Add(-time.Second).Format(time.RFC3339Nano), "asof"); code != 1 ||
+		!strings.Contains(errOut, "did not exist at") {
+		t.Fatalf("order show --as-of before the order: %d %s", code, errOut)
+	}
 	// The zero time is a time like any other, before everything: not
 	// "no as_of", which would answer with the order as it is now.
 	for _, path := range []string{"/v1/orders/asof", "/v1/workflows/laundry_intake"} {

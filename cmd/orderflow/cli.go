@@ -287,16 +287,21 @@ func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 			"       orderflow order migrate [flags] --workflow ID")
 		return errors.New("want: order show ORDER, order place ORDER_TYPE, order hold|resume|cancel|move ORDER, or order migrate --workflow ID")
 	}
-	fs := commandFlags("order show", "Usage: orderflow order show [flags] ORDER\n\nShow an order's current step.", stderr)
+	fs := commandFlags("order show", "Usage: orderflow order show [flags] ORDER\n\nShow an order's current step (with --as-of, where it stood then).", stderr)
 	server := serverFlags(fs)
 	asJSON := fs.Bool("json", false, "print the order as JSON")
+	asOf := fs.String("as-of", "", "show the order as it was at this time (RFC 3339, as GET /v1/orders/{id}?as_of= takes)")
 	if err := parseFlags(fs, args[1:], env); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return errors.New("want one ORDER")
 	}
-	b, err := apiCall(ctx, server, "GET", "/v1/orders/"+url.PathEscape(fs.Arg(0)), nil)
+	path := "/v1/orders/" + url.PathEscape(fs.Arg(0))
+	if *asOf != "" {
+		path += "?as_of=" + url.QueryEscape(*asOf) // the server says what it takes
+	}
+	b, err := apiCall(ctx, server, "GET", path, nil)
 	if err != nil {
 		return err
 	}
@@ -305,6 +310,9 @@ func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		_ = json.Indent(&out, b, "", "  ")
 		fmt.Fprintln(stdout, out.String())
 		return nil
+	}
+	if *asOf != "" {
+		fmt.Fprintf(stdout, "as of %s:\n", *asOf)
 	}
 	return printOrder(stdout, b)
 }
