@@ -303,6 +303,9 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 		if fs.NArg() == 0 {
 			break
 		}
+		if err := boolGivenApart(fs, args[:len(args)-fs.NArg()], fs.Arg(0)); err != nil {
+			return err
+		}
 		positional = append(positional, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
@@ -334,6 +337,32 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 		fmt.Fprintf(fs.Output(), "orderflow %s: %s\n", fs.Name(), hint)
 	}
 	return errors.Join(errs...)
+}
+
+// boolGivenApart refuses a true-or-false flag followed by true or false
+// as a word of its own (--demo false): the flag package takes the flag
+// as true and the word as an argument, so the opposite of what was meant
+// would run. parsed are the arguments before word.
+func boolGivenApart(fs *flag.FlagSet, parsed []string, word string) error {
+	if len(parsed) == 0 {
+		return nil
+	}
+	last := parsed[len(parsed)-1]
+	name := strings.TrimLeft(last, "-")
+	if name == last || strings.Contains(name, "=") {
+		return nil
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return nil
+	}
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+		return nil
+	}
+	if w := strings.ToLower(word); w != "true" && w != "false" { // "1" may well be an order's id
+		return nil
+	}
+	return fmt.Errorf("%s %s: a true-or-false flag takes its value after '=' (%s=%s); alone it means true", last, word, last, word)
 }
 
 // envHints points out the ORDERFLOW_ variables among names that no flag

@@ -301,6 +301,19 @@ func TestMainUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, %s", args, code, err)
 		}
 	}
+	// A true-or-false flag with its value as a word of its own would run
+	// as true: refused, with how to write it. A word that is not true or
+	// false after one is an argument as before (an order's id "1").
+	var demoErr strings.Builder
+	if code := Main(context.Background(), []string{"serve", "--data-dir", missing, "--demo", "false"}, &out, &demoErr, func(string) (string, bool) { return "", false }); code != 1 ||
+		!strings.Contains(demoErr.String(), "--demo false: a true-or-false flag takes its value after '=' (--demo=false)") {
+		t.Errorf("serve --demo false: exit %d, %s", code, demoErr.String())
+	}
+	var showErr strings.Builder
+	if code := Main(context.Background(), []string{"order", "show", "--server", "127.0.0.1:1", "--json", "1"}, &out, &showErr, func(string) (string, bool) { return "", false }); code != 1 ||
+		strings.Contains(showErr.String(), "true-or-false") || !strings.Contains(showErr.String(), "/v1/orders/1") {
+		t.Errorf("order show --json 1: exit %d, %s", code, showErr.String())
+	}
 	// Every command's -h says what it is for before its flags.
 	for _, cmd := range []string{"serve", "trigger", "order show", "order place", "order hold", "order move", "order migrate",
 		"projections rebuild", "audit order", "audit workflow", "replay", "verify", "export", "import", "deadletters",
