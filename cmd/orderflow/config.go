@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -298,7 +299,7 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return err
+			return wantedValue(fs, err)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -321,6 +322,11 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 		}
 		if v, ok := lookup(EnvName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
+				if msg := err.Error(); msg == "parse error" || msg == "value out of range" { // the flag package's own words
+					if want := valueWanted(f); want != "" {
+						err = fmt.Errorf("want %s", want)
+					}
+				}
 				errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
 			}
 		}
@@ -337,6 +343,47 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 		fmt.Fprintf(fs.Output(), "orderflow %s: %s\n", fs.Name(), hint)
 	}
 	return errors.Join(errs...)
+}
+
+// flagValueError is how the flag package says a value did not parse:
+// `invalid value "10" for flag -ack-wait: parse error`.
+var flagValueError = regexp.MustCompile(`^invalid value ("[^"]*") for flag -([^:]+): (parse error|value out of range)$`)
+
+// wantedValue adds to the flag package's "parse error" what the flag
+// takes (a duration such as 10s, a whole number).
+func wantedValue(fs *flag.FlagSet, err error) error {
+	m := flagValueError.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[2])
+	if f == nil {
+		return err
+	}
+	if want := valueWanted(f); want != "" {
+		return fmt.Errorf("--%s %s: want %s", m[2], m[1], want)
+	}
+	return err
+}
+
+// valueWanted says what a flag of one of the flag package's own kinds
+// takes; "" for others, whose errors say it themselves.
+func valueWanted(f *flag.Flag) string {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return ""
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return "a duration such as 10s, 2m or 1h30m"
+	case int, int64:
+		return "a whole number"
+	case uint, uint64:
+		return "a whole number, 0 or more"
+	case bool:
+		return "true or false"
+	}
+	return ""
 }
 
 // boolGivenApart refuses a true-or-false flag followed by true or false

@@ -314,6 +314,25 @@ func TestMainUsage(t *testing.T) {
 		strings.Contains(showErr.String(), "true-or-false") || !strings.Contains(showErr.String(), "/v1/orders/1") {
 		t.Errorf("order show --json 1: exit %d, %s", code, showErr.String())
 	}
+	// A value the flag package cannot read is refused saying what the
+	// flag takes, given on the command line or in the environment.
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"serve", "--data-dir", missing, "--ack-wait", "10"}, nil, `--ack-wait "10": want a duration such as 10s`},
+		{[]string{"serve", "--data-dir", missing}, map[string]string{"ORDERFLOW_ACK_WAIT": "10"}, `ORDERFLOW_ACK_WAIT="10": want a duration such as 10s`},
+		{[]string{"deadletters", "--data-dir", missing, "--limit", "abc"}, nil, `--limit "abc": want a whole number`},
+		{[]string{"deadletters", "--data-dir", missing, "--after", "-1"}, nil, `--after "-1": want a whole number, 0 or more`},
+		{[]string{"serve", "--data-dir", missing}, map[string]string{"ORDERFLOW_DEMO": "maybe"}, `ORDERFLOW_DEMO="maybe": want true or false`},
+	} {
+		var errOut strings.Builder
+		lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+		if code := Main(context.Background(), tc.args, &out, &errOut, lookup); code != 1 || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%v %v: exit %d, %s", tc.args, tc.env, code, errOut.String())
+		}
+	}
 	// Every command's -h says what it is for before its flags.
 	for _, cmd := range []string{"serve", "trigger", "order show", "order place", "order hold", "order move", "order migrate",
 		"projections rebuild", "audit order", "audit workflow", "replay", "verify", "export", "import", "deadletters",
