@@ -38,8 +38,11 @@ func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env f
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	if err := noArguments(fs); err != nil {
+		return err
+	}
+	if *name == "" {
+		return errors.New("--name is required: the key's name, recorded as the actor of what it does")
 	}
 	r, err := handlers.ParseRole(*role)
 	if err != nil {
@@ -121,8 +124,15 @@ func apiKeyFileCmd(verb string, args []string, stdout, stderr io.Writer, env fun
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
-	if *keysFile == "" || fs.NArg() != 0 || (verb == "revoke") != (*name != "") {
-		return fmt.Errorf("want: apikey list --keys-file F, or apikey revoke --keys-file F --name N")
+	switch {
+	case fs.NArg() != 0:
+		return noArguments(fs)
+	case *keysFile == "":
+		return errors.New("--keys-file is required: the keys file, as given to 'serve --api-keys'")
+	case verb == "revoke" && *name == "":
+		return errors.New("--name is required: the key to take back")
+	case verb == "list" && *name != "":
+		return errors.New("--name is for revoke; list shows every key")
 	}
 	if verb == "revoke" {
 		return revokeKey(*keysFile, *name, stdout)

@@ -428,3 +428,23 @@ func TestClientCommandsWaitOutTheRateLimit(t *testing.T) {
 		}
 	}
 }
+
+// apikey's commands say which flag is missing, or left over.
+func TestAPIKeyCommandMistakes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"apikey", "--role", "admin"}, "--name is required"},
+		{[]string{"apikey", "--name", "x", "--role", "admin", "extra"}, `takes no arguments, got ["extra"]`},
+		{[]string{"apikey", "list"}, "--keys-file is required"},
+		{[]string{"apikey", "list", "--keys-file", "k", "--name", "x"}, "--name is for revoke"},
+		{[]string{"apikey", "revoke", "--keys-file", "k"}, "--name is required: the key to take back"},
+		{[]string{"apikey", "revoke", "--keys-file", "k", "--name", "x", "y"}, `takes no arguments, got ["y"]`},
+	} {
+		if code, _, errOut := runMain(t, tc.args...); code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, %s", tc.args, code, errOut)
+		}
+	}
+}
