@@ -116,11 +116,13 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 }
 
 // storeCommand parses a command's flags (the store flags, plus those
-// define adds) and opens the store; done closes it. Positional arguments
-// are refused unless positional is set (the caller then checks them).
+// define adds), checks its positional arguments with arguments (nil: it
+// takes none), and opens the store; done closes it. Arguments are checked
+// first, so a mistake in them is told as such, not as a store that could
+// not be reached.
 func storeCommand(ctx context.Context, name string, args []string, stderr io.Writer, env func(string) (string, bool),
-	create, positional bool, define func(*flag.FlagSet)) (fs *flag.FlagSet, st *eventstore.Store, done func(), err error) {
-	fs, sf, err := storeCommandFlags(name, args, stderr, env, create, positional, define)
+	create bool, arguments func(*flag.FlagSet) error, define func(*flag.FlagSet)) (fs *flag.FlagSet, st *eventstore.Store, done func(), err error) {
+	fs, sf, err := storeCommandFlags(name, args, stderr, env, create, arguments, define)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -131,7 +133,7 @@ func storeCommand(ctx context.Context, name string, args []string, stderr io.Wri
 // storeCommandFlags is storeCommand's first half, for a command that has
 // more to check before the store is opened (or made).
 func storeCommandFlags(name string, args []string, stderr io.Writer, env func(string) (string, bool),
-	create, positional bool, define func(*flag.FlagSet)) (*flag.FlagSet, *storeFlags, error) {
+	create bool, arguments func(*flag.FlagSet) error, define func(*flag.FlagSet)) (*flag.FlagSet, *storeFlags, error) {
 	fs := commandFlags(name, storeUsage[name], stderr)
 	sf := new(storeFlags)
 	sf.register(fs, create)
@@ -141,10 +143,11 @@ func storeCommandFlags(name string, args []string, stderr io.Writer, env func(st
 	if err := parseFlags(fs, args, env); err != nil {
 		return nil, nil, err
 	}
-	if !positional {
-		if err := noArguments(fs); err != nil {
-			return nil, nil, err
-		}
+	if arguments == nil {
+		arguments = noArguments
+	}
+	if err := arguments(fs); err != nil {
+		return nil, nil, err
 	}
 	return fs, sf, nil
 }
@@ -180,7 +183,7 @@ var errBreaks = errors.New("the hash chain is broken")
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var streams *string
 	var triggers *bool
-	_, st, done, err := storeCommand(ctx, "verify", args, stderr, env, false, false, func(fs *flag.FlagSet) {
+	_, st, done, err := storeCommand(ctx, "verify", args, stderr, env, false, nil, func(fs *flag.FlagSet) {
 		streams = fs.String("streams", eventstore.StreamDefinitions+","+eventstore.StreamOrders, "streams to verify, comma-separated")
 		triggers = fs.Bool("triggers", false, "also account for every stored trigger: taken effect or answered, a dead letter, or still on its way; list the missing")
 	})
@@ -247,7 +250,7 @@ var exportStreams = []string{eventstore.StreamDefinitions, eventstore.StreamOrde
 // exportCmd: orderflow export.
 func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var out *string
-	_, st, done, err := storeCommand(ctx, "export", args, stderr, env, false, false, func(fs *flag.FlagSet) {
+	_, st, done, err := storeCommand(ctx, "export", args, stderr, env, false, nil, func(fs *flag.FlagSet) {
 		out = fs.String("out", "-", "file to write the JSON Lines to (- for standard output)")
 	})
 	if err != nil {
@@ -353,7 +356,7 @@ func openExport(in string) (f *os.File, name string, closeExport func(), err err
 // importCmd: orderflow import.
 func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var in *string
-	_, sf, err := storeCommandFlags("import", args, stderr, env, true, false, func(fs *flag.FlagSet) {
+	_, sf, err := storeCommandFlags("import", args, stderr, env, true, nil, func(fs *flag.FlagSet) {
 		in = fs.String("in", "-", "JSON Lines file written by export (- for standard input)")
 	})
 	if err != nil {
@@ -559,7 +562,7 @@ func restoreWindows(js jetstream.JetStream, lowered map[string]time.Duration, st
 // replayCmd: orderflow replay --until T.
 func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var untilFlag, out, tenant *string
-	_, st, done, err := storeCommand(ctx, "replay", args, stderr, env, false, false, func(fs *flag.FlagSet) {
+	_, st, done, err := storeCommand(ctx, "replay", args, stderr, env, false, nil, func(fs *flag.FlagSet) {
 		untilFlag = fs.String("until", "", "rebuild the read models as they were at this time (RFC 3339); empty for now")
 		out = fs.String("out", "", "write the read models as JSON to this file instead of printing the board")
 		tenant = fs.String("tenant", eventstore.DefaultTenant, "tenant")
@@ -637,23 +640,24 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	}
 	kind := args[0]
 	var tenant *string
-	fs, st, done, err := storeCommand(ctx, "audit "+kind, args[1:], stderr, env, false, true, func(fs *flag.FlagSet) {
+	var agg eventstore.Aggregate
+	oneID := func(fs *flag.FlagSet) error {
+		if fs.NArg() != 1 {
+			return fmt.Errorf("want one ID, got %q", fs.Args())
+		}
+		agg = eventstore.Aggregate{Tenant: *tenant, Type: domain.AggregateOrder, ID: fs.Arg(0)}
+		if kind == "workflow" {
+			agg.Type = domain.AggregateWorkflow
+		}
+		return agg.Validate() // "*" would read every order's events as one
+	}
+	fs, st, done, err := storeCommand(ctx, "audit "+kind, args[1:], stderr, env, false, oneID, func(fs *flag.FlagSet) {
 		tenant = fs.String("tenant", eventstore.DefaultTenant, "tenant")
 	})
 	if err != nil {
 		return err
 	}
 	defer done()
-	if fs.NArg() != 1 {
-		return errors.New("want one ID")
-	}
-	agg := eventstore.Aggregate{Tenant: *tenant, Type: domain.AggregateOrder, ID: fs.Arg(0)}
-	if kind == "workflow" {
-		agg.Type = domain.AggregateWorkflow
-	}
-	if err := agg.Validate(); err != nil { // "*" would read every order's events as one
-		return err
-	}
 	events, err := st.LoadFilter(ctx, agg.Stream(), agg.Filter(), 0)
 	if err != nil {
 		return err

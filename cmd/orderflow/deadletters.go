@@ -32,7 +32,18 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if retry {
 		name = "deadletters retry"
 	}
-	fs, st, done, err := storeCommand(ctx, name, args, stderr, env, false, true, func(fs *flag.FlagSet) {
+	arguments := func(fs *flag.FlagSet) error {
+		switch {
+		case !retry && fs.NArg() > 0:
+			return fmt.Errorf("unexpected %q (to publish dead letters again: deadletters retry SEQ...)", fs.Arg(0))
+		case retry && fs.NArg() == 0:
+			return errors.New("name the dead letters' sequences (see `orderflow deadletters`)")
+		case !retry && *limit < 1:
+			return fmt.Errorf("--limit %d: want 1 or more", *limit)
+		}
+		return nil
+	}
+	fs, st, done, err := storeCommand(ctx, name, args, stderr, env, false, arguments, func(fs *flag.FlagSet) {
 		if !retry {
 			after = fs.Uint64("after", 0, "list the dead letters after this sequence")
 			limit = fs.Int("limit", 100, "list at most this many")
@@ -46,12 +57,6 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	defer done()
 	if !retry {
-		if fs.NArg() > 0 {
-			return fmt.Errorf("deadletters: unexpected %q (to publish dead letters again: deadletters retry SEQ...)", fs.Arg(0))
-		}
-		if *limit < 1 {
-			return fmt.Errorf("--limit %d: want 1 or more", *limit)
-		}
 		q := handlers.DeadLetterQuery{Tenant: *tenant, OrderID: *order, After: *after, Limit: *limit}
 		again := "orderflow deadletters" // the command that lists the next page
 		// Compared as they are, not made into a subject: an order id no
@@ -105,9 +110,6 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 			}
 		}
 		return nil
-	}
-	if fs.NArg() == 0 {
-		return errors.New("deadletters retry: name the dead letters' sequences (see `orderflow deadletters`)")
 	}
 	var errs []error
 	for _, arg := range fs.Args() {

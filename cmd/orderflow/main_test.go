@@ -314,6 +314,22 @@ func TestMainUsage(t *testing.T) {
 		strings.Contains(showErr.String(), "true-or-false") || !strings.Contains(showErr.String(), "/v1/orders/1") {
 		t.Errorf("order show --json 1: exit %d, %s", code, showErr.String())
 	}
+	// A mistake in a store command's arguments is told as such before
+	// the store is reached (none answers at this URL).
+	for args, want := range map[string]string{
+		"audit order":              "want one ID, got []",
+		"audit workflow a b":       `want one ID, got ["a" "b"]`,
+		"deadletters retry":        "name the dead letters' sequences",
+		"deadletters --limit 0":    "--limit 0: want 1 or more",
+		"deadletters list":         `unexpected "list"`,
+		"verify --streams X extra": `takes no arguments, got ["extra"]`,
+	} {
+		var errOut strings.Builder
+		if code := Main(context.Background(), append(strings.Fields(args), "--nats-url", "nats://127.0.0.1:1"), &out, &errOut,
+			func(string) (string, bool) { return "", false }); code != 1 || !strings.Contains(errOut.String(), want) {
+			t.Errorf("%s: exit %d, %s", args, code, errOut.String())
+		}
+	}
 	// A value the flag package cannot read is refused saying what the
 	// flag takes, given on the command line or in the environment.
 	for _, tc := range []struct {
