@@ -562,7 +562,25 @@ func restoreWindows(js jetstream.JetStream, lowered map[string]time.Duration, st
 // replayCmd: orderflow replay --until T.
 func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var untilFlag, out, tenant *string
-	_, st, done, err := storeCommand(ctx, "replay", args, stderr, env, false, nil, func(fs *flag.FlagSet) {
+	var until *time.Time // nil: now
+	// Checked before the store is reached.
+	checked := func(fs *flag.FlagSet) error {
+		if err := noArguments(fs); err != nil {
+			return err
+		}
+		if err := eventstore.ValidateToken("tenant", *tenant); err != nil {
+			return err
+		}
+		if *untilFlag != "" {
+			t, err := time.Parse(time.RFC3339Nano, *untilFlag)
+			if err != nil {
+				return fmt.Errorf("--until %q: want RFC 3339, such as 2026-11-27T17:00:00Z", *untilFlag)
+			}
+			until = &t
+		}
+		return nil
+	}
+	_, st, done, err := storeCommand(ctx, "replay", args, stderr, env, false, checked, func(fs *flag.FlagSet) {
 		untilFlag = fs.String("until", "", "rebuild the read models as they were at this time (RFC 3339); empty for now")
 		out = fs.String("out", "", "write the read models as JSON to this file instead of printing the board")
 		tenant = fs.String("tenant", eventstore.DefaultTenant, "tenant")
@@ -571,17 +589,6 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return err
 	}
 	defer done()
-	if err := eventstore.ValidateToken("tenant", *tenant); err != nil {
-		return err
-	}
-	var until *time.Time // nil: now
-	if *untilFlag != "" {
-		t, err := time.Parse(time.RFC3339Nano, *untilFlag)
-		if err != nil {
-			return fmt.Errorf("--until %q: want RFC 3339, such as 2026-11-27T17:00:00Z", *untilFlag)
-		}
-		until = &t
-	}
 	defs, orders, stats, err := projections.Replay(ctx, st, until, progressTo(stderr, "replay"))
 	if err != nil {
 		return err

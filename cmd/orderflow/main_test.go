@@ -323,6 +323,8 @@ func TestMainUsage(t *testing.T) {
 		"deadletters --limit 0":    "--limit 0: want 1 or more",
 		"deadletters list":         `unexpected "list"`,
 		"verify --streams X extra": `takes no arguments, got ["extra"]`,
+		"replay --until noon":      `--until "noon": want RFC 3339`,
+		"replay --tenant a.b":      `invalid tenant "a.b"`,
 	} {
 		var errOut strings.Builder
 		if code := Main(context.Background(), append(strings.Fields(args), "--nats-url", "nats://127.0.0.1:1"), &out, &errOut,
