@@ -250,7 +250,24 @@ var exportStreams = []string{eventstore.StreamDefinitions, eventstore.StreamOrde
 // exportCmd: orderflow export.
 func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var out *string
-	_, st, done, err := storeCommand(ctx, "export", args, stderr, env, false, nil, func(fs *flag.FlagSet) {
+	// Where --out goes is checked before the store is reached: a
+	// mistyped directory is told at once, not after reading every stream.
+	checked := func(fs *flag.FlagSet) error {
+		if err := noArguments(fs); err != nil {
+			return err
+		}
+		if *out == "-" {
+			return nil
+		}
+		dir := filepath.Dir(*out)
+		if fi, err := os.Stat(dir); err != nil {
+			return fmt.Errorf("--out %s: %w", *out, err)
+		} else if !fi.IsDir() {
+			return fmt.Errorf("--out %s: %s is not a directory", *out, dir)
+		}
+		return nil
+	}
+	_, st, done, err := storeCommand(ctx, "export", args, stderr, env, false, checked, func(fs *flag.FlagSet) {
 		out = fs.String("out", "-", "file to write the JSON Lines to (- for standard output)")
 	})
 	if err != nil {

@@ -317,14 +317,15 @@ func TestMainUsage(t *testing.T) {
 	// A mistake in a store command's arguments is told as such before
 	// the store is reached (none answers at this URL).
 	for args, want := range map[string]string{
-		"audit order":              "want one ID, got []",
-		"audit workflow a b":       `want one ID, got ["a" "b"]`,
-		"deadletters retry":        "name the dead letters' sequences",
-		"deadletters --limit 0":    "--limit 0: want 1 or more",
-		"deadletters list":         `unexpected "list"`,
-		"verify --streams X extra": `takes no arguments, got ["extra"]`,
-		"replay --until noon":      `--until "noon": want RFC 3339`,
-		"replay --tenant a.b":      `invalid tenant "a.b"`,
+		"audit order":                                     "want one ID, got []",
+		"audit workflow a b":                              `want one ID, got ["a" "b"]`,
+		"deadletters retry":                               "name the dead letters' sequences",
+		"deadletters --limit 0":                           "--limit 0: want 1 or more",
+		"deadletters list":                                `unexpected "list"`,
+		"verify --streams X extra":                        `takes no arguments, got ["extra"]`,
+		"replay --until noon":                             `--until "noon": want RFC 3339`,
+		"replay --tenant a.b":                             `invalid tenant "a.b"`,
+		"export --out /nonexistent-orderflow-dir/x.jsonl": "--out /nonexistent-orderflow-dir/x.jsonl: stat /nonexistent-orderflow-dir: no such file",
 	} {
 		var errOut strings.Builder
 		if code := Main(context.Background(), append(strings.Fields(args), "--nats-url", "nats://127.0.0.1:1"), &out, &errOut,
