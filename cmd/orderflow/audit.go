@@ -183,7 +183,16 @@ var errBreaks = errors.New("the hash chain is broken")
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var streams *string
 	var triggers *bool
-	_, st, done, err := storeCommand(ctx, "verify", args, stderr, env, false, nil, func(fs *flag.FlagSet) {
+	checked := func(fs *flag.FlagSet) error {
+		if err := noArguments(fs); err != nil {
+			return err
+		}
+		if slices.Contains(strings.Split(*streams, ","), "") {
+			return fmt.Errorf("--streams %q: a stream name is empty", *streams)
+		}
+		return nil
+	}
+	_, st, done, err := storeCommand(ctx, "verify", args, stderr, env, false, checked, func(fs *flag.FlagSet) {
 		streams = fs.String("streams", eventstore.StreamDefinitions+","+eventstore.StreamOrders, "streams to verify, comma-separated")
 		triggers = fs.Bool("triggers", false, "also account for every stored trigger: taken effect or answered, a dead letter, or still on its way; list the missing")
 	})
