@@ -324,6 +324,7 @@ func TestMainUsage(t *testing.T) {
 		"deadletters list":                                `unexpected "list"`,
 		"verify --streams X extra":                        `takes no arguments, got ["extra"]`,
 		"replay --until noon":                             `--until "noon": want RFC 3339`,
+		"verify --streams ORDERFLOW_ORDERS,":              `--streams "ORDERFLOW_ORDERS,": a stream name is empty`,
 		"replay --tenant a.b":                             `invalid tenant "a.b"`,
 		"export --out /nonexistent-orderflow-dir/x.jsonl": "--out /nonexistent-orderflow-dir/x.jsonl: stat /nonexistent-orderflow-dir: no such file",
 	} {
