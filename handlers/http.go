@@ -442,7 +442,7 @@ func decodeOne(body io.Reader, v any) error {
 		case errors.As(err, &fe):
 			return err // an enum field with a value outside its set
 		}
-		return fmt.Errorf("%w: %w", errBadRequest, jsonError("the body", v, err))
+		return fmt.Errorf("%w: %w", errBadRequest, jsonError(v, err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: unexpected data after the JSON object", errBadRequest)
@@ -476,18 +476,18 @@ func foldName(name string) string {
 	return b.String()
 }
 
-// jsonError says in the API's words why encoding/json refused what
-// (the body, a trigger body) into v, a pointer to a struct: a JSON value
+// jsonError says in the API's words why encoding/json refused a body
+// (a request's, a trigger's) into v, a pointer to a struct: a JSON value
 // of the wrong kind, an unknown field, a time that is not RFC 3339, or
 // malformed JSON. It never names a Go type or function.
-func jsonError(what string, v any, err error) error {
+func jsonError(v any, err error) error {
 	var te *json.UnmarshalTypeError
 	var pe *time.ParseError
 	switch {
 	case errors.As(err, &pe) || strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"): // which field, encoding/json does not say
 		return fmt.Errorf(`%s: not an RFC 3339 time such as "2026-11-28T09:00:00Z"`, strings.Join(timeFields(v), " or "))
 	case errors.As(err, &te) && te.Field == "":
-		return fmt.Errorf("%s is a JSON %s; send a JSON object", what, te.Value)
+		return fmt.Errorf("the body is a JSON %s; send a JSON object", te.Value)
 	case errors.As(err, &te):
 		return fmt.Errorf("field %s: a JSON %s where %s belongs", te.Field, te.Value, jsonKind(te.Type))
 	case strings.HasPrefix(err.Error(), "json: unknown field "): // encoding/json has no type for it

@@ -53,7 +53,7 @@ func DecodeTriggerBody(b []byte) (TriggerBody, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
-		return TriggerBody{}, fmt.Errorf("trigger body: %w", jsonError("the body", &body, err))
+		return TriggerBody{}, fmt.Errorf("trigger body: %w", jsonError(&body, err))
 	}
 	if dec.More() {
 		return TriggerBody{}, errors.New("trigger body: data after the JSON object")

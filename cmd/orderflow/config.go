@@ -440,7 +440,7 @@ func envHints(names []string, fs *flag.FlagSet) []string {
 				best, bestDist = f.Name, d
 			}
 		})
-		if bestDist < 0 || best == "" || bestDist > 2 || 3*bestDist > len(rest) {
+		if bestDist < 0 || bestDist > 2 || 3*bestDist > len(rest) { // far from every flag, best is "" and this holds
 			continue
 		}
 		hints = append(hints, fmt.Sprintf("%s is set, but no flag reads it: did you mean %s (--%s)?", name, EnvName(best), best))
