@@ -808,7 +808,7 @@ func (api *API) board(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	out := list[boardItem]{Items: boardJSON(api.reads(r), api.Orders().Board(api.cmds(r).Tenant, wf))}
+	out := list[boardItem]{Items: boardJSON(api.reads(r), wf, api.Orders().Board(api.cmds(r).Tenant, wf))}
 	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders().Applied(), 10))
 	writeJSON(w, http.StatusOK, out)
 }

@@ -23,7 +23,7 @@ func ReadModels(defs *projections.Definitions, orders *projections.Orders, tenan
 	c := &Commands{Defs: defs, Tenant: tenant}
 	view := c.view()
 	out := ReadModelsJSON{Workflows: workflowsJSON(view), OrderTypes: orderTypesJSON(view), Orders: []OrderJSON{},
-		Board: boardJSON(view, orders.Board(tenant, ""))}
+		Board: boardJSON(view, "", orders.Board(tenant, ""))}
 	out.Statuses, _ = view.Statuses()
 	out.Triggers, _ = view.Triggers()
 	for after := ""; ; {
@@ -58,8 +58,10 @@ func orderTypesJSON(view *projections.TenantView) []orderTypeJSON {
 	return items
 }
 
-// boardJSON renders board cells (GET /v1/board), named from view.
-func boardJSON(view *projections.TenantView, cells []projections.BoardCell) []boardItem {
+// boardJSON renders board cells (GET /v1/board) laid out and named from
+// view (see projections.LayOutBoard).
+func boardJSON(view *projections.TenantView, workflowID string, cells []projections.BoardCell) []boardItem {
+	cells = projections.LayOutBoard(view, workflowID, cells)
 	items := make([]boardItem, 0, len(cells))
 	for _, c := range cells {
 		it := boardItem{WorkflowID: c.WorkflowID, Status: c.Status, Count: c.Count, Left: c.Left, AverageStaySeconds: c.AverageStay.Seconds()}

@@ -639,8 +639,8 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 		return os.WriteFile(*out, b.Bytes(), 0o644)
 	}
-	board := orders.Board(*tenant, "")
 	view := defs.Tenant(*tenant)
+	board := projections.LayOutBoard(view, "", orders.Board(*tenant, ""))
 	if statuses, _ := view.Statuses(); len(statuses) == 0 && len(board) == 0 {
 		// An empty table alone would not say whether nothing had happened
 		// yet or the tenant is misspelt.
