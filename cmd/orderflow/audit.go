@@ -757,21 +757,52 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		case domain.OrderMigrated:
 			what = fmt.Sprintf("%s v%d → v%d: %s", e.From.WorkflowID, e.From.WorkflowVersion, e.To.WorkflowVersion, e.Reason)
 		default:
+			before := w.State()
 			if err := w.Apply(e); err == nil {
-				s := w.State()
-				var steps []string
-				for _, st := range s.Steps {
-					steps = append(steps, statusName(st.Status)+" until "+st.Trigger)
-				}
-				what = fmt.Sprintf("%q %s: %s", s.Name, s.Type, strings.Join(steps, "; "))
-				if s.Archived {
-					what += " (archived)"
-				}
+				what = workflowChange(e, before, w.State(), statusName)
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s:%s\t%s\n", ev.OccurredAt.Format(time.RFC3339), ev.Version, ev.Type, ev.Actor.Kind, ev.Actor.ID, what)
 	}
 	return tw.Flush()
+}
+
+// workflowChange is a workflow event as the timeline shows it: what
+// changed, then the workflow as it then stood.
+func workflowChange(e domain.Event, before, after domain.WorkflowState, statusName func(string) string) string {
+	step := func(s domain.Step) string { return statusName(s.Status) + " until " + s.Trigger }
+	change := ""
+	switch e := e.(type) {
+	case domain.WorkflowRenamed:
+		change = fmt.Sprintf("renamed from %q; ", before.Name)
+	case domain.WorkflowTypeChanged:
+		change = fmt.Sprintf("type was %s; ", workflowKind(before))
+	case domain.WorkflowStepAdded:
+		change = fmt.Sprintf("added step %d (%s); ", e.Position, step(e.Step))
+	case domain.WorkflowStepRemoved:
+		change = fmt.Sprintf("removed step %d (%s); ", e.Index, step(e.Step))
+	case domain.WorkflowStepMoved:
+		if e.From >= 0 && e.From < len(before.Steps) {
+			change = fmt.Sprintf("moved step %d (%s) to %d; ", e.From, statusName(before.Steps[e.From].Status), e.To)
+		}
+	case domain.WorkflowStepsReplaced:
+		change = "replaced the steps; "
+	case domain.WorkflowArchived:
+		change = "archived; "
+	}
+	steps := make([]string, 0, len(after.Steps))
+	for _, s := range after.Steps {
+		steps = append(steps, step(s))
+	}
+	return fmt.Sprintf("%s%q %s: %s", change, after.Name, workflowKind(after), strings.Join(steps, "; "))
+}
+
+// workflowKind is a workflow's type, with its fulfillment method if any.
+func workflowKind(s domain.WorkflowState) string {
+	if s.FulfillmentMethod.IsZero() {
+		return s.Type.String()
+	}
+	return s.Type.String() + " (" + s.FulfillmentMethod.String() + ")"
 }
 
 // reasonGiven is a supervisor's reason as the timeline shows it.

@@ -578,3 +578,36 @@ func TestAuditNamesStatusesAsTheyWere(t *testing.T) {
 		t.Fatalf("audit workflow: %d %s%s", code, out, errOut)
 	}
 }
+
+// audit workflow says what each change did before the steps it left.
+func TestAuditWorkflowSaysWhatChanged(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/workflows", map[string]any{"name": "Repair", "type": "intake",
+		"steps": []map[string]any{{"status": "pending_pickup", "trigger": "picked_up"}, {"status": "received", "trigger": "items_tagged"}}})
+	c.must(200, "PATCH", "/v1/workflows/repair", map[string]any{"name": "Repair Intake"})
+	c.must(200, "POST", "/v1/workflows/repair/steps", map[string]any{"status": "washing", "trigger": "wash_done", "position": 1})
+	c.must(200, "POST", "/v1/workflows/repair/steps/move", map[string]any{"from": 2, "to": 0})
+	c.must(200, "DELETE", "/v1/workflows/repair/steps/1", nil)
+	c.must(200, "PUT", "/v1/workflows/repair/steps", map[string]any{"steps": []map[string]any{{"status": "received", "trigger": "items_tagged"}}})
+	c.must(200, "PATCH", "/v1/workflows/repair", map[string]any{"type": "fulfillment", "fulfillment_method": "store_pickup"})
+	c.must(200, "POST", "/v1/workflows/repair/archive", nil)
+
+	code, out, errOut := runMain(t, "audit", "workflow", "repair", "--nats-url", app.NATSURL())
+	for _, want := range []string{
+		`WorkflowCreated        user:api  "Repair" intake: Pending Pickup until picked_up; Received until items_tagged`,
+		`WorkflowRenamed        user:api  renamed from "Repair"; "Repair Intake" intake:`,
+		`WorkflowStepAdded      user:api  added step 1 (Washing until wash_done); "Repair Intake" intake: Pending Pickup until picked_up; Washing until wash_done; Received until items_tagged`,
+		`WorkflowStepMoved      user:api  moved step 2 (Received) to 0; "Repair Intake" intake: Received until items_tagged; Pending Pickup until picked_up; Washing until wash_done`,
+		`WorkflowStepRemoved    user:api  removed step 1 (Pending Pickup until picked_up); "Repair Intake" intake: Received until items_tagged; Washing until wash_done`,
+		`WorkflowStepsReplaced  user:api  replaced the steps; "Repair Intake" intake: Received until items_tagged`,
+		`WorkflowTypeChanged    user:api  type was intake; "Repair Intake" fulfillment (store_pickup): Received until items_tagged`,
+		`WorkflowArchived       user:api  archived; "Repair Intake" fulfillment (store_pickup): Received until items_tagged`,
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("audit workflow: want a line with\n%s\ngot %d\n%s%s", want, code, out, errOut)
+		}
+	}
+}
