@@ -137,6 +137,11 @@ type StageChange struct {
 	// From and To are the positions the event names, when it has them.
 	From, To *domain.Position
 	Data     json.RawMessage
+	// Sequence is the event's ORDERFLOW_ORDERS stream sequence, as the
+	// HTTP feed's event id (GET /v1/events): where FollowStageChanges
+	// resumes. 0 from SubscribeStageChanges, whose plain subscription
+	// does not carry it.
+	Sequence uint64
 }
 
 type envelope struct {
@@ -178,6 +183,76 @@ func (c *Client) SubscribeStageChanges(orderID string, fn func(StageChange)) (*n
 		return nil, fmt.Errorf("subscribe to stage changes: %w", err)
 	}
 	return sub, nil
+}
+
+// FollowStageChanges calls fn, one at a time and in the order they were
+// stored, for every stage change of one order (of every order when
+// orderID is "") stored after the ORDERFLOW_ORDERS sequence after (0:
+// from the first), then for each one stored later, until ctx ends (it
+// returns ctx's error) or fn returns an error (it returns that one).
+// Each change carries its Sequence: a dashboard that keeps the last one
+// it handled and follows again after it, when it starts again, misses no
+// change and sees none twice. Rejected triggers are not stage changes.
+//
+// Unlike SubscribeStageChanges it reads the stream, through an ordered
+// consumer (recreated from where it stood when the connection drops,
+// removed when FollowStageChanges returns), so its NATS user needs the
+// JetStream consumer permissions that ApplyTrigger's history reads need.
+func (c *Client) FollowStageChanges(ctx context.Context, orderID string, after uint64, fn func(StageChange) error) error {
+	filter := fmt.Sprintf("orderflow.%s.order.>", c.tenant)
+	if orderID != "" {
+		if err := domain.CheckKey("order id", orderID); err != nil {
+			return err
+		}
+		filter = fmt.Sprintf("orderflow.%s.order.%s.>", c.tenant, orderID)
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, InactiveThreshold: 30 * time.Second}
+	if after > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = after + 1
+	}
+	cons, err := c.js.OrderedConsumer(ctx, "ORDERFLOW_ORDERS", cfg)
+	if err != nil {
+		return fmt.Errorf("follow stage changes: %w", err)
+	}
+	// A heartbeat a second: a consumer lost with its server is noticed
+	// (and made again where it stood) within seconds, not nats.go's 10.
+	it, err := cons.Messages(jetstream.PullHeartbeat(time.Second))
+	if err != nil {
+		return fmt.Errorf("follow stage changes: %w", err)
+	}
+	stopOnEnd := context.AfterFunc(ctx, it.Stop)
+	defer func() {
+		stopOnEnd()
+		it.Stop()
+		// nats.go leaves the server's consumer to its inactivity
+		// threshold; drop it now, without waiting for the answer.
+		if info := cons.CachedInfo(); info != nil {
+			_ = c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+info.Name, nil)
+		}
+	}()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("follow stage changes: %w", err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("follow stage changes: %w", err)
+		}
+		var env envelope
+		if json.Unmarshal(m.Data(), &env) != nil || env.Type == domain.TypeTriggerRejected {
+			continue
+		}
+		sc := stageChange(env)
+		sc.Sequence = md.Sequence.Stream
+		if err := fn(sc); err != nil {
+			return err
+		}
+	}
 }
 
 // stageChange is an order event as a dashboard sees it.

@@ -96,6 +96,19 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	if err != nil || res.Outcome != domain.OutcomeDuplicate {
 		t.Fatalf("the same trigger id again: %+v, %v", res, err)
 	}
+	// The same permissions let it follow its tenant's stage changes from
+	// the stream.
+	errEnough := errors.New("enough")
+	var followed []client.StageChange
+	if err := wc.FollowStageChanges(ctx, "", 0, func(sc client.StageChange) error {
+		followed = append(followed, sc)
+		if len(followed) == 2 {
+			return errEnough
+		}
+		return nil
+	}); !errors.Is(err, errEnough) || followed[1].Type != domain.TypeOrderAdvanced || followed[1].OrderID != "o-1" {
+		t.Fatalf("following the tenant's stage changes: %v, %+v", err, followed)
+	}
 	// A consumer on another tenant's orders is refused: by the permissions
 	// when the request's subject names that filter (no answer comes), by
 	// the server when the subject names this tenant's and the
