@@ -203,7 +203,7 @@ func (api *API) routes() []route {
 			Step: num(2), Reason: "already dry"}, OrderJSON{}, supervise(api, moveOrder)},
 		{"POST /v1/orders/{id}/migrate", "migrateOrder", RoleSupervisor, "Move an in-flight order to a newer version of its workflow", migrateOrderBody{WorkflowID: str("standard_laundry_production"),
 			ToVersion: &five, Reason: "ironing added"}, OrderJSON{}, supervise(api, migrateOrder)},
-		{"GET /v1/board", "getBoard", RoleReader, "Orders per workflow and status, in step order with every step of a live workflow: count, oldest entry, average stay (?workflow_id=, min_seq)", nil, list[boardItem]{}, api.board},
+		{"GET /v1/board", "getBoard", RoleReader, "Orders per workflow and status, in step order with every step of a live workflow: count, oldest entry, average stay (?workflow_id=, min_seq)", nil, list[BoardItem]{}, api.board},
 		{"GET /v1/events", "streamEvents", RoleReader, "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes; ?access_token= for browsers)", nil, nil, api.events},
 		{"GET /v1/projections", "getProjections", RoleOperator, "Where the read models stand, and a rebuild's progress", nil, ProjectionStatus{}, api.projectionStatus},
 		{"POST /v1/projections/rebuild", "rebuildProjections", RoleOperator, "Rebuild the read models from the streams", nil, RebuildReport{}, api.rebuild},

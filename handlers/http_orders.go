@@ -783,7 +783,9 @@ func (c *Commands) positionJSON(p domain.Position, state domain.OrderState) Posi
 	return out
 }
 
-type boardItem struct {
+// BoardItem is one stage of the board (GET /v1/board): a status of a
+// workflow, how many orders are in it, and how long orders stayed.
+type BoardItem struct {
 	WorkflowID      string     `json:"workflow_id"`
 	WorkflowName    string     `json:"workflow_name"`
 	Status          string     `json:"status"`
@@ -808,7 +810,7 @@ func (api *API) board(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	out := list[boardItem]{Items: boardJSON(api.reads(r), wf, api.Orders().Board(api.cmds(r).Tenant, wf))}
+	out := list[BoardItem]{Items: BoardJSON(api.reads(r), wf, api.Orders().Board(api.cmds(r).Tenant, wf))}
 	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders().Applied(), 10))
 	writeJSON(w, http.StatusOK, out)
 }

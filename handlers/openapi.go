@@ -33,7 +33,7 @@ var etagAnswers = map[reflect.Type]string{
 // sequencedAnswers are the answers that carry X-Orderflow-Sequence.
 var sequencedAnswers = map[reflect.Type]bool{
 	reflect.TypeFor[OrderJSON](): true, reflect.TypeFor[triggerAnswer](): true,
-	reflect.TypeFor[list[OrderJSON]](): true, reflect.TypeFor[list[boardItem]](): true,
+	reflect.TypeFor[list[OrderJSON]](): true, reflect.TypeFor[list[BoardItem]](): true,
 }
 
 // header is a response header's description.

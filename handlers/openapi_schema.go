@@ -41,7 +41,7 @@ var componentNames = map[reflect.Type]string{
 	reflect.TypeFor[PositionJSON]():        "Position",
 	reflect.TypeFor[eventstore.Envelope](): "Event",
 	reflect.TypeFor[eventstore.Actor]():    "Actor",
-	reflect.TypeFor[boardItem]():           "BoardItem",
+	reflect.TypeFor[BoardItem]():           "BoardItem",
 	reflect.TypeFor[triggerAnswer]():       "TriggerAnswer",
 	reflect.TypeFor[historyJSON]():         "History",
 	reflect.TypeFor[ProjectionStatus]():    "ProjectionStatus",

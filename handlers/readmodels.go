@@ -15,7 +15,7 @@ type ReadModelsJSON struct {
 	Workflows  []workflowJSON   `json:"workflows"`
 	OrderTypes []orderTypeJSON  `json:"order_types"`
 	Orders     []OrderJSON      `json:"orders"`
-	Board      []boardItem      `json:"board"`
+	Board      []BoardItem      `json:"board"`
 }
 
 // ReadModels renders tenant's read models (see ReadModelsJSON).
@@ -23,7 +23,7 @@ func ReadModels(defs *projections.Definitions, orders *projections.Orders, tenan
 	c := &Commands{Defs: defs, Tenant: tenant}
 	view := c.view()
 	out := ReadModelsJSON{Workflows: workflowsJSON(view), OrderTypes: orderTypesJSON(view), Orders: []OrderJSON{},
-		Board: boardJSON(view, "", orders.Board(tenant, ""))}
+		Board: BoardJSON(view, "", orders.Board(tenant, ""))}
 	out.Statuses, _ = view.Statuses()
 	out.Triggers, _ = view.Triggers()
 	for after := ""; ; {
@@ -58,13 +58,13 @@ func orderTypesJSON(view *projections.TenantView) []orderTypeJSON {
 	return items
 }
 
-// boardJSON renders board cells (GET /v1/board) laid out and named from
+// BoardJSON renders board cells (GET /v1/board) laid out and named from
 // view (see projections.LayOutBoard).
-func boardJSON(view *projections.TenantView, workflowID string, cells []projections.BoardCell) []boardItem {
+func BoardJSON(view *projections.TenantView, workflowID string, cells []projections.BoardCell) []BoardItem {
 	cells = projections.LayOutBoard(view, workflowID, cells)
-	items := make([]boardItem, 0, len(cells))
+	items := make([]BoardItem, 0, len(cells))
 	for _, c := range cells {
-		it := boardItem{WorkflowID: c.WorkflowID, Status: c.Status, Count: c.Count, Left: c.Left, AverageStaySeconds: c.AverageStay.Seconds()}
+		it := BoardItem{WorkflowID: c.WorkflowID, Status: c.Status, Count: c.Count, Left: c.Left, AverageStaySeconds: c.AverageStay.Seconds()}
 		if !c.OldestEnteredAt.IsZero() {
 			t := c.OldestEnteredAt
 			it.OldestEnteredAt = &t

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -640,27 +641,27 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return os.WriteFile(*out, b.Bytes(), 0o644)
 	}
 	view := defs.Tenant(*tenant)
-	board := projections.LayOutBoard(view, "", orders.Board(*tenant, ""))
+	board := handlers.BoardJSON(view, "", orders.Board(*tenant, ""))
 	if statuses, _ := view.Statuses(); len(statuses) == 0 && len(board) == 0 {
 		// An empty table alone would not say whether nothing had happened
 		// yet or the tenant is misspelt.
 		fmt.Fprintf(stderr, "nothing of tenant %q was stored by then: no definitions, no orders\n", *tenant)
 	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	return printBoard(stdout, board)
+}
+
+// printBoard prints board stages as a table (replay, board).
+func printBoard(w io.Writer, board []handlers.BoardItem) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKFLOW\tSTATUS\tORDERS\tOLDEST ENTERED\tLEFT\tAVERAGE STAY")
 	for _, c := range board {
-		name, status := c.WorkflowID, c.Status
-		if w, ok := view.Workflow(c.WorkflowID); ok {
-			name = w.Name
-		}
-		if s, _, ok := view.Status(c.Status); ok {
-			status = s.Name
-		}
+		name, status := cmp.Or(c.WorkflowName, c.WorkflowID), cmp.Or(c.StatusName, c.Status)
 		oldest := ""
-		if !c.OldestEnteredAt.IsZero() {
+		if c.OldestEnteredAt != nil {
 			oldest = c.OldestEnteredAt.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", name, status, c.Count, oldest, c.Left, c.AverageStay.Round(time.Second))
+		stay := time.Duration(c.AverageStaySeconds * float64(time.Second)).Round(time.Second)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", name, status, c.Count, oldest, c.Left, stay)
 	}
 	return tw.Flush()
 }

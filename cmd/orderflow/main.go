@@ -28,6 +28,8 @@ Usage:
   orderflow serve [flags]                  run orderflow (embedded JetStream unless --nats-url)
   orderflow trigger [flags] ORDER TRIGGER  apply a worker's trigger to an order (client of a running server)
   orderflow order show [flags] ORDER       show an order's current step (client of a running server)
+  orderflow order list [flags]             list orders and where they stand, by status, state, workflow or type (client of a running server)
+  orderflow board [--workflow ID]          orders per workflow and status, oldest entry, average stay (client of a running server)
   orderflow order place [flags] TYPE       place an order of an order type, safe to send again (client of a running server)
   orderflow order hold|resume|cancel ORDER a supervisor's action, with --reason; safe to send again (client of a running server)
   orderflow order move --workflow ID --step N --reason R ORDER
@@ -62,6 +64,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		err = triggerCmd(ctx, args[1:], stdout, stderr, env)
 	case "order":
 		err = orderCmd(ctx, args[1:], stdout, stderr, env)
+	case "board":
+		err = boardCmd(ctx, args[1:], stdout, stderr, env)
 	case "projections":
 		err = projectionsCmd(ctx, args[1:], stdout, stderr, env)
 	case "audit":
@@ -103,7 +107,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 // subcommands are the words after a command that name what it does
 // (order move, apikey list), for the name an error is reported under.
 var subcommands = map[string][]string{
-	"order":       {"show", "place", "hold", "resume", "cancel", "move", "migrate"},
+	"order":       {"show", "list", "place", "hold", "resume", "cancel", "move", "migrate"},
 	"projections": {"rebuild"},
 	"audit":       {"order", "workflow"},
 	"apikey":      {"list", "revoke"},

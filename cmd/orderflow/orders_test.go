@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -218,6 +219,54 @@ func TestTriggerAndOrderShowCommands(t *testing.T) {
 	}
 	if code, _, errOut = run("order", "move", "--workflow", "laundry_intake", "cli-2"); code != 2 && code != 1 || !strings.Contains(errOut, "--step") {
 		t.Fatalf("order move without a step: %d %q", code, errOut)
+	}
+}
+
+// `order list` pages through the orders a filter names, and `board`
+// prints the board, both as the API answers them.
+func TestOrderListAndBoardCommands(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	for _, id := range []string{"l-1", "l-2", "l-3"} {
+		c.must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
+	}
+	c.must(200, "POST", "/v1/orders/l-2/triggers", map[string]any{"trigger": "picked_up"})
+	c.must(200, "POST", "/v1/orders/l-3/hold", map[string]any{"reason": "away"})
+	server := "http://" + app.HTTPAddr()
+
+	code, out, errOut := runMain(t, "order", "list", "--server", server, "--state", "active", "--limit", "1")
+	if code != 0 || !strings.Contains(out, "l-1  ") || strings.Contains(out, "l-2") || !strings.Contains(out, "Pending Pickup") ||
+		!regexp.MustCompile(`Laundry Intake v\d+, step 0`).MatchString(out) || !strings.Contains(out, "picked_up") ||
+		!strings.HasPrefix(errOut, "more follow: orderflow order list --state active --limit 1 --cursor ") {
+		t.Fatalf("order list, first page: %d %q %q", code, out, errOut)
+	}
+	next := strings.Fields(strings.TrimPrefix(errOut, "more follow: orderflow "))
+	code, out, errOut = runMain(t, append(next, "--server", server)...)
+	if code != 0 || !strings.Contains(out, "l-2  ") || !strings.Contains(out, "Received") || errOut != "" {
+		t.Fatalf("order list, the page it named: %d %q %q", code, out, errOut)
+	}
+	code, out, _ = runMain(t, "order", "list", "--server", server, "--state", "on_hold", "--json")
+	var res struct{ Items []struct{ ID string } }
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Items) != 1 || res.Items[0].ID != "l-3" {
+		t.Fatalf("order list --json: %d %q", code, out)
+	}
+	if code, _, errOut = runMain(t, "order", "list", "--server", server, "--state", "lost"); code != 1 || !strings.Contains(errOut, "invalid_argument") {
+		t.Fatalf("order list --state lost: %d %q", code, errOut)
+	}
+
+	code, out, errOut = runMain(t, "board", "--server", server)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 8 || !strings.HasPrefix(lines[0], "WORKFLOW") ||
+		!regexp.MustCompile(`^Laundry Intake +Pending Pickup +2 +\S+ +1 +0s$`).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^Laundry Intake +Received +1 `).MatchString(lines[2]) ||
+		!regexp.MustCompile(`^Standard Laundry Production +Washing +0 +0 +0s$`).MatchString(lines[3]) {
+		t.Fatalf("board: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runMain(t, "board", "--server", server, "--workflow", "home_delivery")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[1], "Home Delivery") {
+		t.Fatalf("board --workflow home_delivery: %d\n%s", code, out)
 	}
 }
 
