@@ -90,21 +90,8 @@ func orderListCmd(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return err
 	}
 	var res struct {
-		Items []struct {
-			ID          string `json:"id"`
-			OrderTypeID string `json:"order_type_id"`
-			State       string `json:"state"`
-			Position    struct {
-				WorkflowName    string    `json:"workflow_name"`
-				WorkflowVersion uint64    `json:"workflow_version"`
-				Step            int       `json:"step"`
-				StatusName      string    `json:"status_name"`
-				Status          string    `json:"status"`
-				ExpectedTrigger *string   `json:"expected_trigger"`
-				EnteredAt       time.Time `json:"entered_at"`
-			} `json:"position"`
-		} `json:"items"`
-		NextCursor string `json:"next_cursor"`
+		Items      []orderAnswer `json:"items"`
+		NextCursor string        `json:"next_cursor"`
 	}
 	if err := json.Unmarshal(b, &res); err != nil {
 		return err
