@@ -733,31 +733,8 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		if err != nil {
 			return err
 		}
-		what := ""
-		switch e := e.(type) {
-		case domain.OrderPlaced:
-			what = fmt.Sprintf("→ %s (%s v%d)", statusName(e.To.Status), e.To.WorkflowID, e.To.WorkflowVersion)
-		case domain.OrderAdvanced:
-			what = fmt.Sprintf("%s: %s → %s%s", e.Trigger, statusName(e.From.Status), statusName(e.To.Status), workerSaid(ev.Actor, e.Worker, e.Note, e.WorkerOccurredAt))
-		case domain.OrderCompleted:
-			what = fmt.Sprintf("%s: %s → completed%s", e.Trigger, statusName(e.From.Status), workerSaid(ev.Actor, e.Worker, e.Note, e.WorkerOccurredAt))
-		case domain.TriggerRejected:
-			expected := ""
-			if e.Expected != "" { // a completed or cancelled order expects none
-				expected = ", expected " + e.Expected
-			}
-			what = fmt.Sprintf("%s rejected: %s%s%s", e.Trigger, e.Reason, expected, workerSaid(ev.Actor, e.Worker, e.Note, e.WorkerOccurredAt))
-		case domain.OrderHeld:
-			what = reasonGiven(e.Reason)
-		case domain.OrderResumed:
-			what = reasonGiven(e.Reason)
-		case domain.OrderCancelled:
-			what = reasonGiven(e.Reason)
-		case domain.OrderMoved:
-			what = fmt.Sprintf("%s → %s: %s", statusName(e.From.Status), statusName(e.To.Status), e.Reason)
-		case domain.OrderMigrated:
-			what = fmt.Sprintf("%s v%d → v%d: %s", e.From.WorkflowID, e.From.WorkflowVersion, e.To.WorkflowVersion, e.Reason)
-		default:
+		what, ok := orderEventWhat(e, ev.Actor, statusName)
+		if !ok {
 			before := w.State()
 			if err := w.Apply(e); err == nil {
 				what = workflowChange(e, before, w.State(), statusName)
@@ -766,6 +743,39 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s:%s\t%s\n", ev.OccurredAt.Format(time.RFC3339), ev.Version, ev.Type, ev.Actor.Kind, ev.Actor.ID, what)
 	}
 	return tw.Flush()
+}
+
+// orderEventWhat is an order event as a timeline shows it (audit order,
+// events), statuses named by statusName; false for an event of no order.
+func orderEventWhat(e domain.Event, actor eventstore.Actor, statusName func(string) string) (string, bool) {
+	what := ""
+	switch e := e.(type) {
+	case domain.OrderPlaced:
+		what = fmt.Sprintf("→ %s (%s v%d)", statusName(e.To.Status), e.To.WorkflowID, e.To.WorkflowVersion)
+	case domain.OrderAdvanced:
+		what = fmt.Sprintf("%s: %s → %s%s", e.Trigger, statusName(e.From.Status), statusName(e.To.Status), workerSaid(actor, e.Worker, e.Note, e.WorkerOccurredAt))
+	case domain.OrderCompleted:
+		what = fmt.Sprintf("%s: %s → completed%s", e.Trigger, statusName(e.From.Status), workerSaid(actor, e.Worker, e.Note, e.WorkerOccurredAt))
+	case domain.TriggerRejected:
+		expected := ""
+		if e.Expected != "" { // a completed or cancelled order expects none
+			expected = ", expected " + e.Expected
+		}
+		what = fmt.Sprintf("%s rejected: %s%s%s", e.Trigger, e.Reason, expected, workerSaid(actor, e.Worker, e.Note, e.WorkerOccurredAt))
+	case domain.OrderHeld:
+		what = reasonGiven(e.Reason)
+	case domain.OrderResumed:
+		what = reasonGiven(e.Reason)
+	case domain.OrderCancelled:
+		what = reasonGiven(e.Reason)
+	case domain.OrderMoved:
+		what = fmt.Sprintf("%s → %s: %s", statusName(e.From.Status), statusName(e.To.Status), e.Reason)
+	case domain.OrderMigrated:
+		what = fmt.Sprintf("%s v%d → v%d: %s", e.From.WorkflowID, e.From.WorkflowVersion, e.To.WorkflowVersion, e.Reason)
+	default:
+		return "", false
+	}
+	return what, true
 }
 
 // workflowChange is a workflow event as the timeline shows it: what

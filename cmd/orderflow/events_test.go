@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -241,4 +242,76 @@ func TestEventFeedsPerKeyAreCapped(t *testing.T) {
 	first.close()
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return app.api.OpenFeeds() == 1 }, "the closed feeds to end")
 	feed("board").close()
+}
+
+// orderflow events prints each order event as it is stored, from the
+// first with --after 0, and follows on after the server restarts, from
+// the last event it printed.
+func TestEventsCommand(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "ev-1", "order_type_id": "wash_fold_delivery"})
+	server := "http://" + app.HTTPAddr()
+	none := func(string) (string, bool) { return "", false }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut eventstoretest.LogBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- Main(ctx, []string{"events", "--server", server, "--order", "ev-1", "--after", "0"}, &out, &errOut, none)
+	}()
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		eventstoretest.Eventually(t, 30*time.Second, cond, what+"; printed:\n"+out.String()+errOut.String())
+	}
+	has := func(s string) func() bool { return func() bool { return strings.Contains(out.String(), s) } }
+	eventually("the placing", has("  ev-1  OrderPlaced  user:api  → Pending Pickup (laundry_intake v"))
+	c.must(200, "POST", "/v1/orders/ev-1/triggers", map[string]any{"trigger": "picked_up", "worker": "ana"})
+	eventually("the first trigger", has("  ev-1  OrderAdvanced  worker:ana  picked_up: Pending Pickup → Received"))
+
+	// The server restarts on its address: the command follows on.
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTP = app.HTTPAddr()
+	again := startApp(t, cfg)
+	newClient(t, again).must(200, "POST", "/v1/orders/ev-1/triggers", map[string]any{"trigger": "items_tagged", "worker": "bo"})
+	eventually("the trigger after the restart", has("  ev-1  OrderAdvanced  worker:bo  items_tagged: Received → Washing"))
+	if !strings.Contains(errOut.String(), "the feed ended; following again after event ") {
+		t.Errorf("stderr: %s", errOut.String())
+	}
+	cancel()
+	if got := <-code; got != 0 {
+		t.Fatalf("events ended with %d: %s", got, errOut.String())
+	}
+	var seqs []uint64
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		seq, err := strconv.ParseUint(strings.Fields(line)[0], 10, 64)
+		if err != nil || len(seqs) > 0 && seq <= seqs[len(seqs)-1] {
+			t.Fatalf("line %q after sequences %v", line, seqs)
+		}
+		seqs = append(seqs, seq)
+	}
+	if len(seqs) != 3 {
+		t.Fatalf("printed %d events, want 3 (each once):\n%s", len(seqs), out.String())
+	}
+
+	// --json prints the envelopes; a refusal or no server is an error.
+	short, stop := context.WithTimeout(context.Background(), 2*time.Second)
+	defer stop()
+	var js strings.Builder
+	if got := Main(short, []string{"events", "--server", "http://" + again.HTTPAddr(), "--after", fmt.Sprint(seqs[1]), "--json"}, &js, io.Discard, none); got != 0 ||
+		!strings.HasPrefix(js.String(), `{"id":`) || !strings.Contains(js.String(), `"trigger":"items_tagged"`) || strings.Count(js.String(), "\n") != 1 {
+		t.Fatalf("events --json: %d %q", got, js.String())
+	}
+	if got, _, errOut := runMain(t, "events", "--server", server, "--types", "OrderAdvance"); got != 1 || !strings.Contains(errOut, "invalid_argument") {
+		t.Fatalf("events --types OrderAdvance: %d %s", got, errOut)
+	}
+	if got, _, errOut := runMain(t, "events", "--server", "127.0.0.1:1"); got != 1 || !strings.Contains(errOut, "is orderflow running") {
+		t.Fatalf("events with no server: %d %s", got, errOut)
+	}
 }

@@ -30,6 +30,7 @@ Usage:
   orderflow order show [flags] ORDER       show an order's current step (client of a running server)
   orderflow order list [flags]             list orders and where they stand, by status, state, workflow or type (client of a running server)
   orderflow board [--workflow ID]          orders per workflow and status, oldest entry, average stay (client of a running server)
+  orderflow events [--order ID]            follow order events as they are stored, a line each (client of a running server)
   orderflow order place [flags] TYPE       place an order of an order type, safe to send again (client of a running server)
   orderflow order hold|resume|cancel ORDER a supervisor's action, with --reason; safe to send again (client of a running server)
   orderflow order move --workflow ID --step N --reason R ORDER
@@ -66,6 +67,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		err = orderCmd(ctx, args[1:], stdout, stderr, env)
 	case "board":
 		err = boardCmd(ctx, args[1:], stdout, stderr, env)
+	case "events":
+		err = eventsCmd(ctx, args[1:], stdout, stderr, env)
 	case "projections":
 		err = projectionsCmd(ctx, args[1:], stdout, stderr, env)
 	case "audit":

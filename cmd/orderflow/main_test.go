@@ -354,7 +354,7 @@ func TestMainUsage(t *testing.T) {
 		}
 	}
 	// Every command's -h says what it is for before its flags.
-	for _, cmd := range []string{"serve", "trigger", "order show", "order list", "board", "order place", "order hold", "order move", "order migrate",
+	for _, cmd := range []string{"serve", "trigger", "order show", "order list", "board", "events", "order place", "order hold", "order move", "order migrate",
 		"projections rebuild", "audit order", "audit workflow", "replay", "verify", "export", "import", "deadletters",
 		"deadletters retry", "bench", "apikey", "apikey list", "apikey revoke", "openapi"} {
 		var errOut strings.Builder
