@@ -353,7 +353,10 @@ func TestMainUsage(t *testing.T) {
 			t.Errorf("%v %v: exit %d, %s", tc.args, tc.env, code, errOut.String())
 		}
 	}
-	// Every command's -h says what it is for before its flags.
+	// Every command's -h says what it is for before its flags, and
+	// allFlagNames holds every command's flags.
+	flagLine := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
+	var seen []string
 	for _, cmd := range []string{"serve", "trigger", "order show", "order list", "board", "events", "order place", "order hold", "order move", "order migrate",
 		"projections rebuild", "audit order", "audit workflow", "replay", "verify", "export", "import", "deadletters",
 		"deadletters retry", "bench", "apikey", "apikey list", "apikey revoke", "openapi"} {
@@ -363,6 +366,13 @@ func TestMainUsage(t *testing.T) {
 			!strings.HasPrefix(errOut.String(), "Usage: orderflow "+cmd) || !strings.Contains(errOut.String(), "\n\n") {
 			t.Errorf("%s -h: exit %d, %.200q", cmd, code, errOut.String())
 		}
+		for _, m := range flagLine.FindAllStringSubmatch(errOut.String(), -1) {
+			seen = append(seen, m[1])
+		}
+	}
+	slices.Sort(seen)
+	if seen = slices.Compact(seen); !slices.Equal(seen, allFlagNames) {
+		t.Errorf("the commands' flags are\n%q\nallFlagNames holds\n%q", seen, allFlagNames)
 	}
 	// An error is reported under the subcommand that ran.
 	for args, want := range map[[2]string]string{
@@ -627,16 +637,26 @@ func TestEnvHints(t *testing.T) {
 	cfg.RegisterFlags(fs)
 	got := envHints([]string{
 		"ORDERFLOW_NATSURL", "ORDERFLOW_NATS_URL", "ORDERFLOW_data_dir", "ORDERFLOW_NATS-URL",
-		"ORDERFLOW_SERVER", "ORDERFLOW_TOKEN", "ORDERFLOW_", "PATH", "ORDERFLOW_HTTPS",
+		"ORDERFLOW_SERVER", "ORDERFLOW_TOKEN", "ORDERFLOW_", "PATH", "ORDERFLOW_HTTPS", "ORDERFLOW_LANE",
+		"ORDERFLOW_LANES_WINDOW",
 	}, fs)
 	want := []string{
 		"ORDERFLOW_NATSURL is set, but no flag reads it: did you mean ORDERFLOW_NATS_URL (--nats-url)?",
 		"ORDERFLOW_data_dir is set, but no flag reads it: did you mean ORDERFLOW_DATA_DIR (--data-dir)?",
 		"ORDERFLOW_NATS-URL is set, but no flag reads it: did you mean ORDERFLOW_NATS_URL (--nats-url)?",
 		"ORDERFLOW_HTTPS is set, but no flag reads it: did you mean ORDERFLOW_HTTP (--http)?",
+		"ORDERFLOW_LANE is set, but no flag reads it: did you mean ORDERFLOW_LANES (--lanes)?",
+		"ORDERFLOW_LANES_WINDOW is set, but no flag reads it: did you mean ORDERFLOW_LANE_WINDOW (--lane-window)?",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("hints:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A variable another command reads (bench's --orders) is no
+	// misspelling of the running command's --order.
+	events := flag.NewFlagSet("events", flag.ContinueOnError)
+	events.String("order", "", "")
+	if got := envHints([]string{"ORDERFLOW_ORDERS", "ORDERFLOW_ODER"}, events); len(got) != 1 || !strings.HasPrefix(got[0], "ORDERFLOW_ODER is set") {
+		t.Fatalf("hints for events: %q", got)
 	}
 }
 
