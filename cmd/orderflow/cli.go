@@ -279,15 +279,17 @@ func orderCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 			return orderPlaceCmd(ctx, args[1:], stdout, stderr, env)
 		case "list":
 			return orderListCmd(ctx, args[1:], stdout, stderr, env)
+		case "history":
+			return orderHistoryCmd(ctx, args[1:], stdout, stderr, env)
 		case "hold", "resume", "cancel", "move":
 			return orderActionCmd(ctx, args[0], args[1:], stdout, stderr, env)
 		}
 	}
 	if len(args) == 0 || args[0] != "show" {
-		fmt.Fprintln(stderr, "Usage: orderflow order show [flags] ORDER\n       orderflow order list [flags]\n       orderflow order place [flags] ORDER_TYPE\n"+
+		fmt.Fprintln(stderr, "Usage: orderflow order show [flags] ORDER\n       orderflow order list [flags]\n       orderflow order history [flags] ORDER\n       orderflow order place [flags] ORDER_TYPE\n"+
 			"       orderflow order hold|resume|cancel [flags] ORDER\n       orderflow order move [flags] --workflow ID --step N --reason R ORDER\n"+
 			"       orderflow order migrate [flags] --workflow ID")
-		return errors.New("want: order show ORDER, order list, order place ORDER_TYPE, order hold|resume|cancel|move ORDER, or order migrate --workflow ID")
+		return errors.New("want: order show ORDER, order list, order history ORDER, order place ORDER_TYPE, order hold|resume|cancel|move ORDER, or order migrate --workflow ID")
 	}
 	fs := commandFlags("order show", "Usage: orderflow order show [flags] ORDER\n\nShow an order's current step (with --as-of, where it stood then).", stderr)
 	server := serverFlags(fs)

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/orderflow/orderflow/domain"
@@ -42,18 +43,7 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if *types != "" {
 		q.Set("types", *types)
 	}
-	// Statuses are named as the library names them now; a key the
-	// library does not know (yet) is shown as it is.
-	names := map[string]string{}
-	if b, err := apiCall(ctx, server, "GET", "/v1/statuses", nil); err == nil {
-		var res struct{ Items []domain.Status }
-		if json.Unmarshal(b, &res) == nil {
-			for _, s := range res.Items {
-				names[s.Key] = s.Name
-			}
-		}
-	}
-	statusName := func(k string) string { return cmp.Or(names[k], k) }
+	statusName := statusNames(ctx, server)
 	f := &feedReader{server: server, path: pathWith("/v1/events", q), last: *after}
 	fs.Visit(func(fl *flag.Flag) { f.from = f.from || fl.Name == "after" })
 	return f.follow(ctx, stderr, func(env eventstore.Envelope, seq uint64, raw []byte) error {
@@ -69,6 +59,82 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			env.Actor.Kind, env.Actor.ID, what)
 		return err
 	})
+}
+
+// statusNames names statuses as the server's status library names them
+// now; a key it does not know (yet), or all when the library cannot be
+// read, is shown as it is.
+func statusNames(ctx context.Context, server *apiServer) func(string) string {
+	names := map[string]string{}
+	if b, err := apiCall(ctx, server, "GET", "/v1/statuses", nil); err == nil {
+		var res struct{ Items []domain.Status }
+		if json.Unmarshal(b, &res) == nil {
+			for _, s := range res.Items {
+				names[s.Key] = s.Name
+			}
+		}
+	}
+	return func(k string) string { return cmp.Or(names[k], k) }
+}
+
+// orderHistoryCmd: orderflow order history ORDER.
+func orderHistoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	fs := commandFlags("order history", "Usage: orderflow order history [flags] ORDER\n\n"+
+		"Print an order's events as a timeline, oldest first (GET /v1/orders/{id}/history), statuses by their names now.", stderr)
+	server := serverFlags(fs)
+	asJSON := fs.Bool("json", false, "print each event's envelope as JSON, a line each")
+	if err := parseFlags(fs, args, env); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("want one ORDER")
+	}
+	path := "/v1/orders/" + url.PathEscape(fs.Arg(0)) + "/history"
+	var events []json.RawMessage
+	for cursor := ""; ; { // a page at a time, as a long history is best read
+		q := url.Values{"limit": {"500"}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		b, err := apiCall(ctx, server, "GET", pathWith(path, q), nil)
+		if err != nil {
+			return err
+		}
+		var page struct {
+			Events     []json.RawMessage `json:"events"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			return err
+		}
+		events = append(events, page.Events...)
+		if cursor = page.NextCursor; cursor == "" || len(page.Events) == 0 {
+			break
+		}
+	}
+	if *asJSON {
+		for _, raw := range events {
+			if _, err := fmt.Fprintf(stdout, "%s\n", raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	statusName := statusNames(ctx, server)
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tV\tEVENT\tWHO\tWHAT")
+	for _, raw := range events {
+		var env eventstore.Envelope
+		if err := json.Unmarshal(raw, &env); err != nil {
+			return err
+		}
+		what := ""
+		if e, err := domain.DecodeEvent(env.Type, env.Data); err == nil {
+			what, _ = orderEventWhat(e, env.Actor, statusName)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s:%s\t%s\n", env.OccurredAt.Format(time.RFC3339), env.Version, env.Type, env.Actor.Kind, env.Actor.ID, what)
+	}
+	return tw.Flush()
 }
 
 // feedReader reads the order events feed, and follows it again from the

@@ -29,6 +29,7 @@ Usage:
   orderflow trigger [flags] ORDER TRIGGER  apply a worker's trigger to an order (client of a running server)
   orderflow order show [flags] ORDER       show an order's current step (client of a running server)
   orderflow order list [flags]             list orders and where they stand, by status, state, workflow or type (client of a running server)
+  orderflow order history ORDER            print an order's events as a timeline (client of a running server)
   orderflow board [--workflow ID]          orders per workflow and status, oldest entry, average stay (client of a running server)
   orderflow events [--order ID]            follow order events as they are stored, a line each (client of a running server)
   orderflow order place [flags] TYPE       place an order of an order type, safe to send again (client of a running server)
@@ -110,7 +111,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 // subcommands are the words after a command that name what it does
 // (order move, apikey list), for the name an error is reported under.
 var subcommands = map[string][]string{
-	"order":       {"show", "list", "place", "hold", "resume", "cancel", "move", "migrate"},
+	"order":       {"show", "list", "history", "place", "hold", "resume", "cancel", "move", "migrate"},
 	"projections": {"rebuild"},
 	"audit":       {"order", "workflow"},
 	"apikey":      {"list", "revoke"},

@@ -256,6 +256,25 @@ func TestOrderListAndBoardCommands(t *testing.T) {
 		t.Fatalf("order list --state lost: %d %q", code, errOut)
 	}
 
+	// order history: every event, past the API's page of 500.
+	for i := range 500 {
+		c.do("POST", "/v1/orders/l-2/triggers", map[string]any{"trigger": "delivered", "trigger_id": fmt.Sprint("wrong-", i)}) // 409 each
+	}
+	code, out, errOut = runMain(t, "order", "history", "--server", server, "l-2")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 503 || !strings.HasPrefix(lines[0], "TIME") ||
+		!regexp.MustCompile(`^\S+ +1 +OrderPlaced +user:api +→ Pending Pickup \(laundry_intake v\d+\)$`).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^\S+ +2 +OrderAdvanced +worker:api +picked_up: Pending Pickup → Received$`).MatchString(lines[2]) ||
+		!regexp.MustCompile(`^\S+ +502 +TriggerRejected +worker:api +delivered rejected: unexpected_trigger, expected items_tagged$`).MatchString(lines[502]) {
+		t.Fatalf("order history: %d, %d lines\n%.600s\n%s", code, len(lines), out, errOut)
+	}
+	code, out, _ = runMain(t, "order", "history", "--server", server, "--json", "l-1")
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, `{"id":`) {
+		t.Fatalf("order history --json: %d %q", code, out)
+	}
+	if code, _, errOut = runMain(t, "order", "history", "--server", server, "nope"); code != 1 || !strings.Contains(errOut, "not_found") {
+		t.Fatalf("order history of an unknown order: %d %q", code, errOut)
+	}
+
 	code, out, errOut = runMain(t, "board", "--server", server)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 8 || !strings.HasPrefix(lines[0], "WORKFLOW") ||
