@@ -725,7 +725,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return k
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tV\tEVENT\tWHO\tWHAT")
+	fmt.Fprintln(tw, timelineHeader)
 	w := domain.NewWorkflow()
 	for _, ev := range events {
 		defsUpTo(ev)
@@ -740,9 +740,17 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 				what = workflowChange(e, before, w.State(), statusName)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s:%s\t%s\n", ev.OccurredAt.Format(time.RFC3339), ev.Version, ev.Type, ev.Actor.Kind, ev.Actor.ID, what)
+		timelineRow(tw, ev.Envelope, what)
 	}
 	return tw.Flush()
+}
+
+// timelineHeader and timelineRow print a timeline (audit, order history)
+// through a tabwriter.
+const timelineHeader = "TIME\tV\tEVENT\tWHO\tWHAT"
+
+func timelineRow(tw io.Writer, env eventstore.Envelope, what string) {
+	fmt.Fprintf(tw, "%s\t%d\t%s\t%s:%s\t%s\n", env.OccurredAt.Format(time.RFC3339), env.Version, env.Type, env.Actor.Kind, env.Actor.ID, what)
 }
 
 // orderEventWhat is an order event as a timeline shows it (audit order,

@@ -51,14 +51,21 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			_, err := fmt.Fprintf(stdout, "%s\n", raw)
 			return err
 		}
-		what := ""
-		if e, err := domain.DecodeEvent(env.Type, env.Data); err == nil {
-			what, _ = orderEventWhat(e, env.Actor, statusName)
-		}
 		_, err := fmt.Fprintf(stdout, "%d  %s  %s  %s  %s:%s  %s\n", seq, env.OccurredAt.Format(time.RFC3339), env.AggregateID, env.Type,
-			env.Actor.Kind, env.Actor.ID, what)
+			env.Actor.Kind, env.Actor.ID, envelopeWhat(env, statusName))
 		return err
 	})
+}
+
+// envelopeWhat is an order event as a timeline shows it ("" for one that
+// does not decode).
+func envelopeWhat(env eventstore.Envelope, statusName func(string) string) string {
+	e, err := domain.DecodeEvent(env.Type, env.Data)
+	if err != nil {
+		return ""
+	}
+	what, _ := orderEventWhat(e, env.Actor, statusName)
+	return what
 }
 
 // statusNames names statuses as the server's status library names them
@@ -122,17 +129,13 @@ func orderHistoryCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	statusName := statusNames(ctx, server)
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tV\tEVENT\tWHO\tWHAT")
+	fmt.Fprintln(tw, timelineHeader)
 	for _, raw := range events {
 		var env eventstore.Envelope
 		if err := json.Unmarshal(raw, &env); err != nil {
 			return err
 		}
-		what := ""
-		if e, err := domain.DecodeEvent(env.Type, env.Data); err == nil {
-			what, _ = orderEventWhat(e, env.Actor, statusName)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s:%s\t%s\n", env.OccurredAt.Format(time.RFC3339), env.Version, env.Type, env.Actor.Kind, env.Actor.ID, what)
+		timelineRow(tw, env, envelopeWhat(env, statusName))
 	}
 	return tw.Flush()
 }
