@@ -189,7 +189,7 @@ func (api *API) routes() []route {
 		{"POST /v1/order-types/{id}/archive", "archiveOrderType", RoleAdmin, "Archive an order type", nil, orderTypeJSON{}, api.archiveOrderType},
 
 		{"POST /v1/orders", "placeOrder", RoleWorker, "Place an order", placeBody{ID: "order-1", OrderTypeID: "wash_fold_delivery"}, OrderJSON{}, api.placeOrder},
-		{"GET /v1/orders", "listOrders", RoleReader, "List orders (status, workflow_id, order_type_id, state; limit, cursor; min_seq)", nil, list[OrderJSON]{}, api.listOrders},
+		{"GET /v1/orders", "listOrders", RoleReader, "List orders (status, workflow_id, order_type_id, state; sort=id or entered_at; limit, cursor; min_seq)", nil, list[OrderJSON]{}, api.listOrders},
 		{"GET /v1/orders/{id}", "getOrder", RoleReader, "One order (?as_of= RFC 3339 for the state then)", nil, OrderJSON{}, api.getOrder},
 		{"GET /v1/orders/{id}/history", "getOrderHistory", RoleReader, "An order's events, oldest first (all; or a page: limit, cursor, next_cursor)", nil, historyJSON{}, api.orderHistory},
 		{"POST /v1/orders/{id}/triggers", "applyTrigger", RoleWorker, "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument). " +
@@ -214,7 +214,7 @@ func (api *API) routes() []route {
 // routes not named take none.
 var routeQuery = map[string][]string{
 	"GET /v1/workflows/{id}":      {"as_of"},
-	"GET /v1/orders":              {"status", "workflow_id", "order_type_id", "state", "limit", "cursor", "min_seq"},
+	"GET /v1/orders":              {"status", "workflow_id", "order_type_id", "state", "sort", "limit", "cursor", "min_seq"},
 	"GET /v1/orders/{id}":         {"as_of"},
 	"GET /v1/orders/{id}/history": {"limit", "cursor"},
 	"GET /v1/board":               {"workflow_id", "min_seq"},

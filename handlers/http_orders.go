@@ -737,25 +737,72 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	after := ""
-	if c := q.Get("cursor"); c != "" {
-		b, err := base64.RawURLEncoding.DecodeString(c)
-		if err != nil || eventstore.ValidateToken("cursor", string(b)) != nil {
-			api.fail(w, r, fmt.Errorf("%w: cursor %q is not one this API returned", errBadRequest, c))
-			return
+	var (
+		rows []projections.OrderRow
+		more bool
+	)
+	switch sort := q.Get("sort"); sort {
+	case "", "id":
+		after := ""
+		if c := q.Get("cursor"); c != "" {
+			b, err := base64.RawURLEncoding.DecodeString(c)
+			if err != nil || eventstore.ValidateToken("cursor", string(b)) != nil {
+				api.fail(w, r, fmt.Errorf("%w: cursor %q is not one this API returned (for sort=id)", errBadRequest, c))
+				return
+			}
+			after = string(b)
 		}
-		after = string(b)
+		rows, more = api.Orders().List(api.cmds(r).Tenant, f, after, limit)
+	case "entered_at":
+		var after projections.EntryCursor
+		if c := q.Get("cursor"); c != "" {
+			if after, err = entryCursor(c); err != nil {
+				api.fail(w, r, err)
+				return
+			}
+		}
+		rows, more = api.Orders().ListByEntry(api.cmds(r).Tenant, f, after, limit)
+	default:
+		api.fail(w, r, &domain.FieldError{Field: "sort", Reason: fmt.Sprintf("%q is not id (by order id, the default) or entered_at (longest in its stage first)", sort)})
+		return
 	}
-	rows, more := api.Orders().List(api.cmds(r).Tenant, f, after, limit)
 	out := list[OrderJSON]{Items: make([]OrderJSON, 0, len(rows))}
 	for _, row := range rows {
 		out.Items = append(out.Items, api.cmds(r).rowJSON(row))
 	}
 	if more && len(rows) > 0 {
-		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(rows[len(rows)-1].ID))
+		last := rows[len(rows)-1]
+		next := last.ID
+		if q.Get("sort") == "entered_at" {
+			next = entryCursorPrefix + last.EnteredAt.UTC().Format(time.RFC3339Nano) + "/" + last.ID
+		}
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(next))
 	}
 	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders().Applied(), 10))
 	writeJSON(w, http.StatusOK, out)
+}
+
+// entryCursorPrefix starts a cursor of a listing by entry time
+// (sort=entered_at): "e:<entered_at>/<id>", which no id cursor can be.
+const entryCursorPrefix = "e:"
+
+// entryCursor reads a next_cursor of a listing by entry time.
+func entryCursor(c string) (projections.EntryCursor, error) {
+	bad := fmt.Errorf("%w: cursor %q is not one this API returned for sort=entered_at", errBadRequest, c)
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return projections.EntryCursor{}, bad
+	}
+	rest, ok := strings.CutPrefix(string(b), entryCursorPrefix)
+	at, id, found := strings.Cut(rest, "/")
+	if !ok || !found || eventstore.ValidateToken("cursor", id) != nil {
+		return projections.EntryCursor{}, bad
+	}
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		return projections.EntryCursor{}, bad
+	}
+	return projections.EntryCursor{EnteredAt: t, ID: id}, nil
 }
 
 // rowJSON renders a read-model row like orderJSON renders an aggregate.

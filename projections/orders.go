@@ -241,6 +241,88 @@ func (o *Orders) List(tenant string, f OrderFilter, after string, limit int) (ro
 	return rows, false
 }
 
+// EntryCursor is where a listing by entry time (ListByEntry) goes on:
+// after the order that entered its stage at EnteredAt with ID. The zero
+// cursor starts with the order that has waited longest.
+type EntryCursor struct {
+	EnteredAt time.Time
+	ID        string
+}
+
+// before orders rows by the time they entered their stage, then by id.
+func (c EntryCursor) before(r *OrderRow) bool {
+	if !c.EnteredAt.Equal(r.EnteredAt) {
+		return c.EnteredAt.Before(r.EnteredAt)
+	}
+	return c.ID < r.ID
+}
+
+// ListByEntry returns up to limit orders matching f, those that entered
+// their current stage longest ago first (ties by id), from after `after`,
+// and whether more follow: a dashboard's "waiting longest" for a stage.
+// It looks at every order of the tenant, so it costs more than List on a
+// large store; an order that moves on while a listing is paged leaves it,
+// and comes again on a later page with its new entry time.
+func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, limit int) (rows []OrderRow, more bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	t, ok := o.tenants[tenant]
+	if !ok || limit <= 0 {
+		return nil, false
+	}
+	// The limit+1 oldest matches, as a max-heap: the root is the one
+	// that entered last, replaced when one that entered earlier comes.
+	less := func(a, b *OrderRow) bool { return EntryCursor{a.EnteredAt, a.ID}.before(b) } // a entered before b
+	h := make([]*OrderRow, 0, limit+1)
+	for _, r := range t.rows {
+		row := &r.OrderRow
+		if !f.match(row) || !after.before(row) {
+			continue
+		}
+		if len(h) < limit+1 {
+			h = append(h, row)
+			for i := len(h) - 1; i > 0 && less(h[(i-1)/2], h[i]); i = (i - 1) / 2 { // up
+				h[i], h[(i-1)/2] = h[(i-1)/2], h[i]
+			}
+			continue
+		}
+		if !less(row, h[0]) {
+			continue
+		}
+		h[0] = row
+		for i := 0; ; { // down
+			m := i
+			for _, c := range []int{2*i + 1, 2*i + 2} {
+				if c < len(h) && less(h[m], h[c]) {
+					m = c
+				}
+			}
+			if m == i {
+				break
+			}
+			h[i], h[m] = h[m], h[i]
+			i = m
+		}
+	}
+	slices.SortFunc(h, func(a, b *OrderRow) int {
+		switch {
+		case less(a, b):
+			return -1
+		case less(b, a):
+			return 1
+		}
+		return 0
+	})
+	if more = len(h) > limit; more {
+		h = h[:limit]
+	}
+	rows = make([]OrderRow, len(h))
+	for i, r := range h {
+		rows[i] = *r
+	}
+	return rows, more
+}
+
 // Order returns one order's row.
 func (o *Orders) Order(tenant, id string) (OrderRow, bool) {
 	o.mu.RLock()

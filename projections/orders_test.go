@@ -262,3 +262,63 @@ func TestCheckpointIsTheModelWhenItBegan(t *testing.T) {
 		t.Fatalf("the live model's o-2: %+v", r)
 	}
 }
+
+// ListByEntry pages through the orders that waited longest first, ties
+// by id, and matches a filter, against a sort of the whole model.
+func TestOrdersListByEntry(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	o := NewOrders(nil)
+	rng := rand.New(rand.NewPCG(3, 4))
+	seq := uint64(0)
+	for i := range 300 {
+		seq++
+		id := fmt.Sprintf("o-%03d", i)
+		at := t0.Add(time.Duration(rng.IntN(50)) * time.Minute) // many ties
+		if err := o.Apply(orderEvent(seq, id, at, domain.OrderPlaced{OrderTypeID: "ot", To: wfPos(0, "a"), Workflows: []string{"wf"}})); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 { // a third moved on to b, later
+			seq++
+			if err := o.Apply(orderEvent(seq, id, at.Add(time.Hour), domain.OrderAdvanced{Trigger: "x", TriggerID: id, From: wfPos(0, "a"), To: wfPos(1, "b")})); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, f := range []OrderFilter{{}, {Status: "a"}, {Status: "b"}, {Status: "c"}} {
+		want, _ := o.List("default", f, "", 1000)
+		slices.SortFunc(want, func(a, b OrderRow) int {
+			if c := a.EnteredAt.Compare(b.EnteredAt); c != 0 {
+				return c
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+		for _, limit := range []int{1, 7, 100, 1000} {
+			var got []OrderRow
+			var after EntryCursor
+			for pages := 0; ; pages++ {
+				rows, more := o.ListByEntry("default", f, after, limit)
+				if len(rows) > limit || more && len(rows) != limit || pages > 400 {
+					t.Fatalf("filter %+v, limit %d: page of %d, more %v", f, limit, len(rows), more)
+				}
+				got = append(got, rows...)
+				if !more {
+					break
+				}
+				last := rows[len(rows)-1]
+				after = EntryCursor{last.EnteredAt, last.ID}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("filter %+v, limit %d: %d orders, want %d", f, limit, len(got), len(want))
+			}
+			for i := range want {
+				if got[i].ID != want[i].ID {
+					t.Fatalf("filter %+v, limit %d: order %d is %s, want %s", f, limit, i, got[i].ID, want[i].ID)
+				}
+			}
+		}
+	}
+	if rows, more := o.ListByEntry("nobody", OrderFilter{}, EntryCursor{}, 10); len(rows) != 0 || more {
+		t.Fatalf("an unknown tenant: %v %v", rows, more)
+	}
+}

@@ -56,6 +56,7 @@ func orderListCmd(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	state := fs.String("state", "", "only orders in this state: active, on_hold, completed or cancelled")
 	workflow := fs.String("workflow", "", "only orders inside this workflow (its id)")
 	orderType := fs.String("type", "", "only orders of this order type (its id)")
+	oldest := fs.Bool("oldest", false, "those longest in their current stage first (else by id)")
 	limit := fs.Int("limit", 50, "list at most this many (at most 500)")
 	cursor := fs.String("cursor", "", "list from where an earlier page ended (what it said to send)")
 	asJSON := fs.Bool("json", false, "print the answer of GET /v1/orders as it is")
@@ -74,6 +75,10 @@ func orderListCmd(ctx context.Context, args []string, stdout, stderr io.Writer, 
 			q.Set(f.param, f.value)
 			again += " --" + f.flag + " " + shellWord(f.value)
 		}
+	}
+	if *oldest {
+		q.Set("sort", "entered_at")
+		again += " --oldest"
 	}
 	q.Set("limit", fmt.Sprint(*limit))
 	if *limit != 50 {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -251,6 +252,28 @@ func TestOrderListAndBoardCommands(t *testing.T) {
 	var res struct{ Items []struct{ ID string } }
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Items) != 1 || res.Items[0].ID != "l-3" {
 		t.Fatalf("order list --json: %d %q", code, out)
+	}
+	// --oldest: those longest in their stage first, a page at a time.
+	// l-2 entered Received after l-1 and l-3 entered Pending Pickup.
+	var order []string
+	for args := []string{"order", "list", "--oldest", "--limit", "2"}; ; {
+		code, out, errOut = runMain(t, append(args, "--server", server)...)
+		if code != 0 {
+			t.Fatalf("%v: %d %s", args, code, errOut)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+			order = append(order, strings.Fields(line)[0])
+		}
+		next, ok := strings.CutPrefix(errOut, "more follow: orderflow ")
+		if !ok {
+			break
+		}
+		if args = strings.Fields(next); !slices.Contains(args, "--oldest") {
+			t.Fatalf("the next page's command leaves --oldest out: %s", next)
+		}
+	}
+	if !slices.Equal(order, []string{"l-1", "l-3", "l-2"}) {
+		t.Fatalf("order list --oldest: %v", order)
 	}
 	if code, _, errOut = runMain(t, "order", "list", "--server", server, "--state", "lost"); code != 1 || !strings.Contains(errOut, "invalid_argument") {
 		t.Fatalf("order list --state lost: %d %q", code, errOut)
