@@ -1,0 +1,49 @@
+package projections
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/domain"
+)
+
+// BenchmarkListOrders compares a page of 50 of the orders in one stage
+// (a fifth of 200,000) by id (List) with one by entry time (ListByEntry,
+// which looks at every order of the tenant, as the board does).
+func BenchmarkListOrders(b *testing.B) {
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	o := NewOrders(nil)
+	statuses := []string{"pending_pickup", "received", "washing", "drying", "folding"}
+	for i := range 200_000 {
+		st := statuses[i%len(statuses)]
+		ev := orderEvent(uint64(i+1), fmt.Sprintf("order-%07d", i), t0.Add(time.Duration(i*7919%200_000)*time.Second),
+			domain.OrderPlaced{OrderTypeID: "ot", To: domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: st}, Workflows: []string{"wf"}})
+		if err := o.Apply(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f := OrderFilter{Status: "washing"}
+	o.List("default", f, "", 1) // settles the paging order
+	b.Run("by-id", func(b *testing.B) {
+		for b.Loop() {
+			if rows, _ := o.List("default", f, "", 50); len(rows) != 50 {
+				b.Fatal(len(rows))
+			}
+		}
+	})
+	b.Run("board", func(b *testing.B) { // for comparison: it counts every order of the tenant
+		for b.Loop() {
+			if cells := o.Board("default", ""); len(cells) != len(statuses) {
+				b.Fatal(len(cells))
+			}
+		}
+	})
+	b.Run("by-entry", func(b *testing.B) {
+		for b.Loop() {
+			if rows, _ := o.ListByEntry("default", f, EntryCursor{}, 50); len(rows) != 50 {
+				b.Fatal(len(rows))
+			}
+		}
+	})
+}
