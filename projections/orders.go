@@ -48,6 +48,7 @@ type tenantOrders struct {
 	ids    []string // sorted: the paging order
 	added  []string // ids placed since ids was last settled, unsorted
 	stages map[StageKey]*StageTime
+	live   stageIndex // the orders in flight per stage
 }
 
 // row is an order's row in the model. A checkpoint being written holds on
@@ -108,7 +109,7 @@ func (o *Orders) Start(ctx context.Context, st *eventstore.Store) error {
 func (o *Orders) tenant(name string) *tenantOrders {
 	t, ok := o.tenants[name]
 	if !ok {
-		t = &tenantOrders{rows: map[string]*row{}, stages: map[StageKey]*StageTime{}}
+		t = &tenantOrders{rows: map[string]*row{}, stages: map[StageKey]*StageTime{}, live: stageIndex{}}
 		o.tenants[name] = t
 	}
 	return t
@@ -133,6 +134,10 @@ func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) err
 	t := o.tenant(tenant)
 	gen := o.gen.Load()
 	r := t.rows[id]
+	var was OrderRow // for the stage index
+	if r != nil {
+		was = r.OrderRow
+	}
 	switch {
 	case r == nil:
 		placed, ok := e.(domain.OrderPlaced)
@@ -185,6 +190,7 @@ func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) err
 	}
 	row.Version++
 	row.UpdatedAt = at
+	t.live.update(was, was.ID != "", row)
 	return nil
 }
 
@@ -260,9 +266,11 @@ func (c EntryCursor) before(r *OrderRow) bool {
 // ListByEntry returns up to limit orders matching f, those that entered
 // their current stage longest ago first (ties by id), from after `after`,
 // and whether more follow: a dashboard's "waiting longest" for a stage.
-// It looks at every order of the tenant, so it costs more than List on a
-// large store; an order that moves on while a listing is paged leaves it,
-// and comes again on a later page with its new entry time.
+// Filtered on a status and the state active or on_hold, it looks at the
+// orders in flight at that status only (the stage index); otherwise at
+// every order of the tenant. An order that moves on while a listing is
+// paged leaves it, and comes again on a later page with its new entry
+// time.
 func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, limit int) (rows []OrderRow, more bool) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
@@ -274,20 +282,19 @@ func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, li
 	// that entered last, replaced when one that entered earlier comes.
 	less := func(a, b *OrderRow) bool { return EntryCursor{a.EnteredAt, a.ID}.before(b) } // a entered before b
 	h := make([]*OrderRow, 0, limit+1)
-	for _, r := range t.rows {
-		row := &r.OrderRow
+	consider := func(row *OrderRow) {
 		if !f.match(row) || !after.before(row) {
-			continue
+			return
 		}
 		if len(h) < limit+1 {
 			h = append(h, row)
 			for i := len(h) - 1; i > 0 && less(h[(i-1)/2], h[i]); i = (i - 1) / 2 { // up
 				h[i], h[(i-1)/2] = h[(i-1)/2], h[i]
 			}
-			continue
+			return
 		}
 		if !less(row, h[0]) {
-			continue
+			return
 		}
 		h[0] = row
 		for i := 0; ; { // down
@@ -302,6 +309,20 @@ func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, li
 			}
 			h[i], h[m] = h[m], h[i]
 			i = m
+		}
+	}
+	if f.Status != "" && (f.State == domain.StateActive || f.State == domain.StateOnHold) {
+		// In flight at one status: the stage index holds them all.
+		for k, m := range t.live {
+			if k.Status == f.Status {
+				for id := range m.at {
+					consider(&t.rows[id].OrderRow)
+				}
+			}
+		}
+	} else {
+		for _, r := range t.rows {
+			consider(&r.OrderRow)
 		}
 	}
 	slices.SortFunc(h, func(a, b *OrderRow) int {
@@ -347,7 +368,8 @@ type BoardCell struct {
 }
 
 // Board counts the orders in flight per workflow and status (optionally
-// one workflow), with the time spent per stage.
+// one workflow), with the time spent per stage. It reads the stage index,
+// not the rows: its cost grows with the stages, not the orders.
 func (o *Orders) Board(tenant, workflowID string) []BoardCell {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
@@ -364,18 +386,12 @@ func (o *Orders) Board(tenant, workflowID string) []BoardCell {
 		}
 		return c
 	}
-	for _, r := range t.rows {
-		if r.State != domain.StateActive && r.State != domain.StateOnHold {
+	for k, m := range t.live {
+		if workflowID != "" && k.WorkflowID != workflowID {
 			continue
 		}
-		if workflowID != "" && r.Position.WorkflowID != workflowID {
-			continue
-		}
-		c := cell(StageKey{r.Position.WorkflowID, r.Position.Status})
-		c.Count++
-		if c.OldestEnteredAt.IsZero() || r.EnteredAt.Before(c.OldestEnteredAt) {
-			c.OldestEnteredAt = r.EnteredAt
-		}
+		c := cell(k)
+		c.Count, c.OldestEnteredAt = len(m.at), m.oldest()
 	}
 	for k, st := range t.stages {
 		if workflowID != "" && k.WorkflowID != workflowID {
@@ -549,8 +565,10 @@ func (o *Orders) install(s snapshot) {
 	for name, ts := range s.Tenants {
 		t := o.tenant(name)
 		for _, r := range ts.Rows {
-			t.rows[r.ID] = &row{OrderRow: r}
+			nr := &row{OrderRow: r}
+			t.rows[r.ID] = nr
 			t.ids = append(t.ids, r.ID)
+			t.live.update(OrderRow{}, false, &nr.OrderRow)
 		}
 		slices.Sort(t.ids)
 		for _, st := range ts.Stages {

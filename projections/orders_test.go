@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -320,5 +321,160 @@ func TestOrdersListByEntry(t *testing.T) {
 	}
 	if rows, more := o.ListByEntry("nobody", OrderFilter{}, EntryCursor{}, 10); len(rows) != 0 || more {
 		t.Fatalf("an unknown tenant: %v %v", rows, more)
+	}
+}
+
+// The board and a stage's listing by entry time, read from the stage
+// index kept as events are applied, are what a scan of every row gives,
+// through random events and checkpoints restored on the way.
+func TestStageIndexMatchesTheRows(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(5, 6))
+	statuses := []string{"a", "b", "c", "d"}
+	pos := func(wf string, step int) domain.Position {
+		return domain.Position{WorkflowID: wf, WorkflowVersion: 1, Step: step, Status: statuses[step]}
+	}
+	o := NewOrders(nil)
+	seq := uint64(0)
+	type state struct {
+		pos  domain.Position
+		done bool
+	}
+	orders := map[string]*state{}
+	var ids []string
+	scanBoard := func(o *Orders, workflowID string) map[StageKey][2]any {
+		cells := map[StageKey][2]any{}
+		o.mu.RLock()
+		defer o.mu.RUnlock()
+		for _, r := range o.tenants["default"].rows {
+			k, in := inFlight(&r.OrderRow)
+			if !in || workflowID != "" && k.WorkflowID != workflowID {
+				continue
+			}
+			c := cells[k]
+			n, _ := c[0].(int)
+			oldest, _ := c[1].(time.Time)
+			if oldest.IsZero() || r.EnteredAt.Before(oldest) {
+				oldest = r.EnteredAt
+			}
+			cells[k] = [2]any{n + 1, oldest}
+		}
+		return cells
+	}
+	check := func(step int) {
+		t.Helper()
+		for _, wf := range []string{"", "w1", "w2"} {
+			want := scanBoard(o, wf)
+			got := map[StageKey][2]any{}
+			for _, c := range o.Board("default", wf) {
+				if c.Count > 0 {
+					got[c.StageKey] = [2]any{c.Count, c.OldestEnteredAt}
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("step %d, workflow %q: board %v, scan %v", step, wf, got, want)
+			}
+		}
+		for _, f := range []OrderFilter{{Status: "b", State: domain.StateActive}, {Status: "a", State: domain.StateOnHold}, {Status: "c", State: domain.StateActive, WorkflowID: "w2"}} {
+			all, _ := o.List("default", OrderFilter{Status: f.Status, State: f.State, WorkflowID: f.WorkflowID}, "", 100000)
+			slices.SortFunc(all, func(a, b OrderRow) int {
+				if c := a.EnteredAt.Compare(b.EnteredAt); c != 0 {
+					return c
+				}
+				return strings.Compare(a.ID, b.ID)
+			})
+			got, _ := o.ListByEntry("default", f, EntryCursor{}, 5)
+			if len(got) != min(5, len(all)) {
+				t.Fatalf("step %d, %+v: %d rows, want %d", step, f, len(got), min(5, len(all)))
+			}
+			for i := range got {
+				if got[i].ID != all[i].ID {
+					t.Fatalf("step %d, %+v: row %d is %s, want %s", step, f, i, got[i].ID, all[i].ID)
+				}
+			}
+		}
+	}
+	for step := range 3000 {
+		seq++
+		at := t0.Add(time.Duration(rng.IntN(100000)) * time.Second) // clocks apart: not in order
+		var id string
+		var e domain.Event
+		if len(ids) == 0 || rng.IntN(5) == 0 {
+			id = fmt.Sprintf("o-%04d", len(ids))
+			wf := []string{"w1", "w2"}[rng.IntN(2)]
+			orders[id] = &state{pos: pos(wf, 0)}
+			ids = append(ids, id)
+			e = domain.OrderPlaced{OrderTypeID: "ot", To: orders[id].pos, Workflows: []string{wf}}
+		} else {
+			id = ids[rng.IntN(len(ids))]
+			s := orders[id]
+			switch n := rng.IntN(10); {
+			case s.done:
+				e = domain.TriggerRejected{Trigger: "x", TriggerID: fmt.Sprint(seq), Reason: domain.RejectCompleted}
+			case n < 4 && s.pos.Step < 3:
+				to := pos(s.pos.WorkflowID, s.pos.Step+1)
+				e, s.pos = domain.OrderAdvanced{Trigger: "x", TriggerID: fmt.Sprint(seq), From: s.pos, To: to}, to
+			case n < 5:
+				to := pos(s.pos.WorkflowID, rng.IntN(4))
+				e, s.pos = domain.OrderMoved{From: s.pos, To: to, Reason: "r"}, to
+			case n < 6:
+				e = domain.OrderHeld{}
+			case n < 7:
+				e = domain.OrderResumed{}
+			case n < 8:
+				to := s.pos
+				to.WorkflowVersion++
+				e, s.pos = domain.OrderMigrated{From: s.pos, To: to, Reason: "r"}, to
+			case n < 9:
+				e, s.done = domain.OrderCompleted{Trigger: "x", TriggerID: fmt.Sprint(seq), From: s.pos}, true
+			default:
+				e, s.done = domain.OrderCancelled{}, true
+			}
+		}
+		if err := o.Apply(orderEvent(seq, id, at, e)); err != nil {
+			t.Fatal(err)
+		}
+		if step%5 == 4 {
+			check(step)
+		}
+		if step%700 == 699 { // go on from a checkpoint
+			b, err := o.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			o = NewOrders(nil)
+			if err := o.UnmarshalJSON(b); err != nil {
+				t.Fatal(err)
+			}
+			check(step)
+		}
+	}
+}
+
+// An order that enters its stage again (moved to the step it is at)
+// leaves its earlier entry behind in the stage's heap; that entry must not
+// count as the stage's oldest once the orders before it have left.
+func TestStageIndexOrderEntersItsStageAgain(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	o := NewOrders(nil)
+	seq := uint64(0)
+	apply := func(id string, at time.Duration, e domain.Event) {
+		t.Helper()
+		seq++
+		if err := o.Apply(orderEvent(seq, id, t0.Add(at), e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	placed := domain.OrderPlaced{OrderTypeID: "ot", To: wfPos(0, "a"), Workflows: []string{"wf"}}
+	apply("o-a", 1*time.Minute, placed)
+	apply("o-x", 5*time.Minute, placed)
+	apply("o-b", 10*time.Minute, placed)
+	apply("o-x", 20*time.Minute, domain.OrderMoved{From: wfPos(0, "a"), To: wfPos(0, "a"), Reason: "again"})
+	apply("o-a", 30*time.Minute, domain.OrderCancelled{})
+	cells := o.Board("default", "")
+	if len(cells) != 1 || cells[0].Count != 2 || !cells[0].OldestEnteredAt.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("board %+v, want 2 orders in a, the oldest since 09:10 (o-b)", cells)
 	}
 }
