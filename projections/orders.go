@@ -58,6 +58,10 @@ type tenantOrders struct {
 type row struct {
 	OrderRow
 	gen uint64
+	// in is the stage the order is in flight in (nil: none), slot its
+	// place among the stage's members (see stageIndex).
+	in   *stageMembers
+	slot int
 }
 
 // settle merges the ids placed since the last listing into the sorted
@@ -149,8 +153,9 @@ func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) err
 		t.rows[id] = r
 		t.added = append(t.added, id)
 	case r.gen != gen: // a checkpoint may be writing this row
-		r = &row{OrderRow: r.OrderRow, gen: gen}
+		r = &row{OrderRow: r.OrderRow, gen: gen, in: r.in, slot: r.slot}
 		t.rows[id] = r
+		t.live.replace(r)
 	}
 	row := &r.OrderRow
 	leave := func(to *domain.Position) {
@@ -190,7 +195,7 @@ func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) err
 	}
 	row.Version++
 	row.UpdatedAt = at
-	t.live.update(was, was.ID != "", row)
+	t.live.update(&was, r)
 	return nil
 }
 
@@ -315,8 +320,8 @@ func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, li
 		// In flight at one status: the stage index holds them all.
 		for k, m := range t.live {
 			if k.Status == f.Status {
-				for id := range m.at {
-					consider(&t.rows[id].OrderRow)
+				for _, r := range m.members {
+					consider(&r.OrderRow)
 				}
 			}
 		}
@@ -391,7 +396,7 @@ func (o *Orders) Board(tenant, workflowID string) []BoardCell {
 			continue
 		}
 		c := cell(k)
-		c.Count, c.OldestEnteredAt = len(m.at), m.oldest()
+		c.Count, c.OldestEnteredAt = len(m.members), m.earliest()
 	}
 	for k, st := range t.stages {
 		if workflowID != "" && k.WorkflowID != workflowID {
@@ -568,7 +573,9 @@ func (o *Orders) install(s snapshot) {
 			nr := &row{OrderRow: r}
 			t.rows[r.ID] = nr
 			t.ids = append(t.ids, r.ID)
-			t.live.update(OrderRow{}, false, &nr.OrderRow)
+			if k, in := inFlight(&r); in {
+				t.live.add(k, nr)
+			}
 		}
 		slices.Sort(t.ids)
 		for _, st := range ts.Stages {

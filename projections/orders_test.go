@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -438,6 +439,11 @@ func TestStageIndexMatchesTheRows(t *testing.T) {
 		if step%5 == 4 {
 			check(step)
 		}
+		if step%250 == 124 { // a checkpoint written: rows are copied on write from then on
+			if _, err := o.MarshalJSON(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if step%700 == 699 { // go on from a checkpoint
 			b, err := o.MarshalJSON()
 			if err != nil {
@@ -476,5 +482,45 @@ func TestStageIndexOrderEntersItsStageAgain(t *testing.T) {
 	cells := o.Board("default", "")
 	if len(cells) != 1 || cells[0].Count != 2 || !cells[0].OldestEnteredAt.Equal(t0.Add(10*time.Minute)) {
 		t.Fatalf("board %+v, want 2 orders in a, the oldest since 09:10 (o-b)", cells)
+	}
+}
+
+// Boards read together, while events are applied, find a stage's oldest
+// entry again without racing (go test -race).
+func TestBoardsReadTogether(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	o := NewOrders(nil)
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for range 4 {
+		readers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					o.Board("default", "")
+					o.ListByEntry("default", OrderFilter{Status: "a", State: domain.StateActive}, EntryCursor{}, 3)
+				}
+			}
+		})
+	}
+	for i := range 2000 {
+		id := fmt.Sprintf("o-%04d", i)
+		if err := o.Apply(orderEvent(uint64(2*i+1), id, t0.Add(time.Duration(i)*time.Second), domain.OrderPlaced{OrderTypeID: "ot", To: wfPos(0, "a"), Workflows: []string{"wf"}})); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 1 { // the oldest leaves: the board must find the next
+			old := fmt.Sprintf("o-%04d", i/2)
+			if err := o.Apply(orderEvent(uint64(2*i+2), old, t0.Add(time.Duration(i)*time.Second), domain.OrderCancelled{})); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(stop)
+	readers.Wait()
+	if cells := o.Board("default", ""); len(cells) != 1 || cells[0].Count != 1000 || !cells[0].OldestEnteredAt.Equal(t0.Add(1000*time.Second)) {
+		t.Fatalf("board %+v", cells)
 	}
 }

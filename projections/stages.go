@@ -1,26 +1,33 @@
 package projections
 
 import (
-	"container/heap"
+	"sync"
 	"time"
 
 	"github.com/orderflow/orderflow/domain"
 )
 
 // stageIndex keeps, as events are applied, which orders are in flight
-// (active or on hold) in each stage and since when, so that the board and
-// a stage's listing by entry time read the stage alone instead of every
-// order of the tenant. It is derived from the rows: a checkpoint does not
-// hold it, and installing one builds it again.
+// (active or on hold) in each stage, so that the board and a stage's
+// listing by entry time read the stage alone instead of every order of
+// the tenant. It is derived from the rows: a checkpoint does not hold it,
+// and installing one builds it again. Each row in flight knows its stage
+// and its slot there (row.in, row.slot), so that an order entering or
+// leaving a stage costs a few pointer writes, no hashing.
 type stageIndex map[StageKey]*stageMembers
 
-// stageMembers are the orders in flight in one stage: each one's entry
-// time, and a min-heap of (entry time, id) whose top is always a member
-// (entries of orders that left are dropped once they reach the top, and
-// all of them when they outnumber the members).
+// stageMembers are the orders in flight in one stage, and the earliest
+// time one of them entered it, once known. Applying an event (under the
+// model's write lock) keeps the earliest while it can: an order that
+// enters earlier replaces it, and its order leaving makes it unknown. The
+// board (under the read lock, beside other readers) finds it again then,
+// from the members, and keeps it under mu.
 type stageMembers struct {
-	at    map[string]time.Time
-	queue entryHeap
+	members []*row
+
+	mu       sync.Mutex
+	oldest   time.Time
+	oldestOK bool
 }
 
 // inFlight reports whether r counts on the board, and in which stage.
@@ -31,92 +38,76 @@ func inFlight(r *OrderRow) (StageKey, bool) {
 	return StageKey{r.Position.WorkflowID, r.Position.Status}, true
 }
 
-// update moves an order's membership from what was (before its event) to
-// what r is now.
-func (x stageIndex) update(was OrderRow, wasKnown bool, r *OrderRow) {
-	oldKey, oldIn := inFlight(&was)
-	newKey, newIn := inFlight(r)
-	if wasKnown && oldIn && newIn && oldKey == newKey && was.EnteredAt.Equal(r.EnteredAt) {
+// update moves r's membership to where its row now stands; was is the
+// row as it was before its event (the zero row for a new order).
+func (x stageIndex) update(was *OrderRow, r *row) {
+	oldKey, _ := inFlight(was)
+	newKey, newIn := inFlight(&r.OrderRow)
+	if r.in != nil && newIn && oldKey == newKey && was.EnteredAt.Equal(r.EnteredAt) {
 		return
 	}
-	if wasKnown && oldIn {
-		x.remove(oldKey, r.ID)
+	if r.in != nil {
+		x.remove(oldKey, r, was.EnteredAt)
 	}
 	if newIn {
-		x.add(newKey, r.ID, r.EnteredAt)
+		x.add(newKey, r)
 	}
 }
 
-func (x stageIndex) add(k StageKey, id string, at time.Time) {
+func (x stageIndex) add(k StageKey, r *row) {
 	m := x[k]
 	if m == nil {
-		m = &stageMembers{at: map[string]time.Time{}}
+		m = &stageMembers{}
 		x[k] = m
 	}
-	m.at[id] = at
-	heap.Push(&m.queue, entry{at, id})
-	m.settle() // the id may have been a member with another entry time
+	r.in, r.slot = m, len(m.members)
+	m.members = append(m.members, r)
+	switch {
+	case len(m.members) == 1:
+		m.oldest, m.oldestOK = r.EnteredAt, true
+	case m.oldestOK && r.EnteredAt.Before(m.oldest):
+		m.oldest = r.EnteredAt
+	}
 }
 
-func (x stageIndex) remove(k StageKey, id string) {
-	m := x[k]
-	if m == nil {
-		return
-	}
-	delete(m.at, id)
-	if len(m.at) == 0 {
+// remove takes r out of its stage k, which it entered at `at`.
+func (x stageIndex) remove(k StageKey, r *row, at time.Time) {
+	m := r.in
+	last := m.members[len(m.members)-1]
+	m.members[r.slot], last.slot = last, r.slot
+	m.members[len(m.members)-1] = nil
+	m.members = m.members[:len(m.members)-1]
+	r.in = nil
+	if len(m.members) == 0 {
 		delete(x, k)
 		return
 	}
-	m.settle()
+	if m.oldestOK && !at.After(m.oldest) {
+		m.oldestOK = false
+	}
 }
 
-// settle drops the heap's top while it is no longer a member, and builds
-// the heap again from the members when stale entries outnumber them.
-func (m *stageMembers) settle() {
-	if len(m.queue) > 2*len(m.at)+64 {
-		m.queue = m.queue[:0]
-		for id, at := range m.at {
-			m.queue = append(m.queue, entry{at, id})
+// replace puts r in the place of the row it copies (copy on write, see
+// row), when that one is in flight.
+func (x stageIndex) replace(r *row) {
+	if r.in != nil {
+		r.in.members[r.slot] = r
+	}
+}
+
+// earliest is when the stage's longest-waiting order entered it. Readers
+// call it under the model's read lock, together: mu keeps what one finds.
+func (m *stageMembers) earliest() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.oldestOK {
+		m.oldest = m.members[0].EnteredAt
+		for _, r := range m.members[1:] {
+			if r.EnteredAt.Before(m.oldest) {
+				m.oldest = r.EnteredAt
+			}
 		}
-		heap.Init(&m.queue)
-		return
+		m.oldestOK = true
 	}
-	for len(m.queue) > 0 {
-		top := m.queue[0]
-		if at, ok := m.at[top.id]; ok && at.Equal(top.at) {
-			return
-		}
-		heap.Pop(&m.queue)
-	}
-}
-
-// oldest is when the stage's longest-waiting order entered it.
-func (m *stageMembers) oldest() time.Time {
-	return m.queue[0].at // settle keeps the top a member
-}
-
-// entry is an order in a stage's heap.
-type entry struct {
-	at time.Time
-	id string
-}
-
-// entryHeap orders entries by entry time, then id (container/heap).
-type entryHeap []entry
-
-func (h entryHeap) Len() int { return len(h) }
-func (h entryHeap) Less(i, j int) bool {
-	if !h[i].at.Equal(h[j].at) {
-		return h[i].at.Before(h[j].at)
-	}
-	return h[i].id < h[j].id
-}
-func (h entryHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *entryHeap) Push(v any)   { *h = append(*h, v.(entry)) }
-func (h *entryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
+	return m.oldest
 }
