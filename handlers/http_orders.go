@@ -740,6 +740,8 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 	var (
 		rows []projections.OrderRow
 		more bool
+		// cursorAfter is the next page's cursor, after the last row.
+		cursorAfter = func(last projections.OrderRow) string { return last.ID }
 	)
 	switch sort := q.Get("sort"); sort {
 	case "", "id":
@@ -762,6 +764,9 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		rows, more = api.Orders().ListByEntry(api.cmds(r).Tenant, f, after, limit)
+		cursorAfter = func(last projections.OrderRow) string {
+			return entryCursorPrefix + last.EnteredAt.UTC().Format(time.RFC3339Nano) + "/" + last.ID
+		}
 	default:
 		api.fail(w, r, &domain.FieldError{Field: "sort", Reason: fmt.Sprintf("%q is not id (by order id, the default) or entered_at (longest in its stage first)", sort)})
 		return
@@ -771,12 +776,7 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 		out.Items = append(out.Items, api.cmds(r).rowJSON(row))
 	}
 	if more && len(rows) > 0 {
-		last := rows[len(rows)-1]
-		next := last.ID
-		if q.Get("sort") == "entered_at" {
-			next = entryCursorPrefix + last.EnteredAt.UTC().Format(time.RFC3339Nano) + "/" + last.ID
-		}
-		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(next))
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(cursorAfter(rows[len(rows)-1])))
 	}
 	w.Header().Set("X-Orderflow-Sequence", strconv.FormatUint(api.Orders().Applied(), 10))
 	writeJSON(w, http.StatusOK, out)

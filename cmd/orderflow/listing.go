@@ -50,7 +50,7 @@ func boardCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 // orderListCmd: orderflow order list [filters].
 func orderListCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	fs := commandFlags("order list", "Usage: orderflow order list [flags]\n\n"+
-		"List orders, by id, with where each stands (GET /v1/orders): all of them, or those the flags name.", stderr)
+		"List orders with where each stands (GET /v1/orders): all of them, or those the flags name; by id, or with --oldest those longest in their stage first.", stderr)
 	server := serverFlags(fs)
 	status := fs.String("status", "", "only orders at this status (its key)")
 	state := fs.String("state", "", "only orders in this state: active, on_hold, completed or cancelled")
