@@ -24,6 +24,13 @@ func BenchmarkListOrders(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	for i := range 10 { // a stage few orders are in
+		ev := orderEvent(uint64(200_001+i), fmt.Sprintf("order-%07d", 300_000+i*5_000), t0,
+			domain.OrderPlaced{OrderTypeID: "ot", To: domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: "rare"}, Workflows: []string{"wf"}})
+		if err := o.Apply(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
 	f := OrderFilter{Status: "washing"}
 	o.List("default", f, "", 1) // settles the paging order
 	b.Run("by-id", func(b *testing.B) {
@@ -33,9 +40,25 @@ func BenchmarkListOrders(b *testing.B) {
 			}
 		}
 	})
+	b.Run("by-id-in-flight", func(b *testing.B) {
+		active := OrderFilter{Status: "washing", State: domain.StateActive}
+		for b.Loop() {
+			if rows, _ := o.List("default", active, "", 50); len(rows) != 50 {
+				b.Fatal(len(rows))
+			}
+		}
+	})
+	b.Run("by-id-rare-status", func(b *testing.B) {
+		rare := OrderFilter{Status: "rare", State: domain.StateActive}
+		for b.Loop() {
+			if rows, _ := o.List("default", rare, "", 50); len(rows) != 10 {
+				b.Fatal(len(rows))
+			}
+		}
+	})
 	b.Run("board", func(b *testing.B) {
 		for b.Loop() {
-			if cells := o.Board("default", ""); len(cells) != len(statuses) {
+			if cells := o.Board("default", ""); len(cells) != len(statuses)+1 {
 				b.Fatal(len(cells))
 			}
 		}

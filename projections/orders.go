@@ -217,12 +217,26 @@ func (f OrderFilter) match(r *OrderRow) bool {
 // List returns up to limit orders matching f with ids after `after`, in id
 // order, and whether more follow. Paging by the immutable id means a
 // listing neither skips nor repeats an order while orders change.
+// Filtered on a status and the state active or on_hold, and few orders
+// in flight there, it reads those only (the stage index), so a page of a
+// stage few orders are in does not walk every order of the tenant.
 func (o *Orders) List(tenant string, f OrderFilter, after string, limit int) (rows []OrderRow, more bool) {
 	o.mu.RLock()
 	t, ok := o.tenants[tenant]
 	if !ok {
 		o.mu.RUnlock()
 		return nil, false
+	}
+	if f.inFlightAtStatus() && t.fewInFlightAt(f.Status, limit) { // the stage index holds every match
+		defer o.mu.RUnlock()
+		byID := func(a, b *OrderRow) bool { return a.ID < b.ID }
+		return firstRows(limit, byID, func(consider func(*OrderRow)) {
+			t.inFlightAt(f.Status, func(r *OrderRow) {
+				if r.ID > after && f.match(r) {
+					consider(r)
+				}
+			})
+		})
 	}
 	if len(t.added) == 0 {
 		defer o.mu.RUnlock()
@@ -280,17 +294,67 @@ func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, li
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	t, ok := o.tenants[tenant]
-	if !ok || limit <= 0 {
+	if !ok {
 		return nil, false
 	}
-	// The limit+1 oldest matches, as a max-heap: the root is the one
-	// that entered last, replaced when one that entered earlier comes.
-	less := func(a, b *OrderRow) bool { return EntryCursor{a.EnteredAt, a.ID}.before(b) } // a entered before b
-	h := make([]*OrderRow, 0, limit+1)
-	consider := func(row *OrderRow) {
-		if !f.match(row) || !after.before(row) {
+	byEntry := func(a, b *OrderRow) bool { return EntryCursor{a.EnteredAt, a.ID}.before(b) } // a entered before b
+	return firstRows(limit, byEntry, func(consider func(*OrderRow)) {
+		match := func(r *OrderRow) {
+			if f.match(r) && after.before(r) {
+				consider(r)
+			}
+		}
+		if f.inFlightAtStatus() {
+			t.inFlightAt(f.Status, match)
 			return
 		}
+		for _, r := range t.rows {
+			match(&r.OrderRow)
+		}
+	})
+}
+
+// inFlightAtStatus reports whether f matches orders in flight at one
+// status only, all of which the stage index holds.
+func (f OrderFilter) inFlightAtStatus() bool {
+	return f.Status != "" && (f.State == domain.StateActive || f.State == domain.StateOnHold)
+}
+
+// fewInFlightAt reports whether so few orders are in flight at status
+// that a page of limit of them, by id, costs less read from the stage
+// index (every one of them looked at) than from the paging order (about
+// limit × rows / matches rows walked, were the matches spread evenly).
+func (t *tenantOrders) fewInFlightAt(status string, limit int) bool {
+	n := 0
+	for k, m := range t.live {
+		if k.Status == status {
+			n += len(m.members)
+		}
+	}
+	return n*n <= limit*len(t.rows)
+}
+
+// inFlightAt calls fn with each order in flight at status, in any order.
+func (t *tenantOrders) inFlightAt(status string, fn func(*OrderRow)) {
+	for k, m := range t.live {
+		if k.Status == status {
+			for _, r := range m.members {
+				fn(&r.OrderRow)
+			}
+		}
+	}
+}
+
+// firstRows returns copies of the first limit rows by less among those
+// visit offers (each at most once), in that order, and whether more
+// follow. It keeps the limit+1 first in a max-heap: the root is the last
+// of them, replaced when one before it comes.
+func firstRows(limit int, less func(a, b *OrderRow) bool, visit func(consider func(*OrderRow))) (rows []OrderRow, more bool) {
+	if limit <= 0 {
+		return nil, false
+	}
+	h := make([]*OrderRow, 0, limit+1)
+	visit(func(row *OrderRow) {
 		if len(h) < limit+1 {
 			h = append(h, row)
 			for i := len(h) - 1; i > 0 && less(h[(i-1)/2], h[i]); i = (i - 1) / 2 { // up
@@ -304,7 +368,7 @@ func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, li
 		h[0] = row
 		for i := 0; ; { // down
 			m := i
-			for _, c := range []int{2*i + 1, 2*i + 2} {
+			for _, c := range [2]int{2*i + 1, 2*i + 2} {
 				if c < len(h) && less(h[m], h[c]) {
 					m = c
 				}
@@ -315,21 +379,7 @@ func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, li
 			h[i], h[m] = h[m], h[i]
 			i = m
 		}
-	}
-	if f.Status != "" && (f.State == domain.StateActive || f.State == domain.StateOnHold) {
-		// In flight at one status: the stage index holds them all.
-		for k, m := range t.live {
-			if k.Status == f.Status {
-				for _, r := range m.members {
-					consider(&r.OrderRow)
-				}
-			}
-		}
-	} else {
-		for _, r := range t.rows {
-			consider(&r.OrderRow)
-		}
-	}
+	})
 	slices.SortFunc(h, func(a, b *OrderRow) int {
 		switch {
 		case less(a, b):

@@ -378,7 +378,32 @@ func TestStageIndexMatchesTheRows(t *testing.T) {
 			}
 		}
 		for _, f := range []OrderFilter{{Status: "b", State: domain.StateActive}, {Status: "a", State: domain.StateOnHold}, {Status: "c", State: domain.StateActive, WorkflowID: "w2"}} {
-			all, _ := o.List("default", OrderFilter{Status: f.Status, State: f.State, WorkflowID: f.WorkflowID}, "", 100000)
+			var all []OrderRow // every row that matches, by id
+			o.mu.RLock()
+			for _, r := range o.tenants["default"].rows {
+				if f.match(&r.OrderRow) {
+					all = append(all, r.OrderRow)
+				}
+			}
+			o.mu.RUnlock()
+			slices.SortFunc(all, func(a, b OrderRow) int { return strings.Compare(a.ID, b.ID) })
+			var byID []OrderRow // List's pages of 4
+			for after := ""; ; {
+				page, more := o.List("default", f, after, 4)
+				byID = append(byID, page...)
+				if !more {
+					break
+				}
+				after = page[len(page)-1].ID
+			}
+			if len(byID) != len(all) || len(all) > 0 && (byID[0].ID != all[0].ID || byID[len(byID)-1].ID != all[len(all)-1].ID) {
+				t.Fatalf("step %d, %+v: List gave %d orders, the rows %d", step, f, len(byID), len(all))
+			}
+			for i := range all {
+				if byID[i].ID != all[i].ID || byID[i].Version != all[i].Version {
+					t.Fatalf("step %d, %+v: List's order %d is %s v%d, want %s v%d", step, f, i, byID[i].ID, byID[i].Version, all[i].ID, all[i].Version)
+				}
+			}
 			slices.SortFunc(all, func(a, b OrderRow) int {
 				if c := a.EnteredAt.Compare(b.EnteredAt); c != 0 {
 					return c
