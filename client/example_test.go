@@ -93,6 +93,47 @@ func ExampleClient_ApplyTrigger() {
 	// unexpected_trigger - the order waits for items_tagged
 }
 
+// A dashboard that keeps the last stage change it handled follows on
+// after it when it starts again: it misses none, and sees none twice.
+// (Connecting is as in the package example.)
+func ExampleClient_FollowStageChanges() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, stop := startWithClient(ctx)
+	defer stop()
+	apply := func(trigger string) {
+		if _, err := c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-42", Trigger: trigger, Worker: "ana"}); err != nil {
+			panic(err)
+		}
+	}
+	// follow shows the order's changes stored after `after`, until it has
+	// seen n of them, and returns the last one's sequence.
+	follow := func(after uint64, n int) (last uint64) {
+		errEnough := errors.New("enough for now")
+		err := c.FollowStageChanges(ctx, "order-42", after, func(sc client.StageChange) error {
+			fmt.Println(sc.Type, "v", sc.Version)
+			last, n = sc.Sequence, n-1
+			if n == 0 {
+				return errEnough // the dashboard stops here
+			}
+			return nil
+		})
+		if !errors.Is(err, errEnough) {
+			panic(err)
+		}
+		return last
+	}
+
+	apply("picked_up")
+	last := follow(0, 2)  // placed, advanced
+	apply("items_tagged") // while the dashboard is away
+	follow(last, 1)
+	// Output:
+	// OrderPlaced v 1
+	// OrderAdvanced v 2
+	// OrderAdvanced v 3
+}
+
 // startWithClient runs orderflow (startOrderflow) and connects a client
 // to it; stop ends both.
 func startWithClient(ctx context.Context) (*client.Client, func()) {
