@@ -553,13 +553,32 @@ func storeAgain(ctx context.Context, js jetstream.JetStream, m *nats.Msg, stream
 	tick := time.NewTicker(leastDuplicateWindow / 4)
 	defer tick.Stop()
 	giveUp := time.Now().Add(10 * time.Second)
-	for {
+	nudge := time.Now().Add(time.Second)
+	for i := 1; ; i++ {
 		ack, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
 		if err != nil || !ack.Duplicate {
 			return ack, err
 		}
 		if time.Now().After(giveUp) {
 			return nil, fmt.Errorf("Nats-Msg-Id %q is still taken for a duplicate of sequence %d", m.Header.Get(jetstream.MsgIDHeader), ack.Sequence)
+		}
+		if time.Now().After(nudge) {
+			// The server forgets ids past the window when its timer fires,
+			// and a window changed sets that timer to fire at once; but it
+			// may fire before the new window takes effect, measure the
+			// ids against the old one, and not fire again for minutes
+			// (seen under load, nats-server 2.15.2). Changing the window
+			// again, between two short ones, sets it to fire once more.
+			nudge = time.Now().Add(time.Second)
+			s, err := js.Stream(ctx, stream)
+			if err != nil {
+				return nil, err
+			}
+			cfg := s.CachedInfo().Config
+			cfg.Duplicates = leastDuplicateWindow + time.Duration(i%2)*time.Millisecond
+			if _, err := js.UpdateStream(ctx, cfg); err != nil {
+				return nil, fmt.Errorf("shorten the duplicate window of %s for the import: %w", stream, err)
+			}
 		}
 		select {
 		case <-ctx.Done():
