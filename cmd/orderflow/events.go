@@ -156,8 +156,9 @@ type handlerError struct{ err error }
 func (e *handlerError) Error() string { return e.err.Error() }
 
 // follow calls fn for each event until ctx ends (nil) or fn fails. A
-// refusal, or a server never reached, is an error. A feed that ends is
-// followed again after a second, from where it stood.
+// refusal, or a server never reached, is an error. A feed that ends, or
+// an answer that may change (see transient), is followed again after a
+// second, from where it stood.
 func (f *feedReader) follow(ctx context.Context, stderr io.Writer, fn func(env eventstore.Envelope, seq uint64, raw []byte) error) error {
 	hc, err := f.server.client()
 	if err != nil {
@@ -177,7 +178,7 @@ func (f *feedReader) follow(ctx context.Context, stderr io.Writer, fn func(env e
 		case connected:
 			reached, waiting = true, false
 			fmt.Fprintf(stderr, "the feed ended; following again after event %d\n", f.last)
-		case refused && pe.status != http.StatusServiceUnavailable && pe.status != http.StatusTooManyRequests:
+		case refused && !transient(pe.status):
 			return err
 		case !reached && !refused:
 			return err
@@ -191,6 +192,17 @@ func (f *feedReader) follow(ctx context.Context, stderr io.Writer, fn func(env e
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// transient reports whether an answer of status may be followed by the
+// feed later: the server busy (429), not ready (503), or a proxy before
+// it that cannot reach it now (502, 504: the server restarting).
+func transient(status int) bool {
+	switch status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 // feedHeading starts the feed's first line, which names the stream

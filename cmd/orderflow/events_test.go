@@ -6,9 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -254,15 +259,24 @@ func TestEventsCommand(t *testing.T) {
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "ev-1", "order_type_id": "wash_fold_delivery"})
-	server := "http://" + app.HTTPAddr()
 	none := func(string) (string, bool) { return "", false }
+	// The command reads through a proxy, as behind a load balancer: the
+	// server restarts on another port, and answers 502 while it is down.
+	var backend atomic.Pointer[url.URL]
+	backend.Store(&url.URL{Scheme: "http", Host: app.HTTPAddr()})
+	proxy := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(backend.Load()) },
+		FlushInterval: -1, // each event as it comes
+		ErrorLog:      log.New(io.Discard, "", 0),
+	})
+	defer proxy.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errOut eventstoretest.LogBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- Main(ctx, []string{"events", "--server", server, "--order", "ev-1", "--after", "0"}, &out, &errOut, none)
+		code <- Main(ctx, []string{"events", "--server", proxy.URL, "--order", "ev-1", "--after", "0"}, &out, &errOut, none)
 	}()
 	eventually := func(what string, cond func() bool) {
 		t.Helper()
@@ -273,12 +287,13 @@ func TestEventsCommand(t *testing.T) {
 	c.must(200, "POST", "/v1/orders/ev-1/triggers", map[string]any{"trigger": "picked_up", "worker": "ana"})
 	eventually("the first trigger", has("  ev-1  OrderAdvanced  worker:ana  picked_up: Pending Pickup → Received"))
 
-	// The server restarts on its address: the command follows on.
+	// The server restarts: the command follows on.
 	if err := app.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cfg.HTTP = app.HTTPAddr()
+	eventually("a 502 while the server is down", func() bool { return strings.Contains(errOut.String(), "waiting for the server") })
 	again := startApp(t, cfg)
+	backend.Store(&url.URL{Scheme: "http", Host: again.HTTPAddr()})
 	newClient(t, again).must(200, "POST", "/v1/orders/ev-1/triggers", map[string]any{"trigger": "items_tagged", "worker": "bo"})
 	eventually("the trigger after the restart", has("  ev-1  OrderAdvanced  worker:bo  items_tagged: Received → Washing"))
 	if !strings.Contains(errOut.String(), "the feed ended; following again after event ") {
@@ -308,7 +323,7 @@ func TestEventsCommand(t *testing.T) {
 		!strings.HasPrefix(js.String(), `{"id":`) || !strings.Contains(js.String(), `"trigger":"items_tagged"`) || strings.Count(js.String(), "\n") != 1 {
 		t.Fatalf("events --json: %d %q", got, js.String())
 	}
-	if got, _, errOut := runMain(t, "events", "--server", server, "--types", "OrderAdvance"); got != 1 || !strings.Contains(errOut, "invalid_argument") {
+	if got, _, errOut := runMain(t, "events", "--server", proxy.URL, "--types", "OrderAdvance"); got != 1 || !strings.Contains(errOut, "invalid_argument") {
 		t.Fatalf("events --types OrderAdvance: %d %s", got, errOut)
 	}
 	if got, _, errOut := runMain(t, "events", "--server", "127.0.0.1:1"); got != 1 || !strings.Contains(errOut, "is orderflow running") {
