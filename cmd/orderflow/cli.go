@@ -415,26 +415,8 @@ func orderActionCmd(ctx context.Context, action string, args []string, stdout, s
 	return sendKeyed(ctx, server, "/v1/orders/"+url.PathEscape(fs.Arg(0))+"/"+action, body, *key, done, stdout, stderr)
 }
 
-// orderAnswer is what the client commands print of an order the API
-// answered with.
-type orderAnswer struct {
-	ID          string `json:"id"`
-	OrderTypeID string `json:"order_type_id"`
-	State       string `json:"state"`
-	Version     uint64 `json:"version"`
-	Position    struct {
-		WorkflowName    string    `json:"workflow_name"`
-		Status          string    `json:"status"`
-		StatusName      string    `json:"status_name"`
-		WorkflowVersion uint64    `json:"workflow_version"`
-		Step            int       `json:"step"`
-		ExpectedTrigger *string   `json:"expected_trigger"`
-		EnteredAt       time.Time `json:"entered_at"`
-	} `json:"position"`
-}
-
 func printOrder(w io.Writer, b []byte) error {
-	var o orderAnswer
+	var o handlers.OrderJSON
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&o); err != nil {
 		return err

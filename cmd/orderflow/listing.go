@@ -95,8 +95,8 @@ func orderListCmd(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return err
 	}
 	var res struct {
-		Items      []orderAnswer `json:"items"`
-		NextCursor string        `json:"next_cursor"`
+		Items      []handlers.OrderJSON `json:"items"`
+		NextCursor string               `json:"next_cursor"`
 	}
 	if err := json.Unmarshal(b, &res); err != nil {
 		return err
