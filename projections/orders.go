@@ -138,9 +138,9 @@ func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) err
 	t := o.tenant(tenant)
 	gen := o.gen.Load()
 	r := t.rows[id]
-	var was OrderRow // for the stage index
+	var wasAt time.Time // when it entered its stage, for the stage index
 	if r != nil {
-		was = r.OrderRow
+		wasAt = r.EnteredAt
 	}
 	switch {
 	case r == nil:
@@ -195,7 +195,7 @@ func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) err
 	}
 	row.Version++
 	row.UpdatedAt = at
-	t.live.update(&was, r)
+	t.live.update(wasAt, r)
 	return nil
 }
 

@@ -23,6 +23,7 @@ type stageIndex map[StageKey]*stageMembers
 // board (under the read lock, beside other readers) finds it again then,
 // from the members, and keeps it under mu.
 type stageMembers struct {
+	key     StageKey
 	members []*row
 
 	mu       sync.Mutex
@@ -38,16 +39,15 @@ func inFlight(r *OrderRow) (StageKey, bool) {
 	return StageKey{r.Position.WorkflowID, r.Position.Status}, true
 }
 
-// update moves r's membership to where its row now stands; was is the
-// row as it was before its event (the zero row for a new order).
-func (x stageIndex) update(was *OrderRow, r *row) {
-	oldKey, _ := inFlight(was)
+// update moves r's membership to where its row now stands; wasAt is
+// when it entered the stage it stood in before its event.
+func (x stageIndex) update(wasAt time.Time, r *row) {
 	newKey, newIn := inFlight(&r.OrderRow)
-	if r.in != nil && newIn && oldKey == newKey && was.EnteredAt.Equal(r.EnteredAt) {
+	if r.in != nil && newIn && r.in.key == newKey && wasAt.Equal(r.EnteredAt) {
 		return
 	}
 	if r.in != nil {
-		x.remove(oldKey, r, was.EnteredAt)
+		x.remove(r, wasAt)
 	}
 	if newIn {
 		x.add(newKey, r)
@@ -57,7 +57,7 @@ func (x stageIndex) update(was *OrderRow, r *row) {
 func (x stageIndex) add(k StageKey, r *row) {
 	m := x[k]
 	if m == nil {
-		m = &stageMembers{}
+		m = &stageMembers{key: k}
 		x[k] = m
 	}
 	r.in, r.slot = m, len(m.members)
@@ -70,8 +70,8 @@ func (x stageIndex) add(k StageKey, r *row) {
 	}
 }
 
-// remove takes r out of its stage k, which it entered at `at`.
-func (x stageIndex) remove(k StageKey, r *row, at time.Time) {
+// remove takes r out of its stage, which it entered at `at`.
+func (x stageIndex) remove(r *row, at time.Time) {
 	m := r.in
 	last := m.members[len(m.members)-1]
 	m.members[r.slot], last.slot = last, r.slot
@@ -79,7 +79,7 @@ func (x stageIndex) remove(k StageKey, r *row, at time.Time) {
 	m.members = m.members[:len(m.members)-1]
 	r.in = nil
 	if len(m.members) == 0 {
-		delete(x, k)
+		delete(x, m.key)
 		return
 	}
 	if m.oldestOK && !at.After(m.oldest) {
