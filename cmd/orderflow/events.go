@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/orderflow/orderflow/domain"
@@ -82,62 +81,6 @@ func statusNames(ctx context.Context, server *apiServer) func(string) string {
 		}
 	}
 	return func(k string) string { return cmp.Or(names[k], k) }
-}
-
-// orderHistoryCmd: orderflow order history ORDER.
-func orderHistoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := commandFlags("order history", "Usage: orderflow order history [flags] ORDER\n\n"+
-		"Print an order's events as a timeline, oldest first (GET /v1/orders/{id}/history), statuses by their names now.", stderr)
-	server := serverFlags(fs)
-	asJSON := fs.Bool("json", false, "print each event's envelope as JSON, a line each")
-	if err := parseFlags(fs, args, env); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("want one ORDER")
-	}
-	path := "/v1/orders/" + url.PathEscape(fs.Arg(0)) + "/history"
-	var events []json.RawMessage
-	for cursor := ""; ; { // a page at a time, as a long history is best read
-		q := url.Values{"limit": {"500"}}
-		if cursor != "" {
-			q.Set("cursor", cursor)
-		}
-		b, err := apiCall(ctx, server, "GET", pathWith(path, q), nil)
-		if err != nil {
-			return err
-		}
-		var page struct {
-			Events     []json.RawMessage `json:"events"`
-			NextCursor string            `json:"next_cursor"`
-		}
-		if err := json.Unmarshal(b, &page); err != nil {
-			return err
-		}
-		events = append(events, page.Events...)
-		if cursor = page.NextCursor; cursor == "" || len(page.Events) == 0 {
-			break
-		}
-	}
-	if *asJSON {
-		for _, raw := range events {
-			if _, err := fmt.Fprintf(stdout, "%s\n", raw); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	statusName := statusNames(ctx, server)
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, timelineHeader)
-	for _, raw := range events {
-		var env eventstore.Envelope
-		if err := json.Unmarshal(raw, &env); err != nil {
-			return err
-		}
-		timelineRow(tw, env, envelopeWhat(env, statusName))
-	}
-	return tw.Flush()
 }
 
 // feedReader reads the order events feed, and follows it again from the
