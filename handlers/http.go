@@ -204,7 +204,7 @@ func (api *API) routes() []route {
 		{"POST /v1/orders/{id}/migrate", "migrateOrder", RoleSupervisor, "Move an in-flight order to a newer version of its workflow", migrateOrderBody{WorkflowID: str("standard_laundry_production"),
 			ToVersion: &five, Reason: "ironing added"}, OrderJSON{}, supervise(api, migrateOrder)},
 		{"GET /v1/board", "getBoard", RoleReader, "Orders per workflow and status, in step order with every step of a live workflow: count, oldest entry, average stay (?workflow_id=, min_seq)", nil, list[BoardItem]{}, api.board},
-		{"GET /v1/events", "streamEvents", RoleReader, "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes; ?access_token= for browsers)", nil, nil, api.events},
+		{feedRoute, "streamEvents", RoleReader, "Server-Sent Events of order events (?types=, ?order_id=; Last-Event-ID resumes; ?access_token= for browsers)", nil, nil, api.events},
 		{"GET /v1/projections", "getProjections", RoleOperator, "Where the read models stand, and a rebuild's progress", nil, ProjectionStatus{}, api.projectionStatus},
 		{"POST /v1/projections/rebuild", "rebuildProjections", RoleOperator, "Rebuild the read models from the streams", nil, RebuildReport{}, api.rebuild},
 	}
@@ -218,7 +218,7 @@ var routeQuery = map[string][]string{
 	"GET /v1/orders/{id}":         {"as_of"},
 	"GET /v1/orders/{id}/history": {"limit", "cursor"},
 	"GET /v1/board":               {"workflow_id", "min_seq"},
-	"GET /v1/events":              {"types", "order_id", "last_event_id", "after", "access_token"},
+	feedRoute:                     {"types", "order_id", "last_event_id", "after", "access_token"},
 }
 
 // checkQuery refuses a query the route would misread: one that does not
@@ -264,7 +264,7 @@ func (api *API) Register(mux *http.ServeMux) {
 		}
 		h = api.guard(r.role, api.checkQuery(routeQuery[r.pattern], h))
 		switch {
-		case r.pattern == "GET /v1/events": // a browser's EventSource cannot send headers
+		case r.pattern == feedRoute: // a browser's EventSource cannot send headers
 			h = tokenFromQuery(h)
 		case conditionalReads[r.pattern]:
 			h = conditional(h)

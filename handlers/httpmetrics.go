@@ -18,6 +18,8 @@ type routeStats struct {
 	codes   map[int]uint64
 	seconds float64
 	replays uint64 // answers to resends of a request with an Idempotency-Key
+
+	latency histogram // the time answers took; not kept for the event feed, which lasts as long as its reader
 }
 
 // httpStats are the API's request counts and times, by route pattern (a
@@ -67,6 +69,10 @@ func (w *statusWriter) Flush() {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// feedRoute is the event feed's route: its requests last as long as
+// their reader, so no latency is kept for them.
+const feedRoute = "GET /v1/events"
+
 // observe wraps a route's handler: it counts the answer under pattern,
 // with the time it took, and logs it at debug level.
 func (api *API) observe(pattern string, h http.HandlerFunc) http.HandlerFunc {
@@ -79,6 +85,9 @@ func (api *API) observe(pattern string, h http.HandlerFunc) http.HandlerFunc {
 			sw.status = http.StatusOK
 		}
 		if rs := api.stats().routes[pattern]; rs != nil {
+			if pattern != feedRoute {
+				rs.latency.observe(took)
+			}
 			rs.mu.Lock()
 			rs.codes[sw.status]++
 			rs.seconds += took.Seconds()
@@ -106,6 +115,7 @@ func (api *API) stats() *httpStats {
 // and the seconds they took, as Prometheus text.
 func (api *API) WriteMetrics(w io.Writer) {
 	type row struct {
+		rs      *routeStats
 		route   string
 		codes   []int
 		counts  map[int]uint64
@@ -115,7 +125,7 @@ func (api *API) WriteMetrics(w io.Writer) {
 	var rows []row
 	for route, rs := range api.stats().routes {
 		rs.mu.Lock()
-		r := row{route: route, counts: maps.Clone(rs.codes), seconds: rs.seconds, replays: rs.replays}
+		r := row{rs: rs, route: route, counts: maps.Clone(rs.codes), seconds: rs.seconds, replays: rs.replays}
 		rs.mu.Unlock()
 		if len(r.counts) > 0 {
 			r.codes = slices.Sorted(maps.Keys(r.counts))
@@ -132,6 +142,12 @@ func (api *API) WriteMetrics(w io.Writer) {
 	fmt.Fprint(w, "# HELP orderflow_http_request_seconds_total Seconds spent answering HTTP API requests, by route (an event feed counts when it ends).\n# TYPE orderflow_http_request_seconds_total counter\n")
 	for _, r := range rows {
 		fmt.Fprintf(w, "orderflow_http_request_seconds_total{route=%q} %g\n", r.route, r.seconds)
+	}
+	fmt.Fprint(w, "# HELP orderflow_http_request_duration_seconds How long HTTP API requests took to answer, by route (the event feed, which lasts as long as its reader, is left out).\n# TYPE orderflow_http_request_duration_seconds histogram\n")
+	for _, r := range rows {
+		if r.route != feedRoute {
+			r.rs.latency.write(w, "orderflow_http_request_duration_seconds", fmt.Sprintf("route=%q,", r.route))
+		}
 	}
 	fmt.Fprint(w, "# HELP orderflow_http_idempotent_replays_total Requests answered as resends of an earlier one with the same Idempotency-Key (nothing recorded), by route: clients that lost answers, or sent too soon again.\n# TYPE orderflow_http_idempotent_replays_total counter\n")
 	for _, r := range rows {

@@ -76,6 +76,7 @@ type laneSubscriber struct {
 	// room while the streams are full).
 	wait func() time.Duration
 
+	latency    histogram                     // from a trigger's arrival in its lane to its outcome stored
 	log        *slog.Logger                  // debug lines per delivery, acknowledgement and gate opening (nil: none)
 	handedBack atomic.Uint64                 // triggers handed back to the next owner of a lane
 	resets     atomic.Uint64                 // lanes taken over that were reset to have their triggers delivered again at once (see redeliverOrphans)
@@ -259,7 +260,8 @@ type held struct {
 	delivered uint64 // how many times JetStream has delivered it, as of msg
 	again     bool   // delivered before, here or to another reader (see putAsideElsewhere)
 	order     string
-	msgID     string // its Nats-Msg-Id
+	msgID     string    // its Nats-Msg-Id
+	stored    time.Time // when the lane stored it (the server's clock)
 	running   bool
 }
 
@@ -604,8 +606,9 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 		l.pin = pin
 	}
 	var seq, delivered uint64
+	var stored time.Time
 	if meta, err := m.Metadata(); err == nil {
-		seq, delivered = meta.Sequence.Stream, meta.NumDelivered
+		seq, delivered, stored = meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
 		del := meta.Sequence.Consumer
 		if l.lastDel != 0 && del != l.lastDel+1 {
 			l.gated = true // a delivery was lost: hold everything until it is back
@@ -623,7 +626,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 		}
 	}
 	h := &held{msg: m, seq: seq, delivered: delivered, again: delivered > 1 || seq <= l.deliveredTo,
-		order: orderOf(m.Subject()), msgID: m.Headers().Get(jetstream.MsgIDHeader)}
+		order: orderOf(m.Subject()), msgID: m.Headers().Get(jetstream.MsgIDHeader), stored: stored}
 	l.bySeq[seq] = h
 	q := l.orders[h.order]
 	// Usually last; a trigger redelivered from the previous reader, or
@@ -744,6 +747,9 @@ func (l *lane) settle(ctx context.Context, st settledTrigger, next bool) {
 		return
 	}
 	_ = h.msg.Ack()
+	if !h.stored.IsZero() {
+		l.s.latency.observe(time.Since(h.stored))
+	}
 	if l.s.debugOn(ctx) { // checked first: the arguments would cost an allocation per trigger
 		l.s.log.Debug("lane acknowledged", "lane", l.index, "lane_sequence", h.seq)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -317,6 +318,17 @@ func (p *Processor) count(res domain.TriggerResult) {
 	p.outcomes[k]++
 	p.outcomeMu.Unlock()
 	p.handled.Add(1)
+}
+
+// WriteLatency writes, as the Prometheus histogram
+// orderflow_trigger_duration_seconds, how long the triggers this process
+// applied took from their arrival in a lane to their outcome stored
+// (every outcome; dead letters too). A trigger that waited behind its
+// order's earlier ones, for a retry, or in a lane while no process read
+// it, counts that wait.
+func (p *Processor) WriteLatency(w io.Writer) {
+	fmt.Fprint(w, "# HELP orderflow_trigger_duration_seconds How long triggers took from their arrival in a lane to their outcome stored, waits included.\n# TYPE orderflow_trigger_duration_seconds histogram\n")
+	p.lanes.latency.write(w, "orderflow_trigger_duration_seconds", "")
 }
 
 // Processors is how many trigger processors share the lanes as this one

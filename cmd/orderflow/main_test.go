@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -467,6 +468,12 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		`orderflow_http_requests_total{route="GET /v1/statuses",code="200"} 2`,
 		`orderflow_http_requests_total{route="GET /v1/orders/{id}",code="404"} 1`,
 		`orderflow_http_request_seconds_total{route="GET /v1/orders/{id}"} `,
+		`orderflow_http_request_duration_seconds_bucket{route="GET /v1/statuses",le="+Inf"} 2`,
+		`orderflow_http_request_duration_seconds_count{route="GET /v1/statuses"} 2`,
+		`orderflow_http_request_duration_seconds_count{route="POST /v1/orders/{id}/triggers"} 3`,
+		`orderflow_trigger_duration_seconds_bucket{le="10"} 2`,
+		"orderflow_trigger_duration_seconds_count 2",
+		"orderflow_trigger_duration_seconds_sum ",
 		`orderflow_trigger_outcomes_total{outcome="advanced"} 1`,
 		`orderflow_trigger_outcomes_total{outcome="rejected",reason="unexpected_trigger"} 1`,
 		"orderflow_triggers_applied_total 2",
@@ -516,19 +523,26 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 
 // checkExposition checks text in Prometheus' text format: every sample is
 // a name, optional labels and a number, under its family's one HELP and
-// TYPE lines.
+// TYPE lines. A histogram's buckets, for each set of its other labels,
+// have rising bounds and counts, and end at +Inf with the _count.
 func checkExposition(t *testing.T, text string) {
 	t.Helper()
 	sample := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? (-?[0-9][0-9.eE+-]*|NaN|[+-]Inf)$`)
-	typed := map[string]bool{}
+	le := regexp.MustCompile(`,?le="([^"]*)"`)
+	typed := map[string]string{}
 	helped := map[string]bool{}
+	type series struct {
+		bound, count float64
+		ended        bool
+	}
+	buckets := map[string]*series{} // by name and the labels besides le
 	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
 		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
 			name, kind, _ := strings.Cut(f, " ")
-			if typed[name] || (kind != "gauge" && kind != "counter") {
+			if typed[name] != "" || (kind != "gauge" && kind != "counter" && kind != "histogram") {
 				t.Errorf("/metrics: TYPE line %q repeated or of an unknown kind", line)
 			}
-			typed[name] = true
+			typed[name] = kind
 			continue
 		}
 		if f, ok := strings.CutPrefix(line, "# HELP "); ok {
@@ -544,8 +558,41 @@ func checkExposition(t *testing.T, text string) {
 			t.Errorf("/metrics: %q is not a sample", line)
 			continue
 		}
-		if !typed[m[1]] || !helped[m[1]] {
+		family := m[1]
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if f, ok := strings.CutSuffix(m[1], suffix); ok && typed[f] == "histogram" {
+				family = f
+			}
+		}
+		if typed[family] == "" || !helped[family] {
 			t.Errorf("/metrics: %s has no HELP or TYPE before it", m[1])
+		}
+		if typed[family] != "histogram" {
+			continue
+		}
+		value, _ := strconv.ParseFloat(m[4], 64)
+		labels := strings.Trim(le.ReplaceAllString(m[2], ""), "{},")
+		key := family + " " + labels
+		switch s := buckets[key]; {
+		case strings.HasSuffix(m[1], "_bucket"):
+			lm := le.FindStringSubmatch(m[2])
+			if lm == nil {
+				t.Errorf("/metrics: bucket without le: %q", line)
+				continue
+			}
+			bound, err := strconv.ParseFloat(lm[1], 64)
+			if s == nil {
+				s = &series{bound: math.Inf(-1)}
+				buckets[key] = s
+			}
+			if err != nil || bound <= s.bound || value < s.count || s.ended {
+				t.Errorf("/metrics: bucket %q out of step (after le %g, count %g)", line, s.bound, s.count)
+			}
+			s.bound, s.count, s.ended = bound, value, math.IsInf(bound, 1)
+		case strings.HasSuffix(m[1], "_count"):
+			if s == nil || !s.ended || s.count != value {
+				t.Errorf("/metrics: %q does not follow its buckets, ending at +Inf with the same count", line)
+			}
 		}
 	}
 }
