@@ -69,7 +69,8 @@ func (s *apiServer) client() (*http.Client, error) {
 // request over the key's rate limit (429) is sent again after the
 // Retry-After the server names, if that comes within the call's 30 s. A
 // GET is also sent again when the server answers 503 (its store is
-// electing a leader or out of reach); see apiCallRepeatable for a POST.
+// electing a leader or out of reach, or it is starting), or a proxy before
+// it 502 or 504 (the server restarting); see apiCallRepeatable for a POST.
 func apiCall(ctx context.Context, server *apiServer, method, path string, body any) ([]byte, error) {
 	b, _, _, err := apiRoundTrips(ctx, server, method, path, body, nil, method == http.MethodGet)
 	return b, err
@@ -77,35 +78,36 @@ func apiCall(ctx context.Context, server *apiServer, method, path string, body a
 
 // apiCallRepeatable is apiCall for a POST that carries its own
 // idempotency key, such as a trigger with its trigger_id, or an order
-// with the Idempotency-Key header in hdr: sending it again after a 503
-// cannot take effect twice, so it is sent again like a GET. It also
-// returns the answer's header; resent reports that it was sent again.
-func apiCallRepeatable(ctx context.Context, server *apiServer, method, path string, body any, hdr http.Header) (b []byte, answer http.Header, resent bool, err error) {
+// with the Idempotency-Key header in hdr: sending it again after a 503 (or
+// a proxy's 502 or 504, which may come after the server took it) cannot
+// take effect twice, so it is sent again like a GET. It also returns the
+// answer's header; resentAfter is the status of the last answer that had
+// it sent again (0: sent once, or again only for the rate limit).
+func apiCallRepeatable(ctx context.Context, server *apiServer, method, path string, body any, hdr http.Header) (b []byte, answer http.Header, resentAfter int, err error) {
 	return apiRoundTrips(ctx, server, method, path, body, hdr, true)
 }
 
-func apiRoundTrips(ctx context.Context, server *apiServer, method, path string, body any, hdr http.Header, repeatable bool) ([]byte, http.Header, bool, error) {
+func apiRoundTrips(ctx context.Context, server *apiServer, method, path string, body any, hdr http.Header, repeatable bool) ([]byte, http.Header, int, error) {
 	var payload []byte
 	if body != nil {
 		var err error
 		if payload, err = json.Marshal(body); err != nil {
-			return nil, nil, false, err
+			return nil, nil, 0, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	hc, err := server.client()
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, 0, err
 	}
-	resent := false
+	resent := 0
 	for {
 		resp, b, err := apiSend(ctx, hc, server, method, path, payload, hdr)
 		if err != nil {
 			return nil, nil, resent, err
 		}
-		if resp.StatusCode == http.StatusTooManyRequests ||
-			repeatable && resp.StatusCode == http.StatusServiceUnavailable {
+		if resp.StatusCode == http.StatusTooManyRequests || repeatable && transient(resp.StatusCode) {
 			wait := time.Second
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 				wait = time.Duration(s) * time.Second
@@ -113,7 +115,9 @@ func apiRoundTrips(ctx context.Context, server *apiServer, method, path string, 
 			if deadline, _ := ctx.Deadline(); time.Until(deadline) > wait {
 				select {
 				case <-time.After(wait):
-					resent = resent || resp.StatusCode == http.StatusServiceUnavailable
+					if resp.StatusCode != http.StatusTooManyRequests {
+						resent = resp.StatusCode
+					}
 					continue
 				case <-ctx.Done():
 					return nil, nil, resent, ctx.Err()
@@ -226,12 +230,13 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	}
 	order, trigger := fs.Arg(0), fs.Arg(1)
 	// The id is made here, not by the server, so that the trigger can be
-	// sent again after a 503 or a lost answer and take effect once.
+	// sent again after a 503 (or a proxy's 502 or 504) or a lost answer and
+	// take effect once.
 	id := *triggerID
 	if id == "" {
 		id = uuid.Must(uuid.NewV7()).String()
 	}
-	b, _, resent, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
+	b, _, resentAfter, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(order)+"/triggers",
 		map[string]string{"trigger": trigger, "trigger_id": id, "worker": *worker, "note": *note}, nil)
 	if err != nil {
 		if mayHaveTakenEffect(err) {
@@ -247,8 +252,8 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 		return err
 	}
 	fmt.Fprintf(stdout, "%s\n", res.Outcome)
-	if resent && res.Outcome == "duplicate" {
-		fmt.Fprintln(stderr, "(sent again after a 503: the first attempt had taken effect)")
+	if resentAfter != 0 && res.Outcome == "duplicate" {
+		fmt.Fprintf(stderr, "(sent again after a %d: the first attempt had taken effect)\n", resentAfter)
 	}
 	return printOrder(stdout, res.Order)
 }
@@ -352,7 +357,7 @@ func sendKeyed(ctx context.Context, server *apiServer, path string, body any, ke
 	if key == "" {
 		key = uuid.Must(uuid.NewV7()).String()
 	}
-	b, answer, resent, err := apiCallRepeatable(ctx, server, "POST", path, body, http.Header{"Idempotency-Key": {key}})
+	b, answer, resentAfter, err := apiCallRepeatable(ctx, server, "POST", path, body, http.Header{"Idempotency-Key": {key}})
 	if err != nil {
 		if mayHaveTakenEffect(err) {
 			return fmt.Errorf("%w (the order may have been %s; send it again with --key %s to be sure it is %s once)", err, done, key, done)
@@ -364,8 +369,8 @@ func sendKeyed(ctx context.Context, server *apiServer, path string, body any, ke
 		return printOrder(stdout, b)
 	}
 	fmt.Fprintln(stdout, "already "+done)
-	if resent {
-		fmt.Fprintf(stderr, "(sent again after a 503: the first attempt had %s it)\n", done)
+	if resentAfter != 0 {
+		fmt.Fprintf(stderr, "(sent again after a %d: the first attempt had %s it)\n", resentAfter, done)
 	}
 	return printOrder(stdout, b)
 }

@@ -137,9 +137,11 @@ func (f *feedReader) follow(ctx context.Context, stderr io.Writer, fn func(env e
 	}
 }
 
-// transient reports whether an answer of status may be followed by the
-// feed later: the server busy (429), not ready (503), or a proxy before
-// it that cannot reach it now (502, 504: the server restarting).
+// transient reports whether an answer of status may be followed by a
+// good one later: the server busy (429), not ready (503), or a proxy
+// before it that cannot reach it now (502, 504: the server restarting).
+// The feed follows on after one; the other commands send a GET, or a
+// request that carries its own idempotency key, again.
 func transient(status int) bool {
 	switch status {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:

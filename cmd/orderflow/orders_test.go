@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -370,7 +371,8 @@ func TestOrderMigrateCommand(t *testing.T) {
 
 // `orderflow trigger` makes the trigger id itself, so a trigger whose
 // answer was lost or was a 503 can be sent again and still take effect
-// once: it sends a 503'd trigger again by itself with the same id, and
+// once: it sends a trigger answered 503 (or a proxy's 502 or 504) again
+// by itself with the same id, and
 // names the id when the answer never came. A POST that carries no key of
 // its own is not sent again after a 503.
 func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
@@ -421,6 +423,11 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprint(w, `{"title":"Service Unavailable","code":"unavailable","detail":"the store did not answer in time; send it again with the same ids"}`)
+		case first && (m == "502" || m == "504"): // a proxy that gave up on the server, which took the request
+			code, _ := strconv.Atoi(m)
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(code)
+			fmt.Fprintf(w, "<html><body><h1>%d %s</h1></body></html>", code, http.StatusText(code))
 		case first && m == "500":
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(http.StatusInternalServerError)
@@ -458,19 +465,30 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 		t.Fatalf("requests after a 503: %q", r)
 	}
 
+	// A proxy's 504 the same way (the server took the trigger, the proxy
+	// gave up waiting for its answer).
+	reset("504")
+	code, out, errOut = runMain(t, "trigger", "--server", front.URL, "again", "items_tagged")
+	if code != 0 || !strings.HasPrefix(out, "duplicate") || !strings.Contains(errOut, "sent again after a 504: the first attempt had taken effect") {
+		t.Fatalf("trigger after a 504: exit %d: %q %q", code, out, errOut)
+	}
+	if r := requests(); len(r) != 2 || r[0] != r[1] {
+		t.Fatalf("requests after a 504: %q", r)
+	}
+
 	// An answer cut off: the error names the id, and sending the trigger
 	// again with it takes no second effect.
 	reset("cut")
-	code, _, errOut = runMain(t, "trigger", "--server", front.URL, "again", "items_tagged")
+	code, _, errOut = runMain(t, "trigger", "--server", front.URL, "again", "wash_done")
 	id := strings.Fields(requests()[0])[2]
 	if code != 1 || !strings.Contains(errOut, "--trigger-id "+id) {
 		t.Fatalf("trigger cut off: exit %d: %q", code, errOut)
 	}
-	if code, out, errOut := runMain(t, "trigger", "--server", front.URL, "--trigger-id", id, "again", "items_tagged"); code != 0 || !strings.HasPrefix(out, "duplicate") {
+	if code, out, errOut := runMain(t, "trigger", "--server", front.URL, "--trigger-id", id, "again", "wash_done"); code != 0 || !strings.HasPrefix(out, "duplicate") {
 		t.Fatalf("trigger sent again: exit %d: %q %q", code, out, errOut)
 	}
-	if o := c.must(200, "GET", "/v1/orders/again", nil); o["version"] != float64(3) {
-		t.Fatalf("order after two triggers each sent twice: %v", o)
+	if o := c.must(200, "GET", "/v1/orders/again", nil); o["version"] != float64(4) {
+		t.Fatalf("order after three triggers each sent twice: %v", o)
 	}
 
 	// No connection made: nothing was sent, so no hint.
@@ -496,6 +514,12 @@ func TestTriggerCommandSendsAgainWithItsID(t *testing.T) {
 	code, out, errOut = runMain(t, "order", "place", "--server", front.URL, "wash_fold_delivery")
 	if code != 0 || !strings.HasPrefix(out, "already placed\n") || !strings.Contains(errOut, "the first attempt had placed it") || len(requests()) != 2 {
 		t.Fatalf("order place after a 503: exit %d: %q %q, requests %q", code, out, errOut, requests())
+	}
+	// and after a proxy's 502.
+	reset("502")
+	code, out, errOut = runMain(t, "order", "place", "--server", front.URL, "wash_fold_delivery")
+	if code != 0 || !strings.HasPrefix(out, "already placed\n") || !strings.Contains(errOut, "sent again after a 502: the first attempt had placed it") || len(requests()) != 2 {
+		t.Fatalf("order place after a 502: exit %d: %q %q, requests %q", code, out, errOut, requests())
 	}
 	// An answer lost (a cut connection would be sent again by Go's HTTP
 	// client itself, since the request carries an Idempotency-Key): the
