@@ -79,3 +79,54 @@ func BenchmarkListOrders(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkListInFlight lists the orders in flight among 200,000 of which
+// 190,000 are completed (a store some months old): by entry time ("the
+// orders waiting longest, anywhere") and by id, against the same listing
+// of every order, which looks at each row.
+func BenchmarkListInFlight(b *testing.B) {
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	o := NewOrders(nil)
+	statuses := []string{"pending_pickup", "received", "washing", "drying", "folding"}
+	seq := uint64(0)
+	for i := range 200_000 {
+		id := fmt.Sprintf("order-%07d", i)
+		at := t0.Add(time.Duration(i*7919%200_000) * time.Second)
+		seq++
+		if err := o.Apply(orderEvent(seq, id, at, domain.OrderPlaced{OrderTypeID: "ot",
+			To: domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: statuses[i%len(statuses)]}, Workflows: []string{"wf"}})); err != nil {
+			b.Fatal(err)
+		}
+		if i%20 == 0 {
+			continue // one in twenty stays in flight
+		}
+		seq++
+		if err := o.Apply(orderEvent(seq, id, at.Add(time.Hour), domain.OrderCompleted{Trigger: "done", TriggerID: id,
+			From: domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: statuses[i%len(statuses)]}})); err != nil {
+			b.Fatal(err)
+		}
+	}
+	o.List("default", OrderFilter{}, "", 1) // settles the paging order
+	for _, c := range []struct {
+		name string
+		list func() int
+	}{
+		{"by-entry-every-order", func() int { rows, _ := o.ListByEntry("default", OrderFilter{}, EntryCursor{}, 50); return len(rows) }},
+		{"by-entry-active", func() int {
+			rows, _ := o.ListByEntry("default", OrderFilter{State: domain.StateActive}, EntryCursor{}, 50)
+			return len(rows)
+		}},
+		{"by-id-active", func() int {
+			rows, _ := o.List("default", OrderFilter{State: domain.StateActive}, "", 50)
+			return len(rows)
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if n := c.list(); n != 50 {
+					b.Fatal(n)
+				}
+			}
+		})
+	}
+}

@@ -217,9 +217,11 @@ func (f OrderFilter) match(r *OrderRow) bool {
 // List returns up to limit orders matching f with ids after `after`, in id
 // order, and whether more follow. Paging by the immutable id means a
 // listing neither skips nor repeats an order while orders change.
-// Filtered on a status and the state active or on_hold, and few orders
-// in flight there, it reads those only (the stage index), so a page of a
-// stage few orders are in does not walk every order of the tenant.
+// Filtered on the state active or on_hold, with few orders in flight
+// that match (at its status and workflow, if it names them), it reads
+// those only (the stage index), so a page of a stage few orders are in,
+// or of the orders in flight among many done, does not walk every order
+// of the tenant.
 func (o *Orders) List(tenant string, f OrderFilter, after string, limit int) (rows []OrderRow, more bool) {
 	o.mu.RLock()
 	t, ok := o.tenants[tenant]
@@ -227,11 +229,11 @@ func (o *Orders) List(tenant string, f OrderFilter, after string, limit int) (ro
 		o.mu.RUnlock()
 		return nil, false
 	}
-	if f.inFlightAtStatus() && t.fewInFlightAt(f.Status, limit) { // the stage index holds every match
+	if f.inFlightOnly() && t.fewInFlight(f, limit) { // the stage index holds every match
 		defer o.mu.RUnlock()
 		byID := func(a, b *OrderRow) bool { return a.ID < b.ID }
 		return firstRows(limit, byID, func(consider func(*OrderRow)) {
-			t.inFlightAt(f.Status, func(r *OrderRow) {
+			t.inFlight(f, func(r *OrderRow) {
 				if r.ID > after && f.match(r) {
 					consider(r)
 				}
@@ -285,9 +287,9 @@ func (c EntryCursor) before(r *OrderRow) bool {
 // ListByEntry returns up to limit orders matching f, those that entered
 // their current stage longest ago first (ties by id), from after `after`,
 // and whether more follow: a dashboard's "waiting longest" for a stage.
-// Filtered on a status and the state active or on_hold, it looks at the
-// orders in flight at that status only (the stage index); otherwise at
-// every order of the tenant. An order that moves on while a listing is
+// Filtered on the state active or on_hold, it looks at the orders in
+// flight only (the stage index: those of the stages that the filter's
+// status and workflow allow); otherwise at every order of the tenant. An order that moves on while a listing is
 // paged leaves it, and comes again on a later page with its new entry
 // time.
 func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, limit int) (rows []OrderRow, more bool) {
@@ -304,8 +306,8 @@ func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, li
 				consider(r)
 			}
 		}
-		if f.inFlightAtStatus() {
-			t.inFlightAt(f.Status, match)
+		if f.inFlightOnly() {
+			t.inFlight(f, match)
 			return
 		}
 		for _, r := range t.rows {
@@ -314,30 +316,37 @@ func (o *Orders) ListByEntry(tenant string, f OrderFilter, after EntryCursor, li
 	})
 }
 
-// inFlightAtStatus reports whether f matches orders in flight at one
-// status only, all of which the stage index holds.
-func (f OrderFilter) inFlightAtStatus() bool {
-	return f.Status != "" && (f.State == domain.StateActive || f.State == domain.StateOnHold)
+// inFlightOnly reports whether f matches orders in flight only, all of
+// which the stage index holds.
+func (f OrderFilter) inFlightOnly() bool {
+	return f.State == domain.StateActive || f.State == domain.StateOnHold
 }
 
-// fewInFlightAt reports whether so few orders are in flight at status
-// that a page of limit of them, by id, costs less read from the stage
-// index (every one of them looked at) than from the paging order (about
-// limit × rows / matches rows walked, were the matches spread evenly).
-func (t *tenantOrders) fewInFlightAt(status string, limit int) bool {
+// allows reports whether orders in stage k may match f.
+func (f OrderFilter) allows(k StageKey) bool {
+	return (f.Status == "" || k.Status == f.Status) && (f.WorkflowID == "" || k.WorkflowID == f.WorkflowID)
+}
+
+// fewInFlight reports whether so few orders in flight are in the stages
+// f allows that a page of limit of them, by id, costs less read from the
+// stage index (every one of them looked at) than from the paging order
+// (about limit × rows / matches rows walked, were the matches spread
+// evenly).
+func (t *tenantOrders) fewInFlight(f OrderFilter, limit int) bool {
 	n := 0
 	for k, m := range t.live {
-		if k.Status == status {
+		if f.allows(k) {
 			n += len(m.members)
 		}
 	}
 	return n*n <= limit*len(t.rows)
 }
 
-// inFlightAt calls fn with each order in flight at status, in any order.
-func (t *tenantOrders) inFlightAt(status string, fn func(*OrderRow)) {
+// inFlight calls fn with each order in flight in the stages f allows, in
+// any order.
+func (t *tenantOrders) inFlight(f OrderFilter, fn func(*OrderRow)) {
 	for k, m := range t.live {
-		if k.Status == status {
+		if f.allows(k) {
 			for _, r := range m.members {
 				fn(&r.OrderRow)
 			}

@@ -377,7 +377,8 @@ func TestStageIndexMatchesTheRows(t *testing.T) {
 				t.Fatalf("step %d, workflow %q: board %v, scan %v", step, wf, got, want)
 			}
 		}
-		for _, f := range []OrderFilter{{Status: "b", State: domain.StateActive}, {Status: "a", State: domain.StateOnHold}, {Status: "c", State: domain.StateActive, WorkflowID: "w2"}} {
+		for _, f := range []OrderFilter{{Status: "b", State: domain.StateActive}, {Status: "a", State: domain.StateOnHold}, {Status: "c", State: domain.StateActive, WorkflowID: "w2"},
+			{State: domain.StateActive}, {State: domain.StateOnHold, WorkflowID: "w1"}} {
 			var all []OrderRow // every row that matches, by id
 			o.mu.RLock()
 			for _, r := range o.tenants["default"].rows {
