@@ -169,7 +169,7 @@ func (c *Commands) CreateWorkflow(ctx context.Context, meta Meta, name string, t
 		return kc.decide(func() error { return a.(*domain.Workflow).Create(id, name, typ, method, steps, c.view(), c.view()) })
 	}
 	for range maxIDAttempts {
-		id = uniqueID(name, "workflow", c.view().WorkflowIDTaken)
+		id = DefinitionID(name, "workflow", c.view().WorkflowIDTaken)
 		out, err := c.execute(ctx, c.addr(domain.AggregateWorkflow, id), func() domain.Aggregate { return domain.NewWorkflow() }, meta, decide)
 		if isDuplicateID(err) {
 			continue // created concurrently under the same id: pick the next one
@@ -242,7 +242,7 @@ func (c *Commands) CreateOrderType(ctx context.Context, meta Meta, name, intake,
 		return kc.decide(func() error { return a.(*domain.OrderType).Create(id, name, intake, production, fulfillment, c.view()) })
 	}
 	for range maxIDAttempts {
-		id = uniqueID(name, "order_type", c.view().OrderTypeIDTaken)
+		id = DefinitionID(name, "order_type", c.view().OrderTypeIDTaken)
 		out, err := c.execute(ctx, c.addr(domain.AggregateOrderType, id), func() domain.Aggregate { return domain.NewOrderType() }, meta, decide)
 		if isDuplicateID(err) {
 			continue
@@ -327,9 +327,12 @@ func keyOrDerived(key, name string) (string, error) {
 	return key, nil
 }
 
-// uniqueID makes a subject-safe id from a name ("Wash & Fold Delivery" →
-// "wash_fold_delivery"), adding -2, -3 … when taken.
-func uniqueID(name, fallback string, taken func(string) bool) string {
+// DefinitionID is the id a workflow or an order type created with name
+// gets (fallback, "workflow" or "order_type", when the name gives none): a
+// subject-safe id from the name ("Wash & Fold Delivery" →
+// "wash_fold_delivery"), with -2, -3 … added while taken says it is
+// taken. orderflow definitions apply foretells ids with it.
+func DefinitionID(name, fallback string, taken func(string) bool) string {
 	base := domain.DeriveKey(name)
 	for strings.Contains(base, "__") {
 		base = strings.ReplaceAll(base, "__", "_")

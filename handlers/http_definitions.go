@@ -177,32 +177,34 @@ func (api *API) archiveTrigger(w http.ResponseWriter, r *http.Request) {
 
 // Workflows.
 
-type stepJSON struct {
+// StepJSON is a workflow's step as the API answers it.
+type StepJSON struct {
 	Status      string `json:"status"`
 	StatusName  string `json:"status_name"`
 	Trigger     string `json:"trigger"`
 	TriggerName string `json:"trigger_name"`
 }
 
-type workflowJSON struct {
+// WorkflowJSON is a workflow as the API answers it (GET /v1/workflows/{id}).
+type WorkflowJSON struct {
 	ID                string              `json:"id"`
 	Name              string              `json:"name"`
 	Type              domain.WorkflowType `json:"type"`
 	FulfillmentMethod *string             `json:"fulfillment_method"`
 	Version           uint64              `json:"version"`
 	Archived          bool                `json:"archived"`
-	Steps             []stepJSON          `json:"steps"`
+	Steps             []StepJSON          `json:"steps"`
 }
 
 // toWorkflowJSON renders a workflow, its steps named from view.
-func toWorkflowJSON(view *projections.TenantView, s domain.WorkflowState) workflowJSON {
-	out := workflowJSON{ID: s.ID, Name: s.Name, Type: s.Type, Version: s.Version, Archived: s.Archived, Steps: []stepJSON{}}
+func toWorkflowJSON(view *projections.TenantView, s domain.WorkflowState) WorkflowJSON {
+	out := WorkflowJSON{ID: s.ID, Name: s.Name, Type: s.Type, Version: s.Version, Archived: s.Archived, Steps: []StepJSON{}}
 	if !s.FulfillmentMethod.IsZero() {
 		m := s.FulfillmentMethod.String()
 		out.FulfillmentMethod = &m
 	}
 	for _, st := range s.Steps {
-		j := stepJSON{Status: st.Status, Trigger: st.Trigger}
+		j := StepJSON{Status: st.Status, Trigger: st.Trigger}
 		if v, _, ok := view.Status(st.Status); ok {
 			j.StatusName = v.Name
 		}
@@ -247,7 +249,7 @@ type stepTriggerBody struct {
 }
 
 func (api *API) listWorkflows(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, list[workflowJSON]{Items: workflowsJSON(api.reads(r))})
+	writeJSON(w, http.StatusOK, list[WorkflowJSON]{Items: workflowsJSON(api.reads(r))})
 }
 
 func (api *API) getWorkflow(w http.ResponseWriter, r *http.Request) {
@@ -436,7 +438,9 @@ func (api *API) workflowVersion(w http.ResponseWriter, r *http.Request) {
 
 // Order types.
 
-type orderTypeJSON struct {
+// OrderTypeJSON is an order type as the API answers it (GET
+// /v1/order-types/{id}).
+type OrderTypeJSON struct {
 	ID          string   `json:"id"`
 	Name        string   `json:"name"`
 	Intake      *string  `json:"intake"`
@@ -446,8 +450,8 @@ type orderTypeJSON struct {
 	Archived    bool     `json:"archived"`
 }
 
-func toOrderTypeJSON(s domain.OrderTypeState) orderTypeJSON {
-	out := orderTypeJSON{ID: s.ID, Name: s.Name, Fulfillment: s.Fulfillment, Version: s.Version, Archived: s.Archived}
+func toOrderTypeJSON(s domain.OrderTypeState) OrderTypeJSON {
+	out := OrderTypeJSON{ID: s.ID, Name: s.Name, Fulfillment: s.Fulfillment, Version: s.Version, Archived: s.Archived}
 	if out.Fulfillment == nil {
 		out.Fulfillment = []string{}
 	}
@@ -487,7 +491,7 @@ func (api *API) writeOrderType(w http.ResponseWriter, status int, s domain.Order
 }
 
 func (api *API) listOrderTypes(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, list[orderTypeJSON]{Items: orderTypesJSON(api.reads(r))})
+	writeJSON(w, http.StatusOK, list[OrderTypeJSON]{Items: orderTypesJSON(api.reads(r))})
 }
 
 func (api *API) getOrderType(w http.ResponseWriter, r *http.Request) {

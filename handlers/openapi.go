@@ -24,8 +24,8 @@ var etagAnswers = map[reflect.Type]string{
 	reflect.TypeFor[domain.Status]():        "the status library's version",
 	reflect.TypeFor[list[domain.Trigger]](): "the trigger library's version",
 	reflect.TypeFor[domain.Trigger]():       "the trigger library's version",
-	reflect.TypeFor[workflowJSON]():         "the workflow's version",
-	reflect.TypeFor[orderTypeJSON]():        "the order type's version",
+	reflect.TypeFor[WorkflowJSON]():         "the workflow's version",
+	reflect.TypeFor[OrderTypeJSON]():        "the order type's version",
 	reflect.TypeFor[OrderJSON]():            "the order's version",
 	reflect.TypeFor[triggerAnswer]():        "the order's version",
 }

@@ -34,9 +34,9 @@ type schemaSet struct {
 var componentNames = map[reflect.Type]string{
 	reflect.TypeFor[domain.Status]():       "Status",
 	reflect.TypeFor[domain.Trigger]():      "Trigger",
-	reflect.TypeFor[workflowJSON]():        "Workflow",
-	reflect.TypeFor[stepJSON]():            "WorkflowStep",
-	reflect.TypeFor[orderTypeJSON]():       "OrderType",
+	reflect.TypeFor[WorkflowJSON]():        "Workflow",
+	reflect.TypeFor[StepJSON]():            "WorkflowStep",
+	reflect.TypeFor[OrderTypeJSON]():       "OrderType",
 	reflect.TypeFor[OrderJSON]():           "Order",
 	reflect.TypeFor[PositionJSON]():        "Position",
 	reflect.TypeFor[eventstore.Envelope](): "Event",

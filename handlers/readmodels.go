@@ -12,8 +12,8 @@ import (
 type ReadModelsJSON struct {
 	Statuses   []domain.Status  `json:"statuses"`
 	Triggers   []domain.Trigger `json:"triggers"`
-	Workflows  []workflowJSON   `json:"workflows"`
-	OrderTypes []orderTypeJSON  `json:"order_types"`
+	Workflows  []WorkflowJSON   `json:"workflows"`
+	OrderTypes []OrderTypeJSON  `json:"order_types"`
 	Orders     []OrderJSON      `json:"orders"`
 	Board      []BoardItem      `json:"board"`
 }
@@ -39,9 +39,9 @@ func ReadModels(defs *projections.Definitions, orders *projections.Orders, tenan
 }
 
 // workflowsJSON renders the tenant's workflows (GET /v1/workflows).
-func workflowsJSON(view *projections.TenantView) []workflowJSON {
+func workflowsJSON(view *projections.TenantView) []WorkflowJSON {
 	states := view.Workflows()
-	items := make([]workflowJSON, 0, len(states))
+	items := make([]WorkflowJSON, 0, len(states))
 	for _, s := range states {
 		items = append(items, toWorkflowJSON(view, s))
 	}
@@ -49,9 +49,9 @@ func workflowsJSON(view *projections.TenantView) []workflowJSON {
 }
 
 // orderTypesJSON renders the tenant's order types (GET /v1/order-types).
-func orderTypesJSON(view *projections.TenantView) []orderTypeJSON {
+func orderTypesJSON(view *projections.TenantView) []OrderTypeJSON {
 	states := view.OrderTypes()
-	items := make([]orderTypeJSON, 0, len(states))
+	items := make([]OrderTypeJSON, 0, len(states))
 	for _, s := range states {
 		items = append(items, toOrderTypeJSON(s))
 	}

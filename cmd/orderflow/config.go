@@ -457,7 +457,7 @@ func envHints(names []string, fs *flag.FlagSet) []string {
 // misspelling, even when it is close to a flag of the command running.
 var allFlagNames = []string{
 	"ack-wait", "after", "api-keys", "as-of", "checkpoints", "cors-origins", "cpuprofile", "cursor", "data-dir", "demo",
-	"dry-run", "duplicate-window", "duration", "expires-in", "fulfillment", "http", "id", "in", "json", "key", "keys-file",
+	"dry-run", "duplicate-window", "duration", "expires-in", "file", "fulfillment", "http", "id", "in", "json", "key", "keys-file",
 	"lane-window", "lanes", "limit", "log-level", "max-feeds", "max-feeds-per-key", "max-store", "memprofile", "name",
 	"nats-ca", "nats-config", "nats-creds", "nats-listen", "nats-url", "note", "oldest", "order", "order-cache", "orders", "out",
 	"rate-limit", "rates", "reason", "reload-interval", "replicas", "role", "server", "server-ca", "state", "status", "step",

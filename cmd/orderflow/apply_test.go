@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/handlers"
+)
+
+// definitions show prints a tenant's live definitions as one document;
+// definitions apply makes another server's match it, and then has
+// nothing left to change. An edited document changes what differs (a
+// dry run first, which changes nothing); orders then run on the result.
+func TestDefinitionsShowAndApply(t *testing.T) {
+	t.Parallel()
+	from := startApp(t, newTestConfig(t))
+	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), from.cmds); err != nil {
+		t.Fatal(err)
+	}
+	to := startApp(t, newTestConfig(t))
+	c := newClient(t, to)
+	dir := t.TempDir()
+	show := func(app *App) string {
+		t.Helper()
+		code, out, errOut := runMain(t, "definitions", "show", "--server", app.HTTPAddr())
+		if code != 0 {
+			t.Fatalf("definitions show: exit %d: %s", code, errOut)
+		}
+		return out
+	}
+	write := func(name, doc string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	apply := func(args ...string) (string, string) {
+		t.Helper()
+		code, out, errOut := runMain(t, append([]string{"definitions", "apply", "--server", to.HTTPAddr()}, args...)...)
+		if code != 0 {
+			t.Fatalf("definitions apply %v: exit %d: %s%s", args, code, out, errOut)
+		}
+		return out, errOut
+	}
+
+	doc := show(from)
+	var p process
+	if err := json.Unmarshal([]byte(doc), &p); err != nil || len(p.Statuses) != 7 || len(p.Triggers) != 7 || len(p.Workflows) != 3 || len(p.OrderTypes) != 1 {
+		t.Fatalf("definitions show: %v\n%s", err, doc)
+	}
+	worked := write("worked.json", doc)
+	out, _ := apply("--file", worked)
+	if !strings.HasPrefix(out, "added status pending_pickup (\"Pending Pickup\", pending)\n") || !strings.HasSuffix(out, "\n18 change(s) made\n") ||
+		!strings.Contains(out, "created workflow standard_laundry_production (\"Standard Laundry Production\", production, [washing←wash_done, drying←dry_done, folding←folded])\n") ||
+		!strings.Contains(out, "created order type wash_fold_delivery (\"Wash & Fold Delivery\": laundry_intake → standard_laundry_production → home_delivery)\n") {
+		t.Fatalf("apply to an empty server:\n%s", out)
+	}
+	if got := show(to); got != doc {
+		t.Fatalf("after apply the server shows\n%s\nthe document was\n%s", got, doc)
+	}
+	if out, _ := apply("--file", worked); out != "nothing to change\n" {
+		t.Fatalf("apply again: %q", out)
+	}
+
+	// Edited: a status and a trigger added (keys from their names), a
+	// trigger renamed, a step put in, a workflow and an order type added
+	// without ids (the ids the server gives them are foretold), and the
+	// order type's fulfillment changed.
+	edited := strings.Replace(doc, `"name": "Picked up"`, `"name": "Collected"`, 1)
+	edited = strings.Replace(edited, `"statuses": [`, `"statuses": [{"name": "Ironing", "category": "in_progress"},`, 1)
+	edited = strings.Replace(edited, `"triggers": [`, `"triggers": [{"name": "Ironed", "description": "pressed and on a hanger"},`, 1)
+	edited = strings.Replace(edited, `{
+          "status": "folding",`, `{"status": "ironing", "trigger": "ironed"}, {
+          "status": "folding",`, 1)
+	edited = strings.Replace(edited, `"order_types": [`, `"order_types": [{"name": "Pressed Pickup", "production": "standard_laundry_production", "fulfillment": ["store_pickup"]},`, 1)
+	edited = strings.Replace(edited, `"workflows": [`, `"workflows": [{"name": "Store Pickup", "type": "fulfillment", "fulfillment_method": "store_pickup",
+		"steps": [{"status": "ready_for_delivery", "trigger": "delivered"}]},`, 1)
+	edited = strings.Replace(edited, `"home_delivery"
+      ]`, `"home_delivery", "store_pickup"
+      ]`, 1)
+	path := write("edited.json", edited)
+	changes := []string{
+		"add status ironing (\"Ironing\", in_progress)",
+		"add trigger ironed (\"Ironed\")",
+		"change trigger picked_up: name \"Picked up\" → \"Collected\"",
+		"create workflow store_pickup (\"Store Pickup\", fulfillment, [ready_for_delivery←delivered])",
+		"change workflow standard_laundry_production: steps [washing←wash_done, drying←dry_done, folding←folded] → [washing←wash_done, drying←dry_done, ironing←ironed, folding←folded]",
+		"create order type pressed_pickup (\"Pressed Pickup\": standard_laundry_production → store_pickup)",
+		"change order type wash_fold_delivery: fulfillment [home_delivery] → [home_delivery, store_pickup]",
+	}
+	var dry, made string
+	for _, line := range changes {
+		verb, rest, _ := strings.Cut(line, " ")
+		dry += "would " + line + "\n"
+		made += pastTense[verb] + " " + rest + "\n"
+	}
+	if out, _ := apply("--file", path, "--dry-run"); out != dry+"7 change(s); none made (--dry-run)\n" {
+		t.Fatalf("dry run:\n%s\nwant\n%s", out, dry)
+	}
+	if got := show(to); got != doc {
+		t.Fatalf("a dry run changed the definitions:\n%s", got)
+	}
+	if out, _ = apply("--file", path); out != made+"7 change(s) made\n" {
+		t.Fatalf("apply the edited document:\n%s\nwant\n%s", out, made)
+	}
+	if out, _ := apply("--file", path); out != "nothing to change\n" {
+		t.Fatalf("apply the edited document again: %q", out)
+	}
+	// The result runs: an order of the new type goes through the new
+	// workflow, and the production workflow's new step.
+	o := c.must(201, "POST", "/v1/orders", map[string]any{"id": "pressed-1", "order_type_id": "pressed_pickup"})
+	for _, trig := range []string{"wash_done", "dry_done", "ironed", "folded", "delivered"} {
+		o = c.must(200, "POST", "/v1/orders/pressed-1/triggers", map[string]any{"trigger": trig})["order"].(map[string]any)
+	}
+	if o["state"] != "completed" {
+		t.Fatalf("an order of the applied order type: %v", o)
+	}
+}
+
+// definitions apply refuses, before it changes anything, a document
+// that names a definition twice, changes an archived one, gives a new
+// workflow an id the server would not give it, or has a field it does
+// not know; a change someone else made since apply read the definitions
+// stops it (412); a change the API refuses stops it, saying how many
+// were made.
+func TestDefinitionsApplyRefuses(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Spare", "category": "draft"})
+	c.must(200, "DELETE", "/v1/statuses/spare", nil)
+	dir := t.TempDir()
+	before := c.must(200, "GET", "/v1/statuses", nil)
+	for name, tc := range map[string]struct{ doc, want string }{
+		"twice":    {`{"statuses": [{"name": "Washing", "category": "in_progress"}, {"key": "washing", "name": "Washing", "category": "pending"}]}`, `status "washing" is in the document twice`},
+		"archived": {`{"statuses": [{"name": "New", "category": "draft"}, {"key": "spare", "name": "Spare", "category": "draft"}]}`, "status spare is archived"},
+		"new id": {`{"workflows": [{"id": "quick", "name": "Quick Wash", "type": "production", "steps": [{"status": "washing", "trigger": "wash_done"}]}]}`,
+			"there is no workflow quick, and a new one named \"Quick Wash\" gets the id quick_wash (made from its name): use that id, or leave it out"},
+		"unknown field": {`{"statuses": [{"name": "New", "category": "draft", "colour": "red"}]}`, `unknown field "colour"`},
+		"bad category":  {`{"statuses": [{"name": "New", "category": "soon"}]}`, `"soon" is not one of`},
+	} {
+		path := filepath.Join(dir, name+".json")
+		if err := os.WriteFile(path, []byte(tc.doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := runMain(t, "definitions", "apply", "--server", app.HTTPAddr(), "--file", path)
+		if code != 1 || out != "" || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d: %q %q", name, code, out, errOut)
+		}
+	}
+	if after := c.must(200, "GET", "/v1/statuses", nil); len(after["items"].([]any)) != len(before["items"].([]any)) {
+		t.Fatalf("a refused document changed the statuses: %v", after)
+	}
+
+	// A change made by someone else after apply read the definitions.
+	server := &apiServer{url: app.HTTPAddr()}
+	ctx := context.Background()
+	live, err := readDefinitions(ctx, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := planDefinitions(process{Statuses: []processStatus{{Key: "washing", Name: "Wash", Category: domain.CategoryInProgress}}}, live)
+	if err != nil || len(changes) != 1 {
+		t.Fatalf("plan: %v %v", changes, err)
+	}
+	c.must(200, "PATCH", "/v1/statuses/drying", map[string]any{"name": "Tumble Drying"})
+	if err := changes[0].send(ctx, server, live.versions); err == nil || !strings.Contains(err.Error(), "changed by someone else since it was read") {
+		t.Fatalf("a change on a stale version: %v", err)
+	}
+	if s := c.must(200, "GET", "/v1/statuses/washing", nil); s["name"] != "Washing" {
+		t.Fatalf("the stale change was made: %v", s)
+	}
+
+	// The API refuses the second change (a step at a status that does
+	// not exist): the first stays made, and the error says so.
+	path := filepath.Join(dir, "unknown-status.json")
+	if err := os.WriteFile(path, []byte(`{"triggers": [{"name": "Rinsed"}],
+		"workflows": [{"name": "Rinse", "type": "production", "steps": [{"status": "rinsing", "trigger": "rinsed"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runMain(t, "definitions", "apply", "--server", app.HTTPAddr(), "--file", path)
+	if code != 1 || out != "added trigger rinsed (\"Rinsed\")\n" || !strings.Contains(errOut, "create workflow rinse") ||
+		!strings.Contains(errOut, "(1 of 2 change(s) made; run it again to make the rest)") {
+		t.Fatalf("a refused change: exit %d: %q %q", code, out, errOut)
+	}
+}

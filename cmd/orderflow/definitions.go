@@ -1,0 +1,574 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/handlers"
+)
+
+// process is a tenant's live definitions as one document: what
+// `definitions show` prints and `definitions apply` reads. Archived
+// definitions are not in it.
+type process struct {
+	Statuses   []processStatus    `json:"statuses"`
+	Triggers   []processTrigger   `json:"triggers"`
+	Workflows  []processWorkflow  `json:"workflows"`
+	OrderTypes []processOrderType `json:"order_types"`
+}
+
+type processStatus struct {
+	Key      string          `json:"key,omitempty"` // empty: derived from the name, as the API does
+	Name     string          `json:"name"`
+	Category domain.Category `json:"category"`
+}
+
+type processTrigger struct {
+	Key         string `json:"key,omitempty"` // empty: derived from the name
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+type processWorkflow struct {
+	ID                string                   `json:"id,omitempty"` // empty: the live workflow of that name, or the id a new one gets
+	Name              string                   `json:"name"`
+	Type              domain.WorkflowType      `json:"type"`
+	FulfillmentMethod domain.FulfillmentMethod `json:"fulfillment_method,omitzero"`
+	Steps             []domain.Step            `json:"steps"`
+}
+
+type processOrderType struct {
+	ID          string   `json:"id,omitempty"` // empty: the live order type of that name, or the id a new one gets
+	Name        string   `json:"name"`
+	Intake      string   `json:"intake,omitempty"`
+	Production  string   `json:"production,omitempty"`
+	Fulfillment []string `json:"fulfillment"`
+}
+
+// liveDefinitions are a tenant's definitions as the API answers them,
+// with the versions the changes' If-Match carry.
+type liveDefinitions struct {
+	statuses   []domain.Status
+	triggers   []domain.Trigger
+	workflows  []handlers.WorkflowJSON
+	orderTypes []handlers.OrderTypeJSON
+	versions   map[string]uint64 // by versionOf's names
+}
+
+// definitionsCmd: orderflow definitions show|apply.
+func definitionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	if len(args) == 0 || args[0] != "show" && args[0] != "apply" {
+		fmt.Fprintln(stderr, "Usage: orderflow definitions show [flags]\n       orderflow definitions apply --file F [flags]")
+		return errors.New("want: definitions show, or definitions apply --file F")
+	}
+	if args[0] == "show" {
+		fs := commandFlags("definitions show", "Usage: orderflow definitions show [flags]\n\n"+
+			"Print the live statuses, triggers, workflows and order types as one JSON document, the form 'definitions apply' reads.", stderr)
+		server := serverFlags(fs)
+		if err := parseFlags(fs, args[1:], env); err != nil {
+			return err
+		}
+		if err := noArguments(fs); err != nil {
+			return err
+		}
+		live, err := readDefinitions(ctx, server)
+		if err != nil {
+			return err
+		}
+		b, err := json.MarshalIndent(live.process(), "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
+		return err
+	}
+	fs := commandFlags("definitions apply", "Usage: orderflow definitions apply --file F [flags]\n\n"+
+		"Make the server's definitions match a document in the form 'definitions show' prints: add what is missing, change what differs. "+
+		"What the document leaves out stays as it is; nothing is archived.", stderr)
+	server := serverFlags(fs)
+	file := fs.String("file", "", "the document to apply (- for standard input)")
+	dryRun := fs.Bool("dry-run", false, "print the changes it would make, and make none")
+	if err := parseFlags(fs, args[1:], env); err != nil {
+		return err
+	}
+	if err := noArguments(fs); err != nil {
+		return err
+	}
+	if *file == "" {
+		return errors.New("--file is required")
+	}
+	want, err := readProcess(*file)
+	if err != nil {
+		return err
+	}
+	live, err := readDefinitions(ctx, server)
+	if err != nil {
+		return err
+	}
+	changes, err := planDefinitions(want, live)
+	if err != nil {
+		return err
+	}
+	if len(changes) == 0 {
+		fmt.Fprintln(stdout, "nothing to change")
+		return nil
+	}
+	if *dryRun {
+		for _, c := range changes {
+			fmt.Fprintln(stdout, "would "+c.say)
+		}
+		fmt.Fprintf(stdout, "%d change(s); none made (--dry-run)\n", len(changes))
+		return nil
+	}
+	for i, c := range changes {
+		if err := c.send(ctx, server, live.versions); err != nil {
+			return fmt.Errorf("%s: %w (%d of %d change(s) made; run it again to make the rest)", c.say, err, i, len(changes))
+		}
+		verb, rest, _ := strings.Cut(c.say, " ")
+		fmt.Fprintln(stdout, pastTense[verb]+" "+rest)
+	}
+	fmt.Fprintf(stdout, "%d change(s) made\n", len(changes))
+	return nil
+}
+
+// readProcess reads a definitions document from path (- for stdin),
+// refusing fields it does not know.
+func readProcess(path string) (process, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(os.Stdin)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return process{}, err
+	}
+	var p process
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return process{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if dec.More() {
+		return process{}, fmt.Errorf("%s: more than one JSON document", path)
+	}
+	return p, nil
+}
+
+// readDefinitions reads the tenant's definitions from a running orderflow.
+func readDefinitions(ctx context.Context, server *apiServer) (*liveDefinitions, error) {
+	live := &liveDefinitions{versions: map[string]uint64{}}
+	get := func(path string, into any) (http.Header, error) {
+		b, h, _, err := apiRoundTrips(ctx, server, "GET", path, nil, nil, true)
+		if err != nil {
+			return nil, err
+		}
+		var res struct {
+			Items json.RawMessage `json:"items"`
+		}
+		if err := json.Unmarshal(b, &res); err != nil {
+			return nil, fmt.Errorf("GET %s: %w", path, err)
+		}
+		return h, json.Unmarshal(res.Items, into)
+	}
+	for _, lib := range []struct {
+		name string
+		into any
+	}{{"statuses", &live.statuses}, {"triggers", &live.triggers}} {
+		h, err := get("/v1/"+lib.name, lib.into)
+		if err != nil {
+			return nil, err
+		}
+		if live.versions[lib.name], err = etagVersion(h); err != nil {
+			return nil, fmt.Errorf("GET /v1/%s: %w", lib.name, err)
+		}
+	}
+	if _, err := get("/v1/workflows", &live.workflows); err != nil {
+		return nil, err
+	}
+	if _, err := get("/v1/order-types", &live.orderTypes); err != nil {
+		return nil, err
+	}
+	for _, w := range live.workflows {
+		live.versions[versionOf("workflow", w.ID)] = w.Version
+	}
+	for _, o := range live.orderTypes {
+		live.versions[versionOf("order type", o.ID)] = o.Version
+	}
+	return live, nil
+}
+
+// versionOf names the version a change of a workflow or an order type
+// carries in If-Match; the status and trigger libraries' are "statuses"
+// and "triggers".
+func versionOf(kind, id string) string { return kind + " " + id }
+
+// etagVersion reads the version an answer's ETag holds.
+func etagVersion(h http.Header) (uint64, error) {
+	v, err := strconv.ParseUint(strings.Trim(h.Get("ETag"), `"`), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("ETag %q is not a version", h.Get("ETag"))
+	}
+	return v, nil
+}
+
+// process is the live definitions as a document: archived ones left out.
+func (live *liveDefinitions) process() process {
+	p := process{Statuses: []processStatus{}, Triggers: []processTrigger{}, Workflows: []processWorkflow{}, OrderTypes: []processOrderType{}}
+	for _, s := range live.statuses {
+		if !s.Archived {
+			p.Statuses = append(p.Statuses, processStatus{Key: s.Key, Name: s.Name, Category: s.Category})
+		}
+	}
+	for _, t := range live.triggers {
+		if !t.Archived {
+			p.Triggers = append(p.Triggers, processTrigger{Key: t.Key, Name: t.Name, Description: t.Description})
+		}
+	}
+	for _, w := range live.workflows {
+		if !w.Archived {
+			method, _ := domain.ParseFulfillmentMethod(deref(w.FulfillmentMethod))
+			pw := processWorkflow{ID: w.ID, Name: w.Name, Type: w.Type, FulfillmentMethod: method, Steps: []domain.Step{}}
+			for _, s := range w.Steps {
+				pw.Steps = append(pw.Steps, domain.Step{Status: s.Status, Trigger: s.Trigger})
+			}
+			p.Workflows = append(p.Workflows, pw)
+		}
+	}
+	for _, o := range live.orderTypes {
+		if !o.Archived {
+			p.OrderTypes = append(p.OrderTypes, processOrderType{ID: o.ID, Name: o.Name, Intake: deref(o.Intake), Production: deref(o.Production),
+				Fulfillment: o.Fulfillment})
+		}
+	}
+	return p
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// pastTense is what the first word of a change's say becomes once it is
+// made.
+var pastTense = map[string]string{"add": "added", "change": "changed", "create": "created"}
+
+// definitionChange is one request of an apply.
+type definitionChange struct {
+	say     string // what it does, a verb of pastTense first
+	method  string
+	path    string
+	body    any
+	version string // whose version its If-Match carries (versionOf), "" for none
+	create  bool   // sent with an Idempotency-Key, so a resend creates one
+	kind    string // for a creation of a workflow or an order type: whose version the answer gives
+}
+
+// send makes the change, with If-Match holding the version it was
+// planned on (or that the change before it left), and keeps the version
+// its answer names.
+func (c definitionChange) send(ctx context.Context, server *apiServer, versions map[string]uint64) error {
+	hdr := http.Header{}
+	if c.version != "" {
+		hdr.Set("If-Match", strconv.Quote(strconv.FormatUint(versions[c.version], 10)))
+	}
+	if c.create {
+		hdr.Set("Idempotency-Key", uuid.Must(uuid.NewV7()).String())
+	}
+	b, answer, _, err := apiRoundTrips(ctx, server, c.method, c.path, c.body, hdr, c.create)
+	if err != nil {
+		var pe *problemError
+		if errors.As(err, &pe) && pe.status == http.StatusPreconditionFailed {
+			return fmt.Errorf("%w: changed by someone else since it was read", err)
+		}
+		return err
+	}
+	v, err := etagVersion(answer)
+	if err != nil {
+		return nil // the change is made; nothing after it needs this version
+	}
+	switch {
+	case c.kind != "":
+		var created struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(b, &created) == nil {
+			versions[versionOf(c.kind, created.ID)] = v
+		}
+	case c.version != "":
+		versions[c.version] = v
+	}
+	return nil
+}
+
+// planDefinitions lists the requests that make live match want, in an
+// order the API accepts: statuses and triggers before the workflows that
+// use them, workflows before the order types that name them. It refuses
+// a document that names one definition twice, changes an archived one,
+// or gives a new workflow or order type an id the server would not give
+// it; the API judges the rest when the changes are sent.
+func planDefinitions(want process, live *liveDefinitions) ([]definitionChange, error) {
+	var changes []definitionChange
+	var errs []error
+	seen := map[string]bool{}
+	once := func(kind, id string) bool {
+		if seen[kind+" "+id] {
+			errs = append(errs, fmt.Errorf("%s %q is in the document twice", kind, id))
+			return false
+		}
+		seen[kind+" "+id] = true
+		return true
+	}
+
+	statuses := map[string]domain.Status{}
+	for _, s := range live.statuses {
+		statuses[s.Key] = s
+	}
+	for _, s := range want.Statuses {
+		key := cmp.Or(s.Key, domain.DeriveKey(s.Name))
+		if !once("status", key) {
+			continue
+		}
+		cur, ok := statuses[key]
+		switch {
+		case !ok:
+			changes = append(changes, definitionChange{say: fmt.Sprintf("add status %s (%q, %s)", key, s.Name, s.Category),
+				method: "POST", path: "/v1/statuses", body: map[string]any{"key": key, "name": s.Name, "category": s.Category},
+				version: "statuses", create: true})
+		case cur.Archived:
+			errs = append(errs, fmt.Errorf("status %s is archived, and an archived key is not taken again: give the status another key", key))
+		default:
+			patch, says := map[string]any{}, []string{}
+			if cur.Name != s.Name {
+				patch["name"], says = s.Name, append(says, fmt.Sprintf("name %q → %q", cur.Name, s.Name))
+			}
+			if cur.Category != s.Category {
+				patch["category"], says = s.Category, append(says, fmt.Sprintf("category %s → %s", cur.Category, s.Category))
+			}
+			if len(patch) > 0 {
+				changes = append(changes, definitionChange{say: "change status " + key + ": " + strings.Join(says, ", "),
+					method: "PATCH", path: "/v1/statuses/" + url.PathEscape(key), body: patch, version: "statuses"})
+			}
+		}
+	}
+
+	triggers := map[string]domain.Trigger{}
+	for _, t := range live.triggers {
+		triggers[t.Key] = t
+	}
+	for _, t := range want.Triggers {
+		key := cmp.Or(t.Key, domain.DeriveKey(t.Name))
+		if !once("trigger", key) {
+			continue
+		}
+		cur, ok := triggers[key]
+		switch {
+		case !ok:
+			changes = append(changes, definitionChange{say: fmt.Sprintf("add trigger %s (%q)", key, t.Name),
+				method: "POST", path: "/v1/triggers", body: map[string]any{"key": key, "name": t.Name, "description": t.Description},
+				version: "triggers", create: true})
+		case cur.Archived:
+			errs = append(errs, fmt.Errorf("trigger %s is archived, and an archived key is not taken again: give the trigger another key", key))
+		default:
+			patch, says := map[string]any{}, []string{}
+			if cur.Name != t.Name {
+				patch["name"], says = t.Name, append(says, fmt.Sprintf("name %q → %q", cur.Name, t.Name))
+			}
+			if cur.Description != t.Description {
+				patch["description"], says = t.Description, append(says, "description")
+			}
+			if len(patch) > 0 {
+				changes = append(changes, definitionChange{say: "change trigger " + key + ": " + strings.Join(says, ", "),
+					method: "PATCH", path: "/v1/triggers/" + url.PathEscape(key), body: patch, version: "triggers"})
+			}
+		}
+	}
+
+	workflows := map[string]handlers.WorkflowJSON{}
+	for _, w := range live.workflows {
+		workflows[w.ID] = w
+	}
+	newWorkflows := map[string]bool{} // ids the document's new workflows will get
+	for _, w := range want.Workflows {
+		id, err := definitionID("workflow", w.ID, w.Name, func(id string) bool { _, ok := workflows[id]; return ok || newWorkflows[id] },
+			func(name string) (string, bool) {
+				for _, l := range live.workflows {
+					if !l.Archived && domain.SameName(l.Name, name) {
+						return l.ID, true
+					}
+				}
+				return "", false
+			})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !once("workflow", id) {
+			continue
+		}
+		cur, ok := workflows[id]
+		switch {
+		case !ok:
+			newWorkflows[id] = true
+			body := map[string]any{"name": w.Name, "type": w.Type, "steps": w.Steps}
+			if !w.FulfillmentMethod.IsZero() {
+				body["fulfillment_method"] = w.FulfillmentMethod
+			}
+			changes = append(changes, definitionChange{say: fmt.Sprintf("create workflow %s (%q, %s, %s)", id, w.Name, w.Type, stepsSaid(w.Steps)),
+				method: "POST", path: "/v1/workflows", body: body, create: true, kind: "workflow"})
+		case cur.Archived:
+			errs = append(errs, fmt.Errorf("workflow %s is archived, and an archived workflow does not change: leave its id out to create a new one", id))
+		default:
+			path := "/v1/workflows/" + url.PathEscape(id)
+			patch, says := map[string]any{}, []string{}
+			if cur.Name != w.Name {
+				patch["name"], says = w.Name, append(says, fmt.Sprintf("name %q → %q", cur.Name, w.Name))
+			}
+			if cur.Type != w.Type {
+				patch["type"], says = w.Type, append(says, fmt.Sprintf("type %s → %s", cur.Type, w.Type))
+			}
+			if method := deref(cur.FulfillmentMethod); method != w.FulfillmentMethod.String() {
+				patch["fulfillment_method"], says = w.FulfillmentMethod, append(says, fmt.Sprintf("fulfillment_method %s → %s", dash(method), dash(w.FulfillmentMethod.String())))
+			}
+			if len(patch) > 0 {
+				changes = append(changes, definitionChange{say: "change workflow " + id + ": " + strings.Join(says, ", "),
+					method: "PATCH", path: path, body: patch, version: versionOf("workflow", id)})
+			}
+			steps := make([]domain.Step, len(cur.Steps))
+			for i, s := range cur.Steps {
+				steps[i] = domain.Step{Status: s.Status, Trigger: s.Trigger}
+			}
+			if !slices.Equal(steps, w.Steps) {
+				changes = append(changes, definitionChange{say: fmt.Sprintf("change workflow %s: steps %s → %s", id, stepsSaid(steps), stepsSaid(w.Steps)),
+					method: "PUT", path: path + "/steps", body: map[string]any{"steps": w.Steps}, version: versionOf("workflow", id)})
+			}
+		}
+	}
+
+	orderTypes := map[string]handlers.OrderTypeJSON{}
+	for _, o := range live.orderTypes {
+		orderTypes[o.ID] = o
+	}
+	newOrderTypes := map[string]bool{}
+	for _, o := range want.OrderTypes {
+		id, err := definitionID("order type", o.ID, o.Name, func(id string) bool { _, ok := orderTypes[id]; return ok || newOrderTypes[id] },
+			func(name string) (string, bool) {
+				for _, l := range live.orderTypes {
+					if !l.Archived && domain.SameName(l.Name, name) {
+						return l.ID, true
+					}
+				}
+				return "", false
+			})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !once("order type", id) {
+			continue
+		}
+		fulfillment := o.Fulfillment
+		if fulfillment == nil {
+			fulfillment = []string{}
+		}
+		cur, ok := orderTypes[id]
+		switch {
+		case !ok:
+			newOrderTypes[id] = true
+			body := map[string]any{"name": o.Name, "fulfillment": fulfillment}
+			if o.Intake != "" {
+				body["intake"] = o.Intake
+			}
+			if o.Production != "" {
+				body["production"] = o.Production
+			}
+			changes = append(changes, definitionChange{say: fmt.Sprintf("create order type %s (%q: %s)", id, o.Name, routeSaid(o.Intake, o.Production, fulfillment)),
+				method: "POST", path: "/v1/order-types", body: body, create: true, kind: "order type"})
+		case cur.Archived:
+			errs = append(errs, fmt.Errorf("order type %s is archived, and an archived order type does not change: leave its id out to create a new one", id))
+		default:
+			patch, says := map[string]any{}, []string{}
+			if cur.Name != o.Name {
+				patch["name"], says = o.Name, append(says, fmt.Sprintf("name %q → %q", cur.Name, o.Name))
+			}
+			if deref(cur.Intake) != o.Intake {
+				patch["intake"], says = o.Intake, append(says, fmt.Sprintf("intake %s → %s", dash(deref(cur.Intake)), dash(o.Intake)))
+			}
+			if deref(cur.Production) != o.Production {
+				patch["production"], says = o.Production, append(says, fmt.Sprintf("production %s → %s", dash(deref(cur.Production)), dash(o.Production)))
+			}
+			if !slices.Equal(cur.Fulfillment, fulfillment) {
+				patch["fulfillment"], says = fulfillment, append(says, fmt.Sprintf("fulfillment [%s] → [%s]",
+					strings.Join(cur.Fulfillment, ", "), strings.Join(fulfillment, ", ")))
+			}
+			if len(patch) > 0 {
+				changes = append(changes, definitionChange{say: "change order type " + id + ": " + strings.Join(says, ", "),
+					method: "PATCH", path: "/v1/order-types/" + url.PathEscape(id), body: patch, version: versionOf("order type", id)})
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("nothing changed: %w", err)
+	}
+	return changes, nil
+}
+
+// definitionID is the id a document's workflow or order type stands for:
+// the id it gives, else the live one of its name, else the id the server
+// will give a new one. A new one's given id must be that id, since the
+// server makes it from the name.
+func definitionID(kind, id, name string, taken func(string) bool, named func(string) (string, bool)) (string, error) {
+	if id == "" {
+		if live, ok := named(name); ok {
+			return live, nil
+		}
+	}
+	if id != "" && taken(id) {
+		return id, nil
+	}
+	made := handlers.DefinitionID(name, strings.ReplaceAll(kind, " ", "_"), taken)
+	if id != "" && id != made {
+		return "", fmt.Errorf("there is no %s %s, and a new one named %q gets the id %s (made from its name): use that id, or leave it out", kind, id, name, made)
+	}
+	return made, nil
+}
+
+// stepsSaid shows steps as status←trigger pairs, in order.
+func stepsSaid(steps []domain.Step) string {
+	parts := make([]string, len(steps))
+	for i, s := range steps {
+		parts[i] = s.Status + "←" + s.Trigger
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// routeSaid shows an order type's workflows in the order they run.
+func routeSaid(intake, production string, fulfillment []string) string {
+	var parts []string
+	for _, id := range []string{intake, production} {
+		if id != "" {
+			parts = append(parts, id)
+		}
+	}
+	if len(fulfillment) > 0 {
+		parts = append(parts, strings.Join(fulfillment, " | "))
+	}
+	return strings.Join(parts, " → ")
+}
