@@ -138,6 +138,10 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 	seedWorkedExample(t, c)
 	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Spare", "category": "draft"})
 	c.must(200, "DELETE", "/v1/statuses/spare", nil)
+	// Two order types of one name (which the API allows).
+	for range 2 {
+		c.must(201, "POST", "/v1/order-types", map[string]any{"name": "Twin", "fulfillment": []string{"home_delivery"}})
+	}
 	dir := t.TempDir()
 	before := c.must(200, "GET", "/v1/statuses", nil)
 	for name, tc := range map[string]struct{ doc, want string }{
@@ -145,6 +149,9 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 		"archived": {`{"statuses": [{"name": "New", "category": "draft"}, {"key": "spare", "name": "Spare", "category": "draft"}]}`, "status spare is archived"},
 		"new id": {`{"workflows": [{"id": "quick", "name": "Quick Wash", "type": "production", "steps": [{"status": "washing", "trigger": "wash_done"}]}]}`,
 			"there is no workflow quick, and a new one named \"Quick Wash\" gets the id quick_wash (made from its name): use that id, or leave it out"},
+		"same name": {`{"order_types": [{"name": "Quick", "fulfillment": ["home_delivery"]}, {"name": "quick", "fulfillment": ["home_delivery"]}]}`,
+			`order type "quick" is in the document twice`},
+		"ambiguous":     {`{"order_types": [{"name": "Twin", "fulfillment": []}]}`, `the order types twin and twin-2 are named "Twin": give the id of the one meant`},
 		"unknown field": {`{"statuses": [{"name": "New", "category": "draft", "colour": "red"}]}`, `unknown field "colour"`},
 		"bad category":  {`{"statuses": [{"name": "New", "category": "soon"}]}`, `"soon" is not one of`},
 	} {

@@ -402,20 +402,13 @@ func planDefinitions(want process, live *liveDefinitions) ([]definitionChange, e
 	}
 
 	workflows := map[string]handlers.WorkflowJSON{}
+	workflowIDs := newDefinitionIDs("workflow")
 	for _, w := range live.workflows {
 		workflows[w.ID] = w
+		workflowIDs.live(w.ID, w.Name, w.Archived)
 	}
-	newWorkflows := map[string]bool{} // ids the document's new workflows will get
 	for _, w := range want.Workflows {
-		id, err := definitionID("workflow", w.ID, w.Name, func(id string) bool { _, ok := workflows[id]; return ok || newWorkflows[id] },
-			func(name string) (string, bool) {
-				for _, l := range live.workflows {
-					if !l.Archived && domain.SameName(l.Name, name) {
-						return l.ID, true
-					}
-				}
-				return "", false
-			})
+		id, err := workflowIDs.pick(w.ID, w.Name)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -426,7 +419,6 @@ func planDefinitions(want process, live *liveDefinitions) ([]definitionChange, e
 		cur, ok := workflows[id]
 		switch {
 		case !ok:
-			newWorkflows[id] = true
 			body := map[string]any{"name": w.Name, "type": w.Type, "steps": w.Steps}
 			if !w.FulfillmentMethod.IsZero() {
 				body["fulfillment_method"] = w.FulfillmentMethod
@@ -463,20 +455,13 @@ func planDefinitions(want process, live *liveDefinitions) ([]definitionChange, e
 	}
 
 	orderTypes := map[string]handlers.OrderTypeJSON{}
+	orderTypeIDs := newDefinitionIDs("order type")
 	for _, o := range live.orderTypes {
 		orderTypes[o.ID] = o
+		orderTypeIDs.live(o.ID, o.Name, o.Archived)
 	}
-	newOrderTypes := map[string]bool{}
 	for _, o := range want.OrderTypes {
-		id, err := definitionID("order type", o.ID, o.Name, func(id string) bool { _, ok := orderTypes[id]; return ok || newOrderTypes[id] },
-			func(name string) (string, bool) {
-				for _, l := range live.orderTypes {
-					if !l.Archived && domain.SameName(l.Name, name) {
-						return l.ID, true
-					}
-				}
-				return "", false
-			})
+		id, err := orderTypeIDs.pick(o.ID, o.Name)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -491,7 +476,6 @@ func planDefinitions(want process, live *liveDefinitions) ([]definitionChange, e
 		cur, ok := orderTypes[id]
 		switch {
 		case !ok:
-			newOrderTypes[id] = true
 			body := map[string]any{"name": o.Name, "fulfillment": fulfillment}
 			if o.Intake != "" {
 				body["intake"] = o.Intake
@@ -530,23 +514,55 @@ func planDefinitions(want process, live *liveDefinitions) ([]definitionChange, e
 	return changes, nil
 }
 
-// definitionID is the id a document's workflow or order type stands for:
-// the id it gives, else the live one of its name, else the id the server
-// will give a new one. A new one's given id must be that id, since the
-// server makes it from the name.
-func definitionID(kind, id, name string, taken func(string) bool, named func(string) (string, bool)) (string, error) {
+// definitionIDs foretells the ids of a document's workflows or order
+// types: the id an entry gives, else the live one of its name, else the
+// id the server will give a new one.
+type definitionIDs struct {
+	kind  string
+	names map[string]string // the names of the live ones (archived ones left out) and the document's new ones, by id
+	taken map[string]bool   // every id the server has, archived ones included, and those the document's new ones will get
+}
+
+func newDefinitionIDs(kind string) *definitionIDs {
+	return &definitionIDs{kind: kind, names: map[string]string{}, taken: map[string]bool{}}
+}
+
+// live records one the server has.
+func (d *definitionIDs) live(id, name string, archived bool) {
+	d.taken[id] = true
+	if !archived {
+		d.names[id] = name
+	}
+}
+
+// pick is the id an entry with id (maybe "") and name stands for. A new
+// one gets the id the server makes from its name, past the ids taken
+// (those of the document's new ones before it included), so its given id
+// must be that one.
+func (d *definitionIDs) pick(id, name string) (string, error) {
 	if id == "" {
-		if live, ok := named(name); ok {
-			return live, nil
+		var named []string
+		for live, n := range d.names {
+			if domain.SameName(n, name) {
+				named = append(named, live)
+			}
+		}
+		switch slices.Sort(named); len(named) {
+		case 0:
+		case 1:
+			return named[0], nil
+		default: // order types may share a name
+			return "", fmt.Errorf("the %ss %s are named %q: give the id of the one meant", d.kind, strings.Join(named, " and "), name)
 		}
 	}
-	if id != "" && taken(id) {
+	if id != "" && d.taken[id] {
 		return id, nil
 	}
-	made := handlers.DefinitionID(name, strings.ReplaceAll(kind, " ", "_"), taken)
+	made := handlers.DefinitionID(name, strings.ReplaceAll(d.kind, " ", "_"), func(id string) bool { return d.taken[id] })
 	if id != "" && id != made {
-		return "", fmt.Errorf("there is no %s %s, and a new one named %q gets the id %s (made from its name): use that id, or leave it out", kind, id, name, made)
+		return "", fmt.Errorf("there is no %s %s, and a new one named %q gets the id %s (made from its name): use that id, or leave it out", d.kind, id, name, made)
 	}
+	d.taken[made], d.names[made] = true, name // another entry of the name is this one again
 	return made, nil
 }
 
