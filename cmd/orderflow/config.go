@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -54,6 +55,8 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// LogFormat is text (key=value pairs) or json (an object a line).
+	LogFormat string
 	// Lanes is the number of trigger lanes; every process sharing one
 	// cluster must use the same number.
 	Lanes int
@@ -113,6 +116,7 @@ func DefaultConfig() Config {
 		Replicas:        1,
 		DuplicateWindow: 2 * time.Minute,
 		LogLevel:        "info",
+		LogFormat:       "text",
 		Lanes:           16,
 		Checkpoints:     true,
 		AckWait:         10 * time.Second,
@@ -137,6 +141,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "replicas of each stream (1 embedded, 3 on a three-node cluster)")
 	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", c.DuplicateWindow, "JetStream deduplication window for event and trigger ids")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log lines as text (key=value pairs) or json (one object a line, for a log collector)")
 	fs.BoolVar(&c.Checkpoints, "checkpoints", c.Checkpoints, "checkpoint the orders read model and the load index and restore them at start-up (off: replay the streams at every start)")
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "seed the worked example into an empty store and run simulated worker apps")
 	fs.IntVar(&c.Lanes, "lanes", c.Lanes, "trigger lanes (triggers of one order share a lane and take effect in order; lanes run in parallel); the same on every process")
@@ -204,6 +209,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
 	}
 	if c.MaxFeeds < 1 {
 		errs = append(errs, fmt.Errorf("--max-feeds %d: must be 1 or more", c.MaxFeeds))
@@ -282,6 +290,25 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// newLogger makes serve's logger: lines of format (text or json, as
+// Validate checks) at level, to w.
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	l, _ := parseLevel(level)
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		// Durations as text ("1.5s"), as the text lines show them, not
+		// as nanoseconds.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // envPrefix is the prefix of the environment variables that back flags.
@@ -458,7 +485,7 @@ func envHints(names []string, fs *flag.FlagSet) []string {
 var allFlagNames = []string{
 	"ack-wait", "after", "api-keys", "as-of", "checkpoints", "cors-origins", "cpuprofile", "cursor", "data-dir", "demo",
 	"dry-run", "duplicate-window", "duration", "expires-in", "file", "fulfillment", "http", "id", "in", "json", "key", "keys-file",
-	"lane-window", "lanes", "limit", "log-level", "max-feeds", "max-feeds-per-key", "max-store", "memprofile", "name",
+	"lane-window", "lanes", "limit", "log-format", "log-level", "max-feeds", "max-feeds-per-key", "max-store", "memprofile", "name",
 	"nats-ca", "nats-config", "nats-creds", "nats-listen", "nats-url", "note", "oldest", "order", "order-cache", "orders", "out",
 	"rate-limit", "rates", "reason", "reload-interval", "replicas", "role", "server", "server-ca", "state", "status", "step",
 	"streams", "sync", "tenant", "tls-cert", "tls-key", "to-version", "token", "trigger-id", "triggers", "type", "types",

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -146,8 +145,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	level, _ := parseLevel(cfg.LogLevel)
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 
 	// SIGHUP reloads the API keys and the TLS certificate; caught from
 	// before the start, so one sent once the API answers cannot end the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -731,5 +733,58 @@ func TestExposures(t *testing.T) {
 	cfg.NATSListen = "localhost:4222"
 	if got := exposures(cfg, "[::1]:8080", true); len(got) != 0 {
 		t.Errorf("localhost and ::1: %v", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a command writes to while a test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serve --log-format json writes each log line as one JSON object, with
+// durations as text; the default stays key=value text.
+func TestServeLogsJSON(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	var errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"serve", "--log-format", "json", "--data-dir", t.TempDir(), "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"},
+			io.Discard, &errOut, func(string) (string, bool) { return "", false })
+	}()
+	eventstoretest.Eventually(t, 30*time.Second, func() bool { return strings.Contains(errOut.String(), `"msg":"orderflow ready"`) }, "orderflow ready")
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve: exit %d\n%s", code, errOut.String())
+	}
+	durations := 0
+	for _, line := range strings.Split(strings.TrimSuffix(errOut.String(), "\n"), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil || l["time"] == nil || l["level"] == nil || l["msg"] == nil {
+			t.Fatalf("not a JSON log line (%v): %s", err, line)
+		}
+		if took, ok := l["took"]; ok {
+			if _, err := time.ParseDuration(fmt.Sprint(took)); err != nil {
+				t.Errorf("took %v is not a duration as text: %s", took, line)
+			}
+			durations++
+		}
+	}
+	if durations == 0 || !strings.Contains(errOut.String(), `"msg":"shutting down"`) {
+		t.Fatalf("no line with a duration, or no shutdown line:\n%s", errOut.String())
 	}
 }
