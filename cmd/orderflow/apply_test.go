@@ -17,6 +17,7 @@ import (
 // definitions apply makes another server's match it, and then has
 // nothing left to change. An edited document changes what differs (a
 // dry run first, which changes nothing); orders then run on the result.
+// With --prune, what a document leaves out is archived.
 func TestDefinitionsShowAndApply(t *testing.T) {
 	t.Parallel()
 	from := startApp(t, newTestConfig(t))
@@ -123,6 +124,29 @@ func TestDefinitionsShowAndApply(t *testing.T) {
 	if o["state"] != "completed" {
 		t.Fatalf("an order of the applied order type: %v", o)
 	}
+
+	// The first document again, with --prune: what the edit changed goes
+	// back, then what it added is archived (order type, workflow, status,
+	// trigger: each before what it uses), and the server shows the first
+	// document again.
+	out, _ = apply("--file", worked, "--prune")
+	wantOut := "changed trigger picked_up: name \"Collected\" → \"Picked up\"\n" +
+		"changed workflow standard_laundry_production: steps [washing←wash_done, drying←dry_done, ironing←ironed, folding←folded] → [washing←wash_done, drying←dry_done, folding←folded]\n" +
+		"changed order type wash_fold_delivery: fulfillment [home_delivery, store_pickup] → [home_delivery]\n" +
+		"archived order type pressed_pickup (\"Pressed Pickup\")\n" +
+		"archived workflow store_pickup (\"Store Pickup\")\n" +
+		"archived status ironing (\"Ironing\")\n" +
+		"archived trigger ironed (\"Ironed\")\n" +
+		"7 change(s) made\n"
+	if out != wantOut {
+		t.Fatalf("apply --prune:\n%s\nwant\n%s", out, wantOut)
+	}
+	if got := show(to); got != doc {
+		t.Fatalf("after apply --prune the server shows\n%s\nthe document was\n%s", got, doc)
+	}
+	if out, _ := apply("--file", worked, "--prune"); out != "nothing to change\n" {
+		t.Fatalf("apply --prune again: %q", out)
+	}
 }
 
 // definitions apply refuses, before it changes anything, a document
@@ -175,7 +199,7 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changes, err := planDefinitions(process{Statuses: []processStatus{{Key: "washing", Name: "Wash", Category: domain.CategoryInProgress}}}, live)
+	changes, err := planDefinitions(process{Statuses: []processStatus{{Key: "washing", Name: "Wash", Category: domain.CategoryInProgress}}}, live, false)
 	if err != nil || len(changes) != 1 {
 		t.Fatalf("plan: %v %v", changes, err)
 	}

@@ -98,10 +98,11 @@ func definitionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fs := commandFlags("definitions apply", "Usage: orderflow definitions apply --file F [flags]\n\n"+
 		"Make the server's definitions match a document in the form 'definitions show' prints: add what is missing, change what differs. "+
-		"What the document leaves out stays as it is; nothing is archived.", stderr)
+		"What the document leaves out stays as it is, unless --prune archives it.", stderr)
 	server := serverFlags(fs)
 	file := fs.String("file", "", "the document to apply (- for standard input)")
 	dryRun := fs.Bool("dry-run", false, "print the changes it would make, and make none")
+	prune := fs.Bool("prune", false, "also archive the live definitions the document leaves out (order types, then workflows, then statuses and triggers; an archived key or id is never taken again)")
 	if err := parseFlags(fs, args[1:], env); err != nil {
 		return err
 	}
@@ -119,7 +120,7 @@ func definitionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	changes, err := planDefinitions(want, live)
+	changes, err := planDefinitions(want, live, *prune)
 	if err != nil {
 		return err
 	}
@@ -268,7 +269,7 @@ func deref(s *string) string {
 
 // pastTense is what the first word of a change's say becomes once it is
 // made.
-var pastTense = map[string]string{"add": "added", "change": "changed", "create": "created"}
+var pastTense = map[string]string{"add": "added", "change": "changed", "create": "created", "archive": "archived"}
 
 // definitionChange is one request of an apply.
 type definitionChange struct {
@@ -320,11 +321,14 @@ func (c definitionChange) send(ctx context.Context, server *apiServer, versions 
 
 // planDefinitions lists the requests that make live match want, in an
 // order the API accepts: statuses and triggers before the workflows that
-// use them, workflows before the order types that name them. It refuses
+// use them, workflows before the order types that name them. With prune
+// it then archives the live definitions want leaves out, in the other
+// order: order types before the workflows they name, workflows before
+// the statuses and triggers they use. It refuses
 // a document that names one definition twice, changes an archived one,
 // or gives a new workflow or order type an id the server would not give
 // it; the API judges the rest when the changes are sent.
-func planDefinitions(want process, live *liveDefinitions) ([]definitionChange, error) {
+func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definitionChange, error) {
 	var changes []definitionChange
 	var errs []error
 	seen := map[string]bool{}
@@ -510,6 +514,34 @@ func planDefinitions(want process, live *liveDefinitions) ([]definitionChange, e
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("nothing changed: %w", err)
+	}
+	if !prune {
+		return changes, nil
+	}
+	archive := func(kind, id, name, method, path, version string) {
+		if !seen[kind+" "+id] {
+			changes = append(changes, definitionChange{say: fmt.Sprintf("archive %s %s (%q)", kind, id, name), method: method, path: path, version: version})
+		}
+	}
+	for _, o := range live.orderTypes {
+		if !o.Archived {
+			archive("order type", o.ID, o.Name, "POST", "/v1/order-types/"+url.PathEscape(o.ID)+"/archive", versionOf("order type", o.ID))
+		}
+	}
+	for _, w := range live.workflows {
+		if !w.Archived {
+			archive("workflow", w.ID, w.Name, "POST", "/v1/workflows/"+url.PathEscape(w.ID)+"/archive", versionOf("workflow", w.ID))
+		}
+	}
+	for _, st := range live.statuses {
+		if !st.Archived {
+			archive("status", st.Key, st.Name, "DELETE", "/v1/statuses/"+url.PathEscape(st.Key), "statuses")
+		}
+	}
+	for _, t := range live.triggers {
+		if !t.Archived {
+			archive("trigger", t.Key, t.Name, "DELETE", "/v1/triggers/"+url.PathEscape(t.Key), "triggers")
+		}
 	}
 	return changes, nil
 }
