@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -429,6 +430,13 @@ type BoardCell struct {
 	OldestEnteredAt time.Time     `json:"oldest_entered_at"`
 	Left            int           `json:"left"`
 	AverageStay     time.Duration `json:"average_stay"`
+}
+
+// Tenants lists the tenants that have orders, in order.
+func (o *Orders) Tenants() []string {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return slices.Sorted(maps.Keys(o.tenants))
 }
 
 // Board counts the orders in flight per workflow and status (optionally

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -526,6 +527,9 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "# HELP orderflow_order_cache_hits_total Order commands, triggers and reads served from memory.\n# TYPE orderflow_order_cache_hits_total counter\norderflow_order_cache_hits_total %d\n", cs.Hits)
 	fmt.Fprintf(w, "# HELP orderflow_order_loads_total Order histories read from the store (not in memory, or changed by another process).\n# TYPE orderflow_order_loads_total counter\norderflow_order_loads_total %d\n", cs.Loads)
 	fmt.Fprintf(w, "# HELP orderflow_order_load_seconds_total Time spent reading order histories from the store.\n# TYPE orderflow_order_load_seconds_total counter\norderflow_order_load_seconds_total %g\n", cs.LoadTime.Seconds())
+	if o := a.orders.Load(); o != nil {
+		writeStageMetrics(w, o, time.Now())
+	}
 	fmt.Fprintf(w, "# HELP orderflow_event_feeds_open Open event feeds (GET /v1/events).\n# TYPE orderflow_event_feeds_open gauge\norderflow_event_feeds_open %d\n", a.api.OpenFeeds())
 	a.api.WriteMetrics(w)
 	if a.proc != nil {
@@ -564,6 +568,35 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copied_sequence The last stored trigger's sequence the lanes' copy has taken: below orderflow_stream_last_sequence of ORDERFLOW_TRIGGERS, triggers wait to be copied.\n# TYPE orderflow_trigger_lanes_copied_sequence gauge\norderflow_trigger_lanes_copied_sequence %d\n", lc.Copied)
 			fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_copy_resume_at The stored triggers' sequence the lanes' copy starts again from should the server lose its place (0: not set).\n# TYPE orderflow_trigger_lanes_copy_resume_at gauge\norderflow_trigger_lanes_copy_resume_at %d\n", lc.ResumeAt)
 		}
+	}
+}
+
+// writeStageMetrics writes the board of every tenant as gauges: how
+// many orders are in flight in each stage, and how long the one that has
+// waited longest there has been in it at now, for alerts on stuck orders.
+// A stage is a workflow and a status that has held an order; there are as
+// many as the tenants' definitions make, not as orders.
+func writeStageMetrics(w io.Writer, orders *projections.Orders, now time.Time) {
+	fmt.Fprint(w, "# HELP orderflow_stage_orders Orders in flight (active or on hold) per tenant, workflow and status, as the board counts them.\n# TYPE orderflow_stage_orders gauge\n")
+	type cell struct {
+		labels string
+		oldest float64
+	}
+	var cells []cell
+	for _, tenant := range orders.Tenants() {
+		for _, c := range orders.Board(tenant, "") {
+			labels := fmt.Sprintf("tenant=%q,workflow=%q,status=%q", tenant, c.WorkflowID, c.Status)
+			fmt.Fprintf(w, "orderflow_stage_orders{%s} %d\n", labels, c.Count)
+			oldest := 0.0
+			if c.Count > 0 {
+				oldest = max(now.Sub(c.OldestEnteredAt).Seconds(), 0)
+			}
+			cells = append(cells, cell{labels, oldest})
+		}
+	}
+	fmt.Fprint(w, "# HELP orderflow_stage_oldest_seconds How long the order in flight that entered a stage first has been in it (0: none in flight there).\n# TYPE orderflow_stage_oldest_seconds gauge\n")
+	for _, c := range cells {
+		fmt.Fprintf(w, "orderflow_stage_oldest_seconds{%s} %g\n", c.labels, c.oldest)
 	}
 }
 

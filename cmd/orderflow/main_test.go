@@ -476,6 +476,11 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		`orderflow_trigger_duration_seconds_bucket{le="10"} 2`,
 		"orderflow_trigger_duration_seconds_count 2",
 		"orderflow_trigger_duration_seconds_sum ",
+		// m-1 is at Received, the step after Pending Pickup.
+		`orderflow_stage_orders{tenant="default",workflow="laundry_intake",status="received"} 1`,
+		`orderflow_stage_orders{tenant="default",workflow="laundry_intake",status="pending_pickup"} 0`,
+		`orderflow_stage_oldest_seconds{tenant="default",workflow="laundry_intake",status="pending_pickup"} 0`,
+		`orderflow_stage_oldest_seconds{tenant="default",workflow="laundry_intake",status="received"} `,
 		`orderflow_trigger_outcomes_total{outcome="advanced"} 1`,
 		`orderflow_trigger_outcomes_total{outcome="rejected",reason="unexpected_trigger"} 1`,
 		"orderflow_triggers_applied_total 2",
@@ -503,6 +508,13 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		}
 	}
 	checkExposition(t, body)
+	stay := regexp.MustCompile(`\norderflow_stage_oldest_seconds\{tenant="default",workflow="laundry_intake",status="received"\} (\S+)\n`).FindStringSubmatch(body)
+	if stay == nil {
+		t.Fatalf("no time in Received:\n%s", body)
+	}
+	if s, err := strconv.ParseFloat(stay[1], 64); err != nil || s <= 0 || s > 60 {
+		t.Errorf("m-1 has been in Received for %s s", stay[1])
+	}
 	// Every metric the README names is served.
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
