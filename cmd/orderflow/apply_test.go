@@ -176,6 +176,8 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 		"same name": {`{"order_types": [{"name": "Quick", "fulfillment": ["home_delivery"]}, {"name": "quick", "fulfillment": ["home_delivery"]}]}`,
 			`order type "quick" is in the document twice`},
 		"ambiguous":     {`{"order_types": [{"name": "Twin", "fulfillment": []}]}`, `the order types twin and twin-2 are named "Twin": give the id of the one meant`},
+		"no category":   {`{"statuses": [{"name": "New"}]}`, "statuses[0]: category is required"},
+		"no name":       {`{"workflows": [{"type": "production", "steps": []}]}`, "workflows[0]: name is required"},
 		"unknown field": {`{"statuses": [{"name": "New", "category": "draft", "colour": "red"}]}`, `unknown field "colour"`},
 		"bad category":  {`{"statuses": [{"name": "New", "category": "soon"}]}`, `"soon" is not one of`},
 	} {

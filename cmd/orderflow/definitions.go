@@ -331,6 +331,14 @@ func (c definitionChange) send(ctx context.Context, server *apiServer, versions 
 func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definitionChange, error) {
 	var changes []definitionChange
 	var errs []error
+	// lacks reports a required field that the entry at where lacks (left
+	// out, it would read as a change to nothing).
+	lacks := func(where, field string, lacking bool) bool {
+		if lacking {
+			errs = append(errs, fmt.Errorf("%s: %s is required", where, field))
+		}
+		return lacking
+	}
 	seen := map[string]bool{}
 	once := func(kind, id string) bool {
 		if seen[kind+" "+id] {
@@ -345,7 +353,10 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 	for _, s := range live.statuses {
 		statuses[s.Key] = s
 	}
-	for _, s := range want.Statuses {
+	for i, s := range want.Statuses {
+		if where := fmt.Sprintf("statuses[%d]", i); lacks(where, "name", s.Name == "") || lacks(where, "category", s.Category.IsZero()) {
+			continue
+		}
 		key := cmp.Or(s.Key, domain.DeriveKey(s.Name))
 		if !once("status", key) {
 			continue
@@ -377,7 +388,10 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 	for _, t := range live.triggers {
 		triggers[t.Key] = t
 	}
-	for _, t := range want.Triggers {
+	for i, t := range want.Triggers {
+		if lacks(fmt.Sprintf("triggers[%d]", i), "name", t.Name == "") {
+			continue
+		}
 		key := cmp.Or(t.Key, domain.DeriveKey(t.Name))
 		if !once("trigger", key) {
 			continue
@@ -411,7 +425,10 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 		workflows[w.ID] = w
 		workflowIDs.live(w.ID, w.Name, w.Archived)
 	}
-	for _, w := range want.Workflows {
+	for i, w := range want.Workflows {
+		if where := fmt.Sprintf("workflows[%d]", i); lacks(where, "name", w.Name == "") || lacks(where, "type", w.Type.IsZero()) {
+			continue
+		}
 		id, err := workflowIDs.pick(w.ID, w.Name)
 		if err != nil {
 			errs = append(errs, err)
@@ -464,7 +481,10 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 		orderTypes[o.ID] = o
 		orderTypeIDs.live(o.ID, o.Name, o.Archived)
 	}
-	for _, o := range want.OrderTypes {
+	for i, o := range want.OrderTypes {
+		if lacks(fmt.Sprintf("order_types[%d]", i), "name", o.Name == "") {
+			continue
+		}
 		id, err := orderTypeIDs.pick(o.ID, o.Name)
 		if err != nil {
 			errs = append(errs, err)
