@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,4 +227,66 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 		!strings.Contains(errOut, "(1 of 2 change(s) made; run it again to make the rest)") {
 		t.Fatalf("a refused change: exit %d: %q %q", code, out, errOut)
 	}
+}
+
+// definitions apply changes every field a document holds: a status's
+// name and category, a trigger's name and description (taken away
+// too), a workflow's name, steps, method and type (fulfillment to
+// production takes its method away), an order type's slots (intake
+// taken away, production given). The server then shows the document.
+func TestDefinitionsApplyChangesEveryField(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	dir := t.TempDir()
+	apply := func(doc string) process {
+		t.Helper()
+		path := filepath.Join(dir, "process.json")
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, out, errOut := runMain(t, "definitions", "apply", "--server", app.HTTPAddr(), "--file", path); code != 0 {
+			t.Fatalf("apply: exit %d: %s%s", code, out, errOut)
+		}
+		want, err := readProcess(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := runMain(t, "definitions", "show", "--server", app.HTTPAddr())
+		if code != 0 {
+			t.Fatalf("show: exit %d: %s", code, errOut)
+		}
+		var got process
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []*process{&want, &got} { // the server lists in its own order
+			slices.SortFunc(p.Statuses, func(a, b processStatus) int { return strings.Compare(a.Key, b.Key) })
+			slices.SortFunc(p.Triggers, func(a, b processTrigger) int { return strings.Compare(a.Key, b.Key) })
+			slices.SortFunc(p.Workflows, func(a, b processWorkflow) int { return strings.Compare(a.ID, b.ID) })
+			slices.SortFunc(p.OrderTypes, func(a, b processOrderType) int { return strings.Compare(a.ID, b.ID) })
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("the server shows\n%+v\nthe document was\n%+v", got, want)
+		}
+		return got
+	}
+	apply(`{
+		"statuses": [{"key": "a", "name": "A", "category": "draft"}, {"key": "b", "name": "B", "category": "pending"}],
+		"triggers": [{"key": "x", "name": "X", "description": "first"}, {"key": "y", "name": "Y"}],
+		"workflows": [
+			{"id": "w1", "name": "W1", "type": "intake", "steps": [{"status": "a", "trigger": "x"}]},
+			{"id": "w2", "name": "W2", "type": "fulfillment", "fulfillment_method": "store_pickup", "steps": [{"status": "b", "trigger": "y"}]},
+			{"id": "w4", "name": "W4", "type": "production", "steps": [{"status": "a", "trigger": "y"}]},
+			{"id": "w5", "name": "W5", "type": "fulfillment", "fulfillment_method": "home_delivery", "steps": [{"status": "b", "trigger": "x"}]}],
+		"order_types": [{"id": "ot", "name": "OT", "intake": "w1", "fulfillment": ["w2"]}]}`)
+	apply(`{
+		"statuses": [{"key": "a", "name": "A2", "category": "in_progress"}, {"key": "b", "name": "B", "category": "pending"}],
+		"triggers": [{"key": "x", "name": "X2"}, {"key": "y", "name": "Y", "description": "given"}],
+		"workflows": [
+			{"id": "w1", "name": "Intake Two", "type": "intake", "steps": [{"status": "a", "trigger": "x"}, {"status": "b", "trigger": "y"}]},
+			{"id": "w2", "name": "W2", "type": "fulfillment", "fulfillment_method": "on_site", "steps": [{"status": "b", "trigger": "y"}]},
+			{"id": "w3", "name": "W3", "type": "production", "steps": [{"status": "b", "trigger": "x"}]},
+			{"id": "w4", "name": "W4", "type": "intake", "steps": [{"status": "a", "trigger": "y"}]},
+			{"id": "w5", "name": "W5", "type": "production", "steps": [{"status": "b", "trigger": "x"}]}],
+		"order_types": [{"id": "ot", "name": "OT renamed", "production": "w3", "fulfillment": ["w2"]}]}`)
 }
