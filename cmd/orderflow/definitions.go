@@ -214,6 +214,18 @@ func readDefinitions(ctx context.Context, server *apiServer) (*liveDefinitions, 
 	return live, nil
 }
 
+// orderTypesUsing lists the live order types that have the workflow in
+// a slot.
+func (live *liveDefinitions) orderTypesUsing(workflowID string) []string {
+	var ids []string
+	for _, o := range live.orderTypes {
+		if !o.Archived && (deref(o.Intake) == workflowID || deref(o.Production) == workflowID || slices.Contains(o.Fulfillment, workflowID)) {
+			ids = append(ids, o.ID)
+		}
+	}
+	return ids
+}
+
 // versionOf names the version a change of a workflow or an order type
 // carries in If-Match; the status and trigger libraries' are "statuses"
 // and "triggers".
@@ -455,6 +467,14 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 				patch["name"], says = w.Name, append(says, fmt.Sprintf("name %q → %q", cur.Name, w.Name))
 			}
 			if cur.Type != w.Type {
+				// The API refuses it while a live order type has the
+				// workflow in a slot, and order types change after
+				// workflows: say so now, before anything changes.
+				if users := live.orderTypesUsing(id); len(users) > 0 {
+					errs = append(errs, fmt.Errorf("workflow %s changes type (%s → %s) while live order types use it (%s): first apply a document that takes it out of them",
+						id, cur.Type, w.Type, strings.Join(users, ", ")))
+					continue
+				}
 				patch["type"], says = w.Type, append(says, fmt.Sprintf("type %s → %s", cur.Type, w.Type))
 			}
 			if method := deref(cur.FulfillmentMethod); method != w.FulfillmentMethod.String() {
