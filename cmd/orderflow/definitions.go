@@ -336,51 +336,81 @@ func (c definitionChange) send(ctx context.Context, server *apiServer, versions 
 // use them, workflows before the order types that name them. With prune
 // it then archives the live definitions want leaves out, in the other
 // order: order types before the workflows they name, workflows before
-// the statuses and triggers they use. It refuses
-// a document that names one definition twice, changes an archived one,
-// or gives a new workflow or order type an id the server would not give
-// it; the API judges the rest when the changes are sent.
+// the statuses and triggers they use. It refuses, before anything
+// changes, a document that lacks a required field, names one definition
+// twice, changes an archived one, gives a new workflow or order type an
+// id the server would not give it, or changes the type of a workflow a
+// live order type uses; the API judges the rest when the changes are
+// sent.
 func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definitionChange, error) {
-	var changes []definitionChange
-	var errs []error
-	// lacks reports a required field that the entry at where lacks (left
-	// out, it would read as a change to nothing).
-	lacks := func(where, field string, lacking bool) bool {
-		if lacking {
-			errs = append(errs, fmt.Errorf("%s: %s is required", where, field))
-		}
-		return lacking
+	p := &planner{live: live, seen: map[string]bool{}}
+	p.statuses(want.Statuses)
+	p.triggers(want.Triggers)
+	p.workflows(want.Workflows)
+	p.orderTypes(want.OrderTypes)
+	if err := errors.Join(p.errs...); err != nil {
+		return nil, fmt.Errorf("nothing changed: %w", err)
 	}
-	seen := map[string]bool{}
-	once := func(kind, id string) bool {
-		if seen[kind+" "+id] {
-			errs = append(errs, fmt.Errorf("%s %q is in the document twice", kind, id))
-			return false
-		}
-		seen[kind+" "+id] = true
-		return true
+	if prune {
+		p.prune()
 	}
+	return p.changes, nil
+}
 
+// planner gathers an apply's changes, and what is wrong with its
+// document.
+type planner struct {
+	live    *liveDefinitions
+	changes []definitionChange
+	errs    []error
+	seen    map[string]bool // "kind id" of every definition the document names
+}
+
+func (p *planner) add(c definitionChange) { p.changes = append(p.changes, c) }
+
+func (p *planner) fail(err error) { p.errs = append(p.errs, err) }
+
+// lacks reports a required field that the entry at where lacks (left
+// out, it would read as a change to nothing).
+func (p *planner) lacks(where, field string, lacking bool) bool {
+	if lacking {
+		p.fail(fmt.Errorf("%s: %s is required", where, field))
+	}
+	return lacking
+}
+
+// once reports whether the document names the definition for the first
+// time.
+func (p *planner) once(kind, id string) bool {
+	if p.seen[kind+" "+id] {
+		p.fail(fmt.Errorf("%s %q is in the document twice", kind, id))
+		return false
+	}
+	p.seen[kind+" "+id] = true
+	return true
+}
+
+func (p *planner) statuses(want []processStatus) {
 	statuses := map[string]domain.Status{}
-	for _, s := range live.statuses {
+	for _, s := range p.live.statuses {
 		statuses[s.Key] = s
 	}
-	for i, s := range want.Statuses {
-		if where := fmt.Sprintf("statuses[%d]", i); lacks(where, "name", s.Name == "") || lacks(where, "category", s.Category.IsZero()) {
+	for i, s := range want {
+		if where := fmt.Sprintf("statuses[%d]", i); p.lacks(where, "name", s.Name == "") || p.lacks(where, "category", s.Category.IsZero()) {
 			continue
 		}
 		key := cmp.Or(s.Key, domain.DeriveKey(s.Name))
-		if !once("status", key) {
+		if !p.once("status", key) {
 			continue
 		}
 		cur, ok := statuses[key]
 		switch {
 		case !ok:
-			changes = append(changes, definitionChange{say: fmt.Sprintf("add status %s (%q, %s)", key, s.Name, s.Category),
+			p.add(definitionChange{say: fmt.Sprintf("add status %s (%q, %s)", key, s.Name, s.Category),
 				method: "POST", path: "/v1/statuses", body: map[string]any{"key": key, "name": s.Name, "category": s.Category},
 				version: "statuses", create: true})
 		case cur.Archived:
-			errs = append(errs, fmt.Errorf("status %s is archived, and an archived key is not taken again: give the status another key", key))
+			p.fail(fmt.Errorf("status %s is archived, and an archived key is not taken again: give the status another key", key))
 		default:
 			patch, says := map[string]any{}, []string{}
 			if cur.Name != s.Name {
@@ -390,32 +420,34 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 				patch["category"], says = s.Category, append(says, fmt.Sprintf("category %s → %s", cur.Category, s.Category))
 			}
 			if len(patch) > 0 {
-				changes = append(changes, definitionChange{say: "change status " + key + ": " + strings.Join(says, ", "),
+				p.add(definitionChange{say: "change status " + key + ": " + strings.Join(says, ", "),
 					method: "PATCH", path: "/v1/statuses/" + url.PathEscape(key), body: patch, version: "statuses"})
 			}
 		}
 	}
+}
 
+func (p *planner) triggers(want []processTrigger) {
 	triggers := map[string]domain.Trigger{}
-	for _, t := range live.triggers {
+	for _, t := range p.live.triggers {
 		triggers[t.Key] = t
 	}
-	for i, t := range want.Triggers {
-		if lacks(fmt.Sprintf("triggers[%d]", i), "name", t.Name == "") {
+	for i, t := range want {
+		if p.lacks(fmt.Sprintf("triggers[%d]", i), "name", t.Name == "") {
 			continue
 		}
 		key := cmp.Or(t.Key, domain.DeriveKey(t.Name))
-		if !once("trigger", key) {
+		if !p.once("trigger", key) {
 			continue
 		}
 		cur, ok := triggers[key]
 		switch {
 		case !ok:
-			changes = append(changes, definitionChange{say: fmt.Sprintf("add trigger %s (%q)", key, t.Name),
+			p.add(definitionChange{say: fmt.Sprintf("add trigger %s (%q)", key, t.Name),
 				method: "POST", path: "/v1/triggers", body: map[string]any{"key": key, "name": t.Name, "description": t.Description},
 				version: "triggers", create: true})
 		case cur.Archived:
-			errs = append(errs, fmt.Errorf("trigger %s is archived, and an archived key is not taken again: give the trigger another key", key))
+			p.fail(fmt.Errorf("trigger %s is archived, and an archived key is not taken again: give the trigger another key", key))
 		default:
 			patch, says := map[string]any{}, []string{}
 			if cur.Name != t.Name {
@@ -425,28 +457,30 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 				patch["description"], says = t.Description, append(says, "description")
 			}
 			if len(patch) > 0 {
-				changes = append(changes, definitionChange{say: "change trigger " + key + ": " + strings.Join(says, ", "),
+				p.add(definitionChange{say: "change trigger " + key + ": " + strings.Join(says, ", "),
 					method: "PATCH", path: "/v1/triggers/" + url.PathEscape(key), body: patch, version: "triggers"})
 			}
 		}
 	}
+}
 
+func (p *planner) workflows(want []processWorkflow) {
 	workflows := map[string]handlers.WorkflowJSON{}
 	workflowIDs := newDefinitionIDs("workflow")
-	for _, w := range live.workflows {
+	for _, w := range p.live.workflows {
 		workflows[w.ID] = w
 		workflowIDs.live(w.ID, w.Name, w.Archived)
 	}
-	for i, w := range want.Workflows {
-		if where := fmt.Sprintf("workflows[%d]", i); lacks(where, "name", w.Name == "") || lacks(where, "type", w.Type.IsZero()) {
+	for i, w := range want {
+		if where := fmt.Sprintf("workflows[%d]", i); p.lacks(where, "name", w.Name == "") || p.lacks(where, "type", w.Type.IsZero()) {
 			continue
 		}
 		id, err := workflowIDs.pick(w.ID, w.Name)
 		if err != nil {
-			errs = append(errs, err)
+			p.fail(err)
 			continue
 		}
-		if !once("workflow", id) {
+		if !p.once("workflow", id) {
 			continue
 		}
 		cur, ok := workflows[id]
@@ -456,10 +490,10 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 			if !w.FulfillmentMethod.IsZero() {
 				body["fulfillment_method"] = w.FulfillmentMethod
 			}
-			changes = append(changes, definitionChange{say: fmt.Sprintf("create workflow %s (%q, %s, %s)", id, w.Name, w.Type, stepsSaid(w.Steps)),
+			p.add(definitionChange{say: fmt.Sprintf("create workflow %s (%q, %s, %s)", id, w.Name, w.Type, stepsSaid(w.Steps)),
 				method: "POST", path: "/v1/workflows", body: body, create: true, kind: "workflow"})
 		case cur.Archived:
-			errs = append(errs, fmt.Errorf("workflow %s is archived, and an archived workflow does not change: leave its id out to create a new one", id))
+			p.fail(fmt.Errorf("workflow %s is archived, and an archived workflow does not change: leave its id out to create a new one", id))
 		default:
 			path := "/v1/workflows/" + url.PathEscape(id)
 			patch, says := map[string]any{}, []string{}
@@ -470,8 +504,8 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 				// The API refuses it while a live order type has the
 				// workflow in a slot, and order types change after
 				// workflows: say so now, before anything changes.
-				if users := live.orderTypesUsing(id); len(users) > 0 {
-					errs = append(errs, fmt.Errorf("workflow %s changes type (%s → %s) while live order types use it (%s): first apply a document that takes it out of them",
+				if users := p.live.orderTypesUsing(id); len(users) > 0 {
+					p.fail(fmt.Errorf("workflow %s changes type (%s → %s) while live order types use it (%s): first apply a document that takes it out of them",
 						id, cur.Type, w.Type, strings.Join(users, ", ")))
 					continue
 				}
@@ -481,7 +515,7 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 				patch["fulfillment_method"], says = w.FulfillmentMethod, append(says, fmt.Sprintf("fulfillment_method %s → %s", dash(method), dash(w.FulfillmentMethod.String())))
 			}
 			if len(patch) > 0 {
-				changes = append(changes, definitionChange{say: "change workflow " + id + ": " + strings.Join(says, ", "),
+				p.add(definitionChange{say: "change workflow " + id + ": " + strings.Join(says, ", "),
 					method: "PATCH", path: path, body: patch, version: versionOf("workflow", id)})
 			}
 			steps := make([]domain.Step, len(cur.Steps))
@@ -489,28 +523,30 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 				steps[i] = domain.Step{Status: s.Status, Trigger: s.Trigger}
 			}
 			if !slices.Equal(steps, w.Steps) {
-				changes = append(changes, definitionChange{say: fmt.Sprintf("change workflow %s: steps %s → %s", id, stepsSaid(steps), stepsSaid(w.Steps)),
+				p.add(definitionChange{say: fmt.Sprintf("change workflow %s: steps %s → %s", id, stepsSaid(steps), stepsSaid(w.Steps)),
 					method: "PUT", path: path + "/steps", body: map[string]any{"steps": w.Steps}, version: versionOf("workflow", id)})
 			}
 		}
 	}
+}
 
+func (p *planner) orderTypes(want []processOrderType) {
 	orderTypes := map[string]handlers.OrderTypeJSON{}
 	orderTypeIDs := newDefinitionIDs("order type")
-	for _, o := range live.orderTypes {
+	for _, o := range p.live.orderTypes {
 		orderTypes[o.ID] = o
 		orderTypeIDs.live(o.ID, o.Name, o.Archived)
 	}
-	for i, o := range want.OrderTypes {
-		if lacks(fmt.Sprintf("order_types[%d]", i), "name", o.Name == "") {
+	for i, o := range want {
+		if p.lacks(fmt.Sprintf("order_types[%d]", i), "name", o.Name == "") {
 			continue
 		}
 		id, err := orderTypeIDs.pick(o.ID, o.Name)
 		if err != nil {
-			errs = append(errs, err)
+			p.fail(err)
 			continue
 		}
-		if !once("order type", id) {
+		if !p.once("order type", id) {
 			continue
 		}
 		fulfillment := o.Fulfillment
@@ -527,10 +563,10 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 			if o.Production != "" {
 				body["production"] = o.Production
 			}
-			changes = append(changes, definitionChange{say: fmt.Sprintf("create order type %s (%q: %s)", id, o.Name, routeSaid(o.Intake, o.Production, fulfillment)),
+			p.add(definitionChange{say: fmt.Sprintf("create order type %s (%q: %s)", id, o.Name, routeSaid(o.Intake, o.Production, fulfillment)),
 				method: "POST", path: "/v1/order-types", body: body, create: true, kind: "order type"})
 		case cur.Archived:
-			errs = append(errs, fmt.Errorf("order type %s is archived, and an archived order type does not change: leave its id out to create a new one", id))
+			p.fail(fmt.Errorf("order type %s is archived, and an archived order type does not change: leave its id out to create a new one", id))
 		default:
 			patch, says := map[string]any{}, []string{}
 			if cur.Name != o.Name {
@@ -547,43 +583,40 @@ func planDefinitions(want process, live *liveDefinitions, prune bool) ([]definit
 					strings.Join(cur.Fulfillment, ", "), strings.Join(fulfillment, ", ")))
 			}
 			if len(patch) > 0 {
-				changes = append(changes, definitionChange{say: "change order type " + id + ": " + strings.Join(says, ", "),
+				p.add(definitionChange{say: "change order type " + id + ": " + strings.Join(says, ", "),
 					method: "PATCH", path: "/v1/order-types/" + url.PathEscape(id), body: patch, version: versionOf("order type", id)})
 			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("nothing changed: %w", err)
-	}
-	if !prune {
-		return changes, nil
-	}
+}
+
+// prune archives the live definitions the document does not name.
+func (p *planner) prune() {
 	archive := func(kind, id, name, method, path, version string) {
-		if !seen[kind+" "+id] {
-			changes = append(changes, definitionChange{say: fmt.Sprintf("archive %s %s (%q)", kind, id, name), method: method, path: path, version: version})
+		if !p.seen[kind+" "+id] {
+			p.add(definitionChange{say: fmt.Sprintf("archive %s %s (%q)", kind, id, name), method: method, path: path, version: version})
 		}
 	}
-	for _, o := range live.orderTypes {
+	for _, o := range p.live.orderTypes {
 		if !o.Archived {
 			archive("order type", o.ID, o.Name, "POST", "/v1/order-types/"+url.PathEscape(o.ID)+"/archive", versionOf("order type", o.ID))
 		}
 	}
-	for _, w := range live.workflows {
+	for _, w := range p.live.workflows {
 		if !w.Archived {
 			archive("workflow", w.ID, w.Name, "POST", "/v1/workflows/"+url.PathEscape(w.ID)+"/archive", versionOf("workflow", w.ID))
 		}
 	}
-	for _, st := range live.statuses {
+	for _, st := range p.live.statuses {
 		if !st.Archived {
 			archive("status", st.Key, st.Name, "DELETE", "/v1/statuses/"+url.PathEscape(st.Key), "statuses")
 		}
 	}
-	for _, t := range live.triggers {
+	for _, t := range p.live.triggers {
 		if !t.Archived {
 			archive("trigger", t.Key, t.Name, "DELETE", "/v1/triggers/"+url.PathEscape(t.Key), "triggers")
 		}
 	}
-	return changes, nil
 }
 
 // definitionIDs foretells the ids of a document's workflows or order
