@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -291,4 +296,54 @@ func TestDefinitionsApplyChangesEveryField(t *testing.T) {
 			{"id": "w4", "name": "W4", "type": "intake", "steps": [{"status": "a", "trigger": "y"}]},
 			{"id": "w5", "name": "W5", "type": "production", "steps": [{"status": "b", "trigger": "x"}]}],
 		"order_types": [{"id": "ot", "name": "OT renamed", "production": "w3", "fulfillment": ["w2"]}]}`)
+}
+
+// definitions show reads the four lists again until two reads agree, so
+// a status created while they were read shows together with the
+// workflow that uses it; definitions that never stop changing are an
+// error.
+func TestReadDefinitionsAsOfOneMoment(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	statusReads, always := 0, false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/statuses":
+			statusReads++
+			if statusReads == 1 || always { // then "b" is added, just before the workflow that uses it
+				w.Header().Set("ETag", fmt.Sprintf("%q", strconv.Itoa(statusReads)))
+				fmt.Fprint(w, `{"items":[{"key":"a","name":"A","category":"draft","archived":false}]}`)
+				return
+			}
+			w.Header().Set("ETag", `"2"`)
+			fmt.Fprint(w, `{"items":[{"key":"a","name":"A","category":"draft","archived":false},{"key":"b","name":"B","category":"draft","archived":false}]}`)
+		case "/v1/triggers":
+			w.Header().Set("ETag", `"1"`)
+			fmt.Fprint(w, `{"items":[{"key":"x","name":"X","description":"","archived":false}]}`)
+		case "/v1/workflows":
+			fmt.Fprint(w, `{"items":[{"id":"w","name":"W","type":"intake","fulfillment_method":null,"version":1,"archived":false,
+				"steps":[{"status":"b","status_name":"B","trigger":"x","trigger_name":"X"}]}]}`)
+		case "/v1/order-types":
+			fmt.Fprint(w, `{"items":[]}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	live, err := readDefinitions(context.Background(), &apiServer{url: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live.statuses) != 2 || statusReads != 3 {
+		t.Fatalf("statuses %+v after %d reads; want a and b after 3", live.statuses, statusReads)
+	}
+	mu.Lock()
+	always, statusReads = true, 0
+	mu.Unlock()
+	if _, err := readDefinitions(context.Background(), &apiServer{url: srv.URL}); err == nil || !strings.Contains(err.Error(), "changed each time they were read") {
+		t.Fatalf("definitions that keep changing: %v", err)
+	}
 }

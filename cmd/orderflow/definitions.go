@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -171,8 +172,32 @@ func readProcess(path string) (process, error) {
 	return p, nil
 }
 
-// readDefinitions reads the tenant's definitions from a running orderflow.
+// readDefinitions reads the tenant's definitions from a running orderflow
+// as they stood at one moment. The four lists are read one after another,
+// so it reads them again until a second read finds every version as the
+// first did: nothing changed between the two, so the first shows the
+// definitions as they stood when it ended (no workflow in it names a
+// status created after the statuses were read).
 func readDefinitions(ctx context.Context, server *apiServer) (*liveDefinitions, error) {
+	live, err := readDefinitionsOnce(ctx, server)
+	for range 10 {
+		if err != nil {
+			return nil, err
+		}
+		var again *liveDefinitions
+		if again, err = readDefinitionsOnce(ctx, server); err == nil && maps.Equal(again.versions, live.versions) {
+			return live, nil
+		}
+		live = again
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nil, errors.New("the definitions changed each time they were read: try again when they are not being edited")
+}
+
+// readDefinitionsOnce reads the four lists of definitions in turn.
+func readDefinitionsOnce(ctx context.Context, server *apiServer) (*liveDefinitions, error) {
 	live := &liveDefinitions{versions: map[string]uint64{}}
 	get := func(path string, into any) (http.Header, error) {
 		b, h, _, err := apiRoundTrips(ctx, server, "GET", path, nil, nil, true)
