@@ -38,6 +38,7 @@ Usage:
   orderflow order migrate --workflow ID    move a workflow's in-flight orders to its latest version (client of a running server)
   orderflow definitions show               print the statuses, triggers, workflows and order types as one JSON document (client of a running server)
   orderflow definitions apply --file F     add and change definitions to match such a document; --dry-run to see how (client of a running server)
+  orderflow status                         how a running orderflow stands: readiness, streams, storage, read models, lanes, latencies; exit 1 on trouble
   orderflow projections rebuild [flags]    rebuild the read models from the streams (client of a running server)
   orderflow audit order|workflow ID        print an order's or a workflow's history as a timeline
   orderflow replay --until T [--out F]     rebuild the read models as they were at T, print the board
@@ -71,6 +72,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		err = boardCmd(ctx, args[1:], stdout, stderr, env)
 	case "events":
 		err = eventsCmd(ctx, args[1:], stdout, stderr, env)
+	case "status":
+		err = statusCmd(ctx, args[1:], stdout, stderr, env)
 	case "definitions":
 		err = definitionsCmd(ctx, args[1:], stdout, stderr, env)
 	case "projections":

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+	"github.com/orderflow/orderflow/handlers"
+)
+
+// orderflow status reads a running orderflow's /metrics and sums it up:
+// ready, its streams, read models caught up, its lanes and the triggers
+// it applied, with their latency.
+func TestStatusCommand(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), app.cmds); err != nil {
+		t.Fatal(err)
+	}
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "s-1", "order_type_id": handlers.WorkedExampleOrderType})
+	c.must(200, "POST", "/v1/orders/s-1/triggers", map[string]any{"trigger": "picked_up"})
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		_, body := get(t, "http://"+app.HTTPAddr()+"/metrics")
+		return strings.Contains(body, "orderflow_triggers_applied_total 1\n") && strings.Contains(body, "orderflow_trigger_duration_seconds_count 1\n")
+	}, "the processor applies the trigger")
+	code, out, errOut := runMain(t, "status", "--server", app.HTTPAddr())
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"orderflow      ready at http://" + app.HTTPAddr() + " (version ",
+		"\nstreams        2 order events, 1 triggers, ",
+		"\nstorage        ",
+		"\nread models    definitions caught up (",
+		", orders caught up (2)\n",
+		"\ntrigger lanes  1 processor(s), 16 lane(s) owned here, 0 trigger(s) waiting\n",
+		"\ntriggers       1 applied here, 0 rejected; lane to outcome p50 ≤ ",
+		"\nhttp           2 request(s) answered, 0 with 5xx\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// What status counts as trouble (exit 1): not ready, storage 80% full or
+// more, an error copying stored triggers into the lanes. A read model
+// behind is shown, not trouble: under load it always is, a little.
+func TestStatusSaysWhatIsWrong(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	base := `orderflow_ready 1
+orderflow_build_info{version="v1.2.3",revision="abc",go_version="go1.26.8"} 1
+process_start_time_seconds 1799996400
+orderflow_stream_messages{stream="ORDERFLOW_ORDERS"} 10
+orderflow_stream_last_sequence{stream="ORDERFLOW_ORDERS"} 10
+orderflow_read_model_applied_sequence{model="orders"} 7
+orderflow_jetstream_storage_bytes 900
+orderflow_jetstream_storage_limit_bytes 1000
+orderflow_trigger_processors 2
+orderflow_trigger_lanes_owned 8
+orderflow_trigger_lanes_waiting 3
+orderflow_trigger_lanes_copy_error 1
+orderflow_triggers_applied_total 4
+orderflow_trigger_outcomes_total{outcome="rejected",reason="order_on_hold"} 1
+orderflow_trigger_outcomes_total{outcome="rejected",reason="unexpected_trigger"} 2
+orderflow_trigger_duration_seconds_bucket{le="0.001"} 1
+orderflow_trigger_duration_seconds_bucket{le="0.01"} 3
+orderflow_trigger_duration_seconds_bucket{le="+Inf"} 4
+orderflow_trigger_duration_seconds_count 4
+orderflow_http_requests_total{route="GET /v1/board",code="200"} 5
+orderflow_http_requests_total{route="POST /v1/orders",code="503"} 1
+`
+	var b strings.Builder
+	problems := parseMetrics(base).print(&b, "http://h", now)
+	want := `orderflow      ready at http://h (version v1.2.3, revision abc, go1.26.8, up 1h0m0s)
+streams        10 order events
+storage        900.0 B of 1000.0 B (90.0%)
+read models    orders 3 behind (7 of 10)
+trigger lanes  2 processor(s), 8 lane(s) owned here, 3 trigger(s) waiting
+               the copy of stored triggers into the lanes reports an error (see the log)
+triggers       4 applied here, 3 rejected; lane to outcome p50 ≤ 10ms, p99 ≤ +Inf
+http           6 request(s) answered, 1 with 5xx
+`
+	if b.String() != want || strings.Join(problems, "; ") != "storage 90% full; the lanes' copy reports an error" {
+		t.Fatalf("got\n%s%q\nwant\n%s", b.String(), problems, want)
+	}
+	b.Reset()
+	if problems := parseMetrics("orderflow_ready 0\n").print(&b, "http://h", now); len(problems) != 1 ||
+		b.String() != "orderflow  NOT READY at http://h (version unknown)\n" {
+		t.Fatalf("not ready: %q %q", b.String(), problems)
+	}
+}
