@@ -139,9 +139,10 @@ func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) err
 	t := o.tenant(tenant)
 	gen := o.gen.Load()
 	r := t.rows[id]
-	var wasAt time.Time // when it entered its stage, for the stage index
+	var wasAt time.Time // when it entered its stage, and its state, for the stage index
+	var wasState domain.OrderState
 	if r != nil {
-		wasAt = r.EnteredAt
+		wasAt, wasState = r.EnteredAt, r.State
 	}
 	switch {
 	case r == nil:
@@ -196,7 +197,7 @@ func (o *Orders) apply(tenant, id, typ string, e domain.Event, at time.Time) err
 	}
 	row.Version++
 	row.UpdatedAt = at
-	t.live.update(wasAt, r)
+	t.live.update(wasAt, wasState, r)
 	return nil
 }
 
@@ -426,10 +427,14 @@ func (o *Orders) Order(tenant, id string) (OrderRow, bool) {
 // left it stayed on average.
 type BoardCell struct {
 	StageKey
-	Count           int           `json:"count"`
-	OldestEnteredAt time.Time     `json:"oldest_entered_at"`
-	Left            int           `json:"left"`
-	AverageStay     time.Duration `json:"average_stay"`
+	Count           int       `json:"count"`
+	OldestEnteredAt time.Time `json:"oldest_entered_at"`
+	// Held of Count are on hold; OldestActiveAt is when the active one
+	// that has waited longest entered (zero: none is active).
+	Held           int           `json:"held"`
+	OldestActiveAt time.Time     `json:"oldest_active_entered_at"`
+	Left           int           `json:"left"`
+	AverageStay    time.Duration `json:"average_stay"`
 }
 
 // Tenants lists the tenants that have orders, in order.
@@ -463,7 +468,8 @@ func (o *Orders) Board(tenant, workflowID string) []BoardCell {
 			continue
 		}
 		c := cell(k)
-		c.Count, c.OldestEnteredAt = len(m.members), m.earliest()
+		c.Count, c.Held = len(m.members), m.held
+		c.OldestEnteredAt, c.OldestActiveAt = m.earliest()
 	}
 	for k, st := range t.stages {
 		if workflowID != "" && k.WorkflowID != workflowID {

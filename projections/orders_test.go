@@ -344,8 +344,12 @@ func TestStageIndexMatchesTheRows(t *testing.T) {
 	}
 	orders := map[string]*state{}
 	var ids []string
-	scanBoard := func(o *Orders, workflowID string) map[StageKey][2]any {
-		cells := map[StageKey][2]any{}
+	type cell struct {
+		count, held          int
+		oldest, oldestActive time.Time
+	}
+	scanBoard := func(o *Orders, workflowID string) map[StageKey]cell {
+		cells := map[StageKey]cell{}
 		o.mu.RLock()
 		defer o.mu.RUnlock()
 		for _, r := range o.tenants["default"].rows {
@@ -354,12 +358,16 @@ func TestStageIndexMatchesTheRows(t *testing.T) {
 				continue
 			}
 			c := cells[k]
-			n, _ := c[0].(int)
-			oldest, _ := c[1].(time.Time)
-			if oldest.IsZero() || r.EnteredAt.Before(oldest) {
-				oldest = r.EnteredAt
+			c.count++
+			if c.oldest.IsZero() || r.EnteredAt.Before(c.oldest) {
+				c.oldest = r.EnteredAt
 			}
-			cells[k] = [2]any{n + 1, oldest}
+			if r.State == domain.StateOnHold {
+				c.held++
+			} else if c.oldestActive.IsZero() || r.EnteredAt.Before(c.oldestActive) {
+				c.oldestActive = r.EnteredAt
+			}
+			cells[k] = c
 		}
 		return cells
 	}
@@ -367,10 +375,10 @@ func TestStageIndexMatchesTheRows(t *testing.T) {
 		t.Helper()
 		for _, wf := range []string{"", "w1", "w2"} {
 			want := scanBoard(o, wf)
-			got := map[StageKey][2]any{}
+			got := map[StageKey]cell{}
 			for _, c := range o.Board("default", wf) {
 				if c.Count > 0 {
-					got[c.StageKey] = [2]any{c.Count, c.OldestEnteredAt}
+					got[c.StageKey] = cell{c.Count, c.Held, c.OldestEnteredAt, c.OldestActiveAt}
 				}
 			}
 			if !reflect.DeepEqual(got, want) {

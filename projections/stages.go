@@ -16,19 +16,22 @@ import (
 // leaving a stage costs a few pointer writes, no hashing.
 type stageIndex map[StageKey]*stageMembers
 
-// stageMembers are the orders in flight in one stage, and the earliest
-// time one of them entered it, once known. Applying an event (under the
-// model's write lock) keeps the earliest while it can: an order that
-// enters earlier replaces it, and its order leaving makes it unknown. The
-// board (under the read lock, beside other readers) finds it again then,
-// from the members, and keeps it under mu.
+// stageMembers are the orders in flight in one stage, how many of them
+// are on hold, and the earliest time one of them entered it (and one that
+// is active), once known. Applying an event (under the model's write
+// lock) keeps the earliest while it can: an order that enters earlier
+// replaces it, and its order leaving, or being held or resumed, makes it
+// unknown. The board (under the read lock, beside other readers) finds it
+// again then, from the members, and keeps it under mu.
 type stageMembers struct {
 	key     StageKey
 	members []*row
+	held    int
 
-	mu       sync.Mutex
-	oldest   time.Time
-	oldestOK bool
+	mu           sync.Mutex
+	oldest       time.Time
+	oldestActive time.Time // zero: no member is active
+	oldestOK     bool
 }
 
 // inFlight reports whether r counts on the board, and in which stage.
@@ -39,15 +42,24 @@ func inFlight(r *OrderRow) (StageKey, bool) {
 	return StageKey{r.Position.WorkflowID, r.Position.Status}, true
 }
 
-// update moves r's membership to where its row now stands; wasAt is
-// when it entered the stage it stood in before its event.
-func (x stageIndex) update(wasAt time.Time, r *row) {
+// update moves r's membership to where its row now stands; wasAt and
+// wasState are when it entered the stage it stood in before its event,
+// and its state then.
+func (x stageIndex) update(wasAt time.Time, wasState domain.OrderState, r *row) {
 	newKey, newIn := inFlight(&r.OrderRow)
 	if r.in != nil && newIn && r.in.key == newKey && wasAt.Equal(r.EnteredAt) {
+		if wasState != r.State { // held or resumed where it is
+			if r.State == domain.StateOnHold {
+				r.in.held++
+			} else {
+				r.in.held--
+			}
+			r.in.oldestOK = false // the earliest active one may have changed
+		}
 		return
 	}
 	if r.in != nil {
-		x.remove(r, wasAt)
+		x.remove(r, wasAt, wasState)
 	}
 	if newIn {
 		x.add(newKey, r)
@@ -62,27 +74,43 @@ func (x stageIndex) add(k StageKey, r *row) {
 	}
 	r.in, r.slot = m, len(m.members)
 	m.members = append(m.members, r)
+	active := r.State == domain.StateActive
+	if !active {
+		m.held++
+	}
 	switch {
 	case len(m.members) == 1:
-		m.oldest, m.oldestOK = r.EnteredAt, true
-	case m.oldestOK && r.EnteredAt.Before(m.oldest):
-		m.oldest = r.EnteredAt
+		m.oldest, m.oldestActive, m.oldestOK = r.EnteredAt, time.Time{}, true
+		if active {
+			m.oldestActive = r.EnteredAt
+		}
+	case m.oldestOK:
+		if r.EnteredAt.Before(m.oldest) {
+			m.oldest = r.EnteredAt
+		}
+		if active && (m.oldestActive.IsZero() || r.EnteredAt.Before(m.oldestActive)) {
+			m.oldestActive = r.EnteredAt
+		}
 	}
 }
 
-// remove takes r out of its stage, which it entered at `at`.
-func (x stageIndex) remove(r *row, at time.Time) {
+// remove takes r out of its stage, which it entered at `at`, in state
+// was.
+func (x stageIndex) remove(r *row, at time.Time, was domain.OrderState) {
 	m := r.in
 	last := m.members[len(m.members)-1]
 	m.members[r.slot], last.slot = last, r.slot
 	m.members[len(m.members)-1] = nil
 	m.members = m.members[:len(m.members)-1]
 	r.in = nil
+	if was == domain.StateOnHold {
+		m.held--
+	}
 	if len(m.members) == 0 {
 		delete(x, m.key)
 		return
 	}
-	if m.oldestOK && !at.After(m.oldest) {
+	if m.oldestOK && (!at.After(m.oldest) || was == domain.StateActive && !at.After(m.oldestActive)) {
 		m.oldestOK = false
 	}
 }
@@ -95,19 +123,23 @@ func (x stageIndex) replace(r *row) {
 	}
 }
 
-// earliest is when the stage's longest-waiting order entered it. Readers
-// call it under the model's read lock, together: mu keeps what one finds.
-func (m *stageMembers) earliest() time.Time {
+// earliest is when the stage's longest-waiting order entered it, and its
+// longest-waiting active one (zero: none is active). Readers call it
+// under the model's read lock, together: mu keeps what one finds.
+func (m *stageMembers) earliest() (oldest, oldestActive time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.oldestOK {
-		m.oldest = m.members[0].EnteredAt
-		for _, r := range m.members[1:] {
+		m.oldest, m.oldestActive = m.members[0].EnteredAt, time.Time{}
+		for _, r := range m.members {
 			if r.EnteredAt.Before(m.oldest) {
 				m.oldest = r.EnteredAt
+			}
+			if r.State == domain.StateActive && (m.oldestActive.IsZero() || r.EnteredAt.Before(m.oldestActive)) {
+				m.oldestActive = r.EnteredAt
 			}
 		}
 		m.oldestOK = true
 	}
-	return m.oldest
+	return m.oldest, m.oldestActive
 }

@@ -572,12 +572,13 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeStageMetrics writes the board of every tenant as gauges: how
-// many orders are in flight in each stage, and how long the one that has
-// waited longest there has been in it at now, for alerts on stuck orders.
-// A stage is a workflow and a status that has held an order; there are as
-// many as the tenants' definitions make, not as orders.
+// many orders are in each stage, active and on hold, and how long the
+// active one that has waited longest there has been in it at now, for
+// alerts on stuck orders (an order on hold waits on purpose). A stage is
+// a workflow and a status that has held an order; there are as many as
+// the tenants' definitions make, not as orders.
 func writeStageMetrics(w io.Writer, orders *projections.Orders, now time.Time) {
-	fmt.Fprint(w, "# HELP orderflow_stage_orders Orders in flight (active or on hold) per tenant, workflow and status, as the board counts them.\n# TYPE orderflow_stage_orders gauge\n")
+	fmt.Fprint(w, "# HELP orderflow_stage_orders Orders in flight per tenant, workflow and status, active or on hold, as the board counts them.\n# TYPE orderflow_stage_orders gauge\n")
 	type cell struct {
 		labels string
 		oldest float64
@@ -586,15 +587,16 @@ func writeStageMetrics(w io.Writer, orders *projections.Orders, now time.Time) {
 	for _, tenant := range orders.Tenants() {
 		for _, c := range orders.Board(tenant, "") {
 			labels := fmt.Sprintf("tenant=%q,workflow=%q,status=%q", tenant, c.WorkflowID, c.Status)
-			fmt.Fprintf(w, "orderflow_stage_orders{%s} %d\n", labels, c.Count)
+			fmt.Fprintf(w, "orderflow_stage_orders{%s,state=\"active\"} %d\norderflow_stage_orders{%s,state=\"on_hold\"} %d\n",
+				labels, c.Count-c.Held, labels, c.Held)
 			oldest := 0.0
-			if c.Count > 0 {
-				oldest = max(now.Sub(c.OldestEnteredAt).Seconds(), 0)
+			if !c.OldestActiveAt.IsZero() {
+				oldest = max(now.Sub(c.OldestActiveAt).Seconds(), 0)
 			}
 			cells = append(cells, cell{labels, oldest})
 		}
 	}
-	fmt.Fprint(w, "# HELP orderflow_stage_oldest_seconds How long the order in flight that entered a stage first has been in it (0: none in flight there).\n# TYPE orderflow_stage_oldest_seconds gauge\n")
+	fmt.Fprint(w, "# HELP orderflow_stage_oldest_seconds How long the active order that entered a stage first has been in it (0: none active there; orders on hold are left out).\n# TYPE orderflow_stage_oldest_seconds gauge\n")
 	for _, c := range cells {
 		fmt.Fprintf(w, "orderflow_stage_oldest_seconds{%s} %g\n", c.labels, c.oldest)
 	}

@@ -475,8 +475,9 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 		"orderflow_trigger_duration_seconds_count 2",
 		"orderflow_trigger_duration_seconds_sum ",
 		// m-1 is at Received, the step after Pending Pickup.
-		`orderflow_stage_orders{tenant="default",workflow="laundry_intake",status="received"} 1`,
-		`orderflow_stage_orders{tenant="default",workflow="laundry_intake",status="pending_pickup"} 0`,
+		`orderflow_stage_orders{tenant="default",workflow="laundry_intake",status="received",state="active"} 1`,
+		`orderflow_stage_orders{tenant="default",workflow="laundry_intake",status="received",state="on_hold"} 0`,
+		`orderflow_stage_orders{tenant="default",workflow="laundry_intake",status="pending_pickup",state="active"} 0`,
 		`orderflow_stage_oldest_seconds{tenant="default",workflow="laundry_intake",status="pending_pickup"} 0`,
 		`orderflow_stage_oldest_seconds{tenant="default",workflow="laundry_intake",status="received"} `,
 		`orderflow_trigger_outcomes_total{outcome="advanced"} 1`,

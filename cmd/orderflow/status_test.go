@@ -1,12 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/handlers"
+	"github.com/orderflow/orderflow/projections"
 )
 
 // orderflow status reads a running orderflow's /metrics and sums it up:
@@ -91,5 +95,44 @@ http           6 request(s) answered, 1 with 5xx
 	if problems := parseMetrics("orderflow_ready 0\n").print(&b, "http://h", now); len(problems) != 1 ||
 		b.String() != "orderflow  NOT READY at http://h (version unknown)\n" {
 		t.Fatalf("not ready: %q %q", b.String(), problems)
+	}
+}
+
+// The board on /metrics counts the orders of a stage active and on hold,
+// and times the active one that has waited longest: an order on hold
+// waits on purpose.
+func TestStageMetrics(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	orders := projections.NewOrders(nil)
+	at := domain.Position{WorkflowID: "wf", WorkflowVersion: 1, Status: "washing"}
+	for i, e := range []struct {
+		id string
+		at time.Time
+		ev domain.Event
+	}{
+		{"held", t0, domain.OrderPlaced{OrderTypeID: "ot", To: at, Workflows: []string{"wf"}}},
+		{"waiting", t0.Add(time.Hour), domain.OrderPlaced{OrderTypeID: "ot", To: at, Workflows: []string{"wf"}}},
+		{"held", t0.Add(90 * time.Minute), domain.OrderHeld{Reason: "customer away"}},
+	} {
+		data, err := json.Marshal(e.ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := orders.Apply(eventstore.Event{Sequence: uint64(i + 1), Envelope: eventstore.Envelope{Tenant: "default", AggregateType: "order",
+			AggregateID: e.id, Type: e.ev.EventType(), OccurredAt: e.at, Data: data}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var b strings.Builder
+	writeStageMetrics(&b, orders, t0.Add(2*time.Hour))
+	for _, want := range []string{
+		`orderflow_stage_orders{tenant="default",workflow="wf",status="washing",state="active"} 1` + "\n",
+		`orderflow_stage_orders{tenant="default",workflow="wf",status="washing",state="on_hold"} 1` + "\n",
+		`orderflow_stage_oldest_seconds{tenant="default",workflow="wf",status="washing"} 3600` + "\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %s in\n%s", want, b.String())
+		}
 	}
 }
