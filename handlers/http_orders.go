@@ -839,6 +839,8 @@ type BoardItem struct {
 	StatusName      string     `json:"status_name"`
 	Count           int        `json:"count"`
 	OldestEnteredAt *time.Time `json:"oldest_entered_at"`
+	// Held of Count are on hold.
+	Held int `json:"held"`
 	// Left and AverageStaySeconds: time spent per stage by the orders
 	// that have left it.
 	Left               int     `json:"left"`

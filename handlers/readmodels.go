@@ -64,7 +64,7 @@ func BoardJSON(view *projections.TenantView, workflowID string, cells []projecti
 	cells = projections.LayOutBoard(view, workflowID, cells)
 	items := make([]BoardItem, 0, len(cells))
 	for _, c := range cells {
-		it := BoardItem{WorkflowID: c.WorkflowID, Status: c.Status, Count: c.Count, Left: c.Left, AverageStaySeconds: c.AverageStay.Seconds()}
+		it := BoardItem{WorkflowID: c.WorkflowID, Status: c.Status, Count: c.Count, Held: c.Held, Left: c.Left, AverageStaySeconds: c.AverageStay.Seconds()}
 		if !c.OldestEnteredAt.IsZero() {
 			t := c.OldestEnteredAt
 			it.OldestEnteredAt = &t

@@ -673,7 +673,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 // printBoard prints board stages as a table (replay, board).
 func printBoard(w io.Writer, board []handlers.BoardItem) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKFLOW\tSTATUS\tORDERS\tOLDEST ENTERED\tLEFT\tAVERAGE STAY")
+	fmt.Fprintln(tw, "WORKFLOW\tSTATUS\tORDERS\tON HOLD\tOLDEST ENTERED\tLEFT\tAVERAGE STAY")
 	for _, c := range board {
 		name, status := cmp.Or(c.WorkflowName, c.WorkflowID), cmp.Or(c.StatusName, c.Status)
 		oldest := ""
@@ -681,7 +681,7 @@ func printBoard(w io.Writer, board []handlers.BoardItem) error {
 			oldest = c.OldestEnteredAt.Format(time.RFC3339)
 		}
 		stay := time.Duration(c.AverageStaySeconds * float64(time.Second)).Round(time.Second)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", name, status, c.Count, oldest, c.Left, stay)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%s\n", name, status, c.Count, c.Held, oldest, c.Left, stay)
 	}
 	return tw.Flush()
 }

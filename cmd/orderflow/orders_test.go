@@ -302,9 +302,9 @@ func TestOrderListAndBoardCommands(t *testing.T) {
 	code, out, errOut = runMain(t, "board", "--server", server)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 8 || !strings.HasPrefix(lines[0], "WORKFLOW") ||
-		!regexp.MustCompile(`^Laundry Intake +Pending Pickup +2 +\S+ +1 +0s$`).MatchString(lines[1]) ||
-		!regexp.MustCompile(`^Laundry Intake +Received +1 `).MatchString(lines[2]) ||
-		!regexp.MustCompile(`^Standard Laundry Production +Washing +0 +0 +0s$`).MatchString(lines[3]) {
+		!regexp.MustCompile(`^Laundry Intake +Pending Pickup +2 +1 +\S+ +1 +0s$`).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^Laundry Intake +Received +1 +0 `).MatchString(lines[2]) ||
+		!regexp.MustCompile(`^Standard Laundry Production +Washing +0 +0 +0 +0s$`).MatchString(lines[3]) {
 		t.Fatalf("board: %d\n%s%s", code, out, errOut)
 	}
 	code, out, _ = runMain(t, "board", "--server", server, "--workflow", "home_delivery")
