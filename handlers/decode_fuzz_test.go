@@ -61,8 +61,11 @@ func FuzzMeta(f *testing.F) {
 		r.Header["X-Orderflow-Actor"] = []string{actor}
 		r.Header["X-Request-Id"] = []string{reqID}
 		r.Header["If-Match"] = []string{ifMatch}
-		if _, err := meta(r); err != nil && !errors.Is(err, errBadRequest) {
-			t.Fatalf("unclassified error %v", err)
+		// Whatever is wrong with the headers is the caller's mistake: 400,
+		// whether the HTTP layer (errBadRequest) or a domain rule (an
+		// actor id that is not UTF-8, say) found it.
+		if _, err := meta(r); err != nil && problemFor(err).Status != http.StatusBadRequest {
+			t.Fatalf("%v answers %d, want 400", err, problemFor(err).Status)
 		}
 	})
 }
