@@ -60,6 +60,9 @@ func TestDefinitionsShowAndApply(t *testing.T) {
 	}
 
 	doc := show(from)
+	if !strings.Contains(doc, `"name": "Wash & Fold Delivery"`) {
+		t.Fatalf("definitions show escapes text:\n%s", doc)
+	}
 	var p process
 	if err := json.Unmarshal([]byte(doc), &p); err != nil || len(p.Statuses) != 7 || len(p.Triggers) != 7 || len(p.Workflows) != 3 || len(p.OrderTypes) != 1 {
 		t.Fatalf("definitions show: %v\n%s", err, doc)
@@ -345,5 +348,43 @@ func TestReadDefinitionsAsOfOneMoment(t *testing.T) {
 	mu.Unlock()
 	if _, err := readDefinitions(context.Background(), &apiServer{url: srv.URL}); err == nil || !strings.Contains(err.Error(), "changed each time they were read") {
 		t.Fatalf("definitions that keep changing: %v", err)
+	}
+}
+
+// replay --definitions prints the definitions as they stood at a time,
+// in the form definitions apply reads: applying it with --prune puts a
+// process edited since then back the way it was (as new versions; the
+// history keeps both).
+func TestDefinitionsPutBackFromReplay(t *testing.T) {
+	t.Parallel()
+	app, clock := startClockedApp(t)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	_, before, _ := runMain(t, "definitions", "show", "--server", app.HTTPAddr())
+	clock.add(time.Minute)
+	cut := clock.now()
+	clock.add(time.Minute)
+	c.must(200, "PATCH", "/v1/workflows/laundry_intake", map[string]any{"name": "Intake & Tagging"})
+	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Ironing", "category": "in_progress"})
+	c.must(200, "PUT", "/v1/workflows/standard_laundry_production/steps", map[string]any{"steps": []map[string]any{
+		{"status": "washing", "trigger": "wash_done"}, {"status": "ironing", "trigger": "folded"}}})
+
+	code, doc, errOut := runMain(t, "replay", "--nats-url", app.NATSURL(), "--until", cut.Format(time.RFC3339Nano), "--definitions")
+	if code != 0 || doc != before {
+		t.Fatalf("replay --definitions: exit %d %s\n%s\nwant\n%s", code, errOut, doc, before)
+	}
+	path := filepath.Join(t.TempDir(), "before.json")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runMain(t, "definitions", "apply", "--server", app.HTTPAddr(), "--file", path, "--prune")
+	if code != 0 || !strings.HasSuffix(out, "archived status ironing (\"Ironing\")\n3 change(s) made\n") {
+		t.Fatalf("apply what replay printed: exit %d: %s%s", code, out, errOut)
+	}
+	if _, now, _ := runMain(t, "definitions", "show", "--server", app.HTTPAddr()); now != before {
+		t.Fatalf("put back:\n%s\nwant\n%s", now, before)
+	}
+	if code, _, errOut := runMain(t, "replay", "--nats-url", app.NATSURL(), "--definitions", "--out", path); code != 1 || !strings.Contains(errOut, "give one of them") {
+		t.Fatalf("replay --definitions --out: exit %d %s", code, errOut)
 	}
 }

@@ -609,6 +609,7 @@ func restoreWindows(js jetstream.JetStream, lowered map[string]time.Duration, st
 // replayCmd: orderflow replay --until T.
 func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var untilFlag, out, tenant *string
+	var asDefinitions *bool
 	var until *time.Time // nil: now
 	// Checked before the store is reached.
 	checked := func(fs *flag.FlagSet) error {
@@ -617,6 +618,9 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 		if err := eventstore.ValidateToken("tenant", *tenant); err != nil {
 			return err
+		}
+		if *asDefinitions && *out != "" {
+			return errors.New("--definitions prints the definitions, --out writes every read model: give one of them")
 		}
 		if *untilFlag != "" {
 			t, err := time.Parse(time.RFC3339Nano, *untilFlag)
@@ -630,6 +634,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	_, st, done, err := storeCommand(ctx, "replay", args, stderr, env, false, checked, func(fs *flag.FlagSet) {
 		untilFlag = fs.String("until", "", "rebuild the read models as they were at this time (RFC 3339); empty for now")
 		out = fs.String("out", "", "write the read models as JSON to this file instead of printing the board")
+		asDefinitions = fs.Bool("definitions", false, "print the definitions instead of the board, as 'definitions show' prints them: 'definitions apply --prune' puts them back")
 		tenant = fs.String("tenant", eventstore.DefaultTenant, "tenant")
 	})
 	if err != nil {
@@ -642,6 +647,11 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	fmt.Fprintf(stderr, "replayed %d of %d events in %.2fs (%.0f events/s)\n", stats.Applied, stats.Events,
 		stats.Took.Seconds(), float64(stats.Events)/max(stats.Took.Seconds(), 1e-9))
+	if *asDefinitions {
+		rm := handlers.ReadModels(defs, orders, *tenant)
+		live := &liveDefinitions{statuses: rm.Statuses, triggers: rm.Triggers, workflows: rm.Workflows, orderTypes: rm.OrderTypes}
+		return printProcess(stdout, live.process())
+	}
 	if *out != "" {
 		// The tenant's read models as the HTTP API would have answered
 		// then, and the instant and stream positions they stand for.

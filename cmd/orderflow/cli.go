@@ -194,7 +194,7 @@ var storeUsage = map[string]string{
 	"verify": "Usage: orderflow verify [flags]\n\nCheck every aggregate's hash chain (with --triggers, also account for every stored trigger). Exit 1 on a fault.",
 	"export": "Usage: orderflow export [flags]\n\nWrite every stored message as JSON Lines, for a backup or 'orderflow import'.",
 	"import": "Usage: orderflow import --data-dir D --in F [flags]\n\nLoad an export into an empty store (a new --data-dir, or a cluster without orderflow's streams).",
-	"replay": "Usage: orderflow replay --until T [--out F] [flags]\n\nRebuild the read models as they were at T and print the board (with --out, write one tenant's read models as JSON).",
+	"replay": "Usage: orderflow replay --until T [--out F | --definitions] [flags]\n\nRebuild the read models as they were at T and print the board (with --out, write one tenant's read models as JSON; with --definitions, print its definitions as 'definitions show' does).",
 	"deadletters": "Usage: orderflow deadletters [flags]\n       orderflow deadletters retry [flags] SEQ...\n\n" +
 		"List the triggers put aside as unprocessable, or publish them again.",
 	"deadletters retry": "Usage: orderflow deadletters retry [flags] SEQ...\n\nPublish dead letters again as triggers, with their trigger ids.",

@@ -90,12 +90,7 @@ func definitionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		if err != nil {
 			return err
 		}
-		b, err := json.MarshalIndent(live.process(), "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(stdout, "%s\n", b)
-		return err
+		return printProcess(stdout, live.process())
 	}
 	fs := commandFlags("definitions apply", "Usage: orderflow definitions apply --file F [flags]\n\n"+
 		"Make the server's definitions match a document in the form 'definitions show' prints: add what is missing, change what differs. "+
@@ -145,6 +140,16 @@ func definitionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "%d change(s) made\n", len(changes))
 	return nil
+}
+
+// printProcess writes a definitions document, indented, its text as it
+// was given ("Wash & Fold", not "Wash \u0026 Fold": the file is for
+// people to edit).
+func printProcess(w io.Writer, p process) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(p)
 }
 
 // readProcess reads a definitions document from path (- for stdin),
