@@ -63,6 +63,10 @@ func TestDefinitionsShowAndApply(t *testing.T) {
 	if !strings.Contains(doc, `"name": "Wash & Fold Delivery"`) {
 		t.Fatalf("definitions show escapes text:\n%s", doc)
 	}
+	// The README offers the worked example as a document to apply.
+	if example, err := os.ReadFile("../../docs/worked-example.json"); err != nil || string(example) != doc {
+		t.Errorf("docs/worked-example.json is not what definitions show prints of the worked example (%v); it prints\n%s", err, doc)
+	}
 	var p process
 	if err := json.Unmarshal([]byte(doc), &p); err != nil || len(p.Statuses) != 7 || len(p.Triggers) != 7 || len(p.Workflows) != 3 || len(p.OrderTypes) != 1 {
 		t.Fatalf("definitions show: %v\n%s", err, doc)

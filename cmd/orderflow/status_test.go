@@ -27,8 +27,9 @@ func TestStatusCommand(t *testing.T) {
 	c.must(200, "POST", "/v1/orders/s-1/triggers", map[string]any{"trigger": "picked_up"})
 	eventstoretest.Eventually(t, 10*time.Second, func() bool {
 		_, body := get(t, "http://"+app.HTTPAddr()+"/metrics")
-		return strings.Contains(body, "orderflow_triggers_applied_total 1\n") && strings.Contains(body, "orderflow_trigger_duration_seconds_count 1\n")
-	}, "the processor applies the trigger")
+		return strings.Contains(body, "orderflow_triggers_applied_total 1\n") && strings.Contains(body, "orderflow_trigger_duration_seconds_count 1\n") &&
+			strings.Contains(body, "orderflow_trigger_lanes_waiting 0\n") // the acknowledgement reaches the server a moment after
+	}, "the processor applies and acknowledges the trigger")
 	code, out, errOut := runMain(t, "status", "--server", app.HTTPAddr())
 	if code != 0 {
 		t.Fatalf("status: exit %d: %s%s", code, out, errOut)
