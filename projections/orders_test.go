@@ -493,8 +493,9 @@ func TestStageIndexMatchesTheRows(t *testing.T) {
 }
 
 // An order that enters its stage again (moved to the step it is at)
-// leaves its earlier entry behind in the stage's heap; that entry must not
-// count as the stage's oldest once the orders before it have left.
+// leaves the stage and comes back with a new entry time; its earlier one
+// must not count as the stage's oldest once the orders before it have
+// left.
 func TestStageIndexOrderEntersItsStageAgain(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)

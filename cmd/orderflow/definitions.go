@@ -420,6 +420,30 @@ func (p *planner) once(kind, id string) bool {
 	return true
 }
 
+// fieldEdits are the fields of one PATCH that differ, and what the
+// change says of each.
+type fieldEdits struct {
+	body map[string]any
+	says []string
+}
+
+func (e *fieldEdits) set(field string, value any, say string) {
+	if e.body == nil {
+		e.body = map[string]any{}
+	}
+	e.body[field] = value
+	e.says = append(e.says, say)
+}
+
+// patch adds the PATCH of a definition (kind and id) at path when its
+// edits change anything; version is whose version its If-Match carries.
+func (p *planner) patch(kind, id, path, version string, edits fieldEdits) {
+	if len(edits.body) > 0 {
+		p.add(definitionChange{say: "change " + kind + " " + id + ": " + strings.Join(edits.says, ", "),
+			method: "PATCH", path: path, body: edits.body, version: version})
+	}
+}
+
 func (p *planner) statuses(want []processStatus) {
 	statuses := map[string]domain.Status{}
 	for _, s := range p.live.statuses {
@@ -442,17 +466,14 @@ func (p *planner) statuses(want []processStatus) {
 		case cur.Archived:
 			p.fail(fmt.Errorf("status %s is archived, and an archived key is not taken again: give the status another key", key))
 		default:
-			patch, says := map[string]any{}, []string{}
+			var edits fieldEdits
 			if cur.Name != s.Name {
-				patch["name"], says = s.Name, append(says, fmt.Sprintf("name %q → %q", cur.Name, s.Name))
+				edits.set("name", s.Name, fmt.Sprintf("name %q → %q", cur.Name, s.Name))
 			}
 			if cur.Category != s.Category {
-				patch["category"], says = s.Category, append(says, fmt.Sprintf("category %s → %s", cur.Category, s.Category))
+				edits.set("category", s.Category, fmt.Sprintf("category %s → %s", cur.Category, s.Category))
 			}
-			if len(patch) > 0 {
-				p.add(definitionChange{say: "change status " + key + ": " + strings.Join(says, ", "),
-					method: "PATCH", path: "/v1/statuses/" + url.PathEscape(key), body: patch, version: "statuses"})
-			}
+			p.patch("status", key, "/v1/statuses/"+url.PathEscape(key), "statuses", edits)
 		}
 	}
 }
@@ -479,17 +500,14 @@ func (p *planner) triggers(want []processTrigger) {
 		case cur.Archived:
 			p.fail(fmt.Errorf("trigger %s is archived, and an archived key is not taken again: give the trigger another key", key))
 		default:
-			patch, says := map[string]any{}, []string{}
+			var edits fieldEdits
 			if cur.Name != t.Name {
-				patch["name"], says = t.Name, append(says, fmt.Sprintf("name %q → %q", cur.Name, t.Name))
+				edits.set("name", t.Name, fmt.Sprintf("name %q → %q", cur.Name, t.Name))
 			}
 			if cur.Description != t.Description {
-				patch["description"], says = t.Description, append(says, "description")
+				edits.set("description", t.Description, "description")
 			}
-			if len(patch) > 0 {
-				p.add(definitionChange{say: "change trigger " + key + ": " + strings.Join(says, ", "),
-					method: "PATCH", path: "/v1/triggers/" + url.PathEscape(key), body: patch, version: "triggers"})
-			}
+			p.patch("trigger", key, "/v1/triggers/"+url.PathEscape(key), "triggers", edits)
 		}
 	}
 }
@@ -526,9 +544,9 @@ func (p *planner) workflows(want []processWorkflow) {
 			p.fail(fmt.Errorf("workflow %s is archived, and an archived workflow does not change: leave its id out to create a new one", id))
 		default:
 			path := "/v1/workflows/" + url.PathEscape(id)
-			patch, says := map[string]any{}, []string{}
+			var edits fieldEdits
 			if cur.Name != w.Name {
-				patch["name"], says = w.Name, append(says, fmt.Sprintf("name %q → %q", cur.Name, w.Name))
+				edits.set("name", w.Name, fmt.Sprintf("name %q → %q", cur.Name, w.Name))
 			}
 			if cur.Type != w.Type {
 				// The API refuses it while a live order type has the
@@ -539,15 +557,12 @@ func (p *planner) workflows(want []processWorkflow) {
 						id, cur.Type, w.Type, strings.Join(users, ", ")))
 					continue
 				}
-				patch["type"], says = w.Type, append(says, fmt.Sprintf("type %s → %s", cur.Type, w.Type))
+				edits.set("type", w.Type, fmt.Sprintf("type %s → %s", cur.Type, w.Type))
 			}
 			if method := deref(cur.FulfillmentMethod); method != w.FulfillmentMethod.String() {
-				patch["fulfillment_method"], says = w.FulfillmentMethod, append(says, fmt.Sprintf("fulfillment_method %s → %s", dash(method), dash(w.FulfillmentMethod.String())))
+				edits.set("fulfillment_method", w.FulfillmentMethod, fmt.Sprintf("fulfillment_method %s → %s", dash(method), dash(w.FulfillmentMethod.String())))
 			}
-			if len(patch) > 0 {
-				p.add(definitionChange{say: "change workflow " + id + ": " + strings.Join(says, ", "),
-					method: "PATCH", path: path, body: patch, version: versionOf("workflow", id)})
-			}
+			p.patch("workflow", id, path, versionOf("workflow", id), edits)
 			steps := make([]domain.Step, len(cur.Steps))
 			for i, s := range cur.Steps {
 				steps[i] = domain.Step{Status: s.Status, Trigger: s.Trigger}
@@ -598,24 +613,21 @@ func (p *planner) orderTypes(want []processOrderType) {
 		case cur.Archived:
 			p.fail(fmt.Errorf("order type %s is archived, and an archived order type does not change: leave its id out to create a new one", id))
 		default:
-			patch, says := map[string]any{}, []string{}
+			var edits fieldEdits
 			if cur.Name != o.Name {
-				patch["name"], says = o.Name, append(says, fmt.Sprintf("name %q → %q", cur.Name, o.Name))
+				edits.set("name", o.Name, fmt.Sprintf("name %q → %q", cur.Name, o.Name))
 			}
 			if deref(cur.Intake) != o.Intake {
-				patch["intake"], says = o.Intake, append(says, fmt.Sprintf("intake %s → %s", dash(deref(cur.Intake)), dash(o.Intake)))
+				edits.set("intake", o.Intake, fmt.Sprintf("intake %s → %s", dash(deref(cur.Intake)), dash(o.Intake)))
 			}
 			if deref(cur.Production) != o.Production {
-				patch["production"], says = o.Production, append(says, fmt.Sprintf("production %s → %s", dash(deref(cur.Production)), dash(o.Production)))
+				edits.set("production", o.Production, fmt.Sprintf("production %s → %s", dash(deref(cur.Production)), dash(o.Production)))
 			}
 			if !slices.Equal(cur.Fulfillment, fulfillment) {
-				patch["fulfillment"], says = fulfillment, append(says, fmt.Sprintf("fulfillment [%s] → [%s]",
+				edits.set("fulfillment", fulfillment, fmt.Sprintf("fulfillment [%s] → [%s]",
 					strings.Join(cur.Fulfillment, ", "), strings.Join(fulfillment, ", ")))
 			}
-			if len(patch) > 0 {
-				p.add(definitionChange{say: "change order type " + id + ": " + strings.Join(says, ", "),
-					method: "PATCH", path: "/v1/order-types/" + url.PathEscape(id), body: patch, version: versionOf("order type", id)})
-			}
+			p.patch("order type", id, "/v1/order-types/"+url.PathEscape(id), versionOf("order type", id), edits)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,12 +65,6 @@ func parseMetrics(text string) samples {
 	return m
 }
 
-// get is a series' value, and whether the answer had it.
-func (m samples) get(series string) (float64, bool) {
-	v, ok := m[series]
-	return v, ok
-}
-
 // sum adds the series of a family whose labels start with prefix (after
 // the brace).
 func (m samples) sum(name, prefix string) float64 {
@@ -100,7 +95,7 @@ func (m samples) quantile(name, labels string, q float64) (bound float64, count 
 	if len(buckets) == 0 {
 		return 0, 0
 	}
-	slices.SortFunc(buckets, func(a, b bucket) int { return cmpFloat(a.le, b.le) })
+	slices.SortFunc(buckets, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
 	count = buckets[len(buckets)-1].n
 	for _, b := range buckets {
 		if count > 0 && b.n >= q*count {
@@ -108,16 +103,6 @@ func (m samples) quantile(name, labels string, q float64) (bound float64, count 
 		}
 	}
 	return math.Inf(1), count
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // print writes the summary and returns what is wrong (empty: nothing).
@@ -128,7 +113,7 @@ func (m samples) print(w io.Writer, at string, now time.Time) (problems []string
 		fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{what}, args...)...)
 	}
 
-	ready, _ := m.get("orderflow_ready")
+	ready := m["orderflow_ready"]
 	state := "ready"
 	if ready != 1 {
 		state = "NOT READY"
@@ -145,7 +130,7 @@ func (m samples) print(w io.Writer, at string, now time.Time) (problems []string
 		}
 	}
 	up := ""
-	if start, ok := m.get("process_start_time_seconds"); ok {
+	if start, ok := m["process_start_time_seconds"]; ok {
 		up = ", up " + now.Sub(time.Unix(int64(start), 0)).Round(time.Second).String()
 	}
 	line("orderflow", "%s at %s (%s%s)", state, at, build, up)
@@ -158,13 +143,13 @@ func (m samples) print(w io.Writer, at string, now time.Time) (problems []string
 		{"ORDERFLOW_ORDERS", "order events"}, {"ORDERFLOW_TRIGGERS", "triggers"},
 		{"ORDERFLOW_DEFINITIONS", "definition events"}, {"ORDERFLOW_DEADLETTER", "dead letters"},
 	} {
-		if n, ok := m.get(`orderflow_stream_messages{stream="` + s.stream + `"}`); ok {
+		if n, ok := m[`orderflow_stream_messages{stream="`+s.stream+`"}`]; ok {
 			streams = append(streams, fmt.Sprintf("%.0f %s", n, s.what))
 		}
 	}
 	line("streams", "%s", strings.Join(streams, ", "))
-	if used, ok := m.get("orderflow_jetstream_storage_bytes"); ok {
-		if limit, ok := m.get("orderflow_jetstream_storage_limit_bytes"); ok && limit > 0 {
+	if used, ok := m["orderflow_jetstream_storage_bytes"]; ok {
+		if limit, ok := m["orderflow_jetstream_storage_limit_bytes"]; ok && limit > 0 {
 			share := used / limit
 			line("storage", "%s of %s (%.1f%%)", sizeText(used), sizeText(limit), 100*share)
 			if share >= 0.8 {
@@ -176,8 +161,8 @@ func (m samples) print(w io.Writer, at string, now time.Time) (problems []string
 	}
 	var models []string
 	for _, r := range []struct{ model, stream string }{{"definitions", "ORDERFLOW_DEFINITIONS"}, {"orders", "ORDERFLOW_ORDERS"}} {
-		applied, ok := m.get(`orderflow_read_model_applied_sequence{model="` + r.model + `"}`)
-		last, _ := m.get(`orderflow_stream_last_sequence{stream="` + r.stream + `"}`)
+		applied, ok := m[`orderflow_read_model_applied_sequence{model="`+r.model+`"}`]
+		last := m[`orderflow_stream_last_sequence{stream="`+r.stream+`"}`]
 		switch {
 		case !ok:
 		case applied >= last:
@@ -188,15 +173,15 @@ func (m samples) print(w io.Writer, at string, now time.Time) (problems []string
 	}
 	line("read models", "%s", strings.Join(models, ", "))
 
-	if procs, ok := m.get("orderflow_trigger_processors"); ok {
-		owned, _ := m.get("orderflow_trigger_lanes_owned")
-		waiting, _ := m.get("orderflow_trigger_lanes_waiting")
+	if procs, ok := m["orderflow_trigger_processors"]; ok {
+		owned := m["orderflow_trigger_lanes_owned"]
+		waiting := m["orderflow_trigger_lanes_waiting"]
 		line("trigger lanes", "%.0f processor(s), %.0f lane(s) owned here, %.0f trigger(s) waiting", procs, owned, waiting)
-		if copyErr, _ := m.get("orderflow_trigger_lanes_copy_error"); copyErr != 0 {
+		if copyErr := m["orderflow_trigger_lanes_copy_error"]; copyErr != 0 {
 			line("", "the copy of stored triggers into the lanes reports an error (see the log)")
 			problems = append(problems, "the lanes' copy reports an error")
 		}
-		applied, _ := m.get("orderflow_triggers_applied_total")
+		applied := m["orderflow_triggers_applied_total"]
 		rejected := m.sum("orderflow_trigger_outcomes_total", `outcome="rejected"`)
 		p50, n := m.quantile("orderflow_trigger_duration_seconds", "", 0.5)
 		p99, _ := m.quantile("orderflow_trigger_duration_seconds", "", 0.99)
