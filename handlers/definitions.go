@@ -470,16 +470,52 @@ func (c *Commands) WorkflowAsOf(ctx context.Context, id string, asOf time.Time) 
 	if err != nil {
 		return domain.WorkflowState{}, err
 	}
+	v := versionAt(events, asOf)
+	if v == 0 {
+		return domain.WorkflowState{}, notYet("workflow", id, asOf)
+	}
+	return c.WorkflowAt(ctx, id, v)
+}
+
+// OrderTypeAsOf rebuilds an order type as it was at a time.
+func (c *Commands) OrderTypeAsOf(ctx context.Context, id string, asOf time.Time) (domain.OrderTypeState, error) {
+	events, err := c.Store.Load(ctx, c.addr(domain.AggregateOrderType, id), 0)
+	if err != nil {
+		return domain.OrderTypeState{}, err
+	}
+	v := versionAt(events, asOf)
+	if v == 0 {
+		return domain.OrderTypeState{}, notYet("order type", id, asOf)
+	}
+	o := domain.NewOrderType()
+	for _, ev := range events[:v] {
+		e, err := domain.DecodeEvent(ev.Type, ev.Data)
+		if err != nil {
+			return domain.OrderTypeState{}, err
+		}
+		if err := o.Apply(e); err != nil {
+			return domain.OrderTypeState{}, err
+		}
+	}
+	return o.State(), nil
+}
+
+// versionAt is the version an aggregate had at a time: that of its last
+// event that occurred then or before (0: none did).
+func versionAt(events []eventstore.Event, asOf time.Time) uint64 {
 	var v uint64
 	for _, ev := range events {
 		if !ev.OccurredAt.After(asOf) {
 			v = ev.Version
 		}
 	}
-	if v == 0 {
-		return domain.WorkflowState{}, &domain.FieldError{Field: "as_of", Reason: fmt.Sprintf("workflow %q did not exist at %s", id, asOf.Format(time.RFC3339Nano)), Kind: domain.ErrNotFound}
-	}
-	return c.WorkflowAt(ctx, id, v)
+	return v
+}
+
+// notYet is the answer for a definition asked for as of a time before it
+// was created.
+func notYet(what, id string, asOf time.Time) error {
+	return &domain.FieldError{Field: "as_of", Reason: fmt.Sprintf("%s %q did not exist at %s", what, id, asOf.Format(time.RFC3339Nano)), Kind: domain.ErrNotFound}
 }
 
 // WorkflowAt rebuilds a workflow as it was at version v from its events.

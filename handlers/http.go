@@ -184,7 +184,7 @@ func (api *API) routes() []route {
 		{"GET /v1/order-types", "listOrderTypes", RoleReader, "List order types", nil, list[OrderTypeJSON]{}, api.listOrderTypes},
 		{"POST /v1/order-types", "createOrderType", RoleAdmin, "Create an order type", orderTypeBody{Name: "Wash & Fold Delivery", Intake: str("laundry_intake"),
 			Production: str("standard_laundry_production"), Fulfillment: []string{"home_delivery"}}, OrderTypeJSON{}, api.createOrderType},
-		{"GET /v1/order-types/{id}", "getOrderType", RoleReader, "One order type", nil, OrderTypeJSON{}, api.getOrderType},
+		{"GET /v1/order-types/{id}", "getOrderType", RoleReader, "One order type (?as_of= RFC 3339 for the order type as it was then)", nil, OrderTypeJSON{}, api.getOrderType},
 		{"PATCH /v1/order-types/{id}", "updateOrderType", RoleAdmin, "Change an order type's name or workflows", orderTypePatch{Name: str("Wash & Fold")}, OrderTypeJSON{}, api.updateOrderType},
 		{"POST /v1/order-types/{id}/archive", "archiveOrderType", RoleAdmin, "Archive an order type", nil, OrderTypeJSON{}, api.archiveOrderType},
 
@@ -214,6 +214,7 @@ func (api *API) routes() []route {
 // routes not named take none.
 var routeQuery = map[string][]string{
 	"GET /v1/workflows/{id}":      {"as_of"},
+	"GET /v1/order-types/{id}":    {"as_of"},
 	"GET /v1/orders":              {"status", "workflow_id", "order_type_id", "state", "sort", "limit", "cursor", "min_seq"},
 	"GET /v1/orders/{id}":         {"as_of"},
 	"GET /v1/orders/{id}/history": {"limit", "cursor"},

@@ -495,9 +495,18 @@ func (api *API) listOrderTypes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (api *API) getOrderType(w http.ResponseWriter, r *http.Request) {
-	id, err := pathToken(r, "id", "order type id")
+	id, asOf, err := pathTokenAsOf(r, "id", "order type id")
 	if err != nil {
 		api.fail(w, r, err)
+		return
+	}
+	if asOf != nil {
+		s, err := api.cmds(r).OrderTypeAsOf(r.Context(), id, *asOf)
+		if err != nil {
+			api.fail(w, r, err)
+			return
+		}
+		api.writeOrderType(w, http.StatusOK, s)
 		return
 	}
 	s, ok := api.reads(r).OrderType(id)

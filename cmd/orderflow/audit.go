@@ -697,82 +697,226 @@ func printBoard(w io.Writer, board []handlers.BoardItem) error {
 }
 
 // auditCmd: orderflow audit order ID | audit workflow ID.
+// auditKinds are what audit prints the history of: the aggregate type of
+// each, and "" for every definition of a tenant at once.
+var auditKinds = map[string]string{
+	"order":       domain.AggregateOrder,
+	"workflow":    domain.AggregateWorkflow,
+	"ordertype":   domain.AggregateOrderType,
+	"definitions": "",
+}
+
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	if len(args) == 0 || (args[0] != "order" && args[0] != "workflow") {
-		fmt.Fprintln(stderr, "Usage: orderflow audit order ID | orderflow audit workflow ID")
-		return errors.New("want: audit order ID or audit workflow ID")
+	var kind string
+	if len(args) > 0 {
+		kind = args[0]
 	}
-	kind := args[0]
+	aggType, known := auditKinds[kind]
+	if !known {
+		fmt.Fprintln(stderr, "Usage: orderflow audit order ID | audit workflow ID | audit ordertype ID | audit definitions")
+		return errors.New("want: audit order ID, audit workflow ID, audit ordertype ID or audit definitions")
+	}
 	var tenant *string
 	var agg eventstore.Aggregate
-	oneID := func(fs *flag.FlagSet) error {
+	arguments := func(fs *flag.FlagSet) error {
+		if aggType == "" {
+			if err := noArguments(fs); err != nil {
+				return err
+			}
+			return eventstore.ValidateToken("tenant", *tenant) // "*" would read every tenant's
+		}
 		if fs.NArg() != 1 {
 			return fmt.Errorf("want one ID, got %q", fs.Args())
 		}
-		agg = eventstore.Aggregate{Tenant: *tenant, Type: domain.AggregateOrder, ID: fs.Arg(0)}
-		if kind == "workflow" {
-			agg.Type = domain.AggregateWorkflow
-		}
+		agg = eventstore.Aggregate{Tenant: *tenant, Type: aggType, ID: fs.Arg(0)}
 		return agg.Validate() // "*" would read every order's events as one
 	}
-	fs, st, done, err := storeCommand(ctx, "audit "+kind, args[1:], stderr, env, false, oneID, func(fs *flag.FlagSet) {
+	fs, st, done, err := storeCommand(ctx, "audit "+kind, args[1:], stderr, env, false, arguments, func(fs *flag.FlagSet) {
 		tenant = fs.String("tenant", eventstore.DefaultTenant, "tenant")
 	})
 	if err != nil {
 		return err
 	}
 	defer done()
-	events, err := st.LoadFilter(ctx, agg.Stream(), agg.Filter(), 0)
-	if err != nil {
-		return err
-	}
-	if len(events) == 0 {
-		return fmt.Errorf("no %s %q", kind, fs.Arg(0))
-	}
-	// Statuses are named as they were when each event occurred (a status
-	// renamed since shows its old name before the rename): the tenant's
-	// definitions are applied, in their order, up to each event.
+	// Statuses and workflows are named as they were when each event
+	// occurred (a status renamed since shows its old name before the
+	// rename): the tenant's definitions are applied, in their order, up to
+	// each event.
 	defEvents, err := st.LoadFilter(ctx, eventstore.StreamDefinitions, eventstore.DefinitionsFilter(*tenant), 0)
 	if err != nil {
 		return err
 	}
+	events := defEvents
+	switch aggType {
+	case "":
+	case domain.AggregateOrder:
+		if events, err = st.LoadFilter(ctx, agg.Stream(), agg.Filter(), 0); err != nil {
+			return err
+		}
+	default:
+		events = slices.DeleteFunc(slices.Clone(defEvents), func(ev eventstore.Event) bool {
+			return ev.AggregateType != agg.Type || ev.AggregateID != agg.ID
+		})
+	}
+	if len(events) == 0 {
+		if aggType == "" {
+			return fmt.Errorf("no definitions in tenant %q", *tenant)
+		}
+		return fmt.Errorf("no %s %q", kind, fs.Arg(0))
+	}
 	defs, applied := projections.NewDefinitions(nil), 0
 	view := defs.Tenant(*tenant)
-	defsUpTo := func(ev eventstore.Event) {
+	// upTo applies the definitions up to ev, and ev itself when it is one:
+	// then it says what ev changed.
+	upTo := func(ev eventstore.Event, e domain.Event) (what string) {
 		for ; applied < len(defEvents); applied++ {
 			d := defEvents[applied]
 			if ev.Stream == eventstore.StreamDefinitions && d.Sequence > ev.Sequence ||
 				ev.Stream != eventstore.StreamDefinitions && d.OccurredAt.After(ev.OccurredAt) {
-				return
+				break
 			}
-			_ = defs.Apply(d) // one that cannot be applied is verify's to report
+			apply := func() { _ = defs.Apply(d) } // one that cannot be applied is verify's to report
+			if ev.Stream != eventstore.StreamDefinitions || d.Sequence != ev.Sequence {
+				apply()
+				continue
+			}
+			what = describeDefinitionEvent(view, ev.AggregateID, e, apply)
+			if aggType == "" && (ev.AggregateType == domain.AggregateWorkflow || ev.AggregateType == domain.AggregateOrderType) {
+				what = ev.AggregateID + ": " + what
+			}
 		}
-	}
-	statusName := func(k string) string {
-		if s, _, ok := view.Status(k); ok {
-			return s.Name
-		}
-		return k
+		return what
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, timelineHeader)
-	w := domain.NewWorkflow()
 	for _, ev := range events {
-		defsUpTo(ev)
 		e, err := domain.DecodeEvent(ev.Type, ev.Data)
 		if err != nil {
 			return err
 		}
-		what, ok := orderEventWhat(e, ev.Actor, statusName)
-		if !ok {
-			before := w.State()
-			if err := w.Apply(e); err == nil {
-				what = workflowChange(e, before, w.State(), statusName)
-			}
+		what := upTo(ev, e)
+		if w, ok := orderEventWhat(e, ev.Actor, namesOf(view).status); ok {
+			what = w
 		}
 		timelineRow(tw, ev.Envelope, what)
 	}
 	return tw.Flush()
+}
+
+// definitionNames names statuses and workflows as a tenant's definitions
+// (as far as they have been applied) name them, or by their key or id
+// when they do not.
+type definitionNames struct{ view *projections.TenantView }
+
+func namesOf(view *projections.TenantView) definitionNames { return definitionNames{view} }
+
+func (n definitionNames) status(key string) string {
+	if s, _, ok := n.view.Status(key); ok {
+		return s.Name
+	}
+	return key
+}
+
+func (n definitionNames) workflow(id string) string {
+	if w, ok := n.view.Workflow(id); ok {
+		return w.Name
+	}
+	return id
+}
+
+// describeDefinitionEvent applies a definition's event e (of the aggregate id)
+// to view with apply, and says what it changed, from the definitions
+// before and after.
+func describeDefinitionEvent(view *projections.TenantView, id string, e domain.Event, apply func()) string {
+	names := namesOf(view)
+	switch e := e.(type) {
+	case domain.StatusAdded:
+		apply()
+		return fmt.Sprintf("%s: %q (%s)", e.Key, e.Name, e.Category)
+	case domain.StatusRenamed:
+		was := names.status(e.Key)
+		apply()
+		return fmt.Sprintf("%s: %q → %q", e.Key, was, e.Name)
+	case domain.StatusRecategorized:
+		was, _, _ := view.Status(e.Key)
+		apply()
+		return fmt.Sprintf("%s %q: %s → %s", e.Key, was.Name, was.Category, e.Category)
+	case domain.StatusArchived:
+		apply()
+		return fmt.Sprintf("%s %q", e.Key, names.status(e.Key))
+	case domain.TriggerAdded:
+		apply()
+		if e.Description == "" {
+			return fmt.Sprintf("%s: %q", e.Key, e.Name)
+		}
+		return fmt.Sprintf("%s: %q, %q", e.Key, e.Name, e.Description)
+	case domain.TriggerRenamed:
+		was, _, _ := view.Trigger(e.Key)
+		apply()
+		var changes []string
+		if was.Name != e.Name {
+			changes = append(changes, fmt.Sprintf("%q → %q", was.Name, e.Name))
+		}
+		if was.Description != e.Description {
+			changes = append(changes, fmt.Sprintf("description %q → %q", was.Description, e.Description))
+		}
+		return e.Key + ": " + strings.Join(changes, ", ")
+	case domain.TriggerArchived:
+		apply()
+		tr, _, _ := view.Trigger(e.Key)
+		return fmt.Sprintf("%s %q", e.Key, tr.Name)
+	case domain.OrderTypeCreated, domain.OrderTypeChanged, domain.OrderTypeArchived:
+		before, _ := view.OrderType(id)
+		apply()
+		after, _ := view.OrderType(id)
+		return orderTypeChange(e, before, after, names.workflow)
+	default:
+		before, _ := view.Workflow(id)
+		apply()
+		after, _ := view.Workflow(id)
+		return workflowChange(e, before, after, names.status)
+	}
+}
+
+// orderTypeChange is an order type's event as the timeline shows it: what
+// changed, then the order type as it then stood, its workflows named.
+func orderTypeChange(e domain.Event, before, after domain.OrderTypeState, workflowName func(string) string) string {
+	slot := func(id string) string {
+		if id == "" {
+			return "none"
+		}
+		return workflowName(id)
+	}
+	fulfillment := func(ids []string) string {
+		names := make([]string, len(ids))
+		for i, id := range ids {
+			names[i] = workflowName(id)
+		}
+		return strings.Join(names, " or ")
+	}
+	change := ""
+	switch e.(type) {
+	case domain.OrderTypeChanged:
+		var was []string
+		if before.Name != after.Name {
+			was = append(was, fmt.Sprintf("name was %q", before.Name))
+		}
+		if before.Intake != after.Intake {
+			was = append(was, "intake was "+slot(before.Intake))
+		}
+		if before.Production != after.Production {
+			was = append(was, "production was "+slot(before.Production))
+		}
+		if !slices.Equal(before.Fulfillment, after.Fulfillment) {
+			was = append(was, "fulfillment was "+fulfillment(before.Fulfillment))
+		}
+		if len(was) > 0 {
+			change = strings.Join(was, ", ") + "; "
+		}
+	case domain.OrderTypeArchived:
+		change = "archived; "
+	}
+	return fmt.Sprintf("%s%q: intake %s, production %s, fulfillment %s", change, after.Name, slot(after.Intake), slot(after.Production), fulfillment(after.Fulfillment))
 }
 
 // timelineHeader and timelineRow print a timeline (audit, order history)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -114,6 +116,20 @@ func TestOrderAsOf(t *testing.T) {
 		t.Fatalf("workflow as of %s: v%v %v; now v%v %v", before, old["version"], steps(old), now["version"], steps(now))
 	}
 	c.problem(404, "not_found", "GET", "/v1/workflows/standard_laundry_production?as_of=2020-01-01T00:00:00Z", nil)
+
+	// An order type as of a time, the same way.
+	before = clock.now()
+	clock.add(time.Minute)
+	c.must(200, "PATCH", "/v1/order-types/wash_fold_delivery", map[string]any{"name": "Wash & Fold", "intake": ""})
+	old = c.must(200, "GET", "/v1/order-types/wash_fold_delivery?as_of="+before.Format(time.RFC3339Nano), nil)
+	now = c.must(200, "GET", "/v1/order-types/wash_fold_delivery", nil)
+	if old["version"] != float64(1) || old["name"] != "Wash & Fold Delivery" || old["intake"] != "laundry_intake" ||
+		now["version"] != float64(2) || now["name"] != "Wash & Fold" || now["intake"] != nil {
+		t.Fatalf("order type as of %s: %v; now %v", before, old, now)
+	}
+	c.problem(404, "not_found", "GET", "/v1/order-types/wash_fold_delivery?as_of=2020-01-01T00:00:00Z", nil)
+	c.problem(404, "not_found", "GET", "/v1/order-types/nope?as_of="+before.Format(time.RFC3339Nano), nil)
+	c.problem(400, "invalid_argument", "GET", "/v1/order-types/wash_fold_delivery?as_of=yesterday", nil)
 }
 
 // replay --until T gives the read models the live projections had at T.
@@ -193,6 +209,8 @@ func TestReplayUntil(t *testing.T) {
 		{"audit", "order", "--tenant", "a>b", "r-1"},
 		{"audit", "order", "*"},
 		{"audit", "workflow", "laundry_*"},
+		{"audit", "ordertype", "wash_*"},
+		{"audit", "definitions", "--tenant", "*"},
 	} {
 		code, stdout, stderr := runMain(t, append(args, "--nats-url", app.NATSURL())...)
 		if code != 1 || stdout != "" || !strings.Contains(stderr, "invalid ") {
@@ -610,4 +628,107 @@ func TestAuditWorkflowSaysWhatChanged(t *testing.T) {
 			t.Fatalf("audit workflow: want a line with\n%s\ngot %d\n%s%s", want, code, out, errOut)
 		}
 	}
+}
+
+// audit ordertype and audit definitions say what each change to the
+// process did, naming statuses and workflows as they were then.
+func TestAuditDefinitions(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	seeded := len(auditDefinitions(t, app))
+	c.must(200, "PATCH", "/v1/statuses/received", map[string]any{"name": "Checked In"})
+	c.must(200, "PATCH", "/v1/statuses/folding", map[string]any{"category": "ready"})
+	c.must(200, "PATCH", "/v1/triggers/folded", map[string]any{"name": "Folded and bagged", "description": "bagged for delivery"})
+	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Pressing", "category": "in_progress"})
+	c.must(201, "POST", "/v1/triggers", map[string]any{"key": "pressed", "name": "Pressed", "description": "ironed flat"})
+	c.must(201, "POST", "/v1/workflows", map[string]any{"name": "Pressing Only", "type": "production",
+		"steps": []map[string]any{{"status": "pressing", "trigger": "pressed"}}})
+	c.must(200, "PATCH", "/v1/order-types/wash_fold_delivery", map[string]any{"name": "Press & Deliver", "intake": "", "production": "pressing_only"})
+	c.must(200, "PATCH", "/v1/workflows/pressing_only", map[string]any{"name": "Pressing"})
+	c.must(200, "POST", "/v1/order-types/wash_fold_delivery/archive", nil)
+	c.must(200, "POST", "/v1/workflows/pressing_only/archive", nil)
+	c.must(200, "DELETE", "/v1/triggers/pressed", nil)
+	c.must(200, "DELETE", "/v1/statuses/pressing", nil)
+
+	code, out, errOut := runMain(t, "audit", "ordertype", "wash_fold_delivery", "--nats-url", app.NATSURL())
+	want := []string{
+		`OrderTypeCreated   user:api  "Wash & Fold Delivery": intake Laundry Intake, production Standard Laundry Production, fulfillment Home Delivery`,
+		`OrderTypeChanged   user:api  name was "Wash & Fold Delivery", intake was Laundry Intake, production was Standard Laundry Production; "Press & Deliver": intake none, production Pressing Only, fulfillment Home Delivery`,
+		`OrderTypeArchived  user:api  archived; "Press & Deliver": intake none, production Pressing, fulfillment Home Delivery`,
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 4 {
+		t.Fatalf("audit ordertype: %d\n%s%s", code, out, errOut)
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Fatalf("audit ordertype: want a line with\n%s\ngot\n%s", w, out)
+		}
+	}
+
+	whats := auditDefinitions(t, app)
+	if len(whats) != seeded+12 {
+		t.Fatalf("audit definitions: %d events, want %d and 12\n%q", len(whats), seeded, whats)
+	}
+	for i, w := range []string{
+		`StatusAdded pending_pickup: "Pending Pickup" (pending)`,
+		`TriggerAdded picked_up: "Picked up"`,
+		`OrderTypeCreated wash_fold_delivery: "Wash & Fold Delivery": intake Laundry Intake, production Standard Laundry Production, fulfillment Home Delivery`,
+	} {
+		if !slices.Contains(whats[:seeded], w) {
+			t.Errorf("audit definitions: no %d %q in the worked example's events", i, w)
+		}
+	}
+	for i, w := range []string{
+		`StatusRenamed received: "Received" → "Checked In"`,
+		`StatusRecategorized folding "Folding": in_progress → ready`,
+		`TriggerRenamed folded: "Folded" → "Folded and bagged", description "" → "bagged for delivery"`,
+		`StatusAdded pressing: "Pressing" (in_progress)`,
+		`TriggerAdded pressed: "Pressed", "ironed flat"`,
+		`WorkflowCreated pressing_only: "Pressing Only" production: Pressing until pressed`,
+		`OrderTypeChanged wash_fold_delivery: name was "Wash & Fold Delivery", intake was Laundry Intake, production was Standard Laundry Production; "Press & Deliver": intake none, production Pressing Only, fulfillment Home Delivery`,
+		`WorkflowRenamed pressing_only: renamed from "Pressing Only"; "Pressing" production: Pressing until pressed`,
+		`OrderTypeArchived wash_fold_delivery: archived; "Press & Deliver": intake none, production Pressing, fulfillment Home Delivery`,
+		`WorkflowArchived pressing_only: archived; "Pressing" production: Pressing until pressed`,
+		`TriggerArchived pressed "Pressed"`,
+		`StatusArchived pressing "Pressing"`,
+	} {
+		if got := whats[seeded+i]; got != w {
+			t.Errorf("audit definitions, change %d:\n got %s\nwant %s", i, got, w)
+		}
+	}
+
+	// Another tenant's definitions are not this one's; a tenant with none is said so.
+	code, out, errOut = runMain(t, "audit", "definitions", "--tenant", "other", "--nats-url", app.NATSURL())
+	if code != 1 || out != "" || !strings.Contains(errOut, `no definitions in tenant "other"`) {
+		t.Fatalf("audit definitions of an empty tenant: %d %q %q", code, out, errOut)
+	}
+	code, out, errOut = runMain(t, "audit", "definitions", "extra", "--nats-url", app.NATSURL())
+	if code != 1 || out != "" || !strings.Contains(errOut, "orderflow audit definitions: takes no arguments") {
+		t.Fatalf("audit definitions with an argument: %d %q %q", code, out, errOut)
+	}
+	code, _, errOut = runMain(t, "audit", "ordertype", "nope", "--nats-url", app.NATSURL())
+	if code != 1 || !strings.Contains(errOut, `no ordertype "nope"`) {
+		t.Fatalf("audit of an unknown order type: %d %q", code, errOut)
+	}
+}
+
+// auditDefinitions runs audit definitions and returns each line's event
+// type and what it says.
+func auditDefinitions(t *testing.T, app *App) []string {
+	t.Helper()
+	code, out, errOut := runMain(t, "audit", "definitions", "--nats-url", app.NATSURL())
+	if code != 0 {
+		t.Fatalf("audit definitions: %d %s%s", code, out, errOut)
+	}
+	var whats []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		f := regexp.MustCompile(`  +`).Split(line, 5)
+		if len(f) != 5 {
+			t.Fatalf("audit definitions: line %q", line)
+		}
+		whats = append(whats, f[2]+" "+f[4])
+	}
+	return whats
 }

@@ -200,6 +200,8 @@ var storeUsage = map[string]string{
 	"deadletters retry": "Usage: orderflow deadletters retry [flags] SEQ...\n\nPublish dead letters again as triggers, with their trigger ids.",
 	"audit order":       "Usage: orderflow audit order [flags] ID\n\nPrint an order's history as a timeline.",
 	"audit workflow":    "Usage: orderflow audit workflow [flags] ID\n\nPrint a workflow's history as a timeline.",
+	"audit ordertype":   "Usage: orderflow audit ordertype [flags] ID\n\nPrint an order type's history as a timeline.",
+	"audit definitions": "Usage: orderflow audit definitions [flags]\n\nPrint every change to a tenant's statuses, triggers, workflows and order types as one timeline, oldest first.",
 }
 
 // commandFlags is the flag set of a subcommand whose -h prints usage,

@@ -40,7 +40,9 @@ Usage:
   orderflow definitions apply --file F     add and change definitions to match such a document; --dry-run to see how (client of a running server)
   orderflow status                         how a running orderflow stands: readiness, streams, storage, read models, lanes, latencies; exit 1 on trouble
   orderflow projections rebuild [flags]    rebuild the read models from the streams (client of a running server)
-  orderflow audit order|workflow ID        print an order's or a workflow's history as a timeline
+  orderflow audit order|workflow|ordertype ID
+                                           print an order's, a workflow's or an order type's history as a timeline
+  orderflow audit definitions              print every change to the statuses, triggers, workflows and order types as one timeline
   orderflow replay --until T [--out F]     rebuild the read models as they were at T, print the board
   orderflow verify [--triggers]            check every aggregate's hash chain (and account for every stored trigger); exit 1 on a fault
   orderflow export [--out F]               write every stored message as JSON Lines
@@ -120,7 +122,7 @@ var subcommands = map[string][]string{
 	"order":       {"show", "list", "history", "place", "hold", "resume", "cancel", "move", "migrate"},
 	"definitions": {"show", "apply"},
 	"projections": {"rebuild"},
-	"audit":       {"order", "workflow"},
+	"audit":       {"order", "workflow", "ordertype", "definitions"},
 	"apikey":      {"list", "revoke"},
 	"deadletters": {"retry"},
 }

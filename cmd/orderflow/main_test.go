@@ -359,7 +359,7 @@ func TestMainUsage(t *testing.T) {
 	flagLine := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
 	var seen []string
 	for _, cmd := range []string{"serve", "trigger", "order show", "order list", "order history", "board", "events", "order place", "order hold", "order move", "order migrate",
-		"definitions show", "definitions apply", "status", "projections rebuild", "audit order", "audit workflow", "replay", "verify", "export", "import", "deadletters",
+		"definitions show", "definitions apply", "status", "projections rebuild", "audit order", "audit workflow", "audit ordertype", "audit definitions", "replay", "verify", "export", "import", "deadletters",
 		"deadletters retry", "bench", "apikey", "apikey list", "apikey revoke", "openapi"} {
 		var errOut strings.Builder
 		args := append(strings.Fields(cmd), "-h")

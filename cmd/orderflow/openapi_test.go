@@ -65,6 +65,7 @@ func TestOpenAPISchemasDescribeTheAnswers(t *testing.T) {
 	c.must(200, "POST", "/v1/workflows/spare_line/archive", nil)
 	c.must(200, "GET", "/v1/order-types", nil)
 	c.must(200, "GET", "/v1/order-types/wash_fold_delivery", nil)
+	c.must(200, "GET", "/v1/order-types/wash_fold_delivery?as_of="+time.Now().UTC().Format(time.RFC3339Nano), nil)
 	c.must(201, "POST", "/v1/order-types", map[string]any{"name": "Spare Service", "production": "standard_laundry_production"})
 	c.must(200, "PATCH", "/v1/order-types/spare_service", map[string]any{"intake": "laundry_intake"})
 	c.must(200, "POST", "/v1/order-types/spare_service/archive", nil)
