@@ -696,7 +696,6 @@ func printBoard(w io.Writer, board []handlers.BoardItem) error {
 	return tw.Flush()
 }
 
-// auditCmd: orderflow audit order ID | audit workflow ID.
 // auditKinds are what audit prints the history of: the aggregate type of
 // each, and "" for every definition of a tenant at once.
 var auditKinds = map[string]string{
@@ -706,6 +705,7 @@ var auditKinds = map[string]string{
 	"definitions": "",
 }
 
+// auditCmd: orderflow audit order ID | workflow ID | ordertype ID | definitions.
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	var kind string
 	if len(args) > 0 {
@@ -795,7 +795,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 			return err
 		}
 		what := upTo(ev, e)
-		if w, ok := orderEventWhat(e, ev.Actor, namesOf(view).status); ok {
+		if w, ok := orderEventWhat(e, ev.Actor, definitionNames{view}.status); ok {
 			what = w
 		}
 		timelineRow(tw, ev.Envelope, what)
@@ -807,8 +807,6 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 // (as far as they have been applied) name them, or by their key or id
 // when they do not.
 type definitionNames struct{ view *projections.TenantView }
-
-func namesOf(view *projections.TenantView) definitionNames { return definitionNames{view} }
 
 func (n definitionNames) status(key string) string {
 	if s, _, ok := n.view.Status(key); ok {
@@ -828,7 +826,7 @@ func (n definitionNames) workflow(id string) string {
 // to view with apply, and says what it changed, from the definitions
 // before and after.
 func describeDefinitionEvent(view *projections.TenantView, id string, e domain.Event, apply func()) string {
-	names := namesOf(view)
+	names := definitionNames{view}
 	switch e := e.(type) {
 	case domain.StatusAdded:
 		apply()
