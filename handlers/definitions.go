@@ -500,6 +500,26 @@ func (c *Commands) OrderTypeAsOf(ctx context.Context, id string, asOf time.Time)
 	return o.State(), nil
 }
 
+// DefinitionsAsOf rebuilds the tenant's definitions as they were at a
+// time from the definitions stream: the events that occurred after it
+// are left out, as projections.Replay leaves them out.
+func (c *Commands) DefinitionsAsOf(ctx context.Context, asOf time.Time) (*projections.TenantView, error) {
+	events, err := c.Store.LoadFilter(ctx, eventstore.StreamDefinitions, eventstore.DefinitionsFilter(c.Tenant), 0)
+	if err != nil {
+		return nil, err
+	}
+	defs := projections.NewDefinitions(nil)
+	for _, ev := range events {
+		if ev.OccurredAt.After(asOf) {
+			continue
+		}
+		if err := defs.Apply(ev); err != nil {
+			return nil, err
+		}
+	}
+	return defs.Tenant(c.Tenant), nil
+}
+
 // versionAt is the version an aggregate had at a time: that of its last
 // event that occurred then or before (0: none did).
 func versionAt(events []eventstore.Event, asOf time.Time) uint64 {

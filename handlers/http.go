@@ -157,19 +157,19 @@ func (api *API) routes() []route {
 	steps := []domain.Step{{Status: "washing", Trigger: "wash_done"}}
 	five := uint64(5)
 	return []route{
-		{"GET /v1/statuses", "listStatuses", RoleReader, "List the status library (ETag: the library's version)", nil, list[domain.Status]{}, api.listStatuses},
+		{"GET /v1/statuses", "listStatuses", RoleReader, "List the status library (ETag: the library's version; ?as_of= RFC 3339 for the library as it was then)", nil, list[domain.Status]{}, api.listStatuses},
 		{"POST /v1/statuses", "addStatus", RoleAdmin, "Add a status (a missing key is derived from the name)", statusBody{Name: "Washing", Category: &domain.CategoryInProgress}, domain.Status{}, api.addStatus},
-		{"GET /v1/statuses/{key}", "getStatus", RoleReader, "One status, archived or not (ETag: the library's version)", nil, domain.Status{}, api.getStatus},
+		{"GET /v1/statuses/{key}", "getStatus", RoleReader, "One status, archived or not (ETag: the library's version; ?as_of= as it was then)", nil, domain.Status{}, api.getStatus},
 		{"PATCH /v1/statuses/{key}", "updateStatus", RoleAdmin, "Rename or recategorize a status", statusPatch{Name: str("Wash")}, domain.Status{}, api.updateStatus},
 		{"DELETE /v1/statuses/{key}", "archiveStatus", RoleAdmin, "Archive a status (refused while a live workflow uses it)", nil, domain.Status{}, api.archiveStatus},
 
-		{"GET /v1/triggers", "listTriggers", RoleReader, "List the trigger library", nil, list[domain.Trigger]{}, api.listTriggers},
+		{"GET /v1/triggers", "listTriggers", RoleReader, "List the trigger library (?as_of= RFC 3339 for the library as it was then)", nil, list[domain.Trigger]{}, api.listTriggers},
 		{"POST /v1/triggers", "addTrigger", RoleAdmin, "Add a trigger", triggerBody{Key: "wash_done", Name: "Wash done"}, domain.Trigger{}, api.addTrigger},
-		{"GET /v1/triggers/{key}", "getTrigger", RoleReader, "One trigger, archived or not (ETag: the library's version)", nil, domain.Trigger{}, api.getTrigger},
+		{"GET /v1/triggers/{key}", "getTrigger", RoleReader, "One trigger, archived or not (ETag: the library's version; ?as_of= as it was then)", nil, domain.Trigger{}, api.getTrigger},
 		{"PATCH /v1/triggers/{key}", "updateTrigger", RoleAdmin, "Rename a trigger or change its description", triggerPatch{Name: str("Washed")}, domain.Trigger{}, api.updateTrigger},
 		{"DELETE /v1/triggers/{key}", "archiveTrigger", RoleAdmin, "Archive a trigger (refused while a live workflow uses it)", nil, domain.Trigger{}, api.archiveTrigger},
 
-		{"GET /v1/workflows", "listWorkflows", RoleReader, "The workflows table", nil, list[WorkflowJSON]{}, api.listWorkflows},
+		{"GET /v1/workflows", "listWorkflows", RoleReader, "The workflows table (?as_of= RFC 3339 for the workflows as they were then)", nil, list[WorkflowJSON]{}, api.listWorkflows},
 		{"POST /v1/workflows", "createWorkflow", RoleAdmin, "Create a workflow", workflowBody{Name: "Production", Type: &domain.WorkflowProduction, Steps: steps}, WorkflowJSON{}, api.createWorkflow},
 		{"GET /v1/workflows/{id}", "getWorkflow", RoleReader, "One workflow (?as_of= RFC 3339 for the version in force then)", nil, WorkflowJSON{}, api.getWorkflow},
 		{"PATCH /v1/workflows/{id}", "updateWorkflow", RoleAdmin, "Rename, or change type and fulfillment method", workflowPatch{Name: str("Laundry Production")}, WorkflowJSON{}, api.updateWorkflow},
@@ -181,7 +181,7 @@ func (api *API) routes() []route {
 		{"POST /v1/workflows/{id}/archive", "archiveWorkflow", RoleAdmin, "Archive a workflow", nil, WorkflowJSON{}, api.archiveWorkflow},
 		{"GET /v1/workflows/{id}/versions/{v}", "getWorkflowVersion", RoleReader, "A past version of a workflow", nil, WorkflowJSON{}, api.workflowVersion},
 
-		{"GET /v1/order-types", "listOrderTypes", RoleReader, "List order types", nil, list[OrderTypeJSON]{}, api.listOrderTypes},
+		{"GET /v1/order-types", "listOrderTypes", RoleReader, "List order types (?as_of= RFC 3339 for the order types as they were then)", nil, list[OrderTypeJSON]{}, api.listOrderTypes},
 		{"POST /v1/order-types", "createOrderType", RoleAdmin, "Create an order type", orderTypeBody{Name: "Wash & Fold Delivery", Intake: str("laundry_intake"),
 			Production: str("standard_laundry_production"), Fulfillment: []string{"home_delivery"}}, OrderTypeJSON{}, api.createOrderType},
 		{"GET /v1/order-types/{id}", "getOrderType", RoleReader, "One order type (?as_of= RFC 3339 for the order type as it was then)", nil, OrderTypeJSON{}, api.getOrderType},
@@ -213,7 +213,13 @@ func (api *API) routes() []route {
 // routeQuery is the query parameters each route takes, by pattern; the
 // routes not named take none.
 var routeQuery = map[string][]string{
+	"GET /v1/statuses":            {"as_of"},
+	"GET /v1/statuses/{key}":      {"as_of"},
+	"GET /v1/triggers":            {"as_of"},
+	"GET /v1/triggers/{key}":      {"as_of"},
+	"GET /v1/workflows":           {"as_of"},
 	"GET /v1/workflows/{id}":      {"as_of"},
+	"GET /v1/order-types":         {"as_of"},
 	"GET /v1/order-types/{id}":    {"as_of"},
 	"GET /v1/orders":              {"status", "workflow_id", "order_type_id", "state", "sort", "limit", "cursor", "min_seq"},
 	"GET /v1/orders/{id}":         {"as_of"},

@@ -34,24 +34,43 @@ func nothingToChange(fields string) error {
 }
 
 func (api *API) listStatuses(w http.ResponseWriter, r *http.Request) {
-	items, version := api.reads(r).Statuses()
+	view, err := api.readsAsOf(r)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	items, version := view.Statuses()
 	setETag(w, version)
 	writeJSON(w, http.StatusOK, list[domain.Status]{Items: items})
 }
 
 func (api *API) getStatus(w http.ResponseWriter, r *http.Request) {
-	getEntry(api, w, r, "status key", "status", api.reads(r).Status)
+	getEntry(api, w, r, "status key", "status", (*projections.TenantView).Status)
+}
+
+// readsAsOf is the tenant's definitions now, or as they were at ?as_of=.
+func (api *API) readsAsOf(r *http.Request) (*projections.TenantView, error) {
+	asOf, err := asOfParam(r)
+	if err != nil || asOf == nil {
+		return api.reads(r), err
+	}
+	return api.cmds(r).DefinitionsAsOf(r.Context(), *asOf)
 }
 
 // getEntry answers one entry of the status or trigger library (lookUp),
-// with the library's version as ETag.
-func getEntry[E any](api *API, w http.ResponseWriter, r *http.Request, field, what string, lookUp func(key string) (E, uint64, bool)) {
+// now or as of ?as_of=, with the library's version as ETag.
+func getEntry[E any](api *API, w http.ResponseWriter, r *http.Request, field, what string, lookUp func(v *projections.TenantView, key string) (E, uint64, bool)) {
 	key, err := pathToken(r, "key", field)
 	if err != nil {
 		api.fail(w, r, err)
 		return
 	}
-	e, version, ok := lookUp(key)
+	view, err := api.readsAsOf(r)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	e, version, ok := lookUp(view, key)
 	if !ok {
 		api.fail(w, r, &domain.FieldError{Field: "key", Reason: "no " + what + " " + strconv.Quote(key), Kind: domain.ErrNotFound})
 		return
@@ -141,13 +160,18 @@ type triggerPatch struct {
 }
 
 func (api *API) listTriggers(w http.ResponseWriter, r *http.Request) {
-	items, version := api.reads(r).Triggers()
+	view, err := api.readsAsOf(r)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	items, version := view.Triggers()
 	setETag(w, version)
 	writeJSON(w, http.StatusOK, list[domain.Trigger]{Items: items})
 }
 
 func (api *API) getTrigger(w http.ResponseWriter, r *http.Request) {
-	getEntry(api, w, r, "trigger key", "trigger", api.reads(r).Trigger)
+	getEntry(api, w, r, "trigger key", "trigger", (*projections.TenantView).Trigger)
 }
 
 func (api *API) addTrigger(w http.ResponseWriter, r *http.Request) {
@@ -249,7 +273,12 @@ type stepTriggerBody struct {
 }
 
 func (api *API) listWorkflows(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, list[WorkflowJSON]{Items: workflowsJSON(api.reads(r))})
+	view, err := api.readsAsOf(r)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list[WorkflowJSON]{Items: workflowsJSON(view)})
 }
 
 func (api *API) getWorkflow(w http.ResponseWriter, r *http.Request) {
@@ -491,7 +520,12 @@ func (api *API) writeOrderType(w http.ResponseWriter, status int, s domain.Order
 }
 
 func (api *API) listOrderTypes(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, list[OrderTypeJSON]{Items: orderTypesJSON(api.reads(r))})
+	view, err := api.readsAsOf(r)
+	if err != nil {
+		api.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list[OrderTypeJSON]{Items: orderTypesJSON(view)})
 }
 
 func (api *API) getOrderType(w http.ResponseWriter, r *http.Request) {

@@ -213,7 +213,7 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 	// A change made by someone else after apply read the definitions.
 	server := &apiServer{url: app.HTTPAddr()}
 	ctx := context.Background()
-	live, err := readDefinitions(ctx, server)
+	live, err := readDefinitions(ctx, server, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func TestReadDefinitionsAsOfOneMoment(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	live, err := readDefinitions(context.Background(), &apiServer{url: srv.URL})
+	live, err := readDefinitions(context.Background(), &apiServer{url: srv.URL}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestReadDefinitionsAsOfOneMoment(t *testing.T) {
 	mu.Lock()
 	always, statusReads = true, 0
 	mu.Unlock()
-	if _, err := readDefinitions(context.Background(), &apiServer{url: srv.URL}); err == nil || !strings.Contains(err.Error(), "changed each time they were read") {
+	if _, err := readDefinitions(context.Background(), &apiServer{url: srv.URL}, ""); err == nil || !strings.Contains(err.Error(), "changed each time they were read") {
 		t.Fatalf("definitions that keep changing: %v", err)
 	}
 }
@@ -377,6 +377,13 @@ func TestDefinitionsPutBackFromReplay(t *testing.T) {
 	if code != 0 || doc != before {
 		t.Fatalf("replay --definitions: exit %d %s\n%s\nwant\n%s", code, errOut, doc, before)
 	}
+	// The same over HTTP, as of the same instant (?as_of= on the four lists).
+	showAsOf := func() (int, string, string) {
+		return runMain(t, "definitions", "show", "--server", app.HTTPAddr(), "--as-of", cut.Format(time.RFC3339Nano))
+	}
+	if code, asOf, errOut := showAsOf(); code != 0 || asOf != before {
+		t.Fatalf("definitions show --as-of: exit %d %s\n%s\nwant\n%s", code, errOut, asOf, before)
+	}
 	path := filepath.Join(t.TempDir(), "before.json")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -387,6 +394,13 @@ func TestDefinitionsPutBackFromReplay(t *testing.T) {
 	}
 	if _, now, _ := runMain(t, "definitions", "show", "--server", app.HTTPAddr()); now != before {
 		t.Fatalf("put back:\n%s\nwant\n%s", now, before)
+	}
+	// Putting back made new versions: the instant before the edits reads the same.
+	if code, asOf, errOut := showAsOf(); code != 0 || asOf != before {
+		t.Fatalf("definitions show --as-of after the put-back: exit %d %s\n%s\nwant\n%s", code, errOut, asOf, before)
+	}
+	if code, _, errOut := runMain(t, "definitions", "show", "--server", app.HTTPAddr(), "--as-of", "last friday"); code != 1 || !strings.Contains(errOut, "as_of") {
+		t.Fatalf("definitions show --as-of with no time: exit %d %s", code, errOut)
 	}
 	if code, _, errOut := runMain(t, "replay", "--nats-url", app.NATSURL(), "--definitions", "--out", path); code != 1 || !strings.Contains(errOut, "give one of them") {
 		t.Fatalf("replay --definitions --out: exit %d %s", code, errOut)

@@ -130,6 +130,39 @@ func TestOrderAsOf(t *testing.T) {
 	c.problem(404, "not_found", "GET", "/v1/order-types/wash_fold_delivery?as_of=2020-01-01T00:00:00Z", nil)
 	c.problem(404, "not_found", "GET", "/v1/order-types/nope?as_of="+before.Format(time.RFC3339Nano), nil)
 	c.problem(400, "invalid_argument", "GET", "/v1/order-types/wash_fold_delivery?as_of=yesterday", nil)
+
+	// The libraries, one entry and the lists, as of a time.
+	before = clock.now()
+	clock.add(time.Minute)
+	c.must(200, "PATCH", "/v1/statuses/received", map[string]any{"name": "Checked In"})
+	c.must(201, "POST", "/v1/triggers", map[string]any{"key": "pressed", "name": "Pressed"})
+	q := "?as_of=" + before.Format(time.RFC3339Nano)
+	if s := c.must(200, "GET", "/v1/statuses/received"+q, nil); s["name"] != "Received" {
+		t.Fatalf("status as of %s: %v", before, s)
+	}
+	c.problem(404, "not_found", "GET", "/v1/triggers/pressed"+q, nil)
+	c.must(200, "GET", "/v1/triggers/pressed", nil)
+	names := func(path, field string) []string {
+		var out []string
+		for _, it := range c.must(200, "GET", path, nil)["items"].([]any) {
+			out = append(out, it.(map[string]any)[field].(string))
+		}
+		return out
+	}
+	if got := names("/v1/statuses"+q, "name"); !slices.Contains(got, "Received") || slices.Contains(got, "Checked In") {
+		t.Fatalf("statuses as of %s: %q", before, got)
+	}
+	if got := names("/v1/triggers"+q, "key"); slices.Contains(got, "pressed") || len(got) != 7 {
+		t.Fatalf("triggers as of %s: %q", before, got)
+	}
+	if got := names("/v1/order-types"+q, "name"); !slices.Equal(got, []string{"Wash & Fold"}) {
+		t.Fatalf("order types as of %s: %q", before, got)
+	}
+	early := "?as_of=2020-01-01T00:00:00Z"
+	if got := names("/v1/workflows"+early, "id"); len(got) != 0 {
+		t.Fatalf("workflows before any: %q", got)
+	}
+	c.problem(400, "invalid_argument", "GET", "/v1/statuses?as_of=yesterday", nil)
 }
 
 // replay --until T gives the read models the live projections had at T.

@@ -78,15 +78,20 @@ func definitionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	if args[0] == "show" {
 		fs := commandFlags("definitions show", "Usage: orderflow definitions show [flags]\n\n"+
-			"Print the live statuses, triggers, workflows and order types as one JSON document, the form 'definitions apply' reads.", stderr)
+			"Print the live statuses, triggers, workflows and order types as one JSON document, the form 'definitions apply' reads (with --as-of, as they were then).", stderr)
 		server := serverFlags(fs)
+		asOf := fs.String("as-of", "", "print the definitions as they were at this time (RFC 3339, as GET /v1/workflows?as_of= takes); 'definitions apply --prune' puts them back")
 		if err := parseFlags(fs, args[1:], env); err != nil {
 			return err
 		}
 		if err := noArguments(fs); err != nil {
 			return err
 		}
-		live, err := readDefinitions(ctx, server)
+		query := ""
+		if *asOf != "" {
+			query = "?as_of=" + url.QueryEscape(*asOf) // the server says what it takes
+		}
+		live, err := readDefinitions(ctx, server, query)
 		if err != nil {
 			return err
 		}
@@ -112,7 +117,7 @@ func definitionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	live, err := readDefinitions(ctx, server)
+	live, err := readDefinitions(ctx, server, "")
 	if err != nil {
 		return err
 	}
@@ -182,15 +187,16 @@ func readProcess(path string) (process, error) {
 // so it reads them again until a second read finds every version as the
 // first did: nothing changed between the two, so the first shows the
 // definitions as they stood when it ended (no workflow in it names a
-// status created after the statuses were read).
-func readDefinitions(ctx context.Context, server *apiServer) (*liveDefinitions, error) {
-	live, err := readDefinitionsOnce(ctx, server)
+// status created after the statuses were read). query is added to each
+// list's path (?as_of=).
+func readDefinitions(ctx context.Context, server *apiServer, query string) (*liveDefinitions, error) {
+	live, err := readDefinitionsOnce(ctx, server, query)
 	for range 10 {
 		if err != nil {
 			return nil, err
 		}
 		var again *liveDefinitions
-		if again, err = readDefinitionsOnce(ctx, server); err == nil && maps.Equal(again.versions, live.versions) {
+		if again, err = readDefinitionsOnce(ctx, server, query); err == nil && maps.Equal(again.versions, live.versions) {
 			return live, nil
 		}
 		live = again
@@ -202,10 +208,10 @@ func readDefinitions(ctx context.Context, server *apiServer) (*liveDefinitions, 
 }
 
 // readDefinitionsOnce reads the four lists of definitions in turn.
-func readDefinitionsOnce(ctx context.Context, server *apiServer) (*liveDefinitions, error) {
+func readDefinitionsOnce(ctx context.Context, server *apiServer, query string) (*liveDefinitions, error) {
 	live := &liveDefinitions{versions: map[string]uint64{}}
 	get := func(path string, into any) (http.Header, error) {
-		b, h, _, err := apiRoundTrips(ctx, server, "GET", path, nil, nil, true)
+		b, h, _, err := apiRoundTrips(ctx, server, "GET", path+query, nil, nil, true)
 		if err != nil {
 			return nil, err
 		}
