@@ -488,14 +488,8 @@ func (c *Commands) OrderTypeAsOf(ctx context.Context, id string, asOf time.Time)
 		return domain.OrderTypeState{}, notYet("order type", id, asOf)
 	}
 	o := domain.NewOrderType()
-	for _, ev := range events[:v] {
-		e, err := domain.DecodeEvent(ev.Type, ev.Data)
-		if err != nil {
-			return domain.OrderTypeState{}, err
-		}
-		if err := o.Apply(e); err != nil {
-			return domain.OrderTypeState{}, err
-		}
+	if err := applyAll(o, events[:v]); err != nil {
+		return domain.OrderTypeState{}, err
 	}
 	return o.State(), nil
 }
@@ -553,14 +547,22 @@ func (c *Commands) WorkflowAt(ctx context.Context, id string, v uint64) (domain.
 			Reason: fmt.Sprintf("workflow %q has versions 1 to %d", id, len(events)), Kind: domain.ErrNotFound}
 	}
 	w := domain.NewWorkflow()
-	for _, ev := range events[:v] {
-		e, err := domain.DecodeEvent(ev.Type, ev.Data)
-		if err != nil {
-			return domain.WorkflowState{}, err
-		}
-		if err := w.Apply(e); err != nil {
-			return domain.WorkflowState{}, err
-		}
+	if err := applyAll(w, events[:v]); err != nil {
+		return domain.WorkflowState{}, err
 	}
 	return w.State(), nil
+}
+
+// applyAll folds events into agg, for a state as of one of its versions.
+func applyAll(agg domain.Aggregate, events []eventstore.Event) error {
+	for _, ev := range events {
+		e, err := domain.DecodeEvent(ev.Type, ev.Data)
+		if err != nil {
+			return err
+		}
+		if err := agg.Apply(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }

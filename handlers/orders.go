@@ -377,14 +377,8 @@ func (c *Commands) LoadOrderAsOf(ctx context.Context, id string, asOf *time.Time
 		events = kept
 	}
 	o := domain.NewOrder(id, c.view())
-	for _, ev := range events {
-		e, err := domain.DecodeEvent(ev.Type, ev.Data)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := o.Apply(e); err != nil {
-			return nil, nil, err
-		}
+	if err := applyAll(o, events); err != nil {
+		return nil, nil, err
 	}
 	if !o.Exists() {
 		if existed {
