@@ -182,7 +182,7 @@ func TestCheckpointEncodingIsEncodingJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := o.freeze()
-	s := snapshot{Applied: f.applied, Tenants: map[string]tenantSnapshot{}}
+	s := snapshot{Format: checkpointFormat, Applied: f.applied, Tenants: map[string]tenantSnapshot{}}
 	for name, ft := range f.tenants {
 		ts := tenantSnapshot{Stages: ft.stages}
 		for _, r := range ft.rows {

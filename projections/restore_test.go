@@ -46,8 +46,9 @@ func storePlaced(t *testing.T, st *eventstore.Store, id string, at time.Time) ev
 
 // Restore takes a checkpoint that fits the stream, and ignores, changing
 // nothing, one it cannot read, one ahead of the stream (from another
-// store) or one of another stream of the name (deleted and made anew
-// since, with as many events): the model is then built from the stream.
+// store), one of another stream of the name (deleted and made anew
+// since, with as many events) or one of another format (another version
+// of the model): the model is then built from the stream.
 func TestRestoreChecksTheCheckpoint(t *testing.T) {
 	t.Parallel()
 	st, ctx := testStore(t)
@@ -84,6 +85,17 @@ func TestRestoreChecksTheCheckpoint(t *testing.T) {
 	}
 	other["stream_created"] = st.StreamCreated(eventstore.StreamOrders).Add(-time.Hour) // a stream of the name made before
 	otherJSON, _ := json.Marshal(other)
+	var later map[string]any
+	_ = json.Unmarshal(named, &later)
+	if later["format"] != float64(checkpointFormat) {
+		t.Fatalf("a checkpoint without its format: %.200s", named)
+	}
+	later["format"] = checkpointFormat + 1 // written by a version whose model differs
+	laterJSON, _ := json.Marshal(later)
+	var unnamed map[string]any
+	_ = json.Unmarshal(good, &unnamed)
+	delete(unnamed, "format") // as versions before the field wrote them
+	unnamedJSON, _ := json.Marshal(unnamed)
 
 	for _, tc := range []struct {
 		name       string
@@ -93,6 +105,8 @@ func TestRestoreChecksTheCheckpoint(t *testing.T) {
 		{"unreadable", []byte(`{"applied": 2, "tenants": {"default": {"rows": [{"id": 5}]}}}`), 0},
 		{"ahead of the stream", aheadJSON, 0},
 		{"of another stream of the name", otherJSON, 0},
+		{"of another format", laterJSON, 0},
+		{"naming no format", unnamedJSON, 2},
 		{"fits", good, 2},
 		{"fits, naming its stream", named, 2},
 	} {
