@@ -933,7 +933,8 @@ func orderEventWhat(e domain.Event, actor eventstore.Actor, statusName func(stri
 	case domain.OrderPlaced:
 		what = fmt.Sprintf("→ %s (%s v%d)", statusName(e.To.Status), e.To.WorkflowID, e.To.WorkflowVersion)
 	case domain.OrderAdvanced:
-		what = fmt.Sprintf("%s: %s → %s%s", e.Trigger, statusName(e.From.Status), statusName(e.To.Status), workerSaid(actor, e.Worker, e.Note, e.WorkerOccurredAt))
+		what = fmt.Sprintf("%s: %s → %s%s%s", e.Trigger, statusName(e.From.Status), statusName(e.To.Status), entered(e.From, e.To),
+			workerSaid(actor, e.Worker, e.Note, e.WorkerOccurredAt))
 	case domain.OrderCompleted:
 		what = fmt.Sprintf("%s: %s → completed%s", e.Trigger, statusName(e.From.Status), workerSaid(actor, e.Worker, e.Note, e.WorkerOccurredAt))
 	case domain.TriggerRejected:
@@ -949,7 +950,7 @@ func orderEventWhat(e domain.Event, actor eventstore.Actor, statusName func(stri
 	case domain.OrderCancelled:
 		what = reasonGiven(e.Reason)
 	case domain.OrderMoved:
-		what = fmt.Sprintf("%s → %s: %s", statusName(e.From.Status), statusName(e.To.Status), e.Reason)
+		what = fmt.Sprintf("%s → %s%s: %s", statusName(e.From.Status), statusName(e.To.Status), entered(e.From, e.To), e.Reason)
 	case domain.OrderMigrated:
 		what = fmt.Sprintf("%s v%d → v%d: %s", e.From.WorkflowID, e.From.WorkflowVersion, e.To.WorkflowVersion, e.Reason)
 	default:
@@ -994,6 +995,17 @@ func workflowKind(s domain.WorkflowState) string {
 		return s.Type.String()
 	}
 	return s.Type.String() + " (" + s.FulfillmentMethod.String() + ")"
+}
+
+// entered names the workflow version an order went into when it left
+// another for it (" (home_delivery v3)", as OrderPlaced names the first),
+// so a timeline shows which version each workflow was pinned at; "" when
+// it stayed in the one it was in.
+func entered(from, to domain.Position) string {
+	if from.WorkflowID == to.WorkflowID && from.WorkflowVersion == to.WorkflowVersion {
+		return ""
+	}
+	return fmt.Sprintf(" (%s v%d)", to.WorkflowID, to.WorkflowVersion)
 }
 
 // reasonGiven is a supervisor's reason as the timeline shows it.

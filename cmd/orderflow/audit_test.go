@@ -609,7 +609,8 @@ func TestStoreCommandsRefuseWhatIsNoStore(t *testing.T) {
 }
 
 // audit names statuses as they were when each event occurred: a status
-// renamed later shows its old name in the events before the rename.
+// renamed later shows its old name in the events before the rename. It
+// names the workflow version an order enters.
 func TestAuditNamesStatusesAsTheyWere(t *testing.T) {
 	t.Parallel()
 	app := startApp(t, newTestConfig(t))
@@ -619,10 +620,21 @@ func TestAuditNamesStatusesAsTheyWere(t *testing.T) {
 	c.must(200, "POST", "/v1/orders/n-1/triggers", map[string]any{"trigger": "picked_up"})
 	c.must(200, "PATCH", "/v1/statuses/received", map[string]any{"name": "Checked In"})
 	c.must(200, "POST", "/v1/orders/n-1/triggers", map[string]any{"trigger": "items_tagged"})
+	c.must(200, "POST", "/v1/orders/n-1/triggers", map[string]any{"trigger": "wash_done"})
+	c.must(200, "POST", "/v1/orders/n-1/move", map[string]any{"workflow_id": "home_delivery", "step": 0, "reason": "no drying needed"})
 
+	// A step within a workflow says nothing more; one into another
+	// workflow names the version the order pinned there.
 	code, out, errOut := runMain(t, "audit", "order", "n-1", "--nats-url", app.NATSURL())
-	if code != 0 || !strings.Contains(out, "picked_up: Pending Pickup → Received") || !strings.Contains(out, "items_tagged: Checked In → Washing") {
-		t.Fatalf("audit order: %d %s%s", code, out, errOut)
+	for _, want := range []string{
+		"picked_up: Pending Pickup → Received\n",
+		"items_tagged: Checked In → Washing (standard_laundry_production v4)\n",
+		"wash_done: Washing → Drying\n",
+		"Drying → Ready for Delivery (home_delivery v2): no drying needed\n",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("audit order: want %q in %d %s%s", want, code, out, errOut)
+		}
 	}
 	code, out, errOut = runMain(t, "audit", "workflow", "laundry_intake", "--nats-url", app.NATSURL())
 	if code != 0 || !strings.Contains(out, "Received until items_tagged") || strings.Contains(out, "Checked In") {
