@@ -163,6 +163,17 @@ func TestOrderAsOf(t *testing.T) {
 		t.Fatalf("workflows before any: %q", got)
 	}
 	c.problem(400, "invalid_argument", "GET", "/v1/statuses?as_of=yesterday", nil)
+
+	// A clock that went back (another process's): a status added at 10:02
+	// and renamed at 10:01 is, as of 10:01, as renamed, its library's
+	// events taken whole up to the last that occurred by then.
+	clock.set(time.Date(2026, 11, 27, 12, 2, 0, 0, time.UTC))
+	c.must(201, "POST", "/v1/statuses", map[string]any{"key": "skewed", "name": "Skewed", "category": "ready"})
+	clock.set(time.Date(2026, 11, 27, 12, 1, 0, 0, time.UTC))
+	c.must(200, "PATCH", "/v1/statuses/skewed", map[string]any{"name": "Skewed Back"})
+	if s := c.must(200, "GET", "/v1/statuses/skewed?as_of=2026-11-27T12:01:30Z", nil); s["name"] != "Skewed Back" {
+		t.Fatalf("a status as of a time between its events' out-of-order clocks: %v", s)
+	}
 }
 
 // replay --until T gives the read models the live projections had at T.
