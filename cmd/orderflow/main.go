@@ -35,7 +35,8 @@ Usage:
   orderflow order hold|resume|cancel ORDER a supervisor's action, with --reason; safe to send again (client of a running server)
   orderflow order move --workflow ID --step N --reason R ORDER
                                            put an order at a step of its route; safe to send again (client of a running server)
-  orderflow order migrate --workflow ID    move a workflow's in-flight orders to its latest version (client of a running server)
+  orderflow order migrate --workflow ID [ORDER...]
+                                           move a workflow's in-flight orders (or those named) to its latest version (client of a running server)
   orderflow definitions show               print the statuses, triggers, workflows and order types as one JSON document (client of a running server)
   orderflow definitions apply --file F     add and change definitions to match such a document; --dry-run to see how (client of a running server)
   orderflow status                         how a running orderflow stands: readiness, streams, storage, read models, lanes, latencies; exit 1 on trouble

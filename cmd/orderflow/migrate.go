@@ -8,20 +8,22 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 )
 
-// orderMigrateCmd: orderflow order migrate --workflow ID [--to-version N].
-// It moves every in-flight order (active or on hold) that runs an older
-// version of the workflow to the newer one, one POST
+// orderMigrateCmd: orderflow order migrate --workflow ID [--to-version N] [ORDER...].
+// It moves every in-flight order (active or on hold; or each ORDER named)
+// that runs an older version of the workflow to the newer one, one POST
 // /v1/orders/{id}/migrate each, and reports the orders that could not move
 // (their status is no step of the new version, say), which a supervisor
 // then moves by hand.
 func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	fs := commandFlags("order migrate", "Usage: orderflow order migrate [flags] --workflow ID\n\n"+
-		"Move every active or held order inside the workflow to a newer version of it.", stderr)
+	fs := commandFlags("order migrate", "Usage: orderflow order migrate [flags] --workflow ID [ORDER...]\n\n"+
+		"Move every active or held order inside the workflow to a newer version of it, or only the ORDERs named.", stderr)
 	server := serverFlags(fs)
 	workflow := fs.String("workflow", "", "the workflow whose orders move (required)")
 	toVersion := fs.Uint64("to-version", 0, "the version they move to; 0: the workflow's latest")
@@ -30,9 +32,9 @@ func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
-	if *workflow == "" || fs.NArg() != 0 {
+	if *workflow == "" {
 		fs.Usage()
-		return errors.New("want --workflow ID and no arguments")
+		return errors.New("want --workflow ID")
 	}
 	to := *toVersion
 	if to == 0 {
@@ -51,6 +53,11 @@ func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	orders, err := ordersBelow(ctx, server, *workflow, to)
 	if err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		if orders, err = onlyNamed(orders, fs.Args()); err != nil {
+			return fmt.Errorf("%w: not in flight inside a version of workflow %s before %d", err, *workflow, to)
+		}
 	}
 	var failed, moved int
 	for _, o := range orders {
@@ -89,6 +96,30 @@ func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 			failed, len(orders), to, *workflow)
 	}
 	return nil
+}
+
+// onlyNamed keeps the orders named by ids, in the order named; an id
+// that is not among them is an error (a typo, or an order that need not
+// move).
+func onlyNamed(orders []orderRow, ids []string) ([]orderRow, error) {
+	var named []orderRow
+	var missing []string
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if i := slices.IndexFunc(orders, func(o orderRow) bool { return o.ID == id }); i >= 0 {
+			named = append(named, orders[i])
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, errors.New(strings.Join(missing, ", "))
+	}
+	return named, nil
 }
 
 // orderRow is what the migration reads of an order.

@@ -314,7 +314,8 @@ func TestOrderListAndBoardCommands(t *testing.T) {
 }
 
 // `order migrate` moves every in-flight order of an older workflow
-// version to the latest, held ones too, and names those it cannot move.
+// version to the latest (or the ones named), held ones too, and names
+// those it cannot move.
 func TestOrderMigrateCommand(t *testing.T) {
 	t.Parallel()
 	app := startApp(t, newTestConfig(t))
@@ -340,9 +341,19 @@ func TestOrderMigrateCommand(t *testing.T) {
 	if o := c.must(200, "GET", "/v1/orders/o-1", nil); o["position"].(map[string]any)["workflow_version"] != old {
 		t.Fatalf("the dry run moved o-1: %v", o)
 	}
+	// Named orders only; one that is not in flight in an older version
+	// (o-4, in intake) or not at all is refused before any moves.
+	code, out, errOut = runMain(t, "order", "migrate", "--server", url, "--workflow", production, "o-1", "o-4", "nope", "o-4")
+	if code != 1 || out != "" || !strings.Contains(errOut, fmt.Sprintf("o-4, nope: not in flight inside a version of workflow %s before %v", production, latest)) {
+		t.Fatalf("migrate o-1 o-4 nope: exit %d: %s%s", code, out, errOut)
+	}
+	code, out, errOut = runMain(t, "order", "migrate", "--server", url, "--workflow", production, "o-1", "o-1")
+	if code != 0 || out != fmt.Sprintf("migrated 1 of 1 orders of workflow %s to version %v\n", production, latest) {
+		t.Fatalf("migrate o-1: exit %d: %s%s", code, out, errOut)
+	}
 	code, out, errOut = runMain(t, "order", "migrate", "--server", url, "--workflow", production)
-	if code != 1 || !strings.Contains(out, "migrated 2 of 3 orders") || !strings.Contains(out, "o-2: not migrated") ||
-		!strings.Contains(out, `no step in status "drying"`) || !strings.Contains(errOut, "1 of 3 orders not migrated (see above): move each to a step whose status version") {
+	if code != 1 || !strings.Contains(out, "migrated 1 of 2 orders") || !strings.Contains(out, "o-2: not migrated") ||
+		!strings.Contains(out, `no step in status "drying"`) || !strings.Contains(errOut, "1 of 2 orders not migrated (see above): move each to a step whose status version") {
 		t.Fatalf("migrate: exit %d: %s%s", code, out, errOut)
 	}
 	for id, want := range map[string][3]any{
