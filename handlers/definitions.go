@@ -495,31 +495,17 @@ func (c *Commands) OrderTypeAsOf(ctx context.Context, id string, asOf time.Time)
 }
 
 // DefinitionsAsOf rebuilds the tenant's definitions as they were at a
-// time from the definitions stream: each definition (each library) as of
-// its last event that occurred then or before, as WorkflowAsOf has one.
-// That leaves out what occurred after, as projections.Replay does, and
-// keeps each aggregate's events whole up to a version even were its
-// processes' clocks to disagree.
+// time from the definitions stream, as projections.DefinitionsAt takes
+// them (each definition as of its last event that occurred by then, as
+// WorkflowAsOf takes one).
 func (c *Commands) DefinitionsAsOf(ctx context.Context, asOf time.Time) (*projections.TenantView, error) {
 	events, err := c.Store.LoadFilter(ctx, eventstore.StreamDefinitions, eventstore.DefinitionsFilter(c.Tenant), 0)
 	if err != nil {
 		return nil, err
 	}
-	type aggregate struct{ kind, id string }
-	upTo := map[aggregate]uint64{}
-	for _, ev := range events {
-		if !ev.OccurredAt.After(asOf) {
-			upTo[aggregate{ev.AggregateType, ev.AggregateID}] = ev.Version
-		}
-	}
-	defs := projections.NewDefinitions(nil)
-	for _, ev := range events {
-		if ev.Version > upTo[aggregate{ev.AggregateType, ev.AggregateID}] {
-			continue
-		}
-		if err := defs.Apply(ev); err != nil {
-			return nil, err
-		}
+	defs, _, err := projections.DefinitionsAt(events, asOf)
+	if err != nil {
+		return nil, err
 	}
 	return defs.Tenant(c.Tenant), nil
 }

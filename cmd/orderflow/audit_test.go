@@ -174,6 +174,12 @@ func TestOrderAsOf(t *testing.T) {
 	if s := c.must(200, "GET", "/v1/statuses/skewed?as_of=2026-11-27T12:01:30Z", nil); s["name"] != "Skewed Back" {
 		t.Fatalf("a status as of a time between its events' out-of-order clocks: %v", s)
 	}
+	// replay reads the streams the same way.
+	_, shown, _ := runMain(t, "definitions", "show", "--server", app.HTTPAddr(), "--as-of", "2026-11-27T12:01:30Z")
+	code, replayed, errOut := runMain(t, "replay", "--nats-url", app.NATSURL(), "--until", "2026-11-27T12:01:30Z", "--definitions")
+	if code != 0 || replayed != shown || !strings.Contains(shown, `"name": "Skewed Back"`) {
+		t.Fatalf("replay --definitions (exit %d %s):\n%s\ndefinitions show --as-of:\n%s", code, errOut, replayed, shown)
+	}
 }
 
 // replay --until T gives the read models the live projections had at T.
