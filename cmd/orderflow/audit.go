@@ -716,9 +716,17 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		fmt.Fprintln(stderr, "Usage: orderflow audit order ID | audit workflow ID | audit ordertype ID | audit definitions")
 		return errors.New("want: audit order ID, audit workflow ID, audit ordertype ID or audit definitions")
 	}
-	var tenant *string
+	var tenant, sinceFlag *string
+	var since time.Time
 	var agg eventstore.Aggregate
 	arguments := func(fs *flag.FlagSet) error {
+		if *sinceFlag != "" {
+			t, err := time.Parse(time.RFC3339Nano, *sinceFlag)
+			if err != nil {
+				return fmt.Errorf("--since %q: want RFC 3339, such as 2026-11-27T17:00:00Z", *sinceFlag)
+			}
+			since = t
+		}
 		if aggType == "" {
 			if err := noArguments(fs); err != nil {
 				return err
@@ -733,6 +741,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	}
 	fs, st, done, err := storeCommand(ctx, "audit "+kind, args[1:], stderr, env, false, arguments, func(fs *flag.FlagSet) {
 		tenant = fs.String("tenant", eventstore.DefaultTenant, "tenant")
+		sinceFlag = fs.String("since", "", "print only the events that occurred at or after this time (RFC 3339), each still named as things were named then")
 	})
 	if err != nil {
 		return err
@@ -797,6 +806,9 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		what := upTo(ev, e)
 		if w, ok := orderEventWhat(e, ev.Actor, definitionNames{view}.status); ok {
 			what = w
+		}
+		if ev.OccurredAt.Before(since) {
+			continue // applied above all the same, for the names of the events after it
 		}
 		timelineRow(tw, ev.Envelope, what)
 	}

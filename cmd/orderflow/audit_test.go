@@ -700,6 +700,7 @@ func TestAuditDefinitions(t *testing.T) {
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
 	seeded := len(auditDefinitions(t, app))
+	cut := time.Now()
 	c.must(200, "PATCH", "/v1/statuses/received", map[string]any{"name": "Checked In"})
 	c.must(200, "PATCH", "/v1/statuses/folding", map[string]any{"category": "ready"})
 	c.must(200, "PATCH", "/v1/triggers/folded", map[string]any{"name": "Folded and bagged", "description": "bagged for delivery"})
@@ -759,6 +760,29 @@ func TestAuditDefinitions(t *testing.T) {
 		if got := whats[seeded+i]; got != w {
 			t.Errorf("audit definitions, change %d:\n got %s\nwant %s", i, got, w)
 		}
+	}
+
+	// --since leaves out what occurred before it, naming the rest as then.
+	code, out, errOut = runMain(t, "audit", "definitions", "--nats-url", app.NATSURL(), "--since", cut.Format(time.RFC3339Nano))
+	_, all, _ := runMain(t, "audit", "definitions", "--nats-url", app.NATSURL())
+	squeezed := func(text string) []string { // the columns' widths differ
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+			lines = append(lines, strings.Join(strings.Fields(l), " "))
+		}
+		return lines
+	}
+	lines, allLines := squeezed(out), squeezed(all)
+	if code != 0 || len(lines) != 1+12 || lines[0] != allLines[0] || !slices.Equal(lines[1:], allLines[len(allLines)-12:]) {
+		t.Fatalf("audit definitions --since the changes: %d\n%s%s\nall:\n%s", code, out, errOut, all)
+	}
+	code, out, errOut = runMain(t, "audit", "definitions", "--nats-url", app.NATSURL(), "--since", time.Now().Add(time.Hour).Format(time.RFC3339))
+	if code != 0 || strings.Count(out, "\n") != 1 {
+		t.Fatalf("audit definitions --since later: %d %s%s", code, out, errOut)
+	}
+	code, _, errOut = runMain(t, "audit", "definitions", "--nats-url", app.NATSURL(), "--since", "monday")
+	if code != 1 || !strings.Contains(errOut, `--since "monday": want RFC 3339`) {
+		t.Fatalf("audit definitions --since monday: %d %s", code, errOut)
 	}
 
 	// Another tenant's definitions are not this one's; a tenant with none is said so.

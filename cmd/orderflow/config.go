@@ -487,7 +487,7 @@ var allFlagNames = []string{
 	"dry-run", "duplicate-window", "duration", "expires-in", "file", "fulfillment", "http", "id", "in", "json", "key", "keys-file",
 	"lane-window", "lanes", "limit", "log-format", "log-level", "max-feeds", "max-feeds-per-key", "max-store", "memprofile", "name",
 	"nats-ca", "nats-config", "nats-creds", "nats-listen", "nats-url", "note", "oldest", "order", "order-cache", "orders", "out", "prune",
-	"rate-limit", "rates", "reason", "reload-interval", "replicas", "role", "server", "server-ca", "state", "status", "step",
+	"rate-limit", "rates", "reason", "reload-interval", "replicas", "role", "server", "server-ca", "since", "state", "status", "step",
 	"streams", "sync", "tenant", "tls-cert", "tls-key", "to-version", "token", "trigger-id", "triggers", "type", "types",
 	"until", "worker", "workflow",
 }
