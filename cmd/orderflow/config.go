@@ -483,7 +483,7 @@ func envHints(names []string, fs *flag.FlagSet) []string {
 // against each command's -h): a variable that one of them reads is no
 // misspelling, even when it is close to a flag of the command running.
 var allFlagNames = []string{
-	"ack-wait", "after", "api-keys", "as-of", "checkpoints", "cors-origins", "cpuprofile", "cursor", "data-dir", "definitions", "demo",
+	"ack-wait", "actor", "after", "api-keys", "as-of", "checkpoints", "cors-origins", "cpuprofile", "cursor", "data-dir", "definitions", "demo",
 	"dry-run", "duplicate-window", "duration", "expires-in", "file", "fulfillment", "http", "id", "in", "json", "key", "keys-file",
 	"lane-window", "lanes", "limit", "log-format", "log-level", "max-feeds", "max-feeds-per-key", "max-store", "memprofile", "name",
 	"nats-ca", "nats-config", "nats-creds", "nats-listen", "nats-url", "note", "oldest", "order", "order-cache", "orders", "out", "prune",

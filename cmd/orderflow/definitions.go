@@ -101,6 +101,7 @@ func definitionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		"Make the server's definitions match a document in the form 'definitions show' prints: add what is missing, change what differs. "+
 		"What the document leaves out stays as it is, unless --prune archives it.", stderr)
 	server := serverFlags(fs)
+	actorFlag(fs, server)
 	file := fs.String("file", "", "the document to apply (- for standard input)")
 	dryRun := fs.Bool("dry-run", false, "print the changes it would make, and make none")
 	prune := fs.Bool("prune", false, "also archive the live definitions the document leaves out (order types, then workflows, then statuses and triggers; an archived key or id is never taken again)")

@@ -25,6 +25,7 @@ func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := commandFlags("order migrate", "Usage: orderflow order migrate [flags] --workflow ID [ORDER...]\n\n"+
 		"Move every active or held order inside the workflow to a newer version of it, or only the ORDERs named.", stderr)
 	server := serverFlags(fs)
+	actorFlag(fs, server)
 	workflow := fs.String("workflow", "", "the workflow whose orders move (required)")
 	toVersion := fs.Uint64("to-version", 0, "the version they move to; 0: the workflow's latest")
 	reason := fs.String("reason", "", `recorded on each OrderMigrated (default "migrated to version N")`)

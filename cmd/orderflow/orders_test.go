@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -934,5 +936,54 @@ func TestTriggerNoteOverHTTP(t *testing.T) {
 	first, second := events[1].(map[string]any)["data"].(map[string]any), events[2].(map[string]any)["data"].(map[string]any)
 	if first["note"] != "torn sleeve" || first["worker_occurred_at"] != "2026-11-30T09:00:00Z" || first["worker"] != "ana" || second["note"] != "two bags" {
 		t.Fatalf("the notes recorded: %v / %v", first, second)
+	}
+}
+
+// The commands that change something name who acts (--actor, by default
+// the operating system's user), and the events they make record it.
+func TestCommandsNameTheActor(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	url := "http://" + app.HTTPAddr()
+	run := func(env map[string]string, args ...string) {
+		t.Helper()
+		var out, errOut strings.Builder
+		lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+		if code := Main(context.Background(), append(args, "--server", url), &out, &errOut, lookup); code != 0 {
+			t.Fatalf("%v: exit %d %s%s", args, code, out.String(), errOut.String())
+		}
+	}
+	run(nil, "order", "place", "--id", "who-1", "--actor", "kim", "wash_fold_delivery")
+	run(map[string]string{"ORDERFLOW_ACTOR": "lee"}, "order", "hold", "--reason", "customer away", "who-1")
+	run(nil, "order", "resume", "--actor", "", "who-1")
+	run(nil, "order", "cancel", "--reason", "not wanted", "who-1")
+	var actors []string
+	for _, ev := range c.must(200, "GET", "/v1/orders/who-1/history", nil)["events"].([]any) {
+		a := ev.(map[string]any)["actor"].(map[string]any)
+		actors = append(actors, a["kind"].(string)+":"+a["id"].(string))
+	}
+	me, err := user.Current()
+	if err != nil {
+		t.Skip("no operating system user to default to:", err)
+	}
+	if !slices.Equal(actors, []string{"user:kim", "user:lee", "user:api", "user:" + me.Username}) {
+		t.Fatalf("actors of who-1's events: %q", actors)
+	}
+
+	doc := filepath.Join(t.TempDir(), "process.json")
+	_, shown, _ := runMain(t, "definitions", "show", "--server", url)
+	if err := os.WriteFile(doc, []byte(strings.Replace(shown, `"Washing"`, `"Wash"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(nil, "definitions", "apply", "--file", doc, "--actor", "sam")
+	whats := auditDefinitions(t, app)
+	if last := whats[len(whats)-1]; last != `StatusRenamed washing: "Washing" → "Wash"` {
+		t.Fatalf("the last change: %q", last)
+	}
+	code, out, _ := runMain(t, "audit", "definitions", "--nats-url", app.NATSURL())
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || !strings.Contains(lines[len(lines)-1], " user:sam ") {
+		t.Fatalf("who renamed washing: %s", lines[len(lines)-1])
 	}
 }
