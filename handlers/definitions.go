@@ -466,32 +466,34 @@ func isDuplicateID(err error) bool {
 // WorkflowAsOf rebuilds a workflow as it was at a time: the version in
 // force then.
 func (c *Commands) WorkflowAsOf(ctx context.Context, id string, asOf time.Time) (domain.WorkflowState, error) {
-	events, err := c.Store.Load(ctx, c.addr(domain.AggregateWorkflow, id), 0)
-	if err != nil {
+	w := domain.NewWorkflow()
+	if err := c.foldAsOf(ctx, domain.AggregateWorkflow, "workflow", id, asOf, w); err != nil {
 		return domain.WorkflowState{}, err
 	}
-	v := versionAt(events, asOf)
-	if v == 0 {
-		return domain.WorkflowState{}, notYet("workflow", id, asOf)
-	}
-	return c.WorkflowAt(ctx, id, v)
+	return w.State(), nil
 }
 
 // OrderTypeAsOf rebuilds an order type as it was at a time.
 func (c *Commands) OrderTypeAsOf(ctx context.Context, id string, asOf time.Time) (domain.OrderTypeState, error) {
-	events, err := c.Store.Load(ctx, c.addr(domain.AggregateOrderType, id), 0)
-	if err != nil {
-		return domain.OrderTypeState{}, err
-	}
-	v := versionAt(events, asOf)
-	if v == 0 {
-		return domain.OrderTypeState{}, notYet("order type", id, asOf)
-	}
 	o := domain.NewOrderType()
-	if err := applyAll(o, events[:v]); err != nil {
+	if err := c.foldAsOf(ctx, domain.AggregateOrderType, "order type", id, asOf, o); err != nil {
 		return domain.OrderTypeState{}, err
 	}
 	return o.State(), nil
+}
+
+// foldAsOf folds into agg a definition's events up to the last that
+// occurred at asOf or before (what and id name it when none did).
+func (c *Commands) foldAsOf(ctx context.Context, kind, what, id string, asOf time.Time, agg domain.Aggregate) error {
+	events, err := c.Store.Load(ctx, c.addr(kind, id), 0)
+	if err != nil {
+		return err
+	}
+	v := versionAt(events, asOf)
+	if v == 0 {
+		return &domain.FieldError{Field: "as_of", Reason: fmt.Sprintf("%s %q did not exist at %s", what, id, asOf.Format(time.RFC3339Nano)), Kind: domain.ErrNotFound}
+	}
+	return applyAll(agg, events[:v])
 }
 
 // DefinitionsAsOf rebuilds the tenant's definitions as they were at a
@@ -520,12 +522,6 @@ func versionAt(events []eventstore.Event, asOf time.Time) uint64 {
 		}
 	}
 	return v
-}
-
-// notYet is the answer for a definition asked for as of a time before it
-// was created.
-func notYet(what, id string, asOf time.Time) error {
-	return &domain.FieldError{Field: "as_of", Reason: fmt.Sprintf("%s %q did not exist at %s", what, id, asOf.Format(time.RFC3339Nano)), Kind: domain.ErrNotFound}
 }
 
 // WorkflowAt rebuilds a workflow as it was at version v from its events.
