@@ -41,6 +41,7 @@ type App struct {
 	orders   atomic.Pointer[projections.Orders]
 	stopCP   context.CancelFunc
 	cpDone   chan struct{}
+	cp       checkpointStats
 	rebuilds sync.Mutex
 	// rebuilding is the model a rebuild is filling, and rebuildTo the
 	// sequence it must reach (for progress).
@@ -380,6 +381,41 @@ func checkpointWait(took time.Duration) time.Duration {
 	return max(CheckpointInterval, 20*took)
 }
 
+// checkpointStats are what /metrics says of the checkpoints this process
+// saves: a checkpoint that keeps failing leaves only warnings in the log,
+// and a restart then replays far more than it need.
+type checkpointStats struct {
+	ordersSeq      atomic.Uint64 // of the last orders checkpoint saved (0: none yet)
+	ordersAt       atomic.Int64  // when, in Unix nanoseconds
+	ordersFailures atomic.Uint64
+	indexFailures  atomic.Uint64
+}
+
+// orders records an orders checkpoint saved at applied, or its failure.
+func (c *checkpointStats) orders(applied uint64, err error) {
+	if err != nil {
+		c.ordersFailures.Add(1)
+		return
+	}
+	c.ordersSeq.Store(applied)
+	c.ordersAt.Store(time.Now().UnixNano())
+}
+
+// write writes the checkpoint metrics.
+func (c *checkpointStats) write(w io.Writer) {
+	fmt.Fprint(w, "# HELP orderflow_checkpoint_saved_sequence The ORDERFLOW_ORDERS sequence of the last orders read model checkpoint this process saved (0: none yet).\n# TYPE orderflow_checkpoint_saved_sequence gauge\n")
+	fmt.Fprintf(w, "orderflow_checkpoint_saved_sequence{checkpoint=\"orders\"} %d\n", c.ordersSeq.Load())
+	fmt.Fprint(w, "# HELP orderflow_checkpoint_saved_timestamp_seconds When this process last saved the orders read model checkpoint (Unix time; 0: not yet).\n# TYPE orderflow_checkpoint_saved_timestamp_seconds gauge\n")
+	at := 0.0
+	if ns := c.ordersAt.Load(); ns != 0 {
+		at = float64(ns) / 1e9
+	}
+	fmt.Fprintf(w, "orderflow_checkpoint_saved_timestamp_seconds{checkpoint=\"orders\"} %.3f\n", at)
+	fmt.Fprint(w, "# HELP orderflow_checkpoint_failures_total Checkpoints this process failed to save, of the orders read model and of the load index (each is logged).\n# TYPE orderflow_checkpoint_failures_total counter\n")
+	fmt.Fprintf(w, "orderflow_checkpoint_failures_total{checkpoint=\"orders\"} %d\n", c.ordersFailures.Load())
+	fmt.Fprintf(w, "orderflow_checkpoint_failures_total{checkpoint=\"index\"} %d\n", c.indexFailures.Load())
+}
+
 func (a *App) startCheckpoints() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stopCP, a.cpDone = cancel, make(chan struct{})
@@ -413,7 +449,9 @@ func (a *App) checkpointOrders(ctx context.Context, saved *uint64) time.Duration
 	// to encode, and it is written as it is encoded.
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := o.Checkpoint(ctx, a.store); err != nil {
+	err := o.Checkpoint(ctx, a.store)
+	a.cp.orders(applied, err)
+	if err != nil {
 		a.Logger.Warn("checkpoint", "err", err)
 		return CheckpointInterval
 	}
@@ -428,6 +466,7 @@ func (a *App) checkpointIndexes(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := a.store.CheckpointIndexes(ctx); err != nil && ctx.Err() == nil {
+		a.cp.indexFailures.Add(1)
 		a.Logger.Warn("load index checkpoint", "err", err)
 	}
 }
@@ -462,7 +501,9 @@ func (a *App) RebuildProjections(ctx context.Context) (handlers.RebuildReport, e
 	if err := a.store.DropCheckpoint(ctx, projections.CheckpointName); err != nil {
 		return handlers.RebuildReport{}, err
 	}
-	if err := fresh.Checkpoint(ctx, a.store); err != nil {
+	err = fresh.Checkpoint(ctx, a.store)
+	a.cp.orders(fresh.Applied(), err)
+	if err != nil {
 		return handlers.RebuildReport{}, err
 	}
 	rep := handlers.RebuildReport{Events: last, Seconds: took.Seconds(), Applied: fresh.Applied()}
@@ -509,6 +550,9 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "orderflow_read_model_applied_sequence{model=\"definitions\"} %d\n", a.defs.Applied())
 	if o := a.orders.Load(); o != nil {
 		fmt.Fprintf(w, "orderflow_read_model_applied_sequence{model=\"orders\"} %d\n", o.Applied())
+	}
+	if a.Config.Checkpoints {
+		a.cp.write(w)
 	}
 	fmt.Fprint(w, "# HELP orderflow_index_applied_sequence The last stream sequence the store's load index has seen.\n# TYPE orderflow_index_applied_sequence gauge\n")
 	for _, s := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders} {

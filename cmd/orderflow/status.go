@@ -172,6 +172,16 @@ func (m samples) print(w io.Writer, at string, now time.Time) (problems []string
 		}
 	}
 	line("read models", "%s", strings.Join(models, ", "))
+	if saved, ok := m[`orderflow_checkpoint_saved_sequence{checkpoint="orders"}`]; ok {
+		text := "orders: none saved by this process yet"
+		if at := m[`orderflow_checkpoint_saved_timestamp_seconds{checkpoint="orders"}`]; at > 0 {
+			text = fmt.Sprintf("orders saved at %.0f, %s ago", saved, now.Sub(time.Unix(0, int64(at*1e9))).Round(time.Second))
+		}
+		if failed := m.sum("orderflow_checkpoint_failures_total", ""); failed > 0 {
+			text += fmt.Sprintf("; %.0f failed to save (see the log)", failed)
+		}
+		line("checkpoints", "%s", text)
+	}
 
 	if procs, ok := m["orderflow_trigger_processors"]; ok {
 		owned := m["orderflow_trigger_lanes_owned"]

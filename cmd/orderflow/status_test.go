@@ -40,6 +40,7 @@ func TestStatusCommand(t *testing.T) {
 		"\nstorage        ",
 		"\nread models    definitions caught up (",
 		", orders caught up (2)\n",
+		"\ncheckpoints    orders: none saved by this process yet\n",
 		"\ntrigger lanes  1 processor(s), 16 lane(s) owned here, 0 trigger(s) waiting\n",
 		"\ntriggers       1 applied here, 0 rejected; lane to outcome p50 ≤ ",
 		"\nhttp           2 request(s) answered, 0 with 5xx\n",
@@ -62,6 +63,10 @@ process_start_time_seconds 1799996400
 orderflow_stream_messages{stream="ORDERFLOW_ORDERS"} 10
 orderflow_stream_last_sequence{stream="ORDERFLOW_ORDERS"} 10
 orderflow_read_model_applied_sequence{model="orders"} 7
+orderflow_checkpoint_saved_sequence{checkpoint="orders"} 6
+orderflow_checkpoint_saved_timestamp_seconds{checkpoint="orders"} 1799999988.5
+orderflow_checkpoint_failures_total{checkpoint="orders"} 1
+orderflow_checkpoint_failures_total{checkpoint="index"} 1
 orderflow_jetstream_storage_bytes 900
 orderflow_jetstream_storage_limit_bytes 1000
 orderflow_trigger_processors 2
@@ -84,6 +89,7 @@ orderflow_http_requests_total{route="POST /v1/orders",code="503"} 1
 streams        10 order events
 storage        900.0 B of 1000.0 B (90.0%)
 read models    orders 3 behind (7 of 10)
+checkpoints    orders saved at 6, 12s ago; 2 failed to save (see the log)
 trigger lanes  2 processor(s), 8 lane(s) owned here, 3 trigger(s) waiting
                the copy of stored triggers into the lanes reports an error (see the log)
 triggers       4 applied here, 3 rejected; lane to outcome p50 ≤ 10ms, p99 ≤ +Inf
@@ -134,6 +140,34 @@ func TestStageMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("lacks %s in\n%s", want, b.String())
+		}
+	}
+}
+
+// /metrics says which orders checkpoint this process saved last, and
+// when, and counts the checkpoints that failed; a rebuild saves one.
+func TestCheckpointMetrics(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "cp-1", "order_type_id": "wash_fold_delivery"})
+	m := metricValues(t, c)
+	if m[`orderflow_checkpoint_saved_sequence{checkpoint="orders"}`] != 0 || m[`orderflow_checkpoint_saved_timestamp_seconds{checkpoint="orders"}`] != 0 {
+		t.Fatalf("a checkpoint before any was saved: %v", m)
+	}
+	before := time.Now()
+	c.must(200, "POST", "/v1/projections/rebuild", nil)
+	m = metricValues(t, c)
+	applied := m[`orderflow_read_model_applied_sequence{model="orders"}`]
+	at := m[`orderflow_checkpoint_saved_timestamp_seconds{checkpoint="orders"}`]
+	if applied == 0 || m[`orderflow_checkpoint_saved_sequence{checkpoint="orders"}`] != applied ||
+		at < float64(before.Unix()) || at > float64(time.Now().Unix()+1) {
+		t.Fatalf("after a rebuild: saved %v at %v, applied %v (rebuilt from %v)", m[`orderflow_checkpoint_saved_sequence{checkpoint="orders"}`], at, applied, before.Unix())
+	}
+	for _, cp := range []string{"orders", "index"} {
+		if v, ok := m[`orderflow_checkpoint_failures_total{checkpoint="`+cp+`"}`]; !ok || v != 0 {
+			t.Errorf("failures of the %s checkpoint: %v %v", cp, v, ok)
 		}
 	}
 }
