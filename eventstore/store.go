@@ -904,6 +904,17 @@ func (s *Store) load(ctx context.Context, agg Aggregate, after uint64, limit int
 		return nil, false, fmt.Errorf("load %s: %w", agg.Filter(), err)
 	}
 	seqs, applied := idx.lookup(agg.prefix(), after)
+	if limit == 0 && dense(seqs) {
+		// A long history stored close together (a tenant's status
+		// library, say): a batched direct get by the aggregate's filter
+		// from its first event reads it a few hundred events a request,
+		// where a direct get per event took a request each.
+		evs, err := s.LoadFilter(ctx, stream, agg.Filter(), seqs[0]-1)
+		if err != nil {
+			return nil, false, err
+		}
+		return page(evs)
+	}
 	more := limit > 0 && len(seqs) > limit
 	if more {
 		seqs = seqs[:limit]
@@ -929,6 +940,22 @@ func (s *Store) load(ctx context.Context, agg Aggregate, after uint64, limit int
 	}
 	return page(append(evs, tail...))
 }
+
+// dense reports whether an aggregate's events (their stream sequences)
+// are many and stored close together: at least denseMin of them, at
+// least one in denseSpread of the stream's messages from its first to its
+// last. Such a history is read by filter (see load); a short one, or one
+// spread thin among other aggregates' events (an order among other
+// orders), one direct get per event.
+func dense(seqs []uint64) bool {
+	n := uint64(len(seqs))
+	return n >= denseMin && seqs[n-1]-seqs[0] < denseSpread*n
+}
+
+const (
+	denseMin    = 64
+	denseSpread = 4
+)
 
 // fetchParallel bounds the direct gets one Load has in flight.
 const fetchParallel = 16
