@@ -1,5 +1,7 @@
 package domain
 
+import "slices"
+
 // libraryEntry is what the status and trigger libraries keep per key.
 type libraryEntry interface {
 	Status | Trigger
@@ -18,6 +20,17 @@ type entries[T libraryEntry] struct {
 
 func newEntries[T libraryEntry](noun string) entries[T] {
 	return entries[T]{noun: noun, byKey: map[string]*T{}}
+}
+
+// clone copies the entries, for a copy of the library to be read while
+// the library goes on changing.
+func (es *entries[T]) clone() entries[T] {
+	c := entries[T]{noun: es.noun, byKey: make(map[string]*T, len(es.byKey)), order: slices.Clone(es.order)}
+	for k, e := range es.byKey {
+		v := *e
+		c.byKey[k] = &v
+	}
+	return c
 }
 
 func (es *entries[T]) add(key string, e T) {

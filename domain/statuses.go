@@ -28,6 +28,13 @@ func NewStatusLibrary() *StatusLibrary {
 	return &StatusLibrary{entries: newEntries[Status]("status")}
 }
 
+// Clone returns a copy of the library as it stands (without the changes
+// it recorded): what a command answers with while the library itself may
+// take the next command.
+func (l *StatusLibrary) Clone() *StatusLibrary {
+	return &StatusLibrary{root: root{version: l.Version()}, entries: l.entries.clone()}
+}
+
 // Add adds a status. An empty key is derived from the name.
 func (l *StatusLibrary) Add(key, name string, category Category) error {
 	name, err := checkName("name", name)

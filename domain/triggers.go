@@ -25,6 +25,12 @@ func NewTriggerLibrary() *TriggerLibrary {
 	return &TriggerLibrary{entries: newEntries[Trigger]("trigger")}
 }
 
+// Clone returns a copy of the library as it stands (see
+// StatusLibrary.Clone).
+func (l *TriggerLibrary) Clone() *TriggerLibrary {
+	return &TriggerLibrary{root: root{version: l.Version()}, entries: l.entries.clone()}
+}
+
 func checkDescription(d string) error { return CheckText("description", d, MaxDescriptionLen) }
 
 // Add adds a trigger. An empty key is derived from the name.

@@ -61,8 +61,10 @@ type Commands struct {
 	// Commands made by ForTenant share their parent's.
 	OrderCacheSize int
 
-	orders     *aggregateCache
-	ordersOnce sync.Once
+	orders          *aggregateCache
+	ordersOnce      sync.Once
+	definitions     *aggregateCache
+	definitionsOnce sync.Once
 }
 
 // DefaultOrderCacheSize is how many orders Commands keeps in
@@ -106,9 +108,26 @@ type Outcome struct {
 }
 
 // execute runs a definition command: the read model is brought up to date
-// before deciding, and shows the result before execute returns.
-func (c *Commands) execute(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta, decide func(domain.Aggregate) error) (Outcome, error) {
-	return c.run(ctx, addr, fresh, meta, runOpts{scoped: true, waitDefs: true}, decide)
+// before deciding, and shows the result before execute returns. The
+// aggregate stays in the definitions' cache for the next command (a
+// status library is one aggregate per tenant, which every status change
+// would otherwise read whole from the store), so the command answers with
+// what answer reads of it as the command leaves it.
+func execute[T any](c *Commands, ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta,
+	decide func(domain.Aggregate) error, answer func(domain.Aggregate) T) (T, error) {
+	var res T
+	_, err := c.run(ctx, addr, fresh, meta, runOpts{scoped: true, waitDefs: true, cache: c.definitionCache(),
+		seen: func(e *cacheEntry) { res = answer(e.agg) }}, decide)
+	return res, err
+}
+
+// definitionCacheSize is how many definitions (libraries, workflows,
+// order types, of every tenant) Commands keeps in memory as they stand.
+const definitionCacheSize = 10_000
+
+func (c *Commands) definitionCache() *aggregateCache {
+	c.definitionsOnce.Do(func() { c.definitions = newAggregateCache(definitionCacheSize) })
+	return c.definitions
 }
 
 type runOpts struct {
@@ -194,6 +213,17 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 	defer func() { opts.letGo(e, held, keep) }()
 	agg := e.agg
 	caughtUp := false
+	if held && opts.scoped {
+		// A scoped append checks the tenant's definitions as a whole, not
+		// this aggregate's last event, so it would not notice a cached
+		// aggregate that another process has changed since: take in what
+		// was stored after it first (the store's index makes that a read
+		// of the new events only).
+		if err := c.catchUp(ctx, addr, e); err != nil {
+			return Outcome{}, err
+		}
+		caughtUp = true
+	}
 	if opts.key != "" {
 		if held {
 			// A cached aggregate may not have seen what another process
@@ -417,7 +447,8 @@ func (c *Commands) ForTenant(tenant string) *Commands {
 		return c
 	}
 	cp := &Commands{Store: c.Store, Defs: c.Defs, Tenant: tenant, Now: c.Now, Log: c.Log,
-		MaxAttempts: c.MaxAttempts, ReadTimeout: c.ReadTimeout, orders: c.orderCache()}
+		MaxAttempts: c.MaxAttempts, ReadTimeout: c.ReadTimeout, orders: c.orderCache(), definitions: c.definitionCache()}
 	cp.ordersOnce.Do(func() {})
+	cp.definitionsOnce.Do(func() {})
 	return cp
 }

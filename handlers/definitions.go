@@ -17,13 +17,10 @@ import (
 // Status library commands.
 
 func (c *Commands) statuses(ctx context.Context, meta Meta, do func(*domain.StatusLibrary) error) (*domain.StatusLibrary, error) {
-	out, err := c.execute(ctx, c.addr(domain.AggregateStatuses, domain.LibraryID),
+	return execute(c, ctx, c.addr(domain.AggregateStatuses, domain.LibraryID),
 		func() domain.Aggregate { return domain.NewStatusLibrary() }, meta,
-		func(a domain.Aggregate) error { return do(a.(*domain.StatusLibrary)) })
-	if err != nil {
-		return nil, err
-	}
-	return out.Aggregate.(*domain.StatusLibrary), nil
+		func(a domain.Aggregate) error { return do(a.(*domain.StatusLibrary)) },
+		func(a domain.Aggregate) *domain.StatusLibrary { return a.(*domain.StatusLibrary).Clone() })
 }
 
 // AddStatus adds a status to the library; an empty key is derived from the
@@ -74,13 +71,10 @@ func (c *Commands) ArchiveStatus(ctx context.Context, meta Meta, key string) (*d
 // Trigger library commands.
 
 func (c *Commands) triggers(ctx context.Context, meta Meta, do func(*domain.TriggerLibrary) error) (*domain.TriggerLibrary, error) {
-	out, err := c.execute(ctx, c.addr(domain.AggregateTriggers, domain.LibraryID),
+	return execute(c, ctx, c.addr(domain.AggregateTriggers, domain.LibraryID),
 		func() domain.Aggregate { return domain.NewTriggerLibrary() }, meta,
-		func(a domain.Aggregate) error { return do(a.(*domain.TriggerLibrary)) })
-	if err != nil {
-		return nil, err
-	}
-	return out.Aggregate.(*domain.TriggerLibrary), nil
+		func(a domain.Aggregate) error { return do(a.(*domain.TriggerLibrary)) },
+		func(a domain.Aggregate) *domain.TriggerLibrary { return a.(*domain.TriggerLibrary).Clone() })
 }
 
 // AddTrigger adds a trigger; an empty key is derived from the name. A
@@ -135,7 +129,7 @@ type WorkflowChange func(w *domain.Workflow, c *Commands) error
 // ChangeWorkflow applies edits to a workflow as one append (one new version
 // per edit).
 func (c *Commands) ChangeWorkflow(ctx context.Context, meta Meta, id string, edits ...WorkflowChange) (domain.WorkflowState, error) {
-	out, err := c.execute(ctx, c.addr(domain.AggregateWorkflow, id),
+	return execute(c, ctx, c.addr(domain.AggregateWorkflow, id),
 		func() domain.Aggregate { return domain.NewWorkflow() }, meta,
 		func(a domain.Aggregate) error {
 			w := a.(*domain.Workflow)
@@ -148,12 +142,13 @@ func (c *Commands) ChangeWorkflow(ctx context.Context, meta Meta, id string, edi
 				}
 			}
 			return nil
-		})
-	if err != nil {
-		return domain.WorkflowState{}, err
-	}
-	return out.Aggregate.(*domain.Workflow).State(), nil
+		}, workflowState)
 }
+
+// workflowState and orderTypeState are what a workflow's or an order
+// type's command answers with.
+func workflowState(a domain.Aggregate) domain.WorkflowState   { return a.(*domain.Workflow).State() }
+func orderTypeState(a domain.Aggregate) domain.OrderTypeState { return a.(*domain.OrderType).State() }
 
 // CreateWorkflow defines a workflow. Its id is made from its name
 // ("Laundry Intake" → "laundry_intake"), with a numeric suffix when taken.
@@ -170,7 +165,7 @@ func (c *Commands) CreateWorkflow(ctx context.Context, meta Meta, name string, t
 	}
 	for range maxIDAttempts {
 		id = DefinitionID(name, "workflow", c.view().WorkflowIDTaken)
-		out, err := c.execute(ctx, c.addr(domain.AggregateWorkflow, id), func() domain.Aggregate { return domain.NewWorkflow() }, meta, decide)
+		s, err := execute(c, ctx, c.addr(domain.AggregateWorkflow, id), func() domain.Aggregate { return domain.NewWorkflow() }, meta, decide, workflowState)
 		if isDuplicateID(err) {
 			continue // created concurrently under the same id: pick the next one
 		}
@@ -179,10 +174,10 @@ func (c *Commands) CreateWorkflow(ctx context.Context, meta Meta, name string, t
 		}
 		cr, err := kc.created(id, domain.WorkflowCreated{Name: name, Type: typ, FulfillmentMethod: method, Steps: steps})
 		if err != nil || !cr.Replayed {
-			return out.Aggregate.(*domain.Workflow).State(), cr, err
+			return s, cr, err
 		}
-		s, _ := c.view().Workflow(cr.ID)
-		return s, cr, nil
+		first, _ := c.view().Workflow(cr.ID)
+		return first, cr, nil
 	}
 	return domain.WorkflowState{}, Created{}, fmt.Errorf("%w: no free workflow id for %q", eventstore.ErrConcurrency, name)
 }
@@ -243,7 +238,7 @@ func (c *Commands) CreateOrderType(ctx context.Context, meta Meta, name, intake,
 	}
 	for range maxIDAttempts {
 		id = DefinitionID(name, "order_type", c.view().OrderTypeIDTaken)
-		out, err := c.execute(ctx, c.addr(domain.AggregateOrderType, id), func() domain.Aggregate { return domain.NewOrderType() }, meta, decide)
+		s, err := execute(c, ctx, c.addr(domain.AggregateOrderType, id), func() domain.Aggregate { return domain.NewOrderType() }, meta, decide, orderTypeState)
 		if isDuplicateID(err) {
 			continue
 		}
@@ -252,10 +247,10 @@ func (c *Commands) CreateOrderType(ctx context.Context, meta Meta, name, intake,
 		}
 		cr, err := kc.created(id, domain.OrderTypeCreated{Name: name, Intake: intake, Production: production, Fulfillment: fulfillment})
 		if err != nil || !cr.Replayed {
-			return out.Aggregate.(*domain.OrderType).State(), cr, err
+			return s, cr, err
 		}
-		s, _ := c.view().OrderType(cr.ID)
-		return s, cr, nil
+		first, _ := c.view().OrderType(cr.ID)
+		return first, cr, nil
 	}
 	return domain.OrderTypeState{}, Created{}, fmt.Errorf("%w: no free order type id for %q", eventstore.ErrConcurrency, name)
 }
@@ -294,7 +289,7 @@ func (c *Commands) ArchiveOrderType(ctx context.Context, meta Meta, id string) (
 }
 
 func (c *Commands) orderType(ctx context.Context, meta Meta, id string, do func(*domain.OrderType) error) (domain.OrderTypeState, error) {
-	out, err := c.execute(ctx, c.addr(domain.AggregateOrderType, id),
+	return execute(c, ctx, c.addr(domain.AggregateOrderType, id),
 		func() domain.Aggregate { return domain.NewOrderType() }, meta,
 		func(a domain.Aggregate) error {
 			o := a.(*domain.OrderType)
@@ -302,11 +297,7 @@ func (c *Commands) orderType(ctx context.Context, meta Meta, id string, do func(
 				return &domain.FieldError{Field: "id", Reason: "no order type " + strconv.Quote(id), Kind: domain.ErrNotFound}
 			}
 			return do(o)
-		})
-	if err != nil {
-		return domain.OrderTypeState{}, err
-	}
-	return out.Aggregate.(*domain.OrderType).State(), nil
+		}, orderTypeState)
 }
 
 // keyOrDerived is key, or, when it is empty, the key derived from name
