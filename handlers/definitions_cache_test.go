@@ -55,3 +55,35 @@ func TestDefinitionCacheFollowsOtherProcesses(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRenameInLongLibrary: renaming a status once the status library
+// has a long history, in one process and in a process that did not make
+// that history (its first rename reads the history; the next take in only
+// what is new).
+//
+//	go test -run '^$' -bench RenameInLongLibrary -benchtime 200x ./handlers/
+func BenchmarkRenameInLongLibrary(b *testing.B) {
+	for _, events := range []int{10, 3000} {
+		b.Run(fmt.Sprintf("events=%d", events), func(b *testing.B) {
+			srv := eventstoretest.StartServer(b)
+			c := newCommands(b, srv)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "bench"}}
+			rename := func(c *Commands, i int) {
+				name := fmt.Sprintf("Wash %d", i)
+				if _, err := c.UpdateStatus(ctx, meta, "washing", &name, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := range events {
+				rename(c, i)
+			}
+			other := openCommands(b, srv)
+			b.ResetTimer()
+			for i := range b.N {
+				rename([]*Commands{c, other}[i%2], events+i)
+			}
+		})
+	}
+}
