@@ -374,8 +374,28 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 	orders := orderIDs("o-hand", phases*perPhase)
 	f := newLaneFixture(t, orders...)
 	srv, c, ctx, js := f.srv, f.c, f.ctx, f.js
-	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond, Logger: quiet}
-	procs := []*Processor{startProcessorWith(t, c, srv.ClientURL(), cfg, nil)}
+	// At debug level: should an order's triggers be taken out of order
+	// (seen once under heavy load), the lanes' log of its deliveries,
+	// acknowledgements and handovers is printed with the failure.
+	var log eventstoretest.LogBuffer
+	logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond}
+	started := 0
+	start := func() *Processor { // each processor's lines name it
+		started++
+		cfg := cfg
+		cfg.Logger = logger.With("proc", started)
+		return startProcessorWith(t, c, srv.ClientURL(), cfg, nil)
+	}
+	lanesLog := func(order string) {
+		for _, line := range strings.Split(log.String(), "\n") {
+			if strings.Contains(line, order+".") || strings.Contains(line, "msg=\"lane ") && !strings.Contains(line, "lane delivery") &&
+				!strings.Contains(line, "lane acknowledged") {
+				t.Log(line)
+			}
+		}
+	}
+	procs := []*Processor{start()}
 	defer func() {
 		for _, p := range procs {
 			_ = p.Close()
@@ -409,7 +429,7 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 			}
 		}
 		if phase%2 == 0 || len(procs) == 1 { // a processor joins while the phase's triggers run
-			procs = append(procs, startProcessorWith(t, c, srv.ClientURL(), cfg, nil))
+			procs = append(procs, start())
 		} else { // the oldest leaves
 			_ = procs[0].Close()
 			handedBack += procs[0].HandedBack()
@@ -447,12 +467,14 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 				for pi, p := range procs {
 					t.Logf("proc %d owns %v %v %v %v", pi, p.members.owns(0), p.members.owns(1), p.members.owns(2), p.members.owns(3))
 				}
+				lanesLog(id)
 				t.Fatalf("order %s stuck: %+v version %d", id, o.View().Position, o.Version())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		for _, ev := range events {
 			if ev.Type == domain.TypeTriggerRejected {
+				lanesLog(id)
 				t.Fatalf("order %s: a trigger was rejected: %s", id, ev.Data)
 			}
 		}
