@@ -97,16 +97,6 @@ func (c *Commands) now() time.Time {
 	return time.Now().UTC()
 }
 
-// Outcome is a command's result: the aggregate as it stands after the
-// command, and the stream position of the command's last event (0 when the
-// command changed nothing). Aggregate is nil when the command kept it in
-// the cache (orders), where another command may change it next: such a
-// command learns the result through runOpts.seen.
-type Outcome struct {
-	Aggregate domain.Aggregate
-	Sequence  uint64
-}
-
 // execute runs a definition command: the read model is brought up to date
 // before deciding, and shows the result before execute returns. The
 // aggregate stays in the definitions' cache for the next command (a
@@ -116,7 +106,7 @@ type Outcome struct {
 func execute[T any](c *Commands, ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta,
 	decide func(domain.Aggregate) error, answer func(domain.Aggregate) T) (T, error) {
 	var res T
-	_, err := c.run(ctx, addr, fresh, meta, runOpts{scoped: true, waitDefs: true, cache: c.definitionCache(),
+	err := c.run(ctx, addr, fresh, meta, runOpts{scoped: true, waitDefs: true, cache: c.definitionCache(),
 		seen: func(e *cacheEntry) { res = answer(e.agg) }}, decide)
 	return res, err
 }
@@ -161,28 +151,28 @@ func (o runOpts) keeps(e *cacheEntry) bool {
 
 // run is the one command loop: load → decide → append, retried on a
 // concurrency conflict unless the caller pinned a version with If-Match.
-func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta, opts runOpts, decide func(domain.Aggregate) error) (Outcome, error) {
+func (c *Commands) run(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta, opts runOpts, decide func(domain.Aggregate) error) error {
 	attempts := c.MaxAttempts
 	if attempts <= 0 {
 		attempts = 5
 	}
 	if err := addr.Validate(); err != nil {
-		return Outcome{}, err
+		return err
 	}
 	for attempt := 1; ; attempt++ {
-		out, err := c.attempt(ctx, addr, fresh, meta, opts, attempt == 1, decide)
+		err := c.attempt(ctx, addr, fresh, meta, opts, attempt == 1, decide)
 		if errors.Is(err, eventstore.ErrConcurrency) && attempt < attempts {
 			// Reload and decide again; with If-Match, the check before
 			// deciding answers 412 if this aggregate's version moved.
 			continue
 		}
-		return out, err
+		return err
 	}
 }
 
 // attempt is one pass of run. cached: the aggregate may come from the
 // cache (a retry after a conflict reads the store).
-func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta, opts runOpts, cached bool, decide func(domain.Aggregate) error) (_ Outcome, err error) {
+func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh func() domain.Aggregate, meta Meta, opts runOpts, cached bool, decide func(domain.Aggregate) error) (err error) {
 	// Cross-aggregate rules read the definitions read model: bring it up
 	// to the stream's end first so they see every earlier write.
 	var scope string
@@ -190,22 +180,22 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 	if opts.scoped {
 		scope = eventstore.DefinitionsFilter(c.Tenant)
 		if scopeSeq, err = c.Store.LastSequenceOn(ctx, eventstore.StreamDefinitions, scope); err != nil {
-			return Outcome{}, err
+			return err
 		}
 		rctx, cancel := context.WithTimeout(ctx, c.readTimeout())
 		err = c.Defs.WaitFor(rctx, scopeSeq)
 		cancel()
 		if err != nil {
-			return Outcome{}, err
+			return err
 		}
 	} else if opts.syncDefs {
 		if err := c.syncReadModel(ctx); err != nil {
-			return Outcome{}, err
+			return err
 		}
 	}
 	e, held, err := c.hold(ctx, addr, fresh, opts.cache, cached)
 	if err != nil {
-		return Outcome{}, err
+		return err
 	}
 	// However this attempt ends (a panic too), the entry is let go of: kept
 	// when it stands for what the store holds, dropped otherwise.
@@ -220,17 +210,17 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 		// was stored after it first (the store's index makes that a read
 		// of the new events only).
 		if err := c.catchUp(ctx, addr, e); err != nil {
-			return Outcome{}, err
+			return err
 		}
 		caughtUp = true
 	}
 	if opts.key != "" {
-		if held {
+		if held && !caughtUp {
 			// A cached aggregate may not have seen what another process
 			// stored, for the key or after it: look before deciding, and
 			// before answering a resend with the aggregate as it stands.
 			if err := c.catchUp(ctx, addr, e); err != nil {
-				return Outcome{}, err
+				return err
 			}
 			caughtUp = true
 		}
@@ -239,9 +229,10 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 		if recorded, found := e.keys[opts.key]; found {
 			keep = true
 			if err := opts.replay(recorded); err != nil {
-				return Outcome{}, err
+				return err
 			}
-			return c.outcome(e, opts, 0), nil
+			opts.succeeded(e)
+			return nil
 		}
 	}
 	if meta.IfMatch != nil && *meta.IfMatch != agg.Version() {
@@ -249,28 +240,29 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 		// since this one cached the aggregate: look before refusing.
 		if held && !caughtUp {
 			if err := c.catchUp(ctx, addr, e); err != nil {
-				return Outcome{}, err
+				return err
 			}
 		}
 		if *meta.IfMatch != agg.Version() {
 			keep = true
-			return Outcome{}, fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
+			return fmt.Errorf("%w: version is %d, not %d", ErrPreconditionFailed, agg.Version(), *meta.IfMatch)
 		}
 	}
 	if err := decide(agg); err != nil {
 		// Refused before recording anything: the aggregate is as it was,
 		// unless what it lacked was a definition (read it again then).
 		keep = len(agg.Changes()) == 0 && !errors.Is(err, domain.ErrDefinitionMissing)
-		return Outcome{}, err
+		return err
 	}
 	changes := agg.Changes()
 	if len(changes) == 0 {
 		keep = true
-		return c.outcome(e, opts, 0), nil
+		opts.succeeded(e)
+		return nil
 	}
 	envs, err := c.envelopes(agg.BaseVersion(), changes, meta)
 	if err != nil {
-		return Outcome{}, err
+		return err
 	}
 	envs[0].PrevHash = e.lastHash
 	var res eventstore.AppendResult
@@ -280,7 +272,7 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 		res, err = c.Store.Append(ctx, addr, e.lastSeq, envs...)
 	}
 	if err != nil {
-		return Outcome{}, err
+		return err
 	}
 	agg.ClearChanges()
 	e.lastSeq, e.lastHash = res.LastSeq, res.LastHash
@@ -296,10 +288,11 @@ func (c *Commands) attempt(ctx context.Context, addr eventstore.Aggregate, fresh
 		err = c.Defs.WaitFor(rctx, res.LastSeq)
 		cancel()
 		if err != nil {
-			return Outcome{}, fmt.Errorf("written at sequence %d, but the read model did not catch up: %w", res.LastSeq, err)
+			return fmt.Errorf("written at sequence %d, but the read model did not catch up: %w", res.LastSeq, err)
 		}
 	}
-	return c.outcome(e, opts, res.LastSeq), nil
+	opts.succeeded(e)
+	return nil
 }
 
 // hold gets addr's aggregate for the caller alone: from cache when
@@ -333,16 +326,11 @@ func (o runOpts) letGo(e *cacheEntry, held, keep bool) {
 	}
 }
 
-// outcome is a successful command's Outcome; its aggregate is left out
-// when the cache may hold it next.
-func (c *Commands) outcome(e *cacheEntry, opts runOpts, seq uint64) Outcome {
-	if opts.seen != nil {
-		opts.seen(e)
+// succeeded shows seen the aggregate as a successful command leaves it.
+func (o runOpts) succeeded(e *cacheEntry) {
+	if o.seen != nil {
+		o.seen(e)
 	}
-	if opts.cache != nil {
-		return Outcome{Sequence: seq}
-	}
-	return Outcome{Aggregate: e.agg, Sequence: seq}
 }
 
 func (c *Commands) readTimeout() time.Duration {

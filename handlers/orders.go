@@ -141,7 +141,7 @@ func (c *Commands) orderRun(ctx context.Context, addr eventstore.Aggregate, id s
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		_, err := c.run(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, view) }, meta, opts,
+		err := c.run(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, view) }, meta, opts,
 			func(a domain.Aggregate) error { return decide(a.(*domain.Order)) })
 		if err != nil && attempt == 0 && (errors.Is(err, domain.ErrInvalid) || errors.Is(err, domain.ErrDefinitionMissing)) {
 			opts.syncDefs = true // the read model may lag a definition just written
