@@ -211,7 +211,9 @@ func (c *Client) FollowStageChanges(ctx context.Context, orderID string, after u
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
 	}
-	cons, err := c.js.OrderedConsumer(ctx, "ORDERFLOW_ORDERS", cfg)
+	cons, err := untilAnswered(ctx, apiAttempt, func(ctx context.Context) (jetstream.Consumer, error) {
+		return c.js.OrderedConsumer(ctx, "ORDERFLOW_ORDERS", cfg)
+	})
 	if err != nil {
 		return fmt.Errorf("follow stage changes: %w", err)
 	}
@@ -424,13 +426,15 @@ func outcome(t Trigger, ack Ack, env envelope) (Applied, error) {
 // dropped mid-read) is an error, and the trigger can be sent again with
 // the same id.
 func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelope, error) {
-	cons, err := c.js.CreateConsumer(ctx, "ORDERFLOW_ORDERS", jetstream.ConsumerConfig{
-		FilterSubject:     filter,
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: 5 * time.Second,
-		Replicas:          1,
-		MemoryStorage:     true,
+	cons, err := untilAnswered(ctx, apiAttempt, func(ctx context.Context) (jetstream.Consumer, error) {
+		return c.js.CreateConsumer(ctx, "ORDERFLOW_ORDERS", jetstream.ConsumerConfig{
+			FilterSubject:     filter,
+			DeliverPolicy:     jetstream.DeliverAllPolicy,
+			AckPolicy:         jetstream.AckNonePolicy,
+			InactiveThreshold: 5 * time.Second,
+			Replicas:          1,
+			MemoryStorage:     true,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read the order's history: %w", err)
@@ -468,6 +472,29 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 		}
 		if pending == 0 {
 			return nil, nil
+		}
+	}
+}
+
+// apiAttempt bounds one JetStream API request of the client's while the
+// caller's ctx lasts longer.
+const apiAttempt = 5 * time.Second
+
+// untilAnswered makes a consumer with request, asking again each
+// attempt while no answer comes, until ctx ends. A request can go
+// unanswered: lost with a reconnect or a cluster's leader change, and,
+// seen on one embedded server under heavy disk load, once in a long while
+// for no cause the client can see, while the next request is answered at
+// once. Without a bound one lost request would take all of a long ctx. A
+// consumer made from a request whose answer came too late is left to its
+// inactivity threshold.
+func untilAnswered(ctx context.Context, attempt time.Duration, request func(context.Context) (jetstream.Consumer, error)) (jetstream.Consumer, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		cons, err := request(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return cons, err
 		}
 	}
 }
