@@ -420,9 +420,9 @@ func outcome(t Trigger, ack Ack, env envelope) (Applied, error) {
 // trigger id caused (nil when there is none). It reads the history with
 // one ephemeral pull consumer (no acknowledgements, in memory, deleted
 // when the read ends), not an ordered consumer, which nats.go makes again
-// for every fetch. It stops at the message after which the
-// consumer has nothing pending, decodes only the events whose bytes hold
-// the id, and fails rather than miss one: a delivery gap (a connection
+// for every fetch. It reads as many events as the consumer had pending
+// when it was made, decodes only the events whose bytes hold the id, and
+// fails rather than miss one: a delivery gap (a connection
 // dropped mid-read) is an error, and the trigger can be sent again with
 // the same id.
 func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelope, error) {
@@ -442,14 +442,21 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 	// Drop it now rather than after InactiveThreshold, without waiting for
 	// the answer: a worker app calling often would leave many behind.
 	defer c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+cons.CachedInfo().Name, nil)
+	// The events the order had when the consumer was made; those stored
+	// later reach ApplyTrigger's subscription, made before this read.
+	want := cons.CachedInfo().NumPending
 	mention := mentionOf(triggerID)
 	var delivered uint64
-	for {
+	for delivered < want {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read the order's history: %w", err)
+		}
+		// A fetch that has heard nothing for a second ends without an
+		// error (nats.go), so one that ends short is asked again.
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
 			return nil, fmt.Errorf("read the order's history: %w", err)
 		}
-		pending := uint64(0)
 		for m := range batch.Messages() {
 			md, err := m.Metadata()
 			if err != nil {
@@ -458,7 +465,6 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 			if delivered++; md.Sequence.Consumer != delivered {
 				return nil, fmt.Errorf("read the order's history: event %d of the read came as %d", delivered, md.Sequence.Consumer)
 			}
-			pending = md.NumPending
 			if mention != nil && !bytes.Contains(m.Data(), mention) {
 				continue
 			}
@@ -470,10 +476,8 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return nil, fmt.Errorf("read the order's history: %w", err)
 		}
-		if pending == 0 {
-			return nil, nil
-		}
 	}
+	return nil, nil
 }
 
 // apiAttempt bounds one JetStream API request of the client's while the
