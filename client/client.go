@@ -457,6 +457,7 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 		if err != nil {
 			return nil, fmt.Errorf("read the order's history: %w", err)
 		}
+		before := delivered
 		for m := range batch.Messages() {
 			md, err := m.Metadata()
 			if err != nil {
@@ -475,6 +476,12 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return nil, fmt.Errorf("read the order's history: %w", err)
+		}
+		if delivered == before { // nothing came: pause rather than ask the server in a tight loop
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 	return nil, nil
