@@ -349,8 +349,23 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	if err != nil {
 		return Applied{Ack: ack}, err
 	}
+	// A trigger stored before (a duplicate) may have had its outcome
+	// published before this call listened, and stored only after the
+	// history read above: a plain subscriber can hear an event before
+	// the stream has stored it, and under load well before. So its
+	// history is read again every recheck while the outcome is not seen.
+	var recheck <-chan time.Time
+	if ack.Duplicate {
+		tick := time.NewTicker(recheckEvery)
+		defer tick.Stop()
+		recheck = tick.C
+	}
 	for {
 		select {
+		case <-recheck:
+			if env, err := c.caused(ctx, filter, t.TriggerID); err == nil && env != nil {
+				return outcome(t, ack, *env)
+			}
 		case m := <-msgs:
 			if m.Subject == deadLetters {
 				if m.Header.Get(triggerIDHeader) == t.TriggerID {
@@ -379,6 +394,10 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 		}
 	}
 }
+
+// recheckEvery is how often ApplyTrigger reads a duplicate's history
+// again while its outcome is not seen.
+const recheckEvery = time.Second
 
 // flushTimeout bounds the flush of a ctx without a deadline.
 const flushTimeout = 10 * time.Second
@@ -493,12 +512,11 @@ const apiAttempt = 5 * time.Second
 
 // untilAnswered makes a consumer with request, asking again each
 // attempt while no answer comes, until ctx ends. A request can go
-// unanswered: lost with a reconnect or a cluster's leader change, and,
-// seen on one embedded server under heavy disk load, once in a long while
-// for no cause the client can see, while the next request is answered at
-// once. Without a bound one lost request would take all of a long ctx. A
-// consumer made from a request whose answer came too late is left to its
-// inactivity threshold.
+// unanswered: lost with a reconnect, or on a cluster while it elects a
+// leader (the store asks again for the same reason, see
+// eventstore.Store.Retry). Without a bound one lost request would take all
+// of a long ctx. A consumer made from a request whose answer came too
+// late is left to its inactivity threshold.
 func untilAnswered(ctx context.Context, attempt time.Duration, request func(context.Context) (jetstream.Consumer, error)) (jetstream.Consumer, error) {
 	for {
 		actx, cancel := context.WithTimeout(ctx, attempt)
