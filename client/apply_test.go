@@ -4,15 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/orderflow/orderflow/client"
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/handlers"
+	"github.com/orderflow/orderflow/projections"
 )
 
 // ApplyTrigger answers with what the trigger processor made of a trigger:
@@ -195,4 +201,73 @@ func TestApplyTriggerFindsCallerIDsInLongHistories(t *testing.T) {
 func isRejection(err error) bool {
 	_, ok := errors.AsType[*domain.RejectedError](err)
 	return ok
+}
+
+// An outcome heard on the order's subjects is not the answer until the
+// order's history has it: a plain subscriber also hears an event that the
+// stream refuses (an append that lost a race with another writer of the
+// order), and the trigger is then decided again. Here a rejection of the
+// trigger is published and refused while no processor runs; the answer is
+// what the processor, started after, stores: advanced.
+func TestPhantomOutcomeIsNotTheAnswer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv := eventstoretest.StartServer(t)
+	quiet := slog.New(slog.DiscardHandler)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{Logger: quiet})
+	defs := projections.NewDefinitions(quiet)
+	if err := defs.Start(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	defer defs.Stop()
+	cmds := &handlers.Commands{Store: st, Defs: defs, Tenant: "default"}
+	if err := handlers.SeedWorkedExample(ctx, cmds); err != nil {
+		t.Fatal(err)
+	}
+	desk := handlers.Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "desk"}}
+	if _, err := cmds.PlaceOrder(ctx, desk, "order-9", handlers.WorkedExampleOrderType, ""); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, _ := client.New(nc)
+	type result struct {
+		applied client.Applied
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		a, err := c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-9", Trigger: handlers.WorkedExampleTriggers[0], TriggerID: "t-phantom"})
+		done <- result{a, err}
+	}()
+	// Once the trigger is stored, ApplyTrigger listens (it does first).
+	js := st.JetStream()
+	triggers, err := js.Stream(ctx, eventstore.StreamTriggers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		info, err := triggers.Info(ctx)
+		return err == nil && info.State.Msgs == 1
+	}, "the trigger stored")
+	phantom := nats.NewMsg(eventstore.Aggregate{Tenant: "default", Type: eventstore.OrderAggregateType, ID: "order-9"}.Subject(domain.TypeTriggerRejected))
+	phantom.Data = fmt.Appendf(nil, `{"type":%q,"aggregate_id":"order-9","version":2,"causation_id":"t-phantom","data":{"trigger":%q,"trigger_id":"t-phantom","reason":%q,"expected":%q}}`,
+		domain.TypeTriggerRejected, handlers.WorkedExampleTriggers[0], domain.RejectOnHold, handlers.WorkedExampleTriggers[0])
+	phantom.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "999") // the order has no such event: refused
+	if _, err := js.PublishMsg(ctx, phantom); err == nil {
+		t.Fatal("the stream stored the phantom rejection")
+	}
+	proc, err := handlers.NewProcessor(ctx, cmds, srv.ClientURL(), handlers.ProcessorConfig{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Close()
+	go func() { _ = proc.Run(context.Background()) }()
+	r := <-done
+	if r.err != nil || r.applied.Outcome != domain.OutcomeAdvanced || r.applied.Change == nil || r.applied.Change.Version != 2 {
+		t.Fatalf("the answer: %+v, %v (want advanced, as stored)", r.applied, r.err)
+	}
 }

@@ -159,7 +159,11 @@ type envelope struct {
 // changes). It is a plain NATS subscription: live events only; replay
 // from a position is the HTTP feed's (GET /v1/events) job. When it
 // returns, the server has the subscription: every stage change stored
-// from then on is delivered.
+// from then on is delivered. Being plain, it hears an event as it is
+// published: a moment before the stream has stored it, and, rarely, one
+// the stream refuses (an append that lost a race with another writer of
+// the order, decided again after; its Version is then heard twice).
+// FollowStageChanges, which reads the stream, sees only stored events.
 func (c *Client) SubscribeStageChanges(orderID string, fn func(StageChange)) (*nats.Subscription, error) {
 	subject := fmt.Sprintf("orderflow.%s.order.*.>", c.tenant)
 	if orderID != "" {
@@ -349,23 +353,23 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	if err != nil {
 		return Applied{Ack: ack}, err
 	}
-	// A trigger stored before (a duplicate) may have had its outcome
-	// published before this call listened, and stored only after the
-	// history read above: a plain subscriber can hear an event before
-	// the stream has stored it, and under load well before. So its
-	// history is read again every recheck while the outcome is not seen.
-	var recheck <-chan time.Time
-	if ack.Duplicate {
-		tick := time.NewTicker(recheckEvery)
-		defer tick.Stop()
-		recheck = tick.C
+	// An outcome heard is only word that one may be stored: a plain
+	// subscriber hears every event published, also one the stream then
+	// refuses (the processor's append lost a race with another writer of
+	// the order, and the trigger is decided again, perhaps otherwise), and
+	// hears it before the stream has stored it. So the order's history
+	// answers: when word comes, and again after a pause that doubles
+	// (recheckFirst to recheckMost) while it has not; from the start for a
+	// duplicate (stored before: its outcome may have been heard by no one
+	// here, and stored after the read above).
+	pause := recheckFirst
+	recheck := time.NewTimer(pause)
+	defer recheck.Stop()
+	if !ack.Duplicate {
+		recheck.Stop() // until word comes
 	}
 	for {
 		select {
-		case <-recheck:
-			if env, err := c.caused(ctx, filter, t.TriggerID); err == nil && env != nil {
-				return outcome(t, ack, *env)
-			}
 		case m := <-msgs:
 			if m.Subject == deadLetters {
 				if m.Header.Get(triggerIDHeader) == t.TriggerID {
@@ -374,9 +378,10 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 				continue
 			}
 			var env envelope
-			if json.Unmarshal(m.Data, &env) == nil && env.CausationID == t.TriggerID && domain.IsTriggerOutcome(env.Type) {
-				return outcome(t, ack, env)
+			if json.Unmarshal(m.Data, &env) != nil || env.CausationID != t.TriggerID || !domain.IsTriggerOutcome(env.Type) {
+				continue
 			}
+		case <-recheck.C:
 		case <-ctx.Done():
 			// The outcome may be stored and not seen here: stored before
 			// we listened (a duplicate), or its copy dropped (a reconnect).
@@ -392,12 +397,20 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 			}
 			return Applied{Ack: ack}, fmt.Errorf("trigger %s stored, its outcome not seen yet: %w", t.TriggerID, ctx.Err())
 		}
+		if env, err := c.caused(ctx, filter, t.TriggerID); err == nil && env != nil {
+			return outcome(t, ack, *env)
+		}
+		recheck.Reset(pause)
+		pause = min(2*pause, recheckMost)
 	}
 }
 
-// recheckEvery is how often ApplyTrigger reads a duplicate's history
-// again while its outcome is not seen.
-const recheckEvery = time.Second
+// The pauses of ApplyTrigger's reads of the order's history while the
+// outcome is not there.
+const (
+	recheckFirst = 20 * time.Millisecond
+	recheckMost  = time.Second
+)
 
 // flushTimeout bounds the flush of a ctx without a deadline.
 const flushTimeout = 10 * time.Second

@@ -567,42 +567,93 @@ func (c *Commands) knownTrigger(ctx context.Context, key string) error {
 	return &domain.FieldError{Field: "trigger", Reason: "no trigger " + strconv.Quote(key) + " in the trigger library"}
 }
 
-// awaitOutcome waits up to within for a stored trigger's outcome among
-// events (the order's subjects, listened to since before it was stored).
-// None in time: the outcome may be stored and not seen here (a trigger
-// sent before was stored before the listening began, or the connection
-// dropped the outcome's copy in a reconnect), so the order's history
-// answers. A duplicate (stored before) answers duplicate, not the first
-// outcome. An outcome the id caused as another trigger's id is that
-// trigger's (domain.CheckOutcomeTrigger): this one never takes effect.
+// awaitOutcome waits up to within for a stored trigger's outcome. An
+// outcome heard among events (the order's subjects, listened to since
+// before the trigger was stored) is only word that one may be stored: a
+// plain subscriber hears every event published, also one the stream then
+// refuses (the processor's append lost a race with another writer of the
+// order, and the trigger is decided again, perhaps otherwise), and hears
+// it before the stream has stored it. So the order as stored answers
+// (storedOutcome): when word comes, and again after a pause that doubles
+// (recheckFirst to recheckMost) while it has not, from the start for a
+// duplicate (stored before: its outcome may have been heard by nobody
+// here, and stored after the look before publishing), and once more when
+// within ends. A duplicate answers duplicate, or the first one's
+// rejection again; an id that names another trigger of the order is
+// refused (it never takes effect).
 func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, orderID, trigger, triggerID string, duplicate bool, within time.Duration) (domain.TriggerOutcome, error) {
 	wctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
+	pause := recheckFirst
+	recheck := time.NewTimer(pause)
+	defer recheck.Stop()
+	if !duplicate {
+		recheck.Stop() // until word comes
+	}
 	for {
-		var env eventstore.Envelope
 		select {
 		case msg := <-events:
+			var env eventstore.Envelope
 			if json.Unmarshal(msg.Data, &env) != nil || env.CausationID != triggerID || !domain.IsTriggerOutcome(env.Type) {
 				continue
 			}
+		case <-recheck.C:
 		case <-wctx.Done():
-			_, history, err := c.LoadOrder(ctx, orderID)
-			ev, ok := causedBy(history, triggerID)
-			if err != nil || !ok {
-				return "", fmt.Errorf("%w: trigger %s is stored and takes effect when a trigger processor gets to it, "+
-					"but its outcome was not seen within %s (send it again with the same trigger_id to learn it): %w",
-					errUnavailable, triggerID, within, wctx.Err())
+			out, found, err := c.storedOutcome(ctx, orderID, trigger, triggerID, duplicate)
+			if found {
+				return out, err
 			}
-			env = ev.Envelope
+			return "", fmt.Errorf("%w: trigger %s is stored and takes effect when a trigger processor gets to it, "+
+				"but its outcome was not seen within %s (send it again with the same trigger_id to learn it): %w",
+				errUnavailable, triggerID, within, wctx.Err())
 		}
-		if err := domain.CheckOutcomeTrigger(orderID, triggerID, trigger, env.Type, env.Data); err != nil {
-			return "", err
+		if out, found, err := c.storedOutcome(wctx, orderID, trigger, triggerID, duplicate); found {
+			return out, err
 		}
-		if duplicate {
-			return repeated(env)
-		}
-		return domain.OutcomeOf(env.Type, env.Data)
+		recheck.Reset(pause)
+		pause = min(2*pause, recheckMost)
 	}
+}
+
+// The pauses of awaitOutcome's look at the stored order while the
+// outcome is not there.
+const (
+	recheckFirst = 20 * time.Millisecond
+	recheckMost  = time.Second
+)
+
+// storedOutcome is what the order as stored now says of trigger id
+// triggerID sent for trigger: found with its outcome (advanced or
+// completed; duplicate when sent again) or its rejection
+// (*domain.RejectedError, the same when sent again), or an error matching
+// domain.ErrDuplicate when the id is another trigger's of the order.
+func (c *Commands) storedOutcome(ctx context.Context, orderID, trigger, triggerID string, again bool) (out domain.TriggerOutcome, found bool, err error) {
+	if _, err := c.CurrentOrder(ctx, orderID); err != nil {
+		return "", false, err
+	}
+	var rejected bool
+	var rejection domain.RejectedError
+	if _, err := c.order(ctx, orderID, Meta{}, func(o *domain.Order) error {
+		if !o.Exists() {
+			return notFoundOrder(orderID)
+		}
+		if err := o.CheckTriggerID(trigger, triggerID); err != nil {
+			found = true
+			return err // the id of another trigger of the order: never takes effect
+		}
+		out, found = o.TriggerOutcome(triggerID)
+		rejection, rejected = o.Rejection(triggerID)
+		return nil
+	}); err != nil {
+		return "", found, err
+	}
+	switch {
+	case rejected:
+		return "", true, &rejection
+	case found && again:
+		return domain.OutcomeDuplicate, true, nil
+	}
+	return out, found, nil
 }
 
 // repeatOf answers a trigger id sent again from the event it caused in the

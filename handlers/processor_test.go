@@ -1898,3 +1898,44 @@ func TestGracefulLeaveHandsLanesOver(t *testing.T) {
 		t.Fatalf("LaneUnpins = %d: the leaving processor's pins were taken for a dead one's", n)
 	}
 }
+
+// SendTrigger answers with the outcome the order's history has, not with
+// one it heard: a plain subscriber also hears an event that the stream
+// refuses (an append that lost a race with another writer of the order).
+// Here a rejection of the trigger is published and refused while no
+// processor runs; the answer is what the processor, started after,
+// stores: advanced.
+func TestSendTriggerAnswersFromTheStore(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-phantom")
+	type result struct {
+		out domain.TriggerOutcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := f.c.SendTrigger(f.ctx, "o-phantom", WorkedExampleTriggers[0], TriggerBody{TriggerID: "t-phantom", Worker: "w"})
+		done <- result{out, err}
+	}()
+	// Once the trigger is stored, SendTrigger listens (it does first).
+	triggers, err := f.js.Stream(f.ctx, eventstore.StreamTriggers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		info, err := triggers.Info(f.ctx)
+		return err == nil && info.State.Msgs == 1
+	}, "the trigger stored")
+	phantom := nats.NewMsg(f.c.orderAddr("o-phantom").Subject(domain.TypeTriggerRejected))
+	phantom.Data, _ = json.Marshal(eventstore.Envelope{Type: domain.TypeTriggerRejected, AggregateID: "o-phantom", Version: 2, CausationID: "t-phantom",
+		Data: json.RawMessage(fmt.Sprintf(`{"trigger":%q,"trigger_id":"t-phantom","reason":%q,"expected":%q}`, WorkedExampleTriggers[0], domain.RejectOnHold, WorkedExampleTriggers[0]))})
+	phantom.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "999") // the order has no such event: refused
+	if _, err := f.js.PublishMsg(f.ctx, phantom); err == nil {
+		t.Fatal("the stream stored the phantom rejection")
+	}
+	p := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	defer p.Close()
+	if r := <-done; r.err != nil || r.out != domain.OutcomeAdvanced {
+		t.Fatalf("the answer: %q, %v (want advanced, as stored)", r.out, r.err)
+	}
+}
