@@ -317,7 +317,9 @@ type Applied struct {
 // id of another trigger of the order (an error matching
 // domain.ErrDuplicate: it never takes effect). A ctx that ends first leaves the
 // trigger stored: it takes effect later, and sending it again with the
-// same TriggerID is safe.
+// same TriggerID is safe. The answer is the outcome as the order's
+// stored history has it: an outcome heard is confirmed by a read of that
+// history (one ephemeral consumer) before it is returned.
 func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	if err := t.check(); err != nil {
 		return Applied{}, err
