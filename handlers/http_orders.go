@@ -473,26 +473,8 @@ func (c *Commands) SendTrigger(ctx context.Context, orderID, trigger string, bod
 			return "", err
 		}
 	}
-	var seen, rejected bool
-	var rejection domain.RejectedError
-	if _, err := c.order(ctx, orderID, Meta{}, func(o *domain.Order) error {
-		if !o.Exists() {
-			return notFoundOrder(orderID)
-		}
-		if err := o.CheckTriggerID(trigger, triggerID); err != nil {
-			return err // the id of another trigger of the order: never takes effect
-		}
-		_, seen = o.TriggerOutcome(triggerID)
-		rejection, rejected = o.Rejection(triggerID)
-		return nil
-	}); err != nil {
-		return "", err
-	}
-	if rejected {
-		return "", &rejection
-	}
-	if seen {
-		return domain.OutcomeDuplicate, nil
+	if out, found, err := c.storedOutcome(ctx, orderID, trigger, triggerID, true); found || err != nil {
+		return out, err
 	}
 	m := nats.NewMsg(eventstore.TriggerSubject(c.Tenant, orderID, trigger))
 	m.Data, _ = json.Marshal(body)
@@ -599,7 +581,7 @@ func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, or
 			}
 		case <-recheck.C:
 		case <-wctx.Done():
-			out, found, err := c.storedOutcome(ctx, orderID, trigger, triggerID, duplicate)
+			out, found, err := c.currentOutcome(ctx, orderID, trigger, triggerID, duplicate)
 			if found {
 				return out, err
 			}
@@ -607,7 +589,7 @@ func (c *Commands) awaitOutcome(ctx context.Context, events <-chan *nats.Msg, or
 				"but its outcome was not seen within %s (send it again with the same trigger_id to learn it): %w",
 				errUnavailable, triggerID, within, wctx.Err())
 		}
-		if out, found, err := c.storedOutcome(wctx, orderID, trigger, triggerID, duplicate); found {
+		if out, found, err := c.currentOutcome(wctx, orderID, trigger, triggerID, duplicate); found {
 			return out, err
 		}
 		recheck.Reset(pause)
@@ -622,15 +604,22 @@ const (
 	recheckMost  = time.Second
 )
 
-// storedOutcome is what the order as stored now says of trigger id
-// triggerID sent for trigger: found with its outcome (advanced or
-// completed; duplicate when sent again) or its rejection
-// (*domain.RejectedError, the same when sent again), or an error matching
-// domain.ErrDuplicate when the id is another trigger's of the order.
-func (c *Commands) storedOutcome(ctx context.Context, orderID, trigger, triggerID string, again bool) (out domain.TriggerOutcome, found bool, err error) {
+// currentOutcome is storedOutcome of the order brought up to date with
+// what the store has (CurrentOrder).
+func (c *Commands) currentOutcome(ctx context.Context, orderID, trigger, triggerID string, again bool) (domain.TriggerOutcome, bool, error) {
 	if _, err := c.CurrentOrder(ctx, orderID); err != nil {
 		return "", false, err
 	}
+	return c.storedOutcome(ctx, orderID, trigger, triggerID, again)
+}
+
+// storedOutcome is what the order as held (the orders' cache) says of
+// trigger id triggerID sent for trigger: found with its outcome (advanced
+// or completed; duplicate when sent again) or its rejection
+// (*domain.RejectedError, the same when sent again), or an error matching
+// domain.ErrDuplicate when the id is another trigger's of the order (it
+// never takes effect); an order that does not exist is an error.
+func (c *Commands) storedOutcome(ctx context.Context, orderID, trigger, triggerID string, again bool) (out domain.TriggerOutcome, found bool, err error) {
 	var rejected bool
 	var rejection domain.RejectedError
 	if _, err := c.order(ctx, orderID, Meta{}, func(o *domain.Order) error {
