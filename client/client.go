@@ -21,9 +21,10 @@ import (
 
 // Client talks to orderflow through a NATS connection.
 type Client struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	tenant string
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	tenant    string
+	noHistory bool // WithoutHistory
 }
 
 // Option configures a Client.
@@ -31,6 +32,20 @@ type Option func(*Client)
 
 // WithTenant selects the tenant (default "default").
 func WithTenant(tenant string) Option { return func(c *Client) { c.tenant = tenant } }
+
+// WithoutHistory is for a connection whose NATS user may not read order
+// histories (no $JS.API.CONSUMER.* permissions; see the README's
+// "Authentication and tenants"). ApplyTrigger then answers with the
+// outcome it hears, unconfirmed: rarely, that is an event the stream
+// refused, and the trigger's stored outcome differs (see
+// SubscribeStageChanges). It refuses a trigger id of the caller's, which
+// it could not look up in the order's history; PublishTrigger takes one.
+// FollowStageChanges needs the permissions in any case.
+func WithoutHistory() Option { return func(c *Client) { c.noHistory = true } }
+
+// ErrNeedsHistory is ApplyTrigger's error for a trigger id of the
+// caller's on a client made WithoutHistory.
+var ErrNeedsHistory = errors.New("a trigger id of the caller's is looked up in the order's history, which this client does not read (WithoutHistory): publish it with PublishTrigger")
 
 // New returns a client on nc. On a NATS server shared by several tenants,
 // connect nc with an inbox prefix of its user's own
@@ -319,12 +334,16 @@ type Applied struct {
 // trigger stored: it takes effect later, and sending it again with the
 // same TriggerID is safe. The answer is the outcome as the order's
 // stored history has it: an outcome heard is confirmed by a read of that
-// history (one ephemeral consumer) before it is returned.
+// history (one ephemeral consumer) before it is returned, except on a
+// client made WithoutHistory.
 func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	if err := t.check(); err != nil {
 		return Applied{}, err
 	}
 	given := t.TriggerID != ""
+	if given && c.noHistory {
+		return Applied{}, ErrNeedsHistory
+	}
 	if !given {
 		t.TriggerID = uuid.Must(uuid.NewV7()).String()
 	}
@@ -367,7 +386,7 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	pause := recheckFirst
 	recheck := time.NewTimer(pause)
 	defer recheck.Stop()
-	if !ack.Duplicate {
+	if !ack.Duplicate || c.noHistory {
 		recheck.Stop() // until word comes
 	}
 	for {
@@ -383,15 +402,20 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 			if json.Unmarshal(m.Data, &env) != nil || env.CausationID != t.TriggerID || !domain.IsTriggerOutcome(env.Type) {
 				continue
 			}
+			if c.noHistory {
+				return outcome(t, ack, env)
+			}
 		case <-recheck.C:
 		case <-ctx.Done():
 			// The outcome may be stored and not seen here: stored before
 			// we listened (a duplicate), or its copy dropped (a reconnect).
-			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			env, err := c.caused(hctx, filter, t.TriggerID)
-			cancel()
-			if err == nil && env != nil {
-				return outcome(t, ack, *env)
+			if !c.noHistory {
+				hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				env, err := c.caused(hctx, filter, t.TriggerID)
+				cancel()
+				if err == nil && env != nil {
+					return outcome(t, ack, *env)
+				}
 			}
 			if ack.Duplicate {
 				return Applied{Ack: ack}, fmt.Errorf("trigger id %s was stored before (sequence %d) and its outcome on order %s not seen yet; "+

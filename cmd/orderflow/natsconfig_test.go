@@ -301,3 +301,34 @@ func TestNATSConfigWithTLS(t *testing.T) {
 	second := newClient(t, startApp(t, cfg2))
 	second.must(200, "POST", "/v1/orders/o-1/triggers", map[string]any{"trigger": "items_tagged"})
 }
+
+// A worker app whose NATS user may not read order histories (the
+// README's --nats-config without the $JS.API.CONSUMER.* lines) applies
+// triggers through a client made WithoutHistory, with the ids the client
+// makes; a trigger id of the caller's is refused before anything is sent.
+func TestApplyTriggerWithoutHistory(t *testing.T) {
+	t.Parallel()
+	app, c := startAppWithNATSConfig(t, `authorization { users = [ { user: van-9, password: "s3cret", permissions: {
+    publish: ["orderflow.default.trigger.>"]
+    subscribe: ["_INBOX_van-9.>", "orderflow.default.order.>", "orderflow._deadletter.triggers.default.>"] } } ] }
+`)
+	nc, err := nats.Connect(app.NATSURL(), nats.UserInfo("van-9", "s3cret"), nats.CustomInboxPrefix("_INBOX_van-9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	wc, err := client.New(nc, client.WithoutHistory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t, time.Minute)
+	if res, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: "o-1", Trigger: "picked_up", Worker: "ana"}); err != nil || res.Outcome != domain.OutcomeAdvanced {
+		t.Fatalf("a trigger: %+v, %v", res, err)
+	}
+	if _, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: "o-1", Trigger: "items_tagged", TriggerID: "van-9-1"}); !errors.Is(err, client.ErrNeedsHistory) {
+		t.Fatalf("a trigger id of the caller's: %v", err)
+	}
+	if r := c.must(200, "GET", "/v1/orders/o-1", nil); r["version"] != float64(2) {
+		t.Fatalf("the order after: %v (want version 2: the refused trigger was not sent)", r)
+	}
+}
