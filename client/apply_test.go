@@ -245,14 +245,7 @@ func TestPhantomOutcomeIsNotTheAnswer(t *testing.T) {
 	}()
 	// Once the trigger is stored, ApplyTrigger listens (it does first).
 	js := st.JetStream()
-	triggers, err := js.Stream(ctx, eventstore.StreamTriggers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventstoretest.Eventually(t, 10*time.Second, func() bool {
-		info, err := triggers.Info(ctx)
-		return err == nil && info.State.Msgs == 1
-	}, "the trigger stored")
+	eventstoretest.WaitMessages(t, js, eventstore.StreamTriggers, 1, 10*time.Second)
 	phantom := nats.NewMsg(eventstore.Aggregate{Tenant: "default", Type: eventstore.OrderAggregateType, ID: "order-9"}.Subject(domain.TypeTriggerRejected))
 	phantom.Data = fmt.Appendf(nil, `{"type":%q,"aggregate_id":"order-9","version":2,"causation_id":"t-phantom","data":{"trigger":%q,"trigger_id":"t-phantom","reason":%q,"expected":%q}}`,
 		domain.TypeTriggerRejected, handlers.WorkedExampleTriggers[0], domain.RejectOnHold, handlers.WorkedExampleTriggers[0])

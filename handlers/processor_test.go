@@ -1918,14 +1918,7 @@ func TestSendTriggerAnswersFromTheStore(t *testing.T) {
 		done <- result{out, err}
 	}()
 	// Once the trigger is stored, SendTrigger listens (it does first).
-	triggers, err := f.js.Stream(f.ctx, eventstore.StreamTriggers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventstoretest.Eventually(t, 10*time.Second, func() bool {
-		info, err := triggers.Info(f.ctx)
-		return err == nil && info.State.Msgs == 1
-	}, "the trigger stored")
+	eventstoretest.WaitMessages(t, f.js, eventstore.StreamTriggers, 1, 10*time.Second)
 	phantom := nats.NewMsg(f.c.orderAddr("o-phantom").Subject(domain.TypeTriggerRejected))
 	phantom.Data, _ = json.Marshal(eventstore.Envelope{Type: domain.TypeTriggerRejected, AggregateID: "o-phantom", Version: 2, CausationID: "t-phantom",
 		Data: json.RawMessage(fmt.Sprintf(`{"trigger":%q,"trigger_id":"t-phantom","reason":%q,"expected":%q}`, WorkedExampleTriggers[0], domain.RejectOnHold, WorkedExampleTriggers[0]))})

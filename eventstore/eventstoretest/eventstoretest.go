@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
 )
@@ -268,4 +269,19 @@ func Eventually(tb testing.TB, within time.Duration, cond func() bool, what stri
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// WaitMessages waits, up to within, until stream holds n messages.
+func WaitMessages(tb testing.TB, js jetstream.JetStream, stream string, n uint64, within time.Duration) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	Eventually(tb, within, func() bool {
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == n
+	}, fmt.Sprintf("%d message(s) in %s", n, stream))
 }
