@@ -241,7 +241,7 @@ type lane struct {
 	bySeq   map[uint64]*held
 	gated   bool   // nothing new starts until every pending trigger of the lane is held here
 	confirm bool   // the last gate poll found the gate could open, counting a redelivered trigger still in the lane
-	lastDel uint64 // the consumer's delivery sequence of the last delivery received (0: none yet)
+	lastDel uint64 // the consumer's delivery sequence of the last delivery received, or as of the gate's opening (0: none yet)
 	// deliveredTo is the last lane sequence the consumer had delivered
 	// when this process took the lane over: a trigger up to it comes again
 	// (after a reset, which counts its deliveries from one anew).
@@ -526,6 +526,13 @@ func (l *lane) openGateOn(ctx context.Context, info *jetstream.ConsumerInfo) {
 		return
 	}
 	l.gated, l.confirm = false, false
+	// From here on each delivery must follow the one before: the count
+	// held for the consumer's deliveries up to this answer's, and a later
+	// one this reader does not get went to a reader still holding the
+	// lane's pin (an idle lane opens a new reader's gate while the
+	// previous reader reads on), whose trigger may be ahead of the next
+	// one here. add gates the lane on such a gap.
+	l.lastDel = info.Delivered.Consumer
 	if l.s.debugOn(ctx) {
 		l.s.log.Debug("lane gate open", "lane", l.index, "held", len(l.bySeq))
 	}
@@ -610,8 +617,8 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	if meta, err := m.Metadata(); err == nil {
 		seq, delivered, stored = meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
 		del := meta.Sequence.Consumer
-		if l.lastDel != 0 && del != l.lastDel+1 {
-			l.gated = true // a delivery was lost: hold everything until it is back
+		if del != l.lastDel+1 {
+			l.gated = true // a delivery was lost or went to another reader: hold everything until it is back
 		}
 		l.lastDel = del
 		if h, ok := l.bySeq[seq]; ok {

@@ -200,3 +200,73 @@ func TestGateIgnoresAnswersThatDoNotKnowTheLane(t *testing.T) {
 		t.Fatalf("started %s first, want the lost trigger", m.Metadata.Get(mdSubject))
 	}
 }
+
+// A lane's new reader can find the lane idle while the previous reader
+// still holds its pin: nothing unacknowledged, nothing held, so its gate
+// opens. The previous reader is then delivered an order's first trigger
+// and keeps it running as the lane changes hands; the new reader is
+// delivered the order's second. That one must wait for the first (its
+// delivery numbers show that another reader had a delivery since the
+// gate opened), not start ahead of it.
+func TestGateOpenedOnAnIdleLaneSeesDeliveriesElsewhere(t *testing.T) {
+	t.Parallel()
+	js, ctx := gateServer(t)
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "IDLE", Subjects: []string{eventstore.SubjectRoot + "._lanes.>"}, Retention: jetstream.WorkQueuePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "lane", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() jetstream.Msg {
+		t.Helper()
+		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range b.Messages() {
+			return m
+		}
+		t.Fatalf("nothing delivered: %v", b.Error())
+		return nil
+	}
+	out := make(chan *message.Message, 8)
+	l := &lane{s: &laneSubscriber{closing: make(chan struct{})}, out: out, stream: stream, gated: true,
+		orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{})}
+	defer close(l.quit)
+
+	l.openGate(ctx, cons) // the lane is idle: nothing to wait for
+	if l.gated {
+		t.Fatal("the gate stayed shut on an idle lane")
+	}
+	for _, subj := range []string{"first", "second"} {
+		if _, err := js.Publish(ctx, laneSubject(subj), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := next() // the previous reader's, still running there
+	l.add(ctx, next())
+	if len(out) != 0 {
+		t.Fatal("the order's second trigger started while its first was running elsewhere")
+	}
+	if !l.gated {
+		t.Fatal("the lane is not gated after a delivery to another reader")
+	}
+	if _, err := js.Conn().Request(first.Reply(), []byte("-NAK"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	l.add(ctx, next()) // the first trigger is handed back
+	for range 2 {      // a count with a redelivered trigger is confirmed by the next poll
+		l.openGate(ctx, cons)
+	}
+	if l.gated {
+		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
+	}
+	if len(out) != 1 {
+		t.Fatalf("%d triggers started, want 1 (the order's first; its second waits for it)", len(out))
+	}
+	if m := <-out; m.Metadata.Get(mdSubject) != laneSubject("first") {
+		t.Fatalf("started %s first, want the order's first trigger", m.Metadata.Get(mdSubject))
+	}
+}
