@@ -41,7 +41,10 @@ import (
 // consumer numbers its deliveries, and a gap (a connection dropped with
 // deliveries in flight) means a trigger is out there that JetStream will
 // redeliver only after AckWait. Its order's later triggers may arrive
-// first; the gate holds them until it is back.
+// first; the gate holds them until it is back. The numbering goes on from
+// the consumer's count when the gate opened, so a delivery made meanwhile
+// to a reader that still held the pin (a gate that opened on an idle
+// lane) is a gap too.
 //
 // Within a lane, triggers of different orders run in parallel (up to the
 // consumer's MaxAckPending) and triggers of one order run one after
