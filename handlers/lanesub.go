@@ -258,14 +258,13 @@ type lane struct {
 
 // held is a trigger the lane has been given and not yet acknowledged.
 type held struct {
-	msg       jetstream.Msg // the latest delivery (acknowledging it settles every earlier one)
-	seq       uint64
-	delivered uint64 // how many times JetStream has delivered it, as of msg
-	again     bool   // delivered before, here or to another reader (see putAsideElsewhere)
-	order     string
-	msgID     string    // its Nats-Msg-Id
-	stored    time.Time // when the lane stored it (the server's clock)
-	running   bool
+	msg     jetstream.Msg // the latest delivery (acknowledging it settles every earlier one)
+	seq     uint64
+	again   bool // delivered before, here or to another reader, also before a reset that counts deliveries afresh (see putAsideElsewhere, holdsEveryPending)
+	order   string
+	msgID   string    // its Nats-Msg-Id
+	stored  time.Time // when the lane stored it (the server's clock)
+	running bool
 }
 
 type settledTrigger struct {
@@ -551,31 +550,34 @@ func (l *lane) openGateOn(ctx context.Context, info *jetstream.ConsumerInfo) {
 // acknowledged by the reader it went to first, and would stand in for a
 // lost delivery in the count. orderflow's readers do not do that once they
 // have given a lane up (see giveBack), but a process cut off from NATS
-// sends the acknowledgements it made meanwhile when it is back. So a
-// redelivered trigger counts only when it is above the consumer's ack
-// floor and the lane stream still has it (a work queue deletes what is
-// acknowledged), looked up after the consumer answered: an
-// acknowledgement in between makes the count smaller, never larger.
+// sends the acknowledgements it made meanwhile when it is back. The same
+// holds for a trigger delivered again after the lane was reset (see
+// redeliverOrphans), which the consumer counts as a first delivery. So a
+// trigger delivered before counts only while the lane stream still has it
+// (a work queue deletes what is acknowledged), looked up after the
+// consumer answered: an acknowledgement in between makes the count
+// smaller, never larger. The consumer's ack floor is no guide here: right
+// after a reset, nats-server 2.15.2 can report a floor above triggers it
+// has just delivered again (a gate that trusted it stayed shut until the
+// sweeps, in TestLaneTakenFromAGoneReader).
 func (l *lane) holdsEveryPending(ctx context.Context, info *jetstream.ConsumerInfo) (ok, found bool) {
 	if !l.fromLeader(info) || info.NumAckPending > len(l.bySeq) {
 		return false, false
 	}
 	pending := len(l.bySeq)
 	for seq, h := range l.bySeq {
-		if h.delivered <= 1 {
+		if !h.again {
 			continue // delivered only here: only this lane acknowledges it
 		}
-		if seq > info.AckFloor.Stream { // at or below it, it is acknowledged
-			gctx, cancel := context.WithTimeout(ctx, time.Second)
-			_, err := l.stream.GetMsg(gctx, seq)
-			cancel()
-			if err == nil {
-				found = true
-				continue // still in the lane: unacknowledged
-			}
-			if !errors.Is(err, jetstream.ErrMsgNotFound) {
-				return false, false
-			}
+		gctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := l.stream.GetMsg(gctx, seq)
+		cancel()
+		if err == nil {
+			found = true
+			continue // still in the lane: unacknowledged
+		}
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, false
 		}
 		if pending--; info.NumAckPending > pending {
 			return false, false
@@ -625,7 +627,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 		}
 		l.lastDel = del
 		if h, ok := l.bySeq[seq]; ok {
-			h.msg, h.delivered, h.again = m, delivered, true // redelivered while held (a handler ran past AckWait)
+			h.msg, h.again = m, true // redelivered while held (a handler ran past AckWait)
 			return
 		}
 		source, _ := sourceSequence(m.Headers().Get(streamSourceHeader))
@@ -635,7 +637,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 				"trigger_id", m.Headers().Get(jetstream.MsgIDHeader), "delivered", delivered, "gated", l.gated)
 		}
 	}
-	h := &held{msg: m, seq: seq, delivered: delivered, again: delivered > 1 || seq <= l.deliveredTo,
+	h := &held{msg: m, seq: seq, again: delivered > 1 || seq <= l.deliveredTo,
 		order: orderOf(m.Subject()), msgID: m.Headers().Get(jetstream.MsgIDHeader), stored: stored}
 	l.bySeq[seq] = h
 	q := l.orders[h.order]

@@ -270,3 +270,80 @@ func TestGateOpenedOnAnIdleLaneSeesDeliveriesElsewhere(t *testing.T) {
 		t.Fatalf("started %s first, want the order's first trigger", m.Metadata.Get(mdSubject))
 	}
 }
+
+// A lane taken over from a reader that is gone is reset (see
+// redeliverOrphans): the consumer then counts deliveries afresh, and the
+// previous reader's trigger comes to the new reader as if delivered for
+// the first time. That reader may be back after all (cut off from NATS,
+// then reconnected) and acknowledge it, while another trigger's delivery
+// to the new reader is lost: the count of unacknowledged triggers equals
+// what the new reader holds, yet the lost one is not among them.
+func TestGateAfterAResetDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
+	t.Parallel()
+	js, ctx := gateServer(t)
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.StreamTriggerLanes, Subjects: []string{eventstore.SubjectRoot + "._lanes.>"},
+		Retention: jetstream.WorkQueuePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "lane", FilterSubject: eventstore.SubjectRoot + "._lanes.0.>",
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{"stale", "lost", "later"} {
+		if _, err := js.Publish(ctx, laneSubject(subj), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func(want string) jetstream.Msg {
+		t.Helper()
+		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range b.Messages() {
+			if m.Subject() != laneSubject(want) {
+				t.Fatalf("delivered %s, want %s", m.Subject(), want)
+			}
+			return m
+		}
+		t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
+		return nil
+	}
+	first := next("stale") // the previous reader's, in hand as it was cut off
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan *message.Message, 8)
+	l := &lane{s: &laneSubscriber{js: js, closing: make(chan struct{})}, out: out, stream: stream, gated: true,
+		orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{}), deliveredTo: info.Delivered.Stream}
+	defer close(l.quit)
+	l.redeliverOrphans(ctx, info)
+	if l.s.resets.Load() != 1 {
+		t.Fatal("the lane was not reset")
+	}
+	l.add(ctx, next("stale")) // delivered again, counted as a first delivery
+	lost := next("lost")      // never reaches the lane
+	l.add(ctx, next("later"))
+	if _, err := js.Conn().Request(first.Reply(), []byte("+ACK"), 5*time.Second); err != nil {
+		t.Fatal(err) // the previous reader, back, acknowledges it
+	}
+	for range 2 {
+		l.openGate(ctx, cons)
+	}
+	if !l.gated {
+		t.Fatal("the gate opened while a lost delivery was outstanding")
+	}
+	if _, err := js.Conn().Request(lost.Reply(), []byte("-NAK"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	l.add(ctx, next("lost"))
+	for range 2 {
+		l.openGate(ctx, cons)
+	}
+	if l.gated {
+		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
+	}
+}
