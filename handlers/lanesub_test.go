@@ -124,81 +124,133 @@ func laneSubject(trigger string) string {
 	return eventstore.SubjectRoot + "._lanes.0.default.o." + trigger
 }
 
+// gateFixture is a lane stream with lane 0's consumer on a server of its
+// own, and a lane reading it gated, for a gate test. The test fetches
+// deliveries itself (next) and hands the lane those that reach it.
+type gateFixture struct {
+	js     jetstream.JetStream
+	ctx    context.Context
+	stream jetstream.Stream
+	cons   jetstream.Consumer
+	lane   *lane
+	out    chan *message.Message // what the lane started
+}
+
+// newGateFixture stores one trigger of order o for each name in
+// triggers, in order.
+func newGateFixture(t *testing.T, triggers ...string) *gateFixture {
+	t.Helper()
+	f := &gateFixture{out: make(chan *message.Message, 8)}
+	f.js, f.ctx = gateServer(t)
+	var err error
+	f.stream, err = f.js.CreateStream(f.ctx, jetstream.StreamConfig{Name: eventstore.StreamTriggerLanes,
+		Subjects: []string{eventstore.SubjectRoot + "._lanes.>"}, Retention: jetstream.WorkQueuePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cons, err = f.stream.CreateConsumer(f.ctx, jetstream.ConsumerConfig{Durable: "lane", FilterSubject: eventstore.SubjectRoot + "._lanes.0.>",
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t, triggers...)
+	f.lane = &lane{s: &laneSubscriber{js: f.js, closing: make(chan struct{})}, out: f.out, stream: f.stream, gated: true,
+		orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{})}
+	t.Cleanup(func() { close(f.lane.quit) })
+	return f
+}
+
+func (f *gateFixture) publish(t *testing.T, triggers ...string) {
+	t.Helper()
+	for _, tr := range triggers {
+		if _, err := f.js.Publish(f.ctx, laneSubject(tr), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// next is the consumer's next delivery, which must be of trigger want.
+func (f *gateFixture) next(t *testing.T, want string) jetstream.Msg {
+	t.Helper()
+	b, err := f.cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range b.Messages() {
+		if m.Subject() != laneSubject(want) {
+			t.Fatalf("delivered %s, want %s", m.Subject(), want)
+		}
+		return m
+	}
+	t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
+	return nil
+}
+
+// reply acknowledges (ack: "+ACK", "-NAK") a delivery for the reader it
+// went to, and waits for the server's answer.
+func (f *gateFixture) reply(t *testing.T, m jetstream.Msg, ack string) {
+	t.Helper()
+	if _, err := f.js.Conn().Request(m.Reply(), []byte(ack), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// poll runs the lane's gate polls n times.
+func (f *gateFixture) poll(n int) {
+	for range n {
+		f.lane.openGate(f.ctx, f.cons)
+	}
+}
+
+// startedOnly checks that the lane started exactly one trigger, want.
+func (f *gateFixture) startedOnly(t *testing.T, want string) {
+	t.Helper()
+	if len(f.out) != 1 {
+		t.Fatalf("%d triggers started, want 1 (%s; the order's later triggers wait for it)", len(f.out), want)
+	}
+	if m := <-f.out; m.Metadata.Get(mdSubject) != laneSubject(want) {
+		t.Fatalf("started %s, want %s", m.Metadata.Get(mdSubject), want)
+	}
+}
+
 // While a cluster node starts up it can answer for a lane's consumer
 // before the leader does, with an empty state: nothing delivered, nothing
 // unacknowledged. The gate must not take that for a count: a lane waiting
 // for a lost delivery stays shut until the delivery is back.
 func TestGateIgnoresAnswersThatDoNotKnowTheLane(t *testing.T) {
 	t.Parallel()
-	js, ctx := gateServer(t)
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "STARTING", Subjects: []string{eventstore.SubjectRoot + "._lanes.>"}, Retention: jetstream.WorkQueuePolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "lane", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, subj := range []string{"lost", "later"} {
-		if _, err := js.Publish(ctx, laneSubject(subj), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	next := func() jetstream.Msg {
-		t.Helper()
-		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range b.Messages() {
-			return m
-		}
-		t.Fatalf("nothing delivered: %v", b.Error())
-		return nil
-	}
-	out := make(chan *message.Message, 8)
-	l := &lane{s: &laneSubscriber{closing: make(chan struct{})}, out: out, stream: stream, gated: true,
-		orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{})}
-	defer close(l.quit)
-	lost := next() // never reaches the lane
-	l.add(ctx, next())
+	f := newGateFixture(t, "lost", "later")
+	l := f.lane
+	lost := f.next(t, "lost") // never reaches the lane
+	l.add(f.ctx, f.next(t, "later"))
 
-	starting := &jetstream.ConsumerInfo{Stream: "STARTING", Name: "lane"} // what a starting node says
-	l.openGateOn(ctx, starting)
+	starting := &jetstream.ConsumerInfo{Stream: eventstore.StreamTriggerLanes, Name: "lane"} // what a starting node says
+	l.openGateOn(f.ctx, starting)
 	if !l.gated {
 		t.Fatal("the gate opened on an answer that knows none of the lane's deliveries")
 	}
 	// On a cluster the leader's answer has a cluster section; one without
 	// it is not the leader's, whatever its numbers.
 	l.s.clustered.Store(true)
-	info, err := cons.Info(ctx)
+	info, err := f.cons.Info(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	noLeader := *info
 	noLeader.NumAckPending = 1
-	l.openGateOn(ctx, &noLeader)
+	l.openGateOn(f.ctx, &noLeader)
 	if !l.gated {
 		t.Fatal("the gate opened on a clustered answer without a leader")
 	}
 	l.s.clustered.Store(false)
 
-	if _, err := js.Conn().Request(lost.Reply(), []byte("-NAK"), 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	l.add(ctx, next()) // the lost trigger is back
-	for range 2 {      // a count with a redelivered trigger is confirmed by the next poll
-		l.openGate(ctx, cons)
-	}
+	f.reply(t, lost, "-NAK")
+	l.add(f.ctx, f.next(t, "lost")) // the lost trigger is back
+	f.poll(2)                       // a count with a redelivered trigger is confirmed by the next poll
 	if l.gated {
 		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
 	}
-	if len(out) != 1 {
-		t.Fatalf("%d triggers started, want 1 (the order's first; its second waits for it)", len(out))
-	}
-	if m := <-out; m.Metadata.Get(mdSubject) != laneSubject("lost") {
-		t.Fatalf("started %s first, want the lost trigger", m.Metadata.Get(mdSubject))
-	}
+	f.startedOnly(t, "lost")
 }
 
 // A lane's new reader can find the lane idle while the previous reader
@@ -210,65 +262,28 @@ func TestGateIgnoresAnswersThatDoNotKnowTheLane(t *testing.T) {
 // gate opened), not start ahead of it.
 func TestGateOpenedOnAnIdleLaneSeesDeliveriesElsewhere(t *testing.T) {
 	t.Parallel()
-	js, ctx := gateServer(t)
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "IDLE", Subjects: []string{eventstore.SubjectRoot + "._lanes.>"}, Retention: jetstream.WorkQueuePolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "lane", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := func() jetstream.Msg {
-		t.Helper()
-		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range b.Messages() {
-			return m
-		}
-		t.Fatalf("nothing delivered: %v", b.Error())
-		return nil
-	}
-	out := make(chan *message.Message, 8)
-	l := &lane{s: &laneSubscriber{closing: make(chan struct{})}, out: out, stream: stream, gated: true,
-		orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{})}
-	defer close(l.quit)
-
-	l.openGate(ctx, cons) // the lane is idle: nothing to wait for
+	f := newGateFixture(t)
+	l := f.lane
+	f.poll(1) // the lane is idle: nothing to wait for
 	if l.gated {
 		t.Fatal("the gate stayed shut on an idle lane")
 	}
-	for _, subj := range []string{"first", "second"} {
-		if _, err := js.Publish(ctx, laneSubject(subj), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	first := next() // the previous reader's, still running there
-	l.add(ctx, next())
-	if len(out) != 0 {
+	f.publish(t, "first", "second")
+	first := f.next(t, "first") // the previous reader's, still running there
+	l.add(f.ctx, f.next(t, "second"))
+	if len(f.out) != 0 {
 		t.Fatal("the order's second trigger started while its first was running elsewhere")
 	}
 	if !l.gated {
 		t.Fatal("the lane is not gated after a delivery to another reader")
 	}
-	if _, err := js.Conn().Request(first.Reply(), []byte("-NAK"), 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	l.add(ctx, next()) // the first trigger is handed back
-	for range 2 {      // a count with a redelivered trigger is confirmed by the next poll
-		l.openGate(ctx, cons)
-	}
+	f.reply(t, first, "-NAK")
+	l.add(f.ctx, f.next(t, "first")) // the first trigger is handed back
+	f.poll(2)                        // a count with a redelivered trigger is confirmed by the next poll
 	if l.gated {
 		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
 	}
-	if len(out) != 1 {
-		t.Fatalf("%d triggers started, want 1 (the order's first; its second waits for it)", len(out))
-	}
-	if m := <-out; m.Metadata.Get(mdSubject) != laneSubject("first") {
-		t.Fatalf("started %s first, want the order's first trigger", m.Metadata.Get(mdSubject))
-	}
+	f.startedOnly(t, "first")
 }
 
 // A lane taken over from a reader that is gone is reset (see
@@ -280,70 +295,31 @@ func TestGateOpenedOnAnIdleLaneSeesDeliveriesElsewhere(t *testing.T) {
 // what the new reader holds, yet the lost one is not among them.
 func TestGateAfterAResetDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 	t.Parallel()
-	js, ctx := gateServer(t)
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.StreamTriggerLanes, Subjects: []string{eventstore.SubjectRoot + "._lanes.>"},
-		Retention: jetstream.WorkQueuePolicy})
+	f := newGateFixture(t, "stale", "lost", "later")
+	l := f.lane
+	first := f.next(t, "stale") // the previous reader's, in hand as it was cut off
+	info, err := f.cons.Info(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "lane", FilterSubject: eventstore.SubjectRoot + "._lanes.0.>",
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, subj := range []string{"stale", "lost", "later"} {
-		if _, err := js.Publish(ctx, laneSubject(subj), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	next := func(want string) jetstream.Msg {
-		t.Helper()
-		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range b.Messages() {
-			if m.Subject() != laneSubject(want) {
-				t.Fatalf("delivered %s, want %s", m.Subject(), want)
-			}
-			return m
-		}
-		t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
-		return nil
-	}
-	first := next("stale") // the previous reader's, in hand as it was cut off
-	info, err := cons.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(chan *message.Message, 8)
-	l := &lane{s: &laneSubscriber{js: js, closing: make(chan struct{})}, out: out, stream: stream, gated: true,
-		orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{}), deliveredTo: info.Delivered.Stream}
-	defer close(l.quit)
-	l.redeliverOrphans(ctx, info)
+	l.deliveredTo = info.Delivered.Stream // as takeOver sets it
+	l.redeliverOrphans(f.ctx, info)
 	if l.s.resets.Load() != 1 {
 		t.Fatal("the lane was not reset")
 	}
-	l.add(ctx, next("stale")) // delivered again, counted as a first delivery
-	lost := next("lost")      // never reaches the lane
-	l.add(ctx, next("later"))
-	if _, err := js.Conn().Request(first.Reply(), []byte("+ACK"), 5*time.Second); err != nil {
-		t.Fatal(err) // the previous reader, back, acknowledges it
-	}
-	for range 2 {
-		l.openGate(ctx, cons)
-	}
+	l.add(f.ctx, f.next(t, "stale")) // delivered again, counted as a first delivery
+	lost := f.next(t, "lost")        // never reaches the lane
+	l.add(f.ctx, f.next(t, "later"))
+	f.reply(t, first, "+ACK") // the previous reader, back, acknowledges it
+	f.poll(2)
 	if !l.gated {
 		t.Fatal("the gate opened while a lost delivery was outstanding")
 	}
-	if _, err := js.Conn().Request(lost.Reply(), []byte("-NAK"), 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	l.add(ctx, next("lost"))
-	for range 2 {
-		l.openGate(ctx, cons)
-	}
+	f.reply(t, lost, "-NAK")
+	l.add(f.ctx, f.next(t, "lost"))
+	f.poll(2)
 	if l.gated {
 		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
 	}
+	f.startedOnly(t, "stale")
 }
