@@ -176,14 +176,14 @@ func (f *gateFixture) next(t *testing.T, want string) jetstream.Msg {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for m := range b.Messages() {
-		if m.Subject() != laneSubject(want) {
-			t.Fatalf("delivered %s, want %s", m.Subject(), want)
-		}
-		return m
+	m, ok := <-b.Messages()
+	if !ok {
+		t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
 	}
-	t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
-	return nil
+	if m.Subject() != laneSubject(want) {
+		t.Fatalf("delivered %s, want %s", m.Subject(), want)
+	}
+	return m
 }
 
 // reply acknowledges (ack: "+ACK", "-NAK") a delivery for the reader it
