@@ -202,6 +202,19 @@ func (f *gateFixture) poll(n int) {
 	}
 }
 
+// handBack hands a delivery back (NAK) for the reader it went to, gives
+// the lane its redelivery (trigger want), and checks that the gate opens:
+// a count with a redelivered trigger is confirmed by the next poll.
+func (f *gateFixture) handBack(t *testing.T, m jetstream.Msg, want string) {
+	t.Helper()
+	f.reply(t, m, "-NAK")
+	f.lane.add(f.ctx, f.next(t, want))
+	f.poll(2)
+	if f.lane.gated {
+		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
+	}
+}
+
 // startedOnly checks that the lane started exactly one trigger, want.
 func (f *gateFixture) startedOnly(t *testing.T, want string) {
 	t.Helper()
@@ -244,12 +257,7 @@ func TestGateIgnoresAnswersThatDoNotKnowTheLane(t *testing.T) {
 	}
 	l.s.clustered.Store(false)
 
-	f.reply(t, lost, "-NAK")
-	l.add(f.ctx, f.next(t, "lost")) // the lost trigger is back
-	f.poll(2)                       // a count with a redelivered trigger is confirmed by the next poll
-	if l.gated {
-		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
-	}
+	f.handBack(t, lost, "lost") // the lost trigger is back
 	f.startedOnly(t, "lost")
 }
 
@@ -277,12 +285,7 @@ func TestGateOpenedOnAnIdleLaneSeesDeliveriesElsewhere(t *testing.T) {
 	if !l.gated {
 		t.Fatal("the lane is not gated after a delivery to another reader")
 	}
-	f.reply(t, first, "-NAK")
-	l.add(f.ctx, f.next(t, "first")) // the first trigger is handed back
-	f.poll(2)                        // a count with a redelivered trigger is confirmed by the next poll
-	if l.gated {
-		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
-	}
+	f.handBack(t, first, "first")
 	f.startedOnly(t, "first")
 }
 
@@ -315,11 +318,6 @@ func TestGateAfterAResetDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) 
 	if !l.gated {
 		t.Fatal("the gate opened while a lost delivery was outstanding")
 	}
-	f.reply(t, lost, "-NAK")
-	l.add(f.ctx, f.next(t, "lost"))
-	f.poll(2)
-	if l.gated {
-		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
-	}
+	f.handBack(t, lost, "lost")
 	f.startedOnly(t, "stale")
 }
