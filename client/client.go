@@ -214,9 +214,10 @@ func (c *Client) SubscribeStageChanges(orderID string, fn func(StageChange)) (*n
 // change and sees none twice. Rejected triggers are not stage changes.
 //
 // Unlike SubscribeStageChanges it reads the stream, through an ordered
-// consumer (recreated from where it stood when the connection drops,
-// removed when FollowStageChanges returns), so its NATS user needs the
-// JetStream consumer permissions that ApplyTrigger's history reads need.
+// consumer (recreated from where it stood when the connection drops; its
+// removal asked for, not awaited, as FollowStageChanges returns), so its
+// NATS user needs the JetStream consumer permissions that ApplyTrigger's
+// history reads need.
 func (c *Client) FollowStageChanges(ctx context.Context, orderID string, after uint64, fn func(StageChange) error) error {
 	filter := fmt.Sprintf("orderflow.%s.order.>", c.tenant)
 	if orderID != "" {
