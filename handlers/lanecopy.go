@@ -460,7 +460,12 @@ func copyStalled(lc eventstore.LaneCopy, cluster bool, unheardFor time.Duration)
 // sweeps while the lane stream holds anything, every copyResumeEvery. A
 // message is removed only when the sweep before found it too: the server
 // removes an acknowledged trigger a moment after the floor passes it, and
-// a sweep in that moment must not take it for a leftover.
+// a sweep in that moment must not take it for a leftover. One case it can
+// still take for one: after a reset to the lane's sequence 1, nats-server
+// 2.15.2 may report the floor from before the reset (see
+// holdsEveryPending), so a trigger delivered again and still unapplied at
+// two sweeps is removed and published again; its order then gets a
+// duplicate, answered as one, and nothing is lost.
 func (p *Processor) sweepLanes(ctx context.Context) {
 	left, err := p.cmds.Store.LaneLeftovers(ctx, p.laneNames)
 	if err != nil && ctx.Err() == nil {
