@@ -617,6 +617,12 @@ func (l *lane) fromLeader(info *jetstream.ConsumerInfo) bool {
 // or waiting.
 func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	if pin := m.Headers().Get(pinIDHeader); pin != "" {
+		if l.pin != "" && pin != l.pin {
+			l.readElsewhere()
+			if l.s.debugOn(ctx) {
+				l.s.log.Debug("lane delivered under a new pin: it may have been read elsewhere meanwhile, gated", "lane", l.index, "held", len(l.bySeq))
+			}
+		}
 		l.pin = pin
 	}
 	var seq, delivered uint64
@@ -661,6 +667,25 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	l.orders[h.order] = slices.Insert(q, i, h)
 	if i == 0 && !l.gated {
 		l.dispatch(ctx, h)
+	}
+}
+
+// readElsewhere gates a lane whose delivery came under a pin other than
+// the one this process last read it under: the lane was unpinned from
+// this process meanwhile (it was frozen, or cut off from NATS, long enough
+// for another process to take the lane, or its pin lapsed), and another
+// reader may have had its triggers. That reader may have acknowledged
+// some of those held here, and may have left an order's next trigger
+// running when it gave the lane back, which comes here only after
+// AckWait. So everything held is taken as delivered before (the gate
+// counts it only while the lane stream still has it, see
+// holdsEveryPending, and its handler looks for a dead letter another
+// process made), and the lane holds its new triggers until the count
+// agrees.
+func (l *lane) readElsewhere() {
+	l.gated = true
+	for _, h := range l.bySeq {
+		h.again = true
 	}
 }
 

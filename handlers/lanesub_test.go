@@ -321,3 +321,90 @@ func TestGateAfterAResetDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) 
 	f.handBack(t, lost, "lost")
 	f.startedOnly(t, "stale")
 }
+
+// A reader that stops hearing the lane for a while (its process frozen,
+// or cut off from NATS) keeps its period: it still holds what it was
+// delivered. Meanwhile another reader takes the lane (it unpins it and
+// has the unacknowledged triggers delivered again), applies and
+// acknowledges one of those, leaves the order's next trigger running, and
+// gives the lane back. The first reader's next delivery comes under a new
+// pin. What it held from before may have been acknowledged elsewhere, so
+// its count of unacknowledged triggers must not take those for its own:
+// the gate stays shut until the trigger left running elsewhere is back,
+// and the order's later trigger does not start ahead of it.
+func TestGateAfterTheLaneWasReadElsewhere(t *testing.T) {
+	t.Parallel()
+	f := newGateFixture(t)
+	// The lanes' consumers are pinned (see eventstore.EnsureLanes).
+	if err := f.stream.DeleteConsumer(f.ctx, "lane"); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	f.cons, err = f.stream.CreateConsumer(f.ctx, jetstream.ConsumerConfig{Durable: "lane", FilterSubject: eventstore.SubjectRoot + "._lanes.0.>",
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
+		PriorityPolicy: jetstream.PriorityPolicyPinned, PriorityGroups: []string{eventstore.LaneGroup}, PinnedTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each reader reads through a consumer handle of its own, which keeps
+	// the pin it was given.
+	reader := func() func(want string) jetstream.Msg {
+		cons, err := f.stream.Consumer(f.ctx, "lane")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func(want string) jetstream.Msg {
+			t.Helper()
+			b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second), jetstream.FetchPriorityGroup(eventstore.LaneGroup))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, ok := <-b.Messages()
+			if !ok {
+				t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
+			}
+			if m.Subject() != laneSubject(want) {
+				t.Fatalf("delivered %s, want %s", m.Subject(), want)
+			}
+			return m
+		}
+	}
+	unpin := func() {
+		t.Helper()
+		if err := f.stream.UnpinConsumer(f.ctx, "lane", eventstore.LaneGroup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := f.lane
+	f.publish(t, "first", "second")
+	here := reader()
+	l.add(f.ctx, here("first")) // held here as the reader goes silent
+
+	unpin() // the other reader takes the lane ...
+	info, err := f.cons.Info(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.js.ResetConsumerToSequence(f.ctx, eventstore.StreamTriggerLanes, "lane", info.AckFloor.Stream+1); err != nil {
+		t.Fatal(err)
+	}
+	there := reader()
+	f.reply(t, there("first"), "+ACK") // ... applies the first trigger
+	second := there("second")          // ... leaves the second running
+	unpin()                            // ... and gives the lane back
+
+	f.publish(t, "third")
+	back := reader() // the first reader, heard again
+	l.add(f.ctx, back("third"))
+	f.poll(2)
+	if !l.gated {
+		t.Fatal("the gate opened while the order's second trigger was running elsewhere")
+	}
+	f.reply(t, second, "-NAK")
+	l.add(f.ctx, back("second"))
+	f.poll(2)
+	if l.gated {
+		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
+	}
+	f.startedOnly(t, "first") // found applied by its handler; the second, then the third, follow it
+}
