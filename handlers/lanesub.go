@@ -556,7 +556,8 @@ func (l *lane) openGateOn(ctx context.Context, info *jetstream.ConsumerInfo) {
 // trigger delivered before counts only while the lane stream still has it
 // (a work queue deletes what is acknowledged), looked up after the
 // consumer answered: an acknowledgement in between makes the count
-// smaller, never larger. The consumer's ack floor is no guide here: after
+// smaller, never larger. One the lane stream no longer has is let go
+// (see drop). The consumer's ack floor is no guide here: after
 // a reset to the lane's sequence 1, nats-server 2.15.2 often keeps the
 // floor from before it, above triggers it has just delivered again (a
 // gate that trusted it stayed shut until the sweeps, in
@@ -566,26 +567,76 @@ func (l *lane) holdsEveryPending(ctx context.Context, info *jetstream.ConsumerIn
 	if !l.fromLeader(info) || info.NumAckPending > len(l.bySeq) {
 		return false, false
 	}
-	pending := len(l.bySeq)
-	for seq, h := range l.bySeq {
-		if !h.again {
-			continue // delivered only here: only this lane acknowledges it
-		}
-		gctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := l.stream.GetMsg(gctx, seq)
-		cancel()
-		if err == nil {
-			found = true
-			continue // still in the lane: unacknowledged
-		}
-		if !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return false, false
-		}
-		if pending--; info.NumAckPending > pending {
-			return false, false
+	gone, found, err := l.lookUpAgain(ctx)
+	if err != nil {
+		return false, false
+	}
+	pending := len(l.bySeq) - len(gone)
+	for _, h := range gone {
+		l.drop(h)
+	}
+	return info.NumAckPending <= pending, found
+}
+
+// gateLookups is how many of a gated lane's held triggers it looks up in
+// the lane stream at once.
+const gateLookups = 32
+
+// lookUpAgain looks up, gateLookups at a time, each held trigger that was
+// delivered before in the lane stream: gone are those it no longer has
+// (acknowledged, by whichever reader), and found reports whether it still
+// has any. One at a time, a lane holding a full window of such triggers
+// (a process back after another took its lanes holds nothing else) took
+// over a second per gate poll on a cluster, reading no deliveries
+// meanwhile.
+func (l *lane) lookUpAgain(ctx context.Context) (gone []*held, found bool, err error) {
+	var again []*held
+	for _, h := range l.bySeq {
+		if h.again {
+			again = append(again, h)
 		}
 	}
-	return true, found
+	errs := make([]error, len(again))
+	sem := make(chan struct{}, gateLookups)
+	var wg sync.WaitGroup
+	for i, h := range again {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			gctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, errs[i] = l.stream.GetMsg(gctx, h.seq)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			found = true // still in the lane: unacknowledged
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			gone = append(gone, again[i])
+		default:
+			return nil, false, err
+		}
+	}
+	return gone, found, nil
+}
+
+// drop forgets a held trigger the lane stream no longer has: it was
+// acknowledged, so it has taken effect (or been put aside) and its order's
+// later triggers need not wait for it. One still running here is left to
+// settle.
+func (l *lane) drop(h *held) {
+	if h.running {
+		return
+	}
+	delete(l.bySeq, h.seq)
+	q := slices.DeleteFunc(l.orders[h.order], func(o *held) bool { return o == h })
+	if len(q) == 0 {
+		delete(l.orders, h.order)
+		return
+	}
+	l.orders[h.order] = q
 }
 
 // fromLeader reports whether a consumer's answer can be counted on: it
