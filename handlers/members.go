@@ -131,13 +131,15 @@ func (m *members) start() error {
 		defer close(m.done)
 		t := time.NewTicker(m.interval)
 		defer t.Stop()
+		last := time.Now()
 		for {
 			select {
 			case <-m.stop:
 				return
 			case <-t.C:
 				m.announce()
-				m.expire()
+				m.tick(time.Since(last))
+				last = time.Now()
 			}
 		}
 	}()
@@ -223,6 +225,31 @@ func (m *members) heard(id string, alive bool, lanes []int) {
 			}
 			m.log.Info(msg, "processor", id, "processors", len(m.seen)+1)
 		}
+	}
+}
+
+// tick forgets the processes gone silent, since after the previous tick.
+// A tick that comes that late means this process itself was not running
+// (frozen, or starved of CPU) for as long as a silent process is given:
+// what it last heard of the others is as old as its own silence, and their
+// heartbeats of the meantime are still to be read. So it gives each of
+// them that long again to be heard instead, rather than take every lane
+// for its own and release live readers' pins.
+func (m *members) tick(since time.Duration) {
+	if since <= missedHeartbeats*m.interval {
+		m.expire()
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	for id, mb := range m.seen {
+		mb.at = now
+		m.seen[id] = mb
+	}
+	if m.log != nil {
+		m.log.Warn("this trigger processor was paused (frozen, or starved of CPU): the others are given their heartbeats' time again before any is taken for gone",
+			"paused_for", since.Round(time.Millisecond), "processors", len(m.seen)+1)
 	}
 }
 

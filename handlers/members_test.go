@@ -52,3 +52,26 @@ func TestReadElsewhere(t *testing.T) {
 		t.Error("readElsewhere(2) after the drain grace, want false")
 	}
 }
+
+// A process that was paused for longer than others are given to be heard
+// (frozen, say) has heard nothing of them meanwhile: its first tick after
+// that gives them their heartbeats' time again instead of taking them for
+// gone. A tick on time forgets a process that stays silent.
+func TestPausedProcessDoesNotTakeOthersForGone(t *testing.T) {
+	m := newMembers(nil, time.Second)
+	m.heard("live", true, []int{1})
+	m.mu.Lock()
+	m.seen["live"] = member{at: time.Now().Add(-time.Minute), lanes: []int{1}}
+	m.mu.Unlock()
+	m.tick(time.Minute)
+	if n := m.count(); n != 2 || !m.readElsewhere(1) {
+		t.Fatalf("after a paused tick: count = %d, lane 1 read elsewhere %v; want 2 and true", n, m.readElsewhere(1))
+	}
+	m.mu.Lock()
+	m.seen["live"] = member{at: time.Now().Add(-time.Minute), lanes: []int{1}}
+	m.mu.Unlock()
+	m.tick(m.interval)
+	if n := m.count(); n != 1 {
+		t.Fatalf("after a tick on time: count = %d, want 1 (the silent one forgotten)", n)
+	}
+}
