@@ -174,7 +174,13 @@ func (f *gateFixture) publish(t *testing.T, triggers ...string) {
 // next is the consumer's next delivery, which must be of trigger want.
 func (f *gateFixture) next(t *testing.T, want string) jetstream.Msg {
 	t.Helper()
-	b, err := f.cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	return fetchTrigger(t, f.cons, want)
+}
+
+// fetchTrigger is cons's next delivery, which must be of trigger want.
+func fetchTrigger(t *testing.T, cons jetstream.Consumer, want string, opts ...jetstream.FetchOpt) jetstream.Msg {
+	t.Helper()
+	b, err := cons.Fetch(1, append(opts, jetstream.FetchMaxWait(5*time.Second))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,18 +363,7 @@ func TestGateAfterTheLaneWasReadElsewhere(t *testing.T) {
 		}
 		return func(want string) jetstream.Msg {
 			t.Helper()
-			b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second), jetstream.FetchPriorityGroup(eventstore.LaneGroup))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, ok := <-b.Messages()
-			if !ok {
-				t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
-			}
-			if m.Subject() != laneSubject(want) {
-				t.Fatalf("delivered %s, want %s", m.Subject(), want)
-			}
-			return m
+			return fetchTrigger(t, cons, want, jetstream.FetchPriorityGroup(eventstore.LaneGroup))
 		}
 	}
 	unpin := func() {
