@@ -131,15 +131,16 @@ func (m *members) start() error {
 		defer close(m.done)
 		t := time.NewTicker(m.interval)
 		defer t.Stop()
-		last := time.Now()
+		last, reconnects := time.Now(), m.nc.Stats().Reconnects
 		for {
 			select {
 			case <-m.stop:
 				return
 			case <-t.C:
 				m.announce()
-				m.tick(time.Since(last))
-				last = time.Now()
+				r := m.nc.Stats().Reconnects
+				m.tick(time.Since(last), r != reconnects || !m.nc.IsConnected())
+				last, reconnects = time.Now(), r
 			}
 		}
 	}()
@@ -229,14 +230,19 @@ func (m *members) heard(id string, alive bool, lanes []int) {
 }
 
 // tick forgets the processes gone silent, since after the previous tick.
+//
 // A tick that comes that late means this process itself was not running
 // (frozen, or starved of CPU) for as long as a silent process is given:
 // what it last heard of the others is as old as its own silence, and their
 // heartbeats of the meantime are still to be read. So it gives each of
 // them that long again to be heard instead, rather than take every lane
-// for its own and release live readers' pins.
-func (m *members) tick(since time.Duration) {
-	if since <= missedHeartbeats*m.interval {
+// for its own and release live readers' pins. It does the same while its
+// connection is down, or when it was made again since the previous tick
+// (cutOff): it could hear nobody meanwhile, and could not read the lanes
+// it would take.
+func (m *members) tick(since time.Duration, cutOff bool) {
+	paused := since > missedHeartbeats*m.interval
+	if !paused && !cutOff {
 		m.expire()
 		return
 	}
@@ -247,7 +253,7 @@ func (m *members) tick(since time.Duration) {
 		mb.at = now
 		m.seen[id] = mb
 	}
-	if m.log != nil {
+	if paused && m.log != nil {
 		m.log.Warn("this trigger processor was paused (frozen, or starved of CPU): the others are given their heartbeats' time again before any is taken for gone",
 			"paused_for", since.Round(time.Millisecond), "processors", len(m.seen)+1)
 	}

@@ -54,23 +54,31 @@ func TestReadElsewhere(t *testing.T) {
 }
 
 // A process that was paused for longer than others are given to be heard
-// (frozen, say) has heard nothing of them meanwhile: its first tick after
-// that gives them their heartbeats' time again instead of taking them for
-// gone. A tick on time forgets a process that stays silent.
+// (frozen, say), or whose connection was down, has heard nothing of them
+// meanwhile: its first tick after that gives them their heartbeats' time
+// again instead of taking them for gone. A tick on time, connected,
+// forgets a process that stays silent.
 func TestPausedProcessDoesNotTakeOthersForGone(t *testing.T) {
 	m := newMembers(nil, time.Second)
 	m.heard("live", true, []int{1})
-	m.mu.Lock()
-	m.seen["live"] = member{at: time.Now().Add(-time.Minute), lanes: []int{1}}
-	m.mu.Unlock()
-	m.tick(time.Minute)
-	if n := m.count(); n != 2 || !m.readElsewhere(1) {
-		t.Fatalf("after a paused tick: count = %d, lane 1 read elsewhere %v; want 2 and true", n, m.readElsewhere(1))
+	silent := func() {
+		m.mu.Lock()
+		m.seen["live"] = member{at: time.Now().Add(-time.Minute), lanes: []int{1}}
+		m.mu.Unlock()
 	}
-	m.mu.Lock()
-	m.seen["live"] = member{at: time.Now().Add(-time.Minute), lanes: []int{1}}
-	m.mu.Unlock()
-	m.tick(m.interval)
+	for _, tc := range []struct {
+		name   string
+		since  time.Duration
+		cutOff bool
+	}{{"paused", time.Minute, false}, {"cut off", m.interval, true}} {
+		silent()
+		m.tick(tc.since, tc.cutOff)
+		if n := m.count(); n != 2 || !m.readElsewhere(1) {
+			t.Fatalf("after a tick %s: count = %d, lane 1 read elsewhere %v; want 2 and true", tc.name, n, m.readElsewhere(1))
+		}
+	}
+	silent()
+	m.tick(m.interval, false)
 	if n := m.count(); n != 1 {
 		t.Fatalf("after a tick on time: count = %d, want 1 (the silent one forgotten)", n)
 	}
