@@ -229,17 +229,18 @@ func (m *members) heard(id string, alive bool, lanes []int) {
 	}
 }
 
-// tick forgets the processes gone silent, since after the previous tick.
+// tick runs after each heartbeat, since the previous one: it forgets the
+// processes gone silent, unless this process could not have heard them.
 //
-// A tick that comes that late means this process itself was not running
-// (frozen, or starved of CPU) for as long as a silent process is given:
-// what it last heard of the others is as old as its own silence, and their
-// heartbeats of the meantime are still to be read. So it gives each of
-// them that long again to be heard instead, rather than take every lane
-// for its own and release live readers' pins. It does the same while its
-// connection is down, or when it was made again since the previous tick
-// (cutOff): it could hear nobody meanwhile, and could not read the lanes
-// it would take.
+// A tick that comes later than a silent process is given means this
+// process itself was not running (frozen, or starved of CPU) for that
+// long: what it last heard of the others is as old as its own silence,
+// and their heartbeats of the meantime are still to be read. So it gives
+// each of them that long again to be heard instead, rather than take
+// every lane for its own and release live readers' pins. It does the
+// same while its connection is down, or when it was made again since the
+// previous tick (cutOff): it could hear nobody meanwhile, and could not
+// read the lanes it would take.
 func (m *members) tick(since time.Duration, cutOff bool) {
 	paused := since > missedHeartbeats*m.interval
 	if !paused && !cutOff {
