@@ -47,7 +47,13 @@ func newCommands(t testing.TB, srv *eventstore.Server) *Commands {
 // read model and orders' cache) on srv's store as it is.
 func openCommands(t testing.TB, srv *eventstore.Server) *Commands {
 	t.Helper()
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{Logger: quiet})
+	return openCommandsAt(t, srv.ClientURL())
+}
+
+// openCommandsAt is openCommands through the NATS server at url.
+func openCommandsAt(t testing.TB, url string) *Commands {
+	t.Helper()
+	st := eventstoretest.OpenStore(t, url, eventstore.Config{Logger: quiet})
 	defs := projections.NewDefinitions(quiet)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -374,26 +380,14 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 	orders := orderIDs("o-hand", phases*perPhase)
 	f := newLaneFixture(t, orders...)
 	srv, c, ctx, js := f.srv, f.c, f.ctx, f.js
-	// At debug level: should an order's triggers be taken out of order
-	// (seen once under heavy load), the lanes' log of its deliveries,
-	// acknowledgements and handovers is printed with the failure.
-	var log eventstoretest.LogBuffer
-	logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := newLaneLog()
 	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond}
 	started := 0
 	start := func() *Processor { // each processor's lines name it
 		started++
 		cfg := cfg
-		cfg.Logger = logger.With("proc", started)
+		cfg.Logger = log.logger.With("proc", started)
 		return startProcessorWith(t, c, srv.ClientURL(), cfg, nil)
-	}
-	lanesLog := func(order string) {
-		for _, line := range strings.Split(log.String(), "\n") {
-			if strings.Contains(line, order+".") || strings.Contains(line, "msg=\"lane ") && !strings.Contains(line, "lane delivery") &&
-				!strings.Contains(line, "lane acknowledged") {
-				t.Log(line)
-			}
-		}
 	}
 	procs := []*Processor{start()}
 	defer func() {
@@ -419,15 +413,7 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 	}
 	var handedBack uint64
 	for phase := range phases {
-		for i := phase * perPhase; i < (phase+1)*perPhase; i++ {
-			for k, tr := range WorkedExampleTriggers {
-				m := nats.NewMsg(eventstore.TriggerSubject("default", fmt.Sprintf("o-hand-%d", i), tr))
-				m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("hand-%d-%d", i, k))
-				if _, err := js.PublishMsgAsync(m); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+		f.publishAll(t, orders[phase*perPhase:(phase+1)*perPhase], "hand")
 		if phase%2 == 0 || len(procs) == 1 { // a processor joins while the phase's triggers run
 			procs = append(procs, start())
 		} else { // the oldest leaves
@@ -446,35 +432,88 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 		handedBack += p.HandedBack()
 	}
 	t.Logf("triggers handed back across handovers: %d", handedBack)
-	for i := range phases * perPhase {
-		id := fmt.Sprintf("o-hand-%d", i)
+	f.expectCompletedInOrder(t, orders, log, func() {
+		st, _ := js.Stream(ctx, eventstore.StreamTriggerLanes)
+		for l := range cfg.Lanes {
+			cons, _ := st.Consumer(ctx, eventstore.LaneConsumer(l))
+			info, _ := cons.Info(ctx)
+			t.Logf("lane %d: pending %d ackpending %d redelivered %d waiting %d groups %+v", l, info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting, info.PriorityGroups)
+		}
+		for pi, p := range procs {
+			t.Logf("proc %d owns %v %v %v %v", pi, p.members.owns(0), p.members.owns(1), p.members.owns(2), p.members.owns(3))
+		}
+	})
+}
+
+// laneLog keeps the lanes' debug lines (deliveries, acknowledgements,
+// handovers) of the processors that log to its logger: should an order's
+// triggers be taken out of order (seen once under heavy load), those of
+// the order are printed with the failure.
+type laneLog struct {
+	buf    eventstoretest.LogBuffer
+	logger *slog.Logger
+}
+
+func newLaneLog() *laneLog {
+	l := &laneLog{}
+	l.logger = slog.New(slog.NewTextHandler(&l.buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return l
+}
+
+// print logs the lines of order's triggers and the lanes' handovers.
+func (l *laneLog) print(t *testing.T, order string) {
+	for _, line := range strings.Split(l.buf.String(), "\n") {
+		if strings.Contains(line, order+".") || strings.Contains(line, "msg=\"lane ") && !strings.Contains(line, "lane delivery") &&
+			!strings.Contains(line, "lane acknowledged") {
+			t.Log(line)
+		}
+	}
+}
+
+// publishAll publishes the worked example's seven triggers of each order,
+// back to back, without waiting for their acknowledgements; their ids
+// start with prefix.
+func (f *laneFixture) publishAll(t *testing.T, orders []string, prefix string) {
+	t.Helper()
+	for _, id := range orders {
+		for k, tr := range WorkedExampleTriggers {
+			m := nats.NewMsg(eventstore.TriggerSubject("default", id, tr))
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%s-%d", prefix, id, k))
+			if _, err := f.js.PublishMsgAsync(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// expectCompletedInOrder waits (20 s at most) for each order to finish,
+// and checks that it completed at version 8 with no trigger rejected.
+// stuck, if set, reports more before an order that does not finish fails
+// the test.
+func (f *laneFixture) expectCompletedInOrder(t *testing.T, orders []string, log *laneLog, stuck func()) {
+	t.Helper()
+	for _, id := range orders {
 		var o *domain.Order
 		var events []eventstore.Event
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			var err error
-			o, events, err = c.LoadOrder(ctx, id)
+			o, events, err = f.c.LoadOrder(f.ctx, id)
 			if err == nil && o.View().State != domain.StateActive {
 				break
 			}
 			if time.Now().After(deadline) {
-				st, _ := js.Stream(ctx, eventstore.StreamTriggerLanes)
-				for l := range cfg.Lanes {
-					cons, _ := st.Consumer(ctx, eventstore.LaneConsumer(l))
-					info, _ := cons.Info(ctx)
-					t.Logf("lane %d: pending %d ackpending %d redelivered %d waiting %d groups %+v", l, info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting, info.PriorityGroups)
+				if stuck != nil {
+					stuck()
 				}
-				for pi, p := range procs {
-					t.Logf("proc %d owns %v %v %v %v", pi, p.members.owns(0), p.members.owns(1), p.members.owns(2), p.members.owns(3))
-				}
-				lanesLog(id)
+				log.print(t, id)
 				t.Fatalf("order %s stuck: %+v version %d", id, o.View().Position, o.Version())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		for _, ev := range events {
 			if ev.Type == domain.TypeTriggerRejected {
-				lanesLog(id)
+				log.print(t, id)
 				t.Fatalf("order %s: a trigger was rejected: %s", id, ev.Data)
 			}
 		}

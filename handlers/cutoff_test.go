@@ -1,0 +1,139 @@
+package handlers
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+)
+
+// A process cut off from NATS by a silent partition (nothing goes either
+// way, every connection stays open) while its lanes' triggers run, then
+// heard again, three times: the other process takes its lanes meanwhile
+// and hands them back after. Every order completes and no trigger is
+// rejected: no order's trigger takes effect ahead of an earlier one,
+// though the cut-off process still held triggers the other one applied.
+func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("partitions")
+	}
+	t.Parallel()
+	const rounds, perRound = 3, 100
+	orders := orderIDs("o-cut", rounds*perRound)
+	f := newLaneFixture(t, orders...)
+	log := newLaneLog()
+	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond}
+	proxy := startCutProxy(t, f.srv.ClientURL())
+	cfgA, cfgB := cfg, cfg
+	cfgA.Logger, cfgB.Logger = log.logger.With("proc", "a"), log.logger.With("proc", "b")
+	a := startProcessorWith(t, openCommandsAt(t, proxy.url), proxy.url, cfgA, nil)
+	defer a.Close()
+	b := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgB, nil)
+	defer b.Close()
+	settled := func() bool {
+		for lane := range cfg.Lanes {
+			if a.members.owns(lane) == b.members.owns(lane) {
+				return false
+			}
+		}
+		return true
+	}
+	eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to have one owner each")
+	for round := range rounds {
+		f.publishAll(t, orders[round*perRound:(round+1)*perRound], "cut")
+		resets := b.LaneResets()
+		proxy.cut(true)
+		// Until the other process has taken the cut-off one for gone, and
+		// a lane of its with the triggers it had in hand (reset, so that
+		// they come again at once).
+		eventstoretest.Eventually(t, 10*time.Second, func() bool { return b.members.count() == 1 && b.LaneResets() > resets },
+			"the other process to take the cut-off one's lanes")
+		proxy.cut(false)
+		eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to have one owner each again")
+	}
+	select {
+	case <-f.js.PublishAsyncComplete():
+	case <-f.ctx.Done():
+		t.Fatal("triggers not acknowledged")
+	}
+	f.expectCompletedInOrder(t, orders, log, nil)
+}
+
+// cutProxy forwards TCP connections to a NATS server; while cut, it
+// forwards nothing either way and keeps every connection open, as a
+// silent network partition would.
+type cutProxy struct {
+	url string
+	mu  sync.Mutex
+	off bool
+	on  *sync.Cond // signalled when the cut ends
+}
+
+func startCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{url: "nats://" + ln.Addr().String()}
+	p.on = sync.NewCond(&p.mu)
+	addr := strings.TrimPrefix(target, "nats://")
+	var conns sync.WaitGroup
+	t.Cleanup(func() {
+		p.cut(false)
+		_ = ln.Close()
+		conns.Wait()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			conns.Add(2)
+			go func() { defer conns.Done(); p.pipe(u, c) }()
+			go func() { defer conns.Done(); p.pipe(c, u) }()
+		}
+	}()
+	return p
+}
+
+// cut starts (off) or ends a partition.
+func (p *cutProxy) cut(off bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.off = off
+	if !off {
+		p.on.Broadcast()
+	}
+}
+
+func (p *cutProxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.off {
+				p.on.Wait()
+			}
+			p.mu.Unlock()
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
