@@ -622,10 +622,10 @@ func (l *lane) lookUpAgain(ctx context.Context) (gone []*held, found bool, err e
 	return gone, found, nil
 }
 
-// drop forgets a held trigger the lane stream no longer has: it was
-// acknowledged, so it has taken effect (or been put aside) and its order's
-// later triggers need not wait for it. One still running here is left to
-// settle.
+// drop forgets a held trigger that is acknowledged (by settle), or that
+// the lane stream no longer has (acknowledged elsewhere): it has taken
+// effect (or been put aside), and its order's later triggers need not
+// wait for it. One still running here is left to settle.
 func (l *lane) drop(h *held) {
 	if h.running {
 		return
@@ -669,7 +669,7 @@ func (l *lane) fromLeader(info *jetstream.ConsumerInfo) bool {
 func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	if pin := m.Headers().Get(pinIDHeader); pin != "" {
 		if l.pin != "" && pin != l.pin {
-			l.readElsewhere()
+			l.pinChanged()
 			if l.s.debugOn(ctx) {
 				l.s.log.Debug("lane delivered under a new pin: it may have been read elsewhere meanwhile, gated", "lane", l.index, "held", len(l.bySeq))
 			}
@@ -721,7 +721,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	}
 }
 
-// readElsewhere gates a lane whose delivery came under a pin other than
+// pinChanged gates a lane whose delivery came under a pin other than
 // the one this process last read it under: the lane was unpinned from
 // this process meanwhile (it was frozen, or cut off from NATS, long enough
 // for another process to take the lane, or its pin lapsed), and another
@@ -733,7 +733,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 // holdsEveryPending, and its handler looks for a dead letter another
 // process made), and the lane holds its new triggers until the count
 // agrees.
-func (l *lane) readElsewhere() {
+func (l *lane) pinChanged() {
 	l.gated = true
 	for _, h := range l.bySeq {
 		h.again = true
@@ -843,14 +843,8 @@ func (l *lane) settle(ctx context.Context, st settledTrigger, next bool) {
 	if l.s.debugOn(ctx) { // checked first: the arguments would cost an allocation per trigger
 		l.s.log.Debug("lane acknowledged", "lane", l.index, "lane_sequence", h.seq)
 	}
-	delete(l.bySeq, h.seq)
-	q := l.orders[h.order][1:]
-	if len(q) == 0 {
-		delete(l.orders, h.order)
-		return
-	}
-	l.orders[h.order] = q
-	if next && !l.gated {
+	l.drop(h)
+	if q := l.orders[h.order]; len(q) > 0 && next && !l.gated {
 		l.dispatch(ctx, q[0])
 	}
 }
