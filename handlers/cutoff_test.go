@@ -33,14 +33,7 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 	defer a.Close()
 	b := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgB, nil)
 	defer b.Close()
-	settled := func() bool {
-		for lane := range cfg.Lanes {
-			if a.members.owns(lane) == b.members.owns(lane) {
-				return false
-			}
-		}
-		return true
-	}
+	settled := func() bool { return ownedOnce(cfg.Lanes, a, b) }
 	eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to have one owner each")
 	for round := range rounds {
 		f.publishAll(t, orders[round*perRound:(round+1)*perRound], "cut")

@@ -395,22 +395,7 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 			_ = p.Close()
 		}
 	}()
-	// settled: every processor sees the same members and each lane has
-	// exactly one owner.
-	settled := func() bool {
-		for lane := range cfg.Lanes {
-			owners := 0
-			for _, p := range procs {
-				if p.members.owns(lane) {
-					owners++
-				}
-			}
-			if owners != 1 {
-				return false
-			}
-		}
-		return true
-	}
+	settled := func() bool { return ownedOnce(cfg.Lanes, procs...) }
 	var handedBack uint64
 	for phase := range phases {
 		f.publishAll(t, orders[phase*perPhase:(phase+1)*perPhase], "hand")
@@ -443,6 +428,23 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 			t.Logf("proc %d owns %v %v %v %v", pi, p.members.owns(0), p.members.owns(1), p.members.owns(2), p.members.owns(3))
 		}
 	})
+}
+
+// ownedOnce reports whether the processors agree on their members: each
+// of the lanes has exactly one owner among them.
+func ownedOnce(lanes int, procs ...*Processor) bool {
+	for lane := range lanes {
+		owners := 0
+		for _, p := range procs {
+			if p.members.owns(lane) {
+				owners++
+			}
+		}
+		if owners != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // laneLog keeps the lanes' debug lines (deliveries, acknowledgements,
