@@ -38,13 +38,13 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 	for round := range rounds {
 		f.publishAll(t, orders[round*perRound:(round+1)*perRound], "cut")
 		resets := b.LaneResets()
-		proxy.cut(true)
+		proxy.cut(true, true)
 		// Until the other process has taken the cut-off one for gone, and
 		// a lane of its with the triggers it had in hand (reset, so that
 		// they come again at once).
 		eventstoretest.Eventually(t, 10*time.Second, func() bool { return b.members.count() == 1 && b.LaneResets() > resets },
 			"the other process to take the cut-off one's lanes")
-		proxy.cut(false)
+		proxy.cut(false, false)
 		eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to have one owner each again")
 	}
 	select {
@@ -55,14 +55,66 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 	f.expectCompletedInOrder(t, orders, log, nil)
 }
 
+// A process that hears nothing while what it sends still goes out (cut
+// off from NATS one way, its connection up) does not take the other for
+// gone: it does not hear itself either. Neither process takes a lane from
+// the other, whose heartbeats keep coming; the cut-off one's lanes wait
+// until it hears again, and every order completes, none rejected.
+func TestProcessThatHearsNothingTakesNoLanes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("partitions")
+	}
+	t.Parallel()
+	orders := orderIDs("o-deaf", 100)
+	f := newLaneFixture(t, orders...)
+	log := newLaneLog()
+	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond}
+	proxy := startCutProxy(t, f.srv.ClientURL())
+	cfgA, cfgB := cfg, cfg
+	cfgA.Logger, cfgB.Logger = log.logger.With("proc", "a"), log.logger.With("proc", "b")
+	a := startProcessorWith(t, openCommandsAt(t, proxy.url), proxy.url, cfgA, nil)
+	defer a.Close()
+	b := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgB, nil)
+	defer b.Close()
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return ownedOnce(cfg.Lanes, a, b) }, "the lanes to have one owner each")
+	f.publishAll(t, orders, "deaf")
+	resetsA, resetsB := a.LaneResets(), b.LaneResets()
+	proxy.cut(false, true)
+	// Until a has noted its deafness, and b has been silent to it for
+	// longer than a process that hears itself would have let pass.
+	silentToA := func() time.Duration {
+		a.members.mu.Lock()
+		defer a.members.mu.Unlock()
+		return time.Since(a.members.seen[b.members.self].at)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		return log.has("proc=a", "does not hear its own heartbeats") && silentToA() > (missedHeartbeats+1)*cfg.Heartbeat
+	}, "the cut-off process to note that it hears nothing")
+	if n := a.members.count(); n != 2 {
+		t.Fatalf("the cut-off process counts %d processes, want 2: it took the other for gone", n)
+	}
+	proxy.cut(false, false)
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return log.has("proc=a", "hears its own heartbeats again") }, "the process to hear itself again")
+	select {
+	case <-f.js.PublishAsyncComplete():
+	case <-f.ctx.Done():
+		t.Fatal("triggers not acknowledged")
+	}
+	f.expectCompletedInOrder(t, orders, log, nil)
+	if ra, rb := a.LaneResets()-resetsA, b.LaneResets()-resetsB; ra != 0 || rb != 0 {
+		t.Errorf("lanes taken over while one process heard nothing: %d by it, %d by the other; want none", ra, rb)
+	}
+}
+
 // cutProxy forwards TCP connections to a NATS server; while cut, it
-// forwards nothing either way and keeps every connection open, as a
+// forwards nothing one way or both and keeps every connection open, as a
 // silent network partition would.
 type cutProxy struct {
-	url string
-	mu  sync.Mutex
-	off bool
-	on  *sync.Cond // signalled when the cut ends
+	url     string
+	mu      sync.Mutex
+	offUp   bool       // from the client to the server
+	offDown bool       // from the server to the client
+	on      *sync.Cond // signalled when a cut ends
 }
 
 func startCutProxy(t *testing.T, target string) *cutProxy {
@@ -76,7 +128,7 @@ func startCutProxy(t *testing.T, target string) *cutProxy {
 	addr := strings.TrimPrefix(target, "nats://")
 	var conns sync.WaitGroup
 	t.Cleanup(func() {
-		p.cut(false)
+		p.cut(false, false)
 		_ = ln.Close()
 		conns.Wait()
 	})
@@ -92,24 +144,23 @@ func startCutProxy(t *testing.T, target string) *cutProxy {
 				continue
 			}
 			conns.Add(2)
-			go func() { defer conns.Done(); p.pipe(u, c) }()
-			go func() { defer conns.Done(); p.pipe(c, u) }()
+			go func() { defer conns.Done(); p.pipe(u, c, &p.offUp) }()
+			go func() { defer conns.Done(); p.pipe(c, u, &p.offDown) }()
 		}
 	}()
 	return p
 }
 
-// cut starts (off) or ends a partition.
-func (p *cutProxy) cut(off bool) {
+// cut starts or ends a partition of each way.
+func (p *cutProxy) cut(up, down bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.off = off
-	if !off {
-		p.on.Broadcast()
-	}
+	p.offUp, p.offDown = up, down
+	p.on.Broadcast()
 }
 
-func (p *cutProxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst while *off (guarded by p.mu) is false.
+func (p *cutProxy) pipe(dst, src net.Conn, off *bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32*1024)
@@ -117,7 +168,7 @@ func (p *cutProxy) pipe(dst, src net.Conn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			for p.off {
+			for *off {
 				p.on.Wait()
 			}
 			p.mu.Unlock()

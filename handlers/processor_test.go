@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -463,6 +464,16 @@ func newLaneLog() *laneLog {
 }
 
 // print logs the lines of order's triggers and the lanes' handovers.
+// has reports whether a line holds every one of parts.
+func (l *laneLog) has(parts ...string) bool {
+	for line := range strings.SplitSeq(l.buf.String(), "\n") {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+			return true
+		}
+	}
+	return false
+}
+
 func (l *laneLog) print(t *testing.T, order string) {
 	for _, line := range strings.Split(l.buf.String(), "\n") {
 		if strings.Contains(line, order+".") || strings.Contains(line, "msg=\"lane ") && !strings.Contains(line, "lane delivery") &&
