@@ -268,7 +268,9 @@ func (m *members) heardSelf() {
 // read the lanes it would take.
 func (m *members) tick(since time.Duration, cutOff bool) {
 	paused := since > missedHeartbeats*m.interval
-	m.noteDeafness()
+	if !paused { // a paused process has not heard itself either, and says it was paused
+		m.noteDeafness()
+	}
 	if !paused && !cutOff {
 		m.expire()
 		return
