@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
@@ -104,6 +106,21 @@ func TestProcessThatHearsNothingTakesNoLanes(t *testing.T) {
 	if ra, rb := a.LaneResets()-resetsA, b.LaneResets()-resetsB; ra != 0 || rb != 0 {
 		t.Errorf("lanes taken over while one process heard nothing: %d by it, %d by the other; want none", ra, rb)
 	}
+}
+
+// The processor hears its own heartbeats, which its members need, even
+// when the caller's connection options ask for no echo.
+func TestProcessorHearsItselfDespiteNoEcho(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t)
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(),
+		ProcessorConfig{Lanes: 2, AckWait: time.Second, Heartbeat: 50 * time.Millisecond, Logger: quiet, ConnectOptions: []nats.Option{nats.NoEcho()}}, nil)
+	defer p.Close()
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		p.members.mu.Lock()
+		defer p.members.mu.Unlock()
+		return p.members.selfAt.After(p.members.started)
+	}, "the processor to hear its own heartbeat")
 }
 
 // cutProxy forwards TCP connections to a NATS server; while cut, it
