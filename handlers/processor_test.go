@@ -465,9 +465,14 @@ func newLaneLog() *laneLog {
 
 // print logs the lines of order's triggers and the lanes' handovers.
 // has reports whether a line holds every one of parts.
-func (l *laneLog) has(parts ...string) bool {
+func (l *laneLog) has(parts ...string) bool { return l.hasFor(nil, parts...) }
+
+// hasFor reports whether a line holds every one of parts and names one of
+// orders (any line when orders is nil).
+func (l *laneLog) hasFor(orders []string, parts ...string) bool {
 	for line := range strings.SplitSeq(l.buf.String(), "\n") {
-		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) &&
+			(orders == nil || slices.ContainsFunc(orders, func(o string) bool { return strings.Contains(line, o+".") })) {
 			return true
 		}
 	}
