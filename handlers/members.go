@@ -150,15 +150,7 @@ func (m *members) start() error {
 			case <-t.C:
 				m.announce()
 				r := m.nc.Stats().Reconnects
-				if m.tick(time.Since(last), r != reconnects || !m.nc.IsConnected()) && m.nc.IsConnected() {
-					// A connection that does not carry this process's own
-					// heartbeat back is broken one way, though it looks up
-					// (nats.go's pings would find out in minutes): it is made
-					// again, to another server if one is known. Until it is,
-					// the others hear nothing of this process either, and
-					// take its lanes.
-					_ = m.nc.ForceReconnect()
-				}
+				m.tick(time.Since(last), r != reconnects || !m.nc.IsConnected())
 				last, reconnects = time.Now(), r
 			}
 		}
@@ -264,7 +256,6 @@ func (m *members) heardSelf() {
 
 // tick runs after each heartbeat, since the previous one: it forgets the
 // processes gone silent, unless this process could not have heard them.
-// It reports whether it found this process deaf (see noteDeafness).
 //
 // A tick that comes later than a silent process is given means this
 // process itself was not running (frozen, or starved of CPU) for that
@@ -275,14 +266,14 @@ func (m *members) heardSelf() {
 // same while its connection is down, or when it was made again since the
 // previous tick (cutOff): it could hear nobody meanwhile, and could not
 // read the lanes it would take.
-func (m *members) tick(since time.Duration, cutOff bool) (deaf bool) {
+func (m *members) tick(since time.Duration, cutOff bool) {
 	paused := since > missedHeartbeats*m.interval
 	if !paused { // a paused process has not heard itself either, and says it was paused
-		deaf = m.noteDeafness()
+		m.noteDeafness()
 	}
 	if !paused && !cutOff {
 		m.expire()
-		return deaf
+		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -295,25 +286,22 @@ func (m *members) tick(since time.Duration, cutOff bool) (deaf bool) {
 		m.log.Warn("this trigger processor was paused (frozen, or starved of CPU): the others are given their heartbeats' time again before any is taken for gone",
 			"paused_for", since.Round(time.Millisecond), "processors", len(m.seen)+1)
 	}
-	return deaf
 }
 
-// noteDeafness reports whether this process has newly gone
-// missedHeartbeats intervals without hearing its own heartbeat, and tells
-// the log so.
-func (m *members) noteDeafness() bool {
+// noteDeafness tells the log once when this process has not heard its
+// own heartbeat for missedHeartbeats intervals.
+func (m *members) noteDeafness() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	silent := time.Since(m.selfAt)
 	if m.deaf || silent <= missedHeartbeats*m.interval {
-		return false
+		return
 	}
 	m.deaf = true
 	if m.log != nil {
-		m.log.Warn("this trigger processor does not hear its own heartbeats: cut off from NATS one way or both, it takes nobody for gone until it hears itself again, and its connection is made again",
-			"silent_for", silent.Round(time.Millisecond), "processors", len(m.seen)+1)
+		m.log.Warn("this trigger processor does not hear its own heartbeats: cut off from NATS one way or both, it takes nobody for gone until it hears itself again",
+			"silent_for", silent.Round(time.Millisecond), "connected", m.nc != nil && m.nc.IsConnected(), "processors", len(m.seen)+1)
 	}
-	return true
 }
 
 // expire forgets the processes not heard for missedHeartbeats intervals

@@ -95,17 +95,12 @@ func TestDeafProcessDoesNotTakeOthersForGone(t *testing.T) {
 	m.selfAt = time.Now().Add(-time.Minute)
 	m.seen["live"] = member{at: m.selfAt.Add(-m.interval / 2), lanes: []int{1}} // heard just before this process last heard itself
 	m.mu.Unlock()
-	if !m.tick(m.interval, false) {
-		t.Error("the tick did not report the process deaf")
-	}
+	m.tick(m.interval, false)
 	if n := m.count(); n != 2 || !m.readElsewhere(1) {
 		t.Fatalf("after a tick deaf for a minute: count = %d, lane 1 read elsewhere %v; want 2 and true", n, m.readElsewhere(1))
 	}
 	if !m.deaf {
 		t.Error("the deafness was not noted")
-	}
-	if m.tick(m.interval, false) {
-		t.Error("a second tick reported the deafness again: the connection is made again once")
 	}
 	m.heardSelf()
 	m.tick(m.interval, false)
