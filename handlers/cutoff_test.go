@@ -25,25 +25,12 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 	t.Parallel()
 	const rounds, perRound = 3, 100
 	orders := orderIDs("o-cut", rounds*perRound)
-	f := newLaneFixture(t, orders...)
-	log := newLaneLog()
-	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond}
-	proxy := startCutProxy(t, f.srv.ClientURL())
-	cfgA, cfgB := cfg, cfg
-	cfgA.Logger, cfgB.Logger = log.logger.With("proc", "a"), log.logger.With("proc", "b")
-	a := startProcessorWith(t, openCommandsAt(t, proxy.url), proxy.url, cfgA, nil)
-	defer a.Close()
-	b := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgB, nil)
-	defer b.Close()
-	settled := func() bool { return ownedOnce(cfg.Lanes, a, b) }
-	eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to have one owner each")
+	c := startCutPair(t, orders)
+	f, proxy, b := c.f, c.proxy, c.b
 	for round := range rounds {
 		batch := orders[round*perRound : (round+1)*perRound]
 		f.publishAll(t, batch, "cut")
-		// Until the process to cut off has the round's triggers coming, so
-		// that it is cut off with some in hand.
-		eventstoretest.Eventually(t, 10*time.Second, func() bool { return log.hasFor(batch, "proc=a", `msg="lane delivery"`) },
-			"the process to cut off to have the round's triggers delivered")
+		c.waitDelivered(t, batch)
 		resets := b.LaneResets()
 		proxy.cut(true, true)
 		// Until the other process has taken the cut-off one for gone, and
@@ -52,14 +39,51 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 		eventstoretest.Eventually(t, 10*time.Second, func() bool { return b.members.count() == 1 && b.LaneResets() > resets },
 			"the other process to take the cut-off one's lanes")
 		proxy.cut(false, false)
-		eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to have one owner each again")
+		eventstoretest.Eventually(t, 10*time.Second, c.settled, "the lanes to have one owner each again")
 	}
 	select {
 	case <-f.js.PublishAsyncComplete():
 	case <-f.ctx.Done():
 		t.Fatal("triggers not acknowledged")
 	}
-	f.expectCompletedInOrder(t, orders, log, nil)
+	f.expectCompletedInOrder(t, orders, c.log, nil)
+}
+
+// cutPair is two trigger processors sharing four lanes, logging to log:
+// a reaches the server through proxy, b directly.
+type cutPair struct {
+	f     *laneFixture
+	log   *laneLog
+	proxy *cutProxy
+	a, b  *Processor
+}
+
+// startCutPair starts the pair on a fixture with orders, and waits until
+// the lanes have one owner each.
+func startCutPair(t *testing.T, orders []string) *cutPair {
+	t.Helper()
+	c := &cutPair{f: newLaneFixture(t, orders...), log: newLaneLog()}
+	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond}
+	c.proxy = startCutProxy(t, c.f.srv.ClientURL())
+	cfgA, cfgB := cfg, cfg
+	cfgA.Logger, cfgB.Logger = c.log.logger.With("proc", "a"), c.log.logger.With("proc", "b")
+	c.a = startProcessorWith(t, openCommandsAt(t, c.proxy.url), c.proxy.url, cfgA, nil)
+	t.Cleanup(func() { _ = c.a.Close() })
+	c.b = startProcessorWith(t, c.f.c, c.f.srv.ClientURL(), cfgB, nil)
+	t.Cleanup(func() { _ = c.b.Close() })
+	eventstoretest.Eventually(t, 10*time.Second, c.settled, "the lanes to have one owner each")
+	return c
+}
+
+// settled reports whether each lane has one owner.
+func (c *cutPair) settled() bool { return ownedOnce(c.a.cfg.Lanes, c.a, c.b) }
+
+// waitDelivered waits until a has triggers of orders coming, so that a
+// cut leaves it some in hand.
+func (c *cutPair) waitDelivered(t *testing.T, orders []string) {
+	t.Helper()
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return c.log.hasFor(orders, "proc=a", `msg="lane delivery"`) },
+		"the process to cut off to have triggers delivered")
 }
 
 // A process that hears nothing while what it sends still goes out (cut
@@ -73,20 +97,10 @@ func TestProcessThatHearsNothingTakesNoLanes(t *testing.T) {
 	}
 	t.Parallel()
 	orders := orderIDs("o-deaf", 100)
-	f := newLaneFixture(t, orders...)
-	log := newLaneLog()
-	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond}
-	proxy := startCutProxy(t, f.srv.ClientURL())
-	cfgA, cfgB := cfg, cfg
-	cfgA.Logger, cfgB.Logger = log.logger.With("proc", "a"), log.logger.With("proc", "b")
-	a := startProcessorWith(t, openCommandsAt(t, proxy.url), proxy.url, cfgA, nil)
-	defer a.Close()
-	b := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgB, nil)
-	defer b.Close()
-	eventstoretest.Eventually(t, 10*time.Second, func() bool { return ownedOnce(cfg.Lanes, a, b) }, "the lanes to have one owner each")
+	c := startCutPair(t, orders)
+	f, log, proxy, a, b := c.f, c.log, c.proxy, c.a, c.b
 	f.publishAll(t, orders, "deaf")
-	eventstoretest.Eventually(t, 10*time.Second, func() bool { return log.hasFor(orders, "proc=a", `msg="lane delivery"`) },
-		"the process to cut off to have triggers delivered")
+	c.waitDelivered(t, orders)
 	resetsA, resetsB := a.LaneResets(), b.LaneResets()
 	proxy.cut(false, true)
 	// Until a has noted its deafness, and b has been silent to it for
@@ -97,7 +111,7 @@ func TestProcessThatHearsNothingTakesNoLanes(t *testing.T) {
 		return time.Since(a.members.seen[b.members.self].at)
 	}
 	eventstoretest.Eventually(t, 10*time.Second, func() bool {
-		return log.has("proc=a", "does not hear its own heartbeats") && silentToA() > (missedHeartbeats+1)*cfg.Heartbeat
+		return log.has("proc=a", "does not hear its own heartbeats") && silentToA() > (missedHeartbeats+1)*a.cfg.Heartbeat
 	}, "the cut-off process to note that it hears nothing")
 	if n := a.members.count(); n != 2 {
 		t.Fatalf("the cut-off process counts %d processes, want 2: it took the other for gone", n)
