@@ -23,12 +23,6 @@ import (
 // Members may briefly disagree (a heartbeat in flight); the lanes' pinned
 // consumers still give each lane to one process at a time.
 //
-// A process hears its own heartbeats too, and measures the others'
-// silence against the last of its own it heard, not against the clock: a
-// process that hears nothing (cut off from NATS one way or both, while
-// its connection still looks up) does not take the others for gone, nor
-// take their lanes from them, however long its deafness lasts.
-//
 // Each heartbeat also names the lanes its process is reading (the
 // lanesHeader header; a process that does not send it names none), so
 // that a lane's new owner can tell a pin held by a process it still hears
@@ -44,8 +38,6 @@ type members struct {
 
 	mu      sync.Mutex
 	started time.Time
-	selfAt  time.Time // when this process last heard its own heartbeat
-	deaf    bool      // told the log it has not heard itself for missedHeartbeats intervals
 	seen    map[string]member
 	leaving map[string]member // processes that said goodbye, while they may still drain their lanes
 	reads   map[int]bool      // the lanes this process is reading
@@ -110,7 +102,7 @@ func ProcessorsHeard(ctx context.Context, nc *nats.Conn, within time.Duration) (
 
 func newMembers(nc *nats.Conn, interval time.Duration) *members {
 	return &members{
-		self: uuid.NewString(), nc: nc, interval: interval, selfAt: time.Now(),
+		self: uuid.NewString(), nc: nc, interval: interval,
 		seen: map[string]member{}, leaving: map[string]member{}, reads: map[int]bool{}, change: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -121,13 +113,10 @@ func newMembers(nc *nats.Conn, interval time.Duration) *members {
 func (m *members) start() error {
 	m.mu.Lock()
 	m.started = time.Now()
-	m.selfAt = m.started
 	m.mu.Unlock()
 	sub, err := m.nc.Subscribe(eventstore.ProcessorsSubject, func(msg *nats.Msg) {
 		body := string(msg.Data)
-		if id, ok := strings.CutPrefix(body, heartbeatAlive); ok && id == m.self {
-			m.heardSelf()
-		} else if ok {
+		if id, ok := strings.CutPrefix(body, heartbeatAlive); ok && id != m.self {
 			m.heard(id, true, parseLanes(msg.Header.Get(lanesHeader)))
 		} else if id, ok := strings.CutPrefix(body, heartbeatGone); ok && id != m.self {
 			m.heard(id, false, parseLanes(msg.Header.Get(lanesHeader)))
@@ -240,20 +229,6 @@ func (m *members) heard(id string, alive bool, lanes []int) {
 	}
 }
 
-// heardSelf records that this process heard its own heartbeat: what it
-// heard of the others until now, it could have heard.
-func (m *members) heardSelf() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.selfAt = time.Now()
-	if m.deaf {
-		m.deaf = false
-		if m.log != nil {
-			m.log.Info("this trigger processor hears its own heartbeats again", "processors", len(m.seen)+1)
-		}
-	}
-}
-
 // tick runs after each heartbeat, since the previous one: it forgets the
 // processes gone silent, unless this process could not have heard them.
 //
@@ -268,9 +243,6 @@ func (m *members) heardSelf() {
 // read the lanes it would take.
 func (m *members) tick(since time.Duration, cutOff bool) {
 	paused := since > missedHeartbeats*m.interval
-	if !paused { // a paused process has not heard itself either, and says it was paused
-		m.noteDeafness()
-	}
 	if !paused && !cutOff {
 		m.expire()
 		return
@@ -288,24 +260,6 @@ func (m *members) tick(since time.Duration, cutOff bool) {
 	}
 }
 
-// noteDeafness tells the log once when this process has not heard its
-// own heartbeat for missedHeartbeats intervals.
-func (m *members) noteDeafness() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	silent := time.Since(m.selfAt)
-	if m.deaf || silent <= missedHeartbeats*m.interval {
-		return
-	}
-	m.deaf = true
-	if m.log != nil {
-		m.log.Warn("this trigger processor does not hear its own heartbeats: cut off from NATS one way or both, it takes nobody for gone until it hears itself again",
-			"silent_for", silent.Round(time.Millisecond), "connected", m.nc != nil && m.nc.IsConnected(), "processors", len(m.seen)+1)
-	}
-}
-
-// expire forgets the processes not heard for missedHeartbeats intervals
-// before this one last heard itself.
 func (m *members) expire() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -314,7 +268,7 @@ func (m *members) expire() {
 			delete(m.leaving, id)
 		}
 	}
-	cutoff := m.selfAt.Add(-missedHeartbeats * m.interval)
+	cutoff := time.Now().Add(-missedHeartbeats * m.interval)
 	for id, mb := range m.seen {
 		if mb.at.Before(cutoff) {
 			delete(m.seen, id)

@@ -83,28 +83,3 @@ func TestPausedProcessDoesNotTakeOthersForGone(t *testing.T) {
 		t.Fatalf("after a tick on time: count = %d, want 1 (the silent one forgotten)", n)
 	}
 }
-
-// A process that does not hear its own heartbeats hears nothing (cut off
-// from NATS one way or both, its connection still up): the others' silence
-// says nothing of them, and it takes none for gone, however long that
-// lasts. Once it hears itself again, one it does not hear is forgotten.
-func TestDeafProcessDoesNotTakeOthersForGone(t *testing.T) {
-	m := newMembers(nil, time.Second)
-	m.heard("live", true, []int{1})
-	m.mu.Lock()
-	m.selfAt = time.Now().Add(-time.Minute)
-	m.seen["live"] = member{at: m.selfAt.Add(-m.interval / 2), lanes: []int{1}} // heard just before this process last heard itself
-	m.mu.Unlock()
-	m.tick(m.interval, false)
-	if n := m.count(); n != 2 || !m.readElsewhere(1) {
-		t.Fatalf("after a tick deaf for a minute: count = %d, lane 1 read elsewhere %v; want 2 and true", n, m.readElsewhere(1))
-	}
-	if !m.deaf {
-		t.Error("the deafness was not noted")
-	}
-	m.heardSelf()
-	m.tick(m.interval, false)
-	if n := m.count(); n != 1 || m.deaf {
-		t.Fatalf("after hearing itself: count = %d, deaf %v; want 1 (the silent one forgotten) and false", n, m.deaf)
-	}
-}

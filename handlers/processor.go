@@ -538,11 +538,7 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 		nats.RetryOnFailedConnect(true),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			cfg.Logger.Warn("trigger processor: nats", "err", err)
-		}),
-		// The members hear their own heartbeats (see members): a
-		// nats.NoEcho among the caller's options would have them take
-		// nobody for gone ever.
-		func(o *nats.Options) error { o.NoEcho = false; return nil })...)
+		}))...)
 	if err != nil {
 		return nil, fmt.Errorf("trigger processor: connect: %w", err)
 	}
