@@ -571,8 +571,9 @@ func (l *lane) openGateOn(ctx context.Context, info *jetstream.ConsumerInfo) {
 // stream sequence. A trigger held from before the reset above that is
 // not one of them: counted, it stood in for an earlier trigger of
 // another order delivered elsewhere, whose order's next trigger, held
-// here, was then started ahead of it (TestLanesOfAProcessCutOffAndBack,
-// once under -race). Such a trigger, not delivered here since the lane
+// here, was then started ahead of it (seen in
+// TestLanesOfAProcessCutOffAndBack under -race;
+// TestGateAfterAResetCountsOnlyWhatWasDeliveredSince). Such a trigger, not delivered here since the lane
 // was found read elsewhere (fresh), is let go (see drop) and comes again
 // in turn; the count takes only what is at or below that sequence. One
 // delivered here since is kept even above it: the consumer's answer may

@@ -330,16 +330,6 @@ func TestGateAfterAResetDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) 
 	f.startedOnly(t, "lost") // the stale one, applied elsewhere, is gone from the lane
 }
 
-// A reader that stops hearing the lane for a while (its process frozen,
-// or cut off from NATS) keeps its period: it still holds what it was
-// delivered. Meanwhile another reader takes the lane (it unpins it and
-// has the unacknowledged triggers delivered again), applies and
-// acknowledges one of those, leaves the order's next trigger running, and
-// gives the lane back. The first reader's next delivery comes under a new
-// pin. What it held from before may have been acknowledged elsewhere, so
-// its count of unacknowledged triggers must not take those for its own:
-// the gate stays shut until the trigger left running elsewhere is back,
-// and the order's later trigger does not start ahead of it.
 // After a reset the consumer counts as unacknowledged only what it has
 // delivered since. A trigger held from before, above what the consumer
 // has delivered again, must not stand in for an earlier trigger of
@@ -390,6 +380,16 @@ func TestGateAfterAResetCountsOnlyWhatWasDeliveredSince(t *testing.T) {
 	f.startedOnly(t, "first")
 }
 
+// A reader that stops hearing the lane for a while (its process frozen,
+// or cut off from NATS) keeps its period: it still holds what it was
+// delivered. Meanwhile another reader takes the lane (it unpins it and
+// has the unacknowledged triggers delivered again), applies and
+// acknowledges one of those, leaves the order's next trigger running, and
+// gives the lane back. The first reader's next delivery comes under a new
+// pin. What it held from before may have been acknowledged elsewhere, so
+// its count of unacknowledged triggers must not take those for its own:
+// the gate stays shut until the trigger left running elsewhere is back,
+// and the order's later trigger does not start ahead of it.
 func TestGateAfterTheLaneWasReadElsewhere(t *testing.T) {
 	t.Parallel()
 	f := newGateFixture(t)

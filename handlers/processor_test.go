@@ -463,22 +463,19 @@ func newLaneLog() *laneLog {
 	return l
 }
 
-// print logs the lines of order's triggers and the lanes' handovers.
-// has reports whether a line holds every one of parts.
-func (l *laneLog) has(parts ...string) bool { return l.hasFor(nil, parts...) }
-
 // hasFor reports whether a line holds every one of parts and names one of
-// orders (any line when orders is nil).
+// orders.
 func (l *laneLog) hasFor(orders []string, parts ...string) bool {
 	for line := range strings.SplitSeq(l.buf.String(), "\n") {
 		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) &&
-			(orders == nil || slices.ContainsFunc(orders, func(o string) bool { return strings.Contains(line, o+".") })) {
+			slices.ContainsFunc(orders, func(o string) bool { return strings.Contains(line, o+".") }) {
 			return true
 		}
 	}
 	return false
 }
 
+// print logs the lines of order's triggers and the lanes' handovers.
 func (l *laneLog) print(t *testing.T, order string) {
 	for _, line := range strings.Split(l.buf.String(), "\n") {
 		if strings.Contains(line, order+".") || strings.Contains(line, "msg=\"lane ") && !strings.Contains(line, "lane delivery") &&
