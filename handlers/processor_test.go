@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -461,18 +460,6 @@ func newLaneLog() *laneLog {
 	l := &laneLog{}
 	l.logger = slog.New(slog.NewTextHandler(&l.buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return l
-}
-
-// hasFor reports whether a line holds every one of parts and names one of
-// orders.
-func (l *laneLog) hasFor(orders []string, parts ...string) bool {
-	for line := range strings.SplitSeq(l.buf.String(), "\n") {
-		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) &&
-			slices.ContainsFunc(orders, func(o string) bool { return strings.Contains(line, o+".") }) {
-			return true
-		}
-	}
-	return false
 }
 
 // print logs the lines of order's triggers and the lanes' handovers.
