@@ -261,7 +261,6 @@ type held struct {
 	msg     jetstream.Msg // the latest delivery (acknowledging it settles every earlier one)
 	seq     uint64
 	again   bool // delivered before, here or to another reader, also before a reset that counts deliveries afresh (see putAsideElsewhere, holdsEveryPending)
-	fresh   bool // delivered here since the lane was last found read elsewhere (see pinChanged, holdsEveryPending)
 	order   string
 	msgID   string    // its Nats-Msg-Id
 	stored  time.Time // when the lane stored it (the server's clock)
@@ -564,44 +563,17 @@ func (l *lane) openGateOn(ctx context.Context, info *jetstream.ConsumerInfo) {
 // gate that trusted it stayed shut until the sweeps, in
 // TestLaneTakenFromAGoneReader; an ad-hoc run of such resets found the
 // floor left behind in 42 of 50, and none for a reset to 2).
-//
-// Nor does every trigger the lane stream still has count: after a reset
-// the consumer delivers the lane again from there, and counts as
-// unacknowledged only what it has delivered since, up to its delivered
-// stream sequence. A trigger held from before the reset above that is
-// not one of them: counted, it stood in for an earlier trigger of
-// another order delivered elsewhere, whose order's next trigger, held
-// here, was then started ahead of it (seen in
-// TestLanesOfAProcessCutOffAndBack under -race;
-// TestGateAfterAResetCountsOnlyWhatWasDeliveredSince). Such a trigger, not delivered here since the lane
-// was found read elsewhere (fresh), is let go (see drop) and comes again
-// in turn; the count takes only what is at or below that sequence. One
-// delivered here since is kept even above it: the consumer's answer may
-// be older than the delivery.
 func (l *lane) holdsEveryPending(ctx context.Context, info *jetstream.ConsumerInfo) (ok, found bool) {
-	if !l.fromLeader(info) {
-		return false, false
-	}
-	for _, h := range l.bySeq {
-		if !h.fresh && h.seq > info.Delivered.Stream {
-			l.drop(h) // not delivered here since a reset: it comes again
-		}
-	}
-	if info.NumAckPending > len(l.bySeq) {
+	if !l.fromLeader(info) || info.NumAckPending > len(l.bySeq) {
 		return false, false
 	}
 	gone, found, err := l.lookUpAgain(ctx)
 	if err != nil {
 		return false, false
 	}
+	pending := len(l.bySeq) - len(gone)
 	for _, h := range gone {
 		l.drop(h)
-	}
-	pending := 0
-	for _, h := range l.bySeq {
-		if h.seq <= info.Delivered.Stream && !slices.Contains(gone, h) {
-			pending++
-		}
 	}
 	return info.NumAckPending <= pending, found
 }
@@ -714,7 +686,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 		}
 		l.lastDel = del
 		if h, ok := l.bySeq[seq]; ok {
-			h.msg, h.again, h.fresh = m, true, true // redelivered while held (a handler ran past AckWait, or the lane was reset)
+			h.msg, h.again = m, true // redelivered while held (a handler ran past AckWait)
 			return
 		}
 		source, _ := sourceSequence(m.Headers().Get(streamSourceHeader))
@@ -724,7 +696,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 				"trigger_id", m.Headers().Get(jetstream.MsgIDHeader), "delivered", delivered, "gated", l.gated)
 		}
 	}
-	h := &held{msg: m, seq: seq, again: delivered > 1 || seq <= l.deliveredTo, fresh: true,
+	h := &held{msg: m, seq: seq, again: delivered > 1 || seq <= l.deliveredTo,
 		order: orderOf(m.Subject()), msgID: m.Headers().Get(jetstream.MsgIDHeader), stored: stored}
 	l.bySeq[seq] = h
 	q := l.orders[h.order]
@@ -764,7 +736,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 func (l *lane) pinChanged() {
 	l.gated = true
 	for _, h := range l.bySeq {
-		h.again, h.fresh = true, false
+		h.again = true
 	}
 }
 
