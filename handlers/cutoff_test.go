@@ -2,11 +2,13 @@ package handlers
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
@@ -33,19 +35,32 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 	defer a.Close()
 	b := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgB, nil)
 	defer b.Close()
-	settled := func() bool { return ownedOnce(cfg.Lanes, a, b) }
-	eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to have one owner each")
+	// Settled once each lane is read by its one owner alone.
+	settled := func() bool { return readByOwners(cfg.Lanes, a, b) }
+	eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to be read by one owner each")
 	for round := range rounds {
 		f.publishAll(t, orders[round*perRound:(round+1)*perRound], "cut")
+		// Until the process to be cut off has triggers in hand: one of
+		// its lanes is pinned (the other process does not read it, so the
+		// pin is its) with triggers delivered and not acknowledged.
+		// Reading a lane is not enough: one just handed back is pinned to
+		// it only when its next pull comes, and a cut before that left it
+		// nothing in hand and the other process nothing to deliver again.
+		eventstoretest.Eventually(t, 10*time.Second, func() bool { return inHand(f, cfg.Lanes, a, b) },
+			"the process to be cut off to have triggers in hand")
 		resets := b.LaneResets()
 		proxy.cut(true)
 		// Until the other process has taken the cut-off one for gone, and
 		// a lane of its with the triggers it had in hand (reset, so that
 		// they come again at once).
-		eventstoretest.Eventually(t, 10*time.Second, func() bool { return b.members.count() == 1 && b.LaneResets() > resets },
-			"the other process to take the cut-off one's lanes")
+		took := func() bool { return b.members.count() == 1 && b.LaneResets() > resets }
+		if !poll(10*time.Second, took) {
+			log.print(t, "the lanes only")
+			t.Fatalf("round %d: timed out waiting for the other process to take the cut-off one's lanes: it hears %d processes, reset %d lanes (%d before), reads %v",
+				round, b.members.count(), b.LaneResets(), resets, b.members.lanesRead())
+		}
 		proxy.cut(false)
-		eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to have one owner each again")
+		eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to be read by one owner each again")
 	}
 	select {
 	case <-f.js.PublishAsyncComplete():
@@ -53,6 +68,56 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 		t.Fatal("triggers not acknowledged")
 	}
 	f.expectCompletedInOrder(t, orders, log, nil)
+}
+
+// readByOwners reports whether each lane is owned and read by one of
+// procs alone.
+func readByOwners(lanes int, procs ...*Processor) bool {
+	if !ownedOnce(lanes, procs...) {
+		return false
+	}
+	for lane := range lanes {
+		for _, p := range procs {
+			if slices.Contains(p.members.lanesRead(), lane) != p.members.owns(lane) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// inHand reports whether a lane that p reads and other does not is pinned
+// with triggers delivered and not acknowledged.
+func inHand(f *laneFixture, lanes int, p, other *Processor) bool {
+	for lane := range lanes {
+		if !slices.Contains(p.members.lanesRead(), lane) || slices.Contains(other.members.lanesRead(), lane) {
+			continue
+		}
+		st, err := f.js.Stream(f.ctx, eventstore.StreamTriggerLanes)
+		if err != nil {
+			return false
+		}
+		cons, err := st.Consumer(f.ctx, eventstore.LaneConsumer(lane))
+		if err != nil {
+			return false
+		}
+		if info, err := cons.Info(f.ctx); err == nil && eventstore.LanePin(info) != "" && info.NumAckPending > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// poll reports whether cond held within d, asking every 5 ms.
+func poll(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 // cutProxy forwards TCP connections to a NATS server; while cut, it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,7 @@ type laneSubscriber struct {
 	expiry     time.Duration // pull requests' expiry, under the pin's TTL so an idle owner keeps its pin
 	drain      time.Duration // how long a lane given up waits for its running handlers
 	gatePoll   time.Duration // how often a gated lane asks whether it holds every pending trigger
+	maxBlock   time.Duration // how long a gate stays shut for an order's earlier trigger held elsewhere (see blockedByMissing)
 
 	// noReset, when set (tests), leaves a lane taken over as it is (see
 	// takeOver), as a server without the consumer reset would.
@@ -97,7 +99,7 @@ type laneSubscriber struct {
 
 func newLaneSubscriber(js jetstream.JetStream, m *members, window int, pinTTL, retryDelay, drain time.Duration) *laneSubscriber {
 	return &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, pinTTL/2), retryDelay: retryDelay, drain: drain,
-		gatePoll: 25 * time.Millisecond, closing: make(chan struct{})}
+		gatePoll: 25 * time.Millisecond, maxBlock: 2*pinTTL + drain, closing: make(chan struct{})}
 }
 
 // lookUp finds the lane stream and each named lane's consumer on the
@@ -249,11 +251,19 @@ type lane struct {
 	// when this process took the lane over: a trigger up to it comes again
 	// (after a reset, which counts its deliveries from one anew).
 	deliveredTo uint64
-	running     int
-	handedBack  int // triggers this period handed back when it ended
-	settled     chan settledTrigger
-	retry       chan *held
-	quit        chan struct{} // closed when serve returns: stops waiters and retry timers
+	// missingSince is when the gate first stayed shut for an order's
+	// earlier trigger held elsewhere (zero: it has not, since it last
+	// opened).
+	missingSince time.Time
+	// readElsewhere: the lane was found read elsewhere (see pinChanged)
+	// since its gate last opened after checking each held order (see
+	// missingEarlier).
+	readElsewhere bool
+	running       int
+	handedBack    int // triggers this period handed back when it ended
+	settled       chan settledTrigger
+	retry         chan *held
+	quit          chan struct{} // closed when serve returns: stops waiters and retry timers
 }
 
 // held is a trigger the lane has been given and not yet acknowledged.
@@ -261,6 +271,7 @@ type held struct {
 	msg     jetstream.Msg // the latest delivery (acknowledging it settles every earlier one)
 	seq     uint64
 	again   bool // delivered before, here or to another reader, also before a reset that counts deliveries afresh (see putAsideElsewhere, holdsEveryPending)
+	fresh   bool // delivered here since the lane was last found read elsewhere (see pinChanged, holdsEveryPending)
 	order   string
 	msgID   string    // its Nats-Msg-Id
 	stored  time.Time // when the lane stored it (the server's clock)
@@ -377,6 +388,9 @@ func (l *lane) takeOver(ctx context.Context, cons jetstream.Consumer) bool {
 	}
 	info, err := l.consumerInfo(ctx, cons)
 	if err != nil {
+		if l.s.debugOn(ctx) {
+			l.s.log.Debug("lane taken over: its state not known, nothing delivered again", "lane", l.index, "err", err)
+		}
 		return true
 	}
 	if eventstore.LanePin(info) != "" {
@@ -444,6 +458,9 @@ func (l *lane) releaseOrphanPin(ctx context.Context, cons jetstream.Consumer, in
 		}
 	}
 	if s.members.readElsewhere(l.index) || eventstore.LanePin(info) == l.pin {
+		if s.debugOn(ctx) {
+			s.log.Debug("lane taken over: pin kept", "lane", l.index, "own", eventstore.LanePin(info) == l.pin, "pending", info.NumAckPending)
+		}
 		return nil, true // a live reader's, or still this process's (an earlier period's)
 	}
 	uctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -488,6 +505,9 @@ func (l *lane) redeliverOrphans(ctx context.Context, info *jetstream.ConsumerInf
 		from = m.Sequence
 	}
 	if info.NumAckPending == 0 && from > info.AckFloor.Stream {
+		if l.s.debugOn(ctx) {
+			l.s.log.Debug("lane taken over: nothing to deliver again", "lane", l.index, "floor", info.AckFloor.Stream, "delivered", info.Delivered.Stream)
+		}
 		return // nothing delivered and not acknowledged, nothing left below the floor
 	}
 	r, err := l.s.js.ResetConsumerToSequence(ictx, eventstore.StreamTriggerLanes, info.Name, from)
@@ -527,7 +547,7 @@ func (l *lane) openGateOn(ctx context.Context, info *jetstream.ConsumerInfo) {
 		l.confirm = ok
 		return
 	}
-	l.gated, l.confirm = false, false
+	l.gated, l.confirm, l.missingSince, l.readElsewhere = false, false, time.Time{}, false
 	// From here on each delivery must follow the one before: the count
 	// held for the consumer's deliveries up to this answer's, and a later
 	// one this reader does not get went to a reader still holding the
@@ -563,19 +583,157 @@ func (l *lane) openGateOn(ctx context.Context, info *jetstream.ConsumerInfo) {
 // gate that trusted it stayed shut until the sweeps, in
 // TestLaneTakenFromAGoneReader; an ad-hoc run of such resets found the
 // floor left behind in 42 of 50, and none for a reset to 2).
+//
+// Nor does every trigger the lane stream still has count: after a reset
+// the consumer delivers the lane again from there, and counts as
+// unacknowledged only what it has delivered since, up to its delivered
+// stream sequence. A trigger held from before the reset above that is
+// not one of them: counted, it stood in for an earlier trigger of
+// another order delivered elsewhere, whose order's next trigger, held
+// here, was then started ahead of it (seen in
+// TestLanesOfAProcessCutOffAndBack under -race;
+// TestGateAfterAResetCountsOnlyWhatWasDeliveredSince). Such a trigger,
+// not delivered here since the lane was found read elsewhere (fresh), is
+// let go (see drop) and comes again in turn; the count takes only what
+// is at or below that sequence. One delivered here since is kept even
+// above it: the consumer's answer may be older than the delivery. When
+// the count agrees on a lane found read elsewhere, missingEarlier checks
+// each held order as well.
 func (l *lane) holdsEveryPending(ctx context.Context, info *jetstream.ConsumerInfo) (ok, found bool) {
-	if !l.fromLeader(info) || info.NumAckPending > len(l.bySeq) {
+	if !l.fromLeader(info) {
+		return false, false
+	}
+	for _, h := range l.bySeq {
+		if !h.fresh && h.seq > info.Delivered.Stream {
+			l.drop(h) // not delivered here since a reset: it comes again
+		}
+	}
+	if info.NumAckPending > len(l.bySeq) {
 		return false, false
 	}
 	gone, found, err := l.lookUpAgain(ctx)
 	if err != nil {
 		return false, false
 	}
-	pending := len(l.bySeq) - len(gone)
 	for _, h := range gone {
 		l.drop(h)
 	}
-	return info.NumAckPending <= pending, found
+	pending := 0
+	for _, h := range l.bySeq {
+		if h.seq <= info.Delivered.Stream && !slices.Contains(gone, h) {
+			pending++
+		}
+	}
+	if info.NumAckPending > pending {
+		return false, found
+	}
+	if !l.readElsewhere {
+		return true, found
+	}
+	if missing, err := l.missingEarlier(ctx); err != nil || missing != "" {
+		if err != nil && l.s.debugOn(ctx) {
+			l.s.log.Debug("lane gate held: looking up the held orders' triggers failed", "lane", l.index, "err", err)
+		}
+		l.blockedByMissing(ctx, missing)
+		return err == nil && l.s.maxBlock > 0 && time.Since(l.missingSince) > l.s.maxBlock, found
+	}
+	return true, found
+}
+
+// missingEarlier looks in the lane stream, gateLookups orders at a time,
+// for a trigger of an order held here that lies below the order's last
+// held trigger and is not held here: one delivered to another reader and
+// not acknowledged yet, or not delivered again yet since a reset. It
+// returns the first such trigger's subject ("" when there is none).
+//
+// The count of holdsEveryPending says only how many triggers are
+// unacknowledged, not which; a held trigger the consumer does not count
+// (delivered before a reset and not since, or under a pin the lane has
+// lost) can stand in for one that went elsewhere, and the order's later
+// trigger held here would run ahead of it. Before a gate opens, each held
+// order is therefore checked trigger by trigger: the lane stream (a work
+// queue: what it still has is unacknowledged) must have none of the
+// order's triggers below its last held one that is not held here. This is
+// what the gate guards: an order's triggers run here in stream order.
+// Stand-ins come from another reader's time with the lane, so the check
+// runs only once the lane has been found read elsewhere (readElsewhere,
+// set by pinChanged), until a gate opens after it: a lane gated again
+// and again by its own redeliveries under load does not pay for it.
+func (l *lane) missingEarlier(ctx context.Context) (string, error) {
+	queues := make([][]*held, 0, len(l.orders))
+	for _, q := range l.orders {
+		queues = append(queues, q)
+	}
+	missing := make([]string, len(queues))
+	errs := make([]error, len(queues))
+	sem := make(chan struct{}, gateLookups)
+	var wg sync.WaitGroup
+	for i, q := range queues {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			missing[i], errs[i] = l.missingOf(ctx, q)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	for _, m := range missing {
+		if m != "" {
+			return m, nil
+		}
+	}
+	return "", nil
+}
+
+// missingOf steps through the lane stream's triggers of q's order, up to
+// the last held, and returns the subject of the first one not held here.
+func (l *lane) missingOf(ctx context.Context, q []*held) (string, error) {
+	last := uint64(0)
+	for _, h := range q {
+		last = max(last, h.seq)
+	}
+	filter := q[0].msg.Subject() // not a lane subject: its own order (see orderOf)
+	if _, _, key, err := eventstore.ParseLaneSubject(filter); err == nil {
+		filter = strings.TrimSuffix(filter, key) + "*"
+	}
+	for from := uint64(1); from <= last; {
+		gctx, cancel := context.WithTimeout(ctx, time.Second)
+		m, err := l.stream.GetMsg(gctx, from, jetstream.WithGetMsgSubject(filter))
+		cancel()
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return "", nil
+		case err != nil:
+			return "", err
+		case m.Sequence > last:
+			return "", nil
+		case !slices.ContainsFunc(q, func(h *held) bool { return h.seq == m.Sequence }):
+			return m.Subject, nil
+		}
+		from = m.Sequence + 1
+	}
+	return "", nil
+}
+
+// blockedByMissing notes that the gate stays shut for a trigger held
+// elsewhere (missing, empty when the look-up failed), from when it first
+// did. A trigger the lane stream still has and that no reader holds is
+// delivered again within AckWait; one that stays longer was left in the
+// stream by a kill (see eventstore.Store.LaneLeftovers) and comes again
+// only with the sweeps, so after maxBlock the gate opens without it, with
+// a warning, rather than hold the lane until then.
+func (l *lane) blockedByMissing(ctx context.Context, missing string) {
+	if l.missingSince.IsZero() {
+		l.missingSince = time.Now()
+		if missing != "" && l.s.debugOn(ctx) {
+			l.s.log.Debug("lane gate held: an order's earlier trigger is not held here", "lane", l.index, "trigger", missing)
+		}
+	}
+	if l.s.maxBlock > 0 && time.Since(l.missingSince) > l.s.maxBlock && l.s.log != nil {
+		l.s.log.Warn("lane gate opened without an order's earlier trigger, still in the lane after AckWait", "lane", l.index, "trigger", missing)
+	}
 }
 
 // gateLookups is how many of a gated lane's held triggers it looks up in
@@ -686,7 +844,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 		}
 		l.lastDel = del
 		if h, ok := l.bySeq[seq]; ok {
-			h.msg, h.again = m, true // redelivered while held (a handler ran past AckWait)
+			h.msg, h.again, h.fresh = m, true, true // redelivered while held (a handler ran past AckWait, or the lane was reset)
 			return
 		}
 		source, _ := sourceSequence(m.Headers().Get(streamSourceHeader))
@@ -696,7 +854,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 				"trigger_id", m.Headers().Get(jetstream.MsgIDHeader), "delivered", delivered, "gated", l.gated)
 		}
 	}
-	h := &held{msg: m, seq: seq, again: delivered > 1 || seq <= l.deliveredTo,
+	h := &held{msg: m, seq: seq, again: delivered > 1 || seq <= l.deliveredTo, fresh: true,
 		order: orderOf(m.Subject()), msgID: m.Headers().Get(jetstream.MsgIDHeader), stored: stored}
 	l.bySeq[seq] = h
 	q := l.orders[h.order]
@@ -734,9 +892,9 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 // process made), and the lane holds its new triggers until the count
 // agrees.
 func (l *lane) pinChanged() {
-	l.gated = true
+	l.gated, l.readElsewhere = true, true
 	for _, h := range l.bySeq {
-		h.again = true
+		h.again, h.fresh = true, false
 	}
 }
 

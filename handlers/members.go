@@ -171,9 +171,7 @@ func (m *members) announce() {
 // heartbeat is the message that says this process is alive or gone
 // (kind), naming the lanes it is reading.
 func (m *members) heartbeat(kind string) *nats.Msg {
-	m.mu.Lock()
-	lanes := slices.Sorted(maps.Keys(m.reads))
-	m.mu.Unlock()
+	lanes := m.lanesRead()
 	msg := nats.NewMsg(eventstore.ProcessorsSubject)
 	msg.Data = []byte(kind + m.self)
 	if len(lanes) > 0 {
@@ -318,6 +316,13 @@ func (m *members) reading(i int, on bool) {
 	} else {
 		delete(m.reads, i)
 	}
+}
+
+// lanesRead lists the lanes this process is reading, in order.
+func (m *members) lanesRead() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Sorted(maps.Keys(m.reads))
 }
 
 // heardAllAt is when this process will have heard every other live

@@ -462,11 +462,12 @@ func newLaneLog() *laneLog {
 	return l
 }
 
-// print logs the lines of order's triggers and the lanes' handovers.
+// print logs the lines of order's triggers, the lanes' handovers and the
+// processors' comings and goings.
 func (l *laneLog) print(t *testing.T, order string) {
 	for _, line := range strings.Split(l.buf.String(), "\n") {
-		if strings.Contains(line, order+".") || strings.Contains(line, "msg=\"lane ") && !strings.Contains(line, "lane delivery") &&
-			!strings.Contains(line, "lane acknowledged") {
+		if strings.Contains(line, order+".") || strings.Contains(line, " trigger processor ") ||
+			strings.Contains(line, "msg=\"lane ") && !strings.Contains(line, "lane delivery") && !strings.Contains(line, "lane acknowledged") {
 			t.Log(line)
 		}
 	}
