@@ -666,16 +666,7 @@ func (l *lane) missingEarlier(ctx context.Context) (string, error) {
 	}
 	missing := make([]string, len(queues))
 	errs := make([]error, len(queues))
-	sem := make(chan struct{}, gateLookups)
-	var wg sync.WaitGroup
-	for i, q := range queues {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			missing[i], errs[i] = l.missingOf(ctx, q)
-		})
-	}
-	wg.Wait()
+	lookUpEach(len(queues), func(i int) { missing[i], errs[i] = l.missingOf(ctx, queues[i]) })
 	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}
@@ -755,18 +746,11 @@ func (l *lane) lookUpAgain(ctx context.Context) (gone []*held, found bool, err e
 		}
 	}
 	errs := make([]error, len(again))
-	sem := make(chan struct{}, gateLookups)
-	var wg sync.WaitGroup
-	for i, h := range again {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			gctx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			_, errs[i] = l.stream.GetMsg(gctx, h.seq)
-		})
-	}
-	wg.Wait()
+	lookUpEach(len(again), func(i int) {
+		gctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, errs[i] = l.stream.GetMsg(gctx, again[i].seq)
+	})
 	for i, err := range errs {
 		switch {
 		case err == nil:
@@ -778,6 +762,21 @@ func (l *lane) lookUpAgain(ctx context.Context) (gone []*held, found bool, err e
 		}
 	}
 	return gone, found, nil
+}
+
+// lookUpEach runs look(i) for each i below n, gateLookups at a time, and
+// returns when all have.
+func lookUpEach(n int, look func(i int)) {
+	sem := make(chan struct{}, gateLookups)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			look(i)
+		})
+	}
+	wg.Wait()
 }
 
 // drop forgets a held trigger that is acknowledged (by settle), or that

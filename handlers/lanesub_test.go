@@ -371,12 +371,7 @@ func TestGateAfterAResetCountsOnlyWhatWasDeliveredSince(t *testing.T) {
 	if _, held := l.bySeq[3]; held {
 		t.Error("the trigger held from before the reset, not delivered since, is still held")
 	}
-	f.reply(t, first, "-NAK")
-	l.add(f.ctx, f.next(t, "first"))
-	f.poll(2)
-	if l.gated {
-		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
-	}
+	f.handBack(t, first, "first")
 	f.startedOnly(t, "first")
 }
 
@@ -420,12 +415,7 @@ func TestGateWaitsForAnOrdersEarlierTriggerHeldElsewhere(t *testing.T) {
 	if !l.gated {
 		t.Fatal("the gate opened while the order's first trigger was held elsewhere")
 	}
-	f.reply(t, first, "-NAK")
-	l.add(f.ctx, f.next(t, "first"))
-	f.poll(2)
-	if l.gated {
-		t.Fatal("the gate stayed shut with the order's triggers held")
-	}
+	f.handBack(t, first, "first")
 	for range len(f.out) {
 		if m := <-f.out; m.Metadata.Get(mdSubject) == laneSubject("second") {
 			t.Fatal("the order's second trigger started ahead of its first")
