@@ -54,7 +54,7 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 		// a lane of its with the triggers it had in hand (reset, so that
 		// they come again at once).
 		took := func() bool { return b.members.count() == 1 && b.LaneResets() > resets }
-		if !poll(10*time.Second, took) {
+		if !eventstoretest.Within(10*time.Second, took) {
 			log.print(t, "the lanes only")
 			t.Fatalf("round %d: timed out waiting for the other process to take the cut-off one's lanes: it hears %d processes, reset %d lanes (%d before), reads %v",
 				round, b.members.count(), b.LaneResets(), resets, b.members.lanesRead())
@@ -93,11 +93,7 @@ func inHand(f *laneFixture, lanes int, p, other *Processor) bool {
 		if !slices.Contains(p.members.lanesRead(), lane) || slices.Contains(other.members.lanesRead(), lane) {
 			continue
 		}
-		st, err := f.js.Stream(f.ctx, eventstore.StreamTriggerLanes)
-		if err != nil {
-			return false
-		}
-		cons, err := st.Consumer(f.ctx, eventstore.LaneConsumer(lane))
+		cons, err := f.js.Consumer(f.ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(lane))
 		if err != nil {
 			return false
 		}
@@ -106,18 +102,6 @@ func inHand(f *laneFixture, lanes int, p, other *Processor) bool {
 		}
 	}
 	return false
-}
-
-// poll reports whether cond held within d, asking every 5 ms.
-func poll(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return true
 }
 
 // cutProxy forwards TCP connections to a NATS server; while cut, it

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -686,8 +685,8 @@ func (l *lane) missingOf(ctx context.Context, q []*held) (string, error) {
 		last = max(last, h.seq)
 	}
 	filter := q[0].msg.Subject() // not a lane subject: its own order (see orderOf)
-	if _, _, key, err := eventstore.ParseLaneSubject(filter); err == nil {
-		filter = strings.TrimSuffix(filter, key) + "*"
+	if tenant, id, _, err := eventstore.ParseLaneSubject(filter); err == nil {
+		filter = eventstore.LaneFilter(tenant, id, "*")
 	}
 	for from := uint64(1); from <= last; {
 		gctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -700,7 +699,7 @@ func (l *lane) missingOf(ctx context.Context, q []*held) (string, error) {
 			return "", err
 		case m.Sequence > last:
 			return "", nil
-		case !slices.ContainsFunc(q, func(h *held) bool { return h.seq == m.Sequence }):
+		case l.bySeq[m.Sequence] == nil:
 			return m.Subject, nil
 		}
 		from = m.Sequence + 1

@@ -262,13 +262,22 @@ func PublishUndecodable(tb testing.TB, st *eventstore.Store, seq uint64, subject
 // Eventually polls cond until it is true or the deadline passes.
 func Eventually(tb testing.TB, within time.Duration, cond func() bool, what string) {
 	tb.Helper()
-	deadline := time.Now().Add(within)
+	if !Within(within, cond) {
+		tb.Fatalf("timed out after %s waiting for %s", within, what)
+	}
+}
+
+// Within reports whether cond held within d, asking every 5 ms: for a
+// test that says more than Eventually before it fails.
+func Within(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", within, what)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // WaitMessages waits, up to within, until stream holds n messages.
