@@ -99,14 +99,17 @@ const removeWait = 5 * time.Second
 
 // removeConsumer deletes the server's consumer behind an ordered consumer
 // that has stopped: nats.go leaves it to its inactivity threshold. It
-// returns at once and asks in the background; a consumer it could not
-// delete (the server gone, say) ends after orderedInactive.
+// returns at once and does it all in the background, reading the
+// consumer's name included: CachedInfo waits for the lock that nats.go
+// holds while it tries to recreate the consumer (see stopWait). A
+// consumer it could not delete (the server gone, say) ends after
+// orderedInactive.
 func removeConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
-	info := cons.CachedInfo()
-	if info == nil {
-		return
-	}
 	go func() {
+		info := cons.CachedInfo()
+		if info == nil {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), removeWait)
 		defer cancel()
 		_ = js.DeleteConsumer(ctx, stream, info.Name)

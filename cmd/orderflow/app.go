@@ -782,6 +782,10 @@ func (a *App) Close() error {
 		case !a.store.Conn().IsConnected():
 			// The next start replays from the last checkpoint instead.
 			a.Logger.Warn("final checkpoint skipped: NATS is not reachable")
+		case a.server != nil && (!a.server.NATS().JetStreamEnabled() || a.checkLive() != nil):
+			// Nothing can be stored until a restart (checkReady says
+			// why): trying would only wait out the timeouts below.
+			a.Logger.Warn("final checkpoint skipped: the embedded server stores nothing until a restart")
 		default:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := o.Checkpoint(ctx, a.store); err != nil {
