@@ -246,12 +246,18 @@ func (c *Client) FollowStageChanges(ctx context.Context, orderID string, after u
 	stopOnEnd := context.AfterFunc(ctx, it.Stop)
 	defer func() {
 		stopOnEnd()
-		it.Stop()
-		// nats.go leaves the server's consumer to its inactivity
-		// threshold; drop it now, without waiting for the answer.
-		if info := cons.CachedInfo(); info != nil {
-			_ = c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+info.Name, nil)
-		}
+		// In the background: while no server answers, nats.go holds the
+		// consumer's lock through each attempt to recreate it (up to 20 s
+		// apiece), and Stop and CachedInfo wait for that lock. fn is
+		// called from the loop below only, so none runs after the return.
+		go func() {
+			it.Stop()
+			// nats.go leaves the server's consumer to its inactivity
+			// threshold; drop it now, without waiting for the answer.
+			if info := cons.CachedInfo(); info != nil {
+				_ = c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+info.Name, nil)
+			}
+		}()
 	}()
 	for {
 		m, err := it.Next()
