@@ -107,7 +107,7 @@ func (s *Store) WriteCheckpoint(ctx context.Context, name string, write func(io.
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("save checkpoint %s: %w", name, err)
+		return fmt.Errorf("save checkpoint %s: %w", name, Refusal(err))
 	}
 	return nil
 }

@@ -278,6 +278,11 @@ func checkNoStorageLeft(t *testing.T, st *eventstore.Store, limit uint64, single
 	if used, max, err := st.Storage(ctx); err != nil || used < limit*9/10 {
 		t.Fatalf("storage used %d of %d (%v): want nearly all of %d", used, max, err, limit)
 	}
+	// A checkpoint finds no room either, and says so at once rather than
+	// trying again until its time is out.
+	if err := st.SaveCheckpoint(ctx, "full", make([]byte, 4<<10)); !errors.Is(err, eventstore.ErrStorageFull) {
+		t.Fatalf("checkpoint on a full store: %v, want ErrStorageFull", err)
+	}
 }
 
 // A subscription skips an event whose data is not valid JSON, unless its

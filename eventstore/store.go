@@ -294,8 +294,14 @@ func retryTransient(ctx context.Context, interval time.Duration, op func() error
 
 // transient reports errors that a retry can cure: a stream no server
 // serves at the moment (Unavailable), JetStream not yet available, a
-// timeout. The store retries its creates and look-ups on them.
+// timeout. The store retries its creates and look-ups on them. A refusal
+// for lack of storage is not one, though JetStream answers it with a 503
+// too: storage is freed by an operator, not within a retry's time, and
+// retrying made a checkpoint on a full store wait out its whole timeout.
 func transient(err error) bool {
+	if errors.Is(Refusal(err), ErrStorageFull) {
+		return false
+	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.Code == 500 || apiErr.ErrorCode == 10005) {
 		// 10005: no suitable peers for placement, while a cluster is still

@@ -26,6 +26,9 @@ func TestTransient(t *testing.T) {
 		{jetstream.ErrJetStreamNotEnabled, true},
 		{&jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use with a different configuration"}, false},
 		{jetstream.ErrStreamNotFound, false},
+		// No storage left: a 503, but not one that passes by itself.
+		{&jetstream.APIError{Code: 503, ErrorCode: 10023, Description: "insufficient resources"}, false},
+		{fmt.Errorf("put: %w", &jetstream.APIError{Code: 400, ErrorCode: 10047, Description: "insufficient storage resources available"}), false},
 		{fmt.Errorf("append: %w", ErrConcurrency), false},
 		{errors.New("something else"), false},
 	} {
