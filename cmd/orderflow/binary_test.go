@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,15 +16,38 @@ import (
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
-// buildBinary compiles orderflow into a temp dir.
+// binary is orderflow compiled once for the tests that run it (with
+// -count=3, five tests each ran go build three times); TestMain removes it.
+var binary struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// buildBinary returns the path of orderflow compiled into a temp dir.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "orderflow")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	binary.once.Do(func() {
+		if binary.dir, binary.err = os.MkdirTemp("", "orderflow-bin-"); binary.err != nil {
+			return
+		}
+		binary.path = filepath.Join(binary.dir, "orderflow")
+		if out, err := exec.Command("go", "build", "-o", binary.path, ".").CombinedOutput(); err != nil {
+			binary.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if binary.err != nil {
+		t.Fatal(binary.err)
 	}
-	return bin
+	return binary.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binary.dir != "" {
+		_ = os.RemoveAll(binary.dir)
+	}
+	os.Exit(code)
 }
 
 // The real binary starts with --demo on a fresh data dir, becomes ready,
