@@ -63,9 +63,18 @@ const deadLetterDuplicates = 10 * time.Minute
 // LaneConfig sets up the trigger lanes.
 type LaneConfig struct {
 	Lanes   int           // number of lanes; default 8
-	AckWait time.Duration // how long a lane waits for an acknowledgement before redelivering, and how long a silent pinned client keeps its lane; default 10 s
+	AckWait time.Duration // how long a lane waits for an acknowledgement before redelivering, and how long a silent pinned client keeps its lane (see LanePinTTL); default 10 s
 	Window  int           // unacknowledged triggers a lane's pinned client may hold; default 256
 }
+
+// LanePinTTL is how long a lane's pinned client keeps the lane without
+// asking for more: AckWait, and at least three seconds. A reader's pull
+// requests last at least a second (nats.go's floor), and asks again as
+// one expires; with a TTL of a second the pin lapsed between one request
+// and the next whenever the reader's process was slow, and each new pin
+// made the reader take its lane for read elsewhere (TestLaneHandoverKeepsOrder
+// under -race, with --ack-wait 1s).
+func LanePinTTL(ackWait time.Duration) time.Duration { return max(ackWait, 3*time.Second) }
 
 // LaneConsumer names lane i's durable consumer.
 func LaneConsumer(i int) string { return fmt.Sprintf("lane-%d", i) }
@@ -543,7 +552,7 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 			Replicas:       s.cfg.Replicas,
 			PriorityPolicy: jetstream.PriorityPolicyPinned,
 			PriorityGroups: []string{LaneGroup},
-			PinnedTTL:      cfg.AckWait,
+			PinnedTTL:      LanePinTTL(cfg.AckWait),
 		}
 		if err := s.ensureLaneConsumer(ctx, st, cc, was[i]); err != nil {
 			return nil, fmt.Errorf("lane consumer %s: %w", names[i], err)

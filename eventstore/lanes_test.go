@@ -69,6 +69,50 @@ func TestEnsureLanesReplacesUnpinnedConsumers(t *testing.T) {
 	}
 }
 
+// A lane's pin lasts AckWait, and at least three seconds: a reader asks
+// again only as its pull request expires (a second at the least), so a
+// one-second pin lapsed between two requests of a busy reader. A lane
+// made with the pin at AckWait takes the longer TTL when opened again.
+func TestEnsureLanesPinsForAckWaitAndAtLeastThreeSeconds(t *testing.T) {
+	t.Parallel()
+	st, ctx := serverStore(t)
+	lanes := func(cfg eventstore.LaneConfig) time.Duration {
+		t.Helper()
+		if _, err := st.EnsureLanes(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		s, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons, err := s.Consumer(ctx, eventstore.LaneConsumer(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cons.CachedInfo().Config.PinnedTTL
+	}
+	if got := lanes(eventstore.LaneConfig{Lanes: 1, AckWait: 10 * time.Second}); got != 10*time.Second {
+		t.Fatalf("pin TTL with AckWait 10s: %s, want 10s", got)
+	}
+	s, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As an earlier orderflow made it: the pin at an AckWait of 1s.
+	cons, err := s.Consumer(ctx, eventstore.LaneConsumer(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := cons.CachedInfo().Config
+	old.AckWait, old.PinnedTTL = time.Second, time.Second
+	if _, err := s.UpdateConsumer(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if got := lanes(eventstore.LaneConfig{Lanes: 1, AckWait: time.Second}); got != 3*time.Second {
+		t.Fatalf("pin TTL with AckWait 1s: %s, want 3s", got)
+	}
+}
+
 // A dead-letter stream from before dead letters were put aside per
 // tenant, order and trigger key (one subject for all) takes the new
 // subjects too, and keeps its dead letters.

@@ -44,7 +44,10 @@ import (
 // first; the gate holds them until it is back. The numbering goes on from
 // the consumer's count when the gate opened, so a delivery made meanwhile
 // to a reader that still held the pin (a gate that opened on an idle
-// lane) is a gap too.
+// lane) is a gap too. A delivery numbered at or below that count reached
+// this reader late (it waited in the iterator while the gate polled): a
+// redelivery of a trigger held here tells nothing new and leaves the
+// lane open; anything else gates it.
 //
 // Within a lane, triggers of different orders run in parallel (up to the
 // consumer's MaxAckPending) and triggers of one order run one after
@@ -96,9 +99,9 @@ type laneSubscriber struct {
 	wg      sync.WaitGroup
 }
 
-func newLaneSubscriber(js jetstream.JetStream, m *members, window int, pinTTL, retryDelay, drain time.Duration) *laneSubscriber {
-	return &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, pinTTL/2), retryDelay: retryDelay, drain: drain,
-		gatePoll: 25 * time.Millisecond, maxBlock: 2*pinTTL + drain, closing: make(chan struct{})}
+func newLaneSubscriber(js jetstream.JetStream, m *members, window int, ackWait, retryDelay, drain time.Duration) *laneSubscriber {
+	return &laneSubscriber{js: js, members: m, window: window, expiry: max(time.Second, eventstore.LanePinTTL(ackWait)/2), retryDelay: retryDelay, drain: drain,
+		gatePoll: 25 * time.Millisecond, maxBlock: 2*ackWait + drain, closing: make(chan struct{})}
 }
 
 // lookUp finds the lane stream and each named lane's consumer on the
@@ -230,6 +233,7 @@ var (
 	errLaneLost     = errors.New("lane owned by another process")
 	errLaneClosing  = errors.New("trigger processor closing")
 	errLaneNotTaken = errors.New("lane not taken: owned by another process or closing before its pin was free")
+	errLaneStopped  = errors.New("lane iterator stopped")
 )
 
 // lane is one period of reading a lane this process owns.
@@ -299,7 +303,9 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	}
 	l.orders, l.bySeq, l.gated = map[string][]*held{}, map[uint64]*held{}, true
 	l.settled, l.retry, l.quit = make(chan settledTrigger), make(chan *held), make(chan struct{})
-	in := make(chan jetstream.Msg)
+	// Buffered, so that deliveries go on arriving while the loop is in a
+	// gate poll, and the next poll takes them first (see takeArrived).
+	in := make(chan jetstream.Msg, s.window)
 	go func() { // Next blocks; it.Drain and it.Stop release it
 		defer close(in)
 		for {
@@ -340,13 +346,15 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 		select {
 		case m, ok := <-in:
 			if !ok {
-				l.err = errors.New("lane iterator stopped")
+				l.err = errLaneStopped
 				in = nil
 				break
 			}
 			l.add(ctx, m)
 		case <-gateTick:
-			l.openGate(ctx, cons)
+			if !l.openGate(ctx, cons, in) {
+				in = nil // closed: nothing is sending on it any more
+			}
 		case <-lifted:
 			lifted = s.copies.changed()
 			l.frontAwaitedCopies()
@@ -374,6 +382,30 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	}
 	it.Drain() // the iterator's buffer comes through in, and is handed back too
 	l.giveBack(in)
+}
+
+// takeArrived adds the deliveries that have arrived, for a gate poll. A
+// poll can take a second under load (it looks up held triggers in the
+// lane stream), and deliveries pile up meanwhile; one made before the
+// consumer's count and received after the gate opened gates the lane
+// again unless it is a redelivery of a trigger held here (see add). A
+// lane whose triggers waited longer than AckWait, redelivered all the
+// time, stayed shut poll after poll that way (TestLaneHandoverKeepsOrder
+// under -race). It returns false (and sets l.err) when the iterator has
+// stopped.
+func (l *lane) takeArrived(ctx context.Context, in <-chan jetstream.Msg) bool {
+	for {
+		select {
+		case m, ok := <-in:
+			if !ok {
+				l.err = errLaneStopped
+				return false
+			}
+			l.add(ctx, m)
+		default:
+			return true
+		}
+	}
 }
 
 // takeOver readies a lane this process has just come to own, before it
@@ -418,10 +450,10 @@ const pinIDHeader = "Nats-Pin-Id"
 
 // releaseOrphanPin unpins a lane whose pin no process this one hears from
 // holds: its reader died (a process killed, its NATS servers still up), and
-// JetStream would keep the pin for it until PinnedTTL (AckWait) ran out,
-// the lane's new triggers waiting all that time. Every live process names
-// the lanes it reads in its heartbeats (see members), so a pin on a lane
-// that none of them names is a dead reader's. A process that has just
+// JetStream would keep the pin for it until its TTL (eventstore.LanePinTTL)
+// ran out, the lane's new triggers waiting all that time. Every live
+// process names the lanes it reads in its heartbeats (see members), so a
+// pin on a lane that none of them names is a dead reader's. A process that has just
 // started first waits until it has heard every live one (heardAllAt), so
 // that it does not take a live reader's lane for an orphan.
 //
@@ -524,6 +556,9 @@ func (l *lane) redeliverOrphans(ctx context.Context, info *jetstream.ConsumerInf
 
 // openGate ends a gate once every unacknowledged trigger of the lane is
 // held here, and starts each order's next trigger (unless it is running).
+// The deliveries that have arrived (in) are taken before the consumer is
+// asked for its count, and again once it has answered (see takeArrived);
+// it returns false, setting l.err, when the iterator has stopped.
 //
 // When that count took a redelivered trigger the lane stream still had as
 // unacknowledged, it must hold at the next poll too: on a cluster the
@@ -531,12 +566,22 @@ func (l *lane) redeliverOrphans(ctx context.Context, info *jetstream.ConsumerInf
 // replicated, a moment after the consumer stops counting it, and the
 // count could meanwhile take the previous reader's acknowledged trigger
 // for a lost delivery.
-func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer) {
+func (l *lane) openGate(ctx context.Context, cons jetstream.Consumer, in <-chan jetstream.Msg) bool {
+	if !l.takeArrived(ctx, in) {
+		return false
+	}
 	info, err := l.consumerInfo(ctx, cons)
 	if err != nil {
-		return
+		return true
+	}
+	// A delivery made after the answer leaves the gate shut (see
+	// fromLeader); one made before it counts now rather than gating the
+	// lane again as it arrives.
+	if !l.takeArrived(ctx, in) {
+		return false
 	}
 	l.openGateOn(ctx, info)
+	return true
 }
 
 // openGateOn is openGate with the consumer's answer in hand.
@@ -837,10 +882,20 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	if meta, err := m.Metadata(); err == nil {
 		seq, delivered, stored = meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
 		del := meta.Sequence.Consumer
-		if del != l.lastDel+1 {
+		_, known := l.bySeq[seq]
+		switch {
+		case del == l.lastDel+1:
+			l.lastDel = del
+		case del <= l.lastDel && known:
+			// A redelivery made before the gate's count and received only
+			// now: nothing went elsewhere.
+		default:
+			if !l.gated && l.s.debugOn(ctx) {
+				l.s.log.Debug("lane gated: a delivery out of turn", "lane", l.index, "delivery", del, "after", l.lastDel, "held", known)
+			}
 			l.gated = true // a delivery was lost or went to another reader: hold everything until it is back
+			l.lastDel = del
 		}
-		l.lastDel = del
 		if h, ok := l.bySeq[seq]; ok {
 			h.msg, h.again, h.fresh = m, true, true // redelivered while held (a handler ran past AckWait, or the lane was reset)
 			return
@@ -891,6 +946,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 // agrees.
 func (l *lane) pinChanged() {
 	l.gated, l.readElsewhere = true, true
+	l.lastDel = 0 // the numbering may have started anew (a reset under the other reader)
 	for _, h := range l.bySeq {
 		h.again, h.fresh = true, false
 	}

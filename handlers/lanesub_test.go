@@ -83,17 +83,17 @@ func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 			l.add(ctx, next("later"))
 			reply(first, "+ACK") // the previous reader applies it after all
 
-			l.openGate(ctx, cons)
+			l.openGate(ctx, cons, nil)
 			if !l.gated {
 				t.Fatal("the gate opened while a lost delivery was outstanding")
 			}
 			reply(lost, "-NAK")
 			l.add(ctx, next("lost")) // the lost trigger comes back, a redelivery the lane stream has
-			l.openGate(ctx, cons)
+			l.openGate(ctx, cons, nil)
 			if !l.gated {
 				t.Fatal("the gate opened on one count that took a redelivered trigger as unacknowledged")
 			}
-			l.openGate(ctx, cons) // the next poll confirms it
+			l.openGate(ctx, cons, nil) // the next poll confirms it
 			if l.gated {
 				t.Fatal("the gate stayed shut with every unacknowledged trigger held")
 			}
@@ -206,7 +206,7 @@ func (f *gateFixture) reply(t *testing.T, m jetstream.Msg, ack string) {
 // poll runs the lane's gate polls n times.
 func (f *gateFixture) poll(n int) {
 	for range n {
-		f.lane.openGate(f.ctx, f.cons)
+		f.lane.openGate(f.ctx, f.cons, nil)
 	}
 }
 
@@ -497,4 +497,39 @@ func TestGateAfterTheLaneWasReadElsewhere(t *testing.T) {
 		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
 	}
 	f.startedOnly(t, "second") // the first, applied elsewhere, is gone from the lane; the third waits for the second
+}
+
+// A redelivery can reach a lane only after its gate has opened: it waited
+// in the iterator while the gate polled, and the consumer's count that
+// opened the gate was taken after it had been made. Its delivery number is
+// then at or below that count; for a trigger held here it tells nothing
+// new, and the lane stays open. (Gating on it held a loaded lane shut
+// poll after poll: with a short AckWait, a redelivery of a waiting
+// trigger was always in the iterator, and the handover test timed out.)
+func TestGateStaysOpenForARedeliveryMadeBeforeItsCount(t *testing.T) {
+	t.Parallel()
+	f := newGateFixture(t, "first", "second")
+	l := f.lane
+	l.add(f.ctx, f.next(t, "first"))
+	second := f.next(t, "second")
+	l.add(f.ctx, second)
+	f.reply(t, second, "-NAK") // as AckWait would: redelivered while it waits behind the first
+	late := f.next(t, "second")
+	f.poll(1)
+	if l.gated {
+		t.Fatal("the gate stayed shut with every unacknowledged trigger held")
+	}
+	f.startedOnly(t, "first")
+	l.add(f.ctx, late)
+	if l.gated {
+		t.Fatal("a redelivery made before the gate's count gated the lane")
+	}
+	// A later delivery that skips a number still gates it.
+	f.publish(t, "third")
+	lost := f.next(t, "third")
+	f.reply(t, lost, "-NAK")
+	l.add(f.ctx, f.next(t, "third"))
+	if !l.gated {
+		t.Fatal("a delivery after a lost one left the lane open")
+	}
 }
