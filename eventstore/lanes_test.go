@@ -76,39 +76,28 @@ func TestEnsureLanesReplacesUnpinnedConsumers(t *testing.T) {
 func TestEnsureLanesPinsForAckWaitAndAtLeastThreeSeconds(t *testing.T) {
 	t.Parallel()
 	st, ctx := serverStore(t)
-	lanes := func(cfg eventstore.LaneConfig) time.Duration {
+	js := st.JetStream()
+	lane0 := func(cfg eventstore.LaneConfig) jetstream.ConsumerConfig {
 		t.Helper()
 		if _, err := st.EnsureLanes(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
-		s, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+		cons, err := js.Consumer(ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(0))
 		if err != nil {
 			t.Fatal(err)
 		}
-		cons, err := s.Consumer(ctx, eventstore.LaneConsumer(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cons.CachedInfo().Config.PinnedTTL
+		return cons.CachedInfo().Config
 	}
-	if got := lanes(eventstore.LaneConfig{Lanes: 1, AckWait: 10 * time.Second}); got != 10*time.Second {
-		t.Fatalf("pin TTL with AckWait 10s: %s, want 10s", got)
-	}
-	s, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
-	if err != nil {
-		t.Fatal(err)
+	old := lane0(eventstore.LaneConfig{Lanes: 1, AckWait: 10 * time.Second})
+	if old.PinnedTTL != 10*time.Second {
+		t.Fatalf("pin TTL with AckWait 10s: %s, want 10s", old.PinnedTTL)
 	}
 	// As an earlier orderflow made it: the pin at an AckWait of 1s.
-	cons, err := s.Consumer(ctx, eventstore.LaneConsumer(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := cons.CachedInfo().Config
 	old.AckWait, old.PinnedTTL = time.Second, time.Second
-	if _, err := s.UpdateConsumer(ctx, old); err != nil {
+	if _, err := js.UpdateConsumer(ctx, eventstore.StreamTriggerLanes, old); err != nil {
 		t.Fatal(err)
 	}
-	if got := lanes(eventstore.LaneConfig{Lanes: 1, AckWait: time.Second}); got != 3*time.Second {
+	if got := lane0(eventstore.LaneConfig{Lanes: 1, AckWait: time.Second}).PinnedTTL; got != 3*time.Second {
 		t.Fatalf("pin TTL with AckWait 1s: %s, want 3s", got)
 	}
 }
