@@ -69,11 +69,11 @@ type LaneConfig struct {
 
 // LanePinTTL is how long a lane's pinned client keeps the lane without
 // asking for more: AckWait, and at least three seconds. A reader's pull
-// requests last at least a second (nats.go's floor), and asks again as
-// one expires; with a TTL of a second the pin lapsed between one request
-// and the next whenever the reader's process was slow, and each new pin
-// made the reader take its lane for read elsewhere (TestLaneHandoverKeepsOrder
-// under -race, with --ack-wait 1s).
+// requests last at least a second (nats.go's floor), and it asks again
+// as one expires; with a TTL of a second the pin lapsed between one
+// request and the next whenever the reader's process was slow, and each
+// new pin made the reader take its lane for read elsewhere
+// (TestLaneHandoverKeepsOrder under -race, with --ack-wait 1s).
 func LanePinTTL(ackWait time.Duration) time.Duration { return max(ackWait, 3*time.Second) }
 
 // LaneConsumer names lane i's durable consumer.

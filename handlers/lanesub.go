@@ -453,9 +453,10 @@ const pinIDHeader = "Nats-Pin-Id"
 // JetStream would keep the pin for it until its TTL (eventstore.LanePinTTL)
 // ran out, the lane's new triggers waiting all that time. Every live
 // process names the lanes it reads in its heartbeats (see members), so a
-// pin on a lane that none of them names is a dead reader's. A process that has just
-// started first waits until it has heard every live one (heardAllAt), so
-// that it does not take a live reader's lane for an orphan.
+// pin on a lane that none of them names is a dead reader's. A process
+// that has just started first waits until it has heard every live one
+// (heardAllAt), so that it does not take a live reader's lane for an
+// orphan.
 //
 // It returns the consumer's state once the pin is released (nil when a
 // live reader holds it: it hands the lane over itself when it learns it
