@@ -345,12 +345,9 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 		}
 		select {
 		case m, ok := <-in:
-			if !ok {
-				l.err = errLaneStopped
-				in = nil
-				break
+			if !l.receive(ctx, m, ok) {
+				in = nil // closed: nothing is sending on it any more
 			}
-			l.add(ctx, m)
 		case <-gateTick:
 			if !l.openGate(ctx, cons, in) {
 				in = nil // closed: nothing is sending on it any more
@@ -397,15 +394,24 @@ func (l *lane) takeArrived(ctx context.Context, in <-chan jetstream.Msg) bool {
 	for {
 		select {
 		case m, ok := <-in:
-			if !ok {
-				l.err = errLaneStopped
+			if !l.receive(ctx, m, ok) {
 				return false
 			}
-			l.add(ctx, m)
 		default:
 			return true
 		}
 	}
+}
+
+// receive adds a delivery taken from the iterator's channel, or, when the
+// channel is closed (ok false), sets l.err and returns false.
+func (l *lane) receive(ctx context.Context, m jetstream.Msg, ok bool) bool {
+	if !ok {
+		l.err = errLaneStopped
+		return false
+	}
+	l.add(ctx, m)
+	return true
 }
 
 // takeOver readies a lane this process has just come to own, before it
