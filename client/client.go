@@ -24,7 +24,8 @@ type Client struct {
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	tenant    string
-	noHistory bool // WithoutHistory
+	noHistory bool          // WithoutHistory
+	attempt   time.Duration // how long one request waits for its answer (apiAttempt; tests shorten it)
 }
 
 // Option configures a Client.
@@ -54,7 +55,7 @@ var ErrNeedsHistory = errors.New("a trigger id of the caller's is looked up in t
 // history) come on inbox subjects, which under the default "_INBOX." any
 // user allowed "_INBOX.>" could read.
 func New(nc *nats.Conn, opts ...Option) (*Client, error) {
-	c := &Client{nc: nc, tenant: "default"}
+	c := &Client{nc: nc, tenant: "default", attempt: apiAttempt}
 	for _, o := range opts {
 		o(c)
 	}
@@ -101,8 +102,13 @@ type Ack struct {
 	// across all orders for its duplicate window (2 minutes by default), so
 	// an id reused for another order's trigger in that time is a duplicate
 	// too, and that trigger never takes effect: give each trigger an id of
-	// its own (a UUIDv7 is made when TriggerID is empty).
+	// its own (a UUIDv7 is made when TriggerID is empty). When Resent is
+	// set, the trigger stored before may be this call's own.
 	Duplicate bool
+	// Resent: an earlier send of this call went unanswered (its
+	// acknowledgement lost with a connection, a cluster electing the
+	// stream's leader) and the trigger was sent again, with the same id.
+	Resent bool
 }
 
 // ErrNotAcknowledged is matched (errors.Is) by PublishTrigger's and
@@ -117,6 +123,13 @@ var ErrNotAcknowledged = errors.New("trigger not acknowledged (send it again wit
 // PublishTrigger stores a trigger in ORDERFLOW_TRIGGERS and returns once
 // JetStream has acknowledged it: from then on it is not lost, and the
 // trigger processor will apply it exactly once.
+//
+// A send that goes unanswered for 5 s is sent again with the same trigger
+// id, which JetStream stores at most once (within its duplicate window;
+// the trigger processor never applies an id twice): while ctx lasts, or
+// publishAttempts times for a ctx without a deadline. The acknowledgement
+// of a send can be lost with its connection (the client reconnects), or
+// never come while a cluster elects the stream's leader.
 func (c *Client) PublishTrigger(ctx context.Context, t Trigger) (Ack, error) {
 	if err := t.check(); err != nil {
 		return Ack{}, err
@@ -135,11 +148,36 @@ func (c *Client) PublishTrigger(ctx context.Context, t Trigger) (Ack, error) {
 	m := nats.NewMsg(fmt.Sprintf("orderflow.%s.trigger.%s.%s", c.tenant, t.OrderID, t.Trigger))
 	m.Data = body
 	m.Header.Set(jetstream.MsgIDHeader, t.TriggerID)
-	ack, err := c.js.PublishMsg(ctx, m)
+	ack, sends, err := c.publish(ctx, m)
 	if err != nil {
-		return Ack{TriggerID: t.TriggerID}, fmt.Errorf("publish trigger %s: %w: %w", t.TriggerID, ErrNotAcknowledged, err)
+		what := "publish trigger " + t.TriggerID
+		if sends > 1 {
+			what += fmt.Sprintf(" (sent %d times)", sends)
+		}
+		return Ack{TriggerID: t.TriggerID}, fmt.Errorf("%s: %w: %w", what, ErrNotAcknowledged, err)
 	}
-	return Ack{TriggerID: t.TriggerID, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+	return Ack{TriggerID: t.TriggerID, Sequence: ack.Sequence, Duplicate: ack.Duplicate, Resent: sends > 1}, nil
+}
+
+// publishAttempts is how many times PublishTrigger sends a trigger that
+// goes unanswered when ctx has no deadline.
+const publishAttempts = 3
+
+// publish sends m, again while a send goes unanswered for c.attempt (see
+// PublishTrigger), and says how many times it was sent. Only an unanswered
+// send is sent again: an answer that refuses (no such stream, no storage
+// left, not allowed) would refuse again.
+func (c *Client) publish(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, int, error) {
+	_, bounded := ctx.Deadline()
+	for sends := 1; ; sends++ {
+		actx, cancel := context.WithTimeout(ctx, c.attempt)
+		ack, err := c.js.PublishMsg(actx, m)
+		cancel()
+		unanswered := err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded)
+		if !unanswered || (!bounded && sends == publishAttempts) {
+			return ack, sends, err
+		}
+	}
 }
 
 // StageChange is an order event as a dashboard sees it.
@@ -424,7 +462,7 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 					return outcome(t, ack, *env)
 				}
 			}
-			if ack.Duplicate {
+			if ack.Duplicate && !ack.Resent { // resent: stored before by this call, most likely
 				return Applied{Ack: ack}, fmt.Errorf("trigger id %s was stored before (sequence %d) and its outcome on order %s not seen yet; "+
 					"if that id was another order's trigger, this one was not stored: %w", t.TriggerID, ack.Sequence, t.OrderID, ctx.Err())
 			}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -353,8 +352,8 @@ func TestAppendCutOffWithItsAckInFlight(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
 	direct := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	fz := startFreezer(t, strings.TrimPrefix(srv.ClientURL(), "nats://"))
-	st := eventstoretest.OpenStore(t, "nats://"+fz.ln.Addr().String(), eventstore.Config{Timeout: time.Second})
+	fz := eventstoretest.StartFreezer(t, srv.ClientURL())
+	st := eventstoretest.OpenStore(t, fz.URL(), eventstore.Config{Timeout: time.Second})
 	ctx := ctxT(t)
 	for _, n := range []int{1, 3} {
 		t.Run(fmt.Sprintf("%d events", n), func(t *testing.T) {
@@ -363,7 +362,7 @@ func TestAppendCutOffWithItsAckInFlight(t *testing.T) {
 			for i := range events {
 				events[i] = ev("OrderAdvanced", uint64(i+1))
 			}
-			fz.hold(true)
+			fz.Hold(true)
 			p, err := st.AppendAsync(ctx, agg, eventstore.ExpectNew, events...)
 			if err != nil {
 				t.Fatal(err)
@@ -372,8 +371,8 @@ func TestAppendCutOffWithItsAckInFlight(t *testing.T) {
 				evs, err := direct.Load(ctx, agg, 0)
 				return err == nil && len(evs) == n
 			}, "the server to store the append")
-			fz.cut()
-			fz.hold(false)
+			fz.Cut()
+			fz.Hold(false)
 			_, err = p.Wait(ctx)
 			if !errors.Is(err, eventstore.ErrOutcomeUnknown) {
 				t.Fatalf("Wait = %v, want an unknown outcome", err)
@@ -386,89 +385,6 @@ func TestAppendCutOffWithItsAckInFlight(t *testing.T) {
 			assertVersions(t, mustLoad(t, st, agg), n)
 		})
 	}
-}
-
-// freezer is a TCP proxy in front of a NATS server that can hold back
-// what the server sends, and cut every connection: an acknowledgement
-// the server sent but the client never received.
-type freezer struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	held   bool
-}
-
-func startFreezer(t *testing.T, target string) *freezer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &freezer{ln: ln, target: target}
-	go f.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		f.cut()
-	})
-	return f
-}
-
-func (f *freezer) accept() {
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", f.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		f.mu.Lock()
-		f.conns = append(f.conns, c, s)
-		f.mu.Unlock()
-		go func() {
-			_, _ = io.Copy(s, c)
-			s.Close()
-		}()
-		go f.down(c, s)
-	}
-}
-
-// down passes on what the server sends, and drops it while held.
-func (f *freezer) down(c, s net.Conn) {
-	defer c.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := s.Read(buf)
-		f.mu.Lock()
-		held := f.held
-		f.mu.Unlock()
-		if n > 0 && !held {
-			if _, werr := c.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (f *freezer) hold(on bool) {
-	f.mu.Lock()
-	f.held = on
-	f.mu.Unlock()
-}
-
-// cut closes every connection through the proxy; clients reconnect.
-func (f *freezer) cut() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, c := range f.conns {
-		c.Close()
-	}
-	f.conns = nil
 }
 
 // A second embedded server on a data dir in use is refused at once,

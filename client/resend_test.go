@@ -1,0 +1,93 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+)
+
+// A trigger whose acknowledgement is lost (the server stored it, and its
+// answer went down with the connection) is sent again with the same id:
+// PublishTrigger answers with the trigger's one stored position, and the
+// stream holds it once.
+func TestPublishTriggerResendsAnUnansweredTrigger(t *testing.T) {
+	srv := eventstoretest.StartServer(t)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	fz := eventstoretest.StartFreezer(t, srv.ClientURL())
+	c, err := New(eventstoretest.Connect(t, fz.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.attempt = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	fz.Hold(true)
+	type answer struct {
+		ack Ack
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		ack, err := c.PublishTrigger(ctx, Trigger{OrderID: "order-1", Trigger: "picked_up", TriggerID: "trigger-1"})
+		answered <- answer{ack, err}
+	}()
+	eventstoretest.WaitMessages(t, st.JetStream(), eventstore.StreamTriggers, 1, 10*time.Second)
+	stored, err := st.JetStream().Stream(ctx, eventstore.StreamTriggers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stored.GetLastMsgForSubject(ctx, "orderflow.default.trigger.order-1.picked_up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fz.Hold(false)
+	fz.Cut() // the client reconnects; the next send is answered
+
+	a := <-answered
+	if a.err != nil || a.ack.Sequence != first.Sequence || !a.ack.Duplicate || !a.ack.Resent || a.ack.TriggerID != "trigger-1" {
+		t.Fatalf("PublishTrigger = %+v, %v; want the first send's position %d, as a resent duplicate", a.ack, a.err, first.Sequence)
+	}
+	if info, err := stored.Info(ctx); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("the trigger stream: %v, %v; want the trigger once", info, err)
+	}
+}
+
+// With a ctx that has no deadline, a trigger that goes unanswered is sent
+// publishAttempts times, then reported not acknowledged; with one, it is
+// sent until ctx ends. Either way it is stored once.
+func TestPublishTriggerGivesUpUnanswered(t *testing.T) {
+	srv := eventstoretest.StartServer(t)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	fz := eventstoretest.StartFreezer(t, srv.ClientURL())
+	c, err := New(eventstoretest.Connect(t, fz.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.attempt = 50 * time.Millisecond
+	fz.Hold(true)
+
+	ack, err := c.PublishTrigger(context.Background(), Trigger{OrderID: "order-1", Trigger: "picked_up"})
+	if !errors.Is(err, ErrNotAcknowledged) || !errors.Is(err, context.DeadlineExceeded) || ack.TriggerID == "" ||
+		!strings.Contains(err.Error(), "sent 3 times") {
+		t.Fatalf("unanswered, no deadline: %+v, %v", ack, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	ack2, err := c.PublishTrigger(ctx, Trigger{OrderID: "order-1", Trigger: "washed", TriggerID: ack.TriggerID + "-2"})
+	if !errors.Is(err, ErrNotAcknowledged) || ctx.Err() == nil || ack2.TriggerID == "" {
+		t.Fatalf("unanswered until ctx ended: %+v, %v (ctx %v)", ack2, err, ctx.Err())
+	}
+	if !strings.Contains(err.Error(), " times)") {
+		t.Fatalf("not sent again before ctx ended: %v", err)
+	}
+
+	// Each stored once, however many times it was sent.
+	eventstoretest.WaitMessages(t, st.JetStream(), eventstore.StreamTriggers, 2, 10*time.Second)
+}
