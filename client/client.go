@@ -26,6 +26,7 @@ type Client struct {
 	tenant    string
 	noHistory bool          // WithoutHistory
 	attempt   time.Duration // how long one request waits for its answer (apiAttempt; tests shorten it)
+	sent      func(error)   // when set (tests), told of each send of PublishTrigger's that fails
 }
 
 // Option configures a Client.
@@ -124,12 +125,15 @@ var ErrNotAcknowledged = errors.New("trigger not acknowledged (send it again wit
 // JetStream has acknowledged it: from then on it is not lost, and the
 // trigger processor will apply it exactly once.
 //
-// A send that goes unanswered for 5 s is sent again with the same trigger
-// id, which JetStream stores at most once (within its duplicate window;
-// the trigger processor never applies an id twice): while ctx lasts, or
-// publishAttempts times for a ctx without a deadline. The acknowledgement
-// of a send can be lost with its connection (the client reconnects), or
-// never come while a cluster elects the stream's leader.
+// A send that goes unanswered for 5 s, or finds no stream to store it, is
+// sent again with the same trigger id, which JetStream stores at most
+// once (within its duplicate window; the trigger processor never applies
+// an id twice): while ctx lasts, or publishAttempts times for a ctx
+// without a deadline. The acknowledgement of a send can be lost with its
+// connection (the client reconnects), or never come while a cluster
+// elects the stream's leader; a cluster whose servers are starting again
+// has no stream for a moment. A server that never had orderflow's streams
+// answers the same way: the error then says "no response from stream".
 func (c *Client) PublishTrigger(ctx context.Context, t Trigger) (Ack, error) {
 	if err := t.check(); err != nil {
 		return Ack{}, err
@@ -160,22 +164,53 @@ func (c *Client) PublishTrigger(ctx context.Context, t Trigger) (Ack, error) {
 }
 
 // publishAttempts is how many times PublishTrigger sends a trigger that
-// goes unanswered when ctx has no deadline.
+// goes unanswered, or finds no stream, when ctx has no deadline.
 const publishAttempts = 3
 
-// publish sends m, again while a send goes unanswered for c.attempt (see
-// PublishTrigger), and says how many times it was sent. Only an unanswered
-// send is sent again: an answer that refuses (no such stream, no storage
-// left, not allowed) would refuse again.
+// noStreamPause is how long PublishTrigger waits before it sends again a
+// trigger that found no stream (nats.go has tried twice by then).
+const noStreamPause = 250 * time.Millisecond
+
+// publish sends m, again while a send goes unanswered for c.attempt or
+// finds no stream to store it (see PublishTrigger), and says how many
+// times it was sent. An answer that refuses (no storage left, not
+// allowed) is not sent again: it would refuse again.
 func (c *Client) publish(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, int, error) {
 	_, bounded := ctx.Deadline()
+	var noStream error // the last send's, when it found no stream
 	for sends := 1; ; sends++ {
 		actx, cancel := context.WithTimeout(ctx, c.attempt)
 		ack, err := c.js.PublishMsg(actx, m)
 		cancel()
-		unanswered := err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded)
-		if !unanswered || (!bounded && sends == publishAttempts) {
-			return ack, sends, err
+		if err != nil && c.sent != nil {
+			c.sent(err)
+		}
+		switch {
+		case err == nil:
+			return ack, sends, nil
+		case ctx.Err() != nil:
+			if noStream != nil && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+				err = fmt.Errorf("%w, after %w", err, noStream) // say why, not only that time ran out
+			}
+			return nil, sends, err
+		case errors.Is(err, jetstream.ErrNoStreamResponse):
+			noStream = err
+		case errors.Is(actx.Err(), context.DeadlineExceeded):
+			noStream = nil // unanswered
+		default:
+			return nil, sends, err
+		}
+		if !bounded && sends == publishAttempts {
+			return nil, sends, err
+		}
+		if noStream != nil {
+			t := time.NewTimer(noStreamPause)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, sends, fmt.Errorf("%w, after %w", ctx.Err(), noStream)
+			}
 		}
 	}
 }

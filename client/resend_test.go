@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
@@ -90,4 +92,44 @@ func TestPublishTriggerGivesUpUnanswered(t *testing.T) {
 
 	// Each stored once, however many times it was sent.
 	eventstoretest.WaitMessages(t, st.JetStream(), eventstore.StreamTriggers, 2, 10*time.Second)
+}
+
+// A trigger sent while the server has no stream for it (a cluster whose
+// servers are starting again) is sent again until one is there.
+func TestPublishTriggerWaitsForTheStream(t *testing.T) {
+	srv := eventstoretest.StartServer(t)
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	c, err := New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := make(chan error, 16)
+	c.sent = func(err error) {
+		select {
+		case failed <- err:
+		default:
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	type answer struct {
+		ack Ack
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		ack, err := c.PublishTrigger(ctx, Trigger{OrderID: "order-1", Trigger: "picked_up", TriggerID: "trigger-1"})
+		answered <- answer{ack, err}
+	}()
+	if err := <-failed; !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Fatalf("the first send: %v, want no stream", err)
+	}
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+
+	a := <-answered
+	if a.err != nil || a.ack.Sequence == 0 || !a.ack.Resent || a.ack.Duplicate {
+		t.Fatalf("PublishTrigger = %+v, %v; want it stored, resent", a.ack, a.err)
+	}
+	eventstoretest.WaitMessages(t, st.JetStream(), eventstore.StreamTriggers, 1, 10*time.Second)
 }
