@@ -13,11 +13,10 @@ import (
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
-// A trigger whose acknowledgement is lost (the server stored it, and its
-// answer went down with the connection) is sent again with the same id:
-// PublishTrigger answers with the trigger's one stored position, and the
-// stream holds it once.
-func TestPublishTriggerResendsAnUnansweredTrigger(t *testing.T) {
+// clientThroughFreezer is a client whose requests wait attempt for an
+// answer, connected through a Freezer to a server with orderflow's
+// streams, and a store on that server, connected directly.
+func clientThroughFreezer(t *testing.T, attempt time.Duration) (*Client, *eventstore.Store, *eventstoretest.Freezer) {
 	srv := eventstoretest.StartServer(t)
 	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
 	fz := eventstoretest.StartFreezer(t, srv.ClientURL())
@@ -25,20 +24,38 @@ func TestPublishTriggerResendsAnUnansweredTrigger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.attempt = 200 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	c.attempt = attempt
+	return c, st, fz
+}
 
-	fz.Hold(true)
-	type answer struct {
-		ack Ack
-		err error
-	}
+// answer is what PublishTrigger returned.
+type answer struct {
+	ack Ack
+	err error
+}
+
+// publishInBackground publishes order-1's picked_up trigger, id
+// trigger-1, and delivers PublishTrigger's answer when it comes.
+func publishInBackground(ctx context.Context, c *Client) <-chan answer {
 	answered := make(chan answer, 1)
 	go func() {
 		ack, err := c.PublishTrigger(ctx, Trigger{OrderID: "order-1", Trigger: "picked_up", TriggerID: "trigger-1"})
 		answered <- answer{ack, err}
 	}()
+	return answered
+}
+
+// A trigger whose acknowledgement is lost (the server stored it, and its
+// answer went down with the connection) is sent again with the same id:
+// PublishTrigger answers with the trigger's one stored position, and the
+// stream holds it once.
+func TestPublishTriggerResendsAnUnansweredTrigger(t *testing.T) {
+	c, st, fz := clientThroughFreezer(t, 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	fz.Hold(true)
+	answered := publishInBackground(ctx, c)
 	eventstoretest.WaitMessages(t, st.JetStream(), eventstore.StreamTriggers, 1, 10*time.Second)
 	stored, err := st.JetStream().Stream(ctx, eventstore.StreamTriggers)
 	if err != nil {
@@ -64,14 +81,7 @@ func TestPublishTriggerResendsAnUnansweredTrigger(t *testing.T) {
 // publishAttempts times, then reported not acknowledged; with one, it is
 // sent until ctx ends. Either way it is stored once.
 func TestPublishTriggerGivesUpUnanswered(t *testing.T) {
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
-	fz := eventstoretest.StartFreezer(t, srv.ClientURL())
-	c, err := New(eventstoretest.Connect(t, fz.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.attempt = 50 * time.Millisecond
+	c, st, fz := clientThroughFreezer(t, 50*time.Millisecond)
 	fz.Hold(true)
 
 	ack, err := c.PublishTrigger(context.Background(), Trigger{OrderID: "order-1", Trigger: "picked_up"})
@@ -113,15 +123,7 @@ func TestPublishTriggerWaitsForTheStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	type answer struct {
-		ack Ack
-		err error
-	}
-	answered := make(chan answer, 1)
-	go func() {
-		ack, err := c.PublishTrigger(ctx, Trigger{OrderID: "order-1", Trigger: "picked_up", TriggerID: "trigger-1"})
-		answered <- answer{ack, err}
-	}()
+	answered := publishInBackground(ctx, c)
 	if err := <-failed; !errors.Is(err, jetstream.ErrNoStreamResponse) {
 		t.Fatalf("the first send: %v, want no stream", err)
 	}
