@@ -237,15 +237,7 @@ func TestPhantomOutcomeIsNotTheAnswer(t *testing.T) {
 	}
 	defer nc.Close()
 	c, _ := client.New(nc)
-	type result struct {
-		applied client.Applied
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		a, err := c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-9", Trigger: handlers.WorkedExampleTriggers[0], TriggerID: "t-phantom"})
-		done <- result{a, err}
-	}()
+	done := applyInBackground(ctx, c, client.Trigger{OrderID: "order-9", Trigger: handlers.WorkedExampleTriggers[0], TriggerID: "t-phantom"})
 	// Once the trigger is stored, ApplyTrigger listens (it does first).
 	js := st.JetStream()
 	eventstoretest.WaitMessages(t, js, eventstore.StreamTriggers, 1, 10*time.Second)
@@ -266,4 +258,57 @@ func TestPhantomOutcomeIsNotTheAnswer(t *testing.T) {
 	if r.err != nil || r.applied.Outcome != domain.OutcomeAdvanced || r.applied.Change == nil || r.applied.Change.Version != 2 {
 		t.Fatalf("the answer: %+v, %v (want advanced, as stored)", r.applied, r.err)
 	}
+}
+
+// A trigger ApplyTrigger made the id of, whose acknowledgement is lost
+// (held back, then the connection cut), is sent again: the answer is the
+// trigger's own outcome, read from the order's history, not a duplicate.
+func TestApplyTriggerSentAgainAnswersItsOwnOutcome(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url, stop := startOrderflow(ctx)
+	defer stop()
+	fz := eventstoretest.StartFreezer(t, url)
+	c, err := client.New(eventstoretest.Connect(t, fz.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetAttempt(c, 300*time.Millisecond)
+	client.SetSending(c, func(n int) {
+		if n == 1 { // its answer is lost; the subscriptions to the outcome are in place
+			fz.Hold(true)
+		}
+	})
+	js, err := jetstream.New(eventstoretest.Connect(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	answered := applyInBackground(ctx, c, client.Trigger{OrderID: "order-42", Trigger: handlers.WorkedExampleTriggers[0], Worker: "ana"})
+	eventstoretest.WaitMessages(t, js, eventstore.StreamTriggers, 1, 10*time.Second)
+	fz.Hold(false)
+	fz.Cut()
+
+	a := <-answered
+	if a.err != nil || !a.applied.Resent || a.applied.Duplicate || a.applied.Outcome != domain.OutcomeAdvanced ||
+		a.applied.Change == nil || a.applied.Change.Version != 2 {
+		t.Fatalf("ApplyTrigger = %+v, %v; want advanced to version 2, resent", a.applied, a.err)
+	}
+}
+
+// result is what ApplyTrigger returned.
+type result struct {
+	applied client.Applied
+	err     error
+}
+
+// applyInBackground applies tr with c and delivers ApplyTrigger's answer
+// when it comes.
+func applyInBackground(ctx context.Context, c *client.Client, tr client.Trigger) <-chan result {
+	done := make(chan result, 1)
+	go func() {
+		a, err := c.ApplyTrigger(ctx, tr)
+		done <- result{a, err}
+	}()
+	return done
 }

@@ -26,7 +26,7 @@ type Client struct {
 	tenant    string
 	noHistory bool          // WithoutHistory
 	attempt   time.Duration // how long one request waits for its answer (apiAttempt; tests shorten it)
-	sent      func(error)   // when set (tests), told of each send of PublishTrigger's that fails
+	sending   func(n int)   // when set (tests), told of PublishTrigger's nth send of a trigger before it is made
 }
 
 // Option configures a Client.
@@ -179,12 +179,12 @@ func (c *Client) publish(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, i
 	_, bounded := ctx.Deadline()
 	var noStream error // the last send's, when it found no stream
 	for sends := 1; ; sends++ {
+		if c.sending != nil {
+			c.sending(sends)
+		}
 		actx, cancel := context.WithTimeout(ctx, c.attempt)
 		ack, err := c.js.PublishMsg(actx, m)
 		cancel()
-		if err != nil && c.sent != nil {
-			c.sent(err)
-		}
 		switch {
 		case err == nil:
 			return ack, sends, nil
@@ -394,7 +394,9 @@ func deadLetterSubject(tenant, orderID, trigger string) string {
 type Applied struct {
 	// Ack is JetStream's acknowledgement of the stored trigger. Its
 	// Sequence is 0 when the caller's trigger id was found in the order's
-	// history and nothing was published.
+	// history and nothing was published. A trigger sent again (Resent)
+	// with an id made by ApplyTrigger is not a Duplicate: the trigger
+	// stored before was its own.
 	Ack
 	// Outcome is domain.OutcomeAdvanced, OutcomeCompleted or
 	// OutcomeDuplicate (the same trigger id took effect before).
@@ -454,6 +456,11 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	if err != nil {
 		return Applied{Ack: ack}, err
 	}
+	if ack.Resent && ack.Duplicate && !given {
+		// The id was made here: the trigger stored before is this call's
+		// own, from a send whose acknowledgement was lost.
+		ack.Duplicate = false
+	}
 	// An outcome heard is only word that one may be stored: a plain
 	// subscriber hears every event published, also one the stream then
 	// refuses (the processor's append lost a race with another writer of
@@ -462,11 +469,12 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 	// answers: when word comes, and again after a pause that doubles
 	// (recheckFirst to recheckMost) while it has not; from the start for a
 	// duplicate (stored before: its outcome may have been heard by no one
-	// here, and stored after the read above).
+	// here, and stored after the read above), and for a trigger sent again
+	// (its outcome may have come while the connection was down).
 	pause := recheckFirst
 	recheck := time.NewTimer(pause)
 	defer recheck.Stop()
-	if !ack.Duplicate || c.noHistory {
+	if !(ack.Duplicate || ack.Resent) || c.noHistory {
 		recheck.Stop() // until word comes
 	}
 	for {
