@@ -108,7 +108,8 @@ type Ack struct {
 	Duplicate bool
 	// Resent: an earlier send of this call went unanswered (its
 	// acknowledgement lost with a connection, a cluster electing the
-	// stream's leader) and the trigger was sent again, with the same id.
+	// stream's leader) or found no stream, and the trigger was sent
+	// again, with the same id.
 	Resent bool
 }
 
