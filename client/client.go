@@ -104,7 +104,8 @@ type Ack struct {
 	// an id reused for another order's trigger in that time is a duplicate
 	// too, and that trigger never takes effect: give each trigger an id of
 	// its own (a UUIDv7 is made when TriggerID is empty). When Resent is
-	// set, the trigger stored before may be this call's own.
+	// set, the trigger stored before may be this call's own; with an id
+	// made for the call it is, and that is not a Duplicate.
 	Duplicate bool
 	// Resent: an earlier send of this call went unanswered (its
 	// acknowledgement lost with a connection, a cluster electing the
@@ -139,9 +140,18 @@ func (c *Client) PublishTrigger(ctx context.Context, t Trigger) (Ack, error) {
 	if err := t.check(); err != nil {
 		return Ack{}, err
 	}
-	if t.TriggerID == "" {
+	made := t.TriggerID == ""
+	if made {
 		t.TriggerID = uuid.Must(uuid.NewV7()).String()
 	}
+	return c.publishTrigger(ctx, t, made)
+}
+
+// publishTrigger is PublishTrigger for a checked trigger with its id;
+// made says the id was made for this call, so that a trigger stored
+// before under it is this call's own, from a send whose acknowledgement
+// was lost: not a Duplicate.
+func (c *Client) publishTrigger(ctx context.Context, t Trigger, made bool) (Ack, error) {
 	body, err := json.Marshal(struct {
 		Worker     string    `json:"worker,omitempty"`
 		OccurredAt time.Time `json:"occurred_at,omitzero"`
@@ -161,7 +171,8 @@ func (c *Client) PublishTrigger(ctx context.Context, t Trigger) (Ack, error) {
 		}
 		return Ack{TriggerID: t.TriggerID}, fmt.Errorf("%s: %w: %w", what, ErrNotAcknowledged, err)
 	}
-	return Ack{TriggerID: t.TriggerID, Sequence: ack.Sequence, Duplicate: ack.Duplicate, Resent: sends > 1}, nil
+	resent := sends > 1
+	return Ack{TriggerID: t.TriggerID, Sequence: ack.Sequence, Duplicate: ack.Duplicate && !(made && resent), Resent: resent}, nil
 }
 
 // publishAttempts is how many times PublishTrigger sends a trigger that
@@ -395,9 +406,7 @@ func deadLetterSubject(tenant, orderID, trigger string) string {
 type Applied struct {
 	// Ack is JetStream's acknowledgement of the stored trigger. Its
 	// Sequence is 0 when the caller's trigger id was found in the order's
-	// history and nothing was published. A trigger sent again (Resent)
-	// with an id made by ApplyTrigger is not a Duplicate: the trigger
-	// stored before was its own.
+	// history and nothing was published.
 	Ack
 	// Outcome is domain.OutcomeAdvanced, OutcomeCompleted or
 	// OutcomeDuplicate (the same trigger id took effect before).
@@ -453,14 +462,9 @@ func (c *Client) ApplyTrigger(ctx context.Context, t Trigger) (Applied, error) {
 			return outcome(t, Ack{TriggerID: t.TriggerID, Duplicate: true}, *env)
 		}
 	}
-	ack, err := c.PublishTrigger(ctx, t)
+	ack, err := c.publishTrigger(ctx, t, !given)
 	if err != nil {
 		return Applied{Ack: ack}, err
-	}
-	if ack.Resent && ack.Duplicate && !given {
-		// The id was made here: the trigger stored before is this call's
-		// own, from a send whose acknowledgement was lost.
-		ack.Duplicate = false
 	}
 	// An outcome heard is only word that one may be stored: a plain
 	// subscriber hears every event published, also one the stream then
