@@ -889,7 +889,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 	if meta, err := m.Metadata(); err == nil {
 		seq, delivered, stored = meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
 		del := meta.Sequence.Consumer
-		_, known := l.bySeq[seq]
+		h, known := l.bySeq[seq]
 		switch {
 		case del == l.lastDel+1:
 			l.lastDel = del
@@ -903,7 +903,7 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 			l.gated = true // a delivery was lost or went to another reader: hold everything until it is back
 			l.lastDel = del
 		}
-		if h, ok := l.bySeq[seq]; ok {
+		if known {
 			h.msg, h.again, h.fresh = m, true, true // redelivered while held (a handler ran past AckWait, or the lane was reset)
 			return
 		}
