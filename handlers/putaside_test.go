@@ -112,9 +112,12 @@ func TestRedeliveredTriggerPutAsideElsewhereIsNotProcessed(t *testing.T) {
 func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t, "o-again")
-	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, Logger: quiet}
+	log := newLaneLog()
+	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second}
+	cfgFirst, cfgNext := cfg, cfg
+	cfgFirst.Logger, cfgNext.Logger = log.logger.With("proc", "first"), log.logger.With("proc", "next")
 	inHand := make(chan struct{})
-	first := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, func(p *Processor) {
+	first := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgFirst, func(p *Processor) {
 		p.beforeApply = func(msg *message.Message) error {
 			close(inHand)
 			<-msg.Context().Done() // the process goes before applying it
@@ -127,7 +130,7 @@ func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := make(chan string, 1)
-	next := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, func(p *Processor) {
+	next := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgNext, func(p *Processor) {
 		p.beforeApply = func(msg *message.Message) error {
 			select {
 			case seen <- msg.Metadata.Get(mdRedelivered):
@@ -143,6 +146,19 @@ func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
 			t.Fatalf("the trigger reached the next reader marked %q, want it marked delivered again", got)
 		}
 	case <-f.ctx.Done():
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if cons, err := f.js.Consumer(ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(0)); err != nil {
+			t.Logf("the lane's consumer: %v", err)
+		} else if info, err := cons.Info(ctx); err != nil {
+			t.Logf("the lane's consumer: %v", err)
+		} else {
+			t.Logf("the lane's consumer: pin %q, %d pending, %d unacknowledged, %d delivered again, delivered %d, waiting %d, %+v",
+				eventstore.LanePin(info), info.NumPending, info.NumAckPending, info.NumRedelivered, info.Delivered.Consumer, info.NumWaiting, info.PriorityGroups)
+		}
+		for _, line := range strings.Split(log.buf.String(), "\n") {
+			t.Log(line)
+		}
 		t.Fatal("the trigger never reached the next reader")
 	}
 }
