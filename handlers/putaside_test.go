@@ -156,9 +156,7 @@ func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
 			t.Logf("the lane's consumer: pin %q, %d pending, %d unacknowledged, %d delivered again, delivered %d, waiting %d, %+v",
 				eventstore.LanePin(info), info.NumPending, info.NumAckPending, info.NumRedelivered, info.Delivered.Consumer, info.NumWaiting, info.PriorityGroups)
 		}
-		for _, line := range strings.Split(log.buf.String(), "\n") {
-			t.Log(line)
-		}
+		t.Log("the processors' log:\n" + log.buf.String())
 		t.Fatal("the trigger never reached the next reader")
 	}
 }
