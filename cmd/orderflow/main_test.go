@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func startApp(t *testing.T, cfg Config) *App {
 // startAppWith runs an App after setup has adjusted it.
 func startAppWith(t *testing.T, cfg Config, setup func(*App)) *App {
 	t.Helper()
-	app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	app := NewApp(cfg, appLogger(t))
 	if setup != nil {
 		setup(app)
 	}
@@ -59,6 +60,52 @@ func startAppWith(t *testing.T, cfg Config, setup func(*App)) *App {
 		}
 	})
 	return app
+}
+
+// appLogLines is how many of an App's last log lines a failed test prints.
+const appLogLines = 2000
+
+// appLogger logs an App's lines, debug ones too, and prints the last
+// appLogLines of them if the test fails: the lanes' deliveries, gates and
+// handovers say where a trigger waited. It is made before the App, so its
+// cleanup runs after the App's Close and prints the shutdown too.
+func appLogger(t *testing.T) *slog.Logger {
+	r := &lineRing{lines: make([]string, appLogLines)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log("the App's last log lines:\n" + r.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(r, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// lineRing keeps the last len(lines) lines written to it. A slog handler
+// writes each record, one line, in one Write.
+type lineRing struct {
+	mu    sync.Mutex
+	lines []string
+	n     int // lines written in all
+}
+
+func (r *lineRing) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines[r.n%len(r.lines)] = string(p)
+	r.n++
+	return len(p), nil
+}
+
+func (r *lineRing) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	if r.n > len(r.lines) {
+		fmt.Fprintf(&b, "(%d earlier lines left out)\n", r.n-len(r.lines))
+	}
+	for i := max(0, r.n-len(r.lines)); i < r.n; i++ {
+		b.WriteString(r.lines[i%len(r.lines)])
+	}
+	return b.String()
 }
 
 func get(t *testing.T, url string) (int, string) {
