@@ -369,7 +369,12 @@ func TestGateAfterAResetCountsOnlyWhatWasDeliveredSince(t *testing.T) {
 		t.Fatal("the gate opened while the order's first trigger was delivered elsewhere")
 	}
 	if _, held := l.bySeq[3]; held {
-		t.Error("the trigger held from before the reset, not delivered since, is still held")
+		info, err := f.cons.Info(f.ctx)
+		if err != nil {
+			t.Fatalf("the trigger held from before the reset, not delivered since, is still held (the consumer: %v)", err)
+		}
+		t.Errorf("the trigger held from before the reset, not delivered since, is still held (the consumer now: delivered %+v, ack floor %+v, %d unacknowledged; the lane's last delivery %d)",
+			info.Delivered, info.AckFloor, info.NumAckPending, l.lastDel)
 	}
 	f.handBack(t, first, "first")
 	f.startedOnly(t, "first")
