@@ -418,10 +418,21 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 	}
 	t.Logf("triggers handed back across handovers: %d", handedBack)
 	f.expectCompletedInOrder(t, orders, log, func() {
-		st, _ := js.Stream(ctx, eventstore.StreamTriggerLanes)
+		// A context of its own: the fixture's may be over by now (a test
+		// slowed down past it), and the report must not fail in turn.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		for l := range cfg.Lanes {
-			cons, _ := st.Consumer(ctx, eventstore.LaneConsumer(l))
-			info, _ := cons.Info(ctx)
+			cons, err := js.Consumer(ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(l))
+			if err != nil {
+				t.Logf("lane %d: %v", l, err)
+				continue
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				t.Logf("lane %d: %v", l, err)
+				continue
+			}
 			t.Logf("lane %d: pending %d ackpending %d redelivered %d waiting %d groups %+v", l, info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting, info.PriorityGroups)
 		}
 		for pi, p := range procs {
@@ -505,11 +516,14 @@ func (f *laneFixture) expectCompletedInOrder(t *testing.T, orders []string, log 
 			if err == nil && o.View().State != domain.StateActive {
 				break
 			}
-			if time.Now().After(deadline) {
+			if time.Now().After(deadline) || f.ctx.Err() != nil {
 				if stuck != nil {
 					stuck()
 				}
 				log.print(t, id)
+				if err != nil {
+					t.Fatalf("order %s: %v", id, err)
+				}
 				t.Fatalf("order %s stuck: %+v version %d", id, o.View().Position, o.Version())
 			}
 			time.Sleep(10 * time.Millisecond)
