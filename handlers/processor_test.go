@@ -423,12 +423,7 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for l := range cfg.Lanes {
-			cons, err := js.Consumer(ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(l))
-			if err != nil {
-				t.Logf("lane %d: %v", l, err)
-				continue
-			}
-			info, err := cons.Info(ctx)
+			info, err := laneInfo(ctx, js, l)
 			if err != nil {
 				t.Logf("lane %d: %v", l, err)
 				continue
@@ -439,6 +434,15 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 			t.Logf("proc %d owns %v %v %v %v", pi, p.members.owns(0), p.members.owns(1), p.members.owns(2), p.members.owns(3))
 		}
 	})
+}
+
+// laneInfo asks lane's consumer for its state.
+func laneInfo(ctx context.Context, js jetstream.JetStream, lane int) (*jetstream.ConsumerInfo, error) {
+	cons, err := js.Consumer(ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(lane))
+	if err != nil {
+		return nil, err
+	}
+	return cons.Info(ctx)
 }
 
 // ownedOnce reports whether the processors agree on their members: each

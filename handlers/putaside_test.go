@@ -148,9 +148,7 @@ func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
 	case <-f.ctx.Done():
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if cons, err := f.js.Consumer(ctx, eventstore.StreamTriggerLanes, eventstore.LaneConsumer(0)); err != nil {
-			t.Logf("the lane's consumer: %v", err)
-		} else if info, err := cons.Info(ctx); err != nil {
+		if info, err := laneInfo(ctx, f.js, 0); err != nil {
 			t.Logf("the lane's consumer: %v", err)
 		} else {
 			t.Logf("the lane's consumer: pin %q, %d pending, %d unacknowledged, %d delivered again, delivered %d, waiting %d, %+v",
