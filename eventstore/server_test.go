@@ -491,3 +491,54 @@ func TestStoppedReadersLeaveNoConsumers(t *testing.T) {
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return consumers() == base },
 		"the stopped readers' consumers removed")
 }
+
+// Stopping a subscription does not wait for nats.go's attempt to recreate
+// its consumer on a server that does not answer. nats.go holds the
+// consumer's lock through the attempt (a request that times out after
+// 10 s, then a pause before the next), and both stopping the consumer and
+// reading its name to remove it wait for that lock; Stop bounds the first
+// (stopWait) and does the second in the background.
+func TestSubscriptionStopsWhileItsConsumerIsRecreated(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	fz := eventstoretest.StartFreezer(t, srv.ClientURL())
+	st := eventstoretest.OpenStore(t, fz.URL(), eventstore.Config{})
+	ctx := ctxT(t)
+	agg := order(uniq("stop"))
+	seen := make(chan struct{}, 1)
+	sub, err := st.Subscribe(ctx, eventstore.StreamOrders, []string{agg.Filter()}, 0, func(eventstore.Event) error {
+		select {
+		case seen <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	if _, err := st.Append(ctx, agg, eventstore.ExpectNew, ev("OrderPlaced", 1)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-seen:
+	case <-ctx.Done():
+		t.Fatal("the subscription delivered nothing")
+	}
+
+	// Only a request to create this subscription's consumer names the
+	// order's filter (the store's index reads through a consumer of its
+	// own, and nothing else reads the order from here on).
+	recreate := fz.Sent(agg.Filter())
+	fz.Hold(true)
+	select {
+	case <-recreate:
+	case <-ctx.Done():
+		t.Fatal("nats.go did not try to recreate the consumer after the server's heartbeats stopped")
+	}
+	tried := time.Now()
+	sub.Stop()
+	if d := time.Since(tried); d >= 10*time.Second {
+		t.Fatalf("Stop returned %v after nats.go began recreating the consumer: it waited for the attempt to end", d)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -150,10 +151,14 @@ func metricValues(t *testing.T, c *httpClient) map[string]float64 {
 
 // When the disk itself fills, the embedded server shuts JetStream down
 // (as here): orderflow then reports itself not ready, saying why, so a
-// load balancer or orchestrator stops sending it work.
+// load balancer or orchestrator stops sending it work. Closing it then
+// skips the final checkpoints, which could only wait out their timeouts.
 func TestNotReadyWithoutJetStream(t *testing.T) {
 	t.Parallel()
-	app := startApp(t, newTestConfig(t))
+	var log eventstoretest.LogBuffer
+	app := startAppWith(t, newTestConfig(t), func(a *App) {
+		a.Logger = slog.New(slog.NewMultiHandler(a.Logger.Handler(), slog.NewTextHandler(&log, nil)))
+	})
 	c := newClient(t, app)
 	c.must(200, "GET", "/readyz", nil)
 	if err := app.server.NATS().ShutdownJetStream(); err != nil {
@@ -165,6 +170,12 @@ func TestNotReadyWithoutJetStream(t *testing.T) {
 	}
 	if m := metricValues(t, c); m["orderflow_ready"] != 0 {
 		t.Fatalf("orderflow_ready = %v", m["orderflow_ready"])
+	}
+	if err := app.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if !strings.Contains(log.String(), "final checkpoint skipped: the embedded server stores nothing until a restart") {
+		t.Fatalf("close did not skip the final checkpoints:\n%s", log.String())
 	}
 }
 

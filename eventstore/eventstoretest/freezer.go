@@ -1,7 +1,7 @@
 package eventstoretest
 
 import (
-	"io"
+	"bytes"
 	"net"
 	"strings"
 	"sync"
@@ -10,13 +10,21 @@ import (
 
 // Freezer is a TCP proxy in front of a NATS server that can hold back
 // what the server sends, and cut every connection: an acknowledgement the
-// server sent but the client never received.
+// server sent but the client never received. It also tells a test when a
+// client has sent something (Sent).
 type Freezer struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	held   bool
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	conns   []net.Conn
+	held    bool
+	watches []watch
+}
+
+// watch is a Sent waiting for its text.
+type watch struct {
+	text string
+	seen chan struct{}
 }
 
 // StartFreezer starts a Freezer in front of the server at url (a
@@ -53,12 +61,65 @@ func (f *Freezer) accept() {
 		f.mu.Lock()
 		f.conns = append(f.conns, c, s)
 		f.mu.Unlock()
-		go func() {
-			_, _ = io.Copy(s, c)
-			s.Close()
-		}()
+		go f.up(c, s)
 		go f.down(c, s)
 	}
+}
+
+// sentTail is how much of what a client sent is kept to find a Sent's
+// text split across two reads: Sent's texts are shorter.
+const sentTail = 256
+
+// up passes on what a client sends, and closes the watches whose text
+// went by.
+func (f *Freezer) up(c, s net.Conn) {
+	defer s.Close()
+	buf := make([]byte, 32<<10)
+	var last []byte // the end of what went by, then this read
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			last = append(last, buf[:n]...)
+			f.saw(last, n)
+			last = last[max(0, len(last)-sentTail):]
+			if _, werr := s.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// saw closes the watches whose text is in last and takes in at least one
+// of its fresh bytes, the rest having gone by before (perhaps before the
+// watch began).
+func (f *Freezer) saw(last []byte, fresh int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kept := f.watches[:0]
+	for _, w := range f.watches {
+		from := max(0, len(last)-fresh-len(w.text)+1)
+		if bytes.Contains(last[from:], []byte(w.text)) {
+			close(w.seen)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	f.watches = kept
+}
+
+// Sent returns a channel that is closed once a client sends, from now on,
+// something that contains text (a request's subject, say), whether or not
+// the Freezer holds what the server sends. text must be shorter than
+// sentTail bytes.
+func (f *Freezer) Sent(text string) <-chan struct{} {
+	w := watch{text: text, seen: make(chan struct{})}
+	f.mu.Lock()
+	f.watches = append(f.watches, w)
+	f.mu.Unlock()
+	return w.seen
 }
 
 // down passes on what the server sends, and drops it while held.
