@@ -328,13 +328,21 @@ func (c *Client) FollowStageChanges(ctx context.Context, orderID string, after u
 	if err != nil {
 		return fmt.Errorf("follow stage changes: %w", err)
 	}
-	stopOnEnd := context.AfterFunc(ctx, it.Stop)
+	// it.Next waits out each attempt of nats.go's to recreate the consumer
+	// (while no server answers: up to 10 s for the request, then a pause),
+	// even after Stop: it reads in a goroutine of its own, so that the
+	// return comes as ctx ends. fn is called from the loop below only, so
+	// none runs after the return.
+	type next struct {
+		m   jetstream.Msg
+		err error
+	}
+	nexts := make(chan next)
+	returned := make(chan struct{})
 	defer func() {
-		stopOnEnd()
-		// In the background: while no server answers, nats.go holds the
-		// consumer's lock through each attempt to recreate it (up to 20 s
-		// apiece), and Stop and CachedInfo wait for that lock. fn is
-		// called from the loop below only, so none runs after the return.
+		close(returned)
+		// In the background: Stop and CachedInfo wait for the lock that
+		// nats.go holds through those attempts.
 		go func() {
 			it.Stop()
 			// nats.go leaves the server's consumer to its inactivity
@@ -344,14 +352,30 @@ func (c *Client) FollowStageChanges(ctx context.Context, orderID string, after u
 			}
 		}()
 	}()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+	go func() {
+		for {
+			m, err := it.Next()
+			select {
+			case nexts <- next{m, err}:
+			case <-returned:
+				return
 			}
-			return fmt.Errorf("follow stage changes: %w", err)
+			if err != nil {
+				return
+			}
 		}
+	}()
+	for {
+		var n next
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case n = <-nexts:
+		}
+		if n.err != nil {
+			return fmt.Errorf("follow stage changes: %w", n.err)
+		}
+		m := n.m
 		md, err := m.Metadata()
 		if err != nil {
 			return fmt.Errorf("follow stage changes: %w", err)

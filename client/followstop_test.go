@@ -1,0 +1,73 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// FollowStageChanges returns as its ctx ends even while nats.go tries to
+// recreate its consumer on a server that does not answer: nats.go's
+// iterator waits out each attempt (a request that times out after 10 s,
+// then a pause), Stop or no Stop.
+func TestFollowStageChangesReturnsWhileItsConsumerIsRecreated(t *testing.T) {
+	t.Parallel()
+	c, st, fz := clientThroughFreezer(t, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	follow, stop := context.WithCancel(ctx)
+	defer stop()
+	seen := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.FollowStageChanges(follow, "order-1", 0, func(StageChange) error {
+			select {
+			case seen <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+	}()
+	agg := eventstore.Aggregate{Tenant: c.tenant, Type: eventstore.OrderAggregateType, ID: "order-1"}
+	placed := eventstore.Envelope{ID: uuid.NewString(), Type: domain.TypeOrderPlaced, Version: 1, OccurredAt: time.Now(),
+		Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "ana"}, Data: []byte("{}")}
+	if _, err := st.Append(ctx, agg, eventstore.ExpectNew, placed); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-seen:
+	case err := <-done:
+		t.Fatalf("FollowStageChanges = %v before its first change", err)
+	case <-ctx.Done():
+		t.Fatal("the first change never came")
+	}
+
+	// Only a request to create the follower's consumer names the order's
+	// filter.
+	recreate := fz.Sent(agg.Filter())
+	fz.Hold(true)
+	select {
+	case <-recreate:
+	case <-ctx.Done():
+		t.Fatal("nats.go did not try to recreate the consumer after the server's heartbeats stopped")
+	}
+	tried := time.Now()
+	stop()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("FollowStageChanges after its ctx ended: %v", err)
+		}
+		if d := time.Since(tried); d >= 10*time.Second {
+			t.Fatalf("FollowStageChanges returned %v after nats.go began recreating the consumer: it waited for the attempt to end", d)
+		}
+	case <-ctx.Done():
+		t.Fatal("FollowStageChanges did not return after its ctx ended")
+	}
+}
