@@ -48,15 +48,9 @@ func TestFollowStageChangesReturnsWhileItsConsumerIsRecreated(t *testing.T) {
 		t.Fatal("the first change never came")
 	}
 
-	// Only a request to create the follower's consumer names the order's
-	// filter.
-	recreate := fz.Sent(agg.Filter())
-	fz.Hold(true)
-	select {
-	case <-recreate:
-	case <-ctx.Done():
-		t.Fatal("nats.go did not try to recreate the consumer after the server's heartbeats stopped")
-	}
+	// Only a request to recreate the follower's consumer names the
+	// order's filter.
+	fz.HoldUntilSent(ctx, t, agg.Filter())
 	tried := time.Now()
 	stop()
 	select {

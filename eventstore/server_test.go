@@ -526,16 +526,10 @@ func TestSubscriptionStopsWhileItsConsumerIsRecreated(t *testing.T) {
 		t.Fatal("the subscription delivered nothing")
 	}
 
-	// Only a request to create this subscription's consumer names the
+	// Only a request to recreate this subscription's consumer names the
 	// order's filter (the store's index reads through a consumer of its
 	// own, and nothing else reads the order from here on).
-	recreate := fz.Sent(agg.Filter())
-	fz.Hold(true)
-	select {
-	case <-recreate:
-	case <-ctx.Done():
-		t.Fatal("nats.go did not try to recreate the consumer after the server's heartbeats stopped")
-	}
+	fz.HoldUntilSent(ctx, t, agg.Filter())
 	tried := time.Now()
 	sub.Stop()
 	if d := time.Since(tried); d >= 10*time.Second {

@@ -2,6 +2,7 @@ package eventstoretest
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"strings"
 	"sync"
@@ -120,6 +121,21 @@ func (f *Freezer) Sent(text string) <-chan struct{} {
 	f.watches = append(f.watches, w)
 	f.mu.Unlock()
 	return w.seen
+}
+
+// HoldUntilSent holds what the server sends (Hold) and returns once a
+// client sends something that contains text: a client's answer to the
+// server's silence, such as a request to recreate a consumer whose
+// heartbeats stopped. It fails tb if ctx ends first.
+func (f *Freezer) HoldUntilSent(ctx context.Context, tb testing.TB, text string) {
+	tb.Helper()
+	sent := f.Sent(text)
+	f.Hold(true)
+	select {
+	case <-sent:
+	case <-ctx.Done():
+		tb.Fatalf("no client sent %q while the server's answers were held", text)
+	}
 }
 
 // down passes on what the server sends, and drops it while held.
