@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/orderedread"
 )
 
 // Client talks to orderflow through a NATS connection.
@@ -328,54 +329,25 @@ func (c *Client) FollowStageChanges(ctx context.Context, orderID string, after u
 	if err != nil {
 		return fmt.Errorf("follow stage changes: %w", err)
 	}
-	// it.Next waits out each attempt of nats.go's to recreate the consumer
-	// (while no server answers: up to 10 s for the request, then a pause),
-	// even after Stop: it reads in a goroutine of its own, so that the
-	// return comes as ctx ends. fn is called from the loop below only, so
-	// none runs after the return.
-	type next struct {
-		m   jetstream.Msg
-		err error
-	}
-	nexts := make(chan next)
-	returned := make(chan struct{})
-	defer func() {
-		close(returned)
-		// In the background: Stop and CachedInfo wait for the lock that
-		// nats.go holds through those attempts.
-		go func() {
-			it.Stop()
-			// nats.go leaves the server's consumer to its inactivity
-			// threshold; drop it now, without waiting for the answer.
-			if info := cons.CachedInfo(); info != nil {
-				_ = c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+info.Name, nil)
-			}
-		}()
-	}()
-	go func() {
-		for {
-			m, err := it.Next()
-			select {
-			case nexts <- next{m, err}:
-			case <-returned:
-				return
-			}
-			if err != nil {
-				return
-			}
+	// nats.go's Next would not return as ctx ends while no server answers
+	// (see orderedread). fn is called from the loop below only, so none
+	// runs after the return.
+	r := orderedread.New(it, followAhead)
+	defer r.Close(func() {
+		// nats.go leaves the server's consumer to its inactivity
+		// threshold; drop it now, without waiting for the answer.
+		if info := cons.CachedInfo(); info != nil {
+			_ = c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+info.Name, nil)
 		}
-	}()
+	})
 	for {
-		var n next
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case n = <-nexts:
+		m, err := r.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("follow stage changes: %w", err)
 		}
-		if n.err != nil {
-			return fmt.Errorf("follow stage changes: %w", n.err)
-		}
-		m := n.m
 		md, err := m.Metadata()
 		if err != nil {
 			return fmt.Errorf("follow stage changes: %w", err)
@@ -391,6 +363,10 @@ func (c *Client) FollowStageChanges(ctx context.Context, orderID string, after u
 		}
 	}
 }
+
+// followAhead is how many events FollowStageChanges reads ahead of fn;
+// those read and not handled when it returns are dropped.
+const followAhead = 256
 
 // stageChange is an order event as a dashboard sees it.
 func stageChange(env envelope) StageChange {

@@ -516,3 +516,54 @@ func BenchmarkIndexCatchUp(b *testing.B) {
 	b.ReportMetric(float64(last)*float64(runs)/raw.Seconds(), "raw-headers/s")
 	b.ReportMetric(raw.Seconds()/index.Seconds(), "index/raw")
 }
+
+// BenchmarkReadStream reads the stream of -bench.load-total events with
+// Store.ReadStream, against a raw read of the same stream: an ordered
+// consumer's Next in the caller's goroutine, with the same pull size.
+// ReadStream's Next runs in a goroutine of its own (see orderedread); this
+// is what that hand-over costs. It runs at most twice, whatever
+// -benchtime says, and reports ReadStream's mean as ns/op.
+func BenchmarkReadStream(b *testing.B) {
+	st := benchStore(b)
+	fixture(b, st)
+	ctx := context.Background()
+	last, err := st.LastSequence(ctx, eventstore.StreamOrders)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runs := min(b.N, 2)
+	var read, raw time.Duration
+	for range runs {
+		t := time.Now()
+		n, err := st.ReadStream(ctx, eventstore.StreamOrders, func(eventstore.StoredMsg) error { return nil }, nil)
+		if err != nil || n != last {
+			b.Fatalf("ReadStream: %d of %d, %v", n, last, err)
+		}
+		read += time.Since(t)
+
+		t = time.Now()
+		cons, err := st.JetStream().OrderedConsumer(ctx, eventstore.StreamOrders, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			m, err := it.Next()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream == last {
+				break
+			}
+		}
+		raw += time.Since(t)
+		it.Stop()
+	}
+	b.ReportMetric(float64(read.Nanoseconds())/float64(runs), "ns/op")
+	b.ReportMetric(float64(last)*float64(runs)/read.Seconds(), "read-events/s")
+	b.ReportMetric(float64(last)*float64(runs)/raw.Seconds(), "raw-read/s")
+	b.ReportMetric(raw.Seconds()/read.Seconds(), "read/raw")
+}

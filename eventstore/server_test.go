@@ -536,3 +536,67 @@ func TestSubscriptionStopsWhileItsConsumerIsRecreated(t *testing.T) {
 		t.Fatalf("Stop returned %v after nats.go began recreating the consumer: it waited for the attempt to end", d)
 	}
 }
+
+// ReadStream returns as its ctx ends even while nats.go tries to recreate
+// its consumer on a server that does not answer: nats.go's Next ignores
+// its context then, and tries until a server answers.
+func TestReadStreamEndsWithItsCtxWhileItsConsumerIsRecreated(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	fz := eventstoretest.StartFreezer(t, srv.ClientURL())
+	st := eventstoretest.OpenStore(t, fz.URL(), eventstore.Config{})
+	ctx := ctxT(t)
+	// More than a read asks for at a time (readPull), on a stream that
+	// only the read reads here.
+	const n = 3000
+	js := st.JetStream()
+	for i := range n {
+		if _, err := js.PublishAsync(fmt.Sprintf("orderflow.default.trigger.read-%d.picked_up", i), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		if i%500 == 499 {
+			<-js.PublishAsyncComplete()
+		}
+	}
+	<-js.PublishAsyncComplete()
+
+	read, stop := context.WithCancel(ctx)
+	defer stop()
+	recreate := make(chan (<-chan struct{}), 1)
+	done := make(chan error, 1)
+	go func() {
+		first := true
+		_, err := st.ReadStream(read, eventstore.StreamTriggers, func(eventstore.StoredMsg) error {
+			if first {
+				first = false
+				recreate <- fz.Sent("$JS.API.CONSUMER.CREATE." + eventstore.StreamTriggers + ".")
+				fz.Hold(true)
+			}
+			return nil
+		}, nil)
+		done <- err
+	}()
+	select {
+	case sent := <-recreate:
+		select {
+		case <-sent:
+		case <-ctx.Done():
+			t.Fatal("nats.go did not try to recreate the read's consumer after the server's heartbeats stopped")
+		}
+	case err := <-done:
+		t.Fatalf("ReadStream = %v before it read anything", err)
+	}
+	tried := time.Now()
+	stop()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("ReadStream after its ctx ended: %v", err)
+		}
+		if d := time.Since(tried); d >= 10*time.Second {
+			t.Fatalf("ReadStream returned %v after nats.go began recreating its consumer: it waited for the attempt to end", d)
+		}
+	case <-ctx.Done():
+		t.Fatal("ReadStream did not return after its ctx ended")
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/internal/orderedread"
 )
 
 // Break is one place where an aggregate's hash chain does not hold.
@@ -50,6 +52,10 @@ func (m StoredMsg) Event(opts ...ReadOption) (Event, error) {
 	return decodeStored(m.Stream, m.Subject, m.Sequence, m.Time, m.Data, readOptions(opts).checkData)
 }
 
+// readPull is how many messages ReadStream asks for at a time, and reads
+// ahead of its caller.
+const readPull = 1024
+
 // ReadStream delivers every message of a stream, from the first, in order,
 // with an ordered consumer, and returns once it has delivered the message
 // that was last when it started.
@@ -62,15 +68,18 @@ func (s *Store) ReadStream(ctx context.Context, stream string, fn func(StoredMsg
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", stream, err)
 	}
-	defer removeConsumer(s.js, stream, cons) // after it.Stop
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024), orderedHeartbeat)
+	it, err := cons.Messages(jetstream.PullMaxMessages(readPull), orderedHeartbeat)
 	if err != nil {
+		removeConsumer(s.js, stream, cons)
 		return 0, fmt.Errorf("read %s: %w", stream, err)
 	}
-	defer it.Stop()
+	// nats.go's Next would not return as ctx ends while no server answers
+	// (see orderedread).
+	r := orderedread.New(it, readPull)
+	defer r.Close(func() { removeConsumer(s.js, stream, cons) })
 	var n uint64
 	for {
-		m, err := it.Next(jetstream.NextContext(ctx))
+		m, err := r.Next(ctx)
 		if err != nil {
 			return n, fmt.Errorf("read %s: %w", stream, err)
 		}
