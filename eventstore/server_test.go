@@ -492,6 +492,15 @@ func TestStoppedReadersLeaveNoConsumers(t *testing.T) {
 		"the stopped readers' consumers removed")
 }
 
+// storeThroughFreezer is a store on an embedded server of the test's own,
+// connected through a Freezer, with a ctx that ends with the test.
+func storeThroughFreezer(t *testing.T) (*eventstore.Store, *eventstoretest.Freezer, context.Context) {
+	t.Helper()
+	srv := eventstoretest.StartServer(t)
+	fz := eventstoretest.StartFreezer(t, srv.ClientURL())
+	return eventstoretest.OpenStore(t, fz.URL(), eventstore.Config{}), fz, ctxT(t)
+}
+
 // Stopping a subscription does not wait for nats.go's attempt to recreate
 // its consumer on a server that does not answer. nats.go holds the
 // consumer's lock through the attempt (a request that times out after
@@ -500,10 +509,7 @@ func TestStoppedReadersLeaveNoConsumers(t *testing.T) {
 // (stopWait) and does the second in the background.
 func TestSubscriptionStopsWhileItsConsumerIsRecreated(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	fz := eventstoretest.StartFreezer(t, srv.ClientURL())
-	st := eventstoretest.OpenStore(t, fz.URL(), eventstore.Config{})
-	ctx := ctxT(t)
+	st, fz, ctx := storeThroughFreezer(t)
 	agg := order(uniq("stop"))
 	seen := make(chan struct{}, 1)
 	sub, err := st.Subscribe(ctx, eventstore.StreamOrders, []string{agg.Filter()}, 0, func(eventstore.Event) error {
@@ -542,10 +548,7 @@ func TestSubscriptionStopsWhileItsConsumerIsRecreated(t *testing.T) {
 // its context then, and tries until a server answers.
 func TestReadStreamEndsWithItsCtxWhileItsConsumerIsRecreated(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	fz := eventstoretest.StartFreezer(t, srv.ClientURL())
-	st := eventstoretest.OpenStore(t, fz.URL(), eventstore.Config{})
-	ctx := ctxT(t)
+	st, fz, ctx := storeThroughFreezer(t)
 	// More than a read asks for at a time (readPull), on a stream that
 	// only the read reads here.
 	const n = 3000
