@@ -323,23 +323,25 @@ func (c *Client) FollowStageChanges(ctx context.Context, orderID string, after u
 	if err != nil {
 		return fmt.Errorf("follow stage changes: %w", err)
 	}
+	// nats.go leaves the server's consumer to its inactivity threshold;
+	// drop drops it now, without waiting for the answer.
+	drop := func() {
+		if info := cons.CachedInfo(); info != nil {
+			_ = c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+info.Name, nil)
+		}
+	}
 	// A heartbeat a second: a consumer lost with its server is noticed
 	// (and made again where it stood) within seconds, not nats.go's 10.
 	it, err := cons.Messages(jetstream.PullHeartbeat(time.Second))
 	if err != nil {
+		drop() // Messages may have made the server's consumer before it failed
 		return fmt.Errorf("follow stage changes: %w", err)
 	}
 	// nats.go's Next would not return as ctx ends while no server answers
 	// (see orderedread). fn is called from the loop below only, so none
 	// runs after the return.
 	r := orderedread.New(it, followAhead)
-	defer r.Close(func() {
-		// nats.go leaves the server's consumer to its inactivity
-		// threshold; drop it now, without waiting for the answer.
-		if info := cons.CachedInfo(); info != nil {
-			_ = c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+info.Name, nil)
-		}
-	})
+	defer r.Close(drop)
 	for {
 		m, err := r.Next(ctx)
 		if err != nil {
