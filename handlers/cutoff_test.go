@@ -1,10 +1,7 @@
 package handlers
 
 import (
-	"net"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,10 +25,10 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 	f := newLaneFixture(t, orders...)
 	log := newLaneLog()
 	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond}
-	proxy := startCutProxy(t, f.srv.ClientURL())
+	proxy := eventstoretest.StartFreezer(t, f.srv.ClientURL())
 	cfgA, cfgB := cfg, cfg
 	cfgA.Logger, cfgB.Logger = log.logger.With("proc", "a"), log.logger.With("proc", "b")
-	a := startProcessorWith(t, openCommandsAt(t, proxy.url), proxy.url, cfgA, nil)
+	a := startProcessorWith(t, openCommandsAt(t, proxy.URL()), proxy.URL(), cfgA, nil)
 	defer a.Close()
 	b := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgB, nil)
 	defer b.Close()
@@ -49,7 +46,7 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 		eventstoretest.Eventually(t, 10*time.Second, func() bool { return inHand(f, cfg.Lanes, a, b) },
 			"the process to be cut off to have triggers in hand")
 		resets := b.LaneResets()
-		proxy.cut(true)
+		proxy.Pause(true)
 		// Until the other process has taken the cut-off one for gone, and
 		// a lane of its with the triggers it had in hand (reset, so that
 		// they come again at once).
@@ -59,7 +56,7 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 			t.Fatalf("round %d: timed out waiting for the other process to take the cut-off one's lanes: it hears %d processes, reset %d lanes (%d before), reads %v",
 				round, b.members.count(), b.LaneResets(), resets, b.members.lanesRead())
 		}
-		proxy.cut(false)
+		proxy.Pause(false)
 		eventstoretest.Eventually(t, 10*time.Second, settled, "the lanes to be read by one owner each again")
 	}
 	select {
@@ -102,80 +99,4 @@ func inHand(f *laneFixture, lanes int, p, other *Processor) bool {
 		}
 	}
 	return false
-}
-
-// cutProxy forwards TCP connections to a NATS server; while cut, it
-// forwards nothing either way and keeps every connection open, as a
-// silent network partition would.
-type cutProxy struct {
-	url string
-	mu  sync.Mutex
-	off bool
-	on  *sync.Cond // signalled when the cut ends
-}
-
-func startCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{url: "nats://" + ln.Addr().String()}
-	p.on = sync.NewCond(&p.mu)
-	addr := strings.TrimPrefix(target, "nats://")
-	var conns sync.WaitGroup
-	t.Cleanup(func() {
-		p.cut(false)
-		_ = ln.Close()
-		conns.Wait()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", addr)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			conns.Add(2)
-			go func() { defer conns.Done(); p.pipe(u, c) }()
-			go func() { defer conns.Done(); p.pipe(c, u) }()
-		}
-	}()
-	return p
-}
-
-// cut starts (off) or ends a partition.
-func (p *cutProxy) cut(off bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.off = off
-	if !off {
-		p.on.Broadcast()
-	}
-}
-
-func (p *cutProxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32*1024)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			for p.off {
-				p.on.Wait()
-			}
-			p.mu.Unlock()
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
 }

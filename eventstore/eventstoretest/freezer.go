@@ -11,14 +11,17 @@ import (
 
 // Freezer is a TCP proxy in front of a NATS server that can hold back
 // what the server sends, and cut every connection: an acknowledgement the
-// server sent but the client never received. It also tells a test when a
-// client has sent something (Sent).
+// server sent but the client never received. It can also pause every
+// connection, as a silent network partition would (Pause), and tells a
+// test when a client has sent something (Sent).
 type Freezer struct {
 	ln      net.Listener
 	target  string
 	mu      sync.Mutex
 	conns   []net.Conn
 	held    bool
+	paused  bool
+	resumed *sync.Cond // on mu, signalled when a pause ends
 	watches []watch
 }
 
@@ -37,9 +40,11 @@ func StartFreezer(tb testing.TB, url string) *Freezer {
 		tb.Fatal(err)
 	}
 	f := &Freezer{ln: ln, target: strings.TrimPrefix(url, "nats://")}
+	f.resumed = sync.NewCond(&f.mu)
 	go f.accept()
 	tb.Cleanup(func() {
 		ln.Close()
+		f.Pause(false)
 		f.Cut()
 	})
 	return f
@@ -83,6 +88,7 @@ func (f *Freezer) up(c, s net.Conn) {
 			last = append(last, buf[:n]...)
 			f.saw(last, n)
 			last = last[max(0, len(last)-sentTail):]
+			f.unpaused()
 			if _, werr := s.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -144,6 +150,9 @@ func (f *Freezer) down(c, s net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := s.Read(buf)
+		if n > 0 {
+			f.unpaused()
+		}
 		f.mu.Lock()
 		held := f.held
 		f.mu.Unlock()
@@ -165,6 +174,27 @@ func (f *Freezer) Hold(on bool) {
 	f.mu.Lock()
 	f.held = on
 	f.mu.Unlock()
+}
+
+// Pause stops passing anything on either way (on), keeping every
+// connection open and what was sent, as a silent network partition
+// would; off passes on what was kept, and the rest as before.
+func (f *Freezer) Pause(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.paused = on
+	if !on {
+		f.resumed.Broadcast()
+	}
+}
+
+// unpaused returns once no pause is on.
+func (f *Freezer) unpaused() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.paused {
+		f.resumed.Wait()
+	}
 }
 
 // Cut closes every connection through the proxy; clients reconnect.
