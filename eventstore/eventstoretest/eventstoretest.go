@@ -87,8 +87,31 @@ func StartCluster(tb testing.TB, size int) *Cluster {
 
 // StartClusterWith is StartCluster with each node's configuration
 // adjusted by adjust (when not nil) before it starts.
+//
+// freePorts can hold its ports only until it returns, so another test's
+// server or process may take one before its node starts; the cluster is
+// then started again on other ports, up to clusterAttempts times in all.
 func StartClusterWith(tb testing.TB, size int, adjust func(*eventstore.ServerConfig)) *Cluster {
 	tb.Helper()
+	for attempt := 1; ; attempt++ {
+		c, err := startCluster(tb, size, adjust)
+		if err == nil {
+			c.WaitReady(tb)
+			return c
+		}
+		if attempt == clusterAttempts || !strings.Contains(err.Error(), "address already in use") {
+			tb.Fatal(err)
+		}
+		tb.Logf("starting the cluster again on other ports: %v", err)
+	}
+}
+
+// clusterAttempts bounds StartClusterWith's starts.
+const clusterAttempts = 3
+
+// startCluster starts size nodes on ports of freePorts; when one cannot
+// start, it stops those it started and says why.
+func startCluster(tb testing.TB, size int, adjust func(*eventstore.ServerConfig)) (*Cluster, error) {
 	ports := freePorts(tb, 2*size)
 	routes := make([]string, size)
 	for i := range size {
@@ -109,14 +132,16 @@ func StartClusterWith(tb testing.TB, size int, adjust func(*eventstore.ServerCon
 		}
 		srv, err := eventstore.StartServer(cfg)
 		if err != nil {
-			tb.Fatalf("start cluster node %d: %v", i+1, err)
+			for _, s := range c.Servers {
+				s.Shutdown()
+			}
+			return nil, fmt.Errorf("start cluster node %d: %w", i+1, err)
 		}
 		tb.Cleanup(srv.Shutdown)
 		c.Servers = append(c.Servers, srv)
 		c.configs = append(c.configs, cfg)
 	}
-	c.WaitReady(tb)
-	return c
+	return c, nil
 }
 
 // WaitReady waits until the cluster has a JetStream leader that sees every
