@@ -640,18 +640,21 @@ func TestEnsureLanesRefusesOtherSettingsWhileRead(t *testing.T) {
 func takeFromLane(t *testing.T, ctx context.Context, lanes jetstream.Stream, n int) (jetstream.Consumer, jetstream.Msg) {
 	t.Helper()
 	var lane jetstream.Consumer
-	for i := range n {
-		c, err := lanes.Consumer(ctx, eventstore.LaneConsumer(i))
-		if err != nil {
-			t.Fatal(err)
+	// The lane stream has the trigger; its consumer counts it a moment
+	// later (the server signals consumers in a goroutine of its own).
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		for i := range n {
+			c, err := lanes.Consumer(ctx, eventstore.LaneConsumer(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.CachedInfo().NumPending > 0 {
+				lane = c
+				return true
+			}
 		}
-		if c.CachedInfo().NumPending > 0 {
-			lane = c
-		}
-	}
-	if lane == nil {
-		t.Fatal("no trigger waits in a lane")
-	}
+		return false
+	}, "a lane's consumer to count the trigger waiting")
 	msgs, err := lane.Fetch(1, jetstream.FetchPriorityGroup(eventstore.LaneGroup))
 	if err != nil {
 		t.Fatal(err)
