@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,6 +186,13 @@ func FreePort(tb testing.TB) int { return freePorts(tb, 1)[0] }
 // meanwhile be taken by an outgoing connection: a client that keeps
 // reconnecting to the stopped node can even be handed the node's own port
 // and connect to itself. The restart then fails with the port in use.
+//
+// A port is free only until its server binds it, and free again while a
+// test has its server stopped to start it again. So that the tests of
+// one process do not take each other's, freePorts never hands out a port
+// twice in a process; so that two test processes (go test runs packages
+// side by side) seldom do, each picks from a slice of the range of its
+// own, chosen by its process id.
 func freePorts(tb testing.TB, n int) []int {
 	tb.Helper()
 	ls := make([]net.Listener, 0, n)
@@ -193,15 +201,21 @@ func freePorts(tb testing.TB, n int) []int {
 			l.Close()
 		}
 	}()
-	low := ephemeralLow()
+	handed.mu.Lock()
+	defer handed.mu.Unlock()
+	lo, hi := portSlice()
 	ports := make([]int, 0, n)
-	for tries := 0; len(ports) < n && low > minTestPort+n && tries < 100*n; tries++ {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", minTestPort+rand.IntN(low-minTestPort)))
+	for tries := 0; len(ports) < n && hi > lo+n && tries < 100*n; tries++ {
+		p := lo + rand.IntN(hi-lo)
+		if handed.ports[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
 			continue // taken
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -211,7 +225,32 @@ func freePorts(tb testing.TB, n int) []int {
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
+	for _, p := range ports {
+		handed.ports[p] = true
+	}
 	return ports
+}
+
+// handed is every port freePorts has handed out in this process.
+var handed = struct {
+	mu    sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// portSlices is how many slices freePorts's range is cut into, one of
+// them for each test process.
+const portSlices = 8
+
+// portSlice is this process's slice of the ports from minTestPort up to
+// the system's range for outgoing connections (lo to hi, hi excluded;
+// empty when the system does not say).
+func portSlice() (lo, hi int) {
+	width := (ephemeralLow() - minTestPort) / portSlices
+	if width <= 0 {
+		return 0, 0
+	}
+	lo = minTestPort + os.Getpid()%portSlices*width
+	return lo, lo + width
 }
 
 // minTestPort is the lowest port freePorts picks: above the well-known
