@@ -26,11 +26,9 @@ func TestLanesOfAProcessCutOffAndBack(t *testing.T) {
 	log := newLaneLog()
 	cfg := ProcessorConfig{Lanes: 4, AckWait: time.Second, Heartbeat: 100 * time.Millisecond}
 	proxy := eventstoretest.StartFreezer(t, f.srv.ClientURL())
-	cfgA, cfgB := cfg, cfg
-	cfgA.Logger, cfgB.Logger = log.logger.With("proc", "a"), log.logger.With("proc", "b")
-	a := startProcessorWith(t, openCommandsAt(t, proxy.URL()), proxy.URL(), cfgA, nil)
+	a := startProcessorWith(t, openCommandsAt(t, proxy.URL()), proxy.URL(), log.config(cfg, "a"), nil)
 	defer a.Close()
-	b := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgB, nil)
+	b := startProcessorWith(t, f.c, f.srv.ClientURL(), log.config(cfg, "b"), nil)
 	defer b.Close()
 	// Settled once each lane is read by its one owner alone.
 	settled := func() bool { return readByOwners(cfg.Lanes, a, b) }

@@ -385,9 +385,7 @@ func TestLaneHandoverKeepsOrder(t *testing.T) {
 	started := 0
 	start := func() *Processor { // each processor's lines name it
 		started++
-		cfg := cfg
-		cfg.Logger = log.logger.With("proc", started)
-		return startProcessorWith(t, c, srv.ClientURL(), cfg, nil)
+		return startProcessorWith(t, c, srv.ClientURL(), log.config(cfg, started), nil)
 	}
 	procs := []*Processor{start()}
 	defer func() {
@@ -475,6 +473,12 @@ func newLaneLog() *laneLog {
 	l := &laneLog{}
 	l.logger = slog.New(slog.NewTextHandler(&l.buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return l
+}
+
+// config is cfg with a logger into l whose lines name proc.
+func (l *laneLog) config(cfg ProcessorConfig, proc any) ProcessorConfig {
+	cfg.Logger = l.logger.With("proc", proc)
+	return cfg
 }
 
 // print logs the lines of order's triggers, the lanes' handovers and the
@@ -1940,11 +1944,9 @@ func TestGracefulLeaveHandsLanesOver(t *testing.T) {
 	f := newLaneFixture(t, orders...)
 	log := newLaneLog()
 	cfg := ProcessorConfig{Lanes: 8, AckWait: time.Minute}
-	cfgFirst, cfgSecond := cfg, cfg
-	cfgFirst.Logger, cfgSecond.Logger = log.logger.With("proc", "first"), log.logger.With("proc", "second")
-	first := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgFirst, nil)
+	first := startProcessorWith(t, f.c, f.srv.ClientURL(), log.config(cfg, "first"), nil)
 	defer first.Close()
-	second := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgSecond, nil)
+	second := startProcessorWith(t, f.c, f.srv.ClientURL(), log.config(cfg, "second"), nil)
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return first.OwnedLanes() == 4 && second.OwnedLanes() == 4 },
 		"each processor to own four lanes of eight")
 	for k := range 2 {

@@ -114,10 +114,8 @@ func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
 	f := newLaneFixture(t, "o-again")
 	log := newLaneLog()
 	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second}
-	cfgFirst, cfgNext := cfg, cfg
-	cfgFirst.Logger, cfgNext.Logger = log.logger.With("proc", "first"), log.logger.With("proc", "next")
 	inHand := make(chan struct{})
-	first := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgFirst, func(p *Processor) {
+	first := startProcessorWith(t, f.c, f.srv.ClientURL(), log.config(cfg, "first"), func(p *Processor) {
 		p.beforeApply = func(msg *message.Message) error {
 			close(inHand)
 			<-msg.Context().Done() // the process goes before applying it
@@ -130,7 +128,7 @@ func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := make(chan string, 1)
-	next := startProcessorWith(t, f.c, f.srv.ClientURL(), cfgNext, func(p *Processor) {
+	next := startProcessorWith(t, f.c, f.srv.ClientURL(), log.config(cfg, "next"), func(p *Processor) {
 		p.beforeApply = func(msg *message.Message) error {
 			select {
 			case seen <- msg.Metadata.Get(mdRedelivered):
