@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // FollowStageChanges returns as its ctx ends even while nats.go tries to
@@ -51,17 +51,5 @@ func TestFollowStageChangesReturnsWhileItsConsumerIsRecreated(t *testing.T) {
 	// Only a request to recreate the follower's consumer names the
 	// order's filter.
 	fz.HoldUntilSent(ctx, t, agg.Filter())
-	tried := time.Now()
-	stop()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("FollowStageChanges after its ctx ended: %v", err)
-		}
-		if d := time.Since(tried); d >= 10*time.Second {
-			t.Fatalf("FollowStageChanges returned %v after nats.go began recreating the consumer: it waited for the attempt to end", d)
-		}
-	case <-ctx.Done():
-		t.Fatal("FollowStageChanges did not return after its ctx ended")
-	}
+	eventstoretest.ReturnsOnCancel(ctx, t, "FollowStageChanges", stop, done)
 }

@@ -589,17 +589,5 @@ func TestReadStreamEndsWithItsCtxWhileItsConsumerIsRecreated(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("ReadStream = %v before it read anything", err)
 	}
-	tried := time.Now()
-	stop()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("ReadStream after its ctx ended: %v", err)
-		}
-		if d := time.Since(tried); d >= 10*time.Second {
-			t.Fatalf("ReadStream returned %v after nats.go began recreating its consumer: it waited for the attempt to end", d)
-		}
-	case <-ctx.Done():
-		t.Fatal("ReadStream did not return after its ctx ended")
-	}
+	eventstoretest.ReturnsOnCancel(ctx, t, "ReadStream", stop, done)
 }

@@ -3,10 +3,12 @@ package eventstoretest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Freezer is a TCP proxy in front of a NATS server that can hold back
@@ -141,6 +143,28 @@ func (f *Freezer) HoldUntilSent(ctx context.Context, tb testing.TB, text string)
 	case <-sent:
 	case <-ctx.Done():
 		tb.Fatalf("no client sent %q while the server's answers were held", text)
+	}
+}
+
+// ReturnsOnCancel ends a call's context (stop) and fails tb unless the
+// call, whose error done carries, returns context.Canceled within 10 s:
+// sooner than an attempt of nats.go's to recreate a consumer on a server
+// that does not answer can end (a request that times out after 10 s).
+// what names the call in a failure.
+func ReturnsOnCancel(ctx context.Context, tb testing.TB, what string, stop context.CancelFunc, done <-chan error) {
+	tb.Helper()
+	tried := time.Now()
+	stop()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			tb.Fatalf("%s after its ctx ended: %v", what, err)
+		}
+		if d := time.Since(tried); d >= 10*time.Second {
+			tb.Fatalf("%s returned %v after nats.go began recreating its consumer: it waited for the attempt to end", what, d)
+		}
+	case <-ctx.Done():
+		tb.Fatalf("%s did not return after its ctx ended", what)
 	}
 }
 
