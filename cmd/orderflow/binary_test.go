@@ -60,7 +60,9 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// The process lives past the waits below (up to 90 s), so that a slow
+	// first completion fails as that, not as a process killed meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--demo", "--data-dir", t.TempDir())
 	cmd.Env = append(cmd.Environ(),
