@@ -194,7 +194,13 @@ func (d *Demo) Run(ctx context.Context) {
 		if len(ids) == 0 {
 			continue
 		}
-		i := rand.IntN(len(ids))
+		// ids run oldest first (placed in turn; carried-on ones sorted by
+		// their time-ordered ids). The lesser of two random picks favours
+		// the older orders, as a shop works through its queue, while still
+		// moving orders all over the board: the first order completes in
+		// about 7 s rather than 14 (99th percentile 16 s rather than 46,
+		// simulated), which is what a newcomer watches for.
+		i := min(rand.IntN(len(ids)), rand.IntN(len(ids)))
 		id := ids[i]
 		o, err := d.Commands.CurrentOrder(ctx, id)
 		switch {
