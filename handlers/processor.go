@@ -616,7 +616,7 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 		}.Middleware,
 	)
 	for _, lane := range lanes {
-		router.AddConsumerHandler(lane, lane, sub, p.handle)
+		router.AddNoPublisherHandler(lane, lane, sub, p.handle)
 	}
 	p.router, p.lanes, p.laneNames = router, sub, lanes
 	return nil
