@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ThreeDotsLabs/watermill"
 	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
@@ -562,7 +563,7 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	// Watermill logs every message at info; orderflow keeps that at debug.
 	plog := p.cfg.Logger.With("component", "trigger-processor")
 	wlog := watermillLogger(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	// Retry reports each attempt that failed as an error; a concurrency
+	// Each attempt that is retried is logged as an error; a concurrency
 	// conflict retried is expected work, so attempts log as warnings and
 	// only a trigger that failed every attempt logs an error (the router's).
 	retryLog := watermillLogger(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug, slog.LevelError: slog.LevelWarn})
@@ -609,10 +610,18 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 			InitialInterval: 10 * time.Millisecond,
 			MaxInterval:     time.Second,
 			Multiplier:      2,
+			// Retry logs a retry that failed, after it; logging here, before
+			// each retry, gives one line for every attempt that is retried,
+			// the first included.
 			ShouldRetry: func(rp middleware.RetryParams) bool {
-				return !errors.Is(rp.Err, errPoison) && !errors.Is(rp.Err, errWaitForRoom)
+				if errors.Is(rp.Err, errPoison) || errors.Is(rp.Err, errWaitForRoom) {
+					return false
+				}
+				retryLog.Error("Error occurred, retrying", rp.Err, watermill.LogFields{
+					"retry_no": rp.RetryNum, "max_retries": p.cfg.MaxRetries, "wait_time": rp.Delay,
+				})
+				return true
 			},
-			Logger: retryLog,
 		}.Middleware,
 	)
 	for _, lane := range lanes {

@@ -614,6 +614,35 @@ func TestFailingTriggerHoldsOnlyItsOrder(t *testing.T) {
 	}
 }
 
+// A trigger that fails once and takes effect on its first retry logs one
+// warning for the attempt retried, and no error.
+func TestRetriedAttemptLogsAWarning(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-once")
+	var failed atomic.Bool
+	logs := &eventstoretest.LogBuffer{}
+	cfg := ProcessorConfig{Lanes: 1, AckWait: time.Second, MaxRetries: 5, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), cfg, func(p *Processor) {
+		p.beforeApply = func(*message.Message) error {
+			if failed.CompareAndSwap(false, true) {
+				return errors.New("injected transient failure")
+			}
+			return nil
+		}
+	})
+	defer p.Close()
+	f.trigger(t, "o-once", WorkedExampleTriggers[0], "once-0")
+	eventstoretest.Eventually(t, 20*time.Second, func() bool {
+		o, _, err := f.c.LoadOrder(f.ctx, "o-once")
+		return err == nil && o.Version() == 2
+	}, "the trigger to take effect on its retry")
+	out := logs.String()
+	if strings.Count(out, `level=WARN msg="Error occurred, retrying"`) != 1 || !strings.Contains(out, "retry_no=1") ||
+		strings.Contains(out, "level=ERROR") {
+		t.Fatalf("log:\n%s", out)
+	}
+}
+
 // A trigger whose outcome finds no storage left is not retried in place
 // and never put aside: it waits StorageWait between attempts, the
 // processor logs the condition once instead of every attempt, and the
