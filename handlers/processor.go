@@ -563,9 +563,10 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	// Watermill logs every message at info; orderflow keeps that at debug.
 	plog := p.cfg.Logger.With("component", "trigger-processor")
 	wlog := watermillLogger(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	// Each attempt that is retried is logged as an error; a concurrency
-	// conflict retried is expected work, so attempts log as warnings and
-	// only a trigger that failed every attempt logs an error (the router's).
+	// Each attempt that is retried is reported through Error (ShouldRetry,
+	// below); a concurrency conflict retried is expected work, so this
+	// logger writes those as warnings, and only a trigger that failed every
+	// attempt logs an error (the router's).
 	retryLog := watermillLogger(plog, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug, slog.LevelError: slog.LevelWarn})
 	js, err := jetstream.New(p.nc)
 	if err != nil {

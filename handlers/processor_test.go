@@ -632,10 +632,7 @@ func TestRetriedAttemptLogsAWarning(t *testing.T) {
 	})
 	defer p.Close()
 	f.trigger(t, "o-once", WorkedExampleTriggers[0], "once-0")
-	eventstoretest.Eventually(t, 20*time.Second, func() bool {
-		o, _, err := f.c.LoadOrder(f.ctx, "o-once")
-		return err == nil && o.Version() == 2
-	}, "the trigger to take effect on its retry")
+	f.waitAdvanced(t, "o-once", "once-0")
 	out := logs.String()
 	if strings.Count(out, `level=WARN msg="Error occurred, retrying"`) != 1 || !strings.Contains(out, "retry_no=1") ||
 		strings.Contains(out, "level=ERROR") {
