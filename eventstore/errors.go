@@ -46,8 +46,8 @@ const (
 // ErrNoLeader is matched (errors.Is) when no server took a write: the
 // stream has no leader. On a cluster that is brief while one is elected;
 // a clustered stream whose servers ran out of storage stayed without one
-// until they restarted (nats-server v2.15.2). Nothing of the write is
-// stored.
+// until they restarted (nats-server v2.15.2 and v2.15.3). Nothing of the
+// write is stored.
 var ErrNoLeader = errors.New("the stream has no leader to take writes")
 
 // Unavailable reports an error of a stream that no server serves at the
