@@ -788,7 +788,13 @@ const gateLookups = 32
 // has any. One at a time, a lane holding a full window of such triggers
 // (a process back after another took its lanes holds nothing else) took
 // over a second per gate poll on a cluster, reading no deliveries
-// meanwhile.
+// meanwhile. Not a batched direct get (eventstore.Store.ScanMessages),
+// one request for them all: that needs direct gets on the lane stream,
+// which a cluster's followers answer too once they have nearly caught up,
+// so one could answer without a trigger the leader has just delivered,
+// and the gate would let it go as acknowledged. The message-get API each
+// look-up uses is answered by the lane stream's leader (missingOf's
+// too).
 func (l *lane) lookUpAgain(ctx context.Context) (gone []*held, found bool, err error) {
 	var again []*held
 	for _, h := range l.bySeq {
