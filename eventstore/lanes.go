@@ -125,7 +125,10 @@ func respelled(src *jetstream.StreamSource) bool {
 
 // LaneStreamConfig is the lane stream's configuration: a work queue that
 // copies every trigger of ORDERFLOW_TRIGGERS, in order, from its first,
-// under a subject that carries the order's partition.
+// under a subject that carries the order's partition. It allows no direct
+// gets, so that a get is answered by its leader: on a cluster a follower
+// answering a direct get may lag behind, and the trigger processor's lane
+// gate takes a trigger the lane stream no longer has for acknowledged.
 func LaneStreamConfig(lanes, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamTriggerLanes,

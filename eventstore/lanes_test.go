@@ -102,6 +102,25 @@ func TestEnsureLanesPinsForAckWaitAndAtLeastThreeSeconds(t *testing.T) {
 	}
 }
 
+// The lane stream allows no direct gets: a get is answered by its leader,
+// never by a follower that may lag behind it (the trigger processor's
+// lane gate takes a trigger the lane stream no longer has for
+// acknowledged).
+func TestLaneStreamGetsAreAnsweredByItsLeader(t *testing.T) {
+	t.Parallel()
+	st, ctx := serverStore(t)
+	if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 2}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := stream.CachedInfo().Config; cfg.AllowDirect || cfg.MirrorDirect {
+		t.Fatalf("lane stream allows direct gets (allow_direct %v, mirror_direct %v)", cfg.AllowDirect, cfg.MirrorDirect)
+	}
+}
+
 // A dead-letter stream from before dead letters were put aside per
 // tenant, order and trigger key (one subject for all) takes the new
 // subjects too, and keeps its dead letters.
