@@ -38,9 +38,10 @@ func TestCheckpointsAfterAFailedOpen(t *testing.T) {
 
 // Two processes that start together on a new cluster both open the store,
 // set the lanes up and save checkpoints. nats-server (v2.15.2 and
-// v2.15.3) may answer neither of two identical creates made at once, though it makes what
-// they ask for: each create is sent again after a short wait of its own,
-// instead of failing after the store's whole Timeout.
+// v2.15.3) may answer neither of two identical creates made at once,
+// though it makes what they ask for: each create is sent again after a
+// short wait of its own, instead of failing after the store's whole
+// Timeout.
 func TestTwoStoresStartTogetherOnACluster(t *testing.T) {
 	t.Parallel()
 	c := eventstoretest.StartCluster(t, 3)

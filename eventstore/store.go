@@ -256,11 +256,11 @@ func checkReplicas(name string, has, want int) error {
 // (30 s when ctx has no deadline), giving each attempt a deadline of its
 // own: one second at first, doubling up to the store's Timeout. Why: when
 // two processes start together on a cluster, nats-server (v2.15.2, and
-// v2.15.3 still) may answer neither of two identical creates of the same stream, though it
-// makes the stream, and a look-up may go unanswered too; each such
-// request took the whole Timeout (two processes took 31 s to start on a
-// fresh cluster). Sent again, the create finds the stream and answers at
-// once.
+// v2.15.3 still) may answer neither of two identical creates of the same
+// stream, though it makes the stream, and a look-up may go unanswered
+// too; each such request took the whole Timeout (two processes took 31 s
+// to start on a fresh cluster). Sent again, the create finds the stream
+// and answers at once.
 func (s *Store) Retry(ctx context.Context, op func(context.Context) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
