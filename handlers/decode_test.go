@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // A body over MaxBodyBytes is refused as too large whatever it holds, with
@@ -65,7 +67,7 @@ func TestDecodeBodyReadDeadline(t *testing.T) {
 			return
 		}
 		select { // outlast the body's deadline
-		case <-time.After(5 * api.BodyReadTimeout):
+		case <-time.After(eventstoretest.Patience(5 * api.BodyReadTimeout)):
 			w.WriteHeader(http.StatusNoContent)
 		case <-r.Context().Done():
 			w.WriteHeader(http.StatusInternalServerError)
@@ -80,7 +82,7 @@ func TestDecodeBodyReadDeadline(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // fails the test, not the server, if nothing comes
+		_ = conn.SetDeadline(time.Now().Add(eventstoretest.Patience(30 * time.Second))) // fails the test, not the server, if nothing comes
 		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"trigger\":", path)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {

@@ -61,7 +61,7 @@ func TestCopyCheck(t *testing.T) {
 				select {
 				case r := <-got:
 					ranges = append(ranges, r)
-				case <-time.After(10 * time.Second):
+				case <-time.After(eventstoretest.Patience(10 * time.Second)):
 				}
 			}
 			if !slices.Equal(ranges, tc.ranges) {
@@ -72,7 +72,7 @@ func TestCopyCheck(t *testing.T) {
 				select {
 				case m := <-records:
 					recorded = append(recorded, m)
-				case <-time.After(10 * time.Second):
+				case <-time.After(eventstoretest.Patience(10 * time.Second)):
 				}
 			}
 			select {

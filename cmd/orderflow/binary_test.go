@@ -62,7 +62,7 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
 	// The process lives past the waits below (up to 90 s), so that a slow
 	// first completion fails as that, not as a process killed meanwhile.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(2*time.Minute))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--demo", "--data-dir", t.TempDir())
 	cmd.Env = append(cmd.Environ(),
@@ -72,7 +72,7 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(eventstoretest.Patience(30 * time.Second))
 	for {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err == nil {
@@ -88,7 +88,7 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
 	}
 	// Within 10 s of ready, the demo's board is not empty.
-	boardBy := time.Now().Add(10 * time.Second)
+	boardBy := time.Now().Add(eventstoretest.Patience(10 * time.Second))
 	for {
 		resp, err := http.Get("http://" + httpAddr + "/v1/board")
 		if err == nil {
@@ -141,7 +141,7 @@ func TestBinaryReloadsAPIKeysOnSIGHUP(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys")
 	admin := newKey(t, keys, "admin", "default", "admin")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(60*time.Second))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--data-dir", t.TempDir(), "--api-keys", keys, "--http", httpAddr,
 		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t)))
@@ -159,7 +159,7 @@ func TestBinaryReloadsAPIKeysOnSIGHUP(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(eventstoretest.Patience(30 * time.Second))
 	for status(admin) != http.StatusOK {
 		if time.Now().After(deadline) {
 			t.Fatalf("not ready within 30 s (last %d)", status(admin))

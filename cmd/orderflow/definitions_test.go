@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // Every refused request gets its problem code and appends nothing.
@@ -180,7 +182,7 @@ func TestDefinitionEventsOnNATS(t *testing.T) {
 		var m *nats.Msg
 		select {
 		case m = <-msgs:
-		case <-time.After(10 * time.Second):
+		case <-time.After(eventstoretest.Patience(10 * time.Second)):
 			t.Fatalf("event %d (%s) not seen", i, w.typ)
 		}
 		if m.Subject != w.subject {

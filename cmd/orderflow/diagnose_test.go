@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/handlers"
 )
 
@@ -23,7 +24,7 @@ func laneState(url string) string {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(10*time.Second))
 	defer cancel()
 	var b strings.Builder
 	for _, name := range []string{eventstore.StreamTriggers, eventstore.StreamTriggerLanes, eventstore.StreamDeadLetter} {

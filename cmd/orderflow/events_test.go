@@ -82,7 +82,7 @@ func openSSE(t *testing.T, app *App, query, lastEventID string, headers ...strin
 	}()
 	select {
 	case <-ready:
-	case <-time.After(10 * time.Second):
+	case <-time.After(eventstoretest.Patience(10 * time.Second)):
 		t.Fatal("the feed did not start")
 	}
 	t.Cleanup(s.close)
@@ -107,7 +107,7 @@ func (s *sseStream) next(t *testing.T) sseEvent {
 			t.Errorf("feed event %d (%s) does not match the Event schema: %v\n%v", ev.ID, ev.Type, errs, ev.Data)
 		}
 		return ev
-	case <-time.After(15 * time.Second):
+	case <-time.After(eventstoretest.Patience(15 * time.Second)):
 		t.Fatal("no event on the feed")
 	}
 	return sseEvent{}

@@ -367,7 +367,7 @@ func TestClusterCopyRestartsWhenItsSourceGoes(t *testing.T) {
 	}
 	cl, app, c, orders := clusterWithOrders(t, "source", 1)
 	order := orders[0]
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(2*time.Minute))
 	defer cancel()
 	js := app.store.JetStream()
 	leader := func(stream string) string {
@@ -383,7 +383,7 @@ func TestClusterCopyRestartsWhenItsSourceGoes(t *testing.T) {
 	// A step-down does not always move the leader away (the same node can
 	// win the election again): try for a while, every 2 s.
 	var attempts []string
-	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(2 * time.Second) {
+	for deadline := time.Now().Add(eventstoretest.Patience(90 * time.Second)); ; time.Sleep(2 * time.Second) {
 		tl, ll := leader(eventstore.StreamTriggers), leader(eventstore.StreamTriggerLanes)
 		if tl != "" && ll != "" && tl != ll {
 			break

@@ -18,6 +18,7 @@ import (
 	"github.com/orderflow/orderflow/client"
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // readmeNATSConfig is the README's --nats-config example (under
@@ -85,7 +86,7 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
 	res, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: "o-1", Trigger: "picked_up", Worker: "ana"})
 	if err != nil || res.Outcome != domain.OutcomeAdvanced {
 		t.Fatalf("the worker's trigger: %+v, %v", res, err)
@@ -207,7 +208,7 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 // waitLastError waits (bounded) for the server's asynchronous answer to a
 // refused publish.
 func waitLastError(nc *nats.Conn) error {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(eventstoretest.Patience(10 * time.Second))
 	for nc.LastError() == nil && time.Now().Before(deadline) {
 		_ = nc.Flush()
 		time.Sleep(10 * time.Millisecond) // polling with a deadline
@@ -238,7 +239,7 @@ func TestNATSConfigFileMistakes(t *testing.T) {
 			}
 			cfg := newTestConfig(t)
 			cfg.NATSConfig = path
-			if err := NewApp(cfg, nil).Run(ctxFor(t, time.Minute)); err == nil || !strings.Contains(err.Error(), "nats config") {
+			if err := NewApp(cfg, nil).Run(ctxFor(t, eventstoretest.Patience(time.Minute))); err == nil || !strings.Contains(err.Error(), "nats config") {
 				t.Fatalf("start with %s: %v", name, err)
 			}
 		})
@@ -278,7 +279,7 @@ func TestNATSConfigWithTLS(t *testing.T) {
 		t.Fatal("the server does not ask for TLS")
 	}
 	wc, _ := client.New(nc)
-	res, err := wc.ApplyTrigger(ctxFor(t, time.Minute), client.Trigger{OrderID: "o-1", Trigger: "picked_up"})
+	res, err := wc.ApplyTrigger(ctxFor(t, eventstoretest.Patience(time.Minute)), client.Trigger{OrderID: "o-1", Trigger: "picked_up"})
 	if err != nil || res.Outcome != domain.OutcomeAdvanced {
 		t.Fatalf("a trigger over TLS: %+v, %v", res, err)
 	}
@@ -321,7 +322,7 @@ func TestApplyTriggerWithoutHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
 	if res, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: "o-1", Trigger: "picked_up", Worker: "ana"}); err != nil || res.Outcome != domain.OutcomeAdvanced {
 		t.Fatalf("a trigger: %+v, %v", res, err)
 	}

@@ -35,7 +35,7 @@ func startAppLogging(t *testing.T, cfg Config) (*App, *eventstoretest.LogBuffer)
 	t.Helper()
 	logs := &eventstoretest.LogBuffer{}
 	app := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
 	defer cancel()
 	if err := app.Run(ctx); err != nil {
 		t.Fatalf("app run: %v", err)
@@ -64,7 +64,7 @@ func TestNATSURLWithCredentials(t *testing.T) {
 	cfg := newTestConfig(t)
 	cfg.DataDir, cfg.NATSURL = "", "nats://orderflow:"+password+"@"+addr
 	app, logs := startAppLogging(t, cfg)
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
 	c.must(http.StatusCreated, "POST", "/v1/orders", map[string]any{"id": "o-auth", "order_type_id": "wash_fold_delivery"})
@@ -93,7 +93,7 @@ func TestServeWaitsForNATS(t *testing.T) {
 	logs := &eventstoretest.LogBuffer{}
 	app := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	ran := make(chan error, 1)
-	go func() { ran <- app.Run(ctxFor(t, 2*time.Minute)) }()
+	go func() { ran <- app.Run(ctxFor(t, eventstoretest.Patience(2*time.Minute))) }()
 	eventstoretest.Eventually(t, 30*time.Second, func() bool { return strings.Contains(logs.String(), "no NATS server reachable yet") },
 		"the process to say it waits for NATS")
 	t.Cleanup(func() { _ = app.Close() })
@@ -151,7 +151,7 @@ func TestStartOutlastsAServerRestart(t *testing.T) {
 				t.Fatal("nats server without JetStream not ready")
 			}
 			go func() {
-				deadline := time.Now().Add(30 * time.Second)
+				deadline := time.Now().Add(eventstoretest.Patience(30 * time.Second))
 				for time.Now().Before(deadline) {
 					if v, err := plain.Varz(nil); err == nil && v.InMsgs >= 10 {
 						break

@@ -14,6 +14,7 @@ import (
 
 	"github.com/orderflow/orderflow/client"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/handlers"
 )
 
@@ -53,7 +54,7 @@ func awaitDeadLetter(t *testing.T, dl <-chan *nats.Msg, reason string) *nats.Msg
 			t.Fatalf("dead letter reason %q, want %q", got, reason)
 		}
 		return m
-	case <-time.After(30 * time.Second):
+	case <-time.After(eventstoretest.Patience(30 * time.Second)):
 		t.Fatalf("no dead letter (%s)", reason)
 	}
 	return nil
@@ -79,7 +80,7 @@ func waitOrder(t *testing.T, c *httpClient, id string, cond func(map[string]any)
 	t.Helper()
 	// Generous: after a server restart JetStream re-establishes the lanes'
 	// source on its own schedule (a health check every 10 s, then backoff).
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(eventstoretest.Patience(2 * time.Minute))
 	for {
 		r := c.do("GET", "/v1/orders/"+id, nil)
 		if r.Status == 200 {

@@ -28,7 +28,7 @@ func TestStorageFull(t *testing.T) {
 	cfg := newTestConfig(t)
 	cfg.MaxStore = 384 << 10
 	app := startApp(t, cfg)
-	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), app.cmds); err != nil {
+	if err := handlers.SeedWorkedExample(ctxFor(t, eventstoretest.Patience(time.Minute)), app.cmds); err != nil {
 		t.Fatal(err)
 	}
 	c := newClient(t, app)
@@ -77,7 +77,7 @@ func TestStorageFull(t *testing.T) {
 	}
 	var accepted []string
 	for _, id := range placed {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(10*time.Second))
 		_, err := wc.PublishTrigger(ctx, client.Trigger{OrderID: id, Trigger: "picked_up", TriggerID: id + "-t0", Worker: "w"})
 		cancel()
 		if err != nil {
@@ -102,7 +102,7 @@ func TestStorageFull(t *testing.T) {
 			m["orderflow_trigger_lanes_waiting"] > 0 || m["orderflow_triggers_applied_total"] == float64(len(accepted))
 	}
 	m := metricValues(t, c)
-	for deadline := time.Now().Add(10 * time.Second); !waitingOrApplied(m); m = metricValues(t, c) {
+	for deadline := time.Now().Add(eventstoretest.Patience(10 * time.Second)); !waitingOrApplied(m); m = metricValues(t, c) {
 		if time.Now().After(deadline) {
 			t.Fatalf("/metrics shows no trigger waiting, and not every stored trigger applied: %v", m)
 		}

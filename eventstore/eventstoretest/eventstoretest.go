@@ -150,7 +150,7 @@ func startCluster(tb testing.TB, size int, adjust func(*eventstore.ServerConfig)
 // N), and every running node is current.
 func (c *Cluster) WaitReady(tb testing.TB) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(Patience(30 * time.Second))
 	for {
 		running, current, peers := 0, 0, 0
 		for _, s := range c.Servers {
@@ -169,7 +169,7 @@ func (c *Cluster) WaitReady(tb testing.TB) {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("cluster not ready in 30s: %d running, %d current, leader sees %d peers", running, current, peers)
+			tb.Fatalf("cluster not ready in %s: %d running, %d current, leader sees %d peers", Patience(30*time.Second), running, current, peers)
 		}
 		time.Sleep(20 * time.Millisecond) // polling for a condition, with a deadline
 	}
@@ -286,7 +286,7 @@ func Connect(tb testing.TB, url string) *nats.Conn {
 func OpenStore(tb testing.TB, url string, cfg eventstore.Config) *eventstore.Store {
 	tb.Helper()
 	nc := Connect(tb, url)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience(60*time.Second))
 	defer cancel()
 	st, err := eventstore.Open(ctx, nc, cfg)
 	if err != nil {
@@ -301,7 +301,7 @@ func OpenStore(tb testing.TB, url string, cfg eventstore.Config) *eventstore.Sto
 // seq in ORDERFLOW_ORDERS whose data is no longer JSON.
 func PublishUndecodable(tb testing.TB, st *eventstore.Store, seq uint64, subject string) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience(30*time.Second))
 	defer cancel()
 	stream, err := st.JetStream().Stream(ctx, eventstore.StreamOrders)
 	if err != nil {
@@ -323,18 +323,32 @@ func PublishUndecodable(tb testing.TB, st *eventstore.Store, seq uint64, subject
 	}
 }
 
-// Eventually polls cond until it is true or the deadline passes.
+// Slack is how many times its stated deadline a test waits before it
+// reports a failure: Eventually, Within, WaitMessages and Patience apply
+// it. A test's deadlines bound how long a failure takes to show; they make
+// no claim about speed (benchmarks do that). A quiet two-core machine meets
+// every stated deadline with room to spare, but one CI run of this suite
+// took five to six times as long as usual for every package, and twenty
+// times for single tests, and the stated deadlines alone turned that slow
+// run into a red one.
+const Slack = 6
+
+// Patience is d times Slack: the deadline, for a test's context or
+// timer, of work that takes d or less on a quiet machine.
+func Patience(d time.Duration) time.Duration { return d * Slack }
+
+// Eventually polls cond until it is true or within (times Slack) passes.
 func Eventually(tb testing.TB, within time.Duration, cond func() bool, what string) {
 	tb.Helper()
 	if !Within(within, cond) {
-		tb.Fatalf("timed out after %s waiting for %s", within, what)
+		tb.Fatalf("timed out after %s (%s times the slack of %d) waiting for %s", Patience(within), within, Slack, what)
 	}
 }
 
-// Within reports whether cond held within d, asking every 5 ms: for a
-// test that says more than Eventually before it fails.
+// Within reports whether cond held within d (times Slack), asking every
+// 5 ms: for a test that says more than Eventually before it fails.
 func Within(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
+	deadline := time.Now().Add(Patience(d))
 	for !cond() {
 		if time.Now().After(deadline) {
 			return false
@@ -344,10 +358,11 @@ func Within(d time.Duration, cond func() bool) bool {
 	return true
 }
 
-// WaitMessages waits, up to within, until stream holds n messages.
+// WaitMessages waits, up to within (times Slack), until stream holds n
+// messages.
 func WaitMessages(tb testing.TB, js jetstream.JetStream, stream string, n uint64, within time.Duration) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), within)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience(within))
 	defer cancel()
 	st, err := js.Stream(ctx, stream)
 	if err != nil {

@@ -33,7 +33,7 @@ func orderedOn(t *testing.T, n, pull int) jetstream.MessagesContext {
 	}
 	select {
 	case <-js.PublishAsyncComplete():
-	case <-time.After(30 * time.Second):
+	case <-time.After(eventstoretest.Patience(30 * time.Second)):
 		t.Fatal("the stream's messages were not acknowledged within 30 s")
 	}
 	cons, err := js.OrderedConsumer(ctx, "READ", jetstream.OrderedConsumerConfig{})
@@ -52,7 +52,7 @@ func TestReaderHandsOverEveryMessageInOrder(t *testing.T) {
 	const n = 3000
 	r := orderedread.New(orderedOn(t, n, 64), 16) // a buffer smaller than a pull: the reading waits for Next
 	defer r.Close(nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), eventstoretest.Patience(30*time.Second))
 	defer cancel()
 	for want := uint64(1); want <= n; want++ {
 		m, err := r.Next(ctx)
@@ -97,7 +97,7 @@ func TestCloseStopsTheReadingThenCallsAfter(t *testing.T) {
 	r.Close(func() { close(called) })
 	select {
 	case <-called:
-	case <-time.After(30 * time.Second):
+	case <-time.After(eventstoretest.Patience(30 * time.Second)):
 		t.Fatal("Close did not call after within 30 s")
 	}
 	if _, err := it.Next(); !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
