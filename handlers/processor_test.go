@@ -1994,8 +1994,8 @@ func TestGracefulLeaveHandsLanesOver(t *testing.T) {
 			}
 			if !eventstoretest.Within(20*time.Second, applied) {
 				log.print(t, "the lanes only")
-				t.Fatalf("timed out after 20s waiting for the 48 orders' first triggers: %d applied by the first processor, %d by the second (duplicates included)",
-					first.Handled(), second.Handled())
+				t.Fatalf("timed out after %s waiting for the 48 orders' first triggers: %d applied by the first processor, %d by the second (duplicates included)",
+					eventstoretest.Patience(20*time.Second), first.Handled(), second.Handled())
 			}
 			if err := second.Close(); err != nil {
 				t.Fatal(err)

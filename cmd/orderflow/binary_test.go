@@ -60,7 +60,8 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
-	// The process lives past the waits below (up to 90 s), so that a slow
+	// The process lives past the waits below (up to 90 s, times
+	// eventstoretest.Slack like its own deadline), so that a slow
 	// first completion fails as that, not as a process killed meanwhile.
 	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(2*time.Minute))
 	defer cancel()
@@ -83,11 +84,12 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			t.Fatalf("not ready within 30s (last error %v)", err)
+			t.Fatalf("not ready within %s (last error %v)", eventstoretest.Patience(30*time.Second), err)
 		}
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
 	}
-	// Within 10 s of ready, the demo's board is not empty.
+	// Within 10 s of ready (times eventstoretest.Slack), the demo's board
+	// is not empty.
 	boardBy := time.Now().Add(eventstoretest.Patience(10 * time.Second))
 	for {
 		resp, err := http.Get("http://" + httpAddr + "/v1/board")
@@ -101,7 +103,7 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 		}
 		if time.Now().After(boardBy) {
 			_ = cmd.Process.Kill()
-			t.Fatal("the demo's board was still empty 10 s after ready")
+			t.Fatalf("the demo's board was still empty %s after ready", eventstoretest.Patience(10*time.Second))
 		}
 		time.Sleep(50 * time.Millisecond) // polling with a deadline
 	}
@@ -162,7 +164,7 @@ func TestBinaryReloadsAPIKeysOnSIGHUP(t *testing.T) {
 	deadline := time.Now().Add(eventstoretest.Patience(30 * time.Second))
 	for status(admin) != http.StatusOK {
 		if time.Now().After(deadline) {
-			t.Fatalf("not ready within 30 s (last %d)", status(admin))
+			t.Fatalf("not ready within %s (last %d)", eventstoretest.Patience(30*time.Second), status(admin))
 		}
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
 	}

@@ -146,8 +146,8 @@ func (c *childServer) start(t *testing.T, prefix string, extra ...string) *exec.
 	return cmd
 }
 
-// waitServing waits up to a minute for the orderflow process serving
-// HTTP at addr to answer /readyz with 200.
+// waitServing waits up to a minute (times eventstoretest.Slack) for the
+// orderflow process serving HTTP at addr to answer /readyz with 200.
 func waitServing(t *testing.T, addr string) {
 	t.Helper()
 	eventstoretest.Eventually(t, time.Minute, func() bool {

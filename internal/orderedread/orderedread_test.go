@@ -34,7 +34,7 @@ func orderedOn(t *testing.T, n, pull int) jetstream.MessagesContext {
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-time.After(eventstoretest.Patience(30 * time.Second)):
-		t.Fatal("the stream's messages were not acknowledged within 30 s")
+		t.Fatalf("the stream's messages were not acknowledged within %s", eventstoretest.Patience(30*time.Second))
 	}
 	cons, err := js.OrderedConsumer(ctx, "READ", jetstream.OrderedConsumerConfig{})
 	if err != nil {
@@ -98,7 +98,7 @@ func TestCloseStopsTheReadingThenCallsAfter(t *testing.T) {
 	select {
 	case <-called:
 	case <-time.After(eventstoretest.Patience(30 * time.Second)):
-		t.Fatal("Close did not call after within 30 s")
+		t.Fatalf("Close did not call after within %s", eventstoretest.Patience(30*time.Second))
 	}
 	if _, err := it.Next(); !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 		t.Fatalf("Next on the consumer after Close: %v; want it stopped", err)
