@@ -133,7 +133,7 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := wc.ApplyTrigger(ctxFor(t, eventstoretest.Patience(time.Minute)), client.Trigger{OrderID: "a-1", Trigger: "items_tagged", Worker: "sam"}); err != nil ||
+	if res, err := wc.ApplyTrigger(ctxFor(t, time.Minute), client.Trigger{OrderID: "a-1", Trigger: "items_tagged", Worker: "sam"}); err != nil ||
 		res.Outcome != domain.OutcomeAdvanced {
 		t.Fatalf("acme's trigger over NATS: %+v, %v", res, err)
 	}
@@ -195,7 +195,7 @@ func TestAPIKeysFileMistakes(t *testing.T) {
 			}
 			cfg := newTestConfig(t)
 			cfg.APIKeys = path
-			err := NewApp(cfg, nil).Run(ctxFor(t, eventstoretest.Patience(time.Minute)))
+			err := NewApp(cfg, nil).Run(ctxFor(t, time.Minute))
 			if err == nil || !strings.Contains(err.Error(), "--api-keys") {
 				t.Fatalf("start with a %s keys file: %v", name, err)
 			}

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/domain"
-	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/handlers"
 )
 
@@ -29,7 +28,7 @@ import (
 func TestDefinitionsShowAndApply(t *testing.T) {
 	t.Parallel()
 	from := startApp(t, newTestConfig(t))
-	if err := handlers.SeedWorkedExample(ctxFor(t, eventstoretest.Patience(time.Minute)), from.cmds); err != nil {
+	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), from.cmds); err != nil {
 		t.Fatal(err)
 	}
 	to := startApp(t, newTestConfig(t))

@@ -284,7 +284,7 @@ func TestVerifyCommand(t *testing.T) {
 	}
 	nc := natsConn(t, app)
 	js, _ := jetstream.New(nc)
-	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
+	ctx := ctxFor(t, time.Minute)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS_COPY", Subjects: []string{"ordercopy.>"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -503,7 +503,7 @@ func TestImportTakesATriggerSentAgainAfterTheWindow(t *testing.T) {
 	seedWorkedExample(t, c)
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "again-1", "order_type_id": "wash_fold_delivery"})
 	js := jetStreamAt(t, app.NATSURL())
-	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
+	ctx := ctxFor(t, time.Minute)
 	send := func() *jetstream.PubAck { return publishTrigger(t, ctx, js, "again-1", "picked_up", "again-t1") }
 	first := send()
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return !send().Duplicate }, "the trigger stored again past the window")
@@ -552,7 +552,7 @@ func TestRestoredStoreKeepsTriggersPutAside(t *testing.T) {
 	app := startApp(t, newTestConfig(t))
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
-	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
+	ctx := ctxFor(t, time.Minute)
 	publishTrigger(t, ctx, jetStreamAt(t, app.NATSURL()), "early-1", "picked_up", "early-t1")
 	eventstoretest.Eventually(t, 10*time.Second, func() bool {
 		dls, err := handlers.ReadDeadLetters(ctx, app.Store(), handlers.DeadLetterQuery{Limit: 10})

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
-	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // refusedRequest is one request that must be refused with a problem.
@@ -41,7 +40,7 @@ func expectRefused(t *testing.T, app *App, c *httpClient, cases []refusedRequest
 
 func streamSeqs(t *testing.T, app *App) (defs, orders uint64) {
 	t.Helper()
-	ctx := ctxFor(t, eventstoretest.Patience(10*time.Second))
+	ctx := ctxFor(t, 10*time.Second)
 	d, err := app.Store().LastSequence(ctx, eventstore.StreamDefinitions)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +167,7 @@ func TestBadTriggersOverNATS(t *testing.T) {
 	nc := natsConn(t, app)
 	js, _ := jetstream.New(nc)
 	dl := deadLetters(t, app)
-	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
+	ctx := ctxFor(t, time.Minute)
 	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
 	deadLettered := []struct {
 		name, subject, body, reason string
@@ -256,7 +255,7 @@ func TestForeignMessageOnAnOrderSubject(t *testing.T) {
 	}
 	js, _ := jetstream.New(natsConn(t, app))
 	dl := deadLetters(t, app)
-	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
+	ctx := ctxFor(t, time.Minute)
 	ack, err := js.Publish(ctx, "orderflow.default.order.f-1.OrderAdvanced", []byte("not an event"))
 	if err != nil {
 		t.Fatal(err)

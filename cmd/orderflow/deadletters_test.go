@@ -23,7 +23,7 @@ func TestDeadLettersRetry(t *testing.T) {
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
 	dl := deadLetters(t, app)
-	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
+	ctx := ctxFor(t, time.Minute)
 
 	// Too early: the order is not there yet.
 	ack, err := workerClient(t, app).PublishTrigger(ctx, client.Trigger{OrderID: "late-1", Trigger: "picked_up", Worker: "ana"})

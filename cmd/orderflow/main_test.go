@@ -496,7 +496,7 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	// order is in memory, where each HTTP trigger looks for its id (3
 	// hits) and the processor decides (2 hits). The repeated trigger id is
 	// answered there: the processor never sees it.
-	if err := handlers.SeedWorkedExample(ctxFor(t, eventstoretest.Patience(time.Minute)), app.cmds); err != nil {
+	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), app.cmds); err != nil {
 		t.Fatal(err)
 	}
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "m-1", "order_type_id": handlers.WorkedExampleOrderType})
@@ -667,7 +667,7 @@ func TestOrderCacheOff(t *testing.T) {
 	cfg.OrderCache = 0
 	app := startApp(t, cfg)
 	c := newClient(t, app)
-	if err := handlers.SeedWorkedExample(ctxFor(t, eventstoretest.Patience(time.Minute)), app.cmds); err != nil {
+	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), app.cmds); err != nil {
 		t.Fatal(err)
 	}
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "o-1", "order_type_id": handlers.WorkedExampleOrderType})
@@ -698,7 +698,7 @@ func TestBenchRefusesAServedCluster(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "orderflow serves this cluster") {
 		t.Fatalf("bench against a served cluster: %d %s", code, errOut)
 	}
-	lc, err := app.Store().LaneCopyState(ctxFor(t, eventstoretest.Patience(10*time.Second)))
+	lc, err := app.Store().LaneCopyState(ctxFor(t, 10*time.Second))
 	if err != nil || lc.Lanes != app.Config.Lanes {
 		t.Fatalf("the cluster's lanes after bench: %+v, %v", lc, err)
 	}

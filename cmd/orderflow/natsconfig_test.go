@@ -86,7 +86,7 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
+	ctx := ctxFor(t, time.Minute)
 	res, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: "o-1", Trigger: "picked_up", Worker: "ana"})
 	if err != nil || res.Outcome != domain.OutcomeAdvanced {
 		t.Fatalf("the worker's trigger: %+v, %v", res, err)
@@ -122,7 +122,7 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	req, _ := json.Marshal(map[string]any{"stream_name": eventstore.StreamOrders,
 		"config": jetstream.ConsumerConfig{FilterSubject: "orderflow.acme.order.>", AckPolicy: jetstream.AckNonePolicy}})
 	create := "$JS.API.CONSUMER.CREATE." + eventstore.StreamOrders + ".snoop."
-	if res, err := snoop.RequestWithContext(ctxFor(t, 2*time.Second), create+"orderflow.acme.order.>", req); err == nil {
+	if res, err := snoop.RequestWithContext(ctxExactly(t, 2*time.Second), create+"orderflow.acme.order.>", req); err == nil {
 		t.Fatalf("a consumer on another tenant's orders: %s", res.Data)
 	}
 	// Asked again while no answer comes: under a loaded machine one such
@@ -130,7 +130,7 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	// it is the server's answer, when it comes, that this checks.
 	var answer *nats.Msg
 	for ctx.Err() == nil {
-		if answer, err = snoop.RequestWithContext(ctxFor(t, 5*time.Second), create+"orderflow.default.order.>", req); err == nil {
+		if answer, err = snoop.RequestWithContext(ctxExactly(t, 5*time.Second), create+"orderflow.default.order.>", req); err == nil {
 			break
 		}
 	}
@@ -163,7 +163,7 @@ func TestNATSConfigOnTheEmbeddedServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	short := ctxFor(t, 2*time.Second)
+	short := ctxExactly(t, 2*time.Second)
 	if _, err := other.PublishTrigger(short, client.Trigger{OrderID: "o-1", Trigger: "picked_up"}); err == nil {
 		t.Fatal("a trigger of another tenant was stored")
 	}
@@ -239,7 +239,7 @@ func TestNATSConfigFileMistakes(t *testing.T) {
 			}
 			cfg := newTestConfig(t)
 			cfg.NATSConfig = path
-			if err := NewApp(cfg, nil).Run(ctxFor(t, eventstoretest.Patience(time.Minute))); err == nil || !strings.Contains(err.Error(), "nats config") {
+			if err := NewApp(cfg, nil).Run(ctxFor(t, time.Minute)); err == nil || !strings.Contains(err.Error(), "nats config") {
 				t.Fatalf("start with %s: %v", name, err)
 			}
 		})
@@ -279,7 +279,7 @@ func TestNATSConfigWithTLS(t *testing.T) {
 		t.Fatal("the server does not ask for TLS")
 	}
 	wc, _ := client.New(nc)
-	res, err := wc.ApplyTrigger(ctxFor(t, eventstoretest.Patience(time.Minute)), client.Trigger{OrderID: "o-1", Trigger: "picked_up"})
+	res, err := wc.ApplyTrigger(ctxFor(t, time.Minute), client.Trigger{OrderID: "o-1", Trigger: "picked_up"})
 	if err != nil || res.Outcome != domain.OutcomeAdvanced {
 		t.Fatalf("a trigger over TLS: %+v, %v", res, err)
 	}
@@ -322,7 +322,7 @@ func TestApplyTriggerWithoutHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
+	ctx := ctxFor(t, time.Minute)
 	if res, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: "o-1", Trigger: "picked_up", Worker: "ana"}); err != nil || res.Outcome != domain.OutcomeAdvanced {
 		t.Fatalf("a trigger: %+v, %v", res, err)
 	}

@@ -12,8 +12,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
-
-	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
 // startOperatorServer runs a NATS server in operator mode (decentralized
@@ -93,7 +91,7 @@ func TestNATSCredsFile(t *testing.T) {
 	}
 
 	cfg.NATSCreds = ""
-	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
+	ctx := ctxFor(t, time.Minute)
 	if err := NewApp(cfg, slog.New(slog.DiscardHandler)).Run(ctx); err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
 		t.Fatalf("without credentials: got %v, want an authorization violation", err)
 	}

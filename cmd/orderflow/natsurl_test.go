@@ -64,7 +64,7 @@ func TestNATSURLWithCredentials(t *testing.T) {
 	cfg := newTestConfig(t)
 	cfg.DataDir, cfg.NATSURL = "", "nats://orderflow:"+password+"@"+addr
 	app, logs := startAppLogging(t, cfg)
-	ctx := ctxFor(t, eventstoretest.Patience(time.Minute))
+	ctx := ctxFor(t, time.Minute)
 	c := newClient(t, app)
 	seedWorkedExample(t, c)
 	c.must(http.StatusCreated, "POST", "/v1/orders", map[string]any{"id": "o-auth", "order_type_id": "wash_fold_delivery"})
@@ -93,7 +93,7 @@ func TestServeWaitsForNATS(t *testing.T) {
 	logs := &eventstoretest.LogBuffer{}
 	app := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	ran := make(chan error, 1)
-	go func() { ran <- app.Run(ctxFor(t, eventstoretest.Patience(2*time.Minute))) }()
+	go func() { ran <- app.Run(ctxFor(t, 2*time.Minute)) }()
 	eventstoretest.Eventually(t, 30*time.Second, func() bool { return strings.Contains(logs.String(), "no NATS server reachable yet") },
 		"the process to say it waits for NATS")
 	t.Cleanup(func() { _ = app.Close() })

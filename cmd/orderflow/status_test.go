@@ -20,7 +20,7 @@ func TestStatusCommand(t *testing.T) {
 	t.Parallel()
 	app := startApp(t, newTestConfig(t))
 	c := newClient(t, app)
-	if err := handlers.SeedWorkedExample(ctxFor(t, eventstoretest.Patience(time.Minute)), app.cmds); err != nil {
+	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), app.cmds); err != nil {
 		t.Fatal(err)
 	}
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "s-1", "order_type_id": handlers.WorkedExampleOrderType})

@@ -28,7 +28,7 @@ func TestStorageFull(t *testing.T) {
 	cfg := newTestConfig(t)
 	cfg.MaxStore = 384 << 10
 	app := startApp(t, cfg)
-	if err := handlers.SeedWorkedExample(ctxFor(t, eventstoretest.Patience(time.Minute)), app.cmds); err != nil {
+	if err := handlers.SeedWorkedExample(ctxFor(t, time.Minute), app.cmds); err != nil {
 		t.Fatal(err)
 	}
 	c := newClient(t, app)
