@@ -30,6 +30,15 @@ import (
 // lane.releaseOrphanPin). So does a goodbye: the lanes a leaving process
 // still drains count as read for as long as a drain may take, and their
 // new owners wait for it to hand them over.
+//
+// A process taken for gone that is heard again soon after was alive all
+// along: starved of CPU, say, its heartbeats came too late. Every such
+// wrong call moves lanes twice for nothing, and on a machine that stays
+// that slow the lanes would change hands without end. So such a process
+// is given twice the heartbeats it had before it is taken for gone again
+// (up to maxMissedHeartbeats), and half as many again (down to
+// missedHeartbeats) for each calmHeartbeats intervals it stays heard.
+// A process started again has a new id and starts at missedHeartbeats.
 type members struct {
 	self     string
 	nc       *nats.Conn
@@ -40,6 +49,7 @@ type members struct {
 	started time.Time
 	seen    map[string]member
 	leaving map[string]member // processes that said goodbye, while they may still drain their lanes
+	lost    map[string]member // processes taken for gone, for regretHeartbeats intervals
 	reads   map[int]bool      // the lanes this process is reading
 	change  chan struct{}     // closed and replaced when the member set changes
 	sub     *nats.Subscription
@@ -52,6 +62,10 @@ type members struct {
 type member struct {
 	at    time.Time
 	lanes []int // the lanes it said it was reading
+	// patience is how many heartbeats it may miss before it is taken for
+	// gone; since is when patience last changed.
+	patience int
+	since    time.Time
 }
 
 const (
@@ -62,6 +76,16 @@ const (
 	lanesHeader = "Orderflow-Lanes"
 	// missedHeartbeats before a silent member is forgotten.
 	missedHeartbeats = 3
+	// maxMissedHeartbeats is the most a member wrongly taken for gone
+	// again and again is given: a process that then dies loses its lanes
+	// after this many heartbeats.
+	maxMissedHeartbeats = 4 * missedHeartbeats
+	// regretHeartbeats is how many heartbeat intervals after it was taken
+	// for gone a process heard again counts as wrongly taken for gone.
+	regretHeartbeats = 30
+	// calmHeartbeats is how many heartbeat intervals a member given more
+	// heartbeats must stay heard for its patience to halve.
+	calmHeartbeats = 100
 	// heardAllAfter is how many heartbeat intervals after its start a
 	// process has heard every other live process at least once, with room
 	// for one heartbeat that came late.
@@ -103,7 +127,7 @@ func ProcessorsHeard(ctx context.Context, nc *nats.Conn, within time.Duration) (
 func newMembers(nc *nats.Conn, interval time.Duration) *members {
 	return &members{
 		self: uuid.NewString(), nc: nc, interval: interval,
-		seen: map[string]member{}, leaving: map[string]member{}, reads: map[int]bool{}, change: make(chan struct{}),
+		seen: map[string]member{}, leaving: map[string]member{}, lost: map[string]member{}, reads: map[int]bool{}, change: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -208,12 +232,28 @@ func (m *members) heard(id string, alive bool, lanes []int) {
 	if _, left := m.leaving[id]; left && alive {
 		return // a heartbeat sent before its goodbye, come late: it does not come back
 	}
-	_, known := m.seen[id]
+	now := time.Now()
+	mb, known := m.seen[id]
 	if alive {
-		m.seen[id] = member{at: time.Now(), lanes: lanes}
+		if !known {
+			mb = member{patience: missedHeartbeats, since: now}
+			if was, ok := m.lost[id]; ok {
+				delete(m.lost, id)
+				mb.patience = min(2*was.patience, maxMissedHeartbeats)
+				if m.log != nil {
+					m.log.Warn("a trigger processor taken for gone is heard again: it is given more heartbeats before it is taken for gone again",
+						"processor", id, "taken_for_gone", now.Sub(was.at).Round(time.Millisecond), "heartbeats", mb.patience)
+				}
+			}
+		} else if mb.patience > missedHeartbeats && now.Sub(mb.since) > calmHeartbeats*m.interval {
+			mb.patience, mb.since = max(mb.patience/2, missedHeartbeats), now
+		}
+		mb.at, mb.lanes = now, lanes
+		m.seen[id] = mb
 	} else {
 		delete(m.seen, id)
-		m.leaving[id] = member{at: time.Now(), lanes: lanes}
+		delete(m.lost, id)
+		m.leaving[id] = member{at: now, lanes: lanes}
 	}
 	if known != alive {
 		m.changedLocked()
@@ -266,14 +306,20 @@ func (m *members) expire() {
 			delete(m.leaving, id)
 		}
 	}
-	cutoff := time.Now().Add(-missedHeartbeats * m.interval)
+	now := time.Now()
+	for id, mb := range m.lost {
+		if now.Sub(mb.at) > regretHeartbeats*m.interval {
+			delete(m.lost, id)
+		}
+	}
 	for id, mb := range m.seen {
-		if mb.at.Before(cutoff) {
+		if now.Sub(mb.at) > time.Duration(mb.patience)*m.interval {
 			delete(m.seen, id)
+			m.lost[id] = member{at: now, patience: mb.patience}
 			m.changedLocked()
 			if m.log != nil {
 				m.log.Warn("a trigger processor went silent: taken for gone, the lanes are shared out again", "processor", id,
-					"silent_for", time.Since(mb.at).Round(time.Millisecond), "processors", len(m.seen)+1, "lanes_it_read", mb.lanes)
+					"silent_for", now.Sub(mb.at).Round(time.Millisecond), "processors", len(m.seen)+1, "lanes_it_read", mb.lanes)
 			}
 		}
 	}

@@ -32,9 +32,7 @@ func TestReadElsewhere(t *testing.T) {
 	m.heard("leaving", false, []int{2})
 	m.heard("leaving", true, []int{2, 3}) // sent before the goodbye, come late: ignored
 	m.heard("silent", true, []int{4})
-	m.mu.Lock()
-	m.seen["silent"] = member{at: time.Now().Add(-time.Minute), lanes: []int{4}}
-	m.mu.Unlock()
+	m.silentFor("silent", time.Minute)
 	m.expire()
 	for lane, want := range map[int]bool{0: false, 1: true, 2: true, 3: false, 4: false} {
 		if got := m.readElsewhere(lane); got != want {
@@ -61,11 +59,7 @@ func TestReadElsewhere(t *testing.T) {
 func TestPausedProcessDoesNotTakeOthersForGone(t *testing.T) {
 	m := newMembers(nil, time.Second)
 	m.heard("live", true, []int{1})
-	silent := func() {
-		m.mu.Lock()
-		m.seen["live"] = member{at: time.Now().Add(-time.Minute), lanes: []int{1}}
-		m.mu.Unlock()
-	}
+	silent := func() { m.silentFor("live", time.Minute) }
 	for _, tc := range []struct {
 		name   string
 		since  time.Duration
@@ -82,4 +76,75 @@ func TestPausedProcessDoesNotTakeOthersForGone(t *testing.T) {
 	if n := m.count(); n != 1 {
 		t.Fatalf("after a tick on time: count = %d, want 1 (the silent one forgotten)", n)
 	}
+}
+
+// A process taken for gone and heard again soon after was alive all
+// along: each such wrong call gives it twice the heartbeats before it is
+// taken for gone again, up to maxMissedHeartbeats, and each
+// calmHeartbeats intervals it stays heard halve them again. One heard
+// again only after regretHeartbeats intervals starts afresh.
+func TestWronglyTakenForGoneIsGivenMoreHeartbeats(t *testing.T) {
+	m := newMembers(nil, time.Second)
+	m.heard("slow", true, []int{1})
+	for _, want := range []int{missedHeartbeats, 2 * missedHeartbeats, maxMissedHeartbeats, maxMissedHeartbeats} {
+		if got := m.patience("slow"); got != want {
+			t.Fatalf("patience = %d heartbeats, want %d", got, want)
+		}
+		// Silent for as many heartbeats as it is given: still there.
+		m.silentFor("slow", time.Duration(want)*m.interval-100*time.Millisecond)
+		m.expire()
+		if n := m.count(); n != 2 {
+			t.Fatalf("silent for %d heartbeats, given %d: count = %d, want 2", want, want, n)
+		}
+		// One more: taken for gone, then heard again.
+		m.silentFor("slow", time.Duration(want+1)*m.interval)
+		m.expire()
+		if n := m.count(); n != 1 {
+			t.Fatalf("silent for %d heartbeats, given %d: count = %d, want 1", want+1, want, n)
+		}
+		m.heard("slow", true, []int{1})
+	}
+	// Heard all along: halved each calmHeartbeats intervals, down to
+	// missedHeartbeats.
+	for _, want := range []int{maxMissedHeartbeats / 2, missedHeartbeats, missedHeartbeats} {
+		m.mu.Lock()
+		mb := m.seen["slow"]
+		mb.since = time.Now().Add(-calmHeartbeats*m.interval - time.Second)
+		m.seen["slow"] = mb
+		m.mu.Unlock()
+		m.heard("slow", true, []int{1})
+		if got := m.patience("slow"); got != want {
+			t.Fatalf("after a calm spell: patience = %d heartbeats, want %d", got, want)
+		}
+	}
+	// Taken for gone, and heard again only after the regret window.
+	m.heard("late", true, nil)
+	m.silentFor("late", time.Minute)
+	m.expire()
+	m.mu.Lock()
+	lost := m.lost["late"]
+	lost.at = time.Now().Add(-regretHeartbeats*m.interval - time.Second)
+	m.lost["late"] = lost
+	m.mu.Unlock()
+	m.expire()
+	m.heard("late", true, nil)
+	if got := m.patience("late"); got != missedHeartbeats {
+		t.Fatalf("heard again after the regret window: patience = %d heartbeats, want %d", got, missedHeartbeats)
+	}
+}
+
+// silentFor makes member id last heard d ago.
+func (m *members) silentFor(id string, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mb := m.seen[id]
+	mb.at = time.Now().Add(-d)
+	m.seen[id] = mb
+}
+
+// patience is how many heartbeats member id may miss (0: not a member).
+func (m *members) patience(id string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seen[id].patience
 }

@@ -225,8 +225,9 @@ type ProcessorConfig struct {
 	// it. Every process sharing the work must use the same. Default 256.
 	Window int
 	// Heartbeat is how often processes announce themselves to each other
-	// to share the lanes out; one silent for three is taken as gone.
-	// Default 1 s.
+	// to share the lanes out; one silent for three is taken as gone
+	// (for up to twelve, if it was wrongly taken for gone lately: see
+	// members). Default 1 s.
 	Heartbeat time.Duration
 	// StorageWait is how long a trigger whose outcome found no storage
 	// left (eventstore.ErrStorageFull) waits before it is tried again.
@@ -333,8 +334,8 @@ func (p *Processor) WriteLatency(w io.Writer) {
 }
 
 // Processors is how many trigger processors share the lanes as this one
-// knows them (those it has heard within the last three heartbeats),
-// itself included.
+// knows them (those it has heard within the last three heartbeats, or up
+// to twelve for one wrongly taken for gone lately), itself included.
 func (p *Processor) Processors() int { return p.members.count() }
 
 // ID is how this processor names itself to the others (in their logs).

@@ -587,7 +587,7 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		a.proc.WriteLatency(w)
-		fmt.Fprintf(w, "# HELP orderflow_trigger_processors Trigger processors sharing the lanes as this process knows them (heard within the last three heartbeats), itself included.\n# TYPE orderflow_trigger_processors gauge\norderflow_trigger_processors %d\n", a.proc.Processors())
+		fmt.Fprintf(w, "# HELP orderflow_trigger_processors Trigger processors sharing the lanes as this process knows them (none of them taken for gone: each heard within its last three heartbeats, or up to twelve for one wrongly taken for gone lately), itself included.\n# TYPE orderflow_trigger_processors gauge\norderflow_trigger_processors %d\n", a.proc.Processors())
 		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_owned Trigger lanes this process owns.\n# TYPE orderflow_trigger_lanes_owned gauge\norderflow_trigger_lanes_owned %d\n", a.proc.OwnedLanes())
 		fmt.Fprintf(w, "# HELP orderflow_triggers_recopied_total Stored triggers the trigger lanes skipped, found and published again by this process.\n# TYPE orderflow_triggers_recopied_total counter\norderflow_triggers_recopied_total %d\n", a.proc.Recopied())
 		fmt.Fprintf(w, "# HELP orderflow_trigger_lanes_leftovers_removed_total Triggers this process removed from the lanes because their lane had acknowledged past them (left by a server stopped hard); each was published again unless it had taken effect.\n# TYPE orderflow_trigger_lanes_leftovers_removed_total counter\norderflow_trigger_lanes_leftovers_removed_total %d\n", a.proc.LaneLeftovers())
