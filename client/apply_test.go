@@ -25,7 +25,7 @@ import (
 // advanced or completed with the stage change, duplicate, rejected with
 // the expected trigger, or dead-lettered with the reason.
 func TestApplyTrigger(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	c, stop := startWithClient(ctx)
 	defer stop()
@@ -97,7 +97,7 @@ func TestApplyTrigger(t *testing.T) {
 // is a trigger id like any other: the order's history has that key as the
 // cause of OrderPlaced, which is not the trigger's outcome.
 func TestTriggerIDSpelledLikeARequestKey(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	c, stop := startWithClient(ctx)
 	defer stop()
@@ -175,7 +175,7 @@ func TestTriggersRefusedBeforeSending(t *testing.T) {
 // it is published: found past the first page of the read (256 events),
 // and found when it holds characters that JSON escapes.
 func TestApplyTriggerFindsCallerIDsInLongHistories(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	c, stop := startWithClient(ctx)
 	defer stop()
@@ -215,7 +215,7 @@ func isRejection(err error) bool {
 // trigger is published and refused while no processor runs; the answer is
 // what the processor, started after, stores: advanced.
 func TestPhantomOutcomeIsNotTheAnswer(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	srv := eventstoretest.StartServer(t)
 	quiet := slog.New(slog.DiscardHandler)
@@ -266,7 +266,7 @@ func TestPhantomOutcomeIsNotTheAnswer(t *testing.T) {
 // (held back, then the connection cut), is sent again: the answer is the
 // trigger's own outcome, read from the order's history, not a duplicate.
 func TestApplyTriggerSentAgainAnswersItsOwnOutcome(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	url, stop := startOrderflow(ctx)
 	defer stop()

@@ -20,7 +20,7 @@ import (
 // one handled misses none and repeats none; the consumer it reads with is
 // removed once it returns.
 func TestFollowStageChanges(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	url, stop := startOrderflow(ctx)
 	defer stop()

@@ -19,7 +19,7 @@ import (
 func TestFollowStageChangesReturnsWhileItsConsumerIsRecreated(t *testing.T) {
 	t.Parallel()
 	c, st, fz := clientThroughFreezer(t, time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(30*time.Second))
+	ctx, cancel := eventstoretest.Context(30 * time.Second)
 	defer cancel()
 	follow, stop := context.WithCancel(ctx)
 	defer stop()

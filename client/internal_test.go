@@ -22,7 +22,7 @@ func TestDeadLetterSubject(t *testing.T) {
 // A consumer request that goes unanswered is asked again while the
 // caller's ctx lasts; any other error, or the end of ctx, ends it.
 func TestUntilAnsweredAsksAgain(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	calls := 0
 	_, err := untilAnswered(ctx, 10*time.Millisecond, func(actx context.Context) (jetstream.Consumer, error) {

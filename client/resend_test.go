@@ -49,7 +49,7 @@ func publishInBackground(ctx context.Context, c *Client) <-chan answer {
 // stream holds it once.
 func TestPublishTriggerResendsAnUnansweredTrigger(t *testing.T) {
 	c, st, fz := clientThroughFreezer(t, 200*time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(30*time.Second))
+	ctx, cancel := eventstoretest.Context(30 * time.Second)
 	defer cancel()
 
 	fz.Hold(true)
@@ -118,7 +118,7 @@ func TestPublishTriggerWaitsForTheStream(t *testing.T) {
 			close(again)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(30*time.Second))
+	ctx, cancel := eventstoretest.Context(30 * time.Second)
 	defer cancel()
 
 	answered := publishInBackground(ctx, c)

@@ -49,7 +49,7 @@ func TestTwoStoresStartTogetherOnACluster(t *testing.T) {
 	for i := range 2 {
 		wg.Go(func() {
 			nc := eventstoretest.Connect(t, c.URLs())
-			ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(60*time.Second))
+			ctx, cancel := eventstoretest.Context(60 * time.Second)
 			defer cancel()
 			st, err := eventstore.Open(ctx, nc, eventstore.Config{Replicas: 3})
 			if err != nil {

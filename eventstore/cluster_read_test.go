@@ -1,7 +1,6 @@
 package eventstore_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -20,7 +19,7 @@ func TestLoadSeesAcknowledgedAppendsOnACluster(t *testing.T) {
 		eventstoretest.OpenStore(t, c.Servers[1].ClientURL(), eventstore.Config{Replicas: 3}),
 		eventstoretest.OpenStore(t, c.Servers[2].ClientURL(), eventstore.Config{Replicas: 3}),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(2*time.Minute))
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
 	defer cancel()
 	agg := eventstore.Aggregate{Tenant: "t", Type: "order", ID: "ryw"}
 	var last uint64
@@ -56,7 +55,7 @@ func TestFewerReplicasAreRefused(t *testing.T) {
 	c := eventstoretest.StartCluster(t, 3)
 	one := eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 1})
 	three := eventstoretest.OpenStore(t, c.URLs(), eventstore.Config{Replicas: 3})
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	if _, err := three.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 2}); err != nil {
 		t.Fatal(err)

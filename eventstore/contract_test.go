@@ -75,7 +75,7 @@ func serverStore(t *testing.T) (*eventstore.Store, context.Context) {
 }
 
 func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(30*time.Second))
+	ctx, cancel := eventstoretest.Context(30 * time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -21,7 +21,7 @@ func TestDefinitionCacheFollowsOtherProcesses(t *testing.T) {
 	srv := eventstoretest.StartServer(t)
 	a := newCommands(t, srv)
 	b := openCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
 	before := map[*Commands]CacheStats{a: a.definitionCache().stats(), b: b.definitionCache().stats()} // a seeded the worked example

@@ -22,7 +22,7 @@ func TestDemoFollowsTheWorkflows(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
 	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(2*time.Minute))
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
 	defer cancel()
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
 	if _, _, err := c.AddStatus(ctx, meta, "", "Ironing", domain.CategoryInProgress); err != nil {
@@ -71,7 +71,7 @@ func TestDemoCarriesOnItsOpenOrders(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
 	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(2*time.Minute))
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
 	defer cancel()
 	startProcessor(t, c, srv.ClientURL(), nil)
 	orders := projections.NewOrders(quiet)

@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -41,7 +40,7 @@ func TestStalledFeedIsDisconnected(t *testing.T) {
 	eventstoretest.Eventually(t, 10*time.Second, func() bool { return api.OpenFeeds() == 1 }, "the feed to open")
 
 	// Far more than the connection's buffers hold, and never read.
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	padding := json.RawMessage(`"` + strings.Repeat("x", 64<<10) + `"`)
 	for i := range 400 {

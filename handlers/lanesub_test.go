@@ -115,7 +115,7 @@ func gateServer(t *testing.T) (jetstream.JetStream, context.Context) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	t.Cleanup(cancel)
 	return js, ctx
 }

@@ -35,7 +35,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 func newCommands(t testing.TB, srv *eventstore.Server) *Commands {
 	t.Helper()
 	c := openCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	if err := SeedWorkedExample(ctx, c); err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func openCommandsAt(t testing.TB, url string) *Commands {
 	t.Helper()
 	st := eventstoretest.OpenStore(t, url, eventstore.Config{Logger: quiet})
 	defs := projections.NewDefinitions(quiet)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	if err := defs.Start(ctx, st); err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func startProcessor(t *testing.T, c *Commands, url string, afterApply func(*mess
 // hooks before it runs.
 func startProcessorWith(t *testing.T, c *Commands, url string, cfg ProcessorConfig, setup func(*Processor)) *Processor {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	p, err := NewProcessor(ctx, c, url, cfg)
 	if err != nil {
@@ -110,7 +110,7 @@ func newLaneFixture(t *testing.T, orders ...string) *laneFixture {
 	t.Helper()
 	srv := eventstoretest.StartServer(t)
 	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(2*time.Minute))
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
 	t.Cleanup(cancel)
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
 	for _, id := range orders {
@@ -976,7 +976,7 @@ func TestFinishedOrdersLeaveTheCache(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
 	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
 	if _, err := c.PlaceOrder(ctx, meta, "o-cache", WorkedExampleOrderType, ""); err != nil {
@@ -1447,7 +1447,7 @@ func TestSendTriggerWithAStaleCache(t *testing.T) {
 	// Another process's commands: a cache of their own; a read timeout
 	// long enough that only the history can answer within the test.
 	other := &Commands{Store: c.Store, Defs: c.Defs, Tenant: "default", ReadTimeout: time.Hour}
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(30*time.Second))
+	ctx, cancel := eventstoretest.Context(30 * time.Second)
 	defer cancel()
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "test"}}
 	if _, err := c.PlaceOrder(ctx, meta, "o-1", WorkedExampleOrderType, ""); err != nil {
@@ -1605,7 +1605,7 @@ func TestIfMatchSeesAnotherProcess(t *testing.T) {
 func placedOrder(t *testing.T, id string) (*Commands, context.Context, Meta) {
 	t.Helper()
 	c := newCommands(t, eventstoretest.StartServer(t))
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	t.Cleanup(cancel)
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
 	if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
@@ -1717,7 +1717,7 @@ func TestProcessorStartOutlastsAServerRestart(t *testing.T) {
 	dir, listen := t.TempDir(), fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
 	srv := eventstoretest.StartServerAt(t, dir, listen)
 	c := newCommands(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(2*time.Minute))
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
 	defer cancel()
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
 	if _, err := c.PlaceOrder(ctx, meta, "o-restart", WorkedExampleOrderType, ""); err != nil {
@@ -1759,7 +1759,7 @@ func TestProcessorStartOutlastsAServerRestart(t *testing.T) {
 func TestProcessorSetsUpACopyThatFoundNoTriggers(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	js, err := jetstream.New(eventstoretest.Connect(t, srv.ClientURL()))
 	if err != nil {

@@ -22,7 +22,7 @@ import (
 func TestPutAsideLeavesOutAnEarlierTriggerStream(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	before := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
 	if err := before.EnsureDeadLetters(ctx); err != nil {

@@ -24,7 +24,7 @@ var testPlacedAt = time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
 func testStore(t *testing.T) (*eventstore.Store, context.Context) {
 	t.Helper()
 	srv := eventstoretest.StartServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	t.Cleanup(cancel)
 	return eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{}), ctx
 }
@@ -32,7 +32,7 @@ func testStore(t *testing.T) (*eventstore.Store, context.Context) {
 // storePlaced appends testPlaced for a new order id, as of at.
 func storePlaced(t *testing.T, st *eventstore.Store, id string, at time.Time) eventstore.AppendResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(30*time.Second))
+	ctx, cancel := eventstoretest.Context(30 * time.Second)
 	defer cancel()
 	data, _ := json.Marshal(testPlaced)
 	env := eventstore.Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: testPlaced.EventType(), Version: 1, OccurredAt: at,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -63,7 +62,7 @@ func TestBinaryServeReadyAndSIGTERM(t *testing.T) {
 	// The process lives past the waits below (up to 90 s, times
 	// eventstoretest.Slack like its own deadline), so that a slow
 	// first completion fails as that, not as a process killed meanwhile.
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(2*time.Minute))
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--demo", "--data-dir", t.TempDir())
 	cmd.Env = append(cmd.Environ(),
@@ -143,7 +142,7 @@ func TestBinaryReloadsAPIKeysOnSIGHUP(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys")
 	admin := newKey(t, keys, "admin", "default", "admin")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t))
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(60*time.Second))
+	ctx, cancel := eventstoretest.Context(60 * time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--data-dir", t.TempDir(), "--api-keys", keys, "--http", httpAddr,
 		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", eventstoretest.FreePort(t)))

@@ -24,7 +24,7 @@ func laneState(url string) string {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(10*time.Second))
+	ctx, cancel := eventstoretest.Context(10 * time.Second)
 	defer cancel()
 	var b strings.Builder
 	for _, name := range []string{eventstore.StreamTriggers, eventstore.StreamTriggerLanes, eventstore.StreamDeadLetter} {

@@ -367,7 +367,7 @@ func TestClusterCopyRestartsWhenItsSourceGoes(t *testing.T) {
 	}
 	cl, app, c, orders := clusterWithOrders(t, "source", 1)
 	order := orders[0]
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(2*time.Minute))
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
 	defer cancel()
 	js := app.store.JetStream()
 	leader := func(stream string) string {

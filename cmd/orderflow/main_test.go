@@ -49,7 +49,7 @@ func startAppWith(t *testing.T, cfg Config, setup func(*App)) *App {
 	if setup != nil {
 		setup(app)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(60*time.Second))
+	ctx, cancel := eventstoretest.Context(60 * time.Second)
 	defer cancel()
 	if err := app.Run(ctx); err != nil {
 		t.Fatalf("app run: %v", err)
@@ -194,7 +194,7 @@ func TestOtherLaneSettingsAreRefused(t *testing.T) {
 	cfg := newTestConfig(t)
 	cfg.NATSURL, cfg.DataDir, cfg.Lanes = first.NATSURL(), "", first.Config.Lanes/2
 	app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(60*time.Second))
+	ctx, cancel := eventstoretest.Context(60 * time.Second)
 	defer cancel()
 	err := app.Run(ctx)
 	if err == nil {

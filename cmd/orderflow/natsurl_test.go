@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -35,7 +34,7 @@ func startAppLogging(t *testing.T, cfg Config) (*App, *eventstoretest.LogBuffer)
 	t.Helper()
 	logs := &eventstoretest.LogBuffer{}
 	app := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(time.Minute))
+	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	if err := app.Run(ctx); err != nil {
 		t.Fatalf("app run: %v", err)

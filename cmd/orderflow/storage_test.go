@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,7 +76,7 @@ func TestStorageFull(t *testing.T) {
 	}
 	var accepted []string
 	for _, id := range placed {
-		ctx, cancel := context.WithTimeout(context.Background(), eventstoretest.Patience(10*time.Second))
+		ctx, cancel := eventstoretest.Context(10 * time.Second)
 		_, err := wc.PublishTrigger(ctx, client.Trigger{OrderID: id, Trigger: "picked_up", TriggerID: id + "-t0", Worker: "w"})
 		cancel()
 		if err != nil {

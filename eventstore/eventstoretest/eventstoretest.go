@@ -337,6 +337,12 @@ const Slack = 6
 // timer, of work that takes d or less on a quiet machine.
 func Patience(d time.Duration) time.Duration { return d * Slack }
 
+// Context is a context that ends after d times Slack: for a test whose
+// work takes d or less on a quiet machine.
+func Context(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), Patience(d))
+}
+
 // Eventually polls cond until it is true or within (times Slack) passes.
 func Eventually(tb testing.TB, within time.Duration, cond func() bool, what string) {
 	tb.Helper()
