@@ -36,9 +36,13 @@ import (
 // wrong call moves lanes twice for nothing, and on a machine that stays
 // that slow the lanes would change hands without end. So such a process
 // is given twice the heartbeats it had before it is taken for gone again
-// (up to maxMissedHeartbeats), and half as many again (down to
-// missedHeartbeats) for each calmHeartbeats intervals it stays heard.
-// A process started again has a new id and starts at missedHeartbeats.
+// (up to maxMissedHeartbeats). It is given half as many again (down to
+// missedHeartbeats) after calmHeartbeats intervals in which it was heard
+// all along, and only if each of its heartbeats came in time for the
+// halved number, with one to spare: on a machine that stays slow it
+// keeps what it needs, instead of being taken for gone again each time
+// it is given fewer. A process started again has a new id and starts at
+// missedHeartbeats.
 type members struct {
 	self     string
 	nc       *nats.Conn
@@ -63,9 +67,25 @@ type member struct {
 	at    time.Time
 	lanes []int // the lanes it said it was reading
 	// patience is how many heartbeats it may miss before it is taken for
-	// gone; since is when patience last changed.
+	// gone. since is when its calm spell began (when patience was last
+	// weighed), and longest the longest it went unheard since then.
 	patience int
 	since    time.Time
+	longest  time.Duration
+}
+
+// calm weighs, as a heartbeat of the member's comes in at now, whether a
+// member given more heartbeats has been heard in time for long enough to
+// be given half as many again.
+func (mb *member) calm(now time.Time, interval time.Duration) {
+	mb.longest = max(mb.longest, now.Sub(mb.at))
+	if mb.patience <= missedHeartbeats || now.Sub(mb.since) <= calmHeartbeats*interval {
+		return
+	}
+	if fewer := max(mb.patience/2, missedHeartbeats); mb.longest <= time.Duration(fewer-1)*interval {
+		mb.patience = fewer
+	}
+	mb.since, mb.longest = now, 0
 }
 
 const (
@@ -84,7 +104,7 @@ const (
 	// for gone a process heard again counts as wrongly taken for gone.
 	regretHeartbeats = 30
 	// calmHeartbeats is how many heartbeat intervals a member given more
-	// heartbeats must stay heard for its patience to halve.
+	// heartbeats must stay heard, in time, for its patience to halve.
 	calmHeartbeats = 100
 	// heardAllAfter is how many heartbeat intervals after its start a
 	// process has heard every other live process at least once, with room
@@ -245,8 +265,8 @@ func (m *members) heard(id string, alive bool, lanes []int) {
 						"processor", id, "taken_for_gone", now.Sub(was.at).Round(time.Millisecond), "heartbeats", mb.patience)
 				}
 			}
-		} else if mb.patience > missedHeartbeats && now.Sub(mb.since) > calmHeartbeats*m.interval {
-			mb.patience, mb.since = max(mb.patience/2, missedHeartbeats), now
+		} else {
+			mb.calm(now, m.interval)
 		}
 		mb.at, mb.lanes = now, lanes
 		m.seen[id] = mb

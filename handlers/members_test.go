@@ -81,8 +81,8 @@ func TestPausedProcessDoesNotTakeOthersForGone(t *testing.T) {
 // A process taken for gone and heard again soon after was alive all
 // along: each such wrong call gives it twice the heartbeats before it is
 // taken for gone again, up to maxMissedHeartbeats, and each
-// calmHeartbeats intervals it stays heard halve them again. One heard
-// again only after regretHeartbeats intervals starts afresh.
+// calmHeartbeats intervals it stays heard in time halve them again. One
+// heard again only after regretHeartbeats intervals starts afresh.
 func TestWronglyTakenForGoneIsGivenMoreHeartbeats(t *testing.T) {
 	m := newMembers(nil, time.Second)
 	m.heard("slow", true, []int{1})
@@ -104,19 +104,27 @@ func TestWronglyTakenForGoneIsGivenMoreHeartbeats(t *testing.T) {
 		}
 		m.heard("slow", true, []int{1})
 	}
-	// Heard all along: halved each calmHeartbeats intervals, down to
-	// missedHeartbeats.
-	for _, want := range []int{maxMissedHeartbeats / 2, missedHeartbeats, missedHeartbeats} {
+	// A calm spell (calmHeartbeats intervals heard) halves it only if
+	// each heartbeat came in time for the halved number, with one to
+	// spare: not with one gap of as many heartbeats as the halved number.
+	calmSpell := func(gap int, want int) {
+		t.Helper()
 		m.mu.Lock()
 		mb := m.seen["slow"]
 		mb.since = time.Now().Add(-calmHeartbeats*m.interval - time.Second)
+		mb.at = time.Now().Add(-time.Duration(gap) * m.interval)
 		m.seen["slow"] = mb
 		m.mu.Unlock()
 		m.heard("slow", true, []int{1})
 		if got := m.patience("slow"); got != want {
-			t.Fatalf("after a calm spell: patience = %d heartbeats, want %d", got, want)
+			t.Fatalf("after a calm spell with a gap of %d heartbeats: patience = %d heartbeats, want %d", gap, got, want)
 		}
 	}
+	calmSpell(maxMissedHeartbeats/2, maxMissedHeartbeats)
+	calmSpell(maxMissedHeartbeats/2-2, maxMissedHeartbeats/2)
+	calmSpell(missedHeartbeats, maxMissedHeartbeats/2)
+	calmSpell(1, missedHeartbeats)
+	calmSpell(1, missedHeartbeats)
 	// Taken for gone, and heard again only after the regret window.
 	m.heard("late", true, nil)
 	m.silentFor("late", time.Minute)
