@@ -306,33 +306,7 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	// Buffered, so that deliveries go on arriving while the loop is in a
 	// gate poll, and the next poll takes them first (see takeArrived).
 	in := make(chan jetstream.Msg, s.window)
-	go func() { // Next blocks; it.Drain and it.Stop release it
-		defer close(in)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					return
-				}
-				// A missed heartbeat or a reconnect: the iterator goes on
-				// by itself; pause so a lasting fault does not spin.
-				select {
-				case <-time.After(50 * time.Millisecond):
-				case <-l.quit:
-					return
-				}
-				continue
-			}
-			if s.dropDelivery != nil && s.dropDelivery(m) {
-				continue
-			}
-			select {
-			case in <- m:
-			case <-l.quit:
-				return
-			}
-		}
-	}()
+	go l.feed(it, in)
 	defer close(l.quit)
 	defer it.Stop()
 	gate := time.NewTicker(s.gatePoll)
@@ -379,6 +353,70 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	}
 	it.Drain() // the iterator's buffer comes through in, and is handed back too
 	l.giveBack(in)
+}
+
+// feed passes the iterator's deliveries to in, in order, until the
+// iterator closes (then it closes in) or the lane's loop quits. It calls
+// Next all the time, however slowly the loop takes what it passes on:
+// nats.go asks the server for more only inside Next, and only a pull
+// request renews the lane's pin (eventstore.LanePinTTL). A loop slowed
+// down in a gate poll while the lane's held triggers were delivered
+// again (each AckWait) used to let in fill up, stop calling Next, and
+// so let the pin lapse; the next pull got a new pin, which gated the
+// lane again, over and over on a machine starved of CPU. What the loop
+// has not taken yet waits here, in order: the window's triggers, and
+// their deliveries again meanwhile.
+func (l *lane) feed(it jetstream.MessagesContext, in chan<- jetstream.Msg) {
+	defer close(in)
+	got := make(chan jetstream.Msg)
+	go func() { // Next blocks; it.Drain and it.Stop release it
+		defer close(got)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				// A missed heartbeat or a reconnect: the iterator goes on
+				// by itself; pause so a lasting fault does not spin.
+				select {
+				case <-time.After(50 * time.Millisecond):
+				case <-l.quit:
+					return
+				}
+				continue
+			}
+			if l.s.dropDelivery != nil && l.s.dropDelivery(m) {
+				continue
+			}
+			select {
+			case got <- m:
+			case <-l.quit:
+				return
+			}
+		}
+	}()
+	var waiting []jetstream.Msg
+	for got != nil || len(waiting) > 0 {
+		var out chan<- jetstream.Msg
+		var next jetstream.Msg
+		if len(waiting) > 0 {
+			out, next = in, waiting[0]
+		}
+		select {
+		case m, ok := <-got:
+			if !ok {
+				got = nil
+				continue
+			}
+			waiting = append(waiting, m)
+		case out <- next:
+			waiting[0] = nil
+			waiting = waiting[1:]
+		case <-l.quit:
+			return
+		}
+	}
 }
 
 // takeArrived adds the deliveries that have arrived, for a gate poll. A
