@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
@@ -355,6 +356,10 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 	l.giveBack(in)
 }
 
+// feedRetry is how long a lane's feed waits in Next for a delivery while
+// others wait for room in the loop's channel, before it tries them again.
+const feedRetry = 5 * time.Millisecond
+
 // feed passes the iterator's deliveries to in, in order, until the
 // iterator closes (then it closes in) or the lane's loop quits. It calls
 // Next all the time, however slowly the loop takes what it passes on:
@@ -363,59 +368,67 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 // down in a gate poll while the lane's held triggers were delivered
 // again (each AckWait) used to let in fill up, stop calling Next, and
 // so let the pin lapse; the next pull got a new pin, which gated the
-// lane again, over and over on a machine starved of CPU. What the loop
-// has not taken yet waits here, in order: the window's triggers, and
-// their deliveries again meanwhile.
+// lane again, over and over on a machine starved of CPU. What in has no
+// room for waits here, in order: the window's triggers, and their
+// deliveries again meanwhile. While nothing waits, a delivery goes
+// straight to in; while something does, Next waits at most feedRetry,
+// so what waits moves on soon after the loop makes room.
 func (l *lane) feed(it jetstream.MessagesContext, in chan<- jetstream.Msg) {
 	defer close(in)
-	got := make(chan jetstream.Msg)
-	go func() { // Next blocks; it.Drain and it.Stop release it
-		defer close(got)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					return
-				}
-				// A missed heartbeat or a reconnect: the iterator goes on
-				// by itself; pause so a lasting fault does not spin.
+	var waiting []jetstream.Msg
+	for {
+		for len(waiting) > 0 {
+			select {
+			case in <- waiting[0]:
+				waiting[0] = nil
+				waiting = waiting[1:]
+				continue
+			case <-l.quit:
+				return
+			default:
+			}
+			break
+		}
+		var opts []jetstream.NextOpt
+		if len(waiting) > 0 {
+			opts = append(opts, jetstream.NextMaxWait(feedRetry))
+		}
+		m, err := it.Next(opts...)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			for _, m := range waiting { // it.Drain: the loop takes all of it
 				select {
-				case <-time.After(50 * time.Millisecond):
+				case in <- m:
 				case <-l.quit:
 					return
 				}
-				continue
 			}
-			if l.s.dropDelivery != nil && l.s.dropDelivery(m) {
-				continue
-			}
+			return
+		case errors.Is(err, nats.ErrTimeout):
+			continue
+		case err != nil:
+			// A missed heartbeat or a reconnect: the iterator goes on by
+			// itself; pause so a lasting fault does not spin.
 			select {
-			case got <- m:
+			case <-time.After(50 * time.Millisecond):
 			case <-l.quit:
 				return
 			}
+			continue
 		}
-	}()
-	var waiting []jetstream.Msg
-	for got != nil || len(waiting) > 0 {
-		var out chan<- jetstream.Msg
-		var next jetstream.Msg
-		if len(waiting) > 0 {
-			out, next = in, waiting[0]
+		if l.s.dropDelivery != nil && l.s.dropDelivery(m) {
+			continue
 		}
-		select {
-		case m, ok := <-got:
-			if !ok {
-				got = nil
+		if len(waiting) == 0 {
+			select {
+			case in <- m:
 				continue
+			case <-l.quit:
+				return
+			default:
 			}
-			waiting = append(waiting, m)
-		case out <- next:
-			waiting[0] = nil
-			waiting = waiting[1:]
-		case <-l.quit:
-			return
 		}
+		waiting = append(waiting, m)
 	}
 }
 

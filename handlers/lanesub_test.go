@@ -538,3 +538,49 @@ func TestGateStaysOpenForARedeliveryMadeBeforeItsCount(t *testing.T) {
 		t.Fatal("a delivery after a lost one left the lane open")
 	}
 }
+
+// A lane's loop that takes nothing for a while (slowed down in a gate
+// poll) must not stop its feed from pulling: only pull requests renew the
+// lane's pin. The consumer delivers every stored trigger while the loop's
+// channel is full, and the loop then gets them all, in order, and the
+// channel closes once the iterator is drained.
+func TestLaneFeedGoesOnPullingWhileItsLoopTakesNothing(t *testing.T) {
+	const n = 40
+	triggers := make([]string, n)
+	for i := range triggers {
+		triggers[i] = fmt.Sprintf("t%02d", i)
+	}
+	f := newGateFixture(t, triggers...)
+	it, err := f.cons.Messages(jetstream.PullMaxMessages(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
+	in := make(chan jetstream.Msg, 2)
+	go f.lane.feed(it, in)
+
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		info, err := f.cons.Info(f.ctx)
+		return err == nil && info.NumAckPending == n
+	}, fmt.Sprintf("all %d triggers delivered while the loop takes nothing", n))
+
+	for _, want := range triggers {
+		select {
+		case m := <-in:
+			if m.Subject() != laneSubject(want) {
+				t.Fatalf("got %s, want %s", m.Subject(), laneSubject(want))
+			}
+		case <-time.After(eventstoretest.Patience(10 * time.Second)):
+			t.Fatalf("%s never reached the loop", want)
+		}
+	}
+	it.Drain()
+	select {
+	case m, ok := <-in:
+		if ok {
+			t.Fatalf("%s delivered again after the drain", m.Subject())
+		}
+	case <-time.After(eventstoretest.Patience(10 * time.Second)):
+		t.Fatal("the loop's channel stayed open after the iterator was drained")
+	}
+}
