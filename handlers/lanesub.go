@@ -91,6 +91,7 @@ type laneSubscriber struct {
 	unpins     atomic.Uint64                 // lanes taken over whose pin, held by a process no longer heard from, was released (see releaseOrphanPin)
 	clustered  atomic.Bool                   // the lanes are on a JetStream cluster (see fromLeader)
 	copies     copyCheck                     // whether the lanes copy every stored trigger
+	answers    answerWait                    // how long a question about a lane's state waits for its answer (see ask)
 	stream     jetstream.Stream              // the lane stream, as lookUp found it
 	consumers  map[string]jetstream.Consumer // by name, as lookUp found them
 
@@ -495,11 +496,36 @@ func (l *lane) takeOver(ctx context.Context, cons jetstream.Consumer) bool {
 	return true
 }
 
-// consumerInfo asks for the lane consumer's state, for at most a second.
-func (l *lane) consumerInfo(ctx context.Context, cons jetstream.Consumer) (*jetstream.ConsumerInfo, error) {
-	ictx, cancel := context.WithTimeout(ctx, time.Second)
+// consumerInfo asks for the lane consumer's state (see ask).
+func (l *lane) consumerInfo(ctx context.Context, cons jetstream.Consumer) (info *jetstream.ConsumerInfo, err error) {
+	err = l.s.ask(ctx, func(ctx context.Context) (err error) {
+		info, err = cons.Info(ctx)
+		return err
+	})
+	return info, err
+}
+
+// ask puts a question about a lane's state to the servers: q, with ctx
+// ending after the process's answer wait (see answerWait), which learns
+// from how long the answer took, or that none came in time. An error the
+// servers answered with (no such message) counts as an answer.
+func (s *laneSubscriber) ask(ctx context.Context, q func(context.Context) error) error {
+	wait := s.answers.get()
+	qctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	return cons.Info(ictx)
+	start := time.Now()
+	err := q(qctx)
+	var answer *jetstream.APIError
+	switch {
+	case err == nil || errors.As(err, &answer):
+		s.answers.answered(time.Since(start))
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		s.answers.timedOut(wait)
+		if s.log != nil && s.answers.get() > wait {
+			s.log.Info("a question about a lane's state went unanswered: the lanes wait longer for the next", "waited", wait, "next", s.answers.get())
+		}
+	}
+	return err
 }
 
 // pinIDHeader names the pin a delivery was made under.
@@ -552,9 +578,9 @@ func (l *lane) releaseOrphanPin(ctx context.Context, cons jetstream.Consumer, in
 		}
 		return nil, true // a live reader's, or still this process's (an earlier period's)
 	}
-	uctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if err := l.stream.UnpinConsumer(uctx, info.Name, eventstore.LaneGroup); err != nil {
+	if err := s.ask(ctx, func(ctx context.Context) error {
+		return l.stream.UnpinConsumer(ctx, info.Name, eventstore.LaneGroup)
+	}); err != nil {
 		if ctx.Err() == nil && s.log != nil {
 			s.log.Warn("releasing the pin of a lane whose reader is gone", "lane", l.index, "err", err)
 		}
@@ -583,15 +609,17 @@ func (l *lane) releaseOrphanPin(ctx context.Context, cons jetstream.Consumer, in
 // AckWait after its reader died: every lane, after an embedded server was
 // killed under load.
 func (l *lane) redeliverOrphans(ctx context.Context, info *jetstream.ConsumerInfo) {
-	ictx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
 	// From the lane's first trigger, if the lane stream holds one below the
 	// floor: one a kill left there (see eventstore.Store.LaneLeftovers)
 	// comes again with the rest (a duplicate, unless it had not taken
 	// effect) instead of waiting for the sweeps.
 	from := info.AckFloor.Stream + 1
-	if m, err := l.stream.GetMsg(ictx, 1, jetstream.WithGetMsgSubject(info.Config.FilterSubject)); err == nil && m.Sequence < from {
-		from = m.Sequence
+	var first *jetstream.RawStreamMsg
+	if err := l.s.ask(ctx, func(ctx context.Context) (err error) {
+		first, err = l.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(info.Config.FilterSubject))
+		return err
+	}); err == nil && first.Sequence < from {
+		from = first.Sequence
 	}
 	if info.NumAckPending == 0 && from > info.AckFloor.Stream {
 		if l.s.debugOn(ctx) {
@@ -599,8 +627,11 @@ func (l *lane) redeliverOrphans(ctx context.Context, info *jetstream.ConsumerInf
 		}
 		return // nothing delivered and not acknowledged, nothing left below the floor
 	}
-	r, err := l.s.js.ResetConsumerToSequence(ictx, eventstore.StreamTriggerLanes, info.Name, from)
-	if err != nil {
+	var r *jetstream.ConsumerResetResponse
+	if err := l.s.ask(ctx, func(ctx context.Context) (err error) {
+		r, err = l.s.js.ResetConsumerToSequence(ctx, eventstore.StreamTriggerLanes, info.Name, from)
+		return err
+	}); err != nil {
 		if ctx.Err() == nil && l.s.log != nil {
 			l.s.log.Warn("delivering a lane's unacknowledged triggers again", "lane", l.index, "err", err)
 		}
@@ -792,9 +823,11 @@ func (l *lane) missingOf(ctx context.Context, q []*held) (string, error) {
 		filter = eventstore.LaneFilter(tenant, id, "*")
 	}
 	for from := uint64(1); from <= last; {
-		gctx, cancel := context.WithTimeout(ctx, time.Second)
-		m, err := l.stream.GetMsg(gctx, from, jetstream.WithGetMsgSubject(filter))
-		cancel()
+		var m *jetstream.RawStreamMsg
+		err := l.s.ask(ctx, func(ctx context.Context) (err error) {
+			m, err = l.stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
+			return err
+		})
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			return "", nil
@@ -855,9 +888,10 @@ func (l *lane) lookUpAgain(ctx context.Context) (gone []*held, found bool, err e
 	}
 	errs := make([]error, len(again))
 	lookUpEach(len(again), func(i int) {
-		gctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		_, errs[i] = l.stream.GetMsg(gctx, again[i].seq)
+		errs[i] = l.s.ask(ctx, func(ctx context.Context) error {
+			_, err := l.stream.GetMsg(ctx, again[i].seq)
+			return err
+		})
 	})
 	for i, err := range errs {
 		switch {
