@@ -476,6 +476,12 @@ func (l *lane) takeOver(ctx context.Context, cons jetstream.Consumer) bool {
 		return true
 	}
 	info, err := l.consumerInfo(ctx, cons)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// Once more, waiting longer (see answerWait): without the answer,
+		// the triggers a reader gone left unacknowledged come again only
+		// after AckWait.
+		info, err = l.consumerInfo(ctx, cons)
+	}
 	if err != nil {
 		if l.s.debugOn(ctx) {
 			l.s.log.Debug("lane taken over: its state not known, nothing delivered again", "lane", l.index, "err", err)
@@ -518,11 +524,13 @@ func (s *laneSubscriber) ask(ctx context.Context, q func(context.Context) error)
 	var answer *jetstream.APIError
 	switch {
 	case err == nil || errors.As(err, &answer):
-		s.answers.answered(time.Since(start))
+		if s.answers.answered(time.Since(start), time.Now()) && s.log != nil {
+			s.log.Info("lane questions answered in time again: the lanes wait less long for their answers", "next", s.answers.get())
+		}
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		s.answers.timedOut(wait)
+		s.answers.timedOut(wait, time.Now())
 		if s.log != nil && s.answers.get() > wait {
-			s.log.Info("a question about a lane's state went unanswered: the lanes wait longer for the next", "waited", wait, "next", s.answers.get())
+			s.log.Warn("lane question unanswered in time: the lanes wait longer for their answers", "waited", wait, "next", s.answers.get())
 		}
 	}
 	return err
