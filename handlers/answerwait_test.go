@@ -1,7 +1,10 @@
 package handlers
 
 import (
+	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -19,28 +22,30 @@ func TestAnswerWaitGrowsOnTimeoutsAndComesBackAfterACalmSpell(t *testing.T) {
 	// A gate poll's many questions that all waited a second and timed
 	// out double the wait once, not once each.
 	var wg sync.WaitGroup
+	var grew atomic.Int32
 	for range 32 {
-		wg.Go(func() { a.timedOut(minAnswerWait, now) })
+		wg.Go(func() {
+			if a.timedOut(minAnswerWait, now) {
+				grew.Add(1)
+			}
+		})
 	}
 	wg.Wait()
-	if got := a.get(); got != 2*minAnswerWait {
-		t.Fatalf("after 32 questions timed out at %v: %v, want %v", minAnswerWait, got, 2*minAnswerWait)
+	if got := a.get(); got != 2*minAnswerWait || grew.Load() != 1 {
+		t.Fatalf("after 32 questions timed out at %v: %v, made longer by %d of them; want %v, by one", minAnswerWait, got, grew.Load(), 2*minAnswerWait)
 	}
 	// A late time-out of a question asked under the shorter wait changes
 	// nothing.
-	a.timedOut(minAnswerWait, now)
-	if got := a.get(); got != 2*minAnswerWait {
-		t.Fatalf("after a late time-out: %v, want %v", got, 2*minAnswerWait)
+	if a.timedOut(minAnswerWait, now) || a.get() != 2*minAnswerWait {
+		t.Fatalf("after a late time-out: %v, want %v", a.get(), 2*minAnswerWait)
 	}
 	for want := 4 * minAnswerWait; want <= maxAnswerWait; want *= 2 {
-		a.timedOut(a.get(), now)
-		if got := a.get(); got != want {
-			t.Fatalf("after another time-out: %v, want %v", got, want)
+		if !a.timedOut(a.get(), now) || a.get() != want {
+			t.Fatalf("after another time-out: %v, want %v", a.get(), want)
 		}
 	}
-	a.timedOut(a.get(), now)
-	if got := a.get(); got != maxAnswerWait {
-		t.Fatalf("past the cap: %v, want %v", got, maxAnswerWait)
+	if a.timedOut(a.get(), now) || a.get() != maxAnswerWait {
+		t.Fatalf("past the cap: %v, want %v", a.get(), maxAnswerWait)
 	}
 
 	// Quick answers within the calm spell leave it as it is.
@@ -74,5 +79,50 @@ func TestAnswerWaitGrowsOnTimeoutsAndComesBackAfterACalmSpell(t *testing.T) {
 	}
 	if a.answered(time.Millisecond, now.Add(100*calmAnswerWait)) {
 		t.Fatal("halved under the minimum")
+	}
+}
+
+func TestLookUpEachStopsAtTheFirstError(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[int]int{}
+	if err := lookUpEach(context.Background(), 100, func(_ context.Context, i int) error {
+		mu.Lock()
+		seen[i]++
+		mu.Unlock()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if seen[i] != 1 {
+			t.Fatalf("look-up %d ran %d times", i, seen[i])
+		}
+	}
+
+	// The first gateLookups start; the fourth fails while the others
+	// wait for an answer: they are cancelled, no more start, and the
+	// error is the fourth's.
+	failed := errors.New("no answer")
+	var started atomic.Int32
+	err := lookUpEach(context.Background(), 100, func(ctx context.Context, i int) error {
+		started.Add(1)
+		if i == 3 {
+			return failed
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("lookUpEach returned %v, want %v", err, failed)
+	}
+	if n := started.Load(); n > gateLookups {
+		t.Fatalf("%d look-ups started, want at most %d", n, gateLookups)
+	}
+
+	// A ctx that ends ends them too.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := lookUpEach(ctx, 100, func(ctx context.Context, i int) error { return ctx.Err() }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("under an ended ctx: %v", err)
 	}
 }

@@ -528,9 +528,8 @@ func (s *laneSubscriber) ask(ctx context.Context, q func(context.Context) error)
 			s.log.Info("lane questions answered in time again: the lanes wait less long for their answers", "next", s.answers.get())
 		}
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		s.answers.timedOut(wait, time.Now())
-		if s.log != nil && s.answers.get() > wait {
-			s.log.Warn("lane question unanswered in time: the lanes wait longer for their answers", "waited", wait, "next", s.answers.get())
+		if s.answers.timedOut(wait, time.Now()) && s.log != nil {
+			s.log.Warn("lane question unanswered in time: the lanes wait longer for their answers", "waited", wait, "next", min(2*wait, maxAnswerWait))
 		}
 	}
 	return err
@@ -806,9 +805,10 @@ func (l *lane) missingEarlier(ctx context.Context) (string, error) {
 		queues = append(queues, q)
 	}
 	missing := make([]string, len(queues))
-	errs := make([]error, len(queues))
-	lookUpEach(len(queues), func(i int) { missing[i], errs[i] = l.missingOf(ctx, queues[i]) })
-	if err := errors.Join(errs...); err != nil {
+	if err := lookUpEach(ctx, len(queues), func(ctx context.Context, i int) (err error) {
+		missing[i], err = l.missingOf(ctx, queues[i])
+		return err
+	}); err != nil {
 		return "", err
 	}
 	for _, m := range missing {
@@ -894,39 +894,61 @@ func (l *lane) lookUpAgain(ctx context.Context) (gone []*held, found bool, err e
 			again = append(again, h)
 		}
 	}
-	errs := make([]error, len(again))
-	lookUpEach(len(again), func(i int) {
-		errs[i] = l.s.ask(ctx, func(ctx context.Context) error {
+	isGone := make([]bool, len(again))
+	if err := lookUpEach(ctx, len(again), func(ctx context.Context, i int) error {
+		err := l.s.ask(ctx, func(ctx context.Context) error {
 			_, err := l.stream.GetMsg(ctx, again[i].seq)
 			return err
 		})
-	})
-	for i, err := range errs {
-		switch {
-		case err == nil:
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			isGone[i] = true
+			return nil
+		}
+		return err
+	}); err != nil {
+		return nil, false, err
+	}
+	for i, h := range again {
+		if isGone[i] {
+			gone = append(gone, h)
+		} else {
 			found = true // still in the lane: unacknowledged
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			gone = append(gone, again[i])
-		default:
-			return nil, false, err
 		}
 	}
 	return gone, found, nil
 }
 
-// lookUpEach runs look(i) for each i below n, gateLookups at a time, and
-// returns when all have.
-func lookUpEach(n int, look func(i int)) {
+// lookUpEach runs look(ctx, i) for each i below n, gateLookups at a time,
+// and returns when all have, or at the first error, which it returns
+// after cancelling the look-ups under way (their ctx) and starting no
+// more: a gate poll that cannot be answered fails, and the next asks
+// again, rather than wait out every look-up of a window of held
+// triggers (up to maxAnswerWait each, see answerWait).
+func lookUpEach(ctx context.Context, n int, look func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	sem := make(chan struct{}, gateLookups)
 	var wg sync.WaitGroup
 	for i := range n {
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			look(i)
+			if err := look(ctx, i); err != nil {
+				cancel(err)
+			}
 		})
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
 }
 
 // drop forgets a held trigger that is acknowledged (by settle), or that
