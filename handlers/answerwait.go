@@ -47,18 +47,18 @@ func (a *answerWait) get() time.Duration {
 
 // timedOut records that a question went unanswered for used, the wait
 // it was given, at now: the wait doubles, once for all the questions
-// that waited as long (a gate poll asks many at once). It reports
-// whether this call made the wait longer.
-func (a *answerWait) timedOut(used time.Duration, now time.Time) bool {
+// that waited as long (a gate poll asks many at once). It returns the
+// wait that call made it (0: it did not make it longer).
+func (a *answerWait) timedOut(used time.Duration, now time.Time) time.Duration {
 	a.since.Store(now.UnixNano())
 	next := min(2*used, maxAnswerWait)
 	for {
 		cur := a.d.Load()
 		if time.Duration(cur) >= next {
-			return false // doubled already by another question that waited as long
+			return 0 // doubled already by another question that waited as long
 		}
 		if a.d.CompareAndSwap(cur, int64(next)) {
-			return true
+			return next
 		}
 	}
 }

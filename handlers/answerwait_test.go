@@ -25,7 +25,7 @@ func TestAnswerWaitGrowsOnTimeoutsAndComesBackAfterACalmSpell(t *testing.T) {
 	var grew atomic.Int32
 	for range 32 {
 		wg.Go(func() {
-			if a.timedOut(minAnswerWait, now) {
+			if a.timedOut(minAnswerWait, now) > 0 {
 				grew.Add(1)
 			}
 		})
@@ -36,15 +36,15 @@ func TestAnswerWaitGrowsOnTimeoutsAndComesBackAfterACalmSpell(t *testing.T) {
 	}
 	// A late time-out of a question asked under the shorter wait changes
 	// nothing.
-	if a.timedOut(minAnswerWait, now) || a.get() != 2*minAnswerWait {
+	if a.timedOut(minAnswerWait, now) != 0 || a.get() != 2*minAnswerWait {
 		t.Fatalf("after a late time-out: %v, want %v", a.get(), 2*minAnswerWait)
 	}
 	for want := 4 * minAnswerWait; want <= maxAnswerWait; want *= 2 {
-		if !a.timedOut(a.get(), now) || a.get() != want {
+		if a.timedOut(a.get(), now) != want || a.get() != want {
 			t.Fatalf("after another time-out: %v, want %v", a.get(), want)
 		}
 	}
-	if a.timedOut(a.get(), now) || a.get() != maxAnswerWait {
+	if a.timedOut(a.get(), now) != 0 || a.get() != maxAnswerWait {
 		t.Fatalf("past the cap: %v, want %v", a.get(), maxAnswerWait)
 	}
 

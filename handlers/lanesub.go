@@ -528,8 +528,8 @@ func (s *laneSubscriber) ask(ctx context.Context, q func(context.Context) error)
 			s.log.Info("lane questions answered in time again: the lanes wait less long for their answers", "next", s.answers.get())
 		}
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		if s.answers.timedOut(wait, time.Now()) && s.log != nil {
-			s.log.Warn("lane question unanswered in time: the lanes wait longer for their answers", "waited", wait, "next", min(2*wait, maxAnswerWait))
+		if next := s.answers.timedOut(wait, time.Now()); next > 0 && s.log != nil {
+			s.log.Warn("lane question unanswered in time: the lanes wait longer for their answers", "waited", wait, "next", next)
 		}
 	}
 	return err
