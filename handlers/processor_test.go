@@ -1973,8 +1973,11 @@ func TestGracefulLeaveHandsLanesOver(t *testing.T) {
 	first := startProcessorWith(t, f.c, f.srv.ClientURL(), log.config(cfg, "first"), nil)
 	defer first.Close()
 	second := startProcessorWith(t, f.c, f.srv.ClientURL(), log.config(cfg, "second"), nil)
-	eventstoretest.Eventually(t, 10*time.Second, func() bool { return first.OwnedLanes() == 4 && second.OwnedLanes() == 4 },
-		"each processor to own four lanes of eight")
+	if !eventstoretest.Within(10*time.Second, func() bool { return first.OwnedLanes() == 4 && second.OwnedLanes() == 4 }) {
+		log.print(t, "the lanes only")
+		t.Fatalf("timed out after %s waiting for each processor to own four lanes of eight: the first owns %d, the second %d",
+			eventstoretest.Patience(10*time.Second), first.OwnedLanes(), second.OwnedLanes())
+	}
 	for k := range 2 {
 		for _, id := range orders {
 			f.trigger(t, id, WorkedExampleTriggers[k], fmt.Sprintf("%s-%d", id, k))
