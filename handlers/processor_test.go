@@ -80,6 +80,12 @@ func startProcessorWith(t *testing.T, c *Commands, url string, cfg ProcessorConf
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Closed when the test ends, before its server stops (a cleanup
+	// registered after the server's runs first), even by a test that
+	// does not close it itself: a processor left open reconnects to its
+	// server's port for ever, and once a later test's server is given
+	// that port it joins that test's processors as a member of their own.
+	t.Cleanup(func() { _ = p.Close() })
 	if setup != nil {
 		setup(p)
 	}
