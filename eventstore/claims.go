@@ -78,6 +78,14 @@ func (s *Store) Claim(ctx context.Context, scope, name, value string) (Claim, er
 				return nil
 			}
 			if !errors.Is(err, jetstream.ErrKeyExists) {
+				if wrongLastSequence(err) {
+					// The name was found released, and then its write
+					// refused: claimed anew since, or, on a replicated
+					// bucket, the leader still applying the release just
+					// acknowledged (see PendingAppend.refusedWithoutCause).
+					// kv.Create passes that refusal on as it is; claim again.
+					continue
+				}
 				return err
 			}
 			e, err := kv.Get(ctx, key)

@@ -610,6 +610,14 @@ func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, eve
 	return AppendResult{}, fmt.Errorf("append to %s: %w", agg.Filter(), Refusal(err))
 }
 
+// wrongLastSequence reports a write JetStream refused because the
+// subject's last sequence was not the one it expected.
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
 // unanswered reports an append whose answer will not come now, though the
 // server may have stored its events: a single message's acknowledgement
 // timed out, an atomic append's commit went unanswered, or the connection
