@@ -595,14 +595,12 @@ func (p *PendingAppend) storedBatch(ack *jetstreamext.BatchAck) AppendResult {
 // resolve turns a refused append into its outcome: a duplicate of events
 // already stored, a concurrency conflict, or the error itself.
 func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, events []Envelope, err error) (AppendResult, error) {
+	if wrongLastSequence(err) {
+		return s.findStored(ctx, agg, expected, events, false)
+	}
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
-			return s.findStored(ctx, agg, expected, events, false)
-		case jetstreamext.JSErrCodeBatchPublishDuplicateMsgID:
-			return s.findStored(ctx, agg, 0, events, true)
-		}
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishDuplicateMsgID {
+		return s.findStored(ctx, agg, 0, events, true)
 	}
 	if unanswered(err) {
 		return AppendResult{}, fmt.Errorf("append to %s: %w: %w", agg.Filter(), ErrOutcomeUnknown, err)
