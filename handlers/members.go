@@ -66,6 +66,10 @@ type members struct {
 type member struct {
 	at    time.Time
 	lanes []int // the lanes it said it was reading
+	// every is how often it says it sends heartbeats (heartbeatHeader),
+	// or, when it does not say, this process's interval: its silence is
+	// counted in its own heartbeats.
+	every time.Duration
 	// patience is how many heartbeats it may miss before it is taken for
 	// gone. since is when its calm spell began (when patience was last
 	// weighed), and longest the longest it went unheard since then.
@@ -94,6 +98,13 @@ const (
 	// lanesHeader of a heartbeat lists the lanes its process is reading,
 	// comma-separated.
 	lanesHeader = "Orderflow-Lanes"
+	// heartbeatHeader of a heartbeat is how often its process sends them
+	// (a Go duration: "1s", "250ms").
+	heartbeatHeader = "Orderflow-Heartbeat"
+	// MinHeartbeat and MaxHeartbeat bound ProcessorConfig.Heartbeat, and
+	// the interval another process's heartbeats may claim.
+	MinHeartbeat = 100 * time.Millisecond
+	MaxHeartbeat = 5 * time.Second
 	// missedHeartbeats before a silent member is forgotten.
 	missedHeartbeats = 3
 	// maxMissedHeartbeats is the most a member wrongly taken for gone
@@ -160,10 +171,11 @@ func (m *members) start() error {
 	m.mu.Unlock()
 	sub, err := m.nc.Subscribe(eventstore.ProcessorsSubject, func(msg *nats.Msg) {
 		body := string(msg.Data)
+		lanes, every := parseLanes(msg.Header.Get(lanesHeader)), parseHeartbeat(msg.Header.Get(heartbeatHeader))
 		if id, ok := strings.CutPrefix(body, heartbeatAlive); ok && id != m.self {
-			m.heard(id, true, parseLanes(msg.Header.Get(lanesHeader)))
+			m.heard(id, true, lanes, every)
 		} else if id, ok := strings.CutPrefix(body, heartbeatGone); ok && id != m.self {
-			m.heard(id, false, parseLanes(msg.Header.Get(lanesHeader)))
+			m.heard(id, false, lanes, every)
 		}
 	})
 	if err != nil {
@@ -218,6 +230,7 @@ func (m *members) heartbeat(kind string) *nats.Msg {
 	lanes := m.lanesRead()
 	msg := nats.NewMsg(eventstore.ProcessorsSubject)
 	msg.Data = []byte(kind + m.self)
+	msg.Header.Set(heartbeatHeader, m.interval.String())
 	if len(lanes) > 0 {
 		var b []byte
 		for k, i := range lanes {
@@ -246,17 +259,38 @@ func parseLanes(v string) []int {
 	return lanes
 }
 
-func (m *members) heard(id string, alive bool, lanes []int) {
+// parseHeartbeat reads a heartbeatHeader value: 0 when there is none or
+// it is not a duration, and otherwise within MinHeartbeat..MaxHeartbeat,
+// so that no process can make the others wait for it without end.
+func parseHeartbeat(v string) time.Duration {
+	d, err := time.ParseDuration(v)
+	if v == "" || err != nil || d <= 0 {
+		return 0
+	}
+	return min(max(d, MinHeartbeat), MaxHeartbeat)
+}
+
+// heard takes in a heartbeat (alive) or a goodbye of process id, which
+// names the lanes it reads and says it sends a heartbeat every every (0:
+// it does not say, and this process's interval stands for it).
+func (m *members) heard(id string, alive bool, lanes []int, every time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, left := m.leaving[id]; left && alive {
 		return // a heartbeat sent before its goodbye, come late: it does not come back
+	}
+	if every <= 0 {
+		every = m.interval
 	}
 	now := time.Now()
 	mb, known := m.seen[id]
 	if alive {
 		if !known {
 			mb = member{patience: missedHeartbeats, since: now}
+			if every != m.interval && m.log != nil {
+				m.log.Warn("a trigger processor sends heartbeats at another interval than this one (--heartbeat): it is taken for gone only after missing its own, but a process with a shorter one may take its lanes for a gone reader's at its start, and the lanes then change hands for nothing; give every process the same",
+					"processor", id, "its_heartbeat", every, "heartbeat", m.interval)
+			}
 			if was, ok := m.lost[id]; ok {
 				delete(m.lost, id)
 				mb.patience = min(2*was.patience, maxMissedHeartbeats)
@@ -266,14 +300,14 @@ func (m *members) heard(id string, alive bool, lanes []int) {
 				}
 			}
 		} else {
-			mb.calm(now, m.interval)
+			mb.calm(now, every)
 		}
-		mb.at, mb.lanes = now, lanes
+		mb.at, mb.lanes, mb.every = now, lanes, every
 		m.seen[id] = mb
 	} else {
 		delete(m.seen, id)
 		delete(m.lost, id)
-		m.leaving[id] = member{at: now, lanes: lanes}
+		m.leaving[id] = member{at: now, lanes: lanes, every: every}
 	}
 	if known != alive {
 		m.changedLocked()
@@ -322,20 +356,20 @@ func (m *members) expire() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, mb := range m.leaving {
-		if time.Since(mb.at) > m.drainGrace() {
+		if time.Since(mb.at) > mb.drainGrace() {
 			delete(m.leaving, id)
 		}
 	}
 	now := time.Now()
 	for id, mb := range m.lost {
-		if now.Sub(mb.at) > regretHeartbeats*m.interval {
+		if now.Sub(mb.at) > regretHeartbeats*mb.every {
 			delete(m.lost, id)
 		}
 	}
 	for id, mb := range m.seen {
-		if now.Sub(mb.at) > time.Duration(mb.patience)*m.interval {
+		if now.Sub(mb.at) > time.Duration(mb.patience)*mb.every {
 			delete(m.seen, id)
-			m.lost[id] = member{at: now, patience: mb.patience}
+			m.lost[id] = member{at: now, patience: mb.patience, every: mb.every}
 			m.changedLocked()
 			if m.log != nil {
 				m.log.Warn("a trigger processor went silent: taken for gone, the lanes are shared out again", "processor", id,
@@ -413,7 +447,7 @@ func (m *members) readElsewhere(i int) bool {
 		}
 	}
 	for _, mb := range m.leaving {
-		if slices.Contains(mb.lanes, i) && time.Since(mb.at) <= m.drainGrace() {
+		if slices.Contains(mb.lanes, i) && time.Since(mb.at) <= mb.drainGrace() {
 			return true
 		}
 	}
@@ -422,7 +456,7 @@ func (m *members) readElsewhere(i int) bool {
 
 // drainGrace is how long after its goodbye a process may still be
 // draining the lanes it named.
-func (m *members) drainGrace() time.Duration { return maxDrain + missedHeartbeats*m.interval }
+func (mb member) drainGrace() time.Duration { return maxDrain + missedHeartbeats*mb.every }
 
 // count is how many processes share the lanes as this one knows them,
 // itself included.

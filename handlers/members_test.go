@@ -22,16 +22,81 @@ func TestParseLanes(t *testing.T) {
 	}
 }
 
+func TestParseHeartbeat(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"x", 0},
+		{"1", 0}, // not a duration: no unit
+		{"-1s", 0},
+		{"0s", 0},
+		{"250ms", 250 * time.Millisecond},
+		{"1s", time.Second},
+		{"1ns", MinHeartbeat},
+		{"1h", MaxHeartbeat},
+	} {
+		if got := parseHeartbeat(tc.in); got != tc.want {
+			t.Errorf("parseHeartbeat(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+// Each heartbeat says how often its process sends them, and the others
+// count its silence in its own heartbeats: a process beating every 2 s is
+// not taken for gone by one beating every 250 ms after three of the
+// latter's, only after three of its own. A heartbeat that does not say
+// (a process of an earlier version) is timed by the listener's interval.
+func TestMembersAreTimedByTheirOwnHeartbeat(t *testing.T) {
+	fast := newMembers(nil, 250*time.Millisecond)
+	slow := newMembers(nil, 2*time.Second)
+	beat := slow.heartbeat(heartbeatAlive)
+	every := parseHeartbeat(beat.Header.Get(heartbeatHeader))
+	if every != slow.interval {
+		t.Fatalf("a heartbeat says it comes every %s (header %q), want %s", every, beat.Header.Get(heartbeatHeader), slow.interval)
+	}
+	fast.heard("slow", true, nil, every)
+	fast.heard("old", true, nil, 0)
+	fast.silentFor("slow", 3*time.Second) // twelve of the listener's heartbeats, one and a half of its own
+	fast.silentFor("old", time.Second)    // four of the listener's
+	fast.expire()
+	if fast.patience("slow") == 0 {
+		t.Fatal("the slow process was taken for gone after 1.5 of its own heartbeats")
+	}
+	if fast.patience("old") != 0 {
+		t.Fatal("a process that does not say its interval was not timed by the listener's")
+	}
+	fast.silentFor("slow", 3*slow.interval+time.Second)
+	fast.expire()
+	if n := fast.count(); n != 1 {
+		t.Fatalf("count = %d after the slow process missed three of its own heartbeats, want 1", n)
+	}
+	// Taken for gone, it is remembered by its own interval too: heard
+	// again within regretHeartbeats of its heartbeats, it was wrongly
+	// taken for gone, and gets more.
+	fast.mu.Lock()
+	lost := fast.lost["slow"]
+	lost.at = time.Now().Add(-regretHeartbeats*fast.interval - time.Second)
+	fast.lost["slow"] = lost
+	fast.mu.Unlock()
+	fast.expire()
+	fast.heard("slow", true, nil, every)
+	if got := fast.patience("slow"); got != 2*missedHeartbeats {
+		t.Fatalf("heard again within %d of its own heartbeats: patience = %d, want %d", regretHeartbeats, got, 2*missedHeartbeats)
+	}
+}
+
 // Which lanes count as read by another process: those a live process names
 // in its heartbeats, and those a process that said goodbye named, while it
 // may still be draining them; not those of a process gone silent.
 func TestReadElsewhere(t *testing.T) {
 	m := newMembers(nil, time.Second)
-	m.heard("live", true, []int{1})
-	m.heard("leaving", true, []int{2, 3})
-	m.heard("leaving", false, []int{2})
-	m.heard("leaving", true, []int{2, 3}) // sent before the goodbye, come late: ignored
-	m.heard("silent", true, []int{4})
+	m.heard("live", true, []int{1}, 0)
+	m.heard("leaving", true, []int{2, 3}, 0)
+	m.heard("leaving", false, []int{2}, 0)
+	m.heard("leaving", true, []int{2, 3}, 0) // sent before the goodbye, come late: ignored
+	m.heard("silent", true, []int{4}, 0)
 	m.silentFor("silent", time.Minute)
 	m.expire()
 	for lane, want := range map[int]bool{0: false, 1: true, 2: true, 3: false, 4: false} {
@@ -44,7 +109,7 @@ func TestReadElsewhere(t *testing.T) {
 	}
 	// Once a drain is surely over, a leaving process's lanes are free.
 	m.mu.Lock()
-	m.leaving["leaving"] = member{at: time.Now().Add(-m.drainGrace() - time.Second), lanes: []int{2}}
+	m.leaving["leaving"] = member{at: time.Now().Add(-member{every: m.interval}.drainGrace() - time.Second), lanes: []int{2}, every: m.interval}
 	m.mu.Unlock()
 	if m.readElsewhere(2) {
 		t.Error("readElsewhere(2) after the drain grace, want false")
@@ -58,7 +123,7 @@ func TestReadElsewhere(t *testing.T) {
 // forgets a process that stays silent.
 func TestPausedProcessDoesNotTakeOthersForGone(t *testing.T) {
 	m := newMembers(nil, time.Second)
-	m.heard("live", true, []int{1})
+	m.heard("live", true, []int{1}, 0)
 	silent := func() { m.silentFor("live", time.Minute) }
 	for _, tc := range []struct {
 		name   string
@@ -85,7 +150,7 @@ func TestPausedProcessDoesNotTakeOthersForGone(t *testing.T) {
 // heard again only after regretHeartbeats intervals starts afresh.
 func TestWronglyTakenForGoneIsGivenMoreHeartbeats(t *testing.T) {
 	m := newMembers(nil, time.Second)
-	m.heard("slow", true, []int{1})
+	m.heard("slow", true, []int{1}, 0)
 	for _, want := range []int{missedHeartbeats, 2 * missedHeartbeats, maxMissedHeartbeats, maxMissedHeartbeats} {
 		if got := m.patience("slow"); got != want {
 			t.Fatalf("patience = %d heartbeats, want %d", got, want)
@@ -102,7 +167,7 @@ func TestWronglyTakenForGoneIsGivenMoreHeartbeats(t *testing.T) {
 		if n := m.count(); n != 1 {
 			t.Fatalf("silent for %d heartbeats, given %d: count = %d, want 1", want+1, want, n)
 		}
-		m.heard("slow", true, []int{1})
+		m.heard("slow", true, []int{1}, 0)
 	}
 	// A calm spell (calmHeartbeats intervals heard) halves it only if
 	// each heartbeat came in time for the halved number, with one to
@@ -115,7 +180,7 @@ func TestWronglyTakenForGoneIsGivenMoreHeartbeats(t *testing.T) {
 		mb.at = time.Now().Add(-time.Duration(gap) * m.interval)
 		m.seen["slow"] = mb
 		m.mu.Unlock()
-		m.heard("slow", true, []int{1})
+		m.heard("slow", true, []int{1}, 0)
 		if got := m.patience("slow"); got != want {
 			t.Fatalf("after a calm spell with a gap of %d heartbeats: patience = %d heartbeats, want %d", gap, got, want)
 		}
@@ -126,7 +191,7 @@ func TestWronglyTakenForGoneIsGivenMoreHeartbeats(t *testing.T) {
 	calmSpell(1, missedHeartbeats)
 	calmSpell(1, missedHeartbeats)
 	// Taken for gone, and heard again only after the regret window.
-	m.heard("late", true, nil)
+	m.heard("late", true, nil, 0)
 	m.silentFor("late", time.Minute)
 	m.expire()
 	m.mu.Lock()
@@ -135,7 +200,7 @@ func TestWronglyTakenForGoneIsGivenMoreHeartbeats(t *testing.T) {
 	m.lost["late"] = lost
 	m.mu.Unlock()
 	m.expire()
-	m.heard("late", true, nil)
+	m.heard("late", true, nil, 0)
 	if got := m.patience("late"); got != missedHeartbeats {
 		t.Fatalf("heard again after the regret window: patience = %d heartbeats, want %d", got, missedHeartbeats)
 	}

@@ -225,9 +225,12 @@ type ProcessorConfig struct {
 	// it. Every process sharing the work must use the same. Default 256.
 	Window int
 	// Heartbeat is how often processes announce themselves to each other
-	// to share the lanes out; one silent for three is taken as gone
-	// (for up to twelve, if it was wrongly taken for gone lately: see
-	// members). Default 1 s.
+	// to share the lanes out; one silent for three of its heartbeats is
+	// taken as gone (for up to twelve, if it was wrongly taken for gone
+	// lately: see members). Each heartbeat says how often its process
+	// sends them, so a process is timed by its own; still, every process
+	// sharing the work should use the same (see members.heard). From
+	// MinHeartbeat to MaxHeartbeat; default 1 s.
 	Heartbeat time.Duration
 	// StorageWait is how long a trigger whose outcome found no storage
 	// left (eventstore.ErrStorageFull) waits before it is tried again.
@@ -524,6 +527,9 @@ func NewProcessor(ctx context.Context, cmds *Commands, url string, cfg Processor
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
+	}
+	if cfg.Heartbeat < MinHeartbeat || cfg.Heartbeat > MaxHeartbeat {
+		return nil, fmt.Errorf("trigger processor: heartbeat %s: must be from %s to %s", cfg.Heartbeat, MinHeartbeat, MaxHeartbeat)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

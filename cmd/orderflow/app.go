@@ -293,7 +293,7 @@ func (a *App) startProcessor(ctx context.Context) error {
 		return err
 	}
 	a.proc, err = handlers.NewProcessor(ctx, a.cmds, a.connectURL(), handlers.ProcessorConfig{
-		Lanes: a.Config.Lanes, AckWait: a.Config.AckWait, Window: a.Config.LaneWindow, Logger: a.Logger,
+		Lanes: a.Config.Lanes, AckWait: a.Config.AckWait, Heartbeat: a.Config.Heartbeat, Window: a.Config.LaneWindow, Logger: a.Logger,
 		ConnectOptions: a.connectOptions(),
 	})
 	if err != nil {

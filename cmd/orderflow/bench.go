@@ -521,8 +521,9 @@ func pacedLatency(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, wa
 }
 
 // processorsHeardWithin is how long bench listens for the heartbeats of
-// trigger processors (one a second each) before it runs its own.
-const processorsHeardWithin = 2500 * time.Millisecond
+// trigger processors (one a second each by default, at most
+// handlers.MaxHeartbeat apart) before it runs its own.
+const processorsHeardWithin = handlers.MaxHeartbeat + 1500*time.Millisecond
 
 // noProcessors refuses a cluster that orderflow serves: bench's trigger
 // processor would join its processors on the lanes, process their

@@ -70,6 +70,10 @@ type Config struct {
 	// AckWait is how long a trigger lane waits for a process to finish a
 	// trigger before handing it to another.
 	AckWait time.Duration
+	// Heartbeat is how often the trigger processor tells the others it is
+	// alive (handlers.ProcessorConfig.Heartbeat); every process should
+	// use the same.
+	Heartbeat time.Duration
 	// LaneWindow is how many unacknowledged triggers the process reading
 	// a lane may hold; every process must use the same.
 	LaneWindow int
@@ -120,6 +124,7 @@ func DefaultConfig() Config {
 		Lanes:           16,
 		Checkpoints:     true,
 		AckWait:         10 * time.Second,
+		Heartbeat:       time.Second,
 		LaneWindow:      256,
 		ReloadInterval:  5 * time.Second,
 		OrderCache:      handlers.DefaultOrderCacheSize,
@@ -146,6 +151,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "seed the worked example into an empty store and run simulated worker apps")
 	fs.IntVar(&c.Lanes, "lanes", c.Lanes, "trigger lanes (triggers of one order share a lane and take effect in order; lanes run in parallel); the same on every process")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a trigger lane waits for a process before handing the trigger to another; the same on every process")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "how often the trigger processor tells the others it is alive; one silent for three of its heartbeats is taken for gone and its lanes go to the others (shorter: lanes move on sooner after a crash; longer: a busy machine is less often taken for gone); 100ms to 5s, the same on every process")
 	fs.StringVar(&c.APIKeys, "api-keys", c.APIKeys, "file of the HTTP API's keys (made by 'orderflow apikey'): every /v1 request then needs one's bearer token and acts for its tenant; empty: no authentication, default tenant")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) for the HTTP API; with --tls-key it serves HTTPS only")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
@@ -206,6 +212,9 @@ func (c Config) Validate() error {
 	}
 	if c.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("--ack-wait %s: must be at least 1s", c.AckWait))
+	}
+	if c.Heartbeat < handlers.MinHeartbeat || c.Heartbeat > handlers.MaxHeartbeat {
+		errs = append(errs, fmt.Errorf("--heartbeat %s: must be from %s to %s", c.Heartbeat, handlers.MinHeartbeat, handlers.MaxHeartbeat))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
@@ -484,7 +493,7 @@ func envHints(names []string, fs *flag.FlagSet) []string {
 // misspelling, even when it is close to a flag of the command running.
 var allFlagNames = []string{
 	"ack-wait", "actor", "after", "api-keys", "as-of", "checkpoints", "cors-origins", "cpuprofile", "cursor", "data-dir", "definitions", "demo",
-	"dry-run", "duplicate-window", "duration", "expires-in", "file", "fulfillment", "http", "id", "in", "json", "key", "keys-file",
+	"dry-run", "duplicate-window", "duration", "expires-in", "file", "fulfillment", "heartbeat", "http", "id", "in", "json", "key", "keys-file",
 	"lane-window", "lanes", "limit", "log-format", "log-level", "max-feeds", "max-feeds-per-key", "max-store", "memprofile", "name",
 	"nats-ca", "nats-config", "nats-creds", "nats-listen", "nats-url", "note", "oldest", "order", "order-cache", "orders", "out", "prune",
 	"rate-limit", "rates", "reason", "reload-interval", "replicas", "role", "server", "server-ca", "since", "state", "status", "step",

@@ -276,11 +276,12 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	cfg.OrderCache = -1
 	cfg.MaxFeeds = 0
 	cfg.MaxFeedsPerKey = 0
+	cfg.Heartbeat = 10 * time.Millisecond
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window", "--rate-limit needs --api-keys", "--reload-interval", "--order-cache", "--max-feeds 0", "--max-feeds-per-key 0"} {
+	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window", "--rate-limit needs --api-keys", "--reload-interval", "--order-cache", "--max-feeds 0", "--max-feeds-per-key 0", "--heartbeat 10ms: must be from 100ms to 5s"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
@@ -693,7 +694,22 @@ func TestOrderCacheOff(t *testing.T) {
 // and process their triggers.
 func TestBenchRefusesAServedCluster(t *testing.T) {
 	t.Parallel()
-	app := startApp(t, newTestConfig(t))
+	cfg := newTestConfig(t)
+	cfg.Heartbeat = 4 * time.Second // bench hears a process that beats slowly too
+	app := startApp(t, cfg)
+	// The processor's heartbeats say how often they come (--heartbeat).
+	nc := eventstoretest.Connect(t, app.NATSURL())
+	beats, err := nc.SubscribeSync(eventstore.ProcessorsSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beat, err := beats.NextMsg(eventstoretest.Patience(2 * cfg.Heartbeat))
+	if err != nil {
+		t.Fatalf("no heartbeat of the processor: %v", err)
+	}
+	if got := beat.Header.Get("Orderflow-Heartbeat"); got != "4s" {
+		t.Fatalf("a heartbeat of the processor says it comes every %q, want 4s", got)
+	}
 	code, _, errOut := runMain(t, "bench", "--nats-url", app.NATSURL(), "--orders", "10", "--rates", "100", "--duration", "100ms")
 	if code == 0 || !strings.Contains(errOut, "orderflow serves this cluster") {
 		t.Fatalf("bench against a served cluster: %d %s", code, errOut)
