@@ -185,6 +185,19 @@ func (f *laneFixture) skipFirstOfTwo(t *testing.T, order, prefix string) []uint6
 	return seqs
 }
 
+// waitVersion waits until order stands at version v, and returns its
+// history.
+func (f *laneFixture) waitVersion(t *testing.T, order string, v uint64, within time.Duration, what string) []eventstore.Event {
+	t.Helper()
+	var history []eventstore.Event
+	eventstoretest.Eventually(t, within, func() bool {
+		o, evs, err := f.c.LoadOrder(f.ctx, order)
+		history = evs
+		return err == nil && o.Version() == v
+	}, what)
+	return history
+}
+
 // waitAdvanced waits until order has answered as many triggers as ids,
 // and checks that each advanced it, in the order of ids.
 func (f *laneFixture) waitAdvanced(t *testing.T, order string, ids ...string) {
@@ -676,10 +689,7 @@ func TestTriggerWaitsForStorage(t *testing.T) {
 		t.Fatalf("waitForRoom = %s while the store is full, want %s", w, cfg.StorageWait)
 	}
 	close(room)
-	eventstoretest.Eventually(t, 20*time.Second, func() bool {
-		o, _, err := f.c.LoadOrder(f.ctx, "o-full")
-		return err == nil && o.Version() == 2
-	}, "the trigger to take effect once there is room")
+	f.waitVersion(t, "o-full", 2, 20*time.Second, "the trigger to take effect once there is room")
 	if dls, err := ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10}); err != nil || len(dls) != 0 {
 		t.Fatalf("dead letters: %v, %v", dls, err)
 	}
@@ -723,10 +733,7 @@ func TestTriggerRetriedWithoutLeader(t *testing.T) {
 			})
 			defer p.Close()
 			f.trigger(t, "o-noleader", WorkedExampleTriggers[0], "noleader-0")
-			eventstoretest.Eventually(t, 20*time.Second, func() bool {
-				o, _, err := f.c.LoadOrder(f.ctx, "o-noleader")
-				return err == nil && o.Version() == 2
-			}, "the trigger to take effect once the store answers")
+			f.waitVersion(t, "o-noleader", 2, 20*time.Second, "the trigger to take effect once the store answers")
 			if w := p.waitForRoom(); w != 0 {
 				t.Fatalf("waitForRoom = %s without a storage refusal", w)
 			}
@@ -796,10 +803,7 @@ func TestMissedOutcomeAnswersFromHistory(t *testing.T) {
 	defer p.Close()
 	f.trigger(t, "o-missed", WorkedExampleTriggers[0], "missed-0")
 	f.trigger(t, "o-missed", WorkedExampleTriggers[0], "missed-1") // no longer the expected trigger
-	eventstoretest.Eventually(t, 20*time.Second, func() bool {
-		o, _, err := f.c.LoadOrder(f.ctx, "o-missed")
-		return err == nil && o.Version() == 3
-	}, "both outcomes stored")
+	f.waitVersion(t, "o-missed", 3, 20*time.Second, "both outcomes stored")
 
 	none := make(chan *nats.Msg)
 	for _, tc := range []struct {
@@ -1057,12 +1061,7 @@ func TestTriggerWithoutIDIsNamedByItsStoredSequence(t *testing.T) {
 		}
 		seqs = append(seqs, ack.Sequence)
 	}
-	var events []eventstore.Event
-	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		o, evs, err := f.c.LoadOrder(f.ctx, "o-noid")
-		events = evs
-		return err == nil && o.Version() == 3
-	}, "both triggers applied")
+	events := f.waitVersion(t, "o-noid", 3, 30*time.Second, "both triggers applied")
 	for i, ev := range events[1:] {
 		if want := fmt.Sprintf("trigger-seq-%d", seqs[i]); ev.Type != domain.TypeOrderAdvanced || ev.CausationID != want {
 			t.Fatalf("event %d: %s caused by %q, want an advance caused by %q", i+2, ev.Type, ev.CausationID, want)
@@ -1750,10 +1749,7 @@ func TestProcessorStartOutlastsAServerRestart(t *testing.T) {
 	js, _ := jetstream.New(eventstoretest.Connect(t, srv.ClientURL()))
 	f := &laneFixture{c: c, ctx: ctx, js: js}
 	f.trigger(t, "o-restart", WorkedExampleTriggers[0], "restart-0")
-	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		o, _, err := f.c.LoadOrder(ctx, "o-restart")
-		return err == nil && o.Version() == 2
-	}, "the trigger to take effect")
+	f.waitVersion(t, "o-restart", 2, 30*time.Second, "the trigger to take effect")
 }
 
 // After a restart a server may load the lane stream before
@@ -1788,10 +1784,7 @@ func TestProcessorSetsUpACopyThatFoundNoTriggers(t *testing.T) {
 	p := startProcessor(t, c, srv.ClientURL(), nil)
 	f := &laneFixture{c: c, ctx: ctx, js: js}
 	f.trigger(t, "o-late-copy", WorkedExampleTriggers[0], "late-copy-0")
-	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		o, _, err := c.LoadOrder(ctx, "o-late-copy")
-		return err == nil && o.Version() == 2
-	}, "the trigger to take effect")
+	f.waitVersion(t, "o-late-copy", 2, 30*time.Second, "the trigger to take effect")
 	if p.CopyRestarts() == 0 {
 		t.Fatal("the trigger took effect on the server's own retry: the processor did not set the copy up again")
 	}
