@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,6 +108,17 @@ func StartClusterWith(tb testing.TB, size int, adjust func(*eventstore.ServerCon
 	}
 }
 
+// clusterName names a new cluster uniquely on the machine. A node of
+// another cluster that still dials a route to a port this cluster's node
+// now has (its own node there stopped for a while) is then refused, where
+// two clusters of one name would be joined into one.
+func clusterName() string {
+	return fmt.Sprintf("orderflow-test-%d-%d", os.Getpid(), clusters.Add(1))
+}
+
+// clusters counts the clusters this process started.
+var clusters atomic.Int64
+
 // clusterAttempts bounds StartClusterWith's starts.
 const clusterAttempts = 3
 
@@ -119,12 +131,13 @@ func startCluster(tb testing.TB, size int, adjust func(*eventstore.ServerConfig)
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
 	}
 	c := &Cluster{tb: tb}
+	name := clusterName()
 	for i := range size {
 		cfg := eventstore.ServerConfig{
 			Name:          fmt.Sprintf("n%d", i+1),
 			DataDir:       tb.TempDir(),
 			Listen:        fmt.Sprintf("127.0.0.1:%d", ports[size+i]),
-			ClusterName:   "orderflow-test",
+			ClusterName:   name,
 			ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
 			Routes:        routes,
 		}
@@ -191,8 +204,8 @@ func FreePort(tb testing.TB) int { return freePorts(tb, 1)[0] }
 // test has its server stopped to start it again. So that the tests of
 // one process do not take each other's, freePorts never hands out a port
 // twice in a process; so that two test processes (go test runs packages
-// side by side) seldom do, each picks from a slice of the range of its
-// own, chosen by its process id.
+// side by side) do not either, each picks from a slice of the range that
+// it claims for itself (portSlice).
 func freePorts(tb testing.TB, n int) []int {
 	tb.Helper()
 	ls := make([]net.Listener, 0, n)
@@ -244,13 +257,32 @@ const portSlices = 8
 // portSlice is this process's slice of the ports from minTestPort up to
 // the system's range for outgoing connections (lo to hi, hi excluded;
 // empty when the system does not say).
+//
+// Two test processes on one slice could hand out the same port: one's
+// node, stopped for a while, has its port taken by the other's, and the
+// first's clients and routes, still reconnecting, reach the other's
+// server (a client there publishes into the other test's streams). So
+// each process claims a slice no other holds (claimSlice); only when all
+// are held, or the claim cannot be made, it takes one by its process id.
 func portSlice() (lo, hi int) {
 	width := (ephemeralLow() - minTestPort) / portSlices
 	if width <= 0 {
 		return 0, 0
 	}
-	lo = minTestPort + os.Getpid()%portSlices*width
+	slice.once.Do(func() {
+		var ok bool
+		if slice.n, ok = claimSlice(portSlices); !ok {
+			slice.n = os.Getpid() % portSlices
+		}
+	})
+	lo = minTestPort + slice.n*width
 	return lo, lo + width
+}
+
+// slice is the slice of the port range this process took.
+var slice struct {
+	once sync.Once
+	n    int
 }
 
 // minTestPort is the lowest port freePorts picks: above the well-known

@@ -1,8 +1,12 @@
 package eventstoretest_test
 
 import (
+	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
@@ -36,5 +40,50 @@ func TestStartClusterAgainWhenAPortIsTaken(t *testing.T) {
 		if !s.NATS().Running() || !s.NATS().JetStreamEnabled() {
 			t.Fatalf("node %d is not running with JetStream", i+1)
 		}
+	}
+}
+
+// A node of one cluster that still dials a route to a port another
+// cluster's node has taken (its own node there stopped for a while, as the
+// restart tests do) is refused: the two clusters are not joined into one,
+// whose stream leaders would then answer the other test's appends.
+func TestClustersStayApart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster")
+	}
+	t.Parallel()
+	a := eventstoretest.StartCluster(t, 3)
+	port := a.Servers[1].NATS().ClusterAddr().String()
+	a.Stop(1)
+	var logs eventstoretest.LogBuffer
+	b := eventstoretest.StartClusterWith(t, 3, func(cfg *eventstore.ServerConfig) {
+		if cfg.Name == "n1" {
+			cfg.ClusterListen = port
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		}
+	})
+	ids := map[string]bool{}
+	for _, s := range b.Servers {
+		ids[s.NATS().ID()] = true
+	}
+	foreign := func() string {
+		for i, s := range b.Servers {
+			rz, err := s.NATS().Routez(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rz.Routes {
+				if !ids[r.RemoteID] {
+					return fmt.Sprintf("node %d of the second cluster has a route to %s (%s), not one of its own", i+1, r.RemoteName, r.RemoteID)
+				}
+			}
+		}
+		return ""
+	}
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		return strings.Contains(logs.String(), "does not match") || foreign() != ""
+	}, "node 1 of the second cluster to hear from the first cluster")
+	if f := foreign(); f != "" {
+		t.Fatal(f)
 	}
 }

@@ -1,0 +1,34 @@
+//go:build unix
+
+package eventstoretest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// claimSlice takes the first of n slices that no other process holds,
+// by an exclusive lock on a file of the system's temp dir for each,
+// kept for as long as this process runs (the kernel lets it go however
+// the process ends). ok is false when every slice is held.
+func claimSlice(n int) (slice int, ok bool) {
+	for i := range n {
+		name := filepath.Join(os.TempDir(), fmt.Sprintf("orderflow-test-ports-%d.lock", i))
+		f, err := os.OpenFile(name, os.O_RDONLY|os.O_CREATE, 0o644) // read only: another user's file locks as well
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			_ = f.Close()
+			continue
+		}
+		claimed = f // held open: the lock lasts as long as the process
+		return i, true
+	}
+	return 0, false
+}
+
+// claimed is the file whose lock holds this process's slice.
+var claimed *os.File
