@@ -12,8 +12,8 @@ import (
 // claimSlice takes the first of n slices that no other process holds,
 // by an exclusive lock on a file of the system's temp dir for each,
 // kept for as long as this process runs (the kernel lets it go however
-// the process ends). ok is false when every slice is held.
-func claimSlice(n int) (slice int, ok bool) {
+// the process ends). It reports false when every slice is held.
+func claimSlice(n int) (int, bool) {
 	for i := range n {
 		name := filepath.Join(os.TempDir(), fmt.Sprintf("orderflow-test-ports-%d.lock", i))
 		f, err := os.OpenFile(name, os.O_RDONLY|os.O_CREATE, 0o644) // read only: another user's file locks as well
