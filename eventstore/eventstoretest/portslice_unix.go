@@ -3,7 +3,9 @@
 package eventstoretest
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -16,7 +18,12 @@ import (
 func claimSlice(n int) (int, bool) {
 	for i := range n {
 		name := filepath.Join(os.TempDir(), fmt.Sprintf("orderflow-test-ports-%d.lock", i))
-		f, err := os.OpenFile(name, os.O_RDONLY|os.O_CREATE, 0o644) // read only: another user's file locks as well
+		// Read only, and created only when missing: another user's file
+		// locks as well (Linux refuses O_CREAT on it in a sticky /tmp).
+		f, err := os.Open(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			f, err = os.OpenFile(name, os.O_RDONLY|os.O_CREATE, 0o644)
+		}
 		if err != nil {
 			continue
 		}
