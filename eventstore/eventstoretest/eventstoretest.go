@@ -269,21 +269,17 @@ func portSlice() (lo, hi int) {
 	if width <= 0 {
 		return 0, 0
 	}
-	slice.once.Do(func() {
-		var ok bool
-		if slice.n, ok = claimSlice(portSlices); !ok {
-			slice.n = os.Getpid() % portSlices
-		}
-	})
-	lo = minTestPort + slice.n*width
+	lo = minTestPort + slice()*width
 	return lo, lo + width
 }
 
 // slice is the slice of the port range this process took.
-var slice struct {
-	once sync.Once
-	n    int
-}
+var slice = sync.OnceValue(func() int {
+	if n, ok := claimSlice(portSlices); ok {
+		return n
+	}
+	return os.Getpid() % portSlices
+})
 
 // minTestPort is the lowest port freePorts picks: above the well-known
 // and most registered ports.
