@@ -20,22 +20,20 @@ func claimSlice(n int) (int, bool) {
 		name := filepath.Join(os.TempDir(), fmt.Sprintf("orderflow-test-ports-%d.lock", i))
 		// Read only, and created only when missing: another user's file
 		// locks as well (Linux refuses O_CREAT on it in a sticky /tmp).
-		f, err := os.Open(name)
+		// A bare descriptor, not an *os.File, whose cleanup would close
+		// it, and the lock with it, once the file was collected.
+		fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 		if errors.Is(err, fs.ErrNotExist) {
-			f, err = os.OpenFile(name, os.O_RDONLY|os.O_CREATE, 0o644)
+			fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_CREAT|syscall.O_CLOEXEC, 0o644)
 		}
 		if err != nil {
 			continue
 		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-			_ = f.Close()
+		if syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			_ = syscall.Close(fd)
 			continue
 		}
-		claimed = f // held open: the lock lasts as long as the process
-		return i, true
+		return i, true // fd stays open: the lock lasts as long as the process
 	}
 	return 0, false
 }
-
-// claimed is the file whose lock holds this process's slice.
-var claimed *os.File
