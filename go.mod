@@ -2,6 +2,8 @@ module github.com/orderflow/orderflow
 
 go 1.26.8
 
+toolchain go1.27.3
+
 require (
 	github.com/ThreeDotsLabs/watermill v1.4.7
 	github.com/ThreeDotsLabs/watermill-nats/v2 v2.1.3
