@@ -492,11 +492,11 @@ func jsonError(v any, err error) error {
 	var pe *time.ParseError
 	switch {
 	case errors.As(err, &pe) || strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"): // which field, encoding/json does not say
-		return fmt.Errorf(`%s: not an RFC 3339 time such as "2026-11-28T09:00:00Z"`, strings.Join(timeFields(v), " or "))
+		return notATime(strings.Join(timeFields(v), " or "))
 	case errors.As(err, &te) && te.Type == reflect.TypeFor[time.Time]() && te.Field != "":
 		// Go 1.27's encoding/json (json/v2 underneath) decodes a time
 		// itself and names the field; Go 1.26's leaves it to the time.
-		return fmt.Errorf(`%s: not an RFC 3339 time such as "2026-11-28T09:00:00Z"`, te.Field)
+		return notATime(te.Field)
 	case errors.As(err, &te) && te.Field == "":
 		return fmt.Errorf("the body is a JSON %s; send a JSON object", te.Value)
 	case errors.As(err, &te):
@@ -509,6 +509,11 @@ func jsonError(v any, err error) error {
 		return fmt.Errorf("malformed JSON: %w", err)
 	}
 	return err // a field's own UnmarshalJSON said why
+}
+
+// notATime says that the time fields named are not RFC 3339 times.
+func notATime(fields string) error {
+	return fmt.Errorf(`%s: not an RFC 3339 time such as "2026-11-28T09:00:00Z"`, fields)
 }
 
 // timeFields are the JSON names of the time fields of the struct v
