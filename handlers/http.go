@@ -490,16 +490,16 @@ func foldName(name string) string {
 func jsonError(v any, err error) error {
 	var te *json.UnmarshalTypeError
 	var pe *time.ParseError
-	switch {
+	switch wrongKind := errors.As(err, &te); {
 	case errors.As(err, &pe) || strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"): // which field, encoding/json does not say
 		return notATime(strings.Join(timeFields(v), " or "))
-	case errors.As(err, &te) && te.Type == reflect.TypeFor[time.Time]() && te.Field != "":
+	case wrongKind && te.Type == reflect.TypeFor[time.Time]() && te.Field != "":
 		// Go 1.27's encoding/json (json/v2 underneath) decodes a time
 		// itself and names the field; Go 1.26's leaves it to the time.
 		return notATime(te.Field)
-	case errors.As(err, &te) && te.Field == "":
+	case wrongKind && te.Field == "":
 		return fmt.Errorf("the body is a JSON %s; send a JSON object", te.Value)
-	case errors.As(err, &te):
+	case wrongKind:
 		return fmt.Errorf("field %s: a JSON %s where %s belongs", te.Field, te.Value, jsonKind(te.Type))
 	case strings.HasPrefix(err.Error(), "json: unknown field "): // encoding/json has no type for it
 		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
