@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -64,6 +65,8 @@ type App struct {
 	// afterStoreOpen, when set (by tests), runs once the streams are open
 	// and before the read models start.
 	afterStoreOpen func()
+	// checkpointEvery, when set (by tests), stands for CheckpointInterval.
+	checkpointEvery time.Duration
 }
 
 // NewApp returns an App that has not started.
@@ -373,12 +376,12 @@ func demoName(httpAddr string) string {
 const CheckpointInterval = 30 * time.Second
 
 // checkpointWait is how long to wait for the next checkpoint after one
-// that took took: CheckpointInterval, or longer, so that saving takes at
-// most a twentieth of the time. A checkpoint encodes every order (about
-// 2.4 µs each, see docs/benchmarks.md): at a million orders it takes
-// seconds.
-func checkpointWait(took time.Duration) time.Duration {
-	return max(CheckpointInterval, 20*took)
+// that took took: every (CheckpointInterval), or longer, so that saving
+// takes at most a twentieth of the time. A checkpoint encodes every order
+// (about 2.4 µs each, see docs/benchmarks.md): at a million orders it
+// takes seconds.
+func checkpointWait(every, took time.Duration) time.Duration {
+	return max(every, 20*took)
 }
 
 // checkpointStats are what /metrics says of the checkpoints this process
@@ -421,7 +424,8 @@ func (a *App) startCheckpoints() {
 	a.stopCP, a.cpDone = cancel, make(chan struct{})
 	go func() {
 		defer close(a.cpDone)
-		t := time.NewTimer(CheckpointInterval)
+		every := cmp.Or(a.checkpointEvery, CheckpointInterval)
+		t := time.NewTimer(every)
 		defer t.Stop()
 		var saved uint64
 		for {
@@ -430,7 +434,7 @@ func (a *App) startCheckpoints() {
 				return
 			case <-t.C:
 			}
-			wait := a.checkpointOrders(ctx, &saved)
+			wait := a.checkpointOrders(ctx, every, &saved)
 			a.checkpointIndexes(ctx)
 			t.Reset(wait)
 		}
@@ -438,11 +442,12 @@ func (a *App) startCheckpoints() {
 }
 
 // checkpointOrders saves the orders read model when it has changed since
-// the sequence saved, and says how long to wait for the next checkpoint.
-func (a *App) checkpointOrders(ctx context.Context, saved *uint64) time.Duration {
+// the sequence saved, and says how long to wait for the next checkpoint
+// (every, or longer after a slow one).
+func (a *App) checkpointOrders(ctx context.Context, every time.Duration, saved *uint64) time.Duration {
 	o := a.orders.Load()
 	if o == nil || o.Applied() == *saved {
-		return CheckpointInterval
+		return every
 	}
 	applied, start := o.Applied(), time.Now()
 	// A minute, not the store's few seconds: a large model takes seconds
@@ -453,10 +458,10 @@ func (a *App) checkpointOrders(ctx context.Context, saved *uint64) time.Duration
 	a.cp.orders(applied, err)
 	if err != nil {
 		a.Logger.Warn("checkpoint", "err", err)
-		return CheckpointInterval
+		return every
 	}
 	*saved = applied
-	return checkpointWait(time.Since(start))
+	return checkpointWait(every, time.Since(start))
 }
 
 // checkpointIndexes saves the store's load indexes when they have moved

@@ -15,6 +15,7 @@ import (
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/handlers"
+	"github.com/orderflow/orderflow/projections"
 )
 
 // When the streams have used all the storage they may (--max-store here;
@@ -259,8 +260,44 @@ func TestCheckpointWait(t *testing.T) {
 		1500 * time.Millisecond: CheckpointInterval,
 		3 * time.Second:         time.Minute,
 	} {
-		if got := checkpointWait(took); got != want {
-			t.Errorf("checkpointWait(%s) = %s, want %s", took, got, want)
+		if got := checkpointWait(CheckpointInterval, took); got != want {
+			t.Errorf("checkpointWait(%s, %s) = %s, want %s", CheckpointInterval, took, got, want)
+		}
+	}
+}
+
+// A running process saves the orders read model and the load indexes
+// on its own, every CheckpointInterval (shortened here), whenever they
+// have moved on: a process killed later starts from them.
+func TestCheckpointsWhileRunning(t *testing.T) {
+	t.Parallel()
+	app := startAppWith(t, newTestConfig(t), func(a *App) { a.checkpointEvery = 20 * time.Millisecond })
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	ctx, cancel := eventstoretest.Context(30 * time.Second)
+	defer cancel()
+	for _, id := range []string{"run-cp-1", "run-cp-2"} {
+		c.must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
+		applied := metricValues(t, c)[`orderflow_read_model_applied_sequence{model="orders"}`]
+		eventstoretest.Eventually(t, 20*time.Second, func() bool {
+			return metricValues(t, c)[`orderflow_checkpoint_saved_sequence{checkpoint="orders"}`] >= applied
+		}, "the orders checkpoint to reach sequence "+fmt.Sprint(applied)+" after placing "+id)
+		b, found, err := app.store.LoadCheckpoint(ctx, projections.CheckpointName)
+		if err != nil || !found || !strings.Contains(string(b), id) {
+			t.Fatalf("the saved orders checkpoint lacks %s (found %v, err %v)", id, found, err)
+		}
+	}
+	for _, stream := range []string{eventstore.StreamOrders, eventstore.StreamDefinitions} {
+		name := "index-" + stream // as eventstore names a load index checkpoint
+		eventstoretest.Eventually(t, 20*time.Second, func() bool {
+			_, found, err := app.store.LoadCheckpoint(ctx, name)
+			return err == nil && found
+		}, "the checkpoint "+name)
+	}
+	m := metricValues(t, c)
+	for _, cp := range []string{"orders", "index"} {
+		if v := m[`orderflow_checkpoint_failures_total{checkpoint="`+cp+`"}`]; v != 0 {
+			t.Errorf("failures of the %s checkpoint: %v", cp, v)
 		}
 	}
 }
