@@ -117,3 +117,91 @@ func TestCopyStalled(t *testing.T) {
 		}
 	}
 }
+
+// While recover looks for skipped triggers, no lane message past the
+// previous front starts; an order whose skipped trigger was published
+// again starts nothing but that copy until it arrives, its publication
+// fails (forget) or the wait runs out. Each lifting wakes the lanes.
+func TestCopyCheckHoldsBack(t *testing.T) {
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	var logs eventstoretest.LogBuffer
+	release := make(chan struct{})
+	c := copyCheck{log: slog.New(slog.NewTextHandler(&logs, nil)), wait: time.Hour,
+		recover: func(from, to uint64) bool { <-release; return true }}
+
+	if c.blocks("o1", 1, "m") || c.active.Load() {
+		t.Fatal("a check with nothing to wait for holds back")
+	}
+
+	// A skip: lane 3 copies trigger 4, so trigger 3 was skipped.
+	c.observe(1, 1)
+	c.observe(2, 2)
+	woken := c.changed()
+	c.observe(3, 4)
+	if c.blocks("o1", 2, "m") {
+		t.Error("a lane message below the barrier is held back")
+	}
+	if !c.blocks("o1", 3, "m") || !c.blocks("o2", 9, "m") {
+		t.Error("a lane message past the previous front starts while recover runs")
+	}
+	close(release)
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return closed(woken) }, "the lanes to be woken when recover is done")
+	if c.blocks("o1", 3, "m") || c.active.Load() {
+		t.Error("held back after recover was done")
+	}
+
+	// An order waits for the copy of its skipped trigger, and only it.
+	c.awaitCopy("o1", "copy-1")
+	if w, ok := c.awaited("o1"); !ok || w != "copy-1" {
+		t.Errorf("awaited(o1) = %q, %v", w, ok)
+	}
+	if _, ok := c.awaited("o2"); ok {
+		t.Error("an order that waits for nothing is awaited")
+	}
+	if !c.blocks("o1", 10, "later") || c.blocks("o1", 10, "copy-1") || c.blocks("o2", 10, "other") {
+		t.Error("the order's later trigger starts, or its copy or another order's trigger is held back")
+	}
+	if c.copyArrived("o1", "later") || c.copyArrived("o2", "copy-1") {
+		t.Error("a message that is not the awaited copy counts as arrived")
+	}
+	// The copy arrives in the order's own lane, which starts it first and
+	// then the rest: no other lane needs waking.
+	if !c.copyArrived("o1", "copy-1") {
+		t.Error("the awaited copy does not count as arrived")
+	}
+	if c.blocks("o1", 11, "later") || c.copyArrived("o1", "copy-1") || c.active.Load() {
+		t.Error("still waiting after the copy arrived")
+	}
+
+	// Its publication failed: the order goes on.
+	c.awaitCopy("o1", "copy-2")
+	woken = c.changed()
+	c.forget("o1", "another")
+	if !c.blocks("o1", 12, "later") {
+		t.Error("forgetting another copy ended the wait")
+	}
+	c.forget("o1", "copy-2")
+	if !closed(woken) || c.blocks("o1", 12, "later") || c.active.Load() {
+		t.Error("forgetting the awaited copy did not end the wait and wake the lanes")
+	}
+
+	// The copy does not come in time: the order goes on without it, and
+	// the log says so.
+	c.wait = time.Millisecond
+	woken = c.changed()
+	c.awaitCopy("o3", "copy-3")
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return closed(woken) }, "the wait for copy-3 to run out")
+	if c.blocks("o3", 13, "later") {
+		t.Error("still waiting after the wait ran out")
+	}
+	if out := logs.String(); !strings.Contains(out, "did not come through the lanes in time") || !strings.Contains(out, "copy=copy-3") {
+		t.Errorf("log lacks the copy that did not come:\n%s", out)
+	}
+}
