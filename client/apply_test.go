@@ -113,8 +113,15 @@ func TestTriggerIDSpelledLikeARequestKey(t *testing.T) {
 // clientWithoutStreams is a client of a server that has none of
 // orderflow's streams, and a context for the test.
 func clientWithoutStreams(t *testing.T) (*client.Client, context.Context) {
+	c, _, ctx := connWithoutStreams(t)
+	return c, ctx
+}
+
+// connWithoutStreams is clientWithoutStreams with its connection.
+func connWithoutStreams(t *testing.T) (*client.Client, *nats.Conn, context.Context) {
 	srv := eventstoretest.StartServer(t)
-	c, err := client.New(eventstoretest.Connect(t, srv.ClientURL()))
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	c, err := client.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +129,7 @@ func clientWithoutStreams(t *testing.T) (*client.Client, context.Context) {
 	// the streams waits for this deadline before it is not acknowledged.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
-	return c, ctx
+	return c, nc, ctx
 }
 
 // A trigger JetStream does not acknowledge (here: a server without
@@ -147,7 +154,7 @@ func TestPublishNotAcknowledged(t *testing.T) {
 // refused before anything is sent (here a server without orderflow's
 // streams would answer any publish with ErrNotAcknowledged).
 func TestTriggersRefusedBeforeSending(t *testing.T) {
-	c, ctx := clientWithoutStreams(t)
+	c, nc, ctx := connWithoutStreams(t)
 	ok := client.Trigger{OrderID: "order-1", Trigger: "picked_up", TriggerID: "t-1", Worker: "Ana Lopez", Note: "two bags,\n\tone heavy"}
 	for name, change := range map[string]func(*client.Trigger){
 		"worker with a control character": func(t *client.Trigger) { t.Worker = "a\x00b" },
@@ -156,6 +163,13 @@ func TestTriggersRefusedBeforeSending(t *testing.T) {
 		"note with a control character":   func(t *client.Trigger) { t.Note = "bell\x07" },
 		"trigger id with a space":         func(t *client.Trigger) { t.TriggerID = "t 1" },
 		"trigger id too long":             func(t *client.Trigger) { t.TriggerID = strings.Repeat("t", domain.MaxTriggerIDLen+1) },
+		"no order id":                     func(t *client.Trigger) { t.OrderID = "" },
+		"order id with a subject dot":     func(t *client.Trigger) { t.OrderID = "order.1" },
+		"order id with a wildcard":        func(t *client.Trigger) { t.OrderID = "order-*" },
+		"order id that is a wildcard":     func(t *client.Trigger) { t.OrderID = ">" },
+		"no trigger":                      func(t *client.Trigger) { t.Trigger = "" },
+		"trigger with a subject dot":      func(t *client.Trigger) { t.Trigger = "picked.up" },
+		"trigger with a space":            func(t *client.Trigger) { t.Trigger = "picked up" },
 	} {
 		bad := ok
 		change(&bad)
@@ -168,6 +182,21 @@ func TestTriggersRefusedBeforeSending(t *testing.T) {
 	}
 	if _, err := c.PublishTrigger(ctx, ok); !errors.Is(err, client.ErrNotAcknowledged) {
 		t.Fatalf("a good trigger: %v; want it sent (and not acknowledged, with no streams)", err)
+	}
+	// Following one order, and the client's tenant, need subject-safe
+	// names as well.
+	for _, id := range []string{"order.1", "order-*", ">", "a b"} {
+		if _, err := c.SubscribeStageChanges(id, func(client.StageChange) {}); !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("SubscribeStageChanges(%q): %v; want domain.ErrInvalid", id, err)
+		}
+		if err := c.FollowStageChanges(ctx, id, 0, func(client.StageChange) error { return nil }); !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("FollowStageChanges(%q): %v; want domain.ErrInvalid", id, err)
+		}
+	}
+	for _, tenant := range []string{"", "acme.eu", "acme*", "a b"} {
+		if _, err := client.New(nc, client.WithTenant(tenant)); !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("New with tenant %q: %v; want domain.ErrInvalid", tenant, err)
+		}
 	}
 }
 
