@@ -3,6 +3,7 @@ package domain_test
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -531,4 +532,112 @@ func TestTriggerOutcomesKeepTheWorkersReport(t *testing.T) {
 	if _, err := o.ApplyTrigger("picked_up", "t-1", domain.TriggerReport{Worker: "ana", Note: "bell\x07"}, d); !errors.Is(err, domain.ErrInvalid) {
 		t.Fatalf("a note with a control character: %v", err)
 	}
+}
+
+// Every command on an order in every state: a refused one answers the
+// kind of error the HTTP API maps to its status (not found, conflict,
+// invalid) and records nothing; the others go through. A move to where
+// the order stands is done already and records nothing either.
+func TestOrderCommandsInEveryState(t *testing.T) {
+	t.Parallel()
+	states := map[string]func(*testing.T, *defs) *domain.Order{
+		"unplaced": func(t *testing.T, d *defs) *domain.Order { return domain.NewOrder("o-1", d) },
+		"active":   placed,
+		"on_hold": func(t *testing.T, d *defs) *domain.Order {
+			o := placed(t, d)
+			must(t, o.Hold("customer called"))
+			return o
+		},
+		"cancelled": func(t *testing.T, d *defs) *domain.Order {
+			o := placed(t, d)
+			must(t, o.Cancel("placed twice"))
+			return o
+		},
+		"completed": func(t *testing.T, d *defs) *domain.Order {
+			o := placed(t, d)
+			for _, tr := range allTriggers {
+				if _, err := o.ApplyTrigger(tr, "t-"+tr, domain.TriggerReport{Worker: "w"}, d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return o
+		},
+	}
+	type command func(*domain.Order, *defs) error
+	trigger := func(tr, id string) command {
+		return func(o *domain.Order, d *defs) error {
+			_, err := o.ApplyTrigger(tr, id, domain.TriggerReport{Worker: "w"}, d)
+			return err
+		}
+	}
+	commands := map[string]command{
+		"hold":                      func(o *domain.Order, _ *defs) error { return o.Hold("wait") },
+		"resume":                    func(o *domain.Order, _ *defs) error { return o.Resume("go on") },
+		"cancel":                    func(o *domain.Order, _ *defs) error { return o.Cancel("not wanted") },
+		"move":                      func(o *domain.Order, d *defs) error { return o.Move("intake", 1, "tagged at the counter", d) },
+		"migrate":                   func(o *domain.Order, d *defs) error { return o.Migrate("intake", 2, "", d) },
+		"trigger":                   trigger("picked_up", "t-new"),
+		"hold, reason not UTF-8":    func(o *domain.Order, _ *defs) error { return o.Hold("caf\xe9") },
+		"resume, control character": func(o *domain.Order, _ *defs) error { return o.Resume("go\x00") },
+		"cancel, control character": func(o *domain.Order, _ *defs) error { return o.Cancel("no\x1b") },
+		"migrate, reason too long":  func(o *domain.Order, d *defs) error { return o.Migrate("intake", 2, strings.Repeat("r", 100_000), d) },
+		"move, no reason":           func(o *domain.Order, d *defs) error { return o.Move("intake", 1, "", d) },
+		"move, step -1":             func(o *domain.Order, d *defs) error { return o.Move("intake", -1, "why", d) },
+		"move, unknown workflow":    func(o *domain.Order, d *defs) error { return o.Move("teleport", 0, "why", d) },
+		"migrate, no such version":  func(o *domain.Order, d *defs) error { return o.Migrate("intake", 9, "", d) },
+		"trigger, bad trigger id":   trigger("picked_up", "t\x00"),
+	}
+	// want is the error each command answers in each state (nil: done);
+	// the bad input rows are refused wherever the order exists.
+	ok, conflict, invalid, notFound := error(nil), domain.ErrConflict, domain.ErrInvalid, domain.ErrNotFound
+	want := map[string]map[string]error{
+		"active":    {"hold": ok, "resume": conflict, "cancel": ok, "move": ok, "migrate": ok, "trigger": ok},
+		"on_hold":   {"hold": conflict, "resume": ok, "cancel": ok, "move": ok, "migrate": ok, "trigger": ok},
+		"cancelled": {"hold": conflict, "resume": conflict, "cancel": conflict, "move": conflict, "migrate": conflict, "trigger": ok},
+		"completed": {"hold": conflict, "resume": conflict, "cancel": conflict, "move": conflict, "migrate": conflict, "trigger": ok},
+	}
+	// An ended order is beyond moving or migrating, whatever the step or
+	// version asked (a bad reason is named first all the same).
+	for _, ended := range []string{"cancelled", "completed"} {
+		for _, name := range []string{"move, step -1", "move, unknown workflow", "migrate, no such version"} {
+			want[ended][name] = conflict
+		}
+	}
+	for state, start := range states {
+		for name, cmd := range commands {
+			t.Run(state+"/"+name, func(t *testing.T) {
+				d := workedExample()
+				o := start(t, d)
+				// A newer intake, with the same statuses, to migrate to.
+				d.addVersion("intake", domain.Step{Status: "pending_pickup", Trigger: "picked_up"}, domain.Step{Status: "received", Trigger: "items_tagged"})
+				wantErr, listed := want[state][name]
+				switch {
+				case state == "unplaced":
+					wantErr = notFound
+				case !listed:
+					wantErr = invalid
+				}
+				version, changes, view := o.Version(), len(o.Changes()), o.View()
+				err := cmd(o, d)
+				if !errors.Is(err, wantErr) || (wantErr == nil) != (err == nil) {
+					t.Fatalf("got %v, want %v", err, wantErr)
+				}
+				if err != nil && (o.Version() != version || len(o.Changes()) != changes || !reflect.DeepEqual(o.View(), view)) {
+					t.Fatalf("a refused command changed the order: version %d → %d, %d → %d changes", version, o.Version(), changes, len(o.Changes()))
+				}
+				if err == nil && o.Version() != version+1 {
+					t.Fatalf("a command that went through recorded %d events", o.Version()-version)
+				}
+			})
+		}
+	}
+	t.Run("active/move to where it stands", func(t *testing.T) {
+		d := workedExample()
+		o := placed(t, d)
+		version := o.Version()
+		must(t, o.Move("intake", 0, "check", d))
+		if o.Version() != version || o.View().Position.Status != "pending_pickup" {
+			t.Fatalf("a move to where the order stands recorded %d events, now at %+v", o.Version()-version, o.View().Position)
+		}
+	})
 }
