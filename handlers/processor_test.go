@@ -1102,6 +1102,17 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t, "o-skip")
 	seqs := f.skipFirstOfTwo(t, "o-skip", "skip")
+	// Before a processor looks, an auditor's account finds the skipped
+	// trigger missing (stored, acknowledged, never to be processed) and
+	// the copied one on its way.
+	rep, err := CheckTriggers(f.ctx, f.c.Store, nil)
+	want := MissingTrigger{Seq: seqs[0], Tenant: "default", OrderID: "o-skip", Trigger: WorkedExampleTriggers[0], TriggerID: "skip-0"}
+	if err != nil || rep.Triggers != 2 || rep.Answered != 0 || rep.DeadLetters != 0 || rep.Pending != 1 || len(rep.Missing) != 1 || rep.Missing[0] != want {
+		t.Fatalf("CheckTriggers before a processor = %+v, %v; want 2 triggers, 1 on its way, %+v missing", rep, err, want)
+	}
+	if got, line := rep.Missing[0].String(), fmt.Sprintf("trigger %d: tenant default, order o-skip, trigger %s, id skip-0", seqs[0], WorkedExampleTriggers[0]); got != line {
+		t.Errorf("a missing trigger is listed as %q, want %q", got, line)
+	}
 	logs := &eventstoretest.LogBuffer{}
 	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))}, nil)
 	defer p.Close()
@@ -1119,9 +1130,7 @@ func TestLanesRecoverTriggersTheCopySkipped(t *testing.T) {
 	// An auditor's account: every stored trigger answered, one for an
 	// unknown order a dead letter.
 	f.trigger(t, "o-none", WorkedExampleTriggers[0], "skip-none")
-	var rep TriggerCheck
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		var err error
 		rep, err = CheckTriggers(f.ctx, f.c.Store, nil)
 		return err == nil && rep.DeadLetters == 1
 	}, "the trigger for an unknown order put aside")
