@@ -128,6 +128,25 @@ func TestDecodeBodyNamesTheWrongShape(t *testing.T) {
 			t.Errorf("%s: %v, want 400 saying %q", tc.body, err, tc.want)
 		}
 	}
+	// Fields that take numbers, behind a pointer (given or not), say
+	// which numbers.
+	for _, tc := range []struct {
+		body, want string
+		into       any
+	}{
+		{`{"workflow_id": "intake", "step": "1", "reason": "r"}`, "field step: a JSON string where a whole number belongs", &moveOrderBody{}},
+		{`{"workflow_id": "intake", "step": 1.5, "reason": "r"}`, "field step: a JSON number 1.5 where a whole number belongs", &moveOrderBody{}},
+		{`{"workflow_id": "intake", "step": true, "reason": "r"}`, "field step: a JSON bool where a whole number belongs", &moveOrderBody{}},
+		{`{"workflow_id": "intake", "to_version": -1}`, "field to_version: a JSON number -1 where a whole number, 0 or more belongs", &migrateOrderBody{}},
+		{`{"workflow_id": ["intake"], "to_version": 2}`, "field workflow_id: a JSON array where a string belongs", &migrateOrderBody{}},
+		{`{"status": "washing", "trigger": "wash_done", "position": {}}`, "field position: a JSON object where a whole number belongs", &stepBody{}},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
+		err := (&API{}).decodeBody(httptest.NewRecorder(), r, tc.into)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || problemFor(err).Status != http.StatusBadRequest {
+			t.Errorf("%s into %T: %v, want 400 saying %q", tc.body, tc.into, err, tc.want)
+		}
+	}
 }
 
 // A member name given twice in one object, at any depth, is found, also
