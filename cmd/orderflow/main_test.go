@@ -135,58 +135,35 @@ func TestAppServesReadyz(t *testing.T) {
 // changes nothing, so a load balancer and a worker app both wait.
 func TestAppWhileStarting(t *testing.T) {
 	t.Parallel()
-	type answer struct {
-		code  int
-		retry string
-		ctype string
-		body  string
-	}
-	ask := func(method, url, body string) answer {
-		req, err := http.NewRequest(method, url, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, url, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return answer{resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), string(b)}
-	}
-	var starting map[string]answer
+	var starting map[string]response
 	app := startAppWith(t, newTestConfig(t), func(a *App) {
 		a.afterStoreOpen = func() {
-			base := "http://" + a.HTTPAddr()
-			starting = map[string]answer{
-				"/healthz":          ask("GET", base+"/healthz", ""),
-				"/readyz":           ask("GET", base+"/readyz", ""),
-				"GET /v1/orders":    ask("GET", base+"/v1/orders", ""),
-				"POST /v1/statuses": ask("POST", base+"/v1/statuses", `{"key":"early","name":"Early","category":"pending"}`),
+			c := &httpClient{t: t, base: "http://" + a.HTTPAddr()}
+			starting = map[string]response{
+				"/healthz":          c.do("GET", "/healthz", nil),
+				"/readyz":           c.do("GET", "/readyz", nil),
+				"GET /v1/orders":    c.do("GET", "/v1/orders", nil),
+				"POST /v1/statuses": c.do("POST", "/v1/statuses", map[string]any{"key": "early", "name": "Early", "category": "pending"}),
 			}
 		}
 	})
-	if a := starting["/healthz"]; a.code != http.StatusOK {
-		t.Errorf("/healthz while starting = %d %s", a.code, a.body)
+	if r := starting["/healthz"]; r.Status != http.StatusOK {
+		t.Errorf("/healthz while starting = %d %s", r.Status, r.Body)
 	}
-	if a := starting["/readyz"]; a.code != http.StatusServiceUnavailable || !strings.Contains(a.body, "starting") {
-		t.Errorf("/readyz while starting = %d %s", a.code, a.body)
+	if r := starting["/readyz"]; r.Status != http.StatusServiceUnavailable || !strings.Contains(string(r.Body), "starting") {
+		t.Errorf("/readyz while starting = %d %s", r.Status, r.Body)
 	}
 	for _, route := range []string{"GET /v1/orders", "POST /v1/statuses"} {
-		a := starting[route]
-		var p map[string]any
-		if err := json.Unmarshal([]byte(a.body), &p); err != nil || a.code != http.StatusServiceUnavailable || a.retry != "1" ||
-			a.ctype != "application/problem+json" || p["status"] != 503.0 || p["code"] != "unavailable" {
-			t.Errorf("%s while starting = %d, Retry-After %q, %s %s", route, a.code, a.retry, a.ctype, a.body)
+		r := starting[route]
+		if p := r.json(t); r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") != "1" ||
+			r.Header.Get("Content-Type") != "application/problem+json" || p["status"] != 503.0 || p["code"] != "unavailable" {
+			t.Errorf("%s while starting = %d, Retry-After %q, %s %s", route, r.Status, r.Header.Get("Retry-After"), r.Header.Get("Content-Type"), r.Body)
 		}
 	}
-	base := "http://" + app.HTTPAddr()
-	if code, body := get(t, base+"/readyz"); code != http.StatusOK {
-		t.Fatalf("/readyz once started = %d %s", code, body)
-	}
-	if code, body := get(t, base+"/v1/statuses/early"); code != http.StatusNotFound {
-		t.Errorf("a status sent while starting: GET = %d %s, want 404 (refused, not stored)", code, body)
+	c := newClient(t, app)
+	c.must(200, "GET", "/readyz", nil)
+	if r := c.do("GET", "/v1/statuses/early", nil); r.Status != http.StatusNotFound {
+		t.Errorf("a status sent while starting: GET = %d %s, want 404 (refused, not stored)", r.Status, r.Body)
 	}
 }
 
