@@ -490,6 +490,34 @@ func publishTrigger(t *testing.T, ctx context.Context, js jetstream.JetStream, o
 	return ack
 }
 
+// checkExport reads a whole export before anything is stored and refuses
+// one that is not as export writes it, naming the first line that is not.
+func TestCheckExport(t *testing.T) {
+	t.Parallel()
+	line := func(stream string, seq uint64, subject string) string {
+		return fmt.Sprintf(`{"stream":%q,"seq":%d,"subject":%q}`+"\n", stream, seq, subject)
+	}
+	defs, orders, triggers := eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers
+	ok := line(defs, 1, "orderflow.default.status.washing.v1") + line(defs, 2, "orderflow.default.trigger-def.washed.v1") +
+		line(orders, 1, "orderflow.default.order.o-1.OrderPlaced") + line(triggers, 1, "orderflow.default.trigger.o-1.picked_up")
+	for _, tc := range []struct{ name, export, want string }{
+		{"a whole export", ok, ""},
+		{"an empty one", "", ""},
+		{"orders only", line(orders, 1, "orderflow.default.order.o-1.OrderPlaced"), ""},
+		{"a stream export does not write", ok + line("KV_orderflow", 1, "x"), `line 5: stream "KV_orderflow" is not one export writes (ORDERFLOW_DEFINITIONS, ORDERFLOW_ORDERS, ORDERFLOW_TRIGGERS, ORDERFLOW_DEADLETTER)`},
+		{"streams out of order", ok + line(defs, 3, "orderflow.default.status.drying.v1"), "line 5: ORDERFLOW_DEFINITIONS comes after ORDERFLOW_TRIGGERS: not in export's order"},
+		{"a gap", line(defs, 1, "a") + line(defs, 3, "b"), "line 2: ORDERFLOW_DEFINITIONS sequence 3 where 2 is due: the export has gaps or is out of order"},
+		{"not from sequence 1", line(orders, 2, "a"), "line 1: ORDERFLOW_ORDERS sequence 2 where 1 is due"},
+		{"no subject", line(defs, 1, "a") + line(defs, 2, ""), "line 2: no subject"},
+		{"not JSON", line(defs, 1, "a") + "{\"stream\":\n", "line 2: unexpected EOF"},
+	} {
+		err := checkExport(strings.NewReader(tc.export))
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
 // A trigger sent again with its Nats-Msg-Id after the duplicate window
 // (an offline worker app catching up, say) is stored twice. An export of
 // that store imports: the second copy is not taken for a duplicate of the
