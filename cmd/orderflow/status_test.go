@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -141,6 +143,28 @@ func TestStageMetrics(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("lacks %s in\n%s", want, b.String())
 		}
+	}
+}
+
+// orderflow projections rebuild rebuilds a running server's orders read
+// model and says from how many events; the model answers as before.
+func TestProjectionsRebuildCommand(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	for _, id := range []string{"rb-1", "rb-2"} {
+		c.must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
+	}
+	c.must(200, "POST", "/v1/orders/rb-1/triggers", map[string]any{"trigger": "picked_up"})
+	before := []any{listAll(t, c, nil, 100), c.must(200, "GET", "/v1/board", nil)}
+	code, out, errOut := runMain(t, "projections", "rebuild", "--server", app.HTTPAddr())
+	var events int
+	if _, err := fmt.Sscanf(out, "rebuilt the orders read model from %d events in", &events); code != 0 || err != nil || events != 3 {
+		t.Fatalf("projections rebuild: exit %d, %q %q; want it rebuilt from the 3 order events", code, out, errOut)
+	}
+	if after := []any{listAll(t, c, nil, 100), c.must(200, "GET", "/v1/board", nil)}; !reflect.DeepEqual(before, after) {
+		t.Fatalf("the read model differs after the rebuild:\n%v\n%v", before, after)
 	}
 }
 
