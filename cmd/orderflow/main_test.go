@@ -420,6 +420,34 @@ func TestMainUsage(t *testing.T) {
 			t.Errorf("%s: exit %d, %s", args, code, errOut.String())
 		}
 	}
+	// So is a mistake in a client command's arguments, before the server
+	// is asked (none answers at this address).
+	for args, want := range map[string]string{
+		"trigger o-1":                 "want ORDER and TRIGGER",
+		"trigger o-1 picked_up extra": "want ORDER and TRIGGER",
+		"order show":                  "want one ORDER",
+		"order hold":                  "want one ORDER",
+		"order cancel o-1 o-2":        "want one ORDER",
+		"order move --workflow w --step 1 --reason r": "want one ORDER",
+		"order place":       "want one ORDER_TYPE",
+		"definitions apply": "--file is required",
+	} {
+		var errOut strings.Builder
+		if code := Main(context.Background(), append(strings.Fields(args), "--server", "127.0.0.1:1"), &out, &errOut,
+			func(string) (string, bool) { return "", false }); code != 1 || !strings.Contains(errOut.String(), want) || strings.Contains(errOut.String(), "is orderflow running") {
+			t.Errorf("%s: exit %d, %s", args, code, errOut.String())
+		}
+	}
+	for args, want := range map[string]string{
+		"order":       "want: order show ORDER, order list",
+		"projections": "want: projections rebuild",
+		"definitions": "want: definitions show, or definitions apply --file F",
+	} {
+		var errOut strings.Builder
+		if code := Main(context.Background(), strings.Fields(args), &out, &errOut, func(string) (string, bool) { return "", false }); code != 1 || !strings.Contains(errOut.String(), want) {
+			t.Errorf("%s: exit %d, %s", args, code, errOut.String())
+		}
+	}
 	// A value the flag package cannot read is refused saying what the
 	// flag takes, given on the command line or in the environment.
 	for _, tc := range []struct {
