@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -93,5 +94,65 @@ func TestRefusedWithoutCause(t *testing.T) {
 	two, err := again.sendAgain(ctx)
 	if err != nil || !two.Duplicate || two.LastSeq != one.LastSeq {
 		t.Fatalf("sent again: %+v %v, want a duplicate of %d", two, err, one.LastSeq)
+	}
+}
+
+// An atomic append of several events sent again, when its first send
+// was stored, resolves to a duplicate of the stored events; the same
+// first event followed by another is a conflict, not a duplicate.
+func TestBatchSentAgainIsItsOwnDuplicate(t *testing.T) {
+	t.Parallel()
+	srv, err := StartServer(ServerConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL(), nats.SyncQueueLen(SyncQueueLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := Open(ctx, nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	event := func(version uint64) Envelope {
+		return Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: "OrderAdvanced", Version: version, OccurredAt: time.Now().UTC(),
+			Actor: Actor{ActorWorker, "w1"}, Data: json.RawMessage(`{}`)}
+	}
+	agg := Aggregate{Tenant: "t", Type: OrderAggregateType, ID: "o-batch"}
+	events := []Envelope{event(1), event(2)}
+	msgs, err := st.prepare(ctx, agg, "", ExpectNew, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &PendingAppend{s: st, agg: agg, expected: ExpectNew, events: events, msgs: msgs}
+	first, err := p.sendAgain(ctx)
+	if err != nil || first.Duplicate || first.LastSeq != first.FirstSeq+1 || first.LastHash != events[1].Hash {
+		t.Fatalf("sent: %+v %v, want two events stored", first, err)
+	}
+	_, err = p.sendAgain(ctx)
+	if err == nil {
+		t.Fatal("a batch sent again was stored again")
+	}
+	again, err := st.resolve(ctx, agg, ExpectNew, events, err)
+	if err != nil || !again.Duplicate || again.FirstSeq != first.FirstSeq || again.LastSeq != first.LastSeq || again.LastHash != first.LastHash {
+		t.Fatalf("sent again: %+v %v, want a duplicate of %+v", again, err, first)
+	}
+	if stored, err := st.Load(ctx, agg, 0); err != nil || len(stored) != 2 {
+		t.Fatalf("stored %d events (%v), want 2", len(stored), err)
+	}
+	// The same first event, then one that is not the stored second.
+	other := []Envelope{events[0], event(2)}
+	var conflict *ConcurrencyError
+	if _, err := st.findStored(ctx, agg, ExpectNew, other, true); !errors.As(err, &conflict) || conflict.Actual != first.LastSeq ||
+		conflict.Detail != "some of the events' ids are already stored" {
+		t.Fatalf("findStored of a batch that differs after its first event: %v, want a conflict at %d naming the ids", err, first.LastSeq)
+	}
+	if _, err := st.findStored(ctx, agg, ExpectNew, events[:1], false); err != nil {
+		t.Fatalf("findStored of the batch's first event alone: %v", err)
 	}
 }
