@@ -276,20 +276,21 @@ func TestCheckpointsWhileRunning(t *testing.T) {
 	seedWorkedExample(t, c)
 	ctx, cancel := eventstoretest.Context(30 * time.Second)
 	defer cancel()
-	saved := 0.0
 	for _, id := range []string{"run-cp-1", "run-cp-2"} {
+		// The answer comes once the read model shows the order, so the
+		// applied sequence read after it includes the order.
 		c.must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
-		// Saved after the order was placed: the checkpoint holds it, and
-		// the metric (set once the save is done) has moved on.
+		applied := metricValues(t, c)[`orderflow_read_model_applied_sequence{model="orders"}`]
+		// Polled on /metrics alone: loading the checkpoint in a tight loop
+		// slows its saves, and a slow save stretches the wait for the next
+		// one (checkpointWait).
 		eventstoretest.Eventually(t, 20*time.Second, func() bool {
-			b, found, err := app.store.LoadCheckpoint(ctx, projections.CheckpointName)
-			now := metricValues(t, c)[`orderflow_checkpoint_saved_sequence{checkpoint="orders"}`]
-			if err != nil || !found || !strings.Contains(string(b), `"`+id+`"`) || now <= saved {
-				return false
-			}
-			saved = now
-			return true
-		}, "the saved orders checkpoint to hold "+id)
+			return metricValues(t, c)[`orderflow_checkpoint_saved_sequence{checkpoint="orders"}`] >= applied
+		}, fmt.Sprintf("the orders checkpoint to reach sequence %v after placing %s", applied, id))
+		b, found, err := app.store.LoadCheckpoint(ctx, projections.CheckpointName)
+		if err != nil || !found || !strings.Contains(string(b), `"`+id+`"`) {
+			t.Fatalf("the saved orders checkpoint lacks %s (found %v, err %v)", id, found, err)
+		}
 	}
 	for _, stream := range []string{eventstore.StreamOrders, eventstore.StreamDefinitions} {
 		name := "index-" + stream // as eventstore names a load index checkpoint
