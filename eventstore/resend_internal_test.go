@@ -19,27 +19,7 @@ import (
 // or a scoped append is a conflict as it stands.
 func TestRefusedWithoutCause(t *testing.T) {
 	t.Parallel()
-	srv, err := StartServer(ServerConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL(), nats.SyncQueueLen(SyncQueueLen))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := Open(ctx, nc, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	event := func(version uint64) Envelope {
-		return Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: "OrderAdvanced", Version: version, OccurredAt: time.Now().UTC(),
-			Actor: Actor{ActorWorker, "w1"}, Data: json.RawMessage(`{}`)}
-	}
+	st, ctx := openResendStore(t)
 	agg := Aggregate{Tenant: "t", Type: OrderAggregateType, ID: "o-1"}
 	first, err := st.Append(ctx, agg, ExpectNew, event(1))
 	if err != nil {
@@ -102,27 +82,7 @@ func TestRefusedWithoutCause(t *testing.T) {
 // first event followed by another is a conflict, not a duplicate.
 func TestBatchSentAgainIsItsOwnDuplicate(t *testing.T) {
 	t.Parallel()
-	srv, err := StartServer(ServerConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL(), nats.SyncQueueLen(SyncQueueLen))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := Open(ctx, nc, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	event := func(version uint64) Envelope {
-		return Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: "OrderAdvanced", Version: version, OccurredAt: time.Now().UTC(),
-			Actor: Actor{ActorWorker, "w1"}, Data: json.RawMessage(`{}`)}
-	}
+	st, ctx := openResendStore(t)
 	agg := Aggregate{Tenant: "t", Type: OrderAggregateType, ID: "o-batch"}
 	events := []Envelope{event(1), event(2)}
 	msgs, err := st.prepare(ctx, agg, "", ExpectNew, events)
@@ -155,4 +115,34 @@ func TestBatchSentAgainIsItsOwnDuplicate(t *testing.T) {
 	if _, err := st.findStored(ctx, agg, ExpectNew, events[:1], false); err != nil {
 		t.Fatalf("findStored of the batch's first event alone: %v", err)
 	}
+}
+
+// openResendStore opens a store on an embedded server of its own, with a
+// context that ends with the test.
+func openResendStore(t *testing.T) (*Store, context.Context) {
+	t.Helper()
+	srv, err := StartServer(ServerConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL(), nats.SyncQueueLen(SyncQueueLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	st, err := Open(ctx, nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st, ctx
+}
+
+// event is an order event at version, with an id of its own.
+func event(version uint64) Envelope {
+	return Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: "OrderAdvanced", Version: version, OccurredAt: time.Now().UTC(),
+		Actor: Actor{ActorWorker, "w1"}, Data: json.RawMessage(`{}`)}
 }
