@@ -3,7 +3,9 @@ package domain_test
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -486,6 +488,80 @@ func TestOrderMeetsItsDefinitionsLater(t *testing.T) {
 	res, err := o.ApplyTrigger("picked_up", "t1", domain.TriggerReport{Worker: "w"}, lagging)
 	if err != nil || res.Outcome != domain.OutcomeAdvanced || o.View().Position.Status != "received" {
 		t.Fatalf("with it: %+v, %v at %+v", res, err, o.View().Position)
+	}
+}
+
+// A command that needs a workflow the definitions do not yet hold (a read
+// model behind the definitions stream, say) answers ErrDefinitionMissing
+// and records nothing, so that it can be tried again; once the workflow is
+// known it goes through.
+func TestOrderWaitsForAMissingWorkflow(t *testing.T) {
+	t.Parallel()
+	without := func(d *defs, id string) *defs {
+		lagging := &defs{versions: maps.Clone(d.versions), types: d.types}
+		delete(lagging.versions, id)
+		return lagging
+	}
+	tests := []struct {
+		name    string
+		missing string
+		start   func(*testing.T, *defs) *domain.Order
+		do      func(*domain.Order, *defs) error
+	}{
+		{"placing, the first workflow", "intake",
+			func(_ *testing.T, d *defs) *domain.Order { return domain.NewOrder("o-1", d) },
+			func(o *domain.Order, d *defs) error { return o.Place("wash_fold", "", d, d) }},
+		{"the last step's trigger, the next workflow", "production",
+			func(t *testing.T, d *defs) *domain.Order {
+				o := placed(t, d)
+				for _, tr := range allTriggers[:1] {
+					if _, err := o.ApplyTrigger(tr, "t-"+tr, domain.TriggerReport{}, d); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return o
+			},
+			func(o *domain.Order, d *defs) error {
+				_, err := o.ApplyTrigger("items_tagged", "t-items_tagged", domain.TriggerReport{}, d)
+				return err
+			}},
+		{"a trigger on a held order, its own workflow", "intake",
+			func(t *testing.T, d *defs) *domain.Order {
+				o := placed(t, d)
+				must(t, o.Hold("wait"))
+				return o
+			},
+			func(o *domain.Order, d *defs) error {
+				_, err := o.ApplyTrigger("picked_up", "t-1", domain.TriggerReport{}, d)
+				return err
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := workedExample()
+			o := tc.start(t, d)
+			// The order as a process that restarted with lagging
+			// definitions loads it.
+			lagging := without(d, tc.missing)
+			again := domain.NewOrder("o-1", lagging)
+			for _, e := range o.Changes() {
+				must(t, again.Apply(e))
+			}
+			version, view := again.Version(), again.View()
+			err := tc.do(again, lagging)
+			if !errors.Is(err, domain.ErrDefinitionMissing) || !strings.Contains(err.Error(), strconv.Quote(tc.missing)) {
+				t.Fatalf("got %v, want ErrDefinitionMissing naming %q", err, tc.missing)
+			}
+			if again.Version() != version || len(again.Changes()) != 0 || !reflect.DeepEqual(again.View(), view) {
+				t.Fatalf("changed the order: version %d → %d, %d changes", version, again.Version(), len(again.Changes()))
+			}
+			lagging.versions = d.versions // the definitions catch up
+			must(t, tc.do(again, lagging))
+			if again.Version() != version+1 {
+				t.Fatalf("once the workflow is known: version %d → %d", version, again.Version())
+			}
+		})
 	}
 }
 
