@@ -42,6 +42,7 @@ func runContract(t *testing.T, st *eventstore.Store) {
 	t.Run("LoadOutOfTimeIsAnError", func(t *testing.T) { testLoadOutOfTime(t, st) })
 	t.Run("SubscribeFromSequence", func(t *testing.T) { testSubscribe(t, st) })
 	t.Run("UnsafeTokensNeverReachNATS", func(t *testing.T) { testUnsafeTokens(t, st) })
+	t.Run("MalformedAppendsStoreNothing", func(t *testing.T) { testMalformedAppends(t, st) })
 	t.Run("AggregatesAreIsolated", func(t *testing.T) { testIsolation(t, st) })
 	t.Run("IndexFromCheckpoint", func(t *testing.T) { testIndexCheckpoint(t, st) })
 	t.Run("ClaimsNameOneValue", func(t *testing.T) { testClaims(t, st) })
@@ -410,6 +411,64 @@ func testUnsafeTokens(t *testing.T, st *eventstore.Store) {
 	if after := lastSeq(t, st, eventstore.StreamOrders); after != before {
 		t.Fatalf("refused appends stored %d messages", after-before)
 	}
+}
+
+// Appends the store cannot take as they are (no events, more than one
+// append carries, versions with a gap, one event id twice, an envelope
+// naming another aggregate) are refused before anything is published:
+// the stream does not move and the aggregate stays as it was.
+func testMalformedAppends(t *testing.T, st *eventstore.Store) {
+	ctx := ctxT(t)
+	agg := order(uniq("malformed"))
+	placed, err := st.Append(ctx, agg, eventstore.ExpectNew, ev("OrderPlaced", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := lastSeq(t, st, eventstore.StreamOrders)
+	with := func(version uint64, change func(*eventstore.Envelope)) eventstore.Envelope {
+		e := ev("OrderAdvanced", version)
+		change(&e)
+		return e
+	}
+	twice := ev("OrderAdvanced", 2)
+	again := ev("OrderAdvanced", 3)
+	again.ID = twice.ID
+	many := make([]eventstore.Envelope, 101)
+	for i := range many {
+		many[i] = ev("OrderAdvanced", uint64(i+2))
+	}
+	for _, tc := range []struct {
+		name   string
+		events []eventstore.Envelope
+		want   error  // matched with errors.Is, when set
+		says   string // in the error's text
+	}{
+		{"no events", nil, nil, "no events"},
+		{"more than one append carries", many, nil, "more than the 100"},
+		{"versions with a gap", []eventstore.Envelope{ev("OrderAdvanced", 2), ev("OrderAdvanced", 4)}, eventstore.ErrInvalidEnvelope, "versions must be consecutive"},
+		{"one event id twice", []eventstore.Envelope{twice, again}, eventstore.ErrInvalidEnvelope, "appears twice"},
+		{"another tenant", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.Tenant = "other" })}, eventstore.ErrInvalidEnvelope, "tenant"},
+		{"another aggregate type", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.AggregateType = "workflow" })}, eventstore.ErrInvalidEnvelope, "aggregate_type"},
+		{"another aggregate", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.AggregateID = "someone-else" })}, eventstore.ErrInvalidEnvelope, "aggregate_id"},
+		{"version zero", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.Version = 0 })}, eventstore.ErrInvalidEnvelope, ""},
+	} {
+		_, err := st.Append(ctx, agg, placed.LastSeq, tc.events...)
+		if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: got %v, want %v saying %q", tc.name, err, tc.want, tc.says)
+		}
+	}
+	if _, _, err := st.LoadPage(ctx, agg, 0, -1); err == nil {
+		t.Error("a page of -1 events was read")
+	}
+	if after := lastSeq(t, st, eventstore.StreamOrders); after != before {
+		t.Fatalf("refused appends stored %d messages", after-before)
+	}
+	assertVersions(t, mustLoad(t, st, agg), 1)
+	// The aggregate takes its next event as if nothing had been tried.
+	if _, err := st.Append(ctx, agg, placed.LastSeq, ev("OrderAdvanced", 2)); err != nil {
+		t.Fatal(err)
+	}
+	assertVersions(t, mustLoad(t, st, agg), 2)
 }
 
 // A store opened with IndexCheckpoints starts its load index where the
