@@ -129,3 +129,37 @@ func followers(ctx context.Context, t *testing.T, nc *nats.Conn) int {
 	}
 	return n
 }
+
+// SubscribeStageChanges, of one order or of every order, leaves out
+// rejected triggers: a dashboard hears the placement's next step, not
+// the rejection stored before it.
+func TestSubscribeStageChangesLeavesOutRejections(t *testing.T) {
+	ctx, cancel := eventstoretest.Context(time.Minute)
+	defer cancel()
+	c, stop := startWithClient(ctx)
+	defer stop()
+	one, every := make(chan client.StageChange, 8), make(chan client.StageChange, 8)
+	for id, ch := range map[string]chan client.StageChange{"order-42": one, "": every} {
+		sub, err := c.SubscribeStageChanges(id, func(sc client.StageChange) { ch <- sc })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+	}
+	if _, err := c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-42", Trigger: "delivered", Worker: "ana"}); !isRejection(err) {
+		t.Fatalf("a trigger out of turn: %v", err)
+	}
+	if _, err := c.ApplyTrigger(ctx, client.Trigger{OrderID: "order-42", Trigger: handlers.WorkedExampleTriggers[0], Worker: "ana"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]chan client.StageChange{"one order": one, "every order": every} {
+		select {
+		case sc := <-ch:
+			if sc.OrderID != "order-42" || sc.Type != domain.TypeOrderAdvanced || sc.Version != 3 {
+				t.Fatalf("%s: the first change heard is %s %s at version %d, want order-42's advance at version 3", name, sc.OrderID, sc.Type, sc.Version)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: no change heard", name)
+		}
+	}
+}
