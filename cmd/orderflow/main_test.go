@@ -314,11 +314,19 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	cfg.MaxFeeds = 0
 	cfg.MaxFeedsPerKey = 0
 	cfg.Heartbeat = 10 * time.Millisecond
+	cfg.NATSListen = "4222"
+	cfg.MaxStore = -1
+	cfg.DuplicateWindow = 0
+	cfg.AckWait = 500 * time.Millisecond
+	cfg.LogFormat = "xml"
+	cfg.NATSCA = filepath.Join(t.TempDir(), "no-such-ca.pem") // and no --nats-url
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window", "--rate-limit needs --api-keys", "--reload-interval", "--order-cache", "--max-feeds 0", "--max-feeds-per-key 0", "--heartbeat 10ms: must be from 100ms to 5s"} {
+	for _, want := range []string{"--http", "--sync", "--replicas", "--log-level", "--lane-window", "--rate-limit needs --api-keys", "--reload-interval", "--order-cache", "--max-feeds 0", "--max-feeds-per-key 0", "--heartbeat 10ms: must be from 100ms to 5s",
+		`--nats-listen "4222"`, "--max-store -1", "--duplicate-window 0s: must be positive", "--ack-wait 500ms: must be at least 1s", `--log-format "xml": want text or json`,
+		"--nats-ca needs --nats-url", "no-such-ca.pem"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
