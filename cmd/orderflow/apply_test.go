@@ -196,6 +196,8 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 			"workflow laundry_intake changes type (intake → production) while live order types use it (wash_fold_delivery): first apply a document that takes it out of them"},
 		"unknown field": {`{"statuses": [{"name": "New", "category": "draft", "colour": "red"}]}`, `unknown field "colour"`},
 		"bad category":  {`{"statuses": [{"name": "New", "category": "soon"}]}`, `"soon" is not one of`},
+		"two documents": {`{"statuses": [{"name": "New", "category": "draft"}]} {"statuses": []}`, "two documents.json: more than one JSON document"},
+		"cut short":     {`{"statuses": [{"name": "New", "category": "dr`, "cut short.json: unexpected EOF"},
 	} {
 		path := filepath.Join(dir, name+".json")
 		if err := os.WriteFile(path, []byte(tc.doc), 0o600); err != nil {
@@ -205,6 +207,10 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 		if code != 1 || out != "" || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%s: exit %d: %q %q", name, code, out, errOut)
 		}
+	}
+	if code, out, errOut := runMain(t, "definitions", "apply", "--server", app.HTTPAddr(), "--file", filepath.Join(dir, "missing.json")); code != 1 || out != "" ||
+		!strings.Contains(errOut, "missing.json: no such file") {
+		t.Errorf("a file that is not there: exit %d: %q %q", code, out, errOut)
 	}
 	if after := c.must(200, "GET", "/v1/statuses", nil); len(after["items"].([]any)) != len(before["items"].([]any)) {
 		t.Fatalf("a refused document changed the statuses: %v", after)
