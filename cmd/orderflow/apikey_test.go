@@ -231,6 +231,19 @@ func TestAPIKeysReload(t *testing.T) {
 	if code, _, errOut := runMain(t, "apikey", "revoke", "--keys-file", keys, "--name", "late"); code == 0 || !strings.Contains(errOut, "no keys") {
 		t.Fatalf("revoking the last key: exit %d: %s", code, errOut)
 	}
+	// A name the file does not hold, or that is no key name, changes nothing.
+	kept, err := os.ReadFile(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"ghost": `has no key "ghost"`, "a.b": "key name"} {
+		if code, _, errOut := runMain(t, "apikey", "revoke", "--keys-file", keys, "--name", name); code == 0 || !strings.Contains(errOut, want) {
+			t.Fatalf("revoking %q: exit %d: %s", name, code, errOut)
+		}
+	}
+	if now, err := os.ReadFile(keys); err != nil || string(now) != string(kept) {
+		t.Fatalf("a refused revoke changed the keys file: %q (%v), was %q", now, err, kept)
+	}
 	as(admin).must(200, "GET", "/v1/statuses", nil) // until the reload
 	if err := app.ReloadAPIKeys(); err != nil {
 		t.Fatal(err)
