@@ -415,8 +415,9 @@ func testUnsafeTokens(t *testing.T, st *eventstore.Store) {
 
 // Appends the store cannot take as they are (no events, more than one
 // append carries, versions with a gap, one event id twice, an envelope
-// naming another aggregate) are refused before anything is published:
-// the stream does not move and the aggregate stays as it was.
+// naming another aggregate, one the contract refuses or over the size
+// limit) are refused before anything is published: the stream does not
+// move and the aggregate stays as it was.
 func testMalformedAppends(t *testing.T, st *eventstore.Store) {
 	ctx := ctxT(t)
 	agg := order(uniq("malformed"))
@@ -450,7 +451,14 @@ func testMalformedAppends(t *testing.T, st *eventstore.Store) {
 		{"another tenant", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.Tenant = "other" })}, eventstore.ErrInvalidEnvelope, "tenant"},
 		{"another aggregate type", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.AggregateType = "workflow" })}, eventstore.ErrInvalidEnvelope, "aggregate_type"},
 		{"another aggregate", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.AggregateID = "someone-else" })}, eventstore.ErrInvalidEnvelope, "aggregate_id"},
-		{"version zero", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.Version = 0 })}, eventstore.ErrInvalidEnvelope, ""},
+		{"version zero", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.Version = 0 })}, eventstore.ErrInvalidEnvelope, "version must be 1 or more"},
+		{"an id too long", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.ID = strings.Repeat("a", eventstore.MaxTokenLen+1) })}, eventstore.ErrInvalidEnvelope, "id longer than"},
+		{"no time", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.OccurredAt = time.Time{} })}, eventstore.ErrInvalidEnvelope, "occurred_at is required"},
+		{"an actor of no kind", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.Actor.Kind = "robot" })}, eventstore.ErrInvalidEnvelope, `actor.kind "robot"`},
+		{"data that is not JSON", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) { e.Data = json.RawMessage(`{"n":`) })}, eventstore.ErrInvalidEnvelope, "data is not valid JSON"},
+		{"an event over the size limit", []eventstore.Envelope{with(2, func(e *eventstore.Envelope) {
+			e.Data = json.RawMessage(`"` + strings.Repeat("x", eventstore.MaxEnvelopeSize) + `"`)
+		})}, eventstore.ErrInvalidEnvelope, "byte limit"},
 	} {
 		_, err := st.Append(ctx, agg, placed.LastSeq, tc.events...)
 		if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) || !strings.Contains(err.Error(), tc.says) {

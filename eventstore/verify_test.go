@@ -42,8 +42,9 @@ func TestHashChain(t *testing.T) {
 	}
 }
 
-// verify passes on a clean store and reports a forged event, a gap and a
-// reordering in a copy of the stream, each with its location.
+// verify passes on a clean store and reports a forged event, a gap, a
+// reordering, a message that is no event and an event with no hash in a
+// copy of the stream, each with its location.
 func TestVerifyFindsBreaks(t *testing.T) {
 	t.Parallel()
 	st, ctx := serverStore(t)
@@ -110,6 +111,13 @@ func TestVerifyFindsBreaks(t *testing.T) {
 			}
 		}
 	}
+	// A message that is no event, and an event stripped of its hash.
+	undecodableAt := copyMsg(msgs[0], []byte("not an event"))
+	cut := bytes.LastIndex(msgs[0].Data, []byte(`,"hash":"`))
+	if cut < 0 {
+		t.Fatalf("no hash member in %s", msgs[0].Data)
+	}
+	unsealedAt := copyMsg(msgs[0], append(bytes.Clone(msgs[0].Data[:cut]), '}'))
 	rep, err = st.Verify(ctx, []string{"AUDIT_COPY"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +129,9 @@ func TestVerifyFindsBreaks(t *testing.T) {
 			found[b.Kind] = b.Sequence
 		}
 	}
-	if found["altered"] != forgedAt || found["gap"] != gapAt || found["reordered"] == 0 || found["reordered"] <= shuffledAt {
-		t.Fatalf("breaks %v; want altered at %d, gap at %d, reordered after %d", found, forgedAt, gapAt, shuffledAt)
+	if found["altered"] != forgedAt || found["gap"] != gapAt || found["reordered"] == 0 || found["reordered"] <= shuffledAt ||
+		found["undecodable"] != undecodableAt || found["unsealed"] != unsealedAt {
+		t.Fatalf("breaks %v; want altered at %d, gap at %d, reordered after %d, undecodable at %d, unsealed at %d",
+			found, forgedAt, gapAt, shuffledAt, undecodableAt, unsealedAt)
 	}
 }
