@@ -63,6 +63,11 @@ func TestDefinitionsRefuseBadInput(t *testing.T) {
 		{"unknown status", "PATCH", "/v1/statuses/nope", map[string]any{"name": "X"}, nil, 404, "not_found"},
 		{"unknown trigger", "PATCH", "/v1/triggers/nope", map[string]any{"name": "X"}, nil, 404, "not_found"},
 		{"unknown order type", "PATCH", "/v1/order-types/nope", map[string]any{"name": "X"}, nil, 404, "not_found"},
+		{"an unknown workflow", "GET", "/v1/workflows/nope", nil, nil, 404, "not_found"},
+		{"a version of an unsafe workflow id", "GET", "/v1/workflows/a*b/versions/1", nil, nil, 400, "invalid_argument"},
+		{"a step at a negative position", "POST", "/v1/workflows/" + intake + "/steps", map[string]any{"status": "spare", "trigger": "picked_up", "position": -1}, nil, 400, "invalid_argument"},
+		{"archive an unknown order type", "POST", "/v1/order-types/nope/archive", nil, nil, 404, "not_found"},
+		{"a string for an order type's fulfillment list", "POST", "/v1/order-types", map[string]any{"name": "X", "fulfillment": "home_delivery"}, nil, 400, "invalid_argument"},
 		{"a version of an unknown workflow", "GET", "/v1/workflows/nope/versions/1", nil, nil, 404, "not_found"},
 		{"a version past the workflow's last", "GET", "/v1/workflows/" + intake + "/versions/99", nil, nil, 404, "not_found"},
 		{"a status renamed to nothing", "PATCH", "/v1/statuses/spare", map[string]any{"name": "  "}, nil, 400, "invalid_argument"},
@@ -89,6 +94,18 @@ func TestDefinitionsRefuseBadInput(t *testing.T) {
 	if p := c.problem(400, "invalid_argument", "POST", "/v1/statuses", map[string]any{"name": "!!!", "category": "draft"}); !strings.Contains(p["detail"].(string),
 		`key: none was sent, and the one derived from the name is not a key ("___" may hold only letters`) {
 		t.Fatalf("a key derived from punctuation: %v", p)
+	}
+	// A value of the wrong kind is named with the kind the field takes.
+	for _, tc := range []struct {
+		body any
+		want string
+	}{
+		{map[string]any{"name": "X", "fulfillment": "home_delivery"}, "field fulfillment: a JSON string where an array belongs"},
+		{map[string]any{"name": 12, "fulfillment": []string{"home_delivery"}}, "field name: a JSON number where a string belongs"},
+	} {
+		if p := c.problem(400, "invalid_argument", "POST", "/v1/order-types", tc.body); !strings.Contains(p["detail"].(string), tc.want) {
+			t.Errorf("%v: %q, want it to say %q", tc.body, p["detail"], tc.want)
+		}
 	}
 	// A field given as null stays as it is, like one left out; "" takes
 	// an order type's slot away.
