@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -154,5 +155,46 @@ func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
 		}
 		t.Log("the processors' log:\n" + log.buf.String())
 		t.Fatal("the trigger never reached the next reader")
+	}
+}
+
+// Redrive refuses, before it publishes anything, a dead letter that would
+// only be put aside again: read from a subject that names no order or
+// trigger, with a body that cannot be read or breaks the rules, or with
+// no usable trigger id.
+func TestRedriveRefusesWhatWouldBePutAsideAgain(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-redrive")
+	good := DeadLetter{Seq: 7, Tenant: f.c.Tenant, OrderID: "o-redrive", Trigger: WorkedExampleTriggers[0], TriggerID: "t-1", Body: []byte(`{"worker":"ana"}`)}
+	before, err := f.c.Store.LastSequence(f.ctx, eventstore.StreamTriggers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func(*DeadLetter){
+		"no order":               func(dl *DeadLetter) { dl.OrderID = "" },
+		"an unsafe order id":     func(dl *DeadLetter) { dl.OrderID = "o.1" },
+		"no tenant":              func(dl *DeadLetter) { dl.Tenant = "" },
+		"a wildcard trigger key": func(dl *DeadLetter) { dl.Trigger = "*" },
+		"no trigger id":          func(dl *DeadLetter) { dl.TriggerID = "" },
+		"a trigger id with a space": func(dl *DeadLetter) {
+			dl.TriggerID = "t 1"
+			dl.Body = []byte(`{}`)
+		},
+		"a body that is not JSON":           func(dl *DeadLetter) { dl.Body = []byte("picked up") },
+		"a worker with a control character": func(dl *DeadLetter) { dl.Body = []byte(`{"worker":"a\u0007b"}`) },
+		"an unknown field":                  func(dl *DeadLetter) { dl.Body = []byte(`{"when":"now"}`) },
+	} {
+		dl := good
+		change(&dl)
+		if ack, err := Redrive(f.ctx, f.c.Store, dl); !errors.Is(err, ErrNotRedrivable) || !strings.Contains(err.Error(), "dead letter 7") {
+			t.Errorf("%s: Redrive = %v, %v; want ErrNotRedrivable naming dead letter 7", name, ack, err)
+		}
+	}
+	if after, err := f.c.Store.LastSequence(f.ctx, eventstore.StreamTriggers); err != nil || after != before {
+		t.Fatalf("refused redrives published %d triggers (%v)", after-before, err)
+	}
+	// The dead letter as it should be is sent again.
+	if ack, err := Redrive(f.ctx, f.c.Store, good); err != nil || ack.Sequence != before+1 {
+		t.Fatalf("Redrive of a sound dead letter = %+v, %v", ack, err)
 	}
 }
