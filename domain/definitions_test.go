@@ -180,15 +180,22 @@ func TestTriggerLibraryRules(t *testing.T) {
 	}
 }
 
+// intakeSteps are the worked example's intake steps.
+var intakeSteps = []domain.Step{{Status: "pending_pickup", Trigger: "picked_up"}, {Status: "received", Trigger: "items_tagged"}}
+
+// liveIntake is the workflow "intake" as created with intakeSteps, its
+// creation already taken from its changes.
+func liveIntake(t *testing.T, c *catalog) *domain.Workflow {
+	t.Helper()
+	w := domain.NewWorkflow()
+	must(t, w.Create("intake", "Laundry Intake", domain.WorkflowIntake, domain.FulfillmentMethod{}, intakeSteps, c, c))
+	w.ClearChanges()
+	return w
+}
+
 func TestWorkflowRules(t *testing.T) {
 	t.Parallel()
-	intakeSteps := []domain.Step{{Status: "pending_pickup", Trigger: "picked_up"}, {Status: "received", Trigger: "items_tagged"}}
-	seed := func(t *testing.T, c *catalog) *domain.Workflow {
-		w := domain.NewWorkflow()
-		must(t, w.Create("intake", "Laundry Intake", domain.WorkflowIntake, domain.FulfillmentMethod{}, intakeSteps, c, c))
-		w.ClearChanges()
-		return w
-	}
+	seed := liveIntake
 	steps := func(n int) []domain.Step {
 		out := make([]domain.Step, n)
 		for i := range out {
@@ -368,14 +375,21 @@ func TestWorkflowVersionsReplay(t *testing.T) {
 	}
 }
 
-func TestOrderTypeRules(t *testing.T) {
-	t.Parallel()
+// orderTypeCatalog holds a workflow of each kind an order type takes, two
+// fulfillment workflows and an archived one.
+func orderTypeCatalog() *catalog {
 	c := newCatalog()
 	c.workflows["intake"] = domain.WorkflowState{Name: "Intake", Type: domain.WorkflowIntake}
 	c.workflows["production"] = domain.WorkflowState{Name: "Production", Type: domain.WorkflowProduction}
 	c.workflows["home"] = domain.WorkflowState{Name: "Home", Type: domain.WorkflowFulfillment}
 	c.workflows["pickup"] = domain.WorkflowState{Name: "Pickup", Type: domain.WorkflowFulfillment}
 	c.workflows["old"] = domain.WorkflowState{Name: "Old", Type: domain.WorkflowFulfillment, Archived: true}
+	return c
+}
+
+func TestOrderTypeRules(t *testing.T) {
+	t.Parallel()
+	c := orderTypeCatalog()
 	tests := []struct {
 		name               string
 		intake, production string
