@@ -15,12 +15,11 @@ import (
 // for what already holds records none.
 func TestWorkflowCommandsInEveryState(t *testing.T) {
 	t.Parallel()
-	created := liveIntake
 	states := map[string]func(*testing.T, *catalog) *domain.Workflow{
 		"missing": func(*testing.T, *catalog) *domain.Workflow { return domain.NewWorkflow() },
-		"live":    created,
+		"live":    liveIntake,
 		"archived": func(t *testing.T, c *catalog) *domain.Workflow {
-			w := created(t, c)
+			w := liveIntake(t, c)
 			must(t, w.Archive(c))
 			w.ClearChanges()
 			return w

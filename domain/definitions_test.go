@@ -195,7 +195,6 @@ func liveIntake(t *testing.T, c *catalog) *domain.Workflow {
 
 func TestWorkflowRules(t *testing.T) {
 	t.Parallel()
-	seed := liveIntake
 	steps := func(n int) []domain.Step {
 		out := make([]domain.Step, n)
 		for i := range out {
@@ -303,7 +302,7 @@ func TestWorkflowRules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := newCatalog()
-			w := seed(t, c)
+			w := liveIntake(t, c)
 			err := tc.do(w, c)
 			checkErr(t, err, tc.want)
 			if tc.want == nil && w.Version() <= 1 {
