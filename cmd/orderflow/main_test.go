@@ -221,6 +221,43 @@ func TestAppWithNATSURL(t *testing.T) {
 	}
 }
 
+// An App whose HTTP address is taken, or whose configuration is bad, does
+// not start: Run says why, and nothing is left behind (no data in its
+// data dir); the process that holds the address goes on serving.
+func TestAppThatCannotStart(t *testing.T) {
+	t.Parallel()
+	first := startApp(t, newTestConfig(t))
+	taken := newTestConfig(t)
+	taken.HTTP = first.HTTPAddr()
+	bad := newTestConfig(t)
+	bad.LogFormat = "xml"
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"the HTTP address taken", taken, "http listen"},
+		{"a bad --log-format", bad, `--log-format "xml"`},
+	} {
+		app := NewApp(tc.cfg, appLogger(t))
+		ctx, cancel := eventstoretest.Context(30 * time.Second)
+		err := app.Run(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Run = %v, want an error saying %s", tc.name, err, tc.want)
+		}
+		if err := app.Close(); err != nil {
+			t.Errorf("%s: Close after a failed Run: %v", tc.name, err)
+		}
+		if left, err := os.ReadDir(tc.cfg.DataDir); err != nil || len(left) != 0 {
+			t.Errorf("%s: the data dir holds %v (%v)", tc.name, left, err)
+		}
+	}
+	if code, _ := get(t, "http://"+first.HTTPAddr()+"/readyz"); code != http.StatusOK {
+		t.Fatalf("the first App's /readyz = %d", code)
+	}
+}
+
 // A second process started with another --lanes than the running one
 // does not start: partitioned anew, the running process's lanes would
 // split orders' triggers. It says what the lanes are. Nor does one with
