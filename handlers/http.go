@@ -60,6 +60,10 @@ type API struct {
 	// a client that stops reading is disconnected, and resumes with
 	// Last-Event-ID when it comes back.
 	FeedWriteTimeout time.Duration
+	// FeedHeartbeat is how often an idle event feed sends a comment line
+	// (": keep-alive"), so proxies and clients see the connection alive
+	// (default 15 s).
+	FeedHeartbeat time.Duration
 	// MaxFeeds is how many event feeds may be open at once (default
 	// DefaultMaxFeeds); one more is answered 503. Each holds a JetStream
 	// consumer on ORDERFLOW_ORDERS, which takes 1,000 consumers (the

@@ -33,10 +33,6 @@ var orderEventTypes = func() []string {
 	return out
 }()
 
-// SSEHeartbeat is how often an idle feed sends a comment line, so proxies
-// and clients see the connection alive.
-var SSEHeartbeat = 15 * time.Second
-
 // events serves GET /v1/events: Server-Sent Events of order events, each
 // with `id:` = its stream sequence. A client that reconnects with
 // Last-Event-ID (or ?last_event_id=) gets every later event once, in
@@ -143,7 +139,7 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 	if !send(": orderflow order events after sequence %d%s\n\n", after, note) {
 		return
 	}
-	beat := time.NewTicker(SSEHeartbeat)
+	beat := time.NewTicker(cmp.Or(api.FeedHeartbeat, 15*time.Second))
 	defer beat.Stop()
 	ending := api.streamsEnding()
 	// A feed lasts as long as its dashboard stays, but not longer than its

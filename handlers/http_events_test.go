@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -51,4 +52,45 @@ func TestStalledFeedIsDisconnected(t *testing.T) {
 		}
 	}
 	eventstoretest.Eventually(t, 30*time.Second, func() bool { return api.OpenFeeds() == 0 }, "the stalled feed to be dropped")
+}
+
+// An idle feed sends a comment line every FeedHeartbeat, so proxies and
+// dashboards see the connection alive while no order event comes.
+func TestIdleFeedSendsKeepAlives(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	api := &API{Commands: newCommands(t, srv), Log: quiet, FeedHeartbeat: 20 * time.Millisecond}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+
+	ctx, cancel := eventstoretest.Context(30 * time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+"/v1/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hs.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET /v1/events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	lines := bufio.NewScanner(resp.Body)
+	var got []string
+	for beats := 0; beats < 2; {
+		if !lines.Scan() {
+			t.Fatalf("the feed ended after %q: %v", got, lines.Err())
+		}
+		switch line := lines.Text(); {
+		case line == ": keep-alive":
+			beats++
+		case line != "" && !strings.HasPrefix(line, ": orderflow order events after sequence 0"):
+			t.Fatalf("an idle feed sent %q", line)
+		}
+		got = append(got, lines.Text())
+	}
 }
