@@ -323,10 +323,63 @@ func TestEventsCommand(t *testing.T) {
 		!strings.HasPrefix(js.String(), `{"id":`) || !strings.Contains(js.String(), `"trigger":"items_tagged"`) || strings.Count(js.String(), "\n") != 1 {
 		t.Fatalf("events --json: %d %q", got, js.String())
 	}
+	// An event id past the stream's end (a store since replaced) is
+	// followed from the stream's end, and the command says why.
+	var past strings.Builder
+	shortAgain, stopAgain := context.WithTimeout(context.Background(), 2*time.Second)
+	defer stopAgain()
+	if got := Main(shortAgain, []string{"events", "--server", "http://" + again.HTTPAddr(), "--after", "999999", "--json"}, io.Discard, &past, none); got != 0 ||
+		!strings.Contains(past.String(), "event id 999999 is past the stream's last event: not from this store") {
+		t.Fatalf("events --after 999999: %d %q", got, past.String())
+	}
 	if got, _, errOut := runMain(t, "events", "--server", proxy.URL, "--types", "OrderAdvance"); got != 1 || !strings.Contains(errOut, "invalid_argument") {
 		t.Fatalf("events --types OrderAdvance: %d %s", got, errOut)
 	}
 	if got, _, errOut := runMain(t, "events", "--server", "127.0.0.1:1"); got != 1 || !strings.Contains(errOut, "is orderflow running") {
 		t.Fatalf("events with no server: %d %s", got, errOut)
+	}
+}
+
+// orderflow events reads the feed's comment lines: the heading's note and
+// any other comment go to stderr, keep-alives nowhere; after a feed that
+// ends it follows again from the last event it printed, and a refusal
+// then (an API key revoked, say) ends it with the server's problem.
+func TestEventsCommandReadsTheFeedsComments(t *testing.T) {
+	t.Parallel()
+	const event = `{"id":"e-7","type":"OrderHeld","tenant":"default","aggregate_type":"order","aggregate_id":"o-1","version":2,` +
+		`"occurred_at":"2026-12-06T10:00:00Z","actor":{"kind":"user","id":"ana"},"data":{"reason":"r"}}`
+	var asked atomic.Int32
+	var resumedFrom atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/events" { // the status names, for lines that are not --json
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"items":[]}`)
+			return
+		}
+		if asked.Add(1) > 1 {
+			resumedFrom.Store(r.Header.Get("Last-Event-ID"))
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"status":401,"title":"Unauthenticated","detail":"no such API key","code":"unauthenticated"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, ": orderflow order events after sequence 6 (a note from the server)\n\n"+
+			": keep-alive\n\n"+
+			": the API key this feed was opened with no longer lets it in\n\n"+
+			"id: 7\nevent: OrderHeld\ndata: "+event+"\n\n")
+	}))
+	defer srv.Close()
+	code, out, errOut := runMain(t, "events", "--server", srv.URL, "--json")
+	if code != 1 || out != event+"\n" {
+		t.Fatalf("exit %d, printed %q (stderr %q); want exit 1 and the one event", code, out, errOut)
+	}
+	for _, want := range []string{"a note from the server", "no longer lets it in", "following again after event 7", "(unauthenticated): no such API key"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr %q does not say %q", errOut, want)
+		}
+	}
+	if strings.Contains(errOut, "keep-alive") || resumedFrom.Load() != "7" {
+		t.Errorf("stderr %q; followed again from %v, want 7", errOut, resumedFrom.Load())
 	}
 }
