@@ -15,30 +15,9 @@ import (
 // else is refused naming the field: another name (ErrInvalid, with the
 // names it takes), or a value that is not a string.
 func TestEnumsInJSON(t *testing.T) {
-	type decoded struct {
-		value string // what MarshalJSON writes back
-		err   error
-	}
-	category := func(in string) decoded {
-		var c domain.Category
-		err := json.Unmarshal([]byte(in), &c)
-		out, _ := json.Marshal(c)
-		return decoded{string(out), err}
-	}
-	workflowType := func(in string) decoded {
-		var w domain.WorkflowType
-		err := json.Unmarshal([]byte(in), &w)
-		out, _ := json.Marshal(w)
-		return decoded{string(out), err}
-	}
-	method := func(in string) decoded {
-		var m domain.FulfillmentMethod
-		err := json.Unmarshal([]byte(in), &m)
-		out, _ := json.Marshal(m)
-		return decoded{string(out), err}
-	}
+	category, workflowType, method := readBack[domain.Category], readBack[domain.WorkflowType], readBack[domain.FulfillmentMethod]
 	for _, tc := range []struct {
-		decode func(string) decoded
+		decode func(string) (string, error)
 		in     string
 		want   string // the value written back, or what the error says
 		bad    bool
@@ -59,30 +38,42 @@ func TestEnumsInJSON(t *testing.T) {
 		{method, `"drone"`, `fulfillment_method: "drone" is not one of store_pickup, home_delivery, on_site`, true},
 		{method, `true`, `fulfillment_method: `, true},
 	} {
-		got := tc.decode(tc.in)
+		value, err := tc.decode(tc.in)
 		switch {
-		case !tc.bad && (got.err != nil || got.value != tc.want):
-			t.Errorf("%s: got %s, %v; want %s", tc.in, got.value, got.err, tc.want)
-		case tc.bad && (got.err == nil || !strings.Contains(got.err.Error(), tc.want)):
-			t.Errorf("%s: got %v; want an error saying %q", tc.in, got.err, tc.want)
-		case tc.bad && strings.HasPrefix(tc.in, `"`) && !errors.Is(got.err, domain.ErrInvalid):
-			t.Errorf("%s: %v is not ErrInvalid", tc.in, got.err)
+		case !tc.bad && (err != nil || value != tc.want):
+			t.Errorf("%s: got %s, %v; want %s", tc.in, value, err, tc.want)
+		case tc.bad && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: got %v; want an error saying %q", tc.in, err, tc.want)
+		case tc.bad && strings.HasPrefix(tc.in, `"`) && !errors.Is(err, domain.ErrInvalid):
+			t.Errorf("%s: %v is not ErrInvalid", tc.in, err)
 		}
 	}
-	// Every name the contract lists reads back as itself.
-	for _, c := range domain.Categories() {
-		if got, err := domain.ParseCategory(c.String()); err != nil || got != c {
-			t.Errorf("ParseCategory(%q) = %v, %v", c, got, err)
-		}
-	}
-	for _, w := range domain.WorkflowTypes() {
-		if got, err := domain.ParseWorkflowType(w.String()); err != nil || got != w {
-			t.Errorf("ParseWorkflowType(%q) = %v, %v", w, got, err)
-		}
-	}
-	for _, m := range domain.FulfillmentMethods() {
-		if got, err := domain.ParseFulfillmentMethod(m.String()); err != nil || got != m || m.IsZero() {
-			t.Errorf("ParseFulfillmentMethod(%q) = %v, %v", m, got, err)
+	// Every name the contract lists reads back as itself (none is not
+	// listed).
+	parsesBack(t, domain.Categories(), domain.ParseCategory)
+	parsesBack(t, domain.WorkflowTypes(), domain.ParseWorkflowType)
+	parsesBack(t, domain.FulfillmentMethods(), domain.ParseFulfillmentMethod)
+}
+
+// readBack decodes in as a T and encodes it again: what MarshalJSON
+// writes back, and UnmarshalJSON's error.
+func readBack[T any](in string) (string, error) {
+	var v T
+	err := json.Unmarshal([]byte(in), &v)
+	out, _ := json.Marshal(v)
+	return string(out), err
+}
+
+// parsesBack checks that each listed value, by its name, parses back to
+// itself, and that none is unnamed.
+func parsesBack[T interface {
+	comparable
+	String() string
+}](t *testing.T, listed []T, parse func(string) (T, error)) {
+	t.Helper()
+	for _, v := range listed {
+		if got, err := parse(v.String()); err != nil || got != v || v.String() == "" {
+			t.Errorf("parse(%q) = %v, %v", v, got, err)
 		}
 	}
 }

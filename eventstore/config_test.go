@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
@@ -57,11 +56,7 @@ func TestConfigValidate(t *testing.T) {
 func TestOpenRefusesABadConfig(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
-	nc, err := nats.Connect(srv.ClientURL(), nats.SyncQueueLen(eventstore.SyncQueueLen))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := eventstoretest.Connect(t, srv.ClientURL())
 	ctx := ctxT(t)
 	bad := eventstore.Config{MaxAppend: 1001}
 	if _, err := eventstore.Open(ctx, nc, bad); err == nil || !strings.Contains(err.Error(), "max append 1001") {

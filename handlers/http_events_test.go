@@ -25,10 +25,7 @@ func TestStalledFeedIsDisconnected(t *testing.T) {
 	srv := eventstoretest.StartServer(t)
 	c := newCommands(t, srv)
 	api := &API{Commands: c, Log: quiet, FeedWriteTimeout: 200 * time.Millisecond}
-	mux := http.NewServeMux()
-	api.Register(mux)
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
+	hs := serveAPI(t, api)
 
 	conn, err := net.Dial("tcp", hs.Listener.Addr().String())
 	if err != nil {
@@ -59,11 +56,7 @@ func TestStalledFeedIsDisconnected(t *testing.T) {
 func TestIdleFeedSendsKeepAlives(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
-	api := &API{Commands: newCommands(t, srv), Log: quiet, FeedHeartbeat: 20 * time.Millisecond}
-	mux := http.NewServeMux()
-	api.Register(mux)
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
+	hs := serveAPI(t, &API{Commands: newCommands(t, srv), Log: quiet, FeedHeartbeat: 20 * time.Millisecond})
 
 	ctx, cancel := eventstoretest.Context(30 * time.Second)
 	defer cancel()
@@ -93,4 +86,14 @@ func TestIdleFeedSendsKeepAlives(t *testing.T) {
 		}
 		got = append(got, lines.Text())
 	}
+}
+
+// serveAPI serves api's routes over HTTP until the test ends.
+func serveAPI(t *testing.T, api *API) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	api.Register(mux)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return hs
 }
