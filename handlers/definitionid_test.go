@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,15 +30,7 @@ func TestDefinitionID(t *testing.T) {
 		{long, "workflow", nil, strings.Repeat("wash_it_", 5) + "wash_it"},
 		{strings.Repeat("x", 100), "workflow", []string{strings.Repeat("x", 48)}, strings.Repeat("x", 48) + "-2"},
 	} {
-		taken := func(id string) bool {
-			for _, t := range tc.taken {
-				if t == id {
-					return true
-				}
-			}
-			return false
-		}
-		got := DefinitionID(tc.name, tc.fallback, taken)
+		got := DefinitionID(tc.name, tc.fallback, func(id string) bool { return slices.Contains(tc.taken, id) })
 		if got != tc.want {
 			t.Errorf("DefinitionID(%q, %q, taken %q) = %q, want %q", tc.name, tc.fallback, tc.taken, got, tc.want)
 		}
