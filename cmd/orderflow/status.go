@@ -77,10 +77,11 @@ func (m samples) sum(name, prefix string) float64 {
 	return total
 }
 
-// quantile is the bound of the first bucket of histogram name (with
-// labels, `k="v",` pairs or "") that holds the q-quantile, and how many
-// observations it has; +Inf past the last bound.
-func (m samples) quantile(name, labels string, q float64) (bound float64, count float64) {
+// quantile tells where the q-quantile of histogram name (with labels,
+// `k="v",` pairs or "") lies: "≤ " the bound of the first bucket that
+// holds it, or "> " the last finite bound when it lies past them all, and
+// how many observations the histogram has.
+func (m samples) quantile(name, labels string, q float64) (where string, count float64) {
 	type bucket struct{ le, n float64 }
 	var buckets []bucket
 	prefix := name + "_bucket{" + labels + `le="`
@@ -93,16 +94,24 @@ func (m samples) quantile(name, labels string, q float64) (bound float64, count 
 		}
 	}
 	if len(buckets) == 0 {
-		return 0, 0
+		return "", 0
 	}
 	slices.SortFunc(buckets, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
 	count = buckets[len(buckets)-1].n
+	last := math.Inf(1) // the last finite bound
 	for _, b := range buckets {
-		if count > 0 && b.n >= q*count {
-			return b.le, count
+		if math.IsInf(b.le, 1) {
+			break
 		}
+		if count > 0 && b.n >= q*count {
+			return "≤ " + seconds(b.le), count
+		}
+		last = b.le
 	}
-	return math.Inf(1), count
+	if math.IsInf(last, 1) {
+		return "unknown (no bounded bucket)", count
+	}
+	return "> " + seconds(last), count
 }
 
 // print writes the summary and returns what is wrong (empty: nothing).
@@ -197,7 +206,7 @@ func (m samples) print(w io.Writer, at string, now time.Time) (problems []string
 		p99, _ := m.quantile("orderflow_trigger_duration_seconds", "", 0.99)
 		took := ""
 		if n > 0 {
-			took = fmt.Sprintf("; lane to outcome p50 ≤ %s, p99 ≤ %s", seconds(p50), seconds(p99))
+			took = fmt.Sprintf("; lane to outcome p50 %s, p99 %s", p50, p99)
 		}
 		line("triggers", "%.0f applied here, %.0f rejected%s", applied, rejected, took)
 	}
@@ -225,10 +234,7 @@ func sizeText(b float64) string {
 	return strconv.FormatFloat(b, 'f', 1, 64) + " TiB"
 }
 
-// seconds shows a histogram bound.
+// seconds shows a histogram's finite bound.
 func seconds(s float64) string {
-	if math.IsInf(s, 1) {
-		return "+Inf"
-	}
 	return time.Duration(s * float64(time.Second)).String()
 }

@@ -94,7 +94,7 @@ read models    orders 3 behind (7 of 10)
 checkpoints    orders saved at 6, 12s ago; 2 failed to save (see the log)
 trigger lanes  2 processor(s), 8 lane(s) owned here, 3 trigger(s) waiting
                the copy of stored triggers into the lanes reports an error (see the log)
-triggers       4 applied here, 3 rejected; lane to outcome p50 ≤ 10ms, p99 ≤ +Inf
+triggers       4 applied here, 3 rejected; lane to outcome p50 ≤ 10ms, p99 > 10ms
 http           6 request(s) answered, 1 with 5xx
 `
 	if b.String() != want || strings.Join(problems, "; ") != "storage 90% full; the lanes' copy reports an error" {
@@ -104,6 +104,38 @@ http           6 request(s) answered, 1 with 5xx
 	if problems := parseMetrics("orderflow_ready 0\n").print(&b, "http://h", now); len(problems) != 1 ||
 		b.String() != "orderflow  NOT READY at http://h (version unknown)\n" {
 		t.Fatalf("not ready: %q %q", b.String(), problems)
+	}
+}
+
+// Where a quantile lies: the bound of the bucket that holds it, or past
+// the last bound, never "≤ +Inf".
+func TestQuantile(t *testing.T) {
+	t.Parallel()
+	const h = "d_bucket{"
+	for _, tc := range []struct {
+		name, metrics string
+		q             float64
+		want          string
+		count         float64
+	}{
+		{"no histogram", "other 1\n", 0.5, "", 0},
+		{"no observations", h + `le="0.001"} 0` + "\n" + h + `le="+Inf"} 0` + "\n", 0.5, "> 1ms", 0},
+		{"in the first bucket", h + `le="0.001"} 4` + "\n" + h + `le="0.01"} 4` + "\n" + h + `le="+Inf"} 4` + "\n", 0.99, "≤ 1ms", 4},
+		{"in a later bucket", h + `le="0.01"} 1` + "\n" + h + `le="0.001"} 1` + "\n" + h + `le="2.5"} 100` + "\n" + h + `le="+Inf"} 100` + "\n", 0.5, "≤ 2.5s", 100},
+		{"past every bound", h + `le="0.001"} 1` + "\n" + h + `le="10"} 98` + "\n" + h + `le="+Inf"} 100` + "\n", 0.99, "> 10s", 100},
+		{"only +Inf", h + `le="+Inf"} 3` + "\n", 0.5, "unknown (no bounded bucket)", 3},
+		{"another label set", `d_bucket{route="a",le="0.001"} 1` + "\n" + `d_bucket{route="a",le="+Inf"} 1` + "\n", 0.5, "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			where, count := parseMetrics(tc.metrics).quantile("d", "", tc.q)
+			if where != tc.want || count != tc.count {
+				t.Fatalf("got %q of %v, want %q of %v", where, count, tc.want, tc.count)
+			}
+		})
+	}
+	where, count := parseMetrics(`d_bucket{route="a",le="0.001"} 1`+"\n"+`d_bucket{route="a",le="+Inf"} 1`+"\n").quantile("d", `route="a",`, 0.5)
+	if where != "≤ 1ms" || count != 1 {
+		t.Fatalf("with labels: got %q of %v", where, count)
 	}
 }
 
