@@ -846,3 +846,44 @@ func auditDefinitions(t *testing.T, app *App) []string {
 	}
 	return whats
 }
+
+// audit order says who did what: what supervisors did and why (or that no
+// reason was given), the worker a trigger sent over HTTP named, the
+// version a migration took the order to, and why a trigger was rejected,
+// with the trigger expected when there was one.
+func TestAuditOrderSaysWhatSupervisorsDid(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "s-1", "order_type_id": "wash_fold_delivery"})
+	pinned := c.must(200, "GET", "/v1/orders/s-1", nil)["position"].(map[string]any)["workflow_version"].(float64)
+	c.must(200, "POST", "/v1/orders/s-1/triggers", map[string]any{"trigger": "picked_up", "worker": "ana"})
+	c.must(200, "POST", "/v1/orders/s-1/hold", map[string]any{"reason": "stain check"})
+	c.problem(409, "trigger_rejected", "POST", "/v1/orders/s-1/triggers", map[string]any{"trigger": "items_tagged"})
+	c.must(200, "POST", "/v1/orders/s-1/resume", nil)
+	c.must(200, "POST", "/v1/workflows/laundry_intake/steps/move", map[string]any{"from": 0, "to": 1})
+	c.must(200, "POST", "/v1/orders/s-1/migrate", map[string]any{"workflow_id": "laundry_intake", "to_version": pinned + 1})
+	c.must(200, "POST", "/v1/orders/s-1/cancel", map[string]any{"reason": "customer left"})
+	c.problem(409, "trigger_rejected", "POST", "/v1/orders/s-1/triggers", map[string]any{"trigger": "items_tagged"})
+
+	code, out, errOut := runMain(t, "audit", "order", "s-1", "--nats-url", app.NATSURL())
+	var whats []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n")[1:] { // after the heading
+		f := strings.Fields(l) // TIME V EVENT WHO WHAT...
+		whats = append(whats, strings.Join(f[2:], " "))
+	}
+	want := []string{
+		fmt.Sprintf("OrderPlaced user:api → Pending Pickup (laundry_intake v%d)", int(pinned)),
+		"OrderAdvanced worker:ana picked_up: Pending Pickup → Received",
+		"OrderHeld user:api reason: stain check",
+		"TriggerRejected worker:api items_tagged rejected: order_on_hold, expected items_tagged",
+		"OrderResumed user:api (no reason given)",
+		fmt.Sprintf("OrderMigrated user:api laundry_intake v%d → v%[2]d: migrated to version %[2]d", int(pinned), int(pinned)+1),
+		"OrderCancelled user:api reason: customer left",
+		"TriggerRejected worker:api items_tagged rejected: order_cancelled",
+	}
+	if code != 0 || !slices.Equal(whats, want) {
+		t.Fatalf("audit order: exit %d\ngot  %q\nwant %q\n%s%s", code, whats, want, out, errOut)
+	}
+}
