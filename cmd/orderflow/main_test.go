@@ -458,12 +458,27 @@ func TestMainUsage(t *testing.T) {
 		"verify --streams ORDERFLOW_ORDERS,":              `--streams "ORDERFLOW_ORDERS,": a stream name is empty`,
 		"replay --tenant a.b":                             `invalid tenant "a.b"`,
 		"export --out /nonexistent-orderflow-dir/x.jsonl": "--out /nonexistent-orderflow-dir/x.jsonl: stat /nonexistent-orderflow-dir: no such file",
+		"export --out main.go/x.jsonl":                    "--out main.go/x.jsonl: main.go is not a directory",
+		"audit":                                           "want: audit order ID, audit workflow ID, audit ordertype ID or audit definitions",
+		"audit orders o-1":                                "want: audit order ID, audit workflow ID, audit ordertype ID or audit definitions",
 	} {
 		var errOut strings.Builder
 		if code := Main(context.Background(), append(strings.Fields(args), "--nats-url", "nats://127.0.0.1:1"), &out, &errOut,
 			func(string) (string, bool) { return "", false }); code != 1 || !strings.Contains(errOut.String(), want) {
 			t.Errorf("%s: exit %d, %s", args, code, errOut.String())
 		}
+	}
+	// A NATS credential or CA is for a server, not a data dir: refused,
+	// and the data dir is not made.
+	for _, flag := range []string{"--nats-creds", "--nats-ca"} {
+		var errOut strings.Builder
+		if code := Main(context.Background(), []string{"verify", "--data-dir", missing, flag, "main.go"}, &out, &errOut,
+			func(string) (string, bool) { return "", false }); code != 1 || !strings.Contains(errOut.String(), "--nats-creds and --nats-ca are for --nats-url, not --data-dir") {
+			t.Errorf("verify --data-dir %s: exit %d, %s", flag, code, errOut.String())
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("the data dir %s was made: %v", missing, err)
 	}
 	// So is a mistake in a client command's arguments, before the server
 	// is asked (none answers at this address).
