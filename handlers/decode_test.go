@@ -140,6 +140,9 @@ func TestDecodeBodyNamesTheWrongShape(t *testing.T) {
 		{`{"workflow_id": "intake", "to_version": -1}`, "field to_version: a JSON number -1 where a whole number, 0 or more belongs", &migrateOrderBody{}},
 		{`{"workflow_id": ["intake"], "to_version": 2}`, "field workflow_id: a JSON array where a string belongs", &migrateOrderBody{}},
 		{`{"status": "washing", "trigger": "wash_done", "position": {}}`, "field position: a JSON object where a whole number belongs", &stepBody{}},
+		{`{"steps": "washing"}`, "field steps: a JSON string where an array belongs", &stepsBody{}},
+		{`{"steps": ["washing"]}`, "field steps: a JSON string where an object belongs", &stepsBody{}},
+		{`{"steps": [{"status": true, "trigger": "wash_done"}]}`, "field steps.status: a JSON bool where a string belongs", &stepsBody{}},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
 		err := (&API{}).decodeBody(httptest.NewRecorder(), r, tc.into)

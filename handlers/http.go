@@ -504,7 +504,7 @@ func jsonError(v any, err error) error {
 	case wrongKind && te.Field == "":
 		return fmt.Errorf("the body is a JSON %s; send a JSON object", te.Value)
 	case wrongKind:
-		return fmt.Errorf("field %s: a JSON %s where %s belongs", te.Field, te.Value, jsonKind(te.Type))
+		return fmt.Errorf("field %s: a JSON %s where %s belongs", fieldPath(te.Field), te.Value, jsonKind(te.Type))
 	case strings.HasPrefix(err.Error(), "json: unknown field "): // encoding/json has no type for it
 		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
 	}
@@ -513,6 +513,17 @@ func jsonError(v any, err error) error {
 		return fmt.Errorf("malformed JSON: %w", err)
 	}
 	return err // a field's own UnmarshalJSON said why
+}
+
+// fieldPath is the path encoding/json gives a field ("steps.status"),
+// without the array indexes Go 1.27's adds ("steps.0.status"), so that a
+// message is the same whichever Go built the binary.
+func fieldPath(path string) string {
+	parts := strings.Split(path, ".")
+	return strings.Join(slices.DeleteFunc(parts, func(p string) bool {
+		_, err := strconv.ParseUint(p, 10, 64)
+		return err == nil
+	}), ".")
 }
 
 // notATime says that the time fields named are not RFC 3339 times.
