@@ -85,7 +85,8 @@ func TestApplyTrigger(t *testing.T) {
 		t.Fatalf("the rejected trigger again: %+v, %v", again, err)
 	}
 	var dead *client.DeadLetterError
-	if _, err := apply("ghost", "picked_up", ""); !errors.As(err, &dead) || !strings.Contains(dead.Reason, "unknown order") {
+	if _, err := apply("ghost", "picked_up", ""); !errors.As(err, &dead) || !strings.Contains(dead.Reason, "unknown order") ||
+		err.Error() != "trigger put aside as a dead letter: "+dead.Reason {
 		t.Fatalf("a trigger for an unknown order: %v", err)
 	}
 	if _, err := apply("order.42", "picked_up", ""); err == nil {
