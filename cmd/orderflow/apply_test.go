@@ -164,9 +164,10 @@ func TestDefinitionsShowAndApply(t *testing.T) {
 }
 
 // definitions apply refuses, before it changes anything, a document
-// that names a definition twice, changes an archived one, gives a new
-// workflow an id the server would not give it, or has a field it does
-// not know; a change someone else made since apply read the definitions
+// that names a definition twice, names an archived one, gives a new
+// workflow an id the server would not give it, lacks a name or a
+// category, or has a field it does not know (none of the four lists
+// changes); a change someone else made since apply read the definitions
 // stops it (412); a change the API refuses stops it, saying how many
 // were made.
 func TestDefinitionsApplyRefuses(t *testing.T) {
@@ -176,12 +177,22 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 	seedWorkedExample(t, c)
 	c.must(201, "POST", "/v1/statuses", map[string]any{"name": "Spare", "category": "draft"})
 	c.must(200, "DELETE", "/v1/statuses/spare", nil)
+	c.must(201, "POST", "/v1/triggers", map[string]any{"key": "spare_done", "name": "Spare done"})
+	c.must(200, "DELETE", "/v1/triggers/spare_done", nil)
+	c.must(201, "POST", "/v1/workflows", map[string]any{"name": "Old Flow", "type": "production", "steps": []map[string]any{{"status": "washing", "trigger": "wash_done"}}})
+	c.must(200, "POST", "/v1/workflows/old_flow/archive", nil)
+	c.must(201, "POST", "/v1/order-types", map[string]any{"name": "Gone", "fulfillment": []string{"home_delivery"}})
+	c.must(200, "POST", "/v1/order-types/gone/archive", nil)
 	// Two order types of one name (which the API allows).
 	for range 2 {
 		c.must(201, "POST", "/v1/order-types", map[string]any{"name": "Twin", "fulfillment": []string{"home_delivery"}})
 	}
 	dir := t.TempDir()
-	before := c.must(200, "GET", "/v1/statuses", nil)
+	lists := []string{"/v1/statuses", "/v1/triggers", "/v1/workflows", "/v1/order-types"}
+	before := map[string]any{}
+	for _, l := range lists {
+		before[l] = c.must(200, "GET", l, nil)
+	}
 	for name, tc := range map[string]struct{ doc, want string }{
 		"twice":    {`{"statuses": [{"name": "Washing", "category": "in_progress"}, {"key": "washing", "name": "Washing", "category": "pending"}]}`, `status "washing" is in the document twice`},
 		"archived": {`{"statuses": [{"name": "New", "category": "draft"}, {"key": "spare", "name": "Spare", "category": "draft"}]}`, "status spare is archived"},
@@ -189,9 +200,20 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 			"there is no workflow quick, and a new one named \"Quick Wash\" gets the id quick_wash (made from its name): use that id, or leave it out"},
 		"same name": {`{"order_types": [{"name": "Quick", "fulfillment": ["home_delivery"]}, {"name": "quick", "fulfillment": ["home_delivery"]}]}`,
 			`order type "quick" is in the document twice`},
-		"ambiguous":   {`{"order_types": [{"name": "Twin", "fulfillment": []}]}`, `the order types twin and twin-2 are named "Twin": give the id of the one meant`},
-		"no category": {`{"statuses": [{"name": "New"}]}`, "statuses[0]: category is required"},
-		"no name":     {`{"workflows": [{"type": "production", "steps": []}]}`, "workflows[0]: name is required"},
+		"ambiguous":     {`{"order_types": [{"name": "Twin", "fulfillment": []}]}`, `the order types twin and twin-2 are named "Twin": give the id of the one meant`},
+		"no category":   {`{"statuses": [{"name": "New"}]}`, "statuses[0]: category is required"},
+		"trigger twice": {`{"triggers": [{"key": "wash_done", "name": "Washed"}, {"name": "Wash done"}]}`, `trigger "wash_done" is in the document twice`},
+		"archived trigger": {`{"triggers": [{"key": "spare_done", "name": "Spare done"}]}`,
+			"trigger spare_done is archived, and an archived key is not taken again: give the trigger another key"},
+		"trigger without a name": {`{"triggers": [{"key": "rinsed"}]}`, "triggers[0]: name is required"},
+		"workflow twice": {`{"workflows": [{"id": "laundry_intake", "name": "Laundry Intake", "type": "intake", "steps": []}, {"id": "laundry_intake", "name": "Laundry Intake", "type": "intake", "steps": []}]}`,
+			`workflow "laundry_intake" is in the document twice`},
+		"archived workflow": {`{"workflows": [{"id": "old_flow", "name": "Old Flow", "type": "production", "steps": [{"status": "washing", "trigger": "wash_done"}]}]}`,
+			"workflow old_flow is archived, and an archived workflow does not change: leave its id out to create a new one"},
+		"archived order type": {`{"order_types": [{"id": "gone", "name": "Gone", "fulfillment": ["home_delivery"]}]}`,
+			"order type gone is archived, and an archived order type does not change: leave its id out to create a new one"},
+		"order type without a name": {`{"order_types": [{"fulfillment": ["home_delivery"]}]}`, "order_types[0]: name is required"},
+		"no name":                   {`{"workflows": [{"type": "production", "steps": []}]}`, "workflows[0]: name is required"},
 		"type of a used workflow": {`{"workflows": [{"id": "laundry_intake", "name": "Laundry Intake", "type": "production", "steps": [{"status": "pending_pickup", "trigger": "picked_up"}]}]}`,
 			"workflow laundry_intake changes type (intake → production) while live order types use it (wash_fold_delivery): first apply a document that takes it out of them"},
 		"unknown field": {`{"statuses": [{"name": "New", "category": "draft", "colour": "red"}]}`, `unknown field "colour"`},
@@ -212,8 +234,10 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 		!strings.Contains(errOut, "missing.json: no such file") {
 		t.Errorf("a file that is not there: exit %d: %q %q", code, out, errOut)
 	}
-	if after := c.must(200, "GET", "/v1/statuses", nil); len(after["items"].([]any)) != len(before["items"].([]any)) {
-		t.Fatalf("a refused document changed the statuses: %v", after)
+	for _, l := range lists {
+		if after := c.must(200, "GET", l, nil); !reflect.DeepEqual(after, before[l]) {
+			t.Fatalf("a refused document changed %s:\n%v\nwas\n%v", l, after, before[l])
+		}
 	}
 
 	// A change made by someone else after apply read the definitions.
