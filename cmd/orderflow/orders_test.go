@@ -281,6 +281,11 @@ func TestOrderListAndBoardCommands(t *testing.T) {
 	if code, _, errOut = runMain(t, "order", "list", "--server", server, "--state", "lost"); code != 1 || !strings.Contains(errOut, "invalid_argument") {
 		t.Fatalf("order list --state lost: %d %q", code, errOut)
 	}
+	// None match: the heading alone, and a word on stderr.
+	if code, out, errOut = runMain(t, "order", "list", "--server", server, "--state", "cancelled"); code != 0 ||
+		strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "ORDER") || errOut != "no orders match\n" {
+		t.Fatalf("order list --state cancelled: %d %q %q", code, out, errOut)
+	}
 
 	// order history: every event, past the API's page of 500.
 	for i := range 500 {
@@ -312,6 +317,18 @@ func TestOrderListAndBoardCommands(t *testing.T) {
 	code, out, _ = runMain(t, "board", "--server", server, "--workflow", "home_delivery")
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[1], "Home Delivery") {
 		t.Fatalf("board --workflow home_delivery: %d\n%s", code, out)
+	}
+	// --json prints GET /v1/board's answer, indented.
+	code, out, _ = runMain(t, "board", "--server", server, "--workflow", "laundry_intake", "--json")
+	var board struct {
+		Items []struct {
+			Status string `json:"status"`
+			Count  int    `json:"count"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &board); code != 0 || err != nil || !strings.HasPrefix(out, "{\n  ") ||
+		len(board.Items) != 2 || board.Items[0].Status != "pending_pickup" || board.Items[0].Count != 2 {
+		t.Fatalf("board --json: %d %v\n%s", code, err, out)
 	}
 }
 
