@@ -1,8 +1,8 @@
 package domain
 
 import (
+	"bytes"
 	"encoding/json"
-	"fmt"
 	"slices"
 )
 
@@ -45,8 +45,8 @@ func (c Category) MarshalJSON() ([]byte, error) { return json.Marshal(c.s) }
 // UnmarshalJSON accepts only valid categories.
 func (c *Category) UnmarshalJSON(b []byte) error {
 	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("category: %w", err)
+	if json.Unmarshal(b, &s) != nil {
+		return notAString("category", b)
 	}
 	v, err := ParseCategory(s)
 	if err != nil {
@@ -92,8 +92,8 @@ func (t WorkflowType) MarshalJSON() ([]byte, error) { return json.Marshal(t.s) }
 // UnmarshalJSON accepts only valid types.
 func (t *WorkflowType) UnmarshalJSON(b []byte) error {
 	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("type: %w", err)
+	if json.Unmarshal(b, &s) != nil {
+		return notAString("type", b)
 	}
 	v, err := ParseWorkflowType(s)
 	if err != nil {
@@ -148,8 +148,8 @@ func (m *FulfillmentMethod) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("fulfillment_method: %w", err)
+	if json.Unmarshal(b, &s) != nil {
+		return notAString("fulfillment_method", b)
 	}
 	v, err := ParseFulfillmentMethod(s)
 	if err != nil {
@@ -157,4 +157,24 @@ func (m *FulfillmentMethod) UnmarshalJSON(b []byte) error {
 	}
 	*m = v
 	return nil
+}
+
+// notAString refuses the JSON value b (valid JSON, as encoding/json hands
+// it to UnmarshalJSON) of an enumeration's field, naming the field and
+// the kind of value sent, in encoding/json's words. encoding/json's own
+// error, returned from UnmarshalJSON, would name neither the field nor
+// where it is (an API answering "the body is a JSON number").
+func notAString(field string, b []byte) error {
+	kind := "number"
+	switch b = bytes.TrimLeft(b, " \t\r\n"); {
+	case len(b) == 0:
+		kind = "value"
+	case b[0] == '[':
+		kind = "array"
+	case b[0] == '{':
+		kind = "object"
+	case b[0] == 't' || b[0] == 'f':
+		kind = "bool"
+	}
+	return invalid(field, "a JSON %s where a string belongs", kind)
 }

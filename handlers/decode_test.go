@@ -143,6 +143,10 @@ func TestDecodeBodyNamesTheWrongShape(t *testing.T) {
 		{`{"steps": "washing"}`, "field steps: a JSON string where an array belongs", &stepsBody{}},
 		{`{"steps": ["washing"]}`, "field steps: a JSON string where an object belongs", &stepsBody{}},
 		{`{"steps": [{"status": true, "trigger": "wash_done"}]}`, "field steps.status: a JSON bool where a string belongs", &stepsBody{}},
+		// The enumerations read themselves, and say the same.
+		{`{"name": "Quick", "type": 5}`, "type: a JSON number where a string belongs", &workflowBody{}},
+		{`{"name": "Quick", "type": "fulfillment", "fulfillment_method": true}`, "fulfillment_method: a JSON bool where a string belongs", &workflowBody{}},
+		{`{"name": "Spare", "category": ["draft"]}`, "category: a JSON array where a string belongs", &statusBody{}},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
 		err := (&API{}).decodeBody(httptest.NewRecorder(), r, tc.into)
