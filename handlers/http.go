@@ -453,7 +453,7 @@ func decodeOne(body io.Reader, v any) error {
 		case errors.As(err, &fe):
 			return err // an enum field with a value outside its set
 		}
-		return fmt.Errorf("%w: %w", errBadRequest, jsonError(v, err))
+		return fmt.Errorf("%w: %w", errBadRequest, JSONError(v, err, "the body"))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: unexpected data after the JSON object", errBadRequest)
@@ -487,11 +487,12 @@ func foldName(name string) string {
 	return b.String()
 }
 
-// jsonError says in the API's words why encoding/json refused a body
-// (a request's, a trigger's) into v, a pointer to a struct: a JSON value
-// of the wrong kind, an unknown field, a time that is not RFC 3339, or
-// malformed JSON. It never names a Go type or function.
-func jsonError(v any, err error) error {
+// JSONError says in JSON's words why encoding/json refused a JSON text
+// (a request's body, a trigger's, a definitions document) into v, a
+// pointer to a struct: a JSON value of the wrong kind, an unknown field,
+// a time that is not RFC 3339, or malformed JSON. whole names the text
+// ("the body"). It never names a Go type or function.
+func JSONError(v any, err error, whole string) error {
 	var te *json.UnmarshalTypeError
 	var pe *time.ParseError
 	switch wrongKind := errors.As(err, &te); {
@@ -502,7 +503,7 @@ func jsonError(v any, err error) error {
 		// itself and names the field; Go 1.26's leaves it to the time.
 		return notATime(te.Field)
 	case wrongKind && te.Field == "":
-		return fmt.Errorf("the body is a JSON %s; send a JSON object", te.Value)
+		return fmt.Errorf("%s is a JSON %s; send a JSON object", whole, te.Value)
 	case wrongKind:
 		return fmt.Errorf("field %s: a JSON %s where %s belongs", fieldPath(te.Field), te.Value, jsonKind(te.Type))
 	case strings.HasPrefix(err.Error(), "json: unknown field "): // encoding/json has no type for it

@@ -55,7 +55,7 @@ func DecodeTriggerBody(b []byte) (TriggerBody, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
-		return TriggerBody{}, fmt.Errorf("trigger body: %w", jsonError(&body, err))
+		return TriggerBody{}, fmt.Errorf("trigger body: %w", JSONError(&body, err, "the body"))
 	}
 	if dec.More() {
 		return TriggerBody{}, errors.New("trigger body: data after the JSON object")

@@ -218,8 +218,11 @@ func TestDefinitionsApplyRefuses(t *testing.T) {
 			"workflow laundry_intake changes type (intake → production) while live order types use it (wash_fold_delivery): first apply a document that takes it out of them"},
 		"unknown field": {`{"statuses": [{"name": "New", "category": "draft", "colour": "red"}]}`, `unknown field "colour"`},
 		"bad category":  {`{"statuses": [{"name": "New", "category": "soon"}]}`, `"soon" is not one of`},
+		"wrong kind":    {`{"workflows": [{"name": 5, "type": "intake", "steps": []}]}`, "wrong kind.json: field workflows.name: a JSON number where a string belongs"},
+		"not an object": {`[{"statuses": []}]`, "not an object.json: the document is a JSON array; send a JSON object"},
+		"enum kind":     {`{"statuses": [{"name": "New", "category": 1}]}`, "enum kind.json: category: a JSON number where a string belongs"},
 		"two documents": {`{"statuses": [{"name": "New", "category": "draft"}]} {"statuses": []}`, "two documents.json: more than one JSON document"},
-		"cut short":     {`{"statuses": [{"name": "New", "category": "dr`, "cut short.json: unexpected EOF"},
+		"cut short":     {`{"statuses": [{"name": "New", "category": "dr`, "cut short.json: malformed JSON: unexpected EOF"},
 	} {
 		path := filepath.Join(dir, name+".json")
 		if err := os.WriteFile(path, []byte(tc.doc), 0o600); err != nil {

@@ -510,7 +510,7 @@ func checkExport(r io.Reader) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("line %d: %w", n, err)
+			return fmt.Errorf("line %d: %w", n, handlers.JSONError(&line, err, "the line"))
 		}
 		i := slices.Index(exportStreams, line.Stream)
 		switch {

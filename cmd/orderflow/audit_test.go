@@ -356,7 +356,7 @@ func TestExportImport(t *testing.T) {
 	// store at a --data-dir that is not there yet (a mistyped one, say).
 	refused := filepath.Join(t.TempDir(), "not-yet")
 	for name, body := range map[string][]byte{
-		"line 2: unexpected EOF; nothing was imported": whole[:second+20],
+		"line 2: malformed JSON: unexpected EOF; nothing was imported":                                                          whole[:second+20],
 		"line 2: ORDERFLOW_DEFINITIONS sequence 1 where 2 is due: the export has gaps or is out of order; nothing was imported": append(whole[:second:second], whole...),
 	} {
 		bad := filepath.Join(t.TempDir(), "bad.jsonl")
@@ -509,7 +509,9 @@ func TestCheckExport(t *testing.T) {
 		{"a gap", line(defs, 1, "a") + line(defs, 3, "b"), "line 2: ORDERFLOW_DEFINITIONS sequence 3 where 2 is due: the export has gaps or is out of order"},
 		{"not from sequence 1", line(orders, 2, "a"), "line 1: ORDERFLOW_ORDERS sequence 2 where 1 is due"},
 		{"no subject", line(defs, 1, "a") + line(defs, 2, ""), "line 2: no subject"},
-		{"not JSON", line(defs, 1, "a") + "{\"stream\":\n", "line 2: unexpected EOF"},
+		{"not JSON", line(defs, 1, "a") + "{\"stream\":\n", "line 2: malformed JSON: unexpected EOF"},
+		{"a sequence that is no number", line(defs, 1, "a") + `{"stream":"ORDERFLOW_DEFINITIONS","seq":"2","subject":"b"}`, `line 2: field seq: a JSON string where a whole number, 0 or more belongs`},
+		{"a line that is no object", line(defs, 1, "a") + "[]\n", "line 2: the line is a JSON array; send a JSON object"},
 	} {
 		err := checkExport(strings.NewReader(tc.export))
 		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {

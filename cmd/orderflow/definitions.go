@@ -175,7 +175,7 @@ func readProcess(path string) (process, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
-		return process{}, fmt.Errorf("%s: %w", path, err)
+		return process{}, fmt.Errorf("%s: %w", path, handlers.JSONError(&p, err, "the document"))
 	}
 	if dec.More() {
 		return process{}, fmt.Errorf("%s: more than one JSON document", path)

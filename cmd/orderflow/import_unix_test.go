@@ -37,7 +37,7 @@ func TestImportFromAPipe(t *testing.T) {
 		code       int
 		out, error string
 	}{
-		{cut, 1, "", "line 2: unexpected EOF; nothing was imported"},
+		{cut, 1, "", "line 2: malformed JSON: unexpected EOF; nothing was imported"},
 		{whole, 0, "imported", ""},
 	} {
 		pipe := filepath.Join(t.TempDir(), "export.pipe")
