@@ -205,6 +205,55 @@ func TestDemoLeavesAnotherProcessAlone(t *testing.T) {
 	}
 }
 
+// --demo on an empty store (the README's first command) seeds the worked
+// example and runs simulated worker apps, whose triggers, sent over NATS
+// under the workers' names, move the orders it places. Close stops them.
+// Started again on that store, it seeds nothing and carries on the orders
+// it left open.
+func TestDemoOnAnEmptyStore(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	cfg.Demo = true
+	app, logs := startAppLogging(t, cfg)
+	if out := logs.String(); !strings.Contains(out, `msg="demo running" seeded_worked_example=true`) {
+		t.Fatalf("--demo on an empty store:\n%s", out)
+	}
+	c := newClient(t, app)
+	c.must(200, "GET", "/v1/order-types/"+handlers.WorkedExampleOrderType, nil)
+	var moved string // an order a simulated worker moved on
+	eventstoretest.Eventually(t, time.Minute, func() bool {
+		for _, o := range c.must(200, "GET", "/v1/orders", nil)["items"].([]any) {
+			if o := o.(map[string]any); o["version"].(float64) >= 2 {
+				moved = o["id"].(string)
+				return true
+			}
+		}
+		return false
+	}, "a simulated worker moves an order on")
+	events := c.must(200, "GET", "/v1/orders/"+moved+"/history", nil)["events"].([]any)
+	actor := func(i int) string {
+		a := events[i].(map[string]any)["actor"].(map[string]any)
+		return fmt.Sprintf("%s:%s", a["kind"], a["id"])
+	}
+	if actor(0) != "user:demo-desk" || events[1].(map[string]any)["type"] != "OrderAdvanced" ||
+		!slices.Contains([]string{"worker:ana", "worker:bo", "worker:chen", "worker:dara"}, actor(1)) {
+		t.Fatalf("the demo order's history: %v", events)
+	}
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, logs := startAppLogging(t, cfg)
+	if out := logs.String(); !strings.Contains(out, `msg="demo running" seeded_worked_example=false`) {
+		t.Fatalf("--demo started again:\n%s", out)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), `msg="demo: carrying on the orders an earlier run left open"`)
+	}, "the demo carries on its open orders")
+	if types := newClient(t, again).must(200, "GET", "/v1/order-types", nil)["items"].([]any); len(types) != 1 {
+		t.Fatalf("order types after a second start: %v", types)
+	}
+}
+
 // A second App can use the first one's embedded server with --nats-url.
 func TestAppWithNATSURL(t *testing.T) {
 	t.Parallel()
