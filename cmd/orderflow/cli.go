@@ -418,7 +418,7 @@ func orderActionCmd(ctx context.Context, action string, args []string, stdout, s
 	var step *int
 	if action == "move" {
 		workflow = fs.String("workflow", "", "the workflow of the step: the order's current one or another of its route")
-		step = fs.Int("step", -1, "the step's index in that workflow (0, 1, 2 …)")
+		step = fs.Int("step", 0, "the step's index in that workflow (0, 1, 2 …); required")
 	}
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
@@ -432,7 +432,9 @@ func orderActionCmd(ctx context.Context, action string, args []string, stdout, s
 		body["reason"] = *reason
 	}
 	if action == "move" {
-		if *workflow == "" || *step < 0 {
+		stepGiven := false // --step 0 is a step; one left out is not
+		fs.Visit(func(f *flag.Flag) { stepGiven = stepGiven || f.Name == "step" })
+		if *workflow == "" || !stepGiven {
 			fs.Usage()
 			return errors.New("move wants --workflow and --step")
 		}

@@ -224,6 +224,16 @@ func TestTriggerAndOrderShowCommands(t *testing.T) {
 	if code, _, errOut = run("order", "move", "--workflow", "laundry_intake", "cli-2"); code != 2 && code != 1 || !strings.Contains(errOut, "--step") {
 		t.Fatalf("order move without a step: %d %q", code, errOut)
 	}
+	// A step that is given but is none is the server's to refuse, saying
+	// why; step 0 is a step like any other.
+	if code, _, errOut = run("order", "move", "--workflow", "laundry_intake", "--step", "-1", "--reason", "r", "cli-1"); code != 1 ||
+		!strings.Contains(errOut, `step: -1 is not a step of workflow "laundry_intake"`) {
+		t.Fatalf("order move --step -1: %d %q", code, errOut)
+	}
+	if code, out, errOut := run("order", "move", "--workflow", "laundry_intake", "--step", "0", "--reason", "back to pickup", "cli-1"); code != 0 ||
+		!strings.HasPrefix(out, "moved\n") || !strings.Contains(out, "waiting for picked_up") {
+		t.Fatalf("order move --step 0: %d %q %q", code, out, errOut)
+	}
 }
 
 // `order list` pages through the orders a filter names, and `board`
