@@ -2,9 +2,11 @@ package handlers
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/orderflow/orderflow/domain"
@@ -22,6 +24,7 @@ func FuzzDecodeBody(f *testing.F) {
 		`{"steps":[{"status":"x","trigger":"y"}]}`, `{"name":"X","intake":null,"fulfillment":["a"]}`,
 		``, `{`, `[]`, `null`, `{"category":"someday"}`, `{} {}`,
 		`{"from":0,"to":1,"from":1}`, `{"steps":[{"status":"x","status":"y"}]}`,
+		`{"name":"W","type":5}`, `{"category":["draft"]}`, `{"steps":[{"status":true}]}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -47,6 +50,15 @@ func FuzzDecodeBody(f *testing.F) {
 			}
 			if p := problemFor(err); p.Status != 400 && p.Status != 413 {
 				t.Fatalf("error %v maps to %d", err, p.Status)
+			}
+			// In JSON's words, about the value that is wrong: never a Go
+			// type, and an object is never told it is something else.
+			msg := err.Error()
+			if strings.Contains(msg, "Go ") || strings.Contains(msg, "handlers.") || strings.Contains(msg, "domain.") || strings.Contains(msg, "of type") {
+				t.Fatalf("error %q for %q names Go's types", msg, body)
+			}
+			if trimmed := bytes.TrimSpace(body); json.Valid(body) && len(trimmed) > 0 && trimmed[0] == '{' && strings.Contains(msg, "the body is a JSON") {
+				t.Fatalf("error %q for the object %q", msg, body)
 			}
 		}
 	})
