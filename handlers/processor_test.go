@@ -322,11 +322,16 @@ func FuzzDecodeTriggerBody(f *testing.F) {
 	f.Add([]byte(`{"worker":"a,\"worker\":","note":"b"}`))
 	f.Add([]byte(`{"worker":"a","w\u006frker":"b"}`))
 	f.Add([]byte(`{"note":null,"NOTE":"x"}`))
+	f.Add([]byte(`{"occurred_at":5,"worker":[1]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		body, err := DecodeTriggerBody(b)
 		if err == nil && (len(body.Worker) > domain.MaxActorIDLen || len(body.TriggerID) > domain.MaxTriggerIDLen ||
 			utf8.RuneCountInString(body.Note) > domain.MaxDescriptionLen) {
 			t.Fatalf("accepted oversized fields: %+v", body)
+		}
+		// A dead letter's reason is in JSON's words, never Go's types.
+		if err != nil && (strings.Contains(err.Error(), "Go ") || strings.Contains(err.Error(), "of type") || strings.Contains(err.Error(), "handlers.")) {
+			t.Fatalf("%q: error %q names Go's types", b, err)
 		}
 		repeatedTriggerField(b) // on any input: never panics
 		// The processor's quick check of a body it took finds a repeated
