@@ -171,14 +171,24 @@ func readProcess(path string) (process, error) {
 	if err != nil {
 		return process{}, err
 	}
+	p, err := parseProcess(b)
+	if err != nil {
+		return process{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// parseProcess reads one definitions document, refusing fields it does
+// not know, and says what is wrong in JSON's words.
+func parseProcess(b []byte) (process, error) {
 	var p process
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
-		return process{}, fmt.Errorf("%s: %w", path, handlers.JSONError(&p, err, "the document"))
+		return process{}, handlers.JSONError(&p, err, "the document")
 	}
 	if dec.More() {
-		return process{}, fmt.Errorf("%s: more than one JSON document", path)
+		return process{}, errors.New("more than one JSON document")
 	}
 	return p, nil
 }

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// A definitions document that apply cannot read is refused in JSON's
+// words: never a Go type (main.process, processWorkflow), whatever the
+// document holds.
+func FuzzParseProcess(f *testing.F) {
+	for _, s := range []string{
+		`{"statuses":[{"key":"washing","name":"Washing","category":"in_progress"}],"triggers":[{"key":"wash_done","name":"Wash done"}],` +
+			`"workflows":[{"id":"p","name":"P","type":"production","steps":[{"status":"washing","trigger":"wash_done"}]}],` +
+			`"order_types":[{"name":"T","production":"p","fulfillment":[]}]}`,
+		`{"workflows":[{"name":5}]}`, `{"statuses":"x"}`, `[1]`, `{"order_types":[{"fulfillment":"x"}]}`,
+		`{"workflows":[{"type":"fulfillment","fulfillment_method":true}]}`, `{"statuses":[{"category":{}}]}`,
+		`{"workflows":[{"steps":[{"status":[]}]}]}`, `{} {}`, `{"x":1}`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := parseProcess(b)
+		if err == nil {
+			return
+		}
+		for _, goWords := range []string{"main.", "Go ", "of type", "process{", "processWorkflow", "processStatus"} {
+			if strings.Contains(err.Error(), goWords) {
+				t.Fatalf("%q: error %q names Go's types", b, err)
+			}
+		}
+	})
+}
