@@ -569,6 +569,9 @@ func jsonKind(t reflect.Type) string {
 	case reflect.Float32, reflect.Float64:
 		return "a number"
 	case reflect.Slice, reflect.Array:
+		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+			return "a base64 string" // encoding/json's []byte
+		}
 		return "an array"
 	case reflect.Pointer:
 		return jsonKind(t.Elem())

@@ -511,6 +511,7 @@ func TestCheckExport(t *testing.T) {
 		{"no subject", line(defs, 1, "a") + line(defs, 2, ""), "line 2: no subject"},
 		{"not JSON", line(defs, 1, "a") + "{\"stream\":\n", "line 2: malformed JSON: unexpected EOF"},
 		{"a sequence that is no number", line(defs, 1, "a") + `{"stream":"ORDERFLOW_DEFINITIONS","seq":"2","subject":"b"}`, `line 2: field seq: a JSON string where a whole number, 0 or more belongs`},
+		{"data that is no base64 string", line(defs, 1, "a") + `{"stream":"ORDERFLOW_TRIGGERS","seq":1,"subject":"b","data":5}`, "line 2: field data: a JSON number where a base64 string belongs"},
 		{"a line that is no object", line(defs, 1, "a") + "[]\n", "line 2: the line is a JSON array; send a JSON object"},
 	} {
 		err := checkExport(strings.NewReader(tc.export))

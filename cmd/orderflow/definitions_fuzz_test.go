@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -25,6 +26,28 @@ func FuzzParseProcess(f *testing.F) {
 			return
 		}
 		for _, goWords := range []string{"main.", "Go ", "of type", "process{", "processWorkflow", "processStatus"} {
+			if strings.Contains(err.Error(), goWords) {
+				t.Fatalf("%q: error %q names Go's types", b, err)
+			}
+		}
+	})
+}
+
+// An export that import cannot read is refused in JSON's words too.
+func FuzzCheckExport(f *testing.F) {
+	for _, s := range []string{
+		`{"stream":"ORDERFLOW_DEFINITIONS","seq":1,"subject":"a","headers":{"Nats-Msg-Id":["x"]},"envelope":{}}` + "\n",
+		`{"stream":"ORDERFLOW_TRIGGERS","seq":1,"subject":"a","data":"e30="}`,
+		`{"seq":"1"}`, `{"headers":{"a":"b"}}`, `{"data":"***"}`, `{"data":5}`, `[]`, `{"stream":`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := checkExport(bytes.NewReader(b))
+		if err == nil {
+			return
+		}
+		for _, goWords := range []string{"main.", "Go ", "of type", "exportLine"} {
 			if strings.Contains(err.Error(), goWords) {
 				t.Fatalf("%q: error %q names Go's types", b, err)
 			}
