@@ -323,6 +323,7 @@ func FuzzDecodeTriggerBody(f *testing.F) {
 	f.Add([]byte(`{"worker":"a","w\u006frker":"b"}`))
 	f.Add([]byte(`{"note":null,"NOTE":"x"}`))
 	f.Add([]byte(`{"occurred_at":5,"worker":[1]}`))
+	f.Add([]byte(`{"worker":[1]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		body, err := DecodeTriggerBody(b)
 		if err == nil && (len(body.Worker) > domain.MaxActorIDLen || len(body.TriggerID) > domain.MaxTriggerIDLen ||
