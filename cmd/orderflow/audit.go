@@ -771,7 +771,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		if aggType == "" {
 			return fmt.Errorf("no definitions in tenant %q", *tenant)
 		}
-		return fmt.Errorf("no %s %q", kind, fs.Arg(0))
+		return fmt.Errorf("no %s %q", strings.Replace(kind, "ordertype", "order type", 1), fs.Arg(0))
 	}
 	defs, applied := projections.NewDefinitions(nil), 0
 	view := defs.Tenant(*tenant)

@@ -826,7 +826,7 @@ func TestAuditDefinitions(t *testing.T) {
 		t.Fatalf("audit definitions with an argument: %d %q %q", code, out, errOut)
 	}
 	code, _, errOut = runMain(t, "audit", "ordertype", "nope", "--nats-url", app.NATSURL())
-	if code != 1 || !strings.Contains(errOut, `no ordertype "nope"`) {
+	if code != 1 || !strings.Contains(errOut, `no order type "nope"`) {
 		t.Fatalf("audit of an unknown order type: %d %q", code, errOut)
 	}
 }
