@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -64,7 +65,7 @@ func apiKeyCmd(_ context.Context, args []string, stdout, stderr io.Writer, env f
 		_, err = fmt.Fprintf(stdout, "%s\n%s\n", token, line)
 		return err
 	}
-	if err := appendKeyLine(*keysFile, line); err != nil {
+	if err := appendKeyLine(*keysFile, key.Name, line); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintln(stdout, token)
@@ -87,13 +88,20 @@ func parseDays(s string) (time.Duration, error) {
 	return time.ParseDuration(s)
 }
 
-// appendKeyLine adds a key's line to a keys file, refusing one that would
-// make the file unreadable (a name it already has, say). A running server
-// lets the key in once it sees the file changed.
-func appendKeyLine(path, line string) error {
+// appendKeyLine adds the line of the key name to a keys file, refusing
+// one that would make the file unreadable (a name it already has, say). A
+// running server lets the key in once it sees the file changed.
+func appendKeyLine(path, name, line string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
+	}
+	if keys, err := handlers.ParseAPIKeys(bytes.NewReader(old)); err == nil {
+		for _, k := range keys.List() {
+			if k.Name == name {
+				return fmt.Errorf("%s has a key named %q already: take it back first (orderflow apikey revoke --name %s), or choose another name", path, name, name)
+			}
+		}
 	}
 	if len(old) > 0 && old[len(old)-1] != '\n' {
 		line = "\n" + line

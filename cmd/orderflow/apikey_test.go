@@ -175,8 +175,24 @@ func TestAPIKeysFileMistakes(t *testing.T) {
 	dir := t.TempDir()
 	keys := filepath.Join(dir, "keys")
 	newKey(t, keys, "admin", "default", "admin")
-	if code, _, errOut := runMain(t, "apikey", "--name", "admin", "--role", "reader", "--keys-file", keys); code == 0 || !strings.Contains(errOut, "named twice") {
-		t.Fatalf("a second key of the same name: exit %d: %s", code, errOut)
+	before, err := os.ReadFile(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runMain(t, "apikey", "--name", "admin", "--role", "reader", "--keys-file", keys); code == 0 || out != "" ||
+		!strings.Contains(errOut, keys+` has a key named "admin" already: take it back first (orderflow apikey revoke --name admin), or choose another name`) {
+		t.Fatalf("a second key of the same name: exit %d: %q %s", code, out, errOut)
+	}
+	// A file that is unreadable already is told as such, and left alone.
+	broken := filepath.Join(dir, "broken")
+	if err := os.WriteFile(broken, []byte("ana default boss sha256:"+strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runMain(t, "apikey", "--name", "bo", "--role", "reader", "--keys-file", broken); code == 0 || !strings.Contains(errOut, broken+": line 1: ") {
+		t.Fatalf("a key added to an unreadable file: exit %d: %s", code, errOut)
+	}
+	if after, err := os.ReadFile(keys); err != nil || string(after) != string(before) {
+		t.Fatalf("the refused key changed the file: %v\n%s", err, after)
 	}
 	for name, content := range map[string]string{
 		"missing":        "",
