@@ -175,13 +175,20 @@ func (d *Demo) Run(ctx context.Context) {
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "demo-desk"}}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	placing := true // until a user archives the worked example's order type
 	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		if len(ids) < maxOpen && (n%3 == 0 || len(ids) == 0) {
+		if placing && len(ids) < maxOpen && (n%3 == 0 || len(ids) == 0) {
+			if ot, ok := d.Commands.view().OrderType(WorkedExampleOrderType); !ok || ot.Archived {
+				// Each order placed would be refused: say so once.
+				d.log().Warn("demo: the order type " + WorkedExampleOrderType + " is archived, so the simulated workers place no more orders; they go on with the orders they placed")
+				placing = false
+				continue
+			}
 			o, err := d.Commands.PlaceOrder(ctx, meta, d.prefix()+uuid.Must(uuid.NewV7()).String(), WorkedExampleOrderType, "")
 			if err != nil {
 				d.log().Warn("demo: place order", "err", err)

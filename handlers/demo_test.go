@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"context"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,5 +120,67 @@ func TestDemoCarriesOnItsOpenOrders(t *testing.T) {
 		if o, err := c.CurrentOrder(ctx, id); err != nil || o.Version != 1 {
 			t.Fatalf("order %s: %+v, %v; want it untouched", id, o, err)
 		}
+	}
+}
+
+// Once a user archives the worked example's order type, the demo says so
+// once and places no more orders (each would be refused, a warning every
+// few ticks); its workers finish the orders it placed.
+func TestDemoStopsPlacingOnceItsOrderTypeIsArchived(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
+	defer cancel()
+	startProcessor(t, c, srv.ClientURL(), nil)
+
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	var placed, completed atomic.Int64 // as the stream's subjects tell them
+	for subject, n := range map[string]*atomic.Int64{"orderflow.default.order.*.OrderPlaced": &placed, "orderflow.default.order.*.OrderCompleted": &completed} {
+		sub, err := nc.Subscribe(subject, func(*nats.Msg) { n.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &eventstoretest.LogBuffer{}
+	d := &Demo{Commands: c, Log: slog.New(slog.NewTextHandler(logs, nil)), Interval: time.Millisecond, MaxInFlight: 3,
+		Publish: func(ctx context.Context, orderID, trigger, worker string) error {
+			return nc.Publish(eventstore.TriggerSubject("default", orderID, trigger), nil)
+		}}
+	dctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(dctx) }()
+	defer func() { stop(); <-done }()
+	eventstoretest.Eventually(t, time.Minute, func() bool { return placed.Load() >= 2 }, "the demo places orders")
+
+	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
+	if _, err := c.ArchiveOrderType(ctx, meta, WorkedExampleOrderType); err != nil {
+		t.Fatal(err)
+	}
+	const said = "the simulated workers place no more orders"
+	eventstoretest.Eventually(t, time.Minute, func() bool { return strings.Contains(logs.String(), said) }, "the demo says it places no more orders")
+	// The demo places orders and says so in one goroutine: every order it
+	// placed is stored by now.
+	storedPlaced := func() int {
+		evs, err := c.Store.LoadFilter(ctx, eventstore.StreamOrders, "orderflow.default.order.*.OrderPlaced", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+	last := storedPlaced()
+	eventstoretest.Eventually(t, time.Minute, func() bool { return completed.Load() >= int64(last) }, "the demo's workers finish the orders it placed")
+	if n := storedPlaced(); n != last {
+		t.Fatalf("%d orders placed after the demo said it places no more", n-last)
+	}
+	if n := strings.Count(logs.String(), said); n != 1 {
+		t.Fatalf("the demo said %d times that it places no more orders:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "demo: place order"); n > 1 {
+		t.Fatalf("%d refused placements:\n%s", n, logs.String())
 	}
 }
