@@ -432,9 +432,7 @@ func orderActionCmd(ctx context.Context, action string, args []string, stdout, s
 		body["reason"] = *reason
 	}
 	if action == "move" {
-		stepGiven := false // --step 0 is a step; one left out is not
-		fs.Visit(func(f *flag.Flag) { stepGiven = stepGiven || f.Name == "step" })
-		if *workflow == "" || !stepGiven {
+		if *workflow == "" || !flagGiven(fs, "step") {
 			fs.Usage()
 			return errors.New("move wants --workflow and --step")
 		}

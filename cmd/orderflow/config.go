@@ -328,6 +328,15 @@ func EnvName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// flagGiven reports whether the flag name was given, on the command line
+// or by its ORDERFLOW_ variable (parseFlags sets those): a flag's zero
+// value may be a value too (--step 0, --after 0).
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
 // parseFlags parses args (flags may come before, between or after the
 // positional arguments, which fs.Args() then holds), then fills every flag
 // not given on the command line from its ORDERFLOW_* variable (the command

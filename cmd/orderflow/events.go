@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,8 +42,7 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		q.Set("types", *types)
 	}
 	statusName := statusNames(ctx, server)
-	f := &feedReader{server: server, path: pathWith("/v1/events", q), last: *after}
-	fs.Visit(func(fl *flag.Flag) { f.from = f.from || fl.Name == "after" })
+	f := &feedReader{server: server, path: pathWith("/v1/events", q), last: *after, from: flagGiven(fs, "after")}
 	return f.follow(ctx, stderr, func(env eventstore.Envelope, seq uint64, raw []byte) error {
 		if *asJSON {
 			_, err := fmt.Fprintf(stdout, "%s\n", raw)
