@@ -40,26 +40,14 @@ func TestDemoFollowsTheWorkflows(t *testing.T) {
 
 	nc := eventstoretest.Connect(t, srv.ClientURL())
 	var completed, rejected atomic.Int64
-	for subject, n := range map[string]*atomic.Int64{"orderflow.default.order.*.OrderCompleted": &completed, "orderflow.default.order.*.TriggerRejected": &rejected} {
-		sub, err := nc.Subscribe(subject, func(*nats.Msg) { n.Add(1) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sub.Unsubscribe()
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	countOn(t, nc, map[string]*atomic.Int64{"orderflow.default.order.*.OrderCompleted": &completed, "orderflow.default.order.*.TriggerRejected": &rejected})
 	d := &Demo{Commands: c, Log: quiet, Interval: time.Millisecond, MaxInFlight: 4,
 		Publish: func(ctx context.Context, orderID, trigger, worker string) error {
 			m := nats.NewMsg(eventstore.TriggerSubject("default", orderID, trigger))
 			m.Data = []byte(`{"worker":"` + worker + `"}`)
 			return nc.PublishMsg(m)
 		}}
-	dctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); d.Run(dctx) }()
-	defer func() { stop(); <-done }()
+	runDemo(t, ctx, d)
 	eventstoretest.Eventually(t, time.Minute, func() bool { return completed.Load() >= 6 }, "six demo orders completed")
 	if n := rejected.Load(); n != 0 {
 		t.Fatalf("%d of the demo's triggers were rejected", n)
@@ -106,10 +94,7 @@ func TestDemoCarriesOnItsOpenOrders(t *testing.T) {
 	if got := d.openOrders(); !slices.Equal(got, left) {
 		t.Fatalf("open demo orders %v, want %v", got, left)
 	}
-	dctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); d.Run(dctx) }()
-	defer func() { stop(); <-done }()
+	runDemo(t, ctx, d)
 	for _, id := range left {
 		eventstoretest.Eventually(t, time.Minute, func() bool {
 			o, err := c.CurrentOrder(ctx, id)
@@ -136,25 +121,13 @@ func TestDemoStopsPlacingOnceItsOrderTypeIsArchived(t *testing.T) {
 
 	nc := eventstoretest.Connect(t, srv.ClientURL())
 	var placed, completed atomic.Int64 // as the stream's subjects tell them
-	for subject, n := range map[string]*atomic.Int64{"orderflow.default.order.*.OrderPlaced": &placed, "orderflow.default.order.*.OrderCompleted": &completed} {
-		sub, err := nc.Subscribe(subject, func(*nats.Msg) { n.Add(1) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sub.Unsubscribe()
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	countOn(t, nc, map[string]*atomic.Int64{"orderflow.default.order.*.OrderPlaced": &placed, "orderflow.default.order.*.OrderCompleted": &completed})
 	logs := &eventstoretest.LogBuffer{}
 	d := &Demo{Commands: c, Log: slog.New(slog.NewTextHandler(logs, nil)), Interval: time.Millisecond, MaxInFlight: 3,
 		Publish: func(ctx context.Context, orderID, trigger, worker string) error {
 			return nc.Publish(eventstore.TriggerSubject("default", orderID, trigger), nil)
 		}}
-	dctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); d.Run(dctx) }()
-	defer func() { stop(); <-done }()
+	runDemo(t, ctx, d)
 	eventstoretest.Eventually(t, time.Minute, func() bool { return placed.Load() >= 2 }, "the demo places orders")
 
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
@@ -183,4 +156,28 @@ func TestDemoStopsPlacingOnceItsOrderTypeIsArchived(t *testing.T) {
 	if n := strings.Count(logs.String(), "demo: place order"); n > 1 {
 		t.Fatalf("%d refused placements:\n%s", n, logs.String())
 	}
+}
+
+// countOn counts the messages on each subject into its counter until the
+// test ends.
+func countOn(t *testing.T, nc *nats.Conn, counters map[string]*atomic.Int64) {
+	t.Helper()
+	for subject, n := range counters {
+		sub, err := nc.Subscribe(subject, func(*nats.Msg) { n.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runDemo runs d until the test ends.
+func runDemo(t *testing.T, ctx context.Context, d *Demo) {
+	dctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(dctx) }()
+	t.Cleanup(func() { stop(); <-done })
 }
