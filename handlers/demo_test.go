@@ -22,10 +22,7 @@ import (
 // its orders still complete, and none of its triggers is rejected.
 func TestDemoFollowsTheWorkflows(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	ctx, cancel := eventstoretest.Context(2 * time.Minute)
-	defer cancel()
+	srv, c, ctx := demoStore(t)
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorUser, ID: "t"}}
 	if _, _, err := c.AddStatus(ctx, meta, "", "Ironing", domain.CategoryInProgress); err != nil {
 		t.Fatal(err)
@@ -59,10 +56,7 @@ func TestDemoFollowsTheWorkflows(t *testing.T) {
 // another process's demo's and its own finished ones.
 func TestDemoCarriesOnItsOpenOrders(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	ctx, cancel := eventstoretest.Context(2 * time.Minute)
-	defer cancel()
+	srv, c, ctx := demoStore(t)
 	startProcessor(t, c, srv.ClientURL(), nil)
 	orders := projections.NewOrders(quiet)
 	if err := orders.Start(ctx, c.Store); err != nil {
@@ -113,10 +107,7 @@ func TestDemoCarriesOnItsOpenOrders(t *testing.T) {
 // few ticks); its workers finish the orders it placed.
 func TestDemoStopsPlacingOnceItsOrderTypeIsArchived(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	ctx, cancel := eventstoretest.Context(2 * time.Minute)
-	defer cancel()
+	srv, c, ctx := demoStore(t)
 	startProcessor(t, c, srv.ClientURL(), nil)
 
 	nc := eventstoretest.Connect(t, srv.ClientURL())
@@ -180,4 +171,13 @@ func runDemo(t *testing.T, ctx context.Context, d *Demo) {
 	done := make(chan struct{})
 	go func() { defer close(done); d.Run(dctx) }()
 	t.Cleanup(func() { stop(); <-done })
+}
+
+// demoStore starts a server for a demo test, with the commands on it and
+// a context that ends with the test.
+func demoStore(t *testing.T) (*eventstore.Server, *Commands, context.Context) {
+	srv := eventstoretest.StartServer(t)
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
+	t.Cleanup(cancel)
+	return srv, newCommands(t, srv), ctx
 }
