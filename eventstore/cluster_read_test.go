@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,17 @@ func TestFewerReplicasAreRefused(t *testing.T) {
 	_, err := eventstore.Open(ctx, nc, eventstore.Config{Replicas: 1})
 	if !errors.Is(err, eventstore.ErrFewerReplicas) {
 		t.Fatalf("open with 1 replica on streams of 3: %v, want ErrFewerReplicas", err)
+	}
+	// More replicas than the cluster has servers: the server's answer,
+	// named, when the store gives up (a cluster still forming answers
+	// the same for a while, so it is retried until then).
+	short, cancelShort := eventstoretest.Context(2 * time.Second)
+	defer cancelShort()
+	_, err = eventstore.Open(short, nc, eventstore.Config{Replicas: 5})
+	if err == nil || !strings.Contains(err.Error(), "create stream "+eventstore.StreamDefinitions+" on 5 replicas: ") ||
+		!strings.Contains(err.Error(), "no suitable peers for placement") ||
+		!strings.Contains(err.Error(), "the cluster needs 5 JetStream servers up and joined to place it on") {
+		t.Fatalf("open with 5 replicas on 3 servers: %v", err)
 	}
 	for _, name := range []string{eventstore.StreamDefinitions, eventstore.StreamOrders, eventstore.StreamTriggers,
 		eventstore.StreamTriggerLanes, eventstore.StreamDeadLetter, "KV_" + eventstore.ClaimBucket} {

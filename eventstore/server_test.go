@@ -180,6 +180,39 @@ func TestOpenRefusesShortSyncQueue(t *testing.T) {
 	}
 }
 
+// Replicas asked of a server that is not clustered fail at once, with
+// the server's reason, and make no stream: a retry would only hear the
+// same answer until its time ran out.
+func TestReplicasOnOneServerAreRefusedAtOnce(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	open, cancel := eventstoretest.Context(5 * time.Second)
+	defer cancel()
+	_, err := eventstore.Open(open, nc, eventstore.Config{Replicas: 3})
+	ctx := ctxT(t)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "create stream "+eventstore.StreamDefinitions+" on 3 replicas: ") ||
+		!strings.Contains(err.Error(), "replicas > 1 not supported in non-clustered mode: more than one copy needs a NATS cluster") {
+		t.Fatalf("open with 3 replicas on one server: %v", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range js.StreamNames(ctx).Name() {
+		t.Errorf("stream %s made", name)
+	}
+	// Asked once, not again and again until the time ran out.
+	info, err := js.AccountInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.API.Total > 6 { // the stream look-up and create, the list above, this
+		t.Errorf("%d JetStream API requests: the create was sent again after a refusal no retry cures", info.API.Total)
+	}
+}
+
 // An append whose acknowledgement never comes (the server is gone) ends
 // after the store's Timeout even when the caller's context has no
 // deadline, says its outcome is unknown, and says so again when asked.

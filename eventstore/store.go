@@ -218,10 +218,33 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 		st, err = s.js.CreateOrUpdateStream(ctx, sc)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
+	switch {
+	case err == nil:
+		return st, nil
+	case hasErrorCode(err, errCodeNotClustered):
+		return nil, fmt.Errorf("create stream %s on %d replicas: %w: more than one copy needs a NATS cluster", sc.Name, sc.Replicas, err)
+	case hasErrorCode(err, errCodeNoPeers):
+		return nil, fmt.Errorf("create stream %s on %d replicas: %w: the cluster needs %d JetStream servers up and joined to place it on", sc.Name, sc.Replicas, err, sc.Replicas)
 	}
-	return st, nil
+	return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
+}
+
+// JetStream's error codes that the store tells apart, which nats.go has
+// no constants for.
+const (
+	// errCodeNoPeers: no suitable peers for placement. A cluster still
+	// learning of its nodes answers it for a while; one with fewer
+	// servers than a stream's replicas, for good.
+	errCodeNoPeers jetstream.ErrorCode = 10005
+	// errCodeNotClustered: replicas > 1 not supported in non-clustered
+	// mode (an HTTP 500, which no retry cures).
+	errCodeNotClustered jetstream.ErrorCode = 10074
+)
+
+// hasErrorCode reports whether err is, or wraps, JetStream's answer code.
+func hasErrorCode(err error, code jetstream.ErrorCode) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
 }
 
 // keepsReplicas refuses (checkReplicas) to give stream, if there is one,
@@ -279,17 +302,35 @@ func (s *Store) Retry(ctx context.Context, op func(context.Context) error) error
 // retryTransient runs op until it succeeds, fails for good or ctx ends,
 // waiting interval after each transient failure.
 func retryTransient(ctx context.Context, interval time.Duration, op func() error) error {
+	var answered error // the last answer a server gave, for when a later attempt only runs out of time
 	for {
 		err := op()
-		if err == nil || !transient(err) || ctx.Err() != nil {
+		if err == nil || !transient(err) {
 			return err
+		}
+		if errors.As(err, new(*jetstream.APIError)) {
+			answered = err
+		}
+		if ctx.Err() != nil {
+			return gaveUp(err, answered)
 		}
 		select {
 		case <-ctx.Done():
-			return err
+			return gaveUp(err, answered)
 		case <-time.After(interval):
 		}
 	}
+}
+
+// gaveUp is the error of a retry that ran out of time: the last
+// attempt's, often only that its time ran out, then, when that was no
+// answer of a server, the last answer one gave ("no suitable peers for
+// placement"), since that says why.
+func gaveUp(last, answered error) error {
+	if answered == nil || errors.As(last, new(*jetstream.APIError)) {
+		return last
+	}
+	return fmt.Errorf("%w (the server's last answer: %w)", last, answered)
 }
 
 // transient reports errors that a retry can cure: a stream no server
@@ -298,14 +339,17 @@ func retryTransient(ctx context.Context, interval time.Duration, op func() error
 // for lack of storage is not one, though JetStream answers it with a 503
 // too: storage is freed by an operator, not within a retry's time, and
 // retrying made a checkpoint on a full store wait out its whole timeout.
+// Nor is a server that is not clustered asked for replicas, whose 500 a
+// retry only repeats.
 func transient(err error) bool {
 	if errors.Is(Refusal(err), ErrStorageFull) {
 		return false
 	}
+	if hasErrorCode(err, errCodeNotClustered) {
+		return false
+	}
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.Code == 500 || apiErr.ErrorCode == 10005) {
-		// 10005: no suitable peers for placement, while a cluster is still
-		// learning of its nodes.
+	if errors.As(err, &apiErr) && (apiErr.Code == 500 || apiErr.ErrorCode == errCodeNoPeers) {
 		return true
 	}
 	return Unavailable(err) ||
