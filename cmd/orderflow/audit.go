@@ -52,6 +52,14 @@ func (f *storeFlags) register(fs *flag.FlagSet, create bool) {
 func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, func(), error) {
 	url := f.natsURL
 	var srv *eventstore.Server
+	if create {
+		switch {
+		case f.replicas < 1 || f.replicas > 5:
+			return nil, nil, fmt.Errorf("--replicas %d: must be 1 to 5", f.replicas)
+		case f.replicas > 1 && f.dataDir != "":
+			return nil, nil, embeddedReplicas(f.replicas)
+		}
+	}
 	if f.natsCreds != "" || f.natsCA != "" {
 		if f.dataDir != "" {
 			return nil, nil, errors.New("--nats-creds and --nats-ca are for --nats-url, not --data-dir")

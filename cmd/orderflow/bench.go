@@ -59,6 +59,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	errs := checkPipeline(*replicas, *lanes, *window)
+	if *natsURL == "" && *replicas > 1 {
+		errs = append(errs, embeddedReplicas(*replicas))
+	}
 	if *orders < 1 {
 		errs = append(errs, fmt.Errorf("--orders %d: must be 1 or more", *orders))
 	}

@@ -178,6 +178,9 @@ func (c Config) Validate() error {
 		if _, err := eventstore.ParseSync(c.Sync); err != nil {
 			errs = append(errs, fmt.Errorf("--sync: %w", err))
 		}
+		if c.Replicas > 1 {
+			errs = append(errs, embeddedReplicas(c.Replicas))
+		}
 	}
 	if c.MaxStore < 0 {
 		errs = append(errs, fmt.Errorf("--max-store %d: must be 0 (the server's default) or positive", c.MaxStore))
@@ -246,6 +249,12 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--cors-origins: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// embeddedReplicas refuses --replicas above 1 for the embedded server,
+// which is one node: it would otherwise refuse each stream itself.
+func embeddedReplicas(replicas int) error {
+	return fmt.Errorf("--replicas %d needs --nats-url: the embedded server is one node and keeps one copy of each stream", replicas)
 }
 
 // checkPipeline checks --replicas, --lanes and --lane-window, which serve

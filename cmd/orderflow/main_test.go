@@ -417,6 +417,17 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
 	}
+	// Replicas need a cluster: refused for the embedded server (one
+	// node), taken with --nats-url.
+	cfg = DefaultConfig()
+	cfg.Replicas = 3
+	if err := cfg.Validate(); err == nil || err.Error() != "--replicas 3 needs --nats-url: the embedded server is one node and keeps one copy of each stream" {
+		t.Errorf("--replicas 3 without --nats-url: %v", err)
+	}
+	cfg.NATSURL = "nats://n1:4222,nats://n2:4222,nats://n3:4222"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("--replicas 3 with --nats-url: %v", err)
+	}
 	cfg = DefaultConfig()
 	cfg.APIKeys = "keys"
 	for _, bad := range []float64{-1, math.NaN(), math.Inf(1)} {
@@ -524,6 +535,24 @@ func TestMainUsage(t *testing.T) {
 		if code := Main(context.Background(), []string{"verify", "--data-dir", missing, flag, "main.go"}, &out, &errOut,
 			func(string) (string, bool) { return "", false }); code != 1 || !strings.Contains(errOut.String(), "--nats-creds and --nats-ca are for --nats-url, not --data-dir") {
 			t.Errorf("verify --data-dir %s: exit %d, %s", flag, code, errOut.String())
+		}
+	}
+	// So are replicas: the embedded server is one node. And import
+	// takes 1 to 5 of them, as serve does.
+	empty := filepath.Join(t.TempDir(), "empty.jsonl") // an export of nothing
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for args, want := range map[string]string{
+		"import --in " + empty + " --replicas 3 --data-dir " + missing:         "orderflow import: --replicas 3 needs --nats-url: the embedded server is one node and keeps one copy of each stream\n",
+		"import --in " + empty + " --replicas 0 --data-dir " + missing:         "orderflow import: --replicas 0: must be 1 to 5\n",
+		"import --in " + empty + " --replicas 6 --nats-url nats://127.0.0.1:1": "orderflow import: --replicas 6: must be 1 to 5\n",
+		"bench --replicas 2": "orderflow bench: --replicas 2 needs --nats-url: the embedded server is one node and keeps one copy of each stream\n",
+	} {
+		var errOut strings.Builder
+		if code := Main(context.Background(), strings.Fields(args), &out, &errOut,
+			func(string) (string, bool) { return "", false }); code != 1 || errOut.String() != want {
+			t.Errorf("%s: exit %d, %q", args, code, errOut.String())
 		}
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
