@@ -43,6 +43,18 @@ const (
 	jsErrCodeStorageResourcesExceeded jetstream.ErrorCode = 10047
 )
 
+// JetStream's error codes for a stream it cannot place, which nats.go
+// names neither.
+const (
+	// jsErrCodeNoPeers: no suitable peers for placement. A cluster still
+	// learning of its nodes answers it for a while; one with fewer
+	// servers than a stream's replicas, for good.
+	jsErrCodeNoPeers jetstream.ErrorCode = 10005
+	// jsErrCodeNotClustered: replicas > 1 not supported in non-clustered
+	// mode (an HTTP 500, which no retry cures).
+	jsErrCodeNotClustered jetstream.ErrorCode = 10074
+)
+
 // ErrNoLeader is matched (errors.Is) when no server took a write: the
 // stream has no leader. On a cluster that is brief while one is elected;
 // a clustered stream whose servers ran out of storage stayed without one

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -210,6 +211,29 @@ func TestReplicasOnOneServerAreRefusedAtOnce(t *testing.T) {
 	}
 	if info.API.Total > 6 { // the stream look-up and create, the list above, this
 		t.Errorf("%d JetStream API requests: the create was sent again after a refusal no retry cures", info.API.Total)
+	}
+}
+
+// A NATS server without JetStream: the start-up waits for one to answer,
+// as for a server still starting, then says what is likely wrong.
+func TestOpenOnAServerWithoutJetStream(t *testing.T) {
+	t.Parallel()
+	plain, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go plain.Start()
+	t.Cleanup(plain.Shutdown)
+	if !plain.ReadyForConnections(eventstoretest.Patience(10 * time.Second)) {
+		t.Fatal("nats server without JetStream not ready")
+	}
+	nc := eventstoretest.Connect(t, plain.ClientURL())
+	open, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = eventstore.Open(open, nc, eventstore.Config{})
+	if err == nil || !strings.Contains(err.Error(), "create stream "+eventstore.StreamDefinitions+": ") ||
+		!strings.Contains(err.Error(), "no JetStream answered: does the NATS server run with JetStream (nats-server --jetstream, or a jetstream block in its configuration)?") {
+		t.Fatalf("open on a server without JetStream: %v", err)
 	}
 }
 

@@ -221,25 +221,15 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 	switch {
 	case err == nil:
 		return st, nil
-	case hasErrorCode(err, errCodeNotClustered):
+	case hasErrorCode(err, jsErrCodeNotClustered):
 		return nil, fmt.Errorf("create stream %s on %d replicas: %w: more than one copy needs a NATS cluster", sc.Name, sc.Replicas, err)
-	case hasErrorCode(err, errCodeNoPeers):
+	case hasErrorCode(err, jsErrCodeNoPeers):
 		return nil, fmt.Errorf("create stream %s on %d replicas: %w: the cluster needs %d JetStream servers up and joined to place it on", sc.Name, sc.Replicas, err, sc.Replicas)
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return nil, fmt.Errorf("create stream %s: %w: no JetStream answered: does the NATS server run with JetStream (nats-server --jetstream, or a jetstream block in its configuration)?", sc.Name, err)
 	}
 	return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
 }
-
-// JetStream's error codes that the store tells apart, which nats.go has
-// no constants for.
-const (
-	// errCodeNoPeers: no suitable peers for placement. A cluster still
-	// learning of its nodes answers it for a while; one with fewer
-	// servers than a stream's replicas, for good.
-	errCodeNoPeers jetstream.ErrorCode = 10005
-	// errCodeNotClustered: replicas > 1 not supported in non-clustered
-	// mode (an HTTP 500, which no retry cures).
-	errCodeNotClustered jetstream.ErrorCode = 10074
-)
 
 // hasErrorCode reports whether err is, or wraps, JetStream's answer code.
 func hasErrorCode(err error, code jetstream.ErrorCode) bool {
@@ -308,7 +298,7 @@ func retryTransient(ctx context.Context, interval time.Duration, op func() error
 		if err == nil || !transient(err) {
 			return err
 		}
-		if errors.As(err, new(*jetstream.APIError)) {
+		if !timedOut(err) {
 			answered = err
 		}
 		if ctx.Err() != nil {
@@ -323,14 +313,19 @@ func retryTransient(ctx context.Context, interval time.Duration, op func() error
 }
 
 // gaveUp is the error of a retry that ran out of time: the last
-// attempt's, often only that its time ran out, then, when that was no
-// answer of a server, the last answer one gave ("no suitable peers for
-// placement"), since that says why.
+// attempt's, often only that its time ran out, then, when it was, the
+// last answer a server gave ("no suitable peers for placement", "no
+// responders"), since that says why.
 func gaveUp(last, answered error) error {
-	if answered == nil || errors.As(last, new(*jetstream.APIError)) {
+	if answered == nil || !timedOut(last) {
 		return last
 	}
 	return fmt.Errorf("%w (the server's last answer: %w)", last, answered)
+}
+
+// timedOut reports an error that says only that no answer came in time.
+func timedOut(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
 }
 
 // transient reports errors that a retry can cure: a stream no server
@@ -345,11 +340,11 @@ func transient(err error) bool {
 	if errors.Is(Refusal(err), ErrStorageFull) {
 		return false
 	}
-	if hasErrorCode(err, errCodeNotClustered) {
+	if hasErrorCode(err, jsErrCodeNotClustered) {
 		return false
 	}
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.Code == 500 || apiErr.ErrorCode == errCodeNoPeers) {
+	if errors.As(err, &apiErr) && (apiErr.Code == 500 || apiErr.ErrorCode == jsErrCodeNoPeers) {
 		return true
 	}
 	return Unavailable(err) ||

@@ -61,6 +61,19 @@ func TestRetryThatGivesUpKeepsTheServersLastAnswer(t *testing.T) {
 		!strings.Contains(err.Error(), "the server's last answer: nats: API error: code=400 err_code=10005 description=no suitable peers for placement") {
 		t.Errorf("after %d attempts: %v", attempts, err)
 	}
+	// No responders is an answer too: no JetStream listens.
+	ctx, cancel = context.WithCancel(context.Background())
+	attempts = 0
+	err = retryTransient(ctx, time.Millisecond, func() error {
+		if attempts++; attempts < 2 {
+			return nats.ErrNoResponders
+		}
+		cancel()
+		return nats.ErrTimeout
+	})
+	if !errors.Is(err, nats.ErrNoResponders) || !strings.Contains(err.Error(), "nats: timeout (the server's last answer: nats: no responders available for request)") {
+		t.Errorf("no responders, then the time ran out: %v", err)
+	}
 	// An attempt that fails for good is the answer, whatever came before.
 	err = retryTransient(context.Background(), time.Millisecond, func() error { return ErrConcurrency })
 	if err != ErrConcurrency {
