@@ -170,7 +170,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}),
 	))
 	if err != nil {
-		return fmt.Errorf("connect to nats %s: %w", redactURLs(url), err)
+		return fmt.Errorf("connect to nats %s: %w", redactURLs(url), notNATS(err))
 	}
 	opened := time.Now()
 	a.store, err = eventstore.Open(ctx, a.nc, eventstore.Config{

@@ -93,7 +93,7 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 		if srv != nil {
 			srv.Shutdown()
 		}
-		return nil, nil, fmt.Errorf("connect %s: %w", redactURLs(url), err)
+		return nil, nil, fmt.Errorf("connect %s: %w", redactURLs(url), notNATS(err))
 	}
 	closeAll := func() {
 		nc.Close()

@@ -169,11 +169,53 @@ func apiSend(ctx context.Context, hc *http.Client, server *apiServer, method, pa
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("is orderflow running at %s? %w", server.base(), err)
+		return nil, nil, unreachable(server.base(), err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	return resp, b, err
+}
+
+// notNATS adds to a connection that timed out waiting for the server's
+// first line what is likely wrong: an address that takes connections
+// but speaks no NATS, such as orderflow's own HTTP address.
+func notNATS(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: nothing there spoke NATS in time (is it a NATS server's client port, not an HTTP one such as serve's --http?)", err)
+	}
+	return err
+}
+
+// unreachable says that a request to base found no orderflow there. A
+// NATS server there is named, since the NATS and HTTP addresses are easy
+// to swap: what net/http says of one depends on when its INFO line came
+// ("malformed HTTP status code" quoting it, or an unsolicited response).
+func unreachable(base string, err error) error {
+	if speaksNATS(base) {
+		return fmt.Errorf("%s is a NATS server, not orderflow's HTTP API: --server takes the address serve's --http listens on (default 127.0.0.1:8080)", base)
+	}
+	return fmt.Errorf("is orderflow running at %s? %w", base, err)
+}
+
+// speaksNATS reports whether the server at base greets a connection with
+// a NATS INFO line, as every NATS server does before it reads anything.
+func speaksNATS(base string) bool {
+	u, err := url.Parse(base)
+	if err != nil || u.Port() == "" {
+		return false
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, time.Second)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	if err := conn.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+		return false
+	}
+	greeting := make([]byte, len("INFO {"))
+	_, err = io.ReadFull(conn, greeting)
+	return err == nil && string(greeting) == "INFO {"
 }
 
 // apiProblem is nil for a 2xx status, and otherwise a *problemError with

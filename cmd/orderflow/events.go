@@ -168,7 +168,7 @@ func (f *feedReader) read(ctx context.Context, hc *http.Client, stderr io.Writer
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("is orderflow running at %s? %w", f.server.base(), err)
+		return false, unreachable(f.server.base(), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -458,6 +459,32 @@ func TestMaxStoreFlag(t *testing.T) {
 	cfg.MaxStore, cfg.NATSURL = 1<<30, "nats://127.0.0.1:4222"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--max-store is for the embedded server") {
 		t.Errorf("--max-store with --nats-url: %v", err)
+	}
+}
+
+// The NATS and HTTP addresses swapped: each command says which kind of
+// server it found, instead of net/http's or nats.go's own puzzle (a
+// "malformed HTTP status code" quoting the NATS server's INFO line, an
+// i/o timeout).
+func TestAddressesOfTheWrongKind(t *testing.T) {
+	t.Parallel()
+	natsAddr := strings.TrimPrefix(eventstoretest.StartServer(t).ClientURL(), "nats://")
+	for _, args := range [][]string{{"order", "show", "o-1"}, {"events"}, {"status"}} {
+		code, _, errOut := runMain(t, append(args, "--server", natsAddr)...)
+		want := "http://" + natsAddr + " is a NATS server, not orderflow's HTTP API: --server takes the address serve's --http listens on (default 127.0.0.1:8080)\n"
+		if code != 1 || !strings.HasSuffix(errOut, want) {
+			t.Errorf("%v --server %s: exit %d, %q", args, natsAddr, code, errOut)
+		}
+	}
+	web := httptest.NewServer(http.NotFoundHandler()) // takes connections, says nothing first
+	t.Cleanup(web.Close)
+	url := "nats://" + strings.TrimPrefix(web.URL, "http://")
+	for _, args := range [][]string{{"verify"}, {"serve", "--http", "127.0.0.1:0"}} {
+		code, _, errOut := runMain(t, append(args, "--nats-url", url)...)
+		if code != 1 || !strings.Contains(errOut, url+": read tcp ") ||
+			!strings.HasSuffix(errOut, "i/o timeout: nothing there spoke NATS in time (is it a NATS server's client port, not an HTTP one such as serve's --http?)\n") {
+			t.Errorf("%v --nats-url %s: exit %d, %q", args, url, code, errOut)
+		}
 	}
 }
 
