@@ -43,8 +43,8 @@ const (
 	jsErrCodeStorageResourcesExceeded jetstream.ErrorCode = 10047
 )
 
-// JetStream's error codes for a stream it cannot place, which nats.go
-// names neither.
+// JetStream's error codes for a stream it cannot make, which nats.go
+// names none of.
 const (
 	// jsErrCodeNoPeers: no suitable peers for placement. A cluster still
 	// learning of its nodes answers it for a while; one with fewer
@@ -53,6 +53,8 @@ const (
 	// jsErrCodeNotClustered: replicas > 1 not supported in non-clustered
 	// mode (an HTTP 500, which no retry cures).
 	jsErrCodeNotClustered jetstream.ErrorCode = 10074
+	// jsErrCodeSubjectsOverlap: subjects overlap with an existing stream.
+	jsErrCodeSubjectsOverlap jetstream.ErrorCode = 10065
 )
 
 // ErrNoLeader is matched (errors.Is) when no server took a write: the

@@ -214,6 +214,26 @@ func TestReplicasOnOneServerAreRefusedAtOnce(t *testing.T) {
 	}
 }
 
+// A stream of someone else's that takes orderflow's subjects: the start
+// fails at once and names it.
+func TestOpenNamesAStreamThatTakesItsSubjects(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	ctx := ctxT(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "MINE", Subjects: []string{"orderflow.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = eventstore.Open(ctx, nc, eventstore.Config{})
+	if err == nil || !strings.HasSuffix(err.Error(), "subjects overlap with an existing stream: stream MINE takes subjects of orderflow.*.def.*.*.*, which orderflow needs to itself") {
+		t.Fatalf("open beside a stream on orderflow.>: %v", err)
+	}
+}
+
 // A NATS server without JetStream: the start-up waits for one to answer,
 // as for a server still starting, then says what is likely wrong.
 func TestOpenOnAServerWithoutJetStream(t *testing.T) {

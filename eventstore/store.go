@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -225,10 +227,29 @@ func (s *Store) ensureStream(ctx context.Context, sc jetstream.StreamConfig) (je
 		return nil, fmt.Errorf("create stream %s on %d replicas: %w: more than one copy needs a NATS cluster", sc.Name, sc.Replicas, err)
 	case hasErrorCode(err, jsErrCodeNoPeers):
 		return nil, fmt.Errorf("create stream %s on %d replicas: %w: the cluster needs %d JetStream servers up and joined to place it on", sc.Name, sc.Replicas, err, sc.Replicas)
+	case hasErrorCode(err, jsErrCodeSubjectsOverlap):
+		return nil, fmt.Errorf("create stream %s: %w: %s", sc.Name, err, s.overlapping(ctx, sc))
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrJetStreamNotEnabled):
 		return nil, fmt.Errorf("create stream %s: %w: no JetStream answered: does the NATS server run with JetStream (nats-server --jetstream, or a jetstream block in its configuration)?", sc.Name, err)
 	}
 	return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
+}
+
+// overlapping names the streams that already take subjects sc wants, for
+// the error of a create JetStream refused for that.
+func (s *Store) overlapping(ctx context.Context, sc jetstream.StreamConfig) string {
+	var names []string
+	for _, subject := range sc.Subjects {
+		for name := range s.js.StreamNames(ctx, jetstream.WithStreamListSubject(subject)).Name() {
+			if name != sc.Name && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return fmt.Sprintf("another stream takes subjects of %s", strings.Join(sc.Subjects, ", "))
+	}
+	return fmt.Sprintf("stream %s takes subjects of %s, which orderflow needs to itself", strings.Join(names, ", "), strings.Join(sc.Subjects, ", "))
 }
 
 // hasErrorCode reports whether err is, or wraps, JetStream's answer code.
