@@ -53,11 +53,8 @@ func (f *storeFlags) open(ctx context.Context, create bool) (*eventstore.Store, 
 	url := f.natsURL
 	var srv *eventstore.Server
 	if create {
-		switch {
-		case f.replicas < 1 || f.replicas > 5:
-			return nil, nil, fmt.Errorf("--replicas %d: must be 1 to 5", f.replicas)
-		case f.replicas > 1 && f.dataDir != "":
-			return nil, nil, embeddedReplicas(f.replicas)
+		if err := checkReplicas(f.replicas, f.dataDir != ""); err != nil {
+			return nil, nil, err
 		}
 	}
 	if f.natsCreds != "" || f.natsCA != "" {

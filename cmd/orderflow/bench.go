@@ -58,10 +58,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err := noArguments(fs); err != nil {
 		return err
 	}
-	errs := checkPipeline(*replicas, *lanes, *window)
-	if *natsURL == "" && *replicas > 1 {
-		errs = append(errs, embeddedReplicas(*replicas))
-	}
+	errs := checkPipeline(*replicas, *lanes, *window, *natsURL == "")
 	if *orders < 1 {
 		errs = append(errs, fmt.Errorf("--orders %d: must be 1 or more", *orders))
 	}

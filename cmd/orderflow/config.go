@@ -178,9 +178,6 @@ func (c Config) Validate() error {
 		if _, err := eventstore.ParseSync(c.Sync); err != nil {
 			errs = append(errs, fmt.Errorf("--sync: %w", err))
 		}
-		if c.Replicas > 1 {
-			errs = append(errs, embeddedReplicas(c.Replicas))
-		}
 	}
 	if c.MaxStore < 0 {
 		errs = append(errs, fmt.Errorf("--max-store %d: must be 0 (the server's default) or positive", c.MaxStore))
@@ -209,7 +206,7 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 		errs = append(errs, fmt.Errorf("--http %q: %w", c.HTTP, err))
 	}
-	errs = append(errs, checkPipeline(c.Replicas, c.Lanes, c.LaneWindow)...)
+	errs = append(errs, checkPipeline(c.Replicas, c.Lanes, c.LaneWindow, c.NATSURL == "")...)
 	if c.DuplicateWindow <= 0 {
 		errs = append(errs, fmt.Errorf("--duplicate-window %s: must be positive", c.DuplicateWindow))
 	}
@@ -251,18 +248,24 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// embeddedReplicas refuses --replicas above 1 for the embedded server,
-// which is one node: it would otherwise refuse each stream itself.
-func embeddedReplicas(replicas int) error {
-	return fmt.Errorf("--replicas %d needs --nats-url: the embedded server is one node and keeps one copy of each stream", replicas)
+// checkReplicas checks --replicas: 1 to 5, and 1 for the embedded
+// server, which is one node (it would refuse each stream itself).
+func checkReplicas(replicas int, embedded bool) error {
+	switch {
+	case replicas < 1 || replicas > 5:
+		return fmt.Errorf("--replicas %d: must be 1 to 5", replicas)
+	case replicas > 1 && embedded:
+		return fmt.Errorf("--replicas %d needs --nats-url: the embedded server is one node and keeps one copy of each stream", replicas)
+	}
+	return nil
 }
 
 // checkPipeline checks --replicas, --lanes and --lane-window, which serve
 // and bench share.
-func checkPipeline(replicas, lanes, window int) []error {
+func checkPipeline(replicas, lanes, window int, embedded bool) []error {
 	var errs []error
-	if replicas < 1 || replicas > 5 {
-		errs = append(errs, fmt.Errorf("--replicas %d: must be 1 to 5", replicas))
+	if err := checkReplicas(replicas, embedded); err != nil {
+		errs = append(errs, err)
 	}
 	if lanes < 1 || lanes > 1024 {
 		errs = append(errs, fmt.Errorf("--lanes %d: must be 1 to 1024", lanes))
