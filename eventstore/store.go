@@ -606,8 +606,7 @@ func (p *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 // one load tells. (For an append checked on a wider scope, only the first
 // is known for certain.)
 func (p *PendingAppend) refusedWithoutCause(ctx context.Context, err error) bool {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant {
+	if hasErrorCode(err, jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 		return true
 	}
 	var conflict *ConcurrencyError
@@ -658,8 +657,7 @@ func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, eve
 	if wrongLastSequence(err) {
 		return s.findStored(ctx, agg, expected, events, false)
 	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishDuplicateMsgID {
+	if hasErrorCode(err, jetstreamext.JSErrCodeBatchPublishDuplicateMsgID) {
 		return s.findStored(ctx, agg, 0, events, true)
 	}
 	if unanswered(err) {
@@ -671,9 +669,8 @@ func (s *Store) resolve(ctx context.Context, agg Aggregate, expected uint64, eve
 // wrongLastSequence reports a write JetStream refused because the
 // subject's last sequence was not the one it expected.
 func wrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	return hasErrorCode(err, jetstream.JSErrCodeStreamWrongLastSequence) ||
+		hasErrorCode(err, jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // unanswered reports an append whose answer will not come now, though the
