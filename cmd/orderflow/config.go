@@ -174,6 +174,8 @@ func (c Config) Validate() error {
 		}
 		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
 			errs = append(errs, fmt.Errorf("--nats-listen %q: %w", c.NATSListen, err))
+		} else if sameListener(c.HTTP, c.NATSListen) {
+			errs = append(errs, fmt.Errorf("--http %s and --nats-listen %s take the same port: give each its own", c.HTTP, c.NATSListen))
 		}
 		if _, err := eventstore.ParseSync(c.Sync); err != nil {
 			errs = append(errs, fmt.Errorf("--sync: %w", err))
@@ -246,6 +248,19 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--cors-origins: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// sameListener reports whether two listen addresses would take the same
+// port: the same port number (not 0, which picks a free one) on the same
+// host, or with either on every interface.
+func sameListener(a, b string) bool {
+	ah, ap, aerr := net.SplitHostPort(a)
+	bh, bp, berr := net.SplitHostPort(b)
+	if aerr != nil || berr != nil || ap != bp || ap == "0" {
+		return false
+	}
+	every := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ah == bh || every(ah) || every(bh)
 }
 
 // checkReplicas checks --replicas: 1 to 5, and 1 for the embedded

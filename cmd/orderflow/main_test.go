@@ -418,6 +418,29 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
 	}
+	// The HTTP API and the embedded server's NATS listener on one port:
+	// refused before either is tried (the second would fail to bind, as
+	// if another process held the port).
+	for _, c := range []struct {
+		http, nats string
+		same       bool
+	}{
+		{"127.0.0.1:8080", "127.0.0.1:8080", true},
+		{":8080", "127.0.0.1:8080", true},
+		{"127.0.0.1:8080", "0.0.0.0:8080", true},
+		{"[::]:4222", "127.0.0.1:4222", true},
+		{"127.0.0.1:8080", "127.0.0.1:4222", false},
+		{"127.0.0.1:8080", "127.0.0.2:8080", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false},
+	} {
+		cfg := DefaultConfig()
+		cfg.HTTP, cfg.NATSListen = c.http, c.nats
+		err := cfg.Validate()
+		want := fmt.Sprintf("--http %s and --nats-listen %s take the same port: give each its own", c.http, c.nats)
+		if c.same && (err == nil || err.Error() != want) || !c.same && err != nil {
+			t.Errorf("--http %s --nats-listen %s: %v", c.http, c.nats, err)
+		}
+	}
 	// Replicas need a cluster: refused for the embedded server (one
 	// node), taken with --nats-url.
 	cfg = DefaultConfig()
