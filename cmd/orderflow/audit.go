@@ -702,12 +702,13 @@ func printBoard(w io.Writer, board []handlers.BoardItem) error {
 }
 
 // auditKinds are what audit prints the history of: the aggregate type of
-// each, and "" for every definition of a tenant at once.
-var auditKinds = map[string]string{
-	"order":       domain.AggregateOrder,
-	"workflow":    domain.AggregateWorkflow,
-	"ordertype":   domain.AggregateOrderType,
-	"definitions": "",
+// each ("" for every definition of a tenant at once), and its name in
+// words.
+var auditKinds = map[string]struct{ aggType, words string }{
+	"order":       {domain.AggregateOrder, "order"},
+	"workflow":    {domain.AggregateWorkflow, "workflow"},
+	"ordertype":   {domain.AggregateOrderType, "order type"},
+	"definitions": {"", "definitions"},
 }
 
 // auditCmd: orderflow audit order ID | workflow ID | ordertype ID | definitions.
@@ -716,7 +717,8 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if len(args) > 0 {
 		kind = args[0]
 	}
-	aggType, known := auditKinds[kind]
+	what, known := auditKinds[kind]
+	aggType := what.aggType
 	if !known {
 		fmt.Fprintln(stderr, "Usage: orderflow audit order ID | audit workflow ID | audit ordertype ID | audit definitions")
 		return errors.New("want: audit order ID, audit workflow ID, audit ordertype ID or audit definitions")
@@ -776,7 +778,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		if aggType == "" {
 			return fmt.Errorf("no definitions in tenant %q", *tenant)
 		}
-		return fmt.Errorf("no %s %q", strings.Replace(kind, "ordertype", "order type", 1), fs.Arg(0))
+		return fmt.Errorf("no %s %q", what.words, fs.Arg(0))
 	}
 	defs, applied := projections.NewDefinitions(nil), 0
 	view := defs.Tenant(*tenant)
