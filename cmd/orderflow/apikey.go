@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -96,12 +97,9 @@ func appendKeyLine(path, name, line string) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if keys, err := handlers.ParseAPIKeys(bytes.NewReader(old)); err == nil {
-		for _, k := range keys.List() {
-			if k.Name == name {
-				return fmt.Errorf("%s has a key named %q already: take it back first (orderflow apikey revoke --name %s), or choose another name", path, name, name)
-			}
-		}
+	if keys, err := handlers.ParseAPIKeys(bytes.NewReader(old)); err == nil &&
+		slices.ContainsFunc(keys.List(), func(k handlers.APIKey) bool { return k.Name == name }) {
+		return fmt.Errorf("%s has a key named %q already: take it back first (orderflow apikey revoke --name %s), or choose another name", path, name, name)
 	}
 	if len(old) > 0 && old[len(old)-1] != '\n' {
 		line = "\n" + line
