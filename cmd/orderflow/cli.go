@@ -176,17 +176,6 @@ func apiSend(ctx context.Context, hc *http.Client, server *apiServer, method, pa
 	return resp, b, err
 }
 
-// notNATS adds to a connection that timed out waiting for the server's
-// first line what is likely wrong: an address that takes connections
-// but speaks no NATS, such as orderflow's own HTTP address.
-func notNATS(err error) error {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("%w: nothing there spoke NATS in time (is it a NATS server's client port, not an HTTP one such as serve's --http?)", err)
-	}
-	return err
-}
-
 // unreachable says that a request to base found no orderflow there. A
 // NATS server there is named, since the NATS and HTTP addresses are easy
 // to swap: what net/http says of one depends on when its INFO line came

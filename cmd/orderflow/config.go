@@ -627,6 +627,17 @@ func loadCAs(path, flag string) (*x509.CertPool, error) {
 	return roots, nil
 }
 
+// notNATS adds to a connection that timed out waiting for the server's
+// first line what is likely wrong: an address that takes connections
+// but speaks no NATS, such as orderflow's own HTTP address.
+func notNATS(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: nothing there spoke NATS in time (is it a NATS server's client port, not an HTTP one such as serve's --http?)", err)
+	}
+	return err
+}
+
 // natsClient is the connection options for a --nats-url cluster: the
 // credentials file that authenticates, and the CA file that its TLS
 // certificates are checked against (none when empty; the system's CAs).
