@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -171,7 +170,7 @@ func startOrderflow(ctx context.Context) (url string, stop func()) {
 	if err != nil {
 		panic(err)
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := slog.New(slog.DiscardHandler)
 	st, err := eventstore.Open(ctx, nc, eventstore.Config{Logger: quiet})
 	if err != nil {
 		panic(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -25,7 +24,7 @@ import (
 // again a moment later (a cluster electing a stream leader answers reads
 // and writes with timeouts for a few seconds).
 func TestStoreTroubleAnswersUnavailable(t *testing.T) {
-	api := &API{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	api := &API{Log: slog.New(slog.DiscardHandler)}
 	for _, err := range []error{
 		fmt.Errorf("last sequence of orderflow.default.order.o1.> from the leader: %w", context.DeadlineExceeded),
 		fmt.Errorf("append: %w: %w", eventstore.ErrOutcomeUnknown, context.DeadlineExceeded),

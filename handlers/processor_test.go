@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"reflect"
@@ -28,7 +27,7 @@ import (
 	"github.com/orderflow/orderflow/projections"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.DiscardHandler)
 
 // newCommands runs a store and the definitions read model on srv, seeded
 // with the worked example.

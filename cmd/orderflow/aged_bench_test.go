@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -36,7 +35,7 @@ var (
 //
 //	go test -run '^$' -bench TriggersAfterRestart -benchtime 1x ./cmd/orderflow/
 func BenchmarkTriggersAfterRestart(b *testing.B) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := slog.New(slog.DiscardHandler)
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.HTTP = b.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	ctx := context.Background()

@@ -102,7 +102,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		}
 		offered = append(offered, n)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	url := *natsURL
 	if url == "" {
 		dir, err := os.MkdirTemp("", "orderflow-bench-")

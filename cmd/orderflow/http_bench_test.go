@@ -155,7 +155,7 @@ func seededBenchApp(b *testing.B) (*App, context.Context) {
 	b.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.HTTP, cfg.ReloadInterval = b.TempDir(), "127.0.0.1:0", "127.0.0.1:0", 0
-	app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	app := NewApp(cfg, slog.New(slog.DiscardHandler))
 	ctx := context.Background()
 	if err := app.Run(ctx); err != nil {
 		b.Fatal(err)

@@ -317,7 +317,7 @@ func TestOtherLaneSettingsAreRefused(t *testing.T) {
 	first := startApp(t, newTestConfig(t))
 	cfg := newTestConfig(t)
 	cfg.NATSURL, cfg.DataDir, cfg.Lanes = first.NATSURL(), "", first.Config.Lanes/2
-	app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	app := NewApp(cfg, slog.New(slog.DiscardHandler))
 	ctx, cancel := eventstoretest.Context(60 * time.Second)
 	defer cancel()
 	err := app.Run(ctx)
@@ -349,7 +349,7 @@ func TestOtherLaneSettingsAreRefused(t *testing.T) {
 		cfg := newTestConfig(t)
 		cfg.NATSURL, cfg.DataDir = first.NATSURL(), ""
 		change(&cfg)
-		app := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		app := NewApp(cfg, slog.New(slog.DiscardHandler))
 		err := app.Run(ctx)
 		app.Close()
 		if !errors.Is(err, eventstore.ErrLanesInUse) || !strings.Contains(err.Error(), "--lane-window") {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime"
 	"slices"
@@ -29,7 +28,7 @@ var benchRestartEvents = flag.Int("bench.restart-events", 1_000_000, "order even
 //
 //	go test -run '^$' -bench Restart -benchtime 1x ./cmd/orderflow/
 func BenchmarkRestart(b *testing.B) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := slog.New(slog.DiscardHandler)
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.HTTP = b.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	start := func(cfg Config) (*App, time.Duration) {
