@@ -77,6 +77,10 @@ type ServerConfig struct {
 	// server's default (75% of the disk free at start). A message that
 	// would go over it is refused.
 	MaxStore int64
+	// MaxConnections caps the client connections the server holds at
+	// once (orderflow's own among them); one more is refused. 0: the
+	// server's default (65,536).
+	MaxConnections int
 }
 
 // Validate reports every problem of the configuration at once.
@@ -265,6 +269,9 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.MaxStore > 0 {
 		opts.JetStreamMaxStore = cfg.MaxStore
+	}
+	if cfg.MaxConnections > 0 {
+		opts.MaxConn = cfg.MaxConnections
 	}
 	var internal *server.User
 	var tlsOn bool

@@ -288,6 +288,35 @@ func TestAppendWithoutAckEndsAfterTimeout(t *testing.T) {
 
 // An append the server refuses for lack of storage is ErrStorageFull and
 // stores nothing, single or atomic; the store's counts say how full it is.
+// A server started with MaxConnections refuses a client connection over
+// it, so that clients cannot take every file the process may open.
+func TestServerRefusesConnectionsOverItsLimit(t *testing.T) {
+	t.Parallel()
+	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", MaxConnections: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	for range 2 {
+		nc, err := nats.Connect(srv.ConnectURL(), srv.ConnectOptions()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+	}
+	nc, err := nats.Connect(srv.ConnectURL(), append(srv.ConnectOptions(), nats.NoReconnect())...)
+	if err == nil {
+		nc.Close()
+		t.Fatal("a third connection was taken, over MaxConnections 2")
+	}
+	// The client reads the server's "maximum connections exceeded", or
+	// finds the connection closed before it does.
+	t.Logf("third connection: %v", err)
+	if n := srv.NATS().NumClients(); n != 2 {
+		t.Fatalf("the server holds %d client connections, want 2", n)
+	}
+}
+
 func TestAppendWithNoStorageLeft(t *testing.T) {
 	t.Parallel()
 	const limit = 64 << 10
