@@ -55,7 +55,7 @@ type App struct {
 	demoDone   chan struct{}
 	api        *handlers.API
 	http       *http.Server
-	httpLn     net.Listener
+	httpLn     *limitListener
 	httpDone   chan error
 	cert       atomic.Pointer[tls.Certificate] // the HTTP API's, with --tls-cert
 	reloads    sync.Mutex                      // one reading of the files at a time
@@ -114,10 +114,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 	mux.Handle("/v1/", handlers.CORS(origins, a.whenReady(v1)))
 	mux.HandleFunc("GET /openapi.json", api.ServeOpenAPI)
 	mux.HandleFunc("GET /metrics", a.serveMetrics)
-	a.httpLn, err = net.Listen("tcp", a.Config.HTTP)
+	httpMax, natsMax := a.connectionLimits()
+	ln, err := net.Listen("tcp", a.Config.HTTP)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
+	a.httpLn = newLimitListener(ln, httpMax)
 	// No write timeout: the event feed (SSE) streams for as long as a
 	// dashboard stays (each of its writes has a deadline of its own, see
 	// handlers.API.FeedWriteTimeout). Idle keep-alive connections are
@@ -138,12 +140,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if url == "" {
 		sync, _ := eventstore.ParseSync(a.Config.Sync) // validated above
 		a.server, err = eventstore.StartServer(eventstore.ServerConfig{
-			DataDir:    a.Config.DataDir,
-			Listen:     a.Config.NATSListen,
-			Sync:       sync,
-			Logger:     a.Logger,
-			ConfigFile: a.Config.NATSConfig,
-			MaxStore:   a.Config.MaxStore,
+			DataDir:        a.Config.DataDir,
+			Listen:         a.Config.NATSListen,
+			Sync:           sync,
+			Logger:         a.Logger,
+			ConfigFile:     a.Config.NATSConfig,
+			MaxStore:       a.Config.MaxStore,
+			MaxConnections: natsMax,
 		})
 		if err != nil {
 			return err
@@ -247,7 +250,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 	}
 	a.ready.Store(true)
-	a.Logger.Info("orderflow ready", "http", a.HTTPAddr(), "nats", redactURLs(a.NATSURL()), "embedded", a.server != nil, "processor", a.proc.ID())
+	a.Logger.Info("orderflow ready", "http", a.HTTPAddr(), "nats", redactURLs(a.NATSURL()), "embedded", a.server != nil, "processor", a.proc.ID(),
+		"max_connections", httpMax, "nats_max_connections", natsMax)
 	for _, w := range exposures(a.Config, a.HTTPAddr(), a.server != nil) {
 		a.Logger.Warn(w)
 	}
@@ -547,6 +551,8 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(w, "# HELP orderflow_ready 1 when orderflow serves requests.\n# TYPE orderflow_ready gauge\norderflow_ready %d\n", ready)
 	writeProcessMetrics(w)
+	fmt.Fprintf(w, "# HELP orderflow_http_connections HTTP connections open now.\n# TYPE orderflow_http_connections gauge\norderflow_http_connections %d\n", a.httpLn.open())
+	fmt.Fprintf(w, "# HELP orderflow_http_connections_limit The most HTTP connections held open at once (--max-connections); more wait to be accepted.\n# TYPE orderflow_http_connections_limit gauge\norderflow_http_connections_limit %d\n", a.httpLn.limit())
 	if ready == 0 {
 		return
 	}
@@ -693,7 +699,7 @@ func (a *App) checkLive() error {
 		return nil
 	}
 	if e := a.server.WriteError(); e != "" {
-		return fmt.Errorf("the embedded server could not write a stream's files (%s); its streams refuse writes until orderflow restarts with room on the disk", e)
+		return fmt.Errorf("the embedded server could not write a stream's files (%s); its streams refuse writes until orderflow restarts, with room on the disk (or, when it had too many files open, fewer connections: see --max-connections)", e)
 	}
 	return nil
 }

@@ -104,6 +104,12 @@ type Config struct {
 	// MaxFeedsPerKey is how many of them one API key may hold open; one
 	// more is answered 429 (handlers.API.MaxFeedsPerKey).
 	MaxFeedsPerKey int
+	// MaxConnections is how many connections the HTTP API holds open at
+	// once; more wait to be accepted. NATSMaxConnections is how many
+	// client connections the embedded server holds; more are refused.
+	// 0: a quarter of the process's open-file limit, at most 4,096
+	// (connectionShare).
+	MaxConnections, NATSMaxConnections int
 	// MaxStore caps the file storage the embedded server's streams may
 	// use, in bytes; 0: the server's default, 75% of the disk free at
 	// start. Appends beyond it are refused (nothing accepted is lost).
@@ -162,6 +168,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var((*byteSize)(&c.MaxStore), "max-store", "most file storage the embedded server's streams may use (512MiB, 20GB, …); appends beyond it are refused; 0: 75% of the disk free at start")
 	fs.IntVar(&c.MaxFeeds, "max-feeds", c.MaxFeeds, "event feeds (GET /v1/events) served at once; one more is answered 503 (each holds a consumer on ORDERFLOW_ORDERS, and JetStream allows a stream 1,000 by default, for all processes together)")
 	fs.IntVar(&c.MaxFeedsPerKey, "max-feeds-per-key", c.MaxFeedsPerKey, "event feeds one API key may hold open at once (with --api-keys); one more is answered 429")
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "HTTP connections held open at once; more wait to be accepted until one closes; 0: a quarter of the process's open-file limit, at most 4096 (so that connections never take the files the embedded server's streams need)")
+	fs.IntVar(&c.NATSMaxConnections, "nats-max-connections", c.NATSMaxConnections, "NATS client connections the embedded server holds at once; more are refused; 0: a quarter of the process's open-file limit, at most 4096")
 	fs.IntVar(&c.LaneWindow, "lane-window", c.LaneWindow, "unacknowledged triggers a process may hold per lane (different orders run in parallel, one order's triggers in turn); the same on every process")
 }
 
@@ -229,6 +237,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFeedsPerKey < 1 {
 		errs = append(errs, fmt.Errorf("--max-feeds-per-key %d: must be 1 or more", c.MaxFeedsPerKey))
+	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("--max-connections %d: must be 0 (from the open-file limit) or more", c.MaxConnections))
+	}
+	if c.NATSMaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("--nats-max-connections %d: must be 0 (from the open-file limit) or more", c.NATSMaxConnections))
+	} else if c.NATSMaxConnections > 0 && c.NATSURL != "" {
+		errs = append(errs, errors.New("--nats-max-connections is for the embedded server; a --nats-url cluster keeps its own limits"))
 	}
 	if c.OrderCache < 0 {
 		errs = append(errs, fmt.Errorf("--order-cache %d: must be 0 (none) or more", c.OrderCache))
@@ -530,8 +546,8 @@ func envHints(names []string, fs *flag.FlagSet) []string {
 var allFlagNames = []string{
 	"ack-wait", "actor", "after", "api-keys", "as-of", "checkpoints", "cors-origins", "cpuprofile", "cursor", "data-dir", "definitions", "demo",
 	"dry-run", "duplicate-window", "duration", "expires-in", "file", "fulfillment", "heartbeat", "http", "id", "in", "json", "key", "keys-file",
-	"lane-window", "lanes", "limit", "log-format", "log-level", "max-feeds", "max-feeds-per-key", "max-store", "memprofile", "name",
-	"nats-ca", "nats-config", "nats-creds", "nats-listen", "nats-url", "note", "oldest", "order", "order-cache", "orders", "out", "prune",
+	"lane-window", "lanes", "limit", "log-format", "log-level", "max-connections", "max-feeds", "max-feeds-per-key", "max-store", "memprofile", "name",
+	"nats-ca", "nats-config", "nats-creds", "nats-listen", "nats-max-connections", "nats-url", "note", "oldest", "order", "order-cache", "orders", "out", "prune",
 	"rate-limit", "rates", "reason", "reload-interval", "replicas", "role", "server", "server-ca", "since", "state", "status", "step",
 	"streams", "sync", "tenant", "tls-cert", "tls-key", "to-version", "token", "trigger-id", "triggers", "type", "types",
 	"until", "worker", "workflow",

@@ -452,6 +452,22 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("--replicas 3 with --nats-url: %v", err)
 	}
+	// Connection limits: 0 or more; the embedded server's only without
+	// --nats-url.
+	cfg = DefaultConfig()
+	cfg.MaxConnections, cfg.NATSMaxConnections = -1, -2
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--max-connections -1: must be 0 (from the open-file limit) or more") ||
+		!strings.Contains(err.Error(), "--nats-max-connections -2: must be 0") {
+		t.Errorf("negative connection limits: %v", err)
+	}
+	cfg.MaxConnections, cfg.NATSMaxConnections = 100, 100
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("connection limits of 100: %v", err)
+	}
+	cfg.NATSURL = "nats://n1:4222"
+	if err := cfg.Validate(); err == nil || err.Error() != "--nats-max-connections is for the embedded server; a --nats-url cluster keeps its own limits" {
+		t.Errorf("--nats-max-connections with --nats-url: %v", err)
+	}
 	cfg = DefaultConfig()
 	cfg.APIKeys = "keys"
 	for _, bad := range []float64{-1, math.NaN(), math.Inf(1)} {

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"cmp"
+	"net"
+	"sync"
+)
+
+// defaultMaxConnections is the most connections each of the HTTP API and
+// the embedded NATS server holds open at once when --max-connections and
+// --nats-max-connections are 0, however many files the process may open.
+const defaultMaxConnections = 4096
+
+// connectionShare is each listener's default limit: a quarter of the
+// process's open-file limit (so the two together leave half of it to the
+// embedded server's stream and consumer files), at most
+// defaultMaxConnections. Without a known limit it is that at most.
+//
+// Without a limit, a client that opened connections faster than they were
+// closed (each an open file) took every file the process may open; the
+// embedded server then failed to open a stream's next block file, and
+// that stream refused every write until a restart.
+func connectionShare(openFiles uint64, known bool) int {
+	if !known {
+		return defaultMaxConnections
+	}
+	return int(max(1, min(openFiles/4, defaultMaxConnections)))
+}
+
+// connectionLimits are the most connections the HTTP API and the embedded
+// server (0 with --nats-url) hold open at once: the flags', or each
+// connectionShare. Limits set so high that connections could take most of
+// the files the process may open are warned of.
+func (a *App) connectionLimits() (httpMax, natsMax int) {
+	files, known := openFileLimit()
+	share := connectionShare(files, known)
+	httpMax = cmp.Or(a.Config.MaxConnections, share)
+	if a.Config.NATSURL == "" {
+		natsMax = cmp.Or(a.Config.NATSMaxConnections, share)
+		if known && uint64(httpMax+natsMax) > files/4*3 {
+			a.Logger.Warn("connections may take most of the files the process may open: the embedded server then cannot open a stream's next file, and that stream refuses writes until a restart; lower --max-connections or --nats-max-connections, or raise the limit (ulimit -n)",
+				"max_connections", httpMax, "nats_max_connections", natsMax, "open_file_limit", files)
+		}
+	}
+	return httpMax, natsMax
+}
+
+// limitListener accepts at most cap(slots) connections at once: Accept
+// waits until one of them is closed before it takes the next, which waits
+// in the kernel's accept queue meanwhile (as x/net/netutil's
+// LimitListener does).
+type limitListener struct {
+	net.Listener
+	slots     chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newLimitListener(l net.Listener, n int) *limitListener {
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: sync.OnceFunc(func() { <-l.slots })}, nil
+}
+
+// Close closes the listener and ends an Accept waiting for a slot.
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// open is how many accepted connections are open.
+func (l *limitListener) open() int { return len(l.slots) }
+
+// limit is how many may be open at once.
+func (l *limitListener) limit() int { return cap(l.slots) }
+
+// limitConn gives its slot back when it is closed (once, however often).
+type limitConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
+}
+
+// CloseWrite passes on to the connection, which net/http uses to close a
+// connection gracefully after an answer it sent before reading the whole
+// request.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

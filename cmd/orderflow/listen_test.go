@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/client"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+)
+
+func TestConnectionShare(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		files uint64
+		known bool
+		want  int
+	}{
+		{0, false, defaultMaxConnections},
+		{1 << 20, true, defaultMaxConnections},
+		{20000, true, 4096},
+		{1024, true, 256},
+		{256, true, 64},
+		{2, true, 1},
+	} {
+		if got := connectionShare(c.files, c.known); got != c.want {
+			t.Errorf("connectionShare(%d, %t) = %d, want %d", c.files, c.known, got, c.want)
+		}
+	}
+}
+
+// The limits are the flags' when given, a share of the open files when
+// not; limits that could take most of the files are warned of, and with
+// --nats-url there is no embedded server to limit.
+func TestConnectionLimits(t *testing.T) {
+	t.Parallel()
+	files, known := openFileLimit()
+	share := connectionShare(files, known)
+	var logs bytes.Buffer
+	a := &App{Config: DefaultConfig(), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	if h, n := a.connectionLimits(); h != share || n != share || logs.Len() != 0 {
+		t.Errorf("defaults: %d and %d, want %d each (open files %d, %t); logged %q", h, n, share, files, known, logs.String())
+	}
+	a.Config.MaxConnections, a.Config.NATSMaxConnections = 7, 9
+	if h, n := a.connectionLimits(); h != 7 || n != 9 {
+		t.Errorf("given 7 and 9: %d and %d", h, n)
+	}
+	a.Config.NATSURL = "nats://n1:4222"
+	if h, n := a.connectionLimits(); h != 7 || n != 0 {
+		t.Errorf("with --nats-url: %d and %d, want 7 and 0", h, n)
+	}
+	if !known {
+		t.Skip("no open-file limit here to warn against")
+	}
+	a.Config.NATSURL = ""
+	a.Config.MaxConnections = int(files)
+	logs.Reset()
+	a.connectionLimits()
+	if !strings.Contains(logs.String(), "connections may take most of the files the process may open") {
+		t.Errorf("--max-connections %d of %d open files: logged %q", files, files, logs.String())
+	}
+}
+
+// A limitListener holds at most its limit of connections: the next is
+// accepted once one of them is closed (closing it twice frees one slot),
+// and closing the listener ends an Accept that waits for a slot.
+func TestLimitListener(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimitListener(inner, 2)
+	defer l.Close()
+	for range 3 {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	var held []net.Conn
+	for range 2 {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	if l.open() != 2 || l.limit() != 2 {
+		t.Fatalf("open %d of %d, want 2 of 2", l.open(), l.limit())
+	}
+	// Every slot is taken, so this Accept waits for one.
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	held[0].Close()
+	held[0].Close()
+	var third net.Conn
+	select {
+	case third = <-accepted:
+	case <-time.After(eventstoretest.Patience(10 * time.Second)):
+		t.Fatal("no connection accepted after one was closed")
+	}
+	if l.open() != 2 {
+		t.Fatalf("open %d after a close and an accept, want 2", l.open())
+	}
+	third.Close()
+	held[1].Close()
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return l.open() == 0 }, "every slot given back")
+
+	// With the slots taken again, Close ends the Accept waiting for one.
+	l2 := newLimitListener(inner, 1)
+	l2.slots <- struct{}{}
+	ended := make(chan error, 1)
+	go func() { _, err := l2.Accept(); ended <- err }()
+	l2.Close()
+	select {
+	case err := <-ended:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(eventstoretest.Patience(10 * time.Second)):
+		t.Fatal("Accept still waiting after Close")
+	}
+}
+
+// A client that opens connections faster than they close (each an open
+// file) no longer takes the files the embedded server needs. With the
+// process allowed 512 open files, the HTTP API holds at most 128
+// connections (a quarter of them), and 700 held open by one client wait
+// to be accepted. Meanwhile triggers published over NATS take effect,
+// nothing fails for want of a file, and once the client lets go the API
+// answers. Before, the 700 took every file: accepts failed with "too many
+// open files", and so did the embedded server's opening of a stream's
+// next block file, after which that stream refused every write until a
+// restart.
+func TestConnectionFloodLeavesTheStoreWriting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	t.Parallel()
+	child := newChildServer(t)
+	cmd := child.start(t, "ulimit -n 512; ", "--lanes", "2")
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := &httpClient{t: t, base: "http://" + child.httpAddr}
+	seedWorkedExample(t, c)
+	ids := placeOrders(t, c, "flood", 20)
+	if got := metricValues(t, c)["orderflow_http_connections_limit"]; got != 128 {
+		t.Fatalf("orderflow_http_connections_limit %g, want 128 (a quarter of 512 open files)", got)
+	}
+
+	nc, err := nats.Connect("nats://" + child.natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	completed := make(chan struct{}, len(ids))
+	if _, err := nc.Subscribe("orderflow.default.order.*.OrderCompleted", func(*nats.Msg) { completed <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var flood []net.Conn
+	defer func() {
+		for _, conn := range flood {
+			conn.Close()
+		}
+	}()
+	for range 700 {
+		conn, err := net.Dial("tcp", child.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flood = append(flood, conn)
+	}
+	wc, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := eventstoretest.Context(time.Minute)
+	defer cancel()
+	for _, tr := range workedTriggers {
+		for _, id := range ids {
+			if _, err := wc.PublishTrigger(ctx, client.Trigger{OrderID: id, Trigger: tr}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range ids {
+		select {
+		case <-completed:
+		case <-ctx.Done():
+			t.Fatalf("%d of %d orders completed while the connections were held", i, len(ids))
+		}
+	}
+	for _, conn := range flood {
+		conn.Close()
+	}
+	waitServing(t, child.httpAddr)
+	for _, id := range ids {
+		if o := c.must(200, "GET", "/v1/orders/"+id, nil); o["state"] != "completed" {
+			t.Fatalf("order %s: %v", id, o)
+		}
+	}
+	if logs := child.logs.String(); strings.Contains(logs, "too many open files") {
+		t.Fatalf("the process ran out of files:\n%s", logs)
+	}
+}
