@@ -19,6 +19,15 @@ var ErrConcurrency = errors.New("concurrency conflict")
 // million events. Trying again later succeeds.
 var ErrIndexing = errors.New("the load index is still reading the stream")
 
+// ErrIncompleteRead is matched (errors.Is) when a load got fewer of an
+// aggregate's events than the stream holds (the load index has seen
+// them stored): the server failed to read some (a block file it could
+// not open, say, which its log names) or a replica behind the stream
+// answered. The part read is not returned, since an aggregate decided on
+// or shown from part of its history would be wrong; reading again later
+// gets the whole history.
+var ErrIncompleteRead = errors.New("the server returned part of the aggregate's history")
+
 // ErrOutcomeUnknown is matched (errors.Is) when an append's
 // acknowledgement did not come in time, or the connection to the server
 // dropped while it was awaited: the events may or may not be stored.

@@ -369,6 +369,7 @@ func transient(err error) bool {
 		return true
 	}
 	return Unavailable(err) ||
+		errors.Is(err, ErrIncompleteRead) ||
 		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
@@ -978,7 +979,7 @@ func (s *Store) load(ctx context.Context, agg Aggregate, after uint64, limit int
 		// library, say): a batched direct get by the aggregate's filter
 		// from its first event reads it a few hundred events a request,
 		// where a direct get per event took a request each.
-		evs, err := s.LoadFilter(ctx, stream, agg.Filter(), seqs[0]-1)
+		evs, err := s.loadCovering(ctx, stream, agg.Filter(), seqs[0]-1, seqs)
 		if err != nil {
 			return nil, false, err
 		}
@@ -993,8 +994,9 @@ func (s *Store) load(ctx context.Context, agg Aggregate, after uint64, limit int
 		return nil, false, err
 	}
 	if !complete {
-		// A replica that has not caught up answered; read by filter instead.
-		evs, err := s.LoadFilter(ctx, stream, agg.Filter(), after)
+		// A replica that has not caught up answered, or the server could
+		// not read a message: read by filter instead.
+		evs, err := s.loadCovering(ctx, stream, agg.Filter(), after, seqs)
 		if err != nil {
 			return nil, false, err
 		}
@@ -1008,6 +1010,49 @@ func (s *Store) load(ctx context.Context, agg Aggregate, after uint64, limit int
 		return nil, false, err
 	}
 	return page(append(evs, tail...))
+}
+
+// loadCovering is LoadFilter insisting on each of seqs, the sequences of
+// the aggregate's events that the load index has seen stored after after
+// (ascending). A server that failed to read some of them answers without
+// them, as does a replica behind the stream; such a read is tried again
+// while ctx (or the store's timeout) lasts, then fails with
+// ErrIncompleteRead. Before, an order whose events the server could not
+// read (it had run out of open files) loaded as no order at all, and its
+// triggers were put aside as for an unknown order.
+func (s *Store) loadCovering(ctx context.Context, stream, filter string, after uint64, seqs []uint64) ([]Event, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var evs []Event
+	err := retryTransient(ctx, 50*time.Millisecond, func() error {
+		var err error
+		if evs, err = s.LoadFilter(ctx, stream, filter, after); err != nil {
+			return err
+		}
+		if seq, ok := missingFrom(seqs, evs); ok {
+			return fmt.Errorf("load %s: %w: %s sequence %d, stored, was not among the events read", filter, ErrIncompleteRead, stream, seq)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return evs, nil
+}
+
+// missingFrom returns the first of seqs that no event of evs has as its
+// Sequence (both ascending), and false when each is there.
+func missingFrom(seqs []uint64, evs []Event) (uint64, bool) {
+	i := 0
+	for _, seq := range seqs {
+		for i < len(evs) && evs[i].Sequence < seq {
+			i++
+		}
+		if i == len(evs) || evs[i].Sequence != seq {
+			return seq, true
+		}
+	}
+	return 0, false
 }
 
 // dense reports whether an aggregate's events (their stream sequences)

@@ -598,7 +598,7 @@ func problemFor(err error) Problem {
 		errors.Is(err, eventstore.ErrInvalidEnvelope):
 		return Problem{Status: http.StatusBadRequest, Title: "Invalid argument", Code: "invalid_argument"}
 	case errors.Is(err, errUnavailable), errors.Is(err, domain.ErrDefinitionMissing), errors.Is(err, eventstore.ErrIndexing),
-		errors.Is(err, eventstore.ErrStorageFull), errors.Is(err, eventstore.ErrOutcomeUnknown),
+		errors.Is(err, eventstore.ErrStorageFull), errors.Is(err, eventstore.ErrOutcomeUnknown), errors.Is(err, eventstore.ErrIncompleteRead),
 		eventstore.Unavailable(err), errors.Is(err, context.DeadlineExceeded):
 		// The store did not answer in time (a cluster electing a leader,
 		// say): the same request may well succeed a moment later.

@@ -33,6 +33,7 @@ func TestStoreTroubleAnswersUnavailable(t *testing.T) {
 		fmt.Errorf("last sequence of orderflow.default.order.o1.> from the leader: %w",
 			&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}),
 		fmt.Errorf("append: %w", eventstore.ErrStorageFull),
+		fmt.Errorf("load orderflow.default.order.o1.>: %w: ORDERFLOW_ORDERS sequence 7, stored, was not among the events read", eventstore.ErrIncompleteRead),
 	} {
 		w := httptest.NewRecorder()
 		api.fail(w, httptest.NewRequest(http.MethodGet, "/v1/orders/o1", nil), err)

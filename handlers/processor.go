@@ -205,6 +205,7 @@ const (
 	reportStorageFull = iota
 	reportNoLeader
 	reportSlowStore
+	reportIncompleteRead
 	reportKinds
 )
 
@@ -707,6 +708,13 @@ func (p *Processor) storeTrouble(err error) error {
 		// finds an outcome that was stored after all.
 		p.report(reportSlowStore, slog.LevelWarn, "the event store did not answer in time: triggers are retried, then handed back to their lanes "+
 			"(a server busy after a start, say)", err)
+		return fmt.Errorf("%w: %w", errReported, err)
+	case errors.Is(err, eventstore.ErrIncompleteRead):
+		// A server that cannot read its files (out of open files, a
+		// failing disk) or a replica behind: the order is not decided on
+		// from part of its history, and not taken for unknown.
+		p.report(reportIncompleteRead, slog.LevelError, "the event store returned part of an order's history: triggers are retried "+
+			"(the server's log says what it could not read)", err)
 		return fmt.Errorf("%w: %w", errReported, err)
 	}
 	return err

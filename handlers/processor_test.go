@@ -721,6 +721,7 @@ func TestTriggerRetriedWithoutLeader(t *testing.T) {
 		{"leader not answering", fmt.Errorf("last sequence: %w", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}), `level=ERROR msg="a stream has no leader`},
 		{"store too slow", fmt.Errorf("load: %w", context.DeadlineExceeded), `level=WARN msg="the event store did not answer in time`},
 		{"append not acknowledged", fmt.Errorf("append: %w: %w", eventstore.ErrOutcomeUnknown, jetstream.ErrAsyncPublishTimeout), `level=WARN msg="the event store did not answer in time`},
+		{"part of the history read", fmt.Errorf("load: %w", eventstore.ErrIncompleteRead), `level=ERROR msg="the event store returned part of an order's history`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
