@@ -30,7 +30,9 @@ func connectionShare(openFiles uint64, known bool) int {
 // connectionLimits are the most connections the HTTP API and the embedded
 // server (0 with --nats-url) hold open at once: the flags', or each
 // connectionShare. Limits set so high that connections could take most of
-// the files the process may open are warned of.
+// the files the process may open are warned of, and so are event feeds
+// that could hold half the HTTP connections or more (each feed keeps one
+// open while a dashboard watches).
 func (a *App) connectionLimits() (httpMax, natsMax int) {
 	files, known := openFileLimit()
 	share := connectionShare(files, known)
@@ -41,6 +43,10 @@ func (a *App) connectionLimits() (httpMax, natsMax int) {
 			a.Logger.Warn("connections may take most of the files the process may open: the embedded server then cannot open a stream's next file, and that stream refuses writes until a restart; lower --max-connections or --nats-max-connections, or raise the limit (ulimit -n)",
 				"max_connections", httpMax, "nats_max_connections", natsMax, "open_file_limit", files)
 		}
+	}
+	if a.Config.MaxFeeds >= httpMax/2 {
+		a.Logger.Warn("event feeds may hold half the HTTP connections or more, and requests then wait for the rest; lower --max-feeds or raise --max-connections",
+			"max_feeds", a.Config.MaxFeeds, "max_connections", httpMax)
 	}
 	return httpMax, natsMax
 }

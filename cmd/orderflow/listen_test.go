@@ -44,6 +44,7 @@ func TestConnectionLimits(t *testing.T) {
 	share := connectionShare(files, known)
 	var logs bytes.Buffer
 	a := &App{Config: DefaultConfig(), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	a.Config.MaxFeeds = 1 // the feeds' warning is checked below
 	if h, n := a.connectionLimits(); h != share || n != share || logs.Len() != 0 {
 		t.Errorf("defaults: %d and %d, want %d each (open files %d, %t); logged %q", h, n, share, files, known, logs.String())
 	}
@@ -55,6 +56,20 @@ func TestConnectionLimits(t *testing.T) {
 	if h, n := a.connectionLimits(); h != 7 || n != 0 {
 		t.Errorf("with --nats-url: %d and %d, want 7 and 0", h, n)
 	}
+	// Feeds that could hold half the HTTP connections are warned of.
+	a.Config.MaxConnections, a.Config.MaxFeeds = 300, 150
+	logs.Reset()
+	a.connectionLimits()
+	if !strings.Contains(logs.String(), "event feeds may hold half the HTTP connections or more") {
+		t.Errorf("--max-feeds 150 of --max-connections 300: logged %q", logs.String())
+	}
+	a.Config.MaxFeeds = 149
+	logs.Reset()
+	a.connectionLimits()
+	if logs.Len() != 0 {
+		t.Errorf("--max-feeds 149 of --max-connections 300: logged %q", logs.String())
+	}
+	a.Config.MaxFeeds = DefaultConfig().MaxFeeds
 	if !known {
 		t.Skip("no open-file limit here to warn against")
 	}
