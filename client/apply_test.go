@@ -162,15 +162,18 @@ func TestTriggersRefusedBeforeSending(t *testing.T) {
 		"worker not UTF-8":                func(t *client.Trigger) { t.Worker = "caf\xe9" },
 		"worker too long":                 func(t *client.Trigger) { t.Worker = strings.Repeat("w", domain.MaxActorIDLen+1) },
 		"note with a control character":   func(t *client.Trigger) { t.Note = "bell\x07" },
-		"trigger id with a space":         func(t *client.Trigger) { t.TriggerID = "t 1" },
-		"trigger id too long":             func(t *client.Trigger) { t.TriggerID = strings.Repeat("t", domain.MaxTriggerIDLen+1) },
-		"no order id":                     func(t *client.Trigger) { t.OrderID = "" },
-		"order id with a subject dot":     func(t *client.Trigger) { t.OrderID = "order.1" },
-		"order id with a wildcard":        func(t *client.Trigger) { t.OrderID = "order-*" },
-		"order id that is a wildcard":     func(t *client.Trigger) { t.OrderID = ">" },
-		"no trigger":                      func(t *client.Trigger) { t.Trigger = "" },
-		"trigger with a subject dot":      func(t *client.Trigger) { t.Trigger = "picked.up" },
-		"trigger with a space":            func(t *client.Trigger) { t.Trigger = "picked up" },
+		"time past year 9999 in UTC": func(t *client.Trigger) {
+			t.OccurredAt = time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("", -2*3600))
+		},
+		"trigger id with a space":     func(t *client.Trigger) { t.TriggerID = "t 1" },
+		"trigger id too long":         func(t *client.Trigger) { t.TriggerID = strings.Repeat("t", domain.MaxTriggerIDLen+1) },
+		"no order id":                 func(t *client.Trigger) { t.OrderID = "" },
+		"order id with a subject dot": func(t *client.Trigger) { t.OrderID = "order.1" },
+		"order id with a wildcard":    func(t *client.Trigger) { t.OrderID = "order-*" },
+		"order id that is a wildcard": func(t *client.Trigger) { t.OrderID = ">" },
+		"no trigger":                  func(t *client.Trigger) { t.Trigger = "" },
+		"trigger with a subject dot":  func(t *client.Trigger) { t.Trigger = "picked.up" },
+		"trigger with a space":        func(t *client.Trigger) { t.Trigger = "picked up" },
 	} {
 		bad := ok
 		change(&bad)

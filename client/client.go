@@ -88,7 +88,7 @@ type Trigger struct {
 // would put aside as a dead letter for what it holds.
 func (t Trigger) check() error {
 	errs := []error{domain.CheckKey("order id", t.OrderID), domain.CheckKey("trigger", t.Trigger),
-		domain.TriggerReport{Worker: t.Worker, Note: t.Note}.Check()}
+		domain.TriggerReport{Worker: t.Worker, Note: t.Note, OccurredAt: t.OccurredAt}.Check()}
 	if t.TriggerID != "" {
 		errs = append(errs, domain.ValidateTriggerID(t.TriggerID))
 	}

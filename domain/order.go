@@ -386,10 +386,16 @@ type TriggerReport struct {
 }
 
 // Check refuses a report that would not be recorded as said: a worker
-// (CheckActorID) or a note (CheckText) against the rules.
+// (CheckActorID) or a note (CheckText) against the rules, or a time that
+// is not within years 0 to 9999 in UTC, which is what the outcome records
+// and all that RFC 3339 can write ("9999-12-31T23:00:00-05:00" is
+// already year 10000).
 func (r TriggerReport) Check() error {
 	if err := CheckActorID("worker", r.Worker); err != nil {
 		return err
+	}
+	if y := r.OccurredAt.UTC().Year(); !r.OccurredAt.IsZero() && (y < 0 || y > 9999) {
+		return invalid("occurred_at", "is year %d in UTC; a time from year 0 to 9999 in UTC is recorded", y)
 	}
 	return CheckText("note", r.Note, MaxDescriptionLen)
 }

@@ -606,6 +606,30 @@ func TestTriggerOutcomesKeepTheWorkersReport(t *testing.T) {
 	if _, err := o.ApplyTrigger("picked_up", "t-1", domain.TriggerReport{Worker: "ana", Note: "bell\x07"}, d); !errors.Is(err, domain.ErrInvalid) {
 		t.Fatalf("a note with a control character: %v", err)
 	}
+	// A time is recorded in UTC, as RFC 3339 writes it: from year 0 to
+	// 9999. Past either end (which an offset makes of a time that reads
+	// as year 9999 or 0) it is refused and nothing is recorded.
+	for _, c := range []struct {
+		at time.Time
+		ok bool
+	}{
+		{time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), true},
+		{time.Date(9999, 12, 31, 23, 59, 59, 0, time.FixedZone("", -23*3600)), false},
+		{time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), true},
+		{time.Date(0, 1, 1, 0, 0, 0, 0, time.FixedZone("", 5*3600)), false},
+		{time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+	} {
+		err := domain.TriggerReport{Worker: "ana", OccurredAt: c.at}.Check()
+		if c.ok != (err == nil) || err != nil && !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("occurred at %v: %v", c.at, err)
+		}
+		if !c.ok {
+			o := placed(t, d)
+			if _, err := o.ApplyTrigger("picked_up", "t-1", domain.TriggerReport{Worker: "ana", OccurredAt: c.at}, d); !errors.Is(err, domain.ErrInvalid) || len(o.Changes()) != 1 {
+				t.Errorf("applied at %v: %v, %d changes (OrderPlaced alone wanted)", c.at, err, len(o.Changes()))
+			}
+		}
+	}
 }
 
 // Every command on an order in every state: a refused one answers the

@@ -398,7 +398,9 @@ func (c *Commands) envelopes(base uint64, changes []domain.Event, meta Meta) ([]
 	for i, e := range changes {
 		data, err := json.Marshal(e)
 		if err != nil {
-			return nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
+			// A value no JSON can hold: no retry cures it, so it is refused
+			// as a caller's envelope is (a trigger's is put aside).
+			return nil, fmt.Errorf("encode %s: %w: %w", e.EventType(), eventstore.ErrInvalidEnvelope, err)
 		}
 		id, err := uuid.NewV7()
 		if err != nil {

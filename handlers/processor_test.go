@@ -1400,6 +1400,30 @@ func TestDeadLetterSubjects(t *testing.T) {
 	}
 }
 
+// A trigger whose time, in UTC, lies outside years 0 to 9999 (which RFC
+// 3339 spells with an offset: "9999-12-31T23:59:59-23:00") is put aside
+// with the reason, and the order's next trigger takes effect. Before, its
+// outcome could not be encoded and the trigger was tried again for good,
+// holding every later trigger of its order.
+func TestTriggerAtATimeNoOutcomeCanRecord(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-year")
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet}, nil)
+	defer p.Close()
+	f.triggerWithBody(t, "o-year", WorkedExampleTriggers[0], "year-0", []byte(`{"worker":"ana","occurred_at":"9999-12-31T23:59:59-23:00"}`))
+	f.triggerWithBody(t, "o-year", WorkedExampleTriggers[0], "year-1", []byte(`{"worker":"ana","occurred_at":"2026-12-07T09:00:00+01:00"}`))
+	f.waitAdvanced(t, "o-year", "year-1")
+	var dls []DeadLetter
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		all, err := ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10})
+		dls = all
+		return err == nil && len(all) == 1
+	}, "the trigger put aside")
+	if dls[0].TriggerID != "year-0" || !strings.Contains(dls[0].Reason, "occurred_at: is year 10000 in UTC") {
+		t.Fatalf("dead letter %+v", dls[0])
+	}
+}
+
 // A trigger that was put aside as a dead letter (an unreadable body) is
 // not in the lanes and not in its order's history; looking for skipped
 // triggers must not take it for one and publish it again.

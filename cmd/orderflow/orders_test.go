@@ -943,8 +943,15 @@ func TestTriggerNoteOverHTTP(t *testing.T) {
 		{"trigger": "picked_up", "note": strings.Repeat("é", 2001)},
 		{"trigger": "picked_up", "note": "a\u0000b"},
 		{"trigger": "picked_up", "occurred_at": "yesterday"},
+		{"trigger": "picked_up", "occurred_at": "0000-01-01T00:00:00+05:00"},
 	} {
 		c.problem(400, "invalid_argument", "POST", "/v1/orders/note-1/triggers", body)
+	}
+	// A time past year 9999 in UTC, which no outcome can record: refused,
+	// not stored to be tried again for good.
+	if p := c.problem(400, "invalid_argument", "POST", "/v1/orders/note-1/triggers", map[string]any{"trigger": "picked_up", "occurred_at": "9999-12-31T23:59:59-23:00"}); p["detail"] !=
+		"occurred_at: is year 10000 in UTC; a time from year 0 to 9999 in UTC is recorded" {
+		t.Fatalf("a time past year 9999: %v", p["detail"])
 	}
 	if p := c.problem(400, "invalid_argument", "POST", "/v1/orders/note-1/triggers", map[string]any{"trigger": "picked_up", "occurred_at": 1}); p["detail"] !=
 		`bad request: occurred_at: not an RFC 3339 time such as "2026-11-28T09:00:00Z"` {
