@@ -216,7 +216,15 @@ func (m samples) print(w io.Writer, at string, now time.Time) (problems []string
 			failed += v
 		}
 	}
-	line("http", "%.0f request(s) answered, %.0f with 5xx", requests, failed)
+	conns := ""
+	if limit := m["orderflow_http_connections_limit"]; limit > 0 {
+		open := m["orderflow_http_connections"]
+		conns = fmt.Sprintf("; %.0f of %.0f connection(s) open", open, limit)
+		if open >= limit {
+			problems = append(problems, "HTTP connections at their limit (--max-connections): more wait to be accepted")
+		}
+	}
+	line("http", "%.0f request(s) answered, %.0f with 5xx%s", requests, failed, conns)
 	return problems
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,8 @@ func TestStatusCommand(t *testing.T) {
 		"\ncheckpoints    orders: none saved by this process yet\n",
 		"\ntrigger lanes  1 processor(s), 16 lane(s) owned here, 0 trigger(s) waiting\n",
 		"\ntriggers       1 applied here, 0 rejected; lane to outcome p50 ≤ ",
-		"\nhttp           2 request(s) answered, 0 with 5xx\n",
+		"\nhttp           2 request(s) answered, 0 with 5xx; ",
+		" connection(s) open\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
@@ -99,6 +101,13 @@ http           6 request(s) answered, 1 with 5xx
 `
 	if b.String() != want || strings.Join(problems, "; ") != "storage 90% full; the lanes' copy reports an error" {
 		t.Fatalf("got\n%s%q\nwant\n%s", b.String(), problems, want)
+	}
+	// Every HTTP connection the process may hold is open: more wait.
+	b.Reset()
+	problems = parseMetrics(base+"orderflow_http_connections 64\norderflow_http_connections_limit 64\n").print(&b, "http://h", now)
+	if !strings.Contains(b.String(), "\nhttp           6 request(s) answered, 1 with 5xx; 64 of 64 connection(s) open\n") ||
+		!slices.Contains(problems, "HTTP connections at their limit (--max-connections): more wait to be accepted") {
+		t.Fatalf("at the connection limit: %s%q", b.String(), problems)
 	}
 	b.Reset()
 	if problems := parseMetrics("orderflow_ready 0\n").print(&b, "http://h", now); len(problems) != 1 ||
