@@ -298,11 +298,7 @@ func TestServerRefusesConnectionsOverItsLimit(t *testing.T) {
 	}
 	t.Cleanup(srv.Shutdown)
 	for range 2 {
-		nc, err := nats.Connect(srv.ConnectURL(), srv.ConnectOptions()...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
+		eventstoretest.Connect(t, srv.ClientURL())
 	}
 	nc, err := nats.Connect(srv.ConnectURL(), append(srv.ConnectOptions(), nats.NoReconnect())...)
 	if err == nil {

@@ -176,11 +176,7 @@ func TestConnectionFloodLeavesTheStoreWriting(t *testing.T) {
 		t.Fatalf("orderflow_http_connections_limit %g, want 128 (a quarter of 512 open files)", got)
 	}
 
-	nc, err := nats.Connect("nats://" + child.natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := eventstoretest.Connect(t, "nats://"+child.natsAddr)
 	completed := make(chan struct{}, len(ids))
 	if _, err := nc.Subscribe("orderflow.default.order.*.OrderCompleted", func(*nats.Msg) { completed <- struct{}{} }); err != nil {
 		t.Fatal(err)
