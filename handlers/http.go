@@ -41,6 +41,23 @@ const DefaultMaxFeedsPerKey = 50
 // MaxBodyBytes is the largest request body accepted; larger ones get 413.
 const MaxBodyBytes = 1 << 20
 
+// A request body is held in memory while it is read and decoded, so
+// bodies larger than SmallBodyBytes (by their Content-Length), and bodies
+// sent without a length, are read at most MaxLargeBodies at a time; the
+// others wait, for as long as a body may take to arrive, and are then
+// answered 503. Without this, clients holding every connection the server
+// takes (--max-connections), each with a body of nearly MaxBodyBytes sent
+// all but its last byte, held over a gigabyte of memory for each thousand
+// connections. A trigger, an order or a definition is a few hundred bytes,
+// and the largest the rules allow stays under SmallBodyBytes even with
+// every non-ASCII character written as a \u escape (a note of
+// MaxDescriptionLen emoji is 24,000 bytes so written), so worker apps and
+// dashboards never wait for this.
+const (
+	SmallBodyBytes = 32 << 10
+	MaxLargeBodies = 16
+)
+
 // API serves the HTTP routes of DESIGN.md under /v1.
 type API struct {
 	Commands *Commands
@@ -84,6 +101,8 @@ type API struct {
 	limiter     *rateLimiter  // see SetRateLimit
 	statsOnce   sync.Once
 	httpStats   *httpStats
+	largeOnce   sync.Once
+	largeBodies chan struct{} // a slot for each large body being read (see SmallBodyBytes)
 
 	streamsOnce sync.Once
 	streamsEnd  chan struct{} // closed by EndStreams
@@ -382,15 +401,22 @@ func (api *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) error 
 	if r.ContentLength > MaxBodyBytes {
 		return tooLarge
 	}
+	within := api.bodyReadTimeout()
+	if r.ContentLength < 0 || r.ContentLength > SmallBodyBytes {
+		release, err := api.largeBody(r.Context(), within)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	// A body must arrive in time: a caller that trickles one in cannot
 	// hold the connection. net/http lifts the deadline itself once the body
 	// is read to its end, so the rest of the request is not cut short;
 	// after a bad body it stays, so the server's reading of what is left
 	// ends too.
-	within := api.bodyReadTimeout()
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(within))
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	err := decodeOne(body, v)
+	err := decodeOne(body, r.ContentLength, v)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return fmt.Errorf("%w: the body did not arrive within %s", errBadRequest, within)
@@ -404,6 +430,23 @@ func (api *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) error 
 		}
 	}
 	return err
+}
+
+// largeBody waits, for at most within, until fewer than MaxLargeBodies
+// large bodies are being read, and takes a slot; release gives it back.
+func (api *API) largeBody(ctx context.Context, within time.Duration) (release func(), err error) {
+	api.largeOnce.Do(func() { api.largeBodies = make(chan struct{}, MaxLargeBodies) })
+	t := time.NewTimer(within)
+	defer t.Stop()
+	select {
+	case api.largeBodies <- struct{}{}:
+		return func() { <-api.largeBodies }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, fmt.Errorf("%w: %d request bodies of over %d bytes (or sent without a Content-Length) were being read, and none ended within %s: send this one again later",
+			errUnavailable, MaxLargeBodies, SmallBodyBytes, within)
+	}
 }
 
 // errEmptyBody is a request body with nothing in it.
@@ -427,11 +470,21 @@ func (api *API) takesNoBody(h http.HandlerFunc) http.HandlerFunc {
 
 // decodeOne reads exactly one JSON object into v, refusing unknown fields,
 // a field given twice, and text encoding/json would read altered (see
-// checkJSONText).
-func decodeOne(body io.Reader, v any) error {
-	b, err := io.ReadAll(body)
-	if err != nil {
-		return err
+// checkJSONText). size is the body's Content-Length (-1 when sent without
+// one).
+func decodeOne(body io.Reader, size int64, v any) error {
+	b, err := readAll(body, size)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The client closed the connection, or half of it, before the
+		// whole body: its fault, not the server's.
+		whole := "its last chunk"
+		if size >= 0 {
+			whole = fmt.Sprintf("the %d bytes of its Content-Length", size)
+		}
+		return fmt.Errorf("%w: the body ended after %d bytes, before %s: send it whole", errBadRequest, len(b), whole)
+	case err != nil:
+		return fmt.Errorf("%w: reading the body: %w", errBadRequest, err)
 	}
 	if string(bytes.TrimSpace(b)) == "null" { // encoding/json would leave v as it is
 		return fmt.Errorf("%w: the body is JSON null; send a JSON object", errBadRequest)
@@ -465,6 +518,29 @@ func decodeOne(body io.Reader, v any) error {
 		return fmt.Errorf("%w: the body %w", errBadRequest, err)
 	}
 	return nil
+}
+
+// readAll is io.ReadAll into a buffer of the body's declared size
+// (Content-Length, -1 when none), which it then fills without growing it:
+// io.ReadAll's doublings leave up to twice a body's size allocated.
+func readAll(body io.Reader, size int64) ([]byte, error) {
+	if size < 0 || size > MaxBodyBytes {
+		return io.ReadAll(body)
+	}
+	b := make([]byte, 0, size+1) // the last read finds the end with room to spare
+	for {
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) { // more than declared: grow as io.ReadAll does
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // foldName is name as encoding/json matches it to a field: without
@@ -637,7 +713,7 @@ func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// clients send them again each second: one line, not one per
 		// request (orderflow_http_requests_total counts them all).
 		if unlogged, ok := api.unavailable.due(time.Now()); ok {
-			api.log().Warn("requests answered 503: the event store could not serve them (logged once every "+reportEvery.String()+")",
+			api.log().Warn("requests answered 503: the server could not serve them in time (err says why; logged once every "+reportEvery.String()+")",
 				"method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get("X-Request-ID"), "err", err, "unlogged_since_last", unlogged)
 		}
 		w.Header().Set("Retry-After", "1")
