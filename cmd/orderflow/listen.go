@@ -11,6 +11,15 @@ import (
 // --nats-max-connections are 0, however many files the process may open.
 const defaultMaxConnections = 4096
 
+// MaxHeaderBytes bounds a request's line and headers (net/http adds 4 KiB
+// to it; more is answered 431). They are held in memory while they
+// arrive, for up to ten seconds: at net/http's default of 1 MiB, 1,400
+// connections sending nearly that much held 1.2 GB and starved the
+// process of CPU while they were parsed. An API key, an Idempotency-Key
+// and a dashboard's cookies are far smaller (nginx takes 32 KiB of
+// headers by default, Node.js 16 KiB).
+const MaxHeaderBytes = 32 << 10
+
 // connectionShare is each listener's default limit: a quarter of the
 // process's open-file limit (so the two together leave half of it to the
 // embedded server's stream and consumer files), at most

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -228,5 +230,35 @@ func TestConnectionFloodLeavesTheStoreWriting(t *testing.T) {
 	}
 	if logs := child.logs.String(); strings.Contains(logs, "too many open files") {
 		t.Fatalf("the process ran out of files:\n%s", logs)
+	}
+}
+
+// A request's line and headers are held in memory while they arrive, so
+// they are bounded: up to MaxHeaderBytes is served, much more is 431.
+func TestRequestHeadersAreBounded(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	for _, tc := range []struct {
+		size int
+		want int
+	}{
+		{MaxHeaderBytes - 1024, http.StatusOK},
+		{MaxHeaderBytes + 8192, http.StatusRequestHeaderFieldsTooLarge}, // net/http allows 4 KiB over
+	} {
+		req, err := http.NewRequest(http.MethodGet, "http://"+app.HTTPAddr()+"/v1/statuses", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < tc.size/1000; i++ {
+			req.Header.Set(fmt.Sprintf("X-Pad-%d", i), strings.Repeat("h", 1000-len("X-Pad-000: \r\n")))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%d bytes of headers: %d, want %d", tc.size, resp.StatusCode, tc.want)
+		}
 	}
 }
