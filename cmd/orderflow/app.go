@@ -56,12 +56,15 @@ type App struct {
 	api        *handlers.API
 	http       *http.Server
 	httpLn     *limitListener
-	httpDone   chan error
-	cert       atomic.Pointer[tls.Certificate] // the HTTP API's, with --tls-cert
-	reloads    sync.Mutex                      // one reading of the files at a time
-	endClosing context.CancelFunc              // ends the background waits below, at Close
-	watchDone  chan struct{}                   // closed when watchFiles has returned
-	ready      atomic.Bool
+	// answerTimeout is handlers.AnswerTimeout unless a test sets another
+	// before Run.
+	answerTimeout time.Duration
+	httpDone      chan error
+	cert          atomic.Pointer[tls.Certificate] // the HTTP API's, with --tls-cert
+	reloads       sync.Mutex                      // one reading of the files at a time
+	endClosing    context.CancelFunc              // ends the background waits below, at Close
+	watchDone     chan struct{}                   // closed when watchFiles has returned
+	ready         atomic.Bool
 	// afterStoreOpen, when set (by tests), runs once the streams are open
 	// and before the read models start.
 	afterStoreOpen func()
@@ -124,9 +127,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// (for up to ReadHeaderTimeout); see MaxHeaderBytes.
 	// No write timeout: the event feed (SSE) streams for as long as a
 	// dashboard stays (each of its writes has a deadline of its own, see
-	// handlers.API.FeedWriteTimeout). Idle keep-alive connections are
-	// closed after two minutes.
-	a.http = &http.Server{Handler: handlers.NoSniff(handlers.RequestID(mux)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	// handlers.API.FeedWriteTimeout); every other answer must be taken
+	// within handlers.AnswerTimeout of its start. Idle keep-alive
+	// connections are closed after two minutes.
+	a.http = &http.Server{Handler: handlers.AnswerWithin(cmp.Or(a.answerTimeout, handlers.AnswerTimeout), handlers.NoSniff(handlers.RequestID(mux))), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: MaxHeaderBytes, ErrorLog: slog.NewLogLogger(a.Logger.With("component", "http").Handler(), slog.LevelWarn)}
 	a.http.RegisterOnShutdown(api.EndStreams)
 	serve := a.http.Serve

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // defaultMaxConnections is the most connections each of the HTTP API and
@@ -66,7 +67,8 @@ func (a *App) connectionLimits() (httpMax, natsMax int) {
 // LimitListener does).
 type limitListener struct {
 	net.Listener
-	slots     chan struct{}
+	slots     chan struct{} // taken before each Accept, so one more than those open while it waits
+	conns     atomic.Int64  // accepted and not yet closed
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -86,7 +88,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		<-l.slots
 		return nil, err
 	}
-	return &limitConn{Conn: c, release: sync.OnceFunc(func() { <-l.slots })}, nil
+	l.conns.Add(1)
+	return &limitConn{Conn: c, release: sync.OnceFunc(func() { l.conns.Add(-1); <-l.slots })}, nil
 }
 
 // Close closes the listener and ends an Accept waiting for a slot.
@@ -95,8 +98,9 @@ func (l *limitListener) Close() error {
 	return l.Listener.Close()
 }
 
-// open is how many accepted connections are open.
-func (l *limitListener) open() int { return len(l.slots) }
+// open is how many accepted connections are open. (Not len(slots): an
+// Accept waiting for a connection holds a slot too.)
+func (l *limitListener) open() int { return int(l.conns.Load()) }
 
 // limit is how many may be open at once.
 func (l *limitListener) limit() int { return cap(l.slots) }

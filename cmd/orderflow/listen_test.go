@@ -135,7 +135,20 @@ func TestLimitListener(t *testing.T) {
 	}
 	third.Close()
 	held[1].Close()
-	eventstoretest.Eventually(t, 10*time.Second, func() bool { return l.open() == 0 }, "every slot given back")
+	// An Accept waiting for a connection holds a slot, but no connection
+	// is open.
+	waiting := make(chan struct{})
+	go func() {
+		close(waiting)
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	<-waiting
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return len(l.slots) == 1 }, "the waiting Accept to take a slot")
+	if l.open() != 0 {
+		t.Fatalf("open %d with none open and an Accept waiting, want 0", l.open())
+	}
 
 	// With the slots taken again, Close ends the Accept waiting for one.
 	l2 := newLimitListener(inner, 1)
@@ -261,4 +274,30 @@ func TestRequestHeadersAreBounded(t *testing.T) {
 			t.Errorf("%d bytes of headers: %d, want %d", tc.size, resp.StatusCode, tc.want)
 		}
 	}
+}
+
+// A client that asks and never reads its answers is disconnected once an
+// answer has waited answerTimeout (handlers.AnswerTimeout), so it holds
+// none of the connections --max-connections allows.
+func TestClientThatNeverReadsIsDisconnected(t *testing.T) {
+	t.Parallel()
+	app := startAppWith(t, newTestConfig(t), func(a *App) { a.answerTimeout = time.Second })
+	conn, err := net.Dial("tcp", app.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	// The OpenAPI document is about 300 KB: fifty of them fill any
+	// socket buffer.
+	if _, err := conn.Write([]byte(strings.Repeat("GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n", 50))); err != nil {
+		t.Fatal(err)
+	}
+	// Dial returns before the server accepts: first the connection is
+	// open (for at least the second the first answer may wait), then not.
+	eventstoretest.Eventually(t, 30*time.Second, func() bool { return app.httpLn.open() == 1 }, "the connection accepted")
+	eventstoretest.Eventually(t, 30*time.Second, func() bool { return app.httpLn.open() == 0 },
+		"the server to close the connection of a client that reads nothing")
 }
