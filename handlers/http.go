@@ -520,15 +520,24 @@ func decodeOne(body io.Reader, size int64, v any) error {
 	return nil
 }
 
-// readAll is io.ReadAll into a buffer of the body's declared size
-// (Content-Length, -1 when none), which it then fills without growing it:
-// io.ReadAll's doublings leave up to twice a body's size allocated.
+// readAll is io.ReadAll for a body of declared size (Content-Length, -1
+// when none): its buffer grows as the body arrives, by doubling, but not
+// past that size (and a byte, where the last read finds the end), where
+// io.ReadAll's growth leaves up to twice a body's size allocated. A
+// client that declares a size and sends little holds little.
 func readAll(body io.Reader, size int64) ([]byte, error) {
 	if size < 0 || size > MaxBodyBytes {
 		return io.ReadAll(body)
 	}
-	b := make([]byte, 0, size+1) // the last read finds the end with room to spare
+	b := make([]byte, 0, min(size+1, 512))
 	for {
+		if len(b) == cap(b) {
+			grown := 2 * cap(b)
+			if int64(cap(b)) <= size { // not more than declared yet
+				grown = int(min(int64(grown), size+1))
+			}
+			b = append(make([]byte, 0, grown), b...)
+		}
 		n, err := body.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if err != nil {
@@ -536,9 +545,6 @@ func readAll(body io.Reader, size int64) ([]byte, error) {
 				err = nil
 			}
 			return b, err
-		}
-		if len(b) == cap(b) { // more than declared: grow as io.ReadAll does
-			b = append(b, 0)[:len(b)]
 		}
 	}
 }

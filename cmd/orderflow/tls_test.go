@@ -7,7 +7,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	binenc "encoding/binary"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -16,6 +18,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+	"github.com/orderflow/orderflow/handlers"
 )
 
 // writeCert writes a self-signed certificate for 127.0.0.1 and its key as
@@ -125,5 +130,55 @@ func TestHTTPSWithReload(t *testing.T) {
 	cfg.TLSCert = certFile
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--tls-key") {
 		t.Fatalf("--tls-cert without --tls-key: %v", err)
+	}
+}
+
+// Over HTTPS the API speaks HTTP/2, and tells each client it may carry
+// at most handlers.MaxStreams requests at once on a connection (the
+// server's SETTINGS_MAX_CONCURRENT_STREAMS), not net/http's 250: each is
+// a handler at work, and 20 connections carried 5,000 requests with
+// unfinished bodies.
+func TestHTTP2StreamsPerConnection(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
+	cfg := newTestConfig(t)
+	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+	app := startApp(t, cfg)
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	conn, err := tls.Dial("tcp", app.HTTPAddr(), &tls.Config{RootCAs: roots, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(eventstoretest.Patience(10 * time.Second)))
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("negotiated %q, want h2", p)
+	}
+	// The client preface and an empty SETTINGS frame; the server's first
+	// frame is its SETTINGS (RFC 9113, 3.4).
+	if _, err := conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")); err != nil {
+		t.Fatal(err)
+	}
+	var head [9]byte
+	if _, err := io.ReadFull(conn, head[:]); err != nil {
+		t.Fatal(err)
+	}
+	n := int(head[0])<<16 | int(head[1])<<8 | int(head[2])
+	if head[3] != 0x4 || n%6 != 0 {
+		t.Fatalf("the server's first frame: type %d, %d bytes; want SETTINGS", head[3], n)
+	}
+	settings := make([]byte, n)
+	if _, err := io.ReadFull(conn, settings); err != nil {
+		t.Fatal(err)
+	}
+	streams := -1
+	for i := 0; i < n; i += 6 {
+		if id := binenc.BigEndian.Uint16(settings[i:]); id == 0x3 { // SETTINGS_MAX_CONCURRENT_STREAMS
+			streams = int(binenc.BigEndian.Uint32(settings[i+2:]))
+		}
+	}
+	if streams != handlers.MaxStreams {
+		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d, want %d", streams, handlers.MaxStreams)
 	}
 }
