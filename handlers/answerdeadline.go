@@ -61,10 +61,3 @@ func (w *deadlineWriter) Flush() {
 }
 
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// MaxStreams is how many requests an HTTP/2 connection (with --tls-cert)
-// may carry at once: the protocol's suggested least, where net/http's
-// default is 250. Each is a handler at work, so it bounds what one
-// connection can make the server hold (20 connections carried 5,000
-// requests, each with an unfinished body, at 250).
-const MaxStreams = 100

@@ -131,7 +131,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// within handlers.AnswerTimeout of its start. Idle keep-alive
 	// connections are closed after two minutes.
 	a.http = &http.Server{Handler: handlers.AnswerWithin(cmp.Or(a.answerTimeout, handlers.AnswerTimeout), handlers.NoSniff(handlers.RequestID(mux))), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: MaxHeaderBytes, HTTP2: &http.HTTP2Config{MaxConcurrentStreams: handlers.MaxStreams}, ErrorLog: slog.NewLogLogger(a.Logger.With("component", "http").Handler(), slog.LevelWarn)}
+		MaxHeaderBytes: MaxHeaderBytes, HTTP2: &http.HTTP2Config{MaxConcurrentStreams: MaxStreams}, ErrorLog: slog.NewLogLogger(a.Logger.With("component", "http").Handler(), slog.LevelWarn)}
 	a.http.RegisterOnShutdown(api.EndStreams)
 	serve := a.http.Serve
 	if a.Config.TLSCert != "" {

@@ -21,6 +21,13 @@ const defaultMaxConnections = 4096
 // headers by default, Node.js 16 KiB).
 const MaxHeaderBytes = 32 << 10
 
+// MaxStreams is how many requests an HTTP/2 connection (with --tls-cert)
+// may carry at once: the protocol's suggested least, where net/http's
+// default is 250. Each is a handler at work, so it bounds what one
+// connection can make the server hold (20 connections carried 5,000
+// requests, each with an unfinished body, at 250).
+const MaxStreams = 100
+
 // connectionShare is each listener's default limit: a quarter of the
 // process's open-file limit (so the two together leave half of it to the
 // embedded server's stream and consumer files), at most

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
-	"github.com/orderflow/orderflow/handlers"
 )
 
 // writeCert writes a self-signed certificate for 127.0.0.1 and its key as
@@ -134,7 +133,7 @@ func TestHTTPSWithReload(t *testing.T) {
 }
 
 // Over HTTPS the API speaks HTTP/2, and tells each client it may carry
-// at most handlers.MaxStreams requests at once on a connection (the
+// at most MaxStreams requests at once on a connection (the
 // server's SETTINGS_MAX_CONCURRENT_STREAMS), not net/http's 250: each is
 // a handler at work, and 20 connections carried 5,000 requests with
 // unfinished bodies.
@@ -178,7 +177,7 @@ func TestHTTP2StreamsPerConnection(t *testing.T) {
 			streams = int(binenc.BigEndian.Uint32(settings[i+2:]))
 		}
 	}
-	if streams != handlers.MaxStreams {
-		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d, want %d", streams, handlers.MaxStreams)
+	if streams != MaxStreams {
+		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d, want %d", streams, MaxStreams)
 	}
 }
