@@ -114,6 +114,9 @@ func TestDecodeBodyReadDeadline(t *testing.T) {
 // is answered 503 when none frees within the body read timeout.
 func TestLargeBodiesAreReadAFewAtATime(t *testing.T) {
 	api := &API{BodyReadTimeout: eventstoretest.Patience(30 * time.Second)}
+	// Made here, before the server's goroutines, so the test may look at
+	// the slots while they take them.
+	api.largeOnce.Do(func() { api.largeBodies = make(chan struct{}, MaxLargeBodies) })
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
 		if err := api.decodeBody(w, r, &triggerRequest{}); err != nil {
