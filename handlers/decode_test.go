@@ -107,6 +107,20 @@ func TestDecodeBodyReadDeadline(t *testing.T) {
 	}
 }
 
+// decodingServer answers POST /echo by decoding its body as a trigger
+// request with api: 204, or the problem.
+func decodingServer(api *API) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		if err := api.decodeBody(w, r, &triggerRequest{}); err != nil {
+			api.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return httptest.NewServer(mux)
+}
+
 // Bodies over SmallBodyBytes, or sent without a length, are read at most
 // MaxLargeBodies at a time: clients holding connections with such bodies
 // unfinished cannot make the server hold their memory on every
@@ -117,15 +131,7 @@ func TestLargeBodiesAreReadAFewAtATime(t *testing.T) {
 	// Made here, before the server's goroutines, so the test may look at
 	// the slots while they take them.
 	api.largeOnce.Do(func() { api.largeBodies = make(chan struct{}, MaxLargeBodies) })
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
-		if err := api.decodeBody(w, r, &triggerRequest{}); err != nil {
-			api.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	srv := httptest.NewServer(mux)
+	srv := decodingServer(api)
 	defer srv.Close()
 	large := `{"trigger":"` + strings.Repeat("a", SmallBodyBytes) + `"}`
 	post := func(body string) (int, string) {
@@ -245,15 +251,7 @@ func TestLargeBodiesAreReadAFewAtATime(t *testing.T) {
 // half) is the client's fault: 400 saying so, not a server error.
 func TestDecodeBodyCutShort(t *testing.T) {
 	api := &API{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
-		if err := api.decodeBody(w, r, &triggerRequest{}); err != nil {
-			api.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	srv := httptest.NewServer(mux)
+	srv := decodingServer(api)
 	defer srv.Close()
 	for _, tc := range []struct{ request, want string }{
 		{"Content-Length: 100\r\n\r\n{\"trigger\":", "the body ended after 11 bytes, before the 100 bytes of its Content-Length: send it whole"},
