@@ -123,15 +123,18 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("http listen: %w", err)
 	}
 	a.httpLn = newLimitListener(ln, httpMax)
-	// A request's line and headers are held in memory while they arrive
-	// (for up to ReadHeaderTimeout); see MaxHeaderBytes.
-	// No write timeout: the event feed (SSE) streams for as long as a
-	// dashboard stays (each of its writes has a deadline of its own, see
-	// handlers.API.FeedWriteTimeout); every other answer must be taken
-	// within handlers.AnswerTimeout of its start. Idle keep-alive
-	// connections are closed after two minutes.
-	a.http = &http.Server{Handler: handlers.AnswerWithin(cmp.Or(a.answerTimeout, handlers.AnswerTimeout), handlers.NoSniff(handlers.RequestID(mux))), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: MaxHeaderBytes, HTTP2: &http.HTTP2Config{MaxConcurrentStreams: MaxStreams}, ErrorLog: slog.NewLogLogger(a.Logger.With("component", "http").Handler(), slog.LevelWarn)}
+	a.http = &http.Server{
+		// No write timeout: the event feed (SSE) streams for as long as a
+		// dashboard stays (each of its writes has a deadline of its own,
+		// see handlers.API.FeedWriteTimeout); every other answer must be
+		// taken within handlers.AnswerTimeout of its start.
+		Handler:           handlers.AnswerWithin(cmp.Or(a.answerTimeout, handlers.AnswerTimeout), handlers.NoSniff(handlers.RequestID(mux))),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    MaxHeaderBytes, // held in memory while they arrive
+		IdleTimeout:       2 * time.Minute,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: MaxStreams},
+		ErrorLog:          slog.NewLogLogger(a.Logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
 	a.http.RegisterOnShutdown(api.EndStreams)
 	serve := a.http.Serve
 	if a.Config.TLSCert != "" {
