@@ -81,3 +81,43 @@ func TestOpenRefusesABadConfig(t *testing.T) {
 		t.Fatalf("a refused Open made streams %v", made)
 	}
 }
+
+// Open brings the trigger stream of an earlier version, which took
+// messages of up to 1 MiB, to MaxTriggerMsgSize; the event streams keep
+// room for the largest envelope.
+func TestOpenBoundsTriggerMessages(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	nc := eventstoretest.Connect(t, srv.ClientURL())
+	ctx := ctxT(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range (eventstore.Config{}).StreamConfigs() {
+		want := int32(eventstore.MaxTriggerMsgSize)
+		if sc.Name != eventstore.StreamTriggers {
+			want = 1 << 20
+			if int(sc.MaxMsgSize) < eventstore.MaxEnvelopeSize+4<<10 {
+				t.Fatalf("%s takes messages of %d bytes: no room for an envelope of %d and its headers", sc.Name, sc.MaxMsgSize, eventstore.MaxEnvelopeSize)
+			}
+		}
+		if sc.MaxMsgSize != want {
+			t.Fatalf("%s: max message size %d, want %d", sc.Name, sc.MaxMsgSize, want)
+		}
+		if sc.Name == eventstore.StreamTriggers {
+			sc.MaxMsgSize = 1 << 20 // as an earlier version made it
+			if _, err := js.CreateStream(ctx, sc); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	s, err := js.Stream(ctx, eventstore.StreamTriggers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.MaxMsgSize; got != eventstore.MaxTriggerMsgSize {
+		t.Fatalf("after Open the trigger stream takes messages of %d bytes, want %d", got, eventstore.MaxTriggerMsgSize)
+	}
+}

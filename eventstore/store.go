@@ -104,11 +104,29 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// maxEventMsgSize bounds a message of the event streams: an envelope
+// (at most MaxEnvelopeSize) and its headers.
+const maxEventMsgSize = 1 << 20
+
+// MaxTriggerBody bounds the body of a trigger message. The largest a
+// worker app sends within the rules (a 2,000-character note of emoji
+// written as \u escapes, the longest worker and trigger id) is about 25
+// KiB.
+const MaxTriggerBody = 64 << 10
+
+// MaxTriggerMsgSize bounds a trigger message as ORDERFLOW_TRIGGERS stores
+// it, body and headers (a worker app's Nats-Msg-Id, say, and whatever
+// else it sends): the stream refuses a larger one to its publisher
+// ("message size exceeds maximum allowed") and stores nothing. A body
+// over MaxTriggerBody that fits is stored, and put aside as a dead letter
+// by the trigger processor.
+const MaxTriggerMsgSize = MaxTriggerBody + 8<<10
+
 // StreamConfigs are the three streams of the contract as this store creates
 // them.
 func (c Config) StreamConfigs() []jetstream.StreamConfig {
 	c = c.withDefaults()
-	mk := func(name, subject, desc string) jetstream.StreamConfig {
+	mk := func(name, subject, desc string, maxMsg int32) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name:               name,
 			Description:        desc,
@@ -121,15 +139,15 @@ func (c Config) StreamConfigs() []jetstream.StreamConfig {
 			DenyPurge:          true,
 			AllowDirect:        true,
 			AllowAtomicPublish: true,
-			MaxMsgSize:         1 << 20,
+			MaxMsgSize:         maxMsg,
 		}
 	}
 	return []jetstream.StreamConfig{
 		// Exactly the contract's token counts: a subject with a token too
 		// many or too few is not stored, and its publisher hears so.
-		mk(StreamDefinitions, SubjectRoot+".*.def.*.*.*", "orderflow definitions: status and trigger libraries, workflows, order types"),
-		mk(StreamOrders, SubjectRoot+".*.order.*.*", "orderflow order events"),
-		mk(StreamTriggers, SubjectRoot+".*.trigger.*.*", "orderflow raw trigger events from worker apps"),
+		mk(StreamDefinitions, SubjectRoot+".*.def.*.*.*", "orderflow definitions: status and trigger libraries, workflows, order types", maxEventMsgSize),
+		mk(StreamOrders, SubjectRoot+".*.order.*.*", "orderflow order events", maxEventMsgSize),
+		mk(StreamTriggers, SubjectRoot+".*.trigger.*.*", "orderflow raw trigger events from worker apps", MaxTriggerMsgSize),
 	}
 }
 

@@ -39,8 +39,10 @@ type TriggerBody struct {
 	TriggerID  string    `json:"trigger_id,omitempty"`
 }
 
-// MaxTriggerBody bounds a trigger message's body.
-const MaxTriggerBody = 64 << 10
+// MaxTriggerBody bounds a trigger message's body; a larger one is put
+// aside as a dead letter. ORDERFLOW_TRIGGERS stores no message over
+// eventstore.MaxTriggerMsgSize, body and headers.
+const MaxTriggerBody = eventstore.MaxTriggerBody
 
 // DecodeTriggerBody reads a trigger message body: empty, or one JSON object
 // with known fields only.

@@ -1348,6 +1348,85 @@ func TestDeadLetterOncePerStoredTrigger(t *testing.T) {
 	}
 }
 
+// A trigger message larger than eventstore.MaxTriggerMsgSize (body and
+// headers) is refused to its publisher and stored nowhere; one whose body
+// is over MaxTriggerBody but fits is stored and put aside with the reason;
+// either way the order's next trigger takes effect. Before, the trigger
+// stream took messages of up to 1 MiB, each stored again whole as a dead
+// letter: a worker app sending 3,000 of them wrote 6 GB the streams can
+// never drop, and the process held 1.4 GB of the server's buffers after.
+func TestOversizedTriggers(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-big")
+	p := startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	defer p.Close()
+	body := func(n int) []byte { // a JSON object of n bytes
+		return []byte(`{"note":"` + strings.Repeat("x", n-len(`{"note":""}`)) + `"}`)
+	}
+	publish := func(msgID string, b []byte, header int) (*jetstream.PubAck, error) {
+		m := nats.NewMsg(eventstore.TriggerSubject("default", "o-big", WorkedExampleTriggers[0]))
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		if header > 0 {
+			m.Header.Set("Trace-Padding", strings.Repeat("h", header))
+		}
+		m.Data = b
+		return f.js.PublishMsg(f.ctx, m)
+	}
+	stored := lastSeqOf(t, f, eventstore.StreamTriggers)
+	for _, c := range []struct {
+		name         string
+		body, header int
+	}{
+		{"a body over the message limit", eventstore.MaxTriggerMsgSize + 1, 0},
+		{"a body of 1 MiB", 1 << 20, 0},
+		{"a body within the body limit, with headers that take it over", MaxTriggerBody, 8 << 10},
+	} {
+		ack, err := publish("big-"+c.name, body(c.body), c.header)
+		if !errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
+			t.Fatalf("%s: %v, %+v; want %v", c.name, err, ack, jetstream.ErrStreamMessageExceedsMaximum)
+		}
+	}
+	if now := lastSeqOf(t, f, eventstore.StreamTriggers); now != stored {
+		t.Fatalf("the trigger stream went from sequence %d to %d: a refused trigger was stored", stored, now)
+	}
+
+	// Stored, and put aside: a body over its limit in a message within
+	// its own, and a body at its limit with headers of a few KiB (its
+	// note is over 2,000 characters).
+	for _, c := range []struct {
+		msgID        string
+		body, header int
+		reason       string
+	}{
+		{"big-body", MaxTriggerBody + 1, 0, fmt.Sprintf("trigger body of %d bytes is over the %d byte limit", MaxTriggerBody+1, MaxTriggerBody)},
+		{"full-body", MaxTriggerBody, 4 << 10, "note: longer than 2000 characters"},
+	} {
+		if _, err := publish(c.msgID, body(c.body), c.header); err != nil {
+			t.Fatalf("%s: a body of %d bytes: %v", c.msgID, c.body, err)
+		}
+		var dls []DeadLetter
+		eventstoretest.Eventually(t, 30*time.Second, func() bool {
+			var err error
+			dls, err = ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 10})
+			return err == nil && len(dls) > 0 && dls[len(dls)-1].TriggerID == c.msgID
+		}, c.msgID+" put aside")
+		if got := dls[len(dls)-1].Reason; !strings.Contains(got, c.reason) {
+			t.Fatalf("%s: dead letter's reason %q, want it to say %q", c.msgID, got, c.reason)
+		}
+	}
+	f.trigger(t, "o-big", WorkedExampleTriggers[0], "small")
+	f.waitAdvanced(t, "o-big", "small")
+}
+
+func lastSeqOf(t *testing.T, f *laneFixture, stream string) uint64 {
+	t.Helper()
+	seq, err := f.c.Store.LastSequence(f.ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
 // A dead letter goes on the subject of its tenant, order and trigger key,
 // and the log names them; while a process of an earlier version has set
 // the dead-letter stream back to the one subject of all, it goes there

@@ -434,8 +434,8 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	dec := json.NewDecoder(bufio.NewReaderSize(counted, 1<<20))
 	progress := progressTo(stderr, "import (bytes)")
 	js := st.JetStream()
-	lowered := map[string]time.Duration{} // see storeAgain
-	defer restoreWindows(js, lowered, stderr)
+	settings := &importSettings{js: js, was: map[string]jetstream.StreamConfig{}, shortened: map[string]bool{}}
+	defer settings.restore(stderr)
 	n := 0
 	// stopped says what an import that stops part way leaves behind: the
 	// lines before, stored, which a second import would refuse to add to.
@@ -478,8 +478,11 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			}
 		}
 		ack, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(line.Stream))
+		if errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
+			ack, err = settings.storeLarge(ctx, m, line.Stream)
+		}
 		if err == nil && ack.Duplicate && m.Header.Get(jetstream.MsgIDHeader) != "" {
-			ack, err = storeAgain(ctx, js, m, line.Stream, lowered)
+			ack, err = settings.storeAgain(ctx, m, line.Stream)
 		}
 		if err != nil {
 			return stopped(fmt.Errorf("line %d (%s %d): %w", n+1, line.Stream, line.Sequence, err))
@@ -535,32 +538,68 @@ func checkExport(r io.Reader) error {
 // leastDuplicateWindow is the shortest duplicate window JetStream takes.
 const leastDuplicateWindow = 100 * time.Millisecond
 
+// importSettings changes the settings of the streams an import stores
+// into for as long as it runs (see storeAgain and storeLarge), and puts
+// them back after (restore).
+type importSettings struct {
+	js        jetstream.JetStream
+	was       map[string]jetstream.StreamConfig // each changed stream's settings before the import
+	shortened map[string]bool                   // the streams whose duplicate window storeAgain shortened
+}
+
+// change applies f to stream's settings, noting them as they were before
+// the first change.
+func (s *importSettings) change(ctx context.Context, stream string, f func(*jetstream.StreamConfig)) error {
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	if _, ok := s.was[stream]; !ok {
+		s.was[stream] = cfg
+	}
+	f(&cfg)
+	_, err = s.js.UpdateStream(ctx, cfg)
+	return err
+}
+
+// storeLarge stores m, which stream refused for its size: a trigger over
+// eventstore.MaxTriggerMsgSize, which a store of an earlier version took
+// (its trigger stream took messages of up to 1 MiB) and put aside as a
+// dead letter. It lifts the stream's limit for the rest of the import,
+// since what the store held is restored whole.
+func (s *importSettings) storeLarge(ctx context.Context, m *nats.Msg, stream string) (*jetstream.PubAck, error) {
+	if err := s.change(ctx, stream, func(cfg *jetstream.StreamConfig) { cfg.MaxMsgSize = -1 }); err != nil {
+		return nil, fmt.Errorf("lift the message size limit of %s for the import: %w", stream, err)
+	}
+	return s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
+}
+
 // storeAgain stores m, which stream took for a duplicate of a message
 // this import stored before with the same Nats-Msg-Id: the store it was
 // exported from took it again once its duplicate window had passed (a
 // worker app that sent a trigger again much later, say). It lowers the
-// stream's window to the least for the rest of the import (lowered
-// records the window to put back, see restoreWindows) and sends m until
-// the stream stores it.
-func storeAgain(ctx context.Context, js jetstream.JetStream, m *nats.Msg, stream string, lowered map[string]time.Duration) (*jetstream.PubAck, error) {
-	if _, ok := lowered[stream]; !ok {
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
+// stream's window to the least for the rest of the import and sends m
+// until the stream stores it.
+func (s *importSettings) storeAgain(ctx context.Context, m *nats.Msg, stream string) (*jetstream.PubAck, error) {
+	shorten := func(window time.Duration) error {
+		if err := s.change(ctx, stream, func(cfg *jetstream.StreamConfig) { cfg.Duplicates = window }); err != nil {
+			return fmt.Errorf("shorten the duplicate window of %s for the import: %w", stream, err)
+		}
+		return nil
+	}
+	if !s.shortened[stream] {
+		if err := shorten(leastDuplicateWindow); err != nil {
 			return nil, err
 		}
-		cfg := s.CachedInfo().Config
-		lowered[stream] = cfg.Duplicates
-		cfg.Duplicates = leastDuplicateWindow
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("shorten the duplicate window of %s for the import: %w", stream, err)
-		}
+		s.shortened[stream] = true
 	}
 	tick := time.NewTicker(leastDuplicateWindow / 4)
 	defer tick.Stop()
 	giveUp := time.Now().Add(10 * time.Second)
 	nudge := time.Now().Add(time.Second)
 	for i := 1; ; i++ {
-		ack, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
+		ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
 		if err != nil || !ack.Duplicate {
 			return ack, err
 		}
@@ -576,14 +615,8 @@ func storeAgain(ctx context.Context, js jetstream.JetStream, m *nats.Msg, stream
 			// in an ad-hoc run). Changing the window again, between two
 			// short ones, sets it to fire once more (0 of 300 then).
 			nudge = time.Now().Add(time.Second)
-			s, err := js.Stream(ctx, stream)
-			if err != nil {
+			if err := shorten(leastDuplicateWindow + time.Duration(i%2)*time.Millisecond); err != nil {
 				return nil, err
-			}
-			cfg := s.CachedInfo().Config
-			cfg.Duplicates = leastDuplicateWindow + time.Duration(i%2)*time.Millisecond
-			if _, err := js.UpdateStream(ctx, cfg); err != nil {
-				return nil, fmt.Errorf("shorten the duplicate window of %s for the import: %w", stream, err)
 			}
 		}
 		select {
@@ -594,19 +627,16 @@ func storeAgain(ctx context.Context, js jetstream.JetStream, m *nats.Msg, stream
 	}
 }
 
-// restoreWindows puts back the duplicate windows storeAgain lowered.
-func restoreWindows(js jetstream.JetStream, lowered map[string]time.Duration, stderr io.Writer) {
+// restore puts back the settings the import changed.
+func (s *importSettings) restore(stderr io.Writer) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for stream, window := range lowered {
-		s, err := js.Stream(ctx, stream)
-		if err == nil {
-			cfg := s.CachedInfo().Config
-			cfg.Duplicates = window
-			_, err = js.UpdateStream(ctx, cfg)
-		}
+	for stream, was := range s.was {
+		err := s.change(ctx, stream, func(cfg *jetstream.StreamConfig) {
+			cfg.Duplicates, cfg.MaxMsgSize = was.Duplicates, was.MaxMsgSize
+		})
 		if err != nil {
-			fmt.Fprintf(stderr, "the duplicate window of %s is still %s (orderflow serve sets it back at its start): %v\n", stream, leastDuplicateWindow, err)
+			fmt.Fprintf(stderr, "%s keeps the settings the import changed (its duplicate window, its message size limit) until orderflow serve sets them back at its start: %v\n", stream, err)
 		}
 	}
 }

@@ -573,6 +573,62 @@ func TestImportTakesATriggerSentAgainAfterTheWindow(t *testing.T) {
 	}
 }
 
+// A trigger larger than the trigger stream now takes, which a store of an
+// earlier version took (it took messages of up to 1 MiB) and put aside,
+// imports: import lifts the stream's limit while it runs and puts it
+// back, and the restored store accounts for the trigger by its dead
+// letter.
+func TestImportTakesATriggerOverTheSizeLimit(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "large-1", "order_type_id": "wash_fold_delivery"})
+	js := jetStreamAt(t, app.NATSURL())
+	ctx := ctxFor(t, time.Minute)
+	s, err := js.Stream(ctx, eventstore.StreamTriggers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 1 << 20 // as an earlier version made it
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(eventstore.TriggerSubject("default", "large-1", "picked_up"))
+	m.Header.Set(jetstream.MsgIDHeader, "large-t1")
+	m.Data = []byte(`{"note":"` + strings.Repeat("x", 100<<10) + `"}`)
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		dls, err := handlers.ReadDeadLetters(ctx, app.Store(), handlers.DeadLetterQuery{Limit: 10})
+		return err == nil && len(dls) == 1
+	}, "the large trigger put aside")
+
+	rcfg := newTestConfig(t)
+	_, rcfg.DataDir = exportImported(t, app)
+	srv, err := eventstore.StartServer(eventstore.ServerConfig{DataDir: rcfg.DataDir, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	s, err = jetStreamAt(t, srv.ClientURL()).Stream(ctx, eventstore.StreamTriggers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := s.CachedInfo(); info.State.Msgs != 1 || info.Config.MaxMsgSize != eventstore.MaxTriggerMsgSize {
+		t.Fatalf("imported trigger stream: %d messages, messages of up to %d bytes; want the large trigger, and %d",
+			info.State.Msgs, info.Config.MaxMsgSize, eventstore.MaxTriggerMsgSize)
+	}
+	srv.Shutdown() // the data dir is served next
+
+	restored := startApp(t, rcfg)
+	if code, out, _ := runMain(t, "verify", "--triggers", "--nats-url", restored.NATSURL()); code != 0 || !strings.Contains(out, "1 dead letters") || !strings.Contains(out, "0 missing") {
+		t.Fatalf("verify --triggers on the restored store: %d %s", code, out)
+	}
+}
+
 // A trigger put aside for an order not placed yet stays put aside on a
 // store restored from an export: the export carries the dead letters,
 // and a server on the restored store, which reads every imported trigger

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -184,7 +185,7 @@ func TestBadTriggersOverNATS(t *testing.T) {
 		{"field of the wrong type", "orderflow.default.trigger.n-1.picked_up", `{"worker":7}`, "trigger body", ""},
 		{"unknown field", "orderflow.default.trigger.n-1.picked_up", `{"worker":"a","colour":"red"}`, "trigger body", ""},
 		{"deep nesting", "orderflow.default.trigger.n-1.picked_up", deep, "trigger body", ""},
-		{"huge body", "orderflow.default.trigger.n-1.picked_up", `{"note":"` + strings.Repeat("n", 100<<10) + `"}`, "trigger body", ""},
+		{"body over its limit", "orderflow.default.trigger.n-1.picked_up", `{"note":"` + strings.Repeat("n", eventstore.MaxTriggerBody) + `"}`, "byte limit", ""},
 		{"unsafe order id token", "orderflow.default.trigger.n$1.picked_up", "", "order id", ""},
 		{"unsafe trigger key token", "orderflow.default.trigger.n-1.picked$up", "", "trigger key", ""},
 		{"unsafe tenant token", "orderflow.acme$.trigger.n-1.picked_up", "", "tenant", ""},
@@ -219,12 +220,18 @@ func TestBadTriggersOverNATS(t *testing.T) {
 			}
 		})
 	}
-	// Subjects outside the contract are not stored at all: the publisher
-	// hears so at once.
+	// Subjects outside the contract, and messages over the trigger
+	// stream's size, are not stored at all: the publisher hears so at
+	// once.
 	for _, subject := range []string{"orderflow.default.trigger.n-1", "orderflow.default.triggers.n-1.picked_up"} {
 		if _, err := js.PublishMsg(ctx, nats.NewMsg(subject)); err == nil {
 			t.Errorf("%s was stored", subject)
 		}
+	}
+	huge := nats.NewMsg("orderflow.default.trigger.n-1.picked_up")
+	huge.Data = []byte(`{"note":"` + strings.Repeat("n", 100<<10) + `"}`)
+	if _, err := js.PublishMsg(ctx, huge); !errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
+		t.Errorf("a trigger of 100 KiB: %v, want %v", err, jetstream.ErrStreamMessageExceedsMaximum)
 	}
 	// An out-of-order trigger is not poison: it is recorded as rejected,
 	// and the order does not move.
