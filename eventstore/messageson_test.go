@@ -2,22 +2,25 @@ package eventstore_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
-// MessagesOn reads every message of one subject, oldest first, across
-// pages of batched direct gets, leaving out other subjects and messages
-// stored before the time given.
-func TestMessagesOn(t *testing.T) {
+// ScanMessagesOn reads the messages of one subject, oldest first, across
+// pages of batched direct gets (of a few messages, and of a few large
+// ones), leaving out other subjects and messages stored before the time
+// given, and stops when told to.
+func TestScanMessagesOn(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{LoadBatch: 2})
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{LoadBatch: 3})
 	ctx := ctxT(t)
 	if err := st.EnsureDeadLetters(ctx); err != nil {
 		t.Fatal(err)
@@ -30,28 +33,48 @@ func TestMessagesOn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	publish(one, "early")
-	stored, err := st.MessagesOn(ctx, eventstore.StreamDeadLetter, one, time.Time{})
-	if err != nil || len(stored) != 1 {
-		t.Fatalf("MessagesOn = %d messages, %v; want the one", len(stored), err)
+	scan := func(subject string, since time.Time, upTo int) ([]string, []time.Time) {
+		t.Helper()
+		var data []string
+		var times []time.Time
+		err := st.ScanMessagesOn(ctx, eventstore.StreamDeadLetter, subject, since, func(m *jetstream.RawStreamMsg) (bool, error) {
+			data = append(data, string(m.Data[:min(len(m.Data), 8)]))
+			times = append(times, m.Time)
+			return len(data) < upTo, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data, times
 	}
-	since := stored[0].Time.Add(time.Nanosecond)
-	for i := range 5 {
-		publish(one, fmt.Sprintf("m%d", i))
+	publish(one, "early")
+	_, times := scan(one, time.Time{}, 10)
+	if len(times) != 1 {
+		t.Fatalf("ScanMessagesOn read %d messages, want the one", len(times))
+	}
+	since := times[0].Add(time.Nanosecond)
+	large := strings.Repeat("L", 200<<10) // two of them are over a page's bytes
+	for i := range 7 {
+		data := fmt.Sprintf("m%d", i)
+		if i == 3 || i == 4 {
+			data += large
+		}
+		publish(one, data)
 		publish(other, "other")
 	}
-	got, err := st.MessagesOn(ctx, eventstore.StreamDeadLetter, one, since)
-	if err != nil {
-		t.Fatal(err)
+	if got, _ := scan(one, since, 100); fmt.Sprint(got) != "[m0 m1 m2 m3LLLLLL m4LLLLLL m5 m6]" {
+		t.Fatalf("ScanMessagesOn from the second message = %v, want m0 to m6", got)
 	}
-	var data []string
-	for _, m := range got {
-		data = append(data, string(m.Data))
+	if got, _ := scan(one, time.Time{}, 100); len(got) != 8 || got[0] != "early" {
+		t.Fatalf("ScanMessagesOn from the start = %v, want early and m0 to m6", got)
 	}
-	if fmt.Sprint(data) != "[m0 m1 m2 m3 m4]" {
-		t.Fatalf("MessagesOn = %v, want m0 to m4", data)
+	if got, _ := scan(one, since, 5); fmt.Sprint(got) != "[m0 m1 m2 m3LLLLLL m4LLLLLL]" {
+		t.Fatalf("ScanMessagesOn told to stop after five = %v", got)
 	}
-	if none, err := st.MessagesOn(ctx, eventstore.StreamDeadLetter, eventstore.DeadLetterSubjectFor("default", "o-3", "picked_up"), time.Time{}); err != nil || len(none) != 0 {
-		t.Fatalf("a subject with no messages: %d, %v", len(none), err)
+	if got, _ := scan(eventstore.DeadLetterSubjectFor("default", "o-3", "picked_up"), time.Time{}, 100); len(got) != 0 {
+		t.Fatalf("a subject with no messages: %v", got)
+	}
+	if got, _ := scan(one, time.Now().Add(time.Hour), 100); len(got) != 0 {
+		t.Fatalf("from a time after the last message: %v", got)
 	}
 }

@@ -1145,7 +1145,7 @@ func (s *Store) fetchSeqs(ctx context.Context, stream string, seqs []uint64) ([]
 // sequence after, oldest first.
 func (s *Store) LoadFilter(ctx context.Context, stream, filter string, after uint64) ([]Event, error) {
 	var out []Event
-	err := s.readFilter(ctx, stream, filter, after+1, func(m *jetstream.RawStreamMsg) error {
+	err := s.readFilter(ctx, stream, filter, readFrom{seq: after + 1}, func(m *jetstream.RawStreamMsg) error {
 		ev, err := decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data, true)
 		out = append(out, ev)
 		return err
@@ -1156,29 +1156,36 @@ func (s *Store) LoadFilter(ctx context.Context, stream, filter string, after uin
 	return out, nil
 }
 
-// MessagesOn returns the messages stored on subject in stream (which
-// allows direct gets) from the time since, oldest first: for a subject
-// that holds few (the dead letters of one order's trigger key, say).
-func (s *Store) MessagesOn(ctx context.Context, stream, subject string, since time.Time) ([]*jetstream.RawStreamMsg, error) {
-	var out []*jetstream.RawStreamMsg
-	err := s.readFilter(ctx, stream, subject, 1, func(m *jetstream.RawStreamMsg) error {
-		if !m.Time.Before(since) {
-			out = append(out, m)
+// ScanMessagesOn gives fn, oldest first, the messages stored on subject in
+// stream (which allows direct gets) at or after the time since, until fn
+// answers false or an error (which it returns). The server starts the
+// read where since falls, so older messages are not read at all, and
+// each page holds at most scanPageBytes (and at least one message): a
+// look-up among the dead letters of one order's trigger key costs what
+// was stored on it since, not all it ever held.
+func (s *Store) ScanMessagesOn(ctx context.Context, stream, subject string, since time.Time, fn func(*jetstream.RawStreamMsg) (bool, error)) error {
+	err := s.readFilter(ctx, stream, subject, readFrom{seq: 1, since: since, maxBytes: scanPageBytes}, func(m *jetstream.RawStreamMsg) error {
+		more, err := fn(m)
+		if err == nil && !more {
+			return errScanDone
 		}
-		return nil
+		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("%s on %s: %w", stream, subject, err)
+	if err != nil && !errors.Is(err, errScanDone) {
+		return fmt.Errorf("%s on %s: %w", stream, subject, err)
 	}
-	return out, nil
+	return nil
 }
+
+// scanPageBytes bounds a page of ScanMessagesOn.
+const scanPageBytes = 256 << 10
 
 // ScanMessages gives fn, oldest first, the messages of stream (which
 // allows direct gets) that match filter ("" for every one) after sequence
 // after, read in batched direct gets rather than a request a message,
 // until fn answers false or an error (which ScanMessages returns).
 func (s *Store) ScanMessages(ctx context.Context, stream, filter string, after uint64, fn func(*jetstream.RawStreamMsg) (bool, error)) error {
-	err := s.readFilter(ctx, stream, filter, after+1, func(m *jetstream.RawStreamMsg) error {
+	err := s.readFilter(ctx, stream, filter, readFrom{seq: after + 1}, func(m *jetstream.RawStreamMsg) error {
 		more, err := fn(m)
 		if err == nil && !more {
 			return errScanDone
@@ -1194,12 +1201,19 @@ func (s *Store) ScanMessages(ctx context.Context, stream, filter string, after u
 // errScanDone ends a ScanMessages whose fn has seen enough.
 var errScanDone = errors.New("scan done")
 
+// readFrom is where a read by filter starts, and how large its pages are.
+type readFrom struct {
+	seq      uint64    // the first sequence to read
+	since    time.Time // when set, the first page starts at the first message stored at or after it instead
+	maxBytes int       // when set, bounds a page's bytes (the server's own bound is its max pending, 64 MB)
+}
+
 // readFilter gives fn, oldest first, every message of stream that matches
-// filter from sequence from: batched direct gets of a page (rawPage) at a
-// time, each tried again while it fails for a moment (a stream just
+// filter from where from says: batched direct gets of a page (rawPage) at
+// a time, each tried again while it fails for a moment (a stream just
 // created on a cluster has no direct-get responders for a moment). fn
 // sees a page only once it is whole.
-func (s *Store) readFilter(ctx context.Context, stream, filter string, from uint64, fn func(*jetstream.RawStreamMsg) error) error {
+func (s *Store) readFilter(ctx context.Context, stream, filter string, from readFrom, fn func(*jetstream.RawStreamMsg) error) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	for {
@@ -1221,7 +1235,7 @@ func (s *Store) readFilter(ctx context.Context, stream, filter string, from uint
 		if !more || len(page) == 0 {
 			return nil
 		}
-		from = page[len(page)-1].Sequence + 1
+		from.seq, from.since = page[len(page)-1].Sequence+1, time.Time{}
 	}
 }
 
@@ -1230,7 +1244,7 @@ func (s *Store) readFilter(ctx context.Context, stream, filter string, from uint
 const numPendingHeader = "Nats-Num-Pending"
 
 // rawPage is one batched direct get of up to LoadBatch messages matching
-// filter from sequence from; more reports that the server has more of
+// filter from where from says; more reports that the server has more of
 // them after the page.
 //
 // The batch's iterator ends without an error when ctx does (natsext's
@@ -1240,9 +1254,15 @@ const numPendingHeader = "Nats-Num-Pending"
 // therefore taken as complete only if ctx is still live after it, and
 // the server's count of matching messages after the page's last one
 // (Nats-Num-Pending) says whether to read on.
-func (s *Store) rawPage(ctx context.Context, stream, filter string, from uint64) (page []*jetstream.RawStreamMsg, more bool, err error) {
-	msgs, err := jetstreamext.GetBatch(ctx, s.js, stream, s.cfg.LoadBatch,
-		jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(filter))
+func (s *Store) rawPage(ctx context.Context, stream, filter string, from readFrom) (page []*jetstream.RawStreamMsg, more bool, err error) {
+	opts := []jetstreamext.GetBatchOpt{jetstreamext.GetBatchSeq(from.seq), jetstreamext.GetBatchSubject(filter)}
+	if !from.since.IsZero() {
+		opts[0] = jetstreamext.GetBatchStartTime(from.since)
+	}
+	if from.maxBytes > 0 {
+		opts = append(opts, jetstreamext.GetBatchMaxBytes(from.maxBytes))
+	}
+	msgs, err := jetstreamext.GetBatch(ctx, s.js, stream, s.cfg.LoadBatch, opts...)
 	if err != nil {
 		return nil, false, err
 	}

@@ -53,22 +53,43 @@ func (m StoredMsg) Event(opts ...ReadOption) (Event, error) {
 }
 
 // readPull is how many messages ReadStream asks for at a time, and reads
-// ahead of its caller.
-const readPull = 1024
+// ahead of its caller; readPullBytes bounds them in bytes. A thousand
+// events are a few hundred KB; a thousand dead letters of large triggers
+// were 66 MB, over the server's limit for a client's pending bytes (64
+// MB): the server took the process for a slow consumer and dropped its
+// connection, over and over, while it read them at its start. The bound
+// is over the largest message a stream holds (1 MiB), or the read would
+// stall.
+const (
+	readPull      = 1024
+	readPullBytes = 8 << 20
+)
 
 // ReadStream delivers every message of a stream, from the first, in order,
 // with an ordered consumer, and returns once it has delivered the message
 // that was last when it started.
 func (s *Store) ReadStream(ctx context.Context, stream string, fn func(StoredMsg) error, progress Progress) (uint64, error) {
+	return s.readStream(ctx, stream, false, fn, progress)
+}
+
+// ReadStreamHeaders is ReadStream without the messages' bodies (each
+// StoredMsg's Data is empty): for a caller that needs only their headers,
+// subjects and times (the dead letters' ids, say), which the server then
+// does not send.
+func (s *Store) ReadStreamHeaders(ctx context.Context, stream string, fn func(StoredMsg) error, progress Progress) (uint64, error) {
+	return s.readStream(ctx, stream, true, fn, progress)
+}
+
+func (s *Store) readStream(ctx context.Context, stream string, headersOnly bool, fn func(StoredMsg) error, progress Progress) (uint64, error) {
 	last, err := s.LastSequence(ctx, stream)
 	if err != nil || last == 0 {
 		return 0, err
 	}
-	cons, err := newOrdered(ctx, s.js, stream, jetstream.OrderedConsumerConfig{})
+	cons, err := newOrdered(ctx, s.js, stream, jetstream.OrderedConsumerConfig{HeadersOnly: headersOnly})
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", stream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(readPull), orderedHeartbeat)
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(readPull, readPullBytes), orderedHeartbeat)
 	if err != nil {
 		removeConsumer(s.js, stream, cons)
 		return 0, fmt.Errorf("read %s: %w", stream, err)

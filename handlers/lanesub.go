@@ -273,20 +273,45 @@ type lane struct {
 
 // held is a trigger the lane has been given and not yet acknowledged.
 type held struct {
-	msg     jetstream.Msg // the latest delivery (acknowledging it settles every earlier one)
-	seq     uint64
-	again   bool // delivered before, here or to another reader, also before a reset that counts deliveries afresh (see putAsideElsewhere, holdsEveryPending)
-	fresh   bool // delivered here since the lane was last found read elsewhere (see pinChanged, holdsEveryPending)
-	order   string
-	msgID   string    // its Nats-Msg-Id
-	stored  time.Time // when the lane stored it (the server's clock)
-	running bool
+	msg   jetstream.Msg // the latest delivery (acknowledging it settles every earlier one)
+	seq   uint64
+	again bool // delivered before, here or to another reader, also before a reset that counts deliveries afresh (see holdsEveryPending)
+	fresh bool // delivered here since the lane was last found read elsewhere (see pinChanged, holdsEveryPending)
+	// elsewhere: it may have been in another reader's hands, which may
+	// have put it aside and gone before acknowledging it, so its handler
+	// looks for such a dead letter (putAsideElsewhere). Delivered before
+	// it first came here, or held while the lane was found read elsewhere
+	// or a delivery came out of turn; not when only this reader had it
+	// and it came again after AckWait. Before, every redelivery looked:
+	// under a flood of poison triggers the lanes fell behind AckWait,
+	// each trigger that came again read its order's dead letters, and
+	// the reads slowed the lanes further (5.8 GB held, 40 NATS
+	// disconnects a minute).
+	elsewhere bool
+	order     string
+	msgID     string    // its Nats-Msg-Id
+	stored    time.Time // when the lane stored it (the server's clock)
+	running   bool
 }
 
 type settledTrigger struct {
 	h  *held
 	ok bool
 }
+
+// laneBytes bounds what one lane's pull asks the server for, in bytes
+// (its count is the window). The triggers of worker apps are a few
+// hundred bytes, and a window of them is far below it; but a window of
+// large ones (up to eventstore.MaxTriggerMsgSize, or 1 MiB stored by an
+// earlier version) is up to 256 MB, and every lane's together gigabytes:
+// the server sends them faster than the process reads them under load,
+// takes it for a slow consumer and drops its connection, and the lanes
+// are taken over again and again. Under a flood of 65 KB triggers the
+// process held 5 GB and lost its connection 40 times a minute. 16 lanes
+// ask for 32 MiB at most, half the server's limit for a client's pending
+// bytes; the bound must be over the largest lane message, or the lane
+// stalls.
+const laneBytes = 2 << 20
 
 // serve reads the lane until ctx ends, the subscriber closes, or the lane
 // belongs to another process (changed fires and owns says no).
@@ -297,7 +322,7 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 		l.err = errLaneNotTaken
 		return
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(s.window), jetstream.PullExpiry(s.expiry),
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(s.window, laneBytes), jetstream.PullExpiry(s.expiry),
 		jetstream.PullPriorityGroup(eventstore.LaneGroup))
 	if err != nil {
 		l.err = err
@@ -1023,6 +1048,9 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 			}
 			l.gated = true // a delivery was lost or went to another reader: hold everything until it is back
 			l.lastDel = del
+			for _, h := range l.bySeq {
+				h.elsewhere = true
+			}
 		}
 		if known {
 			h.msg, h.again, h.fresh = m, true, true // redelivered while held (a handler ran past AckWait, or the lane was reset)
@@ -1035,7 +1063,8 @@ func (l *lane) add(ctx context.Context, m jetstream.Msg) {
 				"trigger_id", m.Headers().Get(jetstream.MsgIDHeader), "delivered", delivered, "gated", l.gated)
 		}
 	}
-	h := &held{msg: m, seq: seq, again: delivered > 1 || seq <= l.deliveredTo, fresh: true,
+	again := delivered > 1 || seq <= l.deliveredTo
+	h := &held{msg: m, seq: seq, again: again, elsewhere: again, fresh: true,
 		order: orderOf(m.Subject()), msgID: m.Headers().Get(jetstream.MsgIDHeader), stored: stored}
 	l.bySeq[seq] = h
 	q := l.orders[h.order]
@@ -1076,7 +1105,7 @@ func (l *lane) pinChanged() {
 	l.gated, l.readElsewhere = true, true
 	l.lastDel = 0 // the numbering may have started anew (a reset under the other reader)
 	for _, h := range l.bySeq {
-		h.again, h.fresh = true, false
+		h.again, h.fresh, h.elsewhere = true, false, true
 	}
 }
 
@@ -1123,8 +1152,8 @@ func (l *lane) dispatch(ctx context.Context, h *held) {
 	if l.s.copies.blocks(h.order, h.seq, h.msgID) {
 		return // started by startHeads when the copy check lifts
 	}
-	wm := triggerMessage(h.msg, h.seq, h.again) // as add read them
-	mctx, cancel := context.WithCancel(ctx)
+	wm := triggerMessage(h.msg, h.seq, h.elsewhere) // as add read them
+	mctx, cancel := context.WithCancel(context.WithValue(ctx, laneStoredKey{}, h.stored))
 	wm.SetContext(mctx)
 	select {
 	case l.out <- wm:

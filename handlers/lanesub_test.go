@@ -584,3 +584,76 @@ func TestLaneFeedGoesOnPullingWhileItsLoopTakesNothing(t *testing.T) {
 		t.Fatal("the loop's channel stayed open after the iterator was drained")
 	}
 }
+
+// A trigger only this reader has had, delivered again after AckWait, is
+// not taken for one another reader may have put aside (its handler does
+// not look for a dead letter); one delivered before it came here, or held
+// while the lane was read elsewhere or a delivery came out of turn, is.
+func TestLaneKnowsWhichTriggersWereReadElsewhere(t *testing.T) {
+	t.Parallel()
+	js, ctx := gateServer(t)
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ELSEWHERE", Subjects: []string{"ELSEWHERE.>"}, Retention: jetstream.WorkQueuePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "lane", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{"mine", "theirs", "gap", "after"} {
+		if _, err := js.Publish(ctx, "ELSEWHERE."+subj, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func(want string) jetstream.Msg {
+		t.Helper()
+		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, ok := <-b.Messages()
+		if !ok || m.Subject() != "ELSEWHERE."+want {
+			t.Fatalf("delivered %v, want %s: %v", m, want, b.Error())
+		}
+		return m
+	}
+	nak := func(m jetstream.Msg) {
+		t.Helper()
+		if _, err := js.Conn().Request(m.Reply(), []byte("-NAK"), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := &lane{s: &laneSubscriber{closing: make(chan struct{})}, out: make(chan *message.Message, 8), stream: stream, gated: true,
+		orders: map[string][]*held{}, bySeq: map[uint64]*held{}, quit: make(chan struct{})}
+	defer close(l.quit)
+	elsewhere := func(seq uint64) bool {
+		h := l.bySeq[seq]
+		return triggerMessage(h.msg, h.seq, h.elsewhere).Metadata.Get(mdRedelivered) != ""
+	}
+
+	mine := next("mine")
+	l.add(ctx, mine)
+	nak(mine) // AckWait passes
+	l.add(ctx, next("mine"))
+	if h := l.bySeq[1]; !h.again || h.elsewhere || elsewhere(1) {
+		t.Fatalf("a trigger only this reader had, delivered again: again %v, elsewhere %v, marked %v; want it taken for delivered again, not read elsewhere", h.again, h.elsewhere, elsewhere(1))
+	}
+	nak(next("theirs")) // delivered to another reader first
+	l.lastDel++         // which this reader saw go by, in turn
+	l.add(ctx, next("theirs"))
+	if !elsewhere(2) || elsewhere(1) {
+		t.Fatalf("a trigger delivered before it came here: marked %v (and the first %v), want it taken for read elsewhere", elsewhere(2), elsewhere(1))
+	}
+	next("gap") // never reaches the lane: the next delivery comes out of turn
+	l.add(ctx, next("after"))
+	if !elsewhere(1) || elsewhere(4) {
+		t.Fatalf("after a delivery out of turn: the held trigger marked %v, the new one %v; want only the held one taken for read elsewhere", elsewhere(1), elsewhere(4))
+	}
+	for _, h := range l.bySeq {
+		h.elsewhere = false
+	}
+	l.pinChanged()
+	if !elsewhere(1) || !elsewhere(4) {
+		t.Fatal("after the lane was read elsewhere, its held triggers are not taken for read elsewhere")
+	}
+}

@@ -426,8 +426,9 @@ func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
 const (
 	mdSubject   = "subject"
 	mdStreamSeq = "stream_seq"
-	// mdRedelivered is set on a trigger the lane delivered before, to this
-	// reader or another (see putAsideElsewhere).
+	// mdRedelivered is set on a trigger that may have been in another
+	// reader's hands: delivered before it came to this one, or held here
+	// while the lane was read elsewhere (see putAsideElsewhere).
 	mdRedelivered = "redelivered"
 	// mdDeadLetterID becomes the dead letter's Nats-Msg-Id: it names the
 	// stored trigger ("deadletter-<N>", N its ORDERFLOW_TRIGGERS
@@ -450,14 +451,15 @@ const (
 // while a lane sequence would not (a lane stream made anew, or one that
 // copies a trigger again after a crash, numbers its copies differently:
 // a trigger could then take effect twice, or pass for another one's
-// duplicate).
-func triggerMessage(m jetstream.Msg, seq uint64, again bool) *message.Message {
+// duplicate). One that may have been in another reader's hands
+// (elsewhere, see held) is marked mdRedelivered.
+func triggerMessage(m jetstream.Msg, seq uint64, elsewhere bool) *message.Message {
 	h := m.Headers()
 	md := message.Metadata{mdSubject: m.Subject()}
 	if seq != 0 {
 		md[mdStreamSeq] = strconv.FormatUint(seq, 10)
 	}
-	if again {
+	if elsewhere {
 		md[mdRedelivered] = "true"
 	}
 	source, _ := sourceSequence(h.Get(streamSourceHeader))

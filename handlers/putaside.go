@@ -89,7 +89,7 @@ func readPutAside(ctx context.Context, st *eventstore.Store) (*putAside, error) 
 	triggersMade := st.StreamCreated(eventstore.StreamTriggers)
 	for {
 		s := &putAside{seqs: map[uint64]struct{}{}}
-		_, err := st.ReadStream(ctx, eventstore.StreamDeadLetter, func(m eventstore.StoredMsg) error {
+		_, err := st.ReadStreamHeaders(ctx, eventstore.StreamDeadLetter, func(m eventstore.StoredMsg) error {
 			if ids := m.Header[jetstream.MsgIDHeader]; len(ids) > 0 && !m.Time.Before(triggersMade) {
 				s.add(ids[0])
 			}
@@ -117,24 +117,51 @@ const readPutAsideFor = 30 * time.Second
 // it died or gave the lane up without acknowledging the trigger. The set
 // then takes it. Processed now, the trigger could take effect (its order
 // placed since), and the store would no longer say what happened to it.
-// The look-up reads the dead letters of the order's trigger key, usually
-// none; a redelivery is rare (a process gone, a lane handed over).
+// The look-up reads the dead letters of the order's trigger key stored
+// since the lane stored the trigger (usually none; a redelivery is rare:
+// a process gone, a lane handed over), and stops at the one it looks for.
 func (p *Processor) putAsideElsewhere(msg *message.Message, tenant, orderID, key string) (bool, error) {
 	id := msg.Metadata.Get(mdDeadLetterID)
 	if _, ok := deadLetterSeq(id); !ok {
 		return false, nil
 	}
 	st := p.cmds.Store
-	dls, err := st.MessagesOn(msg.Context(), eventstore.StreamDeadLetter, eventstore.DeadLetterSubjectFor(tenant, orderID, key),
-		st.StreamCreated(eventstore.StreamTriggers)) // older ones name another stream's triggers (see readPutAside)
+	since := st.StreamCreated(eventstore.StreamTriggers) // older ones name another stream's triggers (see readPutAside)
+	if stored, ok := msg.Context().Value(laneStoredKey{}).(time.Time); ok && !stored.IsZero() {
+		// Its dead letter was stored after the lane delivered it, so after
+		// the lane stored it: the letters of its order's key from before
+		// are not read (a worker app that sent thousands of poison
+		// triggers for one order made each look-up read them all, bodies
+		// and all, and a flood of redeliveries read gigabytes).
+		since = later(since, stored.Add(-deadLetterClockSkew))
+	}
+	var found bool
+	err := st.ScanMessagesOn(msg.Context(), eventstore.StreamDeadLetter, eventstore.DeadLetterSubjectFor(tenant, orderID, key), since,
+		func(m *jetstream.RawStreamMsg) (bool, error) {
+			found = m.Header.Get(jetstream.MsgIDHeader) == id
+			return !found, nil
+		})
 	if err != nil {
 		return false, fmt.Errorf("look up a redelivered trigger's dead letter: %w", err)
 	}
-	for _, m := range dls {
-		if m.Header.Get(jetstream.MsgIDHeader) == id {
-			p.putAside.add(id)
-			return true, nil
-		}
+	if found {
+		p.putAside.add(id)
 	}
-	return false, nil
+	return found, nil
+}
+
+// deadLetterClockSkew is how far behind the lane stream's clock the
+// dead-letter stream's may run: on a cluster their leaders may be
+// different servers.
+const deadLetterClockSkew = time.Minute
+
+// laneStoredKey is the context key under which a lane gives a trigger's
+// handler the time the lane stored it (see putAsideElsewhere).
+type laneStoredKey struct{}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -64,26 +64,41 @@ func TestPutAsideLeavesOutAnEarlierTriggerStream(t *testing.T) {
 // this one started (its order unknown then), and that process died, or
 // gave the lane up, before acknowledging it: the trigger is not
 // processed, though its order is placed by now. A trigger delivered again
-// without a dead letter is processed as ever.
+// without a dead letter is processed as ever. The look-up reads the dead
+// letters of the order's trigger key from when the lane stored the
+// trigger (less the clock skew a cluster may have), not from the first.
 func TestRedeliveredTriggerPutAsideElsewhereIsNotProcessed(t *testing.T) {
 	t.Parallel()
 	f := newLaneFixture(t, "o-late")
 	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 1}, nil)
 	defer p.Close()
 	key := WorkedExampleTriggers[0]
-	dl := nats.NewMsg(eventstore.DeadLetterSubjectFor("default", "o-late", key))
-	dl.Header.Set(jetstream.MsgIDHeader, deadLetterID(41))
-	if _, err := f.js.PublishMsg(f.ctx, dl); err != nil {
-		t.Fatal(err)
+	putAsideElsewhere := func(seq uint64) time.Time {
+		t.Helper()
+		dl := nats.NewMsg(eventstore.DeadLetterSubjectFor("default", "o-late", key))
+		dl.Header.Set(jetstream.MsgIDHeader, deadLetterID(seq))
+		ack, err := f.js.PublishMsg(f.ctx, dl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream, err := f.js.Stream(f.ctx, eventstore.StreamDeadLetter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := stream.GetMsg(f.ctx, ack.Sequence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Time
 	}
-	redelivered := func(triggerID string, seq uint64) *message.Message {
+	redelivered := func(triggerID string, seq uint64, laneStored time.Time) *message.Message {
 		wm := message.NewMessage(triggerID, []byte(`{"worker":"w1"}`))
 		wm.Metadata = message.Metadata{
 			mdSubject:      strings.Replace(eventstore.LaneFilter("default", "o-late", key), ".*.", ".0.", 1),
 			mdDeadLetterID: deadLetterID(seq),
 			mdRedelivered:  "true",
 		}
-		wm.SetContext(f.ctx)
+		wm.SetContext(context.WithValue(f.ctx, laneStoredKey{}, laneStored))
 		return wm
 	}
 	version := func() uint64 {
@@ -93,17 +108,34 @@ func TestRedeliveredTriggerPutAsideElsewhereIsNotProcessed(t *testing.T) {
 		}
 		return o.Version()
 	}
-	if err := p.handle(redelivered("late-0", 41)); err != nil {
+	for i := range 3 { // other triggers of the key, put aside before
+		putAsideElsewhere(uint64(30 + i))
+	}
+	at := putAsideElsewhere(41)
+	for _, laneStored := range []time.Time{{}, at, at.Add(deadLetterClockSkew - time.Second)} {
+		p.putAside = &putAside{seqs: map[uint64]struct{}{}} // as the process read it before
+		if err := p.handle(redelivered("late-0", 41, laneStored)); err != nil {
+			t.Fatal(err)
+		}
+		if v := version(); v != 1 || !p.putAside.has(deadLetterID(41)) {
+			t.Fatalf("a trigger put aside elsewhere, delivered again (its lane stored it at %v, its dead letter stored at %v): order at version %d (want 1), in the set %v",
+				laneStored, at, v, p.putAside.has(deadLetterID(41)))
+		}
+	}
+	// A dead letter stored before its lane stored the trigger, by more
+	// than the clock skew, cannot be its own: it is not read.
+	p.putAside = &putAside{seqs: map[uint64]struct{}{}}
+	if err := p.handle(redelivered("late-0", 41, at.Add(deadLetterClockSkew+time.Second))); err != nil {
 		t.Fatal(err)
 	}
-	if v := version(); v != 1 || !p.putAside.has(deadLetterID(41)) {
-		t.Fatalf("a trigger put aside elsewhere, delivered again: order at version %d (want 1), in the set %v", v, p.putAside.has(deadLetterID(41)))
+	if p.putAside.has(deadLetterID(41)) {
+		t.Fatal("the look-up read a dead letter stored before the lane stored the trigger")
 	}
-	if err := p.handle(redelivered("late-1", 42)); err != nil {
+	if err := p.handle(redelivered("late-1", 42, time.Time{})); err != nil {
 		t.Fatal(err)
 	}
-	if v := version(); v != 2 {
-		t.Fatalf("a trigger with no dead letter, delivered again: order at version %d, want 2", v)
+	if v := version(); v != 3 {
+		t.Fatalf("triggers with no dead letter, delivered again: order at version %d, want 3", v)
 	}
 }
 
@@ -123,16 +155,21 @@ func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
 			return msg.Context().Err()
 		}
 	})
-	f.trigger(t, "o-again", WorkedExampleTriggers[0], "again-0")
+	seq := f.trigger(t, "o-again", WorkedExampleTriggers[0], "again-0")
 	<-inHand
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	seen := make(chan string, 1)
+	type delivery struct {
+		mark       string
+		laneStored time.Time
+	}
+	seen := make(chan delivery, 1)
 	next := startProcessorWith(t, f.c, f.srv.ClientURL(), log.config(cfg, "next"), func(p *Processor) {
 		p.beforeApply = func(msg *message.Message) error {
+			laneStored, _ := msg.Context().Value(laneStoredKey{}).(time.Time)
 			select {
-			case seen <- msg.Metadata.Get(mdRedelivered):
+			case seen <- delivery{msg.Metadata.Get(mdRedelivered), laneStored}:
 			default:
 			}
 			return nil
@@ -141,8 +178,21 @@ func TestLaneMarksATriggerDeliveredAgain(t *testing.T) {
 	defer next.Close()
 	select {
 	case got := <-seen:
-		if got != "true" {
-			t.Fatalf("the trigger reached the next reader marked %q, want it marked delivered again", got)
+		if got.mark != "true" {
+			t.Fatalf("the trigger reached the next reader marked %q, want it marked delivered again", got.mark)
+		}
+		// With the time its lane stored it, from which its dead letter
+		// is looked for: after ORDERFLOW_TRIGGERS stored it.
+		stored, err := f.c.Store.JetStream().Stream(f.ctx, eventstore.StreamTriggers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := stored.GetMsg(f.ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.laneStored.Before(m.Time) || got.laneStored.After(time.Now()) {
+			t.Fatalf("the trigger reached the next reader stored in its lane at %v; stored at %v, read by %v", got.laneStored, m.Time, time.Now())
 		}
 	case <-f.ctx.Done():
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
