@@ -278,6 +278,7 @@ type Processor struct {
 	handled    atomic.Uint64
 	fullAt     atomic.Int64          // when an outcome last found no storage left (Unix nanoseconds; 0: never)
 	reported   [reportKinds]reporter // each condition's last line, and how often it was met since
+	deadLog    *lineBudget           // the dead letters' lines
 	outcomeMu  sync.Mutex
 	outcomes   map[outcomeKey]uint64
 }
@@ -394,8 +395,8 @@ func (p *Processor) LaneUnpins() uint64 { return p.lanes.unpins.Load() }
 // started since, set the dead-letter stream back to that one subject).
 type deadLetters struct {
 	message.Publisher
-	putAside *putAside // takes each one stored
-	log      *slog.Logger
+	putAside *putAside   // takes each one stored
+	log      *lineBudget // a line for each, deadLetterLines at most every deadLetterLinesEvery
 }
 
 func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
@@ -414,7 +415,7 @@ func (d deadLetters) Publish(topic string, msgs ...*message.Message) error {
 		}
 		d.putAside.add(m.Metadata.Get(mdDeadLetterID))
 		seq, _ := deadLetterSeq(m.Metadata.Get(mdDeadLetterID))
-		d.log.Warn("trigger put aside as a dead letter (orderflow deadletters lists them)",
+		d.log.warn("trigger put aside as a dead letter (orderflow deadletters lists them)",
 			"trigger_sequence", seq, "tenant", tenant, "order", order, "trigger", trigger, "trigger_id", m.UUID,
 			"reason", m.Metadata.Get(middleware.ReasonForPoisonedKey))
 	}
@@ -608,7 +609,9 @@ func (p *Processor) build(ctx context.Context, lanes []string) error {
 	if p.putAside, err = readPutAside(ctx, p.cmds.Store); err != nil {
 		return fmt.Errorf("trigger processor: %w", err)
 	}
-	poisonQueue, err := middleware.PoisonQueueWithFilter(deadLetters{pub, p.putAside, p.cfg.Logger}, eventstore.DeadLetterSubject, func(err error) bool {
+	p.deadLog = newLineBudget(p.cfg.Logger, "more triggers put aside as dead letters than are logged one by one (orderflow deadletters lists them)",
+		deadLetterLines, deadLetterLinesEvery)
+	poisonQueue, err := middleware.PoisonQueueWithFilter(deadLetters{pub, p.putAside, p.deadLog}, eventstore.DeadLetterSubject, func(err error) bool {
 		var panicked middleware.RecoveredPanicError
 		return errors.Is(err, errPoison) || errors.As(err, &panicked)
 	})
@@ -657,6 +660,7 @@ func (p *Processor) Close() error {
 	p.members.close(ctx)
 	cancel()
 	err := p.router.Close()
+	p.deadLog.close() // the handlers have finished: say how many dead letters went unlogged
 	p.endClosing()
 	p.watching.Wait()
 	p.markMu.Lock() // a barrier: a copy mark being recorded ends first

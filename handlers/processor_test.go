@@ -1479,6 +1479,85 @@ func TestDeadLetterSubjects(t *testing.T) {
 	}
 }
 
+// Dead letters are logged one by one only up to deadLetterLines in each
+// window; the rest are counted, and one line says how many once the
+// window ends or the processor closes. Before, a worker app's flood of
+// 30,000 poison triggers wrote 30,000 lines.
+func TestDeadLetterLinesAreBounded(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t)
+	logs := &eventstoretest.LogBuffer{}
+	p := startProcessorWith(t, f.c, f.srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))},
+		func(p *Processor) { p.deadLog.n, p.deadLog.window = 3, time.Hour })
+	const n = 12
+	for i := range n {
+		f.trigger(t, fmt.Sprintf("o-ghost-%d", i), WorkedExampleTriggers[0], fmt.Sprintf("ghost-%d", i))
+	}
+	eventstoretest.Eventually(t, 30*time.Second, func() bool {
+		all, err := ReadDeadLetters(f.ctx, f.c.Store, DeadLetterQuery{Limit: 100})
+		return err == nil && len(all) == n
+	}, "every trigger put aside")
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if got := strings.Count(out, `msg="trigger put aside as a dead letter`); got != 3 {
+		t.Fatalf("%d dead letters logged one by one, want 3:\n%s", got, out)
+	}
+	want := `level=WARN msg="more triggers put aside as dead letters than are logged one by one (orderflow deadletters lists them)" count=9 logged_at_most=3 every=1h0m0s`
+	if got := strings.Count(out, "more triggers put aside"); got != 1 || !strings.Contains(out, want) {
+		t.Fatalf("want one line %s, got:\n%s", want, out)
+	}
+}
+
+// A line budget's count of the lines it left out is logged when its
+// window ends, with nothing else logged after them; a window then starts
+// afresh.
+func TestLineBudgetLogsTheCountWhenTheWindowEnds(t *testing.T) {
+	t.Parallel()
+	logs := &eventstoretest.LogBuffer{}
+	b := newLineBudget(slog.New(slog.NewTextHandler(logs, nil)), "left out", 2, 50*time.Millisecond)
+	start := time.Now()
+	for i := range 5 {
+		b.warn("line", "i", i)
+	}
+	counted := func() (lines, leftOut int) {
+		for l := range strings.Lines(logs.String()) {
+			switch {
+			case strings.Contains(l, `msg=line`):
+				lines++
+			case strings.Contains(l, `msg="left out"`):
+				_, c, _ := strings.Cut(l, "count=")
+				c, _, _ = strings.Cut(c, " ")
+				k, err := strconv.Atoi(c)
+				if err != nil {
+					t.Fatalf("line %q", l)
+				}
+				leftOut += k
+			}
+		}
+		return lines, leftOut
+	}
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		lines, leftOut := counted()
+		return lines+leftOut == 5
+	}, "every line logged or counted")
+	// (The five come within microseconds, so two are logged and three
+	// counted; a machine that stalls between them for a window's length
+	// logs more, and counts fewer.)
+	if lines, leftOut := counted(); lines < 2 || (lines < 5 && leftOut == 0) {
+		t.Fatalf("%d lines logged, %d counted:\n%s", lines, leftOut, logs.String())
+	}
+	// The window has ended: the next lines are logged again.
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return time.Since(start) >= 50*time.Millisecond }, "the window ended")
+	before, _ := counted()
+	b.warn("line", "i", 5)
+	if lines, _ := counted(); lines != before+1 {
+		t.Fatalf("a line after the window ended was not logged:\n%s", logs.String())
+	}
+	b.close()
+}
+
 // A trigger whose time, in UTC, lies outside years 0 to 9999 (which RFC
 // 3339 spells with an offset: "9999-12-31T23:59:59-23:00") is put aside
 // with the reason, and the order's next trigger takes effect. Before, its
