@@ -1,6 +1,7 @@
 package eventstore_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -76,5 +77,40 @@ func TestScanMessagesOn(t *testing.T) {
 	}
 	if got, _ := scan(one, time.Now().Add(time.Hour), 100); len(got) != 0 {
 		t.Fatalf("from a time after the last message: %v", got)
+	}
+}
+
+// A read of many pages whose reader takes longer than the store's Timeout
+// between them reads on: the Timeout bounds each page's answer, not the
+// read. Before, a read of every dead letter of a store holding 2 GB of
+// them (orderflow deadletters --order) failed after 5 s.
+func TestScanOutlastsTheStoreTimeout(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	const timeout = time.Second
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{LoadBatch: 2, Timeout: timeout})
+	ctx := ctxT(t)
+	if err := st.EnsureDeadLetters(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if _, err := st.JetStream().Publish(ctx, eventstore.DeadLetterSubject, fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The reader dwells on the first message past the Timeout: it stands
+	// for a slow reader (orderflow deadletters looking up each order).
+	dwell, cancel := context.WithTimeout(context.Background(), 2*timeout)
+	defer cancel()
+	var got []string
+	err := st.ScanMessages(context.Background(), eventstore.StreamDeadLetter, "", 0, func(m *jetstream.RawStreamMsg) (bool, error) {
+		if len(got) == 0 {
+			<-dwell.Done()
+		}
+		got = append(got, string(m.Data))
+		return true, nil
+	})
+	if err != nil || fmt.Sprint(got) != "[m0 m1 m2 m3 m4 m5]" {
+		t.Fatalf("ScanMessages = %v, %v; want m0 to m5", got, err)
 	}
 }

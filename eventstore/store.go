@@ -28,7 +28,8 @@ type Config struct {
 	// after the window are still recognised, by event id, when the
 	// aggregate's history holds them (see Append).
 	DuplicateWindow time.Duration
-	// Timeout bounds each call whose context has no deadline. Default 5 s.
+	// Timeout bounds each call whose context has no deadline (each page
+	// of a read of many pages). Default 5 s.
 	Timeout time.Duration
 	// LoadBatch is how many events one batched direct get asks for when
 	// loading an aggregate. Default 256.
@@ -1185,7 +1186,7 @@ const scanPageBytes = 256 << 10
 // after, read in batched direct gets rather than a request a message,
 // until fn answers false or an error (which ScanMessages returns).
 func (s *Store) ScanMessages(ctx context.Context, stream, filter string, after uint64, fn func(*jetstream.RawStreamMsg) (bool, error)) error {
-	err := s.readFilter(ctx, stream, filter, readFrom{seq: after + 1}, func(m *jetstream.RawStreamMsg) error {
+	err := s.readFilter(ctx, stream, filter, readFrom{seq: after + 1, maxBytes: scanMessagesPageBytes}, func(m *jetstream.RawStreamMsg) error {
 		more, err := fn(m)
 		if err == nil && !more {
 			return errScanDone
@@ -1197,6 +1198,11 @@ func (s *Store) ScanMessages(ctx context.Context, stream, filter string, after u
 	}
 	return err
 }
+
+// scanMessagesPageBytes bounds a page of ScanMessages (else the server's
+// bound, its max pending, 64 MB: 64 dead letters of 1 MiB stored by an
+// earlier version).
+const scanMessagesPageBytes = 8 << 20
 
 // errScanDone ends a ScanMessages whose fn has seen enough.
 var errScanDone = errors.New("scan done")
@@ -1213,17 +1219,23 @@ type readFrom struct {
 // a time, each tried again while it fails for a moment (a stream just
 // created on a cluster has no direct-get responders for a moment). fn
 // sees a page only once it is whole.
+//
+// Without a deadline in ctx, each page has the store's Timeout, not the
+// read as a whole: a read of many pages (orderflow deadletters --order,
+// which looks through every dead letter of a store that holds 2 GB of
+// them) took longer than 5 s, and failed though the server answered
+// every page at once.
 func (s *Store) readFilter(ctx context.Context, stream, filter string, from readFrom, fn func(*jetstream.RawStreamMsg) error) error {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
 	for {
 		var page []*jetstream.RawStreamMsg
 		var more bool
-		err := retryTransient(ctx, 50*time.Millisecond, func() error {
+		pctx, cancel := s.withTimeout(ctx)
+		err := retryTransient(pctx, 50*time.Millisecond, func() error {
 			var err error
-			page, more, err = s.rawPage(ctx, stream, filter, from)
+			page, more, err = s.rawPage(pctx, stream, filter, from)
 			return err
 		})
+		cancel()
 		if err != nil {
 			return err
 		}

@@ -1,11 +1,14 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
@@ -50,7 +53,9 @@ type DeadLetterQuery struct {
 }
 
 // ReadDeadLetters returns the dead letters q picks, oldest first (none
-// when no trigger processor has run yet).
+// when no trigger processor has run yet), without their bodies
+// (ReadDeadLetter reads one whole): a listing of 30,000 dead letters of
+// 65 KB held 2 GB of bodies it never showed.
 func ReadDeadLetters(ctx context.Context, st *eventstore.Store, q DeadLetterQuery) ([]DeadLetter, error) {
 	if _, err := st.JetStream().Stream(ctx, eventstore.StreamDeadLetter); errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
@@ -58,17 +63,54 @@ func ReadDeadLetters(ctx context.Context, st *eventstore.Store, q DeadLetterQuer
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
 	var out []DeadLetter
-	err := st.ScanMessages(ctx, eventstore.StreamDeadLetter, "", q.After, func(m *jetstream.RawStreamMsg) (bool, error) {
-		dl := deadLetterOf(m.Sequence, m.Time, m.Header, m.Data)
-		if (q.Tenant == "" || dl.Tenant == q.Tenant) && (q.OrderID == "" || dl.OrderID == q.OrderID) {
-			out = append(out, dl)
+	for _, filter := range deadLetterFilters(q) {
+		var part []DeadLetter
+		err := st.ScanMessages(ctx, eventstore.StreamDeadLetter, filter, q.After, func(m *jetstream.RawStreamMsg) (bool, error) {
+			dl := deadLetterOf(m.Sequence, m.Time, m.Header, m.Data)
+			dl.Body = nil
+			if (q.Tenant == "" || dl.Tenant == q.Tenant) && (q.OrderID == "" || dl.OrderID == q.OrderID) {
+				part = append(part, dl)
+			}
+			return q.Limit <= 0 || len(part) < q.Limit, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dead letters: %w", err)
 		}
-		return q.Limit <= 0 || len(out) < q.Limit, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
+		out = append(out, part...)
+	}
+	slices.SortFunc(out, func(a, b DeadLetter) int { return cmp.Compare(a.Seq, b.Seq) })
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
 	}
 	return out, nil
+}
+
+// deadLetterFilters are the subjects ReadDeadLetters reads for q: every
+// one when q names no tenant or order; else its tenant's or order's own
+// subjects, which the server picks out from every other's, and
+// DeadLetterSubject itself, where earlier versions put every dead letter
+// (and a trigger whose subject cannot be read goes). Before, a query for
+// one order read every dead letter: on a store holding 30,000 of 65 KB,
+// `orderflow deadletters --order` read 2 GB and gave up after 5 s.
+//
+// A tenant or order that no subject token can spell (a dot, a wildcard,
+// white space) has no subjects of its own to read.
+func deadLetterFilters(q DeadLetterQuery) []string {
+	if q.Tenant == "" && q.OrderID == "" {
+		return []string{""}
+	}
+	token := func(v string) (string, bool) {
+		if v == "" {
+			return "*", true
+		}
+		return v, !strings.ContainsAny(v, ".*> \t\n\f\r")
+	}
+	tenant, ok1 := token(q.Tenant)
+	order, ok2 := token(q.OrderID)
+	if !ok1 || !ok2 {
+		return []string{eventstore.DeadLetterSubject}
+	}
+	return []string{eventstore.DeadLetterSubject, eventstore.DeadLetterSubjectFor(tenant, order, "*")}
 }
 
 // ReadDeadLetter returns the dead letter at sequence seq.

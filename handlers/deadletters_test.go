@@ -1,0 +1,98 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+)
+
+// A query for one tenant's or one order's dead letters reads their own
+// subjects and the one subject of all that earlier versions used, and
+// gives them together in stored order, at most its limit, after its
+// sequence; a listing leaves the bodies out, ReadDeadLetter reads one
+// whole. A tenant or order that no subject token can spell gives none,
+// and no error.
+func TestReadDeadLettersPicksOutATenantOrAnOrder(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{LoadBatch: 2})
+	ctx, cancel := eventstoretest.Context(30 * time.Second)
+	defer cancel()
+	if err := st.EnsureDeadLetters(ctx); err != nil {
+		t.Fatal(err)
+	}
+	put := func(tenant, order string, legacy bool) {
+		t.Helper()
+		subject := eventstore.DeadLetterSubjectFor(tenant, order, "picked_up")
+		if legacy {
+			subject = eventstore.DeadLetterSubject
+		}
+		m := nats.NewMsg(subject)
+		m.Header.Set(mdSubject, "orderflow."+tenant+".trigger."+order+".picked_up")
+		m.Header.Set("reason_poisoned", "poison trigger: unknown order")
+		m.Data = []byte(`{"worker":"ana","trigger_id":"` + tenant + "-" + order + `"}`)
+		if _, err := st.JetStream().PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("default", "o-1", false) // 1
+	put("default", "o-1", true)  // 2
+	put("default", "o-2", false) // 3
+	put("acme", "o-1", false)    // 4
+	put("default", "o-2", true)  // 5
+	put("default", "o-1", false) // 6
+	put("acme", "o-1", true)     // 7
+	junk := nats.NewMsg(eventstore.DeadLetterSubject)
+	junk.Header.Set(mdSubject, "not a trigger subject")
+	if _, err := st.JetStream().PublishMsg(ctx, junk); err != nil { // 8
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		q    DeadLetterQuery
+		want string
+	}{
+		{DeadLetterQuery{}, "[1 2 3 4 5 6 7 8]"},
+		{DeadLetterQuery{Limit: 3, After: 2}, "[3 4 5]"},
+		{DeadLetterQuery{Tenant: "default", OrderID: "o-1"}, "[1 2 6]"},
+		{DeadLetterQuery{Tenant: "default", OrderID: "o-1", Limit: 2}, "[1 2]"},
+		{DeadLetterQuery{Tenant: "default", OrderID: "o-1", After: 1, Limit: 2}, "[2 6]"},
+		{DeadLetterQuery{Tenant: "default"}, "[1 2 3 5 6]"},
+		{DeadLetterQuery{Tenant: "default", Limit: 4}, "[1 2 3 5]"},
+		{DeadLetterQuery{Tenant: "acme"}, "[4 7]"},
+		{DeadLetterQuery{OrderID: "o-1"}, "[1 2 4 6 7]"},
+		{DeadLetterQuery{OrderID: "o-3"}, "[]"},
+		{DeadLetterQuery{OrderID: "o 1"}, "[]"},
+		{DeadLetterQuery{Tenant: "a.b", OrderID: "o-1"}, "[]"},
+		{DeadLetterQuery{Tenant: "*"}, "[]"},
+		{DeadLetterQuery{OrderID: ">"}, "[]"},
+	} {
+		dls, err := ReadDeadLetters(ctx, st, c.q)
+		if err != nil {
+			t.Fatalf("%+v: %v", c.q, err)
+		}
+		seqs := make([]uint64, len(dls))
+		for i, dl := range dls {
+			seqs[i] = dl.Seq
+			if dl.Body != nil {
+				t.Fatalf("%+v: dead letter %d listed with its body", c.q, dl.Seq)
+			}
+			if dl.Seq != 8 && dl.TriggerID != dl.Tenant+"-"+dl.OrderID {
+				t.Fatalf("%+v: dead letter %d: trigger id %q", c.q, dl.Seq, dl.TriggerID)
+			}
+		}
+		if got := fmt.Sprint(seqs); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.q, got, c.want)
+		}
+	}
+	dl, err := ReadDeadLetter(context.Background(), st, 6)
+	if err != nil || string(dl.Body) != `{"worker":"ana","trigger_id":"default-o-1"}` {
+		t.Fatalf("ReadDeadLetter(6) = %+v, %v", dl, err)
+	}
+}
