@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,52 @@ func TestReadDeadLettersPicksOutATenantOrAnOrder(t *testing.T) {
 	dl, err := ReadDeadLetter(context.Background(), st, 6)
 	if err != nil || string(dl.Body) != `{"worker":"ana","trigger_id":"default-o-1"}` {
 		t.Fatalf("ReadDeadLetter(6) = %+v, %v", dl, err)
+	}
+}
+
+// BenchmarkReadDeadLetters lists one order's dead letters, and every one,
+// of a store holding 3,000 of 4 KB, each of another order but one:
+//
+//	go test -run '^$' -bench ReadDeadLetters -benchtime 20x ./handlers/
+func BenchmarkReadDeadLetters(b *testing.B) {
+	srv := eventstoretest.StartServer(b)
+	st := eventstoretest.OpenStore(b, srv.ClientURL(), eventstore.Config{})
+	ctx, cancel := eventstoretest.Context(5 * time.Minute)
+	defer cancel()
+	if err := st.EnsureDeadLetters(ctx); err != nil {
+		b.Fatal(err)
+	}
+	const n = 3000
+	note := strings.Repeat("x", 4<<10)
+	for i := range n {
+		order := fmt.Sprintf("o-%d", i)
+		m := nats.NewMsg(eventstore.DeadLetterSubjectFor("default", order, "picked_up"))
+		m.Header.Set(mdSubject, "orderflow.default.trigger."+order+".picked_up")
+		m.Data = []byte(`{"worker":"ana","note":"` + note + `"}`)
+		if _, err := st.JetStream().PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-st.JetStream().PublishAsyncComplete():
+	case <-ctx.Done():
+		b.Fatal(ctx.Err())
+	}
+	for _, c := range []struct {
+		name string
+		q    DeadLetterQuery
+		want int
+	}{
+		{"one order", DeadLetterQuery{Tenant: "default", OrderID: "o-1500"}, 1},
+		{"every one", DeadLetterQuery{}, n},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				dls, err := ReadDeadLetters(ctx, st, c.q)
+				if err != nil || len(dls) != c.want {
+					b.Fatalf("%d dead letters, %v; want %d", len(dls), err, c.want)
+				}
+			}
+		})
 	}
 }
