@@ -46,18 +46,7 @@ func TestGateDoesNotCountTriggersAcknowledgedElsewhere(t *testing.T) {
 			}
 			next := func(want string) jetstream.Msg {
 				t.Helper()
-				b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-				if err != nil {
-					t.Fatal(err)
-				}
-				m, ok := <-b.Messages()
-				if !ok {
-					t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
-				}
-				if m.Subject() != name+"."+want {
-					t.Fatalf("delivered %s, want %s", m.Subject(), want)
-				}
-				return m
+				return fetchOn(t, cons, name+"."+want)
 			}
 			// reply sends an acknowledgement and waits for the server's
 			// answer, so that the next fetch sees its effect.
@@ -180,6 +169,12 @@ func (f *gateFixture) next(t *testing.T, want string) jetstream.Msg {
 // fetchTrigger is cons's next delivery, which must be of trigger want.
 func fetchTrigger(t *testing.T, cons jetstream.Consumer, want string, opts ...jetstream.FetchOpt) jetstream.Msg {
 	t.Helper()
+	return fetchOn(t, cons, laneSubject(want), opts...)
+}
+
+// fetchOn is cons's next delivery, which must be on subject want.
+func fetchOn(t *testing.T, cons jetstream.Consumer, want string, opts ...jetstream.FetchOpt) jetstream.Msg {
+	t.Helper()
 	b, err := cons.Fetch(1, append(opts, jetstream.FetchMaxWait(5*time.Second))...)
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +183,7 @@ func fetchTrigger(t *testing.T, cons jetstream.Consumer, want string, opts ...je
 	if !ok {
 		t.Fatalf("nothing delivered, want %s: %v", want, b.Error())
 	}
-	if m.Subject() != laneSubject(want) {
+	if m.Subject() != want {
 		t.Fatalf("delivered %s, want %s", m.Subject(), want)
 	}
 	return m
@@ -607,15 +602,7 @@ func TestLaneKnowsWhichTriggersWereReadElsewhere(t *testing.T) {
 	}
 	next := func(want string) jetstream.Msg {
 		t.Helper()
-		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, ok := <-b.Messages()
-		if !ok || m.Subject() != "ELSEWHERE."+want {
-			t.Fatalf("delivered %v, want %s: %v", m, want, b.Error())
-		}
-		return m
+		return fetchOn(t, cons, "ELSEWHERE."+want)
 	}
 	nak := func(m jetstream.Msg) {
 		t.Helper()
