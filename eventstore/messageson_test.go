@@ -20,12 +20,8 @@ import (
 // given, and stops when told to.
 func TestScanMessagesOn(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{LoadBatch: 3})
+	st := eventstoretest.DeadLetterStore(t, eventstore.Config{LoadBatch: 3})
 	ctx := ctxT(t)
-	if err := st.EnsureDeadLetters(ctx); err != nil {
-		t.Fatal(err)
-	}
 	one := eventstore.DeadLetterSubjectFor("default", "o-1", "picked_up")
 	other := eventstore.DeadLetterSubjectFor("default", "o-2", "picked_up")
 	publish := func(subject, data string) {
@@ -86,13 +82,9 @@ func TestScanMessagesOn(t *testing.T) {
 // them (orderflow deadletters --order) failed after 5 s.
 func TestScanOutlastsTheStoreTimeout(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
 	const timeout = time.Second
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{LoadBatch: 2, Timeout: timeout})
+	st := eventstoretest.DeadLetterStore(t, eventstore.Config{LoadBatch: 2, Timeout: timeout})
 	ctx := ctxT(t)
-	if err := st.EnsureDeadLetters(ctx); err != nil {
-		t.Fatal(err)
-	}
 	for i := range 6 {
 		if _, err := st.JetStream().Publish(ctx, eventstore.DeadLetterSubject, fmt.Appendf(nil, "m%d", i)); err != nil {
 			t.Fatal(err)

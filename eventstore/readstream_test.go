@@ -17,12 +17,8 @@ import (
 // their bodies.
 func TestReadStreamOfLargeMessages(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+	st := eventstoretest.DeadLetterStore(t, eventstore.Config{})
 	ctx := ctxT(t)
-	if err := st.EnsureDeadLetters(ctx); err != nil {
-		t.Fatal(err)
-	}
 	subject := eventstore.DeadLetterSubjectFor("default", "o-1", "picked_up")
 	const n = 24
 	for i := range n {

@@ -21,13 +21,9 @@ import (
 // and no error.
 func TestReadDeadLettersPicksOutATenantOrAnOrder(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{LoadBatch: 2})
+	st := eventstoretest.DeadLetterStore(t, eventstore.Config{LoadBatch: 2})
 	ctx, cancel := eventstoretest.Context(30 * time.Second)
 	defer cancel()
-	if err := st.EnsureDeadLetters(ctx); err != nil {
-		t.Fatal(err)
-	}
 	put := func(tenant, order string, legacy bool) {
 		t.Helper()
 		subject := eventstore.DeadLetterSubjectFor(tenant, order, "picked_up")
@@ -103,13 +99,9 @@ func TestReadDeadLettersPicksOutATenantOrAnOrder(t *testing.T) {
 //
 //	go test -run '^$' -bench ReadDeadLetters -benchtime 20x ./handlers/
 func BenchmarkReadDeadLetters(b *testing.B) {
-	srv := eventstoretest.StartServer(b)
-	st := eventstoretest.OpenStore(b, srv.ClientURL(), eventstore.Config{})
+	st := eventstoretest.DeadLetterStore(b, eventstore.Config{})
 	ctx, cancel := eventstoretest.Context(5 * time.Minute)
 	defer cancel()
-	if err := st.EnsureDeadLetters(ctx); err != nil {
-		b.Fatal(err)
-	}
 	const n = 3000
 	note := strings.Repeat("x", 4<<10)
 	for i := range n {

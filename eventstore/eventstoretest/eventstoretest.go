@@ -324,6 +324,19 @@ func OpenStore(tb testing.TB, url string, cfg eventstore.Config) *eventstore.Sto
 	return st
 }
 
+// DeadLetterStore starts a server, opens a store on it with cfg, and makes
+// its dead-letter stream, for tests that read and write dead letters.
+func DeadLetterStore(tb testing.TB, cfg eventstore.Config) *eventstore.Store {
+	tb.Helper()
+	st := OpenStore(tb, StartServer(tb).ClientURL(), cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience(30*time.Second))
+	defer cancel()
+	if err := st.EnsureDeadLetters(ctx); err != nil {
+		tb.Fatalf("make the dead-letter stream: %v", err)
+	}
+	return st
+}
+
 // PublishUndecodable stores at subject, around the store's appends (as a
 // writer that bypasses orderflow might), a copy of the envelope stored at
 // seq in ORDERFLOW_ORDERS whose data is no longer JSON.
