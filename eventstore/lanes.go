@@ -484,7 +484,7 @@ func (s *Store) EnsureDeadLetters(ctx context.Context) error {
 		Duplicates:  max(s.cfg.DuplicateWindow, deadLetterDuplicates),
 		DenyDelete:  true,
 		DenyPurge:   true,
-		AllowDirect: true, // MessagesOn: a trigger's dead letters
+		AllowDirect: true, // ScanMessagesOn and ScanMessages: a trigger's dead letters, orderflow deadletters
 	})
 	return err
 }
