@@ -1186,7 +1186,7 @@ const scanPageBytes = 256 << 10
 // after, read in batched direct gets rather than a request a message,
 // until fn answers false or an error (which ScanMessages returns).
 func (s *Store) ScanMessages(ctx context.Context, stream, filter string, after uint64, fn func(*jetstream.RawStreamMsg) (bool, error)) error {
-	err := s.readFilter(ctx, stream, filter, readFrom{seq: after + 1, maxBytes: scanMessagesPageBytes}, func(m *jetstream.RawStreamMsg) error {
+	err := s.readFilter(ctx, stream, filter, readFrom{seq: after + 1, maxBytes: readPullBytes}, func(m *jetstream.RawStreamMsg) error {
 		more, err := fn(m)
 		if err == nil && !more {
 			return errScanDone
@@ -1198,11 +1198,6 @@ func (s *Store) ScanMessages(ctx context.Context, stream, filter string, after u
 	}
 	return err
 }
-
-// scanMessagesPageBytes bounds a page of ScanMessages (else the server's
-// bound, its max pending, 64 MB: 64 dead letters of 1 MiB stored by an
-// earlier version).
-const scanMessagesPageBytes = 8 << 20
 
 // errScanDone ends a ScanMessages whose fn has seen enough.
 var errScanDone = errors.New("scan done")

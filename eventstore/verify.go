@@ -53,7 +53,8 @@ func (m StoredMsg) Event(opts ...ReadOption) (Event, error) {
 }
 
 // readPull is how many messages ReadStream asks for at a time, and reads
-// ahead of its caller; readPullBytes bounds them in bytes. A thousand
+// ahead of its caller; readPullBytes bounds them in bytes, and a page of
+// ScanMessages too. A thousand
 // events are a few hundred KB; a thousand dead letters of large triggers
 // were 66 MB, over the server's limit for a client's pending bytes (64
 // MB): the server took the process for a slow consumer and dropped its

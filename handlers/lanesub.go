@@ -1153,7 +1153,12 @@ func (l *lane) dispatch(ctx context.Context, h *held) {
 		return // started by startHeads when the copy check lifts
 	}
 	wm := triggerMessage(h.msg, h.seq, h.elsewhere) // as add read them
-	mctx, cancel := context.WithCancel(context.WithValue(ctx, laneStoredKey{}, h.stored))
+	// Only a trigger marked elsewhere looks for its dead letter, from when
+	// the lane stored it.
+	if h.elsewhere {
+		ctx = context.WithValue(ctx, laneStoredKey{}, h.stored)
+	}
+	mctx, cancel := context.WithCancel(ctx)
 	wm.SetContext(mctx)
 	select {
 	case l.out <- wm:

@@ -155,8 +155,10 @@ func (p *Processor) putAsideElsewhere(msg *message.Message, tenant, orderID, key
 // different servers.
 const deadLetterClockSkew = time.Minute
 
-// laneStoredKey is the context key under which a lane gives a trigger's
-// handler the time the lane stored it (see putAsideElsewhere).
+// laneStoredKey is the context key under which a lane gives the handler
+// of a trigger marked mdRedelivered the time the lane stored it (see
+// putAsideElsewhere). Not metadata: the poison queue copies a message's
+// metadata into its dead letter's headers.
 type laneStoredKey struct{}
 
 func later(a, b time.Time) time.Time {

@@ -64,7 +64,7 @@ func newLineBudget(log *slog.Logger, msg string, n int, window time.Duration) *l
 func (b *lineBudget) warn(msg string, args ...any) {
 	b.mu.Lock()
 	now := time.Now()
-	if b.start.IsZero() || now.Sub(b.start) >= b.window {
+	if now.Sub(b.start) >= b.window { // the zero start too: the difference saturates
 		b.start, b.used = now, 0
 	}
 	if b.used < b.n {
