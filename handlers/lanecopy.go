@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -342,7 +343,8 @@ const copyResumeEvery = 10 * time.Second
 //     the copy's place (a kill in a young store, see copyCheck), the copy
 //     starts again from there, instead of by time, which can skip stored
 //     triggers.
-//   - It checks the copy every second and has it set up again
+//   - It checks the copy as the processor starts and then every second,
+//     and has it set up again
 //     (eventstore.Store.RestartLaneCopy) where nats-server would do so
 //     itself only seconds later, stored triggers waiting meanwhile. On a
 //     cluster, a copy silent for copyStallAfter: when the node leading
@@ -351,7 +353,9 @@ const copyResumeEvery = 10 * time.Second
 //     only at its next check, 10 to 20 s later. And a copy that found no
 //     ORDERFLOW_TRIGGERS (LaneCopy.SourceMissing): after a restart the
 //     server may load the lane stream before the larger trigger stream,
-//     and tries again about 12 s later. And a copy never heard from for
+//     and tries again about 12 s later (the first check finds that at
+//     once: a second on, as before, the first triggers sent after every
+//     such restart waited that second). And a copy never heard from for
 //     copyStallAfter: after a whole cluster was restarted, a lane stream
 //     leader was seen leaving its copy unset, without an error, for 22 to
 //     40 s. On one server the copy is set up again only while the lanes
@@ -360,15 +364,17 @@ const copyResumeEvery = 10 * time.Second
 func (p *Processor) watchCopy() {
 	defer p.watching.Done()
 	cluster := p.cmds.Store.Replicas() > 1
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(cmp.Or(p.cfg.copyCheckEvery, time.Second))
 	defer tick.Stop()
 	var restarted, looked, unheard, swept time.Time // unheard: since when the copy has never been heard from
 	told := false                                   // the lanes holding triggers put off setting a stalled copy up again, and it was logged
-	for {
-		select {
-		case <-p.closing.Done():
-			return
-		case <-tick.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-p.closing.Done():
+				return
+			case <-tick.C:
+			}
 		}
 		if !p.members.owns(0) {
 			unheard = time.Time{} // timed afresh by the next owner of lane 0

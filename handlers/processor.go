@@ -243,6 +243,8 @@ type ProcessorConfig struct {
 	// ConnectOptions are added to the processor's own NATS connection's
 	// options (credentials for a cluster that requires them).
 	ConnectOptions []nats.Option
+
+	copyCheckEvery time.Duration // how often watchCopy looks after its first look; default 1 s (tests lengthen it)
 }
 
 // Processor applies worker apps' triggers to orders: a Watermill router

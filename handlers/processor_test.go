@@ -1947,7 +1947,10 @@ func TestProcessorStartOutlastsAServerRestart(t *testing.T) {
 // server tries it again only about 12 s later. Here the lane stream is
 // made before the trigger stream exists, which fails the copy the same
 // way; the processor sets the copy up again at once (the lanes are
-// empty), and a trigger takes effect.
+// empty), and a trigger takes effect. At once means at its first look,
+// as it starts: the looks after it are an hour apart here (a second
+// apart by default, and the first was a second on, so after every such
+// restart the first triggers waited that second).
 func TestProcessorSetsUpACopyThatFoundNoTriggers(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
@@ -1971,7 +1974,7 @@ func TestProcessorSetsUpACopyThatFoundNoTriggers(t *testing.T) {
 	if _, err := c.PlaceOrder(ctx, meta, "o-late-copy", WorkedExampleOrderType, ""); err != nil {
 		t.Fatal(err)
 	}
-	p := startProcessor(t, c, srv.ClientURL(), nil)
+	p := startProcessorWith(t, c, srv.ClientURL(), ProcessorConfig{Lanes: 2, AckWait: time.Second, Logger: quiet, copyCheckEvery: time.Hour}, nil)
 	f := &laneFixture{c: c, ctx: ctx, js: js}
 	f.trigger(t, "o-late-copy", WorkedExampleTriggers[0], "late-copy-0")
 	f.waitVersion(t, "o-late-copy", 2, 30*time.Second, "the trigger to take effect")
