@@ -66,6 +66,20 @@ const (
 	readPullBytes = 8 << 20
 )
 
+// readThreshold has a stream read ask for more only once it has taken
+// every message asked for before. nats.go hands a pull's messages, and
+// the status message that ends each pull (409 "Batch Completed"), through
+// one channel of readPull places, and by default asks for more at half
+// of them, so two pulls may be out at once. A caller that fell behind,
+// its read-ahead (orderedread) full at such a moment, left up to
+// readPull − 1 messages and two status messages for those places: one
+// status message was dropped, which nats.go reports as "slow consumer,
+// messages dropped" (harmless, but a large export or verify printed it a
+// few times). With one pull out there is room for its status message.
+// The read-ahead keeps the caller supplied while the next pull is asked
+// for.
+const readThreshold = jetstream.PullThresholdMessages(1)
+
 // ReadStream delivers every message of a stream, from the first, in order,
 // with an ordered consumer, and returns once it has delivered the message
 // that was last when it started.
@@ -90,7 +104,7 @@ func (s *Store) readStream(ctx context.Context, stream string, headersOnly bool,
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", stream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(readPull, readPullBytes), orderedHeartbeat)
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(readPull, readPullBytes), readThreshold, orderedHeartbeat)
 	if err != nil {
 		removeConsumer(s.js, stream, cons)
 		return 0, fmt.Errorf("read %s: %w", stream, err)
