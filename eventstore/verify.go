@@ -68,8 +68,9 @@ const (
 
 // readThreshold has a stream read ask for more only once it has taken
 // every message asked for before. nats.go hands a pull's messages, and
-// the status message that ends each pull (409 "Batch Completed"), through
-// one channel of readPull places, and by default asks for more at half
+// the status message that ends each pull (409 "Batch Completed", which
+// the server sends to a pull bounded in bytes, such as readPullBytes),
+// through one channel of readPull places, and by default asks for more at half
 // of them, so two pulls may be out at once. A caller that fell behind,
 // its read-ahead (orderedread) full at such a moment, left up to
 // readPull − 1 messages and two status messages for those places: one
