@@ -651,9 +651,9 @@ func TestSubscriptionStopsWhileItsConsumerIsRecreated(t *testing.T) {
 func TestReadStreamEndsWithItsCtxWhileItsConsumerIsRecreated(t *testing.T) {
 	t.Parallel()
 	st, fz, ctx := storeThroughFreezer(t)
-	// More than a read asks for at a time (readPull), on a stream that
-	// only the read reads here.
-	const n = 3000
+	// More than a read asks for at a time, on a stream that only the read
+	// reads here.
+	const n = eventstore.ReadPull + 3000
 	js := st.JetStream()
 	for i := range n {
 		if _, err := js.PublishAsync(fmt.Sprintf("orderflow.default.trigger.read-%d.picked_up", i), []byte("{}")); err != nil {

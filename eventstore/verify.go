@@ -52,9 +52,11 @@ func (m StoredMsg) Event(opts ...ReadOption) (Event, error) {
 	return decodeStored(m.Stream, m.Subject, m.Sequence, m.Time, m.Data, readOptions(opts).checkData)
 }
 
-// readPull is how many messages ReadStream asks for at a time, and reads
-// ahead of its caller; readPullBytes bounds them in bytes, and a page of
-// ScanMessages too. A thousand
+// readAhead is how many messages ReadStream reads ahead of its caller.
+// readPull is how many it asks for at a time (one pull out at a time,
+// see readThreshold: four times the read-ahead, so that the wait for a
+// pull's first message falls on that many messages), and readPullBytes
+// bounds a pull in bytes, and a page of ScanMessages too. A thousand
 // events are a few hundred KB; a thousand dead letters of large triggers
 // were 66 MB, over the server's limit for a client's pending bytes (64
 // MB): the server took the process for a slow consumer and dropped its
@@ -62,7 +64,8 @@ func (m StoredMsg) Event(opts ...ReadOption) (Event, error) {
 // is over the largest message a stream holds (1 MiB), or the read would
 // stall.
 const (
-	readPull      = 1024
+	readAhead     = 1024
+	readPull      = 4 * readAhead
 	readPullBytes = 8 << 20
 )
 
@@ -70,15 +73,14 @@ const (
 // every message asked for before. nats.go hands a pull's messages, and
 // the status message that ends each pull (409 "Batch Completed", which
 // the server sends to a pull bounded in bytes, such as readPullBytes),
-// through one channel of readPull places, and by default asks for more at half
-// of them, so two pulls may be out at once. A caller that fell behind,
-// its read-ahead (orderedread) full at such a moment, left up to
-// readPull − 1 messages and two status messages for those places: one
-// status message was dropped, which nats.go reports as "slow consumer,
-// messages dropped" (harmless, but a large export or verify printed it a
-// few times). With one pull out there is room for its status message.
-// The read-ahead keeps the caller supplied while the next pull is asked
-// for.
+// through one channel of readPull places, and by default asks for more
+// at half of them, so two pulls may be out at once. A caller that fell
+// behind, its read-ahead full at such a moment, left up to readPull − 1
+// messages and two status messages for those places: one status message
+// was dropped, which nats.go reports as "slow consumer, messages
+// dropped" (harmless, but a large export or verify printed it a few
+// times). With one pull out there is room for its status message. The
+// read-ahead keeps the caller supplied while the next pull is asked for.
 const readThreshold = jetstream.PullThresholdMessages(1)
 
 // ReadStream delivers every message of a stream, from the first, in order,
@@ -112,7 +114,7 @@ func (s *Store) readStream(ctx context.Context, stream string, headersOnly bool,
 	}
 	// nats.go's Next would not return as ctx ends while no server answers
 	// (see orderedread).
-	r := orderedread.New(it, readPull)
+	r := orderedread.New(it, readAhead)
 	defer r.Close(func() { removeConsumer(s.js, stream, cons) })
 	var n uint64
 	for {
