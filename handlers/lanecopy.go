@@ -344,23 +344,22 @@ const copyResumeEvery = 10 * time.Second
 //     starts again from there, instead of by time, which can skip stored
 //     triggers.
 //   - It checks the copy as the processor starts and then every second,
-//     and has it set up again
-//     (eventstore.Store.RestartLaneCopy) where nats-server would do so
-//     itself only seconds later, stored triggers waiting meanwhile. On a
-//     cluster, a copy silent for copyStallAfter: when the node leading
-//     ORDERFLOW_TRIGGERS stops, the copy's source consumer is gone with
-//     it, the copy reports no error, and nats-server sets it up again
-//     only at its next check, 10 to 20 s later. And a copy that found no
-//     ORDERFLOW_TRIGGERS (LaneCopy.SourceMissing): after a restart the
-//     server may load the lane stream before the larger trigger stream,
-//     and tries again about 12 s later (the first check finds that at
-//     once: a second on, as before, the first triggers sent after every
-//     such restart waited that second). And a copy never heard from for
-//     copyStallAfter: after a whole cluster was restarted, a lane stream
-//     leader was seen leaving its copy unset, without an error, for 22 to
-//     40 s. On one server the copy is set up again only while the lanes
-//     hold nothing (see RestartLaneCopy), as after a clean stop; otherwise
-//     the server's own retry does it.
+//     and has it set up again (eventstore.Store.RestartLaneCopy) where
+//     nats-server would do so itself only seconds later, stored triggers
+//     waiting meanwhile. On a cluster, a copy silent for copyStallAfter:
+//     when the node leading ORDERFLOW_TRIGGERS stops, the copy's source
+//     consumer is gone with it, the copy reports no error, and nats-server
+//     sets it up again only at its next check, 10 to 20 s later. And a
+//     copy that found no ORDERFLOW_TRIGGERS (LaneCopy.SourceMissing):
+//     after a restart the server may load the lane stream before the
+//     larger trigger stream, and tries again about 12 s later (the check
+//     made as the processor starts finds that, so that the triggers sent
+//     just after such a restart do not wait a second for it). And a copy
+//     never heard from for copyStallAfter: after a whole cluster was
+//     restarted, a lane stream leader was seen leaving its copy unset,
+//     without an error, for 22 to 40 s. On one server the copy is set up
+//     again only while the lanes hold nothing (see RestartLaneCopy), as
+//     after a clean stop; otherwise the server's own retry does it.
 func (p *Processor) watchCopy() {
 	defer p.watching.Done()
 	cluster := p.cmds.Store.Replicas() > 1
