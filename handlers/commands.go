@@ -129,7 +129,8 @@ type runOpts struct {
 	waitDefs bool            // wait until the definitions read model shows the append
 	cache    *aggregateCache // decide from the cached aggregate when it is there
 	// settled, when set, says an aggregate will hardly change again (a
-	// completed order): it is not kept in the cache.
+	// completed order): it is kept in the cache only while there is room
+	// (see aggregateCache).
 	settled func(domain.Aggregate) bool
 	// seen, when set, is shown the aggregate as a successful command
 	// leaves it (its last event's sequence and its times with it), while
@@ -143,10 +144,11 @@ type runOpts struct {
 	replay func(recorded domain.Event) error
 }
 
-// keeps reports whether e belongs in the cache: an aggregate that exists
-// and can still change.
-func (o runOpts) keeps(e *cacheEntry) bool {
-	return o.cache != nil && e.lastSeq != eventstore.ExpectNew && (o.settled == nil || !o.settled(e.agg))
+// keeps reports whether e belongs in the cache: an aggregate that exists;
+// and spare, whether only while there is room.
+func (o runOpts) keeps(e *cacheEntry) (keep, spare bool) {
+	keep = o.cache != nil && e.lastSeq != eventstore.ExpectNew
+	return keep, keep && o.settled != nil && o.settled(e.agg)
 }
 
 // run is the one command loop: load → decide → append, retried on a
@@ -318,11 +320,12 @@ func (c *Commands) hold(ctx context.Context, addr eventstore.Aggregate, fresh fu
 // keep says it stands for what the store holds and it belongs there, and
 // is dropped otherwise.
 func (o runOpts) letGo(e *cacheEntry, held, keep bool) {
-	keep = keep && o.keeps(e)
+	belongs, spare := o.keeps(e)
+	keep = keep && belongs
 	if held {
-		o.cache.release(e, keep)
+		o.cache.release(e, keep, spare)
 	} else if keep {
-		o.cache.add(e)
+		o.cache.add(e, spare)
 	}
 }
 

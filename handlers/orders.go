@@ -52,13 +52,15 @@ func snapshotFrom(o *domain.Order, events []eventstore.Event) OrderSnapshot {
 }
 
 // longHistory is how many events make an ended order worth keeping in
-// memory: reading it again costs a read per event, and a worker app that
-// keeps sending triggers for a completed order makes it longer each time.
+// memory as if it could still move: reading it again costs a read per
+// event, and a worker app that keeps sending triggers for a completed
+// order makes it longer each time.
 const longHistory = 64
 
 // orderRunOpts are the command loop's options for orders: decided from
 // the orders' cache, which keeps the orders that can still move, and
-// ended ones with a long history.
+// ended ones with a long history; other ended ones only while there is
+// room (they go first when the cache is full).
 func (c *Commands) orderRunOpts() runOpts {
 	return runOpts{cache: c.orderCache(), settled: func(a domain.Aggregate) bool {
 		o := a.(*domain.Order)

@@ -985,37 +985,89 @@ func TestTriggerSentAgainToAProcessThatCachedTheOrderBefore(t *testing.T) {
 	}
 }
 
-// An order stays in the command cache while it can move, and leaves it
-// once completed: the cache holds the orders in progress, not every order
-// ever placed.
-func TestFinishedOrdersLeaveTheCache(t *testing.T) {
+// An order stays in the command cache while it can move; once completed
+// it stays only while there is room (and in a quarter of the cache at
+// most), and is the first to go when the cache is full: the cache holds
+// the orders in progress before any that have ended. While it stays, a trigger sent for it again (a late one, or
+// each of a restored store's triggers, which its new lanes read again) is
+// answered without reading it from the store; before, a completed order
+// left the cache at once, and each such trigger read it again.
+func TestFinishedOrdersGoFirstFromAFullCache(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
 	c := newCommands(t, srv)
+	c.OrderCacheSize = 8 // 2 completed orders at most
 	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	meta := Meta{Actor: eventstore.Actor{Kind: eventstore.ActorWorker, ID: "w"}}
 	if _, err := c.PlaceOrder(ctx, meta, "o-cache", WorkedExampleOrderType, ""); err != nil {
 		t.Fatal(err)
 	}
-	cached := func() bool {
-		return c.orderCache().has(c.orderAddr("o-cache").Filter())
+	cached := func(id string) bool {
+		return c.orderCache().has(c.orderAddr(id).Filter())
 	}
 	for i, tr := range WorkedExampleTriggers {
-		if !cached() {
+		if !cached("o-cache") {
 			t.Fatalf("an order in progress is not cached before trigger %d", i)
 		}
 		if _, _, err := c.ApplyTrigger(ctx, meta, "o-cache", tr, fmt.Sprintf("cache-%d", i), domain.TriggerReport{Worker: "w"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if cached() {
-		t.Fatal("a completed order stays cached")
+	loads := c.OrderCacheStats().Loads
+	// Answered from the cache, and right: rejected as completed, and the
+	// same trigger again a duplicate.
+	for _, want := range []domain.TriggerOutcome{domain.OutcomeRejected, domain.OutcomeDuplicate} {
+		res, _, err := c.ApplyTrigger(ctx, meta, "o-cache", WorkedExampleTriggers[0], "cache-late", domain.TriggerReport{Worker: "w"})
+		if err != nil || res.Outcome != want || (want == domain.OutcomeRejected && res.Reason != domain.RejectCompleted) {
+			t.Fatalf("a trigger after completion: %+v, %v, want %s", res, err, want)
+		}
 	}
-	// Still answered right: a trigger for it is rejected as completed.
-	res, _, err := c.ApplyTrigger(ctx, meta, "o-cache", WorkedExampleTriggers[0], "cache-late", domain.TriggerReport{Worker: "w"})
-	if err != nil || res.Outcome != domain.OutcomeRejected || res.Reason != domain.RejectCompleted || cached() {
-		t.Fatalf("a trigger after completion: %+v, %v (cached %v)", res, err, cached())
+	if !cached("o-cache") || c.OrderCacheStats().Loads != loads {
+		t.Fatalf("the completed order read again: cached %v, %+v (%d loads before)", cached("o-cache"), c.OrderCacheStats(), loads)
+	}
+	currentIsHistory(t, ctx, c, "o-cache")
+
+	// Two more completed: the two completed last stay.
+	for _, id := range []string{"o-done-1", "o-done-2"} {
+		if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
+			t.Fatal(err)
+		}
+		for k, tr := range WorkedExampleTriggers {
+			if _, _, err := c.ApplyTrigger(ctx, meta, id, tr, fmt.Sprintf("%s-%d", id, k), domain.TriggerReport{Worker: "w"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if cached("o-cache") || !cached("o-done-1") || !cached("o-done-2") {
+		t.Fatalf("cached: o-cache %v, o-done-1 %v, o-done-2 %v; want the two completed last", cached("o-cache"), cached("o-done-1"), cached("o-done-2"))
+	}
+	// Orders in progress fill the cache: the completed ones go.
+	inProgress := orderIDs("o-moving", 8)
+	for _, id := range inProgress {
+		if _, err := c.PlaceOrder(ctx, meta, id, WorkedExampleOrderType, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allInProgress := func() bool {
+		for _, id := range inProgress {
+			if !cached(id) {
+				return false
+			}
+		}
+		return !cached("o-cache") && !cached("o-done-1") && !cached("o-done-2")
+	}
+	if !allInProgress() {
+		t.Fatal("a full cache holds a completed order, or lacks an order in progress")
+	}
+	// Read again for a late trigger, it finds no room, and the orders in
+	// progress stay.
+	res, _, err := c.ApplyTrigger(ctx, meta, "o-cache", WorkedExampleTriggers[1], "cache-later", domain.TriggerReport{Worker: "w"})
+	if err != nil || res.Reason != domain.RejectCompleted {
+		t.Fatalf("a trigger after completion: %+v, %v", res, err)
+	}
+	if !allInProgress() {
+		t.Fatal("a completed order read again pushed an order in progress out of a full cache")
 	}
 }
 

@@ -162,7 +162,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) for the HTTP API; with --tls-key it serves HTTPS only")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", c.CORSOrigins, "web page origins allowed to call the HTTP API from a browser, comma-separated (https://board.example.com), or *; empty: none")
-	fs.IntVar(&c.OrderCache, "order-cache", c.OrderCache, "orders in progress each process keeps in memory (the most recently used) to decide triggers and commands and answer reads without reading their histories from the store; 0: none")
+	fs.IntVar(&c.OrderCache, "order-cache", c.OrderCache, "orders in progress each process keeps in memory (the most recently used) to decide triggers and commands and answer reads without reading their histories from the store, completed ones only in room those do not need (a quarter at most); 0: none")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "requests a second each API key may send (bursts of as many), answered 429 with Retry-After beyond; needs --api-keys; 0: no limit")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "how often the --api-keys, --tls-cert and --tls-key files are checked for changes and read again when changed (SIGHUP reads them at once); 0: only on SIGHUP")
 	fs.Var((*byteSize)(&c.MaxStore), "max-store", "most file storage the embedded server's streams may use (512MiB, 20GB, …); appends beyond it are refused; 0: 75% of the disk free at start")
