@@ -185,8 +185,7 @@ func (c *aggregateCache) release(e *cacheEntry, keep, spare bool) {
 			delete(c.items, e.key)
 		case spare != e.spare:
 			c.listOf(e).Remove(el)
-			e.spare = spare
-			c.items[e.key] = c.listOf(e).PushFront(e)
+			c.put(e, spare)
 		}
 	}
 	c.evict()
@@ -209,9 +208,15 @@ func (c *aggregateCache) add(e *cacheEntry, spare bool) {
 		}
 		c.listOf(old).Remove(el)
 	}
+	c.put(e, spare)
+	c.evict()
+}
+
+// put puts e at the front of the main list, or of the spare one when
+// spare; c.mu is held.
+func (c *aggregateCache) put(e *cacheEntry, spare bool) {
 	e.spare = spare
 	c.items[e.key] = c.listOf(e).PushFront(e)
-	c.evict()
 }
 
 // evict removes spare entries over a quarter of max, then entries over
