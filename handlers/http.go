@@ -30,7 +30,8 @@ import (
 )
 
 // DefaultMaxFeeds is API.MaxFeeds's default: four processes serving
-// that many feeds each leave room for everything else.
+// that many feeds each, each feed of a tenant of its own (a consumer
+// each), leave room for everything else.
 const DefaultMaxFeeds = 200
 
 // DefaultMaxFeedsPerKey is API.MaxFeedsPerKey's default: a quarter of
@@ -82,9 +83,11 @@ type API struct {
 	// (default 15 s).
 	FeedHeartbeat time.Duration
 	// MaxFeeds is how many event feeds may be open at once (default
-	// DefaultMaxFeeds); one more is answered 503. Each holds a JetStream
-	// consumer on ORDERFLOW_ORDERS, which takes 1,000 consumers (the
-	// server's default) across all processes, the read models' included.
+	// DefaultMaxFeeds); one more is answered 503. Each takes a connection
+	// and the CPU to write every event it follows. The feeds of one tenant
+	// share one JetStream consumer on ORDERFLOW_ORDERS (see feedHub),
+	// which takes 1,000 consumers (the server's default) across all
+	// processes, the read models' included.
 	MaxFeeds int
 	// MaxFeedsPerKey is how many of those one API key may hold open at
 	// once (default DefaultMaxFeedsPerKey); one more is answered 429.
@@ -93,6 +96,7 @@ type API struct {
 	MaxFeedsPerKey int
 
 	openFeeds   atomic.Int64
+	feedHubs    feedHubs                // the feeds' shared readers, one per tenant
 	keyFeeds    keyFeeds                // open feeds per API key
 	unavailable reporter                // 503s, logged once per reportEvery
 	keys        atomic.Pointer[APIKeys] // see SetKeys
@@ -116,6 +120,12 @@ func (api *API) EndStreams() { api.endOnce.Do(func() { close(api.streamsEnding()
 
 // OpenFeeds is how many event feeds (GET /v1/events) are open.
 func (api *API) OpenFeeds() int64 { return api.openFeeds.Load() }
+
+// FeedStreamReads is how many times an event feed has read events from
+// the stream itself because its tenant's shared reader no longer held
+// them: a feed that resumed from an earlier event, or whose dashboard
+// fell behind.
+func (api *API) FeedStreamReads() int64 { return api.feedHubs.reads.Load() }
 
 // streamsEnding is closed when the feeds are to end.
 func (api *API) streamsEnding() chan struct{} {

@@ -595,6 +595,7 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		writeStageMetrics(w, o, time.Now())
 	}
 	fmt.Fprintf(w, "# HELP orderflow_event_feeds_open Open event feeds (GET /v1/events).\n# TYPE orderflow_event_feeds_open gauge\norderflow_event_feeds_open %d\n", a.api.OpenFeeds())
+	fmt.Fprintf(w, "# HELP orderflow_event_feed_stream_reads_total Times an event feed read events from the stream because its tenant's shared reader no longer held them (a feed resumed from an earlier event, or its client fell behind).\n# TYPE orderflow_event_feed_stream_reads_total counter\norderflow_event_feed_stream_reads_total %d\n", a.api.FeedStreamReads())
 	a.api.WriteMetrics(w)
 	if a.proc != nil {
 		fmt.Fprintf(w, "# HELP orderflow_triggers_applied_total Triggers this process has applied.\n# TYPE orderflow_triggers_applied_total counter\norderflow_triggers_applied_total %d\n", a.proc.Handled())
