@@ -1,7 +1,6 @@
 package eventstore_test
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 
@@ -11,13 +10,13 @@ import (
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 )
 
-// ReadRange reads the events of a filter within (after, upTo], oldest
-// first, across pages, skips a message that is not an event, and stops
-// when told to.
+// A RangeReader reads the events of a filter within (after, upTo],
+// oldest first, skips a message that is not an event, and ends at upTo,
+// however many events follow.
 func TestReadRange(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
-	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{LoadBatch: 3})
+	st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
 	ctx := ctxT(t)
 	var seqs []uint64 // of o-1's events
 	last := map[string]uint64{}
@@ -39,32 +38,40 @@ func TestReadRange(t *testing.T) {
 	}
 	read := func(after, upTo uint64, most int) []uint64 {
 		t.Helper()
-		var got []uint64
-		err := st.ReadRange(ctx, eventstore.StreamOrders, order("o-1").Filter(), after, upTo, func(e eventstore.Event) (bool, error) {
-			if e.AggregateID != "o-1" {
-				return false, fmt.Errorf("read %s's event %d", e.AggregateID, e.Sequence)
-			}
-			got = append(got, e.Sequence)
-			return len(got) < most, nil
-		})
+		rr, err := st.OpenRange(ctx, eventstore.StreamOrders, order("o-1").Filter(), after, upTo)
 		if err != nil {
 			t.Fatal(err)
+		}
+		defer rr.Close()
+		var got []uint64
+		for len(got) < most {
+			e, ok, err := rr.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			if e.AggregateID != "o-1" {
+				t.Fatalf("read %s's event %d", e.AggregateID, e.Sequence)
+			}
+			got = append(got, e.Sequence)
 		}
 		return got
 	}
 	if got := read(0, junk.Sequence, 100); !slices.Equal(got, seqs) {
-		t.Fatalf("ReadRange of all = %v, want %v", got, seqs)
+		t.Fatalf("the range of all = %v, want %v", got, seqs)
 	}
 	if got := read(seqs[2], seqs[6], 100); !slices.Equal(got, seqs[3:7]) {
-		t.Fatalf("ReadRange (%d, %d] = %v, want %v", seqs[2], seqs[6], got, seqs[3:7])
+		t.Fatalf("the range (%d, %d] = %v, want %v", seqs[2], seqs[6], got, seqs[3:7])
 	}
 	if got := read(seqs[2], seqs[6]+1, 100); !slices.Equal(got, seqs[3:7]) { // o-2's event comes next
-		t.Fatalf("ReadRange up to another aggregate's event = %v, want %v", got, seqs[3:7])
+		t.Fatalf("a range up to another aggregate's event = %v, want %v", got, seqs[3:7])
 	}
 	if got := read(0, seqs[9], 4); !slices.Equal(got, seqs[:4]) {
-		t.Fatalf("ReadRange told to stop after four = %v", got)
+		t.Fatalf("the first four of a range = %v", got)
 	}
 	if got := read(seqs[9], seqs[9], 100); len(got) != 0 {
-		t.Fatalf("ReadRange of nothing = %v", got)
+		t.Fatalf("an empty range = %v", got)
 	}
 }

@@ -1199,63 +1199,6 @@ func (s *Store) ScanMessages(ctx context.Context, stream, filter string, after u
 	return err
 }
 
-// ReadRange gives fn, oldest first, the events of stream matching filter
-// with a sequence in (after, upTo], until fn answers false or an error
-// (which ReadRange returns); upTo must be stored already (a sequence a
-// subscription has delivered, say). It reads with batched direct gets, as
-// ScanMessages, and needs no consumer. A message that is not a readable
-// event is logged and skipped, as Subscribe does.
-//
-// On a cluster a direct get may be answered by a replica a moment behind
-// the leader, which would end the read before upTo with events missing;
-// ReadRange asks the leader first for the last message matching filter,
-// and reads again from where it stood until it has seen that one or a
-// message past upTo.
-func (s *Store) ReadRange(ctx context.Context, stream, filter string, after, upTo uint64, fn func(Event) (bool, error)) error {
-	if after >= upTo {
-		return nil
-	}
-	floor := uint64(0)
-	if s.cfg.Replicas > 1 {
-		var err error
-		if floor, err = s.leaderLast(ctx, stream, filter); err != nil {
-			return err
-		}
-	}
-	log := s.cfg.Logger.With("stream", stream)
-	for {
-		err := s.readFilter(ctx, stream, filter, readFrom{seq: after + 1, maxBytes: readPullBytes}, func(m *jetstream.RawStreamMsg) error {
-			if m.Sequence > upTo {
-				return errScanDone
-			}
-			after = m.Sequence
-			ev, err := decodeStored(stream, m.Subject, m.Sequence, m.Time, m.Data, true)
-			if err != nil {
-				log.Warn("skipping undecodable event", "err", err)
-				return nil
-			}
-			more, err := fn(ev)
-			if err == nil && !more {
-				return errScanDone
-			}
-			return err
-		})
-		switch {
-		case errors.Is(err, errScanDone):
-			return nil
-		case err != nil:
-			return fmt.Errorf("read %s after %d: %w", filter, after, err)
-		case after >= min(floor, upTo):
-			return nil
-		}
-		select { // a replica behind the leader answered: ask again
-		case <-time.After(5 * time.Millisecond):
-		case <-ctx.Done():
-			return fmt.Errorf("read %s: the replicas that answered are behind sequence %d: %w", filter, min(floor, upTo), ctx.Err())
-		}
-	}
-}
-
 // errScanDone ends a ScanMessages whose fn has seen enough.
 var errScanDone = errors.New("scan done")
 

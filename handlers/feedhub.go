@@ -25,9 +25,9 @@ import (
 // feedBufferEvents events and feedBufferBytes bytes. A feed that falls
 // further behind than that (its dashboard reads slowly), or that starts
 // before what the hub holds (a dashboard that reconnects with
-// Last-Event-ID), reads what it lacks from the stream itself, with
-// batched direct gets, and then takes the hub's events again from where
-// it stands: in order, none missed, none twice.
+// Last-Event-ID), reads what it lacks from the stream itself (a range
+// read, eventstore.OpenRange), and then takes the hub's events again from
+// where it stands: in order, none missed, none twice.
 
 // Bounds on what a hub keeps for feeds that have not taken it yet.
 const (
@@ -273,40 +273,54 @@ func orderSubjectTokens(subject string) (orderID, typ string) {
 // a sequence in (from, to], which the hub no longer holds.
 type feedFill struct {
 	from, to uint64
+	rr       *eventstore.RangeReader
 }
 
 // read hands send each event after fill.from, up to fill.to, that f
 // wants. It returns when it has read them all (done), when stop says so
 // between two events, or when send fails; fill.from is then where it
-// stands.
+// stands, and a later read goes on from there. close ends it.
 func (fill *feedFill) read(ctx context.Context, store *eventstore.Store, tenant string, f *hubFeed, stop func() bool, send func([]byte) error) (done bool, err error) {
-	filter := tenantFilter(tenant)
-	if f.orderID != "" {
-		filter = eventstore.SubjectRoot + "." + tenant + ".order." + f.orderID + ".>"
+	if fill.rr == nil {
+		filter := tenantFilter(tenant)
+		if f.orderID != "" {
+			filter = eventstore.SubjectRoot + "." + tenant + ".order." + f.orderID + ".>"
+		}
+		if fill.rr, err = store.OpenRange(ctx, eventstore.StreamOrders, filter, fill.from, fill.to); err != nil {
+			return false, err
+		}
 	}
-	done = true
-	err = store.ReadRange(ctx, eventstore.StreamOrders, filter, fill.from, fill.to, func(ev eventstore.Event) (bool, error) {
-		if stop() {
-			done = false
-			return false, nil
+	for !stop() {
+		ev, ok, err := fill.rr.Next(ctx)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			fill.from = fill.to
+			fill.close()
+			return true, nil
 		}
 		fill.from = ev.Sequence
 		if orderID, typ := orderSubjectTokens(ev.Subject); !f.wants(orderID, typ) {
-			return true, nil
+			continue
 		}
 		body, err := ev.Envelope.MarshalJSONForFeed()
 		if err != nil {
-			return true, nil // as the hub, which skips it
+			continue // as the hub, which skips it
 		}
-		return true, send(feedLine(ev, body))
-	})
-	if err != nil {
-		return false, err
+		if err := send(feedLine(ev, body)); err != nil {
+			return false, err
+		}
 	}
-	if done {
-		fill.from = fill.to
+	return false, nil
+}
+
+// close ends the fill's read of the stream.
+func (fill *feedFill) close() {
+	if fill != nil && fill.rr != nil {
+		fill.rr.Close()
+		fill.rr = nil
 	}
-	return done, nil
 }
 
 // feedLine is an event as a feed sends it.

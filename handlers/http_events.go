@@ -119,6 +119,29 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 		return rc.Flush() == nil
 	}
 	send := func(format string, args ...any) bool { return write(fmt.Appendf(nil, format, args...)) && flush() }
+	// put and drain write events a few writes of many events each (the
+	// server's own buffers would otherwise write a few events at a time):
+	// put adds one, writing what it holds first when it is full, and
+	// drain writes what it holds.
+	var batch []byte
+	put := func(line []byte) bool {
+		if len(batch) > 0 && len(batch)+len(line) > feedWriteBytes {
+			if !write(batch) {
+				return false
+			}
+			batch = batch[:0]
+		}
+		if len(line) >= feedWriteBytes { // as it is: the batch stays small
+			return write(line)
+		}
+		batch = append(batch, line...)
+		return true
+	}
+	drain := func() bool {
+		ok := len(batch) == 0 || write(batch)
+		batch = batch[:0]
+		return ok
+	}
 	if !send(": orderflow order events after sequence %d%s\n\n", after, note) {
 		return
 	}
@@ -149,9 +172,9 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var lines [][]byte
-	var batch []byte
 	var fill *feedFill // set while the feed reads from the stream
-	f.wake()           // whatever the hub holds past after
+	defer func() { fill.close() }()
+	f.wake() // whatever the hub holds past after
 	// After it sends events a feed waits feedCoalesce before it takes
 	// more: a busy store's events then go out a few at a time, not a write
 	// and a flush each (see feedCoalesce).
@@ -195,26 +218,13 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 					f.wake()
 					break
 				}
-				// A few writes of many events each: the server's own
-				// buffers would otherwise write a few events at a time.
-				batch = batch[:0]
 				for _, line := range lines {
-					if len(batch) > 0 && len(batch)+len(line) > feedWriteBytes {
-						if !write(batch) {
-							return
-						}
-						batch = batch[:0]
+					if !put(line) {
+						return
 					}
-					if len(line) >= feedWriteBytes { // as it is: the batch stays small
-						if !write(line) {
-							return
-						}
-						continue
-					}
-					batch = append(batch, line...)
 				}
 				clear(lines) // the hub drops them when every feed has them
-				if len(batch) > 0 && !write(batch) {
+				if !drain() {
 					return
 				}
 				if len(lines) > 0 {
@@ -235,13 +245,13 @@ func (api *API) events(w http.ResponseWriter, r *http.Request) {
 			}
 			failed := false
 			done, err := fill.read(ctx, api.Commands.Store, tenant, f, stop, func(line []byte) error {
-				if !write(line) {
+				if !put(line) {
 					failed = true
 					return errFeedClient
 				}
 				return nil
 			})
-			if failed || !flush() {
+			if failed || !drain() || !flush() {
 				return
 			}
 			if err != nil && ctx.Err() == nil {

@@ -118,9 +118,11 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 		t.Fatalf("actors %q, want the keys' names", got)
 	}
 
-	// The other tenant sees only its own orders, board and feed.
+	// The other tenant sees only its own orders, board and feed (each
+	// tenant's feeds have a reader of their own).
 	acme := as("acme-admin")
 	feed := openSSE(t, app, "?access_token="+tokens["acme-admin"], "") // as a browser's EventSource asks
+	ownFeed := openSSE(t, app, "", "", "Authorization", "Bearer "+tokens["board"])
 	acme.must(201, "POST", "/v1/orders", map[string]any{"id": "a-1", "order_type_id": "wash_fold_delivery"})
 	acme.must(200, "POST", "/v1/orders/a-1/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "acme-t1"})
 	for _, want := range []string{"OrderPlaced", "OrderAdvanced"} {
@@ -139,6 +141,13 @@ func TestAPIKeysAuthenticateAuthorizeAndScopeByTenant(t *testing.T) {
 	}
 	if ev := feed.next(t); ev.Type != "OrderAdvanced" || ev.Data["tenant"] != "acme" {
 		t.Fatalf("acme's feed: %s %v", ev.Type, ev.Data)
+	}
+	as("lead").must(200, "POST", "/v1/orders/o-1/hold", map[string]any{"reason": "a look"})
+	as("lead").must(200, "POST", "/v1/orders/o-1/resume", map[string]any{"reason": "done"})
+	for _, want := range []string{"OrderHeld", "OrderResumed"} { // and nothing of acme's before them
+		if ev := ownFeed.next(t); ev.Type != want || ev.Data["tenant"] != "default" || ev.Data["aggregate_id"] != "o-1" {
+			t.Fatalf("the default tenant's feed: %s %v, want its own %s", ev.Type, ev.Data, want)
+		}
 	}
 	for name, want := range map[string]string{"acme-admin": "a-1", "board": "o-1"} {
 		items := as(name).must(200, "GET", "/v1/orders", nil)["items"].([]any)
