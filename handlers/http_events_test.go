@@ -18,8 +18,9 @@ import (
 )
 
 // A feed client that stops reading is disconnected once a write has
-// waited FeedWriteTimeout, and its feed (a consumer on the orders stream)
-// stops; it would otherwise hold both for as long as the connection lives.
+// waited FeedWriteTimeout, and its feed stops (and with it, when it was
+// the tenant's last, the feeds' reader of the orders stream); it would
+// otherwise hold both for as long as the connection lives.
 func TestStalledFeedIsDisconnected(t *testing.T) {
 	t.Parallel()
 	srv := eventstoretest.StartServer(t)
