@@ -50,6 +50,7 @@ func TestStalledFeedIsDisconnected(t *testing.T) {
 		}
 	}
 	eventstoretest.Eventually(t, 30*time.Second, func() bool { return api.OpenFeeds() == 0 }, "the stalled feed to be dropped")
+	eventstoretest.Eventually(t, 10*time.Second, func() bool { return api.feedHubs.running() == 0 }, "the feeds' reader to stop")
 }
 
 // An idle feed sends a comment line every FeedHeartbeat, so proxies and
