@@ -96,7 +96,7 @@ type feedHubs struct {
 
 // tenantFilter is the subject filter of every order event of tenant.
 func tenantFilter(tenant string) string {
-	return eventstore.SubjectRoot + "." + tenant + ".order.>"
+	return eventstore.SubjectRoot + "." + tenant + "." + eventstore.OrderAggregateType + ".>"
 }
 
 // join adds a feed of tenant's events after sequence after to the
@@ -260,13 +260,15 @@ func (h *feedHub) take(f *hubFeed, lines [][]byte) (_ [][]byte, behind bool, fil
 }
 
 // orderSubjectTokens are the order id and the event type of an order
-// event's subject (orderflow.<tenant>.order.<id>.<Type>).
+// event's subject (orderflow.<tenant>.order.<id>.<Type>), without
+// allocating: the hub reads every event's.
 func orderSubjectTokens(subject string) (orderID, typ string) {
-	toks := strings.Split(subject, ".")
-	if len(toks) != 5 {
-		return "", ""
+	rest := subject
+	for range 3 {
+		_, rest, _ = strings.Cut(rest, ".")
 	}
-	return toks[3], toks[4]
+	orderID, typ, _ = strings.Cut(rest, ".")
+	return orderID, typ
 }
 
 // feedFill is a feed's read from the stream of the events it wants with
@@ -284,7 +286,7 @@ func (fill *feedFill) read(ctx context.Context, store *eventstore.Store, tenant 
 	if fill.rr == nil {
 		filter := tenantFilter(tenant)
 		if f.orderID != "" {
-			filter = eventstore.SubjectRoot + "." + tenant + ".order." + f.orderID + ".>"
+			filter = eventstore.Aggregate{Tenant: tenant, Type: eventstore.OrderAggregateType, ID: f.orderID}.Filter()
 		}
 		if fill.rr, err = store.OpenRange(ctx, eventstore.StreamOrders, filter, fill.from, fill.to); err != nil {
 			return false, err
