@@ -591,7 +591,7 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "# HELP orderflow_order_cache_hits_total Order commands, triggers and reads served from memory.\n# TYPE orderflow_order_cache_hits_total counter\norderflow_order_cache_hits_total %d\n", cs.Hits)
 	fmt.Fprintf(w, "# HELP orderflow_order_loads_total Order histories read from the store (not in memory, or changed by another process).\n# TYPE orderflow_order_loads_total counter\norderflow_order_loads_total %d\n", cs.Loads)
 	fmt.Fprintf(w, "# HELP orderflow_order_load_seconds_total Time spent reading order histories from the store.\n# TYPE orderflow_order_load_seconds_total counter\norderflow_order_load_seconds_total %g\n", cs.LoadTime.Seconds())
-	if o := a.orders.Load(); o != nil {
+	if o := a.orders.Load(); o != nil && a.Config.StageMetrics {
 		writeStageMetrics(w, o, time.Now())
 	}
 	fmt.Fprintf(w, "# HELP orderflow_event_feeds_open Open event feeds (GET /v1/events).\n# TYPE orderflow_event_feeds_open gauge\norderflow_event_feeds_open %d\n", a.api.OpenFeeds())

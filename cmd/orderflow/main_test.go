@@ -717,6 +717,28 @@ func TestMainUsage(t *testing.T) {
 	}
 }
 
+// With --stage-metrics=false, GET /metrics leaves the board's series
+// out (a store of many tenants has a few per tenant, workflow and
+// status) and keeps the rest.
+func TestStageMetricsCanBeLeftOut(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	cfg.StageMetrics = false
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "m-1", "order_type_id": handlers.WorkedExampleOrderType})
+	code, body := get(t, "http://"+app.HTTPAddr()+"/metrics")
+	if code != 200 || !strings.Contains(body, "orderflow_event_feeds_open 0") {
+		t.Fatalf("GET /metrics: %d\n%s", code, body)
+	}
+	for _, left := range []string{"orderflow_stage_orders", "orderflow_stage_oldest_seconds"} {
+		if strings.Contains(body, left) {
+			t.Errorf("GET /metrics with --stage-metrics=false has %s", left)
+		}
+	}
+}
+
 // /openapi.json documents every route the API serves, and /metrics
 // answers in Prometheus text, with the API's requests by route and code.
 func TestOpenAPIAndMetrics(t *testing.T) {
