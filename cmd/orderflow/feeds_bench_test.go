@@ -40,11 +40,10 @@ func BenchmarkEventFeeds(b *testing.B) {
 			}
 
 			fctx, stop := context.WithCancel(ctx)
-			defer stop()
 			got := make([]atomic.Int64, feeds)
 			var wg sync.WaitGroup
 			defer wg.Wait()
-			defer stop()
+			defer stop() // before the wait: it ends the feeds
 			for i := range feeds {
 				req, err := http.NewRequestWithContext(fctx, http.MethodGet, "http://"+app.HTTPAddr()+"/v1/events", nil)
 				if err != nil {
