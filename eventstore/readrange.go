@@ -9,6 +9,16 @@ import (
 	"github.com/orderflow/orderflow/internal/orderedread"
 )
 
+// rangePull is how many messages a range read asks for at a time, and
+// reads ahead of its caller. Many run at once on one connection (event
+// feeds that reconnect together after a restart, say): with ReadStream's
+// pulls of 4,096, 100 of them had the server take the process's
+// connection for a slow consumer and drop it. Without a bound on bytes
+// the server ends no pull with a status message, which nats.go could
+// drop in place of a message (see readThreshold), so nats.go's default
+// of asking again at half is kept.
+const rangePull = 256
+
 // RangeReader reads the events of a stream that match a filter within a
 // range of sequences, oldest first (OpenRange).
 type RangeReader struct {
@@ -26,8 +36,8 @@ type RangeReader struct {
 
 // OpenRange reads the events of stream matching filter with a sequence in
 // (after, upTo]; upTo must be stored already (a sequence a subscription
-// has delivered, say). It reads with an ordered consumer, as ReadStream
-// does, a read-ahead of messages at a time, and knows it has read the
+// has delivered, say). It reads with an ordered consumer, rangePull
+// messages at a time, and knows it has read the
 // range when a message is past upTo or the server counts none matching
 // after it. A message that is not a readable event is logged and skipped,
 // as Subscribe does. Close it when done.
@@ -62,14 +72,14 @@ func (s *Store) OpenRange(ctx context.Context, stream, filter string, after, upT
 		rr.remove()
 		return rr, nil
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(readPull, readPullBytes), readThreshold, orderedHeartbeat)
+	it, err := cons.Messages(jetstream.PullMaxMessages(rangePull), orderedHeartbeat)
 	if err != nil {
 		rr.remove()
 		return nil, fmt.Errorf("read %s after %d: %w", filter, after, err)
 	}
 	// nats.go's Next would not return as ctx ends while no server answers
 	// (see orderedread).
-	rr.r = orderedread.New(it, readAhead)
+	rr.r = orderedread.New(it, rangePull)
 	return rr, nil
 }
 
