@@ -184,11 +184,11 @@ func (h *feedHub) start(store *eventstore.Store) error {
 
 // add keeps one event for the feeds that want it and wakes them.
 func (h *feedHub) add(ev eventstore.Event) error {
-	body, err := ev.Envelope.MarshalJSONForFeed()
+	line, err := feedLine(ev)
 	if err != nil {
 		return err // logged by the subscription; no feed sends it
 	}
-	it := feedItem{seq: ev.Sequence, line: feedLine(ev, body)}
+	it := feedItem{seq: ev.Sequence, line: line}
 	it.orderID, it.typ = orderSubjectTokens(ev.Subject)
 
 	h.mu.Lock()
@@ -306,11 +306,11 @@ func (fill *feedFill) read(ctx context.Context, store *eventstore.Store, tenant 
 		if orderID, typ := orderSubjectTokens(ev.Subject); !f.wants(orderID, typ) {
 			continue
 		}
-		body, err := ev.Envelope.MarshalJSONForFeed()
+		line, err := feedLine(ev)
 		if err != nil {
 			continue // as the hub, which skips it
 		}
-		if err := send(feedLine(ev, body)); err != nil {
+		if err := send(line); err != nil {
 			return false, err
 		}
 	}
@@ -326,6 +326,10 @@ func (fill *feedFill) close() {
 }
 
 // feedLine is an event as a feed sends it.
-func feedLine(ev eventstore.Event, body []byte) []byte {
-	return fmt.Appendf(nil, "id: %d\nevent: %s\ndata: %s\n\n", ev.Sequence, ev.Type, body)
+func feedLine(ev eventstore.Event) ([]byte, error) {
+	body, err := ev.Envelope.MarshalJSONForFeed()
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, "id: %d\nevent: %s\ndata: %s\n\n", ev.Sequence, ev.Type, body), nil
 }
