@@ -15,6 +15,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,6 +30,10 @@ type apiServer struct {
 	token string // an API key's bearer token, when the server asks for one
 	ca    string // a PEM file of the CAs its HTTPS certificate is checked against
 	actor string // who acts, sent as X-Orderflow-Actor ("": none)
+
+	mu    sync.Mutex
+	hc    *http.Client // made by the first call, then kept
+	hcErr error
 }
 
 // serverFlags registers --server (ORDERFLOW_SERVER), the HTTP address of a
@@ -65,18 +70,37 @@ func (s *apiServer) base() string {
 	return u
 }
 
-// client is the HTTP client for the server: the default one, or one that
-// trusts the --server-ca file.
+// client is the HTTP client for the server, made once per command so that
+// its calls share connections: one that trusts the --server-ca file when
+// given, else the system's CAs. It keeps up to maxIdlePerServer
+// connections open between calls, where Go's default keeps two: a command
+// with calls in flight at once (order migrate's --parallel) would
+// otherwise open a connection for most of them, and one with a transport
+// per call (as before) held every connection it ever opened until the
+// server's idle timeout, so the server's --max-connections was soon full.
 func (s *apiServer) client() (*http.Client, error) {
-	if s.ca == "" {
-		return http.DefaultClient, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hc != nil || s.hcErr != nil {
+		return s.hc, s.hcErr
 	}
-	roots, err := loadCAs(s.ca, "--server-ca")
-	if err != nil {
-		return nil, err
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = maxIdlePerServer
+	if s.ca != "" {
+		roots, err := loadCAs(s.ca, "--server-ca")
+		if err != nil {
+			s.hcErr = err
+			return nil, err
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: roots}
 	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}, nil
+	s.hc = &http.Client{Transport: t}
+	return s.hc, nil
 }
+
+// maxIdlePerServer is how many idle connections a command keeps to the
+// server: order migrate's most calls in flight.
+const maxIdlePerServer = maxMigrateParallel
 
 // apiCall sends one request to a running orderflow and returns the body
 // of a 2xx answer; a problem answer becomes an error with its detail. A

@@ -553,7 +553,7 @@ var allFlagNames = []string{
 	"ack-wait", "actor", "after", "api-keys", "as-of", "checkpoints", "cors-origins", "cpuprofile", "cursor", "data-dir", "definitions", "demo",
 	"dry-run", "duplicate-window", "duration", "expires-in", "file", "fulfillment", "heartbeat", "http", "id", "in", "json", "key", "keys-file",
 	"lane-window", "lanes", "limit", "log-format", "log-level", "max-connections", "max-feeds", "max-feeds-per-key", "max-store", "memprofile", "name",
-	"nats-ca", "nats-config", "nats-creds", "nats-listen", "nats-max-connections", "nats-url", "note", "oldest", "order", "order-cache", "orders", "out", "prune",
+	"nats-ca", "nats-config", "nats-creds", "nats-listen", "nats-max-connections", "nats-url", "note", "oldest", "order", "order-cache", "orders", "out", "parallel", "prune",
 	"rate-limit", "rates", "reason", "reload-interval", "replicas", "role", "server", "server-ca", "since", "stage-metrics", "state", "status", "step",
 	"streams", "sync", "tenant", "tls-cert", "tls-key", "to-version", "token", "trigger-id", "triggers", "type", "types",
 	"until", "worker", "workflow",

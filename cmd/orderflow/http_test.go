@@ -15,7 +15,8 @@ import (
 type httpClient struct {
 	t     *testing.T
 	base  string
-	token string // an API key's bearer token, sent when set
+	token string       // an API key's bearer token, sent when set
+	hc    *http.Client // nil: http.DefaultClient
 	// answered, when set, sees every answer (the path with its query),
 	// after checkAnswer.
 	answered func(method, path string, r response)
@@ -77,7 +78,11 @@ func (c *httpClient) do(method, path string, body any, headers ...string) respon
 		given[headers[i]] = true
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := c.hc
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -18,7 +18,7 @@ import (
 // orderMigrateCmd: orderflow order migrate --workflow ID [--to-version N] [ORDER...].
 // It moves every in-flight order (active or on hold; or each ORDER named)
 // that runs an older version of the workflow to the newer one, one POST
-// /v1/orders/{id}/migrate each, and reports the orders that could not move
+// /v1/orders/{id}/migrate each (--parallel at once), and reports the orders that could not move
 // (their status is no step of the new version, say), which a supervisor
 // then moves by hand.
 func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
@@ -30,12 +30,16 @@ func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	toVersion := fs.Uint64("to-version", 0, "the version they move to; 0: the workflow's latest")
 	reason := fs.String("reason", "", `recorded on each OrderMigrated (default "migrated to version N")`)
 	dryRun := fs.Bool("dry-run", false, "list the orders that would move, and move none")
+	parallel := fs.Int("parallel", 8, fmt.Sprintf("orders moved at once (1 to %d)", maxMigrateParallel))
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
 	if *workflow == "" {
 		fs.Usage()
 		return errors.New("want --workflow ID")
+	}
+	if *parallel < 1 || *parallel > maxMigrateParallel {
+		return fmt.Errorf("--parallel %d: want 1 to %d", *parallel, maxMigrateParallel)
 	}
 	to := *toVersion
 	if to == 0 {
@@ -60,36 +64,18 @@ func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 			return fmt.Errorf("%w: not in flight inside a version of workflow %s before %d", err, *workflow, to)
 		}
 	}
-	var failed, moved int
-	for _, o := range orders {
-		if *dryRun {
-			fmt.Fprintf(stdout, "would migrate %s: %s, version %d, at %s\n", o.ID, o.State, o.Position.WorkflowVersion, o.Position.Status)
-			continue
-		}
-		// Each move carries a key of its own, so a 503 or a lost answer
-		// is sent again and moves the order once.
-		_, _, _, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(o.ID)+"/migrate",
-			map[string]any{"workflow_id": *workflow, "to_version": to, "reason": *reason},
-			http.Header{"Idempotency-Key": {uuid.Must(uuid.NewV7()).String()}})
-		if err == nil {
-			moved++
-			continue
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%d of %d orders migrated, then: %w", moved, len(orders), ctx.Err())
-		}
-		// Refused: the order may have moved on since it was listed.
-		if now, gerr := getOrderRow(ctx, server, o.ID); gerr == nil && !now.waitsFor(*workflow, to) {
-			fmt.Fprintf(stdout, "%s: left alone, it moved on meanwhile (%s, %s version %d)\n",
-				o.ID, now.State, now.Position.WorkflowID, now.Position.WorkflowVersion)
-			continue
-		}
-		failed++
-		fmt.Fprintf(stdout, "%s: not migrated: %v\n", o.ID, err)
-	}
 	if *dryRun {
+		for _, o := range orders {
+			fmt.Fprintf(stdout, "would migrate %s: %s, version %d, at %s\n", o.ID, o.State, o.Position.WorkflowVersion, o.Position.Status)
+		}
 		fmt.Fprintf(stdout, "%d orders of workflow %s would move to version %d\n", len(orders), *workflow, to)
 		return nil
+	}
+	failed, moved := migrateEach(ctx, orders, *parallel, func(o orderRow) migrateOutcome {
+		return migrateOne(ctx, server, o, *workflow, to, *reason)
+	}, stdout)
+	if ctx.Err() != nil {
+		return fmt.Errorf("%d of %d orders migrated, then: %w", moved, len(orders), ctx.Err())
 	}
 	fmt.Fprintf(stdout, "migrated %d of %d orders of workflow %s to version %d\n", moved, len(orders), *workflow, to)
 	if failed > 0 {
@@ -97,6 +83,79 @@ func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 			failed, len(orders), to, *workflow)
 	}
 	return nil
+}
+
+// maxMigrateParallel bounds order migrate's --parallel: each move is a
+// request the server answers after its append, so more than a few dozen
+// at once only queue there.
+const maxMigrateParallel = 64
+
+// migrateOutcome is what became of one order: moved, left alone (it
+// moved on meanwhile) or failed, and the line printed for it ("" for
+// one moved).
+type migrateOutcome struct {
+	moved, failed bool
+	line          string
+}
+
+// migrateEach runs move for each order, up to parallel at once, and
+// prints each order's line in the order the orders were listed, as soon
+// as it and those before it are done. Once ctx ends no more orders are
+// tried.
+func migrateEach(ctx context.Context, orders []orderRow, parallel int, move func(orderRow) migrateOutcome, stdout io.Writer) (failed, moved int) {
+	outcomes := make([]migrateOutcome, len(orders))
+	done := make([]chan struct{}, len(orders))
+	next := make(chan int, len(orders))
+	for i := range orders {
+		done[i] = make(chan struct{})
+		next <- i
+	}
+	close(next)
+	for range min(parallel, len(orders)) {
+		go func() {
+			for i := range next {
+				if ctx.Err() == nil {
+					outcomes[i] = move(orders[i])
+				}
+				close(done[i])
+			}
+		}()
+	}
+	for i := range orders {
+		<-done[i]
+		o := outcomes[i]
+		if o.line != "" {
+			fmt.Fprintln(stdout, o.line)
+		}
+		if o.moved {
+			moved++
+		}
+		if o.failed {
+			failed++
+		}
+	}
+	return failed, moved
+}
+
+// migrateOne moves one order to version to of workflow. The move carries
+// a key of its own, so a 503 or a lost answer is sent again and moves the
+// order once. A refused move is looked at again: an order that moved on
+// since it was listed is left alone.
+func migrateOne(ctx context.Context, server *apiServer, o orderRow, workflow string, to uint64, reason string) migrateOutcome {
+	_, _, _, err := apiCallRepeatable(ctx, server, "POST", "/v1/orders/"+url.PathEscape(o.ID)+"/migrate",
+		map[string]any{"workflow_id": workflow, "to_version": to, "reason": reason},
+		http.Header{"Idempotency-Key": {uuid.Must(uuid.NewV7()).String()}})
+	switch {
+	case err == nil:
+		return migrateOutcome{moved: true}
+	case ctx.Err() != nil:
+		return migrateOutcome{}
+	}
+	if now, gerr := getOrderRow(ctx, server, o.ID); gerr == nil && !now.waitsFor(workflow, to) {
+		return migrateOutcome{line: fmt.Sprintf("%s: left alone, it moved on meanwhile (%s, %s version %d)",
+			o.ID, now.State, now.Position.WorkflowID, now.Position.WorkflowVersion)}
+	}
+	return migrateOutcome{failed: true, line: fmt.Sprintf("%s: not migrated: %v", o.ID, err)}
 }
 
 // onlyNamed keeps the orders named by ids, in the order named; an id

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	binenc "encoding/binary"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -179,5 +180,46 @@ func TestHTTP2StreamsPerConnection(t *testing.T) {
 	}
 	if streams != MaxStreams {
 		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d, want %d", streams, MaxStreams)
+	}
+}
+
+// A client command keeps its connections to the server between calls:
+// order migrate over HTTPS moves 40 orders, 4 at a time, through a
+// server that holds 6 connections open. Before, each call made an HTTP
+// transport of its own (with --server-ca) and held its connection until
+// the server's idle timeout: the server was soon full, the next call
+// waited to be accepted, and the command failed after 30 s.
+func TestClientCommandsKeepTheirConnections(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
+	cfg := newTestConfig(t)
+	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+	cfg.MaxConnections = 6
+	app := startApp(t, cfg)
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, MaxIdleConnsPerHost: 1}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &httpClient{t: t, base: "https://" + app.HTTPAddr(), hc: &http.Client{Transport: tr}}
+	_, production, _ := seedWorkedExample(t, c)
+	const orders = 40
+	for i := range orders {
+		id := fmt.Sprintf("m-%d", i)
+		c.must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
+		for _, tr := range workedTriggers[:2] {
+			c.must(200, "POST", "/v1/orders/"+id+"/triggers", map[string]any{"trigger": tr})
+		}
+	}
+	latest := c.must(200, "PATCH", "/v1/workflows/"+production, map[string]any{"name": "Laundry Production"})["version"]
+	code, out, errOut := runMain(t, "order", "migrate", "--server", "https://"+app.HTTPAddr(), "--server-ca", certFile,
+		"--workflow", production, "--parallel", "4")
+	if code != 0 || out != fmt.Sprintf("migrated %d of %d orders of workflow %s to version %v\n", orders, orders, production, latest) {
+		t.Fatalf("migrate over HTTPS: exit %d: %q %q", code, out, errOut)
+	}
+	for i := range orders {
+		o := c.must(200, "GET", fmt.Sprintf("/v1/orders/m-%d", i), nil)
+		if o["position"].(map[string]any)["workflow_version"] != latest {
+			t.Fatalf("m-%d not migrated: %v", i, o)
+		}
 	}
 }
