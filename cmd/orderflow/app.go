@@ -130,8 +130,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 		// taken within handlers.AnswerTimeout of its start.
 		Handler:           handlers.AnswerWithin(cmp.Or(a.answerTimeout, handlers.AnswerTimeout), handlers.NoSniff(handlers.RequestID(mux))),
 		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    MaxHeaderBytes, // held in memory while they arrive
-		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,  // held in memory while they arrive
+		IdleTimeout:       2 * time.Minute, // and closed sooner to make room at --max-connections
+		ConnState:         a.httpLn.connState,
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: MaxStreams},
 		ErrorLog:          slog.NewLogLogger(a.Logger.With("component", "http").Handler(), slog.LevelWarn),
 	}
@@ -562,6 +563,7 @@ func (a *App) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	writeProcessMetrics(w)
 	fmt.Fprintf(w, "# HELP orderflow_http_connections HTTP connections open now.\n# TYPE orderflow_http_connections gauge\norderflow_http_connections %d\n", a.httpLn.open())
 	fmt.Fprintf(w, "# HELP orderflow_http_connections_limit The most HTTP connections held open at once (--max-connections); more wait to be accepted.\n# TYPE orderflow_http_connections_limit gauge\norderflow_http_connections_limit %d\n", a.httpLn.limit())
+	fmt.Fprintf(w, "# HELP orderflow_http_idle_connections_closed_total Idle keep-alive HTTP connections closed to make room for new ones at --max-connections.\n# TYPE orderflow_http_idle_connections_closed_total counter\norderflow_http_idle_connections_closed_total %d\n", a.httpLn.idleClosed.Load())
 	if ready == 0 {
 		return
 	}

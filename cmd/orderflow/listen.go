@@ -3,8 +3,10 @@ package main
 import (
 	"cmp"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // defaultMaxConnections is the most connections each of the HTTP API and
@@ -71,24 +73,50 @@ func (a *App) connectionLimits() (httpMax, natsMax int) {
 // limitListener accepts at most cap(slots) connections at once: Accept
 // waits until one of them is closed before it takes the next, which waits
 // in the kernel's accept queue meanwhile (as x/net/netutil's
-// LimitListener does).
+// LimitListener does). While it waits it closes the connection that has
+// been idle longest (a keep-alive connection between two requests, or an
+// HTTP/2 one with no request open, as the HTTP server reports them to
+// connState), one at a time, as nginx does when its connections run out;
+// a connection at work (an event feed, a request) is never closed for it.
+// Before, clients that kept their connections open between requests
+// (browsers, Go's and most HTTP clients do) could fill the limit, and a
+// new client waited for an idle one's timeout, two minutes.
 type limitListener struct {
 	net.Listener
-	slots     chan struct{} // taken before each Accept, so one more than those open while it waits
-	conns     atomic.Int64  // accepted and not yet closed
-	done      chan struct{}
-	closeOnce sync.Once
+	slots      chan struct{} // taken before each Accept, so one more than those open while it waits
+	conns      atomic.Int64  // accepted and not yet closed
+	done       chan struct{}
+	closeOnce  sync.Once
+	wentIdle   chan struct{} // a connection went idle (buffered: one signal is enough)
+	idleClosed atomic.Int64  // idle connections closed to make room
+
+	mu   sync.Mutex
+	idle map[net.Conn]time.Time // idle connections, and since when
 }
 
 func newLimitListener(l net.Listener, n int) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{})}
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}),
+		wentIdle: make(chan struct{}, 1), idle: map[net.Conn]time.Time{}}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+	for taken := false; !taken; {
+		select {
+		case l.slots <- struct{}{}:
+			taken = true
+			continue
+		default:
+		}
+		if l.closeIdlest() {
+			continue // its slot is free
+		}
+		select {
+		case l.slots <- struct{}{}:
+			taken = true
+		case <-l.wentIdle:
+		case <-l.done:
+			return nil, net.ErrClosed
+		}
 	}
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -97,6 +125,45 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 	l.conns.Add(1)
 	return &limitConn{Conn: c, release: sync.OnceFunc(func() { l.conns.Add(-1); <-l.slots })}, nil
+}
+
+// connState is the HTTP server's ConnState hook: it keeps which
+// connections are idle.
+func (l *limitListener) connState(c net.Conn, state http.ConnState) {
+	l.mu.Lock()
+	if state == http.StateIdle {
+		l.idle[c] = time.Now()
+	} else {
+		delete(l.idle, c)
+	}
+	l.mu.Unlock()
+	if state == http.StateIdle {
+		select {
+		case l.wentIdle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// closeIdlest closes the connection idle longest, and reports whether
+// there was one. Closing it gives its slot back at once.
+func (l *limitListener) closeIdlest() bool {
+	l.mu.Lock()
+	var idlest net.Conn
+	var since time.Time
+	for c, t := range l.idle {
+		if idlest == nil || t.Before(since) {
+			idlest, since = c, t
+		}
+	}
+	delete(l.idle, idlest)
+	l.mu.Unlock()
+	if idlest == nil {
+		return false
+	}
+	idlest.Close()
+	l.idleClosed.Add(1)
+	return true
 }
 
 // Close closes the listener and ends an Accept waiting for a slot.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -302,4 +303,41 @@ func TestClientThatNeverReadsIsDisconnected(t *testing.T) {
 	eventstoretest.Eventually(t, 30*time.Second, func() bool { return app.httpLn.open() == 1 }, "the connection accepted")
 	eventstoretest.Eventually(t, 30*time.Second, func() bool { return app.httpLn.open() == 0 },
 		"the server to close the connection of a client that reads nothing")
+}
+
+// At --max-connections, a client that connects while others keep their
+// connections idle between requests (as browsers and Go's own client do)
+// is taken at once: the connection idle longest is closed to make room.
+// A connection at work, an event feed here, is never closed for it.
+// Before, the newcomer waited in the kernel's accept queue for an idle
+// connection's timeout, two minutes.
+func TestIdleConnectionsMakeRoom(t *testing.T) {
+	t.Parallel()
+	cfg := newTestConfig(t)
+	cfg.MaxConnections = 4
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	feeds := []*sseStream{openSSE(t, app, "", ""), openSSE(t, app, "", "")}
+	// Six clients one after another, each leaving its connection open.
+	for i := range 6 {
+		tr := &http.Transport{}
+		t.Cleanup(tr.CloseIdleConnections)
+		hc := &http.Client{Transport: tr, Timeout: eventstoretest.Patience(15 * time.Second)} // under the server's idle timeout, 2 minutes
+		resp, err := hc.Get("http://" + app.HTTPAddr() + "/healthz")
+		if err != nil {
+			t.Fatalf("client %d of 6, with %d connections allowed: %v", i+1, cfg.MaxConnections, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	c.must(201, "POST", "/v1/orders", map[string]any{"id": "room-1", "order_type_id": "wash_fold_delivery"})
+	for i, f := range feeds {
+		if ev := f.next(t); ev.Type != "OrderPlaced" || ev.Data["aggregate_id"] != "room-1" {
+			t.Fatalf("feed %d: %s %v, want room-1's OrderPlaced", i, ev.Type, ev.Data)
+		}
+	}
+	if got := metricValues(t, c)["orderflow_http_idle_connections_closed_total"]; got < 4 {
+		t.Fatalf("orderflow_http_idle_connections_closed_total %g, want at least 4", got)
+	}
 }

@@ -223,3 +223,31 @@ func TestClientCommandsKeepTheirConnections(t *testing.T) {
 		}
 	}
 }
+
+// Over HTTPS too, HTTP/1.1 and HTTP/2 alike, idle connections make room
+// for new clients at --max-connections (TestIdleConnectionsMakeRoom).
+func TestIdleConnectionsMakeRoomOverHTTPS(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
+	cfg := newTestConfig(t)
+	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+	cfg.MaxConnections = 2
+	app := startApp(t, cfg)
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	for i := range 6 {
+		h2 := i%2 == 1
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: h2}
+		t.Cleanup(tr.CloseIdleConnections)
+		hc := &http.Client{Transport: tr, Timeout: eventstoretest.Patience(15 * time.Second)} // under the server's idle timeout, 2 minutes
+		resp, err := hc.Get("https://" + app.HTTPAddr() + "/healthz")
+		if err != nil {
+			t.Fatalf("client %d of 6 (HTTP/2 %v), with %d connections allowed: %v", i+1, h2, cfg.MaxConnections, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if want := map[bool]int{false: 1, true: 2}[h2]; resp.ProtoMajor != want {
+			t.Fatalf("client %d: HTTP/%d, want HTTP/%d", i+1, resp.ProtoMajor, want)
+		}
+	}
+}
