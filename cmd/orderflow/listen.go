@@ -74,10 +74,11 @@ func (a *App) connectionLimits() (httpMax, natsMax int) {
 // waits until one of them is closed before it takes the next, which waits
 // in the kernel's accept queue meanwhile (as x/net/netutil's
 // LimitListener does). While it waits it closes the connection that has
-// been idle longest (a keep-alive connection between two requests, or an
-// HTTP/2 one with no request open, as the HTTP server reports them to
-// connState), one at a time, as nginx does when its connections run out;
-// a connection at work (an event feed, a request) is never closed for it.
+// been idle longest, once it has been idle a second (a keep-alive
+// connection between two requests, or an HTTP/2 one with no request
+// open, as the HTTP server reports them to connState), one at a time, as
+// nginx does when its connections run out; a connection at work (an
+// event feed, a request) is never closed for it.
 // Before, clients that kept their connections open between requests
 // (browsers, Go's and most HTTP clients do) could fill the limit, and a
 // new client waited for an idle one's timeout, two minutes.
@@ -107,15 +108,28 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			continue
 		default:
 		}
-		if l.closeIdlest() {
+		closed, after := l.closeIdlest(time.Now())
+		if closed {
 			continue // its slot is free
+		}
+		// None idle long enough: wait for a slot, for the idlest to have
+		// been idle minIdle, or, with none idle, for one to go idle.
+		wentIdle, ripe := l.wentIdle, (*time.Timer)(nil)
+		var ripeC <-chan time.Time
+		if after > 0 {
+			ripe = time.NewTimer(after)
+			wentIdle, ripeC = nil, ripe.C
 		}
 		select {
 		case l.slots <- struct{}{}:
 			taken = true
-		case <-l.wentIdle:
+		case <-wentIdle:
+		case <-ripeC:
 		case <-l.done:
 			return nil, net.ErrClosed
+		}
+		if ripe != nil {
+			ripe.Stop()
 		}
 	}
 	c, err := l.Listener.Accept()
@@ -145,9 +159,17 @@ func (l *limitListener) connState(c net.Conn, state http.ConnState) {
 	}
 }
 
-// closeIdlest closes the connection idle longest, and reports whether
-// there was one. Closing it gives its slot back at once.
-func (l *limitListener) closeIdlest() bool {
+// minIdle is how long a connection must have been idle to be closed to
+// make room: one that carries requests one after another (a worker app
+// sending triggers) is idle for moments between them, and closing it
+// then could cut off the request it is sending.
+const minIdle = time.Second
+
+// closeIdlest closes the connection idle longest if it has been idle
+// minIdle by now, and reports whether it did (its slot is then free at
+// once); if not, after is how long until it will have been (0: none is
+// idle).
+func (l *limitListener) closeIdlest(now time.Time) (closed bool, after time.Duration) {
 	l.mu.Lock()
 	var idlest net.Conn
 	var since time.Time
@@ -156,14 +178,19 @@ func (l *limitListener) closeIdlest() bool {
 			idlest, since = c, t
 		}
 	}
+	if idlest == nil {
+		l.mu.Unlock()
+		return false, 0
+	}
+	if wait := since.Add(minIdle).Sub(now); wait > 0 {
+		l.mu.Unlock()
+		return false, wait
+	}
 	delete(l.idle, idlest)
 	l.mu.Unlock()
-	if idlest == nil {
-		return false
-	}
 	idlest.Close()
 	l.idleClosed.Add(1)
-	return true
+	return true, 0
 }
 
 // Close closes the listener and ends an Accept waiting for a slot.

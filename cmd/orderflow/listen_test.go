@@ -341,3 +341,53 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 		t.Fatalf("orderflow_http_idle_connections_closed_total %g, want at least 4", got)
 	}
 }
+
+// closeIdlest closes the connection idle longest, and only once it has
+// been idle minIdle: one between two requests sent back to back is left
+// alone. One at work is never closed.
+func TestLimitListenerClosesTheIdlest(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimitListener(inner, 3)
+	defer l.Close()
+	var held []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		a, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, a)
+	}
+	now := time.Now()
+	if closed, after := l.closeIdlest(now); closed || after != 0 {
+		t.Fatalf("none idle: closed %v, after %v", closed, after)
+	}
+	l.connState(held[0], http.StateActive)
+	l.connState(held[1], http.StateIdle)
+	l.connState(held[2], http.StateIdle)
+	l.mu.Lock()
+	since := l.idle[held[1]]
+	l.mu.Unlock()
+	if closed, after := l.closeIdlest(since.Add(minIdle / 2)); closed || after != minIdle/2 {
+		t.Fatalf("idle half of minIdle: closed %v, after %v, want %v", closed, after, minIdle/2)
+	}
+	if closed, _ := l.closeIdlest(since.Add(minIdle)); !closed || l.open() != 2 {
+		t.Fatalf("idle minIdle: closed %v, %d open", closed, l.open())
+	}
+	if _, err := held[1].Write([]byte("x")); err == nil {
+		t.Fatal("the idlest connection is still open")
+	}
+	// The other idle one goes to work: none is left to close.
+	l.connState(held[2], http.StateActive)
+	if closed, after := l.closeIdlest(now.Add(time.Hour)); closed || after != 0 || l.open() != 2 || l.idleClosed.Load() != 1 {
+		t.Fatalf("none idle again: closed %v, after %v, %d open, %d closed", closed, after, l.open(), l.idleClosed.Load())
+	}
+}
