@@ -183,6 +183,20 @@ func TestHTTP2StreamsPerConnection(t *testing.T) {
 	}
 }
 
+// startHTTPSApp starts an App serving HTTPS with a self-signed
+// certificate and at most maxConnections connections, and returns it, the
+// certificate's file and a pool that trusts it.
+func startHTTPSApp(t *testing.T, maxConnections int) (app *App, certFile string, roots *x509.CertPool) {
+	t.Helper()
+	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
+	cfg := newTestConfig(t)
+	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+	cfg.MaxConnections = maxConnections
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	return startApp(t, cfg), certFile, roots
+}
+
 // A client command keeps its connections to the server between calls:
 // order migrate over HTTPS moves 40 orders, 4 at a time, through a
 // server that holds 6 connections open. Before, each call made an HTTP
@@ -191,13 +205,7 @@ func TestHTTP2StreamsPerConnection(t *testing.T) {
 // waited to be accepted, and the command failed after 30 s.
 func TestClientCommandsKeepTheirConnections(t *testing.T) {
 	t.Parallel()
-	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
-	cfg := newTestConfig(t)
-	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
-	cfg.MaxConnections = 6
-	app := startApp(t, cfg)
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
+	app, certFile, roots := startHTTPSApp(t, 6)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, MaxIdleConnsPerHost: 1}
 	t.Cleanup(tr.CloseIdleConnections)
 	c := &httpClient{t: t, base: "https://" + app.HTTPAddr(), hc: &http.Client{Transport: tr}}
@@ -228,13 +236,8 @@ func TestClientCommandsKeepTheirConnections(t *testing.T) {
 // for new clients at --max-connections (TestIdleConnectionsMakeRoom).
 func TestIdleConnectionsMakeRoomOverHTTPS(t *testing.T) {
 	t.Parallel()
-	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
-	cfg := newTestConfig(t)
-	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
-	cfg.MaxConnections = 2
-	app := startApp(t, cfg)
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
+	const maxConnections = 2
+	app, _, roots := startHTTPSApp(t, maxConnections)
 	for i := range 6 {
 		h2 := i%2 == 1
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: h2}
@@ -242,7 +245,7 @@ func TestIdleConnectionsMakeRoomOverHTTPS(t *testing.T) {
 		hc := &http.Client{Transport: tr, Timeout: eventstoretest.Patience(15 * time.Second)} // under the server's idle timeout, 2 minutes
 		resp, err := hc.Get("https://" + app.HTTPAddr() + "/healthz")
 		if err != nil {
-			t.Fatalf("client %d of 6 (HTTP/2 %v), with %d connections allowed: %v", i+1, h2, cfg.MaxConnections, err)
+			t.Fatalf("client %d of 6 (HTTP/2 %v), with %d connections allowed: %v", i+1, h2, maxConnections, err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
