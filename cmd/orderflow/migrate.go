@@ -18,9 +18,9 @@ import (
 // orderMigrateCmd: orderflow order migrate --workflow ID [--to-version N] [ORDER...].
 // It moves every in-flight order (active or on hold; or each ORDER named)
 // that runs an older version of the workflow to the newer one, one POST
-// /v1/orders/{id}/migrate each (--parallel at once), and reports the orders that could not move
-// (their status is no step of the new version, say), which a supervisor
-// then moves by hand.
+// /v1/orders/{id}/migrate each, --parallel at a time, and reports the
+// orders that could not move (their status is no step of the new
+// version, say), which a supervisor then moves by hand.
 func orderMigrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	fs := commandFlags("order migrate", "Usage: orderflow order migrate [flags] --workflow ID [ORDER...]\n\n"+
 		"Move every active or held order inside the workflow to a newer version of it, or only the ORDERs named.", stderr)
