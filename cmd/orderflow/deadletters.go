@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,22 +84,41 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		if !*asJSON {
 			fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tORDER\tTRIGGER\tTRIGGER ID\tANSWERED\tREASON")
 		}
-		for _, dl := range dls {
-			// Whether the order has answered the trigger since: a dead
-			// letter retried, or sent again, needs nothing more.
-			answered, err := handlers.AnsweredBy(ctx, st, dl)
-			if err != nil {
-				return err
+		// Whether each order has answered its trigger since (a dead
+		// letter retried, or sent again, needs nothing more): an order
+		// read each, deadLetterLookups at a time.
+		type answer struct {
+			answered string
+			err      error
+		}
+		lookups, stop := context.WithCancel(ctx)
+		defer stop()
+		var failed error
+		eachInOrder(lookups, dls, deadLetterLookups, func(dl handlers.DeadLetter) answer {
+			answered, err := handlers.AnsweredBy(lookups, st, dl)
+			return answer{answered, err}
+		}, func(i int, a answer) {
+			dl := dls[i]
+			if failed != nil {
+				return
+			}
+			if failed = cmp.Or(a.err, lookups.Err()); failed != nil {
+				stop()
+				return
 			}
 			if *asJSON {
 				if err := enc.Encode(deadLetterLine{Seq: dl.Seq, Time: dl.Time.UTC(), Tenant: dl.Tenant, OrderID: dl.OrderID,
-					Trigger: dl.Trigger, TriggerID: dl.TriggerID, Answered: answered, Reason: dl.Reason}); err != nil {
-					return err
+					Trigger: dl.Trigger, TriggerID: dl.TriggerID, Answered: a.answered, Reason: dl.Reason}); err != nil {
+					failed = err
+					stop()
 				}
-				continue
+				return
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dl.Seq, dl.Time.UTC().Format(time.RFC3339), dash(dl.Tenant), dash(dl.OrderID),
-				dash(dl.Trigger), dash(dl.TriggerID), dash(answered), dl.Reason)
+				dash(dl.Trigger), dash(dl.TriggerID), dash(a.answered), dl.Reason)
+		})
+		if failed != nil {
+			return failed
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -119,6 +139,10 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	return errors.Join(errs...)
 }
+
+// deadLetterLookups is how many orders a listing of dead letters reads at
+// once for its ANSWERED column.
+const deadLetterLookups = 8
 
 // redrive publishes the dead letter at sequence arg again.
 func redrive(ctx context.Context, st *eventstore.Store, arg string, stdout io.Writer) error {

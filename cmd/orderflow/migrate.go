@@ -103,27 +103,7 @@ type migrateOutcome struct {
 // as it and those before it are done. Once ctx ends no more orders are
 // tried.
 func migrateEach(ctx context.Context, orders []orderRow, parallel int, move func(orderRow) migrateOutcome, stdout io.Writer) (failed, moved int) {
-	outcomes := make([]migrateOutcome, len(orders))
-	done := make([]chan struct{}, len(orders))
-	next := make(chan int, len(orders))
-	for i := range orders {
-		done[i] = make(chan struct{})
-		next <- i
-	}
-	close(next)
-	for range min(parallel, len(orders)) {
-		go func() {
-			for i := range next {
-				if ctx.Err() == nil {
-					outcomes[i] = move(orders[i])
-				}
-				close(done[i])
-			}
-		}()
-	}
-	for i := range orders {
-		<-done[i]
-		o := outcomes[i]
+	eachInOrder(ctx, orders, parallel, move, func(_ int, o migrateOutcome) {
 		if o.line != "" {
 			fmt.Fprintln(stdout, o.line)
 		}
@@ -133,8 +113,37 @@ func migrateEach(ctx context.Context, orders []orderRow, parallel int, move func
 		if o.failed {
 			failed++
 		}
-	}
+	})
 	return failed, moved
+}
+
+// eachInOrder calls work for each item, up to parallel at once, and then
+// took with each result in the items' order, as soon as it and those
+// before it are in; took runs on the caller's goroutine. Once ctx ends no
+// more items are begun: theirs is the zero R.
+func eachInOrder[T, R any](ctx context.Context, items []T, parallel int, work func(T) R, took func(int, R)) {
+	results := make([]R, len(items))
+	done := make([]chan struct{}, len(items))
+	next := make(chan int, len(items))
+	for i := range items {
+		done[i] = make(chan struct{})
+		next <- i
+	}
+	close(next)
+	for range min(parallel, len(items)) {
+		go func() {
+			for i := range next {
+				if ctx.Err() == nil {
+					results[i] = work(items[i])
+				}
+				close(done[i])
+			}
+		}()
+	}
+	for i := range items {
+		<-done[i]
+		took(i, results[i])
+	}
 }
 
 // migrateOne moves one order to version to of workflow. The move carries
