@@ -123,7 +123,7 @@ func (hs *feedHubs) join(store *eventstore.Store, tenant string, f *hubFeed, aft
 	hs.mu.Unlock()
 
 	if starting {
-		if h.err = h.start(store); h.err != nil { // the next feed tries again
+		if h.err = h.start(store, after); h.err != nil { // the next feed tries again
 			hs.mu.Lock()
 			if hs.hubs[tenant] == h {
 				delete(hs.hubs, tenant)
@@ -170,15 +170,23 @@ func (hs *feedHubs) running() int {
 	return len(hs.hubs)
 }
 
-// start subscribes to the tenant's order events stored from now on.
-func (h *feedHub) start(store *eventstore.Store) error {
+// start subscribes to the tenant's order events stored after sequence
+// after, the first feed's, when that is at most maxEvents back, else to
+// those stored from now on. So dashboards that reconnect together with
+// Last-Event-ID (after orderflow restarted, say) find what they missed
+// in the hub, where each would otherwise read it from the stream.
+func (h *feedHub) start(store *eventstore.Store, after uint64) error {
 	ctx := context.Background() // the hub outlives the feed that started it
 	last, err := store.LastSequence(ctx, eventstore.StreamOrders)
 	if err != nil {
 		return err
 	}
-	h.from, h.last = last, last
-	h.sub, err = store.Subscribe(ctx, eventstore.StreamOrders, []string{tenantFilter(h.tenant)}, last, h.add)
+	from := last
+	if after < last && last-after <= uint64(h.maxEvents) {
+		from = after
+	}
+	h.from, h.last = from, from
+	h.sub, err = store.Subscribe(ctx, eventstore.StreamOrders, []string{tenantFilter(h.tenant)}, from, h.add)
 	return err
 }
 

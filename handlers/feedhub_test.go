@@ -212,6 +212,42 @@ func TestFeedsThatFallBehindReadTheStream(t *testing.T) {
 	}
 }
 
+// Feeds that resume a little way back (dashboards reconnecting together
+// with Last-Event-ID after a restart) find what they missed in the
+// shared reader, which the first of them starts from where it stood:
+// none reads the stream. Before, each read its gap from the stream with
+// a consumer of its own.
+func TestResumingFeedsShareTheReader(t *testing.T) {
+	t.Parallel()
+	srv := eventstoretest.StartServer(t)
+	c := newCommands(t, srv)
+	api := &API{Commands: c, Log: quiet}
+	hs := serveAPI(t, api)
+	orders := []string{"o-0", "o-1", "o-2"}
+	a := &feedAppender{t: t, c: c, last: map[string]uint64{}}
+	a.append(40, orders, "OrderPlaced", "OrderHeld", "OrderResumed")
+	first, second := a.all[29].seq, a.all[34].seq
+	feeds := []<-chan feedEvent{
+		openFeed(t, hs, "", strconv.FormatUint(first, 10)),
+		openFeed(t, hs, "", strconv.FormatUint(second, 10)),
+		openFeed(t, hs, "?order_id=o-1", strconv.FormatUint(first, 10)),
+	}
+	a.append(10, orders, "OrderPlaced", "OrderHeld", "OrderResumed")
+	expectFeed(t, fmt.Sprintf("the feed after %d", first), feeds[0], a.want(first, ""))
+	expectFeed(t, fmt.Sprintf("the feed after %d", second), feeds[1], a.want(second, ""))
+	expectFeed(t, fmt.Sprintf("the feed of o-1 after %d", first), feeds[2], a.want(first, "o-1"))
+	if n := api.FeedStreamReads(); n != 0 {
+		t.Fatalf("%d feeds read the stream, want none", n)
+	}
+	// One that resumes further back than the reader keeps reads the stream.
+	far := openFeed(t, hs, "", "0")
+	a.append(3, orders, "OrderPlaced", "OrderHeld", "OrderResumed")
+	expectFeed(t, "the feed from the start", far, a.want(0, ""))
+	if n := api.FeedStreamReads(); n != 1 {
+		t.Fatalf("%d feeds read the stream, want the one from the start", n)
+	}
+}
+
 // The shared reader keeps an event only while a feed that wants it has
 // not taken it (a feed that wants none of the events after where it
 // stands is moved past them), and keeps at most its bounds: a feed whose
