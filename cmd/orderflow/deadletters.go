@@ -98,24 +98,15 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 			answered, err := handlers.AnsweredBy(lookups, st, dl)
 			return answer{answered, err}
 		}, func(i int, a answer) {
-			dl := dls[i]
 			if failed != nil {
 				return
 			}
-			if failed = cmp.Or(a.err, lookups.Err()); failed != nil {
+			if failed = cmp.Or(a.err, lookups.Err()); failed == nil {
+				failed = printDeadLetter(tw, enc, *asJSON, dls[i], a.answered)
+			}
+			if failed != nil {
 				stop()
-				return
 			}
-			if *asJSON {
-				if err := enc.Encode(deadLetterLine{Seq: dl.Seq, Time: dl.Time.UTC(), Tenant: dl.Tenant, OrderID: dl.OrderID,
-					Trigger: dl.Trigger, TriggerID: dl.TriggerID, Answered: a.answered, Reason: dl.Reason}); err != nil {
-					failed = err
-					stop()
-				}
-				return
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dl.Seq, dl.Time.UTC().Format(time.RFC3339), dash(dl.Tenant), dash(dl.OrderID),
-				dash(dl.Trigger), dash(dl.TriggerID), dash(a.answered), dl.Reason)
 		})
 		if failed != nil {
 			return failed
@@ -138,6 +129,18 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// printDeadLetter prints a dead letter's line of the listing: a row of
+// tw, or with asJSON a JSON object of enc.
+func printDeadLetter(tw io.Writer, enc *json.Encoder, asJSON bool, dl handlers.DeadLetter, answered string) error {
+	if asJSON {
+		return enc.Encode(deadLetterLine{Seq: dl.Seq, Time: dl.Time.UTC(), Tenant: dl.Tenant, OrderID: dl.OrderID,
+			Trigger: dl.Trigger, TriggerID: dl.TriggerID, Answered: answered, Reason: dl.Reason})
+	}
+	_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dl.Seq, dl.Time.UTC().Format(time.RFC3339), dash(dl.Tenant), dash(dl.OrderID),
+		dash(dl.Trigger), dash(dl.TriggerID), dash(answered), dl.Reason)
+	return err
 }
 
 // deadLetterLookups is how many orders a listing of dead letters reads at
