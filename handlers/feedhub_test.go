@@ -136,15 +136,22 @@ func expectFeed(t *testing.T, name string, feed <-chan feedEvent, want []feedEve
 	}
 }
 
+// feedAPI serves an API on an embedded server of its own, whose feeds'
+// shared readers keep at most maxEvents events (0: the default).
+func feedAPI(t *testing.T, maxEvents int) (*Commands, *API, *httptest.Server) {
+	t.Helper()
+	c := newCommands(t, eventstoretest.StartServer(t))
+	api := &API{Commands: c, Log: quiet}
+	api.feedHubs.maxEvents = maxEvents
+	return c, api, serveAPI(t, api)
+}
+
 // The feeds of a tenant share one reader of the orders stream, one
 // consumer however many feeds are open and whatever they filter; each
 // gets what it asked for. The reader stops with the last feed.
 func TestFeedsShareOneReader(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	api := &API{Commands: c, Log: quiet}
-	hs := serveAPI(t, api)
+	c, api, hs := feedAPI(t, 0)
 	ctx, cancel := eventstoretest.Context(time.Minute)
 	defer cancel()
 	stream, err := c.Store.JetStream().Stream(ctx, eventstore.StreamOrders)
@@ -186,11 +193,7 @@ func TestFeedsShareOneReader(t *testing.T) {
 // goes on with the reader: every event it asked for, in order, once.
 func TestFeedsThatFallBehindReadTheStream(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	api := &API{Commands: c, Log: quiet}
-	api.feedHubs.maxEvents = 3
-	hs := serveAPI(t, api)
+	c, api, hs := feedAPI(t, 3)
 	orders := []string{"o-0", "o-1", "o-2", "o-3", "o-4"}
 	a := &feedAppender{t: t, c: c, last: map[string]uint64{}}
 	a.append(40, orders, "OrderPlaced", "OrderHeld", "OrderResumed")
@@ -219,10 +222,7 @@ func TestFeedsThatFallBehindReadTheStream(t *testing.T) {
 // a consumer of its own.
 func TestResumingFeedsShareTheReader(t *testing.T) {
 	t.Parallel()
-	srv := eventstoretest.StartServer(t)
-	c := newCommands(t, srv)
-	api := &API{Commands: c, Log: quiet}
-	hs := serveAPI(t, api)
+	c, api, hs := feedAPI(t, 0)
 	orders := []string{"o-0", "o-1", "o-2"}
 	a := &feedAppender{t: t, c: c, last: map[string]uint64{}}
 	a.append(40, orders, "OrderPlaced", "OrderHeld", "OrderResumed")
