@@ -321,15 +321,9 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 	feeds := []*sseStream{openSSE(t, app, "", ""), openSSE(t, app, "", "")}
 	// Six clients one after another, each leaving its connection open.
 	for i := range 6 {
-		tr := &http.Transport{}
-		t.Cleanup(tr.CloseIdleConnections)
-		hc := &http.Client{Transport: tr, Timeout: eventstoretest.Patience(15 * time.Second)} // under the server's idle timeout, 2 minutes
-		resp, err := hc.Get("http://" + app.HTTPAddr() + "/healthz")
-		if err != nil {
+		if _, err := getLeavingIdle(t, &http.Transport{}, "http://"+app.HTTPAddr()+"/healthz"); err != nil {
 			t.Fatalf("client %d of 6, with %d connections allowed: %v", i+1, cfg.MaxConnections, err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 	}
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "room-1", "order_type_id": "wash_fold_delivery"})
 	for i, f := range feeds {
@@ -390,4 +384,20 @@ func TestLimitListenerClosesTheIdlest(t *testing.T) {
 	if closed, after := l.closeIdlest(now.Add(time.Hour)); closed || after != 0 || l.open() != 2 || l.idleClosed.Load() != 1 {
 		t.Fatalf("none idle again: closed %v, after %v, %d open, %d closed", closed, after, l.open(), l.idleClosed.Load())
 	}
+}
+
+// getLeavingIdle GETs url with a client of its own over tr, reads the
+// answer and leaves the connection open and idle (closed when the test
+// ends). It gives up well before the server's idle timeout, 2 minutes,
+// would have closed an idle connection anyway.
+func getLeavingIdle(t *testing.T, tr *http.Transport, url string) (*http.Response, error) {
+	t.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr, Timeout: eventstoretest.Patience(15 * time.Second)}
+	resp, err := hc.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, nil
 }

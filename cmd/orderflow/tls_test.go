@@ -241,14 +241,10 @@ func TestIdleConnectionsMakeRoomOverHTTPS(t *testing.T) {
 	for i := range 6 {
 		h2 := i%2 == 1
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: h2}
-		t.Cleanup(tr.CloseIdleConnections)
-		hc := &http.Client{Transport: tr, Timeout: eventstoretest.Patience(15 * time.Second)} // under the server's idle timeout, 2 minutes
-		resp, err := hc.Get("https://" + app.HTTPAddr() + "/healthz")
+		resp, err := getLeavingIdle(t, tr, "https://"+app.HTTPAddr()+"/healthz")
 		if err != nil {
 			t.Fatalf("client %d of 6 (HTTP/2 %v), with %d connections allowed: %v", i+1, h2, maxConnections, err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 		if want := map[bool]int{false: 1, true: 2}[h2]; resp.ProtoMajor != want {
 			t.Fatalf("client %d: HTTP/%d, want HTTP/%d", i+1, resp.ProtoMajor, want)
 		}
