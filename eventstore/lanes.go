@@ -181,7 +181,9 @@ type LaneCopy struct {
 	// known).
 	Lanes int
 
-	respelled bool // the copy carries the respelling (see RestartLaneCopy)
+	respelled bool   // the copy carries the respelling (see RestartLaneCopy)
+	unset     bool   // no copy is set up yet (see StartLanesAt)
+	next      uint64 // the lane stream's next sequence
 }
 
 // ErrLanesInUse is EnsureLanes's error when asked for another number of
@@ -440,7 +442,40 @@ func laneCopyOf(info *jetstream.StreamInfo) LaneCopy {
 			lc.ResumeAt, lc.respelled, lc.Lanes = src.OptStartSeq, respelled(src), partitionCount(src)
 		}
 	}
+	lc.unset, lc.next = len(info.Config.Sources) == 0, info.State.LastSeq+1
 	return lc
+}
+
+// StartLanesAt makes the lane stream, empty and copying nothing yet, for
+// the copy of ORDERFLOW_TRIGGERS that EnsureLanes sets up to start at the
+// trigger stored at seq: for a store restored by import, whose triggers
+// before seq were all answered or put aside, so that the trigger
+// processor does not read them all again. The lane stream starts at
+// sequence seq itself, so that each lane message keeps the sequence of
+// the trigger it copies, as the copy check expects. It does nothing
+// (false) when seq is 1 or the lane stream is there already (a process
+// that ran during the import has its copy set up).
+func (s *Store) StartLanesAt(ctx context.Context, seq uint64) (bool, error) {
+	if seq <= 1 {
+		return false, nil
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	switch _, err := s.streamInfo(ctx, StreamTriggerLanes); {
+	case err == nil:
+		return false, nil
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return false, err
+	}
+	sc := LaneStreamConfig(1, s.cfg.Replicas)
+	// With neither subjects nor a source JetStream would give the stream
+	// its own name as its subject; this one no publisher uses, and the
+	// copy's set-up drops it.
+	sc.Sources, sc.Subjects, sc.FirstSeq = nil, []string{laneRoot + "._unset"}, seq
+	if _, err := s.js.CreateStream(ctx, sc); err != nil {
+		return false, fmt.Errorf("lane stream: make it start at trigger %d: %w", seq, err)
+	}
+	return true, nil
 }
 
 // checkRepartition refuses (ErrLanesInUse) to partition the lanes anew
@@ -520,6 +555,11 @@ func (s *Store) EnsureLanes(ctx context.Context, cfg LaneConfig) ([]string, erro
 		// and moved up to where the copy stands (unreadable, it is unset
 		// until the trigger processor sets it again, seconds later).
 		sc.Sources[0].OptStartSeq = lc.NextResume()
+		if lc.unset {
+			// Made by StartLanesAt: the copy starts at the lane stream's
+			// next sequence, so that the two sequences stay the same.
+			sc.Sources[0].OptStartSeq = lc.next
+		}
 		if lc.respelled {
 			// Kept as RestartLaneCopy left it: the other spelling would be
 			// a copy the server has not seen, set up again.

@@ -200,6 +200,59 @@ func TestLaneCopyStateOfAWorkingCopy(t *testing.T) {
 	}
 }
 
+// A lane stream made by StartLanesAt copies from that trigger on once
+// EnsureLanes sets its copy up, each lane message at its trigger's own
+// sequence; the triggers before it are not copied. It is made only where
+// there is none.
+func TestStartLanesAt(t *testing.T) {
+	t.Parallel()
+	for _, topo := range []struct {
+		name     string
+		replicas int
+	}{{"server", 1}, {"cluster", 3}} {
+		t.Run(topo.name, func(t *testing.T) {
+			t.Parallel()
+			url := ""
+			if topo.replicas == 1 {
+				url = eventstoretest.StartServer(t).ClientURL()
+			} else {
+				url = eventstoretest.StartCluster(t, 3).URLs()
+			}
+			st := eventstoretest.OpenStore(t, url, eventstore.Config{Replicas: topo.replicas})
+			ctx := ctxT(t)
+			publishTriggers(t, ctx, st, "start", 1, 6)
+			if made, err := st.StartLanesAt(ctx, 1); made || err != nil {
+				t.Fatalf("StartLanesAt(1) = %v, %v; want nothing made", made, err)
+			}
+			if made, err := st.StartLanesAt(ctx, 4); !made || err != nil {
+				t.Fatalf("StartLanesAt(4) = %v, %v", made, err)
+			}
+			if made, err := st.StartLanesAt(ctx, 2); made || err != nil {
+				t.Fatalf("StartLanesAt(2) on the lane stream made = %v, %v; want it left alone", made, err)
+			}
+			if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
+				t.Fatal(err)
+			}
+			publishTriggers(t, ctx, st, "start", 7, 7)
+			if got := laneReader(t, ctx, st)(4); !slices.Equal(got, []uint64{4, 5, 6, 7}) {
+				t.Fatalf("copied: %v", got)
+			}
+			lanes, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info := lanes.CachedInfo()
+			if info.State.LastSeq != 7 || len(info.Config.Subjects) != 0 || info.Config.Replicas != topo.replicas {
+				t.Fatalf("lane stream: last sequence %d (want 7, each trigger's own), subjects %v (want none), replicas %d",
+					info.State.LastSeq, info.Config.Subjects, info.Config.Replicas)
+			}
+			if lc, err := st.LaneCopyState(ctx); err != nil || lc.ResumeAt != 4 || lc.Copied != 7 || lc.Lanes != 1 {
+				t.Fatalf("LaneCopyState = %+v, %v", lc, err)
+			}
+		})
+	}
+}
+
 // A lane stream that has lost its place in the copy resumes from the point
 // set with SetLaneCopyResume: it copies again what came since (each a
 // duplicate) and skips nothing. A kill leaves the lane stream so while the

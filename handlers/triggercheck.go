@@ -2,8 +2,11 @@ package handlers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -162,4 +165,88 @@ func laneContents(ctx context.Context, st *eventstore.Store) (copied uint64, hel
 		seq = m.Sequence + 1
 	}
 	return copied, held, nil
+}
+
+// ImportedTriggers finds, as import stores an export, the first imported
+// trigger that a trigger processor on the restored store still has to
+// read: one neither answered in its order's history (as CheckTriggers
+// counts it) nor put aside as a dead letter (as the processor knows one:
+// by its dead letter's Nats-Msg-Id). Every trigger before it would only
+// be answered again as a duplicate, or left put aside; the restored
+// store's lanes start there (eventstore.Store.StartLanesAt).
+//
+// It takes the export's messages in export's order: the order events
+// first, then the triggers, then the dead letters. It keeps a 16-byte
+// digest of each trigger's outcome (a trigger id taken by another
+// trigger key does not match it) and the sequence of each trigger found
+// without one.
+type ImportedTriggers struct {
+	answered map[[16]byte]struct{}
+	open     []uint64 // triggers without an outcome, in stream order
+	putAside map[uint64]bool
+	last     uint64 // the last trigger's sequence
+}
+
+// NewImportedTriggers starts an account of an import.
+func NewImportedTriggers() *ImportedTriggers {
+	return &ImportedTriggers{answered: map[[16]byte]struct{}{}, putAside: map[uint64]bool{}}
+}
+
+// Add takes the next message of the export.
+func (it *ImportedTriggers) Add(m eventstore.StoredMsg) {
+	switch m.Stream {
+	case eventstore.StreamOrders:
+		if !domain.IsTriggerOutcome(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]) {
+			return // the order placed, or a supervisor's action
+		}
+		ev, err := m.Event()
+		if err != nil || ev.CausationID == "" {
+			return
+		}
+		if trigger, ok := domain.OutcomeTrigger(ev.Type, ev.Data); ok {
+			it.answered[triggerDigest(ev.Tenant, ev.AggregateID, trigger, ev.CausationID)] = struct{}{}
+		}
+	case eventstore.StreamTriggers:
+		it.last = m.Sequence
+		tenant, order, key, err := eventstore.ParseTriggerSubject(m.Subject)
+		if err == nil {
+			if _, ok := it.answered[triggerDigest(tenant, order, key, triggerIDOf(m))]; ok {
+				return
+			}
+		}
+		it.open = append(it.open, m.Sequence)
+	case eventstore.StreamDeadLetter:
+		if ids := m.Header[jetstream.MsgIDHeader]; len(ids) > 0 {
+			if seq, ok := deadLetterSeq(ids[0]); ok {
+				it.putAside[seq] = true
+			}
+		}
+	}
+}
+
+// FirstToRead is the sequence of the first trigger taken that is neither
+// answered nor put aside; one past the last trigger when there is none,
+// and 1 when no trigger was taken.
+func (it *ImportedTriggers) FirstToRead() uint64 {
+	for _, seq := range it.open {
+		if !it.putAside[seq] {
+			return seq
+		}
+	}
+	return it.last + 1
+}
+
+// triggerDigest names a trigger by its order, key and id: their SHA-256,
+// cut to 16 bytes (finding two names that share one takes about 2⁶⁴
+// tries).
+func triggerDigest(tenant, orderID, trigger, triggerID string) [16]byte {
+	h := sha256.New()
+	for _, s := range []string{tenant, orderID, trigger, triggerID} {
+		var n [binary.MaxVarintLen64]byte
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+		h.Write([]byte(s))
+	}
+	var d [16]byte
+	copy(d[:], h.Sum(nil))
+	return d
 }

@@ -449,6 +449,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 		return fmt.Errorf("%w; the store now holds %s before it: mend the file and import it into an empty store", err, lines)
 	}
+	triggers := handlers.NewImportedTriggers()
 	start := time.Now()
 	for {
 		var line exportLine
@@ -490,6 +491,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		if ack.Sequence != line.Sequence {
 			return stopped(fmt.Errorf("line %d: %s sequence %d was stored at %d: the export has gaps or the store was not empty", n+1, line.Stream, line.Sequence, ack.Sequence))
 		}
+		triggers.Add(eventstore.StoredMsg{Stream: line.Stream, Sequence: line.Sequence, Subject: line.Subject, Header: m.Header, Data: m.Data})
 		n++
 		if progress != nil && size > 0 && n%1024 == 0 {
 			progress(uint64(counted.n), uint64(size))
@@ -499,7 +501,24 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		progress(uint64(size), uint64(size))
 	}
 	fmt.Fprintf(stdout, "imported %d messages in %.2fs\n", n, time.Since(start).Seconds())
+	startLanes(ctx, st, triggers.FirstToRead(), stdout, stderr)
 	return nil
+}
+
+// startLanes has the restored store's trigger lanes start at the first
+// imported trigger still to be read, from (see handlers.ImportedTriggers).
+// The import stands whatever happens here: without it, a trigger
+// processor reads every imported trigger again, as before.
+func startLanes(ctx context.Context, st *eventstore.Store, from uint64, stdout, stderr io.Writer) {
+	made, err := st.StartLanesAt(ctx, from)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "the trigger lanes could not be made to start at trigger %d (%v): a trigger processor will read every imported trigger again\n", from, err)
+	case made:
+		fmt.Fprintf(stdout, "the trigger lanes start at trigger %d: the %d before it were answered or put aside\n", from, from-1)
+	case from > 1:
+		fmt.Fprintf(stdout, "the trigger lanes were there before the import: a trigger processor reads every imported trigger again\n")
+	}
 }
 
 // checkExport reads an export through and reports its first line that

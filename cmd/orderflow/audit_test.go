@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/handlers"
@@ -630,10 +631,12 @@ func TestImportTakesATriggerOverTheSizeLimit(t *testing.T) {
 }
 
 // A trigger put aside for an order not placed yet stays put aside on a
-// store restored from an export: the export carries the dead letters,
-// and a server on the restored store, which reads every imported trigger
-// again, does not process it again (before, it took effect there, an
-// event the original store never had).
+// store restored from an export: the export carries the dead letters.
+// The restored store's lanes start after it; where they were there
+// before the import (a server running during it), the trigger processor
+// reads every imported trigger again, and does not process that one
+// again (before, it took effect there, an event the original store never
+// had).
 func TestRestoredStoreKeepsTriggersPutAside(t *testing.T) {
 	t.Parallel()
 	app := startApp(t, newTestConfig(t))
@@ -646,25 +649,120 @@ func TestRestoredStoreKeepsTriggersPutAside(t *testing.T) {
 		return err == nil && len(dls) == 1
 	}, "the trigger for an order not placed yet put aside")
 	c.must(201, "POST", "/v1/orders", map[string]any{"id": "early-1", "order_type_id": "wash_fold_delivery"})
+	dump := filepath.Join(t.TempDir(), "export.jsonl")
+	if code, out, errOut := runMain(t, "export", "--nats-url", app.NATSURL(), "--out", dump); code != 0 {
+		t.Fatalf("export: %d %s %s", code, out, errOut)
+	}
 
+	for _, tc := range []struct {
+		name       string
+		lanesFirst bool
+		said       string
+	}{
+		{"lanes made by the import", false, "the trigger lanes start at trigger 2: the 1 before it were answered or put aside"},
+		{"lanes there before the import", true, "the trigger lanes were there before the import: a trigger processor reads every imported trigger again"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := newTestConfig(t)
+			srv := eventstoretest.StartServerIn(t, cfg.DataDir)
+			if tc.lanesFirst {
+				st := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+				if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: cfg.Lanes}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if code, out, errOut := runMain(t, "import", "--nats-url", srv.ClientURL(), "--in", dump); code != 0 || !strings.Contains(out, tc.said) {
+				t.Fatalf("import: %d %s %s; want %q", code, out, errOut, tc.said)
+			}
+			srv.Shutdown() // the data dir is served next
+			restored := startApp(t, cfg)
+			// A new trigger of the order comes after the imported one in
+			// its lane: once it is answered, the imported one, if the lanes
+			// copied it, has been read again.
+			publishTrigger(t, ctx, jetStreamAt(t, restored.NATSURL()), "early-1", "picked_up", "early-t2")
+			rc := newClient(t, restored)
+			eventstoretest.Eventually(t, 30*time.Second, func() bool {
+				return rc.must(200, "GET", "/v1/orders/early-1", nil)["version"].(float64) >= 2
+			}, "the new trigger answered on the restored store")
+			events := history(t, rc, "early-1")
+			if len(events) != 2 || events[1]["causation_id"] != "early-t2" {
+				t.Fatalf("restored history: %v; want the order placed and advanced by early-t2 only", events)
+			}
+			if code, out, _ := runMain(t, "deadletters", "--nats-url", restored.NATSURL()); code != 0 || !strings.Contains(out, "early-1") {
+				t.Fatalf("deadletters on the restored store: %d %s", code, out)
+			}
+			if code, out, _ := runMain(t, "verify", "--triggers", "--nats-url", restored.NATSURL()); code != 0 || !strings.Contains(out, "1 dead letters") {
+				t.Fatalf("verify --triggers on the restored store: %d %s", code, out)
+			}
+		})
+	}
+}
+
+// A restored store's lanes start at the first imported trigger still to
+// be read: the triggers before it (one put aside, one answered) are not
+// read again; the two stored while no processor ran take effect, and a
+// trigger sent again after them with an answered id is answered as a
+// duplicate.
+func TestRestoredStoreReadsOnlyTriggersStillToRead(t *testing.T) {
+	t.Parallel()
 	cfg := newTestConfig(t)
-	_, cfg.DataDir = exportImported(t, app)
-	restored := startApp(t, cfg)
-	// A new trigger of the order comes after the imported one in its lane:
-	// once it is answered, the imported one has been read again.
-	publishTrigger(t, ctx, jetStreamAt(t, restored.NATSURL()), "early-1", "picked_up", "early-t2")
+	app := startApp(t, cfg)
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	for _, id := range []string{"still-1", "still-2"} {
+		c.must(201, "POST", "/v1/orders", map[string]any{"id": id, "order_type_id": "wash_fold_delivery"})
+	}
+	ctx := ctxFor(t, time.Minute)
+	js := jetStreamAt(t, app.NATSURL())
+	publishTrigger(t, ctx, js, "ghost", "picked_up", "still-t0")   // 1: put aside
+	publishTrigger(t, ctx, js, "still-1", "picked_up", "still-t1") // 2: answered
+	eventstoretest.Eventually(t, 10*time.Second, func() bool {
+		dls, err := handlers.ReadDeadLetters(ctx, app.Store(), handlers.DeadLetterQuery{Limit: 10})
+		return err == nil && len(dls) == 1 && c.must(200, "GET", "/v1/orders/still-1", nil)["version"].(float64) == 2
+	}, "the first trigger put aside and the second answered")
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Stored while no processor runs.
+	srv := eventstoretest.StartServerIn(t, cfg.DataDir)
+	js = jetStreamAt(t, srv.ClientURL())
+	publishTrigger(t, ctx, js, "still-2", "picked_up", "still-t2")    // 3
+	publishTrigger(t, ctx, js, "still-1", "items_tagged", "still-t3") // 4
+	again := nats.NewMsg(eventstore.TriggerSubject("default", "still-1", "picked_up"))
+	again.Header.Set(jetstream.MsgIDHeader, "still-t1-again")
+	again.Data = []byte(`{"trigger_id":"still-t1"}`)
+	if _, err := js.PublishMsg(ctx, again); err != nil { // 5
+		t.Fatal(err)
+	}
+	dump := filepath.Join(t.TempDir(), "export.jsonl")
+	if code, out, errOut := runMain(t, "export", "--nats-url", srv.ClientURL(), "--out", dump); code != 0 {
+		t.Fatalf("export: %d %s %s", code, out, errOut)
+	}
+	srv.Shutdown()
+	fresh := t.TempDir()
+	code, out, errOut := runMain(t, "import", "--data-dir", fresh, "--in", dump)
+	if code != 0 || !strings.Contains(out, "the trigger lanes start at trigger 3: the 2 before it were answered or put aside") {
+		t.Fatalf("import: %d %s %s", code, out, errOut)
+	}
+
+	rcfg := newTestConfig(t)
+	rcfg.DataDir = fresh
+	restored := startApp(t, rcfg)
 	rc := newClient(t, restored)
 	eventstoretest.Eventually(t, 30*time.Second, func() bool {
-		return rc.must(200, "GET", "/v1/orders/early-1", nil)["version"].(float64) >= 2
-	}, "the new trigger answered on the restored store")
-	events := history(t, rc, "early-1")
-	if len(events) != 2 || events[1]["causation_id"] != "early-t2" {
-		t.Fatalf("restored history: %v; want the order placed and advanced by early-t2 only", events)
+		lc, err := restored.Store().LaneCopyState(ctx)
+		return err == nil && lc.Copied == 5 && lc.Waiting == 0 && restored.proc.Handled() >= 3
+	}, "the three triggers from the third on read")
+	if got, want := restored.proc.Outcomes(), []handlers.TriggerCount{{Outcome: domain.OutcomeAdvanced, N: 2}, {Outcome: domain.OutcomeDuplicate, N: 1}}; !slices.Equal(got, want) {
+		t.Fatalf("outcomes on the restored store: %+v, want %+v (the first two triggers not read again)", got, want)
 	}
-	if code, out, _ := runMain(t, "deadletters", "--nats-url", restored.NATSURL()); code != 0 || !strings.Contains(out, "early-1") {
-		t.Fatalf("deadletters on the restored store: %d %s", code, out)
+	for id, version := range map[string]float64{"still-1": 3, "still-2": 2} {
+		if v := rc.must(200, "GET", "/v1/orders/"+id, nil)["version"].(float64); v != version {
+			t.Fatalf("order %s at version %v, want %v", id, v, version)
+		}
 	}
-	if code, out, _ := runMain(t, "verify", "--triggers", "--nats-url", restored.NATSURL()); code != 0 || !strings.Contains(out, "1 dead letters") {
+	if code, out, _ := runMain(t, "verify", "--triggers", "--nats-url", restored.NATSURL()); code != 0 ||
+		!strings.Contains(out, "accounted for 5 stored triggers: 4 answered in their order's history, 1 dead letters, 0 on their way, 0 missing") {
 		t.Fatalf("verify --triggers on the restored store: %d %s", code, out)
 	}
 }
