@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
@@ -450,6 +451,19 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return fmt.Errorf("%w; the store now holds %s before it: mend the file and import it into an empty store", err, lines)
 	}
 	triggers := handlers.NewImportedTriggers()
+	batch := importBatch{js: js, settings: settings}
+	// flush stores the batch's lines and counts them in n.
+	flush := func() error {
+		stored, err := batch.store(ctx)
+		n += stored
+		if err != nil {
+			return stopped(err)
+		}
+		if progress != nil && size > 0 {
+			progress(uint64(counted.n), uint64(size))
+		}
+		return nil
+	}
 	start := time.Now()
 	for {
 		var line exportLine
@@ -458,6 +472,9 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			break
 		}
 		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
 			return stopped(fmt.Errorf("line %d: %w", n+1, err))
 		}
 		m := nats.NewMsg(line.Subject)
@@ -478,24 +495,16 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 				m.Header.Add(k, v)
 			}
 		}
-		ack, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(line.Stream))
-		if errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
-			ack, err = settings.storeLarge(ctx, m, line.Stream)
-		}
-		if err == nil && ack.Duplicate && m.Header.Get(jetstream.MsgIDHeader) != "" {
-			ack, err = settings.storeAgain(ctx, m, line.Stream)
-		}
-		if err != nil {
-			return stopped(fmt.Errorf("line %d (%s %d): %w", n+1, line.Stream, line.Sequence, err))
-		}
-		if ack.Sequence != line.Sequence {
-			return stopped(fmt.Errorf("line %d: %s sequence %d was stored at %d: the export has gaps or the store was not empty", n+1, line.Stream, line.Sequence, ack.Sequence))
-		}
 		triggers.Add(eventstore.StoredMsg{Stream: line.Stream, Sequence: line.Sequence, Subject: line.Subject, Header: m.Header, Data: m.Data})
-		n++
-		if progress != nil && size > 0 && n%1024 == 0 {
-			progress(uint64(counted.n), uint64(size))
+		if !batch.fits(line.Stream, m) {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
+		batch.add(line.Stream, line.Sequence, n+len(batch.msgs)+1, m)
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	if progress != nil && size > 0 {
 		progress(uint64(size), uint64(size))
@@ -519,6 +528,107 @@ func startLanes(ctx context.Context, st *eventstore.Store, from uint64, stdout, 
 	case from > 1:
 		fmt.Fprintf(stdout, "the trigger lanes were there before the import: a trigger processor reads every imported trigger again\n")
 	}
+}
+
+// importBatch is the run of lines an import stores at once: consecutive
+// lines of one stream, stored as one atomic batch (one round trip where
+// one message at a time took one each). The dead-letter stream takes no
+// atomic batches; its lines go one at a time.
+type importBatch struct {
+	js       jetstream.JetStream
+	settings *importSettings
+	stream   string
+	msgs     []*nats.Msg
+	seqs     []uint64 // each line's sequence in the export
+	first    int      // the first line's number in the export
+	bytes    int
+}
+
+// Up to importBatchLines lines and importBatchBytes bytes go in one batch
+// (the server takes up to 1,000 messages in one by default).
+const (
+	importBatchLines = 256
+	importBatchBytes = 4 << 20
+)
+
+// fits reports whether m, of stream, can join the batch.
+func (b *importBatch) fits(stream string, m *nats.Msg) bool {
+	if len(b.msgs) == 0 {
+		return true
+	}
+	return stream == b.stream && stream != eventstore.StreamDeadLetter &&
+		len(b.msgs) < importBatchLines && b.bytes+len(m.Data) <= importBatchBytes
+}
+
+// add puts the export's line number line, m at sequence seq of stream,
+// in the batch (see fits).
+func (b *importBatch) add(stream string, seq uint64, line int, m *nats.Msg) {
+	if len(b.msgs) == 0 {
+		b.stream, b.first = stream, line
+	}
+	b.msgs, b.seqs = append(b.msgs, m), append(b.seqs, seq)
+	b.bytes += len(m.Data)
+}
+
+// store stores the batch and empties it: as one atomic batch, or, when
+// the stream did not take it whole (a trigger sent again after the
+// duplicate window, a message over the stream's size limit: a batch is
+// stored whole or not at all), one line at a time, as storeOne. It
+// returns how many of its lines are stored.
+func (b *importBatch) store(ctx context.Context) (int, error) {
+	msgs, seqs, first, stream := b.msgs, b.seqs, b.first, b.stream
+	b.msgs, b.seqs, b.bytes = b.msgs[:0], b.seqs[:0], 0
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	last := seqs[len(seqs)-1]
+	if len(msgs) > 1 {
+		ack, err := jetstreamext.PublishMsgBatch(ctx, b.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		if err == nil {
+			if ack.Stream != stream || ack.Sequence != last {
+				return 0, fmt.Errorf("lines %d to %d: %s sequences %d to %d were stored in %s up to %d: the export has gaps or the store was not empty",
+					first, first+len(msgs)-1, stream, seqs[0], last, ack.Stream, ack.Sequence)
+			}
+			return len(msgs), nil
+		}
+		// Stored whole or not at all: the stream says which.
+		info, ierr := b.js.Stream(ctx, stream)
+		if ierr != nil {
+			return 0, fmt.Errorf("lines %d to %d: %w; and then: %w", first, first+len(msgs)-1, err, ierr)
+		}
+		switch info.CachedInfo().State.LastSeq {
+		case last:
+			return len(msgs), nil // the answer was lost
+		case seqs[0] - 1: // one at a time, below
+		default:
+			return 0, fmt.Errorf("lines %d to %d (%s %d to %d): %w", first, first+len(msgs)-1, stream, seqs[0], last, err)
+		}
+	}
+	for i, m := range msgs {
+		if err := b.storeOne(ctx, m, stream, seqs[i], first+i); err != nil {
+			return i, err
+		}
+	}
+	return len(msgs), nil
+}
+
+// storeOne stores m, the export's line number line, at sequence seq of
+// stream.
+func (b *importBatch) storeOne(ctx context.Context, m *nats.Msg, stream string, seq uint64, line int) error {
+	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
+	if errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
+		ack, err = b.settings.storeLarge(ctx, m, stream)
+	}
+	if err == nil && ack.Duplicate && m.Header.Get(jetstream.MsgIDHeader) != "" {
+		ack, err = b.settings.storeAgain(ctx, m, stream)
+	}
+	if err != nil {
+		return fmt.Errorf("line %d (%s %d): %w", line, stream, seq, err)
+	}
+	if ack.Sequence != seq {
+		return fmt.Errorf("line %d: %s sequence %d was stored at %d: the export has gaps or the store was not empty", line, stream, seq, ack.Sequence)
+	}
+	return nil
 }
 
 // checkExport reads an export through and reports its first line that
