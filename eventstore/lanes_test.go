@@ -206,51 +206,38 @@ func TestLaneCopyStateOfAWorkingCopy(t *testing.T) {
 // there is none.
 func TestStartLanesAt(t *testing.T) {
 	t.Parallel()
-	for _, topo := range []struct {
-		name     string
-		replicas int
-	}{{"server", 1}, {"cluster", 3}} {
-		t.Run(topo.name, func(t *testing.T) {
-			t.Parallel()
-			url := ""
-			if topo.replicas == 1 {
-				url = eventstoretest.StartServer(t).ClientURL()
-			} else {
-				url = eventstoretest.StartCluster(t, 3).URLs()
-			}
-			st := eventstoretest.OpenStore(t, url, eventstore.Config{Replicas: topo.replicas})
-			ctx := ctxT(t)
-			publishTriggers(t, ctx, st, "start", 1, 6)
-			if made, err := st.StartLanesAt(ctx, 1); made || err != nil {
-				t.Fatalf("StartLanesAt(1) = %v, %v; want nothing made", made, err)
-			}
-			if made, err := st.StartLanesAt(ctx, 4); !made || err != nil {
-				t.Fatalf("StartLanesAt(4) = %v, %v", made, err)
-			}
-			if made, err := st.StartLanesAt(ctx, 2); made || err != nil {
-				t.Fatalf("StartLanesAt(2) on the lane stream made = %v, %v; want it left alone", made, err)
-			}
-			if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
-				t.Fatal(err)
-			}
-			publishTriggers(t, ctx, st, "start", 7, 7)
-			if got := laneReader(t, ctx, st)(4); !slices.Equal(got, []uint64{4, 5, 6, 7}) {
-				t.Fatalf("copied: %v", got)
-			}
-			lanes, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
-			if err != nil {
-				t.Fatal(err)
-			}
-			info := lanes.CachedInfo()
-			if info.State.LastSeq != 7 || len(info.Config.Subjects) != 0 || info.Config.Replicas != topo.replicas {
-				t.Fatalf("lane stream: last sequence %d (want 7, each trigger's own), subjects %v (want none), replicas %d",
-					info.State.LastSeq, info.Config.Subjects, info.Config.Replicas)
-			}
-			if lc, err := st.LaneCopyState(ctx); err != nil || lc.ResumeAt != 4 || lc.Copied != 7 || lc.Lanes != 1 {
-				t.Fatalf("LaneCopyState = %+v, %v", lc, err)
-			}
-		})
-	}
+	onServerAndCluster(t, func(t *testing.T, st *eventstore.Store, replicas int) {
+		ctx := ctxT(t)
+		publishTriggers(t, ctx, st, "start", 1, 6)
+		if made, err := st.StartLanesAt(ctx, 1); made || err != nil {
+			t.Fatalf("StartLanesAt(1) = %v, %v; want nothing made", made, err)
+		}
+		if made, err := st.StartLanesAt(ctx, 4); !made || err != nil {
+			t.Fatalf("StartLanesAt(4) = %v, %v", made, err)
+		}
+		if made, err := st.StartLanesAt(ctx, 2); made || err != nil {
+			t.Fatalf("StartLanesAt(2) on the lane stream made = %v, %v; want it left alone", made, err)
+		}
+		if _, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1}); err != nil {
+			t.Fatal(err)
+		}
+		publishTriggers(t, ctx, st, "start", 7, 7)
+		if got := laneReader(t, ctx, st)(4); !slices.Equal(got, []uint64{4, 5, 6, 7}) {
+			t.Fatalf("copied: %v", got)
+		}
+		lanes, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := lanes.CachedInfo()
+		if info.State.LastSeq != 7 || len(info.Config.Subjects) != 0 || info.Config.Replicas != replicas {
+			t.Fatalf("lane stream: last sequence %d (want 7, each trigger's own), subjects %v (want none), replicas %d",
+				info.State.LastSeq, info.Config.Subjects, info.Config.Replicas)
+		}
+		if lc, err := st.LaneCopyState(ctx); err != nil || lc.ResumeAt != 4 || lc.Copied != 7 || lc.Lanes != 1 {
+			t.Fatalf("LaneCopyState = %+v, %v", lc, err)
+		}
+	})
 }
 
 // A lane stream that has lost its place in the copy resumes from the point
@@ -522,65 +509,52 @@ func laneReader(t *testing.T, ctx context.Context, st *eventstore.Store) (take f
 // DropLaneMessages removes them. On one server and on a cluster.
 func TestLaneLeftovers(t *testing.T) {
 	t.Parallel()
-	for _, topo := range []struct {
-		name     string
-		replicas int
-	}{{"server", 1}, {"cluster", 3}} {
-		t.Run(topo.name, func(t *testing.T) {
-			t.Parallel()
-			url := ""
-			if topo.replicas == 1 {
-				url = eventstoretest.StartServer(t).ClientURL()
-			} else {
-				url = eventstoretest.StartCluster(t, 3).URLs()
-			}
-			st := eventstoretest.OpenStore(t, url, eventstore.Config{Replicas: topo.replicas})
-			ctx := ctxT(t)
-			names, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			publishTriggers(t, ctx, st, "left", 1, 3)
-			lanes, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
-			if err != nil {
-				t.Fatal(err)
-			}
-			eventstoretest.Eventually(t, 10*time.Second, func() bool {
-				info, err := lanes.Info(ctx)
-				return err == nil && info.State.Msgs == 3
-			}, "three triggers in the lane")
-			if left, err := st.LaneLeftovers(ctx, names); err != nil || len(left) != 0 {
-				t.Fatalf("LaneLeftovers before the reset = %d, %v; want none", len(left), err)
-			}
-			// The floor past the first two: they stay, never delivered.
-			resp, err := st.JetStream().Conn().RequestWithContext(ctx,
-				"$JS.API.CONSUMER.RESET."+eventstore.StreamTriggerLanes+"."+names[0], []byte(`{"seq":3}`))
-			if err != nil || strings.Contains(string(resp.Data), `"error"`) {
-				t.Fatalf("reset: %v %s", err, resp.Data)
-			}
-			var left []*jetstream.RawStreamMsg
-			eventstoretest.Eventually(t, 10*time.Second, func() bool {
-				left, err = st.LaneLeftovers(ctx, names)
-				return err == nil && len(left) == 2
-			}, "the two triggers below the floor")
-			if left[0].Sequence != 1 || left[1].Sequence != 2 {
-				t.Fatalf("leftovers at %d and %d, want 1 and 2", left[0].Sequence, left[1].Sequence)
-			}
-			if n, err := st.DropLaneMessages(ctx, []uint64{left[0].Sequence, left[1].Sequence}); n != 2 || err != nil {
-				t.Fatalf("DropLaneMessages = %d, %v", n, err)
-			}
-			if n, err := st.DropLaneMessages(ctx, []uint64{left[0].Sequence}); n != 1 || err != nil {
-				t.Fatalf("dropping one already gone: %d, %v", n, err)
-			}
+	onServerAndCluster(t, func(t *testing.T, st *eventstore.Store, replicas int) {
+		ctx := ctxT(t)
+		names, err := st.EnsureLanes(ctx, eventstore.LaneConfig{Lanes: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishTriggers(t, ctx, st, "left", 1, 3)
+		lanes, err := st.JetStream().Stream(ctx, eventstore.StreamTriggerLanes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventstoretest.Eventually(t, 10*time.Second, func() bool {
 			info, err := lanes.Info(ctx)
-			if err != nil || info.State.Msgs != 1 || info.State.FirstSeq != 3 {
-				t.Fatalf("lane stream after: %+v, %v; want the third trigger alone", info.State, err)
-			}
-			if left, err := st.LaneLeftovers(ctx, names); err != nil || len(left) != 0 {
-				t.Fatalf("LaneLeftovers after = %d, %v; want none", len(left), err)
-			}
-		})
-	}
+			return err == nil && info.State.Msgs == 3
+		}, "three triggers in the lane")
+		if left, err := st.LaneLeftovers(ctx, names); err != nil || len(left) != 0 {
+			t.Fatalf("LaneLeftovers before the reset = %d, %v; want none", len(left), err)
+		}
+		// The floor past the first two: they stay, never delivered.
+		resp, err := st.JetStream().Conn().RequestWithContext(ctx,
+			"$JS.API.CONSUMER.RESET."+eventstore.StreamTriggerLanes+"."+names[0], []byte(`{"seq":3}`))
+		if err != nil || strings.Contains(string(resp.Data), `"error"`) {
+			t.Fatalf("reset: %v %s", err, resp.Data)
+		}
+		var left []*jetstream.RawStreamMsg
+		eventstoretest.Eventually(t, 10*time.Second, func() bool {
+			left, err = st.LaneLeftovers(ctx, names)
+			return err == nil && len(left) == 2
+		}, "the two triggers below the floor")
+		if left[0].Sequence != 1 || left[1].Sequence != 2 {
+			t.Fatalf("leftovers at %d and %d, want 1 and 2", left[0].Sequence, left[1].Sequence)
+		}
+		if n, err := st.DropLaneMessages(ctx, []uint64{left[0].Sequence, left[1].Sequence}); n != 2 || err != nil {
+			t.Fatalf("DropLaneMessages = %d, %v", n, err)
+		}
+		if n, err := st.DropLaneMessages(ctx, []uint64{left[0].Sequence}); n != 1 || err != nil {
+			t.Fatalf("dropping one already gone: %d, %v", n, err)
+		}
+		info, err := lanes.Info(ctx)
+		if err != nil || info.State.Msgs != 1 || info.State.FirstSeq != 3 {
+			t.Fatalf("lane stream after: %+v, %v; want the third trigger alone", info.State, err)
+		}
+		if left, err := st.LaneLeftovers(ctx, names); err != nil || len(left) != 0 {
+			t.Fatalf("LaneLeftovers after = %d, %v; want none", len(left), err)
+		}
+	})
 }
 
 // The lanes are partitioned anew for another number of lanes only when
@@ -752,4 +726,24 @@ func triggerInLane(t *testing.T, ctx context.Context, js jetstream.JetStream, la
 		info, err := lanes.Info(ctx)
 		return err == nil && info.State.Msgs == 1
 	}, "the trigger to reach its lane")
+}
+
+// onServerAndCluster runs test in parallel on a store of one embedded
+// server and on one of a three-server cluster (replicas 3).
+func onServerAndCluster(t *testing.T, test func(t *testing.T, st *eventstore.Store, replicas int)) {
+	for _, topo := range []struct {
+		name     string
+		replicas int
+	}{{"server", 1}, {"cluster", 3}} {
+		t.Run(topo.name, func(t *testing.T) {
+			t.Parallel()
+			url := ""
+			if topo.replicas == 1 {
+				url = eventstoretest.StartServer(t).ClientURL()
+			} else {
+				url = eventstoretest.StartCluster(t, 3).URLs()
+			}
+			test(t, eventstoretest.OpenStore(t, url, eventstore.Config{Replicas: topo.replicas}), topo.replicas)
+		})
+	}
 }
