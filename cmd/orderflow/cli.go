@@ -265,7 +265,7 @@ func (e *problemError) Error() string { return e.msg }
 var storeUsage = map[string]string{
 	"verify": "Usage: orderflow verify [flags]\n\nCheck every aggregate's hash chain (with --triggers, also account for every stored trigger). Exit 1 on a fault.",
 	"export": "Usage: orderflow export [flags]\n\nWrite every stored message as JSON Lines, for a backup or 'orderflow import'.",
-	"import": "Usage: orderflow import --data-dir D --in F [flags]\n\nLoad an export into an empty store (a new --data-dir, or a cluster without orderflow's streams).",
+	"import": "Usage: orderflow import --data-dir D --in F [flags]\n\nLoad an export into an empty store (a new --data-dir, or a cluster without orderflow's streams; start orderflow on it only after the import). The trigger lanes start at the first imported trigger neither answered nor put aside, so a server on the restored store does not read the others again.",
 	"replay": "Usage: orderflow replay --until T [--out F | --definitions] [flags]\n\nRebuild the read models as they were at T and print the board (with --out, write one tenant's read models as JSON; with --definitions, print its definitions as 'definitions show' does).",
 	"deadletters": "Usage: orderflow deadletters [flags]\n       orderflow deadletters retry [flags] SEQ...\n\n" +
 		"List the triggers put aside as unprocessable, or publish them again.",
