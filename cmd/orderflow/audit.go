@@ -450,61 +450,31 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 		return fmt.Errorf("%w; the store now holds %s before it: mend the file and import it into an empty store", err, lines)
 	}
+	// The export is read and its batches made while the batch before is
+	// stored: two cores at work where one waited for the other. One batch
+	// is stored at a time, in order.
 	triggers := handlers.NewImportedTriggers()
-	batch := importBatch{js: js, settings: settings}
-	// flush stores the batch's lines and counts them in n.
-	flush := func() error {
-		stored, err := batch.store(ctx)
+	batches := make(chan *importBatch, 1)
+	readCtx, stopReading := context.WithCancel(ctx)
+	go readBatches(readCtx, dec, counted, triggers, batches)
+	defer func() {
+		stopReading()
+		for range batches { // until the reader is done with the export
+		}
+	}()
+	start := time.Now()
+	for b := range batches {
+		stored, err := b.store(ctx, js, settings)
 		n += stored
+		if err == nil {
+			err = b.err
+		}
 		if err != nil {
 			return stopped(err)
 		}
 		if progress != nil && size > 0 {
-			progress(uint64(counted.n), uint64(size))
+			progress(uint64(b.read), uint64(size))
 		}
-		return nil
-	}
-	start := time.Now()
-	for {
-		var line exportLine
-		err := dec.Decode(&line)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			if ferr := flush(); ferr != nil {
-				return ferr
-			}
-			return stopped(fmt.Errorf("line %d: %w", n+1, err))
-		}
-		m := nats.NewMsg(line.Subject)
-		m.Data = line.Data
-		if line.Envelope != nil {
-			// An export made before envelopes went out as stored, or
-			// rewritten by another JSON tool, is brought back to the
-			// bytes its hashes cover.
-			m.Data = eventstore.AsEncoded(line.Envelope)
-		}
-		for k, vs := range line.Headers {
-			// Batch and expectation headers did their work when the
-			// message was first stored; replaying them would only refuse it.
-			if strings.HasPrefix(k, "Nats-Expected-") || strings.HasPrefix(k, "Nats-Batch-") {
-				continue
-			}
-			for _, v := range vs {
-				m.Header.Add(k, v)
-			}
-		}
-		triggers.Add(eventstore.StoredMsg{Stream: line.Stream, Sequence: line.Sequence, Subject: line.Subject, Header: m.Header, Data: m.Data})
-		if !batch.fits(line.Stream, m) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		batch.add(line.Stream, line.Sequence, n+len(batch.msgs)+1, m)
-	}
-	if err := flush(); err != nil {
-		return err
 	}
 	if progress != nil && size > 0 {
 		progress(uint64(size), uint64(size))
@@ -530,18 +500,18 @@ func startLanes(ctx context.Context, st *eventstore.Store, from uint64, stdout, 
 	}
 }
 
-// importBatch is the run of lines an import stores at once: consecutive
+// importBatch is a run of lines an import stores at once: consecutive
 // lines of one stream, stored as one atomic batch (one round trip where
 // one message at a time took one each). The dead-letter stream takes no
 // atomic batches; its lines go one at a time.
 type importBatch struct {
-	js       jetstream.JetStream
-	settings *importSettings
-	stream   string
-	msgs     []*nats.Msg
-	seqs     []uint64 // each line's sequence in the export
-	first    int      // the first line's number in the export
-	bytes    int
+	stream string
+	msgs   []*nats.Msg
+	seqs   []uint64 // each line's sequence in the export
+	first  int      // the first line's number in the export
+	bytes  int
+	read   int64 // bytes of the export read once the batch was whole
+	err    error // the line after the batch could not be read (the last batch)
 }
 
 // Up to importBatchLines lines and importBatchBytes bytes go in one batch
@@ -550,6 +520,62 @@ const (
 	importBatchLines = 256
 	importBatchBytes = 4 << 20
 )
+
+// readBatches reads the export's lines into batches and sends them in
+// order, each line also to triggers; it closes batches at the end of the
+// export, after a line it cannot read (the last batch's err), or once ctx
+// is done.
+func readBatches(ctx context.Context, dec *json.Decoder, counted *countingReader, triggers *handlers.ImportedTriggers, batches chan<- *importBatch) {
+	defer close(batches)
+	send := func(b *importBatch) bool {
+		b.read = counted.n
+		select {
+		case batches <- b:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	b := &importBatch{}
+	for lines := 1; ; lines++ {
+		var line exportLine
+		err := dec.Decode(&line)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			b.err = fmt.Errorf("line %d: %w", lines, err)
+			break
+		}
+		m := nats.NewMsg(line.Subject)
+		m.Data = line.Data
+		if line.Envelope != nil {
+			// An export made before envelopes went out as stored, or
+			// rewritten by another JSON tool, is brought back to the
+			// bytes its hashes cover.
+			m.Data = eventstore.AsEncoded(line.Envelope)
+		}
+		for k, vs := range line.Headers {
+			// Batch and expectation headers did their work when the
+			// message was first stored; replaying them would only refuse it.
+			if strings.HasPrefix(k, "Nats-Expected-") || strings.HasPrefix(k, "Nats-Batch-") {
+				continue
+			}
+			for _, v := range vs {
+				m.Header.Add(k, v)
+			}
+		}
+		triggers.Add(eventstore.StoredMsg{Stream: line.Stream, Sequence: line.Sequence, Subject: line.Subject, Header: m.Header, Data: m.Data})
+		if !b.fits(line.Stream, m) {
+			if !send(b) {
+				return
+			}
+			b = &importBatch{}
+		}
+		b.add(line.Stream, line.Sequence, lines, m)
+	}
+	send(b)
+}
 
 // fits reports whether m, of stream, can join the batch.
 func (b *importBatch) fits(stream string, m *nats.Msg) bool {
@@ -570,20 +596,19 @@ func (b *importBatch) add(stream string, seq uint64, line int, m *nats.Msg) {
 	b.bytes += len(m.Data)
 }
 
-// store stores the batch and empties it: as one atomic batch, or, when
-// the stream did not take it whole (a trigger sent again after the
-// duplicate window, a message over the stream's size limit: a batch is
-// stored whole or not at all), one line at a time, as storeOne. It
-// returns how many of its lines are stored.
-func (b *importBatch) store(ctx context.Context) (int, error) {
+// store stores the batch: as one atomic batch, or, when the stream did
+// not take it whole (a trigger sent again after the duplicate window, a
+// message over the stream's size limit: a batch is stored whole or not
+// at all), one line at a time, as storeOne. It returns how many of its
+// lines are stored.
+func (b *importBatch) store(ctx context.Context, js jetstream.JetStream, settings *importSettings) (int, error) {
 	msgs, seqs, first, stream := b.msgs, b.seqs, b.first, b.stream
-	b.msgs, b.seqs, b.bytes = b.msgs[:0], b.seqs[:0], 0
 	if len(msgs) == 0 {
 		return 0, nil
 	}
 	last := seqs[len(seqs)-1]
 	if len(msgs) > 1 {
-		ack, err := jetstreamext.PublishMsgBatch(ctx, b.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+		ack, err := jetstreamext.PublishMsgBatch(ctx, js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
 		if err == nil {
 			if ack.Stream != stream || ack.Sequence != last {
 				return 0, fmt.Errorf("lines %d to %d: %s sequences %d to %d were stored in %s up to %d: the export has gaps or the store was not empty",
@@ -592,7 +617,7 @@ func (b *importBatch) store(ctx context.Context) (int, error) {
 			return len(msgs), nil
 		}
 		// Stored whole or not at all: the stream says which.
-		info, ierr := b.js.Stream(ctx, stream)
+		info, ierr := js.Stream(ctx, stream)
 		if ierr != nil {
 			return 0, fmt.Errorf("lines %d to %d: %w; and then: %w", first, first+len(msgs)-1, err, ierr)
 		}
@@ -605,7 +630,7 @@ func (b *importBatch) store(ctx context.Context) (int, error) {
 		}
 	}
 	for i, m := range msgs {
-		if err := b.storeOne(ctx, m, stream, seqs[i], first+i); err != nil {
+		if err := storeOne(ctx, js, settings, m, stream, seqs[i], first+i); err != nil {
 			return i, err
 		}
 	}
@@ -614,13 +639,13 @@ func (b *importBatch) store(ctx context.Context) (int, error) {
 
 // storeOne stores m, the export's line number line, at sequence seq of
 // stream.
-func (b *importBatch) storeOne(ctx context.Context, m *nats.Msg, stream string, seq uint64, line int) error {
-	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
+func storeOne(ctx context.Context, js jetstream.JetStream, settings *importSettings, m *nats.Msg, stream string, seq uint64, line int) error {
+	ack, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
 	if errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
-		ack, err = b.settings.storeLarge(ctx, m, stream)
+		ack, err = settings.storeLarge(ctx, m, stream)
 	}
 	if err == nil && ack.Duplicate && m.Header.Get(jetstream.MsgIDHeader) != "" {
-		ack, err = b.settings.storeAgain(ctx, m, stream)
+		ack, err = settings.storeAgain(ctx, m, stream)
 	}
 	if err != nil {
 		return fmt.Errorf("line %d (%s %d): %w", line, stream, seq, err)

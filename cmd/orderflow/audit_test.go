@@ -698,6 +698,63 @@ func TestRestoredStoreKeepsTriggersPutAside(t *testing.T) {
 	}
 }
 
+// A line the store refuses part way stops the import there: the lines
+// before it are stored, each at its sequence (its batch, refused whole,
+// stored one line at a time), nothing after it, and the import says what
+// the store holds; a second import there is refused.
+func TestImportStopsAtALineTheStoreRefuses(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, newTestConfig(t))
+	c := newClient(t, app)
+	seedWorkedExample(t, c)
+	for i := range 5 {
+		c.must(201, "POST", "/v1/orders", map[string]any{"id": fmt.Sprintf("refused-%d", i), "order_type_id": "wash_fold_delivery"})
+	}
+	dump, _ := exportImported(t, app)
+	whole, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(whole), "\n")
+	bad := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, "refused-3") })
+	if bad < 0 {
+		t.Fatal("no line of order refused-3 in the export")
+	}
+	// A subject no stream takes: the orders' stream wants five tokens.
+	lines[bad] = strings.Replace(lines[bad], "orderflow.default.order.refused-3.OrderPlaced", "orderflow.default.order.refused-3", 1)
+	if err := os.WriteFile(dump, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	into := t.TempDir()
+	code, out, errOut := runMain(t, "import", "--data-dir", into, "--in", dump)
+	want := fmt.Sprintf("line %d (ORDERFLOW_ORDERS", bad+1)
+	if code != 1 || out != "" || !strings.Contains(errOut, want) || !strings.Contains(errOut, fmt.Sprintf("the store now holds the %d lines before it", bad)) {
+		t.Fatalf("import: %d %q %q; want it stopped at %q", code, out, errOut, want)
+	}
+	srv := eventstoretest.StartServerIn(t, into)
+	js := jetStreamAt(t, srv.ClientURL())
+	ctx := ctxFor(t, 30*time.Second)
+	held := 0
+	for _, stream := range exportStreams {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		state := st.CachedInfo().State
+		if state.Msgs != state.LastSeq {
+			t.Fatalf("%s holds %d messages up to %d", stream, state.Msgs, state.LastSeq)
+		}
+		held += int(state.Msgs)
+	}
+	if held != bad {
+		t.Fatalf("the store holds %d messages, want the %d lines before the refused one", held, bad)
+	}
+	srv.Shutdown()
+	if code, _, errOut := runMain(t, "import", "--data-dir", into, "--in", dump); code != 1 || !strings.Contains(errOut, "import needs an empty store") {
+		t.Fatalf("a second import: %d %q", code, errOut)
+	}
+}
+
 // A restored store's lanes start at the first imported trigger still to
 // be read: the triggers before it (one put aside, one answered) are not
 // read again; the two stored while no processor ran take effect, and a
