@@ -464,7 +464,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}()
 	start := time.Now()
 	for b := range batches {
-		stored, err := b.store(ctx, js, settings)
+		stored, err := b.store(ctx, st, settings)
 		n += stored
 		if err == nil {
 			err = b.err
@@ -601,7 +601,8 @@ func (b *importBatch) add(stream string, seq uint64, line int, m *nats.Msg) {
 // message over the stream's size limit: a batch is stored whole or not
 // at all), one line at a time, as storeOne. It returns how many of its
 // lines are stored.
-func (b *importBatch) store(ctx context.Context, js jetstream.JetStream, settings *importSettings) (int, error) {
+func (b *importBatch) store(ctx context.Context, st *eventstore.Store, settings *importSettings) (int, error) {
+	js := st.JetStream()
 	msgs, seqs, first, stream := b.msgs, b.seqs, b.first, b.stream
 	if len(msgs) == 0 {
 		return 0, nil
@@ -617,11 +618,11 @@ func (b *importBatch) store(ctx context.Context, js jetstream.JetStream, setting
 			return len(msgs), nil
 		}
 		// Stored whole or not at all: the stream says which.
-		info, ierr := js.Stream(ctx, stream)
+		stored, ierr := st.LastSequence(ctx, stream)
 		if ierr != nil {
 			return 0, fmt.Errorf("lines %d to %d: %w; and then: %w", first, first+len(msgs)-1, err, ierr)
 		}
-		switch info.CachedInfo().State.LastSeq {
+		switch stored {
 		case last:
 			return len(msgs), nil // the answer was lost
 		case seqs[0] - 1: // one at a time, below
