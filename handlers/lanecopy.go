@@ -571,7 +571,7 @@ func (p *Processor) recoverTriggers(seqs []uint64) bool {
 		p.cfg.Logger.Error("looking for skipped triggers", "err", err)
 		return false
 	}
-	var dead map[string]bool // deadLetterKey of every dead letter, read when first needed
+	var dead map[[16]byte]bool // the name of every dead letter's trigger, read when first needed
 	deadLetter := func(tenant, orderID, trigger, id string) (bool, error) {
 		if dead == nil {
 			var err error
@@ -579,7 +579,7 @@ func (p *Processor) recoverTriggers(seqs []uint64) bool {
 				return false, err
 			}
 		}
-		return dead[deadLetterKey(tenant, orderID, trigger, id)], nil
+		return dead[triggerDigest(tenant, orderID, trigger, id)], nil
 	}
 	all := true
 	for _, seq := range seqs {

@@ -40,28 +40,25 @@ func (m MissingTrigger) String() string {
 	return fmt.Sprintf("trigger %d: tenant %s, order %s, trigger %s, id %s", m.Seq, m.Tenant, m.OrderID, m.Trigger, m.TriggerID)
 }
 
-// storedTrigger is what the check keeps of one stored trigger.
+// storedTrigger is what the check keeps of one stored trigger: its
+// sequence and the digest of its names (triggerDigest); the names of one
+// found missing are read again.
 type storedTrigger struct {
-	seq             uint64
-	tenant, orderID string
-	key             string
-	id              string
+	seq  uint64
+	name [16]byte
 }
 
 // CheckTriggers accounts for every trigger stored in ORDERFLOW_TRIGGERS.
 // It reads the triggers first and the orders' histories last, so that a
 // trigger processed while it runs is found in one or the other. It keeps
-// every trigger and every order's trigger ids in memory: an auditor's
-// tool, not a request path.
+// 24 bytes for every trigger and an outcomes index (about 50 bytes an
+// outcome) in memory: an auditor's tool, not a request path.
 func CheckTriggers(ctx context.Context, st *eventstore.Store, progress eventstore.Progress) (TriggerCheck, error) {
 	var rep TriggerCheck
 	var triggers []storedTrigger
 	if _, err := st.ReadStream(ctx, eventstore.StreamTriggers, func(m eventstore.StoredMsg) error {
-		t := storedTrigger{seq: m.Sequence, id: triggerIDOf(m)}
-		if tenant, order, key, err := eventstore.ParseTriggerSubject(m.Subject); err == nil {
-			t.tenant, t.orderID, t.key = tenant, order, key
-		}
-		triggers = append(triggers, t)
+		t := storedTriggerOf(m)
+		triggers = append(triggers, storedTrigger{seq: m.Sequence, name: triggerDigest(t.Tenant, t.OrderID, t.Trigger, t.TriggerID)})
 		return nil
 	}, progress); err != nil {
 		return rep, err
@@ -74,43 +71,77 @@ func CheckTriggers(ctx context.Context, st *eventstore.Store, progress eventstor
 	if err != nil {
 		return rep, err
 	}
-	// tenant.orderId → trigger id → the trigger key its outcome answers
-	seen := map[string]map[string]string{}
+	answered := outcomeIndex{}
 	if _, err := st.ReadStream(ctx, eventstore.StreamOrders, func(m eventstore.StoredMsg) error {
-		ev, err := m.Event()
-		if err != nil || ev.CausationID == "" {
-			return nil // an unreadable event is verify's business
-		}
-		trigger, ok := domain.OutcomeTrigger(ev.Type, ev.Data)
-		if !ok {
-			return nil // the order placed, or a supervisor's action
-		}
-		key := ev.Tenant + "." + ev.AggregateID
-		if seen[key] == nil {
-			seen[key] = map[string]string{}
-		}
-		if _, ok := seen[key][ev.CausationID]; !ok { // the id's first trigger: the one it names
-			seen[key][ev.CausationID] = trigger
-		}
+		answered.add(m)
 		return nil
 	}, progress); err != nil {
 		return rep, err
 	}
 	for _, t := range triggers {
 		rep.Triggers++
-		answers, answered := seen[t.tenant+"."+t.orderID][t.id]
 		switch {
-		case answered && answers == t.key:
+		case answered[t.name]:
 			rep.Answered++
-		case dead[deadLetterKey(t.tenant, t.orderID, t.key, t.id)]:
+		case dead[t.name]:
 			rep.DeadLetters++
 		case t.seq > copied || inLanes[t.seq]:
 			rep.Pending++
 		default:
-			rep.Missing = append(rep.Missing, MissingTrigger{Seq: t.seq, Tenant: t.tenant, OrderID: t.orderID, Trigger: t.key, TriggerID: t.id})
+			rep.Missing = append(rep.Missing, MissingTrigger{Seq: t.seq})
 		}
 	}
-	return rep, nil
+	return rep, namesOfMissing(ctx, st, rep.Missing)
+}
+
+// storedTriggerOf names a stored trigger: its tenant, order and trigger
+// key as its subject spells them (none when it names no trigger), and its
+// id.
+func storedTriggerOf(m eventstore.StoredMsg) MissingTrigger {
+	t := MissingTrigger{Seq: m.Sequence, TriggerID: triggerIDOf(m)}
+	if tenant, order, key, err := eventstore.ParseTriggerSubject(m.Subject); err == nil {
+		t.Tenant, t.OrderID, t.Trigger = tenant, order, key
+	}
+	return t
+}
+
+// namesOfMissing reads the triggers found missing again, for their names.
+func namesOfMissing(ctx context.Context, st *eventstore.Store, missing []MissingTrigger) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	stream, err := st.JetStream().Stream(ctx, eventstore.StreamTriggers)
+	if err != nil {
+		return fmt.Errorf("%s: %w", eventstore.StreamTriggers, err)
+	}
+	for i, t := range missing {
+		m, err := stream.GetMsg(ctx, t.Seq)
+		if err != nil {
+			return fmt.Errorf("%s: trigger %d: %w", eventstore.StreamTriggers, t.Seq, err)
+		}
+		missing[i] = storedTriggerOf(eventstore.StoredMsg{Stream: eventstore.StreamTriggers, Sequence: t.Seq, Subject: m.Subject, Header: m.Header, Data: m.Data})
+	}
+	return nil
+}
+
+// outcomeIndex holds the name (triggerDigest) of each trigger an order's
+// history answers: its order, its trigger key and its id. An order
+// records one outcome per id: the same id sent again with another key is
+// put aside, not answered.
+type outcomeIndex map[[16]byte]bool
+
+// add takes an order event; it keeps only a trigger's outcome.
+func (x outcomeIndex) add(m eventstore.StoredMsg) {
+	if !domain.IsTriggerOutcome(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]) {
+		return // the order placed, or a supervisor's action
+	}
+	ev, err := m.Event()
+	if err != nil || ev.CausationID == "" {
+		return // an unreadable event is verify's business
+	}
+	if trigger, ok := domain.OutcomeTrigger(ev.Type, ev.Data); ok {
+		x[triggerDigest(ev.Tenant, ev.AggregateID, trigger, ev.CausationID)] = true
+	}
 }
 
 // triggerIDOf is the id the processor gives a trigger stored in
@@ -181,7 +212,7 @@ func laneContents(ctx context.Context, st *eventstore.Store) (copied uint64, hel
 // trigger key does not match it) and the sequence of each trigger found
 // without one.
 type ImportedTriggers struct {
-	answered map[[16]byte]struct{}
+	answered outcomeIndex
 	open     []uint64 // triggers without an outcome, in stream order
 	putAside map[uint64]bool
 	last     uint64 // the last trigger's sequence
@@ -189,30 +220,18 @@ type ImportedTriggers struct {
 
 // NewImportedTriggers starts an account of an import.
 func NewImportedTriggers() *ImportedTriggers {
-	return &ImportedTriggers{answered: map[[16]byte]struct{}{}, putAside: map[uint64]bool{}}
+	return &ImportedTriggers{answered: outcomeIndex{}, putAside: map[uint64]bool{}}
 }
 
 // Add takes the next message of the export.
 func (it *ImportedTriggers) Add(m eventstore.StoredMsg) {
 	switch m.Stream {
 	case eventstore.StreamOrders:
-		if !domain.IsTriggerOutcome(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]) {
-			return // the order placed, or a supervisor's action
-		}
-		ev, err := m.Event()
-		if err != nil || ev.CausationID == "" {
-			return
-		}
-		if trigger, ok := domain.OutcomeTrigger(ev.Type, ev.Data); ok {
-			it.answered[triggerDigest(ev.Tenant, ev.AggregateID, trigger, ev.CausationID)] = struct{}{}
-		}
+		it.answered.add(m)
 	case eventstore.StreamTriggers:
 		it.last = m.Sequence
-		tenant, order, key, err := eventstore.ParseTriggerSubject(m.Subject)
-		if err == nil {
-			if _, ok := it.answered[triggerDigest(tenant, order, key, triggerIDOf(m))]; ok {
-				return
-			}
+		if t := storedTriggerOf(m); t.Trigger != "" && it.answered[triggerDigest(t.Tenant, t.OrderID, t.Trigger, t.TriggerID)] {
+			return
 		}
 		it.open = append(it.open, m.Sequence)
 	case eventstore.StreamDeadLetter:
