@@ -57,8 +57,7 @@ func CheckTriggers(ctx context.Context, st *eventstore.Store, progress eventstor
 	var rep TriggerCheck
 	var triggers []storedTrigger
 	if _, err := st.ReadStream(ctx, eventstore.StreamTriggers, func(m eventstore.StoredMsg) error {
-		t := storedTriggerOf(m)
-		triggers = append(triggers, storedTrigger{seq: m.Sequence, name: triggerDigest(t.Tenant, t.OrderID, t.Trigger, t.TriggerID)})
+		triggers = append(triggers, storedTrigger{seq: m.Sequence, name: storedTriggerOf(m).name()})
 		return nil
 	}, progress); err != nil {
 		return rep, err
@@ -103,6 +102,11 @@ func storedTriggerOf(m eventstore.StoredMsg) MissingTrigger {
 		t.Tenant, t.OrderID, t.Trigger = tenant, order, key
 	}
 	return t
+}
+
+// name is the trigger's name as the accounts know it (triggerDigest).
+func (t MissingTrigger) name() [16]byte {
+	return triggerDigest(t.Tenant, t.OrderID, t.Trigger, t.TriggerID)
 }
 
 // namesOfMissing reads the triggers found missing again, for their names.
@@ -230,7 +234,7 @@ func (it *ImportedTriggers) Add(m eventstore.StoredMsg) {
 		it.answered.add(m)
 	case eventstore.StreamTriggers:
 		it.last = m.Sequence
-		if t := storedTriggerOf(m); t.Trigger != "" && it.answered[triggerDigest(t.Tenant, t.OrderID, t.Trigger, t.TriggerID)] {
+		if it.answered[storedTriggerOf(m).name()] {
 			return
 		}
 		it.open = append(it.open, m.Sequence)
