@@ -466,7 +466,12 @@ func triggerMessage(m jetstream.Msg, seq uint64, elsewhere bool) *message.Messag
 		md[mdRedelivered] = "true"
 	}
 	source, _ := sourceSequence(h.Get(streamSourceHeader))
-	id := pickTriggerID("", h.Get(jetstream.MsgIDHeader), source) // the body's trigger_id, if any, wins in handle
+	// A copy: nats.go cuts every header value out of one string of the
+	// message's whole header block, and the order cache keeps each
+	// trigger id for as long as it keeps the order. The value itself
+	// would keep the block (about 300 bytes, the copy's source and pin
+	// included) with it.
+	id := pickTriggerID("", strings.Clone(h.Get(jetstream.MsgIDHeader)), source) // the body's trigger_id, if any, wins in handle
 	if id == "" && seq != 0 {
 		id = "lane-seq-" + md[mdStreamSeq] // not copied from ORDERFLOW_TRIGGERS: the lane's own number is all there is
 	}
@@ -741,6 +746,9 @@ func (p *Processor) handle(msg *message.Message) error {
 	if err != nil {
 		return poison("%v", err)
 	}
+	// The order keeps the key with each trigger id it has seen, for as
+	// long as the cache keeps it: a copy, not the whole subject.
+	key = strings.Clone(key)
 	if msg.Metadata.Get(mdRedelivered) != "" {
 		switch aside, err := p.putAsideElsewhere(msg, tenant, orderID, key); {
 		case err != nil:
