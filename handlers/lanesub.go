@@ -300,7 +300,7 @@ type settledTrigger struct {
 }
 
 // laneBytes bounds what one lane's pull asks the server for, in bytes
-// (its count is the window). The triggers of worker apps are a few
+// (its count: see lanePull). The triggers of worker apps are a few
 // hundred bytes, and a window of them is far below it; but a window of
 // large ones (up to eventstore.MaxTriggerMsgSize, or 1 MiB stored by an
 // earlier version) is up to 256 MB, and every lane's together gigabytes:
@@ -313,6 +313,22 @@ type settledTrigger struct {
 // stalls.
 const laneBytes = 2 << 20
 
+// lanePull is what a lane's pull asks for: twice the window's count,
+// within laneBytes. The consumer's MaxAckPending (the window) still bounds
+// the triggers the server has out unacknowledged; the count is also the
+// room nats.go gives the iterator's channel, which drops what arrives
+// while it is full ("slow consumer, messages dropped"). With the window's
+// count, a pull the server fulfils ends with a status after the window's
+// triggers ("409 Batch Completed", as the pull asks for bytes too), and
+// statuses (that one, idle heartbeats) take room among the triggers: a
+// lane whose feed was a moment behind under load lost a status, or a
+// trigger, and its gate then waited AckWait for that trigger to come
+// again (docs/benchmarks.md, "Worker apps offering more than the
+// processor takes").
+func lanePull(window int) jetstream.PullMessagesOpt {
+	return jetstream.PullMaxMessagesWithBytesLimit(2*window, laneBytes)
+}
+
 // serve reads the lane until ctx ends, the subscriber closes, or the lane
 // belongs to another process (changed fires and owns says no).
 func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-chan struct{}) {
@@ -322,7 +338,7 @@ func (l *lane) serve(ctx context.Context, cons jetstream.Consumer, changed <-cha
 		l.err = errLaneNotTaken
 		return
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(s.window, laneBytes), jetstream.PullExpiry(s.expiry),
+	it, err := cons.Messages(lanePull(s.window), jetstream.PullExpiry(s.expiry),
 		jetstream.PullPriorityGroup(eventstore.LaneGroup))
 	if err != nil {
 		l.err = err
