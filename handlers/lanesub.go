@@ -324,7 +324,10 @@ const laneBytes = 2 << 20
 // lane whose feed was a moment behind under load lost a status, or a
 // trigger, and its gate then waited AckWait for that trigger to come
 // again (docs/benchmarks.md, "Worker apps offering more than the
-// processor takes").
+// processor takes"). eventstore's stream reads met the same status
+// messages and keep one pull out at a time (readThreshold); that still
+// has a pull's count and its status arrive for the count's room when the
+// reader has taken none of them yet, as a lane behind under load had not.
 func lanePull(window int) jetstream.PullMessagesOpt {
 	return jetstream.PullMaxMessagesWithBytesLimit(2*window, laneBytes)
 }
