@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -56,6 +57,14 @@ func snapshotFrom(o *domain.Order, events []eventstore.Event) OrderSnapshot {
 // event, and a worker app that keeps sending triggers for a completed
 // order makes it longer each time.
 const longHistory = 64
+
+// newCachedOrder is an empty order aggregate for the orders' cache to load
+// and keep, with a copy of id: a trigger's order id is cut out of its
+// NATS message's subject, which the order would otherwise keep whole (as
+// with the trigger ids and keys it records: see triggerMessage).
+func newCachedOrder(id string, defs domain.Workflows) domain.Aggregate {
+	return domain.NewOrder(strings.Clone(id), defs)
+}
 
 // orderRunOpts are the command loop's options for orders: decided from
 // the orders' cache, which keeps the orders that can still move, and
@@ -143,7 +152,7 @@ func (c *Commands) orderRun(ctx context.Context, addr eventstore.Aggregate, id s
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		err := c.run(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, view) }, meta, opts,
+		err := c.run(ctx, addr, func() domain.Aggregate { return newCachedOrder(id, view) }, meta, opts,
 			func(a domain.Aggregate) error { return decide(a.(*domain.Order)) })
 		if err != nil && attempt == 0 && (errors.Is(err, domain.ErrInvalid) || errors.Is(err, domain.ErrDefinitionMissing)) {
 			opts.syncDefs = true // the read model may lag a definition just written
@@ -184,7 +193,7 @@ func (c *Commands) CurrentOrder(ctx context.Context, id string) (OrderSnapshot, 
 	// with the tail just read when it is still where that read began,
 	// else with what the store has after it.
 	opts := c.orderRunOpts()
-	e, held, err := c.hold(ctx, addr, func() domain.Aggregate { return domain.NewOrder(id, c.view()) }, opts.cache, true)
+	e, held, err := c.hold(ctx, addr, func() domain.Aggregate { return newCachedOrder(id, c.view()) }, opts.cache, true)
 	if err != nil {
 		return OrderSnapshot{}, err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 )
 
@@ -36,5 +37,22 @@ func TestTriggerIDKeepsNoHeaderBlock(t *testing.T) {
 	}
 	if unsafe.StringData(got) == unsafe.StringData(header) {
 		t.Fatal("the trigger id is the header's own string, which keeps the message's whole header block")
+	}
+}
+
+// An order the cache loads keeps a copy of its id: a trigger's order id
+// is cut out of its NATS message's subject, which the order would
+// otherwise keep whole for as long as the cache keeps it.
+func TestCachedOrderKeepsItsOwnID(t *testing.T) {
+	_, id, _, err := eventstore.ParseLaneSubject(laneSubject(WorkedExampleTriggers[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := newCachedOrder(id, nil).(*domain.Order).View().ID
+	if got != id {
+		t.Fatalf("order id %q, want %q", got, id)
+	}
+	if unsafe.StringData(got) == unsafe.StringData(id) {
+		t.Fatal("the order's id is the subject's own string, which it keeps whole")
 	}
 }
