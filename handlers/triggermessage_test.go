@@ -15,7 +15,7 @@ import (
 // Nats-Msg-Id. nats.go cuts every header value out of one string holding
 // the message's whole header block, and the order cache keeps each trigger
 // id for as long as it keeps the order: the header's own string would
-// keep the block with it, about 300 bytes a trigger (under load, 50-65 MB
+// keep the block with it, about 300 bytes a trigger (under load, 52-69 MB
 // for the cache's 25,000 completed orders; docs/benchmarks.md, "Worker
 // apps offering more than the processor takes").
 func TestTriggerIDKeepsNoHeaderBlock(t *testing.T) {
