@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/client"
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/projections"
+)
+
+// Worker apps and supervisors act on the same orders at once, through two
+// orderflow processes that share the trigger lanes and each keep their
+// own order cache: workers send each order's triggers over NATS
+// (client.ApplyTrigger) while supervisors hold, resume, move, migrate and
+// cancel those orders over both processes' HTTP. Every order's history
+// holds only legal steps (an outcome's from is where the order stood,
+// nothing takes effect while it is held or after it ended, a trigger id
+// takes effect once), every order ends, and both processes' read models
+// equal a fresh fold of the stream.
+func TestWorkersAndSupervisorsAtOnce(t *testing.T) {
+	t.Parallel()
+	first := startApp(t, newTestConfig(t))
+	cfg := newTestConfig(t)
+	cfg.NATSURL, cfg.DataDir = first.NATSURL(), ""
+	second := startApp(t, cfg)
+	apps := []*App{first, second}
+	https := []*httpClient{newClient(t, first), newClient(t, second)}
+	intake, production, delivery := seedWorkedExample(t, https[0])
+	stepsOf := map[string]int{intake: 2, production: 3, delivery: 2}
+	orders := placeOrders(t, https[0], "busy", 40)
+
+	// The worked example's status names the trigger that moves an order on.
+	next := map[string]string{"pending_pickup": "picked_up", "received": "items_tagged", "washing": "wash_done",
+		"drying": "dry_done", "folding": "folded", "ready_for_delivery": "out_for_delivery", "out_for_delivery": "delivered"}
+	ctx, stop := context.WithCancel(ctxFor(t, 3*time.Minute))
+	wc := workerClient(t, first)
+	var wg sync.WaitGroup
+	defer wg.Wait() // the workers report nothing after the test ends
+	defer stop()
+	var mu sync.Mutex
+	// Workers take a turn from pace before each trigger: the supervisors
+	// hand out two a round, so that their actions fall between the
+	// triggers, and close it when their rounds are over.
+	pace := make(chan struct{}, 2)
+	rejected := map[domain.RejectReason]int{}
+	for i, id := range orders {
+		cmds := apps[i%2].cmds
+		wg.Go(func() {
+			tr := "picked_up"
+			for n := 0; ; n++ {
+				select {
+				case <-pace:
+				case <-ctx.Done():
+					t.Errorf("%s: %v", id, ctx.Err())
+					return
+				}
+				a, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: id, Trigger: tr, TriggerID: fmt.Sprintf("%s-w%d", id, n), Worker: "w"})
+				var rej *domain.RejectedError
+				switch {
+				case err == nil && a.Outcome == domain.OutcomeCompleted:
+					return
+				case err == nil && a.Outcome == domain.OutcomeAdvanced:
+					tr = next[a.Change.To.Status]
+					continue
+				case err == nil:
+					t.Errorf("%s: trigger %s: outcome %s", id, tr, a.Outcome)
+					return
+				case !errors.As(err, &rej):
+					t.Errorf("%s: trigger %s: %v", id, tr, err)
+					return
+				}
+				mu.Lock()
+				rejected[rej.Reason]++
+				mu.Unlock()
+				switch rej.Reason {
+				case domain.RejectCancelled:
+					return
+				case domain.RejectUnexpectedTrigger:
+					tr = rej.Expected // a supervisor moved the order
+				case domain.RejectOnHold:
+					for { // until a supervisor resumes it
+						snap, err := cmds.CurrentOrder(ctx, id)
+						if err != nil {
+							t.Errorf("%s: %v", id, err)
+							return
+						}
+						if snap.State != domain.StateOnHold {
+							if snap.State == domain.StateActive {
+								tr = snap.ExpectedTrigger
+							}
+							break
+						}
+						// Polling, a turn at a time while the supervisors
+						// hand them out (they wait for the turn to be taken).
+						select {
+						case _, turns := <-pace:
+							if !turns {
+								select {
+								case <-time.After(5 * time.Millisecond):
+								case <-ctx.Done():
+								}
+							}
+						case <-ctx.Done():
+						}
+						if ctx.Err() != nil {
+							t.Errorf("%s: still held: %v", id, ctx.Err())
+							return
+						}
+					}
+				default:
+					t.Errorf("%s: trigger %s: %v", id, tr, err)
+					return
+				}
+			}
+		})
+	}
+
+	// Supervisors, meanwhile, on either process. Midway the production
+	// workflow gets a new version for orders to be migrated to.
+	rng := rand.New(rand.NewPCG(7, 11))
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	accepted := map[string]int{}
+	act := func(c *httpClient, id, action string, body map[string]any) {
+		body["reason"] = "supervisor " + action
+		r := c.do("POST", "/v1/orders/"+id+"/"+action, body)
+		switch r.Status {
+		case 200:
+			accepted[action]++
+		case 409: // the order moved on since it was read: held, resumed, ended
+		case 400: // or left the workflow, or was migrated already
+			if action != "migrate" {
+				t.Errorf("%s %s = %d: %s", action, id, r.Status, r.Body)
+			}
+		default:
+			t.Errorf("%s %s = %d: %s", action, id, r.Status, r.Body)
+		}
+	}
+	toVersion := 0.0
+	for round := 0; round < 400; round++ {
+		for range 2 {
+			select {
+			case pace <- struct{}{}:
+			case <-done:
+			}
+		}
+		if round == 40 { // a new version of production, for orders to be migrated to
+			w := https[1].must(200, "PATCH", "/v1/workflows/"+production, map[string]any{"name": "Standard Laundry Production (v2)"})
+			toVersion = w["version"].(float64)
+		}
+		c := https[rng.IntN(2)]
+		id := orders[rng.IntN(len(orders))]
+		state, wf := orderAt(t, c, id)
+		switch p := rng.IntN(100); {
+		case state == "completed" || state == "cancelled":
+		case state == "on_hold":
+			if p < 60 {
+				act(c, id, "resume", map[string]any{})
+			}
+		case p < 25:
+			act(c, id, "hold", map[string]any{})
+		case p < 50:
+			act(c, id, "move", map[string]any{"workflow_id": wf, "step": rng.IntN(stepsOf[wf])})
+		case p < 75:
+			if toVersion > 0 && wf == production {
+				act(c, id, "migrate", map[string]any{"workflow_id": production, "to_version": toVersion})
+			}
+		case p < 78:
+			act(c, id, "cancel", map[string]any{})
+		}
+	}
+	close(pace)
+	// Then only resumes, until every worker is done.
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+		case <-ctx.Done():
+			t.Fatal("the workers did not finish")
+		default:
+			for _, id := range orders {
+				if state, _ := orderAt(t, https[0], id); state == "on_hold" {
+					act(https[0], id, "resume", map[string]any{})
+				}
+			}
+		}
+	}
+	t.Logf("supervisor actions accepted: %v; triggers rejected: %v; triggers handled by each process: %d, %d",
+		accepted, rejected, first.proc.Handled(), second.proc.Handled())
+	for _, action := range []string{"hold", "resume", "move", "migrate", "cancel"} {
+		if accepted[action] == 0 {
+			t.Errorf("no %s took effect: %v", action, accepted)
+		}
+	}
+	for _, id := range orders {
+		checkLegalHistory(t, https[1], id)
+	}
+	for _, app := range apps {
+		checkOrdersFold(t, ctx, app)
+	}
+}
+
+// orderAt is an order's state and workflow as GET /v1/orders/{id} has it.
+func orderAt(t *testing.T, c *httpClient, id string) (state, workflowID string) {
+	t.Helper()
+	var o struct {
+		State    string `json:"state"`
+		Position struct {
+			WorkflowID string `json:"workflow_id"`
+		} `json:"position"`
+	}
+	r := c.do("GET", "/v1/orders/"+id, nil)
+	if r.Status != 200 || json.Unmarshal(r.Body, &o) != nil {
+		t.Fatalf("GET /v1/orders/%s = %d: %s", id, r.Status, r.Body)
+	}
+	return o.State, o.Position.WorkflowID
+}
+
+// checkLegalHistory walks an order's history: each event is one its rules
+// allow where the order stood, and the order ended.
+func checkLegalHistory(t *testing.T, c *httpClient, id string) {
+	t.Helper()
+	var h struct {
+		Events []struct {
+			Type        string          `json:"type"`
+			Version     uint64          `json:"version"`
+			CausationID string          `json:"causation_id"`
+			Data        json.RawMessage `json:"data"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(c.do("GET", "/v1/orders/"+id+"/history", nil).Body, &h); err != nil {
+		t.Fatal(err)
+	}
+	state, pos := domain.OrderState(""), domain.Position{}
+	took := map[string]bool{} // trigger ids that took effect
+	for i, e := range h.Events {
+		fail := func(why string) {
+			t.Fatalf("%s v%d %s %s: %s\n%s", id, e.Version, e.Type, e.Data, why, historySummary(c, id))
+		}
+		if e.Version != uint64(i+1) {
+			fail("versions are not 1, 2, 3, ...")
+		}
+		var d struct {
+			From, To  domain.Position
+			TriggerID string `json:"trigger_id"`
+			Reason    domain.RejectReason
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			fail(err.Error())
+		}
+		if (i == 0) != (e.Type == domain.TypeOrderPlaced) {
+			fail("an order is placed first, and once")
+		}
+		switch e.Type {
+		case domain.TypeOrderPlaced:
+			state, pos = domain.StateActive, d.To
+		case domain.TypeOrderAdvanced, domain.TypeOrderCompleted:
+			switch {
+			case state != domain.StateActive:
+				fail("a trigger took effect on an order " + string(state))
+			case d.From != pos:
+				fail(fmt.Sprintf("from is not where the order stood (%+v)", pos))
+			case took[d.TriggerID] || e.CausationID != d.TriggerID:
+				fail("trigger id took effect twice, or is not the causation id")
+			}
+			took[d.TriggerID] = true
+			pos = d.To
+			if e.Type == domain.TypeOrderCompleted {
+				state = domain.StateCompleted
+			}
+		case domain.TypeTriggerRejected:
+			want := map[domain.OrderState]domain.RejectReason{domain.StateActive: domain.RejectUnexpectedTrigger,
+				domain.StateOnHold: domain.RejectOnHold, domain.StateCompleted: domain.RejectCompleted, domain.StateCancelled: domain.RejectCancelled}[state]
+			if d.Reason != want {
+				fail(fmt.Sprintf("the reason for an order %s is %s", state, want))
+			}
+		case domain.TypeOrderHeld, domain.TypeOrderResumed, domain.TypeOrderCancelled:
+			from, to := map[string]domain.OrderState{domain.TypeOrderHeld: domain.StateActive, domain.TypeOrderResumed: domain.StateOnHold}[e.Type],
+				map[string]domain.OrderState{domain.TypeOrderHeld: domain.StateOnHold, domain.TypeOrderResumed: domain.StateActive, domain.TypeOrderCancelled: domain.StateCancelled}[e.Type]
+			if (from != "" && state != from) || (from == "" && state != domain.StateActive && state != domain.StateOnHold) {
+				fail("not allowed on an order " + string(state))
+			}
+			state = to
+		case domain.TypeOrderMoved, domain.TypeOrderMigrated:
+			if (state != domain.StateActive && state != domain.StateOnHold) || d.From != pos {
+				fail(fmt.Sprintf("an order %s at %+v", state, pos))
+			}
+			pos = d.To
+		default:
+			fail("unknown event type")
+		}
+	}
+	if state != domain.StateCompleted && state != domain.StateCancelled {
+		t.Fatalf("%s ended %s:\n%s", id, state, historySummary(c, id))
+	}
+}
+
+// checkOrdersFold: the app's orders read model, caught up, equals a fresh
+// fold of the orders stream, board included.
+func checkOrdersFold(t *testing.T, ctx context.Context, app *App) {
+	t.Helper()
+	st := app.Store()
+	last, err := st.LastSequence(ctx, eventstore.StreamOrders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := app.orders.Load()
+	fresh := projections.NewOrders(nil)
+	if err := fresh.Start(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Stop()
+	if err := errJoin(live.WaitFor(ctx, last), fresh.WaitFor(ctx, last)); err != nil {
+		t.Fatal(err)
+	}
+	if mustJSON(t, live) != mustJSON(t, fresh) {
+		t.Fatal("the orders read model differs from a fresh fold")
+	}
+	if !reflect.DeepEqual(live.Board("default", ""), fresh.Board("default", "")) {
+		t.Fatal("the board differs from a fresh fold")
+	}
+}
