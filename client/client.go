@@ -592,6 +592,7 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 	if err != nil {
 		return nil, fmt.Errorf("read the order's history: %w", err)
 	}
+	made := time.Now()
 	// Drop it now rather than after InactiveThreshold, without waiting for
 	// the answer: a worker app calling often would leave many behind.
 	defer c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+cons.CachedInfo().Name, nil)
@@ -628,7 +629,13 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, fmt.Errorf("read the order's history: %w", err)
+			// On a cluster the consumer may be on another server, and a
+			// pull can reach the client's server before word of the
+			// consumer has: no responders, for a moment. Asked again
+			// (below), as long as one request of the API may take.
+			if !errors.Is(err, nats.ErrNoResponders) || time.Since(made) > apiAttempt {
+				return nil, fmt.Errorf("read the order's history: %w", err)
+			}
 		}
 		if delivered == before { // nothing came: pause rather than ask the server in a tight loop
 			select {

@@ -3,9 +3,11 @@ package client
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/eventstore"
@@ -53,4 +55,51 @@ func TestUntilAnsweredAsksAgain(t *testing.T) {
 	}); !errors.Is(err, context.DeadlineExceeded) || short.Err() == nil {
 		t.Fatalf("never answered: %v, returned before the caller's ctx ended: %v", err, short.Err() == nil)
 	}
+}
+
+// On a cluster the consumer that reads an order's history may be placed
+// on another server than the client's, and a pull sent right after it
+// is made can reach the client's server before word of the consumer has:
+// "no responders" for a moment. The read asks again rather than fail
+// ApplyTrigger.
+func TestHistoryReadOnAClusterWaitsForItsConsumer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster")
+	}
+	cl := eventstoretest.StartCluster(t, 3)
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
+	defer cancel()
+	nc, err := nats.Connect(cl.Servers[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.StreamOrders,
+		Subjects: []string{"orderflow.*.order.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	subject := "orderflow.default.order.o-1.OrderAdvanced"
+	if _, err := js.Publish(ctx, subject, []byte(`{"type":"OrderAdvanced","aggregate_id":"o-1","version":2,"causation_id":"t-1","data":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reads at once, each with its own consumer: before the read asked
+	// again, 8 to 24 of these 1,200 met "no responders" (five runs).
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 150 {
+				env, err := c.caused(ctx, "orderflow.default.order.o-1.>", "t-1")
+				if err != nil || env == nil || env.CausationID != "t-1" {
+					t.Errorf("read the history: %v, %v", env, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
