@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/orderflow/orderflow/client"
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/projections"
 )
 
@@ -28,10 +30,26 @@ import (
 // equal a fresh fold of the stream.
 func TestWorkersAndSupervisorsAtOnce(t *testing.T) {
 	t.Parallel()
-	first := startApp(t, newTestConfig(t))
-	cfg := newTestConfig(t)
-	cfg.NATSURL, cfg.DataDir = first.NATSURL(), ""
-	second := startApp(t, cfg)
+	t.Run("one server", func(t *testing.T) {
+		t.Parallel()
+		first := startApp(t, newTestConfig(t))
+		cfg := newTestConfig(t)
+		cfg.NATSURL, cfg.DataDir = first.NATSURL(), ""
+		workersAndSupervisors(t, first, startApp(t, cfg))
+	})
+	// Three servers, the streams replicated on each: a process may read
+	// an order from a replica that has not yet stored its last event.
+	t.Run("cluster", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("cluster")
+		}
+		t.Parallel()
+		cl := eventstoretest.StartCluster(t, 3)
+		workersAndSupervisors(t, clusterApp(t, cl), clusterApp(t, cl))
+	})
+}
+
+func workersAndSupervisors(t *testing.T, first, second *App) {
 	apps := []*App{first, second}
 	https := []*httpClient{newClient(t, first), newClient(t, second)}
 	intake, production, delivery := seedWorkedExample(t, https[0])
@@ -206,6 +224,10 @@ func TestWorkersAndSupervisorsAtOnce(t *testing.T) {
 	}
 	for _, app := range apps {
 		checkOrdersFold(t, ctx, app)
+	}
+	code, out, errOut := runMain(t, "verify", "--triggers", "--nats-url", first.NATSURL())
+	if code != 0 || !strings.Contains(out, " 0 break(s)") || !strings.Contains(out, " 0 missing") {
+		t.Fatalf("verify --triggers: %d\n%s%s", code, out, errOut)
 	}
 }
 
