@@ -628,19 +628,24 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 				return &env, nil
 			}
 		}
+		pause := 50 * time.Millisecond // nothing came: rather than ask the server in a tight loop
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			// On a cluster the consumer may be on another server, and a
 			// pull can reach the client's server before word of the
-			// consumer has: no responders, for a moment. Asked again
-			// (below), as long as one request of the API may take.
+			// consumer has: no responders, for a moment. Asked again, as
+			// long as one request of the API may take, after a shorter
+			// pause: the word is on its way (5 ms against 50 took the
+			// slowest of 1,200 reads, eight at once on three servers,
+			// from 60-68 ms to 20-26 ms).
 			if !errors.Is(err, nats.ErrNoResponders) || time.Since(made) > apiAttempt {
 				return nil, fmt.Errorf("read the order's history: %w", err)
 			}
+			pause = 5 * time.Millisecond
 		}
-		if delivered == before { // nothing came: pause rather than ask the server in a tight loop
+		if delivered == before {
 			select {
 			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(pause):
 			}
 		}
 	}
