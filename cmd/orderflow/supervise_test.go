@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"reflect"
 	"strings"
 	"sync"
@@ -21,13 +23,14 @@ import (
 
 // Worker apps and supervisors act on the same orders at once, through two
 // orderflow processes that share the trigger lanes and each keep their
-// own order cache: workers send each order's triggers over NATS
-// (client.ApplyTrigger) while supervisors hold, resume, move, migrate and
-// cancel those orders over both processes' HTTP. Every order's history
-// holds only legal steps (an outcome's from is where the order stood,
-// nothing takes effect while it is held or after it ended, a trigger id
-// takes effect once), every order ends, and both processes' read models
-// equal a fresh fold of the stream.
+// own order cache: workers send each order's triggers, half over NATS
+// (client.ApplyTrigger) and half over either process's HTTP, while
+// supervisors hold, resume, move, migrate and cancel those orders over
+// both processes' HTTP. Every order's history holds only legal steps (an
+// outcome's from is where the order stood, nothing takes effect while it
+// is held or after it ended, a trigger id takes effect once), every order
+// ends, both processes' read models equal a fresh fold of the stream, and
+// verify --triggers finds every stored trigger answered.
 func TestWorkersAndSupervisorsAtOnce(t *testing.T) {
 	t.Parallel()
 	t.Run("one server", func(t *testing.T) {
@@ -81,16 +84,31 @@ func workersAndSupervisors(t *testing.T, first, second *App) {
 					t.Errorf("%s: %v", id, ctx.Err())
 					return
 				}
-				a, err := wc.ApplyTrigger(ctx, client.Trigger{OrderID: id, Trigger: tr, TriggerID: fmt.Sprintf("%s-w%d", id, n), Worker: "w"})
+				// Half the workers over NATS, half over HTTP.
+				triggerID := fmt.Sprintf("%s-w%d", id, n)
+				var outcome domain.TriggerOutcome
+				var status string // where an advance took the order
+				var err error
+				if i%4 < 2 {
+					var a client.Applied
+					if a, err = wc.ApplyTrigger(ctx, client.Trigger{OrderID: id, Trigger: tr, TriggerID: triggerID, Worker: "w"}); err == nil {
+						outcome = a.Outcome
+						if a.Change != nil && a.Change.To != nil {
+							status = a.Change.To.Status
+						}
+					}
+				} else {
+					outcome, status, err = applyOverHTTP(ctx, apps[i/4%2].HTTPAddr(), id, tr, triggerID)
+				}
 				var rej *domain.RejectedError
 				switch {
-				case err == nil && a.Outcome == domain.OutcomeCompleted:
+				case err == nil && outcome == domain.OutcomeCompleted:
 					return
-				case err == nil && a.Outcome == domain.OutcomeAdvanced:
-					tr = next[a.Change.To.Status]
+				case err == nil && outcome == domain.OutcomeAdvanced:
+					tr = next[status]
 					continue
 				case err == nil:
-					t.Errorf("%s: trigger %s: outcome %s", id, tr, a.Outcome)
+					t.Errorf("%s: trigger %s: outcome %s", id, tr, outcome)
 					return
 				case !errors.As(err, &rej):
 					t.Errorf("%s: trigger %s: %v", id, tr, err)
@@ -229,6 +247,42 @@ func workersAndSupervisors(t *testing.T, first, second *App) {
 	if code != 0 || !strings.Contains(out, " 0 break(s)") || !strings.Contains(out, " 0 missing") {
 		t.Fatalf("verify --triggers: %d\n%s%s", code, out, errOut)
 	}
+}
+
+// applyOverHTTP sends a trigger with POST /v1/orders/{id}/triggers and
+// answers as client.ApplyTrigger does: the outcome and the status it took
+// the order to, or a *domain.RejectedError.
+func applyOverHTTP(ctx context.Context, addr, id, trigger, triggerID string) (domain.TriggerOutcome, string, error) {
+	body, _ := json.Marshal(map[string]string{"trigger": trigger, "trigger_id": triggerID, "worker": "w"})
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/v1/orders/"+id+"/triggers", bytes.NewReader(body))
+	if err != nil {
+		return "", "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	var a struct {
+		Outcome domain.TriggerOutcome `json:"outcome"`
+		Order   struct {
+			Position struct {
+				Status string `json:"status"`
+			} `json:"position"`
+		} `json:"order"`
+		Code, Reason, Expected string
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+		return "", "", fmt.Errorf("answered %d: %w", resp.StatusCode, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return a.Outcome, a.Order.Position.Status, nil
+	case resp.StatusCode == http.StatusConflict && a.Code == "trigger_rejected":
+		return "", "", &domain.RejectedError{Reason: domain.RejectReason(a.Reason), Expected: a.Expected}
+	}
+	return "", "", fmt.Errorf("answered %d %s", resp.StatusCode, a.Code)
 }
 
 // orderAt is an order's state and workflow as GET /v1/orders/{id} has it.
