@@ -1,7 +1,9 @@
 package eventstore_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +118,45 @@ func TestFewerReplicasAreRefused(t *testing.T) {
 		if r := s.CachedInfo().Config.Replicas; r != 3 {
 			t.Errorf("%s has %d replicas, want 3", name, r)
 		}
+	}
+}
+
+// The leader's answer to a load's question (its last sequence for the
+// aggregate) is lost, the connection cut: the load asks again after an
+// attempt's deadline, and does not wait for the rest of its ctx. A worker
+// app's hold on one order waited nine minutes that way on a cluster whose
+// node had been stopped and started again.
+func TestLoadAsksTheLeaderAgainWhenItsAnswerIsLost(t *testing.T) {
+	t.Parallel()
+	c := eventstoretest.StartCluster(t, 3)
+	fz := eventstoretest.StartFreezer(t, c.Servers[0].ClientURL())
+	st := eventstoretest.OpenStore(t, fz.URL(), eventstore.Config{Replicas: 3})
+	// The deadline is what the test checks: without an attempt's own,
+	// the load waited for all of it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	agg := eventstore.Aggregate{Tenant: "t", Type: "order", ID: "lost-answer"}
+	if _, err := st.Append(ctx, agg, eventstore.ExpectNew, ev("OrderPlaced", 1)); err != nil {
+		t.Fatal(err)
+	}
+	asked := fz.Sent("$JS.API.STREAM.MSG.GET." + eventstore.StreamOrders)
+	fz.Hold(true) // the answer is dropped
+	loaded := make(chan error, 1)
+	go func() {
+		evs, err := st.Load(ctx, agg, 0)
+		if err == nil && len(evs) != 1 {
+			err = fmt.Errorf("%d events, want 1", len(evs))
+		}
+		loaded <- err
+	}()
+	select {
+	case <-asked:
+	case <-ctx.Done():
+		t.Fatal("the load did not ask the leader")
+	}
+	fz.Cut()
+	fz.Hold(false)
+	if err := <-loaded; err != nil {
+		t.Fatalf("load after a lost answer: %v", err)
 	}
 }

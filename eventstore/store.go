@@ -320,8 +320,17 @@ func (s *Store) Retry(ctx context.Context, op func(context.Context) error) error
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 	}
+	return s.attempts(ctx, 100*time.Millisecond, op)
+}
+
+// attempts runs op as retryTransient does, waiting interval after each
+// transient failure, and gives each attempt a deadline of its own: one
+// second at first, doubling up to the store's Timeout. A request that is
+// never answered (lost with a reconnect, or sent to a stream's leader
+// that is gone) then costs an attempt, not all of ctx.
+func (s *Store) attempts(ctx context.Context, interval time.Duration, op func(context.Context) error) error {
 	wait := min(time.Second, s.cfg.Timeout)
-	return retryTransient(ctx, 100*time.Millisecond, func() error {
+	return retryTransient(ctx, interval, func() error {
 		actx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
 		wait = min(2*wait, s.cfg.Timeout)
@@ -951,7 +960,7 @@ func (s *Store) leaderLast(ctx context.Context, stream, filter string) (uint64, 
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
-	err = retryTransient(ctx, 50*time.Millisecond, func() error {
+	err = s.attempts(ctx, 50*time.Millisecond, func(ctx context.Context) error {
 		m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 		if err != nil {
 			return err
