@@ -38,7 +38,7 @@ func TestWorkersAndSupervisorsAtOnce(t *testing.T) {
 		first := startApp(t, newTestConfig(t))
 		cfg := newTestConfig(t)
 		cfg.NATSURL, cfg.DataDir = first.NATSURL(), ""
-		workersAndSupervisors(t, first, startApp(t, cfg))
+		workersAndSupervisors(t, first, startApp(t, cfg), nil)
 	})
 	// Three servers, the streams replicated on each: a process may read
 	// an order from a replica that has not yet stored its last event.
@@ -48,11 +48,30 @@ func TestWorkersAndSupervisorsAtOnce(t *testing.T) {
 		}
 		t.Parallel()
 		cl := eventstoretest.StartCluster(t, 3)
-		workersAndSupervisors(t, clusterApp(t, cl), clusterApp(t, cl))
+		workersAndSupervisors(t, clusterApp(t, cl), clusterApp(t, cl), nil)
+	})
+	// And one of the three stopped for a third of the rounds.
+	t.Run("cluster with a node stopped", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("cluster")
+		}
+		t.Parallel()
+		cl := eventstoretest.StartCluster(t, 3)
+		workersAndSupervisors(t, clusterApp(t, cl), clusterApp(t, cl), func(round int) {
+			switch round {
+			case 150:
+				cl.Stop(2)
+			case 300:
+				cl.Restart(2)
+			}
+		})
 	})
 }
 
-func workersAndSupervisors(t *testing.T, first, second *App) {
+// workersAndSupervisors runs the test's workers and supervisors on two
+// processes; during, when not nil, is called at the start of each
+// supervisor round.
+func workersAndSupervisors(t *testing.T, first, second *App, during func(round int)) {
 	apps := []*App{first, second}
 	https := []*httpClient{newClient(t, first), newClient(t, second)}
 	intake, production, delivery := seedWorkedExample(t, https[0])
@@ -188,6 +207,9 @@ func workersAndSupervisors(t *testing.T, first, second *App) {
 			case pace <- struct{}{}:
 			case <-done:
 			}
+		}
+		if during != nil {
+			during(round)
 		}
 		if round == 40 { // a new version of production, for orders to be migrated to
 			w := https[1].must(200, "PATCH", "/v1/workflows/"+production, map[string]any{"name": "Standard Laundry Production (v2)"})
