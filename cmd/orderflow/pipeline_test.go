@@ -292,18 +292,21 @@ func publishRaw(t *testing.T, js jetstream.JetStream, subject, msgID string, bod
 	}
 }
 
+// orderHistory is GET /v1/orders/{id}/history's answer.
+type orderHistory struct {
+	Events []struct {
+		Type        string          `json:"type"`
+		Version     uint64          `json:"version"`
+		CausationID string          `json:"causation_id"`
+		Data        json.RawMessage `json:"data"`
+	} `json:"events"`
+}
+
 // historySummary is one line per event of the order (version, type,
 // causation and what the data says), for failure messages.
 func historySummary(c *httpClient, id string) string {
 	r := c.do("GET", "/v1/orders/"+id+"/history", nil)
-	var h struct {
-		Events []struct {
-			Type        string          `json:"type"`
-			Version     uint64          `json:"version"`
-			CausationID string          `json:"causation_id"`
-			Data        json.RawMessage `json:"data"`
-		} `json:"events"`
-	}
+	var h orderHistory
 	if r.Status != 200 || json.Unmarshal(r.Body, &h) != nil {
 		return fmt.Sprintf("  (history unavailable: %d %s)", r.Status, r.Body)
 	}

@@ -273,8 +273,26 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 
 // applyOverHTTP sends a trigger with POST /v1/orders/{id}/triggers and
 // answers as client.ApplyTrigger does: the outcome and the status it took
-// the order to, or a *domain.RejectedError.
+// the order to, or a *domain.RejectedError. A 503 (the trigger stored and
+// its outcome not known yet, on a busy machine) is met as a worker app
+// would: the same trigger id is sent again.
 func applyOverHTTP(ctx context.Context, addr, id, trigger, triggerID string) (domain.TriggerOutcome, string, error) {
+	for {
+		outcome, status, err := postTrigger(ctx, addr, id, trigger, triggerID)
+		if !errors.Is(err, errTriggerUnavailable) {
+			return outcome, status, err
+		}
+		select { // as its Retry-After asks
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return "", "", err
+		}
+	}
+}
+
+var errTriggerUnavailable = errors.New("503: send the trigger again with its id")
+
+func postTrigger(ctx context.Context, addr, id, trigger, triggerID string) (domain.TriggerOutcome, string, error) {
 	body, _ := json.Marshal(map[string]string{"trigger": trigger, "trigger_id": triggerID, "worker": "w"})
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/v1/orders/"+id+"/triggers", bytes.NewReader(body))
 	if err != nil {
@@ -286,6 +304,9 @@ func applyOverHTTP(ctx context.Context, addr, id, trigger, triggerID string) (do
 		return "", "", err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return "", "", errTriggerUnavailable
+	}
 	var a struct {
 		Outcome domain.TriggerOutcome `json:"outcome"`
 		Order   struct {
@@ -327,14 +348,7 @@ func orderAt(t *testing.T, c *httpClient, id string) (state, workflowID string) 
 // allow where the order stood, and the order ended.
 func checkLegalHistory(t *testing.T, c *httpClient, id string) {
 	t.Helper()
-	var h struct {
-		Events []struct {
-			Type        string          `json:"type"`
-			Version     uint64          `json:"version"`
-			CausationID string          `json:"causation_id"`
-			Data        json.RawMessage `json:"data"`
-		} `json:"events"`
-	}
+	var h orderHistory
 	if err := json.Unmarshal(c.do("GET", "/v1/orders/"+id+"/history", nil).Body, &h); err != nil {
 		t.Fatal(err)
 	}
