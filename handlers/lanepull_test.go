@@ -51,6 +51,9 @@ func TestLanePullLeavesRoomForStatuses(t *testing.T) {
 		info, err = cons.Info(ctx)
 		return err == nil && info.NumAckPending == window && info.NumWaiting == 1
 	}) {
+		if info == nil {
+			t.Fatalf("consumer info: %v", err)
+		}
 		t.Fatalf("%d triggers out, %d pulls open (err %v): want the window out and its pull still open", info.NumAckPending, info.NumWaiting, err)
 	}
 	for i := range window + 1 {
