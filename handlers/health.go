@@ -55,6 +55,10 @@ type Problem struct {
 	// Reason and Expected accompany trigger_rejected.
 	Reason   string `json:"reason,omitempty"`
 	Expected string `json:"expected,omitempty"`
+	// TriggerID names the trigger that POST /v1/orders/{id}/triggers sent
+	// (its own, or one made for it): a worker app answered 503 sends it
+	// again with this id, and a rejection is recorded under it.
+	TriggerID string `json:"trigger_id,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, p Problem) {

@@ -226,7 +226,7 @@ func (api *API) routes() []route {
 		{"GET /v1/orders/{id}", "getOrder", RoleReader, "One order (?as_of= RFC 3339 for the state then)", nil, OrderJSON{}, api.getOrder},
 		{"GET /v1/orders/{id}/history", "getOrderHistory", RoleReader, "An order's events, oldest first (all; or a page: limit, cursor, next_cursor)", nil, historyJSON{}, api.orderHistory},
 		{"POST /v1/orders/{id}/triggers", "applyTrigger", RoleWorker, "Apply a trigger; answers advanced, completed or duplicate, or a trigger_rejected problem (a key not in the trigger library: invalid_argument). " +
-			"Give it a trigger_id of your own, or an Idempotency-Key header (one is made when both are absent): sent again with it after a 503 or a lost answer, it takes effect once. " +
+			"Give it a trigger_id of your own, or an Idempotency-Key header (one is made when both are absent, and a problem answer names it as trigger_id): sent again with it after a 503 or a lost answer, it takes effect once. " +
 			"The id names one trigger: the id of another trigger of the order, or of another order's within the duplicate window (--duplicate-window, 2 minutes by default), is 409 conflict",
 			triggerRequest{Trigger: "picked_up", TriggerID: "0193a1f2-5c7e-7d3b-9a41-3f6e2b8c1d05", Worker: "ana", Note: "torn sleeve"}, triggerAnswer{}, api.postTrigger},
 		{"POST /v1/orders/{id}/hold", "holdOrder", RoleSupervisor, "Hold an order", reasonBody{Reason: "customer away"}, OrderJSON{}, supervise(api, holdOrder)},
@@ -723,6 +723,9 @@ func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	p := problemFor(err)
 	p.Detail = err.Error()
+	if te, ok := errors.AsType[*triggerError](err); ok {
+		p.TriggerID = te.id
+	}
 	switch {
 	case p.Status == http.StatusServiceUnavailable:
 		// Every request meets the same election or slow store, and

@@ -390,21 +390,32 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	if b.TriggerID == "" {
 		b.TriggerID = uuid.Must(uuid.NewV7()).String()
 	}
+	var o OrderSnapshot
 	outcome, err := api.cmds(r).SendTrigger(r.Context(), id, b.Trigger,
 		TriggerBody{TriggerID: b.TriggerID, Worker: b.Worker, Note: b.Note, OccurredAt: b.OccurredAt})
-	if err != nil {
-		api.fail(w, r, err)
-		return
+	if err == nil {
+		o, err = api.cmds(r).CurrentOrder(r.Context(), id)
 	}
-	o, err := api.cmds(r).CurrentOrder(r.Context(), id)
 	if err != nil {
-		api.fail(w, r, err)
+		// The trigger may be stored (a 503 says it is): its id, made here
+		// when the request gave none, is what sending it again needs.
+		api.fail(w, r, &triggerError{id: b.TriggerID, err: err})
 		return
 	}
 	api.writeOrderAs(w, r, http.StatusOK, o, func(o OrderJSON) any {
 		return triggerAnswer{Outcome: outcome, Order: o}
 	})
 }
+
+// triggerError is a failure of a trigger sent over HTTP, and the
+// trigger's id, which its problem names.
+type triggerError struct {
+	id  string
+	err error
+}
+
+func (e *triggerError) Error() string { return e.err.Error() }
+func (e *triggerError) Unwrap() error { return e.err }
 
 // triggerAnswer is a trigger's answer: what it did, and the order after.
 type triggerAnswer struct {

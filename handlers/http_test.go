@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,77 @@ func TestReporter(t *testing.T) {
 		if unlogged, ok := r.due(t0.Add(c.at)); ok != c.ok || unlogged != c.unlogged {
 			t.Errorf("%d: at +%v: %d, %v; want %d, %v", i, c.at, unlogged, ok, c.unlogged, c.ok)
 		}
+	}
+}
+
+// A trigger sent over HTTP without an id of its own is given one, and an
+// answer that is not a success names it: a 503 (stored, its outcome not
+// seen in time: no processor runs yet) so that the worker app can send it
+// again with that id, which then takes effect once; and a rejection, which
+// is recorded under it.
+func TestTriggerProblemNamesTheTriggerID(t *testing.T) {
+	t.Parallel()
+	f := newLaneFixture(t, "o-named")
+	f.c.ReadTimeout = time.Second // a trigger's outcome is waited for twice as long
+	mux := http.NewServeMux()
+	(&API{Commands: f.c, Log: quiet}).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	post := func(body string) (int, Problem, []byte) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(f.ctx, http.MethodPost, srv.URL+"/v1/orders/o-named/triggers", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var raw bytes.Buffer
+		_, _ = raw.ReadFrom(resp.Body)
+		var p Problem
+		_ = json.Unmarshal(raw.Bytes(), &p)
+		return resp.StatusCode, p, raw.Bytes()
+	}
+
+	code, p, raw := post(`{"trigger": "picked_up"}`)
+	if code != http.StatusServiceUnavailable || p.Code != "unavailable" || p.TriggerID == "" ||
+		!strings.Contains(p.Detail, "trigger "+p.TriggerID+" is stored") {
+		t.Fatalf("a trigger without a processor: %d %s", code, raw)
+	}
+	first := p.TriggerID
+	startProcessor(t, f.c, f.srv.ClientURL(), nil)
+	code, _, raw = post(fmt.Sprintf(`{"trigger": "picked_up", "trigger_id": %q}`, first))
+	var a triggerAnswer
+	if code != http.StatusOK || json.Unmarshal(raw, &a) != nil || a.Outcome != "duplicate" ||
+		a.Order.Version != 2 || a.Order.Position.Status != "received" {
+		t.Fatalf("sent again with its id: %d %s", code, raw)
+	}
+
+	code, p, raw = post(`{"trigger": "picked_up"}`)
+	if code != http.StatusConflict || p.Code != "trigger_rejected" || p.Reason != "unexpected_trigger" || p.TriggerID == "" {
+		t.Fatalf("a trigger not the current step's: %d %s", code, raw)
+	}
+	resp, err := http.Get(srv.URL + "/v1/orders/o-named/history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Events []struct {
+			Type string
+			Data struct {
+				TriggerID string `json:"trigger_id"`
+			}
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatal(err)
+	}
+	var types, ids []string
+	for _, e := range h.Events[1:] {
+		types, ids = append(types, e.Type), append(ids, e.Data.TriggerID)
+	}
+	if !slices.Equal(types, []string{"OrderAdvanced", "TriggerRejected"}) || !slices.Equal(ids, []string{first, p.TriggerID}) {
+		t.Fatalf("history after the placing: %v %v; want one advance by %s, one rejection by %s", types, ids, first, p.TriggerID)
 	}
 }
