@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/eventstore/eventstoretest"
+	"github.com/orderflow/orderflow/handlers"
 	"github.com/orderflow/orderflow/projections"
 )
 
@@ -40,6 +42,23 @@ func TestWorkersAndSupervisorsAtOnce(t *testing.T) {
 		cfg.NATSURL, cfg.DataDir = first.NATSURL(), ""
 		workersAndSupervisors(t, first, startApp(t, cfg), nil)
 	})
+	// The second process stopped (gracefully, as on a deploy) for a
+	// third of the rounds and started again, with a cold order cache:
+	// meanwhile the first takes its lanes and its HTTP callers.
+	t.Run("one server, a process restarted", func(t *testing.T) {
+		t.Parallel()
+		first := startApp(t, newTestConfig(t))
+		cfg := newTestConfig(t)
+		cfg.NATSURL, cfg.DataDir = first.NATSURL(), ""
+		workersAndSupervisors(t, first, startApp(t, cfg), func(round int, p *processes) {
+			switch round {
+			case 40:
+				p.stop(1)
+			case 90:
+				p.start(1, startApp(t, cfg))
+			}
+		})
+	})
 	// Three servers, the streams replicated on each: a process may read
 	// an order from a replica that has not yet stored its last event.
 	t.Run("cluster", func(t *testing.T) {
@@ -57,7 +76,7 @@ func TestWorkersAndSupervisorsAtOnce(t *testing.T) {
 		}
 		t.Parallel()
 		cl := eventstoretest.StartCluster(t, 3)
-		workersAndSupervisors(t, clusterApp(t, cl), clusterApp(t, cl), func(round int) {
+		workersAndSupervisors(t, clusterApp(t, cl), clusterApp(t, cl), func(round int, _ *processes) {
 			switch round {
 			case 150:
 				cl.Stop(2)
@@ -68,15 +87,92 @@ func TestWorkersAndSupervisorsAtOnce(t *testing.T) {
 	})
 }
 
+// processes are the test's two orderflow processes. The second may be
+// stopped and started again meanwhile; while it is down, the first stands
+// in for it. Workers take what they use of a process (its HTTP address,
+// its commands) when they pick it, and never read the App itself, which
+// Close changes.
+type processes struct {
+	t     *testing.T
+	mu    sync.Mutex
+	procs [2]pick
+	up    [2]bool
+	// met counts the requests that failed because their process was
+	// stopped after it was picked.
+	met atomic.Int64
+}
+
+// pick is one of the processes as a worker or supervisor picked it;
+// gen counts its stops up to then.
+type pick struct {
+	i, gen int
+	app    *App
+	addr   string
+	cmds   *handlers.Commands
+	http   *httpClient
+}
+
+func newProcesses(t *testing.T, first, second *App) *processes {
+	p := &processes{t: t, up: [2]bool{true, true}}
+	p.set(0, first)
+	p.set(1, second)
+	return p
+}
+
+func (p *processes) set(i int, app *App) {
+	p.procs[i] = pick{i: i, gen: p.procs[i].gen, app: app, addr: app.HTTPAddr(), cmds: app.cmds, http: newClient(p.t, app)}
+}
+
+// get is process i, or the other while i is down.
+func (p *processes) get(i int) pick {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.up[i] {
+		i = 1 - i
+	}
+	return p.procs[i]
+}
+
+// gone reports whether pr's process was stopped after it was picked: an
+// error from it then is a worker app's meeting a process going away.
+func (p *processes) gone(pr pick) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.procs[pr.i].gen == pr.gen {
+		return false
+	}
+	p.met.Add(1)
+	return true
+}
+
+// stop closes process i (gracefully: its HTTP server and lanes drain).
+func (p *processes) stop(i int) {
+	p.mu.Lock()
+	p.up[i] = false
+	p.procs[i].gen++
+	app := p.procs[i].app
+	p.mu.Unlock()
+	if err := app.Close(); err != nil {
+		p.t.Errorf("close process %d: %v", i, err)
+	}
+}
+
+// start puts app in place of stopped process i.
+func (p *processes) start(i int, app *App) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.set(i, app)
+	p.up[i] = true
+}
+
 // workersAndSupervisors runs the test's workers and supervisors on two
 // processes; during, when not nil, is called at the start of each
-// supervisor round.
-func workersAndSupervisors(t *testing.T, first, second *App, during func(round int)) {
-	apps := []*App{first, second}
-	https := []*httpClient{newClient(t, first), newClient(t, second)}
-	intake, production, delivery := seedWorkedExample(t, https[0])
+// supervisor round, with the processes to stop and start.
+func workersAndSupervisors(t *testing.T, first, second *App, during func(round int, p *processes)) {
+	procs := newProcesses(t, first, second)
+	intake, production, delivery := seedWorkedExample(t, procs.get(0).http)
 	stepsOf := map[string]int{intake: 2, production: 3, delivery: 2}
-	orders := placeOrders(t, https[0], "busy", 40)
+	orders := placeOrders(t, procs.get(0).http, "busy", 40)
 
 	// The worked example's status names the trigger that moves an order on.
 	next := map[string]string{"pending_pickup": "picked_up", "received": "items_tagged", "washing": "wash_done",
@@ -93,7 +189,6 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 	pace := make(chan struct{}, 2)
 	rejected := map[domain.RejectReason]int{}
 	for i, id := range orders {
-		cmds := apps[i%2].cmds
 		wg.Go(func() {
 			tr := "picked_up"
 			for n := 0; ; n++ {
@@ -117,7 +212,7 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 						}
 					}
 				} else {
-					outcome, status, err = applyOverHTTP(ctx, apps[i/4%2].HTTPAddr(), id, tr, triggerID)
+					outcome, status, err = applyOverHTTP(ctx, procs, i/4%2, id, tr, triggerID)
 				}
 				var rej *domain.RejectedError
 				switch {
@@ -142,17 +237,20 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 				case domain.RejectUnexpectedTrigger:
 					tr = rej.Expected // a supervisor moved the order
 				case domain.RejectOnHold:
+				held:
 					for { // until a supervisor resumes it
-						snap, err := cmds.CurrentOrder(ctx, id)
-						if err != nil {
+						pr := procs.get(i % 2)
+						snap, err := pr.cmds.CurrentOrder(ctx, id)
+						switch {
+						case err != nil && !procs.gone(pr):
 							t.Errorf("%s: %v", id, err)
 							return
-						}
-						if snap.State != domain.StateOnHold {
+						case err != nil: // its process stopped: ask again on a turn
+						case snap.State != domain.StateOnHold:
 							if snap.State == domain.StateActive {
 								tr = snap.ExpectedTrigger
 							}
-							break
+							break held
 						}
 						// Polling, a turn at a time while the supervisors
 						// hand them out (they wait for the turn to be taken).
@@ -201,21 +299,25 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 		}
 	}
 	toVersion := 0.0
+	workersDone := -1 // the round in which the last worker was done
 	for round := 0; round < 400; round++ {
 		for range 2 {
 			select {
 			case pace <- struct{}{}:
 			case <-done:
+				if workersDone < 0 {
+					workersDone = round
+				}
 			}
 		}
 		if during != nil {
-			during(round)
+			during(round, procs)
 		}
 		if round == 40 { // a new version of production, for orders to be migrated to
-			w := https[1].must(200, "PATCH", "/v1/workflows/"+production, map[string]any{"name": "Standard Laundry Production (v2)"})
+			w := procs.get(1).http.must(200, "PATCH", "/v1/workflows/"+production, map[string]any{"name": "Standard Laundry Production (v2)"})
 			toVersion = w["version"].(float64)
 		}
-		c := https[rng.IntN(2)]
+		c := procs.get(rng.IntN(2)).http
 		id := orders[rng.IntN(len(orders))]
 		state, wf := orderAt(t, c, id)
 		switch p := rng.IntN(100); {
@@ -246,24 +348,24 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 			t.Fatal("the workers did not finish")
 		default:
 			for _, id := range orders {
-				if state, _ := orderAt(t, https[0], id); state == "on_hold" {
-					act(https[0], id, "resume", map[string]any{})
+				if state, _ := orderAt(t, procs.get(0).http, id); state == "on_hold" {
+					act(procs.get(0).http, id, "resume", map[string]any{})
 				}
 			}
 		}
 	}
-	t.Logf("supervisor actions accepted: %v; triggers rejected: %v; triggers handled by each process: %d, %d",
-		accepted, rejected, first.proc.Handled(), second.proc.Handled())
+	t.Logf("workers done in round %d; requests that met a process stopping: %d; supervisor actions accepted: %v; triggers rejected: %v; triggers handled by each process: %d, %d",
+		workersDone, procs.met.Load(), accepted, rejected, procs.get(0).app.proc.Handled(), procs.get(1).app.proc.Handled())
 	for _, action := range []string{"hold", "resume", "move", "migrate", "cancel"} {
 		if accepted[action] == 0 {
 			t.Errorf("no %s took effect: %v", action, accepted)
 		}
 	}
 	for _, id := range orders {
-		checkLegalHistory(t, https[1], id)
+		checkLegalHistory(t, procs.get(1).http, id)
 	}
-	for _, app := range apps {
-		checkOrdersFold(t, ctx, app)
+	for i := range 2 {
+		checkOrdersFold(t, ctx, procs.get(i).app)
 	}
 	code, out, errOut := runMain(t, "verify", "--triggers", "--nats-url", first.NATSURL())
 	if code != 0 || !strings.Contains(out, " 0 break(s)") || !strings.Contains(out, " 0 missing") {
@@ -271,15 +373,22 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 	}
 }
 
-// applyOverHTTP sends a trigger with POST /v1/orders/{id}/triggers and
-// answers as client.ApplyTrigger does: the outcome and the status it took
-// the order to, or a *domain.RejectedError. A 503 (the trigger stored and
-// its outcome not known yet, on a busy machine) is met as a worker app
-// would: the same trigger id is sent again.
-func applyOverHTTP(ctx context.Context, addr, id, trigger, triggerID string) (domain.TriggerOutcome, string, error) {
+// applyOverHTTP sends a trigger with POST /v1/orders/{id}/triggers to
+// process i (or the one standing in for it) and answers as
+// client.ApplyTrigger does: the outcome and the status it took the order
+// to, or a *domain.RejectedError. A 503 (the trigger stored and its
+// outcome not known yet, on a busy machine), or any failure but a
+// rejection from a process that was stopped meanwhile, is met as a worker
+// app would: the same trigger id is sent again.
+func applyOverHTTP(ctx context.Context, procs *processes, i int, id, trigger, triggerID string) (domain.TriggerOutcome, string, error) {
 	for {
-		outcome, status, err := postTrigger(ctx, addr, id, trigger, triggerID)
-		if !errors.Is(err, errTriggerUnavailable) {
+		pr := procs.get(i)
+		outcome, status, err := postTrigger(ctx, pr.addr, id, trigger, triggerID)
+		var rejected *domain.RejectedError
+		switch {
+		case errors.Is(err, errTriggerUnavailable):
+		case err != nil && !errors.As(err, &rejected) && ctx.Err() == nil && procs.gone(pr):
+		default:
 			return outcome, status, err
 		}
 		select { // as its Retry-After asks
