@@ -55,9 +55,13 @@ type Problem struct {
 	// Reason and Expected accompany trigger_rejected.
 	Reason   string `json:"reason,omitempty"`
 	Expected string `json:"expected,omitempty"`
-	// TriggerID names the trigger that POST /v1/orders/{id}/triggers sent
-	// (its own, or one made for it): a worker app answered 503 sends it
-	// again with this id, and a rejection is recorded under it.
+	// OrderID and TriggerID name what a command that was refused or
+	// whose outcome is open was about, where the request did not have to
+	// name it: the order POST /v1/orders placed or tried to (its own id,
+	// or one made for it), and the trigger POST /v1/orders/{id}/triggers
+	// sent. A client answered 503 reads the order, or sends the trigger
+	// again with this id; a rejection is recorded under the trigger id.
+	OrderID   string `json:"order_id,omitempty"`
 	TriggerID string `json:"trigger_id,omitempty"`
 }
 

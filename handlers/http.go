@@ -221,7 +221,7 @@ func (api *API) routes() []route {
 		{"PATCH /v1/order-types/{id}", "updateOrderType", RoleAdmin, "Change an order type's name or workflows", orderTypePatch{Name: str("Wash & Fold")}, OrderTypeJSON{}, api.updateOrderType},
 		{"POST /v1/order-types/{id}/archive", "archiveOrderType", RoleAdmin, "Archive an order type", nil, OrderTypeJSON{}, api.archiveOrderType},
 
-		{"POST /v1/orders", "placeOrder", RoleWorker, "Place an order", placeBody{ID: "order-1", OrderTypeID: "wash_fold_delivery"}, OrderJSON{}, api.placeOrder},
+		{"POST /v1/orders", "placeOrder", RoleWorker, "Place an order (an id is made when neither id nor Idempotency-Key is given; a problem answer names it as order_id)", placeBody{ID: "order-1", OrderTypeID: "wash_fold_delivery"}, OrderJSON{}, api.placeOrder},
 		{"GET /v1/orders", "listOrders", RoleReader, "List orders (status, workflow_id, order_type_id, state; sort=id or entered_at; limit, cursor; min_seq)", nil, list[OrderJSON]{}, api.listOrders},
 		{"GET /v1/orders/{id}", "getOrder", RoleReader, "One order (?as_of= RFC 3339 for the state then)", nil, OrderJSON{}, api.getOrder},
 		{"GET /v1/orders/{id}/history", "getOrderHistory", RoleReader, "An order's events, oldest first (all; or a page: limit, cursor, next_cursor)", nil, historyJSON{}, api.orderHistory},
@@ -723,8 +723,8 @@ func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	p := problemFor(err)
 	p.Detail = err.Error()
-	if te, ok := errors.AsType[*triggerError](err); ok {
-		p.TriggerID = te.id
+	if n, ok := errors.AsType[*namedError](err); ok {
+		p.OrderID, p.TriggerID = n.orderID, n.triggerID
 	}
 	switch {
 	case p.Status == http.StatusServiceUnavailable:

@@ -126,12 +126,18 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		api.fail(w, r, err)
 		return
 	}
-	if b.ID == "" && m.RequestKey != "" {
+	switch {
+	case b.ID != "":
+	case m.RequestKey != "":
 		b.ID = OrderIDForKey(m.RequestKey)
+	default:
+		b.ID = uuid.Must(uuid.NewV7()).String()
 	}
 	o, err := api.cmds(r).PlaceOrder(r.Context(), m, b.ID, b.OrderTypeID, b.FulfillmentWorkflowID)
 	if err != nil {
-		api.fail(w, r, err)
+		// The order may be placed (a 503 leaves it open): its id, made
+		// here when the request gave none, is what reading it needs.
+		api.fail(w, r, &namedError{orderID: b.ID, err: err})
 		return
 	}
 	api.writeOrder(w, r, http.StatusCreated, o)
@@ -399,7 +405,7 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The trigger may be stored (a 503 says it is): its id, made here
 		// when the request gave none, is what sending it again needs.
-		api.fail(w, r, &triggerError{id: b.TriggerID, err: err})
+		api.fail(w, r, &namedError{triggerID: b.TriggerID, err: err})
 		return
 	}
 	api.writeOrderAs(w, r, http.StatusOK, o, func(o OrderJSON) any {
@@ -407,15 +413,15 @@ func (api *API) postTrigger(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// triggerError is a failure of a trigger sent over HTTP, and the
-// trigger's id, which its problem names.
-type triggerError struct {
-	id  string
-	err error
+// namedError is a command's failure and the ids its problem names (see
+// Problem.OrderID).
+type namedError struct {
+	orderID, triggerID string
+	err                error
 }
 
-func (e *triggerError) Error() string { return e.err.Error() }
-func (e *triggerError) Unwrap() error { return e.err }
+func (e *namedError) Error() string { return e.err.Error() }
+func (e *namedError) Unwrap() error { return e.err }
 
 // triggerAnswer is a trigger's answer: what it did, and the order after.
 type triggerAnswer struct {

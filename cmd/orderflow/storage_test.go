@@ -53,7 +53,18 @@ func TestStorageFull(t *testing.T) {
 	if len(placed) < 50 {
 		t.Fatalf("only %d orders fit", len(placed))
 	}
-	c.problem(503, "unavailable", "POST", "/v1/orders/"+placed[0]+"/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "full-http"})
+	// A request that names no order: the 503 names the id made for it,
+	// so that the client can look the order up before placing it again.
+	p := c.problem(503, "unavailable", "POST", "/v1/orders", map[string]any{"order_type_id": handlers.WorkedExampleOrderType})
+	if made, _ := p["order_id"].(string); made == "" {
+		t.Fatalf("the 503 of an order without id names none: %v", p)
+	} else {
+		c.problem(404, "not_found", "GET", "/v1/orders/"+made, nil)
+	}
+	p = c.problem(503, "unavailable", "POST", "/v1/orders/"+placed[0]+"/triggers", map[string]any{"trigger": "picked_up", "trigger_id": "full-http"})
+	if p["trigger_id"] != "full-http" {
+		t.Fatalf("the 503 of a trigger names another id: %v", p)
+	}
 	c.must(200, "GET", "/readyz", nil)
 	if m := metricValues(t, c); m["orderflow_jetstream_storage_limit_bytes"] != float64(cfg.MaxStore) ||
 		m["orderflow_jetstream_storage_bytes"] < float64(cfg.MaxStore)*0.9 {
