@@ -25,9 +25,10 @@ type Client struct {
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	tenant    string
-	noHistory bool          // WithoutHistory
-	attempt   time.Duration // how long one request waits for its answer (apiAttempt; tests shorten it)
-	sending   func(n int)   // when set (tests), told of PublishTrigger's nth send of a trigger before it is made
+	noHistory bool                     // WithoutHistory
+	attempt   time.Duration            // how long one request waits for its answer (apiAttempt; tests shorten it)
+	sending   func(n int)              // when set (tests), told of PublishTrigger's nth send of a trigger before it is made
+	readMade  func(jetstream.Consumer) // when set (tests), given each history read's consumer once it is made
 }
 
 // Option configures a Client.
@@ -577,8 +578,35 @@ func outcome(t Trigger, ack Ack, env envelope) (Applied, error) {
 // when it was made, decodes only the events whose bytes hold the id, and
 // fails rather than miss one: a delivery gap (a connection
 // dropped mid-read) is an error, and the trigger can be sent again with
-// the same id.
+// the same id. A consumer lost with its server (a cluster losing one) is
+// made again and the history read again, until ctx ends.
 func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelope, error) {
+	for {
+		env, err := c.readCaused(ctx, filter, triggerID)
+		if !errors.Is(err, errReadLost) {
+			return env, err
+		}
+		select { // the cluster places the next one on a server that is up
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// errReadLost is a history read whose consumer went away with its server
+// (stopped, or cut off from the client's) before the read was done.
+var errReadLost = errors.New("the read's consumer is gone")
+
+// consumerGoneAfter is how long a read's pulls may go unanswered
+// ("no responders") before its consumer is taken for gone. Word of a new
+// consumer reaching the client's server took at most tens of
+// milliseconds (see readCaused); a consumer whose server stopped is
+// never answered for again.
+const consumerGoneAfter = time.Second
+
+// readCaused is one read of caused, with a consumer of its own.
+func (c *Client) readCaused(ctx context.Context, filter, triggerID string) (*envelope, error) {
 	cons, err := untilAnswered(ctx, apiAttempt, func(ctx context.Context) (jetstream.Consumer, error) {
 		return c.js.CreateConsumer(ctx, "ORDERFLOW_ORDERS", jetstream.ConsumerConfig{
 			FilterSubject:     filter,
@@ -593,6 +621,9 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 		return nil, fmt.Errorf("read the order's history: %w", err)
 	}
 	made := time.Now()
+	if c.readMade != nil {
+		c.readMade(cons)
+	}
 	// Drop it now rather than after InactiveThreshold, without waiting for
 	// the answer: a worker app calling often would leave many behind.
 	defer c.nc.Publish(apiPrefix+"CONSUMER.DELETE.ORDERFLOW_ORDERS."+cons.CachedInfo().Name, nil)
@@ -632,12 +663,17 @@ func (c *Client) caused(ctx context.Context, filter, triggerID string) (*envelop
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			// On a cluster the consumer may be on another server, and a
 			// pull can reach the client's server before word of the
-			// consumer has: no responders, for a moment. Asked again, as
-			// long as one request of the API may take, after a shorter
-			// pause: the word is on its way (5 ms against 50 took the
-			// slowest of 1,200 reads, eight at once on three servers,
-			// from 60-68 ms to 20-26 ms).
-			if !errors.Is(err, nats.ErrNoResponders) || time.Since(made) > apiAttempt {
+			// consumer has: no responders, for a moment. Asked again
+			// after a shorter pause: the word is on its way (5 ms against
+			// 50 took the slowest of 1,200 reads, eight at once on three
+			// servers, from 60-68 ms to 20-26 ms). Unanswered for longer,
+			// or told its server is shutting down, the consumer is gone.
+			switch {
+			case errors.Is(err, jetstream.ErrServerShutdown), errors.Is(err, jetstream.ErrConsumerDeleted),
+				errors.Is(err, jetstream.ErrConsumerNotFound),
+				errors.Is(err, nats.ErrNoResponders) && time.Since(made) > consumerGoneAfter:
+				return nil, fmt.Errorf("read the order's history: %w: %w", errReadLost, err)
+			case !errors.Is(err, nats.ErrNoResponders):
 				return nil, fmt.Errorf("read the order's history: %w", err)
 			}
 			pause = 5 * time.Millisecond

@@ -110,3 +110,71 @@ func TestHistoryReadOnAClusterWaitsForItsConsumer(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A history read's consumer (R1) lives on one server of the cluster. When
+// that server stops before the read is done, the read makes a new
+// consumer, which the cluster places on a server that is up, and reads the
+// history again, rather than fail ApplyTrigger with "server shutdown" or
+// "no responders".
+func TestHistoryReadOutlivesItsConsumersServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster")
+	}
+	cl := eventstoretest.StartCluster(t, 3)
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
+	defer cancel()
+	nc, err := nats.Connect(cl.Servers[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.StreamOrders,
+		Subjects: []string{"orderflow.*.order.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "orderflow.default.order.o-1.OrderAdvanced",
+		[]byte(`{"type":"OrderAdvanced","aggregate_id":"o-1","version":2,"causation_id":"t-1","data":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := map[string]int{}
+	for i, s := range cl.Servers {
+		servers[s.NATS().Name()] = i
+	}
+	// The first consumer placed on another server than the client's: its
+	// server is stopped as soon as the consumer is made.
+	stopped := -1
+	c.readMade = func(cons jetstream.Consumer) {
+		info := cons.CachedInfo()
+		if stopped >= 0 || info.Cluster == nil {
+			return
+		}
+		if i, ok := servers[info.Cluster.Leader]; ok && i != 0 {
+			cl.Stop(i)
+			stopped = i
+		}
+	}
+	for reads := 1; stopped < 0; reads++ {
+		if reads > 50 {
+			t.Fatal("no read's consumer was placed on another server than the client's in 50 reads")
+		}
+		if _, err := c.caused(ctx, "orderflow.default.order.o-1.>", "t-1"); err != nil {
+			t.Fatalf("read %d: %v", reads, err)
+		}
+	}
+	// Read again until the event is found, from the servers that are up.
+	c.readMade = nil
+	for {
+		env, err := c.caused(ctx, "orderflow.default.order.o-1.>", "t-1")
+		if err != nil {
+			t.Fatalf("after the stop: %v", err)
+		}
+		if env != nil {
+			break
+		}
+	}
+}
