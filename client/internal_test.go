@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -176,5 +177,107 @@ func TestHistoryReadOutlivesItsConsumersServer(t *testing.T) {
 		if env != nil {
 			break
 		}
+	}
+}
+
+// A dashboard following every stage change on a cluster keeps following
+// when the server its consumer lives on stops: nats.go makes the ordered
+// consumer again where it stood, and every change comes once, in stream
+// order, those stored while the server was stopped included.
+func TestFollowStageChangesOutlivesItsConsumersServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster")
+	}
+	cl := eventstoretest.StartCluster(t, 3)
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
+	defer cancel()
+	nc, err := nats.Connect(cl.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.StreamOrders,
+		Subjects: []string{"orderflow.*.order.>"}, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const events = 300
+	var mu sync.Mutex
+	var seqs []uint64
+	follow, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.FollowStageChanges(follow, "", 0, func(sc StageChange) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seqs = append(seqs, sc.Sequence)
+			return nil
+		})
+	}()
+	received := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seqs)
+	}
+	publish := func(i int) {
+		t.Helper()
+		subject := fmt.Sprintf("orderflow.default.order.o-%d.OrderAdvanced", i)
+		data := fmt.Appendf(nil, `{"type":"OrderAdvanced","aggregate_id":"o-%d","version":2,"data":{}}`, i)
+		for {
+			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := js.Publish(actx, subject, data, jetstream.WithMsgID(fmt.Sprint("e-", i)))
+			acancel()
+			if err == nil {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("publish %d: %v", i, err)
+			}
+		}
+	}
+	servers := map[string]int{}
+	for i, s := range cl.Servers {
+		servers[s.NATS().Name()] = i
+	}
+	for i := range events {
+		publish(i)
+		if i == events/3 {
+			// The follower's consumer: the only one on the stream.
+			eventstoretest.Eventually(t, 30*time.Second, func() bool { return received() > 0 }, "the follower hears the first changes")
+			var leader string
+			for info := range stream.ListConsumers(ctx).Info() {
+				if info.Cluster != nil {
+					leader = info.Cluster.Leader
+				}
+			}
+			i, ok := servers[leader]
+			if !ok {
+				t.Fatalf("no server hosts the follower's consumer (%q)", leader)
+			}
+			cl.Stop(i)
+			t.Logf("stopped %s, the follower's consumer's server, after %d changes; the client on %s", leader, received(), nc.ConnectedServerName())
+		}
+	}
+	start := time.Now()
+	eventstoretest.Eventually(t, time.Minute, func() bool { return received() >= events }, "every change followed")
+	t.Logf("every change followed %v after the last was stored", time.Since(start))
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("FollowStageChanges: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, seq := range seqs {
+		if seq != uint64(i+1) {
+			t.Fatalf("change %d came with sequence %d (%d changes in all)", i+1, seq, len(seqs))
+		}
+	}
+	if len(seqs) != events {
+		t.Fatalf("%d changes, want %d", len(seqs), events)
 	}
 }
