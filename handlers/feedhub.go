@@ -21,15 +21,16 @@ import (
 // a millisecond to over half a second (docs/benchmarks.md, "Many event
 // feeds").
 //
-// The hub keeps the events its feeds have not all taken yet, up to
-// feedBufferEvents events and feedBufferBytes bytes. A feed that falls
-// further behind than that (its dashboard reads slowly), or that starts
-// before what the hub holds (a dashboard that reconnects with
-// Last-Event-ID), reads what it lacks from the stream itself (a range
-// read, eventstore.OpenRange), and then takes the hub's events again from
-// where it stands: in order, none missed, none twice.
+// The hub keeps the latest events, up to feedBufferEvents events and
+// feedBufferBytes bytes, whether or not its feeds have taken them: a
+// dashboard that reconnects with Last-Event-ID a little after the others
+// finds what it missed there too. A feed that falls further behind than
+// that (its dashboard reads slowly), or that starts before what the hub
+// holds, reads what it lacks from the stream itself (a range read,
+// eventstore.OpenRange), and then takes the hub's events again from where
+// it stands: in order, none missed, none twice.
 
-// Bounds on what a hub keeps for feeds that have not taken it yet.
+// Bounds on what a hub keeps.
 const (
 	feedBufferEvents = 1024
 	feedBufferBytes  = 8 << 20
@@ -73,7 +74,7 @@ type feedHub struct {
 	refs   int // under feedHubs.mu
 
 	// The hub holds every readable event of the tenant's orders with a
-	// sequence in (from, last] that some feed may still want: items.
+	// sequence in (from, last]: items.
 	mu        sync.Mutex
 	items     []feedItem
 	itemBytes int
@@ -203,7 +204,6 @@ func (h *feedHub) add(ev eventstore.Event) error {
 	defer h.mu.Unlock()
 	prev := h.last
 	h.last = ev.Sequence
-	least := h.last
 	for f := range h.feeds {
 		switch {
 		case f.cursor >= ev.Sequence:
@@ -212,31 +212,20 @@ func (h *feedHub) add(ev eventstore.Event) error {
 		case f.cursor >= prev: // nothing else to take: it passes this one by
 			f.cursor = ev.Sequence
 		}
-		least = min(least, f.cursor)
 	}
-	if least < ev.Sequence {
-		h.items = append(h.items, it)
-		h.itemBytes += len(it.line)
-	}
-	// Drop what every feed has taken, then whatever is over the bounds.
-	n := sort.Search(len(h.items), func(i int) bool { return h.items[i].seq > least })
-	for _, it := range h.items[:n] {
-		h.itemBytes -= len(it.line)
-	}
-	over := false
+	h.items = append(h.items, it)
+	h.itemBytes += len(it.line)
+	// Drop the oldest over the bounds.
+	n := 0
 	for len(h.items)-n > h.maxEvents || h.itemBytes > h.maxBytes && n < len(h.items) {
 		h.itemBytes -= len(h.items[n].line)
 		n++
-		over = true
 	}
-	h.from = max(h.from, least)
 	if n > 0 {
-		h.from = max(h.from, h.items[n-1].seq)
+		h.from = h.items[n-1].seq
 		clear(h.items[:n])
 		h.items = h.items[n:]
-	}
-	if over { // whoever the hub no longer holds events for reads them from the stream
-		for f := range h.feeds {
+		for f := range h.feeds { // whoever the hub no longer holds events for reads them from the stream
 			if f.cursor < h.from {
 				f.wake()
 			}

@@ -218,8 +218,9 @@ func TestFeedsThatFallBehindReadTheStream(t *testing.T) {
 // Feeds that resume a little way back (dashboards reconnecting together
 // with Last-Event-ID after a restart) find what they missed in the
 // shared reader, which the first of them starts from where it stood:
-// none reads the stream. Before, each read its gap from the stream with
-// a consumer of its own.
+// none reads the stream, not even one that comes after the others have
+// taken every event. Before, each read its gap from the stream with a
+// consumer of its own.
 func TestResumingFeedsShareTheReader(t *testing.T) {
 	t.Parallel()
 	c, api, hs := feedAPI(t, 0)
@@ -239,6 +240,13 @@ func TestResumingFeedsShareTheReader(t *testing.T) {
 	if n := api.FeedStreamReads(); n != 0 {
 		t.Fatalf("%d feeds read the stream, want none", n)
 	}
+	// One more that resumes at the same place, now that the others have
+	// taken every event: the reader still holds them.
+	late := openFeed(t, hs, "", strconv.FormatUint(first, 10))
+	expectFeed(t, fmt.Sprintf("the late feed after %d", first), late, a.want(first, ""))
+	if n := api.FeedStreamReads(); n != 0 {
+		t.Fatalf("%d feeds read the stream, want none: the late one read it", n)
+	}
 	// One that resumes further back than the reader keeps reads the stream.
 	far := openFeed(t, hs, "", "0")
 	a.append(3, orders, "OrderPlaced", "OrderHeld", "OrderResumed")
@@ -248,12 +256,12 @@ func TestResumingFeedsShareTheReader(t *testing.T) {
 	}
 }
 
-// The shared reader keeps an event only while a feed that wants it has
-// not taken it (a feed that wants none of the events after where it
-// stands is moved past them), and keeps at most its bounds: a feed whose
-// events it dropped is told to read them from the stream, up to the
-// reader's last event, and goes on from there.
-func TestFeedHubKeepsWhatFeedsStillWant(t *testing.T) {
+// The shared reader keeps the latest events up to its bounds, taken or
+// not (a feed that wants none of the events after where it stands is
+// moved past them), so a feed that joins a little way back takes them
+// from it; a feed whose events it dropped is told to read them from the
+// stream, up to the reader's last event, and goes on from there.
+func TestFeedHubKeepsTheLatestEvents(t *testing.T) {
 	t.Parallel()
 	h := &feedHub{feeds: map[*hubFeed]struct{}{}, maxEvents: 4, maxBytes: 1 << 20}
 	feed := func(order string, types ...string) *hubFeed {
@@ -294,10 +302,10 @@ func TestFeedHubKeepsWhatFeedsStillWant(t *testing.T) {
 	}
 
 	add(1, "o-1", "OrderPlaced")
-	held1(1) // all has not taken it; held and o2 do not want it
+	held1(1)
 	take(all, 1)
 	add(2, "o-1", "OrderPlaced")
-	held1(1)
+	held1(2) // all took the first; held and o2 do not want either
 	take(all, 2)
 	take(held)
 	take(o2)
@@ -316,12 +324,22 @@ func TestFeedHubKeepsWhatFeedsStillWant(t *testing.T) {
 	}
 	take(o2) // it wanted none of them
 	add(9, "o-2", "OrderPlaced")
-	held1(1) // each feed stands at 8: what they read from the stream
+	held1(4) // 6 to 9; each feed stands at 8: what they read from the stream
 	take(all, 9)
 	take(o2, 9)
 	take(held)
 	add(10, "o-3", "OrderPlaced")
 	take(all, 10)
 	add(11, "o-3", "OrderPlaced")
-	held1(1)
+	held1(4)
+	// A feed that joins at 7 (a dashboard resuming there) takes 8 to 11
+	// from the reader; one at 6 would lack 7, which the reader dropped.
+	late := feed("")
+	late.cursor = 7
+	take(late, 8, 9, 10, 11)
+	early := feed("")
+	early.cursor = 6
+	if _, behind, from, to := h.take(early, nil); !behind || from != 6 || to != 11 {
+		t.Fatalf("a feed at 6 after the reader dropped 7: behind %v, read (%d, %d]; want behind, read (6, 11]", behind, from, to)
+	}
 }
