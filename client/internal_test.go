@@ -64,30 +64,9 @@ func TestUntilAnsweredAsksAgain(t *testing.T) {
 // "no responders" for a moment. The read asks again rather than fail
 // ApplyTrigger.
 func TestHistoryReadOnAClusterWaitsForItsConsumer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster")
-	}
-	cl := eventstoretest.StartCluster(t, 3)
-	ctx, cancel := eventstoretest.Context(2 * time.Minute)
-	defer cancel()
-	nc, err := nats.Connect(cl.Servers[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.StreamOrders,
-		Subjects: []string{"orderflow.*.order.>"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
-	subject := "orderflow.default.order.o-1.OrderAdvanced"
-	if _, err := js.Publish(ctx, subject, []byte(`{"type":"OrderAdvanced","aggregate_id":"o-1","version":2,"causation_id":"t-1","data":{}}`)); err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newClusterFixture(t, false)
+	ctx, c := f.ctx, f.c
+	f.outcome(t)
 	// Reads at once, each with its own consumer: before the read asked
 	// again, 8 to 24 of these 1,200 met "no responders" (five runs).
 	var wg sync.WaitGroup
@@ -118,34 +97,9 @@ func TestHistoryReadOnAClusterWaitsForItsConsumer(t *testing.T) {
 // history again, rather than fail ApplyTrigger with "server shutdown" or
 // "no responders".
 func TestHistoryReadOutlivesItsConsumersServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster")
-	}
-	cl := eventstoretest.StartCluster(t, 3)
-	ctx, cancel := eventstoretest.Context(2 * time.Minute)
-	defer cancel()
-	nc, err := nats.Connect(cl.Servers[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.StreamOrders,
-		Subjects: []string{"orderflow.*.order.>"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(ctx, "orderflow.default.order.o-1.OrderAdvanced",
-		[]byte(`{"type":"OrderAdvanced","aggregate_id":"o-1","version":2,"causation_id":"t-1","data":{}}`)); err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	servers := map[string]int{}
-	for i, s := range cl.Servers {
-		servers[s.NATS().Name()] = i
-	}
+	f := newClusterFixture(t, false)
+	ctx, cl, c := f.ctx, f.cl, f.c
+	f.outcome(t)
 	// The first consumer placed on another server than the client's: its
 	// server is stopped as soon as the consumer is made.
 	stopped := -1
@@ -154,7 +108,7 @@ func TestHistoryReadOutlivesItsConsumersServer(t *testing.T) {
 		if stopped >= 0 || info.Cluster == nil {
 			return
 		}
-		if i, ok := servers[info.Cluster.Leader]; ok && i != 0 {
+		if i, ok := f.servers[info.Cluster.Leader]; ok && i != 0 {
 			cl.Stop(i)
 			stopped = i
 		}
@@ -185,27 +139,8 @@ func TestHistoryReadOutlivesItsConsumersServer(t *testing.T) {
 // consumer again where it stood, and every change comes once, in stream
 // order, those stored while the server was stopped included.
 func TestFollowStageChangesOutlivesItsConsumersServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster")
-	}
-	cl := eventstoretest.StartCluster(t, 3)
-	ctx, cancel := eventstoretest.Context(2 * time.Minute)
-	defer cancel()
-	nc, err := nats.Connect(cl.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.StreamOrders,
-		Subjects: []string{"orderflow.*.order.>"}, Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newClusterFixture(t, true)
+	ctx, cl, nc, js, c := f.ctx, f.cl, f.nc, f.js, f.c
 	const events = 300
 	var mu sync.Mutex
 	var seqs []uint64
@@ -240,22 +175,18 @@ func TestFollowStageChangesOutlivesItsConsumersServer(t *testing.T) {
 			}
 		}
 	}
-	servers := map[string]int{}
-	for i, s := range cl.Servers {
-		servers[s.NATS().Name()] = i
-	}
 	for i := range events {
 		publish(i)
 		if i == events/3 {
 			// The follower's consumer: the only one on the stream.
 			eventstoretest.Eventually(t, 30*time.Second, func() bool { return received() > 0 }, "the follower hears the first changes")
 			var leader string
-			for info := range stream.ListConsumers(ctx).Info() {
+			for info := range f.stream.ListConsumers(ctx).Info() {
 				if info.Cluster != nil {
 					leader = info.Cluster.Leader
 				}
 			}
-			i, ok := servers[leader]
+			i, ok := f.servers[leader]
 			if !ok {
 				t.Fatalf("no server hosts the follower's consumer (%q)", leader)
 			}
@@ -279,5 +210,59 @@ func TestFollowStageChangesOutlivesItsConsumersServer(t *testing.T) {
 	}
 	if len(seqs) != events {
 		t.Fatalf("%d changes, want %d", len(seqs), events)
+	}
+}
+
+// clusterFixture is ORDERFLOW_ORDERS on three servers (replicas 3) and a
+// Client connected to the first server, or to all of them (reconnecting
+// to another when its server stops).
+type clusterFixture struct {
+	ctx     context.Context
+	cl      *eventstoretest.Cluster
+	servers map[string]int // index in cl.Servers by server name
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	c       *Client
+}
+
+func newClusterFixture(t *testing.T, allServers bool) *clusterFixture {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("cluster")
+	}
+	f := &clusterFixture{cl: eventstoretest.StartCluster(t, 3), servers: map[string]int{}}
+	ctx, cancel := eventstoretest.Context(2 * time.Minute)
+	t.Cleanup(cancel)
+	f.ctx = ctx
+	for i, s := range f.cl.Servers {
+		f.servers[s.NATS().Name()] = i
+	}
+	url, opts := f.cl.Servers[0].ClientURL(), []nats.Option(nil)
+	if allServers {
+		url, opts = f.cl.URLs(), []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}
+	}
+	var err error
+	if f.nc, err = nats.Connect(url, opts...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.nc.Close)
+	f.js, _ = jetstream.New(f.nc)
+	if f.stream, err = f.js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.StreamOrders,
+		Subjects: []string{"orderflow.*.order.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if f.c, err = New(f.nc); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// outcome stores the outcome of trigger t-1 on order o-1.
+func (f *clusterFixture) outcome(t *testing.T) {
+	t.Helper()
+	if _, err := f.js.Publish(f.ctx, "orderflow.default.order.o-1.OrderAdvanced",
+		[]byte(`{"type":"OrderAdvanced","aggregate_id":"o-1","version":2,"causation_id":"t-1","data":{}}`)); err != nil {
+		t.Fatal(err)
 	}
 }
