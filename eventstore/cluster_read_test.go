@@ -160,3 +160,69 @@ func TestLoadAsksTheLeaderAgainWhenItsAnswerIsLost(t *testing.T) {
 		t.Fatalf("load after a lost answer: %v", err)
 	}
 }
+
+// A load's direct get, whose answer is lost with its connection, is asked
+// again after the store's Timeout, not after all of the caller's longer
+// deadline: a worker waiting for its held order to be resumed sat six
+// minutes in a batched direct get on a cluster whose node was stopped.
+// The Freezer drops whatever the server sends once the load has asked,
+// then cuts the connection: on the direct gets of the sequences the
+// store's load index has seen, and on the batched read by filter of
+// events stored after it (not indexed yet: the index's reads are held
+// too).
+func TestLoadAsksAgainWhenADirectGetAnswerIsLost(t *testing.T) {
+	t.Parallel()
+	for _, indexed := range []bool{true, false} {
+		t.Run(fmt.Sprint("indexed=", indexed), func(t *testing.T) {
+			t.Parallel()
+			srv := eventstoretest.StartServer(t)
+			fz := eventstoretest.StartFreezer(t, srv.ClientURL())
+			writer := eventstoretest.OpenStore(t, srv.ClientURL(), eventstore.Config{})
+			// The deadline is what the test checks: without an attempt's
+			// own, the load waited for all of it.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			agg := eventstore.Aggregate{Tenant: "t", Type: "order", ID: "lost-get"}
+			placed := eventstore.Aggregate{Tenant: "t", Type: "order", ID: "placed-before"}
+			if _, err := writer.Append(ctx, placed, eventstore.ExpectNew, ev("OrderPlaced", 1)); err != nil {
+				t.Fatal(err)
+			}
+			appendAgg := func() {
+				t.Helper()
+				if _, err := writer.Append(ctx, agg, eventstore.ExpectNew, ev("OrderPlaced", 1), ev("OrderHeld", 2)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if indexed {
+				appendAgg()
+			}
+			st := eventstoretest.OpenStore(t, fz.URL(), eventstore.Config{Timeout: time.Second})
+			eventstoretest.Eventually(t, 30*time.Second, func() bool {
+				return st.IndexedLast(placed) > 0 && (!indexed || st.IndexedLast(agg) > 0)
+			}, "the store's index caught up")
+			asked := fz.Sent("$JS.API.DIRECT.GET." + eventstore.StreamOrders)
+			fz.Hold(true) // the answers are dropped
+			if !indexed {
+				appendAgg()
+			}
+			loaded := make(chan error, 1)
+			go func() {
+				evs, err := st.Load(ctx, agg, 0)
+				if err == nil && len(evs) != 2 {
+					err = fmt.Errorf("%d events, want 2", len(evs))
+				}
+				loaded <- err
+			}()
+			select {
+			case <-asked:
+			case <-ctx.Done():
+				t.Fatal("the load sent no direct get")
+			}
+			fz.Cut()
+			fz.Hold(false)
+			if err := <-loaded; err != nil {
+				t.Fatalf("load after a lost answer: %v", err)
+			}
+		})
+	}
+}

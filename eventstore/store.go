@@ -338,6 +338,16 @@ func (s *Store) attempts(ctx context.Context, interval time.Duration, op func(co
 	})
 }
 
+// bounded runs op with ctx limited to the store's Timeout: a request whose
+// answer is lost (with a reconnect, or a server stopped under it) costs
+// that much, not all of a caller's longer deadline; retried, it is asked
+// again. A read as a whole still has the caller's time.
+func (s *Store) bounded(ctx context.Context, op func(context.Context) error) error {
+	actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	return op(actx)
+}
+
 // retryTransient runs op until it succeeds, fails for good or ctx ends,
 // waiting interval after each transient failure.
 func retryTransient(ctx context.Context, interval time.Duration, op func() error) error {
@@ -823,9 +833,11 @@ func (s *Store) lastMsgOn(ctx context.Context, stream, filter string) (*jetstrea
 	defer cancel()
 	var m *jetstream.RawStreamMsg
 	err := retryTransient(ctx, 50*time.Millisecond, func() error {
-		var err error
-		m, err = s.streams[stream].GetLastMsgForSubject(ctx, filter)
-		return err
+		return s.bounded(ctx, func(ctx context.Context) error {
+			var err error
+			m, err = s.streams[stream].GetLastMsgForSubject(ctx, filter)
+			return err
+		})
 	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
@@ -1124,7 +1136,11 @@ func (s *Store) fetchSeqs(ctx context.Context, stream string, seqs []uint64) ([]
 				errs[i] = ctx.Err()
 				return
 			}
-			m, err := st.GetMsg(ctx, seq)
+			var m *jetstream.RawStreamMsg
+			err := s.bounded(ctx, func(ctx context.Context) (err error) {
+				m, err = st.GetMsg(ctx, seq)
+				return err
+			})
 			if err != nil {
 				errs[i] = err
 				return
@@ -1235,9 +1251,10 @@ func (s *Store) readFilter(ctx context.Context, stream, filter string, from read
 		var more bool
 		pctx, cancel := s.withTimeout(ctx)
 		err := retryTransient(pctx, 50*time.Millisecond, func() error {
-			var err error
-			page, more, err = s.rawPage(pctx, stream, filter, from)
-			return err
+			return s.bounded(pctx, func(ctx context.Context) (err error) {
+				page, more, err = s.rawPage(ctx, stream, filter, from)
+				return err
+			})
 		})
 		cancel()
 		if err != nil {
