@@ -42,9 +42,9 @@ func TestWorkersAndSupervisorsAtOnce(t *testing.T) {
 		cfg.NATSURL, cfg.DataDir = first.NATSURL(), ""
 		workersAndSupervisors(t, first, startApp(t, cfg), nil)
 	})
-	// The second process stopped (gracefully, as on a deploy) for a
-	// third of the rounds and started again, with a cold order cache:
-	// meanwhile the first takes its lanes and its HTTP callers.
+	// The second process stopped (gracefully, as on a deploy) at round 40
+	// and started again at round 90, with a cold order cache: meanwhile
+	// the first takes its lanes and its HTTP callers.
 	t.Run("one server, a process restarted", func(t *testing.T) {
 		t.Parallel()
 		first := startApp(t, newTestConfig(t))
