@@ -221,6 +221,23 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 				case err == nil && outcome == domain.OutcomeAdvanced:
 					tr = next[status]
 					continue
+				case err == nil && outcome == domain.OutcomeDuplicate:
+					// Sent again after a 503 (or a lost acknowledgement), the
+					// trigger had taken effect the first time: on with
+					// where the order stands now.
+					pr := procs.get(i % 2)
+					snap, err := pr.cmds.CurrentOrder(ctx, id)
+					switch {
+					case err != nil && !procs.gone(pr):
+						t.Errorf("%s: %v", id, err)
+						return
+					case err != nil:
+						continue // its process stopped: the same trigger again, rejected with the one expected
+					case snap.State == domain.StateCompleted || snap.State == domain.StateCancelled:
+						return
+					}
+					tr = snap.ExpectedTrigger
+					continue
 				case err == nil:
 					t.Errorf("%s: trigger %s: outcome %s", id, tr, outcome)
 					return
