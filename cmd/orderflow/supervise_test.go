@@ -190,6 +190,22 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 	rejected := map[domain.RejectReason]int{}
 	for i, id := range orders {
 		wg.Go(func() {
+			// orderNow reads the order on this worker's process (or the
+			// one standing in for it): read is false when that process
+			// was stopped meanwhile (ask again); any other error fails
+			// the test, and stop says so.
+			orderNow := func() (snap handlers.OrderSnapshot, read, stop bool) {
+				pr := procs.get(i % 2)
+				snap, err := pr.cmds.CurrentOrder(ctx, id)
+				switch {
+				case err == nil:
+					return snap, true, false
+				case procs.gone(pr):
+					return snap, false, false
+				}
+				t.Errorf("%s: %v", id, err)
+				return snap, false, true
+			}
 			tr := "picked_up"
 			for n := 0; ; n++ {
 				select {
@@ -225,13 +241,11 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 					// Sent again after a 503 (or a lost acknowledgement), the
 					// trigger had taken effect the first time: on with
 					// where the order stands now.
-					pr := procs.get(i % 2)
-					snap, err := pr.cmds.CurrentOrder(ctx, id)
+					snap, read, stop := orderNow()
 					switch {
-					case err != nil && !procs.gone(pr):
-						t.Errorf("%s: %v", id, err)
+					case stop:
 						return
-					case err != nil:
+					case !read:
 						continue // its process stopped: the same trigger again, rejected with the one expected
 					case snap.State == domain.StateCompleted || snap.State == domain.StateCancelled:
 						return
@@ -256,13 +270,11 @@ func workersAndSupervisors(t *testing.T, first, second *App, during func(round i
 				case domain.RejectOnHold:
 				held:
 					for { // until a supervisor resumes it
-						pr := procs.get(i % 2)
-						snap, err := pr.cmds.CurrentOrder(ctx, id)
+						snap, read, stop := orderNow()
 						switch {
-						case err != nil && !procs.gone(pr):
-							t.Errorf("%s: %v", id, err)
+						case stop:
 							return
-						case err != nil: // its process stopped: ask again on a turn
+						case !read: // its process stopped: ask again on a turn
 						case snap.State != domain.StateOnHold:
 							if snap.State == domain.StateActive {
 								tr = snap.ExpectedTrigger
